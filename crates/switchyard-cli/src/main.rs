@@ -1,0 +1,2 @@
+//! The `switchyard` command (filled in below).
+fn main() {}

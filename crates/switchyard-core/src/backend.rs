@@ -1,0 +1,383 @@
+//! The [`Backend`] trait: every state transition of the task state machine, and the values
+//! the transitions report.
+//!
+//! Each method that changes state is **one atomic step**: one Lua script on Redis, one critical
+//! section in memory. After every step the invariants of `docs/architecture.md` hold: every
+//! task is in exactly one state, no worker holds more tasks than its capacity, no ready task
+//! waits while a worker serving its (push) queue has a free slot, tasks leave a queue in policy
+//! order, and repeating a submit or a completion changes nothing.
+//!
+//! Steps that can hand tasks to workers report those decisions as [`Assignment`]s, so callers
+//! (and the cross-backend tests) can see exactly what the strategy chose.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Millis;
+use crate::{
+    QueueConfig, QueueName, Result, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec, TaskState,
+    WorkerId, WorkerSpec,
+};
+
+/// The error recorded when a worker disappears (deregistered, reaped, replaced) during a
+/// running attempt. Both backends record exactly this text.
+pub fn lost_worker_error(worker: &WorkerId, attempt: u32) -> String {
+    format!("worker {worker} was lost during attempt {attempt}")
+}
+
+/// The error recorded when a running attempt outlives its timeout. Both backends record
+/// exactly this text.
+pub fn timeout_error(timeout_ms: u32) -> String {
+    format!("timed out after {timeout_ms} ms")
+}
+
+/// One dispatch decision: `task` from `queue` went to `worker`'s inbox.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Assignment {
+    /// The task.
+    pub task: TaskId,
+    /// Its queue.
+    pub queue: QueueName,
+    /// The worker chosen.
+    pub worker: WorkerId,
+}
+
+/// The answer to a submit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitOutcome {
+    /// The task's id; for a duplicate, the id of the task already there.
+    pub id: TaskId,
+    /// Its state after the submit (`None` only for a duplicate whose original record was
+    /// already purged).
+    pub state: Option<TaskState>,
+    /// True if nothing was created: the id existed, or the dedup key was taken.
+    pub duplicate: bool,
+    /// The worker it was dispatched to at once, if any.
+    pub assigned: Option<WorkerId>,
+}
+
+/// A fencing token: it identifies one dispatch of a task. Only the holder of the current token
+/// may complete or fail the task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LeaseToken(pub u64);
+
+/// What a worker needs to complete or fail a task it received.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Lease {
+    /// The task.
+    pub task: TaskId,
+    /// Its queue.
+    pub queue: QueueName,
+    /// The worker holding it.
+    pub worker: WorkerId,
+    /// The fencing token of this dispatch.
+    pub token: LeaseToken,
+}
+
+/// A task handed to a worker by [`Backend::receive`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The lease to complete or fail it with.
+    pub lease: Lease,
+    /// Handler name.
+    pub kind: TaskKind,
+    /// Payload bytes.
+    pub payload: Vec<u8>,
+    /// This attempt's number, starting at 1.
+    pub attempt: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// When the lease runs out (start + timeout); after that the task fails as timed out.
+    pub deadline: Millis,
+}
+
+/// Why a completion or failure was refused. Refusals change nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rejection {
+    /// No such task (never existed, or its record expired).
+    NotFound,
+    /// The task is not running (e.g. already completed, or handed back).
+    NotRunning(TaskState),
+    /// The task is running under another lease: this worker's lease was taken back.
+    StaleToken,
+}
+
+/// What an acknowledgement (complete or fail) did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ack {
+    /// The task succeeded and its result is stored.
+    Completed,
+    /// The task will be retried; it is ready again at `run_at` (ms).
+    Retrying {
+        /// When it becomes ready again.
+        run_at: Millis,
+    },
+    /// The task failed for the last time and is in the dead-letter set.
+    Dead,
+    /// A cancel had been requested; the task is now cancelled.
+    Cancelled,
+    /// Nothing changed.
+    Rejected(Rejection),
+}
+
+/// The answer to [`Backend::complete`] and [`Backend::fail`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckOutcome {
+    /// What happened to the task.
+    pub ack: Ack,
+    /// Tasks dispatched to the freed slot.
+    pub assignments: Vec<Assignment>,
+}
+
+/// The answer to [`Backend::cancel`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CancelOutcome {
+    /// The task was cancelled; it had not started.
+    Cancelled {
+        /// Tasks dispatched to a slot the cancel freed.
+        assignments: Vec<Assignment>,
+    },
+    /// The task is running; its worker is asked to stop it (see [`Backend::heartbeat`]).
+    Requested,
+    /// The task had already finished in this state; nothing changed.
+    AlreadyFinished(TaskState),
+}
+
+/// The answer to [`Backend::register_worker`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RegisterOutcome {
+    /// Whether an earlier registration with the same id was replaced (its tasks were handed back).
+    pub replaced: bool,
+    /// Tasks dispatched by the registration (to this worker, and the handed-back ones anywhere).
+    pub assignments: Vec<Assignment>,
+}
+
+/// The answer to [`Backend::heartbeat`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HeartbeatReply {
+    /// Running tasks of this worker whose cancellation was requested.
+    pub cancel: Vec<TaskId>,
+}
+
+/// The answer to [`Backend::deregister_worker`] and part of a reap.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HandBack {
+    /// Tasks that went back to their queues (or to the dead set, when out of attempts).
+    pub returned: Vec<TaskId>,
+    /// Dispatches of the returned tasks to other workers.
+    pub assignments: Vec<Assignment>,
+}
+
+/// The answer to [`Backend::maintain`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MaintenanceReport {
+    /// Delayed or backed-off tasks that became ready.
+    pub promoted: usize,
+    /// Workers found dead (heartbeat expired) and removed.
+    pub workers_reaped: Vec<WorkerId>,
+    /// Tasks handed back from dead workers.
+    pub tasks_returned: usize,
+    /// Running tasks that outran their timeout and were failed.
+    pub leases_expired: usize,
+    /// Finished task records and dedup keys removed after their retention time.
+    pub records_purged: usize,
+    /// Dispatch decisions made along the way.
+    pub assignments: Vec<Assignment>,
+    /// True if a limit was hit and more work is waiting (call again).
+    pub more: bool,
+}
+
+/// Counts of one queue's tasks by state.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct QueueStats {
+    /// The queue.
+    pub queue: Option<QueueName>,
+    /// Waiting for their run-at time.
+    pub scheduled: u64,
+    /// Waiting for a worker.
+    pub ready: u64,
+    /// In a worker's inbox.
+    pub dispatched: u64,
+    /// Running.
+    pub running: u64,
+    /// Waiting for a retry.
+    pub retry_scheduled: u64,
+    /// Kept after success (until their retention ends).
+    pub succeeded: u64,
+    /// In the dead-letter set.
+    pub dead: u64,
+    /// Kept after cancellation (until their retention ends).
+    pub cancelled: u64,
+}
+
+impl QueueStats {
+    /// Adds one task in `state`.
+    pub fn count(&mut self, state: TaskState) {
+        *self.slot(state) += 1;
+    }
+
+    /// The count for `state`.
+    pub fn get(&self, state: TaskState) -> u64 {
+        match state {
+            TaskState::Scheduled => self.scheduled,
+            TaskState::Ready => self.ready,
+            TaskState::Dispatched => self.dispatched,
+            TaskState::Running => self.running,
+            TaskState::RetryScheduled => self.retry_scheduled,
+            TaskState::Succeeded => self.succeeded,
+            TaskState::Dead => self.dead,
+            TaskState::Cancelled => self.cancelled,
+        }
+    }
+
+    fn slot(&mut self, state: TaskState) -> &mut u64 {
+        match state {
+            TaskState::Scheduled => &mut self.scheduled,
+            TaskState::Ready => &mut self.ready,
+            TaskState::Dispatched => &mut self.dispatched,
+            TaskState::Running => &mut self.running,
+            TaskState::RetryScheduled => &mut self.retry_scheduled,
+            TaskState::Succeeded => &mut self.succeeded,
+            TaskState::Dead => &mut self.dead,
+            TaskState::Cancelled => &mut self.cancelled,
+        }
+    }
+
+    /// All tasks counted.
+    pub fn total(&self) -> u64 {
+        TaskState::ALL.iter().map(|s| self.get(*s)).sum()
+    }
+}
+
+/// One worker as the backend sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStats {
+    /// The worker.
+    pub id: WorkerId,
+    /// Slots.
+    pub capacity: u32,
+    /// Weight.
+    pub weight: u32,
+    /// Tasks dispatched to it or running on it now.
+    pub inflight: u32,
+    /// Dispatches to it since it registered.
+    pub assigned: u64,
+    /// Its queues, in preference order.
+    pub queues: Vec<QueueName>,
+    /// When its heartbeat expires.
+    pub expires_at: Millis,
+}
+
+/// A snapshot of the backend.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Stats {
+    /// Per declared queue, by name.
+    pub queues: Vec<QueueStats>,
+    /// Per live worker, by id.
+    pub workers: Vec<WorkerStats>,
+}
+
+/// Where task state lives. Implemented by the in-memory reference backend and the Redis backend.
+///
+/// All methods take `&self` and are safe to call from many tasks at once.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// Declares a queue. Declaring it again with the same configuration is a no-op; with a
+    /// different one it is an [`Error::QueueConflict`](crate::Error::QueueConflict).
+    async fn declare_queue(&self, queue: &QueueName, config: QueueConfig) -> Result<()>;
+
+    /// The configuration of a declared queue.
+    async fn queue_config(&self, queue: &QueueName) -> Result<Option<QueueConfig>>;
+
+    /// Submits one task. Submitting an id that exists, or a dedup key that is taken, changes
+    /// nothing and reports `duplicate`.
+    async fn submit(&self, spec: TaskSpec) -> Result<SubmitOutcome>;
+
+    /// Submits several tasks, with the same effect as submitting them one by one in order.
+    /// Every queue is checked first; if one is unknown, nothing is submitted.
+    async fn submit_batch(&self, specs: Vec<TaskSpec>) -> Result<Vec<SubmitOutcome>>;
+
+    /// Registers a worker (replacing, and handing back the tasks of, an earlier registration
+    /// with the same id) and fills its free slots from its queues.
+    async fn register_worker(&self, spec: WorkerSpec) -> Result<RegisterOutcome>;
+
+    /// Extends the worker's heartbeat; reports running tasks whose cancel was requested.
+    /// Fails with [`Error::UnknownWorker`](crate::Error::UnknownWorker) if it was reaped.
+    async fn heartbeat(&self, worker: &WorkerId) -> Result<HeartbeatReply>;
+
+    /// Removes a worker. Tasks in its inbox go back to their queues without using an attempt;
+    /// running tasks go back with the attempt counted.
+    async fn deregister_worker(&self, worker: &WorkerId) -> Result<HandBack>;
+
+    /// Dispatches ready tasks of `queue` to eligible workers, up to `limit`. The backend already
+    /// dispatches at every step, so this finds work only after a crash left some undone.
+    async fn dispatch(&self, queue: &QueueName, limit: usize) -> Result<Vec<Assignment>>;
+
+    /// Starts up to `max` tasks from the worker's inbox (then, with slots to spare, from its
+    /// pull queues) and returns them. Never blocks; returns an empty list if there is nothing.
+    async fn receive(&self, worker: &WorkerId, max: usize) -> Result<Vec<Delivery>>;
+
+    /// Like [`Backend::receive`], but if nothing is there, waits up to `timeout` for work to
+    /// arrive without polling the backend.
+    async fn receive_wait(
+        &self,
+        worker: &WorkerId,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Delivery>>;
+
+    /// Marks a running task succeeded with `value` as its result. Refused (changing nothing)
+    /// if the lease is stale.
+    async fn complete(&self, lease: &Lease, value: Vec<u8>) -> Result<AckOutcome>;
+
+    /// Completes a task and receives up to `max` more in one step.
+    async fn complete_and_receive(
+        &self,
+        lease: &Lease,
+        value: Vec<u8>,
+        max: usize,
+    ) -> Result<(AckOutcome, Vec<Delivery>)> {
+        let outcome = self.complete(lease, value).await?;
+        let deliveries = if max > 0 {
+            self.receive(&lease.worker, max).await?
+        } else {
+            Vec::new()
+        };
+        Ok((outcome, deliveries))
+    }
+
+    /// Records a failed attempt. With `retry` and attempts left, the task is retried after the
+    /// queue's backoff; otherwise it goes to the dead-letter set.
+    async fn fail(&self, lease: &Lease, error: &str, retry: bool) -> Result<AckOutcome>;
+
+    /// Cancels a task: at once if it has not started, by request if it is running.
+    async fn cancel(&self, id: TaskId) -> Result<CancelOutcome>;
+
+    /// A snapshot of one task.
+    async fn get_task(&self, id: TaskId) -> Result<Option<TaskInfo>>;
+
+    /// How the task ended, if it has.
+    async fn get_outcome(&self, id: TaskId) -> Result<Option<TaskOutcome>>;
+
+    /// Waits up to `timeout` for the task to end, without polling the backend.
+    async fn wait_outcome(&self, id: TaskId, timeout: Duration) -> Result<Option<TaskOutcome>>;
+
+    /// Dead tasks of a queue, oldest first, up to `limit`.
+    async fn list_dead(&self, queue: &QueueName, limit: usize) -> Result<Vec<TaskInfo>>;
+
+    /// Moves a dead task back to its queue with its attempts reset.
+    async fn redrive(&self, id: TaskId) -> Result<SubmitOutcome>;
+
+    /// Counts per queue and per worker.
+    async fn stats(&self) -> Result<Stats>;
+
+    /// The next ready tasks of a queue in the order they will leave it, up to `limit`.
+    async fn peek_ready(&self, queue: &QueueName, limit: usize) -> Result<Vec<TaskId>>;
+
+    /// Housekeeping, at most `limit` items of each kind: promotes due delayed tasks, reaps
+    /// workers whose heartbeat expired, fails running tasks past their deadline, purges
+    /// finished records past their retention. Safe to run from many places at once.
+    async fn maintain(&self, limit: usize) -> Result<MaintenanceReport>;
+}

@@ -1,0 +1,126 @@
+//! Typed errors shared by every layer.
+
+use crate::{QueueName, TaskId, WorkerId};
+
+/// Result alias used throughout Switchyard.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in a Switchyard call.
+///
+/// Input errors ([`Error::Invalid`]) are raised before anything is sent to a backend, so a
+/// rejected call never changes state. Backend errors carry enough context for an operator to
+/// act on (see [`BackendErrorKind`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A value given by the caller is out of range or malformed.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The field or argument that was rejected, e.g. `"queue name"`.
+        field: &'static str,
+        /// What is wrong with it, and what would be accepted.
+        reason: String,
+    },
+
+    /// The queue has not been declared on this backend.
+    #[error(
+        "queue `{0}` is not declared: declare it (with its policy and strategy) before submitting to it or serving it"
+    )]
+    UnknownQueue(QueueName),
+
+    /// The queue exists with another configuration.
+    #[error(
+        "queue `{queue}` is already declared with a different configuration ({detail}); use a new queue name or the same configuration"
+    )]
+    QueueConflict {
+        /// The queue that was re-declared.
+        queue: QueueName,
+        /// Which settings differ.
+        detail: String,
+    },
+
+    /// The worker is not (or no longer) registered.
+    #[error(
+        "worker `{0}` is not registered (its heartbeat may have expired and its tasks were handed back): register it again"
+    )]
+    UnknownWorker(WorkerId),
+
+    /// No task with this id exists (it may never have existed or its record has expired).
+    #[error("task {0} not found")]
+    TaskNotFound(TaskId),
+
+    /// The task is not in a state that allows the requested operation.
+    #[error("task {id} is {state}, which does not allow {operation}")]
+    WrongState {
+        /// The task.
+        id: TaskId,
+        /// Its current state.
+        state: crate::TaskState,
+        /// The operation that was refused.
+        operation: &'static str,
+    },
+
+    /// The backend (e.g. Redis) failed.
+    #[error("{kind} backend error: {message}")]
+    Backend {
+        /// A classification a caller can act on.
+        kind: BackendErrorKind,
+        /// The backend's own message.
+        message: String,
+    },
+}
+
+/// Classification of backend failures, so that callers can decide to retry, reconfigure or give up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendErrorKind {
+    /// The server could not be reached or the connection broke; retrying later may help.
+    Connection,
+    /// Authentication or authorisation failed; fix the credentials.
+    Auth,
+    /// The server is out of memory (`maxmemory` reached); free memory or raise the limit.
+    OutOfMemory,
+    /// The server is read-only (a replica, e.g. during a failover); retrying may help.
+    ReadOnly,
+    /// The server is too old or lacks a feature Switchyard needs.
+    Unsupported,
+    /// The server refused a request as malformed; this is a bug in Switchyard.
+    Protocol,
+    /// Anything else.
+    Other,
+}
+
+impl std::fmt::Display for BackendErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BackendErrorKind::Connection => "connection",
+            BackendErrorKind::Auth => "authentication",
+            BackendErrorKind::OutOfMemory => "out-of-memory",
+            BackendErrorKind::ReadOnly => "read-only",
+            BackendErrorKind::Unsupported => "unsupported-server",
+            BackendErrorKind::Protocol => "protocol",
+            BackendErrorKind::Other => "unexpected",
+        })
+    }
+}
+
+impl Error {
+    /// Shorthand for an [`Error::Invalid`].
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Error::Invalid {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// Whether retrying the same call later might succeed (connection loss, failover).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Backend {
+                kind: BackendErrorKind::Connection | BackendErrorKind::ReadOnly,
+                ..
+            }
+        )
+    }
+}

@@ -1,0 +1,50 @@
+//! # switchyard-core
+//!
+//! The shared vocabulary of Switchyard: the task model, the scheduling [policies](policy), the
+//! dispatch [strategies](strategy), and the [`Backend`] trait that the in-memory and Redis
+//! backends implement. Everything here is pure and synchronous except the trait itself.
+//!
+//! * [`TaskSpec`] — what a producer submits, validated by its builder.
+//! * [`Policy`] — the order tasks leave a queue: FCFS, priority, shortest-job-first, with aging.
+//! * [`Strategy`] / [`strategy::Balancer`] — which worker gets a task: round-robin, random,
+//!   weighted, least-loaded, affinity or pull.
+//! * [`Backend`] — every transition of the state machine
+//!   `submitted → (scheduled →) ready → dispatched → running → succeeded | retry-scheduled → … | dead | cancelled`.
+//! * [`Clock`] — time, injectable ([`ManualClock`]) for deterministic tests.
+//!
+//! ```
+//! use switchyard_core::{Policy, QueueConfig, Strategy, TaskSpec};
+//! let config = QueueConfig::new(Policy::SJF, Strategy::LeastLoaded);
+//! let task = TaskSpec::builder("thumbnails", "resize").payload(b"img-42".to_vec()).build()?;
+//! # Ok::<(), switchyard_core::Error>(())
+//! ```
+
+pub mod backend;
+pub mod clock;
+mod error;
+mod id;
+mod names;
+pub mod policy;
+mod queue;
+pub mod rng;
+pub mod strategy;
+mod task;
+mod worker;
+
+pub use backend::{
+    Ack, AckOutcome, Assignment, Backend, CancelOutcome, Delivery, HandBack, HeartbeatReply, Lease,
+    LeaseToken, MaintenanceReport, QueueStats, RegisterOutcome, Rejection, Stats, SubmitOutcome,
+    WorkerStats,
+};
+pub use clock::{Clock, ManualClock, Millis, SystemClock};
+pub use error::{BackendErrorKind, Error, Result};
+pub use id::{TASK_ID_TEXT_LEN, TaskId, TaskIdGenerator};
+pub use names::{QueueName, TaskKind, WorkerId};
+pub use policy::Policy;
+pub use queue::{Backoff, QueueConfig};
+pub use strategy::Strategy;
+pub use task::{
+    MAX_ATTEMPTS, MAX_DURATION_MS, MAX_KEY_BYTES, MAX_PAYLOAD_BYTES, MAX_RUN_AT_MS, Schedule,
+    TaskInfo, TaskOutcome, TaskSpec, TaskSpecBuilder, TaskState,
+};
+pub use worker::{DEFAULT_HEARTBEAT_TTL_MS, MAX_WORKER_QUEUES, WorkerSpec};

@@ -1,0 +1,291 @@
+//! Queue configuration: policy, strategy, retry and retention settings.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::duration_ms;
+use crate::rng::Minstd;
+use crate::task::{MAX_ATTEMPTS, MAX_DURATION_MS};
+use crate::{Error, Policy, Strategy};
+
+/// Exponential backoff with jitter between attempts.
+///
+/// After failed attempt `a` (1-based) the delay is `d = min(base · 2^(a−1), max)`, shortened by
+/// a jitter `j` drawn uniformly from `0..=⌊d · jitter_pct / 100⌋` with the queue's generator:
+/// the task is ready again `d − j` ms after the failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backoff {
+    /// Delay after the first failure, in ms.
+    pub base_ms: u32,
+    /// Upper bound of the delay, in ms.
+    pub max_ms: u32,
+    /// Up to this percentage of the delay is taken off at random (`0..=100`).
+    pub jitter_pct: u8,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            base_ms: 1_000,
+            max_ms: 3_600_000,
+            jitter_pct: 20,
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay after failed attempt `attempt` (1-based), before jitter.
+    pub fn raw_delay_ms(&self, attempt: u32) -> u64 {
+        let shift = attempt.saturating_sub(1);
+        let max = u64::from(self.max_ms);
+        if shift >= 32 {
+            return max;
+        }
+        (u64::from(self.base_ms) << shift).min(max)
+    }
+
+    /// The delay after failed attempt `attempt`, drawing jitter from `rng`.
+    ///
+    /// ```
+    /// use switchyard_core::{Backoff, rng::Minstd};
+    /// let b = Backoff { base_ms: 100, max_ms: 1_000, jitter_pct: 0 };
+    /// let mut rng = Minstd::from_seed(1);
+    /// assert_eq!(b.delay_ms(1, &mut rng), 100);
+    /// assert_eq!(b.delay_ms(3, &mut rng), 400);
+    /// assert_eq!(b.delay_ms(9, &mut rng), 1_000);
+    /// ```
+    pub fn delay_ms(&self, attempt: u32, rng: &mut Minstd) -> u64 {
+        let d = self.raw_delay_ms(attempt);
+        let span = d * u64::from(self.jitter_pct.min(100)) / 100;
+        d - rng.below(span + 1)
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        if self.base_ms > self.max_ms {
+            return Err(Error::invalid(
+                "backoff",
+                format!("base {} ms is above max {} ms", self.base_ms, self.max_ms),
+            ));
+        }
+        if self.jitter_pct > 100 {
+            return Err(Error::invalid(
+                "backoff jitter",
+                format!("{}% is above 100%", self.jitter_pct),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How a queue orders, dispatches, retries and keeps its tasks.
+///
+/// ```
+/// use switchyard_core::{Policy, QueueConfig, Strategy};
+/// use std::time::Duration;
+/// let config = QueueConfig::new(Policy::PRIORITY, Strategy::LeastLoaded)
+///     .with_max_attempts(5)
+///     .with_timeout(Duration::from_secs(30));
+/// config.validate().unwrap();
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueConfig {
+    /// Order of tasks inside the queue.
+    pub policy: Policy,
+    /// Choice of worker for each task.
+    pub strategy: Strategy,
+    /// Seed of the queue's generators (random strategy, retry jitter).
+    pub seed: u64,
+    /// Attempts for tasks that do not set their own (`1..=1000`). Default 3.
+    pub max_attempts: u32,
+    /// Per-attempt timeout for tasks that do not set their own, in ms. Default 5 minutes.
+    pub timeout_ms: u32,
+    /// Cost assumed by shortest-job-first for tasks without a cost hint, in ms. Default 1 s.
+    pub default_cost_ms: u32,
+    /// Delay between attempts.
+    pub backoff: Backoff,
+    /// How long results and finished task records are kept, in ms. Default 1 hour.
+    pub result_ttl_ms: u64,
+    /// How long a dedup key blocks duplicates after its task was submitted, in ms. Default 1 hour.
+    pub dedup_window_ms: u64,
+    /// How long dead tasks stay in the dead-letter set, in ms. Default 7 days.
+    pub dead_ttl_ms: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            policy: Policy::Fcfs,
+            strategy: Strategy::RoundRobin,
+            seed: 0,
+            max_attempts: 3,
+            timeout_ms: 300_000,
+            default_cost_ms: 1_000,
+            backoff: Backoff::default(),
+            result_ttl_ms: 3_600_000,
+            dedup_window_ms: 3_600_000,
+            dead_ttl_ms: 7 * 24 * 3_600_000,
+        }
+    }
+}
+
+impl QueueConfig {
+    /// Defaults with the given policy and strategy.
+    pub fn new(policy: Policy, strategy: Strategy) -> Self {
+        QueueConfig {
+            policy,
+            strategy,
+            ..QueueConfig::default()
+        }
+    }
+
+    /// Sets the generator seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Sets the default attempts.
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
+    /// Sets the default per-attempt timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout_ms = u32::try_from(duration_ms(timeout)).unwrap_or(u32::MAX);
+        self
+    }
+
+    /// Sets the backoff.
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Sets how long results are kept.
+    pub fn with_result_ttl(mut self, ttl: Duration) -> Self {
+        self.result_ttl_ms = duration_ms(ttl);
+        self
+    }
+
+    /// Sets the dedup window.
+    pub fn with_dedup_window(mut self, window: Duration) -> Self {
+        self.dedup_window_ms = duration_ms(window);
+        self
+    }
+
+    /// Sets how long dead tasks are kept.
+    pub fn with_dead_ttl(mut self, ttl: Duration) -> Self {
+        self.dead_ttl_ms = duration_ms(ttl);
+        self
+    }
+
+    /// Sets the default cost for shortest-job-first.
+    pub fn with_default_cost(mut self, cost: Duration) -> Self {
+        self.default_cost_ms = u32::try_from(duration_ms(cost)).unwrap_or(u32::MAX);
+        self
+    }
+
+    /// Checks every setting.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.policy.validate()?;
+        self.strategy.validate()?;
+        self.backoff.validate()?;
+        if !(1..=MAX_ATTEMPTS).contains(&self.max_attempts) {
+            return Err(Error::invalid(
+                "max attempts",
+                format!("{} is outside 1..={MAX_ATTEMPTS}", self.max_attempts),
+            ));
+        }
+        if self.timeout_ms == 0 {
+            return Err(Error::invalid("timeout", "must be at least 1 ms"));
+        }
+        for (field, value) in [
+            ("result ttl", self.result_ttl_ms),
+            ("dedup window", self.dedup_window_ms),
+            ("dead ttl", self.dead_ttl_ms),
+        ] {
+            if value > MAX_DURATION_MS * 1000 {
+                return Err(Error::invalid(field, format!("{value} ms is too long")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The queue's retry-jitter generator, fresh from its seed.
+    pub fn jitter_rng(&self) -> Minstd {
+        Minstd::from_seed(self.seed.wrapping_add(1))
+    }
+
+    /// Describes how `self` differs from `other`, for conflict errors.
+    pub fn diff(&self, other: &QueueConfig) -> String {
+        let mut parts = Vec::new();
+        if self.policy != other.policy {
+            parts.push(format!(
+                "policy {} vs {}",
+                self.policy.name(),
+                other.policy.name()
+            ));
+        }
+        if self.strategy != other.strategy {
+            parts.push(format!(
+                "strategy {} vs {}",
+                self.strategy.name(),
+                other.strategy.name()
+            ));
+        }
+        if parts.is_empty() && self != other {
+            parts.push("limits differ".into());
+        }
+        parts.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let b = Backoff {
+            base_ms: 1_000,
+            max_ms: 10_000,
+            jitter_pct: 0,
+        };
+        let delays: Vec<u64> = (1..=6).map(|a| b.raw_delay_ms(a)).collect();
+        assert_eq!(delays, [1_000, 2_000, 4_000, 8_000, 10_000, 10_000]);
+        assert_eq!(b.raw_delay_ms(1000), 10_000);
+    }
+
+    #[test]
+    fn jitter_stays_in_band() {
+        let b = Backoff {
+            base_ms: 1_000,
+            max_ms: 1_000,
+            jitter_pct: 30,
+        };
+        let mut rng = Minstd::from_seed(9);
+        for _ in 0..1000 {
+            let d = b.delay_ms(1, &mut rng);
+            assert!((700..=1_000).contains(&d), "{d}");
+        }
+    }
+
+    #[test]
+    fn validation() {
+        assert!(QueueConfig::default().validate().is_ok());
+        assert!(
+            QueueConfig::default()
+                .with_max_attempts(0)
+                .validate()
+                .is_err()
+        );
+        let bad = QueueConfig::default().with_backoff(Backoff {
+            base_ms: 10,
+            max_ms: 5,
+            jitter_pct: 0,
+        });
+        assert!(bad.validate().is_err());
+    }
+}

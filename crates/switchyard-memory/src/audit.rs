@@ -1,0 +1,172 @@
+//! Invariant checks over the whole memory state (used by tests after every step).
+
+use std::collections::HashSet;
+
+use switchyard_core::TaskState;
+
+use crate::state::State;
+
+impl State {
+    /// Checks the invariants of DESIGN §3 that can be seen in one state, plus the consistency
+    /// of every index. Returns the first violation found.
+    pub(crate) fn audit(&self) -> Result<(), String> {
+        // Conservation: each record sits in exactly the structure its state names.
+        let mut seen = HashSet::new();
+        for (qn, q) in &self.queues {
+            for (pos, id) in &q.ready {
+                let t = self
+                    .tasks
+                    .get(id)
+                    .ok_or(format!("ready {id} has no record"))?;
+                if t.state != TaskState::Ready || t.position != Some(*pos) || &t.queue != qn {
+                    return Err(format!(
+                        "ready entry {id} disagrees with its record ({})",
+                        t.state
+                    ));
+                }
+                if !seen.insert(*id) {
+                    return Err(format!("{id} is in two places"));
+                }
+            }
+            for (pos, id) in &q.delayed {
+                let t = self
+                    .tasks
+                    .get(id)
+                    .ok_or(format!("delayed {id} has no record"))?;
+                if !matches!(t.state, TaskState::Scheduled | TaskState::RetryScheduled)
+                    || t.position != Some(*pos)
+                {
+                    return Err(format!(
+                        "delayed entry {id} disagrees with its record ({})",
+                        t.state
+                    ));
+                }
+                if !seen.insert(*id) {
+                    return Err(format!("{id} is in two places"));
+                }
+            }
+            for (at, id) in &q.dead {
+                let t = self
+                    .tasks
+                    .get(id)
+                    .ok_or(format!("dead {id} has no record"))?;
+                if t.state != TaskState::Dead || t.finished_at != *at {
+                    return Err(format!("dead entry {id} disagrees with its record"));
+                }
+            }
+        }
+        for (wid, w) in &self.workers {
+            for (seq, id) in &w.inbox {
+                let t = self
+                    .tasks
+                    .get(id)
+                    .ok_or(format!("inbox {id} has no record"))?;
+                if t.state != TaskState::Dispatched
+                    || t.worker.as_ref() != Some(wid)
+                    || t.inbox_seq != *seq
+                {
+                    return Err(format!(
+                        "inbox entry {id} of {wid} disagrees with its record"
+                    ));
+                }
+                if !seen.insert(*id) {
+                    return Err(format!("{id} is in two places"));
+                }
+            }
+            for id in &w.running {
+                let t = self
+                    .tasks
+                    .get(id)
+                    .ok_or(format!("running {id} has no record"))?;
+                if t.state != TaskState::Running || t.worker.as_ref() != Some(wid) {
+                    return Err(format!(
+                        "running entry {id} of {wid} disagrees with its record"
+                    ));
+                }
+                if !self.leases.contains(&(t.deadline, *id)) {
+                    return Err(format!("running {id} has no lease entry"));
+                }
+                if !seen.insert(*id) {
+                    return Err(format!("{id} is in two places"));
+                }
+            }
+            // Capacity.
+            let held = u32::try_from(w.inbox.len() + w.running.len()).unwrap_or(u32::MAX);
+            if held != w.inflight {
+                return Err(format!(
+                    "{wid} counts {} in flight but holds {held}",
+                    w.inflight
+                ));
+            }
+            if w.inflight > w.spec.get_capacity() {
+                return Err(format!(
+                    "{wid} holds {} tasks with capacity {}",
+                    w.inflight,
+                    w.spec.get_capacity()
+                ));
+            }
+            if !self.heartbeats.contains(&(w.expires_at, wid.clone())) {
+                return Err(format!("{wid} has no heartbeat entry"));
+            }
+        }
+        if self.heartbeats.len() != self.workers.len() {
+            return Err("heartbeat index has entries for unknown workers".into());
+        }
+        for (until, id) in &self.retention {
+            let t = self
+                .tasks
+                .get(id)
+                .ok_or(format!("retained {id} has no record"))?;
+            if !t.state.is_terminal() || t.retain_until != *until {
+                return Err(format!("retention entry {id} disagrees with its record"));
+            }
+            if !seen.insert(*id) {
+                return Err(format!("{id} is in two places"));
+            }
+        }
+        if seen.len() != self.tasks.len() {
+            let lost: Vec<_> = self
+                .tasks
+                .keys()
+                .filter(|id| !seen.contains(id))
+                .take(3)
+                .collect();
+            return Err(format!("tasks in no structure: {lost:?}"));
+        }
+        let running = self
+            .workers
+            .values()
+            .map(|w| w.running.len())
+            .sum::<usize>();
+        if self.leases.len() != running {
+            return Err("lease index has entries for tasks that are not running".into());
+        }
+        // Work conservation, and the balancers' view of eligibility.
+        for (qn, q) in &self.queues {
+            for wid in &q.members {
+                let w = self
+                    .workers
+                    .get(wid)
+                    .ok_or(format!("{qn} lists dead worker {wid}"))?;
+                let free = w.inflight < w.spec.get_capacity();
+                if q.config.strategy.is_push() {
+                    if free && !q.ready.is_empty() {
+                        return Err(format!(
+                            "{qn} has {} ready tasks while {wid} has a free slot",
+                            q.ready.len()
+                        ));
+                    }
+                    if q.balancer.is_eligible(wid) != free {
+                        return Err(format!(
+                            "{qn}'s balancer is wrong about {wid}'s eligibility"
+                        ));
+                    }
+                }
+            }
+            if q.config.strategy.is_push() && q.balancer.eligible_count() > q.members.len() {
+                return Err(format!("{qn}'s balancer lists workers that left"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,308 @@
+//! # switchyard-memory
+//!
+//! The in-memory [`Backend`]: the **reference semantics** of Switchyard, the embedded default
+//! of the `switchyard` binary, and the test double for code built on the facade.
+//!
+//! Every transition is one critical section under one mutex, so each step is atomic and the
+//! backend is safe to share across tokio tasks (clone the handle). Time comes from an
+//! injected [`Clock`]: under a [`ManualClock`](switchyard_core::ManualClock) and with seeded
+//! queues, the same operations give the same decisions every time. Ready sets are ordered maps
+//! (`O(log n)` pops) and every strategy decision is `O(log w)` (see
+//! [`switchyard_core::strategy`]).
+//!
+//! The rules it implements — and that the Redis backend reproduces decision for decision — are
+//! written out in `docs/architecture.md`. In short:
+//!
+//! * A task entering an **empty** ready set of a push queue is dispatched at once if the
+//!   strategy finds an eligible worker; otherwise it waits in policy order.
+//! * A worker that frees a slot takes the next task from the first of its push queues that
+//!   has one (it is the only eligible worker for such a queue, so the strategy is not asked).
+//! * `receive` starts inbox tasks in dispatch order, then pulls from pull queues.
+//! * A failed attempt releases the slot, then retries after backoff (or dies), then the worker
+//!   refills.
+//!
+//! ```
+//! use switchyard_core::{Backend, QueueConfig, QueueName, TaskSpec, WorkerSpec, Policy, Strategy};
+//! use switchyard_memory::MemoryBackend;
+//!
+//! # tokio_test_block_on(async {
+//! let backend = MemoryBackend::new();
+//! let queue = QueueName::new("emails")?;
+//! backend.declare_queue(&queue, QueueConfig::new(Policy::Fcfs, Strategy::RoundRobin)).await?;
+//! backend.register_worker(WorkerSpec::new("w1", ["emails"])?.capacity(2)).await?;
+//!
+//! let submitted = backend.submit(TaskSpec::builder("emails", "send").build()?).await?;
+//! assert_eq!(submitted.assigned.map(|w| w.to_string()), Some("w1".to_string()));
+//!
+//! let worker = "w1".parse()?;
+//! let deliveries = backend.receive(&worker, 10).await?;
+//! backend.complete(&deliveries[0].lease, b"sent".to_vec()).await?;
+//! # Ok::<(), switchyard_core::Error>(())
+//! # });
+//! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+//! # }
+//! ```
+
+mod audit;
+mod state;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use switchyard_core::{
+    AckOutcome, Assignment, Backend, CancelOutcome, Clock, Delivery, Error, HandBack,
+    HeartbeatReply, Lease, MaintenanceReport, QueueConfig, QueueName, RegisterOutcome, Result,
+    Stats, SubmitOutcome, SystemClock, TaskId, TaskInfo, TaskOutcome, TaskSpec, WorkerId,
+    WorkerSpec,
+};
+use tokio::time::Instant;
+
+use state::State;
+
+/// The in-memory backend. Cheap to clone; clones share the same state.
+#[derive(Clone, Debug)]
+pub struct MemoryBackend {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryBackend {
+    /// A backend on the system clock.
+    pub fn new() -> Self {
+        Self::with_clock(Arc::new(SystemClock))
+    }
+
+    /// A backend on the given clock (use a [`ManualClock`](switchyard_core::ManualClock) for
+    /// deterministic runs).
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        MemoryBackend {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::default()),
+                clock,
+            }),
+        }
+    }
+
+    /// The backend's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.shared.clock
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a half-applied step visible to callers
+        // that matter more than availability here; recover the guard.
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn now(&self) -> u64 {
+        self.shared.clock.now_ms()
+    }
+
+    /// Checks every invariant that one snapshot can show (conservation, capacity, work
+    /// conservation, index consistency). For tests; `O(n)`.
+    pub fn audit(&self) -> std::result::Result<(), String> {
+        self.lock().audit()
+    }
+
+    /// Runs a closure on the locked state; synchronous twin of each trait method, for the
+    /// simulator and benches that do not want an executor.
+    fn with<T>(&self, f: impl FnOnce(&mut State, u64) -> Result<T>) -> Result<T> {
+        let now = self.now();
+        let mut state = self.lock();
+        f(&mut state, now)
+    }
+
+    /// Synchronous [`Backend::submit`].
+    pub fn submit_now(&self, spec: TaskSpec) -> Result<SubmitOutcome> {
+        self.with(|s, now| s.submit(spec, now))
+    }
+
+    /// Synchronous [`Backend::receive`].
+    pub fn receive_now(&self, worker: &WorkerId, max: usize) -> Result<Vec<Delivery>> {
+        self.with(|s, now| s.receive(worker, max, now))
+    }
+
+    /// Synchronous [`Backend::complete`].
+    pub fn complete_now(&self, lease: &Lease, value: Vec<u8>) -> Result<AckOutcome> {
+        self.with(|s, now| s.complete(lease, value, now))
+    }
+
+    /// Synchronous [`Backend::register_worker`].
+    pub fn register_now(&self, spec: WorkerSpec) -> Result<RegisterOutcome> {
+        self.with(|s, now| s.register_worker(spec, now))
+    }
+
+    /// Synchronous [`Backend::declare_queue`].
+    pub fn declare_now(&self, queue: &QueueName, config: QueueConfig) -> Result<()> {
+        self.with(|s, _| s.declare_queue(queue, config))
+    }
+
+    /// Synchronous [`Backend::stats`].
+    pub fn stats_now(&self) -> Stats {
+        self.lock().stats()
+    }
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    async fn declare_queue(&self, queue: &QueueName, config: QueueConfig) -> Result<()> {
+        self.declare_now(queue, config)
+    }
+
+    async fn queue_config(&self, queue: &QueueName) -> Result<Option<QueueConfig>> {
+        Ok(self.lock().queues.get(queue).map(|q| q.config))
+    }
+
+    async fn submit(&self, spec: TaskSpec) -> Result<SubmitOutcome> {
+        self.submit_now(spec)
+    }
+
+    async fn submit_batch(&self, specs: Vec<TaskSpec>) -> Result<Vec<SubmitOutcome>> {
+        self.with(|s, now| {
+            if let Some(unknown) = specs.iter().find(|t| !s.queues.contains_key(t.queue())) {
+                return Err(Error::UnknownQueue(unknown.queue().clone()));
+            }
+            specs.into_iter().map(|spec| s.submit(spec, now)).collect()
+        })
+    }
+
+    async fn register_worker(&self, spec: WorkerSpec) -> Result<RegisterOutcome> {
+        self.register_now(spec)
+    }
+
+    async fn heartbeat(&self, worker: &WorkerId) -> Result<HeartbeatReply> {
+        self.with(|s, now| s.heartbeat(worker, now))
+    }
+
+    async fn deregister_worker(&self, worker: &WorkerId) -> Result<HandBack> {
+        self.with(|s, now| s.deregister_worker(worker, now))
+    }
+
+    async fn dispatch(&self, queue: &QueueName, limit: usize) -> Result<Vec<Assignment>> {
+        self.with(|s, _| s.dispatch(queue, limit))
+    }
+
+    async fn receive(&self, worker: &WorkerId, max: usize) -> Result<Vec<Delivery>> {
+        self.receive_now(worker, max)
+    }
+
+    async fn receive_wait(
+        &self,
+        worker: &WorkerId,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Delivery>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (deliveries, waker) = self.with(|s, now| {
+                let deliveries = s.receive(worker, max, now)?;
+                Ok((deliveries, s.waker(worker)))
+            })?;
+            if !deliveries.is_empty() || max == 0 {
+                return Ok(deliveries);
+            }
+            // A dispatch after the receive above leaves a permit, so no wake-up is lost.
+            if tokio::time::timeout_at(deadline, waker.notified())
+                .await
+                .is_err()
+            {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn complete(&self, lease: &Lease, value: Vec<u8>) -> Result<AckOutcome> {
+        self.complete_now(lease, value)
+    }
+
+    async fn complete_and_receive(
+        &self,
+        lease: &Lease,
+        value: Vec<u8>,
+        max: usize,
+    ) -> Result<(AckOutcome, Vec<Delivery>)> {
+        self.with(|s, now| {
+            let outcome = s.complete(lease, value, now)?;
+            let deliveries = if max > 0 && s.workers.contains_key(&lease.worker) {
+                s.receive(&lease.worker, max, now)?
+            } else {
+                Vec::new()
+            };
+            Ok((outcome, deliveries))
+        })
+    }
+
+    async fn fail(&self, lease: &Lease, error: &str, retry: bool) -> Result<AckOutcome> {
+        self.with(|s, now| s.fail(lease, error, retry, now))
+    }
+
+    async fn cancel(&self, id: TaskId) -> Result<CancelOutcome> {
+        self.with(|s, now| s.cancel(id, now))
+    }
+
+    async fn get_task(&self, id: TaskId) -> Result<Option<TaskInfo>> {
+        Ok(self.lock().get_task(id))
+    }
+
+    async fn get_outcome(&self, id: TaskId) -> Result<Option<TaskOutcome>> {
+        Ok(self.lock().get_outcome(id))
+    }
+
+    async fn wait_outcome(&self, id: TaskId, timeout: Duration) -> Result<Option<TaskOutcome>> {
+        let deadline = Instant::now() + timeout;
+        let finished = self.lock().finished.clone();
+        loop {
+            let notified = finished.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let state = self.lock();
+                if let Some(outcome) = state.get_outcome(id) {
+                    return Ok(Some(outcome));
+                }
+                if state.get_task(id).is_none() {
+                    return Err(Error::TaskNotFound(id));
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn list_dead(&self, queue: &QueueName, limit: usize) -> Result<Vec<TaskInfo>> {
+        self.lock().list_dead(queue, limit)
+    }
+
+    async fn redrive(&self, id: TaskId) -> Result<SubmitOutcome> {
+        self.with(|s, now| s.redrive(id, now))
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        Ok(self.stats_now())
+    }
+
+    async fn peek_ready(&self, queue: &QueueName, limit: usize) -> Result<Vec<TaskId>> {
+        self.lock().peek_ready(queue, limit)
+    }
+
+    async fn maintain(&self, limit: usize) -> Result<MaintenanceReport> {
+        self.with(|s, now| s.maintain(limit, now))
+    }
+}

@@ -1,0 +1,1042 @@
+//! The reference state machine: every transition of DESIGN §3 as a method on [`State`].
+//!
+//! Each public method here is one atomic step (the caller holds the lock). The rules written
+//! in these methods are the semantics the Redis scripts reproduce; the comments name each rule
+//! where the order of effects matters for identical decisions.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use switchyard_core::backend::{lost_worker_error, timeout_error};
+use switchyard_core::policy::KeyInput;
+use switchyard_core::rng::Minstd;
+use switchyard_core::strategy::{Balancer, Load};
+use switchyard_core::{
+    Ack, AckOutcome, Assignment, BackendErrorKind, CancelOutcome, Delivery, Error, HandBack,
+    HeartbeatReply, Lease, LeaseToken, MaintenanceReport, Millis, QueueConfig, QueueName,
+    QueueStats, RegisterOutcome, Rejection, Result, Stats, SubmitOutcome, TaskId, TaskInfo,
+    TaskKind, TaskOutcome, TaskSpec, TaskState, WorkerId, WorkerSpec, WorkerStats,
+};
+use tokio::sync::Notify;
+
+/// One queue.
+#[derive(Debug)]
+pub(crate) struct Queue {
+    pub(crate) config: QueueConfig,
+    /// Ready tasks by `(sort key, seq)`.
+    pub(crate) ready: BTreeMap<(i64, u64), TaskId>,
+    /// Scheduled and retry-scheduled tasks by `(run_at, seq)`.
+    pub(crate) delayed: BTreeMap<(i64, u64), TaskId>,
+    /// Per-queue sequence: FIFO tie-break of both sets.
+    pub(crate) seq: u64,
+    pub(crate) balancer: Balancer,
+    pub(crate) jitter: Minstd,
+    /// Dead tasks by `(died_at, id)`.
+    pub(crate) dead: BTreeSet<(Millis, TaskId)>,
+    /// Live workers serving the queue.
+    pub(crate) members: BTreeSet<WorkerId>,
+}
+
+/// One task record.
+#[derive(Debug)]
+pub(crate) struct Task {
+    pub(crate) id: TaskId,
+    pub(crate) queue: QueueName,
+    pub(crate) kind: TaskKind,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) priority: u16,
+    pub(crate) cost_ms: u32,
+    pub(crate) max_attempts: u32,
+    pub(crate) timeout_ms: u32,
+    pub(crate) affinity_key: Option<String>,
+    pub(crate) dedup_key: Option<String>,
+    pub(crate) created_at: Millis,
+    pub(crate) state: TaskState,
+    pub(crate) attempts: u32,
+    pub(crate) run_at: Option<Millis>,
+    /// Position in the queue's ready or delayed set.
+    pub(crate) position: Option<(i64, u64)>,
+    pub(crate) worker: Option<WorkerId>,
+    pub(crate) token: u64,
+    pub(crate) inbox_seq: u64,
+    pub(crate) deadline: Millis,
+    pub(crate) last_error: Option<String>,
+    pub(crate) cancel_requested: bool,
+    pub(crate) outcome: Option<TaskOutcome>,
+    pub(crate) finished_at: Millis,
+    pub(crate) retain_until: Millis,
+}
+
+impl Task {
+    /// The key the affinity strategy hashes: the affinity key, or the id's text.
+    fn affinity_bytes(&self) -> Vec<u8> {
+        match &self.affinity_key {
+            Some(k) => k.as_bytes().to_vec(),
+            None => self.id.to_string().into_bytes(),
+        }
+    }
+
+    pub(crate) fn info(&self) -> TaskInfo {
+        TaskInfo {
+            id: self.id,
+            queue: self.queue.clone(),
+            kind: self.kind.clone(),
+            state: self.state,
+            priority: self.priority,
+            cost_ms: self.cost_ms,
+            attempts: self.attempts,
+            max_attempts: self.max_attempts,
+            timeout_ms: self.timeout_ms,
+            created_at: self.created_at,
+            run_at: self.run_at,
+            worker: self.worker.clone(),
+            last_error: self.last_error.clone(),
+            cancel_requested: self.cancel_requested,
+            affinity_key: self.affinity_key.clone(),
+            dedup_key: self.dedup_key.clone(),
+        }
+    }
+}
+
+/// One live worker.
+#[derive(Debug)]
+pub(crate) struct Worker {
+    pub(crate) spec: WorkerSpec,
+    pub(crate) inflight: u32,
+    /// Dispatched, not yet received, by dispatch sequence.
+    pub(crate) inbox: BTreeMap<u64, TaskId>,
+    pub(crate) running: BTreeSet<TaskId>,
+    pub(crate) assigned: u64,
+    pub(crate) expires_at: Millis,
+}
+
+impl Worker {
+    fn load(&self) -> Load {
+        Load {
+            inflight: self.inflight,
+            capacity: self.spec.get_capacity(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct DedupEntry {
+    task: TaskId,
+    expires_at: Millis,
+}
+
+/// Everything the memory backend knows.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub(crate) queues: BTreeMap<QueueName, Queue>,
+    pub(crate) tasks: HashMap<TaskId, Task>,
+    pub(crate) workers: BTreeMap<WorkerId, Worker>,
+    next_token: u64,
+    dispatch_seq: u64,
+    dedup: HashMap<(QueueName, String), DedupEntry>,
+    dedup_expiry: BTreeSet<(Millis, QueueName, String)>,
+    /// Finished tasks by `(retain_until, id)`.
+    pub(crate) retention: BTreeSet<(Millis, TaskId)>,
+    /// Running tasks by `(deadline, id)`.
+    pub(crate) leases: BTreeSet<(Millis, TaskId)>,
+    /// Live workers by `(expires_at, id)`.
+    pub(crate) heartbeats: BTreeSet<(Millis, WorkerId)>,
+    /// Wakes a worker waiting in `receive_wait`.
+    wakers: HashMap<WorkerId, Arc<Notify>>,
+    /// Wakes everyone waiting for an outcome.
+    pub(crate) finished: Arc<Notify>,
+}
+
+fn internal(what: &str) -> Error {
+    Error::Backend {
+        kind: BackendErrorKind::Other,
+        message: format!("memory backend inconsistency: {what}"),
+    }
+}
+
+fn to_i64(ms: Millis) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+impl State {
+    // ----- queues -------------------------------------------------------------------------
+
+    pub(crate) fn declare_queue(&mut self, name: &QueueName, config: QueueConfig) -> Result<()> {
+        config.validate()?;
+        if let Some(existing) = self.queues.get(name) {
+            if existing.config == config {
+                return Ok(());
+            }
+            return Err(Error::QueueConflict {
+                queue: name.clone(),
+                detail: existing.config.diff(&config),
+            });
+        }
+        self.queues.insert(
+            name.clone(),
+            Queue {
+                config,
+                ready: BTreeMap::new(),
+                delayed: BTreeMap::new(),
+                seq: 0,
+                balancer: Balancer::new(config.strategy, config.seed),
+                jitter: config.jitter_rng(),
+                dead: BTreeSet::new(),
+                members: BTreeSet::new(),
+            },
+        );
+        Ok(())
+    }
+
+    fn queue(&self, name: &QueueName) -> Result<&Queue> {
+        self.queues
+            .get(name)
+            .ok_or_else(|| Error::UnknownQueue(name.clone()))
+    }
+
+    fn queue_mut(&mut self, name: &QueueName) -> Result<&mut Queue> {
+        self.queues
+            .get_mut(name)
+            .ok_or_else(|| Error::UnknownQueue(name.clone()))
+    }
+
+    fn task_mut(&mut self, id: TaskId) -> Result<&mut Task> {
+        self.tasks
+            .get_mut(&id)
+            .ok_or_else(|| internal("task record missing"))
+    }
+
+    // ----- the building blocks ---------------------------------------------------------------
+
+    /// Puts a task into its queue's ready set, or dispatches it at once when the set is empty
+    /// and an eligible worker exists (the strategy decides which). `enqueued_at` feeds aging.
+    fn make_ready(&mut self, id: TaskId, enqueued_at: Millis) -> Result<Option<Assignment>> {
+        let (queue_name, priority, cost_ms, affinity) = {
+            let t = self
+                .tasks
+                .get(&id)
+                .ok_or_else(|| internal("task record missing"))?;
+            (t.queue.clone(), t.priority, t.cost_ms, t.affinity_bytes())
+        };
+        let q = self.queue_mut(&queue_name)?;
+        q.seq += 1;
+        let seq = q.seq;
+        let key = q.config.policy.sort_key(&KeyInput {
+            priority,
+            cost_ms,
+            enqueued_at,
+        });
+        // A non-empty ready set means no worker of this queue has a free slot (invariant 3),
+        // so only an empty set can dispatch an arriving task.
+        if q.config.strategy.is_push()
+            && q.ready.is_empty()
+            && let Some(worker) = q.balancer.pick(&affinity)
+        {
+            return self.dispatch_to(&worker, id).map(Some);
+        }
+        let is_pull = !q.config.strategy.is_push();
+        q.ready.insert((key, seq), id);
+        let members: Vec<WorkerId> = if is_pull {
+            q.members.iter().cloned().collect()
+        } else {
+            Vec::new()
+        };
+        let t = self.task_mut(id)?;
+        t.state = TaskState::Ready;
+        t.position = Some((key, seq));
+        t.worker = None;
+        for w in members {
+            self.wake(&w);
+        }
+        Ok(None)
+    }
+
+    /// Schedules a task for `at`, or makes it ready now if `at` has come.
+    fn enter_queue(
+        &mut self,
+        id: TaskId,
+        at: Option<Millis>,
+        now: Millis,
+        retry: bool,
+    ) -> Result<Option<Assignment>> {
+        match at {
+            Some(at) if at > now => {
+                let queue_name = self
+                    .tasks
+                    .get(&id)
+                    .ok_or_else(|| internal("task record missing"))?
+                    .queue
+                    .clone();
+                let q = self.queue_mut(&queue_name)?;
+                q.seq += 1;
+                let position = (to_i64(at), q.seq);
+                q.delayed.insert(position, id);
+                let t = self.task_mut(id)?;
+                t.state = if retry {
+                    TaskState::RetryScheduled
+                } else {
+                    TaskState::Scheduled
+                };
+                t.run_at = Some(at);
+                t.position = Some(position);
+                t.worker = None;
+                Ok(None)
+            }
+            _ => self.make_ready(id, now),
+        }
+    }
+
+    /// Hands a task to a worker's inbox under a fresh lease token.
+    fn dispatch_to(&mut self, worker: &WorkerId, id: TaskId) -> Result<Assignment> {
+        self.next_token += 1;
+        self.dispatch_seq += 1;
+        let (token, seq) = (self.next_token, self.dispatch_seq);
+        let queue = {
+            let t = self.task_mut(id)?;
+            t.state = TaskState::Dispatched;
+            t.worker = Some(worker.clone());
+            t.token = token;
+            t.inbox_seq = seq;
+            t.position = None;
+            t.queue.clone()
+        };
+        let w = self
+            .workers
+            .get_mut(worker)
+            .ok_or_else(|| internal("picked worker missing"))?;
+        w.inflight += 1;
+        w.assigned += 1;
+        w.inbox.insert(seq, id);
+        self.refresh_load(worker);
+        self.wake(worker);
+        Ok(Assignment {
+            task: id,
+            queue,
+            worker: worker.clone(),
+        })
+    }
+
+    /// Tells every balancer of the worker's queues its current load.
+    fn refresh_load(&mut self, worker: &WorkerId) {
+        let Some(w) = self.workers.get(worker) else {
+            return;
+        };
+        let load = w.load();
+        for q in w.spec.queues() {
+            if let Some(queue) = self.queues.get_mut(q) {
+                queue.balancer.set_load(worker, load);
+            }
+        }
+    }
+
+    fn wake(&self, worker: &WorkerId) {
+        if let Some(n) = self.wakers.get(worker) {
+            n.notify_one();
+        }
+    }
+
+    /// The notifier a waiting worker sleeps on.
+    pub(crate) fn waker(&mut self, worker: &WorkerId) -> Arc<Notify> {
+        self.wakers.entry(worker.clone()).or_default().clone()
+    }
+
+    /// Fills a worker's free slots from its push queues, in its preference order. Only this
+    /// worker can be eligible for a non-empty queue here (invariant 3), so the strategy is not
+    /// consulted and its state does not change.
+    fn fill_worker(&mut self, worker: &WorkerId) -> Result<Vec<Assignment>> {
+        let mut out = Vec::new();
+        while let Some(w) = self.workers.get(worker) {
+            if w.inflight >= w.spec.get_capacity() {
+                break;
+            }
+            let next = w.spec.queues().iter().find_map(|qn| {
+                let q = self.queues.get(qn)?;
+                if !q.config.strategy.is_push() {
+                    return None;
+                }
+                q.ready
+                    .first_key_value()
+                    .map(|(pos, id)| (qn.clone(), *pos, *id))
+            });
+            let Some((qn, pos, id)) = next else {
+                break;
+            };
+            self.queue_mut(&qn)?.ready.remove(&pos);
+            out.push(self.dispatch_to(worker, id)?);
+        }
+        Ok(out)
+    }
+
+    /// Frees the slot a task held on its worker.
+    fn release_slot(&mut self, worker: &WorkerId, id: TaskId, inbox_seq: Option<u64>) {
+        if let Some(w) = self.workers.get_mut(worker) {
+            let held = match inbox_seq {
+                Some(seq) => w.inbox.remove(&seq).is_some(),
+                None => w.running.remove(&id),
+            };
+            if held {
+                w.inflight = w.inflight.saturating_sub(1);
+            }
+        }
+        self.refresh_load(worker);
+    }
+
+    /// Ends a task in a terminal state.
+    fn finish(
+        &mut self,
+        id: TaskId,
+        state: TaskState,
+        outcome: TaskOutcome,
+        now: Millis,
+    ) -> Result<()> {
+        let (queue_name, ttl) = {
+            let t = self
+                .tasks
+                .get(&id)
+                .ok_or_else(|| internal("task record missing"))?;
+            let q = self.queue(&t.queue)?;
+            let ttl = if state == TaskState::Dead {
+                q.config.dead_ttl_ms
+            } else {
+                q.config.result_ttl_ms
+            };
+            (t.queue.clone(), ttl)
+        };
+        let until = now.saturating_add(ttl);
+        if state == TaskState::Dead {
+            self.queue_mut(&queue_name)?.dead.insert((now, id));
+        }
+        let t = self.task_mut(id)?;
+        t.state = state;
+        t.outcome = Some(outcome);
+        t.worker = None;
+        t.position = None;
+        t.finished_at = now;
+        t.retain_until = until;
+        self.retention.insert((until, id));
+        self.finished.notify_waiters();
+        Ok(())
+    }
+
+    /// Starts a task on a worker: attempt counted, lease deadline set.
+    fn start(&mut self, worker: &WorkerId, id: TaskId, now: Millis) -> Result<Delivery> {
+        let t = self
+            .tasks
+            .get_mut(&id)
+            .ok_or_else(|| internal("task record missing"))?;
+        t.state = TaskState::Running;
+        t.attempts += 1;
+        t.deadline = now.saturating_add(u64::from(t.timeout_ms));
+        t.worker = Some(worker.clone());
+        t.position = None;
+        let delivery = Delivery {
+            lease: Lease {
+                task: id,
+                queue: t.queue.clone(),
+                worker: worker.clone(),
+                token: LeaseToken(t.token),
+            },
+            kind: t.kind.clone(),
+            payload: t.payload.clone(),
+            attempt: t.attempts,
+            max_attempts: t.max_attempts,
+            deadline: t.deadline,
+        };
+        self.leases.insert((t.deadline, id));
+        if let Some(w) = self.workers.get_mut(worker) {
+            w.running.insert(id);
+        }
+        Ok(delivery)
+    }
+
+    /// Removes a worker and sends its tasks back: inbox tasks (in dispatch order) with their
+    /// attempt count unchanged, then running tasks (in id order) with the attempt counted —
+    /// dead if it was the last one, cancelled if a cancel was pending.
+    fn hand_back(&mut self, worker: &WorkerId, now: Millis) -> Result<HandBack> {
+        let Some(w) = self.workers.remove(worker) else {
+            return Err(Error::UnknownWorker(worker.clone()));
+        };
+        self.heartbeats.remove(&(w.expires_at, worker.clone()));
+        for qn in w.spec.queues() {
+            if let Some(q) = self.queues.get_mut(qn) {
+                q.balancer.leave(worker);
+                q.members.remove(worker);
+            }
+        }
+        let mut back = HandBack::default();
+        for (_, id) in w.inbox {
+            back.returned.push(id);
+            self.task_mut(id)?.worker = None;
+            back.assignments.extend(self.make_ready(id, now)?);
+        }
+        for id in w.running {
+            back.returned.push(id);
+            let (deadline, attempts, max_attempts, cancel) = {
+                let t = self.task_mut(id)?;
+                (t.deadline, t.attempts, t.max_attempts, t.cancel_requested)
+            };
+            self.leases.remove(&(deadline, id));
+            let error = lost_worker_error(worker, attempts);
+            self.task_mut(id)?.last_error = Some(error.clone());
+            if cancel {
+                self.finish(id, TaskState::Cancelled, TaskOutcome::Cancelled, now)?;
+            } else if attempts >= max_attempts {
+                self.finish(id, TaskState::Dead, TaskOutcome::Dead(error), now)?;
+            } else {
+                back.assignments.extend(self.make_ready(id, now)?);
+            }
+        }
+        Ok(back)
+    }
+
+    /// Checks that `lease` is the current lease of a running task.
+    fn check_lease(&self, lease: &Lease) -> std::result::Result<(), Rejection> {
+        let Some(t) = self.tasks.get(&lease.task) else {
+            return Err(Rejection::NotFound);
+        };
+        if t.state != TaskState::Running {
+            return Err(Rejection::NotRunning(t.state));
+        }
+        if t.token != lease.token.0
+            || t.worker.as_ref() != Some(&lease.worker)
+            || t.queue != lease.queue
+        {
+            return Err(Rejection::StaleToken);
+        }
+        Ok(())
+    }
+
+    /// A running attempt ended in failure (reported, or timed out): retry after backoff, or
+    /// dead, or cancelled if a cancel was pending. The slot is released first, then the task
+    /// moves (and may be dispatched at once), then the worker refills.
+    fn end_attempt_failed(
+        &mut self,
+        id: TaskId,
+        error: String,
+        retry: bool,
+        now: Millis,
+    ) -> Result<AckOutcome> {
+        let (worker, deadline, attempts, max_attempts, cancel, queue_name) = {
+            let t = self.task_mut(id)?;
+            t.last_error = Some(error.clone());
+            (
+                t.worker
+                    .clone()
+                    .ok_or_else(|| internal("running task without worker"))?,
+                t.deadline,
+                t.attempts,
+                t.max_attempts,
+                t.cancel_requested,
+                t.queue.clone(),
+            )
+        };
+        self.leases.remove(&(deadline, id));
+        self.release_slot(&worker, id, None);
+        let mut assignments = Vec::new();
+        let ack = if cancel {
+            self.finish(id, TaskState::Cancelled, TaskOutcome::Cancelled, now)?;
+            Ack::Cancelled
+        } else if retry && attempts < max_attempts {
+            let q = self.queue_mut(&queue_name)?;
+            let delay = q.config.backoff.delay_ms(attempts, &mut q.jitter);
+            let run_at = now.saturating_add(delay);
+            self.task_mut(id)?.run_at = Some(run_at);
+            assignments.extend(self.enter_queue(id, Some(run_at), now, true)?);
+            Ack::Retrying { run_at }
+        } else {
+            self.finish(id, TaskState::Dead, TaskOutcome::Dead(error), now)?;
+            Ack::Dead
+        };
+        assignments.extend(self.fill_worker(&worker)?);
+        Ok(AckOutcome { ack, assignments })
+    }
+
+    // ----- the transitions ---------------------------------------------------------------------
+
+    pub(crate) fn submit(&mut self, spec: TaskSpec, now: Millis) -> Result<SubmitOutcome> {
+        let config = self.queue(spec.queue())?.config;
+        if let Some(t) = self.tasks.get(&spec.id()) {
+            return Ok(SubmitOutcome {
+                id: t.id,
+                state: Some(t.state),
+                duplicate: true,
+                assigned: None,
+            });
+        }
+        if let Some(key) = spec.dedup_key() {
+            if let Some(entry) = self.dedup.get(&(spec.queue().clone(), key.to_owned()))
+                && entry.expires_at > now
+            {
+                return Ok(SubmitOutcome {
+                    id: entry.task,
+                    state: self.tasks.get(&entry.task).map(|t| t.state),
+                    duplicate: true,
+                    assigned: None,
+                });
+            }
+            let expires_at = now.saturating_add(config.dedup_window_ms);
+            let dedup_key = (spec.queue().clone(), key.to_owned());
+            if let Some(old) = self.dedup.insert(
+                dedup_key.clone(),
+                DedupEntry {
+                    task: spec.id(),
+                    expires_at,
+                },
+            ) {
+                self.dedup_expiry.remove(&(
+                    old.expires_at,
+                    dedup_key.0.clone(),
+                    dedup_key.1.clone(),
+                ));
+            }
+            self.dedup_expiry
+                .insert((expires_at, dedup_key.0, dedup_key.1));
+        }
+        let id = spec.id();
+        let run_at = spec.schedule().run_at(now);
+        self.tasks.insert(
+            id,
+            Task {
+                id,
+                queue: spec.queue().clone(),
+                kind: spec.kind().clone(),
+                priority: spec.priority(),
+                cost_ms: spec.cost_hint_ms().unwrap_or(config.default_cost_ms),
+                max_attempts: spec.max_attempts().unwrap_or(config.max_attempts),
+                timeout_ms: spec.timeout_ms().unwrap_or(config.timeout_ms),
+                affinity_key: spec.affinity_key().map(str::to_owned),
+                dedup_key: spec.dedup_key().map(str::to_owned),
+                created_at: now,
+                state: TaskState::Ready,
+                attempts: 0,
+                run_at,
+                position: None,
+                worker: None,
+                token: 0,
+                inbox_seq: 0,
+                deadline: 0,
+                last_error: None,
+                cancel_requested: false,
+                outcome: None,
+                finished_at: 0,
+                retain_until: 0,
+                payload: spec.payload().to_vec(),
+            },
+        );
+        let assigned = self.enter_queue(id, run_at, now, false)?.map(|a| a.worker);
+        let state = self.tasks.get(&id).map(|t| t.state);
+        Ok(SubmitOutcome {
+            id,
+            state,
+            duplicate: false,
+            assigned,
+        })
+    }
+
+    pub(crate) fn register_worker(
+        &mut self,
+        spec: WorkerSpec,
+        now: Millis,
+    ) -> Result<RegisterOutcome> {
+        spec.validate()?;
+        for q in spec.queues() {
+            self.queue(q)?;
+        }
+        let id = spec.id().clone();
+        let mut outcome = RegisterOutcome::default();
+        if self.workers.contains_key(&id) {
+            outcome.replaced = true;
+            outcome.assignments = self.hand_back(&id, now)?.assignments;
+        }
+        let expires_at = now.saturating_add(u64::from(spec.heartbeat_ttl_ms()));
+        let weight = spec.get_weight();
+        let queues = spec.queues().to_vec();
+        self.workers.insert(
+            id.clone(),
+            Worker {
+                spec,
+                inflight: 0,
+                inbox: BTreeMap::new(),
+                running: BTreeSet::new(),
+                assigned: 0,
+                expires_at,
+            },
+        );
+        self.heartbeats.insert((expires_at, id.clone()));
+        for qn in &queues {
+            let q = self.queue_mut(qn)?;
+            q.members.insert(id.clone());
+            q.balancer.join(&id, weight);
+        }
+        self.refresh_load(&id);
+        outcome.assignments.extend(self.fill_worker(&id)?);
+        Ok(outcome)
+    }
+
+    pub(crate) fn heartbeat(&mut self, worker: &WorkerId, now: Millis) -> Result<HeartbeatReply> {
+        let w = self
+            .workers
+            .get_mut(worker)
+            .ok_or_else(|| Error::UnknownWorker(worker.clone()))?;
+        let old = w.expires_at;
+        w.expires_at = now.saturating_add(u64::from(w.spec.heartbeat_ttl_ms()));
+        let new = w.expires_at;
+        let cancel = w
+            .running
+            .iter()
+            .filter(|id| self.tasks.get(id).is_some_and(|t| t.cancel_requested))
+            .copied()
+            .collect();
+        self.heartbeats.remove(&(old, worker.clone()));
+        self.heartbeats.insert((new, worker.clone()));
+        Ok(HeartbeatReply { cancel })
+    }
+
+    pub(crate) fn deregister_worker(&mut self, worker: &WorkerId, now: Millis) -> Result<HandBack> {
+        self.hand_back(worker, now)
+    }
+
+    pub(crate) fn dispatch(&mut self, queue: &QueueName, limit: usize) -> Result<Vec<Assignment>> {
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let q = self.queue_mut(queue)?;
+            let Some((&pos, &id)) = q.ready.first_key_value() else {
+                break;
+            };
+            let affinity = self
+                .tasks
+                .get(&id)
+                .ok_or_else(|| internal("task record missing"))?
+                .affinity_bytes();
+            let q = self.queue_mut(queue)?;
+            let Some(worker) = q.balancer.pick(&affinity) else {
+                break;
+            };
+            q.ready.remove(&pos);
+            out.push(self.dispatch_to(&worker, id)?);
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn receive(
+        &mut self,
+        worker: &WorkerId,
+        max: usize,
+        now: Millis,
+    ) -> Result<Vec<Delivery>> {
+        if !self.workers.contains_key(worker) {
+            return Err(Error::UnknownWorker(worker.clone()));
+        }
+        let mut out = Vec::new();
+        // First what was pushed, in dispatch order.
+        while out.len() < max {
+            let Some(id) = self
+                .workers
+                .get_mut(worker)
+                .and_then(|w| w.inbox.pop_first().map(|(_, id)| id))
+            else {
+                break;
+            };
+            out.push(self.start(worker, id, now)?);
+        }
+        // Then, with slots to spare, pull from the worker's pull queues in preference order.
+        while out.len() < max {
+            let Some(w) = self.workers.get(worker) else {
+                break;
+            };
+            if w.inflight >= w.spec.get_capacity() {
+                break;
+            }
+            let next = w.spec.queues().iter().find_map(|qn| {
+                let q = self.queues.get(qn)?;
+                if q.config.strategy.is_push() {
+                    return None;
+                }
+                q.ready
+                    .first_key_value()
+                    .map(|(pos, id)| (qn.clone(), *pos, *id))
+            });
+            let Some((qn, pos, id)) = next else {
+                break;
+            };
+            self.queue_mut(&qn)?.ready.remove(&pos);
+            self.next_token += 1;
+            let token = self.next_token;
+            let t = self.task_mut(id)?;
+            t.token = token;
+            if let Some(w) = self.workers.get_mut(worker) {
+                w.inflight += 1;
+                w.assigned += 1;
+            }
+            self.refresh_load(worker);
+            out.push(self.start(worker, id, now)?);
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn complete(
+        &mut self,
+        lease: &Lease,
+        value: Vec<u8>,
+        now: Millis,
+    ) -> Result<AckOutcome> {
+        if let Err(rejection) = self.check_lease(lease) {
+            return Ok(AckOutcome {
+                ack: Ack::Rejected(rejection),
+                assignments: Vec::new(),
+            });
+        }
+        let id = lease.task;
+        let deadline = self.task_mut(id)?.deadline;
+        self.leases.remove(&(deadline, id));
+        self.release_slot(&lease.worker, id, None);
+        self.finish(id, TaskState::Succeeded, TaskOutcome::Succeeded(value), now)?;
+        let assignments = self.fill_worker(&lease.worker)?;
+        Ok(AckOutcome {
+            ack: Ack::Completed,
+            assignments,
+        })
+    }
+
+    pub(crate) fn fail(
+        &mut self,
+        lease: &Lease,
+        error: &str,
+        retry: bool,
+        now: Millis,
+    ) -> Result<AckOutcome> {
+        if let Err(rejection) = self.check_lease(lease) {
+            return Ok(AckOutcome {
+                ack: Ack::Rejected(rejection),
+                assignments: Vec::new(),
+            });
+        }
+        self.end_attempt_failed(lease.task, error.to_owned(), retry, now)
+    }
+
+    pub(crate) fn cancel(&mut self, id: TaskId, now: Millis) -> Result<CancelOutcome> {
+        let (state, position, queue_name, worker, inbox_seq) = {
+            let t = self.tasks.get(&id).ok_or(Error::TaskNotFound(id))?;
+            (
+                t.state,
+                t.position,
+                t.queue.clone(),
+                t.worker.clone(),
+                t.inbox_seq,
+            )
+        };
+        let mut assignments = Vec::new();
+        match state {
+            TaskState::Scheduled | TaskState::RetryScheduled => {
+                if let Some(pos) = position {
+                    self.queue_mut(&queue_name)?.delayed.remove(&pos);
+                }
+            }
+            TaskState::Ready => {
+                if let Some(pos) = position {
+                    self.queue_mut(&queue_name)?.ready.remove(&pos);
+                }
+            }
+            TaskState::Dispatched => {
+                let worker = worker.ok_or_else(|| internal("dispatched task without worker"))?;
+                self.release_slot(&worker, id, Some(inbox_seq));
+                self.finish(id, TaskState::Cancelled, TaskOutcome::Cancelled, now)?;
+                assignments = self.fill_worker(&worker)?;
+                return Ok(CancelOutcome::Cancelled { assignments });
+            }
+            TaskState::Running => {
+                self.task_mut(id)?.cancel_requested = true;
+                return Ok(CancelOutcome::Requested);
+            }
+            TaskState::Succeeded | TaskState::Dead | TaskState::Cancelled => {
+                return Ok(CancelOutcome::AlreadyFinished(state));
+            }
+        }
+        self.finish(id, TaskState::Cancelled, TaskOutcome::Cancelled, now)?;
+        Ok(CancelOutcome::Cancelled { assignments })
+    }
+
+    pub(crate) fn redrive(&mut self, id: TaskId, now: Millis) -> Result<SubmitOutcome> {
+        let (state, finished_at, retain_until, queue_name) = {
+            let t = self.tasks.get(&id).ok_or(Error::TaskNotFound(id))?;
+            (t.state, t.finished_at, t.retain_until, t.queue.clone())
+        };
+        if state != TaskState::Dead {
+            return Err(Error::WrongState {
+                id,
+                state,
+                operation: "redrive (only dead tasks can be re-driven)",
+            });
+        }
+        self.queue_mut(&queue_name)?.dead.remove(&(finished_at, id));
+        self.retention.remove(&(retain_until, id));
+        {
+            let t = self.task_mut(id)?;
+            t.attempts = 0;
+            t.outcome = None;
+            t.run_at = None;
+        }
+        let assigned = self.make_ready(id, now)?.map(|a| a.worker);
+        Ok(SubmitOutcome {
+            id,
+            state: self.tasks.get(&id).map(|t| t.state),
+            duplicate: false,
+            assigned,
+        })
+    }
+
+    pub(crate) fn maintain(&mut self, limit: usize, now: Millis) -> Result<MaintenanceReport> {
+        let mut report = MaintenanceReport::default();
+        // 1. Workers whose heartbeat expired, by (expiry, id).
+        let dead: Vec<WorkerId> = self
+            .heartbeats
+            .iter()
+            .take_while(|(t, _)| *t < now)
+            .take(limit)
+            .map(|(_, w)| w.clone())
+            .collect();
+        for worker in dead {
+            let back = self.hand_back(&worker, now)?;
+            report.tasks_returned += back.returned.len();
+            report.assignments.extend(back.assignments);
+            report.workers_reaped.push(worker);
+        }
+        report.more |= self.heartbeats.first().is_some_and(|(t, _)| *t < now);
+        // 2. Running tasks past their deadline, by (deadline, id).
+        let expired: Vec<TaskId> = self
+            .leases
+            .iter()
+            .take_while(|(d, _)| *d < now)
+            .take(limit)
+            .map(|(_, id)| *id)
+            .collect();
+        for id in expired {
+            let timeout = self.task_mut(id)?.timeout_ms;
+            let outcome = self.end_attempt_failed(id, timeout_error(timeout), true, now)?;
+            report.assignments.extend(outcome.assignments);
+            report.leases_expired += 1;
+        }
+        report.more |= self.leases.first().is_some_and(|(d, _)| *d < now);
+        // 3. Due delayed tasks, queue by queue in name order, by (run_at, seq).
+        let mut budget = limit;
+        let names: Vec<QueueName> = self.queues.keys().cloned().collect();
+        for qn in names {
+            loop {
+                let q = self.queue_mut(&qn)?;
+                let Some((&(at, seq), &id)) = q.delayed.first_key_value() else {
+                    break;
+                };
+                if at > to_i64(now) {
+                    break;
+                }
+                if budget == 0 {
+                    report.more = true;
+                    break;
+                }
+                budget -= 1;
+                q.delayed.remove(&(at, seq));
+                let at = u64::try_from(at).unwrap_or(now);
+                report.assignments.extend(self.make_ready(id, at)?);
+                report.promoted += 1;
+            }
+        }
+        // 4. Finished records and dedup keys past their retention.
+        let purge: Vec<(Millis, TaskId)> = self
+            .retention
+            .iter()
+            .take_while(|(t, _)| *t <= now)
+            .take(limit)
+            .copied()
+            .collect();
+        for (until, id) in purge {
+            self.retention.remove(&(until, id));
+            if let Some(t) = self.tasks.remove(&id)
+                && t.state == TaskState::Dead
+                && let Some(q) = self.queues.get_mut(&t.queue)
+            {
+                q.dead.remove(&(t.finished_at, id));
+            }
+            report.records_purged += 1;
+        }
+        report.more |= self.retention.first().is_some_and(|(t, _)| *t <= now);
+        let stale: Vec<(Millis, QueueName, String)> = self
+            .dedup_expiry
+            .iter()
+            .take_while(|(t, _, _)| *t <= now)
+            .take(limit)
+            .cloned()
+            .collect();
+        for entry in stale {
+            self.dedup_expiry.remove(&entry);
+            let (_, q, k) = entry;
+            self.dedup.remove(&(q, k));
+        }
+        Ok(report)
+    }
+
+    // ----- reads -------------------------------------------------------------------------------
+
+    pub(crate) fn get_task(&self, id: TaskId) -> Option<TaskInfo> {
+        self.tasks.get(&id).map(Task::info)
+    }
+
+    pub(crate) fn get_outcome(&self, id: TaskId) -> Option<TaskOutcome> {
+        self.tasks.get(&id).and_then(|t| t.outcome.clone())
+    }
+
+    pub(crate) fn list_dead(&self, queue: &QueueName, limit: usize) -> Result<Vec<TaskInfo>> {
+        let q = self.queue(queue)?;
+        Ok(q.dead
+            .iter()
+            .take(limit)
+            .filter_map(|(_, id)| self.tasks.get(id).map(Task::info))
+            .collect())
+    }
+
+    pub(crate) fn peek_ready(&self, queue: &QueueName, limit: usize) -> Result<Vec<TaskId>> {
+        Ok(self
+            .queue(queue)?
+            .ready
+            .values()
+            .take(limit)
+            .copied()
+            .collect())
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let mut per_queue: BTreeMap<&QueueName, QueueStats> = self
+            .queues
+            .keys()
+            .map(|q| {
+                (
+                    q,
+                    QueueStats {
+                        queue: Some(q.clone()),
+                        ..QueueStats::default()
+                    },
+                )
+            })
+            .collect();
+        for t in self.tasks.values() {
+            if let Some(s) = per_queue.get_mut(&t.queue) {
+                s.count(t.state);
+            }
+        }
+        Stats {
+            queues: per_queue.into_values().collect(),
+            workers: self
+                .workers
+                .iter()
+                .map(|(id, w)| WorkerStats {
+                    id: id.clone(),
+                    capacity: w.spec.get_capacity(),
+                    weight: w.spec.get_weight(),
+                    inflight: w.inflight,
+                    assigned: w.assigned,
+                    queues: w.spec.queues().to_vec(),
+                    expires_at: w.expires_at,
+                })
+                .collect(),
+        }
+    }
+}

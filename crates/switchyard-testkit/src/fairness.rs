@@ -1,0 +1,368 @@
+//! The fairness property of each dispatch strategy (DESIGN §5), as checks over any backend.
+//!
+//! Each check declares a fresh queue on the backend it is given, registers workers, drives
+//! tasks through it and returns the assignment data it observed, or a description of the
+//! violation. The same checks run on the memory backend and on Redis.
+
+use std::collections::BTreeMap;
+
+use switchyard_core::{
+    Backend, Policy, QueueConfig, QueueName, Strategy, TaskIdGenerator, TaskSpec, WorkerId,
+    WorkerSpec,
+};
+
+/// How many tasks each worker received, by worker.
+pub type Counts = BTreeMap<WorkerId, u64>;
+
+fn name(prefix: &str, i: usize) -> Result<WorkerId, String> {
+    WorkerId::new(format!("{prefix}{i:03}")).map_err(|e| e.to_string())
+}
+
+/// A queue and the workers serving it, for [`assign`].
+#[derive(Debug, Clone)]
+pub struct Pool<'a> {
+    /// Queue name; workers are named `<queue>-w000` ….
+    pub queue: &'a str,
+    /// The queue's strategy.
+    pub strategy: Strategy,
+    /// The queue's seed.
+    pub seed: u64,
+    /// One worker per weight.
+    pub weights: &'a [u32],
+    /// Every worker's capacity.
+    pub capacity: u32,
+}
+
+/// Declares the pool's queue, registers its workers, submits `tasks` tasks and returns who got
+/// each (in submit order). Tasks use affinity keys from `key` when given.
+pub async fn assign<B: Backend>(
+    backend: &B,
+    pool: &Pool<'_>,
+    tasks: usize,
+    key: Option<&dyn Fn(usize) -> String>,
+) -> Result<Vec<Option<WorkerId>>, String> {
+    let queue = pool.queue;
+    let q = QueueName::new(queue).map_err(|e| e.to_string())?;
+    backend
+        .declare_queue(
+            &q,
+            QueueConfig::new(Policy::Fcfs, pool.strategy).with_seed(pool.seed),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    for (i, w) in pool.weights.iter().enumerate() {
+        let spec = WorkerSpec::new(name(&format!("{queue}-w"), i)?.as_str(), [queue])
+            .map_err(|e| e.to_string())?
+            .capacity(pool.capacity)
+            .weight(*w);
+        backend
+            .register_worker(spec)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    submit_n(backend, queue, tasks, key, pool.seed).await
+}
+
+/// Submits `tasks` tasks to `queue` and returns who got each.
+pub async fn submit_n<B: Backend>(
+    backend: &B,
+    queue: &str,
+    tasks: usize,
+    key: Option<&dyn Fn(usize) -> String>,
+    seed: u64,
+) -> Result<Vec<Option<WorkerId>>, String> {
+    let mut ids = TaskIdGenerator::new(seed ^ 0xA5A5);
+    let mut out = Vec::with_capacity(tasks);
+    for i in 0..tasks {
+        let mut b = TaskSpec::builder(queue, "job").id(ids.next_at(1_700_000_000_000));
+        if let Some(k) = key {
+            b = b.affinity_key(k(i));
+        }
+        let spec = b.build().map_err(|e| e.to_string())?;
+        out.push(
+            backend
+                .submit(spec)
+                .await
+                .map_err(|e| e.to_string())?
+                .assigned,
+        );
+    }
+    Ok(out)
+}
+
+/// Counts assignments per worker.
+pub fn counts(assigned: &[Option<WorkerId>]) -> Counts {
+    let mut c = Counts::new();
+    for w in assigned.iter().flatten() {
+        *c.entry(w.clone()).or_default() += 1;
+    }
+    c
+}
+
+/// Round-robin: with every worker eligible throughout, counts differ by at most one.
+pub async fn round_robin<B: Backend>(
+    backend: &B,
+    workers: usize,
+    tasks: usize,
+) -> Result<Counts, String> {
+    let weights = vec![1; workers];
+    let pool = Pool {
+        queue: "fair-rr",
+        strategy: Strategy::RoundRobin,
+        seed: 0,
+        weights: &weights,
+        capacity: tasks as u32 + 1,
+    };
+    let assigned = assign(backend, &pool, tasks, None).await?;
+    let c = counts(&assigned);
+    if assigned.iter().any(Option::is_none) {
+        return Err("a task was not dispatched although every worker had room".into());
+    }
+    let (min, max) = (
+        c.values().min().copied().unwrap_or(0),
+        c.values().max().copied().unwrap_or(0),
+    );
+    if tasks >= workers && max - min > 1 {
+        return Err(format!("round-robin counts differ by {}: {c:?}", max - min));
+    }
+    Ok(c)
+}
+
+/// The upper critical value of the chi-square distribution with `dof` degrees of freedom at
+/// significance `1e-6` (Wilson–Hilferty approximation, z = 4.7534).
+pub fn chi_square_critical(dof: usize) -> f64 {
+    let k = dof as f64;
+    let z = 4.7534;
+    k * (1.0 - 2.0 / (9.0 * k) + z * (2.0 / (9.0 * k)).sqrt()).powi(3)
+}
+
+/// Random: the counts pass a chi-square test of uniformity at significance 1e-6; returns the
+/// statistic and the critical value.
+pub async fn random<B: Backend>(
+    backend: &B,
+    seed: u64,
+    workers: usize,
+    tasks: usize,
+) -> Result<(f64, f64), String> {
+    let weights = vec![1; workers];
+    let pool = Pool {
+        queue: "fair-random",
+        strategy: Strategy::Random,
+        seed,
+        weights: &weights,
+        capacity: tasks as u32 + 1,
+    };
+    let assigned = assign(backend, &pool, tasks, None).await?;
+    let c = counts(&assigned);
+    let expected = tasks as f64 / workers as f64;
+    let stat: f64 = (0..workers)
+        .map(|i| {
+            let observed = name("fair-random-w", i)
+                .ok()
+                .and_then(|w| c.get(&w).copied())
+                .unwrap_or(0) as f64;
+            (observed - expected).powi(2) / expected
+        })
+        .sum();
+    let critical = chi_square_critical(workers - 1);
+    if stat > critical {
+        return Err(format!(
+            "chi-square {stat:.2} > {critical:.2} for {workers} workers: {c:?}"
+        ));
+    }
+    Ok((stat, critical))
+}
+
+/// Weighted: each worker's count stays within `bound` of `N · wᵢ / W`; returns the largest
+/// deviation seen.
+pub async fn weighted<B: Backend>(
+    backend: &B,
+    weights: &[u32],
+    tasks: usize,
+    bound: f64,
+) -> Result<f64, String> {
+    let pool = Pool {
+        queue: "fair-weighted",
+        strategy: Strategy::Weighted,
+        seed: 0,
+        weights,
+        capacity: tasks as u32 + 1,
+    };
+    let assigned = assign(backend, &pool, tasks, None).await?;
+    let total: u32 = weights.iter().sum();
+    let mut worst: f64 = 0.0;
+    // Check every prefix, not just the end: the bound must hold all along.
+    let mut running = vec![0u64; weights.len()];
+    for (n, w) in assigned.iter().enumerate() {
+        let w = w.as_ref().ok_or("a task was not dispatched")?;
+        let i = w
+            .as_str()
+            .rsplit('w')
+            .next()
+            .and_then(|d| d.parse::<usize>().ok())
+            .ok_or("worker name")?;
+        running[i] += 1;
+        for (j, c) in running.iter().enumerate() {
+            let ideal = (n + 1) as f64 * f64::from(weights[j]) / f64::from(total);
+            worst = worst.max((*c as f64 - ideal).abs());
+        }
+    }
+    if worst > bound {
+        return Err(format!(
+            "weighted share off by {worst:.2} > {bound} (weights {weights:?})"
+        ));
+    }
+    Ok(worst)
+}
+
+/// Least-loaded: over a random mix of submits and completions, every dispatch at submit goes to
+/// a worker whose load ratio is the smallest among eligible workers.
+pub async fn least_loaded<B: Backend>(
+    backend: &B,
+    capacities: &[u32],
+    steps: &[bool],
+) -> Result<usize, String> {
+    let queue = "fair-ll";
+    let q = QueueName::new(queue).map_err(|e| e.to_string())?;
+    backend
+        .declare_queue(&q, QueueConfig::new(Policy::Fcfs, Strategy::LeastLoaded))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut workers = Vec::new();
+    for (i, cap) in capacities.iter().enumerate() {
+        let id = name("fair-ll-w", i)?;
+        let spec = WorkerSpec::new(id.as_str(), [queue])
+            .map_err(|e| e.to_string())?
+            .capacity(*cap);
+        backend
+            .register_worker(spec)
+            .await
+            .map_err(|e| e.to_string())?;
+        workers.push(id);
+    }
+    let mut ids = TaskIdGenerator::new(7);
+    let mut checked = 0;
+    let mut leases = Vec::new();
+    for (n, submit) in steps.iter().enumerate() {
+        if *submit || leases.is_empty() {
+            let stats = backend.stats().await.map_err(|e| e.to_string())?;
+            let ratio = |w: &WorkerId| {
+                stats
+                    .workers
+                    .iter()
+                    .find(|s| &s.id == w)
+                    .map(|s| (s.inflight, s.capacity))
+            };
+            let spec = TaskSpec::builder(queue, "job")
+                .id(ids.next_at(1_700_000_000_000))
+                .build()
+                .map_err(|e| e.to_string())?;
+            let out = backend.submit(spec).await.map_err(|e| e.to_string())?;
+            if let Some(chosen) = out.assigned {
+                let (ci, cc) = ratio(&chosen).ok_or("chosen worker has no stats")?;
+                for w in &workers {
+                    let (i, c) = ratio(w).ok_or("worker has no stats")?;
+                    // chosen/cc <= i/c for every eligible worker (i < c)
+                    if i < c && u64::from(ci) * u64::from(c) > u64::from(i) * u64::from(cc) {
+                        return Err(format!(
+                            "step {n}: picked {chosen} at {ci}/{cc} while {w} was at {i}/{c}"
+                        ));
+                    }
+                }
+                checked += 1;
+                let got = backend
+                    .receive(&chosen, 16)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                leases.extend(got.into_iter().map(|d| d.lease));
+            }
+        } else {
+            let lease = leases.remove(n % leases.len());
+            backend
+                .complete(&lease, Vec::new())
+                .await
+                .map_err(|e| e.to_string())?;
+            let got = backend
+                .receive(&lease.worker, 16)
+                .await
+                .map_err(|e| e.to_string())?;
+            leases.extend(got.into_iter().map(|d| d.lease));
+        }
+    }
+    Ok(checked)
+}
+
+/// Affinity: equal keys go to the same worker while every worker has room; when a worker joins,
+/// the keys that move all move to it; when a worker leaves, only its keys move. Returns the
+/// fraction of keys moved by the join.
+pub async fn affinity<B: Backend>(
+    backend: &B,
+    workers: usize,
+    keys: usize,
+    vnodes: u16,
+) -> Result<f64, String> {
+    let queue = "fair-aff";
+    let key = |i: usize| format!("user-{}", i % keys);
+    let cap = (keys * 8) as u32 + 8;
+    let weights = vec![1; workers];
+    let pool = Pool {
+        queue,
+        strategy: Strategy::Affinity { vnodes },
+        seed: 0,
+        weights: &weights,
+        capacity: cap,
+    };
+    let first = assign(backend, &pool, keys * 2, Some(&key)).await?;
+    let mut owner = BTreeMap::new();
+    for (i, w) in first.iter().enumerate() {
+        let w = w.clone().ok_or("a task was not dispatched")?;
+        if let Some(prev) = owner.insert(key(i), w.clone())
+            && prev != w
+        {
+            return Err(format!("key {} went to {prev} and then to {w}", key(i)));
+        }
+    }
+    // A worker joins.
+    let newcomer = name(&format!("{queue}-w"), workers)?;
+    let spec = WorkerSpec::new(newcomer.as_str(), [queue])
+        .map_err(|e| e.to_string())?
+        .capacity(cap);
+    backend
+        .register_worker(spec)
+        .await
+        .map_err(|e| e.to_string())?;
+    let after_join = submit_n(backend, queue, keys, Some(&key), 11).await?;
+    let mut moved = 0;
+    for (i, w) in after_join.iter().enumerate() {
+        let w = w.clone().ok_or("a task was not dispatched")?;
+        let before = owner.get(&key(i)).ok_or("unknown key")?;
+        if &w != before {
+            if w != newcomer {
+                return Err(format!(
+                    "on join, key {} moved from {before} to {w}, not to the newcomer",
+                    key(i)
+                ));
+            }
+            moved += 1;
+            owner.insert(key(i), w);
+        }
+    }
+    // A worker leaves.
+    let leaving = name(&format!("{queue}-w"), 0)?;
+    backend
+        .deregister_worker(&leaving)
+        .await
+        .map_err(|e| e.to_string())?;
+    let after_leave = submit_n(backend, queue, keys, Some(&key), 12).await?;
+    for (i, w) in after_leave.iter().enumerate() {
+        let w = w.clone().ok_or("a task was not dispatched")?;
+        let before = owner.get(&key(i)).ok_or("unknown key")?;
+        if &w != before && before != &leaving {
+            return Err(format!(
+                "on leave, key {} moved from {before} to {w} though {before} stayed",
+                key(i)
+            ));
+        }
+    }
+    Ok(moved as f64 / keys as f64)
+}
