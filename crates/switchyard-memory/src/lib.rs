@@ -153,6 +153,11 @@ impl MemoryBackend {
         self.with(|s, _| s.declare_queue(queue, config))
     }
 
+    /// Synchronous [`Backend::maintain`].
+    pub fn maintain_now(&self, limit: usize) -> Result<MaintenanceReport> {
+        self.with(|s, now| s.maintain(limit, now))
+    }
+
     /// Synchronous [`Backend::stats`].
     pub fn stats_now(&self) -> Stats {
         self.lock().stats()
@@ -212,11 +217,16 @@ impl Backend for MemoryBackend {
         loop {
             let (deliveries, waker) = self.with(|s, now| {
                 let deliveries = s.receive(worker, max, now)?;
-                Ok((deliveries, s.waker(worker)))
+                let waker = if deliveries.is_empty() {
+                    Some(s.park(worker))
+                } else {
+                    None
+                };
+                Ok((deliveries, waker))
             })?;
-            if !deliveries.is_empty() || max == 0 {
+            let Some(waker) = waker.filter(|_| max > 0) else {
                 return Ok(deliveries);
-            }
+            };
             // A dispatch after the receive above leaves a permit, so no wake-up is lost.
             if tokio::time::timeout_at(deadline, waker.notified())
                 .await
@@ -303,6 +313,6 @@ impl Backend for MemoryBackend {
     }
 
     async fn maintain(&self, limit: usize) -> Result<MaintenanceReport> {
-        self.with(|s, now| s.maintain(limit, now))
+        self.maintain_now(limit)
     }
 }

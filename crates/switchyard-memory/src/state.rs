@@ -35,6 +35,8 @@ pub(crate) struct Queue {
     pub(crate) dead: BTreeSet<(Millis, TaskId)>,
     /// Live workers serving the queue.
     pub(crate) members: BTreeSet<WorkerId>,
+    /// Pull queues: workers asleep in `receive_wait`, woken one per arriving task.
+    pub(crate) parked: BTreeSet<WorkerId>,
 }
 
 /// One task record.
@@ -183,6 +185,7 @@ impl State {
                 jitter: config.jitter_rng(),
                 dead: BTreeSet::new(),
                 members: BTreeSet::new(),
+                parked: BTreeSet::new(),
             },
         );
         Ok(())
@@ -234,18 +237,14 @@ impl State {
         {
             return self.dispatch_to(&worker, id).map(Some);
         }
-        let is_pull = !q.config.strategy.is_push();
         q.ready.insert((key, seq), id);
-        let members: Vec<WorkerId> = if is_pull {
-            q.members.iter().cloned().collect()
-        } else {
-            Vec::new()
-        };
+        let sleeper = q.parked.pop_first();
         let t = self.task_mut(id)?;
         t.state = TaskState::Ready;
         t.position = Some((key, seq));
         t.worker = None;
-        for w in members {
+        if let Some(w) = sleeper {
+            self.unpark(&w);
             self.wake(&w);
         }
         Ok(None)
@@ -335,9 +334,30 @@ impl State {
         }
     }
 
-    /// The notifier a waiting worker sleeps on.
-    pub(crate) fn waker(&mut self, worker: &WorkerId) -> Arc<Notify> {
+    /// The notifier a waiting worker sleeps on; the worker is parked on its pull queues so
+    /// that the next task arriving in one of them wakes it.
+    pub(crate) fn park(&mut self, worker: &WorkerId) -> Arc<Notify> {
+        if let Some(w) = self.workers.get(worker) {
+            for qn in w.spec.queues() {
+                if let Some(q) = self.queues.get_mut(qn)
+                    && !q.config.strategy.is_push()
+                {
+                    q.parked.insert(worker.clone());
+                }
+            }
+        }
         self.wakers.entry(worker.clone()).or_default().clone()
+    }
+
+    /// Takes a worker off every parked list (it is awake, or gone).
+    fn unpark(&mut self, worker: &WorkerId) {
+        if let Some(w) = self.workers.get(worker) {
+            for qn in w.spec.queues() {
+                if let Some(q) = self.queues.get_mut(qn) {
+                    q.parked.remove(worker);
+                }
+            }
+        }
     }
 
     /// Fills a worker's free slots from its push queues, in its preference order. Only this
@@ -453,6 +473,7 @@ impl State {
     /// attempt count unchanged, then running tasks (in id order) with the attempt counted —
     /// dead if it was the last one, cancelled if a cancel was pending.
     fn hand_back(&mut self, worker: &WorkerId, now: Millis) -> Result<HandBack> {
+        self.unpark(worker);
         let Some(w) = self.workers.remove(worker) else {
             return Err(Error::UnknownWorker(worker.clone()));
         };

@@ -1,0 +1,121 @@
+//! `switchyard demo`: a discrete-event simulation of workers and tasks on the memory backend.
+//!
+//! Every strategy (or the ones asked for) runs the same workload — the same workers, the same
+//! arrivals, the same costs — on a fresh backend with a simulated clock, so the same seed prints
+//! the same numbers. Wall-clock timings go to standard error only.
+
+mod report;
+mod sim;
+
+use std::io::Write;
+use std::time::Instant;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use switchyard::{Policy, Strategy};
+
+pub use sim::{Workload, simulate};
+
+/// Flags of `switchyard demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Number of simulated workers. Each gets a random capacity (1, 2, 4 or 8 slots), a random
+    /// speed (0.5x to 2x) and a weight of capacity x speed x 10.
+    #[arg(long, short = 'w', default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub workers: u32,
+
+    /// Number of tasks. Each has a random priority (0-9) and a random cost hint (exponential,
+    /// mean 100 ms at speed 1x); its real run time varies +-20% around the hint.
+    #[arg(long, short = 'n', default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub tasks: u64,
+
+    /// Dispatch strategies to compare, comma-separated: round-robin, random, weighted,
+    /// least-loaded, affinity[:vnodes], pull. Default: all of them.
+    #[arg(long, short = 's', value_delimiter = ',')]
+    pub strategy: Vec<Strategy>,
+
+    /// Scheduling policy of the queue: fcfs, priority, priority:<aging step ms>, sjf,
+    /// sjf:<aging factor>.
+    #[arg(long, short = 'p', default_value = "fcfs")]
+    pub policy: Policy,
+
+    /// Offered load as a fraction of the workers' total capacity (arrival rate / service rate).
+    /// Above 1.0 a backlog builds up.
+    #[arg(long, default_value_t = 0.6)]
+    pub load: f64,
+
+    /// Seed for the workload and for the random strategy. The same seed prints the same output.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Number of distinct affinity keys (tasks are spread over them uniformly).
+    #[arg(long, default_value_t = 64)]
+    pub keys: u32,
+
+    /// Do not draw progress bars.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// Runs the demo and prints the report to standard output.
+pub fn run(args: &DemoArgs) -> Result<(), String> {
+    if !(args.load > 0.0 && args.load <= 10.0) {
+        return Err(format!("--load {} is outside (0, 10]", args.load));
+    }
+    if args.keys == 0 {
+        return Err("--keys must be at least 1".into());
+    }
+    let strategies: Vec<Strategy> = if args.strategy.is_empty() {
+        Strategy::ALL.to_vec()
+    } else {
+        args.strategy.clone()
+    };
+    let workload = Workload::generate(args.workers, args.tasks, args.load, args.keys, args.seed);
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    report::header(&mut out, &workload, args.policy, args.seed).map_err(|e| e.to_string())?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let mut results = Vec::new();
+    for strategy in strategies {
+        let bar = progress_bar(args, strategy);
+        let started = Instant::now();
+        let result = runtime
+            .block_on(simulate(
+                &workload,
+                strategy,
+                args.policy,
+                args.seed,
+                |done| bar.set_position(done),
+            ))
+            .map_err(|e| format!("{} simulation failed: {e}", strategy.name()))?;
+        bar.finish_and_clear();
+        eprintln!(
+            "{:>13}: simulated {} tasks in {:.2} s of wall time",
+            strategy.name(),
+            workload.tasks.len(),
+            started.elapsed().as_secs_f64()
+        );
+        results.push(result);
+    }
+    report::table(&mut out, &workload, &results, args.policy).map_err(|e| e.to_string())?;
+    out.flush().map_err(|e| e.to_string())
+}
+
+fn progress_bar(args: &DemoArgs, strategy: Strategy) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(args.tasks), ProgressDrawTarget::stderr());
+    if args.no_progress {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    let style = ProgressStyle::with_template(
+        "{prefix:>13} [{bar:40}] {pos}/{len} tasks ({per_sec}, eta {eta})",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_prefix(strategy.name());
+    bar
+}
