@@ -1,5 +1,6 @@
 //! Blocking waits: an idle worker sleeps until work arrives (push and pull), and a caller
 //! awaiting an outcome wakes when the task ends — no polling.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::time::{Duration, Instant};
 
