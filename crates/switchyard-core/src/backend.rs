@@ -33,6 +33,29 @@ pub fn timeout_error(timeout_ms: u32) -> String {
     format!("timed out after {timeout_ms} ms")
 }
 
+/// Longest failure message kept with a task, in bytes; longer ones are cut.
+pub const MAX_ERROR_BYTES: usize = 4096;
+
+/// The failure message a backend records for `error`: cut to [`MAX_ERROR_BYTES`] on a
+/// character boundary, and never empty. Both backends record exactly this text.
+///
+/// ```
+/// use switchyard_core::backend::normalize_error;
+/// assert_eq!(normalize_error(""), "failed without a message");
+/// assert_eq!(normalize_error("boom"), "boom");
+/// assert!(normalize_error(&"é".repeat(5000)).len() <= 4096);
+/// ```
+pub fn normalize_error(error: &str) -> String {
+    if error.is_empty() {
+        return "failed without a message".to_owned();
+    }
+    let mut end = error.len().min(MAX_ERROR_BYTES);
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    error[..end].to_owned()
+}
+
 /// One dispatch decision: `task` from `queue` went to `worker`'s inbox.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Assignment {

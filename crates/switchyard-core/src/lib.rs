@@ -39,7 +39,7 @@ pub use backend::{
 pub use clock::{Clock, ManualClock, Millis, SystemClock};
 pub use error::{BackendErrorKind, Error, Result};
 pub use id::{TASK_ID_TEXT_LEN, TaskId, TaskIdGenerator};
-pub use names::{QueueName, TaskKind, WorkerId};
+pub use names::{QueueName, TaskKind, WorkerId, is_name_byte};
 pub use policy::Policy;
 pub use queue::{Backoff, QueueConfig};
 pub use strategy::Strategy;

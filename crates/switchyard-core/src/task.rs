@@ -397,7 +397,7 @@ pub struct TaskInfo {
     pub timeout_ms: u32,
     /// When the backend accepted it.
     pub created_at: Millis,
-    /// When it becomes (or became) ready, if it was delayed or is waiting for a retry.
+    /// When it becomes ready, while it is scheduled or waiting for a retry.
     pub run_at: Option<Millis>,
     /// The worker holding it, while dispatched or running.
     pub worker: Option<WorkerId>,

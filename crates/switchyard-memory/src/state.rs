@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use switchyard_core::backend::{lost_worker_error, timeout_error};
+use switchyard_core::backend::{lost_worker_error, normalize_error, timeout_error};
 use switchyard_core::policy::KeyInput;
 use switchyard_core::rng::Minstd;
 use switchyard_core::strategy::{Balancer, Load};
@@ -90,7 +90,10 @@ impl Task {
             max_attempts: self.max_attempts,
             timeout_ms: self.timeout_ms,
             created_at: self.created_at,
-            run_at: self.run_at,
+            run_at: match self.state {
+                TaskState::Scheduled | TaskState::RetryScheduled => self.run_at,
+                _ => None,
+            },
             worker: self.worker.clone(),
             last_error: self.last_error.clone(),
             cancel_requested: self.cancel_requested,
@@ -133,8 +136,8 @@ pub(crate) struct State {
     pub(crate) queues: BTreeMap<QueueName, Queue>,
     pub(crate) tasks: HashMap<TaskId, Task>,
     pub(crate) workers: BTreeMap<WorkerId, Worker>,
+    /// Lease tokens, which also order inboxes.
     next_token: u64,
-    dispatch_seq: u64,
     dedup: HashMap<(QueueName, String), DedupEntry>,
     dedup_expiry: BTreeSet<(Millis, QueueName, String)>,
     /// Finished tasks by `(retain_until, id)`.
@@ -285,11 +288,11 @@ impl State {
         }
     }
 
-    /// Hands a task to a worker's inbox under a fresh lease token.
+    /// Hands a task to a worker's inbox under a fresh lease token; the token also orders the
+    /// inbox (one backend-wide counter serves both).
     fn dispatch_to(&mut self, worker: &WorkerId, id: TaskId) -> Result<Assignment> {
         self.next_token += 1;
-        self.dispatch_seq += 1;
-        let (token, seq) = (self.next_token, self.dispatch_seq);
+        let (token, seq) = (self.next_token, self.next_token);
         let queue = {
             let t = self.task_mut(id)?;
             t.state = TaskState::Dispatched;
@@ -832,7 +835,7 @@ impl State {
                 assignments: Vec::new(),
             });
         }
-        self.end_attempt_failed(lease.task, error.to_owned(), retry, now)
+        self.end_attempt_failed(lease.task, normalize_error(error), retry, now)
     }
 
     pub(crate) fn cancel(&mut self, id: TaskId, now: Millis) -> Result<CancelOutcome> {

@@ -1,0 +1,1163 @@
+//! [`RedisBackend`]: the [`Backend`] trait on Redis, one Lua script per transition.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_redis::{Pool, PoolConfig, Runtime};
+use futures_util::StreamExt;
+use redis::{Script, ScriptInvocation, Value};
+use switchyard_core::rng::Minstd;
+use switchyard_core::{
+    Ack, AckOutcome, Assignment, BackendErrorKind, CancelOutcome, Clock, Delivery, Error, HandBack,
+    HeartbeatReply, Lease, MaintenanceReport, QueueConfig, QueueName, QueueStats, RegisterOutcome,
+    Rejection, Result, Stats, SubmitOutcome, TaskId, TaskInfo, TaskOutcome, TaskSpec, TaskState,
+    WorkerId, WorkerSpec, WorkerStats,
+};
+use switchyard_core::{Backend, backend::normalize_error};
+use tokio::sync::Mutex;
+
+use crate::codec::{self, Record, array, assignments, int, protocol, state_from, text, uint};
+use crate::error::{Failure, classify, map_pool, map_redis};
+use crate::keys::{self, Keyspace};
+use crate::scripts::Scripts;
+
+/// Tasks per submit script call; larger batches are split (the effect is the same).
+const SUBMIT_CHUNK: usize = 256;
+/// How often a call is retried when state moved between its read and its script.
+const STALE_RETRIES: usize = 16;
+/// Longest list a single peek returns.
+const PEEK_MAX: usize = 1_000_000;
+
+/// How to reach Redis and where to keep state.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `redis://[:password@]host:port[/db]` (or `rediss://` for TLS).
+    pub url: String,
+    /// Namespace: every key lives under `sy:{<namespace>}:` (one hash slot).
+    pub namespace: String,
+    /// Pooled connections for scripts (blocking waits use their own connections).
+    pub pool_size: usize,
+    /// Time source. `None` (the default) uses the Redis server's clock, so that workers with
+    /// skewed clocks agree on lease deadlines; tests pass a manual clock.
+    pub clock: Option<Arc<dyn Clock>>,
+}
+
+impl RedisConfig {
+    /// Defaults for `url` and `namespace`: 16 pooled connections, server time.
+    pub fn new(url: impl Into<String>, namespace: impl Into<String>) -> Self {
+        RedisConfig {
+            url: url.into(),
+            namespace: namespace.into(),
+            pool_size: 16,
+            clock: None,
+        }
+    }
+
+    /// Uses `clock` instead of the server's time.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Sets the pool size.
+    pub fn with_pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+}
+
+/// The Redis backend. Cheap to clone; clones share the pool.
+///
+/// ```no_run
+/// use switchyard_core::{Backend, Policy, QueueConfig, QueueName, Strategy};
+/// use switchyard_redis::RedisBackend;
+/// # async fn run() -> switchyard_core::Result<()> {
+/// let backend = RedisBackend::connect("redis://127.0.0.1:6380", "demo").await?;
+/// backend.declare_queue(&QueueName::new("emails")?, QueueConfig::new(Policy::Fcfs, Strategy::RoundRobin)).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    client: redis::Client,
+    keys: Keyspace,
+    scripts: Scripts,
+    clock: Option<Arc<dyn Clock>>,
+    /// Queue lists of workers, as last seen (refreshed when a script reports them stale).
+    worker_queues: RwLock<HashMap<WorkerId, Arc<Vec<QueueName>>>>,
+    /// Subscribed wake-up connections of workers waiting in `receive_wait`.
+    waiters: Mutex<HashMap<WorkerId, Arc<Mutex<Option<redis::aio::PubSub>>>>>,
+}
+
+impl std::fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("namespace_prefix", &self.inner.keys.fixed(0))
+            .finish_non_exhaustive()
+    }
+}
+
+fn pool_error(e: impl std::fmt::Display) -> Error {
+    Error::Backend {
+        kind: BackendErrorKind::Connection,
+        message: format!("cannot build the connection pool: {e}"),
+    }
+}
+
+impl RedisBackend {
+    /// Connects with default settings (server time, 16 pooled connections).
+    pub async fn connect(url: &str, namespace: &str) -> Result<Self> {
+        Self::with_config(RedisConfig::new(url, namespace)).await
+    }
+
+    /// Connects, checks that the server can run Switchyard (Redis 7+), and loads the scripts.
+    pub async fn with_config(config: RedisConfig) -> Result<Self> {
+        let keys = Keyspace::new(&config.namespace)?;
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|e| Error::invalid("redis url", format!("`{}`: {e}", redact(&config.url))))?;
+        let mut pool_config = deadpool_redis::Config::from_url(config.url.clone());
+        pool_config.pool = Some(PoolConfig::new(config.pool_size.max(1)));
+        let pool = pool_config
+            .create_pool(Some(Runtime::Tokio1))
+            .map_err(pool_error)?;
+        let backend = RedisBackend {
+            inner: Arc::new(Inner {
+                pool,
+                client,
+                keys,
+                scripts: Scripts::load(),
+                clock: config.clock,
+                worker_queues: RwLock::new(HashMap::new()),
+                waiters: Mutex::new(HashMap::new()),
+            }),
+        };
+        backend.check_server().await?;
+        backend.load_scripts().await?;
+        Ok(backend)
+    }
+
+    async fn conn(&self) -> Result<deadpool_redis::Connection> {
+        self.inner.pool.get().await.map_err(map_pool)
+    }
+
+    async fn check_server(&self) -> Result<()> {
+        let mut conn = self.conn().await?;
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| map_redis(&e))?;
+        let version = info
+            .lines()
+            .find_map(|l| l.strip_prefix("redis_version:"))
+            .unwrap_or("0")
+            .trim()
+            .to_owned();
+        let major: u32 = version
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
+        if major < 7 {
+            return Err(Error::Backend {
+                kind: BackendErrorKind::Unsupported,
+                message: format!("Redis {version} is too old: Switchyard needs Redis 7 or newer"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Loads every script (SCRIPT LOAD). Calls reload them anyway on NOSCRIPT; loading up front
+    /// surfaces script errors at start-up.
+    pub async fn load_scripts(&self) -> Result<()> {
+        let mut conn = self.conn().await?;
+        for (file, script) in self.inner.scripts.all() {
+            script
+                .prepare_invoke()
+                .load_async(&mut conn)
+                .await
+                .map_err(|e| Error::Backend {
+                    kind: BackendErrorKind::Protocol,
+                    message: format!("cannot load {file}: {e}"),
+                })?;
+        }
+        Ok(())
+    }
+
+    /// The `now` argument of a script call: the injected clock, or "" for the server's time.
+    fn now_arg(&self) -> String {
+        self.inner
+            .clock
+            .as_ref()
+            .map(|c| c.now_ms().to_string())
+            .unwrap_or_default()
+    }
+
+    fn invocation<'a>(
+        &self,
+        script: &'a Script,
+        groups: &[&QueueName],
+        now: &str,
+    ) -> ScriptInvocation<'a> {
+        let mut inv = script.prepare_invoke();
+        for k in &self.inner.keys.fixed {
+            inv.key(k);
+        }
+        for q in groups {
+            for k in self.inner.keys.queue_group(q) {
+                inv.key(k);
+            }
+        }
+        inv.arg(now);
+        inv
+    }
+
+    async fn exec(&self, inv: &ScriptInvocation<'_>) -> std::result::Result<Value, Failure> {
+        let mut conn = self.conn().await?;
+        inv.invoke_async(&mut conn).await.map_err(|e| classify(&e))
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+        let mut conn = self.conn().await?;
+        cmd.query_async(&mut conn).await.map_err(|e| map_redis(&e))
+    }
+
+    async fn record(&self, id: TaskId) -> Result<Option<Record>> {
+        let raw: Option<Vec<u8>> = self
+            .query(
+                redis::cmd("HGET")
+                    .arg(self.inner.keys.fixed(keys::TASKS))
+                    .arg(id.to_string()),
+            )
+            .await?;
+        raw.map(|b| codec::decode_record(&b)).transpose()
+    }
+
+    /// A worker's queues: cached, or read from its record (`None` if not registered).
+    async fn queues_of(
+        &self,
+        worker: &WorkerId,
+        refresh: bool,
+    ) -> Result<Option<Arc<Vec<QueueName>>>> {
+        if !refresh
+            && let Ok(cache) = self.inner.worker_queues.read()
+            && let Some(q) = cache.get(worker)
+        {
+            return Ok(Some(q.clone()));
+        }
+        let raw: Option<Vec<u8>> = self
+            .query(
+                redis::cmd("HGET")
+                    .arg(self.inner.keys.fixed(keys::WORKERS))
+                    .arg(worker.as_str()),
+            )
+            .await?;
+        let queues = raw
+            .map(|b| codec::worker_queues(&b))
+            .transpose()?
+            .map(Arc::new);
+        if let Ok(mut cache) = self.inner.worker_queues.write() {
+            match &queues {
+                Some(q) => {
+                    cache.insert(worker.clone(), q.clone());
+                }
+                None => {
+                    cache.remove(worker);
+                }
+            }
+        }
+        Ok(queues)
+    }
+
+    fn forget_worker(&self, worker: &WorkerId) {
+        if let Ok(mut cache) = self.inner.worker_queues.write() {
+            cache.remove(worker);
+        }
+    }
+
+    async fn queue_names(&self) -> Result<Vec<QueueName>> {
+        let fields: Vec<String> = self
+            .query(redis::cmd("HKEYS").arg(self.inner.keys.fixed(keys::META)))
+            .await?;
+        let mut names: Vec<QueueName> = fields
+            .into_iter()
+            .filter(|f| !f.starts_with('~'))
+            .filter_map(|f| QueueName::new(f).ok())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// The channel-subscribed connection a worker sleeps on in `receive_wait`.
+    async fn waiter(&self, worker: &WorkerId) -> Arc<Mutex<Option<redis::aio::PubSub>>> {
+        let mut waiters = self.inner.waiters.lock().await;
+        waiters.entry(worker.clone()).or_default().clone()
+    }
+
+    async fn subscribe(&self, channel: &str) -> Result<redis::aio::PubSub> {
+        let mut pubsub = self
+            .inner
+            .client
+            .get_async_pubsub()
+            .await
+            .map_err(|e| map_redis(&e))?;
+        pubsub.subscribe(channel).await.map_err(|e| map_redis(&e))?;
+        Ok(pubsub)
+    }
+}
+
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+fn ack_from(code: i64, x: &Value) -> Result<Ack> {
+    Ok(match code {
+        0 => Ack::Retrying { run_at: uint(x)? },
+        1 => Ack::Rejected(Rejection::NotFound),
+        2 => Ack::Rejected(Rejection::NotRunning(state_from(int(x)?)?)),
+        3 => Ack::Rejected(Rejection::StaleToken),
+        4 => Ack::Dead,
+        5 => Ack::Cancelled,
+        other => return Err(protocol(format!("unknown acknowledgement code {other}"))),
+    })
+}
+
+fn submit_outcome(v: Value) -> Result<SubmitOutcome> {
+    let mut it = array(v)?.into_iter();
+    let mut next = || it.next().ok_or_else(|| protocol("truncated submit reply"));
+    let duplicate = int(&next()?)? == 1;
+    let id = codec::task_id(next()?)?;
+    let st = int(&next()?)?;
+    let worker = text(next()?)?;
+    Ok(SubmitOutcome {
+        id,
+        state: if st < 0 { None } else { Some(state_from(st)?) },
+        duplicate,
+        assigned: if worker.is_empty() {
+            None
+        } else {
+            Some(WorkerId::new(worker)?)
+        },
+    })
+}
+
+fn hand_back_from(v: Value) -> Result<HandBack> {
+    let mut it = array(v)?.into_iter();
+    let n = uint(&it.next().ok_or_else(|| protocol("empty hand-back reply"))?)?;
+    let mut returned = Vec::new();
+    for _ in 0..n {
+        returned.push(codec::task_id(
+            it.next().ok_or_else(|| protocol("truncated hand-back"))?,
+        )?);
+    }
+    Ok(HandBack {
+        returned,
+        assignments: assignments(&mut it, None)?,
+    })
+}
+
+#[async_trait]
+impl Backend for RedisBackend {
+    async fn declare_queue(&self, queue: &QueueName, config: QueueConfig) -> Result<()> {
+        config.validate()?;
+        let (pol, age) = codec::policy_args(config.policy);
+        let (strategy, vnodes) = codec::strategy_args(config.strategy);
+        let json = codec::config_json(&config)?;
+        let now = self.now_arg();
+        let mut inv = self.invocation(&self.inner.scripts.declare, &[queue], &now);
+        inv.arg(queue.as_str())
+            .arg(&json)
+            .arg(pol)
+            .arg(age)
+            .arg(strategy)
+            .arg(vnodes);
+        inv.arg(config.default_cost_ms)
+            .arg(config.max_attempts)
+            .arg(config.timeout_ms);
+        inv.arg(config.backoff.base_ms)
+            .arg(config.backoff.max_ms)
+            .arg(config.backoff.jitter_pct);
+        inv.arg(config.result_ttl_ms)
+            .arg(config.dead_ttl_ms)
+            .arg(config.dedup_window_ms);
+        inv.arg(Minstd::from_seed(config.seed).state())
+            .arg(config.jitter_rng().state());
+        match self.exec(&inv).await {
+            Ok(_) => Ok(()),
+            Err(Failure::Conflict(existing)) => {
+                let existing = codec::config_from_json(existing.as_bytes())?;
+                Err(Error::QueueConflict {
+                    queue: queue.clone(),
+                    detail: existing.diff(&config),
+                })
+            }
+            Err(f) => Err(f.into_error()),
+        }
+    }
+
+    async fn queue_config(&self, queue: &QueueName) -> Result<Option<QueueConfig>> {
+        let raw: Option<Vec<u8>> = self
+            .query(
+                redis::cmd("HGET")
+                    .arg(self.inner.keys.fixed(keys::META))
+                    .arg(queue.as_str()),
+            )
+            .await?;
+        raw.map(|b| codec::config_from_json(&b)).transpose()
+    }
+
+    async fn submit(&self, spec: TaskSpec) -> Result<SubmitOutcome> {
+        let mut out = self.submit_batch(vec![spec]).await?;
+        out.pop().ok_or_else(|| protocol("empty submit reply"))
+    }
+
+    async fn submit_batch(&self, specs: Vec<TaskSpec>) -> Result<Vec<SubmitOutcome>> {
+        // Check every queue first, so that a batch with an unknown queue submits nothing.
+        let mut seen: Vec<&QueueName> = Vec::new();
+        for s in &specs {
+            if !seen.contains(&s.queue()) {
+                seen.push(s.queue());
+            }
+        }
+        if seen.len() > 1 || specs.len() > SUBMIT_CHUNK {
+            let mut pipe = redis::pipe();
+            for q in &seen {
+                pipe.cmd("HEXISTS")
+                    .arg(self.inner.keys.fixed(keys::META))
+                    .arg(q.as_str());
+            }
+            let mut conn = self.conn().await?;
+            let exists: Vec<bool> = pipe
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| map_redis(&e))?;
+            if let Some((q, _)) = seen.iter().zip(&exists).find(|(_, e)| !**e) {
+                return Err(Error::UnknownQueue((*q).clone()));
+            }
+        }
+        let mut out = Vec::with_capacity(specs.len());
+        for chunk in specs.chunks(SUBMIT_CHUNK) {
+            let mut groups: Vec<&QueueName> = Vec::new();
+            for s in chunk {
+                if !groups.contains(&s.queue()) {
+                    groups.push(s.queue());
+                }
+            }
+            let now = self.now_arg();
+            let mut inv = self.invocation(&self.inner.scripts.submit, &groups, &now);
+            inv.arg(groups.len());
+            for q in &groups {
+                inv.arg(q.as_str());
+            }
+            inv.arg(chunk.len());
+            for s in chunk {
+                let g = groups.iter().position(|q| *q == s.queue()).unwrap_or(0) + 1;
+                let (at, delay) = match s.schedule() {
+                    switchyard_core::Schedule::Now => (0, 0),
+                    switchyard_core::Schedule::At(at) => (at, 0),
+                    switchyard_core::Schedule::After(d) => (0, d),
+                };
+                inv.arg(g).arg(s.id().to_string()).arg(s.priority());
+                inv.arg(s.cost_hint_ms().map_or(-1, i64::from));
+                inv.arg(at)
+                    .arg(delay)
+                    .arg(s.max_attempts().unwrap_or(0))
+                    .arg(s.timeout_ms().unwrap_or(0));
+                inv.arg(codec::encode_body(s));
+            }
+            let reply = self.exec(&inv).await.map_err(Failure::into_error)?;
+            for item in array(reply)? {
+                out.push(submit_outcome(item)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn register_worker(&self, spec: WorkerSpec) -> Result<RegisterOutcome> {
+        spec.validate()?;
+        for attempt in 0..STALE_RETRIES {
+            let old = self.queues_of(spec.id(), true).await?;
+            let mut groups: Vec<&QueueName> = spec.queues().iter().collect();
+            if let Some(old) = &old {
+                for q in old.iter() {
+                    if !groups.contains(&q) {
+                        groups.push(q);
+                    }
+                }
+            }
+            let now = self.now_arg();
+            let mut inv = self.invocation(&self.inner.scripts.register, &groups, &now);
+            inv.arg(spec.id().as_str())
+                .arg(spec.get_capacity())
+                .arg(spec.get_weight())
+                .arg(spec.heartbeat_ttl_ms());
+            inv.arg(spec.queues().len()).arg(groups.len());
+            for q in &groups {
+                inv.arg(q.as_str());
+            }
+            match self.exec(&inv).await {
+                Ok(v) => {
+                    if let Ok(mut cache) = self.inner.worker_queues.write() {
+                        cache.insert(spec.id().clone(), Arc::new(spec.queues().to_vec()));
+                    }
+                    let mut it = array(v)?.into_iter();
+                    let replaced =
+                        uint(&it.next().ok_or_else(|| protocol("empty register reply"))?)? == 1;
+                    return Ok(RegisterOutcome {
+                        replaced,
+                        assignments: assignments(&mut it, None)?,
+                    });
+                }
+                Err(Failure::Stale(d)) => tracing::debug!(attempt, "register retried: {d}"),
+                Err(f) => return Err(f.into_error()),
+            }
+        }
+        Err(Failure::Stale("register".into()).into_error())
+    }
+
+    async fn heartbeat(&self, worker: &WorkerId) -> Result<HeartbeatReply> {
+        let now = self.now_arg();
+        let mut inv = self.invocation(&self.inner.scripts.heartbeat, &[], &now);
+        inv.arg(worker.as_str());
+        let v = self.exec(&inv).await.map_err(Failure::into_error)?;
+        let mut it = array(v)?.into_iter().skip(1);
+        let mut cancel = Vec::new();
+        for id in it.by_ref() {
+            cancel.push(codec::task_id(id)?);
+        }
+        Ok(HeartbeatReply { cancel })
+    }
+
+    async fn deregister_worker(&self, worker: &WorkerId) -> Result<HandBack> {
+        for attempt in 0..STALE_RETRIES {
+            let Some(queues) = self.queues_of(worker, attempt > 0).await? else {
+                return Err(Error::UnknownWorker(worker.clone()));
+            };
+            let groups: Vec<&QueueName> = queues.iter().collect();
+            let now = self.now_arg();
+            let mut inv = self.invocation(&self.inner.scripts.deregister, &groups, &now);
+            inv.arg(worker.as_str()).arg(groups.len());
+            for q in &groups {
+                inv.arg(q.as_str());
+            }
+            match self.exec(&inv).await {
+                Ok(v) => {
+                    self.forget_worker(worker);
+                    return hand_back_from(v);
+                }
+                Err(Failure::Stale(_)) => continue,
+                Err(Failure::Error(Error::UnknownWorker(w))) => {
+                    self.forget_worker(&w);
+                    return Err(Error::UnknownWorker(w));
+                }
+                Err(f) => return Err(f.into_error()),
+            }
+        }
+        Err(Failure::Stale("deregister".into()).into_error())
+    }
+
+    async fn dispatch(&self, queue: &QueueName, limit: usize) -> Result<Vec<Assignment>> {
+        let now = self.now_arg();
+        let mut inv = self.invocation(&self.inner.scripts.dispatch, &[queue], &now);
+        inv.arg(queue.as_str()).arg(limit.min(1_000_000));
+        let v = self.exec(&inv).await.map_err(Failure::into_error)?;
+        assignments(&mut array(v)?.into_iter(), None)
+    }
+
+    async fn receive(&self, worker: &WorkerId, max: usize) -> Result<Vec<Delivery>> {
+        self.receive_inner(worker, max, false).await
+    }
+
+    async fn receive_wait(
+        &self,
+        worker: &WorkerId,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Delivery>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let slot = self.waiter(worker).await;
+        let mut guard = slot.lock().await;
+        loop {
+            if guard.is_none() {
+                // Subscribe before asking, so that a dispatch right after the ask is not missed.
+                *guard = Some(
+                    self.subscribe(&self.inner.keys.wake_channel(worker))
+                        .await?,
+                );
+            }
+            let got = self.receive_inner(worker, max, true).await?;
+            if !got.is_empty() || max == 0 {
+                return Ok(got);
+            }
+            let Some(pubsub) = guard.as_mut() else {
+                continue;
+            };
+            let message = tokio::time::timeout_at(deadline, pubsub.on_message().next()).await;
+            match message {
+                Err(_) => return Ok(Vec::new()),
+                Ok(Some(_)) => {}
+                // The connection dropped (restart, failover): resubscribe and ask again.
+                Ok(None) => {
+                    tracing::warn!(%worker, "wake-up connection lost; reconnecting");
+                    *guard = None;
+                }
+            }
+        }
+    }
+
+    async fn complete(&self, lease: &Lease, value: Vec<u8>) -> Result<AckOutcome> {
+        let (mut acks, _) = self
+            .complete_many(&lease.worker, vec![(lease.clone(), value)], 0)
+            .await?;
+        acks.pop().ok_or_else(|| protocol("empty complete reply"))
+    }
+
+    async fn complete_and_receive(
+        &self,
+        lease: &Lease,
+        value: Vec<u8>,
+        max: usize,
+    ) -> Result<(AckOutcome, Vec<Delivery>)> {
+        let (mut acks, deliveries) = self
+            .complete_many(&lease.worker, vec![(lease.clone(), value)], max)
+            .await?;
+        let ack = acks.pop().ok_or_else(|| protocol("empty complete reply"))?;
+        Ok((ack, deliveries))
+    }
+
+    async fn fail(&self, lease: &Lease, error: &str, retry: bool) -> Result<AckOutcome> {
+        let error = normalize_error(error);
+        for attempt in 0..STALE_RETRIES {
+            let queues = self
+                .queues_of(&lease.worker, attempt > 0)
+                .await?
+                .unwrap_or_default();
+            let groups: Vec<&QueueName> = queues.iter().collect();
+            let now = self.now_arg();
+            let mut inv = self.invocation(&self.inner.scripts.fail, &groups, &now);
+            inv.arg(lease.worker.as_str()).arg(groups.len());
+            for q in &groups {
+                inv.arg(q.as_str());
+            }
+            inv.arg(lease.task.to_string())
+                .arg(lease.queue.as_str())
+                .arg(lease.token.0)
+                .arg(&error)
+                .arg(u8::from(retry));
+            match self.exec(&inv).await {
+                Ok(v) => {
+                    let mut it = array(v)?.into_iter();
+                    let code = int(&it.next().ok_or_else(|| protocol("empty fail reply"))?)?;
+                    let x = it.next().unwrap_or(Value::Int(0));
+                    return Ok(AckOutcome {
+                        ack: ack_from(code, &x)?,
+                        assignments: assignments(&mut it, None)?,
+                    });
+                }
+                Err(Failure::Stale(_)) => continue,
+                Err(f) => return Err(f.into_error()),
+            }
+        }
+        Err(Failure::Stale("fail".into()).into_error())
+    }
+
+    async fn cancel(&self, id: TaskId) -> Result<CancelOutcome> {
+        for _ in 0..STALE_RETRIES {
+            let Some(rec) = self.record(id).await? else {
+                return Err(Error::TaskNotFound(id));
+            };
+            let worker_queues = match (&rec.state, &rec.worker) {
+                (TaskState::Dispatched, Some(w)) => {
+                    self.queues_of(w, true).await?.unwrap_or_default()
+                }
+                _ => Arc::new(Vec::new()),
+            };
+            let mut groups: Vec<&QueueName> = vec![&rec.queue];
+            groups.extend(worker_queues.iter());
+            let now = self.now_arg();
+            let mut inv = self.invocation(&self.inner.scripts.cancel, &groups, &now);
+            inv.arg(id.to_string()).arg(codec::state_code(rec.state));
+            inv.arg(rec.worker.as_ref().map_or("", |w| w.as_str()))
+                .arg(groups.len());
+            for q in &groups {
+                inv.arg(q.as_str());
+            }
+            match self.exec(&inv).await {
+                Ok(v) => {
+                    let mut it = array(v)?.into_iter();
+                    let code = int(&it.next().ok_or_else(|| protocol("empty cancel reply"))?)?;
+                    return Ok(match code {
+                        0 => CancelOutcome::Cancelled {
+                            assignments: assignments(&mut it, None)?,
+                        },
+                        1 => CancelOutcome::Requested,
+                        _ => CancelOutcome::AlreadyFinished(state_from(int(&it
+                            .next()
+                            .ok_or_else(|| protocol("truncated cancel reply"))?)?)?),
+                    });
+                }
+                Err(Failure::Stale(_)) => continue,
+                Err(f) => return Err(f.into_error()),
+            }
+        }
+        Err(Failure::Stale("cancel".into()).into_error())
+    }
+
+    async fn get_task(&self, id: TaskId) -> Result<Option<TaskInfo>> {
+        Ok(self.record(id).await?.map(|r| r.info(id)))
+    }
+
+    async fn get_outcome(&self, id: TaskId) -> Result<Option<TaskOutcome>> {
+        Ok(self.record(id).await?.and_then(|r| r.outcome()))
+    }
+
+    async fn wait_outcome(&self, id: TaskId, timeout: Duration) -> Result<Option<TaskOutcome>> {
+        let mut pubsub = self.subscribe(&self.inner.keys.done_channel(id)).await?;
+        let now = self.now_arg();
+        let mut inv = self.invocation(&self.inner.scripts.await_outcome, &[], &now);
+        inv.arg(id.to_string());
+        let state = int(&self.exec(&inv).await.map_err(Failure::into_error)?)?;
+        if state < 0 {
+            // Not finished: wait for the announcement (or the timeout) without polling.
+            let _ = tokio::time::timeout(timeout, pubsub.on_message().next()).await;
+        }
+        self.get_outcome(id).await
+    }
+
+    async fn list_dead(&self, queue: &QueueName, limit: usize) -> Result<Vec<TaskInfo>> {
+        let members: Vec<String> = self
+            .query(
+                redis::cmd("ZRANGEBYLEX")
+                    .arg(self.inner.keys.fixed(keys::DEAD))
+                    .arg(format!("[{queue}|"))
+                    .arg(format!("({queue}}}"))
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit.min(1_000_000)),
+            )
+            .await?;
+        let ids: Vec<TaskId> = members
+            .iter()
+            .filter_map(|m| m.rsplit('|').next())
+            .map(str::parse)
+            .collect::<Result<_>>()?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(self.inner.keys.fixed(keys::TASKS));
+        for id in &ids {
+            cmd.arg(id.to_string());
+        }
+        let raws: Vec<Option<Vec<u8>>> = self.query(&cmd).await?;
+        let mut out = Vec::new();
+        for (id, raw) in ids.into_iter().zip(raws) {
+            if let Some(raw) = raw {
+                out.push(codec::decode_record(&raw)?.info(id));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn redrive(&self, id: TaskId) -> Result<SubmitOutcome> {
+        for _ in 0..STALE_RETRIES {
+            let Some(rec) = self.record(id).await? else {
+                return Err(Error::TaskNotFound(id));
+            };
+            let now = self.now_arg();
+            let mut inv = self.invocation(&self.inner.scripts.redrive, &[&rec.queue], &now);
+            inv.arg(id.to_string()).arg(rec.queue.as_str());
+            match self.exec(&inv).await {
+                Ok(v) => {
+                    let mut it = array(v)?.into_iter();
+                    let st = int(&it.next().ok_or_else(|| protocol("empty redrive reply"))?)?;
+                    let worker = text(it.next().unwrap_or(Value::Nil))?;
+                    return Ok(SubmitOutcome {
+                        id,
+                        state: Some(state_from(st)?),
+                        duplicate: false,
+                        assigned: if worker.is_empty() {
+                            None
+                        } else {
+                            Some(WorkerId::new(worker)?)
+                        },
+                    });
+                }
+                Err(Failure::WrongState(s)) => {
+                    return Err(Error::WrongState {
+                        id,
+                        state: state_from(s)?,
+                        operation: "redrive (only dead tasks can be re-driven)",
+                    });
+                }
+                Err(Failure::Stale(_)) => continue,
+                Err(f) => return Err(f.into_error()),
+            }
+        }
+        Err(Failure::Stale("redrive".into()).into_error())
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        let names = self.queue_names().await?;
+        let groups: Vec<&QueueName> = names.iter().collect();
+        let now = self.now_arg();
+        let mut inv = self.invocation(&self.inner.scripts.stats, &groups, &now);
+        inv.arg(groups.len());
+        for q in &groups {
+            inv.arg(q.as_str());
+        }
+        let v = self.exec(&inv).await.map_err(Failure::into_error)?;
+        let mut parts = array(v)?.into_iter();
+        let qs = array(parts.next().unwrap_or(Value::Nil))?;
+        let ws = array(parts.next().unwrap_or(Value::Nil))?;
+        let mut queues = Vec::new();
+        for q in qs {
+            let f = array(q)?;
+            if f.len() < 9 {
+                return Err(protocol("short queue stats"));
+            }
+            let n = |i: usize| uint(&f[i]);
+            queues.push(QueueStats {
+                queue: Some(QueueName::new(text(f[0].clone())?)?),
+                scheduled: n(1)?,
+                ready: n(2)?,
+                dispatched: n(3)?,
+                running: n(4)?,
+                retry_scheduled: n(5)?,
+                succeeded: n(6)?,
+                dead: n(7)?,
+                cancelled: n(8)?,
+            });
+        }
+        let mut workers = BTreeMap::new();
+        for w in ws {
+            let f = array(w)?;
+            if f.len() < 7 {
+                return Err(protocol("short worker stats"));
+            }
+            let id = WorkerId::new(text(f[0].clone())?)?;
+            let queues = text(f[6].clone())?
+                .split(',')
+                .filter(|q| !q.is_empty())
+                .map(QueueName::new)
+                .collect::<Result<Vec<_>>>()?;
+            let small = |i: usize| {
+                u32::try_from(uint(&f[i])?).map_err(|_| protocol("worker field out of range"))
+            };
+            workers.insert(
+                id.clone(),
+                WorkerStats {
+                    id,
+                    capacity: small(1)?,
+                    weight: small(2)?,
+                    inflight: small(3)?,
+                    assigned: uint(&f[4])?,
+                    queues,
+                    expires_at: uint(&f[5])?,
+                },
+            );
+        }
+        Ok(Stats {
+            queues,
+            workers: workers.into_values().collect(),
+        })
+    }
+
+    async fn peek_ready(&self, queue: &QueueName, limit: usize) -> Result<Vec<TaskId>> {
+        let now = self.now_arg();
+        let mut inv = self.invocation(&self.inner.scripts.peek, &[queue], &now);
+        inv.arg(queue.as_str()).arg(limit.min(PEEK_MAX));
+        let v = self.exec(&inv).await.map_err(Failure::into_error)?;
+        array(v)?.into_iter().map(codec::task_id).collect()
+    }
+
+    async fn maintain(&self, limit: usize) -> Result<MaintenanceReport> {
+        let limit = limit.min(1_000_000);
+        // One instant for the whole pass, as in the memory backend.
+        let now = match &self.inner.clock {
+            Some(c) => c.now_ms(),
+            None => {
+                let t: (u64, u64) = self.query(&redis::cmd("TIME")).await?;
+                t.0 * 1000 + t.1 / 1000
+            }
+        };
+        let now_arg = now.to_string();
+        let mut report = MaintenanceReport::default();
+        // 1. Workers whose heartbeat expired.
+        let due_workers: Vec<String> = self
+            .query(
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(self.inner.keys.fixed(keys::HB))
+                    .arg("-inf")
+                    .arg(format!("({now}"))
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit),
+            )
+            .await?;
+        for w in due_workers {
+            let worker = WorkerId::new(w)?;
+            for attempt in 0..STALE_RETRIES {
+                let Some(queues) = self.queues_of(&worker, true).await? else {
+                    break;
+                };
+                let groups: Vec<&QueueName> = queues.iter().collect();
+                let mut inv = self.invocation(&self.inner.scripts.reap_worker, &groups, &now_arg);
+                inv.arg(worker.as_str()).arg(groups.len());
+                for q in &groups {
+                    inv.arg(q.as_str());
+                }
+                match self.exec(&inv).await {
+                    Ok(v) => {
+                        let items = array(v)?;
+                        if items.first().and_then(|v| int(v).ok()) != Some(-1) {
+                            let back = hand_back_from(Value::Array(items))?;
+                            report.tasks_returned += back.returned.len();
+                            report.assignments.extend(back.assignments);
+                            report.workers_reaped.push(worker.clone());
+                            self.forget_worker(&worker);
+                        }
+                        break;
+                    }
+                    Err(Failure::Stale(_)) if attempt + 1 < STALE_RETRIES => continue,
+                    Err(f) => return Err(f.into_error()),
+                }
+            }
+        }
+        report.more |= self.any_below(keys::HB, now, false).await?;
+        // 2. Running tasks past their deadline.
+        let due_leases: Vec<String> = self
+            .query(
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(self.inner.keys.fixed(keys::LEASES))
+                    .arg("-inf")
+                    .arg(format!("({now}"))
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit),
+            )
+            .await?;
+        for id in due_leases {
+            let id: TaskId = id.parse()?;
+            let Some(rec) = self.record(id).await? else {
+                continue;
+            };
+            let Some(worker) = rec.worker.clone() else {
+                continue;
+            };
+            for attempt in 0..STALE_RETRIES {
+                let queues = self
+                    .queues_of(&worker, attempt > 0)
+                    .await?
+                    .unwrap_or_default();
+                let groups: Vec<&QueueName> = queues.iter().collect();
+                let mut inv = self.invocation(&self.inner.scripts.expire_lease, &groups, &now_arg);
+                inv.arg(id.to_string())
+                    .arg(rec.token)
+                    .arg(worker.as_str())
+                    .arg(groups.len());
+                for q in &groups {
+                    inv.arg(q.as_str());
+                }
+                match self.exec(&inv).await {
+                    Ok(v) => {
+                        let mut it = array(v)?.into_iter();
+                        let code = it.next().map(|v| int(&v)).transpose()?.unwrap_or(-1);
+                        if code != -1 {
+                            let _ = it.next();
+                            report.assignments.extend(assignments(&mut it, None)?);
+                            report.leases_expired += 1;
+                        }
+                        break;
+                    }
+                    Err(Failure::Stale(_)) if attempt + 1 < STALE_RETRIES => continue,
+                    Err(f) => return Err(f.into_error()),
+                }
+            }
+        }
+        report.more |= self.any_below(keys::LEASES, now, false).await?;
+        // 3. Due delayed tasks, queue by queue in name order.
+        let mut budget = limit;
+        for queue in self.queue_names().await? {
+            let mut inv = self.invocation(&self.inner.scripts.promote, &[&queue], &now_arg);
+            inv.arg(queue.as_str()).arg(budget);
+            let v = self.exec(&inv).await.map_err(Failure::into_error)?;
+            let mut it = array(v)?.into_iter();
+            let n = usize::try_from(uint(
+                &it.next().ok_or_else(|| protocol("empty promote reply"))?,
+            )?)
+            .map_err(|_| protocol("promote count"))?;
+            let more = uint(
+                &it.next()
+                    .ok_or_else(|| protocol("truncated promote reply"))?,
+            )? == 1;
+            report.more |= more;
+            report.promoted += n;
+            budget -= n.min(budget);
+            report.assignments.extend(assignments(&mut it, None)?);
+        }
+        // 4. Finished records past their retention.
+        let mut inv = self.invocation(&self.inner.scripts.purge, &[], &now_arg);
+        inv.arg(limit);
+        let v = array(self.exec(&inv).await.map_err(Failure::into_error)?)?;
+        report.records_purged = usize::try_from(uint(
+            v.first().ok_or_else(|| protocol("empty purge reply"))?,
+        )?)
+        .map_err(|_| protocol("purge count"))?;
+        report.more |= v.get(1).map(uint).transpose()?.unwrap_or(0) == 1;
+        Ok(report)
+    }
+}
+
+impl RedisBackend {
+    async fn receive_inner(
+        &self,
+        worker: &WorkerId,
+        max: usize,
+        park: bool,
+    ) -> Result<Vec<Delivery>> {
+        for attempt in 0..STALE_RETRIES {
+            let Some(queues) = self.queues_of(worker, attempt > 0).await? else {
+                return Err(Error::UnknownWorker(worker.clone()));
+            };
+            let groups: Vec<&QueueName> = queues.iter().collect();
+            let now = self.now_arg();
+            let mut inv = self.invocation(&self.inner.scripts.receive, &groups, &now);
+            inv.arg(worker.as_str())
+                .arg(max.min(100_000))
+                .arg(u8::from(park))
+                .arg(groups.len());
+            for q in &groups {
+                inv.arg(q.as_str());
+            }
+            match self.exec(&inv).await {
+                Ok(v) => return codec::deliveries(&mut array(v)?.into_iter(), worker),
+                Err(Failure::Stale(_)) => continue,
+                Err(Failure::Error(Error::UnknownWorker(w))) => {
+                    self.forget_worker(&w);
+                    return Err(Error::UnknownWorker(w));
+                }
+                Err(f) => return Err(f.into_error()),
+            }
+        }
+        Err(Failure::Stale("receive".into()).into_error())
+    }
+
+    /// Completes several running tasks of one worker in one script, then receives up to `max`
+    /// more: the batched form of [`Backend::complete_and_receive`].
+    pub async fn complete_many(
+        &self,
+        worker: &WorkerId,
+        acks: Vec<(Lease, Vec<u8>)>,
+        max: usize,
+    ) -> Result<(Vec<AckOutcome>, Vec<Delivery>)> {
+        for attempt in 0..STALE_RETRIES {
+            let queues = self
+                .queues_of(worker, attempt > 0)
+                .await?
+                .unwrap_or_default();
+            let groups: Vec<&QueueName> = queues.iter().collect();
+            let now = self.now_arg();
+            let mut inv = self.invocation(&self.inner.scripts.complete, &groups, &now);
+            inv.arg(worker.as_str()).arg(groups.len());
+            for q in &groups {
+                inv.arg(q.as_str());
+            }
+            inv.arg(acks.len());
+            for (lease, value) in &acks {
+                // A lease of another worker can never be current for this one: the script
+                // refuses it as stale.
+                let task = lease.task.to_string();
+                inv.arg(task).arg(lease.queue.as_str()).arg(lease.token.0);
+                inv.arg(if &lease.worker == worker {
+                    value.as_slice()
+                } else {
+                    &[][..]
+                });
+            }
+            inv.arg(max.min(100_000));
+            match self.exec(&inv).await {
+                Ok(v) => {
+                    let mut it = array(v)?.into_iter();
+                    let mut outcomes = Vec::with_capacity(acks.len());
+                    for _ in 0..acks.len() {
+                        let code = int(&it
+                            .next()
+                            .ok_or_else(|| protocol("truncated complete reply"))?)?;
+                        let state = it
+                            .next()
+                            .ok_or_else(|| protocol("truncated complete reply"))?;
+                        let n = usize::try_from(uint(
+                            &it.next()
+                                .ok_or_else(|| protocol("truncated complete reply"))?,
+                        )?)
+                        .map_err(|_| protocol("assignment count"))?;
+                        let ack = match code {
+                            0 => Ack::Completed,
+                            1 => Ack::Rejected(Rejection::NotFound),
+                            2 => Ack::Rejected(Rejection::NotRunning(state_from(int(&state)?)?)),
+                            _ => Ack::Rejected(Rejection::StaleToken),
+                        };
+                        outcomes.push(AckOutcome {
+                            ack,
+                            assignments: assignments(&mut it, Some(n))?,
+                        });
+                    }
+                    let deliveries = codec::deliveries(&mut it, worker)?;
+                    return Ok((outcomes, deliveries));
+                }
+                Err(Failure::Stale(_)) => continue,
+                Err(f) => return Err(f.into_error()),
+            }
+        }
+        Err(Failure::Stale("complete".into()).into_error())
+    }
+
+    /// Whether a sorted set has a member scored below `now`.
+    async fn any_below(&self, role: usize, now: u64, inclusive: bool) -> Result<bool> {
+        let max = if inclusive {
+            now.to_string()
+        } else {
+            format!("({now}")
+        };
+        let found: Vec<String> = self
+            .query(
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(self.inner.keys.fixed(role))
+                    .arg("-inf")
+                    .arg(max)
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(1),
+            )
+            .await?;
+        Ok(!found.is_empty())
+    }
+
+    /// The key prefix of this backend's namespace (for tools and tests that inspect Redis).
+    pub fn key(&self, role: &str) -> Option<&str> {
+        keys::FIXED
+            .iter()
+            .position(|r| *r == role)
+            .map(|i| self.inner.keys.fixed(i))
+    }
+
+    /// The keys of one queue: state, ready, delayed, ring (for tools and tests).
+    pub fn queue_keys(&self, queue: &QueueName) -> [String; 4] {
+        self.inner.keys.queue_group(queue)
+    }
+
+    /// A pooled connection, for tools and tests that inspect Redis directly.
+    pub async fn connection(&self) -> Result<deadpool_redis::Connection> {
+        self.conn().await
+    }
+}

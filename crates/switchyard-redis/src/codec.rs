@@ -1,0 +1,416 @@
+//! Byte formats shared with the Lua scripts (see `lua/lib.lua` and `docs/redis-layout.md`),
+//! and parsing of script replies.
+
+use redis::Value;
+use switchyard_core::{
+    Assignment, BackendErrorKind, Delivery, Error, Lease, LeaseToken, Policy, QueueConfig,
+    QueueName, Strategy, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec, TaskState, WorkerId,
+};
+
+/// Length of a task record's fixed header (`>BBHHHI4I4I6I6I6I6BHI4`).
+const HDR_LEN: usize = 47;
+/// Length of a worker record's fixed header (`>HHHI6I6I4B`).
+const WREC_LEN: usize = 23;
+
+pub(crate) fn protocol(what: impl Into<String>) -> Error {
+    Error::Backend {
+        kind: BackendErrorKind::Protocol,
+        message: what.into(),
+    }
+}
+
+/// State codes used in records and replies.
+pub(crate) fn state_code(state: TaskState) -> u8 {
+    match state {
+        TaskState::Scheduled => 0,
+        TaskState::Ready => 1,
+        TaskState::Dispatched => 2,
+        TaskState::Running => 3,
+        TaskState::RetryScheduled => 4,
+        TaskState::Succeeded => 5,
+        TaskState::Dead => 6,
+        TaskState::Cancelled => 7,
+    }
+}
+
+pub(crate) fn state_from(code: i64) -> Result<TaskState, Error> {
+    u8::try_from(code)
+        .ok()
+        .and_then(|c| TaskState::ALL.into_iter().find(|s| state_code(*s) == c))
+        .ok_or_else(|| protocol(format!("unknown task state code {code}")))
+}
+
+/// `(policy code, aging parameter)` as `lua/declare.lua` expects them.
+pub(crate) fn policy_args(policy: Policy) -> (u8, u32) {
+    match policy {
+        Policy::Fcfs => (0, 0),
+        Policy::Priority {
+            aging_step_ms: None,
+        } => (1, 0),
+        Policy::Priority {
+            aging_step_ms: Some(s),
+        } => (2, s),
+        Policy::ShortestJobFirst { aging_factor: None } => (3, 0),
+        Policy::ShortestJobFirst {
+            aging_factor: Some(f),
+        } => (4, f),
+    }
+}
+
+/// `(strategy code, vnodes)`.
+pub(crate) fn strategy_args(strategy: Strategy) -> (u8, u16) {
+    match strategy {
+        Strategy::RoundRobin => (0, 0),
+        Strategy::Random => (1, 0),
+        Strategy::Weighted => (2, 0),
+        Strategy::LeastLoaded => (3, 0),
+        Strategy::Affinity { vnodes } => (4, vnodes),
+        Strategy::Pull => (5, 0),
+    }
+}
+
+/// The immutable part of a record, built by the client: lengths of queue, kind, affinity key
+/// and dedup key (`>BBHH`), those bytes, then the payload.
+pub(crate) fn encode_body(spec: &TaskSpec) -> Vec<u8> {
+    let queue = spec.queue().as_str().as_bytes();
+    let kind = spec.kind().as_str().as_bytes();
+    let affinity = spec.affinity_key().unwrap_or("").as_bytes();
+    let dedup = spec.dedup_key().unwrap_or("").as_bytes();
+    let mut body = Vec::with_capacity(
+        6 + queue.len() + kind.len() + affinity.len() + dedup.len() + spec.payload().len(),
+    );
+    // Lengths are bounded by validation (names <= 128 bytes, keys <= 256 bytes).
+    body.push(queue.len() as u8);
+    body.push(kind.len() as u8);
+    body.extend_from_slice(&(affinity.len() as u16).to_be_bytes());
+    body.extend_from_slice(&(dedup.len() as u16).to_be_bytes());
+    for part in [queue, kind, affinity, dedup, spec.payload()] {
+        body.extend_from_slice(part);
+    }
+    body
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
+        let end = self.at.checked_add(n).filter(|e| *e <= self.bytes.len());
+        let end = end.ok_or_else(|| protocol("record shorter than its header says"))?;
+        let s = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+    fn uint(&mut self, n: usize) -> Result<u64, Error> {
+        Ok(self
+            .take(n)?
+            .iter()
+            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+    }
+    fn text(&mut self, n: usize) -> Result<String, Error> {
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| protocol("record text is not UTF-8"))
+    }
+}
+
+/// A decoded task record.
+#[derive(Debug, Clone)]
+pub(crate) struct Record {
+    pub(crate) state: TaskState,
+    pub(crate) cancel: bool,
+    pub(crate) attempts: u32,
+    pub(crate) max_attempts: u32,
+    pub(crate) priority: u16,
+    pub(crate) cost_ms: u32,
+    pub(crate) timeout_ms: u32,
+    pub(crate) pos: u64,
+    pub(crate) token: u64,
+    pub(crate) time: u64,
+    pub(crate) created: u64,
+    pub(crate) worker: Option<WorkerId>,
+    pub(crate) error: Option<String>,
+    pub(crate) result: Vec<u8>,
+    pub(crate) queue: QueueName,
+    pub(crate) kind: TaskKind,
+    pub(crate) affinity: Option<String>,
+    pub(crate) dedup: Option<String>,
+}
+
+fn num<T: TryFrom<u64>>(v: u64) -> Result<T, Error> {
+    T::try_from(v).map_err(|_| protocol("number out of range in a record"))
+}
+
+/// The client-built part of a record.
+struct Body {
+    queue: QueueName,
+    kind: TaskKind,
+    affinity: Option<String>,
+    dedup: Option<String>,
+    payload: Vec<u8>,
+}
+
+fn decode_body(r: &mut Reader<'_>) -> Result<Body, Error> {
+    let ql = num::<usize>(r.uint(1)?)?;
+    let kl = num::<usize>(r.uint(1)?)?;
+    let al = num::<usize>(r.uint(2)?)?;
+    let dl = num::<usize>(r.uint(2)?)?;
+    Ok(Body {
+        queue: QueueName::new(r.text(ql)?)?,
+        kind: TaskKind::new(r.text(kl)?)?,
+        affinity: Some(r.text(al)?).filter(|s| !s.is_empty()),
+        dedup: Some(r.text(dl)?).filter(|s| !s.is_empty()),
+        payload: r.bytes[r.at..].to_vec(),
+    })
+}
+
+pub(crate) fn decode_record(bytes: &[u8]) -> Result<Record, Error> {
+    if bytes.len() < HDR_LEN {
+        return Err(protocol("task record shorter than its header"));
+    }
+    let mut r = Reader { bytes, at: 0 };
+    let state = state_from(num::<i64>(r.uint(1)?)?)?;
+    let flags = r.uint(1)?;
+    let attempts = num(r.uint(2)?)?;
+    let max_attempts = num(r.uint(2)?)?;
+    let priority = num(r.uint(2)?)?;
+    let cost_ms = num(r.uint(4)?)?;
+    let timeout_ms = num(r.uint(4)?)?;
+    let pos = r.uint(6)?;
+    let token = r.uint(6)?;
+    let time = r.uint(6)?;
+    let created = r.uint(6)?;
+    let wl = num::<usize>(r.uint(1)?)?;
+    let el = num::<usize>(r.uint(2)?)?;
+    let rl = num::<usize>(r.uint(4)?)?;
+    let worker = r.text(wl)?;
+    let error = r.text(el)?;
+    let result = r.take(rl)?.to_vec();
+    let Body {
+        queue,
+        kind,
+        affinity,
+        dedup,
+        ..
+    } = decode_body(&mut r)?;
+    Ok(Record {
+        state,
+        cancel: flags & 1 == 1,
+        attempts,
+        max_attempts,
+        priority,
+        cost_ms,
+        timeout_ms,
+        pos,
+        token,
+        time,
+        created,
+        worker: if worker.is_empty() {
+            None
+        } else {
+            Some(WorkerId::new(worker)?)
+        },
+        error: Some(error).filter(|e| !e.is_empty()),
+        result,
+        queue,
+        kind,
+        affinity,
+        dedup,
+    })
+}
+
+impl Record {
+    pub(crate) fn info(&self, id: TaskId) -> TaskInfo {
+        TaskInfo {
+            id,
+            queue: self.queue.clone(),
+            kind: self.kind.clone(),
+            state: self.state,
+            priority: self.priority,
+            cost_ms: self.cost_ms,
+            attempts: self.attempts,
+            max_attempts: self.max_attempts,
+            timeout_ms: self.timeout_ms,
+            created_at: self.created,
+            run_at: matches!(self.state, TaskState::Scheduled | TaskState::RetryScheduled)
+                .then_some(self.time),
+            worker: self.worker.clone(),
+            last_error: self.error.clone(),
+            cancel_requested: self.cancel,
+            affinity_key: self.affinity.clone(),
+            dedup_key: self.dedup.clone(),
+        }
+    }
+
+    pub(crate) fn outcome(&self) -> Option<TaskOutcome> {
+        match self.state {
+            TaskState::Succeeded => Some(TaskOutcome::Succeeded(self.result.clone())),
+            TaskState::Dead => Some(TaskOutcome::Dead(self.error.clone().unwrap_or_default())),
+            TaskState::Cancelled => Some(TaskOutcome::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+/// The queue list of a worker record.
+pub(crate) fn worker_queues(bytes: &[u8]) -> Result<Vec<QueueName>, Error> {
+    if bytes.len() < WREC_LEN {
+        return Err(protocol("worker record shorter than its header"));
+    }
+    let list = std::str::from_utf8(&bytes[WREC_LEN..])
+        .map_err(|_| protocol("worker queues are not UTF-8"))?;
+    list.split(',')
+        .filter(|q| !q.is_empty())
+        .map(QueueName::new)
+        .collect()
+}
+
+pub(crate) fn config_json(config: &QueueConfig) -> Result<String, Error> {
+    serde_json::to_string(config)
+        .map_err(|e| protocol(format!("cannot encode the queue config: {e}")))
+}
+
+pub(crate) fn config_from_json(json: &[u8]) -> Result<QueueConfig, Error> {
+    serde_json::from_slice(json)
+        .map_err(|e| protocol(format!("stored queue config is unreadable: {e}")))
+}
+
+// ----- replies ------------------------------------------------------------------------------
+
+pub(crate) fn array(v: Value) -> Result<Vec<Value>, Error> {
+    match v {
+        Value::Array(items) => Ok(items),
+        Value::Nil => Ok(Vec::new()),
+        other => Err(protocol(format!("expected an array reply, got {other:?}"))),
+    }
+}
+
+pub(crate) fn int(v: &Value) -> Result<i64, Error> {
+    match v {
+        Value::Int(i) => Ok(*i),
+        Value::BulkString(b) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| protocol("expected an integer")),
+        other => Err(protocol(format!("expected an integer, got {other:?}"))),
+    }
+}
+
+pub(crate) fn uint(v: &Value) -> Result<u64, Error> {
+    u64::try_from(int(v)?).map_err(|_| protocol("expected a non-negative integer"))
+}
+
+pub(crate) fn bytes(v: Value) -> Result<Vec<u8>, Error> {
+    match v {
+        Value::BulkString(b) => Ok(b),
+        Value::SimpleString(s) => Ok(s.into_bytes()),
+        Value::Nil => Ok(Vec::new()),
+        Value::Int(i) => Ok(i.to_string().into_bytes()),
+        other => Err(protocol(format!("expected a string, got {other:?}"))),
+    }
+}
+
+pub(crate) fn text(v: Value) -> Result<String, Error> {
+    String::from_utf8(bytes(v)?).map_err(|_| protocol("expected UTF-8 text"))
+}
+
+pub(crate) fn task_id(v: Value) -> Result<TaskId, Error> {
+    text(v)?.parse()
+}
+
+/// Reads `n` assignment triples (id, queue, worker).
+pub(crate) fn assignments(
+    items: &mut impl Iterator<Item = Value>,
+    n: Option<usize>,
+) -> Result<Vec<Assignment>, Error> {
+    let mut out = Vec::new();
+    loop {
+        if n.is_some_and(|n| out.len() >= n) {
+            break;
+        }
+        let Some(id) = items.next() else { break };
+        let queue = items
+            .next()
+            .ok_or_else(|| protocol("truncated assignment"))?;
+        let worker = items
+            .next()
+            .ok_or_else(|| protocol("truncated assignment"))?;
+        out.push(Assignment {
+            task: task_id(id)?,
+            queue: QueueName::new(text(queue)?)?,
+            worker: WorkerId::new(text(worker)?)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Reads deliveries (7 fields each) for `worker` until the iterator ends.
+pub(crate) fn deliveries(
+    items: &mut impl Iterator<Item = Value>,
+    worker: &WorkerId,
+) -> Result<Vec<Delivery>, Error> {
+    let mut out = Vec::new();
+    while let Some(id) = items.next() {
+        let mut field = || items.next().ok_or_else(|| protocol("truncated delivery"));
+        let queue = QueueName::new(text(field()?)?)?;
+        let token = uint(&field()?)?;
+        let attempt = num(uint(&field()?)?)?;
+        let max_attempts = num(uint(&field()?)?)?;
+        let deadline = uint(&field()?)?;
+        let body = bytes(field()?)?;
+        let Body { kind, payload, .. } = decode_body(&mut Reader {
+            bytes: &body,
+            at: 0,
+        })?;
+        out.push(Delivery {
+            lease: Lease {
+                task: task_id(id)?,
+                queue,
+                worker: worker.clone(),
+                token: LeaseToken(token),
+            },
+            kind,
+            payload,
+            attempt,
+            max_attempts,
+            deadline,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_round_trip() {
+        let spec = TaskSpec::builder("emails", "send")
+            .payload(b"hello".to_vec())
+            .affinity_key("user-1")
+            .build()
+            .unwrap();
+        let body = encode_body(&spec);
+        let b = decode_body(&mut Reader {
+            bytes: &body,
+            at: 0,
+        })
+        .unwrap();
+        assert_eq!(
+            (
+                b.queue.as_str(),
+                b.kind.as_str(),
+                b.affinity.as_deref(),
+                b.dedup,
+                b.payload.as_slice()
+            ),
+            ("emails", "send", Some("user-1"), None, &b"hello"[..])
+        );
+    }
+
+    #[test]
+    fn short_records_are_refused() {
+        assert!(decode_record(&[0u8; 10]).is_err());
+        assert!(worker_queues(&[0u8; 3]).is_err());
+    }
+}

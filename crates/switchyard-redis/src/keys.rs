@@ -1,0 +1,87 @@
+//! Key and channel names. Every key of one namespace shares the hash tag `{<namespace>}`, so
+//! every script touches a single slot and runs unchanged on Redis Cluster. See
+//! `docs/redis-layout.md` for what each key holds.
+
+use switchyard_core::{Error, QueueName, TaskId, WorkerId};
+
+/// The names of one namespace's keys.
+#[derive(Debug, Clone)]
+pub(crate) struct Keyspace {
+    prefix: String,
+    /// The fixed keys, in the order every script expects them (lua/lib.lua).
+    pub(crate) fixed: Vec<String>,
+}
+
+/// Fixed key roles, in KEYS order.
+pub(crate) const FIXED: [&str; 10] = [
+    "tasks", "meta", "workers", "hb", "free", "wtasks", "leases", "retain", "dead", "dedupx",
+];
+
+pub(crate) const TASKS: usize = 0;
+pub(crate) const META: usize = 1;
+pub(crate) const WORKERS: usize = 2;
+pub(crate) const HB: usize = 3;
+pub(crate) const LEASES: usize = 6;
+pub(crate) const DEAD: usize = 8;
+
+impl Keyspace {
+    /// Keys under `sy:{<namespace>}:`.
+    pub(crate) fn new(namespace: &str) -> Result<Self, Error> {
+        let valid = !namespace.is_empty()
+            && namespace.len() <= 64
+            && namespace.bytes().all(switchyard_core::is_name_byte);
+        if !valid {
+            return Err(Error::invalid(
+                "namespace",
+                format!("`{namespace}` must be 1-64 letters, digits, `_`, `-`, `.` or `:`"),
+            ));
+        }
+        let prefix = format!("sy:{{{namespace}}}:");
+        let fixed = FIXED.iter().map(|k| format!("{prefix}{k}")).collect();
+        Ok(Keyspace { prefix, fixed })
+    }
+
+    pub(crate) fn fixed(&self, role: usize) -> &str {
+        &self.fixed[role]
+    }
+
+    /// The 4 keys of a queue: state, ready, delayed, ring.
+    pub(crate) fn queue_group(&self, queue: &QueueName) -> [String; 4] {
+        let p = &self.prefix;
+        [
+            format!("{p}q:{queue}:state"),
+            format!("{p}q:{queue}:ready"),
+            format!("{p}q:{queue}:delayed"),
+            format!("{p}q:{queue}:ring"),
+        ]
+    }
+
+    /// The channel a waiting worker is woken on.
+    pub(crate) fn wake_channel(&self, worker: &WorkerId) -> String {
+        format!("{}wake:{worker}", self.prefix)
+    }
+
+    /// The channel a finished, awaited task is announced on.
+    pub(crate) fn done_channel(&self, id: TaskId) -> String {
+        format!("{}done:{id}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_one_hash_tag() {
+        let k = Keyspace::new("prod").unwrap();
+        for key in k
+            .fixed
+            .iter()
+            .chain(k.queue_group(&QueueName::new("emails").unwrap()).iter())
+        {
+            assert!(key.starts_with("sy:{prod}:"), "{key}");
+        }
+        assert!(Keyspace::new("a{b}").is_err());
+        assert!(Keyspace::new("").is_err());
+    }
+}

@@ -1,0 +1,210 @@
+//! Real `redis-server` processes for tests: each on a free loopback port (never 6379), with its
+//! own temporary directory, started and waited for, and killed when dropped.
+//!
+//! [`ServerOptions`] carries extra configuration lines, so that replicas, Sentinel and Cluster
+//! nodes can be built from the same pieces (`replicaof`, `cluster-enabled`, …).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The port tests must never use: a developer's own Redis may be there.
+pub const FORBIDDEN_PORT: u16 = 6379;
+
+/// How to start a server.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// The program (default `redis-server`).
+    pub program: Option<String>,
+    /// Extra `--name value` pairs.
+    pub args: Vec<(String, String)>,
+}
+
+impl ServerOptions {
+    /// Adds `--name value`.
+    pub fn arg(mut self, name: &str, value: &str) -> Self {
+        self.args.push((name.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+/// A running `redis-server`, killed on drop.
+#[derive(Debug)]
+pub struct RedisServer {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+fn unique_dir() -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    std::env::temp_dir().join(format!(
+        "switchyard-redis-{}-{}-{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ))
+}
+
+/// A free loopback port other than 6379.
+pub fn free_port() -> std::io::Result<u16> {
+    loop {
+        let port = TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port();
+        if port != FORBIDDEN_PORT {
+            return Ok(port);
+        }
+    }
+}
+
+/// Sends PING and checks for PONG.
+fn answers(port: u16) -> bool {
+    let Ok(mut s) =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
+    else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+}
+
+impl RedisServer {
+    /// Starts a plain server (no persistence).
+    pub fn start() -> Result<Self, String> {
+        Self::start_with(&ServerOptions::default())
+    }
+
+    /// Starts a server with extra options; retries on another port if the chosen one is taken.
+    pub fn start_with(options: &ServerOptions) -> Result<Self, String> {
+        let program = options
+            .program
+            .clone()
+            .unwrap_or_else(|| "redis-server".into());
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+            let dir = unique_dir();
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            let mut cmd = Command::new(&program);
+            cmd.arg("--port")
+                .arg(port.to_string())
+                .arg("--bind")
+                .arg("127.0.0.1")
+                .arg("--save")
+                .arg("")
+                .arg("--appendonly")
+                .arg("no")
+                .arg("--dir")
+                .arg(&dir)
+                .arg("--logfile")
+                .arg(dir.join("redis.log"));
+            for (name, value) in &options.args {
+                cmd.arg(format!("--{name}")).arg(value);
+            }
+            let child = match cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+            {
+                Ok(c) => c,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(format!(
+                        "`{program}` is not installed or not on PATH: install Redis 7 (Debian/Ubuntu: \
+                         `apt-get install redis-server redis-tools`; macOS: `brew install redis`)"
+                    ));
+                }
+                Err(e) => return Err(format!("cannot start {program}: {e}")),
+            };
+            let mut server = RedisServer { child, port, dir };
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(10) {
+                if answers(port) {
+                    return Ok(server);
+                }
+                if let Ok(Some(status)) = server.child.try_wait() {
+                    last_error = format!("{program} exited with {status}: {}", server.log_tail());
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if last_error.is_empty() {
+                last_error = format!("{program} on port {port} did not answer within 10 s");
+            }
+        }
+        Err(last_error)
+    }
+
+    /// The server's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's working directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The end of the server's log, for error messages.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(5)..].join("\n")
+    }
+
+    /// Kills the server now (a crash, as far as clients can tell).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_answers_and_stops() {
+        let server = RedisServer::start().expect("redis-server starts");
+        assert_ne!(server.port(), FORBIDDEN_PORT);
+        assert!(answers(server.port()));
+        let port = server.port();
+        let dir = server.dir().to_path_buf();
+        drop(server);
+        assert!(!answers(port), "killed on drop");
+        assert!(!dir.exists(), "temporary directory removed");
+    }
+
+    #[test]
+    fn missing_program_is_explained() {
+        let options = ServerOptions {
+            program: Some("redis-server-that-does-not-exist".into()),
+            args: Vec::new(),
+        };
+        let err = RedisServer::start_with(&options).unwrap_err();
+        assert!(err.contains("not installed"), "{err}");
+    }
+}

@@ -1,0 +1,49 @@
+-- cancel: cancels a task that has not started; asks for a running task to be stopped
+-- (State::cancel). The client reads the task first and passes what it saw: the call is
+-- refused with SY_STALE if the task moved in between (read again and retry).
+-- KEYS: the fixed keys, then the task's queue group, then (for a dispatched task) one group per
+--       queue of its worker, in the worker's order.
+-- ARGV: now, id, expected state, expected worker ('' for none), N, N queue names.
+-- Reply: {0 cancelled, assignments...} | {1} requested | {2, state} already finished.
+-- Errors: SY_NOT_FOUND, SY_STALE.
+local id = ARGV[2]
+local expected = int_arg(3, 'expected state', 0, 7)
+local expected_worker = ARGV[4] or ''
+local nq = int_arg(5, 'queue count', 1, 65)
+local r = rec_get(id)
+if not r then fail('SY_NOT_FOUND', id) end
+if r.st ~= expected or r.w ~= expected_worker then fail('SY_STALE', 'task ' .. id .. ' moved') end
+if r.st == S_SUCCEEDED or r.st == S_DEAD or r.st == S_CANCELLED then return {2, r.st} end
+if r.st == S_RUNNING then
+  if r.fl % 2 ~= F_CANCEL then r.fl = r.fl + F_CANCEL end
+  rec_put(r)
+  return {1}
+end
+queues_open(6, nq)
+local q = queue_of(r.q)
+if r.st == S_SCHEDULED or r.st == S_RETRY then
+  redis.call('ZREM', q.k_delayed, hex12(r.pos) .. r.id)
+  if r.st == S_RETRY then count(q.name, S_RETRY, -1) end
+  finish(r, S_CANCELLED, q)
+elseif r.st == S_READY then
+  if q.pol == P_FCFS then
+    tomb_add(q, 1)
+  else
+    redis.call('ZREM', q.k_ready, hex12(r.pos) .. r.id)
+  end
+  finish(r, S_CANCELLED, q)
+else
+  local wr = worker_get(r.w)
+  if not wr then fail('SY_STALE', 'worker ' .. r.w .. ' is gone') end
+  check_worker_queues(wr, 7, nq - 1)
+  if redis.call('ZREM', K_WTASKS, wr.id .. '|0' .. hex12(r.pos) .. '|' .. r.id) == 1 then
+    wr.inf = wr.inf - 1
+  end
+  refresh_load(wr)
+  finish(r, S_CANCELLED, q)
+  fill_worker(wr)
+  worker_put(wr)
+end
+local reply = {0}
+for _, v in ipairs(ASSIGN) do reply[#reply + 1] = v end
+return reply

@@ -1,0 +1,23 @@
+-- promote: makes due delayed tasks of one queue ready (run-at <= now), in (run-at, seq) order,
+-- at most `limit` (State::maintain, step 3). Their run-at is their enqueue time for aging.
+-- KEYS: the fixed keys, then the queue's group. ARGV: now, queue, limit.
+-- Reply: {promoted, more 0|1, assignments...}.
+local q = queue_open(1, name_arg(2, 'queue name'))
+local limit = int_arg(3, 'limit', 0, 1000000)
+local due = {}
+if limit > 0 then
+  due = redis.call('ZRANGEBYSCORE', q.k_delayed, '-inf', NOW, 'WITHSCORES', 'LIMIT', 0, limit)
+end
+local n = 0
+for i = 1, #due, 2 do
+  redis.call('ZREM', q.k_delayed, due[i])
+  local r = rec_get(string.sub(due[i], 13))
+  if r.st == S_RETRY then count(q.name, S_RETRY, -1) end
+  make_ready(r, q, tonumber(due[i + 1]))
+  n = n + 1
+end
+local more = 0
+if #redis.call('ZRANGEBYSCORE', q.k_delayed, '-inf', NOW, 'LIMIT', 0, 1) > 0 then more = 1 end
+local reply = {n, more}
+for _, v in ipairs(ASSIGN) do reply[#reply + 1] = v end
+return reply
