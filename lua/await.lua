@@ -1,5 +1,5 @@
 -- await: for a caller about to wait on the task's done channel: returns its state if it has
--- finished, otherwise flags it so that finishing publishes to the channel.
+-- finished, otherwise flags it so that finishing publishes on the channel.
 -- KEYS: the fixed keys. ARGV: now, id.
 -- Reply: state if finished, -1 if the caller should wait. Errors: SY_NOT_FOUND.
 local r = rec_get(ARGV[2])
@@ -8,5 +8,6 @@ if r.st == S_SUCCEEDED or r.st == S_DEAD or r.st == S_CANCELLED then return r.st
 if r.fl < F_AWAITED then
   r.fl = r.fl + F_AWAITED
   rec_put(r)
+  flush()
 end
 return -1

@@ -17,33 +17,32 @@ if r.st == S_SUCCEEDED or r.st == S_DEAD or r.st == S_CANCELLED then return {2, 
 if r.st == S_RUNNING then
   if r.fl % 2 ~= F_CANCEL then r.fl = r.fl + F_CANCEL end
   rec_put(r)
+  flush()
   return {1}
 end
-queues_open(6, nq)
+queues_named(6, 1)
 local q = queue_of(r.q)
 if r.st == S_SCHEDULED or r.st == S_RETRY then
-  redis.call('ZREM', q.k_delayed, hex12(r.pos) .. r.id)
-  if r.st == S_RETRY then count(q.name, S_RETRY, -1) end
+  redis.call('ZREM', q.k_delayed, string.format('%012x%s', r.pos, r.id))
+  if r.st == S_RETRY then redis.call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_RETRY, -1) end
   finish(r, S_CANCELLED, q)
 elseif r.st == S_READY then
   if q.pol == P_FCFS then
-    tomb_add(q, 1)
+    set_state(q, 'tomb', q.tomb + 1)
   else
-    redis.call('ZREM', q.k_ready, hex12(r.pos) .. r.id)
+    redis.call('ZREM', q.k_ready, string.format('%012x%s', r.pos, r.id))
   end
   finish(r, S_CANCELLED, q)
 else
   local wr = worker_get(r.w)
   if not wr then fail('SY_STALE', 'worker ' .. r.w .. ' is gone') end
+  queues_named(7, nq - 1, 1)
   check_worker_queues(wr, 7, nq - 1)
-  if redis.call('ZREM', K_WTASKS, wr.id .. '|0' .. hex12(r.pos) .. '|' .. r.id) == 1 then
-    wr.inf = wr.inf - 1
-  end
-  refresh_load(wr)
+  release(wr, r)
   finish(r, S_CANCELLED, q)
   fill_worker(wr)
-  worker_put(wr)
 end
+flush()
 local reply = {0}
 for _, v in ipairs(ASSIGN) do reply[#reply + 1] = v end
 return reply

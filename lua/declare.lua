@@ -28,10 +28,10 @@ local dttl = int_arg(15, 'dead ttl', 0, MAX_MS)
 local dwin = int_arg(16, 'dedup window', 0, MAX_MS)
 local rng = int_arg(17, 'random state', 1, MINSTD_M - 1)
 local jit = int_arg(18, 'jitter state', 1, MINSTD_M - 1)
-if (pol == P_PRIO_AGING or pol == P_SJF_AGING) and age < 1 then fail('SY_INVALID', 'aging: must be at least 1') end
+if (pol == P_PRIO_AGING or pol == 4) and age < 1 then fail('SY_INVALID', 'aging: must be at least 1') end
 if str == T_AFFINITY and vn < 1 then fail('SY_INVALID', 'vnodes: must be at least 1') end
 redis.call('HSET', K_META, name, json)
 redis.call('HSET', KEYS[NFIXED + 1],
   'c', struct.pack(CFG, pol, age, str, vn, dcost, matt, tmo, bb, bm, bj, rttl, dttl, dwin),
-  'seq', 0, 'rng', rng, 'jit', jit, 'vt', 0, 'ep', 0, 'ctr', 0, 'tomb', 0)
+  'd', struct.pack(QDYN, 0, rng, jit, 0, 0, 0))
 return 1

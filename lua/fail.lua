@@ -8,7 +8,7 @@
 local w = name_arg(2, 'worker id')
 local nq = int_arg(3, 'queue count', 0, 64)
 local wr = worker_get(w)
-queues_open(4, nq)
+queues_named(4, nq)
 if wr then check_worker_queues(wr, 4, nq) end
 local a = 4 + nq
 local id, qname, tok, err = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3] or ''
@@ -18,6 +18,7 @@ if not r then return {1, -1} end
 if r.st ~= S_RUNNING then return {2, r.st} end
 if r.tok ~= tok or r.w ~= w or r.q ~= qname or not wr then return {3, r.st} end
 local res = end_attempt_failed(wr, r, err, retry)
+flush()
 local reply
 if res[1] == 1 then reply = {0, res[2]} elseif res[1] == 2 then reply = {4, S_DEAD} else reply = {5, S_CANCELLED} end
 for _, v in ipairs(ASSIGN) do reply[#reply + 1] = v end

@@ -1,15 +1,53 @@
--- heartbeat: extends a worker's heartbeat and lists its running tasks whose cancel was requested.
--- KEYS: the fixed keys. ARGV: now, worker.
--- Reply: {new expiry, ids to cancel...}. Errors: SY_UNKNOWN_WORKER.
+-- heartbeat: extends a worker's heartbeat, fails its running tasks whose lease deadline has
+-- passed (deadline < now, by deadline then id) as timed out — exactly as fail with retry — and
+-- lists its running tasks whose cancel was requested (State::heartbeat).
+-- KEYS: the fixed keys, then one group per queue of the worker, in its order.
+-- ARGV: now, worker, N, N queue names.
+-- Reply: {expiry, C, C ids to cancel, E, E expired ids, assignments...}.
+-- Errors: SY_UNKNOWN_WORKER, SY_STALE.
 local w = name_arg(2, 'worker id')
+local nq = int_arg(3, 'queue count', 1, 64)
 local wr = worker_get(w)
 if not wr then fail('SY_UNKNOWN_WORKER', w) end
+queues_named(4, nq)
+check_worker_queues(wr, 4, nq)
 wr.exp = NOW + wr.ttl
 worker_put(wr)
 redis.call('ZADD', K_HB, wr.exp, w)
-local reply = {wr.exp}
-for _, m in ipairs(redis.call('ZRANGEBYLEX', K_WTASKS, '[' .. w .. '|1', '(' .. w .. '|2')) do
-  local r = rec_get(string.sub(m, #w + 3))
-  if r and r.fl % 2 == F_CANCEL then reply[#reply + 1] = r.id end
+
+local function running()
+  flush()
+  local out = {}
+  for _, m in ipairs(redis.call('ZRANGEBYLEX', K_WTASKS, '[' .. w .. '|', '(' .. w .. '}')) do
+    local r = rec_get(string.sub(m, #w + 15))
+    if r.st == S_RUNNING then out[#out + 1] = r end
+  end
+  return out
 end
+local overdue = {}
+for _, r in ipairs(running()) do
+  if r.tm < NOW then overdue[#overdue + 1] = r end
+end
+table.sort(overdue, function(a, b)
+  if a.tm ~= b.tm then return a.tm < b.tm end
+  return a.id < b.id
+end)
+local expired = {}
+for _, r in ipairs(overdue) do
+  -- Re-read: an earlier expiry in this loop may have moved things.
+  local cur = rec_get(r.id)
+  end_attempt_failed(wr, cur, 'timed out after ' .. cur.to .. ' ms', true)
+  expired[#expired + 1] = r.id
+end
+local cancel = {}
+for _, r in ipairs(running()) do
+  if r.fl % 2 == F_CANCEL then cancel[#cancel + 1] = r.id end
+end
+table.sort(cancel)
+flush()
+local reply = {wr.exp, #cancel}
+for _, id in ipairs(cancel) do reply[#reply + 1] = id end
+reply[#reply + 1] = #expired
+for _, id in ipairs(expired) do reply[#reply + 1] = id end
+for _, v in ipairs(ASSIGN) do reply[#reply + 1] = v end
 return reply

@@ -1,8 +1,7 @@
--- peek: the next ready tasks of a queue in the order they will leave it (read-only apart from
--- dropping cancelled entries at the head of an FCFS list).
+-- peek: the next ready tasks of a queue in the order they will leave it (read-only).
 -- KEYS: the fixed keys, then the queue's group. ARGV: now, queue, limit.
 -- Reply: ids.
-local q = queue_open(1, name_arg(2, 'queue name'))
+local q = queues_open(2, 1)[1]
 local limit = int_arg(3, 'limit', 0, 1000000)
 local out = {}
 if q.pol ~= P_FCFS then
@@ -15,8 +14,9 @@ local start = 0
 while #out < limit do
   local chunk = redis.call('LRANGE', q.k_ready, start, start + 255)
   for _, m in ipairs(chunk) do
-    if live_entry(q, m) then
-      out[#out + 1] = string.sub(m, 13)
+    local r = rec_get(string.sub(m, 13))
+    if r and r.st == S_READY and r.q == q.name and r.pos == tonumber(string.sub(m, 1, 12), 16) then
+      out[#out + 1] = r.id
       if #out >= limit then break end
     end
   end

@@ -1,8 +1,8 @@
 -- promote: makes due delayed tasks of one queue ready (run-at <= now), in (run-at, seq) order,
--- at most `limit` (State::maintain, step 3). Their run-at is their enqueue time for aging.
+-- at most `limit` (State::maintain, step 2). Their run-at is their enqueue time for aging.
 -- KEYS: the fixed keys, then the queue's group. ARGV: now, queue, limit.
 -- Reply: {promoted, more 0|1, assignments...}.
-local q = queue_open(1, name_arg(2, 'queue name'))
+local q = queues_open(2, 1)[1]
 local limit = int_arg(3, 'limit', 0, 1000000)
 local due = {}
 if limit > 0 then
@@ -12,10 +12,11 @@ local n = 0
 for i = 1, #due, 2 do
   redis.call('ZREM', q.k_delayed, due[i])
   local r = rec_get(string.sub(due[i], 13))
-  if r.st == S_RETRY then count(q.name, S_RETRY, -1) end
-  make_ready(r, q, tonumber(due[i + 1]))
+  if r.st == S_RETRY then redis.call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_RETRY, -1) end
+  place(r, q, nil, false, tonumber(due[i + 1]))
   n = n + 1
 end
+flush()
 local more = 0
 if #redis.call('ZRANGEBYSCORE', q.k_delayed, '-inf', NOW, 'LIMIT', 0, 1) > 0 then more = 1 end
 local reply = {n, more}

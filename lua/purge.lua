@@ -1,25 +1,34 @@
--- purge: removes finished task records whose retention ended (retain-until <= now), at most
--- `limit`, and as many expired dedup keys (State::maintain, step 4).
--- KEYS: the fixed keys. ARGV: now, limit.
+-- purge: removes finished task records of one queue whose retention ended (retain-until <=
+-- now), at most `limit`, by (retain-until, id) (State::maintain, step 3); with `dedup`, also
+-- up to `limit` expired dedup keys of the namespace.
+-- KEYS: the fixed keys, then the queue's group. ARGV: now, queue, limit, dedup 0|1.
 -- Reply: {records purged, more 0|1}.
-local limit = int_arg(2, 'limit', 0, 1000000)
+local q = queues_open(2, 1)[1]
+local limit = int_arg(3, 'limit', 0, 1000000)
+local dedup = int_arg(4, 'dedup', 0, 1)
 local n = 0
 if limit > 0 then
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_RETAIN, '-inf', NOW, 'LIMIT', 0, limit)) do
-    redis.call('ZREM', K_RETAIN, id)
+  local ids = redis.call('ZRANGEBYSCORE', q.k_done, '-inf', NOW, 'LIMIT', 0, limit)
+  for _, id in ipairs(ids) do
     local r = rec_get(id)
     if r then
-      if r.st == S_DEAD then redis.call('ZREM', K_DEAD, r.q .. '|' .. hex12(r.tm) .. '|' .. id) end
-      count(r.q, r.st, -1)
-      redis.call('HDEL', K_TASKS, id)
+      if r.st == S_DEAD then redis.call('ZREM', K_DEAD, string.format('%s|%012x|%s', r.q, r.tm, id)) end
+      if r.st == S_CANCELLED then redis.call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_CANCELLED, -1) end
     end
     n = n + 1
   end
-  for _, k in ipairs(redis.call('ZRANGEBYSCORE', K_DEDUPX, '-inf', NOW, 'LIMIT', 0, limit)) do
-    redis.call('ZREM', K_DEDUPX, k)
-    redis.call('HDEL', K_TASKS, 'd:' .. k)
+  if n > 0 then
+    redis.call('HDEL', K_TASKS, unpack(ids))
+    redis.call('ZREM', q.k_done, unpack(ids))
+  end
+  if dedup == 1 then
+    local keys = redis.call('ZRANGEBYSCORE', K_DEDUPX, '-inf', NOW, 'LIMIT', 0, limit)
+    for _, k in ipairs(keys) do
+      redis.call('ZREM', K_DEDUPX, k)
+      redis.call('HDEL', K_TASKS, 'd:' .. k)
+    end
   end
 end
 local more = 0
-if #redis.call('ZRANGEBYSCORE', K_RETAIN, '-inf', NOW, 'LIMIT', 0, 1) > 0 then more = 1 end
+if #redis.call('ZRANGEBYSCORE', q.k_done, '-inf', NOW, 'LIMIT', 0, 1) > 0 then more = 1 end
 return {n, more}

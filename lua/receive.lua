@@ -1,27 +1,26 @@
 -- receive: starts up to `max` tasks on a worker — its inbox in dispatch order, then, with slots
 -- to spare, its pull queues in its order (State::receive). With `park`, a worker that gets
--- nothing is marked waiting (a dispatch publishes to its wake channel) and parked on its pull
--- queues (the next task there wakes it).
+-- nothing is marked waiting (the next dispatch to it publishes on its wake channel) and parked
+-- on its pull queues (the next task there wakes it).
 -- KEYS: the fixed keys, then one group per queue of the worker, in its order.
 -- ARGV: now, worker, max, park 0|1, N, N queue names.
 -- Reply: deliveries, 7 fields each: id, queue, token, attempt, max attempts, deadline, body.
 -- Errors: SY_UNKNOWN_WORKER, SY_STALE.
 local w = name_arg(2, 'worker id')
 local max = int_arg(3, 'max', 0, 100000)
-local park = int_arg(4, 'park', 0, 1)
+local parking = int_arg(4, 'park', 0, 1)
 local nq = int_arg(5, 'queue count', 1, 64)
 local wr = worker_get(w)
 if not wr then fail('SY_UNKNOWN_WORKER', w) end
-queues_open(6, nq)
+queues_named(6, nq)
 check_worker_queues(wr, 6, nq)
-
 local out = {}
+local rc = wr.rc
 local got = receive_tasks(wr, max, out)
-if got == 0 and park == 1 then
-  wr.wait = 1
-  for _, qname in ipairs(wr.queues) do
-    if queue_of(qname).str == T_PULL then redis.call('ZADD', K_FREE, 0, qname .. '|' .. w) end
-  end
+if got == 0 and parking == 1 then
+  park(wr)
+elseif wr.rc ~= rc then
+  worker_put(wr)
 end
-worker_put(wr)
+flush()
 return out

@@ -14,23 +14,26 @@ local nnew = int_arg(6, 'queue count', 1, 64)
 local nall = int_arg(7, 'group count', nnew, 1024)
 local groups = queues_open(8, nall)
 local old = worker_get(w)
-if old then
-  for _, qname in ipairs(old.queues) do queue_of(qname) end
-end
 local replaced = 0
 if old then
+  for _, qname in ipairs(old.queues) do queue_of(qname) end
   hand_back(old)
   replaced = 1
 end
-local names = {}
-for i = 1, nnew do names[i] = groups[i].name end
-local wr = {id = w, cap = cap, weight = weight, inf = 0, asg = 0, exp = NOW + ttl, ttl = ttl,
-            wait = 0, qs = table.concat(names, ','), queues = names}
-worker_put(wr)
-redis.call('ZADD', K_HB, wr.exp, w)
+local specs = {}
+local wr = {id = w, cap = cap, weight = weight, exp = NOW + ttl, ttl = ttl, rc = 0, wait = 0,
+            inf = 0, queues = {}, strs = {}, fcfs = {}}
 for i = 1, nnew do
   local q = groups[i]
-  bal_put(w, q.name, {str = q.str, weight = weight, n = 1, ep = queue_dyn(q, 'ep'), stamp = 0, m = ''})
+  local fcfs = 0
+  if q.pol == P_FCFS then fcfs = 1 end
+  specs[i] = q.name .. '/' .. q.str .. '/' .. fcfs
+  wr.queues[i] = q.name
+  wr.strs[q.name] = q.str
+  wr.fcfs[q.name] = fcfs == 1
+  if q.str ~= T_PULL then
+    redis.call('HSET', K_WORKERS, w .. '|' .. q.name, struct.pack(BAL, q.str, weight, 1, q.ep, 0))
+  end
   if q.str == T_AFFINITY then
     local args = {}
     for v = 0, q.vn - 1 do
@@ -41,9 +44,13 @@ for i = 1, nnew do
     redis.call('ZADD', q.k_ring, unpack(args))
   end
 end
-refresh_load(wr)
-fill_worker(wr)
+wr.qs = table.concat(specs, ',')
+WORKERS[w] = wr
 worker_put(wr)
+redis.call('ZADD', K_HB, wr.exp, w)
+refresh_load(wr, cap)
+fill_worker(wr)
+flush()
 local reply = {replaced}
 for _, v in ipairs(ASSIGN) do reply[#reply + 1] = v end
 return reply

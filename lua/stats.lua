@@ -1,14 +1,14 @@
 -- stats: counts per queue and state, and every live worker, in one consistent snapshot.
--- Work is O(queues + workers + tasks in flight), bounded by the total capacity.
+-- Work is O(queues + workers + tasks in flight); the last is bounded by the total capacity.
 -- KEYS: the fixed keys, then one group per queue. ARGV: now, N, N queue names.
--- Reply: {per queue: name, scheduled, ready, dispatched, running, retry, succeeded, dead,
---         cancelled}, then {per worker: id, capacity, weight, inflight, assigned, expires, queues}.
+-- Reply: {{per queue: name, scheduled, ready, dispatched, running, retry, succeeded, dead,
+--         cancelled}, {per worker: id, capacity, weight, inflight, expires, queues}}.
 local nq = int_arg(2, 'queue count', 0, 100000)
 local groups = queues_open(3, nq)
-local inflight = {}
+local inflight, per_worker = {}, {}
 for _, m in ipairs(redis.call('ZRANGEBYLEX', K_WTASKS, '-', '+')) do
-  local id = string.match(m, '[^|]+$')
-  if string.match(m, '^[^|]+|1') then id = string.sub(m, #string.match(m, '^[^|]+|1') + 1) end
+  local w, id = string.match(m, '^(.*)|%x+|(.*)$')
+  per_worker[w] = (per_worker[w] or 0) + 1
   local r = rec_get(id)
   if r then
     inflight[r.q] = inflight[r.q] or {0, 0}
@@ -17,19 +17,23 @@ for _, m in ipairs(redis.call('ZRANGEBYLEX', K_WTASKS, '-', '+')) do
 end
 local qs = {}
 for _, q in ipairs(groups) do
-  local c = redis.call('HMGET', K_META, '~n:' .. q.name .. ':' .. S_RETRY, '~n:' .. q.name .. ':' .. S_SUCCEEDED,
-    '~n:' .. q.name .. ':' .. S_DEAD, '~n:' .. q.name .. ':' .. S_CANCELLED)
-  local retry = tonumber(c[1]) or 0
+  local c = redis.call('HMGET', K_META, '~n:' .. q.name .. ':' .. S_RETRY, '~n:' .. q.name .. ':' .. S_CANCELLED)
+  local retry, cancelled = tonumber(c[1]) or 0, tonumber(c[2]) or 0
+  local dead = redis.call('ZLEXCOUNT', K_DEAD, '[' .. q.name .. '|', '(' .. q.name .. '}')
+  local ready
+  if q.pol == P_FCFS then ready = redis.call('LLEN', q.k_ready) - q.tomb else ready = redis.call('ZCARD', q.k_ready) end
   local f = inflight[q.name] or {0, 0}
-  qs[#qs + 1] = {q.name, redis.call('ZCARD', q.k_delayed) - retry, ready_len(q), f[1], f[2], retry,
-    tonumber(c[2]) or 0, tonumber(c[3]) or 0, tonumber(c[4]) or 0}
+  qs[#qs + 1] = {q.name, redis.call('ZCARD', q.k_delayed) - retry, ready, f[1], f[2], retry,
+    redis.call('ZCARD', q.k_done) - dead - cancelled, dead, cancelled}
 end
 local ws = {}
 local all = redis.call('HGETALL', K_WORKERS)
 for i = 1, #all, 2 do
   if not string.find(all[i], '|', 1, true) then
-    local wr = worker_get(all[i])
-    ws[#ws + 1] = {wr.id, wr.cap, wr.weight, wr.inf, wr.asg, wr.exp, wr.qs}
+    local cap, weight, exp = struct.unpack(WREC, all[i + 1])
+    local names = {}
+    for name in string.gmatch(string.sub(all[i + 1], WREC_LEN + 1), '([^/,]+)/%d/%d') do names[#names + 1] = name end
+    ws[#ws + 1] = {all[i], cap, weight, per_worker[all[i]] or 0, exp, table.concat(names, ',')}
   end
 end
 return {qs, ws}

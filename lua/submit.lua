@@ -1,12 +1,10 @@
--- submit: accepts tasks (one or a batch) into their queues, dispatching each at once when its
+-- submit: accepts tasks (one or a batch) into their queues, each dispatched at once when its
 -- queue's ready set is empty and a worker is eligible (State::submit, in order).
 -- KEYS: the fixed keys, then one group per queue named below.
 -- ARGV: now, G, G queue names, N, then N times 9 fields:
 --       group, id, priority, cost (-1: queue default), run-at (0: none), delay ms (0: none),
 --       max attempts (0: queue default), timeout ms (0: queue default), body.
---   The body is built by the client: '>BBHH' lengths of queue, kind, affinity key, dedup key,
---   then those bytes, then the payload.
--- Reply: per task {duplicate 0|1, id, state (-1: unknown), worker or ''}.
+-- Reply: per task 4 fields: duplicate 0|1, id, state (-1: unknown), worker or ''.
 -- Errors: SY_UNKNOWN_QUEUE <name>, SY_INVALID.
 local ng = int_arg(2, 'group count', 1, 1024)
 local groups = queues_open(3, ng)
@@ -39,20 +37,26 @@ for i = 0, n - 1 do
   tasks[#tasks + 1] = t
 end
 
+local known = {}
+if n > 0 then
+  local ids = {}
+  for i, t in ipairs(tasks) do ids[i] = t.id end
+  known = redis.call('HMGET', K_TASKS, unpack(ids))
+end
 local reply = {}
-for _, t in ipairs(tasks) do
+for i, t in ipairs(tasks) do
   local q = groups[t.g]
-  local existing = redis.call('HGET', K_TASKS, t.id)
+  local existing = PENDING.recs[t.id] or known[i]
   local dup = nil
   if existing then
-    dup = {1, t.id, struct.unpack('>B', existing), ''}
+    dup = {1, t.id, (struct.unpack('>B', existing)), ''}
   elseif t.dedup then
     local dk = q.name .. '|' .. t.dedup
     local entry = redis.call('HGET', K_TASKS, 'd:' .. dk)
     if entry then
       local holder, expires = string.match(entry, '^(.*)|(%d+)$')
       if tonumber(expires) > NOW then
-        local v = redis.call('HGET', K_TASKS, holder)
+        local v = PENDING.recs[holder] or redis.call('HGET', K_TASKS, holder)
         local st = -1
         if v then st = struct.unpack('>B', v) end
         dup = {1, holder, st, ''}
@@ -60,26 +64,27 @@ for _, t in ipairs(tasks) do
     end
     if not dup then
       local expires = NOW + q.dwin
-      redis.call('HSET', K_TASKS, 'd:' .. dk, t.id .. '|' .. num(expires))
+      redis.call('HSET', K_TASKS, 'd:' .. dk, t.id .. '|' .. string.format('%.0f', expires))
       redis.call('ZADD', K_DEDUPX, expires, dk)
     end
   end
   if dup then
-    reply[#reply + 1] = dup
+    for _, v in ipairs(dup) do reply[#reply + 1] = v end
   else
-    local r = {id = t.id, st = S_READY, fl = 0, at = 0, pr = t.pr, pos = 0, tok = 0, tm = 0,
-               cr = NOW, w = '', e = '', res = '', body = t.body, q = q.name}
+    local r = {id = t.id, fl = 0, at = 0, pr = t.pr, tok = 0, cr = NOW, e = '', res = '',
+               body = t.body, q = q.name}
     if t.ma > 0 then r.ma = t.ma else r.ma = q.matt end
     if t.co >= 0 then r.co = t.co else r.co = q.dcost end
     if t.to > 0 then r.to = t.to else r.to = q.tmo end
-    local mark = #ASSIGN
     local run_at = nil
     if t.at > 0 then run_at = t.at end
     if t.delay > 0 then run_at = math.min(NOW + t.delay, MAX_MS) end
-    enter_queue(r, q, run_at, false)
-    local worker = ''
-    if #ASSIGN > mark then worker = ASSIGN[#ASSIGN] end
-    reply[#reply + 1] = {0, t.id, r.st, worker}
+    place(r, q, run_at, false, NOW)
+    reply[#reply + 1] = 0
+    reply[#reply + 1] = t.id
+    reply[#reply + 1] = r.st
+    reply[#reply + 1] = r.w
   end
 end
+flush()
 return reply

@@ -2,7 +2,9 @@
 //!
 //! * `switchyard demo` — watch load balancing happen on the embedded memory backend, with a
 //!   simulated clock (no Redis needed).
+//! * `switchyard bench --url <redis>` — measure what tasks cost a real Redis.
 
+mod bench;
 mod demo;
 
 use std::process::ExitCode;
@@ -21,12 +23,15 @@ struct Cli {
 enum Command {
     /// Simulate workers and tasks on the embedded memory backend and compare dispatch strategies.
     Demo(demo::DemoArgs),
+    /// Measure what tasks cost a real Redis: CPU per lifecycle, growth, throughput, memory.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

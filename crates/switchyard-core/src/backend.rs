@@ -182,6 +182,11 @@ pub struct RegisterOutcome {
 pub struct HeartbeatReply {
     /// Running tasks of this worker whose cancellation was requested.
     pub cancel: Vec<TaskId>,
+    /// Running tasks of this worker that outran their lease deadline and were failed as timed
+    /// out (the worker should stop them: their leases are gone).
+    pub expired: Vec<TaskId>,
+    /// Dispatches made while failing them (retries, refills).
+    pub assignments: Vec<Assignment>,
 }
 
 /// The answer to [`Backend::deregister_worker`] and part of a reap.
@@ -202,8 +207,6 @@ pub struct MaintenanceReport {
     pub workers_reaped: Vec<WorkerId>,
     /// Tasks handed back from dead workers.
     pub tasks_returned: usize,
-    /// Running tasks that outran their timeout and were failed.
-    pub leases_expired: usize,
     /// Finished task records and dedup keys removed after their retention time.
     pub records_purged: usize,
     /// Dispatch decisions made along the way.
@@ -285,8 +288,6 @@ pub struct WorkerStats {
     pub weight: u32,
     /// Tasks dispatched to it or running on it now.
     pub inflight: u32,
-    /// Dispatches to it since it registered.
-    pub assigned: u64,
     /// Its queues, in preference order.
     pub queues: Vec<QueueName>,
     /// When its heartbeat expires.
@@ -326,7 +327,8 @@ pub trait Backend: Send + Sync {
     /// with the same id) and fills its free slots from its queues.
     async fn register_worker(&self, spec: WorkerSpec) -> Result<RegisterOutcome>;
 
-    /// Extends the worker's heartbeat; reports running tasks whose cancel was requested.
+    /// Extends the worker's heartbeat, fails its running tasks whose lease deadline passed
+    /// (`deadline < now`) as timed out, and reports running tasks whose cancel was requested.
     /// Fails with [`Error::UnknownWorker`](crate::Error::UnknownWorker) if it was reaped.
     async fn heartbeat(&self, worker: &WorkerId) -> Result<HeartbeatReply>;
 
@@ -399,8 +401,10 @@ pub trait Backend: Send + Sync {
     /// The next ready tasks of a queue in the order they will leave it, up to `limit`.
     async fn peek_ready(&self, queue: &QueueName, limit: usize) -> Result<Vec<TaskId>>;
 
-    /// Housekeeping, at most `limit` items of each kind: promotes due delayed tasks, reaps
-    /// workers whose heartbeat expired, fails running tasks past their deadline, purges
-    /// finished records past their retention. Safe to run from many places at once.
+    /// Housekeeping, at most `limit` items of each kind: reaps workers whose heartbeat expired
+    /// (handing their tasks back), promotes due delayed tasks, purges finished records past
+    /// their retention. Safe to run from many places at once. (Running tasks past their lease
+    /// deadline are failed by their worker's heartbeat; a worker that stops heartbeating is
+    /// reaped.)
     async fn maintain(&self, limit: usize) -> Result<MaintenanceReport>;
 }

@@ -54,6 +54,18 @@ impl State {
                     return Err(format!("dead entry {id} disagrees with its record"));
                 }
             }
+            for (until, id) in &q.done {
+                let t = self
+                    .tasks
+                    .get(id)
+                    .ok_or(format!("retained {id} has no record"))?;
+                if !t.state.is_terminal() || t.retain_until != *until || &t.queue != qn {
+                    return Err(format!("retention entry {id} disagrees with its record"));
+                }
+                if !seen.insert(*id) {
+                    return Err(format!("{id} is in two places"));
+                }
+            }
         }
         for (wid, w) in &self.workers {
             for (seq, id) in &w.inbox {
@@ -83,9 +95,6 @@ impl State {
                         "running entry {id} of {wid} disagrees with its record"
                     ));
                 }
-                if !self.leases.contains(&(t.deadline, *id)) {
-                    return Err(format!("running {id} has no lease entry"));
-                }
                 if !seen.insert(*id) {
                     return Err(format!("{id} is in two places"));
                 }
@@ -112,18 +121,6 @@ impl State {
         if self.heartbeats.len() != self.workers.len() {
             return Err("heartbeat index has entries for unknown workers".into());
         }
-        for (until, id) in &self.retention {
-            let t = self
-                .tasks
-                .get(id)
-                .ok_or(format!("retained {id} has no record"))?;
-            if !t.state.is_terminal() || t.retain_until != *until {
-                return Err(format!("retention entry {id} disagrees with its record"));
-            }
-            if !seen.insert(*id) {
-                return Err(format!("{id} is in two places"));
-            }
-        }
         if seen.len() != self.tasks.len() {
             let lost: Vec<_> = self
                 .tasks
@@ -132,14 +129,6 @@ impl State {
                 .take(3)
                 .collect();
             return Err(format!("tasks in no structure: {lost:?}"));
-        }
-        let running = self
-            .workers
-            .values()
-            .map(|w| w.running.len())
-            .sum::<usize>();
-        if self.leases.len() != running {
-            return Err("lease index has entries for tasks that are not running".into());
         }
         // Work conservation, and the balancers' view of eligibility.
         for (qn, q) in &self.queues {

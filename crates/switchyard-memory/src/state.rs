@@ -27,12 +27,12 @@ pub(crate) struct Queue {
     pub(crate) ready: BTreeMap<(i64, u64), TaskId>,
     /// Scheduled and retry-scheduled tasks by `(run_at, seq)`.
     pub(crate) delayed: BTreeMap<(i64, u64), TaskId>,
-    /// Per-queue sequence: FIFO tie-break of both sets.
-    pub(crate) seq: u64,
     pub(crate) balancer: Balancer,
     pub(crate) jitter: Minstd,
     /// Dead tasks by `(died_at, id)`.
     pub(crate) dead: BTreeSet<(Millis, TaskId)>,
+    /// Finished tasks by `(retain_until, id)`.
+    pub(crate) done: BTreeSet<(Millis, TaskId)>,
     /// Live workers serving the queue.
     pub(crate) members: BTreeSet<WorkerId>,
     /// Pull queues: workers asleep in `receive_wait`, woken one per arriving task.
@@ -111,7 +111,6 @@ pub(crate) struct Worker {
     /// Dispatched, not yet received, by dispatch sequence.
     pub(crate) inbox: BTreeMap<u64, TaskId>,
     pub(crate) running: BTreeSet<TaskId>,
-    pub(crate) assigned: u64,
     pub(crate) expires_at: Millis,
 }
 
@@ -136,14 +135,11 @@ pub(crate) struct State {
     pub(crate) queues: BTreeMap<QueueName, Queue>,
     pub(crate) tasks: HashMap<TaskId, Task>,
     pub(crate) workers: BTreeMap<WorkerId, Worker>,
-    /// Lease tokens, which also order inboxes.
-    next_token: u64,
+    /// The backend-wide sequence: FIFO tie-break of ready and delayed sets, lease tokens and
+    /// inbox order all draw from it.
+    counter: u64,
     dedup: HashMap<(QueueName, String), DedupEntry>,
     dedup_expiry: BTreeSet<(Millis, QueueName, String)>,
-    /// Finished tasks by `(retain_until, id)`.
-    pub(crate) retention: BTreeSet<(Millis, TaskId)>,
-    /// Running tasks by `(deadline, id)`.
-    pub(crate) leases: BTreeSet<(Millis, TaskId)>,
     /// Live workers by `(expires_at, id)`.
     pub(crate) heartbeats: BTreeSet<(Millis, WorkerId)>,
     /// Wakes a worker waiting in `receive_wait`.
@@ -183,10 +179,10 @@ impl State {
                 config,
                 ready: BTreeMap::new(),
                 delayed: BTreeMap::new(),
-                seq: 0,
                 balancer: Balancer::new(config.strategy, config.seed),
                 jitter: config.jitter_rng(),
                 dead: BTreeSet::new(),
+                done: BTreeSet::new(),
                 members: BTreeSet::new(),
                 parked: BTreeSet::new(),
             },
@@ -214,6 +210,12 @@ impl State {
 
     // ----- the building blocks ---------------------------------------------------------------
 
+    /// The next value of the backend-wide sequence.
+    fn next_seq(&mut self) -> u64 {
+        self.counter += 1;
+        self.counter
+    }
+
     /// Puts a task into its queue's ready set, or dispatches it at once when the set is empty
     /// and an eligible worker exists (the strategy decides which). `enqueued_at` feeds aging.
     fn make_ready(&mut self, id: TaskId, enqueued_at: Millis) -> Result<Option<Assignment>> {
@@ -224,9 +226,8 @@ impl State {
                 .ok_or_else(|| internal("task record missing"))?;
             (t.queue.clone(), t.priority, t.cost_ms, t.affinity_bytes())
         };
+        let seq = self.next_seq();
         let q = self.queue_mut(&queue_name)?;
-        q.seq += 1;
-        let seq = q.seq;
         let key = q.config.policy.sort_key(&KeyInput {
             priority,
             cost_ms,
@@ -238,7 +239,8 @@ impl State {
             && q.ready.is_empty()
             && let Some(worker) = q.balancer.pick(&affinity)
         {
-            return self.dispatch_to(&worker, id).map(Some);
+            // The task's sequence number doubles as its lease token.
+            return self.dispatch_to(&worker, id, Some(seq)).map(Some);
         }
         q.ready.insert((key, seq), id);
         let sleeper = q.parked.pop_first();
@@ -269,9 +271,9 @@ impl State {
                     .ok_or_else(|| internal("task record missing"))?
                     .queue
                     .clone();
+                let seq = self.next_seq();
                 let q = self.queue_mut(&queue_name)?;
-                q.seq += 1;
-                let position = (to_i64(at), q.seq);
+                let position = (to_i64(at), seq);
                 q.delayed.insert(position, id);
                 let t = self.task_mut(id)?;
                 t.state = if retry {
@@ -288,11 +290,19 @@ impl State {
         }
     }
 
-    /// Hands a task to a worker's inbox under a fresh lease token; the token also orders the
-    /// inbox (one backend-wide counter serves both).
-    fn dispatch_to(&mut self, worker: &WorkerId, id: TaskId) -> Result<Assignment> {
-        self.next_token += 1;
-        let (token, seq) = (self.next_token, self.next_token);
+    /// Hands a task to a worker's inbox under a lease token (a fresh sequence value unless
+    /// given); the token also orders the inbox.
+    fn dispatch_to(
+        &mut self,
+        worker: &WorkerId,
+        id: TaskId,
+        token: Option<u64>,
+    ) -> Result<Assignment> {
+        let token = match token {
+            Some(t) => t,
+            None => self.next_seq(),
+        };
+        let seq = token;
         let queue = {
             let t = self.task_mut(id)?;
             t.state = TaskState::Dispatched;
@@ -307,7 +317,6 @@ impl State {
             .get_mut(worker)
             .ok_or_else(|| internal("picked worker missing"))?;
         w.inflight += 1;
-        w.assigned += 1;
         w.inbox.insert(seq, id);
         self.refresh_load(worker);
         self.wake(worker);
@@ -385,7 +394,7 @@ impl State {
                 break;
             };
             self.queue_mut(&qn)?.ready.remove(&pos);
-            out.push(self.dispatch_to(worker, id)?);
+            out.push(self.dispatch_to(worker, id, None)?);
         }
         Ok(out)
     }
@@ -426,9 +435,11 @@ impl State {
             (t.queue.clone(), ttl)
         };
         let until = now.saturating_add(ttl);
+        let q = self.queue_mut(&queue_name)?;
         if state == TaskState::Dead {
-            self.queue_mut(&queue_name)?.dead.insert((now, id));
+            q.dead.insert((now, id));
         }
+        q.done.insert((until, id));
         let t = self.task_mut(id)?;
         t.state = state;
         t.outcome = Some(outcome);
@@ -436,7 +447,6 @@ impl State {
         t.position = None;
         t.finished_at = now;
         t.retain_until = until;
-        self.retention.insert((until, id));
         self.finished.notify_waiters();
         Ok(())
     }
@@ -465,7 +475,6 @@ impl State {
             max_attempts: t.max_attempts,
             deadline: t.deadline,
         };
-        self.leases.insert((t.deadline, id));
         if let Some(w) = self.workers.get_mut(worker) {
             w.running.insert(id);
         }
@@ -495,11 +504,10 @@ impl State {
         }
         for id in w.running {
             back.returned.push(id);
-            let (deadline, attempts, max_attempts, cancel) = {
+            let (attempts, max_attempts, cancel) = {
                 let t = self.task_mut(id)?;
-                (t.deadline, t.attempts, t.max_attempts, t.cancel_requested)
+                (t.attempts, t.max_attempts, t.cancel_requested)
             };
-            self.leases.remove(&(deadline, id));
             let error = lost_worker_error(worker, attempts);
             self.task_mut(id)?.last_error = Some(error.clone());
             if cancel {
@@ -540,21 +548,19 @@ impl State {
         retry: bool,
         now: Millis,
     ) -> Result<AckOutcome> {
-        let (worker, deadline, attempts, max_attempts, cancel, queue_name) = {
+        let (worker, attempts, max_attempts, cancel, queue_name) = {
             let t = self.task_mut(id)?;
             t.last_error = Some(error.clone());
             (
                 t.worker
                     .clone()
                     .ok_or_else(|| internal("running task without worker"))?,
-                t.deadline,
                 t.attempts,
                 t.max_attempts,
                 t.cancel_requested,
                 t.queue.clone(),
             )
         };
-        self.leases.remove(&(deadline, id));
         self.release_slot(&worker, id, None);
         let mut assignments = Vec::new();
         let ack = if cancel {
@@ -682,7 +688,6 @@ impl State {
                 inflight: 0,
                 inbox: BTreeMap::new(),
                 running: BTreeSet::new(),
-                assigned: 0,
                 expires_at,
             },
         );
@@ -697,6 +702,9 @@ impl State {
         Ok(outcome)
     }
 
+    /// Extends the worker's heartbeat, then fails its running tasks whose lease deadline has
+    /// passed (`deadline < now`, by deadline then id) as timed out, and lists its running tasks
+    /// whose cancel was requested (by id).
     pub(crate) fn heartbeat(&mut self, worker: &WorkerId, now: Millis) -> Result<HeartbeatReply> {
         let w = self
             .workers
@@ -705,15 +713,31 @@ impl State {
         let old = w.expires_at;
         w.expires_at = now.saturating_add(u64::from(w.spec.heartbeat_ttl_ms()));
         let new = w.expires_at;
-        let cancel = w
-            .running
-            .iter()
-            .filter(|id| self.tasks.get(id).is_some_and(|t| t.cancel_requested))
-            .copied()
-            .collect();
+        let running: Vec<TaskId> = w.running.iter().copied().collect();
         self.heartbeats.remove(&(old, worker.clone()));
         self.heartbeats.insert((new, worker.clone()));
-        Ok(HeartbeatReply { cancel })
+        let mut overdue: Vec<(Millis, TaskId)> = running
+            .iter()
+            .filter_map(|id| self.tasks.get(id).map(|t| (t.deadline, *id)))
+            .filter(|(deadline, _)| *deadline < now)
+            .collect();
+        overdue.sort();
+        let mut reply = HeartbeatReply::default();
+        for (_, id) in overdue {
+            let timeout = self.task_mut(id)?.timeout_ms;
+            let outcome = self.end_attempt_failed(id, timeout_error(timeout), true, now)?;
+            reply.expired.push(id);
+            reply.assignments.extend(outcome.assignments);
+        }
+        if let Some(w) = self.workers.get(worker) {
+            reply.cancel = w
+                .running
+                .iter()
+                .filter(|id| self.tasks.get(id).is_some_and(|t| t.cancel_requested))
+                .copied()
+                .collect();
+        }
+        Ok(reply)
     }
 
     pub(crate) fn deregister_worker(&mut self, worker: &WorkerId, now: Millis) -> Result<HandBack> {
@@ -737,7 +761,7 @@ impl State {
                 break;
             };
             q.ready.remove(&pos);
-            out.push(self.dispatch_to(&worker, id)?);
+            out.push(self.dispatch_to(&worker, id, None)?);
         }
         Ok(out)
     }
@@ -784,13 +808,11 @@ impl State {
                 break;
             };
             self.queue_mut(&qn)?.ready.remove(&pos);
-            self.next_token += 1;
-            let token = self.next_token;
+            let token = self.next_seq();
             let t = self.task_mut(id)?;
             t.token = token;
             if let Some(w) = self.workers.get_mut(worker) {
                 w.inflight += 1;
-                w.assigned += 1;
             }
             self.refresh_load(worker);
             out.push(self.start(worker, id, now)?);
@@ -811,8 +833,6 @@ impl State {
             });
         }
         let id = lease.task;
-        let deadline = self.task_mut(id)?.deadline;
-        self.leases.remove(&(deadline, id));
         self.release_slot(&lease.worker, id, None);
         self.finish(id, TaskState::Succeeded, TaskOutcome::Succeeded(value), now)?;
         let assignments = self.fill_worker(&lease.worker)?;
@@ -892,8 +912,9 @@ impl State {
                 operation: "redrive (only dead tasks can be re-driven)",
             });
         }
-        self.queue_mut(&queue_name)?.dead.remove(&(finished_at, id));
-        self.retention.remove(&(retain_until, id));
+        let q = self.queue_mut(&queue_name)?;
+        q.dead.remove(&(finished_at, id));
+        q.done.remove(&(retain_until, id));
         {
             let t = self.task_mut(id)?;
             t.attempts = 0;
@@ -926,22 +947,7 @@ impl State {
             report.workers_reaped.push(worker);
         }
         report.more |= self.heartbeats.first().is_some_and(|(t, _)| *t < now);
-        // 2. Running tasks past their deadline, by (deadline, id).
-        let expired: Vec<TaskId> = self
-            .leases
-            .iter()
-            .take_while(|(d, _)| *d < now)
-            .take(limit)
-            .map(|(_, id)| *id)
-            .collect();
-        for id in expired {
-            let timeout = self.task_mut(id)?.timeout_ms;
-            let outcome = self.end_attempt_failed(id, timeout_error(timeout), true, now)?;
-            report.assignments.extend(outcome.assignments);
-            report.leases_expired += 1;
-        }
-        report.more |= self.leases.first().is_some_and(|(d, _)| *d < now);
-        // 3. Due delayed tasks, queue by queue in name order, by (run_at, seq).
+        // 2. Due delayed tasks, queue by queue in name order, by (run_at, seq).
         let mut budget = limit;
         let names: Vec<QueueName> = self.queues.keys().cloned().collect();
         for qn in names {
@@ -964,25 +970,34 @@ impl State {
                 report.promoted += 1;
             }
         }
-        // 4. Finished records and dedup keys past their retention.
-        let purge: Vec<(Millis, TaskId)> = self
-            .retention
-            .iter()
-            .take_while(|(t, _)| *t <= now)
-            .take(limit)
-            .copied()
-            .collect();
-        for (until, id) in purge {
-            self.retention.remove(&(until, id));
-            if let Some(t) = self.tasks.remove(&id)
-                && t.state == TaskState::Dead
-                && let Some(q) = self.queues.get_mut(&t.queue)
-            {
-                q.dead.remove(&(t.finished_at, id));
+        // 3. Finished records past their retention, queue by queue in name order, by
+        //    (retain_until, id); then expired dedup keys.
+        let mut budget = limit;
+        let names: Vec<QueueName> = self.queues.keys().cloned().collect();
+        for qn in names {
+            loop {
+                let q = self.queue_mut(&qn)?;
+                let Some(&(until, id)) = q.done.first() else {
+                    break;
+                };
+                if until > now {
+                    break;
+                }
+                if budget == 0 {
+                    report.more = true;
+                    break;
+                }
+                budget -= 1;
+                q.done.remove(&(until, id));
+                if let Some(t) = self.tasks.remove(&id)
+                    && t.state == TaskState::Dead
+                    && let Some(q) = self.queues.get_mut(&t.queue)
+                {
+                    q.dead.remove(&(t.finished_at, id));
+                }
+                report.records_purged += 1;
             }
-            report.records_purged += 1;
         }
-        report.more |= self.retention.first().is_some_and(|(t, _)| *t <= now);
         let stale: Vec<(Millis, QueueName, String)> = self
             .dedup_expiry
             .iter()
@@ -1056,7 +1071,6 @@ impl State {
                     capacity: w.spec.get_capacity(),
                     weight: w.spec.get_weight(),
                     inflight: w.inflight,
-                    assigned: w.assigned,
                     queues: w.spec.queues().to_vec(),
                     expires_at: w.expires_at,
                 })

@@ -11,8 +11,20 @@ use crate::backend::RedisBackend;
 use crate::codec::{self, Record};
 use crate::error::map_redis;
 
-fn hex12(n: u64) -> String {
-    format!("{n:012x}")
+/// What the audit reads of one queue.
+struct QueueView {
+    pull: bool,
+    /// Ready entries (an FCFS list may hold entries of cancelled tasks, counted in `tomb`).
+    ready: Vec<String>,
+    tomb: i64,
+    delayed: BTreeMap<String, f64>,
+    done: BTreeSet<String>,
+}
+
+impl QueueView {
+    fn ready_len(&self) -> i64 {
+        self.ready.len() as i64 - self.tomb
+    }
 }
 
 fn pairs(v: Vec<(String, f64)>) -> BTreeMap<String, f64> {
@@ -43,16 +55,6 @@ impl RedisBackend {
             .map_err(e)?
             .into_iter()
             .collect();
-        let leases = pairs(
-            conn.zrange_withscores(key("leases"), 0, -1)
-                .await
-                .map_err(e)?,
-        );
-        let retain = pairs(
-            conn.zrange_withscores(key("retain"), 0, -1)
-                .await
-                .map_err(e)?,
-        );
         let dead: BTreeSet<String> = conn
             .zrange::<_, Vec<String>>(key("dead"), 0, -1)
             .await
@@ -65,31 +67,47 @@ impl RedisBackend {
         for (name, json) in meta.iter().filter(|(k, _)| !k.starts_with('~')) {
             let queue = QueueName::new(name)?;
             let config = codec::config_from_json(json.as_bytes())?;
-            let [state, ready, delayed, _ring] = self.queue_keys(&queue);
-            let tomb: Option<i64> = conn.hget(&state, "tomb").await.map_err(e)?;
+            let [state, ready, delayed, _ring, done] = self.queue_keys(&queue);
             let fcfs = config.policy == switchyard_core::Policy::Fcfs;
+            let dynamic: Option<Vec<u8>> = conn.hget(&state, "d").await.map_err(e)?;
+            // The dynamic state starts with the tombstone count (`>I6`, see lua/lib.lua).
+            let tomb = dynamic
+                .as_deref()
+                .and_then(|d| d.get(..6))
+                .map(|b| b.iter().fold(0i64, |acc, x| (acc << 8) | i64::from(*x)));
             let ready: Vec<String> = if fcfs {
                 conn.lrange(&ready, 0, -1).await.map_err(e)?
             } else {
                 conn.zrange(&ready, 0, -1).await.map_err(e)?
             };
-            let delayed = pairs(conn.zrange_withscores(&delayed, 0, -1).await.map_err(e)?);
-            queues.insert(
-                queue,
-                QueueView {
-                    pull: !config.strategy.is_push(),
-                    ready,
-                    delayed,
-                    tomb: if fcfs { tomb.unwrap_or(0) } else { 0 },
-                },
-            );
+            let view = QueueView {
+                pull: !config.strategy.is_push(),
+                ready,
+                tomb: if fcfs { tomb.unwrap_or(0) } else { 0 },
+                delayed: pairs(conn.zrange_withscores(&delayed, 0, -1).await.map_err(e)?),
+                done: conn
+                    .zrange::<_, Vec<String>>(&done, 0, -1)
+                    .await
+                    .map_err(e)?
+                    .into_iter()
+                    .collect(),
+            };
+            queues.insert(queue, view);
+        }
+        let mut worker_records = BTreeMap::new();
+        for (field, raw) in &workers {
+            if !field.contains('|') {
+                match codec::decode_worker(raw) {
+                    Ok(w) => {
+                        worker_records.insert(field.clone(), w);
+                    }
+                    Err(err) => problems.push(format!("worker {field} does not decode: {err}")),
+                }
+            }
         }
 
         let mut records: HashMap<String, Record> = HashMap::new();
-        for (id, raw) in &tasks {
-            if id.starts_with("d:") {
-                continue;
-            }
+        for (id, raw) in tasks.iter().filter(|(id, _)| !id.starts_with("d:")) {
             match codec::decode_record(raw) {
                 Ok(r) => {
                     records.insert(id.clone(), r);
@@ -99,21 +117,20 @@ impl RedisBackend {
         }
         let mut counts: BTreeMap<(String, u8), i64> = BTreeMap::new();
         let mut held: BTreeMap<String, u32> = BTreeMap::new();
-        let mut live_ready: BTreeMap<QueueName, usize> = BTreeMap::new();
-        let mut expect_wtasks = BTreeSet::new();
+        let mut live_ready: BTreeMap<QueueName, i64> = BTreeMap::new();
+        let mut expected_wtasks = BTreeSet::new();
         for (id, r) in &records {
             let Some(view) = queues.get(&r.queue) else {
                 problems.push(format!("{id} is in undeclared queue {}", r.queue));
                 continue;
             };
-            let member = format!("{}{id}", hex12(r.pos));
-            let leased = r.state.is_leased();
-            if leased != r.worker.is_some() {
+            if r.state.is_leased() != r.worker.is_some() {
                 problems.push(format!(
                     "{id} is {} but its worker field is {:?}",
                     r.state, r.worker
                 ));
             }
+            let member = format!("{:012x}{id}", r.pos);
             match r.state {
                 TaskState::Scheduled | TaskState::RetryScheduled => {
                     if view.delayed.get(&member).copied() != Some(r.time as f64) {
@@ -130,71 +147,50 @@ impl RedisBackend {
                     *live_ready.entry(r.queue.clone()).or_default() += 1;
                 }
                 TaskState::Dispatched | TaskState::Running => {
-                    let w = r.worker.clone().map(|w| w.to_string()).unwrap_or_default();
-                    let m = if r.state == TaskState::Dispatched {
-                        format!("{w}|0{}|{id}", hex12(r.pos))
-                    } else {
-                        format!("{w}|1{id}")
-                    };
+                    let w = r
+                        .worker
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default();
+                    let m = format!("{w}|{:012x}|{id}", r.token);
                     if !wtasks.contains(&m) {
                         problems.push(format!(
-                            "{id} is {} on {w} but not in its inbox/running set",
+                            "{id} is {} on {w} but not among its tasks",
                             r.state
                         ));
                     }
-                    expect_wtasks.insert(m);
-                    if r.state == TaskState::Running
-                        && leases.get(id).copied() != Some(r.time as f64)
-                    {
-                        problems.push(format!(
-                            "{id} is running without a lease entry at {}",
-                            r.time
-                        ));
-                    }
-                    if !workers.contains_key(&w) {
-                        problems.push(format!("{id} is held by unregistered worker {w}"));
+                    expected_wtasks.insert(m);
+                    match worker_records.get(&w) {
+                        None => problems.push(format!("{id} is held by unregistered worker {w}")),
+                        Some(wr) => {
+                            let received = r.token <= wr.received_upto;
+                            if received != (r.state == TaskState::Running) {
+                                problems.push(format!(
+                                    "{id} is {} with token {} but {w} has received up to {}",
+                                    r.state, r.token, wr.received_upto
+                                ));
+                            }
+                        }
                     }
                     *held.entry(w).or_default() += 1;
                 }
                 TaskState::Succeeded | TaskState::Dead | TaskState::Cancelled => {
-                    if !retain.contains_key(id) {
+                    if !view.done.contains(id) {
                         problems.push(format!("{id} is {} without a retention entry", r.state));
                     }
                     if r.state == TaskState::Dead
-                        && !dead.contains(&format!("{}|{}|{id}", r.queue, hex12(r.time)))
+                        && !dead.contains(&format!("{}|{:012x}|{id}", r.queue, r.time))
                     {
                         problems.push(format!("{id} is dead but not in the dead set"));
                     }
                 }
             }
-            if matches!(
-                r.state,
-                TaskState::RetryScheduled
-                    | TaskState::Succeeded
-                    | TaskState::Dead
-                    | TaskState::Cancelled
-            ) {
-                *counts
-                    .entry((r.queue.to_string(), codec::state_code(r.state)))
-                    .or_default() += 1;
-            }
+            *counts
+                .entry((r.queue.to_string(), codec::state_code(r.state)))
+                .or_default() += 1;
         }
-        // Nothing in an index without a record in the matching state.
-        if let Some(extra) = wtasks.difference(&expect_wtasks).next() {
-            problems.push(format!("inbox/running entry {extra} has no matching task"));
-        }
-        for id in leases.keys() {
-            if records
-                .get(id)
-                .is_none_or(|r| r.state != TaskState::Running)
-            {
-                problems.push(format!("lease entry {id} has no running task"));
-            }
-        }
-        for id in retain.keys() {
-            if records.get(id).is_none_or(|r| !r.state.is_terminal()) {
-                problems.push(format!("retention entry {id} has no finished task"));
-            }
+        if let Some(extra) = wtasks.difference(&expected_wtasks).next() {
+            problems.push(format!("worker task entry {extra} has no matching task"));
         }
         if dead.len()
             != records
@@ -205,59 +201,79 @@ impl RedisBackend {
             problems.push("the dead set and the dead records disagree".into());
         }
         for (queue, view) in &queues {
+            let count = |state: TaskState| {
+                counts
+                    .get(&(queue.to_string(), codec::state_code(state)))
+                    .copied()
+                    .unwrap_or(0)
+            };
             let live = live_ready.get(queue).copied().unwrap_or(0);
-            let listed = view.ready_len();
-            if listed != live as i64 {
+            if view.ready_len() != live {
                 problems.push(format!(
-                    "{queue}: {listed} ready entries, {live} ready tasks"
+                    "{queue}: {} ready entries, {live} ready tasks",
+                    view.ready_len()
                 ));
             }
-            let scheduled = records
-                .values()
-                .filter(|r| {
-                    &r.queue == queue
-                        && matches!(r.state, TaskState::Scheduled | TaskState::RetryScheduled)
-                })
-                .count();
-            if view.delayed.len() != scheduled {
+            let scheduled = count(TaskState::Scheduled) + count(TaskState::RetryScheduled);
+            if view.delayed.len() as i64 != scheduled {
                 problems.push(format!(
                     "{queue}: {} delayed entries, {scheduled} scheduled tasks",
                     view.delayed.len()
                 ));
             }
-            for code in [4u8, 5, 6, 7] {
+            let finished =
+                count(TaskState::Succeeded) + count(TaskState::Dead) + count(TaskState::Cancelled);
+            if view.done.len() as i64 != finished {
+                problems.push(format!(
+                    "{queue}: {} retention entries, {finished} finished tasks",
+                    view.done.len()
+                ));
+            }
+            for state in [TaskState::RetryScheduled, TaskState::Cancelled] {
                 let stored: i64 = meta
-                    .get(&format!("~n:{queue}:{code}"))
+                    .get(&format!("~n:{queue}:{}", codec::state_code(state)))
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0);
-                let actual = counts.get(&(queue.to_string(), code)).copied().unwrap_or(0);
-                if stored != actual {
+                if stored != count(state) {
                     problems.push(format!(
-                        "{queue}: count of state {code} is {stored}, records say {actual}"
+                        "{queue}: {state} count is {stored}, records say {}",
+                        count(state)
                     ));
                 }
             }
         }
         // Workers: capacity, heartbeat index, eligibility entries, work conservation.
-        let mut eligible_members = BTreeSet::new();
-        for (field, raw) in &workers {
-            if let Some((w, q)) = field.split_once('|') {
-                let Some(wraw) = workers.get(w) else {
-                    problems.push(format!("balancer state {field} of an unregistered worker"));
+        let mut eligible = BTreeSet::new();
+        for (w, wr) in &worker_records {
+            let inflight = held.get(w).copied().unwrap_or(0);
+            if inflight > wr.capacity {
+                problems.push(format!(
+                    "{w} holds {inflight} tasks with capacity {}",
+                    wr.capacity
+                ));
+            }
+            if hb.get(w).copied() != Some(wr.expires as f64) {
+                problems.push(format!("{w} has no heartbeat entry at its expiry"));
+            }
+            for q in &wr.queues {
+                let Some(view) = queues.get(q) else {
+                    problems.push(format!("{w} serves undeclared queue {q}"));
                     continue;
                 };
-                let (cap, inflight) = (
-                    u32::from(u16::from_be_bytes([wraw[0], wraw[1]])),
-                    u32::from(u16::from_be_bytes([wraw[4], wraw[5]])),
-                );
-                let strategy = raw.first().copied().unwrap_or(0);
-                let member = String::from_utf8_lossy(raw.get(21..).unwrap_or_default()).to_string();
-                if strategy == 5 {
+                if view.pull {
                     continue;
                 }
-                if (inflight < cap) == member.is_empty() {
+                let Some(state) = workers.get(&format!("{w}|{q}")) else {
+                    problems.push(format!("{w} serves {q} without balancer state"));
+                    continue;
+                };
+                let member =
+                    String::from_utf8_lossy(state.get(21..).unwrap_or_default()).to_string();
+                let free_slot = inflight < wr.capacity;
+                if free_slot == member.is_empty() {
                     problems.push(format!(
-                        "{w} in {q}: {inflight}/{cap} in flight but eligibility entry `{member}`"
+                        "{w} in {q}: {inflight}/{} in flight but eligibility entry `{member}`",
+                        wr.capacity
                     ));
                 }
                 if !member.is_empty() {
@@ -266,40 +282,13 @@ impl RedisBackend {
                             "{w} in {q}: entry `{member}` missing from the free set"
                         ));
                     }
-                    eligible_members.insert(member);
-                    let queue = QueueName::new(q)?;
-                    if let Some(view) = queues.get(&queue) {
-                        let ready = view.ready_len();
-                        if ready > 0 {
-                            problems.push(format!(
-                                "{q} has {ready} ready tasks while {w} has a free slot"
-                            ));
-                        }
-                    }
+                    eligible.insert(member);
                 }
-                continue;
-            }
-            let queues_of = match codec::worker_queues(raw) {
-                Ok(q) => q,
-                Err(err) => {
-                    problems.push(format!("worker {field} does not decode: {err}"));
-                    continue;
-                }
-            };
-            let cap = u32::from(u16::from_be_bytes([raw[0], raw[1]]));
-            let inflight = u32::from(u16::from_be_bytes([raw[4], raw[5]]));
-            let holding = held.get(field).copied().unwrap_or(0);
-            if inflight != holding || inflight > cap {
-                problems.push(format!(
-                    "{field}: {inflight} in flight of {cap}, holding {holding}"
-                ));
-            }
-            if !hb.contains_key(field) {
-                problems.push(format!("{field} has no heartbeat entry"));
-            }
-            for q in queues_of {
-                if !workers.contains_key(&format!("{field}|{q}")) {
-                    problems.push(format!("{field} serves {q} without balancer state"));
+                if free_slot && view.ready_len() > 0 {
+                    problems.push(format!(
+                        "{q} has {} ready tasks while {w} has a free slot",
+                        view.ready_len()
+                    ));
                 }
             }
         }
@@ -307,32 +296,17 @@ impl RedisBackend {
             let parked = queues
                 .iter()
                 .any(|(q, view)| view.pull && member.starts_with(&format!("{q}|")));
-            if !parked && !eligible_members.contains(member) {
+            if !parked && !eligible.contains(member) {
                 problems.push(format!(
                     "free entry `{member}` belongs to no eligible worker"
                 ));
             }
         }
         for w in hb.keys() {
-            if !workers.contains_key(w) {
+            if !worker_records.contains_key(w) {
                 problems.push(format!("heartbeat entry of unregistered worker {w}"));
             }
         }
         Ok(problems)
-    }
-}
-
-/// What the audit reads of one queue.
-struct QueueView {
-    pull: bool,
-    /// Ready entries (an FCFS list may hold tombstones of cancelled tasks).
-    ready: Vec<String>,
-    delayed: BTreeMap<String, f64>,
-    tomb: i64,
-}
-
-impl QueueView {
-    fn ready_len(&self) -> i64 {
-        self.ready.len() as i64 - self.tomb
     }
 }

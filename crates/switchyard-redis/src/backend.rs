@@ -331,8 +331,7 @@ fn ack_from(code: i64, x: &Value) -> Result<Ack> {
     })
 }
 
-fn submit_outcome(v: Value) -> Result<SubmitOutcome> {
-    let mut it = array(v)?.into_iter();
+fn submit_outcome(it: &mut impl Iterator<Item = Value>) -> Result<SubmitOutcome> {
     let mut next = || it.next().ok_or_else(|| protocol("truncated submit reply"));
     let duplicate = int(&next()?)? == 1;
     let id = codec::task_id(next()?)?;
@@ -475,8 +474,9 @@ impl Backend for RedisBackend {
                 inv.arg(codec::encode_body(s));
             }
             let reply = self.exec(&inv).await.map_err(Failure::into_error)?;
-            for item in array(reply)? {
-                out.push(submit_outcome(item)?);
+            let mut it = array(reply)?.into_iter();
+            for _ in chunk {
+                out.push(submit_outcome(&mut it)?);
             }
         }
         Ok(out)
@@ -525,16 +525,51 @@ impl Backend for RedisBackend {
     }
 
     async fn heartbeat(&self, worker: &WorkerId) -> Result<HeartbeatReply> {
-        let now = self.now_arg();
-        let mut inv = self.invocation(&self.inner.scripts.heartbeat, &[], &now);
-        inv.arg(worker.as_str());
-        let v = self.exec(&inv).await.map_err(Failure::into_error)?;
-        let mut it = array(v)?.into_iter().skip(1);
-        let mut cancel = Vec::new();
-        for id in it.by_ref() {
-            cancel.push(codec::task_id(id)?);
+        for attempt in 0..STALE_RETRIES {
+            let Some(queues) = self.queues_of(worker, attempt > 0).await? else {
+                return Err(Error::UnknownWorker(worker.clone()));
+            };
+            let groups: Vec<&QueueName> = queues.iter().collect();
+            let now = self.now_arg();
+            let mut inv = self.invocation(&self.inner.scripts.heartbeat, &groups, &now);
+            inv.arg(worker.as_str()).arg(groups.len());
+            for q in &groups {
+                inv.arg(q.as_str());
+            }
+            match self.exec(&inv).await {
+                Ok(v) => {
+                    let mut it = array(v)?.into_iter().skip(1);
+                    let ids = |it: &mut dyn Iterator<Item = Value>| -> Result<Vec<TaskId>> {
+                        let n = uint(
+                            &it.next()
+                                .ok_or_else(|| protocol("truncated heartbeat reply"))?,
+                        )?;
+                        (0..n)
+                            .map(|_| {
+                                codec::task_id(
+                                    it.next()
+                                        .ok_or_else(|| protocol("truncated heartbeat reply"))?,
+                                )
+                            })
+                            .collect()
+                    };
+                    let cancel = ids(&mut it)?;
+                    let expired = ids(&mut it)?;
+                    return Ok(HeartbeatReply {
+                        cancel,
+                        expired,
+                        assignments: assignments(&mut it, None)?,
+                    });
+                }
+                Err(Failure::Stale(_)) => continue,
+                Err(Failure::Error(Error::UnknownWorker(w))) => {
+                    self.forget_worker(&w);
+                    return Err(Error::UnknownWorker(w));
+                }
+                Err(f) => return Err(f.into_error()),
+            }
         }
-        Ok(HeartbeatReply { cancel })
+        Err(Failure::Stale("heartbeat".into()).into_error())
     }
 
     async fn deregister_worker(&self, worker: &WorkerId) -> Result<HandBack> {
@@ -616,7 +651,7 @@ impl Backend for RedisBackend {
 
     async fn complete(&self, lease: &Lease, value: Vec<u8>) -> Result<AckOutcome> {
         let (mut acks, _) = self
-            .complete_many(&lease.worker, vec![(lease.clone(), value)], 0)
+            .complete_many(&lease.worker, vec![(lease.clone(), value)], 0, false)
             .await?;
         acks.pop().ok_or_else(|| protocol("empty complete reply"))
     }
@@ -628,7 +663,7 @@ impl Backend for RedisBackend {
         max: usize,
     ) -> Result<(AckOutcome, Vec<Delivery>)> {
         let (mut acks, deliveries) = self
-            .complete_many(&lease.worker, vec![(lease.clone(), value)], max)
+            .complete_many(&lease.worker, vec![(lease.clone(), value)], max, false)
             .await?;
         let ack = acks.pop().ok_or_else(|| protocol("empty complete reply"))?;
         Ok((ack, deliveries))
@@ -841,11 +876,11 @@ impl Backend for RedisBackend {
         let mut workers = BTreeMap::new();
         for w in ws {
             let f = array(w)?;
-            if f.len() < 7 {
+            if f.len() < 6 {
                 return Err(protocol("short worker stats"));
             }
             let id = WorkerId::new(text(f[0].clone())?)?;
-            let queues = text(f[6].clone())?
+            let queues = text(f[5].clone())?
                 .split(',')
                 .filter(|q| !q.is_empty())
                 .map(QueueName::new)
@@ -860,9 +895,8 @@ impl Backend for RedisBackend {
                     capacity: small(1)?,
                     weight: small(2)?,
                     inflight: small(3)?,
-                    assigned: uint(&f[4])?,
                     queues,
-                    expires_at: uint(&f[5])?,
+                    expires_at: uint(&f[4])?,
                 },
             );
         }
@@ -933,62 +967,12 @@ impl Backend for RedisBackend {
                 }
             }
         }
-        report.more |= self.any_below(keys::HB, now, false).await?;
-        // 2. Running tasks past their deadline.
-        let due_leases: Vec<String> = self
-            .query(
-                redis::cmd("ZRANGEBYSCORE")
-                    .arg(self.inner.keys.fixed(keys::LEASES))
-                    .arg("-inf")
-                    .arg(format!("({now}"))
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(limit),
-            )
-            .await?;
-        for id in due_leases {
-            let id: TaskId = id.parse()?;
-            let Some(rec) = self.record(id).await? else {
-                continue;
-            };
-            let Some(worker) = rec.worker.clone() else {
-                continue;
-            };
-            for attempt in 0..STALE_RETRIES {
-                let queues = self
-                    .queues_of(&worker, attempt > 0)
-                    .await?
-                    .unwrap_or_default();
-                let groups: Vec<&QueueName> = queues.iter().collect();
-                let mut inv = self.invocation(&self.inner.scripts.expire_lease, &groups, &now_arg);
-                inv.arg(id.to_string())
-                    .arg(rec.token)
-                    .arg(worker.as_str())
-                    .arg(groups.len());
-                for q in &groups {
-                    inv.arg(q.as_str());
-                }
-                match self.exec(&inv).await {
-                    Ok(v) => {
-                        let mut it = array(v)?.into_iter();
-                        let code = it.next().map(|v| int(&v)).transpose()?.unwrap_or(-1);
-                        if code != -1 {
-                            let _ = it.next();
-                            report.assignments.extend(assignments(&mut it, None)?);
-                            report.leases_expired += 1;
-                        }
-                        break;
-                    }
-                    Err(Failure::Stale(_)) if attempt + 1 < STALE_RETRIES => continue,
-                    Err(f) => return Err(f.into_error()),
-                }
-            }
-        }
-        report.more |= self.any_below(keys::LEASES, now, false).await?;
-        // 3. Due delayed tasks, queue by queue in name order.
+        report.more |= self.any_below(keys::HB, now).await?;
+        // 2. Due delayed tasks, queue by queue in name order.
+        let names = self.queue_names().await?;
         let mut budget = limit;
-        for queue in self.queue_names().await? {
-            let mut inv = self.invocation(&self.inner.scripts.promote, &[&queue], &now_arg);
+        for queue in &names {
+            let mut inv = self.invocation(&self.inner.scripts.promote, &[queue], &now_arg);
             inv.arg(queue.as_str()).arg(budget);
             let v = self.exec(&inv).await.map_err(Failure::into_error)?;
             let mut it = array(v)?.into_iter();
@@ -1005,15 +989,21 @@ impl Backend for RedisBackend {
             budget -= n.min(budget);
             report.assignments.extend(assignments(&mut it, None)?);
         }
-        // 4. Finished records past their retention.
-        let mut inv = self.invocation(&self.inner.scripts.purge, &[], &now_arg);
-        inv.arg(limit);
-        let v = array(self.exec(&inv).await.map_err(Failure::into_error)?)?;
-        report.records_purged = usize::try_from(uint(
-            v.first().ok_or_else(|| protocol("empty purge reply"))?,
-        )?)
-        .map_err(|_| protocol("purge count"))?;
-        report.more |= v.get(1).map(uint).transpose()?.unwrap_or(0) == 1;
+        // 3. Finished records past their retention, queue by queue in name order (and expired
+        //    dedup keys along with the first queue).
+        let mut budget = limit;
+        for (i, queue) in names.iter().enumerate() {
+            let mut inv = self.invocation(&self.inner.scripts.purge, &[queue], &now_arg);
+            inv.arg(queue.as_str()).arg(budget).arg(u8::from(i == 0));
+            let v = array(self.exec(&inv).await.map_err(Failure::into_error)?)?;
+            let n = usize::try_from(uint(
+                v.first().ok_or_else(|| protocol("empty purge reply"))?,
+            )?)
+            .map_err(|_| protocol("purge count"))?;
+            report.records_purged += n;
+            budget -= n.min(budget);
+            report.more |= v.get(1).map(uint).transpose()?.unwrap_or(0) == 1;
+        }
         Ok(report)
     }
 }
@@ -1053,12 +1043,15 @@ impl RedisBackend {
     }
 
     /// Completes several running tasks of one worker in one script, then receives up to `max`
-    /// more: the batched form of [`Backend::complete_and_receive`].
+    /// more: the batched form of [`Backend::complete_and_receive`]. With `park`, a worker that
+    /// receives nothing is marked waiting in the same call, so that it can sleep on its wake
+    /// channel (as in [`Backend::receive_wait`]) without asking again first.
     pub async fn complete_many(
         &self,
         worker: &WorkerId,
         acks: Vec<(Lease, Vec<u8>)>,
         max: usize,
+        park: bool,
     ) -> Result<(Vec<AckOutcome>, Vec<Delivery>)> {
         for attempt in 0..STALE_RETRIES {
             let queues = self
@@ -1084,7 +1077,7 @@ impl RedisBackend {
                     &[][..]
                 });
             }
-            inv.arg(max.min(100_000));
+            inv.arg(max.min(100_000)).arg(u8::from(park));
             match self.exec(&inv).await {
                 Ok(v) => {
                     let mut it = array(v)?.into_iter();
@@ -1122,13 +1115,35 @@ impl RedisBackend {
         Err(Failure::Stale("complete".into()).into_error())
     }
 
-    /// Whether a sorted set has a member scored below `now`.
-    async fn any_below(&self, role: usize, now: u64, inclusive: bool) -> Result<bool> {
-        let max = if inclusive {
-            now.to_string()
-        } else {
-            format!("({now}")
+    /// Sleeps until the worker is woken (a dispatch to it, or a task in one of its pull queues,
+    /// after it was marked waiting by a receive or completion with `park`), or `timeout`
+    /// passes. Returns whether it was woken. The first call subscribes and returns `true` at
+    /// once, since a wake-up before the subscription could have been missed: receive then.
+    pub async fn wait_woken(&self, worker: &WorkerId, timeout: Duration) -> Result<bool> {
+        let slot = self.waiter(worker).await;
+        let mut guard = slot.lock().await;
+        let Some(pubsub) = guard.as_mut() else {
+            *guard = Some(
+                self.subscribe(&self.inner.keys.wake_channel(worker))
+                    .await?,
+            );
+            return Ok(true);
         };
+        let message = tokio::time::timeout(timeout, pubsub.on_message().next()).await;
+        match message {
+            Err(_) => Ok(false),
+            Ok(Some(_)) => Ok(true),
+            Ok(None) => {
+                tracing::warn!(%worker, "wake-up connection lost; reconnecting");
+                *guard = None;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Whether a sorted set has a member scored below `now`.
+    async fn any_below(&self, role: usize, now: u64) -> Result<bool> {
+        let max = format!("({now}");
         let found: Vec<String> = self
             .query(
                 redis::cmd("ZRANGEBYSCORE")
@@ -1151,8 +1166,8 @@ impl RedisBackend {
             .map(|i| self.inner.keys.fixed(i))
     }
 
-    /// The keys of one queue: state, ready, delayed, ring (for tools and tests).
-    pub fn queue_keys(&self, queue: &QueueName) -> [String; 4] {
+    /// The keys of one queue: state, ready, delayed, ring, done (for tools and tests).
+    pub fn queue_keys(&self, queue: &QueueName) -> [String; 5] {
         self.inner.keys.queue_group(queue)
     }
 

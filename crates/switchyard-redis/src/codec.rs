@@ -9,8 +9,8 @@ use switchyard_core::{
 
 /// Length of a task record's fixed header (`>BBHHHI4I4I6I6I6I6BHI4`).
 const HDR_LEN: usize = 47;
-/// Length of a worker record's fixed header (`>HHHI6I6I4B`).
-const WREC_LEN: usize = 23;
+/// Length of a worker record's fixed header (`>HHI6I4I6B`).
+const WREC_LEN: usize = 21;
 
 pub(crate) fn protocol(what: impl Into<String>) -> Error {
     Error::Backend {
@@ -252,17 +252,43 @@ impl Record {
     }
 }
 
-/// The queue list of a worker record.
-pub(crate) fn worker_queues(bytes: &[u8]) -> Result<Vec<QueueName>, Error> {
+/// A worker record: capacity, weight, heartbeat expiry, receive cursor, queues in order.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerRecord {
+    pub(crate) capacity: u32,
+    pub(crate) expires: u64,
+    pub(crate) received_upto: u64,
+    pub(crate) queues: Vec<QueueName>,
+}
+
+pub(crate) fn decode_worker(bytes: &[u8]) -> Result<WorkerRecord, Error> {
     if bytes.len() < WREC_LEN {
         return Err(protocol("worker record shorter than its header"));
     }
+    let mut r = Reader { bytes, at: 0 };
+    let capacity = num(r.uint(2)?)?;
+    let _weight = r.uint(2)?;
+    let expires = r.uint(6)?;
+    let _ttl = r.uint(4)?;
+    let received_upto = r.uint(6)?;
     let list = std::str::from_utf8(&bytes[WREC_LEN..])
         .map_err(|_| protocol("worker queues are not UTF-8"))?;
-    list.split(',')
+    let queues = list
+        .split(',')
         .filter(|q| !q.is_empty())
-        .map(QueueName::new)
-        .collect()
+        .map(|spec| QueueName::new(spec.split('/').next().unwrap_or(spec)))
+        .collect::<Result<_, _>>()?;
+    Ok(WorkerRecord {
+        capacity,
+        expires,
+        received_upto,
+        queues,
+    })
+}
+
+/// The queue list of a worker record.
+pub(crate) fn worker_queues(bytes: &[u8]) -> Result<Vec<QueueName>, Error> {
+    Ok(decode_worker(bytes)?.queues)
 }
 
 pub(crate) fn config_json(config: &QueueConfig) -> Result<String, Error> {

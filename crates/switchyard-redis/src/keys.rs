@@ -13,16 +13,15 @@ pub(crate) struct Keyspace {
 }
 
 /// Fixed key roles, in KEYS order.
-pub(crate) const FIXED: [&str; 10] = [
-    "tasks", "meta", "workers", "hb", "free", "wtasks", "leases", "retain", "dead", "dedupx",
+pub(crate) const FIXED: [&str; 8] = [
+    "tasks", "meta", "workers", "hb", "free", "wtasks", "dead", "dedupx",
 ];
 
 pub(crate) const TASKS: usize = 0;
 pub(crate) const META: usize = 1;
 pub(crate) const WORKERS: usize = 2;
 pub(crate) const HB: usize = 3;
-pub(crate) const LEASES: usize = 6;
-pub(crate) const DEAD: usize = 8;
+pub(crate) const DEAD: usize = 6;
 
 impl Keyspace {
     /// Keys under `sy:{<namespace>}:`.
@@ -45,14 +44,15 @@ impl Keyspace {
         &self.fixed[role]
     }
 
-    /// The 4 keys of a queue: state, ready, delayed, ring.
-    pub(crate) fn queue_group(&self, queue: &QueueName) -> [String; 4] {
+    /// The 5 keys of a queue: state, ready, delayed, ring, done.
+    pub(crate) fn queue_group(&self, queue: &QueueName) -> [String; 5] {
         let p = &self.prefix;
         [
             format!("{p}q:{queue}:state"),
             format!("{p}q:{queue}:ready"),
             format!("{p}q:{queue}:delayed"),
             format!("{p}q:{queue}:ring"),
+            format!("{p}q:{queue}:done"),
         ]
     }
 

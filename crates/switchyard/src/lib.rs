@@ -3,7 +3,8 @@
 //! Distributed task scheduling with load balancing. Producers submit tasks to named queues;
 //! each queue orders its tasks by a scheduling [`Policy`] and hands each ready task to a worker
 //! with a free slot by a dispatch [`Strategy`]. State lives in a [`Backend`]: the in-memory
-//! [`MemoryBackend`] (the reference semantics, and the embedded default), or Redis.
+//! [`MemoryBackend`] (the reference semantics, and the embedded default), or Redis
+//! ([`RedisBackend`], every transition one Lua script).
 //!
 //! This crate is the facade: it re-exports the layers so that applications depend on one crate.
 //!
@@ -23,6 +24,7 @@
 
 pub use switchyard_core::*;
 pub use switchyard_memory::MemoryBackend;
+pub use switchyard_redis::{RedisBackend, RedisConfig};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -1,0 +1,650 @@
+//! `switchyard bench`: what one task costs Redis, measured on a real server.
+//!
+//! Every figure is measured in one run against the server given by `--url`, which nothing else
+//! should be using (CPU and memory are read from `INFO`): Redis CPU per task lifecycle as a
+//! `used_cpu_user + used_cpu_sys` delta, the same next to a trivial `return 1` script (the
+//! floor), per-script `usec_per_call` from `INFO commandstats`, growth with queue depth and
+//! worker count, end-to-end throughput with producers and workers running at once, and memory
+//! per queued task. Each run uses a fresh namespace and deletes it afterwards.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use switchyard::{
+    Backend, Clock, Lease, Policy, QueueConfig, QueueName, RedisBackend, RedisConfig, Strategy,
+    SystemClock, TaskIdGenerator, TaskSpec, WorkerId, WorkerSpec,
+};
+
+/// Flags of `switchyard bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The Redis to measure, e.g. `redis://127.0.0.1:7777`. Use a server nothing else is using:
+    /// CPU and memory figures are read from its INFO. Start one with
+    /// `redis-server --port 7777 --save '' --appendonly no`.
+    #[arg(long)]
+    pub url: String,
+
+    /// Task lifecycles per CPU measurement.
+    #[arg(long, default_value_t = 20_000)]
+    pub tasks: usize,
+
+    /// Payload size in bytes.
+    #[arg(long, default_value_t = 64)]
+    pub payload: usize,
+
+    /// Tasks in each end-to-end run.
+    #[arg(long, default_value_t = 200_000)]
+    pub e2e_tasks: usize,
+
+    /// Concurrent producers in end-to-end runs.
+    #[arg(long, default_value_t = 4)]
+    pub producers: usize,
+
+    /// Workers in end-to-end runs.
+    #[arg(long, default_value_t = 8)]
+    pub workers: usize,
+
+    /// Deepest backlog for the growth measurement.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_depth: usize,
+
+    /// Sections to run, comma-separated: floor, lifecycle, depth, workers, e2e, memory.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "floor,lifecycle,depth,workers,e2e,memory"
+    )]
+    pub only: Vec<String>,
+}
+
+type Res<T> = Result<T, String>;
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// Reads server-side counters on a connection of its own.
+struct Probe {
+    conn: redis::aio::MultiplexedConnection,
+}
+
+impl Probe {
+    async fn info(&mut self, section: &str) -> Res<HashMap<String, String>> {
+        let text: String = redis::cmd("INFO")
+            .arg(section)
+            .query_async(&mut self.conn)
+            .await
+            .map_err(err)?;
+        Ok(text
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+            .collect())
+    }
+
+    /// Redis CPU seconds so far (user + system).
+    async fn cpu(&mut self) -> Res<f64> {
+        let info = self.info("cpu").await?;
+        let get = |k: &str| {
+            info.get(k)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        Ok(get("used_cpu_user") + get("used_cpu_sys"))
+    }
+
+    async fn used_memory(&mut self) -> Res<u64> {
+        let info = self.info("memory").await?;
+        info.get("used_memory")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| "no used_memory in INFO".into())
+    }
+
+    /// `(calls, usec)` of EVALSHA so far.
+    async fn evalsha(&mut self) -> Res<(u64, u64)> {
+        let info = self.info("commandstats").await?;
+        let Some(line) = info.get("cmdstat_evalsha") else {
+            return Ok((0, 0));
+        };
+        let field = |name: &str| {
+            line.split(',')
+                .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Ok((field("calls"), field("usec")))
+    }
+}
+
+/// A fresh namespace on the server, deleted on `cleanup`.
+struct Space {
+    backend: RedisBackend,
+    namespace: String,
+}
+
+static NS: AtomicU64 = AtomicU64::new(0);
+
+async fn space(url: &str, pool: usize) -> Res<Space> {
+    let namespace = format!(
+        "bench-{}-{}",
+        std::process::id(),
+        NS.fetch_add(1, Ordering::SeqCst)
+    );
+    let config = RedisConfig::new(url, namespace.clone()).with_pool_size(pool);
+    let backend = RedisBackend::with_config(config).await.map_err(err)?;
+    Ok(Space { backend, namespace })
+}
+
+impl Space {
+    async fn cleanup(self, probe: &mut Probe) -> Res<()> {
+        let pattern = format!("sy:{{{}}}:*", self.namespace);
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(&pattern)
+            .query_async(&mut probe.conn)
+            .await
+            .map_err(err)?;
+        for chunk in keys.chunks(512) {
+            let _: () = redis::cmd("DEL")
+                .arg(chunk)
+                .query_async(&mut probe.conn)
+                .await
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+
+    async fn queue(&self, name: &str, policy: Policy, strategy: Strategy) -> Res<QueueName> {
+        let q = QueueName::new(name).map_err(err)?;
+        let config = QueueConfig::new(policy, strategy)
+            .with_result_ttl(Duration::from_secs(3_600))
+            .with_timeout(Duration::from_secs(3_600));
+        self.backend.declare_queue(&q, config).await.map_err(err)?;
+        Ok(q)
+    }
+
+    async fn worker(&self, name: &str, queue: &str, capacity: u32) -> Res<WorkerId> {
+        let spec = WorkerSpec::new(name, [queue])
+            .map_err(err)?
+            .capacity(capacity)
+            .heartbeat_ttl(Duration::from_secs(3_600));
+        self.backend.register_worker(spec).await.map_err(err)?;
+        WorkerId::new(name).map_err(err)
+    }
+}
+
+struct Tasks {
+    ids: TaskIdGenerator,
+    payload: Vec<u8>,
+    n: u64,
+}
+
+impl Tasks {
+    fn new(seed: u64, payload: usize) -> Self {
+        Tasks {
+            ids: TaskIdGenerator::new(seed),
+            payload: vec![b'x'; payload],
+            n: 0,
+        }
+    }
+
+    fn next(&mut self, queue: &str) -> Res<TaskSpec> {
+        self.n += 1;
+        TaskSpec::builder(queue, "job")
+            .id(self.ids.next_at(SystemClock.now_ms()))
+            .payload(self.payload.clone())
+            .priority((self.n % 10) as u16)
+            .build()
+            .map_err(err)
+    }
+
+    fn batch(&mut self, queue: &str, n: usize) -> Res<Vec<TaskSpec>> {
+        (0..n).map(|_| self.next(queue)).collect()
+    }
+}
+
+/// µs of Redis CPU and EVALSHA calls over `f`.
+async fn measure<F, Fut>(probe: &mut Probe, f: F) -> Res<(f64, u64, u64)>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Res<()>>,
+{
+    let (c0, u0) = probe.evalsha().await?;
+    let cpu0 = probe.cpu().await?;
+    f().await?;
+    let cpu1 = probe.cpu().await?;
+    let (c1, u1) = probe.evalsha().await?;
+    Ok(((cpu1 - cpu0) * 1e6, c1 - c0, u1 - u0))
+}
+
+/// Runs the benchmark and prints a markdown report.
+pub fn run(args: &BenchArgs) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: &BenchArgs) -> Res<()> {
+    if args.url.contains(":6379") {
+        eprintln!("warning: measuring the server on port 6379; make sure nothing else uses it");
+    }
+    let client = redis::Client::open(args.url.as_str()).map_err(err)?;
+    let mut probe = Probe {
+        conn: client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| format!("cannot reach {}: {e}", args.url))?,
+    };
+    let info = probe.info("server").await?;
+    println!(
+        "# switchyard bench\n\nRedis {} on {}; {} tasks per CPU figure, {}-byte payloads.\n",
+        info.get("redis_version").map_or("?", String::as_str),
+        args.url,
+        args.tasks,
+        args.payload
+    );
+    let want = |s: &str| args.only.iter().any(|o| o == s);
+    let mut floor_cpu = 0.0;
+    if want("floor") {
+        floor_cpu = floor(&mut probe, args.tasks).await?;
+    }
+    if want("lifecycle") {
+        lifecycle(&mut probe, args, floor_cpu).await?;
+    }
+    if want("depth") {
+        depth(&mut probe, args).await?;
+    }
+    if want("workers") {
+        workers(&mut probe, args).await?;
+    }
+    if want("e2e") {
+        end_to_end(&mut probe, args).await?;
+    }
+    if want("memory") {
+        memory(&mut probe, args).await?;
+    }
+    Ok(())
+}
+
+async fn floor(probe: &mut Probe, n: usize) -> Res<f64> {
+    let script = redis::Script::new("return 1");
+    let mut conn = probe.conn.clone();
+    let (cpu, calls, usec) = measure(probe, || async move {
+        for _ in 0..n {
+            let _: i64 = script.invoke_async(&mut conn).await.map_err(err)?;
+        }
+        Ok(())
+    })
+    .await?;
+    let per_call = cpu / n as f64;
+    println!("## Floor: a trivial script\n");
+    println!("| script | Redis CPU per call | usec_per_call |\n| --- | --- | --- |");
+    println!(
+        "| `return 1` | {per_call:.2} µs | {:.2} |\n",
+        usec as f64 / calls.max(1) as f64
+    );
+    Ok(per_call)
+}
+
+async fn lifecycle(probe: &mut Probe, args: &BenchArgs, floor_cpu: f64) -> Res<()> {
+    println!("## Redis CPU per task lifecycle (submit, receive, complete)\n");
+    println!(
+        "| batch | CPU per task | × floor | usec_per_call submit / receive / complete | calls per task |"
+    );
+    println!("| --- | --- | --- | --- | --- |");
+    for batch in [1usize, 16, 128] {
+        let s = space(&args.url, 4).await?;
+        let q = s.queue("life", Policy::Fcfs, Strategy::RoundRobin).await?;
+        let w = s
+            .worker("w", q.as_str(), u32::try_from(batch).map_err(err)?)
+            .await?;
+        let mut tasks = Tasks::new(1, args.payload);
+        let rounds = (args.tasks / batch).max(1);
+        let n = rounds * batch;
+        // Per-script costs: one phase at a time.
+        let mut per_phase = [(0u64, 0u64); 3];
+        let mut total_cpu = 0.0;
+        let mut total_calls = 0u64;
+        for _ in 0..rounds {
+            let specs = tasks.batch(q.as_str(), batch)?;
+            let b = s.backend.clone();
+            let (cpu, c, u) = measure(probe, || async move {
+                b.submit_batch(specs).await.map_err(err)?;
+                Ok(())
+            })
+            .await?;
+            per_phase[0].0 += c;
+            per_phase[0].1 += u;
+            total_cpu += cpu;
+            total_calls += c;
+            let b = s.backend.clone();
+            let wc = w.clone();
+            let leases = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let out = leases.clone();
+            let (cpu, c, u) = measure(probe, || async move {
+                let ds = b.receive(&wc, batch).await.map_err(err)?;
+                out.lock()
+                    .map_err(err)?
+                    .extend(ds.into_iter().map(|d| (d.lease, Vec::new())));
+                Ok(())
+            })
+            .await?;
+            per_phase[1].0 += c;
+            per_phase[1].1 += u;
+            total_cpu += cpu;
+            total_calls += c;
+            let acks: Vec<(Lease, Vec<u8>)> = std::mem::take(&mut *leases.lock().map_err(err)?);
+            let b = s.backend.clone();
+            let wc = w.clone();
+            let (cpu, c, u) = measure(probe, || async move {
+                b.complete_many(&wc, acks, 0, false).await.map_err(err)?;
+                Ok(())
+            })
+            .await?;
+            per_phase[2].0 += c;
+            per_phase[2].1 += u;
+            total_cpu += cpu;
+            total_calls += c;
+        }
+        // The CPU total above includes the INFO calls around each phase; measure again without
+        // them for the headline figure.
+        let clean = {
+            let b = s.backend.clone();
+            let wc = w.clone();
+            let qn = q.clone();
+            let mut t = Tasks::new(2, args.payload);
+            measure(probe, || async move {
+                for _ in 0..rounds {
+                    b.submit_batch(t.batch(qn.as_str(), batch)?)
+                        .await
+                        .map_err(err)?;
+                    let ds = b.receive(&wc, batch).await.map_err(err)?;
+                    let acks = ds.into_iter().map(|d| (d.lease, Vec::new())).collect();
+                    b.complete_many(&wc, acks, 0, false).await.map_err(err)?;
+                }
+                Ok(())
+            })
+            .await?
+            .0
+        };
+        let _ = total_cpu;
+        let per_task = clean / n as f64;
+        let upc = |i: usize| per_phase[i].1 as f64 / per_phase[i].0.max(1) as f64;
+        println!(
+            "| {batch} | {per_task:.2} µs | {:.1}× | {:.2} / {:.2} / {:.2} | {:.3} |",
+            if floor_cpu > 0.0 {
+                per_task / floor_cpu
+            } else {
+                0.0
+            },
+            upc(0),
+            upc(1),
+            upc(2),
+            total_calls as f64 / n as f64
+        );
+        s.cleanup(probe).await?;
+    }
+    println!("\n(× floor: CPU per task divided by the CPU of one trivial script call.)\n");
+    Ok(())
+}
+
+async fn depth(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
+    println!("## Growth with queue depth\n");
+    println!(
+        "A worker of capacity 1 completes a task and receives the next from a backlog of D tasks while one more task is submitted: one cycle.\n"
+    );
+    println!("| policy | D | CPU per cycle | usec_per_call |\n| --- | --- | --- | --- |");
+    let cycles = (args.tasks / 4).max(1);
+    for policy in [Policy::Fcfs, Policy::PRIORITY] {
+        let mut base = 0.0;
+        for d in [1_000usize, args.max_depth] {
+            let s = space(&args.url, 4).await?;
+            let q = s.queue("deep", policy, Strategy::RoundRobin).await?;
+            let w = s.worker("w", q.as_str(), 1).await?;
+            let mut tasks = Tasks::new(3, args.payload);
+            let mut left = d + 1;
+            while left > 0 {
+                let n = left.min(256);
+                s.backend
+                    .submit_batch(tasks.batch(q.as_str(), n)?)
+                    .await
+                    .map_err(err)?;
+                left -= n;
+            }
+            let mut lease = s
+                .backend
+                .receive(&w, 1)
+                .await
+                .map_err(err)?
+                .pop()
+                .ok_or("nothing received")?
+                .lease;
+            let b = s.backend.clone();
+            let qn = q.clone();
+            let (cpu, calls, usec) = measure(probe, || async move {
+                for _ in 0..cycles {
+                    let (_, mut next) = b
+                        .complete_and_receive(&lease, Vec::new(), 1)
+                        .await
+                        .map_err(err)?;
+                    lease = next.pop().ok_or("backlog ran dry")?.lease;
+                    b.submit(tasks.next(qn.as_str())?).await.map_err(err)?;
+                }
+                Ok(())
+            })
+            .await?;
+            let per = cpu / cycles as f64;
+            if base == 0.0 {
+                base = per;
+            }
+            println!(
+                "| {} | {d} | {per:.2} µs ({:.2}×) | {:.2} |",
+                policy.name(),
+                per / base,
+                usec as f64 / calls.max(1) as f64
+            );
+            s.cleanup(probe).await?;
+        }
+    }
+    println!();
+    Ok(())
+}
+
+async fn workers(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
+    println!("## Growth with worker count\n");
+    println!(
+        "Each cycle submits a task (the strategy picks among W idle workers of capacity 4), receives it on the chosen worker and completes it.\n"
+    );
+    println!("| strategy | W | CPU per cycle | usec_per_call |\n| --- | --- | --- | --- |");
+    let cycles = (args.tasks / 4).max(1);
+    for strategy in Strategy::ALL.into_iter().filter(Strategy::is_push) {
+        let mut base = 0.0;
+        for count in [4usize, 64, 1024] {
+            let s = space(&args.url, 4).await?;
+            let q = s.queue("many", Policy::Fcfs, strategy).await?;
+            for i in 0..count {
+                s.worker(&format!("w{i:04}"), q.as_str(), 4).await?;
+            }
+            let b = s.backend.clone();
+            let qn = q.clone();
+            let mut tasks = Tasks::new(4, args.payload);
+            let (cpu, calls, usec) = measure(probe, || async move {
+                for _ in 0..cycles {
+                    let out = b.submit(tasks.next(qn.as_str())?).await.map_err(err)?;
+                    let w = out.assigned.ok_or("no worker picked")?;
+                    for d in b.receive(&w, 1).await.map_err(err)? {
+                        b.complete(&d.lease, Vec::new()).await.map_err(err)?;
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+            let per = cpu / cycles as f64;
+            if base == 0.0 {
+                base = per;
+            }
+            println!(
+                "| {} | {count} | {per:.2} µs ({:.2}×) | {:.2} |",
+                strategy.name(),
+                per / base,
+                usec as f64 / calls.max(1) as f64
+            );
+            s.cleanup(probe).await?;
+        }
+    }
+    println!();
+    Ok(())
+}
+
+async fn end_to_end(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
+    println!("## End to end: producers and workers at once\n");
+    println!(
+        "{} producers submit {} tasks while {} workers receive and complete them (complete and receive in one call); wall time from the first submit to the last completion.\n",
+        args.producers, args.e2e_tasks, args.workers
+    );
+    println!(
+        "| batch | tasks/s | Redis CPU per task | script calls per task | usec_per_call |\n| --- | --- | --- | --- | --- |"
+    );
+    for batch in [1usize, 128] {
+        let s = space(&args.url, args.producers + args.workers + 2).await?;
+        let q = s.queue("e2e", Policy::Fcfs, Strategy::LeastLoaded).await?;
+        let capacity = (batch * 2).max(8) as u32;
+        let mut ws = Vec::new();
+        for i in 0..args.workers {
+            ws.push(s.worker(&format!("w{i:02}"), q.as_str(), capacity).await?);
+        }
+        let total = args.e2e_tasks;
+        let done = Arc::new(AtomicUsize::new(0));
+        let (calls0, usec0) = probe.evalsha().await?;
+        let cpu0 = probe.cpu().await?;
+        let started = Instant::now();
+        let mut handles = Vec::new();
+        for w in ws {
+            let b = s.backend.clone();
+            let done = done.clone();
+            handles.push(tokio::spawn(async move {
+                let cap = capacity as usize;
+                let mut held = b
+                    .receive_wait(&w, cap, Duration::from_millis(50))
+                    .await
+                    .map_err(err)?;
+                while done.load(Ordering::Relaxed) < total {
+                    if held.is_empty() {
+                        // Parked by the last completion: sleep until a dispatch wakes us.
+                        if b.wait_woken(&w, Duration::from_millis(200))
+                            .await
+                            .map_err(err)?
+                        {
+                            held = b.receive(&w, cap).await.map_err(err)?;
+                        }
+                        if held.is_empty() {
+                            held = b
+                                .receive_wait(&w, cap, Duration::from_millis(50))
+                                .await
+                                .map_err(err)?;
+                        }
+                        continue;
+                    }
+                    if batch == 1 {
+                        let mut next = Vec::new();
+                        let n = held.len();
+                        for (i, d) in held.drain(..).enumerate() {
+                            let park = i + 1 == n && next.is_empty();
+                            let (_, more) = b
+                                .complete_many(&w, vec![(d.lease, Vec::new())], 1, park)
+                                .await
+                                .map_err(err)?;
+                            done.fetch_add(1, Ordering::Relaxed);
+                            next.extend(more);
+                        }
+                        held = next;
+                    } else {
+                        let acks: Vec<(Lease, Vec<u8>)> =
+                            held.drain(..).map(|d| (d.lease, Vec::new())).collect();
+                        let n = acks.len();
+                        let (_, next) = b.complete_many(&w, acks, cap, true).await.map_err(err)?;
+                        done.fetch_add(n, Ordering::Relaxed);
+                        held = next;
+                    }
+                }
+                Ok::<(), String>(())
+            }));
+        }
+        for p in 0..args.producers {
+            let b = s.backend.clone();
+            let qn = q.clone();
+            let share = total / args.producers + usize::from(p < total % args.producers);
+            handles.push(tokio::spawn(async move {
+                let mut tasks = Tasks::new(10 + p as u64, 64);
+                let mut left = share;
+                while left > 0 {
+                    let n = left.min(batch);
+                    if n == 1 {
+                        b.submit(tasks.next(qn.as_str())?).await.map_err(err)?;
+                    } else {
+                        b.submit_batch(tasks.batch(qn.as_str(), n)?)
+                            .await
+                            .map_err(err)?;
+                    }
+                    left -= n;
+                }
+                Ok::<(), String>(())
+            }));
+        }
+        for h in handles {
+            h.await.map_err(err)??;
+        }
+        let wall = started.elapsed().as_secs_f64();
+        let cpu = (probe.cpu().await? - cpu0) * 1e6;
+        let (calls1, usec1) = probe.evalsha().await?;
+        let calls = calls1 - calls0;
+        println!(
+            "| {batch} | {:.0} | {:.2} µs | {:.2} | {:.2} |",
+            total as f64 / wall,
+            cpu / total as f64,
+            calls as f64 / total as f64,
+            (usec1 - usec0) as f64 / calls.max(1) as f64
+        );
+        s.cleanup(probe).await?;
+    }
+    println!();
+    Ok(())
+}
+
+async fn memory(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
+    println!(
+        "## Memory per queued task ({}-byte payload)\n",
+        args.payload
+    );
+    println!("| policy | tasks | bytes per task |\n| --- | --- | --- |");
+    let n = 200_000usize;
+    for policy in [Policy::Fcfs, Policy::PRIORITY] {
+        let s = space(&args.url, 4).await?;
+        let q = s.queue("mem", policy, Strategy::RoundRobin).await?;
+        let mut tasks = Tasks::new(5, args.payload);
+        let before = probe.used_memory().await?;
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(256);
+            s.backend
+                .submit_batch(tasks.batch(q.as_str(), k)?)
+                .await
+                .map_err(err)?;
+            left -= k;
+        }
+        let after = probe.used_memory().await?;
+        println!(
+            "| {} | {n} | {:.0} |",
+            policy.name(),
+            (after.saturating_sub(before)) as f64 / n as f64
+        );
+        s.cleanup(probe).await?;
+    }
+    println!();
+    Ok(())
+}
