@@ -96,7 +96,18 @@ impl Probe {
         Ok(get("used_cpu_user") + get("used_cpu_sys"))
     }
 
+    /// `used_memory`, once the server has finished freeing what earlier runs unlinked.
     async fn used_memory(&mut self) -> Res<u64> {
+        for _ in 0..600 {
+            let info = self.info("memory").await?;
+            if info
+                .get("lazyfree_pending_objects")
+                .is_none_or(|v| v == "0")
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let info = self.info("memory").await?;
         info.get("used_memory")
             .and_then(|v| v.parse().ok())
@@ -147,7 +158,7 @@ impl Space {
             .await
             .map_err(err)?;
         for chunk in keys.chunks(512) {
-            let _: () = redis::cmd("DEL")
+            let _: () = redis::cmd("UNLINK")
                 .arg(chunk)
                 .query_async(&mut probe.conn)
                 .await
@@ -236,7 +247,9 @@ async fn run_async(args: &BenchArgs) -> Res<()> {
     let client = redis::Client::open(args.url.as_str()).map_err(err)?;
     let mut probe = Probe {
         conn: client
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(
+                &redis::AsyncConnectionConfig::new().set_response_timeout(None),
+            )
             .await
             .map_err(|e| format!("cannot reach {}: {e}", args.url))?,
     };

@@ -5,8 +5,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_redis::{Pool, PoolConfig, Runtime};
+use deadpool_redis::{Manager, Pool, PoolConfig, Runtime};
 use futures_util::StreamExt;
+use redis::aio::MultiplexedConnection;
 use redis::{Script, ScriptInvocation, Value};
 use switchyard_core::rng::Minstd;
 use switchyard_core::{
@@ -37,20 +38,25 @@ pub struct RedisConfig {
     pub url: String,
     /// Namespace: every key lives under `sy:{<namespace>}:` (one hash slot).
     pub namespace: String,
-    /// Pooled connections for scripts (blocking waits use their own connections).
+    /// Connections for scripts, from a `deadpool-redis` pool (blocking waits use their own
+    /// connections). Each is multiplexed: concurrent calls share it, pipelined.
     pub pool_size: usize,
+    /// How long a call may wait for its reply before it fails (default 30 s). A script that
+    /// ran past it has still taken effect: treat such an error as "unknown outcome".
+    pub response_timeout: Duration,
     /// Time source. `None` (the default) uses the Redis server's clock, so that workers with
     /// skewed clocks agree on lease deadlines; tests pass a manual clock.
     pub clock: Option<Arc<dyn Clock>>,
 }
 
 impl RedisConfig {
-    /// Defaults for `url` and `namespace`: 16 pooled connections, server time.
+    /// Defaults for `url` and `namespace`: 4 connections, server time, 30 s reply timeout.
     pub fn new(url: impl Into<String>, namespace: impl Into<String>) -> Self {
         RedisConfig {
             url: url.into(),
             namespace: namespace.into(),
-            pool_size: 16,
+            pool_size: 4,
+            response_timeout: Duration::from_secs(30),
             clock: None,
         }
     }
@@ -85,6 +91,11 @@ pub struct RedisBackend {
 
 struct Inner {
     pool: Pool,
+    /// Connections taken out of the pool once and reused for every call (a pooled checkout
+    /// costs a PING round trip each time); a lane whose connection broke is refilled from the
+    /// pool.
+    lanes: Vec<std::sync::Mutex<MultiplexedConnection>>,
+    next_lane: std::sync::atomic::AtomicUsize,
     client: redis::Client,
     keys: Keyspace,
     scripts: Scripts,
@@ -111,7 +122,7 @@ fn pool_error(e: impl std::fmt::Display) -> Error {
 }
 
 impl RedisBackend {
-    /// Connects with default settings (server time, 16 pooled connections).
+    /// Connects with default settings (server time, 4 multiplexed connections).
     pub async fn connect(url: &str, namespace: &str) -> Result<Self> {
         Self::with_config(RedisConfig::new(url, namespace)).await
     }
@@ -121,14 +132,28 @@ impl RedisBackend {
         let keys = Keyspace::new(&config.namespace)?;
         let client = redis::Client::open(config.url.as_str())
             .map_err(|e| Error::invalid("redis url", format!("`{}`: {e}", redact(&config.url))))?;
-        let mut pool_config = deadpool_redis::Config::from_url(config.url.clone());
-        pool_config.pool = Some(PoolConfig::new(config.pool_size.max(1)));
-        let pool = pool_config
-            .create_pool(Some(Runtime::Tokio1))
+        let connection_config =
+            redis::AsyncConnectionConfig::new().set_response_timeout(Some(config.response_timeout));
+        let manager = Manager::new_with_config(config.url.as_str(), connection_config)
+            .map_err(|e| Error::invalid("redis url", format!("`{}`: {e}", redact(&config.url))))?;
+        let lanes_wanted = config.pool_size.max(1);
+        let pool = Pool::builder(manager)
+            .config(PoolConfig::new(lanes_wanted * 2))
+            .runtime(Runtime::Tokio1)
+            .build()
             .map_err(pool_error)?;
+        let mut lanes = Vec::with_capacity(lanes_wanted);
+        for _ in 0..lanes_wanted {
+            let conn = pool.get().await.map_err(map_pool)?;
+            lanes.push(std::sync::Mutex::new(deadpool_redis::Connection::take(
+                conn,
+            )));
+        }
         let backend = RedisBackend {
             inner: Arc::new(Inner {
                 pool,
+                lanes,
+                next_lane: std::sync::atomic::AtomicUsize::new(0),
                 client,
                 keys,
                 scripts: Scripts::load(),
@@ -142,8 +167,40 @@ impl RedisBackend {
         Ok(backend)
     }
 
-    async fn conn(&self) -> Result<deadpool_redis::Connection> {
-        self.inner.pool.get().await.map_err(map_pool)
+    /// A connection for one call, and its lane (to refill it if the call finds it broken).
+    fn lane(&self) -> (usize, MultiplexedConnection) {
+        let n = self.inner.lanes.len();
+        let i = self
+            .inner
+            .next_lane
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % n;
+        let conn = self.inner.lanes[i]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        (i, conn)
+    }
+
+    /// Replaces a lane's connection after it failed at the connection level.
+    async fn refill(&self, lane: usize, e: &redis::RedisError) {
+        if !(e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()) {
+            return;
+        }
+        match self.inner.pool.get().await {
+            Ok(fresh) => {
+                tracing::warn!(lane, "reconnected after: {e}");
+                *self.inner.lanes[lane]
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                    deadpool_redis::Connection::take(fresh);
+            }
+            Err(again) => tracing::warn!(lane, "cannot reconnect yet: {again}"),
+        }
+    }
+
+    async fn conn(&self) -> Result<MultiplexedConnection> {
+        Ok(self.lane().1)
     }
 
     async fn check_server(&self) -> Result<()> {
@@ -219,13 +276,25 @@ impl RedisBackend {
     }
 
     async fn exec(&self, inv: &ScriptInvocation<'_>) -> std::result::Result<Value, Failure> {
-        let mut conn = self.conn().await?;
-        inv.invoke_async(&mut conn).await.map_err(|e| classify(&e))
+        let (lane, mut conn) = self.lane();
+        match inv.invoke_async(&mut conn).await {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                self.refill(lane, &e).await;
+                Err(classify(&e))
+            }
+        }
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
-        let mut conn = self.conn().await?;
-        cmd.query_async(&mut conn).await.map_err(|e| map_redis(&e))
+        let (lane, mut conn) = self.lane();
+        match cmd.query_async(&mut conn).await {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                self.refill(lane, &e).await;
+                Err(map_redis(&e))
+            }
+        }
     }
 
     async fn record(&self, id: TaskId) -> Result<Option<Record>> {
@@ -1171,8 +1240,8 @@ impl RedisBackend {
         self.inner.keys.queue_group(queue)
     }
 
-    /// A pooled connection, for tools and tests that inspect Redis directly.
+    /// A connection from the pool, for tools and tests that inspect Redis directly.
     pub async fn connection(&self) -> Result<deadpool_redis::Connection> {
-        self.conn().await
+        self.inner.pool.get().await.map_err(map_pool)
     }
 }
