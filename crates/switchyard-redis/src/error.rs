@@ -69,27 +69,6 @@ pub(crate) fn classify(e: &RedisError) -> Failure {
                 );
             }
             "SY_INVALID" => return Failure::Error(Error::invalid("script argument", d)),
-            "OOM" => {
-                return Failure::Error(backend(
-                    BackendErrorKind::OutOfMemory,
-                    format!("Redis is out of memory (maxmemory reached): {d}"),
-                ));
-            }
-            "NOAUTH" | "WRONGPASS" | "NOPERM" => {
-                return Failure::Error(backend(BackendErrorKind::Auth, format!("{code} {d}")));
-            }
-            "READONLY" => {
-                return Failure::Error(backend(
-                    BackendErrorKind::ReadOnly,
-                    format!("the server is a read-only replica (failover in progress?): {d}"),
-                ));
-            }
-            "LOADING" | "BUSY" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN" => {
-                return Failure::Error(backend(
-                    BackendErrorKind::Connection,
-                    format!("{code} {d}"),
-                ));
-            }
             _ => {}
         }
         if d.contains("Unknown Redis command")
@@ -109,6 +88,31 @@ pub(crate) fn classify(e: &RedisError) -> Failure {
 
 /// Any Redis error as a public error.
 pub(crate) fn map_redis(e: &RedisError) -> Error {
+    let d = detail(e);
+    match e.code() {
+        Some("OOM") => {
+            return backend(
+                BackendErrorKind::OutOfMemory,
+                format!("Redis is out of memory (maxmemory reached): {d}"),
+            );
+        }
+        Some(code @ ("NOAUTH" | "WRONGPASS" | "NOPERM")) => {
+            return backend(
+                BackendErrorKind::Auth,
+                format!("{code} {d} (check the password or ACL user in the URL)"),
+            );
+        }
+        Some("READONLY") => {
+            return backend(
+                BackendErrorKind::ReadOnly,
+                format!("the server is a read-only replica (failover in progress?): {d}"),
+            );
+        }
+        Some(code @ ("LOADING" | "BUSY" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN")) => {
+            return backend(BackendErrorKind::Connection, format!("{code} {d}"));
+        }
+        _ => {}
+    }
     let kind = match e.kind() {
         ErrorKind::AuthenticationFailed => BackendErrorKind::Auth,
         ErrorKind::Io => BackendErrorKind::Connection,

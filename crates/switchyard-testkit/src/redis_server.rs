@@ -62,7 +62,8 @@ pub fn free_port() -> std::io::Result<u16> {
     }
 }
 
-/// Sends PING and checks for PONG.
+/// Sends PING and checks that a Redis answers (PONG, or an authentication error when the
+/// server requires a password).
 fn answers(port: u16) -> bool {
     let Ok(mut s) =
         TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
@@ -74,7 +75,7 @@ fn answers(port: u16) -> bool {
         return false;
     }
     let mut buf = [0u8; 16];
-    matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+    matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH"))
 }
 
 impl RedisServer {

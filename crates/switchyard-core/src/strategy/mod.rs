@@ -40,7 +40,7 @@ pub use least_loaded::{LeastLoaded, load_ratio};
 pub use random::RandomPick;
 pub use rank_set::RankSet;
 pub use round_robin::RoundRobin;
-pub use weighted::{WEIGHT_SCALE, WEIGHTED_RENORM_AT, Weighted, pass};
+pub use weighted::{WEIGHT_SCALE, WEIGHTED_RENORM_AT, Weighted, first_n_at, pass};
 
 use crate::{Error, WorkerId};
 

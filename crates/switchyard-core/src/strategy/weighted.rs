@@ -17,7 +17,7 @@ pub fn pass(n: u64, weight: u32) -> u64 {
 }
 
 /// The smallest `n` whose pass is at least `v`: `⌈(v · weight + 2¹⁵) / 2¹⁶⌉`.
-fn first_n_at(v: u64, weight: u32) -> u64 {
+pub fn first_n_at(v: u64, weight: u32) -> u64 {
     (v * u64::from(weight) + WEIGHT_SCALE / 2).div_ceil(WEIGHT_SCALE)
 }
 
@@ -66,6 +66,37 @@ impl Weighted {
     /// The queue's renormalisation epoch.
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// State with every given worker eligible, for tools and tests that mirror a backend's
+    /// state: `(worker, weight, n)` per worker, the virtual time, epoch 0.
+    pub fn restore(
+        members: impl IntoIterator<Item = (WorkerId, u32, u64)>,
+        virtual_time: u64,
+    ) -> Self {
+        let mut w = Weighted {
+            virtual_time,
+            ..Weighted::default()
+        };
+        for (id, weight, n) in members {
+            let weight = weight.max(1);
+            w.eligible.insert((pass(n, weight), id.clone()));
+            w.members.insert(
+                id,
+                Member {
+                    weight,
+                    n,
+                    epoch: 0,
+                    eligible: true,
+                },
+            );
+        }
+        w
+    }
+
+    /// Picks the next worker (the rule of [`Balancer::pick`](super::Balancer::pick)).
+    pub fn pick_next(&mut self) -> Option<WorkerId> {
+        self.pick()
     }
 
     /// A worker's next finish count, if it serves the queue.
