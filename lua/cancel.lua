@@ -25,6 +25,7 @@ local q = queue_of(r.q)
 if r.st == S_SCHEDULED or r.st == S_RETRY then
   redis.call('ZREM', q.k_delayed, string.format('%012x%s', r.pos, r.id))
   if r.st == S_RETRY then redis.call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_RETRY, -1) end
+  emit(q, 'cancelled', r.id)
   finish(r, S_CANCELLED, q)
 elseif r.st == S_READY then
   if q.pol == P_FCFS then
@@ -32,6 +33,7 @@ elseif r.st == S_READY then
   else
     redis.call('ZREM', q.k_ready, string.format('%012x%s', r.pos, r.id))
   end
+  emit(q, 'cancelled', r.id)
   finish(r, S_CANCELLED, q)
 else
   local wr = worker_get(r.w)
@@ -39,6 +41,7 @@ else
   queues_named(7, nq - 1, 1)
   check_worker_queues(wr, 7, nq - 1)
   release(wr, r)
+  emit(q, 'cancelled', r.id)
   finish(r, S_CANCELLED, q)
   fill_worker(wr)
 end

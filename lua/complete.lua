@@ -32,9 +32,12 @@ for i = 0, nl - 1 do
     reply[#reply + 1] = 3
     reply[#reply + 1] = r.st
   else
+    local q = queue_of(r.q)
+    emit(q, 'succeeded', r.id, w)
+    learn_cost(q, r)
     release(wr, r)
     r.res = ARGV[a + 3]
-    finish(r, S_SUCCEEDED, queue_of(r.q))
+    finish(r, S_SUCCEEDED, q)
     fill_worker(wr)
     reply[#reply + 1] = 0
     reply[#reply + 1] = S_SUCCEEDED

@@ -28,7 +28,7 @@ while n < limit and q.str ~= T_PULL do
   local w = pick(q, r)
   if not w then break end
   pop_ready(q)
-  dispatch_to(worker_get(w), r, nil)
+  dispatch_to(worker_get(w), r, q, nil)
   n = n + 1
 end
 flush()

@@ -17,7 +17,8 @@ local K_FREE    = KEYS[5]  -- ZSET  lex: '<queue>|<strategy key>|<worker>' eligi
 local K_WTASKS  = KEYS[6]  -- ZSET  lex: '<worker>|<token>|<id>' tasks dispatched to / running on a worker
 local K_DEAD    = KEYS[7]  -- ZSET  lex: '<queue>|<died at>|<id>'
 local K_DEDUPX  = KEYS[8]  -- ZSET  dedup expiry -> '<queue>|<key>'
-local NFIXED = 8
+local K_EVENTS  = KEYS[9]  -- STREAM the event log, capped at about EVENT_CAP entries
+local NFIXED = 9
 -- Then one group of 5 keys per queue a script may touch, named in ARGV by the script:
 -- state HASH, ready LIST (fcfs) or ZSET, delayed ZSET, ring ZSET, done ZSET.
 
@@ -31,7 +32,8 @@ local MINSTD_M, MINSTD_A = 2147483647, 48271
 local MAX_MS = 2^48 - 1
 local HDR = '>BBHHHI4I4I6I6I6I6BHI4'
 local HDR_LEN = 47
-local CFG = '>BI4BHI4HI4I4I4BI6I6I6'
+local CFG = '>BI4BHI4HI4I4I4BI6I6I6B'
+local EVENT_CAP = 10000
 local WREC = '>HHI6I4I6B'
 local WREC_LEN = 21
 local BAL = '>BHI6I6I6'
@@ -186,7 +188,7 @@ local function queue_of(name)
   local k_state = KEYS[b + 1]
   local v = redis.call('HMGET', k_state, 'c', 'd')
   if not v[1] then fail('SY_UNKNOWN_QUEUE', name) end
-  local pol, age, str, vn, dcost, matt, tmo, bb, bm, bj, rttl, dttl, dwin = struct.unpack(CFG, v[1])
+  local pol, age, str, vn, dcost, matt, tmo, bb, bm, bj, rttl, dttl, dwin, ev = struct.unpack(CFG, v[1])
   local tomb, rng, jit, vt, ep, ctr = struct.unpack(QDYN, v[2])
   local cur = nil
   if #v[2] > QDYN_LEN then cur = string.sub(v[2], QDYN_LEN + 1) end
@@ -194,7 +196,7 @@ local function queue_of(name)
   q = {name = name, k_state = k_state, k_ready = KEYS[b + 2], k_delayed = KEYS[b + 3],
        k_ring = KEYS[b + 4], k_done = KEYS[b + 5], pol = pol, age = age, str = str, vn = vn,
        dcost = dcost, matt = matt, tmo = tmo, bb = bb, bm = bm, bj = bj, rttl = rttl,
-       dttl = dttl, dwin = dwin, tomb = tomb, rng = rng, jit = jit, vt = vt, ep = ep, ctr = ctr,
+       dttl = dttl, dwin = dwin, ev = ev, tomb = tomb, rng = rng, jit = jit, vt = vt, ep = ep, ctr = ctr,
        cur = cur, rlen = false, dirty = false}
   QUEUES[name] = q
   return q
@@ -326,8 +328,18 @@ end
 -- Dispatch decisions made by this call, reported as {id, queue, worker, ...}.
 local ASSIGN = {}
 
--- Hands a task to a worker's inbox under lease token `tok` (State::dispatch_to).
-local function dispatch_to(wr, r, tok)
+-- Appends an event to the log if queue `q` records its kind (EventLevel: 0 off, 1 failures,
+-- 2 all; failures are failed, retried, dead and cancelled).
+local function emit(q, kind, id, w, detail)
+  if q.ev == 0 or (q.ev == 1 and (kind == 'submitted' or kind == 'dispatched' or kind == 'succeeded')) then
+    return
+  end
+  redis.call('XADD', K_EVENTS, 'MAXLEN', '~', EVENT_CAP, '*', 'k', kind, 't', id, 'q', q.name,
+    'w', w or '', 'a', NOW, 'd', detail or '')
+end
+
+-- Hands task `r` of queue `q` to a worker's inbox under lease token `tok` (State::dispatch_to).
+local function dispatch_to(wr, r, q, tok)
   if not tok then tok = next_seq() end
   r.st = S_DISPATCHED; r.w = wr.id; r.tok = tok; r.pos = tok; r.tm = 0
   rec_put(r)
@@ -339,6 +351,7 @@ local function dispatch_to(wr, r, tok)
     worker_put(wr)
     redis.call('PUBLISH', string.gsub(K_TASKS, 'tasks$', 'wake:') .. wr.id, '1')
   end
+  emit(q, 'dispatched', r.id, wr.id)
   ASSIGN[#ASSIGN + 1] = r.id
   ASSIGN[#ASSIGN + 1] = r.q
   ASSIGN[#ASSIGN + 1] = wr.id
@@ -453,7 +466,7 @@ local function place(r, q, at, retry, t)
       local w = pick(q, r)
       if w then
         -- The sequence number doubles as the lease token.
-        dispatch_to(worker_get(w), r, seq)
+        dispatch_to(worker_get(w), r, q, seq)
         return
       end
     end
@@ -489,9 +502,10 @@ local function fill_worker(wr)
     local got = false
     for _, qname in ipairs(wr.queues) do
       if wr.strs[qname] ~= T_PULL then
-        local r = pop_ready(queue_of(qname))
+        local q = queue_of(qname)
+        local r = pop_ready(q)
         if r then
-          dispatch_to(wr, r, nil)
+          dispatch_to(wr, r, q, nil)
           got = true
           break
         end
@@ -499,6 +513,23 @@ local function fill_worker(wr)
     end
     if not got then break end
   end
+end
+
+-- The kind of task `r` (from its body).
+local function kind_of(r)
+  local ql, kl = string.byte(r.body, 1, 2)
+  return string.sub(r.body, 7 + ql, 6 + ql + kl)
+end
+
+-- Shortest-job-first queues learn the run time of each kind: the moving average
+-- floor((7 * average + sample) / 8) of measured run times (backend::next_average).
+local function learn_cost(q, r)
+  if q.pol ~= P_SJF and q.pol ~= 4 then return end
+  local field = 'k:' .. kind_of(r)
+  local sample = NOW - (r.tm - r.to)
+  local avg = tonumber(redis.call('HGET', q.k_state, field))
+  if avg then avg = math.floor((7 * avg + sample) / 8) else avg = sample end
+  redis.call('HSET', q.k_state, field, avg)
 end
 
 -- Ends a task in a terminal state (State::finish).
@@ -576,9 +607,11 @@ end
 local function end_attempt_failed(wr, r, err, retry)
   local q = queue_of(r.q)
   r.e = err
+  emit(q, 'failed', r.id, wr.id, err)
   release(wr, r)
   local res
   if r.fl % 2 == F_CANCEL then
+    emit(q, 'cancelled', r.id)
     finish(r, S_CANCELLED, q)
     res = {3}
   elseif retry and r.at < r.ma then
@@ -586,9 +619,11 @@ local function end_attempt_failed(wr, r, err, retry)
     if r.at - 1 >= 32 then d = q.bm else d = math.min(q.bb * 2 ^ (r.at - 1), q.bm) end
     set_state(q, 'jit', (q.jit * MINSTD_A) % MINSTD_M)
     local at = NOW + d - q.jit % (math.floor(d * q.bj / 100) + 1)
+    emit(q, 'retried', r.id, nil, string.format('%.0f', at))
     place(r, q, at, true, NOW)
     res = {1, at}
   else
+    emit(q, 'dead', r.id, nil, err)
     finish(r, S_DEAD, q)
     res = {2}
   end
@@ -638,11 +673,15 @@ local function hand_back(wr)
     returned[#returned + 1] = r.id
     local q = queue_of(r.q)
     r.e = 'worker ' .. wr.id .. ' was lost during attempt ' .. r.at
+    emit(q, 'failed', r.id, wr.id, r.e)
     if r.fl % 2 == F_CANCEL then
+      emit(q, 'cancelled', r.id)
       finish(r, S_CANCELLED, q)
     elseif r.at >= r.ma then
+      emit(q, 'dead', r.id, nil, r.e)
       finish(r, S_DEAD, q)
     else
+      emit(q, 'retried', r.id, nil, string.format('%.0f', NOW))
       place(r, q, nil, false, NOW)
     end
   end

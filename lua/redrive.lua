@@ -11,6 +11,7 @@ redis.call('ZREM', K_DEAD, string.format('%s|%012x|%s', q.name, r.tm, id))
 redis.call('ZREM', q.k_done, id)
 r.at = 0
 r.res = ''
+emit(q, 'retried', r.id, nil, string.format('%.0f', NOW))
 place(r, q, nil, false, NOW)
 flush()
 return {r.st, r.w}

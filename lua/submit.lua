@@ -74,11 +74,20 @@ for i, t in ipairs(tasks) do
     local r = {id = t.id, fl = 0, at = 0, pr = t.pr, tok = 0, cr = NOW, e = '', res = '',
                body = t.body, q = q.name}
     if t.ma > 0 then r.ma = t.ma else r.ma = q.matt end
-    if t.co >= 0 then r.co = t.co else r.co = q.dcost end
+    if t.co >= 0 then
+      r.co = t.co
+    else
+      r.co = q.dcost
+      if q.pol == P_SJF or q.pol == 4 then
+        local learned = tonumber(redis.call('HGET', q.k_state, 'k:' .. kind_of(r)))
+        if learned then r.co = math.min(learned, 2^32 - 1) end
+      end
+    end
     if t.to > 0 then r.to = t.to else r.to = q.tmo end
     local run_at = nil
     if t.at > 0 then run_at = t.at end
     if t.delay > 0 then run_at = math.min(NOW + t.delay, MAX_MS) end
+    emit(q, 'submitted', r.id)
     place(r, q, run_at, false, NOW)
     reply[#reply + 1] = 0
     reply[#reply + 1] = t.id

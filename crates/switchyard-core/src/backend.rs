@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
 use crate::{
-    QueueConfig, QueueName, Result, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec, TaskState,
-    WorkerId, WorkerSpec,
+    Event, QueueConfig, QueueName, Result, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec,
+    TaskState, WorkerId, WorkerSpec,
 };
 
 /// The error recorded when a worker disappears (deregistered, reaped, replaced) during a
@@ -54,6 +54,21 @@ pub fn normalize_error(error: &str) -> String {
         end -= 1;
     }
     error[..end].to_owned()
+}
+
+/// The moving average of run times after one more sample: `⌊(7 · average + sample) / 8⌋`, or
+/// the sample itself for the first. Both backends compute exactly this.
+///
+/// ```
+/// use switchyard_core::backend::next_average;
+/// assert_eq!(next_average(None, 80), 80);
+/// assert_eq!(next_average(Some(80), 160), 90);
+/// ```
+pub fn next_average(average: Option<u64>, sample: u64) -> u64 {
+    match average {
+        None => sample,
+        Some(a) => (7 * a + sample) / 8,
+    }
 }
 
 /// One dispatch decision: `task` from `queue` went to `worker`'s inbox.
@@ -400,6 +415,15 @@ pub trait Backend: Send + Sync {
 
     /// The next ready tasks of a queue in the order they will leave it, up to `limit`.
     async fn peek_ready(&self, queue: &QueueName, limit: usize) -> Result<Vec<TaskId>>;
+
+    /// Events recorded after position `after` (from the start when `None`), oldest first, at
+    /// most `limit`.
+    async fn events(&self, after: Option<&str>, limit: usize) -> Result<Vec<Event>>;
+
+    /// The learned cost of a task kind in a shortest-job-first queue: the moving average of its
+    /// measured run times in ms, if any run has completed. A task submitted without a cost hint
+    /// to such a queue is ordered by it.
+    async fn learned_cost(&self, queue: &QueueName, kind: &TaskKind) -> Result<Option<u32>>;
 
     /// Housekeeping, at most `limit` items of each kind: reaps workers whose heartbeat expired
     /// (handing their tasks back), promotes due delayed tasks, purges finished records past

@@ -22,6 +22,7 @@
 pub mod backend;
 pub mod clock;
 mod error;
+mod event;
 mod id;
 mod names;
 pub mod policy;
@@ -38,6 +39,7 @@ pub use backend::{
 };
 pub use clock::{Clock, ManualClock, Millis, SystemClock};
 pub use error::{BackendErrorKind, Error, Result};
+pub use event::{EVENT_LOG_CAP, Event, EventKind, EventLevel};
 pub use id::{TASK_ID_TEXT_LEN, TaskId, TaskIdGenerator};
 pub use names::{QueueName, TaskKind, WorkerId, is_name_byte};
 pub use policy::Policy;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::duration_ms;
 use crate::rng::Minstd;
 use crate::task::{MAX_ATTEMPTS, MAX_DURATION_MS};
-use crate::{Error, Policy, Strategy};
+use crate::{Error, EventLevel, Policy, Strategy};
 
 /// Exponential backoff with jitter between attempts.
 ///
@@ -100,7 +100,8 @@ pub struct QueueConfig {
     pub max_attempts: u32,
     /// Per-attempt timeout for tasks that do not set their own, in ms. Default 5 minutes.
     pub timeout_ms: u32,
-    /// Cost assumed by shortest-job-first for tasks without a cost hint, in ms. Default 1 s.
+    /// Cost assumed by shortest-job-first for tasks without a cost hint, until run times of
+    /// their kind have been measured (then the moving average is used), in ms. Default 1 s.
     pub default_cost_ms: u32,
     /// Delay between attempts.
     pub backoff: Backoff,
@@ -110,6 +111,8 @@ pub struct QueueConfig {
     pub dedup_window_ms: u64,
     /// How long dead tasks stay in the dead-letter set, in ms. Default 7 days.
     pub dead_ttl_ms: u64,
+    /// Which events are recorded. Default: failures only.
+    pub events: EventLevel,
 }
 
 impl Default for QueueConfig {
@@ -125,6 +128,7 @@ impl Default for QueueConfig {
             result_ttl_ms: 3_600_000,
             dedup_window_ms: 3_600_000,
             dead_ttl_ms: 7 * 24 * 3_600_000,
+            events: EventLevel::Failures,
         }
     }
 }
@@ -178,6 +182,12 @@ impl QueueConfig {
     /// Sets how long dead tasks are kept.
     pub fn with_dead_ttl(mut self, ttl: Duration) -> Self {
         self.dead_ttl_ms = duration_ms(ttl);
+        self
+    }
+
+    /// Sets which events are recorded.
+    pub fn with_events(mut self, level: EventLevel) -> Self {
+        self.events = level;
         self
     }
 

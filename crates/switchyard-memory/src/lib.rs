@@ -52,9 +52,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use switchyard_core::{
-    AckOutcome, Assignment, Backend, CancelOutcome, Clock, Delivery, Error, HandBack,
+    AckOutcome, Assignment, Backend, CancelOutcome, Clock, Delivery, Error, Event, HandBack,
     HeartbeatReply, Lease, MaintenanceReport, QueueConfig, QueueName, RegisterOutcome, Result,
-    Stats, SubmitOutcome, SystemClock, TaskId, TaskInfo, TaskOutcome, TaskSpec, WorkerId,
+    Stats, SubmitOutcome, SystemClock, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec, WorkerId,
     WorkerSpec,
 };
 use tokio::time::Instant;
@@ -125,6 +125,7 @@ impl MemoryBackend {
     fn with<T>(&self, f: impl FnOnce(&mut State, u64) -> Result<T>) -> Result<T> {
         let now = self.now();
         let mut state = self.lock();
+        state.now = now;
         f(&mut state, now)
     }
 
@@ -314,5 +315,13 @@ impl Backend for MemoryBackend {
 
     async fn maintain(&self, limit: usize) -> Result<MaintenanceReport> {
         self.maintain_now(limit)
+    }
+
+    async fn events(&self, after: Option<&str>, limit: usize) -> Result<Vec<Event>> {
+        self.lock().events(after, limit)
+    }
+
+    async fn learned_cost(&self, queue: &QueueName, kind: &TaskKind) -> Result<Option<u32>> {
+        Ok(self.lock().learned_cost(queue, kind))
     }
 }

@@ -4,10 +4,10 @@
 //! in these methods are the semantics the Redis scripts reproduce; the comments name each rule
 //! where the order of effects matters for identical decisions.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
-use switchyard_core::backend::{lost_worker_error, normalize_error, timeout_error};
+use switchyard_core::backend::{lost_worker_error, next_average, normalize_error, timeout_error};
 use switchyard_core::policy::KeyInput;
 use switchyard_core::rng::Minstd;
 use switchyard_core::strategy::{Balancer, Load};
@@ -17,6 +17,7 @@ use switchyard_core::{
     QueueStats, RegisterOutcome, Rejection, Result, Stats, SubmitOutcome, TaskId, TaskInfo,
     TaskKind, TaskOutcome, TaskSpec, TaskState, WorkerId, WorkerSpec, WorkerStats,
 };
+use switchyard_core::{EVENT_LOG_CAP, Event, EventKind, Policy};
 use tokio::sync::Notify;
 
 /// One queue.
@@ -146,6 +147,13 @@ pub(crate) struct State {
     wakers: HashMap<WorkerId, Arc<Notify>>,
     /// Wakes everyone waiting for an outcome.
     pub(crate) finished: Arc<Notify>,
+    /// The time of the step in progress (set before every step).
+    pub(crate) now: Millis,
+    /// The capped event log, and the number of events ever recorded (their ids).
+    events: VecDeque<Event>,
+    event_count: u64,
+    /// Moving averages of run times per (queue, kind), for shortest-job-first queues.
+    costs: HashMap<(QueueName, TaskKind), u64>,
 }
 
 fn internal(what: &str) -> Error {
@@ -209,6 +217,94 @@ impl State {
     }
 
     // ----- the building blocks ---------------------------------------------------------------
+
+    /// The cost of a task without a cost hint: for shortest-job-first queues the moving average
+    /// of its kind's measured run times, once there is one; otherwise the queue default.
+    fn default_cost(&self, queue: &QueueName, kind: &TaskKind, config: &QueueConfig) -> u32 {
+        if matches!(config.policy, Policy::ShortestJobFirst { .. })
+            && let Some(avg) = self.costs.get(&(queue.clone(), kind.clone()))
+        {
+            return u32::try_from(*avg).unwrap_or(u32::MAX);
+        }
+        config.default_cost_ms
+    }
+
+    /// In a shortest-job-first queue, folds a succeeding task's run time (now minus its start)
+    /// into its kind's moving average.
+    fn learn_cost(&mut self, id: TaskId, now: Millis) -> Result<()> {
+        let t = self
+            .tasks
+            .get(&id)
+            .ok_or_else(|| internal("task record missing"))?;
+        let q = self.queue(&t.queue)?;
+        if !matches!(q.config.policy, Policy::ShortestJobFirst { .. }) {
+            return Ok(());
+        }
+        let started = t.deadline.saturating_sub(u64::from(t.timeout_ms));
+        let key = (t.queue.clone(), t.kind.clone());
+        let sample = now.saturating_sub(started);
+        let avg = next_average(self.costs.get(&key).copied(), sample);
+        self.costs.insert(key, avg);
+        Ok(())
+    }
+
+    /// The moving average of a kind's run times in a queue.
+    pub(crate) fn learned_cost(&self, queue: &QueueName, kind: &TaskKind) -> Option<u32> {
+        self.costs
+            .get(&(queue.clone(), kind.clone()))
+            .map(|a| u32::try_from(*a).unwrap_or(u32::MAX))
+    }
+
+    /// Events after `after`, oldest first.
+    pub(crate) fn events(&self, after: Option<&str>, limit: usize) -> Result<Vec<Event>> {
+        let after: u64 = match after {
+            None => 0,
+            Some(a) => a.parse().map_err(|_| {
+                Error::invalid(
+                    "event id",
+                    format!("`{a}` is not an event id of this backend"),
+                )
+            })?,
+        };
+        Ok(self
+            .events
+            .iter()
+            .filter(|e| e.id.parse::<u64>().is_ok_and(|n| n > after))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    /// Records an event if the task's queue records its kind.
+    fn emit(
+        &mut self,
+        kind: EventKind,
+        id: TaskId,
+        worker: Option<&WorkerId>,
+        detail: Option<String>,
+    ) {
+        let Some(t) = self.tasks.get(&id) else { return };
+        let Some(q) = self.queues.get(&t.queue) else {
+            return;
+        };
+        if !kind.recorded_at(q.config.events) {
+            return;
+        }
+        self.event_count += 1;
+        let event = Event {
+            id: self.event_count.to_string(),
+            kind,
+            task: id,
+            queue: t.queue.clone(),
+            worker: worker.cloned(),
+            at: self.now,
+            detail,
+        };
+        self.events.push_back(event);
+        if self.events.len() > EVENT_LOG_CAP {
+            self.events.pop_front();
+        }
+    }
 
     /// The next value of the backend-wide sequence.
     fn next_seq(&mut self) -> u64 {
@@ -320,6 +416,7 @@ impl State {
         w.inbox.insert(seq, id);
         self.refresh_load(worker);
         self.wake(worker);
+        self.emit(EventKind::Dispatched, id, Some(worker), None);
         Ok(Assignment {
             task: id,
             queue,
@@ -510,11 +607,15 @@ impl State {
             };
             let error = lost_worker_error(worker, attempts);
             self.task_mut(id)?.last_error = Some(error.clone());
+            self.emit(EventKind::Failed, id, Some(worker), Some(error.clone()));
             if cancel {
+                self.emit(EventKind::Cancelled, id, None, None);
                 self.finish(id, TaskState::Cancelled, TaskOutcome::Cancelled, now)?;
             } else if attempts >= max_attempts {
+                self.emit(EventKind::Dead, id, None, Some(error.clone()));
                 self.finish(id, TaskState::Dead, TaskOutcome::Dead(error), now)?;
             } else {
+                self.emit(EventKind::Retried, id, None, Some(now.to_string()));
                 back.assignments.extend(self.make_ready(id, now)?);
             }
         }
@@ -561,9 +662,11 @@ impl State {
                 t.queue.clone(),
             )
         };
+        self.emit(EventKind::Failed, id, Some(&worker), Some(error.clone()));
         self.release_slot(&worker, id, None);
         let mut assignments = Vec::new();
         let ack = if cancel {
+            self.emit(EventKind::Cancelled, id, None, None);
             self.finish(id, TaskState::Cancelled, TaskOutcome::Cancelled, now)?;
             Ack::Cancelled
         } else if retry && attempts < max_attempts {
@@ -571,9 +674,11 @@ impl State {
             let delay = q.config.backoff.delay_ms(attempts, &mut q.jitter);
             let run_at = now.saturating_add(delay);
             self.task_mut(id)?.run_at = Some(run_at);
+            self.emit(EventKind::Retried, id, None, Some(run_at.to_string()));
             assignments.extend(self.enter_queue(id, Some(run_at), now, true)?);
             Ack::Retrying { run_at }
         } else {
+            self.emit(EventKind::Dead, id, None, Some(error.clone()));
             self.finish(id, TaskState::Dead, TaskOutcome::Dead(error), now)?;
             Ack::Dead
         };
@@ -631,7 +736,10 @@ impl State {
                 queue: spec.queue().clone(),
                 kind: spec.kind().clone(),
                 priority: spec.priority(),
-                cost_ms: spec.cost_hint_ms().unwrap_or(config.default_cost_ms),
+                cost_ms: match spec.cost_hint_ms() {
+                    Some(c) => c,
+                    None => self.default_cost(spec.queue(), spec.kind(), &config),
+                },
                 max_attempts: spec.max_attempts().unwrap_or(config.max_attempts),
                 timeout_ms: spec.timeout_ms().unwrap_or(config.timeout_ms),
                 affinity_key: spec.affinity_key().map(str::to_owned),
@@ -653,6 +761,7 @@ impl State {
                 payload: spec.payload().to_vec(),
             },
         );
+        self.emit(EventKind::Submitted, id, None, None);
         let assigned = self.enter_queue(id, run_at, now, false)?.map(|a| a.worker);
         let state = self.tasks.get(&id).map(|t| t.state);
         Ok(SubmitOutcome {
@@ -833,6 +942,8 @@ impl State {
             });
         }
         let id = lease.task;
+        self.emit(EventKind::Succeeded, id, Some(&lease.worker), None);
+        self.learn_cost(id, now)?;
         self.release_slot(&lease.worker, id, None);
         self.finish(id, TaskState::Succeeded, TaskOutcome::Succeeded(value), now)?;
         let assignments = self.fill_worker(&lease.worker)?;
@@ -884,6 +995,7 @@ impl State {
             TaskState::Dispatched => {
                 let worker = worker.ok_or_else(|| internal("dispatched task without worker"))?;
                 self.release_slot(&worker, id, Some(inbox_seq));
+                self.emit(EventKind::Cancelled, id, None, None);
                 self.finish(id, TaskState::Cancelled, TaskOutcome::Cancelled, now)?;
                 assignments = self.fill_worker(&worker)?;
                 return Ok(CancelOutcome::Cancelled { assignments });
@@ -896,6 +1008,7 @@ impl State {
                 return Ok(CancelOutcome::AlreadyFinished(state));
             }
         }
+        self.emit(EventKind::Cancelled, id, None, None);
         self.finish(id, TaskState::Cancelled, TaskOutcome::Cancelled, now)?;
         Ok(CancelOutcome::Cancelled { assignments })
     }
@@ -921,6 +1034,7 @@ impl State {
             t.outcome = None;
             t.run_at = None;
         }
+        self.emit(EventKind::Retried, id, None, Some(now.to_string()));
         let assigned = self.make_ready(id, now)?.map(|a| a.worker);
         Ok(SubmitOutcome {
             id,

@@ -11,10 +11,10 @@ use redis::aio::MultiplexedConnection;
 use redis::{Script, ScriptInvocation, Value};
 use switchyard_core::rng::Minstd;
 use switchyard_core::{
-    Ack, AckOutcome, Assignment, BackendErrorKind, CancelOutcome, Clock, Delivery, Error, HandBack,
-    HeartbeatReply, Lease, MaintenanceReport, QueueConfig, QueueName, QueueStats, RegisterOutcome,
-    Rejection, Result, Stats, SubmitOutcome, TaskId, TaskInfo, TaskOutcome, TaskSpec, TaskState,
-    WorkerId, WorkerSpec, WorkerStats,
+    Ack, AckOutcome, Assignment, BackendErrorKind, CancelOutcome, Clock, Delivery, Error, Event,
+    EventLevel, HandBack, HeartbeatReply, Lease, MaintenanceReport, QueueConfig, QueueName,
+    QueueStats, RegisterOutcome, Rejection, Result, Stats, SubmitOutcome, TaskId, TaskInfo,
+    TaskKind, TaskOutcome, TaskSpec, TaskState, WorkerId, WorkerSpec, WorkerStats,
 };
 use switchyard_core::{Backend, backend::normalize_error};
 use tokio::sync::Mutex;
@@ -458,7 +458,12 @@ impl Backend for RedisBackend {
             .arg(config.dead_ttl_ms)
             .arg(config.dedup_window_ms);
         inv.arg(Minstd::from_seed(config.seed).state())
-            .arg(config.jitter_rng().state());
+            .arg(config.jitter_rng().state())
+            .arg(match config.events {
+                EventLevel::Off => 0,
+                EventLevel::Failures => 1,
+                EventLevel::All => 2,
+            });
         match self.exec(&inv).await {
             Ok(_) => Ok(()),
             Err(Failure::Conflict(existing)) => {
@@ -981,6 +986,43 @@ impl Backend for RedisBackend {
         inv.arg(queue.as_str()).arg(limit.min(PEEK_MAX));
         let v = self.exec(&inv).await.map_err(Failure::into_error)?;
         array(v)?.into_iter().map(codec::task_id).collect()
+    }
+
+    async fn events(&self, after: Option<&str>, limit: usize) -> Result<Vec<Event>> {
+        let start = match after {
+            None => "-".to_owned(),
+            Some(a) if !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit() || b == b'-') => {
+                format!("({a}")
+            }
+            Some(a) => {
+                return Err(Error::invalid(
+                    "event id",
+                    format!("`{a}` is not a stream id"),
+                ));
+            }
+        };
+        let entries: Vec<(String, HashMap<String, Vec<u8>>)> = self
+            .query(
+                redis::cmd("XRANGE")
+                    .arg(self.inner.keys.fixed(keys::EVENTS))
+                    .arg(start)
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(limit.clamp(1, 100_000)),
+            )
+            .await?;
+        entries
+            .into_iter()
+            .map(|(id, fields)| codec::event(id, &fields))
+            .collect()
+    }
+
+    async fn learned_cost(&self, queue: &QueueName, kind: &TaskKind) -> Result<Option<u32>> {
+        let [state, ..] = self.inner.keys.queue_group(queue);
+        let avg: Option<u64> = self
+            .query(redis::cmd("HGET").arg(state).arg(format!("k:{kind}")))
+            .await?;
+        Ok(avg.map(|a| u32::try_from(a).unwrap_or(u32::MAX)))
     }
 
     async fn maintain(&self, limit: usize) -> Result<MaintenanceReport> {

@@ -3,8 +3,9 @@
 
 use redis::Value;
 use switchyard_core::{
-    Assignment, BackendErrorKind, Delivery, Error, Lease, LeaseToken, Policy, QueueConfig,
-    QueueName, Strategy, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec, TaskState, WorkerId,
+    Assignment, BackendErrorKind, Delivery, Error, Event, EventKind, Lease, LeaseToken, Policy,
+    QueueConfig, QueueName, Strategy, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec, TaskState,
+    WorkerId,
 };
 
 /// Length of a task record's fixed header (`>BBHHHI4I4I6I6I6I6BHI4`).
@@ -299,6 +300,42 @@ pub(crate) fn config_json(config: &QueueConfig) -> Result<String, Error> {
 pub(crate) fn config_from_json(json: &[u8]) -> Result<QueueConfig, Error> {
     serde_json::from_slice(json)
         .map_err(|e| protocol(format!("stored queue config is unreadable: {e}")))
+}
+
+/// An event from its stream entry.
+pub(crate) fn event(
+    id: String,
+    fields: &std::collections::HashMap<String, Vec<u8>>,
+) -> Result<Event, Error> {
+    let field = |k: &str| -> Result<String, Error> {
+        let raw = fields
+            .get(k)
+            .ok_or_else(|| protocol(format!("event {id} lacks `{k}`")))?;
+        String::from_utf8(raw.clone()).map_err(|_| protocol("event field is not UTF-8"))
+    };
+    let kind = field("k")?;
+    let worker = field("w")?;
+    let detail = field("d")?;
+    Ok(Event {
+        kind: EventKind::parse(&kind)
+            .ok_or_else(|| protocol(format!("unknown event kind `{kind}`")))?,
+        task: field("t")?.parse()?,
+        queue: QueueName::new(field("q")?)?,
+        worker: if worker.is_empty() {
+            None
+        } else {
+            Some(WorkerId::new(worker)?)
+        },
+        at: field("a")?
+            .parse()
+            .map_err(|_| protocol("event time is not a number"))?,
+        detail: if detail.is_empty() {
+            None
+        } else {
+            Some(detail)
+        },
+        id,
+    })
 }
 
 // ----- replies ------------------------------------------------------------------------------

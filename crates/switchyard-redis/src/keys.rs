@@ -13,8 +13,8 @@ pub(crate) struct Keyspace {
 }
 
 /// Fixed key roles, in KEYS order.
-pub(crate) const FIXED: [&str; 8] = [
-    "tasks", "meta", "workers", "hb", "free", "wtasks", "dead", "dedupx",
+pub(crate) const FIXED: [&str; 9] = [
+    "tasks", "meta", "workers", "hb", "free", "wtasks", "dead", "dedupx", "events",
 ];
 
 pub(crate) const TASKS: usize = 0;
@@ -22,6 +22,7 @@ pub(crate) const META: usize = 1;
 pub(crate) const WORKERS: usize = 2;
 pub(crate) const HB: usize = 3;
 pub(crate) const DEAD: usize = 6;
+pub(crate) const EVENTS: usize = 8;
 
 impl Keyspace {
     /// Keys under `sy:{<namespace>}:`.

@@ -25,8 +25,9 @@ use std::pin::Pin;
 use proptest::prelude::*;
 use proptest::strategy::Strategy as _;
 use switchyard_core::{
-    Ack, Backend, Backoff, Clock, Error, Lease, ManualClock, Policy, QueueConfig, QueueName, Stats,
-    Strategy, TaskId, TaskIdGenerator, TaskInfo, TaskSpec, TaskState, WorkerId, WorkerSpec,
+    Ack, Backend, Backoff, Clock, EVENT_LOG_CAP, Error, EventKind, EventLevel, Lease, ManualClock,
+    Policy, QueueConfig, QueueName, Stats, Strategy, TaskId, TaskIdGenerator, TaskInfo, TaskKind,
+    TaskSpec, TaskState, WorkerId, WorkerSpec,
 };
 
 /// Workers a scenario may use (`w0` …).
@@ -184,10 +185,16 @@ pub fn any_config() -> impl proptest::strategy::Strategy<Value = QueueConfig> {
         prop_oneof![Just(2_000u32), Just(30_000u32)],
         (0u32..3_000, 0u8..60),
         prop_oneof![Just(1_000u64), Just(60_000u64)],
+        prop_oneof![
+            Just(EventLevel::Off),
+            Just(EventLevel::Failures),
+            Just(EventLevel::All)
+        ],
     )
         .prop_map(
-            |(policy, strategy, seed, attempts, timeout, (base, jitter), dedup)| {
+            |(policy, strategy, seed, attempts, timeout, (base, jitter), dedup, events)| {
                 QueueConfig::new(policy, strategy)
+                    .with_events(events)
                     .with_seed(seed)
                     .with_max_attempts(attempts)
                     .with_timeout(std::time::Duration::from_millis(u64::from(timeout)))
@@ -292,6 +299,16 @@ pub type AuditFn<B> = Box<
         + Sync,
 >;
 
+/// An event without its backend-specific id.
+pub type EventView = (
+    EventKind,
+    TaskId,
+    QueueName,
+    Option<WorkerId>,
+    u64,
+    Option<String>,
+);
+
 /// What the runner can see of the backend at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
@@ -299,6 +316,10 @@ pub struct Snapshot {
     pub stats: Stats,
     /// Every accepted task, in acceptance order.
     pub tasks: Vec<Option<TaskInfo>>,
+    /// The event log, oldest first.
+    pub events: Vec<EventView>,
+    /// Learned costs of the `job` kind, per queue.
+    pub costs: Vec<Option<u32>>,
 }
 
 /// Applies scenario steps to one backend and checks the invariants after each.
@@ -402,7 +423,30 @@ impl<B: Backend> Runner<B> {
                     .map_err(|e| format!("get {id}: {e}"))?,
             );
         }
-        Ok(Snapshot { stats, tasks })
+        let events = self
+            .backend
+            .events(None, EVENT_LOG_CAP)
+            .await
+            .map_err(|e| format!("events: {e}"))?
+            .into_iter()
+            .map(|e| (e.kind, e.task, e.queue, e.worker, e.at, e.detail))
+            .collect();
+        let kind = TaskKind::new("job").map_err(|e| e.to_string())?;
+        let mut costs = Vec::new();
+        for i in 0..self.configs.len() {
+            costs.push(
+                self.backend
+                    .learned_cost(&queue_name(i), &kind)
+                    .await
+                    .map_err(|e| format!("learned cost: {e}"))?,
+            );
+        }
+        Ok(Snapshot {
+            stats,
+            tasks,
+            events,
+            costs,
+        })
     }
 
     async fn ready_lists(&self) -> Result<Vec<Vec<TaskId>>, String> {

@@ -1,0 +1,119 @@
+//! Events: what happened to tasks, kept in a capped log for monitoring.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Millis;
+use crate::{Error, QueueName, TaskId, WorkerId};
+
+/// How many events a backend keeps (older ones are dropped; Redis trims approximately).
+pub const EVENT_LOG_CAP: usize = 10_000;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    /// A task was accepted.
+    Submitted,
+    /// A task was handed to a worker.
+    Dispatched,
+    /// A task succeeded.
+    Succeeded,
+    /// An attempt failed (reported, timed out, or its worker was lost); `detail` is the error.
+    Failed,
+    /// A failed task will run again; `detail` is the run-at time in ms.
+    Retried,
+    /// A task failed for the last time; it is in the dead-letter set.
+    Dead,
+    /// A task was cancelled.
+    Cancelled,
+}
+
+impl EventKind {
+    /// The kind's name, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Submitted => "submitted",
+            EventKind::Dispatched => "dispatched",
+            EventKind::Succeeded => "succeeded",
+            EventKind::Failed => "failed",
+            EventKind::Retried => "retried",
+            EventKind::Dead => "dead",
+            EventKind::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses [`EventKind::as_str`] output.
+    pub fn parse(s: &str) -> Option<EventKind> {
+        [
+            EventKind::Submitted,
+            EventKind::Dispatched,
+            EventKind::Succeeded,
+            EventKind::Failed,
+            EventKind::Retried,
+            EventKind::Dead,
+            EventKind::Cancelled,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+
+    /// Whether a queue at `level` records this kind.
+    pub fn recorded_at(self, level: EventLevel) -> bool {
+        match level {
+            EventLevel::Off => false,
+            EventLevel::Failures => matches!(
+                self,
+                EventKind::Failed | EventKind::Retried | EventKind::Dead | EventKind::Cancelled
+            ),
+            EventLevel::All => true,
+        }
+    }
+}
+
+/// Which events a queue records. Recording every step costs a stream append per step on Redis,
+/// so the default records only what goes wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventLevel {
+    /// Nothing.
+    Off,
+    /// Failed, retried, dead and cancelled.
+    #[default]
+    Failures,
+    /// Every kind, submitted, dispatched and succeeded included.
+    All,
+}
+
+impl std::str::FromStr for EventLevel {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "off" => Ok(EventLevel::Off),
+            "failures" => Ok(EventLevel::Failures),
+            "all" => Ok(EventLevel::All),
+            _ => Err(Error::invalid(
+                "event level",
+                format!("`{s}`: expected off, failures or all"),
+            )),
+        }
+    }
+}
+
+/// One event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the log; pass it to [`Backend::events`](crate::Backend::events) to read on.
+    pub id: String,
+    /// What happened.
+    pub kind: EventKind,
+    /// To which task.
+    pub task: TaskId,
+    /// In which queue.
+    pub queue: QueueName,
+    /// On which worker, if any.
+    pub worker: Option<WorkerId>,
+    /// When, in ms since the epoch (backend clock).
+    pub at: Millis,
+    /// The error (failed), the run-at time (retried), or nothing.
+    pub detail: Option<String>,
+}
