@@ -246,9 +246,9 @@ local function pop_ready(q)
 end
 
 -- Workers -------------------------------------------------------------------------------------
--- record: capacity weight expires ttl receive-cursor waiting, then '<queue>/<strategy>/<fcfs>'
--- entries joined by ','. In flight = the worker's entries in K_WTASKS; received = entries with
--- a token up to the receive cursor (the rest are its inbox).
+-- record: capacity weight expires ttl receive-cursor flags (1 waiting, 2 draining), then
+-- '<queue>/<strategy>/<fcfs>' entries joined by ','. In flight = the worker's entries in
+-- K_WTASKS; received = entries with a token up to the receive cursor (the rest are its inbox).
 local WORKERS = {}
 
 local function worker_get(w)
@@ -274,12 +274,17 @@ local function worker_put(wr)
     struct.pack(WREC, wr.cap, wr.weight, wr.exp, wr.ttl, wr.rc, wr.wait) .. wr.qs)
 end
 
--- Balancer.set_load for every push queue of the worker after its in-flight count changed from
--- `before`. Entries change only where eligibility flipped, or for least-loaded (the ratio is
--- its key). A worker becoming eligible in a weighted queue is lifted to the queue's virtual
--- time (weighted.rs), which needs that queue open.
-local function refresh_load(wr, before)
-  local free, was = wr.inf < wr.cap, before < wr.cap
+-- Whether the worker may take another task (has a free slot and is not draining).
+local function has_free_slot(wr)
+  return wr.wait < 2 and wr.inf < wr.cap
+end
+
+-- Balancer.set_load for every push queue of the worker after its load changed; `was` is
+-- whether it had a free slot before. Entries change only where eligibility flipped, or for
+-- least-loaded (the ratio is its key). A worker becoming eligible in a weighted queue is lifted
+-- to the queue's virtual time (weighted.rs), which needs that queue open.
+local function refresh_load(wr, was)
+  local free = has_free_slot(wr)
   for _, qname in ipairs(wr.queues) do
     local str = wr.strs[qname]
     if str ~= T_PULL and (free ~= was or (str == T_LL and (free or was))) then
@@ -311,7 +316,7 @@ end
 -- Marks an idle worker waiting: the next dispatch to it publishes on its wake channel, and it
 -- is parked on its pull queues (the next task there wakes it).
 local function park(wr)
-  wr.wait = 1
+  if wr.wait % 2 == 0 then wr.wait = wr.wait + 1 end
   for _, qname in ipairs(wr.queues) do
     if wr.strs[qname] == T_PULL then redis.call('ZADD', K_FREE, 0, qname .. '|' .. wr.id) end
   end
@@ -344,10 +349,11 @@ local function dispatch_to(wr, r, q, tok)
   r.st = S_DISPATCHED; r.w = wr.id; r.tok = tok; r.pos = tok; r.tm = 0
   rec_put(r)
   zadd(K_WTASKS, 0, string.format('%s|%012x|%s', wr.id, tok, r.id))
+  local was = has_free_slot(wr)
   wr.inf = wr.inf + 1
-  refresh_load(wr, wr.inf - 1)
-  if wr.wait == 1 then
-    wr.wait = 0
+  refresh_load(wr, was)
+  if wr.wait % 2 == 1 then
+    wr.wait = wr.wait - 1
     worker_put(wr)
     redis.call('PUBLISH', string.gsub(K_TASKS, 'tasks$', 'wake:') .. wr.id, '1')
   end
@@ -498,7 +504,7 @@ end
 
 -- Fills the worker's free slots from its push queues in its order (State::fill_worker).
 local function fill_worker(wr)
-  while wr.inf < wr.cap do
+  while has_free_slot(wr) do
     local got = false
     for _, qname in ipairs(wr.queues) do
       if wr.strs[qname] ~= T_PULL then
@@ -552,8 +558,9 @@ end
 -- Frees the slot a leased task held on its worker (State::release_slot).
 local function release(wr, r)
   zrem(K_WTASKS, string.format('%s|%012x|%s', wr.id, r.tok, r.id))
+  local was = has_free_slot(wr)
   wr.inf = wr.inf - 1
-  refresh_load(wr, wr.inf + 1)
+  refresh_load(wr, was)
 end
 
 -- Starts up to `max` tasks on the worker, appending deliveries {id, queue, token, attempt,
@@ -583,7 +590,7 @@ local function receive_tasks(wr, max, out)
       for i, id in ipairs(ids) do start(rec_get(id, vs[i])) end
     end
   end
-  while got < max and wr.inf < wr.cap do
+  while got < max and has_free_slot(wr) do
     local r = nil
     for _, qname in ipairs(wr.queues) do
       if wr.strs[qname] == T_PULL then
@@ -595,7 +602,7 @@ local function receive_tasks(wr, max, out)
     r.tok = next_seq()
     zadd(K_WTASKS, 0, string.format('%s|%012x|%s', wr.id, r.tok, r.id))
     wr.inf = wr.inf + 1
-    refresh_load(wr, wr.inf - 1)
+    refresh_load(wr, true)
     start(r)
   end
   return got

@@ -2,7 +2,7 @@
 -- Work is O(queues + workers + tasks in flight); the last is bounded by the total capacity.
 -- KEYS: the fixed keys, then one group per queue. ARGV: now, N, N queue names.
 -- Reply: {{per queue: name, scheduled, ready, dispatched, running, retry, succeeded, dead,
---         cancelled}, {per worker: id, capacity, weight, inflight, expires, queues}}.
+--         cancelled}, {per worker: id, capacity, weight, inflight, expires, queues, draining}}.
 local nq = int_arg(2, 'queue count', 0, 100000)
 local groups = queues_open(3, nq)
 local inflight, per_worker = {}, {}
@@ -30,10 +30,12 @@ local ws = {}
 local all = redis.call('HGETALL', K_WORKERS)
 for i = 1, #all, 2 do
   if not string.find(all[i], '|', 1, true) then
-    local cap, weight, exp = struct.unpack(WREC, all[i + 1])
+    local cap, weight, exp, _, _, flags = struct.unpack(WREC, all[i + 1])
     local names = {}
     for name in string.gmatch(string.sub(all[i + 1], WREC_LEN + 1), '([^/,]+)/%d/%d') do names[#names + 1] = name end
-    ws[#ws + 1] = {all[i], cap, weight, per_worker[all[i]] or 0, exp, table.concat(names, ',')}
+    local draining = 0
+    if flags >= 2 then draining = 1 end
+    ws[#ws + 1] = {all[i], cap, weight, per_worker[all[i]] or 0, exp, table.concat(names, ','), draining}
   end
 end
 return {qs, ws}

@@ -303,6 +303,8 @@ pub struct WorkerStats {
     pub weight: u32,
     /// Tasks dispatched to it or running on it now.
     pub inflight: u32,
+    /// Whether it is draining (takes no new tasks; see [`Backend::drain_worker`]).
+    pub draining: bool,
     /// Its queues, in preference order.
     pub queues: Vec<QueueName>,
     /// When its heartbeat expires.
@@ -346,6 +348,12 @@ pub trait Backend: Send + Sync {
     /// (`deadline < now`) as timed out, and reports running tasks whose cancel was requested.
     /// Fails with [`Error::UnknownWorker`](crate::Error::UnknownWorker) if it was reaped.
     async fn heartbeat(&self, worker: &WorkerId) -> Result<HeartbeatReply>;
+
+    /// Starts a graceful stop: the worker takes no new tasks (no dispatch, no refill, no pull)
+    /// and the tasks in its inbox go back to their queues at once, without using an attempt.
+    /// Its running tasks stay with it until it completes or fails them. Draining twice changes
+    /// nothing.
+    async fn drain_worker(&self, worker: &WorkerId) -> Result<HandBack>;
 
     /// Removes a worker. Tasks in its inbox go back to their queues without using an attempt;
     /// running tasks go back with the attempt counted.
@@ -424,6 +432,11 @@ pub trait Backend: Send + Sync {
     /// measured run times in ms, if any run has completed. A task submitted without a cost hint
     /// to such a queue is ordered by it.
     async fn learned_cost(&self, queue: &QueueName, kind: &TaskKind) -> Result<Option<u32>>;
+
+    /// The earliest time at which maintenance has something to do: the first run-at among
+    /// delayed tasks, or the first heartbeat expiry. Workers sleep until then (or their
+    /// maintenance interval) instead of polling.
+    async fn next_due(&self) -> Result<Option<Millis>>;
 
     /// Housekeeping, at most `limit` items of each kind: reaps workers whose heartbeat expired
     /// (handing their tasks back), promotes due delayed tasks, purges finished records past

@@ -60,6 +60,37 @@ pub enum Error {
         operation: &'static str,
     },
 
+    /// Waiting for something took longer than allowed.
+    #[error("{operation} did not finish within {after_ms} ms")]
+    Timeout {
+        /// What was awaited.
+        operation: &'static str,
+        /// The limit, in ms.
+        after_ms: u64,
+    },
+
+    /// The awaited task failed for the last time (it is in the dead-letter set).
+    #[error("task {id} failed: {error}")]
+    TaskFailed {
+        /// The task.
+        id: TaskId,
+        /// Its last error.
+        error: String,
+    },
+
+    /// The awaited task was cancelled.
+    #[error("task {0} was cancelled")]
+    TaskCancelled(TaskId),
+
+    /// A payload or result could not be encoded or decoded.
+    #[error("cannot encode or decode {what}: {reason}")]
+    Codec {
+        /// Which value.
+        what: &'static str,
+        /// The codec's message.
+        reason: String,
+    },
+
     /// The backend (e.g. Redis) failed.
     #[error("{kind} backend error: {message}")]
     Backend {

@@ -137,7 +137,7 @@ impl State {
                     .workers
                     .get(wid)
                     .ok_or(format!("{qn} lists dead worker {wid}"))?;
-                let free = w.inflight < w.spec.get_capacity();
+                let free = w.has_free_slot();
                 if q.config.strategy.is_push() {
                     if free && !q.ready.is_empty() {
                         return Err(format!(

@@ -196,6 +196,10 @@ impl Backend for MemoryBackend {
         self.with(|s, now| s.heartbeat(worker, now))
     }
 
+    async fn drain_worker(&self, worker: &WorkerId) -> Result<HandBack> {
+        self.with(|s, now| s.drain_worker(worker, now))
+    }
+
     async fn deregister_worker(&self, worker: &WorkerId) -> Result<HandBack> {
         self.with(|s, now| s.deregister_worker(worker, now))
     }
@@ -323,5 +327,9 @@ impl Backend for MemoryBackend {
 
     async fn learned_cost(&self, queue: &QueueName, kind: &TaskKind) -> Result<Option<u32>> {
         Ok(self.lock().learned_cost(queue, kind))
+    }
+
+    async fn next_due(&self) -> Result<Option<u64>> {
+        Ok(self.lock().next_due())
     }
 }

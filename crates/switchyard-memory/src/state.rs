@@ -113,14 +113,27 @@ pub(crate) struct Worker {
     pub(crate) inbox: BTreeMap<u64, TaskId>,
     pub(crate) running: BTreeSet<TaskId>,
     pub(crate) expires_at: Millis,
+    /// Takes no new tasks (see `drain_worker`).
+    pub(crate) draining: bool,
 }
 
 impl Worker {
+    /// The load the balancers see: a draining worker looks full.
     fn load(&self) -> Load {
+        let capacity = self.spec.get_capacity();
         Load {
-            inflight: self.inflight,
-            capacity: self.spec.get_capacity(),
+            inflight: if self.draining {
+                capacity
+            } else {
+                self.inflight
+            },
+            capacity,
         }
+    }
+
+    /// Whether it may take another task.
+    pub(crate) fn has_free_slot(&self) -> bool {
+        !self.draining && self.inflight < self.spec.get_capacity()
     }
 }
 
@@ -246,6 +259,19 @@ impl State {
         let avg = next_average(self.costs.get(&key).copied(), sample);
         self.costs.insert(key, avg);
         Ok(())
+    }
+
+    /// The first run-at among delayed tasks, or the first heartbeat expiry (+1 ms: reaping
+    /// needs `expiry < now`).
+    pub(crate) fn next_due(&self) -> Option<Millis> {
+        let delayed = self.queues.values().filter_map(|q| {
+            q.delayed
+                .keys()
+                .next()
+                .map(|(at, _)| u64::try_from(*at).unwrap_or(0))
+        });
+        let reap = self.heartbeats.first().map(|(t, _)| t + 1);
+        delayed.chain(reap).min()
     }
 
     /// The moving average of a kind's run times in a queue.
@@ -475,7 +501,7 @@ impl State {
     fn fill_worker(&mut self, worker: &WorkerId) -> Result<Vec<Assignment>> {
         let mut out = Vec::new();
         while let Some(w) = self.workers.get(worker) {
-            if w.inflight >= w.spec.get_capacity() {
+            if !w.has_free_slot() {
                 break;
             }
             let next = w.spec.queues().iter().find_map(|qn| {
@@ -798,6 +824,7 @@ impl State {
                 inbox: BTreeMap::new(),
                 running: BTreeSet::new(),
                 expires_at,
+                draining: false,
             },
         );
         self.heartbeats.insert((expires_at, id.clone()));
@@ -847,6 +874,30 @@ impl State {
                 .collect();
         }
         Ok(reply)
+    }
+
+    pub(crate) fn drain_worker(&mut self, worker: &WorkerId, now: Millis) -> Result<HandBack> {
+        let w = self
+            .workers
+            .get_mut(worker)
+            .ok_or_else(|| Error::UnknownWorker(worker.clone()))?;
+        if w.draining {
+            return Ok(HandBack::default());
+        }
+        w.draining = true;
+        let inbox: Vec<(u64, TaskId)> = std::mem::take(&mut w.inbox).into_iter().collect();
+        w.inflight -= u32::try_from(inbox.len())
+            .unwrap_or(u32::MAX)
+            .min(w.inflight);
+        self.unpark(worker);
+        self.refresh_load(worker);
+        let mut back = HandBack::default();
+        for (_, id) in inbox {
+            back.returned.push(id);
+            self.task_mut(id)?.worker = None;
+            back.assignments.extend(self.make_ready(id, now)?);
+        }
+        Ok(back)
     }
 
     pub(crate) fn deregister_worker(&mut self, worker: &WorkerId, now: Millis) -> Result<HandBack> {
@@ -901,7 +952,7 @@ impl State {
             let Some(w) = self.workers.get(worker) else {
                 break;
             };
-            if w.inflight >= w.spec.get_capacity() {
+            if !w.has_free_slot() {
                 break;
             }
             let next = w.spec.queues().iter().find_map(|qn| {
@@ -1185,6 +1236,7 @@ impl State {
                     capacity: w.spec.get_capacity(),
                     weight: w.spec.get_weight(),
                     inflight: w.inflight,
+                    draining: w.draining,
                     queues: w.spec.queues().to_vec(),
                     expires_at: w.expires_at,
                 })

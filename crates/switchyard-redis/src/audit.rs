@@ -269,7 +269,7 @@ impl RedisBackend {
                 };
                 let member =
                     String::from_utf8_lossy(state.get(21..).unwrap_or_default()).to_string();
-                let free_slot = inflight < wr.capacity;
+                let free_slot = !wr.draining && inflight < wr.capacity;
                 if free_slot == member.is_empty() {
                     problems.push(format!(
                         "{w} in {q}: {inflight}/{} in flight but eligibility entry `{member}`",

@@ -674,6 +674,27 @@ impl Backend for RedisBackend {
         Err(Failure::Stale("deregister".into()).into_error())
     }
 
+    async fn drain_worker(&self, worker: &WorkerId) -> Result<HandBack> {
+        for attempt in 0..STALE_RETRIES {
+            let Some(queues) = self.queues_of(worker, attempt > 0).await? else {
+                return Err(Error::UnknownWorker(worker.clone()));
+            };
+            let groups: Vec<&QueueName> = queues.iter().collect();
+            let now = self.now_arg();
+            let mut inv = self.invocation(&self.inner.scripts.drain, &groups, &now);
+            inv.arg(worker.as_str()).arg(groups.len());
+            for q in &groups {
+                inv.arg(q.as_str());
+            }
+            match self.exec(&inv).await {
+                Ok(v) => return hand_back_from(v),
+                Err(Failure::Stale(_)) => continue,
+                Err(f) => return Err(f.into_error()),
+            }
+        }
+        Err(Failure::Stale("drain".into()).into_error())
+    }
+
     async fn dispatch(&self, queue: &QueueName, limit: usize) -> Result<Vec<Assignment>> {
         let now = self.now_arg();
         let mut inv = self.invocation(&self.inner.scripts.dispatch, &[queue], &now);
@@ -950,7 +971,7 @@ impl Backend for RedisBackend {
         let mut workers = BTreeMap::new();
         for w in ws {
             let f = array(w)?;
-            if f.len() < 6 {
+            if f.len() < 7 {
                 return Err(protocol("short worker stats"));
             }
             let id = WorkerId::new(text(f[0].clone())?)?;
@@ -969,6 +990,7 @@ impl Backend for RedisBackend {
                     capacity: small(1)?,
                     weight: small(2)?,
                     inflight: small(3)?,
+                    draining: uint(&f[6])? == 1,
                     queues,
                     expires_at: uint(&f[4])?,
                 },
@@ -1023,6 +1045,40 @@ impl Backend for RedisBackend {
             .query(redis::cmd("HGET").arg(state).arg(format!("k:{kind}")))
             .await?;
         Ok(avg.map(|a| u32::try_from(a).unwrap_or(u32::MAX)))
+    }
+
+    async fn next_due(&self) -> Result<Option<u64>> {
+        let names = self.queue_names().await?;
+        let mut pipe = redis::pipe();
+        for q in &names {
+            let [_, _, delayed, ..] = self.inner.keys.queue_group(q);
+            pipe.cmd("ZRANGE")
+                .arg(delayed)
+                .arg(0)
+                .arg(0)
+                .arg("WITHSCORES");
+        }
+        pipe.cmd("ZRANGE")
+            .arg(self.inner.keys.fixed(keys::HB))
+            .arg(0)
+            .arg(0)
+            .arg("WITHSCORES");
+        let mut conn = self.conn().await?;
+        let firsts: Vec<Vec<(String, f64)>> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| map_redis(&e))?;
+        let n = firsts.len();
+        Ok(firsts
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, first)| {
+                // Heartbeat expiries are due one millisecond later (reaping needs expiry < now).
+                first
+                    .first()
+                    .map(|(_, at)| *at as u64 + u64::from(i + 1 == n))
+            })
+            .min())
     }
 
     async fn maintain(&self, limit: usize) -> Result<MaintenanceReport> {

@@ -257,6 +257,7 @@ impl Record {
 #[derive(Debug, Clone)]
 pub(crate) struct WorkerRecord {
     pub(crate) capacity: u32,
+    pub(crate) draining: bool,
     pub(crate) expires: u64,
     pub(crate) received_upto: u64,
     pub(crate) queues: Vec<QueueName>,
@@ -272,6 +273,7 @@ pub(crate) fn decode_worker(bytes: &[u8]) -> Result<WorkerRecord, Error> {
     let expires = r.uint(6)?;
     let _ttl = r.uint(4)?;
     let received_upto = r.uint(6)?;
+    let flags = r.uint(1)?;
     let list = std::str::from_utf8(&bytes[WREC_LEN..])
         .map_err(|_| protocol("worker queues are not UTF-8"))?;
     let queues = list
@@ -281,6 +283,7 @@ pub(crate) fn decode_worker(bytes: &[u8]) -> Result<WorkerRecord, Error> {
         .collect::<Result<_, _>>()?;
     Ok(WorkerRecord {
         capacity,
+        draining: flags & 2 == 2,
         expires,
         received_upto,
         queues,

@@ -243,6 +243,7 @@ scripts! {
     register => "register.lua",
     heartbeat => "heartbeat.lua",
     deregister => "deregister.lua",
+    drain => "drain.lua",
     reap_worker => "reap_worker.lua",
     dispatch => "dispatch.lua",
     receive => "receive.lua",

@@ -81,6 +81,11 @@ pub enum Op {
         /// Served queue indexes, in preference order.
         queues: Vec<usize>,
     },
+    /// Start draining a worker.
+    Drain {
+        /// Worker index.
+        worker: usize,
+    },
     /// Deregister a worker.
     Deregister {
         /// Worker index.
@@ -253,6 +258,7 @@ pub fn any_op() -> impl proptest::strategy::Strategy<Value = Op> {
         1 => any::<usize>().prop_map(|pick| Op::Resubmit { pick }),
         3 => register_op(),
         1 => (0..WORKERS).prop_map(|worker| Op::Deregister { worker }),
+        1 => (0..WORKERS).prop_map(|worker| Op::Drain { worker }),
         2 => (0..WORKERS).prop_map(|worker| Op::Heartbeat { worker }),
         2 => prop_oneof![Just(0u64), Just(1), Just(500), Just(2_500), Just(16_000)].prop_map(|ms| Op::Advance { ms }),
         7 => (0..WORKERS, 1usize..4).prop_map(|(worker, max)| Op::Receive { worker, max }),
@@ -320,6 +326,8 @@ pub struct Snapshot {
     pub events: Vec<EventView>,
     /// Learned costs of the `job` kind, per queue.
     pub costs: Vec<Option<u32>>,
+    /// When maintenance next has something to do.
+    pub next_due: Option<u64>,
 }
 
 /// Applies scenario steps to one backend and checks the invariants after each.
@@ -441,11 +449,17 @@ impl<B: Backend> Runner<B> {
                     .map_err(|e| format!("learned cost: {e}"))?,
             );
         }
+        let next_due = self
+            .backend
+            .next_due()
+            .await
+            .map_err(|e| format!("next due: {e}"))?;
         Ok(Snapshot {
             stats,
             tasks,
             events,
             costs,
+            next_due,
         })
     }
 
@@ -602,6 +616,13 @@ impl<B: Backend> Runner<B> {
                 answer!(
                     format!("deregister w{worker}"),
                     self.backend.deregister_worker(&worker_id(worker))
+                )
+            }
+            Op::Drain { worker } => {
+                let worker = self.live_worker(*worker);
+                answer!(
+                    format!("drain w{worker}"),
+                    self.backend.drain_worker(&worker_id(worker))
                 )
             }
             Op::Heartbeat { worker } => {
@@ -793,7 +814,7 @@ impl<B: Backend> Runner<B> {
                 .stats
                 .workers
                 .iter()
-                .find(|w| w.queues.contains(&name) && w.inflight < w.capacity)
+                .find(|w| w.queues.contains(&name) && !w.draining && w.inflight < w.capacity)
             {
                 return Err(format!(
                     "{name} has {} ready tasks while {} has a free slot",

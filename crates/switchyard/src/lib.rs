@@ -6,25 +6,47 @@
 //! [`MemoryBackend`] (the reference semantics, and the embedded default), or Redis
 //! ([`RedisBackend`], every transition one Lua script).
 //!
-//! This crate is the facade: it re-exports the layers so that applications depend on one crate.
+//! This crate is the facade applications depend on:
+//!
+//! * [`Client`] submits tasks (typed, JSON or raw bytes; one by one or in batches) and returns
+//!   [`TaskHandle`]s to await results, inspect state and cancel;
+//! * [`Worker`] runs handlers: concurrency up to its capacity, heartbeats, timeouts,
+//!   cancellation, panics caught, leaderless maintenance, graceful shutdown;
+//! * the layers underneath are re-exported.
 //!
 //! ```
-//! use switchyard::{Backend, MemoryBackend, Policy, QueueConfig, QueueName, Strategy, TaskSpec, WorkerSpec};
+//! use std::time::Duration;
+//! use switchyard::{Client, QueueConfig, TaskError, Worker};
 //!
-//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-//! let backend = MemoryBackend::new();
-//! let queue = QueueName::new("thumbnails")?;
-//! backend.declare_queue(&queue, QueueConfig::new(Policy::SJF, Strategy::LeastLoaded)).await?;
-//! backend.register_worker(WorkerSpec::new("gpu-1", ["thumbnails"])?.capacity(4)).await?;
-//! let out = backend.submit(TaskSpec::builder("thumbnails", "resize").build()?).await?;
-//! assert!(out.assigned.is_some());
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! let client = Client::memory();
+//! client.declare("greetings", QueueConfig::default()).await?;
+//!
+//! let worker = Worker::builder(&client, "worker-1", ["greetings"])?
+//!     .capacity(4)
+//!     .handle_json("greet", |_ctx, name: String| async move { Ok::<_, TaskError>(format!("hello, {name}")) })
+//!     .build()?;
+//! let stop = worker.shutdown_handle();
+//! let running = tokio::spawn(worker.run());
+//!
+//! let task = client.submit_json("greetings", "greet", "Ada").await?;
+//! let greeting: String = task.result(Duration::from_secs(5)).await?;
+//! assert_eq!(greeting, "hello, Ada");
+//!
+//! stop.shutdown();
+//! running.await.unwrap()?;
 //! # Ok::<(), switchyard::Error>(())
 //! # }).unwrap();
 //! ```
 
+mod client;
+mod worker;
+
+pub use client::{Client, Task, TaskHandle};
 pub use switchyard_core::*;
 pub use switchyard_memory::MemoryBackend;
 pub use switchyard_redis::{RedisBackend, RedisConfig};
+pub use worker::{ShutdownHandle, TaskContext, TaskError, Worker, WorkerBuilder, WorkerReport};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -1,0 +1,276 @@
+//! The producer side: [`Client`] submits tasks and [`TaskHandle`] follows one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use switchyard_core::{
+    Backend, CancelOutcome, Error, Event, QueueConfig, QueueName, Result, Stats, SubmitOutcome,
+    TaskId, TaskInfo, TaskOutcome, TaskSpec, TaskSpecBuilder, TaskState,
+};
+use switchyard_memory::MemoryBackend;
+use switchyard_redis::{RedisBackend, RedisConfig};
+
+/// A task type with a fixed kind: its value is the payload, encoded as JSON.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// #[derive(Serialize, Deserialize)]
+/// struct SendWelcome { to: String }
+/// impl switchyard::Task for SendWelcome {
+///     const KIND: &'static str = "send_welcome";
+/// }
+/// ```
+pub trait Task: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The kind workers route to the handler of this type.
+    const KIND: &'static str;
+}
+
+/// Encodes a value as JSON.
+pub(crate) fn to_json<T: Serialize + ?Sized>(what: &'static str, value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| Error::Codec {
+        what,
+        reason: e.to_string(),
+    })
+}
+
+/// Decodes JSON.
+pub(crate) fn from_json<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Codec {
+        what,
+        reason: e.to_string(),
+    })
+}
+
+/// Submits tasks and follows them. Cheap to clone.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use switchyard::{Client, QueueConfig};
+/// let client = Client::memory();
+/// client.declare("emails", QueueConfig::default()).await?;
+/// let task = client.submit_json("emails", "send", &serde_json::json!({"to": "ada@example.com"})).await?;
+/// assert_eq!(task.state().await?, Some(switchyard::TaskState::Ready));
+/// # Ok::<(), switchyard::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    backend: Arc<dyn Backend>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A client of any backend.
+    pub fn new(backend: impl Backend + 'static) -> Self {
+        Client {
+            backend: Arc::new(backend),
+        }
+    }
+
+    /// A client of a shared backend.
+    pub fn from_arc(backend: Arc<dyn Backend>) -> Self {
+        Client { backend }
+    }
+
+    /// A client of a fresh in-memory backend (tasks live in this process).
+    pub fn memory() -> Self {
+        Client::new(MemoryBackend::new())
+    }
+
+    /// Connects to `url`: `memory://` for a fresh in-memory backend, `redis://…` or `rediss://…`
+    /// for Redis, keeping state under `namespace`.
+    pub async fn connect(url: &str, namespace: &str) -> Result<Self> {
+        if url == "memory://" || url == "memory" {
+            return Ok(Client::memory());
+        }
+        if url.starts_with("redis://") || url.starts_with("rediss://") {
+            let backend = RedisBackend::with_config(RedisConfig::new(url, namespace)).await?;
+            return Ok(Client::new(backend));
+        }
+        Err(Error::invalid(
+            "url",
+            format!("`{url}`: expected memory:// or redis://host:port"),
+        ))
+    }
+
+    /// The backend, for everything the client does not wrap.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// Declares a queue (no-op if it exists with the same configuration).
+    pub async fn declare(&self, queue: &str, config: QueueConfig) -> Result<()> {
+        self.backend
+            .declare_queue(&QueueName::new(queue)?, config)
+            .await
+    }
+
+    /// Submits a validated spec.
+    pub async fn submit(&self, spec: TaskSpec) -> Result<TaskHandle> {
+        let out = self.backend.submit(spec).await?;
+        Ok(self.handle(&out))
+    }
+
+    /// Submits several specs in one call (per task, the same as submitting them in order).
+    pub async fn submit_batch(&self, specs: Vec<TaskSpec>) -> Result<Vec<TaskHandle>> {
+        let outs = self.backend.submit_batch(specs).await?;
+        Ok(outs.iter().map(|o| self.handle(o)).collect())
+    }
+
+    /// Submits `payload` encoded as JSON as a task of `kind` on `queue`.
+    pub async fn submit_json<T: Serialize + ?Sized>(
+        &self,
+        queue: &str,
+        kind: &str,
+        payload: &T,
+    ) -> Result<TaskHandle> {
+        let spec = TaskSpec::builder(queue, kind)
+            .payload(to_json("payload", payload)?)
+            .build()?;
+        self.submit(spec).await
+    }
+
+    /// Submits a typed task on `queue`.
+    pub async fn enqueue<T: Task>(&self, queue: &str, task: &T) -> Result<TaskHandle> {
+        self.submit(Self::spec(queue, task)?.build()?).await
+    }
+
+    /// A spec builder for a typed task (kind and JSON payload filled in), to set priority,
+    /// delay, dedup key and the rest before submitting.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize)] struct Resize { width: u32 }
+    /// # impl switchyard::Task for Resize { const KIND: &'static str = "resize"; }
+    /// let spec = switchyard::Client::spec("images", &Resize { width: 64 })?
+    ///     .priority(7)
+    ///     .delay(std::time::Duration::from_secs(10))
+    ///     .build()?;
+    /// assert_eq!(spec.kind().as_str(), "resize");
+    /// # Ok::<(), switchyard::Error>(())
+    /// ```
+    pub fn spec<T: Task>(queue: &str, task: &T) -> Result<TaskSpecBuilder> {
+        Ok(TaskSpec::builder(queue, T::KIND).payload(to_json("payload", task)?))
+    }
+
+    /// A handle on an existing task.
+    pub fn task(&self, id: TaskId) -> TaskHandle {
+        TaskHandle {
+            id,
+            duplicate: false,
+            backend: self.backend.clone(),
+        }
+    }
+
+    fn handle(&self, out: &SubmitOutcome) -> TaskHandle {
+        TaskHandle {
+            id: out.id,
+            duplicate: out.duplicate,
+            backend: self.backend.clone(),
+        }
+    }
+
+    /// Dead tasks of a queue, oldest first.
+    pub async fn dead(&self, queue: &str, limit: usize) -> Result<Vec<TaskInfo>> {
+        self.backend.list_dead(&QueueName::new(queue)?, limit).await
+    }
+
+    /// Moves a dead task back to its queue with its attempts reset.
+    pub async fn redrive(&self, id: TaskId) -> Result<TaskHandle> {
+        let out = self.backend.redrive(id).await?;
+        Ok(self.handle(&out))
+    }
+
+    /// Events after position `after`.
+    pub async fn events(&self, after: Option<&str>, limit: usize) -> Result<Vec<Event>> {
+        self.backend.events(after, limit).await
+    }
+
+    /// Counts per queue and per worker.
+    pub async fn stats(&self) -> Result<Stats> {
+        self.backend.stats().await
+    }
+}
+
+/// Follows one task: its state, its result, its cancellation.
+#[derive(Clone)]
+pub struct TaskHandle {
+    id: TaskId,
+    duplicate: bool,
+    backend: Arc<dyn Backend>,
+}
+
+impl std::fmt::Debug for TaskHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskHandle")
+            .field("id", &self.id)
+            .field("duplicate", &self.duplicate)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TaskHandle {
+    /// The task's id.
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// Whether the submit found the task already there (same id, or same dedup key: then this
+    /// handle follows the existing task).
+    pub fn was_duplicate(&self) -> bool {
+        self.duplicate
+    }
+
+    /// Everything the backend knows about the task (`None` once its record expired).
+    pub async fn info(&self) -> Result<Option<TaskInfo>> {
+        self.backend.get_task(self.id).await
+    }
+
+    /// The task's state.
+    pub async fn state(&self) -> Result<Option<TaskState>> {
+        Ok(self.info().await?.map(|i| i.state))
+    }
+
+    /// Attempts started so far.
+    pub async fn attempts(&self) -> Result<Option<u32>> {
+        Ok(self.info().await?.map(|i| i.attempts))
+    }
+
+    /// Cancels the task: at once if it has not started, by asking its worker if it runs.
+    pub async fn cancel(&self) -> Result<CancelOutcome> {
+        self.backend.cancel(self.id).await
+    }
+
+    /// Waits (without polling the backend) for the task to end, up to `timeout`.
+    pub async fn wait(&self, timeout: Duration) -> Result<TaskOutcome> {
+        match self.backend.wait_outcome(self.id, timeout).await? {
+            Some(outcome) => Ok(outcome),
+            None => Err(Error::Timeout {
+                operation: "waiting for the task",
+                after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            }),
+        }
+    }
+
+    /// Waits for the task and returns its raw result; a dead task is
+    /// [`Error::TaskFailed`], a cancelled one [`Error::TaskCancelled`].
+    pub async fn result_bytes(&self, timeout: Duration) -> Result<Vec<u8>> {
+        match self.wait(timeout).await? {
+            TaskOutcome::Succeeded(bytes) => Ok(bytes),
+            TaskOutcome::Dead(error) => Err(Error::TaskFailed { id: self.id, error }),
+            TaskOutcome::Cancelled => Err(Error::TaskCancelled(self.id)),
+        }
+    }
+
+    /// Waits for the task and decodes its JSON result.
+    pub async fn result<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T> {
+        from_json("result", &self.result_bytes(timeout).await?)
+    }
+}

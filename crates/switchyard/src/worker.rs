@@ -1,0 +1,718 @@
+//! The worker runtime: registers a worker, receives tasks, runs their handlers concurrently up
+//! to its capacity, heartbeats, runs maintenance, and shuts down gracefully.
+//!
+//! * Each received task runs in its own tokio task, under the task's timeout, with a
+//!   [`TaskContext`] whose cancellation token fires when the task is cancelled or its lease is
+//!   lost. A panicking handler fails its task with the panic message; the worker carries on.
+//! * A slot that finishes a task completes it and receives the next one in the same call.
+//! * The heartbeat loop extends the worker's lease on life and learns which running tasks to
+//!   stop; if the worker was reaped (it went silent too long), it registers again.
+//! * The maintenance loop promotes due delayed tasks, reaps dead workers and purges expired
+//!   records — every worker runs it on a jittered timer; the scripts make that safe.
+//! * Shutdown (a [`ShutdownHandle`] or Ctrl-C) stops receiving, lets running handlers finish
+//!   within the grace period, cancels the rest, and deregisters (handing back whatever is left).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use switchyard_core::{
+    Ack, Backend, Clock, Delivery, Error, Millis, QueueName, Result, SystemClock, TaskId, TaskKind,
+    WorkerId, WorkerSpec,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{Client, Task, from_json, to_json};
+
+/// Why a handler failed, and whether the task may be retried.
+///
+/// Any `std::error::Error` converts into a retryable failure, so handlers can use `?`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskError {
+    message: String,
+    retry: bool,
+}
+
+impl TaskError {
+    /// A failure worth retrying (within the task's attempts and the queue's backoff).
+    pub fn retry(message: impl std::fmt::Display) -> Self {
+        TaskError {
+            message: message.to_string(),
+            retry: true,
+        }
+    }
+
+    /// A failure not worth retrying: the task goes to the dead-letter set at once.
+    pub fn fatal(message: impl std::fmt::Display) -> Self {
+        TaskError {
+            message: message.to_string(),
+            retry: false,
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether a retry is allowed.
+    pub fn is_retryable(&self) -> bool {
+        self.retry
+    }
+}
+
+impl std::fmt::Display for TaskError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl<E: std::error::Error> From<E> for TaskError {
+    fn from(e: E) -> Self {
+        TaskError::retry(e)
+    }
+}
+
+/// What a handler knows about the task it runs.
+#[derive(Debug, Clone)]
+pub struct TaskContext {
+    /// The task.
+    pub id: TaskId,
+    /// Its queue.
+    pub queue: QueueName,
+    /// Its kind.
+    pub kind: TaskKind,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// When the lease runs out (ms since the epoch, backend clock).
+    pub deadline: Millis,
+    /// The worker running it.
+    pub worker: WorkerId,
+    cancel: CancellationToken,
+}
+
+impl TaskContext {
+    /// Whether the task was cancelled (or its lease lost): stop working on it.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Resolves when the task is cancelled (or its lease lost); use it in `tokio::select!`.
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await;
+    }
+
+    /// The cancellation token itself, to hand to code that takes one.
+    pub fn cancellation_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+}
+
+type HandlerFuture = Pin<Box<dyn Future<Output = std::result::Result<Vec<u8>, TaskError>> + Send>>;
+type Handler = Arc<dyn Fn(TaskContext, Vec<u8>) -> HandlerFuture + Send + Sync>;
+
+/// Stops a running [`Worker`]. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle(CancellationToken);
+
+impl ShutdownHandle {
+    /// Asks the worker to stop: no new tasks, running ones finish within the grace period.
+    pub fn shutdown(&self) {
+        self.0.cancel();
+    }
+}
+
+/// What a worker did before it stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerReport {
+    /// Tasks whose completion was accepted.
+    pub completed: u64,
+    /// Failed attempts reported (retries, dead, cancellations).
+    pub failed: u64,
+    /// Completions or failures refused because the lease had been taken back.
+    pub refused: u64,
+    /// Tasks in the worker's inbox, not started, given back to their queues when it began to
+    /// drain.
+    pub drained: usize,
+    /// Tasks handed back when the worker deregistered (running tasks past the grace period).
+    pub handed_back: usize,
+}
+
+/// Configures a [`Worker`].
+///
+/// ```
+/// use std::time::Duration;
+/// use switchyard::{Client, TaskError, Worker};
+/// let client = Client::memory();
+/// let worker = Worker::builder(&client, "worker-1", ["emails"])?
+///     .capacity(8)
+///     .handle("send", |_ctx, payload| async move { Ok::<_, TaskError>(payload) })
+///     .shutdown_grace(Duration::from_secs(10))
+///     .build()?;
+/// # Ok::<(), switchyard::Error>(())
+/// ```
+#[must_use = "a builder does nothing until build() is called"]
+pub struct WorkerBuilder {
+    backend: Arc<dyn Backend>,
+    spec: WorkerSpec,
+    handlers: HashMap<String, Handler>,
+    shutdown_grace: Duration,
+    cancel_grace: Duration,
+    maintenance: Option<Duration>,
+    receive_slice: Duration,
+}
+
+impl std::fmt::Debug for WorkerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerBuilder")
+            .field("spec", &self.spec)
+            .field("kinds", &self.handlers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkerBuilder {
+    /// Slots: tasks run at once (default 1).
+    pub fn capacity(mut self, capacity: u32) -> Self {
+        self.spec = self.spec.capacity(capacity);
+        self
+    }
+
+    /// Weight for the weighted strategy (default 1).
+    pub fn weight(mut self, weight: u32) -> Self {
+        self.spec = self.spec.weight(weight);
+        self
+    }
+
+    /// How long the worker may stay silent before it counts as dead (default 15 s); it
+    /// heartbeats every third of that.
+    pub fn heartbeat_ttl(mut self, ttl: Duration) -> Self {
+        self.spec = self.spec.heartbeat_ttl(ttl);
+        self
+    }
+
+    /// How long shutdown waits for running handlers before cancelling them (default 30 s).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// How long a cancelled handler may take to return before it is dropped (default 5 s).
+    pub fn cancel_grace(mut self, grace: Duration) -> Self {
+        self.cancel_grace = grace;
+        self
+    }
+
+    /// How often, at most, this worker runs maintenance (default every second, jittered, and
+    /// sooner when a delayed task falls due); `None` to leave maintenance to others.
+    pub fn maintenance(mut self, every: Option<Duration>) -> Self {
+        self.maintenance = every;
+        self
+    }
+
+    /// Registers a handler for `kind` on raw bytes.
+    pub fn handle<F, Fut>(mut self, kind: &str, f: F) -> Self
+    where
+        F: Fn(TaskContext, Vec<u8>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<Vec<u8>, TaskError>> + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |ctx, payload| Box::pin(f(ctx, payload)));
+        self.handlers.insert(kind.to_owned(), handler);
+        self
+    }
+
+    /// Registers a handler for `kind` whose payload and result are JSON.
+    pub fn handle_json<T, R, F, Fut>(self, kind: &str, f: F) -> Self
+    where
+        T: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        F: Fn(TaskContext, T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<R, TaskError>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        self.handle(kind, move |ctx, payload| {
+            let f = f.clone();
+            async move {
+                let input: T = from_json("payload", &payload).map_err(TaskError::fatal)?;
+                let output = f(ctx, input).await?;
+                to_json("result", &output).map_err(TaskError::fatal)
+            }
+        })
+    }
+
+    /// Registers the handler of a typed task.
+    pub fn task<T, R, F, Fut>(self, f: F) -> Self
+    where
+        T: Task,
+        R: Serialize + Send + 'static,
+        F: Fn(TaskContext, T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<R, TaskError>> + Send + 'static,
+    {
+        self.handle_json(T::KIND, f)
+    }
+
+    /// Checks the configuration and makes the worker (it registers when it runs).
+    pub fn build(self) -> Result<Worker> {
+        self.spec.validate()?;
+        if self.handlers.is_empty() {
+            return Err(Error::invalid(
+                "worker handlers",
+                "register at least one handler",
+            ));
+        }
+        Ok(Worker {
+            inner: Arc::new(Inner {
+                backend: self.backend,
+                spec: self.spec,
+                handlers: self.handlers,
+                shutdown_grace: self.shutdown_grace,
+                cancel_grace: self.cancel_grace,
+                maintenance: self.maintenance,
+                receive_slice: self.receive_slice,
+                running: Mutex::new(HashMap::new()),
+                registration: tokio::sync::Mutex::new(0),
+                stats: Counters::default(),
+            }),
+            shutdown: CancellationToken::new(),
+        })
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    completed: AtomicU64,
+    failed: AtomicU64,
+    refused: AtomicU64,
+}
+
+struct Inner {
+    backend: Arc<dyn Backend>,
+    spec: WorkerSpec,
+    handlers: HashMap<String, Handler>,
+    shutdown_grace: Duration,
+    cancel_grace: Duration,
+    maintenance: Option<Duration>,
+    receive_slice: Duration,
+    /// Cancellation tokens of running handlers.
+    running: Mutex<HashMap<TaskId, CancellationToken>>,
+    /// Registration generation, so that concurrent discoveries of a reap register once.
+    registration: tokio::sync::Mutex<u64>,
+    stats: Counters,
+}
+
+/// A worker: build it with [`Worker::builder`], then [`Worker::run`] it.
+pub struct Worker {
+    inner: Arc<Inner>,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("id", self.inner.spec.id())
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> Millis {
+    SystemClock.now_ms()
+}
+
+/// A pause of `base` ± 20 %, drawn from `rng`, so that many workers do not act in step.
+fn jittered(base: Duration, rng: &mut switchyard_core::rng::SplitMix64) -> Duration {
+    base.mul_f64(0.8 + 0.4 * rng.next_f64())
+}
+
+impl Worker {
+    /// Starts configuring a worker with id `id` serving `queues` (in preference order).
+    pub fn builder<I, Q>(client: &Client, id: &str, queues: I) -> Result<WorkerBuilder>
+    where
+        I: IntoIterator<Item = Q>,
+        Q: AsRef<str>,
+    {
+        Ok(WorkerBuilder {
+            backend: client.backend().clone(),
+            spec: WorkerSpec::new(id, queues)?,
+            handlers: HashMap::new(),
+            shutdown_grace: Duration::from_secs(30),
+            cancel_grace: Duration::from_secs(5),
+            maintenance: Some(Duration::from_secs(1)),
+            receive_slice: Duration::from_millis(500),
+        })
+    }
+
+    /// The worker's id.
+    pub fn id(&self) -> &WorkerId {
+        self.inner.spec.id()
+    }
+
+    /// A handle that stops the worker.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shutdown.clone())
+    }
+
+    /// Runs until Ctrl-C (or the shutdown handle), then shuts down gracefully.
+    pub async fn run_until_ctrl_c(self) -> Result<WorkerReport> {
+        let handle = self.shutdown_handle();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                tracing::info!("Ctrl-C: shutting down");
+                handle.shutdown();
+            }
+        });
+        self.run().await
+    }
+
+    /// Registers, then works until the shutdown handle fires; then stops taking tasks, lets
+    /// running ones finish within the grace period, cancels the rest and deregisters.
+    pub async fn run(self) -> Result<WorkerReport> {
+        let inner = self.inner.clone();
+        let shutdown = self.shutdown.clone();
+        inner.register().await?;
+        let background = CancellationToken::new();
+        // If this future is dropped (the worker is killed), the loops it spawned stop with it.
+        let _stop_on_drop = background.clone().drop_guard();
+        let heartbeat = tokio::spawn(inner.clone().heartbeat_loop(background.clone()));
+        let maintenance = inner
+            .maintenance
+            .map(|every| tokio::spawn(inner.clone().maintenance_loop(every, background.clone())));
+        let slots = Arc::new(Semaphore::new(inner.spec.get_capacity() as usize));
+        let mut tasks = JoinSet::new();
+        inner.receive_loop(&slots, &mut tasks, &shutdown).await;
+
+        // Graceful shutdown: take no new tasks (the inbox goes back to the queues at once), let
+        // running handlers finish, then cancel what is left.
+        let drained = match inner.backend.drain_worker(inner.spec.id()).await {
+            Ok(back) => back.returned.len(),
+            Err(e) => {
+                tracing::warn!(worker = %inner.spec.id(), "cannot drain: {e}");
+                0
+            }
+        };
+        let capacity = inner.spec.get_capacity();
+        let all_free = slots.clone().acquire_many_owned(capacity);
+        if tokio::time::timeout(inner.shutdown_grace, all_free)
+            .await
+            .is_err()
+        {
+            tracing::warn!(worker = %inner.spec.id(), "grace period over: cancelling running tasks");
+            inner.cancel_all();
+            let all_free = slots.clone().acquire_many_owned(capacity);
+            if tokio::time::timeout(inner.cancel_grace, all_free)
+                .await
+                .is_err()
+            {
+                tasks.abort_all();
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+        background.cancel();
+        let _ = heartbeat.await;
+        if let Some(m) = maintenance {
+            let _ = m.await;
+        }
+        let handed_back = match inner.backend.deregister_worker(inner.spec.id()).await {
+            Ok(back) => back.returned.len(),
+            Err(Error::UnknownWorker(_)) => 0,
+            Err(e) => return Err(e),
+        };
+        Ok(WorkerReport {
+            completed: inner.stats.completed.load(Ordering::Relaxed),
+            failed: inner.stats.failed.load(Ordering::Relaxed),
+            refused: inner.stats.refused.load(Ordering::Relaxed),
+            drained,
+            handed_back,
+        })
+    }
+}
+
+impl Inner {
+    async fn register(&self) -> Result<()> {
+        let mut generation = self.registration.lock().await;
+        self.register_locked(&mut generation).await
+    }
+
+    async fn register_locked(&self, generation: &mut u64) -> Result<()> {
+        let out = self.backend.register_worker(self.spec.clone()).await?;
+        *generation += 1;
+        tracing::info!(worker = %self.spec.id(), replaced = out.replaced, "registered");
+        Ok(())
+    }
+
+    /// Registers again after the worker was found reaped, once per reap.
+    async fn reregister(&self, seen: u64) {
+        let mut generation = self.registration.lock().await;
+        if *generation != seen {
+            return;
+        }
+        tracing::warn!(worker = %self.spec.id(), "the backend reaped this worker: registering again");
+        self.cancel_all();
+        if let Err(e) = self.register_locked(&mut generation).await {
+            tracing::error!(worker = %self.spec.id(), "cannot register again: {e}");
+        }
+    }
+
+    async fn generation(&self) -> u64 {
+        *self.registration.lock().await
+    }
+
+    fn cancel_all(&self) {
+        if let Ok(running) = self.running.lock() {
+            for token in running.values() {
+                token.cancel();
+            }
+        }
+    }
+
+    fn cancel(&self, ids: &[TaskId]) {
+        if let Ok(running) = self.running.lock() {
+            for id in ids {
+                if let Some(token) = running.get(id) {
+                    token.cancel();
+                }
+            }
+        }
+    }
+
+    async fn heartbeat_loop(self: Arc<Self>, stop: CancellationToken) {
+        let every = Duration::from_millis(u64::from(self.spec.heartbeat_ttl_ms()) / 3);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let seen = self.generation().await;
+            match self.backend.heartbeat(self.spec.id()).await {
+                Ok(reply) => {
+                    self.cancel(&reply.cancel);
+                    self.cancel(&reply.expired);
+                }
+                Err(Error::UnknownWorker(_)) => self.reregister(seen).await,
+                Err(e) => tracing::warn!(worker = %self.spec.id(), "heartbeat failed: {e}"),
+            }
+        }
+    }
+
+    async fn maintenance_loop(self: Arc<Self>, every: Duration, stop: CancellationToken) {
+        let mut rng = switchyard_core::rng::SplitMix64::new(
+            now_ms()
+                ^ u64::from(std::process::id())
+                ^ switchyard_core::strategy::hash52(self.spec.id().as_str().as_bytes()),
+        );
+        loop {
+            let mut pause = jittered(every, &mut rng);
+            if let Ok(Some(due)) = self.backend.next_due().await {
+                let until_due = Duration::from_millis(due.saturating_sub(now_ms()));
+                pause = pause.min(until_due.max(Duration::from_millis(5)));
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+            for _ in 0..16 {
+                match self.backend.maintain(256).await {
+                    Ok(report) if report.more => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(worker = %self.spec.id(), "maintenance failed: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Receives while slots are free, until shutdown.
+    async fn receive_loop(
+        self: &Arc<Self>,
+        slots: &Arc<Semaphore>,
+        tasks: &mut JoinSet<()>,
+        shutdown: &CancellationToken,
+    ) {
+        loop {
+            let first = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                permit = slots.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+            };
+            let mut permits = vec![first];
+            while let Ok(p) = slots.clone().try_acquire_owned() {
+                permits.push(p);
+            }
+            let seen = self.generation().await;
+            match self
+                .backend
+                .receive_wait(self.spec.id(), permits.len(), self.receive_slice)
+                .await
+            {
+                Ok(deliveries) => {
+                    for delivery in deliveries {
+                        let Some(permit) = permits.pop() else { break };
+                        tasks.spawn(self.clone().slot(delivery, permit, shutdown.clone()));
+                    }
+                }
+                Err(Error::UnknownWorker(_)) => self.reregister(seen).await,
+                Err(e) => {
+                    tracing::warn!(worker = %self.spec.id(), "receive failed: {e}");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    }
+                }
+            }
+            // Reap finished slot tasks so the set does not grow.
+            while tasks.try_join_next().is_some() {}
+        }
+    }
+
+    /// Runs a task, reports it, and keeps the slot for the next task the report brings back.
+    async fn slot(
+        self: Arc<Self>,
+        mut delivery: Delivery,
+        permit: OwnedSemaphorePermit,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            let outcome = self.run_handler(&delivery).await;
+            let lease = delivery.lease.clone();
+            let next = match outcome {
+                Ok(value) if !shutdown.is_cancelled() => {
+                    match self.backend.complete_and_receive(&lease, value, 1).await {
+                        Ok((ack, next)) => {
+                            self.count(&ack.ack, true);
+                            next
+                        }
+                        Err(e) => {
+                            tracing::error!(task = %lease.task, "cannot complete: {e}");
+                            Vec::new()
+                        }
+                    }
+                }
+                Ok(value) => {
+                    match self.backend.complete(&lease, value).await {
+                        Ok(ack) => self.count(&ack.ack, true),
+                        Err(e) => tracing::error!(task = %lease.task, "cannot complete: {e}"),
+                    }
+                    Vec::new()
+                }
+                Err(err) => {
+                    match self
+                        .backend
+                        .fail(&lease, err.message(), err.is_retryable())
+                        .await
+                    {
+                        Ok(ack) => self.count(&ack.ack, false),
+                        Err(e) => {
+                            tracing::error!(task = %lease.task, "cannot report the failure: {e}")
+                        }
+                    }
+                    Vec::new()
+                }
+            };
+            match next.into_iter().next() {
+                Some(d) => delivery = d,
+                None => break,
+            }
+        }
+        drop(permit);
+    }
+
+    fn count(&self, ack: &Ack, completed: bool) {
+        match ack {
+            Ack::Rejected(r) => {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("report refused ({r:?}): the lease was taken back");
+            }
+            _ if completed => {
+                self.stats.completed.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Runs the handler of a delivery under its deadline and cancellation; a panic becomes a
+    /// retryable failure carrying the panic message.
+    async fn run_handler(&self, delivery: &Delivery) -> std::result::Result<Vec<u8>, TaskError> {
+        let token = CancellationToken::new();
+        let id = delivery.lease.task;
+        if let Ok(mut running) = self.running.lock() {
+            running.insert(id, token.clone());
+        }
+        let result = self.run_guarded(delivery, token).await;
+        if let Ok(mut running) = self.running.lock() {
+            running.remove(&id);
+        }
+        result
+    }
+
+    async fn run_guarded(
+        &self,
+        delivery: &Delivery,
+        token: CancellationToken,
+    ) -> std::result::Result<Vec<u8>, TaskError> {
+        let Some(handler) = self.handlers.get(delivery.kind.as_str()).cloned() else {
+            return Err(TaskError::retry(format!(
+                "worker {} has no handler for kind `{}`",
+                self.spec.id(),
+                delivery.kind
+            )));
+        };
+        let ctx = TaskContext {
+            id: delivery.lease.task,
+            queue: delivery.lease.queue.clone(),
+            kind: delivery.kind.clone(),
+            attempt: delivery.attempt,
+            max_attempts: delivery.max_attempts,
+            deadline: delivery.deadline,
+            worker: self.spec.id().clone(),
+            cancel: token.clone(),
+        };
+        let left = Duration::from_millis(delivery.deadline.saturating_sub(now_ms()));
+        let work = AssertUnwindSafe(handler(ctx, delivery.payload.clone())).catch_unwind();
+        tokio::pin!(work);
+        let finished = tokio::select! {
+            r = &mut work => Some(r),
+            _ = tokio::time::sleep(left) => {
+                token.cancel();
+                return Err(TaskError::retry(format!("timed out after {} ms", left.as_millis())));
+            }
+            _ = token.cancelled() => None,
+        };
+        let result = match finished {
+            Some(r) => r,
+            // Cancelled: give the handler a moment to notice and return, then drop it.
+            None => match tokio::time::timeout(self.cancel_grace, &mut work).await {
+                Ok(r) => r,
+                Err(_) => return Err(TaskError::fatal("cancelled")),
+            },
+        };
+        match result {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(e),
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a non-text panic".to_owned());
+                tracing::error!(task = %delivery.lease.task, "handler panicked: {message}");
+                Err(TaskError::retry(format!("handler panicked: {message}")))
+            }
+        }
+    }
+}

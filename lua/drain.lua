@@ -1,0 +1,34 @@
+-- drain: starts a graceful stop (State::drain_worker): the worker takes no new tasks — it
+-- leaves every eligibility set, gets no refills and pulls nothing — and the tasks in its inbox
+-- (dispatched, not started) go back to their queues in dispatch order, attempts unchanged.
+-- Its running tasks stay until it completes or fails them. Draining twice changes nothing.
+-- KEYS: the fixed keys, then one group per queue of the worker, in its order.
+-- ARGV: now, worker, N, N queue names.
+-- Reply: {count, returned ids..., assignments...}.
+-- Errors: SY_UNKNOWN_WORKER, SY_STALE.
+local w = name_arg(2, 'worker id')
+local nq = int_arg(3, 'queue count', 1, 64)
+local wr = worker_get(w)
+if not wr then fail('SY_UNKNOWN_WORKER', w) end
+queues_named(4, nq)
+check_worker_queues(wr, 4, nq)
+if wr.wait >= 2 then return {0} end
+local was = has_free_slot(wr)
+wr.wait = 2
+unpark(wr)
+local inbox = redis.call('ZRANGEBYLEX', K_WTASKS, string.format('[%s|%012x', w, wr.rc + 1), '(' .. w .. '}')
+wr.inf = wr.inf - #inbox
+refresh_load(wr, was)
+worker_put(wr)
+local returned = {}
+for _, m in ipairs(inbox) do
+  redis.call('ZREM', K_WTASKS, m)
+  local r = rec_get(string.sub(m, #w + 15))
+  returned[#returned + 1] = r.id
+  place(r, queue_of(r.q), nil, false, NOW)
+end
+flush()
+local reply = {#returned}
+for _, id in ipairs(returned) do reply[#reply + 1] = id end
+for _, v in ipairs(ASSIGN) do reply[#reply + 1] = v end
+return reply
