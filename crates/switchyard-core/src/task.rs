@@ -401,6 +401,8 @@ pub struct TaskInfo {
     pub run_at: Option<Millis>,
     /// The worker holding it, while dispatched or running.
     pub worker: Option<WorkerId>,
+    /// The fencing token of its lease, while dispatched or running.
+    pub token: Option<crate::LeaseToken>,
     /// The error of the last failed attempt.
     pub last_error: Option<String>,
     /// Whether a cancel was requested while it was running.

@@ -96,6 +96,7 @@ impl Task {
                 _ => None,
             },
             worker: self.worker.clone(),
+            token: self.state.is_leased().then_some(LeaseToken(self.token)),
             last_error: self.last_error.clone(),
             cancel_requested: self.cancel_requested,
             affinity_key: self.affinity_key.clone(),

@@ -236,6 +236,7 @@ impl Record {
             run_at: matches!(self.state, TaskState::Scheduled | TaskState::RetryScheduled)
                 .then_some(self.time),
             worker: self.worker.clone(),
+            token: self.state.is_leased().then_some(LeaseToken(self.token)),
             last_error: self.error.clone(),
             cancel_requested: self.cancel,
             affinity_key: self.affinity.clone(),
