@@ -2,10 +2,18 @@
 //!
 //! * `switchyard demo` — watch load balancing happen on the embedded memory backend, with a
 //!   simulated clock (no Redis needed).
+//! * `switchyard declare`, `submit`, `worker` — run Switchyard on a Redis: declare queues,
+//!   submit tasks, run worker processes with built-in handlers;
+//! * `switchyard status`, `task`, `dead`, `events` — look at (and act on) what is there;
 //! * `switchyard bench --url <redis>` — measure what tasks cost a real Redis.
 
 mod bench;
+mod declare;
 mod demo;
+mod inspect;
+mod remote;
+mod submit;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -23,6 +31,21 @@ struct Cli {
 enum Command {
     /// Simulate workers and tasks on the embedded memory backend and compare dispatch strategies.
     Demo(demo::DemoArgs),
+    /// Declare a queue on Redis: its policy, strategy, retries and retention.
+    Declare(declare::DeclareArgs),
+    /// Submit tasks to a queue (one or many), optionally waiting for their outcomes.
+    Submit(submit::SubmitArgs),
+    /// Run a worker process with the built-in handlers echo, sleep and fail, until SIGINT or
+    /// SIGTERM (then it shuts down gracefully).
+    Worker(worker::WorkerArgs),
+    /// Show queues (tasks by state) and live workers.
+    Status(inspect::StatusArgs),
+    /// Show one task; cancel it or wait for its outcome.
+    Task(inspect::TaskArgs),
+    /// List a queue's dead-letter set; re-drive it.
+    Dead(inspect::DeadArgs),
+    /// Read the event log (which events are kept is set per queue: `declare --events`).
+    Events(inspect::EventsArgs),
     /// Measure what tasks cost a real Redis: CPU per lifecycle, growth, throughput, memory.
     Bench(bench::BenchArgs),
 }
@@ -31,6 +54,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::Declare(args) => declare::run(&args),
+        Command::Submit(args) => submit::run(&args),
+        Command::Worker(args) => {
+            init_logging();
+            worker::run(&args)
+        }
+        Command::Status(args) => inspect::status(&args),
+        Command::Task(args) => inspect::task(&args),
+        Command::Dead(args) => inspect::dead(&args),
+        Command::Events(args) => inspect::events(&args),
         Command::Bench(args) => bench::run(&args),
     };
     match result {
@@ -40,4 +73,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs to stderr, at `info` unless `RUST_LOG` says otherwise.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }

@@ -1,0 +1,46 @@
+//! What every command that talks to a shared backend needs: where it is, and a runtime.
+
+use clap::Args;
+use switchyard::Client;
+
+/// Where the shared state lives.
+#[derive(Debug, Clone, Args)]
+pub struct Remote {
+    /// The Redis holding the state, e.g. `redis://127.0.0.1:6380/0` (`rediss://` for TLS,
+    /// `redis://:password@host:port` with a password).
+    #[arg(long, env = "SWITCHYARD_URL")]
+    pub url: String,
+
+    /// Namespace of the keys: deployments sharing a Redis keep apart by namespace.
+    #[arg(long, env = "SWITCHYARD_NAMESPACE", default_value = "switchyard")]
+    pub namespace: String,
+}
+
+impl Remote {
+    /// Connects, refusing the in-memory backend: its state would die with this process.
+    pub async fn connect(&self) -> Result<Client, String> {
+        if !(self.url.starts_with("redis://") || self.url.starts_with("rediss://")) {
+            return Err(format!(
+                "--url `{}`: expected redis://host:port (the in-memory backend lives inside one \
+                 process; try `switchyard demo` for it)",
+                self.url
+            ));
+        }
+        Client::connect(&self.url, &self.namespace)
+            .await
+            .map_err(|e| format!("cannot connect to {}: {e}", self.url))
+    }
+}
+
+/// A multi-threaded tokio runtime for one command.
+pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+/// Parses a duration in milliseconds given on the command line.
+pub fn millis(ms: u64) -> std::time::Duration {
+    std::time::Duration::from_millis(ms)
+}

@@ -1,0 +1,215 @@
+//! `switchyard submit`: submits tasks (one, or many in batches) and optionally awaits them.
+
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use switchyard::{Error, TaskHandle, TaskOutcome, TaskSpec};
+
+use crate::remote::{Remote, millis, runtime};
+
+/// Flags of `switchyard submit`.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+
+    /// The queue (declared beforehand with `switchyard declare`).
+    pub queue: String,
+
+    /// The task kind: the name a worker routes to its handler (`switchyard worker` knows
+    /// echo, sleep and fail).
+    pub kind: String,
+
+    /// The payload: JSON text (checked), or any text with `--raw`. Default: `null`.
+    pub payload: Option<String>,
+
+    /// Send the payload as it is, without checking that it is JSON.
+    #[arg(long)]
+    pub raw: bool,
+
+    /// How many tasks to submit (each with its own id and the same payload).
+    #[arg(long, short = 'n', default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub count: u64,
+
+    /// Tasks per round trip when submitting many.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub batch: u64,
+
+    /// Priority, 0 (default, lowest) to 65535; higher runs first on priority queues.
+    #[arg(long)]
+    pub priority: Option<u16>,
+
+    /// Expected run time in ms; used by shortest-job-first queues (which otherwise learn it).
+    #[arg(long)]
+    pub cost_ms: Option<u64>,
+
+    /// Run no earlier than this many ms from now.
+    #[arg(long)]
+    pub delay_ms: Option<u64>,
+
+    /// Attempts before the task goes to the dead-letter set (default: the queue's).
+    #[arg(long)]
+    pub max_attempts: Option<u32>,
+
+    /// Per-attempt timeout in ms (default: the queue's).
+    #[arg(long)]
+    pub timeout_ms: Option<u64>,
+
+    /// Affinity key: tasks with the same key go to the same worker on affinity queues.
+    #[arg(long)]
+    pub affinity: Option<String>,
+
+    /// Dedup key: a second task with the same key within the queue's window is not created.
+    #[arg(long)]
+    pub dedup: Option<String>,
+
+    /// Wait up to this many ms (in all) for the outcomes, print them, and fail unless every
+    /// task succeeded.
+    #[arg(long)]
+    pub wait_ms: Option<u64>,
+
+    /// Print a summary instead of one line per task.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl SubmitArgs {
+    fn payload(&self) -> Result<Vec<u8>, String> {
+        let Some(text) = &self.payload else {
+            return Ok(b"null".to_vec());
+        };
+        if !self.raw {
+            serde_json::from_str::<serde_json::Value>(text).map_err(|e| {
+                format!(
+                    "the payload is not JSON ({e}); quote it, or pass --raw to send it as it is"
+                )
+            })?;
+        }
+        Ok(text.as_bytes().to_vec())
+    }
+
+    fn spec(&self, payload: &[u8]) -> Result<TaskSpec, Error> {
+        let mut b = TaskSpec::builder(&self.queue, &self.kind).payload(payload.to_vec());
+        if let Some(p) = self.priority {
+            b = b.priority(p);
+        }
+        if let Some(c) = self.cost_ms {
+            b = b.cost_hint(millis(c));
+        }
+        if let Some(d) = self.delay_ms {
+            b = b.delay(millis(d));
+        }
+        if let Some(a) = self.max_attempts {
+            b = b.max_attempts(a);
+        }
+        if let Some(t) = self.timeout_ms {
+            b = b.timeout(millis(t));
+        }
+        if let Some(k) = &self.affinity {
+            b = b.affinity_key(k.clone());
+        }
+        if let Some(k) = &self.dedup {
+            b = b.dedup_key(k.clone());
+        }
+        b.build()
+    }
+}
+
+/// Submits, prints ids (and outcomes with `--wait-ms`).
+pub fn run(args: &SubmitArgs) -> Result<(), String> {
+    let payload = args.payload()?;
+    // Validate once before connecting, so bad flags fail fast with the builder's message.
+    args.spec(&payload).map_err(|e| e.to_string())?;
+    runtime()?.block_on(async {
+        let client = args.remote.connect().await?;
+        let bar = ProgressBar::new(args.count);
+        if args.count < 10_000 {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        bar.set_style(
+            ProgressStyle::with_template("submitting {bar:40} {pos}/{len} ({per_sec})")
+                .map_err(|e| e.to_string())?,
+        );
+        let mut handles: Vec<TaskHandle> = Vec::new();
+        let mut duplicates = 0u64;
+        let mut left = args.count;
+        while left > 0 {
+            let n = left.min(args.batch);
+            let specs = (0..n)
+                .map(|_| args.spec(&payload))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            let batch = client
+                .submit_batch(specs)
+                .await
+                .map_err(|e| e.to_string())?;
+            for h in batch {
+                duplicates += u64::from(h.was_duplicate());
+                if !args.quiet {
+                    bar.suspend(|| {
+                        if h.was_duplicate() {
+                            println!("{} duplicate", h.id());
+                        } else {
+                            println!("{}", h.id());
+                        }
+                    });
+                }
+                if args.wait_ms.is_some() {
+                    handles.push(h);
+                }
+            }
+            left -= n;
+            bar.inc(n);
+        }
+        bar.finish_and_clear();
+        if args.quiet {
+            println!(
+                "submitted {} tasks to {} ({} duplicates)",
+                args.count, args.queue, duplicates
+            );
+        }
+        match args.wait_ms {
+            Some(ms) => await_all(&handles, millis(ms), args.quiet).await,
+            None => Ok(()),
+        }
+    })
+}
+
+/// Awaits every handle within one overall deadline; fails unless all succeeded.
+async fn await_all(handles: &[TaskHandle], within: Duration, quiet: bool) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    let (mut ok, mut bad) = (0usize, 0usize);
+    for h in handles {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = match h.wait(left).await {
+            Ok(TaskOutcome::Succeeded(value)) => {
+                ok += 1;
+                format!("succeeded {}", String::from_utf8_lossy(&value))
+            }
+            Ok(TaskOutcome::Dead(error)) => {
+                bad += 1;
+                format!("dead: {error}")
+            }
+            Ok(TaskOutcome::Cancelled) => {
+                bad += 1;
+                "cancelled".to_owned()
+            }
+            Err(e) => {
+                bad += 1;
+                format!("no outcome: {e}")
+            }
+        };
+        if !quiet {
+            println!("{} {line}", h.id());
+        }
+    }
+    if quiet {
+        println!("{ok} succeeded, {bad} did not");
+    }
+    if bad == 0 {
+        Ok(())
+    } else {
+        Err(format!("{bad} of {} tasks did not succeed", handles.len()))
+    }
+}

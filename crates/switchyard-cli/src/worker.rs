@@ -1,0 +1,180 @@
+//! `switchyard worker`: a worker process with built-in handlers, for trying Switchyard out,
+//! for load and failure tests, and as the template of a real worker (see `examples/`).
+//!
+//! Built-in task kinds:
+//!
+//! * `echo` returns its payload;
+//! * `sleep` waits the number of milliseconds in its payload (`250` or `{"ms": 250}`), stopping
+//!   early if the task is cancelled, then returns its payload;
+//! * `fail` fails with the message in its payload (`"disk full"` or
+//!   `{"message": "disk full", "fatal": true}`); retryable unless `fatal`.
+
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::Value;
+use switchyard::{ShutdownHandle, TaskContext, TaskError, Worker};
+
+use crate::remote::{Remote, millis, runtime};
+
+/// The built-in task kinds and what they do, for `--help` and the start-up line.
+pub const BUILT_IN: [&str; 3] = ["echo", "sleep", "fail"];
+
+/// Flags of `switchyard worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+
+    /// This worker's id, unique among live workers. Registering an id that is still registered
+    /// (a restarted process) replaces the old registration and hands its tasks back to their
+    /// queues. Default: `worker-<process id>`.
+    #[arg(long)]
+    pub id: Option<String>,
+
+    /// Queues to take tasks from, in preference order (repeat the flag or separate by commas).
+    /// They must have been declared (`switchyard declare`).
+    #[arg(long = "queue", short = 'q', value_delimiter = ',', required = true)]
+    pub queues: Vec<String>,
+
+    /// Tasks run at once.
+    #[arg(long, short = 'c', default_value_t = 4)]
+    pub capacity: u32,
+
+    /// Weight for the weighted strategy (share of tasks relative to other workers).
+    #[arg(long, default_value_t = 1)]
+    pub weight: u32,
+
+    /// How long the backend waits without a heartbeat before it declares this worker dead and
+    /// hands its tasks to others. Heartbeats are sent every third of it.
+    #[arg(long, default_value_t = 10_000)]
+    pub heartbeat_ttl_ms: u64,
+
+    /// On SIGINT/SIGTERM: how long running tasks may take to finish before they are cancelled
+    /// (and handed back to their queues).
+    #[arg(long, default_value_t = 30_000)]
+    pub grace_ms: u64,
+
+    /// Mean interval of the maintenance pass this worker runs (promote due tasks, reap dead
+    /// workers, purge expired records), jittered; every worker runs it, no leader needed.
+    /// 0 turns it off.
+    #[arg(long, default_value_t = 1_000)]
+    pub maintenance_ms: u64,
+}
+
+/// Runs a worker until SIGINT or SIGTERM, then shuts it down gracefully.
+pub fn run(args: &WorkerArgs) -> Result<(), String> {
+    runtime()?.block_on(async {
+        let client = args.remote.connect().await?;
+        let id = args
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("worker-{}", std::process::id()));
+        let worker = Worker::builder(&client, &id, args.queues.iter().map(String::as_str))
+            .map_err(|e| e.to_string())?
+            .capacity(args.capacity)
+            .weight(args.weight)
+            .heartbeat_ttl(millis(args.heartbeat_ttl_ms))
+            .shutdown_grace(millis(args.grace_ms))
+            .maintenance((args.maintenance_ms > 0).then(|| millis(args.maintenance_ms)))
+            .handle("echo", |_ctx, payload| async move { Ok(payload) })
+            .handle("sleep", sleep)
+            .handle("fail", |_ctx, payload| async move { Err(fail(&payload)) })
+            .build()
+            .map_err(|e| e.to_string())?;
+        stop_on_signals(worker.shutdown_handle())?;
+        eprintln!(
+            "switchyard worker {id}: starting on queues {}, capacity {}, weight {}, kinds {}",
+            args.queues.join(","),
+            args.capacity,
+            args.weight,
+            BUILT_IN.join(", ")
+        );
+        let report = worker.run().await.map_err(|e| e.to_string())?;
+        eprintln!(
+            "switchyard worker {id} stopped: {} completed, {} failed, {} refused, {} handed back",
+            report.completed,
+            report.failed,
+            report.refused,
+            report.drained + report.handed_back
+        );
+        Ok(())
+    })
+}
+
+/// Shuts the worker down on the first SIGINT or SIGTERM.
+fn stop_on_signals(handle: ShutdownHandle) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())
+            .map_err(|e| format!("cannot listen for SIGTERM: {e}"))?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            eprintln!("switchyard worker: shutting down (running tasks may finish)");
+            handle.shutdown();
+        });
+    }
+    #[cfg(not(unix))]
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            handle.shutdown();
+        }
+    });
+    Ok(())
+}
+
+/// `sleep`: waits the payload's milliseconds unless cancelled.
+async fn sleep(ctx: TaskContext, payload: Vec<u8>) -> Result<Vec<u8>, TaskError> {
+    let ms = match serde_json::from_slice::<Value>(&payload) {
+        Ok(Value::Number(n)) => n.as_u64(),
+        Ok(Value::Object(o)) => o.get("ms").and_then(Value::as_u64),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        TaskError::fatal("sleep expects a payload of milliseconds: 250 or {\"ms\": 250}")
+    })?;
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_millis(ms)) => Ok(payload),
+        _ = ctx.cancelled() => Err(TaskError::fatal("cancelled while sleeping")),
+    }
+}
+
+/// `fail`: the error its payload asks for.
+fn fail(payload: &[u8]) -> TaskError {
+    let (message, fatal) = match serde_json::from_slice::<Value>(payload) {
+        Ok(Value::String(s)) => (s, false),
+        Ok(Value::Object(o)) => (
+            o.get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("asked to fail")
+                .to_owned(),
+            o.get("fatal").and_then(Value::as_bool).unwrap_or(false),
+        ),
+        _ => ("asked to fail".to_owned(), false),
+    };
+    if fatal {
+        TaskError::fatal(message)
+    } else {
+        TaskError::retry(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fail_reads_message_and_fatality() {
+        let e = fail(br#"{"message": "disk full", "fatal": true}"#);
+        assert_eq!(e.message(), "disk full");
+        assert!(!e.is_retryable());
+        let e = fail(br#""try later""#);
+        assert_eq!(e.message(), "try later");
+        assert!(e.is_retryable());
+        assert_eq!(fail(b"not json").message(), "asked to fail");
+    }
+}

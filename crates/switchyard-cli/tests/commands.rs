@@ -1,0 +1,200 @@
+//! The Redis commands of `switchyard` end to end: declare, submit (and await), worker (and its
+//! graceful stop on SIGTERM), status, task, dead (and re-drive), events; clear errors for bad
+//! input.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+mod support;
+
+use std::time::Duration;
+
+use support::{WorkerProcess, ok, run};
+use switchyard_testkit::redis_server::RedisServer;
+
+const WORKER: [&str; 6] = [
+    "--queue",
+    "jobs",
+    "--heartbeat-ttl-ms",
+    "2000",
+    "--maintenance-ms",
+    "100",
+];
+
+#[test]
+fn declare_submit_work_inspect_and_redrive() {
+    let server = RedisServer::start().unwrap();
+    let ns = "cmd";
+    let declared = ok(
+        &server,
+        ns,
+        &[
+            "declare",
+            "jobs",
+            "--policy",
+            "priority",
+            "--strategy",
+            "weighted",
+            "--events",
+            "all",
+            "--backoff-ms",
+            "20",
+            "--jitter-pct",
+            "0",
+        ],
+    );
+    assert!(
+        declared.contains("policy priority, strategy weighted"),
+        "{declared}"
+    );
+    let worker = WorkerProcess::start(&server, ns, "w1", &WORKER);
+
+    let out = ok(
+        &server,
+        ns,
+        &[
+            "submit",
+            "jobs",
+            "echo",
+            r#"{"n": 1}"#,
+            "--wait-ms",
+            "20000",
+        ],
+    );
+    assert!(out.contains(r#"succeeded {"n": 1}"#), "{out}");
+
+    let out = ok(
+        &server,
+        ns,
+        &[
+            "submit",
+            "jobs",
+            "sleep",
+            "5",
+            "-n",
+            "300",
+            "--wait-ms",
+            "30000",
+            "--quiet",
+        ],
+    );
+    assert!(
+        out.contains("submitted 300 tasks to jobs (0 duplicates)"),
+        "{out}"
+    );
+    assert!(out.contains("300 succeeded, 0 did not"), "{out}");
+
+    // A task that always fails: two attempts, then the dead-letter set.
+    let failed = run(
+        &server,
+        ns,
+        &[
+            "submit",
+            "jobs",
+            "fail",
+            r#""disk full""#,
+            "--max-attempts",
+            "2",
+            "--wait-ms",
+            "20000",
+        ],
+    );
+    assert!(!failed.status.success());
+    let stdout = String::from_utf8_lossy(&failed.stdout);
+    let id = stdout.lines().next().unwrap().to_owned();
+    assert!(stdout.contains("dead: disk full"), "{stdout}");
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("1 of 1 tasks did not succeed"));
+
+    let shown = ok(&server, ns, &["task", &id]);
+    assert!(shown.contains("state       dead"), "{shown}");
+    assert!(shown.contains("attempts    2 of 2"), "{shown}");
+    assert!(shown.contains("last error  disk full"), "{shown}");
+
+    let dead = ok(&server, ns, &["dead", "jobs"]);
+    assert!(
+        dead.contains(&format!("{id} fail attempts=2 error=disk full")),
+        "{dead}"
+    );
+    let redriven = ok(&server, ns, &["dead", "jobs", "--redrive"]);
+    assert!(redriven.contains("re-drove 1 tasks"), "{redriven}");
+    // Re-driven with fresh attempts, it fails twice more and is dead again.
+    let again = ok(&server, ns, &["task", &id, "--wait-ms", "20000"]);
+    assert!(again.contains("dead: disk full"), "{again}");
+
+    let status = ok(&server, ns, &["status"]);
+    let jobs = status.lines().find(|l| l.starts_with("jobs")).unwrap();
+    let columns: Vec<&str> = jobs.split_whitespace().collect();
+    assert_eq!(columns[1..4], ["priority", "weighted", "0"], "{status}");
+    assert_eq!(columns[8], "301", "succeeded: {status}");
+    assert_eq!(columns[9], "1", "dead: {status}");
+    assert!(status.lines().any(|l| l.starts_with("w1 ")), "{status}");
+    let json = ok(&server, ns, &["status", "--json"]);
+    let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(parsed["queues"][0]["succeeded"], 301);
+
+    let events = ok(&server, ns, &["events", "--limit", "1000"]);
+    for kind in [
+        "submitted",
+        "dispatched",
+        "succeeded",
+        "failed",
+        "retried",
+        "dead",
+    ] {
+        assert!(
+            events
+                .lines()
+                .any(|l| l.split_whitespace().nth(1) == Some(kind)),
+            "{kind} missing: {events}"
+        );
+    }
+
+    // SIGTERM while a task runs: the worker lets it finish, then deregisters.
+    let slow = ok(&server, ns, &["submit", "jobs", "sleep", "800"]);
+    let slow = slow.trim();
+    std::thread::sleep(Duration::from_millis(300));
+    let log = worker.terminate(Duration::from_secs(20));
+    assert!(log.contains("shutting down"), "{log}");
+    let shown = ok(&server, ns, &["task", slow]);
+    assert!(
+        shown.contains("state       succeeded"),
+        "graceful stop finished it: {shown}\n{log}"
+    );
+    let status = ok(&server, ns, &["status"]);
+    assert!(status.contains("(no live workers)"), "{status}");
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let server = RedisServer::start().unwrap();
+    let ns = "bad";
+    let err = |args: &[&str]| {
+        let out = run(&server, ns, args);
+        assert!(!out.status.success(), "switchyard {args:?} should fail");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(err(&["declare", "jobs", "--policy", "lifo"]).contains("expected fcfs, priority"));
+    assert!(err(&["declare", "bad queue!"]).contains("queue"));
+    ok(&server, ns, &["declare", "jobs"]);
+    assert!(err(&["submit", "jobs", "echo", "not json"]).contains("pass --raw"));
+    assert!(err(&["submit", "nowhere", "echo"]).contains("nowhere"));
+    assert!(err(&["submit", "jobs", "echo", "--priority", "70000"]).contains("--priority"));
+    assert!(err(&["submit", "jobs", "echo", "--max-attempts", "0"]).contains("attempts"));
+    assert!(err(&["task", "not-an-id"]).contains("not-an-id"));
+    let memory = switchyard_cli_with_url("memory://", &["status"]);
+    assert!(memory.contains("switchyard demo"), "{memory}");
+    let refused = switchyard_cli_with_url("redis://127.0.0.1:1", &["status"]);
+    assert!(
+        refused.contains("cannot connect to redis://127.0.0.1:1"),
+        "{refused}"
+    );
+}
+
+/// stderr of a failing `switchyard` run against `url`.
+fn switchyard_cli_with_url(url: &str, args: &[&str]) -> String {
+    let out = support::switchyard()
+        .args(args)
+        .env("SWITCHYARD_URL", url)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

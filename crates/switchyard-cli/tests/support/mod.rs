@@ -1,0 +1,138 @@
+//! Running the `switchyard` binary against a test redis-server: one-shot commands, and worker
+//! processes that are SIGKILLed when dropped (so a failing test leaves nothing behind).
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)] // each test file uses a part
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use switchyard::Client;
+use switchyard_testkit::redis_server::RedisServer;
+
+/// The binary under test.
+pub fn switchyard() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_switchyard"))
+}
+
+/// Runs `switchyard <args>` against `server`/`namespace` and returns its output.
+pub fn run(server: &RedisServer, namespace: &str, args: &[&str]) -> Output {
+    switchyard()
+        .args(args)
+        .env("SWITCHYARD_URL", server.url())
+        .env("SWITCHYARD_NAMESPACE", namespace)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the switchyard binary runs")
+}
+
+/// Like [`run`], but panics with stderr unless the command succeeded; returns stdout.
+pub fn ok(server: &RedisServer, namespace: &str, args: &[&str]) -> String {
+    let out = run(server, namespace, args);
+    assert!(
+        out.status.success(),
+        "switchyard {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A `switchyard worker` process, killed with SIGKILL when dropped.
+pub struct WorkerProcess {
+    pub id: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl WorkerProcess {
+    /// Starts `switchyard worker --id <id> <extra>` with its stderr in a log file.
+    pub fn start(server: &RedisServer, namespace: &str, id: &str, extra: &[&str]) -> Self {
+        let log = server.dir().join(format!("worker-{id}.log"));
+        let file = std::fs::File::create(&log).expect("a log file in the server's temp dir");
+        let child = switchyard()
+            .args(["worker", "--id", id])
+            .args(extra)
+            .env("SWITCHYARD_URL", server.url())
+            .env("SWITCHYARD_NAMESPACE", namespace)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(file))
+            .spawn()
+            .expect("the switchyard binary starts");
+        WorkerProcess {
+            id: id.to_owned(),
+            child,
+            log,
+        }
+    }
+
+    /// SIGKILL: no shutdown, no deregistration, leases left behind.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for a graceful exit; returns its log.
+    pub fn terminate(mut self, within: Duration) -> String {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "cannot send SIGTERM");
+        let started = Instant::now();
+        while started.elapsed() < within {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(
+                    status.success(),
+                    "worker exited with {status}: {}",
+                    self.log()
+                );
+                return self.log();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("worker {} did not stop within {within:?}", self.id);
+    }
+
+    /// What it wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, or panics with `what` after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(started.elapsed() < within, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `id` is a live worker.
+pub async fn registered(client: &Client, id: &str) {
+    eventually(
+        Duration::from_secs(20),
+        &format!("worker {id} to register"),
+        || async {
+            let stats = client.stats().await.ok()?;
+            stats
+                .workers
+                .iter()
+                .any(|w| w.id.as_str() == id)
+                .then_some(())
+        },
+    )
+    .await
+}

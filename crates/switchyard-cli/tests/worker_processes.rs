@@ -1,0 +1,286 @@
+//! Worker processes on Redis, killed for real: a SIGKILLed worker's tasks are finished by
+//! another process and its late reports are refused (fencing); a soak of 10,000 tasks through
+//! four worker processes, one killed and restarted every two seconds, loses none.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use support::{WorkerProcess, eventually, ok, registered};
+use switchyard::{
+    Ack, Client, Lease, Rejection, TaskHandle, TaskId, TaskOutcome, TaskSpec, TaskState,
+};
+use switchyard_testkit::redis_server::RedisServer;
+
+async fn connect(server: &RedisServer, namespace: &str) -> Client {
+    Client::connect(&server.url(), namespace).await.unwrap()
+}
+
+/// The lease a task is held under right now, if it runs on `worker`.
+async fn lease_on(client: &Client, id: TaskId, worker: &str) -> Option<Lease> {
+    let info = client.task(id).info().await.ok()??;
+    let holder = info.worker?;
+    if info.state != TaskState::Running || holder.as_str() != worker {
+        return None;
+    }
+    Some(Lease {
+        task: id,
+        queue: info.queue,
+        worker: holder,
+        token: info.token?,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkilled_worker_s_tasks_finish_elsewhere_and_its_late_reports_are_refused() {
+    let server = RedisServer::start().unwrap();
+    let ns = "kill";
+    ok(
+        &server,
+        ns,
+        &["declare", "q", "--backoff-ms", "50", "--jitter-pct", "0"],
+    );
+    let client = connect(&server, ns).await;
+    let worker_flags = [
+        "--queue",
+        "q",
+        "--capacity",
+        "4",
+        "--heartbeat-ttl-ms",
+        "600",
+        "--maintenance-ms",
+        "100",
+    ];
+    let mut doomed = WorkerProcess::start(&server, ns, "doomed", &worker_flags);
+    registered(&client, "doomed").await;
+
+    // Four tasks that take 1.5 s each: all four start on the doomed worker.
+    let specs = (0..4)
+        .map(|_| {
+            TaskSpec::builder("q", "sleep")
+                .payload(b"1500".to_vec())
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let tasks: Vec<TaskHandle> = client.submit_batch(specs).await.unwrap();
+    let mut old_leases = Vec::new();
+    for t in &tasks {
+        let lease = eventually(Duration::from_secs(10), "a task to start on doomed", || {
+            lease_on(&client, t.id(), "doomed")
+        })
+        .await;
+        old_leases.push(lease);
+    }
+
+    doomed.kill();
+    let survivor = WorkerProcess::start(&server, ns, "survivor", &worker_flags);
+
+    // Each task is taken over by the survivor (once the doomed worker's heartbeat expired and
+    // some worker's maintenance reaped it). While it runs there, the dead worker's lease is
+    // refused and changes nothing.
+    for (t, old) in tasks.iter().zip(&old_leases) {
+        let new = eventually(
+            Duration::from_secs(20),
+            "the survivor to take a task",
+            || lease_on(&client, t.id(), "survivor"),
+        )
+        .await;
+        assert_ne!(new.token, old.token, "a new dispatch carries a new token");
+        let late = client
+            .backend()
+            .complete(old, b"late".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(late.ack, Ack::Rejected(Rejection::StaleToken));
+        let late = client
+            .backend()
+            .fail(old, "late failure", true)
+            .await
+            .unwrap();
+        assert_eq!(late.ack, Ack::Rejected(Rejection::StaleToken));
+        assert_eq!(
+            lease_on(&client, t.id(), "survivor").await,
+            Some(new),
+            "the refused reports left the survivor's lease alone"
+        );
+    }
+    for t in &tasks {
+        let outcome = t.wait(Duration::from_secs(20)).await.unwrap();
+        assert_eq!(outcome, TaskOutcome::Succeeded(b"1500".to_vec()));
+        let info = t.info().await.unwrap().unwrap();
+        assert_eq!(info.attempts, 2, "one attempt died with its worker");
+    }
+    // After the task finished, the old lease is still refused.
+    let late = client
+        .backend()
+        .complete(&old_leases[0], b"late".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        late.ack,
+        Ack::Rejected(Rejection::NotRunning(TaskState::Succeeded))
+    );
+    assert_eq!(
+        tasks[0].result_bytes(Duration::from_secs(1)).await.unwrap(),
+        b"1500"
+    );
+    let log = survivor.terminate(Duration::from_secs(10));
+    assert!(log.contains("4 completed"), "{log}");
+}
+
+/// The soak's task `n` sleeps 20-60 ms (so 10,000 tasks keep 32 slots busy for ~12 s, long
+/// enough for several kills) and returns its payload.
+fn run_ms(n: usize) -> String {
+    (20 + (n % 5) * 10).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_ten_thousand_tasks_while_workers_are_killed_and_restarted() {
+    const TASKS: usize = 10_000;
+    const BATCH: usize = 250;
+    let server = RedisServer::start().unwrap();
+    let ns = "soak";
+    // Many attempts: a task may be caught by several kills in a row.
+    ok(
+        &server,
+        ns,
+        &[
+            "declare",
+            "soak",
+            "--strategy",
+            "least-loaded",
+            "--max-attempts",
+            "100",
+            "--backoff-ms",
+            "10",
+            "--backoff-max-ms",
+            "100",
+        ],
+    );
+    let client = connect(&server, ns).await;
+    let flags = [
+        "--queue",
+        "soak",
+        "--capacity",
+        "8",
+        "--heartbeat-ttl-ms",
+        "1000",
+        "--maintenance-ms",
+        "200",
+        "--grace-ms",
+        "2000",
+    ];
+    let mut workers: Vec<WorkerProcess> = (0..4)
+        .map(|i| WorkerProcess::start(&server, ns, &format!("w{i}"), &flags))
+        .collect();
+    for w in &workers {
+        registered(&client, &w.id).await;
+    }
+
+    // A producer submits in batches while the workers run and get killed.
+    let producer = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let mut ids = Vec::with_capacity(TASKS);
+            for b in 0..TASKS / BATCH {
+                let specs = (0..BATCH)
+                    .map(|i| {
+                        TaskSpec::builder("soak", "sleep")
+                            .payload(run_ms(b * BATCH + i).into_bytes())
+                            .build()
+                            .unwrap()
+                    })
+                    .collect();
+                for h in client.submit_batch(specs).await.unwrap() {
+                    ids.push(h.id());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            ids
+        })
+    };
+
+    // Every two seconds one worker is SIGKILLed and a new process started: half the time under
+    // the same id (the new registration replaces the old and hands its tasks back), half the
+    // time under a new id (the old one is found dead by heartbeat expiry and reaped).
+    let started = Instant::now();
+    let deadline = Duration::from_secs(240);
+    let mut kills = 0usize;
+    let mut next_kill = Instant::now() + Duration::from_secs(2);
+    loop {
+        let stats = client.stats().await.unwrap();
+        let q = stats
+            .queues
+            .iter()
+            .find(|q| q.queue.as_ref().is_some_and(|n| n.as_str() == "soak"));
+        let succeeded = q.map_or(0, |q| q.succeeded);
+        if producer.is_finished() && succeeded as usize >= TASKS {
+            break;
+        }
+        assert!(
+            started.elapsed() < deadline,
+            "after {kills} kills and {:?}, only {succeeded} of {TASKS} succeeded: {q:?}\n{}",
+            started.elapsed(),
+            workers
+                .iter()
+                .map(|w| w.log())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        if Instant::now() >= next_kill {
+            let slot = kills % workers.len();
+            workers[slot].kill();
+            let id = if kills.is_multiple_of(2) {
+                workers[slot].id.clone()
+            } else {
+                format!("w{slot}-r{kills}")
+            };
+            workers[slot] = WorkerProcess::start(&server, ns, &id, &flags);
+            kills += 1;
+            next_kill = Instant::now() + Duration::from_secs(2);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ids = producer.await.unwrap();
+    assert!(
+        kills >= 3,
+        "the soak ran long enough to kill workers ({kills} kills)"
+    );
+
+    // Check by id: every task succeeded with its own payload as its result; none is missing.
+    assert_eq!(ids.len(), TASKS);
+    assert_eq!(
+        ids.iter().collect::<HashSet<_>>().len(),
+        TASKS,
+        "ids are unique"
+    );
+    let mut retried = 0;
+    for (n, id) in ids.iter().enumerate() {
+        let outcome = client.backend().get_outcome(*id).await.unwrap();
+        assert_eq!(
+            outcome,
+            Some(TaskOutcome::Succeeded(run_ms(n).into_bytes())),
+            "task {n} ({id})"
+        );
+        let info = client.task(*id).info().await.unwrap().unwrap();
+        assert_eq!(info.state, TaskState::Succeeded);
+        if info.attempts > 1 {
+            retried += 1;
+        }
+    }
+    let stats = client.stats().await.unwrap();
+    let q = &stats.queues[0];
+    assert_eq!(
+        (q.ready, q.dispatched, q.running, q.retry_scheduled, q.dead),
+        (0, 0, 0, 0, 0),
+        "nothing left behind"
+    );
+    eprintln!(
+        "soak: {TASKS} tasks, {kills} kills, {retried} tasks needed more than one attempt, {:?}",
+        started.elapsed()
+    );
+    assert!(retried > 0, "the kills caught tasks mid-flight");
+}
