@@ -47,7 +47,7 @@ pub struct WorkerArgs {
 
     /// How long the backend waits without a heartbeat before it declares this worker dead and
     /// hands its tasks to others. Heartbeats are sent every third of it.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 15_000)]
     pub heartbeat_ttl_ms: u64,
 
     /// On SIGINT/SIGTERM: how long running tasks may take to finish before they are cancelled

@@ -200,6 +200,26 @@ impl Client {
 }
 
 /// Follows one task: its state, its result, its cancellation.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use std::time::Duration;
+/// use switchyard::{CancelOutcome, Client, Error, QueueConfig, TaskSpec, TaskState};
+/// let client = Client::memory();
+/// client.declare("reports", QueueConfig::default()).await?;
+/// let spec = TaskSpec::builder("reports", "monthly").delay(Duration::from_secs(3600)).build()?;
+/// let task = client.submit(spec).await?;
+/// assert_eq!(task.state().await?, Some(TaskState::Scheduled));
+///
+/// // Nobody serves the queue: waiting times out, and says so.
+/// assert!(matches!(task.wait(Duration::from_millis(10)).await, Err(Error::Timeout { .. })));
+///
+/// // Not started yet, so the cancel takes effect at once; the result says it was cancelled.
+/// assert!(matches!(task.cancel().await?, CancelOutcome::Cancelled { .. }));
+/// assert!(matches!(task.result_bytes(Duration::from_secs(1)).await, Err(Error::TaskCancelled(_))));
+/// # Ok::<(), switchyard::Error>(())
+/// # }).unwrap();
+/// ```
 #[derive(Clone)]
 pub struct TaskHandle {
     id: TaskId,

@@ -36,6 +36,16 @@ use crate::client::{Client, Task, from_json, to_json};
 /// Why a handler failed, and whether the task may be retried.
 ///
 /// Any `std::error::Error` converts into a retryable failure, so handlers can use `?`.
+///
+/// ```
+/// use switchyard::TaskError;
+/// fn parse(payload: &[u8]) -> Result<u32, TaskError> {
+///     let text = std::str::from_utf8(payload)?; // retryable, via `From`
+///     text.trim().parse().map_err(|_| TaskError::fatal(format!("`{text}` is not a number")))
+/// }
+/// assert_eq!(parse(b"42").unwrap(), 42);
+/// assert!(!parse(b"x").unwrap_err().is_retryable());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskError {
     message: String,
@@ -83,6 +93,27 @@ impl<E: std::error::Error> From<E> for TaskError {
 }
 
 /// What a handler knows about the task it runs.
+///
+/// A long handler should watch for cancellation (the task was cancelled, its lease was lost,
+/// or the worker is shutting down past its grace period):
+///
+/// ```
+/// use std::time::Duration;
+/// use switchyard::{Client, TaskError, Worker};
+/// let client = Client::memory();
+/// let worker = Worker::builder(&client, "worker-1", ["exports"])?
+///     .handle("export", |ctx, _payload| async move {
+///         for _chunk in 0..100 {
+///             tokio::select! {
+///                 _ = ctx.cancelled() => return Err(TaskError::fatal("cancelled")),
+///                 _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+///             }
+///         }
+///         Ok(format!("exported on attempt {}", ctx.attempt).into_bytes())
+///     })
+///     .build()?;
+/// # Ok::<(), switchyard::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct TaskContext {
     /// The task.
@@ -363,6 +394,22 @@ impl Worker {
     }
 
     /// Runs until Ctrl-C (or the shutdown handle), then shuts down gracefully.
+    ///
+    /// ```no_run
+    /// use switchyard::{Client, TaskError, Worker};
+    /// #[tokio::main]
+    /// async fn main() -> Result<(), switchyard::Error> {
+    ///     let client = Client::connect("redis://127.0.0.1:6380", "shop").await?;
+    ///     let report = Worker::builder(&client, "worker-1", ["emails"])?
+    ///         .capacity(8)
+    ///         .handle("send", |_ctx, payload| async move { Ok::<_, TaskError>(payload) })
+    ///         .build()?
+    ///         .run_until_ctrl_c()
+    ///         .await?;
+    ///     println!("{} tasks done", report.completed);
+    ///     Ok(())
+    /// }
+    /// ```
     pub async fn run_until_ctrl_c(self) -> Result<WorkerReport> {
         let handle = self.shutdown_handle();
         tokio::spawn(async move {
