@@ -14,11 +14,11 @@ pub struct DeclareArgs {
     /// The queue: 1-64 characters of letters, digits, `-`, `_`, `.` and `:`.
     pub queue: String,
 
-    /// Order inside the queue: fcfs, priority, priority:<aging step ms>, sjf, sjf:<aging factor>.
+    /// Order inside the queue: fcfs, priority, priority:STEP_MS (with aging), sjf, sjf:FACTOR (with aging).
     #[arg(long, short = 'p', default_value = "fcfs")]
     pub policy: Policy,
 
-    /// Choice of worker: round-robin, random, weighted, least-loaded, affinity[:vnodes], pull.
+    /// Choice of worker: round-robin, random, weighted, least-loaded, affinity, affinity:VNODES, pull.
     #[arg(long, short = 's', default_value = "round-robin")]
     pub strategy: Strategy,
 

@@ -30,12 +30,12 @@ pub struct DemoArgs {
     pub tasks: u64,
 
     /// Dispatch strategies to compare, comma-separated: round-robin, random, weighted,
-    /// least-loaded, affinity[:vnodes], pull. Default: all of them.
+    /// least-loaded, affinity, affinity:VNODES, pull. Default: all of them.
     #[arg(long, short = 's', value_delimiter = ',')]
     pub strategy: Vec<Strategy>,
 
-    /// Scheduling policy of the queue: fcfs, priority, priority:<aging step ms>, sjf,
-    /// sjf:<aging factor>.
+    /// Scheduling policy of the queue: fcfs, priority, priority:STEP_MS (with aging), sjf,
+    /// sjf:FACTOR (with aging).
     #[arg(long, short = 'p', default_value = "fcfs")]
     pub policy: Policy,
 
