@@ -5,12 +5,8 @@
 -- ARGV: now, worker, N, N queue names.
 -- Reply: {expiry, C, C ids to cancel, E, E expired ids, assignments...}.
 -- Errors: SY_UNKNOWN_WORKER, SY_STALE.
-local w = name_arg(2, 'worker id')
-local nq = int_arg(3, 'queue count', 1, 64)
-local wr = worker_get(w)
+local wr, w = worker_of_call()
 if not wr then fail('SY_UNKNOWN_WORKER', w) end
-queues_named(4, nq)
-check_worker_queues(wr, 4, nq)
 wr.exp = NOW + wr.ttl
 worker_put(wr)
 redis.call('ZADD', K_HB, wr.exp, w)

@@ -703,3 +703,24 @@ local function check_worker_queues(wr, first, n)
   end
   if not same then fail('SY_STALE', 'worker ' .. wr.id .. ' serves other queues now') end
 end
+
+-- The worker a worker step names (ARGV: now, worker, N, N queue names), its queue groups bound
+-- and checked; nil (and the id) if it is not registered.
+local function worker_of_call()
+  local w = name_arg(2, 'worker id')
+  local nq = int_arg(3, 'queue count', 1, 64)
+  local wr = worker_get(w)
+  if not wr then return nil, w end
+  queues_named(4, nq)
+  check_worker_queues(wr, 4, nq)
+  return wr, w
+end
+
+-- Writes what is deferred and replies {count, returned ids..., assignments...}.
+local function reply_returned(returned)
+  flush()
+  local reply = {#returned}
+  for _, id in ipairs(returned) do reply[#reply + 1] = id end
+  for _, v in ipairs(ASSIGN) do reply[#reply + 1] = v end
+  return reply
+end
