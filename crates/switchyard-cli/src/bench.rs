@@ -406,6 +406,31 @@ async fn lifecycle(probe: &mut Probe, args: &BenchArgs, floor_cpu: f64) -> Res<(
     Ok(())
 }
 
+/// The rows of one growth table: CPU per cycle, as a multiple of the table's first row too.
+#[derive(Default)]
+struct Growth {
+    base: Option<f64>,
+}
+
+impl Growth {
+    /// Prints `| label | size | CPU per cycle (× first) | usec_per_call |` from a measurement.
+    fn row(
+        &mut self,
+        label: &str,
+        size: usize,
+        cycles: usize,
+        (cpu, calls, usec): (f64, u64, u64),
+    ) {
+        let per = cpu / cycles as f64;
+        let base = *self.base.get_or_insert(per);
+        println!(
+            "| {label} | {size} | {per:.2} µs ({:.2}×) | {:.2} |",
+            per / base,
+            usec as f64 / calls.max(1) as f64
+        );
+    }
+}
+
 async fn depth(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
     println!("## Growth with queue depth\n");
     println!(
@@ -414,7 +439,7 @@ async fn depth(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
     println!("| policy | D | CPU per cycle | usec_per_call |\n| --- | --- | --- | --- |");
     let cycles = (args.tasks / 4).max(1);
     for policy in [Policy::Fcfs, Policy::PRIORITY] {
-        let mut base = 0.0;
+        let mut growth = Growth::default();
         for d in [1_000usize, args.max_depth] {
             let s = space(&args.url, 4).await?;
             let q = s.queue("deep", policy, Strategy::RoundRobin).await?;
@@ -439,7 +464,7 @@ async fn depth(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
                 .lease;
             let b = s.backend.clone();
             let qn = q.clone();
-            let (cpu, calls, usec) = measure(probe, || async move {
+            let measured = measure(probe, || async move {
                 for _ in 0..cycles {
                     let (_, mut next) = b
                         .complete_and_receive(&lease, Vec::new(), 1)
@@ -451,16 +476,7 @@ async fn depth(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
                 Ok(())
             })
             .await?;
-            let per = cpu / cycles as f64;
-            if base == 0.0 {
-                base = per;
-            }
-            println!(
-                "| {} | {d} | {per:.2} µs ({:.2}×) | {:.2} |",
-                policy.name(),
-                per / base,
-                usec as f64 / calls.max(1) as f64
-            );
+            growth.row(&policy.name(), d, cycles, measured);
             s.cleanup(probe).await?;
         }
     }
@@ -476,7 +492,7 @@ async fn workers(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
     println!("| strategy | W | CPU per cycle | usec_per_call |\n| --- | --- | --- | --- |");
     let cycles = (args.tasks / 4).max(1);
     for strategy in Strategy::ALL.into_iter().filter(Strategy::is_push) {
-        let mut base = 0.0;
+        let mut growth = Growth::default();
         for count in [4usize, 64, 1024] {
             let s = space(&args.url, 4).await?;
             let q = s.queue("many", Policy::Fcfs, strategy).await?;
@@ -486,7 +502,7 @@ async fn workers(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
             let b = s.backend.clone();
             let qn = q.clone();
             let mut tasks = Tasks::new(4, args.payload);
-            let (cpu, calls, usec) = measure(probe, || async move {
+            let measured = measure(probe, || async move {
                 for _ in 0..cycles {
                     let out = b.submit(tasks.next(qn.as_str())?).await.map_err(err)?;
                     let w = out.assigned.ok_or("no worker picked")?;
@@ -497,16 +513,7 @@ async fn workers(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
                 Ok(())
             })
             .await?;
-            let per = cpu / cycles as f64;
-            if base == 0.0 {
-                base = per;
-            }
-            println!(
-                "| {} | {count} | {per:.2} µs ({:.2}×) | {:.2} |",
-                strategy.name(),
-                per / base,
-                usec as f64 / calls.max(1) as f64
-            );
+            growth.row(strategy.name(), count, cycles, measured);
             s.cleanup(probe).await?;
         }
     }
