@@ -9,12 +9,11 @@
 local wr, w = worker_of_call()
 if not wr then fail('SY_UNKNOWN_WORKER', w) end
 if wr.wait >= 2 then return {0} end
-local was = has_free_slot(wr)
+unsettle(wr)
 wr.wait = 2
 unpark(wr)
 local inbox = redis.call('ZRANGEBYLEX', K_WTASKS, string.format('[%s|%012x', w, wr.rc + 1), '(' .. w .. '}')
 wr.inf = wr.inf - #inbox
-refresh_load(wr, was)
 worker_put(wr)
 local returned = {}
 for _, m in ipairs(inbox) do

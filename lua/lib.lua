@@ -82,36 +82,6 @@ end
 local PENDING = {recs = {}, order = {}, adds = {}, rems = {}, seq = nil, seq_extra = 0}
 local QUEUES = {}
 
-local function flush()
-  local function send(cmd, key, args)
-    for i = 1, #args, 4000 do
-      redis.call(cmd, key, unpack(args, i, math.min(i + 3999, #args)))
-    end
-  end
-  if #PENDING.order > 0 then
-    local args = {}
-    for _, id in ipairs(PENDING.order) do
-      args[#args + 1] = id
-      args[#args + 1] = PENDING.recs[id]
-    end
-    send('HSET', K_TASKS, args)
-    PENDING.recs, PENDING.order = {}, {}
-  end
-  for key, members in pairs(PENDING.rems) do send('ZREM', key, members) end
-  for key, list in pairs(PENDING.adds) do send('ZADD', key, list) end
-  PENDING.rems, PENDING.adds = {}, {}
-  if PENDING.seq_extra > 0 then
-    redis.call('HINCRBY', K_META, '~seq', PENDING.seq_extra)
-    PENDING.seq_extra = 0
-  end
-  for _, q in pairs(QUEUES) do
-    if q.dirty then
-      redis.call('HSET', q.k_state, 'd', struct.pack(QDYN, q.tomb, q.rng, q.jit, q.vt, q.ep, q.ctr) .. (q.cur or ''))
-      q.dirty = nil
-    end
-  end
-end
-
 -- The next value of the namespace-wide sequence (ready/delayed order, lease tokens, inboxes):
 -- one HINCRBY for the first value of a call, then counted locally and written by `flush`.
 local function next_seq()
@@ -279,36 +249,99 @@ local function has_free_slot(wr)
   return wr.wait < 2 and wr.inf < wr.cap
 end
 
--- Balancer.set_load for every push queue of the worker after its load changed; `was` is
--- whether it had a free slot before. Entries change only where eligibility flipped, or for
--- least-loaded (the ratio is its key). A worker becoming eligible in a weighted queue is lifted
--- to the queue's virtual time (weighted.rs), which needs that queue open.
-local function refresh_load(wr, was)
-  local free = has_free_slot(wr)
-  for _, qname in ipairs(wr.queues) do
-    local str = wr.strs[qname]
-    if str ~= T_PULL and (free ~= was or (str == T_LL and (free or was))) then
-      local field = wr.id .. '|' .. qname
-      local v = redis.call('HGET', K_WORKERS, field)
-      local bs, weight, n, ep, stamp = struct.unpack(BAL, v)
-      local old = string.sub(v, BAL_LEN + 1)
-      local m = ''
-      if free then
-        if str == T_WEIGHTED then
-          local q = queue_of(qname)
-          if ep ~= q.ep then n = 1; ep = q.ep end
-          local at = math.ceil((q.vt * weight + HALF_SCALE) / WEIGHT_SCALE)
-          if at > n then n = at end
-          m = string.format('%s|%013x|%s', qname, math.floor((2 * n - 1) * HALF_SCALE / weight), wr.id)
-        elseif str == T_LL then
-          m = string.format('%s|%012x|%013x|%s', qname, math.floor(wr.inf * 4294967296 / wr.cap), stamp, wr.id)
-        else
-          m = qname .. '|' .. wr.id
+-- Workers whose balancer entries may be out of date in this call (see `unsettle`).
+local UNSETTLED = {}
+
+-- Call before changing a worker's load or eligibility, or its least-loaded recency stamp: its
+-- balancer entries are then rewritten once, by `settle`, from the state it has by then — not
+-- once per change (a complete that refills its slot changes nothing in the end). This is exact
+-- because nothing reads the entries in between: `settle` runs before every strategy decision
+-- and in `flush`, and the queues' virtual times only move in decisions. `was`: whether the
+-- worker was eligible (default: computed now).
+local function unsettle(wr, was)
+  if wr.free0 == nil then
+    if was == nil then was = has_free_slot(wr) end
+    wr.free0 = was
+    wr.inf0 = wr.inf
+    UNSETTLED[#UNSETTLED + 1] = wr
+  end
+end
+
+-- Balancer.set_load for every push queue of each unsettled worker: an entry changes where
+-- eligibility flipped, or for least-loaded where the load ratio or the recency stamp changed.
+-- A worker becoming eligible in a weighted queue is lifted to the queue's virtual time
+-- (weighted.rs); a flip out and back in between is no lift, since an eligible worker's pass
+-- is never below the virtual time.
+local function settle()
+  for i = 1, #UNSETTLED do
+    local wr = UNSETTLED[i]
+    UNSETTLED[i] = nil
+    local was, free = wr.free0, has_free_slot(wr)
+    local moved = wr.inf ~= wr.inf0
+    wr.free0 = nil
+    for _, qname in ipairs(wr.queues) do
+      local str = wr.strs[qname]
+      local picked = wr.stamps and wr.stamps[qname]
+      if not wr.gone and str ~= T_PULL
+          and (free ~= was or (str == T_LL and (free or was) and (moved or picked))) then
+        local field = wr.id .. '|' .. qname
+        local v = redis.call('HGET', K_WORKERS, field)
+        local bs, weight, n, ep, stamp = struct.unpack(BAL, v)
+        if picked then stamp = picked end
+        local old = string.sub(v, BAL_LEN + 1)
+        local m = ''
+        if free then
+          if str == T_WEIGHTED then
+            local q = queue_of(qname)
+            if ep ~= q.ep then n = 1; ep = q.ep end
+            local at = math.ceil((q.vt * weight + HALF_SCALE) / WEIGHT_SCALE)
+            if at > n then n = at end
+            m = string.format('%s|%013x|%s', qname, math.floor((2 * n - 1) * HALF_SCALE / weight), wr.id)
+          elseif str == T_LL then
+            m = string.format('%s|%012x|%013x|%s', qname, math.floor(wr.inf * 4294967296 / wr.cap), stamp, wr.id)
+          else
+            m = qname .. '|' .. wr.id
+          end
         end
+        if m ~= old then
+          if old ~= '' then redis.call('ZREM', K_FREE, old) end
+          if m ~= '' then redis.call('ZADD', K_FREE, 0, m) end
+        end
+        redis.call('HSET', K_WORKERS, field, struct.pack(BAL, bs, weight, n, ep, stamp) .. m)
       end
-      if old ~= '' then redis.call('ZREM', K_FREE, old) end
-      if m ~= '' then redis.call('ZADD', K_FREE, 0, m) end
-      redis.call('HSET', K_WORKERS, field, struct.pack(BAL, bs, weight, n, ep, stamp) .. m)
+    end
+    wr.stamps = nil
+  end
+end
+
+-- Applies the deferred writes (see PENDING) and settles the workers' balancer entries.
+local function flush()
+  settle()
+  local function send(cmd, key, args)
+    for i = 1, #args, 4000 do
+      redis.call(cmd, key, unpack(args, i, math.min(i + 3999, #args)))
+    end
+  end
+  if #PENDING.order > 0 then
+    local args = {}
+    for _, id in ipairs(PENDING.order) do
+      args[#args + 1] = id
+      args[#args + 1] = PENDING.recs[id]
+    end
+    send('HSET', K_TASKS, args)
+    PENDING.recs, PENDING.order = {}, {}
+  end
+  for key, members in pairs(PENDING.rems) do send('ZREM', key, members) end
+  for key, list in pairs(PENDING.adds) do send('ZADD', key, list) end
+  PENDING.rems, PENDING.adds = {}, {}
+  if PENDING.seq_extra > 0 then
+    redis.call('HINCRBY', K_META, '~seq', PENDING.seq_extra)
+    PENDING.seq_extra = 0
+  end
+  for _, q in pairs(QUEUES) do
+    if q.dirty then
+      redis.call('HSET', q.k_state, 'd', struct.pack(QDYN, q.tomb, q.rng, q.jit, q.vt, q.ep, q.ctr) .. (q.cur or ''))
+      q.dirty = nil
     end
   end
 end
@@ -349,9 +382,8 @@ local function dispatch_to(wr, r, q, tok)
   r.st = S_DISPATCHED; r.w = wr.id; r.tok = tok; r.pos = tok; r.tm = 0
   rec_put(r)
   zadd(K_WTASKS, 0, string.format('%s|%012x|%s', wr.id, tok, r.id))
-  local was = has_free_slot(wr)
+  unsettle(wr)
   wr.inf = wr.inf + 1
-  refresh_load(wr, was)
   if wr.wait % 2 == 1 then
     wr.wait = wr.wait - 1
     worker_put(wr)
@@ -365,6 +397,7 @@ end
 
 -- Chooses an eligible worker for task `r` of queue `q` and records the choice (Balancer::pick).
 local function pick(q, r)
+  settle()
   local lo, hi = '[' .. q.name .. '|', '(' .. q.name .. '}'
   local str = q.str
   if str == T_RR then
@@ -386,45 +419,46 @@ local function pick(q, r)
     end
     return string.sub(first, #q.name + 2)
   elseif str == T_WEIGHTED or str == T_LL then
+    -- Both take the first entry: weighted by (pass, id), least-loaded by (ratio, stamp, id).
     local found = redis.call('ZRANGEBYLEX', K_FREE, lo, hi, 'LIMIT', 0, 1)
     if #found == 0 then return nil end
     local m = found[1]
     local w = string.match(m, '[^|]+$')
+    if str == T_LL then
+      -- The new recency stamp goes into the entry with the new load, when the worker settles.
+      set_state(q, 'ctr', q.ctr + 1)
+      local wr = worker_get(w)
+      unsettle(wr, true)
+      wr.stamps = wr.stamps or {}
+      wr.stamps[q.name] = q.ctr
+      return w
+    end
     local field = w .. '|' .. q.name
     local v = redis.call('HGET', K_WORKERS, field)
     local bs, weight, n, ep, stamp = struct.unpack(BAL, v)
-    local nm
-    if str == T_WEIGHTED then
-      q.vt = tonumber(string.sub(m, #q.name + 2, #q.name + 14), 16)
-      n = n + 1
-      nm = string.format('%s|%013x|%s', q.name, math.floor((2 * n - 1) * HALF_SCALE / weight), w)
-    else
-      set_state(q, 'ctr', q.ctr + 1)
-      stamp = q.ctr
-      nm = string.format('%s%013x|%s', string.sub(m, 1, #q.name + 14), stamp, w)
-    end
+    q.vt = tonumber(string.sub(m, #q.name + 2, #q.name + 14), 16)
+    n = n + 1
+    local nm = string.format('%s|%013x|%s', q.name, math.floor((2 * n - 1) * HALF_SCALE / weight), w)
     redis.call('ZREM', K_FREE, m)
     redis.call('ZADD', K_FREE, 0, nm)
     redis.call('HSET', K_WORKERS, field, struct.pack(BAL, bs, weight, n, ep, stamp) .. nm)
-    if str == T_WEIGHTED then
-      set_state(q, 'vt', q.vt)
-      if q.vt >= RENORM_AT then
-        -- Renormalise: every eligible worker's n drops by floor(vt * weight / 2^16).
-        q.ep = q.ep + 1
-        for _, em in ipairs(redis.call('ZRANGEBYLEX', K_FREE, lo, hi)) do
-          local ew = string.match(em, '[^|]+$')
-          local ef = ew .. '|' .. q.name
-          local ev = redis.call('HGET', K_WORKERS, ef)
-          local ebs, eweight, en, _, estamp = struct.unpack(BAL, ev)
-          en = en - math.min(math.floor(q.vt * eweight / WEIGHT_SCALE), en - 1)
-          local enm = string.format('%s|%013x|%s', q.name, math.floor((2 * en - 1) * HALF_SCALE / eweight), ew)
-          redis.call('ZREM', K_FREE, em)
-          redis.call('ZADD', K_FREE, 0, enm)
-          redis.call('HSET', K_WORKERS, ef, struct.pack(BAL, ebs, eweight, en, q.ep, estamp) .. enm)
-        end
-        set_state(q, 'vt', 0)
-        set_state(q, 'ep', q.ep)
+    set_state(q, 'vt', q.vt)
+    if q.vt >= RENORM_AT then
+      -- Renormalise: every eligible worker's n drops by floor(vt * weight / 2^16).
+      q.ep = q.ep + 1
+      for _, em in ipairs(redis.call('ZRANGEBYLEX', K_FREE, lo, hi)) do
+        local ew = string.match(em, '[^|]+$')
+        local ef = ew .. '|' .. q.name
+        local ev = redis.call('HGET', K_WORKERS, ef)
+        local ebs, eweight, en, _, estamp = struct.unpack(BAL, ev)
+        en = en - math.min(math.floor(q.vt * eweight / WEIGHT_SCALE), en - 1)
+        local enm = string.format('%s|%013x|%s', q.name, math.floor((2 * en - 1) * HALF_SCALE / eweight), ew)
+        redis.call('ZREM', K_FREE, em)
+        redis.call('ZADD', K_FREE, 0, enm)
+        redis.call('HSET', K_WORKERS, ef, struct.pack(BAL, ebs, eweight, en, q.ep, estamp) .. enm)
       end
+      set_state(q, 'vt', 0)
+      set_state(q, 'ep', q.ep)
     end
     return w
   elseif str == T_AFFINITY then
@@ -558,9 +592,8 @@ end
 -- Frees the slot a leased task held on its worker (State::release_slot).
 local function release(wr, r)
   zrem(K_WTASKS, string.format('%s|%012x|%s', wr.id, r.tok, r.id))
-  local was = has_free_slot(wr)
+  unsettle(wr)
   wr.inf = wr.inf - 1
-  refresh_load(wr, was)
 end
 
 -- Starts up to `max` tasks on the worker, appending deliveries {id, queue, token, attempt,
@@ -601,8 +634,8 @@ local function receive_tasks(wr, max, out)
     if not r then break end
     r.tok = next_seq()
     zadd(K_WTASKS, 0, string.format('%s|%012x|%s', wr.id, r.tok, r.id))
+    unsettle(wr)
     wr.inf = wr.inf + 1
-    refresh_load(wr, true)
     start(r)
   end
   return got
@@ -646,6 +679,7 @@ local function hand_back(wr)
   flush()
   unpark(wr)
   WORKERS[wr.id] = nil
+  wr.gone = true
   redis.call('HDEL', K_WORKERS, wr.id)
   redis.call('ZREM', K_HB, wr.id)
   for _, qname in ipairs(wr.queues) do

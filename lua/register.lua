@@ -48,7 +48,7 @@ wr.qs = table.concat(specs, ',')
 WORKERS[w] = wr
 worker_put(wr)
 redis.call('ZADD', K_HB, wr.exp, w)
-refresh_load(wr, false)
+unsettle(wr, false)
 fill_worker(wr)
 flush()
 local reply = {replaced}
