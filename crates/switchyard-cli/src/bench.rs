@@ -2,8 +2,8 @@
 //!
 //! Every figure is measured in one run against the server given by `--url`, which nothing else
 //! should be using (CPU and memory are read from `INFO`): Redis CPU per task lifecycle as a
-//! `used_cpu_user + used_cpu_sys` delta, the same next to a trivial `return 1` script (the
-//! floor), per-script `usec_per_call` from `INFO commandstats`, growth with queue depth and
+//! `used_cpu_user + used_cpu_sys` delta, the same next to two floors (a trivial `return 1`
+//! script, and a bare lifecycle that only runs the commands any queue needs), per-script `usec_per_call` from `INFO commandstats`, growth with queue depth and
 //! worker count, end-to-end throughput with producers and workers running at once, and memory
 //! per queued task. Each run uses a fresh namespace and deletes it afterwards.
 
@@ -262,12 +262,12 @@ async fn run_async(args: &BenchArgs) -> Res<()> {
         args.payload
     );
     let want = |s: &str| args.only.iter().any(|o| o == s);
-    let mut floor_cpu = 0.0;
+    let mut floors = Floors::default();
     if want("floor") {
-        floor_cpu = floor(&mut probe, args.tasks).await?;
+        floors = floor(&mut probe, args).await?;
     }
     if want("lifecycle") {
-        lifecycle(&mut probe, args, floor_cpu).await?;
+        lifecycle(&mut probe, args, &floors).await?;
     }
     if want("depth") {
         depth(&mut probe, args).await?;
@@ -284,7 +284,20 @@ async fn run_async(args: &BenchArgs) -> Res<()> {
     Ok(())
 }
 
-async fn floor(probe: &mut Probe, n: usize) -> Res<f64> {
+/// The two floors every figure is compared with, measured on one connection making one call at
+/// a time, as `lifecycle` does.
+#[derive(Default)]
+struct Floors {
+    /// Redis CPU of one `return 1` call, µs.
+    trivial: f64,
+    /// Redis CPU per task of the bare lifecycle (`bare_lifecycle.lua`) at each batch size, µs.
+    bare: HashMap<usize, f64>,
+}
+
+const BATCHES: [usize; 3] = [1, 16, 128];
+
+async fn floor(probe: &mut Probe, args: &BenchArgs) -> Res<Floors> {
+    let n = args.tasks;
     let script = redis::Script::new("return 1");
     let mut conn = probe.conn.clone();
     let (cpu, calls, usec) = measure(probe, || async move {
@@ -294,23 +307,76 @@ async fn floor(probe: &mut Probe, n: usize) -> Res<f64> {
         Ok(())
     })
     .await?;
-    let per_call = cpu / n as f64;
-    println!("## Floor: a trivial script\n");
-    println!("| script | Redis CPU per call | usec_per_call |\n| --- | --- | --- |");
+    let mut floors = Floors {
+        trivial: cpu / n as f64,
+        ..Floors::default()
+    };
+    println!("## Floors\n");
     println!(
-        "| `return 1` | {per_call:.2} µs | {:.2} |\n",
+        "A trivial script, and the bare lifecycle: three scripts (submit, receive, complete) that \
+         do only the eight Redis commands any queue needs per task, with no validation, \
+         scheduling, fencing or accounting (`crates/switchyard-cli/src/bare_lifecycle.lua`).\n"
+    );
+    println!(
+        "| script | batch | Redis CPU per task | script µs per task |\n| --- | --- | --- | --- |"
+    );
+    println!(
+        "| `return 1` | 1 | {:.2} µs | {:.2} |",
+        floors.trivial,
         usec as f64 / calls.max(1) as f64
     );
-    Ok(per_call)
+    let bare = redis::Script::new(include_str!("bare_lifecycle.lua"));
+    let tag = format!("sy:{{bench-bare-{}}}:", std::process::id());
+    let keys: Vec<String> = ["tasks", "ready", "seq", "running", "results"]
+        .iter()
+        .map(|k| format!("{tag}{k}"))
+        .collect();
+    let payload = vec![b'x'; args.payload];
+    for batch in BATCHES {
+        let rounds = (n / batch).max(1);
+        let mut conn = probe.conn.clone();
+        let (bare_script, keys, payload) = (&bare, &keys, &payload);
+        let (cpu, _, usec) = measure(probe, || async move {
+            for _ in 0..rounds {
+                for phase in ["submit", "receive", "complete"] {
+                    let mut call = bare_script.prepare_invoke();
+                    for k in keys {
+                        call.key(k);
+                    }
+                    call.arg(phase).arg(batch).arg(payload.as_slice());
+                    let done: usize = call.invoke_async(&mut conn).await.map_err(err)?;
+                    if done != batch {
+                        return Err(format!("bare lifecycle: {phase} handled {done} of {batch}"));
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        let tasks = (rounds * batch) as f64;
+        floors.bare.insert(batch, cpu / tasks);
+        println!(
+            "| bare lifecycle | {batch} | {:.2} µs | {:.2} |",
+            cpu / tasks,
+            usec as f64 / tasks
+        );
+        let _: () = redis::cmd("UNLINK")
+            .arg(&keys)
+            .query_async(&mut probe.conn)
+            .await
+            .map_err(err)?;
+    }
+    println!();
+    Ok(floors)
 }
 
-async fn lifecycle(probe: &mut Probe, args: &BenchArgs, floor_cpu: f64) -> Res<()> {
+async fn lifecycle(probe: &mut Probe, args: &BenchArgs, floors: &Floors) -> Res<()> {
     println!("## Redis CPU per task lifecycle (submit, receive, complete)\n");
     println!(
-        "| batch | CPU per task | × floor | usec_per_call submit / receive / complete | calls per task |"
+        "| batch | CPU per task | × trivial | × bare | usec_per_call submit / receive / complete | calls per task |"
     );
-    println!("| --- | --- | --- | --- | --- |");
-    for batch in [1usize, 16, 128] {
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for batch in BATCHES {
         let s = space(&args.url, 4).await?;
         let q = s.queue("life", Policy::Fcfs, Strategy::RoundRobin).await?;
         let w = s
@@ -388,13 +454,14 @@ async fn lifecycle(probe: &mut Probe, args: &BenchArgs, floor_cpu: f64) -> Res<(
         let _ = total_cpu;
         let per_task = clean / n as f64;
         let upc = |i: usize| per_phase[i].1 as f64 / per_phase[i].0.max(1) as f64;
+        let times = |floor: Option<&f64>| match floor {
+            Some(f) if *f > 0.0 => format!("{:.1}×", per_task / f),
+            _ => "–".to_owned(),
+        };
         println!(
-            "| {batch} | {per_task:.2} µs | {:.1}× | {:.2} / {:.2} / {:.2} | {:.3} |",
-            if floor_cpu > 0.0 {
-                per_task / floor_cpu
-            } else {
-                0.0
-            },
+            "| {batch} | {per_task:.2} µs | {} | {} | {:.2} / {:.2} / {:.2} | {:.3} |",
+            times(Some(&floors.trivial)),
+            times(floors.bare.get(&batch)),
             upc(0),
             upc(1),
             upc(2),
@@ -402,7 +469,10 @@ async fn lifecycle(probe: &mut Probe, args: &BenchArgs, floor_cpu: f64) -> Res<(
         );
         s.cleanup(probe).await?;
     }
-    println!("\n(× floor: CPU per task divided by the CPU of one trivial script call.)\n");
+    println!(
+        "\n(× trivial: CPU per task divided by the CPU of one `return 1` call; × bare: divided by \
+         the bare lifecycle's CPU per task at the same batch size.)\n"
+    );
     Ok(())
 }
 
