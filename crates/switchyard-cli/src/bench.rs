@@ -361,7 +361,7 @@ async fn floor(probe: &mut Probe, args: &BenchArgs) -> Res<Floors> {
             usec as f64 / tasks
         );
         let _: () = redis::cmd("UNLINK")
-            .arg(&keys)
+            .arg(keys)
             .query_async(&mut probe.conn)
             .await
             .map_err(err)?;
