@@ -34,7 +34,8 @@ proptest! {
         prop_assert!(result.is_ok(), "{}", result.unwrap_err());
     }
 
-    /// Round-robin: counts differ by at most one while every worker stays eligible.
+    /// Round-robin: while every worker stays eligible, the counts of all workers (a starved one
+    /// counts 0) differ by at most one after every task.
     #[test]
     fn round_robin_is_fair(workers in 1usize..9, tasks in 0usize..200) {
         let rt = scenario::runtime();

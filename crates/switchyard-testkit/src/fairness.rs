@@ -90,16 +90,27 @@ pub async fn submit_n<B: Backend>(
     Ok(out)
 }
 
-/// Counts assignments per worker.
-pub fn counts(assigned: &[Option<WorkerId>]) -> Counts {
-    let mut c = Counts::new();
+/// The ids of the pool's workers, `<queue>-w000` …, in registration (and id) order.
+pub fn worker_ids(pool: &Pool<'_>) -> Result<Vec<WorkerId>, String> {
+    (0..pool.weights.len())
+        .map(|i| name(&format!("{}-w", pool.queue), i))
+        .collect()
+}
+
+/// Counts assignments per worker. Every worker of `workers` is counted from zero, so one that
+/// received nothing shows up with 0 (a starved worker is visible in `min`); an assignment to a
+/// worker outside `workers` is counted too.
+pub fn counts(workers: &[WorkerId], assigned: &[Option<WorkerId>]) -> Counts {
+    let mut c: Counts = workers.iter().map(|w| (w.clone(), 0)).collect();
     for w in assigned.iter().flatten() {
         *c.entry(w.clone()).or_default() += 1;
     }
     c
 }
 
-/// Round-robin: with every worker eligible throughout, counts differ by at most one.
+/// Round-robin: with every worker eligible throughout, the assignment counts of all registered
+/// workers (those that got nothing included) differ by at most one after every task, not just
+/// at the end.
 pub async fn round_robin<B: Backend>(
     backend: &B,
     workers: usize,
@@ -111,19 +122,29 @@ pub async fn round_robin<B: Backend>(
         strategy: Strategy::RoundRobin,
         seed: 0,
         weights: &weights,
+        // Room for every task: all workers stay eligible throughout.
         capacity: tasks as u32 + 1,
     };
     let assigned = assign(backend, &pool, tasks, None).await?;
-    let c = counts(&assigned);
-    if assigned.iter().any(Option::is_none) {
-        return Err("a task was not dispatched although every worker had room".into());
-    }
-    let (min, max) = (
-        c.values().min().copied().unwrap_or(0),
-        c.values().max().copied().unwrap_or(0),
-    );
-    if tasks >= workers && max - min > 1 {
-        return Err(format!("round-robin counts differ by {}: {c:?}", max - min));
+    let ids = worker_ids(&pool)?;
+    let mut c = counts(&ids, &[]);
+    for (n, w) in assigned.iter().enumerate() {
+        let w = w
+            .as_ref()
+            .ok_or_else(|| format!("task {n} was not dispatched although every worker had room"))?;
+        *c.get_mut(w)
+            .ok_or_else(|| format!("task {n} went to {w}, which is not registered"))? += 1;
+        let (min, max) = (
+            c.values().min().copied().unwrap_or(0),
+            c.values().max().copied().unwrap_or(0),
+        );
+        if max - min > 1 {
+            return Err(format!(
+                "after {} tasks, round-robin counts differ by {}: {c:?}",
+                n + 1,
+                max - min
+            ));
+        }
     }
     Ok(c)
 }
@@ -153,16 +174,14 @@ pub async fn random<B: Backend>(
         capacity: tasks as u32 + 1,
     };
     let assigned = assign(backend, &pool, tasks, None).await?;
-    let c = counts(&assigned);
+    let c = counts(&worker_ids(&pool)?, &assigned);
+    if c.len() != workers {
+        return Err(format!("a task went to a worker outside the pool: {c:?}"));
+    }
     let expected = tasks as f64 / workers as f64;
-    let stat: f64 = (0..workers)
-        .map(|i| {
-            let observed = name("fair-random-w", i)
-                .ok()
-                .and_then(|w| c.get(&w).copied())
-                .unwrap_or(0) as f64;
-            (observed - expected).powi(2) / expected
-        })
+    let stat: f64 = c
+        .values()
+        .map(|observed| (*observed as f64 - expected).powi(2) / expected)
         .sum();
     let critical = chi_square_critical(workers - 1);
     if stat > critical {
