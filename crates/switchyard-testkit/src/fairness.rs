@@ -235,7 +235,7 @@ pub async fn weighted<B: Backend>(
 }
 
 /// Least-loaded: over a random mix of submits and completions, every dispatch at submit goes to
-/// a worker whose load ratio is the smallest among eligible workers.
+/// a worker that had a free slot and whose load ratio is the smallest among eligible workers.
 pub async fn least_loaded<B: Backend>(
     backend: &B,
     capacities: &[u32],
@@ -279,6 +279,12 @@ pub async fn least_loaded<B: Backend>(
             let out = backend.submit(spec).await.map_err(|e| e.to_string())?;
             if let Some(chosen) = out.assigned {
                 let (ci, cc) = ratio(&chosen).ok_or("chosen worker has no stats")?;
+                // The chosen worker itself was eligible: it had a free slot before the submit.
+                if ci >= cc {
+                    return Err(format!(
+                        "step {n}: picked {chosen}, which was full at {ci}/{cc}"
+                    ));
+                }
                 for w in &workers {
                     let (i, c) = ratio(w).ok_or("worker has no stats")?;
                     // chosen/cc <= i/c for every eligible worker (i < c)
