@@ -11,7 +11,10 @@
 //!    number of tasks that name it;
 //! 3. **work conservation** — no push queue has a ready task while a worker serving it has a
 //!    free slot;
-//! 4. **order** — the tasks that left a queue's ready set in the step were a prefix of it;
+//! 4. **order** — the tasks that left a queue's ready set in the step were a prefix of it, and
+//!    the ready set itself is in the order the policy prescribes, recomputed independently:
+//!    each ready task's key from [`Policy::sort_key`] with its priority, cost and the enqueue
+//!    time the runner expects from the steps it applied (checked by [`Runner::apply`]);
 //! 5. **idempotence** — a repeated submit and a repeated completion change nothing.
 //!
 //! Backends add their own structural audit through [`Runner::with_audit`]. Two runners fed the
@@ -24,6 +27,7 @@ use std::pin::Pin;
 
 use proptest::prelude::*;
 use proptest::strategy::Strategy as _;
+use switchyard_core::policy::KeyInput;
 use switchyard_core::{
     Ack, Backend, Backoff, Clock, EVENT_LOG_CAP, Error, EventKind, EventLevel, Lease, ManualClock,
     Policy, QueueConfig, QueueName, Stats, Strategy, TaskId, TaskIdGenerator, TaskInfo, TaskKind,
@@ -346,6 +350,21 @@ pub struct Runner<B> {
     completed: Vec<Lease>,
     live: std::collections::BTreeSet<usize>,
     audit: Option<AuditFn<B>>,
+    /// Steps applied so far (the next step's index, counted from 0 like [`Runner::run`]).
+    steps: usize,
+    /// The ready tasks after the last step, with the entry the runner expects for each.
+    entries: BTreeMap<TaskId, ReadyEntry>,
+    /// Every accepted task's state and run-at after the last step.
+    states: BTreeMap<TaskId, (TaskState, Option<u64>)>,
+}
+
+/// How the runner expects a ready task to have entered its ready set.
+#[derive(Debug, Clone, Copy)]
+struct ReadyEntry {
+    /// The enqueue time its policy key uses (aging).
+    enqueued_at: u64,
+    /// The step in which it entered: the FIFO tie-break between equal keys follows it.
+    step: usize,
 }
 
 fn fatal(e: &Error) -> bool {
@@ -377,6 +396,9 @@ impl<B: Backend> Runner<B> {
             completed: Vec::new(),
             live: std::collections::BTreeSet::new(),
             audit: None,
+            steps: 0,
+            entries: BTreeMap::new(),
+            states: BTreeMap::new(),
         })
     }
 
@@ -731,15 +753,27 @@ impl<B: Backend> Runner<B> {
             }
         };
         self.record(line);
-        self.check(&before, cancelled).await
+        let (snap, after) = self.check_all(&before, cancelled).await?;
+        self.check_policy_order(&snap, &after)
     }
 
-    /// Checks invariants 1–4 (5 is checked inside the idempotence steps).
+    /// Checks invariants 1–4 (5 is checked inside the idempotence steps), except the
+    /// independent recomputation of the policy order, which needs the runner's history and is
+    /// done by [`Runner::apply`].
     pub async fn check(
         &self,
         before: &[Vec<TaskId>],
         cancelled: Option<TaskId>,
     ) -> Result<(), String> {
+        self.check_all(before, cancelled).await.map(|_| ())
+    }
+
+    /// [`Runner::check`], returning the snapshot and the ready lists it looked at.
+    async fn check_all(
+        &self,
+        before: &[Vec<TaskId>],
+        cancelled: Option<TaskId>,
+    ) -> Result<(Snapshot, Vec<Vec<TaskId>>), String> {
         if let Some(audit) = &self.audit {
             audit(&self.backend)
                 .await
@@ -833,6 +867,81 @@ impl<B: Backend> Runner<B> {
                 ));
             }
         }
+        Ok((snap, after))
+    }
+
+    /// Invariant 4, recomputed without trusting the backend's keys: each ready set, as
+    /// `peek_ready` lists it, must be sorted by `(key, entry step)`, where `key` is
+    /// [`Policy::sort_key`] of the task's priority and cost (from its record) and of the time the
+    /// runner expects it entered the ready set, and the entry step stands in for the backend's
+    /// sequence number (tasks entering in the same step may tie in any order).
+    ///
+    /// The expected enqueue time follows the rules of `docs/architecture.md`: a task that was
+    /// scheduled or retry-scheduled before the step and is ready after it was promoted, and
+    /// ages from its run-at time; any other task that became ready in the step (submit,
+    /// retry without delay, hand-back, drain, redrive) entered now. A task ready both before
+    /// and after a step kept its entry: no single step takes a task out of a ready set and
+    /// puts it back. So a wrong key on re-entry (retry promotion, hand-back, redrive, aging) or
+    /// a re-entry that keeps its old sequence number shows up as a task out of place.
+    fn check_policy_order(&mut self, snap: &Snapshot, ready: &[Vec<TaskId>]) -> Result<(), String> {
+        let step = self.steps;
+        self.steps += 1;
+        let now = self.clock.now_ms();
+        let infos: BTreeMap<TaskId, &TaskInfo> =
+            snap.tasks.iter().flatten().map(|t| (t.id, t)).collect();
+        let mut entries = BTreeMap::new();
+        for (i, list) in ready.iter().enumerate() {
+            let policy = self.configs.get(i).ok_or("queue index")?.policy;
+            let mut previous: Option<(i64, usize, TaskId)> = None;
+            for id in list {
+                let info = infos
+                    .get(id)
+                    .ok_or_else(|| format!("q{i} lists {id} as ready, but it has no record"))?;
+                if info.state != TaskState::Ready {
+                    return Err(format!(
+                        "q{i} lists {id} as ready, but it is {}",
+                        info.state
+                    ));
+                }
+                let entry = match self.entries.get(id) {
+                    Some(entry) => *entry,
+                    None => ReadyEntry {
+                        enqueued_at: match self.states.get(id) {
+                            Some((
+                                TaskState::Scheduled | TaskState::RetryScheduled,
+                                Some(run_at),
+                            )) => *run_at,
+                            _ => now,
+                        },
+                        step,
+                    },
+                };
+                let key = policy.sort_key(&KeyInput {
+                    priority: info.priority,
+                    cost_ms: info.cost_ms,
+                    enqueued_at: entry.enqueued_at,
+                });
+                if let Some((pk, ps, pid)) = previous
+                    && (key, entry.step) < (pk, ps)
+                {
+                    return Err(format!(
+                        "q{i} ({}): {id} (key {key}, entered at step {}, enqueued at {}) is \
+                         listed after {pid} (key {pk}, entered at step {ps}) but should leave \
+                         first; ready order {list:?}",
+                        policy.name(),
+                        entry.step,
+                        entry.enqueued_at,
+                    ));
+                }
+                previous = Some((key, entry.step, *id));
+                entries.insert(*id, entry);
+            }
+        }
+        self.entries = entries;
+        self.states = infos
+            .into_iter()
+            .map(|(id, t)| (id, (t.state, t.run_at)))
+            .collect();
         Ok(())
     }
 
