@@ -121,6 +121,9 @@ impl State {
         if self.heartbeats.len() != self.workers.len() {
             return Err("heartbeat index has entries for unknown workers".into());
         }
+        if let Some(w) = self.wakers.keys().find(|w| !self.workers.contains_key(*w)) {
+            return Err(format!("a wake-up notifier is kept for {w}, which is gone"));
+        }
         if seen.len() != self.tasks.len() {
             let lost: Vec<_> = self
                 .tasks

@@ -20,6 +20,15 @@
 //! * `receive` starts inbox tasks in dispatch order, then pulls from pull queues.
 //! * A failed attempt releases the slot, then retries after backoff (or dies), then the worker
 //!   refills.
+//! * **Idempotence of a task id lasts as long as its record.** Submitting an id that exists
+//!   answers `duplicate` and changes nothing — until [`maintain`](Backend::maintain) purges the
+//!   finished record, after the queue's result TTL (succeeded, cancelled) or dead TTL (dead).
+//!   After that the id is unknown and a submit with it creates a new task. (A dedup key is held
+//!   for the queue's dedup window instead, whatever happens to its task.)
+//! * A worker that leaves (deregistration, reaping, re-registration under the same id) wakes
+//!   its `receive_wait` in progress, which then answers
+//!   [`UnknownWorker`](switchyard_core::Error::UnknownWorker) (or, after a re-registration,
+//!   keeps waiting for the new registration's work).
 //!
 //! ```
 //! use switchyard_core::{Backend, QueueConfig, QueueName, TaskSpec, WorkerSpec, Policy, Strategy};

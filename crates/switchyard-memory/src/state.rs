@@ -157,8 +157,9 @@ pub(crate) struct State {
     dedup_expiry: BTreeSet<(Millis, QueueName, String)>,
     /// Live workers by `(expires_at, id)`.
     pub(crate) heartbeats: BTreeSet<(Millis, WorkerId)>,
-    /// Wakes a worker waiting in `receive_wait`.
-    wakers: HashMap<WorkerId, Arc<Notify>>,
+    /// Wakes a worker waiting in `receive_wait`. Only registered workers have one: the entry
+    /// goes when the worker does (see `hand_back`).
+    pub(crate) wakers: HashMap<WorkerId, Arc<Notify>>,
     /// Wakes everyone waiting for an outcome.
     pub(crate) finished: Arc<Notify>,
     /// The time of the step in progress (set before every step).
@@ -613,6 +614,14 @@ impl State {
         let Some(w) = self.workers.remove(worker) else {
             return Err(Error::UnknownWorker(worker.clone()));
         };
+        // Forget the worker's notifier, but first wake whoever waits on it, so that a
+        // `receive_wait` in progress returns now instead of sleeping out its timeout: it finds
+        // the worker unknown (or re-registered, and then parks on a fresh notifier). The stored
+        // permit covers a waiter that has its notifier but is not listening yet.
+        if let Some(waker) = self.wakers.remove(worker) {
+            waker.notify_waiters();
+            waker.notify_one();
+        }
         self.heartbeats.remove(&(w.expires_at, worker.clone()));
         for qn in w.spec.queues() {
             if let Some(q) = self.queues.get_mut(qn) {

@@ -2,10 +2,12 @@
 //! awaiting an outcome wakes when the task ends — no polling.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchyard_core::{
-    Backend, Policy, QueueConfig, QueueName, Strategy, TaskOutcome, TaskSpec, WorkerSpec,
+    Backend, Error, ManualClock, Policy, QueueConfig, QueueName, Strategy, TaskOutcome, TaskSpec,
+    WorkerSpec,
 };
 use switchyard_memory::MemoryBackend;
 
@@ -107,4 +109,106 @@ async fn awaiting_an_outcome_wakes_on_completion_and_on_death() {
     let (a, c) = waits.await.unwrap();
     assert_eq!(a, Some(TaskOutcome::Succeeded(b"fine".to_vec())));
     assert_eq!(c, Some(TaskOutcome::Dead("broken".into())));
+}
+
+/// A worker that leaves while it waits in `receive_wait` is woken at once — it gets
+/// `UnknownWorker` instead of sleeping out its timeout — and its notifier is forgotten (the
+/// audit checks that only registered workers keep one).
+async fn leaving_wakes_the_waiter(strategy: Strategy, reap: bool) {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let b = MemoryBackend::with_clock(Arc::new(clock.clone()));
+    let q = QueueName::new("q").unwrap();
+    b.declare_queue(&q, QueueConfig::new(Policy::Fcfs, strategy))
+        .await
+        .unwrap();
+    b.register_worker(
+        WorkerSpec::new("w", ["q"])
+            .unwrap()
+            .heartbeat_ttl(Duration::from_secs(5)),
+    )
+    .await
+    .unwrap();
+    let waiter = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let got = b
+                .receive_wait(&"w".parse().unwrap(), 1, Duration::from_secs(10))
+                .await;
+            (got, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    if reap {
+        clock.advance(Duration::from_secs(6));
+        let report = b.maintain(16).await.unwrap();
+        assert_eq!(report.workers_reaped.len(), 1);
+    } else {
+        b.deregister_worker(&"w".parse().unwrap()).await.unwrap();
+    }
+    let (got, waited) = waiter.await.unwrap();
+    assert!(
+        matches!(got, Err(Error::UnknownWorker(_))),
+        "{strategy:?}: {got:?}"
+    );
+    assert!(waited < Duration::from_secs(5), "woken, not timed out");
+    b.audit().unwrap();
+}
+
+#[tokio::test]
+async fn a_deregistered_push_worker_stops_waiting() {
+    leaving_wakes_the_waiter(Strategy::RoundRobin, false).await;
+}
+
+#[tokio::test]
+async fn a_deregistered_pull_worker_stops_waiting() {
+    leaving_wakes_the_waiter(Strategy::Pull, false).await;
+}
+
+#[tokio::test]
+async fn a_reaped_worker_stops_waiting() {
+    leaving_wakes_the_waiter(Strategy::LeastLoaded, true).await;
+    leaving_wakes_the_waiter(Strategy::Pull, true).await;
+}
+
+/// Re-registering under the same id wakes the waiter, which keeps waiting on a fresh notifier
+/// and is woken by the next task.
+#[tokio::test]
+async fn a_reregistered_worker_keeps_waiting_and_gets_the_next_task() {
+    for strategy in [Strategy::RoundRobin, Strategy::Pull] {
+        let b = setup(strategy).await;
+        let waiter = {
+            let b = b.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let got = b
+                    .receive_wait(&"w".parse().unwrap(), 1, Duration::from_secs(10))
+                    .await
+                    .unwrap();
+                (got, started.elapsed())
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let again = b
+            .register_worker(WorkerSpec::new("w", ["q"]).unwrap().capacity(2))
+            .await
+            .unwrap();
+        assert!(again.replaced);
+        b.audit().unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !waiter.is_finished(),
+            "{strategy:?}: still waiting for work"
+        );
+        let id = b
+            .submit(TaskSpec::builder("q", "job").build().unwrap())
+            .await
+            .unwrap()
+            .id;
+        let (got, waited) = waiter.await.unwrap();
+        assert_eq!(got.len(), 1, "{strategy:?}");
+        assert_eq!(got[0].lease.task, id);
+        assert!(waited < Duration::from_secs(5), "woken by the submit");
+        b.audit().unwrap();
+    }
 }
