@@ -1,8 +1,9 @@
 //! `switchyard demo`: a discrete-event simulation of workers and tasks on the memory backend.
 //!
 //! Every strategy (or the ones asked for) runs the same workload — the same workers, the same
-//! arrivals, the same costs — on a fresh backend with a simulated clock, so the same seed prints
-//! the same numbers. Wall-clock timings go to standard error only.
+//! arrivals, the same costs — on a fresh backend with a simulated clock, once per policy asked
+//! for, so the same seed prints the same numbers. Progress bars and wall-clock timings go to
+//! standard error, and only when the bars are drawn (a terminal, without `--no-progress`).
 
 mod report;
 mod sim;
@@ -34,10 +35,11 @@ pub struct DemoArgs {
     #[arg(long, short = 's', value_delimiter = ',')]
     pub strategy: Vec<Strategy>,
 
-    /// Scheduling policy of the queue: fcfs, priority, priority:STEP_MS (with aging), sjf,
-    /// sjf:FACTOR (with aging).
-    #[arg(long, short = 'p', default_value = "fcfs")]
-    pub policy: Policy,
+    /// Scheduling policies of the queue to compare, comma-separated: fcfs, priority,
+    /// priority:STEP_MS (with aging), sjf, sjf:FACTOR (with aging). Every strategy runs under
+    /// each policy, and each policy gets its own table.
+    #[arg(long, short = 'p', value_delimiter = ',', default_value = "fcfs")]
+    pub policy: Vec<Policy>,
 
     /// Offered load as a fraction of the workers' total capacity (arrival rate / service rate).
     /// Above 1.0 a backlog builds up.
@@ -52,7 +54,8 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 64)]
     pub keys: u32,
 
-    /// Do not draw progress bars.
+    /// Do not draw progress bars on standard error, nor the wall-time line after each run.
+    /// They are drawn only when standard error is a terminal anyway.
     #[arg(long)]
     pub no_progress: bool,
 }
@@ -70,42 +73,61 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
     } else {
         args.strategy.clone()
     };
+    let policies: Vec<Policy> = if args.policy.is_empty() {
+        vec![Policy::Fcfs]
+    } else {
+        args.policy.clone()
+    };
     let workload = Workload::generate(args.workers, args.tasks, args.load, args.keys, args.seed);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    report::header(&mut out, &workload, args.policy, args.seed).map_err(|e| e.to_string())?;
+    report::header(&mut out, &workload, &policies, args.seed).map_err(|e| e.to_string())?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let mut results = Vec::new();
-    for strategy in strategies {
-        let bar = progress_bar(args, strategy);
-        let started = Instant::now();
-        let result = runtime
-            .block_on(simulate(
-                &workload,
-                strategy,
-                args.policy,
-                args.seed,
-                |done| bar.set_position(done),
-            ))
-            .map_err(|e| format!("{} simulation failed: {e}", strategy.name()))?;
-        bar.finish_and_clear();
-        eprintln!(
-            "{:>13}: simulated {} tasks in {:.2} s of wall time",
-            strategy.name(),
-            workload.tasks.len(),
-            started.elapsed().as_secs_f64()
-        );
-        results.push(result);
+    for (i, &policy) in policies.iter().enumerate() {
+        // Name the policy on stderr only when there is more than one.
+        let label = |strategy: Strategy| {
+            if policies.len() > 1 {
+                format!("{} / {}", strategy.name(), policy.name())
+            } else {
+                strategy.name().to_string()
+            }
+        };
+        let mut results = Vec::new();
+        for &strategy in &strategies {
+            let bar = progress_bar(args, &label(strategy));
+            let started = Instant::now();
+            let result = runtime
+                .block_on(simulate(&workload, strategy, policy, args.seed, |done| {
+                    bar.set_position(done)
+                }))
+                .map_err(|e| format!("{} simulation failed: {e}", label(strategy)))?;
+            bar.finish_and_clear();
+            // Wall time differs from run to run: it goes with the progress bars, so that
+            // standard output and error stay the same for a seed when no bar is drawn.
+            if !bar.is_hidden() {
+                eprintln!(
+                    "{:>13}: simulated {} tasks in {:.2} s of wall time",
+                    label(strategy),
+                    workload.tasks.len(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            results.push(result);
+        }
+        if i > 0 {
+            writeln!(out).map_err(|e| e.to_string())?;
+        }
+        report::table(&mut out, &workload, &results, policy).map_err(|e| e.to_string())?;
+        out.flush().map_err(|e| e.to_string())?;
     }
-    report::table(&mut out, &workload, &results, args.policy).map_err(|e| e.to_string())?;
-    out.flush().map_err(|e| e.to_string())
+    Ok(())
 }
 
-fn progress_bar(args: &DemoArgs, strategy: Strategy) -> ProgressBar {
+fn progress_bar(args: &DemoArgs, label: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(args.tasks), ProgressDrawTarget::stderr());
     if args.no_progress {
         bar.set_draw_target(ProgressDrawTarget::hidden());
@@ -116,6 +138,39 @@ fn progress_bar(args: &DemoArgs, strategy: Strategy) -> ProgressBar {
     .unwrap_or_else(|_| ProgressStyle::default_bar())
     .progress_chars("=> ");
     bar.set_style(style);
-    bar.set_prefix(strategy.name());
+    bar.set_prefix(label.to_string());
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{Args, Command};
+
+    use super::DemoArgs;
+
+    /// Every flag `DemoArgs` defines has a description, and `--help` shows it (so the process
+    /// test in `tests/demo.rs`, which checks named flags, cannot miss a new one unnoticed).
+    #[test]
+    fn every_flag_is_explained_in_help() {
+        let mut command = DemoArgs::augment_args(Command::new("demo"));
+        let help = command.render_help().to_string();
+        let mut flags = 0;
+        for arg in command.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            flags += 1;
+            let about = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            assert!(!about.trim().is_empty(), "--{long} has no description");
+            let line = help
+                .lines()
+                .find(|l| l.contains(&format!("--{long}")))
+                .unwrap_or_else(|| panic!("--{long} is missing from --help:\n{help}"));
+            let first_words: String = about
+                .split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ");
+            assert!(line.contains(&first_words), "--{long}: {line}");
+        }
+        assert!(flags >= 9, "{flags} flags (8 of ours and --help)");
+    }
 }

@@ -9,7 +9,12 @@ use super::sim::{MEAN_COST_MS, SimResult, Workload};
 const BAR_WIDTH: usize = 32;
 
 /// The workload summary and the worker table.
-pub fn header(out: &mut impl Write, w: &Workload, policy: Policy, seed: u64) -> io::Result<()> {
+pub fn header(
+    out: &mut impl Write,
+    w: &Workload,
+    policies: &[Policy],
+    seed: u64,
+) -> io::Result<()> {
     let span_s = w.tasks.last().map_or(0.0, |t| t.arrival_ms as f64 / 1000.0);
     writeln!(
         out,
@@ -17,12 +22,21 @@ pub fn header(out: &mut impl Write, w: &Workload, policy: Policy, seed: u64) -> 
     )?;
     writeln!(
         out,
-        "{} workers ({} slots), {} tasks arriving over {span_s:.1} s (offered load {:.0}% of capacity), policy {}",
+        "{} workers ({} slots), {} tasks arriving over {span_s:.1} s (offered load {:.0}% of capacity), {} {}",
         w.workers.len(),
         w.slots(),
         w.tasks.len(),
         w.load * 100.0,
-        policy.name()
+        if policies.len() == 1 {
+            "policy"
+        } else {
+            "policies"
+        },
+        policies
+            .iter()
+            .map(Policy::name)
+            .collect::<Vec<_>>()
+            .join(", ")
     )?;
     writeln!(
         out,
@@ -63,13 +77,17 @@ pub fn jain(x: &[f64]) -> f64 {
     sum * sum / (x.len() as f64 * squares)
 }
 
-/// The comparison table, waits by class, and per-worker share bars.
+/// The comparison table of one policy, under a heading naming it, then waits by class and
+/// per-worker share bars.
 pub fn table(
     out: &mut impl Write,
     w: &Workload,
     results: &[SimResult],
     policy: Policy,
 ) -> io::Result<()> {
+    let title = format!("policy {}", policy.name());
+    writeln!(out, "{title}")?;
+    writeln!(out, "{}", "=".repeat(title.chars().count()))?;
     writeln!(
         out,
         "{:<13} {:>8} {:>9} {:>10} {:>9} {:>12} {:>11} {:>8}",
