@@ -46,12 +46,7 @@ for i = 0, nl - 1 do
   for j = mark + 1, #ASSIGN do reply[#reply + 1] = ASSIGN[j] end
 end
 if wr and max > 0 then
-  local rc = wr.rc
-  if receive_tasks(wr, max, reply) == 0 and parking == 1 then
-    park(wr)
-  elseif wr.rc ~= rc then
-    worker_put(wr)
-  end
+  if receive_tasks(wr, max, reply) == 0 and parking == 1 then park(wr) end
 end
 flush()
 return reply

@@ -14,7 +14,7 @@ wr.wait = 2
 unpark(wr)
 local inbox = redis.call('ZRANGEBYLEX', K_WTASKS, string.format('[%s|%012x', w, wr.rc + 1), '(' .. w .. '}')
 wr.inf = wr.inf - #inbox
-worker_put(wr)
+wr.ib = 0
 local returned = {}
 for _, m in ipairs(inbox) do
   redis.call('ZREM', K_WTASKS, m)

@@ -8,7 +8,7 @@
 local wr, w = worker_of_call()
 if not wr then fail('SY_UNKNOWN_WORKER', w) end
 wr.exp = NOW + wr.ttl
-worker_put(wr)
+wr.dirty = true
 redis.call('ZADD', K_HB, wr.exp, w)
 
 local function running()

@@ -34,12 +34,16 @@ local HDR = '>BBHHHI4I4I6I6I6I6BHI4'
 local HDR_LEN = 47
 local CFG = '>BI4BHI4HI4I4I4BI6I6I6B'
 local EVENT_CAP = 10000
-local WREC = '>HHI6I4I6B'
-local WREC_LEN = 21
-local BAL = '>BHI6I6I6'
-local BAL_LEN = 21
-local QDYN = '>I6I6I6I6I6I6'
-local QDYN_LEN = 36
+local WREC = '>HHHI6I4I6BH'
+local WREC_LEN = 25
+local BAL = '>HI6I6'
+local BAL_LEN = 14
+-- A task argument of submit: group, cost given, priority, cost, run-at, delay, max attempts,
+-- timeout; then the id (26 characters) and the body.
+local TASK_ARG = '>HBHI4I6I6HI4'
+local TASK_ARG_LEN = 53
+local QDYN = '>I6I6I6I6I6'
+local QDYN_LEN = 30
 
 local function fail(code, msg)
   error({err = code .. ' ' .. msg})
@@ -94,7 +98,7 @@ local function next_seq()
   return PENDING.seq
 end
 
--- Changes a field of a queue's dynamic state (tomb rng jit vt ep ctr cur), written by `flush`.
+-- Changes a field of a queue's dynamic state (tomb rng jit vt ep cur), written by `flush`.
 local function set_state(q, field, value)
   q[field] = value
   q.dirty = true
@@ -159,14 +163,14 @@ local function queue_of(name)
   local v = redis.call('HMGET', k_state, 'c', 'd')
   if not v[1] then fail('SY_UNKNOWN_QUEUE', name) end
   local pol, age, str, vn, dcost, matt, tmo, bb, bm, bj, rttl, dttl, dwin, ev = struct.unpack(CFG, v[1])
-  local tomb, rng, jit, vt, ep, ctr = struct.unpack(QDYN, v[2])
+  local tomb, rng, jit, vt, ep = struct.unpack(QDYN, v[2])
   local cur = nil
   if #v[2] > QDYN_LEN then cur = string.sub(v[2], QDYN_LEN + 1) end
   -- One constructor with every field: growing a table field by field rehashes it repeatedly.
   q = {name = name, k_state = k_state, k_ready = KEYS[b + 2], k_delayed = KEYS[b + 3],
        k_ring = KEYS[b + 4], k_done = KEYS[b + 5], pol = pol, age = age, str = str, vn = vn,
        dcost = dcost, matt = matt, tmo = tmo, bb = bb, bm = bm, bj = bj, rttl = rttl,
-       dttl = dttl, dwin = dwin, ev = ev, tomb = tomb, rng = rng, jit = jit, vt = vt, ep = ep, ctr = ctr,
+       dttl = dttl, dwin = dwin, ev = ev, tomb = tomb, rng = rng, jit = jit, vt = vt, ep = ep,
        cur = cur, rlen = false, dirty = false}
   QUEUES[name] = q
   return q
@@ -216,9 +220,11 @@ local function pop_ready(q)
 end
 
 -- Workers -------------------------------------------------------------------------------------
--- record: capacity weight expires ttl receive-cursor flags (1 waiting, 2 draining), then
--- '<queue>/<strategy>/<fcfs>' entries joined by ','. In flight = the worker's entries in
--- K_WTASKS; received = entries with a token up to the receive cursor (the rest are its inbox).
+-- record: capacity weight in-flight expires ttl receive-cursor flags (1 waiting, 2 draining)
+-- inbox-count, then '<queue>,<queue>...|' and per queue two digits (strategy, 1 if FCFS) and
+-- 13 hex digits (the least-loaded pick stamp: the lease token of the worker's latest pick in
+-- that queue, 0 before the first). In flight = dispatched + running; inbox = dispatched, not
+-- yet received (entries in K_WTASKS with a token above the receive cursor).
 local WORKERS = {}
 
 local function worker_get(w)
@@ -226,22 +232,43 @@ local function worker_get(w)
   if wr then return wr end
   local v = redis.call('HGET', K_WORKERS, w)
   if not v then return nil end
-  local cap, weight, exp, ttl, rc, wait = struct.unpack(WREC, v)
-  wr = {id = w, cap = cap, weight = weight, exp = exp, ttl = ttl, rc = rc, wait = wait,
-        qs = string.sub(v, WREC_LEN + 1), queues = {}, strs = {}, fcfs = {}, inf = 0}
-  for name, str, fcfs in string.gmatch(wr.qs, '([^/,]+)/(%d)/(%d)') do
-    wr.queues[#wr.queues + 1] = name
-    wr.strs[name] = tonumber(str)
-    wr.fcfs[name] = fcfs == '1'
+  local cap, weight, inf, exp, ttl, rc, wait, ib = struct.unpack(WREC, v)
+  local bar = string.find(v, '|', WREC_LEN + 1, true)
+  local names = string.sub(v, WREC_LEN + 1, bar - 1)
+  local nq = (#v - bar) / 15
+  local queues, strs, stamps = {}, {}, {}
+  if nq == 1 then
+    queues[1] = names
+  else
+    for name in string.gmatch(names, '[^,]+') do queues[#queues + 1] = name end
   end
-  wr.inf = redis.call('ZLEXCOUNT', K_WTASKS, '[' .. w .. '|', '(' .. w .. '}')
+  for i = 1, nq do
+    local name = queues[i]
+    strs[name] = string.byte(v, bar + 2 * i - 1) - 48
+    local s = bar + 2 * nq + 13 * i
+    stamps[name] = string.sub(v, s - 12, s)
+  end
+  wr = {id = w, cap = cap, weight = weight, inf = inf, exp = exp, ttl = ttl, rc = rc, wait = wait,
+        ib = ib, names = names, codes = string.sub(v, bar + 1, bar + 2 * nq), queues = queues,
+        strs = strs, stamps = stamps, dirty = false}
   WORKERS[w] = wr
   return wr
 end
 
+-- Writes the worker record (called by `flush` for workers marked dirty).
 local function worker_put(wr)
-  redis.call('HSET', K_WORKERS, wr.id,
-    struct.pack(WREC, wr.cap, wr.weight, wr.exp, wr.ttl, wr.rc, wr.wait) .. wr.qs)
+  local st = wr.stamps
+  local tail
+  if #wr.queues == 1 then
+    tail = st[wr.queues[1]]
+  else
+    local parts = {}
+    for i, name in ipairs(wr.queues) do parts[i] = st[name] end
+    tail = table.concat(parts)
+  end
+  redis.call('HSET', K_WORKERS, wr.id, struct.pack(WREC, wr.cap, wr.weight, wr.inf, wr.exp, wr.ttl,
+    wr.rc, wr.wait, wr.ib) .. wr.names .. '|' .. wr.codes .. tail)
+  wr.dirty = false
 end
 
 -- Whether the worker may take another task (has a free slot and is not draining).
@@ -252,13 +279,14 @@ end
 -- Workers whose balancer entries may be out of date in this call (see `unsettle`).
 local UNSETTLED = {}
 
--- Call before changing a worker's load or eligibility, or its least-loaded recency stamp: its
--- balancer entries are then rewritten once, by `settle`, from the state it has by then — not
--- once per change (a complete that refills its slot changes nothing in the end). This is exact
--- because nothing reads the entries in between: `settle` runs before every strategy decision
--- and in `flush`, and the queues' virtual times only move in decisions. `was`: whether the
--- worker was eligible (default: computed now).
+-- Call before changing a worker's load or eligibility: its balancer entries are then rewritten
+-- once, by `settle`, from the state it has by then — not once per change (a complete that
+-- refills its slot changes nothing in the end). This is exact because nothing reads the entries
+-- in between: `settle` runs before every strategy decision and in `flush`, and the queues'
+-- virtual times only move in decisions. `was`: whether the worker was eligible (default:
+-- computed now). Marks the record dirty.
 local function unsettle(wr, was)
+  wr.dirty = true
   if wr.free0 == nil then
     if was == nil then was = has_free_slot(wr) end
     wr.free0 = was
@@ -267,50 +295,68 @@ local function unsettle(wr, was)
   end
 end
 
+-- The least-loaded entry of a worker in queue `qname` at load `inf` and stamp `stamp` (hex).
+local function ll_entry(qname, wr, inf, stamp)
+  return qname .. '|' .. string.format('%012x', math.floor(inf * 4294967296 / wr.cap)) .. '|' ..
+    stamp .. '|' .. wr.id
+end
+
 -- Balancer.set_load for every push queue of each unsettled worker: an entry changes where
--- eligibility flipped, or for least-loaded where the load ratio or the recency stamp changed.
--- A worker becoming eligible in a weighted queue is lifted to the queue's virtual time
--- (weighted.rs); a flip out and back in between is no lift, since an eligible worker's pass
--- is never below the virtual time.
+-- eligibility flipped, or for least-loaded where the load ratio or the pick stamp changed.
+-- Round-robin, random and affinity entries are '<queue>|<worker>'; least-loaded entries are
+-- computed from the record (`ll_entry`); weighted entries are kept in the worker's balancer
+-- state (field '<worker>|<queue>'), since a pass cannot be recomputed from the record. A worker
+-- becoming eligible in a weighted queue is lifted to the queue's virtual time (weighted.rs); a
+-- flip out and back in between is no lift, since an eligible worker's pass is never below the
+-- virtual time.
 local function settle()
   for i = 1, #UNSETTLED do
     local wr = UNSETTLED[i]
     UNSETTLED[i] = nil
     local was, free = wr.free0, has_free_slot(wr)
-    local moved = wr.inf ~= wr.inf0
     wr.free0 = nil
-    for _, qname in ipairs(wr.queues) do
-      local str = wr.strs[qname]
-      local picked = wr.stamps and wr.stamps[qname]
-      if not wr.gone and str ~= T_PULL
-          and (free ~= was or (str == T_LL and (free or was) and (moved or picked))) then
-        local field = wr.id .. '|' .. qname
-        local v = redis.call('HGET', K_WORKERS, field)
-        local bs, weight, n, ep, stamp = struct.unpack(BAL, v)
-        if picked then stamp = picked end
-        local old = string.sub(v, BAL_LEN + 1)
-        local m = ''
-        if free then
+    local picked = wr.picked
+    wr.picked = nil
+    if not wr.gone then
+      for _, qname in ipairs(wr.queues) do
+        local str = wr.strs[qname]
+        if str == T_LL then
+          local stamp = wr.stamps[qname]
+          local new = picked and picked[qname]
+          if new then new = string.format('%013x', new) end
+          if free ~= was or ((free or was) and (wr.inf ~= wr.inf0 or new)) then
+            if was then redis.call('ZREM', K_FREE, ll_entry(qname, wr, wr.inf0, stamp)) end
+            if new then
+              stamp = new
+              wr.stamps[qname] = new
+            end
+            if free then redis.call('ZADD', K_FREE, 0, ll_entry(qname, wr, wr.inf, stamp)) end
+          end
+        elseif free ~= was and str ~= T_PULL then
           if str == T_WEIGHTED then
-            local q = queue_of(qname)
-            if ep ~= q.ep then n = 1; ep = q.ep end
-            local at = math.ceil((q.vt * weight + HALF_SCALE) / WEIGHT_SCALE)
-            if at > n then n = at end
-            m = string.format('%s|%013x|%s', qname, math.floor((2 * n - 1) * HALF_SCALE / weight), wr.id)
-          elseif str == T_LL then
-            m = string.format('%s|%012x|%013x|%s', qname, math.floor(wr.inf * 4294967296 / wr.cap), stamp, wr.id)
+            local field = wr.id .. '|' .. qname
+            local v = redis.call('HGET', K_WORKERS, field)
+            local weight, n, ep = struct.unpack(BAL, v)
+            local m = ''
+            if free then
+              local q = queue_of(qname)
+              if ep ~= q.ep then n = 1; ep = q.ep end
+              local at = math.ceil((q.vt * weight + HALF_SCALE) / WEIGHT_SCALE)
+              if at > n then n = at end
+              m = string.format('%s|%013x|%s', qname, math.floor((2 * n - 1) * HALF_SCALE / weight), wr.id)
+              redis.call('ZADD', K_FREE, 0, m)
+            else
+              redis.call('ZREM', K_FREE, string.sub(v, BAL_LEN + 1))
+            end
+            redis.call('HSET', K_WORKERS, field, struct.pack(BAL, weight, n, ep) .. m)
+          elseif free then
+            redis.call('ZADD', K_FREE, 0, qname .. '|' .. wr.id)
           else
-            m = qname .. '|' .. wr.id
+            redis.call('ZREM', K_FREE, qname .. '|' .. wr.id)
           end
         end
-        if m ~= old then
-          if old ~= '' then redis.call('ZREM', K_FREE, old) end
-          if m ~= '' then redis.call('ZADD', K_FREE, 0, m) end
-        end
-        redis.call('HSET', K_WORKERS, field, struct.pack(BAL, bs, weight, n, ep, stamp) .. m)
       end
     end
-    wr.stamps = nil
   end
 end
 
@@ -338,9 +384,12 @@ local function flush()
     redis.call('HINCRBY', K_META, '~seq', PENDING.seq_extra)
     PENDING.seq_extra = 0
   end
+  for _, wr in pairs(WORKERS) do
+    if wr.dirty then worker_put(wr) end
+  end
   for _, q in pairs(QUEUES) do
     if q.dirty then
-      redis.call('HSET', q.k_state, 'd', struct.pack(QDYN, q.tomb, q.rng, q.jit, q.vt, q.ep, q.ctr) .. (q.cur or ''))
+      redis.call('HSET', q.k_state, 'd', struct.pack(QDYN, q.tomb, q.rng, q.jit, q.vt, q.ep) .. (q.cur or ''))
       q.dirty = nil
     end
   end
@@ -349,11 +398,13 @@ end
 -- Marks an idle worker waiting: the next dispatch to it publishes on its wake channel, and it
 -- is parked on its pull queues (the next task there wakes it).
 local function park(wr)
-  if wr.wait % 2 == 0 then wr.wait = wr.wait + 1 end
+  if wr.wait % 2 == 0 then
+    wr.wait = wr.wait + 1
+    wr.dirty = true
+  end
   for _, qname in ipairs(wr.queues) do
     if wr.strs[qname] == T_PULL then redis.call('ZADD', K_FREE, 0, qname .. '|' .. wr.id) end
   end
-  worker_put(wr)
 end
 
 -- Pull queues: take a worker off every parked list (it is awake, or gone).
@@ -384,10 +435,13 @@ local function dispatch_to(wr, r, q, tok)
   zadd(K_WTASKS, 0, string.format('%s|%012x|%s', wr.id, tok, r.id))
   unsettle(wr)
   wr.inf = wr.inf + 1
+  wr.ib = wr.ib + 1
+  -- A least-loaded pick's stamp is the token: picks take increasing tokens, so ordering by it
+  -- is ordering by recency, as with the reference's per-queue pick counter.
+  if wr.picked and wr.picked[q.name] == true then wr.picked[q.name] = tok end
   if wr.wait % 2 == 1 then
     wr.wait = wr.wait - 1
-    worker_put(wr)
-    redis.call('PUBLISH', string.gsub(K_TASKS, 'tasks$', 'wake:') .. wr.id, '1')
+    redis.call('PUBLISH', string.sub(K_TASKS, 1, -6) .. 'wake:' .. wr.id, '1')
   end
   emit(q, 'dispatched', r.id, wr.id)
   ASSIGN[#ASSIGN + 1] = r.id
@@ -423,25 +477,26 @@ local function pick(q, r)
     local found = redis.call('ZRANGEBYLEX', K_FREE, lo, hi, 'LIMIT', 0, 1)
     if #found == 0 then return nil end
     local m = found[1]
-    local w = string.match(m, '[^|]+$')
     if str == T_LL then
-      -- The new recency stamp goes into the entry with the new load, when the worker settles.
-      set_state(q, 'ctr', q.ctr + 1)
+      -- The new stamp (the lease token, set by dispatch_to) goes into the entry with the new
+      -- load, when the worker settles.
+      local w = string.sub(m, #q.name + 29)
       local wr = worker_get(w)
       unsettle(wr, true)
-      wr.stamps = wr.stamps or {}
-      wr.stamps[q.name] = q.ctr
+      wr.picked = wr.picked or {}
+      wr.picked[q.name] = true
       return w
     end
+    local w = string.sub(m, #q.name + 16)
     local field = w .. '|' .. q.name
     local v = redis.call('HGET', K_WORKERS, field)
-    local bs, weight, n, ep, stamp = struct.unpack(BAL, v)
+    local weight, n, ep = struct.unpack(BAL, v)
     q.vt = tonumber(string.sub(m, #q.name + 2, #q.name + 14), 16)
     n = n + 1
     local nm = string.format('%s|%013x|%s', q.name, math.floor((2 * n - 1) * HALF_SCALE / weight), w)
     redis.call('ZREM', K_FREE, m)
     redis.call('ZADD', K_FREE, 0, nm)
-    redis.call('HSET', K_WORKERS, field, struct.pack(BAL, bs, weight, n, ep, stamp) .. nm)
+    redis.call('HSET', K_WORKERS, field, struct.pack(BAL, weight, n, ep) .. nm)
     set_state(q, 'vt', q.vt)
     if q.vt >= RENORM_AT then
       -- Renormalise: every eligible worker's n drops by floor(vt * weight / 2^16).
@@ -450,12 +505,12 @@ local function pick(q, r)
         local ew = string.match(em, '[^|]+$')
         local ef = ew .. '|' .. q.name
         local ev = redis.call('HGET', K_WORKERS, ef)
-        local ebs, eweight, en, _, estamp = struct.unpack(BAL, ev)
+        local eweight, en = struct.unpack(BAL, ev)
         en = en - math.min(math.floor(q.vt * eweight / WEIGHT_SCALE), en - 1)
         local enm = string.format('%s|%013x|%s', q.name, math.floor((2 * en - 1) * HALF_SCALE / eweight), ew)
         redis.call('ZREM', K_FREE, em)
         redis.call('ZADD', K_FREE, 0, enm)
-        redis.call('HSET', K_WORKERS, ef, struct.pack(BAL, ebs, eweight, en, q.ep, estamp) .. enm)
+        redis.call('HSET', K_WORKERS, ef, struct.pack(BAL, eweight, en, q.ep) .. enm)
       end
       set_state(q, 'vt', 0)
       set_state(q, 'ep', q.ep)
@@ -594,13 +649,13 @@ local function release(wr, r)
   zrem(K_WTASKS, string.format('%s|%012x|%s', wr.id, r.tok, r.id))
   unsettle(wr)
   wr.inf = wr.inf - 1
+  if r.st == S_DISPATCHED then wr.ib = wr.ib - 1 end
 end
 
 -- Starts up to `max` tasks on the worker, appending deliveries {id, queue, token, attempt,
 -- max attempts, deadline, body} to `out` (State::receive): its inbox in dispatch order, then
 -- its pull queues in its order. Advances the receive cursor; returns how many.
 local function receive_tasks(wr, max, out)
-  flush()
   local got = 0
   local function start(r)
     r.st = S_RUNNING
@@ -609,17 +664,21 @@ local function receive_tasks(wr, max, out)
     r.w = wr.id
     rec_put(r)
     if r.tok > wr.rc then wr.rc = r.tok end
+    wr.dirty = true
     out[#out + 1] = r.id; out[#out + 1] = r.q; out[#out + 1] = r.tok; out[#out + 1] = r.at
     out[#out + 1] = r.ma; out[#out + 1] = r.tm; out[#out + 1] = r.body
     got = got + 1
   end
-  if max > 0 and wr.inf > 0 then
+  if max > 0 and wr.ib > 0 then
+    -- The inbox is read from Redis: apply what this call deferred first.
+    flush()
     local inbox = redis.call('ZRANGEBYLEX', K_WTASKS, string.format('[%s|%012x', wr.id, wr.rc + 1),
       '(' .. wr.id .. '}', 'LIMIT', 0, max)
     if #inbox > 0 then
       local ids = {}
       for i, m in ipairs(inbox) do ids[i] = string.sub(m, #wr.id + 15) end
       local vs = redis.call('HMGET', K_TASKS, unpack(ids))
+      wr.ib = wr.ib - #ids
       for i, id in ipairs(ids) do start(rec_get(id, vs[i])) end
     end
   end
@@ -682,19 +741,24 @@ local function hand_back(wr)
   wr.gone = true
   redis.call('HDEL', K_WORKERS, wr.id)
   redis.call('ZREM', K_HB, wr.id)
+  local free = has_free_slot(wr)
   for _, qname in ipairs(wr.queues) do
-    local field = wr.id .. '|' .. qname
-    local v = redis.call('HGET', K_WORKERS, field)
-    if v then
-      local m = string.sub(v, BAL_LEN + 1)
-      if m ~= '' and wr.strs[qname] ~= T_PULL then redis.call('ZREM', K_FREE, m) end
+    local str = wr.strs[qname]
+    if str == T_WEIGHTED then
+      local field = wr.id .. '|' .. qname
+      local m = string.sub(redis.call('HGET', K_WORKERS, field), BAL_LEN + 1)
+      if m ~= '' then redis.call('ZREM', K_FREE, m) end
       redis.call('HDEL', K_WORKERS, field)
-      if wr.strs[qname] == T_AFFINITY then
-        local q = queue_of(qname)
-        local pts = {}
-        for i = 0, q.vn - 1 do pts[#pts + 1] = wr.id .. '#' .. i end
-        redis.call('ZREM', q.k_ring, unpack(pts))
-      end
+    elseif str == T_LL then
+      if free then redis.call('ZREM', K_FREE, ll_entry(qname, wr, wr.inf, wr.stamps[qname])) end
+    elseif str ~= T_PULL and free then
+      redis.call('ZREM', K_FREE, qname .. '|' .. wr.id)
+    end
+    if str == T_AFFINITY then
+      local q = queue_of(qname)
+      local pts = {}
+      for i = 0, q.vn - 1 do pts[#pts + 1] = wr.id .. '#' .. i end
+      redis.call('ZREM', q.k_ring, unpack(pts))
     end
   end
   local entries = redis.call('ZRANGEBYLEX', K_WTASKS, '[' .. wr.id .. '|', '(' .. wr.id .. '}')

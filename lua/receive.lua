@@ -15,12 +15,6 @@ if not wr then fail('SY_UNKNOWN_WORKER', w) end
 queues_named(6, nq)
 check_worker_queues(wr, 6, nq)
 local out = {}
-local rc = wr.rc
-local got = receive_tasks(wr, max, out)
-if got == 0 and parking == 1 then
-  park(wr)
-elseif wr.rc ~= rc then
-  worker_put(wr)
-end
+if receive_tasks(wr, max, out) == 0 and parking == 1 then park(wr) end
 flush()
 return out

@@ -20,19 +20,20 @@ if old then
   hand_back(old)
   replaced = 1
 end
-local specs = {}
-local wr = {id = w, cap = cap, weight = weight, exp = NOW + ttl, ttl = ttl, rc = 0, wait = 0,
-            inf = 0, queues = {}, strs = {}, fcfs = {}}
+local names, codes, stamps = {}, {}, {}
+local wr = {id = w, cap = cap, weight = weight, inf = 0, exp = NOW + ttl, ttl = ttl, rc = 0, wait = 0,
+            ib = 0, queues = {}, strs = {}, stamps = {}, dirty = true}
 for i = 1, nnew do
   local q = groups[i]
   local fcfs = 0
   if q.pol == P_FCFS then fcfs = 1 end
-  specs[i] = q.name .. '/' .. q.str .. '/' .. fcfs
+  names[i] = q.name
+  codes[i] = q.str .. fcfs
   wr.queues[i] = q.name
   wr.strs[q.name] = q.str
-  wr.fcfs[q.name] = fcfs == 1
-  if q.str ~= T_PULL then
-    redis.call('HSET', K_WORKERS, w .. '|' .. q.name, struct.pack(BAL, q.str, weight, 1, q.ep, 0))
+  wr.stamps[q.name] = '0000000000000'
+  if q.str == T_WEIGHTED then
+    redis.call('HSET', K_WORKERS, w .. '|' .. q.name, struct.pack(BAL, weight, 1, q.ep))
   end
   if q.str == T_AFFINITY then
     local args = {}
@@ -44,9 +45,9 @@ for i = 1, nnew do
     redis.call('ZADD', q.k_ring, unpack(args))
   end
 end
-wr.qs = table.concat(specs, ',')
+wr.names = table.concat(names, ',')
+wr.codes = table.concat(codes)
 WORKERS[w] = wr
-worker_put(wr)
 redis.call('ZADD', K_HB, wr.exp, w)
 unsettle(wr, false)
 fill_worker(wr)

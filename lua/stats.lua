@@ -5,10 +5,9 @@
 --         cancelled}, {per worker: id, capacity, weight, inflight, expires, queues, draining}}.
 local nq = int_arg(2, 'queue count', 0, 100000)
 local groups = queues_open(3, nq)
-local inflight, per_worker = {}, {}
+local inflight = {}
 for _, m in ipairs(redis.call('ZRANGEBYLEX', K_WTASKS, '-', '+')) do
-  local w, id = string.match(m, '^(.*)|%x+|(.*)$')
-  per_worker[w] = (per_worker[w] or 0) + 1
+  local id = string.match(m, '|%x+|(.*)$')
   local r = rec_get(id)
   if r then
     inflight[r.q] = inflight[r.q] or {0, 0}
@@ -30,12 +29,12 @@ local ws = {}
 local all = redis.call('HGETALL', K_WORKERS)
 for i = 1, #all, 2 do
   if not string.find(all[i], '|', 1, true) then
-    local cap, weight, exp, _, _, flags = struct.unpack(WREC, all[i + 1])
-    local names = {}
-    for name in string.gmatch(string.sub(all[i + 1], WREC_LEN + 1), '([^/,]+)/%d/%d') do names[#names + 1] = name end
+    local v = all[i + 1]
+    local cap, weight, inf, exp, _, _, flags = struct.unpack(WREC, v)
     local draining = 0
     if flags >= 2 then draining = 1 end
-    ws[#ws + 1] = {all[i], cap, weight, per_worker[all[i]] or 0, exp, table.concat(names, ','), draining}
+    ws[#ws + 1] = {all[i], cap, weight, inf, exp,
+      string.sub(v, WREC_LEN + 1, string.find(v, '|', WREC_LEN + 1, true) - 1), draining}
   end
 end
 return {qs, ws}

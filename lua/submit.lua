@@ -1,9 +1,9 @@
 -- submit: accepts tasks (one or a batch) into their queues, each dispatched at once when its
 -- queue's ready set is empty and a worker is eligible (State::submit, in order).
 -- KEYS: the fixed keys, then one group per queue named below.
--- ARGV: now, G, G queue names, N, then N times 9 fields:
---       group, id, priority, cost (-1: queue default), run-at (0: none), delay ms (0: none),
---       max attempts (0: queue default), timeout ms (0: queue default), body.
+-- ARGV: now, G, G queue names, N, then N task arguments, each `TASK_ARG` (lib.lua: group,
+--       cost given 0|1, priority, cost, run-at (0: none), delay ms (0: none), max attempts (0:
+--       queue default), timeout ms (0: queue default)), the 26-character id, then the body.
 -- Reply: per task 4 fields: duplicate 0|1, id, state (-1: unknown), worker or ''.
 -- Errors: SY_UNKNOWN_QUEUE <name>, SY_INVALID.
 local ng = int_arg(2, 'group count', 1, 1024)
@@ -11,30 +11,28 @@ local groups = queues_open(3, ng)
 local base = 3 + ng
 local n = int_arg(base, 'task count', 0, 100000)
 local tasks = {}
-for i = 0, n - 1 do
-  local a = base + 1 + i * 9
-  local t = {
-    g = int_arg(a, 'group', 1, ng),
-    id = ARGV[a + 1],
-    pr = int_arg(a + 2, 'priority', 0, 65535),
-    co = int_arg(a + 3, 'cost', -1, 2^32 - 1),
-    at = int_arg(a + 4, 'run-at', 0, MAX_MS),
-    delay = int_arg(a + 5, 'delay', 0, MAX_MS),
-    ma = int_arg(a + 6, 'max attempts', 0, 1000),
-    to = int_arg(a + 7, 'timeout', 0, 2^32 - 1),
-    body = ARGV[a + 8],
-  }
-  if not t.id or #t.id ~= 26 or string.find(t.id, '[^0-9A-Z]') then
-    fail('SY_INVALID', 'task id: `' .. tostring(t.id) .. '` is not 26 base32 characters')
+for i = 1, n do
+  local a = ARGV[base + i]
+  if not a or #a < TASK_ARG_LEN + 6 then fail('SY_INVALID', 'task ' .. i .. ': argument too short') end
+  local g, has_cost, pr, co, at, delay, ma, to = struct.unpack(TASK_ARG, a)
+  if g < 1 or g > ng then fail('SY_INVALID', 'group: expected 1..' .. ng .. ', got ' .. g) end
+  if ma > 1000 then fail('SY_INVALID', 'max attempts: expected at most 1000, got ' .. ma) end
+  local id = string.sub(a, TASK_ARG_LEN - 25, TASK_ARG_LEN)
+  if not string.find(id, '^[0-9A-Z]+$') then
+    fail('SY_INVALID', 'task id: `' .. id .. '` is not 26 base32 characters')
   end
-  if not t.body or #t.body < 6 then fail('SY_INVALID', 'body: too short') end
-  local ql, kl, al, dl = struct.unpack('>BBHH', t.body)
-  if 6 + ql + kl + al + dl > #t.body then fail('SY_INVALID', 'body: lengths exceed the body') end
-  if string.sub(t.body, 7, 6 + ql) ~= groups[t.g].name then
-    fail('SY_INVALID', 'body: queue does not match group ' .. t.g)
+  local body = string.sub(a, TASK_ARG_LEN + 1)
+  local ql, kl, al, dl = struct.unpack('>BBHH', body)
+  if 6 + ql + kl + al + dl > #body then fail('SY_INVALID', 'body: lengths exceed the body') end
+  local q = groups[g]
+  if string.sub(body, 7, 6 + ql) ~= q.name then
+    fail('SY_INVALID', 'body: queue does not match group ' .. g)
   end
-  if dl > 0 then t.dedup = string.sub(t.body, 7 + ql + kl + al, 6 + ql + kl + al + dl) end
-  tasks[#tasks + 1] = t
+  local dedup = nil
+  if dl > 0 then dedup = string.sub(body, 7 + ql + kl + al, 6 + ql + kl + al + dl) end
+  if has_cost == 0 then co = -1 end
+  tasks[i] = {q = q, id = id, pr = pr, co = co, at = at, delay = delay, ma = ma, to = to,
+              body = body, dedup = dedup}
 end
 
 local known = {}
@@ -45,7 +43,7 @@ if n > 0 then
 end
 local reply = {}
 for i, t in ipairs(tasks) do
-  local q = groups[t.g]
+  local q = t.q
   local existing = PENDING.recs[t.id] or known[i]
   local dup = nil
   if existing then

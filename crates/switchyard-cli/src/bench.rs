@@ -58,6 +58,10 @@ pub struct BenchArgs {
         default_value = "floor,lifecycle,depth,workers,e2e,memory"
     )]
     pub only: Vec<String>,
+
+    /// Batch sizes of the end-to-end runs, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,128")]
+    pub e2e_batches: Vec<usize>,
 }
 
 type Res<T> = Result<T, String>;
@@ -600,7 +604,8 @@ async fn end_to_end(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
     println!(
         "| batch | tasks/s | Redis CPU per task | script calls per task | usec_per_call |\n| --- | --- | --- | --- | --- |"
     );
-    for batch in [1usize, 128] {
+    for &batch in &args.e2e_batches {
+        let batch = batch.max(1);
         let s = space(&args.url, args.producers + args.workers + 2).await?;
         let q = s.queue("e2e", Policy::Fcfs, Strategy::LeastLoaded).await?;
         let capacity = (batch * 2).max(8) as u32;

@@ -117,6 +117,7 @@ impl RedisBackend {
         }
         let mut counts: BTreeMap<(String, u8), i64> = BTreeMap::new();
         let mut held: BTreeMap<String, u32> = BTreeMap::new();
+        let mut inboxes: BTreeMap<String, u32> = BTreeMap::new();
         let mut live_ready: BTreeMap<QueueName, i64> = BTreeMap::new();
         let mut expected_wtasks = BTreeSet::new();
         for (id, r) in &records {
@@ -171,6 +172,9 @@ impl RedisBackend {
                                 ));
                             }
                         }
+                    }
+                    if r.state == TaskState::Dispatched {
+                        *inboxes.entry(w.clone()).or_default() += 1;
                     }
                     *held.entry(w).or_default() += 1;
                 }
@@ -252,10 +256,24 @@ impl RedisBackend {
                     wr.capacity
                 ));
             }
+            if inflight != wr.inflight {
+                problems.push(format!(
+                    "{w} holds {inflight} tasks but its record counts {}",
+                    wr.inflight
+                ));
+            }
+            let inbox = inboxes.get(w).copied().unwrap_or(0);
+            if inbox != wr.inbox {
+                problems.push(format!(
+                    "{w} has {inbox} tasks in its inbox but its record counts {}",
+                    wr.inbox
+                ));
+            }
             if hb.get(w).copied() != Some(wr.expires as f64) {
                 problems.push(format!("{w} has no heartbeat entry at its expiry"));
             }
-            for q in &wr.queues {
+            let free_slot = !wr.draining && inflight < wr.capacity;
+            for (i, q) in wr.queues.iter().enumerate() {
                 let Some(view) = queues.get(q) else {
                     problems.push(format!("{w} serves undeclared queue {q}"));
                     continue;
@@ -263,20 +281,32 @@ impl RedisBackend {
                 if view.pull {
                     continue;
                 }
-                let Some(state) = workers.get(&format!("{w}|{q}")) else {
-                    problems.push(format!("{w} serves {q} without balancer state"));
-                    continue;
+                // The entry the worker must have in the free set while it has a free slot
+                // (see `settle` in lua/lib.lua).
+                let member = match wr.strategies.get(i).copied() {
+                    Some(2) => {
+                        let Some(state) = workers.get(&format!("{w}|{q}")) else {
+                            problems.push(format!("{w} serves {q} without balancer state"));
+                            continue;
+                        };
+                        let member = String::from_utf8_lossy(state.get(14..).unwrap_or_default())
+                            .to_string();
+                        if free_slot == member.is_empty() {
+                            problems.push(format!(
+                                "{w} in {q}: {inflight}/{} in flight but eligibility entry `{member}`",
+                                wr.capacity
+                            ));
+                        }
+                        member
+                    }
+                    Some(3) => format!(
+                        "{q}|{:012x}|{}|{w}",
+                        (u64::from(inflight) << 32) / u64::from(wr.capacity.max(1)),
+                        wr.stamps.get(i).map_or("", String::as_str)
+                    ),
+                    _ => format!("{q}|{w}"),
                 };
-                let member =
-                    String::from_utf8_lossy(state.get(21..).unwrap_or_default()).to_string();
-                let free_slot = !wr.draining && inflight < wr.capacity;
-                if free_slot == member.is_empty() {
-                    problems.push(format!(
-                        "{w} in {q}: {inflight}/{} in flight but eligibility entry `{member}`",
-                        wr.capacity
-                    ));
-                }
-                if !member.is_empty() {
+                if free_slot && !member.is_empty() {
                     if !free.contains(&member) {
                         problems.push(format!(
                             "{w} in {q}: entry `{member}` missing from the free set"

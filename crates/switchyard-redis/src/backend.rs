@@ -534,18 +534,8 @@ impl Backend for RedisBackend {
             inv.arg(chunk.len());
             for s in chunk {
                 let g = groups.iter().position(|q| *q == s.queue()).unwrap_or(0) + 1;
-                let (at, delay) = match s.schedule() {
-                    switchyard_core::Schedule::Now => (0, 0),
-                    switchyard_core::Schedule::At(at) => (at, 0),
-                    switchyard_core::Schedule::After(d) => (0, d),
-                };
-                inv.arg(g).arg(s.id().to_string()).arg(s.priority());
-                inv.arg(s.cost_hint_ms().map_or(-1, i64::from));
-                inv.arg(at)
-                    .arg(delay)
-                    .arg(s.max_attempts().unwrap_or(0))
-                    .arg(s.timeout_ms().unwrap_or(0));
-                inv.arg(codec::encode_body(s));
+                // At most SUBMIT_CHUNK groups, so the position fits.
+                inv.arg(codec::encode_task_arg(s, u16::try_from(g).unwrap_or(u16::MAX)));
             }
             let reply = self.exec(&inv).await.map_err(Failure::into_error)?;
             let mut it = array(reply)?.into_iter();

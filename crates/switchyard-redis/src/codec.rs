@@ -3,6 +3,7 @@
 
 use redis::Value;
 use switchyard_core::{
+    MAX_RUN_AT_MS,
     Assignment, BackendErrorKind, Delivery, Error, Event, EventKind, Lease, LeaseToken, Policy,
     QueueConfig, QueueName, Strategy, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec, TaskState,
     WorkerId,
@@ -11,7 +12,7 @@ use switchyard_core::{
 /// Length of a task record's fixed header (`>BBHHHI4I4I6I6I6I6BHI4`).
 const HDR_LEN: usize = 47;
 /// Length of a worker record's fixed header (`>HHI6I4I6B`).
-const WREC_LEN: usize = 21;
+const WREC_LEN: usize = 25;
 
 pub(crate) fn protocol(what: impl Into<String>) -> Error {
     Error::Backend {
@@ -90,6 +91,36 @@ pub(crate) fn encode_body(spec: &TaskSpec) -> Vec<u8> {
     }
     body
 }
+
+/// One task argument of `submit.lua` (`TASK_ARG` in `lua/lib.lua`): a fixed header (`>HBHI4I6I6HI4`:
+/// queue group, cost given 0|1, priority, cost, run-at (0: none), delay (0: none), max
+/// attempts (0: queue default), timeout (0: queue default)), the id's 26 characters, the body.
+/// One packed argument per task keeps the script's per-task parsing to one `struct.unpack`.
+pub(crate) fn encode_task_arg(spec: &TaskSpec, group: u16) -> Vec<u8> {
+    let (at, delay) = match spec.schedule() {
+        switchyard_core::Schedule::Now => (0, 0),
+        switchyard_core::Schedule::At(at) => (at, 0),
+        switchyard_core::Schedule::After(d) => (0, d),
+    };
+    let mut out = Vec::with_capacity(TASK_ARG_LEN + 64 + spec.payload().len());
+    out.extend_from_slice(&group.to_be_bytes());
+    out.push(u8::from(spec.cost_hint_ms().is_some()));
+    out.extend_from_slice(&spec.priority().to_be_bytes());
+    out.extend_from_slice(&spec.cost_hint_ms().unwrap_or(0).to_be_bytes());
+    // Run-at and delay are validated to stay below 2^48 (`MAX_RUN_AT_MS`).
+    out.extend_from_slice(&at.min(MAX_RUN_AT_MS).to_be_bytes()[2..]);
+    out.extend_from_slice(&delay.min(MAX_RUN_AT_MS).to_be_bytes()[2..]);
+    // Max attempts are validated to at most `MAX_ATTEMPTS` (1,000).
+    let attempts = u16::try_from(spec.max_attempts().unwrap_or(0)).unwrap_or(u16::MAX);
+    out.extend_from_slice(&attempts.to_be_bytes());
+    out.extend_from_slice(&spec.timeout_ms().unwrap_or(0).to_be_bytes());
+    out.extend_from_slice(spec.id().to_string().as_bytes());
+    out.extend_from_slice(&encode_body(spec));
+    out
+}
+
+/// Length of the fixed part of a task argument, id included.
+const TASK_ARG_LEN: usize = 27 + 26;
 
 struct Reader<'a> {
     bytes: &'a [u8],
@@ -258,12 +289,24 @@ impl Record {
 #[derive(Debug, Clone)]
 pub(crate) struct WorkerRecord {
     pub(crate) capacity: u32,
+    /// Tasks dispatched to or running on the worker.
+    pub(crate) inflight: u32,
+    /// Tasks dispatched to the worker and not yet received.
+    pub(crate) inbox: u32,
     pub(crate) draining: bool,
     pub(crate) expires: u64,
     pub(crate) received_upto: u64,
     pub(crate) queues: Vec<QueueName>,
+    /// Per queue: the strategy code (see `strategy_args`).
+    pub(crate) strategies: Vec<u8>,
+    /// Per queue: the least-loaded pick stamp, 13 hex digits.
+    pub(crate) stamps: Vec<String>,
 }
 
+/// Decodes a worker record (`WREC` in `lua/lib.lua`): the header `>HHHI6I4I6BH` (capacity,
+/// weight, in flight, heartbeat expiry, heartbeat ttl, receive cursor, flags, inbox count),
+/// the queue names joined by `,`, `|`, then per queue two digits (strategy, 1 if FCFS) and
+/// per queue a 13-hex-digit least-loaded stamp.
 pub(crate) fn decode_worker(bytes: &[u8]) -> Result<WorkerRecord, Error> {
     if bytes.len() < WREC_LEN {
         return Err(protocol("worker record shorter than its header"));
@@ -271,23 +314,43 @@ pub(crate) fn decode_worker(bytes: &[u8]) -> Result<WorkerRecord, Error> {
     let mut r = Reader { bytes, at: 0 };
     let capacity = num(r.uint(2)?)?;
     let _weight = r.uint(2)?;
+    let inflight = num(r.uint(2)?)?;
     let expires = r.uint(6)?;
     let _ttl = r.uint(4)?;
     let received_upto = r.uint(6)?;
     let flags = r.uint(1)?;
-    let list = std::str::from_utf8(&bytes[WREC_LEN..])
+    let inbox = num(r.uint(2)?)?;
+    let tail = std::str::from_utf8(&bytes[WREC_LEN..])
         .map_err(|_| protocol("worker queues are not UTF-8"))?;
-    let queues = list
+    let (names, rest) = tail
+        .split_once('|')
+        .ok_or_else(|| protocol("worker record without its queue separator"))?;
+    let queues = names
         .split(',')
         .filter(|q| !q.is_empty())
-        .map(|spec| QueueName::new(spec.split('/').next().unwrap_or(spec)))
-        .collect::<Result<_, _>>()?;
+        .map(QueueName::new)
+        .collect::<Result<Vec<_>, _>>()?;
+    let n = queues.len();
+    if rest.len() != 15 * n || !rest.is_ascii() {
+        return Err(protocol("worker record: queue codes do not match its queues"));
+    }
+    let strategies = rest.as_bytes()[..2 * n]
+        .chunks(2)
+        .map(|c| c[0].wrapping_sub(b'0'))
+        .collect();
+    let stamps = (0..n)
+        .map(|i| rest[2 * n + 13 * i..2 * n + 13 * (i + 1)].to_owned())
+        .collect();
     Ok(WorkerRecord {
         capacity,
+        inflight,
+        inbox,
         draining: flags & 2 == 2,
         expires,
         received_upto,
         queues,
+        strategies,
+        stamps,
     })
 }
 

@@ -55,10 +55,9 @@ async fn lua_renormalises_like_the_reference() {
     for (i, (id, weight)) in weights.into_iter().enumerate() {
         let n = first_n_at(vt, weight) + i as u64;
         let member = format!("w|{:013x}|{id}", pass(n, weight));
-        let mut state = vec![2u8];
-        state.extend_from_slice(&u16::try_from(weight).unwrap().to_be_bytes());
+        // The weighted balancer state (`BAL` in lua/lib.lua): weight, n, epoch, then the entry.
+        let mut state = u16::try_from(weight).unwrap().to_be_bytes().to_vec();
         state.extend_from_slice(&be6(n));
-        state.extend_from_slice(&be6(0));
         state.extend_from_slice(&be6(0));
         state.extend_from_slice(member.as_bytes());
         let _: () = conn.hset(&workers, format!("{id}|w"), state).await.unwrap();
