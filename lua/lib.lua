@@ -653,7 +653,7 @@ local function release(wr, r)
 end
 
 -- Starts up to `max` tasks on the worker, appending deliveries {id, queue, token, attempt,
--- max attempts, deadline, body} to `out` (State::receive): its inbox in dispatch order, then
+-- max attempts, deadline, timeout, body} to `out` (State::receive): its inbox in dispatch order, then
 -- its pull queues in its order. Advances the receive cursor; returns how many.
 local function receive_tasks(wr, max, out)
   local got = 0
@@ -666,7 +666,7 @@ local function receive_tasks(wr, max, out)
     if r.tok > wr.rc then wr.rc = r.tok end
     wr.dirty = true
     out[#out + 1] = r.id; out[#out + 1] = r.q; out[#out + 1] = r.tok; out[#out + 1] = r.at
-    out[#out + 1] = r.ma; out[#out + 1] = r.tm; out[#out + 1] = r.body
+    out[#out + 1] = r.ma; out[#out + 1] = r.tm; out[#out + 1] = r.to; out[#out + 1] = r.body
     got = got + 1
   end
   if max > 0 and wr.ib > 0 then

@@ -4,7 +4,8 @@
 -- on its pull queues (the next task there wakes it).
 -- KEYS: the fixed keys, then one group per queue of the worker, in its order.
 -- ARGV: now, worker, max, park 0|1, N, N queue names.
--- Reply: deliveries, 7 fields each: id, queue, token, attempt, max attempts, deadline, body.
+-- Reply: deliveries, 8 fields each: id, queue, token, attempt, max attempts, deadline, timeout,
+--        body.
 -- Errors: SY_UNKNOWN_WORKER, SY_STALE.
 local w = name_arg(2, 'worker id')
 local max = int_arg(3, 'max', 0, 100000)

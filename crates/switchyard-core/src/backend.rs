@@ -127,8 +127,12 @@ pub struct Delivery {
     pub attempt: u32,
     /// Attempts allowed.
     pub max_attempts: u32,
-    /// When the lease runs out (start + timeout); after that the task fails as timed out.
+    /// When the lease runs out (start + timeout), on the backend's clock; after that the task
+    /// fails as timed out.
     pub deadline: Millis,
+    /// The attempt's timeout in milliseconds (`deadline` minus the start). A worker measures
+    /// it on its own clock, so that clock skew against the backend does not move it.
+    pub timeout_ms: u32,
 }
 
 /// Why a completion or failure was refused. Refusals change nothing.

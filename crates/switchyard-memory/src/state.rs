@@ -599,6 +599,7 @@ impl State {
             attempt: t.attempts,
             max_attempts: t.max_attempts,
             deadline: t.deadline,
+            timeout_ms: t.timeout_ms,
         };
         if let Some(w) = self.workers.get_mut(worker) {
             w.running.insert(id);

@@ -474,7 +474,7 @@ pub(crate) fn assignments(
     Ok(out)
 }
 
-/// Reads deliveries (7 fields each) for `worker` until the iterator ends.
+/// Reads deliveries (8 fields each) for `worker` until the iterator ends.
 pub(crate) fn deliveries(
     items: &mut impl Iterator<Item = Value>,
     worker: &WorkerId,
@@ -487,6 +487,7 @@ pub(crate) fn deliveries(
         let attempt = num(uint(&field()?)?)?;
         let max_attempts = num(uint(&field()?)?)?;
         let deadline = uint(&field()?)?;
+        let timeout_ms = num(uint(&field()?)?)?;
         let body = bytes(field()?)?;
         let Body { kind, payload, .. } = decode_body(&mut Reader {
             bytes: &body,
@@ -504,6 +505,7 @@ pub(crate) fn deliveries(
             attempt,
             max_attempts,
             deadline,
+            timeout_ms,
         });
     }
     Ok(out)
