@@ -1,21 +1,42 @@
 //! The worker runtime: registers a worker, receives tasks, runs their handlers concurrently up
 //! to its capacity, heartbeats, runs maintenance, and shuts down gracefully.
 //!
-//! * Each received task runs in its own tokio task, under the task's timeout, with a
-//!   [`TaskContext`] whose cancellation token fires when the task is cancelled or its lease is
-//!   lost. A panicking handler fails its task with the panic message; the worker carries on.
+//! * Each received task runs in its own tokio task, with a [`TaskContext`] whose cancellation
+//!   token fires when the task is cancelled, its lease is lost, it outruns its timeout, or the
+//!   worker shuts down past its grace period. A panicking handler fails its task with the panic
+//!   message; the worker carries on.
+//! * **Timeouts** are measured on the worker's own clock: an attempt may run for
+//!   [`Delivery::timeout_ms`] from the moment the worker received it. A handler still running
+//!   then is dropped and the attempt fails with the backend's own text,
+//!   [`timeout_error`](switchyard_core::backend::timeout_error) (`timed out after <t> ms`),
+//!   so clock skew between the worker and the backend (Redis) moves nothing.
 //! * A slot that finishes a task completes it and receives the next one in the same call.
-//! * The heartbeat loop extends the worker's lease on life and learns which running tasks to
-//!   stop; if the worker was reaped (it went silent too long), it registers again.
+//! * **Leases and heartbeats.** A task's lease lives as long as its worker heartbeats. The
+//!   heartbeat loop (every third of the heartbeat TTL) extends the worker's expiry; the same
+//!   call fails, as timed out, this worker's running tasks whose backend deadline passed (the
+//!   hard limit for a worker too stuck to enforce its own timeout) and reports cancel
+//!   requests. A worker that stops heartbeating is reaped by any worker's maintenance once its
+//!   TTL has passed, and its tasks go back to their queues. So every expired lease ends within
+//!   about `max(heartbeat interval, heartbeat TTL)` (plus one maintenance interval), either
+//!   way, without any global scan of leases (see [`Backend::heartbeat`] and
+//!   [`Backend::maintain`]). If the worker finds it was reaped, it stops its handlers (their
+//!   leases are gone) and registers again.
 //! * The maintenance loop promotes due delayed tasks, reaps dead workers and purges expired
 //!   records — every worker runs it on a jittered timer; the scripts make that safe.
-//! * Shutdown (a [`ShutdownHandle`] or Ctrl-C) stops receiving, lets running handlers finish
-//!   within the grace period, cancels the rest, and deregisters (handing back whatever is left).
+//! * **Shutdown** (a [`ShutdownHandle`], or Ctrl-C with [`Worker::run_until_ctrl_c`]) drains
+//!   the worker (no new tasks; its inbox goes back to the queues), lets running handlers finish
+//!   within the grace period, then stops the rest: their tokens fire, each gets the cancel
+//!   grace to return, and whatever it returns — an error of any kind, a panic, or nothing
+//!   because it was dropped — the runtime reports **nothing** for it; the deregistration that
+//!   follows hands the task back to its queue (attempt counted). A handler that returns `Ok`
+//!   after being stopped still completes its task. Only a user's
+//!   [`TaskHandle::cancel`](crate::TaskHandle::cancel) ends a running task as cancelled.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,12 +44,14 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use switchyard_core::backend::timeout_error;
 use switchyard_core::{
-    Ack, Backend, Clock, Delivery, Error, Millis, QueueName, Result, SystemClock, TaskId, TaskKind,
-    WorkerId, WorkerSpec,
+    Ack, Backend, Clock, Delivery, Error, LeaseToken, Millis, QueueName, Result, SystemClock,
+    TaskId, TaskKind, WorkerId, WorkerSpec,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{Client, Task, from_json, to_json};
@@ -311,7 +334,8 @@ impl WorkerBuilder {
                 cancel_grace: self.cancel_grace,
                 maintenance: self.maintenance,
                 receive_slice: self.receive_slice,
-                running: Mutex::new(HashMap::new()),
+                running: Mutex::new(Running::default()),
+                draining: AtomicBool::new(false),
                 registration: tokio::sync::Mutex::new(0),
                 stats: Counters::default(),
             }),
@@ -335,11 +359,55 @@ struct Inner {
     cancel_grace: Duration,
     maintenance: Option<Duration>,
     receive_slice: Duration,
-    /// Cancellation tokens of running handlers.
-    running: Mutex<HashMap<TaskId, CancellationToken>>,
+    /// Running handlers, and whether shutdown has stopped them.
+    running: Mutex<Running>,
+    /// Set when shutdown begins (before the drain): a reaped worker does not register again.
+    draining: AtomicBool,
     /// Registration generation, so that concurrent discoveries of a reap register once.
     registration: tokio::sync::Mutex<u64>,
     stats: Counters,
+}
+
+/// Why the runtime fired a running handler's cancellation token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// A user cancelled the task: the failure report ends it as cancelled.
+    Cancelled,
+    /// The lease is gone (the heartbeat failed the attempt as timed out, or the worker was
+    /// reaped): a report will be refused, and changes nothing.
+    LeaseLost,
+    /// Shutdown passed its grace period: nothing is reported, the deregistration hands the
+    /// task back to its queue.
+    Shutdown,
+}
+
+/// One running handler.
+struct Slot {
+    token: CancellationToken,
+    /// The first reason its token fired for, if it did.
+    stop: Option<Stop>,
+}
+
+/// The running handlers, keyed by task and lease token (after a reap, the same task may come
+/// back to this worker under a new lease while the old handler is still winding down).
+#[derive(Default)]
+struct Running {
+    slots: HashMap<(TaskId, LeaseToken), Slot>,
+    /// Set (under the same lock) when shutdown stops every handler: a handler that would start
+    /// after that never runs, so no task escapes the stop.
+    stopping: bool,
+}
+
+impl Running {
+    /// Fires the tokens of the matching handlers, recording `why` unless a reason is there.
+    fn stop(&mut self, why: Stop, matches: impl Fn(TaskId) -> bool) {
+        for ((id, _), slot) in &mut self.slots {
+            if matches(*id) {
+                slot.stop.get_or_insert(why);
+                slot.token.cancel();
+            }
+        }
+    }
 }
 
 /// A worker: build it with [`Worker::builder`], then [`Worker::run`] it.
@@ -438,8 +506,9 @@ impl Worker {
         let mut tasks = JoinSet::new();
         inner.receive_loop(&slots, &mut tasks, &shutdown).await;
 
-        // Graceful shutdown: take no new tasks (the inbox goes back to the queues at once), let
-        // running handlers finish, then cancel what is left.
+        // Graceful shutdown, in a fixed order:
+        // 1. take no new tasks (the inbox goes back to the queues at once);
+        inner.draining.store(true, Ordering::SeqCst);
         let drained = match inner.backend.drain_worker(inner.spec.id()).await {
             Ok(back) => back.returned.len(),
             Err(e) => {
@@ -447,23 +516,24 @@ impl Worker {
                 0
             }
         };
+        // 2. let running handlers finish within the grace period, reporting as usual;
         let capacity = inner.spec.get_capacity();
         let all_free = slots.clone().acquire_many_owned(capacity);
         if tokio::time::timeout(inner.shutdown_grace, all_free)
             .await
             .is_err()
         {
-            tracing::warn!(worker = %inner.spec.id(), "grace period over: cancelling running tasks");
-            inner.cancel_all();
-            let all_free = slots.clone().acquire_many_owned(capacity);
-            if tokio::time::timeout(inner.cancel_grace, all_free)
-                .await
-                .is_err()
-            {
-                tasks.abort_all();
-            }
+            // 3. then stop the rest: under one lock, every running handler is marked stopped by
+            //    shutdown and its token fires, and no handler starts any more. Each slot drops
+            //    its handler at most `cancel_grace` later and reports nothing for a stopped
+            //    task (unless the handler returned a value), so no slot is aborted half-way
+            //    through a report;
+            tracing::warn!(worker = %inner.spec.id(), "grace period over: stopping running tasks; they go back to their queues");
+            inner.stop_for_shutdown();
         }
         while tasks.join_next().await.is_some() {}
+        // 4. only when every slot is done, stop heartbeating and deregister: the tasks of the
+        //    stopped handlers go back to their queues, attempt counted.
         background.cancel();
         let _ = heartbeat.await;
         if let Some(m) = maintenance {
@@ -497,14 +567,20 @@ impl Inner {
         Ok(())
     }
 
-    /// Registers again after the worker was found reaped, once per reap.
+    /// Registers again after the worker was found reaped, once per reap. The running handlers'
+    /// leases went with the reap, so they are stopped first. A draining worker does not come
+    /// back: it is on its way out, and the reap already returned its tasks.
     async fn reregister(&self, seen: u64) {
         let mut generation = self.registration.lock().await;
         if *generation != seen {
             return;
         }
+        self.stop(Stop::LeaseLost, |_| true);
+        if self.draining.load(Ordering::SeqCst) {
+            tracing::warn!(worker = %self.spec.id(), "the backend reaped this worker while it was shutting down");
+            return;
+        }
         tracing::warn!(worker = %self.spec.id(), "the backend reaped this worker: registering again");
-        self.cancel_all();
         if let Err(e) = self.register_locked(&mut generation).await {
             tracing::error!(worker = %self.spec.id(), "cannot register again: {e}");
         }
@@ -514,22 +590,24 @@ impl Inner {
         *self.registration.lock().await
     }
 
-    fn cancel_all(&self) {
-        if let Ok(running) = self.running.lock() {
-            for token in running.values() {
-                token.cancel();
-            }
-        }
+    fn running(&self) -> std::sync::MutexGuard<'_, Running> {
+        // A panic never happens while the lock is held (handlers run outside it).
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn cancel(&self, ids: &[TaskId]) {
-        if let Ok(running) = self.running.lock() {
-            for id in ids {
-                if let Some(token) = running.get(id) {
-                    token.cancel();
-                }
-            }
-        }
+    /// Fires the tokens of the running handlers `matches` selects, for `why`.
+    fn stop(&self, why: Stop, matches: impl Fn(TaskId) -> bool) {
+        self.running().stop(why, matches);
+    }
+
+    /// Past the grace period: every running handler is stopped for shutdown and none starts
+    /// any more.
+    fn stop_for_shutdown(&self) {
+        let mut running = self.running();
+        running.stopping = true;
+        running.stop(Stop::Shutdown, |_| true);
     }
 
     async fn heartbeat_loop(self: Arc<Self>, stop: CancellationToken) {
@@ -542,8 +620,8 @@ impl Inner {
             let seen = self.generation().await;
             match self.backend.heartbeat(self.spec.id()).await {
                 Ok(reply) => {
-                    self.cancel(&reply.cancel);
-                    self.cancel(&reply.expired);
+                    self.stop(Stop::Cancelled, |id| reply.cancel.contains(&id));
+                    self.stop(Stop::LeaseLost, |id| reply.expired.contains(&id));
                 }
                 Err(Error::UnknownWorker(_)) => self.reregister(seen).await,
                 Err(e) => tracing::warn!(worker = %self.spec.id(), "heartbeat failed: {e}"),
@@ -606,9 +684,15 @@ impl Inner {
                 .await
             {
                 Ok(deliveries) => {
+                    let received = Instant::now();
                     for delivery in deliveries {
                         let Some(permit) = permits.pop() else { break };
-                        tasks.spawn(self.clone().slot(delivery, permit, shutdown.clone()));
+                        tasks.spawn(self.clone().slot(
+                            delivery,
+                            received,
+                            permit,
+                            shutdown.clone(),
+                        ));
                     }
                 }
                 Err(Error::UnknownWorker(_)) => self.reregister(seen).await,
@@ -626,14 +710,16 @@ impl Inner {
     }
 
     /// Runs a task, reports it, and keeps the slot for the next task the report brings back.
+    /// `received` is when the worker got the task: its timeout runs from then, on this clock.
     async fn slot(
         self: Arc<Self>,
         mut delivery: Delivery,
+        mut received: Instant,
         permit: OwnedSemaphorePermit,
         shutdown: CancellationToken,
     ) {
         loop {
-            let outcome = self.run_handler(&delivery).await;
+            let (outcome, stop) = self.run_handler(&delivery, received).await;
             let lease = delivery.lease.clone();
             let next = match outcome {
                 Ok(value) if !shutdown.is_cancelled() => {
@@ -655,6 +741,13 @@ impl Inner {
                     }
                     Vec::new()
                 }
+                // Stopped by shutdown: whatever the handler said (a fatal "cancelled" is
+                // typical), the attempt did not fail on its own. Report nothing; the
+                // deregistration hands the task back to its queue.
+                Err(err) if stop == Some(Stop::Shutdown) => {
+                    tracing::info!(task = %lease.task, "stopped by shutdown ({err}); handing it back");
+                    Vec::new()
+                }
                 Err(err) => {
                     match self
                         .backend
@@ -670,7 +763,10 @@ impl Inner {
                 }
             };
             match next.into_iter().next() {
-                Some(d) => delivery = d,
+                Some(d) => {
+                    delivery = d;
+                    received = Instant::now();
+                }
                 None => break,
             }
         }
@@ -692,24 +788,43 @@ impl Inner {
         }
     }
 
-    /// Runs the handler of a delivery under its deadline and cancellation; a panic becomes a
-    /// retryable failure carrying the panic message.
-    async fn run_handler(&self, delivery: &Delivery) -> std::result::Result<Vec<u8>, TaskError> {
+    /// Runs the handler of a delivery under its timeout and cancellation; a panic becomes a
+    /// retryable failure carrying the panic message. Also answers why the runtime stopped the
+    /// handler, if it did: the reason is read under the same lock that records it, so a
+    /// handler is either stopped by shutdown (and reports nothing) or not, never half of each.
+    async fn run_handler(
+        &self,
+        delivery: &Delivery,
+        received: Instant,
+    ) -> (std::result::Result<Vec<u8>, TaskError>, Option<Stop>) {
         let token = CancellationToken::new();
-        let id = delivery.lease.task;
-        if let Ok(mut running) = self.running.lock() {
-            running.insert(id, token.clone());
+        let key = (delivery.lease.task, delivery.lease.token);
+        {
+            let mut running = self.running();
+            if running.stopping {
+                // Shutdown already stopped every handler: this one never starts.
+                return (
+                    Err(TaskError::retry("not started: the worker is shutting down")),
+                    Some(Stop::Shutdown),
+                );
+            }
+            running.slots.insert(
+                key,
+                Slot {
+                    token: token.clone(),
+                    stop: None,
+                },
+            );
         }
-        let result = self.run_guarded(delivery, token).await;
-        if let Ok(mut running) = self.running.lock() {
-            running.remove(&id);
-        }
-        result
+        let result = self.run_guarded(delivery, received, token).await;
+        let stop = self.running().slots.remove(&key).and_then(|slot| slot.stop);
+        (result, stop)
     }
 
     async fn run_guarded(
         &self,
         delivery: &Delivery,
+        received: Instant,
         token: CancellationToken,
     ) -> std::result::Result<Vec<u8>, TaskError> {
         let Some(handler) = self.handlers.get(delivery.kind.as_str()).cloned() else {
@@ -729,16 +844,19 @@ impl Inner {
             worker: self.spec.id().clone(),
             cancel: token.clone(),
         };
-        let left = Duration::from_millis(delivery.deadline.saturating_sub(now_ms()));
+        // The timeout runs on this worker's clock from when it received the task; the
+        // backend's `deadline` is on the backend's clock and only its heartbeat compares it.
+        let timeout_at = received + Duration::from_millis(u64::from(delivery.timeout_ms));
         let work = AssertUnwindSafe(handler(ctx, delivery.payload.clone())).catch_unwind();
         tokio::pin!(work);
         let finished = tokio::select! {
+            biased;
             r = &mut work => Some(r),
-            _ = tokio::time::sleep(left) => {
-                token.cancel();
-                return Err(TaskError::retry(format!("timed out after {} ms", left.as_millis())));
-            }
             _ = token.cancelled() => None,
+            _ = tokio::time::sleep_until(timeout_at) => {
+                token.cancel();
+                return Err(TaskError::retry(timeout_error(delivery.timeout_ms)));
+            }
         };
         let result = match finished {
             Some(r) => r,

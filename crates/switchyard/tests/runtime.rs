@@ -1,15 +1,21 @@
-//! The client and the worker runtime, on both backends: results and errors, retries and
-//! backoff, the dead-letter set, delays, cancellation, graceful shutdown, a killed worker.
+//! The client and the worker runtime, on both backends: results and errors, panics, timeouts
+//! (on the worker's clock, and enforced by the heartbeat), concurrency up to capacity, retries
+//! and backoff with jitter, the dead-letter set, delays, deduplication, result expiry, learned
+//! costs, events, cancellation, graceful shutdown (within and past its grace), a killed or
+//! silent worker, a reaped worker that registers again, fencing.
 //! Redis runs in a redis-server started by the test on a free port.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use switchyard::backend::{lost_worker_error, timeout_error};
 use switchyard::{
-    Ack, Backoff, CancelOutcome, Client, Error, Policy, QueueConfig, Rejection, Strategy,
-    TaskError, TaskOutcome, TaskSpec, TaskState, Worker, WorkerSpec,
+    Ack, Backoff, CancelOutcome, Client, Clock, Error, Event, EventKind, Lease, Policy,
+    QueueConfig, RedisBackend, RedisConfig, Rejection, Strategy, SystemClock, TaskError, TaskId,
+    TaskOutcome, TaskSpec, TaskState, Worker, WorkerSpec,
 };
 use switchyard_testkit::redis_server::RedisServer;
 
@@ -25,6 +31,50 @@ async fn client(redis: Option<&RedisServer>) -> Client {
         .await
         .unwrap(),
     }
+}
+
+/// Polls `check` every 20 ms until it answers `Some`, for at most `within`.
+async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            start.elapsed() < within,
+            "gave up after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The lease of a task running on `worker`, read from its record.
+async fn running_on(c: &Client, id: TaskId, worker: &str) -> Option<Lease> {
+    let info = c.task(id).info().await.ok()??;
+    let holder = info.worker?;
+    if info.state != TaskState::Running || holder.as_str() != worker {
+        return None;
+    }
+    Some(Lease {
+        task: id,
+        queue: info.queue,
+        worker: holder,
+        token: info.token?,
+    })
+}
+
+/// The events of one task, oldest first.
+async fn events_of(c: &Client, id: TaskId) -> Vec<Event> {
+    let all = c.events(None, 10_000).await.unwrap();
+    all.into_iter().filter(|e| e.task == id).collect()
+}
+
+fn kinds(events: &[Event]) -> Vec<EventKind> {
+    events.iter().map(|e| e.kind).collect()
 }
 
 fn quick(config: QueueConfig) -> QueueConfig {
@@ -44,6 +94,30 @@ fn spawn(
 ) {
     let stop = worker.shutdown_handle();
     (stop, tokio::spawn(worker.run()))
+}
+
+/// A clock `by` ms ahead of (or, negative, behind) the system clock.
+#[derive(Debug)]
+struct Skewed(i64);
+
+impl Clock for Skewed {
+    fn now_ms(&self) -> u64 {
+        SystemClock.now_ms().saturating_add_signed(self.0)
+    }
+}
+
+/// A client whose backend's clock is skewed by `by` ms against this process's clock.
+async fn skewed_client(redis: Option<&RedisServer>, by: i64) -> Client {
+    static NS: AtomicU64 = AtomicU64::new(0);
+    let clock: Arc<dyn Clock> = Arc::new(Skewed(by));
+    match redis {
+        None => Client::new(switchyard::MemoryBackend::with_clock(clock)),
+        Some(server) => {
+            let ns = format!("skew{}", NS.fetch_add(1, Ordering::SeqCst));
+            let config = RedisConfig::new(server.url(), ns).with_clock(clock);
+            Client::new(RedisBackend::with_config(config).await.unwrap())
+        }
+    }
 }
 
 async fn results_and_errors(c: Client) {
@@ -423,17 +497,213 @@ async fn late_completion_is_refused(c: Client) {
     );
 }
 
+/// Shutdown past its grace period: a handler that ignores cancellation and one that answers it
+/// with a fatal error both have their tasks handed back (attempt counted), not dead-lettered; a
+/// task a user cancelled still ends cancelled; a second worker finishes the rest.
+async fn shutdown_past_its_grace_hands_running_tasks_back(c: Client) {
+    c.declare("q", quick(QueueConfig::default()).with_max_attempts(3))
+        .await
+        .unwrap();
+    let make = |id: &str, first: bool| {
+        Worker::builder(&c, id, ["q"])
+            .unwrap()
+            .capacity(3)
+            .heartbeat_ttl(Duration::from_millis(300))
+            .shutdown_grace(Duration::from_millis(200))
+            .cancel_grace(Duration::from_millis(200))
+            .handle("stubborn", move |_ctx, _p| async move {
+                if first {
+                    // Ignores its cancellation token altogether.
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
+                Ok(b"stubborn done".to_vec())
+            })
+            .handle("fatal", move |ctx, _p| async move {
+                if first {
+                    // The documented pattern: give up for good when cancelled.
+                    ctx.cancelled().await;
+                    return Err(TaskError::fatal("cancelled"));
+                }
+                Ok(b"fatal done".to_vec())
+            })
+            .build()
+            .unwrap()
+    };
+    let (stop, run) = spawn(make("first", true));
+    let submit = |kind: &'static str| {
+        let c = c.clone();
+        async move {
+            c.submit(TaskSpec::builder("q", kind).build().unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let stubborn = submit("stubborn").await;
+    let fatal = submit("fatal").await;
+    let cancelled = submit("fatal").await;
+    for t in [&stubborn, &fatal, &cancelled] {
+        eventually(Duration::from_secs(10), "the tasks to run", || async {
+            running_on(&c, t.id(), "first").await
+        })
+        .await;
+    }
+    assert_eq!(cancelled.cancel().await.unwrap(), CancelOutcome::Requested);
+    stop.shutdown();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(report.completed, 0, "{report:?}");
+    // The cancelled task ends through its failure report or through the hand-back, whichever
+    // stop reached its handler first; the two others only through the hand-back.
+    assert!(report.handed_back >= 2, "{report:?}");
+    assert_eq!(report.handed_back as u64 + report.failed, 3, "{report:?}");
+    for t in [&stubborn, &fatal] {
+        let info = t.info().await.unwrap().unwrap();
+        assert_eq!(info.state, TaskState::Ready, "{info:?}");
+        assert_eq!(info.attempts, 1, "the interrupted attempt counts");
+        assert_eq!(
+            info.last_error.as_deref(),
+            Some(lost_worker_error(&"first".parse().unwrap(), 1).as_str())
+        );
+    }
+    assert_eq!(cancelled.state().await.unwrap(), Some(TaskState::Cancelled));
+    assert!(c.dead("q", 10).await.unwrap().is_empty());
+    let events = c.events(None, 1000).await.unwrap();
+    assert!(
+        !events.iter().any(|e| e.kind == EventKind::Dead),
+        "{events:?}"
+    );
+    // Nothing lost: the next worker runs them.
+    let (stop, run) = spawn(make("second", false));
+    assert_eq!(
+        stubborn.wait(Duration::from_secs(20)).await.unwrap(),
+        TaskOutcome::Succeeded(b"stubborn done".to_vec())
+    );
+    assert_eq!(
+        fatal.wait(Duration::from_secs(20)).await.unwrap(),
+        TaskOutcome::Succeeded(b"fatal done".to_vec())
+    );
+    assert_eq!(stubborn.attempts().await.unwrap(), Some(2));
+    assert_eq!(
+        cancelled.wait(Duration::from_secs(1)).await.unwrap(),
+        TaskOutcome::Cancelled
+    );
+    stop.shutdown();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(report.completed, 2);
+}
+
+/// A handler slower than its task's timeout: each attempt fails as timed out (the backend's
+/// text), is retried while attempts remain, then the task is dead.
+async fn a_slow_handler_times_out_and_is_retried_then_dead(c: Client) {
+    c.declare("q", quick(QueueConfig::default())).await.unwrap();
+    let started = Arc::new(AtomicU32::new(0));
+    let s = started.clone();
+    let worker = Worker::builder(&c, "w", ["q"])
+        .unwrap()
+        .maintenance(Some(Duration::from_millis(50)))
+        .handle("slow", move |_ctx, _p| {
+            let s = s.clone();
+            async move {
+                s.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok(Vec::new())
+            }
+        })
+        .build()
+        .unwrap();
+    let (stop, run) = spawn(worker);
+    let task = c
+        .submit(
+            TaskSpec::builder("q", "slow")
+                .timeout(Duration::from_millis(300))
+                .max_attempts(2)
+                .build()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    // Far less than the handler's 60 s: the runtime stopped it.
+    let outcome = task.wait(Duration::from_secs(20)).await.unwrap();
+    assert_eq!(outcome, TaskOutcome::Dead(timeout_error(300)));
+    assert_eq!(timeout_error(300), "timed out after 300 ms");
+    assert_eq!(task.attempts().await.unwrap(), Some(2));
+    assert_eq!(started.load(Ordering::SeqCst), 2);
+    let events = events_of(&c, task.id()).await;
+    assert_eq!(
+        kinds(&events),
+        [
+            EventKind::Failed,
+            EventKind::Retried,
+            EventKind::Failed,
+            EventKind::Dead
+        ]
+    );
+    assert_eq!(events[0].detail.as_deref(), Some("timed out after 300 ms"));
+    assert_eq!(events[2].detail.as_deref(), Some("timed out after 300 ms"));
+    stop.shutdown();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!((report.failed, report.refused), (2, 0), "{report:?}");
+}
+
+/// Per-task timeouts run on the worker's clock: with the backend's clock an hour behind or
+/// ahead, a quick task still succeeds and a slow one still times out on time.
+async fn timeouts_ignore_clock_skew(redis: Option<&RedisServer>) {
+    for skew in [-3_600_000, 3_600_000] {
+        let c = skewed_client(redis, skew).await;
+        c.declare("q", QueueConfig::default()).await.unwrap();
+        let worker = Worker::builder(&c, "w", ["q"])
+            .unwrap()
+            .capacity(2)
+            .handle("sleep", |_ctx, p| async move {
+                let ms: u64 = String::from_utf8(p).unwrap().parse().unwrap();
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok(b"done".to_vec())
+            })
+            .build()
+            .unwrap();
+        let (stop, run) = spawn(worker);
+        let spec = |ms: &str, timeout_ms: u64| {
+            TaskSpec::builder("q", "sleep")
+                .payload(ms.as_bytes().to_vec())
+                .timeout(Duration::from_millis(timeout_ms))
+                .max_attempts(1)
+                .build()
+                .unwrap()
+        };
+        let quick_task = c.submit(spec("50", 10_000)).await.unwrap();
+        let slow_task = c.submit(spec("60000", 300)).await.unwrap();
+        assert_eq!(
+            quick_task.wait(Duration::from_secs(20)).await.unwrap(),
+            TaskOutcome::Succeeded(b"done".to_vec()),
+            "skew {skew}"
+        );
+        assert_eq!(
+            slow_task.wait(Duration::from_secs(20)).await.unwrap(),
+            TaskOutcome::Dead(timeout_error(300)),
+            "skew {skew}"
+        );
+        stop.shutdown();
+        run.await.unwrap().unwrap();
+    }
+}
+
 macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
+    ($($name:ident),* $(,)?; with a server: $($with_server:ident),* $(,)?) => {
         mod memory {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() { super::$name(super::client(None).await).await })*
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $with_server() { super::$with_server(None).await })*
         }
         mod redis {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 let server = switchyard_testkit::redis_server::RedisServer::start().unwrap();
                 super::$name(super::client(Some(&server)).await).await
+            })*
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $with_server() {
+                let server = switchyard_testkit::redis_server::RedisServer::start().unwrap();
+                super::$with_server(Some(&server)).await
             })*
         }
     };
@@ -445,6 +715,10 @@ on_both!(
     delayed_tasks_run_on_time,
     cancellation_of_ready_delayed_and_running,
     graceful_shutdown_loses_nothing,
+    shutdown_past_its_grace_hands_running_tasks_back,
+    a_slow_handler_times_out_and_is_retried_then_dead,
     a_killed_worker_s_tasks_finish_elsewhere,
-    late_completion_is_refused,
+    late_completion_is_refused;
+    with a server:
+    timeouts_ignore_clock_skew,
 );
