@@ -6,16 +6,22 @@
 //! Redis runs in a redis-server started by the test on a free port.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
+use std::collections::HashSet;
 use std::future::Future;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use switchyard::backend::{lost_worker_error, timeout_error};
+use async_trait::async_trait;
+use switchyard::backend::{
+    AckOutcome, Assignment, HandBack, HeartbeatReply, MaintenanceReport, RegisterOutcome,
+    SubmitOutcome, lost_worker_error, next_average, timeout_error,
+};
 use switchyard::{
-    Ack, Backoff, CancelOutcome, Client, Clock, Error, Event, EventKind, Lease, Policy,
-    QueueConfig, RedisBackend, RedisConfig, Rejection, Strategy, SystemClock, TaskError, TaskId,
-    TaskOutcome, TaskSpec, TaskState, Worker, WorkerSpec,
+    Ack, Backend, Backoff, CancelOutcome, Client, Clock, Delivery, Error, Event, EventKind,
+    EventLevel, Lease, Policy, QueueConfig, QueueName, RedisBackend, RedisConfig, Rejection, Stats,
+    Strategy, SystemClock, TaskError, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec, TaskState,
+    Worker, WorkerId, WorkerSpec,
 };
 use switchyard_testkit::redis_server::RedisServer;
 
@@ -94,6 +100,141 @@ fn spawn(
 ) {
     let stop = worker.shutdown_handle();
     (stop, tokio::spawn(worker.run()))
+}
+
+/// A backend that passes every call through, except the heartbeats of the workers it was told
+/// to silence: those answer as if all was well but never reach the backend — a worker whose
+/// heartbeats are lost while it goes on working.
+struct Tap {
+    inner: Arc<dyn Backend>,
+    silenced: Mutex<HashSet<WorkerId>>,
+}
+
+impl Tap {
+    fn new(inner: Arc<dyn Backend>) -> Self {
+        Tap {
+            inner,
+            silenced: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn silence(&self, worker: &str, silent: bool) {
+        let id: WorkerId = worker.parse().unwrap();
+        let mut set = self.silenced.lock().unwrap();
+        if silent {
+            set.insert(id);
+        } else {
+            set.remove(&id);
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for Tap {
+    async fn declare_queue(&self, q: &QueueName, config: QueueConfig) -> switchyard::Result<()> {
+        self.inner.declare_queue(q, config).await
+    }
+    async fn queue_config(&self, q: &QueueName) -> switchyard::Result<Option<QueueConfig>> {
+        self.inner.queue_config(q).await
+    }
+    async fn submit(&self, spec: TaskSpec) -> switchyard::Result<SubmitOutcome> {
+        self.inner.submit(spec).await
+    }
+    async fn submit_batch(&self, specs: Vec<TaskSpec>) -> switchyard::Result<Vec<SubmitOutcome>> {
+        self.inner.submit_batch(specs).await
+    }
+    async fn register_worker(&self, spec: WorkerSpec) -> switchyard::Result<RegisterOutcome> {
+        self.inner.register_worker(spec).await
+    }
+    async fn heartbeat(&self, worker: &WorkerId) -> switchyard::Result<HeartbeatReply> {
+        if self.silenced.lock().unwrap().contains(worker) {
+            return Ok(HeartbeatReply::default());
+        }
+        self.inner.heartbeat(worker).await
+    }
+    async fn drain_worker(&self, worker: &WorkerId) -> switchyard::Result<HandBack> {
+        self.inner.drain_worker(worker).await
+    }
+    async fn deregister_worker(&self, worker: &WorkerId) -> switchyard::Result<HandBack> {
+        self.inner.deregister_worker(worker).await
+    }
+    async fn dispatch(&self, q: &QueueName, limit: usize) -> switchyard::Result<Vec<Assignment>> {
+        self.inner.dispatch(q, limit).await
+    }
+    async fn receive(&self, worker: &WorkerId, max: usize) -> switchyard::Result<Vec<Delivery>> {
+        self.inner.receive(worker, max).await
+    }
+    async fn receive_wait(
+        &self,
+        worker: &WorkerId,
+        max: usize,
+        timeout: Duration,
+    ) -> switchyard::Result<Vec<Delivery>> {
+        self.inner.receive_wait(worker, max, timeout).await
+    }
+    async fn complete(&self, lease: &Lease, value: Vec<u8>) -> switchyard::Result<AckOutcome> {
+        self.inner.complete(lease, value).await
+    }
+    async fn complete_and_receive(
+        &self,
+        lease: &Lease,
+        value: Vec<u8>,
+        max: usize,
+    ) -> switchyard::Result<(AckOutcome, Vec<Delivery>)> {
+        self.inner.complete_and_receive(lease, value, max).await
+    }
+    async fn fail(
+        &self,
+        lease: &Lease,
+        error: &str,
+        retry: bool,
+    ) -> switchyard::Result<AckOutcome> {
+        self.inner.fail(lease, error, retry).await
+    }
+    async fn cancel(&self, id: TaskId) -> switchyard::Result<CancelOutcome> {
+        self.inner.cancel(id).await
+    }
+    async fn get_task(&self, id: TaskId) -> switchyard::Result<Option<TaskInfo>> {
+        self.inner.get_task(id).await
+    }
+    async fn get_outcome(&self, id: TaskId) -> switchyard::Result<Option<TaskOutcome>> {
+        self.inner.get_outcome(id).await
+    }
+    async fn wait_outcome(
+        &self,
+        id: TaskId,
+        timeout: Duration,
+    ) -> switchyard::Result<Option<TaskOutcome>> {
+        self.inner.wait_outcome(id, timeout).await
+    }
+    async fn list_dead(&self, q: &QueueName, limit: usize) -> switchyard::Result<Vec<TaskInfo>> {
+        self.inner.list_dead(q, limit).await
+    }
+    async fn redrive(&self, id: TaskId) -> switchyard::Result<SubmitOutcome> {
+        self.inner.redrive(id).await
+    }
+    async fn stats(&self) -> switchyard::Result<Stats> {
+        self.inner.stats().await
+    }
+    async fn peek_ready(&self, q: &QueueName, limit: usize) -> switchyard::Result<Vec<TaskId>> {
+        self.inner.peek_ready(q, limit).await
+    }
+    async fn events(&self, after: Option<&str>, limit: usize) -> switchyard::Result<Vec<Event>> {
+        self.inner.events(after, limit).await
+    }
+    async fn learned_cost(
+        &self,
+        q: &QueueName,
+        kind: &TaskKind,
+    ) -> switchyard::Result<Option<u32>> {
+        self.inner.learned_cost(q, kind).await
+    }
+    async fn next_due(&self) -> switchyard::Result<Option<u64>> {
+        self.inner.next_due().await
+    }
+    async fn maintain(&self, limit: usize) -> switchyard::Result<MaintenanceReport> {
+        self.inner.maintain(limit).await
+    }
 }
 
 /// A clock `by` ms ahead of (or, negative, behind) the system clock.
@@ -381,20 +522,27 @@ async fn graceful_shutdown_loses_nothing(c: Client) {
     run.await.unwrap().unwrap();
 }
 
+/// A killed worker's tasks finish on another worker; while that one holds them, the dead
+/// worker's leases are refused with exactly `StaleToken` and change nothing.
 async fn a_killed_worker_s_tasks_finish_elsewhere(c: Client) {
-    c.declare("q", QueueConfig::new(Policy::Fcfs, Strategy::RoundRobin))
-        .await
-        .unwrap();
+    c.declare(
+        "q",
+        quick(QueueConfig::new(Policy::Fcfs, Strategy::RoundRobin)),
+    )
+    .await
+    .unwrap();
     let ran_on = Arc::new(Mutex::new(Vec::new()));
+    // The survivor's handlers wait here until the test has tried the stale leases.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let make = |id: &str, hang: bool| {
-        let ran_on = ran_on.clone();
+        let (ran_on, gate) = (ran_on.clone(), gate.clone());
         Worker::builder(&c, id, ["q"])
             .unwrap()
             .capacity(4)
             .heartbeat_ttl(Duration::from_millis(400))
             .maintenance(Some(Duration::from_millis(100)))
             .handle("work", move |ctx, _p| {
-                let ran_on = ran_on.clone();
+                let (ran_on, gate) = (ran_on.clone(), gate.clone());
                 async move {
                     ran_on
                         .lock()
@@ -403,14 +551,14 @@ async fn a_killed_worker_s_tasks_finish_elsewhere(c: Client) {
                     if hang {
                         std::future::pending::<()>().await;
                     }
-                    Ok(Vec::new())
+                    gate.acquire().await.unwrap().forget();
+                    Ok(ctx.worker.to_string().into_bytes())
                 }
             })
             .build()
             .unwrap()
     };
     let (_doomed_stop, doomed) = spawn(make("doomed", true));
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let mut handles = Vec::new();
     for _ in 0..4 {
         handles.push(
@@ -419,17 +567,44 @@ async fn a_killed_worker_s_tasks_finish_elsewhere(c: Client) {
                 .unwrap(),
         );
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut old_leases = Vec::new();
+    for h in &handles {
+        old_leases.push(
+            eventually(
+                Duration::from_secs(10),
+                "the tasks to run on doomed",
+                || running_on(&c, h.id(), "doomed"),
+            )
+            .await,
+        );
+    }
     // Kill it: no deregistration, no more heartbeats.
     doomed.abort();
     let (stop, run) = spawn(make("survivor", false));
+    for (h, old) in handles.iter().zip(&old_leases) {
+        let new = eventually(Duration::from_secs(20), "the survivor to take over", || {
+            running_on(&c, h.id(), "survivor")
+        })
+        .await;
+        assert_ne!(new.token, old.token, "a new dispatch carries a new token");
+        let late = c.backend().complete(old, b"late".to_vec()).await.unwrap();
+        assert_eq!(late.ack, Ack::Rejected(Rejection::StaleToken));
+        let late = c.backend().fail(old, "late failure", false).await.unwrap();
+        assert_eq!(late.ack, Ack::Rejected(Rejection::StaleToken));
+        assert_eq!(
+            running_on(&c, h.id(), "survivor").await,
+            Some(new),
+            "the refused reports left the survivor's lease alone"
+        );
+    }
+    gate.add_permits(handles.len());
     for h in &handles {
-        assert!(matches!(
+        assert_eq!(
             h.wait(Duration::from_secs(20)).await.unwrap(),
-            TaskOutcome::Succeeded(_)
-        ));
+            TaskOutcome::Succeeded(b"survivor".to_vec())
+        );
         let info = h.info().await.unwrap().unwrap();
-        assert!(info.attempts >= 2, "the first attempt died with its worker");
+        assert_eq!(info.attempts, 2, "the first attempt died with its worker");
     }
     let ran = ran_on.lock().unwrap().clone();
     for h in &handles {
@@ -437,6 +612,16 @@ async fn a_killed_worker_s_tasks_finish_elsewhere(c: Client) {
             ran.contains(&(h.id(), "doomed".into())) && ran.contains(&(h.id(), "survivor".into()))
         );
     }
+    // Once the task finished, the old lease is refused as not running.
+    let late = c
+        .backend()
+        .complete(&old_leases[0], b"late".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        late.ack,
+        Ack::Rejected(Rejection::NotRunning(TaskState::Succeeded))
+    );
     stop.shutdown();
     run.await.unwrap().unwrap();
 }
@@ -475,13 +660,9 @@ async fn late_completion_is_refused(c: Client) {
         .remove(0);
     assert_eq!(new.lease.task, task.id());
     let late = b.complete(&old.lease, b"late".to_vec()).await.unwrap();
-    assert!(
-        matches!(
-            late.ack,
-            Ack::Rejected(Rejection::StaleToken | Rejection::NotRunning(_))
-        ),
-        "{late:?}"
-    );
+    assert_eq!(late.ack, Ack::Rejected(Rejection::StaleToken));
+    let late = b.fail(&old.lease, "late", true).await.unwrap();
+    assert_eq!(late.ack, Ack::Rejected(Rejection::StaleToken));
     assert_eq!(
         task.state().await.unwrap(),
         Some(TaskState::Running),
@@ -591,6 +772,72 @@ async fn shutdown_past_its_grace_hands_running_tasks_back(c: Client) {
     assert_eq!(report.completed, 2);
 }
 
+/// A panicking handler fails its attempt with the panic message; the worker goes on.
+async fn a_panicking_handler_fails_its_task_and_the_worker_goes_on(c: Client) {
+    c.declare("q", QueueConfig::default()).await.unwrap();
+    let worker = Worker::builder(&c, "w", ["q"])
+        .unwrap()
+        .handle("explode", |ctx, _p| async move {
+            if ctx.attempt > 0 {
+                panic!("boom on attempt {}", ctx.attempt);
+            }
+            Ok(Vec::new())
+        })
+        .handle("echo", |_ctx, p| async move { Ok(p) })
+        .build()
+        .unwrap();
+    let (stop, run) = spawn(worker);
+    let bad = c
+        .submit(
+            TaskSpec::builder("q", "explode")
+                .max_attempts(2)
+                .build()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        bad.wait(Duration::from_secs(20)).await.unwrap(),
+        TaskOutcome::Dead("handler panicked: boom on attempt 2".into())
+    );
+    let info = bad.info().await.unwrap().unwrap();
+    assert_eq!(info.attempts, 2, "a panic is retryable");
+    assert_eq!(
+        info.last_error.as_deref(),
+        Some("handler panicked: boom on attempt 2")
+    );
+    let failures: Vec<String> = events_of(&c, bad.id())
+        .await
+        .into_iter()
+        .filter(|e| e.kind == EventKind::Failed)
+        .filter_map(|e| e.detail)
+        .collect();
+    assert_eq!(
+        failures,
+        [
+            "handler panicked: boom on attempt 1",
+            "handler panicked: boom on attempt 2"
+        ]
+    );
+    // The same worker still runs tasks.
+    let good = c
+        .submit(
+            TaskSpec::builder("q", "echo")
+                .payload(b"still here".to_vec())
+                .build()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        good.result_bytes(Duration::from_secs(10)).await.unwrap(),
+        b"still here"
+    );
+    stop.shutdown();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!((report.completed, report.failed), (1, 2), "{report:?}");
+}
+
 /// A handler slower than its task's timeout: each attempt fails as timed out (the backend's
 /// text), is retried while attempts remain, then the task is dead.
 async fn a_slow_handler_times_out_and_is_retried_then_dead(c: Client) {
@@ -644,6 +891,130 @@ async fn a_slow_handler_times_out_and_is_retried_then_dead(c: Client) {
     assert_eq!((report.failed, report.refused), (2, 0), "{report:?}");
 }
 
+/// A worker of capacity N runs N handlers at once, never more.
+async fn a_worker_runs_up_to_its_capacity_at_once(c: Client) {
+    const CAPACITY: u32 = 3;
+    c.declare("q", QueueConfig::default()).await.unwrap();
+    let now = Arc::new(AtomicU32::new(0));
+    let peak = Arc::new(AtomicU32::new(0));
+    let (n, p) = (now.clone(), peak.clone());
+    let worker = Worker::builder(&c, "w", ["q"])
+        .unwrap()
+        .capacity(CAPACITY)
+        .handle("work", move |_ctx, _p| {
+            let (n, p) = (n.clone(), p.clone());
+            async move {
+                let running = n.fetch_add(1, Ordering::SeqCst) + 1;
+                p.fetch_max(running, Ordering::SeqCst);
+                // Hold the slot until the peak reached the capacity (or a long while passed),
+                // so that a slow machine cannot hide concurrency; then a little longer.
+                let start = Instant::now();
+                while p.load(Ordering::SeqCst) < CAPACITY
+                    && start.elapsed() < Duration::from_secs(10)
+                {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                n.fetch_sub(1, Ordering::SeqCst);
+                Ok(Vec::new())
+            }
+        })
+        .build()
+        .unwrap();
+    let specs = (0..12)
+        .map(|_| TaskSpec::builder("q", "work").build().unwrap())
+        .collect();
+    let handles = c.submit_batch(specs).await.unwrap();
+    let (stop, run) = spawn(worker);
+    for h in &handles {
+        assert!(matches!(
+            h.wait(Duration::from_secs(30)).await.unwrap(),
+            TaskOutcome::Succeeded(_)
+        ));
+    }
+    assert_eq!(peak.load(Ordering::SeqCst), CAPACITY);
+    assert_eq!(now.load(Ordering::SeqCst), 0);
+    stop.shutdown();
+    assert_eq!(run.await.unwrap().unwrap().completed, 12);
+}
+
+/// A worker whose heartbeats stopped reaching the backend is reaped; the runtime notices,
+/// stops the handler whose lease went with the reap, registers again and goes on.
+async fn a_reaped_worker_registers_again_and_goes_on(c: Client) {
+    let tap = Arc::new(Tap::new(c.backend().clone()));
+    let c = Client::from_arc(tap.clone());
+    c.declare("q", quick(QueueConfig::default())).await.unwrap();
+    let worker = Worker::builder(&c, "w", ["q"])
+        .unwrap()
+        .capacity(2)
+        .heartbeat_ttl(Duration::from_millis(300))
+        .maintenance(None)
+        .handle("work", |ctx, _p| async move {
+            if ctx.attempt == 1 {
+                ctx.cancelled().await;
+                return Err(TaskError::retry("stopped: the lease is gone"));
+            }
+            Ok(format!("attempt {} on {}", ctx.attempt, ctx.worker).into_bytes())
+        })
+        .handle("echo", |_ctx, p| async move { Ok(p) })
+        .build()
+        .unwrap();
+    let (stop, run) = spawn(worker);
+    let task = c
+        .submit(TaskSpec::builder("q", "work").build().unwrap())
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "the task to run on w", || {
+        running_on(&c, task.id(), "w")
+    })
+    .await;
+    tap.silence("w", true);
+    let reaped = eventually(Duration::from_secs(10), "w to be reaped", || async {
+        let report = c.backend().maintain(100).await.unwrap();
+        report
+            .workers_reaped
+            .iter()
+            .any(|w| w.as_str() == "w")
+            .then_some(report)
+    })
+    .await;
+    assert_eq!(reaped.tasks_returned, 1);
+    tap.silence("w", false);
+    assert_eq!(
+        task.wait(Duration::from_secs(20)).await.unwrap(),
+        TaskOutcome::Succeeded(b"attempt 2 on w".to_vec())
+    );
+    let stats = c.stats().await.unwrap();
+    assert_eq!(
+        stats
+            .workers
+            .iter()
+            .map(|w| w.id.as_str())
+            .collect::<Vec<_>>(),
+        ["w"]
+    );
+    let next = c
+        .submit(
+            TaskSpec::builder("q", "echo")
+                .payload(b"after".to_vec())
+                .build()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        next.result_bytes(Duration::from_secs(10)).await.unwrap(),
+        b"after"
+    );
+    stop.shutdown();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(
+        (report.completed, report.refused),
+        (2, 1),
+        "the first attempt's late failure report was refused: {report:?}"
+    );
+}
+
 /// Per-task timeouts run on the worker's clock: with the backend's clock an hour behind or
 /// ahead, a quick task still succeeds and a slow one still times out on time.
 async fn timeouts_ignore_clock_skew(redis: Option<&RedisServer>) {
@@ -686,6 +1057,463 @@ async fn timeouts_ignore_clock_skew(redis: Option<&RedisServer>) {
     }
 }
 
+/// A worker that keeps heartbeating while its handler overruns (stuck in blocking code, so the
+/// runtime cannot enforce the timeout itself): its heartbeat fails the attempt as timed out.
+async fn the_heartbeat_fails_an_overrunning_task(c: Client) {
+    c.declare("q", QueueConfig::default()).await.unwrap();
+    let returned = Arc::new(AtomicBool::new(false));
+    let r = returned.clone();
+    let worker = Worker::builder(&c, "w", ["q"])
+        .unwrap()
+        .heartbeat_ttl(Duration::from_millis(300))
+        .handle("stuck", move |_ctx, _p| {
+            let r = r.clone();
+            async move {
+                tokio::task::block_in_place(|| std::thread::sleep(Duration::from_secs(6)));
+                r.store(true, Ordering::SeqCst);
+                Ok(b"too late".to_vec())
+            }
+        })
+        .build()
+        .unwrap();
+    let (stop, run) = spawn(worker);
+    let task = c
+        .submit(
+            TaskSpec::builder("q", "stuck")
+                .timeout(Duration::from_millis(300))
+                .max_attempts(1)
+                .build()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        task.wait(Duration::from_secs(5)).await.unwrap(),
+        TaskOutcome::Dead(timeout_error(300))
+    );
+    assert!(
+        !returned.load(Ordering::SeqCst),
+        "failed while the handler was still stuck: the heartbeat did it"
+    );
+    let failed: Vec<Event> = events_of(&c, task.id())
+        .await
+        .into_iter()
+        .filter(|e| e.kind == EventKind::Failed)
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].worker.as_ref().map(|w| w.as_str()), Some("w"));
+    stop.shutdown();
+    let report = run.await.unwrap().unwrap();
+    assert!(returned.load(Ordering::SeqCst));
+    assert_eq!(
+        (report.completed, report.refused),
+        (0, 1),
+        "the handler's late result was refused: {report:?}"
+    );
+    assert_eq!(
+        task.wait(Duration::from_secs(1)).await.unwrap(),
+        TaskOutcome::Dead(timeout_error(300))
+    );
+}
+
+/// A worker that stops heartbeating (killed) is reaped by another worker's maintenance once
+/// its TTL passed; its running task comes back and runs there.
+async fn a_silent_worker_s_task_is_returned_by_another_worker_s_maintenance(c: Client) {
+    c.declare("q", quick(QueueConfig::default())).await.unwrap();
+    let silent = Worker::builder(&c, "silent", ["q"])
+        .unwrap()
+        .heartbeat_ttl(Duration::from_millis(400))
+        .maintenance(None)
+        .handle("work", |_ctx, _p| async move {
+            std::future::pending::<()>().await;
+            Ok(Vec::new())
+        })
+        .build()
+        .unwrap();
+    let (_silent_stop, silent_run) = spawn(silent);
+    let task = c
+        .submit(TaskSpec::builder("q", "work").build().unwrap())
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "the task to run on silent", || {
+        running_on(&c, task.id(), "silent")
+    })
+    .await;
+    silent_run.abort();
+    let other = Worker::builder(&c, "other", ["q"])
+        .unwrap()
+        .maintenance(Some(Duration::from_millis(100)))
+        .handle("work", |ctx, _p| async move {
+            Ok(ctx.worker.to_string().into_bytes())
+        })
+        .build()
+        .unwrap();
+    let (stop, run) = spawn(other);
+    assert_eq!(
+        task.wait(Duration::from_secs(20)).await.unwrap(),
+        TaskOutcome::Succeeded(b"other".to_vec())
+    );
+    assert_eq!(task.attempts().await.unwrap(), Some(2));
+    let events = events_of(&c, task.id()).await;
+    assert_eq!(kinds(&events), [EventKind::Failed, EventKind::Retried]);
+    assert_eq!(
+        events[0].worker.as_ref().map(|w| w.as_str()),
+        Some("silent")
+    );
+    assert_eq!(
+        events[0].detail.as_deref(),
+        Some(lost_worker_error(&"silent".parse().unwrap(), 1).as_str())
+    );
+    let workers: Vec<String> = c
+        .stats()
+        .await
+        .unwrap()
+        .workers
+        .into_iter()
+        .map(|w| w.id.to_string())
+        .collect();
+    assert_eq!(workers, ["other"], "the silent worker was reaped");
+    stop.shutdown();
+    run.await.unwrap().unwrap();
+}
+
+/// Retries with jitter: each retry's delay (the `retried` event's run-at minus the failure
+/// time, both on the backend's clock) lies in `[d − ⌊d·pct/100⌋, d]` with
+/// `d = min(base·2^(k−1), max)` for the k-th failure — the cap included.
+async fn retry_delays_respect_jitter_and_cap(c: Client) {
+    let backoff = Backoff {
+        base_ms: 100,
+        max_ms: 300,
+        jitter_pct: 50,
+    };
+    c.declare(
+        "q",
+        QueueConfig::default()
+            .with_backoff(backoff)
+            .with_max_attempts(5),
+    )
+    .await
+    .unwrap();
+    let worker = Worker::builder(&c, "w", ["q"])
+        .unwrap()
+        .capacity(3)
+        .maintenance(Some(Duration::from_millis(20)))
+        .handle("flaky", |_ctx, _p| async move {
+            Err::<Vec<u8>, _>(TaskError::retry("again"))
+        })
+        .build()
+        .unwrap();
+    let (stop, run) = spawn(worker);
+    let specs = (0..3)
+        .map(|_| TaskSpec::builder("q", "flaky").build().unwrap())
+        .collect();
+    let tasks = c.submit_batch(specs).await.unwrap();
+    for t in &tasks {
+        assert_eq!(
+            t.wait(Duration::from_secs(30)).await.unwrap(),
+            TaskOutcome::Dead("again".into())
+        );
+    }
+    let mut jittered = 0;
+    for t in &tasks {
+        let retried: Vec<Event> = events_of(&c, t.id())
+            .await
+            .into_iter()
+            .filter(|e| e.kind == EventKind::Retried)
+            .collect();
+        assert_eq!(retried.len(), 4, "four retries, then dead");
+        for (k, e) in (1u32..).zip(&retried) {
+            let nominal = (100u64 << (k - 1)).min(300);
+            let lowest = nominal - nominal * 50 / 100;
+            let run_at: u64 = e.detail.as_deref().unwrap().parse().unwrap();
+            let delay = run_at - e.at;
+            assert!(
+                (lowest..=nominal).contains(&delay),
+                "retry {k}: {delay} ms outside {lowest}..={nominal}"
+            );
+            if delay != nominal {
+                jittered += 1;
+            }
+        }
+    }
+    assert!(jittered > 0, "some jitter was drawn over 12 retries");
+    // Each retry ran no earlier than its run-at: the attempts' failures are spaced by at
+    // least the drawn delays.
+    for t in &tasks {
+        let events = events_of(&c, t.id()).await;
+        let failures: Vec<u64> = events
+            .iter()
+            .filter(|e| e.kind == EventKind::Failed)
+            .map(|e| e.at)
+            .collect();
+        let run_ats: Vec<u64> = events
+            .iter()
+            .filter(|e| e.kind == EventKind::Retried)
+            .map(|e| e.detail.as_deref().unwrap().parse().unwrap())
+            .collect();
+        for (run_at, next_failure) in run_ats.iter().zip(&failures[1..]) {
+            assert!(next_failure >= run_at, "ran before its run-at");
+        }
+    }
+    stop.shutdown();
+    run.await.unwrap().unwrap();
+}
+
+/// On a shortest-job-first queue, the learned cost of a kind is the moving average of its
+/// measured run times, and a task submitted without a hint is ordered by it.
+async fn learned_costs_are_the_moving_average_and_fill_missing_hints(c: Client) {
+    let config = QueueConfig::new(
+        Policy::ShortestJobFirst { aging_factor: None },
+        Strategy::RoundRobin,
+    )
+    .with_events(EventLevel::All)
+    .with_default_cost(Duration::from_millis(5_000));
+    c.declare("sjf", config).await.unwrap();
+    let queue = QueueName::new("sjf").unwrap();
+    let kind = TaskKind::new("job").unwrap();
+    assert_eq!(c.backend().learned_cost(&queue, &kind).await.unwrap(), None);
+    let worker = Worker::builder(&c, "w", ["sjf"])
+        .unwrap()
+        .handle("job", |_ctx, p| async move {
+            let ms: u64 = String::from_utf8(p).unwrap().parse().unwrap();
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(Vec::new())
+        })
+        .build()
+        .unwrap();
+    let (stop, run) = spawn(worker);
+    // One after the other, so each run is measured alone. Each sample lies between the
+    // handler's sleep (less 1 ms of rounding) and the time from dispatch to success, both
+    // read from the events on the backend's clock.
+    let (mut low, mut high) = (None, None);
+    for ms in [60u64, 400, 60] {
+        let task = c
+            .submit(
+                TaskSpec::builder("sjf", "job")
+                    .payload(ms.to_string().into_bytes())
+                    .build()
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        task.result_bytes(Duration::from_secs(20)).await.unwrap();
+        let events = events_of(&c, task.id()).await;
+        assert_eq!(
+            kinds(&events),
+            [
+                EventKind::Submitted,
+                EventKind::Dispatched,
+                EventKind::Succeeded
+            ]
+        );
+        let span = events[2].at - events[1].at;
+        low = Some(next_average(low, ms - 1));
+        high = Some(next_average(high, span));
+    }
+    let (low, high) = (low.unwrap(), high.unwrap());
+    let learned = u64::from(
+        c.backend()
+            .learned_cost(&queue, &kind)
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    assert!(
+        (low..=high).contains(&learned),
+        "learned {learned} ms, expected ⌊(7a+s)/8⌋ over the runs: {low}..={high}"
+    );
+    // (60, 400, 60) averages to about 96 ms; a plain mean would be 173, the last sample 60.
+    assert!(learned < 173 && learned > 60, "{learned}");
+    stop.shutdown();
+    run.await.unwrap().unwrap();
+    // Without a worker, new tasks wait in the queue with the cost they were given.
+    let unhinted = c
+        .submit(TaskSpec::builder("sjf", "job").build().unwrap())
+        .await
+        .unwrap();
+    let hinted = c
+        .submit(
+            TaskSpec::builder("sjf", "job")
+                .cost_hint(Duration::from_millis(7))
+                .build()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let unknown = c
+        .submit(TaskSpec::builder("sjf", "other").build().unwrap())
+        .await
+        .unwrap();
+    let cost = |h: switchyard::TaskHandle| async move { h.info().await.unwrap().unwrap().cost_ms };
+    assert_eq!(u64::from(cost(unhinted.clone()).await), learned);
+    assert_eq!(cost(hinted.clone()).await, 7);
+    assert_eq!(cost(unknown.clone()).await, 5_000, "no run of its kind yet");
+    assert_eq!(
+        c.backend().peek_ready(&queue, 10).await.unwrap(),
+        [hinted.id(), unhinted.id(), unknown.id()],
+        "ordered by cost"
+    );
+}
+
+/// After the result TTL, maintenance purges the outcome and the record.
+async fn results_expire_after_their_ttl(c: Client) {
+    c.declare(
+        "q",
+        QueueConfig::default().with_result_ttl(Duration::from_millis(1_000)),
+    )
+    .await
+    .unwrap();
+    let worker = Worker::builder(&c, "w", ["q"])
+        .unwrap()
+        .maintenance(None)
+        .handle("echo", |_ctx, p| async move { Ok(p) })
+        .build()
+        .unwrap();
+    let (stop, run) = spawn(worker);
+    let task = c
+        .submit(
+            TaskSpec::builder("q", "echo")
+                .payload(b"kept a while".to_vec())
+                .build()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        task.result_bytes(Duration::from_secs(10)).await.unwrap(),
+        b"kept a while"
+    );
+    assert_eq!(
+        c.backend().get_outcome(task.id()).await.unwrap(),
+        Some(TaskOutcome::Succeeded(b"kept a while".to_vec()))
+    );
+    stop.shutdown();
+    run.await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    c.backend().maintain(100).await.unwrap();
+    assert_eq!(c.backend().get_outcome(task.id()).await.unwrap(), None);
+    assert_eq!(task.info().await.unwrap(), None);
+    assert!(matches!(
+        task.wait(Duration::from_millis(100)).await,
+        Err(Error::TaskNotFound(id)) if id == task.id()
+    ));
+    assert_eq!(c.stats().await.unwrap().queues[0].succeeded, 0);
+}
+
+/// Deduplication through the facade: within the window a second submit answers with the first
+/// task; after it, a new task is created.
+async fn dedup_keys_hold_for_their_window(c: Client) {
+    c.declare(
+        "q",
+        QueueConfig::default().with_dedup_window(Duration::from_millis(1_000)),
+    )
+    .await
+    .unwrap();
+    let spec = || {
+        TaskSpec::builder("q", "charge")
+            .dedup_key("order-7")
+            .delay(Duration::from_secs(3_600))
+            .build()
+            .unwrap()
+    };
+    let first = c.submit(spec()).await.unwrap();
+    assert!(!first.was_duplicate());
+    let second = c.submit(spec()).await.unwrap();
+    assert!(second.was_duplicate());
+    assert_eq!(second.id(), first.id());
+    let batch = c.submit_batch(vec![spec()]).await.unwrap();
+    assert!(batch[0].was_duplicate());
+    assert_eq!(batch[0].id(), first.id());
+    assert_eq!(c.stats().await.unwrap().queues[0].total(), 1);
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    let third = c.submit(spec()).await.unwrap();
+    assert!(!third.was_duplicate(), "the window is over");
+    assert_ne!(third.id(), first.id());
+    assert_eq!(c.stats().await.unwrap().queues[0].scheduled, 2);
+    // The new task holds the key now.
+    let fourth = c.submit(spec()).await.unwrap();
+    assert!(fourth.was_duplicate());
+    assert_eq!(fourth.id(), third.id());
+}
+
+/// `Client::events` reports each task's steps, in order, with their details.
+async fn events_report_every_kind(c: Client) {
+    c.declare(
+        "q",
+        quick(QueueConfig::default())
+            .with_events(EventLevel::All)
+            .with_max_attempts(3),
+    )
+    .await
+    .unwrap();
+    let worker = Worker::builder(&c, "w", ["q"])
+        .unwrap()
+        .capacity(4)
+        .maintenance(Some(Duration::from_millis(20)))
+        .handle("ok", |_ctx, p| async move { Ok(p) })
+        .handle("refuse", |_ctx, _p| async move {
+            Err::<Vec<u8>, _>(TaskError::fatal("no such mailbox"))
+        })
+        .handle("twice", |ctx, _p| async move {
+            if ctx.attempt == 1 {
+                return Err(TaskError::retry("first try fails"));
+            }
+            Ok(Vec::new())
+        })
+        .build()
+        .unwrap();
+    let (stop, run) = spawn(worker);
+    let submit = |spec: TaskSpec| {
+        let c = c.clone();
+        async move { c.submit(spec).await.unwrap() }
+    };
+    let ok = submit(TaskSpec::builder("q", "ok").build().unwrap()).await;
+    let refuse = submit(TaskSpec::builder("q", "refuse").build().unwrap()).await;
+    let twice = submit(TaskSpec::builder("q", "twice").build().unwrap()).await;
+    let later = submit(
+        TaskSpec::builder("q", "ok")
+            .delay(Duration::from_secs(3_600))
+            .build()
+            .unwrap(),
+    )
+    .await;
+    later.cancel().await.unwrap();
+    for t in [&ok, &refuse, &twice] {
+        t.wait(Duration::from_secs(20)).await.unwrap();
+    }
+    use EventKind::*;
+    let ok_events = events_of(&c, ok.id()).await;
+    assert_eq!(kinds(&ok_events), [Submitted, Dispatched, Succeeded]);
+    assert_eq!(ok_events[1].worker.as_ref().map(|w| w.as_str()), Some("w"));
+    let refuse_events = events_of(&c, refuse.id()).await;
+    assert_eq!(kinds(&refuse_events), [Submitted, Dispatched, Failed, Dead]);
+    assert_eq!(refuse_events[2].detail.as_deref(), Some("no such mailbox"));
+    let twice_events = events_of(&c, twice.id()).await;
+    assert_eq!(
+        kinds(&twice_events),
+        [
+            Submitted, Dispatched, Failed, Retried, Dispatched, Succeeded
+        ]
+    );
+    assert_eq!(twice_events[2].detail.as_deref(), Some("first try fails"));
+    let run_at: u64 = twice_events[3].detail.as_deref().unwrap().parse().unwrap();
+    assert_eq!(run_at - twice_events[3].at, 100, "the queue's backoff");
+    assert_eq!(
+        kinds(&events_of(&c, later.id()).await),
+        [Submitted, Cancelled]
+    );
+    for e in ok_events.iter().chain(&refuse_events).chain(&twice_events) {
+        assert_eq!(e.queue.as_str(), "q");
+    }
+    // Reading on from a position gives exactly what follows it.
+    let all = c.events(None, 1_000).await.unwrap();
+    let rest = c.events(Some(&all[2].id), 1_000).await.unwrap();
+    assert_eq!(rest, all[3..]);
+    assert_eq!(c.events(None, 2).await.unwrap(), all[..2]);
+    stop.shutdown();
+    run.await.unwrap().unwrap();
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?; with a server: $($with_server:ident),* $(,)?) => {
         mod memory {
@@ -712,13 +1540,23 @@ macro_rules! on_both {
 on_both!(
     results_and_errors,
     retries_back_off_then_dead_letter_and_redrive,
+    retry_delays_respect_jitter_and_cap,
     delayed_tasks_run_on_time,
     cancellation_of_ready_delayed_and_running,
     graceful_shutdown_loses_nothing,
     shutdown_past_its_grace_hands_running_tasks_back,
+    a_panicking_handler_fails_its_task_and_the_worker_goes_on,
     a_slow_handler_times_out_and_is_retried_then_dead,
+    a_worker_runs_up_to_its_capacity_at_once,
+    a_reaped_worker_registers_again_and_goes_on,
+    the_heartbeat_fails_an_overrunning_task,
+    a_silent_worker_s_task_is_returned_by_another_worker_s_maintenance,
     a_killed_worker_s_tasks_finish_elsewhere,
-    late_completion_is_refused;
+    late_completion_is_refused,
+    learned_costs_are_the_moving_average_and_fill_missing_hints,
+    results_expire_after_their_ttl,
+    dedup_keys_hold_for_their_window,
+    events_report_every_kind;
     with a server:
     timeouts_ignore_clock_skew,
 );
