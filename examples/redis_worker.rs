@@ -1,4 +1,4 @@
-//! A worker process on Redis: counts words until Ctrl-C, then shuts down gracefully.
+//! A worker process on Redis: counts words until Ctrl-C or SIGTERM, then shuts down gracefully.
 //!
 //! ```sh
 //! redis-server --port 6380 --save '' &
@@ -38,8 +38,8 @@ async fn main() -> Result<(), switchyard::Error> {
             })
         })
         .build()?;
-    println!("{id}: serving `{QUEUE}` until Ctrl-C");
-    let report = worker.run_until_ctrl_c().await?;
+    println!("{id}: serving `{QUEUE}` until Ctrl-C or SIGTERM");
+    let report = worker.run_until_signal().await?;
     println!("{id}: stopped after {} tasks", report.completed);
     Ok(())
 }

@@ -23,7 +23,7 @@
 //!   leases are gone) and registers again.
 //! * The maintenance loop promotes due delayed tasks, reaps dead workers and purges expired
 //!   records — every worker runs it on a jittered timer; the scripts make that safe.
-//! * **Shutdown** (a [`ShutdownHandle`], or Ctrl-C with [`Worker::run_until_ctrl_c`]) drains
+//! * **Shutdown** (a [`ShutdownHandle`], or a signal with [`Worker::run_until_signal`]) drains
 //!   the worker (no new tasks; its inbox goes back to the queues), lets running handlers finish
 //!   within the grace period, then stops the rest: their tokens fire, each gets the cancel
 //!   grace to return, and whatever it returns — an error of any kind, a panic, or nothing
@@ -428,6 +428,33 @@ fn now_ms() -> Millis {
     SystemClock.now_ms()
 }
 
+/// Listens for the signals that ask a worker to stop, and resolves with the first one's name.
+/// The listeners are in place when this returns.
+fn stop_signal() -> std::io::Result<impl Future<Output = &'static str> + Send + 'static> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => "SIGINT",
+                _ = terminate.recv() => "SIGTERM",
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            match tokio::signal::ctrl_c().await {
+                Ok(()) => "Ctrl-C",
+                // Without a working listener, only the shutdown handle stops the worker.
+                Err(_) => std::future::pending().await,
+            }
+        })
+    }
+}
+
 /// A pause of `base` ± 20 %, drawn from `rng`, so that many workers do not act in step.
 fn jittered(base: Duration, rng: &mut switchyard_core::rng::SplitMix64) -> Duration {
     base.mul_f64(0.8 + 0.4 * rng.next_f64())
@@ -461,7 +488,10 @@ impl Worker {
         ShutdownHandle(self.shutdown.clone())
     }
 
-    /// Runs until Ctrl-C (or the shutdown handle), then shuts down gracefully.
+    /// Runs until the process is asked to stop — SIGINT (Ctrl-C) or, on unix, SIGTERM (what
+    /// `kill`, systemd, Docker and Kubernetes send) — or until the shutdown handle fires; then
+    /// shuts down gracefully as [`Worker::run`] describes. The signal listeners are installed
+    /// when the future is first polled, before the worker registers, and removed when it ends.
     ///
     /// ```no_run
     /// use switchyard::{Client, TaskError, Worker};
@@ -472,21 +502,37 @@ impl Worker {
     ///         .capacity(8)
     ///         .handle("send", |_ctx, payload| async move { Ok::<_, TaskError>(payload) })
     ///         .build()?
-    ///         .run_until_ctrl_c()
+    ///         .run_until_signal()
     ///         .await?;
     ///     println!("{} tasks done", report.completed);
     ///     Ok(())
     /// }
     /// ```
-    pub async fn run_until_ctrl_c(self) -> Result<WorkerReport> {
+    pub async fn run_until_signal(self) -> Result<WorkerReport> {
         let handle = self.shutdown_handle();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::info!("Ctrl-C: shutting down");
+        let id = self.id().clone();
+        let listener = match stop_signal() {
+            Ok(signal) => Some(tokio::spawn(async move {
+                let name = signal.await;
+                tracing::info!(worker = %id, "{name}: shutting down");
                 handle.shutdown();
+            })),
+            Err(e) => {
+                tracing::warn!(worker = %id, "cannot listen for stop signals: {e}");
+                None
             }
-        });
-        self.run().await
+        };
+        let report = self.run().await;
+        if let Some(listener) = listener {
+            listener.abort();
+        }
+        report
+    }
+
+    /// The former name of [`Worker::run_until_signal`], kept for compatibility: the same
+    /// behaviour, so it also stops on SIGTERM on unix, not only on Ctrl-C.
+    pub async fn run_until_ctrl_c(self) -> Result<WorkerReport> {
+        self.run_until_signal().await
     }
 
     /// Registers, then works until the shutdown handle fires; then stops taking tasks, lets
