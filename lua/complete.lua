@@ -17,10 +17,18 @@ local nl = int_arg(base, 'lease count', 0, 100000)
 local max = int_arg(base + 1 + nl * 4, 'max', 0, 100000)
 local parking = int_arg(base + 2 + nl * 4, 'park', 0, 1)
 local reply = {}
+local raws = {}
+if nl > 0 then
+  local ids = {}
+  for i = 0, nl - 1 do ids[i + 1] = ARGV[base + 1 + i * 4] end
+  raws = redis.call('HMGET', K_TASKS, unpack(ids))
+end
 for i = 0, nl - 1 do
   local a = base + 1 + i * 4
   local id, qname, tok = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
-  local r = rec_get(id)
+  local r = nil
+  local v = PENDING.recs[id] or raws[i + 1]
+  if v then r = rec_get(id, v) end
   local mark = #ASSIGN
   if not r then
     reply[#reply + 1] = 1

@@ -27,7 +27,7 @@ while n < limit and q.str ~= T_PULL do
   if not r then break end
   local w = pick(q, r)
   if not w then break end
-  pop_ready(q)
+  pop_ready(q, 1)
   dispatch_to(worker_get(w), r, q, nil)
   n = n + 1
 end

@@ -93,7 +93,7 @@ local function next_seq()
     PENDING.seq = PENDING.seq + 1
     PENDING.seq_extra = PENDING.seq_extra + 1
   else
-    PENDING.seq = redis.call('HINCRBY', K_META, '~seq', 1)
+    PENDING.seq = redis.call('HINCRBY', K_META, '~seq', '1')
   end
   return PENDING.seq
 end
@@ -128,11 +128,14 @@ local function rec_get(id, raw)
   if not v then return nil end
   local st, fl, at, ma, pr, co, to, pos, tok, tm, cr, wl, el, rl = struct.unpack(HDR, v)
   local o = HDR_LEN + 1
+  local w, e, res = '', '', ''
+  if wl > 0 then w = string.sub(v, o, o + wl - 1) end
+  if el > 0 then e = string.sub(v, o + wl, o + wl + el - 1) end
+  if rl > 0 then res = string.sub(v, o + wl + el, o + wl + el + rl - 1) end
   local body = string.sub(v, o + wl + el + rl)
   return {id = id, st = st, fl = fl, at = at, ma = ma, pr = pr, co = co, to = to, pos = pos,
-          tok = tok, tm = tm, cr = cr, w = string.sub(v, o, o + wl - 1),
-          e = string.sub(v, o + wl, o + wl + el - 1), res = string.sub(v, o + wl + el, o + wl + el + rl - 1),
-          body = body, q = string.sub(body, 7, 6 + string.byte(body, 1))}
+          tok = tok, tm = tm, cr = cr, w = w, e = e, res = res, body = body,
+          q = string.sub(body, 7, 6 + string.byte(body, 1))}
 end
 
 local function rec_put(r)
@@ -184,39 +187,80 @@ local function queues_open(first, n)
   return list
 end
 
+-- Ready entries pushed by this call, written by `flush` (or before the set is next read).
+local function push_ready(q, key, m)
+  if q.pol == P_FCFS then
+    local p = q.push
+    if not p then p = {}; q.push = p end
+    p[#p + 1] = m
+  else
+    local p = q.push
+    if not p then p = {}; q.push = p end
+    p[#p + 1] = key
+    p[#p + 1] = m
+  end
+end
+
+-- Writes the ready entries this call pushed to queue `q`.
+local function flush_ready(q)
+  local p = q.push
+  if p then
+    q.push = nil
+    local cmd = 'ZADD'
+    if q.pol == P_FCFS then cmd = 'RPUSH' end
+    for i = 1, #p, 4000 do
+      redis.call(cmd, q.k_ready, unpack(p, i, math.min(i + 3999, #p)))
+    end
+  end
+end
+
 -- Live entries in the queue's ready set (read once per call, then counted locally).
 local function ready_len(q)
   if not q.rlen then
+    flush_ready(q)
     if q.pol == P_FCFS then q.rlen = redis.call('LLEN', q.k_ready) - q.tomb else q.rlen = redis.call('ZCARD', q.k_ready) end
   end
   return q.rlen
 end
 
--- Removes and returns the record of the queue's minimum ready task, or nil. FCFS lists keep
--- entries of cancelled tasks (counted in `tomb`), skipped here.
-local function pop_ready(q)
-  if q.rlen == 0 then return nil end
-  local r = nil
-  if q.pol ~= P_FCFS then
-    local top = redis.call('ZPOPMIN', q.k_ready)
-    if #top > 0 then r = rec_get(string.sub(top[1], 13)) end
-  elseif q.tomb == 0 then
-    local m = redis.call('LPOP', q.k_ready)
-    if m then r = rec_get(string.sub(m, 13)) end
+-- Removes and returns the records of up to `k` (>= 1) minimum ready tasks of the queue, in
+-- order (an empty list if there are none). FCFS lists keep entries of cancelled tasks (counted
+-- in `tomb`), skipped here.
+local function pop_ready(q, k)
+  local out = {}
+  if q.rlen == 0 then return out end
+  flush_ready(q)
+  if q.pol ~= P_FCFS or q.tomb == 0 then
+    local ms
+    if q.pol ~= P_FCFS then
+      local top = redis.call('ZPOPMIN', q.k_ready, k)
+      ms = {}
+      for i = 1, #top, 2 do ms[#ms + 1] = top[i] end
+    elseif k == 1 then
+      ms = {redis.call('LPOP', q.k_ready)}
+    else
+      ms = redis.call('LPOP', q.k_ready, k)
+    end
+    if ms and ms[1] then
+      local ids = {}
+      for i, m in ipairs(ms) do ids[i] = string.sub(m, 13) end
+      local vs = redis.call('HMGET', K_TASKS, unpack(ids))
+      for i, id in ipairs(ids) do out[i] = rec_get(id, PENDING.recs[id] or vs[i]) end
+    end
   else
-    while true do
+    while #out < k do
       local m = redis.call('LPOP', q.k_ready)
       if not m then break end
       local c = rec_get(string.sub(m, 13))
       if c and c.st == S_READY and c.q == q.name and c.pos == tonumber(string.sub(m, 1, 12), 16) then
-        r = c
-        break
+        out[#out + 1] = c
+      else
+        set_state(q, 'tomb', q.tomb - 1)
       end
-      set_state(q, 'tomb', q.tomb - 1)
     end
   end
-  if not r then q.rlen = 0 elseif q.rlen then q.rlen = q.rlen - 1 end
-  return r
+  if #out < k then q.rlen = 0 elseif q.rlen then q.rlen = q.rlen - #out end
+  return out
 end
 
 -- Workers -------------------------------------------------------------------------------------
@@ -249,7 +293,7 @@ local function worker_get(w)
     stamps[name] = string.sub(v, s - 12, s)
   end
   wr = {id = w, cap = cap, weight = weight, inf = inf, exp = exp, ttl = ttl, rc = rc, wait = wait,
-        ib = ib, names = names, codes = string.sub(v, bar + 1, bar + 2 * nq), queues = queues,
+        ib = ib, ib0 = ib, names = names, codes = string.sub(v, bar + 1, bar + 2 * nq), queues = queues,
         strs = strs, stamps = stamps, dirty = false}
   WORKERS[w] = wr
   return wr
@@ -330,7 +374,7 @@ local function settle()
               stamp = new
               wr.stamps[qname] = new
             end
-            if free then redis.call('ZADD', K_FREE, 0, ll_entry(qname, wr, wr.inf, stamp)) end
+            if free then redis.call('ZADD', K_FREE, '0', ll_entry(qname, wr, wr.inf, stamp)) end
           end
         elseif free ~= was and str ~= T_PULL then
           if str == T_WEIGHTED then
@@ -344,13 +388,13 @@ local function settle()
               local at = math.ceil((q.vt * weight + HALF_SCALE) / WEIGHT_SCALE)
               if at > n then n = at end
               m = string.format('%s|%013x|%s', qname, math.floor((2 * n - 1) * HALF_SCALE / weight), wr.id)
-              redis.call('ZADD', K_FREE, 0, m)
+              redis.call('ZADD', K_FREE, '0', m)
             else
               redis.call('ZREM', K_FREE, string.sub(v, BAL_LEN + 1))
             end
             redis.call('HSET', K_WORKERS, field, struct.pack(BAL, weight, n, ep) .. m)
           elseif free then
-            redis.call('ZADD', K_FREE, 0, qname .. '|' .. wr.id)
+            redis.call('ZADD', K_FREE, '0', qname .. '|' .. wr.id)
           else
             redis.call('ZREM', K_FREE, qname .. '|' .. wr.id)
           end
@@ -388,6 +432,7 @@ local function flush()
     if wr.dirty then worker_put(wr) end
   end
   for _, q in pairs(QUEUES) do
+    flush_ready(q)
     if q.dirty then
       redis.call('HSET', q.k_state, 'd', struct.pack(QDYN, q.tomb, q.rng, q.jit, q.vt, q.ep) .. (q.cur or ''))
       q.dirty = nil
@@ -403,7 +448,7 @@ local function park(wr)
     wr.dirty = true
   end
   for _, qname in ipairs(wr.queues) do
-    if wr.strs[qname] == T_PULL then redis.call('ZADD', K_FREE, 0, qname .. '|' .. wr.id) end
+    if wr.strs[qname] == T_PULL then redis.call('ZADD', K_FREE, '0', qname .. '|' .. wr.id) end
   end
 end
 
@@ -432,10 +477,14 @@ local function dispatch_to(wr, r, q, tok)
   if not tok then tok = next_seq() end
   r.st = S_DISPATCHED; r.w = wr.id; r.tok = tok; r.pos = tok; r.tm = 0
   rec_put(r)
-  zadd(K_WTASKS, 0, string.format('%s|%012x|%s', wr.id, tok, r.id))
+  zadd(K_WTASKS, '0', string.format('%s|%012x|%s', wr.id, tok, r.id))
   unsettle(wr)
   wr.inf = wr.inf + 1
   wr.ib = wr.ib + 1
+  -- Tasks dispatched in this call, in token order (see `receive_tasks`).
+  local fresh = wr.fresh
+  if not fresh then fresh = {}; wr.fresh = fresh end
+  fresh[#fresh + 1] = r
   -- A least-loaded pick's stamp is the token: picks take increasing tokens, so ordering by it
   -- is ordering by recency, as with the reference's per-queue pick counter.
   if wr.picked and wr.picked[q.name] == true then wr.picked[q.name] = tok end
@@ -495,7 +544,7 @@ local function pick(q, r)
     n = n + 1
     local nm = string.format('%s|%013x|%s', q.name, math.floor((2 * n - 1) * HALF_SCALE / weight), w)
     redis.call('ZREM', K_FREE, m)
-    redis.call('ZADD', K_FREE, 0, nm)
+    redis.call('ZADD', K_FREE, '0', nm)
     redis.call('HSET', K_WORKERS, field, struct.pack(BAL, weight, n, ep) .. nm)
     set_state(q, 'vt', q.vt)
     if q.vt >= RENORM_AT then
@@ -509,7 +558,7 @@ local function pick(q, r)
         en = en - math.min(math.floor(q.vt * eweight / WEIGHT_SCALE), en - 1)
         local enm = string.format('%s|%013x|%s', q.name, math.floor((2 * en - 1) * HALF_SCALE / eweight), ew)
         redis.call('ZREM', K_FREE, em)
-        redis.call('ZADD', K_FREE, 0, enm)
+        redis.call('ZADD', K_FREE, '0', enm)
         redis.call('HSET', K_WORKERS, ef, struct.pack(BAL, eweight, en, q.ep) .. enm)
       end
       set_state(q, 'vt', 0)
@@ -548,7 +597,7 @@ local function place(r, q, at, retry, t)
     redis.call('ZADD', q.k_delayed, at, string.format('%012x%s', seq, r.id))
     if retry then
       r.st = S_RETRY
-      redis.call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_RETRY, 1)
+      redis.call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_RETRY, '1')
     else
       r.st = S_SCHEDULED
     end
@@ -568,45 +617,34 @@ local function place(r, q, at, retry, t)
   end
   r.st = S_READY; r.pos = seq; r.tm = 0
   rec_put(r)
-  local m = string.format('%012x%s', seq, r.id)
   if q.rlen then q.rlen = q.rlen + 1 end
-  if q.pol == P_FCFS then
-    redis.call('RPUSH', q.k_ready, m)
-  else
+  local key = 0
+  if q.pol ~= P_FCFS then
     if t > MAX_MS then t = MAX_MS end
-    local key = 0
     if q.pol == P_PRIO then key = -r.pr
     elseif q.pol == P_PRIO_AGING then key = t - r.pr * q.age
     elseif q.pol == P_SJF then key = r.co
     else key = t + r.co * q.age end
-    redis.call('ZADD', q.k_ready, key, m)
   end
+  push_ready(q, key, string.format('%012x%s', seq, r.id))
   if q.str == T_PULL then
     local sleeper = redis.call('ZRANGEBYLEX', K_FREE, '[' .. q.name .. '|', '(' .. q.name .. '}', 'LIMIT', 0, 1)[1]
     if sleeper then
       local wr = worker_get(string.sub(sleeper, #q.name + 2))
       unpark(wr)
-      redis.call('PUBLISH', string.gsub(K_TASKS, 'tasks$', 'wake:') .. wr.id, '1')
+      redis.call('PUBLISH', string.sub(K_TASKS, 1, -6) .. 'wake:' .. wr.id, '1')
     end
   end
 end
 
 -- Fills the worker's free slots from its push queues in its order (State::fill_worker).
 local function fill_worker(wr)
-  while has_free_slot(wr) do
-    local got = false
-    for _, qname in ipairs(wr.queues) do
-      if wr.strs[qname] ~= T_PULL then
-        local q = queue_of(qname)
-        local r = pop_ready(q)
-        if r then
-          dispatch_to(wr, r, q, nil)
-          got = true
-          break
-        end
-      end
+  for _, qname in ipairs(wr.queues) do
+    if not has_free_slot(wr) then return end
+    if wr.strs[qname] ~= T_PULL then
+      local q = queue_of(qname)
+      for _, r in ipairs(pop_ready(q, wr.cap - wr.inf)) do dispatch_to(wr, r, q, nil) end
     end
-    if not got then break end
   end
 end
 
@@ -632,12 +670,20 @@ local function finish(r, st, q)
   local ttl = q.rttl
   if st == S_DEAD then
     ttl = q.dttl
-    zadd(K_DEAD, 0, string.format('%s|%012x|%s', q.name, NOW, r.id))
+    zadd(K_DEAD, '0', string.format('%s|%012x|%s', q.name, NOW, r.id))
   elseif st == S_CANCELLED then
-    redis.call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_CANCELLED, 1)
+    redis.call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_CANCELLED, '1')
   end
   r.st = st; r.w = ''; r.tm = NOW
-  zadd(q.k_done, NOW + ttl, r.id)
+  -- The retention score as text, formatted once per queue and call (not once per task).
+  local scores = q.done_at
+  if not scores then scores = {}; q.done_at = scores end
+  local score = scores[ttl]
+  if not score then
+    score = string.format('%.0f', NOW + ttl)
+    scores[ttl] = score
+  end
+  zadd(q.k_done, score, r.id)
   rec_put(r)
   if r.fl >= F_AWAITED then
     redis.call('PUBLISH', string.gsub(K_TASKS, 'tasks$', 'done:') .. r.id, st)
@@ -669,7 +715,23 @@ local function receive_tasks(wr, max, out)
     out[#out + 1] = r.ma; out[#out + 1] = r.tm; out[#out + 1] = r.to; out[#out + 1] = r.body
     got = got + 1
   end
-  if max > 0 and wr.ib > 0 then
+  local fresh_only = max > 0 and wr.ib > 0 and wr.ib0 == 0 and wr.fresh ~= nil
+  if fresh_only then
+    for _, r in ipairs(wr.fresh) do
+      if r.st ~= S_DISPATCHED or r.w ~= wr.id then fresh_only = false end
+    end
+  end
+  if fresh_only then
+    -- The inbox holds only what this call dispatched, in token order: start it from here.
+    local fresh = wr.fresh
+    local n = math.min(max, #fresh)
+    wr.ib = wr.ib - n
+    for i = 1, n do start(fresh[i]) end
+    local rest = {}
+    for i = n + 1, #fresh do rest[#rest + 1] = fresh[i] end
+    wr.fresh = rest
+    wr.ib0 = wr.ib
+  elseif max > 0 and wr.ib > 0 then
     -- The inbox is read from Redis: apply what this call deferred first.
     flush()
     local inbox = redis.call('ZRANGEBYLEX', K_WTASKS, string.format('[%s|%012x', wr.id, wr.rc + 1),
@@ -686,13 +748,13 @@ local function receive_tasks(wr, max, out)
     local r = nil
     for _, qname in ipairs(wr.queues) do
       if wr.strs[qname] == T_PULL then
-        r = pop_ready(queue_of(qname))
+        r = pop_ready(queue_of(qname), 1)[1]
         if r then break end
       end
     end
     if not r then break end
     r.tok = next_seq()
-    zadd(K_WTASKS, 0, string.format('%s|%012x|%s', wr.id, r.tok, r.id))
+    zadd(K_WTASKS, '0', string.format('%s|%012x|%s', wr.id, r.tok, r.id))
     unsettle(wr)
     wr.inf = wr.inf + 1
     start(r)

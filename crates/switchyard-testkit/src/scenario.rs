@@ -118,6 +118,14 @@ pub enum Op {
         /// Which delivery.
         pick: usize,
     },
+    /// Complete a delivered task and receive up to `max` more for its worker in the same step
+    /// (the combined call a worker makes when a slot frees up).
+    CompleteAndReceive {
+        /// Which delivery.
+        pick: usize,
+        /// Most tasks to receive.
+        max: usize,
+    },
     /// Complete an already completed task again (must change nothing).
     CompleteAgain {
         /// Which completion.
@@ -267,6 +275,7 @@ pub fn any_op() -> impl proptest::strategy::Strategy<Value = Op> {
         2 => prop_oneof![Just(0u64), Just(1), Just(500), Just(2_500), Just(16_000)].prop_map(|ms| Op::Advance { ms }),
         7 => (0..WORKERS, 1usize..4).prop_map(|(worker, max)| Op::Receive { worker, max }),
         6 => any::<usize>().prop_map(|pick| Op::Complete { pick }),
+        3 => (any::<usize>(), 1usize..4).prop_map(|(pick, max)| Op::CompleteAndReceive { pick, max }),
         1 => any::<usize>().prop_map(|pick| Op::CompleteAgain { pick }),
         3 => (any::<usize>(), any::<bool>()).prop_map(|(pick, retry)| Op::Fail { pick, retry }),
         1 => any::<usize>().prop_map(|pick| Op::Cancel { pick }),
@@ -692,6 +701,27 @@ impl<B: Backend> Runner<B> {
                         self.completed.push(lease.clone());
                     }
                     format!("complete {lease:?} -> {out:?}")
+                }
+            }
+            Op::CompleteAndReceive { pick, max } => {
+                if self.deliveries.is_empty() {
+                    "complete-and-receive: nothing delivered".to_string()
+                } else {
+                    let lease = self.pick_delivery(*pick).await?;
+                    let (out, ds) = self
+                        .backend
+                        .complete_and_receive(
+                            &lease,
+                            format!("done-{}", lease.task).into_bytes(),
+                            *max,
+                        )
+                        .await
+                        .map_err(|e| format!("complete-and-receive: {e}"))?;
+                    if out.ack == Ack::Completed {
+                        self.completed.push(lease.clone());
+                    }
+                    self.deliveries.extend(ds.iter().map(|d| d.lease.clone()));
+                    format!("complete-and-receive {lease:?} {max} -> {out:?} {ds:?}")
                 }
             }
             Op::CompleteAgain { pick } => {
