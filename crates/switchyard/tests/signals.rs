@@ -47,7 +47,10 @@ async fn sigterm_shuts_a_worker_down_gracefully() {
             Err(_) => assert!(start.elapsed() < Duration::from_secs(30), "SIGTERM ignored"),
         }
     };
-    assert_eq!(report.completed, 1, "the running task finished first: {report:?}");
+    assert_eq!(
+        report.completed, 1,
+        "the running task finished first: {report:?}"
+    );
     assert_eq!(
         task.wait(Duration::from_secs(1)).await.unwrap(),
         TaskOutcome::Succeeded(b"finished during the grace period".to_vec())
