@@ -351,6 +351,23 @@ pub trait Backend: Send + Sync {
     /// Extends the worker's heartbeat, fails its running tasks whose lease deadline passed
     /// (`deadline < now`) as timed out, and reports running tasks whose cancel was requested.
     /// Fails with [`Error::UnknownWorker`](crate::Error::UnknownWorker) if it was reaped.
+    ///
+    /// **How leases end.** A lease lives as long as its worker heartbeats; the task's timeout is
+    /// a separate, hard limit. Every running task belongs to exactly one registered worker, so
+    /// two mechanisms between them cover every lease, and neither needs a global index of
+    /// leases or a leader to scan one:
+    ///
+    /// * a worker that is alive enforces the timeouts of its own tasks here: each heartbeat
+    ///   looks only at this worker's running tasks (at most its capacity) and fails the overdue
+    ///   ones with [`timeout_error`], so an overrunning task ends within one heartbeat interval
+    ///   of its deadline, even if the worker's process is too stuck to stop the handler;
+    /// * a worker that stopped heartbeating expires after its TTL and is reaped by
+    ///   [`Backend::maintain`] (run by any worker), which hands its tasks back.
+    ///
+    /// So every expired lease is handled within `max(heartbeat interval, heartbeat TTL)` (plus,
+    /// for a dead worker, the wait for the next maintenance pass), whether or not its worker is
+    /// alive. The worker runtime also measures each timeout on its own clock
+    /// ([`Delivery::timeout_ms`]) and normally fails the attempt itself, with the same text.
     async fn heartbeat(&self, worker: &WorkerId) -> Result<HeartbeatReply>;
 
     /// Starts a graceful stop: the worker takes no new tasks (no dispatch, no refill, no pull)
@@ -444,8 +461,14 @@ pub trait Backend: Send + Sync {
 
     /// Housekeeping, at most `limit` items of each kind: reaps workers whose heartbeat expired
     /// (handing their tasks back), promotes due delayed tasks, purges finished records past
-    /// their retention. Safe to run from many places at once. (Running tasks past their lease
-    /// deadline are failed by their worker's heartbeat; a worker that stops heartbeating is
-    /// reaped.)
+    /// their retention. Safe to run from many places at once: every step is atomic and
+    /// re-checks its condition, so two callers reaping the same worker or promoting the same
+    /// task do it once between them.
+    ///
+    /// Maintenance does not look for expired leases, and need not: a running task past its
+    /// deadline is failed by its own worker's [heartbeat](Backend::heartbeat) while that worker
+    /// lives, and once the worker stops heartbeating, the reap here returns all its tasks.
+    /// Reaping reads only the workers whose heartbeat expiry passed, in expiry order, so its
+    /// cost follows the dead workers, not the number of running tasks.
     async fn maintain(&self, limit: usize) -> Result<MaintenanceReport>;
 }
