@@ -86,6 +86,17 @@ impl Client {
 
     /// Connects to `url`: `memory://` for a fresh in-memory backend, `redis://…` or `rediss://…`
     /// for Redis, keeping state under `namespace`.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use switchyard::{Client, QueueConfig};
+    /// // "redis://127.0.0.1:6380" connects to Redis the same way.
+    /// let client = Client::connect("memory://", "shop").await?;
+    /// client.declare("emails", QueueConfig::default()).await?;
+    /// assert!(Client::connect("ftp://example.com", "shop").await.is_err());
+    /// # Ok::<(), switchyard::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn connect(url: &str, namespace: &str) -> Result<Self> {
         if url == "memory://" || url == "memory" {
             return Ok(Client::memory());
@@ -113,12 +124,43 @@ impl Client {
     }
 
     /// Submits a validated spec.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use switchyard::{Client, QueueConfig, TaskSpec, TaskState};
+    /// let client = Client::memory();
+    /// client.declare("emails", QueueConfig::default()).await?;
+    /// let spec = TaskSpec::builder("emails", "send")
+    ///     .payload(b"ada@example.com".to_vec())
+    ///     .priority(5)
+    ///     .timeout(Duration::from_secs(30))
+    ///     .build()?;
+    /// let task = client.submit(spec).await?;
+    /// assert_eq!(task.state().await?, Some(TaskState::Ready)); // no worker yet
+    /// # Ok::<(), switchyard::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn submit(&self, spec: TaskSpec) -> Result<TaskHandle> {
         let out = self.backend.submit(spec).await?;
         Ok(self.handle(&out))
     }
 
     /// Submits several specs in one call (per task, the same as submitting them in order).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use switchyard::{Client, QueueConfig, TaskSpec};
+    /// let client = Client::memory();
+    /// client.declare("emails", QueueConfig::default()).await?;
+    /// let specs = ["ada", "grace", "alan"]
+    ///     .map(|to| TaskSpec::builder("emails", "send").payload(to.as_bytes().to_vec()).build());
+    /// let tasks = client.submit_batch(specs.into_iter().collect::<Result<_, _>>()?).await?;
+    /// assert_eq!(tasks.len(), 3);
+    /// assert_eq!(client.stats().await?.queues[0].ready, 3);
+    /// # Ok::<(), switchyard::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn submit_batch(&self, specs: Vec<TaskSpec>) -> Result<Vec<TaskHandle>> {
         let outs = self.backend.submit_batch(specs).await?;
         Ok(outs.iter().map(|o| self.handle(o)).collect())
@@ -138,6 +180,23 @@ impl Client {
     }
 
     /// Submits a typed task on `queue`.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use serde::{Deserialize, Serialize};
+    /// use switchyard::{Client, QueueConfig};
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Resize { width: u32 }
+    /// impl switchyard::Task for Resize { const KIND: &'static str = "resize"; }
+    ///
+    /// let client = Client::memory();
+    /// client.declare("images", QueueConfig::default()).await?;
+    /// let task = client.enqueue("images", &Resize { width: 64 }).await?;
+    /// let info = task.info().await?.unwrap();
+    /// assert_eq!(info.kind.as_str(), "resize");
+    /// # Ok::<(), switchyard::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn enqueue<T: Task>(&self, queue: &str, task: &T) -> Result<TaskHandle> {
         self.submit(Self::spec(queue, task)?.build()?).await
     }
@@ -178,22 +237,98 @@ impl Client {
     }
 
     /// Dead tasks of a queue, oldest first.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use switchyard::{Client, QueueConfig, TaskError, TaskSpec, Worker};
+    /// let client = Client::memory();
+    /// client.declare("q", QueueConfig::default()).await?;
+    /// let worker = Worker::builder(&client, "w", ["q"])?
+    ///     .handle("parse", |_ctx, _p| async move { Err::<Vec<u8>, _>(TaskError::fatal("bad input")) })
+    ///     .build()?;
+    /// let (stop, running) = (worker.shutdown_handle(), tokio::spawn(worker.run()));
+    /// let task = client.submit(TaskSpec::builder("q", "parse").build()?).await?;
+    /// task.wait(Duration::from_secs(5)).await?;
+    /// let dead = client.dead("q", 10).await?;
+    /// assert_eq!(dead[0].id, task.id());
+    /// assert_eq!(dead[0].last_error.as_deref(), Some("bad input"));
+    /// # stop.shutdown();
+    /// # running.await.unwrap()?;
+    /// # Ok::<(), switchyard::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn dead(&self, queue: &str, limit: usize) -> Result<Vec<TaskInfo>> {
         self.backend.list_dead(&QueueName::new(queue)?, limit).await
     }
 
-    /// Moves a dead task back to its queue with its attempts reset.
+    /// Moves a dead task back to its queue with its attempts reset (same id).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// # use std::time::Duration;
+    /// use switchyard::{Client, QueueConfig, TaskError, TaskSpec, TaskState, Worker};
+    /// # let client = Client::memory();
+    /// # client.declare("q", QueueConfig::default()).await?;
+    /// # let worker = Worker::builder(&client, "w", ["q"])?
+    /// #     .handle("parse", |_ctx, _p| async move { Err::<Vec<u8>, _>(TaskError::fatal("bad input")) })
+    /// #     .build()?;
+    /// # let (stop, running) = (worker.shutdown_handle(), tokio::spawn(worker.run()));
+    /// # let task = client.submit(TaskSpec::builder("q", "parse").build()?).await?;
+    /// # task.wait(Duration::from_secs(5)).await?;
+    /// # stop.shutdown();
+    /// # running.await.unwrap()?;
+    /// // `task` died (see `Client::dead`); once the cause is fixed:
+    /// let again = client.redrive(task.id()).await?;
+    /// assert_eq!(again.id(), task.id());
+    /// assert_eq!(again.state().await?, Some(TaskState::Ready));
+    /// assert_eq!(again.attempts().await?, Some(0));
+    /// assert!(client.dead("q", 10).await?.is_empty());
+    /// # Ok::<(), switchyard::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn redrive(&self, id: TaskId) -> Result<TaskHandle> {
         let out = self.backend.redrive(id).await?;
         Ok(self.handle(&out))
     }
 
-    /// Events after position `after`.
+    /// Events after position `after` (from the oldest kept when `None`), at most `limit`.
+    /// Which kinds a queue records is its [`EventLevel`](switchyard_core::EventLevel).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use switchyard::{Client, EventKind, EventLevel, QueueConfig, TaskSpec};
+    /// let client = Client::memory();
+    /// client.declare("q", QueueConfig::default().with_events(EventLevel::All)).await?;
+    /// let task = client.submit(TaskSpec::builder("q", "k").build()?).await?;
+    /// task.cancel().await?;
+    /// let events = client.events(None, 100).await?;
+    /// let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
+    /// assert_eq!(kinds, [EventKind::Submitted, EventKind::Cancelled]);
+    /// // Read on from the last event seen:
+    /// assert!(client.events(Some(&events[1].id), 100).await?.is_empty());
+    /// # Ok::<(), switchyard::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn events(&self, after: Option<&str>, limit: usize) -> Result<Vec<Event>> {
         self.backend.events(after, limit).await
     }
 
     /// Counts per queue and per worker.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use switchyard::{Client, QueueConfig, TaskSpec};
+    /// let client = Client::memory();
+    /// client.declare("q", QueueConfig::default()).await?;
+    /// client.submit(TaskSpec::builder("q", "k").build()?).await?;
+    /// let stats = client.stats().await?;
+    /// assert_eq!(stats.queues[0].queue.as_ref().unwrap().as_str(), "q");
+    /// assert_eq!((stats.queues[0].ready, stats.queues[0].total()), (1, 1));
+    /// assert!(stats.workers.is_empty());
+    /// # Ok::<(), switchyard::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn stats(&self) -> Result<Stats> {
         self.backend.stats().await
     }
@@ -259,16 +394,76 @@ impl TaskHandle {
     }
 
     /// Attempts started so far.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use switchyard::{Backoff, Client, QueueConfig, TaskError, TaskSpec, Worker};
+    /// let client = Client::memory();
+    /// let fast_retries = Backoff { base_ms: 10, max_ms: 10, jitter_pct: 0 };
+    /// client.declare("q", QueueConfig::default().with_backoff(fast_retries)).await?;
+    /// let task = client.submit(TaskSpec::builder("q", "flaky").build()?).await?;
+    /// assert_eq!(task.attempts().await?, Some(0));
+    /// let worker = Worker::builder(&client, "w", ["q"])?
+    ///     .maintenance(Some(Duration::from_millis(10)))
+    ///     .handle("flaky", |ctx, _p| async move {
+    ///         if ctx.attempt == 1 { Err(TaskError::retry("not yet")) } else { Ok(Vec::new()) }
+    ///     })
+    ///     .build()?;
+    /// let (stop, running) = (worker.shutdown_handle(), tokio::spawn(worker.run()));
+    /// task.wait(Duration::from_secs(5)).await?;
+    /// assert_eq!(task.attempts().await?, Some(2));
+    /// # stop.shutdown();
+    /// # running.await.unwrap()?;
+    /// # Ok::<(), switchyard::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn attempts(&self) -> Result<Option<u32>> {
         Ok(self.info().await?.map(|i| i.attempts))
     }
 
-    /// Cancels the task: at once if it has not started, by asking its worker if it runs.
+    /// Cancels the task: at once if it has not started, by asking its worker if it runs
+    /// (the worker learns of it at its next heartbeat; the answer is then
+    /// [`CancelOutcome::Requested`]).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use switchyard::{CancelOutcome, Client, QueueConfig, TaskOutcome, TaskSpec};
+    /// let client = Client::memory();
+    /// client.declare("q", QueueConfig::default()).await?;
+    /// let task = client.submit(TaskSpec::builder("q", "k").build()?).await?;
+    /// assert!(matches!(task.cancel().await?, CancelOutcome::Cancelled { .. }));
+    /// assert_eq!(task.wait(std::time::Duration::from_secs(1)).await?, TaskOutcome::Cancelled);
+    /// // Cancelling again changes nothing.
+    /// assert!(matches!(task.cancel().await?, CancelOutcome::AlreadyFinished(_)));
+    /// # Ok::<(), switchyard::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn cancel(&self) -> Result<CancelOutcome> {
         self.backend.cancel(self.id).await
     }
 
-    /// Waits (without polling the backend) for the task to end, up to `timeout`.
+    /// Waits (without polling the backend) for the task to end, up to `timeout`; then
+    /// [`Error::Timeout`].
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use switchyard::{Client, QueueConfig, TaskError, TaskOutcome, TaskSpec, Worker};
+    /// let client = Client::memory();
+    /// client.declare("q", QueueConfig::default()).await?;
+    /// let worker = Worker::builder(&client, "w", ["q"])?
+    ///     .handle("echo", |_ctx, payload| async move { Ok::<_, TaskError>(payload) })
+    ///     .build()?;
+    /// let (stop, running) = (worker.shutdown_handle(), tokio::spawn(worker.run()));
+    /// let spec = TaskSpec::builder("q", "echo").payload(b"hi".to_vec()).build()?;
+    /// let task = client.submit(spec).await?;
+    /// assert_eq!(task.wait(Duration::from_secs(5)).await?, TaskOutcome::Succeeded(b"hi".to_vec()));
+    /// # stop.shutdown();
+    /// # running.await.unwrap()?;
+    /// # Ok::<(), switchyard::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn wait(&self, timeout: Duration) -> Result<TaskOutcome> {
         match self.backend.wait_outcome(self.id, timeout).await? {
             Some(outcome) => Ok(outcome),
@@ -289,7 +484,32 @@ impl TaskHandle {
         }
     }
 
-    /// Waits for the task and decodes its JSON result.
+    /// Waits for the task and decodes its JSON result; a dead task is
+    /// [`Error::TaskFailed`], a cancelled one [`Error::TaskCancelled`].
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use switchyard::{Client, Error, QueueConfig, TaskError, Worker};
+    /// let client = Client::memory();
+    /// client.declare("q", QueueConfig::default()).await?;
+    /// let worker = Worker::builder(&client, "w", ["q"])?
+    ///     .handle_json("half", |_ctx, n: u32| async move {
+    ///         if n % 2 == 1 { return Err(TaskError::fatal(format!("{n} is odd"))); }
+    ///         Ok(n / 2)
+    ///     })
+    ///     .build()?;
+    /// let (stop, running) = (worker.shutdown_handle(), tokio::spawn(worker.run()));
+    /// let even = client.submit_json("q", "half", &10).await?;
+    /// assert_eq!(even.result::<u32>(Duration::from_secs(5)).await?, 5);
+    /// let odd = client.submit_json("q", "half", &7).await?;
+    /// let err = odd.result::<u32>(Duration::from_secs(5)).await.unwrap_err();
+    /// assert!(matches!(err, Error::TaskFailed { error, .. } if error == "7 is odd"));
+    /// # stop.shutdown();
+    /// # running.await.unwrap()?;
+    /// # Ok::<(), switchyard::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn result<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T> {
         from_json("result", &self.result_bytes(timeout).await?)
     }

@@ -1,36 +1,5 @@
 //! The worker runtime: registers a worker, receives tasks, runs their handlers concurrently up
-//! to its capacity, heartbeats, runs maintenance, and shuts down gracefully.
-//!
-//! * Each received task runs in its own tokio task, with a [`TaskContext`] whose cancellation
-//!   token fires when the task is cancelled, its lease is lost, it outruns its timeout, or the
-//!   worker shuts down past its grace period. A panicking handler fails its task with the panic
-//!   message; the worker carries on.
-//! * **Timeouts** are measured on the worker's own clock: an attempt may run for
-//!   [`Delivery::timeout_ms`] from the moment the worker received it. A handler still running
-//!   then is dropped and the attempt fails with the backend's own text,
-//!   [`timeout_error`](switchyard_core::backend::timeout_error) (`timed out after <t> ms`),
-//!   so clock skew between the worker and the backend (Redis) moves nothing.
-//! * A slot that finishes a task completes it and receives the next one in the same call.
-//! * **Leases and heartbeats.** A task's lease lives as long as its worker heartbeats. The
-//!   heartbeat loop (every third of the heartbeat TTL) extends the worker's expiry; the same
-//!   call fails, as timed out, this worker's running tasks whose backend deadline passed (the
-//!   hard limit for a worker too stuck to enforce its own timeout) and reports cancel
-//!   requests. A worker that stops heartbeating is reaped by any worker's maintenance once its
-//!   TTL has passed, and its tasks go back to their queues. So every expired lease ends within
-//!   about `max(heartbeat interval, heartbeat TTL)` (plus one maintenance interval), either
-//!   way, without any global scan of leases (see [`Backend::heartbeat`] and
-//!   [`Backend::maintain`]). If the worker finds it was reaped, it stops its handlers (their
-//!   leases are gone) and registers again.
-//! * The maintenance loop promotes due delayed tasks, reaps dead workers and purges expired
-//!   records — every worker runs it on a jittered timer; the scripts make that safe.
-//! * **Shutdown** (a [`ShutdownHandle`], or a signal with [`Worker::run_until_signal`]) drains
-//!   the worker (no new tasks; its inbox goes back to the queues), lets running handlers finish
-//!   within the grace period, then stops the rest: their tokens fire, each gets the cancel
-//!   grace to return, and whatever it returns — an error of any kind, a panic, or nothing
-//!   because it was dropped — the runtime reports **nothing** for it; the deregistration that
-//!   follows hands the task back to its queue (attempt counted). A handler that returns `Ok`
-//!   after being stopped still completes its task. Only a user's
-//!   [`TaskHandle::cancel`](crate::TaskHandle::cancel) ends a running task as cancelled.
+//! to its capacity, heartbeats, runs maintenance, and shuts down gracefully. See [`Worker`].
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -118,7 +87,10 @@ impl<E: std::error::Error> From<E> for TaskError {
 /// What a handler knows about the task it runs.
 ///
 /// A long handler should watch for cancellation (the task was cancelled, its lease was lost,
-/// or the worker is shutting down past its grace period):
+/// or the worker is shutting down past its grace period). What it returns then matters little:
+/// a user's cancel ends the task cancelled, a lost lease refuses the report, and a shutdown
+/// hands the task back to its queue whatever the handler says, so returning
+/// `TaskError::fatal` is fine:
 ///
 /// ```
 /// use std::time::Duration;
@@ -149,7 +121,9 @@ pub struct TaskContext {
     pub attempt: u32,
     /// Attempts allowed.
     pub max_attempts: u32,
-    /// When the lease runs out (ms since the epoch, backend clock).
+    /// When the lease runs out (ms since the epoch, on the backend's clock, which may differ
+    /// from this machine's). The runtime measures the task's timeout on its own clock from
+    /// when it received the task; the backend's heartbeat enforces this deadline.
     pub deadline: Millis,
     /// The worker running it.
     pub worker: WorkerId,
@@ -177,6 +151,26 @@ type HandlerFuture = Pin<Box<dyn Future<Output = std::result::Result<Vec<u8>, Ta
 type Handler = Arc<dyn Fn(TaskContext, Vec<u8>) -> HandlerFuture + Send + Sync>;
 
 /// Stops a running [`Worker`]. Cheap to clone.
+///
+/// ```
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// use std::time::Duration;
+/// use switchyard::{Client, QueueConfig, TaskError, Worker, WorkerReport};
+/// let client = Client::memory();
+/// client.declare("jobs", QueueConfig::default()).await?;
+/// let worker = Worker::builder(&client, "worker-1", ["jobs"])?
+///     .handle("noop", |_ctx, _payload| async move { Ok::<_, TaskError>(Vec::new()) })
+///     .build()?;
+/// let stop = worker.shutdown_handle();
+/// tokio::spawn(async move {
+///     tokio::time::sleep(Duration::from_millis(50)).await;
+///     stop.shutdown();
+/// });
+/// let report = worker.run().await?; // returns once the handle fired
+/// assert_eq!(report, WorkerReport::default());
+/// # Ok::<(), switchyard::Error>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone)]
 pub struct ShutdownHandle(CancellationToken);
 
@@ -188,6 +182,37 @@ impl ShutdownHandle {
 }
 
 /// What a worker did before it stopped.
+///
+/// A handler still running when the grace period ends is stopped, and its task goes back to
+/// its queue (`handed_back`), not to the dead-letter set, even if the handler answers its
+/// cancellation with a fatal error:
+///
+/// ```
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// use std::time::Duration;
+/// use switchyard::{Client, QueueConfig, TaskError, TaskSpec, TaskState, Worker};
+/// let client = Client::memory();
+/// client.declare("jobs", QueueConfig::default()).await?;
+/// let worker = Worker::builder(&client, "worker-1", ["jobs"])?
+///     .shutdown_grace(Duration::from_millis(50))
+///     .handle("long", |ctx, _payload| async move {
+///         ctx.cancelled().await;
+///         Err::<Vec<u8>, _>(TaskError::fatal("cancelled"))
+///     })
+///     .build()?;
+/// let stop = worker.shutdown_handle();
+/// let running = tokio::spawn(worker.run());
+/// let task = client.submit(TaskSpec::builder("jobs", "long").build()?).await?;
+/// while task.state().await? != Some(TaskState::Running) {
+///     tokio::time::sleep(Duration::from_millis(5)).await;
+/// }
+/// stop.shutdown();
+/// let report = running.await.unwrap()?;
+/// assert_eq!((report.completed, report.failed, report.handed_back), (0, 0, 1));
+/// assert_eq!(task.state().await?, Some(TaskState::Ready)); // for the next worker
+/// # Ok::<(), switchyard::Error>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WorkerReport {
     /// Tasks whose completion was accepted.
@@ -256,7 +281,8 @@ impl WorkerBuilder {
         self
     }
 
-    /// How long shutdown waits for running handlers before cancelling them (default 30 s).
+    /// How long shutdown waits for running handlers before stopping them (default 30 s); the
+    /// tasks of stopped handlers go back to their queues.
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
         self
@@ -276,6 +302,29 @@ impl WorkerBuilder {
     }
 
     /// Registers a handler for `kind` on raw bytes.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// # use std::time::Duration;
+    /// # use switchyard::{Client, QueueConfig, TaskError, TaskSpec, Worker};
+    /// # let client = Client::memory();
+    /// # client.declare("q", QueueConfig::default()).await?;
+    /// let worker = Worker::builder(&client, "w", ["q"])?
+    ///     .handle("reverse", |_ctx, mut payload: Vec<u8>| async move {
+    ///         payload.reverse();
+    ///         Ok::<_, TaskError>(payload)
+    ///     })
+    ///     .build()?;
+    /// # let stop = worker.shutdown_handle();
+    /// # let running = tokio::spawn(worker.run());
+    /// let spec = TaskSpec::builder("q", "reverse").payload(b"abc".to_vec()).build()?;
+    /// let task = client.submit(spec).await?;
+    /// assert_eq!(task.result_bytes(Duration::from_secs(5)).await?, b"cba");
+    /// # stop.shutdown();
+    /// # running.await.unwrap()?;
+    /// # Ok::<(), switchyard::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn handle<F, Fut>(mut self, kind: &str, f: F) -> Self
     where
         F: Fn(TaskContext, Vec<u8>) -> Fut + Send + Sync + 'static,
@@ -286,7 +335,29 @@ impl WorkerBuilder {
         self
     }
 
-    /// Registers a handler for `kind` whose payload and result are JSON.
+    /// Registers a handler for `kind` whose payload and result are JSON (a payload that does
+    /// not decode fails the task without retry).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// # use std::time::Duration;
+    /// # use switchyard::{Client, QueueConfig, TaskError, Worker};
+    /// # let client = Client::memory();
+    /// # client.declare("q", QueueConfig::default()).await?;
+    /// let worker = Worker::builder(&client, "w", ["q"])?
+    ///     .handle_json("sum", |_ctx, numbers: Vec<i64>| async move {
+    ///         Ok::<_, TaskError>(numbers.iter().sum::<i64>())
+    ///     })
+    ///     .build()?;
+    /// # let stop = worker.shutdown_handle();
+    /// # let running = tokio::spawn(worker.run());
+    /// let task = client.submit_json("q", "sum", &[1, 2, 3]).await?;
+    /// assert_eq!(task.result::<i64>(Duration::from_secs(5)).await?, 6);
+    /// # stop.shutdown();
+    /// # running.await.unwrap()?;
+    /// # Ok::<(), switchyard::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn handle_json<T, R, F, Fut>(self, kind: &str, f: F) -> Self
     where
         T: DeserializeOwned + Send + 'static,
@@ -305,7 +376,32 @@ impl WorkerBuilder {
         })
     }
 
-    /// Registers the handler of a typed task.
+    /// Registers the handler of a typed task (see [`Task`]); producers submit it with
+    /// [`Client::enqueue`].
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// # use std::time::Duration;
+    /// # use switchyard::{Client, QueueConfig, TaskError, Worker};
+    /// use serde::{Deserialize, Serialize};
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Add { a: i64, b: i64 }
+    /// impl switchyard::Task for Add { const KIND: &'static str = "add"; }
+    ///
+    /// # let client = Client::memory();
+    /// # client.declare("math", QueueConfig::default()).await?;
+    /// let worker = Worker::builder(&client, "w", ["math"])?
+    ///     .task(|_ctx, add: Add| async move { Ok::<_, TaskError>(add.a + add.b) })
+    ///     .build()?;
+    /// # let stop = worker.shutdown_handle();
+    /// # let running = tokio::spawn(worker.run());
+    /// let task = client.enqueue("math", &Add { a: 2, b: 3 }).await?;
+    /// assert_eq!(task.result::<i64>(Duration::from_secs(5)).await?, 5);
+    /// # stop.shutdown();
+    /// # running.await.unwrap()?;
+    /// # Ok::<(), switchyard::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn task<T, R, F, Fut>(self, f: F) -> Self
     where
         T: Task,
@@ -317,6 +413,19 @@ impl WorkerBuilder {
     }
 
     /// Checks the configuration and makes the worker (it registers when it runs).
+    ///
+    /// ```
+    /// use switchyard::{Client, TaskError, Worker};
+    /// let client = Client::memory();
+    /// let no_handler = Worker::builder(&client, "w", ["q"])?.build();
+    /// assert!(no_handler.unwrap_err().to_string().contains("at least one handler"));
+    /// let worker = Worker::builder(&client, "w", ["q"])?
+    ///     .capacity(4)
+    ///     .handle("noop", |_ctx, _payload| async move { Ok::<_, TaskError>(Vec::new()) })
+    ///     .build()?;
+    /// assert_eq!(worker.id().as_str(), "w");
+    /// # Ok::<(), switchyard::Error>(())
+    /// ```
     pub fn build(self) -> Result<Worker> {
         self.spec.validate()?;
         if self.handlers.is_empty() {
@@ -410,7 +519,63 @@ impl Running {
     }
 }
 
-/// A worker: build it with [`Worker::builder`], then [`Worker::run`] it.
+/// A worker: build it with [`Worker::builder`], then [`Worker::run`] it (or
+/// [`Worker::run_until_signal`] in a process of its own). While it runs, it registers,
+/// receives tasks, runs their handlers concurrently up to its capacity, heartbeats, runs
+/// maintenance, and at the end shuts down gracefully:
+///
+/// * Each received task runs in its own tokio task, with a [`TaskContext`] whose cancellation
+///   token fires when the task is cancelled, its lease is lost, it outruns its timeout, or the
+///   worker shuts down past its grace period. A panicking handler fails its task with the panic
+///   message; the worker carries on.
+/// * **Timeouts** are measured on the worker's own clock: an attempt may run for
+///   [`Delivery::timeout_ms`] from the moment the worker received it. A handler still running
+///   then is dropped and the attempt fails with the backend's own text,
+///   [`timeout_error`](switchyard_core::backend::timeout_error) (`timed out after <t> ms`),
+///   so clock skew between the worker and the backend (Redis) moves nothing.
+/// * A slot that finishes a task completes it and receives the next one in the same call.
+/// * **Leases and heartbeats.** A task's lease lives as long as its worker heartbeats. The
+///   heartbeat loop (every third of the heartbeat TTL) extends the worker's expiry; the same
+///   call fails, as timed out, this worker's running tasks whose backend deadline passed (the
+///   hard limit for a worker too stuck to enforce its own timeout) and reports cancel
+///   requests. A worker that stops heartbeating is reaped by any worker's maintenance once its
+///   TTL has passed, and its tasks go back to their queues. So every expired lease ends within
+///   about `max(heartbeat interval, heartbeat TTL)` (plus one maintenance interval), either
+///   way, without any global scan of leases (see [`Backend::heartbeat`] and
+///   [`Backend::maintain`]). If the worker finds it was reaped, it stops its handlers (their
+///   leases are gone) and registers again.
+/// * The maintenance loop promotes due delayed tasks, reaps dead workers and purges expired
+///   records — every worker runs it on a jittered timer; the scripts make that safe.
+/// * **Shutdown** (a [`ShutdownHandle`], or a signal with [`Worker::run_until_signal`]) drains
+///   the worker (no new tasks; its inbox goes back to the queues), lets running handlers finish
+///   within the grace period, then stops the rest: their tokens fire, each gets the cancel
+///   grace to return, and whatever it returns — an error of any kind, a panic, or nothing
+///   because it was dropped — the runtime reports **nothing** for it; the deregistration that
+///   follows hands the task back to its queue (attempt counted). A handler that returns `Ok`
+///   after being stopped still completes its task. Only a user's
+///   [`TaskHandle::cancel`](crate::TaskHandle::cancel) ends a running task as cancelled.
+///
+/// ```
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// use std::time::Duration;
+/// use switchyard::{Client, QueueConfig, TaskError, Worker};
+/// let client = Client::memory();
+/// client.declare("jobs", QueueConfig::default()).await?;
+/// let worker = Worker::builder(&client, "worker-1", ["jobs"])?
+///     .capacity(2)
+///     .handle_json("shout", |_ctx, text: String| async move {
+///         Ok::<_, TaskError>(text.to_uppercase())
+///     })
+///     .build()?;
+/// let stop = worker.shutdown_handle();
+/// let running = tokio::spawn(worker.run());
+/// let task = client.submit_json("jobs", "shout", "hello").await?;
+/// assert_eq!(task.result::<String>(Duration::from_secs(5)).await?, "HELLO");
+/// stop.shutdown();
+/// assert_eq!(running.await.unwrap()?.completed, 1);
+/// # Ok::<(), switchyard::Error>(())
+/// # }).unwrap();
+/// ```
 pub struct Worker {
     inner: Arc<Inner>,
     shutdown: CancellationToken,
@@ -535,8 +700,36 @@ impl Worker {
         self.run_until_signal().await
     }
 
-    /// Registers, then works until the shutdown handle fires; then stops taking tasks, lets
-    /// running ones finish within the grace period, cancels the rest and deregisters.
+    /// Registers, then works until the shutdown handle fires; then stops taking tasks (its
+    /// inbox goes back to the queues), lets running handlers finish within the grace period,
+    /// stops the rest, and deregisters, which hands their tasks back to their queues. Fails
+    /// only if the first registration or the deregistration fails.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use switchyard::{Client, QueueConfig, TaskError, TaskSpec, TaskState, Worker};
+    /// let client = Client::memory();
+    /// client.declare("jobs", QueueConfig::default()).await?;
+    /// let worker = Worker::builder(&client, "worker-1", ["jobs"])?
+    ///     .handle("slow", |_ctx, _payload| async move {
+    ///         tokio::time::sleep(Duration::from_millis(100)).await;
+    ///         Ok::<_, TaskError>(b"done".to_vec())
+    ///     })
+    ///     .build()?;
+    /// let stop = worker.shutdown_handle();
+    /// let running = tokio::spawn(worker.run());
+    /// let task = client.submit(TaskSpec::builder("jobs", "slow").build()?).await?;
+    /// while task.state().await? != Some(TaskState::Running) {
+    ///     tokio::time::sleep(Duration::from_millis(5)).await;
+    /// }
+    /// stop.shutdown(); // the running task still finishes, within the grace period
+    /// let report = running.await.unwrap()?;
+    /// assert_eq!(report.completed, 1);
+    /// assert_eq!(task.result_bytes(Duration::from_secs(1)).await?, b"done");
+    /// # Ok::<(), switchyard::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn run(self) -> Result<WorkerReport> {
         let inner = self.inner.clone();
         let shutdown = self.shutdown.clone();
