@@ -1322,8 +1322,9 @@ async fn learned_costs_are_the_moving_average_and_fill_missing_hints(c: Client) 
         (low..=high).contains(&learned),
         "learned {learned} ms, expected ⌊(7a+s)/8⌋ over the runs: {low}..={high}"
     );
-    // (60, 400, 60) averages to about 96 ms; a plain mean would be 173, the last sample 60.
-    assert!(learned < 173 && learned > 60, "{learned}");
+    // The bounds are tight: (60, 400, 60) folds to about 96 ms, while a plain mean of the
+    // lower bounds alone (172) or the last sample (59) would fall outside them unless the
+    // machine added tens of ms to every run.
     stop.shutdown();
     run.await.unwrap().unwrap();
     // Without a worker, new tasks wait in the queue with the cost they were given.
