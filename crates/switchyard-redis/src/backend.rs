@@ -20,6 +20,7 @@ use switchyard_core::{Backend, backend::normalize_error};
 use tokio::sync::Mutex;
 
 use crate::codec::{self, Record, array, assignments, int, protocol, state_from, text, uint};
+use crate::combine::{Combiner, Job};
 use crate::error::{Failure, classify, map_pool, map_redis};
 use crate::keys::{self, Keyspace};
 use crate::scripts::Scripts;
@@ -47,6 +48,12 @@ pub struct RedisConfig {
     /// Time source. `None` (the default) uses the Redis server's clock, so that workers with
     /// skewed clocks agree on lease deadlines; tests pass a manual clock.
     pub clock: Option<Arc<dyn Clock>>,
+    /// How many single-task submit calls may be in flight at once (default 2). Single submits
+    /// made while that many are in flight wait for the next call and go in it together, each
+    /// with its own outcome: under load, one script call carries many tasks, which costs Redis
+    /// far less than one call per task. A submit made alone is sent at once. `submit_batch`
+    /// is not affected.
+    pub submit_calls_in_flight: usize,
 }
 
 impl RedisConfig {
@@ -58,6 +65,7 @@ impl RedisConfig {
             pool_size: 4,
             response_timeout: Duration::from_secs(30),
             clock: None,
+            submit_calls_in_flight: 2,
         }
     }
 
@@ -104,6 +112,8 @@ struct Inner {
     worker_queues: RwLock<HashMap<WorkerId, Arc<Vec<QueueName>>>>,
     /// Subscribed wake-up connections of workers waiting in `receive_wait`.
     waiters: Mutex<HashMap<WorkerId, Arc<Mutex<Option<redis::aio::PubSub>>>>>,
+    /// Single submits waiting to be sent together (see `combine`).
+    submits: Combiner<TaskSpec, Result<SubmitOutcome>>,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -160,6 +170,7 @@ impl RedisBackend {
                 clock: config.clock,
                 worker_queues: RwLock::new(HashMap::new()),
                 waiters: Mutex::new(HashMap::new()),
+                submits: Combiner::new(config.submit_calls_in_flight),
             }),
         };
         backend.check_server().await?;
@@ -488,62 +499,28 @@ impl Backend for RedisBackend {
         raw.map(|b| codec::config_from_json(&b)).transpose()
     }
 
+    /// Concurrent single submits are sent together in one script call (see the `combine`
+    /// module); a submit made alone is sent at once.
     async fn submit(&self, spec: TaskSpec) -> Result<SubmitOutcome> {
-        let mut out = self.submit_batch(vec![spec]).await?;
-        out.pop().ok_or_else(|| protocol("empty submit reply"))
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.inner.submits.push((spec, tx)) {
+            let backend = self.clone();
+            tokio::spawn(async move {
+                while let Some(batch) = backend.inner.submits.next_batch() {
+                    backend.run_submits(batch).await;
+                }
+            });
+        }
+        rx.await.map_err(|_| Error::Backend {
+            kind: BackendErrorKind::Other,
+            message: "the submit was interrupted (its runtime shut down); its outcome is unknown: \
+                      look the task up by id"
+                .into(),
+        })?
     }
 
     async fn submit_batch(&self, specs: Vec<TaskSpec>) -> Result<Vec<SubmitOutcome>> {
-        // Check every queue first, so that a batch with an unknown queue submits nothing.
-        let mut seen: Vec<&QueueName> = Vec::new();
-        for s in &specs {
-            if !seen.contains(&s.queue()) {
-                seen.push(s.queue());
-            }
-        }
-        if seen.len() > 1 || specs.len() > SUBMIT_CHUNK {
-            let mut pipe = redis::pipe();
-            for q in &seen {
-                pipe.cmd("HEXISTS")
-                    .arg(self.inner.keys.fixed(keys::META))
-                    .arg(q.as_str());
-            }
-            let mut conn = self.conn().await?;
-            let exists: Vec<bool> = pipe
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| map_redis(&e))?;
-            if let Some((q, _)) = seen.iter().zip(&exists).find(|(_, e)| !**e) {
-                return Err(Error::UnknownQueue((*q).clone()));
-            }
-        }
-        let mut out = Vec::with_capacity(specs.len());
-        for chunk in specs.chunks(SUBMIT_CHUNK) {
-            let mut groups: Vec<&QueueName> = Vec::new();
-            for s in chunk {
-                if !groups.contains(&s.queue()) {
-                    groups.push(s.queue());
-                }
-            }
-            let now = self.now_arg();
-            let mut inv = self.invocation(&self.inner.scripts.submit, &groups, &now);
-            inv.arg(groups.len());
-            for q in &groups {
-                inv.arg(q.as_str());
-            }
-            inv.arg(chunk.len());
-            for s in chunk {
-                let g = groups.iter().position(|q| *q == s.queue()).unwrap_or(0) + 1;
-                // At most SUBMIT_CHUNK groups, so the position fits.
-                inv.arg(codec::encode_task_arg(s, u16::try_from(g).unwrap_or(u16::MAX)));
-            }
-            let reply = self.exec(&inv).await.map_err(Failure::into_error)?;
-            let mut it = array(reply)?.into_iter();
-            for _ in chunk {
-                out.push(submit_outcome(&mut it)?);
-            }
-        }
-        Ok(out)
+        self.submit_specs(&specs).await
     }
 
     async fn register_worker(&self, spec: WorkerSpec) -> Result<RegisterOutcome> {
@@ -1166,6 +1143,145 @@ impl Backend for RedisBackend {
 }
 
 impl RedisBackend {
+    /// Submits `specs` in calls of up to `SUBMIT_CHUNK` tasks.
+    async fn submit_specs(&self, specs: &[TaskSpec]) -> Result<Vec<SubmitOutcome>> {
+        // Check every queue first, so that a batch with an unknown queue submits nothing.
+        let mut seen: Vec<&QueueName> = Vec::new();
+        for s in specs {
+            if !seen.contains(&s.queue()) {
+                seen.push(s.queue());
+            }
+        }
+        if seen.len() > 1 || specs.len() > SUBMIT_CHUNK {
+            let mut pipe = redis::pipe();
+            for q in &seen {
+                pipe.cmd("HEXISTS")
+                    .arg(self.inner.keys.fixed(keys::META))
+                    .arg(q.as_str());
+            }
+            let mut conn = self.conn().await?;
+            let exists: Vec<bool> = pipe
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| map_redis(&e))?;
+            if let Some((q, _)) = seen.iter().zip(&exists).find(|(_, e)| !**e) {
+                return Err(Error::UnknownQueue((*q).clone()));
+            }
+        }
+        let mut out = Vec::with_capacity(specs.len());
+        for chunk in specs.chunks(SUBMIT_CHUNK) {
+            let mut groups: Vec<&QueueName> = Vec::new();
+            for s in chunk {
+                if !groups.contains(&s.queue()) {
+                    groups.push(s.queue());
+                }
+            }
+            let now = self.now_arg();
+            let mut inv = self.invocation(&self.inner.scripts.submit, &groups, &now);
+            inv.arg(groups.len());
+            for q in &groups {
+                inv.arg(q.as_str());
+            }
+            inv.arg(chunk.len());
+            for s in chunk {
+                let g = groups.iter().position(|q| *q == s.queue()).unwrap_or(0) + 1;
+                // At most SUBMIT_CHUNK groups, so the position fits.
+                inv.arg(codec::encode_task_arg(
+                    s,
+                    u16::try_from(g).unwrap_or(u16::MAX),
+                ));
+            }
+            let reply = self.exec(&inv).await.map_err(Failure::into_error)?;
+            let mut it = array(reply)?.into_iter();
+            for _ in chunk {
+                out.push(submit_outcome(&mut it)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sends combined single submits as one call and answers each caller. Tasks for queues
+    /// that are not declared are answered `UnknownQueue` without holding up the others. If the
+    /// call fails otherwise, each task is sent again on its own, so that every caller gets its
+    /// own answer (the script validates everything before it writes, so the failed call
+    /// changed nothing).
+    async fn run_submits(&self, batch: Vec<Job<TaskSpec, Result<SubmitOutcome>>>) {
+        let mut queues: Vec<QueueName> = Vec::new();
+        for (spec, _) in &batch {
+            if !queues.contains(spec.queue()) {
+                queues.push(spec.queue().clone());
+            }
+        }
+        let (mut specs, mut answers) = (Vec::with_capacity(batch.len()), Vec::new());
+        if queues.len() > 1 {
+            let mut pipe = redis::pipe();
+            for q in &queues {
+                pipe.cmd("HEXISTS")
+                    .arg(self.inner.keys.fixed(keys::META))
+                    .arg(q.as_str());
+            }
+            let declared: Vec<bool> = match self.query_pipe(&pipe).await {
+                Ok(d) => d,
+                Err(_) => vec![true; queues.len()],
+            };
+            for (spec, answer) in batch {
+                let known = queues
+                    .iter()
+                    .position(|q| q == spec.queue())
+                    .is_none_or(|i| declared.get(i).copied().unwrap_or(true));
+                if known {
+                    specs.push(spec);
+                    answers.push(answer);
+                } else {
+                    let _ = answer.send(Err(Error::UnknownQueue(spec.queue().clone())));
+                }
+            }
+        } else {
+            (specs, answers) = batch.into_iter().unzip();
+        }
+        if specs.is_empty() {
+            return;
+        }
+        match self.submit_specs(&specs).await {
+            Ok(outcomes) => {
+                for (answer, outcome) in answers.into_iter().zip(outcomes) {
+                    let _ = answer.send(Ok(outcome));
+                }
+            }
+            Err(Error::UnknownQueue(q)) => {
+                for answer in answers {
+                    let _ = answer.send(Err(Error::UnknownQueue(q.clone())));
+                }
+            }
+            Err(e) if specs.len() == 1 => {
+                if let Some(answer) = answers.into_iter().next() {
+                    let _ = answer.send(Err(e));
+                }
+            }
+            Err(_) => {
+                for (spec, answer) in specs.iter().zip(answers) {
+                    let one = self
+                        .submit_specs(std::slice::from_ref(spec))
+                        .await
+                        .and_then(|mut o| o.pop().ok_or_else(|| protocol("empty submit reply")));
+                    let _ = answer.send(one);
+                }
+            }
+        }
+    }
+
+    /// Runs a pipeline on a lane (reconnecting the lane if the connection broke).
+    async fn query_pipe<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
+        let (lane, mut conn) = self.lane();
+        match pipe.query_async(&mut conn).await {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                self.refill(lane, &e).await;
+                Err(map_redis(&e))
+            }
+        }
+    }
+
     async fn receive_inner(
         &self,
         worker: &WorkerId,

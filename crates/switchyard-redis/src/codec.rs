@@ -3,10 +3,9 @@
 
 use redis::Value;
 use switchyard_core::{
-    MAX_RUN_AT_MS,
-    Assignment, BackendErrorKind, Delivery, Error, Event, EventKind, Lease, LeaseToken, Policy,
-    QueueConfig, QueueName, Strategy, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec, TaskState,
-    WorkerId,
+    Assignment, BackendErrorKind, Delivery, Error, Event, EventKind, Lease, LeaseToken,
+    MAX_RUN_AT_MS, Policy, QueueConfig, QueueName, Strategy, TaskId, TaskInfo, TaskKind,
+    TaskOutcome, TaskSpec, TaskState, WorkerId,
 };
 
 /// Length of a task record's fixed header (`>BBHHHI4I4I6I6I6I6BHI4`).
@@ -332,7 +331,9 @@ pub(crate) fn decode_worker(bytes: &[u8]) -> Result<WorkerRecord, Error> {
         .collect::<Result<Vec<_>, _>>()?;
     let n = queues.len();
     if rest.len() != 15 * n || !rest.is_ascii() {
-        return Err(protocol("worker record: queue codes do not match its queues"));
+        return Err(protocol(
+            "worker record: queue codes do not match its queues",
+        ));
     }
     let strategies = rest.as_bytes()[..2 * n]
         .chunks(2)

@@ -32,6 +32,7 @@
 mod audit;
 mod backend;
 mod codec;
+mod combine;
 mod error;
 mod keys;
 mod scripts;

@@ -238,3 +238,81 @@ async fn awaiting_an_outcome_does_not_poll() {
         Some(TaskOutcome::Dead("no such mailbox".into()))
     );
 }
+
+/// Single submits made at the same time share script calls (see `RedisConfig::
+/// submit_calls_in_flight`) but each gets its own outcome: one to an undeclared queue fails
+/// alone, a duplicate id is reported as such, and nothing is lost or submitted twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_single_submits_are_combined_with_their_own_outcomes() {
+    let server = RedisServer::start().unwrap();
+    let config = RedisConfig {
+        submit_calls_in_flight: 1,
+        ..RedisConfig::new(server.url(), "combine")
+    };
+    let b = RedisBackend::with_config(config).await.unwrap();
+    let q = QueueName::new("jobs").unwrap();
+    b.declare_queue(&q, QueueConfig::new(Policy::Fcfs, Strategy::RoundRobin))
+        .await
+        .unwrap();
+    let probe = redis::Client::open(server.url()).unwrap();
+    let mut conn = probe.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let dup = TaskSpec::builder("jobs", "x").build().unwrap();
+    let mut handles = Vec::new();
+    for i in 0..400 {
+        let b = b.clone();
+        let spec = match i {
+            7 => TaskSpec::builder("nowhere", "x").build().unwrap(),
+            100 | 300 => dup.clone(),
+            _ => TaskSpec::builder("jobs", "x")
+                .payload(vec![i as u8])
+                .build()
+                .unwrap(),
+        };
+        handles.push(tokio::spawn(
+            async move { (spec.id(), b.submit(spec).await) },
+        ));
+    }
+    let mut accepted = std::collections::BTreeSet::new();
+    let mut duplicates = 0;
+    for (i, h) in handles.into_iter().enumerate() {
+        let (id, out) = h.await.unwrap();
+        match i {
+            7 => assert!(matches!(out, Err(Error::UnknownQueue(_))), "{out:?}"),
+            _ => {
+                let out = out.unwrap();
+                assert_eq!(out.id, id);
+                if out.duplicate {
+                    duplicates += 1;
+                } else {
+                    accepted.insert(id);
+                }
+            }
+        }
+    }
+    assert_eq!(duplicates, 1, "the second submit of one id is a duplicate");
+    assert_eq!(accepted.len(), 398);
+    assert_eq!(b.stats().await.unwrap().queues[0].ready, 398);
+    assert_eq!(b.audit().await.unwrap(), Vec::<String>::new());
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let calls: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    // 400 submits (the one to an undeclared queue sent nowhere) and `stats`.
+    assert!(
+        calls < 200,
+        "400 concurrent submits took {calls} script calls: they were not combined"
+    );
+}
