@@ -21,16 +21,8 @@ async fn connect(server: &RedisServer, namespace: &str) -> Client {
 /// The lease a task is held under right now, if it runs on `worker`.
 async fn lease_on(client: &Client, id: TaskId, worker: &str) -> Option<Lease> {
     let info = client.task(id).info().await.ok()??;
-    let holder = info.worker?;
-    if info.state != TaskState::Running || holder.as_str() != worker {
-        return None;
-    }
-    Some(Lease {
-        task: id,
-        queue: info.queue,
-        worker: holder,
-        token: info.token?,
-    })
+    let lease = info.lease()?;
+    (info.state == TaskState::Running && lease.worker.as_str() == worker).then_some(lease)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

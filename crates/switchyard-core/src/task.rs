@@ -413,6 +413,30 @@ pub struct TaskInfo {
     pub dedup_key: Option<String>,
 }
 
+impl TaskInfo {
+    /// The lease the task is held under while it is dispatched or running (the one a
+    /// completion must present), for tools that act on a worker's behalf and for tests of
+    /// fencing. `None` while it is not leased.
+    ///
+    /// ```
+    /// use switchyard_core::{TaskInfo, TaskState};
+    ///
+    /// /// Whether `worker` is running the task right now.
+    /// fn running_on(info: &TaskInfo, worker: &str) -> bool {
+    ///     info.state == TaskState::Running
+    ///         && info.lease().is_some_and(|lease| lease.worker.as_str() == worker)
+    /// }
+    /// ```
+    pub fn lease(&self) -> Option<crate::Lease> {
+        Some(crate::Lease {
+            task: self.id,
+            queue: self.queue.clone(),
+            worker: self.worker.clone()?,
+            token: self.token?,
+        })
+    }
+}
+
 /// How a task ended, as stored for [awaiting](crate::Backend::get_outcome).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TaskOutcome {

@@ -23,26 +23,36 @@ async fn setup(strategy: Strategy) -> MemoryBackend {
     b
 }
 
+/// Worker `w` waiting up to 10 s for one task, in its own tokio task: what it got, and after
+/// how long. Started 50 ms before returning, so that it is asleep when the caller acts.
+async fn waiting_worker(
+    b: &MemoryBackend,
+) -> tokio::task::JoinHandle<(
+    switchyard_core::Result<Vec<switchyard_core::Delivery>>,
+    Duration,
+)> {
+    let b = b.clone();
+    let waiter = tokio::spawn(async move {
+        let started = Instant::now();
+        let got = b
+            .receive_wait(&"w".parse().unwrap(), 1, Duration::from_secs(10))
+            .await;
+        (got, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    waiter
+}
+
 async fn wakes_on_submit(strategy: Strategy) {
     let b = setup(strategy).await;
-    let waiter = {
-        let b = b.clone();
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let got = b
-                .receive_wait(&"w".parse().unwrap(), 1, Duration::from_secs(10))
-                .await
-                .unwrap();
-            (got, started.elapsed())
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let waiter = waiting_worker(&b).await;
     let id = b
         .submit(TaskSpec::builder("q", "job").build().unwrap())
         .await
         .unwrap()
         .id;
     let (got, waited) = waiter.await.unwrap();
+    let got = got.unwrap();
     assert_eq!(got.len(), 1, "{strategy:?}");
     assert_eq!(got[0].lease.task, id);
     assert!(
@@ -128,17 +138,7 @@ async fn leaving_wakes_the_waiter(strategy: Strategy, reap: bool) {
     )
     .await
     .unwrap();
-    let waiter = {
-        let b = b.clone();
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let got = b
-                .receive_wait(&"w".parse().unwrap(), 1, Duration::from_secs(10))
-                .await;
-            (got, started.elapsed())
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let waiter = waiting_worker(&b).await;
     if reap {
         clock.advance(Duration::from_secs(6));
         let report = b.maintain(16).await.unwrap();
@@ -177,18 +177,7 @@ async fn a_reaped_worker_stops_waiting() {
 async fn a_reregistered_worker_keeps_waiting_and_gets_the_next_task() {
     for strategy in [Strategy::RoundRobin, Strategy::Pull] {
         let b = setup(strategy).await;
-        let waiter = {
-            let b = b.clone();
-            tokio::spawn(async move {
-                let started = Instant::now();
-                let got = b
-                    .receive_wait(&"w".parse().unwrap(), 1, Duration::from_secs(10))
-                    .await
-                    .unwrap();
-                (got, started.elapsed())
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let waiter = waiting_worker(&b).await;
         let again = b
             .register_worker(WorkerSpec::new("w", ["q"]).unwrap().capacity(2))
             .await
@@ -206,6 +195,7 @@ async fn a_reregistered_worker_keeps_waiting_and_gets_the_next_task() {
             .unwrap()
             .id;
         let (got, waited) = waiter.await.unwrap();
+        let got = got.unwrap();
         assert_eq!(got.len(), 1, "{strategy:?}");
         assert_eq!(got[0].lease.task, id);
         assert!(waited < Duration::from_secs(5), "woken by the submit");

@@ -286,26 +286,48 @@ impl RedisBackend {
         inv
     }
 
-    async fn exec(&self, inv: &ScriptInvocation<'_>) -> std::result::Result<Value, Failure> {
-        let (lane, mut conn) = self.lane();
-        match inv.invoke_async(&mut conn).await {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                self.refill(lane, &e).await;
-                Err(classify(&e))
-            }
+    /// Runs `request` on the next lane's connection, reconnecting the lane if the request
+    /// found the connection broken.
+    async fn on_lane<T, F, Fut>(&self, request: F) -> redis::RedisResult<T>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let (lane, conn) = self.lane();
+        let result = request(conn).await;
+        if let Err(e) = &result {
+            self.refill(lane, e).await;
         }
+        result
+    }
+
+    async fn exec(&self, inv: &ScriptInvocation<'_>) -> std::result::Result<Value, Failure> {
+        self.on_lane(|mut conn| async move { inv.invoke_async(&mut conn).await })
+            .await
+            .map_err(|e| classify(&e))
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
-        let (lane, mut conn) = self.lane();
-        match cmd.query_async(&mut conn).await {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                self.refill(lane, &e).await;
-                Err(map_redis(&e))
-            }
+        self.on_lane(|mut conn| async move { cmd.query_async(&mut conn).await })
+            .await
+            .map_err(|e| map_redis(&e))
+    }
+
+    async fn query_pipe<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
+        self.on_lane(|mut conn| async move { pipe.query_async(&mut conn).await })
+            .await
+            .map_err(|e| map_redis(&e))
+    }
+
+    /// Whether each queue is declared (one round trip).
+    async fn declared(&self, queues: &[&QueueName]) -> Result<Vec<bool>> {
+        let mut pipe = redis::pipe();
+        for q in queues {
+            pipe.cmd("HEXISTS")
+                .arg(self.inner.keys.fixed(keys::META))
+                .arg(q.as_str());
         }
+        self.query_pipe(&pipe).await
     }
 
     async fn record(&self, id: TaskId) -> Result<Option<Record>> {
@@ -1030,11 +1052,7 @@ impl Backend for RedisBackend {
             .arg(0)
             .arg(0)
             .arg("WITHSCORES");
-        let mut conn = self.conn().await?;
-        let firsts: Vec<Vec<(String, f64)>> = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| map_redis(&e))?;
+        let firsts: Vec<Vec<(String, f64)>> = self.query_pipe(&pipe).await?;
         let n = firsts.len();
         Ok(firsts
             .into_iter()
@@ -1153,17 +1171,7 @@ impl RedisBackend {
             }
         }
         if seen.len() > 1 || specs.len() > SUBMIT_CHUNK {
-            let mut pipe = redis::pipe();
-            for q in &seen {
-                pipe.cmd("HEXISTS")
-                    .arg(self.inner.keys.fixed(keys::META))
-                    .arg(q.as_str());
-            }
-            let mut conn = self.conn().await?;
-            let exists: Vec<bool> = pipe
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| map_redis(&e))?;
+            let exists = self.declared(&seen).await?;
             if let Some((q, _)) = seen.iter().zip(&exists).find(|(_, e)| !**e) {
                 return Err(Error::UnknownQueue((*q).clone()));
             }
@@ -1214,16 +1222,12 @@ impl RedisBackend {
         }
         let (mut specs, mut answers) = (Vec::with_capacity(batch.len()), Vec::new());
         if queues.len() > 1 {
-            let mut pipe = redis::pipe();
-            for q in &queues {
-                pipe.cmd("HEXISTS")
-                    .arg(self.inner.keys.fixed(keys::META))
-                    .arg(q.as_str());
-            }
-            let declared: Vec<bool> = match self.query_pipe(&pipe).await {
-                Ok(d) => d,
-                Err(_) => vec![true; queues.len()],
-            };
+            let names: Vec<&QueueName> = queues.iter().collect();
+            // If the check itself fails, the submit below reports the error.
+            let declared = self
+                .declared(&names)
+                .await
+                .unwrap_or_else(|_| vec![true; queues.len()]);
             for (spec, answer) in batch {
                 let known = queues
                     .iter()
@@ -1266,18 +1270,6 @@ impl RedisBackend {
                         .and_then(|mut o| o.pop().ok_or_else(|| protocol("empty submit reply")));
                     let _ = answer.send(one);
                 }
-            }
-        }
-    }
-
-    /// Runs a pipeline on a lane (reconnecting the lane if the connection broke).
-    async fn query_pipe<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
-        let (lane, mut conn) = self.lane();
-        match pipe.query_async(&mut conn).await {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                self.refill(lane, &e).await;
-                Err(map_redis(&e))
             }
         }
     }

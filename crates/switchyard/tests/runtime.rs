@@ -61,16 +61,8 @@ where
 /// The lease of a task running on `worker`, read from its record.
 async fn running_on(c: &Client, id: TaskId, worker: &str) -> Option<Lease> {
     let info = c.task(id).info().await.ok()??;
-    let holder = info.worker?;
-    if info.state != TaskState::Running || holder.as_str() != worker {
-        return None;
-    }
-    Some(Lease {
-        task: id,
-        queue: info.queue,
-        worker: holder,
-        token: info.token?,
-    })
+    let lease = info.lease()?;
+    (info.state == TaskState::Running && lease.worker.as_str() == worker).then_some(lease)
 }
 
 /// The events of one task, oldest first.
