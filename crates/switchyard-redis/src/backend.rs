@@ -23,6 +23,7 @@ use crate::codec::{self, Record, array, assignments, int, protocol, state_from, 
 use crate::combine::{Combiner, Job};
 use crate::error::{Failure, classify, map_pool, map_redis};
 use crate::keys::{self, Keyspace};
+use crate::outcomes::Listener;
 use crate::scripts::Scripts;
 
 /// Tasks per submit script call; larger batches are split (the effect is the same).
@@ -114,6 +115,8 @@ struct Inner {
     waiters: Mutex<HashMap<WorkerId, Arc<Mutex<Option<redis::aio::PubSub>>>>>,
     /// Single submits waiting to be sent together (see `combine`).
     submits: Combiner<TaskSpec, Result<SubmitOutcome>>,
+    /// The subscription every `wait_outcome` shares (see `outcomes`), started on first use.
+    outcomes: Mutex<Option<Arc<Listener>>>,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -171,6 +174,7 @@ impl RedisBackend {
                 worker_queues: RwLock::new(HashMap::new()),
                 waiters: Mutex::new(HashMap::new()),
                 submits: Combiner::new(config.submit_calls_in_flight),
+                outcomes: Mutex::new(None),
             }),
         };
         backend.check_server().await?;
@@ -394,6 +398,22 @@ impl RedisBackend {
             .collect();
         names.sort();
         Ok(names)
+    }
+
+    /// The shared outcome subscription, started (again) if there is none or its connection was
+    /// lost.
+    async fn outcome_listener(&self) -> Result<Arc<Listener>> {
+        let mut slot = self.inner.outcomes.lock().await;
+        if let Some(listener) = slot.as_ref()
+            && listener.is_alive()
+        {
+            return Ok(listener.clone());
+        }
+        let listener = Listener::start(&self.inner.client, &self.inner.keys.done_pattern())
+            .await
+            .map_err(|e| map_redis(&e))?;
+        *slot = Some(listener.clone());
+        Ok(listener)
     }
 
     /// The channel-subscribed connection a worker sleeps on in `receive_wait`.
@@ -839,15 +859,37 @@ impl Backend for RedisBackend {
         Ok(self.record(id).await?.and_then(|r| r.outcome()))
     }
 
+    /// Waits on the backend's one shared subscription (see the `outcomes` module): no polling,
+    /// and no connection per waiting caller.
     async fn wait_outcome(&self, id: TaskId, timeout: Duration) -> Result<Option<TaskOutcome>> {
-        let mut pubsub = self.subscribe(&self.inner.keys.done_channel(id)).await?;
-        let now = self.now_arg();
-        let mut inv = self.invocation(&self.inner.scripts.await_outcome, &[], &now);
-        inv.arg(id.to_string());
-        let state = int(&self.exec(&inv).await.map_err(Failure::into_error)?)?;
-        if state < 0 {
-            // Not finished: wait for the announcement (or the timeout) without polling.
-            let _ = tokio::time::timeout(timeout, pubsub.on_message().next()).await;
+        let channel = self.inner.keys.done_channel(id);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // Listen first, then flag the task as awaited and check its state, so that an
+            // announcement right after the check is not missed.
+            let listener = self.outcome_listener().await?;
+            let (key, announced) = listener.register(&channel);
+            let now = self.now_arg();
+            let mut inv = self.invocation(&self.inner.scripts.await_outcome, &[], &now);
+            inv.arg(id.to_string());
+            let state = match self.exec(&inv).await {
+                Ok(v) => int(&v),
+                Err(f) => Err(f.into_error()),
+            };
+            if !matches!(state, Ok(s) if s < 0) {
+                listener.leave(&channel, key);
+                state?;
+                break;
+            }
+            match tokio::time::timeout_at(deadline, announced).await {
+                Ok(Ok(())) => break,
+                // The connection was lost: listen again, and check again.
+                Ok(Err(_)) => continue,
+                Err(_) => {
+                    listener.leave(&channel, key);
+                    break;
+                }
+            }
         }
         self.get_outcome(id).await
     }

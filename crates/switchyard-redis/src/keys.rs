@@ -66,6 +66,11 @@ impl Keyspace {
     pub(crate) fn done_channel(&self, id: TaskId) -> String {
         format!("{}done:{id}", self.prefix)
     }
+
+    /// The pattern of every `done_channel` of the namespace.
+    pub(crate) fn done_pattern(&self) -> String {
+        format!("{}done:*", self.prefix)
+    }
 }
 
 #[cfg(test)]

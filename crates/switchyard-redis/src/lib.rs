@@ -35,6 +35,7 @@ mod codec;
 mod combine;
 mod error;
 mod keys;
+mod outcomes;
 mod scripts;
 
 pub use backend::{RedisBackend, RedisConfig};

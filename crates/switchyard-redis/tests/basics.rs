@@ -316,3 +316,100 @@ async fn concurrent_single_submits_are_combined_with_their_own_outcomes() {
         "400 concurrent submits took {calls} script calls: they were not combined"
     );
 }
+
+/// Many callers awaiting outcomes at once share one subscription: the server sees a handful of
+/// connections, not one per caller, and each caller gets its own task's outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_waits_share_one_connection() {
+    let server = RedisServer::start().unwrap();
+    let b = RedisBackend::connect(&server.url(), "waits").await.unwrap();
+    let q = QueueName::new("q").unwrap();
+    b.declare_queue(&q, QueueConfig::default()).await.unwrap();
+    let n = 200;
+    let specs: Vec<TaskSpec> = (0..n)
+        .map(|_| TaskSpec::builder("q", "k").build().unwrap())
+        .collect();
+    let ids: Vec<_> = b
+        .submit_batch(specs)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    let waits: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let (b, id) = (b.clone(), *id);
+            tokio::spawn(async move { b.wait_outcome(id, Duration::from_secs(30)).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let probe = redis::Client::open(server.url()).unwrap();
+    let mut conn = probe.get_multiplexed_async_connection().await.unwrap();
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let connections = clients.lines().count();
+    assert!(
+        connections < 16,
+        "{n} waiting callers hold {connections} connections"
+    );
+    b.register_worker(WorkerSpec::new("w", ["q"]).unwrap().capacity(n as u32))
+        .await
+        .unwrap();
+    let w = "w".parse().unwrap();
+    for d in b.receive(&w, n).await.unwrap() {
+        let value = d.lease.task.to_string().into_bytes();
+        b.complete(&d.lease, value).await.unwrap();
+    }
+    for (id, wait) in ids.iter().zip(waits) {
+        assert_eq!(
+            wait.await.unwrap().unwrap(),
+            Some(TaskOutcome::Succeeded(id.to_string().into_bytes()))
+        );
+    }
+}
+
+/// A waiting caller whose subscription connection is killed listens again and still gets the
+/// outcome announced afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_survives_a_lost_subscription() {
+    let server = RedisServer::start().unwrap();
+    let b = RedisBackend::connect(&server.url(), "lost").await.unwrap();
+    let q = QueueName::new("q").unwrap();
+    b.declare_queue(&q, QueueConfig::default()).await.unwrap();
+    let id = b
+        .submit(TaskSpec::builder("q", "k").build().unwrap())
+        .await
+        .unwrap()
+        .id;
+    let wait = {
+        let b = b.clone();
+        tokio::spawn(async move { b.wait_outcome(id, Duration::from_secs(30)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let probe = redis::Client::open(server.url()).unwrap();
+    let mut conn = probe.get_multiplexed_async_connection().await.unwrap();
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(killed, 1, "the one shared subscription");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    b.register_worker(WorkerSpec::new("w", ["q"]).unwrap())
+        .await
+        .unwrap();
+    let d = b.receive(&"w".parse().unwrap(), 1).await.unwrap().remove(0);
+    b.complete(&d.lease, b"ok".to_vec()).await.unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .expect("the wait ends when the task does, not at its 30 s timeout")
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, Some(TaskOutcome::Succeeded(b"ok".to_vec())));
+}
