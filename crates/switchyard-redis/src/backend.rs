@@ -26,6 +26,10 @@ use crate::keys::{self, Keyspace};
 use crate::outcomes::Listener;
 use crate::scripts::Scripts;
 
+/// A completion waiting to be combined: the lease, the result, and how many tasks the caller
+/// would receive in the same call.
+type Completion = (Lease, Vec<u8>, usize);
+
 /// Tasks per submit script call; larger batches are split (the effect is the same).
 const SUBMIT_CHUNK: usize = 256;
 /// How often a call is retried when state moved between its read and its script.
@@ -55,6 +59,11 @@ pub struct RedisConfig {
     /// far less than one call per task. A submit made alone is sent at once. `submit_batch`
     /// is not affected.
     pub submit_calls_in_flight: usize,
+    /// The same for completions (`complete`, `complete_and_receive`; default 2): those made
+    /// while that many calls are in flight go together in the next call, one call per worker,
+    /// each with its own acknowledgement and its share of the received tasks. A worker running
+    /// many short tasks at once thus acknowledges them in few calls.
+    pub complete_calls_in_flight: usize,
 }
 
 impl RedisConfig {
@@ -67,6 +76,7 @@ impl RedisConfig {
             response_timeout: Duration::from_secs(30),
             clock: None,
             submit_calls_in_flight: 2,
+            complete_calls_in_flight: 2,
         }
     }
 
@@ -115,6 +125,8 @@ struct Inner {
     waiters: Mutex<HashMap<WorkerId, Arc<Mutex<Option<redis::aio::PubSub>>>>>,
     /// Single submits waiting to be sent together (see `combine`).
     submits: Combiner<TaskSpec, Result<SubmitOutcome>>,
+    /// Single completions waiting to be sent together.
+    completes: Combiner<Completion, Result<(AckOutcome, Vec<Delivery>)>>,
     /// The subscription every `wait_outcome` shares (see `outcomes`), started on first use.
     outcomes: Mutex<Option<Arc<Listener>>>,
 }
@@ -174,6 +186,7 @@ impl RedisBackend {
                 worker_queues: RwLock::new(HashMap::new()),
                 waiters: Mutex::new(HashMap::new()),
                 submits: Combiner::new(config.submit_calls_in_flight),
+                completes: Combiner::new(config.complete_calls_in_flight),
                 outcomes: Mutex::new(None),
             }),
         };
@@ -753,24 +766,35 @@ impl Backend for RedisBackend {
         }
     }
 
+    /// Concurrent completions are sent together (see `RedisConfig::complete_calls_in_flight`).
     async fn complete(&self, lease: &Lease, value: Vec<u8>) -> Result<AckOutcome> {
-        let (mut acks, _) = self
-            .complete_many(&lease.worker, vec![(lease.clone(), value)], 0, false)
-            .await?;
-        acks.pop().ok_or_else(|| protocol("empty complete reply"))
+        Ok(self.complete_and_receive(lease, value, 0).await?.0)
     }
 
+    /// Concurrent completions are sent together, one call per worker (see
+    /// `RedisConfig::complete_calls_in_flight`); each caller gets its own acknowledgement and
+    /// up to `max` of the tasks the call received.
     async fn complete_and_receive(
         &self,
         lease: &Lease,
         value: Vec<u8>,
         max: usize,
     ) -> Result<(AckOutcome, Vec<Delivery>)> {
-        let (mut acks, deliveries) = self
-            .complete_many(&lease.worker, vec![(lease.clone(), value)], max, false)
-            .await?;
-        let ack = acks.pop().ok_or_else(|| protocol("empty complete reply"))?;
-        Ok((ack, deliveries))
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.inner.completes.push(((lease.clone(), value, max), tx)) {
+            let backend = self.clone();
+            tokio::spawn(async move {
+                while let Some(batch) = backend.inner.completes.next_batch() {
+                    backend.run_completes(batch).await;
+                }
+            });
+        }
+        rx.await.map_err(|_| Error::Backend {
+            kind: BackendErrorKind::Other,
+            message: "the completion was interrupted (its runtime shut down); its outcome is \
+                      unknown: look the task up by id"
+                .into(),
+        })?
     }
 
     async fn fail(&self, lease: &Lease, error: &str, retry: bool) -> Result<AckOutcome> {
@@ -1311,6 +1335,60 @@ impl RedisBackend {
                         .await
                         .and_then(|mut o| o.pop().ok_or_else(|| protocol("empty submit reply")));
                     let _ = answer.send(one);
+                }
+            }
+        }
+    }
+
+    /// Sends combined completions, one `complete_many` per worker (in the order they came),
+    /// and answers each caller with its acknowledgement and its share of the received tasks:
+    /// the first caller gets up to its `max` of them, the next up to its own, and so on. If a
+    /// call fails, its completions are sent again one by one so that each caller gets its own
+    /// answer (a script refuses a stale lease without changing anything, and fails before it
+    /// writes anything otherwise).
+    async fn run_completes(
+        &self,
+        batch: Vec<Job<Completion, Result<(AckOutcome, Vec<Delivery>)>>>,
+    ) {
+        let mut by_worker: Vec<(WorkerId, Vec<_>)> = Vec::new();
+        for job in batch {
+            let worker = &job.0.0.worker;
+            match by_worker.iter_mut().find(|(w, _)| w == worker) {
+                Some((_, jobs)) => jobs.push(job),
+                None => by_worker.push((worker.clone(), vec![job])),
+            }
+        }
+        for (worker, jobs) in by_worker {
+            let max: usize = jobs.iter().map(|j| j.0.2).sum();
+            let (acks, answers): (Vec<(Lease, Vec<u8>)>, Vec<_>) = jobs
+                .into_iter()
+                .map(|((lease, value, max), answer)| ((lease, value), (max, answer)))
+                .unzip();
+            match self.complete_many(&worker, acks.clone(), max, false).await {
+                Ok((outcomes, deliveries)) => {
+                    let mut deliveries = deliveries.into_iter();
+                    for ((max, answer), outcome) in answers.into_iter().zip(outcomes) {
+                        let share = deliveries.by_ref().take(max).collect();
+                        let _ = answer.send(Ok((outcome, share)));
+                    }
+                }
+                Err(e) if answers.len() == 1 => {
+                    if let Some((_, answer)) = answers.into_iter().next() {
+                        let _ = answer.send(Err(e));
+                    }
+                }
+                Err(_) => {
+                    for ((lease, value), (max, answer)) in acks.into_iter().zip(answers) {
+                        let one = self
+                            .complete_many(&worker, vec![(lease, value)], max, false)
+                            .await
+                            .and_then(|(mut acks, deliveries)| {
+                                let ack =
+                                    acks.pop().ok_or_else(|| protocol("empty complete reply"))?;
+                                Ok((ack, deliveries))
+                            });
+                        let _ = answer.send(one);
+                    }
                 }
             }
         }

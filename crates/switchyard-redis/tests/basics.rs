@@ -413,3 +413,79 @@ async fn a_wait_survives_a_lost_subscription() {
         .unwrap();
     assert_eq!(outcome, Some(TaskOutcome::Succeeded(b"ok".to_vec())));
 }
+
+/// Completions made at the same time by one worker's slots share script calls (see
+/// `RedisConfig::complete_calls_in_flight`); each gets its own acknowledgement and its own
+/// share of the tasks received in the same call, and a stale lease among them is refused alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_completions_are_combined_with_their_own_answers() {
+    let server = RedisServer::start().unwrap();
+    let config = RedisConfig {
+        complete_calls_in_flight: 1,
+        ..RedisConfig::new(server.url(), "acks")
+    };
+    let b = RedisBackend::with_config(config).await.unwrap();
+    let q = QueueName::new("q").unwrap();
+    b.declare_queue(&q, QueueConfig::default()).await.unwrap();
+    let specs: Vec<TaskSpec> = (0..400)
+        .map(|_| TaskSpec::builder("q", "k").build().unwrap())
+        .collect();
+    b.submit_batch(specs).await.unwrap();
+    b.register_worker(WorkerSpec::new("w", ["q"]).unwrap().capacity(200))
+        .await
+        .unwrap();
+    let w = "w".parse().unwrap();
+    let first = b.receive(&w, 200).await.unwrap();
+    assert_eq!(first.len(), 200);
+    let mut stale = first[7].lease.clone();
+    stale.token = switchyard_core::LeaseToken(stale.token.0 + 100_000);
+
+    let probe = redis::Client::open(server.url()).unwrap();
+    let mut conn = probe.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut calls = Vec::new();
+    for (i, d) in first.iter().enumerate() {
+        let b = b.clone();
+        let lease = if i == 7 {
+            stale.clone()
+        } else {
+            d.lease.clone()
+        };
+        calls.push(tokio::spawn(async move {
+            b.complete_and_receive(&lease, Vec::new(), 1).await
+        }));
+    }
+    let mut next = std::collections::BTreeSet::new();
+    for (i, call) in calls.into_iter().enumerate() {
+        let (ack, deliveries) = call.await.unwrap().unwrap();
+        if i == 7 {
+            assert_eq!(ack.ack, Ack::Rejected(Rejection::StaleToken));
+        } else {
+            assert_eq!(ack.ack, Ack::Completed, "completion {i}");
+        }
+        assert!(deliveries.len() <= 1, "each caller asked for one task");
+        next.extend(deliveries.into_iter().map(|d| d.lease.task));
+    }
+    // 199 slots were freed and refilled from the backlog; every refill reached one caller.
+    assert_eq!(next.len(), 199);
+    assert_eq!(b.audit().await.unwrap(), Vec::<String>::new());
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let calls: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(
+        calls < 100,
+        "200 concurrent completions took {calls} script calls: they were not combined"
+    );
+}
