@@ -30,6 +30,9 @@ use crate::scripts::Scripts;
 /// would receive in the same call.
 type Completion = (Lease, Vec<u8>, usize);
 
+/// What a combined completion answers: the acknowledgement and the caller's received tasks.
+type Completed = Result<(AckOutcome, Vec<Delivery>)>;
+
 /// Tasks per submit script call; larger batches are split (the effect is the same).
 const SUBMIT_CHUNK: usize = 256;
 /// How often a call is retried when state moved between its read and its script.
@@ -126,7 +129,7 @@ struct Inner {
     /// Single submits waiting to be sent together (see `combine`).
     submits: Combiner<TaskSpec, Result<SubmitOutcome>>,
     /// Single completions waiting to be sent together.
-    completes: Combiner<Completion, Result<(AckOutcome, Vec<Delivery>)>>,
+    completes: Combiner<Completion, Completed>,
     /// The subscription every `wait_outcome` shares (see `outcomes`), started on first use.
     outcomes: Mutex<Option<Arc<Listener>>>,
 }
@@ -1346,10 +1349,7 @@ impl RedisBackend {
     /// call fails, its completions are sent again one by one so that each caller gets its own
     /// answer (a script refuses a stale lease without changing anything, and fails before it
     /// writes anything otherwise).
-    async fn run_completes(
-        &self,
-        batch: Vec<Job<Completion, Result<(AckOutcome, Vec<Delivery>)>>>,
-    ) {
+    async fn run_completes(&self, batch: Vec<Job<Completion, Completed>>) {
         let mut by_worker: Vec<(WorkerId, Vec<_>)> = Vec::new();
         for job in batch {
             let worker = &job.0.0.worker;
