@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use switchyard::{
-    Backend, Clock, Lease, Policy, QueueConfig, QueueName, RedisBackend, RedisConfig, Strategy,
-    SystemClock, TaskIdGenerator, TaskSpec, WorkerId, WorkerSpec,
+    Backend, Client, Clock, Lease, Policy, QueueConfig, QueueName, RedisBackend, RedisConfig,
+    Strategy, SystemClock, TaskIdGenerator, TaskSpec, Worker, WorkerId, WorkerSpec,
 };
 
 /// Flags of `switchyard bench`.
@@ -708,7 +708,98 @@ async fn end_to_end(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
         s.cleanup(probe).await?;
     }
     println!();
-    Ok(())
+    runtime_end_to_end(probe, args).await
+}
+
+/// The same as a user's program runs it: workers are `switchyard::Worker`s (capacity 8, a
+/// no-op handler, heartbeats and maintenance on), producers submit one task per call; the
+/// backend combines whatever calls overlap.
+async fn runtime_end_to_end(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
+    println!(
+        "With the worker runtime: {} producers submit {} tasks one per call; {} `switchyard::Worker`s of capacity 8 run a no-op handler (each slot completes its task and receives the next in one call; concurrent calls are combined).\n",
+        args.producers, args.e2e_tasks, args.workers
+    );
+    println!(
+        "| tasks/s | Redis CPU per task | script calls per task | usec_per_call |\n| --- | --- | --- | --- |"
+    );
+    let s = space(&args.url, 4).await?;
+    let q = s.queue("e2e", Policy::Fcfs, Strategy::LeastLoaded).await?;
+    let client = Client::new(s.backend.clone());
+    let total = args.e2e_tasks;
+    let done = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(tokio::sync::Notify::new());
+    let mut stops = Vec::new();
+    let mut runs = Vec::new();
+    for i in 0..args.workers {
+        let (done, finished) = (done.clone(), finished.clone());
+        let worker = Worker::builder(&client, &format!("rt{i:02}"), [q.as_str()])
+            .map_err(err)?
+            .capacity(8)
+            .handle("job", move |_ctx, _payload| {
+                let (done, finished) = (done.clone(), finished.clone());
+                async move {
+                    if done.fetch_add(1, Ordering::Relaxed) + 1 == total {
+                        finished.notify_one();
+                    }
+                    Ok(Vec::new())
+                }
+            })
+            .build()
+            .map_err(err)?;
+        stops.push(worker.shutdown_handle());
+        runs.push(tokio::spawn(worker.run()));
+    }
+    // Let every worker register before the clock starts.
+    while s.backend.stats().await.map_err(err)?.workers.len() < args.workers {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (calls0, usec0) = probe.evalsha().await?;
+    let cpu0 = probe.cpu().await?;
+    let started = Instant::now();
+    let wait_all = finished.notified();
+    let mut producers = Vec::new();
+    for p in 0..args.producers {
+        let client = client.clone();
+        let qn = q.clone();
+        let share = total / args.producers + usize::from(p < total % args.producers);
+        producers.push(tokio::spawn(async move {
+            let mut tasks = Tasks::new(100 + p as u64, 64);
+            for _ in 0..share {
+                client.submit(tasks.next(qn.as_str())?).await.map_err(err)?;
+            }
+            Ok::<(), String>(())
+        }));
+    }
+    for p in producers {
+        p.await.map_err(err)??;
+    }
+    if done.load(Ordering::Relaxed) < total {
+        wait_all.await;
+    }
+    // The last handler has run; its acknowledgement is in flight: stop, which waits for it.
+    for stop in &stops {
+        stop.shutdown();
+    }
+    let mut completed = 0;
+    for run in runs {
+        completed += run.await.map_err(err)?.map_err(err)?.completed;
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = (probe.cpu().await? - cpu0) * 1e6;
+    let (calls1, usec1) = probe.evalsha().await?;
+    let calls = calls1 - calls0;
+    if completed != total as u64 {
+        return Err(format!("{completed} of {total} tasks were acknowledged"));
+    }
+    println!(
+        "| {:.0} | {:.2} µs | {:.2} | {:.2} |",
+        total as f64 / wall,
+        cpu / total as f64,
+        calls as f64 / total as f64,
+        (usec1 - usec0) as f64 / calls.max(1) as f64
+    );
+    println!();
+    s.cleanup(probe).await
 }
 
 async fn memory(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
