@@ -33,6 +33,44 @@ type Completion = (Lease, Vec<u8>, usize);
 /// What a combined completion answers: the acknowledgement and the caller's received tasks.
 type Completed = Result<(AckOutcome, Vec<Delivery>)>;
 
+/// A kind of single call the backend combines with others made at the same time (see the
+/// `combine` module): where such calls wait, and how a batch of them is sent.
+trait Combined: Sized + Send + 'static {
+    /// What each caller gets back.
+    type Answer: Send + 'static;
+    fn combiner(inner: &Inner) -> &Combiner<Self, Result<Self::Answer>>;
+    fn run(
+        backend: &RedisBackend,
+        batch: Vec<Job<Self, Result<Self::Answer>>>,
+    ) -> impl std::future::Future<Output = ()> + Send + '_;
+}
+
+impl Combined for TaskSpec {
+    type Answer = SubmitOutcome;
+    fn combiner(inner: &Inner) -> &Combiner<Self, Result<SubmitOutcome>> {
+        &inner.submits
+    }
+    fn run(
+        backend: &RedisBackend,
+        batch: Vec<Job<Self, Result<SubmitOutcome>>>,
+    ) -> impl std::future::Future<Output = ()> + Send + '_ {
+        backend.run_submits(batch)
+    }
+}
+
+impl Combined for Completion {
+    type Answer = (AckOutcome, Vec<Delivery>);
+    fn combiner(inner: &Inner) -> &Combiner<Self, Completed> {
+        &inner.completes
+    }
+    fn run(
+        backend: &RedisBackend,
+        batch: Vec<Job<Self, Completed>>,
+    ) -> impl std::future::Future<Output = ()> + Send + '_ {
+        backend.run_completes(batch)
+    }
+}
+
 /// Tasks per submit script call; larger batches are split (the effect is the same).
 const SUBMIT_CHUNK: usize = 256;
 /// How often a call is retried when state moved between its read and its script.
@@ -560,21 +598,7 @@ impl Backend for RedisBackend {
     /// Concurrent single submits are sent together in one script call (see the `combine`
     /// module); a submit made alone is sent at once.
     async fn submit(&self, spec: TaskSpec) -> Result<SubmitOutcome> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if self.inner.submits.push((spec, tx)) {
-            let backend = self.clone();
-            tokio::spawn(async move {
-                while let Some(batch) = backend.inner.submits.next_batch() {
-                    backend.run_submits(batch).await;
-                }
-            });
-        }
-        rx.await.map_err(|_| Error::Backend {
-            kind: BackendErrorKind::Other,
-            message: "the submit was interrupted (its runtime shut down); its outcome is unknown: \
-                      look the task up by id"
-                .into(),
-        })?
+        self.combined(spec, "submit").await
     }
 
     async fn submit_batch(&self, specs: Vec<TaskSpec>) -> Result<Vec<SubmitOutcome>> {
@@ -783,21 +807,8 @@ impl Backend for RedisBackend {
         value: Vec<u8>,
         max: usize,
     ) -> Result<(AckOutcome, Vec<Delivery>)> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if self.inner.completes.push(((lease.clone(), value, max), tx)) {
-            let backend = self.clone();
-            tokio::spawn(async move {
-                while let Some(batch) = backend.inner.completes.next_batch() {
-                    backend.run_completes(batch).await;
-                }
-            });
-        }
-        rx.await.map_err(|_| Error::Backend {
-            kind: BackendErrorKind::Other,
-            message: "the completion was interrupted (its runtime shut down); its outcome is \
-                      unknown: look the task up by id"
-                .into(),
-        })?
+        self.combined((lease.clone(), value, max), "completion")
+            .await
     }
 
     async fn fail(&self, lease: &Lease, error: &str, retry: bool) -> Result<AckOutcome> {
@@ -1275,6 +1286,28 @@ impl RedisBackend {
             }
         }
         Ok(out)
+    }
+
+    /// Queues `job` with the calls of its kind and waits for its answer, starting a runner if
+    /// fewer than the allowed number are active (see the `combine` module). `what` names the
+    /// call in the error a caller gets if its runtime shuts down before the answer.
+    async fn combined<J: Combined>(&self, job: J, what: &str) -> Result<J::Answer> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if J::combiner(&self.inner).push((job, tx)) {
+            let backend = self.clone();
+            tokio::spawn(async move {
+                while let Some(batch) = J::combiner(&backend.inner).next_batch() {
+                    J::run(&backend, batch).await;
+                }
+            });
+        }
+        rx.await.map_err(|_| Error::Backend {
+            kind: BackendErrorKind::Other,
+            message: format!(
+                "the {what} was interrupted (its runtime shut down); its outcome is unknown: \
+                 look the task up by id"
+            ),
+        })?
     }
 
     /// Sends combined single submits as one call and answers each caller. Tasks for queues

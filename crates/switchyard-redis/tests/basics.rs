@@ -18,6 +18,20 @@ async fn backend(server: &RedisServer, ns: &str) -> (RedisBackend, ManualClock) 
     (RedisBackend::with_config(config).await.unwrap(), clock)
 }
 
+/// EVALSHA calls the server counted since its stats were last reset.
+async fn script_calls(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_task_goes_through_its_life() {
     let server = RedisServer::start().unwrap();
@@ -299,17 +313,7 @@ async fn concurrent_single_submits_are_combined_with_their_own_outcomes() {
     assert_eq!(accepted.len(), 398);
     assert_eq!(b.stats().await.unwrap().queues[0].ready, 398);
     assert_eq!(b.audit().await.unwrap(), Vec::<String>::new());
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let calls: u64 = info
-        .lines()
-        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap();
+    let calls = script_calls(&mut conn).await;
     // 400 submits (the one to an undeclared queue sent nowhere) and `stats`.
     assert!(
         calls < 200,
@@ -473,17 +477,7 @@ async fn concurrent_completions_are_combined_with_their_own_answers() {
     // 199 slots were freed and refilled from the backlog; every refill reached one caller.
     assert_eq!(next.len(), 199);
     assert_eq!(b.audit().await.unwrap(), Vec::<String>::new());
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let calls: u64 = info
-        .lines()
-        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap();
+    let calls = script_calls(&mut conn).await;
     assert!(
         calls < 100,
         "200 concurrent completions took {calls} script calls: they were not combined"
