@@ -127,7 +127,7 @@ pub fn table(
     writeln!(out)?;
     writeln!(
         out,
-        "tasks/s: simulated throughput; wait: arrival to start; latency: arrival to completion;\nJain(w): Jain's index of tasks per unit of weight (1 = shares exactly proportional to weights)"
+        "tasks/s: simulated throughput; wait: arrival to start; latency: arrival to completion;\nJain(w): Jain's index of tasks per unit of weight (1 = shares exactly proportional to weights)\nstrategies choose among idle slots: a slot freed while tasks wait takes the next one whatever the\nstrategy, so under overload (--load above 1) the strategies behave alike"
     )?;
     class_waits(out, w, results, policy)?;
     writeln!(out)?;
