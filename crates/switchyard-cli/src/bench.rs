@@ -595,6 +595,43 @@ async fn workers(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
     Ok(())
 }
 
+/// Server counters and the clock at the start of an end-to-end run.
+struct Snapshot {
+    calls: u64,
+    usec: u64,
+    cpu: f64,
+    started: Instant,
+}
+
+impl Snapshot {
+    async fn take(probe: &mut Probe) -> Res<Self> {
+        let (calls, usec) = probe.evalsha().await?;
+        let cpu = probe.cpu().await?;
+        Ok(Snapshot {
+            calls,
+            usec,
+            cpu,
+            started: Instant::now(),
+        })
+    }
+
+    /// The end-to-end table cells for `tasks` tasks run since the snapshot: tasks/s, Redis CPU
+    /// per task, script calls per task, `usec_per_call` of those calls.
+    async fn cells_since(&self, probe: &mut Probe, tasks: usize) -> Res<String> {
+        let wall = self.started.elapsed().as_secs_f64();
+        let cpu = (probe.cpu().await? - self.cpu) * 1e6;
+        let (calls, usec) = probe.evalsha().await?;
+        let calls = calls - self.calls;
+        Ok(format!(
+            "{:.0} | {:.2} µs | {:.2} | {:.2}",
+            tasks as f64 / wall,
+            cpu / tasks as f64,
+            calls as f64 / tasks as f64,
+            (usec - self.usec) as f64 / calls.max(1) as f64
+        ))
+    }
+}
+
 async fn end_to_end(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
     println!("## End to end: producers and workers at once\n");
     println!(
@@ -615,9 +652,7 @@ async fn end_to_end(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
         }
         let total = args.e2e_tasks;
         let done = Arc::new(AtomicUsize::new(0));
-        let (calls0, usec0) = probe.evalsha().await?;
-        let cpu0 = probe.cpu().await?;
-        let started = Instant::now();
+        let before = Snapshot::take(probe).await?;
         let mut handles = Vec::new();
         for w in ws {
             let b = s.backend.clone();
@@ -694,17 +729,7 @@ async fn end_to_end(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
         for h in handles {
             h.await.map_err(err)??;
         }
-        let wall = started.elapsed().as_secs_f64();
-        let cpu = (probe.cpu().await? - cpu0) * 1e6;
-        let (calls1, usec1) = probe.evalsha().await?;
-        let calls = calls1 - calls0;
-        println!(
-            "| {batch} | {:.0} | {:.2} µs | {:.2} | {:.2} |",
-            total as f64 / wall,
-            cpu / total as f64,
-            calls as f64 / total as f64,
-            (usec1 - usec0) as f64 / calls.max(1) as f64
-        );
+        println!("| {batch} | {} |", before.cells_since(probe, total).await?);
         s.cleanup(probe).await?;
     }
     println!();
@@ -753,9 +778,7 @@ async fn runtime_end_to_end(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
     while s.backend.stats().await.map_err(err)?.workers.len() < args.workers {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let (calls0, usec0) = probe.evalsha().await?;
-    let cpu0 = probe.cpu().await?;
-    let started = Instant::now();
+    let before = Snapshot::take(probe).await?;
     let wait_all = finished.notified();
     let mut producers = Vec::new();
     for p in 0..args.producers {
@@ -784,20 +807,11 @@ async fn runtime_end_to_end(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
     for run in runs {
         completed += run.await.map_err(err)?.map_err(err)?.completed;
     }
-    let wall = started.elapsed().as_secs_f64();
-    let cpu = (probe.cpu().await? - cpu0) * 1e6;
-    let (calls1, usec1) = probe.evalsha().await?;
-    let calls = calls1 - calls0;
+    let cells = before.cells_since(probe, total).await?;
     if completed != total as u64 {
         return Err(format!("{completed} of {total} tasks were acknowledged"));
     }
-    println!(
-        "| {:.0} | {:.2} µs | {:.2} | {:.2} |",
-        total as f64 / wall,
-        cpu / total as f64,
-        calls as f64 / total as f64,
-        (usec1 - usec0) as f64 / calls.max(1) as f64
-    );
+    println!("| {cells} |");
     println!();
     s.cleanup(probe).await
 }
