@@ -25,6 +25,11 @@ use switchyard::{
 };
 use switchyard_testkit::redis_server::RedisServer;
 
+/// Backends keep due times in whole milliseconds of the system clock, so a task can fall
+/// due up to a millisecond before its delay has passed on `Instant`; lower bounds on
+/// waiting allow this much.
+const CLOCK_GRAIN: Duration = Duration::from_millis(2);
+
 /// A client of a fresh memory backend, or of a fresh namespace on a test redis-server.
 async fn client(redis: Option<&RedisServer>) -> Client {
     static NS: AtomicU64 = AtomicU64::new(0);
@@ -321,12 +326,12 @@ async fn retries_back_off_then_dead_letter_and_redrive(c: Client) {
     assert_eq!(seen.iter().map(|(a, _)| *a).collect::<Vec<_>>(), [1, 2, 3]);
     // Backoff: 100 ms after the first failure, 200 ms after the second (no jitter).
     assert!(
-        seen[1].1 - seen[0].1 >= Duration::from_millis(100),
+        seen[1].1 - seen[0].1 >= Duration::from_millis(100) - CLOCK_GRAIN,
         "{:?}",
         seen[1].1 - seen[0].1
     );
     assert!(
-        seen[2].1 - seen[1].1 >= Duration::from_millis(200),
+        seen[2].1 - seen[1].1 >= Duration::from_millis(200) - CLOCK_GRAIN,
         "{:?}",
         seen[2].1 - seen[1].1
     );
@@ -379,7 +384,10 @@ async fn delayed_tasks_run_on_time(c: Client) {
     assert_eq!(task.state().await.unwrap(), Some(TaskState::Scheduled));
     task.wait(Duration::from_secs(10)).await.unwrap();
     let late = started.lock().unwrap().unwrap() - submitted;
-    assert!(late >= Duration::from_millis(800), "ran early: {late:?}");
+    assert!(
+        late >= Duration::from_millis(800) - CLOCK_GRAIN,
+        "ran early: {late:?}"
+    );
     // The maintenance loop sleeps until the task is due, so it runs within tens of ms after.
     assert!(
         late < Duration::from_millis(800 + 400),
