@@ -48,11 +48,12 @@ async fn a_sigkilled_worker_s_tasks_finish_elsewhere_and_its_late_reports_are_re
     let mut doomed = WorkerProcess::start(&server, ns, "doomed", &worker_flags);
     registered(&client, "doomed").await;
 
-    // Four tasks that take 1.5 s each: all four start on the doomed worker.
+    // Four tasks that take 3 s each, so the survivor still holds them while the checks below
+    // run: all four start on the doomed worker.
     let specs = (0..4)
         .map(|_| {
             TaskSpec::builder("q", "sleep")
-                .payload(b"1500".to_vec())
+                .payload(b"3000".to_vec())
                 .build()
                 .unwrap()
         })
@@ -101,7 +102,7 @@ async fn a_sigkilled_worker_s_tasks_finish_elsewhere_and_its_late_reports_are_re
     }
     for t in &tasks {
         let outcome = t.wait(Duration::from_secs(20)).await.unwrap();
-        assert_eq!(outcome, TaskOutcome::Succeeded(b"1500".to_vec()));
+        assert_eq!(outcome, TaskOutcome::Succeeded(b"3000".to_vec()));
         let info = t.info().await.unwrap().unwrap();
         assert_eq!(info.attempts, 2, "one attempt died with its worker");
     }
@@ -117,7 +118,7 @@ async fn a_sigkilled_worker_s_tasks_finish_elsewhere_and_its_late_reports_are_re
     );
     assert_eq!(
         tasks[0].result_bytes(Duration::from_secs(1)).await.unwrap(),
-        b"1500"
+        b"3000"
     );
     let log = survivor.terminate(Duration::from_secs(10));
     assert!(log.contains("4 completed"), "{log}");

@@ -578,6 +578,20 @@ async fn a_killed_worker_s_tasks_finish_elsewhere(c: Client) {
             .await,
         );
     }
+    // The backend leases a task when it dispatches it to the inbox; wait until each handler
+    // has really started on doomed, so that the kill interrupts running work.
+    for h in &handles {
+        let started = (h.id(), "doomed".to_string());
+        eventually(
+            Duration::from_secs(10),
+            "the handlers to start on doomed",
+            || {
+                let seen = ran_on.lock().unwrap().contains(&started);
+                async move { seen.then_some(()) }
+            },
+        )
+        .await;
+    }
     // Kill it: no deregistration, no more heartbeats.
     doomed.abort();
     let (stop, run) = spawn(make("survivor", false));
