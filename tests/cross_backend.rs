@@ -146,7 +146,7 @@ fn fairness_holds_on_redis() {
             if on_redis != on_memory {
                 return Err("random picks differ between backends".to_string());
             }
-            fairness::weighted(&redis(&server, &clock).await, &weights, tasks, 1.5).await?;
+            fairness::weighted(&redis(&server, &clock).await, &weights, tasks, 2.0).await?;
             let steps: Vec<bool> = (0..tasks)
                 .map(|i| (seed >> (i % 64)) & 1 == 1 || i % 3 == 0)
                 .collect();

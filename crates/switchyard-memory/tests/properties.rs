@@ -59,11 +59,12 @@ proptest! {
         prop_assert_eq!(again.0, again.1);
     }
 
-    /// Weighted: every worker's count stays within 1.5 of N·wᵢ/W at every prefix.
+    /// Weighted: every worker's count stays within 2 of N·wᵢ/W at every prefix (the bound
+    /// documented on `switchyard_core::strategy::Weighted`; 1.875 is reached in this range).
     #[test]
     fn weighted_follows_weights(weights in proptest::collection::vec(1u32..12, 1..7), tasks in 1usize..400) {
         let rt = scenario::runtime();
-        let r = rt.block_on(async { fairness::weighted(&backend().0, &weights, tasks, 1.5).await });
+        let r = rt.block_on(async { fairness::weighted(&backend().0, &weights, tasks, 2.0).await });
         prop_assert!(r.is_ok(), "{}", r.unwrap_err());
     }
 
