@@ -131,7 +131,9 @@ impl RedisServer {
             let mut server = RedisServer { child, port, dir };
             let started = Instant::now();
             while started.elapsed() < Duration::from_secs(10) {
-                if answers(port) {
+                // The log line tells that this child bound the port: a PONG alone could come
+                // from a server another test started on the same port a moment earlier.
+                if answers(port) && server.log().contains("Ready to accept connections") {
                     return Ok(server);
                 }
                 if let Ok(Some(status)) = server.child.try_wait() {
@@ -164,9 +166,14 @@ impl RedisServer {
 
     /// The end of the server's log, for error messages.
     pub fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();
+        let log = self.log();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(5)..].join("\n")
+    }
+
+    /// The server's whole log so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default()
     }
 
     /// Kills the server now (a crash, as far as clients can tell).
