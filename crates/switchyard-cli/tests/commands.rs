@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::{WorkerProcess, ok, run};
 use switchyard_testkit::redis_server::RedisServer;
@@ -150,7 +150,19 @@ fn declare_submit_work_inspect_and_redrive() {
     // SIGTERM while a task runs: the worker lets it finish, then deregisters.
     let slow = ok(&server, ns, &["submit", "jobs", "sleep", "800"]);
     let slow = slow.trim();
-    std::thread::sleep(Duration::from_millis(300));
+    // Once the worker has received the task (state running), a graceful stop must finish it.
+    let started = Instant::now();
+    loop {
+        let shown = ok(&server, ns, &["task", slow]);
+        if shown.contains("state       running") || shown.contains("state       succeeded") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never ran: {shown}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let log = worker.terminate(Duration::from_secs(20));
     assert!(log.contains("shutting down"), "{log}");
     let shown = ok(&server, ns, &["task", slow]);

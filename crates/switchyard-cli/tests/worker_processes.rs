@@ -35,7 +35,10 @@ async fn a_sigkilled_worker_s_tasks_finish_elsewhere_and_its_late_reports_are_re
         &["declare", "q", "--backoff-ms", "50", "--jitter-pct", "0"],
     );
     let client = connect(&server, ns).await;
-    let worker_flags = [
+    // Doomed's heartbeat expires soon after the kill and the survivor's maintenance reaps it.
+    // Doomed runs no maintenance and the survivor has a long TTL, so that neither can be
+    // reaped while alive when the other test of this file loads the machine.
+    let doomed_flags = [
         "--queue",
         "q",
         "--capacity",
@@ -43,9 +46,19 @@ async fn a_sigkilled_worker_s_tasks_finish_elsewhere_and_its_late_reports_are_re
         "--heartbeat-ttl-ms",
         "600",
         "--maintenance-ms",
+        "0",
+    ];
+    let survivor_flags = [
+        "--queue",
+        "q",
+        "--capacity",
+        "4",
+        "--heartbeat-ttl-ms",
+        "10000",
+        "--maintenance-ms",
         "100",
     ];
-    let mut doomed = WorkerProcess::start(&server, ns, "doomed", &worker_flags);
+    let mut doomed = WorkerProcess::start(&server, ns, "doomed", &doomed_flags);
     registered(&client, "doomed").await;
 
     // Four tasks that take 3 s each, so the survivor still holds them while the checks below
@@ -69,7 +82,7 @@ async fn a_sigkilled_worker_s_tasks_finish_elsewhere_and_its_late_reports_are_re
     }
 
     doomed.kill();
-    let survivor = WorkerProcess::start(&server, ns, "survivor", &worker_flags);
+    let survivor = WorkerProcess::start(&server, ns, "survivor", &survivor_flags);
 
     // Each task is taken over by the survivor (once the doomed worker's heartbeat expired and
     // some worker's maintenance reaped it). While it runs there, the dead worker's lease is

@@ -393,16 +393,23 @@ async fn a_wait_survives_a_lost_subscription() {
         let b = b.clone();
         tokio::spawn(async move { b.wait_outcome(id, Duration::from_secs(30)).await })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let probe = redis::Client::open(server.url()).unwrap();
     let mut conn = probe.get_multiplexed_async_connection().await.unwrap();
-    let killed: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    // Kill the subscription as soon as the waiter has opened it.
+    let started = std::time::Instant::now();
+    let killed = loop {
+        let killed: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if killed > 0 || started.elapsed() > Duration::from_secs(10) {
+            break killed;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(killed, 1, "the one shared subscription");
     tokio::time::sleep(Duration::from_millis(200)).await;
     b.register_worker(WorkerSpec::new("w", ["q"]).unwrap())
