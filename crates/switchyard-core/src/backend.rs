@@ -454,10 +454,12 @@ pub trait Backend: Send + Sync {
     /// to such a queue is ordered by it.
     async fn learned_cost(&self, queue: &QueueName, kind: &TaskKind) -> Result<Option<u32>>;
 
-    /// The earliest time at which maintenance has something to do: the first run-at among
-    /// delayed tasks, or the first heartbeat expiry. Workers sleep until then (or their
-    /// maintenance interval) instead of polling.
-    async fn next_due(&self) -> Result<Option<Millis>>;
+    /// How long until maintenance has something to do: until the first run-at among delayed
+    /// tasks or the first heartbeat expiry, measured on the backend's own clock (zero when it
+    /// is already due; `None` when nothing is waiting). Workers sleep that long (or their
+    /// maintenance interval, if shorter) instead of polling; a relative answer keeps a
+    /// worker whose clock is skewed from the backend's waking at the right moment.
+    async fn until_due(&self) -> Result<Option<Duration>>;
 
     /// Housekeeping, at most `limit` items of each kind: reaps workers whose heartbeat expired
     /// (handing their tasks back), promotes due delayed tasks, purges finished records past

@@ -338,7 +338,9 @@ impl Backend for MemoryBackend {
         Ok(self.lock().learned_cost(queue, kind))
     }
 
-    async fn next_due(&self) -> Result<Option<u64>> {
-        Ok(self.lock().next_due())
+    async fn until_due(&self) -> Result<Option<Duration>> {
+        let due = self.lock().next_due();
+        let now = self.shared.clock.now_ms();
+        Ok(due.map(|at| Duration::from_millis(at.saturating_sub(now))))
     }
 }

@@ -316,6 +316,17 @@ impl RedisBackend {
         Ok(())
     }
 
+    /// The backend's time: the injected clock, or the server's `TIME`.
+    async fn now_ms(&self) -> Result<u64> {
+        match &self.inner.clock {
+            Some(c) => Ok(c.now_ms()),
+            None => {
+                let t: (u64, u64) = self.query(&redis::cmd("TIME")).await?;
+                Ok(t.0 * 1000 + t.1 / 1000)
+            }
+        }
+    }
+
     /// The `now` argument of a script call: the injected clock, or "" for the server's time.
     fn now_arg(&self) -> String {
         self.inner
@@ -1116,7 +1127,7 @@ impl Backend for RedisBackend {
         Ok(avg.map(|a| u32::try_from(a).unwrap_or(u32::MAX)))
     }
 
-    async fn next_due(&self) -> Result<Option<u64>> {
+    async fn until_due(&self) -> Result<Option<Duration>> {
         let names = self.queue_names().await?;
         let mut pipe = redis::pipe();
         for q in &names {
@@ -1134,7 +1145,7 @@ impl Backend for RedisBackend {
             .arg("WITHSCORES");
         let firsts: Vec<Vec<(String, f64)>> = self.query_pipe(&pipe).await?;
         let n = firsts.len();
-        Ok(firsts
+        let due = firsts
             .into_iter()
             .enumerate()
             .filter_map(|(i, first)| {
@@ -1143,19 +1154,18 @@ impl Backend for RedisBackend {
                     .first()
                     .map(|(_, at)| *at as u64 + u64::from(i + 1 == n))
             })
-            .min())
+            .min();
+        let Some(due) = due else {
+            return Ok(None);
+        };
+        let now = self.now_ms().await?;
+        Ok(Some(Duration::from_millis(due.saturating_sub(now))))
     }
 
     async fn maintain(&self, limit: usize) -> Result<MaintenanceReport> {
         let limit = limit.min(1_000_000);
         // One instant for the whole pass, as in the memory backend.
-        let now = match &self.inner.clock {
-            Some(c) => c.now_ms(),
-            None => {
-                let t: (u64, u64) = self.query(&redis::cmd("TIME")).await?;
-                t.0 * 1000 + t.1 / 1000
-            }
-        };
+        let now = self.now_ms().await?;
         let now_arg = now.to_string();
         let mut report = MaintenanceReport::default();
         // 1. Workers whose heartbeat expired.

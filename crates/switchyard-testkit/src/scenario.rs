@@ -339,8 +339,8 @@ pub struct Snapshot {
     pub events: Vec<EventView>,
     /// Learned costs of the `job` kind, per queue.
     pub costs: Vec<Option<u32>>,
-    /// When maintenance next has something to do.
-    pub next_due: Option<u64>,
+    /// How long until maintenance next has something to do.
+    pub until_due: Option<std::time::Duration>,
 }
 
 /// Applies scenario steps to one backend and checks the invariants after each.
@@ -480,17 +480,17 @@ impl<B: Backend> Runner<B> {
                     .map_err(|e| format!("learned cost: {e}"))?,
             );
         }
-        let next_due = self
+        let until_due = self
             .backend
-            .next_due()
+            .until_due()
             .await
-            .map_err(|e| format!("next due: {e}"))?;
+            .map_err(|e| format!("until due: {e}"))?;
         Ok(Snapshot {
             stats,
             tasks,
             events,
             costs,
-            next_due,
+            until_due,
         })
     }
 

@@ -876,8 +876,7 @@ impl Inner {
         );
         loop {
             let mut pause = jittered(every, &mut rng);
-            if let Ok(Some(due)) = self.backend.next_due().await {
-                let until_due = Duration::from_millis(due.saturating_sub(now_ms()));
+            if let Ok(Some(until_due)) = self.backend.until_due().await {
                 pause = pause.min(until_due.max(Duration::from_millis(5)));
             }
             tokio::select! {

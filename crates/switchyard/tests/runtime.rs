@@ -101,10 +101,11 @@ fn spawn(
 
 /// A backend that passes every call through, except the heartbeats of the workers it was told
 /// to silence: those answer as if all was well but never reach the backend — a worker whose
-/// heartbeats are lost while it goes on working.
+/// heartbeats are lost while it goes on working. It counts the maintenance passes.
 struct Tap {
     inner: Arc<dyn Backend>,
     silenced: Mutex<HashSet<WorkerId>>,
+    maintains: AtomicU64,
 }
 
 impl Tap {
@@ -112,6 +113,7 @@ impl Tap {
         Tap {
             inner,
             silenced: Mutex::new(HashSet::new()),
+            maintains: AtomicU64::new(0),
         }
     }
 
@@ -226,10 +228,11 @@ impl Backend for Tap {
     ) -> switchyard::Result<Option<u32>> {
         self.inner.learned_cost(q, kind).await
     }
-    async fn next_due(&self) -> switchyard::Result<Option<u64>> {
-        self.inner.next_due().await
+    async fn until_due(&self) -> switchyard::Result<Option<Duration>> {
+        self.inner.until_due().await
     }
     async fn maintain(&self, limit: usize) -> switchyard::Result<MaintenanceReport> {
+        self.maintains.fetch_add(1, Ordering::SeqCst);
         self.inner.maintain(limit).await
     }
 }
@@ -358,9 +361,11 @@ async fn delayed_tasks_run_on_time(c: Client) {
     c.declare("q", QueueConfig::default()).await.unwrap();
     let started = Arc::new(Mutex::new(None));
     let s = started.clone();
+    // A maintenance interval far longer than the delay: the task runs on time only because
+    // the maintenance loop sleeps until the first due time, not for its whole interval.
     let worker = Worker::builder(&c, "w", ["q"])
         .unwrap()
-        .maintenance(Some(Duration::from_millis(500)))
+        .maintenance(Some(Duration::from_secs(30)))
         .handle("tick", move |_ctx, _p| {
             let s = s.clone();
             async move {
@@ -370,7 +375,6 @@ async fn delayed_tasks_run_on_time(c: Client) {
         })
         .build()
         .unwrap();
-    let (stop, run) = spawn(worker);
     let submitted = Instant::now();
     let task = c
         .submit(
@@ -382,15 +386,19 @@ async fn delayed_tasks_run_on_time(c: Client) {
         .await
         .unwrap();
     assert_eq!(task.state().await.unwrap(), Some(TaskState::Scheduled));
-    task.wait(Duration::from_secs(10)).await.unwrap();
+    // Started after the submit, so that its first look at the due times sees the task (a
+    // worker already asleep learns of new due times only at its next pass).
+    let (stop, run) = spawn(worker);
+    task.wait(Duration::from_secs(20)).await.unwrap();
     let late = started.lock().unwrap().unwrap() - submitted;
     assert!(
         late >= Duration::from_millis(800) - CLOCK_GRAIN,
         "ran early: {late:?}"
     );
-    // The maintenance loop sleeps until the task is due, so it runs within tens of ms after.
+    // Normally tens of ms after it is due; a worker sleeping out its interval would take 24 s
+    // or more (30 s less 20 % jitter). The slack is for a loaded test machine.
     assert!(
-        late < Duration::from_millis(800 + 400),
+        late < Duration::from_millis(800) + Duration::from_secs(5),
         "ran late: {late:?}"
     );
     stop.shutdown();
@@ -429,6 +437,9 @@ async fn cancellation_of_ready_delayed_and_running(c: Client) {
     let worker = Worker::builder(&c, "w", ["q"])
         .unwrap()
         .heartbeat_ttl(Duration::from_millis(300))
+        // Nothing here needs maintenance; without it a late heartbeat cannot get the worker
+        // reaped by its own maintenance loop on a loaded machine.
+        .maintenance(None)
         .handle("wait", |ctx, _p| async move {
             ctx.cancelled().await;
             Err(TaskError::retry("stopped on request"))
@@ -440,12 +451,10 @@ async fn cancellation_of_ready_delayed_and_running(c: Client) {
         .submit(TaskSpec::builder("q", "wait").build().unwrap())
         .await
         .unwrap();
-    for _ in 0..100 {
-        if running.state().await.unwrap() == Some(TaskState::Running) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(Duration::from_secs(10), "the task to run", || async {
+        (running.state().await.unwrap() == Some(TaskState::Running)).then_some(())
+    })
+    .await;
     assert_eq!(running.cancel().await.unwrap(), CancelOutcome::Requested);
     // The next heartbeat (every 100 ms) reaches the handler through its token.
     assert!(matches!(
@@ -484,7 +493,12 @@ async fn graceful_shutdown_loses_nothing(c: Client) {
         );
     }
     let (stop, run) = spawn(make("first", done.clone()));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Stop once the worker has received a full load (its handlers run, in flight).
+    eventually(Duration::from_secs(10), "four tasks in flight", || async {
+        let q = c.stats().await.ok()?.queues.into_iter().next()?;
+        (q.running + q.succeeded >= 4).then_some(())
+    })
+    .await;
     stop.shutdown();
     let report = run.await.unwrap().unwrap();
     assert!(
@@ -539,8 +553,10 @@ async fn a_killed_worker_s_tasks_finish_elsewhere(c: Client) {
         Worker::builder(&c, id, ["q"])
             .unwrap()
             .capacity(4)
-            .heartbeat_ttl(Duration::from_millis(400))
-            .maintenance(Some(Duration::from_millis(100)))
+            // Doomed's heartbeat expires soon after the kill and the survivor's maintenance
+            // reaps it; the survivor's own long TTL keeps a loaded machine from expiring it.
+            .heartbeat_ttl(Duration::from_millis(if hang { 400 } else { 10_000 }))
+            .maintenance((!hang).then_some(Duration::from_millis(100)))
             .handle("work", move |ctx, _p| {
                 let (ran_on, gate) = (ran_on.clone(), gate.clone());
                 async move {
@@ -704,6 +720,9 @@ async fn shutdown_past_its_grace_hands_running_tasks_back(c: Client) {
             .unwrap()
             .capacity(3)
             .heartbeat_ttl(Duration::from_millis(300))
+            // No maintenance needed (handed-back tasks are ready at once), and none that could
+            // reap a worker whose heartbeat a loaded machine delayed.
+            .maintenance(None)
             .shutdown_grace(Duration::from_millis(200))
             .cancel_grace(Duration::from_millis(200))
             .handle("stubborn", move |_ctx, _p| async move {
@@ -1071,6 +1090,35 @@ async fn timeouts_ignore_clock_skew(redis: Option<&RedisServer>) {
     }
 }
 
+/// The maintenance loop sleeps until the backend says something is due, on the backend's
+/// clock: a worker whose clock is an hour off neither spins (due times all in its past) nor
+/// oversleeps its interval.
+async fn maintenance_keeps_its_pace_under_clock_skew(redis: Option<&RedisServer>) {
+    for skew in [-3_600_000, 3_600_000] {
+        let c = skewed_client(redis, skew).await;
+        let tap = Arc::new(Tap::new(c.backend().clone()));
+        let c = Client::from_arc(tap.clone());
+        c.declare("q", QueueConfig::default()).await.unwrap();
+        let worker = Worker::builder(&c, "w", ["q"])
+            .unwrap()
+            .maintenance(Some(Duration::from_millis(200)))
+            .handle("noop", |_ctx, _p| async move { Ok(Vec::new()) })
+            .build()
+            .unwrap();
+        let (stop, run) = spawn(worker);
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        stop.shutdown();
+        run.await.unwrap().unwrap();
+        // About 5 passes (every 160-240 ms); a loop that took the backend's due times for its
+        // own clock's would run one every 5 ms with the backend behind (about 200).
+        let passes = tap.maintains.load(Ordering::SeqCst);
+        assert!(
+            (2..=20).contains(&passes),
+            "skew {skew}: {passes} maintenance passes in 1 s"
+        );
+    }
+}
+
 /// A worker that keeps heartbeating while its handler overruns (stuck in blocking code, so the
 /// runtime cannot enforce the timeout itself): its heartbeat fails the attempt as timed out.
 async fn the_heartbeat_fails_an_overrunning_task(c: Client) {
@@ -1080,6 +1128,9 @@ async fn the_heartbeat_fails_an_overrunning_task(c: Client) {
     let worker = Worker::builder(&c, "w", ["q"])
         .unwrap()
         .heartbeat_ttl(Duration::from_millis(300))
+        // Without maintenance, a heartbeat delayed on a loaded machine cannot get this worker
+        // reaped (which would fail the task as lost instead of timed out).
+        .maintenance(None)
         .handle("stuck", move |_ctx, _p| {
             let r = r.clone();
             async move {
@@ -1420,7 +1471,8 @@ async fn results_expire_after_their_ttl(c: Client) {
 async fn dedup_keys_hold_for_their_window(c: Client) {
     c.declare(
         "q",
-        QueueConfig::default().with_dedup_window(Duration::from_millis(1_000)),
+        // Long enough for the duplicates below to land inside it on a loaded machine.
+        QueueConfig::default().with_dedup_window(Duration::from_millis(3_000)),
     )
     .await
     .unwrap();
@@ -1440,7 +1492,7 @@ async fn dedup_keys_hold_for_their_window(c: Client) {
     assert!(batch[0].was_duplicate());
     assert_eq!(batch[0].id(), first.id());
     assert_eq!(c.stats().await.unwrap().queues[0].total(), 1);
-    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    tokio::time::sleep(Duration::from_millis(3_300)).await;
     let third = c.submit(spec()).await.unwrap();
     assert!(!third.was_duplicate(), "the window is over");
     assert_ne!(third.id(), first.id());
@@ -1574,4 +1626,5 @@ on_both!(
     events_report_every_kind;
     with a server:
     timeouts_ignore_clock_skew,
+    maintenance_keeps_its_pace_under_clock_skew,
 );
