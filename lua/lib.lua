@@ -594,7 +594,13 @@ local function place(r, q, at, retry, t)
   local seq = next_seq()
   r.w = ''
   if at and at > NOW then
-    redis.call('ZADD', q.k_delayed, at, string.format('%012x%s', seq, r.id))
+    local member = string.format('%012x%s', seq, r.id)
+    redis.call('ZADD', q.k_delayed, at, member)
+    -- The first of its queue now: the earliest due time may have moved earlier, so wake the
+    -- maintenance loops sleeping until then (Backend::sleep_until_due).
+    if redis.call('ZRANK', q.k_delayed, member) == 0 then
+      redis.call('PUBLISH', string.sub(K_TASKS, 1, -6) .. 'due', at)
+    end
     if retry then
       r.st = S_RETRY
       redis.call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_RETRY, '1')

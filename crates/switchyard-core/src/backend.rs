@@ -461,6 +461,12 @@ pub trait Backend: Send + Sync {
     /// worker whose clock is skewed from the backend's waking at the right moment.
     async fn until_due(&self) -> Result<Option<Duration>>;
 
+    /// Sleeps until maintenance has something to do ([`until_due`](Backend::until_due)), for
+    /// at most `at_most`. A delayed task that becomes the first of its queue while this sleeps
+    /// (submitted, or a retry backed off, by any process) wakes it to look again, so
+    /// maintenance loops promote it on time without polling.
+    async fn sleep_until_due(&self, at_most: Duration) -> Result<()>;
+
     /// Housekeeping, at most `limit` items of each kind: reaps workers whose heartbeat expired
     /// (handing their tasks back), promotes due delayed tasks, purges finished records past
     /// their retention. Safe to run from many places at once: every step is atomic and
@@ -473,4 +479,29 @@ pub trait Backend: Send + Sync {
     /// Reaping reads only the workers whose heartbeat expiry passed, in expiry order, so its
     /// cost follows the dead workers, not the number of running tasks.
     async fn maintain(&self, limit: usize) -> Result<MaintenanceReport>;
+}
+
+/// The shortest sleep of [`Backend::sleep_until_due`]: something that is already due but that
+/// maintenance cannot clear yet must not turn the loop into a spin.
+pub const MIN_DUE_PAUSE: Duration = Duration::from_millis(5);
+
+/// How long [`Backend::sleep_until_due`] sleeps before looking again: until the next due time
+/// (at least [`MIN_DUE_PAUSE`]), capped by the time `left`; `None` once no time is left.
+///
+/// ```
+/// use std::time::Duration;
+/// use switchyard_core::backend::due_pause;
+///
+/// let s = Duration::from_secs;
+/// assert_eq!(due_pause(Some(s(2)), s(10)), Some(s(2)));
+/// assert_eq!(due_pause(None, s(10)), Some(s(10)));
+/// assert_eq!(due_pause(Some(s(60)), s(10)), Some(s(10)));
+/// assert_eq!(due_pause(Some(Duration::ZERO), s(10)), Some(Duration::from_millis(5)));
+/// assert_eq!(due_pause(Some(s(2)), Duration::ZERO), None);
+/// ```
+pub fn due_pause(until_due: Option<Duration>, left: Duration) -> Option<Duration> {
+    if left.is_zero() {
+        return None;
+    }
+    Some(until_due.map_or(left, |d| d.max(MIN_DUE_PAUSE).min(left)))
 }

@@ -60,6 +60,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use switchyard_core::backend::due_pause;
 use switchyard_core::{
     AckOutcome, Assignment, Backend, CancelOutcome, Clock, Delivery, Error, Event, HandBack,
     HeartbeatReply, Lease, MaintenanceReport, QueueConfig, QueueName, RegisterOutcome, Result,
@@ -342,5 +343,24 @@ impl Backend for MemoryBackend {
         let due = self.lock().next_due();
         let now = self.shared.clock.now_ms();
         Ok(due.map(|at| Duration::from_millis(at.saturating_sub(now))))
+    }
+
+    async fn sleep_until_due(&self, at_most: Duration) -> Result<()> {
+        let deadline = Instant::now() + at_most;
+        let moved = self.lock().due_moved.clone();
+        loop {
+            // Listening before asking, so that a due time moved after the ask is not missed.
+            let notified = moved.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(pause) = due_pause(self.until_due().await?, left) else {
+                return Ok(());
+            };
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep(pause) => return Ok(()),
+            }
+        }
     }
 }

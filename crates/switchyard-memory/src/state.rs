@@ -162,6 +162,9 @@ pub(crate) struct State {
     pub(crate) wakers: HashMap<WorkerId, Arc<Notify>>,
     /// Wakes everyone waiting for an outcome.
     pub(crate) finished: Arc<Notify>,
+    /// Wakes every maintenance loop sleeping in `sleep_until_due` when a delayed task becomes
+    /// the first of its queue (the earliest due time may have moved earlier).
+    pub(crate) due_moved: Arc<Notify>,
     /// The time of the step in progress (set before every step).
     pub(crate) now: Millis,
     /// The capped event log, and the number of events ever recorded (their ids).
@@ -399,6 +402,12 @@ impl State {
                 let q = self.queue_mut(&queue_name)?;
                 let position = (to_i64(at), seq);
                 q.delayed.insert(position, id);
+                if q.delayed
+                    .first_key_value()
+                    .is_some_and(|(first, _)| *first == position)
+                {
+                    self.due_moved.notify_waiters();
+                }
                 let t = self.task_mut(id)?;
                 t.state = if retry {
                     TaskState::RetryScheduled

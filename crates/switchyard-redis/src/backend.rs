@@ -16,7 +16,10 @@ use switchyard_core::{
     QueueStats, RegisterOutcome, Rejection, Result, Stats, SubmitOutcome, TaskId, TaskInfo,
     TaskKind, TaskOutcome, TaskSpec, TaskState, WorkerId, WorkerSpec, WorkerStats,
 };
-use switchyard_core::{Backend, backend::normalize_error};
+use switchyard_core::{
+    Backend,
+    backend::{due_pause, normalize_error},
+};
 use tokio::sync::Mutex;
 
 use crate::codec::{self, Record, array, assignments, int, protocol, state_from, text, uint};
@@ -465,16 +468,20 @@ impl RedisBackend {
         Ok(names)
     }
 
-    /// The shared outcome subscription, started (again) if there is none or its connection was
-    /// lost.
-    async fn outcome_listener(&self) -> Result<Arc<Listener>> {
+    /// The shared subscription to outcome and due-time announcements (see the `outcomes`
+    /// module), started (again) if there is none or its connection was lost.
+    async fn listener(&self) -> Result<Arc<Listener>> {
         let mut slot = self.inner.outcomes.lock().await;
         if let Some(listener) = slot.as_ref()
             && listener.is_alive()
         {
             return Ok(listener.clone());
         }
-        let listener = Listener::start(&self.inner.client, &self.inner.keys.done_pattern())
+        let patterns = [
+            self.inner.keys.done_pattern(),
+            self.inner.keys.due_channel(),
+        ];
+        let listener = Listener::start(&self.inner.client, &patterns)
             .await
             .map_err(|e| map_redis(&e))?;
         *slot = Some(listener.clone());
@@ -916,7 +923,7 @@ impl Backend for RedisBackend {
         loop {
             // Listen first, then flag the task as awaited and check its state, so that an
             // announcement right after the check is not missed.
-            let listener = self.outcome_listener().await?;
+            let listener = self.listener().await?;
             let (key, announced) = listener.register(&channel);
             let now = self.now_arg();
             let mut inv = self.invocation(&self.inner.scripts.await_outcome, &[], &now);
@@ -1160,6 +1167,35 @@ impl Backend for RedisBackend {
         };
         let now = self.now_ms().await?;
         Ok(Some(Duration::from_millis(due.saturating_sub(now))))
+    }
+
+    /// Waits on the shared subscription for `sy:{ns}:due` (a delayed task became the first of
+    /// its queue), so a maintenance loop learns of new due times without polling.
+    async fn sleep_until_due(&self, at_most: Duration) -> Result<()> {
+        let channel = self.inner.keys.due_channel();
+        let deadline = tokio::time::Instant::now() + at_most;
+        loop {
+            // Listen first, then ask, so that a due time moved after the ask is not missed.
+            let listener = self.listener().await?;
+            let (key, moved) = listener.register(&channel);
+            let until_due = self.until_due().await;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let pause = match until_due.map(|d| due_pause(d, left)) {
+                Ok(Some(pause)) => pause,
+                other => {
+                    listener.leave(&channel, key);
+                    return other.map(|_| ());
+                }
+            };
+            tokio::select! {
+                // Moved, or the connection was lost (listen again): ask again.
+                _ = moved => {}
+                _ = tokio::time::sleep(pause) => {
+                    listener.leave(&channel, key);
+                    return Ok(());
+                }
+            }
+        }
     }
 
     async fn maintain(&self, limit: usize) -> Result<MaintenanceReport> {

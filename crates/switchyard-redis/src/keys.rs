@@ -71,6 +71,13 @@ impl Keyspace {
     pub(crate) fn done_pattern(&self) -> String {
         format!("{}done:*", self.prefix)
     }
+
+    /// The channel on which a delayed task that became the first of its queue is announced
+    /// (`place` in `lua/lib.lua`), waking maintenance loops. Namespaces hold no glob
+    /// characters, so it is also the pattern that matches just itself.
+    pub(crate) fn due_channel(&self) -> String {
+        format!("{}due", self.prefix)
+    }
 }
 
 #[cfg(test)]

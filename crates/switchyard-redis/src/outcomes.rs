@@ -1,10 +1,11 @@
-//! One subscription for every caller awaiting an outcome.
+//! One subscription for every caller awaiting an outcome or a due time.
 //!
 //! A finished task that someone awaits is announced on `sy:{ns}:done:<id>` (see
-//! `lua/await.lua`). Rather than a connection per waiting caller, a backend keeps one pub/sub
-//! connection subscribed to the pattern `sy:{ns}:done:*` and a table of callers by channel; a
-//! reader task hands each announcement to the callers of its channel. A thousand concurrent
-//! waits therefore cost one connection, and no subscribe round trip each.
+//! `lua/await.lua`); a delayed task that became the first of its queue on `sy:{ns}:due`.
+//! Rather than a connection per waiting caller, a backend keeps one pub/sub connection
+//! subscribed to the patterns `sy:{ns}:done:*` and `sy:{ns}:due` and a table of callers by
+//! channel; a reader task hands each announcement to the callers of its channel. A thousand
+//! concurrent waits therefore cost one connection, and no subscribe round trip each.
 //!
 //! If the connection is lost, every registered caller is told (its receiver fails) and calls
 //! again on a new listener, checking the task's state before it waits: nothing announced in
@@ -31,13 +32,13 @@ pub(crate) struct Listener {
 }
 
 impl Listener {
-    /// Subscribes to `pattern` on a new connection and starts the reader task.
+    /// Subscribes to `patterns` on a new connection and starts the reader task.
     pub(crate) async fn start(
         client: &redis::Client,
-        pattern: &str,
+        patterns: &[String],
     ) -> redis::RedisResult<Arc<Self>> {
         let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.psubscribe(pattern).await?;
+        pubsub.psubscribe(patterns).await?;
         let (_sink, mut stream) = pubsub.split();
         let (stop, mut stopped) = oneshot::channel();
         let listener = Arc::new(Listener {

@@ -875,13 +875,18 @@ impl Inner {
                 ^ switchyard_core::strategy::hash52(self.spec.id().as_str().as_bytes()),
         );
         loop {
-            let mut pause = jittered(every, &mut rng);
-            if let Ok(Some(until_due)) = self.backend.until_due().await {
-                pause = pause.min(until_due.max(Duration::from_millis(5)));
-            }
-            tokio::select! {
+            let at_most = jittered(every, &mut rng);
+            let slept = tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(pause) => {}
+                slept = self.backend.sleep_until_due(at_most) => slept,
+            };
+            if let Err(e) = slept {
+                // The backend could not say when: fall back to the interval.
+                tracing::debug!(worker = %self.spec.id(), "sleep until due failed: {e}");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(at_most) => {}
+                }
             }
             for _ in 0..16 {
                 match self.backend.maintain(256).await {

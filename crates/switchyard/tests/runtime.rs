@@ -231,6 +231,9 @@ impl Backend for Tap {
     async fn until_due(&self) -> switchyard::Result<Option<Duration>> {
         self.inner.until_due().await
     }
+    async fn sleep_until_due(&self, at_most: Duration) -> switchyard::Result<()> {
+        self.inner.sleep_until_due(at_most).await
+    }
     async fn maintain(&self, limit: usize) -> switchyard::Result<MaintenanceReport> {
         self.maintains.fetch_add(1, Ordering::SeqCst);
         self.inner.maintain(limit).await
@@ -361,8 +364,8 @@ async fn delayed_tasks_run_on_time(c: Client) {
     c.declare("q", QueueConfig::default()).await.unwrap();
     let started = Arc::new(Mutex::new(None));
     let s = started.clone();
-    // A maintenance interval far longer than the delay: the task runs on time only because
-    // the maintenance loop sleeps until the first due time, not for its whole interval.
+    // A maintenance interval far longer than the delay: the task runs on time only because the
+    // sleeping maintenance loop is woken by the new due time and then sleeps until it.
     let worker = Worker::builder(&c, "w", ["q"])
         .unwrap()
         .maintenance(Some(Duration::from_secs(30)))
@@ -375,6 +378,9 @@ async fn delayed_tasks_run_on_time(c: Client) {
         })
         .build()
         .unwrap();
+    let (stop, run) = spawn(worker);
+    // Let its maintenance loop fall asleep first.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let submitted = Instant::now();
     let task = c
         .submit(
@@ -386,9 +392,6 @@ async fn delayed_tasks_run_on_time(c: Client) {
         .await
         .unwrap();
     assert_eq!(task.state().await.unwrap(), Some(TaskState::Scheduled));
-    // Started after the submit, so that its first look at the due times sees the task (a
-    // worker already asleep learns of new due times only at its next pass).
-    let (stop, run) = spawn(worker);
     task.wait(Duration::from_secs(20)).await.unwrap();
     let late = started.lock().unwrap().unwrap() - submitted;
     assert!(
