@@ -148,13 +148,14 @@ fn declare_submit_work_inspect_and_redrive() {
     }
 
     // SIGTERM while a task runs: the worker lets it finish, then deregisters.
-    let slow = ok(&server, ns, &["submit", "jobs", "sleep", "800"]);
+    let slow = ok(&server, ns, &["submit", "jobs", "sleep", "3000"]);
     let slow = slow.trim();
     // Once the worker has received the task (state running), a graceful stop must finish it.
+    // It sleeps 3 s, so that the poll below sees it running.
     let started = Instant::now();
     loop {
         let shown = ok(&server, ns, &["task", slow]);
-        if shown.contains("state       running") || shown.contains("state       succeeded") {
+        if shown.contains("state       running") {
             break;
         }
         assert!(

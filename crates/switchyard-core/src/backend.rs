@@ -481,8 +481,9 @@ pub trait Backend: Send + Sync {
     async fn maintain(&self, limit: usize) -> Result<MaintenanceReport>;
 }
 
-/// The shortest sleep of [`Backend::sleep_until_due`]: something that is already due but that
-/// maintenance cannot clear yet must not turn the loop into a spin.
+/// The shortest sleep of [`Backend::sleep_until_due`] (unless less of its `at_most` is left):
+/// something that is already due but that maintenance cannot clear yet must not turn the loop
+/// into a spin.
 pub const MIN_DUE_PAUSE: Duration = Duration::from_millis(5);
 
 /// How long [`Backend::sleep_until_due`] sleeps before looking again: until the next due time

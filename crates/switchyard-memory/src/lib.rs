@@ -347,19 +347,23 @@ impl Backend for MemoryBackend {
 
     async fn sleep_until_due(&self, at_most: Duration) -> Result<()> {
         let deadline = Instant::now() + at_most;
+        let mut wake_at = deadline;
         let moved = self.lock().due_moved.clone();
         loop {
             // Listening before asking, so that a due time moved after the ask is not missed.
             let notified = moved.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Some(pause) = due_pause(self.until_due().await?, left) else {
+            let until_due = self.until_due().await?;
+            let now = Instant::now();
+            let Some(pause) = due_pause(until_due, deadline.saturating_duration_since(now)) else {
                 return Ok(());
             };
+            // Never later than an earlier pass promised (see the Redis backend).
+            wake_at = wake_at.min(now + pause);
             tokio::select! {
                 _ = notified => {}
-                _ = tokio::time::sleep(pause) => return Ok(()),
+                _ = tokio::time::sleep_until(wake_at) => return Ok(()),
             }
         }
     }

@@ -171,7 +171,8 @@ struct Inner {
     submits: Combiner<TaskSpec, Result<SubmitOutcome>>,
     /// Single completions waiting to be sent together.
     completes: Combiner<Completion, Completed>,
-    /// The subscription every `wait_outcome` shares (see `outcomes`), started on first use.
+    /// The subscription every `wait_outcome` and `sleep_until_due` shares (see `outcomes`),
+    /// started on first use.
     outcomes: Mutex<Option<Arc<Listener>>>,
 }
 
@@ -923,8 +924,7 @@ impl Backend for RedisBackend {
         loop {
             // Listen first, then flag the task as awaited and check its state, so that an
             // announcement right after the check is not missed.
-            let listener = self.listener().await?;
-            let (key, announced) = listener.register(&channel);
+            let mut registration = self.listener().await?.register(&channel);
             let now = self.now_arg();
             let mut inv = self.invocation(&self.inner.scripts.await_outcome, &[], &now);
             inv.arg(id.to_string());
@@ -933,18 +933,14 @@ impl Backend for RedisBackend {
                 Err(f) => Err(f.into_error()),
             };
             if !matches!(state, Ok(s) if s < 0) {
-                listener.leave(&channel, key);
                 state?;
                 break;
             }
-            match tokio::time::timeout_at(deadline, announced).await {
+            match tokio::time::timeout_at(deadline, registration.announced()).await {
                 Ok(Ok(())) => break,
                 // The connection was lost: listen again, and check again.
                 Ok(Err(_)) => continue,
-                Err(_) => {
-                    listener.leave(&channel, key);
-                    break;
-                }
+                Err(_) => break,
             }
         }
         self.get_outcome(id).await
@@ -1170,30 +1166,42 @@ impl Backend for RedisBackend {
     }
 
     /// Waits on the shared subscription for `sy:{ns}:due` (a delayed task became the first of
-    /// its queue), so a maintenance loop learns of new due times without polling.
+    /// its queue), so a maintenance loop learns of new due times without polling. Without the
+    /// subscription (it cannot start, or its connection was lost during this call) it sleeps
+    /// until the due time it knows of.
     async fn sleep_until_due(&self, at_most: Duration) -> Result<()> {
         let channel = self.inner.keys.due_channel();
         let deadline = tokio::time::Instant::now() + at_most;
+        let mut wake_at = deadline;
+        let mut listening = true;
         loop {
             // Listen first, then ask, so that a due time moved after the ask is not missed.
-            let listener = self.listener().await?;
-            let (key, moved) = listener.register(&channel);
-            let until_due = self.until_due().await;
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let pause = match until_due.map(|d| due_pause(d, left)) {
-                Ok(Some(pause)) => pause,
-                other => {
-                    listener.leave(&channel, key);
-                    return other.map(|_| ());
+            let mut registration = if listening {
+                match self.listener().await {
+                    Ok(listener) => Some(listener.register(&channel)),
+                    Err(e) => {
+                        tracing::debug!("no due-time subscription: {e}");
+                        None
+                    }
                 }
+            } else {
+                None
+            };
+            let until_due = self.until_due().await?;
+            let now = tokio::time::Instant::now();
+            let Some(pause) = due_pause(until_due, deadline.saturating_duration_since(now)) else {
+                return Ok(());
+            };
+            // Never later than an earlier pass promised: a stream of announcements must not
+            // keep pushing a due wake-up back.
+            wake_at = wake_at.min(now + pause);
+            let Some(registration) = registration.as_mut() else {
+                tokio::time::sleep_until(wake_at).await;
+                return Ok(());
             };
             tokio::select! {
-                // Moved, or the connection was lost (listen again): ask again.
-                _ = moved => {}
-                _ = tokio::time::sleep(pause) => {
-                    listener.leave(&channel, key);
-                    return Ok(());
-                }
+                moved = registration.announced() => listening = moved.is_ok(),
+                _ = tokio::time::sleep_until(wake_at) => return Ok(()),
             }
         }
     }

@@ -62,10 +62,12 @@ impl Listener {
                     }
                 }
             }
-            // The connection is gone: callers learn it from their dropped senders.
+            // The connection is gone: callers learn it from their dropped senders. Marked dead
+            // under the lock, so that no caller registers after the clear and waits in vain.
             if let Some(listener) = weak.upgrade() {
+                let mut callers = listener.lock();
                 listener.alive.store(false, Ordering::SeqCst);
-                listener.lock().clear();
+                callers.clear();
             }
         });
         Ok(listener)
@@ -83,20 +85,30 @@ impl Listener {
         self.alive.load(Ordering::SeqCst)
     }
 
-    /// Registers a caller of `channel`: the receiver completes when the channel is announced,
-    /// and fails if the connection is lost first. Call [`Listener::leave`] when giving up.
-    pub(crate) fn register(&self, channel: &str) -> (u64, oneshot::Receiver<()>) {
+    /// Registers a caller of `channel`: the registration completes when the channel is
+    /// announced, and fails if the connection is lost first (or already was). Dropping it
+    /// unregisters the caller.
+    pub(crate) fn register(self: &Arc<Self>, channel: &str) -> Registration {
         let (announce, announced) = oneshot::channel();
         let key = self.next.fetch_add(1, Ordering::Relaxed);
-        self.lock()
-            .entry(channel.to_owned())
-            .or_default()
-            .push((key, announce));
-        (key, announced)
+        let mut callers = self.lock();
+        // A dead listener's map was cleared for good: drop the sender, so the caller learns.
+        if self.is_alive() {
+            callers
+                .entry(channel.to_owned())
+                .or_default()
+                .push((key, announce));
+        }
+        Registration {
+            listener: self.clone(),
+            channel: channel.to_owned(),
+            key,
+            announced,
+        }
     }
 
     /// Removes a caller that stopped waiting.
-    pub(crate) fn leave(&self, channel: &str, key: u64) {
+    fn leave(&self, channel: &str, key: u64) {
         let mut callers = self.lock();
         if let Some(list) = callers.get_mut(channel) {
             list.retain(|(k, _)| *k != key);
@@ -104,5 +116,80 @@ impl Listener {
                 callers.remove(channel);
             }
         }
+    }
+}
+
+/// One caller's wait for a channel (see [`Listener::register`]).
+#[derive(Debug)]
+pub(crate) struct Registration {
+    listener: Arc<Listener>,
+    channel: String,
+    key: u64,
+    announced: oneshot::Receiver<()>,
+}
+
+impl Registration {
+    /// Waits for the announcement: `Err` if the connection was lost first.
+    pub(crate) async fn announced(&mut self) -> Result<(), oneshot::error::RecvError> {
+        (&mut self.announced).await
+    }
+}
+
+impl Drop for Registration {
+    /// A caller that gives up (timeout, cancelled future) leaves no entry behind.
+    fn drop(&mut self) {
+        self.listener.leave(&self.channel, self.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use switchyard_testkit::redis_server::RedisServer;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn registrations_are_announced_leave_when_dropped_and_fail_once_dead() {
+        let server = RedisServer::start().unwrap();
+        let client = redis::Client::open(server.url()).unwrap();
+        let listener = Listener::start(&client, &["t:*".to_owned()]).await.unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+
+        // Given up callers leave no entry behind.
+        let a = listener.register("t:a");
+        let b = listener.register("t:a");
+        drop(a);
+        assert_eq!(listener.lock().get("t:a").map(Vec::len), Some(1));
+        drop(b);
+        assert!(listener.lock().is_empty());
+
+        // An announcement reaches the callers of its channel.
+        let mut c = listener.register("t:c");
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg("t:c")
+            .arg("1")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(10), c.announced()).await;
+        assert!(matches!(got, Ok(Ok(()))), "{got:?}");
+
+        // Once the connection is gone, callers fail at once, even those registering later.
+        let mut d = listener.register("t:d");
+        let _: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(10), d.announced()).await;
+        assert!(matches!(got, Ok(Err(_))), "{got:?}");
+        assert!(!listener.is_alive());
+        let mut e = listener.register("t:e");
+        let got = tokio::time::timeout(Duration::from_secs(10), e.announced()).await;
+        assert!(matches!(got, Ok(Err(_))), "{got:?}");
     }
 }

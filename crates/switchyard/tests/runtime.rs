@@ -398,12 +398,51 @@ async fn delayed_tasks_run_on_time(c: Client) {
         late >= Duration::from_millis(800) - CLOCK_GRAIN,
         "ran early: {late:?}"
     );
-    // Normally tens of ms after it is due; a worker sleeping out its interval would take 24 s
-    // or more (30 s less 20 % jitter). The slack is for a loaded test machine.
+    // Normally tens of ms after it is due; a loop not woken by the new due time would sleep
+    // until its own heartbeat expiry (about 15 s, the default TTL) or its 24-36 s interval.
+    // The slack is for a loaded test machine.
     assert!(
         late < Duration::from_millis(800) + Duration::from_secs(5),
         "ran late: {late:?}"
     );
+    stop.shutdown();
+    run.await.unwrap().unwrap();
+}
+
+/// A retry backed off while every maintenance loop sleeps runs on time too: the failure that
+/// schedules it wakes them.
+async fn a_backed_off_retry_wakes_sleeping_maintenance(c: Client) {
+    c.declare("q", quick(QueueConfig::default()).with_max_attempts(2))
+        .await
+        .unwrap();
+    let worker = Worker::builder(&c, "w", ["q"])
+        .unwrap()
+        .maintenance(Some(Duration::from_secs(30)))
+        .handle("flaky", |ctx, _p| async move {
+            if ctx.attempt == 1 {
+                Err(TaskError::retry("first attempt fails"))
+            } else {
+                Ok(b"second".to_vec())
+            }
+        })
+        .build()
+        .unwrap();
+    let (stop, run) = spawn(worker);
+    // Let its maintenance loop fall asleep first.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let task = c
+        .submit(TaskSpec::builder("q", "flaky").build().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        task.wait(Duration::from_secs(20)).await.unwrap(),
+        TaskOutcome::Succeeded(b"second".to_vec())
+    );
+    // The backoff is 100 ms; without the wake-up the retry waits for the worker's heartbeat
+    // expiry (about 15 s) or its 24-36 s interval.
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "retried late: {took:?}");
     stop.shutdown();
     run.await.unwrap().unwrap();
 }
@@ -496,10 +535,10 @@ async fn graceful_shutdown_loses_nothing(c: Client) {
         );
     }
     let (stop, run) = spawn(make("first", done.clone()));
-    // Stop once the worker has received a full load (its handlers run, in flight).
+    // Stop once all four slots run a task: those four must finish during the grace period.
     eventually(Duration::from_secs(10), "four tasks in flight", || async {
         let q = c.stats().await.ok()?.queues.into_iter().next()?;
-        (q.running + q.succeeded >= 4).then_some(())
+        (q.running >= 4).then_some(())
     })
     .await;
     stop.shutdown();
@@ -1612,6 +1651,7 @@ on_both!(
     retries_back_off_then_dead_letter_and_redrive,
     retry_delays_respect_jitter_and_cap,
     delayed_tasks_run_on_time,
+    a_backed_off_retry_wakes_sleeping_maintenance,
     cancellation_of_ready_delayed_and_running,
     graceful_shutdown_loses_nothing,
     shutdown_past_its_grace_hands_running_tasks_back,
