@@ -190,7 +190,12 @@ fn depth(c: &mut Criterion, bench: &mut Bench) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(5));
     group.throughput(Throughput::Elements(1));
-    for depth in [1_000usize, 100_000, max_depth] {
+    // Capped depths that coincide run once (criterion refuses duplicate ids).
+    let mut depths = [1_000usize, 100_000, 1_000_000].map(|d| d.min(max_depth.max(1)));
+    depths.sort_unstable();
+    let mut depths = depths.to_vec();
+    depths.dedup();
+    for depth in depths {
         let (b, workers) = bench.backend(Strategy::RoundRobin, Policy::PRIORITY, 1, 1);
         let w = workers[0].clone();
         let mut ids = TaskIdGenerator::new(depth as u64);
