@@ -178,13 +178,7 @@ mod tests {
 
         // Once the connection is gone, callers fail at once, even those registering later.
         let mut d = listener.register("t:d");
-        let _: i64 = redis::cmd("CLIENT")
-            .arg("KILL")
-            .arg("TYPE")
-            .arg("pubsub")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        assert_eq!(server.kill_pubsub_clients(), Ok(1));
         let got = tokio::time::timeout(Duration::from_secs(10), d.announced()).await;
         assert!(matches!(got, Ok(Err(_))), "{got:?}");
         assert!(!listener.is_alive());

@@ -393,18 +393,10 @@ async fn a_wait_survives_a_lost_subscription() {
         let b = b.clone();
         tokio::spawn(async move { b.wait_outcome(id, Duration::from_secs(30)).await })
     };
-    let probe = redis::Client::open(server.url()).unwrap();
-    let mut conn = probe.get_multiplexed_async_connection().await.unwrap();
     // Kill the subscription as soon as the waiter has opened it.
     let started = std::time::Instant::now();
     let killed = loop {
-        let killed: i64 = redis::cmd("CLIENT")
-            .arg("KILL")
-            .arg("TYPE")
-            .arg("pubsub")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let killed = server.kill_pubsub_clients().unwrap();
         if killed > 0 || started.elapsed() > Duration::from_secs(10) {
             break killed;
         }

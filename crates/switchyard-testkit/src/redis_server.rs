@@ -159,6 +159,25 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Closes every pub/sub connection (`CLIENT KILL TYPE pubsub`), as a network fault would;
+    /// returns how many there were. Blocks briefly (one loopback round trip).
+    pub fn kill_pubsub_clients(&self) -> Result<u64, String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))
+            .map_err(|e| format!("cannot connect to port {}: {e}", self.port))?;
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        s.write_all(b"CLIENT KILL TYPE pubsub\r\n")
+            .map_err(|e| format!("cannot send CLIENT KILL: {e}"))?;
+        let mut buf = [0u8; 64];
+        let n = s
+            .read(&mut buf)
+            .map_err(|e| format!("no reply to CLIENT KILL: {e}"))?;
+        let reply = String::from_utf8_lossy(&buf[..n]);
+        reply
+            .strip_prefix(':')
+            .and_then(|r| r.trim_end().parse().ok())
+            .ok_or_else(|| format!("unexpected reply to CLIENT KILL: {reply:?}"))
+    }
+
     /// The server's working directory.
     pub fn dir(&self) -> &Path {
         &self.dir
