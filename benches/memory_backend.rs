@@ -9,9 +9,22 @@ use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use switchyard_core::{
-    ManualClock, Policy, QueueConfig, QueueName, Strategy, TaskIdGenerator, TaskSpec, WorkerSpec,
+    InstanceToken, ManualClock, Policy, QueueConfig, QueueName, Strategy, TaskIdGenerator,
+    TaskSpec, WorkerId, WorkerRef, WorkerSpec,
 };
 use switchyard_memory::MemoryBackend;
+
+/// The instance token of every benched worker.
+fn instance() -> InstanceToken {
+    InstanceToken::new(1).expect("valid token")
+}
+
+fn me(id: WorkerId) -> WorkerRef {
+    WorkerRef {
+        id,
+        instance: instance(),
+    }
+}
 
 fn setup(strategy: Strategy, workers: usize) -> MemoryBackend {
     let backend = MemoryBackend::with_clock(Arc::new(ManualClock::new(1_700_000_000_000)));
@@ -28,6 +41,7 @@ fn setup(strategy: Strategy, workers: usize) -> MemoryBackend {
     for i in 0..workers {
         let spec = WorkerSpec::new(format!("w{i:05}"), ["bench"])
             .expect("valid worker")
+            .instance(instance())
             .capacity(4)
             .weight(1 + (i % 7) as u32);
         backend.register_now(spec).expect("register");
@@ -55,11 +69,11 @@ fn decisions(c: &mut Criterion) {
                             .build()
                             .expect("valid spec");
                         let out = backend.submit_now(spec).expect("submit");
-                        let worker = match out.assigned {
+                        let worker = me(match out.assigned {
                             Some(w) => w,
                             // Pull: the first worker takes it.
                             None => "w00000".parse().expect("valid worker"),
-                        };
+                        });
                         for d in backend.receive_now(&worker, 1).expect("receive") {
                             black_box(
                                 backend

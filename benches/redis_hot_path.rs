@@ -15,9 +15,17 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use switchyard_core::{
-    Backend, Lease, Policy, QueueConfig, QueueName, Strategy, SystemClock, TaskIdGenerator,
-    TaskSpec, WorkerId, WorkerSpec,
+    Backend, InstanceToken, Lease, Policy, QueueConfig, QueueName, Strategy, SystemClock,
+    TaskIdGenerator, TaskSpec, WorkerId, WorkerRef, WorkerSpec,
 };
+
+/// A benched worker as it names itself: every one registers with instance token 1.
+fn me(id: WorkerId) -> WorkerRef {
+    WorkerRef {
+        id,
+        instance: InstanceToken::new(1).unwrap(),
+    }
+}
 use switchyard_redis::{RedisBackend, RedisConfig};
 use switchyard_testkit::redis_server::RedisServer;
 use tokio::runtime::Runtime;
@@ -51,7 +59,7 @@ impl Bench {
         policy: Policy,
         workers: usize,
         capacity: u32,
-    ) -> (RedisBackend, Vec<WorkerId>) {
+    ) -> (RedisBackend, Vec<WorkerRef>) {
         self.rt.block_on(async {
             let ns = format!("hot{}", NS.fetch_add(1, Ordering::SeqCst));
             let b = RedisBackend::with_config(
@@ -73,10 +81,11 @@ impl Bench {
             for i in 0..workers {
                 let spec = WorkerSpec::new(format!("w{i:04}"), ["q"])
                     .unwrap()
+                    .instance(InstanceToken::new(1).unwrap())
                     .capacity(capacity)
                     .heartbeat_ttl(day);
                 b.register_worker(spec).await.unwrap();
-                ids.push(WorkerId::new(format!("w{i:04}")).unwrap());
+                ids.push(me(WorkerId::new(format!("w{i:04}")).unwrap()));
             }
             (b, ids)
         })
@@ -166,7 +175,7 @@ fn lifecycle(c: &mut Criterion, bench: &mut Bench) {
                     let got = b.receive(&w, batch).await.unwrap();
                     let acks: Vec<(Lease, Vec<u8>)> =
                         got.into_iter().map(|d| (d.lease, Vec::new())).collect();
-                    b.complete_many(&w, acks, 0, false).await.unwrap();
+                    b.complete_many(&w.id, acks, 0, false).await.unwrap();
                     tasks.fetch_add(batch as u64, Ordering::Relaxed);
                 }
             })
@@ -258,7 +267,7 @@ fn workers(c: &mut Criterion, bench: &mut Bench) {
                     let (b, ids, tasks) = (b.clone(), ids.clone(), tasks.clone());
                     async move {
                         let spec = specs(&mut ids.lock().unwrap(), 1).pop().unwrap();
-                        let w = b.submit(spec).await.unwrap().assigned.unwrap();
+                        let w = me(b.submit(spec).await.unwrap().assigned.unwrap());
                         for d in b.receive(&w, 1).await.unwrap() {
                             b.complete(&d.lease, Vec::new()).await.unwrap();
                         }

@@ -1,5 +1,7 @@
 -- complete: marks running tasks of one worker succeeded (State::complete, in order), each
--- refilling the freed slot, then optionally receives up to `max` tasks in the same call.
+-- refilling the freed slot, then, if at least one completion was accepted, receives up to `max`
+-- tasks in the same call (a call whose leases are all stale may come from a replaced instance:
+-- it must not take tasks from the inbox of the registration that holds the id now).
 -- A lease that is not current (task gone, not running, other token, worker or queue) is
 -- refused and changes nothing.
 -- KEYS: the fixed keys, then one group per queue of the worker, in its order.
@@ -18,6 +20,7 @@ local max = int_arg(base + 1 + nl * 4, 'max', 0, 100000)
 local parking = int_arg(base + 2 + nl * 4, 'park', 0, 1)
 local reply = {}
 local raws = {}
+local accepted = false
 if nl > 0 then
   local ids = {}
   for i = 0, nl - 1 do ids[i + 1] = ARGV[base + 1 + i * 4] end
@@ -47,13 +50,14 @@ for i = 0, nl - 1 do
     r.res = ARGV[a + 3]
     finish(r, S_SUCCEEDED, q)
     fill_worker(wr)
+    accepted = true
     reply[#reply + 1] = 0
     reply[#reply + 1] = S_SUCCEEDED
   end
   reply[#reply + 1] = (#ASSIGN - mark) / 3
   for j = mark + 1, #ASSIGN do reply[#reply + 1] = ASSIGN[j] end
 end
-if wr and max > 0 then
+if accepted and max > 0 then
   if receive_tasks(wr, max, reply) == 0 and parking == 1 then park(wr) end
 end
 flush()

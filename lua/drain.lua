@@ -3,11 +3,10 @@
 -- (dispatched, not started) go back to their queues in dispatch order, attempts unchanged.
 -- Its running tasks stay until it completes or fails them. Draining twice changes nothing.
 -- KEYS: the fixed keys, then one group per queue of the worker, in its order.
--- ARGV: now, worker, N, N queue names.
+-- ARGV: now, worker, instance token, N, N queue names.
 -- Reply: {count, returned ids..., assignments...}.
--- Errors: SY_UNKNOWN_WORKER, SY_STALE.
+-- Errors: SY_UNKNOWN_WORKER, SY_REPLACED (another instance holds the id), SY_STALE.
 local wr, w = worker_of_call()
-if not wr then fail('SY_UNKNOWN_WORKER', w) end
 if wr.wait >= 2 then return {0} end
 unsettle(wr)
 wr.wait = 2

@@ -2,11 +2,10 @@
 -- passed (deadline < now, by deadline then id) as timed out — exactly as fail with retry — and
 -- lists its running tasks whose cancel was requested (State::heartbeat).
 -- KEYS: the fixed keys, then one group per queue of the worker, in its order.
--- ARGV: now, worker, N, N queue names.
+-- ARGV: now, worker, instance token, N, N queue names.
 -- Reply: {expiry, C, C ids to cancel, E, E expired ids, assignments...}.
--- Errors: SY_UNKNOWN_WORKER, SY_STALE.
+-- Errors: SY_UNKNOWN_WORKER, SY_REPLACED (another instance holds the id), SY_STALE.
 local wr, w = worker_of_call()
-if not wr then fail('SY_UNKNOWN_WORKER', w) end
 wr.exp = NOW + wr.ttl
 wr.dirty = true
 redis.call('ZADD', K_HB, wr.exp, w)

@@ -34,8 +34,8 @@ local HDR = '>BBHHHI4I4I6I6I6I6BHI4'
 local HDR_LEN = 47
 local CFG = '>BI4BHI4HI4I4I4BI6I6I6B'
 local EVENT_CAP = 10000
-local WREC = '>HHHI6I4I6BH'
-local WREC_LEN = 25
+local WREC = '>HHHI6I4I6BHI6'
+local WREC_LEN = 31
 local BAL = '>HI6I6'
 local BAL_LEN = 14
 -- A task argument of submit: group, cost given, priority, cost, run-at, delay, max attempts,
@@ -276,7 +276,7 @@ local function worker_get(w)
   if wr then return wr end
   local v = redis.call('HGET', K_WORKERS, w)
   if not v then return nil end
-  local cap, weight, inf, exp, ttl, rc, wait, ib = struct.unpack(WREC, v)
+  local cap, weight, inf, exp, ttl, rc, wait, ib, inst = struct.unpack(WREC, v)
   local bar = string.find(v, '|', WREC_LEN + 1, true)
   local names = string.sub(v, WREC_LEN + 1, bar - 1)
   local nq = (#v - bar) / 15
@@ -293,7 +293,7 @@ local function worker_get(w)
     stamps[name] = string.sub(v, s - 12, s)
   end
   wr = {id = w, cap = cap, weight = weight, inf = inf, exp = exp, ttl = ttl, rc = rc, wait = wait,
-        ib = ib, ib0 = ib, names = names, codes = string.sub(v, bar + 1, bar + 2 * nq), queues = queues,
+        ib = ib, ib0 = ib, inst = inst, names = names, codes = string.sub(v, bar + 1, bar + 2 * nq), queues = queues,
         strs = strs, stamps = stamps, dirty = false}
   WORKERS[w] = wr
   return wr
@@ -311,7 +311,7 @@ local function worker_put(wr)
     tail = table.concat(parts)
   end
   redis.call('HSET', K_WORKERS, wr.id, struct.pack(WREC, wr.cap, wr.weight, wr.inf, wr.exp, wr.ttl,
-    wr.rc, wr.wait, wr.ib) .. wr.names .. '|' .. wr.codes .. tail)
+    wr.rc, wr.wait, wr.ib, wr.inst) .. wr.names .. '|' .. wr.codes .. tail)
   wr.dirty = false
 end
 
@@ -870,15 +870,33 @@ local function check_worker_queues(wr, first, n)
   if not same then fail('SY_STALE', 'worker ' .. wr.id .. ' serves other queues now') end
 end
 
--- The worker a worker step names (ARGV: now, worker, N, N queue names), its queue groups bound
--- and checked; nil (and the id) if it is not registered.
-local function worker_of_call()
+-- The registration a worker's own call names (ARGV[2] the id, ARGV[3] its instance token):
+-- SY_UNKNOWN_WORKER if there is none, SY_REPLACED if another instance holds the id
+-- (State::check_instance).
+local function own_worker()
   local w = name_arg(2, 'worker id')
-  local nq = int_arg(3, 'queue count', 1, 64)
+  local inst = int_arg(3, 'instance token', 1, 2^48 - 1)
   local wr = worker_get(w)
-  if not wr then return nil, w end
-  queues_named(4, nq)
-  check_worker_queues(wr, 4, nq)
+  if not wr then fail('SY_UNKNOWN_WORKER', w) end
+  if wr.inst ~= inst then fail('SY_REPLACED', w) end
+  return wr, w
+end
+
+-- The worker a worker step names (ARGV: now, worker, instance, N, N queue names), its queue
+-- groups bound and checked. Maintenance passes instance 0 (it acts on the worker, not as it)
+-- and gets nil (and the id) if it is not registered.
+local function worker_of_call()
+  local nq = int_arg(4, 'queue count', 1, 64)
+  local wr, w
+  if ARGV[3] == '0' then
+    w = name_arg(2, 'worker id')
+    wr = worker_get(w)
+    if not wr then return nil, w end
+  else
+    wr, w = own_worker()
+  end
+  queues_named(5, nq)
+  check_worker_queues(wr, 5, nq)
   return wr, w
 end
 

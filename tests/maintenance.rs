@@ -29,12 +29,14 @@ async fn concurrent_maintenance(backends: Vec<Arc<dyn Backend>>, clock: ManualCl
     b.declare_queue(&q, QueueConfig::new(Policy::Fcfs, Strategy::RoundRobin))
         .await
         .unwrap();
+    let mut dead = Vec::new();
     for i in 0..DEAD_WORKERS {
         let spec = WorkerSpec::new(format!("dead-{i}"), ["q"])
             .unwrap()
             .capacity(PER_WORKER as u32)
             .heartbeat_ttl(Duration::from_secs(1));
-        b.register_worker(spec).await.unwrap();
+        b.register_worker(spec.clone()).await.unwrap();
+        dead.push(spec.worker_ref());
     }
     let mut held = Vec::new();
     for _ in 0..DEAD_WORKERS * PER_WORKER {
@@ -47,12 +49,8 @@ async fn concurrent_maintenance(backends: Vec<Arc<dyn Backend>>, clock: ManualCl
     }
     // Two workers start their tasks; the third leaves them in its inbox.
     let mut running = HashSet::new();
-    for i in 0..2 {
-        for d in b
-            .receive(&format!("dead-{i}").parse().unwrap(), PER_WORKER)
-            .await
-            .unwrap()
-        {
+    for worker in &dead[..2] {
+        for d in b.receive(worker, PER_WORKER).await.unwrap() {
             running.insert(d.lease.task);
         }
     }

@@ -13,9 +13,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use switchyard::display;
 use switchyard::{
-    Backend, Client, Clock, Lease, Policy, QueueConfig, QueueName, RedisBackend, RedisConfig,
-    Strategy, SystemClock, TaskIdGenerator, TaskSpec, Worker, WorkerId, WorkerSpec,
+    Backend, Client, Clock, InstanceToken, Lease, Policy, QueueConfig, QueueName, RedisBackend,
+    RedisConfig, Strategy, SystemClock, TaskIdGenerator, TaskSpec, Worker, WorkerId, WorkerRef,
+    WorkerSpec,
 };
 
 /// Flags of `switchyard bench`.
@@ -65,6 +67,21 @@ pub struct BenchArgs {
 }
 
 type Res<T> = Result<T, String>;
+
+/// The instance token of every worker the bench registers itself.
+fn bench_instance() -> InstanceToken {
+    static TOKEN: std::sync::OnceLock<InstanceToken> = std::sync::OnceLock::new();
+    *TOKEN.get_or_init(InstanceToken::random)
+}
+
+/// A worker the bench registered, as it names itself (the bench's workers share one token per
+/// process, so that a worker picked by a dispatch can be named).
+fn me(id: WorkerId) -> WorkerRef {
+    WorkerRef {
+        id,
+        instance: bench_instance(),
+    }
+}
 
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
@@ -180,13 +197,14 @@ impl Space {
         Ok(q)
     }
 
-    async fn worker(&self, name: &str, queue: &str, capacity: u32) -> Res<WorkerId> {
+    async fn worker(&self, name: &str, queue: &str, capacity: u32) -> Res<WorkerRef> {
         let spec = WorkerSpec::new(name, [queue])
             .map_err(err)?
+            .instance(bench_instance())
             .capacity(capacity)
             .heartbeat_ttl(Duration::from_secs(3_600));
         self.backend.register_worker(spec).await.map_err(err)?;
-        WorkerId::new(name).map_err(err)
+        Ok(me(WorkerId::new(name).map_err(err)?))
     }
 }
 
@@ -255,13 +273,13 @@ async fn run_async(args: &BenchArgs) -> Res<()> {
                 &redis::AsyncConnectionConfig::new().set_response_timeout(None),
             )
             .await
-            .map_err(|e| format!("cannot reach {}: {e}", args.url))?,
+            .map_err(|e| format!("cannot reach {}: {e}", display::url(&args.url)))?,
     };
     let info = probe.info("server").await?;
     println!(
         "# switchyard bench\n\nRedis {} on {}; {} tasks per CPU figure, {}-byte payloads.\n",
         info.get("redis_version").map_or("?", String::as_str),
-        args.url,
+        display::url(&args.url),
         args.tasks,
         args.payload
     );
@@ -425,7 +443,7 @@ async fn lifecycle(probe: &mut Probe, args: &BenchArgs, floors: &Floors) -> Res<
             let b = s.backend.clone();
             let wc = w.clone();
             let (cpu, c, u) = measure(probe, || async move {
-                b.complete_many(&wc, acks, 0, false).await.map_err(err)?;
+                b.complete_many(&wc.id, acks, 0, false).await.map_err(err)?;
                 Ok(())
             })
             .await?;
@@ -448,7 +466,7 @@ async fn lifecycle(probe: &mut Probe, args: &BenchArgs, floors: &Floors) -> Res<
                         .map_err(err)?;
                     let ds = b.receive(&wc, batch).await.map_err(err)?;
                     let acks = ds.into_iter().map(|d| (d.lease, Vec::new())).collect();
-                    b.complete_many(&wc, acks, 0, false).await.map_err(err)?;
+                    b.complete_many(&wc.id, acks, 0, false).await.map_err(err)?;
                 }
                 Ok(())
             })
@@ -579,7 +597,7 @@ async fn workers(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
             let measured = measure(probe, || async move {
                 for _ in 0..cycles {
                     let out = b.submit(tasks.next(qn.as_str())?).await.map_err(err)?;
-                    let w = out.assigned.ok_or("no worker picked")?;
+                    let w = me(out.assigned.ok_or("no worker picked")?);
                     for d in b.receive(&w, 1).await.map_err(err)? {
                         b.complete(&d.lease, Vec::new()).await.map_err(err)?;
                     }
@@ -666,7 +684,7 @@ async fn end_to_end(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
                 while done.load(Ordering::Relaxed) < total {
                     if held.is_empty() {
                         // Parked by the last completion: sleep until a dispatch wakes us.
-                        if b.wait_woken(&w, Duration::from_millis(200))
+                        if b.wait_woken(&w.id, Duration::from_millis(200))
                             .await
                             .map_err(err)?
                         {
@@ -686,7 +704,7 @@ async fn end_to_end(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
                         for (i, d) in held.drain(..).enumerate() {
                             let park = i + 1 == n && next.is_empty();
                             let (_, more) = b
-                                .complete_many(&w, vec![(d.lease, Vec::new())], 1, park)
+                                .complete_many(&w.id, vec![(d.lease, Vec::new())], 1, park)
                                 .await
                                 .map_err(err)?;
                             done.fetch_add(1, Ordering::Relaxed);
@@ -697,7 +715,8 @@ async fn end_to_end(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
                         let acks: Vec<(Lease, Vec<u8>)> =
                             held.drain(..).map(|d| (d.lease, Vec::new())).collect();
                         let n = acks.len();
-                        let (_, next) = b.complete_many(&w, acks, cap, true).await.map_err(err)?;
+                        let (_, next) =
+                            b.complete_many(&w.id, acks, cap, true).await.map_err(err)?;
                         done.fetch_add(n, Ordering::Relaxed);
                         held = next;
                     }

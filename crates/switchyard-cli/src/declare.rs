@@ -14,6 +14,13 @@ pub struct DeclareArgs {
     /// The queue: 1-64 characters of letters, digits, `-`, `_`, `.` and `:`.
     pub queue: String,
 
+    #[command(flatten)]
+    pub flags: QueueFlags,
+}
+
+/// A queue's configuration on the command line (`declare`, and `worker --declare`).
+#[derive(Debug, Clone, Args)]
+pub struct QueueFlags {
     /// Order inside the queue: fcfs, priority, priority:STEP_MS (with aging), sjf, sjf:FACTOR (with aging).
     #[arg(long, short = 'p', default_value = "fcfs")]
     pub policy: Policy,
@@ -26,7 +33,7 @@ pub struct DeclareArgs {
     #[arg(long, default_value_t = QueueConfig::default().max_attempts)]
     pub max_attempts: u32,
 
-    /// Per-attempt timeout for tasks that do not set their own, in ms.
+    /// Per-attempt timeout for tasks that do not set their own, in ms (1 to 4294967295).
     #[arg(long, default_value_t = u64::from(QueueConfig::default().timeout_ms))]
     pub timeout_ms: u64,
 
@@ -59,10 +66,10 @@ pub struct DeclareArgs {
     pub seed: u64,
 }
 
-impl DeclareArgs {
-    /// The configuration the flags describe.
-    pub fn config(&self) -> QueueConfig {
-        QueueConfig::new(self.policy, self.strategy)
+impl QueueFlags {
+    /// The configuration the flags describe, checked.
+    pub fn config(&self) -> Result<QueueConfig, String> {
+        let config = QueueConfig::new(self.policy, self.strategy)
             .with_max_attempts(self.max_attempts)
             .with_timeout(millis(self.timeout_ms))
             .with_backoff(Backoff {
@@ -73,14 +80,15 @@ impl DeclareArgs {
             .with_result_ttl(millis(self.result_ttl_ms))
             .with_dedup_window(millis(self.dedup_window_ms))
             .with_events(self.events)
-            .with_seed(self.seed)
+            .with_seed(self.seed);
+        config.validate().map_err(|e| e.to_string())?;
+        Ok(config)
     }
 }
 
 /// Declares the queue; declaring it again with the same settings is a no-op.
 pub fn run(args: &DeclareArgs) -> Result<(), String> {
-    let config = args.config();
-    config.validate().map_err(|e| e.to_string())?;
+    let config = args.flags.config()?;
     runtime()?.block_on(async {
         let client = args.remote.connect().await?;
         client

@@ -1,14 +1,15 @@
 //! What every command that talks to a shared backend needs: where it is, and a runtime.
 
 use clap::Args;
-use switchyard::Client;
+use switchyard::{Client, display};
 
 /// Where the shared state lives.
 #[derive(Debug, Clone, Args)]
 pub struct Remote {
     /// The Redis holding the state, e.g. `redis://127.0.0.1:6380/0` (`rediss://` for TLS,
-    /// `redis://:password@host:port` with a password).
-    #[arg(long, env = "SWITCHYARD_URL")]
+    /// `redis://:password@host:port` with a password). The value of `SWITCHYARD_URL` is never
+    /// shown (it may hold a password), nor is a password in any message.
+    #[arg(long, env = "SWITCHYARD_URL", hide_env_values = true)]
     pub url: String,
 
     /// Namespace of the keys: deployments sharing a Redis keep apart by namespace.
@@ -19,16 +20,16 @@ pub struct Remote {
 impl Remote {
     /// Connects, refusing the in-memory backend: its state would die with this process.
     pub async fn connect(&self) -> Result<Client, String> {
+        let shown = display::quoted(&display::url(&self.url));
         if !(self.url.starts_with("redis://") || self.url.starts_with("rediss://")) {
             return Err(format!(
-                "--url `{}`: expected redis://host:port (the in-memory backend lives inside one \
-                 process; try `switchyard demo` for it)",
-                self.url
+                "--url {shown}: expected redis://host:port (the in-memory backend lives inside \
+                 one process; try `switchyard demo` for it)"
             ));
         }
         Client::connect(&self.url, &self.namespace)
             .await
-            .map_err(|e| format!("cannot connect to {}: {e}", self.url))
+            .map_err(|e| format!("cannot connect to {shown}: {e}"))
     }
 }
 

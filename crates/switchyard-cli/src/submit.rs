@@ -21,8 +21,14 @@ pub struct SubmitArgs {
     /// echo, sleep and fail).
     pub kind: String,
 
-    /// The payload: JSON text (checked), or any text with `--raw`. Default: `null`.
+    /// The payload: JSON text (checked), or any text with `--raw`. Default: `null`. For a
+    /// large payload (the command line holds about 128 KiB), use `--payload-file`.
     pub payload: Option<String>,
+
+    /// Read the payload from this file (`-` for standard input) instead of the command line;
+    /// checked as JSON unless `--raw` (with `--raw` any bytes are sent as they are).
+    #[arg(long, value_name = "PATH", conflicts_with = "payload")]
+    pub payload_file: Option<std::path::PathBuf>,
 
     /// Send the payload as it is, without checking that it is JSON.
     #[arg(long)]
@@ -37,7 +43,7 @@ pub struct SubmitArgs {
     pub batch: u64,
 
     /// Priority, 0 (default, lowest) to 65535; higher runs first on priority queues.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = priority)]
     pub priority: Option<u16>,
 
     /// Expected run time in ms; used by shortest-job-first queues (which otherwise learn it).
@@ -76,17 +82,26 @@ pub struct SubmitArgs {
 
 impl SubmitArgs {
     fn payload(&self) -> Result<Vec<u8>, String> {
-        let Some(text) = &self.payload else {
-            return Ok(b"null".to_vec());
+        let bytes = match (&self.payload, &self.payload_file) {
+            (Some(text), _) => text.as_bytes().to_vec(),
+            (None, Some(path)) if path.as_os_str() == "-" => {
+                let mut buf = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+                    .map_err(|e| format!("cannot read the payload from standard input: {e}"))?;
+                buf
+            }
+            (None, Some(path)) => std::fs::read(path)
+                .map_err(|e| format!("cannot read the payload from {}: {e}", path.display()))?,
+            (None, None) => return Ok(b"null".to_vec()),
         };
         if !self.raw {
-            serde_json::from_str::<serde_json::Value>(text).map_err(|e| {
+            serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| {
                 format!(
                     "the payload is not JSON ({e}); quote it, or pass --raw to send it as it is"
                 )
             })?;
         }
-        Ok(text.as_bytes().to_vec())
+        Ok(bytes)
     }
 
     fn spec(&self, payload: &[u8]) -> Result<TaskSpec, Error> {
@@ -114,6 +129,13 @@ impl SubmitArgs {
         }
         b.build()
     }
+}
+
+/// `--priority`: a clear range message for anything else (a negative number included).
+fn priority(text: &str) -> Result<u16, String> {
+    text.parse().map_err(|_| {
+        format!("{text} is not a priority: use a whole number from 0 (the lowest, and the default) to 65535")
+    })
 }
 
 /// Submits, prints ids (and outcomes with `--wait-ms`).

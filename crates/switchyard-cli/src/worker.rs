@@ -5,7 +5,8 @@
 //!
 //! * `echo` returns its payload;
 //! * `sleep` waits the number of milliseconds in its payload (`250` or `{"ms": 250}`), stopping
-//!   early if the task is cancelled, then returns its payload;
+//!   early if the task is cancelled, then returns its payload (with
+//!   `RUST_LOG=switchyard_cli::sleep=debug` it logs when each one starts and ends);
 //! * `fail` fails with the message in its payload (`"disk full"` or
 //!   `{"message": "disk full", "fatal": true}`); retryable unless `fatal`.
 
@@ -13,8 +14,9 @@ use std::time::Duration;
 
 use clap::Args;
 use serde_json::Value;
-use switchyard::{ShutdownHandle, TaskContext, TaskError, Worker};
+use switchyard::{ShutdownHandle, TaskContext, TaskError, Worker, display};
 
+use crate::declare::QueueFlags;
 use crate::remote::{Remote, millis, runtime};
 
 /// The built-in task kinds and what they do, for `--help` and the start-up line.
@@ -26,16 +28,25 @@ pub struct WorkerArgs {
     #[command(flatten)]
     pub remote: Remote,
 
-    /// This worker's id, unique among live workers. Registering an id that is still registered
-    /// (a restarted process) replaces the old registration and hands its tasks back to their
-    /// queues. Default: `worker-<process id>`.
+    /// This worker's id, unique among live workers. An id held by another live process is
+    /// refused; the previous process of the id, if it died, is waited for until its
+    /// heartbeat expires (its tasks then go back to their queues). Default:
+    /// `<host>-<process id>-<random>`, unique per process even where every container's process
+    /// is pid 1.
     #[arg(long)]
     pub id: Option<String>,
 
     /// Queues to take tasks from, in preference order (repeat the flag or separate by commas).
-    /// They must have been declared (`switchyard declare`).
+    /// They must have been declared (`switchyard declare`), unless `--declare` is given.
     #[arg(long = "queue", short = 'q', value_delimiter = ',', required = true)]
     pub queues: Vec<String>,
+
+    /// Declare the queues with the configuration below (the flags of `switchyard declare`),
+    /// at start and again whenever Redis has lost them (a restart without persistence, a
+    /// flush, a failover to a replica without the data), so that the worker recovers by
+    /// itself. A queue that exists with another configuration stops the worker at start.
+    #[arg(long)]
+    pub declare: bool,
 
     /// Tasks run at once.
     #[arg(long, short = 'c', default_value_t = 4)]
@@ -60,18 +71,29 @@ pub struct WorkerArgs {
     /// 0 turns it off.
     #[arg(long, default_value_t = 1_000)]
     pub maintenance_ms: u64,
+
+    #[command(flatten, next_help_heading = "Queue configuration (with --declare)")]
+    pub queue_flags: QueueFlags,
 }
 
 /// Runs a worker until SIGINT or SIGTERM, then shuts it down gracefully.
 pub fn run(args: &WorkerArgs) -> Result<(), String> {
+    let declared = if args.declare {
+        Some(args.queue_flags.config()?)
+    } else {
+        None
+    };
     runtime()?.block_on(async {
         let client = args.remote.connect().await?;
-        let id = args
-            .id
-            .clone()
-            .unwrap_or_else(|| format!("worker-{}", std::process::id()));
-        let worker = Worker::builder(&client, &id, args.queues.iter().map(String::as_str))
-            .map_err(|e| e.to_string())?
+        let id = args.id.clone().unwrap_or_else(default_id);
+        let mut builder = Worker::builder(&client, &id, args.queues.iter().map(String::as_str))
+            .map_err(|e| e.to_string())?;
+        if let Some(config) = declared {
+            for queue in &args.queues {
+                builder = builder.declare(queue, config).map_err(|e| e.to_string())?;
+            }
+        }
+        let worker = builder
             .capacity(args.capacity)
             .weight(args.weight)
             .heartbeat_ttl(millis(args.heartbeat_ttl_ms))
@@ -84,8 +106,12 @@ pub fn run(args: &WorkerArgs) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         stop_on_signals(worker.shutdown_handle())?;
         eprintln!(
-            "switchyard worker {id}: starting on queues {}, capacity {}, weight {}, kinds {}",
+            "switchyard worker {id}: starting on {} (namespace {}), queues {}{}, capacity {}, \
+             weight {}, kinds {}",
+            display::url(&args.remote.url),
+            args.remote.namespace,
             args.queues.join(","),
+            if args.declare { " (declared)" } else { "" },
             args.capacity,
             args.weight,
             BUILT_IN.join(", ")
@@ -100,6 +126,35 @@ pub fn run(args: &WorkerArgs) -> Result<(), String> {
         );
         Ok(())
     })
+}
+
+/// A worker id unique per process: the host name, the process id, and a random suffix (in
+/// containers every replica's process may be pid 1 on a host named alike).
+fn default_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii() && switchyard::is_name_byte(c as u8) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    let host = if host.is_empty() {
+        "worker".into()
+    } else {
+        host
+    };
+    let suffix = switchyard::rng::entropy() & 0xff_ffff;
+    format!("{host}-{}-{suffix:06x}", std::process::id())
 }
 
 /// Shuts the worker down on the first SIGINT or SIGTERM.
@@ -137,10 +192,15 @@ async fn sleep(ctx: TaskContext, payload: Vec<u8>) -> Result<Vec<u8>, TaskError>
     .ok_or_else(|| {
         TaskError::fatal("sleep expects a payload of milliseconds: 250 or {\"ms\": 250}")
     })?;
-    tokio::select! {
+    // One line when it starts and one when it ends (at debug level, target
+    // `switchyard_cli::sleep`), so that tests and operators can see when a task ran where.
+    tracing::debug!(target: "switchyard_cli::sleep", task = %ctx.id, attempt = ctx.attempt, "started, {ms} ms");
+    let outcome = tokio::select! {
         _ = tokio::time::sleep(Duration::from_millis(ms)) => Ok(payload),
         _ = ctx.cancelled() => Err(TaskError::fatal("cancelled while sleeping")),
-    }
+    };
+    tracing::debug!(target: "switchyard_cli::sleep", task = %ctx.id, attempt = ctx.attempt, ok = outcome.is_ok(), "ended");
+    outcome
 }
 
 /// `fail`: the error its payload asks for.
@@ -166,6 +226,16 @@ fn fail(payload: &[u8]) -> TaskError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_ids_are_valid_and_differ() {
+        let (a, b) = (default_id(), default_id());
+        assert_ne!(a, b);
+        for id in [a, b] {
+            switchyard::WorkerId::new(&id).unwrap();
+            assert!(id.contains(&format!("-{}-", std::process::id())), "{id}");
+        }
+    }
 
     #[test]
     fn fail_reads_message_and_fatality() {

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Millis;
 use crate::{
     Event, QueueConfig, QueueName, Result, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec,
-    TaskState, WorkerId, WorkerSpec,
+    TaskState, WorkerId, WorkerRef, WorkerSpec,
 };
 
 /// The error recorded when a worker disappears (deregistered, reaped, replaced) during a
@@ -342,15 +342,31 @@ pub trait Backend: Send + Sync {
 
     /// Submits several tasks, with the same effect as submitting them one by one in order.
     /// Every queue is checked first; if one is unknown, nothing is submitted.
+    ///
+    /// A large batch is applied in chunks (so that other callers are not held up behind it),
+    /// each chunk atomically. If a chunk fails (the server ran out of memory, the connection
+    /// broke), the error is [`Error::BatchIncomplete`](crate::Error::BatchIncomplete): it lists
+    /// the outcomes of the tasks stored before it (always the first ones, in order) and wraps
+    /// the cause. Submitting the same specs again is the recovery: ids already stored come back
+    /// as duplicates.
     async fn submit_batch(&self, specs: Vec<TaskSpec>) -> Result<Vec<SubmitOutcome>>;
 
-    /// Registers a worker (replacing, and handing back the tasks of, an earlier registration
-    /// with the same id) and fills its free slots from its queues.
+    /// Registers a worker and fills its free slots from its queues.
+    ///
+    /// An earlier registration of the same id is replaced (and its tasks handed back) only if
+    /// it has the same [instance token](crate::InstanceToken) or its heartbeat has expired
+    /// (`expires_at < now`, so that maintenance could reap it). A live registration of another
+    /// instance is left alone and the call fails with
+    /// [`Error::WorkerIdInUse`](crate::Error::WorkerIdInUse): two live processes can never
+    /// share an id, so a task cannot run under it twice at once.
     async fn register_worker(&self, spec: WorkerSpec) -> Result<RegisterOutcome>;
 
     /// Extends the worker's heartbeat, fails its running tasks whose lease deadline passed
     /// (`deadline < now`) as timed out, and reports running tasks whose cancel was requested.
-    /// Fails with [`Error::UnknownWorker`](crate::Error::UnknownWorker) if it was reaped.
+    /// Fails with [`Error::UnknownWorker`](crate::Error::UnknownWorker) if it was reaped, and
+    /// with [`Error::WorkerReplaced`](crate::Error::WorkerReplaced) if another instance took
+    /// the id over (the same two errors answer every call a worker makes as itself: heartbeat,
+    /// drain, deregister, receive).
     ///
     /// **How leases end.** A lease lives as long as its worker heartbeats; the task's timeout is
     /// a separate, hard limit. Every running task belongs to exactly one registered worker, so
@@ -368,17 +384,17 @@ pub trait Backend: Send + Sync {
     /// for a dead worker, the wait for the next maintenance pass), whether or not its worker is
     /// alive. The worker runtime also measures each timeout on its own clock
     /// ([`Delivery::timeout_ms`]) and normally fails the attempt itself, with the same text.
-    async fn heartbeat(&self, worker: &WorkerId) -> Result<HeartbeatReply>;
+    async fn heartbeat(&self, worker: &WorkerRef) -> Result<HeartbeatReply>;
 
     /// Starts a graceful stop: the worker takes no new tasks (no dispatch, no refill, no pull)
     /// and the tasks in its inbox go back to their queues at once, without using an attempt.
     /// Its running tasks stay with it until it completes or fails them. Draining twice changes
     /// nothing.
-    async fn drain_worker(&self, worker: &WorkerId) -> Result<HandBack>;
+    async fn drain_worker(&self, worker: &WorkerRef) -> Result<HandBack>;
 
     /// Removes a worker. Tasks in its inbox go back to their queues without using an attempt;
     /// running tasks go back with the attempt counted.
-    async fn deregister_worker(&self, worker: &WorkerId) -> Result<HandBack>;
+    async fn deregister_worker(&self, worker: &WorkerRef) -> Result<HandBack>;
 
     /// Dispatches ready tasks of `queue` to eligible workers, up to `limit`. The backend already
     /// dispatches at every step, so this finds work only after a crash left some undone.
@@ -386,13 +402,13 @@ pub trait Backend: Send + Sync {
 
     /// Starts up to `max` tasks from the worker's inbox (then, with slots to spare, from its
     /// pull queues) and returns them. Never blocks; returns an empty list if there is nothing.
-    async fn receive(&self, worker: &WorkerId, max: usize) -> Result<Vec<Delivery>>;
+    async fn receive(&self, worker: &WorkerRef, max: usize) -> Result<Vec<Delivery>>;
 
     /// Like [`Backend::receive`], but if nothing is there, waits up to `timeout` for work to
     /// arrive without polling the backend.
     async fn receive_wait(
         &self,
-        worker: &WorkerId,
+        worker: &WorkerRef,
         max: usize,
         timeout: Duration,
     ) -> Result<Vec<Delivery>>;
@@ -401,21 +417,16 @@ pub trait Backend: Send + Sync {
     /// if the lease is stale.
     async fn complete(&self, lease: &Lease, value: Vec<u8>) -> Result<AckOutcome>;
 
-    /// Completes a task and receives up to `max` more in one step.
+    /// Completes a task and, if the completion was accepted, receives up to `max` more for
+    /// the lease's worker in one step. A refused completion receives nothing: the lease was
+    /// stale, so the caller may be an instance that was replaced, and must not take tasks from
+    /// the inbox of the registration that now holds the id.
     async fn complete_and_receive(
         &self,
         lease: &Lease,
         value: Vec<u8>,
         max: usize,
-    ) -> Result<(AckOutcome, Vec<Delivery>)> {
-        let outcome = self.complete(lease, value).await?;
-        let deliveries = if max > 0 {
-            self.receive(&lease.worker, max).await?
-        } else {
-            Vec::new()
-        };
-        Ok((outcome, deliveries))
-    }
+    ) -> Result<(AckOutcome, Vec<Delivery>)>;
 
     /// Records a failed attempt. With `retry` and attempts left, the task is retried after the
     /// queue's backoff; otherwise it goes to the dead-letter set.

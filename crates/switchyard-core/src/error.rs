@@ -41,9 +41,29 @@ pub enum Error {
 
     /// The worker is not (or no longer) registered.
     #[error(
-        "worker `{0}` is not registered (its heartbeat may have expired and its tasks were handed back): register it again"
+        "worker `{0}` is not registered (it was reaped after its heartbeat expired, and its tasks were handed back, or the backend lost its data): register it again"
     )]
     UnknownWorker(WorkerId),
+
+    /// Another instance holds a live registration of this worker id: two processes were given
+    /// the same id, or the id's previous process died less than its heartbeat TTL ago.
+    #[error(
+        "worker id `{worker}` is in use by another live instance (its registration expires in {expires_in_ms} ms unless it heartbeats): give every worker process its own id, or wait until the old process is gone"
+    )]
+    WorkerIdInUse {
+        /// The id.
+        worker: WorkerId,
+        /// How long the holder's registration lasts without another heartbeat.
+        expires_in_ms: u64,
+    },
+
+    /// This instance's registration was taken over by another instance with the same id: this
+    /// one was presumed dead (no heartbeat reached the backend within its TTL), its tasks were
+    /// handed back, and it must stop working under that id.
+    #[error(
+        "worker `{0}` was taken over by another instance with the same id: this instance was presumed dead (no heartbeat within its TTL) and its tasks were handed back"
+    )]
+    WorkerReplaced(WorkerId),
 
     /// No task with this id exists (it may never have existed or its record has expired).
     #[error("task {0} not found")]
@@ -91,6 +111,22 @@ pub enum Error {
         reason: String,
     },
 
+    /// A batch submit stopped part-way: the first `accepted.len()` tasks (in the order given)
+    /// are stored, the rest are not. Submitting the same specs again is safe and completes the
+    /// batch: the stored ones come back as duplicates (their ids are taken).
+    #[error(
+        "{} of {total} tasks were stored (the first ones, in order) before the batch failed: {source}; submitting the same specs again is safe: stored ids come back as duplicates",
+        accepted.len()
+    )]
+    BatchIncomplete {
+        /// Tasks in the batch.
+        total: usize,
+        /// The outcomes of the tasks stored, in order.
+        accepted: Vec<crate::SubmitOutcome>,
+        /// Why the rest were not.
+        source: Box<Error>,
+    },
+
     /// The backend (e.g. Redis) failed.
     #[error("{kind} backend error: {message}")]
     Backend {
@@ -117,6 +153,9 @@ pub enum BackendErrorKind {
     Unsupported,
     /// The server refused a request as malformed; this is a bug in Switchyard.
     Protocol,
+    /// The server does not speak the Redis protocol (a wrong host or port, e.g. an HTTP
+    /// server); fix the URL.
+    NotRedis,
     /// Anything else.
     Other,
 }
@@ -130,6 +169,7 @@ impl std::fmt::Display for BackendErrorKind {
             BackendErrorKind::ReadOnly => "read-only",
             BackendErrorKind::Unsupported => "unsupported-server",
             BackendErrorKind::Protocol => "protocol",
+            BackendErrorKind::NotRedis => "not-redis",
             BackendErrorKind::Other => "unexpected",
         })
     }
@@ -146,12 +186,15 @@ impl Error {
 
     /// Whether retrying the same call later might succeed (connection loss, failover).
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Error::Backend {
-                kind: BackendErrorKind::Connection | BackendErrorKind::ReadOnly,
-                ..
+        match self {
+            Error::Backend { kind, .. } => {
+                matches!(
+                    kind,
+                    BackendErrorKind::Connection | BackendErrorKind::ReadOnly
+                )
             }
-        )
+            Error::BatchIncomplete { source, .. } => source.is_transient(),
+            _ => false,
+        }
     }
 }

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
+use crate::display::quoted;
 use crate::{Error, QueueName, TaskId, WorkerId};
 
 /// How many events a backend keeps (older ones are dropped; Redis trims approximately).
@@ -93,7 +94,7 @@ impl std::str::FromStr for EventLevel {
             "all" => Ok(EventLevel::All),
             _ => Err(Error::invalid(
                 "event level",
-                format!("`{s}`: expected off, failures or all"),
+                format!("{}: expected off, failures or all", quoted(s)),
             )),
         }
     }

@@ -5,6 +5,7 @@ use std::str::FromStr;
 use std::sync::Mutex;
 
 use crate::Error;
+use crate::display::{character, quoted};
 use crate::rng::SplitMix64;
 
 /// A task identifier: 48 bits of milliseconds since the Unix epoch followed by 80 random bits.
@@ -43,7 +44,7 @@ impl TaskId {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         guard
-            .get_or_insert_with(|| TaskIdGenerator::new(entropy_seed()))
+            .get_or_insert_with(|| TaskIdGenerator::new(crate::rng::entropy()))
             .next_at(millis)
     }
 
@@ -109,8 +110,9 @@ impl FromStr for TaskId {
             return Err(Error::invalid(
                 "task id",
                 format!(
-                    "`{s}` has {} characters; a task id has {TASK_ID_TEXT_LEN} base32 characters",
-                    bytes.len()
+                    "{} has {} characters; a task id has {TASK_ID_TEXT_LEN} base32 characters",
+                    quoted(s),
+                    s.chars().count()
                 ),
             ));
         }
@@ -118,18 +120,24 @@ impl FromStr for TaskId {
         let mut value: u128 = 0;
         for (i, &b) in bytes.iter().enumerate() {
             let digit = decode_digit(b).ok_or_else(|| {
+                // A non-ASCII character: name it whole (the length check counted bytes).
+                let bad = s[i..].chars().next().unwrap_or(char::REPLACEMENT_CHARACTER);
                 Error::invalid(
                     "task id",
                     format!(
-                        "`{s}` has `{}` at position {i}, which is not Crockford base32",
-                        b as char
+                        "{} has {} at position {i}, which is not Crockford base32",
+                        quoted(s),
+                        character(bad)
                     ),
                 )
             })?;
             if i == 0 && digit > 7 {
                 return Err(Error::invalid(
                     "task id",
-                    format!("`{s}` is larger than 128 bits (first character must be 0-7)"),
+                    format!(
+                        "{} is larger than 128 bits (first character must be 0-7)",
+                        quoted(s)
+                    ),
                 ));
             }
             value = (value << 5) | u128::from(digit);
@@ -204,16 +212,6 @@ impl TaskIdGenerator {
         self.last = Some(id);
         id
     }
-}
-
-/// Seed material for the process-wide generator, without an extra dependency: the std hasher
-/// is randomly keyed per process.
-fn entropy_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(crate::clock::system_millis());
-    hasher.write_u32(std::process::id());
-    hasher.finish()
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@
 
 pub mod backend;
 pub mod clock;
+pub mod display;
 mod error;
 mod event;
 mod id;
@@ -49,4 +50,7 @@ pub use task::{
     MAX_ATTEMPTS, MAX_DURATION_MS, MAX_KEY_BYTES, MAX_PAYLOAD_BYTES, MAX_RUN_AT_MS, Schedule,
     TaskInfo, TaskOutcome, TaskSpec, TaskSpecBuilder, TaskState,
 };
-pub use worker::{DEFAULT_HEARTBEAT_TTL_MS, MAX_WORKER_QUEUES, WorkerSpec};
+pub use worker::{
+    DEFAULT_HEARTBEAT_TTL_MS, InstanceToken, MAX_INSTANCE_TOKEN, MAX_WORKER_QUEUES, WorkerRef,
+    WorkerSpec,
+};

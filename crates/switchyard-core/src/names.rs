@@ -9,6 +9,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::Error;
+use crate::display::{character, quoted};
 
 /// Is `b` allowed in a name?
 pub fn is_name_byte(b: u8) -> bool {
@@ -23,17 +24,22 @@ fn validate(field: &'static str, value: &str, max_len: usize) -> Result<(), Erro
         return Err(Error::invalid(
             field,
             format!(
-                "`{value}` is {} bytes long; at most {max_len} are allowed",
+                "{} is {} bytes long; at most {max_len} are allowed",
+                quoted(value),
                 value.len()
             ),
         ));
     }
-    if let Some(bad) = value.bytes().find(|&b| !is_name_byte(b)) {
+    if let Some(bad) = value
+        .chars()
+        .find(|&c| !c.is_ascii() || !is_name_byte(c as u8))
+    {
         return Err(Error::invalid(
             field,
             format!(
-                "`{value}` contains {:?}; only letters, digits, `_`, `-`, `.` and `:` are allowed",
-                bad as char
+                "{} contains {}; only letters, digits, `_`, `-`, `.` and `:` are allowed",
+                quoted(value),
+                character(bad)
             ),
         ));
     }
@@ -164,6 +170,18 @@ mod tests {
             let err = WorkerId::new(bad).unwrap_err();
             assert!(err.to_string().contains("worker id"), "{err}");
         }
+    }
+
+    #[test]
+    fn messages_stay_short_and_name_the_character() {
+        let err = QueueName::new("café").unwrap_err().to_string();
+        assert!(err.contains("contains 'é'"), "{err}");
+        let err = QueueName::new("a\nb\0").unwrap_err().to_string();
+        assert!(!err.contains('\n') && !err.contains('\0'), "{err:?}");
+        assert!(err.contains("'\\n'"), "{err}");
+        let err = WorkerId::new("w".repeat(10_000)).unwrap_err().to_string();
+        assert!(err.len() < 200, "{} bytes: {err}", err.len());
+        assert!(err.contains("10000 bytes"), "{err}");
     }
 
     #[test]

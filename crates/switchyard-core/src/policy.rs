@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::clock::Millis;
+use crate::display::quoted;
 
 /// Largest aging step for the priority policy, in ms per priority level (2²⁴, about 4.7 hours).
 pub const MAX_AGING_STEP_MS: u32 = 1 << 24;
@@ -149,8 +150,12 @@ impl std::str::FromStr for Policy {
             None => (s, None),
         };
         let number = |a: &str| {
-            a.parse::<u32>()
-                .map_err(|_| Error::invalid("policy", format!("`{a}` in `{s}` is not a number")))
+            a.parse::<u32>().map_err(|_| {
+                Error::invalid(
+                    "policy",
+                    format!("{} in {} is not a number", quoted(a), quoted(s)),
+                )
+            })
         };
         let policy = match (name, arg) {
             ("fcfs", None) => Policy::Fcfs,
@@ -166,7 +171,8 @@ impl std::str::FromStr for Policy {
                 return Err(Error::invalid(
                     "policy",
                     format!(
-                        "`{s}`: expected fcfs, priority, priority:<aging step ms>, sjf or sjf:<aging factor>"
+                        "{}: expected fcfs, priority, priority:<aging step ms>, sjf or sjf:<aging factor>",
+                        quoted(s)
                     ),
                 ));
             }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::duration_ms;
 use crate::rng::Minstd;
-use crate::task::{MAX_ATTEMPTS, MAX_DURATION_MS};
+use crate::task::{MAX_ATTEMPTS, MAX_DURATION_MS, bounded_ms};
 use crate::{Error, EventLevel, Policy, Strategy};
 
 /// Exponential backoff with jitter between attempts.
@@ -113,6 +113,18 @@ pub struct QueueConfig {
     pub dead_ttl_ms: u64,
     /// Which events are recorded. Default: failures only.
     pub events: EventLevel,
+    /// A duration a `with_*` method could not store (out of range); `validate` reports it, so
+    /// that nothing is silently clamped.
+    #[serde(skip)]
+    unfit: Option<Unfit>,
+}
+
+/// A duration given to a `with_*` method that does not fit its field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Unfit {
+    field: &'static str,
+    given: Duration,
+    min: u64,
 }
 
 impl Default for QueueConfig {
@@ -129,6 +141,7 @@ impl Default for QueueConfig {
             dedup_window_ms: 3_600_000,
             dead_ttl_ms: 7 * 24 * 3_600_000,
             events: EventLevel::Failures,
+            unfit: None,
         }
     }
 }
@@ -155,10 +168,19 @@ impl QueueConfig {
         self
     }
 
-    /// Sets the default per-attempt timeout.
+    /// Sets the default per-attempt timeout (1 ms to [`MAX_DURATION_MS`] ms, as for a task's
+    /// own; anything else is reported by [`validate`](QueueConfig::validate)).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout_ms = u32::try_from(duration_ms(timeout)).unwrap_or(u32::MAX);
+        self.store("timeout", timeout, 1, |c, ms| c.timeout_ms = ms);
         self
+    }
+
+    /// Stores `given` in whole ms through `set`, or remembers that it does not fit.
+    fn store(&mut self, field: &'static str, given: Duration, min: u64, set: fn(&mut Self, u32)) {
+        match bounded_ms(field, given, min) {
+            Ok(ms) => set(self, ms),
+            Err(_) => self.unfit = Some(Unfit { field, given, min }),
+        }
     }
 
     /// Sets the backoff.
@@ -191,14 +213,18 @@ impl QueueConfig {
         self
     }
 
-    /// Sets the default cost for shortest-job-first.
+    /// Sets the default cost for shortest-job-first (at most [`MAX_DURATION_MS`] ms; more is
+    /// reported by [`validate`](QueueConfig::validate)).
     pub fn with_default_cost(mut self, cost: Duration) -> Self {
-        self.default_cost_ms = u32::try_from(duration_ms(cost)).unwrap_or(u32::MAX);
+        self.store("default cost", cost, 0, |c, ms| c.default_cost_ms = ms);
         self
     }
 
     /// Checks every setting.
     pub fn validate(&self) -> Result<(), Error> {
+        if let Some(u) = self.unfit {
+            bounded_ms(u.field, u.given, u.min)?;
+        }
         self.policy.validate()?;
         self.strategy.validate()?;
         self.backoff.validate()?;
@@ -297,5 +323,30 @@ mod tests {
             jitter_pct: 0,
         });
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn durations_out_of_range_are_reported_not_clamped() {
+        let days_60 = Duration::from_secs(60 * 24 * 3600);
+        let err = QueueConfig::default().with_timeout(days_60).validate();
+        let err = err.unwrap_err().to_string();
+        assert!(
+            err.contains("5184000000 ms is outside 1..=4294967295 ms"),
+            "{err}"
+        );
+        let err = QueueConfig::default()
+            .with_timeout(Duration::from_micros(500))
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("500 µs"), "{err}");
+        let err = QueueConfig::default().with_default_cost(days_60).validate();
+        assert!(err.unwrap_err().to_string().contains("default cost"));
+        // The same limit as a task's own timeout.
+        let task = crate::TaskSpec::builder("q", "k").timeout(days_60).build();
+        assert!(task.is_err());
+        let fine = QueueConfig::default().with_timeout(Duration::from_secs(30));
+        assert_eq!(fine.timeout_ms, 30_000);
+        fine.validate().unwrap();
     }
 }

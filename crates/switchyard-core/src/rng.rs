@@ -7,6 +7,22 @@
 //! same sequence for the same seed. [`SplitMix64`] is a fast 64-bit generator for client-side
 //! randomness (ids, the demo's workload).
 
+/// 64 fresh bits for seeding, different on every call and in every process, without an extra
+/// dependency: the std hasher is randomly keyed per process (and per call), and the time and
+/// process id go in as well.
+///
+/// ```
+/// use switchyard_core::rng::entropy;
+/// assert_ne!(entropy(), entropy());
+/// ```
+pub fn entropy() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(crate::clock::system_millis());
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
 /// Modulus of [`Minstd`]: the Mersenne prime 2³¹ − 1.
 pub const MINSTD_MODULUS: u64 = 2_147_483_647;
 /// Multiplier of [`Minstd`].

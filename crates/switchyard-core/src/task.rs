@@ -288,12 +288,16 @@ impl TaskSpecBuilder {
     }
 }
 
-fn bounded_ms(field: &'static str, d: Duration, min: u64) -> Result<u32, Error> {
+/// `d` in whole ms if it lies in `min..=MAX_DURATION_MS` ms.
+pub(crate) fn bounded_ms(field: &'static str, d: Duration, min: u64) -> Result<u32, Error> {
     let ms = duration_ms(d);
     if ms < min || ms > MAX_DURATION_MS {
         return Err(Error::invalid(
             field,
-            format!("{ms} ms is outside {min}..={MAX_DURATION_MS} ms"),
+            format!(
+                "{} is outside {min}..={MAX_DURATION_MS} ms",
+                crate::display::duration(d)
+            ),
         ));
     }
     u32::try_from(ms).map_err(|_| Error::invalid(field, "out of range"))

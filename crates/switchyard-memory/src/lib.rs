@@ -27,8 +27,14 @@
 //!   for the queue's dedup window instead, whatever happens to its task.)
 //! * A worker that leaves (deregistration, reaping, re-registration under the same id) wakes
 //!   its `receive_wait` in progress, which then answers
-//!   [`UnknownWorker`](switchyard_core::Error::UnknownWorker) (or, after a re-registration,
-//!   keeps waiting for the new registration's work).
+//!   [`UnknownWorker`](switchyard_core::Error::UnknownWorker), or
+//!   [`WorkerReplaced`](switchyard_core::Error::WorkerReplaced) if another instance took the
+//!   id over (a re-registration by the same instance keeps waiting for the new registration's
+//!   work).
+//! * **Worker ids are fenced by instance tokens.** A live registration (heartbeat not yet
+//!   expired) is replaced only by the same instance; another instance is refused with
+//!   [`WorkerIdInUse`](switchyard_core::Error::WorkerIdInUse).
+//! * A batch submit runs [`SUBMIT_CHUNK`] tasks per hold of the lock.
 //!
 //! ```
 //! use switchyard_core::{Backend, QueueConfig, QueueName, TaskSpec, WorkerSpec, Policy, Strategy};
@@ -38,13 +44,14 @@
 //! let backend = MemoryBackend::new();
 //! let queue = QueueName::new("emails")?;
 //! backend.declare_queue(&queue, QueueConfig::new(Policy::Fcfs, Strategy::RoundRobin)).await?;
-//! backend.register_worker(WorkerSpec::new("w1", ["emails"])?.capacity(2)).await?;
+//! let spec = WorkerSpec::new("w1", ["emails"])?.capacity(2);
+//! backend.register_worker(spec.clone()).await?;
 //!
 //! let submitted = backend.submit(TaskSpec::builder("emails", "send").build()?).await?;
 //! assert_eq!(submitted.assigned.map(|w| w.to_string()), Some("w1".to_string()));
 //!
-//! let worker = "w1".parse()?;
-//! let deliveries = backend.receive(&worker, 10).await?;
+//! // A worker names itself by id and instance token in the calls it makes as itself.
+//! let deliveries = backend.receive(&spec.worker_ref(), 10).await?;
 //! backend.complete(&deliveries[0].lease, b"sent".to_vec()).await?;
 //! # Ok::<(), switchyard_core::Error>(())
 //! # });
@@ -62,14 +69,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use switchyard_core::backend::due_pause;
 use switchyard_core::{
-    AckOutcome, Assignment, Backend, CancelOutcome, Clock, Delivery, Error, Event, HandBack,
+    Ack, AckOutcome, Assignment, Backend, CancelOutcome, Clock, Delivery, Error, Event, HandBack,
     HeartbeatReply, Lease, MaintenanceReport, QueueConfig, QueueName, RegisterOutcome, Result,
-    Stats, SubmitOutcome, SystemClock, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec, WorkerId,
-    WorkerSpec,
+    Stats, SubmitOutcome, SystemClock, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec,
+    WorkerRef, WorkerSpec,
 };
 use tokio::time::Instant;
 
 use state::State;
+
+/// Tasks a batch submit applies under one hold of the lock; between chunks other callers run.
+pub const SUBMIT_CHUNK: usize = 1024;
 
 /// The in-memory backend. Cheap to clone; clones share the same state.
 #[derive(Clone, Debug)]
@@ -145,8 +155,11 @@ impl MemoryBackend {
     }
 
     /// Synchronous [`Backend::receive`].
-    pub fn receive_now(&self, worker: &WorkerId, max: usize) -> Result<Vec<Delivery>> {
-        self.with(|s, now| s.receive(worker, max, now))
+    pub fn receive_now(&self, worker: &WorkerRef, max: usize) -> Result<Vec<Delivery>> {
+        self.with(|s, now| {
+            s.check_instance(worker)?;
+            s.receive(&worker.id, max, now)
+        })
     }
 
     /// Synchronous [`Backend::complete`].
@@ -189,51 +202,91 @@ impl Backend for MemoryBackend {
         self.submit_now(spec)
     }
 
+    /// Applies the batch [`SUBMIT_CHUNK`] tasks at a time, each chunk under one hold of the
+    /// lock, yielding between chunks: a batch of a million tasks does not stall other callers.
     async fn submit_batch(&self, specs: Vec<TaskSpec>) -> Result<Vec<SubmitOutcome>> {
-        self.with(|s, now| {
-            if let Some(unknown) = specs.iter().find(|t| !s.queues.contains_key(t.queue())) {
-                return Err(Error::UnknownQueue(unknown.queue().clone()));
+        self.with(
+            |s, _| match specs.iter().find(|t| !s.queues.contains_key(t.queue())) {
+                Some(unknown) => Err(Error::UnknownQueue(unknown.queue().clone())),
+                None => Ok(()),
+            },
+        )?;
+        let total = specs.len();
+        let mut out = Vec::with_capacity(total);
+        let mut specs = specs.into_iter();
+        while specs.len() > 0 {
+            let chunk: Vec<TaskSpec> = specs.by_ref().take(SUBMIT_CHUNK).collect();
+            let failed = self.with(|s, now| {
+                for spec in chunk {
+                    match s.submit(spec, now) {
+                        Ok(outcome) => out.push(outcome),
+                        Err(e) => return Ok(Some(e)),
+                    }
+                }
+                Ok(None)
+            })?;
+            match failed {
+                None => {}
+                Some(e) if out.is_empty() => return Err(e),
+                Some(e) => {
+                    return Err(Error::BatchIncomplete {
+                        total,
+                        accepted: out,
+                        source: Box::new(e),
+                    });
+                }
             }
-            specs.into_iter().map(|spec| s.submit(spec, now)).collect()
-        })
+            tokio::task::yield_now().await;
+        }
+        Ok(out)
     }
 
     async fn register_worker(&self, spec: WorkerSpec) -> Result<RegisterOutcome> {
         self.register_now(spec)
     }
 
-    async fn heartbeat(&self, worker: &WorkerId) -> Result<HeartbeatReply> {
-        self.with(|s, now| s.heartbeat(worker, now))
+    async fn heartbeat(&self, worker: &WorkerRef) -> Result<HeartbeatReply> {
+        self.with(|s, now| {
+            s.check_instance(worker)?;
+            s.heartbeat(&worker.id, now)
+        })
     }
 
-    async fn drain_worker(&self, worker: &WorkerId) -> Result<HandBack> {
-        self.with(|s, now| s.drain_worker(worker, now))
+    async fn drain_worker(&self, worker: &WorkerRef) -> Result<HandBack> {
+        self.with(|s, now| {
+            s.check_instance(worker)?;
+            s.drain_worker(&worker.id, now)
+        })
     }
 
-    async fn deregister_worker(&self, worker: &WorkerId) -> Result<HandBack> {
-        self.with(|s, now| s.deregister_worker(worker, now))
+    async fn deregister_worker(&self, worker: &WorkerRef) -> Result<HandBack> {
+        self.with(|s, now| {
+            s.check_instance(worker)?;
+            s.deregister_worker(&worker.id, now)
+        })
     }
 
     async fn dispatch(&self, queue: &QueueName, limit: usize) -> Result<Vec<Assignment>> {
         self.with(|s, _| s.dispatch(queue, limit))
     }
 
-    async fn receive(&self, worker: &WorkerId, max: usize) -> Result<Vec<Delivery>> {
+    async fn receive(&self, worker: &WorkerRef, max: usize) -> Result<Vec<Delivery>> {
         self.receive_now(worker, max)
     }
 
     async fn receive_wait(
         &self,
-        worker: &WorkerId,
+        worker: &WorkerRef,
         max: usize,
         timeout: Duration,
     ) -> Result<Vec<Delivery>> {
         let deadline = Instant::now() + timeout;
         loop {
             let (deliveries, waker) = self.with(|s, now| {
-                let deliveries = s.receive(worker, max, now)?;
+                s.check_instance(worker)?;
+                let deliveries = s.receive(&worker.id, max, now)?;
                 let waker = if deliveries.is_empty() {
-                    Some(s.park(worker))
+                    Some(s.park(&worker.id))
                 } else {
                     None
                 };
@@ -264,7 +317,8 @@ impl Backend for MemoryBackend {
     ) -> Result<(AckOutcome, Vec<Delivery>)> {
         self.with(|s, now| {
             let outcome = s.complete(lease, value, now)?;
-            let deliveries = if max > 0 && s.workers.contains_key(&lease.worker) {
+            // Only a current lease may take more: see `Backend::complete_and_receive`.
+            let deliveries = if max > 0 && outcome.ack == Ack::Completed {
                 s.receive(&lease.worker, max, now)?
             } else {
                 Vec::new()

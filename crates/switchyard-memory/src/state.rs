@@ -15,7 +15,7 @@ use switchyard_core::{
     Ack, AckOutcome, Assignment, BackendErrorKind, CancelOutcome, Delivery, Error, HandBack,
     HeartbeatReply, Lease, LeaseToken, MaintenanceReport, Millis, QueueConfig, QueueName,
     QueueStats, RegisterOutcome, Rejection, Result, Stats, SubmitOutcome, TaskId, TaskInfo,
-    TaskKind, TaskOutcome, TaskSpec, TaskState, WorkerId, WorkerSpec, WorkerStats,
+    TaskKind, TaskOutcome, TaskSpec, TaskState, WorkerId, WorkerRef, WorkerSpec, WorkerStats,
 };
 use switchyard_core::{EVENT_LOG_CAP, Event, EventKind, Policy};
 use tokio::sync::Notify;
@@ -829,7 +829,14 @@ impl State {
         }
         let id = spec.id().clone();
         let mut outcome = RegisterOutcome::default();
-        if self.workers.contains_key(&id) {
+        if let Some(old) = self.workers.get(&id) {
+            // Another instance's registration is replaced only once it has expired.
+            if old.spec.get_instance() != spec.get_instance() && old.expires_at >= now {
+                return Err(Error::WorkerIdInUse {
+                    worker: id,
+                    expires_in_ms: old.expires_at - now,
+                });
+            }
             outcome.replaced = true;
             outcome.assignments = self.hand_back(&id, now)?.assignments;
         }
@@ -856,6 +863,19 @@ impl State {
         self.refresh_load(&id);
         outcome.assignments.extend(self.fill_worker(&id)?);
         Ok(outcome)
+    }
+
+    /// Checks that `worker` names the current registration of its id: `UnknownWorker` if there
+    /// is none, `WorkerReplaced` if another instance holds it. Every call a worker makes as
+    /// itself passes here first.
+    pub(crate) fn check_instance(&self, worker: &WorkerRef) -> Result<()> {
+        match self.workers.get(&worker.id) {
+            None => Err(Error::UnknownWorker(worker.id.clone())),
+            Some(w) if w.spec.get_instance() != worker.instance => {
+                Err(Error::WorkerReplaced(worker.id.clone()))
+            }
+            Some(_) => Ok(()),
+        }
     }
 
     /// Extends the worker's heartbeat, then fails its running tasks whose lease deadline has

@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use switchyard_testkit::{me, test_worker};
 
 use proptest::prelude::*;
 use switchyard_core::{
     Backend, Clock, ManualClock, Policy, QueueConfig, QueueName, Strategy, TaskIdGenerator,
-    TaskSpec, WorkerSpec,
+    TaskSpec,
 };
 use switchyard_memory::MemoryBackend;
 use switchyard_testkit::fairness;
@@ -130,8 +131,8 @@ proptest! {
                 b.submit(spec).await.map_err(|e| e.to_string())?;
             }
             expected.sort();
-            let w = "drainer".parse().map_err(|e: switchyard_core::Error| e.to_string())?;
-            b.register_worker(WorkerSpec::new("drainer", ["order"]).map_err(|e| e.to_string())?).await.map_err(|e| e.to_string())?;
+            let w = me("drainer");
+            b.register_worker(test_worker("drainer", ["order"])).await.map_err(|e| e.to_string())?;
             let mut got = Vec::new();
             loop {
                 let d = b.receive(&w, 1).await.map_err(|e| e.to_string())?;
@@ -161,8 +162,8 @@ proptest! {
                     .cost_hint(Duration::from_millis(*c)).build().map_err(|e| e.to_string())?;
                 b.submit(spec).await.map_err(|e| e.to_string())?;
             }
-            let w = "solo".parse().map_err(|e: switchyard_core::Error| e.to_string())?;
-            b.register_worker(WorkerSpec::new("solo", ["sjf"]).map_err(|e| e.to_string())?).await.map_err(|e| e.to_string())?;
+            let w = me("solo");
+            b.register_worker(test_worker("solo", ["sjf"])).await.map_err(|e| e.to_string())?;
             let mut total_wait = 0;
             loop {
                 let d = b.receive(&w, 1).await.map_err(|e| e.to_string())?;

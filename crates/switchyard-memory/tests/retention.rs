@@ -7,10 +7,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use switchyard_testkit::{me, test_worker};
 
 use switchyard_core::{
     Ack, Backend, CancelOutcome, ManualClock, Policy, QueueConfig, QueueName, Strategy, TaskId,
-    TaskIdGenerator, TaskOutcome, TaskSpec, TaskState, WorkerSpec,
+    TaskIdGenerator, TaskOutcome, TaskSpec, TaskState,
 };
 use switchyard_memory::MemoryBackend;
 
@@ -50,8 +51,7 @@ impl Fixture {
             .unwrap();
         backend
             .register_worker(
-                WorkerSpec::new("w", ["keep"])
-                    .unwrap()
+                test_worker("w", ["keep"])
                     .capacity(8)
                     .heartbeat_ttl(Duration::from_secs(86_400)),
             )
@@ -78,11 +78,7 @@ impl Fixture {
         let spec = self.spec("keep", None);
         let id = spec.id();
         self.backend.submit(spec).await.unwrap();
-        let got = self
-            .backend
-            .receive(&"w".parse().unwrap(), 1)
-            .await
-            .unwrap();
+        let got = self.backend.receive(&me("w"), 1).await.unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].lease.task, id);
         got[0].lease.clone()
@@ -128,7 +124,7 @@ impl Fixture {
 #[tokio::test]
 async fn finished_records_are_purged_after_their_retention() {
     let mut f = Fixture::new().await;
-    let w = "w".parse().unwrap();
+    let w = me("w");
 
     // t = 0: one task succeeds, one dies, one is cancelled in the inbox.
     let ok = f.start().await;
@@ -248,7 +244,12 @@ async fn finished_records_are_purged_after_their_retention() {
         "no finished record left"
     );
     assert_eq!(
-        stats.workers.iter().find(|s| s.id == w).unwrap().inflight,
+        stats
+            .workers
+            .iter()
+            .find(|s| s.id == w.id)
+            .unwrap()
+            .inflight,
         1,
         "the running task still holds its slot"
     );

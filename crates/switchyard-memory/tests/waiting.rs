@@ -6,10 +6,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchyard_core::{
-    Backend, Error, ManualClock, Policy, QueueConfig, QueueName, Strategy, TaskOutcome, TaskSpec,
-    WorkerSpec,
+    Backend, Error, InstanceToken, ManualClock, Policy, QueueConfig, QueueName, Strategy,
+    TaskOutcome, TaskSpec, WorkerRef, WorkerSpec,
 };
 use switchyard_memory::MemoryBackend;
+
+/// Worker `w` on queue `q`, registered as instance 1.
+fn spec() -> WorkerSpec {
+    WorkerSpec::new("w", ["q"])
+        .unwrap()
+        .instance(InstanceToken::new(1).unwrap())
+}
+
+/// Worker `w` as it names itself.
+fn me() -> WorkerRef {
+    spec().worker_ref()
+}
 
 async fn setup(strategy: Strategy) -> MemoryBackend {
     let b = MemoryBackend::new();
@@ -17,9 +29,7 @@ async fn setup(strategy: Strategy) -> MemoryBackend {
     b.declare_queue(&q, QueueConfig::new(Policy::Fcfs, strategy))
         .await
         .unwrap();
-    b.register_worker(WorkerSpec::new("w", ["q"]).unwrap().capacity(2))
-        .await
-        .unwrap();
+    b.register_worker(spec().capacity(2)).await.unwrap();
     b
 }
 
@@ -34,9 +44,7 @@ async fn waiting_worker(
     let b = b.clone();
     let waiter = tokio::spawn(async move {
         let started = Instant::now();
-        let got = b
-            .receive_wait(&"w".parse().unwrap(), 1, Duration::from_secs(10))
-            .await;
+        let got = b.receive_wait(&me(), 1, Duration::from_secs(10)).await;
         (got, started.elapsed())
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -75,7 +83,7 @@ async fn idle_pull_worker_wakes_on_submit() {
 async fn receive_wait_times_out_empty() {
     let b = setup(Strategy::LeastLoaded).await;
     let got = b
-        .receive_wait(&"w".parse().unwrap(), 1, Duration::from_millis(30))
+        .receive_wait(&me(), 1, Duration::from_millis(30))
         .await
         .unwrap();
     assert!(got.is_empty());
@@ -108,7 +116,7 @@ async fn awaiting_an_outcome_wakes_on_completion_and_on_death() {
         })
     };
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let ds = b.receive(&"w".parse().unwrap(), 2).await.unwrap();
+    let ds = b.receive(&me(), 2).await.unwrap();
     for d in ds {
         if d.lease.task == ok {
             b.complete(&d.lease, b"fine".to_vec()).await.unwrap();
@@ -131,20 +139,16 @@ async fn leaving_wakes_the_waiter(strategy: Strategy, reap: bool) {
     b.declare_queue(&q, QueueConfig::new(Policy::Fcfs, strategy))
         .await
         .unwrap();
-    b.register_worker(
-        WorkerSpec::new("w", ["q"])
-            .unwrap()
-            .heartbeat_ttl(Duration::from_secs(5)),
-    )
-    .await
-    .unwrap();
+    b.register_worker(spec().heartbeat_ttl(Duration::from_secs(5)))
+        .await
+        .unwrap();
     let waiter = waiting_worker(&b).await;
     if reap {
         clock.advance(Duration::from_secs(6));
         let report = b.maintain(16).await.unwrap();
         assert_eq!(report.workers_reaped.len(), 1);
     } else {
-        b.deregister_worker(&"w".parse().unwrap()).await.unwrap();
+        b.deregister_worker(&me()).await.unwrap();
     }
     let (got, waited) = waiter.await.unwrap();
     assert!(
@@ -178,10 +182,7 @@ async fn a_reregistered_worker_keeps_waiting_and_gets_the_next_task() {
     for strategy in [Strategy::RoundRobin, Strategy::Pull] {
         let b = setup(strategy).await;
         let waiter = waiting_worker(&b).await;
-        let again = b
-            .register_worker(WorkerSpec::new("w", ["q"]).unwrap().capacity(2))
-            .await
-            .unwrap();
+        let again = b.register_worker(spec().capacity(2)).await.unwrap();
         assert!(again.replaced);
         b.audit().unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -201,4 +202,39 @@ async fn a_reregistered_worker_keeps_waiting_and_gets_the_next_task() {
         assert!(waited < Duration::from_secs(5), "woken by the submit");
         b.audit().unwrap();
     }
+}
+
+/// Another instance that takes the id over (once the first one's registration expired) wakes
+/// the first one's waiter, which learns that it was replaced instead of taking the new
+/// instance's tasks.
+#[tokio::test]
+async fn a_waiter_replaced_by_another_instance_learns_it() {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let b = MemoryBackend::with_clock(Arc::new(clock.clone()));
+    let q = QueueName::new("q").unwrap();
+    b.declare_queue(&q, QueueConfig::new(Policy::Fcfs, Strategy::RoundRobin))
+        .await
+        .unwrap();
+    b.register_worker(spec().heartbeat_ttl(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    let waiter = waiting_worker(&b).await;
+    let newcomer = spec().instance(InstanceToken::new(2).unwrap());
+    let refused = b.register_worker(newcomer.clone()).await.unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            Error::WorkerIdInUse {
+                expires_in_ms: 5_000,
+                ..
+            }
+        ),
+        "{refused}"
+    );
+    clock.advance(Duration::from_secs(6));
+    assert!(b.register_worker(newcomer).await.unwrap().replaced);
+    let (got, waited) = waiter.await.unwrap();
+    assert!(matches!(got, Err(Error::WorkerReplaced(_))), "{got:?}");
+    assert!(waited < Duration::from_secs(5), "woken, not timed out");
+    b.audit().unwrap();
 }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use redis::AsyncCommands;
-use switchyard_core::{QueueName, Result, TaskState};
+use switchyard_core::{InstanceToken, QueueName, Result, TaskState};
 
 use crate::backend::RedisBackend;
 use crate::codec::{self, Record};
@@ -98,6 +98,10 @@ impl RedisBackend {
         for (field, raw) in &workers {
             if !field.contains('|') {
                 match codec::decode_worker(raw) {
+                    Ok(w) if InstanceToken::new(w.instance).is_err() => problems.push(format!(
+                        "worker {field} has instance token {}, outside 1..=2^48-1",
+                        w.instance
+                    )),
                     Ok(w) => {
                         worker_records.insert(field.clone(), w);
                     }

@@ -14,7 +14,7 @@ use switchyard_core::{
     Ack, AckOutcome, Assignment, BackendErrorKind, CancelOutcome, Clock, Delivery, Error, Event,
     EventLevel, HandBack, HeartbeatReply, Lease, MaintenanceReport, QueueConfig, QueueName,
     QueueStats, RegisterOutcome, Rejection, Result, Stats, SubmitOutcome, TaskId, TaskInfo,
-    TaskKind, TaskOutcome, TaskSpec, TaskState, WorkerId, WorkerSpec, WorkerStats,
+    TaskKind, TaskOutcome, TaskSpec, TaskState, WorkerId, WorkerRef, WorkerSpec, WorkerStats,
 };
 use switchyard_core::{
     Backend,
@@ -24,7 +24,7 @@ use tokio::sync::Mutex;
 
 use crate::codec::{self, Record, array, assignments, int, protocol, state_from, text, uint};
 use crate::combine::{Combiner, Job};
-use crate::error::{Failure, classify, map_pool, map_redis};
+use crate::error::{Failure, classify, map_pool, map_pool_connect, map_redis};
 use crate::keys::{self, Keyspace};
 use crate::outcomes::Listener;
 use crate::scripts::Scripts;
@@ -200,12 +200,21 @@ impl RedisBackend {
     /// Connects, checks that the server can run Switchyard (Redis 7+), and loads the scripts.
     pub async fn with_config(config: RedisConfig) -> Result<Self> {
         let keys = Keyspace::new(&config.namespace)?;
-        let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| Error::invalid("redis url", format!("`{}`: {e}", redact(&config.url))))?;
+        let client = redis::Client::open(config.url.as_str()).map_err(|e| {
+            Error::invalid(
+                "redis url",
+                format!("`{}`: {e}", switchyard_core::display::url(&config.url)),
+            )
+        })?;
         let connection_config =
             redis::AsyncConnectionConfig::new().set_response_timeout(Some(config.response_timeout));
-        let manager = Manager::new_with_config(config.url.as_str(), connection_config)
-            .map_err(|e| Error::invalid("redis url", format!("`{}`: {e}", redact(&config.url))))?;
+        let manager =
+            Manager::new_with_config(config.url.as_str(), connection_config).map_err(|e| {
+                Error::invalid(
+                    "redis url",
+                    format!("`{}`: {e}", switchyard_core::display::url(&config.url)),
+                )
+            })?;
         let lanes_wanted = config.pool_size.max(1);
         let pool = Pool::builder(manager)
             .config(PoolConfig::new(lanes_wanted * 2))
@@ -214,7 +223,7 @@ impl RedisBackend {
             .map_err(pool_error)?;
         let mut lanes = Vec::with_capacity(lanes_wanted);
         for _ in 0..lanes_wanted {
-            let conn = pool.get().await.map_err(map_pool)?;
+            let conn = pool.get().await.map_err(map_pool_connect)?;
             lanes.push(std::sync::Mutex::new(deadpool_redis::Connection::take(
                 conn,
             )));
@@ -262,13 +271,14 @@ impl RedisBackend {
         }
         match self.inner.pool.get().await {
             Ok(fresh) => {
-                tracing::warn!(lane, "reconnected after: {e}");
+                tracing::info!(lane, "reconnected after: {e}");
                 *self.inner.lanes[lane]
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner()) =
                     deadpool_redis::Connection::take(fresh);
             }
-            Err(again) => tracing::warn!(lane, "cannot reconnect yet: {again}"),
+            // The caller gets the call's own error (and its runtime logs and backs off).
+            Err(again) => tracing::debug!(lane, "cannot reconnect yet: {again}"),
         }
     }
 
@@ -507,13 +517,6 @@ impl RedisBackend {
     }
 }
 
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
-        _ => url.to_owned(),
-    }
-}
-
 fn ack_from(code: i64, x: &Value) -> Result<Ack> {
     Ok(match code {
         0 => Ack::Retrying { run_at: uint(x)? },
@@ -641,7 +644,8 @@ impl Backend for RedisBackend {
             inv.arg(spec.id().as_str())
                 .arg(spec.get_capacity())
                 .arg(spec.get_weight())
-                .arg(spec.heartbeat_ttl_ms());
+                .arg(spec.heartbeat_ttl_ms())
+                .arg(spec.get_instance().get());
             inv.arg(spec.queues().len()).arg(groups.len());
             for q in &groups {
                 inv.arg(q.as_str());
@@ -666,7 +670,8 @@ impl Backend for RedisBackend {
         Err(Failure::Stale("register".into()).into_error())
     }
 
-    async fn heartbeat(&self, worker: &WorkerId) -> Result<HeartbeatReply> {
+    async fn heartbeat(&self, me: &WorkerRef) -> Result<HeartbeatReply> {
+        let worker = &me.id;
         for attempt in 0..STALE_RETRIES {
             let Some(queues) = self.queues_of(worker, attempt > 0).await? else {
                 return Err(Error::UnknownWorker(worker.clone()));
@@ -674,7 +679,9 @@ impl Backend for RedisBackend {
             let groups: Vec<&QueueName> = queues.iter().collect();
             let now = self.now_arg();
             let mut inv = self.invocation(&self.inner.scripts.heartbeat, &groups, &now);
-            inv.arg(worker.as_str()).arg(groups.len());
+            inv.arg(worker.as_str())
+                .arg(me.instance.get())
+                .arg(groups.len());
             for q in &groups {
                 inv.arg(q.as_str());
             }
@@ -714,7 +721,8 @@ impl Backend for RedisBackend {
         Err(Failure::Stale("heartbeat".into()).into_error())
     }
 
-    async fn deregister_worker(&self, worker: &WorkerId) -> Result<HandBack> {
+    async fn deregister_worker(&self, me: &WorkerRef) -> Result<HandBack> {
+        let worker = &me.id;
         for attempt in 0..STALE_RETRIES {
             let Some(queues) = self.queues_of(worker, attempt > 0).await? else {
                 return Err(Error::UnknownWorker(worker.clone()));
@@ -722,7 +730,9 @@ impl Backend for RedisBackend {
             let groups: Vec<&QueueName> = queues.iter().collect();
             let now = self.now_arg();
             let mut inv = self.invocation(&self.inner.scripts.deregister, &groups, &now);
-            inv.arg(worker.as_str()).arg(groups.len());
+            inv.arg(worker.as_str())
+                .arg(me.instance.get())
+                .arg(groups.len());
             for q in &groups {
                 inv.arg(q.as_str());
             }
@@ -742,7 +752,8 @@ impl Backend for RedisBackend {
         Err(Failure::Stale("deregister".into()).into_error())
     }
 
-    async fn drain_worker(&self, worker: &WorkerId) -> Result<HandBack> {
+    async fn drain_worker(&self, me: &WorkerRef) -> Result<HandBack> {
+        let worker = &me.id;
         for attempt in 0..STALE_RETRIES {
             let Some(queues) = self.queues_of(worker, attempt > 0).await? else {
                 return Err(Error::UnknownWorker(worker.clone()));
@@ -750,7 +761,9 @@ impl Backend for RedisBackend {
             let groups: Vec<&QueueName> = queues.iter().collect();
             let now = self.now_arg();
             let mut inv = self.invocation(&self.inner.scripts.drain, &groups, &now);
-            inv.arg(worker.as_str()).arg(groups.len());
+            inv.arg(worker.as_str())
+                .arg(me.instance.get())
+                .arg(groups.len());
             for q in &groups {
                 inv.arg(q.as_str());
             }
@@ -771,16 +784,17 @@ impl Backend for RedisBackend {
         assignments(&mut array(v)?.into_iter(), None)
     }
 
-    async fn receive(&self, worker: &WorkerId, max: usize) -> Result<Vec<Delivery>> {
+    async fn receive(&self, worker: &WorkerRef, max: usize) -> Result<Vec<Delivery>> {
         self.receive_inner(worker, max, false).await
     }
 
     async fn receive_wait(
         &self,
-        worker: &WorkerId,
+        me: &WorkerRef,
         max: usize,
         timeout: Duration,
     ) -> Result<Vec<Delivery>> {
+        let worker = &me.id;
         let deadline = tokio::time::Instant::now() + timeout;
         let slot = self.waiter(worker).await;
         let mut guard = slot.lock().await;
@@ -792,7 +806,7 @@ impl Backend for RedisBackend {
                         .await?,
                 );
             }
-            let got = self.receive_inner(worker, max, true).await?;
+            let got = self.receive_inner(me, max, true).await?;
             if !got.is_empty() || max == 0 {
                 return Ok(got);
             }
@@ -1232,7 +1246,8 @@ impl Backend for RedisBackend {
                 };
                 let groups: Vec<&QueueName> = queues.iter().collect();
                 let mut inv = self.invocation(&self.inner.scripts.reap_worker, &groups, &now_arg);
-                inv.arg(worker.as_str()).arg(groups.len());
+                // Instance 0: maintenance acts on the worker, whichever instance it is.
+                inv.arg(worker.as_str()).arg(0).arg(groups.len());
                 for q in &groups {
                     inv.arg(q.as_str());
                 }
@@ -1295,7 +1310,9 @@ impl Backend for RedisBackend {
 }
 
 impl RedisBackend {
-    /// Submits `specs` in calls of up to `SUBMIT_CHUNK` tasks.
+    /// Submits `specs` in calls of up to `SUBMIT_CHUNK` tasks, each atomic. If a call fails
+    /// after earlier ones stored their tasks, the error is `BatchIncomplete` with their
+    /// outcomes.
     async fn submit_specs(&self, specs: &[TaskSpec]) -> Result<Vec<SubmitOutcome>> {
         // Check every queue first, so that a batch with an unknown queue submits nothing.
         let mut seen: Vec<&QueueName> = Vec::new();
@@ -1333,7 +1350,17 @@ impl RedisBackend {
                     u16::try_from(g).unwrap_or(u16::MAX),
                 ));
             }
-            let reply = self.exec(&inv).await.map_err(Failure::into_error)?;
+            let reply = match self.exec(&inv).await {
+                Ok(reply) => reply,
+                Err(f) if out.is_empty() => return Err(f.into_error()),
+                Err(f) => {
+                    return Err(Error::BatchIncomplete {
+                        total: specs.len(),
+                        accepted: out,
+                        source: Box::new(f.into_error()),
+                    });
+                }
+            };
             let mut it = array(reply)?.into_iter();
             for _ in chunk {
                 out.push(submit_outcome(&mut it)?);
@@ -1418,8 +1445,20 @@ impl RedisBackend {
                     let _ = answer.send(Err(e));
                 }
             }
-            Err(_) => {
-                for (spec, answer) in specs.iter().zip(answers) {
+            Err(e) => {
+                // Tasks stored before the failure are answered; the rest go again one by one.
+                let stored = match e {
+                    Error::BatchIncomplete { accepted, .. } => accepted,
+                    _ => Vec::new(),
+                };
+                let mut answers = answers.into_iter();
+                for outcome in stored {
+                    if let Some(answer) = answers.next() {
+                        let _ = answer.send(Ok(outcome));
+                    }
+                }
+                let done = specs.len() - answers.len();
+                for (spec, answer) in specs[done..].iter().zip(answers) {
                     let one = self
                         .submit_specs(std::slice::from_ref(spec))
                         .await
@@ -1481,12 +1520,8 @@ impl RedisBackend {
         }
     }
 
-    async fn receive_inner(
-        &self,
-        worker: &WorkerId,
-        max: usize,
-        park: bool,
-    ) -> Result<Vec<Delivery>> {
+    async fn receive_inner(&self, me: &WorkerRef, max: usize, park: bool) -> Result<Vec<Delivery>> {
+        let worker = &me.id;
         for attempt in 0..STALE_RETRIES {
             let Some(queues) = self.queues_of(worker, attempt > 0).await? else {
                 return Err(Error::UnknownWorker(worker.clone()));
@@ -1495,6 +1530,7 @@ impl RedisBackend {
             let now = self.now_arg();
             let mut inv = self.invocation(&self.inner.scripts.receive, &groups, &now);
             inv.arg(worker.as_str())
+                .arg(me.instance.get())
                 .arg(max.min(100_000))
                 .arg(u8::from(park))
                 .arg(groups.len());

@@ -10,8 +10,8 @@ use switchyard_core::{
 
 /// Length of a task record's fixed header (`>BBHHHI4I4I6I6I6I6BHI4`).
 const HDR_LEN: usize = 47;
-/// Length of a worker record's fixed header (`>HHI6I4I6B`).
-const WREC_LEN: usize = 25;
+/// Length of a worker record's fixed header (`>HHHI6I4I6BHI6`).
+const WREC_LEN: usize = 31;
 
 pub(crate) fn protocol(what: impl Into<String>) -> Error {
     Error::Backend {
@@ -284,10 +284,13 @@ impl Record {
     }
 }
 
-/// A worker record: capacity, weight, heartbeat expiry, receive cursor, queues in order.
+/// A worker record: capacity, weight, heartbeat expiry, receive cursor, instance token, queues
+/// in order.
 #[derive(Debug, Clone)]
 pub(crate) struct WorkerRecord {
     pub(crate) capacity: u32,
+    /// The instance token of the registration.
+    pub(crate) instance: u64,
     /// Tasks dispatched to or running on the worker.
     pub(crate) inflight: u32,
     /// Tasks dispatched to the worker and not yet received.
@@ -302,8 +305,9 @@ pub(crate) struct WorkerRecord {
     pub(crate) stamps: Vec<String>,
 }
 
-/// Decodes a worker record (`WREC` in `lua/lib.lua`): the header `>HHHI6I4I6BH` (capacity,
-/// weight, in flight, heartbeat expiry, heartbeat ttl, receive cursor, flags, inbox count),
+/// Decodes a worker record (`WREC` in `lua/lib.lua`): the header `>HHHI6I4I6BHI6` (capacity,
+/// weight, in flight, heartbeat expiry, heartbeat ttl, receive cursor, flags, inbox count,
+/// instance token),
 /// the queue names joined by `,`, `|`, then per queue two digits (strategy, 1 if FCFS) and
 /// per queue a 13-hex-digit least-loaded stamp.
 pub(crate) fn decode_worker(bytes: &[u8]) -> Result<WorkerRecord, Error> {
@@ -319,6 +323,7 @@ pub(crate) fn decode_worker(bytes: &[u8]) -> Result<WorkerRecord, Error> {
     let received_upto = r.uint(6)?;
     let flags = r.uint(1)?;
     let inbox = num(r.uint(2)?)?;
+    let instance = r.uint(6)?;
     let tail = std::str::from_utf8(&bytes[WREC_LEN..])
         .map_err(|_| protocol("worker queues are not UTF-8"))?;
     let (names, rest) = tail
@@ -344,6 +349,7 @@ pub(crate) fn decode_worker(bytes: &[u8]) -> Result<WorkerRecord, Error> {
         .collect();
     Ok(WorkerRecord {
         capacity,
+        instance,
         inflight,
         inbox,
         draining: flags & 2 == 2,

@@ -62,6 +62,22 @@ pub(crate) fn classify(e: &RedisError) -> Failure {
                         .map_or_else(|_| invalid_name("worker id"), Error::UnknownWorker),
                 );
             }
+            "SY_REPLACED" => {
+                return Failure::Error(
+                    WorkerId::new(&d)
+                        .map_or_else(|_| invalid_name("worker id"), Error::WorkerReplaced),
+                );
+            }
+            "SY_ID_IN_USE" => {
+                let (w, ms) = d.split_once(' ').unwrap_or((&d, ""));
+                return Failure::Error(match (WorkerId::new(w), ms.parse()) {
+                    (Ok(worker), Ok(expires_in_ms)) => Error::WorkerIdInUse {
+                        worker,
+                        expires_in_ms,
+                    },
+                    _ => invalid_name("worker id"),
+                });
+            }
             "SY_NOT_FOUND" => {
                 return Failure::Error(
                     d.parse::<TaskId>()
@@ -137,6 +153,28 @@ pub(crate) fn map_redis(e: &RedisError) -> Error {
         e.to_string()
     };
     backend(kind, message)
+}
+
+/// An error met while connecting, as a public error: a reply that does not parse means the
+/// server at the address does not speak the Redis protocol (an HTTP server, say), which the
+/// parser's own message does not make clear.
+pub(crate) fn map_connect(e: &RedisError) -> Error {
+    if e.kind() == ErrorKind::Parse {
+        return backend(
+            BackendErrorKind::NotRedis,
+            "the server answered, but not in the Redis protocol: this is not a Redis server \
+             (check the host and port of the URL)",
+        );
+    }
+    map_redis(e)
+}
+
+/// A pool error met while connecting, as a public error (see [`map_connect`]).
+pub(crate) fn map_pool_connect(e: deadpool_redis::PoolError) -> Error {
+    match e {
+        deadpool_redis::PoolError::Backend(e) => map_connect(&e),
+        other => map_pool(other),
+    }
 }
 
 /// A pool error as a public error.

@@ -4,10 +4,11 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use switchyard_testkit::{me, test_worker};
 
 use switchyard_core::{
     Ack, Backend, BackendErrorKind, Clock, Error, ManualClock, Policy, QueueConfig, QueueName,
-    Rejection, Strategy, TaskOutcome, TaskSpec, TaskState, WorkerSpec,
+    Rejection, Strategy, TaskOutcome, TaskSpec, TaskState,
 };
 use switchyard_redis::{RedisBackend, RedisConfig};
 use switchyard_testkit::redis_server::RedisServer;
@@ -61,14 +62,14 @@ async fn a_task_goes_through_its_life() {
     assert_eq!(out.state, Some(TaskState::Ready));
     assert!(b.submit(spec).await.unwrap().duplicate);
 
-    b.register_worker(WorkerSpec::new("w1", ["emails"]).unwrap().capacity(2))
+    b.register_worker(test_worker("w1", ["emails"]).capacity(2))
         .await
         .unwrap();
     assert_eq!(
         b.get_task(id).await.unwrap().unwrap().state,
         TaskState::Dispatched
     );
-    let w = "w1".parse().unwrap();
+    let w = me("w1");
     let ds = b.receive(&w, 5).await.unwrap();
     assert_eq!(ds.len(), 1);
     assert_eq!(ds[0].payload, b"hi");
@@ -123,7 +124,7 @@ async fn errors_say_what_to_do() {
         matches!(&err, Error::UnknownQueue(q) if q.as_str() == "nowhere"),
         "{err}"
     );
-    let err = b.receive(&"ghost".parse().unwrap(), 1).await.unwrap_err();
+    let err = b.receive(&me("ghost"), 1).await.unwrap_err();
     assert!(matches!(err, Error::UnknownWorker(_)), "{err}");
     let err = b.cancel(switchyard_core::TaskId::new()).await.unwrap_err();
     assert!(matches!(err, Error::TaskNotFound(_)), "{err}");
@@ -194,12 +195,12 @@ async fn an_idle_worker_blocks_until_work_arrives() {
             .await
             .unwrap();
         let worker = format!("{name}-worker");
-        b.register_worker(WorkerSpec::new(&worker, [name]).unwrap())
+        b.register_worker(test_worker(&worker, [name]))
             .await
             .unwrap();
         let waiter = {
             let b = b.clone();
-            let w = worker.parse().unwrap();
+            let w = me(&worker);
             tokio::spawn(async move {
                 let started = std::time::Instant::now();
                 let got = b
@@ -231,9 +232,7 @@ async fn awaiting_an_outcome_does_not_poll() {
     let (b, clock) = backend(&server, "await").await;
     let q = QueueName::new("q").unwrap();
     b.declare_queue(&q, QueueConfig::default()).await.unwrap();
-    b.register_worker(WorkerSpec::new("w", ["q"]).unwrap())
-        .await
-        .unwrap();
+    b.register_worker(test_worker("w", ["q"])).await.unwrap();
     let id = b
         .submit(TaskSpec::builder("q", "k").max_attempts(1).build().unwrap())
         .await
@@ -244,7 +243,7 @@ async fn awaiting_an_outcome_does_not_poll() {
         tokio::spawn(async move { b.wait_outcome(id, Duration::from_secs(20)).await.unwrap() })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let d = b.receive(&"w".parse().unwrap(), 1).await.unwrap().remove(0);
+    let d = b.receive(&me("w"), 1).await.unwrap().remove(0);
     let _ = clock.now_ms();
     b.fail(&d.lease, "no such mailbox", true).await.unwrap();
     assert_eq!(
@@ -360,10 +359,10 @@ async fn concurrent_waits_share_one_connection() {
         connections < 16,
         "{n} waiting callers hold {connections} connections"
     );
-    b.register_worker(WorkerSpec::new("w", ["q"]).unwrap().capacity(n as u32))
+    b.register_worker(test_worker("w", ["q"]).capacity(n as u32))
         .await
         .unwrap();
-    let w = "w".parse().unwrap();
+    let w = me("w");
     for d in b.receive(&w, n).await.unwrap() {
         let value = d.lease.task.to_string().into_bytes();
         b.complete(&d.lease, value).await.unwrap();
@@ -404,10 +403,8 @@ async fn a_wait_survives_a_lost_subscription() {
     };
     assert_eq!(killed, 1, "the one shared subscription");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    b.register_worker(WorkerSpec::new("w", ["q"]).unwrap())
-        .await
-        .unwrap();
-    let d = b.receive(&"w".parse().unwrap(), 1).await.unwrap().remove(0);
+    b.register_worker(test_worker("w", ["q"])).await.unwrap();
+    let d = b.receive(&me("w"), 1).await.unwrap().remove(0);
     b.complete(&d.lease, b"ok".to_vec()).await.unwrap();
     let outcome = tokio::time::timeout(Duration::from_secs(10), wait)
         .await
@@ -434,10 +431,10 @@ async fn concurrent_completions_are_combined_with_their_own_answers() {
         .map(|_| TaskSpec::builder("q", "k").build().unwrap())
         .collect();
     b.submit_batch(specs).await.unwrap();
-    b.register_worker(WorkerSpec::new("w", ["q"]).unwrap().capacity(200))
+    b.register_worker(test_worker("w", ["q"]).capacity(200))
         .await
         .unwrap();
-    let w = "w".parse().unwrap();
+    let w = me("w");
     let first = b.receive(&w, 200).await.unwrap();
     assert_eq!(first.len(), 200);
     let mut stale = first[7].lease.clone();

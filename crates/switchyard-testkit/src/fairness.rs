@@ -8,14 +8,32 @@ use std::collections::BTreeMap;
 
 use switchyard_core::{
     Backend, Policy, QueueConfig, QueueName, Strategy, TaskIdGenerator, TaskSpec, WorkerId,
-    WorkerSpec,
+    WorkerRef, WorkerSpec,
 };
+
+use crate::scenario::instance_token;
 
 /// How many tasks each worker received, by worker.
 pub type Counts = BTreeMap<WorkerId, u64>;
 
 fn name(prefix: &str, i: usize) -> Result<WorkerId, String> {
     WorkerId::new(format!("{prefix}{i:03}")).map_err(|e| e.to_string())
+}
+
+/// The spec of a worker these checks register: one fixed instance token, so that later calls
+/// can name the worker ([`me`]).
+fn spec(id: &WorkerId, queue: &str) -> Result<WorkerSpec, String> {
+    Ok(WorkerSpec::new(id.as_str(), [queue])
+        .map_err(|e| e.to_string())?
+        .instance(instance_token(0)))
+}
+
+/// A worker registered with [`spec`], as it names itself.
+fn me(id: &WorkerId) -> WorkerRef {
+    WorkerRef {
+        id: id.clone(),
+        instance: instance_token(0),
+    }
 }
 
 /// A queue and the workers serving it, for [`assign`].
@@ -51,8 +69,7 @@ pub async fn assign<B: Backend>(
         .await
         .map_err(|e| e.to_string())?;
     for (i, w) in pool.weights.iter().enumerate() {
-        let spec = WorkerSpec::new(name(&format!("{queue}-w"), i)?.as_str(), [queue])
-            .map_err(|e| e.to_string())?
+        let spec = spec(&name(&format!("{queue}-w"), i)?, queue)?
             .capacity(pool.capacity)
             .weight(*w);
         backend
@@ -250,9 +267,7 @@ pub async fn least_loaded<B: Backend>(
     let mut workers = Vec::new();
     for (i, cap) in capacities.iter().enumerate() {
         let id = name("fair-ll-w", i)?;
-        let spec = WorkerSpec::new(id.as_str(), [queue])
-            .map_err(|e| e.to_string())?
-            .capacity(*cap);
+        let spec = spec(&id, queue)?.capacity(*cap);
         backend
             .register_worker(spec)
             .await
@@ -296,7 +311,7 @@ pub async fn least_loaded<B: Backend>(
                 }
                 checked += 1;
                 let got = backend
-                    .receive(&chosen, 16)
+                    .receive(&me(&chosen), 16)
                     .await
                     .map_err(|e| e.to_string())?;
                 leases.extend(got.into_iter().map(|d| d.lease));
@@ -308,7 +323,7 @@ pub async fn least_loaded<B: Backend>(
                 .await
                 .map_err(|e| e.to_string())?;
             let got = backend
-                .receive(&lease.worker, 16)
+                .receive(&me(&lease.worker), 16)
                 .await
                 .map_err(|e| e.to_string())?;
             leases.extend(got.into_iter().map(|d| d.lease));
@@ -423,9 +438,7 @@ pub async fn affinity<B: Backend>(
     }
     // A worker joins.
     let newcomer = name(&format!("{queue}-w"), workers)?;
-    let spec = WorkerSpec::new(newcomer.as_str(), [queue])
-        .map_err(|e| e.to_string())?
-        .capacity(cap);
+    let spec = spec(&newcomer, queue)?.capacity(cap);
     backend
         .register_worker(spec)
         .await
@@ -460,7 +473,7 @@ pub async fn affinity<B: Backend>(
     // A worker leaves.
     let leaving = name(&format!("{queue}-w"), 0)?;
     backend
-        .deregister_worker(&leaving)
+        .deregister_worker(&me(&leaving))
         .await
         .map_err(|e| e.to_string())?;
     let after_leave = submit_n(backend, queue, keys, Some(&key), 12).await?;

@@ -37,6 +37,7 @@ pub struct RedisServer {
     child: Child,
     port: u16,
     dir: PathBuf,
+    options: ServerOptions,
 }
 
 fn unique_dir() -> PathBuf {
@@ -59,6 +60,39 @@ pub fn free_port() -> std::io::Result<u16> {
         if port != FORBIDDEN_PORT {
             return Ok(port);
         }
+    }
+}
+
+/// Starts `program` on `port` with its files in `dir`.
+fn spawn(program: &str, port: u16, dir: &Path, options: &ServerOptions) -> Result<Child, String> {
+    let mut cmd = Command::new(program);
+    cmd.arg("--port")
+        .arg(port.to_string())
+        .arg("--bind")
+        .arg("127.0.0.1")
+        .arg("--save")
+        .arg("")
+        .arg("--appendonly")
+        .arg("no")
+        .arg("--dir")
+        .arg(dir)
+        .arg("--logfile")
+        .arg(dir.join("redis.log"));
+    for (name, value) in &options.args {
+        cmd.arg(format!("--{name}")).arg(value);
+    }
+    match cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    {
+        Ok(c) => Ok(c),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+            "`{program}` is not installed or not on PATH: install Redis 7 (Debian/Ubuntu: \
+             `apt-get install redis-server redis-tools`; macOS: `brew install redis`)"
+        )),
+        Err(e) => Err(format!("cannot start {program}: {e}")),
     }
 }
 
@@ -96,57 +130,74 @@ impl RedisServer {
             let dir = unique_dir();
             std::fs::create_dir_all(&dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-            let mut cmd = Command::new(&program);
-            cmd.arg("--port")
-                .arg(port.to_string())
-                .arg("--bind")
-                .arg("127.0.0.1")
-                .arg("--save")
-                .arg("")
-                .arg("--appendonly")
-                .arg("no")
-                .arg("--dir")
-                .arg(&dir)
-                .arg("--logfile")
-                .arg(dir.join("redis.log"));
-            for (name, value) in &options.args {
-                cmd.arg(format!("--{name}")).arg(value);
-            }
-            let child = match cmd
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-            {
+            let child = match spawn(&program, port, &dir, options) {
                 Ok(c) => c,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(e) => {
                     let _ = std::fs::remove_dir_all(&dir);
-                    return Err(format!(
-                        "`{program}` is not installed or not on PATH: install Redis 7 (Debian/Ubuntu: \
-                         `apt-get install redis-server redis-tools`; macOS: `brew install redis`)"
-                    ));
+                    return Err(e);
                 }
-                Err(e) => return Err(format!("cannot start {program}: {e}")),
             };
-            let mut server = RedisServer { child, port, dir };
-            let started = Instant::now();
-            while started.elapsed() < Duration::from_secs(10) {
-                // The log line tells that this child bound the port: a PONG alone could come
-                // from a server another test started on the same port a moment earlier.
-                if answers(port) && server.log().contains("Ready to accept connections") {
-                    return Ok(server);
-                }
-                if let Ok(Some(status)) = server.child.try_wait() {
-                    last_error = format!("{program} exited with {status}: {}", server.log_tail());
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if last_error.is_empty() {
-                last_error = format!("{program} on port {port} did not answer within 10 s");
+            let mut server = RedisServer {
+                child,
+                port,
+                dir,
+                options: options.clone(),
+            };
+            match server.wait_ready() {
+                Ok(()) => return Ok(server),
+                Err(e) => last_error = e,
             }
         }
         Err(last_error)
+    }
+
+    /// Waits until this child answers on its port and its log says it is ready.
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            // The log line tells that this child bound the port: a PONG alone could come
+            // from a server another test started on the same port a moment earlier.
+            if answers(self.port) && self.log().contains("Ready to accept connections") {
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!(
+                    "redis-server exited with {status}: {}",
+                    self.log_tail()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(format!(
+            "redis-server on port {} did not answer within 10 s",
+            self.port
+        ))
+    }
+
+    /// Starts the server again on the same port with the same options, after
+    /// [`kill`](RedisServer::kill): it comes back **empty** (no persistence), as after a
+    /// restart of a server run with `--save ''`. Killing a running server first.
+    pub fn restart_empty(&mut self) -> Result<(), String> {
+        self.kill();
+        let _ = std::fs::remove_file(self.dir.join("redis.log"));
+        let _ = std::fs::remove_file(self.dir.join("dump.rdb"));
+        let program = self
+            .options
+            .program
+            .clone()
+            .unwrap_or_else(|| "redis-server".into());
+        let mut last = String::new();
+        // The port was ours a moment ago; another process could take it in between, which
+        // shows as a failed start: try a few times.
+        for _ in 0..50 {
+            self.child = spawn(&program, self.port, &self.dir, &self.options)?;
+            match self.wait_ready() {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(last)
     }
 
     /// The server's port.

@@ -29,9 +29,9 @@ use proptest::prelude::*;
 use proptest::strategy::Strategy as _;
 use switchyard_core::policy::KeyInput;
 use switchyard_core::{
-    Ack, Backend, Backoff, Clock, EVENT_LOG_CAP, Error, EventKind, EventLevel, Lease, ManualClock,
-    Policy, QueueConfig, QueueName, Stats, Strategy, TaskId, TaskIdGenerator, TaskInfo, TaskKind,
-    TaskSpec, TaskState, WorkerId, WorkerSpec,
+    Ack, Backend, Backoff, Clock, EVENT_LOG_CAP, Error, EventKind, EventLevel, InstanceToken,
+    Lease, ManualClock, Policy, QueueConfig, QueueName, Stats, Strategy, TaskId, TaskIdGenerator,
+    TaskInfo, TaskKind, TaskSpec, TaskState, WorkerId, WorkerRef, WorkerSpec,
 };
 
 /// Workers a scenario may use (`w0` …).
@@ -74,10 +74,13 @@ pub enum Op {
         /// Which earlier task.
         pick: usize,
     },
-    /// Register (or re-register) a worker.
+    /// Register (or re-register) a worker. Registering again with the same instance replaces
+    /// the registration; with another one it is refused while the registration is live.
     Register {
         /// Worker index.
         worker: usize,
+        /// Instance index (`0` or `1`): the registration's token is [`instance_token`] of it.
+        instance: u8,
         /// Slots.
         capacity: u32,
         /// Weight.
@@ -153,6 +156,17 @@ pub enum Op {
         /// Queue index.
         queue: usize,
     },
+    /// Heartbeat and receive as worker `worker` with a token no registration has: both must
+    /// be refused (unknown or replaced) and change nothing.
+    Impostor {
+        /// Worker index.
+        worker: usize,
+    },
+}
+
+/// The instance token of instance index `i` in a scenario.
+pub fn instance_token(i: u8) -> InstanceToken {
+    InstanceToken::new(u64::from(i) + 1).unwrap_or_else(|_| unreachable_name())
 }
 
 /// Queue configurations and steps.
@@ -252,14 +266,16 @@ fn submit_op() -> impl proptest::strategy::Strategy<Value = SubmitOp> {
 fn register_op() -> impl proptest::strategy::Strategy<Value = Op> {
     let queues =
         proptest::sample::subsequence((0..QUEUES).collect::<Vec<_>>(), 1..=QUEUES).prop_shuffle();
-    (0..WORKERS, 1u32..4, 1u32..5, queues).prop_map(|(worker, capacity, weight, queues)| {
-        Op::Register {
+    let instance = prop_oneof![3 => Just(0u8), 1 => Just(1u8)];
+    (0..WORKERS, instance, 1u32..4, 1u32..5, queues).prop_map(
+        |(worker, instance, capacity, weight, queues)| Op::Register {
             worker,
+            instance,
             capacity,
             weight,
             queues,
-        }
-    })
+        },
+    )
 }
 
 /// One random step.
@@ -281,6 +297,7 @@ pub fn any_op() -> impl proptest::strategy::Strategy<Value = Op> {
         1 => any::<usize>().prop_map(|pick| Op::Cancel { pick }),
         1 => any::<usize>().prop_map(|pick| Op::Redrive { pick }),
         1 => (0..QUEUES).prop_map(|queue| Op::Dispatch { queue }),
+        1 => (0..WORKERS).prop_map(|worker| Op::Impostor { worker }),
     ]
 }
 
@@ -358,6 +375,8 @@ pub struct Runner<B> {
     deliveries: Vec<Lease>,
     completed: Vec<Lease>,
     live: std::collections::BTreeSet<usize>,
+    /// The instance of each worker's last accepted registration.
+    instances: BTreeMap<usize, u8>,
     audit: Option<AuditFn<B>>,
     /// Steps applied so far (the next step's index, counted from 0 like [`Runner::run`]).
     steps: usize,
@@ -404,6 +423,7 @@ impl<B: Backend> Runner<B> {
             deliveries: Vec::new(),
             completed: Vec::new(),
             live: std::collections::BTreeSet::new(),
+            instances: BTreeMap::new(),
             audit: None,
             steps: 0,
             entries: BTreeMap::new(),
@@ -520,6 +540,14 @@ impl<B: Backend> Runner<B> {
             .unwrap_or(i)
     }
 
+    /// Worker `i` as its last accepted registration names itself.
+    fn me(&self, i: usize) -> WorkerRef {
+        WorkerRef {
+            id: worker_id(i),
+            instance: instance_token(self.instances.get(&i).copied().unwrap_or(0)),
+        }
+    }
+
     /// A delivered lease. When `pick % 4 == 3`, any delivery ever made (likely stale);
     /// otherwise one whose task is still running on that worker, if there is one.
     async fn pick_delivery(&self, pick: usize) -> Result<Lease, String> {
@@ -624,6 +652,7 @@ impl<B: Backend> Runner<B> {
             }
             Op::Register {
                 worker,
+                instance,
                 capacity,
                 weight,
                 queues,
@@ -633,35 +662,70 @@ impl<B: Backend> Runner<B> {
                     queues.iter().map(|q| queue_name(*q).to_string()),
                 )
                 .map_err(|e| e.to_string())?
+                .instance(instance_token(*instance))
                 .capacity(*capacity)
                 .weight(*weight);
                 self.live.insert(*worker);
-                answer!(
-                    format!("register w{worker} cap {capacity} weight {weight} {queues:?}"),
-                    self.backend.register_worker(spec)
-                )
+                let label = format!(
+                    "register w{worker}#{instance} cap {capacity} weight {weight} {queues:?}"
+                );
+                match self.backend.register_worker(spec).await {
+                    Ok(out) => {
+                        self.instances.insert(*worker, *instance);
+                        format!("{label} -> {out:?}")
+                    }
+                    Err(e) if fatal(&e) => return Err(format!("{label}: backend failed: {e}")),
+                    Err(e) => format!("{label} -> error: {e}"),
+                }
             }
             Op::Deregister { worker } => {
                 let worker = self.live_worker(*worker);
                 self.live.remove(&worker);
                 answer!(
                     format!("deregister w{worker}"),
-                    self.backend.deregister_worker(&worker_id(worker))
+                    self.backend.deregister_worker(&self.me(worker))
                 )
             }
             Op::Drain { worker } => {
                 let worker = self.live_worker(*worker);
                 answer!(
                     format!("drain w{worker}"),
-                    self.backend.drain_worker(&worker_id(worker))
+                    self.backend.drain_worker(&self.me(worker))
                 )
             }
             Op::Heartbeat { worker } => {
                 let worker = self.live_worker(*worker);
                 answer!(
                     format!("heartbeat w{worker}"),
-                    self.backend.heartbeat(&worker_id(worker))
+                    self.backend.heartbeat(&self.me(worker))
                 )
+            }
+            Op::Impostor { worker } => {
+                let worker = self.live_worker(*worker);
+                let impostor = WorkerRef {
+                    id: worker_id(worker),
+                    instance: instance_token(99),
+                };
+                let snap = self.snapshot().await?;
+                let beat = self.backend.heartbeat(&impostor).await;
+                let got = self.backend.receive(&impostor, 4).await;
+                for (what, refused) in [
+                    ("heartbeat", beat.as_ref().err()),
+                    ("receive", got.as_ref().err()),
+                ] {
+                    if !matches!(
+                        refused,
+                        Some(Error::UnknownWorker(_) | Error::WorkerReplaced(_))
+                    ) {
+                        return Err(format!(
+                            "impostor {what} as w{worker} was not refused: {beat:?} {got:?}"
+                        ));
+                    }
+                }
+                if self.snapshot().await? != snap {
+                    return Err(format!("impostor calls as w{worker} changed state"));
+                }
+                format!("impostor w{worker} -> {beat:?} {got:?}")
             }
             Op::Advance { ms } => {
                 self.clock.advance(std::time::Duration::from_millis(*ms));
@@ -678,7 +742,7 @@ impl<B: Backend> Runner<B> {
             Op::Receive { worker, max } => {
                 let worker = self.live_worker(*worker);
                 let label = format!("receive w{worker} {max}");
-                match self.backend.receive(&worker_id(worker), *max).await {
+                match self.backend.receive(&self.me(worker), *max).await {
                     Ok(ds) => {
                         self.deliveries.extend(ds.iter().map(|d| d.lease.clone()));
                         format!("{label} -> {ds:?}")

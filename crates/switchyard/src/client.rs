@@ -1,6 +1,7 @@
 //! The producer side: [`Client`] submits tasks and [`TaskHandle`] follows one.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -58,6 +59,8 @@ pub(crate) fn from_json<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -
 #[derive(Clone)]
 pub struct Client {
     backend: Arc<dyn Backend>,
+    /// Queues declared with `keep_declared`, shared by clones.
+    kept: Arc<RwLock<BTreeMap<QueueName, QueueConfig>>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -69,14 +72,15 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// A client of any backend.
     pub fn new(backend: impl Backend + 'static) -> Self {
-        Client {
-            backend: Arc::new(backend),
-        }
+        Client::from_arc(Arc::new(backend))
     }
 
     /// A client of a shared backend.
     pub fn from_arc(backend: Arc<dyn Backend>) -> Self {
-        Client { backend }
+        Client {
+            backend,
+            kept: Arc::default(),
+        }
     }
 
     /// A client of a fresh in-memory backend (tasks live in this process).
@@ -107,7 +111,10 @@ impl Client {
         }
         Err(Error::invalid(
             "url",
-            format!("`{url}`: expected memory:// or redis://host:port"),
+            format!(
+                "{}: expected memory:// or redis://host:port",
+                switchyard_core::display::quoted(&switchyard_core::display::url(url))
+            ),
         ))
     }
 
@@ -121,6 +128,63 @@ impl Client {
         self.backend
             .declare_queue(&QueueName::new(queue)?, config)
             .await
+    }
+
+    /// Declares a queue and keeps its configuration in this client (and its clones): whenever
+    /// the backend answers a submit with [`Error::UnknownQueue`] for it — Redis restarted
+    /// without persistence, was flushed, or failed over to a replica that lacked the data —
+    /// the client declares it again and submits once more, so that a producer recovers by
+    /// itself. Workers built from this client carry the queues they serve as well (see
+    /// [`WorkerBuilder::declare`](crate::WorkerBuilder::declare)).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use switchyard::{Client, QueueConfig};
+    /// let client = Client::memory();
+    /// client.keep_declared("emails", QueueConfig::default()).await?;
+    /// client.submit_json("emails", "send", "ada@example.com").await?;
+    /// # Ok::<(), switchyard::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn keep_declared(&self, queue: &str, config: QueueConfig) -> Result<()> {
+        let name = QueueName::new(queue)?;
+        self.backend.declare_queue(&name, config).await?;
+        if let Ok(mut kept) = self.kept.write() {
+            kept.insert(name, config);
+        }
+        Ok(())
+    }
+
+    /// The kept configurations of those of `queues` this client keeps declared.
+    pub(crate) fn kept_declarations(&self, queues: &[QueueName]) -> Vec<(QueueName, QueueConfig)> {
+        let Ok(kept) = self.kept.read() else {
+            return Vec::new();
+        };
+        queues
+            .iter()
+            .filter_map(|q| kept.get(q).map(|c| (q.clone(), *c)))
+            .collect()
+    }
+
+    /// The kept configuration of `queue`, if this client keeps it declared.
+    fn kept(&self, queue: &QueueName) -> Option<QueueConfig> {
+        self.kept.read().ok()?.get(queue).copied()
+    }
+
+    /// Declares `queue` again after the backend answered that it does not know it; `false`
+    /// if this client does not keep it (then the error stands).
+    async fn redeclare(&self, queue: &QueueName) -> Result<bool> {
+        let Some(config) = self.kept(queue) else {
+            return Ok(false);
+        };
+        tracing::warn!(%queue, "the backend lost queue `{queue}` (Redis restarted empty?): declaring it again");
+        self.backend.declare_queue(queue, config).await?;
+        Ok(true)
+    }
+
+    /// Whether a submit to `queue` could be retried after a re-declaration.
+    fn keeps_any(&self) -> bool {
+        self.kept.read().is_ok_and(|k| !k.is_empty())
     }
 
     /// Submits a validated spec.
@@ -142,7 +206,13 @@ impl Client {
     /// # }).unwrap();
     /// ```
     pub async fn submit(&self, spec: TaskSpec) -> Result<TaskHandle> {
-        let out = self.backend.submit(spec).await?;
+        let again = self.keeps_any().then(|| spec.clone());
+        let out = match (self.backend.submit(spec).await, again) {
+            (Err(Error::UnknownQueue(q)), Some(spec)) if self.redeclare(&q).await? => {
+                self.backend.submit(spec).await?
+            }
+            (result, _) => result?,
+        };
         Ok(self.handle(&out))
     }
 
@@ -161,8 +231,18 @@ impl Client {
     /// # Ok::<(), switchyard::Error>(())
     /// # }).unwrap();
     /// ```
+    ///
+    /// A batch that fails part-way answers [`Error::BatchIncomplete`], which lists the tasks
+    /// stored before the failure; submitting the same specs again completes it (stored ids
+    /// come back as duplicates).
     pub async fn submit_batch(&self, specs: Vec<TaskSpec>) -> Result<Vec<TaskHandle>> {
-        let outs = self.backend.submit_batch(specs).await?;
+        let again = self.keeps_any().then(|| specs.clone());
+        let outs = match (self.backend.submit_batch(specs).await, again) {
+            (Err(Error::UnknownQueue(q)), Some(specs)) if self.redeclare(&q).await? => {
+                self.backend.submit_batch(specs).await?
+            }
+            (result, _) => result?,
+        };
         Ok(outs.iter().map(|o| self.handle(o)).collect())
     }
 

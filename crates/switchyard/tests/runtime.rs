@@ -21,7 +21,7 @@ use switchyard::{
     Ack, Backend, Backoff, CancelOutcome, Client, Clock, Delivery, Error, Event, EventKind,
     EventLevel, Lease, Policy, QueueConfig, QueueName, RedisBackend, RedisConfig, Rejection, Stats,
     Strategy, SystemClock, TaskError, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec, TaskState,
-    Worker, WorkerId, WorkerSpec,
+    Worker, WorkerId, WorkerRef, WorkerSpec,
 };
 use switchyard_testkit::redis_server::RedisServer;
 
@@ -145,27 +145,27 @@ impl Backend for Tap {
     async fn register_worker(&self, spec: WorkerSpec) -> switchyard::Result<RegisterOutcome> {
         self.inner.register_worker(spec).await
     }
-    async fn heartbeat(&self, worker: &WorkerId) -> switchyard::Result<HeartbeatReply> {
-        if self.silenced.lock().unwrap().contains(worker) {
+    async fn heartbeat(&self, worker: &WorkerRef) -> switchyard::Result<HeartbeatReply> {
+        if self.silenced.lock().unwrap().contains(&worker.id) {
             return Ok(HeartbeatReply::default());
         }
         self.inner.heartbeat(worker).await
     }
-    async fn drain_worker(&self, worker: &WorkerId) -> switchyard::Result<HandBack> {
+    async fn drain_worker(&self, worker: &WorkerRef) -> switchyard::Result<HandBack> {
         self.inner.drain_worker(worker).await
     }
-    async fn deregister_worker(&self, worker: &WorkerId) -> switchyard::Result<HandBack> {
+    async fn deregister_worker(&self, worker: &WorkerRef) -> switchyard::Result<HandBack> {
         self.inner.deregister_worker(worker).await
     }
     async fn dispatch(&self, q: &QueueName, limit: usize) -> switchyard::Result<Vec<Assignment>> {
         self.inner.dispatch(q, limit).await
     }
-    async fn receive(&self, worker: &WorkerId, max: usize) -> switchyard::Result<Vec<Delivery>> {
+    async fn receive(&self, worker: &WorkerRef, max: usize) -> switchyard::Result<Vec<Delivery>> {
         self.inner.receive(worker, max).await
     }
     async fn receive_wait(
         &self,
-        worker: &WorkerId,
+        worker: &WorkerRef,
         max: usize,
         timeout: Duration,
     ) -> switchyard::Result<Vec<Delivery>> {
@@ -703,30 +703,26 @@ async fn a_killed_worker_s_tasks_finish_elsewhere(c: Client) {
 async fn late_completion_is_refused(c: Client) {
     let b = c.backend().clone();
     c.declare("q", QueueConfig::default()).await.unwrap();
-    b.register_worker(
-        WorkerSpec::new("old", ["q"])
-            .unwrap()
-            .heartbeat_ttl(Duration::from_millis(200)),
-    )
-    .await
-    .unwrap();
+    let old_spec = WorkerSpec::new("old", ["q"])
+        .unwrap()
+        .heartbeat_ttl(Duration::from_millis(200));
+    b.register_worker(old_spec.clone()).await.unwrap();
     let task = c
         .submit(TaskSpec::builder("q", "k").build().unwrap())
         .await
         .unwrap();
     let old = b
-        .receive(&"old".parse().unwrap(), 1)
+        .receive(&old_spec.worker_ref(), 1)
         .await
         .unwrap()
         .remove(0);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let report = b.maintain(10).await.unwrap();
     assert_eq!(report.workers_reaped.len(), 1);
-    b.register_worker(WorkerSpec::new("new", ["q"]).unwrap())
-        .await
-        .unwrap();
+    let new_spec = WorkerSpec::new("new", ["q"]).unwrap();
+    b.register_worker(new_spec.clone()).await.unwrap();
     let new = b
-        .receive(&"new".parse().unwrap(), 1)
+        .receive(&new_spec.worker_ref(), 1)
         .await
         .unwrap()
         .remove(0);

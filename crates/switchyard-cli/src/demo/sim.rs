@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use switchyard::rng::SplitMix64;
 use switchyard::{
-    Backend, Delivery, Lease, ManualClock, MemoryBackend, Policy, QueueConfig, QueueName, Result,
-    Strategy, TaskId, TaskIdGenerator, TaskSpec, WorkerId, WorkerSpec,
+    Backend, Delivery, InstanceToken, Lease, ManualClock, MemoryBackend, Policy, QueueConfig,
+    QueueName, Result, Strategy, TaskId, TaskIdGenerator, TaskSpec, WorkerId, WorkerRef,
+    WorkerSpec,
 };
 
 /// Where the simulated clock starts (any fixed instant works; this one is in 2023).
@@ -145,6 +146,8 @@ struct Sim<'a> {
     free_running: Vec<usize>,
     task_index: HashMap<TaskId, usize>,
     worker_index: HashMap<WorkerId, usize>,
+    /// The instance token every simulated worker registers with.
+    instance: InstanceToken,
     /// Pull only: one entry per idle slot, longest waiting first (as Redis serves blocked
     /// clients).
     waiting: VecDeque<usize>,
@@ -153,6 +156,14 @@ struct Sim<'a> {
 }
 
 impl Sim<'_> {
+    /// A simulated worker as it names itself.
+    fn me(&self, id: WorkerId) -> WorkerRef {
+        WorkerRef {
+            id,
+            instance: self.instance,
+        }
+    }
+
     fn now(&self) -> u64 {
         switchyard::Clock::now_ms(&self.clock) - START_MS
     }
@@ -208,7 +219,7 @@ impl Sim<'_> {
             .build()?;
         let out = self.backend.submit(spec).await?;
         if let Some(w) = out.assigned {
-            let got = self.backend.receive(&w, usize::MAX).await?;
+            let got = self.backend.receive(&self.me(w), usize::MAX).await?;
             self.start(got)?;
         }
         if self.pull
@@ -216,7 +227,7 @@ impl Sim<'_> {
         {
             let got = self
                 .backend
-                .receive(&self.workload.workers[wi].id, 1)
+                .receive(&self.me(self.workload.workers[wi].id.clone()), 1)
                 .await?;
             if got.is_empty() {
                 self.waiting.push_front(wi);
@@ -279,6 +290,7 @@ pub async fn simulate(
         free_running: Vec::new(),
         task_index: HashMap::with_capacity(n),
         worker_index: HashMap::new(),
+        instance: InstanceToken::random(),
         waiting: VecDeque::new(),
         result: SimResult {
             strategy,
@@ -292,6 +304,7 @@ pub async fn simulate(
     };
     for (i, w) in workload.workers.iter().enumerate() {
         let spec = WorkerSpec::new(w.id.as_str(), [QUEUE])?
+            .instance(sim.instance)
             .capacity(w.capacity)
             .weight(w.weight)
             .heartbeat_ttl(day * 365);

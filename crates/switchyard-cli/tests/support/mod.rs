@@ -46,14 +46,28 @@ pub struct WorkerProcess {
 impl WorkerProcess {
     /// Starts `switchyard worker --id <id> <extra>` with its stderr in a log file.
     pub fn start(server: &RedisServer, namespace: &str, id: &str, extra: &[&str]) -> Self {
-        let log = server.dir().join(format!("worker-{id}.log"));
+        Self::start_logging(server, namespace, id, extra, "warn")
+    }
+
+    /// [`WorkerProcess::start`] with `RUST_LOG=<filter>`; the log file is named after `id` and
+    /// a counter, so that two processes with one id keep separate logs.
+    pub fn start_logging(
+        server: &RedisServer,
+        namespace: &str,
+        id: &str,
+        extra: &[&str],
+        filter: &str,
+    ) -> Self {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let log = server.dir().join(format!("worker-{id}-{n}.log"));
         let file = std::fs::File::create(&log).expect("a log file in the server's temp dir");
         let child = switchyard()
             .args(["worker", "--id", id])
             .args(extra)
             .env("SWITCHYARD_URL", server.url())
             .env("SWITCHYARD_NAMESPACE", namespace)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(file))
@@ -90,6 +104,29 @@ impl WorkerProcess {
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("worker {} did not stop within {within:?}", self.id);
+    }
+
+    /// Waits up to `within` for the process to exit by itself; its exit status and log.
+    pub fn wait_exit(&mut self, within: Duration) -> (std::process::ExitStatus, String) {
+        let started = Instant::now();
+        while started.elapsed() < within {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return (status, self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "worker {} did not exit within {within:?}: {}",
+            self.id,
+            self.log()
+        );
+    }
+
+    /// Sends `signal` (e.g. `-STOP`, `-CONT`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args([signal, &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "cannot send {signal}");
     }
 
     /// What it wrote to stderr so far.

@@ -42,6 +42,7 @@ pub use rank_set::RankSet;
 pub use round_robin::RoundRobin;
 pub use weighted::{WEIGHT_SCALE, WEIGHTED_RENORM_AT, Weighted, first_n_at, pass};
 
+use crate::display::quoted;
 use crate::{Error, WorkerId};
 
 /// Largest worker capacity (concurrent slots). Keeps load ratios exact (see [`load_ratio`]).
@@ -146,7 +147,7 @@ impl std::str::FromStr for Strategy {
             },
             ("affinity", Some(a)) => Strategy::Affinity {
                 vnodes: a.parse().map_err(|_| {
-                    Error::invalid("strategy", format!("vnodes `{a}` is not a number"))
+                    Error::invalid("strategy", format!("vnodes {} is not a number", quoted(a)))
                 })?,
             },
             ("pull", None) => Strategy::Pull,
@@ -154,7 +155,8 @@ impl std::str::FromStr for Strategy {
                 return Err(Error::invalid(
                     "strategy",
                     format!(
-                        "`{s}`: expected round-robin, random, weighted, least-loaded, affinity[:vnodes] or pull"
+                        "{}: expected round-robin, random, weighted, least-loaded, affinity[:vnodes] or pull",
+                        quoted(s)
                     ),
                 ));
             }

@@ -14,9 +14,10 @@ use futures_util::FutureExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use switchyard_core::backend::timeout_error;
+use switchyard_core::display::duration;
 use switchyard_core::{
-    Ack, Backend, Clock, Delivery, Error, LeaseToken, Millis, QueueName, Result, SystemClock,
-    TaskId, TaskKind, WorkerId, WorkerSpec,
+    Ack, Backend, Clock, Delivery, Error, LeaseToken, Millis, QueueConfig, QueueName, Result,
+    SystemClock, TaskId, WorkerId, WorkerRef, WorkerSpec,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -25,127 +26,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{Client, Task, from_json, to_json};
 
-/// Why a handler failed, and whether the task may be retried.
-///
-/// Any `std::error::Error` converts into a retryable failure, so handlers can use `?`.
-///
-/// ```
-/// use switchyard::TaskError;
-/// fn parse(payload: &[u8]) -> Result<u32, TaskError> {
-///     let text = std::str::from_utf8(payload)?; // retryable, via `From`
-///     text.trim().parse().map_err(|_| TaskError::fatal(format!("`{text}` is not a number")))
-/// }
-/// assert_eq!(parse(b"42").unwrap(), 42);
-/// assert!(!parse(b"x").unwrap_err().is_retryable());
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskError {
-    message: String,
-    retry: bool,
-}
+mod context;
+mod recovery;
+mod registration;
 
-impl TaskError {
-    /// A failure worth retrying (within the task's attempts and the queue's backoff).
-    pub fn retry(message: impl std::fmt::Display) -> Self {
-        TaskError {
-            message: message.to_string(),
-            retry: true,
-        }
-    }
-
-    /// A failure not worth retrying: the task goes to the dead-letter set at once.
-    pub fn fatal(message: impl std::fmt::Display) -> Self {
-        TaskError {
-            message: message.to_string(),
-            retry: false,
-        }
-    }
-
-    /// The message.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-
-    /// Whether a retry is allowed.
-    pub fn is_retryable(&self) -> bool {
-        self.retry
-    }
-}
-
-impl std::fmt::Display for TaskError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl<E: std::error::Error> From<E> for TaskError {
-    fn from(e: E) -> Self {
-        TaskError::retry(e)
-    }
-}
-
-/// What a handler knows about the task it runs.
-///
-/// A long handler should watch for cancellation (the task was cancelled, its lease was lost,
-/// or the worker is shutting down past its grace period). What it returns then matters little:
-/// a user's cancel ends the task cancelled, a lost lease refuses the report, and a shutdown
-/// hands the task back to its queue whatever the handler says, so returning
-/// `TaskError::fatal` is fine:
-///
-/// ```
-/// use std::time::Duration;
-/// use switchyard::{Client, TaskError, Worker};
-/// let client = Client::memory();
-/// let worker = Worker::builder(&client, "worker-1", ["exports"])?
-///     .handle("export", |ctx, _payload| async move {
-///         for _chunk in 0..100 {
-///             tokio::select! {
-///                 _ = ctx.cancelled() => return Err(TaskError::fatal("cancelled")),
-///                 _ = tokio::time::sleep(Duration::from_millis(10)) => {}
-///             }
-///         }
-///         Ok(format!("exported on attempt {}", ctx.attempt).into_bytes())
-///     })
-///     .build()?;
-/// # Ok::<(), switchyard::Error>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct TaskContext {
-    /// The task.
-    pub id: TaskId,
-    /// Its queue.
-    pub queue: QueueName,
-    /// Its kind.
-    pub kind: TaskKind,
-    /// This attempt's number, from 1.
-    pub attempt: u32,
-    /// Attempts allowed.
-    pub max_attempts: u32,
-    /// When the lease runs out (ms since the epoch, on the backend's clock, which may differ
-    /// from this machine's). The runtime measures the task's timeout on its own clock from
-    /// when it received the task; the backend's heartbeat enforces this deadline.
-    pub deadline: Millis,
-    /// The worker running it.
-    pub worker: WorkerId,
-    cancel: CancellationToken,
-}
-
-impl TaskContext {
-    /// Whether the task was cancelled (or its lease lost): stop working on it.
-    pub fn is_cancelled(&self) -> bool {
-        self.cancel.is_cancelled()
-    }
-
-    /// Resolves when the task is cancelled (or its lease lost); use it in `tokio::select!`.
-    pub async fn cancelled(&self) {
-        self.cancel.cancelled().await;
-    }
-
-    /// The cancellation token itself, to hand to code that takes one.
-    pub fn cancellation_token(&self) -> CancellationToken {
-        self.cancel.clone()
-    }
-}
+pub use context::{TaskContext, TaskError};
+use recovery::{Retry, Throttle, repeats};
 
 type HandlerFuture = Pin<Box<dyn Future<Output = std::result::Result<Vec<u8>, TaskError>> + Send>>;
 type Handler = Arc<dyn Fn(TaskContext, Vec<u8>) -> HandlerFuture + Send + Sync>;
@@ -245,6 +131,7 @@ pub struct WorkerReport {
 pub struct WorkerBuilder {
     backend: Arc<dyn Backend>,
     spec: WorkerSpec,
+    declarations: Vec<(QueueName, QueueConfig)>,
     handlers: HashMap<String, Handler>,
     shutdown_grace: Duration,
     cancel_grace: Duration,
@@ -299,6 +186,39 @@ impl WorkerBuilder {
     pub fn maintenance(mut self, every: Option<Duration>) -> Self {
         self.maintenance = every;
         self
+    }
+
+    /// Carries the configuration of `queue`: the worker declares it when it starts, and again
+    /// whenever the backend has lost it (Redis restarted without persistence, was flushed, or
+    /// failed over to a replica without the data), so that it recovers by itself. Declaring
+    /// is a no-op while the queue exists with this configuration; with another one the worker
+    /// does not start ([`Error::QueueConflict`]). The queue need not be one the worker serves.
+    /// Queues the client keeps declared ([`Client::keep_declared`]) are carried already.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use switchyard::{Client, Policy, QueueConfig, Strategy, TaskError, Worker};
+    /// let client = Client::memory();
+    /// let worker = Worker::builder(&client, "w", ["emails"])?
+    ///     .declare("emails", QueueConfig::new(Policy::PRIORITY, Strategy::LeastLoaded))?
+    ///     .handle("send", |_ctx, payload| async move { Ok::<_, TaskError>(payload) })
+    ///     .build()?;
+    /// let (stop, running) = (worker.shutdown_handle(), tokio::spawn(worker.run()));
+    /// // No one else declared `emails`: the worker did.
+    /// let task = client.submit_json("emails", "send", "hi").await?;
+    /// assert_eq!(task.result::<String>(Duration::from_secs(5)).await?, "hi");
+    /// stop.shutdown();
+    /// running.await.unwrap()?;
+    /// # Ok::<(), switchyard::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn declare(mut self, queue: &str, config: QueueConfig) -> Result<Self> {
+        config.validate()?;
+        let queue = QueueName::new(queue)?;
+        self.declarations.retain(|(q, _)| *q != queue);
+        self.declarations.push((queue, config));
+        Ok(self)
     }
 
     /// Registers a handler for `kind` on raw bytes.
@@ -434,10 +354,14 @@ impl WorkerBuilder {
                 "register at least one handler",
             ));
         }
+        let shutdown = CancellationToken::new();
+        let seed = switchyard_core::rng::entropy();
         Ok(Worker {
             inner: Arc::new(Inner {
                 backend: self.backend,
+                me: self.spec.worker_ref(),
                 spec: self.spec,
+                declarations: self.declarations,
                 handlers: self.handlers,
                 shutdown_grace: self.shutdown_grace,
                 cancel_grace: self.cancel_grace,
@@ -446,9 +370,19 @@ impl WorkerBuilder {
                 running: Mutex::new(Running::default()),
                 draining: AtomicBool::new(false),
                 registration: tokio::sync::Mutex::new(0),
+                last_contact: Mutex::new(Instant::now()),
+                lost_reported: AtomicBool::new(false),
+                retry: Retry::new(seed),
+                register_log: Throttle::default(),
+                receive_log: Throttle::default(),
+                heartbeat_log: Throttle::default(),
+                maintenance_log: Throttle::default(),
+                fenced: CancellationToken::new(),
+                fence_error: Mutex::new(None),
+                shutdown: shutdown.clone(),
                 stats: Counters::default(),
             }),
-            shutdown: CancellationToken::new(),
+            shutdown,
         })
     }
 }
@@ -463,6 +397,10 @@ struct Counters {
 struct Inner {
     backend: Arc<dyn Backend>,
     spec: WorkerSpec,
+    /// How the worker names itself in its calls (id and instance token).
+    me: WorkerRef,
+    /// Queues the worker declares at start and after the backend lost them.
+    declarations: Vec<(QueueName, QueueConfig)>,
     handlers: HashMap<String, Handler>,
     shutdown_grace: Duration,
     cancel_grace: Duration,
@@ -474,6 +412,21 @@ struct Inner {
     draining: AtomicBool,
     /// Registration generation, so that concurrent discoveries of a reap register once.
     registration: tokio::sync::Mutex<u64>,
+    /// When a registration or heartbeat last got through (tells a reap from lost data).
+    last_contact: Mutex<Instant>,
+    /// Whether the current loss of the registration was reported already.
+    lost_reported: AtomicBool,
+    /// The pause before the next attempt of a failing call (every error path shares it).
+    retry: Retry,
+    register_log: Throttle,
+    receive_log: Throttle,
+    heartbeat_log: Throttle,
+    maintenance_log: Throttle,
+    /// Fired when another instance holds the id: the worker stops (see `Inner::fence`).
+    fenced: CancellationToken,
+    fence_error: Mutex<Option<Error>>,
+    /// The worker's shutdown handle's token.
+    shutdown: CancellationToken,
     stats: Counters,
 }
 
@@ -632,9 +585,11 @@ impl Worker {
         I: IntoIterator<Item = Q>,
         Q: AsRef<str>,
     {
+        let spec = WorkerSpec::new(id, queues)?;
         Ok(WorkerBuilder {
             backend: client.backend().clone(),
-            spec: WorkerSpec::new(id, queues)?,
+            declarations: client.kept_declarations(spec.queues()),
+            spec,
             handlers: HashMap::new(),
             shutdown_grace: Duration::from_secs(30),
             cancel_grace: Duration::from_secs(5),
@@ -733,7 +688,7 @@ impl Worker {
     pub async fn run(self) -> Result<WorkerReport> {
         let inner = self.inner.clone();
         let shutdown = self.shutdown.clone();
-        inner.register().await?;
+        inner.register_first().await?;
         let background = CancellationToken::new();
         // If this future is dropped (the worker is killed), the loops it spawned stop with it.
         let _stop_on_drop = background.clone().drop_guard();
@@ -745,10 +700,24 @@ impl Worker {
         let mut tasks = JoinSet::new();
         inner.receive_loop(&slots, &mut tasks, &shutdown).await;
 
+        if inner.fenced.is_cancelled() {
+            // Another instance holds the id: every lease of this one is gone (its handlers were
+            // stopped), and draining or deregistering would act on the other's registration.
+            while tasks.join_next().await.is_some() {}
+            background.cancel();
+            let _ = heartbeat.await;
+            if let Some(m) = maintenance {
+                let _ = m.await;
+            }
+            return Err(inner
+                .take_fence_error()
+                .unwrap_or_else(|| Error::WorkerReplaced(inner.spec.id().clone())));
+        }
+
         // Graceful shutdown, in a fixed order:
         // 1. take no new tasks (the inbox goes back to the queues at once);
         inner.draining.store(true, Ordering::SeqCst);
-        let drained = match inner.backend.drain_worker(inner.spec.id()).await {
+        let drained = match inner.backend.drain_worker(&inner.me).await {
             Ok(back) => back.returned.len(),
             Err(e) => {
                 tracing::warn!(worker = %inner.spec.id(), "cannot drain: {e}");
@@ -778,9 +747,9 @@ impl Worker {
         if let Some(m) = maintenance {
             let _ = m.await;
         }
-        let handed_back = match inner.backend.deregister_worker(inner.spec.id()).await {
+        let handed_back = match inner.backend.deregister_worker(&inner.me).await {
             Ok(back) => back.returned.len(),
-            Err(Error::UnknownWorker(_)) => 0,
+            Err(Error::UnknownWorker(_) | Error::WorkerReplaced(_)) => 0,
             Err(e) => return Err(e),
         };
         Ok(WorkerReport {
@@ -794,41 +763,6 @@ impl Worker {
 }
 
 impl Inner {
-    async fn register(&self) -> Result<()> {
-        let mut generation = self.registration.lock().await;
-        self.register_locked(&mut generation).await
-    }
-
-    async fn register_locked(&self, generation: &mut u64) -> Result<()> {
-        let out = self.backend.register_worker(self.spec.clone()).await?;
-        *generation += 1;
-        tracing::info!(worker = %self.spec.id(), replaced = out.replaced, "registered");
-        Ok(())
-    }
-
-    /// Registers again after the worker was found reaped, once per reap. The running handlers'
-    /// leases went with the reap, so they are stopped first. A draining worker does not come
-    /// back: it is on its way out, and the reap already returned its tasks.
-    async fn reregister(&self, seen: u64) {
-        let mut generation = self.registration.lock().await;
-        if *generation != seen {
-            return;
-        }
-        self.stop(Stop::LeaseLost, |_| true);
-        if self.draining.load(Ordering::SeqCst) {
-            tracing::warn!(worker = %self.spec.id(), "the backend reaped this worker while it was shutting down");
-            return;
-        }
-        tracing::warn!(worker = %self.spec.id(), "the backend reaped this worker: registering again");
-        if let Err(e) = self.register_locked(&mut generation).await {
-            tracing::error!(worker = %self.spec.id(), "cannot register again: {e}");
-        }
-    }
-
-    async fn generation(&self) -> u64 {
-        *self.registration.lock().await
-    }
-
     fn running(&self) -> std::sync::MutexGuard<'_, Running> {
         // A panic never happens while the lock is held (handlers run outside it).
         self.running
@@ -857,13 +791,23 @@ impl Inner {
                 _ = tokio::time::sleep(every) => {}
             }
             let seen = self.generation().await;
-            match self.backend.heartbeat(self.spec.id()).await {
+            match self.backend.heartbeat(&self.me).await {
                 Ok(reply) => {
+                    self.touch();
+                    self.heartbeat_log.reset();
                     self.stop(Stop::Cancelled, |id| reply.cancel.contains(&id));
                     self.stop(Stop::LeaseLost, |id| reply.expired.contains(&id));
                 }
                 Err(Error::UnknownWorker(_)) => self.reregister(seen).await,
-                Err(e) => tracing::warn!(worker = %self.spec.id(), "heartbeat failed: {e}"),
+                Err(e @ Error::WorkerReplaced(_)) => {
+                    self.fence(e);
+                    return;
+                }
+                Err(e) => {
+                    if let Some(held) = self.heartbeat_log.pass() {
+                        tracing::warn!(worker = %self.spec.id(), "heartbeat failed: {e}{}", repeats(held));
+                    }
+                }
             }
         }
     }
@@ -893,7 +837,9 @@ impl Inner {
                     Ok(report) if report.more => continue,
                     Ok(_) => break,
                     Err(e) => {
-                        tracing::warn!(worker = %self.spec.id(), "maintenance failed: {e}");
+                        if let Some(held) = self.maintenance_log.pass() {
+                            tracing::warn!(worker = %self.spec.id(), "maintenance failed: {e}{}", repeats(held));
+                        }
                         break;
                     }
                 }
@@ -911,6 +857,7 @@ impl Inner {
         loop {
             let first = tokio::select! {
                 _ = shutdown.cancelled() => return,
+                _ = self.fenced.cancelled() => return,
                 permit = slots.clone().acquire_owned() => match permit {
                     Ok(p) => p,
                     Err(_) => return,
@@ -923,10 +870,12 @@ impl Inner {
             let seen = self.generation().await;
             match self
                 .backend
-                .receive_wait(self.spec.id(), permits.len(), self.receive_slice)
+                .receive_wait(&self.me, permits.len(), self.receive_slice)
                 .await
             {
                 Ok(deliveries) => {
+                    self.retry.reset();
+                    self.receive_log.reset();
                     let received = Instant::now();
                     for delivery in deliveries {
                         let Some(permit) = permits.pop() else { break };
@@ -939,11 +888,24 @@ impl Inner {
                     }
                 }
                 Err(Error::UnknownWorker(_)) => self.reregister(seen).await,
+                Err(e @ Error::WorkerReplaced(_)) => {
+                    self.fence(e);
+                    return;
+                }
                 Err(e) => {
-                    tracing::warn!(worker = %self.spec.id(), "receive failed: {e}");
+                    let pause = self.retry.next();
+                    if let Some(held) = self.receive_log.pass() {
+                        tracing::warn!(
+                            worker = %self.spec.id(),
+                            "receive failed: {e}; retrying in {}{}",
+                            duration(pause),
+                            repeats(held)
+                        );
+                    }
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                        _ = self.fenced.cancelled() => return,
+                        _ = tokio::time::sleep(pause) => {}
                     }
                 }
             }

@@ -1,0 +1,127 @@
+//! What a handler sees: the [`TaskContext`] of the task it runs, and the [`TaskError`] it
+//! answers a failure with.
+
+use switchyard_core::{Millis, QueueName, TaskId, TaskKind, WorkerId};
+use tokio_util::sync::CancellationToken;
+
+/// Why a handler failed, and whether the task may be retried.
+///
+/// Any `std::error::Error` converts into a retryable failure, so handlers can use `?`.
+///
+/// ```
+/// use switchyard::TaskError;
+/// fn parse(payload: &[u8]) -> Result<u32, TaskError> {
+///     let text = std::str::from_utf8(payload)?; // retryable, via `From`
+///     text.trim().parse().map_err(|_| TaskError::fatal(format!("`{text}` is not a number")))
+/// }
+/// assert_eq!(parse(b"42").unwrap(), 42);
+/// assert!(!parse(b"x").unwrap_err().is_retryable());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskError {
+    message: String,
+    retry: bool,
+}
+
+impl TaskError {
+    /// A failure worth retrying (within the task's attempts and the queue's backoff).
+    pub fn retry(message: impl std::fmt::Display) -> Self {
+        TaskError {
+            message: message.to_string(),
+            retry: true,
+        }
+    }
+
+    /// A failure not worth retrying: the task goes to the dead-letter set at once.
+    pub fn fatal(message: impl std::fmt::Display) -> Self {
+        TaskError {
+            message: message.to_string(),
+            retry: false,
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether a retry is allowed.
+    pub fn is_retryable(&self) -> bool {
+        self.retry
+    }
+}
+
+impl std::fmt::Display for TaskError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl<E: std::error::Error> From<E> for TaskError {
+    fn from(e: E) -> Self {
+        TaskError::retry(e)
+    }
+}
+
+/// What a handler knows about the task it runs.
+///
+/// A long handler should watch for cancellation (the task was cancelled, its lease was lost,
+/// or the worker is shutting down past its grace period). What it returns then matters little:
+/// a user's cancel ends the task cancelled, a lost lease refuses the report, and a shutdown
+/// hands the task back to its queue whatever the handler says, so returning
+/// `TaskError::fatal` is fine:
+///
+/// ```
+/// use std::time::Duration;
+/// use switchyard::{Client, TaskError, Worker};
+/// let client = Client::memory();
+/// let worker = Worker::builder(&client, "worker-1", ["exports"])?
+///     .handle("export", |ctx, _payload| async move {
+///         for _chunk in 0..100 {
+///             tokio::select! {
+///                 _ = ctx.cancelled() => return Err(TaskError::fatal("cancelled")),
+///                 _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+///             }
+///         }
+///         Ok(format!("exported on attempt {}", ctx.attempt).into_bytes())
+///     })
+///     .build()?;
+/// # Ok::<(), switchyard::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct TaskContext {
+    /// The task.
+    pub id: TaskId,
+    /// Its queue.
+    pub queue: QueueName,
+    /// Its kind.
+    pub kind: TaskKind,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// When the lease runs out (ms since the epoch, on the backend's clock, which may differ
+    /// from this machine's). The runtime measures the task's timeout on its own clock from
+    /// when it received the task; the backend's heartbeat enforces this deadline.
+    pub deadline: Millis,
+    /// The worker running it.
+    pub worker: WorkerId,
+    pub(super) cancel: CancellationToken,
+}
+
+impl TaskContext {
+    /// Whether the task was cancelled (or its lease lost): stop working on it.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Resolves when the task is cancelled (or its lease lost); use it in `tokio::select!`.
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await;
+    }
+
+    /// The cancellation token itself, to hand to code that takes one.
+    pub fn cancellation_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+}

@@ -1,0 +1,153 @@
+//! How the runtime waits and speaks while the backend fails: a jittered exponential
+//! [`Retry`] pause for every error path, and a [`Throttle`] that keeps a failure from
+//! flooding the log.
+//!
+//! A worker must never spin against a backend that answers every call with an error (Redis
+//! restarted empty, down, or failing over): each failed attempt doubles the pause before the
+//! next, up to a cap, and the first success resets it. Its log says what happened once, then
+//! at most once per [`Throttle`] period, with the number of repeats in between.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use switchyard_core::rng::SplitMix64;
+use tokio::time::Instant;
+
+/// First pause after a failure.
+pub(crate) const RETRY_FIRST: Duration = Duration::from_millis(100);
+/// Longest pause between attempts.
+pub(crate) const RETRY_CAP: Duration = Duration::from_secs(5);
+/// Shortest time between two log lines of one [`Throttle`].
+pub(crate) const LOG_PERIOD: Duration = Duration::from_secs(10);
+
+/// Jittered exponential pauses: the `n`-th consecutive failure waits a uniformly drawn time
+/// in `[d/2, d]` with `d = min(RETRY_FIRST · 2ⁿ⁻¹, RETRY_CAP)`, so that many workers that lost
+/// the same server do not come back in step.
+#[derive(Debug)]
+pub(crate) struct Retry {
+    state: Mutex<(u32, SplitMix64)>,
+}
+
+impl Retry {
+    pub(crate) fn new(seed: u64) -> Self {
+        Retry {
+            state: Mutex::new((0, SplitMix64::new(seed))),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u32, SplitMix64)> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The pause after one more failure.
+    pub(crate) fn next(&self) -> Duration {
+        let mut state = self.lock();
+        let (failures, rng) = &mut *state;
+        *failures = failures.saturating_add(1);
+        let doubled = RETRY_FIRST.saturating_mul(1 << (*failures - 1).min(16));
+        let d = doubled.min(RETRY_CAP);
+        d.mul_f64(0.5 + 0.5 * rng.next_f64())
+    }
+
+    /// A success: the next failure waits [`RETRY_FIRST`] again.
+    pub(crate) fn reset(&self) {
+        self.lock().0 = 0;
+    }
+}
+
+/// Lets one kind of log line through at most once per [`LOG_PERIOD`], counting the ones it
+/// held back.
+#[derive(Debug, Default)]
+pub(crate) struct Throttle {
+    state: Mutex<ThrottleState>,
+}
+
+#[derive(Debug, Default)]
+struct ThrottleState {
+    last: Option<Instant>,
+    held: u64,
+}
+
+impl Throttle {
+    /// `Some(n)` if a line may be written now (`n` lines were held back since the last one),
+    /// `None` if it must be held back.
+    pub(crate) fn pass(&self) -> Option<u64> {
+        self.pass_at(Instant::now())
+    }
+
+    fn pass_at(&self, now: Instant) -> Option<u64> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match state.last {
+            Some(last) if now.duration_since(last) < LOG_PERIOD => {
+                state.held += 1;
+                None
+            }
+            _ => {
+                state.last = Some(now);
+                Some(std::mem::take(&mut state.held))
+            }
+        }
+    }
+
+    /// Forgets the last line: after a recovery, the next failure is reported at once.
+    pub(crate) fn reset(&self) {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *state = ThrottleState::default();
+    }
+}
+
+/// `" (and N more like it in the last 10 s)"` for a throttle that held lines back, else `""`.
+pub(crate) fn repeats(held: u64) -> String {
+    if held == 0 {
+        String::new()
+    } else {
+        format!(
+            " ({held} more like it since the last report, in {} s)",
+            LOG_PERIOD.as_secs()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pauses_double_up_to_the_cap_with_jitter_and_reset() {
+        let retry = Retry::new(7);
+        let pauses: Vec<Duration> = (0..12).map(|_| retry.next()).collect();
+        for (i, p) in pauses.iter().enumerate() {
+            let d = RETRY_FIRST.saturating_mul(1 << i.min(16)).min(RETRY_CAP);
+            assert!(
+                *p >= d / 2 && *p <= d,
+                "pause {i}: {p:?} outside [{:?}, {d:?}]",
+                d / 2
+            );
+        }
+        assert!(pauses[11] >= RETRY_CAP / 2);
+        retry.reset();
+        assert!(retry.next() <= RETRY_FIRST);
+    }
+
+    #[test]
+    fn throttle_lets_one_line_through_per_period_and_counts_the_rest() {
+        let t = Throttle::default();
+        let start = Instant::now();
+        assert_eq!(t.pass_at(start), Some(0));
+        assert_eq!(t.pass_at(start + LOG_PERIOD / 2), None);
+        assert_eq!(t.pass_at(start + LOG_PERIOD / 2), None);
+        assert_eq!(t.pass_at(start + LOG_PERIOD), Some(2));
+        t.reset();
+        assert_eq!(t.pass_at(start + LOG_PERIOD), Some(0));
+        assert_eq!(repeats(0), "");
+        assert!(repeats(3).contains("3 more"));
+    }
+}
