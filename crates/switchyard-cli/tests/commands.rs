@@ -196,7 +196,7 @@ fn bad_input_gets_a_clear_error() {
     assert!(memory.contains("switchyard demo"), "{memory}");
     let refused = switchyard_cli_with_url("redis://127.0.0.1:1", &["status"]);
     assert!(
-        refused.contains("cannot connect to redis://127.0.0.1:1"),
+        refused.contains("cannot connect to `redis://127.0.0.1:1`"),
         "{refused}"
     );
 }
@@ -210,4 +210,157 @@ fn switchyard_cli_with_url(url: &str, args: &[&str]) -> String {
         .unwrap();
     assert!(!out.status.success());
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A password in a URL is never printed: not in errors, not in `--help` (which shows the
+/// values of environment variables unless told not to), not in a worker's start line.
+#[test]
+fn passwords_are_never_shown() {
+    let secret = "s3cret-pw";
+    let refused = switchyard_cli_with_url(&format!("redis://:{secret}@127.0.0.1:1"), &["status"]);
+    assert!(!refused.contains(secret), "{refused}");
+    assert!(refused.contains("redis://:***@127.0.0.1:1"), "{refused}");
+    let user = switchyard_cli_with_url(&format!("redis://app:{secret}@127.0.0.1:1/0"), &["status"]);
+    assert!(
+        !user.contains(secret) && user.contains("redis://app:***@127.0.0.1:1/0"),
+        "{user}"
+    );
+    for command in ["status", "worker", "submit", "declare"] {
+        let help = support::switchyard()
+            .args([command, "--help"])
+            .env("SWITCHYARD_URL", format!("redis://:{secret}@127.0.0.1:1"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert!(
+            help.status.success() && !text.contains(secret),
+            "{command}: {text}"
+        );
+    }
+
+    // A server that needs the password: the worker's log and a wrong password's error.
+    let server = RedisServer::start_with(
+        &switchyard_testkit::redis_server::ServerOptions::default().arg("requirepass", secret),
+    )
+    .unwrap();
+    let url = format!("redis://:{secret}@127.0.0.1:{}", server.port());
+    let out = support::switchyard()
+        .args(["declare", "q"])
+        .env("SWITCHYARD_URL", &url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut worker = support::switchyard()
+        .args(["worker", "--queue", "q"])
+        .env("SWITCHYARD_URL", &url)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = String::new();
+    {
+        use std::io::BufRead;
+        let stderr = worker.stderr.take().unwrap();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            log.push_str(&line);
+            log.push('\n');
+            if line.contains("registered") {
+                break;
+            }
+        }
+    }
+    let _ = worker.kill();
+    let _ = worker.wait();
+    assert!(log.contains("redis://:***@127.0.0.1"), "{log}");
+    assert!(!log.contains(secret), "{log}");
+    let wrong = format!("redis://:wrong-{secret}@127.0.0.1:{}", server.port());
+    let denied = switchyard_cli_with_url(&wrong, &["status"]);
+    assert!(!denied.contains(secret), "{denied}");
+    assert!(denied.contains("authentication"), "{denied}");
+}
+
+/// Messages stay short and readable whatever the input, and flags take what they say.
+#[test]
+fn messages_stay_readable_and_flags_take_what_they_say() {
+    let server = RedisServer::start().unwrap();
+    let ns = "msg";
+    let err = |args: &[&str]| {
+        let out = run(&server, ns, args);
+        assert!(!out.status.success(), "switchyard {args:?} should fail");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let long = "q".repeat(10_000);
+    let said = err(&["declare", &long]);
+    assert!(said.len() < 300, "{} bytes: {said}", said.len());
+    assert!(said.contains("10000 bytes"), "{said}");
+    let said = err(&["declare", "café"]);
+    assert!(said.contains("contains 'é'"), "{said}");
+    // (A NUL byte cannot be passed on a command line; the library test covers it.)
+    let said = err(&["declare", "a\nb\u{1b}[31mc"]);
+    assert_eq!(said.trim_end().lines().count(), 1, "{said:?}");
+    assert!(said.contains("\\n") && said.contains("\\u{1b}"), "{said}");
+    let said = err(&["declare", "q", "--timeout-ms", "5184000000"]);
+    assert!(
+        said.contains("5184000000 ms is outside 1..=4294967295 ms"),
+        "{said}"
+    );
+    ok(&server, ns, &["declare", "jobs"]);
+    let said = err(&["submit", "jobs", "echo", "--priority", "-1"]);
+    assert!(said.contains("from 0 (the lowest"), "{said}");
+    assert!(
+        !said.contains("-- -1"),
+        "no tip that would make it the payload: {said}"
+    );
+
+    // A payload larger than a command line holds, from a file and from standard input.
+    let big = format!("\"{}\"", "x".repeat(200 * 1024));
+    let path = server.dir().join("payload.json");
+    std::fs::write(&path, &big).unwrap();
+    let id = ok(
+        &server,
+        ns,
+        &[
+            "submit",
+            "jobs",
+            "echo",
+            "--payload-file",
+            path.to_str().unwrap(),
+        ],
+    );
+    let mut child = support::switchyard()
+        .args(["submit", "jobs", "echo", "--payload-file", "-"])
+        .env("SWITCHYARD_URL", server.url())
+        .env("SWITCHYARD_NAMESPACE", ns)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(big.as_bytes())
+            .unwrap();
+    }
+    let piped = child.wait_with_output().unwrap();
+    assert!(piped.status.success());
+    let worker = WorkerProcess::start(&server, ns, "w", &WORKER);
+    for id in [
+        id.trim().to_owned(),
+        String::from_utf8_lossy(&piped.stdout).trim().to_owned(),
+    ] {
+        let shown = ok(&server, ns, &["task", &id, "--wait-ms", "20000"]);
+        assert!(shown.contains("succeeded"), "{shown}");
+    }
+    drop(worker);
+    let said = err(&["submit", "jobs", "echo", "x", "--payload-file", "-"]);
+    assert!(said.contains("cannot be used with"), "{said}");
 }

@@ -105,6 +105,8 @@ fn spawn(
 struct Tap {
     inner: Arc<dyn Backend>,
     silenced: Mutex<HashSet<WorkerId>>,
+    /// Workers whose heartbeats fail with a connection error (a network partition).
+    cut: Mutex<HashSet<WorkerId>>,
     maintains: AtomicU64,
 }
 
@@ -113,7 +115,19 @@ impl Tap {
         Tap {
             inner,
             silenced: Mutex::new(HashSet::new()),
+            cut: Mutex::new(HashSet::new()),
             maintains: AtomicU64::new(0),
+        }
+    }
+
+    /// Makes `worker`'s heartbeats fail (or work again), as a network partition would.
+    fn cut(&self, worker: &str, cut: bool) {
+        let id: WorkerId = worker.parse().unwrap();
+        let mut set = self.cut.lock().unwrap();
+        if cut {
+            set.insert(id);
+        } else {
+            set.remove(&id);
         }
     }
 
@@ -148,6 +162,12 @@ impl Backend for Tap {
     async fn heartbeat(&self, worker: &WorkerRef) -> switchyard::Result<HeartbeatReply> {
         if self.silenced.lock().unwrap().contains(&worker.id) {
             return Ok(HeartbeatReply::default());
+        }
+        if self.cut.lock().unwrap().contains(&worker.id) {
+            return Err(Error::Backend {
+                kind: switchyard::BackendErrorKind::Connection,
+                message: "cut off by the test".into(),
+            });
         }
         self.inner.heartbeat(worker).await
     }
@@ -1086,6 +1106,129 @@ async fn a_reaped_worker_registers_again_and_goes_on(c: Client) {
     );
 }
 
+/// Two workers with one id at once: the second does not start (it waits once for the first
+/// registration to expire, which it does not while the first heartbeats), and the first goes
+/// on alone.
+async fn a_second_worker_with_the_same_id_does_not_start(c: Client) {
+    c.declare("q", QueueConfig::default()).await.unwrap();
+    let build = || {
+        Worker::builder(&c, "same", ["q"])
+            .unwrap()
+            .heartbeat_ttl(Duration::from_millis(400))
+            .maintenance(None)
+            .handle("echo", |_ctx, p| async move { Ok(p) })
+            .build()
+            .unwrap()
+    };
+    let (stop, first) = spawn(build());
+    eventually(Duration::from_secs(10), "the first to register", || async {
+        let stats = c.stats().await.ok()?;
+        (stats.workers.len() == 1).then_some(())
+    })
+    .await;
+    match build().run().await {
+        Err(Error::WorkerIdInUse { worker, .. }) => assert_eq!(worker.as_str(), "same"),
+        other => panic!("expected WorkerIdInUse, got {other:?}"),
+    }
+    let task = c.submit_json("q", "echo", "still here").await.unwrap();
+    assert_eq!(
+        task.result::<String>(Duration::from_secs(10))
+            .await
+            .unwrap(),
+        "still here"
+    );
+    stop.shutdown();
+    assert_eq!(first.await.unwrap().unwrap().completed, 1);
+}
+
+/// A worker cut off from the backend (its heartbeats fail) is presumed dead once its TTL
+/// passed: it stops its own running handlers then (their leases may be handed to others), and
+/// another instance takes its id over. When the first one's heartbeats get through again, it
+/// learns that it was replaced and ends with `WorkerReplaced`; the task completes on the
+/// newcomer.
+async fn a_replaced_worker_stops_and_says_why(c: Client) {
+    let tap = Arc::new(Tap::new(c.backend().clone()));
+    let c = Client::from_arc(tap.clone());
+    c.declare("q", quick(QueueConfig::default())).await.unwrap();
+    let build = |c: &Client, name: &'static str| {
+        Worker::builder(c, "same", ["q"])
+            .unwrap()
+            .heartbeat_ttl(Duration::from_millis(300))
+            // The newcomer promotes the retry of the attempt the first one gave up.
+            .maintenance((name == "second").then_some(Duration::from_millis(50)))
+            .handle("work", move |ctx, _p| async move {
+                if name == "first" {
+                    ctx.cancelled().await;
+                    return Err(TaskError::retry("stopped"));
+                }
+                Ok(name.as_bytes().to_vec())
+            })
+            .build()
+            .unwrap()
+    };
+    let (_stop_first, first) = spawn(build(&c, "first"));
+    let task = c
+        .submit(TaskSpec::builder("q", "work").build().unwrap())
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "the task to run", || {
+        running_on(&c, task.id(), "same")
+    })
+    .await;
+    tap.cut("same", true);
+    // The newcomer talks to the backend directly; it takes the id over once the first
+    // registration expired, and the task (handed back with it) then runs there.
+    let direct = Client::from_arc(tap.inner.clone());
+    let (stop_second, second) = spawn(build(&direct, "second"));
+    assert_eq!(
+        task.wait(Duration::from_secs(20)).await.unwrap(),
+        TaskOutcome::Succeeded(b"second".to_vec())
+    );
+    tap.cut("same", false);
+    match first.await.unwrap() {
+        Err(Error::WorkerReplaced(w)) => assert_eq!(w.as_str(), "same"),
+        other => panic!("expected WorkerReplaced, got {other:?}"),
+    }
+    stop_second.shutdown();
+    second.await.unwrap().unwrap();
+}
+
+/// A client that keeps its queue declared submits again after Redis restarted empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_keeping_its_queue_declared_survives_an_empty_restart() {
+    let mut server = RedisServer::start().unwrap();
+    let c = client(Some(&server)).await;
+    let config = QueueConfig::new(Policy::PRIORITY, Strategy::Pull);
+    c.keep_declared("q", config).await.unwrap();
+    c.submit_json("q", "k", "before").await.unwrap();
+    server.restart_empty().unwrap();
+    let q = QueueName::new("q").unwrap();
+    // The pool reconnects on the first call that finds its connection broken.
+    let submitted = eventually(
+        Duration::from_secs(20),
+        "a submit after the restart",
+        || async { c.submit_json("q", "k", "after").await.ok() },
+    )
+    .await;
+    assert_eq!(c.backend().queue_config(&q).await.unwrap(), Some(config));
+    assert_eq!(submitted.state().await.unwrap(), Some(TaskState::Ready));
+    // Without keeping it, the error stands.
+    let plain = Client::from_arc(c.backend().clone());
+    server.restart_empty().unwrap();
+    let err = eventually(
+        Duration::from_secs(20),
+        "an answer after the restart",
+        || async {
+            match plain.submit_json("q", "k", "lost").await {
+                Err(Error::UnknownQueue(q)) => Some(q),
+                _ => None,
+            }
+        },
+    )
+    .await;
+    assert_eq!(err.as_str(), "q");
+}
+
 /// Per-task timeouts run on the worker's clock: with the backend's clock an hour behind or
 /// ahead, a quick task still succeeds and a slow one still times out on time.
 async fn timeouts_ignore_clock_skew(redis: Option<&RedisServer>) {
@@ -1655,6 +1798,8 @@ on_both!(
     a_slow_handler_times_out_and_is_retried_then_dead,
     a_worker_runs_up_to_its_capacity_at_once,
     a_reaped_worker_registers_again_and_goes_on,
+    a_second_worker_with_the_same_id_does_not_start,
+    a_replaced_worker_stops_and_says_why,
     the_heartbeat_fails_an_overrunning_task,
     a_silent_worker_s_task_is_returned_by_another_worker_s_maintenance,
     a_killed_worker_s_tasks_finish_elsewhere,

@@ -307,7 +307,8 @@ pub async fn simulate(
             .instance(sim.instance)
             .capacity(w.capacity)
             .weight(w.weight)
-            .heartbeat_ttl(day * 365);
+            // The longest TTL there is (49.7 days): simulated workers never expire.
+            .heartbeat_ttl(Duration::from_millis(u64::from(u32::MAX)));
         sim.backend.register_worker(spec).await?;
         sim.worker_index.insert(w.id.clone(), i);
     }

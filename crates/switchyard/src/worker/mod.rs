@@ -205,7 +205,10 @@ impl WorkerBuilder {
     ///     .handle("send", |_ctx, payload| async move { Ok::<_, TaskError>(payload) })
     ///     .build()?;
     /// let (stop, running) = (worker.shutdown_handle(), tokio::spawn(worker.run()));
-    /// // No one else declared `emails`: the worker did.
+    /// // No one else declares `emails`: the worker does, as it starts.
+    /// while client.backend().queue_config(&"emails".parse()?).await?.is_none() {
+    ///     tokio::time::sleep(Duration::from_millis(5)).await;
+    /// }
     /// let task = client.submit_json("emails", "send", "hi").await?;
     /// assert_eq!(task.result::<String>(Duration::from_secs(5)).await?, "hi");
     /// stop.shutdown();
@@ -372,6 +375,7 @@ impl WorkerBuilder {
                 registration: tokio::sync::Mutex::new(0),
                 last_contact: Mutex::new(Instant::now()),
                 lost_reported: AtomicBool::new(false),
+                leases_dropped: AtomicBool::new(false),
                 retry: Retry::new(seed),
                 register_log: Throttle::default(),
                 receive_log: Throttle::default(),
@@ -416,6 +420,8 @@ struct Inner {
     last_contact: Mutex<Instant>,
     /// Whether the current loss of the registration was reported already.
     lost_reported: AtomicBool,
+    /// Whether the running handlers were stopped because no heartbeat got through for a TTL.
+    leases_dropped: AtomicBool,
     /// The pause before the next attempt of a failing call (every error path shares it).
     retry: Retry,
     register_log: Throttle,
@@ -775,6 +781,24 @@ impl Inner {
         self.running().stop(why, matches);
     }
 
+    /// After a failed heartbeat: once none got through for a whole TTL, the backend may have
+    /// reaped this worker and handed its tasks to others at any moment, so its running
+    /// handlers are stopped (once) rather than left to run a task twice at once.
+    fn drop_expired_leases(&self) {
+        let ttl = Duration::from_millis(u64::from(self.spec.heartbeat_ttl_ms()));
+        let since = self.since_contact();
+        if since > ttl && !self.leases_dropped.swap(true, Ordering::SeqCst) {
+            tracing::warn!(
+                worker = %self.spec.id(),
+                "no heartbeat got through for {} (heartbeat TTL {}): this worker's leases may \
+                 have been handed to other workers; stopping its running tasks",
+                duration(since),
+                duration(ttl)
+            );
+            self.stop(Stop::LeaseLost, |_| true);
+        }
+    }
+
     /// Past the grace period: every running handler is stopped for shutdown and none starts
     /// any more.
     fn stop_for_shutdown(&self) {
@@ -795,6 +819,7 @@ impl Inner {
                 Ok(reply) => {
                     self.touch();
                     self.heartbeat_log.reset();
+                    self.leases_dropped.store(false, Ordering::SeqCst);
                     self.stop(Stop::Cancelled, |id| reply.cancel.contains(&id));
                     self.stop(Stop::LeaseLost, |id| reply.expired.contains(&id));
                 }
@@ -807,6 +832,7 @@ impl Inner {
                     if let Some(held) = self.heartbeat_log.pass() {
                         tracing::warn!(worker = %self.spec.id(), "heartbeat failed: {e}{}", repeats(held));
                     }
+                    self.drop_expired_leases();
                 }
             }
         }

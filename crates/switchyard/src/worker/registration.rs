@@ -73,7 +73,8 @@ impl Inner {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
     }
 
-    fn since_contact(&self) -> Duration {
+    /// How long ago a registration or heartbeat last got through.
+    pub(super) fn since_contact(&self) -> Duration {
         self.last_contact
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
