@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use switchyard::display;
 use switchyard::{
-    Backend, Client, Clock, InstanceToken, Lease, Policy, QueueConfig, QueueName, RedisBackend,
-    RedisConfig, Strategy, SystemClock, TaskIdGenerator, TaskSpec, Worker, WorkerId, WorkerRef,
-    WorkerSpec,
+    Backend, Client, Clock, Durable, InstanceToken, Lease, Policy, QueueConfig, QueueName,
+    RedisBackend, RedisConfig, Strategy, SystemClock, TaskIdGenerator, TaskSpec, Worker, WorkerId,
+    WorkerRef, WorkerSpec,
 };
 
 /// Flags of `switchyard bench`.
@@ -64,6 +64,11 @@ pub struct BenchArgs {
     /// Batch sizes of the end-to-end runs, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,128")]
     pub e2e_batches: Vec<usize>,
+
+    /// Durable mode in every measurement: after each call, WAIT until this many replicas
+    /// confirmed it (1 s timeout). The server must have that many replicas.
+    #[arg(long, value_name = "REPLICAS")]
+    pub durable: Option<u32>,
 }
 
 type Res<T> = Result<T, String>;
@@ -159,13 +164,16 @@ struct Space {
 
 static NS: AtomicU64 = AtomicU64::new(0);
 
-async fn space(url: &str, pool: usize) -> Res<Space> {
+async fn space(args: &BenchArgs, pool: usize) -> Res<Space> {
     let namespace = format!(
         "bench-{}-{}",
         std::process::id(),
         NS.fetch_add(1, Ordering::SeqCst)
     );
-    let config = RedisConfig::new(url, namespace.clone()).with_pool_size(pool);
+    let mut config = RedisConfig::new(&args.url, namespace.clone()).with_pool_size(pool);
+    if let Some(replicas) = args.durable {
+        config = config.with_durable(Durable::new(replicas, std::time::Duration::from_secs(1)));
+    }
     let backend = RedisBackend::with_config(config).await.map_err(err)?;
     Ok(Space { backend, namespace })
 }
@@ -399,7 +407,7 @@ async fn lifecycle(probe: &mut Probe, args: &BenchArgs, floors: &Floors) -> Res<
     );
     println!("| --- | --- | --- | --- | --- | --- |");
     for batch in BATCHES {
-        let s = space(&args.url, 4).await?;
+        let s = space(args, 4).await?;
         let q = s.queue("life", Policy::Fcfs, Strategy::RoundRobin).await?;
         let w = s
             .worker("w", q.as_str(), u32::try_from(batch).map_err(err)?)
@@ -533,7 +541,7 @@ async fn depth(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
     for policy in [Policy::Fcfs, Policy::PRIORITY] {
         let mut growth = Growth::default();
         for d in [1_000usize, args.max_depth] {
-            let s = space(&args.url, 4).await?;
+            let s = space(args, 4).await?;
             let q = s.queue("deep", policy, Strategy::RoundRobin).await?;
             let w = s.worker("w", q.as_str(), 1).await?;
             let mut tasks = Tasks::new(3, args.payload);
@@ -586,7 +594,7 @@ async fn workers(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
     for strategy in Strategy::ALL.into_iter().filter(Strategy::is_push) {
         let mut growth = Growth::default();
         for count in [4usize, 64, 1024] {
-            let s = space(&args.url, 4).await?;
+            let s = space(args, 4).await?;
             let q = s.queue("many", Policy::Fcfs, strategy).await?;
             for i in 0..count {
                 s.worker(&format!("w{i:04}"), q.as_str(), 4).await?;
@@ -661,7 +669,7 @@ async fn end_to_end(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
     );
     for &batch in &args.e2e_batches {
         let batch = batch.max(1);
-        let s = space(&args.url, args.producers + args.workers + 2).await?;
+        let s = space(args, args.producers + args.workers + 2).await?;
         let q = s.queue("e2e", Policy::Fcfs, Strategy::LeastLoaded).await?;
         let capacity = (batch * 2).max(8) as u32;
         let mut ws = Vec::new();
@@ -766,7 +774,7 @@ async fn runtime_end_to_end(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
     println!(
         "| tasks/s | Redis CPU per task | script calls per task | usec_per_call |\n| --- | --- | --- | --- |"
     );
-    let s = space(&args.url, 4).await?;
+    let s = space(args, 4).await?;
     let q = s.queue("e2e", Policy::Fcfs, Strategy::LeastLoaded).await?;
     let client = Client::new(s.backend.clone());
     let total = args.e2e_tasks;
@@ -843,7 +851,7 @@ async fn memory(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
     println!("| policy | tasks | bytes per task |\n| --- | --- | --- |");
     let n = 200_000usize;
     for policy in [Policy::Fcfs, Policy::PRIORITY] {
-        let s = space(&args.url, 4).await?;
+        let s = space(args, 4).await?;
         let q = s.queue("mem", policy, Strategy::RoundRobin).await?;
         let mut tasks = Tasks::new(5, args.payload);
         let before = probe.used_memory().await?;

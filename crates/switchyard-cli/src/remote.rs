@@ -7,7 +7,9 @@ use switchyard::{Client, display};
 #[derive(Debug, Clone, Args)]
 pub struct Remote {
     /// The Redis holding the state, e.g. `redis://127.0.0.1:6380/0` (`rediss://` for TLS,
-    /// `redis://:password@host:port` with a password). The value of `SWITCHYARD_URL` is never
+    /// `redis://:password@host:port` with a password), or the primary behind Sentinels,
+    /// followed through failovers: `redis+sentinel://host:26379[,host:26379…]/master-name`.
+    /// The value of `SWITCHYARD_URL` is never
     /// shown (it may hold a password), nor is a password in any message.
     #[arg(long, env = "SWITCHYARD_URL", hide_env_values = true)]
     pub url: String,
@@ -21,10 +23,10 @@ impl Remote {
     /// Connects, refusing the in-memory backend: its state would die with this process.
     pub async fn connect(&self) -> Result<Client, String> {
         let shown = display::quoted(&display::url(&self.url));
-        if !(self.url.starts_with("redis://") || self.url.starts_with("rediss://")) {
+        if self.url.starts_with("memory") {
             return Err(format!(
-                "--url {shown}: expected redis://host:port (the in-memory backend lives inside \
-                 one process; try `switchyard demo` for it)"
+                "--url {shown}: expected redis://host:port or redis+sentinel://host:port/master \
+                 (the in-memory backend lives inside one process; try `switchyard demo` for it)"
             ));
         }
         Client::connect(&self.url, &self.namespace)

@@ -103,8 +103,8 @@ fn trimmed(n: u128, unit: u128, suffix: &str) -> String {
 }
 
 /// A URL as messages and logs show it: a password in it is replaced by `***` (the user name
-/// stays, so that an ACL problem can still be told apart), and so is the value of a
-/// `password=` query parameter.
+/// stays, so that an ACL problem can still be told apart), and so is the value of a query
+/// parameter whose name ends in `password` (`password=`, `sentinel_password=`).
 ///
 /// ```
 /// use switchyard_core::display::url;
@@ -112,6 +112,10 @@ fn trimmed(n: u128, unit: u128, suffix: &str) -> String {
 /// assert_eq!(url("rediss://app:s3cret@db:6380/2"), "rediss://app:***@db:6380/2");
 /// assert_eq!(url("redis://app@db"), "redis://app@db");
 /// assert_eq!(url("redis://db?password=s3cret&x=1"), "redis://db?password=***&x=1");
+/// assert_eq!(
+///     url("redis+sentinel://:a@h1,h2/jobs?sentinel_password=b"),
+///     "redis+sentinel://:***@h1,h2/jobs?sentinel_password=***"
+/// );
 /// assert_eq!(url("redis://127.0.0.1:6380"), "redis://127.0.0.1:6380");
 /// ```
 pub fn url(url: &str) -> String {
@@ -133,7 +137,9 @@ pub fn url(url: &str) -> String {
         let params: Vec<String> = out[query + 1..]
             .split('&')
             .map(|p| match p.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                Some((k, _)) if k.to_ascii_lowercase().ends_with("password") => {
+                    format!("{k}=***")
+                }
                 _ => p.to_owned(),
             })
             .collect();

@@ -127,6 +127,22 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// Durable mode: the call took effect on the primary, but fewer replicas than asked for
+    /// confirmed it in time, so a failover now could lose it. The change is **not** undone:
+    /// repeating the call is how to learn its outcome (a submit with the same id answers
+    /// "duplicate", a completion under a lease already used answers "stale").
+    #[error(
+        "the change was applied on the primary, but only {confirmed} of {wanted} replicas confirmed it within {timeout_ms} ms: a failover now could lose it (check the replicas; repeating the call is safe)"
+    )]
+    NotReplicated {
+        /// Replicas that confirmed.
+        confirmed: u64,
+        /// Replicas asked for.
+        wanted: u32,
+        /// How long the call waited for them.
+        timeout_ms: u64,
+    },
+
     /// The backend (e.g. Redis) failed.
     #[error("{kind} backend error: {message}")]
     Backend {

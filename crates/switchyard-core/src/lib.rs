@@ -28,6 +28,7 @@ mod id;
 mod names;
 pub mod policy;
 mod queue;
+pub mod retry;
 pub mod rng;
 pub mod strategy;
 mod task;

@@ -5,7 +5,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_redis::{Manager, Pool, PoolConfig, Runtime};
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use redis::{Script, ScriptInvocation, Value};
@@ -24,10 +23,12 @@ use tokio::sync::Mutex;
 
 use crate::codec::{self, Record, array, assignments, int, protocol, state_from, text, uint};
 use crate::combine::{Combiner, Job};
-use crate::error::{Failure, classify, map_pool, map_pool_connect, map_redis};
+use crate::durable::Durable;
+use crate::error::{Failure, classify, map_redis};
 use crate::keys::{self, Keyspace};
 use crate::outcomes::Listener;
 use crate::scripts::Scripts;
+use switchyard_topology::{Options, Topology};
 
 /// A completion waiting to be combined: the lease, the result, and how many tasks the caller
 /// would receive in the same call.
@@ -84,12 +85,15 @@ const PEEK_MAX: usize = 1_000_000;
 /// How to reach Redis and where to keep state.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://[:password@]host:port[/db]` (or `rediss://` for TLS).
+    /// Where Redis is: `redis://[user:password@]host:port[/db]` (or `rediss://` for TLS) for
+    /// one server, `redis+sentinel://[user:password@]host:port[,host:port…]/master-name` for
+    /// the primary behind Sentinels, followed through failovers (see
+    /// [`switchyard_topology::Address`]).
     pub url: String,
     /// Namespace: every key lives under `sy:{<namespace>}:` (one hash slot).
     pub namespace: String,
-    /// Connections for scripts, from a `deadpool-redis` pool (blocking waits use their own
-    /// connections). Each is multiplexed: concurrent calls share it, pipelined.
+    /// Connections for scripts (waiting workers and awaited outcomes use pub/sub connections
+    /// of their own). Each is multiplexed: concurrent calls share it, pipelined.
     pub pool_size: usize,
     /// How long a call may wait for its reply before it fails (default 30 s). A script that
     /// ran past it has still taken effect: treat such an error as "unknown outcome".
@@ -108,6 +112,9 @@ pub struct RedisConfig {
     /// each with its own acknowledgement and its share of the received tasks. A worker running
     /// many short tasks at once thus acknowledges them in few calls.
     pub complete_calls_in_flight: usize,
+    /// Durable mode (off by default): after every state change, wait until this many
+    /// replicas confirmed it (see [`Durable`]).
+    pub durable: Option<Durable>,
 }
 
 impl RedisConfig {
@@ -121,12 +128,19 @@ impl RedisConfig {
             clock: None,
             submit_calls_in_flight: 2,
             complete_calls_in_flight: 2,
+            durable: None,
         }
     }
 
     /// Uses `clock` instead of the server's time.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
+        self
+    }
+
+    /// Turns durable mode on (see [`Durable`]).
+    pub fn with_durable(mut self, durable: Durable) -> Self {
+        self.durable = Some(durable);
         self
     }
 
@@ -153,13 +167,10 @@ pub struct RedisBackend {
 }
 
 struct Inner {
-    pool: Pool,
-    /// Connections taken out of the pool once and reused for every call (a pooled checkout
-    /// costs a PING round trip each time); a lane whose connection broke is refilled from the
-    /// pool.
-    lanes: Vec<std::sync::Mutex<MultiplexedConnection>>,
-    next_lane: std::sync::atomic::AtomicUsize,
-    client: redis::Client,
+    /// Where calls go, and how that place is found again after a failure.
+    topology: Topology,
+    /// `WAIT` for replicas after every script call (see [`RedisConfig::durable`]).
+    durable: Option<Durable>,
     keys: Keyspace,
     scripts: Scripts,
     clock: Option<Arc<dyn Clock>>,
@@ -184,13 +195,6 @@ impl std::fmt::Debug for RedisBackend {
     }
 }
 
-fn pool_error(e: impl std::fmt::Display) -> Error {
-    Error::Backend {
-        kind: BackendErrorKind::Connection,
-        message: format!("cannot build the connection pool: {e}"),
-    }
-}
-
 impl RedisBackend {
     /// Connects with default settings (server time, 4 multiplexed connections).
     pub async fn connect(url: &str, namespace: &str) -> Result<Self> {
@@ -200,40 +204,19 @@ impl RedisBackend {
     /// Connects, checks that the server can run Switchyard (Redis 7+), and loads the scripts.
     pub async fn with_config(config: RedisConfig) -> Result<Self> {
         let keys = Keyspace::new(&config.namespace)?;
-        let client = redis::Client::open(config.url.as_str()).map_err(|e| {
-            Error::invalid(
-                "redis url",
-                format!("`{}`: {e}", switchyard_core::display::url(&config.url)),
-            )
-        })?;
-        let connection_config =
-            redis::AsyncConnectionConfig::new().set_response_timeout(Some(config.response_timeout));
-        let manager =
-            Manager::new_with_config(config.url.as_str(), connection_config).map_err(|e| {
-                Error::invalid(
-                    "redis url",
-                    format!("`{}`: {e}", switchyard_core::display::url(&config.url)),
-                )
-            })?;
-        let lanes_wanted = config.pool_size.max(1);
-        let pool = Pool::builder(manager)
-            .config(PoolConfig::new(lanes_wanted * 2))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(pool_error)?;
-        let mut lanes = Vec::with_capacity(lanes_wanted);
-        for _ in 0..lanes_wanted {
-            let conn = pool.get().await.map_err(map_pool_connect)?;
-            lanes.push(std::sync::Mutex::new(deadpool_redis::Connection::take(
-                conn,
-            )));
+        if let Some(d) = &config.durable {
+            d.validate()?;
         }
+        let options = Options {
+            lanes: config.pool_size.max(1),
+            response_timeout: config.response_timeout,
+            ..Options::default()
+        };
+        let topology = Topology::connect(&config.url, &options).await?;
         let backend = RedisBackend {
             inner: Arc::new(Inner {
-                pool,
-                lanes,
-                next_lane: std::sync::atomic::AtomicUsize::new(0),
-                client,
+                topology,
+                durable: config.durable,
                 keys,
                 scripts: Scripts::load(),
                 clock: config.clock,
@@ -249,45 +232,8 @@ impl RedisBackend {
         Ok(backend)
     }
 
-    /// A connection for one call, and its lane (to refill it if the call finds it broken).
-    fn lane(&self) -> (usize, MultiplexedConnection) {
-        let n = self.inner.lanes.len();
-        let i = self
-            .inner
-            .next_lane
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            % n;
-        let conn = self.inner.lanes[i]
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
-        (i, conn)
-    }
-
-    /// Replaces a lane's connection after it failed at the connection level.
-    async fn refill(&self, lane: usize, e: &redis::RedisError) {
-        if !(e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()) {
-            return;
-        }
-        match self.inner.pool.get().await {
-            Ok(fresh) => {
-                tracing::info!(lane, "reconnected after: {e}");
-                *self.inner.lanes[lane]
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()) =
-                    deadpool_redis::Connection::take(fresh);
-            }
-            // The caller gets the call's own error (and its runtime logs and backs off).
-            Err(again) => tracing::debug!(lane, "cannot reconnect yet: {again}"),
-        }
-    }
-
-    async fn conn(&self) -> Result<MultiplexedConnection> {
-        Ok(self.lane().1)
-    }
-
     async fn check_server(&self) -> Result<()> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.inner.topology.connection();
         let info: String = redis::cmd("INFO")
             .arg("server")
             .query_async(&mut conn)
@@ -316,7 +262,7 @@ impl RedisBackend {
     /// Loads every script (SCRIPT LOAD). Calls reload them anyway on NOSCRIPT; loading up front
     /// surfaces script errors at start-up.
     pub async fn load_scripts(&self) -> Result<()> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.inner.topology.connection();
         for (file, script) in self.inner.scripts.all() {
             script
                 .prepare_invoke()
@@ -369,35 +315,43 @@ impl RedisBackend {
         inv
     }
 
-    /// Runs `request` on the next lane's connection, reconnecting the lane if the request
-    /// found the connection broken.
-    async fn on_lane<T, F, Fut>(&self, request: F) -> redis::RedisResult<T>
-    where
-        F: FnOnce(MultiplexedConnection) -> Fut,
-        Fut: std::future::Future<Output = redis::RedisResult<T>>,
-    {
-        let (lane, conn) = self.lane();
-        let result = request(conn).await;
-        if let Err(e) = &result {
-            self.refill(lane, e).await;
-        }
-        result
-    }
-
+    /// Runs a script on the primary; in durable mode, then waits on the same connection until
+    /// enough replicas have its writes.
     async fn exec(&self, inv: &ScriptInvocation<'_>) -> std::result::Result<Value, Failure> {
-        self.on_lane(|mut conn| async move { inv.invoke_async(&mut conn).await })
+        let durable = self.inner.durable;
+        let (value, confirmed) = self
+            .inner
+            .topology
+            .run(|mut conn| async move {
+                let value: Value = inv.invoke_async(&mut conn).await?;
+                let Some(d) = durable else {
+                    return Ok((value, None));
+                };
+                let confirmed: u64 = d.wait_command().query_async(&mut conn).await?;
+                Ok((value, Some(confirmed)))
+            })
             .await
-            .map_err(|e| classify(&e))
+            .map_err(|e| classify(&e))?;
+        match (durable, confirmed) {
+            (Some(d), Some(confirmed)) if confirmed < u64::from(d.replicas) => {
+                Err(Failure::Error(d.not_confirmed(confirmed)))
+            }
+            _ => Ok(value),
+        }
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
-        self.on_lane(|mut conn| async move { cmd.query_async(&mut conn).await })
+        self.inner
+            .topology
+            .run(|mut conn| async move { cmd.query_async(&mut conn).await })
             .await
             .map_err(|e| map_redis(&e))
     }
 
     async fn query_pipe<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
-        self.on_lane(|mut conn| async move { pipe.query_async(&mut conn).await })
+        self.inner
+            .topology
+            .run(|mut conn| async move { pipe.query_async(&mut conn).await })
             .await
             .map_err(|e| map_redis(&e))
     }
@@ -492,7 +446,13 @@ impl RedisBackend {
             self.inner.keys.done_pattern(),
             self.inner.keys.due_channel(),
         ];
-        let listener = Listener::start(&self.inner.client, &patterns)
+        let pubsub = self
+            .inner
+            .topology
+            .pubsub()
+            .await
+            .map_err(|e| map_redis(&e))?;
+        let listener = Listener::start(pubsub, &patterns)
             .await
             .map_err(|e| map_redis(&e))?;
         *slot = Some(listener.clone());
@@ -508,8 +468,8 @@ impl RedisBackend {
     async fn subscribe(&self, channel: &str) -> Result<redis::aio::PubSub> {
         let mut pubsub = self
             .inner
-            .client
-            .get_async_pubsub()
+            .topology
+            .pubsub()
             .await
             .map_err(|e| map_redis(&e))?;
         pubsub.subscribe(channel).await.map_err(|e| map_redis(&e))?;
@@ -1679,8 +1639,13 @@ impl RedisBackend {
         self.inner.keys.queue_group(queue)
     }
 
-    /// A connection from the pool, for tools and tests that inspect Redis directly.
-    pub async fn connection(&self) -> Result<deadpool_redis::Connection> {
-        self.inner.pool.get().await.map_err(map_pool)
+    /// A connection to the primary, for tools and tests that inspect Redis directly.
+    pub async fn connection(&self) -> Result<MultiplexedConnection> {
+        Ok(self.inner.topology.connection())
+    }
+
+    /// How this backend reaches Redis (the failover state, for tools and tests).
+    pub fn topology(&self) -> &Topology {
+        &self.inner.topology
     }
 }

@@ -1,7 +1,9 @@
 //! Mapping Redis failures and script error replies to [`switchyard_core::Error`].
 
-use redis::{ErrorKind, RedisError, ServerErrorKind};
+use redis::RedisError;
 use switchyard_core::{BackendErrorKind, Error, QueueName, TaskId, WorkerId};
+use switchyard_topology::errors::detail;
+pub(crate) use switchyard_topology::errors::map_redis;
 
 /// What a script call can fail with, before it becomes a public error.
 #[derive(Debug)]
@@ -33,12 +35,6 @@ fn backend(kind: BackendErrorKind, message: impl Into<String>) -> Error {
         kind,
         message: message.into(),
     }
-}
-
-/// The detail of a script error, without the ` script: <sha>, on @user_script:<line>.` suffix.
-fn detail(e: &RedisError) -> String {
-    let d = e.detail().unwrap_or("");
-    d.split(" script: ").next().unwrap_or(d).trim().to_owned()
 }
 
 pub(crate) fn classify(e: &RedisError) -> Failure {
@@ -100,92 +96,6 @@ pub(crate) fn classify(e: &RedisError) -> Failure {
         }
     }
     Failure::Error(map_redis(e))
-}
-
-/// Any Redis error as a public error.
-pub(crate) fn map_redis(e: &RedisError) -> Error {
-    let d = detail(e);
-    match e.code() {
-        Some("OOM") => {
-            return backend(
-                BackendErrorKind::OutOfMemory,
-                format!("Redis is out of memory (maxmemory reached): {d}"),
-            );
-        }
-        Some(code @ ("NOAUTH" | "WRONGPASS" | "NOPERM")) => {
-            return backend(
-                BackendErrorKind::Auth,
-                format!("{code} {d} (check the password or ACL user in the URL)"),
-            );
-        }
-        Some("READONLY") => {
-            return backend(
-                BackendErrorKind::ReadOnly,
-                format!("the server is a read-only replica (failover in progress?): {d}"),
-            );
-        }
-        Some(code @ ("LOADING" | "BUSY" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN")) => {
-            return backend(BackendErrorKind::Connection, format!("{code} {d}"));
-        }
-        _ => {}
-    }
-    let kind = match e.kind() {
-        ErrorKind::AuthenticationFailed => BackendErrorKind::Auth,
-        ErrorKind::Io => BackendErrorKind::Connection,
-        ErrorKind::Server(ServerErrorKind::ReadOnly) => BackendErrorKind::ReadOnly,
-        ErrorKind::Server(ServerErrorKind::NoPerm) => BackendErrorKind::Auth,
-        ErrorKind::Server(
-            ServerErrorKind::BusyLoading | ServerErrorKind::MasterDown | ServerErrorKind::TryAgain,
-        ) => BackendErrorKind::Connection,
-        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => BackendErrorKind::Protocol,
-        _ if e.is_connection_refusal()
-            || e.is_connection_dropped()
-            || e.is_timeout()
-            || e.is_io_error() =>
-        {
-            BackendErrorKind::Connection
-        }
-        _ => BackendErrorKind::Other,
-    };
-    let message = if e.is_connection_refusal() {
-        format!("connection refused (is redis-server running and reachable?): {e}")
-    } else {
-        e.to_string()
-    };
-    backend(kind, message)
-}
-
-/// An error met while connecting, as a public error: a reply that does not parse means the
-/// server at the address does not speak the Redis protocol (an HTTP server, say), which the
-/// parser's own message does not make clear.
-pub(crate) fn map_connect(e: &RedisError) -> Error {
-    if e.kind() == ErrorKind::Parse {
-        return backend(
-            BackendErrorKind::NotRedis,
-            "the server answered, but not in the Redis protocol: this is not a Redis server \
-             (check the host and port of the URL)",
-        );
-    }
-    map_redis(e)
-}
-
-/// A pool error met while connecting, as a public error (see [`map_connect`]).
-pub(crate) fn map_pool_connect(e: deadpool_redis::PoolError) -> Error {
-    match e {
-        deadpool_redis::PoolError::Backend(e) => map_connect(&e),
-        other => map_pool(other),
-    }
-}
-
-/// A pool error as a public error.
-pub(crate) fn map_pool(e: deadpool_redis::PoolError) -> Error {
-    match e {
-        deadpool_redis::PoolError::Backend(e) => map_redis(&e),
-        other => backend(
-            BackendErrorKind::Connection,
-            format!("connection pool: {other}"),
-        ),
-    }
 }
 
 impl Failure {

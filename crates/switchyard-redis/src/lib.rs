@@ -33,9 +33,11 @@ mod audit;
 mod backend;
 mod codec;
 mod combine;
+mod durable;
 mod error;
 mod keys;
 mod outcomes;
 mod scripts;
 
 pub use backend::{RedisBackend, RedisConfig};
+pub use durable::Durable;

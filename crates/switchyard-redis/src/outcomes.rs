@@ -34,10 +34,9 @@ pub(crate) struct Listener {
 impl Listener {
     /// Subscribes to `patterns` on a new connection and starts the reader task.
     pub(crate) async fn start(
-        client: &redis::Client,
+        mut pubsub: redis::aio::PubSub,
         patterns: &[String],
     ) -> redis::RedisResult<Arc<Self>> {
-        let mut pubsub = client.get_async_pubsub().await?;
         pubsub.psubscribe(patterns).await?;
         let (_sink, mut stream) = pubsub.split();
         let (stop, mut stopped) = oneshot::channel();
@@ -154,7 +153,12 @@ mod tests {
     async fn registrations_are_announced_leave_when_dropped_and_fail_once_dead() {
         let server = RedisServer::start().unwrap();
         let client = redis::Client::open(server.url()).unwrap();
-        let listener = Listener::start(&client, &["t:*".to_owned()]).await.unwrap();
+        let listener = Listener::start(
+            client.get_async_pubsub().await.unwrap(),
+            &["t:*".to_owned()],
+        )
+        .await
+        .unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
 
         // Given up callers leave no entry behind.

@@ -1,18 +1,384 @@
-//! # switchyard-topology — planned, not implemented yet
+//! # switchyard-topology — how Switchyard reaches Redis
 //!
-//! This crate is a placeholder: it has no API yet, and nothing in Switchyard depends on it.
-//! Support for Redis Sentinel and Redis Cluster is the subject of a later issue; until then the
-//! Redis backend (`switchyard-redis`) connects to one standalone Redis URL by itself.
+//! The Redis backend (`switchyard-redis`) never opens a connection itself: it asks a
+//! [`Topology`] to run a request on the primary that holds its namespace
+//! ([`Topology::run`]), for a pub/sub connection to it ([`Topology::pubsub`]), or for a
+//! connection to inspect it ([`Topology::connection`]). Which server that is, and how to find
+//! it again after a failure, is decided here, from the URL:
 //!
-//! What it will hold — the ways the Redis backend reaches Redis:
+//! | URL | topology |
+//! | --- | --- |
+//! | `redis://[user:password@]host:port[/db]` (`rediss://` for TLS) | one standalone server |
+//! | `redis+sentinel://[user:password@]host:port[,host:port…]/master-name[/db]` | the primary the Sentinels name |
 //!
-//! * **standalone**: one Redis server at a URL (what `switchyard-redis` does today);
-//! * **Sentinel**: discover the master through the Sentinels, and follow a failover — reconnect
-//!   on connection loss or a `READONLY` reply, including the dedicated connections that idle
-//!   workers block on, so that workers do not go quiet after a failover;
-//! * **Cluster**: route to the slot of a namespace's hash tag; for scale-out, split a namespace
-//!   into partitions, each its own hash tag (so its own slot), with producers routing by affinity
-//!   key or round-robin and workers serving partitions.
+//! (The forms are detailed in [`Address`].)
 //!
-//! Every script already touches a single hash tag (`sy:{ns}:…`), so the scripts themselves will
-//! run unchanged on Cluster; what is missing is the connection layer above.
+//! ## Following a failover
+//!
+//! A request runs on one of a few multiplexed connections ("lanes", see [`Options::lanes`]).
+//! When it fails in a way that says the server behind the lane is gone or no longer the
+//! writable primary — a lost or refused connection, a reply timeout, `READONLY`,
+//! `MASTERDOWN`, `LOADING` or `-UNBLOCKED` — the topology **repairs**: it finds the primary
+//! again (for Sentinel: asks the Sentinels, and checks `ROLE` on the server they name; for a
+//! standalone URL: connects to the same address again, which follows a managed service whose
+//! DNS name moved) and replaces every lane at once. The failed request still returns its own
+//! error: the caller decides whether to retry (the worker runtime retries every call with a
+//! jittered backoff and never gives up). Repairs are serialised and numbered, so that a burst
+//! of failures from one outage repairs once; a repair that fails waits a jittered, doubling
+//! pause (50 ms up to 2 s) before the next one may run, so that a down Sentinel set-up is
+//! not hammered.
+//!
+//! Pub/sub connections are not lanes: [`Topology::pubsub`] opens one on the primary known
+//! now; its owner sees the stream end when the server goes away (a Sentinel also closes the
+//! pub/sub clients of a server it demotes) and asks for a new one.
+//!
+//! ## Why not deadpool's or redis-rs's Sentinel support
+//!
+//! redis-rs's `SentinelClient` resolves the primary only when asked and follows nothing by
+//! itself, and deadpool-redis's Sentinel pool only PINGs a connection before handing it out
+//! again, so a connection to a demoted primary (which still answers PING) keeps failing with
+//! `READONLY`. Discovery is a few lines (the `sentinel` module of this crate says how), and
+//! owning it lets every connection follow one decision. A standalone URL still takes its
+//! lanes from a deadpool-redis pool.
+//!
+//! ```no_run
+//! use switchyard_topology::{Options, Topology};
+//! # async fn run() -> switchyard_core::Result<()> {
+//! let topology =
+//!     Topology::connect("redis+sentinel://127.0.0.1:26379/jobs", &Options::default()).await?;
+//! let pong: String = topology
+//!     .run(|mut conn| async move { redis::cmd("PING").query_async(&mut conn).await })
+//!     .await
+//!     .map_err(|e| switchyard_topology::errors::map_redis(&e))?;
+//! assert_eq!(pong, "PONG");
+//! # Ok(()) }
+//! ```
+
+mod address;
+pub mod errors;
+mod sentinel;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, RwLock};
+use std::time::Duration;
+
+use deadpool_redis::{Manager, Pool, PoolConfig, Runtime};
+use redis::aio::{MultiplexedConnection, PubSub};
+use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult};
+use switchyard_core::retry::Retry;
+use switchyard_core::{BackendErrorKind, Error, Result, display};
+use tokio::time::Instant;
+
+pub use address::{Address, SENTINEL_PORT, SentinelAddress};
+use sentinel::{Primary, Sentinels};
+
+/// First pause after a failed repair.
+const REPAIR_FIRST: Duration = Duration::from_millis(50);
+/// Longest pause between two repairs that fail.
+const REPAIR_CAP: Duration = Duration::from_secs(2);
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How many multiplexed connections requests are spread over (default 4; at least 1).
+    pub lanes: usize,
+    /// How long a request may wait for its reply (default 30 s). A request that timed out may
+    /// still have taken effect on the server.
+    pub response_timeout: Duration,
+    /// How long opening a connection may take (default 1 s).
+    pub connect_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            lanes: 4,
+            response_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Where requests go, and how to find that place again; see the crate docs.
+pub struct Topology {
+    described: String,
+    nodes: Nodes,
+    lanes: Vec<Mutex<Lane>>,
+    next_lane: AtomicUsize,
+    /// Bumped by every successful repair.
+    generation: AtomicU64,
+    /// Held while repairing; the backoff after failed repairs and when the next may start.
+    repair: tokio::sync::Mutex<(Retry, Option<Instant>)>,
+    config: AsyncConnectionConfig,
+}
+
+enum Nodes {
+    Standalone {
+        pool: Pool,
+        client: Client,
+    },
+    Sentinel {
+        sentinels: Sentinels,
+        primary: RwLock<Primary>,
+    },
+}
+
+#[derive(Clone)]
+struct Lane {
+    generation: u64,
+    conn: MultiplexedConnection,
+}
+
+impl std::fmt::Debug for Topology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Topology")
+            .field("at", &self.described)
+            .field("generation", &self.generation())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a failed request says the lane's server is gone or no longer the writable primary.
+pub fn calls_for_repair(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || matches!(
+            e.code(),
+            Some("READONLY" | "MASTERDOWN" | "LOADING" | "UNBLOCKED")
+        )
+}
+
+impl Topology {
+    /// Parses `url`, finds the primary and opens the lanes. Errors: a malformed URL
+    /// ([`Error::Invalid`], naming the expected form), or the first connection failure (for
+    /// Sentinel, what each Sentinel answered).
+    pub async fn connect(url: &str, options: &Options) -> Result<Topology> {
+        let address = Address::parse(url)?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(options.connect_timeout))
+            .set_response_timeout(Some(options.response_timeout));
+        let lanes_wanted = options.lanes.max(1);
+        let invalid =
+            |e: RedisError| Error::invalid("redis url", format!("`{}`: {e}", display::url(url)));
+        let (nodes, described) = match address {
+            Address::Standalone { url: node } => {
+                let client = Client::open(node.as_str()).map_err(invalid)?;
+                let manager =
+                    Manager::new_with_config(node.as_str(), config.clone()).map_err(invalid)?;
+                let pool = Pool::builder(manager)
+                    .config(PoolConfig::new(lanes_wanted * 2))
+                    .runtime(Runtime::Tokio1)
+                    .build()
+                    .map_err(|e| Error::Backend {
+                        kind: BackendErrorKind::Connection,
+                        message: format!("cannot build the connection pool: {e}"),
+                    })?;
+                (Nodes::Standalone { pool, client }, display::url(url))
+            }
+            Address::Sentinel(s) => {
+                let sentinels = Sentinels::new(s).map_err(invalid)?;
+                let primary = sentinels
+                    .discover(&config)
+                    .await
+                    .map_err(|e| errors::map_connect(&e))?;
+                let described = format!(
+                    "{} (Sentinel master `{}`)",
+                    display::url(url),
+                    sentinels.master_name()
+                );
+                tracing::info!(primary = %primary.addr, "found the primary of {described}");
+                let primary = RwLock::new(primary);
+                (Nodes::Sentinel { sentinels, primary }, described)
+            }
+        };
+        let mut topology = Topology {
+            described,
+            nodes,
+            lanes: Vec::new(),
+            next_lane: AtomicUsize::new(0),
+            generation: AtomicU64::new(0),
+            repair: tokio::sync::Mutex::new((
+                Retry::new(switchyard_core::rng::entropy(), REPAIR_FIRST, REPAIR_CAP),
+                None,
+            )),
+            config,
+        };
+        let conns = topology
+            .open_lanes(lanes_wanted)
+            .await
+            .map_err(|e| errors::map_connect(&e))?;
+        topology.lanes = conns
+            .into_iter()
+            .map(|conn| {
+                Mutex::new(Lane {
+                    generation: 0,
+                    conn,
+                })
+            })
+            .collect();
+        Ok(topology)
+    }
+
+    /// The URL (password hidden) and, for Sentinel, the master name: for messages.
+    pub fn describe(&self) -> &str {
+        &self.described
+    }
+
+    /// How many repairs have succeeded so far (0 after connecting).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// `host:port` of the primary requests go to now (for Sentinel; `None` for a standalone
+    /// URL, which is the address).
+    pub fn primary(&self) -> Option<String> {
+        match &self.nodes {
+            Nodes::Standalone { .. } => None,
+            Nodes::Sentinel { primary, .. } => Some(read(primary).addr.clone()),
+        }
+    }
+
+    /// Runs `request` on the next lane's connection. If it fails in a way that
+    /// [calls for repair](calls_for_repair), the topology repairs (see the crate docs) before
+    /// the error is returned, so that the caller's retry meets the primary found again.
+    pub async fn run<T, F, Fut>(&self, request: F) -> RedisResult<T>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let lane = self.lane();
+        let result = request(lane.conn).await;
+        if let Err(e) = &result
+            && calls_for_repair(e)
+        {
+            self.repair(lane.generation, e).await;
+        }
+        result
+    }
+
+    /// A connection to the primary (one of the lanes, shared), for tools and tests that
+    /// inspect Redis directly. It does not repair itself: ask again after an error.
+    pub fn connection(&self) -> MultiplexedConnection {
+        self.lane().conn
+    }
+
+    /// A new pub/sub connection to the primary known now. When it cannot be opened for a
+    /// reason that [calls for repair](calls_for_repair), the topology repairs before the
+    /// error is returned.
+    pub async fn pubsub(&self) -> RedisResult<PubSub> {
+        let generation = self.generation();
+        let client = match &self.nodes {
+            Nodes::Standalone { client, .. } => client.clone(),
+            Nodes::Sentinel { primary, .. } => read(primary).client.clone(),
+        };
+        match client.get_async_pubsub().await {
+            Ok(p) => Ok(p),
+            Err(e) => {
+                if calls_for_repair(&e) {
+                    self.repair(generation, &e).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn lane(&self) -> Lane {
+        let i = self.next_lane.fetch_add(1, Ordering::Relaxed) % self.lanes.len();
+        self.lanes[i]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// `n` connections to the primary: for Sentinel, found again first.
+    async fn open_lanes(&self, n: usize) -> RedisResult<Vec<MultiplexedConnection>> {
+        let mut conns = Vec::with_capacity(n);
+        match &self.nodes {
+            Nodes::Standalone { pool, .. } => {
+                for _ in 0..n {
+                    let conn = pool.get().await.map_err(|e| match e {
+                        deadpool_redis::PoolError::Backend(e) => e,
+                        other => RedisError::from((
+                            redis::ErrorKind::Io,
+                            "connection pool",
+                            other.to_string(),
+                        )),
+                    })?;
+                    conns.push(deadpool_redis::Connection::take(conn));
+                }
+            }
+            Nodes::Sentinel { sentinels, primary } => {
+                let found = sentinels.discover(&self.config).await?;
+                for _ in 0..n {
+                    conns.push(
+                        found
+                            .client
+                            .get_multiplexed_async_connection_with_config(&self.config)
+                            .await?,
+                    );
+                }
+                let mut known = primary
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if known.addr != found.addr {
+                    tracing::warn!(
+                        from = %known.addr,
+                        to = %found.addr,
+                        "the primary of {} moved (failover)",
+                        self.described
+                    );
+                }
+                *known = found;
+            }
+        }
+        Ok(conns)
+    }
+
+    /// Finds the primary again and replaces every lane, unless another caller already did
+    /// since `seen` or a failed repair asked to wait.
+    async fn repair(&self, seen: u64, cause: &RedisError) {
+        let mut guard = self.repair.lock().await;
+        if self.generation() != seen {
+            return;
+        }
+        let (backoff, not_before) = &mut *guard;
+        if not_before.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        match self.open_lanes(self.lanes.len()).await {
+            Ok(conns) => {
+                let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+                for (slot, conn) in self.lanes.iter().zip(conns) {
+                    *slot
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Lane { generation, conn };
+                }
+                backoff.reset();
+                *not_before = None;
+                tracing::info!(
+                    generation,
+                    "reconnected to {} after: {cause}",
+                    self.described
+                );
+            }
+            Err(e) => {
+                let pause = backoff.next();
+                *not_before = Some(Instant::now() + pause);
+                tracing::debug!(
+                    failures = backoff.failures(),
+                    "cannot reach {} yet ({e}); next attempt in {pause:?} at the earliest",
+                    self.described
+                );
+            }
+        }
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -94,7 +94,8 @@ impl Client {
     /// ```
     /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
     /// use switchyard::{Client, QueueConfig};
-    /// // "redis://127.0.0.1:6380" connects to Redis the same way.
+    /// // "redis://127.0.0.1:6380" connects to Redis the same way, and
+    /// // "redis+sentinel://127.0.0.1:26379/mymaster" to the primary Sentinels watch.
     /// let client = Client::connect("memory://", "shop").await?;
     /// client.declare("emails", QueueConfig::default()).await?;
     /// assert!(Client::connect("ftp://example.com", "shop").await.is_err());
@@ -105,14 +106,17 @@ impl Client {
         if url == "memory://" || url == "memory" {
             return Ok(Client::memory());
         }
-        if url.starts_with("redis://") || url.starts_with("rediss://") {
+        if url.contains("://") && !url.starts_with("memory") {
+            // Every Redis form (standalone, Sentinel); an unknown scheme is refused there
+            // with the list of those understood.
             let backend = RedisBackend::with_config(RedisConfig::new(url, namespace)).await?;
             return Ok(Client::new(backend));
         }
         Err(Error::invalid(
             "url",
             format!(
-                "{}: expected memory:// or redis://host:port",
+                "{}: expected memory://, redis://host:port or \
+                 redis+sentinel://host:port/master-name",
                 switchyard_core::display::quoted(&switchyard_core::display::url(url))
             ),
         ))

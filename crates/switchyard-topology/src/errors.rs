@@ -1,0 +1,87 @@
+//! Redis failures as public [`switchyard_core::Error`]s: one mapping for every crate that talks
+//! to Redis, so that a refused connection, a wrong password or a read-only replica reads the
+//! same wherever it is met.
+
+use redis::{ErrorKind, RedisError, ServerErrorKind};
+use switchyard_core::{BackendErrorKind, Error};
+
+fn backend(kind: BackendErrorKind, message: impl Into<String>) -> Error {
+    Error::Backend {
+        kind,
+        message: message.into(),
+    }
+}
+
+/// The detail of a server error, without a script's ` script: <sha>, on @user_script:<line>.`
+/// suffix.
+pub fn detail(e: &RedisError) -> String {
+    let d = e.detail().unwrap_or("");
+    d.split(" script: ").next().unwrap_or(d).trim().to_owned()
+}
+
+/// Any Redis error as a public error.
+pub fn map_redis(e: &RedisError) -> Error {
+    let d = detail(e);
+    match e.code() {
+        Some("OOM") => {
+            return backend(
+                BackendErrorKind::OutOfMemory,
+                format!("Redis is out of memory (maxmemory reached): {d}"),
+            );
+        }
+        Some(code @ ("NOAUTH" | "WRONGPASS" | "NOPERM")) => {
+            return backend(
+                BackendErrorKind::Auth,
+                format!("{code} {d} (check the password or ACL user in the URL)"),
+            );
+        }
+        Some("READONLY") => {
+            return backend(
+                BackendErrorKind::ReadOnly,
+                format!("the server is a read-only replica (failover in progress?): {d}"),
+            );
+        }
+        Some(code @ ("LOADING" | "BUSY" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN")) => {
+            return backend(BackendErrorKind::Connection, format!("{code} {d}"));
+        }
+        _ => {}
+    }
+    let kind = match e.kind() {
+        ErrorKind::AuthenticationFailed => BackendErrorKind::Auth,
+        ErrorKind::Io => BackendErrorKind::Connection,
+        ErrorKind::Server(ServerErrorKind::ReadOnly) => BackendErrorKind::ReadOnly,
+        ErrorKind::Server(ServerErrorKind::NoPerm) => BackendErrorKind::Auth,
+        ErrorKind::Server(
+            ServerErrorKind::BusyLoading | ServerErrorKind::MasterDown | ServerErrorKind::TryAgain,
+        ) => BackendErrorKind::Connection,
+        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => BackendErrorKind::Protocol,
+        _ if e.is_connection_refusal()
+            || e.is_connection_dropped()
+            || e.is_timeout()
+            || e.is_io_error() =>
+        {
+            BackendErrorKind::Connection
+        }
+        _ => BackendErrorKind::Other,
+    };
+    let message = if e.is_connection_refusal() {
+        format!("connection refused (is redis-server running and reachable?): {e}")
+    } else {
+        e.to_string()
+    };
+    backend(kind, message)
+}
+
+/// An error met while connecting, as a public error: a reply that does not parse means the
+/// server at the address does not speak the Redis protocol (an HTTP server, say), which the
+/// parser's own message does not make clear.
+pub fn map_connect(e: &RedisError) -> Error {
+    if e.kind() == ErrorKind::Parse {
+        return backend(
+            BackendErrorKind::NotRedis,
+            "the server answered, but not in the Redis protocol: this is not a Redis server \
+             (check the host and port of the URL)",
+        );
+    }
+    map_redis(e)
+}

@@ -1,0 +1,128 @@
+//! Finding the primary through Sentinels.
+//!
+//! redis-rs resolves a Sentinel master only when asked and never follows a failover by itself,
+//! and deadpool's Sentinel pool hands out connections to a demoted primary as long as it
+//! answers PING (see the crate docs). So discovery is done here, in a few lines, and the caller
+//! ([`crate::Topology`]) decides when to do it again: after a connection loss or a reply that
+//! says the server is no longer the writable primary.
+//!
+//! One discovery asks each Sentinel in turn (starting after the one that answered last) for
+//! `SENTINEL GET-MASTER-ADDR-BY-NAME`, connects to the address it names and accepts it only
+//! if `ROLE` there says `master`: during a failover a Sentinel may still name the old primary,
+//! or the new one before it finished its promotion.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult, Value};
+
+use crate::address::SentinelAddress;
+
+/// A primary found by discovery.
+#[derive(Debug, Clone)]
+pub(crate) struct Primary {
+    /// `host:port`, as the Sentinel named it.
+    pub(crate) addr: String,
+    /// A client for it (with the servers' credentials).
+    pub(crate) client: Client,
+}
+
+/// The Sentinels of one monitored primary.
+#[derive(Debug)]
+pub(crate) struct Sentinels {
+    address: SentinelAddress,
+    clients: Vec<Client>,
+    /// Which Sentinel to ask first (the last one that answered).
+    first: AtomicUsize,
+}
+
+fn failure(message: String) -> RedisError {
+    RedisError::from((redis::ErrorKind::Io, "sentinel discovery", message))
+}
+
+impl Sentinels {
+    pub(crate) fn new(address: SentinelAddress) -> RedisResult<Self> {
+        let clients = address
+            .sentinels
+            .iter()
+            .map(|s| Client::open(address.sentinel_url(s)))
+            .collect::<RedisResult<_>>()?;
+        Ok(Sentinels {
+            address,
+            clients,
+            first: AtomicUsize::new(0),
+        })
+    }
+
+    pub(crate) fn master_name(&self) -> &str {
+        &self.address.master_name
+    }
+
+    /// Asks the Sentinels for the primary and checks its role; the error says what each
+    /// Sentinel answered.
+    pub(crate) async fn discover(&self, config: &AsyncConnectionConfig) -> RedisResult<Primary> {
+        let n = self.clients.len();
+        let first = self.first.load(Ordering::Relaxed);
+        let mut answers = Vec::with_capacity(n);
+        for k in 0..n {
+            let i = (first + k) % n;
+            match self.ask(i, config).await {
+                Ok(primary) => {
+                    self.first.store(i, Ordering::Relaxed);
+                    return Ok(primary);
+                }
+                Err(e) => answers.push(format!("{}: {e}", self.address.sentinels[i])),
+            }
+        }
+        Err(failure(format!(
+            "no Sentinel named a reachable primary for `{}` ({})",
+            self.address.master_name,
+            answers.join("; ")
+        )))
+    }
+
+    async fn ask(&self, i: usize, config: &AsyncConnectionConfig) -> RedisResult<Primary> {
+        let mut sentinel = self.clients[i]
+            .get_multiplexed_async_connection_with_config(config)
+            .await?;
+        let named: Option<(String, u16)> = redis::cmd("SENTINEL")
+            .arg("GET-MASTER-ADDR-BY-NAME")
+            .arg(&self.address.master_name)
+            .query_async(&mut sentinel)
+            .await?;
+        let Some((host, port)) = named else {
+            return Err(failure(format!(
+                "does not monitor a master named `{}`",
+                self.address.master_name
+            )));
+        };
+        let client = Client::open(self.address.node_url(&host, port))?;
+        let mut node = client
+            .get_multiplexed_async_connection_with_config(config)
+            .await?;
+        let role = role(&mut node).await?;
+        if role != "master" {
+            return Err(failure(format!(
+                "names {host}:{port}, which is a {role} (failover in progress)"
+            )));
+        }
+        Ok(Primary {
+            addr: format!("{host}:{port}"),
+            client,
+        })
+    }
+}
+
+/// The first field of `ROLE`: `master`, `slave` or `sentinel`.
+async fn role(conn: &mut MultiplexedConnection) -> RedisResult<String> {
+    let reply: Value = redis::cmd("ROLE").query_async(conn).await?;
+    let first = match reply {
+        Value::Array(items) => items.into_iter().next(),
+        _ => None,
+    };
+    match first {
+        Some(Value::BulkString(b)) => Ok(String::from_utf8_lossy(&b).into_owned()),
+        Some(Value::SimpleString(s)) => Ok(s),
+        other => Err(failure(format!("unexpected ROLE reply {other:?}"))),
+    }
+}
