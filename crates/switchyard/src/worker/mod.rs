@@ -29,9 +29,11 @@ use crate::client::{Client, Task, from_json, to_json};
 mod context;
 mod recovery;
 mod registration;
+mod report;
 
 pub use context::{TaskContext, TaskError};
-use recovery::{Retry, Throttle, repeats};
+use recovery::{Throttle, repeats};
+use switchyard_core::retry::Retry;
 
 type HandlerFuture = Pin<Box<dyn Future<Output = std::result::Result<Vec<u8>, TaskError>> + Send>>;
 type Handler = Arc<dyn Fn(TaskContext, Vec<u8>) -> HandlerFuture + Send + Sync>;
@@ -107,6 +109,13 @@ pub struct WorkerReport {
     pub failed: u64,
     /// Completions or failures refused because the lease had been taken back.
     pub refused: u64,
+    /// Completions or failures that could not be delivered, after retrying for as long as the
+    /// lease could be valid (the backend was unreachable): those tasks run again once their
+    /// leases expire.
+    pub unreported: u64,
+    /// Durable mode: completions or failures applied on the primary that too few replicas
+    /// confirmed in time (see `switchyard_redis::Durable`).
+    pub unconfirmed: u64,
     /// Tasks in the worker's inbox, not started, given back to their queues when it began to
     /// drain.
     pub drained: usize,
@@ -376,7 +385,7 @@ impl WorkerBuilder {
                 last_contact: Mutex::new(Instant::now()),
                 lost_reported: AtomicBool::new(false),
                 leases_dropped: AtomicBool::new(false),
-                retry: Retry::new(seed),
+                retry: recovery::retry(seed),
                 register_log: Throttle::default(),
                 receive_log: Throttle::default(),
                 heartbeat_log: Throttle::default(),
@@ -396,6 +405,8 @@ struct Counters {
     completed: AtomicU64,
     failed: AtomicU64,
     refused: AtomicU64,
+    unreported: AtomicU64,
+    unconfirmed: AtomicU64,
 }
 
 struct Inner {
@@ -762,6 +773,8 @@ impl Worker {
             completed: inner.stats.completed.load(Ordering::Relaxed),
             failed: inner.stats.failed.load(Ordering::Relaxed),
             refused: inner.stats.refused.load(Ordering::Relaxed),
+            unreported: inner.stats.unreported.load(Ordering::Relaxed),
+            unconfirmed: inner.stats.unconfirmed.load(Ordering::Relaxed),
             drained,
             handed_back,
         })
@@ -952,25 +965,12 @@ impl Inner {
         loop {
             let (outcome, stop) = self.run_handler(&delivery, received).await;
             let lease = delivery.lease.clone();
+            let until = report::lease_end(received, delivery.timeout_ms);
             let next = match outcome {
-                Ok(value) if !shutdown.is_cancelled() => {
-                    match self.backend.complete_and_receive(&lease, value, 1).await {
-                        Ok((ack, next)) => {
-                            self.count(&ack.ack, true);
-                            next
-                        }
-                        Err(e) => {
-                            tracing::error!(task = %lease.task, "cannot complete: {e}");
-                            Vec::new()
-                        }
-                    }
-                }
                 Ok(value) => {
-                    match self.backend.complete(&lease, value).await {
-                        Ok(ack) => self.count(&ack.ack, true),
-                        Err(e) => tracing::error!(task = %lease.task, "cannot complete: {e}"),
-                    }
-                    Vec::new()
+                    // While shutting down, take no new task with the report.
+                    let receive = !shutdown.is_cancelled();
+                    self.report_success(&lease, value, receive, until).await
                 }
                 // Stopped by shutdown: whatever the handler said (a fatal "cancelled" is
                 // typical), the attempt did not fail on its own. Report nothing; the
@@ -980,16 +980,8 @@ impl Inner {
                     Vec::new()
                 }
                 Err(err) => {
-                    match self
-                        .backend
-                        .fail(&lease, err.message(), err.is_retryable())
-                        .await
-                    {
-                        Ok(ack) => self.count(&ack.ack, false),
-                        Err(e) => {
-                            tracing::error!(task = %lease.task, "cannot report the failure: {e}")
-                        }
-                    }
+                    self.report_failure(&lease, err.message(), err.is_retryable(), until)
+                        .await;
                     Vec::new()
                 }
             };

@@ -1,5 +1,5 @@
 //! How the runtime waits and speaks while the backend fails: a jittered exponential
-//! [`Retry`] pause for every error path, and a [`Throttle`] that keeps a failure from
+//! [`retry`] pause (a [`Retry`]) for every error path, and a [`Throttle`] that keeps a failure from
 //! flooding the log.
 //!
 //! A worker must never spin against a backend that answers every call with an error (Redis
@@ -10,7 +10,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use switchyard_core::rng::SplitMix64;
+use switchyard_core::retry::Retry;
 use tokio::time::Instant;
 
 /// First pause after a failure.
@@ -20,41 +20,9 @@ pub(crate) const RETRY_CAP: Duration = Duration::from_secs(5);
 /// Shortest time between two log lines of one [`Throttle`].
 pub(crate) const LOG_PERIOD: Duration = Duration::from_secs(10);
 
-/// Jittered exponential pauses: the `n`-th consecutive failure waits a uniformly drawn time
-/// in `[d/2, d]` with `d = min(RETRY_FIRST · 2ⁿ⁻¹, RETRY_CAP)`, so that many workers that lost
-/// the same server do not come back in step.
-#[derive(Debug)]
-pub(crate) struct Retry {
-    state: Mutex<(u32, SplitMix64)>,
-}
-
-impl Retry {
-    pub(crate) fn new(seed: u64) -> Self {
-        Retry {
-            state: Mutex::new((0, SplitMix64::new(seed))),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, (u32, SplitMix64)> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The pause after one more failure.
-    pub(crate) fn next(&self) -> Duration {
-        let mut state = self.lock();
-        let (failures, rng) = &mut *state;
-        *failures = failures.saturating_add(1);
-        let doubled = RETRY_FIRST.saturating_mul(1 << (*failures - 1).min(16));
-        let d = doubled.min(RETRY_CAP);
-        d.mul_f64(0.5 + 0.5 * rng.next_f64())
-    }
-
-    /// A success: the next failure waits [`RETRY_FIRST`] again.
-    pub(crate) fn reset(&self) {
-        self.lock().0 = 0;
-    }
+/// The runtime's pauses between attempts: [`Retry`] from [`RETRY_FIRST`] up to [`RETRY_CAP`].
+pub(crate) fn retry(seed: u64) -> Retry {
+    Retry::new(seed, RETRY_FIRST, RETRY_CAP)
 }
 
 /// Lets one kind of log line through at most once per [`LOG_PERIOD`], counting the ones it
@@ -119,23 +87,6 @@ pub(crate) fn repeats(held: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pauses_double_up_to_the_cap_with_jitter_and_reset() {
-        let retry = Retry::new(7);
-        let pauses: Vec<Duration> = (0..12).map(|_| retry.next()).collect();
-        for (i, p) in pauses.iter().enumerate() {
-            let d = RETRY_FIRST.saturating_mul(1 << i.min(16)).min(RETRY_CAP);
-            assert!(
-                *p >= d / 2 && *p <= d,
-                "pause {i}: {p:?} outside [{:?}, {d:?}]",
-                d / 2
-            );
-        }
-        assert!(pauses[11] >= RETRY_CAP / 2);
-        retry.reset();
-        assert!(retry.next() <= RETRY_FIRST);
-    }
 
     #[test]
     fn throttle_lets_one_line_through_per_period_and_counts_the_rest() {

@@ -1,0 +1,124 @@
+//! Reporting a finished attempt (a completion or a failure) to the backend.
+//!
+//! A report that fails for a reason that may pass — the connection dropped, the primary is
+//! failing over ([`Error::is_transient`]) — is sent again after a jittered pause, for as long
+//! as the lease can still be valid (its timeout, counted from when the worker received the
+//! task). Giving up early would throw the attempt's work away: the task would sit leased until
+//! its timeout and then run again, spending an attempt. Repeating a report is safe: one that
+//! took effect before its reply was lost answers "refused" the second time.
+//!
+//! What could not be delivered is counted in the [`WorkerReport`](super::WorkerReport):
+//! `unreported` (gave up: the task runs again once its lease expires) and `unconfirmed`
+//! (durable mode: applied on the primary, but too few replicas confirmed it).
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use switchyard_core::{AckOutcome, Delivery, Error, Lease, Result};
+use tokio::time::Instant;
+
+use super::Inner;
+use super::recovery;
+
+/// What a report call answered, once retries are over.
+pub(super) enum Reported<T> {
+    /// The backend's answer.
+    Answer(T),
+    /// Nothing usable: counted and logged already.
+    Lost,
+}
+
+impl Inner {
+    /// Reports a success; with `receive`, asks for the next task in the same call. Returns
+    /// the tasks received with it.
+    pub(super) async fn report_success(
+        &self,
+        lease: &Lease,
+        value: Vec<u8>,
+        receive: bool,
+        until: Instant,
+    ) -> Vec<Delivery> {
+        let answer = self
+            .reporting(lease, until, "complete", || {
+                let value = value.clone();
+                async move {
+                    if receive {
+                        self.backend.complete_and_receive(lease, value, 1).await
+                    } else {
+                        let ack = self.backend.complete(lease, value).await?;
+                        Ok((ack, Vec::new()))
+                    }
+                }
+            })
+            .await;
+        match answer {
+            Reported::Answer((ack, next)) => {
+                self.count(&ack.ack, true);
+                next
+            }
+            Reported::Lost => Vec::new(),
+        }
+    }
+
+    /// Reports a failed attempt.
+    pub(super) async fn report_failure(
+        &self,
+        lease: &Lease,
+        message: &str,
+        retry: bool,
+        until: Instant,
+    ) {
+        let answer = self
+            .reporting(lease, until, "report the failure", || {
+                self.backend.fail(lease, message, retry)
+            })
+            .await;
+        if let Reported::Answer(AckOutcome { ack, .. }) = answer {
+            self.count(&ack, false);
+        }
+    }
+
+    async fn reporting<T, F, Fut>(
+        &self,
+        lease: &Lease,
+        until: Instant,
+        what: &str,
+        mut call: F,
+    ) -> Reported<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let pauses = recovery::retry(lease.token.0);
+        loop {
+            let error = match call().await {
+                Ok(answer) => return Reported::Answer(answer),
+                Err(e) => e,
+            };
+            if let Error::NotReplicated { .. } = error {
+                self.stats.unconfirmed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(task = %lease.task, "{what}: {error}");
+                return Reported::Lost;
+            }
+            let pause = pauses.next();
+            if error.is_transient() && Instant::now() + pause < until {
+                tracing::debug!(task = %lease.task, "cannot {what} yet ({error}); again in {pause:?}");
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+            self.stats.unreported.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                task = %lease.task,
+                "cannot {what}: {error}; the task runs again once its lease expires"
+            );
+            return Reported::Lost;
+        }
+    }
+}
+
+/// Until when a report for a task received at `received` is worth retrying: the end of its
+/// lease, on the worker's clock.
+pub(super) fn lease_end(received: Instant, timeout_ms: u32) -> Instant {
+    received + Duration::from_millis(u64::from(timeout_ms))
+}
