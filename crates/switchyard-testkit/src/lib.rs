@@ -5,11 +5,13 @@
 //! * [`scenario`] — random operation sequences over any backend, with the invariants of
 //!   DESIGN §3 checked after every step, and a trace for comparing backends;
 //! * [`fairness`] — the fairness property of each dispatch strategy, as reusable checks;
-//! * [`redis_server`] — real `redis-server` processes on free loopback ports.
+//! * [`redis_server`] — real `redis-server` processes on free loopback ports;
+//! * [`sentinel`] — a primary with replicas watched by Sentinels, for failover tests.
 
 pub mod fairness;
 pub mod redis_server;
 pub mod scenario;
+pub mod sentinel;
 
 /// The instance token of every worker a test registers with [`test_worker`].
 pub fn test_instance() -> switchyard_core::InstanceToken {

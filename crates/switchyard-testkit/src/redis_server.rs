@@ -40,7 +40,7 @@ pub struct RedisServer {
     options: ServerOptions,
 }
 
-fn unique_dir() -> PathBuf {
+pub(crate) fn unique_dir() -> PathBuf {
     static N: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -98,7 +98,7 @@ fn spawn(program: &str, port: u16, dir: &Path, options: &ServerOptions) -> Resul
 
 /// Sends PING and checks that a Redis answers (PONG, or an authentication error when the
 /// server requires a password).
-fn answers(port: u16) -> bool {
+pub(crate) fn answers(port: u16) -> bool {
     let Ok(mut s) =
         TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
     else {
@@ -198,6 +198,22 @@ impl RedisServer {
             std::thread::sleep(Duration::from_millis(100));
         }
         Err(last)
+    }
+
+    /// Starts the server again on the same port, empty, as a replica of `primary_port` (any
+    /// `replicaof` it was started with is replaced): how a crashed primary rejoins after a
+    /// failover.
+    pub fn restart_as_replica_of(&mut self, primary_port: u16) -> Result<(), String> {
+        self.options.args.retain(|(name, _)| name != "replicaof");
+        self.options
+            .args
+            .push(("replicaof".into(), format!("127.0.0.1 {primary_port}")));
+        self.restart_empty()
+    }
+
+    /// Whether the process is still running (not killed, not exited).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// The server's port.
