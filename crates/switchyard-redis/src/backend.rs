@@ -28,7 +28,7 @@ use crate::error::{Failure, classify, map_redis};
 use crate::keys::{self, Keyspace};
 use crate::outcomes::Listener;
 use crate::scripts::Scripts;
-use switchyard_topology::{Options, Topology};
+use switchyard_topology::{Options, Tls, Topology};
 
 /// A completion waiting to be combined: the lease, the result, and how many tasks the caller
 /// would receive in the same call.
@@ -115,6 +115,9 @@ pub struct RedisConfig {
     /// Durable mode (off by default): after every state change, wait until this many
     /// replicas confirmed it (see [`Durable`]).
     pub durable: Option<Durable>,
+    /// Certificates for a `rediss://` URL beyond the system's trust store: a private CA, a
+    /// client certificate (see [`Tls`]).
+    pub tls: Option<Tls>,
 }
 
 impl RedisConfig {
@@ -129,12 +132,19 @@ impl RedisConfig {
             submit_calls_in_flight: 2,
             complete_calls_in_flight: 2,
             durable: None,
+            tls: None,
         }
     }
 
     /// Uses `clock` instead of the server's time.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
+        self
+    }
+
+    /// Uses these TLS certificates (see [`Tls`]).
+    pub fn with_tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -210,6 +220,7 @@ impl RedisBackend {
         let options = Options {
             lanes: config.pool_size.max(1),
             response_timeout: config.response_timeout,
+            tls: config.tls.clone(),
             ..Options::default()
         };
         let topology = Topology::connect(&config.url, &options).await?;
@@ -442,17 +453,14 @@ impl RedisBackend {
         {
             return Ok(listener.clone());
         }
-        let patterns = [
-            self.inner.keys.done_pattern(),
-            self.inner.keys.due_channel(),
-        ];
+        let fixed = [self.inner.keys.due_channel()];
         let pubsub = self
             .inner
             .topology
             .pubsub()
             .await
             .map_err(|e| map_redis(&e))?;
-        let listener = Listener::start(pubsub, &patterns)
+        let listener = Listener::start(pubsub, &fixed)
             .await
             .map_err(|e| map_redis(&e))?;
         *slot = Some(listener.clone());
@@ -898,7 +906,12 @@ impl Backend for RedisBackend {
         loop {
             // Listen first, then flag the task as awaited and check its state, so that an
             // announcement right after the check is not missed.
-            let mut registration = self.listener().await?.register(&channel);
+            let mut registration = self
+                .listener()
+                .await?
+                .register(&channel)
+                .await
+                .map_err(|e| map_redis(&e))?;
             let now = self.now_arg();
             let mut inv = self.invocation(&self.inner.scripts.await_outcome, &[], &now);
             inv.arg(id.to_string());
@@ -1151,8 +1164,12 @@ impl Backend for RedisBackend {
         loop {
             // Listen first, then ask, so that a due time moved after the ask is not missed.
             let mut registration = if listening {
-                match self.listener().await {
-                    Ok(listener) => Some(listener.register(&channel)),
+                let registered = match self.listener().await {
+                    Ok(listener) => listener.register(&channel).await.map_err(|e| map_redis(&e)),
+                    Err(e) => Err(e),
+                };
+                match registered {
+                    Ok(registration) => Some(registration),
                     Err(e) => {
                         tracing::debug!("no due-time subscription: {e}");
                         None

@@ -67,11 +67,6 @@ impl Keyspace {
         format!("{}done:{id}", self.prefix)
     }
 
-    /// The pattern of every `done_channel` of the namespace.
-    pub(crate) fn done_pattern(&self) -> String {
-        format!("{}done:*", self.prefix)
-    }
-
     /// The channel on which a delayed task that became the first of its queue is announced
     /// (`place` in `lua/lib.lua`), waking maintenance loops. Namespaces hold no glob
     /// characters, so it is also the pattern that matches just itself.

@@ -1,0 +1,125 @@
+//! Security: an ACL user allowed only its namespace's keys and channels (`~sy:{ns}*`,
+//! `&sy:{ns}*`) runs every kind of call — scripts, awaited outcomes, waiting workers, due
+//! wake-ups, maintenance, inspection — and cannot touch another namespace.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+use std::time::Duration;
+
+use switchyard_core::{
+    Ack, Backend, BackendErrorKind, Error, Policy, QueueConfig, QueueName, Strategy, TaskOutcome,
+    TaskSpec, TaskState,
+};
+use switchyard_redis::RedisBackend;
+use switchyard_testkit::redis_server::RedisServer;
+use switchyard_testkit::{me, test_worker};
+
+async fn add_user(server: &RedisServer, rules: &[&str]) {
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("app")
+        .arg(rules)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_limited_to_its_namespace_runs_everything_and_nothing_else() {
+    let server = RedisServer::start().unwrap();
+    add_user(
+        &server,
+        &[
+            "reset",
+            "on",
+            ">s3cret",
+            "~sy:{shop}*",
+            "&sy:{shop}*",
+            "+@all",
+        ],
+    )
+    .await;
+    let url = format!("redis://app:s3cret@127.0.0.1:{}", server.port());
+    let b = RedisBackend::connect(&url, "shop").await.unwrap();
+    let q = QueueName::new("jobs").unwrap();
+    b.declare_queue(&q, QueueConfig::new(Policy::Fcfs, Strategy::RoundRobin))
+        .await
+        .unwrap();
+    b.register_worker(test_worker("w", ["jobs"])).await.unwrap();
+
+    // An awaited task (the shared listener subscribes `sy:{shop}:done:<id>`), received by a
+    // waiting worker (its own wake-up subscription), completed.
+    let spec = TaskSpec::builder("jobs", "k").build().unwrap();
+    let id = spec.id();
+    let waiter = {
+        let b = b.clone();
+        tokio::spawn(async move { b.wait_outcome(id, Duration::from_secs(20)).await })
+    };
+    b.submit(spec).await.unwrap();
+    let got = b
+        .receive_wait(&me("w"), 1, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    let ack = b.complete(&got[0].lease, b"ok".to_vec()).await.unwrap();
+    assert_eq!(ack.ack, Ack::Completed);
+    assert_eq!(
+        waiter.await.unwrap().unwrap(),
+        Some(TaskOutcome::Succeeded(b"ok".to_vec()))
+    );
+
+    // A delayed task wakes sleeping maintenance (`sy:{shop}:due`), is promoted, fails for
+    // good, is redriven and cancelled; inspection works throughout.
+    let delayed = TaskSpec::builder("jobs", "k")
+        .delay(Duration::from_millis(200))
+        .max_attempts(1)
+        .build()
+        .unwrap();
+    let delayed_id = delayed.id();
+    b.submit(delayed).await.unwrap();
+    b.sleep_until_due(Duration::from_secs(10)).await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        b.maintain(100).await.unwrap();
+        got = b.receive(&me("w"), 1).await.unwrap();
+        if !got.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(got.len(), 1, "the delayed task was never promoted");
+    b.fail(&got[0].lease, "broken", false).await.unwrap();
+    assert_eq!(b.list_dead(&q, 10).await.unwrap().len(), 1);
+    b.redrive(delayed_id).await.unwrap();
+    b.cancel(delayed_id).await.unwrap();
+    let info = b.get_task(delayed_id).await.unwrap().unwrap();
+    assert_eq!(info.state, TaskState::Cancelled);
+    assert!(b.stats().await.unwrap().queues.len() == 1);
+    b.events(None, 100).await.unwrap();
+    b.heartbeat(&me("w")).await.unwrap();
+    b.deregister_worker(&me("w")).await.unwrap();
+
+    // The same user in another namespace is refused, with the reason.
+    let other = RedisBackend::connect(&url, "other").await.unwrap();
+    let err = other
+        .declare_queue(&q, QueueConfig::new(Policy::Fcfs, Strategy::Pull))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Backend {
+                kind: BackendErrorKind::Auth,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("NOPERM"), "{err}");
+    let err = other
+        .wait_outcome(id, Duration::from_millis(100))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("NOPERM"), "{err}");
+}
