@@ -41,3 +41,4 @@ mod scripts;
 
 pub use backend::{RedisBackend, RedisConfig};
 pub use durable::Durable;
+pub use switchyard_topology::Tls;

@@ -57,6 +57,7 @@
 mod address;
 pub mod errors;
 mod sentinel;
+mod tls;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -72,6 +73,7 @@ use tokio::time::Instant;
 
 pub use address::{Address, SENTINEL_PORT, SentinelAddress};
 use sentinel::{Primary, Sentinels};
+pub use tls::Tls;
 
 /// First pause after a failed repair.
 const REPAIR_FIRST: Duration = Duration::from_millis(50);
@@ -88,6 +90,8 @@ pub struct Options {
     pub response_timeout: Duration,
     /// How long opening a connection may take (default 1 s).
     pub connect_timeout: Duration,
+    /// Certificates for TLS URLs beyond the system's trust store (default none).
+    pub tls: Option<Tls>,
 }
 
 impl Default for Options {
@@ -96,6 +100,7 @@ impl Default for Options {
             lanes: 4,
             response_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(1),
+            tls: None,
         }
     }
 }
@@ -114,12 +119,11 @@ pub struct Topology {
 }
 
 enum Nodes {
-    Standalone {
-        pool: Pool,
-        client: Client,
-    },
+    /// Lanes from a deadpool-redis pool, or straight from the client when TLS certificates
+    /// are given (deadpool's manager takes a URL only).
+    Standalone { pool: Option<Pool>, client: Client },
     Sentinel {
-        sentinels: Sentinels,
+        sentinels: Box<Sentinels>,
         primary: RwLock<Primary>,
     },
 }
@@ -165,21 +169,27 @@ impl Topology {
             |e: RedisError| Error::invalid("redis url", format!("`{}`: {e}", display::url(url)));
         let (nodes, described) = match address {
             Address::Standalone { url: node } => {
-                let client = Client::open(node.as_str()).map_err(invalid)?;
-                let manager =
-                    Manager::new_with_config(node.as_str(), config.clone()).map_err(invalid)?;
-                let pool = Pool::builder(manager)
-                    .config(PoolConfig::new(lanes_wanted * 2))
-                    .runtime(Runtime::Tokio1)
-                    .build()
-                    .map_err(|e| Error::Backend {
-                        kind: BackendErrorKind::Connection,
-                        message: format!("cannot build the connection pool: {e}"),
-                    })?;
+                let client = tls::client(&node, options.tls.as_ref()).map_err(invalid)?;
+                let pool = match options.tls {
+                    Some(_) => None,
+                    None => {
+                        let manager = Manager::new_with_config(node.as_str(), config.clone())
+                            .map_err(invalid)?;
+                        let pool = Pool::builder(manager)
+                            .config(PoolConfig::new(lanes_wanted * 2))
+                            .runtime(Runtime::Tokio1)
+                            .build()
+                            .map_err(|e| Error::Backend {
+                                kind: BackendErrorKind::Connection,
+                                message: format!("cannot build the connection pool: {e}"),
+                            })?;
+                        Some(pool)
+                    }
+                };
                 (Nodes::Standalone { pool, client }, display::url(url))
             }
             Address::Sentinel(s) => {
-                let sentinels = Sentinels::new(s).map_err(invalid)?;
+                let sentinels = Sentinels::new(s, options.tls.clone()).map_err(invalid)?;
                 let primary = sentinels
                     .discover(&config)
                     .await
@@ -191,6 +201,7 @@ impl Topology {
                 );
                 tracing::info!(primary = %primary.addr, "found the primary of {described}");
                 let primary = RwLock::new(primary);
+                let sentinels = Box::new(sentinels);
                 (Nodes::Sentinel { sentinels, primary }, described)
             }
         };
@@ -297,7 +308,18 @@ impl Topology {
     async fn open_lanes(&self, n: usize) -> RedisResult<Vec<MultiplexedConnection>> {
         let mut conns = Vec::with_capacity(n);
         match &self.nodes {
-            Nodes::Standalone { pool, .. } => {
+            Nodes::Standalone { pool: None, client } => {
+                for _ in 0..n {
+                    conns.push(
+                        client
+                            .get_multiplexed_async_connection_with_config(&self.config)
+                            .await?,
+                    );
+                }
+            }
+            Nodes::Standalone {
+                pool: Some(pool), ..
+            } => {
                 for _ in 0..n {
                     let conn = pool.get().await.map_err(|e| match e {
                         deadpool_redis::PoolError::Backend(e) => e,

@@ -17,6 +17,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult, Value};
 
 use crate::address::SentinelAddress;
+use crate::tls::{self, Tls};
 
 /// A primary found by discovery.
 #[derive(Debug, Clone)]
@@ -32,6 +33,8 @@ pub(crate) struct Primary {
 pub(crate) struct Sentinels {
     address: SentinelAddress,
     clients: Vec<Client>,
+    /// Certificates for TLS connections to Sentinels and servers.
+    tls: Option<Tls>,
     /// Which Sentinel to ask first (the last one that answered).
     first: AtomicUsize,
 }
@@ -41,15 +44,16 @@ fn failure(message: String) -> RedisError {
 }
 
 impl Sentinels {
-    pub(crate) fn new(address: SentinelAddress) -> RedisResult<Self> {
+    pub(crate) fn new(address: SentinelAddress, tls: Option<Tls>) -> RedisResult<Self> {
         let clients = address
             .sentinels
             .iter()
-            .map(|s| Client::open(address.sentinel_url(s)))
+            .map(|s| tls::client(&address.sentinel_url(s), tls.as_ref()))
             .collect::<RedisResult<_>>()?;
         Ok(Sentinels {
             address,
             clients,
+            tls,
             first: AtomicUsize::new(0),
         })
     }
@@ -96,7 +100,7 @@ impl Sentinels {
                 self.address.master_name
             )));
         };
-        let client = Client::open(self.address.node_url(&host, port))?;
+        let client = tls::client(&self.address.node_url(&host, port), self.tls.as_ref())?;
         let mut node = client
             .get_multiplexed_async_connection_with_config(config)
             .await?;

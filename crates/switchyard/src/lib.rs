@@ -45,7 +45,7 @@ mod worker;
 pub use client::{Client, Task, TaskHandle};
 pub use switchyard_core::*;
 pub use switchyard_memory::MemoryBackend;
-pub use switchyard_redis::{Durable, RedisBackend, RedisConfig};
+pub use switchyard_redis::{Durable, RedisBackend, RedisConfig, Tls};
 pub use worker::{ShutdownHandle, TaskContext, TaskError, Worker, WorkerBuilder, WorkerReport};
 
 /// The README's examples, compiled and run as doctests.
