@@ -259,17 +259,24 @@ impl SentinelSet {
         })
     }
 
-    /// Kills the primary (SIGKILL) and returns its port.
-    pub fn kill_primary(&mut self) -> Result<u16, String> {
-        let port = self
-            .primary_port()
-            .ok_or("the Sentinels do not agree on a primary")?;
-        let server = self
-            .servers
+    /// The primary's port, or why there is none.
+    fn agreed_primary(&self) -> Result<u16, String> {
+        self.primary_port()
+            .ok_or_else(|| "the Sentinels do not agree on a primary".to_owned())
+    }
+
+    /// The server of this set on `port`.
+    fn server_on(&mut self, port: u16) -> Result<&mut RedisServer, String> {
+        self.servers
             .iter_mut()
             .find(|s| s.port() == port)
-            .ok_or_else(|| format!("the primary on port {port} is not one of this set's"))?;
-        server.kill();
+            .ok_or_else(|| format!("no server of this set is on port {port}"))
+    }
+
+    /// Kills the primary (SIGKILL) and returns its port.
+    pub fn kill_primary(&mut self) -> Result<u16, String> {
+        let port = self.agreed_primary()?;
+        self.server_on(port)?.kill();
         Ok(port)
     }
 
@@ -284,15 +291,8 @@ impl SentinelSet {
     /// Starts the server that was on `port` again, empty, as a replica of the current primary,
     /// and waits until the set is settled again.
     pub fn rejoin(&mut self, port: u16, within: Duration) -> Result<(), String> {
-        let primary = self
-            .primary_port()
-            .ok_or("the Sentinels do not agree on a primary")?;
-        let server = self
-            .servers
-            .iter_mut()
-            .find(|s| s.port() == port)
-            .ok_or_else(|| format!("no server of this set was on port {port}"))?;
-        server.restart_as_replica_of(primary)?;
+        let primary = self.agreed_primary()?;
+        self.server_on(port)?.restart_as_replica_of(primary)?;
         self.wait_settled(within).map(|_| ())
     }
 }
