@@ -1,0 +1,62 @@
+//! One program, every topology: the same facade code (declare, two workers, a hundred awaited
+//! tasks) runs against a standalone Redis and against a primary behind Sentinels, with only
+//! the URL changed. (Redis Cluster is not supported yet.)
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+use std::time::Duration;
+
+use switchyard::{Client, Policy, QueueConfig, Strategy, TaskError, Worker};
+use switchyard_testkit::redis_server::RedisServer;
+use switchyard_testkit::sentinel::SentinelSet;
+
+/// The program: what an application would write, given only a URL.
+async fn program(url: &str) -> Vec<u64> {
+    let client = Client::connect(url, "one-program").await.unwrap();
+    client
+        .declare(
+            "squares",
+            QueueConfig::new(Policy::Fcfs, Strategy::LeastLoaded),
+        )
+        .await
+        .unwrap();
+    let mut running = Vec::new();
+    for name in ["a", "b"] {
+        let worker = Worker::builder(&client, name, ["squares"])
+            .unwrap()
+            .capacity(4)
+            .handle_json(
+                "square",
+                |_ctx, n: u64| async move { Ok::<_, TaskError>(n * n) },
+            )
+            .build()
+            .unwrap();
+        running.push((worker.shutdown_handle(), tokio::spawn(worker.run())));
+    }
+    let mut handles = Vec::new();
+    for n in 0..100u64 {
+        handles.push(client.submit_json("squares", "square", &n).await.unwrap());
+    }
+    let mut results = Vec::new();
+    for h in handles {
+        results.push(h.result::<u64>(Duration::from_secs(30)).await.unwrap());
+    }
+    for (stop, run) in running {
+        stop.shutdown();
+        run.await.unwrap().unwrap();
+    }
+    results
+}
+
+fn expected() -> Vec<u64> {
+    (0..100u64).map(|n| n * n).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_program_runs_on_standalone_and_sentinel() {
+    let standalone = RedisServer::start().unwrap();
+    assert_eq!(program(&standalone.url()).await, expected());
+    drop(standalone);
+
+    let set = tokio::task::block_in_place(|| SentinelSet::start(2, 3)).unwrap();
+    assert_eq!(program(&set.url()).await, expected());
+}
