@@ -115,7 +115,13 @@ pub struct Topology {
     generation: AtomicU64,
     /// Held while repairing; the backoff after failed repairs and when the next may start.
     repair: tokio::sync::Mutex<(Retry, Option<Instant>)>,
+    /// Connections a request uses alone (see [`Topology::run_alone`]), opened on first use.
+    alone: Vec<tokio::sync::Mutex<Option<Lane>>>,
+    next_alone: AtomicUsize,
     config: AsyncConnectionConfig,
+    /// For Sentinel queries and role checks: replies within the connect timeout.
+    discovery: AsyncConnectionConfig,
+    connect_timeout: Duration,
 }
 
 enum Nodes {
@@ -164,6 +170,9 @@ impl Topology {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
             .set_response_timeout(Some(options.response_timeout));
+        let discovery = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(options.connect_timeout))
+            .set_response_timeout(Some(options.connect_timeout));
         let lanes_wanted = options.lanes.max(1);
         let invalid =
             |e: RedisError| Error::invalid("redis url", format!("`{}`: {e}", display::url(url)));
@@ -191,7 +200,7 @@ impl Topology {
             Address::Sentinel(s) => {
                 let sentinels = Sentinels::new(s, options.tls.clone()).map_err(invalid)?;
                 let primary = sentinels
-                    .discover(&config)
+                    .discover(&discovery)
                     .await
                     .map_err(|e| errors::map_connect(&e))?;
                 let described = format!(
@@ -215,7 +224,13 @@ impl Topology {
                 Retry::new(switchyard_core::rng::entropy(), REPAIR_FIRST, REPAIR_CAP),
                 None,
             )),
+            alone: (0..lanes_wanted * 2)
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
+            next_alone: AtomicUsize::new(0),
             config,
+            discovery,
+            connect_timeout: options.connect_timeout,
         };
         let conns = topology
             .open_lanes(lanes_wanted)
@@ -270,6 +285,54 @@ impl Topology {
         result
     }
 
+    /// Runs `request` on a connection no other request uses meanwhile, for requests that block
+    /// their connection on the server (`WAIT`): on a shared lane every request behind it would
+    /// wait too. There are twice as many such connections as lanes, opened on first use; a
+    /// request waits for one to be free. Repairs as [`run`](Topology::run) does.
+    pub async fn run_alone<T, F, Fut>(&self, request: F) -> RedisResult<T>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let mut slot = match self.alone.iter().find_map(|m| m.try_lock().ok()) {
+            Some(free) => free,
+            None => {
+                let i = self.next_alone.fetch_add(1, Ordering::Relaxed) % self.alone.len();
+                self.alone[i].lock().await
+            }
+        };
+        let generation = self.generation();
+        let conn = match slot.as_ref() {
+            Some(lane) if lane.generation == generation => lane.conn.clone(),
+            _ => {
+                let conn = match self.open().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        drop(slot);
+                        if calls_for_repair(&e) {
+                            self.repair(generation, &e).await;
+                        }
+                        return Err(e);
+                    }
+                };
+                *slot = Some(Lane {
+                    generation,
+                    conn: conn.clone(),
+                });
+                conn
+            }
+        };
+        let result = request(conn).await;
+        if let Err(e) = &result
+            && calls_for_repair(e)
+        {
+            *slot = None;
+            drop(slot);
+            self.repair(generation, e).await;
+        }
+        result
+    }
+
     /// A connection to the primary (one of the lanes, shared), for tools and tests that
     /// inspect Redis directly. It does not repair itself: ask again after an error.
     pub fn connection(&self) -> MultiplexedConnection {
@@ -285,7 +348,16 @@ impl Topology {
             Nodes::Standalone { client, .. } => client.clone(),
             Nodes::Sentinel { primary, .. } => read(primary).client.clone(),
         };
-        match client.get_async_pubsub().await {
+        let opened = tokio::time::timeout(self.connect_timeout, client.get_async_pubsub())
+            .await
+            .unwrap_or_else(|_| {
+                Err(RedisError::from((
+                    redis::ErrorKind::Io,
+                    "timed out",
+                    format!("no pub/sub connection within {:?}", self.connect_timeout),
+                )))
+            });
+        match opened {
             Ok(p) => Ok(p),
             Err(e) => {
                 if calls_for_repair(&e) {
@@ -304,57 +376,54 @@ impl Topology {
             .clone()
     }
 
-    /// `n` connections to the primary: for Sentinel, found again first.
-    async fn open_lanes(&self, n: usize) -> RedisResult<Vec<MultiplexedConnection>> {
-        let mut conns = Vec::with_capacity(n);
+    /// One new connection to the primary known now.
+    async fn open(&self) -> RedisResult<MultiplexedConnection> {
         match &self.nodes {
             Nodes::Standalone { pool: None, client } => {
-                for _ in 0..n {
-                    conns.push(
-                        client
-                            .get_multiplexed_async_connection_with_config(&self.config)
-                            .await?,
-                    );
-                }
+                client
+                    .get_multiplexed_async_connection_with_config(&self.config)
+                    .await
             }
             Nodes::Standalone {
                 pool: Some(pool), ..
-            } => {
-                for _ in 0..n {
-                    let conn = pool.get().await.map_err(|e| match e {
-                        deadpool_redis::PoolError::Backend(e) => e,
-                        other => RedisError::from((
-                            redis::ErrorKind::Io,
-                            "connection pool",
-                            other.to_string(),
-                        )),
-                    })?;
-                    conns.push(deadpool_redis::Connection::take(conn));
-                }
+            } => match pool.get().await {
+                Ok(conn) => Ok(deadpool_redis::Connection::take(conn)),
+                Err(deadpool_redis::PoolError::Backend(e)) => Err(e),
+                Err(other) => Err(RedisError::from((
+                    redis::ErrorKind::Io,
+                    "connection pool",
+                    other.to_string(),
+                ))),
+            },
+            Nodes::Sentinel { primary, .. } => {
+                let client = read(primary).client.clone();
+                client
+                    .get_multiplexed_async_connection_with_config(&self.config)
+                    .await
             }
-            Nodes::Sentinel { sentinels, primary } => {
-                let found = sentinels.discover(&self.config).await?;
-                for _ in 0..n {
-                    conns.push(
-                        found
-                            .client
-                            .get_multiplexed_async_connection_with_config(&self.config)
-                            .await?,
-                    );
-                }
-                let mut known = primary
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if known.addr != found.addr {
-                    tracing::warn!(
-                        from = %known.addr,
-                        to = %found.addr,
-                        "the primary of {} moved (failover)",
-                        self.described
-                    );
-                }
-                *known = found;
+        }
+    }
+
+    /// `n` connections to the primary: for Sentinel, found again first.
+    async fn open_lanes(&self, n: usize) -> RedisResult<Vec<MultiplexedConnection>> {
+        if let Nodes::Sentinel { sentinels, primary } = &self.nodes {
+            let found = sentinels.discover(&self.discovery).await?;
+            let mut known = primary
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if known.addr != found.addr {
+                tracing::warn!(
+                    from = %known.addr,
+                    to = %found.addr,
+                    "the primary of {} moved (failover)",
+                    self.described
+                );
             }
+            *known = found;
+        }
+        let mut conns = Vec::with_capacity(n);
+        for _ in 0..n {
+            conns.push(self.open().await?);
         }
         Ok(conns)
     }

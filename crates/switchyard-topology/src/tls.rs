@@ -73,7 +73,9 @@ pub(crate) fn install_provider() {
 
 /// A client for `url`, with `tls`'s certificates when the URL uses TLS.
 pub(crate) fn client(url: &str, tls: Option<&Tls>) -> RedisResult<Client> {
-    let secure = url.starts_with("rediss://");
+    let secure = url
+        .get(..9)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://"));
     if secure {
         install_provider();
     }
