@@ -215,7 +215,7 @@ impl RedisBackend {
     pub async fn with_config(config: RedisConfig) -> Result<Self> {
         let keys = Keyspace::new(&config.namespace)?;
         if let Some(d) = &config.durable {
-            d.validate()?;
+            d.validate(config.response_timeout)?;
         }
         let options = Options {
             lanes: config.pool_size.max(1),
@@ -326,29 +326,41 @@ impl RedisBackend {
         inv
     }
 
-    /// Runs a script on the primary; in durable mode, then waits on the same connection until
-    /// enough replicas have its writes.
+    /// Runs a script that changes state on the primary; in durable mode, then waits on the
+    /// same connection (one no other call shares meanwhile: `WAIT` blocks it) until enough
+    /// replicas have its writes.
     async fn exec(&self, inv: &ScriptInvocation<'_>) -> std::result::Result<Value, Failure> {
-        let durable = self.inner.durable;
+        let Some(durable) = self.inner.durable else {
+            return self.exec_unconfirmed(inv).await;
+        };
         let (value, confirmed) = self
             .inner
             .topology
-            .run(|mut conn| async move {
+            .run_alone(|mut conn| async move {
                 let value: Value = inv.invoke_async(&mut conn).await?;
-                let Some(d) = durable else {
-                    return Ok((value, None));
-                };
-                let confirmed: u64 = d.wait_command().query_async(&mut conn).await?;
-                Ok((value, Some(confirmed)))
+                let confirmed: u64 = durable.wait_command().query_async(&mut conn).await?;
+                Ok((value, confirmed))
             })
             .await
             .map_err(|e| classify(&e))?;
-        match (durable, confirmed) {
-            (Some(d), Some(confirmed)) if confirmed < u64::from(d.replicas) => {
-                Err(Failure::Error(d.not_confirmed(confirmed)))
-            }
-            _ => Ok(value),
+        if confirmed < u64::from(durable.replicas) {
+            return Err(Failure::Error(durable.not_confirmed(confirmed)));
         }
+        Ok(value)
+    }
+
+    /// Runs a script without waiting for replicas, even in durable mode: for calls whose
+    /// effect need not survive a failover (a receive: a lease lost with the primary only makes
+    /// its task run again) and whose reply must not be thrown away (the leased tasks).
+    async fn exec_unconfirmed(
+        &self,
+        inv: &ScriptInvocation<'_>,
+    ) -> std::result::Result<Value, Failure> {
+        self.inner
+            .topology
+            .run(|mut conn| async move { inv.invoke_async(&mut conn).await })
+            .await
+            .map_err(|e| classify(&e))
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
@@ -465,6 +477,15 @@ impl RedisBackend {
             .map_err(|e| map_redis(&e))?;
         *slot = Some(listener.clone());
         Ok(listener)
+    }
+
+    /// A registration on the shared listener for `channel` (see the `outcomes` module).
+    async fn registration(&self, channel: &str) -> Result<crate::outcomes::Registration> {
+        self.listener()
+            .await?
+            .register(channel)
+            .await
+            .map_err(|e| map_redis(&e))
     }
 
     /// The channel-subscribed connection a worker sleeps on in `receive_wait`.
@@ -906,12 +927,23 @@ impl Backend for RedisBackend {
         loop {
             // Listen first, then flag the task as awaited and check its state, so that an
             // announcement right after the check is not missed.
-            let mut registration = self
-                .listener()
-                .await?
-                .register(&channel)
-                .await
-                .map_err(|e| map_redis(&e))?;
+            let registered = tokio::time::timeout_at(deadline, self.registration(&channel)).await;
+            let mut registration = match registered {
+                Ok(Ok(r)) => r,
+                // The connection failed while subscribing: try again within the deadline.
+                Ok(Err(e)) if e.is_transient() => {
+                    tokio::time::sleep_until(
+                        deadline.min(tokio::time::Instant::now() + Duration::from_millis(50)),
+                    )
+                    .await;
+                    if tokio::time::Instant::now() >= deadline {
+                        break;
+                    }
+                    continue;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => break,
+            };
             let now = self.now_arg();
             let mut inv = self.invocation(&self.inner.scripts.await_outcome, &[], &now);
             inv.arg(id.to_string());
@@ -1164,11 +1196,7 @@ impl Backend for RedisBackend {
         loop {
             // Listen first, then ask, so that a due time moved after the ask is not missed.
             let mut registration = if listening {
-                let registered = match self.listener().await {
-                    Ok(listener) => listener.register(&channel).await.map_err(|e| map_redis(&e)),
-                    Err(e) => Err(e),
-                };
-                match registered {
+                match self.registration(&channel).await {
                     Ok(registration) => Some(registration),
                     Err(e) => {
                         tracing::debug!("no due-time subscription: {e}");
@@ -1514,7 +1542,7 @@ impl RedisBackend {
             for q in &groups {
                 inv.arg(q.as_str());
             }
-            match self.exec(&inv).await {
+            match self.exec_unconfirmed(&inv).await {
                 Ok(v) => return codec::deliveries(&mut array(v)?.into_iter(), worker),
                 Err(Failure::Stale(_)) => continue,
                 Err(Failure::Error(Error::UnknownWorker(w))) => {
@@ -1538,6 +1566,12 @@ impl RedisBackend {
         max: usize,
         park: bool,
     ) -> Result<(Vec<AckOutcome>, Vec<Delivery>)> {
+        // Durable mode confirms the completions; tasks received in the same call would be
+        // lost with the reply if too few replicas confirmed, so the worker receives apart.
+        let (max, park) = match self.inner.durable {
+            Some(_) => (0, false),
+            None => (max, park),
+        };
         for attempt in 0..STALE_RETRIES {
             let queues = self
                 .queues_of(worker, attempt > 0)

@@ -7,6 +7,11 @@
 //! many replicas confirmed. With `replicas` equal to the number of replicas, a submit or a
 //! completion that was acknowledged survives the failover of its primary to any of them.
 //!
+//! `WAIT` blocks its connection on the server, so these calls run on connections no other
+//! call shares meanwhile. Receives are not confirmed (a lease lost with the primary only
+//! makes its task run again, and the reply carries the leased tasks), and a completion does
+//! not receive the next task in the same call.
+//!
 //! When too few confirm in time the caller gets [`Error::NotReplicated`]: the change was
 //! applied, and stays applied, but may be lost if the primary fails before its replicas catch
 //! up. Redis's own `min-replicas-to-write` makes the primary refuse writes while too few
@@ -43,7 +48,9 @@ impl Durable {
         u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX)
     }
 
-    pub(crate) fn validate(&self) -> Result<()> {
+    /// Checks the settings; `response_timeout` is how long a call may wait for its reply,
+    /// which must leave room for the `WAIT`.
+    pub(crate) fn validate(&self, response_timeout: Duration) -> Result<()> {
         if self.replicas == 0 {
             return Err(Error::invalid(
                 "durable mode",
@@ -54,6 +61,17 @@ impl Durable {
             return Err(Error::invalid(
                 "durable mode",
                 "the timeout must be at least 1 ms (WAIT with 0 would block forever)",
+            ));
+        }
+        if self.timeout.saturating_mul(2) > response_timeout {
+            return Err(Error::invalid(
+                "durable mode",
+                format!(
+                    "the timeout ({}) must be at most half the reply timeout ({}): a call waits \
+                     for both the script and the replicas",
+                    switchyard_core::display::duration(self.timeout),
+                    switchyard_core::display::duration(response_timeout)
+                ),
             ));
         }
         Ok(())
@@ -80,11 +98,18 @@ mod tests {
 
     #[test]
     fn bad_settings_are_refused_with_a_reason() {
-        let none = Durable::new(0, Duration::from_secs(1)).validate();
+        let reply = Duration::from_secs(30);
+        let none = Durable::new(0, Duration::from_secs(1)).validate(reply);
         assert!(none.unwrap_err().to_string().contains("at least 1"));
-        let forever = Durable::new(1, Duration::ZERO).validate();
+        let forever = Durable::new(1, Duration::ZERO).validate(reply);
         assert!(forever.unwrap_err().to_string().contains("block forever"));
-        assert!(Durable::new(2, Duration::from_millis(1)).validate().is_ok());
+        let long = Durable::new(1, Duration::from_secs(20)).validate(reply);
+        assert!(long.unwrap_err().to_string().contains("at most half"));
+        assert!(
+            Durable::new(2, Duration::from_millis(1))
+                .validate(reply)
+                .is_ok()
+        );
     }
 
     #[test]

@@ -28,6 +28,9 @@ use futures_util::StreamExt;
 use redis::aio::PubSubSink;
 use tokio::sync::{mpsc, oneshot};
 
+/// How long a `SUBSCRIBE` may take before the connection is taken for dead.
+const SUBSCRIBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Callers waiting per channel: `(registration, announce)`.
 type Callers = HashMap<String, Vec<(u64, oneshot::Sender<()>)>>;
 
@@ -169,9 +172,23 @@ impl Listener {
             // Every caller subscribes (a repeated SUBSCRIBE is harmless): one that relied on
             // another caller's SUBSCRIBE still in flight could miss an announcement.
             let mut sink = self.sink.lock().await;
-            if let Err(e) = sink.subscribe(channel).await {
+            let subscribed = tokio::time::timeout(SUBSCRIBE_TIMEOUT, sink.subscribe(channel))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(redis::RedisError::from((
+                        redis::ErrorKind::Io,
+                        "timed out",
+                        format!("no SUBSCRIBE reply within {SUBSCRIBE_TIMEOUT:?}"),
+                    )))
+                });
+            if let Err(e) = subscribed {
                 self.alive.store(false, Ordering::SeqCst);
                 return Err(e);
+            }
+            // Answered by an earlier subscription (and unsubscribed) while this one was on its
+            // way: nobody listens to the channel now, so it must not stay subscribed.
+            if !self.lock().contains_key(channel) {
+                let _ = self.left.send(channel.to_owned());
             }
         }
         Ok(registration)
@@ -302,9 +319,9 @@ mod tests {
         let got = tokio::time::timeout(Duration::from_secs(10), d.announced()).await;
         assert!(matches!(got, Ok(Err(_))), "{got:?}");
         assert!(!listener.is_alive());
-        if let Ok(mut e) = listener.register("t:e").await {
-            let got = tokio::time::timeout(Duration::from_secs(10), e.announced()).await;
-            assert!(matches!(got, Ok(Err(_))), "{got:?}");
-        }
+        // A dead listener sends no SUBSCRIBE: the registration fails when awaited.
+        let mut e = listener.register("t:e").await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(10), e.announced()).await;
+        assert!(matches!(got, Ok(Err(_))), "{got:?}");
     }
 }
