@@ -211,6 +211,11 @@ impl RedisServer {
         self.restart_empty()
     }
 
+    /// The server's process id (for `kill -STOP` and the like).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process is still running (not killed, not exited).
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

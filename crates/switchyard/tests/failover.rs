@@ -3,9 +3,9 @@
 //! row, and each time the killed server rejoins, empty, as a replica of the new primary.
 //!
 //! Counted by task id: every submit the producer saw acknowledged must be found, succeeded, at
-//! the end. In durable mode (`WAIT` for one of the two replicas: Sentinel promotes the replica
-//! furthest ahead, so an acknowledged change survives the primary's loss) nothing acknowledged
-//! may be lost, and a task may run twice only where a report of its first run was not
+//! the end. In durable mode (`WAIT` for one of the two replicas; Sentinel prefers the replica
+//! furthest ahead as of its last look, which in this set-up is the one that confirmed) nothing
+//! acknowledged may be lost, and a task may run twice only where a report of its first run was not
 //! acknowledged. (`WAIT` for both would refuse every change while the killed server is away.) Without
 //! durable mode, what was lost is counted and printed, not hidden.
 //!
@@ -14,7 +14,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,11 @@ const KILLS: usize = 3;
 const TASK_TIMEOUT: Duration = Duration::from_secs(3);
 /// Upper bound on tasks submitted, whatever happens.
 const MAX_TASKS: u64 = 200_000;
+
+/// The two tests run one after the other: each starts six processes and counts on failovers
+/// only when it kills a primary (on 2 cores, two at once could delay heartbeats into extra
+/// failovers).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// What the test saw, for its assertions and its printout.
 #[derive(Debug, Default)]
@@ -64,6 +69,8 @@ async fn eventually<T>(within: Duration, what: &str, mut check: impl FnMut() -> 
 }
 
 struct Outcome {
+    /// `WAIT` calls the last primary ran (durable mode sends one per script call).
+    waits: u64,
     acked: usize,
     lost: usize,
     recoveries: Vec<Duration>,
@@ -72,7 +79,23 @@ struct Outcome {
     submit_errors: u64,
 }
 
+/// `cmdstat_wait` calls of the server on `port`.
+fn wait_calls(port: u16) -> u64 {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut conn)
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_wait:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 async fn three_failovers(durable: Option<Durable>, namespace: &str) -> Outcome {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let mut set = blocking(|| SentinelSet::start(2, 3)).unwrap();
     let mut config = RedisConfig::new(set.url(), namespace);
     config.durable = durable;
@@ -109,14 +132,8 @@ async fn three_failovers(durable: Option<Durable>, namespace: &str) -> Outcome {
 
     // The producer: one submit at a time, each repeated until acknowledged (same id).
     let stop_producing = Arc::new(AtomicBool::new(false));
-    let submitted = Arc::new(AtomicU64::new(0));
     let producer = {
-        let (client, seen, stop, submitted) = (
-            client.clone(),
-            seen.clone(),
-            stop_producing.clone(),
-            submitted.clone(),
-        );
+        let (client, seen, stop) = (client.clone(), seen.clone(), stop_producing.clone());
         tokio::spawn(async move {
             for _ in 0..MAX_TASKS {
                 if stop.load(Ordering::SeqCst) {
@@ -137,7 +154,6 @@ async fn three_failovers(durable: Option<Durable>, namespace: &str) -> Outcome {
                         }
                     }
                 }
-                submitted.fetch_add(1, Ordering::SeqCst);
                 let mut s = seen.lock().unwrap();
                 s.acked.push(id);
                 s.ack_times.push(Instant::now());
@@ -212,9 +228,12 @@ async fn three_failovers(durable: Option<Durable>, namespace: &str) -> Outcome {
         stop.shutdown();
         reports.push(running.await.unwrap().unwrap());
     }
+    let primary = blocking(|| set.primary_port()).unwrap();
+    let waits = blocking(|| wait_calls(primary));
     let s = seen.lock().unwrap();
     let redone = s.runs.values().filter(|n| **n > 1).count();
     let outcome = Outcome {
+        waits,
         acked: acked.len(),
         lost,
         recoveries,
@@ -232,7 +251,6 @@ async fn three_failovers(durable: Option<Durable>, namespace: &str) -> Outcome {
         outcome.recoveries,
         outcome.reports
     );
-    assert_eq!(submitted.load(Ordering::SeqCst) as usize, outcome.acked);
     outcome
 }
 
@@ -242,6 +260,7 @@ async fn durable_mode_loses_nothing_acknowledged_across_three_failovers() {
     let outcome = three_failovers(Some(durable), "fo-durable").await;
     assert_eq!(outcome.recoveries.len(), KILLS);
     assert!(outcome.acked > 600, "too little load: {}", outcome.acked);
+    assert!(outcome.waits > 0, "durable mode sent no WAIT");
     assert_eq!(outcome.lost, 0, "acknowledged submits lost in durable mode");
     // A task runs again only when a report of an earlier run was not acknowledged: refused
     // (its lease taken back), given up, or not confirmed by the replicas.
@@ -263,7 +282,8 @@ async fn without_durable_mode_losses_are_counted() {
     let outcome = three_failovers(None, "fo-async").await;
     assert_eq!(outcome.recoveries.len(), KILLS);
     assert!(outcome.acked > 600, "too little load: {}", outcome.acked);
-    // Asynchronous replication may lose the last writes before each kill; the number is the
-    // finding, printed above. It cannot exceed what was acknowledged.
-    assert!(outcome.lost <= outcome.acked);
+    assert_eq!(outcome.waits, 0, "WAIT sent outside durable mode");
+    // Asynchronous replication may lose the last writes before each kill: the number lost is
+    // the finding, printed above, not a failure. Every task not lost succeeded (checked by
+    // task id above).
 }

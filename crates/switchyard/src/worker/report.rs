@@ -3,7 +3,7 @@
 //! A report that fails for a reason that may pass — the connection dropped, the primary is
 //! failing over ([`Error::is_transient`]) — is sent again after a jittered pause, for as long
 //! as the lease can still be valid (its timeout, counted from when the worker received the
-//! task). Giving up early would throw the attempt's work away: the task would sit leased until
+//! task), and at most a minute. Giving up early would throw the attempt's work away: the task would sit leased until
 //! its timeout and then run again, spending an attempt. Repeating a report is safe: one that
 //! took effect before its reply was lost answers "refused" the second time.
 //!
@@ -12,7 +12,7 @@
 //! (durable mode: applied on the primary, but too few replicas confirmed it).
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use switchyard_core::{AckOutcome, Delivery, Error, Lease, Result};
@@ -39,9 +39,13 @@ impl Inner {
         receive: bool,
         until: Instant,
     ) -> Vec<Delivery> {
+        // Only the first attempt receives: one whose reply was lost may have received a task
+        // (leased to this worker) that a repeated receive would not bring back.
+        let first = AtomicBool::new(true);
         let answer = self
             .reporting(lease, until, "complete", || {
                 let value = value.clone();
+                let receive = receive && first.swap(false, Ordering::Relaxed);
                 async move {
                     if receive {
                         self.backend.complete_and_receive(lease, value, 1).await
@@ -117,8 +121,12 @@ impl Inner {
     }
 }
 
+/// The longest a report is retried, whatever the task's timeout: a worker shutting down waits
+/// for its reports.
+const REPORT_RETRY_MAX: Duration = Duration::from_secs(60);
+
 /// Until when a report for a task received at `received` is worth retrying: the end of its
-/// lease, on the worker's clock.
+/// lease, on the worker's clock, and at most [`REPORT_RETRY_MAX`] from now.
 pub(super) fn lease_end(received: Instant, timeout_ms: u32) -> Instant {
-    received + Duration::from_millis(u64::from(timeout_ms))
+    (received + Duration::from_millis(u64::from(timeout_ms))).min(Instant::now() + REPORT_RETRY_MAX)
 }
