@@ -186,6 +186,10 @@ struct Inner {
     clock: Option<Arc<dyn Clock>>,
     /// Queue lists of workers, as last seen (refreshed when a script reports them stale).
     worker_queues: RwLock<HashMap<WorkerId, Arc<Vec<QueueName>>>>,
+    /// Durable mode: tasks received in a completion call whose completions too few replicas
+    /// confirmed (the call failed with `NotReplicated`, but the tasks are leased to the
+    /// worker): handed out by the worker's next receive.
+    stashed: std::sync::Mutex<HashMap<WorkerId, Vec<Delivery>>>,
     /// Subscribed wake-up connections of workers waiting in `receive_wait`.
     waiters: Mutex<HashMap<WorkerId, Arc<Mutex<Option<redis::aio::PubSub>>>>>,
     /// Single submits waiting to be sent together (see `combine`).
@@ -232,6 +236,7 @@ impl RedisBackend {
                 scripts: Scripts::load(),
                 clock: config.clock,
                 worker_queues: RwLock::new(HashMap::new()),
+                stashed: std::sync::Mutex::new(HashMap::new()),
                 waiters: Mutex::new(HashMap::new()),
                 submits: Combiner::new(config.submit_calls_in_flight),
                 completes: Combiner::new(config.complete_calls_in_flight),
@@ -328,10 +333,22 @@ impl RedisBackend {
 
     /// Runs a script that changes state on the primary; in durable mode, then waits on the
     /// same connection (one no other call shares meanwhile: `WAIT` blocks it) until enough
-    /// replicas have its writes.
+    /// replicas have its writes, and fails with `NotReplicated` if too few did.
     async fn exec(&self, inv: &ScriptInvocation<'_>) -> std::result::Result<Value, Failure> {
+        match self.exec_confirmed(inv).await? {
+            (value, None) => Ok(value),
+            (_, Some(unconfirmed)) => Err(Failure::Error(unconfirmed)),
+        }
+    }
+
+    /// [`exec`](Self::exec), answering the reply even when too few replicas confirmed it
+    /// (with the `NotReplicated` error beside it), for replies that must not be lost.
+    async fn exec_confirmed(
+        &self,
+        inv: &ScriptInvocation<'_>,
+    ) -> std::result::Result<(Value, Option<Error>), Failure> {
         let Some(durable) = self.inner.durable else {
-            return self.exec_unconfirmed(inv).await;
+            return Ok((self.exec_unconfirmed(inv).await?, None));
         };
         let (value, confirmed) = self
             .inner
@@ -343,10 +360,9 @@ impl RedisBackend {
             })
             .await
             .map_err(|e| classify(&e))?;
-        if confirmed < u64::from(durable.replicas) {
-            return Err(Failure::Error(durable.not_confirmed(confirmed)));
-        }
-        Ok(value)
+        let unconfirmed =
+            (confirmed < u64::from(durable.replicas)).then(|| durable.not_confirmed(confirmed));
+        Ok((value, unconfirmed))
     }
 
     /// Runs a script without waiting for replicas, even in durable mode: for calls whose
@@ -712,6 +728,8 @@ impl Backend for RedisBackend {
 
     async fn deregister_worker(&self, me: &WorkerRef) -> Result<HandBack> {
         let worker = &me.id;
+        // Stashed tasks are leased to the worker: the deregistration hands them back.
+        self.unstash(worker, usize::MAX);
         for attempt in 0..STALE_RETRIES {
             let Some(queues) = self.queues_of(worker, attempt > 0).await? else {
                 return Err(Error::UnknownWorker(worker.clone()));
@@ -1525,8 +1543,46 @@ impl RedisBackend {
         }
     }
 
+    /// Keeps tasks received with completions that failed `NotReplicated` for the worker's next
+    /// receive.
+    fn stash(&self, worker: &WorkerId, deliveries: Vec<Delivery>) {
+        if deliveries.is_empty() {
+            return;
+        }
+        let mut stashed = self
+            .inner
+            .stashed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        stashed
+            .entry(worker.clone())
+            .or_default()
+            .extend(deliveries);
+    }
+
+    /// Up to `max` stashed tasks of `worker` (see [`stash`](Self::stash)).
+    fn unstash(&self, worker: &WorkerId, max: usize) -> Vec<Delivery> {
+        let mut stashed = self
+            .inner
+            .stashed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(list) = stashed.get_mut(worker) else {
+            return Vec::new();
+        };
+        let taken: Vec<Delivery> = list.drain(..max.min(list.len())).collect();
+        if list.is_empty() {
+            stashed.remove(worker);
+        }
+        taken
+    }
+
     async fn receive_inner(&self, me: &WorkerRef, max: usize, park: bool) -> Result<Vec<Delivery>> {
         let worker = &me.id;
+        let stashed = self.unstash(worker, max);
+        if !stashed.is_empty() {
+            return Ok(stashed);
+        }
         for attempt in 0..STALE_RETRIES {
             let Some(queues) = self.queues_of(worker, attempt > 0).await? else {
                 return Err(Error::UnknownWorker(worker.clone()));
@@ -1566,12 +1622,6 @@ impl RedisBackend {
         max: usize,
         park: bool,
     ) -> Result<(Vec<AckOutcome>, Vec<Delivery>)> {
-        // Durable mode confirms the completions; tasks received in the same call would be
-        // lost with the reply if too few replicas confirmed, so the worker receives apart.
-        let (max, park) = match self.inner.durable {
-            Some(_) => (0, false),
-            None => (max, park),
-        };
         for attempt in 0..STALE_RETRIES {
             let queues = self
                 .queues_of(worker, attempt > 0)
@@ -1597,8 +1647,8 @@ impl RedisBackend {
                 });
             }
             inv.arg(max.min(100_000)).arg(u8::from(park));
-            match self.exec(&inv).await {
-                Ok(v) => {
+            match self.exec_confirmed(&inv).await {
+                Ok((v, unconfirmed)) => {
                     let mut it = array(v)?.into_iter();
                     let mut outcomes = Vec::with_capacity(acks.len());
                     for _ in 0..acks.len() {
@@ -1625,6 +1675,12 @@ impl RedisBackend {
                         });
                     }
                     let deliveries = codec::deliveries(&mut it, worker)?;
+                    if let Some(e) = unconfirmed {
+                        // The completions are applied but unconfirmed; the received tasks are
+                        // leased to the worker: its next receive hands them out.
+                        self.stash(worker, deliveries);
+                        return Err(e);
+                    }
                     return Ok((outcomes, deliveries));
                 }
                 Err(Failure::Stale(_)) => continue,

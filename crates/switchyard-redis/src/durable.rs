@@ -9,8 +9,9 @@
 //!
 //! `WAIT` blocks its connection on the server, so these calls run on connections no other
 //! call shares meanwhile. Receives are not confirmed (a lease lost with the primary only
-//! makes its task run again, and the reply carries the leased tasks), and a completion does
-//! not receive the next task in the same call.
+//! makes its task run again, and the reply carries the leased tasks). A completion that also
+//! received tasks and then failed `NotReplicated` keeps those tasks for the worker's next
+//! receive, so they are not left leased and unrun.
 //!
 //! When too few confirm in time the caller gets [`Error::NotReplicated`]: the change was
 //! applied, and stays applied, but may be lost if the primary fails before its replicas catch

@@ -1,7 +1,8 @@
 //! Durable mode against a primary with one replica: a change is acknowledged once the replica
 //! confirmed it; with the replica frozen (SIGSTOP) the change is applied but the caller gets
 //! `NotReplicated`, and repeating it after the replica is back answers "duplicate". Receiving
-//! works meanwhile (receives are not confirmed, and keep their leased tasks).
+//! works meanwhile (receives are not confirmed), and a task received by an unconfirmed
+//! completion is handed out by the next receive.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::process::Command;
@@ -83,13 +84,23 @@ async fn a_change_the_replica_did_not_confirm_is_reported_and_safe_to_repeat() {
         b.get_task(spec.id()).await.unwrap().is_some(),
         "the submit was applied"
     );
-    // Receiving needs no confirmation: both tasks come, with their leases.
-    let got = b.receive(&me("w"), 10).await.unwrap();
-    assert_eq!(got.len(), 2);
+    // Receiving needs no confirmation.
+    let first = b.receive(&me("w"), 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    // A completion that receives the next task fails unconfirmed; the task it received is
+    // not lost: the worker's next receive hands it out.
+    let err = b
+        .complete_and_receive(&first[0].lease, Vec::new(), 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotReplicated { .. }), "{err}");
+    let second = b.receive(&me("w"), 10).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].lease.task, spec.id());
 
     signal(&replica, "CONT");
     let again = b.submit(spec).await.unwrap();
     assert!(again.duplicate, "repeating the submit finds it stored");
-    let done = b.complete(&got[0].lease, Vec::new()).await.unwrap();
+    let done = b.complete(&second[0].lease, Vec::new()).await.unwrap();
     assert_eq!(done.ack, switchyard_core::Ack::Completed);
 }
