@@ -331,31 +331,55 @@ impl RedisBackend {
         inv
     }
 
-    /// Runs a script that changes state on the primary; in durable mode, then waits on the
-    /// same connection (one no other call shares meanwhile: `WAIT` blocks it) until enough
-    /// replicas have its writes, and fails with `NotReplicated` if too few did.
+    /// Runs a script. Not confirmed by replicas even in durable mode: for reads, and for
+    /// changes whose loss in a failover is recovered by themselves (a lost registration or
+    /// heartbeat makes the worker register again; a lost lease or maintenance pass makes the
+    /// task run or the pass happen again).
     async fn exec(&self, inv: &ScriptInvocation<'_>) -> std::result::Result<Value, Failure> {
+        self.inner
+            .topology
+            .run(|mut conn| async move { inv.invoke_async(&mut conn).await })
+            .await
+            .map_err(|e| classify(&e))
+    }
+
+    /// Runs a script whose change a caller takes as acknowledged (a submit, a completion or
+    /// failure, a cancel, a redrive, a declaration): in durable mode, then waits on the same
+    /// connection (one no other call shares meanwhile: `WAIT` blocks it) until enough
+    /// replicas have its writes, and fails with `NotReplicated` if too few did.
+    async fn exec_durable(
+        &self,
+        inv: &ScriptInvocation<'_>,
+    ) -> std::result::Result<Value, Failure> {
         match self.exec_confirmed(inv).await? {
             (value, None) => Ok(value),
             (_, Some(unconfirmed)) => Err(Failure::Error(unconfirmed)),
         }
     }
 
-    /// [`exec`](Self::exec), answering the reply even when too few replicas confirmed it
-    /// (with the `NotReplicated` error beside it), for replies that must not be lost.
+    /// [`exec_durable`](Self::exec_durable), answering the reply even when it was not
+    /// confirmed (with the `NotReplicated` error beside it), for replies that must not be lost.
     async fn exec_confirmed(
         &self,
         inv: &ScriptInvocation<'_>,
     ) -> std::result::Result<(Value, Option<Error>), Failure> {
         let Some(durable) = self.inner.durable else {
-            return Ok((self.exec_unconfirmed(inv).await?, None));
+            return Ok((self.exec(inv).await?, None));
         };
         let (value, confirmed) = self
             .inner
             .topology
             .run_alone(|mut conn| async move {
                 let value: Value = inv.invoke_async(&mut conn).await?;
-                let confirmed: u64 = durable.wait_command().query_async(&mut conn).await?;
+                // The script took effect: a failed WAIT (the connection dropped, the primary
+                // was demoted) leaves it unconfirmed, and its reply is still answered.
+                let confirmed: u64 = match durable.wait_command().query_async(&mut conn).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::debug!("WAIT failed after a script: {e}");
+                        0
+                    }
+                };
                 Ok((value, confirmed))
             })
             .await
@@ -363,20 +387,6 @@ impl RedisBackend {
         let unconfirmed =
             (confirmed < u64::from(durable.replicas)).then(|| durable.not_confirmed(confirmed));
         Ok((value, unconfirmed))
-    }
-
-    /// Runs a script without waiting for replicas, even in durable mode: for calls whose
-    /// effect need not survive a failover (a receive: a lease lost with the primary only makes
-    /// its task run again) and whose reply must not be thrown away (the leased tasks).
-    async fn exec_unconfirmed(
-        &self,
-        inv: &ScriptInvocation<'_>,
-    ) -> std::result::Result<Value, Failure> {
-        self.inner
-            .topology
-            .run(|mut conn| async move { inv.invoke_async(&mut conn).await })
-            .await
-            .map_err(|e| classify(&e))
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
@@ -454,6 +464,7 @@ impl RedisBackend {
     }
 
     fn forget_worker(&self, worker: &WorkerId) {
+        self.unstash(worker, usize::MAX);
         if let Ok(mut cache) = self.inner.worker_queues.write() {
             cache.remove(worker);
         }
@@ -517,7 +528,9 @@ impl RedisBackend {
             .pubsub()
             .await
             .map_err(|e| map_redis(&e))?;
-        pubsub.subscribe(channel).await.map_err(|e| map_redis(&e))?;
+        crate::outcomes::bounded("SUBSCRIBE", pubsub.subscribe(channel))
+            .await
+            .map_err(|e| map_redis(&e))?;
         Ok(pubsub)
     }
 }
@@ -598,7 +611,7 @@ impl Backend for RedisBackend {
                 EventLevel::Failures => 1,
                 EventLevel::All => 2,
             });
-        match self.exec(&inv).await {
+        match self.exec_durable(&inv).await {
             Ok(_) => Ok(()),
             Err(Failure::Conflict(existing)) => {
                 let existing = codec::config_from_json(existing.as_bytes())?;
@@ -634,6 +647,8 @@ impl Backend for RedisBackend {
 
     async fn register_worker(&self, spec: WorkerSpec) -> Result<RegisterOutcome> {
         spec.validate()?;
+        // Kept tasks belonged to the registration this one replaces.
+        self.unstash(spec.id(), usize::MAX);
         for attempt in 0..STALE_RETRIES {
             let old = self.queues_of(spec.id(), true).await?;
             let mut groups: Vec<&QueueName> = spec.queues().iter().collect();
@@ -870,7 +885,7 @@ impl Backend for RedisBackend {
                 .arg(lease.token.0)
                 .arg(&error)
                 .arg(u8::from(retry));
-            match self.exec(&inv).await {
+            match self.exec_durable(&inv).await {
                 Ok(v) => {
                     let mut it = array(v)?.into_iter();
                     let code = int(&it.next().ok_or_else(|| protocol("empty fail reply"))?)?;
@@ -908,7 +923,7 @@ impl Backend for RedisBackend {
             for q in &groups {
                 inv.arg(q.as_str());
             }
-            match self.exec(&inv).await {
+            match self.exec_durable(&inv).await {
                 Ok(v) => {
                     let mut it = array(v)?.into_iter();
                     let code = int(&it.next().ok_or_else(|| protocol("empty cancel reply"))?)?;
@@ -1026,7 +1041,7 @@ impl Backend for RedisBackend {
             let now = self.now_arg();
             let mut inv = self.invocation(&self.inner.scripts.redrive, &[&rec.queue], &now);
             inv.arg(id.to_string()).arg(rec.queue.as_str());
-            match self.exec(&inv).await {
+            match self.exec_durable(&inv).await {
                 Ok(v) => {
                     let mut it = array(v)?.into_iter();
                     let st = int(&it.next().ok_or_else(|| protocol("empty redrive reply"))?)?;
@@ -1373,7 +1388,7 @@ impl RedisBackend {
                     u16::try_from(g).unwrap_or(u16::MAX),
                 ));
             }
-            let reply = match self.exec(&inv).await {
+            let reply = match self.exec_durable(&inv).await {
                 Ok(reply) => reply,
                 Err(f) if out.is_empty() => return Err(f.into_error()),
                 Err(f) => {
@@ -1526,6 +1541,20 @@ impl RedisBackend {
                         let _ = answer.send(Err(e));
                     }
                 }
+                // Applied, unconfirmed: sending them again one by one would only be refused.
+                Err(Error::NotReplicated {
+                    confirmed,
+                    wanted,
+                    timeout_ms,
+                }) => {
+                    for (_, answer) in answers {
+                        let _ = answer.send(Err(Error::NotReplicated {
+                            confirmed,
+                            wanted,
+                            timeout_ms,
+                        }));
+                    }
+                }
                 Err(_) => {
                     for ((lease, value), (max, answer)) in acks.into_iter().zip(answers) {
                         let one = self
@@ -1579,10 +1608,36 @@ impl RedisBackend {
 
     async fn receive_inner(&self, me: &WorkerRef, max: usize, park: bool) -> Result<Vec<Delivery>> {
         let worker = &me.id;
+        // Tasks kept from an unconfirmed completion go out only once the script accepted the
+        // worker (still registered, same instance); the script fills the rest of `max`.
         let stashed = self.unstash(worker, max);
-        if !stashed.is_empty() {
-            return Ok(stashed);
+        let (max, park) = match stashed.len() {
+            0 => (max, park),
+            n => (max - n, false),
+        };
+        let fresh = self.receive_script(me, max, park).await;
+        match fresh {
+            Ok(mut fresh) => {
+                let mut all = stashed;
+                all.append(&mut fresh);
+                Ok(all)
+            }
+            // Not this worker's any more: its leases went with its registration.
+            Err(e @ (Error::UnknownWorker(_) | Error::WorkerReplaced(_))) => Err(e),
+            Err(e) => {
+                self.stash(worker, stashed);
+                Err(e)
+            }
         }
+    }
+
+    async fn receive_script(
+        &self,
+        me: &WorkerRef,
+        max: usize,
+        park: bool,
+    ) -> Result<Vec<Delivery>> {
+        let worker = &me.id;
         for attempt in 0..STALE_RETRIES {
             let Some(queues) = self.queues_of(worker, attempt > 0).await? else {
                 return Err(Error::UnknownWorker(worker.clone()));
@@ -1598,7 +1653,7 @@ impl RedisBackend {
             for q in &groups {
                 inv.arg(q.as_str());
             }
-            match self.exec_unconfirmed(&inv).await {
+            match self.exec(&inv).await {
                 Ok(v) => return codec::deliveries(&mut array(v)?.into_iter(), worker),
                 Err(Failure::Stale(_)) => continue,
                 Err(Failure::Error(Error::UnknownWorker(w))) => {

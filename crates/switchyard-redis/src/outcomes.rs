@@ -31,6 +31,26 @@ use tokio::sync::{mpsc, oneshot};
 /// How long a `SUBSCRIBE` may take before the connection is taken for dead.
 const SUBSCRIBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The error of a pub/sub command that did not answer within [`SUBSCRIBE_TIMEOUT`].
+pub(crate) fn timed_out(what: &str) -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::Io,
+        "timed out",
+        format!("no {what} reply within {SUBSCRIBE_TIMEOUT:?}"),
+    ))
+}
+
+/// Runs a pub/sub command under [`SUBSCRIBE_TIMEOUT`] (redis-rs gives pub/sub connections no
+/// reply timeout of their own).
+pub(crate) async fn bounded<T>(
+    what: &str,
+    command: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> redis::RedisResult<T> {
+    tokio::time::timeout(SUBSCRIBE_TIMEOUT, command)
+        .await
+        .unwrap_or_else(|_| Err(timed_out(what)))
+}
+
 /// Callers waiting per channel: `(registration, announce)`.
 type Callers = HashMap<String, Vec<(u64, oneshot::Sender<()>)>>;
 
@@ -65,7 +85,7 @@ impl Listener {
         mut pubsub: redis::aio::PubSub,
         fixed: &[String],
     ) -> redis::RedisResult<Arc<Self>> {
-        pubsub.subscribe(fixed).await?;
+        bounded("SUBSCRIBE", pubsub.subscribe(fixed)).await?;
         let (sink, mut stream) = pubsub.split();
         let (stop, mut stopped) = oneshot::channel();
         let (left, mut left_rx) = mpsc::unbounded_channel::<String>();
@@ -98,12 +118,9 @@ impl Listener {
                     }
                 }
             }
-            // The connection is gone: callers learn it from their dropped senders. Marked dead
-            // under the lock, so that no caller registers after the clear and waits in vain.
+            // The connection is gone: callers learn it from their dropped senders.
             if let Some(listener) = weak.upgrade() {
-                let mut callers = listener.lock();
-                listener.alive.store(false, Ordering::SeqCst);
-                callers.clear();
+                listener.kill();
             }
         });
         let weak: Weak<Listener> = Arc::downgrade(&listener);
@@ -117,8 +134,10 @@ impl Listener {
                 if listener.lock().contains_key(&channel) {
                     continue; // a caller came back: keep it
                 }
-                if let Err(e) = sink.unsubscribe(&channel).await {
+                if let Err(e) = bounded("UNSUBSCRIBE", sink.unsubscribe(&channel)).await {
                     tracing::debug!("cannot unsubscribe {channel}: {e}");
+                    listener.kill();
+                    return;
                 }
             }
         });
@@ -130,6 +149,15 @@ impl Listener {
         self.callers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes the listener for dead: every caller is told (its sender dropped), and later ones
+    /// at once. Marked under the callers' lock, so that no caller registers after the clear and
+    /// waits in vain.
+    fn kill(&self) {
+        let mut callers = self.lock();
+        self.alive.store(false, Ordering::SeqCst);
+        callers.clear();
     }
 
     fn is_fixed(&self, channel: &str) -> bool {
@@ -144,7 +172,7 @@ impl Listener {
     /// Registers a caller of `channel` and, unless it is a fixed channel, subscribes to it
     /// (returning once the server confirmed). The registration completes when the channel is
     /// announced, and fails if the connection is lost first (or already was). Dropping it
-    /// unregisters the caller. A failed `SUBSCRIBE` marks the listener dead.
+    /// unregisters the caller. A failed or unanswered `SUBSCRIBE` kills the listener.
     pub(crate) async fn register(
         self: &Arc<Self>,
         channel: &str,
@@ -171,24 +199,19 @@ impl Listener {
         if self.is_alive() && !self.is_fixed(channel) {
             // Every caller subscribes (a repeated SUBSCRIBE is harmless): one that relied on
             // another caller's SUBSCRIBE still in flight could miss an announcement.
-            let mut sink = self.sink.lock().await;
-            let subscribed = tokio::time::timeout(SUBSCRIBE_TIMEOUT, sink.subscribe(channel))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(redis::RedisError::from((
-                        redis::ErrorKind::Io,
-                        "timed out",
-                        format!("no SUBSCRIBE reply within {SUBSCRIBE_TIMEOUT:?}"),
-                    )))
-                });
-            if let Err(e) = subscribed {
-                self.alive.store(false, Ordering::SeqCst);
+            let subscribe = async {
+                let mut sink = self.sink.lock().await;
+                sink.subscribe(channel).await?;
+                // Answered by an earlier subscription (and unsubscribed) while this one was on
+                // its way: nobody listens to the channel now, so it must not stay subscribed.
+                if !self.lock().contains_key(channel) {
+                    let _ = self.left.send(channel.to_owned());
+                }
+                Ok(())
+            };
+            if let Err(e) = bounded("SUBSCRIBE", subscribe).await {
+                self.kill();
                 return Err(e);
-            }
-            // Answered by an earlier subscription (and unsubscribed) while this one was on its
-            // way: nobody listens to the channel now, so it must not stay subscribed.
-            if !self.lock().contains_key(channel) {
-                let _ = self.left.send(channel.to_owned());
             }
         }
         Ok(registration)

@@ -104,3 +104,49 @@ async fn a_change_the_replica_did_not_confirm_is_reported_and_safe_to_repeat() {
     let done = b.complete(&second[0].lease, Vec::new()).await.unwrap();
     assert_eq!(done.ack, switchyard_core::Ack::Completed);
 }
+
+/// Tasks kept from an unconfirmed completion belong to the registration that received them:
+/// once the worker deregisters and registers again, its receive gets the task afresh (a new
+/// lease), never the old lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_tasks_do_not_outlive_their_registration() {
+    let primary = RedisServer::start().unwrap();
+    let replica = RedisServer::start_with(
+        &ServerOptions::default().arg("replicaof", &format!("127.0.0.1 {}", primary.port())),
+    )
+    .unwrap();
+    tokio::task::block_in_place(|| wait_linked(&replica));
+    let config = RedisConfig::new(primary.url(), "dur2")
+        .with_durable(Durable::new(1, Duration::from_millis(300)));
+    let b = RedisBackend::with_config(config).await.unwrap();
+    let q = QueueName::new("jobs").unwrap();
+    b.declare_queue(&q, QueueConfig::new(Policy::Fcfs, Strategy::Pull))
+        .await
+        .unwrap();
+    b.register_worker(test_worker("w", ["jobs"]).capacity(4))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        b.submit(TaskSpec::builder("jobs", "k").build().unwrap())
+            .await
+            .unwrap();
+    }
+    let first = b.receive(&me("w"), 1).await.unwrap();
+    signal(&replica, "STOP");
+    let err = b
+        .complete_and_receive(&first[0].lease, Vec::new(), 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotReplicated { .. }), "{err}");
+    signal(&replica, "CONT");
+    b.deregister_worker(&me("w")).await.unwrap();
+    b.register_worker(test_worker("w", ["jobs"]).capacity(4))
+        .await
+        .unwrap();
+    let again = b.receive(&me("w"), 10).await.unwrap();
+    assert_eq!(again.len(), 1, "the handed-back task is received afresh");
+    let info = b.get_task(again[0].lease.task).await.unwrap().unwrap();
+    assert_eq!(info.token, Some(again[0].lease.token), "a current lease");
+    let done = b.complete(&again[0].lease, Vec::new()).await.unwrap();
+    assert_eq!(done.ack, switchyard_core::Ack::Completed);
+}
