@@ -6,12 +6,11 @@
 use std::time::Duration;
 
 use switchyard_core::{
-    Ack, Backend, BackendErrorKind, Error, Policy, QueueConfig, QueueName, Strategy, TaskOutcome,
-    TaskSpec, TaskState,
+    Backend, BackendErrorKind, Error, Policy, QueueConfig, QueueName, Strategy, TaskSpec, TaskState,
 };
 use switchyard_redis::RedisBackend;
 use switchyard_testkit::redis_server::RedisServer;
-use switchyard_testkit::{me, test_worker};
+use switchyard_testkit::{awaited_round_trip, me};
 
 async fn add_user(server: &RedisServer, rules: &[&str]) {
     let client = redis::Client::open(server.url()).unwrap();
@@ -42,32 +41,10 @@ async fn a_user_limited_to_its_namespace_runs_everything_and_nothing_else() {
     .await;
     let url = format!("redis://app:s3cret@127.0.0.1:{}", server.port());
     let b = RedisBackend::connect(&url, "shop").await.unwrap();
+    // Declare, register, and an awaited task received by a waiting worker: the shared
+    // listener subscribes `sy:{shop}:done:<id>`, the worker its wake-up channel.
+    awaited_round_trip(&b, "jobs").await;
     let q = QueueName::new("jobs").unwrap();
-    b.declare_queue(&q, QueueConfig::new(Policy::Fcfs, Strategy::RoundRobin))
-        .await
-        .unwrap();
-    b.register_worker(test_worker("w", ["jobs"])).await.unwrap();
-
-    // An awaited task (the shared listener subscribes `sy:{shop}:done:<id>`), received by a
-    // waiting worker (its own wake-up subscription), completed.
-    let spec = TaskSpec::builder("jobs", "k").build().unwrap();
-    let id = spec.id();
-    let waiter = {
-        let b = b.clone();
-        tokio::spawn(async move { b.wait_outcome(id, Duration::from_secs(20)).await })
-    };
-    b.submit(spec).await.unwrap();
-    let got = b
-        .receive_wait(&me("w"), 1, Duration::from_secs(10))
-        .await
-        .unwrap();
-    assert_eq!(got.len(), 1);
-    let ack = b.complete(&got[0].lease, b"ok".to_vec()).await.unwrap();
-    assert_eq!(ack.ack, Ack::Completed);
-    assert_eq!(
-        waiter.await.unwrap().unwrap(),
-        Some(TaskOutcome::Succeeded(b"ok".to_vec()))
-    );
 
     // A delayed task wakes sleeping maintenance (`sy:{shop}:due`), is promoted, fails for
     // good, is redriven and cancelled; inspection works throughout.
@@ -118,7 +95,7 @@ async fn a_user_limited_to_its_namespace_runs_everything_and_nothing_else() {
     );
     assert!(err.to_string().contains("NOPERM"), "{err}");
     let err = other
-        .wait_outcome(id, Duration::from_millis(100))
+        .wait_outcome(delayed_id, Duration::from_millis(100))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("NOPERM"), "{err}");

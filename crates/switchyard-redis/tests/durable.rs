@@ -43,15 +43,16 @@ fn wait_linked(replica: &RedisServer) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_change_the_replica_did_not_confirm_is_reported_and_safe_to_repeat() {
+/// A primary with one linked replica, and a durable backend (1 replica, 300 ms) on it with
+/// queue `jobs` (pull) declared and worker `w` (capacity 4) registered.
+async fn primary_with_replica(namespace: &str) -> (RedisServer, RedisServer, RedisBackend) {
     let primary = RedisServer::start().unwrap();
     let replica = RedisServer::start_with(
         &ServerOptions::default().arg("replicaof", &format!("127.0.0.1 {}", primary.port())),
     )
     .unwrap();
     tokio::task::block_in_place(|| wait_linked(&replica));
-    let config = RedisConfig::new(primary.url(), "dur")
+    let config = RedisConfig::new(primary.url(), namespace)
         .with_durable(Durable::new(1, Duration::from_millis(300)));
     let b = RedisBackend::with_config(config).await.unwrap();
     let q = QueueName::new("jobs").unwrap();
@@ -61,6 +62,12 @@ async fn a_change_the_replica_did_not_confirm_is_reported_and_safe_to_repeat() {
     b.register_worker(test_worker("w", ["jobs"]).capacity(4))
         .await
         .unwrap();
+    (primary, replica, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_the_replica_did_not_confirm_is_reported_and_safe_to_repeat() {
+    let (_primary, replica, b) = primary_with_replica("dur").await;
     b.submit(TaskSpec::builder("jobs", "k").build().unwrap())
         .await
         .unwrap();
@@ -110,22 +117,7 @@ async fn a_change_the_replica_did_not_confirm_is_reported_and_safe_to_repeat() {
 /// lease), never the old lease.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kept_tasks_do_not_outlive_their_registration() {
-    let primary = RedisServer::start().unwrap();
-    let replica = RedisServer::start_with(
-        &ServerOptions::default().arg("replicaof", &format!("127.0.0.1 {}", primary.port())),
-    )
-    .unwrap();
-    tokio::task::block_in_place(|| wait_linked(&replica));
-    let config = RedisConfig::new(primary.url(), "dur2")
-        .with_durable(Durable::new(1, Duration::from_millis(300)));
-    let b = RedisBackend::with_config(config).await.unwrap();
-    let q = QueueName::new("jobs").unwrap();
-    b.declare_queue(&q, QueueConfig::new(Policy::Fcfs, Strategy::Pull))
-        .await
-        .unwrap();
-    b.register_worker(test_worker("w", ["jobs"]).capacity(4))
-        .await
-        .unwrap();
+    let (_primary, replica, b) = primary_with_replica("dur2").await;
     for _ in 0..2 {
         b.submit(TaskSpec::builder("jobs", "k").build().unwrap())
             .await

@@ -6,12 +6,10 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
-use switchyard_core::{Backend, Policy, QueueConfig, QueueName, Strategy, TaskOutcome, TaskSpec};
 use switchyard_redis::{RedisBackend, RedisConfig, Tls};
+use switchyard_testkit::awaited_round_trip;
 use switchyard_testkit::redis_server::{RedisServer, ServerOptions, free_port};
-use switchyard_testkit::{me, test_worker};
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
@@ -108,28 +106,7 @@ async fn everything_runs_over_tls_with_a_trusted_ca_and_an_unknown_ca_is_refused
 
     let config = RedisConfig::new(&url, "sec").with_tls(Tls::ca_file(dir.join("ca.crt")).unwrap());
     let b = RedisBackend::with_config(config).await.unwrap();
-    let q = QueueName::new("jobs").unwrap();
-    b.declare_queue(&q, QueueConfig::new(Policy::Fcfs, Strategy::RoundRobin))
-        .await
-        .unwrap();
-    b.register_worker(test_worker("w", ["jobs"])).await.unwrap();
-    let spec = TaskSpec::builder("jobs", "k").build().unwrap();
-    let id = spec.id();
-    let waiter = {
-        let b = b.clone();
-        tokio::spawn(async move { b.wait_outcome(id, Duration::from_secs(20)).await })
-    };
-    b.submit(spec).await.unwrap();
-    let got = b
-        .receive_wait(&me("w"), 1, Duration::from_secs(10))
-        .await
-        .unwrap();
-    assert_eq!(got.len(), 1);
-    b.complete(&got[0].lease, b"ok".to_vec()).await.unwrap();
-    assert_eq!(
-        waiter.await.unwrap().unwrap(),
-        Some(TaskOutcome::Succeeded(b"ok".to_vec()))
-    );
+    awaited_round_trip(&b, "jobs").await;
 
     // The system's trust store does not know the test CA.
     let err = RedisBackend::connect(&url, "sec").await.unwrap_err();

@@ -41,3 +41,51 @@ pub fn me(id: &str) -> switchyard_core::WorkerRef {
         Err(e) => panic!("test worker {id}: {e}"),
     }
 }
+
+/// Declares `queue` (FCFS, round-robin), registers worker `w` ([`test_worker`]) on it, and
+/// runs one awaited task through every kind of connection a backend keeps: a caller awaiting
+/// its outcome (the shared subscription), the worker waiting for work (its wake-up
+/// subscription), the script calls. Panics on any failure: for tests of how a backend
+/// connects (TLS, ACL users).
+pub async fn awaited_round_trip<B>(backend: &B, queue: &str)
+where
+    B: switchyard_core::Backend + Clone + 'static,
+{
+    use std::time::Duration;
+    use switchyard_core::{Policy, QueueConfig, QueueName, Strategy, TaskOutcome, TaskSpec};
+
+    let name = QueueName::new(queue).unwrap_or_else(|e| panic!("queue {queue}: {e}"));
+    let config = QueueConfig::new(Policy::Fcfs, Strategy::RoundRobin);
+    if let Err(e) = backend.declare_queue(&name, config).await {
+        panic!("declare {queue}: {e}");
+    }
+    if let Err(e) = backend.register_worker(test_worker("w", [queue])).await {
+        panic!("register w: {e}");
+    }
+    let spec = TaskSpec::builder(queue, "k")
+        .build()
+        .unwrap_or_else(|e| panic!("spec: {e}"));
+    let id = spec.id();
+    let waiter = {
+        let b = backend.clone();
+        tokio::spawn(async move { b.wait_outcome(id, Duration::from_secs(20)).await })
+    };
+    if let Err(e) = backend.submit(spec).await {
+        panic!("submit: {e}");
+    }
+    let got = match backend
+        .receive_wait(&me("w"), 1, Duration::from_secs(10))
+        .await
+    {
+        Ok(got) => got,
+        Err(e) => panic!("receive_wait: {e}"),
+    };
+    assert_eq!(got.len(), 1, "the waiting worker receives the task");
+    if let Err(e) = backend.complete(&got[0].lease, b"ok".to_vec()).await {
+        panic!("complete: {e}");
+    }
+    match waiter.await {
+        Ok(Ok(outcome)) => assert_eq!(outcome, Some(TaskOutcome::Succeeded(b"ok".to_vec()))),
+        other => panic!("wait_outcome: {other:?}"),
+    }
+}
