@@ -1,7 +1,7 @@
 //! What every command that talks to a shared backend needs: where it is, and a runtime.
 
 use clap::Args;
-use switchyard::{Client, display};
+use switchyard::{Client, Durable, RedisBackend, RedisConfig, Tls, display};
 
 /// Where the shared state lives.
 #[derive(Debug, Clone, Args)]
@@ -17,6 +17,16 @@ pub struct Remote {
     /// Namespace of the keys: deployments sharing a Redis keep apart by namespace.
     #[arg(long, env = "SWITCHYARD_NAMESPACE", default_value = "switchyard")]
     pub namespace: String,
+
+    /// For `rediss://` URLs: the PEM file of the CA that signed the servers' certificates,
+    /// trusted instead of the system's store.
+    #[arg(long, env = "SWITCHYARD_TLS_CA", value_name = "PATH")]
+    pub tls_ca: Option<std::path::PathBuf>,
+
+    /// Durable mode: every acknowledged change (submit, completion, …) waits until this many
+    /// replicas confirmed it, for at most 1 s; fewer is reported as an error.
+    #[arg(long, env = "SWITCHYARD_DURABLE", value_name = "REPLICAS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub durable: Option<u32>,
 }
 
 impl Remote {
@@ -29,9 +39,17 @@ impl Remote {
                  (the in-memory backend lives inside one process; try `switchyard demo` for it)"
             ));
         }
-        Client::connect(&self.url, &self.namespace)
+        let mut config = RedisConfig::new(&self.url, &self.namespace);
+        if let Some(path) = &self.tls_ca {
+            config = config.with_tls(Tls::ca_file(path).map_err(|e| format!("--tls-ca: {e}"))?);
+        }
+        if let Some(replicas) = self.durable {
+            config = config.with_durable(Durable::new(replicas, std::time::Duration::from_secs(1)));
+        }
+        let backend = RedisBackend::with_config(config)
             .await
-            .map_err(|e| format!("cannot connect to {shown}: {e}"))
+            .map_err(|e| format!("cannot connect to {shown}: {e}"))?;
+        Ok(Client::new(backend))
     }
 }
 

@@ -212,6 +212,31 @@ fn switchyard_cli_with_url(url: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// The connection flags every Redis command takes: a CA file that cannot be read and a
+/// durable mode of 0 replicas are refused with the reason; a Sentinel URL is understood (here
+/// no Sentinel answers, and the error says what each address answered).
+#[test]
+fn connection_flags_say_what_is_wrong() {
+    let ca = switchyard_cli_with_url(
+        "rediss://127.0.0.1:1",
+        &["status", "--tls-ca", "/nonexistent/ca.pem"],
+    );
+    assert!(
+        ca.contains("--tls-ca") && ca.contains("cannot read /nonexistent/ca.pem"),
+        "{ca}"
+    );
+    let durable = switchyard_cli_with_url("redis://127.0.0.1:1", &["status", "--durable", "0"]);
+    assert!(durable.contains("--durable"), "{durable}");
+    let sentinel =
+        switchyard_cli_with_url("redis+sentinel://:s3cret@127.0.0.1:1/jobs", &["status"]);
+    assert!(
+        sentinel.contains("no Sentinel named a reachable primary for `jobs`")
+            && sentinel.contains("127.0.0.1:1")
+            && !sentinel.contains("s3cret"),
+        "{sentinel}"
+    );
+}
+
 /// A password in a URL is never printed: not in errors, not in `--help` (which shows the
 /// values of environment variables unless told not to), not in a worker's start line.
 #[test]
