@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use redis::aio::MultiplexedConnection;
 use redis::{Script, ScriptInvocation, Value};
 use switchyard_core::rng::Minstd;
 use switchyard_core::{
@@ -28,7 +27,7 @@ use crate::error::{Failure, classify, map_redis};
 use crate::keys::{self, Keyspace};
 use crate::outcomes::Listener;
 use crate::scripts::Scripts;
-use switchyard_topology::{Options, Tls, Topology};
+use switchyard_topology::{Connection, Options, Tls, Topology};
 
 /// A completion waiting to be combined: the lease, the result, and how many tasks the caller
 /// would receive in the same call.
@@ -250,9 +249,9 @@ impl RedisBackend {
 
     async fn check_server(&self) -> Result<()> {
         let mut conn = self.inner.topology.connection();
-        let info: String = redis::cmd("INFO")
-            .arg("server")
-            .query_async(&mut conn)
+        let home = self.inner.keys.fixed(keys::TASKS);
+        let info: String = conn
+            .query_at(home, redis::cmd("INFO").arg("server"))
             .await
             .map_err(|e| map_redis(&e))?;
         let version = info
@@ -297,7 +296,14 @@ impl RedisBackend {
         match &self.inner.clock {
             Some(c) => Ok(c.now_ms()),
             None => {
-                let t: (u64, u64) = self.query(&redis::cmd("TIME")).await?;
+                // The clock of the server that holds the namespace (on a Cluster, its primary).
+                let home = self.inner.keys.fixed(keys::TASKS);
+                let t: (u64, u64) = self
+                    .inner
+                    .topology
+                    .run(|mut conn| async move { conn.query_at(home, &redis::cmd("TIME")).await })
+                    .await
+                    .map_err(|e| map_redis(&e))?;
                 Ok(t.0 * 1000 + t.1 / 1000)
             }
         }
@@ -366,14 +372,17 @@ impl RedisBackend {
         let Some(durable) = self.inner.durable else {
             return Ok((self.exec(inv).await?, None));
         };
+        let home = self.inner.keys.fixed(keys::TASKS);
         let (value, confirmed) = self
             .inner
             .topology
             .run_alone(|mut conn| async move {
                 let value: Value = inv.invoke_async(&mut conn).await?;
                 // The script took effect: a failed WAIT (the connection dropped, the primary
-                // was demoted) leaves it unconfirmed, and its reply is still answered.
-                let confirmed: u64 = match durable.wait_command().query_async(&mut conn).await {
+                // was demoted) leaves it unconfirmed, and its reply is still answered. On a
+                // Cluster, WAIT goes to the primary that ran the script (by default redis-rs
+                // would send it to every primary).
+                let confirmed: u64 = match conn.query_at(home, &durable.wait_command()).await {
                     Ok(n) => n,
                     Err(e) => {
                         tracing::debug!("WAIT failed after a script: {e}");
@@ -1801,8 +1810,9 @@ impl RedisBackend {
         self.inner.keys.queue_group(queue)
     }
 
-    /// A connection to the primary, for tools and tests that inspect Redis directly.
-    pub async fn connection(&self) -> Result<MultiplexedConnection> {
+    /// A connection to the primary (on a Cluster: to the Cluster), for tools and tests that
+    /// inspect Redis directly.
+    pub async fn connection(&self) -> Result<Connection> {
         Ok(self.inner.topology.connection())
     }
 

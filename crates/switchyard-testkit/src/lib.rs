@@ -8,6 +8,7 @@
 //! * [`redis_server`] — real `redis-server` processes on free loopback ports;
 //! * [`sentinel`] — a primary with replicas watched by Sentinels, for failover tests.
 
+pub mod cluster;
 pub mod fairness;
 pub mod redis_server;
 pub mod scenario;

@@ -63,6 +63,16 @@ pub fn free_port() -> std::io::Result<u16> {
     }
 }
 
+/// A free loopback port for a Cluster node: below 55535, with its bus port (+10000) free too.
+pub fn free_cluster_port() -> std::io::Result<u16> {
+    loop {
+        let port = free_port()?;
+        if port < 55535 && TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+            return Ok(port);
+        }
+    }
+}
+
 /// Starts `program` on `port` with its files in `dir`.
 fn spawn(program: &str, port: u16, dir: &Path, options: &ServerOptions) -> Result<Child, String> {
     let mut cmd = Command::new(program);
@@ -126,7 +136,13 @@ impl RedisServer {
             .unwrap_or_else(|| "redis-server".into());
         let mut last_error = String::new();
         for _ in 0..5 {
-            let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+            let cluster_node = options.args.iter().any(|(n, _)| n == "cluster-enabled");
+            let port = if cluster_node {
+                free_cluster_port()
+            } else {
+                free_port()
+            }
+            .map_err(|e| format!("no free port: {e}"))?;
             let dir = unique_dir();
             std::fs::create_dir_all(&dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;

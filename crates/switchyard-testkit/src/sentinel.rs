@@ -139,7 +139,7 @@ pub fn role(port: u16) -> Option<String> {
 }
 
 /// Polls `check` every 20 ms until it answers `Some`, or fails after `within` saying `what`.
-fn wait_for<T>(
+pub(crate) fn wait_for<T>(
     within: Duration,
     what: &str,
     mut check: impl FnMut() -> Option<T>,

@@ -6,6 +6,8 @@
 //!   26379). The user and password are those of the Redis servers (primary and replicas); the
 //!   Sentinels' own, if they require one, go in the query: `?sentinel_username=…&sentinel_password=…`.
 //!   `rediss+sentinel://` uses TLS for both.
+//! * `redis+cluster://[user:password@]host[:port][,host[:port]…]` — a Redis Cluster, reached
+//!   through any of the listed seed nodes (port default 6379); `rediss+cluster://` for TLS.
 
 use switchyard_core::display;
 use switchyard_core::{Error, Result};
@@ -23,7 +25,43 @@ pub enum Address {
     },
     /// A primary found through Sentinels.
     Sentinel(SentinelAddress),
+    /// A Redis Cluster.
+    Cluster(ClusterAddress),
 }
+
+/// The parts of a `redis+cluster://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterAddress {
+    /// `host:port` of each seed node, in the order given.
+    pub seeds: Vec<String>,
+    /// Whether to use TLS (`rediss+cluster://`).
+    pub tls: bool,
+    /// `user:password` (still percent-encoded), if any.
+    pub userinfo: Option<String>,
+}
+
+impl ClusterAddress {
+    /// The `redis://` URL of each seed node.
+    pub fn seed_urls(&self) -> Vec<String> {
+        self.seeds
+            .iter()
+            .map(|hp| {
+                let (host, port) = hp.rsplit_once(':').unwrap_or((hp, ""));
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                node_url(
+                    self.tls,
+                    self.userinfo.as_deref(),
+                    host,
+                    port.parse().unwrap_or(REDIS_PORT),
+                    0,
+                )
+            })
+            .collect()
+    }
+}
+
+/// The default port of a Redis server (for Cluster seeds written without one).
+pub const REDIS_PORT: u16 = 6379;
 
 /// The parts of a `redis+sentinel://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,8 +130,9 @@ impl Address {
         let Some((scheme, rest)) = url.split_once("://") else {
             return Err(invalid(
                 url,
-                "expected redis://host:port, rediss://host:port or \
-                 redis+sentinel://host:port[,host:port]/master-name",
+                "expected redis://host:port, rediss://host:port, \
+                 redis+sentinel://host:port[,host:port]/master-name or \
+                 redis+cluster://host:port[,host:port]",
             ));
         };
         match scheme.to_ascii_lowercase().as_str() {
@@ -102,14 +141,46 @@ impl Address {
             }),
             "redis+sentinel" => Self::sentinel(url, rest, false),
             "rediss+sentinel" => Self::sentinel(url, rest, true),
+            "redis+cluster" => Self::cluster(url, rest, false),
+            "rediss+cluster" => Self::cluster(url, rest, true),
             other => Err(invalid(
                 url,
                 format!(
-                    "unknown scheme `{other}`: use redis://, rediss://, redis+sentinel:// or \
-                     rediss+sentinel://"
+                    "unknown scheme `{other}`: use redis://, rediss://, redis+sentinel://, \
+                     rediss+sentinel://, redis+cluster:// or rediss+cluster://"
                 ),
             )),
         }
+    }
+
+    fn cluster(url: &str, rest: &str, tls: bool) -> Result<Address> {
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        if rest.contains('?') {
+            return Err(invalid(url, "a Cluster URL takes no parameters"));
+        }
+        if !matches!(path, "" | "0") {
+            return Err(invalid(
+                url,
+                format!("`/{path}`: a Cluster has only database 0"),
+            ));
+        }
+        let (userinfo, hosts) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u.to_owned()), h),
+            None => (None, authority),
+        };
+        let seeds = hosts
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(|h| host_port(url, h, REDIS_PORT))
+            .collect::<Result<Vec<_>>>()?;
+        if seeds.is_empty() {
+            return Err(invalid(url, "no seed node: name at least one host:port"));
+        }
+        Ok(Address::Cluster(ClusterAddress {
+            seeds,
+            tls,
+            userinfo,
+        }))
     }
 
     fn sentinel(url: &str, rest: &str, tls: bool) -> Result<Address> {
@@ -124,7 +195,7 @@ impl Address {
         };
         let mut sentinels = Vec::new();
         for host in hosts.split(',').filter(|h| !h.is_empty()) {
-            sentinels.push(host_port(url, host)?);
+            sentinels.push(host_port(url, host, SENTINEL_PORT)?);
         }
         if sentinels.is_empty() {
             return Err(invalid(url, "no Sentinel address before the master name"));
@@ -183,8 +254,8 @@ impl Address {
     }
 }
 
-/// `host[:port]` with the default Sentinel port, checked.
-fn host_port(url: &str, host: &str) -> Result<String> {
+/// `host[:port]` with a default port, checked.
+fn host_port(url: &str, host: &str, default_port: u16) -> Result<String> {
     let (name, port) = match host.rsplit_once(':') {
         // `[::1]:26379`, `host:26379`; a bare IPv6 address needs brackets.
         Some((name, port)) if !name.is_empty() && (!name.contains(':') || name.ends_with(']')) => {
@@ -193,7 +264,7 @@ fn host_port(url: &str, host: &str) -> Result<String> {
                 .map_err(|_| invalid(url, format!("port `{port}` of `{host}` is not a number")))?;
             (name, port)
         }
-        _ => (host, SENTINEL_PORT),
+        _ => (host, default_port),
     };
     Ok(format!("{name}:{port}"))
 }
@@ -240,6 +311,24 @@ mod tests {
     }
 
     #[test]
+    fn cluster_urls_name_seeds_and_auth() {
+        let Ok(Address::Cluster(c)) = Address::parse("rediss+cluster://u:p@a:7000,b,[::1]:7002")
+        else {
+            panic!("not a Cluster address")
+        };
+        assert_eq!(c.seeds, ["a:7000", "b:6379", "[::1]:7002"]);
+        assert!(c.tls);
+        assert_eq!(
+            c.seed_urls(),
+            [
+                "rediss://u:p@a:7000/0",
+                "rediss://u:p@b:6379/0",
+                "rediss://u:p@[::1]:7002/0"
+            ]
+        );
+    }
+
+    #[test]
     fn bad_urls_say_what_is_wrong_without_the_password() {
         let cases = [
             ("127.0.0.1:6379", "expected redis://"),
@@ -252,6 +341,9 @@ mod tests {
                 "redis+sentinel://h/m?password=s3cret",
                 "unknown parameter `password`",
             ),
+            ("redis+cluster://:s3cret@", "no seed node"),
+            ("redis+cluster://:s3cret@h:1/2", "only database 0"),
+            ("redis+cluster://:s3cret@h:1?x=1", "no parameters"),
         ];
         for (url, expected) in cases {
             let message = Address::parse(url).unwrap_err().to_string();

@@ -10,6 +10,7 @@
 //! | --- | --- |
 //! | `redis://[user:password@]host:port[/db]` (`rediss://` for TLS) | one standalone server |
 //! | `redis+sentinel://[user:password@]host:port[,host:port…]/master-name[/db]` | the primary the Sentinels name |
+//! | `redis+cluster://[user:password@]host:port[,host:port…]` (`rediss+cluster://` for TLS) | a Redis Cluster, through its seed nodes |
 //!
 //! (The forms are detailed in [`Address`].)
 //!
@@ -55,6 +56,7 @@
 //! ```
 
 mod address;
+mod connection;
 pub mod errors;
 mod sentinel;
 mod tls;
@@ -65,13 +67,15 @@ use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use deadpool_redis::{Manager, Pool, PoolConfig, Runtime};
-use redis::aio::{MultiplexedConnection, PubSub};
+use redis::aio::PubSub;
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult};
 use switchyard_core::retry::Retry;
 use switchyard_core::{BackendErrorKind, Error, Result, display};
 use tokio::time::Instant;
 
-pub use address::{Address, SENTINEL_PORT, SentinelAddress};
+pub use address::{Address, ClusterAddress, REDIS_PORT, SENTINEL_PORT, SentinelAddress};
+pub use connection::Connection;
 use sentinel::{Primary, Sentinels};
 pub use tls::Tls;
 
@@ -132,12 +136,19 @@ enum Nodes {
         sentinels: Box<Sentinels>,
         primary: RwLock<Primary>,
     },
+    /// Lanes are `ClusterConnection`s, which follow slot moves and reconnect by themselves;
+    /// pub/sub connections go to a seed node (a classic `PUBLISH` reaches every node).
+    Cluster {
+        client: ClusterClient,
+        seeds: Vec<Client>,
+        next_seed: AtomicUsize,
+    },
 }
 
 #[derive(Clone)]
 struct Lane {
     generation: u64,
-    conn: MultiplexedConnection,
+    conn: Connection,
 }
 
 impl std::fmt::Debug for Topology {
@@ -213,6 +224,21 @@ impl Topology {
                 let sentinels = Box::new(sentinels);
                 (Nodes::Sentinel { sentinels, primary }, described)
             }
+            Address::Cluster(c) => {
+                let urls = c.seed_urls();
+                let seeds = urls
+                    .iter()
+                    .map(|u| tls::client(u, options.tls.as_ref()))
+                    .collect::<RedisResult<Vec<_>>>()
+                    .map_err(invalid)?;
+                let client = cluster_client(&urls, options).map_err(invalid)?;
+                let nodes = Nodes::Cluster {
+                    client,
+                    seeds,
+                    next_seed: AtomicUsize::new(0),
+                };
+                (nodes, format!("{} (Cluster)", display::url(url)))
+            }
         };
         let mut topology = Topology {
             described,
@@ -259,12 +285,17 @@ impl Topology {
     }
 
     /// `host:port` of the primary requests go to now (for Sentinel; `None` for a standalone
-    /// URL, which is the address).
+    /// URL, which is the address, and for a Cluster, where it depends on the key).
     pub fn primary(&self) -> Option<String> {
         match &self.nodes {
-            Nodes::Standalone { .. } => None,
+            Nodes::Standalone { .. } | Nodes::Cluster { .. } => None,
             Nodes::Sentinel { primary, .. } => Some(read(primary).addr.clone()),
         }
+    }
+
+    /// Whether requests go to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.nodes, Nodes::Cluster { .. })
     }
 
     /// Runs `request` on the next lane's connection. If it fails in a way that
@@ -272,7 +303,7 @@ impl Topology {
     /// the error is returned, so that the caller's retry meets the primary found again.
     pub async fn run<T, F, Fut>(&self, request: F) -> RedisResult<T>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let lane = self.lane();
@@ -291,7 +322,7 @@ impl Topology {
     /// request waits for one to be free. Repairs as [`run`](Topology::run) does.
     pub async fn run_alone<T, F, Fut>(&self, request: F) -> RedisResult<T>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let mut slot = match self.alone.iter().find_map(|m| m.try_lock().ok()) {
@@ -335,7 +366,7 @@ impl Topology {
 
     /// A connection to the primary (one of the lanes, shared), for tools and tests that
     /// inspect Redis directly. It does not repair itself: ask again after an error.
-    pub fn connection(&self) -> MultiplexedConnection {
+    pub fn connection(&self) -> Connection {
         self.lane().conn
     }
 
@@ -347,17 +378,25 @@ impl Topology {
         let client = match &self.nodes {
             Nodes::Standalone { client, .. } => client.clone(),
             Nodes::Sentinel { primary, .. } => read(primary).client.clone(),
+            Nodes::Cluster {
+                seeds, next_seed, ..
+            } => {
+                // Any node will do; the first seed that answers, starting with the next one.
+                let first = next_seed.fetch_add(1, Ordering::Relaxed);
+                let mut last = None;
+                for i in 0..seeds.len() {
+                    let seed = &seeds[(first + i) % seeds.len()];
+                    match self.open_pubsub(seed).await {
+                        Ok(p) => return Ok(p),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                return Err(last.unwrap_or_else(|| {
+                    RedisError::from((redis::ErrorKind::Io, "no seed node", String::new()))
+                }));
+            }
         };
-        let opened = tokio::time::timeout(self.connect_timeout, client.get_async_pubsub())
-            .await
-            .unwrap_or_else(|_| {
-                Err(RedisError::from((
-                    redis::ErrorKind::Io,
-                    "timed out",
-                    format!("no pub/sub connection within {:?}", self.connect_timeout),
-                )))
-            });
-        match opened {
+        match self.open_pubsub(&client).await {
             Ok(p) => Ok(p),
             Err(e) => {
                 if calls_for_repair(&e) {
@@ -366,6 +405,18 @@ impl Topology {
                 Err(e)
             }
         }
+    }
+
+    async fn open_pubsub(&self, client: &Client) -> RedisResult<PubSub> {
+        tokio::time::timeout(self.connect_timeout, client.get_async_pubsub())
+            .await
+            .unwrap_or_else(|_| {
+                Err(RedisError::from((
+                    redis::ErrorKind::Io,
+                    "timed out",
+                    format!("no pub/sub connection within {:?}", self.connect_timeout),
+                )))
+            })
     }
 
     fn lane(&self) -> Lane {
@@ -377,8 +428,8 @@ impl Topology {
     }
 
     /// One new connection to the primary known now.
-    async fn open(&self) -> RedisResult<MultiplexedConnection> {
-        match &self.nodes {
+    async fn open(&self) -> RedisResult<Connection> {
+        let single = match &self.nodes {
             Nodes::Standalone { pool: None, client } => {
                 client
                     .get_multiplexed_async_connection_with_config(&self.config)
@@ -401,11 +452,15 @@ impl Topology {
                     .get_multiplexed_async_connection_with_config(&self.config)
                     .await
             }
-        }
+            Nodes::Cluster { client, .. } => {
+                return client.get_async_connection().await.map(Connection::Cluster);
+            }
+        };
+        single.map(Connection::Single)
     }
 
     /// `n` connections to the primary: for Sentinel, found again first.
-    async fn open_lanes(&self, n: usize) -> RedisResult<Vec<MultiplexedConnection>> {
+    async fn open_lanes(&self, n: usize) -> RedisResult<Vec<Connection>> {
         if let Nodes::Sentinel { sentinels, primary } = &self.nodes {
             let found = sentinels.discover(&self.discovery).await?;
             let mut known = primary
@@ -431,6 +486,10 @@ impl Topology {
     /// Finds the primary again and replaces every lane, unless another caller already did
     /// since `seen` or a failed repair asked to wait.
     async fn repair(&self, seen: u64, cause: &RedisError) {
+        if self.is_cluster() {
+            // A ClusterConnection reconnects and re-reads the slot map by itself.
+            return;
+        }
         let mut guard = self.repair.lock().await;
         if self.generation() != seen {
             return;
@@ -468,6 +527,30 @@ impl Topology {
         }
     }
 }
+
+/// Tuned for a job queue: redis-rs's default waits at least 1.28 s before retrying a
+/// `TRYAGAIN` (met by every script during a slot migration); these retries wait 10-200 ms.
+fn cluster_client(urls: &[String], options: &Options) -> RedisResult<ClusterClient> {
+    let mut builder = ClusterClientBuilder::new(urls.to_vec())
+        .retries(CLUSTER_RETRIES)
+        .min_retry_wait(10)
+        .max_retry_wait(200)
+        .retry_wait_formula(10, 2)
+        .connection_timeout(options.connect_timeout)
+        .response_timeout(options.response_timeout);
+    if let Some(t) = &options.tls {
+        tls::install_provider();
+        builder = builder.certs(tls::certificates(t));
+    } else if urls.iter().any(|u| tls::is_secure(u)) {
+        tls::install_provider();
+    }
+    builder.build()
+}
+
+/// How often a Cluster request is retried (on `TRYAGAIN`, `MOVED` to a node not yet known,
+/// `CLUSTERDOWN`, a lost node connection) before its error is returned: with the waits of
+/// [`cluster_client`], about 2 s in all.
+const CLUSTER_RETRIES: u32 = 12;
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read()

@@ -1,4 +1,4 @@
-//! TLS for `rediss://` and `rediss+sentinel://` URLs (rustls, with the `ring` provider).
+//! TLS for `rediss://`, `rediss+sentinel://` and `rediss+cluster://` URLs (rustls, with the `ring` provider).
 //!
 //! By default a server's certificate is checked against the system's trust store. A server
 //! with a certificate from a private CA needs that CA ([`Tls::ca`]); a server that requires
@@ -71,28 +71,34 @@ pub(crate) fn install_provider() {
     });
 }
 
+/// Whether `url` asks for TLS (`rediss://`).
+pub(crate) fn is_secure(url: &str) -> bool {
+    url.get(..9)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://"))
+}
+
+/// `tls` in redis-rs's form.
+pub(crate) fn certificates(tls: &Tls) -> TlsCertificates {
+    TlsCertificates {
+        client_tls: tls
+            .client
+            .clone()
+            .map(|(client_cert, client_key)| ClientTlsConfig {
+                client_cert,
+                client_key,
+            }),
+        root_cert: tls.ca.clone(),
+    }
+}
+
 /// A client for `url`, with `tls`'s certificates when the URL uses TLS.
 pub(crate) fn client(url: &str, tls: Option<&Tls>) -> RedisResult<Client> {
-    let secure = url
-        .get(..9)
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://"));
+    let secure = is_secure(url);
     if secure {
         install_provider();
     }
     match tls {
-        Some(tls) if secure => Client::build_with_tls(
-            url,
-            TlsCertificates {
-                client_tls: tls
-                    .client
-                    .clone()
-                    .map(|(client_cert, client_key)| ClientTlsConfig {
-                        client_cert,
-                        client_key,
-                    }),
-                root_cert: tls.ca.clone(),
-            },
-        ),
+        Some(tls) if secure => Client::build_with_tls(url, certificates(tls)),
         _ => Client::open(url),
     }
 }

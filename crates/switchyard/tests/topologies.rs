@@ -1,11 +1,12 @@
 //! One program, every topology: the same facade code (declare, two workers, a hundred awaited
-//! tasks) runs against a standalone Redis and against a primary behind Sentinels, with only
-//! the URL changed. (Redis Cluster is not supported yet.)
+//! tasks) runs against a standalone Redis, a primary behind Sentinels and a Redis Cluster of
+//! three primaries, with only the URL changed.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::time::Duration;
 
 use switchyard::{Client, Policy, QueueConfig, Strategy, TaskError, Worker};
+use switchyard_testkit::cluster::RedisCluster;
 use switchyard_testkit::redis_server::RedisServer;
 use switchyard_testkit::sentinel::SentinelSet;
 
@@ -52,11 +53,16 @@ fn expected() -> Vec<u64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_same_program_runs_on_standalone_and_sentinel() {
+async fn the_same_program_runs_on_standalone_sentinel_and_cluster() {
     let standalone = RedisServer::start().unwrap();
     assert_eq!(program(&standalone.url()).await, expected());
     drop(standalone);
 
     let set = tokio::task::block_in_place(|| SentinelSet::start(2, 3)).unwrap();
     assert_eq!(program(&set.url()).await, expected());
+    drop(set);
+
+    let cluster = tokio::task::block_in_place(|| RedisCluster::start(3, 0)).unwrap();
+    assert_eq!(cluster.primary_ports().len(), 3);
+    assert_eq!(program(&cluster.url()).await, expected());
 }

@@ -1,0 +1,235 @@
+//! A Redis Cluster for tests: `masters` primaries (each with `replicas` replicas) on free
+//! loopback ports below 55535 (a node's bus port is its port + 10000), joined with
+//! `redis-cli --cluster create`, and waited for until every node reports `cluster_state:ok`
+//! and knows every other node. Killed on drop.
+//!
+//! [`RedisCluster::move_slot`] moves one slot between primaries by hand, key by key, with a
+//! pause between keys, so that requests meet the slot half-migrated (what `redis-cli --cluster
+//! reshard` does, slowed down).
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::redis_server::{RedisServer, ServerOptions};
+use crate::sentinel::wait_for;
+
+/// A running Cluster; every node is killed on drop.
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+fn connect(port: u16) -> Result<redis::Connection, String> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .map_err(|e| format!("port {port}: {e}"))?;
+    let conn = client
+        .get_connection_with_timeout(Duration::from_secs(1))
+        .map_err(|e| format!("port {port}: {e}"))?;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| format!("port {port}: {e}"))?;
+    Ok(conn)
+}
+
+/// Runs `cmd` on the node at `port`.
+fn on<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> Result<T, String> {
+    cmd.query(&mut connect(port)?)
+        .map_err(|e| format!("port {port}: {e}"))
+}
+
+/// `CLUSTER INFO` of the node at `port`, as fields.
+fn cluster_info(port: u16) -> Option<HashMap<String, String>> {
+    let text: String = on(port, redis::cmd("CLUSTER").arg("INFO")).ok()?;
+    Some(
+        text.lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+            .collect(),
+    )
+}
+
+impl RedisCluster {
+    /// Starts and joins a Cluster of `masters` primaries with `replicas` replicas each.
+    pub fn start(masters: usize, replicas: usize) -> Result<Self, String> {
+        let options = ServerOptions::default()
+            .arg("cluster-enabled", "yes")
+            .arg("cluster-config-file", "nodes.conf")
+            .arg("cluster-node-timeout", "2000");
+        let nodes = (0..masters * (1 + replicas))
+            .map(|_| RedisServer::start_with(&options))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for n in &nodes {
+            create.arg(format!("127.0.0.1:{}", n.port()));
+        }
+        let out = create
+            .arg("--cluster-replicas")
+            .arg(replicas.to_string())
+            .arg("--cluster-yes")
+            .output()
+            .map_err(|e| format!("cannot run redis-cli (install redis-tools): {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "redis-cli --cluster create failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let cluster = RedisCluster { nodes };
+        cluster.wait_ok(Duration::from_secs(30))?;
+        Ok(cluster)
+    }
+
+    /// Waits until every node says `cluster_state:ok`, has all slots assigned, knows every
+    /// other node, and every replica's link to its primary is up.
+    pub fn wait_ok(&self, within: Duration) -> Result<(), String> {
+        let n = self.nodes.len().to_string();
+        wait_for(within, "cluster_state:ok on every node", || {
+            for node in &self.nodes {
+                let info = cluster_info(node.port())?;
+                let ok = info.get("cluster_state").map(String::as_str) == Some("ok")
+                    && info.get("cluster_slots_assigned").map(String::as_str) == Some("16384")
+                    && info.get("cluster_known_nodes") == Some(&n);
+                if !ok {
+                    return None;
+                }
+                let replication: String =
+                    on(node.port(), redis::cmd("INFO").arg("replication")).ok()?;
+                if replication.contains("role:slave")
+                    && !replication.contains("master_link_status:up")
+                {
+                    return None;
+                }
+            }
+            Some(())
+        })
+    }
+
+    /// `redis+cluster://127.0.0.1:<p1>,…` naming every node as a seed.
+    pub fn url(&self) -> String {
+        let seeds: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
+        format!("redis+cluster://{}", seeds.join(","))
+    }
+
+    /// The ports of the nodes that are primaries now.
+    pub fn primary_ports(&self) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .map(RedisServer::port)
+            .filter(|p| crate::sentinel::role(*p).as_deref() == Some("master"))
+            .collect()
+    }
+
+    /// The slot of `key` (`CLUSTER KEYSLOT`).
+    pub fn slot_of(&self, key: &str) -> Result<u16, String> {
+        let port = self.nodes.first().map(RedisServer::port).unwrap_or(0);
+        on(port, redis::cmd("CLUSTER").arg("KEYSLOT").arg(key))
+    }
+
+    /// The port of the primary that owns `slot` (as the first node's `CLUSTER SLOTS` says).
+    pub fn owner_of(&self, slot: u16) -> Result<u16, String> {
+        let port = self.nodes.first().map(RedisServer::port).unwrap_or(0);
+        // Each range: [first slot, last slot, [ip, port, id], replicas…].
+        self.slot_ranges(port)?
+            .into_iter()
+            .find(|r| (r.first..=r.last).contains(&slot))
+            .map(|r| r.primary)
+            .ok_or_else(|| format!("no primary owns slot {slot}"))
+    }
+
+    fn slot_ranges(&self, port: u16) -> Result<Vec<SlotRange>, String> {
+        let raw: Vec<Vec<redis::Value>> = on(port, redis::cmd("CLUSTER").arg("SLOTS"))?;
+        raw.into_iter()
+            .map(|range| {
+                let mut it = range.into_iter();
+                let (Some(lo), Some(hi), Some(primary)) = (it.next(), it.next(), it.next()) else {
+                    return Err(format!("port {port}: short CLUSTER SLOTS entry"));
+                };
+                fn parse<T: redis::FromRedisValue>(
+                    what: &str,
+                    v: redis::Value,
+                ) -> Result<T, String> {
+                    redis::from_redis_value(v).map_err(|e| format!("CLUSTER SLOTS {what}: {e}"))
+                }
+                let primary: Vec<redis::Value> = parse("primary", primary)?;
+                let mut p = primary.into_iter();
+                let (Some(_ip), Some(primary)) = (p.next(), p.next()) else {
+                    return Err(format!("port {port}: short primary in CLUSTER SLOTS"));
+                };
+                Ok(SlotRange {
+                    first: parse("first slot", lo)?,
+                    last: parse("last slot", hi)?,
+                    primary: parse("port", primary)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Moves `slot` to the primary at `to`: marks it importing there and migrating on its
+    /// owner, then moves its keys one `MIGRATE` at a time with `pause` after each, then
+    /// assigns the slot to `to` on every primary. Returns how many keys moved.
+    pub fn move_slot(&self, slot: u16, to: u16, pause: Duration) -> Result<usize, String> {
+        let from = self.owner_of(slot)?;
+        if from == to {
+            return Err(format!("slot {slot} is already on port {to}"));
+        }
+        let (from_id, to_id) = (node_id(from)?, node_id(to)?);
+        let setslot = |port: u16, how: &str, id: &str| -> Result<(), String> {
+            on::<()>(
+                port,
+                redis::cmd("CLUSTER")
+                    .arg("SETSLOT")
+                    .arg(slot)
+                    .arg(how)
+                    .arg(id),
+            )
+        };
+        setslot(to, "IMPORTING", &from_id)?;
+        setslot(from, "MIGRATING", &to_id)?;
+        let mut moved = 0;
+        loop {
+            let keys: Vec<String> = on(
+                from,
+                redis::cmd("CLUSTER").arg("GETKEYSINSLOT").arg(slot).arg(1),
+            )?;
+            let Some(key) = keys.into_iter().next() else {
+                break;
+            };
+            let _: redis::Value = on(
+                from,
+                redis::cmd("MIGRATE")
+                    .arg("127.0.0.1")
+                    .arg(to)
+                    .arg("")
+                    .arg(0)
+                    .arg(10_000)
+                    .arg("KEYS")
+                    .arg(&key),
+            )?;
+            moved += 1;
+            std::thread::sleep(pause);
+        }
+        for port in self.primary_ports() {
+            setslot(port, "NODE", &to_id)?;
+        }
+        self.wait_ok(Duration::from_secs(30))?;
+        Ok(moved)
+    }
+}
+
+/// One range of `CLUSTER SLOTS`: its slots and the port of their primary.
+struct SlotRange {
+    first: u16,
+    last: u16,
+    primary: u16,
+}
+
+/// `CLUSTER MYID` of the node at `port`.
+fn node_id(port: u16) -> Result<String, String> {
+    on(port, redis::cmd("CLUSTER").arg("MYID"))
+}
