@@ -41,19 +41,39 @@ pub fn map_redis(e: &RedisError) -> Error {
                 format!("the server is a read-only replica (failover in progress?): {d}"),
             );
         }
-        Some(code @ ("LOADING" | "BUSY" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN")) => {
+        Some(code @ ("LOADING" | "BUSY" | "MASTERDOWN")) => {
             return backend(BackendErrorKind::Connection, format!("{code} {d}"));
         }
         _ => {}
+    }
+    // What redis-rs gives back when a Cluster's redirections or retries did not settle in
+    // time: the slot is being moved, or a node is gone and the slot map not yet updated.
+    let unsettled = matches!(
+        e.kind(),
+        ErrorKind::ClusterConnectionNotFound
+            | ErrorKind::Server(
+                ServerErrorKind::Ask
+                    | ServerErrorKind::Moved
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ClusterDown
+            )
+    );
+    if unsettled {
+        return backend(
+            BackendErrorKind::Connection,
+            format!(
+                "the Redis Cluster did not settle within the retries (a slot is moving or a node is down): {e}"
+            ),
+        );
     }
     let kind = match e.kind() {
         ErrorKind::AuthenticationFailed => BackendErrorKind::Auth,
         ErrorKind::Io => BackendErrorKind::Connection,
         ErrorKind::Server(ServerErrorKind::ReadOnly) => BackendErrorKind::ReadOnly,
         ErrorKind::Server(ServerErrorKind::NoPerm) => BackendErrorKind::Auth,
-        ErrorKind::Server(
-            ServerErrorKind::BusyLoading | ServerErrorKind::MasterDown | ServerErrorKind::TryAgain,
-        ) => BackendErrorKind::Connection,
+        ErrorKind::Server(ServerErrorKind::BusyLoading | ServerErrorKind::MasterDown) => {
+            BackendErrorKind::Connection
+        }
         ErrorKind::Parse | ErrorKind::UnexpectedReturnType => BackendErrorKind::Protocol,
         _ if e.is_connection_refusal()
             || e.is_connection_dropped()
@@ -84,4 +104,39 @@ pub fn map_connect(e: &RedisError) -> Error {
         );
     }
     map_redis(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsettled_cluster_replies_are_transient() {
+        let cases: [RedisError; 4] = [
+            (
+                ErrorKind::Server(ServerErrorKind::Ask),
+                "ask",
+                "9749 127.0.0.1:7001".into(),
+            )
+                .into(),
+            (
+                ErrorKind::Server(ServerErrorKind::Moved),
+                "moved",
+                "1 h:1".into(),
+            )
+                .into(),
+            (
+                ErrorKind::Server(ServerErrorKind::TryAgain),
+                "tryagain",
+                String::new(),
+            )
+                .into(),
+            (ErrorKind::ClusterConnectionNotFound, "no connections found").into(),
+        ];
+        for e in &cases {
+            let mapped = map_redis(e);
+            assert!(mapped.is_transient(), "{e}: {mapped}");
+            assert!(mapped.to_string().contains("did not settle"), "{mapped}");
+        }
+    }
 }
