@@ -206,14 +206,16 @@ async fn a_busy_namespace_moves_between_primaries_under_load() {
                 "{ns}: task {id}"
             );
         }
-        let s = load.seen.lock().unwrap();
-        let extra: u32 = s.runs.values().map(|n| n - 1).sum();
+        let (extra, repeated) = {
+            let s = load.seen.lock().unwrap();
+            let extra: u32 = s.runs.values().map(|n| n - 1).sum();
+            (extra, s.submit_errors)
+        };
         eprintln!(
-            "{ns}: {} acknowledged, all succeeded; {extra} extra runs; {} submit calls repeated",
-            acked.len(),
-            s.submit_errors
+            "{ns}: {} acknowledged, all succeeded; {extra} extra runs; {repeated} submit calls \
+             repeated",
+            acked.len()
         );
-        drop(s);
         load.worker.0.shutdown();
         let report = load.worker.1.await.unwrap().unwrap();
         eprintln!("{ns}: worker {report:?}");
