@@ -1,6 +1,7 @@
 //! A Redis Cluster for tests: `masters` primaries (each with `replicas` replicas) on free
 //! loopback ports below 55535 (a node's bus port is its port + 10000), joined with
-//! `redis-cli --cluster create`, and waited for until every node reports `cluster_state:ok`
+//! `redis-cli --cluster create` (by hand for fewer than 3 primaries, which it refuses), and
+//! waited for until every node reports `cluster_state:ok`
 //! and knows every other node. Killed on drop.
 //!
 //! [`RedisCluster::move_slot`] moves one slot between primaries by hand, key by key, with a
@@ -58,6 +59,13 @@ impl RedisCluster {
         let nodes = (0..masters * (1 + replicas))
             .map(|_| RedisServer::start_with(&options))
             .collect::<Result<Vec<_>, _>>()?;
+        if masters < 3 {
+            // redis-cli refuses to create a Cluster of fewer than 3 primaries: do its work.
+            let cluster = RedisCluster { nodes };
+            cluster.join_by_hand(masters)?;
+            cluster.wait_ok(Duration::from_secs(30))?;
+            return Ok(cluster);
+        }
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
         for n in &nodes {
@@ -79,6 +87,48 @@ impl RedisCluster {
         let cluster = RedisCluster { nodes };
         cluster.wait_ok(Duration::from_secs(30))?;
         Ok(cluster)
+    }
+
+    /// Splits the slots over the first `masters` nodes, introduces every node to the first,
+    /// and makes the rest replicas, round-robin over the primaries.
+    fn join_by_hand(&self, masters: usize) -> Result<(), String> {
+        const SLOTS: usize = 16384;
+        let ports: Vec<u16> = self.nodes.iter().map(RedisServer::port).collect();
+        for (i, port) in ports.iter().take(masters).enumerate() {
+            let (lo, hi) = (SLOTS * i / masters, SLOTS * (i + 1) / masters - 1);
+            on::<()>(
+                *port,
+                redis::cmd("CLUSTER").arg("ADDSLOTSRANGE").arg(lo).arg(hi),
+            )?;
+        }
+        for port in ports.iter().skip(1) {
+            on::<()>(
+                ports[0],
+                redis::cmd("CLUSTER")
+                    .arg("MEET")
+                    .arg("127.0.0.1")
+                    .arg(*port),
+            )?;
+        }
+        let n = ports.len().to_string();
+        wait_for(
+            Duration::from_secs(30),
+            "every node known to every node",
+            || {
+                ports
+                    .iter()
+                    .all(|p| {
+                        cluster_info(*p).and_then(|i| i.get("cluster_known_nodes").cloned())
+                            == Some(n.clone())
+                    })
+                    .then_some(())
+            },
+        )?;
+        for (i, port) in ports.iter().enumerate().skip(masters) {
+            let primary = node_id(ports[i % masters])?;
+            on::<()>(*port, redis::cmd("CLUSTER").arg("REPLICATE").arg(&primary))?;
+        }
+        Ok(())
     }
 
     /// Waits until every node says `cluster_state:ok`, has all slots assigned, knows every
