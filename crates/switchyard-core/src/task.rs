@@ -103,6 +103,13 @@ impl TaskSpec {
     pub fn id(&self) -> TaskId {
         self.id
     }
+
+    /// The same task under another id (a partitioned namespace gives a task routed by its
+    /// affinity or dedup key an id that names its partition).
+    pub fn with_id(mut self, id: TaskId) -> Self {
+        self.id = id;
+        self
+    }
     /// The queue it is submitted to.
     pub fn queue(&self) -> &QueueName {
         &self.queue

@@ -74,6 +74,9 @@ impl Combined for Completion {
     }
 }
 
+/// The field of partition 0's `meta` hash that holds the namespace's partition count.
+const PARTITIONS_FIELD: &str = "~partitions";
+
 /// Tasks per submit script call; larger batches are split (the effect is the same).
 const SUBMIT_CHUNK: usize = 256;
 /// How often a call is retried when state moved between its read and its script.
@@ -176,8 +179,11 @@ pub struct RedisBackend {
 }
 
 struct Inner {
-    /// Where calls go, and how that place is found again after a failure.
-    topology: Topology,
+    /// Where calls go, and how that place is found again after a failure (shared by the
+    /// partitions of a namespace).
+    topology: Arc<Topology>,
+    /// The namespace and settings, for [`RedisBackend::partition`].
+    config: RedisConfig,
     /// `WAIT` for replicas after every script call (see [`RedisConfig::durable`]).
     durable: Option<Durable>,
     keys: Keyspace,
@@ -226,25 +232,90 @@ impl RedisBackend {
             tls: config.tls.clone(),
             ..Options::default()
         };
-        let topology = Topology::connect(&config.url, &options).await?;
-        let backend = RedisBackend {
+        let topology = Arc::new(Topology::connect(&config.url, &options).await?);
+        let backend = Self::on(topology, config, keys);
+        backend.check_server().await?;
+        backend.load_scripts().await?;
+        Ok(backend)
+    }
+
+    fn on(topology: Arc<Topology>, config: RedisConfig, keys: Keyspace) -> Self {
+        RedisBackend {
             inner: Arc::new(Inner {
                 topology,
                 durable: config.durable,
                 keys,
                 scripts: Scripts::load(),
-                clock: config.clock,
+                clock: config.clock.clone(),
                 worker_queues: RwLock::new(HashMap::new()),
                 stashed: std::sync::Mutex::new(HashMap::new()),
                 waiters: Mutex::new(HashMap::new()),
                 submits: Combiner::new(config.submit_calls_in_flight),
                 completes: Combiner::new(config.complete_calls_in_flight),
                 outcomes: Mutex::new(None),
+                config,
             }),
-        };
-        backend.check_server().await?;
-        backend.load_scripts().await?;
-        Ok(backend)
+        }
+    }
+
+    /// Partition `index` of this backend's namespace (partition 0 is the namespace itself),
+    /// on the same connections: its keys carry the hash tag `{<namespace>/<index>}`, so on a
+    /// Cluster it has a slot of its own. See `switchyard::partition`.
+    pub fn partition(&self, index: u16) -> Result<RedisBackend> {
+        let keys = Keyspace::partition(&self.inner.config.namespace, index)?;
+        Ok(Self::on(
+            self.inner.topology.clone(),
+            self.inner.config.clone(),
+            keys,
+        ))
+    }
+
+    /// How many partitions the namespace was declared with (`None`: never partitioned).
+    pub async fn partition_count(&self) -> Result<Option<u16>> {
+        let stored: Option<String> = self
+            .query(
+                redis::cmd("HGET")
+                    .arg(self.inner.keys.fixed(keys::META))
+                    .arg(PARTITIONS_FIELD),
+            )
+            .await?;
+        stored
+            .map(|s| {
+                s.parse()
+                    .map_err(|_| protocol(format!("partition count `{s}` is not a number")))
+            })
+            .transpose()
+    }
+
+    /// Records that the namespace has `count` partitions, unless it already has a count;
+    /// returns the count stored. Refused for a namespace that already holds tasks without a
+    /// count (their ids would not name their partitions).
+    pub async fn claim_partition_count(&self, count: u16) -> Result<u16> {
+        if let Some(stored) = self.partition_count().await? {
+            return Ok(stored);
+        }
+        let tasks: u64 = self
+            .query(redis::cmd("HLEN").arg(self.inner.keys.fixed(keys::TASKS)))
+            .await?;
+        if tasks > 0 && count > 1 {
+            return Err(Error::invalid(
+                "partitions",
+                format!(
+                    "namespace `{}` already holds {tasks} tasks without partitions: partition \
+                     a new namespace",
+                    self.inner.config.namespace
+                ),
+            ));
+        }
+        let _: bool = self
+            .query(
+                redis::cmd("HSETNX")
+                    .arg(self.inner.keys.fixed(keys::META))
+                    .arg(PARTITIONS_FIELD)
+                    .arg(count),
+            )
+            .await?;
+        Ok(self.partition_count().await?.unwrap_or(count))
     }
 
     async fn check_server(&self) -> Result<()> {

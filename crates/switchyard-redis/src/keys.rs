@@ -36,9 +36,24 @@ impl Keyspace {
                 format!("`{namespace}` must be 1-64 letters, digits, `_`, `-`, `.` or `:`"),
             ));
         }
-        let prefix = format!("sy:{{{namespace}}}:");
+        Ok(Self::with_tag(namespace))
+    }
+
+    /// Keys of partition `index` of `namespace`: partition 0 is the namespace itself, partition
+    /// `i > 0` has the hash tag `{<namespace>/<i>}` (`/` is not allowed in a namespace, so no
+    /// namespace's tag can be a partition's).
+    pub(crate) fn partition(namespace: &str, index: u16) -> Result<Self, Error> {
+        Self::new(namespace)?;
+        Ok(match index {
+            0 => Self::with_tag(namespace),
+            i => Self::with_tag(&format!("{namespace}/{i}")),
+        })
+    }
+
+    fn with_tag(tag: &str) -> Self {
+        let prefix = format!("sy:{{{tag}}}:");
         let fixed = FIXED.iter().map(|k| format!("{prefix}{k}")).collect();
-        Ok(Keyspace { prefix, fixed })
+        Keyspace { prefix, fixed }
     }
 
     pub(crate) fn fixed(&self, role: usize) -> &str {
@@ -90,6 +105,16 @@ mod tests {
             assert!(key.starts_with("sy:{prod}:"), "{key}");
         }
         assert!(Keyspace::new("a{b}").is_err());
+        assert!(
+            Keyspace::new("a/1").is_err(),
+            "a namespace cannot look like a partition"
+        );
+        let p = Keyspace::partition("prod", 2).unwrap();
+        assert_eq!(p.fixed(TASKS), "sy:{prod/2}:tasks");
+        assert_eq!(
+            Keyspace::partition("prod", 0).unwrap().fixed(TASKS),
+            "sy:{prod}:tasks"
+        );
         assert!(Keyspace::new("").is_err());
     }
 }

@@ -107,10 +107,9 @@ impl Client {
             return Ok(Client::memory());
         }
         if url.contains("://") && !url.starts_with("memory") {
-            // Every Redis form (standalone, Sentinel); an unknown scheme is refused there
-            // with the list of those understood.
-            let backend = RedisBackend::with_config(RedisConfig::new(url, namespace)).await?;
-            return Ok(Client::new(backend));
+            // Every Redis form (standalone, Sentinel, Cluster); an unknown scheme is refused
+            // there with the list of those understood.
+            return Client::redis(RedisConfig::new(url, namespace), None).await;
         }
         Err(Error::invalid(
             "url",
@@ -120,6 +119,48 @@ impl Client {
                 switchyard_core::display::quoted(&switchyard_core::display::url(url))
             ),
         ))
+    }
+
+    /// Connects to Redis with `config`. A namespace declared with partitions (see
+    /// [`partition`](crate::partition)) is used with all of them. `partitions` declares how many
+    /// it has (2 to 256; the first client to say so decides, and a client that says otherwise
+    /// is refused); `None` takes what was declared, or none.
+    ///
+    /// ```no_run
+    /// # async fn run() -> switchyard::Result<()> {
+    /// use switchyard::{Client, RedisConfig};
+    /// let config = RedisConfig::new("redis+cluster://127.0.0.1:7000,127.0.0.1:7001", "shop");
+    /// let client = Client::redis(config, Some(3)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn redis(config: RedisConfig, partitions: Option<u16>) -> Result<Self> {
+        let namespace = config.namespace.clone();
+        let first = RedisBackend::with_config(config).await?;
+        let stored = match partitions {
+            Some(wanted) => {
+                crate::partition::check_count(wanted)?;
+                let stored = first.claim_partition_count(wanted).await?;
+                if stored != wanted {
+                    return Err(Error::invalid(
+                        "partitions",
+                        format!(
+                            "namespace {} has {stored} partitions, not {wanted}",
+                            switchyard_core::display::quoted(&namespace)
+                        ),
+                    ));
+                }
+                stored
+            }
+            None => first.partition_count().await?.unwrap_or(1),
+        };
+        if stored <= 1 {
+            return Ok(Client::new(first));
+        }
+        let mut parts: Vec<Arc<dyn Backend>> = Vec::with_capacity(usize::from(stored));
+        for i in 0..stored {
+            parts.push(Arc::new(first.partition(i)?));
+        }
+        Ok(Client::new(crate::Partitioned::new(parts)?))
     }
 
     /// The backend, for everything the client does not wrap.

@@ -40,9 +40,11 @@
 //! ```
 
 mod client;
+pub mod partition;
 mod worker;
 
 pub use client::{Client, Task, TaskHandle};
+pub use partition::Partitioned;
 pub use switchyard_core::*;
 pub use switchyard_memory::MemoryBackend;
 pub use switchyard_redis::{Durable, RedisBackend, RedisConfig, Tls};

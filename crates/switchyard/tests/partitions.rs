@@ -1,0 +1,232 @@
+//! Partitioned namespaces on the in-memory reference backend (one `MemoryBackend` per
+//! partition): routing by key and by id, every task done by the workers the assignment names,
+//! and the assignment following a worker that leaves and one that joins.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use switchyard::partition::route::partition_of;
+use switchyard::{
+    Backend, Client, MemoryBackend, Partitioned, QueueConfig, TaskId, TaskSpec, TaskState, Worker,
+    WorkerId,
+};
+
+const P: u16 = 3;
+
+fn partitioned() -> (Client, Arc<Partitioned>) {
+    let parts: Vec<Arc<dyn Backend>> = (0..P)
+        .map(|_| Arc::new(MemoryBackend::new()) as Arc<dyn Backend>)
+        .collect();
+    let backend = Arc::new(Partitioned::new(parts).unwrap());
+    (Client::from_arc(backend.clone()), backend)
+}
+
+/// Which worker ran each task.
+type Runs = Arc<Mutex<HashMap<TaskId, Vec<String>>>>;
+
+fn worker(client: &Client, name: &str, runs: &Runs) -> Worker {
+    let (runs, me) = (runs.clone(), name.to_owned());
+    Worker::builder(client, name, ["jobs"])
+        .unwrap()
+        .capacity(4)
+        .heartbeat_ttl(Duration::from_millis(600))
+        .handle("noop", move |ctx, _payload| {
+            let (runs, me) = (runs.clone(), me.clone());
+            async move {
+                runs.lock().unwrap().entry(ctx.id).or_default().push(me);
+                Ok(Vec::new())
+            }
+        })
+        .build()
+        .unwrap()
+}
+
+async fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < within,
+            "gave up after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn submit_all(client: &Client, n: usize) -> Vec<TaskId> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let spec = TaskSpec::builder("jobs", "noop").build().unwrap();
+        ids.push(client.submit(spec).await.unwrap().id());
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_spread_and_follow_the_assignment() {
+    let (client, backend) = partitioned();
+    client
+        .declare("jobs", QueueConfig::default())
+        .await
+        .unwrap();
+
+    // Keys: one partition per key; ids name it.
+    let keyed: Vec<TaskId> = {
+        let mut ids = Vec::new();
+        for _ in 0..20 {
+            let spec = TaskSpec::builder("jobs", "noop")
+                .affinity_key("customer-42")
+                .build()
+                .unwrap();
+            ids.push(client.submit(spec).await.unwrap().id());
+        }
+        ids
+    };
+    let home: BTreeSet<u16> = keyed.iter().map(|id| partition_of(*id, P)).collect();
+    assert_eq!(home.len(), 1, "one key, one partition");
+    let loose = submit_all(&client, 300).await;
+    let mut per_partition = [0usize; P as usize];
+    for id in &loose {
+        per_partition[usize::from(partition_of(*id, P))] += 1;
+    }
+    assert!(per_partition.iter().all(|n| *n > 50), "{per_partition:?}");
+    // Each partition holds its tasks, and only those.
+    for (p, part) in backend.partitions().iter().enumerate() {
+        let ready = part.stats().await.unwrap().queues[0].ready as usize;
+        let expected = per_partition[p] + if home.contains(&(p as u16)) { 20 } else { 0 };
+        assert_eq!(ready, expected, "partition {p}");
+    }
+
+    // Two workers for three partitions: one serves two.
+    let runs: Runs = Arc::default();
+    let a = worker(&client, "a", &runs);
+    let b = worker(&client, "b", &runs);
+    let (stop_a, stop_b) = (a.shutdown_handle(), b.shutdown_handle());
+    let run_a = tokio::spawn(a.run());
+    let run_b = tokio::spawn(b.run());
+    let all: Vec<TaskId> = keyed.iter().chain(&loose).copied().collect();
+    eventually(Duration::from_secs(30), "every task run", || {
+        let r = runs.lock().unwrap();
+        all.iter().all(|id| r.contains_key(id))
+    })
+    .await;
+    let serving = |w: &str| backend.serving(&WorkerId::new(w).unwrap());
+    // `a` started alone and took all three; `b`'s registration makes it give one up.
+    eventually(
+        Duration::from_secs(10),
+        "two workers sharing three partitions",
+        || {
+            let (sa, sb) = (serving("a"), serving("b"));
+            sa.len() + sb.len() == 3 && sa.is_disjoint(&sb)
+        },
+    )
+    .await;
+    // Once settled, a task runs on the worker serving its partition.
+    let settled = submit_all(&client, 90).await;
+    eventually(Duration::from_secs(30), "the settled tasks run", || {
+        let r = runs.lock().unwrap();
+        settled.iter().all(|id| r.contains_key(id))
+    })
+    .await;
+    for id in &settled {
+        let who = runs.lock().unwrap()[id].clone();
+        let p = partition_of(*id, P);
+        assert!(
+            serving(&who[0]).contains(&p),
+            "{id} of partition {p} ran on {who:?}"
+        );
+    }
+    // Every task ran once.
+    for (id, who) in runs.lock().unwrap().iter() {
+        assert_eq!(who.len(), 1, "{id} ran {who:?}");
+    }
+
+    // `b` leaves: `a` takes every partition up within a few heartbeats.
+    stop_b.shutdown();
+    run_b.await.unwrap().unwrap();
+    eventually(Duration::from_secs(10), "a serving all three", || {
+        serving("a").len() == 3
+    })
+    .await;
+    let later = submit_all(&client, 60).await;
+    eventually(Duration::from_secs(30), "the later tasks run", || {
+        let r = runs.lock().unwrap();
+        later.iter().all(|id| r.contains_key(id))
+    })
+    .await;
+
+    // `c` and `d` join: three workers for three partitions, one each.
+    let c = worker(&client, "c", &runs);
+    let d = worker(&client, "d", &runs);
+    let (stop_c, stop_d) = (c.shutdown_handle(), d.shutdown_handle());
+    let run_c = tokio::spawn(c.run());
+    let run_d = tokio::spawn(d.run());
+    eventually(Duration::from_secs(10), "one partition each", || {
+        let union: BTreeSet<u16> = ["a", "c", "d"].iter().flat_map(|w| serving(w)).collect();
+        ["a", "c", "d"].iter().all(|w| serving(w).len() == 1) && union == (0..P).collect()
+    })
+    .await;
+    let last = submit_all(&client, 60).await;
+    eventually(Duration::from_secs(30), "the last tasks run", || {
+        let r = runs.lock().unwrap();
+        last.iter().all(|id| r.contains_key(id))
+    })
+    .await;
+    for id in all.iter().chain(&settled).chain(&later).chain(&last) {
+        assert_eq!(
+            client.task(*id).state().await.unwrap(),
+            Some(TaskState::Succeeded)
+        );
+    }
+    for stop in [stop_a, stop_c, stop_d] {
+        stop.shutdown();
+    }
+    for run in [run_a, run_c, run_d] {
+        run.await.unwrap().unwrap();
+    }
+    let stats = client.stats().await.unwrap();
+    assert!(stats.workers.is_empty(), "{:?}", stats.workers);
+}
+
+#[tokio::test]
+async fn a_batch_is_split_by_partition_and_answered_in_order() {
+    let (client, _) = partitioned();
+    client
+        .declare("jobs", QueueConfig::default())
+        .await
+        .unwrap();
+    let specs: Vec<TaskSpec> = (0..100)
+        .map(|i| {
+            let b = TaskSpec::builder("jobs", "noop");
+            let b = if i % 3 == 0 {
+                b.dedup_key(format!("k{}", i % 27))
+            } else {
+                b
+            };
+            b.build().unwrap()
+        })
+        .collect();
+    let handles = client.submit_batch(specs.clone()).await.unwrap();
+    assert_eq!(handles.len(), 100);
+    for (i, (spec, h)) in specs.iter().zip(&handles).enumerate() {
+        if spec.dedup_key().is_none() {
+            assert_eq!(h.id(), spec.id(), "task {i} keeps its id");
+        }
+        // Tasks with one dedup key meet in one partition, where the second is a duplicate.
+        assert_eq!(h.was_duplicate(), i % 3 == 0 && i >= 27, "task {i}");
+    }
+    // Submitting the same batch again creates nothing.
+    let again = client.submit_batch(specs).await.unwrap();
+    assert!(again.iter().all(|h| h.was_duplicate()));
+    let unknown = TaskSpec::builder("nope", "noop").build().unwrap();
+    let err = client
+        .submit_batch(vec![
+            TaskSpec::builder("jobs", "noop").build().unwrap(),
+            unknown,
+        ])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("nope"), "{err}");
+    assert_eq!(client.stats().await.unwrap().queues[0].ready, 66 + 9);
+}
