@@ -1,29 +1,31 @@
-//! Redis Cluster under load: three namespaces whose hash tags land on the three primaries of a
-//! Cluster, each with a producer and a worker (the real runtime). While they run, the slot of
-//! the first namespace is moved to another primary and back, by hand and slowly (`CLUSTER
+//! Redis Cluster under load: one namespace of three partitions whose hash tags land on the
+//! three primaries of a Cluster, a producer and three workers (the real runtime, one partition
+//! each). While they run, the slot of one partition is moved to another primary and back, by
+//! hand and slowly (`CLUSTER
 //! SETSLOT … IMPORTING/MIGRATING`, then one `MIGRATE` per key with a pause after each), so
 //! that scripts meet the slot half-moved: redis-rs follows `ASK`, and retries `TRYAGAIN` (a
 //! script whose keys are split between the two nodes); what outlasts its retries reaches the
 //! caller as a transient error, which the producer and the runtime repeat.
 //!
-//! Counted by task id: every acknowledged submit ran and is succeeded at the end; runs beyond
-//! one per task are counted and printed (at-least-once allows them). Read from the servers'
+//! Counted by task id: every acknowledged submit ran and is succeeded at the end; every
+//! partition got tasks; runs beyond one per task are counted and printed (at-least-once allows
+//! them). Read from the servers'
 //! own error counters (`INFO errorstats`): no `CROSSSLOT` on any node, and the move was met
 //! (`ASK` or `TRYAGAIN` replies were sent).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use switchyard::{
-    Client, QueueConfig, RedisBackend, RedisConfig, Result, ShutdownHandle, TaskId, TaskSpec,
-    TaskState, Worker, WorkerReport,
-};
+use switchyard::partition::route::partition_of;
+use switchyard::{Client, QueueConfig, RedisConfig, TaskId, TaskSpec, TaskState, Worker};
 use switchyard_testkit::cluster::RedisCluster;
 
-/// Tasks each producer submits.
-const TASKS: usize = 600;
+/// Tasks the producer submits.
+const TASKS: usize = 1500;
+/// Partitions of the namespace.
+const P: u16 = 3;
 /// Pause after each key moved: long enough that requests meet the slot half-moved.
 const KEY_PAUSE: Duration = Duration::from_millis(150);
 
@@ -55,33 +57,71 @@ struct Seen {
     submit_errors: u64,
 }
 
-/// One namespace's producer and worker.
-struct Load {
-    client: Client,
-    seen: Arc<Mutex<Seen>>,
-    producer: tokio::task::JoinHandle<()>,
-    worker: (
-        ShutdownHandle,
-        tokio::task::JoinHandle<Result<WorkerReport>>,
-    ),
+async fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < within,
+            "gave up after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
-async fn start_load(url: &str, namespace: &str) -> Load {
-    let client = Client::new(
-        RedisBackend::with_config(RedisConfig::new(url, namespace))
-            .await
-            .unwrap(),
-    );
+/// The hash tag of partition `p` of `namespace`, as the Redis backend names its keys.
+fn partition_key(namespace: &str, p: u16) -> String {
+    match p {
+        0 => format!("sy:{{{namespace}}}:tasks"),
+        p => format!("sy:{{{namespace}/{p}}}:tasks"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_spread_over_primaries_and_one_moves_under_load() {
+    let cluster = blocking(|| RedisCluster::start(3, 0)).unwrap();
+    assert_eq!(cluster.primary_ports().len(), 3);
+
+    // A namespace whose three partitions land on three primaries: (slot, owner) of each.
+    let (namespace, placed) = (0..10_000)
+        .find_map(|i| {
+            let ns = format!("shop{i}");
+            let placed: Vec<(u16, u16)> = (0..P)
+                .map(|p| {
+                    let slot = cluster.slot_of(&partition_key(&ns, p)).unwrap();
+                    (slot, cluster.owner_of(slot).unwrap())
+                })
+                .collect();
+            let owners: BTreeSet<u16> = placed.iter().map(|(_, o)| *o).collect();
+            (owners.len() == 3).then_some((ns, placed))
+        })
+        .expect("a namespace spread over three primaries");
+
+    let url = cluster.url();
+    let client = Client::redis(RedisConfig::new(&url, &namespace), Some(P))
+        .await
+        .unwrap();
     let queue = QueueConfig::default()
         .with_timeout(Duration::from_secs(5))
         .with_max_attempts(50);
     client.keep_declared("jobs", queue).await.unwrap();
+    // A second client finds the partitions by itself.
+    let other = Client::connect(&url, &namespace).await.unwrap();
+    assert!(
+        Client::redis(RedisConfig::new(&url, &namespace), Some(4))
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("has 3 partitions, not 4")
+    );
+
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let worker = {
+    let mut workers = Vec::new();
+    for name in ["w0", "w1", "w2"] {
         let seen = seen.clone();
-        Worker::builder(&client, &format!("{namespace}-w"), ["jobs"])
+        let worker = Worker::builder(&other, name, ["jobs"])
             .unwrap()
             .capacity(8)
+            .heartbeat_ttl(Duration::from_secs(3))
             .declare("jobs", queue)
             .unwrap()
             .handle("noop", move |ctx, _payload| {
@@ -92,9 +132,9 @@ async fn start_load(url: &str, namespace: &str) -> Load {
                 }
             })
             .build()
-            .unwrap()
-    };
-    let worker = (worker.shutdown_handle(), tokio::spawn(worker.run()));
+            .unwrap();
+        workers.push((worker.shutdown_handle(), tokio::spawn(worker.run())));
+    }
     let producer = {
         let (client, seen) = (client.clone(), seen.clone());
         tokio::spawn(async move {
@@ -114,111 +154,71 @@ async fn start_load(url: &str, namespace: &str) -> Load {
                 }
                 seen.lock().unwrap().acked.push(spec.id());
                 // A steady trickle, so that the load spans the moves.
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                tokio::time::sleep(Duration::from_millis(2)).await;
             }
         })
     };
-    Load {
-        client,
-        seen,
-        producer,
-        worker,
-    }
-}
 
-async fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < within,
-            "gave up after {within:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_busy_namespace_moves_between_primaries_under_load() {
-    let cluster = blocking(|| RedisCluster::start(3, 0)).unwrap();
-    let primaries = cluster.primary_ports();
-    assert_eq!(primaries.len(), 3);
-
-    // Three namespaces, one on each primary.
-    let mut spread: Vec<(String, u16, u16)> = Vec::new(); // namespace, slot, owner
-    for i in 0..1000 {
-        let ns = format!("shop{i}");
-        let slot = cluster.slot_of(&format!("sy:{{{ns}}}:tasks")).unwrap();
-        let owner = cluster.owner_of(slot).unwrap();
-        if spread.iter().all(|(_, _, o)| *o != owner) {
-            spread.push((ns, slot, owner));
-        }
-        if spread.len() == 3 {
-            break;
-        }
-    }
-    assert_eq!(spread.len(), 3, "no namespaces found on three primaries");
-
-    let url = cluster.url();
-    let mut loads = Vec::new();
-    for (ns, _, _) in &spread {
-        loads.push(start_load(&url, ns).await);
-    }
-
-    // The first namespace is busy: move its slot away and back while tasks flow.
-    let (_, slot, home) = spread[0].clone();
-    let away = spread[1].2;
-    let busy = loads[0].seen.clone();
+    // Partition 1 is busy: move its slot to partition 2's primary and back while tasks flow.
+    let (slot, home) = placed[1];
+    let away = placed[2].1;
     eventually(Duration::from_secs(60), "the first tasks run", || {
-        busy.lock().unwrap().runs.len() >= 50
+        seen.lock().unwrap().runs.len() >= 100
     })
     .await;
     let started = Instant::now();
     let there = blocking(|| cluster.move_slot(slot, away, KEY_PAUSE)).unwrap();
     assert_eq!(cluster.owner_of(slot).unwrap(), away);
-    let runs_between = busy.lock().unwrap().runs.len();
+    let runs_between = seen.lock().unwrap().runs.len();
     let back = blocking(|| cluster.move_slot(slot, home, KEY_PAUSE)).unwrap();
     assert_eq!(cluster.owner_of(slot).unwrap(), home);
     eprintln!(
-        "slot {slot} moved {home} -> {away} ({there} keys) and back ({back} keys) in {:?}; \
-         {runs_between} tasks of the busy namespace had run between the moves",
+        "partition 1 (slot {slot}) moved {home} -> {away} ({there} keys) and back ({back} keys) \
+         in {:?}; {runs_between} tasks had run by the first move's end",
         started.elapsed()
     );
-    assert!(there > 0 && back > 0, "the namespace's keys moved");
+    assert!(there > 0 && back > 0, "the partition's keys moved");
 
-    // Everything acknowledged ran and succeeded.
-    for (load, (ns, _, _)) in loads.into_iter().zip(&spread) {
-        load.producer.await.unwrap();
-        let acked = load.seen.lock().unwrap().acked.clone();
-        assert_eq!(acked.len(), TASKS);
-        eventually(
-            Duration::from_secs(120),
-            "every acknowledged task ran",
-            || {
-                let s = load.seen.lock().unwrap();
-                acked.iter().all(|id| s.runs.contains_key(id))
-            },
-        )
-        .await;
-        for id in &acked {
-            assert_eq!(
-                load.client.task(*id).state().await.unwrap(),
-                Some(TaskState::Succeeded),
-                "{ns}: task {id}"
-            );
-        }
-        let (extra, repeated) = {
-            let s = load.seen.lock().unwrap();
-            let extra: u32 = s.runs.values().map(|n| n - 1).sum();
-            (extra, s.submit_errors)
-        };
-        eprintln!(
-            "{ns}: {} acknowledged, all succeeded; {extra} extra runs; {repeated} submit calls \
-             repeated",
-            acked.len()
+    // Everything acknowledged ran and succeeded; every partition had its share.
+    producer.await.unwrap();
+    let acked = seen.lock().unwrap().acked.clone();
+    assert_eq!(acked.len(), TASKS);
+    eventually(
+        Duration::from_secs(120),
+        "every acknowledged task ran",
+        || {
+            let s = seen.lock().unwrap();
+            acked.iter().all(|id| s.runs.contains_key(id))
+        },
+    )
+    .await;
+    let mut per_partition = [0usize; P as usize];
+    for id in &acked {
+        per_partition[usize::from(partition_of(*id, P))] += 1;
+        assert_eq!(
+            client.task(*id).state().await.unwrap(),
+            Some(TaskState::Succeeded),
+            "task {id}"
         );
-        load.worker.0.shutdown();
-        let report = load.worker.1.await.unwrap().unwrap();
-        eprintln!("{ns}: worker {report:?}");
+    }
+    let (extra, repeated) = {
+        let s = seen.lock().unwrap();
+        let extra: u32 = s.runs.values().map(|n| n - 1).sum();
+        (extra, s.submit_errors)
+    };
+    eprintln!(
+        "{} acknowledged, all succeeded; per partition {per_partition:?}; {extra} extra runs; \
+         {repeated} submit calls repeated",
+        acked.len()
+    );
+    assert!(
+        per_partition.iter().all(|n| *n > TASKS / 10),
+        "{per_partition:?}"
+    );
+    for (stop, run) in workers {
+        stop.shutdown();
+        let report = run.await.unwrap().unwrap();
+        eprintln!("worker {report:?}");
     }
 
     let mut met = 0;
