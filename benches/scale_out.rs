@@ -1,7 +1,8 @@
 //! Scale-out on Redis Cluster: the same load on a Cluster of 1 primary and of 3 primaries.
 //!
-//! The load: three namespaces (chosen so that, on 3 primaries, each hash tag lands on its own
-//! primary), each with a producer submitting in batches of 100 and one worker of 50 slots
+//! The load: one namespace of three partitions (its name chosen so that, on 3 primaries, each
+//! partition's hash tag lands on its own primary), three producers submitting in batches of
+//! 100 (a batch is split by partition) and three workers of 50 slots (one partition each)
 //! running a no-op handler, all in this process. Printed per Cluster: tasks per second end to
 //! end, and each primary's CPU (`used_cpu_sys + used_cpu_user` of `INFO cpu`, before and after)
 //! per task it carried. From the per-primary CPU it projects the throughput Redis allows: a
@@ -9,8 +10,7 @@
 //! share at `1e6 / c` tasks/s. On a 2-core machine the clients, not Redis, bound the measured
 //! throughput; the projection says what the Redis side allows.
 //!
-//! `cargo bench --bench scale_out` (set `SY_SCALE_TASKS` to change the 20,000 tasks per
-//! namespace).
+//! `cargo bench --bench scale_out` (set `SY_SCALE_TASKS` to change the 60,000 tasks).
 #![allow(clippy::expect_used, clippy::unwrap_used)] // set-up failures should abort the bench
 
 use std::collections::BTreeMap;
@@ -18,10 +18,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use switchyard::{Client, Policy, QueueConfig, Strategy, TaskSpec, Worker};
+use switchyard::{Client, Policy, QueueConfig, RedisConfig, Strategy, TaskSpec, Worker};
 use switchyard_testkit::cluster::RedisCluster;
 
 const BATCH: usize = 100;
+const PARTITIONS: u16 = 3;
 
 /// CPU seconds the server on `port` has used.
 fn cpu_seconds(port: u16) -> f64 {
@@ -35,44 +36,49 @@ fn cpu_seconds(port: u16) -> f64 {
         .sum()
 }
 
-/// Three namespaces whose slots are owned by three different primaries of `cluster`.
-fn spread_namespaces(cluster: &RedisCluster) -> Vec<String> {
-    let mut owners = Vec::new();
-    let mut names = Vec::new();
-    for i in 0..1000 {
-        let ns = format!("scale{i}");
-        let slot = cluster.slot_of(&format!("sy:{{{ns}}}:tasks")).unwrap();
-        let owner = cluster.owner_of(slot).unwrap();
-        if !owners.contains(&owner) {
-            owners.push(owner);
-            names.push(ns);
-        }
-        if names.len() == 3 {
-            break;
-        }
+/// The key of partition `p`'s task hash (as the Redis backend names it).
+fn partition_key(namespace: &str, p: u16) -> String {
+    match p {
+        0 => format!("sy:{{{namespace}}}:tasks"),
+        p => format!("sy:{{{namespace}/{p}}}:tasks"),
     }
-    assert_eq!(names.len(), 3);
-    names
+}
+
+/// A namespace whose three partitions are owned by three different primaries of `cluster`.
+fn spread_namespace(cluster: &RedisCluster) -> String {
+    (0..10_000)
+        .map(|i| format!("scale{i}"))
+        .find(|ns| {
+            let owners: std::collections::BTreeSet<u16> = (0..PARTITIONS)
+                .map(|p| {
+                    let slot = cluster.slot_of(&partition_key(ns, p)).unwrap();
+                    cluster.owner_of(slot).unwrap()
+                })
+                .collect();
+            owners.len() == 3
+        })
+        .expect("a namespace spread over three primaries")
 }
 
 struct Run {
     tasks: u64,
     elapsed: Duration,
-    /// CPU seconds used per primary port, and which namespaces it held.
-    cpu: BTreeMap<u16, (f64, Vec<String>)>,
+    /// CPU seconds used per primary port, and which partitions it held.
+    cpu: BTreeMap<u16, (f64, Vec<u16>)>,
 }
 
-async fn run(cluster: &RedisCluster, namespaces: &[String], per_namespace: usize) -> Run {
+async fn run(cluster: &RedisCluster, namespace: &str, tasks: usize) -> Run {
     let url = cluster.url();
     let done = Arc::new(AtomicU64::new(0));
-    let mut clients = Vec::new();
-    let mut workers = Vec::new();
+    let client = Client::redis(RedisConfig::new(&url, namespace), Some(PARTITIONS))
+        .await
+        .unwrap();
     let queue = QueueConfig::new(Policy::Fcfs, Strategy::Pull);
-    for ns in namespaces {
-        let client = Client::connect(&url, ns).await.unwrap();
-        client.declare("jobs", queue).await.unwrap();
+    client.declare("jobs", queue).await.unwrap();
+    let mut workers = Vec::new();
+    for w in 0..PARTITIONS {
         let done = done.clone();
-        let worker = Worker::builder(&client, &format!("{ns}-w"), ["jobs"])
+        let worker = Worker::builder(&client, &format!("w{w}"), ["jobs"])
             .unwrap()
             .capacity(50)
             .handle("noop", move |_ctx, _payload| {
@@ -85,25 +91,23 @@ async fn run(cluster: &RedisCluster, namespaces: &[String], per_namespace: usize
             .build()
             .unwrap();
         workers.push((worker.shutdown_handle(), tokio::spawn(worker.run())));
-        clients.push(client);
     }
-    let primaries = cluster.primary_ports();
-    let mut cpu: BTreeMap<u16, (f64, Vec<String>)> = primaries
+    let mut cpu: BTreeMap<u16, (f64, Vec<u16>)> = cluster
+        .primary_ports()
         .iter()
         .map(|p| (*p, (cpu_seconds(*p), Vec::new())))
         .collect();
-    for ns in namespaces {
-        let slot = cluster.slot_of(&format!("sy:{{{ns}}}:tasks")).unwrap();
+    for p in 0..PARTITIONS {
+        let slot = cluster.slot_of(&partition_key(namespace, p)).unwrap();
         let owner = cluster.owner_of(slot).unwrap();
-        cpu.get_mut(&owner).unwrap().1.push(ns.clone());
+        cpu.get_mut(&owner).unwrap().1.push(p);
     }
-    let total = (per_namespace * namespaces.len()) as u64;
     let started = Instant::now();
     let mut producers = Vec::new();
-    for client in &clients {
+    for _ in 0..PARTITIONS {
         let client = client.clone();
         producers.push(tokio::spawn(async move {
-            for _ in 0..per_namespace / BATCH {
+            for _ in 0..tasks / BATCH / usize::from(PARTITIONS) {
                 let specs = (0..BATCH)
                     .map(|_| TaskSpec::builder("jobs", "noop").build().unwrap())
                     .collect();
@@ -114,6 +118,7 @@ async fn run(cluster: &RedisCluster, namespaces: &[String], per_namespace: usize
     for p in producers {
         p.await.unwrap();
     }
+    let total = (tasks / BATCH / usize::from(PARTITIONS) * BATCH * usize::from(PARTITIONS)) as u64;
     let deadline = Instant::now() + Duration::from_secs(600);
     while done.load(Ordering::Relaxed) < total {
         assert!(
@@ -138,42 +143,43 @@ async fn run(cluster: &RedisCluster, namespaces: &[String], per_namespace: usize
 }
 
 fn main() {
-    let per_namespace: usize = std::env::var("SY_SCALE_TASKS")
+    let tasks: usize = std::env::var("SY_SCALE_TASKS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000)
-        .max(BATCH);
+        .unwrap_or(60_000)
+        .max(BATCH * usize::from(PARTITIONS));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     println!(
-        "# Scale-out: 3 namespaces x {per_namespace} tasks (batches of {BATCH}, one 50-slot \
-         worker each)\n"
+        "# Scale-out: one namespace of {PARTITIONS} partitions, {tasks} tasks (batches of \
+         {BATCH}, three producers, three 50-slot workers)\n"
     );
     println!(
         "| primaries | tasks/s | Redis CPU µs/task, all primaries | per primary: CPU µs per task \
-         it carried (namespaces) | busiest primary's CPU per second | Redis-side ceiling (tasks/s) |"
+         it carried (partitions) | busiest primary's CPU per second | Redis-side ceiling (tasks/s) |"
     );
     println!("|---|---|---|---|---|---|");
-    // Names that spread on 3 primaries; the 1-primary Cluster holds all three on one.
+    // A name whose partitions spread on 3 primaries; the 1-primary Cluster holds all three.
     let three = RedisCluster::start(3, 0).expect("a 3-primary Cluster");
-    let names = spread_namespaces(&three);
+    let namespace = spread_namespace(&three);
     drop(three);
     for masters in [1, 3] {
         let cluster = RedisCluster::start(masters, 0).expect("a Cluster");
-        let r = rt.block_on(run(&cluster, &names, per_namespace));
+        let r = rt.block_on(run(&cluster, &namespace, tasks));
         let secs = r.elapsed.as_secs_f64();
         let all: f64 = r.cpu.values().map(|(c, _)| c).sum();
         let mut parts = Vec::new();
         let mut busiest: f64 = 0.0;
         let mut ceiling = f64::INFINITY;
         for (port, (c, held)) in &r.cpu {
-            let carried = (held.len() * per_namespace) as f64;
+            let carried = r.tasks as f64 * held.len() as f64 / f64::from(PARTITIONS);
             busiest = busiest.max(c / secs);
             if carried > 0.0 {
                 let per_task = c * 1e6 / carried;
+                let held: Vec<String> = held.iter().map(|p| format!("p{p}")).collect();
                 parts.push(format!("{port}: {per_task:.1} ({})", held.join(", ")));
                 // At T tasks/s this primary needs T * c / tasks CPU seconds per second, and
                 // saturates at 1: T <= tasks / c.
