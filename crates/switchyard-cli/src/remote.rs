@@ -1,14 +1,15 @@
 //! What every command that talks to a shared backend needs: where it is, and a runtime.
 
 use clap::Args;
-use switchyard::{Client, Durable, RedisBackend, RedisConfig, Tls, display};
+use switchyard::{Client, Durable, RedisConfig, Tls, display};
 
 /// Where the shared state lives.
 #[derive(Debug, Clone, Args)]
 pub struct Remote {
     /// The Redis holding the state, e.g. `redis://127.0.0.1:6380/0` (`rediss://` for TLS,
-    /// `redis://:password@host:port` with a password), or the primary behind Sentinels,
-    /// followed through failovers: `redis+sentinel://host:26379[,host:26379…]/master-name`.
+    /// `redis://:password@host:port` with a password), the primary behind Sentinels,
+    /// followed through failovers: `redis+sentinel://host:26379[,host:26379…]/master-name`,
+    /// or a Redis Cluster through seed nodes: `redis+cluster://host:port[,host:port…]`.
     /// The value of `SWITCHYARD_URL` is never
     /// shown (it may hold a password), nor is a password in any message.
     #[arg(long, env = "SWITCHYARD_URL", hide_env_values = true)]
@@ -23,6 +24,31 @@ pub struct Remote {
     #[arg(long, env = "SWITCHYARD_TLS_CA", value_name = "PATH")]
     pub tls_ca: Option<std::path::PathBuf>,
 
+    /// For servers that ask for client certificates (`tls-auth-clients yes`): this client's
+    /// PEM certificate (with `--tls-key`).
+    #[arg(
+        long,
+        env = "SWITCHYARD_TLS_CERT",
+        value_name = "PATH",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The PEM private key of `--tls-cert`.
+    #[arg(
+        long,
+        env = "SWITCHYARD_TLS_KEY",
+        value_name = "PATH",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// Spread the namespace over this many partitions (each its own hash tag, so on a Cluster
+    /// each can live on its own primary). The first client to say it decides; later ones may
+    /// leave it out (they find the partitions) but may not say another number.
+    #[arg(long, env = "SWITCHYARD_PARTITIONS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub partitions: Option<u16>,
+
     /// Durable mode: every acknowledged change (submit, completion, …) waits until this many
     /// replicas confirmed it, for at most 1 s; fewer is reported as an error.
     #[arg(long, env = "SWITCHYARD_DURABLE", value_name = "REPLICAS", value_parser = clap::value_parser!(u32).range(1..))]
@@ -35,21 +61,33 @@ impl Remote {
         let shown = display::quoted(&display::url(&self.url));
         if self.url.starts_with("memory") {
             return Err(format!(
-                "--url {shown}: expected redis://host:port or redis+sentinel://host:port/master \
-                 (the in-memory backend lives inside one process; try `switchyard demo` for it)"
+                "--url {shown}: expected redis://host:port, redis+sentinel://host:port/master or \
+                 redis+cluster://host:port,host:port (the in-memory backend lives inside one \
+                 process; try `switchyard demo` for it)"
             ));
         }
         let mut config = RedisConfig::new(&self.url, &self.namespace);
-        if let Some(path) = &self.tls_ca {
-            config = config.with_tls(Tls::ca_file(path).map_err(|e| format!("--tls-ca: {e}"))?);
+        let mut tls = match &self.tls_ca {
+            Some(path) => Some(Tls::ca_file(path).map_err(|e| format!("--tls-ca: {e}"))?),
+            None => None,
+        };
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            let with_client = tls
+                .take()
+                .unwrap_or_default()
+                .with_client_files(cert, key)
+                .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
+            tls = Some(with_client);
+        }
+        if let Some(tls) = tls {
+            config = config.with_tls(tls);
         }
         if let Some(replicas) = self.durable {
             config = config.with_durable(Durable::new(replicas, std::time::Duration::from_secs(1)));
         }
-        let backend = RedisBackend::with_config(config)
+        Client::redis(config, self.partitions)
             .await
-            .map_err(|e| format!("cannot connect to {shown}: {e}"))?;
-        Ok(Client::new(backend))
+            .map_err(|e| format!("cannot connect to {shown}: {e}"))
     }
 }
 

@@ -227,6 +227,28 @@ fn connection_flags_say_what_is_wrong() {
     );
     let durable = switchyard_cli_with_url("redis://127.0.0.1:1", &["status", "--durable", "0"]);
     assert!(durable.contains("--durable"), "{durable}");
+    let half = switchyard_cli_with_url("rediss://127.0.0.1:1", &["status", "--tls-cert", "c.pem"]);
+    assert!(half.contains("--tls-key"), "{half}");
+    let unreadable = switchyard_cli_with_url(
+        "rediss://127.0.0.1:1",
+        &[
+            "status",
+            "--tls-cert",
+            "/nonexistent/c.pem",
+            "--tls-key",
+            "/nonexistent/k.pem",
+        ],
+    );
+    assert!(
+        unreadable.contains("--tls-cert/--tls-key")
+            && unreadable.contains("cannot read /nonexistent/c.pem"),
+        "{unreadable}"
+    );
+    let partitions =
+        switchyard_cli_with_url("redis://127.0.0.1:1", &["status", "--partitions", "257"]);
+    assert!(partitions.contains("--partitions"), "{partitions}");
+    let cluster = switchyard_cli_with_url("redis+cluster://127.0.0.1:1", &["status"]);
+    assert!(cluster.contains("cannot connect to"), "{cluster}");
     let sentinel =
         switchyard_cli_with_url("redis+sentinel://:s3cret@127.0.0.1:1/jobs", &["status"]);
     assert!(
@@ -388,4 +410,37 @@ fn messages_stay_readable_and_flags_take_what_they_say() {
     drop(worker);
     let said = err(&["submit", "jobs", "echo", "x", "--payload-file", "-"]);
     assert!(said.contains("cannot be used with"), "{said}");
+}
+
+/// A namespace partitioned from the command line: `declare --partitions 3` decides; later
+/// commands find the partitions without the flag, and one that names another count is refused.
+#[test]
+fn partitions_from_the_command_line() {
+    let server = RedisServer::start().unwrap();
+    let ns = "parts";
+    ok(&server, ns, &["declare", "jobs", "--partitions", "3"]);
+    let refused = run(&server, ns, &["status", "--partitions", "4"]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("has 3 partitions, not 4"), "{err}");
+    let worker = WorkerProcess::start(&server, ns, "w1", &WORKER);
+    let out = ok(
+        &server,
+        ns,
+        &[
+            "submit",
+            "jobs",
+            "sleep",
+            "1",
+            "-n",
+            "30",
+            "--wait-ms",
+            "30000",
+            "--quiet",
+        ],
+    );
+    assert!(out.contains("30 succeeded, 0 did not"), "{out}");
+    let status = ok(&server, ns, &["status"]);
+    assert!(status.contains("jobs"), "{status}");
+    drop(worker);
 }
