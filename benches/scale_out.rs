@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use switchyard::partition::route::partition_for;
 use switchyard::{Client, Policy, QueueConfig, RedisConfig, Strategy, TaskSpec, Worker};
 use switchyard_testkit::cluster::RedisCluster;
 
@@ -65,11 +66,16 @@ struct Run {
     elapsed: Duration,
     /// CPU seconds used per primary port, and which partitions it held.
     cpu: BTreeMap<u16, (f64, Vec<u16>)>,
+    /// Tasks submitted to each partition.
+    per_partition: Vec<u64>,
 }
 
-async fn run(cluster: &RedisCluster, namespace: &str, tasks: usize) -> Run {
+async fn run(cluster: &RedisCluster, namespace: &str, tasks: usize, key: Option<&str>) -> Run {
     let url = cluster.url();
     let done = Arc::new(AtomicU64::new(0));
+    let per_partition: Arc<Vec<AtomicU64>> =
+        Arc::new((0..PARTITIONS).map(|_| AtomicU64::new(0)).collect());
+    let key = key.map(str::to_owned);
     let client = Client::redis(RedisConfig::new(&url, namespace), Some(PARTITIONS))
         .await
         .unwrap();
@@ -105,11 +111,21 @@ async fn run(cluster: &RedisCluster, namespace: &str, tasks: usize) -> Run {
     let started = Instant::now();
     let mut producers = Vec::new();
     for _ in 0..PARTITIONS {
-        let client = client.clone();
+        let (client, key, per_partition) = (client.clone(), key.clone(), per_partition.clone());
         producers.push(tokio::spawn(async move {
             for _ in 0..tasks / BATCH / usize::from(PARTITIONS) {
-                let specs = (0..BATCH)
-                    .map(|_| TaskSpec::builder("jobs", "noop").build().unwrap())
+                let specs: Vec<TaskSpec> = (0..BATCH)
+                    .map(|_| {
+                        let b = TaskSpec::builder("jobs", "noop");
+                        let b = match &key {
+                            Some(k) => b.affinity_key(k),
+                            None => b,
+                        };
+                        let spec = b.build().unwrap();
+                        let p = partition_for(&spec, PARTITIONS);
+                        per_partition[usize::from(p)].fetch_add(1, Ordering::Relaxed);
+                        spec
+                    })
                     .collect();
                 client.submit_batch(specs).await.unwrap();
             }
@@ -139,6 +155,10 @@ async fn run(cluster: &RedisCluster, namespace: &str, tasks: usize) -> Run {
         tasks: total,
         elapsed,
         cpu,
+        per_partition: per_partition
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .collect(),
     }
 }
 
@@ -166,16 +186,24 @@ fn main() {
     let three = RedisCluster::start(3, 0).expect("a 3-primary Cluster");
     let namespace = spread_namespace(&three);
     drop(three);
-    for masters in [1, 3] {
+    let rows = [
+        (1, None, "1"),
+        (3, None, "3"),
+        (3, Some("hot"), "3, every task with one affinity key"),
+    ];
+    for (masters, key, label) in rows {
         let cluster = RedisCluster::start(masters, 0).expect("a Cluster");
-        let r = rt.block_on(run(&cluster, &namespace, tasks));
+        let r = rt.block_on(run(&cluster, &namespace, tasks, key));
         let secs = r.elapsed.as_secs_f64();
         let all: f64 = r.cpu.values().map(|(c, _)| c).sum();
         let mut parts = Vec::new();
         let mut busiest: f64 = 0.0;
         let mut ceiling = f64::INFINITY;
         for (port, (c, held)) in &r.cpu {
-            let carried = r.tasks as f64 * held.len() as f64 / f64::from(PARTITIONS);
+            let carried: f64 = held
+                .iter()
+                .map(|p| r.per_partition[usize::from(*p)] as f64)
+                .sum();
             busiest = busiest.max(c / secs);
             if carried > 0.0 {
                 let per_task = c * 1e6 / carried;
@@ -189,7 +217,7 @@ fn main() {
             }
         }
         println!(
-            "| {masters} | {:.0} | {:.1} | {} | {:.2} s | {:.0} |",
+            "| {label} | {:.0} | {:.1} | {} | {:.2} s | {:.0} |",
             r.tasks as f64 / secs,
             all * 1e6 / r.tasks as f64,
             parts.join("; "),
