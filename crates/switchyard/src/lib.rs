@@ -54,3 +54,9 @@ pub use worker::{ShutdownHandle, TaskContext, TaskError, Worker, WorkerBuilder, 
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
+
+/// The examples of the operations and scaling guides, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/operations.md")]
+#[doc = include_str!("../../../docs/scaling.md")]
+pub struct GuideDoctests;
