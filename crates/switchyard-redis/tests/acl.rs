@@ -100,3 +100,45 @@ async fn a_user_limited_to_its_namespace_runs_everything_and_nothing_else() {
         .unwrap_err();
     assert!(err.to_string().contains("NOPERM"), "{err}");
 }
+
+/// A partitioned namespace: partition `i` has the tag `{shop/i}`, so the user needs the
+/// partitions' patterns too (`~sy:{shop/*`, `&sy:{shop/*`; docs/scaling.md), and with them
+/// runs every partition; without them, partition 0 only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_namespace_needs_the_partitions_patterns() {
+    let server = RedisServer::start().unwrap();
+    let url = format!("redis://app:s3cret@127.0.0.1:{}", server.port());
+    add_user(
+        &server,
+        &[
+            "reset",
+            "on",
+            ">s3cret",
+            "~sy:{shop}*",
+            "&sy:{shop}*",
+            "+@all",
+        ],
+    )
+    .await;
+    let b = RedisBackend::connect(&url, "shop").await.unwrap();
+    let err = b
+        .partition(1)
+        .unwrap()
+        .declare_queue(&QueueName::new("jobs").unwrap(), QueueConfig::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Backend {
+                kind: BackendErrorKind::Auth,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    add_user(&server, &["~sy:{shop/*", "&sy:{shop/*"]).await;
+    for p in 0..3 {
+        awaited_round_trip(&b.partition(p).unwrap(), "jobs").await;
+    }
+}
