@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::redis_server::{RedisServer, ServerOptions};
+use crate::redis_server::{RedisServer, ServerOptions, answers};
 use crate::sentinel::wait_for;
 
 /// A running Cluster; every node is killed on drop.
@@ -175,15 +175,27 @@ impl RedisCluster {
             .collect()
     }
 
-    /// The slot of `key` (`CLUSTER KEYSLOT`).
-    pub fn slot_of(&self, key: &str) -> Result<u16, String> {
-        let port = self.nodes.first().map(RedisServer::port).unwrap_or(0);
-        on(port, redis::cmd("CLUSTER").arg("KEYSLOT").arg(key))
+    /// The first node that answers.
+    fn live_port(&self) -> Result<u16, String> {
+        self.nodes
+            .iter()
+            .map(RedisServer::port)
+            .find(|p| answers(*p))
+            .ok_or_else(|| "no node of the Cluster answers".to_owned())
     }
 
-    /// The port of the primary that owns `slot` (as the first node's `CLUSTER SLOTS` says).
+    /// The slot of `key` (`CLUSTER KEYSLOT`).
+    pub fn slot_of(&self, key: &str) -> Result<u16, String> {
+        on(
+            self.live_port()?,
+            redis::cmd("CLUSTER").arg("KEYSLOT").arg(key),
+        )
+    }
+
+    /// The port of the primary that owns `slot` (as the first live node's `CLUSTER SLOTS`
+    /// says).
     pub fn owner_of(&self, slot: u16) -> Result<u16, String> {
-        let port = self.nodes.first().map(RedisServer::port).unwrap_or(0);
+        let port = self.live_port()?;
         // Each range: [first slot, last slot, [ip, port, id], replicas…].
         self.slot_ranges(port)?
             .into_iter()
@@ -218,6 +230,57 @@ impl RedisCluster {
                 })
             })
             .collect()
+    }
+
+    /// Kills the node on `port` (SIGKILL).
+    pub fn kill(&mut self, port: u16) -> Result<(), String> {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.port() == port)
+            .ok_or_else(|| format!("no node of this Cluster is on port {port}"))?;
+        node.kill();
+        Ok(())
+    }
+
+    /// Starts the killed node on `port` again, empty but with its Cluster configuration
+    /// (`nodes.conf`): it rejoins, learns that its slots moved, and becomes a replica of the
+    /// primary that took them. Waits until the Cluster is whole again.
+    pub fn rejoin(&mut self, port: u16, within: Duration) -> Result<(), String> {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.port() == port)
+            .ok_or_else(|| format!("no node of this Cluster is on port {port}"))?;
+        node.restart_empty()?;
+        self.wait_ok(within)
+    }
+
+    /// Waits until a node other than `old` owns `slot` and says it is a primary, and every
+    /// node that answers reports `cluster_state:ok`; returns the new owner's port.
+    pub fn wait_promoted(&self, slot: u16, old: u16, within: Duration) -> Result<u16, String> {
+        wait_for(
+            within,
+            "a replica promoted in place of the killed primary",
+            || {
+                let owner = self.owner_of(slot).ok().filter(|o| *o != old)?;
+                if crate::sentinel::role(owner).as_deref() != Some("master") {
+                    return None;
+                }
+                let live = self
+                    .nodes
+                    .iter()
+                    .map(RedisServer::port)
+                    .filter(|p| answers(*p));
+                for port in live {
+                    let info = cluster_info(port)?;
+                    if info.get("cluster_state").map(String::as_str) != Some("ok") {
+                        return None;
+                    }
+                }
+                Some(owner)
+            },
+        )
     }
 
     /// Moves `slot` to the primary at `to`: marks it importing there and migrating on its
