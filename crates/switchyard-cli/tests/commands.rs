@@ -422,7 +422,7 @@ fn partitions_from_the_command_line() {
     let refused = run(&server, ns, &["status", "--partitions", "4"]);
     assert!(!refused.status.success());
     let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(err.contains("has 3 partitions, not 4"), "{err}");
+    assert!(err.contains("has 3 partition(s), not 4"), "{err}");
     let worker = WorkerProcess::start(&server, ns, "w1", &WORKER);
     let out = ok(
         &server,

@@ -258,8 +258,9 @@ impl Topology {
             discovery,
             connect_timeout: options.connect_timeout,
         };
+        // The primary was just found: no second discovery.
         let conns = topology
-            .open_lanes(lanes_wanted)
+            .open_lanes(lanes_wanted, false)
             .await
             .map_err(|e| errors::map_connect(&e))?;
         topology.lanes = conns
@@ -459,9 +460,11 @@ impl Topology {
         single.map(Connection::Single)
     }
 
-    /// `n` connections to the primary: for Sentinel, found again first.
-    async fn open_lanes(&self, n: usize) -> RedisResult<Vec<Connection>> {
-        if let Nodes::Sentinel { sentinels, primary } = &self.nodes {
+    /// `n` connections to the primary: for Sentinel, found again first when `rediscover`.
+    async fn open_lanes(&self, n: usize, rediscover: bool) -> RedisResult<Vec<Connection>> {
+        if let Nodes::Sentinel { sentinels, primary } = &self.nodes
+            && rediscover
+        {
             let found = sentinels.discover(&self.discovery).await?;
             let mut known = primary
                 .write()
@@ -498,7 +501,7 @@ impl Topology {
         if not_before.is_some_and(|t| Instant::now() < t) {
             return;
         }
-        match self.open_lanes(self.lanes.len()).await {
+        match self.open_lanes(self.lanes.len(), true).await {
             Ok(conns) => {
                 let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
                 for (slot, conn) in self.lanes.iter().zip(conns) {

@@ -123,8 +123,8 @@ impl Client {
 
     /// Connects to Redis with `config`. A namespace declared with partitions (see
     /// [`partition`](crate::partition)) is used with all of them. `partitions` declares how many
-    /// it has (2 to 256; the first client to say so decides, and a client that says otherwise
-    /// is refused); `None` takes what was declared, or none.
+    /// it has (1 to 256; the first client to connect decides, and a client that says otherwise
+    /// is refused); `None` takes what was declared, and declares 1 if nothing was.
     ///
     /// ```no_run
     /// # async fn run() -> switchyard::Result<()> {
@@ -144,14 +144,16 @@ impl Client {
                     return Err(Error::invalid(
                         "partitions",
                         format!(
-                            "namespace {} has {stored} partitions, not {wanted}",
+                            "namespace {} has {stored} partition(s), not {wanted}",
                             switchyard_core::display::quoted(&namespace)
                         ),
                     ));
                 }
                 stored
             }
-            None => first.partition_count().await?.unwrap_or(1),
+            // A namespace nobody partitioned is pinned at one partition: a client that later
+            // asks for more is refused instead of routing tasks where this one never looks.
+            None => first.claim_partition_count(1).await?,
         };
         if stored <= 1 {
             return Ok(Client::new(first));

@@ -132,7 +132,7 @@ async fn start(url: &str, namespace: &str, durable: Option<Durable>) -> Load {
     // The workers' client finds the partitions by itself; one naming another count is refused.
     let workers_client = Client::redis(config.clone(), None).await.unwrap();
     let refused = Client::redis(config, Some(4)).await.unwrap_err();
-    assert!(refused.to_string().contains("has 3 partitions, not 4"));
+    assert!(refused.to_string().contains("has 3 partition(s), not 4"));
 
     let seen = Arc::new(Mutex::new(Seen::default()));
     let mut workers = Vec::new();

@@ -230,3 +230,55 @@ async fn a_batch_is_split_by_partition_and_answered_in_order() {
     assert!(err.to_string().contains("nope"), "{err}");
     assert_eq!(client.stats().await.unwrap().queues[0].ready, 66 + 9);
 }
+
+/// Workers of different queues are assigned among their own kind: with one worker per queue,
+/// each serves every partition, and no queue's partition is left without a worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_of_different_queues_each_cover_every_partition() {
+    let (client, backend) = partitioned();
+    let runs: Runs = Arc::default();
+    let mut running = Vec::new();
+    for queue in ["emails", "images"] {
+        client.declare(queue, QueueConfig::default()).await.unwrap();
+        let runs = runs.clone();
+        let worker = Worker::builder(&client, &format!("{queue}-worker"), [queue])
+            .unwrap()
+            .capacity(4)
+            .heartbeat_ttl(Duration::from_millis(600))
+            .handle("noop", move |ctx, _payload| {
+                let runs = runs.clone();
+                async move {
+                    runs.lock()
+                        .unwrap()
+                        .entry(ctx.id)
+                        .or_default()
+                        .push(String::new());
+                    Ok(Vec::new())
+                }
+            })
+            .build()
+            .unwrap();
+        running.push((worker.shutdown_handle(), tokio::spawn(worker.run())));
+    }
+    let mut ids = Vec::new();
+    for i in 0..120 {
+        let queue = if i % 2 == 0 { "emails" } else { "images" };
+        let spec = TaskSpec::builder(queue, "noop").build().unwrap();
+        ids.push(client.submit(spec).await.unwrap().id());
+    }
+    eventually(Duration::from_secs(30), "every task run", || {
+        let r = runs.lock().unwrap();
+        ids.iter().all(|id| r.contains_key(id))
+    })
+    .await;
+    for w in ["emails-worker", "images-worker"] {
+        assert_eq!(
+            backend.serving(&WorkerId::new(w).unwrap()).len(),
+            usize::from(P)
+        );
+    }
+    for (stop, run) in running {
+        stop.shutdown();
+        run.await.unwrap().unwrap();
+    }
+}

@@ -7,10 +7,11 @@
 //! * a task goes to the partition of its affinity key, else of its dedup key, else of its id
 //!   (see [`route`]); its id names its partition, so every call about it (status, cancel,
 //!   complete, await) goes straight there;
-//! * a worker serves the partitions [assigned](route::assignment) to it from the roster of live
-//!   workers (all partitions' registrations), with its capacity split over them. Each heartbeat
-//!   reads the roster again: a partition it gains is registered at once; one it loses is
-//!   drained (its inbox goes back, its running tasks finish) and left when nothing of it runs;
+//! * a worker serves the partitions [assigned](route::assignment) to it among the live workers
+//!   that serve the same queues (all partitions' registrations), registered in each with its
+//!   whole capacity. Each heartbeat reads the roster again: a partition it gains is registered
+//!   at once; one it loses is drained (its inbox goes back, its running tasks finish) and left
+//!   when nothing of it runs there;
 //! * calls about the whole namespace (declare, stats, maintenance, events) go to every
 //!   partition and their answers are merged.
 //!
@@ -28,10 +29,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::future::{join_all, select_all};
 use switchyard_core::{
-    AckOutcome, Assignment, Backend, CancelOutcome, Delivery, Error, Event, HandBack,
+    AckOutcome, Assignment, Backend, CancelOutcome, Clock, Delivery, Error, Event, HandBack,
     HeartbeatReply, Lease, MaintenanceReport, QueueConfig, QueueName, RegisterOutcome, Result,
-    Stats, SubmitOutcome, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec, WorkerId, WorkerRef,
-    WorkerSpec,
+    Stats, SubmitOutcome, SystemClock, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec, WorkerId,
+    WorkerRef, WorkerSpec,
 };
 
 use route::{MAX_PARTITIONS, assignment, partition_of};
@@ -44,6 +45,13 @@ pub const WAIT_SLICE: Duration = Duration::from_millis(250);
 pub struct Partitioned {
     parts: Vec<Arc<dyn Backend>>,
     members: Mutex<HashMap<WorkerId, Member>>,
+}
+
+/// `queues`, sorted: workers serving the same queues in another order are one group.
+fn sorted(queues: &[QueueName]) -> Vec<QueueName> {
+    let mut q = queues.to_vec();
+    q.sort();
+    q
 }
 
 /// What this process knows of one of its workers.
@@ -131,72 +139,82 @@ impl Partitioned {
         Ok(m.serving.union(&m.leaving).copied().collect())
     }
 
-    /// Every live, non-draining worker of the namespace, from every partition's registrations.
-    async fn roster(&self) -> Result<BTreeSet<WorkerId>> {
+    /// The live, non-draining workers of the namespace that serve exactly `queues` (sorted), from
+    /// every partition's registrations. Workers with another queue list are assigned among
+    /// themselves, so that every partition of every queue has a worker. A registration whose
+    /// heartbeat expired (by this machine's clock) no longer counts, reaped or not.
+    async fn roster(&self, queues: &[QueueName]) -> Result<BTreeSet<WorkerId>> {
+        let now = SystemClock.now_ms();
         let mut roster = BTreeSet::new();
         for stats in join_all(self.parts.iter().map(|b| b.stats())).await {
-            roster.extend(
-                stats?
-                    .workers
-                    .into_iter()
-                    .filter(|w| !w.draining)
-                    .map(|w| w.id),
-            );
+            for w in stats?.workers {
+                if !w.draining && w.expires_at >= now && sorted(&w.queues) == queues {
+                    roster.insert(w.id);
+                }
+            }
         }
         Ok(roster)
     }
 
-    /// `spec` as registered in one of `k` partitions: its capacity split over them.
-    fn share(spec: &WorkerSpec, k: usize, index: usize) -> WorkerSpec {
-        let (c, k) = (spec.get_capacity(), u32::try_from(k.max(1)).unwrap_or(1));
-        let extra = u32::from(u32::try_from(index).unwrap_or(u32::MAX) < c % k);
-        spec.clone().capacity((c / k + extra).max(1))
+    /// The partitions `spec`'s worker should serve now.
+    async fn wanted(&self, spec: &WorkerSpec) -> Result<BTreeSet<u16>> {
+        let roster = self.roster(&sorted(spec.queues())).await?;
+        Ok(assignment(&roster, spec.id(), self.count()))
     }
 
-    /// Registers `spec` in those of `all` (the partitions it serves) that are in `new`, each
-    /// with its share of the capacity over `all`.
+    /// Registers `spec` (with its whole capacity: see `docs/scaling.md`) in `partitions`. If
+    /// one fails, the ones that succeeded are deregistered again (best effort) and the error
+    /// returned.
     async fn register_in(
         &self,
         spec: &WorkerSpec,
-        all: &BTreeSet<u16>,
-        new: &BTreeSet<u16>,
+        partitions: &BTreeSet<u16>,
     ) -> Result<RegisterOutcome> {
-        let calls = all
+        let calls = partitions
             .iter()
-            .enumerate()
-            .filter(|(_, p)| new.contains(p))
-            .map(|(i, p)| {
-                self.part(*p)
-                    .register_worker(Self::share(spec, all.len(), i))
-            });
+            .map(|p| async move { (*p, self.part(*p).register_worker(spec.clone()).await) });
         let mut out = RegisterOutcome::default();
-        for r in join_all(calls).await {
-            let r = r?;
-            out.replaced |= r.replaced;
-            out.assignments.extend(r.assignments);
+        let mut failure = None;
+        let mut done = Vec::new();
+        for (p, r) in join_all(calls).await {
+            match r {
+                Ok(r) => {
+                    out.replaced |= r.replaced;
+                    out.assignments.extend(r.assignments);
+                    done.push(p);
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failure {
+            self.leave(&spec.worker_ref(), &done).await;
+            return Err(e);
         }
         Ok(out)
     }
 
+    /// Deregisters `worker` from `partitions`, best effort (for clean-ups whose failure
+    /// changes nothing: the registrations expire and are reaped).
+    async fn leave(&self, worker: &WorkerRef, partitions: &[u16]) {
+        for p in partitions {
+            if let Err(e) = self.part(*p).deregister_worker(worker).await {
+                tracing::debug!(worker = %worker.id, partition = p, "cannot leave a partition: {e}");
+            }
+        }
+    }
+
     /// After a heartbeat: takes up partitions the roster now assigns to `worker`, drains the
-    /// ones it no longer does, and leaves drained ones where nothing of it runs any more.
+    /// ones it no longer does, and leaves drained ones where nothing of it runs any more (and
+    /// takes such a one up again at once if it is wanted again).
     async fn rebalance(&self, worker: &WorkerRef) -> Result<Vec<Assignment>> {
         let Some(m) = self.member(&worker.id).filter(|m| !m.draining) else {
             return Ok(Vec::new());
         };
-        let wanted = assignment(&self.roster().await?, &worker.id, self.count());
+        let wanted = self.wanted(&m.spec).await?;
         let mut assignments = Vec::new();
-        let gained: BTreeSet<u16> = wanted
-            .difference(&m.serving)
-            .filter(|p| !m.leaving.contains(p))
-            .copied()
-            .collect();
         let lost: BTreeSet<u16> = m.serving.difference(&wanted).copied().collect();
-        if !gained.is_empty() {
-            tracing::info!(worker = %worker.id, ?gained, "serving more partitions");
-            let out = self.register_in(&m.spec, &wanted, &gained).await?;
-            assignments.extend(out.assignments);
-        }
         for p in &lost {
             tracing::info!(worker = %worker.id, partition = p, "leaving a partition");
             assignments.extend(self.part(*p).drain_worker(worker).await?.assignments);
@@ -213,11 +231,36 @@ impl Partitioned {
                 left.insert(*p);
             }
         }
-        if let Some(m) = self.lock().get_mut(&worker.id) {
+        // A partition still being left cannot be taken up again until its drained
+        // registration ended (a new registration would hand its running tasks back).
+        let gained: BTreeSet<u16> = wanted
+            .iter()
+            .filter(|p| !m.serving.contains(p) && (!m.leaving.contains(p) || left.contains(p)))
+            .copied()
+            .collect();
+        if !gained.is_empty() {
+            tracing::info!(worker = %worker.id, ?gained, "serving more partitions");
+            assignments.extend(self.register_in(&m.spec, &gained).await?.assignments);
+        }
+        // `None`: deregistered while this ran; `Some(true)`: a drain began meanwhile.
+        let draining = self.lock().get_mut(&worker.id).map(|m| {
             m.serving.extend(&gained);
             m.serving.retain(|p| !lost.contains(p));
             m.leaving.extend(&lost);
             m.leaving.retain(|p| !left.contains(p));
+            m.draining
+        });
+        let Some(drained_meanwhile) = draining else {
+            // The new registrations go too.
+            let gained: Vec<u16> = gained.iter().copied().collect();
+            self.leave(worker, &gained).await;
+            return Ok(assignments);
+        };
+        // A shutdown that began while this ran drained only what was registered before it.
+        if drained_meanwhile {
+            for p in &gained {
+                assignments.extend(self.part(*p).drain_worker(worker).await?.assignments);
+            }
         }
         Ok(assignments)
     }
@@ -265,18 +308,29 @@ impl Backend for Partitioned {
     }
 
     async fn register_worker(&self, spec: WorkerSpec) -> Result<RegisterOutcome> {
-        let wanted = assignment(&self.roster().await?, spec.id(), self.count());
-        let out = self.register_in(&spec, &wanted, &wanted).await?;
-        self.lock().insert(
+        let wanted = self.wanted(&spec).await?;
+        let out = self.register_in(&spec, &wanted).await?;
+        let before = self.lock().insert(
             spec.id().clone(),
             Member {
                 spec,
-                serving: wanted,
+                serving: wanted.clone(),
                 leaving: BTreeSet::new(),
                 next: 0,
                 draining: false,
             },
         );
+        // A registration again (after the worker was reaped somewhere): the earlier one's other
+        // partitions would otherwise stay registered, unserved, until they expire.
+        if let Some(old) = before {
+            let stale: Vec<u16> = old
+                .serving
+                .union(&old.leaving)
+                .filter(|p| !wanted.contains(p))
+                .copied()
+                .collect();
+            self.leave(&old.spec.worker_ref(), &stale).await;
+        }
         Ok(out)
     }
 
@@ -289,7 +343,11 @@ impl Backend for Partitioned {
             reply.expired.extend(r.expired);
             reply.assignments.extend(r.assignments);
         }
-        reply.assignments.extend(self.rebalance(worker).await?);
+        // The heartbeat itself went through: a failed rebalance is tried again next time.
+        match self.rebalance(worker).await {
+            Ok(assignments) => reply.assignments.extend(assignments),
+            Err(e) => tracing::warn!(worker = %worker.id, "cannot rebalance partitions yet: {e}"),
+        }
         Ok(reply)
     }
 
