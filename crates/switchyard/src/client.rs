@@ -144,7 +144,8 @@ impl Client {
                     return Err(Error::invalid(
                         "partitions",
                         format!(
-                            "namespace {} has {stored} partition(s), not {wanted}",
+                            "namespace {} has {stored} partition(s), not {wanted} (the count is fixed \
+                             when a namespace is first used: partition a new namespace)",
                             switchyard_core::display::quoted(&namespace)
                         ),
                     ));
