@@ -19,7 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use switchyard::partition::route::partition_for;
-use switchyard::{Client, Policy, QueueConfig, RedisConfig, Strategy, TaskSpec, Worker};
+use switchyard::{
+    Client, Policy, QueueConfig, RedisConfig, Strategy, TaskSpec, Worker, task_hash_key,
+};
 use switchyard_testkit::cluster::RedisCluster;
 
 const BATCH: usize = 100;
@@ -37,14 +39,6 @@ fn cpu_seconds(port: u16) -> f64 {
         .sum()
 }
 
-/// The key of partition `p`'s task hash (as the Redis backend names it).
-fn partition_key(namespace: &str, p: u16) -> String {
-    match p {
-        0 => format!("sy:{{{namespace}}}:tasks"),
-        p => format!("sy:{{{namespace}/{p}}}:tasks"),
-    }
-}
-
 /// A namespace whose three partitions are owned by three different primaries of `cluster`.
 fn spread_namespace(cluster: &RedisCluster) -> String {
     (0..10_000)
@@ -52,7 +46,7 @@ fn spread_namespace(cluster: &RedisCluster) -> String {
         .find(|ns| {
             let owners: std::collections::BTreeSet<u16> = (0..PARTITIONS)
                 .map(|p| {
-                    let slot = cluster.slot_of(&partition_key(ns, p)).unwrap();
+                    let slot = cluster.slot_of(&task_hash_key(ns, p).unwrap()).unwrap();
                     cluster.owner_of(slot).unwrap()
                 })
                 .collect();
@@ -104,7 +98,9 @@ async fn run(cluster: &RedisCluster, namespace: &str, tasks: usize, key: Option<
         .map(|p| (*p, (cpu_seconds(*p), Vec::new())))
         .collect();
     for p in 0..PARTITIONS {
-        let slot = cluster.slot_of(&partition_key(namespace, p)).unwrap();
+        let slot = cluster
+            .slot_of(&task_hash_key(namespace, p).unwrap())
+            .unwrap();
         let owner = cluster.owner_of(slot).unwrap();
         cpu.get_mut(&owner).unwrap().1.push(p);
     }

@@ -90,6 +90,18 @@ impl Keyspace {
     }
 }
 
+/// The key of the task hash of partition `partition` of `namespace` (partition 0: the
+/// namespace itself): which slot, so which Cluster node, holds that partition.
+///
+/// ```
+/// assert_eq!(switchyard_redis::task_hash_key("shop", 2).unwrap(), "sy:{shop/2}:tasks");
+/// ```
+pub fn task_hash_key(namespace: &str, partition: u16) -> Result<String, Error> {
+    Ok(Keyspace::partition(namespace, partition)?
+        .fixed(TASKS)
+        .to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

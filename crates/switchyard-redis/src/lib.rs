@@ -41,4 +41,5 @@ mod scripts;
 
 pub use backend::{RedisBackend, RedisConfig};
 pub use durable::Durable;
+pub use keys::task_hash_key;
 pub use switchyard_topology::Tls;

@@ -43,6 +43,18 @@ pub fn me(id: &str) -> switchyard_core::WorkerRef {
     }
 }
 
+/// Waits (polling every 10 ms) until `check` holds; panics after `within`, naming `what`.
+pub async fn wait_until(within: std::time::Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < within,
+            "gave up after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// Declares `queue` (FCFS, round-robin), registers worker `w` ([`test_worker`]) on it, and
 /// runs one awaited task through every kind of connection a backend keeps: a caller awaiting
 /// its outcome (the shared subscription), the worker waiting for work (its wake-up

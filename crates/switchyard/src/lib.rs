@@ -47,7 +47,7 @@ pub use client::{Client, Task, TaskHandle};
 pub use partition::Partitioned;
 pub use switchyard_core::*;
 pub use switchyard_memory::MemoryBackend;
-pub use switchyard_redis::{Durable, RedisBackend, RedisConfig, Tls};
+pub use switchyard_redis::{Durable, RedisBackend, RedisConfig, Tls, task_hash_key};
 pub use worker::{ShutdownHandle, TaskContext, TaskError, Worker, WorkerBuilder, WorkerReport};
 
 /// The README's examples, compiled and run as doctests.

@@ -27,9 +27,10 @@ use std::time::{Duration, Instant};
 use switchyard::partition::route::partition_of;
 use switchyard::{
     Client, Durable, Error, QueueConfig, RedisConfig, ShutdownHandle, TaskId, TaskSpec, TaskState,
-    Worker, WorkerReport,
+    Worker, WorkerReport, task_hash_key,
 };
 use switchyard_testkit::cluster::RedisCluster;
+use switchyard_testkit::wait_until;
 
 /// Upper bound on tasks the producer submits, whatever happens.
 const MAX_TASKS: usize = 100_000;
@@ -73,25 +74,6 @@ struct Seen {
     submit_errors: u64,
 }
 
-async fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < within,
-            "gave up after {within:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The key of partition `p`'s task hash, as the Redis backend names it.
-fn partition_key(namespace: &str, p: u16) -> String {
-    match p {
-        0 => format!("sy:{{{namespace}}}:tasks"),
-        p => format!("sy:{{{namespace}/{p}}}:tasks"),
-    }
-}
-
 /// A namespace whose partitions land on three primaries, and each partition's (slot, owner).
 fn spread(cluster: &RedisCluster) -> (String, Vec<(u16, u16)>) {
     (0..10_000)
@@ -99,7 +81,7 @@ fn spread(cluster: &RedisCluster) -> (String, Vec<(u16, u16)>) {
             let ns = format!("shop{i}");
             let placed: Vec<(u16, u16)> = (0..P)
                 .map(|p| {
-                    let slot = cluster.slot_of(&partition_key(&ns, p)).unwrap();
+                    let slot = cluster.slot_of(&task_hash_key(&ns, p).unwrap()).unwrap();
                     (slot, cluster.owner_of(slot).unwrap())
                 })
                 .collect();
@@ -229,7 +211,7 @@ impl Load {
             .map(|(id, _)| *id)
             .collect();
         if lossless {
-            eventually(
+            wait_until(
                 Duration::from_secs(120),
                 "every acknowledged task ran",
                 || {
@@ -302,7 +284,7 @@ async fn partitions_spread_over_primaries_and_one_moves_under_load() {
     // Partition 1 is busy: move its slot to partition 2's primary and back while tasks flow.
     let (slot, home) = placed[1];
     let away = placed[2].1;
-    eventually(Duration::from_secs(60), "the first tasks run", || {
+    wait_until(Duration::from_secs(60), "the first tasks run", || {
         load.runs() >= 100
     })
     .await;
@@ -319,7 +301,7 @@ async fn partitions_spread_over_primaries_and_one_moves_under_load() {
     assert!(there > 0 && back > 0, "the partition's keys moved");
     // Some more load after the moves, then the count.
     let after = load.runs();
-    eventually(Duration::from_secs(60), "work after the moves", || {
+    wait_until(Duration::from_secs(60), "work after the moves", || {
         load.runs() >= after + 300
     })
     .await;
@@ -345,7 +327,7 @@ async fn failover(durable: Option<Durable>) -> usize {
     let (namespace, placed) = spread(&cluster);
     let load = start(&cluster.url(), &namespace, durable).await;
 
-    eventually(Duration::from_secs(60), "steady load", || {
+    wait_until(Duration::from_secs(60), "steady load", || {
         load.runs() >= 300
     })
     .await;
@@ -356,7 +338,7 @@ async fn failover(durable: Option<Durable>) -> usize {
     let promoted = killed.elapsed();
     let mut resumed = None;
     let mut wait_resumed = async || {
-        eventually(Duration::from_secs(60), "work after the failover", || {
+        wait_until(Duration::from_secs(60), "work after the failover", || {
             resumed = load.resumed_after(1, killed);
             resumed.is_some()
         })
@@ -374,7 +356,7 @@ async fn failover(durable: Option<Durable>) -> usize {
     let rejoined = killed.elapsed();
     let resumed = resumed.unwrap() - killed;
     let before = load.runs();
-    eventually(
+    wait_until(
         Duration::from_secs(60),
         "more work after the failover",
         || load.runs() >= before + 300,

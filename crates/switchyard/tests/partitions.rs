@@ -5,13 +5,14 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use switchyard::partition::route::partition_of;
 use switchyard::{
     Backend, Client, MemoryBackend, Partitioned, QueueConfig, TaskId, TaskSpec, TaskState, Worker,
     WorkerId,
 };
+use switchyard_testkit::wait_until;
 
 const P: u16 = 3;
 
@@ -41,17 +42,6 @@ fn worker(client: &Client, name: &str, runs: &Runs) -> Worker {
         })
         .build()
         .unwrap()
-}
-
-async fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < within,
-            "gave up after {within:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 async fn submit_all(client: &Client, n: usize) -> Vec<TaskId> {
@@ -106,14 +96,14 @@ async fn tasks_spread_and_follow_the_assignment() {
     let run_a = tokio::spawn(a.run());
     let run_b = tokio::spawn(b.run());
     let all: Vec<TaskId> = keyed.iter().chain(&loose).copied().collect();
-    eventually(Duration::from_secs(30), "every task run", || {
+    wait_until(Duration::from_secs(30), "every task run", || {
         let r = runs.lock().unwrap();
         all.iter().all(|id| r.contains_key(id))
     })
     .await;
     let serving = |w: &str| backend.serving(&WorkerId::new(w).unwrap());
     // `a` started alone and took all three; `b`'s registration makes it give one up.
-    eventually(
+    wait_until(
         Duration::from_secs(10),
         "two workers sharing three partitions",
         || {
@@ -124,7 +114,7 @@ async fn tasks_spread_and_follow_the_assignment() {
     .await;
     // Once settled, a task runs on the worker serving its partition.
     let settled = submit_all(&client, 90).await;
-    eventually(Duration::from_secs(30), "the settled tasks run", || {
+    wait_until(Duration::from_secs(30), "the settled tasks run", || {
         let r = runs.lock().unwrap();
         settled.iter().all(|id| r.contains_key(id))
     })
@@ -145,12 +135,12 @@ async fn tasks_spread_and_follow_the_assignment() {
     // `b` leaves: `a` takes every partition up within a few heartbeats.
     stop_b.shutdown();
     run_b.await.unwrap().unwrap();
-    eventually(Duration::from_secs(10), "a serving all three", || {
+    wait_until(Duration::from_secs(10), "a serving all three", || {
         serving("a").len() == 3
     })
     .await;
     let later = submit_all(&client, 60).await;
-    eventually(Duration::from_secs(30), "the later tasks run", || {
+    wait_until(Duration::from_secs(30), "the later tasks run", || {
         let r = runs.lock().unwrap();
         later.iter().all(|id| r.contains_key(id))
     })
@@ -162,13 +152,13 @@ async fn tasks_spread_and_follow_the_assignment() {
     let (stop_c, stop_d) = (c.shutdown_handle(), d.shutdown_handle());
     let run_c = tokio::spawn(c.run());
     let run_d = tokio::spawn(d.run());
-    eventually(Duration::from_secs(10), "one partition each", || {
+    wait_until(Duration::from_secs(10), "one partition each", || {
         let union: BTreeSet<u16> = ["a", "c", "d"].iter().flat_map(|w| serving(w)).collect();
         ["a", "c", "d"].iter().all(|w| serving(w).len() == 1) && union == (0..P).collect()
     })
     .await;
     let last = submit_all(&client, 60).await;
-    eventually(Duration::from_secs(30), "the last tasks run", || {
+    wait_until(Duration::from_secs(30), "the last tasks run", || {
         let r = runs.lock().unwrap();
         last.iter().all(|id| r.contains_key(id))
     })
@@ -266,7 +256,7 @@ async fn workers_of_different_queues_each_cover_every_partition() {
         let spec = TaskSpec::builder(queue, "noop").build().unwrap();
         ids.push(client.submit(spec).await.unwrap().id());
     }
-    eventually(Duration::from_secs(30), "every task run", || {
+    wait_until(Duration::from_secs(30), "every task run", || {
         let r = runs.lock().unwrap();
         ids.iter().all(|id| r.contains_key(id))
     })
