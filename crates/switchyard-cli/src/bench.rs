@@ -26,7 +26,7 @@ pub struct BenchArgs {
     /// The Redis to measure, e.g. `redis://127.0.0.1:7777`. Use a server nothing else is using:
     /// CPU and memory figures are read from its INFO. Start one with
     /// `redis-server --port 7777 --save '' --appendonly no`.
-    #[arg(long)]
+    #[arg(long, env = "SWITCHYARD_URL", hide_env_values = true)]
     pub url: String,
 
     /// Task lifecycles per CPU measurement.

@@ -50,7 +50,33 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// Whether a failure is a write to our output failing because its reader went away (`| head`):
+/// the bare I/O error of a `write!` to stdout (errors of Redis connections always come with
+/// what was being done, so they never start this way).
+fn reader_gone(message: &str) -> bool {
+    message.starts_with("Broken pipe")
+}
+
+/// A command whose reader goes away (`switchyard status | head -1`) stops quietly, as Unix
+/// tools do, instead of panicking in `println!` or printing the write error.
+fn stop_quietly_when_the_reader_goes() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout: Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    stop_quietly_when_the_reader_goes();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
@@ -68,6 +94,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if reader_gone(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("switchyard: {e}");
             ExitCode::FAILURE

@@ -13,7 +13,7 @@ pub struct Remote {
     /// The value of `SWITCHYARD_URL` is never
     /// shown (it may hold a password), nor is a password in any message.
     #[arg(long, env = "SWITCHYARD_URL", hide_env_values = true)]
-    pub url: String,
+    pub url: Option<String>,
 
     /// Namespace of the keys: deployments sharing a Redis keep apart by namespace.
     #[arg(long, env = "SWITCHYARD_NAMESPACE", default_value = "switchyard")]
@@ -56,17 +56,27 @@ pub struct Remote {
 }
 
 impl Remote {
+    /// The URL given, or what to do when none was.
+    pub fn url(&self) -> Result<&str, String> {
+        self.url.as_deref().ok_or_else(|| {
+            "no Redis given: pass --url redis://host:port (or redis+sentinel://…, \
+             redis+cluster://…), or set SWITCHYARD_URL"
+                .to_owned()
+        })
+    }
+
     /// Connects, refusing the in-memory backend: its state would die with this process.
     pub async fn connect(&self) -> Result<Client, String> {
-        let shown = display::quoted(&display::url(&self.url));
-        if self.url.starts_with("memory") {
+        let url = self.url()?;
+        let shown = display::quoted(&display::url(url));
+        if url.starts_with("memory") {
             return Err(format!(
                 "--url {shown}: expected redis://host:port, redis+sentinel://host:port/master or \
                  redis+cluster://host:port,host:port (the in-memory backend lives inside one \
                  process; try `switchyard demo` for it)"
             ));
         }
-        let mut config = RedisConfig::new(&self.url, &self.namespace);
+        let mut config = RedisConfig::new(url, &self.namespace);
         let mut tls = match &self.tls_ca {
             Some(path) => Some(Tls::ca_file(path).map_err(|e| format!("--tls-ca: {e}"))?),
             None => None,

@@ -108,7 +108,7 @@ pub fn run(args: &WorkerArgs) -> Result<(), String> {
         eprintln!(
             "switchyard worker {id}: starting on {} (namespace {}), queues {}{}, capacity {}, \
              weight {}, kinds {}",
-            display::url(&args.remote.url),
+            display::url(args.remote.url()?),
             args.remote.namespace,
             args.queues.join(","),
             if args.declare { " (declared)" } else { "" },

@@ -247,6 +247,16 @@ fn connection_flags_say_what_is_wrong() {
     let partitions =
         switchyard_cli_with_url("redis://127.0.0.1:1", &["status", "--partitions", "257"]);
     assert!(partitions.contains("--partitions"), "{partitions}");
+    let none = support::switchyard()
+        .arg("status")
+        .env_remove("SWITCHYARD_URL")
+        .output()
+        .unwrap();
+    let none = String::from_utf8_lossy(&none.stderr);
+    assert!(
+        none.contains("--url") && none.contains("SWITCHYARD_URL"),
+        "{none}"
+    );
     let cluster = switchyard_cli_with_url("redis+cluster://127.0.0.1:1", &["status"]);
     assert!(cluster.contains("cannot connect to"), "{cluster}");
     let sentinel =
@@ -443,4 +453,31 @@ fn partitions_from_the_command_line() {
     let status = ok(&server, ns, &["status"]);
     assert!(status.contains("jobs"), "{status}");
     drop(worker);
+}
+
+/// `switchyard status | head -1`: a reader that goes away ends a command quietly (exit 0,
+/// nothing on stderr), as with any Unix tool, instead of a panic (exit 101) or an error.
+#[test]
+fn a_reader_that_goes_away_ends_a_command_quietly() {
+    let server = RedisServer::start().unwrap();
+    ok(&server, "pipe", &["declare", "jobs"]);
+    for args in [&["status"][..], &["events"], &["demo", "--tasks", "2000"]] {
+        let mut child = support::switchyard()
+            .args(args)
+            .env("SWITCHYARD_URL", server.url())
+            .env("SWITCHYARD_NAMESPACE", "pipe")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before (nearly always) anything is written.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
+        assert!(
+            !stderr.contains("Broken pipe") && !stderr.contains("panicked"),
+            "{args:?}: {stderr}"
+        );
+    }
 }
