@@ -225,6 +225,18 @@ pub fn dead(args: &DeadArgs) -> Result<(), String> {
             }
             println!("re-drove {} tasks", dead.len());
         } else if dead.is_empty() {
+            let queue = switchyard::QueueName::new(&args.queue).map_err(|e| e.to_string())?;
+            let declared = client
+                .backend()
+                .queue_config(&queue)
+                .await
+                .map_err(|e| e.to_string())?;
+            if declared.is_none() {
+                return Err(format!(
+                    "queue {} is not declared (`switchyard status` lists the queues)",
+                    switchyard::display::quoted(&args.queue)
+                ));
+            }
             println!("(no dead tasks in {})", args.queue);
         }
         Ok(())

@@ -452,6 +452,13 @@ fn partitions_from_the_command_line() {
     assert!(out.contains("30 succeeded, 0 did not"), "{out}");
     let status = ok(&server, ns, &["status"]);
     assert!(status.contains("jobs"), "{status}");
+    assert!(ok(&server, ns, &["dead", "jobs"]).contains("(no dead tasks in jobs)"));
+    let undeclared = run(&server, ns, &["dead", "jobz"]);
+    let err = String::from_utf8_lossy(&undeclared.stderr);
+    assert!(
+        !undeclared.status.success() && err.contains("`jobz` is not declared"),
+        "{err}"
+    );
     drop(worker);
 }
 
