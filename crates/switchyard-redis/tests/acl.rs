@@ -12,6 +12,16 @@ use switchyard_redis::RedisBackend;
 use switchyard_testkit::redis_server::RedisServer;
 use switchyard_testkit::{awaited_round_trip, me};
 
+/// The user `app` (password `s3cret`) limited to namespace `shop`'s keys and channels.
+const SHOP_ONLY: &[&str] = &[
+    "reset",
+    "on",
+    ">s3cret",
+    "~sy:{shop}*",
+    "&sy:{shop}*",
+    "+@all",
+];
+
 async fn add_user(server: &RedisServer, rules: &[&str]) {
     let client = redis::Client::open(server.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
@@ -27,18 +37,7 @@ async fn add_user(server: &RedisServer, rules: &[&str]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_limited_to_its_namespace_runs_everything_and_nothing_else() {
     let server = RedisServer::start().unwrap();
-    add_user(
-        &server,
-        &[
-            "reset",
-            "on",
-            ">s3cret",
-            "~sy:{shop}*",
-            "&sy:{shop}*",
-            "+@all",
-        ],
-    )
-    .await;
+    add_user(&server, SHOP_ONLY).await;
     let url = format!("redis://app:s3cret@127.0.0.1:{}", server.port());
     let b = RedisBackend::connect(&url, "shop").await.unwrap();
     // Declare, register, and an awaited task received by a waiting worker: the shared
@@ -108,18 +107,7 @@ async fn a_user_limited_to_its_namespace_runs_everything_and_nothing_else() {
 async fn a_partitioned_namespace_needs_the_partitions_patterns() {
     let server = RedisServer::start().unwrap();
     let url = format!("redis://app:s3cret@127.0.0.1:{}", server.port());
-    add_user(
-        &server,
-        &[
-            "reset",
-            "on",
-            ">s3cret",
-            "~sy:{shop}*",
-            "&sy:{shop}*",
-            "+@all",
-        ],
-    )
-    .await;
+    add_user(&server, SHOP_ONLY).await;
     let b = RedisBackend::connect(&url, "shop").await.unwrap();
     let err = b
         .partition(1)
