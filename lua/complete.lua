@@ -45,6 +45,7 @@ for i = 0, nl - 1 do
   else
     local q = queue_of(r.q)
     emit(q, 'succeeded', r.id, w)
+    wr.ok = wr.ok + 1
     learn_cost(q, r)
     release(wr, r)
     r.res = ARGV[a + 3]

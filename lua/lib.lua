@@ -34,8 +34,8 @@ local HDR = '>BBHHHI4I4I6I6I6I6BHI4'
 local HDR_LEN = 47
 local CFG = '>BI4BHI4HI4I4I4BI6I6I6B'
 local EVENT_CAP = 10000
-local WREC = '>HHHI6I4I6BHI6'
-local WREC_LEN = 31
+local WREC = '>HHHI6I4I6BHI6I6I6'
+local WREC_LEN = 43
 local BAL = '>HI6I6'
 local BAL_LEN = 14
 -- A task argument of submit: group, cost given, priority, cost, run-at, delay, max attempts,
@@ -265,7 +265,7 @@ end
 
 -- Workers -------------------------------------------------------------------------------------
 -- record: capacity weight in-flight expires ttl receive-cursor flags (1 waiting, 2 draining)
--- inbox-count, then '<queue>,<queue>...|' and per queue two digits (strategy, 1 if FCFS) and
+-- inbox-count instance dispatched completed (the last two counted since it registered), then '<queue>,<queue>...|' and per queue two digits (strategy, 1 if FCFS) and
 -- 13 hex digits (the least-loaded pick stamp: the lease token of the worker's latest pick in
 -- that queue, 0 before the first). In flight = dispatched + running; inbox = dispatched, not
 -- yet received (entries in K_WTASKS with a token above the receive cursor).
@@ -276,7 +276,7 @@ local function worker_get(w)
   if wr then return wr end
   local v = redis.call('HGET', K_WORKERS, w)
   if not v then return nil end
-  local cap, weight, inf, exp, ttl, rc, wait, ib, inst = struct.unpack(WREC, v)
+  local cap, weight, inf, exp, ttl, rc, wait, ib, inst, dn, ok = struct.unpack(WREC, v)
   local bar = string.find(v, '|', WREC_LEN + 1, true)
   local names = string.sub(v, WREC_LEN + 1, bar - 1)
   local nq = (#v - bar) / 15
@@ -293,7 +293,7 @@ local function worker_get(w)
     stamps[name] = string.sub(v, s - 12, s)
   end
   wr = {id = w, cap = cap, weight = weight, inf = inf, exp = exp, ttl = ttl, rc = rc, wait = wait,
-        ib = ib, ib0 = ib, inst = inst, names = names, codes = string.sub(v, bar + 1, bar + 2 * nq), queues = queues,
+        ib = ib, ib0 = ib, inst = inst, dn = dn, ok = ok, names = names, codes = string.sub(v, bar + 1, bar + 2 * nq), queues = queues,
         strs = strs, stamps = stamps, dirty = false}
   WORKERS[w] = wr
   return wr
@@ -311,7 +311,7 @@ local function worker_put(wr)
     tail = table.concat(parts)
   end
   redis.call('HSET', K_WORKERS, wr.id, struct.pack(WREC, wr.cap, wr.weight, wr.inf, wr.exp, wr.ttl,
-    wr.rc, wr.wait, wr.ib, wr.inst) .. wr.names .. '|' .. wr.codes .. tail)
+    wr.rc, wr.wait, wr.ib, wr.inst, wr.dn, wr.ok) .. wr.names .. '|' .. wr.codes .. tail)
   wr.dirty = false
 end
 
@@ -437,6 +437,10 @@ local function flush()
       redis.call('HSET', q.k_state, 'd', struct.pack(QDYN, q.tomb, q.rng, q.jit, q.vt, q.ep) .. (q.cur or ''))
       q.dirty = nil
     end
+    if q.counts then
+      for kind, n in pairs(q.counts) do redis.call('HINCRBY', q.k_state, 'n:' .. kind, n) end
+      q.counts = nil
+    end
   end
 end
 
@@ -462,9 +466,13 @@ end
 -- Dispatch decisions made by this call, reported as {id, queue, worker, ...}.
 local ASSIGN = {}
 
--- Appends an event to the log if queue `q` records its kind (EventLevel: 0 off, 1 failures,
--- 2 all; failures are failed, retried, dead and cancelled).
+-- Counts an event of queue `q` (EventCounts: every kind, recorded or not; written by `flush`
+-- as the queue state's fields 'n:<kind>') and appends it to the log if the queue records its
+-- kind (EventLevel: 0 off, 1 failures, 2 all; failures are failed, retried, dead and cancelled).
 local function emit(q, kind, id, w, detail)
+  local counts = q.counts
+  if not counts then counts = {}; q.counts = counts end
+  counts[kind] = (counts[kind] or 0) + 1
   if q.ev == 0 or (q.ev == 1 and (kind == 'submitted' or kind == 'dispatched' or kind == 'succeeded')) then
     return
   end
@@ -480,6 +488,7 @@ local function dispatch_to(wr, r, q, tok)
   zadd(K_WTASKS, '0', string.format('%s|%012x|%s', wr.id, tok, r.id))
   unsettle(wr)
   wr.inf = wr.inf + 1
+  wr.dn = wr.dn + 1
   wr.ib = wr.ib + 1
   -- Tasks dispatched in this call, in token order (see `receive_tasks`).
   local fresh = wr.fresh
@@ -763,6 +772,7 @@ local function receive_tasks(wr, max, out)
     zadd(K_WTASKS, '0', string.format('%s|%012x|%s', wr.id, r.tok, r.id))
     unsettle(wr)
     wr.inf = wr.inf + 1
+    wr.dn = wr.dn + 1
     start(r)
   end
   return got

@@ -29,7 +29,7 @@ if old then
 end
 local names, codes, stamps = {}, {}, {}
 local wr = {id = w, cap = cap, weight = weight, inf = 0, exp = NOW + ttl, ttl = ttl, rc = 0, wait = 0,
-            ib = 0, inst = inst, queues = {}, strs = {}, stamps = {}, dirty = true}
+            ib = 0, inst = inst, dn = 0, ok = 0, queues = {}, strs = {}, stamps = {}, dirty = true}
 for i = 1, nnew do
   local q = groups[i]
   local fcfs = 0

@@ -2,7 +2,10 @@
 -- Work is O(queues + workers + tasks in flight); the last is bounded by the total capacity.
 -- KEYS: the fixed keys, then one group per queue. ARGV: now, N, N queue names.
 -- Reply: {{per queue: name, scheduled, ready, dispatched, running, retry, succeeded, dead,
---         cancelled}, {per worker: id, capacity, weight, inflight, expires, queues, draining}}.
+--         cancelled, then the lifetime event counts (EventCounts) submitted, dispatched,
+--         succeeded, failed, retried, dead, cancelled},
+--         {per worker: id, capacity, weight, inflight, expires, queues, draining, dispatched,
+--         completed}}.
 local nq = int_arg(2, 'queue count', 0, 100000)
 local groups = queues_open(3, nq)
 local inflight = {}
@@ -22,19 +25,23 @@ for _, q in ipairs(groups) do
   local ready
   if q.pol == P_FCFS then ready = redis.call('LLEN', q.k_ready) - q.tomb else ready = redis.call('ZCARD', q.k_ready) end
   local f = inflight[q.name] or {0, 0}
-  qs[#qs + 1] = {q.name, redis.call('ZCARD', q.k_delayed) - retry, ready, f[1], f[2], retry,
+  local row = {q.name, redis.call('ZCARD', q.k_delayed) - retry, ready, f[1], f[2], retry,
     redis.call('ZCARD', q.k_done) - dead - cancelled, dead, cancelled}
+  local n = redis.call('HMGET', q.k_state, 'n:submitted', 'n:dispatched', 'n:succeeded', 'n:failed',
+    'n:retried', 'n:dead', 'n:cancelled')
+  for i = 1, 7 do row[#row + 1] = tonumber(n[i]) or 0 end
+  qs[#qs + 1] = row
 end
 local ws = {}
 local all = redis.call('HGETALL', K_WORKERS)
 for i = 1, #all, 2 do
   if not string.find(all[i], '|', 1, true) then
     local v = all[i + 1]
-    local cap, weight, inf, exp, _, _, flags = struct.unpack(WREC, v)
+    local cap, weight, inf, exp, _, _, flags, _, _, dn, ok = struct.unpack(WREC, v)
     local draining = 0
     if flags >= 2 then draining = 1 end
     ws[#ws + 1] = {all[i], cap, weight, inf, exp,
-      string.sub(v, WREC_LEN + 1, string.find(v, '|', WREC_LEN + 1, true) - 1), draining}
+      string.sub(v, WREC_LEN + 1, string.find(v, '|', WREC_LEN + 1, true) - 1), draining, dn, ok}
   end
 end
 return {qs, ws}

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
 use crate::{
-    Event, QueueConfig, QueueName, Result, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec,
-    TaskState, WorkerId, WorkerRef, WorkerSpec,
+    Event, EventCounts, QueueConfig, QueueName, Result, TaskId, TaskInfo, TaskKind, TaskOutcome,
+    TaskSpec, TaskState, WorkerId, WorkerRef, WorkerSpec,
 };
 
 /// The error recorded when a worker disappears (deregistered, reaped, replaced) during a
@@ -255,6 +255,8 @@ pub struct QueueStats {
     pub dead: u64,
     /// Kept after cancellation (until their retention ends).
     pub cancelled: u64,
+    /// Lifetime counts of what happened to the queue's tasks (see [`EventCounts`]).
+    pub totals: EventCounts,
 }
 
 impl QueueStats {
@@ -294,6 +296,14 @@ impl QueueStats {
     pub fn total(&self) -> u64 {
         TaskState::ALL.iter().map(|s| self.get(*s)).sum()
     }
+
+    /// Adds the counts of `other` (the same queue seen elsewhere, e.g. another partition).
+    pub fn merge(&mut self, other: &QueueStats) {
+        for state in TaskState::ALL {
+            *self.slot(state) += other.get(state);
+        }
+        self.totals.merge(&other.totals);
+    }
 }
 
 /// One worker as the backend sees it.
@@ -313,6 +323,10 @@ pub struct WorkerStats {
     pub queues: Vec<QueueName>,
     /// When its heartbeat expires.
     pub expires_at: Millis,
+    /// Tasks handed to it since it registered (one per attempt).
+    pub dispatched: u64,
+    /// Tasks it completed successfully since it registered.
+    pub completed: u64,
 }
 
 /// A snapshot of the backend.

@@ -30,6 +30,17 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every kind, in lifecycle order.
+    pub const ALL: [EventKind; 7] = [
+        EventKind::Submitted,
+        EventKind::Dispatched,
+        EventKind::Succeeded,
+        EventKind::Failed,
+        EventKind::Retried,
+        EventKind::Dead,
+        EventKind::Cancelled,
+    ];
+
     /// The kind's name, as stored.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -45,17 +56,7 @@ impl EventKind {
 
     /// Parses [`EventKind::as_str`] output.
     pub fn parse(s: &str) -> Option<EventKind> {
-        [
-            EventKind::Submitted,
-            EventKind::Dispatched,
-            EventKind::Succeeded,
-            EventKind::Failed,
-            EventKind::Retried,
-            EventKind::Dead,
-            EventKind::Cancelled,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+        EventKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
     /// Whether a queue at `level` records this kind.
@@ -67,6 +68,73 @@ impl EventKind {
                 EventKind::Failed | EventKind::Retried | EventKind::Dead | EventKind::Cancelled
             ),
             EventLevel::All => true,
+        }
+    }
+}
+
+/// How many events of each kind happened to a queue's tasks since the queue was declared,
+/// counted whether or not the queue records them in the log ([`EventLevel`]): the lifetime
+/// totals behind throughput and failure rates (two snapshots a second apart give the rates).
+///
+/// ```
+/// use switchyard_core::{EventCounts, EventKind};
+///
+/// let mut counts = EventCounts::default();
+/// counts.add(EventKind::Succeeded, 2);
+/// counts.add(EventKind::Failed, 1);
+/// assert_eq!(counts.get(EventKind::Succeeded), 2);
+/// assert_eq!(counts.succeeded + counts.failed, 3);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EventCounts {
+    /// Tasks accepted.
+    pub submitted: u64,
+    /// Hand-overs to a worker (one per attempt).
+    pub dispatched: u64,
+    /// Tasks that succeeded.
+    pub succeeded: u64,
+    /// Attempts that failed (reported, timed out, or their worker was lost).
+    pub failed: u64,
+    /// Times a task went back to its queue for another attempt (after a failure, or re-driven).
+    pub retried: u64,
+    /// Tasks that ended in the dead-letter set.
+    pub dead: u64,
+    /// Tasks that were cancelled.
+    pub cancelled: u64,
+}
+
+impl EventCounts {
+    /// The count of `kind`.
+    pub fn get(&self, kind: EventKind) -> u64 {
+        match kind {
+            EventKind::Submitted => self.submitted,
+            EventKind::Dispatched => self.dispatched,
+            EventKind::Succeeded => self.succeeded,
+            EventKind::Failed => self.failed,
+            EventKind::Retried => self.retried,
+            EventKind::Dead => self.dead,
+            EventKind::Cancelled => self.cancelled,
+        }
+    }
+
+    /// Adds `n` events of `kind`.
+    pub fn add(&mut self, kind: EventKind, n: u64) {
+        let slot = match kind {
+            EventKind::Submitted => &mut self.submitted,
+            EventKind::Dispatched => &mut self.dispatched,
+            EventKind::Succeeded => &mut self.succeeded,
+            EventKind::Failed => &mut self.failed,
+            EventKind::Retried => &mut self.retried,
+            EventKind::Dead => &mut self.dead,
+            EventKind::Cancelled => &mut self.cancelled,
+        };
+        *slot = slot.saturating_add(n);
+    }
+
+    /// Adds every count of `other`.
+    pub fn merge(&mut self, other: &EventCounts) {
+        for kind in EventKind::ALL {
+            self.add(kind, other.get(kind));
         }
     }
 }

@@ -41,7 +41,7 @@ pub use backend::{
 };
 pub use clock::{Clock, ManualClock, Millis, SystemClock};
 pub use error::{BackendErrorKind, Error, Result};
-pub use event::{EVENT_LOG_CAP, Event, EventKind, EventLevel};
+pub use event::{EVENT_LOG_CAP, Event, EventCounts, EventKind, EventLevel};
 pub use id::{TASK_ID_TEXT_LEN, TaskId, TaskIdGenerator};
 pub use names::{QueueName, TaskKind, WorkerId, is_name_byte};
 pub use policy::Policy;

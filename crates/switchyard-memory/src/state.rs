@@ -17,7 +17,7 @@ use switchyard_core::{
     QueueStats, RegisterOutcome, Rejection, Result, Stats, SubmitOutcome, TaskId, TaskInfo,
     TaskKind, TaskOutcome, TaskSpec, TaskState, WorkerId, WorkerRef, WorkerSpec, WorkerStats,
 };
-use switchyard_core::{EVENT_LOG_CAP, Event, EventKind, Policy};
+use switchyard_core::{EVENT_LOG_CAP, Event, EventCounts, EventKind, Policy};
 use tokio::sync::Notify;
 
 /// One queue.
@@ -38,6 +38,8 @@ pub(crate) struct Queue {
     pub(crate) members: BTreeSet<WorkerId>,
     /// Pull queues: workers asleep in `receive_wait`, woken one per arriving task.
     pub(crate) parked: BTreeSet<WorkerId>,
+    /// Lifetime counts of its tasks' events (counted by `emit`, recorded or not).
+    pub(crate) totals: EventCounts,
 }
 
 /// One task record.
@@ -116,6 +118,9 @@ pub(crate) struct Worker {
     pub(crate) expires_at: Millis,
     /// Takes no new tasks (see `drain_worker`).
     pub(crate) draining: bool,
+    /// Tasks handed to it (one per attempt) and completed by it, since it registered.
+    pub(crate) dispatched: u64,
+    pub(crate) completed: u64,
 }
 
 impl Worker {
@@ -211,6 +216,7 @@ impl State {
                 done: BTreeSet::new(),
                 members: BTreeSet::new(),
                 parked: BTreeSet::new(),
+                totals: EventCounts::default(),
             },
         );
         Ok(())
@@ -315,9 +321,10 @@ impl State {
         detail: Option<String>,
     ) {
         let Some(t) = self.tasks.get(&id) else { return };
-        let Some(q) = self.queues.get(&t.queue) else {
+        let Some(q) = self.queues.get_mut(&t.queue) else {
             return;
         };
+        q.totals.add(kind, 1);
         if !kind.recorded_at(q.config.events) {
             return;
         }
@@ -450,6 +457,7 @@ impl State {
             .get_mut(worker)
             .ok_or_else(|| internal("picked worker missing"))?;
         w.inflight += 1;
+        w.dispatched += 1;
         w.inbox.insert(seq, id);
         self.refresh_load(worker);
         self.wake(worker);
@@ -850,6 +858,8 @@ impl State {
                 inflight: 0,
                 inbox: BTreeMap::new(),
                 running: BTreeSet::new(),
+                dispatched: 0,
+                completed: 0,
                 expires_at,
                 draining: false,
             },
@@ -1013,6 +1023,7 @@ impl State {
             t.token = token;
             if let Some(w) = self.workers.get_mut(worker) {
                 w.inflight += 1;
+                w.dispatched += 1;
             }
             self.refresh_load(worker);
             out.push(self.start(worker, id, now)?);
@@ -1034,6 +1045,9 @@ impl State {
         }
         let id = lease.task;
         self.emit(EventKind::Succeeded, id, Some(&lease.worker), None);
+        if let Some(w) = self.workers.get_mut(&lease.worker) {
+            w.completed += 1;
+        }
         self.learn_cost(id, now)?;
         self.release_slot(&lease.worker, id, None);
         self.finish(id, TaskState::Succeeded, TaskOutcome::Succeeded(value), now)?;
@@ -1250,12 +1264,13 @@ impl State {
     pub(crate) fn stats(&self) -> Stats {
         let mut per_queue: BTreeMap<&QueueName, QueueStats> = self
             .queues
-            .keys()
+            .iter()
             .map(|q| {
                 (
-                    q,
+                    q.0,
                     QueueStats {
-                        queue: Some(q.clone()),
+                        queue: Some(q.0.clone()),
+                        totals: q.1.totals,
                         ..QueueStats::default()
                     },
                 )
@@ -1279,6 +1294,8 @@ impl State {
                     draining: w.draining,
                     queues: w.spec.queues().to_vec(),
                     expires_at: w.expires_at,
+                    dispatched: w.dispatched,
+                    completed: w.completed,
                 })
                 .collect(),
         }

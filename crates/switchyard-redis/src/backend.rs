@@ -10,9 +10,10 @@ use redis::{Script, ScriptInvocation, Value};
 use switchyard_core::rng::Minstd;
 use switchyard_core::{
     Ack, AckOutcome, Assignment, BackendErrorKind, CancelOutcome, Clock, Delivery, Error, Event,
-    EventLevel, HandBack, HeartbeatReply, Lease, MaintenanceReport, QueueConfig, QueueName,
-    QueueStats, RegisterOutcome, Rejection, Result, Stats, SubmitOutcome, TaskId, TaskInfo,
-    TaskKind, TaskOutcome, TaskSpec, TaskState, WorkerId, WorkerRef, WorkerSpec, WorkerStats,
+    EventCounts, EventKind, EventLevel, HandBack, HeartbeatReply, Lease, MaintenanceReport,
+    QueueConfig, QueueName, QueueStats, RegisterOutcome, Rejection, Result, Stats, SubmitOutcome,
+    TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec, TaskState, WorkerId, WorkerRef, WorkerSpec,
+    WorkerStats,
 };
 use switchyard_core::{
     Backend,
@@ -1167,10 +1168,14 @@ impl Backend for RedisBackend {
         let mut queues = Vec::new();
         for q in qs {
             let f = array(q)?;
-            if f.len() < 9 {
+            if f.len() < 16 {
                 return Err(protocol("short queue stats"));
             }
             let n = |i: usize| uint(&f[i]);
+            let mut totals = EventCounts::default();
+            for (i, kind) in EventKind::ALL.into_iter().enumerate() {
+                totals.add(kind, n(9 + i)?);
+            }
             queues.push(QueueStats {
                 queue: Some(QueueName::new(text(f[0].clone())?)?),
                 scheduled: n(1)?,
@@ -1181,12 +1186,13 @@ impl Backend for RedisBackend {
                 succeeded: n(6)?,
                 dead: n(7)?,
                 cancelled: n(8)?,
+                totals,
             });
         }
         let mut workers = BTreeMap::new();
         for w in ws {
             let f = array(w)?;
-            if f.len() < 7 {
+            if f.len() < 9 {
                 return Err(protocol("short worker stats"));
             }
             let id = WorkerId::new(text(f[0].clone())?)?;
@@ -1208,6 +1214,8 @@ impl Backend for RedisBackend {
                     draining: uint(&f[6])? == 1,
                     queues,
                     expires_at: uint(&f[4])?,
+                    dispatched: uint(&f[7])?,
+                    completed: uint(&f[8])?,
                 },
             );
         }

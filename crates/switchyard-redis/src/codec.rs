@@ -10,8 +10,8 @@ use switchyard_core::{
 
 /// Length of a task record's fixed header (`>BBHHHI4I4I6I6I6I6BHI4`).
 const HDR_LEN: usize = 47;
-/// Length of a worker record's fixed header (`>HHHI6I4I6BHI6`).
-const WREC_LEN: usize = 31;
+/// Length of a worker record's fixed header (`>HHHI6I4I6BHI6I6I6`).
+const WREC_LEN: usize = 43;
 
 pub(crate) fn protocol(what: impl Into<String>) -> Error {
     Error::Backend {
@@ -305,9 +305,9 @@ pub(crate) struct WorkerRecord {
     pub(crate) stamps: Vec<String>,
 }
 
-/// Decodes a worker record (`WREC` in `lua/lib.lua`): the header `>HHHI6I4I6BHI6` (capacity,
-/// weight, in flight, heartbeat expiry, heartbeat ttl, receive cursor, flags, inbox count,
-/// instance token),
+/// Decodes a worker record (`WREC` in `lua/lib.lua`): the header `>HHHI6I4I6BHI6I6I6`
+/// (capacity, weight, in flight, heartbeat expiry, heartbeat ttl, receive cursor, flags, inbox
+/// count, instance token, dispatched and completed since it registered),
 /// the queue names joined by `,`, `|`, then per queue two digits (strategy, 1 if FCFS) and
 /// per queue a 13-hex-digit least-loaded stamp.
 pub(crate) fn decode_worker(bytes: &[u8]) -> Result<WorkerRecord, Error> {
@@ -324,6 +324,8 @@ pub(crate) fn decode_worker(bytes: &[u8]) -> Result<WorkerRecord, Error> {
     let flags = r.uint(1)?;
     let inbox = num(r.uint(2)?)?;
     let instance = r.uint(6)?;
+    let _dispatched = r.uint(6)?;
+    let _completed = r.uint(6)?;
     let tail = std::str::from_utf8(&bytes[WREC_LEN..])
         .map_err(|_| protocol("worker queues are not UTF-8"))?;
     let (names, rest) = tail

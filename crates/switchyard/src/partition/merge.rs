@@ -93,20 +93,15 @@ pub(super) fn stats(all: Vec<Stats>) -> Stats {
                 queue: q.queue.clone(),
                 ..QueueStats::default()
             });
-            sum.scheduled += q.scheduled;
-            sum.ready += q.ready;
-            sum.dispatched += q.dispatched;
-            sum.running += q.running;
-            sum.retry_scheduled += q.retry_scheduled;
-            sum.succeeded += q.succeeded;
-            sum.dead += q.dead;
-            sum.cancelled += q.cancelled;
+            sum.merge(&q);
         }
         for w in s.workers {
             match workers.get_mut(w.id.as_str()) {
                 Some(seen) => {
                     seen.capacity += w.capacity;
                     seen.inflight += w.inflight;
+                    seen.dispatched += w.dispatched;
+                    seen.completed += w.completed;
                     seen.draining &= w.draining;
                     seen.expires_at = seen.expires_at.min(w.expires_at);
                 }
