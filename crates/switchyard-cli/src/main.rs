@@ -5,9 +5,11 @@
 //! * `switchyard declare`, `submit`, `worker` — run Switchyard on a Redis: declare queues,
 //!   submit tasks, run worker processes with built-in handlers;
 //! * `switchyard status`, `task`, `dead`, `events` — look at (and act on) what is there;
+//! * `switchyard dashboard` — a live web view of a namespace (workers, queues, tasks);
 //! * `switchyard bench --url <redis>` — measure what tasks cost a real Redis.
 
 mod bench;
+mod dashboard;
 mod declare;
 mod demo;
 mod inspect;
@@ -46,6 +48,9 @@ enum Command {
     Dead(inspect::DeadArgs),
     /// Read the event log (which events are kept is set per queue: `declare --events`).
     Events(inspect::EventsArgs),
+    /// Serve a live web view of a namespace: queues, workers and their share of the work,
+    /// tasks, dead letters (re-drive and cancel with `--allow-actions`).
+    Dashboard(dashboard::DashboardArgs),
     /// Measure what tasks cost a real Redis: CPU per lifecycle, growth, throughput, memory.
     Bench(bench::BenchArgs),
 }
@@ -90,6 +95,10 @@ fn main() -> ExitCode {
         Command::Task(args) => inspect::task(&args),
         Command::Dead(args) => inspect::dead(&args),
         Command::Events(args) => inspect::events(&args),
+        Command::Dashboard(args) => {
+            init_logging();
+            dashboard::run(&args)
+        }
         Command::Bench(args) => bench::run(&args),
     };
     match result {

@@ -113,3 +113,19 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
 pub fn millis(ms: u64) -> std::time::Duration {
     std::time::Duration::from_millis(ms)
 }
+
+/// Resolves on the first SIGINT or SIGTERM (SIGINT only, off Unix). Call it inside the runtime.
+pub fn stop_signal() -> Result<impl std::future::Future<Output = ()> + Send + 'static, String> {
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("cannot listen for SIGTERM: {e}"))?;
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    })
+}

@@ -159,25 +159,11 @@ fn default_id() -> String {
 
 /// Shuts the worker down on the first SIGINT or SIGTERM.
 fn stop_on_signals(handle: ShutdownHandle) -> Result<(), String> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate())
-            .map_err(|e| format!("cannot listen for SIGTERM: {e}"))?;
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            eprintln!("switchyard worker: shutting down (running tasks may finish)");
-            handle.shutdown();
-        });
-    }
-    #[cfg(not(unix))]
+    let stopped = crate::remote::stop_signal()?;
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            handle.shutdown();
-        }
+        stopped.await;
+        eprintln!("switchyard worker: shutting down (running tasks may finish)");
+        handle.shutdown();
     });
     Ok(())
 }

@@ -1,0 +1,272 @@
+//! The page's API. Reads answer JSON; every action and every refusal answers
+//! `{"ok": bool, "message": "<what happened, in words>"}`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+use switchyard::{CancelOutcome, Error, Event, QueueName, TaskId, TaskInfo, TaskOutcome};
+
+use super::Shared;
+
+/// The event log is read in pages of this many when looking for one task's events.
+const EVENT_PAGE: usize = 1000;
+/// How much of a result the task page shows.
+const PREVIEW_BYTES: usize = 200;
+
+/// An answer with `ok: false` and a message.
+pub(super) fn refusal(status: StatusCode, message: impl Into<String>) -> Response {
+    Refusal::new(status, message).into_response()
+}
+
+/// A request that could not be done, and why; answered as `{"ok": false, "message": …}`.
+pub(super) struct Refusal {
+    status: StatusCode,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, message: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let said = Said {
+            ok: false,
+            message: self.message,
+        };
+        (self.status, Json(said)).into_response()
+    }
+}
+
+/// A backend error as a refusal: the user's mistakes as 4xx, the rest as 502 (Redis failed).
+impl From<Error> for Refusal {
+    fn from(e: Error) -> Refusal {
+        let status = match &e {
+            Error::TaskNotFound(_) | Error::UnknownQueue(_) => StatusCode::NOT_FOUND,
+            Error::WrongState { .. } => StatusCode::CONFLICT,
+            Error::Invalid { .. } => StatusCode::BAD_REQUEST,
+            _ => StatusCode::BAD_GATEWAY,
+        };
+        Refusal::new(status, e.to_string())
+    }
+}
+
+/// What a handler answers.
+type Answer = Result<Response, Refusal>;
+
+fn done(message: impl Into<String>) -> Response {
+    Json(Said {
+        ok: true,
+        message: message.into(),
+    })
+    .into_response()
+}
+
+#[derive(Serialize)]
+struct Said {
+    ok: bool,
+    message: String,
+}
+
+fn task_id(text: &str) -> Result<TaskId, Refusal> {
+    text.parse::<TaskId>().map_err(|e| {
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            format!("{e} (a task id is the 26 characters `submit` printed)"),
+        )
+    })
+}
+
+/// `GET /api/snapshot`: the newest snapshot.
+pub(super) async fn snapshot(State(shared): State<Arc<Shared>>) -> Response {
+    let json = shared.snapshots.borrow().clone();
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        json.as_str().to_owned(),
+    )
+        .into_response()
+}
+
+/// `GET /api/stream`: the newest snapshot now, then each new one (server-sent events).
+pub(super) async fn stream(
+    State(shared): State<Arc<Shared>>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let mut rx = shared.snapshots.clone();
+    rx.mark_changed();
+    let events = futures_util::stream::unfold(rx, |mut rx| async move {
+        // Ends when the sampler stops (shutdown): the page then reconnects to the next server.
+        rx.changed().await.ok()?;
+        let json = rx.borrow_and_update().clone();
+        Some((Ok(SseEvent::default().data(json.as_str())), rx))
+    });
+    Sse::new(events).keep_alive(KeepAlive::default())
+}
+
+/// What the task page shows.
+#[derive(Serialize)]
+struct TaskView {
+    info: TaskInfo,
+    /// Set once it ended: its outcome and the result's size and first bytes.
+    outcome: Option<OutcomeView>,
+    /// Its events still in the log (which kinds are kept is the queue's event level).
+    events: Vec<Event>,
+    /// Whether the log was read to its end (false: more than could be searched).
+    events_complete: bool,
+}
+
+#[derive(Serialize)]
+struct OutcomeView {
+    state: &'static str,
+    result_bytes: Option<usize>,
+    result_preview: Option<String>,
+    error: Option<String>,
+}
+
+/// `GET /api/tasks/{id}`.
+pub(super) async fn task(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Answer {
+    let id = task_id(&id)?;
+    let backend = shared.client.backend();
+    let info = backend.get_task(id).await?.ok_or_else(|| {
+        Refusal::new(
+            StatusCode::NOT_FOUND,
+            format!("no task {id} (never submitted, or purged after its retention time)"),
+        )
+    })?;
+    let outcome = backend.get_outcome(id).await?.map(|o| match o {
+        TaskOutcome::Succeeded(v) => OutcomeView {
+            state: "succeeded",
+            result_bytes: Some(v.len()),
+            result_preview: Some(
+                String::from_utf8_lossy(&v[..v.len().min(PREVIEW_BYTES)]).into_owned(),
+            ),
+            error: None,
+        },
+        TaskOutcome::Dead(e) => OutcomeView {
+            state: "dead",
+            result_bytes: None,
+            result_preview: None,
+            error: Some(e),
+        },
+        TaskOutcome::Cancelled => OutcomeView {
+            state: "cancelled",
+            result_bytes: None,
+            result_preview: None,
+            error: None,
+        },
+    });
+    let (events, events_complete) = events_of(&shared, id).await?;
+    Ok(Json(TaskView {
+        info,
+        outcome,
+        events,
+        events_complete,
+    })
+    .into_response())
+}
+
+/// The task's events in the capped log: at most the whole log (`EVENT_LOG_CAP` entries), read
+/// in pages.
+async fn events_of(shared: &Shared, id: TaskId) -> Result<(Vec<Event>, bool), Error> {
+    let mut found = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..=(switchyard::EVENT_LOG_CAP / EVENT_PAGE) {
+        let page = shared.client.events(after.as_deref(), EVENT_PAGE).await?;
+        let Some(last) = page.last() else {
+            return Ok((found, true));
+        };
+        after = Some(last.id.clone());
+        let full = page.len() == EVENT_PAGE;
+        found.extend(page.into_iter().filter(|e| e.task == id));
+        if !full {
+            return Ok((found, true));
+        }
+    }
+    Ok((found, false))
+}
+
+#[derive(Deserialize)]
+pub(super) struct DeadQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /api/queues/{queue}/dead?limit=N`: the oldest dead tasks (50 unless told, at most 1000).
+pub(super) async fn dead(
+    State(shared): State<Arc<Shared>>,
+    Path(queue): Path<String>,
+    Query(q): Query<DeadQuery>,
+) -> Answer {
+    let name = QueueName::new(&queue)?;
+    let backend = shared.client.backend();
+    if backend.queue_config(&name).await?.is_none() {
+        return Err(Refusal::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "queue {} is not declared",
+                switchyard::display::quoted(&queue)
+            ),
+        ));
+    }
+    let list = backend
+        .list_dead(&name, q.limit.unwrap_or(50).min(1000))
+        .await?;
+    Ok(Json(list).into_response())
+}
+
+/// Refuses unless the dashboard was started with `--allow-actions`.
+fn allowed(shared: &Shared, action: &str) -> Result<(), Refusal> {
+    if shared.allow_actions {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{action} refused: this dashboard only looks; start it with --allow-actions \
+                 to act from the page"
+            ),
+        ))
+    }
+}
+
+/// `POST /api/tasks/{id}/redrive`: a dead task back to its queue with fresh attempts.
+pub(super) async fn redrive(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Answer {
+    allowed(&shared, "re-drive")?;
+    let id = task_id(&id)?;
+    let handle = shared.client.redrive(id).await?;
+    let state = match handle.state().await {
+        Ok(Some(s)) => s.to_string(),
+        _ => "back in its queue".to_owned(),
+    };
+    tracing::info!(task = %id, "re-driven from the dashboard");
+    Ok(done(format!("task {id} re-driven: {state}")))
+}
+
+/// `POST /api/tasks/{id}/cancel`.
+pub(super) async fn cancel(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Answer {
+    allowed(&shared, "cancel")?;
+    let id = task_id(&id)?;
+    match shared.client.task(id).cancel().await? {
+        CancelOutcome::Cancelled { .. } => {
+            tracing::info!(task = %id, "cancelled from the dashboard");
+            Ok(done(format!("task {id} cancelled")))
+        }
+        CancelOutcome::Requested => Ok(done(format!(
+            "task {id} is running: its worker was asked to stop it"
+        ))),
+        CancelOutcome::AlreadyFinished(state) => Err(Refusal::new(
+            StatusCode::CONFLICT,
+            format!("task {id} had already finished: {state}"),
+        )),
+    }
+}

@@ -1,0 +1,240 @@
+// The Switchyard dashboard page: renders the snapshots the server pushes (server-sent events),
+// and asks for a task or a dead set only when the user looks at one.
+'use strict';
+
+const token = new URLSearchParams(location.search).get('token');
+const auth = token ? { Authorization: 'Bearer ' + token } : {};
+
+/** Calls the API; resolves to {status, body} (body: parsed JSON, or a message). */
+async function api(path, method) {
+  try {
+    const r = await fetch(path, { method: method || 'GET', headers: auth });
+    const body = await r.json().catch(() => ({ ok: false, message: r.status + ' ' + r.statusText }));
+    return { status: r.status, body };
+  } catch (e) {
+    return { status: 0, body: { ok: false, message: 'the dashboard did not answer: ' + e } };
+  }
+}
+
+/** Makes an element: el('td', {class: 'x', 'data-field': 'ready'}, 'text', child, …). */
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === 'onclick') e.onclick = v; else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c instanceof Node ? c : String(c));
+  return e;
+}
+
+const int = n => Number(n).toLocaleString('en-US');
+const rate = n => Number(n).toFixed(1);
+const time = ms => new Date(Number(ms)).toISOString().replace('T', ' ').replace('Z', '');
+const seconds = ms => (Number(ms) / 1000).toFixed(1) + ' s';
+
+function bar(fraction, kind) {
+  const f = Math.max(0, Math.min(1, fraction || 0));
+  return el('span', { class: 'bar ' + (kind || '') }, el('i', { style: 'width:' + (f * 100).toFixed(1) + '%' }));
+}
+
+function say(message, ok) {
+  const m = document.getElementById('message');
+  m.hidden = false;
+  m.className = ok ? 'ok' : 'refused';
+  m.textContent = message;
+}
+
+// ----- the snapshot ---------------------------------------------------------------------------
+
+let deadSeen = null; // the dead counts of the last dead-set read, as JSON
+
+function render(s) {
+  document.getElementById('namespace').textContent = s.namespace;
+  document.getElementById('actions').textContent = s.actions ? 'actions on' : 'read-only';
+  document.getElementById('updated').textContent = 'read ' + time(s.at);
+  const banner = document.getElementById('error');
+  banner.hidden = !s.error;
+  banner.textContent = s.error ? 'reading the namespace failed (figures are the last good ones): ' + s.error : '';
+  renderQueues(s.queues || []);
+  renderCharts(s.queues || [], s.history || []);
+  renderWorkers(s.workers || []);
+  const dead = JSON.stringify((s.queues || []).map(q => [q.name, q.dead]));
+  if (dead !== deadSeen) {
+    deadSeen = dead;
+    loadDead(s.queues || []);
+  }
+}
+
+function renderQueues(queues) {
+  const body = document.querySelector('#queues tbody');
+  body.replaceChildren(...queues.map(q => el('tr', { 'data-queue': q.name },
+    el('td', { 'data-field': 'name' }, q.name),
+    el('td', { class: 'text', 'data-field': 'policy' }, q.policy),
+    el('td', { class: 'text', 'data-field': 'strategy' }, q.strategy),
+    ...['scheduled', 'ready', 'inbox', 'running', 'retrying', 'succeeded', 'dead', 'cancelled']
+      .map(f => el('td', { 'data-field': f }, int(q[f]))),
+    el('td', { 'data-field': 'succeeded_per_s' }, rate(q.succeeded_per_s)),
+    el('td', { 'data-field': 'failed_per_s' }, rate(q.failed_per_s)))));
+  document.getElementById('no-queues').hidden = queues.length > 0;
+}
+
+/** One chart per queue: succeeded/s (green) and failed/s (red) over the history. */
+function renderCharts(queues, history) {
+  const box = document.getElementById('charts');
+  box.replaceChildren(...queues.map((q, i) => {
+    const w = 360, h = 90;
+    const canvas = el('canvas', { width: w, height: h, 'data-chart': q.name });
+    const ok = history.map(p => (p.rates[i] && p.rates[i][0] === q.name) ? p.rates[i][1] : 0);
+    const bad = history.map(p => (p.rates[i] && p.rates[i][0] === q.name) ? p.rates[i][2] : 0);
+    const top = Math.max(1, ...ok, ...bad);
+    const g = canvas.getContext('2d');
+    g.strokeStyle = '#ddd';
+    g.strokeRect(0.5, 0.5, w - 1, h - 1);
+    const line = (values, color) => {
+      if (values.length < 2) return;
+      g.strokeStyle = color;
+      g.lineWidth = 1.5;
+      g.beginPath();
+      values.forEach((v, x) => {
+        const px = (x / (values.length - 1)) * (w - 4) + 2;
+        const py = h - 2 - (v / top) * (h - 14);
+        if (x === 0) g.moveTo(px, py); else g.lineTo(px, py);
+      });
+      g.stroke();
+    };
+    line(ok, '#2e7d32');
+    line(bad, '#c62828');
+    g.fillStyle = '#777';
+    g.font = '10px sans-serif';
+    g.fillText('max ' + rate(top) + '/s', 4, 11);
+    return el('figure', {}, canvas,
+      el('figcaption', {}, q.name + ': ', el('span', { class: 'ok' }, 'done/s'), ' and ',
+        el('span', { class: 'bad' }, 'failed/s'), ', last ' + history.length + ' reads'));
+  }));
+}
+
+function renderWorkers(workers) {
+  const body = document.querySelector('#workers tbody');
+  body.replaceChildren(...workers.map(w => el('tr', { 'data-worker': w.id },
+    el('td', { 'data-field': 'id' }, w.id),
+    el('td', { class: 'text', 'data-field': 'queues' }, w.queues.join(', ')),
+    el('td', { 'data-field': 'load' }, bar(w.in_use / w.capacity), ' ',
+      el('span', { 'data-field': 'in_use' }, w.in_use), ' / ', el('span', { 'data-field': 'capacity' }, w.capacity)),
+    el('td', { 'data-field': 'weight' }, w.weight),
+    el('td', { class: 'share', title: (w.weight_share * 100).toFixed(0) + '% of the weight, ' + (w.dispatch_share * 100).toFixed(0) + '% of the dispatches' },
+      bar(w.weight_share, 'weight'), bar(w.dispatch_share)),
+    el('td', { 'data-field': 'dispatched' }, int(w.dispatched)),
+    el('td', { 'data-field': 'completed' }, int(w.completed)),
+    el('td', { class: 'text', 'data-field': 'state' }, w.state),
+    el('td', { 'data-field': 'expires_in' }, seconds(w.expires_in_ms)))));
+  document.getElementById('no-workers').hidden = workers.length > 0;
+}
+
+// ----- dead letters and actions ---------------------------------------------------------------
+
+async function loadDead(queues) {
+  const box = document.getElementById('dead');
+  const parts = [];
+  for (const q of queues.filter(q => q.dead > 0)) {
+    const r = await api('api/queues/' + encodeURIComponent(q.name) + '/dead?limit=50');
+    if (r.status !== 200) {
+      parts.push(el('p', { class: 'refused' }, q.name + ': ' + r.body.message));
+      continue;
+    }
+    parts.push(el('h3', {}, q.name + ' (' + int(q.dead) + ')'));
+    parts.push(el('table', { 'data-dead': q.name },
+      el('thead', {}, el('tr', {}, ...['task', 'kind', 'attempts', 'submitted', 'error', ''].map(t => el('th', {}, t)))),
+      el('tbody', {}, ...r.body.map(t => el('tr', { 'data-task': t.id },
+        el('td', {}, el('a', { href: '#task=' + t.id }, t.id)),
+        el('td', { class: 'text' }, t.kind),
+        el('td', {}, t.attempts + ' of ' + t.max_attempts),
+        el('td', {}, time(t.created_at)),
+        el('td', { class: 'text' }, t.last_error || '-'),
+        el('td', {}, el('button', { class: 'redrive', 'data-task': t.id, onclick: () => act(t.id, 'redrive') }, 'Re-drive')))))));
+  }
+  box.replaceChildren(...(parts.length ? parts : [el('p', { class: 'muted' }, '(no dead tasks)')]));
+}
+
+async function act(id, action) {
+  const r = await api('api/tasks/' + encodeURIComponent(id) + '/' + action, 'POST');
+  say(r.body.message, r.body.ok === true);
+  deadSeen = null; // read the dead sets again with the next snapshot
+  if (document.getElementById('task').dataset.task === id) showTask(id);
+}
+
+// ----- one task -------------------------------------------------------------------------------
+
+async function showTask(id) {
+  const box = document.getElementById('task');
+  box.dataset.task = id;
+  const r = await api('api/tasks/' + encodeURIComponent(id));
+  if (r.status !== 200) {
+    box.replaceChildren(el('p', { class: 'refused' }, r.body.message));
+    return;
+  }
+  const t = r.body.info, o = r.body.outcome;
+  const rows = [
+    ['id', t.id], ['queue', t.queue], ['kind', t.kind], ['state', t.state],
+    ['attempts', t.attempts + ' of ' + t.max_attempts], ['priority', t.priority],
+    ['cost', t.cost_ms + ' ms'], ['timeout', t.timeout_ms + ' ms'], ['created', time(t.created_at)],
+  ];
+  if (t.run_at) rows.push(['runs at', time(t.run_at)]);
+  if (t.worker) rows.push(['worker', t.worker]);
+  if (t.token) rows.push(['lease token', t.token]);
+  if (t.last_error) rows.push(['last error', t.last_error]);
+  if (t.cancel_requested) rows.push(['cancel', 'requested']);
+  if (t.affinity_key) rows.push(['affinity', t.affinity_key]);
+  if (t.dedup_key) rows.push(['dedup', t.dedup_key]);
+  if (o && o.result_bytes !== null) rows.push(['result', o.result_bytes + ' bytes: ' + o.result_preview]);
+  const buttons = [];
+  if (!['succeeded', 'dead', 'cancelled'].includes(t.state)) {
+    buttons.push(el('button', { class: 'cancel', onclick: () => act(t.id, 'cancel') }, 'Cancel'));
+  }
+  if (t.state === 'dead') {
+    buttons.push(el('button', { class: 'redrive', onclick: () => act(t.id, 'redrive') }, 'Re-drive'));
+  }
+  const events = r.body.events.map(e => el('tr', {},
+    el('td', {}, time(e.at)), el('td', { class: 'text' }, e.kind),
+    el('td', { class: 'text' }, e.worker || '-'), el('td', { class: 'text' }, e.detail || '')));
+  box.replaceChildren(
+    el('dl', { 'data-task': t.id }, ...rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', { 'data-field': k }, v)])),
+    el('p', {}, ...buttons),
+    el('h3', {}, 'Events' + (r.body.events_complete ? '' : ' (the newest could not be searched)')),
+    events.length ? el('table', {}, el('tbody', {}, ...events))
+      : el('p', { class: 'muted' }, '(none in the log: the queue records failures only, unless declared with --events all)'));
+}
+
+function route() {
+  const m = location.hash.match(/^#task=([0-9A-Za-z]+)$/);
+  if (m) {
+    document.getElementById('task-id').value = m[1];
+    showTask(m[1]);
+  }
+}
+
+document.getElementById('lookup').onsubmit = e => {
+  e.preventDefault();
+  const id = document.getElementById('task-id').value.trim();
+  if (id) location.hash = 'task=' + id;
+};
+window.onhashchange = route;
+
+// ----- the stream -----------------------------------------------------------------------------
+
+function connect() {
+  const conn = document.getElementById('conn');
+  const source = new EventSource('api/stream' + (token ? '?token=' + encodeURIComponent(token) : ''));
+  source.onopen = () => { conn.textContent = 'live'; conn.className = 'conn live'; };
+  source.onerror = async () => {
+    conn.textContent = 'reconnecting…';
+    conn.className = 'conn down';
+    const r = await api('api/snapshot');
+    if (r.status === 401) say(r.body.message, false);
+  };
+  source.onmessage = e => {
+    const s = JSON.parse(e.data);
+    if (s.queues) render(s);
+  };
+}
+
+connect();
+route();

@@ -1,0 +1,352 @@
+//! `switchyard dashboard` in a real browser: a redis-server, two worker processes and two
+//! dashboards (one with `--allow-actions`, one without), the page opened in headless Chromium.
+//! The page must show the queues and workers with the numbers `stats` gives, follow them as
+//! tasks run, re-drive a dead task when actions are on and refuse to when they are off; a
+//! third dashboard checks the bearer token. The screenshot is saved for `docs/`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+#[path = "support/browser.rs"]
+mod browser;
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use browser::{ChromeDriver, Session, http};
+use serde_json::{Value, json};
+use support::{WorkerProcess, eventually, ok, registered, switchyard};
+use switchyard::{Client, TaskState};
+use switchyard_testkit::redis_server::{RedisServer, free_port};
+
+const NS: &str = "dash";
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A `switchyard dashboard` process, killed when dropped.
+struct Dashboard {
+    port: u16,
+    child: Child,
+}
+
+impl Dashboard {
+    fn start(server: &RedisServer, extra: &[&str]) -> Dashboard {
+        let port = free_port().unwrap();
+        let mut child = switchyard()
+            .args(["dashboard", "--refresh-ms", "200", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(extra)
+            .env("SWITCHYARD_URL", server.url())
+            .env("SWITCHYARD_NAMESPACE", NS)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        // It prints its address once it listens.
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            line.starts_with(&format!("dashboard on http://127.0.0.1:{port}/")),
+            "the dashboard did not start: {line:?}"
+        );
+        Dashboard { port, child }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+        let (status, body) = http(self.port, "GET", path, None, headers);
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for Dashboard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The page's queue row of `queue`, as {field: text}, or null until it is there.
+const QUEUE_ROW: &str =
+    "const tr = document.querySelector(`#queues tr[data-queue=\"${arguments[0]}\"]`);
+  if (!tr) return null;
+  const o = {};
+  tr.querySelectorAll('[data-field]').forEach(td => { o[td.dataset.field] = td.textContent; });
+  return o;";
+
+/// The page's worker rows, as {id: {field: text}}, or null while there are none.
+const WORKER_ROWS: &str = "const rows = document.querySelectorAll('#workers tbody tr');
+  if (rows.length === 0) return null;
+  const all = {};
+  rows.forEach(tr => {
+    const o = {};
+    tr.querySelectorAll('[data-field]').forEach(td => { o[td.dataset.field] = td.textContent; });
+    all[tr.dataset.worker] = o;
+  });
+  return all;";
+
+fn number(v: &Value) -> u64 {
+    v.as_str()
+        .unwrap_or_else(|| panic!("not text: {v}"))
+        .replace(',', "")
+        .parse()
+        .unwrap_or_else(|_| panic!("not a number: {v}"))
+}
+
+/// Waits until the page's `queue` row shows `field` = `want`.
+fn wait_field(page: &Session, queue: &str, field: &str, want: u64) -> Value {
+    let script = format!(
+        "const o = (function() {{ {QUEUE_ROW} }}).apply(null, arguments);
+         return o && o[arguments[1]] === Number(arguments[2]).toLocaleString('en-US') ? o : null;"
+    );
+    page.wait_for(
+        WAIT,
+        &format!("{queue} {field} = {want}"),
+        &script,
+        json!([queue, field, want]),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_follows_and_acts_in_a_real_browser() {
+    let server = RedisServer::start().unwrap();
+    ok(
+        &server,
+        NS,
+        &[
+            "declare",
+            "emails",
+            "--strategy",
+            "weighted",
+            "--max-attempts",
+            "1",
+            "--events",
+            "all",
+        ],
+    );
+    ok(&server, NS, &["declare", "reports", "--policy", "priority"]);
+    let client = Client::connect(&server.url(), NS).await.unwrap();
+    let light = WorkerProcess::start(
+        &server,
+        NS,
+        "w-light",
+        &["-q", "emails", "-q", "reports", "-c", "2", "--weight", "1"],
+    );
+    let heavy = WorkerProcess::start(
+        &server,
+        NS,
+        "w-heavy",
+        &["-q", "emails", "-q", "reports", "-c", "2", "--weight", "3"],
+    );
+    registered(&client, "w-light").await;
+    registered(&client, "w-heavy").await;
+
+    let acting = Dashboard::start(&server, &["--allow-actions"]);
+    let looking = Dashboard::start(&server, &[]);
+    let driver = ChromeDriver::start();
+    let page = driver.session(1280, 1000);
+    page.goto(&acting.url());
+
+    // Queues and workers appear, with their configuration, before any task.
+    let row = wait_field(&page, "emails", "succeeded", 0);
+    assert_eq!(row["policy"], "fcfs");
+    assert_eq!(row["strategy"], "weighted");
+    let row = wait_field(&page, "reports", "ready", 0);
+    assert_eq!(row["policy"], "priority");
+    let workers = page.wait_for(WAIT, "two workers", WORKER_ROWS, json!([]));
+    for (id, weight) in [("w-light", "1"), ("w-heavy", "3")] {
+        assert_eq!(workers[id]["capacity"], "2", "{workers}");
+        assert_eq!(workers[id]["weight"], weight, "{workers}");
+        assert_eq!(workers[id]["state"], "active", "{workers}");
+    }
+
+    // The numbers follow the tasks as they run: 40 tasks of 50 ms on 4 slots, 2 that fail.
+    ok(
+        &server,
+        NS,
+        &[
+            "submit",
+            "emails",
+            "sleep",
+            "{\"ms\":50}",
+            "-n",
+            "40",
+            "--quiet",
+        ],
+    );
+    ok(
+        &server,
+        NS,
+        &["submit", "emails", "fail", "\"boom\"", "-n", "2", "--quiet"],
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    let mut running_shot = None;
+    eventually(WAIT, "the page to count 40 successes", || {
+        let row = page.run(QUEUE_ROW, json!(["emails"]));
+        let n = number(&row["succeeded"]);
+        seen.insert(n);
+        if running_shot.is_none() && n > 0 && n < 30 {
+            running_shot = Some(page.screenshot());
+        }
+        async move { (n == 40).then_some(()) }
+    })
+    .await;
+    assert!(
+        seen.len() >= 2,
+        "the page never showed the count moving: {seen:?}"
+    );
+    let row = wait_field(&page, "emails", "dead", 2);
+    // Once the queue is quiet, the page and `stats` agree.
+    let stats = client.stats().await.unwrap();
+    let emails = stats
+        .queues
+        .iter()
+        .find(|q| q.queue.as_ref().is_some_and(|n| n.as_str() == "emails"))
+        .unwrap();
+    assert_eq!(number(&row["succeeded"]), emails.succeeded);
+    assert_eq!(number(&row["dead"]), emails.dead);
+    assert_eq!(number(&row["running"]), emails.running);
+    assert_eq!(emails.totals.succeeded, 40);
+    assert_eq!(emails.totals.dead, 2);
+    let workers = page.wait_for(
+        WAIT,
+        "workers' completions to add up to 40",
+        &format!(
+            "const all = (function() {{ {WORKER_ROWS} }})();
+             if (!all) return null;
+             const sum = Object.values(all).reduce((s, w) => s + Number(w.completed), 0);
+             return sum === 40 ? all : null;"
+        ),
+        json!([]),
+    );
+    for w in &stats.workers {
+        assert_eq!(
+            number(&workers[w.id.as_str()]["completed"]),
+            w.completed,
+            "{workers}"
+        );
+        assert_eq!(
+            number(&workers[w.id.as_str()]["dispatched"]),
+            w.dispatched,
+            "{workers}"
+        );
+    }
+    // The chart has points to draw.
+    let points = page.run(
+        "return document.querySelector('canvas[data-chart=\"emails\"]') !== null;",
+        json!([]),
+    );
+    assert_eq!(points, Value::Bool(true));
+    let shot = page.screenshot();
+    assert!(shot.starts_with(b"\x89PNG\r\n\x1a\n") && shot.len() > 10_000);
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::write(dir.join("dashboard.png"), &shot).unwrap();
+    if let Some(running) = running_shot {
+        // The picture in docs/ (taken while the tasks run).
+        std::fs::write(dir.join("dashboard-running.png"), running).unwrap();
+    }
+    eprintln!("screenshots in {}", dir.display());
+
+    // Actions: with the workers gone, a re-driven task stays ready.
+    light.terminate(WAIT);
+    heavy.terminate(WAIT);
+    let dead = client.dead("emails", 10).await.unwrap();
+    assert_eq!(dead.len(), 2);
+    let first = dead[0].id.to_string();
+    let second = dead[1].id.to_string();
+
+    // Read-only: the button is there, the action is refused with the reason, nothing changes.
+    let readonly = driver.session(1280, 900);
+    readonly.goto(&looking.url());
+    let button = format!("#dead button.redrive[data-task=\"{second}\"]");
+    readonly.wait_for(
+        WAIT,
+        "the dead task's re-drive button",
+        "return document.querySelector(arguments[0]) !== null;",
+        json!([button]),
+    );
+    readonly.click(&button);
+    let said = readonly.wait_for(
+        WAIT,
+        "the refusal",
+        "const m = document.getElementById('message'); return m.hidden ? null : [m.className, m.textContent];",
+        json!([]),
+    );
+    assert_eq!(said[0], "refused", "{said}");
+    assert!(
+        said[1].as_str().unwrap().contains("--allow-actions"),
+        "{said}"
+    );
+    assert_eq!(
+        client.task(dead[1].id).state().await.unwrap(),
+        Some(TaskState::Dead)
+    );
+
+    // Actions on: the re-drive works, the page says so, and the task is ready again.
+    let button = format!("#dead button.redrive[data-task=\"{first}\"]");
+    page.wait_for(
+        WAIT,
+        "the dead task's re-drive button",
+        "return document.querySelector(arguments[0]) !== null;",
+        json!([button]),
+    );
+    page.click(&button);
+    let said = page.wait_for(
+        WAIT,
+        "the re-drive's answer",
+        "const m = document.getElementById('message'); return m.hidden ? null : [m.className, m.textContent];",
+        json!([]),
+    );
+    assert_eq!(said[0], "ok", "{said}");
+    assert!(said[1].as_str().unwrap().contains("re-driven"), "{said}");
+    assert_eq!(
+        client.task(dead[0].id).state().await.unwrap(),
+        Some(TaskState::Ready)
+    );
+    wait_field(&page, "emails", "dead", 1);
+    wait_field(&page, "emails", "ready", 1);
+
+    // The task page: reachable by id, with its events.
+    page.goto(&format!("{}#task={first}", acting.url()));
+    let task = page.wait_for(
+        WAIT,
+        "the task page",
+        "const d = document.querySelector('#task dl'); if (!d) return null;
+         const o = {}; d.querySelectorAll('dd').forEach(dd => { o[dd.dataset.field] = dd.textContent; });
+         o.events = document.querySelectorAll('#task table tr').length; return o;",
+        json!([]),
+    );
+    assert_eq!(task["state"], "ready", "{task}");
+    assert_eq!(task["queue"], "emails", "{task}");
+    // submitted, dispatched, failed, dead, retried (the re-drive): events all on this queue.
+    assert!(task["events"].as_u64().unwrap() >= 5, "{task}");
+
+    // A token protects the API (the page's code stays public); a wrong one is refused.
+    let guarded = Dashboard::start(&server, &["--token", "s3cret"]);
+    let (status, body) = guarded.get("/api/snapshot", &[]);
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("token"),
+        "{body}"
+    );
+    let (status, _) = guarded.get("/api/snapshot", &[("Authorization", "Bearer wrong")]);
+    assert_eq!(status, 401);
+    let (status, body) = guarded.get("/api/snapshot", &[("Authorization", "Bearer s3cret")]);
+    assert_eq!(status, 200);
+    assert_eq!(body["namespace"], NS);
+    let (status, _) = http(guarded.port, "GET", "/", None, &[]);
+    assert_eq!(status, 200);
+    // Actions answer in words even when refused for another reason.
+    let (status, body) = acting.get("/api/tasks/not-an-id", &[]);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("task id"),
+        "{body}"
+    );
+}
