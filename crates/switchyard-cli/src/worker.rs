@@ -72,6 +72,11 @@ pub struct WorkerArgs {
     #[arg(long, default_value_t = 1_000)]
     pub maintenance_ms: u64,
 
+    /// Serve Prometheus metrics on this address (`GET /metrics`): attempts and their outcomes,
+    /// run times, retries, dead letters, tasks in flight, backend errors, reconnects.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+
     #[command(flatten, next_help_heading = "Queue configuration (with --declare)")]
     pub queue_flags: QueueFlags,
 }
@@ -92,6 +97,9 @@ pub fn run(args: &WorkerArgs) -> Result<(), String> {
             for queue in &args.queues {
                 builder = builder.declare(queue, config).map_err(|e| e.to_string())?;
             }
+        }
+        if let Some(addr) = args.metrics {
+            builder = builder.metrics(addr);
         }
         let worker = builder
             .capacity(args.capacity)

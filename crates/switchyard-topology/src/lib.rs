@@ -512,6 +512,7 @@ impl Topology {
                 }
                 backoff.reset();
                 *not_before = None;
+                metrics::counter!("switchyard_redis_reconnects_total").increment(1);
                 tracing::info!(
                     generation,
                     "reconnected to {} after: {cause}",
@@ -521,6 +522,7 @@ impl Topology {
             Err(e) => {
                 let pause = backoff.next();
                 *not_before = Some(Instant::now() + pause);
+                metrics::counter!("switchyard_redis_reconnect_failures_total").increment(1);
                 tracing::debug!(
                     failures = backoff.failures(),
                     "cannot reach {} yet ({e}); next attempt in {pause:?} at the earliest",

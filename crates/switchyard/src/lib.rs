@@ -40,6 +40,7 @@
 //! ```
 
 mod client;
+pub mod metrics;
 pub mod partition;
 mod worker;
 

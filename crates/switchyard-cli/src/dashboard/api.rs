@@ -99,6 +99,15 @@ pub(super) async fn snapshot(State(shared): State<Arc<Shared>>) -> Response {
         .into_response()
 }
 
+/// `GET /metrics`: the namespace as Prometheus series, as of the last read.
+pub(super) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        shared.metrics.render(),
+    )
+        .into_response()
+}
+
 /// `GET /api/stream`: the newest snapshot now, then each new one (server-sent events).
 pub(super) async fn stream(
     State(shared): State<Arc<Shared>>,

@@ -61,6 +61,8 @@ pub(crate) struct Shared {
     pub(crate) allow_actions: bool,
     token: Option<String>,
     pub(crate) snapshots: tokio::sync::watch::Receiver<Arc<String>>,
+    /// Renders the Prometheus text of this process (the namespace as of the last read).
+    pub(crate) metrics: switchyard::metrics::PrometheusHandle,
 }
 
 /// Serves the dashboard until SIGINT or SIGTERM.
@@ -68,6 +70,9 @@ pub fn run(args: &DashboardArgs) -> Result<(), String> {
     runtime()?.block_on(async {
         let client = args.remote.connect().await?;
         let refresh = Duration::from_millis(args.refresh_ms);
+        // Series of workers and queues that went away are dropped after a few reads.
+        let metrics = switchyard::metrics::recorder(Some(refresh * 5 + Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
         let (snapshots, reader) = sampler::start(
             client.clone(),
             args.remote.namespace.clone(),
@@ -80,6 +85,7 @@ pub fn run(args: &DashboardArgs) -> Result<(), String> {
             allow_actions: args.allow_actions,
             token: args.token.clone().filter(|t| !t.is_empty()),
             snapshots,
+            metrics,
         });
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -117,6 +123,7 @@ fn router(shared: Arc<Shared>) -> Router {
     // it with every call); the layer covers the routes added before it: the API.
     Router::new()
         .route("/api/snapshot", get(api::snapshot))
+        .route("/metrics", get(api::metrics))
         .route("/api/stream", get(api::stream))
         .route("/api/tasks/{id}", get(api::task))
         .route("/api/queues/{queue}/dead", get(api::dead))

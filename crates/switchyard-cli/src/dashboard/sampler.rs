@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use switchyard::{Client, EventCounts, QueueName, Stats};
+use switchyard::{Client, EventCounts, EventKind, QueueName, Stats, TaskState};
 use tokio::sync::watch;
 
 /// How many refreshes of rates the charts show (five minutes at the default refresh).
@@ -129,10 +129,12 @@ impl Sampler {
         let (error, queues, workers) = match self.client.stats().await {
             Ok(stats) => {
                 self.refresh_configs(&stats).await;
+                export(&stats, &self.configs);
                 let (queues, workers) = self.views(at, &stats);
                 (None, queues, workers)
             }
             Err(e) => {
+                metrics::counter!("switchyard_dashboard_read_errors_total").increment(1);
                 tracing::warn!(error = %e, "reading the namespace failed");
                 let (queues, workers) = self.last.take().unwrap_or_default();
                 (Some(e.to_string()), queues, workers)
@@ -254,6 +256,55 @@ impl Sampler {
         }
         self.previous = Some((at, totals));
         (queues, workers)
+    }
+}
+
+/// The namespace as Prometheus series (served at `/metrics`; listed in `docs/operations.md`).
+/// The state names are the page's headings.
+fn export(stats: &Stats, configs: &BTreeMap<String, (String, String)>) {
+    for q in &stats.queues {
+        let Some(name) = q.queue.as_ref().map(|n| n.as_str().to_owned()) else {
+            continue;
+        };
+        for state in TaskState::ALL {
+            let heading = match state {
+                TaskState::Dispatched => "inbox",
+                TaskState::RetryScheduled => "retrying",
+                other => other.as_str(),
+            };
+            metrics::gauge!("switchyard_queue_tasks", "queue" => name.clone(), "state" => heading)
+                .set(q.get(state) as f64);
+        }
+        for kind in EventKind::ALL {
+            metrics::counter!(
+                "switchyard_queue_events_total",
+                "queue" => name.clone(),
+                "kind" => kind.as_str(),
+            )
+            .absolute(q.totals.get(kind));
+        }
+        if let Some((policy, strategy)) = configs.get(&name) {
+            metrics::gauge!(
+                "switchyard_queue_info",
+                "queue" => name.clone(),
+                "policy" => policy.clone(),
+                "strategy" => strategy.clone(),
+            )
+            .set(1.0);
+        }
+    }
+    for w in &stats.workers {
+        let id = w.id.as_str().to_owned();
+        metrics::gauge!("switchyard_registered_worker_in_flight", "worker" => id.clone())
+            .set(f64::from(w.inflight));
+        metrics::gauge!("switchyard_registered_worker_capacity", "worker" => id.clone())
+            .set(f64::from(w.capacity));
+        metrics::gauge!("switchyard_registered_worker_weight", "worker" => id.clone())
+            .set(f64::from(w.weight));
+        metrics::counter!("switchyard_registered_worker_dispatched_total", "worker" => id.clone())
+            .absolute(w.dispatched);
+        metrics::counter!("switchyard_registered_worker_completed_total", "worker" => id)
+            .absolute(w.completed);
     }
 }
 

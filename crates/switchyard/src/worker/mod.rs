@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{Client, Task, from_json, to_json};
 
 mod context;
+mod recorded;
 mod recovery;
 mod registration;
 mod report;
@@ -146,6 +147,7 @@ pub struct WorkerBuilder {
     cancel_grace: Duration,
     maintenance: Option<Duration>,
     receive_slice: Duration,
+    metrics: Option<std::net::SocketAddr>,
 }
 
 impl std::fmt::Debug for WorkerBuilder {
@@ -187,6 +189,17 @@ impl WorkerBuilder {
     /// How long a cancelled handler may take to return before it is dropped (default 5 s).
     pub fn cancel_grace(mut self, grace: Duration) -> Self {
         self.cancel_grace = grace;
+        self
+    }
+
+    /// Serves this process's metrics for Prometheus on `addr` (`GET /metrics`) while the
+    /// worker runs: attempts and their outcomes, run times, retries, dead letters, tasks in
+    /// flight, backend errors and reconnects (the list is in `docs/operations.md`). It
+    /// installs the process's `metrics` recorder, so at most one worker of a process can say
+    /// it; [`run`](Worker::run) fails with the reason otherwise (or when `addr` is taken). An
+    /// application with a `metrics` recorder of its own gets the same series without this.
+    pub fn metrics(mut self, addr: std::net::SocketAddr) -> Self {
+        self.metrics = Some(addr);
         self
     }
 
@@ -379,6 +392,7 @@ impl WorkerBuilder {
                 cancel_grace: self.cancel_grace,
                 maintenance: self.maintenance,
                 receive_slice: self.receive_slice,
+                metrics: self.metrics,
                 running: Mutex::new(Running::default()),
                 draining: AtomicBool::new(false),
                 registration: tokio::sync::Mutex::new(0),
@@ -421,6 +435,8 @@ struct Inner {
     cancel_grace: Duration,
     maintenance: Option<Duration>,
     receive_slice: Duration,
+    /// Where to serve metrics (see `WorkerBuilder::metrics`).
+    metrics: Option<std::net::SocketAddr>,
     /// Running handlers, and whether shutdown has stopped them.
     running: Mutex<Running>,
     /// Set when shutdown begins (before the drain): a reaped worker does not register again.
@@ -612,6 +628,7 @@ impl Worker {
             cancel_grace: Duration::from_secs(5),
             maintenance: Some(Duration::from_secs(1)),
             receive_slice: Duration::from_millis(500),
+            metrics: None,
         })
     }
 
@@ -705,6 +722,10 @@ impl Worker {
     pub async fn run(self) -> Result<WorkerReport> {
         let inner = self.inner.clone();
         let shutdown = self.shutdown.clone();
+        if let Some(addr) = inner.metrics {
+            crate::metrics::serve(addr)?;
+        }
+        recorded::capacity(inner.spec.id(), inner.spec.get_capacity());
         inner.register_first().await?;
         let background = CancellationToken::new();
         // If this future is dropped (the worker is killed), the loops it spawned stop with it.
@@ -842,6 +863,7 @@ impl Inner {
                     return;
                 }
                 Err(e) => {
+                    recorded::backend_error("heartbeat");
                     if let Some(held) = self.heartbeat_log.pass() {
                         tracing::warn!(worker = %self.spec.id(), "heartbeat failed: {e}{}", repeats(held));
                     }
@@ -876,6 +898,7 @@ impl Inner {
                     Ok(report) if report.more => continue,
                     Ok(_) => break,
                     Err(e) => {
+                        recorded::backend_error("maintenance");
                         if let Some(held) = self.maintenance_log.pass() {
                             tracing::warn!(worker = %self.spec.id(), "maintenance failed: {e}{}", repeats(held));
                         }
@@ -932,6 +955,7 @@ impl Inner {
                     return;
                 }
                 Err(e) => {
+                    recorded::backend_error("receive");
                     let pause = self.retry.next();
                     if let Some(held) = self.receive_log.pass() {
                         tracing::warn!(
@@ -963,7 +987,14 @@ impl Inner {
         shutdown: CancellationToken,
     ) {
         loop {
+            recorded::attempt_started(self.spec.id(), &delivery);
             let (outcome, stop) = self.run_handler(&delivery, received).await;
+            let ended = match (&outcome, stop) {
+                (Ok(_), _) => recorded::Ended::Succeeded,
+                (Err(_), Some(Stop::Shutdown)) => recorded::Ended::Stopped,
+                (Err(_), _) => recorded::Ended::Failed,
+            };
+            recorded::attempt_ended(self.spec.id(), &delivery, ended, received.elapsed());
             let lease = delivery.lease.clone();
             let until = report::lease_end(received, delivery.timeout_ms);
             let next = match outcome {
@@ -996,7 +1027,8 @@ impl Inner {
         drop(permit);
     }
 
-    fn count(&self, ack: &Ack, completed: bool) {
+    fn count(&self, lease: &switchyard_core::Lease, ack: &Ack, completed: bool) {
+        recorded::acknowledged(&lease.queue, ack);
         match ack {
             Ack::Rejected(r) => {
                 self.stats.refused.fetch_add(1, Ordering::Relaxed);

@@ -58,7 +58,7 @@ impl Inner {
             .await;
         match answer {
             Reported::Answer((ack, next)) => {
-                self.count(&ack.ack, true);
+                self.count(lease, &ack.ack, true);
                 next
             }
             Reported::Lost => Vec::new(),
@@ -79,7 +79,7 @@ impl Inner {
             })
             .await;
         if let Reported::Answer(AckOutcome { ack, .. }) = answer {
-            self.count(&ack, false);
+            self.count(lease, &ack, false);
         }
     }
 
@@ -105,6 +105,7 @@ impl Inner {
                 tracing::warn!(task = %lease.task, "{what}: {error}");
                 return Reported::Lost;
             }
+            super::recorded::backend_error("report");
             let pause = pauses.next();
             if error.is_transient() && Instant::now() + pause < until {
                 tracing::debug!(task = %lease.task, "cannot {what} yet ({error}); again in {pause:?}");
