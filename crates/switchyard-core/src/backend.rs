@@ -133,6 +133,8 @@ pub struct Delivery {
     /// The attempt's timeout in milliseconds (`deadline` minus the start). A worker measures
     /// it on its own clock, so that clock skew against the backend does not move it.
     pub timeout_ms: u32,
+    /// The submitter's trace context, if it had one: the attempt's span continues it.
+    pub trace_parent: Option<crate::TraceParent>,
 }
 
 /// Why a completion or failure was refused. Refusals change nothing.

@@ -78,6 +78,7 @@ pub struct TaskSpec {
     timeout_ms: Option<u32>,
     affinity_key: Option<String>,
     dedup_key: Option<String>,
+    trace_parent: Option<crate::TraceParent>,
 }
 
 impl TaskSpec {
@@ -96,6 +97,7 @@ impl TaskSpec {
             timeout: None,
             affinity_key: None,
             dedup_key: None,
+            trace_parent: None,
         }
     }
 
@@ -151,6 +153,16 @@ impl TaskSpec {
     pub fn dedup_key(&self) -> Option<&str> {
         self.dedup_key.as_deref()
     }
+    /// The trace context of the code that submitted it (see [`TraceParent`](crate::TraceParent)).
+    pub fn trace_parent(&self) -> Option<&crate::TraceParent> {
+        self.trace_parent.as_ref()
+    }
+    /// The same task carrying `trace` (the client attaches the caller's trace context to a
+    /// spec that has none).
+    pub fn with_trace_parent(mut self, trace: Option<crate::TraceParent>) -> Self {
+        self.trace_parent = trace;
+        self
+    }
 }
 
 /// Builder for [`TaskSpec`]; every check happens in [`TaskSpecBuilder::build`].
@@ -168,6 +180,7 @@ pub struct TaskSpecBuilder {
     timeout: Option<Duration>,
     affinity_key: Option<String>,
     dedup_key: Option<String>,
+    trace_parent: Option<crate::TraceParent>,
 }
 
 impl TaskSpecBuilder {
@@ -219,6 +232,12 @@ impl TaskSpecBuilder {
     /// Dedup key (at most [`MAX_KEY_BYTES`] bytes).
     pub fn dedup_key(mut self, key: impl Into<String>) -> Self {
         self.dedup_key = Some(key.into());
+        self
+    }
+
+    /// The W3C trace context the worker's span for each attempt continues.
+    pub fn trace_parent(mut self, trace: crate::TraceParent) -> Self {
+        self.trace_parent = Some(trace);
         self
     }
 
@@ -291,6 +310,7 @@ impl TaskSpecBuilder {
             timeout_ms,
             affinity_key: self.affinity_key,
             dedup_key: self.dedup_key,
+            trace_parent: self.trace_parent,
         })
     }
 }

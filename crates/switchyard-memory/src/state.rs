@@ -17,7 +17,7 @@ use switchyard_core::{
     QueueStats, RegisterOutcome, Rejection, Result, Stats, SubmitOutcome, TaskId, TaskInfo,
     TaskKind, TaskOutcome, TaskSpec, TaskState, WorkerId, WorkerRef, WorkerSpec, WorkerStats,
 };
-use switchyard_core::{EVENT_LOG_CAP, Event, EventCounts, EventKind, Policy};
+use switchyard_core::{EVENT_LOG_CAP, Event, EventCounts, EventKind, Policy, TraceParent};
 use tokio::sync::Notify;
 
 /// One queue.
@@ -55,6 +55,8 @@ pub(crate) struct Task {
     pub(crate) timeout_ms: u32,
     pub(crate) affinity_key: Option<String>,
     pub(crate) dedup_key: Option<String>,
+    /// The submitter's trace context, handed over with every delivery.
+    pub(crate) trace_parent: Option<TraceParent>,
     pub(crate) created_at: Millis,
     pub(crate) state: TaskState,
     pub(crate) attempts: u32,
@@ -617,6 +619,7 @@ impl State {
             max_attempts: t.max_attempts,
             deadline: t.deadline,
             timeout_ms: t.timeout_ms,
+            trace_parent: t.trace_parent.clone(),
         };
         if let Some(w) = self.workers.get_mut(worker) {
             w.running.insert(id);
@@ -797,6 +800,7 @@ impl State {
                 max_attempts: spec.max_attempts().unwrap_or(config.max_attempts),
                 timeout_ms: spec.timeout_ms().unwrap_or(config.timeout_ms),
                 affinity_key: spec.affinity_key().map(str::to_owned),
+                trace_parent: spec.trace_parent().cloned(),
                 dedup_key: spec.dedup_key().map(str::to_owned),
                 created_at: now,
                 state: TaskState::Ready,

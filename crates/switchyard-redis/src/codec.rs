@@ -5,7 +5,7 @@ use redis::Value;
 use switchyard_core::{
     Assignment, BackendErrorKind, Delivery, Error, Event, EventKind, Lease, LeaseToken,
     MAX_RUN_AT_MS, Policy, QueueConfig, QueueName, Strategy, TaskId, TaskInfo, TaskKind,
-    TaskOutcome, TaskSpec, TaskState, WorkerId,
+    TaskOutcome, TaskSpec, TaskState, TraceParent, WorkerId,
 };
 
 /// Length of a task record's fixed header (`>BBHHHI4I4I6I6I6I6BHI4`).
@@ -71,23 +71,37 @@ pub(crate) fn strategy_args(strategy: Strategy) -> (u8, u16) {
 }
 
 /// The immutable part of a record, built by the client: lengths of queue, kind, affinity key
-/// and dedup key (`>BBHH`), those bytes, then the payload.
+/// and dedup key (`>BBHH`), those bytes, then the trace context (one length byte, 0 or
+/// [`TRACE_PARENT_LEN`](switchyard_core::TRACE_PARENT_LEN), and the `traceparent` text), then the payload. The scripts read the
+/// first four parts only.
 pub(crate) fn encode_body(spec: &TaskSpec) -> Vec<u8> {
     let queue = spec.queue().as_str().as_bytes();
     let kind = spec.kind().as_str().as_bytes();
     let affinity = spec.affinity_key().unwrap_or("").as_bytes();
     let dedup = spec.dedup_key().unwrap_or("").as_bytes();
+    let trace = spec
+        .trace_parent()
+        .map_or(&[][..], |t| t.as_str().as_bytes());
     let mut body = Vec::with_capacity(
-        6 + queue.len() + kind.len() + affinity.len() + dedup.len() + spec.payload().len(),
+        7 + queue.len()
+            + kind.len()
+            + affinity.len()
+            + dedup.len()
+            + trace.len()
+            + spec.payload().len(),
     );
     // Lengths are bounded by validation (names <= 128 bytes, keys <= 256 bytes).
     body.push(queue.len() as u8);
     body.push(kind.len() as u8);
     body.extend_from_slice(&(affinity.len() as u16).to_be_bytes());
     body.extend_from_slice(&(dedup.len() as u16).to_be_bytes());
-    for part in [queue, kind, affinity, dedup, spec.payload()] {
+    for part in [queue, kind, affinity, dedup] {
         body.extend_from_slice(part);
     }
+    // A validated traceparent is 55 bytes.
+    body.push(trace.len() as u8);
+    body.extend_from_slice(trace);
+    body.extend_from_slice(spec.payload());
     body
 }
 
@@ -178,6 +192,7 @@ struct Body {
     kind: TaskKind,
     affinity: Option<String>,
     dedup: Option<String>,
+    trace: Option<TraceParent>,
     payload: Vec<u8>,
 }
 
@@ -191,6 +206,10 @@ fn decode_body(r: &mut Reader<'_>) -> Result<Body, Error> {
         kind: TaskKind::new(r.text(kl)?)?,
         affinity: Some(r.text(al)?).filter(|s| !s.is_empty()),
         dedup: Some(r.text(dl)?).filter(|s| !s.is_empty()),
+        trace: match num::<usize>(r.uint(1)?)? {
+            0 => None,
+            tl => Some(TraceParent::parse(&r.text(tl)?)?),
+        },
         payload: r.bytes[r.at..].to_vec(),
     })
 }
@@ -498,7 +517,12 @@ pub(crate) fn deliveries(
         let deadline = uint(&field()?)?;
         let timeout_ms = num(uint(&field()?)?)?;
         let body = bytes(field()?)?;
-        let Body { kind, payload, .. } = decode_body(&mut Reader {
+        let Body {
+            kind,
+            payload,
+            trace,
+            ..
+        } = decode_body(&mut Reader {
             bytes: &body,
             at: 0,
         })?;
@@ -515,6 +539,7 @@ pub(crate) fn deliveries(
             max_attempts,
             deadline,
             timeout_ms,
+            trace_parent: trace,
         });
     }
     Ok(out)
@@ -529,6 +554,10 @@ mod tests {
         let spec = TaskSpec::builder("emails", "send")
             .payload(b"hello".to_vec())
             .affinity_key("user-1")
+            .trace_parent(
+                TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+                    .unwrap(),
+            )
             .build()
             .unwrap();
         let body = encode_body(&spec);
@@ -547,6 +576,7 @@ mod tests {
             ),
             ("emails", "send", Some("user-1"), None, &b"hello"[..])
         );
+        assert_eq!(b.trace.as_ref(), spec.trace_parent());
     }
 
     #[test]

@@ -31,7 +31,7 @@ use switchyard_core::policy::KeyInput;
 use switchyard_core::{
     Ack, Backend, Backoff, Clock, EVENT_LOG_CAP, Error, EventKind, EventLevel, InstanceToken,
     Lease, ManualClock, Policy, QueueConfig, QueueName, Stats, Strategy, TaskId, TaskIdGenerator,
-    TaskInfo, TaskKind, TaskSpec, TaskState, WorkerId, WorkerRef, WorkerSpec,
+    TaskInfo, TaskKind, TaskSpec, TaskState, TraceParent, WorkerId, WorkerRef, WorkerSpec,
 };
 
 /// Workers a scenario may use (`w0` …).
@@ -462,6 +462,12 @@ impl<B: Backend> Runner<B> {
         }
         if let Some(a) = op.max_attempts {
             b = b.max_attempts(a);
+        }
+        if op.priority % 2 == 1 {
+            // Half the tasks carry a trace context, which every delivery must hand back.
+            let n = id.as_u128() | 1;
+            let trace = format!("00-{n:032x}-{:016x}-01", (n as u64) | 1);
+            b = b.trace_parent(TraceParent::parse(&trace).map_err(|e| e.to_string())?);
         }
         b.build().map_err(|e| format!("spec: {e}"))
     }

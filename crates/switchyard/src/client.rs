@@ -254,6 +254,7 @@ impl Client {
     /// # }).unwrap();
     /// ```
     pub async fn submit(&self, spec: TaskSpec) -> Result<TaskHandle> {
+        let spec = crate::trace::with_callers_context(spec);
         let again = self.keeps_any().then(|| spec.clone());
         let out = match (self.backend.submit(spec).await, again) {
             (Err(Error::UnknownQueue(q)), Some(spec)) if self.redeclare(&q).await? => {
@@ -284,6 +285,10 @@ impl Client {
     /// stored before the failure; submitting the same specs again completes it (stored ids
     /// come back as duplicates).
     pub async fn submit_batch(&self, specs: Vec<TaskSpec>) -> Result<Vec<TaskHandle>> {
+        let specs: Vec<TaskSpec> = specs
+            .into_iter()
+            .map(crate::trace::with_callers_context)
+            .collect();
         let again = self.keeps_any().then(|| specs.clone());
         let outs = match (self.backend.submit_batch(specs).await, again) {
             (Err(Error::UnknownQueue(q)), Some(specs)) if self.redeclare(&q).await? => {

@@ -42,6 +42,7 @@
 mod client;
 pub mod metrics;
 pub mod partition;
+mod trace;
 mod worker;
 
 pub use client::{Client, Task, TaskHandle};

@@ -23,6 +23,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::client::{Client, Task, from_json, to_json};
 
@@ -987,35 +988,11 @@ impl Inner {
         shutdown: CancellationToken,
     ) {
         loop {
-            recorded::attempt_started(self.spec.id(), &delivery);
-            let (outcome, stop) = self.run_handler(&delivery, received).await;
-            let ended = match (&outcome, stop) {
-                (Ok(_), _) => recorded::Ended::Succeeded,
-                (Err(_), Some(Stop::Shutdown)) => recorded::Ended::Stopped,
-                (Err(_), _) => recorded::Ended::Failed,
-            };
-            recorded::attempt_ended(self.spec.id(), &delivery, ended, received.elapsed());
-            let lease = delivery.lease.clone();
-            let until = report::lease_end(received, delivery.timeout_ms);
-            let next = match outcome {
-                Ok(value) => {
-                    // While shutting down, take no new task with the report.
-                    let receive = !shutdown.is_cancelled();
-                    self.report_success(&lease, value, receive, until).await
-                }
-                // Stopped by shutdown: whatever the handler said (a fatal "cancelled" is
-                // typical), the attempt did not fail on its own. Report nothing; the
-                // deregistration hands the task back to its queue.
-                Err(err) if stop == Some(Stop::Shutdown) => {
-                    tracing::info!(task = %lease.task, "stopped by shutdown ({err}); handing it back");
-                    Vec::new()
-                }
-                Err(err) => {
-                    self.report_failure(&lease, err.message(), err.is_retryable(), until)
-                        .await;
-                    Vec::new()
-                }
-            };
+            let span = crate::trace::attempt_span(self.spec.id(), &delivery);
+            let next = self
+                .attempt(&delivery, received, &shutdown)
+                .instrument(span)
+                .await;
             match next.into_iter().next() {
                 Some(d) => {
                     delivery = d;
@@ -1025,6 +1002,45 @@ impl Inner {
             }
         }
         drop(permit);
+    }
+
+    /// One attempt: runs the handler, records it, reports it; answers the tasks the report
+    /// brought back.
+    async fn attempt(
+        &self,
+        delivery: &Delivery,
+        received: Instant,
+        shutdown: &CancellationToken,
+    ) -> Vec<Delivery> {
+        recorded::attempt_started(self.spec.id(), delivery);
+        let (outcome, stop) = self.run_handler(delivery, received).await;
+        let ended = match (&outcome, stop) {
+            (Ok(_), _) => recorded::Ended::Succeeded,
+            (Err(_), Some(Stop::Shutdown)) => recorded::Ended::Stopped,
+            (Err(_), _) => recorded::Ended::Failed,
+        };
+        recorded::attempt_ended(self.spec.id(), delivery, ended, received.elapsed());
+        let lease = delivery.lease.clone();
+        let until = report::lease_end(received, delivery.timeout_ms);
+        match outcome {
+            Ok(value) => {
+                // While shutting down, take no new task with the report.
+                let receive = !shutdown.is_cancelled();
+                self.report_success(&lease, value, receive, until).await
+            }
+            // Stopped by shutdown: whatever the handler said (a fatal "cancelled" is
+            // typical), the attempt did not fail on its own. Report nothing; the
+            // deregistration hands the task back to its queue.
+            Err(err) if stop == Some(Stop::Shutdown) => {
+                tracing::info!(task = %lease.task, "stopped by shutdown ({err}); handing it back");
+                Vec::new()
+            }
+            Err(err) => {
+                self.report_failure(&lease, err.message(), err.is_retryable(), until)
+                    .await;
+                Vec::new()
+            }
+        }
     }
 
     fn count(&self, lease: &switchyard_core::Lease, ack: &Ack, completed: bool) {
