@@ -15,6 +15,7 @@ mod demo;
 mod inspect;
 mod remote;
 mod submit;
+mod views;
 mod worker;
 
 use std::process::ExitCode;

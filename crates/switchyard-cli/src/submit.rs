@@ -78,6 +78,11 @@ pub struct SubmitArgs {
     /// Print a summary instead of one line per task.
     #[arg(long)]
     pub quiet: bool,
+
+    /// Print JSON: one object per task and line (`task`, `queue`, `duplicate`; with
+    /// `--wait-ms` also `outcome` and `result` or `error`), or one summary with `--quiet`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl SubmitArgs {
@@ -168,14 +173,18 @@ pub fn run(args: &SubmitArgs) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             for h in batch {
                 duplicates += u64::from(h.was_duplicate());
-                if !args.quiet {
+                if !args.quiet && args.wait_ms.is_none() {
                     bar.suspend(|| {
-                        if h.was_duplicate() {
+                        if args.json {
+                            println!("{}", submitted_json(&h, &args.queue));
+                        } else if h.was_duplicate() {
                             println!("{} duplicate", h.id());
                         } else {
                             println!("{}", h.id());
                         }
                     });
+                } else if !args.quiet && !args.json {
+                    bar.suspend(|| println!("{}", h.id()));
                 }
                 if args.wait_ms.is_some() {
                     handles.push(h);
@@ -185,49 +194,88 @@ pub fn run(args: &SubmitArgs) -> Result<(), String> {
             bar.inc(n);
         }
         bar.finish_and_clear();
-        if args.quiet {
+        if args.quiet && !args.json {
             println!(
                 "submitted {} tasks to {} ({} duplicates)",
                 args.count, args.queue, duplicates
             );
         }
-        match args.wait_ms {
-            Some(ms) => await_all(&handles, millis(ms), args.quiet).await,
-            None => Ok(()),
+        let outcomes = match args.wait_ms {
+            Some(ms) => Some(await_all(&handles, millis(ms), args, duplicates).await),
+            None => None,
+        };
+        if args.quiet && args.json && outcomes.is_none() {
+            let summary = serde_json::json!({
+                "queue": args.queue, "submitted": args.count, "duplicates": duplicates,
+            });
+            println!("{summary}");
         }
+        outcomes.unwrap_or(Ok(()))
     })
 }
 
-/// Awaits every handle within one overall deadline; fails unless all succeeded.
-async fn await_all(handles: &[TaskHandle], within: Duration, quiet: bool) -> Result<(), String> {
+/// One submitted task as `--json` prints it.
+fn submitted_json(h: &TaskHandle, queue: &str) -> serde_json::Value {
+    serde_json::json!({"task": h.id().to_string(), "queue": queue, "duplicate": h.was_duplicate()})
+}
+
+/// Awaits every handle within one overall deadline, printing each outcome (or, with
+/// `--quiet`, a summary); fails unless all succeeded.
+async fn await_all(
+    handles: &[TaskHandle],
+    within: Duration,
+    args: &SubmitArgs,
+    duplicates: u64,
+) -> Result<(), String> {
     let deadline = Instant::now() + within;
     let (mut ok, mut bad) = (0usize, 0usize);
     for h in handles {
         let left = deadline.saturating_duration_since(Instant::now());
-        let line = match h.wait(left).await {
+        let mut json = submitted_json(h, &args.queue);
+        let (line, outcome, detail) = match h.wait(left).await {
             Ok(TaskOutcome::Succeeded(value)) => {
                 ok += 1;
-                format!("succeeded {}", String::from_utf8_lossy(&value))
+                let text = String::from_utf8_lossy(&value).into_owned();
+                (format!("succeeded {text}"), "succeeded", ("result", text))
             }
             Ok(TaskOutcome::Dead(error)) => {
                 bad += 1;
-                format!("dead: {error}")
+                (format!("dead: {error}"), "dead", ("error", error))
             }
             Ok(TaskOutcome::Cancelled) => {
                 bad += 1;
-                "cancelled".to_owned()
+                (
+                    "cancelled".to_owned(),
+                    "cancelled",
+                    ("error", String::new()),
+                )
             }
             Err(e) => {
                 bad += 1;
-                format!("no outcome: {e}")
+                let e = e.to_string();
+                (format!("no outcome: {e}"), "none", ("error", e))
             }
         };
-        if !quiet {
-            println!("{} {line}", h.id());
+        json["outcome"] = outcome.into();
+        if !detail.1.is_empty() {
+            json[detail.0] = detail.1.into();
+        }
+        match (args.quiet, args.json) {
+            (false, true) => println!("{json}"),
+            (false, false) => println!("{} {line}", h.id()),
+            _ => {}
         }
     }
-    if quiet {
-        println!("{ok} succeeded, {bad} did not");
+    match (args.quiet, args.json) {
+        (true, true) => println!(
+            "{}",
+            serde_json::json!({
+                "queue": args.queue, "submitted": handles.len(), "duplicates": duplicates,
+                "succeeded": ok, "failed": bad,
+            })
+        ),
+        (true, false) => println!("{ok} succeeded, {bad} did not"),
+        _ => {}
     }
     if bad == 0 {
         Ok(())

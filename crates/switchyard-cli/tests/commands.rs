@@ -109,26 +109,57 @@ fn declare_submit_work_inspect_and_redrive() {
     assert!(shown.contains("last error  disk full"), "{shown}");
 
     let dead = ok(&server, ns, &["dead", "jobs"]);
-    assert!(
-        dead.contains(&format!("{id} fail attempts=2 error=disk full")),
-        "{dead}"
-    );
+    let row: Vec<&str> = dead
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .unwrap_or_else(|| panic!("{dead}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[1..3], ["fail", "2"], "{dead}");
+    assert_eq!(row[row.len() - 2..], ["disk", "full"], "{dead}");
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(&server, ns, &["dead", "jobs", "--json"])).unwrap();
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(listed[0]["last_error"], "disk full");
     let redriven = ok(&server, ns, &["dead", "jobs", "--redrive"]);
     assert!(redriven.contains("re-drove 1 tasks"), "{redriven}");
     // Re-driven with fresh attempts, it fails twice more and is dead again.
-    let again = ok(&server, ns, &["task", &id, "--wait-ms", "20000"]);
-    assert!(again.contains("dead: disk full"), "{again}");
+    // A wait that ends dead says so and fails.
+    let again = run(&server, ns, &["task", &id, "--wait-ms", "20000"]);
+    let shown = String::from_utf8_lossy(&again.stdout);
+    assert!(shown.contains("dead: disk full"), "{shown}");
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("is dead: disk full"),
+        "{again:?}"
+    );
 
     let status = ok(&server, ns, &["status"]);
-    let jobs = status.lines().find(|l| l.starts_with("jobs")).unwrap();
-    let columns: Vec<&str> = jobs.split_whitespace().collect();
-    assert_eq!(columns[1..4], ["priority", "weighted", "0"], "{status}");
-    assert_eq!(columns[8], "301", "succeeded: {status}");
-    assert_eq!(columns[9], "1", "dead: {status}");
+    for line in status.lines() {
+        assert!(
+            line.chars().count() <= 80,
+            "wider than 80 columns: {line:?}"
+        );
+    }
+    let mut lines = status.lines().skip_while(|l| !l.starts_with("jobs"));
+    let columns: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(columns[1..3], ["priority/weighted", "0"], "{status}");
+    assert_eq!(columns[7], "1", "dead: {status}");
+    let detail: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(detail[..2], ["301", "done"], "{status}");
     assert!(status.lines().any(|l| l.starts_with("w1 ")), "{status}");
     let json = ok(&server, ns, &["status", "--json"]);
     let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(parsed["queues"][0]["succeeded"], 301);
+    let jobs = &parsed["queues"][0];
+    assert_eq!(jobs["queue"], "jobs");
+    assert_eq!(jobs["succeeded"], 301);
+    assert_eq!(jobs["totals"]["succeeded"], 301);
+    // The same names as the table's headings and the dashboard's.
+    assert_eq!(jobs["policy"], "priority");
+    assert_eq!(jobs["strategy"], "weighted");
+    assert_eq!(jobs["inbox"], 0);
+    assert_eq!(jobs["retrying"], 0);
+    assert_eq!(parsed["workers"][0]["worker"], "w1");
 
     let events = ok(&server, ns, &["events", "--limit", "1000"]);
     for kind in [
@@ -142,10 +173,33 @@ fn declare_submit_work_inspect_and_redrive() {
         assert!(
             events
                 .lines()
-                .any(|l| l.split_whitespace().nth(1) == Some(kind)),
+                .any(|l| l.split_whitespace().nth(2) == Some(kind)),
             "{kind} missing: {events}"
         );
     }
+    // Labelled fields and readable times; JSON lines; newest first; one queue only.
+    let first = events.lines().next().unwrap();
+    assert!(
+        first.contains(" task=") && first.contains(" queue=jobs"),
+        "{first}"
+    );
+    assert!(first.starts_with("20"), "{first}");
+    let json = ok(
+        &server,
+        ns,
+        &["events", "--json", "--newest-first", "--limit", "2"],
+    );
+    let newest: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(newest.len(), 2, "{json}");
+    assert!(
+        newest[0]["at"].as_u64() >= newest[1]["at"].as_u64(),
+        "{json}"
+    );
+    let none = ok(&server, ns, &["events", "--queue", "no-such-queue"]);
+    assert!(none.is_empty(), "{none}");
 
     // SIGTERM while a task runs: the worker lets it finish, then deregisters.
     let slow = ok(&server, ns, &["submit", "jobs", "sleep", "3000"]);

@@ -442,6 +442,15 @@ pub struct TaskInfo {
     pub affinity_key: Option<String>,
     /// Dedup key.
     pub dedup_key: Option<String>,
+    /// When its lease runs out, while it is running (backend clock).
+    pub deadline: Option<Millis>,
+    /// When it ended, once it is succeeded, dead or cancelled.
+    pub finished_at: Option<Millis>,
+    /// The submitter's trace context, if it had one.
+    pub trace_parent: Option<crate::TraceParent>,
+    /// Its payload (not in the JSON form: tools show its size and first bytes instead).
+    #[serde(skip_serializing, default)]
+    pub payload: Vec<u8>,
 }
 
 impl TaskInfo {

@@ -105,6 +105,10 @@ impl Task {
             cancel_requested: self.cancel_requested,
             affinity_key: self.affinity_key.clone(),
             dedup_key: self.dedup_key.clone(),
+            deadline: (self.state == TaskState::Running).then_some(self.deadline),
+            finished_at: self.state.is_terminal().then_some(self.finished_at),
+            trace_parent: self.trace_parent.clone(),
+            payload: self.payload.clone(),
         }
     }
 }

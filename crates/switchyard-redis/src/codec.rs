@@ -4,8 +4,8 @@
 use redis::Value;
 use switchyard_core::{
     Assignment, BackendErrorKind, Delivery, Error, Event, EventKind, Lease, LeaseToken,
-    MAX_RUN_AT_MS, Policy, QueueConfig, QueueName, Strategy, TaskId, TaskInfo, TaskKind,
-    TaskOutcome, TaskSpec, TaskState, TraceParent, WorkerId,
+    MAX_RUN_AT_MS, Policy, QueueConfig, QueueName, Strategy, TRACE_PARENT_LEN, TaskId, TaskInfo,
+    TaskKind, TaskOutcome, TaskSpec, TaskState, TraceParent, WorkerId,
 };
 
 /// Length of a task record's fixed header (`>BBHHHI4I4I6I6I6I6BHI4`).
@@ -72,7 +72,7 @@ pub(crate) fn strategy_args(strategy: Strategy) -> (u8, u16) {
 
 /// The immutable part of a record, built by the client: lengths of queue, kind, affinity key
 /// and dedup key (`>BBHH`), those bytes, then the trace context (one length byte, 0 or
-/// [`TRACE_PARENT_LEN`](switchyard_core::TRACE_PARENT_LEN), and the `traceparent` text), then the payload. The scripts read the
+/// [`TRACE_PARENT_LEN`], and the `traceparent` text), then the payload. The scripts read the
 /// first four parts only.
 pub(crate) fn encode_body(spec: &TaskSpec) -> Vec<u8> {
     let queue = spec.queue().as_str().as_bytes();
@@ -178,6 +178,8 @@ pub(crate) struct Record {
     pub(crate) result: Vec<u8>,
     pub(crate) queue: QueueName,
     pub(crate) kind: TaskKind,
+    pub(crate) trace: Option<TraceParent>,
+    pub(crate) payload: Vec<u8>,
     pub(crate) affinity: Option<String>,
     pub(crate) dedup: Option<String>,
 }
@@ -206,12 +208,31 @@ fn decode_body(r: &mut Reader<'_>) -> Result<Body, Error> {
         kind: TaskKind::new(r.text(kl)?)?,
         affinity: Some(r.text(al)?).filter(|s| !s.is_empty()),
         dedup: Some(r.text(dl)?).filter(|s| !s.is_empty()),
-        trace: match num::<usize>(r.uint(1)?)? {
-            0 => None,
-            tl => Some(TraceParent::parse(&r.text(tl)?)?),
-        },
+        trace: trace_part(r),
         payload: r.bytes[r.at..].to_vec(),
     })
+}
+
+/// The trace part of a body: a 0 byte (none), or 55 and a valid `traceparent`. A body written
+/// before the trace part existed has its payload right here instead; it is read as such (a
+/// text or JSON payload never starts with byte 0, nor with `7` followed by a valid
+/// `traceparent`), so that workers of this version read the tasks older producers queued.
+fn trace_part(r: &mut Reader<'_>) -> Option<TraceParent> {
+    let rest = &r.bytes[r.at..];
+    match rest.first() {
+        Some(0) => {
+            r.at += 1;
+            None
+        }
+        Some(&len) if usize::from(len) == TRACE_PARENT_LEN && rest.len() > TRACE_PARENT_LEN => {
+            let trace = std::str::from_utf8(&rest[1..=TRACE_PARENT_LEN])
+                .ok()
+                .and_then(|t| TraceParent::parse(t).ok())?;
+            r.at += 1 + TRACE_PARENT_LEN;
+            Some(trace)
+        }
+        _ => None,
+    }
 }
 
 pub(crate) fn decode_record(bytes: &[u8]) -> Result<Record, Error> {
@@ -241,7 +262,8 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<Record, Error> {
         kind,
         affinity,
         dedup,
-        ..
+        trace,
+        payload,
     } = decode_body(&mut r)?;
     Ok(Record {
         state,
@@ -266,6 +288,8 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<Record, Error> {
         kind,
         affinity,
         dedup,
+        trace,
+        payload,
     })
 }
 
@@ -290,6 +314,10 @@ impl Record {
             cancel_requested: self.cancel,
             affinity_key: self.affinity.clone(),
             dedup_key: self.dedup.clone(),
+            deadline: (self.state == TaskState::Running).then_some(self.time),
+            finished_at: self.state.is_terminal().then_some(self.time),
+            trace_parent: self.trace.clone(),
+            payload: self.payload.clone(),
         }
     }
 
@@ -577,6 +605,16 @@ mod tests {
             ("emails", "send", Some("user-1"), None, &b"hello"[..])
         );
         assert_eq!(b.trace.as_ref(), spec.trace_parent());
+    }
+
+    #[test]
+    fn bodies_written_before_the_trace_part_keep_their_payload() {
+        // `>BBHH`, queue, kind, then the payload right away (the earlier layout).
+        let mut old = vec![1, 1, 0, 0, 0, 0, b'q', b'k'];
+        old.extend_from_slice(br#"{"ms":200}"#);
+        let b = decode_body(&mut Reader { bytes: &old, at: 0 }).unwrap();
+        assert_eq!(b.payload, br#"{"ms":200}"#);
+        assert_eq!(b.trace, None);
     }
 
     #[test]

@@ -11,14 +11,9 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
-use switchyard::{CancelOutcome, Error, Event, QueueName, TaskId, TaskInfo, TaskOutcome};
+use switchyard::{CancelOutcome, Error, QueueName, TaskId};
 
 use super::Shared;
-
-/// The event log is read in pages of this many when looking for one task's events.
-const EVENT_PAGE: usize = 1000;
-/// How much of a result the task page shows.
-const PREVIEW_BYTES: usize = 200;
 
 /// An answer with `ok: false` and a message.
 pub(super) fn refusal(status: StatusCode, message: impl Into<String>) -> Response {
@@ -123,86 +118,16 @@ pub(super) async fn stream(
     Sse::new(events).keep_alive(KeepAlive::default())
 }
 
-/// What the task page shows.
-#[derive(Serialize)]
-struct TaskView {
-    info: TaskInfo,
-    /// Set once it ended: its outcome and the result's size and first bytes.
-    outcome: Option<OutcomeView>,
-    /// Its events still in the log (which kinds are kept is the queue's event level).
-    events: Vec<Event>,
-    /// Whether the log was read to its end (false: more than could be searched).
-    events_complete: bool,
-}
-
-#[derive(Serialize)]
-struct OutcomeView {
-    state: &'static str,
-    result_bytes: Option<usize>,
-    result_preview: Option<String>,
-    error: Option<String>,
-}
-
 /// `GET /api/tasks/{id}`.
 pub(super) async fn task(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Answer {
     let id = task_id(&id)?;
-    let backend = shared.client.backend();
-    let info = backend.get_task(id).await?.ok_or_else(|| {
-        Refusal::new(
+    match crate::views::task_view(&shared.client, id).await? {
+        Some(view) => Ok(Json(view).into_response()),
+        None => Err(Refusal::new(
             StatusCode::NOT_FOUND,
             format!("no task {id} (never submitted, or purged after its retention time)"),
-        )
-    })?;
-    let outcome = backend.get_outcome(id).await?.map(|o| match o {
-        TaskOutcome::Succeeded(v) => OutcomeView {
-            state: "succeeded",
-            result_bytes: Some(v.len()),
-            result_preview: Some(
-                String::from_utf8_lossy(&v[..v.len().min(PREVIEW_BYTES)]).into_owned(),
-            ),
-            error: None,
-        },
-        TaskOutcome::Dead(e) => OutcomeView {
-            state: "dead",
-            result_bytes: None,
-            result_preview: None,
-            error: Some(e),
-        },
-        TaskOutcome::Cancelled => OutcomeView {
-            state: "cancelled",
-            result_bytes: None,
-            result_preview: None,
-            error: None,
-        },
-    });
-    let (events, events_complete) = events_of(&shared, id).await?;
-    Ok(Json(TaskView {
-        info,
-        outcome,
-        events,
-        events_complete,
-    })
-    .into_response())
-}
-
-/// The task's events in the capped log: at most the whole log (`EVENT_LOG_CAP` entries), read
-/// in pages.
-async fn events_of(shared: &Shared, id: TaskId) -> Result<(Vec<Event>, bool), Error> {
-    let mut found = Vec::new();
-    let mut after: Option<String> = None;
-    for _ in 0..=(switchyard::EVENT_LOG_CAP / EVENT_PAGE) {
-        let page = shared.client.events(after.as_deref(), EVENT_PAGE).await?;
-        let Some(last) = page.last() else {
-            return Ok((found, true));
-        };
-        after = Some(last.id.clone());
-        let full = page.len() == EVENT_PAGE;
-        found.extend(page.into_iter().filter(|e| e.task == id));
-        if !full {
-            return Ok((found, true));
-        }
+        )),
     }
-    Ok((found, false))
 }
 
 #[derive(Deserialize)]

@@ -27,7 +27,7 @@ function el(tag, attrs, ...children) {
 }
 
 const int = n => Number(n).toLocaleString('en-US');
-const rate = n => Number(n).toFixed(1);
+const rate = n => (n === null || n === undefined) ? '-' : Number(n).toFixed(1);
 const time = ms => new Date(Number(ms)).toISOString().replace('T', ' ').replace('Z', '');
 const seconds = ms => (Number(ms) / 1000).toFixed(1) + ' s';
 
@@ -57,7 +57,7 @@ function render(s) {
   renderQueues(s.queues || []);
   renderCharts(s.queues || [], s.history || []);
   renderWorkers(s.workers || []);
-  const dead = JSON.stringify((s.queues || []).map(q => [q.name, q.dead]));
+  const dead = JSON.stringify((s.queues || []).map(q => [q.queue, q.dead]));
   if (dead !== deadSeen) {
     deadSeen = dead;
     loadDead(s.queues || []);
@@ -66,8 +66,8 @@ function render(s) {
 
 function renderQueues(queues) {
   const body = document.querySelector('#queues tbody');
-  body.replaceChildren(...queues.map(q => el('tr', { 'data-queue': q.name },
-    el('td', { 'data-field': 'name' }, q.name),
+  body.replaceChildren(...queues.map(q => el('tr', { 'data-queue': q.queue },
+    el('td', { 'data-field': 'queue' }, q.queue),
     el('td', { class: 'text', 'data-field': 'policy' }, q.policy),
     el('td', { class: 'text', 'data-field': 'strategy' }, q.strategy),
     ...['scheduled', 'ready', 'inbox', 'running', 'retrying', 'succeeded', 'dead', 'cancelled']
@@ -82,9 +82,9 @@ function renderCharts(queues, history) {
   const box = document.getElementById('charts');
   box.replaceChildren(...queues.map((q, i) => {
     const w = 360, h = 90;
-    const canvas = el('canvas', { width: w, height: h, 'data-chart': q.name });
-    const ok = history.map(p => (p.rates[i] && p.rates[i][0] === q.name) ? p.rates[i][1] : 0);
-    const bad = history.map(p => (p.rates[i] && p.rates[i][0] === q.name) ? p.rates[i][2] : 0);
+    const canvas = el('canvas', { width: w, height: h, 'data-chart': q.queue });
+    const ok = history.map(p => (p.rates[i] && p.rates[i][0] === q.queue) ? p.rates[i][1] : 0);
+    const bad = history.map(p => (p.rates[i] && p.rates[i][0] === q.queue) ? p.rates[i][2] : 0);
     const top = Math.max(1, ...ok, ...bad);
     const g = canvas.getContext('2d');
     g.strokeStyle = '#ddd';
@@ -107,15 +107,15 @@ function renderCharts(queues, history) {
     g.font = '10px sans-serif';
     g.fillText('max ' + rate(top) + '/s', 4, 11);
     return el('figure', {}, canvas,
-      el('figcaption', {}, q.name + ': ', el('span', { class: 'ok' }, 'done/s'), ' and ',
+      el('figcaption', {}, q.queue + ': ', el('span', { class: 'ok' }, 'done/s'), ' and ',
         el('span', { class: 'bad' }, 'failed/s'), ', last ' + history.length + ' reads'));
   }));
 }
 
 function renderWorkers(workers) {
   const body = document.querySelector('#workers tbody');
-  body.replaceChildren(...workers.map(w => el('tr', { 'data-worker': w.id },
-    el('td', { 'data-field': 'id' }, w.id),
+  body.replaceChildren(...workers.map(w => el('tr', { 'data-worker': w.worker },
+    el('td', { 'data-field': 'worker' }, w.worker),
     el('td', { class: 'text', 'data-field': 'queues' }, w.queues.join(', ')),
     el('td', { 'data-field': 'load' }, bar(w.in_use / w.capacity), ' ',
       el('span', { 'data-field': 'in_use' }, w.in_use), ' / ', el('span', { 'data-field': 'capacity' }, w.capacity)),
@@ -135,13 +135,13 @@ async function loadDead(queues) {
   const box = document.getElementById('dead');
   const parts = [];
   for (const q of queues.filter(q => q.dead > 0)) {
-    const r = await api('api/queues/' + encodeURIComponent(q.name) + '/dead?limit=50');
+    const r = await api('api/queues/' + encodeURIComponent(q.queue) + '/dead?limit=50');
     if (r.status !== 200) {
-      parts.push(el('p', { class: 'refused' }, q.name + ': ' + r.body.message));
+      parts.push(el('p', { class: 'refused' }, q.queue + ': ' + r.body.message));
       continue;
     }
-    parts.push(el('h3', {}, q.name + ' (' + int(q.dead) + ')'));
-    parts.push(el('table', { 'data-dead': q.name },
+    parts.push(el('h3', {}, q.queue + ' (' + int(q.dead) + ')'));
+    parts.push(el('table', { 'data-dead': q.queue },
       el('thead', {}, el('tr', {}, ...['task', 'kind', 'attempts', 'submitted', 'error', ''].map(t => el('th', {}, t)))),
       el('tbody', {}, ...r.body.map(t => el('tr', { 'data-task': t.id },
         el('td', {}, el('a', { href: '#task=' + t.id }, t.id)),
@@ -178,13 +178,17 @@ async function showTask(id) {
     ['cost', t.cost_ms + ' ms'], ['timeout', t.timeout_ms + ' ms'], ['created', time(t.created_at)],
   ];
   if (t.run_at) rows.push(['runs at', time(t.run_at)]);
+  if (t.deadline) rows.push(['lease ends', time(t.deadline)]);
+  if (t.finished_at) rows.push(['finished', time(t.finished_at)]);
   if (t.worker) rows.push(['worker', t.worker]);
   if (t.token) rows.push(['lease token', t.token]);
   if (t.last_error) rows.push(['last error', t.last_error]);
   if (t.cancel_requested) rows.push(['cancel', 'requested']);
   if (t.affinity_key) rows.push(['affinity', t.affinity_key]);
   if (t.dedup_key) rows.push(['dedup', t.dedup_key]);
+  rows.push(['payload', r.body.payload_bytes + ' bytes: ' + r.body.payload_preview]);
   if (o && o.result_bytes !== null) rows.push(['result', o.result_bytes + ' bytes: ' + o.result_preview]);
+  if (t.trace_parent) rows.push(['trace', t.trace_parent]);
   const buttons = [];
   if (!['succeeded', 'dead', 'cancelled'].includes(t.state)) {
     buttons.push(el('button', { class: 'cancel', onclick: () => act(t.id, 'cancel') }, 'Cancel'));

@@ -1,0 +1,157 @@
+//! Looking at and acting on a running deployment: `status`, `task`, `dead`, `events`.
+
+use clap::Args;
+use switchyard::TaskId;
+
+use crate::remote::{Remote, millis, runtime};
+use crate::views::Reader;
+
+mod events;
+mod table;
+mod task;
+
+pub use events::events;
+pub use task::{dead, task};
+
+/// Flags of `switchyard status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+
+    /// Print the snapshot as JSON (field names are the table's headings).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Refresh in place until Ctrl-C, with rates (done/s, failed/s) since the last refresh.
+    #[arg(long, short = 'w')]
+    pub watch: bool,
+
+    /// With `--watch`: ms between refreshes.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub interval_ms: u64,
+}
+
+/// Flags of `switchyard task`.
+#[derive(Debug, Args)]
+pub struct TaskArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+
+    /// The task's id, as `submit` printed it.
+    pub id: TaskId,
+
+    /// Cancel it: at once if it has not started, through its worker if it is running.
+    #[arg(long)]
+    pub cancel: bool,
+
+    /// Wait up to this many ms for its outcome; the command fails unless it succeeded.
+    #[arg(long)]
+    pub wait_ms: Option<u64>,
+
+    /// Put it back in its queue with fresh attempts (it must be dead).
+    #[arg(long, conflicts_with = "cancel")]
+    pub redrive: bool,
+
+    /// Print it as JSON (with its outcome and its events).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `switchyard dead`.
+#[derive(Debug, Args)]
+pub struct DeadArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+
+    /// The queue whose dead-letter set to list.
+    pub queue: String,
+
+    /// At most this many tasks, oldest first.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+
+    /// Put the listed tasks back in their queue with fresh attempts.
+    #[arg(long)]
+    pub redrive: bool,
+
+    /// Print the list as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `switchyard events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+
+    /// Only events after this position (the `pos` of an earlier listing).
+    #[arg(long, conflicts_with = "newest_first")]
+    pub after: Option<String>,
+
+    /// At most this many events.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+
+    /// Only the events of this queue.
+    #[arg(long)]
+    pub queue: Option<String>,
+
+    /// The newest first (the last `--limit` events, newest at the top).
+    #[arg(long, conflicts_with = "follow")]
+    pub newest_first: bool,
+
+    /// Keep printing new events as they happen, until Ctrl-C.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+
+    /// One JSON object per event and line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Prints queues (counts by state) and live workers; with `--watch`, again and again.
+pub fn status(args: &StatusArgs) -> Result<(), String> {
+    runtime()?.block_on(async {
+        let client = args.remote.connect().await?;
+        let mut reader = Reader::new(client);
+        if !args.watch {
+            let (view, _) = reader.read().await.map_err(|e| e.to_string())?;
+            if args.json {
+                let text = serde_json::to_string_pretty(&view).map_err(|e| e.to_string())?;
+                println!("{text}");
+            } else {
+                print!("{}", table::render(&view, &args.remote.namespace, None));
+            }
+            return Ok(());
+        }
+        let every = millis(args.interval_ms);
+        let stopped = crate::remote::stop_signal()?;
+        tokio::pin!(stopped);
+        let in_place = std::io::IsTerminal::is_terminal(&std::io::stdout()) && !args.json;
+        loop {
+            let shown = match reader.read().await {
+                Ok((view, _)) if args.json => {
+                    serde_json::to_string(&view).map_err(|e| e.to_string())? + "\n"
+                }
+                Ok((view, _)) => table::render(&view, &args.remote.namespace, Some(every)),
+                Err(e) => format!("reading the namespace failed: {e} (retrying)\n"),
+            };
+            if in_place {
+                // Home, then clear: the new table replaces the old one.
+                print!("\x1b[H\x1b[2J{shown}");
+            } else {
+                print!("{shown}");
+                if !args.json {
+                    println!();
+                }
+            }
+            std::io::Write::flush(&mut std::io::stdout()).map_err(|e| e.to_string())?;
+            tokio::select! {
+                _ = &mut stopped => return Ok(()),
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    })
+}

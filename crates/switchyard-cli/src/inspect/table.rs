@@ -1,0 +1,190 @@
+//! The `status` table: a namespace in 80 columns.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::views::View;
+
+/// The width everything fits in.
+pub const WIDTH: usize = 80;
+
+/// `view` as the `status` table. `every`: the refresh interval, in watch mode.
+pub fn render(view: &View, namespace: &str, every: Option<Duration>) -> String {
+    let mut out = String::new();
+    let when = clock(view.at);
+    let mode = match every {
+        Some(d) => format!("every {}, Ctrl-C stops", age(d.as_millis() as u64)),
+        None => String::new(),
+    };
+    line(
+        &mut out,
+        format!("namespace {namespace}  {when}  {mode}").trim_end(),
+    );
+    out.push('\n');
+    if view.queues.is_empty() {
+        line(&mut out, "(no queues declared)");
+    } else {
+        line(
+            &mut out,
+            &format!(
+                "{:<16} {:<20} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6}",
+                "queue", "policy/strategy", "ready", "inbox", "run", "retry", "sched", "dead"
+            ),
+        );
+    }
+    for q in &view.queues {
+        let kind = format!("{}/{}", q.policy, q.strategy);
+        line(
+            &mut out,
+            &format!(
+                "{:<16} {:<20} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6}",
+                fit(&q.queue, 16),
+                fit(&kind, 20),
+                count(q.ready),
+                count(q.inbox),
+                count(q.running),
+                count(q.retrying),
+                count(q.scheduled),
+                count(q.dead)
+            ),
+        );
+        let mut detail = format!("{:16} {} done", "", count(q.totals.succeeded));
+        if let (Some(ok), Some(bad)) = (q.succeeded_per_s, q.failed_per_s) {
+            let _ = write!(detail, " ({ok:.1}/s), {bad:.1} failed/s");
+        }
+        if q.cancelled > 0 {
+            let _ = write!(detail, ", {} cancelled", count(q.cancelled));
+        }
+        if let Some(ms) = q.head_age_ms {
+            let _ = write!(detail, ", next in line {}", age(ms));
+        }
+        line(&mut out, &detail);
+    }
+    out.push('\n');
+    if view.workers.is_empty() {
+        line(&mut out, "(no live workers)");
+        return out;
+    }
+    line(
+        &mut out,
+        &format!(
+            "{:<22} {:>7} {:>6} {:>8} {:<8} {:>8}  queues",
+            "worker", "in use", "weight", "done", "state", "expires"
+        ),
+    );
+    for w in &view.workers {
+        let head = format!(
+            "{:<22} {:>7} {:>6} {:>8} {:<8} {:>8}  ",
+            fit(&w.worker, 22),
+            format!("{}/{}", w.in_use, w.capacity),
+            w.weight,
+            count(w.completed),
+            w.state,
+            age(w.expires_in_ms)
+        );
+        let room = WIDTH.saturating_sub(head.chars().count());
+        line(
+            &mut out,
+            &format!("{head}{}", fit(&w.queues.join(","), room)),
+        );
+    }
+    out
+}
+
+/// Appends `text` cut to [`WIDTH`] columns, and a newline.
+fn line(out: &mut String, text: &str) {
+    out.push_str(&fit(text, WIDTH));
+    out.push('\n');
+}
+
+/// `text` in at most `width` columns: cut with `…` when longer.
+fn fit(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// A count in at most 6 columns: 1234567 as `1.2M`.
+fn count(n: u64) -> String {
+    match n {
+        0..=999_999 => n.to_string(),
+        1_000_000..=999_999_999 => format!("{:.1}M", n as f64 / 1e6),
+        _ => format!("{:.1}G", n as f64 / 1e9),
+    }
+}
+
+/// A duration given in ms, short: `340ms`, `1.2s`, `3m05s`, `2h10m`.
+fn age(ms: u64) -> String {
+    match ms {
+        0..=999 => format!("{ms}ms"),
+        1_000..=59_999 => format!("{:.1}s", ms as f64 / 1000.0),
+        60_000..=3_599_999 => format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60),
+        _ => format!("{}h{:02}m", ms / 3_600_000, ms / 60_000 % 60),
+    }
+}
+
+/// The time of day of `at` (ms since the epoch), UTC.
+fn clock(at: u64) -> String {
+    let s = at / 1000;
+    format!("{:02}:{:02}:{:02} UTC", s / 3600 % 24, s / 60 % 60, s % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::views::{QueueRow, View, WorkerRow};
+
+    #[test]
+    fn the_table_fits_in_80_columns_whatever_the_names_and_numbers() {
+        let queue = QueueRow {
+            queue: "a-very-long-queue-name-that-goes-on".into(),
+            policy: "priority-aging".into(),
+            strategy: "least-loaded".into(),
+            scheduled: 123_456_789,
+            ready: 9_999_999_999,
+            inbox: 1,
+            running: 65_535,
+            retrying: 12,
+            succeeded: 1_000_000,
+            dead: 3,
+            cancelled: 0,
+            totals: Default::default(),
+            head_age_ms: Some(7_300_000),
+            succeeded_per_s: Some(12_345.67),
+            failed_per_s: Some(0.5),
+        };
+        let worker = WorkerRow {
+            worker: "host.example.com-123456-abcdef-and-more".into(),
+            queues: vec!["emails".into(), "reports".into(), "thumbnails".into()],
+            capacity: 65_535,
+            in_use: 65_535,
+            weight: 1000,
+            state: "draining",
+            expires_in_ms: 14_999,
+            dispatched: 10,
+            completed: 123_456_789_012,
+            weight_share: 1.0,
+            dispatch_share: 1.0,
+        };
+        let view = View {
+            at: 1_796_305_582_150,
+            queues: vec![queue],
+            workers: vec![worker],
+        };
+        let text = render(&view, "switchyard", Some(Duration::from_secs(1)));
+        for l in text.lines() {
+            assert!(
+                l.chars().count() <= WIDTH,
+                "{} columns: {l:?}",
+                l.chars().count()
+            );
+        }
+        assert!(text.contains("…"), "{text}");
+        assert_eq!(age(340), "340ms");
+        assert_eq!(age(185_000), "3m05s");
+        assert_eq!(count(1_234_567), "1.2M");
+    }
+}

@@ -1,0 +1,202 @@
+//! `switchyard task` and `switchyard dead`.
+
+use switchyard::{CancelOutcome, Client, TaskOutcome, display};
+
+use super::{DeadArgs, TaskArgs};
+use crate::remote::{millis, runtime};
+use crate::views::{self, TaskView, utc};
+
+/// Shows one task; cancels or re-drives it, or waits for its outcome, first when asked. With
+/// `--wait-ms`, fails unless the task succeeded.
+pub fn task(args: &TaskArgs) -> Result<(), String> {
+    runtime()?.block_on(async {
+        let client = args.remote.connect().await?;
+        let handle = client.task(args.id);
+        if args.cancel {
+            let said = match handle.cancel().await.map_err(|e| e.to_string())? {
+                CancelOutcome::Cancelled { .. } => "cancelled".to_owned(),
+                CancelOutcome::Requested => "running: its worker was asked to stop it".to_owned(),
+                CancelOutcome::AlreadyFinished(state) => format!("already finished: {state}"),
+            };
+            if !args.json {
+                println!("{said}");
+            }
+        }
+        if args.redrive {
+            client.redrive(args.id).await.map_err(|e| e.to_string())?;
+            if !args.json {
+                println!("re-driven: back in its queue with fresh attempts");
+            }
+        }
+        let mut failed = None;
+        if let Some(ms) = args.wait_ms {
+            let said = match handle.wait(millis(ms)).await.map_err(|e| e.to_string())? {
+                TaskOutcome::Succeeded(v) => format!("succeeded: {}", String::from_utf8_lossy(&v)),
+                TaskOutcome::Dead(e) => {
+                    failed = Some(format!("task {} is dead: {e}", args.id));
+                    format!("dead: {e}")
+                }
+                TaskOutcome::Cancelled => {
+                    failed = Some(format!("task {} was cancelled", args.id));
+                    "cancelled".to_owned()
+                }
+            };
+            if !args.json {
+                println!("{said}");
+            }
+        }
+        let view = views::task_view(&client, args.id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| {
+                format!(
+                    "no task {} (never submitted, or purged after its retention time)",
+                    args.id
+                )
+            })?;
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&view).map_err(|e| e.to_string())?
+            );
+        } else {
+            print_task(&view);
+        }
+        failed.map_or(Ok(()), Err)
+    })
+}
+
+fn print_task(view: &TaskView) {
+    let info = &view.info;
+    let row = |label: &str, value: &str| println!("{label:<12}{value}");
+    row("id", &info.id.to_string());
+    row("queue", info.queue.as_str());
+    row("kind", info.kind.as_str());
+    row("state", info.state.as_str());
+    row(
+        "attempts",
+        &format!("{} of {}", info.attempts, info.max_attempts),
+    );
+    row("priority", &info.priority.to_string());
+    row("cost", &format!("{} ms", info.cost_ms));
+    row("timeout", &format!("{} ms", info.timeout_ms));
+    row("created", &format!("{} UTC", utc(info.created_at)));
+    if let Some(at) = info.run_at {
+        row("runs at", &format!("{} UTC", utc(at)));
+    }
+    if let Some(at) = info.deadline {
+        row("lease ends", &format!("{} UTC", utc(at)));
+    }
+    if let Some(at) = info.finished_at {
+        row("finished", &format!("{} UTC", utc(at)));
+    }
+    if let Some(w) = &info.worker {
+        row("worker", w.as_str());
+    }
+    if let Some(e) = &info.last_error {
+        row("last error", e);
+    }
+    if info.cancel_requested {
+        row("cancel", "requested");
+    }
+    if let Some(k) = &info.affinity_key {
+        row("affinity", k);
+    }
+    if let Some(k) = &info.dedup_key {
+        row("dedup", k);
+    }
+    row(
+        "payload",
+        &format!("{} bytes: {}", view.payload_bytes, view.payload_preview),
+    );
+    if let Some(o) = &view.outcome
+        && let (Some(n), Some(p)) = (o.result_bytes, &o.result_preview)
+    {
+        row("result", &format!("{n} bytes: {p}"));
+    }
+    if let Some(t) = &info.trace_parent {
+        row("trace", t.as_str());
+    }
+    if view.events.is_empty() {
+        row(
+            "events",
+            "(none in the log; a queue records failures only unless declared with --events all)",
+        );
+        return;
+    }
+    println!("events");
+    for e in &view.events {
+        println!(
+            "  {}  {:<10} {}",
+            utc(e.at),
+            e.kind.as_str(),
+            super::events::labelled(e)
+        );
+    }
+    if !view.events_complete {
+        println!("  (the log is longer than could be searched: newer events may be missing)");
+    }
+}
+
+/// Lists (and optionally re-drives) a queue's dead-letter set.
+pub fn dead(args: &DeadArgs) -> Result<(), String> {
+    runtime()?.block_on(async {
+        let client = args.remote.connect().await?;
+        let dead = client
+            .dead(&args.queue, args.limit)
+            .await
+            .map_err(|e| e.to_string())?;
+        if dead.is_empty() {
+            declared(&client, &args.queue).await?;
+        }
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&dead).map_err(|e| e.to_string())?
+            );
+        } else if dead.is_empty() {
+            println!("(no dead tasks in {})", args.queue);
+        } else {
+            println!(
+                "{:<26}  {:<16} {:>8}  {:<23}  error",
+                "task", "kind", "attempts", "died (UTC)"
+            );
+            for t in &dead {
+                println!(
+                    "{:<26}  {:<16} {:>8}  {:<23}  {}",
+                    t.id,
+                    t.kind.as_str(),
+                    t.attempts,
+                    t.finished_at.map(utc).unwrap_or_default(),
+                    t.last_error.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        if args.redrive {
+            for t in &dead {
+                client.redrive(t.id).await.map_err(|e| e.to_string())?;
+            }
+            if !args.json {
+                println!("re-drove {} tasks", dead.len());
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Fails with a clear message when `queue` is not declared.
+async fn declared(client: &Client, queue: &str) -> Result<(), String> {
+    let name = switchyard::QueueName::new(queue).map_err(|e| e.to_string())?;
+    let config = client
+        .backend()
+        .queue_config(&name)
+        .await
+        .map_err(|e| e.to_string())?;
+    match config {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "queue {} is not declared (`switchyard status` lists the queues)",
+            display::quoted(queue)
+        )),
+    }
+}

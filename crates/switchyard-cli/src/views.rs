@@ -1,0 +1,354 @@
+//! What `status` and `dashboard` show of a namespace, built from one `stats` read (plus one
+//! peek per queue for the age of the task next in line): rows whose field names are the
+//! table headings and the JSON names alike, and rates between two reads.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use switchyard::{Client, Error, EventCounts, QueueName, Stats};
+
+/// One queue.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueRow {
+    pub queue: String,
+    pub policy: String,
+    pub strategy: String,
+    pub scheduled: u64,
+    pub ready: u64,
+    pub inbox: u64,
+    pub running: u64,
+    pub retrying: u64,
+    pub succeeded: u64,
+    pub dead: u64,
+    pub cancelled: u64,
+    /// Lifetime event counts (see `EventCounts`).
+    pub totals: EventCounts,
+    /// How long ago the task next in line was submitted (none while nothing is ready).
+    pub head_age_ms: Option<u64>,
+    /// Rates since the previous read (none on the first).
+    pub succeeded_per_s: Option<f64>,
+    pub failed_per_s: Option<f64>,
+}
+
+/// One live worker.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerRow {
+    pub worker: String,
+    pub queues: Vec<String>,
+    pub capacity: u32,
+    pub in_use: u32,
+    pub weight: u32,
+    pub state: &'static str,
+    /// Until its heartbeat expires (it is reaped then).
+    pub expires_in_ms: u64,
+    /// Since it registered.
+    pub dispatched: u64,
+    pub completed: u64,
+    /// Its weight over all live workers' weights, its dispatches over all theirs.
+    pub weight_share: f64,
+    pub dispatch_share: f64,
+}
+
+/// A namespace as read at `at` (ms since the epoch, this machine's clock).
+#[derive(Debug, Clone, Serialize)]
+pub struct View {
+    pub at: u64,
+    pub queues: Vec<QueueRow>,
+    pub workers: Vec<WorkerRow>,
+}
+
+/// Reads views of one namespace; keeps what rates and configurations need between reads.
+pub struct Reader {
+    client: Client,
+    /// Per queue: (policy, strategy) names, read again every `CONFIG_EVERY` reads.
+    configs: BTreeMap<String, (String, String)>,
+    previous: Option<(u64, BTreeMap<String, EventCounts>)>,
+    reads: u64,
+}
+
+const CONFIG_EVERY: u64 = 30;
+
+impl Reader {
+    pub fn new(client: Client) -> Reader {
+        Reader {
+            client,
+            configs: BTreeMap::new(),
+            previous: None,
+            reads: 0,
+        }
+    }
+
+    /// Reads the namespace now; also returns the raw `stats`.
+    pub async fn read(&mut self) -> Result<(View, Stats), Error> {
+        let stats = self.client.stats().await?;
+        let at = now_ms();
+        let again = self.reads.is_multiple_of(CONFIG_EVERY);
+        self.reads += 1;
+        let mut heads = BTreeMap::new();
+        for q in stats.queues.iter().filter_map(|q| q.queue.as_ref()) {
+            if (again || !self.configs.contains_key(q.as_str()))
+                && let Some(c) = self.client.backend().queue_config(q).await?
+            {
+                self.configs.insert(
+                    q.as_str().to_owned(),
+                    (c.policy.name().to_owned(), c.strategy.name().to_owned()),
+                );
+            }
+            if let Some(head) = self.client.backend().peek_ready(q, 1).await?.first() {
+                heads.insert(q.as_str().to_owned(), at.saturating_sub(head.millis()));
+            }
+        }
+        let view = self.rows(at, &stats, &heads);
+        Ok((view, stats))
+    }
+
+    fn rows(&mut self, at: u64, stats: &Stats, heads: &BTreeMap<String, u64>) -> View {
+        let totals: BTreeMap<String, EventCounts> = stats
+            .queues
+            .iter()
+            .filter_map(|q| q.queue.as_ref().map(|n| (n.as_str().to_owned(), q.totals)))
+            .collect();
+        let previous = self.previous.take();
+        let rate = |name: &str, pick: fn(&EventCounts) -> u64| -> Option<f64> {
+            let (then, before) = previous.as_ref()?;
+            let seconds = at.saturating_sub(*then) as f64 / 1000.0;
+            if seconds <= 0.0 {
+                return None;
+            }
+            let (now, was) = (
+                totals.get(name)?,
+                before.get(name).copied().unwrap_or_default(),
+            );
+            // Two decimals are plenty for a table or a chart.
+            Some((pick(now).saturating_sub(pick(&was)) as f64 / seconds * 100.0).round() / 100.0)
+        };
+        let queues = stats
+            .queues
+            .iter()
+            .filter_map(|q| {
+                let name = q.queue.as_ref().map(QueueName::as_str)?;
+                let (policy, strategy) = self.configs.get(name).cloned().unwrap_or_default();
+                Some(QueueRow {
+                    queue: name.to_owned(),
+                    policy,
+                    strategy,
+                    scheduled: q.scheduled,
+                    ready: q.ready,
+                    inbox: q.dispatched,
+                    running: q.running,
+                    retrying: q.retry_scheduled,
+                    succeeded: q.succeeded,
+                    dead: q.dead,
+                    cancelled: q.cancelled,
+                    totals: q.totals,
+                    head_age_ms: heads.get(name).copied(),
+                    succeeded_per_s: rate(name, |c| c.succeeded),
+                    failed_per_s: rate(name, |c| c.failed),
+                })
+            })
+            .collect();
+        let weights: u64 = stats.workers.iter().map(|w| u64::from(w.weight)).sum();
+        let dispatches: u64 = stats.workers.iter().map(|w| w.dispatched).sum();
+        let share = |part: u64, whole: u64| {
+            if whole == 0 {
+                0.0
+            } else {
+                part as f64 / whole as f64
+            }
+        };
+        let workers = stats
+            .workers
+            .iter()
+            .map(|w| WorkerRow {
+                worker: w.id.as_str().to_owned(),
+                queues: w.queues.iter().map(|q| q.as_str().to_owned()).collect(),
+                capacity: w.capacity,
+                in_use: w.inflight,
+                weight: w.weight,
+                state: if w.draining { "draining" } else { "active" },
+                expires_in_ms: w.expires_at.saturating_sub(at),
+                dispatched: w.dispatched,
+                completed: w.completed,
+                weight_share: share(u64::from(w.weight), weights),
+                dispatch_share: share(w.dispatched, dispatches),
+            })
+            .collect();
+        self.previous = Some((at, totals));
+        View {
+            at,
+            queues,
+            workers,
+        }
+    }
+
+    /// Per queue: (policy, strategy), as last read.
+    pub fn configs(&self) -> &BTreeMap<String, (String, String)> {
+        &self.configs
+    }
+}
+
+/// Now, in ms since the epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// `at` (ms since the epoch) as `2026-12-03 14:13:28.123` (UTC).
+pub fn utc(at: u64) -> String {
+    let (secs, ms) = (at / 1000, at % 1000);
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{ms:03}",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+/// The first bytes of a payload or result, readable: text (escaped) or hex.
+pub fn preview(bytes: &[u8]) -> String {
+    const SHOWN: usize = 80;
+    match std::str::from_utf8(bytes) {
+        Ok(text) => {
+            let mut shown = String::new();
+            for c in text.chars().take(SHOWN) {
+                if c.is_control() {
+                    shown.extend(c.escape_default());
+                } else {
+                    shown.push(c);
+                }
+            }
+            if text.chars().count() > SHOWN {
+                shown.push('…');
+            }
+            shown
+        }
+        Err(_) => {
+            let hex: String = bytes
+                .iter()
+                .take(SHOWN / 2)
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            if bytes.len() > SHOWN / 2 {
+                format!("0x{hex}…")
+            } else {
+                format!("0x{hex}")
+            }
+        }
+    }
+}
+
+/// One task as `task --json` and the dashboard's task page show it.
+#[derive(Debug, Serialize)]
+pub struct TaskView {
+    pub info: switchyard::TaskInfo,
+    pub payload_bytes: usize,
+    pub payload_preview: String,
+    /// Set once it ended.
+    pub outcome: Option<OutcomeView>,
+    /// Its events still in the log (which kinds are kept is the queue's event level).
+    pub events: Vec<switchyard::Event>,
+    /// Whether the whole log was searched (false: it was longer than could be read).
+    pub events_complete: bool,
+}
+
+/// How a task ended.
+#[derive(Debug, Serialize)]
+pub struct OutcomeView {
+    pub state: &'static str,
+    pub result_bytes: Option<usize>,
+    pub result_preview: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Reads one task, its outcome and its events; `None` if there is no such task.
+pub async fn task_view(client: &Client, id: switchyard::TaskId) -> Result<Option<TaskView>, Error> {
+    let backend = client.backend();
+    let Some(info) = backend.get_task(id).await? else {
+        return Ok(None);
+    };
+    let outcome = backend.get_outcome(id).await?.map(|o| match o {
+        switchyard::TaskOutcome::Succeeded(v) => OutcomeView {
+            state: "succeeded",
+            result_bytes: Some(v.len()),
+            result_preview: Some(preview(&v)),
+            error: None,
+        },
+        switchyard::TaskOutcome::Dead(e) => OutcomeView {
+            state: "dead",
+            result_bytes: None,
+            result_preview: None,
+            error: Some(e),
+        },
+        switchyard::TaskOutcome::Cancelled => OutcomeView {
+            state: "cancelled",
+            result_bytes: None,
+            result_preview: None,
+            error: None,
+        },
+    });
+    let (events, events_complete) = events_of(client, id).await?;
+    Ok(Some(TaskView {
+        payload_bytes: info.payload.len(),
+        payload_preview: preview(&info.payload),
+        info,
+        outcome,
+        events,
+        events_complete,
+    }))
+}
+
+/// The event log is read in pages of this many.
+pub const EVENT_PAGE: usize = 1000;
+
+/// The task's events in the capped log: at most the whole log (`EVENT_LOG_CAP` entries).
+async fn events_of(
+    client: &Client,
+    id: switchyard::TaskId,
+) -> Result<(Vec<switchyard::Event>, bool), Error> {
+    let mut found = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..=(switchyard::EVENT_LOG_CAP / EVENT_PAGE) {
+        let page = client.events(after.as_deref(), EVENT_PAGE).await?;
+        let Some(last) = page.last() else {
+            return Ok((found, true));
+        };
+        after = Some(last.id.clone());
+        let full = page.len() == EVENT_PAGE;
+        found.extend(page.into_iter().filter(|e| e.task == id));
+        if !full {
+            return Ok((found, true));
+        }
+    }
+    Ok((found, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_as_utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00.000");
+        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00.000");
+        assert_eq!(utc(1_796_305_582_150), "2026-12-03 13:46:22.150");
+    }
+
+    #[test]
+    fn previews_escape_text_and_show_bytes_as_hex() {
+        assert_eq!(preview(b"{\"ms\":200}"), "{\"ms\":200}");
+        assert_eq!(preview(b"a\nb"), "a\\nb");
+        assert_eq!(preview(&[0xff, 0x00]), "0xff00");
+    }
+}
