@@ -163,7 +163,7 @@ local function queue_of(name)
   if not g then fail('SY_STALE', 'queue ' .. name .. ' was not passed') end
   local b = NFIXED + (g - 1) * 5
   local k_state = KEYS[b + 1]
-  local v = redis.call('HMGET', k_state, 'c', 'd')
+  local v = redis.call('HMGET', k_state, 'c', 'd', 'p')
   if not v[1] then fail('SY_UNKNOWN_QUEUE', name) end
   local pol, age, str, vn, dcost, matt, tmo, bb, bm, bj, rttl, dttl, dwin, ev = struct.unpack(CFG, v[1])
   local tomb, rng, jit, vt, ep = struct.unpack(QDYN, v[2])
@@ -174,7 +174,7 @@ local function queue_of(name)
        k_ring = KEYS[b + 4], k_done = KEYS[b + 5], pol = pol, age = age, str = str, vn = vn,
        dcost = dcost, matt = matt, tmo = tmo, bb = bb, bm = bm, bj = bj, rttl = rttl,
        dttl = dttl, dwin = dwin, ev = ev, tomb = tomb, rng = rng, jit = jit, vt = vt, ep = ep,
-       cur = cur, rlen = false, dirty = false}
+       cur = cur, rlen = false, dirty = false, paused = v[3] == '1'}
   QUEUES[name] = q
   return q
 end
@@ -596,6 +596,17 @@ local function pick(q, r)
   return nil
 end
 
+-- Pull queues: wakes the first worker parked on `q` (State::make_ready's sleeper); false if
+-- none is parked.
+local function wake_one(q)
+  local sleeper = redis.call('ZRANGEBYLEX', K_FREE, '[' .. q.name .. '|', '(' .. q.name .. '}', 'LIMIT', 0, 1)[1]
+  if not sleeper then return false end
+  local wr = worker_get(string.sub(sleeper, #q.name + 2))
+  unpark(wr)
+  redis.call('PUBLISH', string.sub(K_TASKS, 1, -6) .. 'wake:' .. wr.id, '1')
+  return true
+end
+
 -- Puts a task into its queue: scheduled for `at` if that is in the future, otherwise ready —
 -- or dispatched at once when the ready set is empty and the strategy finds an eligible worker
 -- (State::enter_queue, State::make_ready). `t` is the enqueue time for aging.
@@ -620,7 +631,7 @@ local function place(r, q, at, retry, t)
     rec_put(r)
     return
   end
-  if q.str ~= T_PULL then
+  if q.str ~= T_PULL and not q.paused then
     if ready_len(q) == 0 then
       local w = pick(q, r)
       if w then
@@ -642,14 +653,7 @@ local function place(r, q, at, retry, t)
     else key = t + r.co * q.age end
   end
   push_ready(q, key, string.format('%012x%s', seq, r.id))
-  if q.str == T_PULL then
-    local sleeper = redis.call('ZRANGEBYLEX', K_FREE, '[' .. q.name .. '|', '(' .. q.name .. '}', 'LIMIT', 0, 1)[1]
-    if sleeper then
-      local wr = worker_get(string.sub(sleeper, #q.name + 2))
-      unpark(wr)
-      redis.call('PUBLISH', string.sub(K_TASKS, 1, -6) .. 'wake:' .. wr.id, '1')
-    end
-  end
+  if q.str == T_PULL and not q.paused then wake_one(q) end
 end
 
 -- Fills the worker's free slots from its push queues in its order (State::fill_worker).
@@ -658,8 +662,43 @@ local function fill_worker(wr)
     if not has_free_slot(wr) then return end
     if wr.strs[qname] ~= T_PULL then
       local q = queue_of(qname)
-      for _, r in ipairs(pop_ready(q, wr.cap - wr.inf)) do dispatch_to(wr, r, q, nil) end
+      if not q.paused then
+        for _, r in ipairs(pop_ready(q, wr.cap - wr.inf)) do dispatch_to(wr, r, q, nil) end
+      end
     end
+  end
+end
+
+-- Hands ready tasks of `q` to eligible workers, up to `limit` (State::dispatch): nothing for
+-- a pull queue or a paused one. Reads the ready set directly: call it before this call pushed
+-- anything to it.
+local function dispatch_ready(q, limit)
+  local n = 0
+  while n < limit and q.str ~= T_PULL and not q.paused do
+    -- The head of the ready set, dropping cancelled entries of an FCFS list.
+    local r = nil
+    if q.pol == P_FCFS then
+      while true do
+        local m = redis.call('LINDEX', q.k_ready, 0)
+        if not m then break end
+        local c = rec_get(string.sub(m, 13))
+        if c and c.st == S_READY and c.q == q.name and c.pos == tonumber(string.sub(m, 1, 12), 16) then
+          r = c
+          break
+        end
+        redis.call('LPOP', q.k_ready)
+        set_state(q, 'tomb', q.tomb - 1)
+      end
+    else
+      local top = redis.call('ZRANGE', q.k_ready, 0, 0)
+      if #top > 0 then r = rec_get(string.sub(top[1], 13)) end
+    end
+    if not r then break end
+    local w = pick(q, r)
+    if not w then break end
+    pop_ready(q, 1)
+    dispatch_to(worker_get(w), r, q, nil)
+    n = n + 1
   end
 end
 
@@ -763,7 +802,8 @@ local function receive_tasks(wr, max, out)
     local r = nil
     for _, qname in ipairs(wr.queues) do
       if wr.strs[qname] == T_PULL then
-        r = pop_ready(queue_of(qname), 1)[1]
+        local q = queue_of(qname)
+        if not q.paused then r = pop_ready(q, 1)[1] end
         if r then break end
       end
     end

@@ -3,7 +3,7 @@
 -- KEYS: the fixed keys, then one group per queue. ARGV: now, N, N queue names.
 -- Reply: {{per queue: name, scheduled, ready, dispatched, running, retry, succeeded, dead,
 --         cancelled, then the lifetime event counts (EventCounts) submitted, dispatched,
---         succeeded, failed, retried, dead, cancelled},
+--         succeeded, failed, retried, dead, cancelled, then paused 0|1},
 --         {per worker: id, capacity, weight, inflight, expires, queues, draining, dispatched,
 --         completed}}.
 local nq = int_arg(2, 'queue count', 0, 100000)
@@ -30,6 +30,7 @@ for _, q in ipairs(groups) do
   local n = redis.call('HMGET', q.k_state, 'n:submitted', 'n:dispatched', 'n:succeeded', 'n:failed',
     'n:retried', 'n:dead', 'n:cancelled')
   for i = 1, 7 do row[#row + 1] = tonumber(n[i]) or 0 end
+  if q.paused then row[#row + 1] = 1 else row[#row + 1] = 0 end
   qs[#qs + 1] = row
 end
 local ws = {}

@@ -5,9 +5,11 @@
 //! * `switchyard declare`, `submit`, `worker` — run Switchyard on a Redis: declare queues,
 //!   submit tasks, run worker processes with built-in handlers;
 //! * `switchyard status`, `task`, `dead`, `events` — look at (and act on) what is there;
+//! * `switchyard pause`, `resume` — stop and restart dispatching from a queue;
 //! * `switchyard dashboard` — a live web view of a namespace (workers, queues, tasks);
 //! * `switchyard bench --url <redis>` — measure what tasks cost a real Redis.
 
+mod admin;
 mod bench;
 mod dashboard;
 mod declare;
@@ -49,6 +51,10 @@ enum Command {
     Dead(inspect::DeadArgs),
     /// Read the event log (which events are kept is set per queue: `declare --events`).
     Events(inspect::EventsArgs),
+    /// Pause a queue: nothing is dispatched from it; submissions wait, running tasks finish.
+    Pause(admin::PauseArgs),
+    /// Resume a paused queue: what waits is dispatched at once.
+    Resume(admin::PauseArgs),
     /// Serve a live web view of a namespace: queues, workers and their share of the work,
     /// tasks, dead letters (re-drive and cancel with `--allow-actions`).
     Dashboard(dashboard::DashboardArgs),
@@ -96,6 +102,8 @@ fn main() -> ExitCode {
         Command::Task(args) => inspect::task(&args),
         Command::Dead(args) => inspect::dead(&args),
         Command::Events(args) => inspect::events(&args),
+        Command::Pause(args) => admin::run(&args, true),
+        Command::Resume(args) => admin::run(&args, false),
         Command::Dashboard(args) => {
             init_logging();
             dashboard::run(&args)

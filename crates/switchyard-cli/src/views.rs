@@ -11,6 +11,8 @@ use switchyard::{Client, Error, EventCounts, QueueName, Stats};
 #[derive(Debug, Clone, Serialize)]
 pub struct QueueRow {
     pub queue: String,
+    /// Nothing is dispatched from it (`switchyard pause`).
+    pub paused: bool,
     pub policy: String,
     pub strategy: String,
     pub scheduled: u64,
@@ -130,6 +132,7 @@ impl Reader {
                 let (policy, strategy) = self.configs.get(name).cloned().unwrap_or_default();
                 Some(QueueRow {
                     queue: name.to_owned(),
+                    paused: q.paused,
                     policy,
                     strategy,
                     scheduled: q.scheduled,

@@ -542,3 +542,53 @@ fn a_reader_that_goes_away_ends_a_command_quietly() {
         );
     }
 }
+
+#[test]
+fn a_paused_queue_takes_tasks_and_dispatches_them_when_resumed() {
+    let server = RedisServer::start().unwrap();
+    let ns = "pause";
+    ok(&server, ns, &["declare", "jobs"]);
+    let worker = WorkerProcess::start(&server, ns, "w", &WORKER);
+    // The worker is live (its registration is what status lists) before the queue pauses.
+    let started = std::time::Instant::now();
+    while !ok(&server, ns, &["status"])
+        .lines()
+        .any(|l| l.starts_with("w "))
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "worker never registered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let said = ok(&server, ns, &["pause", "jobs"]);
+    assert!(said.contains("paused"), "{said}");
+    let ids = ok(&server, ns, &["submit", "jobs", "echo", "1", "-n", "3"]);
+    // The worker has free slots, yet every task waits, ready.
+    for id in ids.lines() {
+        let shown = ok(&server, ns, &["task", id, "--json"]);
+        let task: serde_json::Value = serde_json::from_str(&shown).unwrap();
+        assert_eq!(task["info"]["state"], "ready", "{shown}");
+    }
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&server, ns, &["status", "--json"])).unwrap();
+    assert_eq!(status["queues"][0]["paused"], true);
+    assert_eq!(status["queues"][0]["ready"], 3);
+    assert!(ok(&server, ns, &["status"]).contains("PAUSED"));
+
+    let said = ok(&server, ns, &["resume", "jobs"]);
+    assert!(said.contains("3 waiting tasks dispatched"), "{said}");
+    for id in ids.lines() {
+        let shown = ok(&server, ns, &["task", id, "--wait-ms", "20000"]);
+        assert!(shown.contains("succeeded"), "{shown}");
+    }
+    let again = ok(&server, ns, &["resume", "jobs"]);
+    assert!(again.contains("0 waiting tasks"), "{again}");
+    let unknown = run(&server, ns, &["pause", "nope"]);
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("queue `nope` is not declared"),
+        "{unknown:?}"
+    );
+    drop(worker);
+}

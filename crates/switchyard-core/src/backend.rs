@@ -259,6 +259,8 @@ pub struct QueueStats {
     pub cancelled: u64,
     /// Lifetime counts of what happened to the queue's tasks (see [`EventCounts`]).
     pub totals: EventCounts,
+    /// Paused: nothing is dispatched from it (see [`Backend::set_paused`]).
+    pub paused: bool,
 }
 
 impl QueueStats {
@@ -305,6 +307,7 @@ impl QueueStats {
             *self.slot(state) += other.get(state);
         }
         self.totals.merge(&other.totals);
+        self.paused |= other.paused;
     }
 }
 
@@ -459,6 +462,13 @@ pub trait Backend: Send + Sync {
 
     /// Waits up to `timeout` for the task to end, without polling the backend.
     async fn wait_outcome(&self, id: TaskId, timeout: Duration) -> Result<Option<TaskOutcome>>;
+
+    /// Pauses (`true`) or resumes a queue. While paused nothing is dispatched from it: tasks
+    /// are still accepted, become ready and wait; running tasks finish and report as usual.
+    /// Resuming dispatches what waits to the eligible workers at once (the assignments are
+    /// returned) and wakes workers waiting on a pull queue. Pausing a paused queue, or
+    /// resuming a running one, changes nothing.
+    async fn set_paused(&self, queue: &QueueName, paused: bool) -> Result<Vec<Assignment>>;
 
     /// Dead tasks of a queue, oldest first, up to `limit`.
     async fn list_dead(&self, queue: &QueueName, limit: usize) -> Result<Vec<TaskInfo>>;

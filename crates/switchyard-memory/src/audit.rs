@@ -142,7 +142,8 @@ impl State {
                     .ok_or(format!("{qn} lists dead worker {wid}"))?;
                 let free = w.has_free_slot();
                 if q.config.strategy.is_push() {
-                    if free && !q.ready.is_empty() {
+                    // Invariant 3, work conservation, holds for queues that are not paused.
+                    if free && !q.paused && !q.ready.is_empty() {
                         return Err(format!(
                             "{qn} has {} ready tasks while {wid} has a free slot",
                             q.ready.len()

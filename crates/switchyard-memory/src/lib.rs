@@ -373,6 +373,10 @@ impl Backend for MemoryBackend {
         self.with(|s, now| s.redrive(id, now))
     }
 
+    async fn set_paused(&self, queue: &QueueName, paused: bool) -> Result<Vec<Assignment>> {
+        self.with(|s, _| s.set_paused(queue, paused))
+    }
+
     async fn stats(&self) -> Result<Stats> {
         Ok(self.stats_now())
     }

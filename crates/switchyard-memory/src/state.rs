@@ -40,6 +40,8 @@ pub(crate) struct Queue {
     pub(crate) parked: BTreeSet<WorkerId>,
     /// Lifetime counts of its tasks' events (counted by `emit`, recorded or not).
     pub(crate) totals: EventCounts,
+    /// Nothing is dispatched from it (see `set_paused`).
+    pub(crate) paused: bool,
 }
 
 /// One task record.
@@ -223,6 +225,7 @@ impl State {
                 members: BTreeSet::new(),
                 parked: BTreeSet::new(),
                 totals: EventCounts::default(),
+                paused: false,
             },
         );
         Ok(())
@@ -376,6 +379,7 @@ impl State {
         // A non-empty ready set means no worker of this queue has a free slot (invariant 3),
         // so only an empty set can dispatch an arriving task.
         if q.config.strategy.is_push()
+            && !q.paused
             && q.ready.is_empty()
             && let Some(worker) = q.balancer.pick(&affinity)
         {
@@ -383,7 +387,7 @@ impl State {
             return self.dispatch_to(&worker, id, Some(seq)).map(Some);
         }
         q.ready.insert((key, seq), id);
-        let sleeper = q.parked.pop_first();
+        let sleeper = if q.paused { None } else { q.parked.pop_first() };
         let t = self.task_mut(id)?;
         t.state = TaskState::Ready;
         t.position = Some((key, seq));
@@ -531,7 +535,7 @@ impl State {
             }
             let next = w.spec.queues().iter().find_map(|qn| {
                 let q = self.queues.get(qn)?;
-                if !q.config.strategy.is_push() {
+                if !q.config.strategy.is_push() || q.paused {
                     return None;
                 }
                 q.ready
@@ -966,6 +970,9 @@ impl State {
         let mut out = Vec::new();
         while out.len() < limit {
             let q = self.queue_mut(queue)?;
+            if q.paused {
+                break;
+            }
             let Some((&pos, &id)) = q.ready.first_key_value() else {
                 break;
             };
@@ -982,6 +989,34 @@ impl State {
             out.push(self.dispatch_to(&worker, id, None)?);
         }
         Ok(out)
+    }
+
+    /// Pauses or resumes a queue (Backend::set_paused); resuming dispatches what waits and
+    /// wakes one parked worker per ready task of a pull queue.
+    pub(crate) fn set_paused(
+        &mut self,
+        queue: &QueueName,
+        paused: bool,
+    ) -> Result<Vec<Assignment>> {
+        let q = self.queue_mut(queue)?;
+        if q.paused == paused {
+            return Ok(Vec::new());
+        }
+        q.paused = paused;
+        if paused {
+            return Ok(Vec::new());
+        }
+        if q.config.strategy.is_push() {
+            return self.dispatch(queue, usize::MAX);
+        }
+        for _ in 0..q.ready.len() {
+            let Some(w) = self.queue_mut(queue)?.parked.pop_first() else {
+                break;
+            };
+            self.unpark(&w);
+            self.wake(&w);
+        }
+        Ok(Vec::new())
     }
 
     pub(crate) fn receive(
@@ -1015,7 +1050,7 @@ impl State {
             }
             let next = w.spec.queues().iter().find_map(|qn| {
                 let q = self.queues.get(qn)?;
-                if q.config.strategy.is_push() {
+                if q.config.strategy.is_push() || q.paused {
                     return None;
                 }
                 q.ready
@@ -1279,6 +1314,7 @@ impl State {
                     QueueStats {
                         queue: Some(q.0.clone()),
                         totals: q.1.totals,
+                        paused: q.1.paused,
                         ..QueueStats::default()
                     },
                 )

@@ -14,6 +14,8 @@ use crate::error::map_redis;
 /// What the audit reads of one queue.
 struct QueueView {
     pull: bool,
+    /// Paused (field `p` of the queue state): work conservation does not apply.
+    paused: bool,
     /// Ready entries (an FCFS list may hold entries of cancelled tasks, counted in `tomb`).
     ready: Vec<String>,
     tomb: i64,
@@ -80,8 +82,10 @@ impl RedisBackend {
             } else {
                 conn.zrange(&ready, 0, -1).await.map_err(e)?
             };
+            let paused: Option<String> = conn.hget(&state, "p").await.map_err(e)?;
             let view = QueueView {
                 pull: !config.strategy.is_push(),
+                paused: paused.as_deref() == Some("1"),
                 ready,
                 tomb: if fcfs { tomb.unwrap_or(0) } else { 0 },
                 delayed: pairs(conn.zrange_withscores(&delayed, 0, -1).await.map_err(e)?),
@@ -318,7 +322,7 @@ impl RedisBackend {
                     }
                     eligible.insert(member);
                 }
-                if free_slot && view.ready_len() > 0 {
+                if free_slot && !view.paused && view.ready_len() > 0 {
                     problems.push(format!(
                         "{q} has {} ready tasks while {w} has a free slot",
                         view.ready_len()

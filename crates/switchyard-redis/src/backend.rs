@@ -891,6 +891,14 @@ impl Backend for RedisBackend {
         self.receive_inner(worker, max, false).await
     }
 
+    async fn set_paused(&self, queue: &QueueName, paused: bool) -> Result<Vec<Assignment>> {
+        let now = self.now_arg();
+        let mut inv = self.invocation(&self.inner.scripts.pause, &[queue], &now);
+        inv.arg(queue.as_str()).arg(u8::from(paused));
+        let v = self.exec(&inv).await.map_err(Failure::into_error)?;
+        assignments(&mut array(v)?.into_iter(), None)
+    }
+
     async fn receive_wait(
         &self,
         me: &WorkerRef,
@@ -1168,7 +1176,7 @@ impl Backend for RedisBackend {
         let mut queues = Vec::new();
         for q in qs {
             let f = array(q)?;
-            if f.len() < 16 {
+            if f.len() < 17 {
                 return Err(protocol("short queue stats"));
             }
             let n = |i: usize| uint(&f[i]);
@@ -1187,6 +1195,7 @@ impl Backend for RedisBackend {
                 dead: n(7)?,
                 cancelled: n(8)?,
                 totals,
+                paused: n(16)? == 1,
             });
         }
         let mut workers = BTreeMap::new();

@@ -253,6 +253,7 @@ scripts! {
     promote => "promote.lua",
     purge => "purge.lua",
     redrive => "redrive.lua",
+    pause => "pause.lua",
     peek => "peek.lua",
     await_outcome => "await.lua",
     stats => "stats.lua",

@@ -156,6 +156,13 @@ pub enum Op {
         /// Queue index.
         queue: usize,
     },
+    /// Pause or resume a queue.
+    Pause {
+        /// Queue index.
+        queue: usize,
+        /// Pause (true) or resume.
+        paused: bool,
+    },
     /// Heartbeat and receive as worker `worker` with a token no registration has: both must
     /// be refused (unknown or replaced) and change nothing.
     Impostor {
@@ -297,6 +304,7 @@ pub fn any_op() -> impl proptest::strategy::Strategy<Value = Op> {
         1 => any::<usize>().prop_map(|pick| Op::Cancel { pick }),
         1 => any::<usize>().prop_map(|pick| Op::Redrive { pick }),
         1 => (0..QUEUES).prop_map(|queue| Op::Dispatch { queue }),
+        2 => (0..QUEUES, any::<bool>()).prop_map(|(queue, paused)| Op::Pause { queue, paused }),
         1 => (0..WORKERS).prop_map(|worker| Op::Impostor { worker }),
     ]
 }
@@ -851,6 +859,12 @@ impl<B: Backend> Runner<B> {
                     self.backend.dispatch(&queue_name(*queue), 16)
                 )
             }
+            Op::Pause { queue, paused } => {
+                answer!(
+                    format!("pause q{queue} {paused}"),
+                    self.backend.set_paused(&queue_name(*queue), *paused)
+                )
+            }
         };
         self.record(line);
         let (snap, after) = self.check_all(&before, cancelled).await?;
@@ -937,10 +951,10 @@ impl<B: Backend> Runner<B> {
                 "{n} tasks are leased to {w}, which is not registered"
             ));
         }
-        // 3. Work conservation on push queues.
+        // 3. Work conservation on push queues that are not paused.
         for (i, q) in snap.stats.queues.iter().enumerate() {
             let config = self.configs.get(i).ok_or("queue index")?;
-            if !config.strategy.is_push() || q.ready == 0 {
+            if !config.strategy.is_push() || q.ready == 0 || q.paused {
                 continue;
             }
             let name = queue_name(i);

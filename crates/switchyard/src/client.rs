@@ -369,6 +369,40 @@ impl Client {
         }
     }
 
+    /// Pauses `queue`: nothing is dispatched from it until [`resume`](Client::resume);
+    /// submissions are still accepted (they wait, ready), running tasks finish and report.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use switchyard::{Client, QueueConfig, TaskSpec, TaskState, WorkerSpec};
+    /// let client = Client::memory();
+    /// client.declare("q", QueueConfig::default()).await?;
+    /// client.backend().register_worker(WorkerSpec::new("w", ["q"])?).await?;
+    /// client.pause("q").await?;
+    /// let task = client.submit(TaskSpec::builder("q", "k").build()?).await?;
+    /// assert_eq!(task.state().await?, Some(TaskState::Ready)); // w has a free slot, but waits
+    /// assert_eq!(client.resume("q").await?, 1); // dispatched at once
+    /// assert_eq!(task.state().await?, Some(TaskState::Dispatched));
+    /// # Ok::<(), switchyard::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn pause(&self, queue: &str) -> Result<()> {
+        self.backend
+            .set_paused(&QueueName::new(queue)?, true)
+            .await
+            .map(drop)
+    }
+
+    /// Resumes a paused `queue`; answers how many waiting tasks it dispatched at once (workers
+    /// waiting on a pull queue are woken instead).
+    pub async fn resume(&self, queue: &str) -> Result<usize> {
+        Ok(self
+            .backend
+            .set_paused(&QueueName::new(queue)?, false)
+            .await?
+            .len())
+    }
+
     /// Dead tasks of a queue, oldest first.
     ///
     /// ```

@@ -232,6 +232,13 @@ impl Backend for Tap {
     async fn redrive(&self, id: TaskId) -> switchyard::Result<SubmitOutcome> {
         self.inner.redrive(id).await
     }
+    async fn set_paused(
+        &self,
+        queue: &QueueName,
+        paused: bool,
+    ) -> switchyard::Result<Vec<Assignment>> {
+        self.inner.set_paused(queue, paused).await
+    }
     async fn stats(&self) -> switchyard::Result<Stats> {
         self.inner.stats().await
     }

@@ -48,7 +48,12 @@ pub fn render(view: &View, namespace: &str, every: Option<Duration>) -> String {
                 count(q.dead)
             ),
         );
-        let mut detail = format!("{:16} {} done", "", count(q.totals.succeeded));
+        let mut detail = format!(
+            "{:16} {}{} done",
+            "",
+            if q.paused { "PAUSED, " } else { "" },
+            count(q.totals.succeeded)
+        );
         if let (Some(ok), Some(bad)) = (q.succeeded_per_s, q.failed_per_s) {
             let _ = write!(detail, " ({ok:.1}/s), {bad:.1} failed/s");
         }
@@ -141,6 +146,7 @@ mod tests {
     fn the_table_fits_in_80_columns_whatever_the_names_and_numbers() {
         let queue = QueueRow {
             queue: "a-very-long-queue-name-that-goes-on".into(),
+            paused: true,
             policy: "priority-aging".into(),
             strategy: "least-loaded".into(),
             scheduled: 123_456_789,

@@ -480,6 +480,15 @@ impl Backend for Partitioned {
         self.of(id).redrive(id).await
     }
 
+    /// Every partition of the queue, one after the other (a resume dispatches in each).
+    async fn set_paused(&self, queue: &QueueName, paused: bool) -> Result<Vec<Assignment>> {
+        let mut all = Vec::new();
+        for b in &self.parts {
+            all.extend(b.set_paused(queue, paused).await?);
+        }
+        Ok(all)
+    }
+
     async fn stats(&self) -> Result<Stats> {
         let all = join_all(self.parts.iter().map(|b| b.stats())).await;
         Ok(merge::stats(all.into_iter().collect::<Result<Vec<_>>>()?))

@@ -67,7 +67,8 @@ function render(s) {
 function renderQueues(queues) {
   const body = document.querySelector('#queues tbody');
   body.replaceChildren(...queues.map(q => el('tr', { 'data-queue': q.queue },
-    el('td', { 'data-field': 'queue' }, q.queue),
+    el('td', { 'data-field': 'queue' }, q.queue,
+      ...(q.paused ? [' ', el('span', { class: 'paused', 'data-field': 'paused' }, 'paused')] : [])),
     el('td', { class: 'text', 'data-field': 'policy' }, q.policy),
     el('td', { class: 'text', 'data-field': 'strategy' }, q.strategy),
     ...['scheduled', 'ready', 'inbox', 'running', 'retrying', 'succeeded', 'dead', 'cancelled']
