@@ -6,12 +6,12 @@ mod shared;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use shared::{CountWords, Counted, QUEUE, redis_url};
+use shared::{CountWords, Counted, QUEUE, namespace, redis_url};
 use switchyard::{Client, Policy, QueueConfig, Strategy};
 
 #[tokio::main]
 async fn main() -> Result<(), switchyard::Error> {
-    let client = Client::connect(&redis_url(), "examples").await?;
+    let client = Client::connect(&redis_url(), &namespace()).await?;
     client
         .declare(QUEUE, QueueConfig::new(Policy::Fcfs, Strategy::LeastLoaded))
         .await?;

@@ -11,7 +11,7 @@ mod shared;
 
 use std::time::Duration;
 
-use shared::{CountWords, Counted, QUEUE, redis_url};
+use shared::{CountWords, Counted, QUEUE, namespace, redis_url};
 use switchyard::{Client, Policy, QueueConfig, Strategy, TaskError, Worker};
 
 #[tokio::main]
@@ -19,7 +19,7 @@ async fn main() -> Result<(), switchyard::Error> {
     let id = std::env::args()
         .nth(1)
         .unwrap_or_else(|| format!("worker-{}", std::process::id()));
-    let client = Client::connect(&redis_url(), "examples").await?;
+    let client = Client::connect(&redis_url(), &namespace()).await?;
     // Declaring is idempotent: whichever process starts first creates the queue.
     client
         .declare(QUEUE, QueueConfig::new(Policy::Fcfs, Strategy::LeastLoaded))

@@ -64,7 +64,7 @@ fn redis_example_runs_as_three_processes() {
     // Both must be registered before the producer submits, for both to get a share.
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let client = runtime
-        .block_on(switchyard::Client::connect(&server.url(), "examples"))
+        .block_on(switchyard::Client::connect(&server.url(), "switchyard"))
         .unwrap();
     let started = Instant::now();
     while runtime

@@ -27,6 +27,11 @@ pub struct Counted {
 /// The queue both sides use.
 pub const QUEUE: &str = "words";
 
+/// `SWITCHYARD_NAMESPACE`, or `switchyard`: the namespace `switchyard status` shows by default.
+pub fn namespace() -> String {
+    std::env::var("SWITCHYARD_NAMESPACE").unwrap_or_else(|_| "switchyard".to_owned())
+}
+
 /// `SWITCHYARD_URL`, or a local Redis on port 6380.
 pub fn redis_url() -> String {
     std::env::var("SWITCHYARD_URL").unwrap_or_else(|_| "redis://127.0.0.1:6380".to_owned())

@@ -114,6 +114,33 @@ fn several_policies_each_get_a_table() {
     assert!(tables[1].contains("mean wait by priority"), "{}", tables[1]);
     assert!(tables[2].contains("mean wait by cost"), "{}", tables[2]);
     assert!(!tables[0].contains("mean wait by"), "{}", tables[0]);
+    // The verdict names, per policy, the strategy with the most tasks/s in its table.
+    let verdict = &text[text.find("\nverdict (this run)\n").expect("a verdict")..];
+    for (policy, table) in ["fcfs", "priority+aging(50ms)", "sjf"].iter().zip(tables) {
+        let fastest = ["weighted", "pull"]
+            .iter()
+            .map(|s| {
+                let row = table
+                    .lines()
+                    .find(|l| l.starts_with(&format!("{s} ")))
+                    .unwrap();
+                let rate: f64 = row.split_whitespace().nth(1).unwrap().parse().unwrap();
+                (rate, *s)
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .unwrap()
+            .1;
+        let line = verdict
+            .lines()
+            .find(|l| l.starts_with(&format!("{policy} ")))
+            .unwrap_or_else(|| panic!("{policy} missing from the verdict:\n{verdict}"));
+        assert!(line.contains(&format!("fastest {fastest} (")), "{line}");
+        assert!(line.contains("fairest "), "{line}");
+    }
+    assert!(
+        verdict.contains("across policies: lowest mean wait"),
+        "{verdict}"
+    );
 }
 
 /// `demo --help` names and explains every flag.

@@ -87,6 +87,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let mut tables = Vec::new();
     for (i, &policy) in policies.iter().enumerate() {
         // Name the policy on stderr only when there is more than one.
         let label = |strategy: Strategy| {
@@ -121,9 +122,13 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         if i > 0 {
             writeln!(out).map_err(|e| e.to_string())?;
         }
-        report::table(&mut out, &workload, &results, policy).map_err(|e| e.to_string())?;
+        let rows =
+            report::table(&mut out, &workload, &results, policy).map_err(|e| e.to_string())?;
+        tables.push((policy, rows));
         out.flush().map_err(|e| e.to_string())?;
     }
+    report::verdict(&mut out, &tables).map_err(|e| e.to_string())?;
+    out.flush().map_err(|e| e.to_string())?;
     Ok(())
 }
 

@@ -84,7 +84,7 @@ pub fn table(
     w: &Workload,
     results: &[SimResult],
     policy: Policy,
-) -> io::Result<()> {
+) -> io::Result<Vec<Row>> {
     let title = format!("policy {}", policy.name());
     writeln!(out, "{title}")?;
     writeln!(out, "{}", "=".repeat(title.chars().count()))?;
@@ -100,29 +100,22 @@ pub fn table(
         "p99 latency",
         "Jain(w)"
     )?;
+    let mut rows = Vec::new();
     for r in results {
-        let mut waits = r.waits.clone();
-        waits.sort_unstable();
-        let mut latencies = r.latencies.clone();
-        latencies.sort_unstable();
-        let relative: Vec<f64> = r
-            .tasks_per_worker
-            .iter()
-            .zip(&w.workers)
-            .map(|(n, wk)| *n as f64 / f64::from(wk.weight))
-            .collect();
+        let row = Row::of(w, r);
         writeln!(
             out,
             "{:<13} {:>8.1} {:>7.2} s {:>7.1} ms {:>6} ms {:>9.1} ms {:>8} ms {:>8.3}",
             r.strategy.name(),
-            r.waits.len() as f64 / (r.makespan_ms as f64 / 1000.0),
-            r.makespan_ms as f64 / 1000.0,
-            mean(waits.iter().copied()),
-            percentile(&waits, 99.0),
-            mean(latencies.iter().copied()),
-            percentile(&latencies, 99.0),
-            jain(&relative)
+            row.tasks_per_s,
+            row.makespan_s,
+            row.mean_wait_ms,
+            row.p99_wait_ms,
+            row.mean_latency_ms,
+            row.p99_latency_ms,
+            row.jain
         )?;
+        rows.push(row);
     }
     writeln!(out)?;
     writeln!(
@@ -151,6 +144,121 @@ pub fn table(
                 weight_share * 100.0,
                 100.0 * r.busy_ms[w.workers.iter().position(|x| x.id == wk.id).unwrap_or(0)] as f64
                     / (r.makespan_ms as f64 * f64::from(wk.capacity))
+            )?;
+        }
+    }
+    Ok(rows)
+}
+
+/// One strategy's figures in a policy's table.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub strategy: &'static str,
+    pub tasks_per_s: f64,
+    pub makespan_s: f64,
+    pub mean_wait_ms: f64,
+    pub p99_wait_ms: u64,
+    pub mean_latency_ms: f64,
+    pub p99_latency_ms: u64,
+    /// Jain's index of tasks per unit of weight.
+    pub jain: f64,
+}
+
+impl Row {
+    fn of(w: &Workload, r: &SimResult) -> Row {
+        let mut waits = r.waits.clone();
+        waits.sort_unstable();
+        let mut latencies = r.latencies.clone();
+        latencies.sort_unstable();
+        let relative: Vec<f64> = r
+            .tasks_per_worker
+            .iter()
+            .zip(&w.workers)
+            .map(|(n, wk)| *n as f64 / f64::from(wk.weight))
+            .collect();
+        Row {
+            strategy: r.strategy.name(),
+            tasks_per_s: r.waits.len() as f64 / (r.makespan_ms as f64 / 1000.0),
+            makespan_s: r.makespan_ms as f64 / 1000.0,
+            mean_wait_ms: mean(waits.iter().copied()),
+            p99_wait_ms: percentile(&waits, 99.0),
+            mean_latency_ms: mean(latencies.iter().copied()),
+            p99_latency_ms: percentile(&latencies, 99.0),
+            jain: jain(&relative),
+        }
+    }
+}
+
+/// The closing verdict: per policy, the fairest strategy (Jain's index closest to 1), the
+/// fastest (tasks/s) and the one with the lowest p99 latency, and whether the differences are
+/// big enough to matter on this run.
+pub fn verdict(out: &mut impl Write, tables: &[(Policy, Vec<Row>)]) -> io::Result<()> {
+    writeln!(out)?;
+    writeln!(out, "verdict (this run)")?;
+    writeln!(out, "==================")?;
+    for (policy, rows) in tables {
+        let best = |key: fn(&Row) -> f64| {
+            rows.iter()
+                .max_by(|a, b| key(a).total_cmp(&key(b)))
+                .cloned()
+        };
+        let (Some(fair), Some(fast), Some(quick)) = (
+            best(|r| r.jain),
+            best(|r| r.tasks_per_s),
+            best(|r| -(r.p99_latency_ms as f64)),
+        ) else {
+            continue;
+        };
+        let spread = |key: fn(&Row) -> f64| {
+            let (lo, hi) = rows
+                .iter()
+                .map(key)
+                .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+            if hi > 0.0 { (hi - lo) / hi } else { 0.0 }
+        };
+        writeln!(
+            out,
+            "{:<14} fairest {} (Jain {:.3}), fastest {} ({:.1} tasks/s),",
+            policy.name(),
+            fair.strategy,
+            fair.jain,
+            fast.strategy,
+            fast.tasks_per_s,
+        )?;
+        writeln!(
+            out,
+            "{:<14} lowest p99 latency {} ({} ms)",
+            "", quick.strategy, quick.p99_latency_ms
+        )?;
+        let close = spread(|r| r.tasks_per_s) < 0.02 && spread(|r| r.p99_latency_ms as f64) < 0.05;
+        if close {
+            writeln!(
+                out,
+                "{:<14} (within 2% in throughput and 5% in p99 latency: alike at this load)",
+                ""
+            )?;
+        }
+    }
+    if tables.len() > 1 {
+        let waits: Vec<(String, f64)> = tables
+            .iter()
+            .map(|(p, rows)| {
+                let n = rows.len().max(1) as f64;
+                (
+                    p.name(),
+                    rows.iter().map(|r| r.mean_wait_ms).sum::<f64>() / n,
+                )
+            })
+            .collect();
+        if let Some((name, wait)) = waits.iter().min_by(|a, b| a.1.total_cmp(&b.1)) {
+            let all: Vec<String> = waits
+                .iter()
+                .map(|(p, w)| format!("{p} {w:.0} ms"))
+                .collect();
+            writeln!(
+                out,
+                "across policies: lowest mean wait {name} ({wait:.0} ms; {})",
+                all.join(", ")
             )?;
         }
     }
