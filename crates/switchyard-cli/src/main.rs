@@ -45,9 +45,10 @@ enum Command {
     Worker(worker::WorkerArgs),
     /// Show queues (tasks by state) and live workers.
     Status(inspect::StatusArgs),
-    /// Show one task; cancel it or wait for its outcome.
+    /// Show one task (state, times, payload, result, its events); cancel it, re-drive it, or
+    /// wait for its outcome.
     Task(inspect::TaskArgs),
-    /// List a queue's dead-letter set; re-drive it.
+    /// List a queue's dead-letter set (oldest first); re-drive it.
     Dead(inspect::DeadArgs),
     /// Read the event log (which events are kept is set per queue: `declare --events`).
     Events(inspect::EventsArgs),
