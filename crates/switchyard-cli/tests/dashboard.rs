@@ -9,66 +9,32 @@
 mod browser;
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use browser::{ChromeDriver, Session, http};
 use serde_json::{Value, json};
-use support::{WorkerProcess, eventually, ok, registered, switchyard};
+use support::{DashboardProcess, WorkerProcess, eventually, ok, registered};
 use switchyard::{Client, TaskState};
-use switchyard_testkit::redis_server::{RedisServer, free_port};
+use switchyard_testkit::redis_server::RedisServer;
 
 const NS: &str = "dash";
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A `switchyard dashboard` process, killed when dropped.
-struct Dashboard {
-    port: u16,
-    child: Child,
-}
+/// A dashboard of the test's namespace.
+struct Dashboard(DashboardProcess);
 
 impl Dashboard {
     fn start(server: &RedisServer, extra: &[&str]) -> Dashboard {
-        let port = free_port().unwrap();
-        let mut child = switchyard()
-            .args(["dashboard", "--refresh-ms", "200", "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args(extra)
-            .env("SWITCHYARD_URL", server.url())
-            .env("SWITCHYARD_NAMESPACE", NS)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        // It prints its address once it listens.
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(
-            line.starts_with(&format!("dashboard on http://127.0.0.1:{port}/")),
-            "the dashboard did not start: {line:?}"
-        );
-        Dashboard { port, child }
+        Dashboard(DashboardProcess::start(server, NS, extra))
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.port)
+        self.0.url()
     }
 
     fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
-        let (status, body) = http(self.port, "GET", path, None, headers);
+        let (status, body) = http(self.0.port, "GET", path, None, headers);
         (status, serde_json::from_str(&body).unwrap_or(Value::Null))
-    }
-}
-
-impl Drop for Dashboard {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -340,7 +306,7 @@ async fn the_dashboard_shows_follows_and_acts_in_a_real_browser() {
     let (status, body) = guarded.get("/api/snapshot", &[("Authorization", "Bearer s3cret")]);
     assert_eq!(status, 200);
     assert_eq!(body["namespace"], NS);
-    let (status, _) = http(guarded.port, "GET", "/", None, &[]);
+    let (status, _) = http(guarded.0.port, "GET", "/", None, &[]);
     assert_eq!(status, 200);
     // Actions answer in words even when refused for another reason.
     let (status, body) = acting.get("/api/tasks/not-an-id", &[]);

@@ -8,12 +8,10 @@ mod browser;
 mod prometheus;
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::time::Duration;
 
 use prometheus::{Sample, parse, sum};
-use support::{WorkerProcess, eventually, ok, registered, switchyard};
+use support::{DashboardProcess, WorkerProcess, eventually, ok, registered};
 use switchyard::{Client, QueueStats, Stats};
 use switchyard_testkit::redis_server::{RedisServer, free_port};
 
@@ -170,24 +168,9 @@ async fn worker_and_dashboard_metrics_agree_with_stats() {
     );
 
     // The dashboard's view of the whole namespace.
-    let dash_port = free_port().unwrap();
-    let mut dashboard = switchyard()
-        .args(["dashboard", "--refresh-ms", "200", "--listen"])
-        .arg(format!("127.0.0.1:{dash_port}"))
-        .env("SWITCHYARD_URL", server.url())
-        .env("SWITCHYARD_NAMESPACE", NS)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(dashboard.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.starts_with("dashboard on"), "{line:?}");
-    let samples = scrape(dash_port);
-    let _ = dashboard.kill();
-    let _ = dashboard.wait();
+    let dashboard = DashboardProcess::start(&server, NS, &[]);
+    let samples = scrape(dashboard.port);
+    drop(dashboard);
     let stats = client.stats().await.unwrap();
     let jobs = queue(&stats, "jobs");
     for (state, want) in [

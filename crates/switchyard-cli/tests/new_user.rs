@@ -7,12 +7,10 @@
 mod browser;
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use support::{WorkerProcess, ok, run, switchyard};
-use switchyard_testkit::redis_server::{RedisServer, free_port};
+use support::{DashboardProcess, WorkerProcess, ok, run, switchyard};
+use switchyard_testkit::redis_server::RedisServer;
 
 const SUBCOMMANDS: [&str; 12] = [
     "demo",
@@ -209,23 +207,8 @@ fn every_subcommand_does_its_job_on_a_real_redis() {
     assert!(resumed.contains("1 waiting tasks dispatched"), "{resumed}");
 
     // dashboard: it serves its page and answers its API.
-    let port = free_port().unwrap();
-    let mut dashboard = switchyard()
-        .args(["dashboard", "--listen", &format!("127.0.0.1:{port}")])
-        .env("SWITCHYARD_URL", server.url())
-        .env("SWITCHYARD_NAMESPACE", ns)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(dashboard.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(
-        line.starts_with(&format!("dashboard on http://127.0.0.1:{port}/")),
-        "{line:?}"
-    );
+    let dashboard = DashboardProcess::start(&server, ns, &[]);
+    let port = dashboard.port;
     let (status, page) = browser::http(port, "GET", "/", None, &[]);
     assert_eq!(status, 200);
     assert!(page.contains("<title>Switchyard</title>"));
@@ -233,27 +216,8 @@ fn every_subcommand_does_its_job_on_a_real_redis() {
     assert_eq!(status, 200);
     let snapshot: serde_json::Value = serde_json::from_str(&snapshot).unwrap();
     assert_eq!(snapshot["namespace"], ns);
-    // SIGTERM: it stops by itself.
-    let pid = dashboard.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let started = Instant::now();
-    let stopped = loop {
-        if let Some(status) = dashboard.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the dashboard ignored SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(stopped.success());
+    // SIGTERM: it stops by itself (its page streams end with it).
+    assert!(dashboard.terminate(Duration::from_secs(10)).success());
     drop(worker);
 
     // bench, on a server of its own (it reads the server's INFO).

@@ -141,6 +141,68 @@ impl Drop for WorkerProcess {
     }
 }
 
+/// A `switchyard dashboard` process on a free loopback port, killed when dropped.
+pub struct DashboardProcess {
+    pub port: u16,
+    child: Child,
+}
+
+impl DashboardProcess {
+    /// Starts `switchyard dashboard --refresh-ms 200 <extra>` and waits for the line that says
+    /// it listens.
+    pub fn start(server: &RedisServer, namespace: &str, extra: &[&str]) -> Self {
+        use std::io::{BufRead, BufReader};
+        let port = switchyard_testkit::redis_server::free_port().unwrap();
+        let mut child = switchyard()
+            .args(["dashboard", "--refresh-ms", "200", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(extra)
+            .env("SWITCHYARD_URL", server.url())
+            .env("SWITCHYARD_NAMESPACE", namespace)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the switchyard binary starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            line.starts_with(&format!("dashboard on http://127.0.0.1:{port}/")),
+            "the dashboard did not start: {line:?}"
+        );
+        DashboardProcess { port, child }
+    }
+
+    /// The page's address.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    /// SIGTERM, then waits up to `within` for it to exit; its exit status.
+    pub fn terminate(mut self, within: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "cannot send SIGTERM");
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(started.elapsed() < within, "the dashboard ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for DashboardProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Polls `check` every 20 ms until it returns `Some`, or panics with `what` after `within`.
 pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
 where
