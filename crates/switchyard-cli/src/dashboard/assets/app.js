@@ -74,7 +74,8 @@ function renderQueues(queues) {
     ...['scheduled', 'ready', 'inbox', 'running', 'retrying', 'succeeded', 'dead', 'cancelled']
       .map(f => el('td', { 'data-field': f }, int(q[f]))),
     el('td', { 'data-field': 'succeeded_per_s' }, rate(q.succeeded_per_s)),
-    el('td', { 'data-field': 'failed_per_s' }, rate(q.failed_per_s)))));
+    el('td', { 'data-field': 'failed_per_s' }, rate(q.failed_per_s)),
+    el('td', { 'data-field': 'head_age' }, q.head_age_ms === null ? '-' : seconds(q.head_age_ms)))));
   document.getElementById('no-queues').hidden = queues.length > 0;
 }
 
