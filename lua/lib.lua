@@ -24,7 +24,7 @@ local NFIXED = 9
 
 local S_SCHEDULED, S_READY, S_DISPATCHED, S_RUNNING = 0, 1, 2, 3
 local S_RETRY, S_SUCCEEDED, S_DEAD, S_CANCELLED = 4, 5, 6, 7
-local P_FCFS, P_PRIO, P_PRIO_AGING, P_SJF = 0, 1, 2, 3
+local P_FCFS, P_PRIO, P_PRIO_AGING, P_SJF, P_SJF_AGING = 0, 1, 2, 3, 4
 local T_RR, T_RANDOM, T_WEIGHTED, T_LL, T_AFFINITY, T_PULL = 0, 1, 2, 3, 4, 5
 local F_CANCEL, F_AWAITED = 1, 2
 local WEIGHT_SCALE, HALF_SCALE, RENORM_AT = 65536, 32768, 2^40
@@ -957,4 +957,47 @@ local function reply_returned(returned)
   for _, id in ipairs(returned) do reply[#reply + 1] = id end
   for _, v in ipairs(ASSIGN) do reply[#reply + 1] = v end
   return reply
+end
+
+-- Administration (switchyard_core::admin) ---------------------------------------------------
+
+-- A queue configuration in ARGV[i..i+15] (as declare and reconfigure pass it), checked:
+-- the packed CFG, the random generator state and the jitter generator state.
+local function config_arg(i)
+  local pol = int_arg(i, 'policy', 0, 4)
+  local age = int_arg(i + 1, 'aging', 0, 2^24)
+  local str = int_arg(i + 2, 'strategy', 0, 5)
+  local vn = int_arg(i + 3, 'vnodes', 0, 256)
+  if (pol == P_PRIO_AGING or pol == P_SJF_AGING) and age < 1 then fail('SY_INVALID', 'aging: must be at least 1') end
+  if str == T_AFFINITY and vn < 1 then fail('SY_INVALID', 'vnodes: must be at least 1') end
+  local cfg = struct.pack(CFG, pol, age, str, vn,
+    int_arg(i + 4, 'default cost', 0, 2^32 - 1), int_arg(i + 5, 'max attempts', 1, 1000),
+    int_arg(i + 6, 'timeout', 1, 2^32 - 1), int_arg(i + 7, 'backoff base', 0, 2^32 - 1),
+    int_arg(i + 8, 'backoff max', 0, 2^32 - 1), int_arg(i + 9, 'jitter pct', 0, 100),
+    int_arg(i + 10, 'result ttl', 0, MAX_MS), int_arg(i + 11, 'dead ttl', 0, MAX_MS),
+    int_arg(i + 12, 'dedup window', 0, MAX_MS), int_arg(i + 15, 'event level', 0, 2))
+  return cfg, int_arg(i + 13, 'random state', 1, MINSTD_M - 1), int_arg(i + 14, 'jitter state', 1, MINSTD_M - 1)
+end
+
+-- The registered workers that serve queue `name`, sorted, joined by ','  ('' for none).
+local function queue_members(name)
+  local out = {}
+  local all = redis.call('HGETALL', K_WORKERS)
+  for i = 1, #all, 2 do
+    if not string.find(all[i], '|', 1, true) then
+      local v = all[i + 1]
+      local names = string.sub(v, WREC_LEN + 1, string.find(v, '|', WREC_LEN + 1, true) - 1)
+      if string.find(',' .. names .. ',', ',' .. name .. ',', 1, true) then out[#out + 1] = all[i] end
+    end
+  end
+  table.sort(out)
+  return table.concat(out, ',')
+end
+
+-- Deletes a finished task's record and its index entries (State::drop_finished).
+local function drop_finished(q, r)
+  if r.st == S_DEAD then redis.call('ZREM', K_DEAD, string.format('%s|%012x|%s', q.name, r.tm, r.id)) end
+  if r.st == S_CANCELLED then redis.call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_CANCELLED, -1) end
+  redis.call('ZREM', q.k_done, r.id)
+  redis.call('HDEL', K_TASKS, r.id)
 end

@@ -76,7 +76,7 @@ for i, t in ipairs(tasks) do
       r.co = t.co
     else
       r.co = q.dcost
-      if q.pol == P_SJF or q.pol == 4 then
+      if q.pol == P_SJF or q.pol == P_SJF_AGING then
         local learned = tonumber(redis.call('HGET', q.k_state, 'k:' .. kind_of(r)))
         if learned then r.co = math.min(learned, 2^32 - 1) end
       end

@@ -476,6 +476,32 @@ pub trait Backend: Send + Sync {
     /// Moves a dead task back to its queue with its attempts reset.
     async fn redrive(&self, id: TaskId) -> Result<SubmitOutcome>;
 
+    /// Deletes a finished task (succeeded, dead or cancelled) and its outcome. A task that
+    /// can still run is refused with [`Error::WrongState`](crate::Error::WrongState): cancel
+    /// it first. See [`admin`](crate::admin).
+    async fn delete_task(&self, id: TaskId) -> Result<()>;
+
+    /// Cancels (waiting) or deletes (dead, finished) up to `limit` tasks of one class of a
+    /// queue; call again while [`PurgeReport::more`](crate::admin::PurgeReport). See
+    /// [`admin`](crate::admin).
+    async fn purge_queue(
+        &self,
+        queue: &QueueName,
+        what: crate::admin::Purge,
+        limit: usize,
+    ) -> Result<crate::admin::PurgeReport>;
+
+    /// Changes a declared queue's configuration; `false` if it already had this one. A new
+    /// policy needs an empty ready set, a new strategy or seed a queue no worker serves
+    /// ([`Reshape`](crate::admin::Reshape)); otherwise
+    /// [`Error::QueueInUse`](crate::Error::QueueInUse).
+    async fn reconfigure_queue(&self, queue: &QueueName, config: QueueConfig) -> Result<bool>;
+
+    /// Deletes a queue that holds no task and that no registered worker serves (otherwise
+    /// [`Error::QueueInUse`](crate::Error::QueueInUse)), with its counters, pause flag and
+    /// learned costs. Its dedup keys expire on their own.
+    async fn delete_queue(&self, queue: &QueueName) -> Result<()>;
+
     /// Counts per queue and per worker.
     async fn stats(&self) -> Result<Stats>;
 

@@ -39,6 +39,17 @@ pub enum Error {
         detail: String,
     },
 
+    /// The queue cannot be reconfigured or deleted now (see [`crate::admin`]).
+    #[error("queue `{queue}` cannot be {operation} now: {reason}")]
+    QueueInUse {
+        /// The queue.
+        queue: QueueName,
+        /// `"reconfigured"` or `"deleted"`.
+        operation: &'static str,
+        /// What stands in the way.
+        reason: crate::admin::InUse,
+    },
+
     /// The worker is not (or no longer) registered.
     #[error(
         "worker `{0}` is not registered (it was reaped after its heartbeat expired, and its tasks were handed back, or the backend lost its data): register it again"

@@ -19,6 +19,7 @@
 //! # Ok::<(), switchyard_core::Error>(())
 //! ```
 
+pub mod admin;
 pub mod backend;
 pub mod clock;
 pub mod display;

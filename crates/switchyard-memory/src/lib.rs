@@ -67,6 +67,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use switchyard_core::admin::{Purge, PurgeReport};
 use switchyard_core::backend::due_pause;
 use switchyard_core::{
     Ack, AckOutcome, Assignment, Backend, CancelOutcome, Clock, Delivery, Error, Event, HandBack,
@@ -371,6 +372,27 @@ impl Backend for MemoryBackend {
 
     async fn redrive(&self, id: TaskId) -> Result<SubmitOutcome> {
         self.with(|s, now| s.redrive(id, now))
+    }
+
+    async fn delete_task(&self, id: TaskId) -> Result<()> {
+        self.with(|s, _| s.delete_task(id))
+    }
+
+    async fn purge_queue(
+        &self,
+        queue: &QueueName,
+        what: Purge,
+        limit: usize,
+    ) -> Result<PurgeReport> {
+        self.with(|s, now| s.purge_queue(queue, what, limit, now))
+    }
+
+    async fn reconfigure_queue(&self, queue: &QueueName, config: QueueConfig) -> Result<bool> {
+        self.with(|s, _| s.reconfigure_queue(queue, config))
+    }
+
+    async fn delete_queue(&self, queue: &QueueName) -> Result<()> {
+        self.with(|s, _| s.delete_queue(queue))
     }
 
     async fn set_paused(&self, queue: &QueueName, paused: bool) -> Result<Vec<Assignment>> {

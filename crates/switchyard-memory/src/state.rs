@@ -4,6 +4,8 @@
 //! in these methods are the semantics the Redis scripts reproduce; the comments name each rule
 //! where the order of effects matters for identical decisions.
 
+mod admin;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 

@@ -1,5 +1,7 @@
 //! [`RedisBackend`]: the [`Backend`] trait on Redis, one Lua script per transition.
 
+mod admin;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -7,12 +9,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use redis::{Script, ScriptInvocation, Value};
-use switchyard_core::rng::Minstd;
+use switchyard_core::admin::{Purge, PurgeReport};
 use switchyard_core::{
     Ack, AckOutcome, Assignment, BackendErrorKind, CancelOutcome, Clock, Delivery, Error, Event,
-    EventCounts, EventKind, EventLevel, HandBack, HeartbeatReply, Lease, MaintenanceReport,
-    QueueConfig, QueueName, QueueStats, RegisterOutcome, Rejection, Result, Stats, SubmitOutcome,
-    TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec, TaskState, WorkerId, WorkerRef, WorkerSpec,
+    EventCounts, EventKind, HandBack, HeartbeatReply, Lease, MaintenanceReport, QueueConfig,
+    QueueName, QueueStats, RegisterOutcome, Rejection, Result, Stats, SubmitOutcome, TaskId,
+    TaskInfo, TaskKind, TaskOutcome, TaskSpec, TaskState, WorkerId, WorkerRef, WorkerSpec,
     WorkerStats,
 };
 use switchyard_core::{
@@ -665,33 +667,11 @@ fn hand_back_from(v: Value) -> Result<HandBack> {
 impl Backend for RedisBackend {
     async fn declare_queue(&self, queue: &QueueName, config: QueueConfig) -> Result<()> {
         config.validate()?;
-        let (pol, age) = codec::policy_args(config.policy);
-        let (strategy, vnodes) = codec::strategy_args(config.strategy);
         let json = codec::config_json(&config)?;
         let now = self.now_arg();
         let mut inv = self.invocation(&self.inner.scripts.declare, &[queue], &now);
-        inv.arg(queue.as_str())
-            .arg(&json)
-            .arg(pol)
-            .arg(age)
-            .arg(strategy)
-            .arg(vnodes);
-        inv.arg(config.default_cost_ms)
-            .arg(config.max_attempts)
-            .arg(config.timeout_ms);
-        inv.arg(config.backoff.base_ms)
-            .arg(config.backoff.max_ms)
-            .arg(config.backoff.jitter_pct);
-        inv.arg(config.result_ttl_ms)
-            .arg(config.dead_ttl_ms)
-            .arg(config.dedup_window_ms);
-        inv.arg(Minstd::from_seed(config.seed).state())
-            .arg(config.jitter_rng().state())
-            .arg(match config.events {
-                EventLevel::Off => 0,
-                EventLevel::Failures => 1,
-                EventLevel::All => 2,
-            });
+        inv.arg(queue.as_str()).arg(&json);
+        admin::push_config(&mut inv, &config);
         match self.exec_durable(&inv).await {
             Ok(_) => Ok(()),
             Err(Failure::Conflict(existing)) => {
@@ -889,6 +869,27 @@ impl Backend for RedisBackend {
 
     async fn receive(&self, worker: &WorkerRef, max: usize) -> Result<Vec<Delivery>> {
         self.receive_inner(worker, max, false).await
+    }
+
+    async fn delete_task(&self, id: TaskId) -> Result<()> {
+        self.delete_task_now(id).await
+    }
+
+    async fn purge_queue(
+        &self,
+        queue: &QueueName,
+        what: Purge,
+        limit: usize,
+    ) -> Result<PurgeReport> {
+        self.purge_queue_now(queue, what, limit).await
+    }
+
+    async fn reconfigure_queue(&self, queue: &QueueName, config: QueueConfig) -> Result<bool> {
+        self.reconfigure_queue_now(queue, config).await
+    }
+
+    async fn delete_queue(&self, queue: &QueueName) -> Result<()> {
+        self.delete_queue_now(queue).await
     }
 
     async fn set_paused(&self, queue: &QueueName, paused: bool) -> Result<Vec<Assignment>> {

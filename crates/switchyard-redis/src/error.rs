@@ -1,6 +1,7 @@
 //! Mapping Redis failures and script error replies to [`switchyard_core::Error`].
 
 use redis::RedisError;
+use switchyard_core::admin::InUse;
 use switchyard_core::{BackendErrorKind, Error, QueueName, TaskId, WorkerId};
 use switchyard_topology::errors::detail;
 pub(crate) use switchyard_topology::errors::map_redis;
@@ -14,6 +15,9 @@ pub(crate) enum Failure {
     Conflict(String),
     /// `SY_WRONG_STATE <state code>` from redrive.
     WrongState(i64),
+    /// `SY_BUSY ready <n> | served <worker,...> | tasks <n>` from reconfigure and
+    /// delete_queue: the caller names the queue and the operation.
+    Busy(InUse),
     /// Everything else.
     Error(Error),
 }
@@ -37,6 +41,21 @@ fn backend(kind: BackendErrorKind, message: impl Into<String>) -> Error {
     }
 }
 
+/// The reason in an `SY_BUSY` reply.
+fn busy(detail: &str) -> Option<InUse> {
+    let (what, rest) = detail.split_once(' ')?;
+    match what {
+        "ready" => rest.parse().ok().map(InUse::Ready),
+        "tasks" => rest.parse().ok().map(InUse::Tasks),
+        "served" => rest
+            .split(',')
+            .map(|w| WorkerId::new(w).ok())
+            .collect::<Option<Vec<_>>>()
+            .map(InUse::Served),
+        _ => None,
+    }
+}
+
 pub(crate) fn classify(e: &RedisError) -> Failure {
     if let Some(code) = e.code() {
         let d = detail(e);
@@ -46,6 +65,12 @@ pub(crate) fn classify(e: &RedisError) -> Failure {
             "SY_STALE" => return Failure::Stale(d),
             "SY_CONFLICT" => return Failure::Conflict(d),
             "SY_WRONG_STATE" => return Failure::WrongState(d.parse().unwrap_or(-1)),
+            "SY_BUSY" => {
+                return busy(&d).map_or_else(
+                    || Failure::Error(backend(BackendErrorKind::Protocol, format!("SY_BUSY {d}"))),
+                    Failure::Busy,
+                );
+            }
             "SY_UNKNOWN_QUEUE" => {
                 return Failure::Error(
                     QueueName::new(&d)
@@ -110,6 +135,10 @@ impl Failure {
             Failure::Conflict(d) => backend(
                 BackendErrorKind::Protocol,
                 format!("unexpected conflict: {d}"),
+            ),
+            Failure::Busy(reason) => backend(
+                BackendErrorKind::Protocol,
+                format!("unexpected refusal: {reason}"),
             ),
             Failure::WrongState(s) => {
                 backend(BackendErrorKind::Protocol, format!("unexpected state {s}"))

@@ -25,8 +25,11 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
+mod admin;
+
 use proptest::prelude::*;
 use proptest::strategy::Strategy as _;
+use switchyard_core::admin::Purge;
 use switchyard_core::policy::KeyInput;
 use switchyard_core::{
     Ack, Backend, Backoff, Clock, EVENT_LOG_CAP, Error, EventKind, EventLevel, InstanceToken,
@@ -162,6 +165,36 @@ pub enum Op {
         queue: usize,
         /// Pause (true) or resume.
         paused: bool,
+    },
+    /// Delete a task (refused unless finished).
+    DeleteTask {
+        /// Which task.
+        pick: usize,
+    },
+    /// Cancel or delete up to `limit` tasks of one class of a queue.
+    PurgeQueue {
+        /// Queue index.
+        queue: usize,
+        /// Which tasks.
+        what: Purge,
+        /// Most tasks.
+        limit: usize,
+    },
+    /// Change a queue's configuration; with `keep_shape`, only the fields that may always
+    /// change (policy, strategy and seed stay as they are).
+    Reconfigure {
+        /// Queue index.
+        queue: usize,
+        /// The new configuration.
+        config: QueueConfig,
+        /// Keep policy, strategy and seed.
+        keep_shape: bool,
+    },
+    /// Delete a queue (refused while it holds tasks or is served) and, if that worked,
+    /// declare it again with its configuration: a fresh queue must behave as a new one.
+    DeleteQueue {
+        /// Queue index.
+        queue: usize,
     },
     /// Heartbeat and receive as worker `worker` with a token no registration has: both must
     /// be refused (unknown or replaced) and change nothing.
@@ -306,6 +339,16 @@ pub fn any_op() -> impl proptest::strategy::Strategy<Value = Op> {
         1 => (0..QUEUES).prop_map(|queue| Op::Dispatch { queue }),
         2 => (0..QUEUES, any::<bool>()).prop_map(|(queue, paused)| Op::Pause { queue, paused }),
         1 => (0..WORKERS).prop_map(|worker| Op::Impostor { worker }),
+        1 => any::<usize>().prop_map(|pick| Op::DeleteTask { pick }),
+        1 => (
+            0..QUEUES,
+            prop_oneof![Just(Purge::Waiting), Just(Purge::Dead), Just(Purge::Finished)],
+            prop_oneof![Just(1usize), Just(2), Just(1_000)],
+        )
+            .prop_map(|(queue, what, limit)| Op::PurgeQueue { queue, what, limit }),
+        1 => (0..QUEUES, any_config(), any::<bool>())
+            .prop_map(|(queue, config, keep_shape)| Op::Reconfigure { queue, config, keep_shape }),
+        1 => (0..QUEUES).prop_map(|queue| Op::DeleteQueue { queue }),
     ]
 }
 
@@ -859,6 +902,10 @@ impl<B: Backend> Runner<B> {
                     self.backend.dispatch(&queue_name(*queue), 16)
                 )
             }
+            Op::DeleteTask { .. }
+            | Op::PurgeQueue { .. }
+            | Op::Reconfigure { .. }
+            | Op::DeleteQueue { .. } => self.apply_admin(op).await?,
             Op::Pause { queue, paused } => {
                 answer!(
                     format!("pause q{queue} {paused}"),

@@ -232,6 +232,27 @@ impl Backend for Tap {
     async fn redrive(&self, id: TaskId) -> switchyard::Result<SubmitOutcome> {
         self.inner.redrive(id).await
     }
+    async fn delete_task(&self, id: TaskId) -> switchyard::Result<()> {
+        self.inner.delete_task(id).await
+    }
+    async fn purge_queue(
+        &self,
+        queue: &QueueName,
+        what: switchyard::admin::Purge,
+        limit: usize,
+    ) -> switchyard::Result<switchyard::admin::PurgeReport> {
+        self.inner.purge_queue(queue, what, limit).await
+    }
+    async fn reconfigure_queue(
+        &self,
+        queue: &QueueName,
+        config: switchyard::QueueConfig,
+    ) -> switchyard::Result<bool> {
+        self.inner.reconfigure_queue(queue, config).await
+    }
+    async fn delete_queue(&self, queue: &QueueName) -> switchyard::Result<()> {
+        self.inner.delete_queue(queue).await
+    }
     async fn set_paused(
         &self,
         queue: &QueueName,

@@ -20,6 +20,7 @@
 
 pub mod route;
 
+mod admin;
 mod merge;
 
 use std::collections::{BTreeSet, HashMap};
@@ -28,6 +29,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::future::{join_all, select_all};
+use switchyard_core::admin::{Purge, PurgeReport};
 use switchyard_core::{
     AckOutcome, Assignment, Backend, CancelOutcome, Clock, Delivery, Error, Event, HandBack,
     HeartbeatReply, Lease, MaintenanceReport, QueueConfig, QueueName, RegisterOutcome, Result,
@@ -478,6 +480,27 @@ impl Backend for Partitioned {
 
     async fn redrive(&self, id: TaskId) -> Result<SubmitOutcome> {
         self.of(id).redrive(id).await
+    }
+
+    async fn delete_task(&self, id: TaskId) -> Result<()> {
+        self.of(id).delete_task(id).await
+    }
+
+    async fn purge_queue(
+        &self,
+        queue: &QueueName,
+        what: Purge,
+        limit: usize,
+    ) -> Result<PurgeReport> {
+        self.purge_parts(queue, what, limit).await
+    }
+
+    async fn reconfigure_queue(&self, queue: &QueueName, config: QueueConfig) -> Result<bool> {
+        self.reconfigure_parts(queue, config).await
+    }
+
+    async fn delete_queue(&self, queue: &QueueName) -> Result<()> {
+        self.delete_parts(queue).await
     }
 
     /// Every partition of the queue, one after the other (a resume dispatches in each).

@@ -1,0 +1,138 @@
+//! Queue administration on Redis (rules in `switchyard_core::admin`; scripts
+//! `lua/delete_task.lua`, `lua/purge_queue.lua`, `lua/reconfigure.lua`,
+//! `lua/delete_queue.lua`). The [`Backend`](switchyard_core::Backend) impl calls these.
+
+use redis::ScriptInvocation;
+use switchyard_core::admin::{InUse, Purge, PurgeReport, Reshape};
+use switchyard_core::rng::Minstd;
+use switchyard_core::{Error, EventLevel, QueueConfig, QueueName, Result, TaskId};
+
+use super::{RedisBackend, STALE_RETRIES};
+use crate::codec::{self, array, int, protocol, state_from};
+use crate::error::Failure;
+
+/// Appends a queue configuration as declare and reconfigure take it (ARGV 4..19, after the
+/// queue name and its JSON; the Lua side is `config_arg` in `lua/lib.lua`).
+pub(super) fn push_config(inv: &mut ScriptInvocation<'_>, config: &QueueConfig) {
+    let (pol, age) = codec::policy_args(config.policy);
+    let (strategy, vnodes) = codec::strategy_args(config.strategy);
+    inv.arg(pol).arg(age).arg(strategy).arg(vnodes);
+    inv.arg(config.default_cost_ms)
+        .arg(config.max_attempts)
+        .arg(config.timeout_ms);
+    inv.arg(config.backoff.base_ms)
+        .arg(config.backoff.max_ms)
+        .arg(config.backoff.jitter_pct);
+    inv.arg(config.result_ttl_ms)
+        .arg(config.dead_ttl_ms)
+        .arg(config.dedup_window_ms);
+    inv.arg(Minstd::from_seed(config.seed).state())
+        .arg(config.jitter_rng().state())
+        .arg(match config.events {
+            EventLevel::Off => 0,
+            EventLevel::Failures => 1,
+            EventLevel::All => 2,
+        });
+}
+
+fn in_use(queue: &QueueName, operation: &'static str, reason: InUse) -> Error {
+    Error::QueueInUse {
+        queue: queue.clone(),
+        operation,
+        reason,
+    }
+}
+
+impl RedisBackend {
+    pub(super) async fn delete_task_now(&self, id: TaskId) -> Result<()> {
+        for _ in 0..STALE_RETRIES {
+            let Some(rec) = self.record(id).await? else {
+                return Err(Error::TaskNotFound(id));
+            };
+            let now = self.now_arg();
+            let mut inv = self.invocation(&self.inner.scripts.delete_task, &[&rec.queue], &now);
+            inv.arg(id.to_string()).arg(rec.queue.as_str());
+            match self.exec_durable(&inv).await {
+                Ok(_) => return Ok(()),
+                Err(Failure::WrongState(s)) => {
+                    return Err(Error::WrongState {
+                        id,
+                        state: state_from(s)?,
+                        operation: "delete (only finished tasks can be deleted: cancel it first)",
+                    });
+                }
+                Err(Failure::Stale(_)) => continue,
+                Err(f) => return Err(f.into_error()),
+            }
+        }
+        Err(Failure::Stale("delete".into()).into_error())
+    }
+
+    pub(super) async fn purge_queue_now(
+        &self,
+        queue: &QueueName,
+        what: Purge,
+        limit: usize,
+    ) -> Result<PurgeReport> {
+        let now = self.now_arg();
+        let mut inv = self.invocation(&self.inner.scripts.purge_queue, &[queue], &now);
+        inv.arg(queue.as_str())
+            .arg(what.code())
+            .arg(limit.min(1_000_000));
+        let v = self.exec_durable(&inv).await.map_err(Failure::into_error)?;
+        let mut it = array(v)?.into_iter();
+        let mut next = || int(&it.next().ok_or_else(|| protocol("short purge reply"))?);
+        Ok(PurgeReport {
+            removed: u64::try_from(next()?).map_err(|_| protocol("negative purge count"))?,
+            more: next()? == 1,
+        })
+    }
+
+    pub(super) async fn reconfigure_queue_now(
+        &self,
+        queue: &QueueName,
+        config: QueueConfig,
+    ) -> Result<bool> {
+        config.validate()?;
+        let json = codec::config_json(&config)?;
+        for _ in 0..STALE_RETRIES {
+            let raw: Option<Vec<u8>> = self
+                .query(
+                    redis::cmd("HGET")
+                        .arg(self.inner.keys.fixed(crate::keys::META))
+                        .arg(queue.as_str()),
+                )
+                .await?;
+            let Some(raw) = raw else {
+                return Err(Error::UnknownQueue(queue.clone()));
+            };
+            let current = codec::config_from_json(&raw)?;
+            let reshape = Reshape::between(&current, &config);
+            let now = self.now_arg();
+            let mut inv = self.invocation(&self.inner.scripts.reconfigure, &[queue], &now);
+            inv.arg(queue.as_str()).arg(&json);
+            push_config(&mut inv, &config);
+            inv.arg(raw)
+                .arg(u8::from(reshape.order))
+                .arg(u8::from(reshape.balancer));
+            match self.exec_durable(&inv).await {
+                Ok(v) => return Ok(int(&v)? == 1),
+                Err(Failure::Busy(reason)) => return Err(in_use(queue, "reconfigured", reason)),
+                Err(Failure::Stale(_)) => continue,
+                Err(f) => return Err(f.into_error()),
+            }
+        }
+        Err(Failure::Stale("reconfigure".into()).into_error())
+    }
+
+    pub(super) async fn delete_queue_now(&self, queue: &QueueName) -> Result<()> {
+        let now = self.now_arg();
+        let mut inv = self.invocation(&self.inner.scripts.delete_queue, &[queue], &now);
+        inv.arg(queue.as_str());
+        match self.exec_durable(&inv).await {
+            Ok(_) => Ok(()),
+            Err(Failure::Busy(reason)) => Err(in_use(queue, "deleted", reason)),
+            Err(f) => Err(f.into_error()),
+        }
+    }
+}

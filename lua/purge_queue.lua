@@ -1,0 +1,60 @@
+-- purge_queue: cancels (waiting) or deletes (dead, finished) up to `limit` tasks of one class of
+-- a queue (State::purge_queue; rules in switchyard_core::admin). Waiting tasks go ready ones
+-- first in the order they would leave, then delayed ones by (run-at, seq); dead ones by
+-- (died at, id); finished ones by (retain-until, id).
+-- KEYS: the fixed keys, then the queue's group.
+-- ARGV: now, queue, class (0 waiting, 1 dead, 2 finished), limit.
+-- Reply: {removed, more 0|1}.
+local q = queues_open(2, 1)[1]
+local class = int_arg(3, 'class', 0, 2)
+local limit = int_arg(4, 'limit', 0, 1000000)
+local n = 0
+local more
+if class == 0 then
+  if limit > 0 then
+    for _, r in ipairs(pop_ready(q, limit)) do
+      emit(q, 'cancelled', r.id)
+      finish(r, S_CANCELLED, q)
+      n = n + 1
+    end
+  end
+  if n < limit then
+    for _, m in ipairs(redis.call('ZRANGE', q.k_delayed, 0, limit - n - 1)) do
+      redis.call('ZREM', q.k_delayed, m)
+      local r = rec_get(string.sub(m, 13))
+      if r.st == S_RETRY then redis.call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_RETRY, -1) end
+      emit(q, 'cancelled', r.id)
+      finish(r, S_CANCELLED, q)
+      n = n + 1
+    end
+  end
+  flush()
+  q.rlen = false
+  more = ready_len(q) > 0 or redis.call('ZCARD', q.k_delayed) > 0
+else
+  local ids
+  if class == 1 then
+    ids = {}
+    if limit > 0 then
+      for _, m in ipairs(redis.call('ZRANGEBYLEX', K_DEAD, '[' .. q.name .. '|', '(' .. q.name .. '}', 'LIMIT', 0, limit)) do
+        ids[#ids + 1] = string.match(m, '|%x+|(.*)$')
+      end
+    end
+  elseif limit > 0 then
+    ids = redis.call('ZRANGE', q.k_done, 0, limit - 1)
+  else
+    ids = {}
+  end
+  for _, id in ipairs(ids) do
+    local r = rec_get(id)
+    if r then drop_finished(q, r) else redis.call('ZREM', q.k_done, id) end
+    n = n + 1
+  end
+  if class == 1 then
+    more = redis.call('ZLEXCOUNT', K_DEAD, '[' .. q.name .. '|', '(' .. q.name .. '}') > 0
+  else
+    more = redis.call('ZCARD', q.k_done) > 0
+  end
+end
+if more then return {n, 1} end
+return {n, 0}
