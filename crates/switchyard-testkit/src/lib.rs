@@ -79,13 +79,15 @@ where
         .build()
         .unwrap_or_else(|e| panic!("spec: {e}"));
     let id = spec.id();
+    if let Err(e) = backend.submit(spec).await {
+        panic!("submit: {e}");
+    }
+    // Awaited once the task exists (a wait for an unknown id is `TaskNotFound`) and before
+    // it can finish (it is completed below).
     let waiter = {
         let b = backend.clone();
         tokio::spawn(async move { b.wait_outcome(id, Duration::from_secs(20)).await })
     };
-    if let Err(e) = backend.submit(spec).await {
-        panic!("submit: {e}");
-    }
     let got = match backend
         .receive_wait(&me("w"), 1, Duration::from_secs(10))
         .await
