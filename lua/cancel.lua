@@ -23,10 +23,7 @@ end
 queues_named(6, 1)
 local q = queue_of(r.q)
 if r.st == S_SCHEDULED or r.st == S_RETRY then
-  redis.call('ZREM', q.k_delayed, string.format('%012x%s', r.pos, r.id))
-  if r.st == S_RETRY then redis.call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_RETRY, -1) end
-  emit(q, 'cancelled', r.id)
-  finish(r, S_CANCELLED, q)
+  cancel_delayed(q, r)
 elseif r.st == S_READY then
   if q.pol == P_FCFS then
     set_state(q, 'tomb', q.tomb + 1)

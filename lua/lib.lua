@@ -994,10 +994,24 @@ local function queue_members(name)
   return table.concat(out, ',')
 end
 
--- Deletes a finished task's record and its index entries (State::drop_finished).
-local function drop_finished(q, r)
+-- Takes a finished task out of the dead-letter set and the cancelled count (the record and
+-- its retention entry are the caller's: maintenance deletes those in batches).
+local function unindex_finished(q, r)
   if r.st == S_DEAD then redis.call('ZREM', K_DEAD, string.format('%s|%012x|%s', q.name, r.tm, r.id)) end
   if r.st == S_CANCELLED then redis.call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_CANCELLED, -1) end
+end
+
+-- Deletes a finished task's record and its index entries (State::drop_finished).
+local function drop_finished(q, r)
+  unindex_finished(q, r)
   redis.call('ZREM', q.k_done, r.id)
   redis.call('HDEL', K_TASKS, r.id)
+end
+
+-- Cancels a scheduled or retry-scheduled task (State::cancel_waiting).
+local function cancel_delayed(q, r)
+  redis.call('ZREM', q.k_delayed, string.format('%012x%s', r.pos, r.id))
+  if r.st == S_RETRY then redis.call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_RETRY, -1) end
+  emit(q, 'cancelled', r.id)
+  finish(r, S_CANCELLED, q)
 end

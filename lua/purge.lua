@@ -11,10 +11,7 @@ if limit > 0 then
   local ids = redis.call('ZRANGEBYSCORE', q.k_done, '-inf', NOW, 'LIMIT', 0, limit)
   for _, id in ipairs(ids) do
     local r = rec_get(id)
-    if r then
-      if r.st == S_DEAD then redis.call('ZREM', K_DEAD, string.format('%s|%012x|%s', r.q, r.tm, id)) end
-      if r.st == S_CANCELLED then redis.call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_CANCELLED, -1) end
-    end
+    if r then unindex_finished(q, r) end
     n = n + 1
   end
   if n > 0 then

@@ -20,11 +20,7 @@ if class == 0 then
   end
   if n < limit then
     for _, m in ipairs(redis.call('ZRANGE', q.k_delayed, 0, limit - n - 1)) do
-      redis.call('ZREM', q.k_delayed, m)
-      local r = rec_get(string.sub(m, 13))
-      if r.st == S_RETRY then redis.call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_RETRY, -1) end
-      emit(q, 'cancelled', r.id)
-      finish(r, S_CANCELLED, q)
+      cancel_delayed(q, rec_get(string.sub(m, 13)))
       n = n + 1
     end
   end

@@ -1120,47 +1120,33 @@ impl State {
     }
 
     pub(crate) fn cancel(&mut self, id: TaskId, now: Millis) -> Result<CancelOutcome> {
-        let (state, position, queue_name, worker, inbox_seq) = {
+        let (state, queue_name, worker, inbox_seq) = {
             let t = self.tasks.get(&id).ok_or(Error::TaskNotFound(id))?;
-            (
-                t.state,
-                t.position,
-                t.queue.clone(),
-                t.worker.clone(),
-                t.inbox_seq,
-            )
+            (t.state, t.queue.clone(), t.worker.clone(), t.inbox_seq)
         };
-        let mut assignments = Vec::new();
         match state {
-            TaskState::Scheduled | TaskState::RetryScheduled => {
-                if let Some(pos) = position {
-                    self.queue_mut(&queue_name)?.delayed.remove(&pos);
-                }
-            }
-            TaskState::Ready => {
-                if let Some(pos) = position {
-                    self.queue_mut(&queue_name)?.ready.remove(&pos);
-                }
+            TaskState::Scheduled | TaskState::RetryScheduled | TaskState::Ready => {
+                self.cancel_waiting(&queue_name, id, now)?;
+                Ok(CancelOutcome::Cancelled {
+                    assignments: Vec::new(),
+                })
             }
             TaskState::Dispatched => {
                 let worker = worker.ok_or_else(|| internal("dispatched task without worker"))?;
                 self.release_slot(&worker, id, Some(inbox_seq));
                 self.emit(EventKind::Cancelled, id, None, None);
                 self.finish(id, TaskState::Cancelled, TaskOutcome::Cancelled, now)?;
-                assignments = self.fill_worker(&worker)?;
-                return Ok(CancelOutcome::Cancelled { assignments });
+                let assignments = self.fill_worker(&worker)?;
+                Ok(CancelOutcome::Cancelled { assignments })
             }
             TaskState::Running => {
                 self.task_mut(id)?.cancel_requested = true;
-                return Ok(CancelOutcome::Requested);
+                Ok(CancelOutcome::Requested)
             }
             TaskState::Succeeded | TaskState::Dead | TaskState::Cancelled => {
-                return Ok(CancelOutcome::AlreadyFinished(state));
+                Ok(CancelOutcome::AlreadyFinished(state))
             }
         }
-        self.emit(EventKind::Cancelled, id, None, None);
-        self.finish(id, TaskState::Cancelled, TaskOutcome::Cancelled, now)?;
-        Ok(CancelOutcome::Cancelled { assignments })
     }
 
     pub(crate) fn redrive(&mut self, id: TaskId, now: Millis) -> Result<SubmitOutcome> {
@@ -1253,12 +1239,7 @@ impl State {
                 }
                 budget -= 1;
                 q.done.remove(&(until, id));
-                if let Some(t) = self.tasks.remove(&id)
-                    && t.state == TaskState::Dead
-                    && let Some(q) = self.queues.get_mut(&t.queue)
-                {
-                    q.dead.remove(&(t.finished_at, id));
-                }
+                self.drop_finished(id);
                 report.records_purged += 1;
             }
         }

@@ -23,8 +23,8 @@ impl State {
         Ok(())
     }
 
-    /// Removes a finished task's record and its index entries.
-    fn drop_finished(&mut self, id: TaskId) {
+    /// Removes a finished task's record and its index entries (maintenance too).
+    pub(super) fn drop_finished(&mut self, id: TaskId) {
         let Some(t) = self.tasks.remove(&id) else {
             return;
         };
@@ -74,8 +74,13 @@ impl State {
         })
     }
 
-    /// Cancels a ready, scheduled or retry-scheduled task of `queue`.
-    fn cancel_waiting(&mut self, queue: &QueueName, id: TaskId, now: Millis) -> Result<()> {
+    /// Cancels a ready, scheduled or retry-scheduled task of `queue` (`cancel` too).
+    pub(super) fn cancel_waiting(
+        &mut self,
+        queue: &QueueName,
+        id: TaskId,
+        now: Millis,
+    ) -> Result<()> {
         let (state, position) = {
             let t = self.tasks.get(&id).ok_or(Error::TaskNotFound(id))?;
             (t.state, t.position)
