@@ -1,7 +1,8 @@
-//! `switchyard declare`: creates a queue with its policy, strategy and limits.
+//! `switchyard declare`: creates a queue with its policy, strategy and limits; and the queue
+//! flags it shares with `worker --declare` and `reconfigure`.
 
 use clap::Args;
-use switchyard::{Backoff, EventLevel, Policy, QueueConfig, Strategy};
+use switchyard::{EventLevel, Policy, QueueConfig, Strategy};
 
 use crate::remote::{Remote, millis, runtime};
 
@@ -18,72 +19,141 @@ pub struct DeclareArgs {
     pub flags: QueueFlags,
 }
 
-/// A queue's configuration on the command line (`declare`, and `worker --declare`).
-#[derive(Debug, Clone, Args)]
+/// `text`, followed by the value a new queue gets when the flag is left out.
+fn fresh(text: &str, default: impl std::fmt::Display) -> String {
+    format!("{text} [new queues: {default}]")
+}
+
+/// A queue's configuration on the command line (`declare`, `worker --declare`, `reconfigure`).
+/// A flag left out takes the value of a new queue on `declare` (shown in brackets in the help),
+/// and keeps the queue's current value on `reconfigure`.
+#[derive(Debug, Clone, Default, Args)]
 pub struct QueueFlags {
-    /// Order inside the queue: fcfs, priority, priority:STEP_MS (with aging), sjf, sjf:FACTOR (with aging).
-    #[arg(long, short = 'p', default_value = "fcfs")]
-    pub policy: Policy,
+    #[arg(long, short = 'p', help = fresh(
+        "Order inside the queue: fcfs, priority, priority:STEP_MS (with aging), sjf, sjf:FACTOR (with aging)",
+        QueueConfig::default().policy.name(),
+    ))]
+    pub policy: Option<Policy>,
 
-    /// Choice of worker: round-robin, random, weighted, least-loaded, affinity, affinity:VNODES, pull.
-    #[arg(long, short = 's', default_value = "round-robin")]
-    pub strategy: Strategy,
+    #[arg(long, short = 's', help = fresh(
+        "Choice of worker: round-robin, random, weighted, least-loaded, affinity, affinity:VNODES, pull",
+        QueueConfig::default().strategy.name(),
+    ))]
+    pub strategy: Option<Strategy>,
 
-    /// Attempts for tasks that do not set their own (then the task goes to the dead-letter set).
-    #[arg(long, default_value_t = QueueConfig::default().max_attempts)]
-    pub max_attempts: u32,
+    #[arg(long, help = fresh(
+        "Attempts for tasks that do not set their own (then the task goes to the dead-letter set)",
+        QueueConfig::default().max_attempts,
+    ))]
+    pub max_attempts: Option<u32>,
 
-    /// Per-attempt timeout for tasks that do not set their own, in ms (1 to 4294967295).
-    #[arg(long, default_value_t = u64::from(QueueConfig::default().timeout_ms))]
-    pub timeout_ms: u64,
+    #[arg(long, help = fresh(
+        "Per-attempt timeout for tasks that do not set their own, in ms (1 to 4294967295)",
+        QueueConfig::default().timeout_ms,
+    ))]
+    pub timeout_ms: Option<u64>,
 
-    /// Delay after the first failure, in ms; it doubles with each attempt.
-    #[arg(long, default_value_t = Backoff::default().base_ms)]
-    pub backoff_ms: u32,
+    #[arg(long, help = fresh(
+        "Delay after the first failure, in ms; it doubles with each attempt",
+        QueueConfig::default().backoff.base_ms,
+    ))]
+    pub backoff_ms: Option<u32>,
 
-    /// Upper bound of the retry delay, in ms.
-    #[arg(long, default_value_t = Backoff::default().max_ms)]
-    pub backoff_max_ms: u32,
+    #[arg(long, help = fresh("Upper bound of the retry delay, in ms", QueueConfig::default().backoff.max_ms))]
+    pub backoff_max_ms: Option<u32>,
 
-    /// Up to this percentage of each retry delay is taken off at random (spreads retries).
-    #[arg(long, default_value_t = Backoff::default().jitter_pct)]
-    pub jitter_pct: u8,
+    #[arg(long, help = fresh(
+        "Up to this percentage of each retry delay is taken off at random (spreads retries)",
+        QueueConfig::default().backoff.jitter_pct,
+    ))]
+    pub jitter_pct: Option<u8>,
 
-    /// How long results and finished tasks are kept, in ms.
-    #[arg(long, default_value_t = QueueConfig::default().result_ttl_ms)]
-    pub result_ttl_ms: u64,
+    #[arg(long, help = fresh(
+        "How long results and finished tasks are kept, in ms",
+        QueueConfig::default().result_ttl_ms,
+    ))]
+    pub result_ttl_ms: Option<u64>,
 
-    /// How long a dedup key blocks duplicates after its task was submitted, in ms.
-    #[arg(long, default_value_t = QueueConfig::default().dedup_window_ms)]
-    pub dedup_window_ms: u64,
+    #[arg(long, help = fresh(
+        "How long a dedup key blocks duplicates after its task was submitted, in ms",
+        QueueConfig::default().dedup_window_ms,
+    ))]
+    pub dedup_window_ms: Option<u64>,
 
-    /// Events recorded: off, failures or all.
-    #[arg(long, default_value = "failures")]
-    pub events: EventLevel,
+    #[arg(long, help = fresh("Events recorded: off, failures or all", QueueConfig::default().events.name()))]
+    pub events: Option<EventLevel>,
 
-    /// Seed of the queue's random choices (random strategy, retry jitter).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    #[arg(long, help = fresh(
+        "Seed of the queue's random choices (random strategy, retry jitter)",
+        QueueConfig::default().seed,
+    ))]
+    pub seed: Option<u64>,
+}
+
+/// Replaces `slot` with the value given, if one was.
+fn given<T: Copy>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
 }
 
 impl QueueFlags {
-    /// The configuration the flags describe, checked.
+    /// The configuration of a new queue with these flags, checked.
     pub fn config(&self) -> Result<QueueConfig, String> {
-        let config = QueueConfig::new(self.policy, self.strategy)
-            .with_max_attempts(self.max_attempts)
-            .with_timeout(millis(self.timeout_ms))
-            .with_backoff(Backoff {
-                base_ms: self.backoff_ms,
-                max_ms: self.backoff_max_ms,
-                jitter_pct: self.jitter_pct,
-            })
-            .with_result_ttl(millis(self.result_ttl_ms))
-            .with_dedup_window(millis(self.dedup_window_ms))
-            .with_events(self.events)
-            .with_seed(self.seed);
-        config.validate().map_err(|e| e.to_string())?;
-        Ok(config)
+        self.over(QueueConfig::default())
     }
+
+    /// `base` with the flags given replacing its values, checked.
+    pub fn over(&self, base: QueueConfig) -> Result<QueueConfig, String> {
+        let mut c = base;
+        given(&mut c.policy, self.policy);
+        given(&mut c.strategy, self.strategy);
+        given(&mut c.max_attempts, self.max_attempts);
+        if let Some(ms) = self.timeout_ms {
+            c = c.with_timeout(millis(ms));
+        }
+        given(&mut c.backoff.base_ms, self.backoff_ms);
+        given(&mut c.backoff.max_ms, self.backoff_max_ms);
+        given(&mut c.backoff.jitter_pct, self.jitter_pct);
+        given(&mut c.result_ttl_ms, self.result_ttl_ms);
+        given(&mut c.dedup_window_ms, self.dedup_window_ms);
+        given(&mut c.events, self.events);
+        given(&mut c.seed, self.seed);
+        c.validate().map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+
+    /// Whether no flag was given.
+    pub fn is_empty(&self) -> bool {
+        self.policy.is_none()
+            && self.strategy.is_none()
+            && self.max_attempts.is_none()
+            && self.timeout_ms.is_none()
+            && self.backoff_ms.is_none()
+            && self.backoff_max_ms.is_none()
+            && self.jitter_pct.is_none()
+            && self.result_ttl_ms.is_none()
+            && self.dedup_window_ms.is_none()
+            && self.events.is_none()
+            && self.seed.is_none()
+    }
+}
+
+/// What the flags can set, by flag name, as shown (the lines of a configuration's diff).
+pub fn settings(c: &QueueConfig) -> [(&'static str, String); 11] {
+    [
+        ("policy", c.policy.name()),
+        ("strategy", c.strategy.name().to_owned()),
+        ("max-attempts", c.max_attempts.to_string()),
+        ("timeout-ms", c.timeout_ms.to_string()),
+        ("backoff-ms", c.backoff.base_ms.to_string()),
+        ("backoff-max-ms", c.backoff.max_ms.to_string()),
+        ("jitter-pct", c.backoff.jitter_pct.to_string()),
+        ("result-ttl-ms", c.result_ttl_ms.to_string()),
+        ("dedup-window-ms", c.dedup_window_ms.to_string()),
+        ("events", c.events.name().to_owned()),
+        ("seed", c.seed.to_string()),
+    ]
 }
 
 /// Declares the queue; declaring it again with the same settings is a no-op.

@@ -5,7 +5,8 @@
 //! * `switchyard declare`, `submit`, `worker` — run Switchyard on a Redis: declare queues,
 //!   submit tasks, run worker processes with built-in handlers;
 //! * `switchyard status`, `task`, `dead`, `events` — look at (and act on) what is there;
-//! * `switchyard pause`, `resume` — stop and restart dispatching from a queue;
+//! * `switchyard pause`, `resume`, `purge`, `reconfigure`, `delete-queue` — administer a
+//!   queue;
 //! * `switchyard dashboard` — a live web view of a namespace (workers, queues, tasks);
 //! * `switchyard bench --url <redis>` — measure what tasks cost a real Redis.
 
@@ -45,19 +46,26 @@ enum Command {
     Worker(worker::WorkerArgs),
     /// Show queues (tasks by state) and live workers.
     Status(inspect::StatusArgs),
-    /// Show one task (state, times, payload, result, its events); cancel it, re-drive it, or
-    /// wait for its outcome.
+    /// Show one task (state, times, payload, result, its events); cancel, re-drive or delete
+    /// it, or wait for its outcome.
     Task(inspect::TaskArgs),
     /// List a queue's dead-letter set (oldest first); re-drive it.
     Dead(inspect::DeadArgs),
     /// Read the event log (which events are kept is set per queue: `declare --events`).
     Events(inspect::EventsArgs),
     /// Pause a queue: nothing is dispatched from it; submissions wait, running tasks finish.
-    Pause(admin::PauseArgs),
+    Pause(admin::QueueArgs),
     /// Resume a paused queue: what waits is dispatched at once.
-    Resume(admin::PauseArgs),
+    Resume(admin::QueueArgs),
+    /// Empty a queue of its waiting tasks (cancelled), its dead-letter set or its finished
+    /// tasks (deleted), in bounded steps.
+    Purge(admin::PurgeArgs),
+    /// Change a declared queue's settings, keeping those not given; shows what changed.
+    Reconfigure(admin::ReconfigureArgs),
+    /// Delete a queue that holds no task and that no worker serves.
+    DeleteQueue(admin::QueueArgs),
     /// Serve a live web view of a namespace: queues, workers and their share of the work,
-    /// tasks, dead letters (re-drive and cancel with `--allow-actions`).
+    /// tasks, dead letters (acting on them with `--allow-actions`).
     Dashboard(dashboard::DashboardArgs),
     /// Measure what tasks cost a real Redis: CPU per lifecycle, growth, throughput, memory.
     Bench(bench::BenchArgs),
@@ -103,8 +111,11 @@ fn main() -> ExitCode {
         Command::Task(args) => inspect::task(&args),
         Command::Dead(args) => inspect::dead(&args),
         Command::Events(args) => inspect::events(&args),
-        Command::Pause(args) => admin::run(&args, true),
-        Command::Resume(args) => admin::run(&args, false),
+        Command::Pause(args) => admin::pause(&args, true),
+        Command::Resume(args) => admin::pause(&args, false),
+        Command::Purge(args) => admin::purge(&args),
+        Command::Reconfigure(args) => admin::reconfigure(&args),
+        Command::DeleteQueue(args) => admin::delete_queue(&args),
         Command::Dashboard(args) => {
             init_logging();
             dashboard::run(&args)

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use support::{DashboardProcess, WorkerProcess, ok, run, switchyard};
 use switchyard_testkit::redis_server::RedisServer;
 
-const SUBCOMMANDS: [&str; 12] = [
+const SUBCOMMANDS: [&str; 15] = [
     "demo",
     "declare",
     "submit",
@@ -23,6 +23,9 @@ const SUBCOMMANDS: [&str; 12] = [
     "events",
     "pause",
     "resume",
+    "purge",
+    "reconfigure",
+    "delete-queue",
     "dashboard",
     "bench",
 ];
@@ -205,6 +208,20 @@ fn every_subcommand_does_its_job_on_a_real_redis() {
     );
     let resumed = ok(&server, ns, &["resume", "mail"]);
     assert!(resumed.contains("1 waiting tasks dispatched"), "{resumed}");
+
+    // reconfigure, purge, delete-queue.
+    let changed = ok(&server, ns, &["reconfigure", "mail", "--max-attempts", "2"]);
+    assert!(changed.contains("--max-attempts     1 -> 2"), "{changed}");
+    wait_for("the re-driven task to die again", || {
+        let view = ok(&server, ns, &["task", &dead_id, "--json"]);
+        serde_json::from_str::<serde_json::Value>(&view).unwrap()["info"]["state"] == "dead"
+    });
+    let purged = ok(&server, ns, &["purge", "mail", "--dead", "--yes"]);
+    assert!(purged.contains("1 dead tasks deleted"), "{purged}");
+    assert!(ok(&server, ns, &["dead", "mail"]).contains("(no dead tasks in mail)"));
+    ok(&server, ns, &["declare", "spare"]);
+    let gone = ok(&server, ns, &["delete-queue", "spare"]);
+    assert!(gone.contains("`spare` deleted"), "{gone}");
 
     // dashboard: it serves its page and answers its API.
     let dashboard = DashboardProcess::start(&server, ns, &[]);

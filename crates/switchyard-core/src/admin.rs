@@ -131,7 +131,7 @@ impl std::fmt::Display for InUse {
         match self {
             InUse::Ready(n) => write!(
                 f,
-                "{n} tasks are ready, ordered by the current policy: let them run or purge them (`switchyard purge --waiting`) before changing the policy"
+                "{n} tasks are ready, ordered by the current policy: let them run or purge them (`switchyard purge <queue> --waiting`) before changing the policy"
             ),
             InUse::Served(workers) => {
                 let names: Vec<&str> = workers.iter().map(WorkerId::as_str).collect();

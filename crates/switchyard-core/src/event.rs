@@ -153,6 +153,17 @@ pub enum EventLevel {
     All,
 }
 
+impl EventLevel {
+    /// Its name on the command line: `off`, `failures`, `all`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventLevel::Off => "off",
+            EventLevel::Failures => "failures",
+            EventLevel::All => "all",
+        }
+    }
+}
+
 impl std::str::FromStr for EventLevel {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use switchyard_core::admin::{Purge, PurgeReport};
 use switchyard_core::{
     Backend, CancelOutcome, Error, Event, QueueConfig, QueueName, Result, Stats, SubmitOutcome,
     TaskId, TaskInfo, TaskOutcome, TaskSpec, TaskSpecBuilder, TaskState,
@@ -457,6 +458,117 @@ impl Client {
     pub async fn redrive(&self, id: TaskId) -> Result<TaskHandle> {
         let out = self.backend.redrive(id).await?;
         Ok(self.handle(&out))
+    }
+
+    /// Deletes a finished task (succeeded, dead or cancelled) with its outcome; a task that can
+    /// still run is refused ([`Error::WrongState`]): cancel it first.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use switchyard::{Client, Error, QueueConfig, TaskSpec};
+    /// let client = Client::memory();
+    /// client.declare("q", QueueConfig::default()).await?;
+    /// let task = client.submit(TaskSpec::builder("q", "k").build()?).await?;
+    /// assert!(matches!(client.delete_task(task.id()).await, Err(Error::WrongState { .. })));
+    /// task.cancel().await?;
+    /// client.delete_task(task.id()).await?;
+    /// assert_eq!(task.info().await?, None);
+    /// # Ok::<(), switchyard::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn delete_task(&self, id: TaskId) -> Result<()> {
+        self.backend.delete_task(id).await
+    }
+
+    /// Removes up to `limit` tasks of one [`Purge`] class of `queue`: waiting tasks are
+    /// cancelled (whoever awaits them learns it), dead or finished ones deleted. Call again
+    /// while [`PurgeReport::more`] says tasks are left, so that a large queue is emptied in
+    /// bounded steps.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use switchyard::admin::Purge;
+    /// use switchyard::{Client, QueueConfig, TaskSpec};
+    /// let client = Client::memory();
+    /// client.declare("q", QueueConfig::default()).await?;
+    /// for _ in 0..3 {
+    ///     client.submit(TaskSpec::builder("q", "k").build()?).await?;
+    /// }
+    /// let first = client.purge("q", Purge::Waiting, 2).await?;
+    /// assert_eq!((first.removed, first.more), (2, true));
+    /// let rest = client.purge("q", Purge::Waiting, 2).await?;
+    /// assert_eq!((rest.removed, rest.more), (1, false));
+    /// assert_eq!(client.stats().await?.queues[0].cancelled, 3);
+    /// # Ok::<(), switchyard::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn purge(&self, queue: &str, what: Purge, limit: usize) -> Result<PurgeReport> {
+        self.backend
+            .purge_queue(&QueueName::new(queue)?, what, limit)
+            .await
+    }
+
+    /// A declared queue's configuration (`None` when it is not declared).
+    pub async fn queue_config(&self, queue: &str) -> Result<Option<QueueConfig>> {
+        self.backend.queue_config(&QueueName::new(queue)?).await
+    }
+
+    /// Changes a declared queue's configuration; `false` if it already had this one. Limits,
+    /// retries, timeouts, retention and events change at any time; a new policy needs an empty
+    /// ready set and a new strategy or seed a queue no worker serves
+    /// ([`Reshape`](switchyard_core::admin::Reshape)), otherwise [`Error::QueueInUse`] says
+    /// what stands in the way. A queue this client [keeps declared](Client::keep_declared)
+    /// is kept with its new configuration.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use switchyard::{Client, Error, Policy, QueueConfig, TaskSpec};
+    /// let client = Client::memory();
+    /// client.declare("q", QueueConfig::default()).await?;
+    /// let more = QueueConfig::default().with_max_attempts(10);
+    /// assert!(client.reconfigure("q", more).await?);
+    /// assert_eq!(client.queue_config("q").await?, Some(more));
+    ///
+    /// client.submit(TaskSpec::builder("q", "k").build()?).await?;
+    /// let mut by_priority = more;
+    /// by_priority.policy = Policy::PRIORITY;
+    /// let refused = client.reconfigure("q", by_priority).await;
+    /// assert!(matches!(refused, Err(Error::QueueInUse { .. })), "a task is ready");
+    /// # Ok::<(), switchyard::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn reconfigure(&self, queue: &str, config: QueueConfig) -> Result<bool> {
+        let name = QueueName::new(queue)?;
+        let changed = self.backend.reconfigure_queue(&name, config).await?;
+        if let Ok(mut kept) = self.kept.write()
+            && let Some(entry) = kept.get_mut(&name)
+        {
+            *entry = config;
+        }
+        Ok(changed)
+    }
+
+    /// Deletes a queue that holds no task and that no registered worker serves (otherwise
+    /// [`Error::QueueInUse`]), with its counters, pause flag and learned costs. This client
+    /// stops keeping it declared.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use switchyard::{Client, QueueConfig};
+    /// let client = Client::memory();
+    /// client.declare("old", QueueConfig::default()).await?;
+    /// client.delete_queue("old").await?;
+    /// assert_eq!(client.queue_config("old").await?, None);
+    /// # Ok::<(), switchyard::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn delete_queue(&self, queue: &str) -> Result<()> {
+        let name = QueueName::new(queue)?;
+        self.backend.delete_queue(&name).await?;
+        if let Ok(mut kept) = self.kept.write() {
+            kept.remove(&name);
+        }
+        Ok(())
     }
 
     /// Events after position `after` (from the oldest kept when `None`), at most `limit`.

@@ -53,6 +53,10 @@ pub struct TaskArgs {
     #[arg(long, conflicts_with = "cancel")]
     pub redrive: bool,
 
+    /// Delete it with its result (it must have finished: succeeded, dead or cancelled).
+    #[arg(long, conflicts_with_all = ["cancel", "redrive", "wait_ms"])]
+    pub delete: bool,
+
     /// Print it as JSON (with its outcome and its events).
     #[arg(long)]
     pub json: bool,
@@ -71,7 +75,8 @@ pub struct DeadArgs {
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
 
-    /// Put the listed tasks back in their queue with fresh attempts.
+    /// Put the listed tasks back in their queue with fresh attempts (`task <id> --delete`
+    /// deletes one, `purge <queue> --dead` all of them).
     #[arg(long)]
     pub redrive: bool,
 

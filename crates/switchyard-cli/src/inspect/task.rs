@@ -12,6 +12,18 @@ pub fn task(args: &TaskArgs) -> Result<(), String> {
     runtime()?.block_on(async {
         let client = args.remote.connect().await?;
         let handle = client.task(args.id);
+        if args.delete {
+            client
+                .delete_task(args.id)
+                .await
+                .map_err(|e| e.to_string())?;
+            if args.json {
+                println!("{}", serde_json::json!({"id": args.id, "deleted": true}));
+            } else {
+                println!("task {} deleted, with its result", args.id);
+            }
+            return Ok(());
+        }
         if args.cancel {
             let said = match handle.cancel().await.map_err(|e| e.to_string())? {
                 CancelOutcome::Cancelled { .. } => "cancelled".to_owned(),
