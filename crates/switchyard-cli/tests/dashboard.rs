@@ -57,6 +57,36 @@ const WORKER_ROWS: &str = "const rows = document.querySelectorAll('#workers tbod
   });
   return all;";
 
+/// A script answering whether the element `arguments[0]` is on the page (null while not).
+const EXISTS: &str = "return document.querySelector(arguments[0]) !== null ? true : null;";
+
+/// Clicks `css` and waits for the page's answer: its class (`ok`, `refused`) and words.
+fn act(page: &Session, css: &str, class: &str, words: &str) {
+    page.run(
+        "document.getElementById('message').hidden = true;",
+        json!([]),
+    );
+    page.click(css);
+    let said = page.wait_for(
+        WAIT,
+        &format!("the answer containing {words:?}"),
+        "const m = document.getElementById('message');
+         return m.hidden || !m.textContent.includes(arguments[0]) ? null : [m.className, m.textContent];",
+        json!([words]),
+    );
+    assert_eq!(said[0], class, "{said}");
+}
+
+async fn queue_paused(client: &Client, queue: &str) -> bool {
+    let stats = client.stats().await.unwrap();
+    stats
+        .queues
+        .iter()
+        .find(|q| q.queue.as_ref().is_some_and(|n| n.as_str() == queue))
+        .unwrap()
+        .paused
+}
+
 fn number(v: &Value) -> u64 {
     v.as_str()
         .unwrap_or_else(|| panic!("not text: {v}"))
@@ -132,7 +162,7 @@ async fn the_dashboard_shows_follows_and_acts_in_a_real_browser() {
         assert_eq!(workers[id]["state"], "active", "{workers}");
     }
 
-    // The numbers follow the tasks as they run: 40 tasks of 50 ms on 4 slots, 2 that fail.
+    // The numbers follow the tasks as they run: 40 tasks of 50 ms on 4 slots, 4 that fail.
     ok(
         &server,
         NS,
@@ -149,7 +179,7 @@ async fn the_dashboard_shows_follows_and_acts_in_a_real_browser() {
     ok(
         &server,
         NS,
-        &["submit", "emails", "fail", "\"boom\"", "-n", "2", "--quiet"],
+        &["submit", "emails", "fail", "\"boom\"", "-n", "4", "--quiet"],
     );
     let mut seen = std::collections::BTreeSet::new();
     let mut running_shot = None;
@@ -167,7 +197,7 @@ async fn the_dashboard_shows_follows_and_acts_in_a_real_browser() {
         seen.len() >= 2,
         "the page never showed the count moving: {seen:?}"
     );
-    let row = wait_field(&page, "emails", "dead", 2);
+    let row = wait_field(&page, "emails", "dead", 4);
     // Once the queue is quiet, the page and `stats` agree.
     let stats = client.stats().await.unwrap();
     let emails = stats
@@ -179,7 +209,7 @@ async fn the_dashboard_shows_follows_and_acts_in_a_real_browser() {
     assert_eq!(number(&row["dead"]), emails.dead);
     assert_eq!(number(&row["running"]), emails.running);
     assert_eq!(emails.totals.succeeded, 40);
-    assert_eq!(emails.totals.dead, 2);
+    assert_eq!(emails.totals.dead, 4);
     let workers = page.wait_for(
         WAIT,
         "workers' completions to add up to 40",
@@ -223,7 +253,7 @@ async fn the_dashboard_shows_follows_and_acts_in_a_real_browser() {
     light.terminate(WAIT);
     heavy.terminate(WAIT);
     let dead = client.dead("emails", 10).await.unwrap();
-    assert_eq!(dead.len(), 2);
+    assert_eq!(dead.len(), 4);
     let first = dead[0].id.to_string();
     let second = dead[1].id.to_string();
 
@@ -275,8 +305,71 @@ async fn the_dashboard_shows_follows_and_acts_in_a_real_browser() {
         client.task(dead[0].id).state().await.unwrap(),
         Some(TaskState::Ready)
     );
-    wait_field(&page, "emails", "dead", 1);
+    wait_field(&page, "emails", "dead", 3);
     wait_field(&page, "emails", "ready", 1);
+
+    // Delete one dead task from its row: refused read-only, done with actions on.
+    let button = format!("#dead button.delete[data-task=\"{second}\"]");
+    readonly.wait_for(WAIT, "the delete button", EXISTS, json!([button]));
+    act(&readonly, &button, "refused", "--allow-actions");
+    assert!(client.task(dead[1].id).info().await.unwrap().is_some());
+    page.wait_for(WAIT, "the delete button", EXISTS, json!([button]));
+    act(&page, &button, "ok", "deleted");
+    assert_eq!(client.task(dead[1].id).info().await.unwrap(), None);
+    wait_field(&page, "emails", "dead", 2);
+    // The picture of the dead letters in docs/: their buttons.
+    std::fs::write(dir.join("dashboard-actions.png"), page.screenshot()).unwrap();
+
+    // Purge the dead-letter set: the first click only asks, the second purges.
+    let purge = "#dead button.purge[data-queue=\"emails\"]";
+    page.wait_for(
+        WAIT,
+        "the purge button of 2 dead tasks",
+        "const h = document.querySelector(arguments[0]);
+         return h && h.closest('h3').textContent.includes('(2)') ? true : null;",
+        json!([purge]),
+    );
+    page.click(purge);
+    let asked = page.run(
+        "const b = document.querySelector(arguments[0]); return [b.dataset.armed || '', b.textContent];",
+        json!([purge]),
+    );
+    assert_eq!(asked[0], "yes", "{asked}");
+    assert!(
+        asked[1].as_str().unwrap().contains("delete 2 dead tasks"),
+        "{asked}"
+    );
+    assert_eq!(
+        client.dead("emails", 10).await.unwrap().len(),
+        2,
+        "one click purges nothing"
+    );
+    act(&page, purge, "ok", "2 dead tasks deleted");
+    for t in &dead[2..] {
+        assert_eq!(client.task(t.id).info().await.unwrap(), None, "{}", t.id);
+    }
+    wait_field(&page, "emails", "dead", 0);
+
+    // Pause and resume from the queue row (read-only: refused).
+    let pause = "#queues tr[data-queue=\"emails\"] button.pause";
+    readonly.wait_for(WAIT, "the pause button", EXISTS, json!([pause]));
+    act(&readonly, pause, "refused", "--allow-actions");
+    assert!(!queue_paused(&client, "emails").await);
+    page.wait_for(WAIT, "the pause button", EXISTS, json!([pause]));
+    act(&page, pause, "ok", "paused");
+    assert!(queue_paused(&client, "emails").await);
+    let resume = "#queues tr[data-queue=\"emails\"] button.resume";
+    page.wait_for(
+        WAIT,
+        "the queue marked paused, with a resume button",
+        EXISTS,
+        json!([resume]),
+    );
+    let row = page.run(QUEUE_ROW, json!(["emails"]));
+    assert_eq!(row["paused"], "paused", "{row}");
+    act(&page, resume, "ok", "resumed");
+    assert!(!queue_paused(&client, "emails").await);
+    page.wait_for(WAIT, "the pause button again", EXISTS, json!([pause]));
 
     // The task page: reachable by id, with its events.
     page.goto(&format!("{}#task={first}", acting.url()));

@@ -11,7 +11,8 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
-use switchyard::{CancelOutcome, Error, QueueName, TaskId};
+use switchyard::admin::Purge;
+use switchyard::{CancelOutcome, Error, QueueName, TaskId, display};
 
 use super::Shared;
 
@@ -50,7 +51,7 @@ impl From<Error> for Refusal {
     fn from(e: Error) -> Refusal {
         let status = match &e {
             Error::TaskNotFound(_) | Error::UnknownQueue(_) => StatusCode::NOT_FOUND,
-            Error::WrongState { .. } => StatusCode::CONFLICT,
+            Error::WrongState { .. } | Error::QueueInUse { .. } => StatusCode::CONFLICT,
             Error::Invalid { .. } => StatusCode::BAD_REQUEST,
             _ => StatusCode::BAD_GATEWAY,
         };
@@ -146,10 +147,7 @@ pub(super) async fn dead(
     if backend.queue_config(&name).await?.is_none() {
         return Err(Refusal::new(
             StatusCode::NOT_FOUND,
-            format!(
-                "queue {} is not declared",
-                switchyard::display::quoted(&queue)
-            ),
+            format!("queue {} is not declared", display::quoted(&queue)),
         ));
     }
     let list = backend
@@ -203,4 +201,67 @@ pub(super) async fn cancel(State(shared): State<Arc<Shared>>, Path(id): Path<Str
             format!("task {id} had already finished: {state}"),
         )),
     }
+}
+
+/// `POST /api/tasks/{id}/delete`: a finished task and its result, gone.
+pub(super) async fn delete(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Answer {
+    allowed(&shared, "delete")?;
+    let id = task_id(&id)?;
+    shared.client.delete_task(id).await?;
+    tracing::info!(task = %id, "deleted from the dashboard");
+    Ok(done(format!("task {id} deleted, with its result")))
+}
+
+/// `POST /api/queues/{queue}/pause`.
+pub(super) async fn pause(State(shared): State<Arc<Shared>>, Path(queue): Path<String>) -> Answer {
+    allowed(&shared, "pause")?;
+    shared.client.pause(&queue).await?;
+    tracing::info!(%queue, "paused from the dashboard");
+    Ok(done(format!(
+        "queue {} paused: nothing is dispatched from it; submissions wait, running tasks finish",
+        display::quoted(&queue)
+    )))
+}
+
+/// `POST /api/queues/{queue}/resume`.
+pub(super) async fn resume(State(shared): State<Arc<Shared>>, Path(queue): Path<String>) -> Answer {
+    allowed(&shared, "resume")?;
+    let n = shared.client.resume(&queue).await?;
+    tracing::info!(%queue, "resumed from the dashboard");
+    Ok(done(format!(
+        "queue {} resumed: {n} waiting tasks dispatched at once",
+        display::quoted(&queue)
+    )))
+}
+
+/// Tasks one purge step removes: one bounded script call; other clients go on between steps.
+const PURGE_STEP: usize = 1000;
+
+/// `POST /api/queues/{queue}/purge/{what}` (`waiting`, `dead` or `finished`): in bounded
+/// steps until none is left.
+pub(super) async fn purge(
+    State(shared): State<Arc<Shared>>,
+    Path((queue, what)): Path<(String, String)>,
+) -> Answer {
+    allowed(&shared, "purge")?;
+    let what: Purge = what.parse()?;
+    let mut removed = 0u64;
+    loop {
+        let step = shared.client.purge(&queue, what, PURGE_STEP).await?;
+        removed += step.removed;
+        if !step.more {
+            break;
+        }
+    }
+    tracing::info!(%queue, what = what.name(), removed, "purged from the dashboard");
+    let verb = if what == Purge::Waiting {
+        "cancelled"
+    } else {
+        "deleted"
+    };
+    Ok(done(format!(
+        "queue {}: {removed} {} tasks {verb}",
+        display::quoted(&queue),
+        what.name()
+    )))
 }

@@ -4,7 +4,8 @@
 //!   and tasks in flight — not by how many tasks are stored) and turns it into the snapshot
 //!   every page receives; however many pages are open, Redis sees one read per refresh.
 //! * [`api`] answers the page: the snapshot pushed as server-sent events, a task by id, a dead
-//!   set, and the actions (re-drive, cancel), which are refused unless `--allow-actions`.
+//!   set, and the actions (re-drive, cancel, delete a task; pause, resume, purge a queue),
+//!   which are refused unless `--allow-actions`.
 //! * The page itself (`assets/`) is embedded in the binary: no CDN, works offline.
 //!
 //! Safe by default: it binds loopback, actions are off, and `--token` (or
@@ -40,8 +41,9 @@ pub struct DashboardArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Allow the page to act: re-drive dead tasks and cancel tasks. Without it the page only
-    /// looks, and every action is refused with a message saying so.
+    /// Allow the page to act: re-drive, cancel and delete tasks, pause and resume queues, purge
+    /// dead-letter sets. Without it the page only looks, and every action is refused with a
+    /// message saying so.
     #[arg(long)]
     pub allow_actions: bool,
 
@@ -129,6 +131,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/api/queues/{queue}/dead", get(api::dead))
         .route("/api/tasks/{id}/redrive", post(api::redrive))
         .route("/api/tasks/{id}/cancel", post(api::cancel))
+        .route("/api/tasks/{id}/delete", post(api::delete))
+        .route("/api/queues/{queue}/pause", post(api::pause))
+        .route("/api/queues/{queue}/resume", post(api::resume))
+        .route("/api/queues/{queue}/purge/{what}", post(api::purge))
         .layer(middleware::from_fn_with_state(shared.clone(), authorize))
         .route("/", get(|| asset("text/html; charset=utf-8", INDEX)))
         .route(

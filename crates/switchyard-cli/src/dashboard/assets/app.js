@@ -64,9 +64,30 @@ function render(s) {
   }
 }
 
+/**
+ * Puts `rows` into `body`, replacing only the cells that changed: a button under the pointer
+ * stays the same element from one snapshot to the next, so a click on it is never lost.
+ */
+function patchRows(body, rows) {
+  const key = tr => tr.getAttribute('data-queue') || tr.getAttribute('data-worker');
+  const old = Array.from(body.children);
+  rows.forEach((row, i) => {
+    const was = old[i];
+    if (!was || key(was) !== key(row) || was.children.length !== row.children.length) {
+      if (was) body.replaceChild(row, was); else body.append(row);
+      return;
+    }
+    Array.from(row.children).forEach((cell, j) => {
+      const prev = was.children[j];
+      if (prev.outerHTML !== cell.outerHTML) was.replaceChild(cell, prev);
+    });
+  });
+  old.slice(rows.length).forEach(r => r.remove());
+}
+
 function renderQueues(queues) {
   const body = document.querySelector('#queues tbody');
-  body.replaceChildren(...queues.map(q => el('tr', { 'data-queue': q.queue },
+  patchRows(body, queues.map(q => el('tr', { 'data-queue': q.queue },
     el('td', { 'data-field': 'queue' }, q.queue,
       ...(q.paused ? [' ', el('span', { class: 'paused', 'data-field': 'paused' }, 'paused')] : [])),
     el('td', { class: 'text', 'data-field': 'policy' }, q.policy),
@@ -75,7 +96,10 @@ function renderQueues(queues) {
       .map(f => el('td', { 'data-field': f }, int(q[f]))),
     el('td', { 'data-field': 'succeeded_per_s' }, rate(q.succeeded_per_s)),
     el('td', { 'data-field': 'failed_per_s' }, rate(q.failed_per_s)),
-    el('td', { 'data-field': 'head_age' }, q.head_age_ms === null ? '-' : seconds(q.head_age_ms)))));
+    el('td', { 'data-field': 'head_age' }, q.head_age_ms === null ? '-' : seconds(q.head_age_ms)),
+    el('td', {}, q.paused
+      ? el('button', { class: 'resume', onclick: () => queueAct(q.queue, 'resume') }, 'Resume')
+      : el('button', { class: 'pause', onclick: () => queueAct(q.queue, 'pause') }, 'Pause')))));
   document.getElementById('no-queues').hidden = queues.length > 0;
 }
 
@@ -116,7 +140,7 @@ function renderCharts(queues, history) {
 
 function renderWorkers(workers) {
   const body = document.querySelector('#workers tbody');
-  body.replaceChildren(...workers.map(w => el('tr', { 'data-worker': w.worker },
+  patchRows(body, workers.map(w => el('tr', { 'data-worker': w.worker },
     el('td', { 'data-field': 'worker' }, w.worker),
     el('td', { class: 'text', 'data-field': 'queues' }, w.queues.join(', ')),
     el('td', { 'data-field': 'load' }, bar(w.in_use / w.capacity), ' ',
@@ -142,7 +166,10 @@ async function loadDead(queues) {
       parts.push(el('p', { class: 'refused' }, q.queue + ': ' + r.body.message));
       continue;
     }
-    parts.push(el('h3', {}, q.queue + ' (' + int(q.dead) + ')'));
+    parts.push(el('h3', {}, q.queue + ' (' + int(q.dead) + ') ',
+      confirming(el('button', { class: 'purge', 'data-queue': q.queue }, 'Purge all'),
+        'Click again to delete ' + int(q.dead) + ' dead tasks',
+        () => queueAct(q.queue, 'purge/dead'))));
     parts.push(el('table', { 'data-dead': q.queue },
       el('thead', {}, el('tr', {}, ...['task', 'kind', 'attempts', 'submitted', 'error', ''].map(t => el('th', {}, t)))),
       el('tbody', {}, ...r.body.map(t => el('tr', { 'data-task': t.id },
@@ -151,7 +178,8 @@ async function loadDead(queues) {
         el('td', {}, t.attempts + ' of ' + t.max_attempts),
         el('td', {}, time(t.created_at)),
         el('td', { class: 'text' }, t.last_error || '-'),
-        el('td', {}, el('button', { class: 'redrive', 'data-task': t.id, onclick: () => act(t.id, 'redrive') }, 'Re-drive')))))));
+        el('td', {}, el('button', { class: 'redrive', 'data-task': t.id, onclick: () => act(t.id, 'redrive') }, 'Re-drive'),
+          ' ', el('button', { class: 'delete', 'data-task': t.id, onclick: () => act(t.id, 'delete') }, 'Delete')))))));
   }
   box.replaceChildren(...(parts.length ? parts : [el('p', { class: 'muted' }, '(no dead tasks)')]));
 }
@@ -161,6 +189,33 @@ async function act(id, action) {
   say(r.body.message, r.body.ok === true);
   deadSeen = null; // read the dead sets again with the next snapshot
   if (document.getElementById('task').dataset.task === id) showTask(id);
+}
+
+/** A queue action: pause, resume, purge/dead. */
+async function queueAct(queue, action) {
+  const r = await api('api/queues/' + encodeURIComponent(queue) + '/' + action, 'POST');
+  say(r.body.message, r.body.ok === true);
+  deadSeen = null;
+}
+
+/** A button that acts only when clicked twice within 5 s (the first click says what it will do). */
+function confirming(button, question, action) {
+  const label = button.textContent;
+  let armed = null;
+  button.onclick = () => {
+    if (armed) {
+      clearTimeout(armed);
+      armed = null;
+      button.textContent = label;
+      delete button.dataset.armed;
+      action();
+      return;
+    }
+    button.textContent = question;
+    button.dataset.armed = 'yes';
+    armed = setTimeout(() => { armed = null; button.textContent = label; delete button.dataset.armed; }, 5000);
+  };
+  return button;
 }
 
 // ----- one task -------------------------------------------------------------------------------
@@ -197,6 +252,9 @@ async function showTask(id) {
   }
   if (t.state === 'dead') {
     buttons.push(el('button', { class: 'redrive', onclick: () => act(t.id, 'redrive') }, 'Re-drive'));
+  }
+  if (['succeeded', 'dead', 'cancelled'].includes(t.state)) {
+    buttons.push(' ', el('button', { class: 'delete', onclick: () => act(t.id, 'delete') }, 'Delete'));
   }
   const events = r.body.events.map(e => el('tr', {},
     el('td', {}, time(e.at)), el('td', { class: 'text' }, e.kind),
