@@ -122,7 +122,8 @@ end
 --         worker_len error_len result_len; then worker, error, result, body. The body (built by
 -- the client) is '>BBHH' lengths of queue, kind, affinity key, dedup key, those, the payload.
 -- `pos` is the sequence number in a ready or delayed set, the token while leased; `time` is the
--- run-at while scheduled, the lease deadline while running, the finish time when finished.
+-- run-at while scheduled, when it became ready while ready or dispatched, the lease deadline
+-- while running, the finish time when finished.
 local function rec_get(id, raw)
   local v = raw or PENDING.recs[id] or redis.call('HGET', K_TASKS, id)
   if not v then return nil end
@@ -483,7 +484,7 @@ end
 -- Hands task `r` of queue `q` to a worker's inbox under lease token `tok` (State::dispatch_to).
 local function dispatch_to(wr, r, q, tok)
   if not tok then tok = next_seq() end
-  r.st = S_DISPATCHED; r.w = wr.id; r.tok = tok; r.pos = tok; r.tm = 0
+  r.st = S_DISPATCHED; r.w = wr.id; r.tok = tok; r.pos = tok
   rec_put(r)
   zadd(K_WTASKS, '0', string.format('%s|%012x|%s', wr.id, tok, r.id))
   unsettle(wr)
@@ -631,6 +632,8 @@ local function place(r, q, at, retry, t)
     rec_put(r)
     return
   end
+  -- Ready (and then dispatched) since `t`: a delivery tells the worker how long it waited.
+  r.tm = t
   if q.str ~= T_PULL and not q.paused then
     if ready_len(q) == 0 then
       local w = pick(q, r)
@@ -641,7 +644,7 @@ local function place(r, q, at, retry, t)
       end
     end
   end
-  r.st = S_READY; r.pos = seq; r.tm = 0
+  r.st = S_READY; r.pos = seq
   rec_put(r)
   if q.rlen then q.rlen = q.rlen + 1 end
   local key = 0
@@ -753,11 +756,12 @@ local function release(wr, r)
 end
 
 -- Starts up to `max` tasks on the worker, appending deliveries {id, queue, token, attempt,
--- max attempts, deadline, timeout, body} to `out` (State::receive): its inbox in dispatch order, then
+-- max attempts, deadline, timeout, ready since, body} to `out` (State::receive): its inbox in dispatch order, then
 -- its pull queues in its order. Advances the receive cursor; returns how many.
 local function receive_tasks(wr, max, out)
   local got = 0
   local function start(r)
+    local since = r.tm
     r.st = S_RUNNING
     r.at = r.at + 1
     r.tm = NOW + r.to
@@ -766,7 +770,8 @@ local function receive_tasks(wr, max, out)
     if r.tok > wr.rc then wr.rc = r.tok end
     wr.dirty = true
     out[#out + 1] = r.id; out[#out + 1] = r.q; out[#out + 1] = r.tok; out[#out + 1] = r.at
-    out[#out + 1] = r.ma; out[#out + 1] = r.tm; out[#out + 1] = r.to; out[#out + 1] = r.body
+    out[#out + 1] = r.ma; out[#out + 1] = r.tm; out[#out + 1] = r.to; out[#out + 1] = since
+    out[#out + 1] = r.body
     got = got + 1
   end
   local fresh_only = max > 0 and wr.ib > 0 and wr.ib0 == 0 and wr.fresh ~= nil

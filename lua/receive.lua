@@ -4,8 +4,8 @@
 -- on its pull queues (the next task there wakes it).
 -- KEYS: the fixed keys, then one group per queue of the worker, in its order.
 -- ARGV: now, worker, instance token, max, park 0|1, N, N queue names.
--- Reply: deliveries, 8 fields each: id, queue, token, attempt, max attempts, deadline, timeout,
---        body.
+-- Reply: deliveries, 9 fields each: id, queue, token, attempt, max attempts, deadline, timeout,
+--        ready since, body.
 -- Errors: SY_UNKNOWN_WORKER, SY_REPLACED (another instance holds the id), SY_STALE.
 local wr = own_worker()
 local max = int_arg(4, 'max', 0, 100000)

@@ -166,6 +166,23 @@ async fn worker_and_dashboard_metrics_agree_with_stats() {
         ),
         succeeded
     );
+    // The wait-time histogram: one sample per attempt started (tests/wait_time.rs checks the
+    // values on a manual clock).
+    assert_eq!(
+        sum(
+            &samples,
+            "switchyard_wait_duration_seconds_count",
+            &[("queue", "jobs")]
+        ),
+        me.dispatched as f64
+    );
+    assert!(
+        sum(
+            &samples,
+            "switchyard_wait_duration_seconds_bucket",
+            &[("le", "+Inf")]
+        ) == me.dispatched as f64
+    );
 
     // The dashboard's view of the whole namespace.
     let dashboard = DashboardProcess::start(&server, NS, &[]);

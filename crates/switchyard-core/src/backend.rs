@@ -133,8 +133,34 @@ pub struct Delivery {
     /// The attempt's timeout in milliseconds (`deadline` minus the start). A worker measures
     /// it on its own clock, so that clock skew against the backend does not move it.
     pub timeout_ms: u32,
+    /// When the task last became ready to run, on the backend's clock: submitted, due (a
+    /// delayed task or a retry), re-driven or handed back. The start (`deadline −
+    /// timeout_ms`) minus this is how long it waited; `None` for a task readied by a release
+    /// that did not record it.
+    pub ready_since: Option<Millis>,
     /// The submitter's trace context, if it had one: the attempt's span continues it.
     pub trace_parent: Option<crate::TraceParent>,
+}
+
+impl Delivery {
+    /// How long the task waited between becoming ready and this attempt's start, in ms (on the
+    /// backend's clock; `None` when the backend did not say when it became ready).
+    ///
+    /// ```
+    /// # use switchyard_core::*;
+    /// # let lease = Lease { task: TaskId::from_parts(1, 1), queue: QueueName::new("q").unwrap(),
+    /// #     worker: WorkerId::new("w").unwrap(), token: LeaseToken(1) };
+    /// let d = Delivery { lease, kind: TaskKind::new("k").unwrap(), payload: vec![], attempt: 1,
+    ///     max_attempts: 3, deadline: 10_500, timeout_ms: 500, ready_since: Some(9_250),
+    ///     trace_parent: None };
+    /// assert_eq!(d.waited_ms(), Some(750)); // started at 10 000
+    /// ```
+    pub fn waited_ms(&self) -> Option<u64> {
+        let started = self.deadline.checked_sub(u64::from(self.timeout_ms))?;
+        self.ready_since
+            .filter(|&since| since > 0)
+            .map(|since| started.saturating_sub(since))
+    }
 }
 
 /// Why a completion or failure was refused. Refusals change nothing.

@@ -71,6 +71,8 @@ pub(crate) struct Task {
     pub(crate) token: u64,
     pub(crate) inbox_seq: u64,
     pub(crate) deadline: Millis,
+    /// When it last became ready (its enqueue time for aging): deliveries carry it.
+    pub(crate) ready_since: Millis,
     pub(crate) last_error: Option<String>,
     pub(crate) cancel_requested: bool,
     pub(crate) outcome: Option<TaskOutcome>,
@@ -364,6 +366,7 @@ impl State {
     /// Puts a task into its queue's ready set, or dispatches it at once when the set is empty
     /// and an eligible worker exists (the strategy decides which). `enqueued_at` feeds aging.
     fn make_ready(&mut self, id: TaskId, enqueued_at: Millis) -> Result<Option<Assignment>> {
+        self.task_mut(id)?.ready_since = enqueued_at;
         let (queue_name, priority, cost_ms, affinity) = {
             let t = self
                 .tasks
@@ -629,6 +632,7 @@ impl State {
             max_attempts: t.max_attempts,
             deadline: t.deadline,
             timeout_ms: t.timeout_ms,
+            ready_since: Some(t.ready_since),
             trace_parent: t.trace_parent.clone(),
         };
         if let Some(w) = self.workers.get_mut(worker) {
@@ -821,6 +825,7 @@ impl State {
                 token: 0,
                 inbox_seq: 0,
                 deadline: 0,
+                ready_since: 0,
                 last_error: None,
                 cancel_requested: false,
                 outcome: None,

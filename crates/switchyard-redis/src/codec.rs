@@ -530,7 +530,7 @@ pub(crate) fn assignments(
     Ok(out)
 }
 
-/// Reads deliveries (8 fields each) for `worker` until the iterator ends.
+/// Reads deliveries (9 fields each) for `worker` until the iterator ends.
 pub(crate) fn deliveries(
     items: &mut impl Iterator<Item = Value>,
     worker: &WorkerId,
@@ -544,6 +544,7 @@ pub(crate) fn deliveries(
         let max_attempts = num(uint(&field()?)?)?;
         let deadline = uint(&field()?)?;
         let timeout_ms = num(uint(&field()?)?)?;
+        let ready_since = uint(&field()?)?;
         let body = bytes(field()?)?;
         let Body {
             kind,
@@ -567,6 +568,7 @@ pub(crate) fn deliveries(
             max_attempts,
             deadline,
             timeout_ms,
+            ready_since: (ready_since > 0).then_some(ready_since),
             trace_parent: trace,
         });
     }

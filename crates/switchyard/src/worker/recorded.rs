@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use switchyard_core::{Ack, Delivery, QueueName, WorkerId};
 
-/// A handler started on `delivery`.
+/// A handler started on `delivery` (which says how long the task waited for it).
 pub(super) fn attempt_started(worker: &WorkerId, delivery: &Delivery) {
     metrics::gauge!("switchyard_worker_in_flight", "worker" => worker.to_string()).increment(1.0);
     metrics::counter!(
@@ -14,6 +14,14 @@ pub(super) fn attempt_started(worker: &WorkerId, delivery: &Delivery) {
         "kind" => delivery.kind.to_string(),
     )
     .increment(1);
+    if let Some(ms) = delivery.waited_ms() {
+        metrics::histogram!(
+            "switchyard_wait_duration_seconds",
+            "queue" => delivery.lease.queue.to_string(),
+            "kind" => delivery.kind.to_string(),
+        )
+        .record(Duration::from_millis(ms).as_secs_f64());
+    }
 }
 
 /// How an attempt ended, as the worker saw it.
