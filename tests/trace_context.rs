@@ -1,13 +1,15 @@
 //! W3C trace-context propagation, on the memory backend and through a real Redis: a producer
 //! submits inside a traced request; the worker's span for the attempt must continue that trace
-//! (same trace id, the request's span as parent), both as the handler sees it and as exported
-//! to an OpenTelemetry backend (the SDK's in-memory exporter).
+//! (same trace id, the request's span as parent, the same `tracestate`), both as the handler
+//! sees it and as exported to an OpenTelemetry backend (the SDK's in-memory exporter).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use opentelemetry::trace::{SpanId, TraceContextExt, TraceId, TracerProvider};
+use opentelemetry::trace::{
+    SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider,
+};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use switchyard::{Client, QueueConfig, TaskSpec, Worker};
 use switchyard_testkit::redis_server::RedisServer;
@@ -16,8 +18,11 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 
-/// What the handler saw: its span's trace id and the task id.
-type Seen = Arc<Mutex<Vec<(TraceId, String)>>>;
+/// What the handler saw: its span's trace id and trace state, and the task id.
+type Seen = Arc<Mutex<Vec<(TraceId, String, String)>>>;
+
+/// The vendor state of the incoming request, which must reach the worker unchanged.
+const STATE: &str = "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE";
 
 async fn one_traced_task(
     client: &Client,
@@ -37,8 +42,9 @@ async fn one_traced_task(
             let record = record.clone();
             async move {
                 let cx = tracing::Span::current().context();
-                let trace = cx.span().span_context().trace_id();
-                record.lock().unwrap().push((trace, ctx.id.to_string()));
+                let sc = cx.span().span_context().clone();
+                let seen = (sc.trace_id(), sc.trace_state().header(), ctx.id.to_string());
+                record.lock().unwrap().push(seen);
                 Ok(b"done".to_vec())
             }
         })
@@ -47,8 +53,17 @@ async fn one_traced_task(
     let stop = worker.shutdown_handle();
     let running = tokio::spawn(worker.run());
 
-    // The producer's request.
+    // The producer's request, continuing an incoming one (as an HTTP server's propagator makes
+    // it) that carried a `tracestate`.
+    let incoming = SpanContext::new(
+        TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+        SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+        TraceFlags::SAMPLED,
+        true,
+        STATE.parse::<TraceState>().unwrap(),
+    );
     let request = tracing::info_span!("http_request", label);
+    let _ = request.set_parent(opentelemetry::Context::new().with_remote_span_context(incoming));
     let (trace, parent) = {
         let cx = request.context();
         let sc = cx.span().span_context().clone();
@@ -67,9 +82,14 @@ async fn one_traced_task(
     let value = task.result_bytes(Duration::from_secs(20)).await.unwrap();
     assert_eq!(value, b"done");
 
-    // The handler ran inside the producer's trace.
+    // The handler ran inside the producer's trace, with its vendor state.
     let id = task.id().to_string();
-    assert_eq!(seen.lock().unwrap().as_slice(), &[(trace, id.clone())]);
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        &[(trace, STATE.to_owned(), id.clone())]
+    );
+    let stored = task.info().await.unwrap().unwrap();
+    assert_eq!(stored.trace_state.unwrap().as_str(), STATE);
 
     // And so it is exported: a `task` span, child of the request, with the task's fields.
     let exported = |exporter: &InMemorySpanExporter| {
@@ -95,6 +115,7 @@ async fn one_traced_task(
     .await;
     let span = exported(exporter).unwrap();
     assert_eq!(span.span_context.trace_id(), trace);
+    assert_eq!(span.span_context.trace_state().header(), STATE);
     assert_eq!(span.parent_span_id, parent);
     assert_ne!(span.parent_span_id, SpanId::INVALID);
     let field = |k: &str| {

@@ -140,6 +140,8 @@ pub struct Delivery {
     pub ready_since: Option<Millis>,
     /// The submitter's trace context, if it had one: the attempt's span continues it.
     pub trace_parent: Option<crate::TraceParent>,
+    /// The vendor state of that trace context, handed to the attempt's span with it.
+    pub trace_state: Option<crate::TraceState>,
 }
 
 impl Delivery {
@@ -152,7 +154,7 @@ impl Delivery {
     /// #     worker: WorkerId::new("w").unwrap(), token: LeaseToken(1) };
     /// let d = Delivery { lease, kind: TaskKind::new("k").unwrap(), payload: vec![], attempt: 1,
     ///     max_attempts: 3, deadline: 10_500, timeout_ms: 500, ready_since: Some(9_250),
-    ///     trace_parent: None };
+    ///     trace_parent: None, trace_state: None };
     /// assert_eq!(d.waited_ms(), Some(750)); // started at 10 000
     /// ```
     pub fn waited_ms(&self) -> Option<u64> {

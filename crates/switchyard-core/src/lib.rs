@@ -53,7 +53,7 @@ pub use task::{
     MAX_ATTEMPTS, MAX_DURATION_MS, MAX_KEY_BYTES, MAX_PAYLOAD_BYTES, MAX_RUN_AT_MS, Schedule,
     TaskInfo, TaskOutcome, TaskSpec, TaskSpecBuilder, TaskState,
 };
-pub use trace::{TRACE_PARENT_LEN, TraceParent};
+pub use trace::{TRACE_PARENT_LEN, TRACE_STATE_MAX_LEN, TraceParent, TraceState};
 pub use worker::{
     DEFAULT_HEARTBEAT_TTL_MS, InstanceToken, MAX_INSTANCE_TOKEN, MAX_WORKER_QUEUES, WorkerRef,
     WorkerSpec,

@@ -79,6 +79,7 @@ pub struct TaskSpec {
     affinity_key: Option<String>,
     dedup_key: Option<String>,
     trace_parent: Option<crate::TraceParent>,
+    trace_state: Option<crate::TraceState>,
 }
 
 impl TaskSpec {
@@ -98,6 +99,7 @@ impl TaskSpec {
             affinity_key: None,
             dedup_key: None,
             trace_parent: None,
+            trace_state: None,
         }
     }
 
@@ -157,10 +159,20 @@ impl TaskSpec {
     pub fn trace_parent(&self) -> Option<&crate::TraceParent> {
         self.trace_parent.as_ref()
     }
-    /// The same task carrying `trace` (the client attaches the caller's trace context to a
-    /// spec that has none).
-    pub fn with_trace_parent(mut self, trace: Option<crate::TraceParent>) -> Self {
-        self.trace_parent = trace;
+    /// The vendor state that travels with its trace parent (see [`TraceState`](crate::TraceState)).
+    pub fn trace_state(&self) -> Option<&crate::TraceState> {
+        self.trace_state.as_ref()
+    }
+    /// The same task carrying the trace context `parent` and `state` (the client attaches the
+    /// caller's trace context to a spec that has none). A state without a parent is dropped:
+    /// it means nothing alone.
+    pub fn with_trace_context(
+        mut self,
+        parent: Option<crate::TraceParent>,
+        state: Option<crate::TraceState>,
+    ) -> Self {
+        self.trace_state = state.filter(|_| parent.is_some());
+        self.trace_parent = parent;
         self
     }
 }
@@ -181,6 +193,7 @@ pub struct TaskSpecBuilder {
     affinity_key: Option<String>,
     dedup_key: Option<String>,
     trace_parent: Option<crate::TraceParent>,
+    trace_state: Option<crate::TraceState>,
 }
 
 impl TaskSpecBuilder {
@@ -241,6 +254,23 @@ impl TaskSpecBuilder {
         self
     }
 
+    /// The W3C `tracestate` that goes with [`trace_parent`](TaskSpecBuilder::trace_parent)
+    /// (refused by `build` without one).
+    ///
+    /// ```
+    /// use switchyard_core::{TaskSpec, TraceParent, TraceState};
+    /// let parent = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")?;
+    /// let state = TraceState::parse("congo=t61rcWkgMzE")?;
+    /// assert!(TaskSpec::builder("q", "k").trace_state(state.clone()).build().is_err());
+    /// let spec = TaskSpec::builder("q", "k").trace_parent(parent).trace_state(state).build()?;
+    /// assert_eq!(spec.trace_state().map(TraceState::as_str), Some("congo=t61rcWkgMzE"));
+    /// # Ok::<(), switchyard_core::Error>(())
+    /// ```
+    pub fn trace_state(mut self, state: crate::TraceState) -> Self {
+        self.trace_state = Some(state);
+        self
+    }
+
     /// Validates everything and returns the spec, or the first problem found.
     pub fn build(self) -> Result<TaskSpec, Error> {
         let queue = QueueName::new(&self.queue)?;
@@ -298,6 +328,12 @@ impl TaskSpecBuilder {
                 ));
             }
         }
+        if self.trace_state.is_some() && self.trace_parent.is_none() {
+            return Err(Error::invalid(
+                "trace state",
+                "needs a trace parent: a tracestate belongs to the traceparent it came with",
+            ));
+        }
         Ok(TaskSpec {
             id: self.id.unwrap_or_default(),
             queue,
@@ -311,6 +347,7 @@ impl TaskSpecBuilder {
             affinity_key: self.affinity_key,
             dedup_key: self.dedup_key,
             trace_parent: self.trace_parent,
+            trace_state: self.trace_state,
         })
     }
 }
@@ -448,6 +485,8 @@ pub struct TaskInfo {
     pub finished_at: Option<Millis>,
     /// The submitter's trace context, if it had one.
     pub trace_parent: Option<crate::TraceParent>,
+    /// The vendor state of that trace context, if it had one.
+    pub trace_state: Option<crate::TraceState>,
     /// Its payload (not in the JSON form: tools show its size and first bytes instead).
     #[serde(skip_serializing, default)]
     pub payload: Vec<u8>,

@@ -1,5 +1,5 @@
-//! W3C trace context carried by a task, so that the attempt's span continues the trace of the
-//! request that submitted it.
+//! W3C trace context carried by a task (`traceparent` and `tracestate`), so that the
+//! attempt's span continues the trace of the request that submitted it.
 
 use serde::{Deserialize, Serialize};
 
@@ -84,9 +84,143 @@ impl std::fmt::Display for TraceParent {
     }
 }
 
+/// A W3C `tracestate` value: vendor-specific `key=value` members (e.g.
+/// `rojo=00f067aa0ba902b7,congo=t61rcWkgMzE`) that travel with a [`TraceParent`], validated.
+///
+/// It is carried next to the task's trace parent and handed to the worker's span unchanged,
+/// so that vendors' tracing systems keep their state across the queue.
+///
+/// ```
+/// use switchyard_core::TraceState;
+///
+/// let s = TraceState::parse("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE")?;
+/// assert_eq!(s.as_str(), "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE");
+/// assert!(TraceState::parse("Upper=case").is_err());
+/// # Ok::<(), switchyard_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TraceState(String);
+
+/// The longest `tracestate` carried, in bytes (the length W3C asks every system to propagate).
+pub const TRACE_STATE_MAX_LEN: usize = 512;
+
+/// At most this many members (W3C's limit).
+const TRACE_STATE_MAX_MEMBERS: usize = 32;
+
+impl TraceState {
+    /// Checks `text` against the W3C `tracestate` grammar: at most 32 comma-separated
+    /// `key=value` members with distinct keys, at most [`TRACE_STATE_MAX_LEN`] bytes.
+    pub fn parse(text: &str) -> Result<TraceState, Error> {
+        let bad = |why: String| Error::invalid("trace state", format!("{text:?}: {why}"));
+        if text.len() > TRACE_STATE_MAX_LEN {
+            return Err(bad(format!(
+                "{} bytes is longer than {TRACE_STATE_MAX_LEN}",
+                text.len()
+            )));
+        }
+        let mut keys = Vec::new();
+        for member in text.split(',').map(|m| m.trim_matches([' ', '\t'])) {
+            if member.is_empty() {
+                continue;
+            }
+            let Some((key, value)) = member.split_once('=') else {
+                return Err(bad(format!("{member:?} is not key=value")));
+            };
+            if !valid_key(key) {
+                return Err(bad(format!(
+                    "key {key:?}: expected lower-case letters, digits, _ - * / and at most one @"
+                )));
+            }
+            if !valid_value(value) {
+                return Err(bad(format!(
+                    "value {value:?}: expected 1-256 printable characters without , or = \
+                     (not ending in a space)"
+                )));
+            }
+            if keys.contains(&key) {
+                return Err(bad(format!("key {key:?} appears twice")));
+            }
+            keys.push(key);
+        }
+        if keys.len() > TRACE_STATE_MAX_MEMBERS {
+            return Err(bad(format!(
+                "{} members is more than {TRACE_STATE_MAX_MEMBERS}",
+                keys.len()
+            )));
+        }
+        Ok(TraceState(text.to_owned()))
+    }
+
+    /// The whole value.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TraceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A `tracestate` key: `simple-key`, or `tenant@system`.
+fn valid_key(key: &str) -> bool {
+    let part = |s: &str, max: usize| {
+        !s.is_empty()
+            && s.len() <= max
+            && s.bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && s.bytes().all(|b| {
+                b.is_ascii_lowercase()
+                    || b.is_ascii_digit()
+                    || matches!(b, b'_' | b'-' | b'*' | b'/')
+            })
+    };
+    match key.split_once('@') {
+        None => part(key, 256),
+        Some((tenant, system)) => part(tenant, 241) && part(system, 14),
+    }
+}
+
+/// A `tracestate` value: 1-256 of 0x20-0x7E except `,` and `=`, not ending in a space.
+fn valid_value(value: &str) -> bool {
+    (1..=256).contains(&value.len())
+        && !value.ends_with(' ')
+        && value
+            .bytes()
+            .all(|b| (0x20..=0x7e).contains(&b) && b != b',' && b != b'=')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_states_follow_the_w3c_grammar() {
+        for ok in [
+            "congo=t61rcWkgMzE",
+            "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE",
+            "tenant@vendor=x, other=y z",
+            "a=1,,b=2",
+        ] {
+            assert!(TraceState::parse(ok).is_ok(), "{ok:?} refused");
+        }
+        let many: Vec<String> = (0..33).map(|i| format!("k{i}=v")).collect();
+        for bad in [
+            "novalue".to_owned(),
+            "Upper=x".to_owned(),
+            "k=a,k=b".to_owned(),
+            "k=has=equals".to_owned(),
+            "k=".to_owned(),
+            "k=tab\there".to_owned(),
+            "@v=x".to_owned(),
+            many.join(","),
+            format!("k={}", "v".repeat(TRACE_STATE_MAX_LEN)),
+        ] {
+            assert!(TraceState::parse(&bad).is_err(), "{bad:?} accepted");
+        }
+    }
 
     #[test]
     fn accepts_the_w3c_example_and_refuses_malformed_values() {

@@ -19,7 +19,9 @@ use switchyard_core::{
     QueueStats, RegisterOutcome, Rejection, Result, Stats, SubmitOutcome, TaskId, TaskInfo,
     TaskKind, TaskOutcome, TaskSpec, TaskState, WorkerId, WorkerRef, WorkerSpec, WorkerStats,
 };
-use switchyard_core::{EVENT_LOG_CAP, Event, EventCounts, EventKind, Policy, TraceParent};
+use switchyard_core::{
+    EVENT_LOG_CAP, Event, EventCounts, EventKind, Policy, TraceParent, TraceState,
+};
 use tokio::sync::Notify;
 
 /// One queue.
@@ -61,6 +63,7 @@ pub(crate) struct Task {
     pub(crate) dedup_key: Option<String>,
     /// The submitter's trace context, handed over with every delivery.
     pub(crate) trace_parent: Option<TraceParent>,
+    pub(crate) trace_state: Option<TraceState>,
     pub(crate) created_at: Millis,
     pub(crate) state: TaskState,
     pub(crate) attempts: u32,
@@ -114,6 +117,7 @@ impl Task {
             deadline: (self.state == TaskState::Running).then_some(self.deadline),
             finished_at: self.state.is_terminal().then_some(self.finished_at),
             trace_parent: self.trace_parent.clone(),
+            trace_state: self.trace_state.clone(),
             payload: self.payload.clone(),
         }
     }
@@ -634,6 +638,7 @@ impl State {
             timeout_ms: t.timeout_ms,
             ready_since: Some(t.ready_since),
             trace_parent: t.trace_parent.clone(),
+            trace_state: t.trace_state.clone(),
         };
         if let Some(w) = self.workers.get_mut(worker) {
             w.running.insert(id);
@@ -815,6 +820,7 @@ impl State {
                 timeout_ms: spec.timeout_ms().unwrap_or(config.timeout_ms),
                 affinity_key: spec.affinity_key().map(str::to_owned),
                 trace_parent: spec.trace_parent().cloned(),
+                trace_state: spec.trace_state().cloned(),
                 dedup_key: spec.dedup_key().map(str::to_owned),
                 created_at: now,
                 state: TaskState::Ready,

@@ -5,7 +5,7 @@ use redis::Value;
 use switchyard_core::{
     Assignment, BackendErrorKind, Delivery, Error, Event, EventKind, Lease, LeaseToken,
     MAX_RUN_AT_MS, Policy, QueueConfig, QueueName, Strategy, TRACE_PARENT_LEN, TaskId, TaskInfo,
-    TaskKind, TaskOutcome, TaskSpec, TaskState, TraceParent, WorkerId,
+    TaskKind, TaskOutcome, TaskSpec, TaskState, TraceParent, TraceState, WorkerId,
 };
 
 /// Length of a task record's fixed header (`>BBHHHI4I4I6I6I6I6BHI4`).
@@ -71,9 +71,10 @@ pub(crate) fn strategy_args(strategy: Strategy) -> (u8, u16) {
 }
 
 /// The immutable part of a record, built by the client: lengths of queue, kind, affinity key
-/// and dedup key (`>BBHH`), those bytes, then the trace context (one length byte, 0 or
-/// [`TRACE_PARENT_LEN`], and the `traceparent` text), then the payload. The scripts read the
-/// first four parts only.
+/// and dedup key (`>BBHH`), those bytes, then the trace context, then the payload. The trace
+/// context is a marker byte: 0 (none); [`TRACE_PARENT_LEN`] and the `traceparent` text; or
+/// [`TRACE_WITH_STATE`], the `traceparent`, the `tracestate`'s length (`>H`) and its text. The
+/// scripts read the first four parts only.
 pub(crate) fn encode_body(spec: &TaskSpec) -> Vec<u8> {
     let queue = spec.queue().as_str().as_bytes();
     let kind = spec.kind().as_str().as_bytes();
@@ -82,12 +83,18 @@ pub(crate) fn encode_body(spec: &TaskSpec) -> Vec<u8> {
     let trace = spec
         .trace_parent()
         .map_or(&[][..], |t| t.as_str().as_bytes());
+    let state = spec
+        .trace_state()
+        .filter(|_| !trace.is_empty())
+        .map_or(&[][..], |s| s.as_str().as_bytes());
     let mut body = Vec::with_capacity(
         7 + queue.len()
             + kind.len()
             + affinity.len()
             + dedup.len()
             + trace.len()
+            + 2
+            + state.len()
             + spec.payload().len(),
     );
     // Lengths are bounded by validation (names <= 128 bytes, keys <= 256 bytes).
@@ -98,9 +105,16 @@ pub(crate) fn encode_body(spec: &TaskSpec) -> Vec<u8> {
     for part in [queue, kind, affinity, dedup] {
         body.extend_from_slice(part);
     }
-    // A validated traceparent is 55 bytes.
-    body.push(trace.len() as u8);
-    body.extend_from_slice(trace);
+    // A validated traceparent is 55 bytes, a validated tracestate at most 512.
+    if state.is_empty() {
+        body.push(trace.len() as u8);
+        body.extend_from_slice(trace);
+    } else {
+        body.push(TRACE_WITH_STATE);
+        body.extend_from_slice(trace);
+        body.extend_from_slice(&(state.len() as u16).to_be_bytes());
+        body.extend_from_slice(state);
+    }
     body.extend_from_slice(spec.payload());
     body
 }
@@ -179,6 +193,7 @@ pub(crate) struct Record {
     pub(crate) queue: QueueName,
     pub(crate) kind: TaskKind,
     pub(crate) trace: Option<TraceParent>,
+    pub(crate) trace_state: Option<TraceState>,
     pub(crate) payload: Vec<u8>,
     pub(crate) affinity: Option<String>,
     pub(crate) dedup: Option<String>,
@@ -195,6 +210,7 @@ struct Body {
     affinity: Option<String>,
     dedup: Option<String>,
     trace: Option<TraceParent>,
+    trace_state: Option<TraceState>,
     payload: Vec<u8>,
 }
 
@@ -203,35 +219,65 @@ fn decode_body(r: &mut Reader<'_>) -> Result<Body, Error> {
     let kl = num::<usize>(r.uint(1)?)?;
     let al = num::<usize>(r.uint(2)?)?;
     let dl = num::<usize>(r.uint(2)?)?;
+    let queue = QueueName::new(r.text(ql)?)?;
+    let kind = TaskKind::new(r.text(kl)?)?;
+    let affinity = Some(r.text(al)?).filter(|s| !s.is_empty());
+    let dedup = Some(r.text(dl)?).filter(|s| !s.is_empty());
+    let (trace, trace_state) = trace_part(r);
     Ok(Body {
-        queue: QueueName::new(r.text(ql)?)?,
-        kind: TaskKind::new(r.text(kl)?)?,
-        affinity: Some(r.text(al)?).filter(|s| !s.is_empty()),
-        dedup: Some(r.text(dl)?).filter(|s| !s.is_empty()),
-        trace: trace_part(r),
+        queue,
+        kind,
+        affinity,
+        dedup,
+        trace,
+        trace_state,
         payload: r.bytes[r.at..].to_vec(),
     })
 }
 
-/// The trace part of a body: a 0 byte (none), or 55 and a valid `traceparent`. A body written
-/// before the trace part existed has its payload right here instead; it is read as such (a
-/// text or JSON payload never starts with byte 0, nor with `7` followed by a valid
-/// `traceparent`), so that workers of this version read the tasks older producers queued.
-fn trace_part(r: &mut Reader<'_>) -> Option<TraceParent> {
+/// The marker of a trace part with a `tracestate` (see [`encode_body`]).
+const TRACE_WITH_STATE: u8 = TRACE_PARENT_LEN as u8 + 1;
+
+/// The trace part of a body: a 0 byte (none), 55 and a valid `traceparent`, or 56, a valid
+/// `traceparent` and a valid `tracestate` with its length. A body written before the trace
+/// part existed has its payload right here instead; it is read as such (a text or JSON payload
+/// never starts with byte 0, nor with `7` or `8` followed by a valid `traceparent`), so that
+/// workers of this version read the tasks older producers queued.
+fn trace_part(r: &mut Reader<'_>) -> (Option<TraceParent>, Option<TraceState>) {
     let rest = &r.bytes[r.at..];
+    let parent = |from: usize| {
+        rest.get(from..from + TRACE_PARENT_LEN)
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .and_then(|t| TraceParent::parse(t).ok())
+    };
     match rest.first() {
         Some(0) => {
             r.at += 1;
-            None
+            (None, None)
         }
-        Some(&len) if usize::from(len) == TRACE_PARENT_LEN && rest.len() > TRACE_PARENT_LEN => {
-            let trace = std::str::from_utf8(&rest[1..=TRACE_PARENT_LEN])
-                .ok()
-                .and_then(|t| TraceParent::parse(t).ok())?;
-            r.at += 1 + TRACE_PARENT_LEN;
-            Some(trace)
+        Some(&len) if usize::from(len) == TRACE_PARENT_LEN => match parent(1) {
+            Some(trace) => {
+                r.at += 1 + TRACE_PARENT_LEN;
+                (Some(trace), None)
+            }
+            None => (None, None),
+        },
+        Some(&TRACE_WITH_STATE) => {
+            let at = 1 + TRACE_PARENT_LEN;
+            let state = rest.get(at..at + 2).and_then(|n| {
+                let n = usize::from(u16::from_be_bytes([n[0], n[1]]));
+                let text = std::str::from_utf8(rest.get(at + 2..at + 2 + n)?).ok()?;
+                Some((n, TraceState::parse(text).ok()?))
+            });
+            match (parent(1), state) {
+                (Some(trace), Some((n, state))) => {
+                    r.at += at + 2 + n;
+                    (Some(trace), Some(state))
+                }
+                _ => (None, None),
+            }
         }
-        _ => None,
+        _ => (None, None),
     }
 }
 
@@ -263,6 +309,7 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<Record, Error> {
         affinity,
         dedup,
         trace,
+        trace_state,
         payload,
     } = decode_body(&mut r)?;
     Ok(Record {
@@ -289,6 +336,7 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<Record, Error> {
         affinity,
         dedup,
         trace,
+        trace_state,
         payload,
     })
 }
@@ -317,6 +365,7 @@ impl Record {
             deadline: (self.state == TaskState::Running).then_some(self.time),
             finished_at: self.state.is_terminal().then_some(self.time),
             trace_parent: self.trace.clone(),
+            trace_state: self.trace_state.clone(),
             payload: self.payload.clone(),
         }
     }
@@ -550,6 +599,7 @@ pub(crate) fn deliveries(
             kind,
             payload,
             trace,
+            trace_state,
             ..
         } = decode_body(&mut Reader {
             bytes: &body,
@@ -570,6 +620,7 @@ pub(crate) fn deliveries(
             timeout_ms,
             ready_since: (ready_since > 0).then_some(ready_since),
             trace_parent: trace,
+            trace_state,
         });
     }
     Ok(out)
@@ -607,6 +658,29 @@ mod tests {
             ("emails", "send", Some("user-1"), None, &b"hello"[..])
         );
         assert_eq!(b.trace.as_ref(), spec.trace_parent());
+        assert_eq!(b.trace_state, None);
+    }
+
+    #[test]
+    fn a_trace_state_travels_with_its_parent() {
+        let spec = TaskSpec::builder("emails", "send")
+            .payload(b"8 bytes!".to_vec())
+            .trace_parent(
+                TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+                    .unwrap(),
+            )
+            .trace_state(TraceState::parse("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE").unwrap())
+            .build()
+            .unwrap();
+        let body = encode_body(&spec);
+        let b = decode_body(&mut Reader {
+            bytes: &body,
+            at: 0,
+        })
+        .unwrap();
+        assert_eq!(b.trace.as_ref(), spec.trace_parent());
+        assert_eq!(b.trace_state.as_ref(), spec.trace_state());
+        assert_eq!(b.payload, b"8 bytes!");
     }
 
     #[test]

@@ -34,7 +34,8 @@ use switchyard_core::policy::KeyInput;
 use switchyard_core::{
     Ack, Backend, Backoff, Clock, EVENT_LOG_CAP, Error, EventKind, EventLevel, InstanceToken,
     Lease, ManualClock, Policy, QueueConfig, QueueName, Stats, Strategy, TaskId, TaskIdGenerator,
-    TaskInfo, TaskKind, TaskSpec, TaskState, TraceParent, WorkerId, WorkerRef, WorkerSpec,
+    TaskInfo, TaskKind, TaskSpec, TaskState, TraceParent, TraceState, WorkerId, WorkerRef,
+    WorkerSpec,
 };
 
 /// Workers a scenario may use (`w0` …).
@@ -519,6 +520,11 @@ impl<B: Backend> Runner<B> {
             let n = id.as_u128() | 1;
             let trace = format!("00-{n:032x}-{:016x}-01", (n as u64) | 1);
             b = b.trace_parent(TraceParent::parse(&trace).map_err(|e| e.to_string())?);
+            // and half of those a vendor state with it.
+            if op.priority % 4 == 3 {
+                let state = format!("sy=p{},congo=t61rcWkgMzE", op.priority);
+                b = b.trace_state(TraceState::parse(&state).map_err(|e| e.to_string())?);
+            }
         }
         b.build().map_err(|e| format!("spec: {e}"))
     }

@@ -5,7 +5,8 @@
 //! `kind`, `attempt` and `worker`: `RUST_LOG` output and any `tracing` subscriber can follow
 //! one task through its attempts and workers. With the `opentelemetry` feature and a
 //! `tracing-opentelemetry` layer installed, [`Client`](crate::Client) submits each task with
-//! the current span's trace context (unless the spec carries one already, see
+//! the current span's trace context, `traceparent` and `tracestate` (unless the spec carries
+//! one already, see
 //! [`TaskSpecBuilder::trace_parent`](crate::TaskSpecBuilder::trace_parent)), and the attempt's
 //! span takes it as its parent: a task shows up inside the request that created it.
 
@@ -23,7 +24,7 @@ pub(crate) fn attempt_span(worker: &WorkerId, delivery: &Delivery) -> tracing::S
     );
     #[cfg(feature = "opentelemetry")]
     if let Some(parent) = &delivery.trace_parent {
-        otel::continue_from(&span, parent);
+        otel::continue_from(&span, parent, delivery.trace_state.as_ref());
     }
     span
 }
@@ -33,9 +34,9 @@ pub(crate) fn attempt_span(worker: &WorkerId, delivery: &Delivery) -> tracing::S
 pub(crate) fn with_callers_context(spec: TaskSpec) -> TaskSpec {
     #[cfg(feature = "opentelemetry")]
     if spec.trace_parent().is_none()
-        && let Some(current) = otel::current()
+        && let Some((parent, state)) = otel::current()
     {
-        return spec.with_trace_parent(Some(current));
+        return spec.with_trace_context(Some(parent), state);
     }
     spec
 }
@@ -45,28 +46,38 @@ mod otel {
     use opentelemetry::trace::{
         SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
     };
-    use switchyard_core::TraceParent;
+    use switchyard_core::{TraceParent, TraceState as CarriedState};
     use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-    /// The current span's OpenTelemetry context as a `traceparent`, if it has a valid one.
-    pub(super) fn current() -> Option<TraceParent> {
+    /// The current span's OpenTelemetry context as a `traceparent` and its `tracestate`, if it
+    /// has a valid one. A state too long to carry (over 512 bytes) is left out, as W3C allows.
+    pub(super) fn current() -> Option<(TraceParent, Option<CarriedState>)> {
         let cx = tracing::Span::current().context();
         let span = cx.span();
         let sc = span.span_context();
         if !sc.is_valid() {
             return None;
         }
-        TraceParent::parse(&format!(
+        let parent = TraceParent::parse(&format!(
             "00-{}-{}-{:02x}",
             sc.trace_id(),
             sc.span_id(),
             sc.trace_flags().to_u8()
         ))
-        .ok()
+        .ok()?;
+        let header = sc.trace_state().header();
+        let state = (!header.is_empty())
+            .then(|| CarriedState::parse(&header).ok())
+            .flatten();
+        Some((parent, state))
     }
 
-    /// Makes `span` a child of the remote span `parent` names.
-    pub(super) fn continue_from(span: &tracing::Span, parent: &TraceParent) {
+    /// Makes `span` a child of the remote span `parent` names, with its vendor `state`.
+    pub(super) fn continue_from(
+        span: &tracing::Span,
+        parent: &TraceParent,
+        state: Option<&CarriedState>,
+    ) {
         let (Ok(trace), Ok(id)) = (
             TraceId::from_hex(parent.trace_id()),
             SpanId::from_hex(parent.parent_id()),
@@ -78,7 +89,9 @@ mod otel {
             id,
             TraceFlags::new(parent.flags()),
             true,
-            TraceState::default(),
+            state
+                .and_then(|s| s.as_str().parse::<TraceState>().ok())
+                .unwrap_or_default(),
         );
         let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
     }

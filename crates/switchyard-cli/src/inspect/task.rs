@@ -129,6 +129,9 @@ fn print_task(view: &TaskView) {
     if let Some(t) = &info.trace_parent {
         row("trace", t.as_str());
     }
+    if let Some(s) = &info.trace_state {
+        row("tracestate", s.as_str());
+    }
     if view.events.is_empty() {
         row(
             "events",

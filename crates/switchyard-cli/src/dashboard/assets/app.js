@@ -246,6 +246,7 @@ async function showTask(id) {
   rows.push(['payload', r.body.payload_bytes + ' bytes: ' + r.body.payload_preview]);
   if (o && o.result_bytes !== null) rows.push(['result', o.result_bytes + ' bytes: ' + o.result_preview]);
   if (t.trace_parent) rows.push(['trace', t.trace_parent]);
+  if (t.trace_state) rows.push(['tracestate', t.trace_state]);
   const buttons = [];
   if (!['succeeded', 'dead', 'cancelled'].includes(t.state)) {
     buttons.push(el('button', { class: 'cancel', onclick: () => act(t.id, 'cancel') }, 'Cancel'));
