@@ -1,6 +1,7 @@
 //! [`RedisBackend`]: the [`Backend`] trait on Redis, one Lua script per transition.
 
 mod admin;
+mod verified;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -82,8 +83,7 @@ const PARTITIONS_FIELD: &str = "~partitions";
 
 /// Tasks per submit script call; larger batches are split (the effect is the same).
 const SUBMIT_CHUNK: usize = 256;
-/// How often a call is retried when state moved between its read and its script.
-const STALE_RETRIES: usize = 16;
+use verified::{STALE_RETRIES, verified};
 /// Longest list a single peek returns.
 const PEEK_MAX: usize = 1_000_000;
 
@@ -546,6 +546,25 @@ impl RedisBackend {
         Ok(queues)
     }
 
+    /// The queues of a registered worker (afresh from Redis after the first try), or
+    /// `UnknownWorker`.
+    async fn worker_queues(
+        &self,
+        worker: &WorkerId,
+        attempt: usize,
+    ) -> Result<Arc<Vec<QueueName>>> {
+        self.queues_of(worker, attempt > 0)
+            .await?
+            .ok_or_else(|| Error::UnknownWorker(worker.clone()))
+    }
+
+    /// Forgets the cached queues of a worker that Redis no longer knows.
+    fn forget_if_unknown(&self, e: &Error) {
+        if let Error::UnknownWorker(w) = e {
+            self.forget_worker(w);
+        }
+    }
+
     fn forget_worker(&self, worker: &WorkerId) {
         self.unstash(worker, usize::MAX);
         if let Ok(mut cache) = self.inner.worker_queues.write() {
@@ -615,6 +634,21 @@ impl RedisBackend {
             .await
             .map_err(|e| map_redis(&e))?;
         Ok(pubsub)
+    }
+}
+
+/// A `SY_WRONG_STATE` answer as the public error of `operation` on task `id`.
+fn wrong_state(f: Failure, id: TaskId, operation: &'static str) -> Failure {
+    match f {
+        Failure::WrongState(s) => match state_from(s) {
+            Ok(state) => Failure::Error(Error::WrongState {
+                id,
+                state,
+                operation,
+            }),
+            Err(e) => Failure::Error(e),
+        },
+        other => other,
     }
 }
 
@@ -710,7 +744,7 @@ impl Backend for RedisBackend {
         spec.validate()?;
         // Kept tasks belonged to the registration this one replaces.
         self.unstash(spec.id(), usize::MAX);
-        for attempt in 0..STALE_RETRIES {
+        verified("register", |_| async {
             let old = self.queues_of(spec.id(), true).await?;
             let mut groups: Vec<&QueueName> = spec.queues().iter().collect();
             if let Some(old) = &old {
@@ -731,32 +765,24 @@ impl Backend for RedisBackend {
             for q in &groups {
                 inv.arg(q.as_str());
             }
-            match self.exec(&inv).await {
-                Ok(v) => {
-                    if let Ok(mut cache) = self.inner.worker_queues.write() {
-                        cache.insert(spec.id().clone(), Arc::new(spec.queues().to_vec()));
-                    }
-                    let mut it = array(v)?.into_iter();
-                    let replaced =
-                        uint(&it.next().ok_or_else(|| protocol("empty register reply"))?)? == 1;
-                    return Ok(RegisterOutcome {
-                        replaced,
-                        assignments: assignments(&mut it, None)?,
-                    });
-                }
-                Err(Failure::Stale(d)) => tracing::debug!(attempt, "register retried: {d}"),
-                Err(f) => return Err(f.into_error()),
+            let v = self.exec(&inv).await?;
+            if let Ok(mut cache) = self.inner.worker_queues.write() {
+                cache.insert(spec.id().clone(), Arc::new(spec.queues().to_vec()));
             }
-        }
-        Err(Failure::Stale("register".into()).into_error())
+            let mut it = array(v)?.into_iter();
+            let replaced = uint(&it.next().ok_or_else(|| protocol("empty register reply"))?)? == 1;
+            Ok(RegisterOutcome {
+                replaced,
+                assignments: assignments(&mut it, None)?,
+            })
+        })
+        .await
     }
 
     async fn heartbeat(&self, me: &WorkerRef) -> Result<HeartbeatReply> {
         let worker = &me.id;
-        for attempt in 0..STALE_RETRIES {
-            let Some(queues) = self.queues_of(worker, attempt > 0).await? else {
-                return Err(Error::UnknownWorker(worker.clone()));
-            };
+        verified("heartbeat", |attempt| async move {
+            let queues = self.worker_queues(worker, attempt).await?;
             let groups: Vec<&QueueName> = queues.iter().collect();
             let now = self.now_arg();
             let mut inv = self.invocation(&self.inner.scripts.heartbeat, &groups, &now);
@@ -766,50 +792,33 @@ impl Backend for RedisBackend {
             for q in &groups {
                 inv.arg(q.as_str());
             }
-            match self.exec(&inv).await {
-                Ok(v) => {
-                    let mut it = array(v)?.into_iter().skip(1);
-                    let ids = |it: &mut dyn Iterator<Item = Value>| -> Result<Vec<TaskId>> {
-                        let n = uint(
-                            &it.next()
-                                .ok_or_else(|| protocol("truncated heartbeat reply"))?,
-                        )?;
-                        (0..n)
-                            .map(|_| {
-                                codec::task_id(
-                                    it.next()
-                                        .ok_or_else(|| protocol("truncated heartbeat reply"))?,
-                                )
-                            })
-                            .collect()
-                    };
-                    let cancel = ids(&mut it)?;
-                    let expired = ids(&mut it)?;
-                    return Ok(HeartbeatReply {
-                        cancel,
-                        expired,
-                        assignments: assignments(&mut it, None)?,
-                    });
-                }
-                Err(Failure::Stale(_)) => continue,
-                Err(Failure::Error(Error::UnknownWorker(w))) => {
-                    self.forget_worker(&w);
-                    return Err(Error::UnknownWorker(w));
-                }
-                Err(f) => return Err(f.into_error()),
-            }
-        }
-        Err(Failure::Stale("heartbeat".into()).into_error())
+            let v = self.exec(&inv).await?;
+            let mut it = array(v)?.into_iter().skip(1);
+            let ids = |it: &mut dyn Iterator<Item = Value>| -> Result<Vec<TaskId>> {
+                let truncated = || protocol("truncated heartbeat reply");
+                let n = uint(&it.next().ok_or_else(truncated)?)?;
+                (0..n)
+                    .map(|_| codec::task_id(it.next().ok_or_else(truncated)?))
+                    .collect()
+            };
+            let cancel = ids(&mut it)?;
+            let expired = ids(&mut it)?;
+            Ok(HeartbeatReply {
+                cancel,
+                expired,
+                assignments: assignments(&mut it, None)?,
+            })
+        })
+        .await
+        .inspect_err(|e| self.forget_if_unknown(e))
     }
 
     async fn deregister_worker(&self, me: &WorkerRef) -> Result<HandBack> {
         let worker = &me.id;
         // Stashed tasks are leased to the worker: the deregistration hands them back.
         self.unstash(worker, usize::MAX);
-        for attempt in 0..STALE_RETRIES {
-            let Some(queues) = self.queues_of(worker, attempt > 0).await? else {
-                return Err(Error::UnknownWorker(worker.clone()));
-            };
+        verified("deregister", |attempt| async move {
+            let queues = self.worker_queues(worker, attempt).await?;
             let groups: Vec<&QueueName> = queues.iter().collect();
             let now = self.now_arg();
             let mut inv = self.invocation(&self.inner.scripts.deregister, &groups, &now);
@@ -819,28 +828,18 @@ impl Backend for RedisBackend {
             for q in &groups {
                 inv.arg(q.as_str());
             }
-            match self.exec(&inv).await {
-                Ok(v) => {
-                    self.forget_worker(worker);
-                    return hand_back_from(v);
-                }
-                Err(Failure::Stale(_)) => continue,
-                Err(Failure::Error(Error::UnknownWorker(w))) => {
-                    self.forget_worker(&w);
-                    return Err(Error::UnknownWorker(w));
-                }
-                Err(f) => return Err(f.into_error()),
-            }
-        }
-        Err(Failure::Stale("deregister".into()).into_error())
+            let v = self.exec(&inv).await?;
+            self.forget_worker(worker);
+            Ok(hand_back_from(v)?)
+        })
+        .await
+        .inspect_err(|e| self.forget_if_unknown(e))
     }
 
     async fn drain_worker(&self, me: &WorkerRef) -> Result<HandBack> {
         let worker = &me.id;
-        for attempt in 0..STALE_RETRIES {
-            let Some(queues) = self.queues_of(worker, attempt > 0).await? else {
-                return Err(Error::UnknownWorker(worker.clone()));
-            };
+        verified("drain", |attempt| async move {
+            let queues = self.worker_queues(worker, attempt).await?;
             let groups: Vec<&QueueName> = queues.iter().collect();
             let now = self.now_arg();
             let mut inv = self.invocation(&self.inner.scripts.drain, &groups, &now);
@@ -850,13 +849,9 @@ impl Backend for RedisBackend {
             for q in &groups {
                 inv.arg(q.as_str());
             }
-            match self.exec(&inv).await {
-                Ok(v) => return hand_back_from(v),
-                Err(Failure::Stale(_)) => continue,
-                Err(f) => return Err(f.into_error()),
-            }
-        }
-        Err(Failure::Stale("drain".into()).into_error())
+            Ok(hand_back_from(self.exec(&inv).await?)?)
+        })
+        .await
     }
 
     async fn dispatch(&self, queue: &QueueName, limit: usize) -> Result<Vec<Assignment>> {
@@ -957,8 +952,8 @@ impl Backend for RedisBackend {
     }
 
     async fn fail(&self, lease: &Lease, error: &str, retry: bool) -> Result<AckOutcome> {
-        let error = normalize_error(error);
-        for attempt in 0..STALE_RETRIES {
+        let error = &normalize_error(error);
+        verified("fail", |attempt| async move {
             let queues = self
                 .queues_of(&lease.worker, attempt > 0)
                 .await?
@@ -973,30 +968,22 @@ impl Backend for RedisBackend {
             inv.arg(lease.task.to_string())
                 .arg(lease.queue.as_str())
                 .arg(lease.token.0)
-                .arg(&error)
+                .arg(error)
                 .arg(u8::from(retry));
-            match self.exec_durable(&inv).await {
-                Ok(v) => {
-                    let mut it = array(v)?.into_iter();
-                    let code = int(&it.next().ok_or_else(|| protocol("empty fail reply"))?)?;
-                    let x = it.next().unwrap_or(Value::Int(0));
-                    return Ok(AckOutcome {
-                        ack: ack_from(code, &x)?,
-                        assignments: assignments(&mut it, None)?,
-                    });
-                }
-                Err(Failure::Stale(_)) => continue,
-                Err(f) => return Err(f.into_error()),
-            }
-        }
-        Err(Failure::Stale("fail".into()).into_error())
+            let mut it = array(self.exec_durable(&inv).await?)?.into_iter();
+            let code = int(&it.next().ok_or_else(|| protocol("empty fail reply"))?)?;
+            let x = it.next().unwrap_or(Value::Int(0));
+            Ok(AckOutcome {
+                ack: ack_from(code, &x)?,
+                assignments: assignments(&mut it, None)?,
+            })
+        })
+        .await
     }
 
     async fn cancel(&self, id: TaskId) -> Result<CancelOutcome> {
-        for _ in 0..STALE_RETRIES {
-            let Some(rec) = self.record(id).await? else {
-                return Err(Error::TaskNotFound(id));
-            };
+        verified("cancel", |_| async move {
+            let rec = self.record(id).await?.ok_or(Error::TaskNotFound(id))?;
             let worker_queues = match (&rec.state, &rec.worker) {
                 (TaskState::Dispatched, Some(w)) => {
                     self.queues_of(w, true).await?.unwrap_or_default()
@@ -1013,25 +1000,19 @@ impl Backend for RedisBackend {
             for q in &groups {
                 inv.arg(q.as_str());
             }
-            match self.exec_durable(&inv).await {
-                Ok(v) => {
-                    let mut it = array(v)?.into_iter();
-                    let code = int(&it.next().ok_or_else(|| protocol("empty cancel reply"))?)?;
-                    return Ok(match code {
-                        0 => CancelOutcome::Cancelled {
-                            assignments: assignments(&mut it, None)?,
-                        },
-                        1 => CancelOutcome::Requested,
-                        _ => CancelOutcome::AlreadyFinished(state_from(int(&it
-                            .next()
-                            .ok_or_else(|| protocol("truncated cancel reply"))?)?)?),
-                    });
-                }
-                Err(Failure::Stale(_)) => continue,
-                Err(f) => return Err(f.into_error()),
-            }
-        }
-        Err(Failure::Stale("cancel".into()).into_error())
+            let mut it = array(self.exec_durable(&inv).await?)?.into_iter();
+            let code = int(&it.next().ok_or_else(|| protocol("empty cancel reply"))?)?;
+            Ok(match code {
+                0 => CancelOutcome::Cancelled {
+                    assignments: assignments(&mut it, None)?,
+                },
+                1 => CancelOutcome::Requested,
+                _ => CancelOutcome::AlreadyFinished(state_from(int(&it
+                    .next()
+                    .ok_or_else(|| protocol("truncated cancel reply"))?)?)?),
+            })
+        })
+        .await
     }
 
     async fn get_task(&self, id: TaskId) -> Result<Option<TaskInfo>> {
@@ -1124,41 +1105,30 @@ impl Backend for RedisBackend {
     }
 
     async fn redrive(&self, id: TaskId) -> Result<SubmitOutcome> {
-        for _ in 0..STALE_RETRIES {
-            let Some(rec) = self.record(id).await? else {
-                return Err(Error::TaskNotFound(id));
-            };
+        verified("redrive", |_| async move {
+            let rec = self.record(id).await?.ok_or(Error::TaskNotFound(id))?;
             let now = self.now_arg();
             let mut inv = self.invocation(&self.inner.scripts.redrive, &[&rec.queue], &now);
             inv.arg(id.to_string()).arg(rec.queue.as_str());
-            match self.exec_durable(&inv).await {
-                Ok(v) => {
-                    let mut it = array(v)?.into_iter();
-                    let st = int(&it.next().ok_or_else(|| protocol("empty redrive reply"))?)?;
-                    let worker = text(it.next().unwrap_or(Value::Nil))?;
-                    return Ok(SubmitOutcome {
-                        id,
-                        state: Some(state_from(st)?),
-                        duplicate: false,
-                        assigned: if worker.is_empty() {
-                            None
-                        } else {
-                            Some(WorkerId::new(worker)?)
-                        },
-                    });
-                }
-                Err(Failure::WrongState(s)) => {
-                    return Err(Error::WrongState {
-                        id,
-                        state: state_from(s)?,
-                        operation: "redrive (only dead tasks can be re-driven)",
-                    });
-                }
-                Err(Failure::Stale(_)) => continue,
-                Err(f) => return Err(f.into_error()),
-            }
-        }
-        Err(Failure::Stale("redrive".into()).into_error())
+            let v = self
+                .exec_durable(&inv)
+                .await
+                .map_err(|f| wrong_state(f, id, "redrive (only dead tasks can be re-driven)"))?;
+            let mut it = array(v)?.into_iter();
+            let st = int(&it.next().ok_or_else(|| protocol("empty redrive reply"))?)?;
+            let worker = text(it.next().unwrap_or(Value::Nil))?;
+            Ok(SubmitOutcome {
+                id,
+                state: Some(state_from(st)?),
+                duplicate: false,
+                assigned: if worker.is_empty() {
+                    None
+                } else {
+                    Some(WorkerId::new(worker)?)
+                },
+            })
+        })
+        .await
     }
 
     async fn stats(&self) -> Result<Stats> {
@@ -1736,10 +1706,8 @@ impl RedisBackend {
         park: bool,
     ) -> Result<Vec<Delivery>> {
         let worker = &me.id;
-        for attempt in 0..STALE_RETRIES {
-            let Some(queues) = self.queues_of(worker, attempt > 0).await? else {
-                return Err(Error::UnknownWorker(worker.clone()));
-            };
+        verified("receive", |attempt| async move {
+            let queues = self.worker_queues(worker, attempt).await?;
             let groups: Vec<&QueueName> = queues.iter().collect();
             let now = self.now_arg();
             let mut inv = self.invocation(&self.inner.scripts.receive, &groups, &now);
@@ -1751,17 +1719,11 @@ impl RedisBackend {
             for q in &groups {
                 inv.arg(q.as_str());
             }
-            match self.exec(&inv).await {
-                Ok(v) => return codec::deliveries(&mut array(v)?.into_iter(), worker),
-                Err(Failure::Stale(_)) => continue,
-                Err(Failure::Error(Error::UnknownWorker(w))) => {
-                    self.forget_worker(&w);
-                    return Err(Error::UnknownWorker(w));
-                }
-                Err(f) => return Err(f.into_error()),
-            }
-        }
-        Err(Failure::Stale("receive".into()).into_error())
+            let v = self.exec(&inv).await?;
+            Ok(codec::deliveries(&mut array(v)?.into_iter(), worker)?)
+        })
+        .await
+        .inspect_err(|e| self.forget_if_unknown(e))
     }
 
     /// Completes several running tasks of one worker in one script, then receives up to `max`
@@ -1775,7 +1737,8 @@ impl RedisBackend {
         max: usize,
         park: bool,
     ) -> Result<(Vec<AckOutcome>, Vec<Delivery>)> {
-        for attempt in 0..STALE_RETRIES {
+        let acks = &acks;
+        verified("complete", |attempt| async move {
             let queues = self
                 .queues_of(worker, attempt > 0)
                 .await?
@@ -1788,7 +1751,7 @@ impl RedisBackend {
                 inv.arg(q.as_str());
             }
             inv.arg(acks.len());
-            for (lease, value) in &acks {
+            for (lease, value) in acks {
                 // A lease of another worker can never be current for this one: the script
                 // refuses it as stale.
                 let task = lease.task.to_string();
@@ -1800,47 +1763,36 @@ impl RedisBackend {
                 });
             }
             inv.arg(max.min(100_000)).arg(u8::from(park));
-            match self.exec_confirmed(&inv).await {
-                Ok((v, unconfirmed)) => {
-                    let mut it = array(v)?.into_iter();
-                    let mut outcomes = Vec::with_capacity(acks.len());
-                    for _ in 0..acks.len() {
-                        let code = int(&it
-                            .next()
-                            .ok_or_else(|| protocol("truncated complete reply"))?)?;
-                        let state = it
-                            .next()
-                            .ok_or_else(|| protocol("truncated complete reply"))?;
-                        let n = usize::try_from(uint(
-                            &it.next()
-                                .ok_or_else(|| protocol("truncated complete reply"))?,
-                        )?)
-                        .map_err(|_| protocol("assignment count"))?;
-                        let ack = match code {
-                            0 => Ack::Completed,
-                            1 => Ack::Rejected(Rejection::NotFound),
-                            2 => Ack::Rejected(Rejection::NotRunning(state_from(int(&state)?)?)),
-                            _ => Ack::Rejected(Rejection::StaleToken),
-                        };
-                        outcomes.push(AckOutcome {
-                            ack,
-                            assignments: assignments(&mut it, Some(n))?,
-                        });
-                    }
-                    let deliveries = codec::deliveries(&mut it, worker)?;
-                    if let Some(e) = unconfirmed {
-                        // The completions are applied but unconfirmed; the received tasks are
-                        // leased to the worker: its next receive hands them out.
-                        self.stash(worker, deliveries);
-                        return Err(e);
-                    }
-                    return Ok((outcomes, deliveries));
-                }
-                Err(Failure::Stale(_)) => continue,
-                Err(f) => return Err(f.into_error()),
+            let (v, unconfirmed) = self.exec_confirmed(&inv).await?;
+            let mut it = array(v)?.into_iter();
+            let truncated = || protocol("truncated complete reply");
+            let mut outcomes = Vec::with_capacity(acks.len());
+            for _ in 0..acks.len() {
+                let code = int(&it.next().ok_or_else(truncated)?)?;
+                let state = it.next().ok_or_else(truncated)?;
+                let n = usize::try_from(uint(&it.next().ok_or_else(truncated)?)?)
+                    .map_err(|_| protocol("assignment count"))?;
+                let ack = match code {
+                    0 => Ack::Completed,
+                    1 => Ack::Rejected(Rejection::NotFound),
+                    2 => Ack::Rejected(Rejection::NotRunning(state_from(int(&state)?)?)),
+                    _ => Ack::Rejected(Rejection::StaleToken),
+                };
+                outcomes.push(AckOutcome {
+                    ack,
+                    assignments: assignments(&mut it, Some(n))?,
+                });
             }
-        }
-        Err(Failure::Stale("complete".into()).into_error())
+            let deliveries = codec::deliveries(&mut it, worker)?;
+            if let Some(e) = unconfirmed {
+                // The completions are applied but unconfirmed; the received tasks are
+                // leased to the worker: its next receive hands them out.
+                self.stash(worker, deliveries);
+                return Err(e.into());
+            }
+            Ok((outcomes, deliveries))
+        })
+        .await
     }
 
     /// Sleeps until the worker is woken (a dispatch to it, or a task in one of its pull queues,
