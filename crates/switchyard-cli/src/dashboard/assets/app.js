@@ -65,24 +65,28 @@ function render(s) {
 }
 
 /**
- * Puts `rows` into `body`, replacing only the cells that changed: a button under the pointer
- * stays the same element from one snapshot to the next, so a click on it is never lost.
+ * Puts `rows` into `body`, keeping each row already shown (matched by its queue, worker or
+ * task key, wherever it stands) and replacing only the cells that changed: a button under the
+ * pointer stays the same element from one snapshot to the next, even when rows before it come
+ * or go, so a click on it is never lost.
  */
 function patchRows(body, rows) {
-  const key = tr => tr.getAttribute('data-queue') || tr.getAttribute('data-worker');
-  const old = Array.from(body.children);
-  rows.forEach((row, i) => {
-    const was = old[i];
-    if (!was || key(was) !== key(row) || was.children.length !== row.children.length) {
-      if (was) body.replaceChild(row, was); else body.append(row);
-      return;
-    }
+  const key = tr => tr.getAttribute('data-queue') || tr.getAttribute('data-worker') || tr.getAttribute('data-task');
+  const shown = new Map(Array.from(body.children).map(tr => [key(tr), tr]));
+  const next = rows.map(row => {
+    const was = shown.get(key(row));
+    if (!was || was.children.length !== row.children.length) return row;
     Array.from(row.children).forEach((cell, j) => {
       const prev = was.children[j];
       if (prev.outerHTML !== cell.outerHTML) was.replaceChild(cell, prev);
     });
+    return was;
   });
-  old.slice(rows.length).forEach(r => r.remove());
+  // Moving a row keeps it the same element; rows no longer shown end up last and go.
+  next.forEach((row, i) => {
+    if (body.children[i] !== row) body.insertBefore(row, body.children[i] || null);
+  });
+  while (body.children.length > next.length) body.lastElementChild.remove();
 }
 
 function renderQueues(queues) {
@@ -157,6 +161,11 @@ function renderWorkers(workers) {
 
 // ----- dead letters and actions ---------------------------------------------------------------
 
+/**
+ * Reads the dead set of each queue that has one and shows it. A section already on the page is
+ * patched, not rebuilt: its rows stay the same elements (keyed by task id) and its heading, with
+ * an armed purge button, stays while the count is unchanged.
+ */
 async function loadDead(queues) {
   const box = document.getElementById('dead');
   const parts = [];
@@ -166,22 +175,32 @@ async function loadDead(queues) {
       parts.push(el('p', { class: 'refused' }, q.queue + ': ' + r.body.message));
       continue;
     }
-    parts.push(el('h3', {}, q.queue + ' (' + int(q.dead) + ') ',
-      confirming(el('button', { class: 'purge', 'data-queue': q.queue }, 'Purge all'),
-        'Click again to delete ' + int(q.dead) + ' dead tasks',
-        () => queueAct(q.queue, 'purge/dead'))));
-    parts.push(el('table', { 'data-dead': q.queue },
-      el('thead', {}, el('tr', {}, ...['task', 'kind', 'attempts', 'submitted', 'error', ''].map(t => el('th', {}, t)))),
-      el('tbody', {}, ...r.body.map(t => el('tr', { 'data-task': t.id },
-        el('td', {}, el('a', { href: '#task=' + t.id }, t.id)),
-        el('td', { class: 'text' }, t.kind),
-        el('td', {}, t.attempts + ' of ' + t.max_attempts),
-        el('td', {}, time(t.created_at)),
-        el('td', { class: 'text' }, t.last_error || '-'),
-        el('td', {}, el('button', { class: 'redrive', 'data-task': t.id, onclick: () => act(t.id, 'redrive') }, 'Re-drive'),
-          ' ', el('button', { class: 'delete', 'data-task': t.id, onclick: () => act(t.id, 'delete') }, 'Delete')))))));
+    parts.push(el('section', { 'data-dead': q.queue },
+      el('h3', { 'data-count': q.dead }, q.queue + ' (' + int(q.dead) + ') ',
+        confirming(el('button', { class: 'purge', 'data-queue': q.queue }, 'Purge all'),
+          'Click again to delete ' + int(q.dead) + ' dead tasks',
+          () => queueAct(q.queue, 'purge/dead'))),
+      el('table', {},
+        el('thead', {}, el('tr', {}, ...['task', 'kind', 'attempts', 'submitted', 'error', ''].map(t => el('th', {}, t)))),
+        el('tbody', {}, ...r.body.map(t => el('tr', { 'data-task': t.id },
+          el('td', {}, el('a', { href: '#task=' + t.id }, t.id)),
+          el('td', { class: 'text' }, t.kind),
+          el('td', {}, t.attempts + ' of ' + t.max_attempts),
+          el('td', {}, time(t.created_at)),
+          el('td', { class: 'text' }, t.last_error || '-'),
+          el('td', {}, el('button', { class: 'redrive', 'data-task': t.id, onclick: () => act(t.id, 'redrive') }, 'Re-drive'),
+            ' ', el('button', { class: 'delete', 'data-task': t.id, onclick: () => act(t.id, 'delete') }, 'Delete'))))))));
   }
-  box.replaceChildren(...(parts.length ? parts : [el('p', { class: 'muted' }, '(no dead tasks)')]));
+  const shown = new Map(Array.from(box.querySelectorAll('section[data-dead]')).map(s => [s.dataset.dead, s]));
+  const next = parts.map(part => {
+    const was = part.dataset && shown.get(part.dataset.dead);
+    if (!was) return part;
+    const [heading, table] = part.children;
+    if (was.children[0].dataset.count !== heading.dataset.count) was.replaceChild(heading, was.children[0]);
+    patchRows(was.querySelector('tbody'), Array.from(table.querySelector('tbody').children));
+    return was;
+  });
+  box.replaceChildren(...(next.length ? next : [el('p', { class: 'muted' }, '(no dead tasks)')]));
 }
 
 async function act(id, action) {
