@@ -14,9 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use switchyard_core::prelude::*;
 use switchyard_core::{
-    Backend, InstanceToken, Lease, Policy, QueueConfig, QueueName, Strategy, SystemClock,
-    TaskIdGenerator, TaskSpec, WorkerId, WorkerRef, WorkerSpec,
+    InstanceToken, Lease, Policy, QueueConfig, QueueName, Strategy, SystemClock, TaskIdGenerator,
+    TaskSpec, WorkerId, WorkerRef, WorkerSpec,
 };
 
 /// A benched worker as it names itself: every one registers with instance token 1.

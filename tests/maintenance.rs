@@ -7,9 +7,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use switchyard_core::prelude::*;
 use switchyard_core::{
-    Backend, Clock, MaintenanceReport, ManualClock, Policy, QueueConfig, QueueName, Strategy,
-    TaskId, TaskSpec, TaskState, WorkerSpec,
+    Clock, MaintenanceReport, ManualClock, Policy, QueueConfig, QueueName, Strategy, TaskId,
+    TaskSpec, TaskState, WorkerSpec,
 };
 use switchyard_memory::MemoryBackend;
 use switchyard_redis::{RedisBackend, RedisConfig};

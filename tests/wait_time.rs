@@ -8,9 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use switchyard_core::prelude::*;
 use switchyard_core::{
-    Backend, Backoff, Clock, Delivery, ManualClock, Policy, QueueConfig, QueueName, Strategy,
-    TaskSpec,
+    Backoff, Clock, Delivery, ManualClock, Policy, QueueConfig, QueueName, Strategy, TaskSpec,
 };
 use switchyard_memory::MemoryBackend;
 use switchyard_redis::{RedisBackend, RedisConfig};

@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use switchyard::display;
+use switchyard::prelude::*;
 use switchyard::{
-    Backend, Client, Clock, Durable, InstanceToken, Lease, Policy, QueueConfig, QueueName,
-    RedisBackend, RedisConfig, Strategy, SystemClock, TaskIdGenerator, TaskSpec, Worker, WorkerId,
-    WorkerRef, WorkerSpec,
+    Client, Clock, Durable, InstanceToken, Lease, Policy, QueueConfig, QueueName, RedisBackend,
+    RedisConfig, Strategy, SystemClock, TaskIdGenerator, TaskSpec, Worker, WorkerId, WorkerRef,
+    WorkerSpec,
 };
 
 /// Flags of `switchyard bench`.

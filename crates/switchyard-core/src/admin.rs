@@ -1,19 +1,19 @@
 //! Queue administration: the rules both backends apply when an operator deletes tasks, empties
 //! or deletes a queue, or changes its configuration.
 //!
-//! * [`Backend::delete_task`](crate::Backend::delete_task) removes one *finished* task
+//! * [`Tasks::delete_task`](crate::Tasks::delete_task) removes one *finished* task
 //!   (succeeded, dead or cancelled) with its outcome; a task that can still run must be
 //!   cancelled first.
-//! * [`Backend::purge_queue`](crate::Backend::purge_queue) removes up to a limit of one
+//! * [`Queues::purge_queue`](crate::Queues::purge_queue) removes up to a limit of one
 //!   [`Purge`] class of a queue's tasks per call, so that a queue of a million tasks is emptied
 //!   in bounded steps (the CLI loops and shows progress). Waiting tasks are *cancelled* (they
 //!   end with a `cancelled` outcome and event, so whoever awaits them learns it); finished
 //!   ones are deleted.
-//! * [`Backend::reconfigure_queue`](crate::Backend::reconfigure_queue) changes a queue's
+//! * [`Queues::reconfigure_queue`](crate::Queues::reconfigure_queue) changes a queue's
 //!   configuration in place. Limits, retries, timeouts, retention and events may change at any
 //!   time and apply to what happens after the change. The ordering and the choice of worker
 //!   may change only when nothing depends on the old ones ([`Reshape`]).
-//! * [`Backend::delete_queue`](crate::Backend::delete_queue) removes a queue that holds no
+//! * [`Queues::delete_queue`](crate::Queues::delete_queue) removes a queue that holds no
 //!   task and that no registered worker serves.
 //!
 //! Refusals are [`Error::QueueInUse`](crate::Error::QueueInUse) with an [`InUse`] reason,
@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{QueueConfig, WorkerId};
 
-/// Which of a queue's tasks [`Backend::purge_queue`](crate::Backend::purge_queue) removes.
+/// Which of a queue's tasks [`Queues::purge_queue`](crate::Queues::purge_queue) removes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Purge {
@@ -83,7 +83,7 @@ impl std::str::FromStr for Purge {
     }
 }
 
-/// What one [`Backend::purge_queue`](crate::Backend::purge_queue) call did.
+/// What one [`Queues::purge_queue`](crate::Queues::purge_queue) call did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PurgeReport {
     /// Tasks cancelled (waiting) or deleted (dead, finished).

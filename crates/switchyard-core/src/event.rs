@@ -182,7 +182,7 @@ impl std::str::FromStr for EventLevel {
 /// One event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
-    /// Position in the log; pass it to [`Backend::events`](crate::Backend::events) to read on.
+    /// Position in the log; pass it to [`Inspect::events`](crate::Inspect::events) to read on.
     pub id: String,
     /// What happened.
     pub kind: EventKind,

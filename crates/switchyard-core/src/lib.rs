@@ -8,7 +8,9 @@
 //! * [`Policy`] — the order tasks leave a queue: FCFS, priority, shortest-job-first, with aging.
 //! * [`Strategy`] / [`strategy::Balancer`] — which worker gets a task: round-robin, random,
 //!   weighted, least-loaded, affinity or pull.
-//! * [`Backend`] — every transition of the state machine
+//! * [`Backend`] — every transition of the state machine, as the sum of seven capability
+//!   traits ([`Queues`], [`Produce`], [`Membership`], [`Leases`], [`Tasks`], [`Inspect`],
+//!   [`Maintain`]); [`prelude`] brings them into scope
 //!   `submitted → (scheduled →) ready → dispatched → running → succeeded | retry-scheduled → … | dead | cancelled`.
 //! * [`Clock`] — time, injectable ([`ManualClock`]) for deterministic tests.
 //!
@@ -28,6 +30,7 @@ mod event;
 mod id;
 mod names;
 pub mod policy;
+pub mod prelude;
 mod queue;
 pub mod retry;
 pub mod rng;
@@ -37,9 +40,9 @@ mod trace;
 mod worker;
 
 pub use backend::{
-    Ack, AckOutcome, Assignment, Backend, CancelOutcome, Delivery, HandBack, HeartbeatReply, Lease,
-    LeaseToken, MaintenanceReport, QueueStats, RegisterOutcome, Rejection, Stats, SubmitOutcome,
-    WorkerStats,
+    Ack, AckOutcome, Assignment, Backend, CancelOutcome, Delivery, HandBack, HeartbeatReply,
+    Inspect, Lease, LeaseToken, Leases, Maintain, MaintenanceReport, Membership, Produce,
+    QueueStats, Queues, RegisterOutcome, Rejection, Stats, SubmitOutcome, Tasks, WorkerStats,
 };
 pub use clock::{Clock, ManualClock, Millis, SystemClock};
 pub use error::{BackendErrorKind, Error, Result};

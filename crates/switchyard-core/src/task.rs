@@ -516,7 +516,7 @@ impl TaskInfo {
     }
 }
 
-/// How a task ended, as stored for [awaiting](crate::Backend::get_outcome).
+/// How a task ended, as stored for [awaiting](crate::Tasks::get_outcome).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TaskOutcome {
     /// The handler's return value.

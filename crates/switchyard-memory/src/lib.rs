@@ -1,6 +1,6 @@
 //! # switchyard-memory
 //!
-//! The in-memory [`Backend`]: the **reference semantics** of Switchyard, the embedded default
+//! The in-memory [`Backend`](switchyard_core::Backend): the **reference semantics** of Switchyard, the embedded default
 //! of the `switchyard` binary, and the test double for code built on the facade.
 //!
 //! Every transition is one critical section under one mutex, so each step is atomic and the
@@ -21,7 +21,7 @@
 //! * A failed attempt releases the slot, then retries after backoff (or dies), then the worker
 //!   refills.
 //! * **Idempotence of a task id lasts as long as its record.** Submitting an id that exists
-//!   answers `duplicate` and changes nothing — until [`maintain`](Backend::maintain) purges the
+//!   answers `duplicate` and changes nothing — until [`maintain`](Maintain::maintain) purges the
 //!   finished record, after the queue's result TTL (succeeded, cancelled) or dead TTL (dead).
 //!   After that the id is unknown and a submit with it creates a new task. (A dedup key is held
 //!   for the queue's dedup window instead, whatever happens to its task.)
@@ -37,7 +37,8 @@
 //! * A batch submit runs [`SUBMIT_CHUNK`] tasks per hold of the lock.
 //!
 //! ```
-//! use switchyard_core::{Backend, QueueConfig, QueueName, TaskSpec, WorkerSpec, Policy, Strategy};
+//! use switchyard_core::prelude::*;
+//! use switchyard_core::{QueueConfig, QueueName, TaskSpec, WorkerSpec, Policy, Strategy};
 //! use switchyard_memory::MemoryBackend;
 //!
 //! # tokio_test_block_on(async {
@@ -70,10 +71,10 @@ use async_trait::async_trait;
 use switchyard_core::admin::{Purge, PurgeReport};
 use switchyard_core::backend::due_pause;
 use switchyard_core::{
-    Ack, AckOutcome, Assignment, Backend, CancelOutcome, Clock, Delivery, Error, Event, HandBack,
-    HeartbeatReply, Lease, MaintenanceReport, QueueConfig, QueueName, RegisterOutcome, Result,
-    Stats, SubmitOutcome, SystemClock, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec,
-    WorkerRef, WorkerSpec,
+    Ack, AckOutcome, Assignment, CancelOutcome, Clock, Delivery, Error, Event, HandBack,
+    HeartbeatReply, Inspect, Lease, Leases, Maintain, MaintenanceReport, Membership, Produce,
+    QueueConfig, QueueName, Queues, RegisterOutcome, Result, Stats, SubmitOutcome, SystemClock,
+    TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec, Tasks, WorkerRef, WorkerSpec,
 };
 use tokio::time::Instant;
 
@@ -150,12 +151,12 @@ impl MemoryBackend {
         f(&mut state, now)
     }
 
-    /// Synchronous [`Backend::submit`].
+    /// Synchronous [`Produce::submit`](switchyard_core::Produce::submit).
     pub fn submit_now(&self, spec: TaskSpec) -> Result<SubmitOutcome> {
         self.with(|s, now| s.submit(spec, now))
     }
 
-    /// Synchronous [`Backend::receive`].
+    /// Synchronous [`Leases::receive`](switchyard_core::Leases::receive).
     pub fn receive_now(&self, worker: &WorkerRef, max: usize) -> Result<Vec<Delivery>> {
         self.with(|s, now| {
             s.check_instance(worker)?;
@@ -163,34 +164,34 @@ impl MemoryBackend {
         })
     }
 
-    /// Synchronous [`Backend::complete`].
+    /// Synchronous [`Leases::complete`](switchyard_core::Leases::complete).
     pub fn complete_now(&self, lease: &Lease, value: Vec<u8>) -> Result<AckOutcome> {
         self.with(|s, now| s.complete(lease, value, now))
     }
 
-    /// Synchronous [`Backend::register_worker`].
+    /// Synchronous [`Membership::register_worker`](switchyard_core::Membership::register_worker).
     pub fn register_now(&self, spec: WorkerSpec) -> Result<RegisterOutcome> {
         self.with(|s, now| s.register_worker(spec, now))
     }
 
-    /// Synchronous [`Backend::declare_queue`].
+    /// Synchronous [`Queues::declare_queue`](switchyard_core::Queues::declare_queue).
     pub fn declare_now(&self, queue: &QueueName, config: QueueConfig) -> Result<()> {
         self.with(|s, _| s.declare_queue(queue, config))
     }
 
-    /// Synchronous [`Backend::maintain`].
+    /// Synchronous [`Maintain::maintain`](switchyard_core::Maintain::maintain).
     pub fn maintain_now(&self, limit: usize) -> Result<MaintenanceReport> {
         self.with(|s, now| s.maintain(limit, now))
     }
 
-    /// Synchronous [`Backend::stats`].
+    /// Synchronous [`Inspect::stats`](switchyard_core::Inspect::stats).
     pub fn stats_now(&self) -> Stats {
         self.lock().stats()
     }
 }
 
 #[async_trait]
-impl Backend for MemoryBackend {
+impl Queues for MemoryBackend {
     async fn declare_queue(&self, queue: &QueueName, config: QueueConfig) -> Result<()> {
         self.declare_now(queue, config)
     }
@@ -199,6 +200,30 @@ impl Backend for MemoryBackend {
         Ok(self.lock().queues.get(queue).map(|q| q.config))
     }
 
+    async fn set_paused(&self, queue: &QueueName, paused: bool) -> Result<Vec<Assignment>> {
+        self.with(|s, _| s.set_paused(queue, paused))
+    }
+
+    async fn purge_queue(
+        &self,
+        queue: &QueueName,
+        what: Purge,
+        limit: usize,
+    ) -> Result<PurgeReport> {
+        self.with(|s, now| s.purge_queue(queue, what, limit, now))
+    }
+
+    async fn reconfigure_queue(&self, queue: &QueueName, config: QueueConfig) -> Result<bool> {
+        self.with(|s, _| s.reconfigure_queue(queue, config))
+    }
+
+    async fn delete_queue(&self, queue: &QueueName) -> Result<()> {
+        self.with(|s, _| s.delete_queue(queue))
+    }
+}
+
+#[async_trait]
+impl Produce for MemoryBackend {
     async fn submit(&self, spec: TaskSpec) -> Result<SubmitOutcome> {
         self.submit_now(spec)
     }
@@ -241,7 +266,10 @@ impl Backend for MemoryBackend {
         }
         Ok(out)
     }
+}
 
+#[async_trait]
+impl Membership for MemoryBackend {
     async fn register_worker(&self, spec: WorkerSpec) -> Result<RegisterOutcome> {
         self.register_now(spec)
     }
@@ -266,7 +294,10 @@ impl Backend for MemoryBackend {
             s.deregister_worker(&worker.id, now)
         })
     }
+}
 
+#[async_trait]
+impl Leases for MemoryBackend {
     async fn dispatch(&self, queue: &QueueName, limit: usize) -> Result<Vec<Assignment>> {
         self.with(|s, _| s.dispatch(queue, limit))
     }
@@ -318,7 +349,7 @@ impl Backend for MemoryBackend {
     ) -> Result<(AckOutcome, Vec<Delivery>)> {
         self.with(|s, now| {
             let outcome = s.complete(lease, value, now)?;
-            // Only a current lease may take more: see `Backend::complete_and_receive`.
+            // Only a current lease may take more: see `Leases::complete_and_receive`.
             let deliveries = if max > 0 && outcome.ack == Ack::Completed {
                 s.receive(&lease.worker, max, now)?
             } else {
@@ -331,11 +362,10 @@ impl Backend for MemoryBackend {
     async fn fail(&self, lease: &Lease, error: &str, retry: bool) -> Result<AckOutcome> {
         self.with(|s, now| s.fail(lease, error, retry, now))
     }
+}
 
-    async fn cancel(&self, id: TaskId) -> Result<CancelOutcome> {
-        self.with(|s, now| s.cancel(id, now))
-    }
-
+#[async_trait]
+impl Tasks for MemoryBackend {
     async fn get_task(&self, id: TaskId) -> Result<Option<TaskInfo>> {
         Ok(self.lock().get_task(id))
     }
@@ -366,6 +396,10 @@ impl Backend for MemoryBackend {
         }
     }
 
+    async fn cancel(&self, id: TaskId) -> Result<CancelOutcome> {
+        self.with(|s, now| s.cancel(id, now))
+    }
+
     async fn list_dead(&self, queue: &QueueName, limit: usize) -> Result<Vec<TaskInfo>> {
         self.lock().list_dead(queue, limit)
     }
@@ -377,38 +411,16 @@ impl Backend for MemoryBackend {
     async fn delete_task(&self, id: TaskId) -> Result<()> {
         self.with(|s, _| s.delete_task(id))
     }
+}
 
-    async fn purge_queue(
-        &self,
-        queue: &QueueName,
-        what: Purge,
-        limit: usize,
-    ) -> Result<PurgeReport> {
-        self.with(|s, now| s.purge_queue(queue, what, limit, now))
-    }
-
-    async fn reconfigure_queue(&self, queue: &QueueName, config: QueueConfig) -> Result<bool> {
-        self.with(|s, _| s.reconfigure_queue(queue, config))
-    }
-
-    async fn delete_queue(&self, queue: &QueueName) -> Result<()> {
-        self.with(|s, _| s.delete_queue(queue))
-    }
-
-    async fn set_paused(&self, queue: &QueueName, paused: bool) -> Result<Vec<Assignment>> {
-        self.with(|s, _| s.set_paused(queue, paused))
-    }
-
+#[async_trait]
+impl Inspect for MemoryBackend {
     async fn stats(&self) -> Result<Stats> {
         Ok(self.stats_now())
     }
 
     async fn peek_ready(&self, queue: &QueueName, limit: usize) -> Result<Vec<TaskId>> {
         self.lock().peek_ready(queue, limit)
-    }
-
-    async fn maintain(&self, limit: usize) -> Result<MaintenanceReport> {
-        self.maintain_now(limit)
     }
 
     async fn events(&self, after: Option<&str>, limit: usize) -> Result<Vec<Event>> {
@@ -418,7 +430,10 @@ impl Backend for MemoryBackend {
     async fn learned_cost(&self, queue: &QueueName, kind: &TaskKind) -> Result<Option<u32>> {
         Ok(self.lock().learned_cost(queue, kind))
     }
+}
 
+#[async_trait]
+impl Maintain for MemoryBackend {
     async fn until_due(&self) -> Result<Option<Duration>> {
         let due = self.lock().next_due();
         let now = self.shared.clock.now_ms();
@@ -446,5 +461,9 @@ impl Backend for MemoryBackend {
                 _ = tokio::time::sleep_until(wake_at) => return Ok(()),
             }
         }
+    }
+
+    async fn maintain(&self, limit: usize) -> Result<MaintenanceReport> {
+        self.maintain_now(limit)
     }
 }

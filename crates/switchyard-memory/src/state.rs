@@ -1004,7 +1004,7 @@ impl State {
         Ok(out)
     }
 
-    /// Pauses or resumes a queue (Backend::set_paused); resuming dispatches what waits and
+    /// Pauses or resumes a queue (Queues::set_paused); resuming dispatches what waits and
     /// wakes one parked worker per ready task of a pull queue.
     pub(crate) fn set_paused(
         &mut self,

@@ -1,7 +1,8 @@
 //! Large batches: applied in chunks, so that other callers are not stalled behind them.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-use switchyard_core::{Backend, Policy, QueueConfig, QueueName, Strategy, TaskSpec};
+use switchyard_core::prelude::*;
+use switchyard_core::{Policy, QueueConfig, QueueName, Strategy, TaskSpec};
 use switchyard_memory::{MemoryBackend, SUBMIT_CHUNK};
 
 /// On a single-threaded runtime, a caller that runs while a 50,000-task batch is being

@@ -6,9 +6,9 @@ use std::time::Duration;
 use switchyard_testkit::{me, test_worker};
 
 use proptest::prelude::*;
+use switchyard_core::prelude::*;
 use switchyard_core::{
-    Backend, Clock, ManualClock, Policy, QueueConfig, QueueName, Strategy, TaskIdGenerator,
-    TaskSpec,
+    Clock, ManualClock, Policy, QueueConfig, QueueName, Strategy, TaskIdGenerator, TaskSpec,
 };
 use switchyard_memory::MemoryBackend;
 use switchyard_testkit::fairness;

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchyard_testkit::{me, test_worker};
 
+use switchyard_core::prelude::*;
 use switchyard_core::{
-    Ack, Backend, CancelOutcome, ManualClock, Policy, QueueConfig, QueueName, Strategy, TaskId,
+    Ack, CancelOutcome, ManualClock, Policy, QueueConfig, QueueName, Strategy, TaskId,
     TaskIdGenerator, TaskOutcome, TaskSpec, TaskState,
 };
 use switchyard_memory::MemoryBackend;

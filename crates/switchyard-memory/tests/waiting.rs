@@ -5,9 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use switchyard_core::prelude::*;
 use switchyard_core::{
-    Backend, Error, InstanceToken, ManualClock, Policy, QueueConfig, QueueName, Strategy,
-    TaskOutcome, TaskSpec, WorkerRef, WorkerSpec,
+    Error, InstanceToken, ManualClock, Policy, QueueConfig, QueueName, Strategy, TaskOutcome,
+    TaskSpec, WorkerRef, WorkerSpec,
 };
 use switchyard_memory::MemoryBackend;
 

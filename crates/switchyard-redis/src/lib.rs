@@ -18,7 +18,8 @@
 //! The key layout is documented in `docs/redis-layout.md`.
 //!
 //! ```no_run
-//! use switchyard_core::{Backend, Policy, QueueConfig, QueueName, Strategy, TaskSpec};
+//! use switchyard_core::prelude::*;
+//! use switchyard_core::{Policy, QueueConfig, QueueName, Strategy, TaskSpec};
 //! use switchyard_redis::RedisBackend;
 //!
 //! # async fn run() -> switchyard_core::Result<()> {

@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
+use switchyard_core::prelude::*;
 use switchyard_core::{
-    Backend, BackendErrorKind, Error, Policy, QueueConfig, QueueName, Strategy, TaskSpec, TaskState,
+    BackendErrorKind, Error, Policy, QueueConfig, QueueName, Strategy, TaskSpec, TaskState,
 };
 use switchyard_redis::RedisBackend;
 use switchyard_testkit::redis_server::RedisServer;

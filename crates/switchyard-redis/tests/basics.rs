@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchyard_testkit::{me, test_worker};
 
+use switchyard_core::prelude::*;
 use switchyard_core::{
-    Ack, Backend, BackendErrorKind, Clock, Error, ManualClock, Policy, QueueConfig, QueueName,
-    Rejection, Strategy, TaskOutcome, TaskSpec, TaskState,
+    Ack, BackendErrorKind, Clock, Error, ManualClock, Policy, QueueConfig, QueueName, Rejection,
+    Strategy, TaskOutcome, TaskSpec, TaskState,
 };
 use switchyard_redis::{RedisBackend, RedisConfig};
 use switchyard_testkit::redis_server::RedisServer;

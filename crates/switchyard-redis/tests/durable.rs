@@ -8,7 +8,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use switchyard_core::{Backend, Error, Policy, QueueConfig, QueueName, Strategy, TaskSpec};
+use switchyard_core::prelude::*;
+use switchyard_core::{Error, Policy, QueueConfig, QueueName, Strategy, TaskSpec};
 use switchyard_redis::{Durable, RedisBackend, RedisConfig};
 use switchyard_testkit::redis_server::{RedisServer, ServerOptions};
 use switchyard_testkit::{me, test_worker};

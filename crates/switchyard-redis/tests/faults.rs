@@ -6,9 +6,9 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
 
+use switchyard_core::prelude::*;
 use switchyard_core::{
-    Backend, BackendErrorKind, Error, Policy, QueueConfig, QueueName, Strategy, TaskSpec,
-    WorkerSpec,
+    BackendErrorKind, Error, Policy, QueueConfig, QueueName, Strategy, TaskSpec, WorkerSpec,
 };
 use switchyard_redis::{RedisBackend, RedisConfig};
 use switchyard_testkit::redis_server::{RedisServer, ServerOptions};

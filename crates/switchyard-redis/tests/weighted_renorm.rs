@@ -8,10 +8,11 @@
 use std::sync::Arc;
 
 use redis::AsyncCommands;
+use switchyard_core::prelude::*;
 use switchyard_core::strategy::{WEIGHTED_RENORM_AT, Weighted, first_n_at, pass};
 use switchyard_core::{
-    Backend, ManualClock, Policy, QueueConfig, QueueName, Strategy, TaskIdGenerator, TaskSpec,
-    WorkerId, WorkerSpec,
+    ManualClock, Policy, QueueConfig, QueueName, Strategy, TaskIdGenerator, TaskSpec, WorkerId,
+    WorkerSpec,
 };
 use switchyard_redis::{RedisBackend, RedisConfig};
 use switchyard_testkit::redis_server::RedisServer;

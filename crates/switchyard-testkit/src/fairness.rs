@@ -6,9 +6,10 @@
 
 use std::collections::BTreeMap;
 
+use switchyard_core::prelude::*;
 use switchyard_core::{
-    Backend, Policy, QueueConfig, QueueName, Strategy, TaskIdGenerator, TaskSpec, WorkerId,
-    WorkerRef, WorkerSpec,
+    Policy, QueueConfig, QueueName, Strategy, TaskIdGenerator, TaskSpec, WorkerId, WorkerRef,
+    WorkerSpec,
 };
 
 use crate::scenario::instance_token;

@@ -31,9 +31,10 @@ use proptest::prelude::*;
 use proptest::strategy::Strategy as _;
 use switchyard_core::admin::Purge;
 use switchyard_core::policy::KeyInput;
+use switchyard_core::prelude::*;
 use switchyard_core::{
-    Ack, Backend, Backoff, Clock, EVENT_LOG_CAP, Error, EventKind, EventLevel, InstanceToken,
-    Lease, ManualClock, Policy, QueueConfig, QueueName, Stats, Strategy, TaskId, TaskIdGenerator,
+    Ack, Backoff, Clock, EVENT_LOG_CAP, Error, EventKind, EventLevel, InstanceToken, Lease,
+    ManualClock, Policy, QueueConfig, QueueName, Stats, Strategy, TaskId, TaskIdGenerator,
     TaskInfo, TaskKind, TaskSpec, TaskState, TraceParent, TraceState, WorkerId, WorkerRef,
     WorkerSpec,
 };

@@ -7,9 +7,10 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use switchyard_core::admin::{Purge, PurgeReport};
+use switchyard_core::prelude::*;
 use switchyard_core::{
-    Backend, CancelOutcome, Error, Event, QueueConfig, QueueName, Result, Stats, SubmitOutcome,
-    TaskId, TaskInfo, TaskOutcome, TaskSpec, TaskSpecBuilder, TaskState,
+    CancelOutcome, Error, Event, QueueConfig, QueueName, Result, Stats, SubmitOutcome, TaskId,
+    TaskInfo, TaskOutcome, TaskSpec, TaskSpecBuilder, TaskState,
 };
 use switchyard_memory::MemoryBackend;
 use switchyard_redis::{RedisBackend, RedisConfig};

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use switchyard::partition::route::partition_of;
+use switchyard::prelude::*;
 use switchyard::{
-    Backend, Client, MemoryBackend, Partitioned, QueueConfig, TaskId, TaskSpec, TaskState, Worker,
-    WorkerId,
+    Client, MemoryBackend, Partitioned, QueueConfig, TaskId, TaskSpec, TaskState, Worker, WorkerId,
 };
 use switchyard_testkit::wait_until;
 

@@ -17,11 +17,12 @@ use switchyard::backend::{
     AckOutcome, Assignment, HandBack, HeartbeatReply, MaintenanceReport, RegisterOutcome,
     SubmitOutcome, lost_worker_error, next_average, timeout_error,
 };
+use switchyard::prelude::*;
 use switchyard::{
-    Ack, Backend, Backoff, CancelOutcome, Client, Clock, Delivery, Error, Event, EventKind,
-    EventLevel, Lease, Policy, QueueConfig, QueueName, RedisBackend, RedisConfig, Rejection, Stats,
-    Strategy, SystemClock, TaskError, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec, TaskState,
-    Worker, WorkerId, WorkerRef, WorkerSpec,
+    Ack, Backoff, CancelOutcome, Client, Clock, Delivery, Error, Event, EventKind, EventLevel,
+    Lease, Policy, QueueConfig, QueueName, RedisBackend, RedisConfig, Rejection, Stats, Strategy,
+    SystemClock, TaskError, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec, TaskState, Worker,
+    WorkerId, WorkerRef, WorkerSpec,
 };
 use switchyard_testkit::redis_server::RedisServer;
 
@@ -143,22 +144,62 @@ impl Tap {
 }
 
 #[async_trait]
-impl Backend for Tap {
+impl Queues for Tap {
     async fn declare_queue(&self, q: &QueueName, config: QueueConfig) -> switchyard::Result<()> {
         self.inner.declare_queue(q, config).await
     }
+
     async fn queue_config(&self, q: &QueueName) -> switchyard::Result<Option<QueueConfig>> {
         self.inner.queue_config(q).await
     }
+
+    async fn set_paused(
+        &self,
+        queue: &QueueName,
+        paused: bool,
+    ) -> switchyard::Result<Vec<Assignment>> {
+        self.inner.set_paused(queue, paused).await
+    }
+
+    async fn purge_queue(
+        &self,
+        queue: &QueueName,
+        what: switchyard::admin::Purge,
+        limit: usize,
+    ) -> switchyard::Result<switchyard::admin::PurgeReport> {
+        self.inner.purge_queue(queue, what, limit).await
+    }
+
+    async fn reconfigure_queue(
+        &self,
+        queue: &QueueName,
+        config: switchyard::QueueConfig,
+    ) -> switchyard::Result<bool> {
+        self.inner.reconfigure_queue(queue, config).await
+    }
+
+    async fn delete_queue(&self, queue: &QueueName) -> switchyard::Result<()> {
+        self.inner.delete_queue(queue).await
+    }
+}
+
+#[async_trait]
+impl Produce for Tap {
     async fn submit(&self, spec: TaskSpec) -> switchyard::Result<SubmitOutcome> {
         self.inner.submit(spec).await
     }
+
     async fn submit_batch(&self, specs: Vec<TaskSpec>) -> switchyard::Result<Vec<SubmitOutcome>> {
         self.inner.submit_batch(specs).await
     }
+}
+
+#[async_trait]
+impl Membership for Tap {
     async fn register_worker(&self, spec: WorkerSpec) -> switchyard::Result<RegisterOutcome> {
         self.inner.register_worker(spec).await
     }
+
     async fn heartbeat(&self, worker: &WorkerRef) -> switchyard::Result<HeartbeatReply> {
         if self.silenced.lock().unwrap().contains(&worker.id) {
             return Ok(HeartbeatReply::default());
@@ -171,18 +212,26 @@ impl Backend for Tap {
         }
         self.inner.heartbeat(worker).await
     }
+
     async fn drain_worker(&self, worker: &WorkerRef) -> switchyard::Result<HandBack> {
         self.inner.drain_worker(worker).await
     }
+
     async fn deregister_worker(&self, worker: &WorkerRef) -> switchyard::Result<HandBack> {
         self.inner.deregister_worker(worker).await
     }
+}
+
+#[async_trait]
+impl Leases for Tap {
     async fn dispatch(&self, q: &QueueName, limit: usize) -> switchyard::Result<Vec<Assignment>> {
         self.inner.dispatch(q, limit).await
     }
+
     async fn receive(&self, worker: &WorkerRef, max: usize) -> switchyard::Result<Vec<Delivery>> {
         self.inner.receive(worker, max).await
     }
+
     async fn receive_wait(
         &self,
         worker: &WorkerRef,
@@ -191,9 +240,11 @@ impl Backend for Tap {
     ) -> switchyard::Result<Vec<Delivery>> {
         self.inner.receive_wait(worker, max, timeout).await
     }
+
     async fn complete(&self, lease: &Lease, value: Vec<u8>) -> switchyard::Result<AckOutcome> {
         self.inner.complete(lease, value).await
     }
+
     async fn complete_and_receive(
         &self,
         lease: &Lease,
@@ -202,6 +253,7 @@ impl Backend for Tap {
     ) -> switchyard::Result<(AckOutcome, Vec<Delivery>)> {
         self.inner.complete_and_receive(lease, value, max).await
     }
+
     async fn fail(
         &self,
         lease: &Lease,
@@ -210,15 +262,18 @@ impl Backend for Tap {
     ) -> switchyard::Result<AckOutcome> {
         self.inner.fail(lease, error, retry).await
     }
-    async fn cancel(&self, id: TaskId) -> switchyard::Result<CancelOutcome> {
-        self.inner.cancel(id).await
-    }
+}
+
+#[async_trait]
+impl Tasks for Tap {
     async fn get_task(&self, id: TaskId) -> switchyard::Result<Option<TaskInfo>> {
         self.inner.get_task(id).await
     }
+
     async fn get_outcome(&self, id: TaskId) -> switchyard::Result<Option<TaskOutcome>> {
         self.inner.get_outcome(id).await
     }
+
     async fn wait_outcome(
         &self,
         id: TaskId,
@@ -226,49 +281,38 @@ impl Backend for Tap {
     ) -> switchyard::Result<Option<TaskOutcome>> {
         self.inner.wait_outcome(id, timeout).await
     }
+
+    async fn cancel(&self, id: TaskId) -> switchyard::Result<CancelOutcome> {
+        self.inner.cancel(id).await
+    }
+
     async fn list_dead(&self, q: &QueueName, limit: usize) -> switchyard::Result<Vec<TaskInfo>> {
         self.inner.list_dead(q, limit).await
     }
+
     async fn redrive(&self, id: TaskId) -> switchyard::Result<SubmitOutcome> {
         self.inner.redrive(id).await
     }
+
     async fn delete_task(&self, id: TaskId) -> switchyard::Result<()> {
         self.inner.delete_task(id).await
     }
-    async fn purge_queue(
-        &self,
-        queue: &QueueName,
-        what: switchyard::admin::Purge,
-        limit: usize,
-    ) -> switchyard::Result<switchyard::admin::PurgeReport> {
-        self.inner.purge_queue(queue, what, limit).await
-    }
-    async fn reconfigure_queue(
-        &self,
-        queue: &QueueName,
-        config: switchyard::QueueConfig,
-    ) -> switchyard::Result<bool> {
-        self.inner.reconfigure_queue(queue, config).await
-    }
-    async fn delete_queue(&self, queue: &QueueName) -> switchyard::Result<()> {
-        self.inner.delete_queue(queue).await
-    }
-    async fn set_paused(
-        &self,
-        queue: &QueueName,
-        paused: bool,
-    ) -> switchyard::Result<Vec<Assignment>> {
-        self.inner.set_paused(queue, paused).await
-    }
+}
+
+#[async_trait]
+impl Inspect for Tap {
     async fn stats(&self) -> switchyard::Result<Stats> {
         self.inner.stats().await
     }
+
     async fn peek_ready(&self, q: &QueueName, limit: usize) -> switchyard::Result<Vec<TaskId>> {
         self.inner.peek_ready(q, limit).await
     }
+
     async fn events(&self, after: Option<&str>, limit: usize) -> switchyard::Result<Vec<Event>> {
         self.inner.events(after, limit).await
     }
+
     async fn learned_cost(
         &self,
         q: &QueueName,
@@ -276,12 +320,18 @@ impl Backend for Tap {
     ) -> switchyard::Result<Option<u32>> {
         self.inner.learned_cost(q, kind).await
     }
+}
+
+#[async_trait]
+impl Maintain for Tap {
     async fn until_due(&self) -> switchyard::Result<Option<Duration>> {
         self.inner.until_due().await
     }
+
     async fn sleep_until_due(&self, at_most: Duration) -> switchyard::Result<()> {
         self.inner.sleep_until_due(at_most).await
     }
+
     async fn maintain(&self, limit: usize) -> switchyard::Result<MaintenanceReport> {
         self.maintains.fetch_add(1, Ordering::SeqCst);
         self.inner.maintain(limit).await

@@ -5,11 +5,11 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use switchyard::prelude::*;
 use switchyard::rng::SplitMix64;
 use switchyard::{
-    Backend, Delivery, InstanceToken, Lease, ManualClock, MemoryBackend, Policy, QueueConfig,
-    QueueName, Result, Strategy, TaskId, TaskIdGenerator, TaskSpec, WorkerId, WorkerRef,
-    WorkerSpec,
+    Delivery, InstanceToken, Lease, ManualClock, MemoryBackend, Policy, QueueConfig, QueueName,
+    Result, Strategy, TaskId, TaskIdGenerator, TaskSpec, WorkerId, WorkerRef, WorkerSpec,
 };
 
 /// Where the simulated clock starts (any fixed instant works; this one is in 2023).

@@ -7,8 +7,9 @@ use switchyard_core::admin::{InUse, Purge, PurgeReport, Reshape};
 use switchyard_core::rng::Minstd;
 use switchyard_core::{Error, EventLevel, QueueConfig, QueueName, Result, TaskId};
 
-use super::{RedisBackend, STALE_RETRIES};
-use crate::codec::{self, array, int, protocol, state_from};
+use super::replies::wrong_state;
+use super::{RedisBackend, verified};
+use crate::codec::{self, array, int, protocol};
 use crate::error::Failure;
 
 /// Appends a queue configuration as declare and reconfigure take it (ARGV 4..19, after the
@@ -45,27 +46,21 @@ fn in_use(queue: &QueueName, operation: &'static str, reason: InUse) -> Error {
 
 impl RedisBackend {
     pub(super) async fn delete_task_now(&self, id: TaskId) -> Result<()> {
-        for _ in 0..STALE_RETRIES {
-            let Some(rec) = self.record(id).await? else {
-                return Err(Error::TaskNotFound(id));
-            };
+        verified("delete", |_| async move {
+            let rec = self.record(id).await?.ok_or(Error::TaskNotFound(id))?;
             let now = self.now_arg();
             let mut inv = self.invocation(&self.inner.scripts.delete_task, &[&rec.queue], &now);
             inv.arg(id.to_string()).arg(rec.queue.as_str());
-            match self.exec_durable(&inv).await {
-                Ok(_) => return Ok(()),
-                Err(Failure::WrongState(s)) => {
-                    return Err(Error::WrongState {
-                        id,
-                        state: state_from(s)?,
-                        operation: "delete (only finished tasks can be deleted: cancel it first)",
-                    });
-                }
-                Err(Failure::Stale(_)) => continue,
-                Err(f) => return Err(f.into_error()),
-            }
-        }
-        Err(Failure::Stale("delete".into()).into_error())
+            self.exec_durable(&inv).await.map_err(|f| {
+                wrong_state(
+                    f,
+                    id,
+                    "delete (only finished tasks can be deleted: cancel it first)",
+                )
+            })?;
+            Ok(())
+        })
+        .await
     }
 
     pub(super) async fn purge_queue_now(
@@ -95,7 +90,8 @@ impl RedisBackend {
     ) -> Result<bool> {
         config.validate()?;
         let json = codec::config_json(&config)?;
-        for _ in 0..STALE_RETRIES {
+        let (json, config) = (&json, &config);
+        verified("reconfigure", |_| async move {
             let raw: Option<Vec<u8>> = self
                 .query(
                     redis::cmd("HGET")
@@ -103,26 +99,23 @@ impl RedisBackend {
                         .arg(queue.as_str()),
                 )
                 .await?;
-            let Some(raw) = raw else {
-                return Err(Error::UnknownQueue(queue.clone()));
-            };
+            let raw = raw.ok_or_else(|| Error::UnknownQueue(queue.clone()))?;
             let current = codec::config_from_json(&raw)?;
-            let reshape = Reshape::between(&current, &config);
+            let reshape = Reshape::between(&current, config);
             let now = self.now_arg();
             let mut inv = self.invocation(&self.inner.scripts.reconfigure, &[queue], &now);
-            inv.arg(queue.as_str()).arg(&json);
-            push_config(&mut inv, &config);
+            inv.arg(queue.as_str()).arg(json);
+            push_config(&mut inv, config);
             inv.arg(raw)
                 .arg(u8::from(reshape.order))
                 .arg(u8::from(reshape.balancer));
             match self.exec_durable(&inv).await {
-                Ok(v) => return Ok(int(&v)? == 1),
-                Err(Failure::Busy(reason)) => return Err(in_use(queue, "reconfigured", reason)),
-                Err(Failure::Stale(_)) => continue,
-                Err(f) => return Err(f.into_error()),
+                Ok(v) => Ok(int(&v)? == 1),
+                Err(Failure::Busy(reason)) => Err(in_use(queue, "reconfigured", reason).into()),
+                Err(f) => Err(f),
             }
-        }
-        Err(Failure::Stale("reconfigure".into()).into_error())
+        })
+        .await
     }
 
     pub(super) async fn delete_queue_now(&self, queue: &QueueName) -> Result<()> {

@@ -13,7 +13,7 @@ use switchyard_core::Result;
 use crate::error::Failure;
 
 /// Tries before a call that keeps finding the state moved gives up (each try reads afresh).
-pub(super) const STALE_RETRIES: usize = 16;
+const STALE_RETRIES: usize = 16;
 
 /// Runs `step` — read, build the call, run it, decode the reply — until it does not end
 /// stale, at most [`STALE_RETRIES`] times. `step` gets the try's number: 0 first, when cached

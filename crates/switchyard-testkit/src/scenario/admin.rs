@@ -5,7 +5,8 @@
 use std::collections::BTreeSet;
 
 use switchyard_core::admin::Purge;
-use switchyard_core::{Backend, TaskId, TaskState};
+use switchyard_core::prelude::*;
+use switchyard_core::{TaskId, TaskState};
 
 use super::{Op, Runner, fatal, queue_name};
 

@@ -30,10 +30,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::future::{join_all, select_all};
 use switchyard_core::admin::{Purge, PurgeReport};
+use switchyard_core::prelude::*;
 use switchyard_core::{
-    AckOutcome, Assignment, Backend, CancelOutcome, Clock, Delivery, Error, Event, HandBack,
-    HeartbeatReply, Lease, MaintenanceReport, QueueConfig, QueueName, RegisterOutcome, Result,
-    Stats, SubmitOutcome, SystemClock, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec, WorkerId,
+    AckOutcome, Assignment, CancelOutcome, Clock, Delivery, Error, Event, HandBack, HeartbeatReply,
+    Lease, MaintenanceReport, QueueConfig, QueueName, RegisterOutcome, Result, Stats,
+    SubmitOutcome, SystemClock, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec, WorkerId,
     WorkerRef, WorkerSpec,
 };
 
@@ -288,7 +289,7 @@ impl Partitioned {
 }
 
 #[async_trait]
-impl Backend for Partitioned {
+impl Queues for Partitioned {
     async fn declare_queue(&self, queue: &QueueName, config: QueueConfig) -> Result<()> {
         for b in &self.parts {
             b.declare_queue(queue, config).await?;
@@ -300,6 +301,35 @@ impl Backend for Partitioned {
         self.parts[0].queue_config(queue).await
     }
 
+    /// Every partition of the queue, one after the other (a resume dispatches in each).
+    async fn set_paused(&self, queue: &QueueName, paused: bool) -> Result<Vec<Assignment>> {
+        let mut all = Vec::new();
+        for b in &self.parts {
+            all.extend(b.set_paused(queue, paused).await?);
+        }
+        Ok(all)
+    }
+
+    async fn purge_queue(
+        &self,
+        queue: &QueueName,
+        what: Purge,
+        limit: usize,
+    ) -> Result<PurgeReport> {
+        self.purge_parts(queue, what, limit).await
+    }
+
+    async fn reconfigure_queue(&self, queue: &QueueName, config: QueueConfig) -> Result<bool> {
+        self.reconfigure_parts(queue, config).await
+    }
+
+    async fn delete_queue(&self, queue: &QueueName) -> Result<()> {
+        self.delete_parts(queue).await
+    }
+}
+
+#[async_trait]
+impl Produce for Partitioned {
     async fn submit(&self, spec: TaskSpec) -> Result<SubmitOutcome> {
         let (p, spec) = route::route(spec, self.count());
         self.part(p).submit(spec).await
@@ -308,7 +338,10 @@ impl Backend for Partitioned {
     async fn submit_batch(&self, specs: Vec<TaskSpec>) -> Result<Vec<SubmitOutcome>> {
         merge::submit_batch(self, specs).await
     }
+}
 
+#[async_trait]
+impl Membership for Partitioned {
     async fn register_worker(&self, spec: WorkerSpec) -> Result<RegisterOutcome> {
         let wanted = self.wanted(&spec).await?;
         let out = self.register_in(&spec, &wanted).await?;
@@ -375,7 +408,10 @@ impl Backend for Partitioned {
         }
         out
     }
+}
 
+#[async_trait]
+impl Leases for Partitioned {
     async fn dispatch(&self, queue: &QueueName, limit: usize) -> Result<Vec<Assignment>> {
         let mut all = Vec::new();
         for b in &self.parts {
@@ -451,11 +487,10 @@ impl Backend for Partitioned {
     async fn fail(&self, lease: &Lease, error: &str, retry: bool) -> Result<AckOutcome> {
         self.of(lease.task).fail(lease, error, retry).await
     }
+}
 
-    async fn cancel(&self, id: TaskId) -> Result<CancelOutcome> {
-        self.of(id).cancel(id).await
-    }
-
+#[async_trait]
+impl Tasks for Partitioned {
     async fn get_task(&self, id: TaskId) -> Result<Option<TaskInfo>> {
         self.of(id).get_task(id).await
     }
@@ -466,6 +501,10 @@ impl Backend for Partitioned {
 
     async fn wait_outcome(&self, id: TaskId, timeout: Duration) -> Result<Option<TaskOutcome>> {
         self.of(id).wait_outcome(id, timeout).await
+    }
+
+    async fn cancel(&self, id: TaskId) -> Result<CancelOutcome> {
+        self.of(id).cancel(id).await
     }
 
     async fn list_dead(&self, queue: &QueueName, limit: usize) -> Result<Vec<TaskInfo>> {
@@ -485,33 +524,10 @@ impl Backend for Partitioned {
     async fn delete_task(&self, id: TaskId) -> Result<()> {
         self.of(id).delete_task(id).await
     }
+}
 
-    async fn purge_queue(
-        &self,
-        queue: &QueueName,
-        what: Purge,
-        limit: usize,
-    ) -> Result<PurgeReport> {
-        self.purge_parts(queue, what, limit).await
-    }
-
-    async fn reconfigure_queue(&self, queue: &QueueName, config: QueueConfig) -> Result<bool> {
-        self.reconfigure_parts(queue, config).await
-    }
-
-    async fn delete_queue(&self, queue: &QueueName) -> Result<()> {
-        self.delete_parts(queue).await
-    }
-
-    /// Every partition of the queue, one after the other (a resume dispatches in each).
-    async fn set_paused(&self, queue: &QueueName, paused: bool) -> Result<Vec<Assignment>> {
-        let mut all = Vec::new();
-        for b in &self.parts {
-            all.extend(b.set_paused(queue, paused).await?);
-        }
-        Ok(all)
-    }
-
+#[async_trait]
+impl Inspect for Partitioned {
     async fn stats(&self) -> Result<Stats> {
         let all = join_all(self.parts.iter().map(|b| b.stats())).await;
         Ok(merge::stats(all.into_iter().collect::<Result<Vec<_>>>()?))
@@ -537,7 +553,10 @@ impl Backend for Partitioned {
         }
         Ok(None)
     }
+}
 
+#[async_trait]
+impl Maintain for Partitioned {
     async fn until_due(&self) -> Result<Option<Duration>> {
         let mut first: Option<Duration> = None;
         for r in join_all(self.parts.iter().map(|b| b.until_due())).await {

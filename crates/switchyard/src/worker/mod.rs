@@ -15,9 +15,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use switchyard_core::backend::timeout_error;
 use switchyard_core::display::duration;
+use switchyard_core::prelude::*;
 use switchyard_core::{
-    Ack, Backend, Clock, Delivery, Error, LeaseToken, Millis, QueueConfig, QueueName, Result,
-    SystemClock, TaskId, WorkerId, WorkerRef, WorkerSpec,
+    Ack, Clock, Delivery, Error, LeaseToken, Millis, QueueConfig, QueueName, Result, SystemClock,
+    TaskId, WorkerId, WorkerRef, WorkerSpec,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -528,8 +529,8 @@ impl Running {
 ///   requests. A worker that stops heartbeating is reaped by any worker's maintenance once its
 ///   TTL has passed, and its tasks go back to their queues. So every expired lease ends within
 ///   about `max(heartbeat interval, heartbeat TTL)` (plus one maintenance interval), either
-///   way, without any global scan of leases (see [`Backend::heartbeat`] and
-///   [`Backend::maintain`]). If the worker finds it was reaped, it stops its handlers (their
+///   way, without any global scan of leases (see [`Membership::heartbeat`](switchyard_core::Membership::heartbeat) and
+///   [`Maintain::maintain`](switchyard_core::Maintain::maintain)). If the worker finds it was reaped, it stops its handlers (their
 ///   leases are gone) and registers again.
 /// * The maintenance loop promotes due delayed tasks, reaps dead workers and purges expired
 ///   records — every worker runs it on a jittered timer; the scripts make that safe.

@@ -1,0 +1,282 @@
+//! [`Leases`] on Redis: dispatch, receive (with the per-worker stash of pushed deliveries),
+//! complete and fail.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use redis::Value;
+use switchyard_core::backend::normalize_error;
+use switchyard_core::{
+    Ack, AckOutcome, Assignment, Delivery, Error, Lease, Leases, QueueName, Rejection, Result,
+    WorkerId, WorkerRef,
+};
+
+use super::replies::ack_from;
+use super::{RedisBackend, verified};
+use crate::codec;
+use crate::codec::{array, assignments, int, protocol, state_from, uint};
+use crate::error::Failure;
+
+#[async_trait]
+impl Leases for RedisBackend {
+    async fn dispatch(&self, queue: &QueueName, limit: usize) -> Result<Vec<Assignment>> {
+        let now = self.now_arg();
+        let mut inv = self.invocation(&self.inner.scripts.dispatch, &[queue], &now);
+        inv.arg(queue.as_str()).arg(limit.min(1_000_000));
+        let v = self.exec(&inv).await.map_err(Failure::into_error)?;
+        assignments(&mut array(v)?.into_iter(), None)
+    }
+
+    async fn receive(&self, worker: &WorkerRef, max: usize) -> Result<Vec<Delivery>> {
+        self.receive_inner(worker, max, false).await
+    }
+
+    async fn receive_wait(
+        &self,
+        me: &WorkerRef,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Delivery>> {
+        let worker = &me.id;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let slot = self.waiter(worker).await;
+        let mut guard = slot.lock().await;
+        loop {
+            if guard.is_none() {
+                // Subscribe before asking, so that a dispatch right after the ask is not missed.
+                *guard = Some(
+                    self.subscribe(&self.inner.keys.wake_channel(worker))
+                        .await?,
+                );
+            }
+            let got = self.receive_inner(me, max, true).await?;
+            if !got.is_empty() || max == 0 {
+                return Ok(got);
+            }
+            let Some(pubsub) = guard.as_mut() else {
+                continue;
+            };
+            let message = tokio::time::timeout_at(deadline, pubsub.on_message().next()).await;
+            match message {
+                Err(_) => return Ok(Vec::new()),
+                Ok(Some(_)) => {}
+                // The connection dropped (restart, failover): resubscribe and ask again.
+                Ok(None) => {
+                    tracing::warn!(%worker, "wake-up connection lost; reconnecting");
+                    *guard = None;
+                }
+            }
+        }
+    }
+
+    /// Concurrent completions are sent together (see `RedisConfig::complete_calls_in_flight`).
+    async fn complete(&self, lease: &Lease, value: Vec<u8>) -> Result<AckOutcome> {
+        Ok(self.complete_and_receive(lease, value, 0).await?.0)
+    }
+
+    /// Concurrent completions are sent together, one call per worker (see
+    /// `RedisConfig::complete_calls_in_flight`); each caller gets its own acknowledgement and
+    /// up to `max` of the tasks the call received.
+    async fn complete_and_receive(
+        &self,
+        lease: &Lease,
+        value: Vec<u8>,
+        max: usize,
+    ) -> Result<(AckOutcome, Vec<Delivery>)> {
+        self.combined((lease.clone(), value, max), "completion")
+            .await
+    }
+
+    async fn fail(&self, lease: &Lease, error: &str, retry: bool) -> Result<AckOutcome> {
+        let error = &normalize_error(error);
+        verified("fail", |attempt| async move {
+            let queues = self
+                .queues_of(&lease.worker, attempt > 0)
+                .await?
+                .unwrap_or_default();
+            let groups: Vec<&QueueName> = queues.iter().collect();
+            let now = self.now_arg();
+            let mut inv = self.invocation(&self.inner.scripts.fail, &groups, &now);
+            inv.arg(lease.worker.as_str()).arg(groups.len());
+            for q in &groups {
+                inv.arg(q.as_str());
+            }
+            inv.arg(lease.task.to_string())
+                .arg(lease.queue.as_str())
+                .arg(lease.token.0)
+                .arg(error)
+                .arg(u8::from(retry));
+            let mut it = array(self.exec_durable(&inv).await?)?.into_iter();
+            let code = int(&it.next().ok_or_else(|| protocol("empty fail reply"))?)?;
+            let x = it.next().unwrap_or(Value::Int(0));
+            Ok(AckOutcome {
+                ack: ack_from(code, &x)?,
+                assignments: assignments(&mut it, None)?,
+            })
+        })
+        .await
+    }
+}
+
+impl RedisBackend {
+    /// Keeps tasks received with completions that failed `NotReplicated` for the worker's next
+    /// receive.
+    pub(super) fn stash(&self, worker: &WorkerId, deliveries: Vec<Delivery>) {
+        if deliveries.is_empty() {
+            return;
+        }
+        let mut stashed = self
+            .inner
+            .stashed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        stashed
+            .entry(worker.clone())
+            .or_default()
+            .extend(deliveries);
+    }
+
+    /// Up to `max` stashed tasks of `worker` (see [`stash`](Self::stash)).
+    pub(super) fn unstash(&self, worker: &WorkerId, max: usize) -> Vec<Delivery> {
+        let mut stashed = self
+            .inner
+            .stashed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(list) = stashed.get_mut(worker) else {
+            return Vec::new();
+        };
+        let taken: Vec<Delivery> = list.drain(..max.min(list.len())).collect();
+        if list.is_empty() {
+            stashed.remove(worker);
+        }
+        taken
+    }
+
+    pub(super) async fn receive_inner(
+        &self,
+        me: &WorkerRef,
+        max: usize,
+        park: bool,
+    ) -> Result<Vec<Delivery>> {
+        let worker = &me.id;
+        // Tasks kept from an unconfirmed completion go out only once the script accepted the
+        // worker (still registered, same instance); the script fills the rest of `max`.
+        let stashed = self.unstash(worker, max);
+        let (max, park) = match stashed.len() {
+            0 => (max, park),
+            n => (max - n, false),
+        };
+        let fresh = self.receive_script(me, max, park).await;
+        match fresh {
+            Ok(mut fresh) => {
+                let mut all = stashed;
+                all.append(&mut fresh);
+                Ok(all)
+            }
+            // Not this worker's any more: its leases went with its registration.
+            Err(e @ (Error::UnknownWorker(_) | Error::WorkerReplaced(_))) => Err(e),
+            Err(e) => {
+                self.stash(worker, stashed);
+                Err(e)
+            }
+        }
+    }
+
+    pub(super) async fn receive_script(
+        &self,
+        me: &WorkerRef,
+        max: usize,
+        park: bool,
+    ) -> Result<Vec<Delivery>> {
+        let worker = &me.id;
+        verified("receive", |attempt| async move {
+            let queues = self.worker_queues(worker, attempt).await?;
+            let groups: Vec<&QueueName> = queues.iter().collect();
+            let now = self.now_arg();
+            let mut inv = self.invocation(&self.inner.scripts.receive, &groups, &now);
+            inv.arg(worker.as_str())
+                .arg(me.instance.get())
+                .arg(max.min(100_000))
+                .arg(u8::from(park))
+                .arg(groups.len());
+            for q in &groups {
+                inv.arg(q.as_str());
+            }
+            let v = self.exec(&inv).await?;
+            Ok(codec::deliveries(&mut array(v)?.into_iter(), worker)?)
+        })
+        .await
+        .inspect_err(|e| self.forget_if_unknown(e))
+    }
+
+    /// Completes several running tasks of one worker in one script, then receives up to `max`
+    /// more: the batched form of [`Leases::complete_and_receive`](switchyard_core::Leases::complete_and_receive). With `park`, a worker that
+    /// receives nothing is marked waiting in the same call, so that it can sleep on its wake
+    /// channel (as in [`Leases::receive_wait`](switchyard_core::Leases::receive_wait)) without asking again first.
+    pub async fn complete_many(
+        &self,
+        worker: &WorkerId,
+        acks: Vec<(Lease, Vec<u8>)>,
+        max: usize,
+        park: bool,
+    ) -> Result<(Vec<AckOutcome>, Vec<Delivery>)> {
+        let acks = &acks;
+        verified("complete", |attempt| async move {
+            let queues = self
+                .queues_of(worker, attempt > 0)
+                .await?
+                .unwrap_or_default();
+            let groups: Vec<&QueueName> = queues.iter().collect();
+            let now = self.now_arg();
+            let mut inv = self.invocation(&self.inner.scripts.complete, &groups, &now);
+            inv.arg(worker.as_str()).arg(groups.len());
+            for q in &groups {
+                inv.arg(q.as_str());
+            }
+            inv.arg(acks.len());
+            for (lease, value) in acks {
+                // A lease of another worker can never be current for this one: the script
+                // refuses it as stale.
+                let task = lease.task.to_string();
+                inv.arg(task).arg(lease.queue.as_str()).arg(lease.token.0);
+                inv.arg(if &lease.worker == worker {
+                    value.as_slice()
+                } else {
+                    &[][..]
+                });
+            }
+            inv.arg(max.min(100_000)).arg(u8::from(park));
+            let (v, unconfirmed) = self.exec_confirmed(&inv).await?;
+            let mut it = array(v)?.into_iter();
+            let truncated = || protocol("truncated complete reply");
+            let mut outcomes = Vec::with_capacity(acks.len());
+            for _ in 0..acks.len() {
+                let code = int(&it.next().ok_or_else(truncated)?)?;
+                let state = it.next().ok_or_else(truncated)?;
+                let n = usize::try_from(uint(&it.next().ok_or_else(truncated)?)?)
+                    .map_err(|_| protocol("assignment count"))?;
+                let ack = match code {
+                    0 => Ack::Completed,
+                    1 => Ack::Rejected(Rejection::NotFound),
+                    2 => Ack::Rejected(Rejection::NotRunning(state_from(int(&state)?)?)),
+                    _ => Ack::Rejected(Rejection::StaleToken),
+                };
+                outcomes.push(AckOutcome {
+                    ack,
+                    assignments: assignments(&mut it, Some(n))?,
+                });
+            }
+            let deliveries = codec::deliveries(&mut it, worker)?;
+            if let Some(e) = unconfirmed {
+                // The completions are applied but unconfirmed; the received tasks are
+                // leased to the worker: its next receive hands them out.
+                self.stash(worker, deliveries);
+                return Err(e.into());
+            }
+            Ok((outcomes, deliveries))
+        })
+        .await
+    }
+}

@@ -1,0 +1,200 @@
+//! [`Maintain`] on Redis: reaping, promotion, retention, and sleeping until due.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::Value;
+use switchyard_core::backend::due_pause;
+use switchyard_core::{Maintain, MaintenanceReport, QueueName, Result, WorkerId};
+
+use super::replies::hand_back_from;
+use super::{RedisBackend, verified};
+use crate::codec::{array, assignments, int, protocol, uint};
+use crate::error::Failure;
+use crate::keys;
+
+#[async_trait]
+impl Maintain for RedisBackend {
+    async fn until_due(&self) -> Result<Option<Duration>> {
+        let names = self.queue_names().await?;
+        let mut pipe = redis::pipe();
+        for q in &names {
+            let [_, _, delayed, ..] = self.inner.keys.queue_group(q);
+            pipe.cmd("ZRANGE")
+                .arg(delayed)
+                .arg(0)
+                .arg(0)
+                .arg("WITHSCORES");
+        }
+        pipe.cmd("ZRANGE")
+            .arg(self.inner.keys.fixed(keys::HB))
+            .arg(0)
+            .arg(0)
+            .arg("WITHSCORES");
+        let firsts: Vec<Vec<(String, f64)>> = self.query_pipe(&pipe).await?;
+        let n = firsts.len();
+        let due = firsts
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, first)| {
+                // Heartbeat expiries are due one millisecond later (reaping needs expiry < now).
+                first
+                    .first()
+                    .map(|(_, at)| *at as u64 + u64::from(i + 1 == n))
+            })
+            .min();
+        let Some(due) = due else {
+            return Ok(None);
+        };
+        let now = self.now_ms().await?;
+        Ok(Some(Duration::from_millis(due.saturating_sub(now))))
+    }
+
+    /// Waits on the shared subscription for `sy:{ns}:due` (a delayed task became the first of
+    /// its queue), so a maintenance loop learns of new due times without polling. Without the
+    /// subscription (it cannot start, or its connection was lost during this call) it sleeps
+    /// until the due time it knows of.
+    async fn sleep_until_due(&self, at_most: Duration) -> Result<()> {
+        let channel = self.inner.keys.due_channel();
+        let deadline = tokio::time::Instant::now() + at_most;
+        let mut wake_at = deadline;
+        let mut listening = true;
+        loop {
+            // Listen first, then ask, so that a due time moved after the ask is not missed.
+            let mut registration = if listening {
+                match self.registration(&channel).await {
+                    Ok(registration) => Some(registration),
+                    Err(e) => {
+                        tracing::debug!("no due-time subscription: {e}");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            let until_due = self.until_due().await?;
+            let now = tokio::time::Instant::now();
+            let Some(pause) = due_pause(until_due, deadline.saturating_duration_since(now)) else {
+                return Ok(());
+            };
+            // Never later than an earlier pass promised: a stream of announcements must not
+            // keep pushing a due wake-up back.
+            wake_at = wake_at.min(now + pause);
+            let Some(registration) = registration.as_mut() else {
+                tokio::time::sleep_until(wake_at).await;
+                return Ok(());
+            };
+            tokio::select! {
+                moved = registration.announced() => listening = moved.is_ok(),
+                _ = tokio::time::sleep_until(wake_at) => return Ok(()),
+            }
+        }
+    }
+
+    async fn maintain(&self, limit: usize) -> Result<MaintenanceReport> {
+        let limit = limit.min(1_000_000);
+        // One instant for the whole pass, as in the memory backend.
+        let now = self.now_ms().await?;
+        let now_arg = now.to_string();
+        let mut report = MaintenanceReport::default();
+        // 1. Workers whose heartbeat expired.
+        let due_workers: Vec<String> = self
+            .query(
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(self.inner.keys.fixed(keys::HB))
+                    .arg("-inf")
+                    .arg(format!("({now}"))
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit),
+            )
+            .await?;
+        for w in due_workers {
+            let worker = WorkerId::new(w)?;
+            let now_arg = &now_arg;
+            let worker = &worker;
+            // `None`: the worker was gone already, or was not reaped (it heartbeat again).
+            let back = verified("reap", |_| async move {
+                let Some(queues) = self.queues_of(worker, true).await? else {
+                    return Ok(None);
+                };
+                let groups: Vec<&QueueName> = queues.iter().collect();
+                let mut inv = self.invocation(&self.inner.scripts.reap_worker, &groups, now_arg);
+                // Instance 0: maintenance acts on the worker, whichever instance it is.
+                inv.arg(worker.as_str()).arg(0).arg(groups.len());
+                for q in &groups {
+                    inv.arg(q.as_str());
+                }
+                let items = array(self.exec(&inv).await?)?;
+                if items.first().and_then(|v| int(v).ok()) == Some(-1) {
+                    return Ok(None);
+                }
+                Ok(Some(hand_back_from(Value::Array(items))?))
+            })
+            .await?;
+            if let Some(back) = back {
+                report.tasks_returned += back.returned.len();
+                report.assignments.extend(back.assignments);
+                report.workers_reaped.push(worker.clone());
+                self.forget_worker(worker);
+            }
+        }
+        report.more |= self.any_below(keys::HB, now).await?;
+        // 2. Due delayed tasks, queue by queue in name order.
+        let names = self.queue_names().await?;
+        let mut budget = limit;
+        for queue in &names {
+            let mut inv = self.invocation(&self.inner.scripts.promote, &[queue], &now_arg);
+            inv.arg(queue.as_str()).arg(budget);
+            let v = self.exec(&inv).await.map_err(Failure::into_error)?;
+            let mut it = array(v)?.into_iter();
+            let n = usize::try_from(uint(
+                &it.next().ok_or_else(|| protocol("empty promote reply"))?,
+            )?)
+            .map_err(|_| protocol("promote count"))?;
+            let more = uint(
+                &it.next()
+                    .ok_or_else(|| protocol("truncated promote reply"))?,
+            )? == 1;
+            report.more |= more;
+            report.promoted += n;
+            budget -= n.min(budget);
+            report.assignments.extend(assignments(&mut it, None)?);
+        }
+        // 3. Finished records past their retention, queue by queue in name order (and expired
+        //    dedup keys along with the first queue).
+        let mut budget = limit;
+        for (i, queue) in names.iter().enumerate() {
+            let mut inv = self.invocation(&self.inner.scripts.purge, &[queue], &now_arg);
+            inv.arg(queue.as_str()).arg(budget).arg(u8::from(i == 0));
+            let v = array(self.exec(&inv).await.map_err(Failure::into_error)?)?;
+            let n = usize::try_from(uint(
+                v.first().ok_or_else(|| protocol("empty purge reply"))?,
+            )?)
+            .map_err(|_| protocol("purge count"))?;
+            report.records_purged += n;
+            budget -= n.min(budget);
+            report.more |= v.get(1).map(uint).transpose()?.unwrap_or(0) == 1;
+        }
+        Ok(report)
+    }
+}
+
+impl RedisBackend {
+    /// Whether a sorted set has a member scored below `now`.
+    pub(super) async fn any_below(&self, role: usize, now: u64) -> Result<bool> {
+        let max = format!("({now}");
+        let found: Vec<String> = self
+            .query(
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(self.inner.keys.fixed(role))
+                    .arg("-inf")
+                    .arg(max)
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(1),
+            )
+            .await?;
+        Ok(!found.is_empty())
+    }
+}

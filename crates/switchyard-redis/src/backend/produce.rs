@@ -1,0 +1,86 @@
+//! [`Produce`] on Redis: submits, one by one (combined) and in chunked batches.
+
+use async_trait::async_trait;
+use switchyard_core::{Error, Produce, QueueName, Result, SubmitOutcome, TaskSpec};
+
+use super::RedisBackend;
+use super::replies::submit_outcome;
+use crate::codec;
+use crate::codec::array;
+
+/// Tasks per submit script call; larger batches are split (the effect is the same).
+const SUBMIT_CHUNK: usize = 256;
+
+#[async_trait]
+impl Produce for RedisBackend {
+    /// Concurrent single submits are sent together in one script call (see the `combine`
+    /// module); a submit made alone is sent at once.
+    async fn submit(&self, spec: TaskSpec) -> Result<SubmitOutcome> {
+        self.combined(spec, "submit").await
+    }
+
+    async fn submit_batch(&self, specs: Vec<TaskSpec>) -> Result<Vec<SubmitOutcome>> {
+        self.submit_specs(&specs).await
+    }
+}
+
+impl RedisBackend {
+    /// Submits `specs` in calls of up to `SUBMIT_CHUNK` tasks, each atomic. If a call fails
+    /// after earlier ones stored their tasks, the error is `BatchIncomplete` with their
+    /// outcomes.
+    pub(super) async fn submit_specs(&self, specs: &[TaskSpec]) -> Result<Vec<SubmitOutcome>> {
+        // Check every queue first, so that a batch with an unknown queue submits nothing.
+        let mut seen: Vec<&QueueName> = Vec::new();
+        for s in specs {
+            if !seen.contains(&s.queue()) {
+                seen.push(s.queue());
+            }
+        }
+        if seen.len() > 1 || specs.len() > SUBMIT_CHUNK {
+            let exists = self.declared(&seen).await?;
+            if let Some((q, _)) = seen.iter().zip(&exists).find(|(_, e)| !**e) {
+                return Err(Error::UnknownQueue((*q).clone()));
+            }
+        }
+        let mut out = Vec::with_capacity(specs.len());
+        for chunk in specs.chunks(SUBMIT_CHUNK) {
+            let mut groups: Vec<&QueueName> = Vec::new();
+            for s in chunk {
+                if !groups.contains(&s.queue()) {
+                    groups.push(s.queue());
+                }
+            }
+            let now = self.now_arg();
+            let mut inv = self.invocation(&self.inner.scripts.submit, &groups, &now);
+            inv.arg(groups.len());
+            for q in &groups {
+                inv.arg(q.as_str());
+            }
+            inv.arg(chunk.len());
+            for s in chunk {
+                let g = groups.iter().position(|q| *q == s.queue()).unwrap_or(0) + 1;
+                // At most SUBMIT_CHUNK groups, so the position fits.
+                inv.arg(codec::encode_task_arg(
+                    s,
+                    u16::try_from(g).unwrap_or(u16::MAX),
+                ));
+            }
+            let reply = match self.exec_durable(&inv).await {
+                Ok(reply) => reply,
+                Err(f) if out.is_empty() => return Err(f.into_error()),
+                Err(f) => {
+                    return Err(Error::BatchIncomplete {
+                        total: specs.len(),
+                        accepted: out,
+                        source: Box::new(f.into_error()),
+                    });
+                }
+            };
+            let mut it = array(reply)?.into_iter();
+            for _ in chunk {
+                out.push(submit_outcome(&mut it)?);
+            }
+        }
+        Ok(out)
+    }
+}

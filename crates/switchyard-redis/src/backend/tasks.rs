@@ -1,0 +1,173 @@
+//! [`Tasks`] on Redis: one task by id, awaiting it, cancel, the dead-letter set.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::Value;
+use switchyard_core::{
+    CancelOutcome, Error, QueueName, Result, SubmitOutcome, TaskId, TaskInfo, TaskOutcome,
+    TaskState, Tasks, WorkerId,
+};
+
+use super::replies::wrong_state;
+use super::{RedisBackend, verified};
+use crate::codec::{array, assignments, int, protocol, state_from, text};
+use crate::{codec, keys};
+
+#[async_trait]
+impl Tasks for RedisBackend {
+    async fn get_task(&self, id: TaskId) -> Result<Option<TaskInfo>> {
+        Ok(self.record(id).await?.map(|r| r.info(id)))
+    }
+
+    async fn get_outcome(&self, id: TaskId) -> Result<Option<TaskOutcome>> {
+        Ok(self.record(id).await?.and_then(|r| r.outcome()))
+    }
+
+    /// Waits on the backend's one shared subscription (see the `outcomes` module): no polling,
+    /// and no connection per waiting caller.
+    async fn wait_outcome(&self, id: TaskId, timeout: Duration) -> Result<Option<TaskOutcome>> {
+        let channel = self.inner.keys.done_channel(id);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // Listen first, then flag the task as awaited and check its state, so that an
+            // announcement right after the check is not missed.
+            let registered = tokio::time::timeout_at(deadline, self.registration(&channel)).await;
+            let mut registration = match registered {
+                Ok(Ok(r)) => r,
+                // The connection failed while subscribing: try again within the deadline.
+                Ok(Err(e)) if e.is_transient() => {
+                    tokio::time::sleep_until(
+                        deadline.min(tokio::time::Instant::now() + Duration::from_millis(50)),
+                    )
+                    .await;
+                    if tokio::time::Instant::now() >= deadline {
+                        break;
+                    }
+                    continue;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => break,
+            };
+            let now = self.now_arg();
+            let mut inv = self.invocation(&self.inner.scripts.await_outcome, &[], &now);
+            inv.arg(id.to_string());
+            let state = match self.exec(&inv).await {
+                Ok(v) => int(&v),
+                Err(f) => Err(f.into_error()),
+            };
+            if !matches!(state, Ok(s) if s < 0) {
+                state?;
+                break;
+            }
+            match tokio::time::timeout_at(deadline, registration.announced()).await {
+                Ok(Ok(())) => break,
+                // The connection was lost: listen again, and check again.
+                Ok(Err(_)) => continue,
+                Err(_) => break,
+            }
+        }
+        self.get_outcome(id).await
+    }
+
+    async fn cancel(&self, id: TaskId) -> Result<CancelOutcome> {
+        verified("cancel", |_| async move {
+            let rec = self.record(id).await?.ok_or(Error::TaskNotFound(id))?;
+            let worker_queues = match (&rec.state, &rec.worker) {
+                (TaskState::Dispatched, Some(w)) => {
+                    self.queues_of(w, true).await?.unwrap_or_default()
+                }
+                _ => Arc::new(Vec::new()),
+            };
+            let mut groups: Vec<&QueueName> = vec![&rec.queue];
+            groups.extend(worker_queues.iter());
+            let now = self.now_arg();
+            let mut inv = self.invocation(&self.inner.scripts.cancel, &groups, &now);
+            inv.arg(id.to_string()).arg(codec::state_code(rec.state));
+            inv.arg(rec.worker.as_ref().map_or("", |w| w.as_str()))
+                .arg(groups.len());
+            for q in &groups {
+                inv.arg(q.as_str());
+            }
+            let mut it = array(self.exec_durable(&inv).await?)?.into_iter();
+            let code = int(&it.next().ok_or_else(|| protocol("empty cancel reply"))?)?;
+            Ok(match code {
+                0 => CancelOutcome::Cancelled {
+                    assignments: assignments(&mut it, None)?,
+                },
+                1 => CancelOutcome::Requested,
+                _ => CancelOutcome::AlreadyFinished(state_from(int(&it
+                    .next()
+                    .ok_or_else(|| protocol("truncated cancel reply"))?)?)?),
+            })
+        })
+        .await
+    }
+
+    async fn list_dead(&self, queue: &QueueName, limit: usize) -> Result<Vec<TaskInfo>> {
+        let members: Vec<String> = self
+            .query(
+                redis::cmd("ZRANGEBYLEX")
+                    .arg(self.inner.keys.fixed(keys::DEAD))
+                    .arg(format!("[{queue}|"))
+                    .arg(format!("({queue}}}"))
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit.min(1_000_000)),
+            )
+            .await?;
+        let ids: Vec<TaskId> = members
+            .iter()
+            .filter_map(|m| m.rsplit('|').next())
+            .map(str::parse)
+            .collect::<Result<_>>()?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(self.inner.keys.fixed(keys::TASKS));
+        for id in &ids {
+            cmd.arg(id.to_string());
+        }
+        let raws: Vec<Option<Vec<u8>>> = self.query(&cmd).await?;
+        let mut out = Vec::new();
+        for (id, raw) in ids.into_iter().zip(raws) {
+            if let Some(raw) = raw {
+                out.push(codec::decode_record(&raw)?.info(id));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn redrive(&self, id: TaskId) -> Result<SubmitOutcome> {
+        verified("redrive", |_| async move {
+            let rec = self.record(id).await?.ok_or(Error::TaskNotFound(id))?;
+            let now = self.now_arg();
+            let mut inv = self.invocation(&self.inner.scripts.redrive, &[&rec.queue], &now);
+            inv.arg(id.to_string()).arg(rec.queue.as_str());
+            let v = self
+                .exec_durable(&inv)
+                .await
+                .map_err(|f| wrong_state(f, id, "redrive (only dead tasks can be re-driven)"))?;
+            let mut it = array(v)?.into_iter();
+            let st = int(&it.next().ok_or_else(|| protocol("empty redrive reply"))?)?;
+            let worker = text(it.next().unwrap_or(Value::Nil))?;
+            Ok(SubmitOutcome {
+                id,
+                state: Some(state_from(st)?),
+                duplicate: false,
+                assigned: if worker.is_empty() {
+                    None
+                } else {
+                    Some(WorkerId::new(worker)?)
+                },
+            })
+        })
+        .await
+    }
+
+    async fn delete_task(&self, id: TaskId) -> Result<()> {
+        self.delete_task_now(id).await
+    }
+}
