@@ -7,7 +7,7 @@
 -- KEYS: the fixed keys, then one group per queue of the worker, in its order.
 -- ARGV: now, worker, N, N queue names, L, then L times: id, queue, token, result; then max,
 --       park 0|1 (as receive's park: when nothing is received, mark the worker waiting).
--- Reply: {per lease: code (0 completed, 1 not found, 2 not running, 3 stale), state,
+-- Reply: {per lease: code (A_SUCCEEDED; refused: A_NOT_FOUND, A_NOT_RUNNING, A_STALE), state,
 --         assignment count, assignments...}, then deliveries as receive returns them.
 local w = name_arg(2, 'worker id')
 local nq = int_arg(3, 'queue count', 0, 64)
@@ -33,15 +33,10 @@ for i = 0, nl - 1 do
   local v = PENDING.recs[id] or raws[i + 1]
   if v then r = rec_get(id, v) end
   local mark = #ASSIGN
-  if not r then
-    reply[#reply + 1] = 1
-    reply[#reply + 1] = -1
-  elseif r.st ~= S_RUNNING then
-    reply[#reply + 1] = 2
-    reply[#reply + 1] = r.st
-  elseif r.tok ~= tok or r.w ~= w or r.q ~= qname or not wr then
-    reply[#reply + 1] = 3
-    reply[#reply + 1] = r.st
+  local refused, value = lease_refusal(r, w, wr, qname, tok)
+  if refused then
+    reply[#reply + 1] = refused
+    reply[#reply + 1] = value
   else
     local q = queue_of(r.q)
     emit(q, 'succeeded', r.id, w)
@@ -52,7 +47,7 @@ for i = 0, nl - 1 do
     finish(r, S_SUCCEEDED, q)
     fill_worker(wr)
     accepted = true
-    reply[#reply + 1] = 0
+    reply[#reply + 1] = A_SUCCEEDED
     reply[#reply + 1] = S_SUCCEEDED
   end
   reply[#reply + 1] = (#ASSIGN - mark) / 3

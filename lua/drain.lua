@@ -7,9 +7,9 @@
 -- Reply: {count, returned ids..., assignments...}.
 -- Errors: SY_UNKNOWN_WORKER, SY_REPLACED (another instance holds the id), SY_STALE.
 local wr, w = worker_of_call()
-if wr.wait >= 2 then return {0} end
+if wr.wait >= W_DRAINING then return {0} end
 unsettle(wr)
-wr.wait = 2
+wr.wait = W_DRAINING
 unpark(wr)
 local inbox = redis.call('ZRANGEBYLEX', K_WTASKS, string.format('[%s|%012x', w, wr.rc + 1), '(' .. w .. '}')
 wr.inf = wr.inf - #inbox

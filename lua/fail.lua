@@ -3,8 +3,8 @@
 -- then the worker's freed slot is refilled. A stale lease is refused and changes nothing.
 -- KEYS: the fixed keys, then one group per queue of the worker, in its order.
 -- ARGV: now, worker, N, N queue names, id, queue, token, error, retry 0|1.
--- Reply: {code (0 retrying, 1 not found, 2 not running, 3 stale, 4 dead, 5 cancelled),
---         state or run-at, assignments...}.
+-- Reply: {code (A_RETRYING, A_DEAD, A_CANCELLED; refused: A_NOT_FOUND, A_NOT_RUNNING, A_STALE),
+--         run-at or state (-1 without a record), assignments...}.
 local w = name_arg(2, 'worker id')
 local nq = int_arg(3, 'queue count', 0, 64)
 local wr = worker_get(w)
@@ -14,12 +14,17 @@ local a = 4 + nq
 local id, qname, tok, err = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3] or ''
 local retry = int_arg(a + 4, 'retry', 0, 1) == 1
 local r = rec_get(id)
-if not r then return {1, -1} end
-if r.st ~= S_RUNNING then return {2, r.st} end
-if r.tok ~= tok or r.w ~= w or r.q ~= qname or not wr then return {3, r.st} end
+local refused, value = lease_refusal(r, w, wr, qname, tok)
+if refused then return {refused, value} end
 local res = end_attempt_failed(wr, r, err, retry)
 flush()
 local reply
-if res[1] == 1 then reply = {0, res[2]} elseif res[1] == 2 then reply = {4, S_DEAD} else reply = {5, S_CANCELLED} end
+if res[1] == 1 then
+  reply = {A_RETRYING, res[2]}
+elseif res[1] == 2 then
+  reply = {A_DEAD, S_DEAD}
+else
+  reply = {A_CANCELLED, S_CANCELLED}
+end
 for _, v in ipairs(ASSIGN) do reply[#reply + 1] = v end
 return reply

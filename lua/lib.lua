@@ -27,6 +27,10 @@ local S_RETRY, S_SUCCEEDED, S_DEAD, S_CANCELLED = 4, 5, 6, 7
 local P_FCFS, P_PRIO, P_PRIO_AGING, P_SJF, P_SJF_AGING = 0, 1, 2, 3, 4
 local T_RR, T_RANDOM, T_WEIGHTED, T_LL, T_AFFINITY, T_PULL = 0, 1, 2, 3, 4, 5
 local F_CANCEL, F_AWAITED = 1, 2
+local W_WAITING, W_DRAINING = 1, 2
+-- What complete and fail answer for a lease, one table for both (src/protocol.rs: AckCode).
+local A_SUCCEEDED, A_NOT_FOUND, A_NOT_RUNNING, A_STALE = 0, 1, 2, 3
+local A_RETRYING, A_DEAD, A_CANCELLED = 4, 5, 6
 local WEIGHT_SCALE, HALF_SCALE, RENORM_AT = 65536, 32768, 2^40
 local MINSTD_M, MINSTD_A = 2147483647, 48271
 local MAX_MS = 2^48 - 1
@@ -265,7 +269,7 @@ local function pop_ready(q, k)
 end
 
 -- Workers -------------------------------------------------------------------------------------
--- record: capacity weight in-flight expires ttl receive-cursor flags (1 waiting, 2 draining)
+-- record: capacity weight in-flight expires ttl receive-cursor flags (W_WAITING, W_DRAINING)
 -- inbox-count instance dispatched completed (the last two counted since it registered), then '<queue>,<queue>...|' and per queue two digits (strategy, 1 if FCFS) and
 -- 13 hex digits (the least-loaded pick stamp: the lease token of the worker's latest pick in
 -- that queue, 0 before the first). In flight = dispatched + running; inbox = dispatched, not
@@ -318,7 +322,7 @@ end
 
 -- Whether the worker may take another task (has a free slot and is not draining).
 local function has_free_slot(wr)
-  return wr.wait < 2 and wr.inf < wr.cap
+  return wr.wait < W_DRAINING and wr.inf < wr.cap
 end
 
 -- Workers whose balancer entries may be out of date in this call (see `unsettle`).
@@ -448,8 +452,8 @@ end
 -- Marks an idle worker waiting: the next dispatch to it publishes on its wake channel, and it
 -- is parked on its pull queues (the next task there wakes it).
 local function park(wr)
-  if wr.wait % 2 == 0 then
-    wr.wait = wr.wait + 1
+  if wr.wait % 2 ~= W_WAITING then
+    wr.wait = wr.wait + W_WAITING
     wr.dirty = true
   end
   for _, qname in ipairs(wr.queues) do
@@ -498,8 +502,8 @@ local function dispatch_to(wr, r, q, tok)
   -- A least-loaded pick's stamp is the token: picks take increasing tokens, so ordering by it
   -- is ordering by recency, as with the reference's per-queue pick counter.
   if wr.picked and wr.picked[q.name] == true then wr.picked[q.name] = tok end
-  if wr.wait % 2 == 1 then
-    wr.wait = wr.wait - 1
+  if wr.wait % 2 == W_WAITING then
+    wr.wait = wr.wait - W_WAITING
     redis.call('PUBLISH', string.sub(K_TASKS, 1, -6) .. 'wake:' .. wr.id, '1')
   end
   emit(q, 'dispatched', r.id, wr.id)
@@ -821,6 +825,15 @@ local function receive_tasks(wr, max, out)
     start(r)
   end
   return got
+end
+
+-- Why the lease (worker `w`, queue `qname`, token `tok`) on record `r` is refused, with the
+-- second value of the answer (the state, or -1 without a record); nil when it is current.
+local function lease_refusal(r, w, wr, qname, tok)
+  if not r then return A_NOT_FOUND, -1 end
+  if r.st ~= S_RUNNING then return A_NOT_RUNNING, r.st end
+  if r.tok ~= tok or r.w ~= w or r.q ~= qname or not wr then return A_STALE, r.st end
+  return nil
 end
 
 -- A running attempt ended in failure (State::end_attempt_failed): the slot is released, then

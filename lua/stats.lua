@@ -40,7 +40,7 @@ for i = 1, #all, 2 do
     local v = all[i + 1]
     local cap, weight, inf, exp, _, _, flags, _, _, dn, ok = struct.unpack(WREC, v)
     local draining = 0
-    if flags >= 2 then draining = 1 end
+    if flags >= W_DRAINING then draining = 1 end
     ws[#ws + 1] = {all[i], cap, weight, inf, exp,
       string.sub(v, WREC_LEN + 1, string.find(v, '|', WREC_LEN + 1, true) - 1), draining, dn, ok}
   end

@@ -198,7 +198,7 @@ impl RedisBackend {
                 }
             }
             *counts
-                .entry((r.queue.to_string(), codec::state_code(r.state)))
+                .entry((r.queue.to_string(), crate::protocol::state_code(r.state)))
                 .or_default() += 1;
         }
         if let Some(extra) = wtasks.difference(&expected_wtasks).next() {
@@ -215,7 +215,7 @@ impl RedisBackend {
         for (queue, view) in &queues {
             let count = |state: TaskState| {
                 counts
-                    .get(&(queue.to_string(), codec::state_code(state)))
+                    .get(&(queue.to_string(), crate::protocol::state_code(state)))
                     .copied()
                     .unwrap_or(0)
             };
@@ -243,7 +243,10 @@ impl RedisBackend {
             }
             for state in [TaskState::RetryScheduled, TaskState::Cancelled] {
                 let stored: i64 = meta
-                    .get(&format!("~n:{queue}:{}", codec::state_code(state)))
+                    .get(&format!(
+                        "~n:{queue}:{}",
+                        crate::protocol::state_code(state)
+                    ))
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0);
                 if stored != count(state) {

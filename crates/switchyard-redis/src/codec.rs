@@ -4,69 +4,16 @@
 use redis::Value;
 use switchyard_core::{
     Assignment, BackendErrorKind, Delivery, Error, Event, EventKind, Lease, LeaseToken,
-    MAX_RUN_AT_MS, Policy, QueueConfig, QueueName, Strategy, TRACE_PARENT_LEN, TaskId, TaskInfo,
-    TaskKind, TaskOutcome, TaskSpec, TaskState, TraceParent, TraceState, WorkerId,
+    MAX_RUN_AT_MS, QueueConfig, QueueName, TRACE_PARENT_LEN, TaskId, TaskInfo, TaskKind,
+    TaskOutcome, TaskSpec, TaskState, TraceParent, TraceState, WorkerId,
 };
 
-/// Length of a task record's fixed header (`>BBHHHI4I4I6I6I6I6BHI4`).
-const HDR_LEN: usize = 47;
-/// Length of a worker record's fixed header (`>HHHI6I4I6BHI6I6I6`).
-const WREC_LEN: usize = 43;
+use crate::protocol::{TASK_CANCEL_REQUESTED, WORKER_DRAINING, record, state_from};
 
 pub(crate) fn protocol(what: impl Into<String>) -> Error {
     Error::Backend {
         kind: BackendErrorKind::Protocol,
         message: what.into(),
-    }
-}
-
-/// State codes used in records and replies.
-pub(crate) fn state_code(state: TaskState) -> u8 {
-    match state {
-        TaskState::Scheduled => 0,
-        TaskState::Ready => 1,
-        TaskState::Dispatched => 2,
-        TaskState::Running => 3,
-        TaskState::RetryScheduled => 4,
-        TaskState::Succeeded => 5,
-        TaskState::Dead => 6,
-        TaskState::Cancelled => 7,
-    }
-}
-
-pub(crate) fn state_from(code: i64) -> Result<TaskState, Error> {
-    u8::try_from(code)
-        .ok()
-        .and_then(|c| TaskState::ALL.into_iter().find(|s| state_code(*s) == c))
-        .ok_or_else(|| protocol(format!("unknown task state code {code}")))
-}
-
-/// `(policy code, aging parameter)` as `lua/declare.lua` expects them.
-pub(crate) fn policy_args(policy: Policy) -> (u8, u32) {
-    match policy {
-        Policy::Fcfs => (0, 0),
-        Policy::Priority {
-            aging_step_ms: None,
-        } => (1, 0),
-        Policy::Priority {
-            aging_step_ms: Some(s),
-        } => (2, s),
-        Policy::ShortestJobFirst { aging_factor: None } => (3, 0),
-        Policy::ShortestJobFirst {
-            aging_factor: Some(f),
-        } => (4, f),
-    }
-}
-
-/// `(strategy code, vnodes)`.
-pub(crate) fn strategy_args(strategy: Strategy) -> (u8, u16) {
-    match strategy {
-        Strategy::RoundRobin => (0, 0),
-        Strategy::Random => (1, 0),
-        Strategy::Weighted => (2, 0),
-        Strategy::LeastLoaded => (3, 0),
-        Strategy::Affinity { vnodes } => (4, vnodes),
-        Strategy::Pull => (5, 0),
     }
 }
 
@@ -129,7 +76,7 @@ pub(crate) fn encode_task_arg(spec: &TaskSpec, group: u16) -> Vec<u8> {
         switchyard_core::Schedule::At(at) => (at, 0),
         switchyard_core::Schedule::After(d) => (0, d),
     };
-    let mut out = Vec::with_capacity(TASK_ARG_LEN + 64 + spec.payload().len());
+    let mut out = Vec::with_capacity(record::TASK_ARG_LEN + 64 + spec.payload().len());
     out.extend_from_slice(&group.to_be_bytes());
     out.push(u8::from(spec.cost_hint_ms().is_some()));
     out.extend_from_slice(&spec.priority().to_be_bytes());
@@ -145,9 +92,6 @@ pub(crate) fn encode_task_arg(spec: &TaskSpec, group: u16) -> Vec<u8> {
     out.extend_from_slice(&encode_body(spec));
     out
 }
-
-/// Length of the fixed part of a task argument, id included.
-const TASK_ARG_LEN: usize = 27 + 26;
 
 struct Reader<'a> {
     bytes: &'a [u8],
@@ -282,7 +226,7 @@ fn trace_part(r: &mut Reader<'_>) -> (Option<TraceParent>, Option<TraceState>) {
 }
 
 pub(crate) fn decode_record(bytes: &[u8]) -> Result<Record, Error> {
-    if bytes.len() < HDR_LEN {
+    if bytes.len() < record::HEADER_LEN {
         return Err(protocol("task record shorter than its header"));
     }
     let mut r = Reader { bytes, at: 0 };
@@ -314,7 +258,7 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<Record, Error> {
     } = decode_body(&mut r)?;
     Ok(Record {
         state,
-        cancel: flags & 1 == 1,
+        cancel: flags & TASK_CANCEL_REQUESTED != 0,
         attempts,
         max_attempts,
         priority,
@@ -407,7 +351,7 @@ pub(crate) struct WorkerRecord {
 /// the queue names joined by `,`, `|`, then per queue two digits (strategy, 1 if FCFS) and
 /// per queue a 13-hex-digit least-loaded stamp.
 pub(crate) fn decode_worker(bytes: &[u8]) -> Result<WorkerRecord, Error> {
-    if bytes.len() < WREC_LEN {
+    if bytes.len() < record::WORKER_LEN {
         return Err(protocol("worker record shorter than its header"));
     }
     let mut r = Reader { bytes, at: 0 };
@@ -422,7 +366,7 @@ pub(crate) fn decode_worker(bytes: &[u8]) -> Result<WorkerRecord, Error> {
     let instance = r.uint(6)?;
     let _dispatched = r.uint(6)?;
     let _completed = r.uint(6)?;
-    let tail = std::str::from_utf8(&bytes[WREC_LEN..])
+    let tail = std::str::from_utf8(&bytes[record::WORKER_LEN..])
         .map_err(|_| protocol("worker queues are not UTF-8"))?;
     let (names, rest) = tail
         .split_once('|')
@@ -450,7 +394,7 @@ pub(crate) fn decode_worker(bytes: &[u8]) -> Result<WorkerRecord, Error> {
         instance,
         inflight,
         inbox,
-        draining: flags & 2 == 2,
+        draining: flags >= WORKER_DRAINING,
         expires,
         received_upto,
         queues,

@@ -4,6 +4,8 @@ use redis::RedisError;
 use switchyard_core::admin::InUse;
 use switchyard_core::{BackendErrorKind, Error, QueueName, TaskId, WorkerId};
 use switchyard_topology::errors::detail;
+
+use crate::protocol::reply;
 pub(crate) use switchyard_topology::errors::map_redis;
 
 /// What a script call can fail with, before it becomes a public error.
@@ -62,34 +64,34 @@ pub(crate) fn classify(e: &RedisError) -> Failure {
         let invalid_name =
             |what: &'static str| Error::invalid(what, format!("`{d}` from the server"));
         match code {
-            "SY_STALE" => return Failure::Stale(d),
-            "SY_CONFLICT" => return Failure::Conflict(d),
-            "SY_WRONG_STATE" => return Failure::WrongState(d.parse().unwrap_or(-1)),
-            "SY_BUSY" => {
+            reply::STALE => return Failure::Stale(d),
+            reply::CONFLICT => return Failure::Conflict(d),
+            reply::WRONG_STATE => return Failure::WrongState(d.parse().unwrap_or(-1)),
+            reply::BUSY => {
                 return busy(&d).map_or_else(
                     || Failure::Error(backend(BackendErrorKind::Protocol, format!("SY_BUSY {d}"))),
                     Failure::Busy,
                 );
             }
-            "SY_UNKNOWN_QUEUE" => {
+            reply::UNKNOWN_QUEUE => {
                 return Failure::Error(
                     QueueName::new(&d)
                         .map_or_else(|_| invalid_name("queue name"), Error::UnknownQueue),
                 );
             }
-            "SY_UNKNOWN_WORKER" => {
+            reply::UNKNOWN_WORKER => {
                 return Failure::Error(
                     WorkerId::new(&d)
                         .map_or_else(|_| invalid_name("worker id"), Error::UnknownWorker),
                 );
             }
-            "SY_REPLACED" => {
+            reply::REPLACED => {
                 return Failure::Error(
                     WorkerId::new(&d)
                         .map_or_else(|_| invalid_name("worker id"), Error::WorkerReplaced),
                 );
             }
-            "SY_ID_IN_USE" => {
+            reply::ID_IN_USE => {
                 let (w, ms) = d.split_once(' ').unwrap_or((&d, ""));
                 return Failure::Error(match (WorkerId::new(w), ms.parse()) {
                     (Ok(worker), Ok(expires_in_ms)) => Error::WorkerIdInUse {
@@ -99,13 +101,13 @@ pub(crate) fn classify(e: &RedisError) -> Failure {
                     _ => invalid_name("worker id"),
                 });
             }
-            "SY_NOT_FOUND" => {
+            reply::NOT_FOUND => {
                 return Failure::Error(
                     d.parse::<TaskId>()
                         .map_or_else(|_| invalid_name("task id"), Error::TaskNotFound),
                 );
             }
-            "SY_INVALID" => return Failure::Error(Error::invalid("script argument", d)),
+            reply::INVALID => return Failure::Error(Error::invalid("script argument", d)),
             _ => {}
         }
         if d.contains("Unknown Redis command")

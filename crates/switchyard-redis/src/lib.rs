@@ -38,6 +38,7 @@ mod durable;
 mod error;
 mod keys;
 mod outcomes;
+mod protocol;
 mod scripts;
 
 pub use backend::{RedisBackend, RedisConfig};

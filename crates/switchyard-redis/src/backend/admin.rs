@@ -15,8 +15,8 @@ use crate::error::Failure;
 /// Appends a queue configuration as declare and reconfigure take it (ARGV 4..19, after the
 /// queue name and its JSON; the Lua side is `config_arg` in `lua/lib.lua`).
 pub(super) fn push_config(inv: &mut ScriptInvocation<'_>, config: &QueueConfig) {
-    let (pol, age) = codec::policy_args(config.policy);
-    let (strategy, vnodes) = codec::strategy_args(config.strategy);
+    let (pol, age) = crate::protocol::policy_args(config.policy);
+    let (strategy, vnodes) = crate::protocol::strategy_args(config.strategy);
     inv.arg(pol).arg(age).arg(strategy).arg(vnodes);
     inv.arg(config.default_cost_ms)
         .arg(config.max_attempts)

@@ -8,15 +8,14 @@ use futures_util::StreamExt;
 use redis::Value;
 use switchyard_core::backend::normalize_error;
 use switchyard_core::{
-    Ack, AckOutcome, Assignment, Delivery, Error, Lease, Leases, QueueName, Rejection, Result,
-    WorkerId, WorkerRef,
+    AckOutcome, Assignment, Delivery, Error, Lease, Leases, QueueName, Result, WorkerId, WorkerRef,
 };
 
-use super::replies::ack_from;
 use super::{RedisBackend, verified};
 use crate::codec;
-use crate::codec::{array, assignments, int, protocol, state_from, uint};
+use crate::codec::{array, assignments, int, protocol, uint};
 use crate::error::Failure;
+use crate::protocol::AckCode;
 
 #[async_trait]
 impl Leases for RedisBackend {
@@ -111,7 +110,7 @@ impl Leases for RedisBackend {
             let code = int(&it.next().ok_or_else(|| protocol("empty fail reply"))?)?;
             let x = it.next().unwrap_or(Value::Int(0));
             Ok(AckOutcome {
-                ack: ack_from(code, &x)?,
+                ack: AckCode::ack(code, &x)?,
                 assignments: assignments(&mut it, None)?,
             })
         })
@@ -257,12 +256,7 @@ impl RedisBackend {
                 let state = it.next().ok_or_else(truncated)?;
                 let n = usize::try_from(uint(&it.next().ok_or_else(truncated)?)?)
                     .map_err(|_| protocol("assignment count"))?;
-                let ack = match code {
-                    0 => Ack::Completed,
-                    1 => Ack::Rejected(Rejection::NotFound),
-                    2 => Ack::Rejected(Rejection::NotRunning(state_from(int(&state)?)?)),
-                    _ => Ack::Rejected(Rejection::StaleToken),
-                };
+                let ack = AckCode::ack(code, &state)?;
                 outcomes.push(AckOutcome {
                     ack,
                     assignments: assignments(&mut it, Some(n))?,

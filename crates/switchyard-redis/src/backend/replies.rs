@@ -1,11 +1,12 @@
 //! Decoding the replies that several transitions share.
 
 use redis::Value;
-use switchyard_core::{Ack, Error, HandBack, Rejection, Result, SubmitOutcome, TaskId, WorkerId};
+use switchyard_core::{Error, HandBack, Result, SubmitOutcome, TaskId, WorkerId};
 
 use crate::codec;
-use crate::codec::{array, assignments, int, protocol, state_from, text, uint};
+use crate::codec::{array, assignments, int, protocol, text, uint};
 use crate::error::Failure;
+use crate::protocol::state_from;
 
 /// A `SY_WRONG_STATE` answer as the public error of `operation` on task `id`.
 pub(super) fn wrong_state(f: Failure, id: TaskId, operation: &'static str) -> Failure {
@@ -20,18 +21,6 @@ pub(super) fn wrong_state(f: Failure, id: TaskId, operation: &'static str) -> Fa
         },
         other => other,
     }
-}
-
-pub(super) fn ack_from(code: i64, x: &Value) -> Result<Ack> {
-    Ok(match code {
-        0 => Ack::Retrying { run_at: uint(x)? },
-        1 => Ack::Rejected(Rejection::NotFound),
-        2 => Ack::Rejected(Rejection::NotRunning(state_from(int(x)?)?)),
-        3 => Ack::Rejected(Rejection::StaleToken),
-        4 => Ack::Dead,
-        5 => Ack::Cancelled,
-        other => return Err(protocol(format!("unknown acknowledgement code {other}"))),
-    })
 }
 
 pub(super) fn submit_outcome(it: &mut impl Iterator<Item = Value>) -> Result<SubmitOutcome> {

@@ -12,7 +12,8 @@ use switchyard_core::{
 
 use super::replies::wrong_state;
 use super::{RedisBackend, verified};
-use crate::codec::{array, assignments, int, protocol, state_from, text};
+use crate::codec::{array, assignments, int, protocol, text};
+use crate::protocol::state_from;
 use crate::{codec, keys};
 
 #[async_trait]
@@ -84,7 +85,8 @@ impl Tasks for RedisBackend {
             groups.extend(worker_queues.iter());
             let now = self.now_arg();
             let mut inv = self.invocation(&self.inner.scripts.cancel, &groups, &now);
-            inv.arg(id.to_string()).arg(codec::state_code(rec.state));
+            inv.arg(id.to_string())
+                .arg(crate::protocol::state_code(rec.state));
             inv.arg(rec.worker.as_ref().map_or("", |w| w.as_str()))
                 .arg(groups.len());
             for q in &groups {

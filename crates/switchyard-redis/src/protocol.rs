@@ -1,0 +1,371 @@
+//! The protocol between this crate and its Lua scripts, defined once: the codes of task
+//! states, policies, strategies, flags and acknowledgements, the error replies, and the
+//! lengths of the packed records. The scripts name the same codes in `lua/lib.lua`; the test
+//! at the end of this file reads that file and fails on any difference, so the two sides
+//! cannot drift apart.
+
+use redis::Value;
+use switchyard_core::{Ack, Policy, Rejection, Result, Strategy, TaskState};
+
+use crate::codec::{int, protocol, uint};
+
+/// The code of a task state in records and replies (`S_*` in `lua/lib.lua`).
+pub(crate) fn state_code(state: TaskState) -> u8 {
+    match state {
+        TaskState::Scheduled => 0,
+        TaskState::Ready => 1,
+        TaskState::Dispatched => 2,
+        TaskState::Running => 3,
+        TaskState::RetryScheduled => 4,
+        TaskState::Succeeded => 5,
+        TaskState::Dead => 6,
+        TaskState::Cancelled => 7,
+    }
+}
+
+/// The task state of a code read from a record or a reply.
+pub(crate) fn state_from(code: i64) -> Result<TaskState> {
+    u8::try_from(code)
+        .ok()
+        .and_then(|c| TaskState::ALL.into_iter().find(|s| state_code(*s) == c))
+        .ok_or_else(|| protocol(format!("unknown task state code {code}")))
+}
+
+/// `(policy code, aging parameter)` as the scripts take a queue's policy (`P_*`).
+pub(crate) fn policy_args(policy: Policy) -> (u8, u32) {
+    match policy {
+        Policy::Fcfs => (0, 0),
+        Policy::Priority {
+            aging_step_ms: None,
+        } => (1, 0),
+        Policy::Priority {
+            aging_step_ms: Some(s),
+        } => (2, s),
+        Policy::ShortestJobFirst { aging_factor: None } => (3, 0),
+        Policy::ShortestJobFirst {
+            aging_factor: Some(f),
+        } => (4, f),
+    }
+}
+
+/// `(strategy code, vnodes)` as the scripts take a queue's strategy (`T_*`).
+pub(crate) fn strategy_args(strategy: Strategy) -> (u8, u16) {
+    match strategy {
+        Strategy::RoundRobin => (0, 0),
+        Strategy::Random => (1, 0),
+        Strategy::Weighted => (2, 0),
+        Strategy::LeastLoaded => (3, 0),
+        Strategy::Affinity { vnodes } => (4, vnodes),
+        Strategy::Pull => (5, 0),
+    }
+}
+
+/// Flag bits of a task record (`F_*`): a cancel was requested while it ran.
+pub(crate) const TASK_CANCEL_REQUESTED: u64 = 1;
+/// Someone awaits the task (set by `await.lua`, read only by the scripts; named here so that the
+/// test below keeps the bit from being reused).
+#[cfg(test)]
+pub(crate) const TASK_AWAITED: u64 = 2;
+/// Flag values of a worker record (`W_*`): it waits on its channel for work (read only by the
+/// scripts); it is draining.
+#[cfg(test)]
+pub(crate) const WORKER_WAITING: u64 = 1;
+/// See [`WORKER_WAITING`]; a draining worker's flags are at least this value.
+pub(crate) const WORKER_DRAINING: u64 = 2;
+
+/// What `complete` and `fail` answer for each lease, one table for both (`A_*`).
+#[repr(u8)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AckCode {
+    /// Completed: the task succeeded.
+    Succeeded = 0,
+    /// No such task.
+    NotFound = 1,
+    /// The task is not running (the second value is its state).
+    NotRunning = 2,
+    /// The lease is not the current one.
+    Stale = 3,
+    /// Failed, retried at the run-at given as the second value.
+    Retrying = 4,
+    /// Failed for the last time: dead.
+    Dead = 5,
+    /// Failed with a cancel pending: cancelled.
+    Cancelled = 6,
+}
+
+impl AckCode {
+    /// Every code, in code order.
+    pub(crate) const ALL: [AckCode; 7] = [
+        AckCode::Succeeded,
+        AckCode::NotFound,
+        AckCode::NotRunning,
+        AckCode::Stale,
+        AckCode::Retrying,
+        AckCode::Dead,
+        AckCode::Cancelled,
+    ];
+
+    /// Decodes a reply's `(code, value)` pair.
+    pub(crate) fn ack(code: i64, value: &Value) -> Result<Ack> {
+        let known = Self::ALL.into_iter().find(|c| i64::from(*c as u8) == code);
+        Ok(match known {
+            Some(AckCode::Succeeded) => Ack::Completed,
+            Some(AckCode::NotFound) => Ack::Rejected(Rejection::NotFound),
+            Some(AckCode::NotRunning) => {
+                Ack::Rejected(Rejection::NotRunning(state_from(int(value)?)?))
+            }
+            Some(AckCode::Stale) => Ack::Rejected(Rejection::StaleToken),
+            Some(AckCode::Retrying) => Ack::Retrying {
+                run_at: uint(value)?,
+            },
+            Some(AckCode::Dead) => Ack::Dead,
+            Some(AckCode::Cancelled) => Ack::Cancelled,
+            None => return Err(protocol(format!("unknown acknowledgement code {code}"))),
+        })
+    }
+}
+
+/// The error replies of the scripts (`fail('SY_…', detail)` in Lua), read by
+/// [`classify`](crate::error::classify).
+pub(crate) mod reply {
+    /// An argument did not validate.
+    pub(crate) const INVALID: &str = "SY_INVALID";
+    /// What the caller read moved before the script ran: read again.
+    pub(crate) const STALE: &str = "SY_STALE";
+    /// The queue exists with another configuration (the detail is it, as JSON).
+    pub(crate) const CONFLICT: &str = "SY_CONFLICT";
+    /// The task is in a state the operation does not accept (the detail is its code).
+    pub(crate) const WRONG_STATE: &str = "SY_WRONG_STATE";
+    /// The queue is in use (the detail says how).
+    pub(crate) const BUSY: &str = "SY_BUSY";
+    /// No such task.
+    pub(crate) const NOT_FOUND: &str = "SY_NOT_FOUND";
+    /// No such queue.
+    pub(crate) const UNKNOWN_QUEUE: &str = "SY_UNKNOWN_QUEUE";
+    /// No such worker (it was reaped or deregistered).
+    pub(crate) const UNKNOWN_WORKER: &str = "SY_UNKNOWN_WORKER";
+    /// Another instance took the worker id over.
+    pub(crate) const REPLACED: &str = "SY_REPLACED";
+    /// A live instance holds the worker id.
+    pub(crate) const ID_IN_USE: &str = "SY_ID_IN_USE";
+
+    /// Every error reply (checked against the scripts by the test below).
+    #[cfg(test)]
+    pub(crate) const ALL: [&str; 10] = [
+        INVALID,
+        STALE,
+        CONFLICT,
+        WRONG_STATE,
+        BUSY,
+        NOT_FOUND,
+        UNKNOWN_QUEUE,
+        UNKNOWN_WORKER,
+        REPLACED,
+        ID_IN_USE,
+    ];
+}
+
+/// Packed record formats (`string.pack` formats in `lua/lib.lua`) and their lengths, which are
+/// computed from the formats so that the two cannot disagree.
+pub(crate) mod record {
+    /// A task record's fixed header.
+    pub(crate) const HEADER: &str = ">BBHHHI4I4I6I6I6I6BHI4";
+    /// Its length in bytes.
+    pub(crate) const HEADER_LEN: usize = packed_len(HEADER);
+    /// A worker record.
+    pub(crate) const WORKER: &str = ">HHHI6I4I6BHI6I6I6";
+    /// Its length in bytes.
+    pub(crate) const WORKER_LEN: usize = packed_len(WORKER);
+    /// The fixed part of a submitted task's arguments.
+    pub(crate) const TASK_ARG: &str = ">HBHI4I6I6HI4";
+    /// Its length in bytes, with the 26-byte task id text before it.
+    pub(crate) const TASK_ARG_LEN: usize = 26 + packed_len(TASK_ARG);
+
+    /// The byte length of a big-endian format made of `B`, `H` and `I<n>` items (the only ones
+    /// the records use); anything else fails the build.
+    const fn packed_len(format: &str) -> usize {
+        let f = format.as_bytes();
+        assert!(!f.is_empty() && f[0] == b'>', "formats are big-endian");
+        let mut i = 1;
+        let mut len = 0;
+        while i < f.len() {
+            match f[i] {
+                b'B' => len += 1,
+                b'H' => len += 2,
+                b'I' => {
+                    assert!(
+                        i + 1 < f.len() && f[i + 1].is_ascii_digit(),
+                        "I needs a width"
+                    );
+                    i += 1;
+                    len += (f[i] - b'0') as usize;
+                }
+                _ => panic!("unsupported format item"),
+            }
+            i += 1;
+        }
+        len
+    }
+}
+
+impl From<AckCode> for u8 {
+    fn from(code: AckCode) -> u8 {
+        code as u8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+
+    const LIB: &str = include_str!("../../../lua/lib.lua");
+
+    /// `local A, B = 1, 2` and `local F = '>B'` lines of lib.lua, by name.
+    fn lua_constants() -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for line in LIB.lines() {
+            let Some(rest) = line.strip_prefix("local ") else {
+                continue;
+            };
+            let Some((names, values)) = rest.split_once(" = ") else {
+                continue;
+            };
+            let names: Vec<&str> = names.split(',').map(str::trim).collect();
+            let values: Vec<&str> = values.split(',').map(str::trim).collect();
+            if names.len() != values.len()
+                || !names
+                    .iter()
+                    .all(|n| n.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+            {
+                continue;
+            }
+            for (n, v) in names.into_iter().zip(values) {
+                out.insert(n.to_owned(), v.trim_matches('\'').to_owned());
+            }
+        }
+        out
+    }
+
+    fn expect(lua: &BTreeMap<String, String>, name: &str, want: impl ToString) {
+        let got = lua
+            .get(name)
+            .unwrap_or_else(|| panic!("lib.lua does not name {name}"));
+        assert_eq!(got, &want.to_string(), "{name} in lib.lua");
+    }
+
+    #[test]
+    fn the_lua_side_names_the_same_codes() {
+        let lua = lua_constants();
+        let states = [
+            ("S_SCHEDULED", TaskState::Scheduled),
+            ("S_READY", TaskState::Ready),
+            ("S_DISPATCHED", TaskState::Dispatched),
+            ("S_RUNNING", TaskState::Running),
+            ("S_RETRY", TaskState::RetryScheduled),
+            ("S_SUCCEEDED", TaskState::Succeeded),
+            ("S_DEAD", TaskState::Dead),
+            ("S_CANCELLED", TaskState::Cancelled),
+        ];
+        assert_eq!(states.len(), TaskState::ALL.len());
+        for (name, state) in states {
+            expect(&lua, name, state_code(state));
+            assert_eq!(state_from(i64::from(state_code(state))).ok(), Some(state));
+        }
+        let policies = [
+            ("P_FCFS", Policy::Fcfs),
+            (
+                "P_PRIO",
+                Policy::Priority {
+                    aging_step_ms: None,
+                },
+            ),
+            (
+                "P_PRIO_AGING",
+                Policy::Priority {
+                    aging_step_ms: Some(1),
+                },
+            ),
+            ("P_SJF", Policy::ShortestJobFirst { aging_factor: None }),
+            (
+                "P_SJF_AGING",
+                Policy::ShortestJobFirst {
+                    aging_factor: Some(1),
+                },
+            ),
+        ];
+        for (name, policy) in policies {
+            expect(&lua, name, policy_args(policy).0);
+        }
+        let strategies = [
+            ("T_RR", Strategy::RoundRobin),
+            ("T_RANDOM", Strategy::Random),
+            ("T_WEIGHTED", Strategy::Weighted),
+            ("T_LL", Strategy::LeastLoaded),
+            ("T_AFFINITY", Strategy::Affinity { vnodes: 1 }),
+            ("T_PULL", Strategy::Pull),
+        ];
+        for (name, strategy) in strategies {
+            expect(&lua, name, strategy_args(strategy).0);
+        }
+        expect(&lua, "F_CANCEL", TASK_CANCEL_REQUESTED);
+        expect(&lua, "F_AWAITED", TASK_AWAITED);
+        expect(&lua, "W_WAITING", WORKER_WAITING);
+        expect(&lua, "W_DRAINING", WORKER_DRAINING);
+        let acks = [
+            ("A_SUCCEEDED", AckCode::Succeeded),
+            ("A_NOT_FOUND", AckCode::NotFound),
+            ("A_NOT_RUNNING", AckCode::NotRunning),
+            ("A_STALE", AckCode::Stale),
+            ("A_RETRYING", AckCode::Retrying),
+            ("A_DEAD", AckCode::Dead),
+            ("A_CANCELLED", AckCode::Cancelled),
+        ];
+        assert_eq!(acks.len(), AckCode::ALL.len());
+        for (name, code) in acks {
+            expect(&lua, name, u8::from(code));
+        }
+        expect(&lua, "HDR", record::HEADER);
+        expect(&lua, "HDR_LEN", record::HEADER_LEN);
+        expect(&lua, "WREC", record::WORKER);
+        expect(&lua, "WREC_LEN", record::WORKER_LEN);
+        expect(&lua, "TASK_ARG", record::TASK_ARG);
+        expect(&lua, "TASK_ARG_LEN", record::TASK_ARG_LEN);
+    }
+
+    #[test]
+    fn every_error_reply_of_the_scripts_is_known_here() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../lua");
+        let mut used = BTreeSet::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            let mut rest = text.as_str();
+            while let Some(at) = rest.find("SY_") {
+                let code: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                    .collect();
+                used.insert(code);
+                rest = &rest[at + 3..];
+            }
+        }
+        let known: BTreeSet<String> = reply::ALL.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            used, known,
+            "error replies in lua/ against protocol::reply::ALL"
+        );
+    }
+
+    #[test]
+    fn every_acknowledgement_code_decodes() {
+        for code in AckCode::ALL {
+            let value = Value::Int(i64::from(state_code(TaskState::Running)));
+            assert!(
+                AckCode::ack(i64::from(u8::from(code)), &value).is_ok(),
+                "{code:?}"
+            );
+        }
+        assert!(AckCode::ack(7, &Value::Int(0)).is_err());
+    }
+}
