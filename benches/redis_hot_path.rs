@@ -92,8 +92,8 @@ impl Bench {
         })
     }
 
-    /// `(calls, usec)` of EVALSHA so far.
-    fn evalsha(&mut self) -> (u64, u64) {
+    /// `(calls, usec)` of `command` (`fcall`: our functions; `evalsha`: the floor) so far.
+    fn calls(&mut self, command: &str) -> (u64, u64) {
         let text: String = self
             .rt
             .block_on(
@@ -104,7 +104,11 @@ impl Bench {
             .unwrap();
         let line = text
             .lines()
-            .find(|l| l.starts_with("cmdstat_evalsha:"))
+            .find(|l| {
+                l.strip_prefix("cmdstat_")
+                    .and_then(|l| l.strip_prefix(command))
+                    .is_some_and(|l| l.starts_with(':'))
+            })
             .unwrap_or("");
         let field = |name: &str| {
             line.split([':', ','])
@@ -118,19 +122,19 @@ impl Bench {
     /// `usec_per_call` of a trivial script, measured now.
     fn floor(&mut self) -> f64 {
         let script = redis::Script::new("return 1");
-        let before = self.evalsha();
+        let before = self.calls("evalsha");
         let mut conn = self.probe.clone();
         self.rt.block_on(async {
             for _ in 0..2_000 {
                 let _: i64 = script.invoke_async(&mut conn).await.unwrap();
             }
         });
-        let after = self.evalsha();
+        let after = self.calls("evalsha");
         (after.1 - before.1) as f64 / (after.0 - before.0).max(1) as f64
     }
 
     fn report(&mut self, name: &str, before: (u64, u64), tasks: u64) {
-        let after = self.evalsha();
+        let after = self.calls("fcall");
         let (calls, usec) = (after.0 - before.0, after.1 - before.1);
         let floor = self.floor();
         println!(
@@ -165,7 +169,7 @@ fn lifecycle(c: &mut Criterion, bench: &mut Bench) {
         let w = workers[0].clone();
         let ids = Arc::new(std::sync::Mutex::new(TaskIdGenerator::new(batch as u64)));
         let tasks = Arc::new(AtomicU64::new(0));
-        let before = bench.evalsha();
+        let before = bench.calls("fcall");
         group.throughput(Throughput::Elements(batch as u64));
         group.bench_function(BenchmarkId::from_parameter(batch), |bencher| {
             bencher.to_async(&bench.rt).iter(|| {
@@ -220,7 +224,7 @@ fn depth(c: &mut Criterion, bench: &mut Bench) {
         });
         let state = Arc::new(std::sync::Mutex::new((lease, ids)));
         let tasks = Arc::new(AtomicU64::new(0));
-        let before = bench.evalsha();
+        let before = bench.calls("fcall");
         group.bench_function(BenchmarkId::from_parameter(depth), |bencher| {
             bencher.to_async(&bench.rt).iter(|| {
                 let (b, state, tasks) = (b.clone(), state.clone(), tasks.clone());
@@ -262,7 +266,7 @@ fn workers(c: &mut Criterion, bench: &mut Bench) {
             let (b, _) = bench.backend(strategy, Policy::Fcfs, count, 4);
             let ids = Arc::new(std::sync::Mutex::new(TaskIdGenerator::new(count as u64)));
             let tasks = Arc::new(AtomicU64::new(0));
-            let before = bench.evalsha();
+            let before = bench.calls("fcall");
             group.bench_function(BenchmarkId::new(strategy.name(), count), |bencher| {
                 bencher.to_async(&bench.rt).iter(|| {
                     let (b, ids, tasks) = (b.clone(), ids.clone(), tasks.clone());

@@ -19,7 +19,7 @@ sleep 0.3
 L0=$(wc -l < $D/w.log)
 C0=$(ps -o cputime= -p $WP)
 sleep 5
-redis-cli -p $PORT info commandstats | grep -E "evalsha|eval:" 
+redis-cli -p $PORT info commandstats | grep -E "fcall|function" 
 echo "total commands: $(redis-cli -p $PORT info commandstats | grep -o 'calls=[0-9]*' | cut -d= -f2 | paste -sd+ | bc)"
 echo "log lines in 5 s: $(( $(wc -l < $D/w.log) - L0 ))"
 echo "worker cpu time before/after: $C0 / $(ps -o cputime= -p $WP)"

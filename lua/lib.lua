@@ -1,23 +1,30 @@
--- lib.lua: the helpers the transition scripts share. The Rust loader prepends to each script
--- the items of this file it uses (and inlines the constants) once, at start-up; scripts then
--- run by EVALSHA. Every rule here mirrors crates/switchyard-memory/src/state.rs (the reference)
--- and docs/architecture.md; the layout is documented in docs/redis-layout.md.
+-- lib.lua: the helpers the transitions share. The Rust loader (crates/switchyard-redis/src/
+-- library.rs) joins this file and every transition file into one Redis Function library, loaded
+-- once per server: each transition is a function whose body is its file, called with FCALL.
+-- Every rule here mirrors crates/switchyard-memory/src/state.rs (the reference) and
+-- docs/architecture.md; the layout is documented in docs/redis-layout.md.
 --
--- Cost model (Redis 7, measured): a closure costs ~0.25 us per call (every `local function`
--- below is created on every call of a script that includes it), a write command ~1.2 us, a read
--- ~0.4 us. Hence few helpers, writes collected into one multi-element command per key where the
--- order allows (see `flush`), and worker in-flight counts derived rather than stored.
+-- The helpers below are created once, when the library loads, and live as long as it does; the
+-- per-call state (keys, arguments, time, deferred writes, opened queues and workers) is set
+-- afresh by `begin` at the start of every call, so nothing carries over between calls.
+--
+-- Cost model (Redis 7, measured): a write command ~1.2 us, a read ~0.4 us. Hence writes
+-- collected into one multi-element command per key where the order allows (see `flush`), and
+-- worker in-flight counts derived rather than stored.
+
+-- This call's keys and arguments, and its time in ms (ARGV[1], or the server's clock).
+local KEYS, ARGV, NOW
 
 -- Keys (one hash-tag slot; all passed in KEYS; nothing here builds a key name).
-local K_TASKS   = KEYS[1]  -- HASH  id -> task record; 'd:<queue>|<key>' -> '<id>|<expires>'
-local K_META    = KEYS[2]  -- HASH  '~seq' counter, '~n:<queue>:<state>' counts, queue -> config
-local K_WORKERS = KEYS[3]  -- HASH  worker -> worker record; '<worker>|<queue>' -> balancer state
-local K_HB      = KEYS[4]  -- ZSET  heartbeat expiry -> worker
-local K_FREE    = KEYS[5]  -- ZSET  lex: '<queue>|<strategy key>|<worker>' eligible / parked
-local K_WTASKS  = KEYS[6]  -- ZSET  lex: '<worker>|<token>|<id>' tasks dispatched to / running on a worker
-local K_DEAD    = KEYS[7]  -- ZSET  lex: '<queue>|<died at>|<id>'
-local K_DEDUPX  = KEYS[8]  -- ZSET  dedup expiry -> '<queue>|<key>'
-local K_EVENTS  = KEYS[9]  -- STREAM the event log, capped at about EVENT_CAP entries
+local K_TASKS               -- HASH  id -> task record; 'd:<queue>|<key>' -> '<id>|<expires>'
+local K_META                -- HASH  '~seq' counter, '~n:<queue>:<state>' counts, queue -> config
+local K_WORKERS             -- HASH  worker -> worker record; '<worker>|<queue>' -> balancer state
+local K_HB                  -- ZSET  heartbeat expiry -> worker
+local K_FREE                -- ZSET  lex: '<queue>|<strategy key>|<worker>' eligible / parked
+local K_WTASKS              -- ZSET  lex: '<worker>|<token>|<id>' tasks dispatched to / running on a worker
+local K_DEAD                -- ZSET  lex: '<queue>|<died at>|<id>'
+local K_DEDUPX              -- ZSET  dedup expiry -> '<queue>|<key>'
+local K_EVENTS              -- STREAM the event log, capped at about EVENT_CAP entries
 local NFIXED = 9
 -- Then one group of 5 keys per queue a script may touch, named in ARGV by the script:
 -- state HASH, ready LIST (fcfs) or ZSET, delayed ZSET, ring ZSET, done ZSET.
@@ -53,20 +60,6 @@ local function fail(code, msg)
   error({err = code .. ' ' .. msg})
 end
 
-local NOW
-do
-  local a = ARGV[1]
-  if a == nil or a == '' then
-    local t = redis.call('TIME')
-    NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  else
-    NOW = tonumber(a)
-    if not NOW or NOW < 0 or NOW > MAX_MS or NOW ~= math.floor(NOW) then
-      fail('SY_INVALID', 'now: expected milliseconds in 0..2^48, got ' .. tostring(a))
-    end
-  end
-end
-
 -- An integer argument in lo..hi.
 local function int_arg(i, name, lo, hi)
   local v = tonumber(ARGV[i])
@@ -87,8 +80,8 @@ end
 -- Deferred writes, applied by `flush` as one command per key, before any read of a deferred key
 -- and at the end of a call: task records, members added to / removed from sorted sets, the
 -- sequence counter (values handed out by `next_seq` beyond the first) and changed queue state.
-local PENDING = {recs = {}, order = {}, adds = {}, rems = {}, seq = nil, seq_extra = 0}
-local QUEUES = {}
+local PENDING
+local QUEUES   -- queue name -> its state, opened by `queue_of`
 
 -- The next value of the namespace-wide sequence (ready/delayed order, lease tokens, inboxes):
 -- one HINCRBY for the first value of a call, then counted locally and written by `flush`.
@@ -152,7 +145,7 @@ end
 -- Queues --------------------------------------------------------------------------------------
 -- config: policy aging strategy vnodes default_cost max_attempts timeout backoff_base
 --         backoff_max jitter_pct result_ttl dead_ttl dedup_window
-local GROUPS = {}
+local GROUPS   -- queue name -> its key group's number in KEYS
 
 -- Names groups offset+1 .. offset+n after the queues ARGV[first ..]; each is opened (its state
 -- read) on first use.
@@ -274,7 +267,7 @@ end
 -- 13 hex digits (the least-loaded pick stamp: the lease token of the worker's latest pick in
 -- that queue, 0 before the first). In flight = dispatched + running; inbox = dispatched, not
 -- yet received (entries in K_WTASKS with a token above the receive cursor).
-local WORKERS = {}
+local WORKERS  -- worker id -> its record, read by `worker_get`
 
 local function worker_get(w)
   local wr = WORKERS[w]
@@ -326,7 +319,7 @@ local function has_free_slot(wr)
 end
 
 -- Workers whose balancer entries may be out of date in this call (see `unsettle`).
-local UNSETTLED = {}
+local UNSETTLED
 
 -- Call before changing a worker's load or eligibility: its balancer entries are then rewritten
 -- once, by `settle`, from the state it has by then — not once per change (a complete that
@@ -469,7 +462,7 @@ local function unpark(wr)
 end
 
 -- Dispatch decisions made by this call, reported as {id, queue, worker, ...}.
-local ASSIGN = {}
+local ASSIGN
 
 -- Counts an event of queue `q` (EventCounts: every kind, recorded or not; written by `flush`
 -- as the queue state's fields 'n:<kind>') and appends it to the log if the queue records its
@@ -1032,4 +1025,25 @@ local function cancel_delayed(q, r)
   if r.st == S_RETRY then redis.call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_RETRY, -1) end
   emit(q, 'cancelled', r.id)
   finish(r, S_CANCELLED, q)
+end
+
+-- Per call ------------------------------------------------------------------------------------
+-- Starts a call: its keys, arguments and time, and empty per-call state. Every transition
+-- function calls it first.
+local function begin(keys, args)
+  KEYS, ARGV = keys, args
+  K_TASKS, K_META, K_WORKERS, K_HB, K_FREE = keys[1], keys[2], keys[3], keys[4], keys[5]
+  K_WTASKS, K_DEAD, K_DEDUPX, K_EVENTS = keys[6], keys[7], keys[8], keys[9]
+  PENDING = {recs = {}, order = {}, adds = {}, rems = {}, seq = nil, seq_extra = 0}
+  QUEUES, GROUPS, WORKERS, UNSETTLED, ASSIGN = {}, {}, {}, {}, {}
+  local a = args[1]
+  if a == nil or a == '' then
+    local t = redis.call('TIME')
+    NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  else
+    NOW = tonumber(a)
+    if not NOW or NOW < 0 or NOW > MAX_MS or NOW ~= math.floor(NOW) then
+      fail('SY_INVALID', 'now: expected milliseconds in 0..2^48, got ' .. tostring(a))
+    end
+  end
 end

@@ -141,19 +141,25 @@ impl Probe {
             .ok_or_else(|| "no used_memory in INFO".into())
     }
 
-    /// `(calls, usec)` of EVALSHA so far.
-    async fn evalsha(&mut self) -> Res<(u64, u64)> {
+    /// `(calls, usec)` of script calls so far: FCALL (Switchyard's functions) and EVALSHA (the
+    /// floors' scripts).
+    async fn script_calls(&mut self) -> Res<(u64, u64)> {
         let info = self.info("commandstats").await?;
-        let Some(line) = info.get("cmdstat_evalsha") else {
-            return Ok((0, 0));
-        };
-        let field = |name: &str| {
-            line.split(',')
-                .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        Ok((field("calls"), field("usec")))
+        let mut total = (0, 0);
+        for command in ["cmdstat_fcall", "cmdstat_evalsha"] {
+            let Some(line) = info.get(command) else {
+                continue;
+            };
+            let field = |name: &str| {
+                line.split(',')
+                    .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            total.0 += field("calls");
+            total.1 += field("usec");
+        }
+        Ok(total)
     }
 }
 
@@ -247,17 +253,17 @@ impl Tasks {
     }
 }
 
-/// µs of Redis CPU and EVALSHA calls over `f`.
+/// µs of Redis CPU and script calls over `f`.
 async fn measure<F, Fut>(probe: &mut Probe, f: F) -> Res<(f64, u64, u64)>
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Res<()>>,
 {
-    let (c0, u0) = probe.evalsha().await?;
+    let (c0, u0) = probe.script_calls().await?;
     let cpu0 = probe.cpu().await?;
     f().await?;
     let cpu1 = probe.cpu().await?;
-    let (c1, u1) = probe.evalsha().await?;
+    let (c1, u1) = probe.script_calls().await?;
     Ok(((cpu1 - cpu0) * 1e6, c1 - c0, u1 - u0))
 }
 
@@ -632,7 +638,7 @@ struct Snapshot {
 
 impl Snapshot {
     async fn take(probe: &mut Probe) -> Res<Self> {
-        let (calls, usec) = probe.evalsha().await?;
+        let (calls, usec) = probe.script_calls().await?;
         let cpu = probe.cpu().await?;
         Ok(Snapshot {
             calls,
@@ -647,7 +653,7 @@ impl Snapshot {
     async fn cells_since(&self, probe: &mut Probe, tasks: usize) -> Res<String> {
         let wall = self.started.elapsed().as_secs_f64();
         let cpu = (probe.cpu().await? - self.cpu) * 1e6;
-        let (calls, usec) = probe.evalsha().await?;
+        let (calls, usec) = probe.script_calls().await?;
         let calls = calls - self.calls;
         Ok(format!(
             "{:.0} | {:.2} µs | {:.2} | {:.2}",

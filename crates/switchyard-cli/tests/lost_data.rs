@@ -86,7 +86,7 @@ async fn a_worker_backs_off_while_redis_is_down_or_empty_and_recovers() {
     let empty_lines = lines_after(&worker.log(), before_empty);
     let total: u64 = calls.values().sum();
     let scripts =
-        calls.get("evalsha").copied().unwrap_or(0) + calls.get("eval").copied().unwrap_or(0);
+        calls.get("fcall").copied().unwrap_or(0) + calls.get("function|load").copied().unwrap_or(0);
     eprintln!(
         "down 3 s: {} log lines; empty {window:?}: {total} commands ({scripts} script calls, \
          {calls:?}), {} log lines",
@@ -97,7 +97,7 @@ async fn a_worker_backs_off_while_redis_is_down_or_empty_and_recovers() {
         down_lines.len() <= 6,
         "while Redis was down: {down_lines:#?}"
     );
-    // Each cycle is one receive and one register (plus a NOSCRIPT reload after the restart),
+    // Each cycle is one receive and one register (plus loading the function library after the restart),
     // at least 50 ms apart and soon 2.5-5 s apart; heartbeats every second.
     assert!(
         scripts <= 60,

@@ -28,7 +28,7 @@ pub use config::RedisConfig;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use redis::{Script, ScriptInvocation, Value};
+use redis::Value;
 use switchyard_core::{
     BackendErrorKind, Clock, Delivery, Error, QueueName, Result, SubmitOutcome, TaskId, TaskSpec,
     WorkerId,
@@ -40,8 +40,8 @@ use crate::combine::Combiner;
 use crate::durable::Durable;
 use crate::error::{Failure, classify, map_redis};
 use crate::keys::{self, Keyspace};
+use crate::library::{Call, Function, Functions, library};
 use crate::outcomes::Listener;
-use crate::scripts::Scripts;
 use switchyard_topology::{Connection, Options, Topology};
 
 use combining::{Completed, Completion};
@@ -75,7 +75,6 @@ struct Inner {
     /// `WAIT` for replicas after every script call (see [`RedisConfig::durable`]).
     durable: Option<Durable>,
     keys: Keyspace,
-    scripts: Scripts,
     clock: Option<Arc<dyn Clock>>,
     /// Queue lists of workers, as last seen (refreshed when a script reports them stale).
     worker_queues: RwLock<HashMap<WorkerId, Arc<Vec<QueueName>>>>,
@@ -108,7 +107,8 @@ impl RedisBackend {
         Self::with_config(RedisConfig::new(url, namespace)).await
     }
 
-    /// Connects, checks that the server can run Switchyard (Redis 7+), and loads the scripts.
+    /// Connects, checks that the server can run Switchyard (Redis 7+), and loads the function
+    /// library.
     pub async fn with_config(config: RedisConfig) -> Result<Self> {
         let keys = Keyspace::new(&config.namespace)?;
         if let Some(d) = &config.durable {
@@ -123,7 +123,7 @@ impl RedisBackend {
         let topology = Arc::new(Topology::connect(&config.url, &options).await?);
         let backend = Self::on(topology, config, keys);
         backend.check_server().await?;
-        backend.load_scripts().await?;
+        backend.load_library().await?;
         Ok(backend)
     }
 
@@ -133,7 +133,6 @@ impl RedisBackend {
                 topology,
                 durable: config.durable,
                 keys,
-                scripts: Scripts::load(),
                 clock: config.clock.clone(),
                 worker_queues: RwLock::new(HashMap::new()),
                 stashed: std::sync::Mutex::new(HashMap::new()),
@@ -233,21 +232,19 @@ impl RedisBackend {
         Ok(())
     }
 
-    /// Loads every script (SCRIPT LOAD). Calls reload them anyway on NOSCRIPT; loading up front
-    /// surfaces script errors at start-up.
-    pub async fn load_scripts(&self) -> Result<()> {
+    /// Loads the function library (`FUNCTION LOAD REPLACE`; on a Cluster, on every primary).
+    /// Calls load it anyway when a server lacks it; loading up front surfaces errors at
+    /// start-up.
+    pub async fn load_library(&self) -> Result<()> {
         let mut conn = self.inner.topology.connection();
-        for (file, script) in self.inner.scripts.all() {
-            script
-                .prepare_invoke()
-                .load_async(&mut conn)
-                .await
-                .map_err(|e| Error::Backend {
-                    kind: BackendErrorKind::Protocol,
-                    message: format!("cannot load {file}: {e}"),
-                })?;
-        }
-        Ok(())
+        library().load(&mut conn).await.map_err(|e| Error::Backend {
+            kind: BackendErrorKind::Protocol,
+            message: format!(
+                "cannot load the function library {}: {}",
+                library().name(),
+                crate::library::locate(&e.to_string())
+            ),
+        })
     }
 
     /// The backend's time: the injected clock, or the server's `TIME`.
@@ -277,21 +274,26 @@ impl RedisBackend {
             .unwrap_or_default()
     }
 
-    fn invocation<'a>(
-        &self,
-        script: &'a Script,
-        groups: &[&QueueName],
-        now: &str,
-    ) -> ScriptInvocation<'a> {
-        let mut inv = script.prepare_invoke();
-        for k in &self.inner.keys.fixed {
-            inv.key(k);
-        }
-        for q in groups {
-            for k in self.inner.keys.queue_group(q) {
-                inv.key(k);
-            }
-        }
+    /// The transitions of the library.
+    fn functions(&self) -> &'static Functions {
+        library().functions()
+    }
+
+    /// A call of `function` with the fixed keys, then the key group of each of `groups`, and
+    /// `now` as its first argument.
+    fn invocation(&self, function: &Function, groups: &[&QueueName], now: &str) -> Call {
+        let group_keys: Vec<_> = groups
+            .iter()
+            .flat_map(|q| self.inner.keys.queue_group(q))
+            .collect();
+        let mut inv = function.call(
+            self.inner
+                .keys
+                .fixed
+                .iter()
+                .map(String::as_str)
+                .chain(group_keys.iter().map(String::as_str)),
+        );
         inv.arg(now);
         inv
     }
@@ -300,10 +302,10 @@ impl RedisBackend {
     /// changes whose loss in a failover is recovered by themselves (a lost registration or
     /// heartbeat makes the worker register again; a lost lease or maintenance pass makes the
     /// task run or the pass happen again).
-    async fn exec(&self, inv: &ScriptInvocation<'_>) -> std::result::Result<Value, Failure> {
+    async fn exec(&self, inv: &Call) -> std::result::Result<Value, Failure> {
         self.inner
             .topology
-            .run(|mut conn| async move { inv.invoke_async(&mut conn).await })
+            .run(|mut conn| async move { inv.invoke(&mut conn).await })
             .await
             .map_err(|e| classify(&e))
     }
@@ -312,10 +314,7 @@ impl RedisBackend {
     /// failure, a cancel, a redrive, a declaration): in durable mode, then waits on the same
     /// connection (one no other call shares meanwhile: `WAIT` blocks it) until enough
     /// replicas have its writes, and fails with `NotReplicated` if too few did.
-    async fn exec_durable(
-        &self,
-        inv: &ScriptInvocation<'_>,
-    ) -> std::result::Result<Value, Failure> {
+    async fn exec_durable(&self, inv: &Call) -> std::result::Result<Value, Failure> {
         match self.exec_confirmed(inv).await? {
             (value, None) => Ok(value),
             (_, Some(unconfirmed)) => Err(Failure::Error(unconfirmed)),
@@ -326,7 +325,7 @@ impl RedisBackend {
     /// confirmed (with the `NotReplicated` error beside it), for replies that must not be lost.
     async fn exec_confirmed(
         &self,
-        inv: &ScriptInvocation<'_>,
+        inv: &Call,
     ) -> std::result::Result<(Value, Option<Error>), Failure> {
         let Some(durable) = self.inner.durable else {
             return Ok((self.exec(inv).await?, None));
@@ -336,7 +335,7 @@ impl RedisBackend {
             .inner
             .topology
             .run_alone(|mut conn| async move {
-                let value: Value = inv.invoke_async(&mut conn).await?;
+                let value: Value = inv.invoke(&mut conn).await?;
                 // The script took effect: a failed WAIT (the connection dropped, the primary
                 // was demoted) leaves it unconfirmed, and its reply is still answered. On a
                 // Cluster, WAIT goes to the primary that ran the script (by default redis-rs

@@ -122,7 +122,14 @@ pub(crate) fn classify(e: &RedisError) -> Failure {
             ));
         }
     }
-    Failure::Error(map_redis(e))
+    Failure::Error(match map_redis(e) {
+        // A runtime error of the Lua code: name the file and line instead of the library's.
+        Error::Backend { kind, message } => Error::Backend {
+            kind,
+            message: crate::library::locate(&message),
+        },
+        other => other,
+    })
 }
 
 impl Failure {

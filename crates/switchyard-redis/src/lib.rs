@@ -1,7 +1,7 @@
 //! # switchyard-redis
 //!
-//! The Redis backend of Switchyard. Every state transition is **one Lua script** (the files in
-//! `lua/`, embedded at build time and run by EVALSHA), so each step is atomic on the server and
+//! The Redis backend of Switchyard. Every state transition is **one Lua function** (the files in
+//! `lua/`, embedded at build time, loaded as one Function library and run by FCALL), so each step is atomic on the server and
 //! makes exactly the decisions of the in-memory reference backend (the cross-backend property
 //! tests check this decision for decision).
 //!
@@ -37,9 +37,9 @@ mod combine;
 mod durable;
 mod error;
 mod keys;
+mod library;
 mod outcomes;
 mod protocol;
-mod scripts;
 
 pub use backend::{RedisBackend, RedisConfig};
 pub use durable::Durable;

@@ -1,5 +1,5 @@
-//! The Redis backend against a real redis-server: the main transitions, script reloading after
-//! SCRIPT FLUSH, and the errors a user can act on.
+//! The Redis backend against a real redis-server: the main transitions, the function library
+//! coming back after FUNCTION FLUSH, and the errors a user can act on.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::sync::Arc;
@@ -20,7 +20,7 @@ async fn backend(server: &RedisServer, ns: &str) -> (RedisBackend, ManualClock) 
     (RedisBackend::with_config(config).await.unwrap(), clock)
 }
 
-/// EVALSHA calls the server counted since its stats were last reset.
+/// FCALL calls the server counted since its stats were last reset.
 async fn script_calls(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
@@ -28,7 +28,7 @@ async fn script_calls(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
         .await
         .unwrap();
     info.lines()
-        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .find_map(|l| l.strip_prefix("cmdstat_fcall:calls="))
         .and_then(|rest| rest.split(',').next())
         .and_then(|n| n.parse().ok())
         .unwrap()
@@ -94,23 +94,93 @@ async fn a_task_goes_through_its_life() {
     assert_eq!(b.audit().await.unwrap(), Vec::<String>::new());
 }
 
+/// The names of the libraries the server holds.
+async fn libraries(conn: &mut impl redis::aio::ConnectionLike) -> Vec<String> {
+    let list: Vec<redis::Value> = redis::cmd("FUNCTION")
+        .arg("LIST")
+        .query_async(conn)
+        .await
+        .unwrap();
+    list.into_iter()
+        .map(|lib| {
+            let fields: Vec<redis::Value> = redis::FromRedisValue::from_redis_value(lib).unwrap();
+            let at = fields
+                .iter()
+                .position(|f| matches!(f, redis::Value::BulkString(b) if b == b"library_name"))
+                .unwrap();
+            redis::FromRedisValue::from_redis_value(fields[at + 1].clone()).unwrap()
+        })
+        .collect()
+}
+
 #[tokio::test]
-async fn scripts_reload_after_script_flush() {
+async fn the_function_library_comes_back_after_a_flush_or_another_version() {
     let server = RedisServer::start().unwrap();
     let (b, _) = backend(&server, "flush").await;
     let q = QueueName::new("q").unwrap();
     b.declare_queue(&q, QueueConfig::default()).await.unwrap();
     let mut conn = b.connection().await.unwrap();
-    let _: () = redis::cmd("SCRIPT")
+    let ours = libraries(&mut conn).await;
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    assert!(ours[0].starts_with("switchyard_"), "{ours:?}");
+
+    // Emptied (as after a restart without persistence).
+    let _: () = redis::cmd("FUNCTION")
         .arg("FLUSH")
         .query_async(&mut conn)
         .await
         .unwrap();
+    assert!(libraries(&mut conn).await.is_empty());
     let out = b
         .submit(TaskSpec::builder("q", "k").build().unwrap())
         .await
         .unwrap();
     assert_eq!(out.state, Some(TaskState::Ready));
+    assert_eq!(libraries(&mut conn).await, ours);
+
+    // Another release's library only: ours is loaded beside it, theirs is left alone.
+    let _: () = redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let theirs = "#!lua name=switchyard_000000000000\n\
+                  redis.register_function('sy_000000000000_stats', function() return 1 end)";
+    let _: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg(theirs)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let stats = b.stats().await.unwrap();
+    assert_eq!(stats.queues[0].ready, 1);
+    let mut now = libraries(&mut conn).await;
+    now.sort();
+    assert_eq!(
+        now,
+        vec!["switchyard_000000000000".to_owned(), ours[0].clone()]
+    );
+}
+
+#[tokio::test]
+async fn a_lua_error_names_its_file_and_line() {
+    let server = RedisServer::start().unwrap();
+    let (b, _) = backend(&server, "corrupt").await;
+    let q = QueueName::new("q").unwrap();
+    b.declare_queue(&q, QueueConfig::default()).await.unwrap();
+    let mut conn = b.connection().await.unwrap();
+    // A worker record too short to unpack: stats.lua fails reading it.
+    let _: () = redis::cmd("HSET")
+        .arg("sy:{corrupt}:workers")
+        .arg("w1")
+        .arg("garbage")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let err = b.stats().await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("lua/stats.lua:"), "{text}");
+    assert!(!text.contains("user_function"), "{text}");
 }
 
 #[tokio::test]

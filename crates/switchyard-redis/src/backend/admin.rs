@@ -2,7 +2,7 @@
 //! `lua/delete_task.lua`, `lua/purge_queue.lua`, `lua/reconfigure.lua`,
 //! `lua/delete_queue.lua`). The [`Backend`](switchyard_core::Backend) impl calls these.
 
-use redis::ScriptInvocation;
+use crate::library::Call;
 use switchyard_core::admin::{InUse, Purge, PurgeReport, Reshape};
 use switchyard_core::rng::Minstd;
 use switchyard_core::{Error, EventLevel, QueueConfig, QueueName, Result, TaskId};
@@ -14,7 +14,7 @@ use crate::error::Failure;
 
 /// Appends a queue configuration as declare and reconfigure take it (ARGV 4..19, after the
 /// queue name and its JSON; the Lua side is `config_arg` in `lua/lib.lua`).
-pub(super) fn push_config(inv: &mut ScriptInvocation<'_>, config: &QueueConfig) {
+pub(super) fn push_config(inv: &mut Call, config: &QueueConfig) {
     let (pol, age) = crate::protocol::policy_args(config.policy);
     let (strategy, vnodes) = crate::protocol::strategy_args(config.strategy);
     inv.arg(pol).arg(age).arg(strategy).arg(vnodes);
@@ -49,7 +49,7 @@ impl RedisBackend {
         verified("delete", |_| async move {
             let rec = self.record(id).await?.ok_or(Error::TaskNotFound(id))?;
             let now = self.now_arg();
-            let mut inv = self.invocation(&self.inner.scripts.delete_task, &[&rec.queue], &now);
+            let mut inv = self.invocation(&self.functions().delete_task, &[&rec.queue], &now);
             inv.arg(id.to_string()).arg(rec.queue.as_str());
             self.exec_durable(&inv).await.map_err(|f| {
                 wrong_state(
@@ -70,7 +70,7 @@ impl RedisBackend {
         limit: usize,
     ) -> Result<PurgeReport> {
         let now = self.now_arg();
-        let mut inv = self.invocation(&self.inner.scripts.purge_queue, &[queue], &now);
+        let mut inv = self.invocation(&self.functions().purge_queue, &[queue], &now);
         inv.arg(queue.as_str())
             .arg(what.code())
             .arg(limit.min(1_000_000));
@@ -103,7 +103,7 @@ impl RedisBackend {
             let current = codec::config_from_json(&raw)?;
             let reshape = Reshape::between(&current, config);
             let now = self.now_arg();
-            let mut inv = self.invocation(&self.inner.scripts.reconfigure, &[queue], &now);
+            let mut inv = self.invocation(&self.functions().reconfigure, &[queue], &now);
             inv.arg(queue.as_str()).arg(json);
             push_config(&mut inv, config);
             inv.arg(raw)
@@ -120,7 +120,7 @@ impl RedisBackend {
 
     pub(super) async fn delete_queue_now(&self, queue: &QueueName) -> Result<()> {
         let now = self.now_arg();
-        let mut inv = self.invocation(&self.inner.scripts.delete_queue, &[queue], &now);
+        let mut inv = self.invocation(&self.functions().delete_queue, &[queue], &now);
         inv.arg(queue.as_str());
         match self.exec_durable(&inv).await {
             Ok(_) => Ok(()),

@@ -23,7 +23,7 @@ impl Inspect for RedisBackend {
         let names = self.queue_names().await?;
         let groups: Vec<&QueueName> = names.iter().collect();
         let now = self.now_arg();
-        let mut inv = self.invocation(&self.inner.scripts.stats, &groups, &now);
+        let mut inv = self.invocation(&self.functions().stats, &groups, &now);
         inv.arg(groups.len());
         for q in &groups {
             inv.arg(q.as_str());
@@ -95,7 +95,7 @@ impl Inspect for RedisBackend {
 
     async fn peek_ready(&self, queue: &QueueName, limit: usize) -> Result<Vec<TaskId>> {
         let now = self.now_arg();
-        let mut inv = self.invocation(&self.inner.scripts.peek, &[queue], &now);
+        let mut inv = self.invocation(&self.functions().peek, &[queue], &now);
         inv.arg(queue.as_str()).arg(limit.min(PEEK_MAX));
         let v = self.exec(&inv).await.map_err(Failure::into_error)?;
         array(v)?.into_iter().map(codec::task_id).collect()

@@ -21,7 +21,7 @@ use crate::protocol::AckCode;
 impl Leases for RedisBackend {
     async fn dispatch(&self, queue: &QueueName, limit: usize) -> Result<Vec<Assignment>> {
         let now = self.now_arg();
-        let mut inv = self.invocation(&self.inner.scripts.dispatch, &[queue], &now);
+        let mut inv = self.invocation(&self.functions().dispatch, &[queue], &now);
         inv.arg(queue.as_str()).arg(limit.min(1_000_000));
         let v = self.exec(&inv).await.map_err(Failure::into_error)?;
         assignments(&mut array(v)?.into_iter(), None)
@@ -96,7 +96,7 @@ impl Leases for RedisBackend {
                 .unwrap_or_default();
             let groups: Vec<&QueueName> = queues.iter().collect();
             let now = self.now_arg();
-            let mut inv = self.invocation(&self.inner.scripts.fail, &groups, &now);
+            let mut inv = self.invocation(&self.functions().fail, &groups, &now);
             inv.arg(lease.worker.as_str()).arg(groups.len());
             for q in &groups {
                 inv.arg(q.as_str());
@@ -194,7 +194,7 @@ impl RedisBackend {
             let queues = self.worker_queues(worker, attempt).await?;
             let groups: Vec<&QueueName> = queues.iter().collect();
             let now = self.now_arg();
-            let mut inv = self.invocation(&self.inner.scripts.receive, &groups, &now);
+            let mut inv = self.invocation(&self.functions().receive, &groups, &now);
             inv.arg(worker.as_str())
                 .arg(me.instance.get())
                 .arg(max.min(100_000))
@@ -229,7 +229,7 @@ impl RedisBackend {
                 .unwrap_or_default();
             let groups: Vec<&QueueName> = queues.iter().collect();
             let now = self.now_arg();
-            let mut inv = self.invocation(&self.inner.scripts.complete, &groups, &now);
+            let mut inv = self.invocation(&self.functions().complete, &groups, &now);
             inv.arg(worker.as_str()).arg(groups.len());
             for q in &groups {
                 inv.arg(q.as_str());

@@ -119,7 +119,7 @@ impl Maintain for RedisBackend {
                     return Ok(None);
                 };
                 let groups: Vec<&QueueName> = queues.iter().collect();
-                let mut inv = self.invocation(&self.inner.scripts.reap_worker, &groups, now_arg);
+                let mut inv = self.invocation(&self.functions().reap_worker, &groups, now_arg);
                 // Instance 0: maintenance acts on the worker, whichever instance it is.
                 inv.arg(worker.as_str()).arg(0).arg(groups.len());
                 for q in &groups {
@@ -144,7 +144,7 @@ impl Maintain for RedisBackend {
         let names = self.queue_names().await?;
         let mut budget = limit;
         for queue in &names {
-            let mut inv = self.invocation(&self.inner.scripts.promote, &[queue], &now_arg);
+            let mut inv = self.invocation(&self.functions().promote, &[queue], &now_arg);
             inv.arg(queue.as_str()).arg(budget);
             let v = self.exec(&inv).await.map_err(Failure::into_error)?;
             let mut it = array(v)?.into_iter();
@@ -165,7 +165,7 @@ impl Maintain for RedisBackend {
         //    dedup keys along with the first queue).
         let mut budget = limit;
         for (i, queue) in names.iter().enumerate() {
-            let mut inv = self.invocation(&self.inner.scripts.purge, &[queue], &now_arg);
+            let mut inv = self.invocation(&self.functions().purge, &[queue], &now_arg);
             inv.arg(queue.as_str()).arg(budget).arg(u8::from(i == 0));
             let v = array(self.exec(&inv).await.map_err(Failure::into_error)?)?;
             let n = usize::try_from(uint(

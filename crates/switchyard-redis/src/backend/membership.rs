@@ -31,7 +31,7 @@ impl Membership for RedisBackend {
                 }
             }
             let now = self.now_arg();
-            let mut inv = self.invocation(&self.inner.scripts.register, &groups, &now);
+            let mut inv = self.invocation(&self.functions().register, &groups, &now);
             inv.arg(spec.id().as_str())
                 .arg(spec.get_capacity())
                 .arg(spec.get_weight())
@@ -61,7 +61,7 @@ impl Membership for RedisBackend {
             let queues = self.worker_queues(worker, attempt).await?;
             let groups: Vec<&QueueName> = queues.iter().collect();
             let now = self.now_arg();
-            let mut inv = self.invocation(&self.inner.scripts.heartbeat, &groups, &now);
+            let mut inv = self.invocation(&self.functions().heartbeat, &groups, &now);
             inv.arg(worker.as_str())
                 .arg(me.instance.get())
                 .arg(groups.len());
@@ -95,7 +95,7 @@ impl Membership for RedisBackend {
             let queues = self.worker_queues(worker, attempt).await?;
             let groups: Vec<&QueueName> = queues.iter().collect();
             let now = self.now_arg();
-            let mut inv = self.invocation(&self.inner.scripts.drain, &groups, &now);
+            let mut inv = self.invocation(&self.functions().drain, &groups, &now);
             inv.arg(worker.as_str())
                 .arg(me.instance.get())
                 .arg(groups.len());
@@ -115,7 +115,7 @@ impl Membership for RedisBackend {
             let queues = self.worker_queues(worker, attempt).await?;
             let groups: Vec<&QueueName> = queues.iter().collect();
             let now = self.now_arg();
-            let mut inv = self.invocation(&self.inner.scripts.deregister, &groups, &now);
+            let mut inv = self.invocation(&self.functions().deregister, &groups, &now);
             inv.arg(worker.as_str())
                 .arg(me.instance.get())
                 .arg(groups.len());

@@ -51,7 +51,7 @@ impl RedisBackend {
                 }
             }
             let now = self.now_arg();
-            let mut inv = self.invocation(&self.inner.scripts.submit, &groups, &now);
+            let mut inv = self.invocation(&self.functions().submit, &groups, &now);
             inv.arg(groups.len());
             for q in &groups {
                 inv.arg(q.as_str());

@@ -16,7 +16,7 @@ impl Queues for RedisBackend {
         config.validate()?;
         let json = codec::config_json(&config)?;
         let now = self.now_arg();
-        let mut inv = self.invocation(&self.inner.scripts.declare, &[queue], &now);
+        let mut inv = self.invocation(&self.functions().declare, &[queue], &now);
         inv.arg(queue.as_str()).arg(&json);
         admin::push_config(&mut inv, &config);
         match self.exec_durable(&inv).await {
@@ -45,7 +45,7 @@ impl Queues for RedisBackend {
 
     async fn set_paused(&self, queue: &QueueName, paused: bool) -> Result<Vec<Assignment>> {
         let now = self.now_arg();
-        let mut inv = self.invocation(&self.inner.scripts.pause, &[queue], &now);
+        let mut inv = self.invocation(&self.functions().pause, &[queue], &now);
         inv.arg(queue.as_str()).arg(u8::from(paused));
         let v = self.exec(&inv).await.map_err(Failure::into_error)?;
         assignments(&mut array(v)?.into_iter(), None)

@@ -52,7 +52,7 @@ impl Tasks for RedisBackend {
                 Err(_) => break,
             };
             let now = self.now_arg();
-            let mut inv = self.invocation(&self.inner.scripts.await_outcome, &[], &now);
+            let mut inv = self.invocation(&self.functions().await_outcome, &[], &now);
             inv.arg(id.to_string());
             let state = match self.exec(&inv).await {
                 Ok(v) => int(&v),
@@ -84,7 +84,7 @@ impl Tasks for RedisBackend {
             let mut groups: Vec<&QueueName> = vec![&rec.queue];
             groups.extend(worker_queues.iter());
             let now = self.now_arg();
-            let mut inv = self.invocation(&self.inner.scripts.cancel, &groups, &now);
+            let mut inv = self.invocation(&self.functions().cancel, &groups, &now);
             inv.arg(id.to_string())
                 .arg(crate::protocol::state_code(rec.state));
             inv.arg(rec.worker.as_ref().map_or("", |w| w.as_str()))
@@ -146,7 +146,7 @@ impl Tasks for RedisBackend {
         verified("redrive", |_| async move {
             let rec = self.record(id).await?.ok_or(Error::TaskNotFound(id))?;
             let now = self.now_arg();
-            let mut inv = self.invocation(&self.inner.scripts.redrive, &[&rec.queue], &now);
+            let mut inv = self.invocation(&self.functions().redrive, &[&rec.queue], &now);
             inv.arg(id.to_string()).arg(rec.queue.as_str());
             let v = self
                 .exec_durable(&inv)
