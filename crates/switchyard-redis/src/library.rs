@@ -27,7 +27,7 @@ const LIB: &str = include_str!("../../../lua/lib.lua");
 /// The transitions that only read.
 const READ_ONLY: [&str; 2] = ["stats.lua", "peek.lua"];
 
-/// One transition: the file it is written in and the name of its function in the library.
+/// One transition: the name of its function in the library (`sy_<version>_<file stem>`).
 #[derive(Debug)]
 pub(crate) struct Function {
     name: String,

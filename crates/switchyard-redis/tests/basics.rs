@@ -94,6 +94,13 @@ async fn a_task_goes_through_its_life() {
     assert_eq!(b.audit().await.unwrap(), Vec::<String>::new());
 }
 
+/// Runs one raw command and returns its reply.
+async fn raw(conn: &mut impl redis::aio::ConnectionLike, args: &[&str]) -> redis::Value {
+    let mut cmd = redis::cmd(args[0]);
+    cmd.arg(&args[1..]);
+    cmd.query_async(conn).await.unwrap()
+}
+
 /// The names of the libraries the server holds.
 async fn libraries(conn: &mut impl redis::aio::ConnectionLike) -> Vec<String> {
     let list: Vec<redis::Value> = redis::cmd("FUNCTION")
@@ -125,11 +132,7 @@ async fn the_function_library_comes_back_after_a_flush_or_another_version() {
     assert!(ours[0].starts_with("switchyard_"), "{ours:?}");
 
     // Emptied (as after a restart without persistence).
-    let _: () = redis::cmd("FUNCTION")
-        .arg("FLUSH")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    raw(&mut conn, &["FUNCTION", "FLUSH"]).await;
     assert!(libraries(&mut conn).await.is_empty());
     let out = b
         .submit(TaskSpec::builder("q", "k").build().unwrap())
@@ -139,19 +142,10 @@ async fn the_function_library_comes_back_after_a_flush_or_another_version() {
     assert_eq!(libraries(&mut conn).await, ours);
 
     // Another release's library only: ours is loaded beside it, theirs is left alone.
-    let _: () = redis::cmd("FUNCTION")
-        .arg("FLUSH")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    raw(&mut conn, &["FUNCTION", "FLUSH"]).await;
     let theirs = "#!lua name=switchyard_000000000000\n\
                   redis.register_function('sy_000000000000_stats', function() return 1 end)";
-    let _: String = redis::cmd("FUNCTION")
-        .arg("LOAD")
-        .arg(theirs)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    raw(&mut conn, &["FUNCTION", "LOAD", theirs]).await;
     let stats = b.stats().await.unwrap();
     assert_eq!(stats.queues[0].ready, 1);
     let mut now = libraries(&mut conn).await;
@@ -170,13 +164,11 @@ async fn a_lua_error_names_its_file_and_line() {
     b.declare_queue(&q, QueueConfig::default()).await.unwrap();
     let mut conn = b.connection().await.unwrap();
     // A worker record too short to unpack: stats.lua fails reading it.
-    let _: () = redis::cmd("HSET")
-        .arg("sy:{corrupt}:workers")
-        .arg("w1")
-        .arg("garbage")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    raw(
+        &mut conn,
+        &["HSET", "sy:{corrupt}:workers", "w1", "garbage"],
+    )
+    .await;
     let err = b.stats().await.unwrap_err();
     let text = err.to_string();
     assert!(text.contains("lua/stats.lua:"), "{text}");
