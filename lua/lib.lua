@@ -54,6 +54,11 @@ local BAL_LEN = 14
 local TASK_ARG = '>HBHI4I6I6HI4'
 local TASK_ARG_LEN = 53
 local QDYN = '>I6I6I6I6I6'
+-- A hand-off published on the worker's wake channel: HAND_TAG, then still parked 0|1, token,
+-- attempt, max attempts, deadline, timeout, ready since, queue name length; then id, queue,
+-- body. A plain wake-up is the message '1'.
+local HAND = '>BI6I6I6I6I6I6H'
+local HAND_TAG = 'h'
 local QDYN_LEN = 30
 
 local function fail(code, msg)
@@ -594,15 +599,60 @@ local function pick(q, r)
   return nil
 end
 
--- Pull queues: wakes the first worker parked on `q` (State::make_ready's sleeper); false if
--- none is parked.
-local function wake_one(q)
-  local sleeper = redis.call('ZRANGEBYLEX', K_FREE, '[' .. q.name .. '|', '(' .. q.name .. '}', 'LIMIT', 0, 1)[1]
-  if not sleeper then return false end
-  local wr = worker_get(string.sub(sleeper, #q.name + 2))
+-- Starts task `r` on worker `wr` (its slot already held), appending its delivery {id, queue,
+-- token, attempt, max attempts, deadline, timeout, ready since, body} to `out`
+-- (State::start).
+local function start(wr, r, out)
+  local since = r.tm
+  r.st = S_RUNNING
+  r.at = r.at + 1
+  r.tm = NOW + r.to
+  r.w = wr.id
+  rec_put(r)
+  if r.tok > wr.rc then wr.rc = r.tok end
+  wr.dirty = true
+  out[#out + 1] = r.id; out[#out + 1] = r.q; out[#out + 1] = r.tok; out[#out + 1] = r.at
+  out[#out + 1] = r.ma; out[#out + 1] = r.tm; out[#out + 1] = r.to; out[#out + 1] = since
+  out[#out + 1] = r.body
+end
+
+-- Takes a ready task of a pull queue (already out of its ready set) into a free slot of `wr`
+-- under token `tok`, and starts it (State::start_pulled).
+local function start_pulled(wr, r, tok, out)
+  r.tok = tok
+  zadd(K_WTASKS, '0', string.format('%s|%012x|%s', wr.id, tok, r.id))
+  unsettle(wr)
+  wr.inf = wr.inf + 1
+  wr.dn = wr.dn + 1
+  start(wr, r, out)
+end
+
+-- Pull queues: the first worker parked on `q` if it takes a task at once — a free slot and an
+-- empty inbox — or false after waking (and unparking) one that cannot; nil if none is parked
+-- (State::sleeper).
+local function sleeper(q)
+  local m = redis.call('ZRANGEBYLEX', K_FREE, '[' .. q.name .. '|', '(' .. q.name .. '}', 'LIMIT', 0, 1)[1]
+  if not m then return nil end
+  local wr = worker_get(string.sub(m, #q.name + 2))
+  if has_free_slot(wr) and wr.ib == 0 then return wr end
   unpark(wr)
   redis.call('PUBLISH', string.sub(K_TASKS, 1, -6) .. 'wake:' .. wr.id, '1')
-  return true
+  return false
+end
+
+-- The hand-off: starts task `r` on the parked worker `wr` under token `tok` and publishes the
+-- delivery on its wake channel; the worker stays parked while it has a free slot
+-- (State::hand_to).
+local function hand_to(wr, r, tok)
+  local d = {}
+  start_pulled(wr, r, tok, d)
+  local parked = 1
+  if not has_free_slot(wr) then
+    unpark(wr)
+    parked = 0
+  end
+  redis.call('PUBLISH', string.sub(K_TASKS, 1, -6) .. 'wake:' .. wr.id, HAND_TAG ..
+    struct.pack(HAND, parked, r.tok, r.at, r.ma, r.tm, r.to, d[8], #r.q) .. r.id .. r.q .. r.body)
 end
 
 -- Puts a task into its queue: scheduled for `at` if that is in the future, otherwise ready —
@@ -640,6 +690,15 @@ local function place(r, q, at, retry, t)
         return
       end
     end
+  elseif q.str == T_PULL and not q.paused then
+    -- A ready task of a pull queue finds no sleeper that takes it, so only an arriving one can
+    -- be handed off; the sequence number doubles as the lease token.
+    local wr = sleeper(q)
+    if wr then
+      r.pos = seq
+      hand_to(wr, r, seq)
+      return
+    end
   end
   r.st = S_READY; r.pos = seq
   rec_put(r)
@@ -653,7 +712,6 @@ local function place(r, q, at, retry, t)
     else key = t + r.co * q.age end
   end
   push_ready(q, key, string.format('%012x%s', seq, r.id))
-  if q.str == T_PULL and not q.paused then wake_one(q) end
 end
 
 -- Fills the worker's free slots from its push queues in its order (State::fill_worker).
@@ -757,20 +815,6 @@ end
 -- its pull queues in its order. Advances the receive cursor; returns how many.
 local function receive_tasks(wr, max, out)
   local got = 0
-  local function start(r)
-    local since = r.tm
-    r.st = S_RUNNING
-    r.at = r.at + 1
-    r.tm = NOW + r.to
-    r.w = wr.id
-    rec_put(r)
-    if r.tok > wr.rc then wr.rc = r.tok end
-    wr.dirty = true
-    out[#out + 1] = r.id; out[#out + 1] = r.q; out[#out + 1] = r.tok; out[#out + 1] = r.at
-    out[#out + 1] = r.ma; out[#out + 1] = r.tm; out[#out + 1] = r.to; out[#out + 1] = since
-    out[#out + 1] = r.body
-    got = got + 1
-  end
   local fresh_only = max > 0 and wr.ib > 0 and wr.ib0 == 0 and wr.fresh ~= nil
   if fresh_only then
     for _, r in ipairs(wr.fresh) do
@@ -782,7 +826,8 @@ local function receive_tasks(wr, max, out)
     local fresh = wr.fresh
     local n = math.min(max, #fresh)
     wr.ib = wr.ib - n
-    for i = 1, n do start(fresh[i]) end
+    for i = 1, n do start(wr, fresh[i], out) end
+    got = got + n
     local rest = {}
     for i = n + 1, #fresh do rest[#rest + 1] = fresh[i] end
     wr.fresh = rest
@@ -797,7 +842,8 @@ local function receive_tasks(wr, max, out)
       for i, m in ipairs(inbox) do ids[i] = string.sub(m, #wr.id + 15) end
       local vs = redis.call('HMGET', K_TASKS, unpack(ids))
       wr.ib = wr.ib - #ids
-      for i, id in ipairs(ids) do start(rec_get(id, vs[i])) end
+      for i, id in ipairs(ids) do start(wr, rec_get(id, vs[i]), out) end
+      got = got + #ids
     end
   end
   while got < max and has_free_slot(wr) do
@@ -810,12 +856,8 @@ local function receive_tasks(wr, max, out)
       end
     end
     if not r then break end
-    r.tok = next_seq()
-    zadd(K_WTASKS, '0', string.format('%s|%012x|%s', wr.id, r.tok, r.id))
-    unsettle(wr)
-    wr.inf = wr.inf + 1
-    wr.dn = wr.dn + 1
-    start(r)
+    start_pulled(wr, r, next_seq(), out)
+    got = got + 1
   end
   return got
 end

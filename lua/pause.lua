@@ -1,6 +1,6 @@
 -- pause: pauses or resumes one queue (State::set_paused). While paused nothing is dispatched
--- from it; resuming dispatches what waits to eligible workers (push queues) or wakes one
--- parked worker per ready task (pull queues). Setting the state it has changes nothing.
+-- from it; resuming dispatches what waits to eligible workers (push queues) or hands it to
+-- the parked workers that take it (pull queues). Setting the state it has changes nothing.
 -- KEYS: the fixed keys, then the queue's group. ARGV: now, queue, paused 0|1.
 -- Reply: assignments.
 local q = queues_open(2, 1)[1]
@@ -12,8 +12,15 @@ if q.paused ~= paused then
   else
     redis.call('HDEL', q.k_state, 'p')
     if q.str == T_PULL then
-      for _ = 1, ready_len(q) do
-        if not wake_one(q) then break end
+      -- Ready tasks go, in order, to the parked workers that take them (State::sleeper).
+      while ready_len(q) > 0 do
+        local wr = sleeper(q)
+        if wr == nil then break end
+        if wr then
+          local r = pop_ready(q, 1)[1]
+          if not r then break end
+          hand_to(wr, r, next_seq())
+        end
       end
     else
       dispatch_ready(q, 1000000)

@@ -106,6 +106,26 @@ fn redis_makes_the_reference_decisions() {
     }
 }
 
+/// Hand-offs (tasks started on parked workers of pull queues) need pull queues and parked
+/// workers, which the mixed scenarios above make only now and then.
+#[test]
+fn redis_hands_off_as_the_reference_does() {
+    let server = RedisServer::start().expect("a redis-server for the test");
+    let rt = scenario::runtime();
+    let mut runner = TestRunner::new(Config {
+        cases: 128,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&scenario::pull_scenario(60), |s| {
+        rt.block_on(lockstep(&server, &s))
+            .map_err(TestCaseError::fail)
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
 #[test]
 fn fairness_holds_on_redis() {
     let server = RedisServer::start().expect("a redis-server for the test");

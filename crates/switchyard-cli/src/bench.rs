@@ -692,34 +692,21 @@ async fn end_to_end(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
             let done = done.clone();
             handles.push(tokio::spawn(async move {
                 let cap = capacity as usize;
-                let mut held = b
-                    .receive_wait(&w, cap, Duration::from_millis(50))
-                    .await
-                    .map_err(err)?;
+                let mut held = Vec::new();
                 while done.load(Ordering::Relaxed) < total {
                     if held.is_empty() {
-                        // Parked by the last completion: sleep until a dispatch wakes us.
-                        if b.wait_woken(&w.id, Duration::from_millis(200))
+                        // As a `Worker` waits: parked, woken by a dispatch or handed a task.
+                        held = b
+                            .receive_wait(&w, cap, Duration::from_millis(50))
                             .await
-                            .map_err(err)?
-                        {
-                            held = b.receive(&w, cap).await.map_err(err)?;
-                        }
-                        if held.is_empty() {
-                            held = b
-                                .receive_wait(&w, cap, Duration::from_millis(50))
-                                .await
-                                .map_err(err)?;
-                        }
+                            .map_err(err)?;
                         continue;
                     }
                     if batch == 1 {
                         let mut next = Vec::new();
-                        let n = held.len();
-                        for (i, d) in held.drain(..).enumerate() {
-                            let park = i + 1 == n && next.is_empty();
+                        for d in held.drain(..) {
                             let (_, more) = b
-                                .complete_many(&w.id, vec![(d.lease, Vec::new())], 1, park)
+                                .complete_and_receive(&d.lease, Vec::new(), 1)
                                 .await
                                 .map_err(err)?;
                             done.fetch_add(1, Ordering::Relaxed);
@@ -730,8 +717,10 @@ async fn end_to_end(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
                         let acks: Vec<(Lease, Vec<u8>)> =
                             held.drain(..).map(|d| (d.lease, Vec::new())).collect();
                         let n = acks.len();
-                        let (_, next) =
-                            b.complete_many(&w.id, acks, cap, true).await.map_err(err)?;
+                        let (_, next) = b
+                            .complete_many(&w.id, acks, cap, false)
+                            .await
+                            .map_err(err)?;
                         done.fetch_add(n, Ordering::Relaxed);
                         held = next;
                     }

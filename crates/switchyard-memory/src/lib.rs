@@ -201,7 +201,7 @@ impl Queues for MemoryBackend {
     }
 
     async fn set_paused(&self, queue: &QueueName, paused: bool) -> Result<Vec<Assignment>> {
-        self.with(|s, _| s.set_paused(queue, paused))
+        self.with(|s, now| s.set_paused(queue, paused, now))
     }
 
     async fn purge_queue(
@@ -316,7 +316,15 @@ impl Leases for MemoryBackend {
         loop {
             let (deliveries, waker) = self.with(|s, now| {
                 s.check_instance(worker)?;
-                let deliveries = s.receive(&worker.id, max, now)?;
+                // Hand-offs go to a waiting call only (see Leases::receive_wait).
+                let mut deliveries = if timeout.is_zero() {
+                    Vec::new()
+                } else {
+                    s.take_handed(&worker.id, max)
+                };
+                if deliveries.len() < max {
+                    deliveries.extend(s.receive(&worker.id, max - deliveries.len(), now)?);
+                }
                 let waker = if deliveries.is_empty() {
                     Some(s.park(&worker.id))
                 } else {
@@ -324,7 +332,7 @@ impl Leases for MemoryBackend {
                 };
                 Ok((deliveries, waker))
             })?;
-            let Some(waker) = waker.filter(|_| max > 0) else {
+            let Some(waker) = waker.filter(|_| max > 0 && !timeout.is_zero()) else {
                 return Ok(deliveries);
             };
             // A dispatch after the receive above leaves a permit, so no wake-up is lost.
@@ -335,6 +343,13 @@ impl Leases for MemoryBackend {
                 return Ok(Vec::new());
             }
         }
+    }
+
+    async fn running(&self, worker: &WorkerRef) -> Result<Vec<Delivery>> {
+        self.with(|s, _| {
+            s.check_instance(worker)?;
+            s.running_on(&worker.id)
+        })
     }
 
     async fn complete(&self, lease: &Lease, value: Vec<u8>) -> Result<AckOutcome> {

@@ -84,6 +84,27 @@ pub(crate) struct Task {
 }
 
 impl Task {
+    /// Its current attempt as a delivery to `worker`.
+    fn delivery(&self, worker: &WorkerId, ready_since: Option<Millis>) -> Delivery {
+        Delivery {
+            lease: Lease {
+                task: self.id,
+                queue: self.queue.clone(),
+                worker: worker.clone(),
+                token: LeaseToken(self.token),
+            },
+            kind: self.kind.clone(),
+            payload: self.payload.clone(),
+            attempt: self.attempts,
+            max_attempts: self.max_attempts,
+            deadline: self.deadline,
+            timeout_ms: self.timeout_ms,
+            ready_since,
+            trace_parent: self.trace_parent.clone(),
+            trace_state: self.trace_state.clone(),
+        }
+    }
+
     /// The key the affinity strategy hashes: the affinity key, or the id's text.
     fn affinity_bytes(&self) -> Vec<u8> {
         match &self.affinity_key {
@@ -123,6 +144,16 @@ impl Task {
     }
 }
 
+/// What the first worker parked on a pull queue does with an arriving task (`State::sleeper`).
+enum Sleeper {
+    /// Nobody is parked there.
+    None,
+    /// The sleeper could not take it, and was woken (and unparked) instead.
+    Woken,
+    /// It takes the task (the hand-off).
+    Takes(WorkerId),
+}
+
 /// One live worker.
 #[derive(Debug)]
 pub(crate) struct Worker {
@@ -134,6 +165,8 @@ pub(crate) struct Worker {
     pub(crate) expires_at: Millis,
     /// Takes no new tasks (see `drain_worker`).
     pub(crate) draining: bool,
+    /// Hand-offs (tasks started on it while it was parked) not yet taken by a waiting receive.
+    pub(crate) handed: VecDeque<Delivery>,
     /// Tasks handed to it (one per attempt) and completed by it, since it registered.
     pub(crate) dispatched: u64,
     pub(crate) completed: u64,
@@ -368,8 +401,14 @@ impl State {
     }
 
     /// Puts a task into its queue's ready set, or dispatches it at once when the set is empty
-    /// and an eligible worker exists (the strategy decides which). `enqueued_at` feeds aging.
-    fn make_ready(&mut self, id: TaskId, enqueued_at: Millis) -> Result<Option<Assignment>> {
+    /// and an eligible worker exists (the strategy decides which), or, in a pull queue, hands it
+    /// to the first parked worker that takes it (see `sleeper`). `enqueued_at` feeds aging.
+    fn make_ready(
+        &mut self,
+        id: TaskId,
+        enqueued_at: Millis,
+        now: Millis,
+    ) -> Result<Option<Assignment>> {
         self.task_mut(id)?.ready_since = enqueued_at;
         let (queue_name, priority, cost_ms, affinity) = {
             let t = self
@@ -395,17 +434,70 @@ impl State {
             // The task's sequence number doubles as its lease token.
             return self.dispatch_to(&worker, id, Some(seq)).map(Some);
         }
-        q.ready.insert((key, seq), id);
-        let sleeper = if q.paused { None } else { q.parked.pop_first() };
+        // A ready task of a pull queue finds no sleeper that takes it (see `sleeper`), so only
+        // an arriving one can be handed off; its sequence number doubles as its lease token.
+        if !q.config.strategy.is_push()
+            && !q.paused
+            && let Sleeper::Takes(w) = self.sleeper(&queue_name)?
+        {
+            self.hand_to(&w, id, seq, now)?;
+            return Ok(None);
+        }
+        self.queue_mut(&queue_name)?.ready.insert((key, seq), id);
         let t = self.task_mut(id)?;
         t.state = TaskState::Ready;
         t.position = Some((key, seq));
         t.worker = None;
-        if let Some(w) = sleeper {
-            self.unpark(&w);
-            self.wake(&w);
-        }
         Ok(None)
+    }
+
+    /// The worker a task entering its queue went to at once (SubmitOutcome::assigned): the
+    /// one it was dispatched to, or handed off to (then it is running).
+    fn assigned_at_once(&self, id: TaskId, dispatched: Option<Assignment>) -> Option<WorkerId> {
+        dispatched.map(|a| a.worker).or_else(|| {
+            self.tasks
+                .get(&id)
+                .filter(|t| t.state == TaskState::Running)
+                .and_then(|t| t.worker.clone())
+        })
+    }
+
+    /// Pull queues: the first worker parked on `queue` (by id), if it takes a task at once — it
+    /// has a free slot and an empty inbox. One that cannot is unparked and woken instead: it
+    /// has its inbox to receive.
+    fn sleeper(&mut self, queue: &QueueName) -> Result<Sleeper> {
+        let Some(w) = self.queue(queue)?.parked.first().cloned() else {
+            return Ok(Sleeper::None);
+        };
+        if self
+            .workers
+            .get(&w)
+            .is_some_and(|wk| wk.has_free_slot() && wk.inbox.is_empty())
+        {
+            return Ok(Sleeper::Takes(w));
+        }
+        self.unpark(&w);
+        self.wake(&w);
+        Ok(Sleeper::Woken)
+    }
+
+    /// The hand-off: starts task `id` on a parked `worker` under `token` and keeps the delivery
+    /// for its waiting receive (which is woken); the worker stays parked while it has a free
+    /// slot.
+    fn hand_to(&mut self, worker: &WorkerId, id: TaskId, token: u64, now: Millis) -> Result<()> {
+        let delivery = self.start_pulled(worker, id, token, now)?;
+        let full = match self.workers.get_mut(worker) {
+            Some(w) => {
+                w.handed.push_back(delivery);
+                !w.has_free_slot()
+            }
+            None => true,
+        };
+        if full {
+            self.unpark(worker);
+        }
+        self.wake(worker);
+        Ok(())
     }
 
     /// Schedules a task for `at`, or makes it ready now if `at` has come.
@@ -445,7 +537,7 @@ impl State {
                 t.worker = None;
                 Ok(None)
             }
-            _ => self.make_ready(id, now),
+            _ => self.make_ready(id, now, now),
         }
     }
 
@@ -623,23 +715,7 @@ impl State {
         t.deadline = now.saturating_add(u64::from(t.timeout_ms));
         t.worker = Some(worker.clone());
         t.position = None;
-        let delivery = Delivery {
-            lease: Lease {
-                task: id,
-                queue: t.queue.clone(),
-                worker: worker.clone(),
-                token: LeaseToken(t.token),
-            },
-            kind: t.kind.clone(),
-            payload: t.payload.clone(),
-            attempt: t.attempts,
-            max_attempts: t.max_attempts,
-            deadline: t.deadline,
-            timeout_ms: t.timeout_ms,
-            ready_since: Some(t.ready_since),
-            trace_parent: t.trace_parent.clone(),
-            trace_state: t.trace_state.clone(),
-        };
+        let delivery = t.delivery(worker, Some(t.ready_since));
         if let Some(w) = self.workers.get_mut(worker) {
             w.running.insert(id);
         }
@@ -673,7 +749,7 @@ impl State {
         for (_, id) in w.inbox {
             back.returned.push(id);
             self.task_mut(id)?.worker = None;
-            back.assignments.extend(self.make_ready(id, now)?);
+            back.assignments.extend(self.make_ready(id, now, now)?);
         }
         for id in w.running {
             back.returned.push(id);
@@ -692,7 +768,7 @@ impl State {
                 self.finish(id, TaskState::Dead, TaskOutcome::Dead(error), now)?;
             } else {
                 self.emit(EventKind::Retried, id, None, Some(now.to_string()));
-                back.assignments.extend(self.make_ready(id, now)?);
+                back.assignments.extend(self.make_ready(id, now, now)?);
             }
         }
         Ok(back)
@@ -841,7 +917,8 @@ impl State {
             },
         );
         self.emit(EventKind::Submitted, id, None, None);
-        let assigned = self.enter_queue(id, run_at, now, false)?.map(|a| a.worker);
+        let dispatched = self.enter_queue(id, run_at, now, false)?;
+        let assigned = self.assigned_at_once(id, dispatched);
         let state = self.tasks.get(&id).map(|t| t.state);
         Ok(SubmitOutcome {
             id,
@@ -883,6 +960,7 @@ impl State {
                 inflight: 0,
                 inbox: BTreeMap::new(),
                 running: BTreeSet::new(),
+                handed: VecDeque::new(),
                 dispatched: 0,
                 completed: 0,
                 expires_at,
@@ -970,7 +1048,7 @@ impl State {
         for (_, id) in inbox {
             back.returned.push(id);
             self.task_mut(id)?.worker = None;
-            back.assignments.extend(self.make_ready(id, now)?);
+            back.assignments.extend(self.make_ready(id, now, now)?);
         }
         Ok(back)
     }
@@ -1004,12 +1082,13 @@ impl State {
         Ok(out)
     }
 
-    /// Pauses or resumes a queue (Queues::set_paused); resuming dispatches what waits and
-    /// wakes one parked worker per ready task of a pull queue.
+    /// Pauses or resumes a queue (Queues::set_paused); resuming dispatches what waits, or, in a
+    /// pull queue, hands it to the parked workers that take it.
     pub(crate) fn set_paused(
         &mut self,
         queue: &QueueName,
         paused: bool,
+        now: Millis,
     ) -> Result<Vec<Assignment>> {
         let q = self.queue_mut(queue)?;
         if q.paused == paused {
@@ -1022,12 +1101,17 @@ impl State {
         if q.config.strategy.is_push() {
             return self.dispatch(queue, usize::MAX);
         }
-        for _ in 0..q.ready.len() {
-            let Some(w) = self.queue_mut(queue)?.parked.pop_first() else {
-                break;
-            };
-            self.unpark(&w);
-            self.wake(&w);
+        // Pull: ready tasks go, in order, to the parked workers that take them (see `sleeper`).
+        while let Some((&pos, &id)) = self.queue(queue)?.ready.first_key_value() {
+            match self.sleeper(queue)? {
+                Sleeper::None => break,
+                Sleeper::Woken => {}
+                Sleeper::Takes(w) => {
+                    self.queue_mut(queue)?.ready.remove(&pos);
+                    let token = self.next_seq();
+                    self.hand_to(&w, id, token, now)?;
+                }
+            }
         }
         Ok(Vec::new())
     }
@@ -1075,16 +1159,61 @@ impl State {
             };
             self.queue_mut(&qn)?.ready.remove(&pos);
             let token = self.next_seq();
-            let t = self.task_mut(id)?;
-            t.token = token;
-            if let Some(w) = self.workers.get_mut(worker) {
-                w.inflight += 1;
-                w.dispatched += 1;
-            }
-            self.refresh_load(worker);
-            out.push(self.start(worker, id, now)?);
+            out.push(self.start_pulled(worker, id, token, now)?);
         }
         Ok(out)
+    }
+
+    /// Takes a ready task of a pull queue (already out of its ready set) into a free slot of
+    /// `worker` under `token`, and starts it.
+    fn start_pulled(
+        &mut self,
+        worker: &WorkerId,
+        id: TaskId,
+        token: u64,
+        now: Millis,
+    ) -> Result<Delivery> {
+        self.task_mut(id)?.token = token;
+        if let Some(w) = self.workers.get_mut(worker) {
+            w.inflight += 1;
+            w.dispatched += 1;
+        }
+        self.refresh_load(worker);
+        self.start(worker, id, now)
+    }
+
+    /// Up to `max` of the worker's hand-offs, oldest first, skipping any whose lease ended
+    /// before it was taken (timed out, say).
+    pub(crate) fn take_handed(&mut self, worker: &WorkerId, max: usize) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(d) = self
+                .workers
+                .get_mut(worker)
+                .and_then(|w| w.handed.pop_front())
+            else {
+                break;
+            };
+            if self.check_lease(&d.lease).is_ok() {
+                out.push(d);
+            }
+        }
+        out
+    }
+
+    /// Every task running on `worker`, in lease-token order (Leases::running).
+    pub(crate) fn running_on(&self, worker: &WorkerId) -> Result<Vec<Delivery>> {
+        let w = self
+            .workers
+            .get(worker)
+            .ok_or_else(|| Error::UnknownWorker(worker.clone()))?;
+        let mut tasks: Vec<&Task> = w
+            .running
+            .iter()
+            .filter_map(|id| self.tasks.get(id))
+            .collect();
+        tasks.sort_by_key(|t| t.token);
+        Ok(tasks.iter().map(|t| t.delivery(worker, None)).collect())
     }
 
     pub(crate) fn complete(
@@ -1182,7 +1311,8 @@ impl State {
             t.run_at = None;
         }
         self.emit(EventKind::Retried, id, None, Some(now.to_string()));
-        let assigned = self.make_ready(id, now)?.map(|a| a.worker);
+        let dispatched = self.make_ready(id, now, now)?;
+        let assigned = self.assigned_at_once(id, dispatched);
         Ok(SubmitOutcome {
             id,
             state: self.tasks.get(&id).map(|t| t.state),
@@ -1227,7 +1357,7 @@ impl State {
                 budget -= 1;
                 q.delayed.remove(&(at, seq));
                 let at = u64::try_from(at).unwrap_or(now);
-                report.assignments.extend(self.make_ready(id, at)?);
+                report.assignments.extend(self.make_ready(id, at, now)?);
                 report.promoted += 1;
             }
         }

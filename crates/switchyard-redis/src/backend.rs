@@ -83,7 +83,9 @@ struct Inner {
     /// worker): handed out by the worker's next receive.
     stashed: std::sync::Mutex<HashMap<WorkerId, Vec<Delivery>>>,
     /// Subscribed wake-up connections of workers waiting in `receive_wait`.
-    waiters: Mutex<HashMap<WorkerId, Arc<Mutex<Option<redis::aio::PubSub>>>>>,
+    waiters: Mutex<HashMap<WorkerId, Arc<Mutex<waits::Waiter>>>>,
+    /// Bumped by every registration, drain and deregistration (see `waits::Waiter`).
+    membership_epoch: std::sync::atomic::AtomicU64,
     /// Single submits waiting to be sent together (see `combine`).
     submits: Combiner<TaskSpec, Result<SubmitOutcome>>,
     /// Single completions waiting to be sent together.
@@ -137,6 +139,7 @@ impl RedisBackend {
                 worker_queues: RwLock::new(HashMap::new()),
                 stashed: std::sync::Mutex::new(HashMap::new()),
                 waiters: Mutex::new(HashMap::new()),
+                membership_epoch: std::sync::atomic::AtomicU64::new(0),
                 submits: Combiner::new(config.submit_calls_in_flight),
                 completes: Combiner::new(config.complete_calls_in_flight),
                 outcomes: Mutex::new(None),

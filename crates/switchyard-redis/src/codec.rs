@@ -523,6 +523,50 @@ pub(crate) fn assignments(
     Ok(out)
 }
 
+/// The numbers of a delivery, as the scripts send them.
+struct Attempt {
+    token: u64,
+    attempt: u64,
+    max_attempts: u64,
+    deadline: u64,
+    timeout_ms: u64,
+    ready_since: u64,
+}
+
+/// A delivery to `worker` of task `id`, from its numbers and the task body.
+fn delivery(
+    id: TaskId,
+    queue: QueueName,
+    n: &Attempt,
+    body: &[u8],
+    worker: &WorkerId,
+) -> Result<Delivery, Error> {
+    let Body {
+        kind,
+        payload,
+        trace,
+        trace_state,
+        ..
+    } = decode_body(&mut Reader { bytes: body, at: 0 })?;
+    Ok(Delivery {
+        lease: Lease {
+            task: id,
+            queue,
+            worker: worker.clone(),
+            token: LeaseToken(n.token),
+        },
+        kind,
+        payload,
+        attempt: num(n.attempt)?,
+        max_attempts: num(n.max_attempts)?,
+        deadline: n.deadline,
+        timeout_ms: num(n.timeout_ms)?,
+        ready_since: (n.ready_since > 0).then_some(n.ready_since),
+        trace_parent: trace,
+        trace_state,
+    })
+}
+
 /// Reads deliveries (9 fields each) for `worker` until the iterator ends.
 pub(crate) fn deliveries(
     items: &mut impl Iterator<Item = Value>,
@@ -532,42 +576,53 @@ pub(crate) fn deliveries(
     while let Some(id) = items.next() {
         let mut field = || items.next().ok_or_else(|| protocol("truncated delivery"));
         let queue = QueueName::new(text(field()?)?)?;
-        let token = uint(&field()?)?;
-        let attempt = num(uint(&field()?)?)?;
-        let max_attempts = num(uint(&field()?)?)?;
-        let deadline = uint(&field()?)?;
-        let timeout_ms = num(uint(&field()?)?)?;
-        let ready_since = uint(&field()?)?;
+        let n = Attempt {
+            token: uint(&field()?)?,
+            attempt: uint(&field()?)?,
+            max_attempts: uint(&field()?)?,
+            deadline: uint(&field()?)?,
+            timeout_ms: uint(&field()?)?,
+            ready_since: uint(&field()?)?,
+        };
         let body = bytes(field()?)?;
-        let Body {
-            kind,
-            payload,
-            trace,
-            trace_state,
-            ..
-        } = decode_body(&mut Reader {
-            bytes: &body,
-            at: 0,
-        })?;
-        out.push(Delivery {
-            lease: Lease {
-                task: task_id(id)?,
-                queue,
-                worker: worker.clone(),
-                token: LeaseToken(token),
-            },
-            kind,
-            payload,
-            attempt,
-            max_attempts,
-            deadline,
-            timeout_ms,
-            ready_since: (ready_since > 0).then_some(ready_since),
-            trace_parent: trace,
-            trace_state,
-        });
+        out.push(delivery(task_id(id)?, queue, &n, &body, worker)?);
     }
     Ok(out)
+}
+
+/// A hand-off message of `worker`'s wake channel (`record::HAND_OFF`): the delivery, and
+/// whether the worker is still parked. `None` for a plain wake-up.
+pub(crate) fn hand_off(
+    message: &[u8],
+    worker: &WorkerId,
+) -> Result<Option<(Delivery, bool)>, Error> {
+    if message.first() != Some(&record::HAND_OFF_TAG) {
+        return Ok(None);
+    }
+    if message.len() < record::HAND_OFF_LEN + 26 {
+        return Err(protocol("short hand-off message"));
+    }
+    let mut r = Reader {
+        bytes: message,
+        at: 1,
+    };
+    let parked = r.uint(1)? == 1;
+    let n = Attempt {
+        token: r.uint(6)?,
+        attempt: r.uint(6)?,
+        max_attempts: r.uint(6)?,
+        deadline: r.uint(6)?,
+        timeout_ms: r.uint(6)?,
+        ready_since: r.uint(6)?,
+    };
+    let queue_len = usize::try_from(r.uint(2)?).map_err(|_| protocol("queue length"))?;
+    let id: TaskId = r
+        .text(26)?
+        .parse()
+        .map_err(|_| protocol("hand-off task id"))?;
+    let queue = QueueName::new(r.text(queue_len)?)?;
+    let body = &message[r.at..];
+    Ok(Some((delivery(id, queue, &n, body, worker)?, parked)))
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use redis::{Cmd, RedisResult, ToRedisArgs, Value};
 const LIB: &str = include_str!("../../../lua/lib.lua");
 
 /// The transitions that only read.
-const READ_ONLY: [&str; 2] = ["stats.lua", "peek.lua"];
+const READ_ONLY: [&str; 3] = ["stats.lua", "peek.lua", "running.lua"];
 
 /// One transition: the name of its function in the library (`sy_<version>_<file stem>`).
 #[derive(Debug)]
@@ -238,6 +238,7 @@ transitions! {
     reap_worker => "reap_worker.lua",
     dispatch => "dispatch.lua",
     receive => "receive.lua",
+    running => "running.lua",
     complete => "complete.lua",
     fail => "fail.lua",
     cancel => "cancel.lua",

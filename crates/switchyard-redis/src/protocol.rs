@@ -181,6 +181,16 @@ pub(crate) mod record {
     /// Its length in bytes, with the 26-byte task id text before it.
     pub(crate) const TASK_ARG_LEN: usize = 26 + packed_len(TASK_ARG);
 
+    /// A hand-off as published on the worker's wake channel, after its tag byte
+    /// [`HAND_OFF_TAG`]: still parked 0|1, lease token, attempt, max attempts, deadline,
+    /// timeout, ready since, queue name length; then the 26-byte id, the queue name and the
+    /// task body. (A plain wake-up is the message `1`.)
+    pub(crate) const HAND_OFF: &str = ">BI6I6I6I6I6I6H";
+    /// Its fixed length in bytes, with the tag.
+    pub(crate) const HAND_OFF_LEN: usize = 1 + packed_len(HAND_OFF);
+    /// The first byte of a hand-off message.
+    pub(crate) const HAND_OFF_TAG: u8 = b'h';
+
     /// The byte length of a big-endian format made of `B`, `H` and `I<n>` items (the only ones
     /// the records use); anything else fails the build.
     const fn packed_len(format: &str) -> usize {
@@ -332,6 +342,8 @@ mod tests {
         expect(&lua, "WREC_LEN", record::WORKER_LEN);
         expect(&lua, "TASK_ARG", record::TASK_ARG);
         expect(&lua, "TASK_ARG_LEN", record::TASK_ARG_LEN);
+        expect(&lua, "HAND", record::HAND_OFF);
+        expect(&lua, "HAND_TAG", char::from(record::HAND_OFF_TAG));
     }
 
     #[test]

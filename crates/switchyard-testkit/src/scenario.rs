@@ -120,6 +120,21 @@ pub enum Op {
         /// Most tasks.
         max: usize,
     },
+    /// A worker asks without waiting (`receive_wait` with a zero timeout): it receives up to
+    /// `max`, and if it got nothing it is parked on its pull queues, so that a task arriving
+    /// there is handed off to it (started at once).
+    Park {
+        /// Worker index.
+        worker: usize,
+        /// Most tasks.
+        max: usize,
+    },
+    /// The tasks running on a worker (`Leases::running`, the reconciling call); hand-offs among
+    /// them become deliveries to pick.
+    Running {
+        /// Worker index.
+        worker: usize,
+    },
     /// Complete a delivered task (one of the eight most recent deliveries, or any of them
     /// when `pick` is odd, to exercise stale leases).
     Complete {
@@ -332,6 +347,8 @@ pub fn any_op() -> impl proptest::strategy::Strategy<Value = Op> {
         2 => (0..WORKERS).prop_map(|worker| Op::Heartbeat { worker }),
         2 => prop_oneof![Just(0u64), Just(1), Just(500), Just(2_500), Just(16_000)].prop_map(|ms| Op::Advance { ms }),
         7 => (0..WORKERS, 1usize..4).prop_map(|(worker, max)| Op::Receive { worker, max }),
+        4 => (0..WORKERS, 1usize..4).prop_map(|(worker, max)| Op::Park { worker, max }),
+        2 => (0..WORKERS).prop_map(|worker| Op::Running { worker }),
         6 => any::<usize>().prop_map(|pick| Op::Complete { pick }),
         3 => (any::<usize>(), 1usize..4).prop_map(|(pick, max)| Op::CompleteAndReceive { pick, max }),
         1 => any::<usize>().prop_map(|pick| Op::CompleteAgain { pick }),
@@ -365,6 +382,17 @@ pub fn any_scenario(max_ops: usize) -> impl proptest::strategy::Strategy<Value =
             ops.extend(rest);
             Scenario { configs, ops }
         })
+}
+
+/// A random scenario like [`any_scenario`] whose queues all pull: workers park and take
+/// hand-offs (`Leases::receive_wait`) in most steps.
+pub fn pull_scenario(max_ops: usize) -> impl proptest::strategy::Strategy<Value = Scenario> {
+    any_scenario(max_ops).prop_map(|mut s| {
+        for c in &mut s.configs {
+            c.strategy = Strategy::Pull;
+        }
+        s
+    })
 }
 
 /// The name of queue `i`.
@@ -809,6 +837,38 @@ impl<B: Backend> Runner<B> {
                 match self.backend.receive(&self.me(worker), *max).await {
                     Ok(ds) => {
                         self.deliveries.extend(ds.iter().map(|d| d.lease.clone()));
+                        format!("{label} -> {ds:?}")
+                    }
+                    Err(e) if fatal(&e) => return Err(format!("{label}: backend failed: {e}")),
+                    Err(e) => format!("{label} -> error: {e}"),
+                }
+            }
+            Op::Park { worker, max } => {
+                let worker = self.live_worker(*worker);
+                let label = format!("park w{worker} {max}");
+                let asked = self
+                    .backend
+                    .receive_wait(&self.me(worker), *max, std::time::Duration::ZERO)
+                    .await;
+                match asked {
+                    Ok(ds) => {
+                        self.deliveries.extend(ds.iter().map(|d| d.lease.clone()));
+                        format!("{label} -> {ds:?}")
+                    }
+                    Err(e) if fatal(&e) => return Err(format!("{label}: backend failed: {e}")),
+                    Err(e) => format!("{label} -> error: {e}"),
+                }
+            }
+            Op::Running { worker } => {
+                let worker = self.live_worker(*worker);
+                let label = format!("running w{worker}");
+                match self.backend.running(&self.me(worker)).await {
+                    Ok(ds) => {
+                        for d in &ds {
+                            if !self.deliveries.contains(&d.lease) {
+                                self.deliveries.push(d.lease.clone());
+                            }
+                        }
                         format!("{label} -> {ds:?}")
                     }
                     Err(e) if fatal(&e) => return Err(format!("{label}: backend failed: {e}")),

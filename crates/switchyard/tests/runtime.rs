@@ -241,6 +241,10 @@ impl Leases for Tap {
         self.inner.receive_wait(worker, max, timeout).await
     }
 
+    async fn running(&self, worker: &WorkerRef) -> switchyard::Result<Vec<Delivery>> {
+        self.inner.running(worker).await
+    }
+
     async fn complete(&self, lease: &Lease, value: Vec<u8>) -> switchyard::Result<AckOutcome> {
         self.inner.complete(lease, value).await
     }

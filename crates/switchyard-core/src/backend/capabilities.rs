@@ -138,14 +138,27 @@ pub trait Leases: Send + Sync {
     /// pull queues) and returns them. Never blocks; returns an empty list if there is nothing.
     async fn receive(&self, worker: &WorkerRef, max: usize) -> Result<Vec<Delivery>>;
 
-    /// Like [`Leases::receive`](crate::Leases::receive), but if nothing is there, waits up to `timeout` for work to
-    /// arrive without polling the backend.
+    /// Like [`Leases::receive`](crate::Leases::receive), but if nothing is there, waits up to
+    /// `timeout` for work to arrive without polling the backend.
+    ///
+    /// A worker that gets nothing is *parked* on its pull queues: while it has a free slot and
+    /// an empty inbox, a task arriving in one of them is started on it at once and handed over
+    /// whole (the hand-off), with no second call. A waiting call returns such tasks as they
+    /// come; a zero `timeout` only asks (and parks) and never returns a hand-off, which stays
+    /// running on the worker for the next waiting call or for [`Leases::running`]. After the
+    /// backend lost its connection, it may also return tasks the caller already runs: the
+    /// caller ignores those it holds (same task and lease token).
     async fn receive_wait(
         &self,
         worker: &WorkerRef,
         max: usize,
         timeout: Duration,
     ) -> Result<Vec<Delivery>>;
+
+    /// Every task running on the worker, in lease-token order, as deliveries (without
+    /// `ready_since`). A worker that may have missed a hand-off (its connection dropped)
+    /// reconciles with this: it starts the ones it does not hold.
+    async fn running(&self, worker: &WorkerRef) -> Result<Vec<Delivery>>;
 
     /// Marks a running task succeeded with `value` as its result. Refused (changing nothing)
     /// if the lease is stale.

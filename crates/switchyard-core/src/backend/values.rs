@@ -26,7 +26,8 @@ pub struct SubmitOutcome {
     pub state: Option<TaskState>,
     /// True if nothing was created: the id existed, or the dedup key was taken.
     pub duplicate: bool,
-    /// The worker it was dispatched to at once, if any.
+    /// The worker it was dispatched to at once (or, in a pull queue, handed off to and started
+    /// on: see [`Leases::receive_wait`](crate::Leases::receive_wait)), if any.
     pub assigned: Option<WorkerId>,
 }
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use redis::Value;
 use switchyard_core::backend::normalize_error;
 use switchyard_core::{
@@ -40,33 +40,85 @@ impl Leases for RedisBackend {
         let worker = &me.id;
         let deadline = tokio::time::Instant::now() + timeout;
         let slot = self.waiter(worker).await;
-        let mut guard = slot.lock().await;
+        let mut waiter = slot.lock().await;
         loop {
-            if guard.is_none() {
+            if waiter.pubsub.is_none() {
                 // Subscribe before asking, so that a dispatch right after the ask is not missed.
-                *guard = Some(
-                    self.subscribe(&self.inner.keys.wake_channel(worker))
-                        .await?,
-                );
+                let channel = self.inner.keys.wake_channel(worker);
+                waiter.pubsub = Some(self.subscribe(&channel).await?);
+                waiter.parked = None;
             }
-            let got = self.receive_inner(me, max, true).await?;
-            if !got.is_empty() || max == 0 {
-                return Ok(got);
+            let mut got = Vec::new();
+            if waiter.lost {
+                // Hand-offs published while the subscription was down never arrive: take every
+                // task running here (the caller skips those it holds).
+                got = self.running(me).await?;
+                waiter.lost = false;
             }
-            let Some(pubsub) = guard.as_mut() else {
+            let epoch = self.membership_epoch();
+            if timeout.is_zero() || !waiter.is_parked(epoch) {
+                let asked = self
+                    .receive_inner(me, max.saturating_sub(got.len()), true)
+                    .await?;
+                // Receiving nothing parked the worker (see `Waiter`).
+                waiter.parked = asked
+                    .is_empty()
+                    .then(|| (tokio::time::Instant::now(), epoch));
+                got.extend(asked);
+                if !got.is_empty() || max == 0 || timeout.is_zero() {
+                    return Ok(got);
+                }
+            }
+            let Some(pubsub) = waiter.pubsub.as_mut() else {
                 continue;
             };
-            let message = tokio::time::timeout_at(deadline, pubsub.on_message().next()).await;
+            let mut messages = pubsub.on_message();
+            let message = tokio::time::timeout_at(deadline, messages.next()).await;
             match message {
                 Err(_) => return Ok(Vec::new()),
-                Ok(Some(_)) => {}
-                // The connection dropped (restart, failover): resubscribe and ask again.
+                Ok(Some(message)) => {
+                    // A hand-off is returned with whatever else has arrived already; a plain
+                    // wake-up means: ask.
+                    let mut parked = None;
+                    let mut next = Some(message);
+                    while let Some(message) = next.take() {
+                        match codec::hand_off(message.get_payload_bytes(), worker)? {
+                            Some((delivery, still)) => {
+                                got.push(delivery);
+                                parked = still.then(|| (tokio::time::Instant::now(), epoch));
+                            }
+                            None => {
+                                parked = None;
+                                break;
+                            }
+                        }
+                        if got.len() < max {
+                            next = messages.next().now_or_never().flatten();
+                        }
+                    }
+                    drop(messages);
+                    waiter.parked = parked;
+                    if !got.is_empty() {
+                        return Ok(got);
+                    }
+                }
+                // The connection dropped (restart, failover): resubscribe, reconcile, ask.
                 Ok(None) => {
                     tracing::warn!(%worker, "wake-up connection lost; reconnecting");
-                    *guard = None;
+                    drop(messages);
+                    waiter.pubsub = None;
+                    waiter.lost = true;
                 }
             }
         }
+    }
+
+    async fn running(&self, me: &WorkerRef) -> Result<Vec<Delivery>> {
+        let now = self.now_arg();
+        let mut inv = self.invocation(&self.functions().running, &[], &now);
+        inv.arg(me.id.as_str()).arg(me.instance.get());
+        let v = self.exec(&inv).await.map_err(Failure::into_error)?;
+        codec::deliveries(&mut array(v)?.into_iter(), &me.id)
     }
 
     /// Concurrent completions are sent together (see `RedisConfig::complete_calls_in_flight`).

@@ -20,6 +20,7 @@ impl Membership for RedisBackend {
         spec.validate()?;
         // Kept tasks belonged to the registration this one replaces.
         self.unstash(spec.id(), usize::MAX);
+        self.unpark_all();
         verified("register", |_| async {
             let old = self.queues_of(spec.id(), true).await?;
             let mut groups: Vec<&QueueName> = spec.queues().iter().collect();
@@ -91,6 +92,7 @@ impl Membership for RedisBackend {
 
     async fn drain_worker(&self, me: &WorkerRef) -> Result<HandBack> {
         let worker = &me.id;
+        self.unpark_all();
         verified("drain", |attempt| async move {
             let queues = self.worker_queues(worker, attempt).await?;
             let groups: Vec<&QueueName> = queues.iter().collect();
@@ -111,6 +113,7 @@ impl Membership for RedisBackend {
         let worker = &me.id;
         // Stashed tasks are leased to the worker: the deregistration hands them back.
         self.unstash(worker, usize::MAX);
+        self.unpark_all();
         verified("deregister", |attempt| async move {
             let queues = self.worker_queues(worker, attempt).await?;
             let groups: Vec<&QueueName> = queues.iter().collect();

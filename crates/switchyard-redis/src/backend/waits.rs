@@ -1,11 +1,12 @@
 //! Waiting without polling: the shared pub/sub listener and the per-worker wake channels.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use switchyard_core::{Result, WorkerId};
 use tokio::sync::Mutex;
+use tokio::time::Instant;
 
 use super::RedisBackend;
 use crate::error::map_redis;
@@ -47,8 +48,8 @@ impl RedisBackend {
             .map_err(|e| map_redis(&e))
     }
 
-    /// The channel-subscribed connection a worker sleeps on in `receive_wait`.
-    pub(super) async fn waiter(&self, worker: &WorkerId) -> Arc<Mutex<Option<redis::aio::PubSub>>> {
+    /// The wake-up subscription a worker sleeps on in `receive_wait`.
+    pub(super) async fn waiter(&self, worker: &WorkerId) -> Arc<Mutex<Waiter>> {
         let mut waiters = self.inner.waiters.lock().await;
         waiters.entry(worker.clone()).or_default().clone()
     }
@@ -66,29 +67,41 @@ impl RedisBackend {
         Ok(pubsub)
     }
 
-    /// Sleeps until the worker is woken (a dispatch to it, or a task in one of its pull queues,
-    /// after it was marked waiting by a receive or completion with `park`), or `timeout`
-    /// passes. Returns whether it was woken. The first call subscribes and returns `true` at
-    /// once, since a wake-up before the subscription could have been missed: receive then.
-    pub async fn wait_woken(&self, worker: &WorkerId, timeout: Duration) -> Result<bool> {
-        let slot = self.waiter(worker).await;
-        let mut guard = slot.lock().await;
-        let Some(pubsub) = guard.as_mut() else {
-            *guard = Some(
-                self.subscribe(&self.inner.keys.wake_channel(worker))
-                    .await?,
-            );
-            return Ok(true);
-        };
-        let message = tokio::time::timeout(timeout, pubsub.on_message().next()).await;
-        match message {
-            Err(_) => Ok(false),
-            Ok(Some(_)) => Ok(true),
-            Ok(None) => {
-                tracing::warn!(%worker, "wake-up connection lost; reconnecting");
-                *guard = None;
-                Ok(true)
-            }
-        }
+    /// Forgets, for every worker, that it is parked: a registration, drain or deregistration
+    /// through this backend may have unparked it without a message.
+    pub(super) fn unpark_all(&self) {
+        self.inner.membership_epoch.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The epoch a parked mark must carry to be trusted (see [`Waiter`]).
+    pub(super) fn membership_epoch(&self) -> u64 {
+        self.inner.membership_epoch.load(Ordering::Relaxed)
+    }
+}
+
+/// A worker's wake-up subscription, and what this backend knows of its parking.
+///
+/// A worker that received nothing is parked in Redis (see `Leases::receive_wait`); every event
+/// that gives it something to receive then publishes on its channel — a plain wake-up, or a
+/// hand-off carrying the started task. So a waiting call that knows the worker parked can wait
+/// for the next message without asking again. That knowledge is trusted for [`PARKED_TRUST`]
+/// at most, and only while no registration, drain or deregistration went through this backend.
+#[derive(Default)]
+pub(crate) struct Waiter {
+    pub(super) pubsub: Option<redis::aio::PubSub>,
+    /// When the worker was last seen parked, and the membership epoch then.
+    pub(super) parked: Option<(Instant, u64)>,
+    /// The subscription was lost: hand-offs may have been missed.
+    pub(super) lost: bool,
+}
+
+/// How long a parked mark saves asking (see [`Waiter`]): a bound on any surprise.
+pub(crate) const PARKED_TRUST: Duration = Duration::from_secs(1);
+
+impl Waiter {
+    /// Whether the worker can be taken to be parked, with `epoch` the current membership epoch.
+    pub(super) fn is_parked(&self, epoch: u64) -> bool {
+        self.parked
+            .is_some_and(|(at, e)| e == epoch && at.elapsed() < PARKED_TRUST)
     }
 }

@@ -463,6 +463,22 @@ impl Leases for Partitioned {
         }
     }
 
+    /// Each partition's running tasks of the worker, partition by partition.
+    async fn running(&self, worker: &WorkerRef) -> Result<Vec<Delivery>> {
+        let serving: Vec<u16> = {
+            let members = self.lock();
+            let m = members
+                .get(&worker.id)
+                .ok_or_else(|| Error::UnknownWorker(worker.id.clone()))?;
+            m.serving.iter().copied().collect()
+        };
+        let mut all = Vec::new();
+        for p in serving {
+            all.extend(self.part(p).running(worker).await?);
+        }
+        Ok(all)
+    }
+
     async fn complete(&self, lease: &Lease, value: Vec<u8>) -> Result<AckOutcome> {
         self.of(lease.task).complete(lease, value).await
     }

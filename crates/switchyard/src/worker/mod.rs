@@ -1,7 +1,7 @@
 //! The worker runtime: registers a worker, receives tasks, runs their handlers concurrently up
 //! to its capacity, heartbeats, runs maintenance, and shuts down gracefully. See [`Worker`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -490,6 +490,10 @@ struct Slot {
 #[derive(Default)]
 struct Running {
     slots: HashMap<(TaskId, LeaseToken), Slot>,
+    /// Every delivery taken and not yet done with, from the moment it was received: a
+    /// backend that lost its connection may deliver a lease again (see `Leases::receive_wait`),
+    /// and a second copy is skipped.
+    held: HashSet<(TaskId, LeaseToken)>,
     /// Set (under the same lock) when shutdown stops every handler: a handler that would start
     /// after that never runs, so no task escapes the stop.
     stopping: bool,
@@ -738,7 +742,10 @@ impl Worker {
             .map(|every| tokio::spawn(inner.clone().maintenance_loop(every, background.clone())));
         let slots = Arc::new(Semaphore::new(inner.spec.get_capacity() as usize));
         let mut tasks = JoinSet::new();
-        inner.receive_loop(&slots, &mut tasks, &shutdown).await;
+        let mut pending = VecDeque::new();
+        inner
+            .receive_loop(&slots, &mut tasks, &mut pending, &shutdown)
+            .await;
 
         if inner.fenced.is_cancelled() {
             // Another instance holds the id: every lease of this one is gone (its handlers were
@@ -764,6 +771,10 @@ impl Worker {
                 0
             }
         };
+        //    what was handed to it and not started yet runs now, within the grace period:
+        //    deliveries that waited for a slot, and hand-offs it may not have seen (asked
+        //    for once no more can come);
+        inner.adopt(&slots, &mut tasks, pending, &shutdown).await;
         // 2. let running handlers finish within the grace period, reporting as usual;
         let capacity = inner.spec.get_capacity();
         let all_free = slots.clone().acquire_many_owned(capacity);
@@ -805,6 +816,18 @@ impl Worker {
 }
 
 impl Inner {
+    /// Takes a delivery: false if this worker holds its lease already (a repeated delivery).
+    fn claim(&self, delivery: &Delivery) -> bool {
+        let key = (delivery.lease.task, delivery.lease.token);
+        self.running().held.insert(key)
+    }
+
+    /// Done with a delivery (see [`claim`](Self::claim)).
+    fn release(&self, delivery: &Delivery) {
+        let key = (delivery.lease.task, delivery.lease.token);
+        self.running().held.remove(&key);
+    }
+
     fn running(&self) -> std::sync::MutexGuard<'_, Running> {
         // A panic never happens while the lock is held (handlers run outside it).
         self.running
@@ -911,11 +934,13 @@ impl Inner {
         }
     }
 
-    /// Receives while slots are free, until shutdown.
+    /// Receives while slots are free, until shutdown. A delivery that finds no free slot (the
+    /// backend handed off a task as a slot freed) waits in `pending` for the next one.
     async fn receive_loop(
         self: &Arc<Self>,
         slots: &Arc<Semaphore>,
         tasks: &mut JoinSet<()>,
+        pending: &mut VecDeque<(Delivery, Instant)>,
         shutdown: &CancellationToken,
     ) {
         loop {
@@ -931,6 +956,19 @@ impl Inner {
             while let Ok(p) = slots.clone().try_acquire_owned() {
                 permits.push(p);
             }
+            while let Some((delivery, received)) = pending.pop_front() {
+                let Some(permit) = permits.pop() else {
+                    pending.push_front((delivery, received));
+                    break;
+                };
+                tasks.spawn(
+                    self.clone()
+                        .slot(delivery, received, permit, shutdown.clone()),
+                );
+            }
+            if permits.is_empty() {
+                continue;
+            }
             let seen = self.generation().await;
             match self
                 .backend
@@ -942,13 +980,20 @@ impl Inner {
                     self.receive_log.reset();
                     let received = Instant::now();
                     for delivery in deliveries {
-                        let Some(permit) = permits.pop() else { break };
-                        tasks.spawn(self.clone().slot(
-                            delivery,
-                            received,
-                            permit,
-                            shutdown.clone(),
-                        ));
+                        if !self.claim(&delivery) {
+                            continue;
+                        }
+                        match permits.pop() {
+                            Some(permit) => {
+                                tasks.spawn(self.clone().slot(
+                                    delivery,
+                                    received,
+                                    permit,
+                                    shutdown.clone(),
+                                ));
+                            }
+                            None => pending.push_back((delivery, received)),
+                        }
                     }
                 }
                 Err(Error::UnknownWorker(_)) => self.reregister(seen).await,
@@ -979,6 +1024,41 @@ impl Inner {
         }
     }
 
+    /// After the drain: runs the deliveries that waited for a slot, and any task running on
+    /// this worker in the backend that it does not hold (a hand-off it never saw), each as a
+    /// slot frees.
+    async fn adopt(
+        self: &Arc<Self>,
+        slots: &Arc<Semaphore>,
+        tasks: &mut JoinSet<()>,
+        pending: VecDeque<(Delivery, Instant)>,
+        shutdown: &CancellationToken,
+    ) {
+        let mut adopted: Vec<(Delivery, Instant)> = pending.into();
+        match self.backend.running(&self.me).await {
+            Ok(running) => {
+                let now = Instant::now();
+                adopted.extend(
+                    running
+                        .into_iter()
+                        .filter(|d| self.claim(d))
+                        .map(|d| (d, now)),
+                );
+            }
+            Err(e) => {
+                tracing::warn!(worker = %self.spec.id(), "cannot list its running tasks: {e}");
+            }
+        }
+        for (delivery, received) in adopted {
+            let (inner, slots, shutdown) = (self.clone(), slots.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                if let Ok(permit) = slots.acquire_owned().await {
+                    inner.slot(delivery, received, permit, shutdown).await;
+                }
+            });
+        }
+    }
+
     /// Runs a task, reports it, and keeps the slot for the next task the report brings back.
     /// `received` is when the worker got the task: its timeout runs from then, on this clock.
     async fn slot(
@@ -994,7 +1074,8 @@ impl Inner {
                 .attempt(&delivery, received, &shutdown)
                 .instrument(span)
                 .await;
-            match next.into_iter().next() {
+            self.release(&delivery);
+            match next.into_iter().find(|d| self.claim(d)) {
                 Some(d) => {
                     delivery = d;
                     received = Instant::now();
