@@ -483,26 +483,77 @@ local function emit(q, kind, id, w, detail)
     'w', w or '', 'a', NOW, 'd', detail or '')
 end
 
--- Hands task `r` of queue `q` to a worker's inbox under lease token `tok` (State::dispatch_to).
-local function dispatch_to(wr, r, q, tok)
-  if not tok then tok = next_seq() end
-  r.st = S_DISPATCHED; r.w = wr.id; r.tok = tok; r.pos = tok
+-- Starts task `r` on worker `wr` (its slot already held), appending its delivery {id, queue,
+-- token, attempt, max attempts, deadline, timeout, ready since, body} to `out`
+-- (State::start).
+local function start(wr, r, out)
+  local since = r.tm
+  r.st = S_RUNNING
+  r.at = r.at + 1
+  r.tm = NOW + r.to
+  r.w = wr.id
   rec_put(r)
+  if r.tok > wr.rc then wr.rc = r.tok end
+  wr.dirty = true
+  out[#out + 1] = r.id; out[#out + 1] = r.q; out[#out + 1] = r.tok; out[#out + 1] = r.at
+  out[#out + 1] = r.ma; out[#out + 1] = r.tm; out[#out + 1] = r.to; out[#out + 1] = since
+  out[#out + 1] = r.body
+end
+
+-- Takes a ready task of a pull queue (already out of its ready set) into a free slot of `wr`
+-- under token `tok`, and starts it (State::start_pulled).
+local function start_pulled(wr, r, tok, out)
+  r.tok = tok
   zadd(K_WTASKS, '0', string.format('%s|%012x|%s', wr.id, tok, r.id))
   unsettle(wr)
   wr.inf = wr.inf + 1
   wr.dn = wr.dn + 1
-  wr.ib = wr.ib + 1
-  -- Tasks dispatched in this call, in token order (see `receive_tasks`).
-  local fresh = wr.fresh
-  if not fresh then fresh = {}; wr.fresh = fresh end
-  fresh[#fresh + 1] = r
+  start(wr, r, out)
+end
+
+-- The hand-off: starts task `r` on the parked or waiting worker `wr` under token `tok` and
+-- publishes the delivery on its wake channel; the worker stays parked and waiting while it has
+-- a free slot (State::hand_to).
+local function hand_to(wr, r, tok)
+  local d = {}
+  r.pos = tok
+  start_pulled(wr, r, tok, d)
+  local parked = 1
+  if not has_free_slot(wr) then
+    unpark(wr)
+    if wr.wait % 2 == W_WAITING then wr.wait = wr.wait - W_WAITING end
+    parked = 0
+  end
+  redis.call('PUBLISH', string.sub(K_TASKS, 1, -6) .. 'wake:' .. wr.id, HAND_TAG ..
+    struct.pack(HAND, parked, r.tok, r.at, r.ma, r.tm, r.to, d[8], #r.q) .. r.id .. r.q .. r.body)
+end
+
+-- Hands task `r` of queue `q` to a worker's inbox under lease token `tok`, or, if the worker
+-- waits with an empty inbox, starts it there at once (State::dispatch_to).
+local function dispatch_to(wr, r, q, tok)
+  if not tok then tok = next_seq() end
   -- A least-loaded pick's stamp is the token: picks take increasing tokens, so ordering by it
   -- is ordering by recency, as with the reference's per-queue pick counter.
   if wr.picked and wr.picked[q.name] == true then wr.picked[q.name] = tok end
-  if wr.wait % 2 == W_WAITING then
-    wr.wait = wr.wait - W_WAITING
-    redis.call('PUBLISH', string.sub(K_TASKS, 1, -6) .. 'wake:' .. wr.id, '1')
+  if wr.wait % 2 == W_WAITING and wr.ib == 0 then
+    hand_to(wr, r, tok)
+  else
+    r.st = S_DISPATCHED; r.w = wr.id; r.tok = tok; r.pos = tok
+    rec_put(r)
+    zadd(K_WTASKS, '0', string.format('%s|%012x|%s', wr.id, tok, r.id))
+    unsettle(wr)
+    wr.inf = wr.inf + 1
+    wr.dn = wr.dn + 1
+    wr.ib = wr.ib + 1
+    -- Tasks dispatched in this call, in token order (see `receive_tasks`).
+    local fresh = wr.fresh
+    if not fresh then fresh = {}; wr.fresh = fresh end
+    fresh[#fresh + 1] = r
+    -- A waiting worker with tasks still to receive is woken to receive them.
+    if wr.wait % 2 == W_WAITING then
+      wr.wait = wr.wait - W_WAITING
+      redis.call('PUBLISH', string.sub(K_TASKS, 1, -6) .. 'wake:' .. wr.id, '1')
+    end
   end
   emit(q, 'dispatched', r.id, wr.id)
   ASSIGN[#ASSIGN + 1] = r.id
@@ -599,34 +650,6 @@ local function pick(q, r)
   return nil
 end
 
--- Starts task `r` on worker `wr` (its slot already held), appending its delivery {id, queue,
--- token, attempt, max attempts, deadline, timeout, ready since, body} to `out`
--- (State::start).
-local function start(wr, r, out)
-  local since = r.tm
-  r.st = S_RUNNING
-  r.at = r.at + 1
-  r.tm = NOW + r.to
-  r.w = wr.id
-  rec_put(r)
-  if r.tok > wr.rc then wr.rc = r.tok end
-  wr.dirty = true
-  out[#out + 1] = r.id; out[#out + 1] = r.q; out[#out + 1] = r.tok; out[#out + 1] = r.at
-  out[#out + 1] = r.ma; out[#out + 1] = r.tm; out[#out + 1] = r.to; out[#out + 1] = since
-  out[#out + 1] = r.body
-end
-
--- Takes a ready task of a pull queue (already out of its ready set) into a free slot of `wr`
--- under token `tok`, and starts it (State::start_pulled).
-local function start_pulled(wr, r, tok, out)
-  r.tok = tok
-  zadd(K_WTASKS, '0', string.format('%s|%012x|%s', wr.id, tok, r.id))
-  unsettle(wr)
-  wr.inf = wr.inf + 1
-  wr.dn = wr.dn + 1
-  start(wr, r, out)
-end
-
 -- Pull queues: the first worker parked on `q` if it takes a task at once — a free slot and an
 -- empty inbox — or false after waking (and unparking) one that cannot; nil if none is parked
 -- (State::sleeper).
@@ -638,21 +661,6 @@ local function sleeper(q)
   unpark(wr)
   redis.call('PUBLISH', string.sub(K_TASKS, 1, -6) .. 'wake:' .. wr.id, '1')
   return false
-end
-
--- The hand-off: starts task `r` on the parked worker `wr` under token `tok` and publishes the
--- delivery on its wake channel; the worker stays parked while it has a free slot
--- (State::hand_to).
-local function hand_to(wr, r, tok)
-  local d = {}
-  start_pulled(wr, r, tok, d)
-  local parked = 1
-  if not has_free_slot(wr) then
-    unpark(wr)
-    parked = 0
-  end
-  redis.call('PUBLISH', string.sub(K_TASKS, 1, -6) .. 'wake:' .. wr.id, HAND_TAG ..
-    struct.pack(HAND, parked, r.tok, r.at, r.ma, r.tm, r.to, d[8], #r.q) .. r.id .. r.q .. r.body)
 end
 
 -- Puts a task into its queue: scheduled for `at` if that is in the future, otherwise ready —
@@ -695,7 +703,6 @@ local function place(r, q, at, retry, t)
     -- be handed off; the sequence number doubles as the lease token.
     local wr = sleeper(q)
     if wr then
-      r.pos = seq
       hand_to(wr, r, seq)
       return
     end

@@ -299,7 +299,7 @@ impl Membership for MemoryBackend {
 #[async_trait]
 impl Leases for MemoryBackend {
     async fn dispatch(&self, queue: &QueueName, limit: usize) -> Result<Vec<Assignment>> {
-        self.with(|s, _| s.dispatch(queue, limit))
+        self.with(|s, now| s.dispatch(queue, limit, now))
     }
 
     async fn receive(&self, worker: &WorkerRef, max: usize) -> Result<Vec<Delivery>> {

@@ -165,6 +165,9 @@ pub(crate) struct Worker {
     pub(crate) expires_at: Millis,
     /// Takes no new tasks (see `drain_worker`).
     pub(crate) draining: bool,
+    /// It asked for tasks and got none (`receive_wait`): a task dispatched to it while its
+    /// inbox is empty is started at once (a hand-off).
+    pub(crate) waiting: bool,
     /// Hand-offs (tasks started on it while it was parked) not yet taken by a waiting receive.
     pub(crate) handed: VecDeque<Delivery>,
     /// Tasks handed to it (one per attempt) and completed by it, since it registered.
@@ -432,7 +435,7 @@ impl State {
             && let Some(worker) = q.balancer.pick(&affinity)
         {
             // The task's sequence number doubles as its lease token.
-            return self.dispatch_to(&worker, id, Some(seq)).map(Some);
+            return self.dispatch_to(&worker, id, Some(seq), now).map(Some);
         }
         // A ready task of a pull queue finds no sleeper that takes it (see `sleeper`), so only
         // an arriving one can be handed off; its sequence number doubles as its lease token.
@@ -481,15 +484,17 @@ impl State {
         Ok(Sleeper::Woken)
     }
 
-    /// The hand-off: starts task `id` on a parked `worker` under `token` and keeps the delivery
-    /// for its waiting receive (which is woken); the worker stays parked while it has a free
-    /// slot.
+    /// The hand-off: starts task `id` on a parked or waiting `worker` under `token` and keeps
+    /// the delivery for its waiting receive (which is woken); the worker stays parked and
+    /// waiting while it has a free slot.
     fn hand_to(&mut self, worker: &WorkerId, id: TaskId, token: u64, now: Millis) -> Result<()> {
         let delivery = self.start_pulled(worker, id, token, now)?;
         let full = match self.workers.get_mut(worker) {
             Some(w) => {
                 w.handed.push_back(delivery);
-                !w.has_free_slot()
+                // Filled: parked no more, and no longer waiting.
+                w.waiting = w.has_free_slot();
+                !w.waiting
             }
             None => true,
         };
@@ -548,11 +553,27 @@ impl State {
         worker: &WorkerId,
         id: TaskId,
         token: Option<u64>,
+        now: Millis,
     ) -> Result<Assignment> {
         let token = match token {
             Some(t) => t,
             None => self.next_seq(),
         };
+        let (waiting, empty) = self
+            .workers
+            .get(worker)
+            .map_or((false, false), |w| (w.waiting, w.inbox.is_empty()));
+        if waiting && empty {
+            // The worker waits with nothing to receive: it takes the task at once.
+            let queue = self.task_mut(id)?.queue.clone();
+            self.hand_to(worker, id, token, now)?;
+            self.emit(EventKind::Dispatched, id, Some(worker), None);
+            return Ok(Assignment {
+                task: id,
+                queue,
+                worker: worker.clone(),
+            });
+        }
         let seq = token;
         let queue = {
             let t = self.task_mut(id)?;
@@ -570,6 +591,8 @@ impl State {
         w.inflight += 1;
         w.dispatched += 1;
         w.inbox.insert(seq, id);
+        // A waiting worker with tasks still to receive is woken to receive them.
+        w.waiting = false;
         self.refresh_load(worker);
         self.wake(worker);
         self.emit(EventKind::Dispatched, id, Some(worker), None);
@@ -599,9 +622,13 @@ impl State {
         }
     }
 
-    /// The notifier a waiting worker sleeps on; the worker is parked on its pull queues so
-    /// that the next task arriving in one of them wakes it.
+    /// The notifier a waiting worker sleeps on. The worker is marked waiting (a dispatch to it
+    /// while its inbox is empty starts the task at once: see `dispatch_to`) and parked on its
+    /// pull queues, so that the next task arriving in one of them is handed to it (`sleeper`).
     pub(crate) fn park(&mut self, worker: &WorkerId) -> Arc<Notify> {
+        if let Some(w) = self.workers.get_mut(worker) {
+            w.waiting = true;
+        }
         if let Some(w) = self.workers.get(worker) {
             for qn in w.spec.queues() {
                 if let Some(q) = self.queues.get_mut(qn)
@@ -628,7 +655,7 @@ impl State {
     /// Fills a worker's free slots from its push queues, in its preference order. Only this
     /// worker can be eligible for a non-empty queue here (invariant 3), so the strategy is not
     /// consulted and its state does not change.
-    fn fill_worker(&mut self, worker: &WorkerId) -> Result<Vec<Assignment>> {
+    fn fill_worker(&mut self, worker: &WorkerId, now: Millis) -> Result<Vec<Assignment>> {
         let mut out = Vec::new();
         while let Some(w) = self.workers.get(worker) {
             if !w.has_free_slot() {
@@ -647,7 +674,7 @@ impl State {
                 break;
             };
             self.queue_mut(&qn)?.ready.remove(&pos);
-            out.push(self.dispatch_to(worker, id, None)?);
+            out.push(self.dispatch_to(worker, id, None, now)?);
         }
         Ok(out)
     }
@@ -834,7 +861,7 @@ impl State {
             self.finish(id, TaskState::Dead, TaskOutcome::Dead(error), now)?;
             Ack::Dead
         };
-        assignments.extend(self.fill_worker(&worker)?);
+        assignments.extend(self.fill_worker(&worker, now)?);
         Ok(AckOutcome { ack, assignments })
     }
 
@@ -960,6 +987,7 @@ impl State {
                 inflight: 0,
                 inbox: BTreeMap::new(),
                 running: BTreeSet::new(),
+                waiting: false,
                 handed: VecDeque::new(),
                 dispatched: 0,
                 completed: 0,
@@ -974,7 +1002,7 @@ impl State {
             q.balancer.join(&id, weight);
         }
         self.refresh_load(&id);
-        outcome.assignments.extend(self.fill_worker(&id)?);
+        outcome.assignments.extend(self.fill_worker(&id, now)?);
         Ok(outcome)
     }
 
@@ -1038,6 +1066,7 @@ impl State {
             return Ok(HandBack::default());
         }
         w.draining = true;
+        w.waiting = false;
         let inbox: Vec<(u64, TaskId)> = std::mem::take(&mut w.inbox).into_iter().collect();
         w.inflight -= u32::try_from(inbox.len())
             .unwrap_or(u32::MAX)
@@ -1057,7 +1086,12 @@ impl State {
         self.hand_back(worker, now)
     }
 
-    pub(crate) fn dispatch(&mut self, queue: &QueueName, limit: usize) -> Result<Vec<Assignment>> {
+    pub(crate) fn dispatch(
+        &mut self,
+        queue: &QueueName,
+        limit: usize,
+        now: Millis,
+    ) -> Result<Vec<Assignment>> {
         let mut out = Vec::new();
         while out.len() < limit {
             let q = self.queue_mut(queue)?;
@@ -1077,7 +1111,7 @@ impl State {
                 break;
             };
             q.ready.remove(&pos);
-            out.push(self.dispatch_to(&worker, id, None)?);
+            out.push(self.dispatch_to(&worker, id, None, now)?);
         }
         Ok(out)
     }
@@ -1099,7 +1133,7 @@ impl State {
             return Ok(Vec::new());
         }
         if q.config.strategy.is_push() {
-            return self.dispatch(queue, usize::MAX);
+            return self.dispatch(queue, usize::MAX, now);
         }
         // Pull: ready tasks go, in order, to the parked workers that take them (see `sleeper`).
         while let Some((&pos, &id)) = self.queue(queue)?.ready.first_key_value() {
@@ -1236,7 +1270,7 @@ impl State {
         self.learn_cost(id, now)?;
         self.release_slot(&lease.worker, id, None);
         self.finish(id, TaskState::Succeeded, TaskOutcome::Succeeded(value), now)?;
-        let assignments = self.fill_worker(&lease.worker)?;
+        let assignments = self.fill_worker(&lease.worker, now)?;
         Ok(AckOutcome {
             ack: Ack::Completed,
             assignments,
@@ -1276,7 +1310,7 @@ impl State {
                 self.release_slot(&worker, id, Some(inbox_seq));
                 self.emit(EventKind::Cancelled, id, None, None);
                 self.finish(id, TaskState::Cancelled, TaskOutcome::Cancelled, now)?;
-                let assignments = self.fill_worker(&worker)?;
+                let assignments = self.fill_worker(&worker, now)?;
                 Ok(CancelOutcome::Cancelled { assignments })
             }
             TaskState::Running => {

@@ -1,0 +1,129 @@
+//! Hand-offs: a task arriving for a worker that waits with nothing to receive (parked on a
+//! pull queue, or picked by a push strategy) is started on it and travels whole on its wake
+//! channel, so the worker's waiting receive costs no second script call; a
+//! hand-off missed while the subscription was down comes back through `Leases::running`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchyard_core::prelude::*;
+use switchyard_core::{ManualClock, Policy, QueueConfig, QueueName, Strategy, TaskSpec, TaskState};
+use switchyard_memory::MemoryBackend;
+use switchyard_redis::{RedisBackend, RedisConfig};
+use switchyard_testkit::redis_server::RedisServer;
+use switchyard_testkit::{me, test_worker};
+
+const START: u64 = 1_700_000_000_000;
+
+async fn redis(server: &RedisServer, ns: &str) -> RedisBackend {
+    let clock = ManualClock::new(START);
+    let config = RedisConfig::new(server.url(), ns).with_clock(Arc::new(clock));
+    RedisBackend::with_config(config).await.unwrap()
+}
+
+/// FCALL calls since the server's stats were last reset.
+async fn fcalls(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_fcall:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A queue `q` with worker `w` (two slots) on it, waiting: it asked and got nothing.
+async fn parked_worker(b: &impl Backend, strategy: Strategy) {
+    let q = QueueName::new("q").unwrap();
+    b.declare_queue(&q, QueueConfig::new(Policy::Fcfs, strategy))
+        .await
+        .unwrap();
+    b.register_worker(test_worker("w", ["q"]).capacity(2))
+        .await
+        .unwrap();
+    let asked = b.receive_wait(&me("w"), 2, Duration::ZERO).await.unwrap();
+    assert!(asked.is_empty());
+}
+
+/// What both backends must do: the submit starts the task on the parked worker (attempt
+/// counted, lease deadline set) and the waiting receive returns it with that same lease.
+async fn the_submit_starts_it_and_the_wait_returns_it(b: &impl Backend, strategy: Strategy) {
+    parked_worker(b, strategy).await;
+    let out = b
+        .submit(TaskSpec::builder("q", "k").payload(b"p".to_vec()).build().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.state, Some(TaskState::Running), "started by the submit");
+    assert_eq!(out.assigned.as_ref().map(|w| w.as_str()), Some("w"));
+    let info = b.get_task(out.id).await.unwrap().unwrap();
+    assert_eq!(info.attempts, 1);
+    let got = b
+        .receive_wait(&me("w"), 2, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    let d = &got[0];
+    assert_eq!(d.lease.task, out.id);
+    assert_eq!(Some(d.lease.token), info.token, "the lease the submit made");
+    assert_eq!((d.attempt, d.payload.as_slice()), (1, &b"p"[..]));
+    assert_eq!(Some(d.deadline), info.deadline);
+    assert_eq!(d.ready_since, Some(START), "ready since the submit");
+    // Completing it is an ordinary completion.
+    let ack = b.complete(&d.lease, b"ok".to_vec()).await.unwrap();
+    assert_eq!(ack.ack, switchyard_core::Ack::Completed);
+}
+
+#[tokio::test]
+async fn the_memory_reference_hands_off() {
+    for strategy in [Strategy::Pull, Strategy::LeastLoaded, Strategy::RoundRobin] {
+        let b = MemoryBackend::with_clock(Arc::new(ManualClock::new(START)));
+        the_submit_starts_it_and_the_wait_returns_it(&b, strategy).await;
+    }
+}
+
+#[tokio::test]
+async fn redis_hands_off_in_the_submit_call_alone() {
+    let server = RedisServer::start().unwrap();
+    let probe = redis::Client::open(server.url()).unwrap();
+    let mut conn = probe.get_multiplexed_async_connection().await.unwrap();
+    for (ns, strategy) in [
+        ("pull", Strategy::Pull),
+        ("least-loaded", Strategy::LeastLoaded),
+        ("round-robin", Strategy::RoundRobin),
+    ] {
+        let b = redis(&server, ns).await;
+        let before = fcalls(&mut conn).await;
+        the_submit_starts_it_and_the_wait_returns_it(&b, strategy).await;
+        // declare, register, the parking ask, submit, complete: the waiting receive made none.
+        assert_eq!(fcalls(&mut conn).await - before, 5, "{ns}");
+    }
+}
+
+/// A hand-off published while the worker's subscription is down never arrives: the next wait
+/// notices the lost connection, asks for the worker's running tasks and returns it, under the
+/// lease the submit made (no second attempt).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_off_missed_while_disconnected_is_reconciled() {
+    let server = RedisServer::start().unwrap();
+    let b = redis(&server, "missed").await;
+    parked_worker(&b, Strategy::Pull).await;
+    assert_eq!(server.kill_pubsub_clients().unwrap(), 1, "the wake-up subscription");
+    let out = b
+        .submit(TaskSpec::builder("q", "k").build().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.state, Some(TaskState::Running));
+    let got = b
+        .receive_wait(&me("w"), 2, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let info = b.get_task(out.id).await.unwrap().unwrap();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].lease.task, out.id);
+    assert_eq!(Some(got[0].lease.token), info.token);
+    assert_eq!(info.attempts, 1, "the same attempt, not a retry");
+}
