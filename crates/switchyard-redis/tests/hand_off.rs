@@ -54,7 +54,12 @@ async fn parked_worker(b: &impl Backend, strategy: Strategy) {
 async fn the_submit_starts_it_and_the_wait_returns_it(b: &impl Backend, strategy: Strategy) {
     parked_worker(b, strategy).await;
     let out = b
-        .submit(TaskSpec::builder("q", "k").payload(b"p".to_vec()).build().unwrap())
+        .submit(
+            TaskSpec::builder("q", "k")
+                .payload(b"p".to_vec())
+                .build()
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(out.state, Some(TaskState::Running), "started by the submit");
@@ -111,7 +116,11 @@ async fn a_hand_off_missed_while_disconnected_is_reconciled() {
     let server = RedisServer::start().unwrap();
     let b = redis(&server, "missed").await;
     parked_worker(&b, Strategy::Pull).await;
-    assert_eq!(server.kill_pubsub_clients().unwrap(), 1, "the wake-up subscription");
+    assert_eq!(
+        server.kill_pubsub_clients().unwrap(),
+        1,
+        "the wake-up subscription"
+    );
     let out = b
         .submit(TaskSpec::builder("q", "k").build().unwrap())
         .await
