@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+mod compare;
+
 use clap::Args;
 use switchyard::display;
 use switchyard::prelude::*;
@@ -53,6 +55,12 @@ pub struct BenchArgs {
     /// Deepest backlog for the growth measurement.
     #[arg(long, default_value_t = 1_000_000)]
     pub max_depth: usize,
+
+    /// The shapes of the side-by-side harness (`shared/bench-anchors`: bulk submits and
+    /// awaited single submits to one 50-slot worker) and submit-to-start latency at half the
+    /// single-submit rate, instead of the sections of `--only`.
+    #[arg(long)]
+    pub compare: bool,
 
     /// Sections to run, comma-separated: floor, lifecycle, depth, workers, e2e, memory.
     #[arg(
@@ -298,6 +306,9 @@ async fn run_async(args: &BenchArgs) -> Res<()> {
         args.tasks,
         args.payload
     );
+    if args.compare {
+        return compare::compare(&mut probe, args).await;
+    }
     let want = |s: &str| args.only.iter().any(|o| o == s);
     let mut floors = Floors::default();
     if want("floor") {
