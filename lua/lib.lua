@@ -54,10 +54,10 @@ local BAL_LEN = 14
 local TASK_ARG = '>HBHI4I6I6HI4'
 local TASK_ARG_LEN = 53
 local QDYN = '>I6I6I6I6I6'
--- A hand-off published on the worker's wake channel: HAND_TAG, then still parked 0|1, token,
--- attempt, max attempts, deadline, timeout, ready since, queue name length; then id, queue,
--- body. A plain wake-up is the message '1'.
-local HAND = '>BI6I6I6I6I6I6H'
+-- A hand-off published on the worker's wake channel: HAND_TAG, then still parked 0|1, the
+-- registration's instance token, token, attempt, max attempts, deadline, timeout, ready since,
+-- queue name length; then id, queue, body. A plain wake-up is the message '1'.
+local HAND = '>BI6I6I6I6I6I6I6H'
 local HAND_TAG = 'h'
 local QDYN_LEN = 30
 
@@ -434,6 +434,10 @@ local function flush()
   for _, wr in pairs(WORKERS) do
     if wr.dirty then worker_put(wr) end
   end
+  -- Hand-offs go out once the state they describe is written.
+  local pubs = PENDING.pubs
+  PENDING.pubs = {}
+  for i = 1, #pubs, 2 do redis.call('PUBLISH', pubs[i], pubs[i + 1]) end
   for _, q in pairs(QUEUES) do
     flush_ready(q)
     if q.dirty then
@@ -524,8 +528,10 @@ local function hand_to(wr, r, tok)
     if wr.wait % 2 == W_WAITING then wr.wait = wr.wait - W_WAITING end
     parked = 0
   end
-  redis.call('PUBLISH', string.sub(K_TASKS, 1, -6) .. 'wake:' .. wr.id, HAND_TAG ..
-    struct.pack(HAND, parked, r.tok, r.at, r.ma, r.tm, r.to, d[8], #r.q) .. r.id .. r.q .. r.body)
+  local pubs = PENDING.pubs
+  pubs[#pubs + 1] = string.sub(K_TASKS, 1, -6) .. 'wake:' .. wr.id
+  pubs[#pubs + 1] = HAND_TAG .. struct.pack(HAND, parked, wr.inst, r.tok, r.at, r.ma, r.tm, r.to,
+    d[8], #r.q) .. r.id .. r.q .. r.body
 end
 
 -- Hands task `r` of queue `q` to a worker's inbox under lease token `tok`, or, if the worker
@@ -663,6 +669,27 @@ local function sleeper(q)
   return false
 end
 
+-- The first parked worker of `q` that takes a task, waking those before it that cannot; nil
+-- if there is none.
+local function taker(q)
+  while true do
+    local wr = sleeper(q)
+    if wr ~= false then return wr end
+  end
+end
+
+-- Pull queues: hands the ready tasks of `q`, minimum first, to the parked workers that take
+-- them, each under a fresh token, until none is ready or none takes (State::hand_off_ready).
+local function hand_off_ready(q)
+  while ready_len(q) > 0 do
+    local wr = taker(q)
+    if not wr then return end
+    local r = pop_ready(q, 1)[1]
+    if not r then return end
+    hand_to(wr, r, next_seq())
+  end
+end
+
 -- Puts a task into its queue: scheduled for `at` if that is in the future, otherwise ready —
 -- or dispatched at once when the ready set is empty and the strategy finds an eligible worker
 -- (State::enter_queue, State::make_ready). `t` is the enqueue time for aging.
@@ -698,13 +725,19 @@ local function place(r, q, at, retry, t)
         return
       end
     end
-  elseif q.str == T_PULL and not q.paused then
-    -- A ready task of a pull queue finds no sleeper that takes it, so only an arriving one can
-    -- be handed off; the sequence number doubles as the lease token.
-    local wr = sleeper(q)
-    if wr then
-      hand_to(wr, r, seq)
-      return
+  end
+  -- Pull queues: the task joins the ready set and its minimum goes to a parked worker that
+  -- takes it (hand_off_ready). With the set empty, that minimum is this task: hand it over
+  -- without writing it to the set first.
+  local waiting = nil
+  if q.str == T_PULL and not q.paused then
+    waiting = ready_len(q)
+    if waiting == 0 then
+      local wr = taker(q)
+      if wr then
+        hand_to(wr, r, next_seq())
+        return
+      end
     end
   end
   r.st = S_READY; r.pos = seq
@@ -719,6 +752,7 @@ local function place(r, q, at, retry, t)
     else key = t + r.co * q.age end
   end
   push_ready(q, key, string.format('%012x%s', seq, r.id))
+  if waiting and waiting > 0 then hand_off_ready(q) end
 end
 
 -- Fills the worker's free slots from its push queues in its order (State::fill_worker).
@@ -1083,7 +1117,7 @@ local function begin(keys, args)
   KEYS, ARGV = keys, args
   K_TASKS, K_META, K_WORKERS, K_HB, K_FREE = keys[1], keys[2], keys[3], keys[4], keys[5]
   K_WTASKS, K_DEAD, K_DEDUPX, K_EVENTS = keys[6], keys[7], keys[8], keys[9]
-  PENDING = {recs = {}, order = {}, adds = {}, rems = {}, seq = nil, seq_extra = 0}
+  PENDING = {recs = {}, order = {}, adds = {}, rems = {}, seq = nil, seq_extra = 0, pubs = {}}
   QUEUES, GROUPS, WORKERS, UNSETTLED, ASSIGN = {}, {}, {}, {}, {}
   local a = args[1]
   if a == nil or a == '' then

@@ -12,16 +12,7 @@ if q.paused ~= paused then
   else
     redis.call('HDEL', q.k_state, 'p')
     if q.str == T_PULL then
-      -- Ready tasks go, in order, to the parked workers that take them (State::sleeper).
-      while ready_len(q) > 0 do
-        local wr = sleeper(q)
-        if wr == nil then break end
-        if wr then
-          local r = pop_ready(q, 1)[1]
-          if not r then break end
-          hand_to(wr, r, next_seq())
-        end
-      end
+      hand_off_ready(q)
     else
       dispatch_ready(q, 1000000)
     end

@@ -13,5 +13,7 @@ r.at = 0
 r.res = ''
 emit(q, 'retried', r.id, nil, string.format('%.0f', NOW))
 place(r, q, nil, false, NOW)
+-- Left ready, it may still have been handed off (place's hand_off_ready) from its record.
+if r.st == S_READY then r = rec_get(r.id) end
 flush()
 return {r.st, r.w}

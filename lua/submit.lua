@@ -87,6 +87,8 @@ for i, t in ipairs(tasks) do
     if t.delay > 0 then run_at = math.min(NOW + t.delay, MAX_MS) end
     emit(q, 'submitted', r.id)
     place(r, q, run_at, false, NOW)
+    -- Left ready, it may still have been handed off (place's hand_off_ready) from its record.
+    if r.st == S_READY then r = rec_get(r.id) end
     reply[#reply + 1] = 0
     reply[#reply + 1] = t.id
     reply[#reply + 1] = r.st

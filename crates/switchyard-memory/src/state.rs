@@ -404,8 +404,9 @@ impl State {
     }
 
     /// Puts a task into its queue's ready set, or dispatches it at once when the set is empty
-    /// and an eligible worker exists (the strategy decides which), or, in a pull queue, hands it
-    /// to the first parked worker that takes it (see `sleeper`). `enqueued_at` feeds aging.
+    /// and an eligible worker exists (the strategy decides which); in a pull queue, the set's
+    /// minimum then goes to a parked worker that takes it (`hand_off_ready`). `enqueued_at`
+    /// feeds aging.
     fn make_ready(
         &mut self,
         id: TaskId,
@@ -437,21 +438,33 @@ impl State {
             // The task's sequence number doubles as its lease token.
             return self.dispatch_to(&worker, id, Some(seq), now).map(Some);
         }
-        // A ready task of a pull queue finds no sleeper that takes it (see `sleeper`), so only
-        // an arriving one can be handed off; its sequence number doubles as its lease token.
-        if !q.config.strategy.is_push()
-            && !q.paused
-            && let Sleeper::Takes(w) = self.sleeper(&queue_name)?
-        {
-            self.hand_to(&w, id, seq, now)?;
-            return Ok(None);
-        }
-        self.queue_mut(&queue_name)?.ready.insert((key, seq), id);
+        let pull = !q.config.strategy.is_push() && !q.paused;
+        q.ready.insert((key, seq), id);
         let t = self.task_mut(id)?;
         t.state = TaskState::Ready;
         t.position = Some((key, seq));
         t.worker = None;
+        if pull {
+            self.hand_off_ready(&queue_name, now)?;
+        }
         Ok(None)
+    }
+
+    /// Pull queues: hands the ready tasks of `queue`, minimum first, to the parked workers that
+    /// take them (see `sleeper`), each under a fresh token, until none is ready or none takes.
+    fn hand_off_ready(&mut self, queue: &QueueName, now: Millis) -> Result<()> {
+        while let Some((&pos, &id)) = self.queue(queue)?.ready.first_key_value() {
+            match self.sleeper(queue)? {
+                Sleeper::None => break,
+                Sleeper::Woken => {}
+                Sleeper::Takes(w) => {
+                    self.queue_mut(queue)?.ready.remove(&pos);
+                    let token = self.next_seq();
+                    self.hand_to(&w, id, token, now)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The worker a task entering its queue went to at once (SubmitOutcome::assigned): the
@@ -493,11 +506,15 @@ impl State {
             Some(w) => {
                 w.handed.push_back(delivery);
                 // Filled: parked no more, and no longer waiting.
-                w.waiting = w.has_free_slot();
-                !w.waiting
+                let full = !w.has_free_slot();
+                if full {
+                    w.waiting = false;
+                }
+                full
             }
             None => true,
         };
+        self.prune_handed(worker);
         if full {
             self.unpark(worker);
         }
@@ -1135,18 +1152,7 @@ impl State {
         if q.config.strategy.is_push() {
             return self.dispatch(queue, usize::MAX, now);
         }
-        // Pull: ready tasks go, in order, to the parked workers that take them (see `sleeper`).
-        while let Some((&pos, &id)) = self.queue(queue)?.ready.first_key_value() {
-            match self.sleeper(queue)? {
-                Sleeper::None => break,
-                Sleeper::Woken => {}
-                Sleeper::Takes(w) => {
-                    self.queue_mut(queue)?.ready.remove(&pos);
-                    let token = self.next_seq();
-                    self.hand_to(&w, id, token, now)?;
-                }
-            }
-        }
+        self.hand_off_ready(queue, now)?;
         Ok(Vec::new())
     }
 
@@ -1214,6 +1220,26 @@ impl State {
         }
         self.refresh_load(worker);
         self.start(worker, id, now)
+    }
+
+    /// Drops the hand-offs of `worker` whose lease ended untaken, once there are more of them
+    /// than it has slots (a caller that never waits never takes them).
+    fn prune_handed(&mut self, worker: &WorkerId) {
+        let Some(w) = self.workers.get(worker) else {
+            return;
+        };
+        if w.handed.len() <= w.spec.get_capacity() as usize {
+            return;
+        }
+        let live: VecDeque<Delivery> = w
+            .handed
+            .iter()
+            .filter(|d| self.check_lease(&d.lease).is_ok())
+            .cloned()
+            .collect();
+        if let Some(w) = self.workers.get_mut(worker) {
+            w.handed = live;
+        }
     }
 
     /// Up to `max` of the worker's hand-offs, oldest first, skipping any whose lease ended

@@ -84,8 +84,9 @@ struct Inner {
     stashed: std::sync::Mutex<HashMap<WorkerId, Vec<Delivery>>>,
     /// Subscribed wake-up connections of workers waiting in `receive_wait`.
     waiters: Mutex<HashMap<WorkerId, Arc<Mutex<waits::Waiter>>>>,
-    /// Bumped by every registration, drain and deregistration (see `waits::Waiter`).
-    membership_epoch: std::sync::atomic::AtomicU64,
+    /// Per worker, bumped by its registrations, drains and deregistrations (see
+    /// `waits::Waiter`).
+    membership_epochs: std::sync::Mutex<HashMap<WorkerId, u64>>,
     /// Single submits waiting to be sent together (see `combine`).
     submits: Combiner<TaskSpec, Result<SubmitOutcome>>,
     /// Single completions waiting to be sent together.
@@ -139,7 +140,7 @@ impl RedisBackend {
                 worker_queues: RwLock::new(HashMap::new()),
                 stashed: std::sync::Mutex::new(HashMap::new()),
                 waiters: Mutex::new(HashMap::new()),
-                membership_epoch: std::sync::atomic::AtomicU64::new(0),
+                membership_epochs: std::sync::Mutex::new(HashMap::new()),
                 submits: Combiner::new(config.submit_calls_in_flight),
                 completes: Combiner::new(config.complete_calls_in_flight),
                 outcomes: Mutex::new(None),

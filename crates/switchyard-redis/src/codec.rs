@@ -590,12 +590,17 @@ pub(crate) fn deliveries(
     Ok(out)
 }
 
-/// A hand-off message of `worker`'s wake channel (`record::HAND_OFF`): the delivery, and
-/// whether the worker is still parked. `None` for a plain wake-up.
-pub(crate) fn hand_off(
-    message: &[u8],
-    worker: &WorkerId,
-) -> Result<Option<(Delivery, bool)>, Error> {
+/// A decoded hand-off message (`record::HAND_OFF`).
+pub(crate) struct HandOff {
+    pub(crate) delivery: Delivery,
+    /// The worker is still parked (and waiting).
+    pub(crate) parked: bool,
+    /// The instance token of the registration it was handed to.
+    pub(crate) instance: u64,
+}
+
+/// A hand-off message of `worker`'s wake channel; `None` for a plain wake-up.
+pub(crate) fn hand_off(message: &[u8], worker: &WorkerId) -> Result<Option<HandOff>, Error> {
     if message.first() != Some(&record::HAND_OFF_TAG) {
         return Ok(None);
     }
@@ -607,6 +612,7 @@ pub(crate) fn hand_off(
         at: 1,
     };
     let parked = r.uint(1)? == 1;
+    let instance = r.uint(6)?;
     let n = Attempt {
         token: r.uint(6)?,
         attempt: r.uint(6)?,
@@ -622,7 +628,11 @@ pub(crate) fn hand_off(
         .map_err(|_| protocol("hand-off task id"))?;
     let queue = QueueName::new(r.text(queue_len)?)?;
     let body = &message[r.at..];
-    Ok(Some((delivery(id, queue, &n, body, worker)?, parked)))
+    Ok(Some(HandOff {
+        delivery: delivery(id, queue, &n, body, worker)?,
+        parked,
+        instance,
+    }))
 }
 
 #[cfg(test)]

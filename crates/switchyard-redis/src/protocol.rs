@@ -182,10 +182,10 @@ pub(crate) mod record {
     pub(crate) const TASK_ARG_LEN: usize = 26 + packed_len(TASK_ARG);
 
     /// A hand-off as published on the worker's wake channel, after its tag byte
-    /// [`HAND_OFF_TAG`]: still parked 0|1, lease token, attempt, max attempts, deadline,
-    /// timeout, ready since, queue name length; then the 26-byte id, the queue name and the
-    /// task body. (A plain wake-up is the message `1`.)
-    pub(crate) const HAND_OFF: &str = ">BI6I6I6I6I6I6H";
+    /// [`HAND_OFF_TAG`]: still parked 0|1, the registration's instance token, lease token,
+    /// attempt, max attempts, deadline, timeout, ready since, queue name length; then the
+    /// 26-byte id, the queue name and the task body. (A plain wake-up is the message `1`.)
+    pub(crate) const HAND_OFF: &str = ">BI6I6I6I6I6I6I6H";
     /// Its fixed length in bytes, with the tag.
     pub(crate) const HAND_OFF_LEN: usize = 1 + packed_len(HAND_OFF);
     /// The first byte of a hand-off message.

@@ -85,12 +85,7 @@ struct Running {
 impl Running {
     /// A worker of [`SLOTS`] slots on `queue` whose handler calls `on_task` with the payload,
     /// registered before this returns.
-    async fn start(
-        s: &Space,
-        client: &Client,
-        queue: &QueueName,
-        on_task: OnTask,
-    ) -> Res<Self> {
+    async fn start(s: &Space, client: &Client, queue: &QueueName, on_task: OnTask) -> Res<Self> {
         let ran = Arc::new(AtomicUsize::new(0));
         let count = ran.clone();
         let worker = Worker::builder(client, "compare-w", [queue.as_str()])

@@ -141,13 +141,15 @@ pub trait Leases: Send + Sync {
     /// Like [`Leases::receive`](crate::Leases::receive), but if nothing is there, waits up to
     /// `timeout` for work to arrive without polling the backend.
     ///
-    /// A worker that gets nothing is *parked* on its pull queues: while it has a free slot and
-    /// an empty inbox, a task arriving in one of them is started on it at once and handed over
-    /// whole (the hand-off), with no second call. A waiting call returns such tasks as they
-    /// come; a zero `timeout` only asks (and parks) and never returns a hand-off, which stays
-    /// running on the worker for the next waiting call or for [`Leases::running`]. After the
-    /// backend lost its connection, it may also return tasks the caller already runs: the
-    /// caller ignores those it holds (same task and lease token).
+    /// A worker that gets nothing (with any `max` and `timeout`) is left *waiting*, and
+    /// *parked* on its pull queues, after the call returns: while it has a free slot and an
+    /// empty inbox, a task dispatched to it, or the next task due in one of those pull queues,
+    /// is started on it at once and handed over whole (the hand-off), with no second call.
+    /// A call with a timeout returns such tasks as they come; a zero `timeout` only asks (and
+    /// parks) and never returns a hand-off, which stays running on the worker for the next
+    /// waiting call or for [`Leases::running`]. After the backend lost its connection, it may
+    /// also return tasks the caller already runs: the caller ignores those it holds (same
+    /// task and lease token). See `docs/architecture.md`, "Waiting and parking".
     async fn receive_wait(
         &self,
         worker: &WorkerRef,

@@ -42,10 +42,18 @@ impl Leases for RedisBackend {
         let slot = self.waiter(worker).await;
         let mut waiter = slot.lock().await;
         loop {
+            let epoch = self.membership_epoch(worker);
+            if waiter.pubsub.is_some() && waiter.subscribed_in != epoch {
+                // A registration, drain or deregistration of the worker went through this
+                // backend since the subscription was made: what it holds may be for a
+                // registration that is gone. Start afresh (see `renew_waiting`).
+                waiter.pubsub = None;
+            }
             if waiter.pubsub.is_none() {
                 // Subscribe before asking, so that a dispatch right after the ask is not missed.
                 let channel = self.inner.keys.wake_channel(worker);
                 waiter.pubsub = Some(self.subscribe(&channel).await?);
+                waiter.subscribed_in = epoch;
                 waiter.parked = None;
             }
             let mut got = Vec::new();
@@ -55,8 +63,7 @@ impl Leases for RedisBackend {
                 got = self.running(me).await?;
                 waiter.lost = false;
             }
-            let epoch = self.membership_epoch();
-            if timeout.is_zero() || !waiter.is_parked(epoch) {
+            if max == 0 || timeout.is_zero() || !waiter.is_parked(epoch) {
                 let asked = self
                     .receive_inner(me, max.saturating_sub(got.len()), true)
                     .await?;
@@ -74,21 +81,34 @@ impl Leases for RedisBackend {
             };
             let mut messages = pubsub.on_message();
             let message = tokio::time::timeout_at(deadline, messages.next()).await;
+            let mut wake = false;
+            let mut broken = false;
+            let mut replaced = false;
             match message {
-                Err(_) => return Ok(Vec::new()),
-                Ok(Some(message)) => {
-                    // A hand-off is returned with whatever else has arrived already; a plain
-                    // wake-up means: ask.
-                    let mut parked = None;
-                    let mut next = Some(message);
+                Err(_) => return Ok(got),
+                // A hand-off is returned with whatever else has arrived already; a plain
+                // wake-up means: ask.
+                Ok(Some(first)) => {
+                    let mut next = Some(first);
                     while let Some(message) = next.take() {
-                        match codec::hand_off(message.get_payload_bytes(), worker)? {
-                            Some((delivery, still)) => {
-                                got.push(delivery);
-                                parked = still.then(|| (tokio::time::Instant::now(), epoch));
+                        match codec::hand_off(message.get_payload_bytes(), worker) {
+                            Ok(Some(h)) if h.instance != me.instance.get() => {
+                                replaced = true;
+                                break;
                             }
-                            None => {
-                                parked = None;
+                            Ok(Some(h)) => {
+                                got.push(h.delivery);
+                                if !h.parked {
+                                    wake = true;
+                                }
+                            }
+                            Ok(None) => {
+                                wake = true;
+                                break;
+                            }
+                            Err(e) => {
+                                tracing::warn!(%worker, "unreadable hand-off ({e}); reconciling");
+                                broken = true;
                                 break;
                             }
                         }
@@ -96,19 +116,30 @@ impl Leases for RedisBackend {
                             next = messages.next().now_or_never().flatten();
                         }
                     }
-                    drop(messages);
-                    waiter.parked = parked;
-                    if !got.is_empty() {
-                        return Ok(got);
-                    }
                 }
                 // The connection dropped (restart, failover): resubscribe, reconcile, ask.
                 Ok(None) => {
                     tracing::warn!(%worker, "wake-up connection lost; reconnecting");
-                    drop(messages);
-                    waiter.pubsub = None;
-                    waiter.lost = true;
+                    broken = true;
                 }
+            }
+            drop(messages);
+            if replaced {
+                // Handed to another instance of the id: this one was replaced.
+                waiter.pubsub = None;
+                return Err(Error::WorkerReplaced(worker.clone()));
+            }
+            if broken {
+                waiter.pubsub = None;
+                waiter.lost = true;
+            }
+            if wake || broken {
+                // Not parked any more, or not known to be: ask (the parked mark of a hand-off
+                // is not renewed, so it is trusted for PARKED_TRUST from the ask at most).
+                waiter.parked = None;
+            }
+            if !got.is_empty() {
+                return Ok(got);
             }
         }
     }

@@ -20,7 +20,7 @@ impl Membership for RedisBackend {
         spec.validate()?;
         // Kept tasks belonged to the registration this one replaces.
         self.unstash(spec.id(), usize::MAX);
-        self.unpark_all();
+        self.renew_waiting(spec.id());
         verified("register", |_| async {
             let old = self.queues_of(spec.id(), true).await?;
             let mut groups: Vec<&QueueName> = spec.queues().iter().collect();
@@ -54,6 +54,7 @@ impl Membership for RedisBackend {
             })
         })
         .await
+        .inspect(|_| self.renew_waiting(spec.id()))
     }
 
     async fn heartbeat(&self, me: &WorkerRef) -> Result<HeartbeatReply> {
@@ -92,7 +93,7 @@ impl Membership for RedisBackend {
 
     async fn drain_worker(&self, me: &WorkerRef) -> Result<HandBack> {
         let worker = &me.id;
-        self.unpark_all();
+        self.renew_waiting(worker);
         verified("drain", |attempt| async move {
             let queues = self.worker_queues(worker, attempt).await?;
             let groups: Vec<&QueueName> = queues.iter().collect();
@@ -107,13 +108,14 @@ impl Membership for RedisBackend {
             Ok(hand_back_from(self.exec(&inv).await?)?)
         })
         .await
+        .inspect(|_| self.renew_waiting(worker))
     }
 
     async fn deregister_worker(&self, me: &WorkerRef) -> Result<HandBack> {
         let worker = &me.id;
         // Stashed tasks are leased to the worker: the deregistration hands them back.
         self.unstash(worker, usize::MAX);
-        self.unpark_all();
+        self.renew_waiting(worker);
         verified("deregister", |attempt| async move {
             let queues = self.worker_queues(worker, attempt).await?;
             let groups: Vec<&QueueName> = queues.iter().collect();
@@ -130,6 +132,7 @@ impl Membership for RedisBackend {
             Ok(hand_back_from(v)?)
         })
         .await
+        .inspect(|_| self.renew_waiting(worker))
         .inspect_err(|e| self.forget_if_unknown(e))
     }
 }

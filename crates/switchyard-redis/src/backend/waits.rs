@@ -1,7 +1,6 @@
 //! Waiting without polling: the shared pub/sub listener and the per-worker wake channels.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use switchyard_core::{Result, WorkerId};
@@ -67,15 +66,28 @@ impl RedisBackend {
         Ok(pubsub)
     }
 
-    /// Forgets, for every worker, that it is parked: a registration, drain or deregistration
-    /// through this backend may have unparked it without a message.
-    pub(super) fn unpark_all(&self) {
-        self.inner.membership_epoch.fetch_add(1, Ordering::Relaxed);
+    /// Forgets that `worker` is parked and renews its wake-up subscription (dropping what it
+    /// held): a registration, drain or deregistration through this backend may have unparked
+    /// it without a message, or handed back the tasks of messages still unread. Called before
+    /// and after each. (The worker parks again only through an ask, made on the renewed
+    /// subscription, so no hand-off is missed.)
+    pub(super) fn renew_waiting(&self, worker: &WorkerId) {
+        let mut epochs = self
+            .inner
+            .membership_epochs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *epochs.entry(worker.clone()).or_default() += 1;
     }
 
-    /// The epoch a parked mark must carry to be trusted (see [`Waiter`]).
-    pub(super) fn membership_epoch(&self) -> u64 {
-        self.inner.membership_epoch.load(Ordering::Relaxed)
+    /// The membership epoch of `worker` (see [`renew_waiting`](Self::renew_waiting)).
+    pub(super) fn membership_epoch(&self, worker: &WorkerId) -> u64 {
+        let epochs = self
+            .inner
+            .membership_epochs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        epochs.get(worker).copied().unwrap_or(0)
     }
 }
 
@@ -85,10 +97,13 @@ impl RedisBackend {
 /// that gives it something to receive then publishes on its channel — a plain wake-up, or a
 /// hand-off carrying the started task. So a waiting call that knows the worker parked can wait
 /// for the next message without asking again. That knowledge is trusted for [`PARKED_TRUST`]
-/// at most, and only while no registration, drain or deregistration went through this backend.
+/// at most, and only while no registration, drain or deregistration of the worker went through
+/// this backend.
 #[derive(Default)]
 pub(crate) struct Waiter {
     pub(super) pubsub: Option<redis::aio::PubSub>,
+    /// The membership epoch when the subscription was made.
+    pub(super) subscribed_in: u64,
     /// When the worker was last seen parked, and the membership epoch then.
     pub(super) parked: Option<(Instant, u64)>,
     /// The subscription was lost: hand-offs may have been missed.

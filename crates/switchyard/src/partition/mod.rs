@@ -410,6 +410,9 @@ impl Membership for Partitioned {
     }
 }
 
+/// How long a worker's wait looks at each partition but the one it sleeps on.
+const REST_WAIT: Duration = Duration::from_millis(1);
+
 #[async_trait]
 impl Leases for Partitioned {
     async fn dispatch(&self, queue: &QueueName, limit: usize) -> Result<Vec<Assignment>> {
@@ -445,11 +448,13 @@ impl Leases for Partitioned {
             }
             [only] => self.part(*only).receive_wait(worker, max, timeout).await,
             [first, rest @ ..] => {
+                // A short wait, not a bare receive: the worker may be parked in these
+                // partitions too, and a wait also takes the hand-offs that arrived there.
                 let mut got = Vec::new();
                 for p in rest {
                     got.extend(
                         self.part(*p)
-                            .receive(worker, max.saturating_sub(got.len()))
+                            .receive_wait(worker, max.saturating_sub(got.len()), REST_WAIT)
                             .await?,
                     );
                 }

@@ -485,6 +485,9 @@ struct Slot {
     stop: Option<Stop>,
 }
 
+/// How many finished leases a worker remembers (see `Running::done`).
+const DONE_KEPT: usize = 4_096;
+
 /// The running handlers, keyed by task and lease token (after a reap, the same task may come
 /// back to this worker under a new lease while the old handler is still winding down).
 #[derive(Default)]
@@ -494,6 +497,10 @@ struct Running {
     /// backend that lost its connection may deliver a lease again (see `Leases::receive_wait`),
     /// and a second copy is skipped.
     held: HashSet<(TaskId, LeaseToken)>,
+    /// The latest leases done with (at most [`DONE_KEPT`]): a list of running tasks taken
+    /// before one of them ended still names it, and it must not run again.
+    done: HashSet<(TaskId, LeaseToken)>,
+    done_order: VecDeque<(TaskId, LeaseToken)>,
     /// Set (under the same lock) when shutdown stops every handler: a handler that would start
     /// after that never runs, so no task escapes the stop.
     stopping: bool,
@@ -816,16 +823,26 @@ impl Worker {
 }
 
 impl Inner {
-    /// Takes a delivery: false if this worker holds its lease already (a repeated delivery).
+    /// Takes a delivery: false if this worker holds its lease already, or was done with it
+    /// lately (a repeated delivery).
     fn claim(&self, delivery: &Delivery) -> bool {
         let key = (delivery.lease.task, delivery.lease.token);
-        self.running().held.insert(key)
+        let mut running = self.running();
+        !running.done.contains(&key) && running.held.insert(key)
     }
 
     /// Done with a delivery (see [`claim`](Self::claim)).
     fn release(&self, delivery: &Delivery) {
         let key = (delivery.lease.task, delivery.lease.token);
-        self.running().held.remove(&key);
+        let mut running = self.running();
+        if running.held.remove(&key) && running.done.insert(key) {
+            running.done_order.push_back(key);
+            if running.done_order.len() > DONE_KEPT
+                && let Some(old) = running.done_order.pop_front()
+            {
+                running.done.remove(&old);
+            }
+        }
     }
 
     fn running(&self) -> std::sync::MutexGuard<'_, Running> {
