@@ -220,6 +220,18 @@ impl Load {
                 },
             )
             .await;
+            // A handler's run is counted before its completion is acknowledged, and the last
+            // acknowledgements may be retried across a slot move: wait for them (the check
+            // below names any task that did not succeed within the bound).
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(120) {
+                let stats = self.client.stats().await.unwrap();
+                let succeeded: u64 = stats.queues.iter().map(|q| q.succeeded).sum();
+                if succeeded as usize >= acked.len() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         } else {
             // A lost task never runs: wait until nothing is left to run instead.
             let start = Instant::now();
