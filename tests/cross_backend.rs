@@ -88,16 +88,17 @@ async fn lockstep(server: &RedisServer, s: &Scenario) -> Result<(), String> {
     Ok(())
 }
 
-#[test]
-fn redis_makes_the_reference_decisions() {
+/// Runs `cases` scenarios of `scenarios` in lockstep on a fresh server; panics with the first
+/// (shrunk) failure.
+fn lockstep_cases(cases: u32, scenarios: impl proptest::strategy::Strategy<Value = Scenario>) {
     let server = RedisServer::start().expect("a redis-server for the test");
     let rt = scenario::runtime();
     let mut runner = TestRunner::new(Config {
-        cases: 256,
+        cases,
         failure_persistence: None,
         ..Config::default()
     });
-    let result = runner.run(&scenario::any_scenario(60), |s| {
+    let result = runner.run(&scenarios, |s| {
         rt.block_on(lockstep(&server, &s))
             .map_err(TestCaseError::fail)
     });
@@ -106,24 +107,16 @@ fn redis_makes_the_reference_decisions() {
     }
 }
 
+#[test]
+fn redis_makes_the_reference_decisions() {
+    lockstep_cases(256, scenario::any_scenario(60));
+}
+
 /// Hand-offs (tasks started on parked workers of pull queues) need pull queues and parked
 /// workers, which the mixed scenarios above make only now and then.
 #[test]
 fn redis_hands_off_as_the_reference_does() {
-    let server = RedisServer::start().expect("a redis-server for the test");
-    let rt = scenario::runtime();
-    let mut runner = TestRunner::new(Config {
-        cases: 128,
-        failure_persistence: None,
-        ..Config::default()
-    });
-    let result = runner.run(&scenario::pull_scenario(60), |s| {
-        rt.block_on(lockstep(&server, &s))
-            .map_err(TestCaseError::fail)
-    });
-    if let Err(e) = result {
-        panic!("{e}");
-    }
+    lockstep_cases(128, scenario::pull_scenario(60));
 }
 
 #[test]

@@ -12,26 +12,12 @@ use switchyard_core::{
     Strategy, TaskOutcome, TaskSpec, TaskState,
 };
 use switchyard_redis::{RedisBackend, RedisConfig};
-use switchyard_testkit::redis_server::RedisServer;
+use switchyard_testkit::redis_server::{RedisServer, fcall_count};
 
 async fn backend(server: &RedisServer, ns: &str) -> (RedisBackend, ManualClock) {
     let clock = ManualClock::new(1_700_000_000_000);
     let config = RedisConfig::new(server.url(), ns).with_clock(Arc::new(clock.clone()));
     (RedisBackend::with_config(config).await.unwrap(), clock)
-}
-
-/// FCALL calls the server counted since its stats were last reset.
-async fn script_calls(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await
-        .unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("cmdstat_fcall:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap()
 }
 
 #[tokio::test]
@@ -375,7 +361,7 @@ async fn concurrent_single_submits_are_combined_with_their_own_outcomes() {
     assert_eq!(accepted.len(), 398);
     assert_eq!(b.stats().await.unwrap().queues[0].ready, 398);
     assert_eq!(b.audit().await.unwrap(), Vec::<String>::new());
-    let calls = script_calls(&mut conn).await;
+    let calls = fcall_count(&mut conn).await;
     // 400 submits (the one to an undeclared queue sent nowhere) and `stats`.
     assert!(
         calls < 200,
@@ -536,7 +522,7 @@ async fn concurrent_completions_are_combined_with_their_own_answers() {
     // 199 slots were freed and refilled from the backlog; every refill reached one caller.
     assert_eq!(next.len(), 199);
     assert_eq!(b.audit().await.unwrap(), Vec::<String>::new());
-    let calls = script_calls(&mut conn).await;
+    let calls = fcall_count(&mut conn).await;
     assert!(
         calls < 100,
         "200 concurrent completions took {calls} script calls: they were not combined"

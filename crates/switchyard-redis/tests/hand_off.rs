@@ -11,7 +11,7 @@ use switchyard_core::prelude::*;
 use switchyard_core::{ManualClock, Policy, QueueConfig, QueueName, Strategy, TaskSpec, TaskState};
 use switchyard_memory::MemoryBackend;
 use switchyard_redis::{RedisBackend, RedisConfig};
-use switchyard_testkit::redis_server::RedisServer;
+use switchyard_testkit::redis_server::{RedisServer, fcall_count};
 use switchyard_testkit::{me, test_worker};
 
 const START: u64 = 1_700_000_000_000;
@@ -20,20 +20,6 @@ async fn redis(server: &RedisServer, ns: &str) -> RedisBackend {
     let clock = ManualClock::new(START);
     let config = RedisConfig::new(server.url(), ns).with_clock(Arc::new(clock));
     RedisBackend::with_config(config).await.unwrap()
-}
-
-/// FCALL calls since the server's stats were last reset.
-async fn fcalls(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await
-        .unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("cmdstat_fcall:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
 }
 
 /// A queue `q` with worker `w` (two slots) on it, waiting: it asked and got nothing.
@@ -101,10 +87,10 @@ async fn redis_hands_off_in_the_submit_call_alone() {
         ("round-robin", Strategy::RoundRobin),
     ] {
         let b = redis(&server, ns).await;
-        let before = fcalls(&mut conn).await;
+        let before = fcall_count(&mut conn).await;
         the_submit_starts_it_and_the_wait_returns_it(&b, strategy).await;
         // declare, register, the parking ask, submit, complete: the waiting receive made none.
-        assert_eq!(fcalls(&mut conn).await - before, 5, "{ns}");
+        assert_eq!(fcall_count(&mut conn).await - before, 5, "{ns}");
     }
 }
 

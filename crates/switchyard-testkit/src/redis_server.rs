@@ -297,6 +297,24 @@ impl Drop for RedisServer {
     }
 }
 
+/// FCALL calls the server counted since its stats were last reset (`INFO commandstats`), 0
+/// before the first.
+pub async fn fcall_count(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = match redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+    {
+        Ok(info) => info,
+        Err(e) => panic!("INFO commandstats: {e}"),
+    };
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_fcall:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
