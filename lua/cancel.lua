@@ -28,7 +28,7 @@ elseif r.st == S_READY then
   if q.pol == P_FCFS then
     set_state(q, 'tomb', q.tomb + 1)
   else
-    redis.call('ZREM', q.k_ready, string.format('%012x%s', r.pos, r.id))
+    call('ZREM', q.k_ready, format('%012x%s', r.pos, r.id))
   end
   emit(q, 'cancelled', r.id)
   finish(r, S_CANCELLED, q)

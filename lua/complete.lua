@@ -24,7 +24,7 @@ local accepted = false
 if nl > 0 then
   local ids = {}
   for i = 0, nl - 1 do ids[i + 1] = ARGV[base + 1 + i * 4] end
-  raws = redis.call('HMGET', K_TASKS, unpack(ids))
+  raws = call('HMGET', K_TASKS, unpack(ids))
 end
 for i = 0, nl - 1 do
   local a = base + 1 + i * 4

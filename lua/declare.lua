@@ -8,12 +8,12 @@
 local name = name_arg(2, 'queue name')
 local json = ARGV[3]
 if not json or json == '' then fail('SY_INVALID', 'config: empty') end
-local existing = redis.call('HGET', K_META, name)
+local existing = call('HGET', K_META, name)
 if existing then
   if existing == json then return 0 end
   fail('SY_CONFLICT', existing)
 end
 local cfg, rng, jit = config_arg(4)
-redis.call('HSET', K_META, name, json)
-redis.call('HSET', KEYS[NFIXED + 1], 'c', cfg, 'd', struct.pack(QDYN, 0, rng, jit, 0, 0))
+call('HSET', K_META, name, json)
+call('HSET', KEYS[NFIXED + 1], 'c', cfg, 'd', spack(QDYN, 0, rng, jit, 0, 0))
 return 1

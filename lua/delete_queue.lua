@@ -6,12 +6,12 @@
 local q = queues_open(2, 1)[1]
 local served = queue_members(q.name)
 if served ~= '' then fail('SY_BUSY', 'served ' .. served) end
-local held = ready_len(q) + redis.call('ZCARD', q.k_delayed) + redis.call('ZCARD', q.k_done)
-for _, m in ipairs(redis.call('ZRANGEBYLEX', K_WTASKS, '-', '+')) do
-  local r = rec_get(string.match(m, '|%x+|(.*)$'))
+local held = ready_len(q) + call('ZCARD', q.k_delayed) + call('ZCARD', q.k_done)
+for _, m in ipairs(call('ZRANGEBYLEX', K_WTASKS, '-', '+')) do
+  local r = rec_get(match(m, '|%x+|(.*)$'))
   if r and r.q == q.name then held = held + 1 end
 end
 if held > 0 then fail('SY_BUSY', 'tasks ' .. held) end
-redis.call('DEL', q.k_state, q.k_ready, q.k_delayed, q.k_ring, q.k_done)
-redis.call('HDEL', K_META, q.name, '~n:' .. q.name .. ':' .. S_RETRY, '~n:' .. q.name .. ':' .. S_CANCELLED)
+call('DEL', q.k_state, q.k_ready, q.k_delayed, q.k_ring, q.k_done)
+call('HDEL', K_META, q.name, '~n:' .. q.name .. ':' .. S_RETRY, '~n:' .. q.name .. ':' .. S_CANCELLED)
 return 1

@@ -11,13 +11,13 @@ if wr.wait >= W_DRAINING then return {0} end
 unsettle(wr)
 wr.wait = W_DRAINING
 unpark(wr)
-local inbox = redis.call('ZRANGEBYLEX', K_WTASKS, string.format('[%s|%012x', w, wr.rc + 1), '(' .. w .. '}')
+local inbox = call('ZRANGEBYLEX', K_WTASKS, format('[%s|%012x', w, wr.rc + 1), '(' .. w .. '}')
 wr.inf = wr.inf - #inbox
 wr.ib = 0
 local returned = {}
 for _, m in ipairs(inbox) do
-  redis.call('ZREM', K_WTASKS, m)
-  local r = rec_get(string.sub(m, #w + 15))
+  call('ZREM', K_WTASKS, m)
+  local r = rec_get(sub(m, #w + 15))
   returned[#returned + 1] = r.id
   place(r, queue_of(r.q), nil, false, NOW)
 end

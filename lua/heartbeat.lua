@@ -8,13 +8,13 @@
 local wr, w = worker_of_call()
 wr.exp = NOW + wr.ttl
 wr.dirty = true
-redis.call('ZADD', K_HB, wr.exp, w)
+call('ZADD', K_HB, wr.exp, w)
 
 local function running()
   flush()
   local out = {}
-  for _, m in ipairs(redis.call('ZRANGEBYLEX', K_WTASKS, '[' .. w .. '|', '(' .. w .. '}')) do
-    local r = rec_get(string.sub(m, #w + 15))
+  for _, m in ipairs(call('ZRANGEBYLEX', K_WTASKS, '[' .. w .. '|', '(' .. w .. '}')) do
+    local r = rec_get(sub(m, #w + 15))
     if r.st == S_RUNNING then out[#out + 1] = r end
   end
   return out
@@ -23,7 +23,7 @@ local overdue = {}
 for _, r in ipairs(running()) do
   if r.tm < NOW then overdue[#overdue + 1] = r end
 end
-table.sort(overdue, function(a, b)
+sort(overdue, function(a, b)
   if a.tm ~= b.tm then return a.tm < b.tm end
   return a.id < b.id
 end)
@@ -38,7 +38,7 @@ local cancel = {}
 for _, r in ipairs(running()) do
   if r.fl % 2 == F_CANCEL then cancel[#cancel + 1] = r.id end
 end
-table.sort(cancel)
+sort(cancel)
 flush()
 local reply = {wr.exp, #cancel}
 for _, id in ipairs(cancel) do reply[#reply + 1] = id end

@@ -15,6 +15,18 @@
 -- This call's keys and arguments, and its time in ms (ARGV[1], or the server's clock).
 local KEYS, ARGV, NOW
 
+-- The builtins the helpers use, held as upvalues: in a function library a global is looked up
+-- in the library's environment and then, through its metatable, in Redis' globals, on every
+-- use (`string.sub`: twice). Bound by `begin` on the library's first call, since while a
+-- library loads Redis exposes only `redis.register_function` and `redis.log`.
+local function builtins()
+  return redis.call, string.sub, string.format, string.find, string.byte, string.match,
+    string.gsub, string.gmatch, struct.pack, struct.unpack, math.floor, math.min, math.ceil,
+    table.concat, table.sort, tonumber, tostring, ipairs, pairs, unpack, next
+end
+local call, sub, format, find, byte, match, gsub, gmatch, spack, sunpack, floor, min, ceil,
+  concat, sort, tonumber, tostring, ipairs, pairs, unpack, next
+
 -- Keys (one hash-tag slot; all passed in KEYS; nothing here builds a key name).
 local K_TASKS               -- HASH  id -> task record; 'd:<queue>|<key>' -> '<id>|<expires>'
 local K_META                -- HASH  '~seq' counter, '~n:<queue>:<state>' counts, queue -> config
@@ -68,15 +80,27 @@ end
 -- An integer argument in lo..hi.
 local function int_arg(i, name, lo, hi)
   local v = tonumber(ARGV[i])
-  if not v or v ~= math.floor(v) or v < lo or v > hi then
+  if not v or v ~= floor(v) or v < lo or v > hi then
     fail('SY_INVALID', name .. ': expected an integer in ' .. lo .. '..' .. hi .. ', got ' .. tostring(ARGV[i]))
   end
   return v
 end
 
+-- An integer as a command argument. A number argument costs Redis a `%.17g` format on every
+-- call; the small ones are formatted once per library load.
+local INT_TEXT = {}
+local function int_text(n)
+  local s = INT_TEXT[n]
+  if not s then
+    s = format('%d', n)
+    if n >= 0 and n < 1024 then INT_TEXT[n] = s end
+  end
+  return s
+end
+
 local function name_arg(i, what)
   local v = ARGV[i]
-  if not v or v == '' or #v > 128 or string.find(v, '[^%w_%-%.:]') then
+  if not v or v == '' or #v > 128 or find(v, '[^%w_%-%.:]') then
     fail('SY_INVALID', what .. ': `' .. tostring(v) .. '` is not a valid name')
   end
   return v
@@ -95,7 +119,7 @@ local function next_seq()
     PENDING.seq = PENDING.seq + 1
     PENDING.seq_extra = PENDING.seq_extra + 1
   else
-    PENDING.seq = redis.call('HINCRBY', K_META, '~seq', '1')
+    PENDING.seq = call('HINCRBY', K_META, '~seq', '1')
   end
   return PENDING.seq
 end
@@ -127,23 +151,23 @@ end
 -- run-at while scheduled, when it became ready while ready or dispatched, the lease deadline
 -- while running, the finish time when finished.
 local function rec_get(id, raw)
-  local v = raw or PENDING.recs[id] or redis.call('HGET', K_TASKS, id)
+  local v = raw or PENDING.recs[id] or call('HGET', K_TASKS, id)
   if not v then return nil end
-  local st, fl, at, ma, pr, co, to, pos, tok, tm, cr, wl, el, rl = struct.unpack(HDR, v)
+  local st, fl, at, ma, pr, co, to, pos, tok, tm, cr, wl, el, rl = sunpack(HDR, v)
   local o = HDR_LEN + 1
   local w, e, res = '', '', ''
-  if wl > 0 then w = string.sub(v, o, o + wl - 1) end
-  if el > 0 then e = string.sub(v, o + wl, o + wl + el - 1) end
-  if rl > 0 then res = string.sub(v, o + wl + el, o + wl + el + rl - 1) end
-  local body = string.sub(v, o + wl + el + rl)
+  if wl > 0 then w = sub(v, o, o + wl - 1) end
+  if el > 0 then e = sub(v, o + wl, o + wl + el - 1) end
+  if rl > 0 then res = sub(v, o + wl + el, o + wl + el + rl - 1) end
+  local body = sub(v, o + wl + el + rl)
   return {id = id, st = st, fl = fl, at = at, ma = ma, pr = pr, co = co, to = to, pos = pos,
           tok = tok, tm = tm, cr = cr, w = w, e = e, res = res, body = body,
-          q = string.sub(body, 7, 6 + string.byte(body, 1))}
+          q = sub(body, 7, 6 + byte(body, 1))}
 end
 
 local function rec_put(r)
   if not PENDING.recs[r.id] then PENDING.order[#PENDING.order + 1] = r.id end
-  PENDING.recs[r.id] = struct.pack(HDR, r.st, r.fl, r.at, r.ma, r.pr, r.co, r.to, r.pos, r.tok,
+  PENDING.recs[r.id] = spack(HDR, r.st, r.fl, r.at, r.ma, r.pr, r.co, r.to, r.pos, r.tok,
     r.tm, r.cr, #r.w, #r.e, #r.res) .. r.w .. r.e .. r.res .. r.body
 end
 
@@ -166,18 +190,18 @@ local function queue_of(name)
   if not g then fail('SY_STALE', 'queue ' .. name .. ' was not passed') end
   local b = NFIXED + (g - 1) * 5
   local k_state = KEYS[b + 1]
-  local v = redis.call('HMGET', k_state, 'c', 'd', 'p')
+  local v = call('HMGET', k_state, 'c', 'd', 'p')
   if not v[1] then fail('SY_UNKNOWN_QUEUE', name) end
-  local pol, age, str, vn, dcost, matt, tmo, bb, bm, bj, rttl, dttl, dwin, ev = struct.unpack(CFG, v[1])
-  local tomb, rng, jit, vt, ep = struct.unpack(QDYN, v[2])
+  local pol, age, str, vn, dcost, matt, tmo, bb, bm, bj, rttl, dttl, dwin, ev = sunpack(CFG, v[1])
+  local tomb, rng, jit, vt, ep = sunpack(QDYN, v[2])
   local cur = nil
-  if #v[2] > QDYN_LEN then cur = string.sub(v[2], QDYN_LEN + 1) end
+  if #v[2] > QDYN_LEN then cur = sub(v[2], QDYN_LEN + 1) end
   -- One constructor with every field: growing a table field by field rehashes it repeatedly.
   q = {name = name, k_state = k_state, k_ready = KEYS[b + 2], k_delayed = KEYS[b + 3],
        k_ring = KEYS[b + 4], k_done = KEYS[b + 5], pol = pol, age = age, str = str, vn = vn,
        dcost = dcost, matt = matt, tmo = tmo, bb = bb, bm = bm, bj = bj, rttl = rttl,
        dttl = dttl, dwin = dwin, ev = ev, tomb = tomb, rng = rng, jit = jit, vt = vt, ep = ep,
-       cur = cur, rlen = false, dirty = false, paused = v[3] == '1'}
+       cur = cur, rlen = false, dirty = false, paused = v[3] == '1', none_parked = false}
   QUEUES[name] = q
   return q
 end
@@ -212,7 +236,7 @@ local function flush_ready(q)
     local cmd = 'ZADD'
     if q.pol == P_FCFS then cmd = 'RPUSH' end
     for i = 1, #p, 4000 do
-      redis.call(cmd, q.k_ready, unpack(p, i, math.min(i + 3999, #p)))
+      call(cmd, q.k_ready, unpack(p, i, min(i + 3999, #p)))
     end
   end
 end
@@ -221,7 +245,7 @@ end
 local function ready_len(q)
   if not q.rlen then
     flush_ready(q)
-    if q.pol == P_FCFS then q.rlen = redis.call('LLEN', q.k_ready) - q.tomb else q.rlen = redis.call('ZCARD', q.k_ready) end
+    if q.pol == P_FCFS then q.rlen = call('LLEN', q.k_ready) - q.tomb else q.rlen = call('ZCARD', q.k_ready) end
   end
   return q.rlen
 end
@@ -236,26 +260,26 @@ local function pop_ready(q, k)
   if q.pol ~= P_FCFS or q.tomb == 0 then
     local ms
     if q.pol ~= P_FCFS then
-      local top = redis.call('ZPOPMIN', q.k_ready, k)
+      local top = call('ZPOPMIN', q.k_ready, int_text(k))
       ms = {}
       for i = 1, #top, 2 do ms[#ms + 1] = top[i] end
     elseif k == 1 then
-      ms = {redis.call('LPOP', q.k_ready)}
+      ms = {call('LPOP', q.k_ready)}
     else
-      ms = redis.call('LPOP', q.k_ready, k)
+      ms = call('LPOP', q.k_ready, int_text(k))
     end
     if ms and ms[1] then
       local ids = {}
-      for i, m in ipairs(ms) do ids[i] = string.sub(m, 13) end
-      local vs = redis.call('HMGET', K_TASKS, unpack(ids))
+      for i, m in ipairs(ms) do ids[i] = sub(m, 13) end
+      local vs = call('HMGET', K_TASKS, unpack(ids))
       for i, id in ipairs(ids) do out[i] = rec_get(id, PENDING.recs[id] or vs[i]) end
     end
   else
     while #out < k do
-      local m = redis.call('LPOP', q.k_ready)
+      local m = call('LPOP', q.k_ready)
       if not m then break end
-      local c = rec_get(string.sub(m, 13))
-      if c and c.st == S_READY and c.q == q.name and c.pos == tonumber(string.sub(m, 1, 12), 16) then
+      local c = rec_get(sub(m, 13))
+      if c and c.st == S_READY and c.q == q.name and c.pos == tonumber(sub(m, 1, 12), 16) then
         out[#out + 1] = c
       else
         set_state(q, 'tomb', q.tomb - 1)
@@ -277,26 +301,26 @@ local WORKERS  -- worker id -> its record, read by `worker_get`
 local function worker_get(w)
   local wr = WORKERS[w]
   if wr then return wr end
-  local v = redis.call('HGET', K_WORKERS, w)
+  local v = call('HGET', K_WORKERS, w)
   if not v then return nil end
-  local cap, weight, inf, exp, ttl, rc, wait, ib, inst, dn, ok = struct.unpack(WREC, v)
-  local bar = string.find(v, '|', WREC_LEN + 1, true)
-  local names = string.sub(v, WREC_LEN + 1, bar - 1)
+  local cap, weight, inf, exp, ttl, rc, wait, ib, inst, dn, ok = sunpack(WREC, v)
+  local bar = find(v, '|', WREC_LEN + 1, true)
+  local names = sub(v, WREC_LEN + 1, bar - 1)
   local nq = (#v - bar) / 15
   local queues, strs, stamps = {}, {}, {}
   if nq == 1 then
     queues[1] = names
   else
-    for name in string.gmatch(names, '[^,]+') do queues[#queues + 1] = name end
+    for name in gmatch(names, '[^,]+') do queues[#queues + 1] = name end
   end
   for i = 1, nq do
     local name = queues[i]
-    strs[name] = string.byte(v, bar + 2 * i - 1) - 48
+    strs[name] = byte(v, bar + 2 * i - 1) - 48
     local s = bar + 2 * nq + 13 * i
-    stamps[name] = string.sub(v, s - 12, s)
+    stamps[name] = sub(v, s - 12, s)
   end
   wr = {id = w, cap = cap, weight = weight, inf = inf, exp = exp, ttl = ttl, rc = rc, wait = wait,
-        ib = ib, ib0 = ib, inst = inst, dn = dn, ok = ok, names = names, codes = string.sub(v, bar + 1, bar + 2 * nq), queues = queues,
+        ib = ib, ib0 = ib, inst = inst, dn = dn, ok = ok, names = names, codes = sub(v, bar + 1, bar + 2 * nq), queues = queues,
         strs = strs, stamps = stamps, dirty = false}
   WORKERS[w] = wr
   return wr
@@ -311,9 +335,9 @@ local function worker_put(wr)
   else
     local parts = {}
     for i, name in ipairs(wr.queues) do parts[i] = st[name] end
-    tail = table.concat(parts)
+    tail = concat(parts)
   end
-  redis.call('HSET', K_WORKERS, wr.id, struct.pack(WREC, wr.cap, wr.weight, wr.inf, wr.exp, wr.ttl,
+  call('HSET', K_WORKERS, wr.id, spack(WREC, wr.cap, wr.weight, wr.inf, wr.exp, wr.ttl,
     wr.rc, wr.wait, wr.ib, wr.inst, wr.dn, wr.ok) .. wr.names .. '|' .. wr.codes .. tail)
   wr.dirty = false
 end
@@ -344,7 +368,7 @@ end
 
 -- The least-loaded entry of a worker in queue `qname` at load `inf` and stamp `stamp` (hex).
 local function ll_entry(qname, wr, inf, stamp)
-  return qname .. '|' .. string.format('%012x', math.floor(inf * 4294967296 / wr.cap)) .. '|' ..
+  return qname .. '|' .. format('%012x', floor(inf * 4294967296 / wr.cap)) .. '|' ..
     stamp .. '|' .. wr.id
 end
 
@@ -370,36 +394,36 @@ local function settle()
         if str == T_LL then
           local stamp = wr.stamps[qname]
           local new = picked and picked[qname]
-          if new then new = string.format('%013x', new) end
+          if new then new = format('%013x', new) end
           if free ~= was or ((free or was) and (wr.inf ~= wr.inf0 or new)) then
-            if was then redis.call('ZREM', K_FREE, ll_entry(qname, wr, wr.inf0, stamp)) end
+            if was then call('ZREM', K_FREE, ll_entry(qname, wr, wr.inf0, stamp)) end
             if new then
               stamp = new
               wr.stamps[qname] = new
             end
-            if free then redis.call('ZADD', K_FREE, '0', ll_entry(qname, wr, wr.inf, stamp)) end
+            if free then call('ZADD', K_FREE, '0', ll_entry(qname, wr, wr.inf, stamp)) end
           end
         elseif free ~= was and str ~= T_PULL then
           if str == T_WEIGHTED then
             local field = wr.id .. '|' .. qname
-            local v = redis.call('HGET', K_WORKERS, field)
-            local weight, n, ep = struct.unpack(BAL, v)
+            local v = call('HGET', K_WORKERS, field)
+            local weight, n, ep = sunpack(BAL, v)
             local m = ''
             if free then
               local q = queue_of(qname)
               if ep ~= q.ep then n = 1; ep = q.ep end
-              local at = math.ceil((q.vt * weight + HALF_SCALE) / WEIGHT_SCALE)
+              local at = ceil((q.vt * weight + HALF_SCALE) / WEIGHT_SCALE)
               if at > n then n = at end
-              m = string.format('%s|%013x|%s', qname, math.floor((2 * n - 1) * HALF_SCALE / weight), wr.id)
-              redis.call('ZADD', K_FREE, '0', m)
+              m = format('%s|%013x|%s', qname, floor((2 * n - 1) * HALF_SCALE / weight), wr.id)
+              call('ZADD', K_FREE, '0', m)
             else
-              redis.call('ZREM', K_FREE, string.sub(v, BAL_LEN + 1))
+              call('ZREM', K_FREE, sub(v, BAL_LEN + 1))
             end
-            redis.call('HSET', K_WORKERS, field, struct.pack(BAL, weight, n, ep) .. m)
+            call('HSET', K_WORKERS, field, spack(BAL, weight, n, ep) .. m)
           elseif free then
-            redis.call('ZADD', K_FREE, '0', qname .. '|' .. wr.id)
+            call('ZADD', K_FREE, '0', qname .. '|' .. wr.id)
           else
-            redis.call('ZREM', K_FREE, qname .. '|' .. wr.id)
+            call('ZREM', K_FREE, qname .. '|' .. wr.id)
           end
         end
       end
@@ -407,28 +431,41 @@ local function settle()
   end
 end
 
+-- One command `cmd key args...`, split into commands of at most 4,000 arguments.
+local function send(cmd, key, args)
+  local n = #args
+  if n <= 4000 then
+    call(cmd, key, unpack(args))
+    return
+  end
+  for i = 1, n, 4000 do
+    call(cmd, key, unpack(args, i, min(i + 3999, n)))
+  end
+end
+
 -- Applies the deferred writes (see PENDING) and settles the workers' balancer entries.
 local function flush()
   settle()
-  local function send(cmd, key, args)
-    for i = 1, #args, 4000 do
-      redis.call(cmd, key, unpack(args, i, math.min(i + 3999, #args)))
-    end
-  end
-  if #PENDING.order > 0 then
-    local args = {}
-    for _, id in ipairs(PENDING.order) do
-      args[#args + 1] = id
-      args[#args + 1] = PENDING.recs[id]
+  local order = PENDING.order
+  if #order > 0 then
+    local recs, args = PENDING.recs, {}
+    for i, id in ipairs(order) do
+      args[2 * i - 1] = id
+      args[2 * i] = recs[id]
     end
     send('HSET', K_TASKS, args)
     PENDING.recs, PENDING.order = {}, {}
   end
-  for key, members in pairs(PENDING.rems) do send('ZREM', key, members) end
-  for key, list in pairs(PENDING.adds) do send('ZADD', key, list) end
-  PENDING.rems, PENDING.adds = {}, {}
+  if next(PENDING.rems) then
+    for key, members in pairs(PENDING.rems) do send('ZREM', key, members) end
+    PENDING.rems = {}
+  end
+  if next(PENDING.adds) then
+    for key, list in pairs(PENDING.adds) do send('ZADD', key, list) end
+    PENDING.adds = {}
+  end
   if PENDING.seq_extra > 0 then
-    redis.call('HINCRBY', K_META, '~seq', PENDING.seq_extra)
+    call('HINCRBY', K_META, '~seq', int_text(PENDING.seq_extra))
     PENDING.seq_extra = 0
   end
   for _, wr in pairs(WORKERS) do
@@ -436,16 +473,18 @@ local function flush()
   end
   -- Hand-offs go out once the state they describe is written.
   local pubs = PENDING.pubs
-  PENDING.pubs = {}
-  for i = 1, #pubs, 2 do redis.call('PUBLISH', pubs[i], pubs[i + 1]) end
+  if #pubs > 0 then
+    PENDING.pubs = {}
+    for i = 1, #pubs, 2 do call('PUBLISH', pubs[i], pubs[i + 1]) end
+  end
   for _, q in pairs(QUEUES) do
     flush_ready(q)
     if q.dirty then
-      redis.call('HSET', q.k_state, 'd', struct.pack(QDYN, q.tomb, q.rng, q.jit, q.vt, q.ep) .. (q.cur or ''))
+      call('HSET', q.k_state, 'd', spack(QDYN, q.tomb, q.rng, q.jit, q.vt, q.ep) .. (q.cur or ''))
       q.dirty = nil
     end
     if q.counts then
-      for kind, n in pairs(q.counts) do redis.call('HINCRBY', q.k_state, 'n:' .. kind, n) end
+      for kind, n in pairs(q.counts) do call('HINCRBY', q.k_state, 'n:' .. kind, int_text(n)) end
       q.counts = nil
     end
   end
@@ -459,14 +498,18 @@ local function park(wr)
     wr.dirty = true
   end
   for _, qname in ipairs(wr.queues) do
-    if wr.strs[qname] == T_PULL then redis.call('ZADD', K_FREE, '0', qname .. '|' .. wr.id) end
+    if wr.strs[qname] == T_PULL then
+      call('ZADD', K_FREE, '0', qname .. '|' .. wr.id)
+      local q = QUEUES[qname]
+      if q then q.none_parked = false end
+    end
   end
 end
 
 -- Pull queues: take a worker off every parked list (it is awake, or gone).
 local function unpark(wr)
   for _, qname in ipairs(wr.queues) do
-    if wr.strs[qname] == T_PULL then redis.call('ZREM', K_FREE, qname .. '|' .. wr.id) end
+    if wr.strs[qname] == T_PULL then call('ZREM', K_FREE, qname .. '|' .. wr.id) end
   end
 end
 
@@ -483,7 +526,7 @@ local function emit(q, kind, id, w, detail)
   if q.ev == 0 or (q.ev == 1 and (kind == 'submitted' or kind == 'dispatched' or kind == 'succeeded')) then
     return
   end
-  redis.call('XADD', K_EVENTS, 'MAXLEN', '~', EVENT_CAP, '*', 'k', kind, 't', id, 'q', q.name,
+  call('XADD', K_EVENTS, 'MAXLEN', '~', EVENT_CAP, '*', 'k', kind, 't', id, 'q', q.name,
     'w', w or '', 'a', NOW, 'd', detail or '')
 end
 
@@ -508,7 +551,7 @@ end
 -- under token `tok`, and starts it (State::start_pulled).
 local function start_pulled(wr, r, tok, out)
   r.tok = tok
-  zadd(K_WTASKS, '0', string.format('%s|%012x|%s', wr.id, tok, r.id))
+  zadd(K_WTASKS, '0', format('%s|%012x|%s', wr.id, tok, r.id))
   unsettle(wr)
   wr.inf = wr.inf + 1
   wr.dn = wr.dn + 1
@@ -529,8 +572,8 @@ local function hand_to(wr, r, tok)
     parked = 0
   end
   local pubs = PENDING.pubs
-  pubs[#pubs + 1] = string.sub(K_TASKS, 1, -6) .. 'wake:' .. wr.id
-  pubs[#pubs + 1] = HAND_TAG .. struct.pack(HAND, parked, wr.inst, r.tok, r.at, r.ma, r.tm, r.to,
+  pubs[#pubs + 1] = sub(K_TASKS, 1, -6) .. 'wake:' .. wr.id
+  pubs[#pubs + 1] = HAND_TAG .. spack(HAND, parked, wr.inst, r.tok, r.at, r.ma, r.tm, r.to,
     d[8], #r.q) .. r.id .. r.q .. r.body
 end
 
@@ -546,7 +589,7 @@ local function dispatch_to(wr, r, q, tok)
   else
     r.st = S_DISPATCHED; r.w = wr.id; r.tok = tok; r.pos = tok
     rec_put(r)
-    zadd(K_WTASKS, '0', string.format('%s|%012x|%s', wr.id, tok, r.id))
+    zadd(K_WTASKS, '0', format('%s|%012x|%s', wr.id, tok, r.id))
     unsettle(wr)
     wr.inf = wr.inf + 1
     wr.dn = wr.dn + 1
@@ -558,7 +601,7 @@ local function dispatch_to(wr, r, q, tok)
     -- A waiting worker with tasks still to receive is woken to receive them.
     if wr.wait % 2 == W_WAITING then
       wr.wait = wr.wait - W_WAITING
-      redis.call('PUBLISH', string.sub(K_TASKS, 1, -6) .. 'wake:' .. wr.id, '1')
+      call('PUBLISH', sub(K_TASKS, 1, -6) .. 'wake:' .. wr.id, '1')
     end
   end
   emit(q, 'dispatched', r.id, wr.id)
@@ -574,79 +617,79 @@ local function pick(q, r)
   local str = q.str
   if str == T_RR then
     local found = {}
-    if q.cur then found = redis.call('ZRANGEBYLEX', K_FREE, '(' .. q.name .. '|' .. q.cur, hi, 'LIMIT', 0, 1) end
-    if #found == 0 then found = redis.call('ZRANGEBYLEX', K_FREE, lo, hi, 'LIMIT', 0, 1) end
+    if q.cur then found = call('ZRANGEBYLEX', K_FREE, '(' .. q.name .. '|' .. q.cur, hi, 'LIMIT', '0', '1') end
+    if #found == 0 then found = call('ZRANGEBYLEX', K_FREE, lo, hi, 'LIMIT', '0', '1') end
     if #found == 0 then return nil end
-    set_state(q, 'cur', string.sub(found[1], #q.name + 2))
+    set_state(q, 'cur', sub(found[1], #q.name + 2))
     return q.cur
   elseif str == T_RANDOM then
-    local n = redis.call('ZLEXCOUNT', K_FREE, lo, hi)
+    local n = call('ZLEXCOUNT', K_FREE, lo, hi)
     if n == 0 then return nil end
     set_state(q, 'rng', (q.rng * MINSTD_A) % MINSTD_M)
-    local first = redis.call('ZRANGEBYLEX', K_FREE, lo, hi, 'LIMIT', 0, 1)[1]
+    local first = call('ZRANGEBYLEX', K_FREE, lo, hi, 'LIMIT', '0', '1')[1]
     local i = q.rng % n
     if i > 0 then
-      local rank = redis.call('ZRANK', K_FREE, first) + i
-      first = redis.call('ZRANGE', K_FREE, rank, rank)[1]
+      local rank = call('ZRANK', K_FREE, first) + i
+      first = call('ZRANGE', K_FREE, rank, rank)[1]
     end
-    return string.sub(first, #q.name + 2)
+    return sub(first, #q.name + 2)
   elseif str == T_WEIGHTED or str == T_LL then
     -- Both take the first entry: weighted by (pass, id), least-loaded by (ratio, stamp, id).
-    local found = redis.call('ZRANGEBYLEX', K_FREE, lo, hi, 'LIMIT', 0, 1)
+    local found = call('ZRANGEBYLEX', K_FREE, lo, hi, 'LIMIT', '0', '1')
     if #found == 0 then return nil end
     local m = found[1]
     if str == T_LL then
       -- The new stamp (the lease token, set by dispatch_to) goes into the entry with the new
       -- load, when the worker settles.
-      local w = string.sub(m, #q.name + 29)
+      local w = sub(m, #q.name + 29)
       local wr = worker_get(w)
       unsettle(wr, true)
       wr.picked = wr.picked or {}
       wr.picked[q.name] = true
       return w
     end
-    local w = string.sub(m, #q.name + 16)
+    local w = sub(m, #q.name + 16)
     local field = w .. '|' .. q.name
-    local v = redis.call('HGET', K_WORKERS, field)
-    local weight, n, ep = struct.unpack(BAL, v)
-    q.vt = tonumber(string.sub(m, #q.name + 2, #q.name + 14), 16)
+    local v = call('HGET', K_WORKERS, field)
+    local weight, n, ep = sunpack(BAL, v)
+    q.vt = tonumber(sub(m, #q.name + 2, #q.name + 14), 16)
     n = n + 1
-    local nm = string.format('%s|%013x|%s', q.name, math.floor((2 * n - 1) * HALF_SCALE / weight), w)
-    redis.call('ZREM', K_FREE, m)
-    redis.call('ZADD', K_FREE, '0', nm)
-    redis.call('HSET', K_WORKERS, field, struct.pack(BAL, weight, n, ep) .. nm)
+    local nm = format('%s|%013x|%s', q.name, floor((2 * n - 1) * HALF_SCALE / weight), w)
+    call('ZREM', K_FREE, m)
+    call('ZADD', K_FREE, '0', nm)
+    call('HSET', K_WORKERS, field, spack(BAL, weight, n, ep) .. nm)
     set_state(q, 'vt', q.vt)
     if q.vt >= RENORM_AT then
       -- Renormalise: every eligible worker's n drops by floor(vt * weight / 2^16).
       q.ep = q.ep + 1
-      for _, em in ipairs(redis.call('ZRANGEBYLEX', K_FREE, lo, hi)) do
-        local ew = string.match(em, '[^|]+$')
+      for _, em in ipairs(call('ZRANGEBYLEX', K_FREE, lo, hi)) do
+        local ew = match(em, '[^|]+$')
         local ef = ew .. '|' .. q.name
-        local ev = redis.call('HGET', K_WORKERS, ef)
-        local eweight, en = struct.unpack(BAL, ev)
-        en = en - math.min(math.floor(q.vt * eweight / WEIGHT_SCALE), en - 1)
-        local enm = string.format('%s|%013x|%s', q.name, math.floor((2 * en - 1) * HALF_SCALE / eweight), ew)
-        redis.call('ZREM', K_FREE, em)
-        redis.call('ZADD', K_FREE, '0', enm)
-        redis.call('HSET', K_WORKERS, ef, struct.pack(BAL, eweight, en, q.ep) .. enm)
+        local ev = call('HGET', K_WORKERS, ef)
+        local eweight, en = sunpack(BAL, ev)
+        en = en - min(floor(q.vt * eweight / WEIGHT_SCALE), en - 1)
+        local enm = format('%s|%013x|%s', q.name, floor((2 * en - 1) * HALF_SCALE / eweight), ew)
+        call('ZREM', K_FREE, em)
+        call('ZADD', K_FREE, '0', enm)
+        call('HSET', K_WORKERS, ef, spack(BAL, eweight, en, q.ep) .. enm)
       end
       set_state(q, 'vt', 0)
       set_state(q, 'ep', q.ep)
     end
     return w
   elseif str == T_AFFINITY then
-    if #redis.call('ZRANGEBYLEX', K_FREE, lo, hi, 'LIMIT', 0, 1) == 0 then return nil end
+    if #call('ZRANGEBYLEX', K_FREE, lo, hi, 'LIMIT', '0', '1') == 0 then return nil end
     local key = r.id
-    local ql, kl, al = struct.unpack('>BBH', r.body)
-    if al > 0 then key = string.sub(r.body, 7 + ql + kl, 6 + ql + kl + al) end
-    local h = tonumber(string.sub(redis.sha1hex(key), 1, 13), 16)
-    for _, range in ipairs({{h, '+inf'}, {'-inf', '(' .. string.format('%.0f', h)}}) do
+    local ql, kl, al = sunpack('>BBH', r.body)
+    if al > 0 then key = sub(r.body, 7 + ql + kl, 6 + ql + kl + al) end
+    local h = tonumber(sub(redis.sha1hex(key), 1, 13), 16)
+    for _, range in ipairs({{h, '+inf'}, {'-inf', '(' .. format('%.0f', h)}}) do
       local offset = 0
       while true do
-        local pts = redis.call('ZRANGEBYSCORE', q.k_ring, range[1], range[2], 'LIMIT', offset, 16)
+        local pts = call('ZRANGEBYSCORE', q.k_ring, range[1], range[2], 'LIMIT', offset, 16)
         for _, p in ipairs(pts) do
-          local w = string.match(p, '^(.*)#%d+$')
-          if redis.call('ZSCORE', K_FREE, q.name .. '|' .. w) then return w end
+          local w = match(p, '^(.*)#%d+$')
+          if call('ZSCORE', K_FREE, q.name .. '|' .. w) then return w end
         end
         if #pts < 16 then break end
         offset = offset + 16
@@ -660,12 +703,17 @@ end
 -- empty inbox — or false after waking (and unparking) one that cannot; nil if none is parked
 -- (State::sleeper).
 local function sleeper(q)
-  local m = redis.call('ZRANGEBYLEX', K_FREE, '[' .. q.name .. '|', '(' .. q.name .. '}', 'LIMIT', 0, 1)[1]
-  if not m then return nil end
-  local wr = worker_get(string.sub(m, #q.name + 2))
+  -- Only `park` adds parked workers: once none was found, none is until this call parks one.
+  if q.none_parked then return nil end
+  local m = call('ZRANGEBYLEX', K_FREE, '[' .. q.name .. '|', '(' .. q.name .. '}', 'LIMIT', '0', '1')[1]
+  if not m then
+    q.none_parked = true
+    return nil
+  end
+  local wr = worker_get(sub(m, #q.name + 2))
   if has_free_slot(wr) and wr.ib == 0 then return wr end
   unpark(wr)
-  redis.call('PUBLISH', string.sub(K_TASKS, 1, -6) .. 'wake:' .. wr.id, '1')
+  call('PUBLISH', sub(K_TASKS, 1, -6) .. 'wake:' .. wr.id, '1')
   return false
 end
 
@@ -680,33 +728,39 @@ end
 
 -- Pull queues: hands the ready tasks of `q`, minimum first, to the parked workers that take
 -- them, each under a fresh token, until none is ready or none takes (State::hand_off_ready).
+-- Returns whether it handed off any.
 local function hand_off_ready(q)
+  local any = false
   while ready_len(q) > 0 do
     local wr = taker(q)
-    if not wr then return end
+    if not wr then return any end
     local r = pop_ready(q, 1)[1]
-    if not r then return end
+    if not r then return any end
     hand_to(wr, r, next_seq())
+    any = true
   end
+  return any
 end
 
 -- Puts a task into its queue: scheduled for `at` if that is in the future, otherwise ready —
 -- or dispatched at once when the ready set is empty and the strategy finds an eligible worker
--- (State::enter_queue, State::make_ready). `t` is the enqueue time for aging.
+-- (State::enter_queue, State::make_ready). `t` is the enqueue time for aging. Returns true
+-- when it left `r` ready and then handed off ready tasks (which may include `r`: its record,
+-- not `r`, then says so).
 local function place(r, q, at, retry, t)
   local seq = next_seq()
   r.w = ''
   if at and at > NOW then
-    local member = string.format('%012x%s', seq, r.id)
-    redis.call('ZADD', q.k_delayed, at, member)
+    local member = format('%012x%s', seq, r.id)
+    call('ZADD', q.k_delayed, at, member)
     -- The first of its queue now: the earliest due time may have moved earlier, so wake the
     -- maintenance loops sleeping until then (Backend::sleep_until_due).
-    if redis.call('ZRANK', q.k_delayed, member) == 0 then
-      redis.call('PUBLISH', string.sub(K_TASKS, 1, -6) .. 'due', at)
+    if call('ZRANK', q.k_delayed, member) == 0 then
+      call('PUBLISH', sub(K_TASKS, 1, -6) .. 'due', at)
     end
     if retry then
       r.st = S_RETRY
-      redis.call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_RETRY, '1')
+      call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_RETRY, '1')
     else
       r.st = S_SCHEDULED
     end
@@ -751,8 +805,8 @@ local function place(r, q, at, retry, t)
     elseif q.pol == P_SJF then key = r.co
     else key = t + r.co * q.age end
   end
-  push_ready(q, key, string.format('%012x%s', seq, r.id))
-  if waiting and waiting > 0 then hand_off_ready(q) end
+  push_ready(q, key, format('%012x%s', seq, r.id))
+  if waiting and waiting > 0 then return hand_off_ready(q) end
 end
 
 -- Fills the worker's free slots from its push queues in its order (State::fill_worker).
@@ -778,19 +832,19 @@ local function dispatch_ready(q, limit)
     local r = nil
     if q.pol == P_FCFS then
       while true do
-        local m = redis.call('LINDEX', q.k_ready, 0)
+        local m = call('LINDEX', q.k_ready, 0)
         if not m then break end
-        local c = rec_get(string.sub(m, 13))
-        if c and c.st == S_READY and c.q == q.name and c.pos == tonumber(string.sub(m, 1, 12), 16) then
+        local c = rec_get(sub(m, 13))
+        if c and c.st == S_READY and c.q == q.name and c.pos == tonumber(sub(m, 1, 12), 16) then
           r = c
           break
         end
-        redis.call('LPOP', q.k_ready)
+        call('LPOP', q.k_ready)
         set_state(q, 'tomb', q.tomb - 1)
       end
     else
-      local top = redis.call('ZRANGE', q.k_ready, 0, 0)
-      if #top > 0 then r = rec_get(string.sub(top[1], 13)) end
+      local top = call('ZRANGE', q.k_ready, 0, 0)
+      if #top > 0 then r = rec_get(sub(top[1], 13)) end
     end
     if not r then break end
     local w = pick(q, r)
@@ -803,8 +857,8 @@ end
 
 -- The kind of task `r` (from its body).
 local function kind_of(r)
-  local ql, kl = string.byte(r.body, 1, 2)
-  return string.sub(r.body, 7 + ql, 6 + ql + kl)
+  local ql, kl = byte(r.body, 1, 2)
+  return sub(r.body, 7 + ql, 6 + ql + kl)
 end
 
 -- Shortest-job-first queues learn the run time of each kind: the moving average
@@ -813,9 +867,9 @@ local function learn_cost(q, r)
   if q.pol ~= P_SJF and q.pol ~= 4 then return end
   local field = 'k:' .. kind_of(r)
   local sample = NOW - (r.tm - r.to)
-  local avg = tonumber(redis.call('HGET', q.k_state, field))
-  if avg then avg = math.floor((7 * avg + sample) / 8) else avg = sample end
-  redis.call('HSET', q.k_state, field, avg)
+  local avg = tonumber(call('HGET', q.k_state, field))
+  if avg then avg = floor((7 * avg + sample) / 8) else avg = sample end
+  call('HSET', q.k_state, field, avg)
 end
 
 -- Ends a task in a terminal state (State::finish).
@@ -823,9 +877,9 @@ local function finish(r, st, q)
   local ttl = q.rttl
   if st == S_DEAD then
     ttl = q.dttl
-    zadd(K_DEAD, '0', string.format('%s|%012x|%s', q.name, NOW, r.id))
+    zadd(K_DEAD, '0', format('%s|%012x|%s', q.name, NOW, r.id))
   elseif st == S_CANCELLED then
-    redis.call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_CANCELLED, '1')
+    call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_CANCELLED, '1')
   end
   r.st = st; r.w = ''; r.tm = NOW
   -- The retention score as text, formatted once per queue and call (not once per task).
@@ -833,19 +887,19 @@ local function finish(r, st, q)
   if not scores then scores = {}; q.done_at = scores end
   local score = scores[ttl]
   if not score then
-    score = string.format('%.0f', NOW + ttl)
+    score = format('%.0f', NOW + ttl)
     scores[ttl] = score
   end
   zadd(q.k_done, score, r.id)
   rec_put(r)
   if r.fl >= F_AWAITED then
-    redis.call('PUBLISH', string.gsub(K_TASKS, 'tasks$', 'done:') .. r.id, st)
+    call('PUBLISH', sub(K_TASKS, 1, -6) .. 'done:' .. r.id, int_text(st))
   end
 end
 
 -- Frees the slot a leased task held on its worker (State::release_slot).
 local function release(wr, r)
-  zrem(K_WTASKS, string.format('%s|%012x|%s', wr.id, r.tok, r.id))
+  zrem(K_WTASKS, format('%s|%012x|%s', wr.id, r.tok, r.id))
   unsettle(wr)
   wr.inf = wr.inf - 1
   if r.st == S_DISPATCHED then wr.ib = wr.ib - 1 end
@@ -865,7 +919,7 @@ local function receive_tasks(wr, max, out)
   if fresh_only then
     -- The inbox holds only what this call dispatched, in token order: start it from here.
     local fresh = wr.fresh
-    local n = math.min(max, #fresh)
+    local n = min(max, #fresh)
     wr.ib = wr.ib - n
     for i = 1, n do start(wr, fresh[i], out) end
     got = got + n
@@ -876,29 +930,30 @@ local function receive_tasks(wr, max, out)
   elseif max > 0 and wr.ib > 0 then
     -- The inbox is read from Redis: apply what this call deferred first.
     flush()
-    local inbox = redis.call('ZRANGEBYLEX', K_WTASKS, string.format('[%s|%012x', wr.id, wr.rc + 1),
-      '(' .. wr.id .. '}', 'LIMIT', 0, max)
+    local inbox = call('ZRANGEBYLEX', K_WTASKS, format('[%s|%012x', wr.id, wr.rc + 1),
+      '(' .. wr.id .. '}', 'LIMIT', '0', int_text(max))
     if #inbox > 0 then
       local ids = {}
-      for i, m in ipairs(inbox) do ids[i] = string.sub(m, #wr.id + 15) end
-      local vs = redis.call('HMGET', K_TASKS, unpack(ids))
+      for i, m in ipairs(inbox) do ids[i] = sub(m, #wr.id + 15) end
+      local vs = call('HMGET', K_TASKS, unpack(ids))
       wr.ib = wr.ib - #ids
       for i, id in ipairs(ids) do start(wr, rec_get(id, vs[i]), out) end
       got = got + #ids
     end
   end
-  while got < max and has_free_slot(wr) do
-    local r = nil
-    for _, qname in ipairs(wr.queues) do
-      if wr.strs[qname] == T_PULL then
-        local q = queue_of(qname)
-        if not q.paused then r = pop_ready(q, 1)[1] end
-        if r then break end
+  -- Then the pull queues in the worker's order, each popped once for as many tasks as it can
+  -- give (a queue that gives fewer is empty).
+  for _, qname in ipairs(wr.queues) do
+    if got >= max or not has_free_slot(wr) then break end
+    if wr.strs[qname] == T_PULL then
+      local q = queue_of(qname)
+      if not q.paused then
+        for _, r in ipairs(pop_ready(q, min(max - got, wr.cap - wr.inf))) do
+          start_pulled(wr, r, next_seq(), out)
+          got = got + 1
+        end
       end
     end
-    if not r then break end
-    start_pulled(wr, r, next_seq(), out)
-    got = got + 1
   end
   return got
 end
@@ -927,10 +982,10 @@ local function end_attempt_failed(wr, r, err, retry)
     res = {3}
   elseif retry and r.at < r.ma then
     local d
-    if r.at - 1 >= 32 then d = q.bm else d = math.min(q.bb * 2 ^ (r.at - 1), q.bm) end
+    if r.at - 1 >= 32 then d = q.bm else d = min(q.bb * 2 ^ (r.at - 1), q.bm) end
     set_state(q, 'jit', (q.jit * MINSTD_A) % MINSTD_M)
-    local at = NOW + d - q.jit % (math.floor(d * q.bj / 100) + 1)
-    emit(q, 'retried', r.id, nil, string.format('%.0f', at))
+    local at = NOW + d - q.jit % (floor(d * q.bj / 100) + 1)
+    emit(q, 'retried', r.id, nil, format('%.0f', at))
     place(r, q, at, true, NOW)
     res = {1, at}
   else
@@ -951,36 +1006,36 @@ local function hand_back(wr)
   unpark(wr)
   WORKERS[wr.id] = nil
   wr.gone = true
-  redis.call('HDEL', K_WORKERS, wr.id)
-  redis.call('ZREM', K_HB, wr.id)
+  call('HDEL', K_WORKERS, wr.id)
+  call('ZREM', K_HB, wr.id)
   local free = has_free_slot(wr)
   for _, qname in ipairs(wr.queues) do
     local str = wr.strs[qname]
     if str == T_WEIGHTED then
       local field = wr.id .. '|' .. qname
-      local m = string.sub(redis.call('HGET', K_WORKERS, field), BAL_LEN + 1)
-      if m ~= '' then redis.call('ZREM', K_FREE, m) end
-      redis.call('HDEL', K_WORKERS, field)
+      local m = sub(call('HGET', K_WORKERS, field), BAL_LEN + 1)
+      if m ~= '' then call('ZREM', K_FREE, m) end
+      call('HDEL', K_WORKERS, field)
     elseif str == T_LL then
-      if free then redis.call('ZREM', K_FREE, ll_entry(qname, wr, wr.inf, wr.stamps[qname])) end
+      if free then call('ZREM', K_FREE, ll_entry(qname, wr, wr.inf, wr.stamps[qname])) end
     elseif str ~= T_PULL and free then
-      redis.call('ZREM', K_FREE, qname .. '|' .. wr.id)
+      call('ZREM', K_FREE, qname .. '|' .. wr.id)
     end
     if str == T_AFFINITY then
       local q = queue_of(qname)
       local pts = {}
       for i = 0, q.vn - 1 do pts[#pts + 1] = wr.id .. '#' .. i end
-      redis.call('ZREM', q.k_ring, unpack(pts))
+      call('ZREM', q.k_ring, unpack(pts))
     end
   end
-  local entries = redis.call('ZRANGEBYLEX', K_WTASKS, '[' .. wr.id .. '|', '(' .. wr.id .. '}')
-  redis.call('ZREMRANGEBYLEX', K_WTASKS, '[' .. wr.id .. '|', '(' .. wr.id .. '}')
+  local entries = call('ZRANGEBYLEX', K_WTASKS, '[' .. wr.id .. '|', '(' .. wr.id .. '}')
+  call('ZREMRANGEBYLEX', K_WTASKS, '[' .. wr.id .. '|', '(' .. wr.id .. '}')
   local inbox, running = {}, {}
   for _, m in ipairs(entries) do
-    local r = rec_get(string.sub(m, #wr.id + 15))
+    local r = rec_get(sub(m, #wr.id + 15))
     if r.st == S_RUNNING then running[#running + 1] = r else inbox[#inbox + 1] = r end
   end
-  table.sort(running, function(a, b) return a.id < b.id end)
+  sort(running, function(a, b) return a.id < b.id end)
   local returned = {}
   for _, r in ipairs(inbox) do
     returned[#returned + 1] = r.id
@@ -998,7 +1053,7 @@ local function hand_back(wr)
       emit(q, 'dead', r.id, nil, r.e)
       finish(r, S_DEAD, q)
     else
-      emit(q, 'retried', r.id, nil, string.format('%.0f', NOW))
+      emit(q, 'retried', r.id, nil, format('%.0f', NOW))
       place(r, q, nil, false, NOW)
     end
   end
@@ -1064,7 +1119,7 @@ local function config_arg(i)
   local vn = int_arg(i + 3, 'vnodes', 0, 256)
   if (pol == P_PRIO_AGING or pol == P_SJF_AGING) and age < 1 then fail('SY_INVALID', 'aging: must be at least 1') end
   if str == T_AFFINITY and vn < 1 then fail('SY_INVALID', 'vnodes: must be at least 1') end
-  local cfg = struct.pack(CFG, pol, age, str, vn,
+  local cfg = spack(CFG, pol, age, str, vn,
     int_arg(i + 4, 'default cost', 0, 2^32 - 1), int_arg(i + 5, 'max attempts', 1, 1000),
     int_arg(i + 6, 'timeout', 1, 2^32 - 1), int_arg(i + 7, 'backoff base', 0, 2^32 - 1),
     int_arg(i + 8, 'backoff max', 0, 2^32 - 1), int_arg(i + 9, 'jitter pct', 0, 100),
@@ -1076,36 +1131,36 @@ end
 -- The registered workers that serve queue `name`, sorted, joined by ','  ('' for none).
 local function queue_members(name)
   local out = {}
-  local all = redis.call('HGETALL', K_WORKERS)
+  local all = call('HGETALL', K_WORKERS)
   for i = 1, #all, 2 do
-    if not string.find(all[i], '|', 1, true) then
+    if not find(all[i], '|', 1, true) then
       local v = all[i + 1]
-      local names = string.sub(v, WREC_LEN + 1, string.find(v, '|', WREC_LEN + 1, true) - 1)
-      if string.find(',' .. names .. ',', ',' .. name .. ',', 1, true) then out[#out + 1] = all[i] end
+      local names = sub(v, WREC_LEN + 1, find(v, '|', WREC_LEN + 1, true) - 1)
+      if find(',' .. names .. ',', ',' .. name .. ',', 1, true) then out[#out + 1] = all[i] end
     end
   end
-  table.sort(out)
-  return table.concat(out, ',')
+  sort(out)
+  return concat(out, ',')
 end
 
 -- Takes a finished task out of the dead-letter set and the cancelled count (the record and
 -- its retention entry are the caller's: maintenance deletes those in batches).
 local function unindex_finished(q, r)
-  if r.st == S_DEAD then redis.call('ZREM', K_DEAD, string.format('%s|%012x|%s', q.name, r.tm, r.id)) end
-  if r.st == S_CANCELLED then redis.call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_CANCELLED, -1) end
+  if r.st == S_DEAD then call('ZREM', K_DEAD, format('%s|%012x|%s', q.name, r.tm, r.id)) end
+  if r.st == S_CANCELLED then call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_CANCELLED, -1) end
 end
 
 -- Deletes a finished task's record and its index entries (State::drop_finished).
 local function drop_finished(q, r)
   unindex_finished(q, r)
-  redis.call('ZREM', q.k_done, r.id)
-  redis.call('HDEL', K_TASKS, r.id)
+  call('ZREM', q.k_done, r.id)
+  call('HDEL', K_TASKS, r.id)
 end
 
 -- Cancels a scheduled or retry-scheduled task (State::cancel_waiting).
 local function cancel_delayed(q, r)
-  redis.call('ZREM', q.k_delayed, string.format('%012x%s', r.pos, r.id))
-  if r.st == S_RETRY then redis.call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_RETRY, -1) end
+  call('ZREM', q.k_delayed, format('%012x%s', r.pos, r.id))
+  if r.st == S_RETRY then call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_RETRY, -1) end
   emit(q, 'cancelled', r.id)
   finish(r, S_CANCELLED, q)
 end
@@ -1114,6 +1169,10 @@ end
 -- Starts a call: its keys, arguments and time, and empty per-call state. Every transition
 -- function calls it first.
 local function begin(keys, args)
+  if not call then
+    call, sub, format, find, byte, match, gsub, gmatch, spack, sunpack, floor, min, ceil,
+      concat, sort, tonumber, tostring, ipairs, pairs, unpack, next = builtins()
+  end
   KEYS, ARGV = keys, args
   K_TASKS, K_META, K_WORKERS, K_HB, K_FREE = keys[1], keys[2], keys[3], keys[4], keys[5]
   K_WTASKS, K_DEAD, K_DEDUPX, K_EVENTS = keys[6], keys[7], keys[8], keys[9]
@@ -1121,11 +1180,11 @@ local function begin(keys, args)
   QUEUES, GROUPS, WORKERS, UNSETTLED, ASSIGN = {}, {}, {}, {}, {}
   local a = args[1]
   if a == nil or a == '' then
-    local t = redis.call('TIME')
-    NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    local t = call('TIME')
+    NOW = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
   else
     NOW = tonumber(a)
-    if not NOW or NOW < 0 or NOW > MAX_MS or NOW ~= math.floor(NOW) then
+    if not NOW or NOW < 0 or NOW > MAX_MS or NOW ~= floor(NOW) then
       fail('SY_INVALID', 'now: expected milliseconds in 0..2^48, got ' .. tostring(a))
     end
   end

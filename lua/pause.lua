@@ -8,9 +8,9 @@ local paused = int_arg(3, 'paused', 0, 1) == 1
 if q.paused ~= paused then
   q.paused = paused
   if paused then
-    redis.call('HSET', q.k_state, 'p', '1')
+    call('HSET', q.k_state, 'p', '1')
   else
-    redis.call('HDEL', q.k_state, 'p')
+    call('HDEL', q.k_state, 'p')
     if q.str == T_PULL then
       hand_off_ready(q)
     else

@@ -6,16 +6,16 @@ local limit = int_arg(3, 'limit', 0, 1000000)
 local out = {}
 if q.pol ~= P_FCFS then
   if limit > 0 then
-    for _, m in ipairs(redis.call('ZRANGE', q.k_ready, 0, limit - 1)) do out[#out + 1] = string.sub(m, 13) end
+    for _, m in ipairs(call('ZRANGE', q.k_ready, 0, limit - 1)) do out[#out + 1] = sub(m, 13) end
   end
   return out
 end
 local start = 0
 while #out < limit do
-  local chunk = redis.call('LRANGE', q.k_ready, start, start + 255)
+  local chunk = call('LRANGE', q.k_ready, start, start + 255)
   for _, m in ipairs(chunk) do
-    local r = rec_get(string.sub(m, 13))
-    if r and r.st == S_READY and r.q == q.name and r.pos == tonumber(string.sub(m, 1, 12), 16) then
+    local r = rec_get(sub(m, 13))
+    if r and r.st == S_READY and r.q == q.name and r.pos == tonumber(sub(m, 1, 12), 16) then
       out[#out + 1] = r.id
       if #out >= limit then break end
     end

@@ -6,19 +6,19 @@ local q = queues_open(2, 1)[1]
 local limit = int_arg(3, 'limit', 0, 1000000)
 local due = {}
 if limit > 0 then
-  due = redis.call('ZRANGEBYSCORE', q.k_delayed, '-inf', NOW, 'WITHSCORES', 'LIMIT', 0, limit)
+  due = call('ZRANGEBYSCORE', q.k_delayed, '-inf', NOW, 'WITHSCORES', 'LIMIT', 0, limit)
 end
 local n = 0
 for i = 1, #due, 2 do
-  redis.call('ZREM', q.k_delayed, due[i])
-  local r = rec_get(string.sub(due[i], 13))
-  if r.st == S_RETRY then redis.call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_RETRY, -1) end
+  call('ZREM', q.k_delayed, due[i])
+  local r = rec_get(sub(due[i], 13))
+  if r.st == S_RETRY then call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_RETRY, -1) end
   place(r, q, nil, false, tonumber(due[i + 1]))
   n = n + 1
 end
 flush()
 local more = 0
-if #redis.call('ZRANGEBYSCORE', q.k_delayed, '-inf', NOW, 'LIMIT', 0, 1) > 0 then more = 1 end
+if #call('ZRANGEBYSCORE', q.k_delayed, '-inf', NOW, 'LIMIT', 0, 1) > 0 then more = 1 end
 local reply = {n, more}
 for _, v in ipairs(ASSIGN) do reply[#reply + 1] = v end
 return reply

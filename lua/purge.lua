@@ -8,24 +8,24 @@ local limit = int_arg(3, 'limit', 0, 1000000)
 local dedup = int_arg(4, 'dedup', 0, 1)
 local n = 0
 if limit > 0 then
-  local ids = redis.call('ZRANGEBYSCORE', q.k_done, '-inf', NOW, 'LIMIT', 0, limit)
+  local ids = call('ZRANGEBYSCORE', q.k_done, '-inf', NOW, 'LIMIT', 0, limit)
   for _, id in ipairs(ids) do
     local r = rec_get(id)
     if r then unindex_finished(q, r) end
     n = n + 1
   end
   if n > 0 then
-    redis.call('HDEL', K_TASKS, unpack(ids))
-    redis.call('ZREM', q.k_done, unpack(ids))
+    call('HDEL', K_TASKS, unpack(ids))
+    call('ZREM', q.k_done, unpack(ids))
   end
   if dedup == 1 then
-    local keys = redis.call('ZRANGEBYSCORE', K_DEDUPX, '-inf', NOW, 'LIMIT', 0, limit)
+    local keys = call('ZRANGEBYSCORE', K_DEDUPX, '-inf', NOW, 'LIMIT', 0, limit)
     for _, k in ipairs(keys) do
-      redis.call('ZREM', K_DEDUPX, k)
-      redis.call('HDEL', K_TASKS, 'd:' .. k)
+      call('ZREM', K_DEDUPX, k)
+      call('HDEL', K_TASKS, 'd:' .. k)
     end
   end
 end
 local more = 0
-if #redis.call('ZRANGEBYSCORE', q.k_done, '-inf', NOW, 'LIMIT', 0, 1) > 0 then more = 1 end
+if #call('ZRANGEBYSCORE', q.k_done, '-inf', NOW, 'LIMIT', 0, 1) > 0 then more = 1 end
 return {n, more}

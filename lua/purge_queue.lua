@@ -19,37 +19,37 @@ if class == 0 then
     end
   end
   if n < limit then
-    for _, m in ipairs(redis.call('ZRANGE', q.k_delayed, 0, limit - n - 1)) do
-      cancel_delayed(q, rec_get(string.sub(m, 13)))
+    for _, m in ipairs(call('ZRANGE', q.k_delayed, 0, limit - n - 1)) do
+      cancel_delayed(q, rec_get(sub(m, 13)))
       n = n + 1
     end
   end
   flush()
   q.rlen = false
-  more = ready_len(q) > 0 or redis.call('ZCARD', q.k_delayed) > 0
+  more = ready_len(q) > 0 or call('ZCARD', q.k_delayed) > 0
 else
   local ids
   if class == 1 then
     ids = {}
     if limit > 0 then
-      for _, m in ipairs(redis.call('ZRANGEBYLEX', K_DEAD, '[' .. q.name .. '|', '(' .. q.name .. '}', 'LIMIT', 0, limit)) do
-        ids[#ids + 1] = string.match(m, '|%x+|(.*)$')
+      for _, m in ipairs(call('ZRANGEBYLEX', K_DEAD, '[' .. q.name .. '|', '(' .. q.name .. '}', 'LIMIT', 0, limit)) do
+        ids[#ids + 1] = match(m, '|%x+|(.*)$')
       end
     end
   elseif limit > 0 then
-    ids = redis.call('ZRANGE', q.k_done, 0, limit - 1)
+    ids = call('ZRANGE', q.k_done, 0, limit - 1)
   else
     ids = {}
   end
   for _, id in ipairs(ids) do
     local r = rec_get(id)
-    if r then drop_finished(q, r) else redis.call('ZREM', q.k_done, id) end
+    if r then drop_finished(q, r) else call('ZREM', q.k_done, id) end
     n = n + 1
   end
   if class == 1 then
-    more = redis.call('ZLEXCOUNT', K_DEAD, '[' .. q.name .. '|', '(' .. q.name .. '}') > 0
+    more = call('ZLEXCOUNT', K_DEAD, '[' .. q.name .. '|', '(' .. q.name .. '}') > 0
   else
-    more = redis.call('ZCARD', q.k_done) > 0
+    more = call('ZCARD', q.k_done) > 0
   end
 end
 if more then return {n, 1} end

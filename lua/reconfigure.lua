@@ -13,7 +13,7 @@ if not json or json == '' then fail('SY_INVALID', 'config: empty') end
 local cfg, rng, jit = config_arg(4)
 local order = int_arg(21, 'order flag', 0, 1)
 local balancer = int_arg(22, 'balancer flag', 0, 1)
-local existing = redis.call('HGET', K_META, q.name)
+local existing = call('HGET', K_META, q.name)
 if existing == json then return 0 end
 if existing ~= ARGV[20] then fail('SY_STALE', 'queue ' .. q.name .. ' was reconfigured meanwhile') end
 if order == 1 and ready_len(q) > 0 then fail('SY_BUSY', 'ready ' .. ready_len(q)) end
@@ -22,13 +22,13 @@ if balancer == 1 then
   if served ~= '' then fail('SY_BUSY', 'served ' .. served) end
   -- The balancer starts afresh, as on a new queue (no member has state to keep).
   q.rng, q.jit, q.vt, q.ep, q.cur = rng, jit, 0, 0, nil
-  redis.call('DEL', q.k_ring)
+  call('DEL', q.k_ring)
 end
 if order == 1 then
   -- Only entries of cancelled tasks can be left, and the new policy may use another type.
-  redis.call('DEL', q.k_ready)
+  call('DEL', q.k_ready)
   q.tomb = 0
 end
-redis.call('HSET', K_META, q.name, json)
-redis.call('HSET', q.k_state, 'c', cfg, 'd', struct.pack(QDYN, q.tomb, q.rng, q.jit, q.vt, q.ep) .. (q.cur or ''))
+call('HSET', K_META, q.name, json)
+call('HSET', q.k_state, 'c', cfg, 'd', spack(QDYN, q.tomb, q.rng, q.jit, q.vt, q.ep) .. (q.cur or ''))
 return 1

@@ -7,11 +7,11 @@ local r = rec_get(id)
 if not r then fail('SY_NOT_FOUND', id) end
 if r.q ~= q.name then fail('SY_STALE', 'task ' .. id .. ' is in queue ' .. r.q) end
 if r.st ~= S_DEAD then fail('SY_WRONG_STATE', r.st) end
-redis.call('ZREM', K_DEAD, string.format('%s|%012x|%s', q.name, r.tm, id))
-redis.call('ZREM', q.k_done, id)
+call('ZREM', K_DEAD, format('%s|%012x|%s', q.name, r.tm, id))
+call('ZREM', q.k_done, id)
 r.at = 0
 r.res = ''
-emit(q, 'retried', r.id, nil, string.format('%.0f', NOW))
+emit(q, 'retried', r.id, nil, format('%.0f', NOW))
 place(r, q, nil, false, NOW)
 -- Left ready, it may still have been handed off (place's hand_off_ready) from its record.
 if r.st == S_READY then r = rec_get(r.id) end

@@ -40,22 +40,22 @@ for i = 1, nnew do
   wr.strs[q.name] = q.str
   wr.stamps[q.name] = '0000000000000'
   if q.str == T_WEIGHTED then
-    redis.call('HSET', K_WORKERS, w .. '|' .. q.name, struct.pack(BAL, weight, 1, q.ep))
+    call('HSET', K_WORKERS, w .. '|' .. q.name, spack(BAL, weight, 1, q.ep))
   end
   if q.str == T_AFFINITY then
     local args = {}
     for v = 0, q.vn - 1 do
       local label = w .. '#' .. v
-      args[#args + 1] = tonumber(string.sub(redis.sha1hex(label), 1, 13), 16)
+      args[#args + 1] = tonumber(sub(redis.sha1hex(label), 1, 13), 16)
       args[#args + 1] = label
     end
-    redis.call('ZADD', q.k_ring, unpack(args))
+    call('ZADD', q.k_ring, unpack(args))
   end
 end
-wr.names = table.concat(names, ',')
-wr.codes = table.concat(codes)
+wr.names = concat(names, ',')
+wr.codes = concat(codes)
 WORKERS[w] = wr
-redis.call('ZADD', K_HB, wr.exp, w)
+call('ZADD', K_HB, wr.exp, w)
 unsettle(wr, false)
 fill_worker(wr)
 flush()

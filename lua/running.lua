@@ -4,12 +4,12 @@
 -- Reply: deliveries as receive returns them, with ready since 0 (not kept once a task runs).
 -- Errors: SY_UNKNOWN_WORKER, SY_REPLACED (another instance holds the id).
 local _, w = own_worker()
-local entries = redis.call('ZRANGEBYLEX', K_WTASKS, '[' .. w .. '|', '(' .. w .. '}')
+local entries = call('ZRANGEBYLEX', K_WTASKS, '[' .. w .. '|', '(' .. w .. '}')
 local out = {}
 for first = 1, #entries, 4000 do
   local ids = {}
-  for i = first, math.min(first + 3999, #entries) do ids[#ids + 1] = string.sub(entries[i], #w + 15) end
-  local vs = redis.call('HMGET', K_TASKS, unpack(ids))
+  for i = first, min(first + 3999, #entries) do ids[#ids + 1] = sub(entries[i], #w + 15) end
+  local vs = call('HMGET', K_TASKS, unpack(ids))
   for i, id in ipairs(ids) do
     local r = vs[i] and rec_get(id, vs[i])
     if r and r.st == S_RUNNING then

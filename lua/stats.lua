@@ -9,8 +9,8 @@
 local nq = int_arg(2, 'queue count', 0, 100000)
 local groups = queues_open(3, nq)
 local inflight = {}
-for _, m in ipairs(redis.call('ZRANGEBYLEX', K_WTASKS, '-', '+')) do
-  local id = string.match(m, '|%x+|(.*)$')
+for _, m in ipairs(call('ZRANGEBYLEX', K_WTASKS, '-', '+')) do
+  local id = match(m, '|%x+|(.*)$')
   local r = rec_get(id)
   if r then
     inflight[r.q] = inflight[r.q] or {0, 0}
@@ -19,30 +19,30 @@ for _, m in ipairs(redis.call('ZRANGEBYLEX', K_WTASKS, '-', '+')) do
 end
 local qs = {}
 for _, q in ipairs(groups) do
-  local c = redis.call('HMGET', K_META, '~n:' .. q.name .. ':' .. S_RETRY, '~n:' .. q.name .. ':' .. S_CANCELLED)
+  local c = call('HMGET', K_META, '~n:' .. q.name .. ':' .. S_RETRY, '~n:' .. q.name .. ':' .. S_CANCELLED)
   local retry, cancelled = tonumber(c[1]) or 0, tonumber(c[2]) or 0
-  local dead = redis.call('ZLEXCOUNT', K_DEAD, '[' .. q.name .. '|', '(' .. q.name .. '}')
+  local dead = call('ZLEXCOUNT', K_DEAD, '[' .. q.name .. '|', '(' .. q.name .. '}')
   local ready
-  if q.pol == P_FCFS then ready = redis.call('LLEN', q.k_ready) - q.tomb else ready = redis.call('ZCARD', q.k_ready) end
+  if q.pol == P_FCFS then ready = call('LLEN', q.k_ready) - q.tomb else ready = call('ZCARD', q.k_ready) end
   local f = inflight[q.name] or {0, 0}
-  local row = {q.name, redis.call('ZCARD', q.k_delayed) - retry, ready, f[1], f[2], retry,
-    redis.call('ZCARD', q.k_done) - dead - cancelled, dead, cancelled}
-  local n = redis.call('HMGET', q.k_state, 'n:submitted', 'n:dispatched', 'n:succeeded', 'n:failed',
+  local row = {q.name, call('ZCARD', q.k_delayed) - retry, ready, f[1], f[2], retry,
+    call('ZCARD', q.k_done) - dead - cancelled, dead, cancelled}
+  local n = call('HMGET', q.k_state, 'n:submitted', 'n:dispatched', 'n:succeeded', 'n:failed',
     'n:retried', 'n:dead', 'n:cancelled')
   for i = 1, 7 do row[#row + 1] = tonumber(n[i]) or 0 end
   if q.paused then row[#row + 1] = 1 else row[#row + 1] = 0 end
   qs[#qs + 1] = row
 end
 local ws = {}
-local all = redis.call('HGETALL', K_WORKERS)
+local all = call('HGETALL', K_WORKERS)
 for i = 1, #all, 2 do
-  if not string.find(all[i], '|', 1, true) then
+  if not find(all[i], '|', 1, true) then
     local v = all[i + 1]
-    local cap, weight, inf, exp, _, _, flags, _, _, dn, ok = struct.unpack(WREC, v)
+    local cap, weight, inf, exp, _, _, flags, _, _, dn, ok = sunpack(WREC, v)
     local draining = 0
     if flags >= W_DRAINING then draining = 1 end
     ws[#ws + 1] = {all[i], cap, weight, inf, exp,
-      string.sub(v, WREC_LEN + 1, string.find(v, '|', WREC_LEN + 1, true) - 1), draining, dn, ok}
+      sub(v, WREC_LEN + 1, find(v, '|', WREC_LEN + 1, true) - 1), draining, dn, ok}
   end
 end
 return {qs, ws}

@@ -14,22 +14,22 @@ local tasks = {}
 for i = 1, n do
   local a = ARGV[base + i]
   if not a or #a < TASK_ARG_LEN + 6 then fail('SY_INVALID', 'task ' .. i .. ': argument too short') end
-  local g, has_cost, pr, co, at, delay, ma, to = struct.unpack(TASK_ARG, a)
+  local g, has_cost, pr, co, at, delay, ma, to = sunpack(TASK_ARG, a)
   if g < 1 or g > ng then fail('SY_INVALID', 'group: expected 1..' .. ng .. ', got ' .. g) end
   if ma > 1000 then fail('SY_INVALID', 'max attempts: expected at most 1000, got ' .. ma) end
-  local id = string.sub(a, TASK_ARG_LEN - 25, TASK_ARG_LEN)
-  if not string.find(id, '^[0-9A-Z]+$') then
+  local id = sub(a, TASK_ARG_LEN - 25, TASK_ARG_LEN)
+  if not find(id, '^[0-9A-Z]+$') then
     fail('SY_INVALID', 'task id: `' .. id .. '` is not 26 base32 characters')
   end
-  local body = string.sub(a, TASK_ARG_LEN + 1)
-  local ql, kl, al, dl = struct.unpack('>BBHH', body)
+  local body = sub(a, TASK_ARG_LEN + 1)
+  local ql, kl, al, dl = sunpack('>BBHH', body)
   if 6 + ql + kl + al + dl > #body then fail('SY_INVALID', 'body: lengths exceed the body') end
   local q = groups[g]
-  if string.sub(body, 7, 6 + ql) ~= q.name then
+  if sub(body, 7, 6 + ql) ~= q.name then
     fail('SY_INVALID', 'body: queue does not match group ' .. g)
   end
   local dedup = nil
-  if dl > 0 then dedup = string.sub(body, 7 + ql + kl + al, 6 + ql + kl + al + dl) end
+  if dl > 0 then dedup = sub(body, 7 + ql + kl + al, 6 + ql + kl + al + dl) end
   if has_cost == 0 then co = -1 end
   tasks[i] = {q = q, id = id, pr = pr, co = co, at = at, delay = delay, ma = ma, to = to,
               body = body, dedup = dedup}
@@ -39,7 +39,7 @@ local known = {}
 if n > 0 then
   local ids = {}
   for i, t in ipairs(tasks) do ids[i] = t.id end
-  known = redis.call('HMGET', K_TASKS, unpack(ids))
+  known = call('HMGET', K_TASKS, unpack(ids))
 end
 local reply = {}
 for i, t in ipairs(tasks) do
@@ -47,48 +47,47 @@ for i, t in ipairs(tasks) do
   local existing = PENDING.recs[t.id] or known[i]
   local dup = nil
   if existing then
-    dup = {1, t.id, (struct.unpack('>B', existing)), ''}
+    dup = {1, t.id, (sunpack('>B', existing)), ''}
   elseif t.dedup then
     local dk = q.name .. '|' .. t.dedup
-    local entry = redis.call('HGET', K_TASKS, 'd:' .. dk)
+    local entry = call('HGET', K_TASKS, 'd:' .. dk)
     if entry then
-      local holder, expires = string.match(entry, '^(.*)|(%d+)$')
+      local holder, expires = match(entry, '^(.*)|(%d+)$')
       if tonumber(expires) > NOW then
-        local v = PENDING.recs[holder] or redis.call('HGET', K_TASKS, holder)
+        local v = PENDING.recs[holder] or call('HGET', K_TASKS, holder)
         local st = -1
-        if v then st = struct.unpack('>B', v) end
+        if v then st = sunpack('>B', v) end
         dup = {1, holder, st, ''}
       end
     end
     if not dup then
       local expires = NOW + q.dwin
-      redis.call('HSET', K_TASKS, 'd:' .. dk, t.id .. '|' .. string.format('%.0f', expires))
-      redis.call('ZADD', K_DEDUPX, expires, dk)
+      call('HSET', K_TASKS, 'd:' .. dk, t.id .. '|' .. format('%.0f', expires))
+      call('ZADD', K_DEDUPX, expires, dk)
     end
   end
   if dup then
     for _, v in ipairs(dup) do reply[#reply + 1] = v end
   else
-    local r = {id = t.id, fl = 0, at = 0, pr = t.pr, tok = 0, cr = NOW, e = '', res = '',
-               body = t.body, q = q.name}
-    if t.ma > 0 then r.ma = t.ma else r.ma = q.matt end
-    if t.co >= 0 then
-      r.co = t.co
-    else
-      r.co = q.dcost
-      if q.pol == P_SJF or q.pol == P_SJF_AGING then
-        local learned = tonumber(redis.call('HGET', q.k_state, 'k:' .. kind_of(r)))
-        if learned then r.co = math.min(learned, 2^32 - 1) end
-      end
+    -- Every field of a record (as rec_get makes it) in the constructor: a table grown field by
+    -- field is rehashed as it grows.
+    local ma, co, to = t.ma, t.co, t.to
+    if ma == 0 then ma = q.matt end
+    if co < 0 then co = q.dcost end
+    if to == 0 then to = q.tmo end
+    local r = {id = t.id, st = S_READY, fl = 0, at = 0, ma = ma, pr = t.pr, co = co, to = to,
+               pos = 0, tok = 0, tm = 0, cr = NOW, w = '', e = '', res = '', body = t.body,
+               q = q.name}
+    if t.co < 0 and (q.pol == P_SJF or q.pol == P_SJF_AGING) then
+      local learned = tonumber(call('HGET', q.k_state, 'k:' .. kind_of(r)))
+      if learned then r.co = min(learned, 2^32 - 1) end
     end
-    if t.to > 0 then r.to = t.to else r.to = q.tmo end
     local run_at = nil
     if t.at > 0 then run_at = t.at end
-    if t.delay > 0 then run_at = math.min(NOW + t.delay, MAX_MS) end
+    if t.delay > 0 then run_at = min(NOW + t.delay, MAX_MS) end
     emit(q, 'submitted', r.id)
-    place(r, q, run_at, false, NOW)
-    -- Left ready, it may still have been handed off (place's hand_off_ready) from its record.
-    if r.st == S_READY then r = rec_get(r.id) end
+    -- Left ready, it may still have been handed off from its record (place's hand_off_ready).
+    if place(r, q, run_at, false, NOW) then r = rec_get(r.id) end
     reply[#reply + 1] = 0
     reply[#reply + 1] = t.id
     reply[#reply + 1] = r.st
