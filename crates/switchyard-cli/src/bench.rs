@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 mod compare;
+mod memory;
 
 use clap::Args;
 use switchyard::display;
@@ -61,6 +62,11 @@ pub struct BenchArgs {
     /// single-submit rate, instead of the sections of `--only`.
     #[arg(long)]
     pub compare: bool,
+
+    /// Tasks of `--compare`'s bulk and single shapes (the harness' 50,000 and 10,000 by
+    /// default; smaller for a run under callgrind).
+    #[arg(long, value_delimiter = ',', value_name = "BULK,SINGLE", default_values_t = [50_000usize, 10_000])]
+    pub compare_tasks: Vec<usize>,
 
     /// Sections to run, comma-separated: floor, lifecycle, depth, workers, e2e, memory.
     #[arg(
@@ -327,7 +333,7 @@ async fn run_async(args: &BenchArgs) -> Res<()> {
         end_to_end(&mut probe, args).await?;
     }
     if want("memory") {
-        memory(&mut probe, args).await?;
+        memory::memory(&mut probe, args).await?;
     }
     Ok(())
 }
@@ -848,37 +854,4 @@ async fn runtime_end_to_end(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
     println!("| {cells} |");
     println!();
     s.cleanup(probe).await
-}
-
-async fn memory(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
-    println!(
-        "## Memory per queued task ({}-byte payload)\n",
-        args.payload
-    );
-    println!("| policy | tasks | bytes per task |\n| --- | --- | --- |");
-    let n = 200_000usize;
-    for policy in [Policy::Fcfs, Policy::PRIORITY] {
-        let s = space(args, 4).await?;
-        let q = s.queue("mem", policy, Strategy::RoundRobin).await?;
-        let mut tasks = Tasks::new(5, args.payload);
-        let before = probe.used_memory().await?;
-        let mut left = n;
-        while left > 0 {
-            let k = left.min(256);
-            s.backend
-                .submit_batch(tasks.batch(q.as_str(), k)?)
-                .await
-                .map_err(err)?;
-            left -= k;
-        }
-        let after = probe.used_memory().await?;
-        println!(
-            "| {} | {n} | {:.0} |",
-            policy.name(),
-            (after.saturating_sub(before)) as f64 / n as f64
-        );
-        s.cleanup(probe).await?;
-    }
-    println!();
-    Ok(())
 }

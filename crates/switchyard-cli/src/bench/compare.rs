@@ -49,16 +49,20 @@ pub(super) async fn compare(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
     println!(
         "| shape | tasks | tasks/s | Redis CPU per task | script calls per task | Redis commands per task |\n| --- | --- | --- | --- | --- | --- |"
     );
+    let (bulk, single) = match args.compare_tasks[..] {
+        [bulk, single] if bulk > 0 && single > 0 => (bulk, single),
+        _ => return Err("--compare-tasks: expected two positive counts, BULK,SINGLE".into()),
+    };
     run_shape(
         probe,
         args,
         Shape::Bulk {
-            n: 50_000,
-            chunk: 1_000,
+            n: bulk,
+            chunk: 1_000.min(bulk),
         },
     )
     .await?;
-    let single = run_shape(probe, args, Shape::Single { n: 10_000 }).await?;
+    let single = run_shape(probe, args, Shape::Single { n: single }).await?;
     println!();
     latency(probe, args, single / 2.0).await
 }
