@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 mod compare;
+mod e2e;
+mod growth;
 mod memory;
 
 use clap::Args;
@@ -267,6 +269,43 @@ impl Tasks {
     }
 }
 
+/// Server counters and the clock at the start of an end-to-end run.
+struct Snapshot {
+    calls: u64,
+    usec: u64,
+    cpu: f64,
+    started: Instant,
+}
+
+impl Snapshot {
+    async fn take(probe: &mut Probe) -> Res<Self> {
+        let (calls, usec) = probe.script_calls().await?;
+        let cpu = probe.cpu().await?;
+        Ok(Snapshot {
+            calls,
+            usec,
+            cpu,
+            started: Instant::now(),
+        })
+    }
+
+    /// The end-to-end table cells for `tasks` tasks run since the snapshot: tasks/s, Redis CPU
+    /// per task, script calls per task, `usec_per_call` of those calls.
+    async fn cells_since(&self, probe: &mut Probe, tasks: usize) -> Res<String> {
+        let wall = self.started.elapsed().as_secs_f64();
+        let cpu = (probe.cpu().await? - self.cpu) * 1e6;
+        let (calls, usec) = probe.script_calls().await?;
+        let calls = calls - self.calls;
+        Ok(format!(
+            "{:.0} | {:.2} µs | {:.2} | {:.2}",
+            tasks as f64 / wall,
+            cpu / tasks as f64,
+            calls as f64 / tasks as f64,
+            (usec - self.usec) as f64 / calls.max(1) as f64
+        ))
+    }
+}
+
 /// µs of Redis CPU and script calls over `f`.
 async fn measure<F, Fut>(probe: &mut Probe, f: F) -> Res<(f64, u64, u64)>
 where
@@ -324,13 +363,13 @@ async fn run_async(args: &BenchArgs) -> Res<()> {
         lifecycle(&mut probe, args, &floors).await?;
     }
     if want("depth") {
-        depth(&mut probe, args).await?;
+        growth::depth(&mut probe, args).await?;
     }
     if want("workers") {
-        workers(&mut probe, args).await?;
+        growth::workers(&mut probe, args).await?;
     }
     if want("e2e") {
-        end_to_end(&mut probe, args).await?;
+        e2e::end_to_end(&mut probe, args).await?;
     }
     if want("memory") {
         memory::memory(&mut probe, args).await?;
@@ -528,330 +567,4 @@ async fn lifecycle(probe: &mut Probe, args: &BenchArgs, floors: &Floors) -> Res<
          the bare lifecycle's CPU per task at the same batch size.)\n"
     );
     Ok(())
-}
-
-/// The rows of one growth table: CPU per cycle, as a multiple of the table's first row too.
-#[derive(Default)]
-struct Growth {
-    base: Option<f64>,
-}
-
-impl Growth {
-    /// Prints `| label | size | CPU per cycle (× first) | usec_per_call |` from a measurement.
-    fn row(
-        &mut self,
-        label: &str,
-        size: usize,
-        cycles: usize,
-        (cpu, calls, usec): (f64, u64, u64),
-    ) {
-        let per = cpu / cycles as f64;
-        let base = *self.base.get_or_insert(per);
-        println!(
-            "| {label} | {size} | {per:.2} µs ({:.2}×) | {:.2} |",
-            per / base,
-            usec as f64 / calls.max(1) as f64
-        );
-    }
-}
-
-async fn depth(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
-    println!("## Growth with queue depth\n");
-    println!(
-        "A worker of capacity 1 completes a task and receives the next from a backlog of D tasks while one more task is submitted: one cycle.\n"
-    );
-    println!("| policy | D | CPU per cycle | usec_per_call |\n| --- | --- | --- | --- |");
-    let cycles = (args.tasks / 4).max(1);
-    for policy in [Policy::Fcfs, Policy::PRIORITY] {
-        let mut growth = Growth::default();
-        for d in [1_000usize, args.max_depth] {
-            let s = space(args, 4).await?;
-            let q = s.queue("deep", policy, Strategy::RoundRobin).await?;
-            let w = s.worker("w", q.as_str(), 1).await?;
-            let mut tasks = Tasks::new(3, args.payload);
-            let mut left = d + 1;
-            while left > 0 {
-                let n = left.min(256);
-                s.backend
-                    .submit_batch(tasks.batch(q.as_str(), n)?)
-                    .await
-                    .map_err(err)?;
-                left -= n;
-            }
-            let mut lease = s
-                .backend
-                .receive(&w, 1)
-                .await
-                .map_err(err)?
-                .pop()
-                .ok_or("nothing received")?
-                .lease;
-            let b = s.backend.clone();
-            let qn = q.clone();
-            let measured = measure(probe, || async move {
-                for _ in 0..cycles {
-                    let (_, mut next) = b
-                        .complete_and_receive(&lease, Vec::new(), 1)
-                        .await
-                        .map_err(err)?;
-                    lease = next.pop().ok_or("backlog ran dry")?.lease;
-                    b.submit(tasks.next(qn.as_str())?).await.map_err(err)?;
-                }
-                Ok(())
-            })
-            .await?;
-            growth.row(&policy.name(), d, cycles, measured);
-            s.cleanup(probe).await?;
-        }
-    }
-    println!();
-    Ok(())
-}
-
-async fn workers(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
-    println!("## Growth with worker count\n");
-    println!(
-        "Each cycle submits a task (the strategy picks among W idle workers of capacity 4), receives it on the chosen worker and completes it.\n"
-    );
-    println!("| strategy | W | CPU per cycle | usec_per_call |\n| --- | --- | --- | --- |");
-    let cycles = (args.tasks / 4).max(1);
-    for strategy in Strategy::ALL.into_iter().filter(Strategy::is_push) {
-        let mut growth = Growth::default();
-        for count in [4usize, 64, 1024] {
-            let s = space(args, 4).await?;
-            let q = s.queue("many", Policy::Fcfs, strategy).await?;
-            for i in 0..count {
-                s.worker(&format!("w{i:04}"), q.as_str(), 4).await?;
-            }
-            let b = s.backend.clone();
-            let qn = q.clone();
-            let mut tasks = Tasks::new(4, args.payload);
-            let measured = measure(probe, || async move {
-                for _ in 0..cycles {
-                    let out = b.submit(tasks.next(qn.as_str())?).await.map_err(err)?;
-                    let w = me(out.assigned.ok_or("no worker picked")?);
-                    for d in b.receive(&w, 1).await.map_err(err)? {
-                        b.complete(&d.lease, Vec::new()).await.map_err(err)?;
-                    }
-                }
-                Ok(())
-            })
-            .await?;
-            growth.row(strategy.name(), count, cycles, measured);
-            s.cleanup(probe).await?;
-        }
-    }
-    println!();
-    Ok(())
-}
-
-/// Server counters and the clock at the start of an end-to-end run.
-struct Snapshot {
-    calls: u64,
-    usec: u64,
-    cpu: f64,
-    started: Instant,
-}
-
-impl Snapshot {
-    async fn take(probe: &mut Probe) -> Res<Self> {
-        let (calls, usec) = probe.script_calls().await?;
-        let cpu = probe.cpu().await?;
-        Ok(Snapshot {
-            calls,
-            usec,
-            cpu,
-            started: Instant::now(),
-        })
-    }
-
-    /// The end-to-end table cells for `tasks` tasks run since the snapshot: tasks/s, Redis CPU
-    /// per task, script calls per task, `usec_per_call` of those calls.
-    async fn cells_since(&self, probe: &mut Probe, tasks: usize) -> Res<String> {
-        let wall = self.started.elapsed().as_secs_f64();
-        let cpu = (probe.cpu().await? - self.cpu) * 1e6;
-        let (calls, usec) = probe.script_calls().await?;
-        let calls = calls - self.calls;
-        Ok(format!(
-            "{:.0} | {:.2} µs | {:.2} | {:.2}",
-            tasks as f64 / wall,
-            cpu / tasks as f64,
-            calls as f64 / tasks as f64,
-            (usec - self.usec) as f64 / calls.max(1) as f64
-        ))
-    }
-}
-
-async fn end_to_end(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
-    println!("## End to end: producers and workers at once\n");
-    println!(
-        "{} producers submit {} tasks while {} workers receive and complete them (complete and receive in one call); wall time from the first submit to the last completion.\n",
-        args.producers, args.e2e_tasks, args.workers
-    );
-    println!(
-        "| batch | tasks/s | Redis CPU per task | script calls per task | usec_per_call |\n| --- | --- | --- | --- | --- |"
-    );
-    for &batch in &args.e2e_batches {
-        let batch = batch.max(1);
-        let s = space(args, args.producers + args.workers + 2).await?;
-        let q = s.queue("e2e", Policy::Fcfs, Strategy::LeastLoaded).await?;
-        let capacity = (batch * 2).max(8) as u32;
-        let mut ws = Vec::new();
-        for i in 0..args.workers {
-            ws.push(s.worker(&format!("w{i:02}"), q.as_str(), capacity).await?);
-        }
-        let total = args.e2e_tasks;
-        let done = Arc::new(AtomicUsize::new(0));
-        let before = Snapshot::take(probe).await?;
-        let mut handles = Vec::new();
-        for w in ws {
-            let b = s.backend.clone();
-            let done = done.clone();
-            handles.push(tokio::spawn(async move {
-                let cap = capacity as usize;
-                let mut held = Vec::new();
-                while done.load(Ordering::Relaxed) < total {
-                    if held.is_empty() {
-                        // As a `Worker` waits: parked, woken by a dispatch or handed a task.
-                        held = b
-                            .receive_wait(&w, cap, Duration::from_millis(50))
-                            .await
-                            .map_err(err)?;
-                        continue;
-                    }
-                    if batch == 1 {
-                        let mut next = Vec::new();
-                        for d in held.drain(..) {
-                            let (_, more) = b
-                                .complete_and_receive(&d.lease, Vec::new(), 1)
-                                .await
-                                .map_err(err)?;
-                            done.fetch_add(1, Ordering::Relaxed);
-                            next.extend(more);
-                        }
-                        held = next;
-                    } else {
-                        let acks: Vec<(Lease, Vec<u8>)> =
-                            held.drain(..).map(|d| (d.lease, Vec::new())).collect();
-                        let n = acks.len();
-                        let (_, next) = b
-                            .complete_many(&w.id, acks, cap, false)
-                            .await
-                            .map_err(err)?;
-                        done.fetch_add(n, Ordering::Relaxed);
-                        held = next;
-                    }
-                }
-                Ok::<(), String>(())
-            }));
-        }
-        for p in 0..args.producers {
-            let b = s.backend.clone();
-            let qn = q.clone();
-            let share = total / args.producers + usize::from(p < total % args.producers);
-            handles.push(tokio::spawn(async move {
-                let mut tasks = Tasks::new(10 + p as u64, 64);
-                let mut left = share;
-                while left > 0 {
-                    let n = left.min(batch);
-                    if n == 1 {
-                        b.submit(tasks.next(qn.as_str())?).await.map_err(err)?;
-                    } else {
-                        b.submit_batch(tasks.batch(qn.as_str(), n)?)
-                            .await
-                            .map_err(err)?;
-                    }
-                    left -= n;
-                }
-                Ok::<(), String>(())
-            }));
-        }
-        for h in handles {
-            h.await.map_err(err)??;
-        }
-        println!("| {batch} | {} |", before.cells_since(probe, total).await?);
-        s.cleanup(probe).await?;
-    }
-    println!();
-    runtime_end_to_end(probe, args).await
-}
-
-/// The same as a user's program runs it: workers are `switchyard::Worker`s (capacity 8, a
-/// no-op handler, heartbeats and maintenance on), producers submit one task per call; the
-/// backend combines whatever calls overlap.
-async fn runtime_end_to_end(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
-    println!(
-        "With the worker runtime: {} producers submit {} tasks one per call; {} `switchyard::Worker`s of capacity 8 run a no-op handler (each slot completes its task and receives the next in one call; concurrent calls are combined).\n",
-        args.producers, args.e2e_tasks, args.workers
-    );
-    println!(
-        "| tasks/s | Redis CPU per task | script calls per task | usec_per_call |\n| --- | --- | --- | --- |"
-    );
-    let s = space(args, 4).await?;
-    let q = s.queue("e2e", Policy::Fcfs, Strategy::LeastLoaded).await?;
-    let client = Client::new(s.backend.clone());
-    let total = args.e2e_tasks;
-    let done = Arc::new(AtomicUsize::new(0));
-    let finished = Arc::new(tokio::sync::Notify::new());
-    let mut stops = Vec::new();
-    let mut runs = Vec::new();
-    for i in 0..args.workers {
-        let (done, finished) = (done.clone(), finished.clone());
-        let worker = Worker::builder(&client, &format!("rt{i:02}"), [q.as_str()])
-            .map_err(err)?
-            .capacity(8)
-            .handle("job", move |_ctx, _payload| {
-                let (done, finished) = (done.clone(), finished.clone());
-                async move {
-                    if done.fetch_add(1, Ordering::Relaxed) + 1 == total {
-                        finished.notify_one();
-                    }
-                    Ok(Vec::new())
-                }
-            })
-            .build()
-            .map_err(err)?;
-        stops.push(worker.shutdown_handle());
-        runs.push(tokio::spawn(worker.run()));
-    }
-    // Let every worker register before the clock starts.
-    while s.backend.stats().await.map_err(err)?.workers.len() < args.workers {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let before = Snapshot::take(probe).await?;
-    let wait_all = finished.notified();
-    let mut producers = Vec::new();
-    for p in 0..args.producers {
-        let client = client.clone();
-        let qn = q.clone();
-        let share = total / args.producers + usize::from(p < total % args.producers);
-        producers.push(tokio::spawn(async move {
-            let mut tasks = Tasks::new(100 + p as u64, 64);
-            for _ in 0..share {
-                client.submit(tasks.next(qn.as_str())?).await.map_err(err)?;
-            }
-            Ok::<(), String>(())
-        }));
-    }
-    for p in producers {
-        p.await.map_err(err)??;
-    }
-    if done.load(Ordering::Relaxed) < total {
-        wait_all.await;
-    }
-    // The last handler has run; its acknowledgement is in flight: stop, which waits for it.
-    for stop in &stops {
-        stop.shutdown();
-    }
-    let mut completed = 0;
-    for run in runs {
-        completed += run.await.map_err(err)?.map_err(err)?.completed;
-    }
-    let cells = before.cells_since(probe, total).await?;
-    if completed != total as u64 {
-        return Err(format!("{completed} of {total} tasks were acknowledged"));
-    }
-    println!("| {cells} |");
-    println!();
-    s.cleanup(probe).await
 }
