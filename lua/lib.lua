@@ -182,6 +182,16 @@ local function queues_named(first, n, offset)
   for g = 1, n do GROUPS[name_arg(first + g - 1, 'queue name')] = g + (offset or 0) end
 end
 
+-- What rarely-changing bytes decode to — a queue's packed configuration, a worker's queue
+-- list — kept by those bytes across calls: decoding is a function of the bytes alone, and the
+-- decoded tables are never changed. Emptied when it holds MEMO_CAP entries.
+local MEMO_CAP = 4096
+local CFG_MEMO, WQ_MEMO, MEMO_N = {}, {}, 0
+local function memo_count()
+  MEMO_N = MEMO_N + 1
+  if MEMO_N > MEMO_CAP then CFG_MEMO, WQ_MEMO, MEMO_N = {}, {}, 1 end
+end
+
 -- The handle of a queue named in this call; fails if it was never declared.
 local function queue_of(name)
   local q = QUEUES[name]
@@ -192,16 +202,24 @@ local function queue_of(name)
   local k_state = KEYS[b + 1]
   local v = call('HMGET', k_state, 'c', 'd', 'p')
   if not v[1] then fail('SY_UNKNOWN_QUEUE', name) end
-  local pol, age, str, vn, dcost, matt, tmo, bb, bm, bj, rttl, dttl, dwin, ev = sunpack(CFG, v[1])
+  -- policy aging strategy vnodes default_cost max_attempts timeout backoff_base backoff_max
+  -- jitter_pct result_ttl dead_ttl dedup_window event_level
+  local c = CFG_MEMO[v[1]]
+  if not c then
+    c = {sunpack(CFG, v[1])}
+    memo_count()
+    CFG_MEMO[v[1]] = c
+  end
   local tomb, rng, jit, vt, ep = sunpack(QDYN, v[2])
   local cur = nil
   if #v[2] > QDYN_LEN then cur = sub(v[2], QDYN_LEN + 1) end
   -- One constructor with every field: growing a table field by field rehashes it repeatedly.
   q = {name = name, k_state = k_state, k_ready = KEYS[b + 2], k_delayed = KEYS[b + 3],
-       k_ring = KEYS[b + 4], k_done = KEYS[b + 5], pol = pol, age = age, str = str, vn = vn,
-       dcost = dcost, matt = matt, tmo = tmo, bb = bb, bm = bm, bj = bj, rttl = rttl,
-       dttl = dttl, dwin = dwin, ev = ev, tomb = tomb, rng = rng, jit = jit, vt = vt, ep = ep,
-       cur = cur, rlen = false, dirty = false, paused = v[3] == '1', none_parked = false}
+       k_ring = KEYS[b + 4], k_done = KEYS[b + 5], pol = c[1], age = c[2], str = c[3],
+       vn = c[4], dcost = c[5], matt = c[6], tmo = c[7], bb = c[8], bm = c[9], bj = c[10],
+       rttl = c[11], dttl = c[12], dwin = c[13], ev = c[14], tomb = tomb, rng = rng, jit = jit,
+       vt = vt, ep = ep, cur = cur, rlen = false, dirty = false, paused = v[3] == '1',
+       none_parked = false}
   QUEUES[name] = q
   return q
 end
@@ -305,32 +323,50 @@ local function worker_get(w)
   if not v then return nil end
   local cap, weight, inf, exp, ttl, rc, wait, ib, inst, dn, ok = sunpack(WREC, v)
   local bar = find(v, '|', WREC_LEN + 1, true)
-  local names = sub(v, WREC_LEN + 1, bar - 1)
   local nq = (#v - bar) / 15
-  local queues, strs, stamps = {}, {}, {}
-  if nq == 1 then
-    queues[1] = names
-  else
-    for name in gmatch(names, '[^,]+') do queues[#queues + 1] = name end
+  -- The queue list (names, then strategy codes) changes only with a new registration.
+  local list = sub(v, WREC_LEN + 1, bar + 2 * nq)
+  local m = WQ_MEMO[list]
+  if not m then
+    local names = sub(v, WREC_LEN + 1, bar - 1)
+    local queues, strs = {}, {}
+    if nq == 1 then
+      queues[1] = names
+    else
+      for name in gmatch(names, '[^,]+') do queues[#queues + 1] = name end
+    end
+    for i = 1, nq do strs[queues[i]] = byte(v, bar + 2 * i - 1) - 48 end
+    m = {names = names, codes = sub(v, bar + 1, bar + 2 * nq), queues = queues, strs = strs}
+    memo_count()
+    WQ_MEMO[list] = m
   end
-  for i = 1, nq do
-    local name = queues[i]
-    strs[name] = byte(v, bar + 2 * i - 1) - 48
-    local s = bar + 2 * nq + 13 * i
-    stamps[name] = sub(v, s - 12, s)
-  end
+  -- The least-loaded stamps stay as the record's bytes (`tail`) until one is read or changed
+  -- (`stamps_of`).
   wr = {id = w, cap = cap, weight = weight, inf = inf, exp = exp, ttl = ttl, rc = rc, wait = wait,
-        ib = ib, ib0 = ib, inst = inst, dn = dn, ok = ok, names = names, codes = sub(v, bar + 1, bar + 2 * nq), queues = queues,
-        strs = strs, stamps = stamps, dirty = false}
+        ib = ib, ib0 = ib, inst = inst, dn = dn, ok = ok, names = m.names, codes = m.codes,
+        queues = m.queues, strs = m.strs, tail = sub(v, bar + 2 * nq + 1), stamps = false,
+        dirty = false}
   WORKERS[w] = wr
   return wr
+end
+
+-- The worker's least-loaded pick stamps by queue (13 hex digits each), decoded on first use.
+local function stamps_of(wr)
+  local st = wr.stamps
+  if st then return st end
+  st = {}
+  for i, name in ipairs(wr.queues) do st[name] = sub(wr.tail, 13 * i - 12, 13 * i) end
+  wr.stamps = st
+  return st
 end
 
 -- Writes the worker record (called by `flush` for workers marked dirty).
 local function worker_put(wr)
   local st = wr.stamps
   local tail
-  if #wr.queues == 1 then
+  if not st then
+    tail = wr.tail
+  elseif #wr.queues == 1 then
     tail = st[wr.queues[1]]
   else
     local parts = {}
@@ -392,14 +428,14 @@ local function settle()
       for _, qname in ipairs(wr.queues) do
         local str = wr.strs[qname]
         if str == T_LL then
-          local stamp = wr.stamps[qname]
+          local stamp = stamps_of(wr)[qname]
           local new = picked and picked[qname]
           if new then new = format('%013x', new) end
           if free ~= was or ((free or was) and (wr.inf ~= wr.inf0 or new)) then
             if was then call('ZREM', K_FREE, ll_entry(qname, wr, wr.inf0, stamp)) end
             if new then
               stamp = new
-              wr.stamps[qname] = new
+              stamps_of(wr)[qname] = new
             end
             if free then call('ZADD', K_FREE, '0', ll_entry(qname, wr, wr.inf, stamp)) end
           end
@@ -1017,7 +1053,7 @@ local function hand_back(wr)
       if m ~= '' then call('ZREM', K_FREE, m) end
       call('HDEL', K_WORKERS, field)
     elseif str == T_LL then
-      if free then call('ZREM', K_FREE, ll_entry(qname, wr, wr.inf, wr.stamps[qname])) end
+      if free then call('ZREM', K_FREE, ll_entry(qname, wr, wr.inf, stamps_of(wr)[qname])) end
     elseif str ~= T_PULL and free then
       call('ZREM', K_FREE, qname .. '|' .. wr.id)
     end
