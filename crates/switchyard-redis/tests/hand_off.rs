@@ -68,6 +68,39 @@ async fn the_submit_starts_it_and_the_wait_returns_it(b: &impl Backend, strategy
     assert_eq!(ack.ack, switchyard_core::Ack::Completed);
 }
 
+/// What both backends must do: a worker that hand-offs filled is off the parked list (it is
+/// no longer waiting), so a slot it frees later is not handed a task until it asks again; the
+/// task stays ready. (Dropping `unpark(wr)` from `hand_to` in lib.lua fails this on Redis.)
+async fn a_worker_filled_by_hand_offs_is_no_longer_parked(b: &impl Backend) {
+    parked_worker(b, Strategy::Pull).await;
+    let submit = || async {
+        b.submit(TaskSpec::builder("q", "k").build().unwrap())
+            .await
+            .unwrap()
+    };
+    for _ in 0..2 {
+        assert_eq!(submit().await.state, Some(TaskState::Running), "handed off");
+    }
+    let got = b
+        .receive_wait(&me("w"), 2, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 2, "{got:?}");
+    let ack = b.complete(&got[0].lease, b"ok".to_vec()).await.unwrap();
+    assert_eq!(ack.ack, switchyard_core::Ack::Completed);
+    let third = submit().await;
+    assert_eq!(third.state, Some(TaskState::Ready), "nobody is parked");
+    assert_eq!(third.assigned, None);
+}
+
+#[tokio::test]
+async fn a_filled_worker_is_unparked_on_both_backends() {
+    let m = MemoryBackend::with_clock(Arc::new(ManualClock::new(START)));
+    a_worker_filled_by_hand_offs_is_no_longer_parked(&m).await;
+    let server = RedisServer::start().unwrap();
+    a_worker_filled_by_hand_offs_is_no_longer_parked(&redis(&server, "filled").await).await;
+}
+
 #[tokio::test]
 async fn the_memory_reference_hands_off() {
     for strategy in [Strategy::Pull, Strategy::LeastLoaded, Strategy::RoundRobin] {
