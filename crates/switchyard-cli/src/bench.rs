@@ -219,6 +219,20 @@ impl Space {
         Ok(())
     }
 
+    /// Submits `n` tasks of `tasks` to `queue`, in batches of 256.
+    async fn fill(&self, tasks: &mut Tasks, queue: &QueueName, n: usize) -> Res<()> {
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(256);
+            self.backend
+                .submit_batch(tasks.batch(queue.as_str(), k)?)
+                .await
+                .map_err(err)?;
+            left -= k;
+        }
+        Ok(())
+    }
+
     async fn queue(&self, name: &str, policy: Policy, strategy: Strategy) -> Res<QueueName> {
         let q = QueueName::new(name).map_err(err)?;
         let config = QueueConfig::new(policy, strategy)

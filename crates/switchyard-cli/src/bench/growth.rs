@@ -42,15 +42,7 @@ pub(super) async fn depth(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
             let q = s.queue("deep", policy, Strategy::RoundRobin).await?;
             let w = s.worker("w", q.as_str(), 1).await?;
             let mut tasks = Tasks::new(3, args.payload);
-            let mut left = d + 1;
-            while left > 0 {
-                let n = left.min(256);
-                s.backend
-                    .submit_batch(tasks.batch(q.as_str(), n)?)
-                    .await
-                    .map_err(err)?;
-                left -= n;
-            }
+            s.fill(&mut tasks, &q, d + 1).await?;
             let mut lease = s
                 .backend
                 .receive(&w, 1)

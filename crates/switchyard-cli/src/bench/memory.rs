@@ -2,7 +2,6 @@
 //! policy, next to the floors that any task queue on Redis pays for the same tasks, measured on
 //! the same server in the same run.
 
-use switchyard::prelude::*;
 use switchyard::{Policy, Strategy};
 
 use super::{BenchArgs, Probe, Res, Tasks, err, space};
@@ -54,15 +53,7 @@ async fn queued(probe: &mut Probe, args: &BenchArgs, policy: Policy) -> Res<f64>
     let q = s.queue("mem", policy, Strategy::RoundRobin).await?;
     let mut tasks = Tasks::new(5, args.payload);
     let before = probe.used_memory().await?;
-    let mut left = N;
-    while left > 0 {
-        let k = left.min(256);
-        s.backend
-            .submit_batch(tasks.batch(q.as_str(), k)?)
-            .await
-            .map_err(err)?;
-        left -= k;
-    }
+    s.fill(&mut tasks, &q, N).await?;
     let after = probe.used_memory().await?;
     s.cleanup(probe).await?;
     Ok(after.saturating_sub(before) as f64 / N as f64)
