@@ -1,7 +1,7 @@
 -- submit: accepts tasks (one or a batch) into their queues, each dispatched at once when its
 -- queue's ready set is empty and a worker is eligible (State::submit, in order).
 -- KEYS: the fixed keys, then one group per queue named below.
--- ARGV: now, G, G queue names, N, then N task arguments, each `TASK_ARG` (lib.lua: group,
+-- ARGV: now, G, G queue names, N, then N task arguments, each `TASK_ARG` (lib/protocol.lua: group,
 --       cost given 0|1, priority, cost, run-at (0: none), delay ms (0: none), max attempts (0:
 --       queue default), timeout ms (0: queue default)), the 26-character id, then the body.
 -- Reply: per task 4 fields: duplicate 0|1, id, state (-1: unknown), worker or ''.

@@ -72,7 +72,7 @@ impl RedisBackend {
             let [state, ready, delayed, _ring, done] = self.queue_keys(&queue);
             let fcfs = config.policy == switchyard_core::Policy::Fcfs;
             let dynamic: Option<Vec<u8>> = conn.hget(&state, "d").await.map_err(e)?;
-            // The dynamic state starts with the tombstone count (`>I6`, see lua/lib.lua).
+            // The dynamic state starts with the tombstone count (`>I6`, see `QDYN` in lua/lib/protocol.lua).
             let tomb = dynamic
                 .as_deref()
                 .and_then(|d| d.get(..6))
@@ -293,7 +293,7 @@ impl RedisBackend {
                     continue;
                 }
                 // The entry the worker must have in the free set while it has a free slot
-                // (see `settle` in lua/lib.lua).
+                // (see `settle` in lua/lib/workers.lua).
                 let member = match wr.strategies.get(i).copied() {
                     Some(2) => {
                         let Some(state) = workers.get(&format!("{w}|{q}")) else {

@@ -1,4 +1,4 @@
-//! Byte formats shared with the Lua scripts (see `lua/lib.lua` and `docs/redis-layout.md`):
+//! Byte formats shared with the Lua scripts (see `lua/lib/protocol.lua` and `docs/redis-layout.md`):
 //! task bodies and arguments, task and worker records, queue configurations, events. The
 //! parsing of script replies is in [`reply`].
 
@@ -71,7 +71,7 @@ pub(crate) fn encode_body(spec: &TaskSpec) -> Vec<u8> {
     body
 }
 
-/// One task argument of `submit.lua` (`TASK_ARG` in `lua/lib.lua`): a fixed header (`>HBHI4I6I6HI4`:
+/// One task argument of `submit.lua` (`TASK_ARG` in `lua/lib/protocol.lua`): a fixed header (`>HBHI4I6I6HI4`:
 /// queue group, cost given 0|1, priority, cost, run-at (0: none), delay (0: none), max
 /// attempts (0: queue default), timeout (0: queue default)), the id's 26 characters, the body.
 /// One packed argument per task keeps the script's per-task parsing to one `struct.unpack`.
@@ -350,7 +350,7 @@ pub(crate) struct WorkerRecord {
     pub(crate) stamps: Vec<String>,
 }
 
-/// Decodes a worker record (`WREC` in `lua/lib.lua`): the header `>HHHI6I4I6BHI6I6I6`
+/// Decodes a worker record (`WREC` in `lua/lib/protocol.lua`): the header `>HHHI6I4I6BHI6I6I6`
 /// (capacity, weight, in flight, heartbeat expiry, heartbeat ttl, receive cursor, flags, inbox
 /// count, instance token, dispatched and completed since it registered),
 /// the queue names joined by `,`, `|`, then per queue two digits (strategy, 1 if FCFS) and

@@ -8,7 +8,7 @@ use switchyard_core::{Error, QueueName, TaskId, WorkerId};
 #[derive(Debug, Clone)]
 pub(crate) struct Keyspace {
     prefix: String,
-    /// The fixed keys, in the order every script expects them (lua/lib.lua).
+    /// The fixed keys, in the order every script expects them (lua/lib/prelude.lua).
     pub(crate) fixed: Vec<String>,
 }
 
@@ -83,7 +83,7 @@ impl Keyspace {
     }
 
     /// The channel on which a delayed task that became the first of its queue is announced
-    /// (`place` in `lua/lib.lua`), waking maintenance loops. Namespaces hold no glob
+    /// (`place` in `lua/lib/place.lua`), waking maintenance loops. Namespaces hold no glob
     /// characters, so it is also the pattern that matches just itself.
     pub(crate) fn due_channel(&self) -> String {
         format!("{}due", self.prefix)

@@ -1,7 +1,7 @@
 //! The Lua code as one Redis Function library, loaded once per server and called with FCALL.
 //!
-//! `lua/lib.lua` (the shared helpers) and every transition file are joined, at start-up, into
-//! one library: each transition becomes a function whose body is its file, preceded by a call
+//! The shared helpers (`lua/lib/`, one file per section, in the order of [`LIB`]) and every
+//! transition file are joined, at start-up, into one library: each transition becomes a function whose body is its file, preceded by a call
 //! to `begin` (which sets the call's keys, arguments and time and empties the per-call state).
 //! The helpers are created once, when the server loads the library, instead of on every call
 //! as a script's would be.
@@ -22,7 +22,34 @@ use std::sync::OnceLock;
 use redis::aio::ConnectionLike;
 use redis::{Cmd, RedisResult, ToRedisArgs, Value};
 
-const LIB: &str = include_str!("../../../lua/lib.lua");
+/// `("lib/<file>", its text)`.
+macro_rules! lib_file {
+    ($file:literal) => {
+        (
+            concat!("lib/", $file),
+            include_str!(concat!("../../../lua/lib/", $file)),
+        )
+    };
+}
+
+/// The files of the shared helpers, in the order they are joined: a helper is a `local` of the
+/// library, so it must come before every file that uses it.
+const LIB: &[(&str, &str)] = &[
+    lib_file!("prelude.lua"),
+    lib_file!("protocol.lua"),
+    lib_file!("deferred.lua"),
+    lib_file!("records.lua"),
+    lib_file!("queues.lua"),
+    lib_file!("workers.lua"),
+    lib_file!("flush.lua"),
+    lib_file!("dispatch.lua"),
+    lib_file!("pick.lua"),
+    lib_file!("place.lua"),
+    lib_file!("leases.lua"),
+    lib_file!("steps.lua"),
+    lib_file!("admin.lua"),
+    lib_file!("begin.lua"),
+];
 
 /// The transitions that only read.
 const READ_ONLY: [&str; 3] = ["stats.lua", "peek.lua", "running.lua"];
@@ -58,19 +85,24 @@ fn fnv1a(parts: &[&str]) -> u64 {
 
 impl Library {
     fn assemble() -> Self {
-        let mut inputs = vec![LIB];
-        inputs.extend(FILES.iter().flat_map(|(file, body)| [*file, *body]));
+        let inputs: Vec<&str> = LIB
+            .iter()
+            .chain(FILES)
+            .flat_map(|(file, body)| [*file, *body])
+            .collect();
         let version = format!("{:012x}", fnv1a(&inputs) >> 16);
         let name = format!("switchyard_{version}");
         let mut source = format!("#!lua name={name}\n");
-        let mut spans = Vec::with_capacity(FILES.len() + 1);
+        let mut spans = Vec::with_capacity(LIB.len() + FILES.len());
         let mut line = 2;
-        spans.push((line, "lib.lua", LIB.lines().count()));
-        source.push_str(LIB);
-        if !LIB.ends_with('\n') {
-            source.push('\n');
+        for (file, body) in LIB {
+            spans.push((line, *file, body.lines().count()));
+            source.push_str(body);
+            if !body.ends_with('\n') {
+                source.push('\n');
+            }
+            line += body.lines().count();
         }
-        line += LIB.lines().count();
         for (file, body) in FILES {
             let stem = file.trim_end_matches(".lua");
             // One line before the body, so that the body's lines are counted from `line + 1`.
@@ -140,7 +172,7 @@ pub(crate) fn library() -> &'static Library {
 }
 
 /// A server error's text with every `user_function:<line>` (a line of the library) replaced
-/// by the file and line it comes from, e.g. `lua/lib.lua:120`.
+/// by the file and line it comes from, e.g. `lua/lib/queues.lua:120`.
 pub(crate) fn locate(message: &str) -> String {
     const MARK: &str = "user_function:";
     let lib = library();
@@ -271,7 +303,11 @@ mod tests {
 
     #[test]
     fn errors_name_the_file_and_line() {
-        let in_lib = LIB
+        let begin = LIB
+            .iter()
+            .find(|(file, _)| *file == "lib/begin.lua")
+            .map_or("", |(_, body)| body);
+        let in_lib = begin
             .lines()
             .position(|l| l.starts_with("local function begin("))
             .map(|i| i + 1);
@@ -279,7 +315,7 @@ mod tests {
         assert_eq!(
             locate(&format!("user_function:{at}: attempt to index a nil value")),
             format!(
-                "lua/lib.lua:{}: attempt to index a nil value",
+                "lua/lib/begin.lua:{}: attempt to index a nil value",
                 in_lib.unwrap_or(0)
             )
         );
@@ -308,6 +344,19 @@ mod tests {
         );
         assert_eq!(locate("user_function:999999: z"), "user_function:999999: z");
         assert_eq!(locate("no place"), "no place");
+    }
+
+    #[test]
+    fn every_file_of_lua_lib_is_joined() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../lua/lib");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| format!("lib/{}", e.unwrap().file_name().to_string_lossy()))
+            .collect();
+        on_disk.sort();
+        let mut joined: Vec<String> = LIB.iter().map(|(file, _)| file.to_string()).collect();
+        joined.sort();
+        assert_eq!(on_disk, joined);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The protocol between this crate and its Lua scripts, defined once: the codes of task
 //! states, policies, strategies, flags and acknowledgements, the error replies, and the
-//! lengths of the packed records. The scripts name the same codes in `lua/lib.lua`; the test
+//! lengths of the packed records. The scripts name the same codes in `lua/lib/protocol.lua`; the test
 //! at the end of this file reads that file and fails on any difference, so the two sides
 //! cannot drift apart.
 
@@ -9,7 +9,7 @@ use switchyard_core::{Ack, Policy, Rejection, Result, Strategy, TaskState};
 
 use crate::codec::{int, protocol, uint};
 
-/// The code of a task state in records and replies (`S_*` in `lua/lib.lua`).
+/// The code of a task state in records and replies (`S_*` in `lua/lib/protocol.lua`).
 pub(crate) fn state_code(state: TaskState) -> u8 {
     match state {
         TaskState::Scheduled => 0,
@@ -165,7 +165,7 @@ pub(crate) mod reply {
     ];
 }
 
-/// Packed record formats (`string.pack` formats in `lua/lib.lua`) and their lengths, which are
+/// Packed record formats (`string.pack` formats in `lua/lib/protocol.lua`) and their lengths, which are
 /// computed from the formats so that the two cannot disagree.
 pub(crate) mod record {
     /// A task record's fixed header.
@@ -230,9 +230,9 @@ mod tests {
 
     use super::*;
 
-    const LIB: &str = include_str!("../../../lua/lib.lua");
+    const LIB: &str = include_str!("../../../lua/lib/protocol.lua");
 
-    /// `local A, B = 1, 2` and `local F = '>B'` lines of lib.lua, by name.
+    /// `local A, B = 1, 2` and `local F = '>B'` lines of lib/protocol.lua, by name.
     fn lua_constants() -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         for line in LIB.lines() {
@@ -261,8 +261,8 @@ mod tests {
     fn expect(lua: &BTreeMap<String, String>, name: &str, want: impl ToString) {
         let got = lua
             .get(name)
-            .unwrap_or_else(|| panic!("lib.lua does not name {name}"));
-        assert_eq!(got, &want.to_string(), "{name} in lib.lua");
+            .unwrap_or_else(|| panic!("lib/protocol.lua does not name {name}"));
+        assert_eq!(got, &want.to_string(), "{name} in lib/protocol.lua");
     }
 
     #[test]
@@ -348,10 +348,20 @@ mod tests {
 
     #[test]
     fn every_error_reply_of_the_scripts_is_known_here() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../lua");
+        let lua = concat!(env!("CARGO_MANIFEST_DIR"), "/../../lua");
         let mut used = BTreeSet::new();
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let mut files = Vec::new();
+        for dir in [lua.to_owned(), format!("{lua}/lib")] {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "lua") {
+                    files.push(path);
+                }
+            }
+        }
+        assert!(files.len() > 20, "{files:?}");
+        for path in files {
+            let text = std::fs::read_to_string(path).unwrap();
             let mut rest = text.as_str();
             while let Some(at) = rest.find("SY_") {
                 let code: String = rest[at..]

@@ -56,7 +56,7 @@ async fn lua_renormalises_like_the_reference() {
     for (i, (id, weight)) in weights.into_iter().enumerate() {
         let n = first_n_at(vt, weight) + i as u64;
         let member = format!("w|{:013x}|{id}", pass(n, weight));
-        // The weighted balancer state (`BAL` in lua/lib.lua): weight, n, epoch, then the entry.
+        // The weighted balancer state (`BAL` in lua/lib/protocol.lua): weight, n, epoch, then the entry.
         let mut state = u16::try_from(weight).unwrap().to_be_bytes().to_vec();
         state.extend_from_slice(&be6(n));
         state.extend_from_slice(&be6(0));

@@ -13,7 +13,7 @@ use crate::codec::{self, array, int, protocol};
 use crate::error::Failure;
 
 /// Appends a queue configuration as declare and reconfigure take it (ARGV 4..19, after the
-/// queue name and its JSON; the Lua side is `config_arg` in `lua/lib.lua`).
+/// queue name and its JSON; the Lua side is `config_arg` in `lua/lib/admin.lua`).
 pub(super) fn push_config(inv: &mut Call, config: &QueueConfig) {
     let (pol, age) = crate::protocol::policy_args(config.policy);
     let (strategy, vnodes) = crate::protocol::strategy_args(config.strategy);

@@ -1,0 +1,56 @@
+-- lib/admin.lua: helpers of the administration calls (switchyard_core::admin).
+
+-- A queue configuration in ARGV[i..i+15] (as declare and reconfigure pass it), checked:
+-- the packed CFG, the random generator state and the jitter generator state.
+local function config_arg(i)
+  local pol = int_arg(i, 'policy', 0, 4)
+  local age = int_arg(i + 1, 'aging', 0, 2^24)
+  local str = int_arg(i + 2, 'strategy', 0, 5)
+  local vn = int_arg(i + 3, 'vnodes', 0, 256)
+  if (pol == P_PRIO_AGING or pol == P_SJF_AGING) and age < 1 then fail('SY_INVALID', 'aging: must be at least 1') end
+  if str == T_AFFINITY and vn < 1 then fail('SY_INVALID', 'vnodes: must be at least 1') end
+  local cfg = spack(CFG, pol, age, str, vn,
+    int_arg(i + 4, 'default cost', 0, 2^32 - 1), int_arg(i + 5, 'max attempts', 1, 1000),
+    int_arg(i + 6, 'timeout', 1, 2^32 - 1), int_arg(i + 7, 'backoff base', 0, 2^32 - 1),
+    int_arg(i + 8, 'backoff max', 0, 2^32 - 1), int_arg(i + 9, 'jitter pct', 0, 100),
+    int_arg(i + 10, 'result ttl', 0, MAX_MS), int_arg(i + 11, 'dead ttl', 0, MAX_MS),
+    int_arg(i + 12, 'dedup window', 0, MAX_MS), int_arg(i + 15, 'event level', 0, 2))
+  return cfg, int_arg(i + 13, 'random state', 1, MINSTD_M - 1), int_arg(i + 14, 'jitter state', 1, MINSTD_M - 1)
+end
+
+-- The registered workers that serve queue `name`, sorted, joined by ','  ('' for none).
+local function queue_members(name)
+  local out = {}
+  local all = call('HGETALL', K_WORKERS)
+  for i = 1, #all, 2 do
+    if not find(all[i], '|', 1, true) then
+      local v = all[i + 1]
+      local names = sub(v, WREC_LEN + 1, find(v, '|', WREC_LEN + 1, true) - 1)
+      if find(',' .. names .. ',', ',' .. name .. ',', 1, true) then out[#out + 1] = all[i] end
+    end
+  end
+  sort(out)
+  return concat(out, ',')
+end
+
+-- Takes a finished task out of the dead-letter set and the cancelled count (the record and
+-- its retention entry are the caller's: maintenance deletes those in batches).
+local function unindex_finished(q, r)
+  if r.st == S_DEAD then call('ZREM', K_DEAD, format('%s|%012x|%s', q.name, r.tm, r.id)) end
+  if r.st == S_CANCELLED then call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_CANCELLED, -1) end
+end
+
+-- Deletes a finished task's record and its index entries (State::drop_finished).
+local function drop_finished(q, r)
+  unindex_finished(q, r)
+  call('ZREM', q.k_done, r.id)
+  call('HDEL', K_TASKS, r.id)
+end
+
+-- Cancels a scheduled or retry-scheduled task (State::cancel_waiting).
+local function cancel_delayed(q, r)
+  call('ZREM', q.k_delayed, format('%012x%s', r.pos, r.id))
+  if r.st == S_RETRY then call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_RETRY, -1) end
+  emit(q, 'cancelled', r.id)
+  finish(r, S_CANCELLED, q)
+end

@@ -1,0 +1,157 @@
+-- lib/place.lua: putting a task into its queue, filling workers, dispatching ready tasks.
+
+-- Pull queues: the first worker parked on `q` if it takes a task at once — a free slot and an
+-- empty inbox — or false after waking (and unparking) one that cannot; nil if none is parked
+-- (State::sleeper).
+local function sleeper(q)
+  -- Only `park` adds parked workers: once none was found, none is until this call parks one.
+  if q.none_parked then return nil end
+  local m = call('ZRANGEBYLEX', K_FREE, '[' .. q.name .. '|', '(' .. q.name .. '}', 'LIMIT', '0', '1')[1]
+  if not m then
+    q.none_parked = true
+    return nil
+  end
+  local wr = worker_get(sub(m, #q.name + 2))
+  if has_free_slot(wr) and wr.ib == 0 then return wr end
+  unpark(wr)
+  call('PUBLISH', sub(K_TASKS, 1, -6) .. 'wake:' .. wr.id, '1')
+  return false
+end
+
+-- The first parked worker of `q` that takes a task, waking those before it that cannot; nil
+-- if there is none.
+local function taker(q)
+  while true do
+    local wr = sleeper(q)
+    if wr ~= false then return wr end
+  end
+end
+
+-- Pull queues: hands the ready tasks of `q`, minimum first, to the parked workers that take
+-- them, each under a fresh token, until none is ready or none takes (State::hand_off_ready).
+-- Returns whether it handed off any.
+local function hand_off_ready(q)
+  local any = false
+  while ready_len(q) > 0 do
+    local wr = taker(q)
+    if not wr then return any end
+    local r = pop_ready(q, 1)[1]
+    if not r then return any end
+    hand_to(wr, r, next_seq())
+    any = true
+  end
+  return any
+end
+
+-- Puts a task into its queue: scheduled for `at` if that is in the future, otherwise ready —
+-- or dispatched at once when the ready set is empty and the strategy finds an eligible worker
+-- (State::enter_queue, State::make_ready). `t` is the enqueue time for aging. Returns true
+-- when it left `r` ready and then handed off ready tasks (which may include `r`: its record,
+-- not `r`, then says so).
+local function place(r, q, at, retry, t)
+  local seq = next_seq()
+  r.w = ''
+  if at and at > NOW then
+    local member = format('%012x%s', seq, r.id)
+    call('ZADD', q.k_delayed, at, member)
+    -- The first of its queue now: the earliest due time may have moved earlier, so wake the
+    -- maintenance loops sleeping until then (Backend::sleep_until_due).
+    if call('ZRANK', q.k_delayed, member) == 0 then
+      call('PUBLISH', sub(K_TASKS, 1, -6) .. 'due', at)
+    end
+    if retry then
+      r.st = S_RETRY
+      call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_RETRY, '1')
+    else
+      r.st = S_SCHEDULED
+    end
+    r.pos = seq; r.tm = at
+    rec_put(r)
+    return
+  end
+  -- Ready (and then dispatched) since `t`: a delivery tells the worker how long it waited.
+  r.tm = t
+  if q.str ~= T_PULL and not q.paused then
+    if ready_len(q) == 0 then
+      local w = pick(q, r)
+      if w then
+        -- The sequence number doubles as the lease token.
+        dispatch_to(worker_get(w), r, q, seq)
+        return
+      end
+    end
+  end
+  -- Pull queues: the task joins the ready set and its minimum goes to a parked worker that
+  -- takes it (hand_off_ready). With the set empty, that minimum is this task: hand it over
+  -- without writing it to the set first.
+  local waiting = nil
+  if q.str == T_PULL and not q.paused then
+    waiting = ready_len(q)
+    if waiting == 0 then
+      local wr = taker(q)
+      if wr then
+        hand_to(wr, r, next_seq())
+        return
+      end
+    end
+  end
+  r.st = S_READY; r.pos = seq
+  rec_put(r)
+  if q.rlen then q.rlen = q.rlen + 1 end
+  local key = 0
+  if q.pol ~= P_FCFS then
+    if t > MAX_MS then t = MAX_MS end
+    if q.pol == P_PRIO then key = -r.pr
+    elseif q.pol == P_PRIO_AGING then key = t - r.pr * q.age
+    elseif q.pol == P_SJF then key = r.co
+    else key = t + r.co * q.age end
+  end
+  push_ready(q, key, format('%012x%s', seq, r.id))
+  if waiting and waiting > 0 then return hand_off_ready(q) end
+end
+
+-- Fills the worker's free slots from its push queues in its order (State::fill_worker).
+local function fill_worker(wr)
+  for _, qname in ipairs(wr.queues) do
+    if not has_free_slot(wr) then return end
+    if wr.strs[qname] ~= T_PULL then
+      local q = queue_of(qname)
+      if not q.paused then
+        for _, r in ipairs(pop_ready(q, wr.cap - wr.inf)) do dispatch_to(wr, r, q, nil) end
+      end
+    end
+  end
+end
+
+-- Hands ready tasks of `q` to eligible workers, up to `limit` (State::dispatch): nothing for
+-- a pull queue or a paused one. Reads the ready set directly: call it before this call pushed
+-- anything to it.
+local function dispatch_ready(q, limit)
+  local n = 0
+  while n < limit and q.str ~= T_PULL and not q.paused do
+    -- The head of the ready set, dropping cancelled entries of an FCFS list.
+    local r = nil
+    if q.pol == P_FCFS then
+      while true do
+        local m = call('LINDEX', q.k_ready, 0)
+        if not m then break end
+        local c = rec_get(sub(m, 13))
+        if c and c.st == S_READY and c.q == q.name and c.pos == tonumber(sub(m, 1, 12), 16) then
+          r = c
+          break
+        end
+        call('LPOP', q.k_ready)
+        set_state(q, 'tomb', q.tomb - 1)
+      end
+    else
+      local top = call('ZRANGE', q.k_ready, 0, 0)
+      if #top > 0 then r = rec_get(sub(top[1], 13)) end
+    end
+    if not r then break end
+    local w = pick(q, r)
+    if not w then break end
+    pop_ready(q, 1)
+    dispatch_to(worker_get(w), r, q, nil)
+    n = n + 1
+  end
+end

@@ -1,0 +1,138 @@
+-- lib/queues.lua: a queue's configuration and state, its ready set.
+
+-- Queues --------------------------------------------------------------------------------------
+-- config: policy aging strategy vnodes default_cost max_attempts timeout backoff_base
+--         backoff_max jitter_pct result_ttl dead_ttl dedup_window
+local GROUPS   -- queue name -> its key group's number in KEYS
+
+-- Names groups offset+1 .. offset+n after the queues ARGV[first ..]; each is opened (its state
+-- read) on first use.
+local function queues_named(first, n, offset)
+  for g = 1, n do GROUPS[name_arg(first + g - 1, 'queue name')] = g + (offset or 0) end
+end
+
+-- What rarely-changing bytes decode to — a queue's packed configuration, a worker's queue
+-- list — kept by those bytes across calls: decoding is a function of the bytes alone, and the
+-- decoded tables are never changed. Emptied when it holds MEMO_CAP entries.
+local MEMO_CAP = 4096
+local CFG_MEMO, WQ_MEMO, MEMO_N = {}, {}, 0
+local function memo_count()
+  MEMO_N = MEMO_N + 1
+  if MEMO_N > MEMO_CAP then CFG_MEMO, WQ_MEMO, MEMO_N = {}, {}, 1 end
+end
+
+-- The handle of a queue named in this call; fails if it was never declared.
+local function queue_of(name)
+  local q = QUEUES[name]
+  if q then return q end
+  local g = GROUPS[name]
+  if not g then fail('SY_STALE', 'queue ' .. name .. ' was not passed') end
+  local b = NFIXED + (g - 1) * 5
+  local k_state = KEYS[b + 1]
+  local v = call('HMGET', k_state, 'c', 'd', 'p')
+  if not v[1] then fail('SY_UNKNOWN_QUEUE', name) end
+  -- policy aging strategy vnodes default_cost max_attempts timeout backoff_base backoff_max
+  -- jitter_pct result_ttl dead_ttl dedup_window event_level
+  local c = CFG_MEMO[v[1]]
+  if not c then
+    c = {sunpack(CFG, v[1])}
+    memo_count()
+    CFG_MEMO[v[1]] = c
+  end
+  local tomb, rng, jit, vt, ep = sunpack(QDYN, v[2])
+  local cur = nil
+  if #v[2] > QDYN_LEN then cur = sub(v[2], QDYN_LEN + 1) end
+  -- One constructor with every field: growing a table field by field rehashes it repeatedly.
+  q = {name = name, k_state = k_state, k_ready = KEYS[b + 2], k_delayed = KEYS[b + 3],
+       k_ring = KEYS[b + 4], k_done = KEYS[b + 5], pol = c[1], age = c[2], str = c[3],
+       vn = c[4], dcost = c[5], matt = c[6], tmo = c[7], bb = c[8], bm = c[9], bj = c[10],
+       rttl = c[11], dttl = c[12], dwin = c[13], ev = c[14], tomb = tomb, rng = rng, jit = jit,
+       vt = vt, ep = ep, cur = cur, rlen = false, dirty = false, paused = v[3] == '1',
+       none_parked = false}
+  QUEUES[name] = q
+  return q
+end
+
+-- Names groups from ARGV[first ..] and opens them all (failing on an undeclared queue).
+local function queues_open(first, n)
+  queues_named(first, n)
+  local list = {}
+  for g = 1, n do list[g] = queue_of(ARGV[first + g - 1]) end
+  return list
+end
+
+-- Ready entries pushed by this call, written by `flush` (or before the set is next read).
+local function push_ready(q, key, m)
+  if q.pol == P_FCFS then
+    local p = q.push
+    if not p then p = {}; q.push = p end
+    p[#p + 1] = m
+  else
+    local p = q.push
+    if not p then p = {}; q.push = p end
+    p[#p + 1] = key
+    p[#p + 1] = m
+  end
+end
+
+-- Writes the ready entries this call pushed to queue `q`.
+local function flush_ready(q)
+  local p = q.push
+  if p then
+    q.push = nil
+    local cmd = 'ZADD'
+    if q.pol == P_FCFS then cmd = 'RPUSH' end
+    for i = 1, #p, 4000 do
+      call(cmd, q.k_ready, unpack(p, i, min(i + 3999, #p)))
+    end
+  end
+end
+
+-- Live entries in the queue's ready set (read once per call, then counted locally).
+local function ready_len(q)
+  if not q.rlen then
+    flush_ready(q)
+    if q.pol == P_FCFS then q.rlen = call('LLEN', q.k_ready) - q.tomb else q.rlen = call('ZCARD', q.k_ready) end
+  end
+  return q.rlen
+end
+
+-- Removes and returns the records of up to `k` (>= 1) minimum ready tasks of the queue, in
+-- order (an empty list if there are none). FCFS lists keep entries of cancelled tasks (counted
+-- in `tomb`), skipped here.
+local function pop_ready(q, k)
+  local out = {}
+  if q.rlen == 0 then return out end
+  flush_ready(q)
+  if q.pol ~= P_FCFS or q.tomb == 0 then
+    local ms
+    if q.pol ~= P_FCFS then
+      local top = call('ZPOPMIN', q.k_ready, int_text(k))
+      ms = {}
+      for i = 1, #top, 2 do ms[#ms + 1] = top[i] end
+    elseif k == 1 then
+      ms = {call('LPOP', q.k_ready)}
+    else
+      ms = call('LPOP', q.k_ready, int_text(k))
+    end
+    if ms and ms[1] then
+      local ids = {}
+      for i, m in ipairs(ms) do ids[i] = sub(m, 13) end
+      local vs = call('HMGET', K_TASKS, unpack(ids))
+      for i, id in ipairs(ids) do out[i] = rec_get(id, PENDING.recs[id] or vs[i]) end
+    end
+  else
+    while #out < k do
+      local m = call('LPOP', q.k_ready)
+      if not m then break end
+      local c = rec_get(sub(m, 13))
+      if c and c.st == S_READY and c.q == q.name and c.pos == tonumber(sub(m, 1, 12), 16) then
+        out[#out + 1] = c
+      else
+        set_state(q, 'tomb', q.tomb - 1)
+      end
+    end
+  end
+  if #out < k then q.rlen = 0 elseif q.rlen then q.rlen = q.rlen - #out end
+  return out
+end
