@@ -9,6 +9,8 @@
 
 use std::sync::Mutex;
 
+use futures_util::StreamExt;
+
 use super::*;
 
 /// One shape of the harness.
@@ -62,9 +64,12 @@ pub(super) async fn compare(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
         },
     )
     .await?;
-    let single = run_shape(probe, args, Shape::Single { n: single }).await?;
-    println!();
-    latency(probe, args, single / 2.0).await
+    let single_rate = run_shape(probe, args, Shape::Single { n: single }).await?;
+    bare_single(probe, args, single).await?;
+    println!(
+        "\n(The bare floor: one producer awaiting each call of a script that only stores the task and publishes it whole to the one waiting worker, which acknowledges it with a script that only stores its result — `hand` and `ack` in `crates/switchyard-cli/src/bare_lifecycle.lua`; no validation, ordering, strategy, lease or accounting. It is what any awaited single submit with a push delivery costs on this server.)\n"
+    );
+    latency(probe, args, single_rate / 2.0).await
 }
 
 /// All commands the server ran (scripts' commands included), from its commandstats.
@@ -184,6 +189,93 @@ async fn run_shape(probe: &mut Probe, args: &BenchArgs, shape: Shape) -> Res<f64
     worker.stop().await?;
     s.cleanup(probe).await?;
     Ok(rate)
+}
+
+/// The floor of the awaited single shape: `n` tasks, each a `hand` call of the bare lifecycle
+/// awaited by the producer, published to a subscribed worker that acknowledges it with an
+/// `ack` call; prints its row.
+async fn bare_single(probe: &mut Probe, args: &BenchArgs, n: usize) -> Res<()> {
+    let script = Arc::new(redis::Script::new(include_str!("../bare_lifecycle.lua")));
+    let tag = format!("sy:{{bench-bare1-{}}}:", std::process::id());
+    let keys: Arc<Vec<String>> = Arc::new(
+        ["tasks", "ready", "seq", "running", "results"]
+            .iter()
+            .map(|k| format!("{tag}{k}"))
+            .collect(),
+    );
+    let channel = format!("{tag}wake");
+    let client = redis::Client::open(args.url.as_str()).map_err(err)?;
+    let mut pubsub = client.get_async_pubsub().await.map_err(err)?;
+    pubsub.subscribe(&channel).await.map_err(err)?;
+    let acker = client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(err)?;
+    let (ack_script, ack_keys) = (script.clone(), keys.clone());
+    let worker = tokio::spawn(async move {
+        let mut messages = pubsub.on_message();
+        let mut acks = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            let Some(message) = messages.next().await else {
+                return Err("bare floor: the worker's subscription ended".to_owned());
+            };
+            let body = message.get_payload_bytes();
+            let id = body
+                .split(|b| *b == b'|')
+                .next()
+                .unwrap_or_default()
+                .to_vec();
+            let (script, keys, mut conn) = (ack_script.clone(), ack_keys.clone(), acker.clone());
+            acks.spawn(async move {
+                let mut call = script.prepare_invoke();
+                for k in keys.iter() {
+                    call.key(k);
+                }
+                call.arg("ack").arg(1).arg(id);
+                let done: usize = call.invoke_async(&mut conn).await.map_err(err)?;
+                if done == 1 {
+                    Ok(())
+                } else {
+                    Err("bare floor: an ack found no task".to_owned())
+                }
+            });
+        }
+        while let Some(done) = acks.join_next().await {
+            done.map_err(err)??;
+        }
+        Ok(())
+    });
+    let payload = vec![b'x'; args.payload];
+    let mut conn = probe.conn.clone();
+    let before = Snapshot::take(probe).await?;
+    let commands_before = commands(probe).await?;
+    for _ in 0..n {
+        let mut call = script.prepare_invoke();
+        for k in keys.iter() {
+            call.key(k);
+        }
+        call.arg("hand")
+            .arg(1)
+            .arg(payload.as_slice())
+            .arg(&channel);
+        let _: usize = call.invoke_async(&mut conn).await.map_err(err)?;
+    }
+    let ran = tokio::time::timeout(Duration::from_secs(600), worker).await;
+    ran.map_err(|_| format!("bare floor: {n} tasks were not acknowledged within 10 minutes"))?
+        .map_err(err)??;
+    let cells = before.cells_since(probe, n).await?;
+    let cells: Vec<&str> = cells.split(" | ").take(3).collect();
+    let per_task = (commands(probe).await? - commands_before) as f64 / n as f64;
+    println!(
+        "| single, bare floor | {n} | {} | {per_task:.1} |",
+        cells.join(" | ")
+    );
+    let _: () = redis::cmd("UNLINK")
+        .arg(keys.as_slice())
+        .query_async(&mut probe.conn)
+        .await
+        .map_err(err)?;
+    Ok(())
 }
 
 /// Submit-to-start latency with one producer submitting at `rate` tasks/s without waiting
