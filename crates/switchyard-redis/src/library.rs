@@ -1,8 +1,9 @@
 //! The Lua code as one Redis Function library, loaded once per server and called with FCALL.
 //!
-//! The shared helpers (`lua/lib/`, one file per section, in the order of [`LIB`]) and every
-//! transition file are joined, at start-up, into one library: each transition becomes a function whose body is its file, preceded by a call
-//! to `begin` (which sets the call's keys, arguments and time and empties the per-call state).
+//! The shared helpers (`lua/lib/`, one file per section, in the order of `LIB`) and every
+//! transition file are joined, at start-up, into one library: each transition becomes a
+//! function whose body is its file, preceded by a call to `begin` (which sets the call's keys,
+//! arguments and time and empties the per-call state).
 //! The helpers are created once, when the server loads the library, instead of on every call
 //! as a script's would be.
 //!
