@@ -177,18 +177,46 @@ async fn run_shape(probe: &mut Probe, args: &BenchArgs, shape: Shape) -> Res<f64
     }
     until_succeeded(&s, n, &worker.ran).await?;
     let rate = n as f64 / before.started.elapsed().as_secs_f64();
+    print_row(probe, &shape.label(), n, &before, commands_before).await?;
+    worker.stop().await?;
+    s.cleanup(probe).await?;
+    Ok(rate)
+}
+
+/// Prints the row `label` of the table for `n` tasks run since `before` (and
+/// `commands_before`, from [`commands`]).
+async fn print_row(
+    probe: &mut Probe,
+    label: &str,
+    n: usize,
+    before: &Snapshot,
+    commands_before: u64,
+) -> Res<()> {
     let cells = before.cells_since(probe, n).await?;
     // tasks/s | CPU | calls | usec_per_call: this table shows the first three.
     let cells: Vec<&str> = cells.split(" | ").take(3).collect();
     let per_task = (commands(probe).await? - commands_before) as f64 / n as f64;
-    println!(
-        "| {} | {n} | {} | {per_task:.1} |",
-        shape.label(),
-        cells.join(" | ")
-    );
-    worker.stop().await?;
-    s.cleanup(probe).await?;
-    Ok(rate)
+    println!("| {label} | {n} | {} | {per_task:.1} |", cells.join(" | "));
+    Ok(())
+}
+
+/// One call of the bare lifecycle (`bare_lifecycle.lua`) on `keys`: `phase`, a task count of
+/// one, then `extra`.
+fn bare_call<'s>(
+    script: &'s redis::Script,
+    keys: &[String],
+    phase: &str,
+    extra: &[&[u8]],
+) -> redis::ScriptInvocation<'s> {
+    let mut call = script.prepare_invoke();
+    for k in keys {
+        call.key(k);
+    }
+    call.arg(phase).arg(1);
+    for a in extra {
+        call.arg(*a);
+    }
+    call
 }
 
 /// The floor of the awaited single shape: `n` tasks, each a `hand` call of the bare lifecycle
@@ -227,12 +255,10 @@ async fn bare_single(probe: &mut Probe, args: &BenchArgs, n: usize) -> Res<()> {
                 .to_vec();
             let (script, keys, mut conn) = (ack_script.clone(), ack_keys.clone(), acker.clone());
             acks.spawn(async move {
-                let mut call = script.prepare_invoke();
-                for k in keys.iter() {
-                    call.key(k);
-                }
-                call.arg("ack").arg(1).arg(id);
-                let done: usize = call.invoke_async(&mut conn).await.map_err(err)?;
+                let done: usize = bare_call(&script, &keys, "ack", &[&id])
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(err)?;
                 if done == 1 {
                     Ok(())
                 } else {
@@ -250,26 +276,15 @@ async fn bare_single(probe: &mut Probe, args: &BenchArgs, n: usize) -> Res<()> {
     let before = Snapshot::take(probe).await?;
     let commands_before = commands(probe).await?;
     for _ in 0..n {
-        let mut call = script.prepare_invoke();
-        for k in keys.iter() {
-            call.key(k);
-        }
-        call.arg("hand")
-            .arg(1)
-            .arg(payload.as_slice())
-            .arg(&channel);
-        let _: usize = call.invoke_async(&mut conn).await.map_err(err)?;
+        let _: usize = bare_call(&script, &keys, "hand", &[&payload, channel.as_bytes()])
+            .invoke_async(&mut conn)
+            .await
+            .map_err(err)?;
     }
     let ran = tokio::time::timeout(Duration::from_secs(600), worker).await;
     ran.map_err(|_| format!("bare floor: {n} tasks were not acknowledged within 10 minutes"))?
         .map_err(err)??;
-    let cells = before.cells_since(probe, n).await?;
-    let cells: Vec<&str> = cells.split(" | ").take(3).collect();
-    let per_task = (commands(probe).await? - commands_before) as f64 / n as f64;
-    println!(
-        "| single, bare floor | {n} | {} | {per_task:.1} |",
-        cells.join(" | ")
-    );
+    print_row(probe, "single, bare floor", n, &before, commands_before).await?;
     let _: () = redis::cmd("UNLINK")
         .arg(keys.as_slice())
         .query_async(&mut probe.conn)
