@@ -680,6 +680,55 @@ async fn graceful_shutdown_loses_nothing(c: Client) {
     run.await.unwrap().unwrap();
 }
 
+/// A stop drains the worker before anything else: an idle worker waiting for tasks (here for
+/// up to a minute per wait) shows draining at once, and a task submitted after that never
+/// reaches it.
+async fn a_stop_drains_at_once_even_while_the_worker_waits(c: Client) {
+    c.declare("q", QueueConfig::default()).await.unwrap();
+    let ran = Arc::new(AtomicU32::new(0));
+    let worker = {
+        let ran = ran.clone();
+        Worker::builder(&c, "idle", ["q"])
+            .unwrap()
+            .receive_slice(Duration::from_secs(60))
+            .handle("work", move |_ctx, _p| {
+                let ran = ran.clone();
+                async move {
+                    ran.fetch_add(1, Ordering::SeqCst);
+                    Ok(Vec::new())
+                }
+            })
+            .build()
+            .unwrap()
+    };
+    let (stop, run) = spawn(worker);
+    // Registered and waiting (one task ran, so it is past its first receive).
+    let first = c
+        .submit(TaskSpec::builder("q", "work").build().unwrap())
+        .await
+        .unwrap();
+    first.wait(Duration::from_secs(10)).await.unwrap();
+    stop.shutdown();
+    // Within one wait of the worker (a minute) only if the stop ended the wait.
+    eventually(
+        Duration::from_secs(10),
+        "the worker draining or gone",
+        || async {
+            let workers = c.stats().await.ok()?.workers;
+            workers.iter().all(|w| w.draining).then_some(())
+        },
+    )
+    .await;
+    let late = c
+        .submit(TaskSpec::builder("q", "work").build().unwrap())
+        .await
+        .unwrap();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(report.completed, 1, "{report:?}");
+    assert_eq!(ran.load(Ordering::SeqCst), 1, "nothing ran after the stop");
+    assert_eq!(late.state().await.unwrap(), Some(TaskState::Ready));
+}
+
 /// A killed worker's tasks finish on another worker; while that one holds them, the dead
 /// worker's leases are refused with exactly `StaleToken` and change nothing.
 async fn a_killed_worker_s_tasks_finish_elsewhere(c: Client) {
@@ -1876,6 +1925,7 @@ on_both!(
     a_backed_off_retry_wakes_sleeping_maintenance,
     cancellation_of_ready_delayed_and_running,
     graceful_shutdown_loses_nothing,
+    a_stop_drains_at_once_even_while_the_worker_waits,
     shutdown_past_its_grace_hands_running_tasks_back,
     a_panicking_handler_fails_its_task_and_the_worker_goes_on,
     a_slow_handler_times_out_and_is_retried_then_dead,

@@ -205,6 +205,15 @@ impl WorkerBuilder {
         self
     }
 
+    /// How long one wait for tasks may last before the worker asks the backend again (default
+    /// 500 ms). An idle worker is woken as soon as a task arrives for it, so this bounds only
+    /// how late it notices a wake-up that was lost (a dropped connection, say); a stop ends the
+    /// wait at once whatever its length.
+    pub fn receive_slice(mut self, slice: Duration) -> Self {
+        self.receive_slice = slice;
+        self
+    }
+
     /// How often, at most, this worker runs maintenance (default every second, jittered, and
     /// sooner when a delayed task falls due); `None` to leave maintenance to others.
     pub fn maintenance(mut self, every: Option<Duration>) -> Self {
@@ -375,6 +384,12 @@ impl WorkerBuilder {
     /// ```
     pub fn build(self) -> Result<Worker> {
         self.spec.validate()?;
+        if self.receive_slice.is_zero() {
+            return Err(Error::invalid(
+                "receive slice",
+                "0: a worker waiting for tasks must wait for some time (500 ms by default)",
+            ));
+        }
         if self.handlers.is_empty() {
             return Err(Error::invalid(
                 "worker handlers",
@@ -987,11 +1002,16 @@ impl Inner {
                 continue;
             }
             let seen = self.generation().await;
-            match self
-                .backend
-                .receive_wait(&self.me, permits.len(), self.receive_slice)
-                .await
-            {
+            // A stop ends the wait at once, so that the drain that follows comes before any
+            // further delivery. A wait dropped half-way may have started tasks here (its reply
+            // unread): the drain's `adopt` finds and runs them.
+            let asked = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return,
+                _ = self.fenced.cancelled() => return,
+                asked = self.backend.receive_wait(&self.me, permits.len(), self.receive_slice) => asked,
+            };
+            match asked {
                 Ok(deliveries) => {
                     self.retry.reset();
                     self.receive_log.reset();
