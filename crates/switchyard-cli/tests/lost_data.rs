@@ -4,31 +4,11 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use support::{WorkerProcess, eventually, ok, registered};
+use support::{WorkerProcess, command_calls, eventually, ok, registered};
 use switchyard::{Client, QueueName};
 use switchyard_testkit::redis_server::RedisServer;
-
-/// Calls per command since the server started, from `INFO commandstats`.
-async fn command_calls(server: &RedisServer) -> HashMap<String, u64> {
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    info.lines()
-        .filter_map(|l| l.strip_prefix("cmdstat_"))
-        .filter_map(|l| {
-            let (name, rest) = l.split_once(':')?;
-            let calls = rest.split(',').find_map(|f| f.strip_prefix("calls="))?;
-            Some((name.to_owned(), calls.parse().ok()?))
-        })
-        .collect()
-}
 
 /// Lines in `log` after the first `skip` bytes.
 fn lines_after(log: &str, skip: usize) -> Vec<String> {

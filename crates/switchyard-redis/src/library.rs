@@ -8,10 +8,12 @@
 //! as a script's would be.
 //!
 //! The library's name carries a version (a hash of the Lua sources), and so do its function
-//! names: two releases can serve one Redis during an upgrade, each calling its own code. A call
-//! that meets a server without this version (a restart without persistence, a new Cluster node,
-//! `FUNCTION FLUSH`) loads it (`FUNCTION LOAD REPLACE`, on every primary of a Cluster) and is
-//! sent again. Errors raised by the Lua code name the file and line they come from
+//! names: two releases can serve one Redis during an upgrade, each calling its own code. A
+//! process that connects loads it only if the server lacks this version (checked first with
+//! `FUNCTION LIST`, a read that a server at `maxmemory` still answers: loading is a write it
+//! refuses). A call that meets a server without this version (a restart without persistence, a
+//! new Cluster node, `FUNCTION FLUSH`) loads it (`FUNCTION LOAD REPLACE`, on every primary of a
+//! Cluster) and is sent again. Errors raised by the Lua code name the file and line they come from
 //! ([`locate`]).
 //!
 //! Every key a function touches is passed in KEYS, which is what makes a call safe during a
@@ -22,6 +24,7 @@ use std::sync::OnceLock;
 
 use redis::aio::ConnectionLike;
 use redis::{Cmd, RedisResult, ToRedisArgs, Value};
+use switchyard_topology::Connection;
 
 /// `("lib/<file>", its text)`.
 macro_rules! lib_file {
@@ -54,6 +57,12 @@ const LIB: &[(&str, &str)] = &[
 
 /// The transitions that only read.
 const READ_ONLY: [&str; 3] = ["stats.lua", "peek.lua", "running.lua"];
+
+/// The transitions a server at `maxmemory` refuses: the ones that bring new work. Every other
+/// write is flagged `allow-oom`, so that a full server can still be drained and emptied —
+/// workers register, receive, complete and fail; queues are paused, purged or deleted; dead
+/// tasks are deleted or re-driven — each of which frees memory or takes a bounded amount.
+const REFUSED_WHEN_FULL: [&str; 1] = ["submit.lua"];
 
 /// One transition: the name of its function in the library (`sy_<version>_<file stem>`).
 #[derive(Debug)]
@@ -108,11 +117,14 @@ impl Library {
             let stem = file.trim_end_matches(".lua");
             // One line before the body, so that the body's lines are counted from `line + 1`.
             // Reads are flagged `no-writes`: Redis runs them when it is out of memory (and
-            // refuses any write they attempted), as it ran read-only scripts before.
+            // refuses any write they attempted), as it ran read-only scripts before. Writes
+            // other than submits may run past `maxmemory` (see `REFUSED_WHEN_FULL`).
             let flags = if READ_ONLY.contains(file) {
                 "{'no-writes'}"
-            } else {
+            } else if REFUSED_WHEN_FULL.contains(file) {
                 "{}"
+            } else {
+                "{'allow-oom'}"
             };
             let _ = writeln!(
                 source,
@@ -155,6 +167,22 @@ impl Library {
             .await?;
         tracing::info!(library = %self.name, "loaded the Switchyard function library");
         Ok(())
+    }
+
+    /// Whether the server behind `conn` has this library (`FUNCTION LIST LIBRARYNAME`, a
+    /// read: it runs on a server at `maxmemory` too). `key` picks the node on a Cluster.
+    pub(crate) async fn is_loaded(&self, conn: &mut Connection, key: &str) -> RedisResult<bool> {
+        let listed: Value = conn
+            .query_at(
+                key,
+                redis::cmd("FUNCTION")
+                    .arg("LIST")
+                    .arg("LIBRARYNAME")
+                    .arg(&self.name),
+            )
+            .await?;
+        // The name is a pattern that only this library's name matches (letters, digits, `_`).
+        Ok(matches!(listed, Value::Array(ref libs) if !libs.is_empty()))
     }
 
     /// `file:line` of a line of the library.

@@ -235,3 +235,23 @@ pub async fn registered(client: &Client, id: &str) {
     )
     .await
 }
+
+/// Calls per command since the server started, from `INFO commandstats` (`fcall`,
+/// `function|load`, …).
+pub async fn command_calls(server: &RedisServer) -> std::collections::HashMap<String, u64> {
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_"))
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(':')?;
+            let calls = rest.split(',').find_map(|f| f.strip_prefix("calls="))?;
+            Some((name.to_owned(), calls.parse().ok()?))
+        })
+        .collect()
+}
