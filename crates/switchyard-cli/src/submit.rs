@@ -1,10 +1,11 @@
 //! `switchyard submit`: submits tasks (one, or many in batches) and optionally awaits them.
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use switchyard::{Error, TaskHandle, TaskOutcome, TaskSpec};
+use switchyard::{Error, TaskHandle, TaskId, TaskOutcome, TaskSpec};
 
 use crate::remote::{Remote, millis, runtime};
 
@@ -83,6 +84,49 @@ pub struct SubmitArgs {
     /// `--wait-ms` also `outcome` and `result` or `error`), or one summary with `--quiet`.
     #[arg(long)]
     pub json: bool,
+
+    /// The id of the first task: task `i` of the run gets this id plus `i`. Without it a
+    /// fresh one is drawn. A run that fails part-way prints the one it used: the same command
+    /// with it submits only what is missing (the tasks stored already come back as duplicates).
+    #[arg(long, value_name = "TASK-ID", value_parser = first_id)]
+    pub first_id: Option<TaskId>,
+}
+
+/// Room for the index of a task in a run: 24 bits (`--count` is at most 10,000,000).
+const RUN_INDEX_BITS: u32 = 24;
+
+/// `--first-id`: a task id with room after it for every task of a run.
+fn first_id(text: &str) -> Result<TaskId, String> {
+    let id: TaskId = text.parse().map_err(|e: Error| e.to_string())?;
+    if id.as_u128().checked_add(1 << RUN_INDEX_BITS).is_none() {
+        return Err(format!("{text} leaves no room for the ids after it"));
+    }
+    Ok(id)
+}
+
+/// A fresh first id for a run: a new id with its lowest bits cleared, so that the run's ids
+/// (first + index) keep the time of the first and differ from any other run's.
+fn fresh_first_id() -> TaskId {
+    TaskId::from_u128(TaskId::new().as_u128() & !((1u128 << RUN_INDEX_BITS) - 1))
+}
+
+/// Standard output that stops being written (and nothing else stops) when its reader goes
+/// away: `switchyard submit … | head -1` still submits every task.
+#[derive(Default)]
+struct Output {
+    gone: bool,
+}
+
+impl Output {
+    fn line(&mut self, text: impl std::fmt::Display) {
+        if self.gone {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, "{text}").is_err() {
+            self.gone = true;
+        }
+    }
 }
 
 impl SubmitArgs {
@@ -109,8 +153,10 @@ impl SubmitArgs {
         Ok(bytes)
     }
 
-    fn spec(&self, payload: &[u8]) -> Result<TaskSpec, Error> {
-        let mut b = TaskSpec::builder(&self.queue, &self.kind).payload(payload.to_vec());
+    fn spec(&self, payload: &[u8], id: TaskId) -> Result<TaskSpec, Error> {
+        let mut b = TaskSpec::builder(&self.queue, &self.kind)
+            .id(id)
+            .payload(payload.to_vec());
         if let Some(p) = self.priority {
             b = b.priority(p);
         }
@@ -146,8 +192,9 @@ fn priority(text: &str) -> Result<u16, String> {
 /// Submits, prints ids (and outcomes with `--wait-ms`).
 pub fn run(args: &SubmitArgs) -> Result<(), String> {
     let payload = args.payload()?;
+    let first = args.first_id.unwrap_or_else(fresh_first_id);
     // Validate once before connecting, so bad flags fail fast with the builder's message.
-    args.spec(&payload).map_err(|e| e.to_string())?;
+    args.spec(&payload, first).map_err(|e| e.to_string())?;
     runtime()?.block_on(async {
         let client = args.remote.connect().await?;
         let bar = ProgressBar::new(args.count);
@@ -158,65 +205,112 @@ pub fn run(args: &SubmitArgs) -> Result<(), String> {
             ProgressStyle::with_template("submitting {bar:40} {pos}/{len} ({per_sec})")
                 .map_err(|e| e.to_string())?,
         );
+        let mut out = Output::default();
         let mut handles: Vec<TaskHandle> = Vec::new();
         let mut duplicates = 0u64;
-        let mut left = args.count;
-        while left > 0 {
-            let n = left.min(args.batch);
-            let specs = (0..n)
-                .map(|_| args.spec(&payload))
+        let mut stored = 0u64;
+        let mut next = 0u64;
+        while next < args.count {
+            let n = (args.count - next).min(args.batch);
+            let specs = (next..next + n)
+                .map(|i| args.spec(&payload, TaskId::from_u128(first.as_u128() + u128::from(i))))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| e.to_string())?;
-            let batch = client
-                .submit_batch(specs)
-                .await
-                .map_err(|e| e.to_string())?;
-            for h in batch {
-                duplicates += u64::from(h.was_duplicate());
+            // Each stored task's handle, and whether it was stored before (a duplicate).
+            let (batch, failure): (Vec<(TaskHandle, bool)>, _) =
+                match client.submit_batch(specs).await {
+                    Ok(batch) => (
+                        batch
+                            .into_iter()
+                            .map(|h| {
+                                let dup = h.was_duplicate();
+                                (h, dup)
+                            })
+                            .collect(),
+                        None,
+                    ),
+                    Err(Error::BatchIncomplete {
+                        accepted, source, ..
+                    }) => {
+                        let part = accepted
+                            .into_iter()
+                            .map(|(_, o)| (client.task(o.id), o.duplicate))
+                            .collect();
+                        (part, Some(*source))
+                    }
+                    Err(e) => (Vec::new(), Some(e)),
+                };
+            for (h, duplicate) in batch {
+                stored += 1;
+                duplicates += u64::from(duplicate);
                 if !args.quiet && args.wait_ms.is_none() {
                     bar.suspend(|| {
                         if args.json {
-                            println!("{}", submitted_json(&h, &args.queue));
-                        } else if h.was_duplicate() {
-                            println!("{} duplicate", h.id());
+                            out.line(submitted_json(&h, &args.queue, duplicate));
+                        } else if duplicate {
+                            out.line(format_args!("{} duplicate", h.id()));
                         } else {
-                            println!("{}", h.id());
+                            out.line(h.id());
                         }
                     });
                 } else if !args.quiet && !args.json {
-                    bar.suspend(|| println!("{}", h.id()));
+                    bar.suspend(|| out.line(h.id()));
                 }
                 if args.wait_ms.is_some() {
                     handles.push(h);
                 }
             }
-            left -= n;
+            if let Some(e) = failure {
+                bar.finish_and_clear();
+                return Err(incomplete(args, stored, first, &e));
+            }
+            next += n;
             bar.inc(n);
         }
         bar.finish_and_clear();
         if args.quiet && !args.json {
-            println!(
+            out.line(format_args!(
                 "submitted {} tasks to {} ({} duplicates)",
                 args.count, args.queue, duplicates
-            );
+            ));
         }
         let outcomes = match args.wait_ms {
-            Some(ms) => Some(await_all(&handles, millis(ms), args, duplicates).await),
+            Some(ms) => Some(await_all(&handles, millis(ms), args, duplicates, &mut out).await),
             None => None,
         };
         if args.quiet && args.json && outcomes.is_none() {
             let summary = serde_json::json!({
                 "queue": args.queue, "submitted": args.count, "duplicates": duplicates,
             });
-            println!("{summary}");
+            out.line(summary);
         }
         outcomes.unwrap_or(Ok(()))
     })
 }
 
+/// What a run that stopped part-way says: how many tasks are stored, why the rest are not,
+/// and the command that submits only the rest.
+fn incomplete(args: &SubmitArgs, stored: u64, first: TaskId, e: &Error) -> String {
+    let again = if args.first_id.is_some() {
+        "run the same command again".to_owned()
+    } else {
+        format!("run the same command again with --first-id {first}")
+    };
+    let unsure = if e.is_transient() {
+        " (the call in flight when the connection failed may have stored its tasks too)"
+    } else {
+        ""
+    };
+    format!(
+        "{stored} of {} tasks were stored before the submit failed{unsure}: {e}\n\
+         to submit the rest without duplicates, {again} (stored tasks come back as duplicates)",
+        args.count
+    )
+}
+
 /// One submitted task as `--json` prints it.
-fn submitted_json(h: &TaskHandle, queue: &str) -> serde_json::Value {
-    serde_json::json!({"task": h.id().to_string(), "queue": queue, "duplicate": h.was_duplicate()})
+fn submitted_json(h: &TaskHandle, queue: &str, duplicate: bool) -> serde_json::Value {
+    serde_json::json!({"task": h.id().to_string(), "queue": queue, "duplicate": duplicate})
 }
 
 /// Awaits every handle within one overall deadline, printing each outcome (or, with
@@ -226,12 +320,13 @@ async fn await_all(
     within: Duration,
     args: &SubmitArgs,
     duplicates: u64,
+    out: &mut Output,
 ) -> Result<(), String> {
     let deadline = Instant::now() + within;
     let (mut ok, mut bad) = (0usize, 0usize);
     for h in handles {
         let left = deadline.saturating_duration_since(Instant::now());
-        let mut json = submitted_json(h, &args.queue);
+        let mut json = submitted_json(h, &args.queue, h.was_duplicate());
         let (line, outcome, detail) = match h.wait(left).await {
             Ok(TaskOutcome::Succeeded(value)) => {
                 ok += 1;
@@ -261,20 +356,17 @@ async fn await_all(
             json[detail.0] = detail.1.into();
         }
         match (args.quiet, args.json) {
-            (false, true) => println!("{json}"),
-            (false, false) => println!("{} {line}", h.id()),
+            (false, true) => out.line(json),
+            (false, false) => out.line(format_args!("{} {line}", h.id())),
             _ => {}
         }
     }
     match (args.quiet, args.json) {
-        (true, true) => println!(
-            "{}",
-            serde_json::json!({
-                "queue": args.queue, "submitted": handles.len(), "duplicates": duplicates,
-                "succeeded": ok, "failed": bad,
-            })
-        ),
-        (true, false) => println!("{ok} succeeded, {bad} did not"),
+        (true, true) => out.line(serde_json::json!({
+            "queue": args.queue, "submitted": handles.len(), "duplicates": duplicates,
+            "succeeded": ok, "failed": bad,
+        })),
+        (true, false) => out.line(format_args!("{ok} succeeded, {bad} did not")),
         _ => {}
     }
     if bad == 0 {

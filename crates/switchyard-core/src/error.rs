@@ -122,18 +122,25 @@ pub enum Error {
         reason: String,
     },
 
-    /// A batch submit stopped part-way: the first `accepted.len()` tasks (in the order given)
-    /// are stored, the rest are not. Submitting the same specs again is safe and completes the
-    /// batch: the stored ones come back as duplicates (their ids are taken).
+    /// A batch submit stopped part-way: the tasks in `accepted` are stored, the rest are not
+    /// (on one backend the stored ones are the first of the batch; on a partitioned namespace
+    /// each partition's part stops on its own, so they need not be). Submitting the same specs
+    /// again is safe and completes the batch: the stored ones come back as duplicates (their
+    /// ids are taken).
+    ///
+    /// When the cause is a lost connection, the call in flight may have been applied without
+    /// its answer arriving: its tasks are then stored but not listed. Submitting again settles
+    /// it either way.
     #[error(
-        "{} of {total} tasks were stored (the first ones, in order) before the batch failed: {source}; submitting the same specs again is safe: stored ids come back as duplicates",
+        "{} of {total} tasks were stored before the batch failed: {source}; submitting the same specs again is safe: stored ids come back as duplicates",
         accepted.len()
     )]
     BatchIncomplete {
         /// Tasks in the batch.
         total: usize,
-        /// The outcomes of the tasks stored, in order.
-        accepted: Vec<crate::SubmitOutcome>,
+        /// The tasks stored: each one's position in the batch and its outcome, in batch
+        /// order.
+        accepted: Vec<(usize, crate::SubmitOutcome)>,
         /// Why the rest were not.
         source: Box<Error>,
     },

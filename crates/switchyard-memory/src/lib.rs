@@ -257,7 +257,7 @@ impl Produce for MemoryBackend {
                 Some(e) => {
                     return Err(Error::BatchIncomplete {
                         total,
-                        accepted: out,
+                        accepted: out.into_iter().enumerate().collect(),
                         source: Box::new(e),
                     });
                 }

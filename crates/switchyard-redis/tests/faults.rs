@@ -26,8 +26,9 @@ async fn config_set(server: &RedisServer, name: &str, value: &str) {
 }
 
 /// With `maxmemory` reached part-way, `submit_batch` answers `BatchIncomplete`: the tasks it
-/// lists are exactly the ones stored (the first ones, in order), and submitting the same specs
-/// again once there is room stores the rest, the stored ones coming back as duplicates.
+/// lists are exactly the ones stored (on one backend, the first ones, in order), and
+/// submitting the same specs again once there is room stores the rest, the stored ones coming
+/// back as duplicates.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_cut_short_by_maxmemory_says_what_it_stored_and_resubmitting_completes_it() {
     let server = RedisServer::start_with(
@@ -79,8 +80,9 @@ async fn a_batch_cut_short_by_maxmemory_says_what_it_stored_and_resubmitting_com
     assert!(message.contains(&format!("{} of 20000 tasks were stored", accepted.len())));
     assert!(message.contains("submitting the same specs again is safe"));
     // Exactly the listed tasks are stored: the first ones, in order.
-    for (spec, outcome) in specs.iter().zip(accepted) {
-        assert_eq!(outcome.id, spec.id());
+    for (k, (i, outcome)) in accepted.iter().enumerate() {
+        assert_eq!(*i, k);
+        assert_eq!(outcome.id, specs[k].id());
         assert!(!outcome.duplicate);
     }
     let stats = b.stats().await.unwrap();

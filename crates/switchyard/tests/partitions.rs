@@ -1,6 +1,7 @@
 //! Partitioned namespaces on the in-memory reference backend (one `MemoryBackend` per
 //! partition): routing by key and by id, every task done by the workers the assignment names,
-//! and the assignment following a worker that leaves and one that joins.
+//! and the assignment following a worker that leaves and one that joins; and, on Redis, a
+//! partitioned batch cut short by `maxmemory`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::collections::{BTreeSet, HashMap};
@@ -271,4 +272,90 @@ async fn workers_of_different_queues_each_cover_every_partition() {
         stop.shutdown();
         run.await.unwrap().unwrap();
     }
+}
+
+/// On Redis at `maxmemory`, a partitioned batch stops in every partition on its own: the
+/// error lists exactly the tasks stored, wherever they are in the batch (the count matches what
+/// the partitions hold, every listed task exists and no other does), and submitting the same
+/// specs again stores only the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_batch_cut_short_lists_exactly_what_it_stored() {
+    use switchyard::{Error, RedisConfig};
+    use switchyard_testkit::redis_server::{RedisServer, ServerOptions};
+    let server = RedisServer::start_with(
+        &ServerOptions::default()
+            .arg("maxmemory", "3mb")
+            .arg("maxmemory-policy", "noeviction"),
+    )
+    .unwrap();
+    let client = Client::redis(RedisConfig::new(server.url(), "cut"), Some(P))
+        .await
+        .unwrap();
+    client
+        .declare("jobs", QueueConfig::default())
+        .await
+        .unwrap();
+    let specs: Vec<TaskSpec> = (0..12_000)
+        .map(|i| {
+            TaskSpec::builder("jobs", "noop")
+                .payload(format!("{i:0>200}").into_bytes())
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let err = client.submit_batch(specs.clone()).await.unwrap_err();
+    let Error::BatchIncomplete {
+        total, accepted, ..
+    } = &err
+    else {
+        panic!("expected BatchIncomplete, got {err}");
+    };
+    eprintln!("{err}");
+    assert_eq!(*total, specs.len());
+    assert!(!accepted.is_empty() && accepted.len() < specs.len());
+    let held: u64 = client
+        .stats()
+        .await
+        .unwrap()
+        .queues
+        .iter()
+        .map(|q| q.ready)
+        .sum();
+    assert_eq!(held, accepted.len() as u64, "the count is exact");
+    let listed: BTreeSet<usize> = accepted.iter().map(|(i, _)| *i).collect();
+    assert_eq!(listed.len(), accepted.len());
+    for (i, outcome) in accepted {
+        assert!(
+            client.task(outcome.id).state().await.unwrap().is_some(),
+            "listed task {i} is stored"
+        );
+    }
+    // Unlisted tasks are not stored (a sample: every 97th).
+    for (i, spec) in specs.iter().enumerate().step_by(97) {
+        if !listed.contains(&i) {
+            let (_, routed) = switchyard::partition::route::route(spec.clone(), P);
+            assert!(
+                client.task(routed.id()).state().await.unwrap().is_none(),
+                "unlisted task {i} is not stored"
+            );
+        }
+    }
+    // Room again: the same specs store the rest, and the stored ones come back as duplicates.
+    let admin = redis::Client::open(server.url()).unwrap();
+    let mut conn = admin.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("0")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let again = client.submit_batch(specs.clone()).await.unwrap();
+    let duplicates: BTreeSet<usize> = again
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| h.was_duplicate())
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(duplicates, listed);
 }

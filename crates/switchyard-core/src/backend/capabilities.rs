@@ -68,8 +68,7 @@ pub trait Produce: Send + Sync {
     /// A large batch is applied in chunks (so that other callers are not held up behind it),
     /// each chunk atomically. If a chunk fails (the server ran out of memory, the connection
     /// broke), the error is [`Error::BatchIncomplete`](crate::Error::BatchIncomplete): it lists
-    /// the outcomes of the tasks stored before it (always the first ones, in order) and wraps
-    /// the cause. Submitting the same specs again is the recovery: ids already stored come back
+    /// the tasks stored (by position in the batch, with their outcomes) and wraps the cause. Submitting the same specs again is the recovery: ids already stored come back
     /// as duplicates.
     async fn submit_batch(&self, specs: Vec<TaskSpec>) -> Result<Vec<SubmitOutcome>>;
 }

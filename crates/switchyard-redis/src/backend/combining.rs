@@ -134,22 +134,24 @@ impl RedisBackend {
             }
             Err(e) => {
                 // Tasks stored before the failure are answered; the rest go again one by one.
-                let stored = match e {
-                    Error::BatchIncomplete { accepted, .. } => accepted,
-                    _ => Vec::new(),
-                };
-                let mut answers = answers.into_iter();
-                for outcome in stored {
-                    if let Some(answer) = answers.next() {
-                        let _ = answer.send(Ok(outcome));
+                let mut stored: Vec<Option<SubmitOutcome>> = vec![None; specs.len()];
+                if let Error::BatchIncomplete { accepted, .. } = e {
+                    for (i, outcome) in accepted {
+                        if let Some(slot) = stored.get_mut(i) {
+                            *slot = Some(outcome);
+                        }
                     }
                 }
-                let done = specs.len() - answers.len();
-                for (spec, answer) in specs[done..].iter().zip(answers) {
-                    let one = self
-                        .submit_specs(std::slice::from_ref(spec))
-                        .await
-                        .and_then(|mut o| o.pop().ok_or_else(|| protocol("empty submit reply")));
+                for ((spec, answer), stored) in specs.iter().zip(answers).zip(stored) {
+                    let one = match stored {
+                        Some(outcome) => Ok(outcome),
+                        None => self
+                            .submit_specs(std::slice::from_ref(spec))
+                            .await
+                            .and_then(|mut o| {
+                                o.pop().ok_or_else(|| protocol("empty submit reply"))
+                            }),
+                    };
                     let _ = answer.send(one);
                 }
             }

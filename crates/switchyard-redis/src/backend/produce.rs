@@ -71,7 +71,7 @@ impl RedisBackend {
                 Err(f) => {
                     return Err(Error::BatchIncomplete {
                         total: specs.len(),
-                        accepted: out,
+                        accepted: out.into_iter().enumerate().collect(),
                         source: Box::new(f.into_error()),
                     });
                 }

@@ -14,8 +14,8 @@ use super::route::route;
 /// Splits a batch by partition, submits the parts at once, and answers in the batch's order.
 /// Queues are checked first (on partition 0; every partition holds the same declarations),
 /// so an unknown queue submits nothing. If a part fails, the error is `BatchIncomplete` with
-/// the longest run of accepted tasks from the start (tasks after it may be stored too:
-/// submitting the same specs again is the recovery, as for any batch).
+/// every task the parts stored, each at its position in the batch (submitting the same specs
+/// again is the recovery, as for any batch).
 pub(super) async fn submit_batch(
     n: &Partitioned,
     specs: Vec<TaskSpec>,
@@ -43,8 +43,9 @@ pub(super) async fn submit_batch(
     let mut slots: Vec<Option<SubmitOutcome>> = vec![None; total];
     let mut failure = None;
     for (idx, result) in join_all(calls).await {
-        let accepted = match result {
-            Ok(outcomes) => outcomes,
+        // The stored tasks of the part, by position in the part.
+        let accepted: Vec<(usize, SubmitOutcome)> = match result {
+            Ok(outcomes) => outcomes.into_iter().enumerate().collect(),
             Err(Error::BatchIncomplete {
                 accepted, source, ..
             }) => {
@@ -56,15 +57,21 @@ pub(super) async fn submit_batch(
                 Vec::new()
             }
         };
-        for (i, outcome) in idx.into_iter().zip(accepted) {
-            slots[i] = Some(outcome);
+        for (in_part, outcome) in accepted {
+            if let Some(&i) = idx.get(in_part) {
+                slots[i] = Some(outcome);
+            }
         }
     }
     match failure {
         None => Ok(slots.into_iter().flatten().collect()),
         Some(source) => Err(Error::BatchIncomplete {
             total,
-            accepted: slots.into_iter().map_while(|o| o).collect(),
+            accepted: slots
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, o)| Some((i, o?)))
+                .collect(),
             source: Box::new(source),
         }),
     }
