@@ -145,6 +145,13 @@ async fn a_frozen_process_is_replaced_and_stops_when_it_resumes() {
         running_on(&client, task.id(), 1)
     })
     .await;
+    // Its handler too (a process frozen between the two never starts it once replaced).
+    let started = format!("task={}", task.id());
+    eventually(Duration::from_secs(10), "the handler to start", || {
+        let log = first.log();
+        std::future::ready(log.contains(&started).then_some(()))
+    })
+    .await;
 
     first.signal("-STOP");
     let second = WorkerProcess::start_logging(&server, ns, "same", &FLAGS, TIMES);

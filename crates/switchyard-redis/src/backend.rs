@@ -111,7 +111,7 @@ impl RedisBackend {
     }
 
     /// Connects, checks that the server can run Switchyard (Redis 7+), and loads the function
-    /// library.
+    /// library if the server lacks it.
     pub async fn with_config(config: RedisConfig) -> Result<Self> {
         let keys = Keyspace::new(&config.namespace)?;
         if let Some(d) = &config.durable {
@@ -123,10 +123,10 @@ impl RedisBackend {
             tls: config.tls.clone(),
             ..Options::default()
         };
-        let topology = Arc::new(Topology::connect(&config.url, &options).await?);
+        let topology = Topology::connect(&config.url, &options).await?;
         let backend = Self::on(topology, config, keys);
         backend.check_server().await?;
-        backend.load_library().await?;
+        backend.ensure_library().await?;
         Ok(backend)
     }
 
@@ -236,18 +236,42 @@ impl RedisBackend {
         Ok(())
     }
 
-    /// Loads the function library (`FUNCTION LOAD REPLACE`; on a Cluster, on every primary).
-    /// Calls load it anyway when a server lacks it; loading up front surfaces errors at
-    /// start-up.
+    /// Loads the function library unless the namespace's server has it already: a process that
+    /// connects to a server that has it writes nothing, so it can connect to a server at
+    /// `maxmemory` (to free memory, pause, or drain). Calls load it anyway where a server lacks
+    /// it; loading up front surfaces errors at start-up.
+    pub async fn ensure_library(&self) -> Result<()> {
+        let mut conn = self.inner.topology.connection();
+        let home = self.inner.keys.fixed(keys::TASKS);
+        let loaded = library()
+            .is_loaded(&mut conn, home)
+            .await
+            .map_err(|e| map_redis(&e))?;
+        if loaded {
+            return Ok(());
+        }
+        self.load_library().await
+    }
+
+    /// Loads the function library (`FUNCTION LOAD REPLACE`; on a Cluster, on every primary),
+    /// whether the servers have it or not.
     pub async fn load_library(&self) -> Result<()> {
         let mut conn = self.inner.topology.connection();
-        library().load(&mut conn).await.map_err(|e| Error::Backend {
-            kind: BackendErrorKind::Protocol,
-            message: format!(
-                "cannot load the function library {}: {}",
-                library().name(),
-                crate::library::locate(&e.to_string())
-            ),
+        library().load(&mut conn).await.map_err(|e| {
+            // Out of memory, a missing permission, a lost connection keep their kinds; a
+            // library the server refuses is a bug of this build.
+            let kind = match map_redis(&e) {
+                Error::Backend { kind, .. } if kind != BackendErrorKind::Other => kind,
+                _ => BackendErrorKind::Protocol,
+            };
+            Error::Backend {
+                kind,
+                message: format!(
+                    "cannot load the function library {}: {}",
+                    library().name(),
+                    crate::library::locate(&e.to_string())
+                ),
+            }
         })
     }
 
@@ -357,6 +381,10 @@ impl RedisBackend {
             .map_err(|e| classify(&e))?;
         let unconfirmed =
             (confirmed < u64::from(durable.replicas)).then(|| durable.not_confirmed(confirmed));
+        if unconfirmed.is_some() {
+            // Replicas that stopped confirming may have moved to a new primary.
+            self.inner.topology.check_primary().await;
+        }
         Ok((value, unconfirmed))
     }
 

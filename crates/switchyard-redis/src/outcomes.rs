@@ -80,10 +80,12 @@ impl std::fmt::Debug for Listener {
 
 impl Listener {
     /// Subscribes to the `fixed` channels on `pubsub` and starts the reader and unsubscriber
-    /// tasks.
+    /// tasks. The listener dies (its callers are told) when its connection is lost or when
+    /// `moves` changes: the primary moved, and the connection is on the old one.
     pub(crate) async fn start(
         mut pubsub: redis::aio::PubSub,
         fixed: &[String],
+        mut moves: tokio::sync::watch::Receiver<u64>,
     ) -> redis::RedisResult<Arc<Self>> {
         bounded("SUBSCRIBE", pubsub.subscribe(fixed)).await?;
         let (sink, mut stream) = pubsub.split();
@@ -100,9 +102,15 @@ impl Listener {
         });
         let weak: Weak<Listener> = Arc::downgrade(&listener);
         tokio::spawn(async move {
+            // Whether a move can still come (its sender, the topology's, is alive).
+            let mut watching = true;
             loop {
                 tokio::select! {
                     _ = &mut stopped => return,
+                    moved = moves.changed(), if watching => match moved {
+                        Ok(()) => break,
+                        Err(_) => watching = false,
+                    },
                     message = stream.next() => {
                         let Some(message) = message else { break };
                         let Some(listener) = weak.upgrade() else { return };
@@ -118,7 +126,8 @@ impl Listener {
                     }
                 }
             }
-            // The connection is gone: callers learn it from their dropped senders.
+            // The connection is gone or on the old primary: callers learn it from their
+            // dropped senders.
             if let Some(listener) = weak.upgrade() {
                 listener.kill();
             }
@@ -287,6 +296,7 @@ mod tests {
         let listener = Listener::start(
             client.get_async_pubsub().await.unwrap(),
             &["t:due".to_owned()],
+            tokio::sync::watch::channel(0).1,
         )
         .await
         .unwrap();

@@ -44,6 +44,15 @@ pub fn map_redis(e: &RedisError) -> Error {
         Some(code @ ("LOADING" | "BUSY" | "MASTERDOWN")) => {
             return backend(BackendErrorKind::Connection, format!("{code} {d}"));
         }
+        Some("NOREPLICAS") => {
+            return backend(
+                BackendErrorKind::Connection,
+                format!(
+                    "the server refuses writes while too few replicas follow it \
+                     (min-replicas-to-write; a failover may have moved them to a new primary): {d}"
+                ),
+            );
+        }
         _ => {}
     }
     // What redis-rs gives back when a Cluster's redirections or retries did not settle in

@@ -29,9 +29,16 @@
 //! pause (50 ms up to 2 s) before the next one may run, so that a down Sentinel set-up is
 //! not hammered.
 //!
+//! Behind Sentinels the topology also follows the Sentinels' decision before any error shows
+//! it: it listens to their `+switch-master` announcements and looks again on request
+//! ([`Topology::check_primary`]); see the `follow` module. When the primary moves, requests
+//! still waiting for the old one are abandoned with an error (their connections close, so a
+//! frozen old primary that comes back never runs them).
+//!
 //! Pub/sub connections are not lanes: [`Topology::pubsub`] opens one on the primary known
 //! now; its owner sees the stream end when the server goes away (a Sentinel also closes the
-//! pub/sub clients of a server it demotes) and asks for a new one.
+//! pub/sub clients of a server it demotes), or [`Topology::moves`] change when the primary
+//! moved, and asks for a new one.
 //!
 //! ## Why not deadpool's or redis-rs's Sentinel support
 //!
@@ -47,6 +54,7 @@
 //! # async fn run() -> switchyard_core::Result<()> {
 //! let topology =
 //!     Topology::connect("redis+sentinel://127.0.0.1:26379/jobs", &Options::default()).await?;
+//! // `topology` is an `Arc<Topology>`, shared by every part of the process that uses it.
 //! let pong: String = topology
 //!     .run(|mut conn| async move { redis::cmd("PING").query_async(&mut conn).await })
 //!     .await
@@ -58,12 +66,13 @@
 mod address;
 mod connection;
 pub mod errors;
+mod follow;
 mod sentinel;
 mod tls;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use deadpool_redis::{Manager, Pool, PoolConfig, Runtime};
@@ -72,6 +81,7 @@ use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult};
 use switchyard_core::retry::Retry;
 use switchyard_core::{BackendErrorKind, Error, Result, display};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub use address::{Address, ClusterAddress, REDIS_PORT, SENTINEL_PORT, SentinelAddress};
@@ -126,6 +136,12 @@ pub struct Topology {
     /// For Sentinel queries and role checks: replies within the connect timeout.
     discovery: AsyncConnectionConfig,
     connect_timeout: Duration,
+    /// How many times the primary moved (Sentinel): see [`Topology::moves`].
+    moves: watch::Sender<u64>,
+    /// Dropped with the topology: stops the Sentinel listeners (see the `follow` module).
+    _listening: watch::Sender<()>,
+    /// When [`Topology::check_primary`] last asked a Sentinel.
+    last_check: Mutex<Option<Instant>>,
 }
 
 enum Nodes {
@@ -172,11 +188,33 @@ pub fn calls_for_repair(e: &RedisError) -> bool {
         )
 }
 
+/// Whether a failed request says the primary may have moved without the server knowing it
+/// yet: `NOREPLICAS` (a primary with `min-replicas-to-write` whose replicas are gone, as an
+/// old primary's are once they follow the new one). Behind Sentinels the topology then asks
+/// them ([`Topology::check_primary`]) instead of reconnecting: a new primary whose replicas
+/// are still syncing says the same, and is the right place.
+pub fn calls_for_check(e: &RedisError) -> bool {
+    e.code() == Some("NOREPLICAS")
+}
+
+/// The error of a request abandoned because the primary moved while it waited for its reply.
+fn moved_away(from: &str) -> RedisError {
+    RedisError::from((
+        redis::ErrorKind::Io,
+        "the primary moved",
+        format!(
+            "the request was waiting for {from}, which is no longer the primary (failover); \
+             its connection was closed, so it did not run there unless it already had"
+        ),
+    ))
+}
+
 impl Topology {
-    /// Parses `url`, finds the primary and opens the lanes. Errors: a malformed URL
-    /// ([`Error::Invalid`], naming the expected form), or the first connection failure (for
-    /// Sentinel, what each Sentinel answered).
-    pub async fn connect(url: &str, options: &Options) -> Result<Topology> {
+    /// Parses `url`, finds the primary and opens the lanes; behind Sentinels, starts listening
+    /// to their announcements. Errors: a malformed URL ([`Error::Invalid`], naming the
+    /// expected form), or the first connection failure (for Sentinel, what each Sentinel
+    /// answered).
+    pub async fn connect(url: &str, options: &Options) -> Result<Arc<Topology>> {
         let address = Address::parse(url)?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
@@ -257,9 +295,12 @@ impl Topology {
             config,
             discovery,
             connect_timeout: options.connect_timeout,
+            moves: watch::Sender::new(0),
+            _listening: watch::Sender::new(()),
+            last_check: Mutex::new(None),
         };
         // The primary was just found: no second discovery.
-        let conns = topology
+        let (conns, _) = topology
             .open_lanes(lanes_wanted, false)
             .await
             .map_err(|e| errors::map_connect(&e))?;
@@ -272,7 +313,26 @@ impl Topology {
                 })
             })
             .collect();
+        let topology = Arc::new(topology);
+        if let Some(sentinels) = topology.sentinels() {
+            let stop = topology._listening.subscribe();
+            follow::listen(Arc::downgrade(&topology), sentinels.count(), stop);
+        }
         Ok(topology)
+    }
+
+    fn sentinels(&self) -> Option<&Sentinels> {
+        match &self.nodes {
+            Nodes::Sentinel { sentinels, .. } => Some(sentinels),
+            _ => None,
+        }
+    }
+
+    /// How many times the primary moved since connecting (Sentinel; always 0 otherwise),
+    /// as a receiver whose `changed()` resolves at the next move: owners of pub/sub
+    /// connections watch it and subscribe again on the new primary.
+    pub fn moves(&self) -> watch::Receiver<u64> {
+        self.moves.subscribe()
     }
 
     /// The URL (password hidden) and, for Sentinel, the master name: for messages.
@@ -301,18 +361,24 @@ impl Topology {
 
     /// Runs `request` on the next lane's connection. If it fails in a way that
     /// [calls for repair](calls_for_repair), the topology repairs (see the crate docs) before
-    /// the error is returned, so that the caller's retry meets the primary found again.
+    /// the error is returned, so that the caller's retry meets the primary found again; if it
+    /// [calls for a check](calls_for_check), the topology asks the Sentinels first. Behind
+    /// Sentinels, a request still waiting when the primary moves is abandoned with an I/O
+    /// error that says so.
     pub async fn run<T, F, Fut>(&self, request: F) -> RedisResult<T>
     where
         F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
+        let moves = self.watch_moves();
         let lane = self.lane();
-        let result = request(lane.conn).await;
-        if let Err(e) = &result
-            && calls_for_repair(e)
-        {
-            self.repair(lane.generation, e).await;
+        let result = self.unless_moved(moves, request(lane.conn)).await;
+        if let Err(e) = &result {
+            if calls_for_repair(e) {
+                self.repair(lane.generation, e).await;
+            } else if calls_for_check(e) {
+                self.check_primary().await;
+            }
         }
         result
     }
@@ -333,6 +399,7 @@ impl Topology {
                 self.alone[i].lock().await
             }
         };
+        let moves = self.watch_moves();
         let generation = self.generation();
         let conn = match slot.as_ref() {
             Some(lane) if lane.generation == generation => lane.conn.clone(),
@@ -354,15 +421,96 @@ impl Topology {
                 conn
             }
         };
-        let result = request(conn).await;
-        if let Err(e) = &result
-            && calls_for_repair(e)
-        {
-            *slot = None;
-            drop(slot);
-            self.repair(generation, e).await;
+        let result = self.unless_moved(moves, request(conn)).await;
+        if let Err(e) = &result {
+            if calls_for_repair(e) {
+                *slot = None;
+                drop(slot);
+                self.repair(generation, e).await;
+            } else if calls_for_check(e) {
+                drop(slot);
+                self.check_primary().await;
+            }
         }
         result
+    }
+
+    /// Behind Sentinels, a receiver of the next move (taken before the lane, so that a move
+    /// after it is seen); `None` elsewhere, where the primary never moves.
+    fn watch_moves(&self) -> Option<(watch::Receiver<u64>, String)> {
+        match &self.nodes {
+            Nodes::Sentinel { primary, .. } => Some((self.moves(), read(primary).addr.clone())),
+            _ => None,
+        }
+    }
+
+    /// `request`, abandoned with [`moved_away`] if the primary moves before it is answered.
+    async fn unless_moved<T>(
+        &self,
+        moves: Option<(watch::Receiver<u64>, String)>,
+        request: impl Future<Output = RedisResult<T>>,
+    ) -> RedisResult<T> {
+        let Some((mut moves, from)) = moves else {
+            return request.await;
+        };
+        tokio::select! {
+            biased;
+            result = request => result,
+            _ = moves.changed() => Err(moved_away(&from)),
+        }
+    }
+
+    /// Behind Sentinels: asks a Sentinel which primary it names and, if that is not the one
+    /// requests go to, moves there (see the `follow` module). At most once per second per
+    /// topology (callers may ask more often: the extra looks are skipped); nothing elsewhere.
+    pub async fn check_primary(&self) {
+        let Some(sentinels) = self.sentinels() else {
+            return;
+        };
+        {
+            let mut last = self
+                .last_check
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.is_some_and(|t| t.elapsed() < follow::CHECK_EVERY) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        match sentinels.named(&self.discovery).await {
+            Ok(named) => {
+                self.follow(&named, "a Sentinel names another primary")
+                    .await
+            }
+            Err(e) => tracing::debug!("cannot ask the Sentinels for the primary: {e}"),
+        }
+    }
+
+    /// Moves to the primary at `to` (`host:port`) unless requests go there already: finds the
+    /// primary again (the Sentinels must name it and it must say it is a master) and
+    /// replaces every lane, whatever failed before.
+    async fn follow(&self, to: &str, why: &str) {
+        let known = match &self.nodes {
+            Nodes::Sentinel { primary, .. } => read(primary).addr.clone(),
+            _ => return,
+        };
+        if known == to {
+            return;
+        }
+        let mut guard = self.repair.lock().await;
+        if self.primary().as_deref() == Some(to) {
+            return;
+        }
+        let (backoff, not_before) = &mut *guard;
+        match self.replace_lanes(&why).await {
+            Ok(()) => {
+                backoff.reset();
+                *not_before = None;
+            }
+            Err(e) => {
+                tracing::debug!("cannot move to {to} yet ({why}): {e}");
+            }
+        }
     }
 
     /// A connection to the primary (one of the lanes, shared), for tools and tests that
@@ -461,7 +609,13 @@ impl Topology {
     }
 
     /// `n` connections to the primary: for Sentinel, found again first when `rediscover`.
-    async fn open_lanes(&self, n: usize, rediscover: bool) -> RedisResult<Vec<Connection>> {
+    /// Also answers where the primary was, if it moved.
+    async fn open_lanes(
+        &self,
+        n: usize,
+        rediscover: bool,
+    ) -> RedisResult<(Vec<Connection>, Option<String>)> {
+        let mut moved_from = None;
         if let Nodes::Sentinel { sentinels, primary } = &self.nodes
             && rediscover
         {
@@ -470,12 +624,7 @@ impl Topology {
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if known.addr != found.addr {
-                tracing::warn!(
-                    from = %known.addr,
-                    to = %found.addr,
-                    "the primary of {} moved (failover)",
-                    self.described
-                );
+                moved_from = Some(known.addr.clone());
             }
             *known = found;
         }
@@ -483,7 +632,40 @@ impl Topology {
         for _ in 0..n {
             conns.push(self.open().await?);
         }
-        Ok(conns)
+        Ok((conns, moved_from))
+    }
+
+    /// Finds the primary again and replaces every lane (the repair lock held). When the
+    /// primary moved, says so and abandons the requests still waiting for the old one.
+    async fn replace_lanes(&self, cause: &(dyn std::fmt::Display + Sync)) -> RedisResult<()> {
+        let (conns, moved_from) = self.open_lanes(self.lanes.len(), true).await?;
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        for (slot, conn) in self.lanes.iter().zip(conns) {
+            *slot
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Lane { generation, conn };
+        }
+        metrics::counter!("switchyard_redis_reconnects_total").increment(1);
+        match moved_from {
+            Some(from) => {
+                self.moves.send_modify(|m| *m += 1);
+                metrics::counter!("switchyard_redis_failovers_followed_total").increment(1);
+                tracing::warn!(
+                    from = %from,
+                    to = %self.primary().unwrap_or_default(),
+                    "the primary of {} moved ({cause}): requests now go to the new primary; \
+                     those still waiting for {from} are abandoned and retried, and anything \
+                     {from} accepted after it was cut off from its replicas is lost",
+                    self.described
+                );
+            }
+            None => tracing::info!(
+                generation,
+                "reconnected to {} after: {cause}",
+                self.described
+            ),
+        }
+        Ok(())
     }
 
     /// Finds the primary again and replaces every lane, unless another caller already did
@@ -501,23 +683,10 @@ impl Topology {
         if not_before.is_some_and(|t| Instant::now() < t) {
             return;
         }
-        match self.open_lanes(self.lanes.len(), true).await {
-            Ok(conns) => {
-                let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-                for (slot, conn) in self.lanes.iter().zip(conns) {
-                    *slot
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                        Lane { generation, conn };
-                }
+        match self.replace_lanes(cause).await {
+            Ok(()) => {
                 backoff.reset();
                 *not_before = None;
-                metrics::counter!("switchyard_redis_reconnects_total").increment(1);
-                tracing::info!(
-                    generation,
-                    "reconnected to {} after: {cause}",
-                    self.described
-                );
             }
             Err(e) => {
                 let pause = backoff.next();

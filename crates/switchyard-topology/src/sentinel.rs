@@ -85,7 +85,53 @@ impl Sentinels {
         )))
     }
 
-    async fn ask(&self, i: usize, config: &AsyncConnectionConfig) -> RedisResult<Primary> {
+    /// `host:port` of the primary as the first Sentinel that answers names it (without
+    /// checking it): a cheap look for whether the primary moved.
+    pub(crate) async fn named(&self, config: &AsyncConnectionConfig) -> RedisResult<String> {
+        let n = self.clients.len();
+        let first = self.first.load(Ordering::Relaxed);
+        let mut last = None;
+        for k in 0..n {
+            match self.name_of_primary((first + k) % n, config).await {
+                Ok((host, port)) => return Ok(format!("{host}:{port}")),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| failure("no Sentinel given".to_owned())))
+    }
+
+    /// How many Sentinels were given.
+    pub(crate) fn count(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// A pub/sub connection to Sentinel `i`, subscribed to its `+switch-master` announcements
+    /// (`<master-name> <old-ip> <old-port> <new-ip> <new-port>`).
+    pub(crate) async fn announcements(
+        &self,
+        i: usize,
+        within: std::time::Duration,
+    ) -> RedisResult<redis::aio::PubSub> {
+        let open = async {
+            let mut pubsub = self.clients[i].get_async_pubsub().await?;
+            pubsub.subscribe("+switch-master").await?;
+            Ok(pubsub)
+        };
+        tokio::time::timeout(within, open)
+            .await
+            .unwrap_or_else(|_| Err(failure(format!("no answer within {within:?}"))))
+    }
+
+    /// `host:port` of Sentinel `i`, for messages.
+    pub(crate) fn sentinel(&self, i: usize) -> &str {
+        &self.address.sentinels[i]
+    }
+
+    async fn name_of_primary(
+        &self,
+        i: usize,
+        config: &AsyncConnectionConfig,
+    ) -> RedisResult<(String, u16)> {
         let mut sentinel = self.clients[i]
             .get_multiplexed_async_connection_with_config(config)
             .await?;
@@ -94,17 +140,28 @@ impl Sentinels {
             .arg(&self.address.master_name)
             .query_async(&mut sentinel)
             .await?;
-        let Some((host, port)) = named else {
-            return Err(failure(format!(
+        named.ok_or_else(|| {
+            failure(format!(
                 "does not monitor a master named `{}`",
                 self.address.master_name
-            )));
-        };
+            ))
+        })
+    }
+
+    async fn ask(&self, i: usize, config: &AsyncConnectionConfig) -> RedisResult<Primary> {
+        let (host, port) = self.name_of_primary(i, config).await?;
         let client = tls::client(&self.address.node_url(&host, port), self.tls.as_ref())?;
+        // The Sentinel answered: a failure from here on is the named server's, and is said so.
+        let at = |e: RedisError| {
+            failure(format!(
+                "names {host}:{port} as the primary, which failed: {e}"
+            ))
+        };
         let mut node = client
             .get_multiplexed_async_connection_with_config(config)
-            .await?;
-        let role = role(&mut node).await?;
+            .await
+            .map_err(at)?;
+        let role = role(&mut node).await.map_err(at)?;
         if role != "master" {
             return Err(failure(format!(
                 "names {host}:{port}, which is a {role} (failover in progress)"

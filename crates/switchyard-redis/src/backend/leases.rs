@@ -49,10 +49,18 @@ impl Leases for RedisBackend {
                 // registration that is gone. Start afresh (see `renew_waiting`).
                 waiter.pubsub = None;
             }
+            if waiter.pubsub.is_some() && Self::moved_since(waiter.moves.as_ref()) {
+                // The primary moved: the subscription is on the old one, and hand-offs made
+                // on the new one before this subscription was renewed are unseen.
+                waiter.pubsub = None;
+                waiter.lost = true;
+            }
             if waiter.pubsub.is_none() {
                 // Subscribe before asking, so that a dispatch right after the ask is not missed.
                 let channel = self.inner.keys.wake_channel(worker);
+                let moves = self.inner.topology.moves();
                 waiter.pubsub = Some(self.subscribe(&channel).await?);
+                waiter.moves = Some(moves);
                 waiter.subscribed_in = epoch;
                 waiter.parked = None;
             }
@@ -76,11 +84,19 @@ impl Leases for RedisBackend {
                     return Ok(got);
                 }
             }
+            let mut moves = waiter.moves.clone();
             let Some(pubsub) = waiter.pubsub.as_mut() else {
                 continue;
             };
             let mut messages = pubsub.on_message();
-            let message = tokio::time::timeout_at(deadline, messages.next()).await;
+            let message = tokio::select! {
+                m = tokio::time::timeout_at(deadline, messages.next()) => m,
+                // The primary moved: the wait is on the old one. Renewed at the top.
+                Some(Ok(())) = async { Some(moves.as_mut()?.changed().await) } => {
+                    drop(messages);
+                    continue;
+                }
+            };
             let mut wake = false;
             let mut broken = false;
             let mut replaced = false;

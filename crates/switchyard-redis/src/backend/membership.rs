@@ -57,38 +57,13 @@ impl Membership for RedisBackend {
         .inspect(|_| self.renew_waiting(spec.id()))
     }
 
+    /// Behind Sentinels, also looks whether the primary moved (see
+    /// `Topology::check_primary`), beside the heartbeat: a worker follows a failover within a
+    /// heartbeat even if it missed the Sentinels' announcement.
     async fn heartbeat(&self, me: &WorkerRef) -> Result<HeartbeatReply> {
-        let worker = &me.id;
-        verified("heartbeat", |attempt| async move {
-            let queues = self.worker_queues(worker, attempt).await?;
-            let groups: Vec<&QueueName> = queues.iter().collect();
-            let now = self.now_arg();
-            let mut inv = self.invocation(&self.functions().heartbeat, &groups, &now);
-            inv.arg(worker.as_str())
-                .arg(me.instance.get())
-                .arg(groups.len());
-            for q in &groups {
-                inv.arg(q.as_str());
-            }
-            let v = self.exec(&inv).await?;
-            let mut it = array(v)?.into_iter().skip(1);
-            let ids = |it: &mut dyn Iterator<Item = Value>| -> Result<Vec<TaskId>> {
-                let truncated = || protocol("truncated heartbeat reply");
-                let n = uint(&it.next().ok_or_else(truncated)?)?;
-                (0..n)
-                    .map(|_| codec::task_id(it.next().ok_or_else(truncated)?))
-                    .collect()
-            };
-            let cancel = ids(&mut it)?;
-            let expired = ids(&mut it)?;
-            Ok(HeartbeatReply {
-                cancel,
-                expired,
-                assignments: assignments(&mut it, None)?,
-            })
-        })
-        .await
-        .inspect_err(|e| self.forget_if_unknown(e))
+        let (reply, ()) =
+            tokio::join!(self.heartbeat_call(me), self.inner.topology.check_primary());
+        reply
     }
 
     async fn drain_worker(&self, me: &WorkerRef) -> Result<HandBack> {
@@ -133,6 +108,42 @@ impl Membership for RedisBackend {
         })
         .await
         .inspect(|_| self.renew_waiting(worker))
+        .inspect_err(|e| self.forget_if_unknown(e))
+    }
+}
+
+impl RedisBackend {
+    async fn heartbeat_call(&self, me: &WorkerRef) -> Result<HeartbeatReply> {
+        let worker = &me.id;
+        verified("heartbeat", |attempt| async move {
+            let queues = self.worker_queues(worker, attempt).await?;
+            let groups: Vec<&QueueName> = queues.iter().collect();
+            let now = self.now_arg();
+            let mut inv = self.invocation(&self.functions().heartbeat, &groups, &now);
+            inv.arg(worker.as_str())
+                .arg(me.instance.get())
+                .arg(groups.len());
+            for q in &groups {
+                inv.arg(q.as_str());
+            }
+            let v = self.exec(&inv).await?;
+            let mut it = array(v)?.into_iter().skip(1);
+            let ids = |it: &mut dyn Iterator<Item = Value>| -> Result<Vec<TaskId>> {
+                let truncated = || protocol("truncated heartbeat reply");
+                let n = uint(&it.next().ok_or_else(truncated)?)?;
+                (0..n)
+                    .map(|_| codec::task_id(it.next().ok_or_else(truncated)?))
+                    .collect()
+            };
+            let cancel = ids(&mut it)?;
+            let expired = ids(&mut it)?;
+            Ok(HeartbeatReply {
+                cancel,
+                expired,
+                assignments: assignments(&mut it, None)?,
+            })
+        })
+        .await
         .inspect_err(|e| self.forget_if_unknown(e))
     }
 }

@@ -22,13 +22,15 @@ impl RedisBackend {
             return Ok(listener.clone());
         }
         let fixed = [self.inner.keys.due_channel()];
+        // Watched from before the connection is opened, so that a move meanwhile is seen.
+        let moves = self.inner.topology.moves();
         let pubsub = self
             .inner
             .topology
             .pubsub()
             .await
             .map_err(|e| map_redis(&e))?;
-        let listener = Listener::start(pubsub, &fixed)
+        let listener = Listener::start(pubsub, &fixed, moves)
             .await
             .map_err(|e| map_redis(&e))?;
         *slot = Some(listener.clone());
@@ -51,6 +53,11 @@ impl RedisBackend {
     pub(super) async fn waiter(&self, worker: &WorkerId) -> Arc<Mutex<Waiter>> {
         let mut waiters = self.inner.waiters.lock().await;
         waiters.entry(worker.clone()).or_default().clone()
+    }
+
+    /// Whether the primary moved since `moves` was taken.
+    pub(super) fn moved_since(moves: Option<&tokio::sync::watch::Receiver<u64>>) -> bool {
+        moves.is_some_and(|m| m.has_changed().unwrap_or(false))
     }
 
     pub(super) async fn subscribe(&self, channel: &str) -> Result<redis::aio::PubSub> {
@@ -102,6 +109,9 @@ impl RedisBackend {
 #[derive(Default)]
 pub(crate) struct Waiter {
     pub(super) pubsub: Option<redis::aio::PubSub>,
+    /// Watches the primary's moves from before the subscription was made: a move means the
+    /// subscription is on the old primary (see `Topology::moves`).
+    pub(super) moves: Option<tokio::sync::watch::Receiver<u64>>,
     /// The membership epoch when the subscription was made.
     pub(super) subscribed_in: u64,
     /// When the worker was last seen parked, and the membership epoch then.

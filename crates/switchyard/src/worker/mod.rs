@@ -1198,6 +1198,16 @@ impl Inner {
                     Some(Stop::Shutdown),
                 );
             }
+            if self.fenced.is_cancelled() {
+                // Another instance holds the id, so this lease is gone (see `fence`, which
+                // fires the token before it stops the handlers under this lock).
+                return (
+                    Err(TaskError::retry(
+                        "not started: another instance holds the id",
+                    )),
+                    Some(Stop::LeaseLost),
+                );
+            }
             running.slots.insert(
                 key,
                 Slot {

@@ -195,13 +195,14 @@ impl Inner {
     /// worker with `error`.
     pub(super) fn fence(&self, error: Error) {
         tracing::error!(worker = %self.spec.id(), "stopping: {error}");
-        self.stop(Stop::LeaseLost, |_| true);
-        let mut slot = self
-            .fence_error
+        self.fence_error
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        slot.get_or_insert(error);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_or_insert(error);
+        // Fired before the handlers are stopped: a handler about to start checks it under the
+        // lock that `stop` takes, so none starts unstopped.
         self.fenced.cancel();
+        self.stop(Stop::LeaseLost, |_| true);
     }
 
     /// The error the worker was fenced with, if it was.
