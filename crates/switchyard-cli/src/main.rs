@@ -132,10 +132,20 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr, at `info` unless `RUST_LOG` says otherwise.
+/// Logs to stderr, at `info` unless `RUST_LOG` says otherwise. The redis crate's own lines
+/// are kept to errors unless `RUST_LOG` names it: while a Cluster node is down its recovery
+/// logs hundreds of lines a second, and Switchyard says what matters itself (throttled).
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let given = std::env::var("RUST_LOG").unwrap_or_default();
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if !given
+        .split(',')
+        .any(|d| d.trim_start().starts_with("redis"))
+        && let Ok(quiet) = "redis=error".parse()
+    {
+        filter = filter.add_directive(quiet);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -57,6 +57,10 @@ pub struct View {
     pub at: u64,
     pub queues: Vec<QueueRow>,
     pub workers: Vec<WorkerRow>,
+    /// What an operator should know first (parts of the namespace that did not answer), one
+    /// sentence each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Reads views of one namespace; keeps what rates and configurations need between reads.
@@ -177,10 +181,16 @@ impl Reader {
             })
             .collect();
         self.previous = Some((at, totals));
+        let warnings = stats
+            .unreachable
+            .iter()
+            .map(|why| format!("unreachable, left out of the figures: {why}"))
+            .collect();
         View {
             at,
             queues,
             workers,
+            warnings,
         }
     }
 

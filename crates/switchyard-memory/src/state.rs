@@ -1510,6 +1510,7 @@ impl State {
             }
         }
         Stats {
+            unreachable: Vec::new(),
             queues: per_queue.into_values().collect(),
             workers: self
                 .workers

@@ -47,8 +47,13 @@ use switchyard_topology::{Connection, Options, Topology};
 use combining::{Completed, Completion};
 use verified::verified;
 
-/// The field of partition 0's `meta` hash that holds the namespace's partition count.
+/// The field of every partition's `meta` hash that holds the namespace's partition count
+/// (partition 0's decides; the others hold copies).
 const PARTITIONS_FIELD: &str = "~partitions";
+
+/// How many partitions' copies of the count a client on a Cluster reads when it connects, so
+/// that it finds the count while partition 0's node is down.
+const COUNT_COPIES_READ: u16 = 16;
 
 /// The Redis backend. Cheap to clone; clones share the pool.
 ///
@@ -125,8 +130,18 @@ impl RedisBackend {
         };
         let topology = Topology::connect(&config.url, &options).await?;
         let backend = Self::on(topology, config, keys);
-        backend.check_server().await?;
-        backend.ensure_library().await?;
+        let (server, library) = tokio::join!(backend.check_server(), backend.ensure_library());
+        for checked in [server, library] {
+            match checked {
+                // On a Cluster, the namespace's own node may be down while the rest serve (a
+                // partitioned namespace's other partitions): calls load the library where it
+                // is missing, and fail there with the server's own error.
+                Err(e) if e.is_transient() && backend.inner.topology.is_cluster() => {
+                    tracing::debug!("cannot check the namespace's node yet: {e}");
+                }
+                other => other?,
+            }
+        }
         Ok(backend)
     }
 
@@ -161,8 +176,45 @@ impl RedisBackend {
         ))
     }
 
-    /// How many partitions the namespace was declared with (`None`: never partitioned).
+    /// How many partitions the namespace was declared with (`None`: never partitioned), as
+    /// partition 0 holds it. On a Cluster whose node of partition 0 is down, the copy of any
+    /// other partition that answers is taken (every partition holds one; see
+    /// [`claim_partition_count`](Self::claim_partition_count)).
     pub async fn partition_count(&self) -> Result<Option<u16>> {
+        if !self.inner.topology.is_cluster() {
+            return self.stored_partition_count().await;
+        }
+        // Partition 0 first; copies from partitions 1 to 15 if it does not answer.
+        let mut reads: futures_util::stream::FuturesUnordered<_> = (0..COUNT_COPIES_READ)
+            .map(|p| async move {
+                let read = match p {
+                    0 => self.stored_partition_count().await,
+                    _ => match self.partition(p) {
+                        Ok(b) => b.stored_partition_count().await,
+                        Err(e) => Err(e),
+                    },
+                };
+                (p, read)
+            })
+            .collect();
+        let mut failure = None;
+        while let Some((p, read)) = futures_util::StreamExt::next(&mut reads).await {
+            match read {
+                Ok(count) if p == 0 => return Ok(count),
+                Ok(Some(count)) => return Ok(Some(count)),
+                Ok(None) => {}
+                Err(e) if p == 0 => failure = Some(e),
+                Err(_) => {}
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(None),
+        }
+    }
+
+    /// The count as this backend's partition holds it.
+    async fn stored_partition_count(&self) -> Result<Option<u16>> {
         let stored: Option<String> = self
             .query(
                 redis::cmd("HGET")
@@ -179,10 +231,16 @@ impl RedisBackend {
     }
 
     /// Records that the namespace has `count` partitions, unless it already has a count;
-    /// returns the count stored. Refused for a namespace that already holds tasks without a
+    /// returns the count stored, and (for a `count` above 1) copies it to every partition, so
+    /// that a client finds it while partition 0 is down. Refused for a namespace that already holds tasks without a
     /// count (their ids would not name their partitions).
     pub async fn claim_partition_count(&self, count: u16) -> Result<u16> {
         if let Some(stored) = self.partition_count().await? {
+            // A client that names the count (as `--partitions` does) refreshes the copies; one
+            // that only takes what is there does not.
+            if count > 1 {
+                self.copy_partition_count(stored).await;
+            }
             return Ok(stored);
         }
         let tasks: u64 = self
@@ -206,7 +264,41 @@ impl RedisBackend {
                     .arg(count),
             )
             .await?;
-        Ok(self.partition_count().await?.unwrap_or(count))
+        let stored = self.partition_count().await?.unwrap_or(count);
+        self.copy_partition_count(stored).await;
+        Ok(stored)
+    }
+
+    /// Writes the count into partitions 1 to `count - 1` where it is missing (best effort: a
+    /// partition that does not answer gets it from the next client that claims the count).
+    async fn copy_partition_count(&self, count: u16) {
+        let copies = (1..count).map(|p| async move {
+            let part = self.partition(p)?;
+            let stored = part.stored_partition_count().await?;
+            if stored.is_none() {
+                let _: bool = part
+                    .query(
+                        redis::cmd("HSETNX")
+                            .arg(part.inner.keys.fixed(keys::META))
+                            .arg(PARTITIONS_FIELD)
+                            .arg(count),
+                    )
+                    .await?;
+            }
+            Ok::<_, Error>(())
+        });
+        for (p, copied) in futures_util::future::join_all(copies)
+            .await
+            .iter()
+            .enumerate()
+        {
+            if let Err(e) = copied {
+                tracing::debug!(
+                    partition = p + 1,
+                    "cannot copy the partition count yet: {e}"
+                );
+            }
+        }
     }
 
     async fn check_server(&self) -> Result<()> {

@@ -52,7 +52,18 @@ fn cluster_info(port: u16) -> Option<HashMap<String, String>> {
 impl RedisCluster {
     /// Starts and joins a Cluster of `masters` primaries with `replicas` replicas each.
     pub fn start(masters: usize, replicas: usize) -> Result<Self, String> {
-        let options = ServerOptions::default()
+        Self::start_with(masters, replicas, ServerOptions::default())
+    }
+
+    /// [`RedisCluster::start`] with more server settings (e.g.
+    /// `cluster-require-full-coverage no`, so that the other slots are served while a
+    /// primary without replica is down).
+    pub fn start_with(
+        masters: usize,
+        replicas: usize,
+        options: ServerOptions,
+    ) -> Result<Self, String> {
+        let options = options
             .arg("cluster-enabled", "yes")
             .arg("cluster-config-file", "nodes.conf")
             .arg("cluster-node-timeout", "2000");
@@ -230,6 +241,11 @@ impl RedisCluster {
                 })
             })
             .collect()
+    }
+
+    /// A directory that lives as long as the Cluster (its first node's), for logs.
+    pub fn dir(&self) -> &std::path::Path {
+        self.nodes[0].dir()
     }
 
     /// Kills the node on `port` (SIGKILL).

@@ -26,6 +26,8 @@ struct Snapshot<'a> {
     error: Option<String>,
     queues: &'a [QueueRow],
     workers: &'a [WorkerRow],
+    /// What an operator should know first (see `View::warnings`).
+    warnings: &'a [String],
     /// Oldest first: per refresh, per queue (in `queues` order) succeeded/s and failed/s.
     history: &'a VecDeque<Point>,
 }
@@ -55,6 +57,7 @@ pub(super) async fn start(
             at: 0,
             queues: Vec::new(),
             workers: Vec::new(),
+            warnings: Vec::new(),
         },
     };
     let (tx, rx) = watch::channel(Arc::new(sampler.read().await));
@@ -124,6 +127,7 @@ impl Sampler {
             error,
             queues: &self.last.queues,
             workers: &self.last.workers,
+            warnings: &self.last.warnings,
             history: &self.history,
         })
         .unwrap_or_else(|e| format!("{{\"error\":\"cannot encode the snapshot: {e}\"}}"))

@@ -20,6 +20,9 @@ pub fn render(view: &View, namespace: &str, every: Option<Duration>) -> String {
         &mut out,
         format!("namespace {namespace}  {when}  {mode}").trim_end(),
     );
+    for warning in &view.warnings {
+        wrapped(&mut out, "! ", warning);
+    }
     out.push('\n');
     if view.queues.is_empty() {
         line(&mut out, "(no queues declared)");
@@ -102,6 +105,25 @@ fn line(out: &mut String, text: &str) {
     out.push('\n');
 }
 
+/// `text` after `first`, wrapped at word boundaries to [`WIDTH`] columns (continuation lines
+/// indented as far as `first`): for sentences that must be read whole.
+fn wrapped(out: &mut String, first: &str, text: &str) {
+    let indent = " ".repeat(first.chars().count());
+    let mut current = first.to_owned();
+    for word in text.split_whitespace() {
+        let fresh = current.chars().count() == indent.chars().count();
+        if !fresh && current.chars().count() + 1 + word.chars().count() > WIDTH {
+            line(out, &current);
+            current = indent.clone();
+        }
+        if current.chars().count() > indent.chars().count() {
+            current.push(' ');
+        }
+        current.push_str(word);
+    }
+    line(out, &current);
+}
+
 /// `text` in at most `width` columns: cut with `…` when longer.
 fn fit(text: &str, width: usize) -> String {
     if text.chars().count() <= width {
@@ -179,6 +201,10 @@ mod tests {
             at: 1_796_305_582_150,
             queues: vec![queue],
             workers: vec![worker],
+            warnings: vec![format!(
+                "unreachable, left out of the figures: partition 0: {}",
+                "connection refused ".repeat(8)
+            )],
         };
         let text = render(&view, "switchyard", Some(Duration::from_secs(1)));
         for l in text.lines() {
@@ -189,6 +215,11 @@ mod tests {
             );
         }
         assert!(text.contains("…"), "{text}");
+        assert!(text.contains("! unreachable"), "{text}");
+        assert!(
+            text.contains("\n  connection refused"),
+            "wrapped, not cut: {text}"
+        );
         assert_eq!(age(340), "340ms");
         assert_eq!(age(185_000), "3m05s");
         assert_eq!(count(1_234_567), "1.2M");

@@ -58,14 +58,26 @@ impl WorkerProcess {
         extra: &[&str],
         filter: &str,
     ) -> Self {
+        Self::start_at(&server.url(), server.dir(), namespace, id, extra, filter)
+    }
+
+    /// A worker process for the Redis at `url` (any form: a Cluster's, say), its log in `dir`.
+    pub fn start_at(
+        url: &str,
+        dir: &std::path::Path,
+        namespace: &str,
+        id: &str,
+        extra: &[&str],
+        filter: &str,
+    ) -> Self {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let log = server.dir().join(format!("worker-{id}-{n}.log"));
+        let log = dir.join(format!("worker-{id}-{n}.log"));
         let file = std::fs::File::create(&log).expect("a log file in the server's temp dir");
         let child = switchyard()
             .args(["worker", "--id", id])
             .args(extra)
-            .env("SWITCHYARD_URL", server.url())
+            .env("SWITCHYARD_URL", url)
             .env("SWITCHYARD_NAMESPACE", namespace)
             .env("RUST_LOG", filter)
             .stdin(Stdio::null())

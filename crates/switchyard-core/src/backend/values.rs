@@ -304,4 +304,9 @@ pub struct Stats {
     pub queues: Vec<QueueStats>,
     /// Per live worker, by id.
     pub workers: Vec<WorkerStats>,
+    /// Parts of the backend that did not answer, each with why (a partition of a partitioned
+    /// namespace whose server is down): the figures above leave them out. Empty when every
+    /// part answered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreachable: Vec<String>,
 }

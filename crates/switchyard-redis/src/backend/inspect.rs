@@ -88,6 +88,7 @@ impl Inspect for RedisBackend {
             );
         }
         Ok(Stats {
+            unreachable: Vec::new(),
             queues,
             workers: workers.into_values().collect(),
         })

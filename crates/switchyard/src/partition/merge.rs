@@ -77,15 +77,37 @@ pub(super) async fn submit_batch(
     }
 }
 
-/// The tasks every partition handed back, or the first error.
-pub(super) fn hand_backs(all: Vec<Result<HandBack>>) -> Result<HandBack> {
+/// The tasks every partition handed back. A partition that is down, or that no longer knows
+/// the worker (reaped there), is left out (its registration expires there); another error, or
+/// none answering, is the answer.
+pub(super) fn hand_backs(all: Vec<(u16, Result<HandBack>)>) -> Result<HandBack> {
     let mut out = HandBack::default();
-    for h in all {
-        let h = h?;
-        out.returned.extend(h.returned);
-        out.assignments.extend(h.assignments);
+    let mut answered = false;
+    let mut failure = None;
+    for (p, h) in all {
+        match h {
+            Ok(h) => {
+                answered = true;
+                out.returned.extend(h.returned);
+                out.assignments.extend(h.assignments);
+            }
+            Err(e @ Error::UnknownWorker(_)) => {
+                failure.get_or_insert(e);
+            }
+            Err(e) if e.is_transient() => {
+                tracing::warn!(
+                    partition = p,
+                    "cannot reach a partition to leave it ({e}): the registration there expires by itself"
+                );
+                failure.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
     }
-    Ok(out)
+    match failure {
+        Some(e) if !answered => Err(e),
+        _ => Ok(out),
+    }
 }
 
 /// Counts summed per queue; a worker registered in several partitions shown once, with its
@@ -121,6 +143,7 @@ pub(super) fn stats(all: Vec<Stats>) -> Stats {
     Stats {
         queues: queues.into_values().collect(),
         workers: workers.into_values().collect(),
+        unreachable: Vec::new(),
     }
 }
 

@@ -13,7 +13,10 @@
 //!   at once; one it loses is drained (its inbox goes back, its running tasks finish) and left
 //!   when nothing of it runs there;
 //! * calls about the whole namespace (declare, stats, maintenance, events) go to every
-//!   partition and their answers are merged.
+//!   partition and their answers are merged;
+//! * a partition whose server is down stops only itself: the calls that span partitions (a
+//!   worker's waits, heartbeats and maintenance, registering, stats) leave it out while it
+//!   fails and try it again now and then (see [`health`]); `stats` names it as unreachable.
 //!
 //! Inside a partition every guarantee of `docs/architecture.md` holds unchanged: it *is* a
 //! namespace. `docs/scaling.md` says what holds across partitions.
@@ -21,6 +24,7 @@
 pub mod route;
 
 mod admin;
+mod health;
 mod merge;
 
 use std::collections::{BTreeSet, HashMap};
@@ -38,6 +42,7 @@ use switchyard_core::{
     WorkerRef, WorkerSpec,
 };
 
+use health::Health;
 use route::{MAX_PARTITIONS, assignment, partition_of};
 
 /// A worker serving several partitions waits on one at a time for at most this long, then
@@ -48,6 +53,10 @@ pub const WAIT_SLICE: Duration = Duration::from_millis(250);
 pub struct Partitioned {
     parts: Vec<Arc<dyn Backend>>,
     members: Mutex<HashMap<WorkerId, Member>>,
+    health: Arc<Health>,
+    /// Per worker, tasks running on it in a partition it just left, which it may not have seen
+    /// (a hand-off published as the drain went through): its next receive hands them out.
+    adopted: Mutex<HashMap<WorkerId, Vec<Delivery>>>,
 }
 
 /// `queues`, sorted: workers serving the same queues in another order are one group.
@@ -96,8 +105,10 @@ impl Partitioned {
     pub fn new(parts: Vec<Arc<dyn Backend>>) -> Result<Self> {
         check_count(u16::try_from(parts.len()).unwrap_or(0))?;
         Ok(Partitioned {
+            health: Health::new(parts.len()),
             parts,
             members: Mutex::new(HashMap::new()),
+            adopted: Mutex::new(HashMap::new()),
         })
     }
 
@@ -142,6 +153,55 @@ impl Partitioned {
         Ok(m.serving.union(&m.leaving).copied().collect())
     }
 
+    /// Runs `call` on each of `partitions` that is usable (see [`health`]), all at once, and
+    /// notes how each went.
+    async fn on_each<'a, T, F, Fut>(&'a self, partitions: &[u16], call: F) -> Vec<(u16, Result<T>)>
+    where
+        F: Fn(u16, &'a Arc<dyn Backend>) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let usable: Vec<u16> = partitions
+            .iter()
+            .copied()
+            .filter(|p| self.health.usable(*p))
+            .collect();
+        let calls = usable.iter().map(|p| {
+            let call = call(*p, self.part(*p));
+            async move { (*p, call.await) }
+        });
+        let results = join_all(calls).await;
+        for (p, r) in &results {
+            self.health.record(*p, self.part(*p), r);
+        }
+        results
+    }
+
+    /// Every partition's number.
+    fn all(&self) -> Vec<u16> {
+        (0..self.count()).collect()
+    }
+
+    /// The answers of the partitions that answered. An error that is not transient is
+    /// returned at once; transient ones (a partition down) are left out, unless no partition
+    /// answered at all.
+    fn answered<T>(results: Vec<(u16, Result<T>)>) -> Result<Vec<(u16, T)>> {
+        let mut ok = Vec::with_capacity(results.len());
+        let mut failure = None;
+        for (p, r) in results {
+            match r {
+                Ok(v) => ok.push((p, v)),
+                Err(e) if e.is_transient() => {
+                    failure.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match failure {
+            Some(e) if ok.is_empty() => Err(e),
+            _ => Ok(ok),
+        }
+    }
+
     /// The live, non-draining workers of the namespace that serve exactly `queues` (sorted), from
     /// every partition's registrations. Workers with another queue list are assigned among
     /// themselves, so that every partition of every queue has a worker. A registration whose
@@ -149,8 +209,9 @@ impl Partitioned {
     async fn roster(&self, queues: &[QueueName]) -> Result<BTreeSet<WorkerId>> {
         let now = SystemClock.now_ms();
         let mut roster = BTreeSet::new();
-        for stats in join_all(self.parts.iter().map(|b| b.stats())).await {
-            for w in stats?.workers {
+        let all = self.on_each(&self.all(), |_, b| b.stats()).await;
+        for (_, stats) in Self::answered(all)? {
+            for w in stats.workers {
                 if !w.draining && w.expires_at >= now && sorted(&w.queues) == queues {
                     roster.insert(w.id);
                 }
@@ -165,37 +226,56 @@ impl Partitioned {
         Ok(assignment(&roster, spec.id(), self.count()))
     }
 
-    /// Registers `spec` (with its whole capacity: see `docs/scaling.md`) in `partitions`. If
-    /// one fails, the ones that succeeded are deregistered again (best effort) and the error
-    /// returned.
+    /// Registers `spec` (with its whole capacity: see `docs/scaling.md`) in `partitions`, and
+    /// answers the ones it is registered in. A partition that is down is left for a later
+    /// heartbeat's rebalance to take up; if one refuses (or none answers), the ones that
+    /// succeeded are deregistered again (best effort) and the error returned.
     async fn register_in(
         &self,
         spec: &WorkerSpec,
         partitions: &BTreeSet<u16>,
-    ) -> Result<RegisterOutcome> {
-        let calls = partitions
-            .iter()
-            .map(|p| async move { (*p, self.part(*p).register_worker(spec.clone()).await) });
+    ) -> Result<(RegisterOutcome, BTreeSet<u16>)> {
+        let wanted: Vec<u16> = partitions.iter().copied().collect();
+        let results = self
+            .on_each(&wanted, |_, b| b.register_worker(spec.clone()))
+            .await;
         let mut out = RegisterOutcome::default();
         let mut failure = None;
-        let mut done = Vec::new();
-        for (p, r) in join_all(calls).await {
+        let mut done = BTreeSet::new();
+        for (p, r) in results {
             match r {
                 Ok(r) => {
                     out.replaced |= r.replaced;
                     out.assignments.extend(r.assignments);
-                    done.push(p);
+                    done.insert(p);
                 }
+                Err(e) if e.is_transient() => {}
                 Err(e) => {
                     failure.get_or_insert(e);
                 }
             }
         }
+        if done.is_empty() && failure.is_none() && !wanted.is_empty() {
+            failure = Some(self.unreachable_error(&wanted));
+        }
         if let Some(e) = failure {
+            let done: Vec<u16> = done.into_iter().collect();
             self.leave(&spec.worker_ref(), &done).await;
             return Err(e);
         }
-        Ok(out)
+        Ok((out, done))
+    }
+
+    /// The error for calls none of whose `partitions` answered.
+    fn unreachable_error(&self, partitions: &[u16]) -> Error {
+        let why: Vec<String> = partitions
+            .iter()
+            .filter_map(|p| self.health.down(*p))
+            .collect();
+        Error::Backend {
+            kind: switchyard_core::BackendErrorKind::Connection,
+            message: format!("no partition answered ({})", why.join("; ")),
+        }
     }
 
     /// Deregisters `worker` from `partitions`, best effort (for clean-ups whose failure
@@ -217,14 +297,35 @@ impl Partitioned {
         };
         let wanted = self.wanted(&m.spec).await?;
         let mut assignments = Vec::new();
-        let lost: BTreeSet<u16> = m.serving.difference(&wanted).copied().collect();
-        for p in &lost {
+        // Partitions that do not answer are dealt with in a later round.
+        let mut lost = BTreeSet::new();
+        for p in m.serving.difference(&wanted) {
             tracing::info!(worker = %worker.id, partition = p, "leaving a partition");
-            assignments.extend(self.part(*p).drain_worker(worker).await?.assignments);
+            match self.part(*p).drain_worker(worker).await {
+                Ok(back) => {
+                    assignments.extend(back.assignments);
+                    lost.insert(*p);
+                    // A hand-off made there just before the drain may never be read (the
+                    // worker no longer waits there): its next receive takes every task running
+                    // on it there (those it holds already are skipped by the runtime).
+                    match self.part(*p).running(worker).await {
+                        Ok(running) => self.adopt(&worker.id, running),
+                        Err(e) => {
+                            tracing::debug!(worker = %worker.id, partition = p, "cannot list its running tasks: {e}")
+                        }
+                    }
+                }
+                Err(e) if e.is_transient() => self.health.record::<()>(*p, self.part(*p), &Err(e)),
+                Err(e) => return Err(e),
+            }
         }
         let mut left = BTreeSet::new();
         for p in m.leaving.iter().chain(&lost) {
-            let stats = self.part(*p).stats().await?;
+            let stats = match self.part(*p).stats().await {
+                Ok(stats) => stats,
+                Err(e) if e.is_transient() => continue,
+                Err(e) => return Err(e),
+            };
             let busy = stats
                 .workers
                 .iter()
@@ -241,10 +342,14 @@ impl Partitioned {
             .filter(|p| !m.serving.contains(p) && (!m.leaving.contains(p) || left.contains(p)))
             .copied()
             .collect();
-        if !gained.is_empty() {
+        let gained = if gained.is_empty() {
+            gained
+        } else {
             tracing::info!(worker = %worker.id, ?gained, "serving more partitions");
-            assignments.extend(self.register_in(&m.spec, &gained).await?.assignments);
-        }
+            let (out, registered) = self.register_in(&m.spec, &gained).await?;
+            assignments.extend(out.assignments);
+            registered
+        };
         // `None`: deregistered while this ran; `Some(true)`: a drain began meanwhile.
         let draining = self.lock().get_mut(&worker.id).map(|m| {
             m.serving.extend(&gained);
@@ -274,7 +379,17 @@ impl Partitioned {
         let m = members
             .get_mut(worker)
             .ok_or_else(|| Error::UnknownWorker(worker.clone()))?;
-        let serving: Vec<u16> = m.serving.iter().copied().collect();
+        // Partitions left out for failing are skipped, unless all are (then the caller meets
+        // the failure, and waits before it tries again).
+        let mut serving: Vec<u16> = m
+            .serving
+            .iter()
+            .copied()
+            .filter(|p| self.health.usable(*p))
+            .collect();
+        if serving.is_empty() {
+            serving = m.serving.iter().copied().collect();
+        }
         if serving.is_empty() {
             return Ok(serving);
         }
@@ -288,6 +403,47 @@ impl Partitioned {
     }
 }
 
+impl Partitioned {
+    /// Keeps `deliveries` for `worker`'s next receive (see `adopted`).
+    fn adopt(&self, worker: &WorkerId, deliveries: Vec<Delivery>) {
+        if deliveries.is_empty() {
+            return;
+        }
+        self.adopted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(worker.clone())
+            .or_default()
+            .extend(deliveries);
+    }
+
+    /// Takes what was kept for `worker`'s next receive.
+    fn adopted(&self, worker: &WorkerId) -> Vec<Delivery> {
+        self.adopted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(worker)
+            .unwrap_or_default()
+    }
+
+    /// Notes how a call to partition `p` went and passes its result on.
+    fn answer<T>(&self, p: u16, result: Result<T>) -> Result<T> {
+        self.health.record(p, self.part(p), &result);
+        result
+    }
+
+    /// What calls to `asked` partitions in turn got, given that `failure` is the first error
+    /// met: a transient failure of some partitions leaves the rest's answer standing; any
+    /// other error, or every partition failing, is the answer.
+    fn some_or<T>(&self, got: Vec<T>, failure: Option<Error>, asked: usize) -> Result<Vec<T>> {
+        match failure {
+            None => Ok(got),
+            Some(e) if e.is_transient() && (asked > 1 || !got.is_empty()) => Ok(got),
+            Some(e) => Err(e),
+        }
+    }
+}
+
 #[async_trait]
 impl Queues for Partitioned {
     async fn declare_queue(&self, queue: &QueueName, config: QueueConfig) -> Result<()> {
@@ -297,8 +453,22 @@ impl Queues for Partitioned {
         Ok(())
     }
 
+    /// Every partition holds the same declarations: the first that answers says.
     async fn queue_config(&self, queue: &QueueName) -> Result<Option<QueueConfig>> {
-        self.parts[0].queue_config(queue).await
+        let mut order = self.all();
+        order.sort_by_key(|p| !self.health.usable(*p));
+        let mut failure = None;
+        for p in order {
+            let r = self.part(p).queue_config(queue).await;
+            self.health.record(p, self.part(p), &r);
+            match r {
+                Err(e) if e.is_transient() => {
+                    failure.get_or_insert(e);
+                }
+                other => return other,
+            }
+        }
+        Err(failure.unwrap_or_else(|| self.unreachable_error(&[])))
     }
 
     /// Every partition of the queue, one after the other (a resume dispatches in each).
@@ -344,12 +514,12 @@ impl Produce for Partitioned {
 impl Membership for Partitioned {
     async fn register_worker(&self, spec: WorkerSpec) -> Result<RegisterOutcome> {
         let wanted = self.wanted(&spec).await?;
-        let out = self.register_in(&spec, &wanted).await?;
+        let (out, registered) = self.register_in(&spec, &wanted).await?;
         let before = self.lock().insert(
             spec.id().clone(),
             Member {
                 spec,
-                serving: wanted.clone(),
+                serving: registered,
                 leaving: BTreeSet::new(),
                 next: 0,
                 draining: false,
@@ -369,11 +539,33 @@ impl Membership for Partitioned {
         Ok(out)
     }
 
+    /// Heartbeats in every partition the worker is registered in that answers. A partition
+    /// that no longer knows it (it was reaped there while that partition was down) is dropped
+    /// from its partitions, for the rebalance to register it again; only when no partition
+    /// knows it is `UnknownWorker` the answer.
     async fn heartbeat(&self, worker: &WorkerRef) -> Result<HeartbeatReply> {
         let mut reply = HeartbeatReply::default();
-        let calls = self.registered(&worker.id)?;
-        for r in join_all(calls.iter().map(|p| self.part(*p).heartbeat(worker))).await {
-            let r = r?;
+        let registered = self.registered(&worker.id)?;
+        let results = self.on_each(&registered, |_, b| b.heartbeat(worker)).await;
+        let mut unknown = Vec::new();
+        let mut answers = Vec::with_capacity(results.len());
+        for (p, r) in results {
+            match r {
+                Err(Error::UnknownWorker(_)) => unknown.push(p),
+                other => answers.push((p, other)),
+            }
+        }
+        if answers.is_empty() && !unknown.is_empty() {
+            return Err(Error::UnknownWorker(worker.id.clone()));
+        }
+        if !unknown.is_empty() {
+            tracing::warn!(worker = %worker.id, partitions = ?unknown, "reaped in these partitions (its tasks there went back to their queues); registering there again");
+            if let Some(m) = self.lock().get_mut(&worker.id) {
+                m.serving.retain(|p| !unknown.contains(p));
+                m.leaving.retain(|p| !unknown.contains(p));
+            }
+        }
+        for (_, r) in Self::answered(answers)? {
             reply.cancel.extend(r.cancel);
             reply.expired.extend(r.expired);
             reply.assignments.extend(r.assignments);
@@ -386,25 +578,34 @@ impl Membership for Partitioned {
         Ok(reply)
     }
 
+    /// Drains in every partition that answers; one that is down keeps the registration until
+    /// it expires there.
     async fn drain_worker(&self, worker: &WorkerRef) -> Result<HandBack> {
         let registered = self.registered(&worker.id)?;
         if let Some(m) = self.lock().get_mut(&worker.id) {
             m.draining = true;
         }
-        let calls = registered
-            .iter()
-            .map(|p| self.part(*p).drain_worker(worker));
+        let calls = registered.iter().map(|p| async move {
+            let r = self.part(*p).drain_worker(worker).await;
+            self.health.record(*p, self.part(*p), &r);
+            (*p, r)
+        });
         merge::hand_backs(join_all(calls).await)
     }
 
+    /// Deregisters in every partition that answers; one that is down keeps the registration
+    /// until it expires there and is reaped (which hands its tasks back).
     async fn deregister_worker(&self, worker: &WorkerRef) -> Result<HandBack> {
         let registered = self.registered(&worker.id)?;
-        let calls = registered
-            .iter()
-            .map(|p| self.part(*p).deregister_worker(worker));
+        let calls = registered.iter().map(|p| async move {
+            let r = self.part(*p).deregister_worker(worker).await;
+            self.health.record(*p, self.part(*p), &r);
+            (*p, r)
+        });
         let out = merge::hand_backs(join_all(calls).await);
         if out.is_ok() {
             self.lock().remove(&worker.id);
+            self.adopted(&worker.id);
         }
         out
     }
@@ -424,14 +625,21 @@ impl Leases for Partitioned {
     }
 
     async fn receive(&self, worker: &WorkerRef, max: usize) -> Result<Vec<Delivery>> {
-        let mut got = Vec::new();
-        for p in self.rotation(&worker.id)? {
+        let order = self.rotation(&worker.id)?;
+        let mut got = self.adopted(&worker.id);
+        let mut failure = None;
+        for p in &order {
             if got.len() >= max {
                 break;
             }
-            got.extend(self.part(p).receive(worker, max - got.len()).await?);
+            match self.answer(*p, self.part(*p).receive(worker, max - got.len()).await) {
+                Ok(ds) => got.extend(ds),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
         }
-        Ok(got)
+        self.some_or(got, failure, order.len())
     }
 
     async fn receive_wait(
@@ -441,6 +649,10 @@ impl Leases for Partitioned {
         timeout: Duration,
     ) -> Result<Vec<Delivery>> {
         let order = self.rotation(&worker.id)?;
+        let adopted = self.adopted(&worker.id);
+        if !adopted.is_empty() {
+            return Ok(adopted);
+        }
         match order.as_slice() {
             [] => {
                 tokio::time::sleep(timeout.min(WAIT_SLICE)).await;
@@ -451,19 +663,30 @@ impl Leases for Partitioned {
                 // A short wait, not a bare receive: the worker may be parked in these
                 // partitions too, and a wait also takes the hand-offs that arrived there.
                 let mut got = Vec::new();
+                let mut failure = None;
                 for p in rest {
-                    got.extend(
-                        self.part(*p)
-                            .receive_wait(worker, max.saturating_sub(got.len()), REST_WAIT)
-                            .await?,
-                    );
+                    let waited = self
+                        .part(*p)
+                        .receive_wait(worker, max.saturating_sub(got.len()), REST_WAIT)
+                        .await;
+                    match self.answer(*p, waited) {
+                        Ok(ds) => got.extend(ds),
+                        Err(e) => {
+                            failure.get_or_insert(e);
+                        }
+                    }
                 }
                 if !got.is_empty() {
                     return Ok(got);
                 }
-                self.part(*first)
+                let waited = self
+                    .part(*first)
                     .receive_wait(worker, max, timeout.min(WAIT_SLICE))
-                    .await
+                    .await;
+                match self.answer(*first, waited) {
+                    Ok(ds) => Ok(ds),
+                    Err(e) => self.some_or(got, failure.or(Some(e)), order.len()),
+                }
             }
         }
     }
@@ -478,10 +701,16 @@ impl Leases for Partitioned {
             m.serving.iter().copied().collect()
         };
         let mut all = Vec::new();
-        for p in serving {
-            all.extend(self.part(p).running(worker).await?);
+        let mut failure = None;
+        for p in &serving {
+            match self.answer(*p, self.part(*p).running(worker).await) {
+                Ok(ds) => all.extend(ds),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
         }
-        Ok(all)
+        self.some_or(all, failure, serving.len())
     }
 
     async fn complete(&self, lease: &Lease, value: Vec<u8>) -> Result<AckOutcome> {
@@ -530,8 +759,11 @@ impl Tasks for Partitioned {
 
     async fn list_dead(&self, queue: &QueueName, limit: usize) -> Result<Vec<TaskInfo>> {
         let mut all = Vec::new();
-        for r in join_all(self.parts.iter().map(|b| b.list_dead(queue, limit))).await {
-            all.extend(r?);
+        let listed = self
+            .on_each(&self.all(), |_, b| b.list_dead(queue, limit))
+            .await;
+        for (_, dead) in Self::answered(listed)? {
+            all.extend(dead);
         }
         all.sort_by_key(|t| (t.created_at, t.id));
         all.truncate(limit);
@@ -549,17 +781,45 @@ impl Tasks for Partitioned {
 
 #[async_trait]
 impl Inspect for Partitioned {
+    /// The partitions that answer, merged; the others are named in `unreachable`.
     async fn stats(&self) -> Result<Stats> {
-        let all = join_all(self.parts.iter().map(|b| b.stats())).await;
-        Ok(merge::stats(all.into_iter().collect::<Result<Vec<_>>>()?))
+        let all = self.on_each(&self.all(), |_, b| b.stats()).await;
+        let answered = Self::answered(all)?;
+        let mut merged = merge::stats(answered.iter().map(|(_, s)| s.clone()).collect());
+        merged.unreachable = self
+            .all()
+            .into_iter()
+            .filter(|p| !answered.iter().any(|(q, _)| q == p))
+            .map(|p| {
+                self.health
+                    .down(p)
+                    .unwrap_or_else(|| format!("partition {p}: no answer"))
+            })
+            .collect();
+        Ok(merged)
     }
 
     async fn peek_ready(&self, queue: &QueueName, limit: usize) -> Result<Vec<TaskId>> {
         let mut all = Vec::new();
-        for b in &self.parts {
-            all.extend(b.peek_ready(queue, limit.saturating_sub(all.len())).await?);
+        let mut failure = None;
+        let usable: Vec<u16> = self
+            .all()
+            .into_iter()
+            .filter(|p| self.health.usable(*p))
+            .collect();
+        for p in &usable {
+            let peeked = self
+                .part(*p)
+                .peek_ready(queue, limit.saturating_sub(all.len()))
+                .await;
+            match self.answer(*p, peeked) {
+                Ok(ids) => all.extend(ids),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
         }
-        Ok(all)
+        self.some_or(all, failure, usable.len())
     }
 
     async fn events(&self, after: Option<&str>, limit: usize) -> Result<Vec<Event>> {
@@ -567,12 +827,12 @@ impl Inspect for Partitioned {
     }
 
     async fn learned_cost(&self, queue: &QueueName, kind: &TaskKind) -> Result<Option<u32>> {
-        for b in &self.parts {
-            if let Some(c) = b.learned_cost(queue, kind).await? {
-                return Ok(Some(c));
-            }
-        }
-        Ok(None)
+        let learned = self
+            .on_each(&self.all(), |_, b| b.learned_cost(queue, kind))
+            .await;
+        let mut costs = Self::answered(learned)?;
+        costs.sort_by_key(|(p, _)| *p);
+        Ok(costs.into_iter().find_map(|(_, c)| c))
     }
 }
 
@@ -580,8 +840,9 @@ impl Inspect for Partitioned {
 impl Maintain for Partitioned {
     async fn until_due(&self) -> Result<Option<Duration>> {
         let mut first: Option<Duration> = None;
-        for r in join_all(self.parts.iter().map(|b| b.until_due())).await {
-            if let Some(d) = r? {
+        let all = self.on_each(&self.all(), |_, b| b.until_due()).await;
+        for (_, due) in Self::answered(all)? {
+            if let Some(d) = due {
                 first = Some(first.map_or(d, |f| f.min(d)));
             }
         }
@@ -589,16 +850,35 @@ impl Maintain for Partitioned {
     }
 
     async fn sleep_until_due(&self, at_most: Duration) -> Result<()> {
-        // Sleeping changes nothing: the first partition to wake ends the sleep of all.
-        let sleeps = self.parts.iter().map(|b| b.sleep_until_due(at_most));
-        select_all(sleeps).await.0
+        // Sleeping changes nothing: the first partition to wake ends the sleep of all. A
+        // partition that fails at once does not end it: the others are slept on.
+        let usable: Vec<&Arc<dyn Backend>> = self
+            .all()
+            .into_iter()
+            .filter(|p| self.health.usable(*p))
+            .map(|p| self.part(p))
+            .collect();
+        if usable.is_empty() {
+            tokio::time::sleep(at_most).await;
+            return Ok(());
+        }
+        let mut sleeps: Vec<_> = usable
+            .into_iter()
+            .map(|b| b.sleep_until_due(at_most))
+            .collect();
+        loop {
+            let (slept, _, rest) = select_all(sleeps).await;
+            if slept.is_ok() || rest.is_empty() {
+                return slept;
+            }
+            sleeps = rest;
+        }
     }
 
     async fn maintain(&self, limit: usize) -> Result<MaintenanceReport> {
-        let all = join_all(self.parts.iter().map(|b| b.maintain(limit))).await;
+        let all = self.on_each(&self.all(), |_, b| b.maintain(limit)).await;
         let mut report = MaintenanceReport::default();
-        for r in all {
-            let r = r?;
+        for (_, r) in Self::answered(all)? {
             report.promoted += r.promoted;
             report.workers_reaped.extend(r.workers_reaped);
             report.tasks_returned += r.tasks_returned;

@@ -54,6 +54,9 @@ function render(s) {
   const banner = document.getElementById('error');
   banner.hidden = !s.error;
   banner.textContent = s.error ? 'reading the namespace failed (figures are the last good ones): ' + s.error : '';
+  const warnings = document.getElementById('warnings');
+  warnings.hidden = !(s.warnings || []).length;
+  warnings.replaceChildren(...(s.warnings || []).map(w => el('div', {}, w)));
   renderQueues(s.queues || []);
   renderCharts(s.queues || [], s.history || []);
   renderWorkers(s.workers || []);
