@@ -19,6 +19,6 @@ for _, m in ipairs(inbox) do
   call('ZREM', K_WTASKS, m)
   local r = rec_get(sub(m, #w + 15))
   returned[#returned + 1] = r.id
-  place(r, queue_of(r.q), nil, false, NOW)
+  place(r, queue_of(r.q), nil, false, NOW, true)
 end
 return reply_returned(returned)

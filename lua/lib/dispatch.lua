@@ -73,7 +73,6 @@ end
 -- a free slot (State::hand_to).
 local function hand_to(wr, r, tok)
   local d = {}
-  r.pos = tok
   start_pulled(wr, r, tok, d)
   local parked = 1
   if not has_free_slot(wr) then
@@ -82,22 +81,23 @@ local function hand_to(wr, r, tok)
     parked = 0
   end
   local pubs = PENDING.pubs
-  pubs[#pubs + 1] = sub(K_TASKS, 1, -6) .. 'wake:' .. wr.id
+  pubs[#pubs + 1] = wake_channel(wr)
   pubs[#pubs + 1] = HAND_TAG .. spack(HAND, parked, wr.inst, r.tok, r.at, r.ma, r.tm, r.to,
     d[8], #r.q) .. r.id .. r.q .. r.body
 end
 
 -- Hands task `r` of queue `q` to a worker's inbox under lease token `tok`, or, if the worker
--- waits with an empty inbox, starts it there at once (State::dispatch_to).
+-- waits with an empty inbox and listens, starts it there at once (State::dispatch_to). The
+-- task keeps `pos`, its place in the ready order, for a return to the queue (`place`).
 local function dispatch_to(wr, r, q, tok)
   if not tok then tok = next_seq() end
   -- A least-loaded pick's stamp is the token: picks take increasing tokens, so ordering by it
   -- is ordering by recency, as with the reference's per-queue pick counter.
   if wr.picked and wr.picked[q.name] == true then wr.picked[q.name] = tok end
-  if wr.wait % 2 == W_WAITING and wr.ib == 0 then
+  if wr.wait % 2 == W_WAITING and wr.ib == 0 and listening(wr) then
     hand_to(wr, r, tok)
   else
-    r.st = S_DISPATCHED; r.w = wr.id; r.tok = tok; r.pos = tok
+    r.st = S_DISPATCHED; r.w = wr.id; r.tok = tok
     rec_put(r)
     zadd(K_WTASKS, '0', format('%s|%012x|%s', wr.id, tok, r.id))
     unsettle(wr)
@@ -111,7 +111,7 @@ local function dispatch_to(wr, r, q, tok)
     -- A waiting worker with tasks still to receive is woken to receive them.
     if wr.wait % 2 == W_WAITING then
       wr.wait = wr.wait - W_WAITING
-      call('PUBLISH', sub(K_TASKS, 1, -6) .. 'wake:' .. wr.id, '1')
+      call('PUBLISH', wake_channel(wr), '1')
     end
   end
   emit(q, 'dispatched', r.id, wr.id)

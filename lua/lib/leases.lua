@@ -184,7 +184,7 @@ local function hand_back(wr)
   local returned = {}
   for _, r in ipairs(inbox) do
     returned[#returned + 1] = r.id
-    place(r, queue_of(r.q), nil, false, NOW)
+    place(r, queue_of(r.q), nil, false, NOW, true)
   end
   for _, r in ipairs(running) do
     returned[#returned + 1] = r.id
@@ -199,7 +199,7 @@ local function hand_back(wr)
       finish(r, S_DEAD, q)
     else
       emit(q, 'retried', r.id, nil, format('%.0f', NOW))
-      place(r, q, nil, false, NOW)
+      place(r, q, nil, false, NOW, true)
     end
   end
   return returned

@@ -1,8 +1,8 @@
 -- lib/place.lua: putting a task into its queue, filling workers, dispatching ready tasks.
 
--- Pull queues: the first worker parked on `q` if it takes a task at once — a free slot and an
--- empty inbox — or false after waking (and unparking) one that cannot; nil if none is parked
--- (State::sleeper).
+-- Pull queues: the first worker parked on `q` if it takes a task at once — a free slot, an
+-- empty inbox, and someone listening on its wake channel — or false after waking (and
+-- unparking) one that cannot; nil if none is parked (State::sleeper).
 local function sleeper(q)
   -- Only `park` adds parked workers: once none was found, none is until this call parks one.
   if q.none_parked then return nil end
@@ -12,9 +12,9 @@ local function sleeper(q)
     return nil
   end
   local wr = worker_get(sub(m, #q.name + 2))
-  if has_free_slot(wr) and wr.ib == 0 then return wr end
+  if has_free_slot(wr) and wr.ib == 0 and listening(wr) then return wr end
   unpark(wr)
-  call('PUBLISH', sub(K_TASKS, 1, -6) .. 'wake:' .. wr.id, '1')
+  call('PUBLISH', wake_channel(wr), '1')
   return false
 end
 
@@ -45,10 +45,12 @@ end
 
 -- Puts a task into its queue: scheduled for `at` if that is in the future, otherwise ready —
 -- or dispatched at once when the ready set is empty and the strategy finds an eligible worker
--- (State::enter_queue, State::make_ready). `t` is the enqueue time for aging. Returns true
--- when it left `r` ready and then handed off ready tasks (which may include `r`: its record,
--- not `r`, then says so).
-local function place(r, q, at, retry, t)
+-- (State::enter_queue, State::make_ready). `t` is the enqueue time for aging. With `keep`, the
+-- task comes back from a worker that did not finish it (reaped, deregistered, drained): it
+-- takes its old place in the ready order, `r.pos` (under aging, its key counts from its
+-- creation), instead of a place behind every task there. Returns true when it left `r` ready
+-- and then handed off ready tasks (which may include `r`: its record, not `r`, then says so).
+local function place(r, q, at, retry, t, keep)
   local seq = next_seq()
   r.w = ''
   if at and at > NOW then
@@ -69,6 +71,10 @@ local function place(r, q, at, retry, t)
     rec_put(r)
     return
   end
+  -- Its place in the ready order, kept while it is dispatched and running.
+  local order = seq
+  if keep then order = r.pos end
+  r.pos = order
   -- Ready (and then dispatched) since `t`: a delivery tells the worker how long it waited.
   r.tm = t
   if q.str ~= T_PULL and not q.paused then
@@ -95,18 +101,20 @@ local function place(r, q, at, retry, t)
       end
     end
   end
-  r.st = S_READY; r.pos = seq
+  r.st = S_READY
   rec_put(r)
   if q.rlen then q.rlen = q.rlen + 1 end
   local key = 0
   if q.pol ~= P_FCFS then
+    if keep then t = r.cr end
     if t > MAX_MS then t = MAX_MS end
     if q.pol == P_PRIO then key = -r.pr
     elseif q.pol == P_PRIO_AGING then key = t - r.pr * q.age
     elseif q.pol == P_SJF then key = r.co
     else key = t + r.co * q.age end
   end
-  push_ready(q, key, format('%012x%s', seq, r.id))
+  local m = format('%012x%s', order, r.id)
+  if keep and q.pol == P_FCFS then insert_ready(q, order, m) else push_ready(q, key, m) end
   if waiting and waiting > 0 then return hand_off_ready(q) end
 end
 

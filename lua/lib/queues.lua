@@ -88,6 +88,26 @@ local function flush_ready(q)
   end
 end
 
+-- FCFS: puts entry `m` (sequence number `order`) into the ready list at its place in sequence
+-- order, which the list keeps: for a task returned from a worker (`place` with `keep`). The
+-- entries before its place are older returns, so the search from the head is short.
+local function insert_ready(q, order, m)
+  flush_ready(q)
+  local from = 0
+  while true do
+    local window = call('LRANGE', q.k_ready, int_text(from), int_text(from + 31))
+    if #window == 0 then break end
+    for _, e in ipairs(window) do
+      if tonumber(sub(e, 1, 12), 16) > order then
+        call('LINSERT', q.k_ready, 'BEFORE', e, m)
+        return
+      end
+    end
+    from = from + #window
+  end
+  call('RPUSH', q.k_ready, m)
+end
+
 -- Live entries in the queue's ready set (read once per call, then counted locally).
 local function ready_len(q)
   if not q.rlen then

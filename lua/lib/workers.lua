@@ -42,6 +42,23 @@ local function worker_get(w)
   return wr
 end
 
+-- The channel a worker waits on for wake-ups and hand-offs.
+local function wake_channel(wr)
+  return sub(K_TASKS, 1, -6) .. 'wake:' .. wr.id
+end
+
+-- Whether anybody listens on the worker's wake channel (State::listening). A parked worker
+-- waits there; a killed one's subscription went with its connections, and a hand-off to it
+-- would start a task (counting an attempt) that never runs. Asked once per call and worker.
+local function listening(wr)
+  local l = wr.listens
+  if l == nil then
+    l = call('PUBSUB', 'NUMSUB', wake_channel(wr))[2] > 0
+    wr.listens = l
+  end
+  return l
+end
+
 -- The worker's least-loaded pick stamps by queue (13 hex digits each), decoded on first use.
 local function stamps_of(wr)
   local st = wr.stamps

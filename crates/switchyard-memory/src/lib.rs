@@ -315,6 +315,8 @@ impl Leases for MemoryBackend {
         let deadline = Instant::now() + timeout;
         loop {
             let (deliveries, waker) = self.with(|s, now| {
+                // The twin of the wake-up subscription the Redis backend makes first.
+                s.listen(&worker.id);
                 s.check_instance(worker)?;
                 // Hand-offs go to a waiting call only (see Leases::receive_wait).
                 let mut deliveries = if timeout.is_zero() {

@@ -6,7 +6,7 @@
 
 mod admin;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use switchyard_core::backend::{lost_worker_error, next_average, normalize_error, timeout_error};
@@ -70,6 +70,9 @@ pub(crate) struct Task {
     pub(crate) run_at: Option<Millis>,
     /// Position in the queue's ready or delayed set.
     pub(crate) position: Option<(i64, u64)>,
+    /// Its place in the ready order (the sequence number it was last made ready with), kept
+    /// while it is dispatched and running: a task returned from a worker takes it again.
+    pub(crate) order: u64,
     pub(crate) worker: Option<WorkerId>,
     pub(crate) token: u64,
     pub(crate) inbox_seq: u64,
@@ -217,6 +220,9 @@ pub(crate) struct State {
     /// Wakes a worker waiting in `receive_wait`. Only registered workers have one: the entry
     /// goes when the worker does (see `hand_back`).
     pub(crate) wakers: HashMap<WorkerId, Arc<Notify>>,
+    /// Workers that wait for hand-offs through this backend (have called `receive_wait`): the
+    /// twin of a subscription to a worker's wake channel on Redis (see `listening`).
+    pub(crate) listeners: HashSet<WorkerId>,
     /// Wakes everyone waiting for an outcome.
     pub(crate) finished: Arc<Notify>,
     /// Wakes every maintenance loop sleeping in `sleep_until_due` when a delayed task becomes
@@ -406,27 +412,55 @@ impl State {
     /// Puts a task into its queue's ready set, or dispatches it at once when the set is empty
     /// and an eligible worker exists (the strategy decides which); in a pull queue, the set's
     /// minimum then goes to a parked worker that takes it (`hand_off_ready`). `enqueued_at`
-    /// feeds aging.
+    /// feeds aging. The task goes behind every task there; see `return_ready` for one that
+    /// keeps its place.
     fn make_ready(
         &mut self,
         id: TaskId,
         enqueued_at: Millis,
         now: Millis,
     ) -> Result<Option<Assignment>> {
+        self.enter_ready(id, enqueued_at, now, false)
+    }
+
+    /// [`make_ready`](Self::make_ready) for a task that comes back from a worker that did not
+    /// finish it (reaped, deregistered, drained): it takes its old place in the ready order
+    /// (under aging, its key counts from its creation), ahead of the tasks that became ready
+    /// after it.
+    fn return_ready(&mut self, id: TaskId, now: Millis) -> Result<Option<Assignment>> {
+        self.enter_ready(id, now, now, true)
+    }
+
+    fn enter_ready(
+        &mut self,
+        id: TaskId,
+        enqueued_at: Millis,
+        now: Millis,
+        keep: bool,
+    ) -> Result<Option<Assignment>> {
         self.task_mut(id)?.ready_since = enqueued_at;
-        let (queue_name, priority, cost_ms, affinity) = {
+        let (queue_name, priority, cost_ms, affinity, created_at, kept) = {
             let t = self
                 .tasks
                 .get(&id)
                 .ok_or_else(|| internal("task record missing"))?;
-            (t.queue.clone(), t.priority, t.cost_ms, t.affinity_bytes())
+            (
+                t.queue.clone(),
+                t.priority,
+                t.cost_ms,
+                t.affinity_bytes(),
+                t.created_at,
+                t.order,
+            )
         };
         let seq = self.next_seq();
+        let order = if keep { kept } else { seq };
+        self.task_mut(id)?.order = order;
         let q = self.queue_mut(&queue_name)?;
         let key = q.config.policy.sort_key(&KeyInput {
             priority,
             cost_ms,
-            enqueued_at,
+            enqueued_at: if keep { created_at } else { enqueued_at },
         });
         // A non-empty ready set means no worker of this queue has a free slot (invariant 3),
         // so only an empty set can dispatch an arriving task.
@@ -439,10 +473,10 @@ impl State {
             return self.dispatch_to(&worker, id, Some(seq), now).map(Some);
         }
         let pull = !q.config.strategy.is_push() && !q.paused;
-        q.ready.insert((key, seq), id);
+        q.ready.insert((key, order), id);
         let t = self.task_mut(id)?;
         t.state = TaskState::Ready;
-        t.position = Some((key, seq));
+        t.position = Some((key, order));
         t.worker = None;
         if pull {
             self.hand_off_ready(&queue_name, now)?;
@@ -489,6 +523,7 @@ impl State {
             .workers
             .get(&w)
             .is_some_and(|wk| wk.has_free_slot() && wk.inbox.is_empty())
+            && self.listening(&w)
         {
             return Ok(Sleeper::Takes(w));
         }
@@ -580,7 +615,7 @@ impl State {
             .workers
             .get(worker)
             .map_or((false, false), |w| (w.waiting, w.inbox.is_empty()));
-        if waiting && empty {
+        if waiting && empty && self.listening(worker) {
             // The worker waits with nothing to receive: it takes the task at once.
             let queue = self.task_mut(id)?.queue.clone();
             self.hand_to(worker, id, token, now)?;
@@ -656,6 +691,20 @@ impl State {
             }
         }
         self.wakers.entry(worker.clone()).or_default().clone()
+    }
+
+    /// Notes that `worker` waits for hand-offs through this backend (see `listeners`).
+    pub(crate) fn listen(&mut self, worker: &WorkerId) {
+        if !self.listeners.contains(worker) {
+            self.listeners.insert(worker.clone());
+        }
+    }
+
+    /// Whether a hand-off to `worker` would be seen: only then is it handed a task, started
+    /// at once (lua/lib/workers.lua `listening`, where a subscription to its wake channel
+    /// says so). Otherwise the task is left for it to receive, and no attempt is counted.
+    fn listening(&self, worker: &WorkerId) -> bool {
+        self.listeners.contains(worker)
     }
 
     /// Takes a worker off every parked list (it is awake, or gone).
@@ -793,7 +842,7 @@ impl State {
         for (_, id) in w.inbox {
             back.returned.push(id);
             self.task_mut(id)?.worker = None;
-            back.assignments.extend(self.make_ready(id, now, now)?);
+            back.assignments.extend(self.return_ready(id, now)?);
         }
         for id in w.running {
             back.returned.push(id);
@@ -812,7 +861,7 @@ impl State {
                 self.finish(id, TaskState::Dead, TaskOutcome::Dead(error), now)?;
             } else {
                 self.emit(EventKind::Retried, id, None, Some(now.to_string()));
-                back.assignments.extend(self.make_ready(id, now, now)?);
+                back.assignments.extend(self.return_ready(id, now)?);
             }
         }
         Ok(back)
@@ -947,6 +996,7 @@ impl State {
                 attempts: 0,
                 run_at,
                 position: None,
+                order: 0,
                 worker: None,
                 token: 0,
                 inbox_seq: 0,
@@ -1094,7 +1144,7 @@ impl State {
         for (_, id) in inbox {
             back.returned.push(id);
             self.task_mut(id)?.worker = None;
-            back.assignments.extend(self.make_ready(id, now, now)?);
+            back.assignments.extend(self.return_ready(id, now)?);
         }
         Ok(back)
     }

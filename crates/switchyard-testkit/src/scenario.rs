@@ -461,10 +461,11 @@ pub struct Runner<B> {
     audit: Option<AuditFn<B>>,
     /// Steps applied so far (the next step's index, counted from 0 like [`Runner::run`]).
     steps: usize,
-    /// The ready tasks after the last step, with the entry the runner expects for each.
+    /// The tasks in their ready order (ready, dispatched or running) after the last step, with
+    /// the entry the runner expects for each: a task returned from a worker takes it again.
     entries: BTreeMap<TaskId, ReadyEntry>,
-    /// Every accepted task's state and run-at after the last step.
-    states: BTreeMap<TaskId, (TaskState, Option<u64>)>,
+    /// Every accepted task's state, run-at and attempts after the last step.
+    states: BTreeMap<TaskId, (TaskState, Option<u64>, u32)>,
 }
 
 /// How the runner expects a ready task to have entered its ready set.
@@ -982,7 +983,10 @@ impl<B: Backend> Runner<B> {
         };
         self.record(line);
         let (snap, after) = self.check_all(&before, cancelled).await?;
-        self.check_policy_order(&snap, &after)
+        // Only a failed attempt (reported, or timed out by a heartbeat) puts a running task
+        // back in its queue as a new entry; every other way back keeps its place.
+        let fails = matches!(op, Op::Fail { .. } | Op::Heartbeat { .. });
+        self.check_policy_order(&snap, &after, fails)
     }
 
     /// Checks invariants 1–4 (5 is checked inside the idempotence steps), except the
@@ -1101,23 +1105,69 @@ impl<B: Backend> Runner<B> {
     /// Invariant 4, recomputed without trusting the backend's keys: each ready set, as
     /// `peek_ready` lists it, must be sorted by `(key, entry step)`, where `key` is
     /// [`Policy::sort_key`] of the task's priority and cost (from its record) and of the time the
-    /// runner expects it entered the ready set, and the entry step stands in for the backend's
-    /// sequence number (tasks entering in the same step may tie in any order).
+    /// runner expects it entered the ready order, and the entry step stands in for the
+    /// backend's sequence number (tasks entering in the same step may tie in any order).
     ///
-    /// The expected enqueue time follows the rules of `docs/architecture.md`: a task that was
-    /// scheduled or retry-scheduled before the step and is ready after it was promoted, and
-    /// ages from its run-at time; any other task that became ready in the step (submit,
-    /// retry without delay, hand-back, drain, redrive) entered now. A task ready both before
-    /// and after a step kept its entry: no single step takes a task out of a ready set and
-    /// puts it back. So a wrong key on re-entry (retry promotion, hand-back, redrive, aging) or
-    /// a re-entry that keeps its old sequence number shows up as a task out of place.
-    fn check_policy_order(&mut self, snap: &Snapshot, ready: &[Vec<TaskId>]) -> Result<(), String> {
+    /// The expected entry follows the rules of `docs/architecture.md`. A task keeps its entry
+    /// while it is ready, dispatched or running, and takes it again when it comes back from a
+    /// worker that did not finish it (hand-back, drain, reap: then, under aging, its key counts
+    /// from its creation). It enters anew when it is submitted, promoted from scheduled or
+    /// retry-scheduled (aging from its run-at), re-driven, or back after a failed attempt
+    /// (`fails`: the step reported one, or a heartbeat timed one out), each at this step's
+    /// time. So a wrong key on re-entry (retry promotion, hand-back, redrive, aging) or a
+    /// re-entry in the wrong place shows up as a task out of place.
+    fn check_policy_order(
+        &mut self,
+        snap: &Snapshot,
+        ready: &[Vec<TaskId>],
+        fails: bool,
+    ) -> Result<(), String> {
         let step = self.steps;
         self.steps += 1;
         let now = self.clock.now_ms();
         let infos: BTreeMap<TaskId, &TaskInfo> =
             snap.tasks.iter().flatten().map(|t| (t.id, t)).collect();
+        let in_order = |s: TaskState| {
+            matches!(
+                s,
+                TaskState::Ready | TaskState::Dispatched | TaskState::Running
+            )
+        };
+        // Every task in the ready order after the step, with its expected entry.
         let mut entries = BTreeMap::new();
+        for (id, info) in &infos {
+            if !in_order(info.state) {
+                continue;
+            }
+            let before = self.states.get(id).copied();
+            let kept = self.entries.get(id).copied();
+            let fresh = |enqueued_at| ReadyEntry { enqueued_at, step };
+            let entry = match (before, kept) {
+                // Promoted: ages from its run-at.
+                (Some((TaskState::Scheduled | TaskState::RetryScheduled, Some(run_at), _)), _) => {
+                    fresh(run_at)
+                }
+                // A failed attempt put it back (it may have started again at once).
+                (Some((TaskState::Running, _, attempts)), Some(_))
+                    if fails && (info.state != TaskState::Running || info.attempts != attempts) =>
+                {
+                    fresh(now)
+                }
+                // Back from a worker in its old place: aging counts from its creation.
+                (Some((TaskState::Dispatched | TaskState::Running, _, _)), Some(entry))
+                    if info.state == TaskState::Ready =>
+                {
+                    ReadyEntry {
+                        enqueued_at: info.created_at,
+                        step: entry.step,
+                    }
+                }
+                (_, Some(entry)) => entry,
+                // Submitted, re-driven.
+                _ => fresh(now),
+            };
+            entries.insert(*id, entry);
+        }
         for (i, list) in ready.iter().enumerate() {
             let policy = self.configs.get(i).ok_or("queue index")?.policy;
             let mut previous: Option<(i64, usize, TaskId)> = None;
@@ -1131,19 +1181,10 @@ impl<B: Backend> Runner<B> {
                         info.state
                     ));
                 }
-                let entry = match self.entries.get(id) {
-                    Some(entry) => *entry,
-                    None => ReadyEntry {
-                        enqueued_at: match self.states.get(id) {
-                            Some((
-                                TaskState::Scheduled | TaskState::RetryScheduled,
-                                Some(run_at),
-                            )) => *run_at,
-                            _ => now,
-                        },
-                        step,
-                    },
-                };
+                let entry = entries
+                    .get(id)
+                    .copied()
+                    .ok_or_else(|| format!("q{i}: no entry for {id}"))?;
                 let key = policy.sort_key(&KeyInput {
                     priority: info.priority,
                     cost_ms: info.cost_ms,
@@ -1162,13 +1203,12 @@ impl<B: Backend> Runner<B> {
                     ));
                 }
                 previous = Some((key, entry.step, *id));
-                entries.insert(*id, entry);
             }
         }
         self.entries = entries;
         self.states = infos
             .into_iter()
-            .map(|(id, t)| (id, (t.state, t.run_at)))
+            .map(|(id, t)| (id, (t.state, t.run_at, t.attempts)))
             .collect();
         Ok(())
     }

@@ -133,7 +133,7 @@ impl<B: Backend> Runner<B> {
             .iter()
             .filter(|id| {
                 self.specs.get(id).is_some_and(|s| s.queue() == &name)
-                    && self.states.get(id).is_some_and(|(st, _)| {
+                    && self.states.get(id).is_some_and(|(st, _, _)| {
                         matches!(
                             st,
                             TaskState::Ready | TaskState::Scheduled | TaskState::RetryScheduled
@@ -189,7 +189,7 @@ impl<B: Backend> Runner<B> {
                 .map_err(|e| e.to_string())?
                 .is_none()
             {
-                let before = self.states.get(id).map(|(st, _)| *st);
+                let before = self.states.get(id).map(|(st, _, _)| *st);
                 if !before.is_some_and(|st| allowed.contains(&st)) {
                     return Err(format!("{id} was deleted, but it was {before:?}"));
                 }
