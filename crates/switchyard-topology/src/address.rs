@@ -41,6 +41,11 @@ pub struct ClusterAddress {
 }
 
 impl ClusterAddress {
+    /// The `redis://` URL of the node at `host:port` (with this address's TLS and credentials).
+    pub fn node_url(&self, host: &str, port: u16) -> String {
+        node_url(self.tls, self.userinfo.as_deref(), host, port, 0)
+    }
+
     /// The `redis://` URL of each seed node.
     pub fn seed_urls(&self) -> Vec<String> {
         self.seeds

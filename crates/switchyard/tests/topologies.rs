@@ -1,6 +1,6 @@
 //! One program, every topology: the same facade code (declare, two workers, a hundred awaited
-//! tasks) runs against a standalone Redis, a primary behind Sentinels and a Redis Cluster of
-//! three primaries, with only the URL changed.
+//! tasks, then one handed off to a waiting worker) runs against a standalone Redis, a primary
+//! behind Sentinels and a Redis Cluster of three primaries, with only the URL changed.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::time::Duration;
@@ -41,6 +41,31 @@ async fn program(url: &str) -> Vec<u64> {
     for h in handles {
         results.push(h.result::<u64>(Duration::from_secs(30)).await.unwrap());
     }
+    // Idle, the workers wait; a task for one of them is started on it by the submit itself (a
+    // hand-off: on a Cluster too, where the wake-up subscription must be on the slot's
+    // primary for the script to see it).
+    let mut handed_off = false;
+    for _ in 0..100 {
+        let spec = switchyard::TaskSpec::builder("squares", "square")
+            .payload(b"3".to_vec())
+            .build()
+            .unwrap();
+        let out = client.backend().submit(spec).await.unwrap();
+        client
+            .task(out.id)
+            .result::<u64>(Duration::from_secs(30))
+            .await
+            .unwrap();
+        if out.state == Some(switchyard::TaskState::Running) {
+            handed_off = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        handed_off,
+        "no submit was handed off to a waiting worker at {url}"
+    );
     for (stop, run) in running {
         stop.shutdown();
         run.await.unwrap().unwrap();

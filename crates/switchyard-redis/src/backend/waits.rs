@@ -60,11 +60,13 @@ impl RedisBackend {
         moves.is_some_and(|m| m.has_changed().unwrap_or(false))
     }
 
+    /// A subscription to a worker's wake channel, where the scripts see it (see
+    /// `Topology::pubsub_for`): a hand-off goes only to a worker someone listens for.
     pub(super) async fn subscribe(&self, channel: &str) -> Result<redis::aio::PubSub> {
         let mut pubsub = self
             .inner
             .topology
-            .pubsub()
+            .pubsub_for(channel)
             .await
             .map_err(|e| map_redis(&e))?;
         crate::outcomes::bounded("SUBSCRIBE", pubsub.subscribe(channel))
