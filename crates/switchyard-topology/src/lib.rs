@@ -158,8 +158,8 @@ enum Nodes {
         client: ClusterClient,
         seeds: Vec<Client>,
         next_seed: AtomicUsize,
-        address: ClusterAddress,
-        tls: Option<Tls>,
+        /// For connections to one node (see [`Topology::pubsub_for`]).
+        address: Box<(ClusterAddress, Option<Tls>)>,
     },
 }
 
@@ -276,8 +276,7 @@ impl Topology {
                     client,
                     seeds,
                     next_seed: AtomicUsize::new(0),
-                    address: c,
-                    tls: options.tls.clone(),
+                    address: Box::new((c, options.tls.clone())),
                 };
                 (nodes, format!("{} (Cluster)", display::url(url)))
             }
@@ -565,9 +564,10 @@ impl Topology {
     /// every message, but counts only its own subscribers); elsewhere, as [`pubsub`](Self::pubsub).
     /// If the slot's primary cannot be found or reached, a seed node's.
     pub async fn pubsub_for(&self, key: &str) -> RedisResult<PubSub> {
-        let Nodes::Cluster { address, tls, .. } = &self.nodes else {
+        let Nodes::Cluster { address, .. } = &self.nodes else {
             return self.pubsub().await;
         };
+        let (address, tls) = &**address;
         let at = async {
             let (host, port) = self.owner_of(key).await?;
             let client = tls::client(&address.node_url(&host, port), tls.as_ref())?;
@@ -591,7 +591,7 @@ impl Topology {
             .query_at(key, redis::cmd("CLUSTER").arg("KEYSLOT").arg(key))
             .await?;
         let slots: redis::Value = conn
-            .query_at(key, &redis::cmd("CLUSTER").arg("SLOTS"))
+            .query_at(key, redis::cmd("CLUSTER").arg("SLOTS"))
             .await?;
         let not_found = || {
             RedisError::from((
