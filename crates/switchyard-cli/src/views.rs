@@ -57,8 +57,7 @@ pub struct View {
     pub at: u64,
     pub queues: Vec<QueueRow>,
     pub workers: Vec<WorkerRow>,
-    /// What an operator should know first (parts of the namespace that did not answer), one
-    /// sentence each.
+    /// What an operator should know first (see `Stats::warnings`), one sentence each.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }
@@ -181,11 +180,7 @@ impl Reader {
             })
             .collect();
         self.previous = Some((at, totals));
-        let warnings = stats
-            .unreachable
-            .iter()
-            .map(|why| format!("unreachable, left out of the figures: {why}"))
-            .collect();
+        let warnings = stats.warnings.clone();
         View {
             at,
             queues,

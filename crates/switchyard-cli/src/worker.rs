@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use clap::Args;
 use serde_json::Value;
-use switchyard::{ShutdownHandle, TaskContext, TaskError, Worker, display};
+use switchyard::{ShutdownHandle, TaskContext, TaskError, Worker, WorkerSpec, display};
 
 use crate::declare::QueueFlags;
 use crate::remote::{Remote, millis, runtime};
@@ -88,9 +88,18 @@ pub fn run(args: &WorkerArgs) -> Result<(), String> {
     } else {
         None
     };
+    let id = args.id.clone().unwrap_or_else(default_id);
+    // Checked before connecting: a bad flag fails at once, with the reason.
+    WorkerSpec::new(&id, args.queues.iter().map(String::as_str))
+        .map(|spec| {
+            spec.capacity(args.capacity)
+                .weight(args.weight)
+                .heartbeat_ttl(millis(args.heartbeat_ttl_ms))
+        })
+        .and_then(|spec| spec.validate())
+        .map_err(|e| e.to_string())?;
     runtime()?.block_on(async {
         let client = args.remote.connect().await?;
-        let id = args.id.clone().unwrap_or_else(default_id);
         let mut builder = Worker::builder(&client, &id, args.queues.iter().map(String::as_str))
             .map_err(|e| e.to_string())?;
         if let Some(config) = declared {
@@ -124,6 +133,16 @@ pub fn run(args: &WorkerArgs) -> Result<(), String> {
             args.weight,
             BUILT_IN.join(", ")
         );
+        // What the operator must know before trusting this worker with work (a primary with no
+        // replica in sync, a partition that does not answer).
+        match client.stats().await {
+            Ok(stats) => {
+                for warning in stats.warnings {
+                    eprintln!("switchyard worker {id}: warning: {warning}");
+                }
+            }
+            Err(e) => eprintln!("switchyard worker {id}: cannot read the namespace yet: {e}"),
+        }
         let report = worker.run().await.map_err(|e| e.to_string())?;
         eprintln!(
             "switchyard worker {id} stopped: {} completed, {} failed, {} refused, {} handed back",

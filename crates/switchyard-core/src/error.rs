@@ -28,6 +28,22 @@ pub enum Error {
     )]
     UnknownQueue(QueueName),
 
+    /// The queue is not declared, and the backend shows that it lost data: the namespace was
+    /// emptied since this process saw it, or it holds nothing on a server that was promoted
+    /// from a replica. Redis restarted without persistence, was flushed, or failed over to a
+    /// replica that lacked the data (asynchronous replication; see durable mode). Declaring the
+    /// queue again is the way on (a client or worker that keeps its queues declared does so by
+    /// itself); tasks and results stored before are gone.
+    #[error(
+        "queue `{queue}` is not declared: {detail}; declare the queue again (tasks stored before the loss are gone)"
+    )]
+    DataLost {
+        /// The queue the call was about.
+        queue: QueueName,
+        /// What shows the loss.
+        detail: String,
+    },
+
     /// The queue exists with another configuration.
     #[error(
         "queue `{queue}` is already declared with a different configuration ({detail}); use a new queue name or the same configuration"
@@ -215,6 +231,15 @@ impl Error {
         Error::Invalid {
             field,
             reason: reason.into(),
+        }
+    }
+
+    /// The queue a call found undeclared ([`Error::UnknownQueue`], or [`Error::DataLost`]
+    /// when the backend lost it with the rest of its data).
+    pub fn missing_queue(&self) -> Option<&QueueName> {
+        match self {
+            Error::UnknownQueue(q) | Error::DataLost { queue: q, .. } => Some(q),
+            _ => None,
         }
     }
 

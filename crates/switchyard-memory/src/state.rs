@@ -1560,7 +1560,7 @@ impl State {
             }
         }
         Stats {
-            unreachable: Vec::new(),
+            warnings: Vec::new(),
             queues: per_queue.into_values().collect(),
             workers: self
                 .workers

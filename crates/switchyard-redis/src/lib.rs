@@ -41,7 +41,7 @@ mod library;
 mod outcomes;
 mod protocol;
 
-pub use backend::{RedisBackend, RedisConfig};
+pub use backend::{RedisBackend, RedisConfig, Replication};
 pub use durable::Durable;
 pub use keys::task_hash_key;
 pub use switchyard_topology::Tls;

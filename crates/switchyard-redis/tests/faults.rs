@@ -180,3 +180,39 @@ async fn worker_ids_are_fenced_by_instance() {
     b.heartbeat(&second.worker_ref()).await.unwrap();
     assert_eq!(b.stats().await.unwrap().workers.len(), 1);
 }
+
+/// Connecting and working leaves no error in the server's statistics (redis-rs's greeting,
+/// `CLIENT SETINFO`, is not sent: Redis before 7.2 answers it with `ERR`), and a password given
+/// as `?password=` in the URL is used, as the messages that hide it suggest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connecting_leaves_no_errors_and_a_query_password_is_used() {
+    let server =
+        RedisServer::start_with(&ServerOptions::default().arg("requirepass", "s3cret")).unwrap();
+    // The test's own connection (a plain redis-rs one, which greets with CLIENT SETINFO) and
+    // the harness's readiness probe leave their errors before the count is reset.
+    let admin =
+        redis::Client::open(format!("redis://:s3cret@127.0.0.1:{}", server.port())).unwrap();
+    let mut conn = admin.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let url = format!("redis://127.0.0.1:{}/?password=s3cret", server.port());
+    let b = RedisBackend::connect(&url, "quiet").await.unwrap();
+    let q = QueueName::new("q").unwrap();
+    b.declare_queue(&q, QueueConfig::default()).await.unwrap();
+    b.submit(TaskSpec::builder("q", "k").build().unwrap())
+        .await
+        .unwrap();
+    b.stats().await.unwrap();
+    let errors: String = redis::cmd("INFO")
+        .arg("errorstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        !errors.contains("errorstat_"),
+        "the server counted errors: {errors}"
+    );
+}

@@ -159,7 +159,51 @@ pub(crate) fn wait_for<T>(
 impl SentinelSet {
     /// A primary with `replicas` replicas and `sentinels` Sentinels (quorum: a majority).
     pub fn start(replicas: usize, sentinels: usize) -> Result<Self, String> {
-        let primary = RedisServer::start()?;
+        let set = Self::start_unsettled(replicas, sentinels, &ServerOptions::default())?;
+        set.wait_settled(Duration::from_secs(30))?;
+        Ok(set)
+    }
+
+    /// Like [`SentinelSet::start`], but returns as soon as every Sentinel knows the primary,
+    /// every replica and every other Sentinel, before the replicas' first sync is done
+    /// (the primary waits `repl-diskless-sync-delay` before it starts one: 5 s by default,
+    /// longer with `primary`'s options). A failover then promotes a replica without the data.
+    pub fn start_unsynced(
+        replicas: usize,
+        sentinels: usize,
+        primary: &ServerOptions,
+    ) -> Result<Self, String> {
+        let set = Self::start_unsettled(replicas, sentinels, primary)?;
+        let others = set.sentinels.len() - 1;
+        wait_for(
+            Duration::from_secs(30),
+            "every Sentinel knowing everyone",
+            || {
+                set.primary_port()?;
+                for s in &set.sentinels {
+                    let mut conn = connect(s.port).ok()?;
+                    let master: std::collections::HashMap<String, String> = redis::cmd("SENTINEL")
+                        .arg("MASTER")
+                        .arg(MASTER_NAME)
+                        .query(&mut conn)
+                        .ok()?;
+                    let count = |k: &str| master.get(k).and_then(|v| v.parse::<usize>().ok());
+                    if count("num-other-sentinels")? != others || count("num-slaves")? != replicas {
+                        return None;
+                    }
+                }
+                Some(())
+            },
+        )?;
+        Ok(set)
+    }
+
+    fn start_unsettled(
+        replicas: usize,
+        sentinels: usize,
+        primary: &ServerOptions,
+    ) -> Result<Self, String> {
+        let primary = RedisServer::start_with(primary)?;
         let primary_port = primary.port();
         let mut servers = vec![primary];
         for _ in 0..replicas {
@@ -171,9 +215,7 @@ impl SentinelSet {
         let sentinels = (0..sentinels)
             .map(|_| SentinelProcess::start(primary_port, quorum))
             .collect::<Result<Vec<_>, _>>()?;
-        let set = SentinelSet { servers, sentinels };
-        set.wait_settled(Duration::from_secs(30))?;
-        Ok(set)
+        Ok(SentinelSet { servers, sentinels })
     }
 
     /// `redis+sentinel://127.0.0.1:<p1>,…/switchyard`.

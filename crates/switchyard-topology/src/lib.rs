@@ -233,8 +233,9 @@ impl Topology {
                 let pool = match options.tls {
                     Some(_) => None,
                     None => {
-                        let manager = Manager::new_with_config(node.as_str(), config.clone())
-                            .map_err(invalid)?;
+                        let info = tls::connection_info(&node).map_err(invalid)?;
+                        let manager =
+                            Manager::new_with_config(info, config.clone()).map_err(invalid)?;
                         let pool = Pool::builder(manager)
                             .config(PoolConfig::new(lanes_wanted * 2))
                             .runtime(Runtime::Tokio1)
@@ -487,6 +488,13 @@ impl Topology {
             }
             Err(e) => tracing::debug!("cannot ask the Sentinels for the primary: {e}"),
         }
+    }
+
+    /// Behind Sentinels, their configuration epoch for the master (0 until the first
+    /// failover, then one more with each), as the first Sentinel that answers says; `None`
+    /// elsewhere, or when none answers.
+    pub async fn failover_epoch(&self) -> Option<u64> {
+        self.sentinels()?.config_epoch(&self.discovery).await.ok()
     }
 
     /// Moves to the primary at `to` (`host:port`) unless requests go there already: finds the
@@ -781,7 +789,11 @@ impl Topology {
 /// Tuned for a job queue: redis-rs's default waits at least 1.28 s before retrying a
 /// `TRYAGAIN` (met by every script during a slot migration); these retries wait 10-200 ms.
 fn cluster_client(urls: &[String], options: &Options) -> RedisResult<ClusterClient> {
-    let mut builder = ClusterClientBuilder::new(urls.to_vec())
+    let nodes = urls
+        .iter()
+        .map(|u| tls::connection_info(u))
+        .collect::<RedisResult<Vec<_>>>()?;
+    let mut builder = ClusterClientBuilder::new(nodes)
         .retries(CLUSTER_RETRIES)
         .min_retry_wait(10)
         .max_retry_wait(200)

@@ -100,6 +100,33 @@ impl Sentinels {
         Err(last.unwrap_or_else(|| failure("no Sentinel given".to_owned())))
     }
 
+    /// The master's configuration epoch (`SENTINEL MASTER`'s `config-epoch`) as the first
+    /// Sentinel that answers says.
+    pub(crate) async fn config_epoch(&self, config: &AsyncConnectionConfig) -> RedisResult<u64> {
+        let mut last = None;
+        for client in &self.clients {
+            let asked = async {
+                let mut sentinel = client
+                    .get_multiplexed_async_connection_with_config(config)
+                    .await?;
+                let fields: std::collections::HashMap<String, String> = redis::cmd("SENTINEL")
+                    .arg("MASTER")
+                    .arg(&self.address.master_name)
+                    .query_async(&mut sentinel)
+                    .await?;
+                fields
+                    .get("config-epoch")
+                    .and_then(|e| e.parse().ok())
+                    .ok_or_else(|| failure("SENTINEL MASTER gave no config-epoch".to_owned()))
+            };
+            match asked.await {
+                Ok(epoch) => return Ok(epoch),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| failure("no Sentinel given".to_owned())))
+    }
+
     /// How many Sentinels were given.
     pub(crate) fn count(&self) -> usize {
         self.clients.len()

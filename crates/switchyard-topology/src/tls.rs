@@ -7,7 +7,9 @@
 
 use std::path::Path;
 
-use redis::{Client, ClientTlsConfig, RedisResult, TlsCertificates};
+use redis::{
+    Client, ClientTlsConfig, ConnectionInfo, IntoConnectionInfo, RedisResult, TlsCertificates,
+};
 use switchyard_core::{Error, Result};
 
 /// Certificates beyond the system's trust store.
@@ -91,14 +93,97 @@ pub(crate) fn certificates(tls: &Tls) -> TlsCertificates {
     }
 }
 
-/// A client for `url`, with `tls`'s certificates when the URL uses TLS.
+/// A client for `url`, with `tls`'s certificates when the URL uses TLS (see
+/// [`connection_info`]).
 pub(crate) fn client(url: &str, tls: Option<&Tls>) -> RedisResult<Client> {
     let secure = is_secure(url);
     if secure {
         install_provider();
     }
+    let info = connection_info(url)?;
     match tls {
-        Some(tls) if secure => Client::build_with_tls(url, certificates(tls)),
-        _ => Client::open(url),
+        Some(tls) if secure => Client::build_with_tls(info, certificates(tls)),
+        _ => Client::open(info),
+    }
+}
+
+/// How to reach and greet the server at `url`:
+///
+/// * a `password` (and `username`) given in the query, `redis://host:6379/?password=…`, is
+///   used when the URL's user part has none (redis-rs reads only the user part, so such a
+///   URL would be refused with `NOAUTH` although messages hide the password as a real one);
+/// * no `CLIENT SETINFO` is sent on connecting: Redis before 7.2 answers it with an error,
+///   two per connection in its error statistics, which an operator reads as trouble.
+pub(crate) fn connection_info(url: &str) -> RedisResult<ConnectionInfo> {
+    let info = url.into_connection_info()?;
+    let mut redis = info.redis_settings().clone().set_skip_set_lib_name();
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    let query = query.split_once('#').map_or(query, |(q, _)| q);
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decoded(value);
+        match name {
+            "password" if redis.password().is_none() && !value.is_empty() => {
+                redis = redis.set_password(value);
+            }
+            "username" if redis.username().is_none() && !value.is_empty() => {
+                redis = redis.set_username(value);
+            }
+            _ => {}
+        }
+    }
+    Ok(info.set_redis_settings(redis))
+}
+
+/// `text` with `%XX` escapes (and `+`, a space in a query) decoded; a malformed escape is kept
+/// as it is.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = text
+                    .get(i + 1..i + 3)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_in_the_query_is_used_and_setinfo_is_not_sent() {
+        let info = connection_info("redis://127.0.0.1:7000/?password=p%40ss&username=app").unwrap();
+        assert_eq!(info.redis_settings().password(), Some("p@ss"));
+        assert_eq!(info.redis_settings().username(), Some("app"));
+        assert!(info.redis_settings().skip_set_lib_name());
+        // The user part wins.
+        let info = connection_info("redis://:own@127.0.0.1:7000/?password=other").unwrap();
+        assert_eq!(info.redis_settings().password(), Some("own"));
+        assert_eq!(percent_decoded("a%2Fb+c%zz%"), "a/b c%zz%");
     }
 }

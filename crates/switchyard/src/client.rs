@@ -161,10 +161,18 @@ impl Client {
         if stored <= 1 {
             return Ok(Client::new(first));
         }
-        let mut parts: Vec<Arc<dyn Backend>> = Vec::with_capacity(usize::from(stored));
+        let mut parts: Vec<RedisBackend> = Vec::with_capacity(usize::from(stored));
         for i in 0..stored {
-            parts.push(Arc::new(first.partition(i)?));
+            parts.push(first.partition(i)?);
         }
+        // Each partition's birth mark, to name a later loss of its data (partition 0's was
+        // read when connecting).
+        futures_util::future::join_all(parts.iter().skip(1).map(RedisBackend::remember_namespace))
+            .await;
+        let parts: Vec<Arc<dyn Backend>> = parts
+            .into_iter()
+            .map(|p| Arc::new(p) as Arc<dyn Backend>)
+            .collect();
         Ok(Client::new(crate::Partitioned::new(parts)?))
     }
 
@@ -181,7 +189,7 @@ impl Client {
     }
 
     /// Declares a queue and keeps its configuration in this client (and its clones): whenever
-    /// the backend answers a submit with [`Error::UnknownQueue`] for it — Redis restarted
+    /// the backend answers a submit with [`Error::UnknownQueue`] or [`Error::DataLost`] for it — Redis restarted
     /// without persistence, was flushed, or failed over to a replica that lacked the data —
     /// the client declares it again and submits once more, so that a producer recovers by
     /// itself. Workers built from this client carry the queues they serve as well (see
@@ -223,8 +231,8 @@ impl Client {
 
     /// Declares `queue` again after the backend answered that it does not know it; `false`
     /// if this client does not keep it (then the error stands).
-    async fn redeclare(&self, queue: &QueueName) -> Result<bool> {
-        let Some(config) = self.kept(queue) else {
+    async fn redeclare(&self, queue: Option<&QueueName>) -> Result<bool> {
+        let Some((queue, config)) = queue.and_then(|q| Some((q, self.kept(q)?))) else {
             return Ok(false);
         };
         tracing::warn!(%queue, "the backend lost queue `{queue}` (Redis restarted empty?): declaring it again");
@@ -259,7 +267,7 @@ impl Client {
         let spec = crate::trace::with_callers_context(spec);
         let again = self.keeps_any().then(|| spec.clone());
         let out = match (self.backend.submit(spec).await, again) {
-            (Err(Error::UnknownQueue(q)), Some(spec)) if self.redeclare(&q).await? => {
+            (Err(e), Some(spec)) if self.redeclare(e.missing_queue()).await? => {
                 self.backend.submit(spec).await?
             }
             (result, _) => result?,
@@ -293,7 +301,7 @@ impl Client {
             .collect();
         let again = self.keeps_any().then(|| specs.clone());
         let outs = match (self.backend.submit_batch(specs).await, again) {
-            (Err(Error::UnknownQueue(q)), Some(specs)) if self.redeclare(&q).await? => {
+            (Err(e), Some(specs)) if self.redeclare(e.missing_queue()).await? => {
                 self.backend.submit_batch(specs).await?
             }
             (result, _) => result?,

@@ -50,7 +50,9 @@ impl IntoResponse for Refusal {
 impl From<Error> for Refusal {
     fn from(e: Error) -> Refusal {
         let status = match &e {
-            Error::TaskNotFound(_) | Error::UnknownQueue(_) => StatusCode::NOT_FOUND,
+            Error::TaskNotFound(_) | Error::UnknownQueue(_) | Error::DataLost { .. } => {
+                StatusCode::NOT_FOUND
+            }
             Error::WrongState { .. } | Error::QueueInUse { .. } => StatusCode::CONFLICT,
             Error::Invalid { .. } => StatusCode::BAD_REQUEST,
             _ => StatusCode::BAD_GATEWAY,

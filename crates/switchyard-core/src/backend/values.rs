@@ -304,9 +304,10 @@ pub struct Stats {
     pub queues: Vec<QueueStats>,
     /// Per live worker, by id.
     pub workers: Vec<WorkerStats>,
-    /// Parts of the backend that did not answer, each with why (a partition of a partitioned
-    /// namespace whose server is down): the figures above leave them out. Empty when every
-    /// part answered.
+    /// What an operator should know first, one sentence each: a part of the backend that did
+    /// not answer (a partition whose server is down: the figures above leave it out), a
+    /// primary with no replica in sync (a failover now would lose data). Empty when all is
+    /// well.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub unreachable: Vec<String>,
+    pub warnings: Vec<String>,
 }

@@ -87,8 +87,9 @@ impl Inspect for RedisBackend {
                 },
             );
         }
+        let warnings = self.replication().await.warning().into_iter().collect();
         Ok(Stats {
-            unreachable: Vec::new(),
+            warnings,
             queues,
             workers: workers.into_values().collect(),
         })

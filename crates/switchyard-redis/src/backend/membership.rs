@@ -21,7 +21,7 @@ impl Membership for RedisBackend {
         // Kept tasks belonged to the registration this one replaces.
         self.unstash(spec.id(), usize::MAX);
         self.renew_waiting(spec.id());
-        verified("register", |_| async {
+        let registered = verified("register", |_| async {
             let old = self.queues_of(spec.id(), true).await?;
             let mut groups: Vec<&QueueName> = spec.queues().iter().collect();
             if let Some(old) = &old {
@@ -53,8 +53,14 @@ impl Membership for RedisBackend {
                 assignments: assignments(&mut it, None)?,
             })
         })
-        .await
-        .inspect(|_| self.renew_waiting(spec.id()))
+        .await;
+        match registered {
+            Ok(out) => {
+                self.renew_waiting(spec.id());
+                Ok(out)
+            }
+            Err(e) => Err(self.explained(e).await),
+        }
     }
 
     /// Behind Sentinels, also looks whether the primary moved (see

@@ -16,11 +16,17 @@ impl Produce for RedisBackend {
     /// Concurrent single submits are sent together in one script call (see the `combine`
     /// module); a submit made alone is sent at once.
     async fn submit(&self, spec: TaskSpec) -> Result<SubmitOutcome> {
-        self.combined(spec, "submit").await
+        match self.combined(spec, "submit").await {
+            Err(e) => Err(self.explained(e).await),
+            ok => ok,
+        }
     }
 
     async fn submit_batch(&self, specs: Vec<TaskSpec>) -> Result<Vec<SubmitOutcome>> {
-        self.submit_specs(&specs).await
+        match self.submit_specs(&specs).await {
+            Err(e) => Err(self.explained(e).await),
+            ok => ok,
+        }
     }
 }
 

@@ -20,7 +20,10 @@ impl Queues for RedisBackend {
         inv.arg(queue.as_str()).arg(&json);
         admin::push_config(&mut inv, &config);
         match self.exec_durable(&inv).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.mark_born().await;
+                Ok(())
+            }
             Err(Failure::Conflict(existing)) => {
                 let existing = codec::config_from_json(existing.as_bytes())?;
                 Err(Error::QueueConflict {

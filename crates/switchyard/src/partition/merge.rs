@@ -143,7 +143,7 @@ pub(super) fn stats(all: Vec<Stats>) -> Stats {
     Stats {
         queues: queues.into_values().collect(),
         workers: workers.into_values().collect(),
-        unreachable: Vec::new(),
+        warnings: Vec::new(),
     }
 }
 

@@ -16,7 +16,7 @@
 //!   partition and their answers are merged;
 //! * a partition whose server is down stops only itself: the calls that span partitions (a
 //!   worker's waits, heartbeats and maintenance, registering, stats) leave it out while it
-//!   fails and try it again now and then (see [`health`]); `stats` names it as unreachable.
+//!   fails and try it again now and then (see [`health`]); `stats` names it in its warnings.
 //!
 //! Inside a partition every guarantee of `docs/architecture.md` holds unchanged: it *is* a
 //! namespace. `docs/scaling.md` says what holds across partitions.
@@ -781,21 +781,29 @@ impl Tasks for Partitioned {
 
 #[async_trait]
 impl Inspect for Partitioned {
-    /// The partitions that answer, merged; the others are named in `unreachable`.
+    /// The partitions that answer, merged (with their warnings); the others are named in
+    /// `warnings`.
     async fn stats(&self) -> Result<Stats> {
         let all = self.on_each(&self.all(), |_, b| b.stats()).await;
         let answered = Self::answered(all)?;
         let mut merged = merge::stats(answered.iter().map(|(_, s)| s.clone()).collect());
-        merged.unreachable = self
+        let unreachable = self
             .all()
             .into_iter()
             .filter(|p| !answered.iter().any(|(q, _)| q == p))
             .map(|p| {
-                self.health
+                let why = self
+                    .health
                     .down(p)
-                    .unwrap_or_else(|| format!("partition {p}: no answer"))
-            })
-            .collect();
+                    .unwrap_or_else(|| format!("partition {p}: no answer"));
+                format!("unreachable, left out of the figures: {why}")
+            });
+        let mut warnings: Vec<String> = unreachable.collect();
+        for (p, s) in &answered {
+            warnings.extend(s.warnings.iter().map(|w| format!("partition {p}: {w}")));
+        }
+        warnings.dedup();
+        merged.warnings = warnings;
         Ok(merged)
     }
 

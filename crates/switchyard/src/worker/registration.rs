@@ -102,7 +102,7 @@ impl Inner {
             self.report_loss().await;
         }
         let mut result = self.register_locked(&mut generation).await;
-        if let Err(Error::UnknownQueue(queue)) = &result
+        if let Some(queue) = result.as_ref().err().and_then(Error::missing_queue)
             && self.carries(queue)
         {
             tracing::warn!(
@@ -127,7 +127,7 @@ impl Inner {
                 let pause = self.retry.next();
                 if let Some(held) = self.register_log.pass() {
                     let advice = match &e {
-                        Error::UnknownQueue(_) => {
+                        Error::UnknownQueue(_) | Error::DataLost { .. } => {
                             " (declare it again, or give the worker the queue's configuration \
                              with `declare` so that it does so itself)"
                         }
