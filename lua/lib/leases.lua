@@ -7,12 +7,18 @@ local function kind_of(r)
 end
 
 -- Shortest-job-first queues learn the run time of each kind: the moving average
--- floor((7 * average + sample) / 8) of measured run times (backend::next_average).
+-- floor((7 * average + s) / 8) of measured run times, each sample s at most SAMPLE_CAP times
+-- the average (the first, times the default cost) (backend::next_average).
 local function learn_cost(q, r)
   if q.pol ~= P_SJF and q.pol ~= P_SJF_AGING then return end
   local field = 'k:' .. kind_of(r)
   local sample = NOW - (r.tm - r.to)
   local avg = tonumber(call('HGET', q.k_state, field))
+  -- The sample counts as at most SAMPLE_CAP times the average (the default cost for the
+  -- first), each taken as at least 1.
+  local base = avg or q.dcost
+  if base < 1 then base = 1 end
+  sample = min(sample, base * SAMPLE_CAP)
   if avg then avg = floor((7 * avg + sample) / 8) else avg = sample end
   call('HSET', q.k_state, field, avg)
 end

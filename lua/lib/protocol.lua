@@ -17,6 +17,8 @@ local HDR = '>BBHHHI4I4I6I6I6I6BHI4'
 local HDR_LEN = 47
 local CFG = '>BI4BHI4HI4I4I4BI6I6I6B'
 local EVENT_CAP = 10000
+-- How far a run-time sample may be above the learned average (backend::SAMPLE_CAP).
+local SAMPLE_CAP = 4
 local WREC = '>HHHI6I4I6BHI6I6I6'
 local WREC_LEN = 43
 local BAL = '>HI6I6'

@@ -1,5 +1,5 @@
-//! `switchyard submit` when things go wrong half-way: a server that fills up, a reader of its
-//! output that goes away.
+//! `switchyard submit` and `task` when things go wrong half-way or get large: a server that
+//! fills up, a reader of the output that goes away, a result of a megabyte.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod support;
@@ -102,4 +102,40 @@ async fn a_submit_cut_short_says_what_it_stored_and_its_rerun_stores_only_the_re
         "{out}"
     );
     assert_eq!(ready(&server, ns).await, 20_000, "every task once");
+}
+
+/// A large result is shown as a preview with its size; `--result` prints it whole, as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_result_is_previewed_and_printed_whole_on_request() {
+    let server = RedisServer::start().unwrap();
+    let ns = "large";
+    ok(&server, ns, &["declare", "q"]);
+    let worker = support::WorkerProcess::start(&server, ns, "w", &["--queue", "q"]);
+    let payload = format!("\"{}\"", "x".repeat((1 << 20) - 16));
+    let path = server.dir().join("payload.json");
+    std::fs::write(&path, &payload).unwrap();
+    let id = ok(
+        &server,
+        ns,
+        &[
+            "submit",
+            "q",
+            "echo",
+            "--payload-file",
+            path.to_str().unwrap(),
+        ],
+    )
+    .trim()
+    .to_owned();
+    let shown = ok(&server, ns, &["task", &id, "--wait-ms", "20000"]);
+    let longest = shown.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 300, "a line of {longest} bytes");
+    assert!(
+        shown.contains(&format!("({} bytes;", payload.len())),
+        "{shown}"
+    );
+    let whole = run(&server, ns, &["task", &id, "--result"]);
+    assert!(whole.status.success());
+    assert_eq!(whole.stdout, payload.as_bytes());
+    drop(worker);
 }

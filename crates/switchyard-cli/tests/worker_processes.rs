@@ -290,3 +290,71 @@ async fn soak_ten_thousand_tasks_while_workers_are_killed_and_restarted() {
     );
     assert!(retried > 0, "the kills caught tasks mid-flight");
 }
+
+/// Every failed attempt is in the worker's log at warn — the task, its queue and kind, the
+/// attempt, the error, and what became of it — the timed-out ones too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_and_timed_out_attempts_are_logged() {
+    let server = RedisServer::start().unwrap();
+    let ns = "logged";
+    ok(
+        &server,
+        ns,
+        &[
+            "declare",
+            "q",
+            "--max-attempts",
+            "2",
+            "--backoff-ms",
+            "10",
+            "--jitter-pct",
+            "0",
+        ],
+    );
+    let worker = WorkerProcess::start(&server, ns, "w", &["--queue", "q"]);
+    let client = connect(&server, ns).await;
+    registered(&client, "w").await;
+    let failing = client.submit_json("q", "fail", "boom").await.unwrap();
+    let slow = client
+        .submit(
+            TaskSpec::builder("q", "sleep")
+                .payload(b"5000".to_vec())
+                .timeout(Duration::from_millis(200))
+                .max_attempts(1)
+                .build()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    for task in [&failing, &slow] {
+        assert!(matches!(
+            task.wait(Duration::from_secs(20)).await.unwrap(),
+            TaskOutcome::Dead(_)
+        ));
+    }
+    let log = eventually(Duration::from_secs(10), "the dead-lettered lines", || {
+        let log = worker.log();
+        std::future::ready((log.matches("dead-lettered").count() >= 2).then_some(log))
+    })
+    .await;
+    let id = failing.id().to_string();
+    assert!(
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains(&id)
+            && l.contains("kind=fail")
+            && l.contains("attempt 1 of 2 failed: boom; retried in")),
+        "{log}"
+    );
+    assert!(
+        log.contains("attempt 2 of 2 failed: boom; dead-lettered"),
+        "{log}"
+    );
+    let slow_line = log
+        .lines()
+        .find(|l| l.contains(&slow.id().to_string()))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        slow_line.contains("timed out after 200 ms") && slow_line.contains("dead-lettered"),
+        "{slow_line}"
+    );
+}

@@ -64,7 +64,9 @@
 mod audit;
 mod state;
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -124,12 +126,7 @@ impl MemoryBackend {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave a half-applied step visible to callers
-        // that matter more than availability here; recover the guard.
-        self.shared
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shared.state.lock()
     }
 
     fn now(&self) -> u64 {
@@ -149,6 +146,18 @@ impl MemoryBackend {
         let mut state = self.lock();
         state.now = now;
         f(&mut state, now)
+    }
+
+    /// [`with`](Self::with), then hands the lock to a caller that waits for it, if one does,
+    /// before this one may take it again: what a long series of steps (a large batch) does
+    /// between steps, so that others are not starved by a lock taken back at once.
+    fn with_then_yield<T>(&self, f: impl FnOnce(&mut State, u64) -> Result<T>) -> Result<T> {
+        let now = self.now();
+        let mut state = self.lock();
+        state.now = now;
+        let out = f(&mut state, now);
+        MutexGuard::unlock_fair(state);
+        out
     }
 
     /// Synchronous [`Produce::submit`](switchyard_core::Produce::submit).
@@ -242,7 +251,7 @@ impl Produce for MemoryBackend {
         let mut specs = specs.into_iter();
         while specs.len() > 0 {
             let chunk: Vec<TaskSpec> = specs.by_ref().take(SUBMIT_CHUNK).collect();
-            let failed = self.with(|s, now| {
+            let failed = self.with_then_yield(|s, now| {
                 for spec in chunk {
                     match s.submit(spec, now) {
                         Ok(outcome) => out.push(outcome),

@@ -208,7 +208,9 @@ struct DedupEntry {
 #[derive(Debug, Default)]
 pub(crate) struct State {
     pub(crate) queues: BTreeMap<QueueName, Queue>,
-    pub(crate) tasks: HashMap<TaskId, Task>,
+    /// Every task, by id: a B-tree, which grows a node at a time (a hash map doubles, and at a
+    /// million tasks moved them all under the lock for half a second).
+    pub(crate) tasks: BTreeMap<TaskId, Task>,
     pub(crate) workers: BTreeMap<WorkerId, Worker>,
     /// The backend-wide sequence: FIFO tie-break of ready and delayed sets, lease tokens and
     /// inbox order all draw from it.
@@ -326,7 +328,8 @@ impl State {
         let started = t.deadline.saturating_sub(u64::from(t.timeout_ms));
         let key = (t.queue.clone(), t.kind.clone());
         let sample = now.saturating_sub(started);
-        let avg = next_average(self.costs.get(&key).copied(), sample);
+        let default = u64::from(q.config.default_cost_ms);
+        let avg = next_average(self.costs.get(&key).copied(), sample, default);
         self.costs.insert(key, avg);
         Ok(())
     }

@@ -319,6 +319,7 @@ mod tests {
         for (name, strategy) in strategies {
             expect(&lua, name, strategy_args(strategy).0);
         }
+        expect(&lua, "SAMPLE_CAP", switchyard_core::backend::SAMPLE_CAP);
         expect(&lua, "F_CANCEL", TASK_CANCEL_REQUESTED);
         expect(&lua, "F_AWAITED", TASK_AWAITED);
         expect(&lua, "W_WAITING", WORKER_WAITING);

@@ -60,6 +60,11 @@ pub struct TaskArgs {
     /// Print it as JSON (with its outcome and its events).
     #[arg(long)]
     pub json: bool,
+
+    /// Print only its result, whole and as it is (bytes, no newline added), e.g. to a file;
+    /// fails unless the task succeeded. (Otherwise a result is shown as a short preview.)
+    #[arg(long, conflicts_with_all = ["json", "delete", "cancel", "redrive"])]
+    pub result: bool,
 }
 
 /// Flags of `switchyard dead`.

@@ -40,10 +40,36 @@ pub fn task(args: &TaskArgs) -> Result<(), String> {
                 println!("re-driven: back in its queue with fresh attempts");
             }
         }
+        if args.result {
+            let outcome = match args.wait_ms {
+                Some(ms) => Some(handle.wait(millis(ms)).await.map_err(|e| e.to_string())?),
+                None => client
+                    .backend()
+                    .get_outcome(args.id)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            };
+            return match outcome {
+                Some(TaskOutcome::Succeeded(v)) => {
+                    use std::io::Write;
+                    std::io::stdout().write_all(&v).map_err(|e| e.to_string())
+                }
+                Some(other) => Err(format!("task {} has no result: {other:?}", args.id)),
+                None => Err(format!(
+                    "task {} has no outcome yet (add --wait-ms to wait for it)",
+                    args.id
+                )),
+            };
+        }
         let mut failed = None;
         if let Some(ms) = args.wait_ms {
             let said = match handle.wait(millis(ms)).await.map_err(|e| e.to_string())? {
-                TaskOutcome::Succeeded(v) => format!("succeeded: {}", String::from_utf8_lossy(&v)),
+                // A preview: a result may be megabytes (`--result` prints it whole).
+                TaskOutcome::Succeeded(v) => format!(
+                    "succeeded: {} ({} bytes; --result prints it whole)",
+                    views::preview(&v),
+                    v.len()
+                ),
                 TaskOutcome::Dead(e) => {
                     failed = Some(format!("task {} is dead: {e}", args.id));
                     format!("dead: {e}")

@@ -59,18 +59,28 @@ pub fn normalize_error(error: &str) -> String {
     error[..end].to_owned()
 }
 
-/// The moving average of run times after one more sample: `⌊(7 · average + sample) / 8⌋`, or
-/// the sample itself for the first. Both backends compute exactly this.
+/// How far one sample may be above the average it is folded into (and the first one above
+/// the queue's default cost): one stalled run moves a learned cost by at most 3/8 of itself.
+pub const SAMPLE_CAP: u64 = 4;
+
+/// The moving average of run times after one more sample: `⌊(7 · average + s) / 8⌋` where `s`
+/// is the sample, at most [`SAMPLE_CAP`] times the average; the first sample sets it, at most
+/// [`SAMPLE_CAP`] times `default` (the queue's default cost). So a run that stalled —
+/// first or not — cannot mis-order a kind for many rounds. Both backends compute exactly
+/// this.
 ///
 /// ```
 /// use switchyard_core::backend::next_average;
-/// assert_eq!(next_average(None, 80), 80);
-/// assert_eq!(next_average(Some(80), 160), 90);
+/// assert_eq!(next_average(None, 80, 1_000), 80);
+/// assert_eq!(next_average(Some(80), 160, 1_000), 90);
+/// // A stall counts as at most four times the average (or the default, for the first).
+/// assert_eq!(next_average(Some(80), 60_000, 1_000), (7 * 80 + 320) / 8);
+/// assert_eq!(next_average(None, 60_000, 1_000), 4_000);
 /// ```
-pub fn next_average(average: Option<u64>, sample: u64) -> u64 {
+pub fn next_average(average: Option<u64>, sample: u64, default: u64) -> u64 {
     match average {
-        None => sample,
-        Some(a) => (7 * a + sample) / 8,
+        None => sample.min(default.max(1).saturating_mul(SAMPLE_CAP)),
+        Some(a) => (7 * a + sample.min(a.max(1).saturating_mul(SAMPLE_CAP))) / 8,
     }
 }
 

@@ -421,6 +421,7 @@ impl WorkerBuilder {
                 receive_log: Throttle::default(),
                 heartbeat_log: Throttle::default(),
                 maintenance_log: Throttle::default(),
+                failure_log: Throttle::with_burst(FAILURE_LINES),
                 fenced: CancellationToken::new(),
                 fence_error: Mutex::new(None),
                 shutdown: shutdown.clone(),
@@ -472,6 +473,8 @@ struct Inner {
     receive_log: Throttle,
     heartbeat_log: Throttle,
     maintenance_log: Throttle,
+    /// Failed attempts (see `report_failure`).
+    failure_log: Throttle,
     /// Fired when another instance holds the id: the worker stops (see `Inner::fence`).
     fenced: CancellationToken,
     fence_error: Mutex<Option<Error>>,
@@ -499,6 +502,9 @@ struct Slot {
     /// The first reason its token fired for, if it did.
     stop: Option<Stop>,
 }
+
+/// Failed attempts logged per 10 s at most (the rest are counted in the next line).
+const FAILURE_LINES: u32 = 20;
 
 /// How many finished leases a worker remembers (see `Running::done`).
 const DONE_KEPT: usize = 4_096;
@@ -1155,7 +1161,7 @@ impl Inner {
                 Vec::new()
             }
             Err(err) => {
-                self.report_failure(&lease, err.message(), err.is_retryable(), until)
+                self.report_failure(delivery, err.message(), err.is_retryable(), until)
                     .await;
                 Vec::new()
             }

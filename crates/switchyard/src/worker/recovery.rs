@@ -25,20 +25,33 @@ pub(crate) fn retry(seed: u64) -> Retry {
     Retry::new(seed, RETRY_FIRST, RETRY_CAP)
 }
 
-/// Lets one kind of log line through at most once per [`LOG_PERIOD`], counting the ones it
-/// held back.
+/// Lets one kind of log line through at most `burst` times per [`LOG_PERIOD`] (once, by
+/// default), counting the ones it held back.
 #[derive(Debug, Default)]
 pub(crate) struct Throttle {
     state: Mutex<ThrottleState>,
+    /// Lines let through per period beyond the first.
+    extra: u32,
 }
 
 #[derive(Debug, Default)]
 struct ThrottleState {
+    /// When the current period began.
     last: Option<Instant>,
+    /// Lines let through in it.
+    passed: u32,
     held: u64,
 }
 
 impl Throttle {
+    /// A throttle that lets `burst` lines through per period (at least one).
+    pub(crate) fn with_burst(burst: u32) -> Self {
+        Throttle {
+            state: Mutex::default(),
+            extra: burst.saturating_sub(1),
+        }
+    }
+
     /// `Some(n)` if a line may be written now (`n` lines were held back since the last one),
     /// `None` if it must be held back.
     pub(crate) fn pass(&self) -> Option<u64> {
@@ -52,11 +65,16 @@ impl Throttle {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match state.last {
             Some(last) if now.duration_since(last) < LOG_PERIOD => {
+                if state.passed <= self.extra {
+                    state.passed += 1;
+                    return Some(std::mem::take(&mut state.held));
+                }
                 state.held += 1;
                 None
             }
             _ => {
                 state.last = Some(now);
+                state.passed = 1;
                 Some(std::mem::take(&mut state.held))
             }
         }
@@ -98,6 +116,12 @@ mod tests {
         assert_eq!(t.pass_at(start + LOG_PERIOD), Some(2));
         t.reset();
         assert_eq!(t.pass_at(start + LOG_PERIOD), Some(0));
+        let three = Throttle::with_burst(3);
+        assert_eq!(three.pass_at(start), Some(0));
+        assert_eq!(three.pass_at(start), Some(0));
+        assert_eq!(three.pass_at(start), Some(0));
+        assert_eq!(three.pass_at(start), None);
+        assert_eq!(three.pass_at(start + LOG_PERIOD), Some(1));
         assert_eq!(repeats(0), "");
         assert!(repeats(3).contains("3 more"));
     }

@@ -15,7 +15,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use switchyard_core::{AckOutcome, Delivery, Error, Lease, Result};
+use switchyard_core::{Ack, AckOutcome, Delivery, Error, Lease, Result};
 use tokio::time::Instant;
 
 use super::Inner;
@@ -65,21 +65,50 @@ impl Inner {
         }
     }
 
-    /// Reports a failed attempt.
+    /// Reports a failed attempt of `delivery`, and logs it at warn with what the backend made
+    /// of it (retried, dead-lettered, cancelled): at most 20 lines per
+    /// [`recovery::LOG_PERIOD`], the next one saying how many were held back.
     pub(super) async fn report_failure(
         &self,
-        lease: &Lease,
+        delivery: &Delivery,
         message: &str,
         retry: bool,
         until: Instant,
     ) {
+        let lease = &delivery.lease;
         let answer = self
             .reporting(lease, until, "report the failure", || {
                 self.backend.fail(lease, message, retry)
             })
             .await;
-        if let Reported::Answer(AckOutcome { ack, .. }) = answer {
-            self.count(lease, &ack, false);
+        let Reported::Answer(AckOutcome { ack, .. }) = answer else {
+            return;
+        };
+        self.count(lease, &ack, false);
+        let then = match &ack {
+            Ack::Retrying { run_at } => {
+                let wait = run_at.saturating_sub(super::now_ms());
+                format!(
+                    "retried in {}",
+                    switchyard_core::display::duration(Duration::from_millis(wait))
+                )
+            }
+            Ack::Dead => "dead-lettered".to_owned(),
+            Ack::Cancelled => "cancelled".to_owned(),
+            Ack::Completed | Ack::Rejected(_) => return,
+        };
+        if let Some(held) = self.failure_log.pass() {
+            tracing::warn!(
+                task = %lease.task,
+                queue = %lease.queue,
+                kind = %delivery.kind,
+                attempt = delivery.attempt,
+                max_attempts = delivery.max_attempts,
+                "attempt {} of {} failed: {message}; {then}{}",
+                delivery.attempt,
+                delivery.max_attempts,
+                recovery::repeats(held)
+            );
         }
     }
 
