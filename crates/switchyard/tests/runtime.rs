@@ -1343,7 +1343,8 @@ async fn a_producer_keeping_its_queue_declared_survives_an_empty_restart() {
     .await;
     assert_eq!(c.backend().queue_config(&q).await.unwrap(), Some(config));
     assert_eq!(submitted.state().await.unwrap(), Some(TaskState::Ready));
-    // Without keeping it, the error stands.
+    // Without keeping it, the error stands, and says that the backend lost its data (the
+    // namespace this process saw is gone), not merely that the queue is not declared.
     let plain = Client::from_arc(c.backend().clone());
     server.restart_empty().unwrap();
     let err = eventually(
@@ -1351,13 +1352,14 @@ async fn a_producer_keeping_its_queue_declared_survives_an_empty_restart() {
         "an answer after the restart",
         || async {
             match plain.submit_json("q", "k", "lost").await {
-                Err(Error::UnknownQueue(q)) => Some(q),
+                Err(e @ Error::DataLost { .. }) => Some(e),
                 _ => None,
             }
         },
     )
     .await;
-    assert_eq!(err.as_str(), "q");
+    assert_eq!(err.missing_queue().map(|q| q.as_str()), Some("q"));
+    assert!(err.to_string().contains("lost its data"), "{err}");
 }
 
 /// Per-task timeouts run on the worker's clock: with the backend's clock an hour behind or
