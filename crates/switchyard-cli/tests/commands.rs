@@ -7,7 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{WorkerProcess, ok, run};
+use support::{WorkerProcess, ok, run, switchyard};
 use switchyard_testkit::redis_server::RedisServer;
 
 const WORKER: [&str; 6] = [
@@ -246,6 +246,16 @@ fn bad_input_gets_a_clear_error() {
     assert!(err(&["submit", "jobs", "echo", "--priority", "70000"]).contains("--priority"));
     assert!(err(&["submit", "jobs", "echo", "--max-attempts", "0"]).contains("attempts"));
     assert!(err(&["task", "not-an-id"]).contains("not-an-id"));
+    // A worker's flags are checked before it connects: the reason, not a connection error.
+    let refused = switchyard()
+        .args(["worker", "--queue", "q", "--capacity", "0"])
+        .env("SWITCHYARD_URL", "redis://127.0.0.1:1")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(said.contains("invalid capacity: 0"), "{said}");
+    assert!(!said.contains("connect"), "{said}");
     let memory = switchyard_cli_with_url("memory://", &["status"]);
     assert!(memory.contains("switchyard demo"), "{memory}");
     let refused = switchyard_cli_with_url("redis://127.0.0.1:1", &["status"]);
