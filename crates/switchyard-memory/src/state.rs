@@ -208,9 +208,10 @@ struct DedupEntry {
 #[derive(Debug, Default)]
 pub(crate) struct State {
     pub(crate) queues: BTreeMap<QueueName, Queue>,
-    /// Every task, by id: a B-tree, which grows a node at a time (a hash map doubles, and at a
-    /// million tasks moved them all under the lock for half a second).
-    pub(crate) tasks: BTreeMap<TaskId, Task>,
+    /// Every task, by id. Boxed, and hashed by the id's own random bits: when the map
+    /// doubles, it moves and rehashes pointers, not records (at a million tasks, records moved
+    /// by value held the lock for half a second).
+    pub(crate) tasks: HashMap<TaskId, Box<Task>, IdHash>,
     pub(crate) workers: BTreeMap<WorkerId, Worker>,
     /// The backend-wide sequence: FIFO tie-break of ready and delayed sets, lease tokens and
     /// inbox order all draw from it.
@@ -237,6 +238,40 @@ pub(crate) struct State {
     event_count: u64,
     /// Moving averages of run times per (queue, kind), for shortest-job-first queues.
     costs: HashMap<(QueueName, TaskKind), u64>,
+}
+
+/// Hashes a [`TaskId`] by its low 64 bits, which are random (`TaskId` is 48 bits of time and
+/// 80 random ones): nothing to mix, so a resize rehashes a million ids in milliseconds.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct IdHash;
+
+impl std::hash::BuildHasher for IdHash {
+    type Hasher = IdHasher;
+
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(0)
+    }
+}
+
+/// See [`IdHash`].
+#[derive(Debug, Default)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not reached for a `TaskId` (it hashes one u128); any other input is folded in.
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u128(&mut self, value: u128) {
+        self.0 ^= value as u64;
+    }
 }
 
 fn internal(what: &str) -> Error {
@@ -298,6 +333,7 @@ impl State {
     fn task_mut(&mut self, id: TaskId) -> Result<&mut Task> {
         self.tasks
             .get_mut(&id)
+            .map(|t| &mut **t)
             .ok_or_else(|| internal("task record missing"))
     }
 
@@ -979,7 +1015,7 @@ impl State {
         let run_at = spec.schedule().run_at(now);
         self.tasks.insert(
             id,
-            Task {
+            Box::new(Task {
                 id,
                 queue: spec.queue().clone(),
                 kind: spec.kind().clone(),
@@ -1011,7 +1047,7 @@ impl State {
                 finished_at: 0,
                 retain_until: 0,
                 payload: spec.payload().to_vec(),
-            },
+            }),
         );
         self.emit(EventKind::Submitted, id, None, None);
         let dispatched = self.enter_queue(id, run_at, now, false)?;
@@ -1323,7 +1359,7 @@ impl State {
         let mut tasks: Vec<&Task> = w
             .running
             .iter()
-            .filter_map(|id| self.tasks.get(id))
+            .filter_map(|id| self.tasks.get(id).map(|t| &**t))
             .collect();
         tasks.sort_by_key(|t| t.token);
         Ok(tasks.iter().map(|t| t.delivery(worker, None)).collect())
@@ -1515,7 +1551,7 @@ impl State {
     // ----- reads -------------------------------------------------------------------------------
 
     pub(crate) fn get_task(&self, id: TaskId) -> Option<TaskInfo> {
-        self.tasks.get(&id).map(Task::info)
+        self.tasks.get(&id).map(|t| t.info())
     }
 
     pub(crate) fn get_outcome(&self, id: TaskId) -> Option<TaskOutcome> {
@@ -1527,7 +1563,7 @@ impl State {
         Ok(q.dead
             .iter()
             .take(limit)
-            .filter_map(|(_, id)| self.tasks.get(id).map(Task::info))
+            .filter_map(|(_, id)| self.tasks.get(id).map(|t| t.info()))
             .collect())
     }
 
