@@ -1,7 +1,7 @@
 //! Cross-backend property tests: the same random operation sequences run against the memory
 //! reference and a real Redis (started by the test on a free port) with the same manual clock.
 //! After every step the two must have answered identically (every dispatch decision included),
-//! hold identical task states, and each satisfy the invariants of DESIGN §3 — Redis checked by
+//! hold identical task states, and each satisfy the invariants of `docs/architecture.md` ("The state machine") — Redis checked by
 //! reading its state back. Each strategy's fairness property is checked on Redis too.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 

@@ -1,4 +1,5 @@
 -- lib/admin.lua: helpers of the administration calls (switchyard_core::admin).
+-- Rust twin: crates/switchyard-memory/src/state/admin.rs.
 
 -- A queue configuration in ARGV[i..i+15] (as declare and reconfigure pass it), checked:
 -- the packed CFG, the random generator state and the jitter generator state.

@@ -1,4 +1,5 @@
 -- lib/deferred.lua: writes deferred to the end of a call (`flush`, in lib/flush.lua, applies them).
+-- Rust twin: none: the reference writes at once; `next_seq` is in crates/switchyard-memory/src/state/place.rs.
 
 -- Deferred writes, applied by `flush` as one command per key, before any read of a deferred key
 -- and at the end of a call: task records, members added to / removed from sorted sets, the

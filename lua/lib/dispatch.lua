@@ -1,4 +1,5 @@
 -- lib/dispatch.lua: parking, events, starting a task, dispatching it to a worker, hand-offs.
+-- Rust twin: crates/switchyard-memory/src/state/dispatch.rs.
 
 -- Marks an idle worker waiting: the next dispatch to it publishes on its wake channel, and it
 -- is parked on its pull queues (the next task there wakes it).

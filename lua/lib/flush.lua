@@ -1,4 +1,5 @@
 -- lib/flush.lua: applying the deferred writes.
+-- Rust twin: none: the reference writes at once.
 
 -- One command `cmd key args...`, split into commands of at most 4,000 arguments.
 local function send(cmd, key, args)

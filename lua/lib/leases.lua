@@ -1,4 +1,5 @@
 -- lib/leases.lua: finishing, receiving, failing and handing back leased tasks.
+-- Rust twin: crates/switchyard-memory/src/state/leases.rs; `learn_cost` in state/costs.rs.
 
 -- The kind of task `r` (from its body).
 local function kind_of(r)

@@ -1,4 +1,5 @@
 -- lib/pick.lua: the load-balancing strategies (Balancer::pick).
+-- Rust twin: the strategies of crates/switchyard-core/src/strategy/ (`Balancer::pick`).
 
 -- Chooses an eligible worker for task `r` of queue `q` and records the choice (Balancer::pick).
 local function pick(q, r)

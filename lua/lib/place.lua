@@ -1,4 +1,5 @@
 -- lib/place.lua: putting a task into its queue, filling workers, dispatching ready tasks.
+-- Rust twin: crates/switchyard-memory/src/state/place.rs.
 
 -- Pull queues: the first worker parked on `q` if it takes a task at once — a free slot, an
 -- empty inbox, and someone listening on its wake channel — or false after waking (and

@@ -1,4 +1,5 @@
 -- lib/queues.lua: a queue's configuration and state, its ready set.
+-- Rust twin: crates/switchyard-memory/src/state/queues.rs.
 
 -- Queues --------------------------------------------------------------------------------------
 -- config: policy aging strategy vnodes default_cost max_attempts timeout backoff_base

@@ -1,4 +1,5 @@
 -- lib/records.lua: task records, unpacked and packed.
+-- Rust twin: crates/switchyard-memory/src/state/records.rs.
 
 -- Task records -------------------------------------------------------------------------------
 -- header: state flags attempts max_attempts priority cost timeout pos token time created

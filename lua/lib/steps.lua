@@ -1,4 +1,5 @@
 -- lib/steps.lua: the arguments and reply of a worker's own calls.
+-- Rust twin: crates/switchyard-memory/src/state/workers.rs (`check_instance`).
 
 -- Checks that the worker's queue list equals the queues opened from ARGV[first ..].
 local function check_worker_queues(wr, first, n)

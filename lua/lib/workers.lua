@@ -1,4 +1,5 @@
 -- lib/workers.lua: worker records and their balancer entries (`settle`).
+-- Rust twin: crates/switchyard-memory/src/state/workers.rs.
 
 -- Workers -------------------------------------------------------------------------------------
 -- record: capacity weight in-flight expires ttl receive-cursor flags (W_WAITING, W_DRAINING)

@@ -493,6 +493,41 @@ pub struct TaskInfo {
 }
 
 impl TaskInfo {
+    /// The same task as every backend shows it: the fields that belong to one state only are
+    /// dropped in the others — `run_at` unless scheduled or waiting for a retry, `worker` and
+    /// `token` unless dispatched or running, `deadline` unless running, `finished_at` unless
+    /// succeeded, dead or cancelled. A backend fills them from what it keeps, then calls this:
+    /// the rules live here once.
+    ///
+    /// ```
+    /// use switchyard_core::{TaskInfo, TaskState};
+    /// # fn shown(mut info: TaskInfo) {
+    /// info.state = TaskState::Ready;
+    /// info.deadline = Some(42);
+    /// assert_eq!(info.shown().deadline, None);
+    /// # }
+    /// ```
+    pub fn shown(mut self) -> Self {
+        use TaskState::{
+            Cancelled, Dead, Dispatched, RetryScheduled, Running, Scheduled, Succeeded,
+        };
+        let state = self.state;
+        if !matches!(state, Scheduled | RetryScheduled) {
+            self.run_at = None;
+        }
+        if !matches!(state, Dispatched | Running) {
+            self.worker = None;
+            self.token = None;
+        }
+        if state != Running {
+            self.deadline = None;
+        }
+        if !matches!(state, Succeeded | Dead | Cancelled) {
+            self.finished_at = None;
+        }
+        self
+    }
+
     /// The lease the task is held under while it is dispatched or running (the one a
     /// completion must present), for tools that act on a worker's behalf and for tests of
     /// fencing. `None` while it is not leased.

@@ -7,7 +7,7 @@ use switchyard_core::TaskState;
 use crate::state::State;
 
 impl State {
-    /// Checks the invariants of DESIGN §3 that can be seen in one state, plus the consistency
+    /// Checks the invariants of `docs/architecture.md` ("The state machine") that can be seen in one state, plus the consistency
     /// of every index. Returns the first violation found.
     pub(crate) fn audit(&self) -> Result<(), String> {
         // Conservation: each record sits in exactly the structure its state names.

@@ -1,4 +1,4 @@
-//! Property tests of the memory backend: the invariants of DESIGN §3 after every step of random
+//! Property tests of the memory backend: the invariants of `docs/architecture.md` ("The state machine") after every step of random
 //! operation sequences, each strategy's fairness property, policy order and SJF optimality.
 
 use std::sync::Arc;

@@ -303,20 +303,20 @@ impl Record {
             max_attempts: self.max_attempts,
             timeout_ms: self.timeout_ms,
             created_at: self.created,
-            run_at: matches!(self.state, TaskState::Scheduled | TaskState::RetryScheduled)
-                .then_some(self.time),
+            run_at: Some(self.time),
             worker: self.worker.clone(),
-            token: self.state.is_leased().then_some(LeaseToken(self.token)),
+            token: Some(LeaseToken(self.token)),
             last_error: self.error.clone(),
             cancel_requested: self.cancel,
             affinity_key: self.affinity.clone(),
             dedup_key: self.dedup.clone(),
-            deadline: (self.state == TaskState::Running).then_some(self.time),
-            finished_at: self.state.is_terminal().then_some(self.time),
+            deadline: Some(self.time),
+            finished_at: Some(self.time),
             trace_parent: self.trace.clone(),
             trace_state: self.trace_state.clone(),
             payload: self.payload.clone(),
         }
+        .shown()
     }
 
     pub(crate) fn outcome(&self) -> Option<TaskOutcome> {

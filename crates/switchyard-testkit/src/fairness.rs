@@ -1,4 +1,4 @@
-//! The fairness property of each dispatch strategy (DESIGN §5), as checks over any backend.
+//! The fairness property of each dispatch strategy (`docs/architecture.md`, "Strategies"), as checks over any backend.
 //!
 //! Each check declares a fresh queue on the backend it is given, registers workers, drives
 //! tasks through it and returns the assignment data it observed, or a description of the

@@ -3,7 +3,7 @@
 //! Dev-only support for Switchyard's tests:
 //!
 //! * [`scenario`] — random operation sequences over any backend, with the invariants of
-//!   DESIGN §3 checked after every step, and a trace for comparing backends;
+//!   the invariants of `docs/architecture.md` ("The state machine") checked after every step, and a trace for comparing backends;
 //! * [`fairness`] — the fairness property of each dispatch strategy, as reusable checks;
 //! * [`redis_server`] — real `redis-server` processes on free loopback ports;
 //! * [`sentinel`] — a primary with replicas watched by Sentinels, for failover tests.

@@ -1,4 +1,4 @@
-//! Random operation sequences over any [`Backend`], with the invariants of DESIGN §3 checked
+//! Random operation sequences over any [`Backend`], with the invariants of `docs/architecture.md` ("The state machine") checked
 //! after every step through the public API.
 //!
 //! A [`Scenario`] is a set of queue configurations and a list of [`Op`]s; a [`Runner`] applies

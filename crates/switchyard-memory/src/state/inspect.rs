@@ -1,0 +1,103 @@
+//! Reads: one task, its outcome, the dead-letter set, the ready order, the event log, stats.
+//!
+//! Lua twin: lua/stats.lua, lua/peek.lua.
+
+use std::collections::BTreeMap;
+
+use switchyard_core::Event;
+use switchyard_core::{
+    Error, QueueName, QueueStats, Result, Stats, TaskId, TaskInfo, TaskOutcome, WorkerStats,
+};
+
+use super::State;
+
+impl State {
+    /// Events after `after`, oldest first.
+    pub(crate) fn events(&self, after: Option<&str>, limit: usize) -> Result<Vec<Event>> {
+        let after: u64 = match after {
+            None => 0,
+            Some(a) => a.parse().map_err(|_| {
+                Error::invalid(
+                    "event id",
+                    format!("`{a}` is not an event id of this backend"),
+                )
+            })?,
+        };
+        Ok(self
+            .events
+            .iter()
+            .filter(|e| e.id.parse::<u64>().is_ok_and(|n| n > after))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    pub(crate) fn get_task(&self, id: TaskId) -> Option<TaskInfo> {
+        self.tasks.get(&id).map(|t| t.info())
+    }
+
+    pub(crate) fn get_outcome(&self, id: TaskId) -> Option<TaskOutcome> {
+        self.tasks.get(&id).and_then(|t| t.outcome.clone())
+    }
+
+    pub(crate) fn list_dead(&self, queue: &QueueName, limit: usize) -> Result<Vec<TaskInfo>> {
+        let q = self.queue(queue)?;
+        Ok(q.dead
+            .iter()
+            .take(limit)
+            .filter_map(|(_, id)| self.tasks.get(id).map(|t| t.info()))
+            .collect())
+    }
+
+    pub(crate) fn peek_ready(&self, queue: &QueueName, limit: usize) -> Result<Vec<TaskId>> {
+        Ok(self
+            .queue(queue)?
+            .ready
+            .values()
+            .take(limit)
+            .copied()
+            .collect())
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let mut per_queue: BTreeMap<&QueueName, QueueStats> = self
+            .queues
+            .iter()
+            .map(|q| {
+                (
+                    q.0,
+                    QueueStats {
+                        queue: Some(q.0.clone()),
+                        totals: q.1.totals,
+                        paused: q.1.paused,
+                        ..QueueStats::default()
+                    },
+                )
+            })
+            .collect();
+        for t in self.tasks.values() {
+            if let Some(s) = per_queue.get_mut(&t.queue) {
+                s.count(t.state);
+            }
+        }
+        Stats {
+            warnings: Vec::new(),
+            queues: per_queue.into_values().collect(),
+            workers: self
+                .workers
+                .iter()
+                .map(|(id, w)| WorkerStats {
+                    id: id.clone(),
+                    capacity: w.spec.get_capacity(),
+                    weight: w.spec.get_weight(),
+                    inflight: w.inflight,
+                    draining: w.draining,
+                    queues: w.spec.queues().to_vec(),
+                    expires_at: w.expires_at,
+                    dispatched: w.dispatched,
+                    completed: w.completed,
+                })
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Maintenance: reaping dead workers, promoting due tasks, purging what expired.
+//!
+//! Lua twin: lua/reap_worker.lua, lua/promote.lua, lua/purge.lua.
+
+use switchyard_core::{MaintenanceReport, Millis, QueueName, Result, WorkerId};
+
+use super::{State, to_i64};
+
+impl State {
+    /// The first run-at among delayed tasks, or the first heartbeat expiry (+1 ms: reaping
+    /// needs `expiry < now`).
+    pub(crate) fn next_due(&self) -> Option<Millis> {
+        let delayed = self.queues.values().filter_map(|q| {
+            q.delayed
+                .keys()
+                .next()
+                .map(|(at, _)| u64::try_from(*at).unwrap_or(0))
+        });
+        let reap = self.heartbeats.first().map(|(t, _)| t + 1);
+        delayed.chain(reap).min()
+    }
+
+    pub(crate) fn maintain(&mut self, limit: usize, now: Millis) -> Result<MaintenanceReport> {
+        let mut report = MaintenanceReport::default();
+        // 1. Workers whose heartbeat expired, by (expiry, id).
+        let dead: Vec<WorkerId> = self
+            .heartbeats
+            .iter()
+            .take_while(|(t, _)| *t < now)
+            .take(limit)
+            .map(|(_, w)| w.clone())
+            .collect();
+        for worker in dead {
+            let back = self.hand_back(&worker, now)?;
+            report.tasks_returned += back.returned.len();
+            report.assignments.extend(back.assignments);
+            report.workers_reaped.push(worker);
+        }
+        report.more |= self.heartbeats.first().is_some_and(|(t, _)| *t < now);
+        // 2. Due delayed tasks, queue by queue in name order, by (run_at, seq).
+        let mut budget = limit;
+        let names: Vec<QueueName> = self.queues.keys().cloned().collect();
+        for qn in names {
+            loop {
+                let q = self.queue_mut(&qn)?;
+                let Some((&(at, seq), &id)) = q.delayed.first_key_value() else {
+                    break;
+                };
+                if at > to_i64(now) {
+                    break;
+                }
+                if budget == 0 {
+                    report.more = true;
+                    break;
+                }
+                budget -= 1;
+                q.delayed.remove(&(at, seq));
+                let at = u64::try_from(at).unwrap_or(now);
+                report.assignments.extend(self.make_ready(id, at, now)?);
+                report.promoted += 1;
+            }
+        }
+        // 3. Finished records past their retention, queue by queue in name order, by
+        //    (retain_until, id); then expired dedup keys.
+        let mut budget = limit;
+        let names: Vec<QueueName> = self.queues.keys().cloned().collect();
+        for qn in names {
+            loop {
+                let q = self.queue_mut(&qn)?;
+                let Some(&(until, id)) = q.done.first() else {
+                    break;
+                };
+                if until > now {
+                    break;
+                }
+                if budget == 0 {
+                    report.more = true;
+                    break;
+                }
+                budget -= 1;
+                q.done.remove(&(until, id));
+                self.drop_finished(id);
+                report.records_purged += 1;
+            }
+        }
+        let stale: Vec<(Millis, QueueName, String)> = self
+            .dedup_expiry
+            .iter()
+            .take_while(|(t, _, _)| *t <= now)
+            .take(limit)
+            .cloned()
+            .collect();
+        for entry in stale {
+            self.dedup_expiry.remove(&entry);
+            let (_, q, k) = entry;
+            self.dedup.remove(&(q, k));
+        }
+        Ok(report)
+    }
+}

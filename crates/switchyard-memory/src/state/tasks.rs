@@ -1,0 +1,169 @@
+//! A task's own transitions: submitting, cancelling, re-driving.
+//!
+//! Lua twin: lua/submit.lua, lua/cancel.lua, lua/redrive.lua.
+
+use switchyard_core::EventKind;
+use switchyard_core::{
+    CancelOutcome, Error, Millis, Result, SubmitOutcome, TaskId, TaskOutcome, TaskSpec, TaskState,
+};
+
+use super::{State, Task, internal};
+
+#[derive(Debug)]
+pub(crate) struct DedupEntry {
+    task: TaskId,
+    expires_at: Millis,
+}
+
+impl State {
+    pub(crate) fn submit(&mut self, spec: TaskSpec, now: Millis) -> Result<SubmitOutcome> {
+        let config = self.queue(spec.queue())?.config;
+        if let Some(t) = self.tasks.get(&spec.id()) {
+            return Ok(SubmitOutcome {
+                id: t.id,
+                state: Some(t.state),
+                duplicate: true,
+                assigned: None,
+            });
+        }
+        if let Some(key) = spec.dedup_key() {
+            if let Some(entry) = self.dedup.get(&(spec.queue().clone(), key.to_owned()))
+                && entry.expires_at > now
+            {
+                return Ok(SubmitOutcome {
+                    id: entry.task,
+                    state: self.tasks.get(&entry.task).map(|t| t.state),
+                    duplicate: true,
+                    assigned: None,
+                });
+            }
+            let expires_at = now.saturating_add(config.dedup_window_ms);
+            let dedup_key = (spec.queue().clone(), key.to_owned());
+            if let Some(old) = self.dedup.insert(
+                dedup_key.clone(),
+                DedupEntry {
+                    task: spec.id(),
+                    expires_at,
+                },
+            ) {
+                self.dedup_expiry.remove(&(
+                    old.expires_at,
+                    dedup_key.0.clone(),
+                    dedup_key.1.clone(),
+                ));
+            }
+            self.dedup_expiry
+                .insert((expires_at, dedup_key.0, dedup_key.1));
+        }
+        let id = spec.id();
+        let run_at = spec.schedule().run_at(now);
+        self.tasks.insert(
+            id,
+            Box::new(Task {
+                id,
+                queue: spec.queue().clone(),
+                kind: spec.kind().clone(),
+                priority: spec.priority(),
+                cost_ms: match spec.cost_hint_ms() {
+                    Some(c) => c,
+                    None => self.default_cost(spec.queue(), spec.kind(), &config),
+                },
+                max_attempts: spec.max_attempts().unwrap_or(config.max_attempts),
+                timeout_ms: spec.timeout_ms().unwrap_or(config.timeout_ms),
+                affinity_key: spec.affinity_key().map(str::to_owned),
+                trace_parent: spec.trace_parent().cloned(),
+                trace_state: spec.trace_state().cloned(),
+                dedup_key: spec.dedup_key().map(str::to_owned),
+                created_at: now,
+                state: TaskState::Ready,
+                attempts: 0,
+                run_at,
+                position: None,
+                order: 0,
+                worker: None,
+                token: 0,
+                inbox_seq: 0,
+                deadline: 0,
+                ready_since: 0,
+                last_error: None,
+                cancel_requested: false,
+                outcome: None,
+                finished_at: 0,
+                retain_until: 0,
+                payload: spec.payload().to_vec(),
+            }),
+        );
+        self.emit(EventKind::Submitted, id, None, None);
+        let dispatched = self.enter_queue(id, run_at, now, false)?;
+        let assigned = self.assigned_at_once(id, dispatched);
+        let state = self.tasks.get(&id).map(|t| t.state);
+        Ok(SubmitOutcome {
+            id,
+            state,
+            duplicate: false,
+            assigned,
+        })
+    }
+
+    pub(crate) fn cancel(&mut self, id: TaskId, now: Millis) -> Result<CancelOutcome> {
+        let (state, queue_name, worker, inbox_seq) = {
+            let t = self.tasks.get(&id).ok_or(Error::TaskNotFound(id))?;
+            (t.state, t.queue.clone(), t.worker.clone(), t.inbox_seq)
+        };
+        match state {
+            TaskState::Scheduled | TaskState::RetryScheduled | TaskState::Ready => {
+                self.cancel_waiting(&queue_name, id, now)?;
+                Ok(CancelOutcome::Cancelled {
+                    assignments: Vec::new(),
+                })
+            }
+            TaskState::Dispatched => {
+                let worker = worker.ok_or_else(|| internal("dispatched task without worker"))?;
+                self.release_slot(&worker, id, Some(inbox_seq));
+                self.emit(EventKind::Cancelled, id, None, None);
+                self.finish(id, TaskState::Cancelled, TaskOutcome::Cancelled, now)?;
+                let assignments = self.fill_worker(&worker, now)?;
+                Ok(CancelOutcome::Cancelled { assignments })
+            }
+            TaskState::Running => {
+                self.task_mut(id)?.cancel_requested = true;
+                Ok(CancelOutcome::Requested)
+            }
+            TaskState::Succeeded | TaskState::Dead | TaskState::Cancelled => {
+                Ok(CancelOutcome::AlreadyFinished(state))
+            }
+        }
+    }
+
+    pub(crate) fn redrive(&mut self, id: TaskId, now: Millis) -> Result<SubmitOutcome> {
+        let (state, finished_at, retain_until, queue_name) = {
+            let t = self.tasks.get(&id).ok_or(Error::TaskNotFound(id))?;
+            (t.state, t.finished_at, t.retain_until, t.queue.clone())
+        };
+        if state != TaskState::Dead {
+            return Err(Error::WrongState {
+                id,
+                state,
+                operation: "redrive (only dead tasks can be re-driven)",
+            });
+        }
+        let q = self.queue_mut(&queue_name)?;
+        q.dead.remove(&(finished_at, id));
+        q.done.remove(&(retain_until, id));
+        {
+            let t = self.task_mut(id)?;
+            t.attempts = 0;
+            t.outcome = None;
+            t.run_at = None;
+        }
+        self.emit(EventKind::Retried, id, None, Some(now.to_string()));
+        let dispatched = self.make_ready(id, now, now)?;
+        let assigned = self.assigned_at_once(id, dispatched);
+        Ok(SubmitOutcome {
+            id,
+            state: self.tasks.get(&id).map(|t| t.state),
+            duplicate: false,
+            assigned,
+        })
+    }
+}
