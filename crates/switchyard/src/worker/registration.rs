@@ -9,8 +9,9 @@ use switchyard_core::display::duration;
 use switchyard_core::{Error, QueueName, Result};
 use tokio::time::Instant;
 
+use super::Inner;
 use super::recovery::repeats;
-use super::{Inner, Stop};
+use super::running::Stop;
 
 /// Extra wait, beyond the holder's expiry, before a worker whose id was in use tries again.
 const IN_USE_MARGIN: Duration = Duration::from_millis(250);

@@ -7,12 +7,12 @@
 //! its timeout and then run again, spending an attempt. Repeating a report is safe: one that
 //! took effect before its reply was lost answers "refused" the second time.
 //!
-//! What could not be delivered is counted in the [`WorkerReport`](super::WorkerReport):
+//! What could not be delivered is counted in the [`WorkerReport`]:
 //! `unreported` (gave up: the task runs again once its lease expires) and `unconfirmed`
 //! (durable mode: applied on the primary, but too few replicas confirmed it).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use switchyard_core::{Ack, AckOutcome, Delivery, Error, Lease, Result};
@@ -20,6 +20,85 @@ use tokio::time::Instant;
 
 use super::Inner;
 use super::recovery;
+
+/// What a worker did before it stopped.
+///
+/// A handler still running when the grace period ends is stopped, and its task goes back to
+/// its queue (`handed_back`), not to the dead-letter set, even if the handler answers its
+/// cancellation with a fatal error:
+///
+/// ```
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// use std::time::Duration;
+/// use switchyard::{Client, QueueConfig, TaskError, TaskSpec, TaskState, Worker};
+/// let client = Client::memory();
+/// client.declare("jobs", QueueConfig::default()).await?;
+/// let worker = Worker::builder(&client, "worker-1", ["jobs"])?
+///     .shutdown_grace(Duration::from_millis(50))
+///     .handle("long", |ctx, _payload| async move {
+///         ctx.cancelled().await;
+///         Err::<Vec<u8>, _>(TaskError::fatal("cancelled"))
+///     })
+///     .build()?;
+/// let stop = worker.shutdown_handle();
+/// let running = tokio::spawn(worker.run());
+/// let task = client.submit(TaskSpec::builder("jobs", "long").build()?).await?;
+/// while task.state().await? != Some(TaskState::Running) {
+///     tokio::time::sleep(Duration::from_millis(5)).await;
+/// }
+/// stop.shutdown();
+/// let report = running.await.unwrap()?;
+/// assert_eq!((report.completed, report.failed, report.handed_back), (0, 0, 1));
+/// assert_eq!(task.state().await?, Some(TaskState::Ready)); // for the next worker
+/// # Ok::<(), switchyard::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerReport {
+    /// Tasks whose completion was accepted.
+    pub completed: u64,
+    /// Failed attempts reported (retries, dead, cancellations).
+    pub failed: u64,
+    /// Completions or failures refused because the lease had been taken back.
+    pub refused: u64,
+    /// Completions or failures that could not be delivered, after retrying for as long as the
+    /// lease could be valid (the backend was unreachable): those tasks run again once their
+    /// leases expire.
+    pub unreported: u64,
+    /// Durable mode: completions or failures applied on the primary that too few replicas
+    /// confirmed in time (see `switchyard_redis::Durable`).
+    pub unconfirmed: u64,
+    /// Tasks in the worker's inbox, not started, given back to their queues when it began to
+    /// drain.
+    pub drained: usize,
+    /// Tasks handed back when the worker deregistered (running tasks past the grace period).
+    pub handed_back: usize,
+}
+
+/// The counts behind a [`WorkerReport`], kept while the worker runs.
+#[derive(Default)]
+pub(super) struct Counters {
+    pub(super) completed: AtomicU64,
+    pub(super) failed: AtomicU64,
+    pub(super) refused: AtomicU64,
+    pub(super) unreported: AtomicU64,
+    pub(super) unconfirmed: AtomicU64,
+}
+
+impl Counters {
+    /// The report of a worker that stopped, with what its drain and deregistration returned.
+    pub(super) fn report(&self, drained: usize, handed_back: usize) -> WorkerReport {
+        WorkerReport {
+            completed: self.completed.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            unreported: self.unreported.load(Ordering::Relaxed),
+            unconfirmed: self.unconfirmed.load(Ordering::Relaxed),
+            drained,
+            handed_back,
+        }
+    }
+}
 
 /// What a report call answered, once retries are over.
 pub(super) enum Reported<T> {
@@ -87,7 +166,7 @@ impl Inner {
         self.count(lease, &ack, false);
         let then = match &ack {
             Ack::Retrying { run_at } => {
-                let wait = run_at.saturating_sub(super::now_ms());
+                let wait = run_at.saturating_sub(super::loops::now_ms());
                 format!(
                     "retried in {}",
                     switchyard_core::display::duration(Duration::from_millis(wait))
