@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
 use switchyard_core::{ManualClock, Strategy as Balance};
 use switchyard_memory::MemoryBackend;
 use switchyard_redis::{RedisBackend, RedisConfig};
@@ -88,16 +88,25 @@ async fn lockstep(server: &RedisServer, s: &Scenario) -> Result<(), String> {
     Ok(())
 }
 
+/// `cases` cases; a failing case, once shrunk, is kept in
+/// `tests/cross_backend.proptest-regressions` and run first from then on (commit that file).
+fn config(cases: u32) -> Config {
+    Config {
+        cases,
+        source_file: Some(file!()),
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..Config::default()
+    }
+}
+
 /// Runs `cases` scenarios of `scenarios` in lockstep on a fresh server; panics with the first
 /// (shrunk) failure.
 fn lockstep_cases(cases: u32, scenarios: impl proptest::strategy::Strategy<Value = Scenario>) {
     let server = RedisServer::start().expect("a redis-server for the test");
     let rt = scenario::runtime();
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = TestRunner::new(config(cases));
     let result = runner.run(&scenarios, |s| {
         rt.block_on(lockstep(&server, &s))
             .map_err(TestCaseError::fail)
@@ -123,11 +132,7 @@ fn redis_hands_off_as_the_reference_does() {
 fn fairness_holds_on_redis() {
     let server = RedisServer::start().expect("a redis-server for the test");
     let rt = scenario::runtime();
-    let mut runner = TestRunner::new(Config {
-        cases: 64,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = TestRunner::new(config(64));
     let clock = ManualClock::new(START_MS);
     let params = (
         1usize..8,

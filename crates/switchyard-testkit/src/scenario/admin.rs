@@ -8,7 +8,8 @@ use switchyard_core::admin::Purge;
 use switchyard_core::prelude::*;
 use switchyard_core::{TaskId, TaskState};
 
-use super::{Op, Runner, fatal, queue_name};
+use super::runner::fatal;
+use super::{Op, Runner, queue_name};
 
 impl<B: Backend> Runner<B> {
     pub(super) async fn apply_admin(&mut self, op: &Op) -> Result<String, String> {

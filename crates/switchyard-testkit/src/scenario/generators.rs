@@ -1,0 +1,171 @@
+//! Random scenarios: queue configurations, steps, and whole [`Scenario`]s for proptest.
+
+use proptest::prelude::*;
+use proptest::strategy::Strategy as _;
+use switchyard_core::admin::Purge;
+use switchyard_core::{Backoff, EventLevel, Policy, QueueConfig, Strategy};
+
+use super::{Op, QUEUES, Scenario, SubmitOp, WORKERS};
+
+/// Every policy variant.
+pub fn any_policy() -> impl proptest::strategy::Strategy<Value = Policy> {
+    prop_oneof![
+        Just(Policy::Fcfs),
+        Just(Policy::PRIORITY),
+        (1u32..500).prop_map(|s| Policy::Priority {
+            aging_step_ms: Some(s)
+        }),
+        Just(Policy::SJF),
+        (1u32..8).prop_map(|f| Policy::ShortestJobFirst {
+            aging_factor: Some(f)
+        }),
+    ]
+}
+
+/// Every strategy.
+pub fn any_strategy() -> impl proptest::strategy::Strategy<Value = Strategy> {
+    prop_oneof![
+        Just(Strategy::RoundRobin),
+        Just(Strategy::Random),
+        Just(Strategy::Weighted),
+        Just(Strategy::LeastLoaded),
+        (1u16..8).prop_map(|vnodes| Strategy::Affinity { vnodes }),
+        Just(Strategy::Pull),
+    ]
+}
+
+/// A queue configuration with short timeouts and backoffs so that retries and lease expiry
+/// happen inside a scenario; retention is long so that no record is purged.
+pub fn any_config() -> impl proptest::strategy::Strategy<Value = QueueConfig> {
+    (
+        any_policy(),
+        any_strategy(),
+        any::<u64>(),
+        1u32..4,
+        prop_oneof![Just(2_000u32), Just(30_000u32)],
+        (0u32..3_000, 0u8..60),
+        prop_oneof![Just(1_000u64), Just(60_000u64)],
+        prop_oneof![
+            Just(EventLevel::Off),
+            Just(EventLevel::Failures),
+            Just(EventLevel::All)
+        ],
+    )
+        .prop_map(
+            |(policy, strategy, seed, attempts, timeout, (base, jitter), dedup, events)| {
+                QueueConfig::new(policy, strategy)
+                    .with_events(events)
+                    .with_seed(seed)
+                    .with_max_attempts(attempts)
+                    .with_timeout(std::time::Duration::from_millis(u64::from(timeout)))
+                    .with_backoff(Backoff {
+                        base_ms: base,
+                        max_ms: 10_000,
+                        jitter_pct: jitter,
+                    })
+                    .with_dedup_window(std::time::Duration::from_millis(dedup))
+                    .with_result_ttl(std::time::Duration::from_secs(86_400))
+            },
+        )
+}
+
+pub(super) fn submit_op() -> impl proptest::strategy::Strategy<Value = SubmitOp> {
+    (
+        0..QUEUES,
+        prop_oneof![Just(0u16), 0u16..5, any::<u16>()],
+        proptest::option::of(prop_oneof![0u32..10, 0u32..100_000]),
+        proptest::option::weighted(0.15, prop_oneof![Just(0u32), 1u32..3_000]),
+        proptest::option::of(0u8..6),
+        proptest::option::weighted(0.2, 0u8..3),
+        proptest::option::weighted(0.3, 1u32..4),
+    )
+        .prop_map(
+            |(queue, priority, cost_ms, delay_ms, affinity, dedup, max_attempts)| SubmitOp {
+                queue,
+                priority,
+                cost_ms,
+                delay_ms,
+                affinity,
+                dedup,
+                max_attempts,
+            },
+        )
+}
+
+pub(super) fn register_op() -> impl proptest::strategy::Strategy<Value = Op> {
+    let queues =
+        proptest::sample::subsequence((0..QUEUES).collect::<Vec<_>>(), 1..=QUEUES).prop_shuffle();
+    let instance = prop_oneof![3 => Just(0u8), 1 => Just(1u8)];
+    (0..WORKERS, instance, 1u32..4, 1u32..5, queues).prop_map(
+        |(worker, instance, capacity, weight, queues)| Op::Register {
+            worker,
+            instance,
+            capacity,
+            weight,
+            queues,
+        },
+    )
+}
+
+/// One random step.
+pub fn any_op() -> impl proptest::strategy::Strategy<Value = Op> {
+    prop_oneof![
+        8 => submit_op().prop_map(Op::Submit),
+        2 => proptest::collection::vec(submit_op(), 1..6).prop_map(Op::Batch),
+        2 => proptest::collection::vec(submit_op(), 2..5).prop_map(Op::SubmitTogether),
+        2 => proptest::collection::vec((any::<usize>(), 0usize..3), 2..5)
+            .prop_map(|picks| Op::CompleteTogether { picks }),
+        1 => any::<usize>().prop_map(|pick| Op::Resubmit { pick }),
+        3 => register_op(),
+        1 => (0..WORKERS).prop_map(|worker| Op::Deregister { worker }),
+        1 => (0..WORKERS).prop_map(|worker| Op::Drain { worker }),
+        2 => (0..WORKERS).prop_map(|worker| Op::Heartbeat { worker }),
+        2 => prop_oneof![Just(0u64), Just(1), Just(500), Just(2_500), Just(16_000)].prop_map(|ms| Op::Advance { ms }),
+        7 => (0..WORKERS, 1usize..4).prop_map(|(worker, max)| Op::Receive { worker, max }),
+        4 => (0..WORKERS, 0usize..4).prop_map(|(worker, max)| Op::Park { worker, max }),
+        2 => (0..WORKERS).prop_map(|worker| Op::Running { worker }),
+        6 => any::<usize>().prop_map(|pick| Op::Complete { pick }),
+        3 => (any::<usize>(), 1usize..4).prop_map(|(pick, max)| Op::CompleteAndReceive { pick, max }),
+        1 => any::<usize>().prop_map(|pick| Op::CompleteAgain { pick }),
+        3 => (any::<usize>(), any::<bool>()).prop_map(|(pick, retry)| Op::Fail { pick, retry }),
+        1 => any::<usize>().prop_map(|pick| Op::Cancel { pick }),
+        1 => any::<usize>().prop_map(|pick| Op::Redrive { pick }),
+        1 => (0..QUEUES).prop_map(|queue| Op::Dispatch { queue }),
+        2 => (0..QUEUES, any::<bool>()).prop_map(|(queue, paused)| Op::Pause { queue, paused }),
+        1 => (0..WORKERS).prop_map(|worker| Op::Impostor { worker }),
+        1 => any::<usize>().prop_map(|pick| Op::DeleteTask { pick }),
+        1 => (
+            0..QUEUES,
+            prop_oneof![Just(Purge::Waiting), Just(Purge::Dead), Just(Purge::Finished)],
+            prop_oneof![Just(1usize), Just(2), Just(1_000)],
+        )
+            .prop_map(|(queue, what, limit)| Op::PurgeQueue { queue, what, limit }),
+        1 => (0..QUEUES, any_config(), any::<bool>())
+            .prop_map(|(queue, config, keep_shape)| Op::Reconfigure { queue, config, keep_shape }),
+        1 => (0..QUEUES).prop_map(|queue| Op::DeleteQueue { queue }),
+    ]
+}
+
+/// A random scenario of up to `max_ops` steps, starting with one to three registrations.
+pub fn any_scenario(max_ops: usize) -> impl proptest::strategy::Strategy<Value = Scenario> {
+    (
+        proptest::collection::vec(any_config(), QUEUES),
+        proptest::collection::vec(register_op(), 1..4),
+        proptest::collection::vec(any_op(), 1..max_ops),
+    )
+        .prop_map(|(configs, mut ops, rest)| {
+            ops.extend(rest);
+            Scenario { configs, ops }
+        })
+}
+
+/// A random scenario like [`any_scenario`] whose queues all pull: workers park and take
+/// hand-offs (`Leases::receive_wait`) in most steps.
+pub fn pull_scenario(max_ops: usize) -> impl proptest::strategy::Strategy<Value = Scenario> {
+    any_scenario(max_ops).prop_map(|mut s| {
+        for c in &mut s.configs {
+            c.strategy = Strategy::Pull;
+        }
+        s
+    })
+}

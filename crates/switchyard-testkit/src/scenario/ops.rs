@@ -1,0 +1,218 @@
+//! The steps of a scenario: what each [`Op`] asks of the backend.
+
+use switchyard_core::admin::Purge;
+use switchyard_core::{InstanceToken, QueueConfig, QueueName, WorkerId};
+
+/// One submit.
+#[derive(Debug, Clone)]
+pub struct SubmitOp {
+    /// Queue index.
+    pub queue: usize,
+    /// Priority.
+    pub priority: u16,
+    /// Cost hint in ms.
+    pub cost_ms: Option<u32>,
+    /// Delay in ms.
+    pub delay_ms: Option<u32>,
+    /// Affinity key index (`k0` …).
+    pub affinity: Option<u8>,
+    /// Dedup key index (`d0` …).
+    pub dedup: Option<u8>,
+    /// Attempts.
+    pub max_attempts: Option<u32>,
+}
+
+/// One step.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Submit a new task.
+    Submit(SubmitOp),
+    /// Submit several in one call.
+    Batch(Vec<SubmitOp>),
+    /// Several callers submit one task each at the same moment (`submit` called
+    /// concurrently; Redis sends them as one call): each caller must get the answer it would
+    /// have had submitting alone, in turn.
+    SubmitTogether(Vec<SubmitOp>),
+    /// Several callers complete a delivered task each at the same moment, each receiving up to
+    /// its own `max` in the same call (`complete_and_receive` called concurrently; Redis sends
+    /// each worker's completions as one call). Each caller must get the answer it would have
+    /// had calling alone, in turn; the callers are ordered by worker first (concurrent calls
+    /// have no order among themselves, and that is the order Redis serves them in).
+    CompleteTogether {
+        /// Which delivery (as [`Op::Complete`]) and how many tasks to receive, per caller.
+        picks: Vec<(usize, usize)>,
+    },
+    /// Submit an earlier task's spec again (must change nothing).
+    Resubmit {
+        /// Which earlier task.
+        pick: usize,
+    },
+    /// Register (or re-register) a worker. Registering again with the same instance replaces
+    /// the registration; with another one it is refused while the registration is live.
+    Register {
+        /// Worker index.
+        worker: usize,
+        /// Instance index (`0` or `1`): the registration's token is [`instance_token`] of it.
+        instance: u8,
+        /// Slots.
+        capacity: u32,
+        /// Weight.
+        weight: u32,
+        /// Served queue indexes, in preference order.
+        queues: Vec<usize>,
+    },
+    /// Start draining a worker.
+    Drain {
+        /// Worker index.
+        worker: usize,
+    },
+    /// Deregister a worker.
+    Deregister {
+        /// Worker index.
+        worker: usize,
+    },
+    /// Heartbeat a worker.
+    Heartbeat {
+        /// Worker index.
+        worker: usize,
+    },
+    /// Move the clock and run maintenance.
+    Advance {
+        /// Milliseconds.
+        ms: u64,
+    },
+    /// A worker receives up to `max` tasks.
+    Receive {
+        /// Worker index.
+        worker: usize,
+        /// Most tasks.
+        max: usize,
+    },
+    /// A worker asks without waiting (`receive_wait` with a zero timeout): it receives up to
+    /// `max`, and if it got nothing it is parked on its pull queues, so that a task arriving
+    /// there is handed off to it (started at once).
+    Park {
+        /// Worker index.
+        worker: usize,
+        /// Most tasks.
+        max: usize,
+    },
+    /// The tasks running on a worker (`Leases::running`, the reconciling call); hand-offs among
+    /// them become deliveries to pick.
+    Running {
+        /// Worker index.
+        worker: usize,
+    },
+    /// Complete a delivered task (one of the eight most recent deliveries, or any of them
+    /// when `pick` is odd, to exercise stale leases).
+    Complete {
+        /// Which delivery.
+        pick: usize,
+    },
+    /// Complete a delivered task and receive up to `max` more for its worker in the same step
+    /// (the combined call a worker makes when a slot frees up).
+    CompleteAndReceive {
+        /// Which delivery.
+        pick: usize,
+        /// Most tasks to receive.
+        max: usize,
+    },
+    /// Complete an already completed task again (must change nothing).
+    CompleteAgain {
+        /// Which completion.
+        pick: usize,
+    },
+    /// Fail a delivered task.
+    Fail {
+        /// Which delivery.
+        pick: usize,
+        /// Whether to allow a retry.
+        retry: bool,
+    },
+    /// Cancel a task.
+    Cancel {
+        /// Which task.
+        pick: usize,
+    },
+    /// Re-drive a task (refused unless dead).
+    Redrive {
+        /// Which task.
+        pick: usize,
+    },
+    /// Explicit dispatch of a queue.
+    Dispatch {
+        /// Queue index.
+        queue: usize,
+    },
+    /// Pause or resume a queue.
+    Pause {
+        /// Queue index.
+        queue: usize,
+        /// Pause (true) or resume.
+        paused: bool,
+    },
+    /// Delete a task (refused unless finished).
+    DeleteTask {
+        /// Which task.
+        pick: usize,
+    },
+    /// Cancel or delete up to `limit` tasks of one class of a queue.
+    PurgeQueue {
+        /// Queue index.
+        queue: usize,
+        /// Which tasks.
+        what: Purge,
+        /// Most tasks.
+        limit: usize,
+    },
+    /// Change a queue's configuration; with `keep_shape`, only the fields that may always
+    /// change (policy, strategy and seed stay as they are).
+    Reconfigure {
+        /// Queue index.
+        queue: usize,
+        /// The new configuration.
+        config: QueueConfig,
+        /// Keep policy, strategy and seed.
+        keep_shape: bool,
+    },
+    /// Delete a queue (refused while it holds tasks or is served) and, if that worked,
+    /// declare it again with its configuration: a fresh queue must behave as a new one.
+    DeleteQueue {
+        /// Queue index.
+        queue: usize,
+    },
+    /// Heartbeat and receive as worker `worker` with a token no registration has: both must
+    /// be refused (unknown or replaced) and change nothing.
+    Impostor {
+        /// Worker index.
+        worker: usize,
+    },
+}
+
+/// The instance token of instance index `i` in a scenario.
+pub fn instance_token(i: u8) -> InstanceToken {
+    InstanceToken::new(u64::from(i) + 1).unwrap_or_else(|_| unreachable_name())
+}
+
+/// Queue configurations and steps.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// One configuration per queue `q0` ….
+    pub configs: Vec<QueueConfig>,
+    /// The steps.
+    pub ops: Vec<Op>,
+}
+
+/// The name of queue `i`.
+pub fn queue_name(i: usize) -> QueueName {
+    QueueName::new(format!("q{i}")).unwrap_or_else(|_| unreachable_name())
+}
+
+/// The id of worker `i`.
+pub fn worker_id(i: usize) -> WorkerId {
+    WorkerId::new(format!("w{i}")).unwrap_or_else(|_| unreachable_name())
+}
+
+pub(super) fn unreachable_name<T>() -> T {
+    panic!("generated names are valid")
+}

@@ -1,0 +1,520 @@
+//! Applying a scenario's steps to one backend, recording every answer in a trace, and
+//! checking the invariants after each step.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use switchyard_core::prelude::*;
+use switchyard_core::{
+    Ack, Clock, Error, Lease, ManualClock, QueueConfig, TaskId, TaskIdGenerator, TaskSpec,
+    TaskState, TraceParent, TraceState, WorkerRef, WorkerSpec,
+};
+
+use super::invariants::ReadyEntry;
+use super::{MAINTAIN_LIMIT, Op, SubmitOp, instance_token, queue_name, worker_id};
+
+/// A backend-specific structural check run after every step.
+pub type AuditFn<B> = Box<
+    dyn for<'a> Fn(&'a B) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>
+        + Send
+        + Sync,
+>;
+
+/// Applies scenario steps to one backend and checks the invariants after each.
+pub struct Runner<B> {
+    /// The backend under test.
+    pub backend: B,
+    /// Its clock.
+    pub clock: ManualClock,
+    /// Every answer, one line per step, for cross-backend comparison.
+    pub trace: Vec<String>,
+    pub(super) ids: TaskIdGenerator,
+    pub(super) configs: Vec<QueueConfig>,
+    pub(super) accepted: Vec<TaskId>,
+    pub(super) specs: BTreeMap<TaskId, TaskSpec>,
+    pub(super) deliveries: Vec<Lease>,
+    pub(super) completed: Vec<Lease>,
+    pub(super) live: std::collections::BTreeSet<usize>,
+    /// The instance of each worker's last accepted registration.
+    pub(super) instances: BTreeMap<usize, u8>,
+    pub(super) audit: Option<AuditFn<B>>,
+    /// Steps applied so far (the next step's index, counted from 0 like [`Runner::run`]).
+    pub(super) steps: usize,
+    /// The tasks in their ready order (ready, dispatched or running) after the last step, with
+    /// the entry the runner expects for each: a task returned from a worker takes it again.
+    pub(super) entries: BTreeMap<TaskId, ReadyEntry>,
+    /// Every accepted task's state, run-at and attempts after the last step.
+    pub(super) states: BTreeMap<TaskId, (TaskState, Option<u64>, u32)>,
+}
+
+pub(super) fn fatal(e: &Error) -> bool {
+    matches!(e, Error::Backend { .. })
+}
+
+impl<B: Backend> Runner<B> {
+    /// Declares the scenario's queues on `backend`, whose clock must be `clock`.
+    pub async fn new(
+        backend: B,
+        clock: ManualClock,
+        configs: &[QueueConfig],
+    ) -> Result<Self, String> {
+        for (i, config) in configs.iter().enumerate() {
+            backend
+                .declare_queue(&queue_name(i), *config)
+                .await
+                .map_err(|e| format!("declare q{i}: {e}"))?;
+        }
+        Ok(Runner {
+            backend,
+            clock,
+            trace: Vec::new(),
+            ids: TaskIdGenerator::new(42),
+            configs: configs.to_vec(),
+            accepted: Vec::new(),
+            specs: BTreeMap::new(),
+            deliveries: Vec::new(),
+            completed: Vec::new(),
+            live: std::collections::BTreeSet::new(),
+            instances: BTreeMap::new(),
+            audit: None,
+            steps: 0,
+            entries: BTreeMap::new(),
+            states: BTreeMap::new(),
+        })
+    }
+
+    /// Adds a backend-specific audit.
+    pub fn with_audit(mut self, audit: AuditFn<B>) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// Tasks accepted so far.
+    pub fn accepted(&self) -> &[TaskId] {
+        &self.accepted
+    }
+
+    pub(super) fn spec(&mut self, op: &SubmitOp) -> Result<TaskSpec, String> {
+        let id = self.ids.next_at(self.clock.now_ms());
+        let mut b = TaskSpec::builder(queue_name(op.queue).as_str(), "job")
+            .id(id)
+            .payload(format!("payload-{id}").into_bytes())
+            .priority(op.priority);
+        if let Some(c) = op.cost_ms {
+            b = b.cost_hint(std::time::Duration::from_millis(u64::from(c)));
+        }
+        if let Some(d) = op.delay_ms {
+            b = b.delay(std::time::Duration::from_millis(u64::from(d)));
+        }
+        if let Some(k) = op.affinity {
+            b = b.affinity_key(format!("k{k}"));
+        }
+        if let Some(k) = op.dedup {
+            b = b.dedup_key(format!("d{k}"));
+        }
+        if let Some(a) = op.max_attempts {
+            b = b.max_attempts(a);
+        }
+        if op.priority % 2 == 1 {
+            // Half the tasks carry a trace context, which every delivery must hand back.
+            let n = id.as_u128() | 1;
+            let trace = format!("00-{n:032x}-{:016x}-01", (n as u64) | 1);
+            b = b.trace_parent(TraceParent::parse(&trace).map_err(|e| e.to_string())?);
+            // and half of those a vendor state with it.
+            if op.priority % 4 == 3 {
+                let state = format!("sy=p{},congo=t61rcWkgMzE", op.priority);
+                b = b.trace_state(TraceState::parse(&state).map_err(|e| e.to_string())?);
+            }
+        }
+        b.build().map_err(|e| format!("spec: {e}"))
+    }
+
+    /// Worker `i` mapped onto the live workers (so most steps address a registered worker);
+    /// `i` itself when none is live.
+    fn live_worker(&self, i: usize) -> usize {
+        if self.live.is_empty() {
+            return i;
+        }
+        self.live
+            .iter()
+            .nth(i % self.live.len())
+            .copied()
+            .unwrap_or(i)
+    }
+
+    /// Worker `i` as its last accepted registration names itself.
+    fn me(&self, i: usize) -> WorkerRef {
+        WorkerRef {
+            id: worker_id(i),
+            instance: instance_token(self.instances.get(&i).copied().unwrap_or(0)),
+        }
+    }
+
+    /// A delivered lease. When `pick % 4 == 3`, any delivery ever made (likely stale);
+    /// otherwise one whose task is still running on that worker, if there is one.
+    pub(super) async fn pick_delivery(&self, pick: usize) -> Result<Lease, String> {
+        let n = self.deliveries.len();
+        if pick % 4 == 3 {
+            return Ok(self.deliveries[(pick / 4) % n].clone());
+        }
+        let mut current = Vec::new();
+        for lease in self.deliveries.iter().rev() {
+            let info = self
+                .backend
+                .get_task(lease.task)
+                .await
+                .map_err(|e| e.to_string())?;
+            if info.is_some_and(|i| {
+                i.state == TaskState::Running && i.worker.as_ref() == Some(&lease.worker)
+            }) && !current.iter().any(|l: &&Lease| l.task == lease.task)
+            {
+                current.push(lease);
+            }
+        }
+        Ok(match current.len() {
+            0 => self.deliveries[n - 1].clone(),
+            k => current[(pick / 4) % k].clone(),
+        })
+    }
+
+    fn record(&mut self, line: String) {
+        self.trace.push(line);
+    }
+
+    /// Applies one step and checks every invariant afterwards.
+    pub async fn apply(&mut self, op: &Op) -> Result<(), String> {
+        let before = self.ready_lists().await?;
+        let mut cancelled = None;
+        macro_rules! answer {
+            ($label:expr, $call:expr) => {
+                match $call.await {
+                    Ok(v) => format!("{} -> {:?}", $label, v),
+                    Err(e) if fatal(&e) => return Err(format!("{}: backend failed: {e}", $label)),
+                    Err(e) => format!("{} -> error: {e}", $label),
+                }
+            };
+        }
+        let line = match op {
+            Op::Submit(s) => {
+                let spec = self.spec(s)?;
+                let id = spec.id();
+                self.specs.insert(id, spec.clone());
+                match self.backend.submit(spec).await {
+                    Ok(out) => {
+                        if !out.duplicate {
+                            self.accepted.push(id);
+                        }
+                        format!("submit {id} -> {out:?}")
+                    }
+                    Err(e) if fatal(&e) => return Err(format!("submit: backend failed: {e}")),
+                    Err(e) => format!("submit {id} -> error: {e}"),
+                }
+            }
+            Op::Batch(ops) => {
+                let mut specs = Vec::new();
+                for s in ops {
+                    let spec = self.spec(s)?;
+                    self.specs.insert(spec.id(), spec.clone());
+                    specs.push(spec);
+                }
+                let ids: Vec<TaskId> = specs.iter().map(TaskSpec::id).collect();
+                match self.backend.submit_batch(specs).await {
+                    Ok(outs) => {
+                        for (id, out) in ids.iter().zip(&outs) {
+                            if !out.duplicate {
+                                self.accepted.push(*id);
+                            }
+                        }
+                        format!("batch {ids:?} -> {outs:?}")
+                    }
+                    Err(e) if fatal(&e) => return Err(format!("batch: backend failed: {e}")),
+                    Err(e) => format!("batch -> error: {e}"),
+                }
+            }
+            Op::Resubmit { pick } => {
+                if self.accepted.is_empty() {
+                    "resubmit: nothing yet".to_string()
+                } else {
+                    let id = self.accepted[pick % self.accepted.len()];
+                    let spec = self.specs.get(&id).cloned().ok_or("spec missing")?;
+                    let snap = self.snapshot().await?;
+                    let out = self
+                        .backend
+                        .submit(spec)
+                        .await
+                        .map_err(|e| format!("resubmit: {e}"))?;
+                    if !out.duplicate || out.id != id {
+                        return Err(format!("resubmit of {id} was not a duplicate: {out:?}"));
+                    }
+                    if self.snapshot().await? != snap {
+                        return Err(format!("resubmit of {id} changed state"));
+                    }
+                    format!("resubmit {id} -> {out:?}")
+                }
+            }
+            Op::Register {
+                worker,
+                instance,
+                capacity,
+                weight,
+                queues,
+            } => {
+                let spec = WorkerSpec::new(
+                    worker_id(*worker).as_str(),
+                    queues.iter().map(|q| queue_name(*q).to_string()),
+                )
+                .map_err(|e| e.to_string())?
+                .instance(instance_token(*instance))
+                .capacity(*capacity)
+                .weight(*weight);
+                self.live.insert(*worker);
+                let label = format!(
+                    "register w{worker}#{instance} cap {capacity} weight {weight} {queues:?}"
+                );
+                match self.backend.register_worker(spec).await {
+                    Ok(out) => {
+                        self.instances.insert(*worker, *instance);
+                        format!("{label} -> {out:?}")
+                    }
+                    Err(e) if fatal(&e) => return Err(format!("{label}: backend failed: {e}")),
+                    Err(e) => format!("{label} -> error: {e}"),
+                }
+            }
+            Op::Deregister { worker } => {
+                let worker = self.live_worker(*worker);
+                self.live.remove(&worker);
+                answer!(
+                    format!("deregister w{worker}"),
+                    self.backend.deregister_worker(&self.me(worker))
+                )
+            }
+            Op::Drain { worker } => {
+                let worker = self.live_worker(*worker);
+                answer!(
+                    format!("drain w{worker}"),
+                    self.backend.drain_worker(&self.me(worker))
+                )
+            }
+            Op::Heartbeat { worker } => {
+                let worker = self.live_worker(*worker);
+                answer!(
+                    format!("heartbeat w{worker}"),
+                    self.backend.heartbeat(&self.me(worker))
+                )
+            }
+            Op::Impostor { worker } => {
+                let worker = self.live_worker(*worker);
+                let impostor = WorkerRef {
+                    id: worker_id(worker),
+                    instance: instance_token(99),
+                };
+                let snap = self.snapshot().await?;
+                let beat = self.backend.heartbeat(&impostor).await;
+                let got = self.backend.receive(&impostor, 4).await;
+                for (what, refused) in [
+                    ("heartbeat", beat.as_ref().err()),
+                    ("receive", got.as_ref().err()),
+                ] {
+                    if !matches!(
+                        refused,
+                        Some(Error::UnknownWorker(_) | Error::WorkerReplaced(_))
+                    ) {
+                        return Err(format!(
+                            "impostor {what} as w{worker} was not refused: {beat:?} {got:?}"
+                        ));
+                    }
+                }
+                if self.snapshot().await? != snap {
+                    return Err(format!("impostor calls as w{worker} changed state"));
+                }
+                format!("impostor w{worker} -> {beat:?} {got:?}")
+            }
+            Op::Advance { ms } => {
+                self.clock.advance(std::time::Duration::from_millis(*ms));
+                match self.backend.maintain(MAINTAIN_LIMIT).await {
+                    Ok(report) => {
+                        for w in &report.workers_reaped {
+                            self.live.retain(|i| &worker_id(*i) != w);
+                        }
+                        format!("advance {ms} -> {report:?}")
+                    }
+                    Err(e) => return Err(format!("maintain: {e}")),
+                }
+            }
+            Op::Receive { worker, max } => {
+                let worker = self.live_worker(*worker);
+                let label = format!("receive w{worker} {max}");
+                match self.backend.receive(&self.me(worker), *max).await {
+                    Ok(ds) => {
+                        self.deliveries.extend(ds.iter().map(|d| d.lease.clone()));
+                        format!("{label} -> {ds:?}")
+                    }
+                    Err(e) if fatal(&e) => return Err(format!("{label}: backend failed: {e}")),
+                    Err(e) => format!("{label} -> error: {e}"),
+                }
+            }
+            Op::Park { worker, max } => {
+                let worker = self.live_worker(*worker);
+                let label = format!("park w{worker} {max}");
+                let asked = self
+                    .backend
+                    .receive_wait(&self.me(worker), *max, std::time::Duration::ZERO)
+                    .await;
+                match asked {
+                    Ok(ds) => {
+                        self.deliveries.extend(ds.iter().map(|d| d.lease.clone()));
+                        format!("{label} -> {ds:?}")
+                    }
+                    Err(e) if fatal(&e) => return Err(format!("{label}: backend failed: {e}")),
+                    Err(e) => format!("{label} -> error: {e}"),
+                }
+            }
+            Op::Running { worker } => {
+                let worker = self.live_worker(*worker);
+                let label = format!("running w{worker}");
+                match self.backend.running(&self.me(worker)).await {
+                    Ok(ds) => {
+                        for d in &ds {
+                            if !self.deliveries.contains(&d.lease) {
+                                self.deliveries.push(d.lease.clone());
+                            }
+                        }
+                        format!("{label} -> {ds:?}")
+                    }
+                    Err(e) if fatal(&e) => return Err(format!("{label}: backend failed: {e}")),
+                    Err(e) => format!("{label} -> error: {e}"),
+                }
+            }
+            Op::Complete { pick } => {
+                if self.deliveries.is_empty() {
+                    "complete: nothing delivered".to_string()
+                } else {
+                    let lease = self.pick_delivery(*pick).await?;
+                    let out = self
+                        .backend
+                        .complete(&lease, format!("done-{}", lease.task).into_bytes())
+                        .await
+                        .map_err(|e| format!("complete: {e}"))?;
+                    if out.ack == Ack::Completed {
+                        self.completed.push(lease.clone());
+                    }
+                    format!("complete {lease:?} -> {out:?}")
+                }
+            }
+            Op::CompleteAndReceive { pick, max } => {
+                if self.deliveries.is_empty() {
+                    "complete-and-receive: nothing delivered".to_string()
+                } else {
+                    let lease = self.pick_delivery(*pick).await?;
+                    let (out, ds) = self
+                        .backend
+                        .complete_and_receive(
+                            &lease,
+                            format!("done-{}", lease.task).into_bytes(),
+                            *max,
+                        )
+                        .await
+                        .map_err(|e| format!("complete-and-receive: {e}"))?;
+                    if out.ack == Ack::Completed {
+                        self.completed.push(lease.clone());
+                    }
+                    self.deliveries.extend(ds.iter().map(|d| d.lease.clone()));
+                    format!("complete-and-receive {lease:?} {max} -> {out:?} {ds:?}")
+                }
+            }
+            Op::CompleteAgain { pick } => {
+                if self.completed.is_empty() {
+                    "complete-again: nothing completed".to_string()
+                } else {
+                    let lease = self.completed[pick % self.completed.len()].clone();
+                    let snap = self.snapshot().await?;
+                    let out = self
+                        .backend
+                        .complete(&lease, b"again".to_vec())
+                        .await
+                        .map_err(|e| format!("complete again: {e}"))?;
+                    if !matches!(out.ack, Ack::Rejected(_)) {
+                        return Err(format!(
+                            "second completion of {} accepted: {out:?}",
+                            lease.task
+                        ));
+                    }
+                    if self.snapshot().await? != snap {
+                        return Err(format!("second completion of {} changed state", lease.task));
+                    }
+                    format!("complete again {lease:?} -> {out:?}")
+                }
+            }
+            Op::Fail { pick, retry } => {
+                if self.deliveries.is_empty() {
+                    "fail: nothing delivered".to_string()
+                } else {
+                    let lease = self.pick_delivery(*pick).await?;
+                    answer!(
+                        format!("fail {lease:?} retry {retry}"),
+                        self.backend.fail(&lease, "boom", *retry)
+                    )
+                }
+            }
+            Op::Cancel { pick } => {
+                if self.accepted.is_empty() {
+                    "cancel: nothing yet".to_string()
+                } else {
+                    let id = self.accepted[pick % self.accepted.len()];
+                    cancelled = Some(id);
+                    answer!(format!("cancel {id}"), self.backend.cancel(id))
+                }
+            }
+            Op::Redrive { pick } => {
+                if self.accepted.is_empty() {
+                    "redrive: nothing yet".to_string()
+                } else {
+                    let id = self.accepted[pick % self.accepted.len()];
+                    answer!(format!("redrive {id}"), self.backend.redrive(id))
+                }
+            }
+            Op::Dispatch { queue } => {
+                answer!(
+                    format!("dispatch q{queue}"),
+                    self.backend.dispatch(&queue_name(*queue), 16)
+                )
+            }
+            Op::SubmitTogether(_) | Op::CompleteTogether { .. } => self.apply_together(op).await?,
+            Op::DeleteTask { .. }
+            | Op::PurgeQueue { .. }
+            | Op::Reconfigure { .. }
+            | Op::DeleteQueue { .. } => self.apply_admin(op).await?,
+            Op::Pause { queue, paused } => {
+                answer!(
+                    format!("pause q{queue} {paused}"),
+                    self.backend.set_paused(&queue_name(*queue), *paused)
+                )
+            }
+        };
+        self.record(line);
+        let (snap, after) = self.check_all(&before, cancelled).await?;
+        // Only a failed attempt (reported, or timed out by a heartbeat) puts a running task
+        // back in its queue as a new entry; every other way back keeps its place.
+        let fails = matches!(op, Op::Fail { .. } | Op::Heartbeat { .. });
+        self.check_policy_order(&snap, &after, fails)
+    }
+
+    /// Applies every step, stopping at the first violation (reported with the step number).
+    pub async fn run(&mut self, ops: &[Op]) -> Result<(), String> {
+        for (n, op) in ops.iter().enumerate() {
+            self.apply(op).await.map_err(|e| {
+                format!("step {n} ({op:?}): {e}\ntrace:\n{}", self.trace.join("\n"))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// A current-thread runtime for driving async backends from proptest bodies.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("cannot build a tokio runtime: {e}"))
+}
