@@ -1,14 +1,18 @@
 -- complete: marks running tasks of one worker succeeded (State::complete, in order), each
--- refilling the freed slot, then, if at least one completion was accepted, receives up to `max`
--- tasks in the same call (a call whose leases are all stale may come from a replaced instance:
--- it must not take tasks from the inbox of the registration that holds the id now).
+-- refilling the freed slot and, if accepted, receiving up to its own `take` tasks right after it
+-- (so that completions of several callers combined into one call answer exactly as the same
+-- calls made one after the other: Leases::complete_and_receive); then, if at least one
+-- completion was accepted, receives up to `max` tasks for the call as a whole (a call whose
+-- leases are all stale may come from a replaced instance: it must not take tasks from the inbox
+-- of the registration that holds the id now).
 -- A lease that is not current (task gone, not running, other token, worker or queue) is
 -- refused and changes nothing.
 -- KEYS: the fixed keys, then one group per queue of the worker, in its order.
--- ARGV: now, worker, N, N queue names, L, then L times: id, queue, token, result; then max,
---       park 0|1 (as receive's park: when nothing is received, mark the worker waiting).
+-- ARGV: now, worker, N, N queue names, L, then L times: id, queue, token, result, take; then
+--       max, park 0|1 (as receive's park: when nothing is received, mark the worker waiting).
 -- Reply: {per lease: code (A_SUCCEEDED; refused: A_NOT_FOUND, A_NOT_RUNNING, A_STALE), state,
---         assignment count, assignments...}, then deliveries as receive returns them.
+--         assignment count, assignments..., received count, deliveries...}, then the call's
+--         deliveries; deliveries as receive returns them.
 local w = name_arg(2, 'worker id')
 local nq = int_arg(3, 'queue count', 0, 64)
 local wr = worker_get(w)
@@ -16,21 +20,28 @@ queues_named(4, nq)
 if wr then check_worker_queues(wr, 4, nq) end
 local base = 4 + nq
 local nl = int_arg(base, 'lease count', 0, 100000)
-local max = int_arg(base + 1 + nl * 4, 'max', 0, 100000)
-local parking = int_arg(base + 2 + nl * 4, 'park', 0, 1)
+local max = int_arg(base + 1 + nl * 5, 'max', 0, 100000)
+local parking = int_arg(base + 2 + nl * 5, 'park', 0, 1)
 local reply = {}
 local raws = {}
+-- The records as read before the loop; a receive may flush the deferred writes (see
+-- receive_tasks), after which a later lease's record is read again.
+local raws_current = true
 local accepted = false
 if nl > 0 then
   local ids = {}
-  for i = 0, nl - 1 do ids[i + 1] = ARGV[base + 1 + i * 4] end
+  for i = 0, nl - 1 do ids[i + 1] = ARGV[base + 1 + i * 5] end
   raws = call('HMGET', K_TASKS, unpack(ids))
 end
 for i = 0, nl - 1 do
-  local a = base + 1 + i * 4
+  local a = base + 1 + i * 5
   local id, qname, tok = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  local take = int_arg(a + 4, 'take', 0, 100000)
   local r = nil
-  local v = PENDING.recs[id] or raws[i + 1]
+  local v = PENDING.recs[id]
+  if not v then
+    if raws_current then v = raws[i + 1] else v = call('HGET', K_TASKS, id) end
+  end
   if v then r = rec_get(id, v) end
   local mark = #ASSIGN
   local refused, value = lease_refusal(r, w, wr, qname, tok)
@@ -52,6 +63,12 @@ for i = 0, nl - 1 do
   end
   reply[#reply + 1] = (#ASSIGN - mark) / 3
   for j = mark + 1, #ASSIGN do reply[#reply + 1] = ASSIGN[j] end
+  local count = #reply + 1
+  reply[count] = 0
+  if not refused and take > 0 then
+    reply[count] = receive_tasks(wr, take, reply)
+    raws_current = false
+  end
 end
 if accepted and max > 0 then
   if receive_tasks(wr, max, reply) == 0 and parking == 1 then park(wr) end

@@ -158,12 +158,13 @@ impl RedisBackend {
         }
     }
 
-    /// Sends combined completions, one `complete_many` per worker (in the order they came),
-    /// and answers each caller with its acknowledgement and its share of the received tasks:
-    /// the first caller gets up to its `max` of them, the next up to its own, and so on. If a
-    /// call fails, its completions are sent again one by one so that each caller gets its own
-    /// answer (a script refuses a stale lease without changing anything, and fails before it
-    /// writes anything otherwise).
+    /// Sends combined completions, one `complete` call per worker (in the order they came),
+    /// and answers each caller with its acknowledgement and the tasks received right after its
+    /// own completion: each caller's answer is the one it would have had calling alone at that
+    /// point (concurrent calls have no order among themselves; these are ordered by worker,
+    /// then as they came). If a call fails, its completions are sent again one by one so that
+    /// each caller gets its own answer (a script refuses a stale lease without changing
+    /// anything, and fails before it writes anything otherwise).
     pub(super) async fn run_completes(&self, batch: Vec<Job<Completion, Completed>>) {
         let mut by_worker: Vec<(WorkerId, Vec<_>)> = Vec::new();
         for job in batch {
@@ -174,21 +175,15 @@ impl RedisBackend {
             }
         }
         for (worker, jobs) in by_worker {
-            let max: usize = jobs.iter().map(|j| j.0.2).sum();
-            let (acks, answers): (Vec<(Lease, Vec<u8>)>, Vec<_>) = jobs
-                .into_iter()
-                .map(|((lease, value, max), answer)| ((lease, value), (max, answer)))
-                .unzip();
-            match self.complete_many(&worker, acks.clone(), max, false).await {
-                Ok((outcomes, deliveries)) => {
-                    let mut deliveries = deliveries.into_iter();
-                    for ((max, answer), outcome) in answers.into_iter().zip(outcomes) {
-                        let share = deliveries.by_ref().take(max).collect();
-                        let _ = answer.send(Ok((outcome, share)));
+            let (acks, answers): (Vec<Completion>, Vec<_>) = jobs.into_iter().unzip();
+            match self.complete_leases(&worker, &acks, 0, false).await {
+                Ok((outcomes, _)) => {
+                    for (answer, outcome) in answers.into_iter().zip(outcomes) {
+                        let _ = answer.send(Ok(outcome));
                     }
                 }
                 Err(e) if answers.len() == 1 => {
-                    if let Some((_, answer)) = answers.into_iter().next() {
+                    if let Some(answer) = answers.into_iter().next() {
                         let _ = answer.send(Err(e));
                     }
                 }
@@ -198,7 +193,7 @@ impl RedisBackend {
                     wanted,
                     timeout_ms,
                 }) => {
-                    for (_, answer) in answers {
+                    for answer in answers {
                         let _ = answer.send(Err(Error::NotReplicated {
                             confirmed,
                             wanted,
@@ -207,14 +202,14 @@ impl RedisBackend {
                     }
                 }
                 Err(_) => {
-                    for ((lease, value), (max, answer)) in acks.into_iter().zip(answers) {
+                    for (ack, answer) in acks.into_iter().zip(answers) {
                         let one = self
-                            .complete_many(&worker, vec![(lease, value)], max, false)
+                            .complete_leases(&worker, std::slice::from_ref(&ack), 0, false)
                             .await
-                            .and_then(|(mut acks, deliveries)| {
-                                let ack =
-                                    acks.pop().ok_or_else(|| protocol("empty complete reply"))?;
-                                Ok((ack, deliveries))
+                            .and_then(|(mut outcomes, _)| {
+                                outcomes
+                                    .pop()
+                                    .ok_or_else(|| protocol("empty complete reply"))
                             });
                         let _ = answer.send(one);
                     }

@@ -11,6 +11,7 @@ use switchyard_core::{
     AckOutcome, Assignment, Delivery, Error, Lease, Leases, QueueName, Result, WorkerId, WorkerRef,
 };
 
+use super::combining::Completion;
 use super::{RedisBackend, verified};
 use crate::codec;
 use crate::codec::{array, assignments, int, protocol, uint};
@@ -165,7 +166,7 @@ impl Leases for RedisBackend {
         let mut inv = self.invocation(&self.functions().running, &[], &now);
         inv.arg(me.id.as_str()).arg(me.instance.get());
         let v = self.exec(&inv).await.map_err(Failure::into_error)?;
-        codec::deliveries(&mut array(v)?.into_iter(), &me.id)
+        codec::deliveries(&mut array(v)?.into_iter(), &me.id, None)
     }
 
     /// Concurrent completions are sent together (see `RedisConfig::complete_calls_in_flight`).
@@ -303,7 +304,7 @@ impl RedisBackend {
                 inv.arg(q.as_str());
             }
             let v = self.exec(&inv).await?;
-            Ok(codec::deliveries(&mut array(v)?.into_iter(), worker)?)
+            Ok(codec::deliveries(&mut array(v)?.into_iter(), worker, None)?)
         })
         .await
         .inspect_err(|e| self.forget_if_unknown(e))
@@ -320,7 +321,25 @@ impl RedisBackend {
         max: usize,
         park: bool,
     ) -> Result<(Vec<AckOutcome>, Vec<Delivery>)> {
-        let acks = &acks;
+        let acks: Vec<_> = acks.into_iter().map(|(l, v)| (l, v, 0)).collect();
+        let (outcomes, deliveries) = self.complete_leases(worker, &acks, max, park).await?;
+        Ok((
+            outcomes.into_iter().map(|(ack, _)| ack).collect(),
+            deliveries,
+        ))
+    }
+
+    /// The `complete` script: completes each lease of `acks` in order, each accepted one
+    /// followed by receiving up to its own count of tasks (what that caller gets, as if it had
+    /// called [`Leases::complete_and_receive`](switchyard_core::Leases::complete_and_receive)
+    /// alone at that moment); then up to `max` more for the call as a whole.
+    pub(super) async fn complete_leases(
+        &self,
+        worker: &WorkerId,
+        acks: &[Completion],
+        max: usize,
+        park: bool,
+    ) -> Result<(Vec<(AckOutcome, Vec<Delivery>)>, Vec<Delivery>)> {
         verified("complete", |attempt| async move {
             let queues = self
                 .queues_of(worker, attempt > 0)
@@ -334,7 +353,7 @@ impl RedisBackend {
                 inv.arg(q.as_str());
             }
             inv.arg(acks.len());
-            for (lease, value) in acks {
+            for (lease, value, take) in acks {
                 // A lease of another worker can never be current for this one: the script
                 // refuses it as stale.
                 let task = lease.task.to_string();
@@ -344,28 +363,32 @@ impl RedisBackend {
                 } else {
                     &[][..]
                 });
+                inv.arg((*take).min(100_000));
             }
             inv.arg(max.min(100_000)).arg(u8::from(park));
             let (v, unconfirmed) = self.exec_confirmed(&inv).await?;
             let mut it = array(v)?.into_iter();
-            let truncated = || protocol("truncated complete reply");
             let mut outcomes = Vec::with_capacity(acks.len());
             for _ in 0..acks.len() {
+                let truncated = || protocol("truncated complete reply");
                 let code = int(&it.next().ok_or_else(truncated)?)?;
                 let state = it.next().ok_or_else(truncated)?;
                 let n = usize::try_from(uint(&it.next().ok_or_else(truncated)?)?)
                     .map_err(|_| protocol("assignment count"))?;
-                let ack = AckCode::ack(code, &state)?;
-                outcomes.push(AckOutcome {
-                    ack,
+                let ack = AckOutcome {
+                    ack: AckCode::ack(code, &state)?,
                     assignments: assignments(&mut it, Some(n))?,
-                });
+                };
+                let taken = usize::try_from(uint(&it.next().ok_or_else(truncated)?)?)
+                    .map_err(|_| protocol("received count"))?;
+                outcomes.push((ack, codec::deliveries(&mut it, worker, Some(taken))?));
             }
-            let deliveries = codec::deliveries(&mut it, worker)?;
+            let deliveries = codec::deliveries(&mut it, worker, None)?;
             if let Some(e) = unconfirmed {
                 // The completions are applied but unconfirmed; the received tasks are
                 // leased to the worker: its next receive hands them out.
-                self.stash(worker, deliveries);
+                let taken = outcomes.into_iter().flat_map(|(_, d)| d);
+                self.stash(worker, taken.chain(deliveries).collect());
                 return Err(e.into());
             }
             Ok((outcomes, deliveries))

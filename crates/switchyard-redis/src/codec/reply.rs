@@ -113,13 +113,24 @@ fn delivery(
     })
 }
 
-/// Reads deliveries (9 fields each) for `worker` until the iterator ends.
+/// Reads deliveries (9 fields each) for `worker`: `n` of them, or with `None` until the
+/// iterator ends.
 pub(crate) fn deliveries(
     items: &mut impl Iterator<Item = Value>,
     worker: &WorkerId,
+    n: Option<usize>,
 ) -> Result<Vec<Delivery>, Error> {
-    let mut out = Vec::new();
-    while let Some(id) = items.next() {
+    let mut out = Vec::with_capacity(n.unwrap_or(0));
+    loop {
+        if n.is_some_and(|n| out.len() >= n) {
+            break;
+        }
+        let Some(id) = items.next() else {
+            if n.is_some() {
+                return Err(protocol("truncated deliveries"));
+            }
+            break;
+        };
         let mut field = || items.next().ok_or_else(|| protocol("truncated delivery"));
         let queue = QueueName::new(text(field()?)?)?;
         let n = Attempt {
