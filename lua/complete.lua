@@ -8,17 +8,13 @@
 -- A lease that is not current (task gone, not running, other token, worker or queue) is
 -- refused and changes nothing.
 -- KEYS: the fixed keys, then one group per queue of the worker, in its order.
--- ARGV: now, worker, N, N queue names, L, then L times: id, queue, token, result, take; then
---       max, park 0|1 (as receive's park: when nothing is received, mark the worker waiting).
+-- ARGV: now, worker, 0 (any instance: the lease tokens decide), N, N queue names, L, then L
+--       times: id, queue, token, result, take; then max, park 0|1 (as receive's park: when
+--       nothing is received, mark the worker waiting).
 -- Reply: {per lease: code (A_SUCCEEDED; refused: A_NOT_FOUND, A_NOT_RUNNING, A_STALE), state,
 --         assignment count, assignments..., received count, deliveries...}, then the call's
 --         deliveries; deliveries as receive returns them.
-local w = name_arg(2, 'worker id')
-local nq = int_arg(3, 'queue count', 0, 64)
-local wr = worker_get(w)
-queues_named(4, nq)
-if wr then check_worker_queues(wr, 4, nq) end
-local base = 4 + nq
+local wr, w, base = worker_of_call(true)
 local nl = int_arg(base, 'lease count', 0, 100000)
 local max = int_arg(base + 1 + nl * 5, 'max', 0, 100000)
 local parking = int_arg(base + 2 + nl * 5, 'park', 0, 1)

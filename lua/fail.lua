@@ -2,15 +2,11 @@
 -- pending, retried after the queue's backoff if allowed and attempts remain, dead otherwise;
 -- then the worker's freed slot is refilled. A stale lease is refused and changes nothing.
 -- KEYS: the fixed keys, then one group per queue of the worker, in its order.
--- ARGV: now, worker, N, N queue names, id, queue, token, error, retry 0|1.
+-- ARGV: now, worker, 0 (any instance: the lease token decides), N, N queue names, id, queue,
+--       token, error, retry 0|1.
 -- Reply: {code (A_RETRYING, A_DEAD, A_CANCELLED; refused: A_NOT_FOUND, A_NOT_RUNNING, A_STALE),
 --         run-at or state (-1 without a record), assignments...}.
-local w = name_arg(2, 'worker id')
-local nq = int_arg(3, 'queue count', 0, 64)
-local wr = worker_get(w)
-queues_named(4, nq)
-if wr then check_worker_queues(wr, 4, nq) end
-local a = 4 + nq
+local wr, w, a = worker_of_call(true)
 local id, qname, tok, err = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3] or ''
 local retry = int_arg(a + 4, 'retry', 0, 1) == 1
 local r = rec_get(id)

@@ -4,6 +4,6 @@
 -- ARGV: now, worker, 0 (any instance), N, N queue names.
 -- Reply: {-1} skipped, or {count, returned ids..., assignments...}.
 -- Errors: SY_STALE (queues differ: read the worker again and retry).
-local wr = worker_of_call()
+local wr = worker_of_call(true)
 if not wr or wr.exp >= NOW then return {-1} end
 return reply_returned(hand_back(wr))

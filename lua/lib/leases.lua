@@ -45,7 +45,7 @@ local function finish(r, st, q)
   zadd(q.k_done, score, r.id)
   rec_put(r)
   if r.fl >= F_AWAITED then
-    call('PUBLISH', sub(K_TASKS, 1, -6) .. 'done:' .. r.id, int_text(st))
+    call('PUBLISH', channel(CH_DONE, r.id), int_text(st))
   end
 end
 

@@ -60,7 +60,7 @@ local function place(r, q, at, retry, t, keep)
     -- The first of its queue now: the earliest due time may have moved earlier, so wake the
     -- maintenance loops sleeping until then (Backend::sleep_until_due).
     if call('ZRANK', q.k_delayed, member) == 0 then
-      call('PUBLISH', sub(K_TASKS, 1, -6) .. 'due', at)
+      call('PUBLISH', channel(CH_DUE), at)
     end
     if retry then
       r.st = S_RETRY

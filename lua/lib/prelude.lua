@@ -40,9 +40,15 @@ local K_WTASKS              -- ZSET  lex: '<worker>|<token>|<id>' tasks dispatch
 local K_DEAD                -- ZSET  lex: '<queue>|<died at>|<id>'
 local K_DEDUPX              -- ZSET  dedup expiry -> '<queue>|<key>'
 local K_EVENTS              -- STREAM the event log, capped at about EVENT_CAP entries
-local NFIXED = 9
--- Then one group of 5 keys per queue a script may touch, named in ARGV by the script:
+-- Then one group of GROUP_KEYS keys per queue a script may touch, named in ARGV by the script:
 -- state HASH, ready LIST (fcfs) or ZSET, delayed ZSET, ring ZSET, done ZSET.
+
+-- The name of a channel: the namespace's key prefix (K_TASKS without 'tasks'), then `kind`
+-- (CH_WAKE, CH_DONE, CH_DUE of lib/protocol.lua) and `name` if any. Channels are not keys: the
+-- one place their names are built.
+local function channel(kind, name)
+  return sub(K_TASKS, 1, -6) .. kind .. (name or '')
+end
 
 
 local function fail(code, msg)

@@ -1,5 +1,12 @@
--- lib/protocol.lua: state, policy, strategy and answer codes and the packed formats. The Rust
--- side names the same (crates/switchyard-redis/src/protocol.rs; its test reads this file).
+-- lib/protocol.lua: state, policy, strategy and answer codes, the packed formats and the key
+-- contract. The Rust side names the same (crates/switchyard-redis/src/protocol.rs; its tests
+-- read this file and lib/begin.lua).
+
+-- KEYS: the NFIXED fixed keys (in the order lib/begin.lua binds them), then GROUP_KEYS keys per
+-- queue a call names (lib/queues.lua: queue_of). Channels: the namespace's prefix, then CH_WAKE
+-- and a worker id, CH_DONE and a task id, or CH_DUE (built by `channel`, lib/prelude.lua).
+local NFIXED, GROUP_KEYS = 9, 5
+local CH_WAKE, CH_DONE, CH_DUE = 'wake:', 'done:', 'due'
 
 local S_SCHEDULED, S_READY, S_DISPATCHED, S_RUNNING = 0, 1, 2, 3
 local S_RETRY, S_SUCCEEDED, S_DEAD, S_CANCELLED = 4, 5, 6, 7

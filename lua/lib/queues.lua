@@ -28,7 +28,7 @@ local function queue_of(name)
   if q then return q end
   local g = GROUPS[name]
   if not g then fail('SY_STALE', 'queue ' .. name .. ' was not passed') end
-  local b = NFIXED + (g - 1) * 5
+  local b = NFIXED + (g - 1) * GROUP_KEYS
   local k_state = KEYS[b + 1]
   local v = call('HMGET', k_state, 'c', 'd', 'p')
   if not v[1] then fail('SY_UNKNOWN_QUEUE', name) end

@@ -22,22 +22,25 @@ local function own_worker()
   return wr, w
 end
 
--- The worker a worker step names (ARGV: now, worker, instance, N, N queue names), its queue
--- groups bound and checked. Maintenance passes instance 0 (it acts on the worker, not as it)
--- and gets nil (and the id) if it is not registered.
-local function worker_of_call()
-  local nq = int_arg(4, 'queue count', 1, 64)
+-- The worker a worker's call names, with the queues it serves bound as the call's groups. Every
+-- such call (the worker-call prologue, one layout for all; RedisBackend::worker_call builds it)
+-- starts its ARGV with: now, worker id, instance token, N, N queue names (the worker's queues,
+-- in its order); the call's own arguments follow from the index returned third. Instance 0,
+-- allowed only with `any_instance`, acts on the worker whichever instance holds it
+-- (maintenance; a lease call, whose lease tokens the script checks): the record is then nil if
+-- the worker is not registered. Any other instance must hold the registration (own_worker).
+local function worker_of_call(any_instance)
+  local nq = int_arg(4, 'queue count', 0, 64)
   local wr, w
-  if ARGV[3] == '0' then
+  if any_instance and ARGV[3] == '0' then
     w = name_arg(2, 'worker id')
     wr = worker_get(w)
-    if not wr then return nil, w end
   else
     wr, w = own_worker()
   end
   queues_named(5, nq)
-  check_worker_queues(wr, 5, nq)
-  return wr, w
+  if wr then check_worker_queues(wr, 5, nq) end
+  return wr, w, 5 + nq
 end
 
 -- Writes what is deferred and replies {count, returned ids..., assignments...}.

@@ -45,7 +45,7 @@ end
 
 -- The channel a worker waits on for wake-ups and hand-offs.
 local function wake_channel(wr)
-  return sub(K_TASKS, 1, -6) .. 'wake:' .. wr.id
+  return channel(CH_WAKE, wr.id)
 end
 
 -- Whether anybody listens on the worker's wake channel (State::listening). A parked worker

@@ -18,7 +18,6 @@ mod maintain;
 mod membership;
 mod produce;
 mod queues;
-mod replies;
 mod tasks;
 mod verified;
 mod waits;
@@ -552,6 +551,26 @@ impl RedisBackend {
                 .chain(group_keys.iter().map(String::as_str)),
         );
         inv.arg(now);
+        inv
+    }
+
+    /// The call of a worker's script, in the one layout they all share (the worker-call
+    /// prologue; `worker_of_call` in `lua/lib/steps.lua` reads it): the fixed keys and the
+    /// groups of `queues`, the worker's queues in its order; ARGV now, the worker, `instance`
+    /// (the registration's token, or 0: whichever instance holds the id, for maintenance and
+    /// for lease calls, whose tokens the script checks), the count of queues and their names.
+    /// The script's own arguments follow.
+    fn worker_call(
+        &self,
+        function: &Function,
+        worker: &WorkerId,
+        instance: u64,
+        queues: &[QueueName],
+        now: &str,
+    ) -> Call {
+        let groups: Vec<&QueueName> = queues.iter().collect();
+        let mut inv = self.invocation(function, &groups, now);
+        inv.arg(worker.as_str()).arg(instance).names(&groups);
         inv
     }
 

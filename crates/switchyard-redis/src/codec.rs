@@ -8,19 +8,14 @@ pub(crate) use reply::*;
 
 use redis::Value;
 use switchyard_core::{
-    Assignment, BackendErrorKind, Delivery, Error, Event, EventKind, Lease, LeaseToken,
-    MAX_RUN_AT_MS, QueueConfig, QueueName, TRACE_PARENT_LEN, TaskId, TaskInfo, TaskKind,
-    TaskOutcome, TaskSpec, TaskState, TraceParent, TraceState, WorkerId,
+    Assignment, Delivery, Error, Event, EventKind, Lease, LeaseToken, MAX_RUN_AT_MS, QueueConfig,
+    QueueName, TRACE_PARENT_LEN, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec, TaskState,
+    TraceParent, TraceState, WorkerId,
 };
 
 use crate::protocol::{TASK_CANCEL_REQUESTED, WORKER_DRAINING, record, state_from};
 
-pub(crate) fn protocol(what: impl Into<String>) -> Error {
-    Error::Backend {
-        kind: BackendErrorKind::Protocol,
-        message: what.into(),
-    }
-}
+pub(crate) use crate::protocol::protocol;
 
 /// The immutable part of a record, built by the client: lengths of queue, kind, affinity key
 /// and dedup key (`>BBHH`), those bytes, then the trace context, then the payload. The trace

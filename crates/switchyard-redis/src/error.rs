@@ -5,7 +5,7 @@ use switchyard_core::admin::InUse;
 use switchyard_core::{BackendErrorKind, Error, QueueName, TaskId, WorkerId};
 use switchyard_topology::errors::detail;
 
-use crate::protocol::reply;
+use crate::protocol::{reply, state_from};
 pub(crate) use switchyard_topology::errors::map_redis;
 
 /// What a script call can fail with, before it becomes a public error.
@@ -153,5 +153,20 @@ impl Failure {
                 backend(BackendErrorKind::Protocol, format!("unexpected state {s}"))
             }
         }
+    }
+}
+
+/// A `SY_WRONG_STATE` answer as the public error of `operation` on task `id`.
+pub(crate) fn wrong_state(f: Failure, id: TaskId, operation: &'static str) -> Failure {
+    match f {
+        Failure::WrongState(s) => match state_from(s) {
+            Ok(state) => Failure::Error(Error::WrongState {
+                id,
+                state,
+                operation,
+            }),
+            Err(e) => Failure::Error(e),
+        },
+        other => other,
     }
 }

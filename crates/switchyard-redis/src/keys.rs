@@ -1,8 +1,12 @@
-//! Key and channel names. Every key of one namespace shares the hash tag `{<namespace>}`, so
-//! every script touches a single slot and runs unchanged on Redis Cluster. See
-//! `docs/redis-layout.md` for what each key holds.
+//! Key and channel names of a namespace. Every key of one namespace shares the hash tag
+//! `{<namespace>}`, so every script touches a single slot and runs unchanged on Redis Cluster.
+//! Which keys there are and in which order the scripts take them is the key contract in
+//! [`protocol::key`](crate::protocol::key); see `docs/redis-layout.md` for what each key holds.
 
 use switchyard_core::{Error, QueueName, TaskId, WorkerId};
+
+pub(crate) use crate::protocol::key::{DEAD, EVENTS, FIXED, HB, META, TASKS, WORKERS};
+use crate::protocol::key::{DONE, DUE, GROUP, WAKE};
 
 /// The names of one namespace's keys.
 #[derive(Debug, Clone)]
@@ -11,18 +15,6 @@ pub(crate) struct Keyspace {
     /// The fixed keys, in the order every script expects them (lua/lib/prelude.lua).
     pub(crate) fixed: Vec<String>,
 }
-
-/// Fixed key roles, in KEYS order.
-pub(crate) const FIXED: [&str; 9] = [
-    "tasks", "meta", "workers", "hb", "free", "wtasks", "dead", "dedupx", "events",
-];
-
-pub(crate) const TASKS: usize = 0;
-pub(crate) const META: usize = 1;
-pub(crate) const WORKERS: usize = 2;
-pub(crate) const HB: usize = 3;
-pub(crate) const DEAD: usize = 6;
-pub(crate) const EVENTS: usize = 8;
 
 impl Keyspace {
     /// Keys under `sy:{<namespace>}:`.
@@ -60,33 +52,26 @@ impl Keyspace {
         &self.fixed[role]
     }
 
-    /// The 5 keys of a queue: state, ready, delayed, ring, done.
-    pub(crate) fn queue_group(&self, queue: &QueueName) -> [String; 5] {
-        let p = &self.prefix;
-        [
-            format!("{p}q:{queue}:state"),
-            format!("{p}q:{queue}:ready"),
-            format!("{p}q:{queue}:delayed"),
-            format!("{p}q:{queue}:ring"),
-            format!("{p}q:{queue}:done"),
-        ]
+    /// The keys of a queue's group, in [`GROUP`] order.
+    pub(crate) fn queue_group(&self, queue: &QueueName) -> [String; GROUP.len()] {
+        GROUP.map(|role| format!("{}q:{queue}:{role}", self.prefix))
     }
 
     /// The channel a waiting worker is woken on.
     pub(crate) fn wake_channel(&self, worker: &WorkerId) -> String {
-        format!("{}wake:{worker}", self.prefix)
+        format!("{}{WAKE}{worker}", self.prefix)
     }
 
     /// The channel a finished, awaited task is announced on.
     pub(crate) fn done_channel(&self, id: TaskId) -> String {
-        format!("{}done:{id}", self.prefix)
+        format!("{}{DONE}{id}", self.prefix)
     }
 
     /// The channel on which a delayed task that became the first of its queue is announced
     /// (`place` in `lua/lib/place.lua`), waking maintenance loops. Namespaces hold no glob
     /// characters, so it is also the pattern that matches just itself.
     pub(crate) fn due_channel(&self) -> String {
-        format!("{}due", self.prefix)
+        format!("{}{DUE}", self.prefix)
     }
 }
 

@@ -24,6 +24,7 @@ use std::sync::OnceLock;
 
 use redis::aio::ConnectionLike;
 use redis::{Cmd, RedisResult, ToRedisArgs, Value};
+use switchyard_core::QueueName;
 use switchyard_topology::Connection;
 
 /// `("lib/<file>", its text)`.
@@ -248,6 +249,16 @@ impl Call {
     /// Appends an argument.
     pub(crate) fn arg<T: ToRedisArgs>(&mut self, arg: T) -> &mut Self {
         self.cmd.arg(arg);
+        self
+    }
+
+    /// Appends the count of `queues` and their names (the groups a script binds them to are
+    /// in its keys, in the same order).
+    pub(crate) fn names(&mut self, queues: &[&QueueName]) -> &mut Self {
+        self.cmd.arg(queues.len());
+        for q in queues {
+            self.cmd.arg(q.as_str());
+        }
         self
     }
 

@@ -1,13 +1,23 @@
 //! The protocol between this crate and its Lua scripts, defined once: the codes of task
-//! states, policies, strategies, flags and acknowledgements, the error replies, and the
-//! lengths of the packed records. The scripts name the same codes in `lua/lib/protocol.lua`; the test
-//! at the end of this file reads that file and fails on any difference, so the two sides
-//! cannot drift apart.
+//! states, policies, strategies, flags and acknowledgements, the error replies, the packed
+//! record formats and their lengths, and the key contract (which keys a script gets, in which
+//! order, and the channel names). The scripts name the same in `lua/lib/protocol.lua` (and
+//! take their keys in `lua/lib/begin.lua`); the tests at the end of this file read those files
+//! and fail on any difference, so the two sides cannot drift apart.
+//!
+//! This module is the leaf of the wire layer: it depends on nothing else of the crate. The
+//! bytes are built in [`codec`](crate::codec) and the replies decoded in `codec::reply`; the
+//! key names of a namespace in [`keys`](crate::keys).
 
-use redis::Value;
-use switchyard_core::{Ack, Policy, Rejection, Result, Strategy, TaskState};
+use switchyard_core::{BackendErrorKind, Error, Policy, Result, Strategy, TaskState};
 
-use crate::codec::{int, protocol, uint};
+/// The error of a reply that breaks this protocol (a truncated reply, an unknown code).
+pub(crate) fn protocol(what: impl Into<String>) -> Error {
+    Error::Backend {
+        kind: BackendErrorKind::Protocol,
+        message: what.into(),
+    }
+}
 
 /// The code of a task state in records and replies (`S_*` in `lua/lib/protocol.lua`).
 pub(crate) fn state_code(state: TaskState) -> u8 {
@@ -104,25 +114,6 @@ impl AckCode {
         AckCode::Dead,
         AckCode::Cancelled,
     ];
-
-    /// Decodes a reply's `(code, value)` pair.
-    pub(crate) fn ack(code: i64, value: &Value) -> Result<Ack> {
-        let known = Self::ALL.into_iter().find(|c| i64::from(*c as u8) == code);
-        Ok(match known {
-            Some(AckCode::Succeeded) => Ack::Completed,
-            Some(AckCode::NotFound) => Ack::Rejected(Rejection::NotFound),
-            Some(AckCode::NotRunning) => {
-                Ack::Rejected(Rejection::NotRunning(state_from(int(value)?)?))
-            }
-            Some(AckCode::Stale) => Ack::Rejected(Rejection::StaleToken),
-            Some(AckCode::Retrying) => Ack::Retrying {
-                run_at: uint(value)?,
-            },
-            Some(AckCode::Dead) => Ack::Dead,
-            Some(AckCode::Cancelled) => Ack::Cancelled,
-            None => return Err(protocol(format!("unknown acknowledgement code {code}"))),
-        })
-    }
 }
 
 /// The error replies of the scripts (`fail('SY_…', detail)` in Lua), read by
@@ -218,6 +209,38 @@ pub(crate) mod record {
     }
 }
 
+/// The key contract. Every script gets, in `KEYS`, the namespace's fixed keys in the order of
+/// [`FIXED`](key::FIXED), then one group of [`GROUP`](key::GROUP) keys per queue it names
+/// (`NFIXED` and `GROUP_KEYS` in `lua/lib/protocol.lua`). Channels are not keys: the scripts
+/// build their names from the namespace's prefix and the names below (`channel` in
+/// `lua/lib/prelude.lua`).
+pub(crate) mod key {
+    /// The fixed keys' roles, in `KEYS` order (`K_*` in `lua/lib/begin.lua`).
+    pub(crate) const FIXED: [&str; 9] = [
+        "tasks", "meta", "workers", "hb", "free", "wtasks", "dead", "dedupx", "events",
+    ];
+    /// Index in [`FIXED`] of the task hash.
+    pub(crate) const TASKS: usize = 0;
+    /// Of the hash of counters and queue configurations.
+    pub(crate) const META: usize = 1;
+    /// Of the worker hash.
+    pub(crate) const WORKERS: usize = 2;
+    /// Of the heartbeat expiries.
+    pub(crate) const HB: usize = 3;
+    /// Of the dead-letter set.
+    pub(crate) const DEAD: usize = 6;
+    /// Of the event stream.
+    pub(crate) const EVENTS: usize = 8;
+    /// The keys of one queue's group, in `KEYS` order (`q:<queue>:<role>`).
+    pub(crate) const GROUP: [&str; 5] = ["state", "ready", "delayed", "ring", "done"];
+    /// The channel a waiting worker is woken on: this, then the worker id (`CH_WAKE`).
+    pub(crate) const WAKE: &str = "wake:";
+    /// The channel an awaited task's end is announced on: this, then the id (`CH_DONE`).
+    pub(crate) const DONE: &str = "done:";
+    /// The channel a delayed task that became first of its queue is announced on (`CH_DUE`).
+    pub(crate) const DUE: &str = "due";
+}
+
 impl From<AckCode> for u8 {
     fn from(code: AckCode) -> u8 {
         code as u8
@@ -228,9 +251,13 @@ impl From<AckCode> for u8 {
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
+    use redis::Value;
+
     use super::*;
+    use crate::codec::ack;
 
     const LIB: &str = include_str!("../../../lua/lib/protocol.lua");
+    const BEGIN: &str = include_str!("../../../lua/lib/begin.lua");
 
     /// `local A, B = 1, 2` and `local F = '>B'` lines of lib/protocol.lua, by name.
     fn lua_constants() -> BTreeMap<String, String> {
@@ -348,6 +375,42 @@ mod tests {
     }
 
     #[test]
+    fn the_lua_side_takes_the_keys_in_the_same_order() {
+        let lua = lua_constants();
+        expect(&lua, "NFIXED", key::FIXED.len());
+        expect(&lua, "GROUP_KEYS", key::GROUP.len());
+        expect(&lua, "CH_WAKE", key::WAKE);
+        expect(&lua, "CH_DONE", key::DONE);
+        expect(&lua, "CH_DUE", key::DUE);
+        // `K_TASKS, K_META = keys[1], keys[2]` lines of begin.lua.
+        let mut taken = BTreeMap::new();
+        for line in BEGIN.lines() {
+            let Some((names, values)) = line.trim().split_once(" = ") else {
+                continue;
+            };
+            let names: Vec<&str> = names.split(',').map(str::trim).collect();
+            if !names.iter().all(|n| n.starts_with("K_")) {
+                continue;
+            }
+            for (name, value) in names.into_iter().zip(values.split(',')) {
+                let index: usize = value
+                    .trim()
+                    .strip_prefix("keys[")
+                    .and_then(|v| v.strip_suffix(']'))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("begin.lua: {name} = {value}"));
+                taken.insert(index, name[2..].to_ascii_lowercase());
+            }
+        }
+        let want: BTreeMap<usize, String> = key::FIXED
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (i + 1, (*k).to_owned()))
+            .collect();
+        assert_eq!(taken, want, "the fixed keys in lua/lib/begin.lua");
+    }
+
+    #[test]
     fn every_error_reply_of_the_scripts_is_known_here() {
         let lua = concat!(env!("CARGO_MANIFEST_DIR"), "/../../lua");
         let mut used = BTreeSet::new();
@@ -384,11 +447,8 @@ mod tests {
     fn every_acknowledgement_code_decodes() {
         for code in AckCode::ALL {
             let value = Value::Int(i64::from(state_code(TaskState::Running)));
-            assert!(
-                AckCode::ack(i64::from(u8::from(code)), &value).is_ok(),
-                "{code:?}"
-            );
+            assert!(ack(i64::from(u8::from(code)), &value).is_ok(), "{code:?}");
         }
-        assert!(AckCode::ack(7, &Value::Int(0)).is_err());
+        assert!(ack(7, &Value::Int(0)).is_err());
     }
 }

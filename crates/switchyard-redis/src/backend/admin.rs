@@ -7,10 +7,10 @@ use switchyard_core::admin::{InUse, Purge, PurgeReport, Reshape};
 use switchyard_core::rng::Minstd;
 use switchyard_core::{Error, EventLevel, QueueConfig, QueueName, Result, TaskId};
 
-use super::replies::wrong_state;
 use super::{RedisBackend, verified};
-use crate::codec::{self, array, int, protocol};
+use crate::codec::{self, int};
 use crate::error::Failure;
+use crate::error::wrong_state;
 
 /// Appends a queue configuration as declare and reconfigure take it (ARGV 4..19, after the
 /// queue name and its JSON; the Lua side is `config_arg` in `lua/lib/admin.lua`).
@@ -75,12 +75,7 @@ impl RedisBackend {
             .arg(what.code())
             .arg(limit.min(1_000_000));
         let v = self.exec_durable(&inv).await.map_err(Failure::into_error)?;
-        let mut it = array(v)?.into_iter();
-        let mut next = || int(&it.next().ok_or_else(|| protocol("short purge reply"))?);
-        Ok(PurgeReport {
-            removed: u64::try_from(next()?).map_err(|_| protocol("negative purge count"))?,
-            more: next()? == 1,
-        })
+        codec::purge_report(v)
     }
 
     pub(super) async fn reconfigure_queue_now(

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::{FutureExt, StreamExt};
-use redis::Value;
 use switchyard_core::backend::normalize_error;
 use switchyard_core::{
     AckOutcome, Assignment, Delivery, Error, Lease, Leases, QueueName, Result, WorkerId, WorkerRef,
@@ -14,9 +13,8 @@ use switchyard_core::{
 use super::combining::Completion;
 use super::{RedisBackend, verified};
 use crate::codec;
-use crate::codec::{array, assignments, int, protocol, uint};
+use crate::codec::{array, assignments};
 use crate::error::Failure;
-use crate::protocol::AckCode;
 
 #[async_trait]
 impl Leases for RedisBackend {
@@ -194,25 +192,14 @@ impl Leases for RedisBackend {
                 .queues_of(&lease.worker, attempt > 0)
                 .await?
                 .unwrap_or_default();
-            let groups: Vec<&QueueName> = queues.iter().collect();
             let now = self.now_arg();
-            let mut inv = self.invocation(&self.functions().fail, &groups, &now);
-            inv.arg(lease.worker.as_str()).arg(groups.len());
-            for q in &groups {
-                inv.arg(q.as_str());
-            }
+            let mut inv = self.worker_call(&self.functions().fail, &lease.worker, 0, &queues, &now);
             inv.arg(lease.task.to_string())
                 .arg(lease.queue.as_str())
                 .arg(lease.token.0)
                 .arg(error)
                 .arg(u8::from(retry));
-            let mut it = array(self.exec_durable(&inv).await?)?.into_iter();
-            let code = int(&it.next().ok_or_else(|| protocol("empty fail reply"))?)?;
-            let x = it.next().unwrap_or(Value::Int(0));
-            Ok(AckOutcome {
-                ack: AckCode::ack(code, &x)?,
-                assignments: assignments(&mut it, None)?,
-            })
+            Ok(codec::failed(self.exec_durable(&inv).await?)?)
         })
         .await
     }
@@ -292,17 +279,10 @@ impl RedisBackend {
         let worker = &me.id;
         verified("receive", |attempt| async move {
             let queues = self.worker_queues(worker, attempt).await?;
-            let groups: Vec<&QueueName> = queues.iter().collect();
             let now = self.now_arg();
-            let mut inv = self.invocation(&self.functions().receive, &groups, &now);
-            inv.arg(worker.as_str())
-                .arg(me.instance.get())
-                .arg(max.min(100_000))
-                .arg(u8::from(park))
-                .arg(groups.len());
-            for q in &groups {
-                inv.arg(q.as_str());
-            }
+            let receive = &self.functions().receive;
+            let mut inv = self.worker_call(receive, worker, me.instance.get(), &queues, &now);
+            inv.arg(max.min(100_000)).arg(u8::from(park));
             let v = self.exec(&inv).await?;
             Ok(codec::deliveries(&mut array(v)?.into_iter(), worker, None)?)
         })
@@ -339,19 +319,14 @@ impl RedisBackend {
         acks: &[Completion],
         max: usize,
         park: bool,
-    ) -> Result<(Vec<(AckOutcome, Vec<Delivery>)>, Vec<Delivery>)> {
+    ) -> Result<codec::Completed> {
         verified("complete", |attempt| async move {
             let queues = self
                 .queues_of(worker, attempt > 0)
                 .await?
                 .unwrap_or_default();
-            let groups: Vec<&QueueName> = queues.iter().collect();
             let now = self.now_arg();
-            let mut inv = self.invocation(&self.functions().complete, &groups, &now);
-            inv.arg(worker.as_str()).arg(groups.len());
-            for q in &groups {
-                inv.arg(q.as_str());
-            }
+            let mut inv = self.worker_call(&self.functions().complete, worker, 0, &queues, &now);
             inv.arg(acks.len());
             for (lease, value, take) in acks {
                 // A lease of another worker can never be current for this one: the script
@@ -367,23 +342,7 @@ impl RedisBackend {
             }
             inv.arg(max.min(100_000)).arg(u8::from(park));
             let (v, unconfirmed) = self.exec_confirmed(&inv).await?;
-            let mut it = array(v)?.into_iter();
-            let mut outcomes = Vec::with_capacity(acks.len());
-            for _ in 0..acks.len() {
-                let truncated = || protocol("truncated complete reply");
-                let code = int(&it.next().ok_or_else(truncated)?)?;
-                let state = it.next().ok_or_else(truncated)?;
-                let n = usize::try_from(uint(&it.next().ok_or_else(truncated)?)?)
-                    .map_err(|_| protocol("assignment count"))?;
-                let ack = AckOutcome {
-                    ack: AckCode::ack(code, &state)?,
-                    assignments: assignments(&mut it, Some(n))?,
-                };
-                let taken = usize::try_from(uint(&it.next().ok_or_else(truncated)?)?)
-                    .map_err(|_| protocol("received count"))?;
-                outcomes.push((ack, codec::deliveries(&mut it, worker, Some(taken))?));
-            }
-            let deliveries = codec::deliveries(&mut it, worker, None)?;
+            let (outcomes, deliveries) = codec::completed(v, acks.len(), worker)?;
             if let Some(e) = unconfirmed {
                 // The completions are applied but unconfirmed; the received tasks are
                 // leased to the worker: its next receive hands them out.

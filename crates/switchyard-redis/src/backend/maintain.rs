@@ -3,15 +3,12 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::Value;
 use switchyard_core::backend::due_pause;
-use switchyard_core::{Maintain, MaintenanceReport, QueueName, Result, WorkerId};
+use switchyard_core::{Maintain, MaintenanceReport, Result, WorkerId};
 
-use super::replies::hand_back_from;
 use super::{RedisBackend, verified};
-use crate::codec::{array, assignments, int, protocol, uint};
 use crate::error::Failure;
-use crate::keys;
+use crate::{codec, keys};
 
 #[async_trait]
 impl Maintain for RedisBackend {
@@ -118,18 +115,10 @@ impl Maintain for RedisBackend {
                 let Some(queues) = self.queues_of(worker, true).await? else {
                     return Ok(None);
                 };
-                let groups: Vec<&QueueName> = queues.iter().collect();
-                let mut inv = self.invocation(&self.functions().reap_worker, &groups, now_arg);
                 // Instance 0: maintenance acts on the worker, whichever instance it is.
-                inv.arg(worker.as_str()).arg(0).arg(groups.len());
-                for q in &groups {
-                    inv.arg(q.as_str());
-                }
-                let items = array(self.exec(&inv).await?)?;
-                if items.first().and_then(|v| int(v).ok()) == Some(-1) {
-                    return Ok(None);
-                }
-                Ok(Some(hand_back_from(Value::Array(items))?))
+                let reap = &self.functions().reap_worker;
+                let inv = self.worker_call(reap, worker, 0, &queues, now_arg);
+                Ok(codec::reaped(self.exec(&inv).await?)?)
             })
             .await?;
             if let Some(back) = back {
@@ -147,19 +136,11 @@ impl Maintain for RedisBackend {
             let mut inv = self.invocation(&self.functions().promote, &[queue], &now_arg);
             inv.arg(queue.as_str()).arg(budget);
             let v = self.exec(&inv).await.map_err(Failure::into_error)?;
-            let mut it = array(v)?.into_iter();
-            let n = usize::try_from(uint(
-                &it.next().ok_or_else(|| protocol("empty promote reply"))?,
-            )?)
-            .map_err(|_| protocol("promote count"))?;
-            let more = uint(
-                &it.next()
-                    .ok_or_else(|| protocol("truncated promote reply"))?,
-            )? == 1;
+            let (n, more, assignments) = codec::promoted(v)?;
             report.more |= more;
             report.promoted += n;
             budget -= n.min(budget);
-            report.assignments.extend(assignments(&mut it, None)?);
+            report.assignments.extend(assignments);
         }
         // 3. Finished records past their retention, queue by queue in name order (and expired
         //    dedup keys along with the first queue).
@@ -167,14 +148,11 @@ impl Maintain for RedisBackend {
         for (i, queue) in names.iter().enumerate() {
             let mut inv = self.invocation(&self.functions().purge, &[queue], &now_arg);
             inv.arg(queue.as_str()).arg(budget).arg(u8::from(i == 0));
-            let v = array(self.exec(&inv).await.map_err(Failure::into_error)?)?;
-            let n = usize::try_from(uint(
-                v.first().ok_or_else(|| protocol("empty purge reply"))?,
-            )?)
-            .map_err(|_| protocol("purge count"))?;
+            let v = self.exec(&inv).await.map_err(Failure::into_error)?;
+            let (n, more) = codec::purged(v)?;
             report.records_purged += n;
             budget -= n.min(budget);
-            report.more |= v.get(1).map(uint).transpose()?.unwrap_or(0) == 1;
+            report.more |= more;
         }
         Ok(report)
     }

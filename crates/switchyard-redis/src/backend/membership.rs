@@ -3,16 +3,12 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redis::Value;
 use switchyard_core::{
-    HandBack, HeartbeatReply, Membership, QueueName, RegisterOutcome, Result, TaskId, WorkerRef,
-    WorkerSpec,
+    HandBack, HeartbeatReply, Membership, QueueName, RegisterOutcome, Result, WorkerRef, WorkerSpec,
 };
 
-use super::replies::hand_back_from;
 use super::{RedisBackend, verified};
 use crate::codec;
-use crate::codec::{array, assignments, protocol, uint};
 
 #[async_trait]
 impl Membership for RedisBackend {
@@ -38,20 +34,12 @@ impl Membership for RedisBackend {
                 .arg(spec.get_weight())
                 .arg(spec.heartbeat_ttl_ms())
                 .arg(spec.get_instance().get());
-            inv.arg(spec.queues().len()).arg(groups.len());
-            for q in &groups {
-                inv.arg(q.as_str());
-            }
+            inv.arg(spec.queues().len()).names(&groups);
             let v = self.exec(&inv).await?;
             if let Ok(mut cache) = self.inner.worker_queues.write() {
                 cache.insert(spec.id().clone(), Arc::new(spec.queues().to_vec()));
             }
-            let mut it = array(v)?.into_iter();
-            let replaced = uint(&it.next().ok_or_else(|| protocol("empty register reply"))?)? == 1;
-            Ok(RegisterOutcome {
-                replaced,
-                assignments: assignments(&mut it, None)?,
-            })
+            Ok(codec::registered(v)?)
         })
         .await;
         match registered {
@@ -77,16 +65,10 @@ impl Membership for RedisBackend {
         self.renew_waiting(worker);
         verified("drain", |attempt| async move {
             let queues = self.worker_queues(worker, attempt).await?;
-            let groups: Vec<&QueueName> = queues.iter().collect();
             let now = self.now_arg();
-            let mut inv = self.invocation(&self.functions().drain, &groups, &now);
-            inv.arg(worker.as_str())
-                .arg(me.instance.get())
-                .arg(groups.len());
-            for q in &groups {
-                inv.arg(q.as_str());
-            }
-            Ok(hand_back_from(self.exec(&inv).await?)?)
+            let drain = &self.functions().drain;
+            let inv = self.worker_call(drain, worker, me.instance.get(), &queues, &now);
+            Ok(codec::hand_back(self.exec(&inv).await?)?)
         })
         .await
         .inspect(|_| self.renew_waiting(worker))
@@ -99,18 +81,12 @@ impl Membership for RedisBackend {
         self.renew_waiting(worker);
         verified("deregister", |attempt| async move {
             let queues = self.worker_queues(worker, attempt).await?;
-            let groups: Vec<&QueueName> = queues.iter().collect();
             let now = self.now_arg();
-            let mut inv = self.invocation(&self.functions().deregister, &groups, &now);
-            inv.arg(worker.as_str())
-                .arg(me.instance.get())
-                .arg(groups.len());
-            for q in &groups {
-                inv.arg(q.as_str());
-            }
+            let deregister = &self.functions().deregister;
+            let inv = self.worker_call(deregister, worker, me.instance.get(), &queues, &now);
             let v = self.exec(&inv).await?;
             self.forget_worker(worker);
-            Ok(hand_back_from(v)?)
+            Ok(codec::hand_back(v)?)
         })
         .await
         .inspect(|_| self.renew_waiting(worker))
@@ -123,31 +99,11 @@ impl RedisBackend {
         let worker = &me.id;
         verified("heartbeat", |attempt| async move {
             let queues = self.worker_queues(worker, attempt).await?;
-            let groups: Vec<&QueueName> = queues.iter().collect();
             let now = self.now_arg();
-            let mut inv = self.invocation(&self.functions().heartbeat, &groups, &now);
-            inv.arg(worker.as_str())
-                .arg(me.instance.get())
-                .arg(groups.len());
-            for q in &groups {
-                inv.arg(q.as_str());
-            }
+            let heartbeat = &self.functions().heartbeat;
+            let inv = self.worker_call(heartbeat, worker, me.instance.get(), &queues, &now);
             let v = self.exec(&inv).await?;
-            let mut it = array(v)?.into_iter().skip(1);
-            let ids = |it: &mut dyn Iterator<Item = Value>| -> Result<Vec<TaskId>> {
-                let truncated = || protocol("truncated heartbeat reply");
-                let n = uint(&it.next().ok_or_else(truncated)?)?;
-                (0..n)
-                    .map(|_| codec::task_id(it.next().ok_or_else(truncated)?))
-                    .collect()
-            };
-            let cancel = ids(&mut it)?;
-            let expired = ids(&mut it)?;
-            Ok(HeartbeatReply {
-                cancel,
-                expired,
-                assignments: assignments(&mut it, None)?,
-            })
+            Ok(codec::heartbeat(v)?)
         })
         .await
         .inspect_err(|e| self.forget_if_unknown(e))

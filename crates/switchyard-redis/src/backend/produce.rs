@@ -4,7 +4,6 @@ use async_trait::async_trait;
 use switchyard_core::{Error, Produce, QueueName, Result, SubmitOutcome, TaskSpec};
 
 use super::RedisBackend;
-use super::replies::submit_outcome;
 use crate::codec;
 use crate::codec::array;
 
@@ -58,10 +57,7 @@ impl RedisBackend {
             }
             let now = self.now_arg();
             let mut inv = self.invocation(&self.functions().submit, &groups, &now);
-            inv.arg(groups.len());
-            for q in &groups {
-                inv.arg(q.as_str());
-            }
+            inv.names(&groups);
             inv.arg(chunk.len());
             for s in chunk {
                 let g = groups.iter().position(|q| *q == s.queue()).unwrap_or(0) + 1;
@@ -84,7 +80,7 @@ impl RedisBackend {
             };
             let mut it = array(reply)?.into_iter();
             for _ in chunk {
-                out.push(submit_outcome(&mut it)?);
+                out.push(codec::submit_outcome(&mut it)?);
             }
         }
         Ok(out)

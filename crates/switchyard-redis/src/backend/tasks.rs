@@ -10,9 +10,9 @@ use switchyard_core::{
     TaskState, Tasks, WorkerId,
 };
 
-use super::replies::wrong_state;
 use super::{RedisBackend, verified};
-use crate::codec::{array, assignments, int, protocol, text};
+use crate::codec::{array, int, protocol, text};
+use crate::error::wrong_state;
 use crate::protocol::state_from;
 use crate::{codec, keys};
 
@@ -88,21 +88,8 @@ impl Tasks for RedisBackend {
             inv.arg(id.to_string())
                 .arg(crate::protocol::state_code(rec.state));
             inv.arg(rec.worker.as_ref().map_or("", |w| w.as_str()))
-                .arg(groups.len());
-            for q in &groups {
-                inv.arg(q.as_str());
-            }
-            let mut it = array(self.exec_durable(&inv).await?)?.into_iter();
-            let code = int(&it.next().ok_or_else(|| protocol("empty cancel reply"))?)?;
-            Ok(match code {
-                0 => CancelOutcome::Cancelled {
-                    assignments: assignments(&mut it, None)?,
-                },
-                1 => CancelOutcome::Requested,
-                _ => CancelOutcome::AlreadyFinished(state_from(int(&it
-                    .next()
-                    .ok_or_else(|| protocol("truncated cancel reply"))?)?)?),
-            })
+                .names(&groups);
+            Ok(codec::cancelled(self.exec_durable(&inv).await?)?)
         })
         .await
     }

@@ -1,6 +1,14 @@
-//! Parsing of script replies: the plain values, assignments, deliveries and hand-off messages.
+//! Decoding of script replies, all in one place: the plain values, assignments, deliveries,
+//! hand-off messages, and one decoder per transition's reply.
+
+use switchyard_core::admin::PurgeReport;
+use switchyard_core::{
+    Ack, AckOutcome, CancelOutcome, EventCounts, HandBack, HeartbeatReply, QueueStats,
+    RegisterOutcome, Rejection, SubmitOutcome, WorkerStats,
+};
 
 use super::*;
+use crate::protocol::AckCode;
 
 pub(crate) fn array(v: Value) -> Result<Vec<Value>, Error> {
     match v {
@@ -190,4 +198,251 @@ pub(crate) fn hand_off(message: &[u8], worker: &WorkerId) -> Result<Option<HandO
         parked,
         instance,
     }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The replies of the transitions, one decoder each (the layout is in each script's header).
+
+/// A lease's `(code, value)` pair of `complete` and `fail` (`A_*`, [`AckCode`]).
+pub(crate) fn ack(code: i64, value: &Value) -> Result<Ack, Error> {
+    let known = AckCode::ALL
+        .into_iter()
+        .find(|c| i64::from(u8::from(*c)) == code);
+    Ok(match known {
+        Some(AckCode::Succeeded) => Ack::Completed,
+        Some(AckCode::NotFound) => Ack::Rejected(Rejection::NotFound),
+        Some(AckCode::NotRunning) => Ack::Rejected(Rejection::NotRunning(state_from(int(value)?)?)),
+        Some(AckCode::Stale) => Ack::Rejected(Rejection::StaleToken),
+        Some(AckCode::Retrying) => Ack::Retrying {
+            run_at: uint(value)?,
+        },
+        Some(AckCode::Dead) => Ack::Dead,
+        Some(AckCode::Cancelled) => Ack::Cancelled,
+        None => return Err(protocol(format!("unknown acknowledgement code {code}"))),
+    })
+}
+
+/// The next item of a reply, or a protocol error naming the reply (`what`) as truncated.
+fn next_of<I: Iterator<Item = Value> + ?Sized>(items: &mut I, what: &str) -> Result<Value, Error> {
+    items
+        .next()
+        .ok_or_else(|| protocol(format!("truncated {what} reply")))
+}
+
+/// The next item of a reply as a count.
+fn count_of<I: Iterator<Item = Value> + ?Sized>(items: &mut I, what: &str) -> Result<usize, Error> {
+    usize::try_from(uint(&next_of(items, what)?)?)
+        .map_err(|_| protocol(format!("count out of range in the {what} reply")))
+}
+
+/// One task's answer of `submit`: duplicate 0|1, id, state (-1: none), assigned worker ('').
+pub(crate) fn submit_outcome(
+    items: &mut impl Iterator<Item = Value>,
+) -> Result<SubmitOutcome, Error> {
+    let duplicate = int(&next_of(items, "submit")?)? == 1;
+    let id = task_id(next_of(items, "submit")?)?;
+    let st = int(&next_of(items, "submit")?)?;
+    let worker = text(next_of(items, "submit")?)?;
+    Ok(SubmitOutcome {
+        id,
+        state: if st < 0 { None } else { Some(state_from(st)?) },
+        duplicate,
+        assigned: if worker.is_empty() {
+            None
+        } else {
+            Some(WorkerId::new(worker)?)
+        },
+    })
+}
+
+/// `{count, returned ids..., assignments...}` of `drain`, `deregister` and `reap_worker`.
+pub(crate) fn hand_back(v: Value) -> Result<HandBack, Error> {
+    let mut items = array(v)?.into_iter();
+    let n = count_of(&mut items, "hand-back")?;
+    let returned = (0..n)
+        .map(|_| task_id(next_of(&mut items, "hand-back")?))
+        .collect::<Result<_, Error>>()?;
+    Ok(HandBack {
+        returned,
+        assignments: assignments(&mut items, None)?,
+    })
+}
+
+/// `reap_worker`: `{-1}` if the worker was not reaped (gone, or it heartbeat again), else as
+/// [`hand_back`].
+pub(crate) fn reaped(v: Value) -> Result<Option<HandBack>, Error> {
+    let items = array(v)?;
+    if items.first().and_then(|v| int(v).ok()) == Some(-1) {
+        return Ok(None);
+    }
+    hand_back(Value::Array(items)).map(Some)
+}
+
+/// `register`: `{replaced 0|1, assignments...}`.
+pub(crate) fn registered(v: Value) -> Result<RegisterOutcome, Error> {
+    let mut items = array(v)?.into_iter();
+    let replaced = uint(&next_of(&mut items, "register")?)? == 1;
+    Ok(RegisterOutcome {
+        replaced,
+        assignments: assignments(&mut items, None)?,
+    })
+}
+
+/// `heartbeat`: `{0, count, ids to cancel..., count, expired ids..., assignments...}`.
+pub(crate) fn heartbeat(v: Value) -> Result<HeartbeatReply, Error> {
+    let mut items = array(v)?.into_iter().skip(1);
+    let ids = |items: &mut dyn Iterator<Item = Value>| -> Result<Vec<TaskId>, Error> {
+        let n = count_of(items, "heartbeat")?;
+        (0..n)
+            .map(|_| task_id(next_of(items, "heartbeat")?))
+            .collect()
+    };
+    let cancel = ids(&mut items)?;
+    let expired = ids(&mut items)?;
+    Ok(HeartbeatReply {
+        cancel,
+        expired,
+        assignments: assignments(&mut items, None)?,
+    })
+}
+
+/// `fail`: `{code, value, assignments...}`.
+pub(crate) fn failed(v: Value) -> Result<AckOutcome, Error> {
+    let mut items = array(v)?.into_iter();
+    let code = int(&next_of(&mut items, "fail")?)?;
+    let value = items.next().unwrap_or(Value::Int(0));
+    Ok(AckOutcome {
+        ack: ack(code, &value)?,
+        assignments: assignments(&mut items, None)?,
+    })
+}
+
+/// What `complete` answers: per lease its acknowledgement and the tasks received right after
+/// it, then the tasks received for the call as a whole.
+pub(crate) type Completed = (Vec<(AckOutcome, Vec<Delivery>)>, Vec<Delivery>);
+
+/// `complete` for `leases` leases of `worker`: per lease `{code, state, assignment count,
+/// assignments..., received count, deliveries...}`, then the call's deliveries.
+pub(crate) fn completed(v: Value, leases: usize, worker: &WorkerId) -> Result<Completed, Error> {
+    let mut items = array(v)?.into_iter();
+    let mut outcomes = Vec::with_capacity(leases);
+    for _ in 0..leases {
+        let code = int(&next_of(&mut items, "complete")?)?;
+        let state = next_of(&mut items, "complete")?;
+        let n = count_of(&mut items, "complete")?;
+        let outcome = AckOutcome {
+            ack: ack(code, &state)?,
+            assignments: assignments(&mut items, Some(n))?,
+        };
+        let taken = count_of(&mut items, "complete")?;
+        outcomes.push((outcome, deliveries(&mut items, worker, Some(taken))?));
+    }
+    Ok((outcomes, deliveries(&mut items, worker, None)?))
+}
+
+/// `cancel`: `{0, assignments...}` cancelled, `{1}` requested, `{2, state}` already finished.
+pub(crate) fn cancelled(v: Value) -> Result<CancelOutcome, Error> {
+    let mut items = array(v)?.into_iter();
+    Ok(match int(&next_of(&mut items, "cancel")?)? {
+        0 => CancelOutcome::Cancelled {
+            assignments: assignments(&mut items, None)?,
+        },
+        1 => CancelOutcome::Requested,
+        _ => CancelOutcome::AlreadyFinished(state_from(int(&next_of(&mut items, "cancel")?)?)?),
+    })
+}
+
+/// `purge_queue`: `{removed, more 0|1}`.
+pub(crate) fn purge_report(v: Value) -> Result<PurgeReport, Error> {
+    let mut items = array(v)?.into_iter();
+    Ok(PurgeReport {
+        removed: uint(&next_of(&mut items, "purge")?)?,
+        more: int(&next_of(&mut items, "purge")?)? == 1,
+    })
+}
+
+/// `promote`: `{promoted, more 0|1, assignments...}`.
+pub(crate) fn promoted(v: Value) -> Result<(usize, bool, Vec<Assignment>), Error> {
+    let mut items = array(v)?.into_iter();
+    let n = count_of(&mut items, "promote")?;
+    let more = uint(&next_of(&mut items, "promote")?)? == 1;
+    Ok((n, more, assignments(&mut items, None)?))
+}
+
+/// `purge`: `{purged, more 0|1}`.
+pub(crate) fn purged(v: Value) -> Result<(usize, bool), Error> {
+    let mut items = array(v)?.into_iter();
+    let n = count_of(&mut items, "purge")?;
+    let more = items.next().map(|v| uint(&v)).transpose()?.unwrap_or(0) == 1;
+    Ok((n, more))
+}
+
+/// `peek`: task ids.
+pub(crate) fn task_ids(v: Value) -> Result<Vec<TaskId>, Error> {
+    array(v)?.into_iter().map(task_id).collect()
+}
+
+/// `stats`: `{queues, workers}`, each row as the header of `lua/stats.lua` lists it.
+pub(crate) fn stats(v: Value) -> Result<(Vec<QueueStats>, Vec<WorkerStats>), Error> {
+    let mut parts = array(v)?.into_iter();
+    let qs = array(parts.next().unwrap_or(Value::Nil))?;
+    let ws = array(parts.next().unwrap_or(Value::Nil))?;
+    let queues = qs.into_iter().map(queue_stats).collect::<Result<_, _>>()?;
+    let mut workers = ws
+        .into_iter()
+        .map(worker_stats)
+        .collect::<Result<Vec<_>, _>>()?;
+    workers.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok((queues, workers))
+}
+
+fn queue_stats(row: Value) -> Result<QueueStats, Error> {
+    let f = array(row)?;
+    if f.len() < 17 {
+        return Err(protocol("short queue stats"));
+    }
+    let n = |i: usize| uint(&f[i]);
+    let mut totals = EventCounts::default();
+    for (i, kind) in EventKind::ALL.into_iter().enumerate() {
+        totals.add(kind, n(9 + i)?);
+    }
+    Ok(QueueStats {
+        queue: Some(QueueName::new(text(f[0].clone())?)?),
+        scheduled: n(1)?,
+        ready: n(2)?,
+        dispatched: n(3)?,
+        running: n(4)?,
+        retry_scheduled: n(5)?,
+        succeeded: n(6)?,
+        dead: n(7)?,
+        cancelled: n(8)?,
+        totals,
+        paused: n(16)? == 1,
+    })
+}
+
+fn worker_stats(row: Value) -> Result<WorkerStats, Error> {
+    let f = array(row)?;
+    if f.len() < 9 {
+        return Err(protocol("short worker stats"));
+    }
+    let id = WorkerId::new(text(f[0].clone())?)?;
+    let queues = text(f[5].clone())?
+        .split(',')
+        .filter(|q| !q.is_empty())
+        .map(QueueName::new)
+        .collect::<Result<Vec<_>, _>>()?;
+    let small =
+        |i: usize| u32::try_from(uint(&f[i])?).map_err(|_| protocol("worker field out of range"));
+    Ok(WorkerStats {
+        id,
+        capacity: small(1)?,
+        weight: small(2)?,
+        inflight: small(3)?,
+        draining: uint(&f[6])? == 1,
+        queues,
+        expires_at: uint(&f[4])?,
+        dispatched: uint(&f[7])?,
+        completed: uint(&f[8])?,
+    })
 }
