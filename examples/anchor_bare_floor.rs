@@ -2,7 +2,7 @@
 //! its process shape: a producer process awaiting each call of a script that only stores the
 //! task and publishes it whole to the waiting worker, and a worker process that acknowledges
 //! each with a script that only stores its result (`hand` and `ack` in
-//! `crates/switchyard-cli/src/bare_lifecycle.lua`). No validation, ordering, strategy, lease
+//! `crates/switchyard-cli/src/bench/bare_lifecycle.lua`). No validation, ordering, strategy, lease
 //! or accounting: what any awaited single submit with a push delivery costs the server.
 //!
 //! It speaks the harness' `enqueue | work` flags and prints its `READY` and `RESULT` lines, so
@@ -26,9 +26,15 @@ use futures_util::StreamExt;
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-const SCRIPT: &str = include_str!("../crates/switchyard-cli/src/bare_lifecycle.lua");
+// The bare floor's script, keys and call, as `switchyard bench` measures them.
+#[path = "../crates/switchyard-cli/src/bench/bare.rs"]
+#[allow(dead_code)]
+mod bare;
+
+use bare::Bare;
+
+/// Where the harness' runs of the floor keep their keys.
 const TAG: &str = "sy:{anchor-bare}:";
-const CHANNEL: &str = "sy:{anchor-bare}:wake";
 
 fn now_ms() -> f64 {
     SystemTime::now()
@@ -45,20 +51,10 @@ fn opt(args: &[String], name: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_owned())
 }
 
-/// One call of the bare lifecycle in `phase`, with `extra` arguments after the task count.
-fn call(phase: &str, extra: &[&[u8]]) -> redis::ScriptInvocation<'static> {
-    static BARE: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
-    let mut call = BARE
-        .get_or_init(|| redis::Script::new(SCRIPT))
-        .prepare_invoke();
-    for key in ["tasks", "ready", "seq", "running", "results"] {
-        call.key(format!("{TAG}{key}"));
-    }
-    call.arg(phase).arg(1);
-    for a in extra {
-        call.arg(*a);
-    }
-    call
+/// The bare lifecycle on the harness' keys.
+fn floor() -> &'static Bare {
+    static BARE: std::sync::OnceLock<Bare> = std::sync::OnceLock::new();
+    BARE.get_or_init(|| Bare::new(TAG))
 }
 
 #[tokio::main]
@@ -81,7 +77,9 @@ async fn main() -> Res<()> {
             let t_start = now_ms();
             for i in 0..n {
                 let payload = format!("{{\"i\":{i}}}");
-                let done: usize = call("hand", &[payload.as_bytes(), CHANNEL.as_bytes()])
+                let bare = floor();
+                let done: usize = bare
+                    .call("hand", 1, &[payload.as_bytes(), bare.channel().as_bytes()])
                     .invoke_async(&mut conn)
                     .await?;
                 if done != 1 {
@@ -107,7 +105,7 @@ async fn main() -> Res<()> {
 /// prints the harness' RESULT line; at most 10 minutes.
 async fn work(client: &redis::Client, n: usize, concurrency: &str) -> Res<()> {
     let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(CHANNEL).await?;
+    pubsub.subscribe(floor().channel()).await?;
     let conn = client.get_multiplexed_async_connection().await?;
     println!("READY");
     let t_ready = now_ms();
@@ -126,15 +124,13 @@ async fn work(client: &redis::Client, n: usize, concurrency: &str) -> Res<()> {
         if seen == 0 {
             t_first = now_ms();
         }
-        let id = message
-            .get_payload_bytes()
-            .split(|b| *b == b'|')
-            .next()
-            .unwrap_or_default()
-            .to_vec();
+        let id = Bare::handed_id(message.get_payload_bytes()).to_vec();
         let (mut conn, done) = (conn.clone(), done.clone());
         acks.spawn(async move {
-            let acked: usize = call("ack", &[&id]).invoke_async(&mut conn).await?;
+            let acked: usize = floor()
+                .call("ack", 1, &[&id])
+                .invoke_async(&mut conn)
+                .await?;
             if acked == 1 {
                 done.fetch_add(1, Ordering::Relaxed);
             }

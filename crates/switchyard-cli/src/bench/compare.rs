@@ -11,6 +11,7 @@ use std::sync::Mutex;
 
 use futures_util::StreamExt;
 
+use super::bare::Bare;
 use super::*;
 
 /// One shape of the harness.
@@ -67,7 +68,7 @@ pub(super) async fn compare(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
     let single_rate = run_shape(probe, args, Shape::Single { n: single }).await?;
     bare_single(probe, args, single).await?;
     println!(
-        "\n(The bare floor: one producer awaiting each call of a script that only stores the task and publishes it whole to the one waiting worker, which acknowledges it with a script that only stores its result — `hand` and `ack` in `crates/switchyard-cli/src/bare_lifecycle.lua`; no validation, ordering, strategy, lease or accounting. It is what any awaited single submit with a push delivery costs on this server.)\n"
+        "\n(The bare floor: one producer awaiting each call of a script that only stores the task and publishes it whole to the one waiting worker, which acknowledges it with a script that only stores its result — `hand` and `ack` in `crates/switchyard-cli/src/bench/bare_lifecycle.lua`; no validation, ordering, strategy, lease or accounting. It is what any awaited single submit with a push delivery costs on this server.)\n"
     );
     latency(probe, args, single_rate / 2.0).await
 }
@@ -200,46 +201,22 @@ async fn print_row(
     Ok(())
 }
 
-/// One call of the bare lifecycle (`bare_lifecycle.lua`) on `keys`: `phase`, a task count of
-/// one, then `extra`.
-fn bare_call<'s>(
-    script: &'s redis::Script,
-    keys: &[String],
-    phase: &str,
-    extra: &[&[u8]],
-) -> redis::ScriptInvocation<'s> {
-    let mut call = script.prepare_invoke();
-    for k in keys {
-        call.key(k);
-    }
-    call.arg(phase).arg(1);
-    for a in extra {
-        call.arg(*a);
-    }
-    call
-}
-
 /// The floor of the awaited single shape: `n` tasks, each a `hand` call of the bare lifecycle
 /// awaited by the producer, published to a subscribed worker that acknowledges it with an
 /// `ack` call; prints its row.
 async fn bare_single(probe: &mut Probe, args: &BenchArgs, n: usize) -> Res<()> {
-    let script = Arc::new(redis::Script::new(include_str!("../bare_lifecycle.lua")));
-    let tag = format!("sy:{{bench-bare1-{}}}:", std::process::id());
-    let keys: Arc<Vec<String>> = Arc::new(
-        ["tasks", "ready", "seq", "running", "results"]
-            .iter()
-            .map(|k| format!("{tag}{k}"))
-            .collect(),
-    );
-    let channel = format!("{tag}wake");
+    let bare = Arc::new(Bare::new(&format!(
+        "sy:{{bench-bare1-{}}}:",
+        std::process::id()
+    )));
     let client = redis::Client::open(args.url.as_str()).map_err(err)?;
     let mut pubsub = client.get_async_pubsub().await.map_err(err)?;
-    pubsub.subscribe(&channel).await.map_err(err)?;
+    pubsub.subscribe(bare.channel()).await.map_err(err)?;
     let acker = client
         .get_multiplexed_async_connection()
         .await
         .map_err(err)?;
-    let (ack_script, ack_keys) = (script.clone(), keys.clone());
+    let acking = bare.clone();
     let worker = tokio::spawn(async move {
         let mut messages = pubsub.on_message();
         let mut acks = tokio::task::JoinSet::new();
@@ -247,15 +224,11 @@ async fn bare_single(probe: &mut Probe, args: &BenchArgs, n: usize) -> Res<()> {
             let Some(message) = messages.next().await else {
                 return Err("bare floor: the worker's subscription ended".to_owned());
             };
-            let body = message.get_payload_bytes();
-            let id = body
-                .split(|b| *b == b'|')
-                .next()
-                .unwrap_or_default()
-                .to_vec();
-            let (script, keys, mut conn) = (ack_script.clone(), ack_keys.clone(), acker.clone());
+            let id = Bare::handed_id(message.get_payload_bytes()).to_vec();
+            let (bare, mut conn) = (acking.clone(), acker.clone());
             acks.spawn(async move {
-                let done: usize = bare_call(&script, &keys, "ack", &[&id])
+                let done: usize = bare
+                    .call("ack", 1, &[&id])
                     .invoke_async(&mut conn)
                     .await
                     .map_err(err)?;
@@ -276,7 +249,8 @@ async fn bare_single(probe: &mut Probe, args: &BenchArgs, n: usize) -> Res<()> {
     let before = Snapshot::take(probe).await?;
     let commands_before = commands(probe).await?;
     for _ in 0..n {
-        let _: usize = bare_call(&script, &keys, "hand", &[&payload, channel.as_bytes()])
+        let _: usize = bare
+            .call("hand", 1, &[&payload, bare.channel().as_bytes()])
             .invoke_async(&mut conn)
             .await
             .map_err(err)?;
@@ -286,7 +260,7 @@ async fn bare_single(probe: &mut Probe, args: &BenchArgs, n: usize) -> Res<()> {
         .map_err(err)??;
     print_row(probe, "single, bare floor", n, &before, commands_before).await?;
     let _: () = redis::cmd("UNLINK")
-        .arg(keys.as_slice())
+        .arg(bare.keys())
         .query_async(&mut probe.conn)
         .await
         .map_err(err)?;
