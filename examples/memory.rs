@@ -11,18 +11,16 @@ use switchyard::{Client, Policy, QueueConfig, Strategy, TaskError, Worker};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = Client::memory();
-    client
-        .declare(
-            "thumbnails",
-            QueueConfig::new(Policy::SJF, Strategy::Weighted),
-        )
+    let thumbnails = client.queue("thumbnails")?;
+    thumbnails
+        .declare(QueueConfig::new(Policy::SJF, Strategy::Weighted))
         .await?;
 
     // Two workers; the second is twice as strong, so the weighted strategy gives it twice the
     // share.
     let mut running = Vec::new();
     for (id, weight) in [("small", 1), ("large", 2)] {
-        let worker = Worker::builder(&client, id, ["thumbnails"])?
+        let worker = Worker::builder(&client, id, [&thumbnails])?
             .capacity(2 * weight)
             .weight(weight)
             .handle_json("resize", |ctx, side: u32| async move {
@@ -36,7 +34,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The producer: a batch of tasks, then every result.
     let mut handles = Vec::new();
     for side in [640u32, 64, 320, 128, 1280, 32, 256, 512, 96] {
-        handles.push(client.submit_json("thumbnails", "resize", &side).await?);
+        handles.push(thumbnails.submit_json("resize", &side).await?);
     }
     for handle in handles {
         let done: String = handle.result(Duration::from_secs(10)).await?;

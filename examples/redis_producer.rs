@@ -12,8 +12,9 @@ use switchyard::{Client, Policy, QueueConfig, Strategy};
 #[tokio::main]
 async fn main() -> Result<(), switchyard::Error> {
     let client = Client::connect(&redis_url(), &namespace()).await?;
-    client
-        .declare(QUEUE, QueueConfig::new(Policy::Fcfs, Strategy::LeastLoaded))
+    let queue = client.queue(QUEUE)?;
+    queue
+        .declare(QueueConfig::new(Policy::Fcfs, Strategy::LeastLoaded))
         .await?;
     let texts = [
         "the quick brown fox",
@@ -27,10 +28,10 @@ async fn main() -> Result<(), switchyard::Error> {
                 text: texts[i % texts.len()].to_owned(),
                 work_ms: 50,
             };
-            Client::spec(QUEUE, &task)?.build()
+            Client::spec_builder(QUEUE, &task)?.build()
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let handles = client.submit_batch(specs).await?;
+    let handles = queue.submit_batch(specs).await?;
     println!("submitted {} tasks; waiting for the workers", handles.len());
 
     let mut by_worker = BTreeMap::<String, usize>::new();

@@ -21,13 +21,14 @@ async fn main() -> Result<(), switchyard::Error> {
         .unwrap_or_else(|| format!("worker-{}", std::process::id()));
     let client = Client::connect(&redis_url(), &namespace()).await?;
     // Declaring is idempotent: whichever process starts first creates the queue.
-    client
-        .declare(QUEUE, QueueConfig::new(Policy::Fcfs, Strategy::LeastLoaded))
+    let queue = client.queue(QUEUE)?;
+    queue
+        .declare(QueueConfig::new(Policy::Fcfs, Strategy::LeastLoaded))
         .await?;
-    let worker = Worker::builder(&client, &id, [QUEUE])?
+    let worker = Worker::builder(&client, &id, [&queue])?
         .capacity(4)
         .heartbeat_ttl(Duration::from_secs(5))
-        .task(|ctx, task: CountWords| async move {
+        .handle_task(|ctx, task: CountWords| async move {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(task.work_ms)) => {}
                 _ = ctx.cancelled() => return Err(TaskError::fatal("cancelled")),

@@ -234,7 +234,7 @@ pub fn run(args: &SubmitArgs) -> Result<(), String> {
                     }) => {
                         let part = accepted
                             .into_iter()
-                            .map(|(_, o)| (client.task(o.id), o.duplicate))
+                            .map(|(_, o)| (client.task_handle(o.id), o.duplicate))
                             .collect();
                         (part, Some(*source))
                     }

@@ -252,7 +252,7 @@ async fn the_dashboard_shows_follows_and_acts_in_a_real_browser() {
     // Actions: with the workers gone, a re-driven task stays ready.
     light.terminate(WAIT);
     heavy.terminate(WAIT);
-    let dead = client.dead("emails", 10).await.unwrap();
+    let dead = client.dead_letters("emails", 10).await.unwrap();
     assert_eq!(dead.len(), 4);
     let first = dead[0].id.to_string();
     let second = dead[1].id.to_string();
@@ -280,7 +280,7 @@ async fn the_dashboard_shows_follows_and_acts_in_a_real_browser() {
         "{said}"
     );
     assert_eq!(
-        client.task(dead[1].id).state().await.unwrap(),
+        client.task_handle(dead[1].id).state().await.unwrap(),
         Some(TaskState::Dead)
     );
 
@@ -302,7 +302,7 @@ async fn the_dashboard_shows_follows_and_acts_in_a_real_browser() {
     assert_eq!(said[0], "ok", "{said}");
     assert!(said[1].as_str().unwrap().contains("re-driven"), "{said}");
     assert_eq!(
-        client.task(dead[0].id).state().await.unwrap(),
+        client.task_handle(dead[0].id).state().await.unwrap(),
         Some(TaskState::Ready)
     );
     wait_field(&page, "emails", "dead", 3);
@@ -312,10 +312,17 @@ async fn the_dashboard_shows_follows_and_acts_in_a_real_browser() {
     let button = format!("#dead button.delete[data-task=\"{second}\"]");
     readonly.wait_for(WAIT, "the delete button", EXISTS, json!([button]));
     act(&readonly, &button, "refused", "--allow-actions");
-    assert!(client.task(dead[1].id).info().await.unwrap().is_some());
+    assert!(
+        client
+            .task_handle(dead[1].id)
+            .info()
+            .await
+            .unwrap()
+            .is_some()
+    );
     page.wait_for(WAIT, "the delete button", EXISTS, json!([button]));
     act(&page, &button, "ok", "deleted");
-    assert_eq!(client.task(dead[1].id).info().await.unwrap(), None);
+    assert_eq!(client.task_handle(dead[1].id).info().await.unwrap(), None);
     wait_field(&page, "emails", "dead", 2);
     // The picture of the dead letters in docs/: their buttons.
     std::fs::write(dir.join("dashboard-actions.png"), page.screenshot()).unwrap();
@@ -340,13 +347,18 @@ async fn the_dashboard_shows_follows_and_acts_in_a_real_browser() {
         "{asked}"
     );
     assert_eq!(
-        client.dead("emails", 10).await.unwrap().len(),
+        client.dead_letters("emails", 10).await.unwrap().len(),
         2,
         "one click purges nothing"
     );
     act(&page, purge, "ok", "2 dead tasks deleted");
     for t in &dead[2..] {
-        assert_eq!(client.task(t.id).info().await.unwrap(), None, "{}", t.id);
+        assert_eq!(
+            client.task_handle(t.id).info().await.unwrap(),
+            None,
+            "{}",
+            t.id
+        );
     }
     wait_field(&page, "emails", "dead", 0);
 

@@ -204,7 +204,7 @@ async fn killed_workers_lose_no_task_reclaimed_ones_keep_their_place_and_no_atte
     let started = starts(&logs);
     let mut unstarted = Vec::new();
     for id in succeeded.keys() {
-        let info = client.task(*id).info().await.unwrap().unwrap();
+        let info = client.task_handle(*id).info().await.unwrap().unwrap();
         let runs = started.get(id).map_or(0, BTreeSet::len) as u32;
         if info.attempts > runs {
             unstarted.push((*id, info.attempts, runs));

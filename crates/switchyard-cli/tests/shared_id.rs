@@ -51,7 +51,7 @@ fn overlap(a: &(String, Option<String>), b: &(String, Option<String>)) -> bool {
 }
 
 async fn running_on(client: &Client, id: TaskId, attempt: u32) -> Option<()> {
-    let info = client.task(id).info().await.ok()??;
+    let info = client.task_handle(id).info().await.ok()??;
     (info.state == TaskState::Running && info.attempts == attempt).then_some(())
 }
 

@@ -20,7 +20,7 @@ async fn connect(server: &RedisServer, namespace: &str) -> Client {
 
 /// The lease a task is held under right now, if it runs on `worker`.
 async fn lease_on(client: &Client, id: TaskId, worker: &str) -> Option<Lease> {
-    let info = client.task(id).info().await.ok()??;
+    let info = client.task_handle(id).info().await.ok()??;
     let lease = info.lease()?;
     (info.state == TaskState::Running && lease.worker.as_str() == worker).then_some(lease)
 }
@@ -271,7 +271,7 @@ async fn soak_ten_thousand_tasks_while_workers_are_killed_and_restarted() {
             Some(TaskOutcome::Succeeded(run_ms(n).into_bytes())),
             "task {n} ({id})"
         );
-        let info = client.task(*id).info().await.unwrap().unwrap();
+        let info = client.task_handle(*id).info().await.unwrap().unwrap();
         assert_eq!(info.state, TaskState::Succeeded);
         if info.attempts > 1 {
             retried += 1;

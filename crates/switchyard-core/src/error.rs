@@ -44,14 +44,18 @@ pub enum Error {
         detail: String,
     },
 
-    /// The queue exists with another configuration.
+    /// The queue exists with another configuration. Declaring is idempotent only with the same
+    /// configuration; a declared queue changes with `reconfigure`.
     #[error(
-        "queue `{queue}` is already declared with a different configuration ({detail}); use a new queue name or the same configuration"
+        "queue `{queue}` is already declared with another configuration ({detail}); declare it with \
+         the same configuration, or change it with reconfigure (`Queue::reconfigure`, \
+         `switchyard reconfigure`)"
     )]
     QueueConflict {
         /// The queue that was re-declared.
         queue: QueueName,
-        /// Which settings differ.
+        /// Each differing field with its declared and requested values
+        /// ([`QueueConfig::diff`](crate::QueueConfig::diff)).
         detail: String,
     },
 

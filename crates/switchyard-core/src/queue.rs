@@ -254,27 +254,87 @@ impl QueueConfig {
         Minstd::from_seed(self.seed.wrapping_add(1))
     }
 
-    /// Describes how `self` differs from `other`, for conflict errors.
-    pub fn diff(&self, other: &QueueConfig) -> String {
-        let mut parts = Vec::new();
-        if self.policy != other.policy {
-            parts.push(format!(
-                "policy {} vs {}",
-                self.policy.name(),
-                other.policy.name()
-            ));
+    /// How `self` (a declared configuration) differs from `requested`, each differing field
+    /// named with both values: `max_attempts 3 → 9, timeout_ms 300000 → 30000` (empty when
+    /// they are equal). Conflict errors carry it.
+    ///
+    /// ```
+    /// use switchyard_core::{Policy, QueueConfig};
+    /// let declared = QueueConfig::default();
+    /// let mut requested = declared.with_max_attempts(9);
+    /// requested.policy = Policy::PRIORITY;
+    /// assert_eq!(declared.diff(&requested), "policy fcfs → priority, max_attempts 3 → 9");
+    /// assert_eq!(declared.diff(&declared), "");
+    /// ```
+    pub fn diff(&self, requested: &QueueConfig) -> String {
+        fn strategy(s: Strategy) -> String {
+            match s {
+                Strategy::Affinity { vnodes } => format!("affinity({vnodes} vnodes)"),
+                other => other.name().to_owned(),
+            }
         }
-        if self.strategy != other.strategy {
-            parts.push(format!(
-                "strategy {} vs {}",
-                self.strategy.name(),
-                other.strategy.name()
-            ));
-        }
-        if parts.is_empty() && self != other {
-            parts.push("limits differ".into());
-        }
-        parts.join(", ")
+        let (a, b) = (self, requested);
+        let fields: [(&str, String, String); 13] = [
+            ("policy", a.policy.name(), b.policy.name()),
+            ("strategy", strategy(a.strategy), strategy(b.strategy)),
+            ("seed", a.seed.to_string(), b.seed.to_string()),
+            (
+                "max_attempts",
+                a.max_attempts.to_string(),
+                b.max_attempts.to_string(),
+            ),
+            (
+                "timeout_ms",
+                a.timeout_ms.to_string(),
+                b.timeout_ms.to_string(),
+            ),
+            (
+                "default_cost_ms",
+                a.default_cost_ms.to_string(),
+                b.default_cost_ms.to_string(),
+            ),
+            (
+                "backoff.base_ms",
+                a.backoff.base_ms.to_string(),
+                b.backoff.base_ms.to_string(),
+            ),
+            (
+                "backoff.max_ms",
+                a.backoff.max_ms.to_string(),
+                b.backoff.max_ms.to_string(),
+            ),
+            (
+                "backoff.jitter_pct",
+                a.backoff.jitter_pct.to_string(),
+                b.backoff.jitter_pct.to_string(),
+            ),
+            (
+                "result_ttl_ms",
+                a.result_ttl_ms.to_string(),
+                b.result_ttl_ms.to_string(),
+            ),
+            (
+                "dedup_window_ms",
+                a.dedup_window_ms.to_string(),
+                b.dedup_window_ms.to_string(),
+            ),
+            (
+                "dead_ttl_ms",
+                a.dead_ttl_ms.to_string(),
+                b.dead_ttl_ms.to_string(),
+            ),
+            (
+                "events",
+                a.events.name().to_owned(),
+                b.events.name().to_owned(),
+            ),
+        ];
+        fields
+            .into_iter()
+            .filter(|(_, was, wanted)| was != wanted)
+            .map(|(field, was, wanted)| format!("{field} {was} → {wanted}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 

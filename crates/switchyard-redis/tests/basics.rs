@@ -39,6 +39,35 @@ async fn a_task_goes_through_its_life() {
         matches!(conflict, Error::QueueConflict { .. }),
         "{conflict}"
     );
+    assert!(
+        conflict.to_string().contains("policy fcfs → sjf"),
+        "{conflict}"
+    );
+    // The same configuration stored in another spelling (say, by another version, with its
+    // fields in another order) is the same configuration: declaring it again is fine.
+    let probe = redis::Client::open(server.url()).unwrap();
+    let mut conn = probe.get_multiplexed_async_connection().await.unwrap();
+    let meta = "sy:{life}:meta";
+    let stored: String = redis::cmd("HGET")
+        .arg(meta)
+        .arg("emails")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let fields: std::collections::BTreeMap<String, serde_json::Value> =
+        serde_json::from_str(&stored).unwrap();
+    let respelled = serde_json::to_string(&fields).unwrap();
+    assert_ne!(respelled, stored, "the fields are stored in another order");
+    let _: () = redis::cmd("HSET")
+        .arg(meta)
+        .arg("emails")
+        .arg(&respelled)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    b.declare_queue(&q, QueueConfig::new(Policy::Fcfs, Strategy::RoundRobin))
+        .await
+        .unwrap();
 
     let spec = TaskSpec::builder("emails", "send")
         .payload(b"hi".to_vec())

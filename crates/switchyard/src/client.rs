@@ -1,19 +1,21 @@
-//! The producer side: [`Client`] submits tasks and [`TaskHandle`] follows one.
+//! The producer side: [`Client`] submits tasks (to a [`Queue`](crate::Queue) it hands out,
+//! or naming the queue) and [`TaskHandle`] follows one.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use switchyard_core::admin::{Purge, PurgeReport};
 use switchyard_core::prelude::*;
 use switchyard_core::{
-    CancelOutcome, Error, Event, QueueConfig, QueueName, Result, Stats, SubmitOutcome, TaskId,
-    TaskInfo, TaskOutcome, TaskSpec, TaskSpecBuilder, TaskState,
+    Error, Event, QueueConfig, QueueName, Result, Stats, SubmitOutcome, TaskId, TaskInfo, TaskSpec,
+    TaskSpecBuilder,
 };
 use switchyard_memory::MemoryBackend;
 use switchyard_redis::{RedisBackend, RedisConfig};
+
+pub use crate::handle::TaskHandle;
 
 /// A task type with a fixed kind: its value is the payload, encoded as JSON.
 ///
@@ -181,11 +183,10 @@ impl Client {
         &self.backend
     }
 
-    /// Declares a queue (no-op if it exists with the same configuration).
+    /// Declares a queue (no-op if it exists with the same configuration; with another one,
+    /// refused naming each differing field: see [`Queue::declare`](crate::Queue::declare)).
     pub async fn declare(&self, queue: &str, config: QueueConfig) -> Result<()> {
-        self.backend
-            .declare_queue(&QueueName::new(queue)?, config)
-            .await
+        self.queue(queue)?.declare(config).await
     }
 
     /// Declares a queue and keeps its configuration in this client (and its clones): whenever
@@ -205,12 +206,30 @@ impl Client {
     /// # }).unwrap();
     /// ```
     pub async fn keep_declared(&self, queue: &str, config: QueueConfig) -> Result<()> {
-        let name = QueueName::new(queue)?;
-        self.backend.declare_queue(&name, config).await?;
+        self.queue(queue)?.keep_declared(config).await
+    }
+
+    /// Keeps `queue` declared with `config` (see [`keep_declared`](Client::keep_declared)).
+    pub(crate) fn keep(&self, queue: &QueueName, config: QueueConfig) {
         if let Ok(mut kept) = self.kept.write() {
-            kept.insert(name, config);
+            kept.insert(queue.clone(), config);
         }
-        Ok(())
+    }
+
+    /// Keeps `queue` with its new `config` if it is kept.
+    pub(crate) fn rekeep(&self, queue: &QueueName, config: QueueConfig) {
+        if let Ok(mut kept) = self.kept.write()
+            && let Some(entry) = kept.get_mut(queue)
+        {
+            *entry = config;
+        }
+    }
+
+    /// Stops keeping `queue` declared.
+    pub(crate) fn forget(&self, queue: &QueueName) {
+        if let Ok(mut kept) = self.kept.write() {
+            kept.remove(queue);
+        }
     }
 
     /// The kept configurations of those of `queues` this client keeps declared.
@@ -341,7 +360,7 @@ impl Client {
     /// # }).unwrap();
     /// ```
     pub async fn enqueue<T: Task>(&self, queue: &str, task: &T) -> Result<TaskHandle> {
-        self.submit(Self::spec(queue, task)?.build()?).await
+        self.submit(Self::spec_builder(queue, task)?.build()?).await
     }
 
     /// A spec builder for a typed task (kind and JSON payload filled in), to set priority,
@@ -351,32 +370,37 @@ impl Client {
     /// # use serde::{Deserialize, Serialize};
     /// # #[derive(Serialize, Deserialize)] struct Resize { width: u32 }
     /// # impl switchyard::Task for Resize { const KIND: &'static str = "resize"; }
-    /// let spec = switchyard::Client::spec("images", &Resize { width: 64 })?
+    /// let spec = switchyard::Client::spec_builder("images", &Resize { width: 64 })?
     ///     .priority(7)
     ///     .delay(std::time::Duration::from_secs(10))
     ///     .build()?;
     /// assert_eq!(spec.kind().as_str(), "resize");
     /// # Ok::<(), switchyard::Error>(())
     /// ```
-    pub fn spec<T: Task>(queue: &str, task: &T) -> Result<TaskSpecBuilder> {
+    pub fn spec_builder<T: Task>(queue: &str, task: &T) -> Result<TaskSpecBuilder> {
         Ok(TaskSpec::builder(queue, T::KIND).payload(to_json("payload", task)?))
     }
 
-    /// A handle on an existing task.
+    /// Renamed [`spec_builder`](Client::spec_builder): it returns a builder, not a spec.
+    #[deprecated(since = "0.2.0", note = "renamed to `Client::spec_builder`")]
+    pub fn spec<T: Task>(queue: &str, task: &T) -> Result<TaskSpecBuilder> {
+        Self::spec_builder(queue, task)
+    }
+
+    /// A handle on an existing task, by id (nothing is asked of the backend until the handle
+    /// is used).
+    pub fn task_handle(&self, id: TaskId) -> TaskHandle {
+        TaskHandle::new(id, self.backend.clone())
+    }
+
+    /// Renamed [`task_handle`](Client::task_handle): it returns a handle, not the task.
+    #[deprecated(since = "0.2.0", note = "renamed to `Client::task_handle`")]
     pub fn task(&self, id: TaskId) -> TaskHandle {
-        TaskHandle {
-            id,
-            duplicate: false,
-            backend: self.backend.clone(),
-        }
+        self.task_handle(id)
     }
 
     fn handle(&self, out: &SubmitOutcome) -> TaskHandle {
-        TaskHandle {
-            id: out.id,
-            duplicate: out.duplicate,
-            backend: self.backend.clone(),
-        }
+        TaskHandle::submitted(out, self.backend.clone())
     }
 
     /// Pauses `queue`: nothing is dispatched from it until [`resume`](Client::resume);
@@ -397,20 +421,13 @@ impl Client {
     /// # }).unwrap();
     /// ```
     pub async fn pause(&self, queue: &str) -> Result<()> {
-        self.backend
-            .set_paused(&QueueName::new(queue)?, true)
-            .await
-            .map(drop)
+        self.queue(queue)?.pause().await
     }
 
     /// Resumes a paused `queue`; answers how many waiting tasks it dispatched at once (workers
     /// waiting on a pull queue are woken instead).
     pub async fn resume(&self, queue: &str) -> Result<usize> {
-        Ok(self
-            .backend
-            .set_paused(&QueueName::new(queue)?, false)
-            .await?
-            .len())
+        self.queue(queue)?.resume().await
     }
 
     /// Dead tasks of a queue, oldest first.
@@ -427,7 +444,7 @@ impl Client {
     /// let (stop, running) = (worker.shutdown_handle(), tokio::spawn(worker.run()));
     /// let task = client.submit(TaskSpec::builder("q", "parse").build()?).await?;
     /// task.wait(Duration::from_secs(5)).await?;
-    /// let dead = client.dead("q", 10).await?;
+    /// let dead = client.dead_letters("q", 10).await?;
     /// assert_eq!(dead[0].id, task.id());
     /// assert_eq!(dead[0].last_error.as_deref(), Some("bad input"));
     /// # stop.shutdown();
@@ -435,8 +452,14 @@ impl Client {
     /// # Ok::<(), switchyard::Error>(())
     /// # }).unwrap();
     /// ```
+    pub async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<TaskInfo>> {
+        self.queue(queue)?.dead_letters(limit).await
+    }
+
+    /// Renamed [`dead_letters`](Client::dead_letters).
+    #[deprecated(since = "0.2.0", note = "renamed to `Client::dead_letters`")]
     pub async fn dead(&self, queue: &str, limit: usize) -> Result<Vec<TaskInfo>> {
-        self.backend.list_dead(&QueueName::new(queue)?, limit).await
+        self.dead_letters(queue, limit).await
     }
 
     /// Moves a dead task back to its queue with its attempts reset (same id).
@@ -455,12 +478,12 @@ impl Client {
     /// # task.wait(Duration::from_secs(5)).await?;
     /// # stop.shutdown();
     /// # running.await.unwrap()?;
-    /// // `task` died (see `Client::dead`); once the cause is fixed:
+    /// // `task` died (see `Client::dead_letters`); once the cause is fixed:
     /// let again = client.redrive(task.id()).await?;
     /// assert_eq!(again.id(), task.id());
     /// assert_eq!(again.state().await?, Some(TaskState::Ready));
     /// assert_eq!(again.attempts().await?, Some(0));
-    /// assert!(client.dead("q", 10).await?.is_empty());
+    /// assert!(client.dead_letters("q", 10).await?.is_empty());
     /// # Ok::<(), switchyard::Error>(())
     /// # }).unwrap();
     /// ```
@@ -512,14 +535,12 @@ impl Client {
     /// # }).unwrap();
     /// ```
     pub async fn purge(&self, queue: &str, what: Purge, limit: usize) -> Result<PurgeReport> {
-        self.backend
-            .purge_queue(&QueueName::new(queue)?, what, limit)
-            .await
+        self.queue(queue)?.purge(what, limit).await
     }
 
     /// A declared queue's configuration (`None` when it is not declared).
     pub async fn queue_config(&self, queue: &str) -> Result<Option<QueueConfig>> {
-        self.backend.queue_config(&QueueName::new(queue)?).await
+        self.queue(queue)?.config().await
     }
 
     /// Changes a declared queue's configuration; `false` if it already had this one. Limits,
@@ -547,14 +568,7 @@ impl Client {
     /// # }).unwrap();
     /// ```
     pub async fn reconfigure(&self, queue: &str, config: QueueConfig) -> Result<bool> {
-        let name = QueueName::new(queue)?;
-        let changed = self.backend.reconfigure_queue(&name, config).await?;
-        if let Ok(mut kept) = self.kept.write()
-            && let Some(entry) = kept.get_mut(&name)
-        {
-            *entry = config;
-        }
-        Ok(changed)
+        self.queue(queue)?.reconfigure(config).await
     }
 
     /// Deletes a queue that holds no task and that no registered worker serves (otherwise
@@ -572,12 +586,7 @@ impl Client {
     /// # }).unwrap();
     /// ```
     pub async fn delete_queue(&self, queue: &str) -> Result<()> {
-        let name = QueueName::new(queue)?;
-        self.backend.delete_queue(&name).await?;
-        if let Ok(mut kept) = self.kept.write() {
-            kept.remove(&name);
-        }
-        Ok(())
+        self.queue(queue)?.delete().await
     }
 
     /// Events after position `after` (from the oldest kept when `None`), at most `limit`.
@@ -619,186 +628,5 @@ impl Client {
     /// ```
     pub async fn stats(&self) -> Result<Stats> {
         self.backend.stats().await
-    }
-}
-
-/// Follows one task: its state, its result, its cancellation.
-///
-/// ```
-/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// use std::time::Duration;
-/// use switchyard::{CancelOutcome, Client, Error, QueueConfig, TaskSpec, TaskState};
-/// let client = Client::memory();
-/// client.declare("reports", QueueConfig::default()).await?;
-/// let spec = TaskSpec::builder("reports", "monthly").delay(Duration::from_secs(3600)).build()?;
-/// let task = client.submit(spec).await?;
-/// assert_eq!(task.state().await?, Some(TaskState::Scheduled));
-///
-/// // Nobody serves the queue: waiting times out, and says so.
-/// assert!(matches!(task.wait(Duration::from_millis(10)).await, Err(Error::Timeout { .. })));
-///
-/// // Not started yet, so the cancel takes effect at once; the result says it was cancelled.
-/// assert!(matches!(task.cancel().await?, CancelOutcome::Cancelled { .. }));
-/// assert!(matches!(task.result_bytes(Duration::from_secs(1)).await, Err(Error::TaskCancelled(_))));
-/// # Ok::<(), switchyard::Error>(())
-/// # }).unwrap();
-/// ```
-#[derive(Clone)]
-pub struct TaskHandle {
-    id: TaskId,
-    duplicate: bool,
-    backend: Arc<dyn Backend>,
-}
-
-impl std::fmt::Debug for TaskHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TaskHandle")
-            .field("id", &self.id)
-            .field("duplicate", &self.duplicate)
-            .finish_non_exhaustive()
-    }
-}
-
-impl TaskHandle {
-    /// The task's id.
-    pub fn id(&self) -> TaskId {
-        self.id
-    }
-
-    /// Whether the submit found the task already there (same id, or same dedup key: then this
-    /// handle follows the existing task).
-    pub fn was_duplicate(&self) -> bool {
-        self.duplicate
-    }
-
-    /// Everything the backend knows about the task (`None` once its record expired).
-    pub async fn info(&self) -> Result<Option<TaskInfo>> {
-        self.backend.get_task(self.id).await
-    }
-
-    /// The task's state.
-    pub async fn state(&self) -> Result<Option<TaskState>> {
-        Ok(self.info().await?.map(|i| i.state))
-    }
-
-    /// Attempts started so far.
-    ///
-    /// ```
-    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
-    /// use std::time::Duration;
-    /// use switchyard::{Backoff, Client, QueueConfig, TaskError, TaskSpec, Worker};
-    /// let client = Client::memory();
-    /// let fast_retries = Backoff { base_ms: 10, max_ms: 10, jitter_pct: 0 };
-    /// client.declare("q", QueueConfig::default().with_backoff(fast_retries)).await?;
-    /// let task = client.submit(TaskSpec::builder("q", "flaky").build()?).await?;
-    /// assert_eq!(task.attempts().await?, Some(0));
-    /// let worker = Worker::builder(&client, "w", ["q"])?
-    ///     .maintenance(Some(Duration::from_millis(10)))
-    ///     .handle("flaky", |ctx, _p| async move {
-    ///         if ctx.attempt == 1 { Err(TaskError::retry("not yet")) } else { Ok(Vec::new()) }
-    ///     })
-    ///     .build()?;
-    /// let (stop, running) = (worker.shutdown_handle(), tokio::spawn(worker.run()));
-    /// task.wait(Duration::from_secs(5)).await?;
-    /// assert_eq!(task.attempts().await?, Some(2));
-    /// # stop.shutdown();
-    /// # running.await.unwrap()?;
-    /// # Ok::<(), switchyard::Error>(())
-    /// # }).unwrap();
-    /// ```
-    pub async fn attempts(&self) -> Result<Option<u32>> {
-        Ok(self.info().await?.map(|i| i.attempts))
-    }
-
-    /// Cancels the task: at once if it has not started, by asking its worker if it runs
-    /// (the worker learns of it at its next heartbeat; the answer is then
-    /// [`CancelOutcome::Requested`]).
-    ///
-    /// ```
-    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
-    /// use switchyard::{CancelOutcome, Client, QueueConfig, TaskOutcome, TaskSpec};
-    /// let client = Client::memory();
-    /// client.declare("q", QueueConfig::default()).await?;
-    /// let task = client.submit(TaskSpec::builder("q", "k").build()?).await?;
-    /// assert!(matches!(task.cancel().await?, CancelOutcome::Cancelled { .. }));
-    /// assert_eq!(task.wait(std::time::Duration::from_secs(1)).await?, TaskOutcome::Cancelled);
-    /// // Cancelling again changes nothing.
-    /// assert!(matches!(task.cancel().await?, CancelOutcome::AlreadyFinished(_)));
-    /// # Ok::<(), switchyard::Error>(())
-    /// # }).unwrap();
-    /// ```
-    pub async fn cancel(&self) -> Result<CancelOutcome> {
-        self.backend.cancel(self.id).await
-    }
-
-    /// Waits (without polling the backend) for the task to end, up to `timeout`; then
-    /// [`Error::Timeout`].
-    ///
-    /// ```
-    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
-    /// use std::time::Duration;
-    /// use switchyard::{Client, QueueConfig, TaskError, TaskOutcome, TaskSpec, Worker};
-    /// let client = Client::memory();
-    /// client.declare("q", QueueConfig::default()).await?;
-    /// let worker = Worker::builder(&client, "w", ["q"])?
-    ///     .handle("echo", |_ctx, payload| async move { Ok::<_, TaskError>(payload) })
-    ///     .build()?;
-    /// let (stop, running) = (worker.shutdown_handle(), tokio::spawn(worker.run()));
-    /// let spec = TaskSpec::builder("q", "echo").payload(b"hi".to_vec()).build()?;
-    /// let task = client.submit(spec).await?;
-    /// assert_eq!(task.wait(Duration::from_secs(5)).await?, TaskOutcome::Succeeded(b"hi".to_vec()));
-    /// # stop.shutdown();
-    /// # running.await.unwrap()?;
-    /// # Ok::<(), switchyard::Error>(())
-    /// # }).unwrap();
-    /// ```
-    pub async fn wait(&self, timeout: Duration) -> Result<TaskOutcome> {
-        match self.backend.wait_outcome(self.id, timeout).await? {
-            Some(outcome) => Ok(outcome),
-            None => Err(Error::Timeout {
-                operation: "waiting for the task",
-                after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-            }),
-        }
-    }
-
-    /// Waits for the task and returns its raw result; a dead task is
-    /// [`Error::TaskFailed`], a cancelled one [`Error::TaskCancelled`].
-    pub async fn result_bytes(&self, timeout: Duration) -> Result<Vec<u8>> {
-        match self.wait(timeout).await? {
-            TaskOutcome::Succeeded(bytes) => Ok(bytes),
-            TaskOutcome::Dead(error) => Err(Error::TaskFailed { id: self.id, error }),
-            TaskOutcome::Cancelled => Err(Error::TaskCancelled(self.id)),
-        }
-    }
-
-    /// Waits for the task and decodes its JSON result; a dead task is
-    /// [`Error::TaskFailed`], a cancelled one [`Error::TaskCancelled`].
-    ///
-    /// ```
-    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
-    /// use std::time::Duration;
-    /// use switchyard::{Client, Error, QueueConfig, TaskError, Worker};
-    /// let client = Client::memory();
-    /// client.declare("q", QueueConfig::default()).await?;
-    /// let worker = Worker::builder(&client, "w", ["q"])?
-    ///     .handle_json("half", |_ctx, n: u32| async move {
-    ///         if n % 2 == 1 { return Err(TaskError::fatal(format!("{n} is odd"))); }
-    ///         Ok(n / 2)
-    ///     })
-    ///     .build()?;
-    /// let (stop, running) = (worker.shutdown_handle(), tokio::spawn(worker.run()));
-    /// let even = client.submit_json("q", "half", &10).await?;
-    /// assert_eq!(even.result::<u32>(Duration::from_secs(5)).await?, 5);
-    /// let odd = client.submit_json("q", "half", &7).await?;
-    /// let err = odd.result::<u32>(Duration::from_secs(5)).await.unwrap_err();
-    /// assert!(matches!(err, Error::TaskFailed { error, .. } if error == "7 is odd"));
-    /// # stop.shutdown();
-    /// # running.await.unwrap()?;
-    /// # Ok::<(), switchyard::Error>(())
-    /// # }).unwrap();
-    /// ```
-    pub async fn result<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T> {
-        from_json("result", &self.result_bytes(timeout).await?)
     }
 }

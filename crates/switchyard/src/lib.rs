@@ -8,8 +8,10 @@
 //!
 //! This crate is the facade applications depend on:
 //!
-//! * [`Client`] submits tasks (typed, JSON or raw bytes; one by one or in batches) and returns
-//!   [`TaskHandle`]s to await results, inspect state and cancel;
+//! * [`Client`] connects to a backend and hands out a [`Queue`] handle per queue, which submits
+//!   tasks (typed, JSON or raw bytes; one by one or in batches), pauses, resumes, purges and
+//!   lists dead letters; each submit returns a [`TaskHandle`] to await the result, inspect the
+//!   state and cancel;
 //! * [`Worker`] runs handlers: concurrency up to its capacity, heartbeats, timeouts,
 //!   cancellation, panics caught, leaderless maintenance, graceful shutdown;
 //! * the layers underneath are re-exported.
@@ -20,16 +22,17 @@
 //!
 //! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
 //! let client = Client::memory();
-//! client.declare("greetings", QueueConfig::default()).await?;
+//! let greetings = client.queue("greetings")?;
+//! greetings.declare(QueueConfig::default()).await?;
 //!
-//! let worker = Worker::builder(&client, "worker-1", ["greetings"])?
+//! let worker = Worker::builder(&client, "worker-1", [&greetings])?
 //!     .capacity(4)
 //!     .handle_json("greet", |_ctx, name: String| async move { Ok::<_, TaskError>(format!("hello, {name}")) })
 //!     .build()?;
 //! let stop = worker.shutdown_handle();
 //! let running = tokio::spawn(worker.run());
 //!
-//! let task = client.submit_json("greetings", "greet", "Ada").await?;
+//! let task = greetings.submit_json("greet", "Ada").await?;
 //! let greeting: String = task.result(Duration::from_secs(5)).await?;
 //! assert_eq!(greeting, "hello, Ada");
 //!
@@ -40,13 +43,16 @@
 //! ```
 
 mod client;
+mod handle;
 pub mod metrics;
 pub mod partition;
+mod queue;
 mod trace;
 mod worker;
 
 pub use client::{Client, Task, TaskHandle};
 pub use partition::Partitioned;
+pub use queue::Queue;
 pub use switchyard_core::*;
 pub use switchyard_memory::MemoryBackend;
 pub use switchyard_redis::{Durable, RedisBackend, RedisConfig, Tls, task_hash_key};

@@ -256,7 +256,7 @@ impl Load {
         let mut lost = 0;
         for id in &acked {
             per_partition[usize::from(partition_of(*id, P))] += 1;
-            let state = self.client.task(*id).state().await.unwrap();
+            let state = self.client.task_handle(*id).state().await.unwrap();
             if state != Some(TaskState::Succeeded) {
                 assert!(!lossless, "task {id} is {state:?}");
                 lost += 1;

@@ -209,7 +209,7 @@ async fn three_failovers(durable: Option<Durable>, namespace: &str) -> Outcome {
     let mut lost = 0;
     for id in &acked {
         loop {
-            let state = client.task(*id).state().await.unwrap();
+            let state = client.task_handle(*id).state().await.unwrap();
             match state {
                 Some(TaskState::Succeeded) => break,
                 None => {

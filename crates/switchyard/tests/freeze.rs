@@ -180,7 +180,7 @@ async fn freeze_drill(min_replicas: bool, namespace: &str) {
     let deadline = Instant::now() + Duration::from_secs(90);
     for id in &acked {
         loop {
-            match producer.task(*id).state().await {
+            match producer.task_handle(*id).state().await {
                 Ok(Some(TaskState::Succeeded)) => break,
                 Ok(None) => panic!("acknowledged task {id} lost"),
                 _ if Instant::now() < deadline => {

@@ -166,7 +166,7 @@ async fn tasks_spread_and_follow_the_assignment() {
     .await;
     for id in all.iter().chain(&settled).chain(&later).chain(&last) {
         assert_eq!(
-            client.task(*id).state().await.unwrap(),
+            client.task_handle(*id).state().await.unwrap(),
             Some(TaskState::Succeeded)
         );
     }
@@ -326,7 +326,12 @@ async fn a_partitioned_batch_cut_short_lists_exactly_what_it_stored() {
     assert_eq!(listed.len(), accepted.len());
     for (i, outcome) in accepted {
         assert!(
-            client.task(outcome.id).state().await.unwrap().is_some(),
+            client
+                .task_handle(outcome.id)
+                .state()
+                .await
+                .unwrap()
+                .is_some(),
             "listed task {i} is stored"
         );
     }
@@ -335,7 +340,12 @@ async fn a_partitioned_batch_cut_short_lists_exactly_what_it_stored() {
         if !listed.contains(&i) {
             let (_, routed) = switchyard::partition::route::route(spec.clone(), P);
             assert!(
-                client.task(routed.id()).state().await.unwrap().is_none(),
+                client
+                    .task_handle(routed.id())
+                    .state()
+                    .await
+                    .unwrap()
+                    .is_none(),
                 "unlisted task {i} is not stored"
             );
         }

@@ -66,7 +66,7 @@ where
 
 /// The lease of a task running on `worker`, read from its record.
 async fn running_on(c: &Client, id: TaskId, worker: &str) -> Option<Lease> {
-    let info = c.task(id).info().await.ok()??;
+    let info = c.task_handle(id).info().await.ok()??;
     let lease = info.lease()?;
     (info.state == TaskState::Running && lease.worker.as_str() == worker).then_some(lease)
 }
@@ -447,7 +447,7 @@ async fn retries_back_off_then_dead_letter_and_redrive(c: Client) {
         seen[2].1 - seen[0].1 < Duration::from_secs(3),
         "retries happen soon after their backoff"
     );
-    let dead = c.dead("q", 10).await.unwrap();
+    let dead = c.dead_letters("q", 10).await.unwrap();
     assert_eq!(dead.iter().map(|t| t.id).collect::<Vec<_>>(), [task.id()]);
     assert_eq!(dead[0].attempts, 3);
     // Fix the cause and re-drive.
@@ -457,7 +457,7 @@ async fn retries_back_off_then_dead_letter_and_redrive(c: Client) {
         again.wait(Duration::from_secs(10)).await.unwrap(),
         TaskOutcome::Succeeded(_)
     ));
-    assert!(c.dead("q", 10).await.unwrap().is_empty());
+    assert!(c.dead_letters("q", 10).await.unwrap().is_empty());
     stop.shutdown();
     run.await.unwrap().unwrap();
 }
@@ -968,7 +968,7 @@ async fn shutdown_past_its_grace_hands_running_tasks_back(c: Client) {
         );
     }
     assert_eq!(cancelled.state().await.unwrap(), Some(TaskState::Cancelled));
-    assert!(c.dead("q", 10).await.unwrap().is_empty());
+    assert!(c.dead_letters("q", 10).await.unwrap().is_empty());
     let events = c.events(None, 1000).await.unwrap();
     assert!(
         !events.iter().any(|e| e.kind == EventKind::Dead),

@@ -52,7 +52,7 @@ async fn program(url: &str) -> Vec<u64> {
             .unwrap();
         let out = client.backend().submit(spec).await.unwrap();
         client
-            .task(out.id)
+            .task_handle(out.id)
             .result::<u64>(Duration::from_secs(30))
             .await
             .unwrap();

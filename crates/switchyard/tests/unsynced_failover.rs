@@ -69,7 +69,7 @@ async fn drill(durable: bool, namespace: &str) -> Outcome {
     let mut lost = 0;
     for id in &acked {
         let state = loop {
-            match client.task(*id).state().await {
+            match client.task_handle(*id).state().await {
                 Ok(state) => break state,
                 Err(e) if e.is_transient() => tokio::time::sleep(Duration::from_millis(50)).await,
                 Err(e) => panic!("{e}"),

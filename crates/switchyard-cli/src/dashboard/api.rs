@@ -190,7 +190,7 @@ pub(super) async fn redrive(State(shared): State<Arc<Shared>>, Path(id): Path<St
 pub(super) async fn cancel(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Answer {
     allowed(&shared, "cancel")?;
     let id = task_id(&id)?;
-    match shared.client.task(id).cancel().await? {
+    match shared.client.task_handle(id).cancel().await? {
         CancelOutcome::Cancelled { .. } => {
             tracing::info!(task = %id, "cancelled from the dashboard");
             Ok(done(format!("task {id} cancelled")))

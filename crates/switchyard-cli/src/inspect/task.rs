@@ -11,7 +11,7 @@ use crate::views::{self, TaskView, utc};
 pub fn task(args: &TaskArgs) -> Result<(), String> {
     runtime()?.block_on(async {
         let client = args.remote.connect().await?;
-        let handle = client.task(args.id);
+        let handle = client.task_handle(args.id);
         if args.delete {
             client
                 .delete_task(args.id)
@@ -184,7 +184,7 @@ pub fn dead(args: &DeadArgs) -> Result<(), String> {
     runtime()?.block_on(async {
         let client = args.remote.connect().await?;
         let dead = client
-            .dead(&args.queue, args.limit)
+            .dead_letters(&args.queue, args.limit)
             .await
             .map_err(|e| e.to_string())?;
         if dead.is_empty() {

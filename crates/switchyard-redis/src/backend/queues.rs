@@ -26,6 +26,10 @@ impl Queues for RedisBackend {
             }
             Err(Failure::Conflict(existing)) => {
                 let existing = codec::config_from_json(existing.as_bytes())?;
+                if existing == config {
+                    // The same configuration in another spelling (stored by another version).
+                    return Ok(());
+                }
                 Err(Error::QueueConflict {
                     queue: queue.clone(),
                     detail: existing.diff(&config),

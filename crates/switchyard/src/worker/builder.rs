@@ -252,7 +252,7 @@ impl WorkerBuilder {
     }
 
     /// Registers the handler of a typed task (see [`Task`]); producers submit it with
-    /// [`Client::enqueue`].
+    /// [`Queue::enqueue`](crate::Queue::enqueue).
     ///
     /// ```
     /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
@@ -266,18 +266,18 @@ impl WorkerBuilder {
     /// # let client = Client::memory();
     /// # client.declare("math", QueueConfig::default()).await?;
     /// let worker = Worker::builder(&client, "w", ["math"])?
-    ///     .task(|_ctx, add: Add| async move { Ok::<_, TaskError>(add.a + add.b) })
+    ///     .handle_task(|_ctx, add: Add| async move { Ok::<_, TaskError>(add.a + add.b) })
     ///     .build()?;
     /// # let stop = worker.shutdown_handle();
     /// # let running = tokio::spawn(worker.run());
-    /// let task = client.enqueue("math", &Add { a: 2, b: 3 }).await?;
+    /// let task = client.queue("math")?.enqueue(&Add { a: 2, b: 3 }).await?;
     /// assert_eq!(task.result::<i64>(Duration::from_secs(5)).await?, 5);
     /// # stop.shutdown();
     /// # running.await.unwrap()?;
     /// # Ok::<(), switchyard::Error>(())
     /// # }).unwrap();
     /// ```
-    pub fn task<T, R, F, Fut>(self, f: F) -> Self
+    pub fn handle_task<T, R, F, Fut>(self, f: F) -> Self
     where
         T: Task,
         R: Serialize + Send + 'static,
@@ -285,6 +285,19 @@ impl WorkerBuilder {
         Fut: Future<Output = std::result::Result<R, TaskError>> + Send + 'static,
     {
         self.handle_json(T::KIND, f)
+    }
+
+    /// Renamed [`handle_task`](WorkerBuilder::handle_task): it registers a handler, as
+    /// [`handle`](WorkerBuilder::handle) and [`handle_json`](WorkerBuilder::handle_json) do.
+    #[deprecated(since = "0.2.0", note = "renamed to `WorkerBuilder::handle_task`")]
+    pub fn task<T, R, F, Fut>(self, f: F) -> Self
+    where
+        T: Task,
+        R: Serialize + Send + 'static,
+        F: Fn(TaskContext, T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<R, TaskError>> + Send + 'static,
+    {
+        self.handle_task(f)
     }
 
     /// Checks the configuration and makes the worker (it registers when it runs).
