@@ -181,13 +181,19 @@ pub enum Error {
         timeout_ms: u64,
     },
 
-    /// The backend (e.g. Redis) failed.
+    /// The backend (e.g. Redis) failed. Built with [`Error::backend`] or
+    /// [`Error::backend_caused`]; [`source`](std::error::Error::source) reaches the error of
+    /// the layer below (a `redis::RedisError`, say) when there was one.
     #[error("{kind} backend error: {message}")]
+    #[non_exhaustive]
     Backend {
         /// A classification a caller can act on.
         kind: BackendErrorKind,
-        /// The backend's own message.
+        /// What happened, for a person (it includes the cause's own message).
         message: String,
+        /// The error of the layer below, if any.
+        #[source]
+        cause: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
     },
 }
 
@@ -230,6 +236,63 @@ impl std::fmt::Display for BackendErrorKind {
 }
 
 impl Error {
+    /// An [`Error::Backend`] without an underlying error (the backend found the problem
+    /// itself).
+    pub fn backend(kind: BackendErrorKind, message: impl Into<String>) -> Self {
+        Error::Backend {
+            kind,
+            message: message.into(),
+            cause: None,
+        }
+    }
+
+    /// An [`Error::Backend`] caused by `cause`, the error of the layer below, which
+    /// [`source`](std::error::Error::source) then returns.
+    ///
+    /// ```
+    /// use std::error::Error as _;
+    /// use switchyard_core::{BackendErrorKind, Error};
+    /// let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+    /// let e = Error::backend_caused(BackendErrorKind::Connection, "cannot connect: refused", io);
+    /// let cause = e.source().and_then(|s| s.downcast_ref::<std::io::Error>()).unwrap();
+    /// assert_eq!(cause.kind(), std::io::ErrorKind::ConnectionRefused);
+    /// ```
+    pub fn backend_caused(
+        kind: BackendErrorKind,
+        message: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Backend {
+            kind,
+            message: message.into(),
+            cause: Some(Box::new(cause)),
+        }
+    }
+
+    /// Whether this is the task's own failure (it ran and was dead-lettered:
+    /// [`Error::TaskFailed`], or was cancelled: [`Error::TaskCancelled`]), as opposed to a
+    /// call that failed (a timeout, a backend error, bad input): the call itself worked.
+    ///
+    /// ```
+    /// use switchyard_core::{BackendErrorKind, Error, TaskId};
+    /// let id: TaskId = "01HF7YAT00QQBK49HFXDQ9BW83".parse().unwrap();
+    /// let failed = Error::TaskFailed { id, error: "bad input".into() };
+    /// assert!(failed.is_task_failure());
+    /// assert_eq!(failed.failed_task(), Some(id));
+    /// assert!(!Error::backend(BackendErrorKind::Connection, "refused").is_task_failure());
+    /// ```
+    pub fn is_task_failure(&self) -> bool {
+        self.failed_task().is_some()
+    }
+
+    /// The task whose own failure this is (see [`is_task_failure`](Error::is_task_failure)).
+    pub fn failed_task(&self) -> Option<TaskId> {
+        match self {
+            Error::TaskFailed { id, .. } | Error::TaskCancelled(id) => Some(*id),
+            _ => None,
+        }
+    }
+
     /// Shorthand for an [`Error::Invalid`].
     pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
         Error::Invalid {

@@ -83,10 +83,10 @@ pub(crate) struct State {
 }
 
 pub(super) fn internal(what: &str) -> Error {
-    Error::Backend {
-        kind: BackendErrorKind::Other,
-        message: format!("memory backend inconsistency: {what}"),
-    }
+    Error::backend(
+        BackendErrorKind::Other,
+        format!("memory backend inconsistency: {what}"),
+    )
 }
 
 pub(super) fn to_i64(ms: Millis) -> i64 {

@@ -333,10 +333,10 @@ impl RedisBackend {
             .and_then(|m| m.parse().ok())
             .unwrap_or(0);
         if major < 7 {
-            return Err(Error::Backend {
-                kind: BackendErrorKind::Unsupported,
-                message: format!("Redis {version} is too old: Switchyard needs Redis 7 or newer"),
-            });
+            return Err(Error::backend(
+                BackendErrorKind::Unsupported,
+                format!("Redis {version} is too old: Switchyard needs Redis 7 or newer"),
+            ));
         }
         Ok(())
     }
@@ -369,14 +369,12 @@ impl RedisBackend {
                 Error::Backend { kind, .. } if kind != BackendErrorKind::Other => kind,
                 _ => BackendErrorKind::Protocol,
             };
-            Error::Backend {
-                kind,
-                message: format!(
-                    "cannot load the function library {}: {}",
-                    library().name(),
-                    crate::library::locate(&e.to_string())
-                ),
-            }
+            let message = format!(
+                "cannot load the function library {}: {}",
+                library().name(),
+                crate::library::locate(&e.to_string())
+            );
+            Error::backend_caused(kind, message, e)
         })
     }
 

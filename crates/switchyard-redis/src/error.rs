@@ -37,10 +37,7 @@ impl From<RedisError> for Failure {
 }
 
 fn backend(kind: BackendErrorKind, message: impl Into<String>) -> Error {
-    Error::Backend {
-        kind,
-        message: message.into(),
-    }
+    Error::backend(kind, message)
 }
 
 /// The reason in an `SY_BUSY` reply.
@@ -122,14 +119,12 @@ pub(crate) fn classify(e: &RedisError) -> Failure {
             ));
         }
     }
-    Failure::Error(match map_redis(e) {
-        // A runtime error of the Lua code: name the file and line instead of the library's.
-        Error::Backend { kind, message } => Error::Backend {
-            kind,
-            message: crate::library::locate(&message),
-        },
-        other => other,
-    })
+    let mut error = map_redis(e);
+    // A runtime error of the Lua code: name the file and line instead of the library's.
+    if let Error::Backend { message, .. } = &mut error {
+        *message = crate::library::locate(message);
+    }
+    Failure::Error(error)
 }
 
 impl Failure {

@@ -13,10 +13,7 @@ use switchyard_core::{BackendErrorKind, Error, Policy, Result, Strategy, TaskSta
 
 /// The error of a reply that breaks this protocol (a truncated reply, an unknown code).
 pub(crate) fn protocol(what: impl Into<String>) -> Error {
-    Error::Backend {
-        kind: BackendErrorKind::Protocol,
-        message: what.into(),
-    }
+    Error::backend(BackendErrorKind::Protocol, what)
 }
 
 /// The code of a task state in records and replies (`S_*` in `lua/lib/protocol.lua`).

@@ -227,6 +227,14 @@ async fn errors_say_what_to_do() {
         err.to_string().contains("refused") || err.to_string().contains("connect"),
         "{err}"
     );
+    // The Redis error itself is kept as the source, for callers that need more than the kind.
+    let cause = std::error::Error::source(&err)
+        .and_then(|s| s.downcast_ref::<redis::RedisError>())
+        .unwrap_or_else(|| panic!("no redis::RedisError under {err:?}"));
+    assert!(
+        cause.is_connection_refusal() || cause.is_io_error(),
+        "{cause:?}"
+    );
     let err = RedisBackend::connect("redis://127.0.0.1:1", "bad{ns}")
         .await
         .unwrap_err();

@@ -5,11 +5,9 @@
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 use switchyard_core::{BackendErrorKind, Error};
 
-fn backend(kind: BackendErrorKind, message: impl Into<String>) -> Error {
-    Error::Backend {
-        kind,
-        message: message.into(),
-    }
+/// An error of `kind` caused by `e`.
+fn backend(kind: BackendErrorKind, message: impl Into<String>, e: &RedisError) -> Error {
+    Error::backend_caused(kind, message, e.clone())
 }
 
 /// The detail of a server error, without a script's ` script: <sha>, on @user_script:<line>.`
@@ -27,22 +25,25 @@ pub fn map_redis(e: &RedisError) -> Error {
             return backend(
                 BackendErrorKind::OutOfMemory,
                 format!("Redis is out of memory (maxmemory reached): {d}"),
+                e,
             );
         }
         Some(code @ ("NOAUTH" | "WRONGPASS" | "NOPERM")) => {
             return backend(
                 BackendErrorKind::Auth,
                 format!("{code} {d} (check the password or ACL user in the URL)"),
+                e,
             );
         }
         Some("READONLY") => {
             return backend(
                 BackendErrorKind::ReadOnly,
                 format!("the server is a read-only replica (failover in progress?): {d}"),
+                e,
             );
         }
         Some(code @ ("LOADING" | "BUSY" | "MASTERDOWN")) => {
-            return backend(BackendErrorKind::Connection, format!("{code} {d}"));
+            return backend(BackendErrorKind::Connection, format!("{code} {d}"), e);
         }
         Some("NOREPLICAS") => {
             return backend(
@@ -51,6 +52,7 @@ pub fn map_redis(e: &RedisError) -> Error {
                     "the server refuses writes while too few replicas follow it \
                      (min-replicas-to-write; a failover may have moved them to a new primary): {d}"
                 ),
+                e,
             );
         }
         _ => {}
@@ -73,6 +75,7 @@ pub fn map_redis(e: &RedisError) -> Error {
             format!(
                 "the Redis Cluster did not settle within the retries (a slot is moving or a node is down): {e}"
             ),
+            e,
         );
     }
     let kind = match e.kind() {
@@ -98,7 +101,7 @@ pub fn map_redis(e: &RedisError) -> Error {
     } else {
         e.to_string()
     };
-    backend(kind, message)
+    backend(kind, message, e)
 }
 
 /// An error met while connecting, as a public error: a reply that does not parse means the
@@ -110,6 +113,7 @@ pub fn map_connect(e: &RedisError) -> Error {
             BackendErrorKind::NotRedis,
             "the server answered, but not in the Redis protocol: this is not a Redis server \
              (check the host and port of the URL)",
+            e,
         );
     }
     map_redis(e)

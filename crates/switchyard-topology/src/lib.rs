@@ -240,9 +240,12 @@ impl Topology {
                             .config(PoolConfig::new(lanes_wanted * 2))
                             .runtime(Runtime::Tokio1)
                             .build()
-                            .map_err(|e| Error::Backend {
-                                kind: BackendErrorKind::Connection,
-                                message: format!("cannot build the connection pool: {e}"),
+                            .map_err(|e| {
+                                Error::backend_caused(
+                                    BackendErrorKind::Connection,
+                                    format!("cannot build the connection pool: {e}"),
+                                    e,
+                                )
                             })?;
                         Some(pool)
                     }

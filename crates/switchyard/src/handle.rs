@@ -170,7 +170,32 @@ impl TaskHandle {
     }
 
     /// Waits for the task and returns its raw result; a dead task is
-    /// [`Error::TaskFailed`], a cancelled one [`Error::TaskCancelled`].
+    /// [`Error::TaskFailed`], a cancelled one [`Error::TaskCancelled`]: the task's own failure,
+    /// told from a failed call (a timeout, a lost connection) by
+    /// [`Error::is_task_failure`]. ([`wait`](TaskHandle::wait) returns how the task ended as
+    /// a value instead.)
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use switchyard::{Client, QueueConfig, TaskError, Worker};
+    /// let client = Client::memory();
+    /// let q = client.queue("q")?;
+    /// q.declare(QueueConfig::default()).await?;
+    /// let worker = Worker::builder(&client, "w", [&q])?
+    ///     .handle("parse", |_ctx, _p| async move { Err::<Vec<u8>, _>(TaskError::fatal("bad input")) })
+    ///     .build()?;
+    /// let (stop, running) = (worker.shutdown_handle(), tokio::spawn(worker.run()));
+    /// let task = q.submit_json("parse", "{").await?;
+    /// match task.result_bytes(Duration::from_secs(5)).await {
+    ///     Err(e) if e.is_task_failure() => assert_eq!(e.failed_task(), Some(task.id())),
+    ///     other => panic!("expected the task's own failure, got {other:?}"),
+    /// }
+    /// # stop.shutdown();
+    /// # running.await.unwrap()?;
+    /// # Ok::<(), switchyard::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn result_bytes(&self, timeout: Duration) -> Result<Vec<u8>> {
         match self.wait(timeout).await? {
             TaskOutcome::Succeeded(bytes) => Ok(bytes),

@@ -205,10 +205,10 @@ impl Membership for Tap {
             return Ok(HeartbeatReply::default());
         }
         if self.cut.lock().unwrap().contains(&worker.id) {
-            return Err(Error::Backend {
-                kind: switchyard::BackendErrorKind::Connection,
-                message: "cut off by the test".into(),
-            });
+            return Err(Error::backend(
+                switchyard::BackendErrorKind::Connection,
+                "cut off by the test",
+            ));
         }
         self.inner.heartbeat(worker).await
     }

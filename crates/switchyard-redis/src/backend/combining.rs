@@ -69,12 +69,12 @@ impl RedisBackend {
                 }
             });
         }
-        rx.await.map_err(|_| Error::Backend {
-            kind: BackendErrorKind::Other,
-            message: format!(
+        rx.await.map_err(|e| {
+            let message = format!(
                 "the {what} was interrupted (its runtime shut down); its outcome is unknown: \
                  look the task up by id"
-            ),
+            );
+            Error::backend_caused(BackendErrorKind::Other, message, e)
         })?
     }
 

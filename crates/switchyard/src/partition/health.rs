@@ -133,10 +133,10 @@ mod tests {
         let backend: Arc<dyn Backend> = Arc::new(switchyard_memory::MemoryBackend::new());
         let h = Health::new(3);
         assert!(h.usable(1));
-        let refused: Result<()> = Err(Error::Backend {
-            kind: switchyard_core::BackendErrorKind::Connection,
-            message: "connection refused".into(),
-        });
+        let refused: Result<()> = Err(Error::backend(
+            switchyard_core::BackendErrorKind::Connection,
+            "connection refused",
+        ));
         h.record(1, &backend, &refused);
         assert!(!h.usable(1) && h.usable(0));
         assert!(h.down(1).unwrap().contains("connection refused"));

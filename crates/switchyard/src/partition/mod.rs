@@ -272,10 +272,10 @@ impl Partitioned {
             .iter()
             .filter_map(|p| self.health.down(*p))
             .collect();
-        Error::Backend {
-            kind: switchyard_core::BackendErrorKind::Connection,
-            message: format!("no partition answered ({})", why.join("; ")),
-        }
+        Error::backend(
+            switchyard_core::BackendErrorKind::Connection,
+            format!("no partition answered ({})", why.join("; ")),
+        )
     }
 
     /// Deregisters `worker` from `partitions`, best effort (for clean-ups whose failure
