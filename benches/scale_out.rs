@@ -18,10 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use switchyard::backend::task_hash_key;
 use switchyard::partition::route::partition_for;
-use switchyard::{
-    Client, Policy, QueueConfig, RedisConfig, Strategy, TaskSpec, Worker, task_hash_key,
-};
+use switchyard::{Client, Policy, QueueConfig, RedisConfig, Strategy, TaskSpec, Worker};
 use switchyard_testkit::cluster::RedisCluster;
 
 const BATCH: usize = 100;

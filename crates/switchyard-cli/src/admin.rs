@@ -7,7 +7,8 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use clap::Args;
 use switchyard::admin::Purge;
-use switchyard::{Client, Error, QueueConfig, QueueStats, display};
+use switchyard::{Client, Error, QueueConfig, QueueStats};
+use switchyard_core::display;
 
 use crate::declare::{QueueFlags, settings};
 use crate::remote::{Remote, runtime};

@@ -31,13 +31,15 @@ use probe::{Probe, Snapshot, measure};
 use space::{Space, Tasks, me, space};
 
 use clap::Args;
-use switchyard::display;
-use switchyard::prelude::*;
-use switchyard::{
-    Client, Clock, Durable, InstanceToken, Lease, Policy, QueueConfig, QueueName, RedisBackend,
-    RedisConfig, Strategy, SystemClock, TaskIdGenerator, TaskSpec, Worker, WorkerId, WorkerRef,
-    WorkerSpec,
+use switchyard::backend::prelude::*;
+use switchyard::backend::{
+    Clock, InstanceToken, Lease, SystemClock, TaskIdGenerator, WorkerRef, WorkerSpec,
 };
+use switchyard::{
+    Client, Durable, Policy, QueueConfig, QueueName, RedisBackend, RedisConfig, Strategy, TaskSpec,
+    Worker, WorkerId,
+};
+use switchyard_core::display;
 
 /// Flags of `switchyard bench`.
 #[derive(Debug, Args)]

@@ -1,7 +1,8 @@
 //! What every command that talks to a shared backend needs: where it is, and a runtime.
 
 use clap::Args;
-use switchyard::{Client, Durable, RedisConfig, Tls, display};
+use switchyard::{Client, Durable, RedisConfig, Tls};
+use switchyard_core::display;
 
 /// Where the shared state lives.
 #[derive(Debug, Clone, Args)]

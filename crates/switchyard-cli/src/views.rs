@@ -327,7 +327,7 @@ async fn events_of(
 ) -> Result<(Vec<switchyard::Event>, bool), Error> {
     let mut found = Vec::new();
     let mut after: Option<String> = None;
-    for _ in 0..=(switchyard::EVENT_LOG_CAP / EVENT_PAGE) {
+    for _ in 0..=(switchyard::backend::EVENT_LOG_CAP / EVENT_PAGE) {
         let page = client.events(after.as_deref(), EVENT_PAGE).await?;
         let Some(last) = page.last() else {
             return Ok((found, true));

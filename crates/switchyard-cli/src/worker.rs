@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use clap::Args;
 use serde_json::Value;
-use switchyard::{ShutdownHandle, TaskContext, TaskError, Worker, WorkerSpec, display};
+use switchyard::backend::WorkerSpec;
+use switchyard::{ShutdownHandle, TaskContext, TaskError, Worker};
+use switchyard_core::display;
 
 use crate::declare::QueueFlags;
 use crate::remote::{Remote, millis, runtime};
@@ -167,7 +169,7 @@ fn default_id() -> String {
         .trim()
         .chars()
         .map(|c| {
-            if c.is_ascii() && switchyard::is_name_byte(c as u8) {
+            if c.is_ascii() && switchyard_core::is_name_byte(c as u8) {
                 c
             } else {
                 '-'
@@ -180,7 +182,7 @@ fn default_id() -> String {
     } else {
         host
     };
-    let suffix = switchyard::rng::entropy() & 0xff_ffff;
+    let suffix = switchyard_core::rng::entropy() & 0xff_ffff;
     format!("{host}-{}-{suffix:06x}", std::process::id())
 }
 

@@ -11,8 +11,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use support::{WorkerProcess, eventually, registered, switchyard};
+use switchyard::backend::task_hash_key;
 use switchyard::partition::route::partition_of;
-use switchyard::{Client, RedisConfig, TaskOutcome, TaskSpec, task_hash_key};
+use switchyard::{Client, RedisConfig, TaskOutcome, TaskSpec};
 use switchyard_testkit::cluster::RedisCluster;
 use switchyard_testkit::redis_server::ServerOptions;
 

@@ -9,9 +9,8 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use support::{WorkerProcess, eventually, ok, registered};
-use switchyard::{
-    Ack, Client, Lease, Rejection, TaskHandle, TaskId, TaskOutcome, TaskSpec, TaskState,
-};
+use switchyard::backend::{Ack, Lease, Rejection};
+use switchyard::{Client, TaskHandle, TaskId, TaskOutcome, TaskSpec, TaskState};
 use switchyard_testkit::redis_server::RedisServer;
 
 async fn connect(server: &RedisServer, namespace: &str) -> Client {

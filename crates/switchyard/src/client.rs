@@ -408,9 +408,11 @@ impl Client {
     ///
     /// ```
     /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
-    /// use switchyard::{Client, QueueConfig, TaskSpec, TaskState, WorkerSpec};
+    /// use switchyard::backend::WorkerSpec;
+    /// use switchyard::{Client, QueueConfig, TaskSpec, TaskState};
     /// let client = Client::memory();
     /// client.declare("q", QueueConfig::default()).await?;
+    /// // A registered worker (as a running `Worker` would be) with a free slot.
     /// client.backend().register_worker(WorkerSpec::new("w", ["q"])?).await?;
     /// client.pause("q").await?;
     /// let task = client.submit(TaskSpec::builder("q", "k").build()?).await?;

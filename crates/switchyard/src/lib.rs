@@ -2,7 +2,7 @@
 //!
 //! Distributed task scheduling with load balancing. Producers submit tasks to named queues;
 //! each queue orders its tasks by a scheduling [`Policy`] and hands each ready task to a worker
-//! with a free slot by a dispatch [`Strategy`]. State lives in a [`Backend`]: the in-memory
+//! with a free slot by a dispatch [`Strategy`]. State lives in a [`Backend`](backend::Backend): the in-memory
 //! [`MemoryBackend`] (the reference semantics, and the embedded default), or Redis
 //! ([`RedisBackend`], every transition one Lua script).
 //!
@@ -14,7 +14,16 @@
 //!   state and cancel;
 //! * [`Worker`] runs handlers: concurrency up to its capacity, heartbeats, timeouts,
 //!   cancellation, panics caught, leaderless maintenance, graceful shutdown;
-//! * the layers underneath are re-exported.
+//! * [`backend`] holds what only backend authors and tools need (the traits, the values they
+//!   exchange, clocks, limits).
+//!
+//! Everything else is listed by name below; the helpers the layers underneath use among
+//! themselves (id generators' random numbers, display helpers, the balancers) are not part of
+//! this crate's promise:
+//!
+//! ```compile_fail
+//! use switchyard::rng::SplitMix64; // not exported: an implementation detail of the balancers
+//! ```
 //!
 //! ```
 //! use std::time::Duration;
@@ -53,10 +62,51 @@ mod worker;
 pub use client::{Client, Task, TaskHandle};
 pub use partition::Partitioned;
 pub use queue::Queue;
-pub use switchyard_core::*;
+pub use switchyard_core::admin;
+pub use switchyard_core::{
+    BackendErrorKind, Backoff, CancelOutcome, Error, Event, EventCounts, EventKind, EventLevel,
+    Policy, QueueConfig, QueueName, QueueStats, Result, Stats, Strategy, TaskId, TaskInfo,
+    TaskKind, TaskOutcome, TaskSpec, TaskSpecBuilder, TaskState, TraceParent, TraceState, WorkerId,
+    WorkerStats,
+};
 pub use switchyard_memory::MemoryBackend;
-pub use switchyard_redis::{Durable, RedisBackend, RedisConfig, Tls, task_hash_key};
+pub use switchyard_redis::{Durable, RedisBackend, RedisConfig, Tls};
 pub use worker::{ShutdownHandle, TaskContext, TaskError, Worker, WorkerBuilder, WorkerReport};
+
+/// For those who implement a backend, call one directly, or build tools on one: the traits
+/// a backend implements (each method of a [`Client`] and a [`Worker`] is one of theirs), the
+/// values they exchange, worker registrations, clocks, the limits inputs are checked against,
+/// and the rules every backend shares. An application needs none of it.
+///
+/// ```
+/// use switchyard::backend::prelude::*; // the traits, to call a backend's methods
+/// use switchyard::backend::{WorkerRef, WorkerSpec};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let client = switchyard::Client::memory();
+/// client.declare("q", switchyard::QueueConfig::default()).await?;
+/// let spec = WorkerSpec::new("w", ["q"])?;
+/// let me = WorkerRef { id: spec.id().clone(), instance: spec.get_instance() };
+/// client.backend().register_worker(spec).await?;
+/// assert!(client.backend().receive(&me, 1).await?.is_empty());
+/// # Ok::<(), switchyard::Error>(())
+/// # }).unwrap();
+/// ```
+pub mod backend {
+    pub use switchyard_core::backend::{
+        Ack, AckOutcome, Assignment, Backend, Delivery, HandBack, HeartbeatReply, Inspect, Lease,
+        LeaseToken, Leases, MAX_ERROR_BYTES, MIN_DUE_PAUSE, Maintain, MaintenanceReport,
+        Membership, Produce, Queues, RegisterOutcome, Rejection, SAMPLE_CAP, SubmitOutcome, Tasks,
+        due_pause, lost_worker_error, next_average, normalize_error, timeout_error,
+    };
+    pub use switchyard_core::prelude;
+    pub use switchyard_core::{
+        Clock, DEFAULT_HEARTBEAT_TTL_MS, EVENT_LOG_CAP, InstanceToken, MAX_ATTEMPTS,
+        MAX_DURATION_MS, MAX_INSTANCE_TOKEN, MAX_KEY_BYTES, MAX_PAYLOAD_BYTES, MAX_RUN_AT_MS,
+        MAX_WORKER_QUEUES, ManualClock, Millis, Schedule, SystemClock, TASK_ID_TEXT_LEN,
+        TRACE_PARENT_LEN, TRACE_STATE_MAX_LEN, TaskIdGenerator, WorkerRef, WorkerSpec,
+    };
+    pub use switchyard_redis::{Replication, task_hash_key};
+}
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -24,10 +24,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use switchyard::backend::task_hash_key;
 use switchyard::partition::route::partition_of;
 use switchyard::{
     Client, Durable, Error, QueueConfig, RedisConfig, ShutdownHandle, TaskId, TaskSpec, TaskState,
-    Worker, WorkerReport, task_hash_key,
+    Worker, WorkerReport,
 };
 use switchyard_testkit::cluster::RedisCluster;
 use switchyard_testkit::wait_until;

@@ -8,8 +8,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use switchyard::backend::prelude::*;
 use switchyard::partition::route::partition_of;
-use switchyard::prelude::*;
 use switchyard::{
     Client, MemoryBackend, Partitioned, QueueConfig, TaskId, TaskSpec, TaskState, Worker, WorkerId,
 };

@@ -13,16 +13,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use switchyard::backend::prelude::*;
 use switchyard::backend::{
-    AckOutcome, Assignment, HandBack, HeartbeatReply, MaintenanceReport, RegisterOutcome,
-    SubmitOutcome, lost_worker_error, next_average, timeout_error,
+    Ack, AckOutcome, Assignment, Clock, Delivery, HandBack, HeartbeatReply, Lease,
+    MaintenanceReport, RegisterOutcome, Rejection, SubmitOutcome, SystemClock, WorkerRef,
+    WorkerSpec, lost_worker_error, next_average, timeout_error,
 };
-use switchyard::prelude::*;
 use switchyard::{
-    Ack, Backoff, CancelOutcome, Client, Clock, Delivery, Error, Event, EventKind, EventLevel,
-    Lease, Policy, QueueConfig, QueueName, RedisBackend, RedisConfig, Rejection, Stats, Strategy,
-    SystemClock, TaskError, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec, TaskState, Worker,
-    WorkerId, WorkerRef, WorkerSpec,
+    Backoff, CancelOutcome, Client, Error, Event, EventKind, EventLevel, Policy, QueueConfig,
+    QueueName, RedisBackend, RedisConfig, Stats, Strategy, TaskError, TaskId, TaskInfo, TaskKind,
+    TaskOutcome, TaskSpec, TaskState, Worker, WorkerId,
 };
 use switchyard_testkit::redis_server::RedisServer;
 

@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use switchyard::admin::Purge;
-use switchyard::{CancelOutcome, Error, QueueName, TaskId, display};
+use switchyard::{CancelOutcome, Error, QueueName, TaskId};
+use switchyard_core::display;
 
 use super::Shared;
 

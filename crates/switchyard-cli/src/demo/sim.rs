@@ -5,12 +5,14 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchyard::prelude::*;
-use switchyard::rng::SplitMix64;
-use switchyard::{
-    Delivery, InstanceToken, Lease, ManualClock, MemoryBackend, Policy, QueueConfig, QueueName,
-    Result, Strategy, TaskId, TaskIdGenerator, TaskSpec, WorkerId, WorkerRef, WorkerSpec,
+use switchyard::backend::prelude::*;
+use switchyard::backend::{
+    Delivery, InstanceToken, Lease, ManualClock, TaskIdGenerator, WorkerRef, WorkerSpec,
 };
+use switchyard::{
+    MemoryBackend, Policy, QueueConfig, QueueName, Result, Strategy, TaskId, TaskSpec, WorkerId,
+};
+use switchyard_core::rng::SplitMix64;
 
 /// Where the simulated clock starts (any fixed instant works; this one is in 2023).
 const START_MS: u64 = 1_700_000_000_000;
@@ -165,7 +167,7 @@ impl Sim<'_> {
     }
 
     fn now(&self) -> u64 {
-        switchyard::Clock::now_ms(&self.clock) - START_MS
+        switchyard::backend::Clock::now_ms(&self.clock) - START_MS
     }
 
     fn schedule(&mut self, at: u64, event: Event) {

@@ -80,7 +80,7 @@ async fn read(
     limit: usize,
 ) -> Result<(Vec<Event>, Option<String>), String> {
     let mut found = Vec::new();
-    for _ in 0..=(switchyard::EVENT_LOG_CAP / EVENT_PAGE) {
+    for _ in 0..=(switchyard::backend::EVENT_LOG_CAP / EVENT_PAGE) {
         let page = client
             .events(after.as_deref(), EVENT_PAGE)
             .await

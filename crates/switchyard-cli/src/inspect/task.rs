@@ -1,6 +1,7 @@
 //! `switchyard task` and `switchyard dead`.
 
-use switchyard::{CancelOutcome, Client, TaskOutcome, display};
+use switchyard::{CancelOutcome, Client, TaskOutcome};
+use switchyard_core::display;
 
 use super::{DeadArgs, TaskArgs};
 use crate::remote::{millis, runtime};

@@ -16,7 +16,7 @@
 //!   partition and their answers are merged;
 //! * a partition whose server is down stops only itself: the calls that span partitions (a
 //!   worker's waits, heartbeats and maintenance, registering, stats) leave it out while it
-//!   fails and try it again now and then (see [`health`]); `stats` names it in its warnings.
+//!   fails and try it again now and then (see the `health` module); `stats` names it in its warnings.
 //!
 //! Inside a partition every guarantee of `docs/architecture.md` holds unchanged: it *is* a
 //! namespace. `docs/scaling.md` says what holds across partitions.

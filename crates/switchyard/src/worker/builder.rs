@@ -145,7 +145,7 @@ impl WorkerBuilder {
     /// failed over to a replica without the data), so that it recovers by itself. Declaring
     /// is a no-op while the queue exists with this configuration; with another one the worker
     /// does not start ([`Error::QueueConflict`]). The queue need not be one the worker serves.
-    /// Queues the client keeps declared ([`Client::keep_declared`]) are carried already.
+    /// Queues the client keeps declared ([`Client::keep_declared`](crate::Client::keep_declared)) are carried already.
     ///
     /// ```
     /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {

@@ -103,7 +103,7 @@ struct Inner {
 ///   worker shuts down past its grace period. A panicking handler fails its task with the panic
 ///   message; the worker carries on.
 /// * **Timeouts** are measured on the worker's own clock: an attempt may run for
-///   [`Delivery::timeout_ms`] from the moment the worker received it. A handler still running
+///   [`Delivery::timeout_ms`](crate::backend::Delivery::timeout_ms) from the moment the worker received it. A handler still running
 ///   then is dropped and the attempt fails with the backend's own text,
 ///   [`timeout_error`](switchyard_core::backend::timeout_error) (`timed out after <t> ms`),
 ///   so clock skew between the worker and the backend (Redis) moves nothing.

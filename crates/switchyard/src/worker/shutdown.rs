@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::loops::Work;
 use super::{Inner, WorkerReport};
 
-/// Stops a running [`Worker`]. Cheap to clone.
+/// Stops a running [`Worker`](crate::Worker). Cheap to clone.
 ///
 /// ```
 /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
