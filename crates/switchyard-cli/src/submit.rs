@@ -345,6 +345,11 @@ async fn await_all(
                     ("error", String::new()),
                 )
             }
+            Ok(other) => {
+                bad += 1;
+                let text = format!("{other:?}");
+                (text.clone(), "other", ("error", text))
+            }
             Err(e) => {
                 bad += 1;
                 let e = e.to_string();

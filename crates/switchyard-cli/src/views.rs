@@ -305,6 +305,12 @@ pub async fn task_view(client: &Client, id: switchyard::TaskId) -> Result<Option
             result_preview: None,
             error: None,
         },
+        other => OutcomeView {
+            state: "other",
+            result_bytes: None,
+            result_preview: None,
+            error: Some(format!("{other:?}")),
+        },
     });
     let (events, events_complete) = events_of(client, id).await?;
     Ok(Some(TaskView {

@@ -85,6 +85,7 @@ impl std::str::FromStr for Purge {
 
 /// What one [`Queues::purge_queue`](crate::Queues::purge_queue) call did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PurgeReport {
     /// Tasks cancelled (waiting) or deleted (dead, finished).
     pub removed: u64,
@@ -92,8 +93,16 @@ pub struct PurgeReport {
     pub more: bool,
 }
 
+impl PurgeReport {
+    /// `removed` tasks, and whether `more` are left.
+    pub fn new(removed: u64, more: bool) -> Self {
+        PurgeReport { removed, more }
+    }
+}
+
 /// Which parts of a queue's behaviour a configuration change replaces.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Reshape {
     /// The policy (or its aging) changes. Ready tasks are ordered by keys the old policy
     /// computed when they entered, so the ready set must be empty.
@@ -117,6 +126,7 @@ impl Reshape {
 
 /// Why a queue cannot be reconfigured or deleted now.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum InUse {
     /// This many tasks are ready (a policy change needs an empty ready set).
     Ready(u64),

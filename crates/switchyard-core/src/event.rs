@@ -12,6 +12,7 @@ pub const EVENT_LOG_CAP: usize = 10_000;
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum EventKind {
     /// A task was accepted.
     Submitted,
@@ -86,6 +87,7 @@ impl EventKind {
 /// assert_eq!(counts.succeeded + counts.failed, 3);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct EventCounts {
     /// Tasks accepted.
     pub submitted: u64,
@@ -143,6 +145,7 @@ impl EventCounts {
 /// so the default records only what goes wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum EventLevel {
     /// Nothing.
     Off,
@@ -181,6 +184,7 @@ impl std::str::FromStr for EventLevel {
 
 /// One event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Event {
     /// Position in the log; pass it to [`Inspect::events`](crate::Inspect::events) to read on.
     pub id: String,
@@ -196,4 +200,20 @@ pub struct Event {
     pub at: Millis,
     /// The error (failed), the run-at time (retried), or nothing.
     pub detail: Option<String>,
+}
+
+impl Event {
+    /// An event of `kind` about `task` of `queue` at `at`, at position `id` of the log, with
+    /// no worker and no detail.
+    pub fn new(id: String, kind: EventKind, task: TaskId, queue: QueueName, at: Millis) -> Self {
+        Event {
+            id,
+            kind,
+            task,
+            queue,
+            worker: None,
+            at,
+            detail: None,
+        }
+    }
 }

@@ -44,6 +44,7 @@ pub const MAX_AGING_FACTOR: u32 = 1024;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
+#[non_exhaustive]
 pub enum Policy {
     /// First come, first served.
     #[default]

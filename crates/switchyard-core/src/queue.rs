@@ -89,6 +89,7 @@ impl Backoff {
 /// config.validate().unwrap();
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct QueueConfig {
     /// Order of tasks inside the queue.
     pub policy: Policy,

@@ -370,6 +370,7 @@ pub(crate) fn bounded_ms(field: &'static str, d: Duration, min: u64) -> Result<u
 /// Where a task is in its life. See the state machine in `docs/architecture.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum TaskState {
     /// Waiting for its run-at time.
     Scheduled,
@@ -444,6 +445,7 @@ impl fmt::Display for TaskState {
 
 /// A snapshot of one task, as a backend reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TaskInfo {
     /// The id.
     pub id: TaskId,
@@ -493,6 +495,35 @@ pub struct TaskInfo {
 }
 
 impl TaskInfo {
+    /// A snapshot of task `id` in `state`, every other field empty or zero (a backend fills in
+    /// what it knows; the struct may grow, so it is built this way rather than literally).
+    pub fn new(id: TaskId, queue: QueueName, kind: TaskKind, state: TaskState) -> Self {
+        TaskInfo {
+            id,
+            queue,
+            kind,
+            state,
+            priority: 0,
+            cost_ms: 0,
+            attempts: 0,
+            max_attempts: 0,
+            timeout_ms: 0,
+            created_at: 0,
+            run_at: None,
+            worker: None,
+            token: None,
+            last_error: None,
+            cancel_requested: false,
+            affinity_key: None,
+            dedup_key: None,
+            deadline: None,
+            finished_at: None,
+            trace_parent: None,
+            trace_state: None,
+            payload: Vec::new(),
+        }
+    }
+
     /// The same task as every backend shows it: the fields that belong to one state only are
     /// dropped in the others — `run_at` unless scheduled or waiting for a retry, `worker` and
     /// `token` unless dispatched or running, `deadline` unless running, `finished_at` unless
@@ -553,6 +584,7 @@ impl TaskInfo {
 
 /// How a task ended, as stored for [awaiting](crate::Tasks::get_outcome).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum TaskOutcome {
     /// The handler's return value.
     Succeeded(Vec<u8>),

@@ -196,6 +196,9 @@ impl RedisBackend {
                         problems.push(format!("{id} is dead but not in the dead set"));
                     }
                 }
+                other => problems.push(format!(
+                    "{id} is in a state this audit does not know: {other}"
+                )),
             }
             *counts
                 .entry((r.queue.to_string(), crate::protocol::state_code(r.state)))

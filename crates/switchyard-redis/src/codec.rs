@@ -287,31 +287,26 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<Record, Error> {
 
 impl Record {
     pub(crate) fn info(&self, id: TaskId) -> TaskInfo {
-        TaskInfo {
-            id,
-            queue: self.queue.clone(),
-            kind: self.kind.clone(),
-            state: self.state,
-            priority: self.priority,
-            cost_ms: self.cost_ms,
-            attempts: self.attempts,
-            max_attempts: self.max_attempts,
-            timeout_ms: self.timeout_ms,
-            created_at: self.created,
-            run_at: Some(self.time),
-            worker: self.worker.clone(),
-            token: Some(LeaseToken(self.token)),
-            last_error: self.error.clone(),
-            cancel_requested: self.cancel,
-            affinity_key: self.affinity.clone(),
-            dedup_key: self.dedup.clone(),
-            deadline: Some(self.time),
-            finished_at: Some(self.time),
-            trace_parent: self.trace.clone(),
-            trace_state: self.trace_state.clone(),
-            payload: self.payload.clone(),
-        }
-        .shown()
+        let mut info = TaskInfo::new(id, self.queue.clone(), self.kind.clone(), self.state);
+        info.priority = self.priority;
+        info.cost_ms = self.cost_ms;
+        info.attempts = self.attempts;
+        info.max_attempts = self.max_attempts;
+        info.timeout_ms = self.timeout_ms;
+        info.created_at = self.created;
+        info.run_at = Some(self.time);
+        info.worker = self.worker.clone();
+        info.token = Some(LeaseToken(self.token));
+        info.last_error = self.error.clone();
+        info.cancel_requested = self.cancel;
+        info.affinity_key = self.affinity.clone();
+        info.dedup_key = self.dedup.clone();
+        info.deadline = Some(self.time);
+        info.finished_at = Some(self.time);
+        info.trace_parent = self.trace.clone();
+        info.trace_state = self.trace_state.clone();
+        info.payload = self.payload.clone();
+        info.shown()
     }
 
     pub(crate) fn outcome(&self) -> Option<TaskOutcome> {
@@ -432,26 +427,20 @@ pub(crate) fn event(
     let kind = field("k")?;
     let worker = field("w")?;
     let detail = field("d")?;
-    Ok(Event {
-        kind: EventKind::parse(&kind)
-            .ok_or_else(|| protocol(format!("unknown event kind `{kind}`")))?,
-        task: field("t")?.parse()?,
-        queue: QueueName::new(field("q")?)?,
-        worker: if worker.is_empty() {
-            None
-        } else {
-            Some(WorkerId::new(worker)?)
-        },
-        at: field("a")?
-            .parse()
-            .map_err(|_| protocol("event time is not a number"))?,
-        detail: if detail.is_empty() {
-            None
-        } else {
-            Some(detail)
-        },
-        id,
-    })
+    let kind =
+        EventKind::parse(&kind).ok_or_else(|| protocol(format!("unknown event kind `{kind}`")))?;
+    let at = field("a")?
+        .parse()
+        .map_err(|_| protocol("event time is not a number"))?;
+    let (task, queue) = (field("t")?.parse()?, QueueName::new(field("q")?)?);
+    let mut event = Event::new(id, kind, task, queue, at);
+    if !worker.is_empty() {
+        event.worker = Some(WorkerId::new(worker)?);
+    }
+    if !detail.is_empty() {
+        event.detail = Some(detail);
+    }
+    Ok(event)
 }
 
 // ----- replies ------------------------------------------------------------------------------

@@ -27,6 +27,9 @@ pub(crate) fn state_code(state: TaskState) -> u8 {
         TaskState::Succeeded => 5,
         TaskState::Dead => 6,
         TaskState::Cancelled => 7,
+        // A state this build does not know: no script accepts the code, and the protocol test
+        // (which encodes every state) fails first.
+        _ => u8::MAX,
     }
 }
 
@@ -52,6 +55,8 @@ pub(crate) fn policy_args(policy: Policy) -> (u8, u32) {
         Policy::ShortestJobFirst {
             aging_factor: Some(f),
         } => (4, f),
+        // A policy this build does not know: the scripts refuse the code as invalid.
+        _ => (u8::MAX, 0),
     }
 }
 
@@ -64,6 +69,8 @@ pub(crate) fn strategy_args(strategy: Strategy) -> (u8, u16) {
         Strategy::LeastLoaded => (3, 0),
         Strategy::Affinity { vnodes } => (4, vnodes),
         Strategy::Pull => (5, 0),
+        // A strategy this build does not know: the scripts refuse the code as invalid.
+        _ => (u8::MAX, 0),
     }
 }
 

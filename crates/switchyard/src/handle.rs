@@ -201,6 +201,13 @@ impl TaskHandle {
             TaskOutcome::Succeeded(bytes) => Ok(bytes),
             TaskOutcome::Dead(error) => Err(Error::TaskFailed { id: self.id, error }),
             TaskOutcome::Cancelled => Err(Error::TaskCancelled(self.id)),
+            other => Err(Error::backend(
+                switchyard_core::BackendErrorKind::Other,
+                format!(
+                    "task {} ended in a way this version does not know: {other:?}",
+                    self.id
+                ),
+            )),
         }
     }
 

@@ -203,6 +203,7 @@ pub(super) async fn cancel(State(shared): State<Arc<Shared>>, Path(id): Path<Str
             StatusCode::CONFLICT,
             format!("task {id} had already finished: {state}"),
         )),
+        other => Ok(done(format!("task {id}: {other:?}"))),
     }
 }
 

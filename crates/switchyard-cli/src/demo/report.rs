@@ -332,7 +332,7 @@ fn class_waits(
                 }),
             )
         }
-        Policy::Fcfs => return Ok(()),
+        _ => return Ok(()),
     };
     writeln!(out)?;
     writeln!(out, "{title}")?;

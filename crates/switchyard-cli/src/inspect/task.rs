@@ -30,6 +30,7 @@ pub fn task(args: &TaskArgs) -> Result<(), String> {
                 CancelOutcome::Cancelled { .. } => "cancelled".to_owned(),
                 CancelOutcome::Requested => "running: its worker was asked to stop it".to_owned(),
                 CancelOutcome::AlreadyFinished(state) => format!("already finished: {state}"),
+                other => format!("{other:?}"),
             };
             if !args.json {
                 println!("{said}");
@@ -78,6 +79,10 @@ pub fn task(args: &TaskArgs) -> Result<(), String> {
                 TaskOutcome::Cancelled => {
                     failed = Some(format!("task {} was cancelled", args.id));
                     "cancelled".to_owned()
+                }
+                other => {
+                    failed = Some(format!("task {} ended: {other:?}", args.id));
+                    format!("{other:?}")
                 }
             };
             if !args.json {

@@ -18,6 +18,7 @@ pub struct Assignment {
 
 /// The answer to a submit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SubmitOutcome {
     /// The task's id; for a duplicate, the id of the task already there.
     pub id: TaskId,
@@ -29,6 +30,24 @@ pub struct SubmitOutcome {
     /// The worker it was dispatched to at once (or, in a pull queue, handed off to and started
     /// on: see [`Leases::receive_wait`](crate::Leases::receive_wait)), if any.
     pub assigned: Option<WorkerId>,
+}
+
+impl SubmitOutcome {
+    /// The answer for task `id`: its `state` (`None` if unknown), whether it was a
+    /// `duplicate`, and the worker it was `assigned` to.
+    pub fn new(
+        id: TaskId,
+        state: Option<TaskState>,
+        duplicate: bool,
+        assigned: Option<WorkerId>,
+    ) -> Self {
+        SubmitOutcome {
+            id,
+            state,
+            duplicate,
+            assigned,
+        }
+    }
 }
 
 /// A fencing token: it identifies one dispatch of a task. Only the holder of the current token
@@ -102,6 +121,7 @@ impl Delivery {
 
 /// Why a completion or failure was refused. Refusals change nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Rejection {
     /// No such task (never existed, or its record expired).
     NotFound,
@@ -113,6 +133,7 @@ pub enum Rejection {
 
 /// What an acknowledgement (complete or fail) did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Ack {
     /// The task succeeded and its result is stored.
     Completed,
@@ -131,6 +152,7 @@ pub enum Ack {
 
 /// The answer to [`Leases::complete`](crate::Leases::complete) and [`Leases::fail`](crate::Leases::fail).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct AckOutcome {
     /// What happened to the task.
     pub ack: Ack,
@@ -138,8 +160,16 @@ pub struct AckOutcome {
     pub assignments: Vec<Assignment>,
 }
 
+impl AckOutcome {
+    /// `ack`, and the `assignments` the freed slot led to.
+    pub fn new(ack: Ack, assignments: Vec<Assignment>) -> Self {
+        AckOutcome { ack, assignments }
+    }
+}
+
 /// The answer to [`Tasks::cancel`](crate::Tasks::cancel).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum CancelOutcome {
     /// The task was cancelled; it had not started.
     Cancelled {
@@ -184,6 +214,7 @@ pub struct HandBack {
 
 /// The answer to [`Maintain::maintain`](crate::Maintain::maintain).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct MaintenanceReport {
     /// Delayed or backed-off tasks that became ready.
     pub promoted: usize,
@@ -201,6 +232,7 @@ pub struct MaintenanceReport {
 
 /// Counts of one queue's tasks by state.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct QueueStats {
     /// The queue.
     pub queue: Option<QueueName>,
@@ -276,6 +308,7 @@ impl QueueStats {
 
 /// One worker as the backend sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct WorkerStats {
     /// The worker.
     pub id: WorkerId,
@@ -297,8 +330,27 @@ pub struct WorkerStats {
     pub completed: u64,
 }
 
+impl WorkerStats {
+    /// The counts of worker `id`, every one zero and its queue list empty (a backend fills in
+    /// what it knows).
+    pub fn new(id: WorkerId) -> Self {
+        WorkerStats {
+            id,
+            capacity: 0,
+            weight: 0,
+            inflight: 0,
+            draining: false,
+            queues: Vec::new(),
+            expires_at: 0,
+            dispatched: 0,
+            completed: 0,
+        }
+    }
+}
+
 /// A snapshot of the backend.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Stats {
     /// Per declared queue, by name.
     pub queues: Vec<QueueStats>,
@@ -310,4 +362,15 @@ pub struct Stats {
     /// well.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+}
+
+impl Stats {
+    /// Counts per queue and per worker, without warnings.
+    pub fn new(queues: Vec<QueueStats>, workers: Vec<WorkerStats>) -> Self {
+        Stats {
+            queues,
+            workers,
+            warnings: Vec::new(),
+        }
+    }
 }

@@ -64,6 +64,7 @@ pub const DEFAULT_VNODES: u16 = 32;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
+#[non_exhaustive]
 pub enum Strategy {
     /// Next eligible worker in id order after the previous pick.
     #[default]

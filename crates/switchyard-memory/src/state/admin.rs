@@ -68,10 +68,7 @@ impl State {
             Purge::Dead => !q.dead.is_empty(),
             Purge::Finished => !q.done.is_empty(),
         };
-        Ok(PurgeReport {
-            removed: ids.len() as u64,
-            more,
-        })
+        Ok(PurgeReport::new(ids.len() as u64, more))
     }
 
     /// Cancels a ready, scheduled or retry-scheduled task of `queue` (`cancel` too).

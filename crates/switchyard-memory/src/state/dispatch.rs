@@ -59,15 +59,15 @@ impl State {
             return;
         }
         self.event_count += 1;
-        let event = Event {
-            id: self.event_count.to_string(),
+        let mut event = Event::new(
+            self.event_count.to_string(),
             kind,
-            task: id,
-            queue: t.queue.clone(),
-            worker: worker.cloned(),
-            at: self.now,
-            detail,
-        };
+            id,
+            t.queue.clone(),
+            self.now,
+        );
+        event.worker = worker.cloned();
+        event.detail = detail;
         self.events.push_back(event);
         if self.events.len() > EVENT_LOG_CAP {
             self.events.pop_front();

@@ -63,16 +63,12 @@ impl State {
         let mut per_queue: BTreeMap<&QueueName, QueueStats> = self
             .queues
             .iter()
-            .map(|q| {
-                (
-                    q.0,
-                    QueueStats {
-                        queue: Some(q.0.clone()),
-                        totals: q.1.totals,
-                        paused: q.1.paused,
-                        ..QueueStats::default()
-                    },
-                )
+            .map(|(name, q)| {
+                let mut stats = QueueStats::default();
+                stats.queue = Some(name.clone());
+                stats.totals = q.totals;
+                stats.paused = q.paused;
+                (name, stats)
             })
             .collect();
         for t in self.tasks.values() {
@@ -80,24 +76,18 @@ impl State {
                 s.count(t.state);
             }
         }
-        Stats {
-            warnings: Vec::new(),
-            queues: per_queue.into_values().collect(),
-            workers: self
-                .workers
-                .iter()
-                .map(|(id, w)| WorkerStats {
-                    id: id.clone(),
-                    capacity: w.spec.get_capacity(),
-                    weight: w.spec.get_weight(),
-                    inflight: w.inflight,
-                    draining: w.draining,
-                    queues: w.spec.queues().to_vec(),
-                    expires_at: w.expires_at,
-                    dispatched: w.dispatched,
-                    completed: w.completed,
-                })
-                .collect(),
-        }
+        let workers = self.workers.iter().map(|(id, w)| {
+            let mut stats = WorkerStats::new(id.clone());
+            stats.capacity = w.spec.get_capacity();
+            stats.weight = w.spec.get_weight();
+            stats.inflight = w.inflight;
+            stats.draining = w.draining;
+            stats.queues = w.spec.queues().to_vec();
+            stats.expires_at = w.expires_at;
+            stats.dispatched = w.dispatched;
+            stats.completed = w.completed;
+            stats
+        });
+        Stats::new(per_queue.into_values().collect(), workers.collect())
     }
 }

@@ -125,7 +125,7 @@ impl State {
             Ack::Dead
         };
         assignments.extend(self.fill_worker(&worker, now)?);
-        Ok(AckOutcome { ack, assignments })
+        Ok(AckOutcome::new(ack, assignments))
     }
 
     /// Removes a worker and sends its tasks back: inbox tasks (in dispatch order) with their
@@ -234,10 +234,7 @@ impl State {
         now: Millis,
     ) -> Result<AckOutcome> {
         if let Err(rejection) = self.check_lease(lease) {
-            return Ok(AckOutcome {
-                ack: Ack::Rejected(rejection),
-                assignments: Vec::new(),
-            });
+            return Ok(AckOutcome::new(Ack::Rejected(rejection), Vec::new()));
         }
         let id = lease.task;
         self.emit(EventKind::Succeeded, id, Some(&lease.worker), None);
@@ -248,10 +245,7 @@ impl State {
         self.release_slot(&lease.worker, id, None);
         self.finish(id, TaskState::Succeeded, TaskOutcome::Succeeded(value), now)?;
         let assignments = self.fill_worker(&lease.worker, now)?;
-        Ok(AckOutcome {
-            ack: Ack::Completed,
-            assignments,
-        })
+        Ok(AckOutcome::new(Ack::Completed, assignments))
     }
 
     pub(crate) fn fail(
@@ -262,10 +256,7 @@ impl State {
         now: Millis,
     ) -> Result<AckOutcome> {
         if let Err(rejection) = self.check_lease(lease) {
-            return Ok(AckOutcome {
-                ack: Ack::Rejected(rejection),
-                assignments: Vec::new(),
-            });
+            return Ok(AckOutcome::new(Ack::Rejected(rejection), Vec::new()));
         }
         self.end_attempt_failed(lease.task, normalize_error(error), retry, now)
     }

@@ -80,31 +80,26 @@ impl Task {
     }
 
     pub(crate) fn info(&self) -> TaskInfo {
-        TaskInfo {
-            id: self.id,
-            queue: self.queue.clone(),
-            kind: self.kind.clone(),
-            state: self.state,
-            priority: self.priority,
-            cost_ms: self.cost_ms,
-            attempts: self.attempts,
-            max_attempts: self.max_attempts,
-            timeout_ms: self.timeout_ms,
-            created_at: self.created_at,
-            run_at: self.run_at,
-            worker: self.worker.clone(),
-            token: Some(LeaseToken(self.token)),
-            last_error: self.last_error.clone(),
-            cancel_requested: self.cancel_requested,
-            affinity_key: self.affinity_key.clone(),
-            dedup_key: self.dedup_key.clone(),
-            deadline: Some(self.deadline),
-            finished_at: Some(self.finished_at),
-            trace_parent: self.trace_parent.clone(),
-            trace_state: self.trace_state.clone(),
-            payload: self.payload.clone(),
-        }
-        .shown()
+        let mut info = TaskInfo::new(self.id, self.queue.clone(), self.kind.clone(), self.state);
+        info.priority = self.priority;
+        info.cost_ms = self.cost_ms;
+        info.attempts = self.attempts;
+        info.max_attempts = self.max_attempts;
+        info.timeout_ms = self.timeout_ms;
+        info.created_at = self.created_at;
+        info.run_at = self.run_at;
+        info.worker = self.worker.clone();
+        info.token = Some(LeaseToken(self.token));
+        info.last_error = self.last_error.clone();
+        info.cancel_requested = self.cancel_requested;
+        info.affinity_key = self.affinity_key.clone();
+        info.dedup_key = self.dedup_key.clone();
+        info.deadline = Some(self.deadline);
+        info.finished_at = Some(self.finished_at);
+        info.trace_parent = self.trace_parent.clone();
+        info.trace_state = self.trace_state.clone();
+        info.payload = self.payload.clone();
+        info.shown()
     }
 }
 

@@ -19,23 +19,14 @@ impl State {
     pub(crate) fn submit(&mut self, spec: TaskSpec, now: Millis) -> Result<SubmitOutcome> {
         let config = self.queue(spec.queue())?.config;
         if let Some(t) = self.tasks.get(&spec.id()) {
-            return Ok(SubmitOutcome {
-                id: t.id,
-                state: Some(t.state),
-                duplicate: true,
-                assigned: None,
-            });
+            return Ok(SubmitOutcome::new(t.id, Some(t.state), true, None));
         }
         if let Some(key) = spec.dedup_key() {
             if let Some(entry) = self.dedup.get(&(spec.queue().clone(), key.to_owned()))
                 && entry.expires_at > now
             {
-                return Ok(SubmitOutcome {
-                    id: entry.task,
-                    state: self.tasks.get(&entry.task).map(|t| t.state),
-                    duplicate: true,
-                    assigned: None,
-                });
+                let state = self.tasks.get(&entry.task).map(|t| t.state);
+                return Ok(SubmitOutcome::new(entry.task, state, true, None));
             }
             let expires_at = now.saturating_add(config.dedup_window_ms);
             let dedup_key = (spec.queue().clone(), key.to_owned());
@@ -97,12 +88,7 @@ impl State {
         let dispatched = self.enter_queue(id, run_at, now, false)?;
         let assigned = self.assigned_at_once(id, dispatched);
         let state = self.tasks.get(&id).map(|t| t.state);
-        Ok(SubmitOutcome {
-            id,
-            state,
-            duplicate: false,
-            assigned,
-        })
+        Ok(SubmitOutcome::new(id, state, false, assigned))
     }
 
     pub(crate) fn cancel(&mut self, id: TaskId, now: Millis) -> Result<CancelOutcome> {
@@ -132,6 +118,7 @@ impl State {
             TaskState::Succeeded | TaskState::Dead | TaskState::Cancelled => {
                 Ok(CancelOutcome::AlreadyFinished(state))
             }
+            other => Err(internal(&format!("cancel of a task in state {other:?}"))),
         }
     }
 
@@ -159,11 +146,7 @@ impl State {
         self.emit(EventKind::Retried, id, None, Some(now.to_string()));
         let dispatched = self.make_ready(id, now, now)?;
         let assigned = self.assigned_at_once(id, dispatched);
-        Ok(SubmitOutcome {
-            id,
-            state: self.tasks.get(&id).map(|t| t.state),
-            duplicate: false,
-            assigned,
-        })
+        let state = self.tasks.get(&id).map(|t| t.state);
+        Ok(SubmitOutcome::new(id, state, false, assigned))
     }
 }

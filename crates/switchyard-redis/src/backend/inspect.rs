@@ -23,11 +23,9 @@ impl Inspect for RedisBackend {
         let v = self.exec(&inv).await.map_err(Failure::into_error)?;
         let (queues, workers) = codec::stats(v)?;
         let warnings = self.replication().await.warning().into_iter().collect();
-        Ok(Stats {
-            warnings,
-            queues,
-            workers,
-        })
+        let mut stats = Stats::new(queues, workers);
+        stats.warnings = warnings;
+        Ok(stats)
     }
 
     async fn peek_ready(&self, queue: &QueueName, limit: usize) -> Result<Vec<TaskId>> {

@@ -142,16 +142,17 @@ impl Tasks for RedisBackend {
             let mut it = array(v)?.into_iter();
             let st = int(&it.next().ok_or_else(|| protocol("empty redrive reply"))?)?;
             let worker = text(it.next().unwrap_or(Value::Nil))?;
-            Ok(SubmitOutcome {
+            let assigned = if worker.is_empty() {
+                None
+            } else {
+                Some(WorkerId::new(worker)?)
+            };
+            Ok(SubmitOutcome::new(
                 id,
-                state: Some(state_from(st)?),
-                duplicate: false,
-                assigned: if worker.is_empty() {
-                    None
-                } else {
-                    Some(WorkerId::new(worker)?)
-                },
-            })
+                Some(state_from(st)?),
+                false,
+                assigned,
+            ))
         })
         .await
     }

@@ -243,16 +243,13 @@ pub(crate) fn submit_outcome(
     let id = task_id(next_of(items, "submit")?)?;
     let st = int(&next_of(items, "submit")?)?;
     let worker = text(next_of(items, "submit")?)?;
-    Ok(SubmitOutcome {
-        id,
-        state: if st < 0 { None } else { Some(state_from(st)?) },
-        duplicate,
-        assigned: if worker.is_empty() {
-            None
-        } else {
-            Some(WorkerId::new(worker)?)
-        },
-    })
+    let state = if st < 0 { None } else { Some(state_from(st)?) };
+    let assigned = if worker.is_empty() {
+        None
+    } else {
+        Some(WorkerId::new(worker)?)
+    };
+    Ok(SubmitOutcome::new(id, state, duplicate, assigned))
 }
 
 /// `{count, returned ids..., assignments...}` of `drain`, `deregister` and `reap_worker`.
@@ -311,10 +308,10 @@ pub(crate) fn failed(v: Value) -> Result<AckOutcome, Error> {
     let mut items = array(v)?.into_iter();
     let code = int(&next_of(&mut items, "fail")?)?;
     let value = items.next().unwrap_or(Value::Int(0));
-    Ok(AckOutcome {
-        ack: ack(code, &value)?,
-        assignments: assignments(&mut items, None)?,
-    })
+    Ok(AckOutcome::new(
+        ack(code, &value)?,
+        assignments(&mut items, None)?,
+    ))
 }
 
 /// What `complete` answers: per lease its acknowledgement and the tasks received right after
@@ -330,10 +327,7 @@ pub(crate) fn completed(v: Value, leases: usize, worker: &WorkerId) -> Result<Co
         let code = int(&next_of(&mut items, "complete")?)?;
         let state = next_of(&mut items, "complete")?;
         let n = count_of(&mut items, "complete")?;
-        let outcome = AckOutcome {
-            ack: ack(code, &state)?,
-            assignments: assignments(&mut items, Some(n))?,
-        };
+        let outcome = AckOutcome::new(ack(code, &state)?, assignments(&mut items, Some(n))?);
         let taken = count_of(&mut items, "complete")?;
         outcomes.push((outcome, deliveries(&mut items, worker, Some(taken))?));
     }
@@ -355,10 +349,9 @@ pub(crate) fn cancelled(v: Value) -> Result<CancelOutcome, Error> {
 /// `purge_queue`: `{removed, more 0|1}`.
 pub(crate) fn purge_report(v: Value) -> Result<PurgeReport, Error> {
     let mut items = array(v)?.into_iter();
-    Ok(PurgeReport {
-        removed: uint(&next_of(&mut items, "purge")?)?,
-        more: int(&next_of(&mut items, "purge")?)? == 1,
-    })
+    let removed = uint(&next_of(&mut items, "purge")?)?;
+    let more = int(&next_of(&mut items, "purge")?)? == 1;
+    Ok(PurgeReport::new(removed, more))
 }
 
 /// `promote`: `{promoted, more 0|1, assignments...}`.
@@ -406,19 +399,19 @@ fn queue_stats(row: Value) -> Result<QueueStats, Error> {
     for (i, kind) in EventKind::ALL.into_iter().enumerate() {
         totals.add(kind, n(9 + i)?);
     }
-    Ok(QueueStats {
-        queue: Some(QueueName::new(text(f[0].clone())?)?),
-        scheduled: n(1)?,
-        ready: n(2)?,
-        dispatched: n(3)?,
-        running: n(4)?,
-        retry_scheduled: n(5)?,
-        succeeded: n(6)?,
-        dead: n(7)?,
-        cancelled: n(8)?,
-        totals,
-        paused: n(16)? == 1,
-    })
+    let mut stats = QueueStats::default();
+    stats.queue = Some(QueueName::new(text(f[0].clone())?)?);
+    stats.scheduled = n(1)?;
+    stats.ready = n(2)?;
+    stats.dispatched = n(3)?;
+    stats.running = n(4)?;
+    stats.retry_scheduled = n(5)?;
+    stats.succeeded = n(6)?;
+    stats.dead = n(7)?;
+    stats.cancelled = n(8)?;
+    stats.totals = totals;
+    stats.paused = n(16)? == 1;
+    Ok(stats)
 }
 
 fn worker_stats(row: Value) -> Result<WorkerStats, Error> {
@@ -434,15 +427,14 @@ fn worker_stats(row: Value) -> Result<WorkerStats, Error> {
         .collect::<Result<Vec<_>, _>>()?;
     let small =
         |i: usize| u32::try_from(uint(&f[i])?).map_err(|_| protocol("worker field out of range"));
-    Ok(WorkerStats {
-        id,
-        capacity: small(1)?,
-        weight: small(2)?,
-        inflight: small(3)?,
-        draining: uint(&f[6])? == 1,
-        queues,
-        expires_at: uint(&f[4])?,
-        dispatched: uint(&f[7])?,
-        completed: uint(&f[8])?,
-    })
+    let mut stats = WorkerStats::new(id);
+    stats.capacity = small(1)?;
+    stats.weight = small(2)?;
+    stats.inflight = small(3)?;
+    stats.draining = uint(&f[6])? == 1;
+    stats.queues = queues;
+    stats.expires_at = uint(&f[4])?;
+    stats.dispatched = uint(&f[7])?;
+    stats.completed = uint(&f[8])?;
+    Ok(stats)
 }

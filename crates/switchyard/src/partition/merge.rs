@@ -118,9 +118,10 @@ pub(super) fn stats(all: Vec<Stats>) -> Stats {
     for s in all {
         for q in s.queues {
             let name = q.queue.as_ref().map(|n| n.to_string()).unwrap_or_default();
-            let sum = queues.entry(name).or_insert_with(|| QueueStats {
-                queue: q.queue.clone(),
-                ..QueueStats::default()
+            let sum = queues.entry(name).or_insert_with(|| {
+                let mut sum = QueueStats::default();
+                sum.queue = q.queue.clone();
+                sum
             });
             sum.merge(&q);
         }
@@ -140,11 +141,10 @@ pub(super) fn stats(all: Vec<Stats>) -> Stats {
             }
         }
     }
-    Stats {
-        queues: queues.into_values().collect(),
-        workers: workers.into_values().collect(),
-        warnings: Vec::new(),
-    }
+    Stats::new(
+        queues.into_values().collect(),
+        workers.into_values().collect(),
+    )
 }
 
 /// Events of every partition after `after`, interleaved by time (each partition's own order

@@ -72,7 +72,7 @@ pub(super) fn acknowledged(queue: &QueueName, ack: &Ack) {
         Ack::Retrying { .. } => "switchyard_retries_total",
         Ack::Dead => "switchyard_dead_letters_total",
         Ack::Rejected(_) => "switchyard_reports_refused_total",
-        Ack::Completed | Ack::Cancelled => return,
+        _ => return,
     };
     metrics::counter!(name, "queue" => queue.to_string()).increment(1);
 }

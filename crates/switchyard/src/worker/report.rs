@@ -54,6 +54,7 @@ use super::recovery;
 /// # }).unwrap();
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WorkerReport {
     /// Tasks whose completion was accepted.
     pub completed: u64,
@@ -174,7 +175,7 @@ impl Inner {
             }
             Ack::Dead => "dead-lettered".to_owned(),
             Ack::Cancelled => "cancelled".to_owned(),
-            Ack::Completed | Ack::Rejected(_) => return,
+            _ => return,
         };
         if let Some(held) = self.failure_log.pass() {
             tracing::warn!(
