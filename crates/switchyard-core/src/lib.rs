@@ -34,6 +34,7 @@ pub mod prelude;
 mod queue;
 pub mod retry;
 pub mod rng;
+mod state;
 pub mod strategy;
 mod task;
 mod trace;
@@ -51,10 +52,11 @@ pub use id::{TASK_ID_TEXT_LEN, TaskId, TaskIdGenerator};
 pub use names::{QueueName, TaskKind, WorkerId, is_name_byte};
 pub use policy::Policy;
 pub use queue::{Backoff, QueueConfig};
+pub use state::{TaskInfo, TaskOutcome, TaskState};
 pub use strategy::Strategy;
 pub use task::{
     MAX_ATTEMPTS, MAX_DURATION_MS, MAX_KEY_BYTES, MAX_PAYLOAD_BYTES, MAX_RUN_AT_MS, Schedule,
-    TaskInfo, TaskOutcome, TaskSpec, TaskSpecBuilder, TaskState,
+    TaskSpec, TaskSpecBuilder,
 };
 pub use trace::{TRACE_PARENT_LEN, TRACE_STATE_MAX_LEN, TraceParent, TraceState};
 pub use worker::{

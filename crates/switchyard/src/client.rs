@@ -15,7 +15,9 @@ use switchyard_core::{
 use switchyard_memory::MemoryBackend;
 use switchyard_redis::{RedisBackend, RedisConfig};
 
-pub use crate::handle::TaskHandle;
+use crate::json::to_json;
+
+use crate::handle::TaskHandle;
 
 /// A task type with a fixed kind: its value is the payload, encoded as JSON.
 ///
@@ -30,22 +32,6 @@ pub use crate::handle::TaskHandle;
 pub trait Task: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The kind workers route to the handler of this type.
     const KIND: &'static str;
-}
-
-/// Encodes a value as JSON.
-pub(crate) fn to_json<T: Serialize + ?Sized>(what: &'static str, value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(value).map_err(|e| Error::Codec {
-        what,
-        reason: e.to_string(),
-    })
-}
-
-/// Decodes JSON.
-pub(crate) fn from_json<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| Error::Codec {
-        what,
-        reason: e.to_string(),
-    })
 }
 
 /// Submits tasks and follows them. Cheap to clone.

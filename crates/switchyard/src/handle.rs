@@ -9,7 +9,7 @@ use switchyard_core::{
     CancelOutcome, Error, Result, SubmitOutcome, TaskId, TaskInfo, TaskOutcome, TaskState,
 };
 
-use crate::client::from_json;
+use crate::json::from_json;
 
 /// Follows one task: its state, its result, its cancellation.
 ///

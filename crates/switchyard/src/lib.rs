@@ -53,13 +53,15 @@
 
 mod client;
 mod handle;
+mod json;
 pub mod metrics;
 pub mod partition;
 mod queue;
 mod trace;
 mod worker;
 
-pub use client::{Client, Task, TaskHandle};
+pub use client::{Client, Task};
+pub use handle::TaskHandle;
 pub use partition::Partitioned;
 pub use queue::Queue;
 pub use switchyard_core::admin;

@@ -6,8 +6,9 @@ use switchyard_core::{
     Error, QueueConfig, QueueName, QueueStats, Result, TaskInfo, TaskSpec, TaskSpecBuilder,
 };
 
-use crate::client::{Client, Task, to_json};
+use crate::client::{Client, Task};
 use crate::handle::TaskHandle;
+use crate::json::to_json;
 
 /// One queue of a client: submitting to it and managing it, its name checked once (by
 /// [`Client::queue`]). Cheap to clone; it holds no connection of its own.

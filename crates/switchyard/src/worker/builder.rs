@@ -14,7 +14,8 @@ use switchyard_core::{Error, QueueConfig, QueueName, Result, WorkerSpec};
 use tokio_util::sync::CancellationToken;
 
 use super::{Inner, TaskContext, TaskError, Worker};
-use crate::client::{Task, from_json, to_json};
+use crate::client::Task;
+use crate::json::{from_json, to_json};
 
 /// What a handler returns, whatever its kind.
 pub(super) type HandlerFuture =
