@@ -108,6 +108,9 @@ struct Tap {
     silenced: Mutex<HashSet<WorkerId>>,
     /// Workers whose heartbeats fail with a connection error (a network partition).
     cut: Mutex<HashSet<WorkerId>>,
+    /// Workers whose waits for tasks take effect but never answer (a reply lost on the way):
+    /// the tasks start on the worker, which does not know it.
+    swallowed: Mutex<HashSet<WorkerId>>,
     maintains: AtomicU64,
 }
 
@@ -117,6 +120,7 @@ impl Tap {
             inner,
             silenced: Mutex::new(HashSet::new()),
             cut: Mutex::new(HashSet::new()),
+            swallowed: Mutex::new(HashSet::new()),
             maintains: AtomicU64::new(0),
         }
     }
@@ -130,6 +134,12 @@ impl Tap {
         } else {
             set.remove(&id);
         }
+    }
+
+    /// Makes `worker`'s waits for tasks take effect and then never answer.
+    fn swallow(&self, worker: &str) {
+        let id: WorkerId = worker.parse().unwrap();
+        self.swallowed.lock().unwrap().insert(id);
     }
 
     fn silence(&self, worker: &str, silent: bool) {
@@ -238,7 +248,11 @@ impl Leases for Tap {
         max: usize,
         timeout: Duration,
     ) -> switchyard::Result<Vec<Delivery>> {
-        self.inner.receive_wait(worker, max, timeout).await
+        let received = self.inner.receive_wait(worker, max, timeout).await;
+        if self.swallowed.lock().unwrap().contains(&worker.id) {
+            return std::future::pending().await;
+        }
+        received
     }
 
     async fn running(&self, worker: &WorkerRef) -> switchyard::Result<Vec<Delivery>> {
@@ -992,6 +1006,59 @@ async fn shutdown_past_its_grace_hands_running_tasks_back(c: Client) {
     stop.shutdown();
     let report = run.await.unwrap().unwrap();
     assert_eq!(report.completed, 2);
+}
+
+/// A task started on a worker that never heard of it (the reply of its wait was lost) is
+/// found when the worker stops, runs within the grace period, and past it is stopped and
+/// handed back like any running task: no attempt is reported failed for it.
+async fn a_hand_off_the_worker_never_saw_is_stopped_with_the_rest(c: Client) {
+    let tap = Arc::new(Tap::new(c.backend().clone()));
+    let c = Client::from_arc(tap.clone());
+    // A timeout far inside the test's patience: a handler that nothing stops would end
+    // through it, reported as a failed attempt.
+    let config = quick(QueueConfig::default()).with_timeout(Duration::from_secs(3));
+    c.declare("q", config).await.unwrap();
+    let started = Arc::new(AtomicU32::new(0));
+    let worker = {
+        let started = started.clone();
+        Worker::builder(&c, "deaf", ["q"])
+            .unwrap()
+            .maintenance(None)
+            .shutdown_grace(Duration::from_millis(100))
+            .cancel_grace(Duration::from_millis(500))
+            .handle("wait", move |ctx, _p| {
+                let started = started.clone();
+                async move {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    ctx.cancelled().await;
+                    Err::<Vec<u8>, _>(TaskError::fatal("cancelled"))
+                }
+            })
+            .build()
+            .unwrap()
+    };
+    tap.swallow("deaf");
+    let (stop, run) = spawn(worker);
+    let task = c
+        .submit(TaskSpec::builder("q", "wait").build().unwrap())
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "the task to start on deaf", || {
+        running_on(&c, task.id(), "deaf")
+    })
+    .await;
+    assert_eq!(started.load(Ordering::SeqCst), 0, "the worker never saw it");
+    stop.shutdown();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(started.load(Ordering::SeqCst), 1, "it ran during the stop");
+    assert_eq!(
+        (report.completed, report.failed, report.handed_back),
+        (0, 0, 1),
+        "{report:?}"
+    );
+    let info = task.info().await.unwrap().unwrap();
+    assert_eq!(info.state, TaskState::Ready, "{info:?}");
+    assert_eq!(info.attempts, 1, "{info:?}");
 }
 
 /// A panicking handler fails its attempt with the panic message; the worker goes on.
@@ -1930,6 +1997,7 @@ on_both!(
     graceful_shutdown_loses_nothing,
     a_stop_drains_at_once_even_while_the_worker_waits,
     shutdown_past_its_grace_hands_running_tasks_back,
+    a_hand_off_the_worker_never_saw_is_stopped_with_the_rest,
     a_panicking_handler_fails_its_task_and_the_worker_goes_on,
     a_slow_handler_times_out_and_is_retried_then_dead,
     a_worker_runs_up_to_its_capacity_at_once,

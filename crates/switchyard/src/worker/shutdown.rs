@@ -100,15 +100,15 @@ impl Inner {
         //    deliveries that waited for a slot, and hand-offs it may not have seen (asked
         //    for once no more can come);
         self.adopt(&mut work, shutdown).await;
-        // 2. let running handlers finish within the grace period, reporting as usual;
-        let all_free = work
-            .slots
-            .clone()
-            .acquire_many_owned(self.spec.get_capacity());
-        if tokio::time::timeout(self.settings.shutdown_grace, all_free)
-            .await
-            .is_err()
-        {
+        // 2. let running handlers finish within the grace period, reporting as usual. The
+        //    wait is for every slot task, not for free permits: an adopted delivery waits for
+        //    a permit inside its task, so all permits can be free for a moment while its
+        //    handler has yet to start (and would then run past the grace period unstopped);
+        let finished = tokio::time::timeout(self.settings.shutdown_grace, async {
+            while work.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if finished.is_err() {
             // 3. then stop the rest: under one lock, every running handler is marked stopped by
             //    shutdown and its token fires, and no handler starts any more. Each slot drops
             //    its handler at most `cancel_grace` later and reports nothing for a stopped
@@ -116,8 +116,8 @@ impl Inner {
             //    through a report;
             tracing::warn!(worker = %self.spec.id(), "grace period over: stopping running tasks; they go back to their queues");
             self.stop_for_shutdown();
+            while work.tasks.join_next().await.is_some() {}
         }
-        while work.tasks.join_next().await.is_some() {}
         // 4. only when every slot is done, stop heartbeating and deregister: the tasks of the
         //    stopped handlers go back to their queues, attempt counted.
         work.stop_loops().await;
