@@ -22,8 +22,16 @@ local reply = {}
 local raws = {}
 -- The records as read before the loop; a receive may flush the deferred writes (see
 -- receive_tasks), after which a later lease's record is read again.
-local raws_current = true
+local read_at = flushes
 local accepted = false
+-- later[i]: what the receives after lease i may take at most (the later leases' own counts and
+-- the call's `max`): popped with lease i's receive, in one command (see POP_AHEAD).
+local later = {}
+local rest = max
+for i = nl - 1, 0, -1 do
+  later[i] = rest
+  rest = rest + int_arg(base + 5 + i * 5, 'take', 0, 100000)
+end
 if nl > 0 then
   local ids = {}
   for i = 0, nl - 1 do ids[i + 1] = ARGV[base + 1 + i * 5] end
@@ -36,7 +44,7 @@ for i = 0, nl - 1 do
   local r = nil
   local v = PENDING.recs[id]
   if not v then
-    if raws_current then v = raws[i + 1] else v = call('HGET', K_TASKS, id) end
+    if flushes == read_at then v = raws[i + 1] else v = call('HGET', K_TASKS, id) end
   end
   if v then r = rec_get(id, v) end
   local mark = #ASSIGN
@@ -62,8 +70,9 @@ for i = 0, nl - 1 do
   local count = #reply + 1
   reply[count] = 0
   if not refused and take > 0 then
+    POP_AHEAD = later[i]
     reply[count] = receive_tasks(wr, take, reply)
-    raws_current = false
+    POP_AHEAD = 0
   end
 end
 if accepted and max > 0 then

@@ -12,6 +12,7 @@ local function begin(keys, args)
   K_WTASKS, K_DEAD, K_DEDUPX, K_EVENTS = keys[6], keys[7], keys[8], keys[9]
   PENDING = {recs = {}, order = {}, adds = {}, rems = {}, seq = nil, seq_extra = 0, pubs = {}}
   QUEUES, GROUPS, WORKERS, UNSETTLED, ASSIGN = {}, {}, {}, {}, {}
+  POP_AHEAD = 0
   local a = args[1]
   if a == nil or a == '' then
     local t = call('TIME')

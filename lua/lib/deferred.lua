@@ -6,6 +6,9 @@
 -- sequence counter (values handed out by `next_seq` beyond the first) and changed queue state.
 local PENDING
 local QUEUES   -- queue name -> its state, opened by `queue_of`
+-- How many times the deferred writes were applied since the library loaded: what a call read
+-- from Redis before a flush may be stale after it.
+local flushes = 0
 
 -- The next value of the namespace-wide sequence (ready/delayed order, lease tokens, inboxes):
 -- one HINCRBY for the first value of a call, then counted locally and written by `flush`.

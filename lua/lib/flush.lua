@@ -15,6 +15,7 @@ end
 
 -- Applies the deferred writes (see PENDING) and settles the workers' balancer entries.
 local function flush()
+  flushes = flushes + 1
   settle()
   local order = PENDING.order
   if #order > 0 then

@@ -137,6 +137,7 @@ end
 -- anything to it.
 local function dispatch_ready(q, limit)
   local n = 0
+  unpop(q)
   while n < limit and q.str ~= T_PULL and not q.paused do
     -- The head of the ready set, dropping cancelled entries of an FCFS list.
     local r = nil

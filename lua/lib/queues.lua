@@ -76,8 +76,40 @@ local function push_ready(q, key, m)
   end
 end
 
--- Writes the ready entries this call pushed to queue `q`.
+-- How many more tasks the current receive may take after the pop it makes now (complete.lua
+-- sets it while each lease's receive runs; 0 otherwise): `pop_ready` takes them from Redis in
+-- the same command and keeps them ahead (`q.ahead`), served by the next pops of the call. What
+-- is left goes back to the head of the set, in order (`unpop`), before anything else reads or
+-- changes the set, so the pops answer exactly as separate pops would.
+local POP_AHEAD = 0
+
+-- Puts the entries popped ahead and not served back at the head of the ready set, in order.
+local function unpop(q)
+  local a = q.ahead
+  if not a then return end
+  q.ahead = nil
+  local back = {}
+  if q.pol == P_FCFS then
+    -- LPUSH puts each argument at the head in turn: the last entry first.
+    for j = #a.ms, a.i, -1 do back[#back + 1] = a.ms[j] end
+    for i = 1, #back, 4000 do
+      call('LPUSH', q.k_ready, unpack(back, i, min(i + 3999, #back)))
+    end
+  else
+    for j = a.i, #a.ms do
+      back[#back + 1] = a.scores[j]
+      back[#back + 1] = a.ms[j]
+    end
+    for i = 1, #back, 4000 do
+      call('ZADD', q.k_ready, unpack(back, i, min(i + 3999, #back)))
+    end
+  end
+end
+
+-- Brings queue `q`'s ready set in Redis up to date: the entries popped ahead back in place,
+-- then the ready entries this call pushed.
 local function flush_ready(q)
+  unpop(q)
   local p = q.push
   if p then
     q.push = nil
@@ -120,40 +152,63 @@ end
 
 -- Removes and returns the records of up to `k` (>= 1) minimum ready tasks of the queue, in
 -- order (an empty list if there are none). FCFS lists keep entries of cancelled tasks (counted
--- in `tomb`), skipped here.
+-- in `tomb`), skipped here. Serves the entries popped ahead first (see POP_AHEAD), unless this
+-- call pushed to the set since, or they are too few.
 local function pop_ready(q, k)
   local out = {}
   if q.rlen == 0 then return out end
-  flush_ready(q)
-  if q.pol ~= P_FCFS or q.tomb == 0 then
-    local ms
+  local a = q.ahead
+  if a and (q.push or #a.ms - a.i + 1 < k) then
+    unpop(q)
+    a = nil
+  end
+  if not a then
+    flush_ready(q)
+    if q.pol == P_FCFS and q.tomb > 0 then
+      while #out < k do
+        local m = call('LPOP', q.k_ready)
+        if not m then break end
+        local c = rec_get(sub(m, 13))
+        if c and c.st == S_READY and c.q == q.name and c.pos == tonumber(sub(m, 1, 12), 16) then
+          out[#out + 1] = c
+        else
+          set_state(q, 'tomb', q.tomb - 1)
+        end
+      end
+      if #out < k then q.rlen = 0 elseif q.rlen then q.rlen = q.rlen - #out end
+      return out
+    end
+    local want = k + POP_AHEAD
+    local ms, scores = {}, {}
     if q.pol ~= P_FCFS then
-      local top = call('ZPOPMIN', q.k_ready, int_text(k))
-      ms = {}
-      for i = 1, #top, 2 do ms[#ms + 1] = top[i] end
-    elseif k == 1 then
+      local top = call('ZPOPMIN', q.k_ready, int_text(want))
+      for i = 1, #top, 2 do
+        ms[#ms + 1] = top[i]
+        scores[#scores + 1] = top[i + 1]
+      end
+    elseif want == 1 then
       ms = {call('LPOP', q.k_ready)}
     else
-      ms = call('LPOP', q.k_ready, int_text(k))
+      ms = call('LPOP', q.k_ready, int_text(want)) or {}
     end
-    if ms and ms[1] then
-      local ids = {}
-      for i, m in ipairs(ms) do ids[i] = sub(m, 13) end
-      local vs = call('HMGET', K_TASKS, unpack(ids))
-      for i, id in ipairs(ids) do out[i] = rec_get(id, PENDING.recs[id] or vs[i]) end
-    end
-  else
-    while #out < k do
-      local m = call('LPOP', q.k_ready)
-      if not m then break end
-      local c = rec_get(sub(m, 13))
-      if c and c.st == S_READY and c.q == q.name and c.pos == tonumber(sub(m, 1, 12), 16) then
-        out[#out + 1] = c
-      else
-        set_state(q, 'tomb', q.tomb - 1)
-      end
-    end
+    if not ms[1] then ms = {} end
+    local ids, raws = {}, {}
+    for i, m in ipairs(ms) do ids[i] = sub(m, 13) end
+    if #ids > 0 then raws = call('HMGET', K_TASKS, unpack(ids)) end
+    -- Fewer than asked: the set is empty but for these.
+    if #ms < want then q.rlen = #ms end
+    a = {ms = ms, scores = scores, ids = ids, raws = raws, read_at = flushes, i = 1}
+    q.ahead = a
   end
-  if #out < k then q.rlen = 0 elseif q.rlen then q.rlen = q.rlen - #out end
+  local n = min(k, #a.ms - a.i + 1)
+  for j = a.i, a.i + n - 1 do
+    local id = a.ids[j]
+    local raw = PENDING.recs[id]
+    if not raw and a.read_at == flushes then raw = a.raws[j] end
+    out[#out + 1] = rec_get(id, raw)
+  end
+  a.i = a.i + n
+  if a.i > #a.ms then q.ahead = nil end
+  if q.rlen then q.rlen = q.rlen - n end
   return out
 end

@@ -9,7 +9,7 @@ use switchyard_testkit::{me, test_worker};
 use switchyard_core::prelude::*;
 use switchyard_core::{
     Ack, BackendErrorKind, Clock, Error, ManualClock, Policy, QueueConfig, QueueName, Rejection,
-    Strategy, TaskOutcome, TaskSpec, TaskState,
+    Strategy, TaskId, TaskOutcome, TaskSpec, TaskState,
 };
 use switchyard_redis::{RedisBackend, RedisConfig};
 use switchyard_testkit::redis_server::{RedisServer, fcall_count};
@@ -564,4 +564,72 @@ async fn concurrent_completions_are_combined_with_their_own_answers() {
         calls < 100,
         "200 concurrent completions took {calls} script calls: they were not combined"
     );
+}
+
+/// A combined completion takes the tasks its leases receive in one pop (`POP_AHEAD` in
+/// `lua/lib/queues.lua`) and puts what refused leases left back at the head of the ready set:
+/// whatever the grouping, the callers get the oldest tasks, and the rest stay in their order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn combined_completions_leave_the_ready_order_as_it_was() {
+    let server = RedisServer::start().unwrap();
+    for (ns, policy) in [("fcfs", Policy::Fcfs), ("priority", Policy::PRIORITY)] {
+        let config = RedisConfig {
+            complete_calls_in_flight: 1,
+            ..RedisConfig::new(server.url(), ns)
+        };
+        let b = RedisBackend::with_config(config).await.unwrap();
+        let q = QueueName::new("q").unwrap();
+        b.declare_queue(&q, QueueConfig::new(policy, Strategy::Pull))
+            .await
+            .unwrap();
+        let specs: Vec<TaskSpec> = (0..600)
+            .map(|_| TaskSpec::builder("q", "k").build().unwrap())
+            .collect();
+        let order: Vec<TaskId> = specs.iter().map(|s| s.id()).collect();
+        b.submit_batch(specs).await.unwrap();
+        b.register_worker(test_worker("w", ["q"]).capacity(200))
+            .await
+            .unwrap();
+        let w = me("w");
+        let first = b.receive(&w, 200).await.unwrap();
+        assert_eq!(first.len(), 200);
+        // Every tenth lease is stale: refused, it receives nothing, and what a combined call
+        // popped for it goes back.
+        let mut calls = Vec::new();
+        for (i, d) in first.iter().enumerate() {
+            let b = b.clone();
+            let mut lease = d.lease.clone();
+            if i % 10 == 3 {
+                lease.token = switchyard_core::LeaseToken(lease.token.0 + 100_000);
+            }
+            calls.push(tokio::spawn(async move {
+                b.complete_and_receive(&lease, Vec::new(), 2).await
+            }));
+        }
+        let mut next = std::collections::BTreeSet::new();
+        for (i, call) in calls.into_iter().enumerate() {
+            let (ack, deliveries) = call.await.unwrap().unwrap();
+            if i % 10 == 3 {
+                assert_eq!(ack.ack, Ack::Rejected(Rejection::StaleToken), "{policy:?}");
+                assert!(
+                    deliveries.is_empty(),
+                    "{policy:?}: a refused lease receives nothing"
+                );
+            } else {
+                assert_eq!(ack.ack, Ack::Completed, "{policy:?}: completion {i}");
+            }
+            next.extend(deliveries.into_iter().map(|d| d.lease.task));
+        }
+        // 180 slots freed (20 still held under the refused leases): the 180 oldest waiting
+        // tasks fill them, and the other 220 wait in their order.
+        let expected: std::collections::BTreeSet<TaskId> =
+            order[200..380].iter().copied().collect();
+        assert_eq!(next, expected, "{policy:?}: the oldest tasks were received");
+        assert_eq!(
+            b.peek_ready(&q, 1_000).await.unwrap(),
+            order[380..].to_vec(),
+            "{policy:?}: the rest kept their order"
+        );
+        assert_eq!(b.audit().await.unwrap(), Vec::<String>::new(), "{policy:?}");
+    }
 }
