@@ -184,6 +184,7 @@ pub enum CancelOutcome {
 
 /// The answer to [`Membership::register_worker`](crate::Membership::register_worker).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RegisterOutcome {
     /// Whether an earlier registration with the same id was replaced (its tasks were handed back).
     pub replaced: bool,
@@ -193,6 +194,7 @@ pub struct RegisterOutcome {
 
 /// The answer to [`Membership::heartbeat`](crate::Membership::heartbeat).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct HeartbeatReply {
     /// Running tasks of this worker whose cancellation was requested.
     pub cancel: Vec<TaskId>,
@@ -205,6 +207,7 @@ pub struct HeartbeatReply {
 
 /// The answer to [`Membership::deregister_worker`](crate::Membership::deregister_worker) and part of a reap.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct HandBack {
     /// Tasks that went back to their queues (or to the dead set, when out of attempts).
     pub returned: Vec<TaskId>,

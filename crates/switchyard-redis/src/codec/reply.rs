@@ -259,10 +259,10 @@ pub(crate) fn hand_back(v: Value) -> Result<HandBack, Error> {
     let returned = (0..n)
         .map(|_| task_id(next_of(&mut items, "hand-back")?))
         .collect::<Result<_, Error>>()?;
-    Ok(HandBack {
-        returned,
-        assignments: assignments(&mut items, None)?,
-    })
+    let mut back = HandBack::default();
+    back.returned = returned;
+    back.assignments = assignments(&mut items, None)?;
+    Ok(back)
 }
 
 /// `reap_worker`: `{-1}` if the worker was not reaped (gone, or it heartbeat again), else as
@@ -279,10 +279,10 @@ pub(crate) fn reaped(v: Value) -> Result<Option<HandBack>, Error> {
 pub(crate) fn registered(v: Value) -> Result<RegisterOutcome, Error> {
     let mut items = array(v)?.into_iter();
     let replaced = uint(&next_of(&mut items, "register")?)? == 1;
-    Ok(RegisterOutcome {
-        replaced,
-        assignments: assignments(&mut items, None)?,
-    })
+    let mut outcome = RegisterOutcome::default();
+    outcome.replaced = replaced;
+    outcome.assignments = assignments(&mut items, None)?;
+    Ok(outcome)
 }
 
 /// `heartbeat`: `{0, count, ids to cancel..., count, expired ids..., assignments...}`.
@@ -296,11 +296,11 @@ pub(crate) fn heartbeat(v: Value) -> Result<HeartbeatReply, Error> {
     };
     let cancel = ids(&mut items)?;
     let expired = ids(&mut items)?;
-    Ok(HeartbeatReply {
-        cancel,
-        expired,
-        assignments: assignments(&mut items, None)?,
-    })
+    let mut reply = HeartbeatReply::default();
+    reply.cancel = cancel;
+    reply.expired = expired;
+    reply.assignments = assignments(&mut items, None)?;
+    Ok(reply)
 }
 
 /// `fail`: `{code, value, assignments...}`.
