@@ -190,3 +190,91 @@ fn reconfigure_purge_delete_tasks_and_the_queue() {
     let said = refused(&server, ns, &["dead", "jobs"]);
     assert!(said.contains("`jobs` is not declared"), "{said}");
 }
+
+/// `dead <queue> --redrive` puts back the whole dead-letter set, not only the tasks it lists
+/// (it listed 50 and re-drove 50 of 60).
+#[test]
+fn dead_redrive_puts_back_the_whole_set() {
+    let server = RedisServer::start().unwrap();
+    let ns = "redrive";
+    ok(&server, ns, &["declare", "jobs", "--max-attempts", "1"]);
+    let worker = WorkerProcess::start(
+        &server,
+        ns,
+        "w1",
+        &["--queue", "jobs", "--heartbeat-ttl-ms", "2000"],
+    );
+    let out = run(
+        &server,
+        ns,
+        &[
+            "submit",
+            "jobs",
+            "fail",
+            r#""boom""#,
+            "-n",
+            "60",
+            "--wait-ms",
+            "30000",
+            "--quiet",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("0 succeeded, 60 did not"),
+        "{out:?}"
+    );
+    // Stopped and deregistered: what is re-driven waits in the queue.
+    worker.terminate(Duration::from_secs(20));
+    let listed = json(&ok(&server, ns, &["dead", "jobs", "--json"]));
+    assert_eq!(listed.as_array().unwrap().len(), 50, "the default listing");
+    let said = ok(&server, ns, &["dead", "jobs", "--redrive", "--limit", "5"]);
+    assert!(said.contains("re-drove 60 tasks"), "{said}");
+    assert!(
+        ok(&server, ns, &["dead", "jobs"]).contains("(no dead tasks in jobs)"),
+        "the dead-letter set is empty"
+    );
+    let status = json(&ok(&server, ns, &["status", "--json"]));
+    assert_eq!(status["queues"][0]["ready"], 60, "{status}");
+    assert_eq!(status["queues"][0]["dead"], 0, "{status}");
+}
+
+/// After `reconfigure`, a worker started with the old `--declare` flags is refused with the
+/// field that differs, both values, and the way out (it said only "limits differ").
+#[test]
+fn a_worker_with_stale_declare_flags_is_told_what_differs() {
+    let server = RedisServer::start().unwrap();
+    let ns = "stale";
+    ok(&server, ns, &["declare", "jobs", "--max-attempts", "2"]);
+    ok(&server, ns, &["reconfigure", "jobs", "--max-attempts", "5"]);
+    let mut child = support::switchyard()
+        .args([
+            "worker",
+            "--id",
+            "w1",
+            "--queue",
+            "jobs",
+            "--declare",
+            "--max-attempts",
+            "2",
+        ])
+        .env("SWITCHYARD_URL", server.url())
+        .env("SWITCHYARD_NAMESPACE", ns)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("the worker started although its configuration differs");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("max_attempts 5 → 2"), "{said}");
+    assert!(said.contains("switchyard reconfigure"), "{said}");
+}

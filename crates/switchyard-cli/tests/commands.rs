@@ -602,3 +602,58 @@ fn a_paused_queue_takes_tasks_and_dispatches_them_when_resumed() {
     );
     drop(worker);
 }
+
+/// `events -f` starts like `tail -f`: the last `--limit` events, then each new one (it printed
+/// the log from its start).
+#[test]
+fn events_follow_starts_at_the_end() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let server = RedisServer::start().unwrap();
+    let ns = "follow";
+    ok(&server, ns, &["declare", "jobs", "--events", "all"]);
+    let submit = || {
+        let out = ok(&server, ns, &["submit", "jobs", "echo", "1"]);
+        out.lines()
+            .find(|l| l.len() == 26)
+            .unwrap_or_else(|| panic!("{out}"))
+            .to_owned()
+    };
+    let ids: Vec<String> = (0..3).map(|_| submit()).collect();
+    let mut child = switchyard()
+        .args(["events", "-f", "--limit", "2"])
+        .env("SWITCHYARD_URL", server.url())
+        .env("SWITCHYARD_NAMESPACE", ns)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || {
+        received
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a line of `events -f` within 20 s")
+    };
+    let (first, second) = (next(), next());
+    // A fourth task's event comes right after the last two of the three before it.
+    let late = submit();
+    let third = next();
+    let _ = child.kill();
+    let _ = child.wait();
+    for (line, id) in [(&first, &ids[1]), (&second, &ids[2]), (&third, &late)] {
+        assert!(
+            line.contains("submitted") && line.contains(&format!("task={id}")),
+            "expected the submit of {id}, got: {line}"
+        );
+    }
+}

@@ -112,17 +112,29 @@ pub fn events(args: &EventsArgs) -> Result<(), String> {
             }
             return Ok(());
         }
-        let (first, mut position) = read(&client, args.after.clone(), queue, args.limit).await?;
-        for e in first.iter().take(args.limit) {
-            print(e, args.json)?;
-        }
-        if first.len() > args.limit {
-            // Follow on from the last one printed, not from the last one read.
-            position = first.get(args.limit - 1).map(|e| e.id.clone()).or(position);
-        }
+        let mut position = if args.follow && args.after.is_none() {
+            // Like `tail -f`: the last `limit` events, then what comes after the end.
+            let (all, end) = read(&client, None, queue, usize::MAX).await?;
+            for e in &all[all.len().saturating_sub(args.limit)..] {
+                print(e, args.json)?;
+            }
+            end
+        } else {
+            let (first, mut position) =
+                read(&client, args.after.clone(), queue, args.limit).await?;
+            for e in first.iter().take(args.limit) {
+                print(e, args.json)?;
+            }
+            if first.len() > args.limit {
+                // Follow on from the last one printed, not from the last one read.
+                position = first.get(args.limit - 1).map(|e| e.id.clone()).or(position);
+            }
+            position
+        };
         if !args.follow {
             return Ok(());
         }
+        std::io::Write::flush(&mut std::io::stdout()).map_err(|e| e.to_string())?;
         let stopped = crate::remote::stop_signal()?;
         tokio::pin!(stopped);
         loop {

@@ -80,8 +80,9 @@ pub struct DeadArgs {
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
 
-    /// Put the listed tasks back in their queue with fresh attempts (`task <id> --delete`
-    /// deletes one, `purge <queue> --dead` all of them).
+    /// Put every task of the dead-letter set back in its queue with fresh attempts, not only
+    /// the listed ones (`task <id> --redrive` re-drives one, `task <id> --delete` deletes one,
+    /// `purge <queue> --dead` deletes all of them).
     #[arg(long)]
     pub redrive: bool,
 
@@ -112,7 +113,8 @@ pub struct EventsArgs {
     #[arg(long, conflicts_with = "follow")]
     pub newest_first: bool,
 
-    /// Keep printing new events as they happen, until Ctrl-C.
+    /// Keep printing new events as they happen, until Ctrl-C. Starts like `tail -f`: the last
+    /// `--limit` events, then the new ones (with `--after`: from that position on).
     #[arg(long, short = 'f')]
     pub follow: bool,
 

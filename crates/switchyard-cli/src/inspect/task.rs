@@ -220,15 +220,51 @@ pub fn dead(args: &DeadArgs) -> Result<(), String> {
             }
         }
         if args.redrive {
-            for t in &dead {
-                client.redrive(t.id).await.map_err(|e| e.to_string())?;
-            }
+            let redriven = redrive_all(&client, &args.queue, !args.json).await?;
             if !args.json {
-                println!("re-drove {} tasks", dead.len());
+                println!("re-drove {redriven} tasks");
             }
         }
         Ok(())
     })
+}
+
+/// How many dead tasks `redrive_all` reads at a time.
+const REDRIVE_PAGE: usize = 256;
+
+/// Puts every task of a queue's dead-letter set back in the queue, a page at a time (oldest
+/// first), and answers how many. A task that dies again while this runs (its handler fails at
+/// once) is not taken a second time: the work ends when a page holds only tasks re-driven
+/// already. With `progress`, says on stderr how far it got every 10,000 tasks.
+async fn redrive_all(client: &Client, queue: &str, progress: bool) -> Result<usize, String> {
+    let mut done = std::collections::HashSet::new();
+    loop {
+        let page = client
+            .dead_letters(queue, REDRIVE_PAGE)
+            .await
+            .map_err(|e| e.to_string())?;
+        let fresh: Vec<_> = page.iter().filter(|t| !done.contains(&t.id)).collect();
+        if fresh.is_empty() {
+            return Ok(done.len());
+        }
+        for t in fresh {
+            match client.redrive(t.id).await {
+                Ok(_) => {}
+                // Re-driven, deleted or expired by someone else since the page was read.
+                Err(switchyard::Error::WrongState { .. } | switchyard::Error::TaskNotFound(_)) => {}
+                Err(e) => {
+                    return Err(format!(
+                        "re-drove {} tasks, then: {e} (run it again for the rest)",
+                        done.len()
+                    ));
+                }
+            }
+            done.insert(t.id);
+            if progress && done.len() % 10_000 == 0 {
+                eprintln!("re-drove {} tasks so far", done.len());
+            }
+        }
+    }
 }
 
 /// Fails with a clear message when `queue` is not declared.
