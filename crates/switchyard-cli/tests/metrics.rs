@@ -208,7 +208,7 @@ async fn worker_and_dashboard_metrics_agree_with_stats() {
             "state {state}"
         );
     }
-    for (kind, want) in [
+    for (event, want) in [
         ("submitted", jobs.totals.submitted),
         ("dispatched", jobs.totals.dispatched),
         ("failed", jobs.totals.failed),
@@ -218,10 +218,10 @@ async fn worker_and_dashboard_metrics_agree_with_stats() {
             sum(
                 &samples,
                 "switchyard_queue_events_total",
-                &[("queue", "jobs"), ("kind", kind)]
+                &[("queue", "jobs"), ("event", event)]
             ),
             want as f64,
-            "events {kind}"
+            "events {event}"
         );
     }
     assert_eq!(
@@ -248,5 +248,98 @@ async fn worker_and_dashboard_metrics_agree_with_stats() {
             &[("worker", "w-metrics")]
         ),
         me.completed as f64
+    );
+}
+
+/// Every family a scrape shows has a `# HELP` line (and a `# TYPE` one).
+fn every_family_helped(body: &str) {
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let name = rest.split_whitespace().next().unwrap();
+            assert!(
+                body.contains(&format!("# HELP {name} ")),
+                "no HELP for {name}:\n{body}"
+            );
+        }
+    }
+}
+
+/// A scrape right after start: every family with its HELP line, and the counters an alert
+/// would watch already there at 0 (a worker's for each queue and kind it serves).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrape_right_after_start_has_help_and_counters_at_zero() {
+    let server = RedisServer::start().unwrap();
+    let ns = "fresh";
+    ok(&server, ns, &["declare", "jobs"]);
+    let client = Client::connect(&server.url(), ns).await.unwrap();
+    let port = free_port().unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let _worker = WorkerProcess::start(&server, ns, "w-fresh", &["-q", "jobs", "--metrics", &addr]);
+    registered(&client, "w-fresh").await;
+    let (status, body) = browser::http(port, "GET", "/metrics", None, &[]);
+    assert_eq!(status, 200, "{body}");
+    every_family_helped(&body);
+    for family in switchyard::metrics::FAMILIES
+        .iter()
+        .filter(|f| f.kind == switchyard::metrics::Kind::Counter)
+    {
+        assert!(
+            body.contains(&format!("# HELP {} ", family.name)),
+            "counter {} is missing:\n{body}",
+            family.name
+        );
+    }
+    let samples = parse(&body);
+    let zero = |name: &str, labels: &[(&str, &str)]| {
+        let found = samples.iter().any(|s| {
+            s.name == name
+                && s.value == 0.0
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        });
+        assert!(found, "{name} {labels:?} at 0 is missing:\n{body}");
+    };
+    for outcome in ["succeeded", "failed", "stopped"] {
+        zero(
+            "switchyard_attempts_total",
+            &[("queue", "jobs"), ("kind", "echo"), ("outcome", outcome)],
+        );
+    }
+    zero(
+        "switchyard_attempts_started_total",
+        &[("queue", "jobs"), ("kind", "fail")],
+    );
+    for name in [
+        "switchyard_retries_total",
+        "switchyard_dead_letters_total",
+        "switchyard_reports_refused_total",
+    ] {
+        zero(name, &[("queue", "jobs")]);
+    }
+    for operation in ["receive", "heartbeat", "report", "maintenance"] {
+        zero(
+            "switchyard_backend_errors_total",
+            &[("operation", operation)],
+        );
+    }
+    zero("switchyard_redis_reconnects_total", &[]);
+    zero("switchyard_redis_failovers_followed_total", &[]);
+
+    // The dashboard: its own families described too, its error counter at 0.
+    let dashboard = DashboardProcess::start(&server, ns, &[]);
+    let (status, body) = browser::http(dashboard.port, "GET", "/metrics", None, &[]);
+    drop(dashboard);
+    assert_eq!(status, 200, "{body}");
+    every_family_helped(&body);
+    assert!(
+        body.contains("# HELP switchyard_queue_events_total "),
+        "{body}"
+    );
+    assert!(
+        parse(&body)
+            .iter()
+            .any(|s| s.name == "switchyard_dashboard_read_errors_total" && s.value == 0.0),
+        "{body}"
     );
 }

@@ -6,10 +6,70 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
+use switchyard::metrics::{Kind, MetricFamily};
 use switchyard::{Client, EventKind, Stats, TaskState};
 use tokio::sync::watch;
 
 use crate::views::{self, QueueRow, Reader, View, WorkerRow};
+
+/// The families the dashboard records at `/metrics`, beside the library's
+/// (`switchyard::metrics::FAMILIES`); `docs/operations.md` lists them.
+pub const FAMILIES: &[MetricFamily] = &[
+    MetricFamily {
+        name: "switchyard_queue_tasks",
+        kind: Kind::Gauge,
+        labels: &["queue", "state"],
+        help: "Tasks of a queue by state (succeeded and cancelled: those still kept).",
+    },
+    MetricFamily {
+        name: "switchyard_queue_events_total",
+        kind: Kind::Counter,
+        labels: &["queue", "event"],
+        help: "Lifetime counts of a queue's events, whatever its event level.",
+    },
+    MetricFamily {
+        name: "switchyard_queue_info",
+        kind: Kind::Gauge,
+        labels: &["queue", "policy", "strategy"],
+        help: "1 for each queue, with its policy and strategy.",
+    },
+    MetricFamily {
+        name: "switchyard_registered_worker_in_flight",
+        kind: Kind::Gauge,
+        labels: &["worker"],
+        help: "Tasks dispatched to or running on a live registration.",
+    },
+    MetricFamily {
+        name: "switchyard_registered_worker_capacity",
+        kind: Kind::Gauge,
+        labels: &["worker"],
+        help: "Slots of a live registration.",
+    },
+    MetricFamily {
+        name: "switchyard_registered_worker_weight",
+        kind: Kind::Gauge,
+        labels: &["worker"],
+        help: "Weight of a live registration.",
+    },
+    MetricFamily {
+        name: "switchyard_registered_worker_dispatched_total",
+        kind: Kind::Counter,
+        labels: &["worker"],
+        help: "Tasks dispatched to a registration since it registered.",
+    },
+    MetricFamily {
+        name: "switchyard_registered_worker_completed_total",
+        kind: Kind::Counter,
+        labels: &["worker"],
+        help: "Tasks a registration completed since it registered.",
+    },
+    MetricFamily {
+        name: "switchyard_dashboard_read_errors_total",
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Failed reads of the namespace by the dashboard.",
+    },
+];
 
 /// How many refreshes of rates the charts show (five minutes at the default refresh).
 const HISTORY: usize = 300;
@@ -154,7 +214,7 @@ fn export(stats: &Stats, configs: &BTreeMap<String, (String, String)>) {
             metrics::counter!(
                 "switchyard_queue_events_total",
                 "queue" => name.clone(),
-                "kind" => kind.as_str(),
+                "event" => kind.as_str(),
             )
             .absolute(q.totals.get(kind));
         }
@@ -180,5 +240,21 @@ fn export(stats: &Stats, configs: &BTreeMap<String, (String, String)>) {
             .absolute(w.dispatched);
         metrics::counter!("switchyard_registered_worker_completed_total", "worker" => id)
             .absolute(w.completed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The operations guide lists every family by its full name.
+    #[test]
+    fn every_family_is_in_the_operations_guide() {
+        let guide = include_str!("../../../../docs/operations.md");
+        for f in super::FAMILIES {
+            assert!(
+                guide.contains(&format!("`{}`", f.name)),
+                "{} is not in docs/operations.md",
+                f.name
+            );
+        }
     }
 }

@@ -273,6 +273,10 @@ impl Worker {
             crate::metrics::serve(addr)?;
         }
         recorded::capacity(inner.spec.id(), inner.spec.get_capacity());
+        recorded::start_at_zero(
+            inner.spec.queues(),
+            inner.handlers.keys().map(String::as_str),
+        );
         inner.register_first().await?;
         let mut work = inner.start();
         inner.receive_loop(&mut work, &self.shutdown).await;

@@ -77,14 +77,54 @@ pub(super) fn acknowledged(queue: &QueueName, ack: &Ack) {
     metrics::counter!(name, "queue" => queue.to_string()).increment(1);
 }
 
+/// The counters of a worker that starts serving `queues` with handlers for `kinds`, each at 0
+/// (an alert on an increase then sees 0, not "no data").
+pub(super) fn start_at_zero<'a>(
+    queues: &[QueueName],
+    kinds: impl Iterator<Item = &'a str> + Clone,
+) {
+    for queue in queues {
+        for name in [
+            "switchyard_retries_total",
+            "switchyard_dead_letters_total",
+            "switchyard_reports_refused_total",
+        ] {
+            metrics::counter!(name, "queue" => queue.to_string()).increment(0);
+        }
+        for kind in kinds.clone() {
+            metrics::counter!(
+                "switchyard_attempts_started_total",
+                "queue" => queue.to_string(),
+                "kind" => kind.to_owned(),
+            )
+            .increment(0);
+            for ended in [Ended::Succeeded, Ended::Failed, Ended::Stopped] {
+                metrics::counter!(
+                    "switchyard_attempts_total",
+                    "queue" => queue.to_string(),
+                    "kind" => kind.to_owned(),
+                    "outcome" => ended.label(),
+                )
+                .increment(0);
+            }
+        }
+    }
+    for operation in BACKEND_OPERATIONS {
+        metrics::counter!("switchyard_backend_errors_total", "operation" => operation).increment(0);
+    }
+}
+
+/// The worker's backend calls that [`backend_error`] counts.
+const BACKEND_OPERATIONS: [&str; 4] = ["receive", "heartbeat", "report", "maintenance"];
+
 /// The worker's slots, set when it registers.
 pub(super) fn capacity(worker: &WorkerId, capacity: u32) {
     metrics::gauge!("switchyard_worker_capacity", "worker" => worker.to_string())
         .set(f64::from(capacity));
 }
 
-/// A backend call of the worker failed (it is retried): `operation` is receive, heartbeat,
-/// register, report or maintenance.
+/// A backend call of the worker failed (it is retried): `operation` is one of
+/// [`BACKEND_OPERATIONS`].
 pub(super) fn backend_error(operation: &'static str) {
     metrics::counter!("switchyard_backend_errors_total", "operation" => operation).increment(1);
 }
