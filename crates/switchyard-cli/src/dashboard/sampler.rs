@@ -3,14 +3,14 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use switchyard::metrics::{Kind, MetricFamily};
 use switchyard::{Client, EventKind, Stats, TaskState};
 use tokio::sync::watch;
 
-use crate::views::{self, QueueRow, Reader, View, WorkerRow};
+use crate::views::{QueueRow, Reader, View, WorkerRow};
 
 /// The families the dashboard records at `/metrics`, beside the library's
 /// (`switchyard::metrics::FAMILIES`); `docs/operations.md` lists them.
@@ -77,7 +77,8 @@ const HISTORY: usize = 300;
 /// What the page shows: the rows of [`views`](crate::views), and the last minutes of rates.
 #[derive(Debug, Serialize)]
 struct Snapshot<'a> {
-    /// When it was read, ms since the epoch (this machine's clock).
+    /// When the figures shown were read, ms since the epoch (this machine's clock); 0 before
+    /// the first good read.
     at: u64,
     namespace: &'a str,
     refresh_ms: u64,
@@ -119,6 +120,7 @@ pub(super) async fn start(
             workers: Vec::new(),
             warnings: Vec::new(),
         },
+        failures: Failures::default(),
     };
     let (tx, rx) = watch::channel(Arc::new(sampler.read().await));
     let reader = tokio::spawn(async move {
@@ -142,14 +144,49 @@ struct Sampler {
     refresh: Duration,
     actions: bool,
     history: VecDeque<Point>,
-    /// The last good read, shown again (with the error) when a read fails.
+    /// The last good read, shown again (with the error, and its own time) when a read fails.
     last: View,
+    failures: Failures,
+}
+
+/// How often a run of failed reads is logged while it lasts.
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Failed reads in a row: an outage logs its first failure, then a line a minute (not one per
+/// refresh), and its end.
+#[derive(Debug, Default)]
+struct Failures {
+    in_a_row: u64,
+    logged: Option<Instant>,
+}
+
+impl Failures {
+    /// A read failed at `now`: `Some(reads failed in a row)` if it should be logged.
+    fn failed(&mut self, now: Instant) -> Option<u64> {
+        self.in_a_row += 1;
+        match self.logged {
+            Some(at) if now.duration_since(at) < FAILURE_LOG_EVERY => None,
+            _ => {
+                self.logged = Some(now);
+                Some(self.in_a_row)
+            }
+        }
+    }
+
+    /// A read worked: `Some(reads that had failed in a row)` if a run of failures ended.
+    fn worked(&mut self) -> Option<u64> {
+        self.logged = None;
+        Some(std::mem::take(&mut self.in_a_row)).filter(|n| *n > 0)
+    }
 }
 
 impl Sampler {
     async fn read(&mut self) -> String {
         let error = match self.reader.read().await {
             Ok((view, stats)) => {
+                if let Some(n) = self.failures.worked() {
+                    tracing::info!("reading the namespace works again, after {n} failed reads");
+                }
                 export(&stats, self.reader.configs());
                 if view.queues.iter().any(|q| q.succeeded_per_s.is_some()) {
                     if self.history.len() == HISTORY {
@@ -175,12 +212,19 @@ impl Sampler {
             }
             Err(e) => {
                 metrics::counter!("switchyard_dashboard_read_errors_total").increment(1);
-                tracing::warn!(error = %e, "reading the namespace failed");
+                if let Some(n) = self.failures.failed(Instant::now()) {
+                    tracing::warn!(
+                        error = %e,
+                        "reading the namespace failed ({n} reads in a row; the page shows the \
+                         last good figures; logged again in a minute if it goes on)"
+                    );
+                }
                 Some(e.to_string())
             }
         };
         serde_json::to_string(&Snapshot {
-            at: views::now_ms(),
+            // The time of the figures shown: after a failed read, the last good one's (0: none).
+            at: self.last.at,
             namespace: &self.namespace,
             refresh_ms: u64::try_from(self.refresh.as_millis()).unwrap_or(u64::MAX),
             actions: self.actions,
@@ -245,6 +289,22 @@ fn export(stats: &Stats, configs: &BTreeMap<String, (String, String)>) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// An outage logs its first failed read, then one line a minute, and its end once.
+    #[test]
+    fn failed_reads_are_logged_once_a_minute() {
+        let mut f = Failures::default();
+        let start = Instant::now();
+        assert_eq!(f.failed(start), Some(1));
+        for i in 1..60 {
+            assert_eq!(f.failed(start + Duration::from_secs(i)), None, "second {i}");
+        }
+        assert_eq!(f.failed(start + Duration::from_secs(60)), Some(61));
+        assert_eq!(f.worked(), Some(61));
+        assert_eq!(f.worked(), None);
+        assert_eq!(f.failed(start + Duration::from_secs(61)), Some(1));
+    }
     /// The operations guide lists every family by its full name.
     #[test]
     fn every_family_is_in_the_operations_guide() {

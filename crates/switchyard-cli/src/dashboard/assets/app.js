@@ -28,7 +28,7 @@ function el(tag, attrs, ...children) {
 
 const int = n => Number(n).toLocaleString('en-US');
 const rate = n => (n === null || n === undefined) ? '-' : Number(n).toFixed(1);
-const time = ms => new Date(Number(ms)).toISOString().replace('T', ' ').replace('Z', '');
+const time = ms => new Date(Number(ms)).toISOString().replace('T', ' ').replace('Z', ' UTC');
 const seconds = ms => (Number(ms) / 1000).toFixed(1) + ' s';
 
 function bar(fraction, kind) {
@@ -50,7 +50,7 @@ let deadSeen = null; // the dead counts of the last dead-set read, as JSON
 function render(s) {
   document.getElementById('namespace').textContent = s.namespace;
   document.getElementById('actions').textContent = s.actions ? 'actions on' : 'read-only';
-  document.getElementById('updated').textContent = 'read ' + time(s.at);
+  document.getElementById('updated').textContent = s.at ? 'read ' + time(s.at) : 'not read yet';
   const banner = document.getElementById('error');
   banner.hidden = !s.error;
   banner.textContent = s.error ? 'reading the namespace failed (figures are the last good ones): ' + s.error : '';
