@@ -46,9 +46,12 @@ function say(message, ok) {
 // ----- the snapshot ---------------------------------------------------------------------------
 
 let deadSeen = null; // the dead counts of the last dead-set read, as JSON
+// Whether this dashboard acts (`--allow-actions`): a read-only one shows no action buttons.
+let actionsOn = false;
 
 function render(s) {
   document.getElementById('namespace').textContent = s.namespace;
+  actionsOn = !!s.actions;
   document.getElementById('actions').textContent = s.actions ? 'actions on' : 'read-only';
   document.getElementById('updated').textContent = s.at ? 'read ' + time(s.at) : 'not read yet';
   const banner = document.getElementById('error');
@@ -104,7 +107,7 @@ function renderQueues(queues) {
     el('td', { 'data-field': 'succeeded_per_s' }, rate(q.succeeded_per_s)),
     el('td', { 'data-field': 'failed_per_s' }, rate(q.failed_per_s)),
     el('td', { 'data-field': 'head_age' }, q.head_age_ms === null ? '-' : seconds(q.head_age_ms)),
-    el('td', {}, q.paused
+    el('td', {}, !actionsOn ? '' : q.paused
       ? el('button', { class: 'resume', onclick: () => queueAct(q.queue, 'resume') }, 'Resume')
       : el('button', { class: 'pause', onclick: () => queueAct(q.queue, 'pause') }, 'Pause')))));
   document.getElementById('no-queues').hidden = queues.length > 0;
@@ -180,9 +183,9 @@ async function loadDead(queues) {
     }
     parts.push(el('section', { 'data-dead': q.queue },
       el('h3', { 'data-count': q.dead }, q.queue + ' (' + int(q.dead) + ') ',
-        confirming(el('button', { class: 'purge', 'data-queue': q.queue }, 'Purge all'),
+        ...(actionsOn ? [confirming(el('button', { class: 'purge', 'data-queue': q.queue }, 'Purge all'),
           'Click again to delete ' + int(q.dead) + ' dead tasks',
-          () => queueAct(q.queue, 'purge/dead'))),
+          () => queueAct(q.queue, 'purge/dead'))] : [])),
       el('table', {},
         el('thead', {}, el('tr', {}, ...['task', 'kind', 'attempts', 'submitted', 'error', ''].map(t => el('th', {}, t)))),
         el('tbody', {}, ...r.body.map(t => el('tr', { 'data-task': t.id },
@@ -191,8 +194,8 @@ async function loadDead(queues) {
           el('td', {}, t.attempts + ' of ' + t.max_attempts),
           el('td', {}, time(t.created_at)),
           el('td', { class: 'text' }, t.last_error || '-'),
-          el('td', {}, el('button', { class: 'redrive', 'data-task': t.id, onclick: () => act(t.id, 'redrive') }, 'Re-drive'),
-            ' ', el('button', { class: 'delete', 'data-task': t.id, onclick: () => act(t.id, 'delete') }, 'Delete'))))))));
+          el('td', {}, ...(actionsOn ? [el('button', { class: 'redrive', 'data-task': t.id, onclick: () => act(t.id, 'redrive') }, 'Re-drive'),
+            ' ', el('button', { class: 'delete', 'data-task': t.id, onclick: () => act(t.id, 'delete') }, 'Delete')] : []))))))));
   }
   const shown = new Map(Array.from(box.querySelectorAll('section[data-dead]')).map(s => [s.dataset.dead, s]));
   const next = parts.map(part => {
@@ -269,14 +272,15 @@ async function showTask(id) {
   if (o && o.result_bytes !== null) rows.push(['result', o.result_bytes + ' bytes: ' + o.result_preview]);
   if (t.trace_parent) rows.push(['trace', t.trace_parent]);
   if (t.trace_state) rows.push(['tracestate', t.trace_state]);
+  // A read-only dashboard offers no action.
   const buttons = [];
-  if (!['succeeded', 'dead', 'cancelled'].includes(t.state)) {
+  if (actionsOn && !['succeeded', 'dead', 'cancelled'].includes(t.state)) {
     buttons.push(el('button', { class: 'cancel', onclick: () => act(t.id, 'cancel') }, 'Cancel'));
   }
-  if (t.state === 'dead') {
+  if (actionsOn && t.state === 'dead') {
     buttons.push(el('button', { class: 'redrive', onclick: () => act(t.id, 'redrive') }, 'Re-drive'));
   }
-  if (['succeeded', 'dead', 'cancelled'].includes(t.state)) {
+  if (actionsOn && ['succeeded', 'dead', 'cancelled'].includes(t.state)) {
     buttons.push(' ', el('button', { class: 'delete', onclick: () => act(t.id, 'delete') }, 'Delete'));
   }
   const events = r.body.events.map(e => el('tr', {},
