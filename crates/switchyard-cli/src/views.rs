@@ -7,6 +7,24 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use switchyard::{Client, Error, EventCounts, QueueName, Stats};
 
+/// The queues that have ready tasks, are not paused, and that no live worker (not draining)
+/// serves: each with its ready count. Nothing will run there until a worker comes.
+pub fn unserved(stats: &Stats) -> Vec<(String, u64)> {
+    stats
+        .queues
+        .iter()
+        .filter(|q| q.ready > 0 && !q.paused)
+        .filter_map(|q| {
+            let name = q.queue.as_ref()?;
+            let served = stats
+                .workers
+                .iter()
+                .any(|w| !w.draining && w.queues.contains(name));
+            (!served).then(|| (name.as_str().to_owned(), q.ready))
+        })
+        .collect()
+}
+
 /// One queue.
 #[derive(Debug, Clone, Serialize)]
 pub struct QueueRow {
@@ -180,7 +198,14 @@ impl Reader {
             })
             .collect();
         self.previous = Some((at, totals));
-        let warnings = stats.warnings.clone();
+        let mut warnings = stats.warnings.clone();
+        warnings.extend(unserved(stats).into_iter().map(|(queue, ready)| {
+            let tasks = if ready == 1 { "task" } else { "tasks" };
+            format!(
+                "queue `{queue}` has {ready} ready {tasks} and no live worker serves it \
+                 (start one: switchyard worker --queue {queue})"
+            )
+        }));
         View {
             at,
             queues,

@@ -657,3 +657,48 @@ fn events_follow_starts_at_the_end() {
         );
     }
 }
+
+/// A queue with ready tasks and no live worker serving it is flagged by `status` (table and
+/// JSON); a paused one is not (nothing is meant to run), and the flag goes once a worker serves
+/// the queue.
+#[test]
+fn a_queue_nobody_serves_is_flagged() {
+    let server = RedisServer::start().unwrap();
+    let ns = "unserved";
+    ok(&server, ns, &["declare", "jobs"]);
+    ok(&server, ns, &["declare", "held"]);
+    ok(&server, ns, &["pause", "held"]);
+    ok(
+        &server,
+        ns,
+        &["submit", "jobs", "echo", "1", "-n", "2", "--quiet"],
+    );
+    ok(&server, ns, &["submit", "held", "echo", "1", "--quiet"]);
+    let flag = "queue `jobs` has 2 ready tasks and no live worker serves it";
+    let status = ok(&server, ns, &["status"]);
+    assert!(status.contains(flag), "{status}");
+    assert!(!status.contains("queue `held` has"), "{status}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&server, ns, &["status", "--json"])).unwrap();
+    let warnings: Vec<&str> = json["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert!(warnings.iter().any(|w| w.contains(flag)), "{json}");
+
+    let _worker = WorkerProcess::start(&server, ns, "w1", &WORKER);
+    let started = Instant::now();
+    loop {
+        let status = ok(&server, ns, &["status"]);
+        if !status.contains("no live worker serves it") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "still flagged with a worker serving the queue: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

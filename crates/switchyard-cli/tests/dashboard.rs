@@ -309,6 +309,14 @@ async fn the_dashboard_shows_follows_and_acts_in_a_real_browser() {
     );
     wait_field(&page, "emails", "dead", 3);
     wait_field(&page, "emails", "ready", 1);
+    // With its workers gone, the queue's ready task is flagged: nobody serves it.
+    page.wait_for(
+        WAIT,
+        "the warning that nobody serves the queue",
+        "const w = document.getElementById('warnings');
+         return !w.hidden && w.textContent.includes(arguments[0]) ? true : null;",
+        json!(["queue `emails` has 1 ready task and no live worker serves it"]),
+    );
 
     // Delete one dead task from its row: refused read-only, done with actions on.
     let button = format!("#dead button.delete[data-task=\"{second}\"]");

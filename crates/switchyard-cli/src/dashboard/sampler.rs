@@ -10,7 +10,7 @@ use switchyard::metrics::{Kind, MetricFamily};
 use switchyard::{Client, EventKind, Stats, TaskState};
 use tokio::sync::watch;
 
-use crate::views::{QueueRow, Reader, View, WorkerRow};
+use crate::views::{self, QueueRow, Reader, View, WorkerRow};
 
 /// The families the dashboard records at `/metrics`, beside the library's
 /// (`switchyard::metrics::FAMILIES`); `docs/operations.md` lists them.
@@ -62,6 +62,12 @@ pub const FAMILIES: &[MetricFamily] = &[
         kind: Kind::Counter,
         labels: &["worker"],
         help: "Tasks a registration completed since it registered.",
+    },
+    MetricFamily {
+        name: "switchyard_queue_unserved",
+        kind: Kind::Gauge,
+        labels: &["queue"],
+        help: "1 while a queue has ready tasks, is not paused, and no live worker serves it.",
     },
     MetricFamily {
         name: "switchyard_dashboard_read_errors_total",
@@ -241,6 +247,7 @@ impl Sampler {
 /// The namespace as Prometheus series (served at `/metrics`; listed in `docs/operations.md`).
 /// The state names are the page's headings.
 fn export(stats: &Stats, configs: &BTreeMap<String, (String, String)>) {
+    let unserved = views::unserved(stats);
     for q in &stats.queues {
         let Some(name) = q.queue.as_ref().map(|n| n.as_str().to_owned()) else {
             continue;
@@ -262,6 +269,13 @@ fn export(stats: &Stats, configs: &BTreeMap<String, (String, String)>) {
             )
             .absolute(q.totals.get(kind));
         }
+        metrics::gauge!("switchyard_queue_unserved", "queue" => name.clone()).set(
+            if unserved.iter().any(|(q, _)| *q == name) {
+                1.0
+            } else {
+                0.0
+            },
+        );
         if let Some((policy, strategy)) = configs.get(&name) {
             metrics::gauge!(
                 "switchyard_queue_info",
