@@ -500,29 +500,48 @@ async fn a_wait_survives_a_lost_subscription() {
     assert_eq!(outcome, Some(TaskOutcome::Succeeded(b"ok".to_vec())));
 }
 
+/// A backend that combines every completion of a worker into as few calls as it can
+/// (`complete_calls_in_flight: 1`), its queue `q` with `tasks` tasks (their ids in submission
+/// order), and the first 200 of them running on worker `w` of capacity 200.
+async fn busy_worker(
+    server: &RedisServer,
+    ns: &str,
+    config: QueueConfig,
+    tasks: usize,
+) -> (
+    RedisBackend,
+    QueueName,
+    Vec<TaskId>,
+    Vec<switchyard_core::Delivery>,
+) {
+    let b = RedisBackend::with_config(RedisConfig {
+        complete_calls_in_flight: 1,
+        ..RedisConfig::new(server.url(), ns)
+    })
+    .await
+    .unwrap();
+    let q = QueueName::new("q").unwrap();
+    b.declare_queue(&q, config).await.unwrap();
+    let specs: Vec<TaskSpec> = (0..tasks)
+        .map(|_| TaskSpec::builder("q", "k").build().unwrap())
+        .collect();
+    let order: Vec<TaskId> = specs.iter().map(|s| s.id()).collect();
+    b.submit_batch(specs).await.unwrap();
+    b.register_worker(test_worker("w", ["q"]).capacity(200))
+        .await
+        .unwrap();
+    let first = b.receive(&me("w"), 200).await.unwrap();
+    assert_eq!(first.len(), 200);
+    (b, q, order, first)
+}
+
 /// Completions made at the same time by one worker's slots share script calls (see
 /// `RedisConfig::complete_calls_in_flight`); each gets its own acknowledgement and its own
 /// share of the tasks received in the same call, and a stale lease among them is refused alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_completions_are_combined_with_their_own_answers() {
     let server = RedisServer::start().unwrap();
-    let config = RedisConfig {
-        complete_calls_in_flight: 1,
-        ..RedisConfig::new(server.url(), "acks")
-    };
-    let b = RedisBackend::with_config(config).await.unwrap();
-    let q = QueueName::new("q").unwrap();
-    b.declare_queue(&q, QueueConfig::default()).await.unwrap();
-    let specs: Vec<TaskSpec> = (0..400)
-        .map(|_| TaskSpec::builder("q", "k").build().unwrap())
-        .collect();
-    b.submit_batch(specs).await.unwrap();
-    b.register_worker(test_worker("w", ["q"]).capacity(200))
-        .await
-        .unwrap();
-    let w = me("w");
-    let first = b.receive(&w, 200).await.unwrap();
-    assert_eq!(first.len(), 200);
+    let (b, _, _, first) = busy_worker(&server, "acks", QueueConfig::default(), 400).await;
     let mut stale = first[7].lease.clone();
     stale.token = switchyard_core::LeaseToken(stale.token.0 + 100_000);
 
@@ -573,26 +592,8 @@ async fn concurrent_completions_are_combined_with_their_own_answers() {
 async fn combined_completions_leave_the_ready_order_as_it_was() {
     let server = RedisServer::start().unwrap();
     for (ns, policy) in [("fcfs", Policy::Fcfs), ("priority", Policy::PRIORITY)] {
-        let config = RedisConfig {
-            complete_calls_in_flight: 1,
-            ..RedisConfig::new(server.url(), ns)
-        };
-        let b = RedisBackend::with_config(config).await.unwrap();
-        let q = QueueName::new("q").unwrap();
-        b.declare_queue(&q, QueueConfig::new(policy, Strategy::Pull))
-            .await
-            .unwrap();
-        let specs: Vec<TaskSpec> = (0..600)
-            .map(|_| TaskSpec::builder("q", "k").build().unwrap())
-            .collect();
-        let order: Vec<TaskId> = specs.iter().map(|s| s.id()).collect();
-        b.submit_batch(specs).await.unwrap();
-        b.register_worker(test_worker("w", ["q"]).capacity(200))
-            .await
-            .unwrap();
-        let w = me("w");
-        let first = b.receive(&w, 200).await.unwrap();
-        assert_eq!(first.len(), 200);
+        let config = QueueConfig::new(policy, Strategy::Pull);
+        let (b, q, order, first) = busy_worker(&server, ns, config, 600).await;
         // Every tenth lease is stale: refused, it receives nothing, and what a combined call
         // popped for it goes back.
         let mut calls = Vec::new();

@@ -173,8 +173,9 @@ impl Leases for RedisBackend {
     }
 
     /// Concurrent completions are sent together, one call per worker (see
-    /// `RedisConfig::complete_calls_in_flight`); each caller gets its own acknowledgement and
-    /// up to `max` of the tasks the call received.
+    /// `RedisConfig::complete_calls_in_flight`); each caller gets the answer it would have had
+    /// alone: its own acknowledgement and, if accepted, up to `max` tasks received right after
+    /// it (`lua/complete.lua`; the call pops them together, see `POP_AHEAD`).
     async fn complete_and_receive(
         &self,
         lease: &Lease,
