@@ -1,14 +1,17 @@
 -- submit: accepts tasks (one or a batch) into their queues, each dispatched at once when its
 -- queue's ready set is empty and a worker is eligible (State::submit, in order).
 -- KEYS: the fixed keys, then one group per queue named below.
--- ARGV: now, G, G queue names, N, then N task arguments, each `TASK_ARG` (lib/protocol.lua: group,
+-- ARGV: now, G, G queue names, G counts (per queue: the batch's tasks to it from this call on
+--       when the batch takes several calls, else 0; lib/bounded.lua), N, then N task arguments, each `TASK_ARG` (lib/protocol.lua: group,
 --       cost given 0|1, priority, cost, run-at (0: none), delay ms (0: none), max attempts (0:
 --       queue default), timeout ms (0: queue default)), the 26-character id, then the body.
 -- Reply: per task 4 fields: duplicate 0|1, id, state (-1: unknown), worker or ''.
--- Errors: SY_UNKNOWN_QUEUE <name>, SY_INVALID.
+-- Errors: SY_UNKNOWN_QUEUE <name>, SY_FULL <waiting> <bound> <adding> <name>, SY_INVALID.
 local ng = int_arg(2, 'group count', 1, 1024)
 local groups = queues_open(3, ng)
-local base = 3 + ng
+local rest = {}
+for g = 1, ng do rest[g] = int_arg(2 + ng + g, 'batch count', 0, 2^53) end
+local base = 3 + 2 * ng
 local n = int_arg(base, 'task count', 0, 100000)
 local tasks = {}
 for i = 1, n do
@@ -41,6 +44,7 @@ if n > 0 then
   for i, t in ipairs(tasks) do ids[i] = t.id end
   known = call('HMGET', K_TASKS, unpack(ids))
 end
+check_room(groups, rest, tasks, known)
 local reply = {}
 for i, t in ipairs(tasks) do
   local q = t.q

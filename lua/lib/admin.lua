@@ -1,8 +1,9 @@
 -- lib/admin.lua: helpers of the administration calls (switchyard_core::admin).
 -- Rust twin: crates/switchyard-memory/src/state/admin.rs.
 
--- A queue configuration in ARGV[i..i+15] (as declare and reconfigure pass it), checked:
--- the packed CFG, the random generator state and the jitter generator state.
+-- A queue configuration in ARGV[i..i+16] (as declare and reconfigure pass it), checked:
+-- the packed CFG, the random generator state, the jitter generator state and the bound on
+-- waiting tasks (0: unbounded; lib/bounded.lua).
 local function config_arg(i)
   local pol = int_arg(i, 'policy', 0, 4)
   local age = int_arg(i + 1, 'aging', 0, 2^24)
@@ -16,7 +17,13 @@ local function config_arg(i)
     int_arg(i + 8, 'backoff max', 0, 2^32 - 1), int_arg(i + 9, 'jitter pct', 0, 100),
     int_arg(i + 10, 'result ttl', 0, MAX_MS), int_arg(i + 11, 'dead ttl', 0, MAX_MS),
     int_arg(i + 12, 'dedup window', 0, MAX_MS), int_arg(i + 15, 'event level', 0, 2))
-  return cfg, int_arg(i + 13, 'random state', 1, MINSTD_M - 1), int_arg(i + 14, 'jitter state', 1, MINSTD_M - 1)
+  return cfg, int_arg(i + 13, 'random state', 1, MINSTD_M - 1), int_arg(i + 14, 'jitter state', 1, MINSTD_M - 1),
+    int_arg(i + 16, 'max waiting', 0, 2^32 - 1)
+end
+
+-- Stores a queue's bound on waiting tasks in its state hash (field 'm', absent: unbounded).
+local function store_bound(k_state, mw)
+  if mw > 0 then call('HSET', k_state, 'm', mw) else call('HDEL', k_state, 'm') end
 end
 
 -- The registered workers that serve queue `name`, sorted, joined by ','  ('' for none).

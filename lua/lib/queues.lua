@@ -30,7 +30,7 @@ local function queue_of(name)
   if not g then fail('SY_STALE', 'queue ' .. name .. ' was not passed') end
   local b = NFIXED + (g - 1) * GROUP_KEYS
   local k_state = KEYS[b + 1]
-  local v = call('HMGET', k_state, 'c', 'd', 'p')
+  local v = call('HMGET', k_state, 'c', 'd', 'p', 'm')
   if not v[1] then fail('SY_UNKNOWN_QUEUE', name) end
   -- policy aging strategy vnodes default_cost max_attempts timeout backoff_base backoff_max
   -- jitter_pct result_ttl dead_ttl dedup_window event_level
@@ -49,7 +49,7 @@ local function queue_of(name)
        vn = c[4], dcost = c[5], matt = c[6], tmo = c[7], bb = c[8], bm = c[9], bj = c[10],
        rttl = c[11], dttl = c[12], dwin = c[13], ev = c[14], tomb = tomb, rng = rng, jit = jit,
        vt = vt, ep = ep, cur = cur, rlen = false, dirty = false, paused = v[3] == '1',
-       none_parked = false}
+       none_parked = false, mw = tonumber(v[4]) or 0}
   QUEUES[name] = q
   return q
 end

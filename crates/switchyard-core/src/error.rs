@@ -70,6 +70,24 @@ pub enum Error {
         reason: crate::admin::InUse,
     },
 
+    /// The queue is bounded ([`QueueConfig::max_waiting`](crate::QueueConfig::max_waiting))
+    /// and the submit would take it past its bound: nothing of the call was stored (the rule:
+    /// [`crate::flow::bounded`]). Submit again once workers have taken some of the waiting
+    /// tasks, or raise the bound with `reconfigure`.
+    #[error(
+        "queue `{queue}` is full: {waiting} tasks wait and its bound is {bound}, so {adding} more do not fit; nothing of this submit was stored (submit again when workers have taken some, or raise the bound: `switchyard reconfigure {queue} --max-waiting N`)"
+    )]
+    QueueFull {
+        /// The bounded queue.
+        queue: QueueName,
+        /// Tasks waiting in it (ready, scheduled, retry-scheduled) when the submit was refused.
+        waiting: u64,
+        /// Its bound.
+        bound: u32,
+        /// The new tasks the submit carried to it.
+        adding: u64,
+    },
+
     /// The worker is not (or no longer) registered.
     #[error(
         "worker `{0}` is not registered (it was reaped after its heartbeat expired, and its tasks were handed back, or the backend lost its data): register it again"

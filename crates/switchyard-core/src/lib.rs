@@ -27,6 +27,7 @@ pub mod clock;
 pub mod display;
 mod error;
 mod event;
+pub mod flow;
 mod id;
 mod names;
 pub mod policy;

@@ -114,6 +114,12 @@ pub struct QueueConfig {
     pub dead_ttl_ms: u64,
     /// Which events are recorded. Default: failures only.
     pub events: EventLevel,
+    /// The most tasks that may wait in the queue (ready, scheduled or retry-scheduled) for a
+    /// submit to be accepted; `None` (the default) is unbounded. A submit that would take the
+    /// queue past it is refused whole with [`Error::QueueFull`] and stores nothing (the rule,
+    /// exactly: [`crate::flow::bounded`]). At least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_waiting: Option<u32>,
     /// A duration a `with_*` method could not store (out of range); `validate` reports it, so
     /// that nothing is silently clamped.
     #[serde(skip)]
@@ -142,6 +148,7 @@ impl Default for QueueConfig {
             dedup_window_ms: 3_600_000,
             dead_ttl_ms: 7 * 24 * 3_600_000,
             events: EventLevel::Failures,
+            max_waiting: None,
             unfit: None,
         }
     }
@@ -214,6 +221,20 @@ impl QueueConfig {
         self
     }
 
+    /// Bounds the queue: at most `max` tasks waiting for a submit to be accepted (see
+    /// [`max_waiting`](QueueConfig::max_waiting)).
+    ///
+    /// ```
+    /// use switchyard_core::QueueConfig;
+    /// let config = QueueConfig::default().with_max_waiting(1_000);
+    /// assert_eq!(config.max_waiting, Some(1_000));
+    /// assert!(QueueConfig::default().with_max_waiting(0).validate().is_err());
+    /// ```
+    pub fn with_max_waiting(mut self, max: u32) -> Self {
+        self.max_waiting = Some(max);
+        self
+    }
+
     /// Sets the default cost for shortest-job-first (at most [`MAX_DURATION_MS`] ms; more is
     /// reported by [`validate`](QueueConfig::validate)).
     pub fn with_default_cost(mut self, cost: Duration) -> Self {
@@ -237,6 +258,12 @@ impl QueueConfig {
         }
         if self.timeout_ms == 0 {
             return Err(Error::invalid("timeout", "must be at least 1 ms"));
+        }
+        if self.max_waiting == Some(0) {
+            return Err(Error::invalid(
+                "max waiting",
+                "must be at least 1 (leave it unset for an unbounded queue)",
+            ));
         }
         for (field, value) in [
             ("result ttl", self.result_ttl_ms),
@@ -274,8 +301,11 @@ impl QueueConfig {
                 other => other.name().to_owned(),
             }
         }
+        fn bound(b: Option<u32>) -> String {
+            b.map_or_else(|| "unbounded".to_owned(), |n| n.to_string())
+        }
         let (a, b) = (self, requested);
-        let fields: [(&str, String, String); 13] = [
+        let fields: [(&str, String, String); 14] = [
             ("policy", a.policy.name(), b.policy.name()),
             ("strategy", strategy(a.strategy), strategy(b.strategy)),
             ("seed", a.seed.to_string(), b.seed.to_string()),
@@ -329,6 +359,7 @@ impl QueueConfig {
                 a.events.name().to_owned(),
                 b.events.name().to_owned(),
             ),
+            ("max_waiting", bound(a.max_waiting), bound(b.max_waiting)),
         ];
         fields
             .into_iter()

@@ -64,6 +64,7 @@
 mod audit;
 mod state;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
@@ -83,7 +84,9 @@ use tokio::time::Instant;
 use state::State;
 
 /// Tasks a batch submit applies under one hold of the lock; between chunks other callers run.
-pub const SUBMIT_CHUNK: usize = 1024;
+/// The same step as on Redis, for a bounded queue's room check is made per step
+/// (`switchyard_core::flow::bounded`).
+pub const SUBMIT_CHUNK: usize = switchyard_core::flow::bounded::BATCH_STEP;
 
 /// The in-memory backend. Cheap to clone; clones share the same state.
 #[derive(Clone, Debug)]
@@ -162,7 +165,10 @@ impl MemoryBackend {
 
     /// Synchronous [`Produce::submit`](switchyard_core::Produce::submit).
     pub fn submit_now(&self, spec: TaskSpec) -> Result<SubmitOutcome> {
-        self.with(|s, now| s.submit(spec, now))
+        self.with(|s, now| {
+            s.check_room(std::slice::from_ref(&spec), None, now)?;
+            s.submit(spec, now)
+        })
     }
 
     /// Synchronous [`Leases::receive`](switchyard_core::Leases::receive).
@@ -247,11 +253,31 @@ impl Produce for MemoryBackend {
             },
         )?;
         let total = specs.len();
+        // A batch of several steps: each step's room check also covers the batch's tasks to
+        // each of its queues from that step on.
+        let mut rest: Option<HashMap<QueueName, u64>> = None;
+        if total > SUBMIT_CHUNK {
+            let mut counts = HashMap::new();
+            for spec in &specs {
+                *counts.entry(spec.queue().clone()).or_default() += 1;
+            }
+            rest = Some(counts);
+        }
         let mut out = Vec::with_capacity(total);
         let mut specs = specs.into_iter();
         while specs.len() > 0 {
             let chunk: Vec<TaskSpec> = specs.by_ref().take(SUBMIT_CHUNK).collect();
             let failed = self.with_then_yield(|s, now| {
+                if let Err(e) = s.check_room(&chunk, rest.as_ref(), now) {
+                    return Ok(Some(e));
+                }
+                if let Some(counts) = rest.as_mut() {
+                    for spec in &chunk {
+                        if let Some(n) = counts.get_mut(spec.queue()) {
+                            *n -= 1;
+                        }
+                    }
+                }
                 for spec in chunk {
                     match s.submit(spec, now) {
                         Ok(outcome) => out.push(outcome),

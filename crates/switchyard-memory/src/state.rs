@@ -22,6 +22,7 @@
 //! The comments name each rule where the order of effects matters for identical decisions.
 
 mod admin;
+mod bounded;
 mod costs;
 mod dispatch;
 mod inspect;

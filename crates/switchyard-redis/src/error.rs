@@ -55,6 +55,19 @@ fn busy(detail: &str) -> Option<InUse> {
     }
 }
 
+/// The refusal in an `SY_FULL <waiting> <bound> <adding> <queue>` reply.
+fn full(detail: &str) -> Option<Error> {
+    let mut parts = detail.splitn(4, ' ');
+    let mut number = || parts.next().and_then(|n| n.parse::<u64>().ok());
+    let (waiting, bound, adding) = (number()?, number()?, number()?);
+    Some(Error::QueueFull {
+        queue: QueueName::new(parts.next()?).ok()?,
+        waiting,
+        bound: u32::try_from(bound).ok()?,
+        adding,
+    })
+}
+
 pub(crate) fn classify(e: &RedisError) -> Failure {
     if let Some(code) = e.code() {
         let d = detail(e);
@@ -103,6 +116,9 @@ pub(crate) fn classify(e: &RedisError) -> Failure {
                     d.parse::<TaskId>()
                         .map_or_else(|_| invalid_name("task id"), Error::TaskNotFound),
                 );
+            }
+            reply::FULL => {
+                return Failure::Error(full(&d).unwrap_or_else(|| invalid_name("queue")));
             }
             reply::INVALID => return Failure::Error(Error::invalid("script argument", d)),
             _ => {}

@@ -53,6 +53,7 @@ const LIB: &[(&str, &str)] = &[
     lib_file!("leases.lua"),
     lib_file!("steps.lua"),
     lib_file!("admin.lua"),
+    lib_file!("bounded.lua"),
     lib_file!("begin.lua"),
 ];
 

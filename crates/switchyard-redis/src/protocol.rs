@@ -143,10 +143,12 @@ pub(crate) mod reply {
     pub(crate) const REPLACED: &str = "SY_REPLACED";
     /// A live instance holds the worker id.
     pub(crate) const ID_IN_USE: &str = "SY_ID_IN_USE";
+    /// A bounded queue lacks room (`<waiting> <bound> <adding> <queue>`).
+    pub(crate) const FULL: &str = "SY_FULL";
 
     /// Every error reply (checked against the scripts by the test below).
     #[cfg(test)]
-    pub(crate) const ALL: [&str; 10] = [
+    pub(crate) const ALL: [&str; 11] = [
         INVALID,
         STALE,
         CONFLICT,
@@ -157,6 +159,7 @@ pub(crate) mod reply {
         UNKNOWN_WORKER,
         REPLACED,
         ID_IN_USE,
+        FULL,
     ];
 }
 

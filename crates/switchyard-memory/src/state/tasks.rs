@@ -4,7 +4,8 @@
 
 use switchyard_core::EventKind;
 use switchyard_core::{
-    CancelOutcome, Error, Millis, Result, SubmitOutcome, TaskId, TaskOutcome, TaskSpec, TaskState,
+    CancelOutcome, Error, Millis, QueueName, Result, SubmitOutcome, TaskId, TaskOutcome, TaskSpec,
+    TaskState,
 };
 
 use super::{State, Task, internal};
@@ -22,11 +23,9 @@ impl State {
             return Ok(SubmitOutcome::new(t.id, Some(t.state), true, None));
         }
         if let Some(key) = spec.dedup_key() {
-            if let Some(entry) = self.dedup.get(&(spec.queue().clone(), key.to_owned()))
-                && entry.expires_at > now
-            {
-                let state = self.tasks.get(&entry.task).map(|t| t.state);
-                return Ok(SubmitOutcome::new(entry.task, state, true, None));
+            if let Some(holder) = self.dedup_holder(spec.queue(), key, now) {
+                let state = self.tasks.get(&holder).map(|t| t.state);
+                return Ok(SubmitOutcome::new(holder, state, true, None));
             }
             let expires_at = now.saturating_add(config.dedup_window_ms);
             let dedup_key = (spec.queue().clone(), key.to_owned());
@@ -89,6 +88,14 @@ impl State {
         let assigned = self.assigned_at_once(id, dispatched);
         let state = self.tasks.get(&id).map(|t| t.state);
         Ok(SubmitOutcome::new(id, state, false, assigned))
+    }
+
+    /// The task that holds dedup key `key` of `queue` at `now`, if its window is open.
+    pub(super) fn dedup_holder(&self, queue: &QueueName, key: &str, now: Millis) -> Option<TaskId> {
+        self.dedup
+            .get(&(queue.clone(), key.to_owned()))
+            .filter(|entry| entry.expires_at > now)
+            .map(|entry| entry.task)
     }
 
     pub(crate) fn cancel(&mut self, id: TaskId, now: Millis) -> Result<CancelOutcome> {

@@ -1,14 +1,18 @@
 //! [`Produce`] on Redis: submits, one by one (combined) and in chunked batches.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
+use switchyard_core::flow::bounded::BATCH_STEP;
 use switchyard_core::{Error, Produce, QueueName, Result, SubmitOutcome, TaskSpec};
 
 use super::RedisBackend;
 use crate::codec;
 use crate::codec::array;
 
-/// Tasks per submit script call; larger batches are split (the effect is the same).
-const SUBMIT_CHUNK: usize = 256;
+/// Tasks per submit script call; larger batches are split (the effect is the same, but for
+/// a bounded queue's room check: `switchyard_core::flow::bounded`).
+const SUBMIT_CHUNK: usize = BATCH_STEP;
 
 #[async_trait]
 impl Produce for RedisBackend {
@@ -47,6 +51,14 @@ impl RedisBackend {
                 return Err(Error::UnknownQueue((*q).clone()));
             }
         }
+        // A batch of several calls: each call's room check also covers the batch's tasks to
+        // each of its queues from that call on.
+        let mut rest: HashMap<&QueueName, u64> = HashMap::new();
+        if specs.len() > SUBMIT_CHUNK {
+            for s in specs {
+                *rest.entry(s.queue()).or_default() += 1;
+            }
+        }
         let mut out = Vec::with_capacity(specs.len());
         for chunk in specs.chunks(SUBMIT_CHUNK) {
             let mut groups: Vec<&QueueName> = Vec::new();
@@ -58,6 +70,9 @@ impl RedisBackend {
             let now = self.now_arg();
             let mut inv = self.invocation(&self.functions().submit, &groups, &now);
             inv.names(&groups);
+            for q in &groups {
+                inv.arg(rest.get(q).copied().unwrap_or(0));
+            }
             inv.arg(chunk.len());
             for s in chunk {
                 let g = groups.iter().position(|q| *q == s.queue()).unwrap_or(0) + 1;
@@ -79,8 +94,11 @@ impl RedisBackend {
                 }
             };
             let mut it = array(reply)?.into_iter();
-            for _ in chunk {
+            for s in chunk {
                 out.push(codec::submit_outcome(&mut it)?);
+                if let Some(n) = rest.get_mut(s.queue()) {
+                    *n -= 1;
+                }
             }
         }
         Ok(out)

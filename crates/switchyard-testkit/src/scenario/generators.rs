@@ -35,7 +35,8 @@ pub fn any_strategy() -> impl proptest::strategy::Strategy<Value = Strategy> {
 }
 
 /// A queue configuration with short timeouts and backoffs so that retries and lease expiry
-/// happen inside a scenario; retention is long so that no record is purged.
+/// happen inside a scenario; retention is long so that no record is purged. A third of the
+/// queues are bounded, by a bound small enough to be reached.
 pub fn any_config() -> impl proptest::strategy::Strategy<Value = QueueConfig> {
     (
         any_policy(),
@@ -50,10 +51,13 @@ pub fn any_config() -> impl proptest::strategy::Strategy<Value = QueueConfig> {
             Just(EventLevel::Failures),
             Just(EventLevel::All)
         ],
+        proptest::option::weighted(0.35, 1u32..6),
     )
         .prop_map(
-            |(policy, strategy, seed, attempts, timeout, (base, jitter), dedup, events)| {
-                QueueConfig::new(policy, strategy)
+            |(policy, strategy, seed, attempts, timeout, (base, jitter), dedup, events, bound)| {
+                let mut config = QueueConfig::new(policy, strategy);
+                config.max_waiting = bound;
+                config
                     .with_events(events)
                     .with_seed(seed)
                     .with_max_attempts(attempts)

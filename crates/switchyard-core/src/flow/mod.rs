@@ -1,0 +1,9 @@
+//! Flow control: the rules that decide whether a task may enter a queue, and when it may
+//! leave it, beyond the queue's policy. Each rule has its own module here, stated once for
+//! both backends (the memory reference and its Lua twin implement it, and the lockstep tests
+//! hold them equal):
+//!
+//! * [`bounded`] — a queue with a maximum number of waiting tasks refuses submits that would
+//!   take it past the bound ([`Error::QueueFull`](crate::Error::QueueFull)).
+
+pub mod bounded;

@@ -1,0 +1,66 @@
+//! Bounded queues: the room check of a submit step (the rule:
+//! `switchyard_core::flow::bounded`).
+//!
+//! Lua twin: lua/lib/bounded.lua.
+
+use std::collections::{HashMap, HashSet};
+
+use switchyard_core::flow::bounded::check;
+use switchyard_core::{Millis, QueueName, Result, TaskSpec};
+
+use super::State;
+
+impl State {
+    /// Refuses the submit step `step` if a bounded queue it carries tasks to lacks room,
+    /// before anything is stored: for the batch's tasks to it from this step on (`rest`, given
+    /// when the batch takes several steps), then for the step's new tasks.
+    pub(crate) fn check_room(
+        &self,
+        step: &[TaskSpec],
+        rest: Option<&HashMap<QueueName, u64>>,
+        now: Millis,
+    ) -> Result<()> {
+        let mut queues: Vec<&QueueName> = Vec::new();
+        for spec in step {
+            if !queues.contains(&spec.queue()) {
+                queues.push(spec.queue());
+            }
+        }
+        let bounded = |name: &QueueName| {
+            self.queues
+                .get(name)
+                .and_then(|q| q.config.max_waiting)
+                .is_some()
+        };
+        if !queues.iter().any(|q| bounded(q)) {
+            return Ok(());
+        }
+        // The tasks the step would store: as `submit` decides, id first, then dedup key.
+        let mut new: HashMap<&QueueName, u64> = HashMap::new();
+        let (mut ids, mut keys) = (HashSet::new(), HashSet::new());
+        for spec in step {
+            if self.tasks.contains_key(&spec.id()) || ids.contains(&spec.id()) {
+                continue;
+            }
+            if let Some(key) = spec.dedup_key() {
+                if keys.contains(&(spec.queue(), key))
+                    || self.dedup_holder(spec.queue(), key, now).is_some()
+                {
+                    continue;
+                }
+                keys.insert((spec.queue(), key));
+            }
+            ids.insert(spec.id());
+            *new.entry(spec.queue()).or_default() += 1;
+        }
+        for name in queues {
+            let q = self.queue(name)?;
+            let bound = q.config.max_waiting;
+            let waiting = (q.ready.len() + q.delayed.len()) as u64;
+            let whole = rest.and_then(|r| r.get(name)).copied().unwrap_or(0);
+            check(name, bound, waiting, whole)?;
+            check(name, bound, waiting, new.get(name).copied().unwrap_or(0))?;
+        }
+        Ok(())
+    }
+}
