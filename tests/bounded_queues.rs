@@ -137,7 +137,7 @@ async fn drain(b: Arc<dyn Backend>, refusals: Arc<AtomicU64>, done: Arc<AtomicBo
     let mut turns = 0u64;
     while !done.load(Ordering::SeqCst) {
         turns += 1;
-        if turns % 64 == 0 {
+        if turns.is_multiple_of(64) {
             b.heartbeat(&w).await.unwrap();
         }
         let now = refusals.load(Ordering::SeqCst);

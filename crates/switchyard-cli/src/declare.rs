@@ -83,11 +83,40 @@ pub struct QueueFlags {
     #[arg(long, help = fresh("Events recorded: off, failures or all", QueueConfig::default().events.name()))]
     pub events: Option<EventLevel>,
 
+    #[arg(long, value_name = "N|none", help = fresh(
+        "Most tasks that may wait (ready, scheduled, retrying) for a submit to be accepted; a \
+         submit past it is refused whole (queue full). `none`: unbounded",
+        "none",
+    ))]
+    pub max_waiting: Option<Bound>,
+
     #[arg(long, help = fresh(
         "Seed of the queue's random choices (random strategy, retry jitter)",
         QueueConfig::default().seed,
     ))]
     pub seed: Option<u64>,
+}
+
+/// `--max-waiting`: a bound of at least 1, or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bound(pub Option<u32>);
+
+impl std::str::FromStr for Bound {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "none" {
+            return Ok(Bound(None));
+        }
+        match s.parse::<u32>() {
+            Ok(0) => Err("0 would refuse every submit: give at least 1, or none".into()),
+            Ok(n) => Ok(Bound(Some(n))),
+            Err(_) => Err(format!(
+                "`{s}` is neither a count (1 to {}) nor none",
+                u32::MAX
+            )),
+        }
+    }
 }
 
 /// Replaces `slot` with the value given, if one was.
@@ -119,6 +148,9 @@ impl QueueFlags {
         given(&mut c.dedup_window_ms, self.dedup_window_ms);
         given(&mut c.events, self.events);
         given(&mut c.seed, self.seed);
+        if let Some(Bound(bound)) = self.max_waiting {
+            c.max_waiting = bound;
+        }
         c.validate().map_err(|e| e.to_string())?;
         Ok(c)
     }
@@ -136,11 +168,12 @@ impl QueueFlags {
             && self.dedup_window_ms.is_none()
             && self.events.is_none()
             && self.seed.is_none()
+            && self.max_waiting.is_none()
     }
 }
 
 /// What the flags can set, by flag name, as shown (the lines of a configuration's diff).
-pub fn settings(c: &QueueConfig) -> [(&'static str, String); 11] {
+pub fn settings(c: &QueueConfig) -> [(&'static str, String); 12] {
     [
         ("policy", c.policy.name()),
         ("strategy", c.strategy.name().to_owned()),
@@ -153,6 +186,11 @@ pub fn settings(c: &QueueConfig) -> [(&'static str, String); 11] {
         ("dedup-window-ms", c.dedup_window_ms.to_string()),
         ("events", c.events.name().to_owned()),
         ("seed", c.seed.to_string()),
+        (
+            "max-waiting",
+            c.max_waiting
+                .map_or_else(|| "none".to_owned(), |n| n.to_string()),
+        ),
     ]
 }
 
@@ -165,8 +203,11 @@ pub fn run(args: &DeclareArgs) -> Result<(), String> {
             .declare(&args.queue, config)
             .await
             .map_err(|e| e.to_string())?;
+        let bound = config
+            .max_waiting
+            .map_or_else(String::new, |n| format!(", at most {n} waiting"));
         println!(
-            "queue {}: policy {}, strategy {}, {} attempts",
+            "queue {}: policy {}, strategy {}, {} attempts{bound}",
             args.queue,
             config.policy.name(),
             config.strategy.name(),

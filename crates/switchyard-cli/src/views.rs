@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use switchyard::{Client, Error, EventCounts, QueueName, Stats};
+use switchyard::{Client, Error, EventCounts, QueueConfig, QueueName, Stats};
 
 /// The queues that have ready tasks, are not paused, and that no live worker (not draining)
 /// serves: each with its ready count. Nothing will run there until a worker comes.
@@ -33,6 +33,8 @@ pub struct QueueRow {
     pub paused: bool,
     pub policy: String,
     pub strategy: String,
+    /// The bound on its waiting tasks (`declare --max-waiting`); none: unbounded.
+    pub max_waiting: Option<u32>,
     pub scheduled: u64,
     pub ready: u64,
     pub inbox: u64,
@@ -83,8 +85,8 @@ pub struct View {
 /// Reads views of one namespace; keeps what rates and configurations need between reads.
 pub struct Reader {
     client: Client,
-    /// Per queue: (policy, strategy) names, read again every `CONFIG_EVERY` reads.
-    configs: BTreeMap<String, (String, String)>,
+    /// Per queue: its configuration, read again every `CONFIG_EVERY` reads.
+    configs: BTreeMap<String, QueueConfig>,
     previous: Option<(u64, BTreeMap<String, EventCounts>)>,
     reads: u64,
 }
@@ -112,10 +114,7 @@ impl Reader {
             if (again || !self.configs.contains_key(q.as_str()))
                 && let Some(c) = self.client.backend().queue_config(q).await?
             {
-                self.configs.insert(
-                    q.as_str().to_owned(),
-                    (c.policy.name().to_owned(), c.strategy.name().to_owned()),
-                );
+                self.configs.insert(q.as_str().to_owned(), c);
             }
             if let Some(head) = self.client.backend().peek_ready(q, 1).await?.first() {
                 heads.insert(q.as_str().to_owned(), at.saturating_sub(head.millis()));
@@ -145,17 +144,20 @@ impl Reader {
             // Two decimals are plenty for a table or a chart.
             Some((pick(now).saturating_sub(pick(&was)) as f64 / seconds * 100.0).round() / 100.0)
         };
-        let queues = stats
+        let queues: Vec<QueueRow> = stats
             .queues
             .iter()
             .filter_map(|q| {
                 let name = q.queue.as_ref().map(QueueName::as_str)?;
-                let (policy, strategy) = self.configs.get(name).cloned().unwrap_or_default();
+                let config = self.configs.get(name);
                 Some(QueueRow {
                     queue: name.to_owned(),
                     paused: q.paused,
-                    policy,
-                    strategy,
+                    policy: config.map(|c| c.policy.name()).unwrap_or_default(),
+                    strategy: config
+                        .map(|c| c.strategy.name().to_owned())
+                        .unwrap_or_default(),
+                    max_waiting: config.and_then(|c| c.max_waiting),
                     scheduled: q.scheduled,
                     ready: q.ready,
                     inbox: q.dispatched,
@@ -199,6 +201,7 @@ impl Reader {
             .collect();
         self.previous = Some((at, totals));
         let mut warnings = stats.warnings.clone();
+        warnings.extend(queues.iter().filter_map(full));
         warnings.extend(unserved(stats).into_iter().map(|(queue, ready)| {
             let tasks = if ready == 1 { "task" } else { "tasks" };
             format!(
@@ -214,10 +217,30 @@ impl Reader {
         }
     }
 
-    /// Per queue: (policy, strategy), as last read.
-    pub fn configs(&self) -> &BTreeMap<String, (String, String)> {
+    /// Per queue: its configuration, as last read.
+    pub fn configs(&self) -> &BTreeMap<String, QueueConfig> {
         &self.configs
     }
+}
+
+impl QueueRow {
+    /// Its waiting tasks: ready, scheduled and retrying (what its bound limits).
+    pub fn waiting(&self) -> u64 {
+        self.ready + self.scheduled + self.retrying
+    }
+}
+
+/// The warning of a bounded queue at its bound: submits to it are refused.
+fn full(q: &QueueRow) -> Option<String> {
+    let bound = q.max_waiting?;
+    (q.waiting() >= u64::from(bound)).then(|| {
+        format!(
+            "queue `{}` is full ({} of {bound} waiting): submits to it are refused until              workers take some (or raise the bound: switchyard reconfigure {} --max-waiting N)",
+            q.queue,
+            q.waiting(),
+            q.queue
+        )
+    })
 }
 
 /// Now, in ms since the epoch.

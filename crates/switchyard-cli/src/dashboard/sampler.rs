@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use switchyard::metrics::{Kind, MetricFamily};
-use switchyard::{Client, EventKind, Stats, TaskState};
+use switchyard::{Client, EventKind, QueueConfig, Stats, TaskState};
 use tokio::sync::watch;
 
 use crate::views::{self, QueueRow, Reader, View, WorkerRow};
@@ -32,6 +32,13 @@ pub const FAMILIES: &[MetricFamily] = &[
         kind: Kind::Gauge,
         labels: &["queue", "policy", "strategy"],
         help: "1 for each queue, with its policy and strategy.",
+    },
+    MetricFamily {
+        name: "switchyard_queue_max_waiting",
+        kind: Kind::Gauge,
+        labels: &["queue"],
+        help: "The bound on a bounded queue's waiting tasks (ready, scheduled, retrying); \
+               absent for an unbounded queue.",
     },
     MetricFamily {
         name: "switchyard_registered_worker_in_flight",
@@ -246,7 +253,7 @@ impl Sampler {
 
 /// The namespace as Prometheus series (served at `/metrics`; listed in `docs/operations.md`).
 /// The state names are the page's headings.
-fn export(stats: &Stats, configs: &BTreeMap<String, (String, String)>) {
+fn export(stats: &Stats, configs: &BTreeMap<String, QueueConfig>) {
     let unserved = views::unserved(stats);
     for q in &stats.queues {
         let Some(name) = q.queue.as_ref().map(|n| n.as_str().to_owned()) else {
@@ -276,14 +283,18 @@ fn export(stats: &Stats, configs: &BTreeMap<String, (String, String)>) {
                 0.0
             },
         );
-        if let Some((policy, strategy)) = configs.get(&name) {
+        if let Some(c) = configs.get(&name) {
             metrics::gauge!(
                 "switchyard_queue_info",
                 "queue" => name.clone(),
-                "policy" => policy.clone(),
-                "strategy" => strategy.clone(),
+                "policy" => c.policy.name(),
+                "strategy" => c.strategy.name(),
             )
             .set(1.0);
+            if let Some(bound) = c.max_waiting {
+                metrics::gauge!("switchyard_queue_max_waiting", "queue" => name.clone())
+                    .set(f64::from(bound));
+            }
         }
     }
     for w in &stats.workers {

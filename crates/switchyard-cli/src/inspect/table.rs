@@ -63,6 +63,19 @@ pub fn render(view: &View, namespace: &str, every: Option<Duration>) -> String {
         if q.cancelled > 0 {
             let _ = write!(detail, ", {} cancelled", count(q.cancelled));
         }
+        if let Some(bound) = q.max_waiting {
+            let full = if q.waiting() >= u64::from(bound) {
+                " (FULL)"
+            } else {
+                ""
+            };
+            let _ = write!(
+                detail,
+                ", {} of {} waiting{full}",
+                count(q.waiting()),
+                count(u64::from(bound))
+            );
+        }
         if let Some(ms) = q.head_age_ms {
             let _ = write!(detail, ", next in line {}", age(ms));
         }
@@ -171,6 +184,7 @@ mod tests {
             paused: true,
             policy: "priority-aging".into(),
             strategy: "least-loaded".into(),
+            max_waiting: Some(u32::MAX),
             scheduled: 123_456_789,
             ready: 9_999_999_999,
             inbox: 1,

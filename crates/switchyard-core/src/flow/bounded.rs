@@ -1,27 +1,10 @@
 //! Bounded queues: [`QueueConfig::max_waiting`](crate::QueueConfig::max_waiting).
 //!
-//! **Waiting** tasks are a queue's ready, scheduled and retry-scheduled ones (dispatched and
-//! running tasks do not wait). For a bounded queue with bound `B`, every atomic submit step
-//! (one script call on Redis, one hold of the lock in memory; a step carries at most
-//! [`BATCH_STEP`] tasks) does, before it stores anything:
-//!
-//! 1. count `n`, the **new** tasks the step carries to the queue: those whose id is not
-//!    stored (nor taken by an earlier task of the step) and whose dedup key is not held (nor
-//!    claimed by an earlier task of the step) — exactly the tasks the step would store;
-//! 2. refuse the whole step with [`Error::QueueFull`] if `n > 0` and `waiting + n > B`,
-//!    `waiting` counted as the step starts (a step of duplicates only is always answered).
-//!
-//! A batch of more than one step is, in addition, checked whole at its first step: refused if
-//! `waiting + m > B`, `m` being *all* the batch's tasks to the queue (duplicates included: they
-//! are not known before their step). So, with no other producer, a batch that does not fit
-//! stores nothing; with concurrent producers, a later step can still be refused, and the error
-//! is then [`Error::BatchIncomplete`](crate::Error::BatchIncomplete) naming the stored tasks.
-//!
-//! Since every step checks and stores atomically, concurrent producers can never take the
-//! waiting count past `B` by submitting. A new task counts as waiting when the check is made
-//! even if a free worker takes it at once. Tasks already in the queue always come back to it:
-//! retries, hand-backs of a lost worker's tasks, and re-drives of dead tasks are never refused,
-//! and lowering the bound (`reconfigure`) refuses new submits until enough have left.
+//! A queue bounded by `B` refuses, with [`Error::QueueFull`] and before storing anything, a
+//! submit step whose new tasks would take its waiting tasks (ready, scheduled,
+//! retry-scheduled) past `B`; a batch of several steps is also checked whole. The exact rule
+//! and its bound are in `docs/architecture.md` ("Flow control"); [`check`] is the comparison
+//! both backends make.
 
 use crate::{Error, QueueName, Result};
 

@@ -95,6 +95,14 @@ function patchRows(body, rows) {
   while (body.children.length > next.length) body.lastElementChild.remove();
 }
 
+/** A bounded queue's waiting tasks over its bound ('full' at the bound); '-' if unbounded. */
+function bound(q) {
+  if (q.max_waiting === null || q.max_waiting === undefined) return el('td', { 'data-field': 'max_waiting' }, '-');
+  const waiting = q.ready + q.scheduled + q.retrying;
+  return el('td', { 'data-field': 'max_waiting', class: waiting >= q.max_waiting ? 'full' : '' },
+    `${int(waiting)} / ${int(q.max_waiting)}`);
+}
+
 function renderQueues(queues) {
   const body = document.querySelector('#queues tbody');
   patchRows(body, queues.map(q => el('tr', { 'data-queue': q.queue },
@@ -104,6 +112,7 @@ function renderQueues(queues) {
     el('td', { class: 'text', 'data-field': 'strategy' }, q.strategy),
     ...['scheduled', 'ready', 'inbox', 'running', 'retrying', 'succeeded', 'dead', 'cancelled']
       .map(f => el('td', { 'data-field': f }, int(q[f]))),
+    bound(q),
     el('td', { 'data-field': 'succeeded_per_s' }, rate(q.succeeded_per_s)),
     el('td', { 'data-field': 'failed_per_s' }, rate(q.failed_per_s)),
     el('td', { 'data-field': 'head_age' }, q.head_age_ms === null ? '-' : seconds(q.head_age_ms)),
