@@ -41,6 +41,7 @@ else
   emit(q, 'cancelled', r.id)
   finish(r, S_CANCELLED, q)
   fill_worker(wr)
+  resume(q)
 end
 flush()
 local reply = {0}

@@ -61,6 +61,7 @@ for i = 0, nl - 1 do
     r.res = ARGV[a + 3]
     finish(r, S_SUCCEEDED, q)
     fill_worker(wr)
+    resume(q)
     accepted = true
     reply[#reply + 1] = A_SUCCEEDED
     reply[#reply + 1] = S_SUCCEEDED

@@ -14,11 +14,14 @@ unpark(wr)
 local inbox = call('ZRANGEBYLEX', K_WTASKS, format('[%s|%012x', w, wr.rc + 1), '(' .. w .. '}')
 wr.inf = wr.inf - #inbox
 wr.ib = 0
-local returned = {}
+local returned, records = {}, {}
 for _, m in ipairs(inbox) do
   call('ZREM', K_WTASKS, m)
   local r = rec_get(sub(m, #w + 15))
   returned[#returned + 1] = r.id
+  records[#records + 1] = r
+  count_active(queue_of(r.q), -1)
   place(r, queue_of(r.q), nil, false, NOW, true)
 end
+resume_each(records, {})
 return reply_returned(returned)

@@ -1,9 +1,10 @@
 -- lib/admin.lua: helpers of the administration calls (switchyard_core::admin).
 -- Rust twin: crates/switchyard-memory/src/state/admin.rs.
 
--- A queue configuration in ARGV[i..i+16] (as declare and reconfigure pass it), checked:
--- the packed CFG, the random generator state, the jitter generator state and the bound on
--- waiting tasks (0: unbounded; lib/bounded.lua).
+-- A queue configuration in ARGV[i..i+17] (as declare and reconfigure pass it), checked:
+-- the packed CFG, the random generator state, the jitter generator state, the bound on
+-- waiting tasks (0: unbounded; lib/bounded.lua) and the concurrency limit (0: none;
+-- lib/concurrency.lua).
 local function config_arg(i)
   local pol = int_arg(i, 'policy', 0, 4)
   local age = int_arg(i + 1, 'aging', 0, 2^24)
@@ -18,12 +19,14 @@ local function config_arg(i)
     int_arg(i + 10, 'result ttl', 0, MAX_MS), int_arg(i + 11, 'dead ttl', 0, MAX_MS),
     int_arg(i + 12, 'dedup window', 0, MAX_MS), int_arg(i + 15, 'event level', 0, 2))
   return cfg, int_arg(i + 13, 'random state', 1, MINSTD_M - 1), int_arg(i + 14, 'jitter state', 1, MINSTD_M - 1),
-    int_arg(i + 16, 'max waiting', 0, 2^32 - 1)
+    int_arg(i + 16, 'max waiting', 0, 2^32 - 1), int_arg(i + 17, 'concurrency', 0, 2^32 - 1)
 end
 
--- Stores a queue's bound on waiting tasks in its state hash (field 'm', absent: unbounded).
-local function store_bound(k_state, mw)
+-- Stores a queue's bound on waiting tasks and its concurrency limit in its state hash
+-- (fields 'm' and 'l'; absent: none).
+local function store_limits(k_state, mw, cl)
   if mw > 0 then call('HSET', k_state, 'm', mw) else call('HDEL', k_state, 'm') end
+  if cl > 0 then call('HSET', k_state, 'l', cl) else call('HDEL', k_state, 'l') end
 end
 
 -- The registered workers that serve queue `name`, sorted, joined by ','  ('' for none).

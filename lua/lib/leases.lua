@@ -51,6 +51,7 @@ end
 
 -- Frees the slot a leased task held on its worker (State::release_slot).
 local function release(wr, r)
+  count_active(queue_of(r.q), -1)
   zrem(K_WTASKS, format('%s|%012x|%s', wr.id, r.tok, r.id))
   unsettle(wr)
   wr.inf = wr.inf - 1
@@ -99,8 +100,8 @@ local function receive_tasks(wr, max, out)
     if got >= max or not has_free_slot(wr) then break end
     if wr.strs[qname] == T_PULL then
       local q = queue_of(qname)
-      if not q.paused then
-        for _, r in ipairs(pop_ready(q, min(max - got, wr.cap - wr.inf))) do
+      if dispatches(q) then
+        for _, r in ipairs(pop_ready(q, room(q, min(max - got, wr.cap - wr.inf)))) do
           start_pulled(wr, r, next_seq(), out)
           got = got + 1
         end
@@ -146,6 +147,7 @@ local function end_attempt_failed(wr, r, err, retry)
     res = {2}
   end
   fill_worker(wr)
+  resume(q)
   return res
 end
 
@@ -191,11 +193,13 @@ local function hand_back(wr)
   local returned = {}
   for _, r in ipairs(inbox) do
     returned[#returned + 1] = r.id
+    count_active(queue_of(r.q), -1)
     place(r, queue_of(r.q), nil, false, NOW, true)
   end
   for _, r in ipairs(running) do
     returned[#returned + 1] = r.id
     local q = queue_of(r.q)
+    count_active(q, -1)
     r.e = 'worker ' .. wr.id .. ' was lost during attempt ' .. r.at
     emit(q, 'failed', r.id, wr.id, r.e)
     if r.fl % 2 == F_CANCEL then
@@ -209,5 +213,6 @@ local function hand_back(wr)
       place(r, q, nil, false, NOW, true)
     end
   end
+  resume_each(inbox, running)
   return returned
 end

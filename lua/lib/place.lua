@@ -33,7 +33,7 @@ end
 -- Returns whether it handed off any.
 local function hand_off_ready(q)
   local any = false
-  while ready_len(q) > 0 do
+  while ready_len(q) > 0 and dispatches(q) do
     local wr = taker(q)
     if not wr then return any end
     local r = pop_ready(q, 1)[1]
@@ -78,7 +78,7 @@ local function place(r, q, at, retry, t, keep)
   r.pos = order
   -- Ready (and then dispatched) since `t`: a delivery tells the worker how long it waited.
   r.tm = t
-  if q.str ~= T_PULL and not q.paused then
+  if q.str ~= T_PULL and dispatches(q) then
     if ready_len(q) == 0 then
       local w = pick(q, r)
       if w then
@@ -92,7 +92,7 @@ local function place(r, q, at, retry, t, keep)
   -- takes it (hand_off_ready). With the set empty, that minimum is this task: hand it over
   -- without writing it to the set first.
   local waiting = nil
-  if q.str == T_PULL and not q.paused then
+  if q.str == T_PULL and dispatches(q) then
     waiting = ready_len(q)
     if waiting == 0 then
       local wr = taker(q)
@@ -125,20 +125,20 @@ local function fill_worker(wr)
     if not has_free_slot(wr) then return end
     if wr.strs[qname] ~= T_PULL then
       local q = queue_of(qname)
-      if not q.paused then
-        for _, r in ipairs(pop_ready(q, wr.cap - wr.inf)) do dispatch_to(wr, r, q, nil) end
+      if dispatches(q) then
+        for _, r in ipairs(pop_ready(q, room(q, wr.cap - wr.inf))) do dispatch_to(wr, r, q, nil) end
       end
     end
   end
 end
 
 -- Hands ready tasks of `q` to eligible workers, up to `limit` (State::dispatch): nothing for
--- a pull queue or a paused one. Reads the ready set directly: call it before this call pushed
+-- a pull queue, a paused one or one held at its concurrency limit. Reads the ready set directly: call it before this call pushed
 -- anything to it.
 local function dispatch_ready(q, limit)
   local n = 0
   unpop(q)
-  while n < limit and q.str ~= T_PULL and not q.paused do
+  while n < limit and q.str ~= T_PULL and dispatches(q) do
     -- The head of the ready set, dropping cancelled entries of an FCFS list.
     local r = nil
     if q.pol == P_FCFS then

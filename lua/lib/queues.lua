@@ -30,7 +30,7 @@ local function queue_of(name)
   if not g then fail('SY_STALE', 'queue ' .. name .. ' was not passed') end
   local b = NFIXED + (g - 1) * GROUP_KEYS
   local k_state = KEYS[b + 1]
-  local v = call('HMGET', k_state, 'c', 'd', 'p', 'm')
+  local v = call('HMGET', k_state, 'c', 'd', 'p', 'm', 'l', 'a')
   if not v[1] then fail('SY_UNKNOWN_QUEUE', name) end
   -- policy aging strategy vnodes default_cost max_attempts timeout backoff_base backoff_max
   -- jitter_pct result_ttl dead_ttl dedup_window event_level
@@ -49,9 +49,31 @@ local function queue_of(name)
        vn = c[4], dcost = c[5], matt = c[6], tmo = c[7], bb = c[8], bm = c[9], bj = c[10],
        rttl = c[11], dttl = c[12], dwin = c[13], ev = c[14], tomb = tomb, rng = rng, jit = jit,
        vt = vt, ep = ep, cur = cur, rlen = false, dirty = false, paused = v[3] == '1',
-       none_parked = false, mw = tonumber(v[4]) or 0}
+       none_parked = false, mw = tonumber(v[4]) or 0, cl = tonumber(v[5]) or 0,
+       act = tonumber(v[6]) or 0}
   QUEUES[name] = q
   return q
+end
+
+-- Whether queue `q` may dispatch now: not paused, and not held at its concurrency limit
+-- (`cl`, 0: none) by its active tasks (`act`; Queue::dispatches).
+local function dispatches(q)
+  return not q.paused and (q.cl == 0 or q.act < q.cl)
+end
+
+-- At most `n`, and no more than `q`'s concurrency limit leaves room for.
+local function room(q, n)
+  if q.cl > 0 and q.cl - q.act < n then return q.cl - q.act end
+  return n
+end
+
+-- Counts one task of `q` in (d = 1) or out (d = -1) of its active tasks: kept (field 'a') for
+-- queues with a concurrency limit only (lib/concurrency.lua counts them when a limit is set).
+local function count_active(q, d)
+  if q.cl > 0 then
+    q.act = q.act + d
+    call('HSET', q.k_state, 'a', q.act)
+  end
 end
 
 -- Names groups from ARGV[first ..] and opens them all (failing on an undeclared queue).

@@ -120,6 +120,12 @@ pub struct QueueConfig {
     /// exactly: [`crate::flow::bounded`]). At least 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_waiting: Option<u32>,
+    /// The most tasks of the queue that may be active (dispatched or running) at once, across
+    /// all workers; `None` (the default) is unlimited. At the limit the queue dispatches
+    /// nothing until one of its tasks ends, however it ends (the rule, exactly:
+    /// [`crate::flow::concurrency`]). At least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
     /// A duration a `with_*` method could not store (out of range); `validate` reports it, so
     /// that nothing is silently clamped.
     #[serde(skip)]
@@ -149,6 +155,7 @@ impl Default for QueueConfig {
             dead_ttl_ms: 7 * 24 * 3_600_000,
             events: EventLevel::Failures,
             max_waiting: None,
+            concurrency: None,
             unfit: None,
         }
     }
@@ -235,6 +242,20 @@ impl QueueConfig {
         self
     }
 
+    /// Limits the queue to `max` active tasks (dispatched or running) at once, across all
+    /// workers (see [`concurrency`](QueueConfig::concurrency)).
+    ///
+    /// ```
+    /// use switchyard_core::QueueConfig;
+    /// let exports = QueueConfig::default().with_concurrency(5);
+    /// assert_eq!(exports.concurrency, Some(5));
+    /// assert!(QueueConfig::default().with_concurrency(0).validate().is_err());
+    /// ```
+    pub fn with_concurrency(mut self, max: u32) -> Self {
+        self.concurrency = Some(max);
+        self
+    }
+
     /// Sets the default cost for shortest-job-first (at most [`MAX_DURATION_MS`] ms; more is
     /// reported by [`validate`](QueueConfig::validate)).
     pub fn with_default_cost(mut self, cost: Duration) -> Self {
@@ -258,6 +279,12 @@ impl QueueConfig {
         }
         if self.timeout_ms == 0 {
             return Err(Error::invalid("timeout", "must be at least 1 ms"));
+        }
+        if self.concurrency == Some(0) {
+            return Err(Error::invalid(
+                "concurrency",
+                "must be at least 1 (leave it unset for no limit)",
+            ));
         }
         if self.max_waiting == Some(0) {
             return Err(Error::invalid(
@@ -305,7 +332,7 @@ impl QueueConfig {
             b.map_or_else(|| "unbounded".to_owned(), |n| n.to_string())
         }
         let (a, b) = (self, requested);
-        let fields: [(&str, String, String); 14] = [
+        let fields: [(&str, String, String); 15] = [
             ("policy", a.policy.name(), b.policy.name()),
             ("strategy", strategy(a.strategy), strategy(b.strategy)),
             ("seed", a.seed.to_string(), b.seed.to_string()),
@@ -360,6 +387,7 @@ impl QueueConfig {
                 b.events.name().to_owned(),
             ),
             ("max_waiting", bound(a.max_waiting), bound(b.max_waiting)),
+            ("concurrency", bound(a.concurrency), bound(b.concurrency)),
         ];
         fields
             .into_iter()

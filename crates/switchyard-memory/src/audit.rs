@@ -142,8 +142,9 @@ impl State {
                     .ok_or(format!("{qn} lists dead worker {wid}"))?;
                 let free = w.has_free_slot();
                 if q.config.strategy.is_push() {
-                    // Invariant 3, work conservation, holds for queues that are not paused.
-                    if free && !q.paused && !q.ready.is_empty() {
+                    // Invariant 3, work conservation, holds for queues that are not paused
+                    // or held at their concurrency limit.
+                    if free && q.dispatches() && !q.ready.is_empty() {
                         return Err(format!(
                             "{qn} has {} ready tasks while {wid} has a free slot",
                             q.ready.len()
@@ -158,6 +159,17 @@ impl State {
             }
             if q.config.strategy.is_push() && q.balancer.eligible_count() > q.members.len() {
                 return Err(format!("{qn}'s balancer lists workers that left"));
+            }
+            let active = self
+                .tasks
+                .values()
+                .filter(|t| &t.queue == qn && t.state.is_leased())
+                .count();
+            if active != q.active as usize {
+                return Err(format!(
+                    "{qn} counts {} active tasks, its records say {active}",
+                    q.active
+                ));
             }
         }
         Ok(())

@@ -23,6 +23,7 @@
 
 mod admin;
 mod bounded;
+mod concurrency;
 mod costs;
 mod dispatch;
 mod inspect;

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use redis::AsyncCommands;
+use switchyard_core::flow::concurrency;
 use switchyard_core::{InstanceToken, QueueName, Result, TaskState};
 
 use crate::backend::RedisBackend;
@@ -16,6 +17,10 @@ struct QueueView {
     pull: bool,
     /// Paused (field `p` of the queue state): work conservation does not apply.
     paused: bool,
+    /// The concurrency limit, and the active count kept for it (field `a`): while held at
+    /// the limit, work conservation does not apply.
+    limit: Option<u32>,
+    active_field: Option<i64>,
     /// Ready entries (an FCFS list may hold entries of cancelled tasks, counted in `tomb`).
     ready: Vec<String>,
     tomb: i64,
@@ -83,9 +88,12 @@ impl RedisBackend {
                 conn.zrange(&ready, 0, -1).await.map_err(e)?
             };
             let paused: Option<String> = conn.hget(&state, "p").await.map_err(e)?;
+            let active_field: Option<i64> = conn.hget(&state, "a").await.map_err(e)?;
             let view = QueueView {
                 pull: !config.strategy.is_push(),
                 paused: paused.as_deref() == Some("1"),
+                limit: config.concurrency,
+                active_field,
                 ready,
                 tomb: if fcfs { tomb.unwrap_or(0) } else { 0 },
                 delayed: pairs(conn.zrange_withscores(&delayed, 0, -1).await.map_err(e)?),
@@ -127,6 +135,7 @@ impl RedisBackend {
         let mut held: BTreeMap<String, u32> = BTreeMap::new();
         let mut inboxes: BTreeMap<String, u32> = BTreeMap::new();
         let mut live_ready: BTreeMap<QueueName, i64> = BTreeMap::new();
+        let mut active: BTreeMap<QueueName, u32> = BTreeMap::new();
         let mut expected_wtasks = BTreeSet::new();
         for (id, r) in &records {
             let Some(view) = queues.get(&r.queue) else {
@@ -156,6 +165,7 @@ impl RedisBackend {
                     *live_ready.entry(r.queue.clone()).or_default() += 1;
                 }
                 TaskState::Dispatched | TaskState::Running => {
+                    *active.entry(r.queue.clone()).or_default() += 1;
                     let w = r
                         .worker
                         .as_ref()
@@ -222,6 +232,13 @@ impl RedisBackend {
                     .copied()
                     .unwrap_or(0)
             };
+            let leased = i64::from(active.get(queue).copied().unwrap_or(0));
+            if view.limit.is_some() && view.active_field.unwrap_or(0) != leased {
+                problems.push(format!(
+                    "{queue}: counts {:?} active tasks for its concurrency limit, {leased} are",
+                    view.active_field
+                ));
+            }
             let live = live_ready.get(queue).copied().unwrap_or(0);
             if view.ready_len() != live {
                 problems.push(format!(
@@ -328,7 +345,12 @@ impl RedisBackend {
                     }
                     eligible.insert(member);
                 }
-                if free_slot && !view.paused && view.ready_len() > 0 {
+                let count = active.get(q).copied().unwrap_or(0);
+                if free_slot
+                    && !view.paused
+                    && !concurrency::held(count, view.limit)
+                    && view.ready_len() > 0
+                {
                     problems.push(format!(
                         "{q} has {} ready tasks while {w} has a free slot",
                         view.ready_len()

@@ -50,6 +50,7 @@ const LIB: &[(&str, &str)] = &[
     lib_file!("dispatch.lua"),
     lib_file!("pick.lua"),
     lib_file!("place.lua"),
+    lib_file!("concurrency.lua"),
     lib_file!("leases.lua"),
     lib_file!("steps.lua"),
     lib_file!("admin.lua"),

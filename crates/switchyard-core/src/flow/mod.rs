@@ -5,5 +5,8 @@
 //!
 //! * [`bounded`] — a queue with a maximum number of waiting tasks refuses submits that would
 //!   take it past the bound ([`Error::QueueFull`](crate::Error::QueueFull)).
+//! * [`concurrency`] — a queue with a concurrency limit dispatches nothing while that many of
+//!   its tasks are active, and takes up again as soon as one ends.
 
 pub mod bounded;
+pub mod concurrency;

@@ -122,6 +122,8 @@ impl State {
             q.balancer = Balancer::new(config.strategy, config.seed);
             q.jitter = config.jitter_rng();
         }
+        // A limit raised or removed lets the queue take up what waits.
+        self.resume(queue, self.now)?;
         Ok(true)
     }
 

@@ -102,6 +102,7 @@ impl State {
         now: Millis,
     ) -> Result<Delivery> {
         self.task_mut(id)?.token = token;
+        self.count_active(id, true)?;
         if let Some(w) = self.workers.get_mut(worker) {
             w.inflight += 1;
             w.dispatched += 1;
@@ -179,6 +180,7 @@ impl State {
             t.position = None;
             t.queue.clone()
         };
+        self.queue_mut(&queue)?.active += 1;
         let w = self
             .workers
             .get_mut(worker)

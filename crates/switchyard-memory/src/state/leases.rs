@@ -12,8 +12,13 @@ use switchyard_core::{
 use super::{State, Task, internal};
 
 impl State {
-    /// Frees the slot a task held on its worker.
-    pub(super) fn release_slot(&mut self, worker: &WorkerId, id: TaskId, inbox_seq: Option<u64>) {
+    /// Frees the slot a task held on its worker; the task is no longer active in its queue.
+    pub(super) fn release_slot(
+        &mut self,
+        worker: &WorkerId,
+        id: TaskId,
+        inbox_seq: Option<u64>,
+    ) -> Result<()> {
         if let Some(w) = self.workers.get_mut(worker) {
             let held = match inbox_seq {
                 Some(seq) => w.inbox.remove(&seq).is_some(),
@@ -23,7 +28,9 @@ impl State {
                 w.inflight = w.inflight.saturating_sub(1);
             }
         }
+        self.count_active(id, false)?;
         self.refresh_load(worker);
+        Ok(())
     }
 
     /// Ends a task in a terminal state.
@@ -105,7 +112,7 @@ impl State {
             )
         };
         self.emit(EventKind::Failed, id, Some(&worker), Some(error.clone()));
-        self.release_slot(&worker, id, None);
+        self.release_slot(&worker, id, None)?;
         let mut assignments = Vec::new();
         let ack = if cancel {
             self.emit(EventKind::Cancelled, id, None, None);
@@ -125,6 +132,7 @@ impl State {
             Ack::Dead
         };
         assignments.extend(self.fill_worker(&worker, now)?);
+        assignments.extend(self.resume(&queue_name, now)?);
         Ok(AckOutcome::new(ack, assignments))
     }
 
@@ -155,10 +163,12 @@ impl State {
         for (_, id) in w.inbox {
             back.returned.push(id);
             self.task_mut(id)?.worker = None;
+            self.count_active(id, false)?;
             back.assignments.extend(self.return_ready(id, now)?);
         }
         for id in w.running {
             back.returned.push(id);
+            self.count_active(id, false)?;
             let (attempts, max_attempts, cancel) = {
                 let t = self.task_mut(id)?;
                 (t.attempts, t.max_attempts, t.cancel_requested)
@@ -177,6 +187,8 @@ impl State {
                 back.assignments.extend(self.return_ready(id, now)?);
             }
         }
+        let resumed = self.resume_each(&back.returned, now)?;
+        back.assignments.extend(resumed);
         Ok(back)
     }
 
@@ -242,9 +254,10 @@ impl State {
             w.completed += 1;
         }
         self.learn_cost(id, now)?;
-        self.release_slot(&lease.worker, id, None);
+        self.release_slot(&lease.worker, id, None)?;
         self.finish(id, TaskState::Succeeded, TaskOutcome::Succeeded(value), now)?;
-        let assignments = self.fill_worker(&lease.worker, now)?;
+        let mut assignments = self.fill_worker(&lease.worker, now)?;
+        assignments.extend(self.resume(&lease.queue, now)?);
         Ok(AckOutcome::new(Ack::Completed, assignments))
     }
 

@@ -6,7 +6,7 @@
 use switchyard_core::policy::KeyInput;
 use switchyard_core::{Assignment, Millis, QueueName, Result, TaskId, TaskState, WorkerId};
 
-use super::{State, internal, to_i64};
+use super::{Queue, State, internal, to_i64};
 
 /// What the first worker parked on a pull queue does with an arriving task (`State::sleeper`).
 pub(super) enum Sleeper {
@@ -81,14 +81,14 @@ impl State {
         // A non-empty ready set means no worker of this queue has a free slot (invariant 3),
         // so only an empty set can dispatch an arriving task.
         if q.config.strategy.is_push()
-            && !q.paused
+            && q.dispatches()
             && q.ready.is_empty()
             && let Some(worker) = q.balancer.pick(&affinity)
         {
             // The task's sequence number doubles as its lease token.
             return self.dispatch_to(&worker, id, Some(seq), now).map(Some);
         }
-        let pull = !q.config.strategy.is_push() && !q.paused;
+        let pull = !q.config.strategy.is_push() && q.dispatches();
         q.ready.insert((key, order), id);
         let t = self.task_mut(id)?;
         t.state = TaskState::Ready;
@@ -164,7 +164,12 @@ impl State {
     /// Pull queues: hands the ready tasks of `queue`, minimum first, to the parked workers that
     /// take them (see `sleeper`), each under a fresh token, until none is ready or none takes.
     pub(super) fn hand_off_ready(&mut self, queue: &QueueName, now: Millis) -> Result<()> {
-        while let Some((&pos, &id)) = self.queue(queue)?.ready.first_key_value() {
+        while let Some((&pos, &id)) = self
+            .queue(queue)?
+            .ready
+            .first_key_value()
+            .filter(|_| self.queues.get(queue).is_some_and(Queue::dispatches))
+        {
             match self.sleeper(queue)? {
                 Sleeper::None => break,
                 Sleeper::Woken => {}
@@ -225,7 +230,7 @@ impl State {
         }
         let next = w.spec.queues().iter().find_map(|qn| {
             let q = self.queues.get(qn)?;
-            if q.config.strategy.is_push() != push || q.paused {
+            if q.config.strategy.is_push() != push || !q.dispatches() {
                 return None;
             }
             q.ready
@@ -248,7 +253,7 @@ impl State {
         let mut out = Vec::new();
         while out.len() < limit {
             let q = self.queue_mut(queue)?;
-            if q.paused {
+            if !q.dispatches() {
                 break;
             }
             let Some((&pos, &id)) = q.ready.first_key_value() else {

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use switchyard_core::EventCounts;
+use switchyard_core::flow::concurrency::held;
 use switchyard_core::rng::Minstd;
 use switchyard_core::strategy::Balancer;
 use switchyard_core::{
@@ -35,6 +36,17 @@ pub(crate) struct Queue {
     pub(crate) totals: EventCounts,
     /// Nothing is dispatched from it (see `set_paused`).
     pub(crate) paused: bool,
+    /// Its dispatched and running tasks (what a concurrency limit counts; kept for every
+    /// queue, so that a limit set later starts from the right count).
+    pub(crate) active: u32,
+}
+
+impl Queue {
+    /// Whether it may dispatch now: not paused, and not held at its concurrency limit
+    /// (`switchyard_core::flow::concurrency`).
+    pub(crate) fn dispatches(&self) -> bool {
+        !self.paused && !held(self.active, self.config.concurrency)
+    }
 }
 
 impl State {
@@ -63,6 +75,7 @@ impl State {
                 parked: BTreeSet::new(),
                 totals: EventCounts::default(),
                 paused: false,
+                active: 0,
             },
         );
         Ok(())

@@ -112,10 +112,11 @@ impl State {
             }
             TaskState::Dispatched => {
                 let worker = worker.ok_or_else(|| internal("dispatched task without worker"))?;
-                self.release_slot(&worker, id, Some(inbox_seq));
+                self.release_slot(&worker, id, Some(inbox_seq))?;
                 self.emit(EventKind::Cancelled, id, None, None);
                 self.finish(id, TaskState::Cancelled, TaskOutcome::Cancelled, now)?;
-                let assignments = self.fill_worker(&worker, now)?;
+                let mut assignments = self.fill_worker(&worker, now)?;
+                assignments.extend(self.resume(&queue_name, now)?);
                 Ok(CancelOutcome::Cancelled { assignments })
             }
             TaskState::Running => {

@@ -211,8 +211,11 @@ impl State {
         for (_, id) in inbox {
             back.returned.push(id);
             self.task_mut(id)?.worker = None;
+            self.count_active(id, false)?;
             back.assignments.extend(self.return_ready(id, now)?);
         }
+        let resumed = self.resume_each(&back.returned, now)?;
+        back.assignments.extend(resumed);
         Ok(back)
     }
 

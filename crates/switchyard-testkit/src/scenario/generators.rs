@@ -36,7 +36,7 @@ pub fn any_strategy() -> impl proptest::strategy::Strategy<Value = Strategy> {
 
 /// A queue configuration with short timeouts and backoffs so that retries and lease expiry
 /// happen inside a scenario; retention is long so that no record is purged. A third of the
-/// queues are bounded, by a bound small enough to be reached.
+/// queues are bounded, and a third have a concurrency limit, small enough to be reached.
 pub fn any_config() -> impl proptest::strategy::Strategy<Value = QueueConfig> {
     (
         any_policy(),
@@ -51,12 +51,15 @@ pub fn any_config() -> impl proptest::strategy::Strategy<Value = QueueConfig> {
             Just(EventLevel::Failures),
             Just(EventLevel::All)
         ],
-        proptest::option::weighted(0.35, 1u32..6),
+        (
+            proptest::option::weighted(0.35, 1u32..6),
+            proptest::option::weighted(0.35, 1u32..4),
+        ),
     )
         .prop_map(
-            |(policy, strategy, seed, attempts, timeout, (base, jitter), dedup, events, bound)| {
+            |(policy, strategy, seed, attempts, timeout, (base, jitter), dedup, events, limits)| {
                 let mut config = QueueConfig::new(policy, strategy);
-                config.max_waiting = bound;
+                (config.max_waiting, config.concurrency) = limits;
                 config
                     .with_events(events)
                     .with_seed(seed)

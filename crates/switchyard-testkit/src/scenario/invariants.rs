@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use switchyard_core::flow::concurrency::held;
 use switchyard_core::policy::KeyInput;
 use switchyard_core::prelude::*;
 use switchyard_core::{Clock, QueueName, TaskId, TaskInfo, TaskState, WorkerId};
@@ -45,6 +46,7 @@ impl<B: Backend> Runner<B> {
         let held = self.conservation(&snap)?;
         capacity(&snap, held)?;
         self.work_conservation(&snap)?;
+        self.within_limits(&snap)?;
         let after = self.ready_lists().await?;
         order_kept(before, &after, cancelled)?;
         Ok((snap, after))
@@ -91,12 +93,17 @@ impl<B: Backend> Runner<B> {
         Ok(held)
     }
 
-    /// 3. Work conservation: no push queue that is not paused has a ready task while a worker
-    ///    serving it has a free slot.
+    /// 3. Work conservation: no push queue that is not paused, nor held at its concurrency
+    ///    limit, has a ready task while a worker serving it has a free slot.
     fn work_conservation(&self, snap: &Snapshot) -> Result<(), String> {
         for (i, q) in snap.stats.queues.iter().enumerate() {
             let config = self.configs.get(i).ok_or("queue index")?;
-            if !config.strategy.is_push() || q.ready == 0 || q.paused {
+            let active = u32::try_from(q.dispatched + q.running).unwrap_or(u32::MAX);
+            if !config.strategy.is_push()
+                || q.ready == 0
+                || q.paused
+                || held(active, config.concurrency)
+            {
                 continue;
             }
             let name = queue_name(i);
@@ -109,6 +116,42 @@ impl<B: Backend> Runner<B> {
                 return Err(format!(
                     "{name} has {} ready tasks while {} has a free slot",
                     q.ready, w.id
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Concurrency limits: no task of a queue became active in this step while more than its
+    /// limit are active (more can be active only after the limit was lowered).
+    fn within_limits(&self, snap: &Snapshot) -> Result<(), String> {
+        for (i, config) in self.configs.iter().enumerate() {
+            let Some(limit) = config.concurrency else {
+                continue;
+            };
+            let name = queue_name(i);
+            let active: Vec<&TaskId> = self
+                .accepted
+                .iter()
+                .zip(&snap.tasks)
+                .filter(|(_, info)| {
+                    info.as_ref()
+                        .is_some_and(|t| t.queue == name && t.state.is_leased())
+                })
+                .map(|(id, _)| id)
+                .collect();
+            if active.len() <= limit as usize {
+                continue;
+            }
+            if let Some(id) = active.iter().find(|id| {
+                !self
+                    .states
+                    .get(**id)
+                    .is_some_and(|(st, _, _)| st.is_leased())
+            }) {
+                return Err(format!(
+                    "{name} has {} active tasks, over its limit of {limit}, and {id} became active in this step",
+                    active.len()
                 ));
             }
         }
