@@ -90,6 +90,13 @@ pub struct QueueFlags {
     ))]
     pub max_waiting: Option<Bound>,
 
+    #[arg(long, value_name = "N|none", help = fresh(
+        "Most tasks of the queue active (dispatched or running) at once, across all workers; at \
+         the limit the queue waits until one ends. `none`: no limit",
+        "none",
+    ))]
+    pub concurrency: Option<Bound>,
+
     #[arg(long, help = fresh(
         "Seed of the queue's random choices (random strategy, retry jitter)",
         QueueConfig::default().seed,
@@ -97,7 +104,7 @@ pub struct QueueFlags {
     pub seed: Option<u64>,
 }
 
-/// `--max-waiting`: a bound of at least 1, or `none`.
+/// `--max-waiting`, `--concurrency`: a bound of at least 1, or `none`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bound(pub Option<u32>);
 
@@ -109,7 +116,7 @@ impl std::str::FromStr for Bound {
             return Ok(Bound(None));
         }
         match s.parse::<u32>() {
-            Ok(0) => Err("0 would refuse every submit: give at least 1, or none".into()),
+            Ok(0) => Err("0 would stop the queue: give at least 1, or none".into()),
             Ok(n) => Ok(Bound(Some(n))),
             Err(_) => Err(format!(
                 "`{s}` is neither a count (1 to {}) nor none",
@@ -151,6 +158,9 @@ impl QueueFlags {
         if let Some(Bound(bound)) = self.max_waiting {
             c.max_waiting = bound;
         }
+        if let Some(Bound(limit)) = self.concurrency {
+            c.concurrency = limit;
+        }
         c.validate().map_err(|e| e.to_string())?;
         Ok(c)
     }
@@ -169,11 +179,13 @@ impl QueueFlags {
             && self.events.is_none()
             && self.seed.is_none()
             && self.max_waiting.is_none()
+            && self.concurrency.is_none()
     }
 }
 
 /// What the flags can set, by flag name, as shown (the lines of a configuration's diff).
-pub fn settings(c: &QueueConfig) -> [(&'static str, String); 12] {
+pub fn settings(c: &QueueConfig) -> [(&'static str, String); 13] {
+    let bound = |b: Option<u32>| b.map_or_else(|| "none".to_owned(), |n| n.to_string());
     [
         ("policy", c.policy.name()),
         ("strategy", c.strategy.name().to_owned()),
@@ -186,11 +198,8 @@ pub fn settings(c: &QueueConfig) -> [(&'static str, String); 12] {
         ("dedup-window-ms", c.dedup_window_ms.to_string()),
         ("events", c.events.name().to_owned()),
         ("seed", c.seed.to_string()),
-        (
-            "max-waiting",
-            c.max_waiting
-                .map_or_else(|| "none".to_owned(), |n| n.to_string()),
-        ),
+        ("max-waiting", bound(c.max_waiting)),
+        ("concurrency", bound(c.concurrency)),
     ]
 }
 
@@ -203,9 +212,12 @@ pub fn run(args: &DeclareArgs) -> Result<(), String> {
             .declare(&args.queue, config)
             .await
             .map_err(|e| e.to_string())?;
-        let bound = config
+        let mut bound = config
             .max_waiting
             .map_or_else(String::new, |n| format!(", at most {n} waiting"));
+        if let Some(n) = config.concurrency {
+            bound.push_str(&format!(", at most {n} active"));
+        }
         println!(
             "queue {}: policy {}, strategy {}, {} attempts{bound}",
             args.queue,

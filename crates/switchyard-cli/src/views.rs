@@ -35,6 +35,8 @@ pub struct QueueRow {
     pub strategy: String,
     /// The bound on its waiting tasks (`declare --max-waiting`); none: unbounded.
     pub max_waiting: Option<u32>,
+    /// The most tasks active at once (`declare --concurrency`); none: no limit.
+    pub concurrency: Option<u32>,
     pub scheduled: u64,
     pub ready: u64,
     pub inbox: u64,
@@ -158,6 +160,7 @@ impl Reader {
                         .map(|c| c.strategy.name().to_owned())
                         .unwrap_or_default(),
                     max_waiting: config.and_then(|c| c.max_waiting),
+                    concurrency: config.and_then(|c| c.concurrency),
                     scheduled: q.scheduled,
                     ready: q.ready,
                     inbox: q.dispatched,
@@ -227,6 +230,11 @@ impl QueueRow {
     /// Its waiting tasks: ready, scheduled and retrying (what its bound limits).
     pub fn waiting(&self) -> u64 {
         self.ready + self.scheduled + self.retrying
+    }
+
+    /// Its active tasks: in a worker's inbox or running (what its concurrency limit limits).
+    pub fn active(&self) -> u64 {
+        self.inbox + self.running
     }
 }
 

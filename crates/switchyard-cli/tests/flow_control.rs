@@ -1,11 +1,14 @@
 //! Flow control from the command line, against a real redis-server: a bounded queue declared,
 //! filled, refused, shown full by `status` (table and JSON), and its bound raised and removed
-//! with `reconfigure`.
+//! with `reconfigure`; a queue limited to one active task shown at its limit, and its slot
+//! back from a worker process killed with SIGKILL.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod support;
 
-use support::{ok, run};
+use std::time::{Duration, Instant};
+
+use support::{WorkerProcess, ok, run};
 use switchyard_testkit::redis_server::RedisServer;
 
 fn json(text: &str) -> serde_json::Value {
@@ -85,4 +88,85 @@ fn a_bounded_queue_refuses_what_does_not_fit_and_says_so() {
     let view = json(&ok(&server, ns, &["status", "--json"]));
     assert_eq!(view["queues"][0]["ready"], 16);
     assert!(view["queues"][0]["max_waiting"].is_null(), "{view}");
+}
+
+/// Polls `status --json` every 50 ms until `check` accepts it, for at most `within`.
+fn status_until(
+    server: &RedisServer,
+    ns: &str,
+    within: Duration,
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let view = json(&ok(server, ns, &["status", "--json"]));
+        if check(&view) {
+            return view;
+        }
+        assert!(
+            start.elapsed() < within,
+            "gave up waiting for {what}: {view}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_limited_queue_runs_one_at_a_time_and_gets_a_killed_workers_slot_back() {
+    let server = RedisServer::start().unwrap();
+    let ns = "limited";
+    let said = ok(&server, ns, &["declare", "exports", "--concurrency", "1"]);
+    assert!(said.contains("at most 1 active"), "{said}");
+    // The first task sleeps long enough to be killed holding the slot; the rest are quick.
+    ok(&server, ns, &["submit", "exports", "sleep", "3000"]);
+    ok(
+        &server,
+        ns,
+        &["submit", "exports", "sleep", "10", "-n", "5"],
+    );
+    let ttl = [
+        "--queue",
+        "exports",
+        "--capacity",
+        "4",
+        "--heartbeat-ttl-ms",
+        "1500",
+    ];
+    let mut first = WorkerProcess::start(&server, ns, "first", &ttl);
+    let view = status_until(&server, ns, Duration::from_secs(10), "the long task", |v| {
+        v["queues"][0]["running"] == 1
+    });
+    assert_eq!(view["queues"][0]["concurrency"], 1);
+    assert_eq!(
+        view["queues"][0]["ready"], 5,
+        "the limit holds the rest: {view}"
+    );
+    let table = ok(&server, ns, &["status"]);
+    assert!(table.contains("1 of 1 active (at limit)"), "{table}");
+
+    first.kill();
+    let second = WorkerProcess::start(&server, ns, "second", &ttl);
+    // Once the killed worker's heartbeat has expired, the second worker's maintenance reaps
+    // it: the long task goes back to the queue ahead of the rest (its place is kept) and takes
+    // the slot again; the quick ones follow it, one at a time.
+    let view = status_until(&server, ns, Duration::from_secs(10), "the slot back", |v| {
+        v["queues"][0]["totals"]["failed"] == 1 && v["queues"][0]["running"] == 1
+    });
+    assert_eq!(view["queues"][0]["ready"], 5, "the long task first: {view}");
+    let view = status_until(&server, ns, Duration::from_secs(20), "every task", |v| {
+        v["queues"][0]["succeeded"] == 6
+    });
+    let totals = &view["queues"][0]["totals"];
+    assert_eq!(
+        (totals["dispatched"].as_u64(), totals["failed"].as_u64()),
+        (Some(7), Some(1))
+    );
+    let changed = ok(
+        &server,
+        ns,
+        &["reconfigure", "exports", "--concurrency", "none"],
+    );
+    assert!(changed.contains("1 -> none"), "{changed}");
+    second.terminate(Duration::from_secs(5));
 }

@@ -41,6 +41,13 @@ pub const FAMILIES: &[MetricFamily] = &[
                absent for an unbounded queue.",
     },
     MetricFamily {
+        name: "switchyard_queue_concurrency_limit",
+        kind: Kind::Gauge,
+        labels: &["queue"],
+        help: "The most tasks of a queue active (inbox or running) at once; absent without a \
+               limit.",
+    },
+    MetricFamily {
         name: "switchyard_registered_worker_in_flight",
         kind: Kind::Gauge,
         labels: &["worker"],
@@ -294,6 +301,10 @@ fn export(stats: &Stats, configs: &BTreeMap<String, QueueConfig>) {
             if let Some(bound) = c.max_waiting {
                 metrics::gauge!("switchyard_queue_max_waiting", "queue" => name.clone())
                     .set(f64::from(bound));
+            }
+            if let Some(limit) = c.concurrency {
+                metrics::gauge!("switchyard_queue_concurrency_limit", "queue" => name.clone())
+                    .set(f64::from(limit));
             }
         }
     }

@@ -63,6 +63,19 @@ pub fn render(view: &View, namespace: &str, every: Option<Duration>) -> String {
         if q.cancelled > 0 {
             let _ = write!(detail, ", {} cancelled", count(q.cancelled));
         }
+        if let Some(limit) = q.concurrency {
+            let at = if q.active() >= u64::from(limit) {
+                " (at limit)"
+            } else {
+                ""
+            };
+            let _ = write!(
+                detail,
+                ", {} of {} active{at}",
+                count(q.active()),
+                count(u64::from(limit))
+            );
+        }
         if let Some(bound) = q.max_waiting {
             let full = if q.waiting() >= u64::from(bound) {
                 " (FULL)"
@@ -185,6 +198,7 @@ mod tests {
             policy: "priority-aging".into(),
             strategy: "least-loaded".into(),
             max_waiting: Some(u32::MAX),
+            concurrency: Some(u32::MAX),
             scheduled: 123_456_789,
             ready: 9_999_999_999,
             inbox: 1,

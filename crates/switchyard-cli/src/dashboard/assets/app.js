@@ -103,6 +103,14 @@ function bound(q) {
     `${int(waiting)} / ${int(q.max_waiting)}`);
 }
 
+/** A limited queue's active tasks over its concurrency limit; '-' without a limit. */
+function limit(q) {
+  if (q.concurrency === null || q.concurrency === undefined) return el('td', { 'data-field': 'concurrency' }, '-');
+  const active = q.inbox + q.running;
+  return el('td', { 'data-field': 'concurrency', class: active >= q.concurrency ? 'full' : '' },
+    `${int(active)} / ${int(q.concurrency)}`);
+}
+
 function renderQueues(queues) {
   const body = document.querySelector('#queues tbody');
   patchRows(body, queues.map(q => el('tr', { 'data-queue': q.queue },
@@ -113,6 +121,7 @@ function renderQueues(queues) {
     ...['scheduled', 'ready', 'inbox', 'running', 'retrying', 'succeeded', 'dead', 'cancelled']
       .map(f => el('td', { 'data-field': f }, int(q[f]))),
     bound(q),
+    limit(q),
     el('td', { 'data-field': 'succeeded_per_s' }, rate(q.succeeded_per_s)),
     el('td', { 'data-field': 'failed_per_s' }, rate(q.failed_per_s)),
     el('td', { 'data-field': 'head_age' }, q.head_age_ms === null ? '-' : seconds(q.head_age_ms)),

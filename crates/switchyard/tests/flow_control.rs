@@ -1,0 +1,172 @@
+//! Concurrency limits through the worker runtime, on the memory backend and on a real Redis:
+//! eight workers of four slots each serve a queue limited to `L` active tasks; the handlers
+//! themselves count how many run at once. Checked over thousands of tasks: never more than
+//! `L` at once, the limit reached, every task succeeded once; and a slot held by a worker that
+//! died comes back when maintenance reclaims its lease.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use switchyard::backend::WorkerSpec;
+use switchyard::{
+    Client, Policy, QueueConfig, ShutdownHandle, Strategy, TaskOutcome, TaskSpec, Worker,
+    WorkerReport,
+};
+use switchyard_testkit::redis_server::RedisServer;
+use tokio::task::JoinHandle;
+
+async fn client(redis: Option<&RedisServer>) -> Client {
+    static NS: AtomicU64 = AtomicU64::new(0);
+    match redis {
+        None => Client::memory(),
+        Some(server) => Client::connect(
+            &server.url(),
+            &format!("limit{}", NS.fetch_add(1, Ordering::SeqCst)),
+        )
+        .await
+        .unwrap(),
+    }
+}
+
+/// How many handlers run now, the most seen at once, and how many ran in all.
+#[derive(Default)]
+struct Gauge {
+    now: AtomicU32,
+    most: AtomicU32,
+    runs: AtomicU32,
+}
+
+type Running = (ShutdownHandle, JoinHandle<switchyard::Result<WorkerReport>>);
+
+/// Eight workers of four slots on queue `q`, each handler counted by `gauge`.
+fn workers(c: &Client, gauge: &Arc<Gauge>) -> Vec<Running> {
+    (0..8)
+        .map(|i| {
+            let gauge = gauge.clone();
+            let worker = Worker::builder(c, &format!("w{i}"), ["q"])
+                .unwrap()
+                .capacity(4)
+                .handle("work", move |_ctx, _payload| {
+                    let gauge = gauge.clone();
+                    async move {
+                        let now = gauge.now.fetch_add(1, Ordering::SeqCst) + 1;
+                        gauge.most.fetch_max(now, Ordering::SeqCst);
+                        tokio::task::yield_now().await;
+                        tokio::time::sleep(Duration::from_micros(200)).await;
+                        gauge.now.fetch_sub(1, Ordering::SeqCst);
+                        gauge.runs.fetch_add(1, Ordering::SeqCst);
+                        Ok(Vec::new())
+                    }
+                })
+                .build()
+                .unwrap();
+            (worker.shutdown_handle(), tokio::spawn(worker.run()))
+        })
+        .collect()
+}
+
+async fn stop(running: Vec<Running>) {
+    for (stop, _) in &running {
+        stop.shutdown();
+    }
+    for (_, run) in running {
+        run.await.unwrap().unwrap();
+    }
+}
+
+/// `tasks` tasks through a queue limited to `limit`: never more at once, the limit reached.
+async fn never_more_than_the_limit(c: Client, strategy: Strategy, limit: u32, tasks: usize) {
+    let config = QueueConfig::new(Policy::Fcfs, strategy).with_concurrency(limit);
+    c.declare("q", config).await.unwrap();
+    let gauge = Arc::new(Gauge::default());
+    let running = workers(&c, &gauge);
+    let specs = (0..tasks)
+        .map(|_| TaskSpec::builder("q", "work").build().unwrap())
+        .collect();
+    let handles = c.submit_batch(specs).await.unwrap();
+    for h in &handles {
+        let outcome = h.wait(Duration::from_secs(60)).await.unwrap();
+        assert!(matches!(outcome, TaskOutcome::Succeeded(_)), "{outcome:?}");
+    }
+    stop(running).await;
+    let most = gauge.most.load(Ordering::SeqCst);
+    eprintln!("{strategy:?}, limit {limit}: {tasks} tasks, at most {most} at once");
+    assert!(
+        most <= limit,
+        "{most} handlers ran at once under a limit of {limit}"
+    );
+    assert_eq!(most, limit, "the limit was never reached");
+    assert_eq!(
+        gauge.runs.load(Ordering::SeqCst) as usize,
+        tasks,
+        "each ran once"
+    );
+}
+
+/// A worker that takes the queue's only slot and dies: its lease is reclaimed when its
+/// heartbeat expires (maintenance, run by the live workers), the slot comes back, and every
+/// task, the dead worker's included, succeeds.
+async fn a_dead_workers_slot_comes_back(c: Client) {
+    let config = QueueConfig::new(Policy::Fcfs, Strategy::RoundRobin).with_concurrency(1);
+    c.declare("q", config).await.unwrap();
+    let dead = WorkerSpec::new("dead", ["q"])
+        .unwrap()
+        .capacity(4)
+        .heartbeat_ttl(Duration::from_millis(500));
+    c.backend().register_worker(dead).await.unwrap();
+    let first = c
+        .submit(TaskSpec::builder("q", "work").build().unwrap())
+        .await
+        .unwrap();
+    let info = first.info().await.unwrap().unwrap();
+    assert_eq!(info.worker.map(|w| w.to_string()), Some("dead".to_owned()));
+    let mut handles = vec![first];
+    for _ in 0..20 {
+        handles.push(
+            c.submit(TaskSpec::builder("q", "work").build().unwrap())
+                .await
+                .unwrap(),
+        );
+    }
+    let stats = c.stats().await.unwrap();
+    assert_eq!(
+        (stats.queues[0].dispatched, stats.queues[0].ready),
+        (1, 20),
+        "the limit holds the rest while the dead worker has the slot"
+    );
+    let gauge = Arc::new(Gauge::default());
+    let running = workers(&c, &gauge);
+    for h in &handles {
+        let outcome = h.wait(Duration::from_secs(30)).await.unwrap();
+        assert!(matches!(outcome, TaskOutcome::Succeeded(_)), "{outcome:?}");
+    }
+    stop(running).await;
+    assert_eq!(gauge.runs.load(Ordering::SeqCst), 21);
+    assert_eq!(gauge.most.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_never_runs_more_than_the_limit() {
+    never_more_than_the_limit(client(None).await, Strategy::LeastLoaded, 1, 3_000).await;
+    never_more_than_the_limit(client(None).await, Strategy::Pull, 3, 3_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_never_runs_more_than_the_limit() {
+    let server = RedisServer::start().unwrap();
+    never_more_than_the_limit(client(Some(&server)).await, Strategy::LeastLoaded, 1, 2_000).await;
+    never_more_than_the_limit(client(Some(&server)).await, Strategy::Pull, 3, 2_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_gets_a_dead_workers_slot_back() {
+    a_dead_workers_slot_comes_back(client(None).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_gets_a_dead_workers_slot_back() {
+    let server = RedisServer::start().unwrap();
+    a_dead_workers_slot_comes_back(client(Some(&server)).await).await;
+}
