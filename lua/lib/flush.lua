@@ -54,6 +54,10 @@ local function flush()
       call('HSET', q.k_state, 'd', spack(QDYN, q.tomb, q.rng, q.jit, q.vt, q.ep) .. (q.cur or ''))
       q.dirty = nil
     end
+    if q.act_dirty then
+      call('HSET', q.k_state, 'a', q.act)
+      q.act_dirty = nil
+    end
     if q.counts then
       for kind, n in pairs(q.counts) do call('HINCRBY', q.k_state, 'n:' .. kind, int_text(n)) end
       q.counts = nil

@@ -67,12 +67,13 @@ local function room(q, n)
   return n
 end
 
--- Counts one task of `q` in (d = 1) or out (d = -1) of its active tasks: kept (field 'a') for
--- queues with a concurrency limit only (lib/concurrency.lua counts them when a limit is set).
+-- Counts one task of `q` in (d = 1) or out (d = -1) of its active tasks: kept (field 'a',
+-- written by `flush`) for queues with a concurrency limit only (lib/concurrency.lua counts
+-- them when a limit is set).
 local function count_active(q, d)
   if q.cl > 0 then
     q.act = q.act + d
-    call('HSET', q.k_state, 'a', q.act)
+    q.act_dirty = true
   end
 end
 

@@ -7,8 +7,8 @@
 //! `usec_per_call` from `INFO commandstats`, growth with queue depth and worker count, end-to-end throughput with producers and workers running at once, and memory
 //! per queued task. Each run uses a fresh namespace and deletes it afterwards.
 //!
-//! One module per measurement: [`floor`], [`lifecycle`], [`growth`] (queue depth, worker
-//! count), [`e2e`], [`memory`], and [`compare`] (the side-by-side harness' shapes); [`bare`]
+//! One module per measurement: [`floor`], [`lifecycle`], [`flow`] (what flow control costs),
+//! [`growth`] (queue depth, worker count), [`e2e`], [`memory`], and [`compare`] (the side-by-side harness' shapes); [`bare`]
 //! is the bare floor's script and call (shared with `examples/anchor_bare_floor.rs`), [`probe`]
 //! what is read from the server, [`space`] the namespaces, queues, workers and tasks.
 
@@ -21,6 +21,7 @@ mod bare;
 mod compare;
 mod e2e;
 mod floor;
+mod flow;
 mod growth;
 mod lifecycle;
 mod memory;
@@ -85,11 +86,11 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', value_name = "BULK,SINGLE", default_values_t = [50_000usize, 10_000])]
     pub compare_tasks: Vec<usize>,
 
-    /// Sections to run, comma-separated: floor, lifecycle, depth, workers, e2e, memory.
+    /// Sections to run, comma-separated: floor, lifecycle, flow, depth, workers, e2e, memory.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "floor,lifecycle,depth,workers,e2e,memory"
+        default_value = "floor,lifecycle,flow,depth,workers,e2e,memory"
     )]
     pub only: Vec<String>,
 
@@ -150,6 +151,9 @@ async fn run_async(args: &BenchArgs) -> Res<()> {
     }
     if want("lifecycle") {
         lifecycle::lifecycle(&mut probe, args, &floors).await?;
+    }
+    if want("flow") {
+        flow::flow_control(&mut probe, args).await?;
     }
     if want("depth") {
         growth::depth(&mut probe, args).await?;

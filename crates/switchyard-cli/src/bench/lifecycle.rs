@@ -66,27 +66,8 @@ pub(super) async fn lifecycle(probe: &mut Probe, args: &BenchArgs, floors: &Floo
         }
         // The CPU total above includes the INFO calls around each phase; measure again without
         // them for the headline figure.
-        let clean = {
-            let b = s.backend.clone();
-            let wc = w.clone();
-            let qn = q.clone();
-            let mut t = Tasks::new(2, args.payload);
-            measure(probe, || async move {
-                for _ in 0..rounds {
-                    b.submit_batch(t.batch(qn.as_str(), batch)?)
-                        .await
-                        .map_err(err)?;
-                    let ds = b.receive(&wc, batch).await.map_err(err)?;
-                    let acks = ds.into_iter().map(|d| (d.lease, Vec::new())).collect();
-                    b.complete_many(&wc.id, acks, 0, false).await.map_err(err)?;
-                }
-                Ok(())
-            })
-            .await?
-            .0
-        };
         let _ = total_cpu;
-        let per_task = clean / n as f64;
+        let per_task = cpu_per_task(probe, &s, &q, &w, batch, rounds, args.payload).await?;
         let upc = |i: usize| per_phase[i].1 as f64 / per_phase[i].0.max(1) as f64;
         let times = |floor: Option<&f64>| match floor {
             Some(f) if *f > 0.0 => format!("{:.1}×", per_task / f),
@@ -108,4 +89,35 @@ pub(super) async fn lifecycle(probe: &mut Probe, args: &BenchArgs, floors: &Floo
          the bare lifecycle's CPU per task at the same batch size.)\n"
     );
     Ok(())
+}
+
+/// Redis CPU per task (µs) of `rounds` lifecycles of `batch` tasks on queue `q` and worker `w`
+/// (submit the batch, receive it, complete it), nothing else measured.
+pub(super) async fn cpu_per_task(
+    probe: &mut Probe,
+    s: &Space,
+    q: &QueueName,
+    w: &WorkerRef,
+    batch: usize,
+    rounds: usize,
+    payload: usize,
+) -> Res<f64> {
+    let b = s.backend.clone();
+    let wc = w.clone();
+    let qn = q.clone();
+    let mut t = Tasks::new(2, payload);
+    let cpu = measure(probe, || async move {
+        for _ in 0..rounds {
+            b.submit_batch(t.batch(qn.as_str(), batch)?)
+                .await
+                .map_err(err)?;
+            let ds = b.receive(&wc, batch).await.map_err(err)?;
+            let acks = ds.into_iter().map(|d| (d.lease, Vec::new())).collect();
+            b.complete_many(&wc.id, acks, 0, false).await.map_err(err)?;
+        }
+        Ok(())
+    })
+    .await?
+    .0;
+    Ok(cpu / (rounds * batch) as f64)
 }

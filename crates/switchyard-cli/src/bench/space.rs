@@ -78,8 +78,14 @@ impl Space {
         policy: Policy,
         strategy: Strategy,
     ) -> Res<QueueName> {
+        self.queue_with(name, QueueConfig::new(policy, strategy))
+            .await
+    }
+
+    /// A queue with `config` (results and timeouts of an hour, so that nothing expires).
+    pub(super) async fn queue_with(&self, name: &str, config: QueueConfig) -> Res<QueueName> {
         let q = QueueName::new(name).map_err(err)?;
-        let config = QueueConfig::new(policy, strategy)
+        let config = config
             .with_result_ttl(Duration::from_secs(3_600))
             .with_timeout(Duration::from_secs(3_600));
         self.backend.declare_queue(&q, config).await.map_err(err)?;
