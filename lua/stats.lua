@@ -5,7 +5,7 @@
 --         cancelled, then the lifetime event counts (EventCounts) submitted, dispatched,
 --         succeeded, failed, retried, dead, cancelled, then paused 0|1},
 --         {per worker: id, capacity, weight, inflight, expires, queues, draining, dispatched,
---         completed}}.
+--         completed, heartbeat ttl}}.
 local nq = int_arg(2, 'queue count', 0, 100000)
 local groups = queues_open(3, nq)
 local inflight = {}
@@ -38,11 +38,11 @@ local all = call('HGETALL', K_WORKERS)
 for i = 1, #all, 2 do
   if not find(all[i], '|', 1, true) then
     local v = all[i + 1]
-    local cap, weight, inf, exp, _, _, flags, _, _, dn, ok = sunpack(WREC, v)
+    local cap, weight, inf, exp, ttl, _, flags, _, _, dn, ok = sunpack(WREC, v)
     local draining = 0
     if flags >= W_DRAINING then draining = 1 end
     ws[#ws + 1] = {all[i], cap, weight, inf, exp,
-      sub(v, WREC_LEN + 1, find(v, '|', WREC_LEN + 1, true) - 1), draining, dn, ok}
+      sub(v, WREC_LEN + 1, find(v, '|', WREC_LEN + 1, true) - 1), draining, dn, ok, ttl}
   end
 end
 return {qs, ws}

@@ -15,6 +15,7 @@ mod bench;
 mod dashboard;
 mod declare;
 mod demo;
+mod health;
 mod inspect;
 mod remote;
 mod submit;

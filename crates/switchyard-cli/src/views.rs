@@ -5,25 +5,9 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use switchyard::{Client, Error, EventCounts, QueueConfig, QueueName, Stats};
 
-/// The queues that have ready tasks, are not paused, and that no live worker (not draining)
-/// serves: each with its ready count. Nothing will run there until a worker comes.
-pub fn unserved(stats: &Stats) -> Vec<(String, u64)> {
-    stats
-        .queues
-        .iter()
-        .filter(|q| q.ready > 0 && !q.paused)
-        .filter_map(|q| {
-            let name = q.queue.as_ref()?;
-            let served = stats
-                .workers
-                .iter()
-                .any(|w| !w.draining && w.queues.contains(name));
-            (!served).then(|| (name.as_str().to_owned(), q.ready))
-        })
-        .collect()
-}
+use crate::health;
+use switchyard::{Client, Error, EventCounts, QueueConfig, QueueName, Stats};
 
 /// One queue.
 #[derive(Debug, Clone, Serialize)]
@@ -65,6 +49,8 @@ pub struct WorkerRow {
     pub state: &'static str,
     /// Until its heartbeat expires (it is reaped then).
     pub expires_in_ms: u64,
+    /// Its heartbeat TTL: it heartbeats every third of it.
+    pub heartbeat_ttl_ms: u32,
     /// Since it registered.
     pub dispatched: u64,
     pub completed: u64,
@@ -79,7 +65,7 @@ pub struct View {
     pub at: u64,
     pub queues: Vec<QueueRow>,
     pub workers: Vec<WorkerRow>,
-    /// What an operator should know first (see `Stats::warnings`), one sentence each.
+    /// What an operator should know first (`health::warnings`), one sentence each.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }
@@ -185,7 +171,7 @@ impl Reader {
                 part as f64 / whole as f64
             }
         };
-        let workers = stats
+        let workers: Vec<WorkerRow> = stats
             .workers
             .iter()
             .map(|w| WorkerRow {
@@ -196,22 +182,27 @@ impl Reader {
                 weight: w.weight,
                 state: if w.draining { "draining" } else { "active" },
                 expires_in_ms: w.expires_at.saturating_sub(at),
+                heartbeat_ttl_ms: w.heartbeat_ttl_ms,
                 dispatched: w.dispatched,
                 completed: w.completed,
                 weight_share: share(u64::from(w.weight), weights),
                 dispatch_share: share(w.dispatched, dispatches),
             })
             .collect();
+        let died: BTreeMap<String, u64> = previous
+            .as_ref()
+            .map(|(_, before)| {
+                totals
+                    .iter()
+                    .map(|(name, now)| {
+                        let was = before.get(name).copied().unwrap_or_default();
+                        (name.clone(), now.dead.saturating_sub(was.dead))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         self.previous = Some((at, totals));
-        let mut warnings = stats.warnings.clone();
-        warnings.extend(queues.iter().filter_map(full));
-        warnings.extend(unserved(stats).into_iter().map(|(queue, ready)| {
-            let tasks = if ready == 1 { "task" } else { "tasks" };
-            format!(
-                "queue `{queue}` has {ready} ready {tasks} and no live worker serves it \
-                 (start one: switchyard worker --queue {queue})"
-            )
-        }));
+        let warnings = health::warnings(stats, &queues, &workers, &died);
         View {
             at,
             queues,
@@ -236,19 +227,6 @@ impl QueueRow {
     pub fn active(&self) -> u64 {
         self.inbox + self.running
     }
-}
-
-/// The warning of a bounded queue at its bound: submits to it are refused.
-fn full(q: &QueueRow) -> Option<String> {
-    let bound = q.max_waiting?;
-    (q.waiting() >= u64::from(bound)).then(|| {
-        format!(
-            "queue `{}` is full ({} of {bound} waiting): submits to it are refused until              workers take some (or raise the bound: switchyard reconfigure {} --max-waiting N)",
-            q.queue,
-            q.waiting(),
-            q.queue
-        )
-    })
 }
 
 /// Now, in ms since the epoch.

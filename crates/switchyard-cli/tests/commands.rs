@@ -702,3 +702,43 @@ fn a_queue_nobody_serves_is_flagged() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Polls `status` every 50 ms until `wanted` says yes, for at most 20 s.
+fn status_until(server: &RedisServer, ns: &str, what: &str, wanted: impl Fn(&str) -> bool) {
+    let started = Instant::now();
+    loop {
+        let status = ok(server, ns, &["status"]);
+        if wanted(&status) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "gave up waiting for {what}: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_worker_late_with_its_heartbeat_is_flagged_until_it_is_back() {
+    let server = RedisServer::start().unwrap();
+    let ns = "late";
+    ok(&server, ns, &["declare", "jobs"]);
+    let worker = WorkerProcess::start(
+        &server,
+        ns,
+        "w1",
+        &["--queue", "jobs", "--heartbeat-ttl-ms", "6000"],
+    );
+    let late = "worker `w1` is late with its heartbeat";
+    status_until(&server, ns, "the worker", |s| s.contains("w1") && !s.contains(late));
+    // Frozen (SIGSTOP), it sends nothing: after two missed heartbeats (every 2 s) it is late,
+    // before its TTL runs out and it is reaped.
+    worker.signal("-STOP");
+    status_until(&server, ns, "the late flag", |s| s.contains(late));
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&server, ns, &["status", "--json"])).unwrap();
+    assert_eq!(json["workers"][0]["heartbeat_ttl_ms"], 6000, "{json}");
+    worker.signal("-CONT");
+    status_until(&server, ns, "the flag gone", |s| !s.contains(late));
+}

@@ -10,7 +10,8 @@ use switchyard::metrics::{Kind, MetricFamily};
 use switchyard::{Client, EventKind, QueueConfig, Stats, TaskState};
 use tokio::sync::watch;
 
-use crate::views::{self, QueueRow, Reader, View, WorkerRow};
+use crate::health;
+use crate::views::{QueueRow, Reader, View, WorkerRow};
 
 /// The families the dashboard records at `/metrics`, beside the library's
 /// (`switchyard::metrics::FAMILIES`); `docs/operations.md` lists them.
@@ -261,7 +262,7 @@ impl Sampler {
 /// The namespace as Prometheus series (served at `/metrics`; listed in `docs/operations.md`).
 /// The state names are the page's headings.
 fn export(stats: &Stats, configs: &BTreeMap<String, QueueConfig>) {
-    let unserved = views::unserved(stats);
+    let unserved = health::unserved(stats);
     for q in &stats.queues {
         let Some(name) = q.queue.as_ref().map(|n| n.as_str().to_owned()) else {
             continue;

@@ -220,6 +220,7 @@ mod tests {
             weight: 1000,
             state: "draining",
             expires_in_ms: 14_999,
+            heartbeat_ttl_ms: 15_000,
             dispatched: 10,
             completed: 123_456_789_012,
             weight_share: 1.0,

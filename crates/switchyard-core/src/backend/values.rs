@@ -327,6 +327,9 @@ pub struct WorkerStats {
     pub queues: Vec<QueueName>,
     /// When its heartbeat expires.
     pub expires_at: Millis,
+    /// Its heartbeat TTL, in ms: each heartbeat moves `expires_at` to this far ahead (a worker
+    /// runtime heartbeats every third of it).
+    pub heartbeat_ttl_ms: u32,
     /// Tasks handed to it since it registered (one per attempt).
     pub dispatched: u64,
     /// Tasks it completed successfully since it registered.
@@ -345,6 +348,7 @@ impl WorkerStats {
             draining: false,
             queues: Vec::new(),
             expires_at: 0,
+            heartbeat_ttl_ms: 0,
             dispatched: 0,
             completed: 0,
         }

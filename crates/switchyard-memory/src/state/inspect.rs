@@ -84,6 +84,7 @@ impl State {
             stats.draining = w.draining;
             stats.queues = w.spec.queues().to_vec();
             stats.expires_at = w.expires_at;
+            stats.heartbeat_ttl_ms = w.spec.heartbeat_ttl_ms();
             stats.dispatched = w.dispatched;
             stats.completed = w.completed;
             stats

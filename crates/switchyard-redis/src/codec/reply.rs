@@ -416,7 +416,7 @@ fn queue_stats(row: Value) -> Result<QueueStats, Error> {
 
 fn worker_stats(row: Value) -> Result<WorkerStats, Error> {
     let f = array(row)?;
-    if f.len() < 9 {
+    if f.len() < 10 {
         return Err(protocol("short worker stats"));
     }
     let id = WorkerId::new(text(f[0].clone())?)?;
@@ -436,5 +436,6 @@ fn worker_stats(row: Value) -> Result<WorkerStats, Error> {
     stats.expires_at = uint(&f[4])?;
     stats.dispatched = uint(&f[7])?;
     stats.completed = uint(&f[8])?;
+    stats.heartbeat_ttl_ms = small(9)?;
     Ok(stats)
 }
