@@ -1,6 +1,7 @@
 //! What an operator should know first: the warnings `status` and the dashboard show above the
 //! figures, one sentence each, read from one `stats` read (and, for what changed, the read
-//! before it). The dashboard's `switchyard_queue_unserved` gauge uses [`unserved`].
+//! before it). The dashboard's gauges `switchyard_queue_unserved` and
+//! `switchyard_registered_worker_heartbeat_late` use [`unserved`] and [`late`].
 
 use std::collections::BTreeMap;
 
@@ -80,7 +81,7 @@ fn full(q: &QueueRow) -> Option<String> {
 /// A worker whose last heartbeat is more than two of its intervals old (a worker heartbeats
 /// every third of its TTL): it is stalled, cut off, or gone, and is declared dead when its TTL
 /// runs out.
-fn late(w: &WorkerRow) -> Option<String> {
+pub fn late(w: &WorkerRow) -> Option<String> {
     let ttl = u64::from(w.heartbeat_ttl_ms);
     let silent = ttl.saturating_sub(w.expires_in_ms);
     (ttl > 0 && w.expires_in_ms < ttl / 3).then(|| {

@@ -731,7 +731,9 @@ fn a_worker_late_with_its_heartbeat_is_flagged_until_it_is_back() {
         &["--queue", "jobs", "--heartbeat-ttl-ms", "6000"],
     );
     let late = "worker `w1` is late with its heartbeat";
-    status_until(&server, ns, "the worker", |s| s.contains("w1") && !s.contains(late));
+    status_until(&server, ns, "the worker", |s| {
+        s.contains("w1") && !s.contains(late)
+    });
     // Frozen (SIGSTOP), it sends nothing: after two missed heartbeats (every 2 s) it is late,
     // before its TTL runs out and it is reaped.
     worker.signal("-STOP");

@@ -85,6 +85,13 @@ pub const FAMILIES: &[MetricFamily] = &[
         help: "1 while a queue has ready tasks, is not paused, and no live worker serves it.",
     },
     MetricFamily {
+        name: "switchyard_registered_worker_heartbeat_late",
+        kind: Kind::Gauge,
+        labels: &["worker"],
+        help: "1 while a live registration's last heartbeat is more than two heartbeat \
+               intervals old (it is reaped when its TTL runs out).",
+    },
+    MetricFamily {
         name: "switchyard_dashboard_read_errors_total",
         kind: Kind::Counter,
         labels: &[],
@@ -208,7 +215,7 @@ impl Sampler {
                 if let Some(n) = self.failures.worked() {
                     tracing::info!("reading the namespace works again, after {n} failed reads");
                 }
-                export(&stats, self.reader.configs());
+                export(&stats, &view, self.reader.configs());
                 if view.queues.iter().any(|q| q.succeeded_per_s.is_some()) {
                     if self.history.len() == HISTORY {
                         self.history.pop_front();
@@ -261,7 +268,7 @@ impl Sampler {
 
 /// The namespace as Prometheus series (served at `/metrics`; listed in `docs/operations.md`).
 /// The state names are the page's headings.
-fn export(stats: &Stats, configs: &BTreeMap<String, QueueConfig>) {
+fn export(stats: &Stats, view: &View, configs: &BTreeMap<String, QueueConfig>) {
     let unserved = health::unserved(stats);
     for q in &stats.queues {
         let Some(name) = q.queue.as_ref().map(|n| n.as_str().to_owned()) else {
@@ -308,6 +315,10 @@ fn export(stats: &Stats, configs: &BTreeMap<String, QueueConfig>) {
                     .set(f64::from(limit));
             }
         }
+    }
+    for w in &view.workers {
+        metrics::gauge!("switchyard_registered_worker_heartbeat_late", "worker" => w.worker.clone())
+            .set(if health::late(w).is_some() { 1.0 } else { 0.0 });
     }
     for w in &stats.workers {
         let id = w.id.as_str().to_owned();
