@@ -104,9 +104,17 @@ fn declare_submit_work_inspect_and_redrive() {
     assert!(String::from_utf8_lossy(&failed.stderr).contains("1 of 1 tasks did not succeed"));
 
     let shown = ok(&server, ns, &["task", &id]);
-    assert!(shown.contains("state       dead"), "{shown}");
-    assert!(shown.contains("attempts    2 of 2"), "{shown}");
-    assert!(shown.contains("last error  disk full"), "{shown}");
+    let row = |label: &str| {
+        shown
+            .lines()
+            .find_map(|l| l.strip_prefix(label))
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(row("state "), "dead", "{shown}");
+    assert_eq!(row("attempts "), "2 (max_attempts 2)", "{shown}");
+    assert_eq!(row("last_error "), "disk full", "{shown}");
 
     let dead = ok(&server, ns, &["dead", "jobs"]);
     let row: Vec<&str> = dead
@@ -146,7 +154,7 @@ fn declare_submit_work_inspect_and_redrive() {
     assert_eq!(columns[1..3], ["priority/weighted", "0"], "{status}");
     assert_eq!(columns[7], "1", "dead: {status}");
     let detail: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
-    assert_eq!(detail[..2], ["301", "done"], "{status}");
+    assert_eq!(detail[..2], ["301", "succeeded"], "{status}");
     assert!(status.lines().any(|l| l.starts_with("w1 ")), "{status}");
     let json = ok(&server, ns, &["status", "--json"]);
     let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -209,7 +217,10 @@ fn declare_submit_work_inspect_and_redrive() {
     let started = Instant::now();
     loop {
         let shown = ok(&server, ns, &["task", slow]);
-        if shown.contains("state       running") {
+        if shown
+            .lines()
+            .any(|l| l.split_whitespace().eq(["state", "running"]))
+        {
             break;
         }
         assert!(
@@ -222,7 +233,9 @@ fn declare_submit_work_inspect_and_redrive() {
     assert!(log.contains("shutting down"), "{log}");
     let shown = ok(&server, ns, &["task", slow]);
     assert!(
-        shown.contains("state       succeeded"),
+        shown
+            .lines()
+            .any(|l| l.split_whitespace().eq(["state", "succeeded"])),
         "graceful stop finished it: {shown}\n{log}"
     );
     let status = ok(&server, ns, &["status"]);
@@ -743,4 +756,100 @@ fn a_worker_late_with_its_heartbeat_is_flagged_until_it_is_back() {
     assert_eq!(json["workers"][0]["heartbeat_ttl_ms"], 6000, "{json}");
     worker.signal("-CONT");
     status_until(&server, ns, "the flag gone", |s| !s.contains(late));
+}
+
+/// Every field name in `v`, nested ones included.
+fn field_names(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                out.insert(k.clone());
+                field_names(x, out);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| field_names(x, out)),
+        _ => {}
+    }
+}
+
+/// One vocabulary: every JSON field of each read command is a word of its table or listed in
+/// the operations guide's JSON section; and the tables use the JSON names.
+#[test]
+fn every_json_field_is_in_its_table_or_the_guide() {
+    let guide = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/operations.md"
+    ))
+    .unwrap();
+    let section = guide
+        .split("<!-- json-fields -->")
+        .nth(1)
+        .and_then(|s| s.split("<!-- /json-fields -->").next())
+        .expect("the JSON section of docs/operations.md");
+    let server = RedisServer::start().unwrap();
+    let ns = "vocabulary";
+    ok(
+        &server,
+        ns,
+        &[
+            "declare",
+            "jobs",
+            "--max-waiting",
+            "100",
+            "--concurrency",
+            "2",
+            "--max-attempts",
+            "1",
+            "--events",
+            "all",
+        ],
+    );
+    let id = ok(&server, ns, &["submit", "jobs", "fail", "\"boom\""])
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    ok(
+        &server,
+        ns,
+        &["submit", "jobs", "echo", "\"hi\"", "-n", "2"],
+    );
+    let _worker = WorkerProcess::start(&server, ns, "w1", &WORKER);
+    status_until(&server, ns, "the tasks done", |s| s.contains("2 succeeded"));
+
+    let mut missing = Vec::new();
+    for (command, json_args, table_args) in [
+        ("status", vec!["status", "--json"], vec!["status"]),
+        (
+            "task",
+            vec!["task", &id, "--json"],
+            vec!["task", id.as_str()],
+        ),
+        ("dead", vec!["dead", "jobs", "--json"], vec!["dead", "jobs"]),
+        ("events", vec!["events", "--json"], vec!["events"]),
+    ] {
+        let text = ok(&server, ns, &json_args);
+        let mut names = std::collections::BTreeSet::new();
+        if command == "events" {
+            for line in text.lines() {
+                field_names(&serde_json::from_str(line).unwrap(), &mut names);
+            }
+        } else {
+            field_names(&serde_json::from_str(&text).unwrap(), &mut names);
+        }
+        assert!(names.len() > 5, "{command}: {text}");
+        let table = ok(&server, ns, &table_args);
+        let words: std::collections::BTreeSet<&str> = table
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .collect();
+        for name in names {
+            if !words.contains(name.as_str()) && !section.contains(&format!("`{name}`")) {
+                missing.push(format!("{command}: {name}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "not in the table nor the guide: {missing:?}"
+    );
 }

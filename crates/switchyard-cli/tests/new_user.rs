@@ -147,7 +147,7 @@ fn every_subcommand_does_its_job_on_a_real_redis() {
         "{status}"
     );
     assert!(
-        rows.next().unwrap().trim_start().starts_with("3 done"),
+        rows.next().unwrap().trim_start().starts_with("3 succeeded"),
         "{status}"
     );
     let w1: Vec<&str> = status
@@ -161,9 +161,9 @@ fn every_subcommand_does_its_job_on_a_real_redis() {
     // task: the whole story of one task.
     let task = ok(&server, ns, &["task", ids[0]]);
     for part in [
-        "state       succeeded",
-        "payload     4 bytes: \"hi\"",
-        "result      4 bytes: \"hi\"",
+        "state          succeeded",
+        "payload        4 bytes: \"hi\"",
+        "result         4 bytes: \"hi\"",
         "submitted",
         "dispatched",
     ] {

@@ -13,8 +13,9 @@ const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 /// One event as `--json` prints it.
 #[derive(Serialize)]
 struct EventLine<'a> {
-    /// Where it is in the log (pass it to `--after`).
-    pos: &'a str,
+    /// Where it is in the log (pass it to `--after`): the event's `id`, as `task --json`
+    /// names it too.
+    id: &'a str,
     at: u64,
     time: String,
     kind: &'static str,
@@ -46,7 +47,7 @@ pub fn labelled(e: &Event) -> String {
 fn print(e: &Event, json: bool) -> Result<(), String> {
     if json {
         let line = EventLine {
-            pos: &e.id,
+            id: &e.id,
             at: e.at,
             time: utc(e.at),
             kind: e.kind.as_str(),
@@ -61,7 +62,7 @@ fn print(e: &Event, json: bool) -> Result<(), String> {
         );
     } else {
         println!(
-            "{}  {:<10} {}  pos={}",
+            "{}  {:<10} {}  id={}",
             utc(e.at),
             e.kind.as_str(),
             labelled(e),

@@ -19,11 +19,13 @@ pub struct StatusArgs {
     #[command(flatten)]
     pub remote: Remote,
 
-    /// Print the snapshot as JSON (field names are the table's headings).
+    /// Print the snapshot as JSON (field names are the table's headings; the rest are listed
+    /// in the operations guide, "Looking at a running system").
     #[arg(long)]
     pub json: bool,
 
-    /// Refresh in place until Ctrl-C, with rates (done/s, failed/s) since the last refresh.
+    /// Refresh in place until Ctrl-C, with rates (succeeded/s, failed/s) since the last
+    /// refresh.
     #[arg(long, short = 'w')]
     pub watch: bool,
 
@@ -97,7 +99,7 @@ pub struct EventsArgs {
     #[command(flatten)]
     pub remote: Remote,
 
-    /// Only events after this position (the `pos` of an earlier listing).
+    /// Only events after this one (the `id` of an earlier event, as `--json` prints it).
     #[arg(long, conflicts_with = "newest_first")]
     pub after: Option<String>,
 

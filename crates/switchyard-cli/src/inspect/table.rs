@@ -30,8 +30,15 @@ pub fn render(view: &View, namespace: &str, every: Option<Duration>) -> String {
         line(
             &mut out,
             &format!(
-                "{:<16} {:<20} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6}",
-                "queue", "policy/strategy", "ready", "inbox", "run", "retry", "sched", "dead"
+                "{:<14} {:<17} {:>6} {:>6} {:>7} {:>8} {:>9} {:>6}",
+                "queue",
+                "policy/strategy",
+                "ready",
+                "inbox",
+                "running",
+                "retrying",
+                "scheduled",
+                "dead"
             ),
         );
     }
@@ -40,9 +47,9 @@ pub fn render(view: &View, namespace: &str, every: Option<Duration>) -> String {
         line(
             &mut out,
             &format!(
-                "{:<16} {:<20} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6}",
-                fit(&q.queue, 16),
-                fit(&kind, 20),
+                "{:<14} {:<17} {:>6} {:>6} {:>7} {:>8} {:>9} {:>6}",
+                fit(&q.queue, 14),
+                fit(&kind, 17),
                 count(q.ready),
                 count(q.inbox),
                 count(q.running),
@@ -52,7 +59,7 @@ pub fn render(view: &View, namespace: &str, every: Option<Duration>) -> String {
             ),
         );
         let mut detail = format!(
-            "{:16} {}{} done",
+            "{:14} {}{} succeeded",
             "",
             if q.paused { "PAUSED, " } else { "" },
             count(q.totals.succeeded)
@@ -102,14 +109,14 @@ pub fn render(view: &View, namespace: &str, every: Option<Duration>) -> String {
     line(
         &mut out,
         &format!(
-            "{:<22} {:>7} {:>6} {:>8} {:<8} {:>8}  queues",
-            "worker", "in use", "weight", "done", "state", "expires"
+            "{:<20} {:>7} {:>6} {:>9} {:<8} {:>10}  queues",
+            "worker", "in_use", "weight", "completed", "state", "expires_in"
         ),
     );
     for w in &view.workers {
         let head = format!(
-            "{:<22} {:>7} {:>6} {:>8} {:<8} {:>8}  ",
-            fit(&w.worker, 22),
+            "{:<20} {:>7} {:>6} {:>9} {:<8} {:>10}  ",
+            fit(&w.worker, 20),
             format!("{}/{}", w.in_use, w.capacity),
             w.weight,
             count(w.completed),

@@ -112,42 +112,43 @@ pub fn task(args: &TaskArgs) -> Result<(), String> {
 
 fn print_task(view: &TaskView) {
     let info = &view.info;
-    let row = |label: &str, value: &str| println!("{label:<12}{value}");
+    // The labels are the JSON field names (`--json`).
+    let row = |label: &str, value: &str| println!("{label:<15}{value}");
     row("id", &info.id.to_string());
     row("queue", info.queue.as_str());
     row("kind", info.kind.as_str());
     row("state", info.state.as_str());
     row(
         "attempts",
-        &format!("{} of {}", info.attempts, info.max_attempts),
+        &format!("{} (max_attempts {})", info.attempts, info.max_attempts),
     );
     row("priority", &info.priority.to_string());
-    row("cost", &format!("{} ms", info.cost_ms));
-    row("timeout", &format!("{} ms", info.timeout_ms));
-    row("created", &format!("{} UTC", utc(info.created_at)));
+    row("cost_ms", &info.cost_ms.to_string());
+    row("timeout_ms", &info.timeout_ms.to_string());
+    row("created_at", &format!("{} UTC", utc(info.created_at)));
     if let Some(at) = info.run_at {
-        row("runs at", &format!("{} UTC", utc(at)));
+        row("run_at", &format!("{} UTC", utc(at)));
     }
     if let Some(at) = info.deadline {
-        row("lease ends", &format!("{} UTC", utc(at)));
+        row("deadline", &format!("{} UTC (the lease ends)", utc(at)));
     }
     if let Some(at) = info.finished_at {
-        row("finished", &format!("{} UTC", utc(at)));
+        row("finished_at", &format!("{} UTC", utc(at)));
     }
     if let Some(w) = &info.worker {
         row("worker", w.as_str());
     }
     if let Some(e) = &info.last_error {
-        row("last error", e);
+        row("last_error", e);
     }
     if info.cancel_requested {
-        row("cancel", "requested");
+        row("cancel_requested", "yes");
     }
     if let Some(k) = &info.affinity_key {
-        row("affinity", k);
+        row("affinity_key", k);
     }
     if let Some(k) = &info.dedup_key {
-        row("dedup", k);
+        row("dedup_key", k);
     }
     row(
         "payload",
@@ -159,10 +160,10 @@ fn print_task(view: &TaskView) {
         row("result", &format!("{n} bytes: {p}"));
     }
     if let Some(t) = &info.trace_parent {
-        row("trace", t.as_str());
+        row("trace_parent", t.as_str());
     }
     if let Some(s) = &info.trace_state {
-        row("tracestate", s.as_str());
+        row("trace_state", s.as_str());
     }
     if view.events.is_empty() {
         row(
@@ -206,7 +207,7 @@ pub fn dead(args: &DeadArgs) -> Result<(), String> {
         } else {
             println!(
                 "{:<26}  {:<16} {:>8}  {:<23}  error",
-                "task", "kind", "attempts", "died (UTC)"
+                "task", "kind", "attempts", "finished_at (UTC)"
             );
             for t in &dead {
                 println!(
