@@ -369,3 +369,39 @@ async fn a_partitioned_batch_cut_short_lists_exactly_what_it_stored() {
         .collect();
     assert_eq!(duplicates, listed);
 }
+
+/// Bounded queues hold per partition (docs/scaling.md): a queue bounded at 4 in a namespace of
+/// 3 partitions takes at most 4 waiting tasks in each, and refuses what a full partition
+/// cannot take.
+#[tokio::test]
+async fn a_bound_holds_in_each_partition() {
+    let (client, parts) = partitioned();
+    let config = QueueConfig::default().with_max_waiting(4);
+    client.declare("jobs", config).await.unwrap();
+    let mut accepted = 0;
+    let mut refused = 0;
+    for _ in 0..300 {
+        match client
+            .submit(TaskSpec::builder("jobs", "noop").build().unwrap())
+            .await
+        {
+            Ok(_) => accepted += 1,
+            Err(switchyard::Error::QueueFull { bound: 4, .. }) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(
+        (accepted, refused),
+        (4 * usize::from(P), 300 - 4 * usize::from(P))
+    );
+    for (p, part) in parts.partitions().iter().enumerate() {
+        let stats = part.stats().await.unwrap();
+        assert_eq!(stats.queues[0].ready, 4, "partition {p}");
+    }
+    // Every partition is full: a batch is refused by each part, and nothing is stored.
+    let batch = (0..9)
+        .map(|_| TaskSpec::builder("jobs", "noop").build().unwrap())
+        .collect();
+    assert!(client.submit_batch(batch).await.is_err());
+    assert_eq!(client.stats().await.unwrap().queues[0].ready, 12);
+}
