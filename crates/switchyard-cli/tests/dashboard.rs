@@ -241,12 +241,30 @@ async fn the_dashboard_shows_follows_and_acts_in_a_real_browser() {
             "{workers}"
         );
     }
-    // The chart has points to draw.
+    // The chart has points to draw, on a time axis; the hour chart is there too (its minutes
+    // come as whole minutes pass).
     let points = page.run(
         "return document.querySelector('canvas[data-chart=\"emails\"]') !== null;",
         json!([]),
     );
     assert_eq!(points, Value::Bool(true));
+    let captions = page.run(
+        "return [...document.querySelectorAll('#charts figcaption, #hour figcaption')]
+           .map(c => c.textContent);",
+        json!([]),
+    );
+    let captions = captions.to_string();
+    assert!(
+        captions.contains("reads, ") && captions.contains(" UTC"),
+        "{captions}"
+    );
+    assert!(captions.contains("minutes"), "{captions}");
+    assert!(
+        page.run(
+            "return document.querySelector('canvas[data-chart-hour=\"emails\"]') !== null;",
+            json!([])
+        ) == Value::Bool(true)
+    );
     let shot = page.screenshot();
     assert!(shot.starts_with(b"\x89PNG\r\n\x1a\n") && shot.len() > 10_000);
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use switchyard::metrics::{Kind, MetricFamily};
-use switchyard::{Client, EventKind, QueueConfig, Stats, TaskState};
+use switchyard::{Client, EventCounts, EventKind, QueueConfig, Stats, TaskState};
 use tokio::sync::watch;
 
 use crate::health;
@@ -102,6 +102,9 @@ pub const FAMILIES: &[MetricFamily] = &[
 /// How many refreshes of rates the charts show (five minutes at the default refresh).
 const HISTORY: usize = 300;
 
+/// How many whole minutes of rates the hour charts show.
+const MINUTES: usize = 60;
+
 /// What the page shows: the rows of [`views`](crate::views), and the last minutes of rates.
 #[derive(Debug, Serialize)]
 struct Snapshot<'a> {
@@ -119,6 +122,59 @@ struct Snapshot<'a> {
     warnings: &'a [String],
     /// Oldest first: per refresh, per queue (in `queues` order) succeeded/s and failed/s.
     history: &'a VecDeque<Point>,
+    /// Oldest first: per whole minute of the last hour (its start), per queue succeeded/s and
+    /// failed/s over that minute. Kept by the dashboard process, so a page reload shows it.
+    minutes: &'a VecDeque<Point>,
+}
+
+/// The per-minute rates of the last hour, built from the lifetime totals of each read: a point
+/// each time a read falls in a new minute, over the totals since the previous minute's first
+/// read.
+#[derive(Debug, Default)]
+struct Minutes {
+    points: VecDeque<Point>,
+    /// The current minute (ms since the epoch / 60,000), the time of its first read, and the
+    /// totals then, per queue.
+    start: Option<(u64, u64, BTreeMap<String, EventCounts>)>,
+}
+
+impl Minutes {
+    fn add(&mut self, at: u64, queues: &[QueueRow]) {
+        let minute = at / 60_000;
+        let totals: BTreeMap<String, EventCounts> =
+            queues.iter().map(|q| (q.queue.clone(), q.totals)).collect();
+        match &self.start {
+            Some((m, _, _)) if *m == minute => return,
+            Some((m, then, before)) => {
+                let seconds = at.saturating_sub(*then) as f64 / 1000.0;
+                if seconds > 0.0 {
+                    let per_s = |now: u64, was: u64| {
+                        (now.saturating_sub(was) as f64 / seconds * 100.0).round() / 100.0
+                    };
+                    let rates = queues
+                        .iter()
+                        .map(|q| {
+                            let was = before.get(&q.queue).copied().unwrap_or_default();
+                            (
+                                q.queue.clone(),
+                                per_s(q.totals.succeeded, was.succeeded),
+                                per_s(q.totals.failed, was.failed),
+                            )
+                        })
+                        .collect();
+                    if self.points.len() == MINUTES {
+                        self.points.pop_front();
+                    }
+                    self.points.push_back(Point {
+                        at: m * 60_000,
+                        rates,
+                    });
+                }
+            }
+            None => {}
+        }
+        self.start = Some((minute, at, totals));
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -142,6 +198,7 @@ pub(super) async fn start(
         refresh,
         actions,
         history: VecDeque::new(),
+        minutes: Minutes::default(),
         last: View {
             at: 0,
             queues: Vec::new(),
@@ -172,6 +229,7 @@ struct Sampler {
     refresh: Duration,
     actions: bool,
     history: VecDeque<Point>,
+    minutes: Minutes,
     /// The last good read, shown again (with the error, and its own time) when a read fails.
     last: View,
     failures: Failures,
@@ -216,6 +274,7 @@ impl Sampler {
                     tracing::info!("reading the namespace works again, after {n} failed reads");
                 }
                 export(&stats, &view, self.reader.configs());
+                self.minutes.add(view.at, &view.queues);
                 if view.queues.iter().any(|q| q.succeeded_per_s.is_some()) {
                     if self.history.len() == HISTORY {
                         self.history.pop_front();
@@ -261,6 +320,7 @@ impl Sampler {
             workers: &self.last.workers,
             warnings: &self.last.warnings,
             history: &self.history,
+            minutes: &self.minutes.points,
         })
         .unwrap_or_else(|e| format!("{{\"error\":\"cannot encode the snapshot: {e}\"}}"))
     }
@@ -352,6 +412,57 @@ mod tests {
         assert_eq!(f.worked(), Some(61));
         assert_eq!(f.worked(), None);
         assert_eq!(f.failed(start + Duration::from_secs(61)), Some(1));
+    }
+
+    /// A queue row whose lifetime totals are `succeeded` and `failed`.
+    fn row(succeeded: u64, failed: u64) -> QueueRow {
+        let mut totals = EventCounts::default();
+        totals.succeeded = succeeded;
+        totals.failed = failed;
+        QueueRow {
+            queue: "q".into(),
+            paused: false,
+            policy: "fcfs".into(),
+            strategy: "pull".into(),
+            max_waiting: None,
+            concurrency: None,
+            scheduled: 0,
+            ready: 0,
+            inbox: 0,
+            running: 0,
+            retrying: 0,
+            succeeded,
+            dead: 0,
+            cancelled: 0,
+            totals,
+            head_age_ms: None,
+            succeeded_per_s: None,
+            failed_per_s: None,
+        }
+    }
+
+    /// A point per whole minute, over the totals between the first reads of two minutes, at
+    /// most an hour of them.
+    #[test]
+    fn minutes_are_rolled_up_from_the_totals() {
+        let mut m = Minutes::default();
+        let t0 = 1_800_000_000_000 - 1_800_000_000_000 % 60_000;
+        m.add(t0 + 1_000, &[row(0, 0)]);
+        m.add(t0 + 30_000, &[row(50, 1)]);
+        assert!(m.points.is_empty(), "the first minute is not over");
+        m.add(t0 + 61_000, &[row(120, 6)]);
+        assert_eq!(m.points.len(), 1);
+        assert_eq!(m.points[0].at, t0);
+        assert_eq!(m.points[0].rates, [("q".to_owned(), 2.0, 0.1)]);
+        // A gap of several minutes (an outage) is one point over the whole gap.
+        m.add(t0 + 241_000, &[row(120, 6)]);
+        assert_eq!(m.points.len(), 2);
+        assert_eq!(m.points[1].at, t0 + 60_000);
+        assert_eq!(m.points[1].rates, [("q".to_owned(), 0.0, 0.0)]);
+        for i in 5..100 {
+            m.add(t0 + i * 60_000, &[row(120, 6)]);
+        }
+        assert_eq!(m.points.len(), MINUTES);
     }
     /// The operations guide lists every family by its full name.
     #[test]

@@ -61,7 +61,8 @@ function render(s) {
   warnings.hidden = !(s.warnings || []).length;
   warnings.replaceChildren(...(s.warnings || []).map(w => el('div', {}, w)));
   renderQueues(s.queues || []);
-  renderCharts(s.queues || [], s.history || []);
+  renderCharts('charts', 'data-chart', s.queues || [], s.history || [], 'reads');
+  renderCharts('hour', 'data-chart-hour', s.queues || [], s.minutes || [], 'minutes');
   renderWorkers(s.workers || []);
   const dead = JSON.stringify((s.queues || []).map(q => [q.queue, q.dead]));
   if (dead !== deadSeen) {
@@ -131,18 +132,27 @@ function renderQueues(queues) {
   document.getElementById('no-queues').hidden = queues.length > 0;
 }
 
-/** One chart per queue: succeeded/s (green) and failed/s (red) over the history. */
-function renderCharts(queues, history) {
-  const box = document.getElementById('charts');
+/** How long before `newest` the time `at` was, as the axis says it: "-4m 10s", "-55s". */
+function ago(at, newest) {
+  const s = Math.round((newest - at) / 1000);
+  if (s <= 0) return 'now';
+  return s >= 60 ? `-${Math.floor(s / 60)}m ${s % 60}s` : `-${s}s`;
+}
+
+/** One chart per queue in box `id`: succeeded/s (green) and failed/s (red) over `points`
+ * (oldest first, each with its time `at`), with a time axis: how long before the last point
+ * the first one was, and the last one's UTC time. */
+function renderCharts(id, attr, queues, points, what) {
+  const box = document.getElementById(id);
   box.replaceChildren(...queues.map((q, i) => {
-    const w = 360, h = 90;
-    const canvas = el('canvas', { width: w, height: h, 'data-chart': q.queue });
-    const ok = history.map(p => (p.rates[i] && p.rates[i][0] === q.queue) ? p.rates[i][1] : 0);
-    const bad = history.map(p => (p.rates[i] && p.rates[i][0] === q.queue) ? p.rates[i][2] : 0);
+    const w = 360, h = 102, plot = h - 14;
+    const canvas = el('canvas', { width: w, height: h, [attr]: q.queue });
+    const ok = points.map(p => (p.rates[i] && p.rates[i][0] === q.queue) ? p.rates[i][1] : 0);
+    const bad = points.map(p => (p.rates[i] && p.rates[i][0] === q.queue) ? p.rates[i][2] : 0);
     const top = Math.max(1, ...ok, ...bad);
     const g = canvas.getContext('2d');
     g.strokeStyle = '#ddd';
-    g.strokeRect(0.5, 0.5, w - 1, h - 1);
+    g.strokeRect(0.5, 0.5, w - 1, plot - 1);
     const line = (values, color) => {
       if (values.length < 2) return;
       g.strokeStyle = color;
@@ -150,7 +160,7 @@ function renderCharts(queues, history) {
       g.beginPath();
       values.forEach((v, x) => {
         const px = (x / (values.length - 1)) * (w - 4) + 2;
-        const py = h - 2 - (v / top) * (h - 14);
+        const py = plot - 2 - (v / top) * (plot - 14);
         if (x === 0) g.moveTo(px, py); else g.lineTo(px, py);
       });
       g.stroke();
@@ -160,9 +170,18 @@ function renderCharts(queues, history) {
     g.fillStyle = '#777';
     g.font = '10px sans-serif';
     g.fillText('max ' + rate(top) + '/s', 4, 11);
+    let span = '';
+    if (points.length > 0) {
+      const first = points[0].at, last = points[points.length - 1].at;
+      g.fillText(ago(first, last), 2, h - 2);
+      g.textAlign = 'right';
+      const clock = ms => time(ms).slice(11, 19);
+      g.fillText(clock(last) + ' UTC', w - 2, h - 2);
+      span = `, ${clock(first)}–${clock(last)} UTC`;
+    }
     return el('figure', {}, canvas,
-      el('figcaption', {}, q.queue + ': ', el('span', { class: 'ok' }, 'done/s'), ' and ',
-        el('span', { class: 'bad' }, 'failed/s'), ', last ' + history.length + ' reads'));
+      el('figcaption', {}, q.queue + ': ', el('span', { class: 'ok' }, 'succeeded/s'), ' and ',
+        el('span', { class: 'bad' }, 'failed/s'), ', last ' + points.length + ' ' + what + span));
   }));
 }
 
