@@ -38,6 +38,6 @@ count_for_limit(q, cl)
 -- raised or removed limit lets it.
 flush()
 QUEUES[q.name] = nil
-resume(queue_of(q.name))
+take_up(queue_of(q.name))
 flush()
 return 1

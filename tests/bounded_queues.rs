@@ -341,6 +341,48 @@ async fn a_batch_that_does_not_fit_stores_nothing(b: Arc<dyn Backend>) {
     assert_eq!(waiting(&b.stats().await.unwrap()), 1_000);
 }
 
+/// With a dedup window of 0 a dedup key holds nothing (it expires as it is claimed): two tasks
+/// of one step with the same key are both stored, so both count against the bound.
+async fn a_zero_dedup_window_claims_nothing(b: Arc<dyn Backend>) {
+    let q = QueueName::new(QUEUE).unwrap();
+    let config = QueueConfig::new(Policy::Fcfs, Strategy::RoundRobin)
+        .with_max_waiting(10)
+        .with_dedup_window(Duration::ZERO);
+    b.declare_queue(&q, config).await.unwrap();
+    let plain = (0..9)
+        .map(|_| TaskSpec::builder(QUEUE, "k").build().unwrap())
+        .collect();
+    b.submit_batch(plain).await.unwrap();
+    let same_key = || {
+        TaskSpec::builder(QUEUE, "k")
+            .dedup_key("x")
+            .build()
+            .unwrap()
+    };
+    let refused = b.submit_batch(vec![same_key(), same_key()]).await;
+    let Err(Error::QueueFull { adding, .. }) = refused else {
+        panic!("{refused:?}")
+    };
+    assert_eq!(adding, 2);
+    let one = b.submit_batch(vec![same_key()]).await.unwrap();
+    assert!(!one[0].duplicate);
+    assert_eq!(waiting(&b.stats().await.unwrap()), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_dedup_window_claims_nothing_on_memory() {
+    a_zero_dedup_window_claims_nothing(Arc::new(MemoryBackend::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_dedup_window_claims_nothing_on_redis() {
+    let server = RedisServer::start().unwrap();
+    let redis = RedisBackend::with_config(RedisConfig::new(server.url(), "zero"))
+        .await
+        .unwrap();
+    a_zero_dedup_window_claims_nothing(Arc::new(redis)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_that_does_not_fit_stores_nothing_on_memory() {
     a_batch_that_does_not_fit_stores_nothing(Arc::new(MemoryBackend::new())).await;

@@ -25,7 +25,8 @@ local function check_room(groups, rest, tasks, known)
       if t.dedup then
         local dk = t.q.name .. '|' .. t.dedup
         if keys[dk] then
-          held = true
+          -- Claimed earlier in the step: held unless the window is 0 (it expires at once).
+          held = t.q.dwin > 0
         else
           local entry = call('HGET', K_TASKS, 'd:' .. dk)
           if entry then held = tonumber(match(entry, '|(%d+)$')) > NOW end

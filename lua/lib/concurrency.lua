@@ -3,17 +3,23 @@
 -- `count_active`, lib/queues.lua).
 -- Rust twin: crates/switchyard-memory/src/state/concurrency.rs.
 
--- After one of a limited queue's tasks stopped being active: dispatches its next ready tasks
--- (push, by the strategy) or hands them off (pull) while it is not held and a worker takes them
--- (State::resume). Nothing for a queue without a limit.
-local function resume(q)
-  if q.cl == 0 or not dispatches(q) then return end
+-- Dispatches (push, by the strategy) or hands off (pull) the queue's next ready tasks while it
+-- may dispatch and a worker takes them (State::take_up): what a queue no longer held does, and
+-- what reconfigure does whatever the limit was or is now.
+local function take_up(q)
+  if not dispatches(q) then return end
   if q.str == T_PULL then
     hand_off_ready(q)
   else
     flush_ready(q)
-    dispatch_ready(q, q.cl - q.act)
+    dispatch_ready(q, room(q, 2^31))
   end
+end
+
+-- After one of a limited queue's tasks stopped being active: `take_up` (State::resume).
+-- Nothing for a queue without a limit (it was never held).
+local function resume(q)
+  if q.cl > 0 then take_up(q) end
 end
 
 -- `resume` for the queues of the records in `first`, then `second`, each once, in the order

@@ -147,6 +147,49 @@ async fn a_dead_workers_slot_comes_back(c: Client) {
     assert_eq!(gauge.most.load(Ordering::SeqCst), 1);
 }
 
+/// A limit raised, then removed, by `reconfigure`: the waiting tasks go out in the same step,
+/// up to the new limit, then to every free slot.
+async fn reconfigure_takes_up_what_waits(c: Client) {
+    let limited = QueueConfig::new(Policy::Fcfs, Strategy::RoundRobin).with_concurrency(1);
+    c.declare("q", limited).await.unwrap();
+    let b = c.backend();
+    for w in ["a", "b"] {
+        b.register_worker(WorkerSpec::new(w, ["q"]).unwrap().capacity(4))
+            .await
+            .unwrap();
+    }
+    let specs = (0..10)
+        .map(|_| TaskSpec::builder("q", "work").build().unwrap())
+        .collect();
+    c.submit_batch(specs).await.unwrap();
+    let counts = |s: switchyard::Stats| (s.queues[0].dispatched, s.queues[0].ready);
+    assert_eq!(counts(c.stats().await.unwrap()), (1, 9));
+    let q = switchyard::QueueName::new("q").unwrap();
+    b.reconfigure_queue(&q, limited.with_concurrency(3))
+        .await
+        .unwrap();
+    assert_eq!(counts(c.stats().await.unwrap()), (3, 7), "raised to 3");
+    let mut unlimited = limited;
+    unlimited.concurrency = None;
+    b.reconfigure_queue(&q, unlimited).await.unwrap();
+    assert_eq!(
+        counts(c.stats().await.unwrap()),
+        (8, 2),
+        "removed: every free slot"
+    );
+}
+
+#[tokio::test]
+async fn memory_takes_up_what_waits_when_the_limit_goes() {
+    reconfigure_takes_up_what_waits(client(None).await).await;
+}
+
+#[tokio::test]
+async fn redis_takes_up_what_waits_when_the_limit_goes() {
+    let server = RedisServer::start().unwrap();
+    reconfigure_takes_up_what_waits(client(Some(&server)).await).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_never_runs_more_than_the_limit() {
     never_more_than_the_limit(client(None).await, Strategy::LeastLoaded, 1, 3_000).await;

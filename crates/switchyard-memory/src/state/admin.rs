@@ -123,7 +123,7 @@ impl State {
             q.jitter = config.jitter_rng();
         }
         // A limit raised or removed lets the queue take up what waits.
-        self.resume(queue, self.now)?;
+        self.take_up(queue, self.now)?;
         Ok(true)
     }
 

@@ -43,9 +43,14 @@ impl State {
                 continue;
             }
             if let Some(key) = spec.dedup_key() {
-                if keys.contains(&(spec.queue(), key))
-                    || self.dedup_holder(spec.queue(), key, now).is_some()
-                {
+                let held = if keys.contains(&(spec.queue(), key)) {
+                    // Claimed earlier in the step: held unless the window is 0 (it expires at
+                    // once).
+                    self.queue(spec.queue())?.config.dedup_window_ms > 0
+                } else {
+                    self.dedup_holder(spec.queue(), key, now).is_some()
+                };
+                if held {
                     continue;
                 }
                 keys.insert((spec.queue(), key));

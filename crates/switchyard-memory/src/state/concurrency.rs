@@ -30,8 +30,18 @@ impl State {
     /// tasks (push, by the strategy) or hands them off (pull) while it is not held and a worker
     /// takes them. Nothing for a queue without a limit (it was never held).
     pub(super) fn resume(&mut self, queue: &QueueName, now: Millis) -> Result<Vec<Assignment>> {
+        if self.queue(queue)?.config.concurrency.is_none() {
+            return Ok(Vec::new());
+        }
+        self.take_up(queue, now)
+    }
+
+    /// Dispatches (push) or hands off (pull) the queue's next ready tasks while it may
+    /// dispatch and a worker takes them: what a queue no longer held does (`resume`; and
+    /// `reconfigure`, whatever the limit was or is now).
+    pub(super) fn take_up(&mut self, queue: &QueueName, now: Millis) -> Result<Vec<Assignment>> {
         let q = self.queue(queue)?;
-        if q.config.concurrency.is_none() || !q.dispatches() {
+        if !q.dispatches() {
             return Ok(Vec::new());
         }
         if q.config.strategy.is_push() {

@@ -45,7 +45,7 @@ pub fn any_config() -> impl proptest::strategy::Strategy<Value = QueueConfig> {
         1u32..4,
         prop_oneof![Just(2_000u32), Just(30_000u32)],
         (0u32..3_000, 0u8..60),
-        prop_oneof![Just(1_000u64), Just(60_000u64)],
+        prop_oneof![Just(0u64), Just(1_000u64), Just(60_000u64)],
         prop_oneof![
             Just(EventLevel::Off),
             Just(EventLevel::Failures),
