@@ -446,7 +446,7 @@ mod tests {
     #[test]
     fn minutes_are_rolled_up_from_the_totals() {
         let mut m = Minutes::default();
-        let t0 = 1_800_000_000_000 - 1_800_000_000_000 % 60_000;
+        let t0 = 1_800_000_000_000; // a whole minute
         m.add(t0 + 1_000, &[row(0, 0)]);
         m.add(t0 + 30_000, &[row(50, 1)]);
         assert!(m.points.is_empty(), "the first minute is not over");
