@@ -101,7 +101,7 @@ function bound(q) {
   if (q.max_waiting === null || q.max_waiting === undefined) return el('td', { 'data-field': 'max_waiting' }, '-');
   const waiting = q.ready + q.scheduled + q.retrying;
   return el('td', { 'data-field': 'max_waiting', class: waiting >= q.max_waiting ? 'full' : '' },
-    `${int(waiting)} / ${int(q.max_waiting)}`);
+    `${int(waiting)}/${int(q.max_waiting)}`);
 }
 
 /** A limited queue's active tasks over its concurrency limit; '-' without a limit. */
@@ -109,7 +109,7 @@ function limit(q) {
   if (q.concurrency === null || q.concurrency === undefined) return el('td', { 'data-field': 'concurrency' }, '-');
   const active = q.inbox + q.running;
   return el('td', { 'data-field': 'concurrency', class: active >= q.concurrency ? 'full' : '' },
-    `${int(active)} / ${int(q.concurrency)}`);
+    `${int(active)}/${int(q.concurrency)}`);
 }
 
 function renderQueues(queues) {
