@@ -102,24 +102,8 @@ mod tests {
 
     fn queue(name: &str, dead: u64) -> QueueRow {
         QueueRow {
-            queue: name.into(),
-            paused: false,
-            policy: "fcfs".into(),
-            strategy: "round-robin".into(),
-            max_waiting: None,
-            concurrency: None,
-            scheduled: 0,
-            ready: 0,
-            inbox: 0,
-            running: 0,
-            retrying: 0,
-            succeeded: 0,
             dead,
-            cancelled: 0,
-            totals: Default::default(),
-            head_age_ms: None,
-            succeeded_per_s: None,
-            failed_per_s: None,
+            ..QueueRow::example(name)
         }
     }
 

@@ -227,6 +227,31 @@ impl QueueRow {
     pub fn active(&self) -> u64 {
         self.inbox + self.running
     }
+
+    /// An empty FCFS queue named `name`, for tests to change what they look at.
+    #[cfg(test)]
+    pub fn example(name: &str) -> QueueRow {
+        QueueRow {
+            queue: name.into(),
+            paused: false,
+            policy: "fcfs".into(),
+            strategy: "round-robin".into(),
+            max_waiting: None,
+            concurrency: None,
+            scheduled: 0,
+            ready: 0,
+            inbox: 0,
+            running: 0,
+            retrying: 0,
+            succeeded: 0,
+            dead: 0,
+            cancelled: 0,
+            totals: EventCounts::default(),
+            head_age_ms: None,
+            succeeded_per_s: None,
+            failed_per_s: None,
+        }
+    }
 }
 
 /// Now, in ms since the epoch.

@@ -420,24 +420,8 @@ mod tests {
         totals.succeeded = succeeded;
         totals.failed = failed;
         QueueRow {
-            queue: "q".into(),
-            paused: false,
-            policy: "fcfs".into(),
-            strategy: "pull".into(),
-            max_waiting: None,
-            concurrency: None,
-            scheduled: 0,
-            ready: 0,
-            inbox: 0,
-            running: 0,
-            retrying: 0,
-            succeeded,
-            dead: 0,
-            cancelled: 0,
             totals,
-            head_age_ms: None,
-            succeeded_per_s: None,
-            failed_per_s: None,
+            ..QueueRow::example("q")
         }
     }
 
