@@ -7,17 +7,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{WorkerProcess, ok, run, switchyard};
+use support::{WORKER, WorkerProcess, ok, run, switchyard};
 use switchyard_testkit::redis_server::RedisServer;
-
-const WORKER: [&str; 6] = [
-    "--queue",
-    "jobs",
-    "--heartbeat-ttl-ms",
-    "2000",
-    "--maintenance-ms",
-    "100",
-];
 
 #[test]
 fn declare_submit_work_inspect_and_redrive() {

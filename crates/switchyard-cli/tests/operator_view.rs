@@ -7,17 +7,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{WorkerProcess, ok};
+use support::{WORKER, WorkerProcess, ok};
 use switchyard_testkit::redis_server::RedisServer;
-
-const WORKER: [&str; 6] = [
-    "--queue",
-    "jobs",
-    "--heartbeat-ttl-ms",
-    "2000",
-    "--maintenance-ms",
-    "100",
-];
 
 /// A queue with ready tasks and no live worker serving it is flagged by `status` (table and
 /// JSON); a paused one is not (nothing is meant to run), and the flag goes once a worker serves

@@ -9,6 +9,17 @@ use std::time::{Duration, Instant};
 use switchyard::Client;
 use switchyard_testkit::redis_server::RedisServer;
 
+/// Flags of a worker on queue `jobs` that notices a lost peer within a few seconds: a 2 s
+/// heartbeat TTL, maintenance every 100 ms.
+pub const WORKER: [&str; 6] = [
+    "--queue",
+    "jobs",
+    "--heartbeat-ttl-ms",
+    "2000",
+    "--maintenance-ms",
+    "100",
+];
+
 /// The binary under test.
 pub fn switchyard() -> Command {
     Command::new(env!("CARGO_BIN_EXE_switchyard"))
