@@ -3,7 +3,8 @@
 -- ARGV: now, name, config JSON, policy, aging, strategy, vnodes, default cost, max attempts,
 --       timeout, backoff base, backoff max, jitter pct, result ttl, dead ttl, dedup window,
 --       random generator state, jitter generator state, event level (0 off, 1 failures, 2 all),
---       max waiting (0: unbounded), concurrency (0: no limit).
+--       max waiting (0: unbounded), concurrency (0: no limit), rate limit and its window in ms
+--       (both 0: no limit).
 -- Reply: 1 created, 0 already there with the same configuration.
 -- Errors: SY_CONFLICT <existing JSON>, SY_INVALID.
 local name = name_arg(2, 'queue name')
@@ -14,8 +15,8 @@ if existing then
   if existing == json then return 0 end
   fail('SY_CONFLICT', existing)
 end
-local cfg, rng, jit, mw, cl = config_arg(4)
+local cfg, rng, jit, limits = config_arg(4)
 call('HSET', K_META, name, json)
 call('HSET', KEYS[NFIXED + 1], 'c', cfg, 'd', spack(QDYN, 0, rng, jit, 0, 0))
-store_limits(KEYS[NFIXED + 1], mw, cl)
+store_limits(KEYS[NFIXED + 1], limits)
 return 1

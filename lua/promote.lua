@@ -1,9 +1,11 @@
--- promote: makes due delayed tasks of one queue ready (run-at <= now), in (run-at, seq) order,
+-- promote: takes one queue up if the time its rate limit or hold marked has come (State::wake_due,
+-- lib/rate.lua), then makes its due delayed tasks ready (run-at <= now), in (run-at, seq) order,
 -- at most `limit` (State::maintain, step 2). Their run-at is their enqueue time for aging.
 -- KEYS: the fixed keys, then the queue's group. ARGV: now, queue, limit.
 -- Reply: {promoted, more 0|1, assignments...}.
 local q = queues_open(2, 1)[1]
 local limit = int_arg(3, 'limit', 0, 1000000)
+if wake_has_come(q) then take_up(q) end
 local due = {}
 if limit > 0 then
   due = call('ZRANGEBYSCORE', q.k_delayed, '-inf', NOW, 'WITHSCORES', 'LIMIT', 0, limit)

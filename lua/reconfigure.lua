@@ -2,21 +2,23 @@
 -- are replaced (switchyard_core::admin::Reshape) is computed by the caller from the
 -- configuration it read, passed as flags, and that configuration is checked here.
 -- KEYS: the fixed keys, then the queue's group.
--- ARGV: now, name, new config JSON, then as declare from the policy on (4..21), then the
---       configuration JSON the caller read (22), order changes 0|1 (23), balancer changes 0|1 (24).
--- A concurrency limit raised or removed lets the queue take up what waits (lib/concurrency.lua).
+-- ARGV: now, name, new config JSON, then as declare from the policy on (4..23), then the
+--       configuration JSON the caller read (24), order changes 0|1 (25), balancer changes 0|1 (26).
+-- A concurrency or rate limit raised or removed lets the queue take up what waits
+-- (lib/concurrency.lua); a rate limit with a new window starts its log afresh, and one lowered
+-- below the dispatches of its window marks the queue (lib/rate.lua).
 -- Reply: 1 changed, 0 it already had this configuration.
 -- Errors: SY_UNKNOWN_QUEUE, SY_STALE (reconfigured meanwhile: read again), SY_BUSY ready <n> |
 --         served <worker,...>, SY_INVALID.
 local q = queues_open(2, 1)[1]
 local json = ARGV[3]
 if not json or json == '' then fail('SY_INVALID', 'config: empty') end
-local cfg, rng, jit, mw, cl = config_arg(4)
-local order = int_arg(23, 'order flag', 0, 1)
-local balancer = int_arg(24, 'balancer flag', 0, 1)
+local cfg, rng, jit, limits = config_arg(4)
+local order = int_arg(25, 'order flag', 0, 1)
+local balancer = int_arg(26, 'balancer flag', 0, 1)
 local existing = call('HGET', K_META, q.name)
 if existing == json then return 0 end
-if existing ~= ARGV[22] then fail('SY_STALE', 'queue ' .. q.name .. ' was reconfigured meanwhile') end
+if existing ~= ARGV[24] then fail('SY_STALE', 'queue ' .. q.name .. ' was reconfigured meanwhile') end
 if order == 1 and ready_len(q) > 0 then fail('SY_BUSY', 'ready ' .. ready_len(q)) end
 if balancer == 1 then
   local served = queue_members(q.name)
@@ -32,12 +34,15 @@ if order == 1 then
 end
 call('HSET', K_META, q.name, json)
 call('HSET', q.k_state, 'c', cfg, 'd', spack(QDYN, q.tomb, q.rng, q.jit, q.vt, q.ep) .. (q.cur or ''))
-store_limits(q.k_state, mw, cl)
-count_for_limit(q, cl)
--- The queue as now configured (the handle holds the old configuration), taking up what a
--- raised or removed limit lets it.
+store_limits(q.k_state, limits)
+count_for_limit(q, limits.cl)
+if limits.rwin ~= q.rwin then call('DEL', q.k_rate) end
+-- The queue as now configured (the handle holds the old configuration), marked if its rate
+-- closes it, taking up what a raised or removed limit lets it.
 flush()
 QUEUES[q.name] = nil
-take_up(queue_of(q.name))
+q = queue_of(q.name)
+mark_wake(q)
+take_up(q)
 flush()
 return 1

@@ -1,10 +1,10 @@
 -- lib/admin.lua: helpers of the administration calls (switchyard_core::admin).
 -- Rust twin: crates/switchyard-memory/src/state/admin.rs.
 
--- A queue configuration in ARGV[i..i+17] (as declare and reconfigure pass it), checked:
--- the packed CFG, the random generator state, the jitter generator state, the bound on
--- waiting tasks (0: unbounded; lib/bounded.lua) and the concurrency limit (0: none;
--- lib/concurrency.lua).
+-- A queue configuration in ARGV[i..i+19] (as declare and reconfigure pass it), checked:
+-- the packed CFG, the random generator state, the jitter generator state, and its limits
+-- {mw: the bound on waiting tasks (0: unbounded; lib/bounded.lua), cl: the concurrency limit
+-- (0: none; lib/concurrency.lua), rmax and rwin: the rate limit (0: none; lib/rate.lua)}.
 local function config_arg(i)
   local pol = int_arg(i, 'policy', 0, 4)
   local age = int_arg(i + 1, 'aging', 0, 2^24)
@@ -18,15 +18,26 @@ local function config_arg(i)
     int_arg(i + 8, 'backoff max', 0, 2^32 - 1), int_arg(i + 9, 'jitter pct', 0, 100),
     int_arg(i + 10, 'result ttl', 0, MAX_MS), int_arg(i + 11, 'dead ttl', 0, MAX_MS),
     int_arg(i + 12, 'dedup window', 0, MAX_MS), int_arg(i + 15, 'event level', 0, 2))
+  local limits = {mw = int_arg(i + 16, 'max waiting', 0, 2^32 - 1),
+    cl = int_arg(i + 17, 'concurrency', 0, 2^32 - 1), rmax = int_arg(i + 18, 'rate limit', 0, 100000),
+    rwin = int_arg(i + 19, 'rate limit window', 0, 86400000)}
+  if (limits.rmax == 0) ~= (limits.rwin == 0) then
+    fail('SY_INVALID', 'rate limit: give both the count and the window, or neither')
+  end
   return cfg, int_arg(i + 13, 'random state', 1, MINSTD_M - 1), int_arg(i + 14, 'jitter state', 1, MINSTD_M - 1),
-    int_arg(i + 16, 'max waiting', 0, 2^32 - 1), int_arg(i + 17, 'concurrency', 0, 2^32 - 1)
+    limits
 end
 
--- Stores a queue's bound on waiting tasks and its concurrency limit in its state hash
--- (fields 'm' and 'l'; absent: none).
-local function store_limits(k_state, mw, cl)
-  if mw > 0 then call('HSET', k_state, 'm', mw) else call('HDEL', k_state, 'm') end
-  if cl > 0 then call('HSET', k_state, 'l', cl) else call('HDEL', k_state, 'l') end
+-- Stores a queue's limits (from `config_arg`) in its state hash: fields 'm' (bound), 'l'
+-- (concurrency), 'r' and 'rw' (rate limit and window); absent: none.
+local function store_limits(k_state, limits)
+  if limits.mw > 0 then call('HSET', k_state, 'm', limits.mw) else call('HDEL', k_state, 'm') end
+  if limits.cl > 0 then call('HSET', k_state, 'l', limits.cl) else call('HDEL', k_state, 'l') end
+  if limits.rmax > 0 then
+    call('HSET', k_state, 'r', limits.rmax, 'rw', limits.rwin)
+  else
+    call('HDEL', k_state, 'r', 'rw')
+  end
 end
 
 -- The registered workers that serve queue `name`, sorted, joined by ','  ('' for none).

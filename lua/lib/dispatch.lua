@@ -62,7 +62,9 @@ end
 -- under token `tok`, and starts it (State::start_pulled).
 local function start_pulled(wr, r, tok, out)
   r.tok = tok
-  count_active(queue_of(r.q), 1)
+  local q = queue_of(r.q)
+  count_active(q, 1)
+  spend_token(q)
   zadd(K_WTASKS, '0', format('%s|%012x|%s', wr.id, tok, r.id))
   unsettle(wr)
   wr.inf = wr.inf + 1
@@ -102,6 +104,7 @@ local function dispatch_to(wr, r, q, tok)
     r.st = S_DISPATCHED; r.w = wr.id; r.tok = tok
     rec_put(r)
     count_active(q, 1)
+    spend_token(q)
     zadd(K_WTASKS, '0', format('%s|%012x|%s', wr.id, tok, r.id))
     unsettle(wr)
     wr.inf = wr.inf + 1

@@ -54,6 +54,7 @@ local function flush()
       call('HSET', q.k_state, 'd', spack(QDYN, q.tomb, q.rng, q.jit, q.vt, q.ep) .. (q.cur or ''))
       q.dirty = nil
     end
+    flush_rate(q)
     if q.act_dirty then
       call('HSET', q.k_state, 'a', q.act)
       q.act_dirty = nil

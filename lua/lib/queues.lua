@@ -30,7 +30,7 @@ local function queue_of(name)
   if not g then fail('SY_STALE', 'queue ' .. name .. ' was not passed') end
   local b = NFIXED + (g - 1) * GROUP_KEYS
   local k_state = KEYS[b + 1]
-  local v = call('HMGET', k_state, 'c', 'd', 'p', 'm', 'l', 'a')
+  local v = call('HMGET', k_state, 'c', 'd', 'p', 'm', 'l', 'a', 'r', 'rw', 'u', 't')
   if not v[1] then fail('SY_UNKNOWN_QUEUE', name) end
   -- policy aging strategy vnodes default_cost max_attempts timeout backoff_base backoff_max
   -- jitter_pct result_ttl dead_ttl dedup_window event_level
@@ -45,25 +45,28 @@ local function queue_of(name)
   if #v[2] > QDYN_LEN then cur = sub(v[2], QDYN_LEN + 1) end
   -- One constructor with every field: growing a table field by field rehashes it repeatedly.
   q = {name = name, k_state = k_state, k_ready = KEYS[b + 2], k_delayed = KEYS[b + 3],
-       k_ring = KEYS[b + 4], k_done = KEYS[b + 5], pol = c[1], age = c[2], str = c[3],
+       k_ring = KEYS[b + 4], k_done = KEYS[b + 5], k_rate = KEYS[b + 6], pol = c[1], age = c[2], str = c[3],
        vn = c[4], dcost = c[5], matt = c[6], tmo = c[7], bb = c[8], bm = c[9], bj = c[10],
        rttl = c[11], dttl = c[12], dwin = c[13], ev = c[14], tomb = tomb, rng = rng, jit = jit,
        vt = vt, ep = ep, cur = cur, rlen = false, dirty = false, paused = v[3] == '1',
        none_parked = false, mw = tonumber(v[4]) or 0, cl = tonumber(v[5]) or 0,
-       act = tonumber(v[6]) or 0}
+       act = tonumber(v[6]) or 0, rmax = tonumber(v[7]) or 0, rwin = tonumber(v[8]) or 0,
+       hold = tonumber(v[9]) or 0, wake = tonumber(v[10]) or 0}
   QUEUES[name] = q
   return q
 end
 
--- Whether queue `q` may dispatch now: not paused, and not held at its concurrency limit
--- (`cl`, 0: none) by its active tasks (`act`; Queue::dispatches).
+-- Whether queue `q` may dispatch now: not paused, not held at its concurrency limit (`cl`,
+-- 0: none) by its active tasks (`act`), and with a token of its rate limit and no hold
+-- (lib/rate.lua; Queue::dispatches).
 local function dispatches(q)
-  return not q.paused and (q.cl == 0 or q.act < q.cl)
+  return not q.paused and (q.cl == 0 or q.act < q.cl) and rate_open(q)
 end
 
--- At most `n`, and no more than `q`'s concurrency limit leaves room for.
+-- At most `n`, and no more than `q`'s concurrency limit and rate tokens leave room for.
 local function room(q, n)
-  if q.cl > 0 and q.cl - q.act < n then return q.cl - q.act end
+  if q.cl > 0 and q.cl - q.act < n then n = q.cl - q.act end
+  if q.rmax > 0 and rate_tokens(q) < n then n = rate_tokens(q) end
   return n
 end
 

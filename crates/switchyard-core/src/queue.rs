@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::duration_ms;
+use crate::flow::rate::RateLimit;
 use crate::rng::Minstd;
 use crate::task::{MAX_ATTEMPTS, MAX_DURATION_MS, bounded_ms};
 use crate::{Error, EventLevel, Policy, Strategy};
@@ -126,6 +127,12 @@ pub struct QueueConfig {
     /// [`crate::flow::concurrency`]). At least 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u32>,
+    /// At most this many dispatches of the queue in any window, across all workers; `None`
+    /// (the default) is unlimited. Without a token the queue dispatches nothing, its tasks
+    /// keep their places, and it takes up again by itself when a token returns (the rule,
+    /// exactly: [`crate::flow::rate`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<RateLimit>,
     /// A duration a `with_*` method could not store (out of range); `validate` reports it, so
     /// that nothing is silently clamped.
     #[serde(skip)]
@@ -156,6 +163,7 @@ impl Default for QueueConfig {
             events: EventLevel::Failures,
             max_waiting: None,
             concurrency: None,
+            rate: None,
             unfit: None,
         }
     }
@@ -256,6 +264,21 @@ impl QueueConfig {
         self
     }
 
+    /// Dispatches at most `max` of the queue's tasks in any window of `per` (see
+    /// [`rate`](QueueConfig::rate)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchyard_core::QueueConfig;
+    /// let payments = QueueConfig::default().with_rate(100, Duration::from_secs(1));
+    /// assert_eq!(payments.rate.unwrap().to_string(), "100 per 1s");
+    /// assert!(QueueConfig::default().with_rate(0, Duration::from_secs(1)).validate().is_err());
+    /// ```
+    pub fn with_rate(mut self, max: u32, per: Duration) -> Self {
+        self.rate = Some(RateLimit::new(max, per));
+        self
+    }
+
     /// Sets the default cost for shortest-job-first (at most [`MAX_DURATION_MS`] ms; more is
     /// reported by [`validate`](QueueConfig::validate)).
     pub fn with_default_cost(mut self, cost: Duration) -> Self {
@@ -285,6 +308,9 @@ impl QueueConfig {
                 "concurrency",
                 "must be at least 1 (leave it unset for no limit)",
             ));
+        }
+        if let Some(rate) = self.rate {
+            rate.validate()?;
         }
         if self.max_waiting == Some(0) {
             return Err(Error::invalid(
@@ -332,7 +358,10 @@ impl QueueConfig {
             b.map_or_else(|| "unbounded".to_owned(), |n| n.to_string())
         }
         let (a, b) = (self, requested);
-        let fields: [(&str, String, String); 15] = [
+        fn rate(r: Option<RateLimit>) -> String {
+            r.map_or_else(|| "unlimited".to_owned(), |r| r.to_string())
+        }
+        let fields: [(&str, String, String); 16] = [
             ("policy", a.policy.name(), b.policy.name()),
             ("strategy", strategy(a.strategy), strategy(b.strategy)),
             ("seed", a.seed.to_string(), b.seed.to_string()),
@@ -388,6 +417,7 @@ impl QueueConfig {
             ),
             ("max_waiting", bound(a.max_waiting), bound(b.max_waiting)),
             ("concurrency", bound(a.concurrency), bound(b.concurrency)),
+            ("rate", rate(a.rate), rate(b.rate)),
         ];
         fields
             .into_iter()

@@ -142,9 +142,14 @@ impl State {
                     .ok_or(format!("{qn} lists dead worker {wid}"))?;
                 let free = w.has_free_slot();
                 if q.config.strategy.is_push() {
-                    // Invariant 3, work conservation, holds for queues that are not paused
-                    // or held at their concurrency limit.
-                    if free && q.dispatches() && !q.ready.is_empty() {
+                    // Invariant 3, work conservation, holds for queues that are not paused,
+                    // held at their concurrency limit, or marked to open later (rate; the
+                    // mark stays until maintenance takes the queue up).
+                    if free
+                        && q.dispatches(self.now)
+                        && q.rate.wake.is_none()
+                        && !q.ready.is_empty()
+                    {
                         return Err(format!(
                             "{qn} has {} ready tasks while {wid} has a free slot",
                             q.ready.len()
@@ -159,6 +164,11 @@ impl State {
             }
             if q.config.strategy.is_push() && q.balancer.eligible_count() > q.members.len() {
                 return Err(format!("{qn}'s balancer lists workers that left"));
+            }
+            if !q.rate.open(q.config.rate, self.now) && q.rate.wake.is_none() {
+                return Err(format!(
+                    "{qn} is closed by its rate limit or hold but not marked to open again"
+                ));
             }
             let active = self
                 .tasks

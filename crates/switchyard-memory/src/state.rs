@@ -13,6 +13,9 @@
 //! | `dispatch` | parking, events, starting a task, dispatching it, hand-offs | `lua/lib/dispatch.lua` |
 //! | `place` | the sequence, a task entering its queue (or going back), filling workers | `lua/lib/deferred.lua` (`next_seq`), `lua/lib/place.lua`, `dispatch.lua` |
 //! | `leases` | receiving, checking a lease, finishing, failing, handing back | `lua/lib/leases.lua`, `receive.lua`, `complete.lua`, `fail.lua`, `running.lua` |
+//! | `bounded` | the room check of a submit to a bounded queue | `lua/lib/bounded.lua` |
+//! | `concurrency` | concurrency limits: the active count, resuming a queue | `lua/lib/concurrency.lua` |
+//! | `rate` | rate limits and holds: the window, tokens, the wake mark | `lua/lib/rate.lua` |
 //! | `costs` | learned costs of shortest-job-first queues | `learn_cost` in `lua/lib/leases.lua` |
 //! | `tasks` | submitting, cancelling, re-driving a task | `lua/submit.lua`, `cancel.lua`, `redrive.lua` |
 //! | `maintain` | reaping, promoting, purging | `lua/reap_worker.lua`, `promote.lua`, `purge.lua` |
@@ -31,6 +34,7 @@ mod leases;
 mod maintain;
 mod place;
 mod queues;
+mod rate;
 mod records;
 mod tasks;
 mod workers;

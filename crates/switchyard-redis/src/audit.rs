@@ -21,6 +21,9 @@ struct QueueView {
     /// the limit, work conservation does not apply.
     limit: Option<u32>,
     active_field: Option<i64>,
+    /// Marked to open again later (field `t`: closed by its rate limit or a hold, or not yet
+    /// taken up by maintenance): work conservation does not apply.
+    marked: bool,
     /// Ready entries (an FCFS list may hold entries of cancelled tasks, counted in `tomb`).
     ready: Vec<String>,
     tomb: i64,
@@ -74,7 +77,7 @@ impl RedisBackend {
         for (name, json) in meta.iter().filter(|(k, _)| !k.starts_with('~')) {
             let queue = QueueName::new(name)?;
             let config = codec::config_from_json(json.as_bytes())?;
-            let [state, ready, delayed, _ring, done] = self.queue_keys(&queue);
+            let [state, ready, delayed, _ring, done, _rate] = self.queue_keys(&queue);
             let fcfs = config.policy == switchyard_core::Policy::Fcfs;
             let dynamic: Option<Vec<u8>> = conn.hget(&state, "d").await.map_err(e)?;
             // The dynamic state starts with the tombstone count (`>I6`, see `QDYN` in lua/lib/protocol.lua).
@@ -89,11 +92,13 @@ impl RedisBackend {
             };
             let paused: Option<String> = conn.hget(&state, "p").await.map_err(e)?;
             let active_field: Option<i64> = conn.hget(&state, "a").await.map_err(e)?;
+            let wake: Option<i64> = conn.hget(&state, "t").await.map_err(e)?;
             let view = QueueView {
                 pull: !config.strategy.is_push(),
                 paused: paused.as_deref() == Some("1"),
                 limit: config.concurrency,
                 active_field,
+                marked: wake.is_some(),
                 ready,
                 tomb: if fcfs { tomb.unwrap_or(0) } else { 0 },
                 delayed: pairs(conn.zrange_withscores(&delayed, 0, -1).await.map_err(e)?),
@@ -348,6 +353,7 @@ impl RedisBackend {
                 let count = active.get(q).copied().unwrap_or(0);
                 if free_slot
                     && !view.paused
+                    && !view.marked
                     && !concurrency::held(count, view.limit)
                     && view.ready_len() > 0
                 {

@@ -422,8 +422,8 @@ impl RedisBackend {
             .map(|i| self.inner.keys.fixed(i))
     }
 
-    /// The keys of one queue: state, ready, delayed, ring, done (for tools and tests).
-    pub fn queue_keys(&self, queue: &QueueName) -> [String; 5] {
+    /// The keys of one queue: state, ready, delayed, ring, done, rate (for tools and tests).
+    pub fn queue_keys(&self, queue: &QueueName) -> [String; 6] {
         self.inner.keys.queue_group(queue)
     }
 

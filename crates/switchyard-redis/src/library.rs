@@ -44,6 +44,7 @@ const LIB: &[(&str, &str)] = &[
     lib_file!("protocol.lua"),
     lib_file!("deferred.lua"),
     lib_file!("records.lua"),
+    lib_file!("rate.lua"),
     lib_file!("queues.lua"),
     lib_file!("workers.lua"),
     lib_file!("flush.lua"),

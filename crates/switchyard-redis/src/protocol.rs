@@ -239,7 +239,7 @@ pub(crate) mod key {
     /// Of the event stream.
     pub(crate) const EVENTS: usize = 8;
     /// The keys of one queue's group, in `KEYS` order (`q:<queue>:<role>`).
-    pub(crate) const GROUP: [&str; 5] = ["state", "ready", "delayed", "ring", "done"];
+    pub(crate) const GROUP: [&str; 6] = ["state", "ready", "delayed", "ring", "done", "rate"];
     /// The channel a waiting worker is woken on: this, then the worker id (`CH_WAKE`).
     pub(crate) const WAKE: &str = "wake:";
     /// The channel an awaited task's end is announced on: this, then the id (`CH_DONE`).

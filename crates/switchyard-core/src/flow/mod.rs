@@ -10,3 +10,4 @@
 
 pub mod bounded;
 pub mod concurrency;
+pub mod rate;

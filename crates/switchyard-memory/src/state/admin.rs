@@ -117,11 +117,13 @@ impl State {
             return Err(in_use(InUse::Served(q.members.iter().cloned().collect())));
         }
         let q = self.queue_mut(queue)?;
+        let old_rate = q.config.rate;
         q.config = config;
         if reshape.balancer {
             q.balancer = Balancer::new(config.strategy, config.seed);
             q.jitter = config.jitter_rng();
         }
+        self.rate_reconfigured(queue, old_rate, self.now)?;
         // A limit raised or removed lets the queue take up what waits.
         self.take_up(queue, self.now)?;
         Ok(true)

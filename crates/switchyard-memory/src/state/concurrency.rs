@@ -41,7 +41,7 @@ impl State {
     /// `reconfigure`, whatever the limit was or is now).
     pub(super) fn take_up(&mut self, queue: &QueueName, now: Millis) -> Result<Vec<Assignment>> {
         let q = self.queue(queue)?;
-        if !q.dispatches() {
+        if !q.dispatches(now) {
             return Ok(Vec::new());
         }
         if q.config.strategy.is_push() {

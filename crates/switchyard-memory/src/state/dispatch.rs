@@ -103,6 +103,7 @@ impl State {
     ) -> Result<Delivery> {
         self.task_mut(id)?.token = token;
         self.count_active(id, true)?;
+        self.spend_token(id, now)?;
         if let Some(w) = self.workers.get_mut(worker) {
             w.inflight += 1;
             w.dispatched += 1;
@@ -181,6 +182,7 @@ impl State {
             t.queue.clone()
         };
         self.queue_mut(&queue)?.active += 1;
+        self.spend_token(id, now)?;
         let w = self
             .workers
             .get_mut(worker)

@@ -7,8 +7,8 @@ use switchyard_core::{MaintenanceReport, Millis, QueueName, Result, WorkerId};
 use super::{State, to_i64};
 
 impl State {
-    /// The first run-at among delayed tasks, or the first heartbeat expiry (+1 ms: reaping
-    /// needs `expiry < now`).
+    /// The first run-at among delayed tasks, the first time a queue closed by its rate limit
+    /// opens again, or the first heartbeat expiry (+1 ms: reaping needs `expiry < now`).
     pub(crate) fn next_due(&self) -> Option<Millis> {
         let delayed = self.queues.values().filter_map(|q| {
             q.delayed
@@ -16,8 +16,9 @@ impl State {
                 .next()
                 .map(|(at, _)| u64::try_from(*at).unwrap_or(0))
         });
+        let wakes = self.queues.values().filter_map(|q| q.rate.wake);
         let reap = self.heartbeats.first().map(|(t, _)| t + 1);
-        delayed.chain(reap).min()
+        delayed.chain(wakes).chain(reap).min()
     }
 
     pub(crate) fn maintain(&mut self, limit: usize, now: Millis) -> Result<MaintenanceReport> {
@@ -37,10 +38,12 @@ impl State {
             report.workers_reaped.push(worker);
         }
         report.more |= self.heartbeats.first().is_some_and(|(t, _)| *t < now);
-        // 2. Due delayed tasks, queue by queue in name order, by (run_at, seq).
+        // 2. Queue by queue in name order: taken up if its rate mark has come, then its due
+        //    delayed tasks, by (run_at, seq).
         let mut budget = limit;
         let names: Vec<QueueName> = self.queues.keys().cloned().collect();
         for qn in names {
+            report.assignments.extend(self.wake_due(&qn, now)?);
             loop {
                 let q = self.queue_mut(&qn)?;
                 let Some((&(at, seq), &id)) = q.delayed.first_key_value() else {

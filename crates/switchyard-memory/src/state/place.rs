@@ -6,7 +6,7 @@
 use switchyard_core::policy::KeyInput;
 use switchyard_core::{Assignment, Millis, QueueName, Result, TaskId, TaskState, WorkerId};
 
-use super::{Queue, State, internal, to_i64};
+use super::{State, internal, to_i64};
 
 /// What the first worker parked on a pull queue does with an arriving task (`State::sleeper`).
 pub(super) enum Sleeper {
@@ -81,14 +81,14 @@ impl State {
         // A non-empty ready set means no worker of this queue has a free slot (invariant 3),
         // so only an empty set can dispatch an arriving task.
         if q.config.strategy.is_push()
-            && q.dispatches()
+            && q.dispatches(now)
             && q.ready.is_empty()
             && let Some(worker) = q.balancer.pick(&affinity)
         {
             // The task's sequence number doubles as its lease token.
             return self.dispatch_to(&worker, id, Some(seq), now).map(Some);
         }
-        let pull = !q.config.strategy.is_push() && q.dispatches();
+        let pull = !q.config.strategy.is_push() && q.dispatches(now);
         q.ready.insert((key, order), id);
         let t = self.task_mut(id)?;
         t.state = TaskState::Ready;
@@ -168,7 +168,7 @@ impl State {
             .queue(queue)?
             .ready
             .first_key_value()
-            .filter(|_| self.queues.get(queue).is_some_and(Queue::dispatches))
+            .filter(|_| self.queues.get(queue).is_some_and(|q| q.dispatches(now)))
         {
             match self.sleeper(queue)? {
                 Sleeper::None => break,
@@ -228,9 +228,10 @@ impl State {
         if !w.has_free_slot() {
             return Ok(None);
         }
+        let now = self.now;
         let next = w.spec.queues().iter().find_map(|qn| {
             let q = self.queues.get(qn)?;
-            if q.config.strategy.is_push() != push || !q.dispatches() {
+            if q.config.strategy.is_push() != push || !q.dispatches(now) {
                 return None;
             }
             q.ready
@@ -253,7 +254,7 @@ impl State {
         let mut out = Vec::new();
         while out.len() < limit {
             let q = self.queue_mut(queue)?;
-            if !q.dispatches() {
+            if !q.dispatches(now) {
                 break;
             }
             let Some((&pos, &id)) = q.ready.first_key_value() else {

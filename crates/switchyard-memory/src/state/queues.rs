@@ -13,6 +13,7 @@ use switchyard_core::{
 };
 
 use super::State;
+use super::rate::Rate;
 
 /// One queue.
 #[derive(Debug)]
@@ -39,13 +40,18 @@ pub(crate) struct Queue {
     /// Its dispatched and running tasks (what a concurrency limit counts; kept for every
     /// queue, so that a limit set later starts from the right count).
     pub(crate) active: u32,
+    /// Its rate window, hold and wake mark (see `rate`).
+    pub(crate) rate: Rate,
 }
 
 impl Queue {
-    /// Whether it may dispatch now: not paused, and not held at its concurrency limit
-    /// (`switchyard_core::flow::concurrency`).
-    pub(crate) fn dispatches(&self) -> bool {
-        !self.paused && !held(self.active, self.config.concurrency)
+    /// Whether it may dispatch at `now`: not paused, not held at its concurrency limit
+    /// (`switchyard_core::flow::concurrency`), and with a token of its rate limit and no hold
+    /// (`switchyard_core::flow::rate`).
+    pub(crate) fn dispatches(&self, now: Millis) -> bool {
+        !self.paused
+            && !held(self.active, self.config.concurrency)
+            && self.rate.open(self.config.rate, now)
     }
 }
 
@@ -76,6 +82,7 @@ impl State {
                 totals: EventCounts::default(),
                 paused: false,
                 active: 0,
+                rate: Rate::default(),
             },
         );
         Ok(())

@@ -12,7 +12,7 @@ use crate::codec::{self, int};
 use crate::error::Failure;
 use crate::error::wrong_state;
 
-/// Appends a queue configuration as declare and reconfigure take it (ARGV 4..21, after the
+/// Appends a queue configuration as declare and reconfigure take it (ARGV 4..23, after the
 /// queue name and its JSON; the Lua side is `config_arg` in `lua/lib/admin.lua`).
 pub(super) fn push_config(inv: &mut Call, config: &QueueConfig) {
     let (pol, age) = crate::protocol::policy_args(config.policy);
@@ -38,6 +38,8 @@ pub(super) fn push_config(inv: &mut Call, config: &QueueConfig) {
         });
     inv.arg(config.max_waiting.unwrap_or(0))
         .arg(config.concurrency.unwrap_or(0));
+    inv.arg(config.rate.map_or(0, |r| r.max))
+        .arg(config.rate.map_or(0, |r| r.per_ms));
 }
 
 fn in_use(queue: &QueueName, operation: &'static str, reason: InUse) -> Error {

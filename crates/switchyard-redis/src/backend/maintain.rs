@@ -7,7 +7,7 @@ use switchyard_core::backend::due_pause;
 use switchyard_core::{Maintain, MaintenanceReport, Result, WorkerId};
 
 use super::{RedisBackend, verified};
-use crate::error::Failure;
+use crate::error::{Failure, map_redis};
 use crate::{codec, keys};
 
 #[async_trait]
@@ -16,19 +16,33 @@ impl Maintain for RedisBackend {
         let names = self.queue_names().await?;
         let mut pipe = redis::pipe();
         for q in &names {
-            let [_, _, delayed, ..] = self.inner.keys.queue_group(q);
+            let [state, _, delayed, ..] = self.inner.keys.queue_group(q);
             pipe.cmd("ZRANGE")
                 .arg(delayed)
                 .arg(0)
                 .arg(0)
                 .arg("WITHSCORES");
+            // The time a queue closed by its rate limit or hold opens again (lib/rate.lua).
+            pipe.cmd("HGET").arg(state).arg("t");
         }
         pipe.cmd("ZRANGE")
             .arg(self.inner.keys.fixed(keys::HB))
             .arg(0)
             .arg(0)
             .arg("WITHSCORES");
-        let firsts: Vec<Vec<(String, f64)>> = self.query_pipe(&pipe).await?;
+        let (firsts, wakes): (Vec<Vec<(String, f64)>>, Vec<Option<u64>>) = {
+            let replies: Vec<redis::Value> = self.query_pipe(&pipe).await?;
+            let mut firsts = Vec::new();
+            let mut wakes = Vec::new();
+            for (i, v) in replies.into_iter().enumerate() {
+                if i % 2 == 1 && i < 2 * names.len() {
+                    wakes.push(redis::from_redis_value(v).map_err(|e| map_redis(&e.into()))?);
+                } else {
+                    firsts.push(redis::from_redis_value(v).map_err(|e| map_redis(&e.into()))?);
+                }
+            }
+            (firsts, wakes)
+        };
         let n = firsts.len();
         let due = firsts
             .into_iter()
@@ -39,6 +53,7 @@ impl Maintain for RedisBackend {
                     .first()
                     .map(|(_, at)| *at as u64 + u64::from(i + 1 == n))
             })
+            .chain(wakes.into_iter().flatten())
             .min();
         let Some(due) = due else {
             return Ok(None);

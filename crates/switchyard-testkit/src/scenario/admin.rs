@@ -95,6 +95,10 @@ impl<B: Backend> Runner<B> {
                             return Err(format!("{label}: the backend keeps {stored:?}"));
                         }
                         if let Some(c) = self.configs.get_mut(*queue) {
+                            // A rate limit with a new window counts from an empty one.
+                            if c.rate.map(|r| r.per_ms) != config.rate.map(|r| r.per_ms) {
+                                self.dispatch_times.remove(&queue_name(*queue));
+                            }
                             *c = config;
                         }
                         Ok(format!("{label} -> {changed}"))

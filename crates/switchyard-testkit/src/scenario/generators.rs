@@ -3,6 +3,7 @@
 use proptest::prelude::*;
 use proptest::strategy::Strategy as _;
 use switchyard_core::admin::Purge;
+use switchyard_core::flow::rate::RateLimit;
 use switchyard_core::{Backoff, EventLevel, Policy, QueueConfig, Strategy};
 
 use super::{Op, QUEUES, Scenario, SubmitOp, WORKERS};
@@ -36,7 +37,8 @@ pub fn any_strategy() -> impl proptest::strategy::Strategy<Value = Strategy> {
 
 /// A queue configuration with short timeouts and backoffs so that retries and lease expiry
 /// happen inside a scenario; retention is long so that no record is purged. A third of the
-/// queues are bounded, and a third have a concurrency limit, small enough to be reached.
+/// queues are bounded, a third have a concurrency limit, and a third a rate limit, small
+/// enough to be reached (windows of 100 ms to 5 s against the steps' clock advances).
 pub fn any_config() -> impl proptest::strategy::Strategy<Value = QueueConfig> {
     (
         any_policy(),
@@ -54,12 +56,21 @@ pub fn any_config() -> impl proptest::strategy::Strategy<Value = QueueConfig> {
         (
             proptest::option::weighted(0.35, 1u32..6),
             proptest::option::weighted(0.35, 1u32..4),
+            proptest::option::weighted(
+                0.35,
+                (
+                    1u32..4,
+                    prop_oneof![Just(100u64), Just(1_000u64), Just(5_000u64)],
+                ),
+            ),
         ),
     )
         .prop_map(
             |(policy, strategy, seed, attempts, timeout, (base, jitter), dedup, events, limits)| {
                 let mut config = QueueConfig::new(policy, strategy);
-                (config.max_waiting, config.concurrency) = limits;
+                let (max_waiting, concurrency, rate) = limits;
+                (config.max_waiting, config.concurrency) = (max_waiting, concurrency);
+                config.rate = rate.map(|(max, per_ms)| RateLimit { max, per_ms });
                 config
                     .with_events(events)
                     .with_seed(seed)

@@ -93,8 +93,9 @@ impl<B: Backend> Runner<B> {
         Ok(held)
     }
 
-    /// 3. Work conservation: no push queue that is not paused, nor held at its concurrency
-    ///    limit, has a ready task while a worker serving it has a free slot.
+    /// 3. Work conservation: no push queue that is not paused, held at its concurrency limit
+    ///    or rate-limited (closed until maintenance takes it up), has a ready task while a
+    ///    worker serving it has a free slot.
     fn work_conservation(&self, snap: &Snapshot) -> Result<(), String> {
         for (i, q) in snap.stats.queues.iter().enumerate() {
             let config = self.configs.get(i).ok_or("queue index")?;
@@ -103,6 +104,7 @@ impl<B: Backend> Runner<B> {
                 || q.ready == 0
                 || q.paused
                 || held(active, config.concurrency)
+                || config.rate.is_some()
             {
                 continue;
             }
@@ -158,6 +160,49 @@ impl<B: Backend> Runner<B> {
         Ok(())
     }
 
+    /// Rate limits: the runner logs a dispatch at this step's time for each task that became
+    /// leased (or started another attempt while leased) in the step, and no window of a
+    /// rate-limited queue ending now holds more dispatches than its limit. A task dispatched
+    /// twice in one step counts once, so the check can miss an excess but never invents one.
+    fn within_rate(&mut self, infos: &BTreeMap<TaskId, &TaskInfo>, now: u64) -> Result<(), String> {
+        for (id, info) in infos {
+            let before = self.states.get(id).copied();
+            // Out of a worker's hands before; or running before and, after a failed attempt,
+            // in an inbox again or running a later attempt (receiving from an inbox is not a
+            // dispatch).
+            let dispatched = info.state.is_leased()
+                && before.is_none_or(|(st, _, attempts)| {
+                    !st.is_leased()
+                        || st == TaskState::Running
+                            && (info.state == TaskState::Dispatched || info.attempts > attempts)
+                });
+            if dispatched {
+                self.dispatch_times
+                    .entry(info.queue.clone())
+                    .or_default()
+                    .push(now);
+            }
+        }
+        for (i, config) in self.configs.iter().enumerate() {
+            let Some(limit) = config.rate else {
+                continue;
+            };
+            let name = queue_name(i);
+            let times = self
+                .dispatch_times
+                .get(&name)
+                .map_or(&[][..], Vec::as_slice);
+            let in_window = times.iter().filter(|&&t| limit.counts(t, now)).count();
+            if in_window > limit.max as usize {
+                return Err(format!(
+                    "{name} dispatched {in_window} tasks in the {} ms up to {now}, over its rate limit of {limit}",
+                    limit.per_ms
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Invariant 4, recomputed without trusting the backend's keys: each ready set, as
     /// `peek_ready` lists it, must be sorted by `(key, entry step)`, where `key` is
     /// [`Policy::sort_key`] of the task's priority and cost (from its record) and of the time the
@@ -183,6 +228,7 @@ impl<B: Backend> Runner<B> {
         let now = self.clock.now_ms();
         let infos: BTreeMap<TaskId, &TaskInfo> =
             snap.tasks.iter().flatten().map(|t| (t.id, t)).collect();
+        self.within_rate(&infos, now)?;
         let in_order = |s: TaskState| {
             matches!(
                 s,

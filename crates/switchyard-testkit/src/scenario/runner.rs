@@ -46,6 +46,8 @@ pub struct Runner<B> {
     pub(super) entries: BTreeMap<TaskId, ReadyEntry>,
     /// Every accepted task's state, run-at and attempts after the last step.
     pub(super) states: BTreeMap<TaskId, (TaskState, Option<u64>, u32)>,
+    /// The step times of each queue's dispatches, as the runner sees them (rate limits).
+    pub(super) dispatch_times: BTreeMap<switchyard_core::QueueName, Vec<u64>>,
 }
 
 pub(super) fn fatal(e: &Error) -> bool {
@@ -81,6 +83,7 @@ impl<B: Backend> Runner<B> {
             steps: 0,
             entries: BTreeMap::new(),
             states: BTreeMap::new(),
+            dispatch_times: BTreeMap::new(),
         })
     }
 

@@ -1,0 +1,120 @@
+//! Rate limits and holds: a queue's window of dispatches, the token a dispatch takes, the mark
+//! of when a queue without a token (or held) opens again, and maintenance taking it up then
+//! (the rule: `switchyard_core::flow::rate`; the gate itself is `Queue::dispatches`).
+//!
+//! Lua twin: lua/lib/rate.lua.
+
+use std::collections::VecDeque;
+
+use switchyard_core::flow::rate::{RateLimit, opens_at};
+use switchyard_core::{Assignment, Millis, QueueName, Result, TaskId};
+
+use super::{State, internal};
+
+/// A queue's rate state.
+#[derive(Debug, Default)]
+pub(crate) struct Rate {
+    /// Times of its dispatches, oldest first: those still in the window, and older ones not
+    /// dropped yet (only those counting at `now` matter).
+    pub(crate) log: VecDeque<Millis>,
+    /// Held (dispatches nothing) until then; 0: not held.
+    pub(crate) hold_until: Millis,
+    /// When it opens again, set by the step that took its last token or held it; cleared by
+    /// the maintenance pass that takes it up (`wake_due`).
+    pub(crate) wake: Option<Millis>,
+}
+
+impl Rate {
+    /// Dispatches still counting at `now` under `limit`, and the oldest of them.
+    fn window(&self, limit: RateLimit, now: Millis) -> (usize, Option<Millis>) {
+        let gone = self.log.partition_point(|&at| !limit.counts(at, now));
+        (self.log.len() - gone, self.log.get(gone).copied())
+    }
+
+    /// Tokens left at `now` (`u32::MAX` without a limit).
+    pub(crate) fn tokens(&self, limit: Option<RateLimit>, now: Millis) -> u32 {
+        limit.map_or(u32::MAX, |l| l.tokens(self.window(l, now).0))
+    }
+
+    /// Whether the queue may dispatch at `now` as far as its rate and hold go.
+    pub(crate) fn open(&self, limit: Option<RateLimit>, now: Millis) -> bool {
+        now >= self.hold_until && self.tokens(limit, now) > 0
+    }
+
+    /// When it opens again, seen at `now` (`now` if it is open).
+    pub(crate) fn opens_at(&self, limit: Option<RateLimit>, now: Millis) -> Millis {
+        let (tokens, oldest) = match limit {
+            Some(l) => {
+                let (n, oldest) = self.window(l, now);
+                (l.tokens(n), oldest)
+            }
+            None => (u32::MAX, None),
+        };
+        opens_at(limit, tokens, oldest, self.hold_until, now)
+    }
+}
+
+impl State {
+    /// A dispatch of task `id` at `now` takes a token of its queue, if the queue is limited;
+    /// the last token marks the queue with the time it opens again.
+    pub(super) fn spend_token(&mut self, id: TaskId, now: Millis) -> Result<()> {
+        let queue = self
+            .tasks
+            .get(&id)
+            .ok_or_else(|| internal("task record missing"))?
+            .queue
+            .clone();
+        let q = self.queue_mut(&queue)?;
+        let Some(limit) = q.config.rate else {
+            return Ok(());
+        };
+        while q.rate.log.front().is_some_and(|&at| !limit.counts(at, now)) {
+            q.rate.log.pop_front();
+        }
+        q.rate.log.push_back(now);
+        if q.rate.tokens(Some(limit), now) == 0 {
+            self.mark_wake(&queue, now)?;
+        }
+        Ok(())
+    }
+
+    /// Marks `queue` with the time it opens again, if that is after `now`, and wakes the
+    /// maintenance loops sleeping until an earlier time.
+    fn mark_wake(&mut self, queue: &QueueName, now: Millis) -> Result<()> {
+        let q = self.queue_mut(queue)?;
+        let at = q.rate.opens_at(q.config.rate, now);
+        if at > now {
+            q.rate.wake = Some(at);
+            self.due_moved.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// Maintenance: takes `queue` up if its mark has come (the mark goes).
+    pub(super) fn wake_due(&mut self, queue: &QueueName, now: Millis) -> Result<Vec<Assignment>> {
+        let q = self.queue_mut(queue)?;
+        match q.rate.wake {
+            Some(at) if at <= now => {
+                q.rate.wake = None;
+                self.take_up(queue, now)
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Reconfigure changed `queue`'s rate limit from `old`: a new window length (or no limit)
+    /// starts the log afresh, the same one keeps it; a limit lowered below the window's
+    /// dispatches closes the queue, so it is marked.
+    pub(super) fn rate_reconfigured(
+        &mut self,
+        queue: &QueueName,
+        old: Option<RateLimit>,
+        now: Millis,
+    ) -> Result<()> {
+        let q = self.queue_mut(queue)?;
+        if old.map(|l| l.per_ms) != q.config.rate.map(|l| l.per_ms) {
+            q.rate.log.clear();
+        }
+        self.mark_wake(queue, now)
+    }
+}
