@@ -1,7 +1,7 @@
 -- lib/rate.lua: rate limits and holds (the rule: switchyard_core::flow::rate). A limited
 -- queue's log is its `rate` list: the times of its dispatches, oldest first; those at or
--- before NOW - window no longer count and are trimmed when the queue's tokens are first read
--- in a call. State fields: 'r' max, 'rw' window (ms), 'u' held until, 't' the wake mark.
+-- before its time minus the window (see `rate_tokens`) no longer count and are trimmed when
+-- the queue's tokens are first read in a call. State fields: 'r' max, 'rw' window (ms), 'u' held until, 't' the wake mark.
 -- Rust twin: crates/switchyard-memory/src/state/rate.rs.
 
 -- Tokens left to queue `q` in this call (2^31 without a limit): read once (dropping what left
@@ -9,12 +9,17 @@
 local function rate_tokens(q)
   if q.rmax == 0 then return 2^31 end
   if not q.tok then
-    local horizon = NOW - q.rwin
+    -- The log counts at NOW, but never before its newest dispatch (Rate::at): a call carrying
+    -- an older time cannot make room the log's own times deny.
+    q.rnow = NOW
+    local newest = tonumber(call('LINDEX', q.k_rate, '-1'))
+    if newest and newest > NOW then q.rnow = newest end
+    local horizon = q.rnow - q.rwin
     local cut = 0
     while true do
       local head = call('LRANGE', q.k_rate, int_text(cut), int_text(cut + 63))
       local n = 0
-      while n < #head and tonumber(head[n + 1]) < horizon do n = n + 1 end
+      while n < #head and tonumber(head[n + 1]) <= horizon do n = n + 1 end
       cut = cut + n
       if n < 64 then
         if head[n + 1] then q.oldest = tonumber(head[n + 1]) end
@@ -56,10 +61,10 @@ local function spend_token(q)
   if q.rmax == 0 then return end
   rate_tokens(q)
   q.tok = q.tok - 1
-  if not q.oldest then q.oldest = NOW end
+  if not q.oldest then q.oldest = q.rnow end
   local p = q.rpush
   if not p then p = {}; q.rpush = p end
-  p[#p + 1] = NOW
+  p[#p + 1] = q.rnow
   if q.tok <= 0 then mark_wake(q) end
 end
 

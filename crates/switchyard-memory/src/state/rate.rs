@@ -25,8 +25,16 @@ pub(crate) struct Rate {
 }
 
 impl Rate {
+    /// The time the log counts at for a step at `now`: never before its newest dispatch, so
+    /// that a step carrying an older time (another process's clock, a primary whose clock is
+    /// behind after a failover) cannot make room the log's own times deny.
+    fn at(&self, now: Millis) -> Millis {
+        self.log.back().map_or(now, |&newest| newest.max(now))
+    }
+
     /// Dispatches still counting at `now` under `limit`, and the oldest of them.
     fn window(&self, limit: RateLimit, now: Millis) -> (usize, Option<Millis>) {
+        let now = self.at(now);
         let gone = self.log.partition_point(|&at| !limit.counts(at, now));
         (self.log.len() - gone, self.log.get(gone).copied())
     }
@@ -68,10 +76,11 @@ impl State {
         let Some(limit) = q.config.rate else {
             return Ok(());
         };
-        while q.rate.log.front().is_some_and(|&at| !limit.counts(at, now)) {
+        let at = q.rate.at(now);
+        while q.rate.log.front().is_some_and(|&t| !limit.counts(t, at)) {
             q.rate.log.pop_front();
         }
-        q.rate.log.push_back(now);
+        q.rate.log.push_back(at);
         if q.rate.tokens(Some(limit), now) == 0 {
             self.mark_wake(&queue, now)?;
         }

@@ -105,9 +105,13 @@ impl Maintain for RedisBackend {
 
     async fn maintain(&self, limit: usize) -> Result<MaintenanceReport> {
         let limit = limit.min(1_000_000);
-        // One instant for the whole pass, as in the memory backend.
+        // The instant that decides which heartbeats expired. Each call then runs at its own
+        // time (`now_arg`: the configured clock's, or the server's own inside the script), so
+        // that no call carries a time older than a call the server already ran: rate limits
+        // count dispatches by those times. On a manual clock every call has this instant, as
+        // in the memory backend.
         let now = self.now_ms().await?;
-        let now_arg = now.to_string();
+        let now_arg = self.now_arg();
         let mut report = MaintenanceReport::default();
         // 1. Workers whose heartbeat expired.
         let due_workers: Vec<String> = self
