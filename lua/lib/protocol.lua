@@ -16,7 +16,7 @@ local F_CANCEL, F_AWAITED = 1, 2
 local W_WAITING, W_DRAINING = 1, 2
 -- What complete and fail answer for a lease, one table for both (src/protocol.rs: AckCode).
 local A_SUCCEEDED, A_NOT_FOUND, A_NOT_RUNNING, A_STALE = 0, 1, 2, 3
-local A_RETRYING, A_DEAD, A_CANCELLED = 4, 5, 6
+local A_RETRYING, A_DEAD, A_CANCELLED, A_THROTTLED = 4, 5, 6, 7
 local WEIGHT_SCALE, HALF_SCALE, RENORM_AT = 65536, 32768, 2^40
 local MINSTD_M, MINSTD_A = 2147483647, 48271
 local MAX_MS = 2^48 - 1

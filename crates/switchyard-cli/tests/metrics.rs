@@ -314,6 +314,7 @@ async fn a_scrape_right_after_start_has_help_and_counters_at_zero() {
         "switchyard_retries_total",
         "switchyard_dead_letters_total",
         "switchyard_reports_refused_total",
+        "switchyard_throttled_total",
     ] {
         zero(name, &[("queue", "jobs")]);
     }

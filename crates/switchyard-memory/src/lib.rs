@@ -414,6 +414,11 @@ impl Leases for MemoryBackend {
     async fn fail(&self, lease: &Lease, error: &str, retry: bool) -> Result<AckOutcome> {
         self.with(|s, now| s.fail(lease, error, retry, now))
     }
+
+    async fn throttle(&self, lease: &Lease, hold: Duration) -> Result<AckOutcome> {
+        let hold = switchyard_core::flow::rate::hold_ms(hold)?;
+        self.with(|s, now| s.throttle(lease, hold, now))
+    }
 }
 
 #[async_trait]

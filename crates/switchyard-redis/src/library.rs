@@ -316,6 +316,7 @@ transitions! {
     running => "running.lua",
     complete => "complete.lua",
     fail => "fail.lua",
+    throttle => "throttle.lua",
     cancel => "cancel.lua",
     promote => "promote.lua",
     purge => "purge.lua",

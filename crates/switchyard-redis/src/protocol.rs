@@ -105,11 +105,13 @@ pub(crate) enum AckCode {
     Dead = 5,
     /// Failed with a cancel pending: cancelled.
     Cancelled = 6,
+    /// Throttled: back in its place, its queue held until the time given as the second value.
+    Throttled = 7,
 }
 
 impl AckCode {
     /// Every code, in code order.
-    pub(crate) const ALL: [AckCode; 7] = [
+    pub(crate) const ALL: [AckCode; 8] = [
         AckCode::Succeeded,
         AckCode::NotFound,
         AckCode::NotRunning,
@@ -117,6 +119,7 @@ impl AckCode {
         AckCode::Retrying,
         AckCode::Dead,
         AckCode::Cancelled,
+        AckCode::Throttled,
     ];
 }
 

@@ -96,6 +96,12 @@ pub const FAMILIES: &[MetricFamily] = &[
         help: "Tasks this worker's reports sent to the dead-letter set.",
     },
     MetricFamily {
+        name: "switchyard_throttled_total",
+        kind: Kind::Counter,
+        labels: &["queue"],
+        help: "Attempts this worker handed back because downstream throttles (TaskError::rate_limited); not failures.",
+    },
+    MetricFamily {
         name: "switchyard_reports_refused_total",
         kind: Kind::Counter,
         labels: &["queue"],

@@ -2,17 +2,19 @@
 //! eight workers of four slots each serve a queue limited to `L` active tasks; the handlers
 //! themselves count how many run at once. Checked over thousands of tasks: never more than
 //! `L` at once, the limit reached, every task succeeded once; and a slot held by a worker that
-//! died comes back when maintenance reclaims its lease.
+//! died comes back when maintenance reclaims its lease. And `TaskError::rate_limited`: the task
+//! goes back to its place without using an attempt, and is the first to run when the hold ends.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use switchyard::backend::WorkerSpec;
 use switchyard::{
-    Client, Policy, QueueConfig, ShutdownHandle, Strategy, TaskOutcome, TaskSpec, Worker,
-    WorkerReport,
+    Client, Policy, QueueConfig, ShutdownHandle, Strategy, TaskError, TaskOutcome, TaskSpec,
+    Worker, WorkerReport,
 };
 use switchyard_testkit::redis_server::RedisServer;
 use tokio::task::JoinHandle;
@@ -177,6 +179,78 @@ async fn reconfigure_takes_up_what_waits(c: Client) {
         (8, 2),
         "removed: every free slot"
     );
+}
+
+/// Tasks a, b, c wait in a FCFS queue served by one worker of one slot; the first run of `a`
+/// answers `rate_limited(300 ms)`. Then `a` runs again first, still on attempt 1, no sooner
+/// than the hold allows, and `b` and `c` follow in order; nothing counts as failed.
+async fn a_rate_limited_task_keeps_its_place(c: Client) {
+    const HOLD: Duration = Duration::from_millis(300);
+    c.declare("q", QueueConfig::new(Policy::Fcfs, Strategy::RoundRobin))
+        .await
+        .unwrap();
+    let specs = ["a", "b", "c"]
+        .map(|name| {
+            TaskSpec::builder("q", "work")
+                .payload(name)
+                .build()
+                .unwrap()
+        })
+        .to_vec();
+    let handles = c.submit_batch(specs).await.unwrap();
+    let starts: Arc<Mutex<Vec<(String, u32, std::time::Instant)>>> = Arc::default();
+    let throttled = Arc::new(AtomicBool::new(false));
+    let (seen, once) = (starts.clone(), throttled.clone());
+    let worker = Worker::builder(&c, "w", ["q"])
+        .unwrap()
+        .capacity(1)
+        .handle("work", move |ctx, payload| {
+            let (seen, once) = (seen.clone(), once.clone());
+            async move {
+                let name = String::from_utf8(payload).unwrap();
+                let first_a = name == "a" && !once.swap(true, Ordering::SeqCst);
+                seen.lock()
+                    .unwrap()
+                    .push((name, ctx.attempt, std::time::Instant::now()));
+                if first_a {
+                    return Err(TaskError::rate_limited(HOLD));
+                }
+                Ok(Vec::new())
+            }
+        })
+        .build()
+        .unwrap();
+    let running = vec![(worker.shutdown_handle(), tokio::spawn(worker.run()))];
+    for h in &handles {
+        let outcome = h.wait(Duration::from_secs(30)).await.unwrap();
+        assert!(matches!(outcome, TaskOutcome::Succeeded(_)), "{outcome:?}");
+    }
+    let info = handles[0].info().await.unwrap().unwrap();
+    assert_eq!(info.attempts, 1, "the throttled run used no attempt");
+    let (stop, run) = running.into_iter().next().unwrap();
+    stop.shutdown();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!((report.throttled, report.failed), (1, 0));
+    let starts = starts.lock().unwrap().clone();
+    let order: Vec<(&str, u32)> = starts.iter().map(|(n, a, _)| (n.as_str(), *a)).collect();
+    assert_eq!(order, [("a", 1), ("a", 1), ("b", 1), ("c", 1)]);
+    let held = starts[1].2 - starts[0].2;
+    // The hold is kept in whole milliseconds of the server's clock.
+    assert!(
+        held >= HOLD - Duration::from_millis(2),
+        "a ran again {held:?} after it was held for {HOLD:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_keeps_a_rate_limited_tasks_place() {
+    a_rate_limited_task_keeps_its_place(client(None).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_keeps_a_rate_limited_tasks_place() {
+    let server = RedisServer::start().unwrap();
+    a_rate_limited_task_keeps_its_place(client(Some(&server)).await).await;
 }
 
 #[tokio::test]

@@ -280,6 +280,10 @@ impl Leases for Tap {
     ) -> switchyard::Result<AckOutcome> {
         self.inner.fail(lease, error, retry).await
     }
+
+    async fn throttle(&self, lease: &Lease, hold: Duration) -> switchyard::Result<AckOutcome> {
+        self.inner.throttle(lease, hold).await
+    }
 }
 
 #[async_trait]

@@ -179,6 +179,14 @@ pub trait Leases: Send + Sync {
     /// Records a failed attempt. With `retry` and attempts left, the task is retried after the
     /// queue's backoff; otherwise it goes to the dead-letter set.
     async fn fail(&self, lease: &Lease, error: &str, retry: bool) -> Result<AckOutcome>;
+
+    /// Hands a running task back to its place in its queue without counting the attempt, and
+    /// holds the queue (it dispatches nothing) until `hold` from now: what a handler that
+    /// learned downstream is throttling it asks for (`TaskError::rate_limited`). The queue
+    /// takes up again by itself when the hold ends ([`crate::flow::rate`]). A cancel that was
+    /// pending ends the task cancelled instead. Refused (changing nothing) if the lease is
+    /// stale.
+    async fn throttle(&self, lease: &Lease, hold: Duration) -> Result<AckOutcome>;
 }
 
 /// One task by id: reading it, waiting for its end, cancelling, re-driving or deleting it, and

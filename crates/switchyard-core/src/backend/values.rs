@@ -146,6 +146,12 @@ pub enum Ack {
     Dead,
     /// A cancel had been requested; the task is now cancelled.
     Cancelled,
+    /// Throttled: back in its place with its attempt not counted, its queue held until
+    /// `until` (ms; [`Leases::throttle`](crate::Leases::throttle)).
+    Throttled {
+        /// When the queue's hold ends.
+        until: Millis,
+    },
     /// Nothing changed.
     Rejected(Rejection),
 }

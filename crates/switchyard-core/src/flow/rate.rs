@@ -102,6 +102,26 @@ impl std::fmt::Display for RateLimit {
     }
 }
 
+/// A hold asked for by [`Leases::throttle`](crate::Leases::throttle), in ms: at most
+/// [`MAX_WINDOW_MS`] (one day).
+///
+/// ```
+/// use std::time::Duration;
+/// use switchyard_core::flow::rate::hold_ms;
+/// assert_eq!(hold_ms(Duration::from_secs(2)).unwrap(), 2_000);
+/// assert!(hold_ms(Duration::from_secs(2 * 86_400)).is_err());
+/// ```
+pub fn hold_ms(hold: Duration) -> Result<u64> {
+    let ms = duration_ms(hold);
+    if ms > MAX_WINDOW_MS {
+        return Err(Error::invalid(
+            "throttle hold",
+            format!("{ms} ms is above {MAX_WINDOW_MS} ms (one day)"),
+        ));
+    }
+    Ok(ms)
+}
+
 /// When a queue opens again: at `hold_until` (0: no hold) if it has a token, otherwise when the
 /// oldest dispatch of its window (`oldest`, with `tokens` 0) leaves it, whichever is later.
 /// Both backends mark a queue with this time when it is greater than `now`.

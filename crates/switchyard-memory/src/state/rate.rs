@@ -7,7 +7,10 @@
 use std::collections::VecDeque;
 
 use switchyard_core::flow::rate::{RateLimit, opens_at};
-use switchyard_core::{Assignment, Millis, QueueName, Result, TaskId};
+use switchyard_core::{
+    Ack, AckOutcome, Assignment, EventKind, Lease, Millis, QueueName, Result, TaskId, TaskOutcome,
+    TaskState,
+};
 
 use super::{State, internal};
 
@@ -125,5 +128,41 @@ impl State {
             q.rate.log.clear();
         }
         self.mark_wake(queue, now)
+    }
+
+    /// A handler asked to hold its queue for `hold_ms` (Leases::throttle): the task goes back
+    /// to its place in the ready order with its attempt not counted (a pending cancel ends it
+    /// cancelled instead), the queue is held until `now + hold_ms` (or later, if it was held
+    /// longer) and marked, and the worker's freed slot is refilled.
+    pub(crate) fn throttle(
+        &mut self,
+        lease: &Lease,
+        hold_ms: u64,
+        now: Millis,
+    ) -> Result<AckOutcome> {
+        if let Err(rejection) = self.check_lease(lease) {
+            return Ok(AckOutcome::new(Ack::Rejected(rejection), Vec::new()));
+        }
+        let id = lease.task;
+        let cancel = self.task_mut(id)?.cancel_requested;
+        self.release_slot(&lease.worker, id, None)?;
+        let mut assignments = Vec::new();
+        let ack = if cancel {
+            self.emit(EventKind::Cancelled, id, None, None);
+            self.finish(id, TaskState::Cancelled, TaskOutcome::Cancelled, now)?;
+            Ack::Cancelled
+        } else {
+            let t = self.task_mut(id)?;
+            t.attempts = t.attempts.saturating_sub(1);
+            let q = self.queue_mut(&lease.queue)?;
+            q.rate.hold_until = q.rate.hold_until.max(now.saturating_add(hold_ms));
+            let until = q.rate.hold_until;
+            self.mark_wake(&lease.queue, now)?;
+            assignments.extend(self.return_ready(id, now)?);
+            Ack::Throttled { until }
+        };
+        assignments.extend(self.fill_worker(&lease.worker, now)?);
+        assignments.extend(self.resume(&lease.queue, now)?);
+        Ok(AckOutcome::new(ack, assignments))
     }
 }

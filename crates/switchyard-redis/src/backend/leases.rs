@@ -204,6 +204,25 @@ impl Leases for RedisBackend {
         })
         .await
     }
+
+    async fn throttle(&self, lease: &Lease, hold: Duration) -> Result<AckOutcome> {
+        let hold = switchyard_core::flow::rate::hold_ms(hold)?;
+        verified("throttle", |attempt| async move {
+            let queues = self
+                .queues_of(&lease.worker, attempt > 0)
+                .await?
+                .unwrap_or_default();
+            let now = self.now_arg();
+            let f = &self.functions().throttle;
+            let mut inv = self.worker_call(f, &lease.worker, 0, &queues, &now);
+            inv.arg(lease.task.to_string())
+                .arg(lease.queue.as_str())
+                .arg(lease.token.0)
+                .arg(hold);
+            Ok(codec::failed(self.exec_durable(&inv).await?)?)
+        })
+        .await
+    }
 }
 
 impl RedisBackend {

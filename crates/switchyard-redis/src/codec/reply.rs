@@ -218,6 +218,9 @@ pub(crate) fn ack(code: i64, value: &Value) -> Result<Ack, Error> {
         },
         Some(AckCode::Dead) => Ack::Dead,
         Some(AckCode::Cancelled) => Ack::Cancelled,
+        Some(AckCode::Throttled) => Ack::Throttled {
+            until: uint(value)?,
+        },
         None => return Err(protocol(format!("unknown acknowledgement code {code}"))),
     })
 }
@@ -303,7 +306,7 @@ pub(crate) fn heartbeat(v: Value) -> Result<HeartbeatReply, Error> {
     Ok(reply)
 }
 
-/// `fail`: `{code, value, assignments...}`.
+/// `fail` and `throttle`: `{code, value, assignments...}`.
 pub(crate) fn failed(v: Value) -> Result<AckOutcome, Error> {
     let mut items = array(v)?.into_iter();
     let code = int(&next_of(&mut items, "fail")?)?;

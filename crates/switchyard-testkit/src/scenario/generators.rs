@@ -146,6 +146,8 @@ pub fn any_op() -> impl proptest::strategy::Strategy<Value = Op> {
         3 => (any::<usize>(), 1usize..4).prop_map(|(pick, max)| Op::CompleteAndReceive { pick, max }),
         1 => any::<usize>().prop_map(|pick| Op::CompleteAgain { pick }),
         3 => (any::<usize>(), any::<bool>()).prop_map(|(pick, retry)| Op::Fail { pick, retry }),
+        2 => (any::<usize>(), prop_oneof![Just(0u64), Just(100), Just(1_000)])
+            .prop_map(|(pick, hold_ms)| Op::Throttle { pick, hold_ms }),
         1 => any::<usize>().prop_map(|pick| Op::Cancel { pick }),
         1 => any::<usize>().prop_map(|pick| Op::Redrive { pick }),
         1 => (0..QUEUES).prop_map(|queue| Op::Dispatch { queue }),

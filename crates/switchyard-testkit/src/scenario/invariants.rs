@@ -93,9 +93,9 @@ impl<B: Backend> Runner<B> {
         Ok(held)
     }
 
-    /// 3. Work conservation: no push queue that is not paused, held at its concurrency limit
-    ///    or rate-limited (closed until maintenance takes it up), has a ready task while a
-    ///    worker serving it has a free slot.
+    /// 3. Work conservation: no push queue that is not paused, held at its concurrency limit,
+    ///    rate-limited or ever throttled (closed until maintenance takes it up), has a ready
+    ///    task while a worker serving it has a free slot.
     fn work_conservation(&self, snap: &Snapshot) -> Result<(), String> {
         for (i, q) in snap.stats.queues.iter().enumerate() {
             let config = self.configs.get(i).ok_or("queue index")?;
@@ -105,6 +105,7 @@ impl<B: Backend> Runner<B> {
                 || q.paused
                 || held(active, config.concurrency)
                 || config.rate.is_some()
+                || self.throttled.contains(&queue_name(i))
             {
                 continue;
             }

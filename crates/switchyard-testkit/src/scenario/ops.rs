@@ -129,6 +129,13 @@ pub enum Op {
         /// Whether to allow a retry.
         retry: bool,
     },
+    /// Throttle a delivered task: back in its place, its queue held for `hold_ms`.
+    Throttle {
+        /// Which delivery.
+        pick: usize,
+        /// How long the queue is held, in ms.
+        hold_ms: u64,
+    },
     /// Cancel a task.
     Cancel {
         /// Which task.

@@ -48,6 +48,8 @@ pub struct Runner<B> {
     pub(super) states: BTreeMap<TaskId, (TaskState, Option<u64>, u32)>,
     /// The step times of each queue's dispatches, as the runner sees them (rate limits).
     pub(super) dispatch_times: BTreeMap<switchyard_core::QueueName, Vec<u64>>,
+    /// Queues a step throttled (held for a while: work conservation does not hold for them).
+    pub(super) throttled: std::collections::BTreeSet<switchyard_core::QueueName>,
 }
 
 pub(super) fn fatal(e: &Error) -> bool {
@@ -84,6 +86,7 @@ impl<B: Backend> Runner<B> {
             entries: BTreeMap::new(),
             states: BTreeMap::new(),
             dispatch_times: BTreeMap::new(),
+            throttled: std::collections::BTreeSet::new(),
         })
     }
 
@@ -457,6 +460,19 @@ impl<B: Backend> Runner<B> {
                     answer!(
                         format!("fail {lease:?} retry {retry}"),
                         self.backend.fail(&lease, "boom", *retry)
+                    )
+                }
+            }
+            Op::Throttle { pick, hold_ms } => {
+                if self.deliveries.is_empty() {
+                    "throttle: nothing delivered".to_string()
+                } else {
+                    let lease = self.pick_delivery(*pick).await?;
+                    self.throttled.insert(lease.queue.clone());
+                    answer!(
+                        format!("throttle {lease:?} hold {hold_ms}"),
+                        self.backend
+                            .throttle(&lease, std::time::Duration::from_millis(*hold_ms))
                     )
                 }
             }

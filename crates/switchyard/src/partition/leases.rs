@@ -152,4 +152,8 @@ impl Leases for Partitioned {
     async fn fail(&self, lease: &Lease, error: &str, retry: bool) -> Result<AckOutcome> {
         self.of(lease.task).fail(lease, error, retry).await
     }
+
+    async fn throttle(&self, lease: &Lease, hold: Duration) -> Result<AckOutcome> {
+        self.of(lease.task).throttle(lease, hold).await
+    }
 }

@@ -1,6 +1,8 @@
 //! What a handler sees: the [`TaskContext`] of the task it runs, and the [`TaskError`] it
 //! answers a failure with.
 
+use std::time::Duration;
+
 use switchyard_core::{Millis, QueueName, TaskId, TaskKind, WorkerId};
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 pub struct TaskError {
     message: String,
     retry: bool,
+    /// Set by [`rate_limited`](TaskError::rate_limited): how long to hold the queue.
+    hold: Option<Duration>,
 }
 
 impl TaskError {
@@ -29,6 +33,7 @@ impl TaskError {
         TaskError {
             message: message.to_string(),
             retry: true,
+            hold: None,
         }
     }
 
@@ -37,7 +42,36 @@ impl TaskError {
         TaskError {
             message: message.to_string(),
             retry: false,
+            hold: None,
         }
+    }
+
+    /// Downstream is throttling: the task goes back to its place in its queue without using
+    /// an attempt (it is not a failure), and its queue dispatches nothing more until
+    /// `retry_in` from now (at most a day), to any worker (`Leases::throttle`). The task is
+    /// then the first one dispatched again, in its place in the queue's order.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchyard::TaskError;
+    /// let e = TaskError::rate_limited(Duration::from_secs(2));
+    /// assert_eq!(e.retry_in(), Some(Duration::from_secs(2)));
+    /// assert!(e.is_retryable());
+    /// ```
+    pub fn rate_limited(retry_in: Duration) -> Self {
+        TaskError {
+            message: format!(
+                "rate limited for {}",
+                switchyard_core::display::duration(retry_in)
+            ),
+            retry: true,
+            hold: Some(retry_in),
+        }
+    }
+
+    /// For [`rate_limited`](TaskError::rate_limited): how long its queue is held.
+    pub fn retry_in(&self) -> Option<Duration> {
+        self.hold
     }
 
     /// The message.

@@ -77,8 +77,13 @@ impl Inner {
                 Vec::new()
             }
             Err(err) => {
-                self.report_failure(delivery, err.message(), err.is_retryable(), until)
-                    .await;
+                match err.retry_in() {
+                    Some(hold) => self.report_throttle(delivery, hold, until).await,
+                    None => {
+                        self.report_failure(delivery, err.message(), err.is_retryable(), until)
+                            .await;
+                    }
+                }
                 Vec::new()
             }
         }
@@ -93,6 +98,9 @@ impl Inner {
             }
             _ if completed => {
                 self.stats.completed.fetch_add(1, Ordering::Relaxed);
+            }
+            Ack::Throttled { .. } => {
+                self.stats.throttled.fetch_add(1, Ordering::Relaxed);
             }
             _ => {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);

@@ -72,6 +72,7 @@ pub(super) fn acknowledged(queue: &QueueName, ack: &Ack) {
         Ack::Retrying { .. } => "switchyard_retries_total",
         Ack::Dead => "switchyard_dead_letters_total",
         Ack::Rejected(_) => "switchyard_reports_refused_total",
+        Ack::Throttled { .. } => "switchyard_throttled_total",
         _ => return,
     };
     metrics::counter!(name, "queue" => queue.to_string()).increment(1);
@@ -88,6 +89,7 @@ pub(super) fn start_at_zero<'a>(
             "switchyard_retries_total",
             "switchyard_dead_letters_total",
             "switchyard_reports_refused_total",
+            "switchyard_throttled_total",
         ] {
             metrics::counter!(name, "queue" => queue.to_string()).increment(0);
         }

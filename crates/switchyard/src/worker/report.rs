@@ -60,6 +60,9 @@ pub struct WorkerReport {
     pub completed: u64,
     /// Failed attempts reported (retries, dead, cancellations).
     pub failed: u64,
+    /// Attempts handed back by [`TaskError::rate_limited`](crate::TaskError::rate_limited)
+    /// (not failures: the attempt was not counted).
+    pub throttled: u64,
     /// Completions or failures refused because the lease had been taken back.
     pub refused: u64,
     /// Completions or failures that could not be delivered, after retrying for as long as the
@@ -81,6 +84,7 @@ pub struct WorkerReport {
 pub(super) struct Counters {
     pub(super) completed: AtomicU64,
     pub(super) failed: AtomicU64,
+    pub(super) throttled: AtomicU64,
     pub(super) refused: AtomicU64,
     pub(super) unreported: AtomicU64,
     pub(super) unconfirmed: AtomicU64,
@@ -92,6 +96,7 @@ impl Counters {
         WorkerReport {
             completed: self.completed.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
+            throttled: self.throttled.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
             unreported: self.unreported.load(Ordering::Relaxed),
             unconfirmed: self.unconfirmed.load(Ordering::Relaxed),
@@ -187,6 +192,40 @@ impl Inner {
                 "attempt {} of {} failed: {message}; {then}{}",
                 delivery.attempt,
                 delivery.max_attempts,
+                recovery::repeats(held)
+            );
+        }
+    }
+
+    /// Reports that downstream throttles `delivery`'s task: back in its place, its queue held
+    /// for `hold` (`Leases::throttle`); logged at info, throttled like the failures.
+    pub(super) async fn report_throttle(
+        &self,
+        delivery: &Delivery,
+        hold: Duration,
+        until: Instant,
+    ) {
+        let lease = &delivery.lease;
+        let answer = self
+            .reporting(lease, until, "report the throttle", || {
+                self.backend.throttle(lease, hold)
+            })
+            .await;
+        let Reported::Answer(AckOutcome { ack, .. }) = answer else {
+            return;
+        };
+        self.count(lease, &ack, false);
+        if matches!(ack, Ack::Throttled { .. })
+            && let Some(held) = self.failure_log.pass()
+        {
+            tracing::info!(
+                task = %lease.task,
+                queue = %lease.queue,
+                kind = %delivery.kind,
+                attempt = delivery.attempt,
+                "rate limited downstream: {} holds for {}{}",
+                lease.queue,
+                switchyard_core::display::duration(hold),
                 recovery::repeats(held)
             );
         }
