@@ -3,7 +3,8 @@
 -- KEYS: the fixed keys, then one group per queue. ARGV: now, N, N queue names.
 -- Reply: {{per queue: name, scheduled, ready, dispatched, running, retry, succeeded, dead,
 --         cancelled, then the lifetime event counts (EventCounts) submitted, dispatched,
---         succeeded, failed, retried, dead, cancelled, then paused 0|1},
+--         succeeded, failed, retried, dead, cancelled, then paused 0|1, rate tokens left (-1:
+--         no limit), the time it opens again (0: open; lib/rate.lua)},
 --         {per worker: id, capacity, weight, inflight, expires, queues, draining, dispatched,
 --         completed, heartbeat ttl}}.
 local nq = int_arg(2, 'queue count', 0, 100000)
@@ -31,6 +32,16 @@ for _, q in ipairs(groups) do
     'n:retried', 'n:dead', 'n:cancelled')
   for i = 1, 7 do row[#row + 1] = tonumber(n[i]) or 0 end
   if q.paused then row[#row + 1] = 1 else row[#row + 1] = 0 end
+  -- The rate window read without trimming it (a read-only call).
+  if q.rmax > 0 then
+    local _, counting = rate_window(q)
+    q.tok = q.rmax - counting
+    row[#row + 1] = q.tok > 0 and q.tok or 0
+  else
+    row[#row + 1] = -1
+  end
+  local at = opens_at(q)
+  if at > NOW then row[#row + 1] = at else row[#row + 1] = 0 end
   qs[#qs + 1] = row
 end
 local ws = {}

@@ -4,30 +4,37 @@
 -- the queue's tokens are first read in a call. State fields: 'r' max, 'rw' window (ms), 'u' held until, 't' the wake mark.
 -- Rust twin: crates/switchyard-memory/src/state/rate.rs.
 
--- Tokens left to queue `q` in this call (2^31 without a limit): read once (dropping what left
--- the window), then counted locally; `q.oldest` is the oldest dispatch still counting.
+-- Reads `q`'s log without changing it: sets `q.rnow`, the time it counts at — NOW, but never
+-- before its newest dispatch (Rate::at), so that a call carrying an older time cannot make room
+-- the log's own times deny — and `q.oldest`, the oldest dispatch still counting; returns how
+-- many entries at its head left the window, and how many count.
+local function rate_window(q)
+  q.rnow = NOW
+  local newest = tonumber(call('LINDEX', q.k_rate, '-1'))
+  if newest and newest > NOW then q.rnow = newest end
+  local horizon = q.rnow - q.rwin
+  local cut = 0
+  while true do
+    local head = call('LRANGE', q.k_rate, int_text(cut), int_text(cut + 63))
+    local n = 0
+    while n < #head and tonumber(head[n + 1]) <= horizon do n = n + 1 end
+    cut = cut + n
+    if n < 64 then
+      if head[n + 1] then q.oldest = tonumber(head[n + 1]) end
+      break
+    end
+  end
+  return cut, call('LLEN', q.k_rate) - cut
+end
+
+-- Tokens left to queue `q` in this call (2^31 without a limit): read once (trimming what left
+-- the window), then counted locally.
 local function rate_tokens(q)
   if q.rmax == 0 then return 2^31 end
   if not q.tok then
-    -- The log counts at NOW, but never before its newest dispatch (Rate::at): a call carrying
-    -- an older time cannot make room the log's own times deny.
-    q.rnow = NOW
-    local newest = tonumber(call('LINDEX', q.k_rate, '-1'))
-    if newest and newest > NOW then q.rnow = newest end
-    local horizon = q.rnow - q.rwin
-    local cut = 0
-    while true do
-      local head = call('LRANGE', q.k_rate, int_text(cut), int_text(cut + 63))
-      local n = 0
-      while n < #head and tonumber(head[n + 1]) <= horizon do n = n + 1 end
-      cut = cut + n
-      if n < 64 then
-        if head[n + 1] then q.oldest = tonumber(head[n + 1]) end
-        break
-      end
-    end
+    local cut, counting = rate_window(q)
     if cut > 0 then call('LTRIM', q.k_rate, int_text(cut), '-1') end
-    q.tok = q.rmax - call('LLEN', q.k_rate)
+    q.tok = q.rmax - counting
   end
   return q.tok
 end

@@ -2,6 +2,7 @@
 //! flags it shares with `worker --declare` and `reconfigure`.
 
 use clap::Args;
+use switchyard::flow::rate::RateLimit;
 use switchyard::{EventLevel, Policy, QueueConfig, Strategy};
 
 use crate::remote::{Remote, millis, runtime};
@@ -97,6 +98,14 @@ pub struct QueueFlags {
     ))]
     pub concurrency: Option<Bound>,
 
+    #[arg(long, value_name = "N/PER|none", help = fresh(
+        "At most N dispatches of the queue in any window of PER (ms, s, m or h: 100/1s, \
+         5/200ms), across all workers; without a token the queue waits, its tasks keep their \
+         places. `none`: no limit",
+        "none",
+    ))]
+    pub rate: Option<Rate>,
+
     #[arg(long, help = fresh(
         "Seed of the queue's random choices (random strategy, retry jitter)",
         QueueConfig::default().seed,
@@ -123,6 +132,44 @@ impl std::str::FromStr for Bound {
                 u32::MAX
             )),
         }
+    }
+}
+
+/// `--rate`: `N/PER` (`100/1s`, `5/200ms`, `1000/1h`), or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate(pub Option<RateLimit>);
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "none" {
+            return Ok(Rate(None));
+        }
+        let shape = || format!("`{s}` is not N/PER (like 100/1s or 5/200ms) nor none");
+        let (n, per) = s.split_once('/').ok_or_else(shape)?;
+        let max: u32 = n.trim().parse().map_err(|_| shape())?;
+        let per = per.trim();
+        let digits = per.find(|c: char| !c.is_ascii_digit()).unwrap_or(per.len());
+        let (value, unit) = per.split_at(digits);
+        let value: u64 = if value.is_empty() {
+            1
+        } else {
+            value.parse().map_err(|_| shape())?
+        };
+        let scale = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            _ => return Err(shape()),
+        };
+        let limit = RateLimit {
+            max,
+            per_ms: value.saturating_mul(scale),
+        };
+        limit.validate().map_err(|e| e.to_string())?;
+        Ok(Rate(Some(limit)))
     }
 }
 
@@ -161,6 +208,9 @@ impl QueueFlags {
         if let Some(Bound(limit)) = self.concurrency {
             c.concurrency = limit;
         }
+        if let Some(Rate(rate)) = self.rate {
+            c.rate = rate;
+        }
         c.validate().map_err(|e| e.to_string())?;
         Ok(c)
     }
@@ -180,11 +230,12 @@ impl QueueFlags {
             && self.seed.is_none()
             && self.max_waiting.is_none()
             && self.concurrency.is_none()
+            && self.rate.is_none()
     }
 }
 
 /// What the flags can set, by flag name, as shown (the lines of a configuration's diff).
-pub fn settings(c: &QueueConfig) -> [(&'static str, String); 13] {
+pub fn settings(c: &QueueConfig) -> [(&'static str, String); 14] {
     let bound = |b: Option<u32>| b.map_or_else(|| "none".to_owned(), |n| n.to_string());
     [
         ("policy", c.policy.name()),
@@ -200,6 +251,10 @@ pub fn settings(c: &QueueConfig) -> [(&'static str, String); 13] {
         ("seed", c.seed.to_string()),
         ("max-waiting", bound(c.max_waiting)),
         ("concurrency", bound(c.concurrency)),
+        (
+            "rate",
+            c.rate.map_or_else(|| "none".to_owned(), |r| r.to_string()),
+        ),
     ]
 }
 
@@ -217,6 +272,9 @@ pub fn run(args: &DeclareArgs) -> Result<(), String> {
             .map_or_else(String::new, |n| format!(", at most {n} waiting"));
         if let Some(n) = config.concurrency {
             bound.push_str(&format!(", at most {n} active"));
+        }
+        if let Some(r) = config.rate {
+            bound.push_str(&format!(", at most {r}"));
         }
         println!(
             "queue {}: policy {}, strategy {}, {} attempts{bound}",

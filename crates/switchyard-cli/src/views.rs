@@ -21,6 +21,12 @@ pub struct QueueRow {
     pub max_waiting: Option<u32>,
     /// The most tasks active at once (`declare --concurrency`); none: no limit.
     pub concurrency: Option<u32>,
+    /// Its rate limit (`declare --rate`), as `100 per 1s`; none: no limit.
+    pub rate: Option<String>,
+    /// With a rate limit: the dispatches its window still allows now.
+    pub rate_tokens: Option<u32>,
+    /// Closed by its rate limit or a handler's hold: how long until it opens again.
+    pub opens_in_ms: Option<u64>,
     pub scheduled: u64,
     pub ready: u64,
     pub inbox: u64,
@@ -147,6 +153,9 @@ impl Reader {
                         .unwrap_or_default(),
                     max_waiting: config.and_then(|c| c.max_waiting),
                     concurrency: config.and_then(|c| c.concurrency),
+                    rate: config.and_then(|c| c.rate).map(|r| r.to_string()),
+                    rate_tokens: q.rate_tokens,
+                    opens_in_ms: q.opens_at.map(|t| t.saturating_sub(at)),
                     scheduled: q.scheduled,
                     ready: q.ready,
                     inbox: q.dispatched,
@@ -238,6 +247,9 @@ impl QueueRow {
             strategy: "round-robin".into(),
             max_waiting: None,
             concurrency: None,
+            rate: None,
+            rate_tokens: None,
+            opens_in_ms: None,
             scheduled: 0,
             ready: 0,
             inbox: 0,

@@ -1,7 +1,8 @@
 //! Flow control from the command line, against a real redis-server: a bounded queue declared,
 //! filled, refused, shown full by `status` (table and JSON), and its bound raised and removed
 //! with `reconfigure`; a queue limited to one active task shown at its limit, and its slot
-//! back from a worker process killed with SIGKILL.
+//! back from a worker process killed with SIGKILL; a rate-limited queue's tokens and the time
+//! it opens again, shown by `status`, and its limit removed.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod support;
@@ -170,4 +171,42 @@ fn a_limited_queue_runs_one_at_a_time_and_gets_a_killed_workers_slot_back() {
     );
     assert!(changed.contains("1 -> none"), "{changed}");
     second.terminate(Duration::from_secs(5));
+}
+
+#[test]
+fn a_rate_limited_queue_shows_its_tokens_and_when_it_opens() {
+    let server = RedisServer::start().unwrap();
+    let ns = "rated";
+    let bad = run(&server, ns, &["declare", "api", "--rate", "5"]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("is not N/PER (like 100/1s or 5/200ms)"),
+        "{err}"
+    );
+    // Two per hour: the third task waits for as long as the test runs.
+    let said = ok(&server, ns, &["declare", "api", "--rate", "2/1h"]);
+    assert!(said.contains("at most 2 per 1h"), "{said}");
+    ok(&server, ns, &["submit", "api", "sleep", "1", "-n", "5"]);
+    let worker = WorkerProcess::start(&server, ns, "w", &["--queue", "api", "--capacity", "4"]);
+    let view = status_until(&server, ns, Duration::from_secs(10), "two tasks", |v| {
+        v["queues"][0]["succeeded"] == 2
+    });
+    let q = &view["queues"][0];
+    assert_eq!(q["rate"], "2 per 1h");
+    assert_eq!(
+        (q["rate_tokens"].as_u64(), q["ready"].as_u64()),
+        (Some(0), Some(3))
+    );
+    let opens = q["opens_in_ms"].as_u64().unwrap();
+    assert!(opens > 3_500_000 && opens <= 3_600_000, "{view}");
+    let table = ok(&server, ns, &["status"]);
+    assert!(table.contains("0 tokens of 2 per 1h, opens in"), "{table}");
+    // Removing the limit lets the rest go at once.
+    let changed = ok(&server, ns, &["reconfigure", "api", "--rate", "none"]);
+    assert!(changed.contains("2 per 1h -> none"), "{changed}");
+    status_until(&server, ns, Duration::from_secs(10), "every task", |v| {
+        v["queues"][0]["succeeded"] == 5 && v["queues"][0]["opens_in_ms"].is_null()
+    });
+    worker.terminate(Duration::from_secs(5));
 }

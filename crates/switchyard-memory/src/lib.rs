@@ -201,7 +201,8 @@ impl MemoryBackend {
 
     /// Synchronous [`Inspect::stats`](switchyard_core::Inspect::stats).
     pub fn stats_now(&self) -> Stats {
-        self.lock().stats()
+        let now = self.now();
+        self.lock().stats(now)
     }
 }
 

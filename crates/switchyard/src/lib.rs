@@ -65,6 +65,7 @@ pub use handle::TaskHandle;
 pub use partition::Partitioned;
 pub use queue::Queue;
 pub use switchyard_core::admin;
+pub use switchyard_core::flow;
 pub use switchyard_core::{
     BackendErrorKind, Backoff, CancelOutcome, Error, Event, EventCounts, EventKind, EventLevel,
     Policy, QueueConfig, QueueName, QueueStats, Result, Stats, Strategy, TaskId, TaskInfo,

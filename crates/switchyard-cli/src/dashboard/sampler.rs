@@ -49,6 +49,20 @@ pub const FAMILIES: &[MetricFamily] = &[
                limit.",
     },
     MetricFamily {
+        name: "switchyard_queue_rate_tokens",
+        kind: Kind::Gauge,
+        labels: &["queue"],
+        help: "The dispatches a rate-limited queue's window still allows now; absent without a \
+               limit.",
+    },
+    MetricFamily {
+        name: "switchyard_queue_closed_seconds",
+        kind: Kind::Gauge,
+        labels: &["queue"],
+        help: "How long until a queue closed by its rate limit or a handler's hold opens again; \
+               0 while it is open.",
+    },
+    MetricFamily {
         name: "switchyard_registered_worker_in_flight",
         kind: Kind::Gauge,
         labels: &["worker"],
@@ -358,6 +372,14 @@ fn export(stats: &Stats, view: &View, configs: &BTreeMap<String, QueueConfig>) {
                 0.0
             },
         );
+        if let Some(tokens) = q.rate_tokens {
+            metrics::gauge!("switchyard_queue_rate_tokens", "queue" => name.clone())
+                .set(f64::from(tokens));
+        }
+        let closed = q
+            .opens_at
+            .map_or(0.0, |t| t.saturating_sub(view.at) as f64 / 1_000.0);
+        metrics::gauge!("switchyard_queue_closed_seconds", "queue" => name.clone()).set(closed);
         if let Some(c) = configs.get(&name) {
             metrics::gauge!(
                 "switchyard_queue_info",

@@ -83,6 +83,16 @@ pub fn render(view: &View, namespace: &str, every: Option<Duration>) -> String {
                 count(u64::from(limit))
             );
         }
+        if let Some(rate) = &q.rate {
+            let _ = write!(
+                detail,
+                ", {} tokens of {rate}",
+                count(u64::from(q.rate_tokens.unwrap_or(0)))
+            );
+        }
+        if let Some(ms) = q.opens_in_ms {
+            let _ = write!(detail, ", opens in {}", age(ms));
+        }
         if let Some(bound) = q.max_waiting {
             let full = if q.waiting() >= u64::from(bound) {
                 " (FULL)"
@@ -206,6 +216,9 @@ mod tests {
             strategy: "least-loaded".into(),
             max_waiting: Some(u32::MAX),
             concurrency: Some(u32::MAX),
+            rate: Some("100000 per 1d".into()),
+            rate_tokens: Some(100_000),
+            opens_in_ms: Some(86_400_000),
             scheduled: 123_456_789,
             ready: 9_999_999_999,
             inbox: 1,

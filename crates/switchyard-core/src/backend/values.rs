@@ -265,6 +265,13 @@ pub struct QueueStats {
     pub totals: EventCounts,
     /// Paused: nothing is dispatched from it (see [`Queues::set_paused`](crate::Queues::set_paused)).
     pub paused: bool,
+    /// With a rate limit: the dispatches its window still allows now
+    /// ([`crate::flow::rate`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_tokens: Option<u32>,
+    /// Closed by its rate limit or a hold: when it opens again (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opens_at: Option<Millis>,
 }
 
 impl QueueStats {

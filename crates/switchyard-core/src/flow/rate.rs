@@ -34,6 +34,8 @@ pub const MAX_WINDOW_MS: u64 = 86_400_000;
 /// let api = RateLimit::new(100, Duration::from_secs(1));
 /// assert_eq!((api.max, api.per_ms), (100, 1_000));
 /// assert_eq!(api.to_string(), "100 per 1s");
+/// assert_eq!(RateLimit::new(5, Duration::from_millis(200)).to_string(), "5 per 200ms");
+/// assert_eq!(RateLimit::new(9, Duration::from_secs(5400)).to_string(), "9 per 90m");
 /// assert!(RateLimit::new(0, Duration::from_secs(1)).validate().is_err());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,14 +93,15 @@ impl RateLimit {
     }
 }
 
+/// `100 per 1s`, `5 per 200ms`, `1000 per 1h`: the window in the largest unit (h, m, s, ms)
+/// that divides it, as `switchyard declare --rate 100/1s` takes it.
 impl std::fmt::Display for RateLimit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} per {}",
-            self.max,
-            crate::display::duration(Duration::from_millis(self.per_ms))
-        )
+        let (n, unit) = [(3_600_000, "h"), (60_000, "m"), (1_000, "s")]
+            .into_iter()
+            .find(|(ms, _)| self.per_ms % ms == 0)
+            .map_or((self.per_ms, "ms"), |(ms, unit)| (self.per_ms / ms, unit));
+        write!(f, "{} per {n}{unit}", self.max)
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use switchyard_core::Event;
 use switchyard_core::{
-    Error, QueueName, QueueStats, Result, Stats, TaskId, TaskInfo, TaskOutcome, WorkerStats,
+    Error, Millis, QueueName, QueueStats, Result, Stats, TaskId, TaskInfo, TaskOutcome, WorkerStats,
 };
 
 use super::State;
@@ -59,7 +59,7 @@ impl State {
             .collect())
     }
 
-    pub(crate) fn stats(&self) -> Stats {
+    pub(crate) fn stats(&self, now: Millis) -> Stats {
         let mut per_queue: BTreeMap<&QueueName, QueueStats> = self
             .queues
             .iter()
@@ -68,6 +68,9 @@ impl State {
                 stats.queue = Some(name.clone());
                 stats.totals = q.totals;
                 stats.paused = q.paused;
+                stats.rate_tokens = q.config.rate.map(|l| q.rate.tokens(Some(l), now));
+                let opens = q.rate.opens_at(q.config.rate, now);
+                stats.opens_at = Some(opens).filter(|&at| at > now);
                 (name, stats)
             })
             .collect();

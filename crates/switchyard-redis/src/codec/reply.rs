@@ -394,7 +394,7 @@ pub(crate) fn stats(v: Value) -> Result<(Vec<QueueStats>, Vec<WorkerStats>), Err
 
 fn queue_stats(row: Value) -> Result<QueueStats, Error> {
     let f = array(row)?;
-    if f.len() < 17 {
+    if f.len() < 19 {
         return Err(protocol("short queue stats"));
     }
     let n = |i: usize| uint(&f[i]);
@@ -414,6 +414,8 @@ fn queue_stats(row: Value) -> Result<QueueStats, Error> {
     stats.cancelled = n(8)?;
     stats.totals = totals;
     stats.paused = n(16)? == 1;
+    stats.rate_tokens = u32::try_from(int(&f[17])?).ok();
+    stats.opens_at = Some(n(18)?).filter(|&at| at > 0);
     Ok(stats)
 }
 

@@ -112,6 +112,18 @@ function limit(q) {
     `${int(active)}/${int(q.concurrency)}`);
 }
 
+/** A rate-limited queue's tokens left over its limit ('full' while closed, with when it
+ * opens); '-' without a limit (a handler's hold shows as 'held'). */
+function rate(q) {
+  const opens = q.opens_in_ms === null || q.opens_in_ms === undefined ? ''
+    : ` (opens in ${(q.opens_in_ms / 1000).toFixed(1)}s)`;
+  if (q.rate === null || q.rate === undefined) {
+    return el('td', { 'data-field': 'rate', class: opens ? 'full' : '' }, opens ? `held${opens}` : '-');
+  }
+  return el('td', { 'data-field': 'rate', class: opens ? 'full' : '', title: q.rate },
+    `${int(q.rate_tokens)}/${q.rate.split(' ')[0]}${opens}`);
+}
+
 function renderQueues(queues) {
   const body = document.querySelector('#queues tbody');
   patchRows(body, queues.map(q => el('tr', { 'data-queue': q.queue },
@@ -123,6 +135,7 @@ function renderQueues(queues) {
       .map(f => el('td', { 'data-field': f }, int(q[f]))),
     bound(q),
     limit(q),
+    rate(q),
     el('td', { 'data-field': 'succeeded_per_s' }, rate(q.succeeded_per_s)),
     el('td', { 'data-field': 'failed_per_s' }, rate(q.failed_per_s)),
     el('td', { 'data-field': 'head_age' }, q.head_age_ms === null ? '-' : seconds(q.head_age_ms)),
