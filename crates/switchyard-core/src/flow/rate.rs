@@ -99,7 +99,7 @@ impl std::fmt::Display for RateLimit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (n, unit) = [(3_600_000, "h"), (60_000, "m"), (1_000, "s")]
             .into_iter()
-            .find(|(ms, _)| self.per_ms % ms == 0)
+            .find(|(ms, _)| self.per_ms.is_multiple_of(*ms))
             .map_or((self.per_ms, "ms"), |(ms, unit)| (self.per_ms / ms, unit));
         write!(f, "{} per {n}{unit}", self.max)
     }
