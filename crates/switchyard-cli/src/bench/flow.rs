@@ -1,5 +1,10 @@
-//! What flow control costs: Redis CPU per task lifecycle of a bounded queue and of a queue with
-//! a concurrency limit, next to a plain queue, measured the same way in the same run.
+//! What flow control costs: Redis CPU per task lifecycle of a bounded queue, of a queue with a
+//! concurrency limit and of a rate-limited one, next to a plain queue, measured the same way in
+//! the same run.
+
+use std::time::Duration;
+
+use switchyard::flow::rate::MAX_RATE;
 
 use super::lifecycle::cpu_per_task;
 use super::*;
@@ -9,18 +14,22 @@ const FLOW_BATCHES: [usize; 2] = [1, 64];
 
 pub(super) async fn flow_control(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
     println!("## Flow control: Redis CPU per task lifecycle\n");
-    println!("| batch | plain | bounded | × plain | concurrency limit | × plain |");
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| batch | plain | bounded | × plain | concurrency limit | × plain | rate limit | × plain |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for batch in FLOW_BATCHES {
         let rounds = (args.tasks / batch).max(1);
         let cap = u32::try_from(batch).map_err(err)?;
         let plain = QueueConfig::new(Policy::Fcfs, Strategy::RoundRobin);
-        // A bound never reached and a limit the worker's capacity never exceeds: what the
-        // checks cost when they let everything through.
+        // A bound never reached, a limit the worker's capacity never exceeds, and a rate no
+        // run here reaches (every dispatch still logged and counted): what the checks cost when
+        // they let everything through.
         let configs = [
             plain,
             plain.with_max_waiting(u32::MAX),
             plain.with_concurrency(cap),
+            plain.with_rate(MAX_RATE, Duration::from_secs(1)),
         ];
         let mut costs = Vec::with_capacity(configs.len());
         for (i, config) in configs.into_iter().enumerate() {
@@ -30,25 +39,20 @@ pub(super) async fn flow_control(probe: &mut Probe, args: &BenchArgs) -> Res<()>
             costs.push(cpu_per_task(probe, &s, &q, &w, batch, rounds, args.payload).await?);
             s.cleanup(probe).await?;
         }
-        let times = |c: f64| {
-            if costs[0] > 0.0 {
+        let mut row = format!("| {batch} | {:.2} µs |", costs[0]);
+        for c in &costs[1..] {
+            let times = if costs[0] > 0.0 {
                 format!("{:.2}×", c / costs[0])
             } else {
                 "–".to_owned()
-            }
-        };
-        println!(
-            "| {batch} | {:.2} µs | {:.2} µs | {} | {:.2} µs | {} |",
-            costs[0],
-            costs[1],
-            times(costs[1]),
-            costs[2],
-            times(costs[2])
-        );
+            };
+            row.push_str(&format!(" {c:.2} µs | {times} |"));
+        }
+        println!("{row}");
     }
     println!(
         "\n(Each queue alone in a fresh namespace; one worker with as many slots as the batch. \
-         The bound is never reached and the limit never holds the queue back, so the figures \
+         The bound is never reached and neither limit holds the queue back, so the figures \
          are the cost of the checks themselves.)\n"
     );
     Ok(())
