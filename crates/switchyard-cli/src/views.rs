@@ -27,6 +27,9 @@ pub struct QueueRow {
     pub rate_tokens: Option<u32>,
     /// Closed by its rate limit or a handler's hold: how long until it opens again.
     pub opens_in_ms: Option<u64>,
+    /// About how many bytes the backend holds for it (its structures and its tasks' records),
+    /// read at most every 10 s.
+    pub memory_bytes: Option<u64>,
     pub scheduled: u64,
     pub ready: u64,
     pub inbox: u64,
@@ -83,9 +86,16 @@ pub struct Reader {
     configs: BTreeMap<String, QueueConfig>,
     previous: Option<(u64, BTreeMap<String, EventCounts>)>,
     reads: u64,
+    /// About how many bytes each queue holds (`Inspect::memory`), and when it was read: at
+    /// most every `MEMORY_EVERY_MS` (it asks Redis for `MEMORY USAGE` of every key).
+    memory: BTreeMap<String, u64>,
+    memory_at: Option<u64>,
 }
 
 const CONFIG_EVERY: u64 = 30;
+
+/// How often the memory per queue is read again, in ms.
+const MEMORY_EVERY_MS: u64 = 10_000;
 
 impl Reader {
     pub fn new(client: Client) -> Reader {
@@ -94,6 +104,8 @@ impl Reader {
             configs: BTreeMap::new(),
             previous: None,
             reads: 0,
+            memory: BTreeMap::new(),
+            memory_at: None,
         }
     }
 
@@ -114,8 +126,31 @@ impl Reader {
                 heads.insert(q.as_str().to_owned(), at.saturating_sub(head.millis()));
             }
         }
+        self.read_memory(at).await;
         let view = self.rows(at, &stats, &heads);
         Ok((view, stats))
+    }
+
+    /// Reads the memory per queue if `MEMORY_EVERY_MS` have passed since it was last read: a
+    /// failure (a user whose ACL denies `MEMORY`, say) leaves the last figures and is logged at
+    /// debug.
+    async fn read_memory(&mut self, at: u64) {
+        if self
+            .memory_at
+            .is_some_and(|then| at.saturating_sub(then) < MEMORY_EVERY_MS)
+        {
+            return;
+        }
+        self.memory_at = Some(at);
+        match self.client.backend().memory().await {
+            Ok(queues) => {
+                self.memory = queues
+                    .into_iter()
+                    .map(|(q, bytes)| (q.as_str().to_owned(), bytes))
+                    .collect();
+            }
+            Err(e) => tracing::debug!("no memory per queue this minute: {e}"),
+        }
     }
 
     fn rows(&mut self, at: u64, stats: &Stats, heads: &BTreeMap<String, u64>) -> View {
@@ -156,6 +191,7 @@ impl Reader {
                     rate: config.and_then(|c| c.rate).map(|r| r.to_string()),
                     rate_tokens: q.rate_tokens,
                     opens_in_ms: q.opens_at.map(|t| t.saturating_sub(at)),
+                    memory_bytes: self.memory.get(name).copied(),
                     scheduled: q.scheduled,
                     ready: q.ready,
                     inbox: q.dispatched,
@@ -250,6 +286,7 @@ impl QueueRow {
             rate: None,
             rate_tokens: None,
             opens_in_ms: None,
+            memory_bytes: None,
             scheduled: 0,
             ready: 0,
             inbox: 0,

@@ -194,6 +194,7 @@ fn a_rate_limited_queue_shows_its_tokens_and_when_it_opens() {
     });
     let q = &view["queues"][0];
     assert_eq!(q["rate"], "2 per 1h");
+    assert!(q["memory_bytes"].as_u64().unwrap() > 0, "{view}");
     assert_eq!(
         (q["rate_tokens"].as_u64(), q["ready"].as_u64()),
         (Some(0), Some(3))

@@ -488,6 +488,10 @@ impl Inspect for MemoryBackend {
     async fn learned_cost(&self, queue: &QueueName, kind: &TaskKind) -> Result<Option<u32>> {
         Ok(self.lock().learned_cost(queue, kind))
     }
+
+    async fn memory(&self) -> Result<Vec<(QueueName, u64)>> {
+        Ok(self.lock().memory())
+    }
 }
 
 #[async_trait]

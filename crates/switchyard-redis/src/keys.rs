@@ -5,8 +5,8 @@
 
 use switchyard_core::{Error, QueueName, TaskId, WorkerId};
 
-pub(crate) use crate::protocol::key::{DEAD, EVENTS, FIXED, HB, META, TASKS, WORKERS};
-use crate::protocol::key::{DONE, DUE, GROUP, WAKE};
+pub(crate) use crate::protocol::key::{DEAD, EVENTS, FIXED, GROUP, HB, META, TASKS, WORKERS};
+use crate::protocol::key::{DONE, DUE, WAKE};
 
 /// The names of one namespace's keys.
 #[derive(Debug, Clone)]

@@ -342,6 +342,10 @@ impl Inspect for Tap {
     ) -> switchyard::Result<Option<u32>> {
         self.inner.learned_cost(q, kind).await
     }
+
+    async fn memory(&self) -> switchyard::Result<Vec<(QueueName, u64)>> {
+        self.inner.memory().await
+    }
 }
 
 #[async_trait]

@@ -49,6 +49,13 @@ pub const FAMILIES: &[MetricFamily] = &[
                limit.",
     },
     MetricFamily {
+        name: "switchyard_queue_memory_bytes",
+        kind: Kind::Gauge,
+        labels: &["queue"],
+        help: "About how many bytes the backend holds for a queue (its keys and its tasks' \
+               records), read every 10 s.",
+    },
+    MetricFamily {
         name: "switchyard_queue_rate_tokens",
         kind: Kind::Gauge,
         labels: &["queue"],
@@ -137,7 +144,8 @@ struct Snapshot<'a> {
     /// Oldest first: per refresh, per queue (in `queues` order) succeeded/s and failed/s.
     history: &'a VecDeque<Point>,
     /// Oldest first: per whole minute of the last hour (its start), per queue succeeded/s and
-    /// failed/s over that minute. Kept by the dashboard process, so a page reload shows it.
+    /// failed/s over that minute, and the bytes it held. Kept by the dashboard process, so a
+    /// page reload shows it.
     minutes: &'a VecDeque<Point>,
 }
 
@@ -179,9 +187,12 @@ impl Minutes {
                     if self.points.len() == MINUTES {
                         self.points.pop_front();
                     }
+                    // The memory each queue held as this minute ended (read every 10 s).
+                    let memory = queues.iter().map(|q| q.memory_bytes).collect();
                     self.points.push_back(Point {
                         at: m * 60_000,
                         rates,
+                        memory,
                     });
                 }
             }
@@ -194,6 +205,9 @@ impl Minutes {
 #[derive(Debug, Clone, Serialize)]
 struct Point {
     at: u64,
+    /// Per-minute points only: each queue's bytes (in `rates` order; null when not read).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    memory: Vec<Option<u64>>,
     rates: Vec<(String, f64, f64)>,
 }
 
@@ -295,6 +309,7 @@ impl Sampler {
                     }
                     self.history.push_back(Point {
                         at: view.at,
+                        memory: Vec::new(),
                         rates: view
                             .queues
                             .iter()
@@ -372,6 +387,15 @@ fn export(stats: &Stats, view: &View, configs: &BTreeMap<String, QueueConfig>) {
                 0.0
             },
         );
+        if let Some(bytes) = view
+            .queues
+            .iter()
+            .find(|r| r.queue == name)
+            .and_then(|r| r.memory_bytes)
+        {
+            metrics::gauge!("switchyard_queue_memory_bytes", "queue" => name.clone())
+                .set(bytes as f64);
+        }
         if let Some(tokens) = q.rate_tokens {
             metrics::gauge!("switchyard_queue_rate_tokens", "queue" => name.clone())
                 .set(f64::from(tokens));

@@ -219,6 +219,7 @@ mod tests {
             rate: Some("100000 per 1d".into()),
             rate_tokens: Some(100_000),
             opens_in_ms: Some(86_400_000),
+            memory_bytes: Some(u64::MAX),
             scheduled: 123_456_789,
             ready: 9_999_999_999,
             inbox: 1,

@@ -234,6 +234,13 @@ pub trait Inspect: Send + Sync {
     /// measured run times in ms, if any run has completed. A task submitted without a cost hint
     /// to such a queue is ordered by it.
     async fn learned_cost(&self, queue: &QueueName, kind: &TaskKind) -> Result<Option<u32>>;
+
+    /// About how many bytes the backend holds for each declared queue: its own structures and
+    /// its tasks' records. On Redis, `MEMORY USAGE` of the queue's keys (sampled) plus its
+    /// tasks' share of the task hash and its dead tasks' share of the dead-letter set, at
+    /// those keys' average entry size; in memory, the records' sizes. An estimate for an
+    /// operator's view, read every 10 s by the dashboard, not an exact count.
+    async fn memory(&self) -> Result<Vec<(QueueName, u64)>>;
 }
 
 /// Housekeeping that any process may run (workers do): reaping dead workers, promoting due

@@ -59,6 +59,33 @@ impl State {
             .collect())
     }
 
+    /// About how many bytes each queue holds (Inspect::memory): its tasks' records (the
+    /// struct, its payload, result and strings, and the map entry) and one index entry per
+    /// ready, delayed, dead or finished task.
+    pub(crate) fn memory(&self) -> Vec<(QueueName, u64)> {
+        const ENTRY: usize = 48;
+        let mut bytes: BTreeMap<&QueueName, usize> = self.queues.keys().map(|q| (q, 0)).collect();
+        for t in self.tasks.values() {
+            let strings = [&t.affinity_key, &t.dedup_key, &t.last_error]
+                .iter()
+                .map(|s| s.as_ref().map_or(0, String::len))
+                .sum::<usize>();
+            let result = match &t.outcome {
+                Some(TaskOutcome::Succeeded(v)) => v.len(),
+                Some(TaskOutcome::Dead(e)) => e.len(),
+                _ => 0,
+            };
+            let size = std::mem::size_of::<super::Task>() + t.payload.len() + strings + result;
+            if let Some(b) = bytes.get_mut(&t.queue) {
+                *b += size + 2 * ENTRY;
+            }
+        }
+        bytes
+            .into_iter()
+            .map(|(q, b)| (q.clone(), b as u64))
+            .collect()
+    }
+
     pub(crate) fn stats(&self, now: Millis) -> Stats {
         let mut per_queue: BTreeMap<&QueueName, QueueStats> = self
             .queues

@@ -1,4 +1,4 @@
-//! [`Inspect`] on Redis: stats, peek, the event log, learned costs.
+//! [`Inspect`] on Redis: stats, peek, the event log, learned costs, memory per queue.
 
 use std::collections::HashMap;
 
@@ -71,5 +71,61 @@ impl Inspect for RedisBackend {
             .query(redis::cmd("HGET").arg(state).arg(format!("k:{kind}")))
             .await?;
         Ok(avg.map(|a| u32::try_from(a).unwrap_or(u32::MAX)))
+    }
+
+    /// One `stats` read for the task counts, then one pipeline: `MEMORY USAGE` (sampled) of
+    /// the task hash and the dead-letter set with their sizes, and of every key of each
+    /// queue's group. A queue's share of a shared key is its count of entries times the key's
+    /// average entry size.
+    async fn memory(&self) -> Result<Vec<(QueueName, u64)>> {
+        const SAMPLES: u32 = 20;
+        let stats = self.stats().await?;
+        let (tasks, dead) = (
+            self.inner.keys.fixed(keys::TASKS),
+            self.inner.keys.fixed(keys::DEAD),
+        );
+        let mut pipe = redis::pipe();
+        pipe.cmd("MEMORY")
+            .arg("USAGE")
+            .arg(tasks)
+            .arg("SAMPLES")
+            .arg(SAMPLES);
+        pipe.cmd("HLEN").arg(tasks);
+        pipe.cmd("MEMORY")
+            .arg("USAGE")
+            .arg(dead)
+            .arg("SAMPLES")
+            .arg(SAMPLES);
+        pipe.cmd("ZCARD").arg(dead);
+        let names: Vec<&QueueName> = stats
+            .queues
+            .iter()
+            .filter_map(|q| q.queue.as_ref())
+            .collect();
+        for q in &names {
+            for key in self.inner.keys.queue_group(q) {
+                pipe.cmd("MEMORY")
+                    .arg("USAGE")
+                    .arg(key)
+                    .arg("SAMPLES")
+                    .arg(SAMPLES);
+            }
+        }
+        let sizes: Vec<Option<u64>> = self.query_pipe(&pipe).await?;
+        let at = |i: usize| sizes.get(i).copied().flatten().unwrap_or(0);
+        // Bytes per entry of a shared key (0 when it is empty).
+        let per = |bytes: u64, entries: u64| bytes.checked_div(entries).unwrap_or(0);
+        let (per_task, per_dead) = (per(at(0), at(1)), per(at(2), at(3)));
+        let group = keys::GROUP.len();
+        Ok(stats
+            .queues
+            .iter()
+            .filter_map(|q| q.queue.clone().map(|name| (name, q)))
+            .enumerate()
+            .map(|(i, (name, q))| {
+                let own: u64 = (0..group).map(|k| at(4 + i * group + k)).sum();
+                (name, own + q.total() * per_task + q.dead * per_dead)
+            })
+            .collect())
     }
 }

@@ -431,6 +431,18 @@ impl Inspect for Partitioned {
         costs.sort_by_key(|(p, _)| *p);
         Ok(costs.into_iter().find_map(|(_, c)| c))
     }
+
+    /// Each queue's bytes summed over the partitions.
+    async fn memory(&self) -> Result<Vec<(QueueName, u64)>> {
+        let parts = self.on_each(&self.all(), |_, b| b.memory()).await;
+        let mut sums: std::collections::BTreeMap<QueueName, u64> = Default::default();
+        for (_, queues) in Self::answered(parts)? {
+            for (q, bytes) in queues {
+                *sums.entry(q).or_default() += bytes;
+            }
+        }
+        Ok(sums.into_iter().collect())
+    }
 }
 
 #[async_trait]

@@ -27,6 +27,14 @@ function el(tag, attrs, ...children) {
 }
 
 const int = n => Number(n).toLocaleString('en-US');
+/** Bytes as B, kB, MB or GB (powers of 1,000); '-' when unknown. */
+const bytes = n => {
+  if (n === null || n === undefined) return '-';
+  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+  let v = Number(n), u = 0;
+  while (v >= 1000 && u < units.length - 1) { v /= 1000; u += 1; }
+  return (u === 0 ? String(v) : v.toFixed(1)) + ' ' + units[u];
+};
 const rate = n => (n === null || n === undefined) ? '-' : Number(n).toFixed(1);
 const time = ms => new Date(Number(ms)).toISOString().replace('T', ' ').replace('Z', ' UTC');
 const seconds = ms => (Number(ms) / 1000).toFixed(1) + ' s';
@@ -114,7 +122,7 @@ function limit(q) {
 
 /** A rate-limited queue's tokens left over its limit ('full' while closed, with when it
  * opens); '-' without a limit (a handler's hold shows as 'held'). */
-function rate(q) {
+function tokens(q) {
   const opens = q.opens_in_ms === null || q.opens_in_ms === undefined ? ''
     : ` (opens in ${(q.opens_in_ms / 1000).toFixed(1)}s)`;
   if (q.rate === null || q.rate === undefined) {
@@ -135,7 +143,8 @@ function renderQueues(queues) {
       .map(f => el('td', { 'data-field': f }, int(q[f]))),
     bound(q),
     limit(q),
-    rate(q),
+    tokens(q),
+    el('td', { 'data-field': 'memory_bytes' }, bytes(q.memory_bytes)),
     el('td', { 'data-field': 'succeeded_per_s' }, rate(q.succeeded_per_s)),
     el('td', { 'data-field': 'failed_per_s' }, rate(q.failed_per_s)),
     el('td', { 'data-field': 'head_age' }, q.head_age_ms === null ? '-' : seconds(q.head_age_ms)),
@@ -180,9 +189,16 @@ function renderCharts(id, attr, queues, points, what) {
     };
     line(ok, '#2e7d32');
     line(bad, '#c62828');
+    // Per-minute points also carry the bytes the queue held: a grey line on its own scale.
+    const mem = points.map(p => (p.memory && p.rates[i] && p.rates[i][0] === q.queue) ? p.memory[i] : null);
+    const memTop = Math.max(0, ...mem.filter(v => v !== null));
+    if (memTop > 0) {
+      const scaled = mem.map(v => (v === null ? 0 : v) / memTop * top);
+      line(scaled, '#9e9e9e');
+    }
     g.fillStyle = '#777';
     g.font = '10px sans-serif';
-    g.fillText('max ' + rate(top) + '/s', 4, 11);
+    g.fillText('max ' + rate(top) + '/s' + (memTop > 0 ? ', memory max ' + bytes(memTop) : ''), 4, 11);
     let span = '';
     if (points.length > 0) {
       const first = points[0].at, last = points[points.length - 1].at;
@@ -194,7 +210,8 @@ function renderCharts(id, attr, queues, points, what) {
     }
     return el('figure', {}, canvas,
       el('figcaption', {}, q.queue + ': ', el('span', { class: 'ok' }, 'succeeded/s'), ' and ',
-        el('span', { class: 'bad' }, 'failed/s'), ', last ' + points.length + ' ' + what + span));
+        el('span', { class: 'bad' }, 'failed/s'), memTop > 0 ? ' (grey: memory)' : '',
+        ', last ' + points.length + ' ' + what + span));
   }));
 }
 
