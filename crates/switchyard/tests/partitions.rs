@@ -405,3 +405,34 @@ async fn a_bound_holds_in_each_partition() {
     assert!(client.submit_batch(batch).await.is_err());
     assert_eq!(client.stats().await.unwrap().queues[0].ready, 12);
 }
+
+/// Rate limits hold per partition (docs/scaling.md): a queue limited to 2 dispatches an hour
+/// in a namespace of 3 partitions dispatches 2 in each, 6 in all, and each partition says it
+/// has no token left and when it opens again.
+#[tokio::test]
+async fn a_rate_limit_holds_in_each_partition() {
+    let (client, parts) = partitioned();
+    let config = QueueConfig::default().with_rate(2, Duration::from_secs(3_600));
+    client.declare("jobs", config).await.unwrap();
+    client
+        .backend()
+        .register_worker(
+            switchyard::backend::WorkerSpec::new("w", ["jobs"])
+                .unwrap()
+                .capacity(100),
+        )
+        .await
+        .unwrap();
+    let specs = (0..30)
+        .map(|_| TaskSpec::builder("jobs", "noop").build().unwrap())
+        .collect();
+    client.submit_batch(specs).await.unwrap();
+    let total = client.stats().await.unwrap();
+    assert_eq!((total.queues[0].dispatched, total.queues[0].ready), (6, 24));
+    for (p, part) in parts.partitions().iter().enumerate() {
+        let q = &part.stats().await.unwrap().queues[0];
+        assert_eq!(q.dispatched, 2, "partition {p}");
+        assert_eq!(q.rate_tokens, Some(0), "partition {p}");
+        assert!(q.opens_at.is_some(), "partition {p}");
+    }
+}
