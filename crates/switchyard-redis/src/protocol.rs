@@ -369,6 +369,7 @@ mod tests {
             ("A_RETRYING", AckCode::Retrying),
             ("A_DEAD", AckCode::Dead),
             ("A_CANCELLED", AckCode::Cancelled),
+            ("A_THROTTLED", AckCode::Throttled),
         ];
         assert_eq!(acks.len(), AckCode::ALL.len());
         for (name, code) in acks {
@@ -459,6 +460,6 @@ mod tests {
             let value = Value::Int(i64::from(state_code(TaskState::Running)));
             assert!(ack(i64::from(u8::from(code)), &value).is_ok(), "{code:?}");
         }
-        assert!(ack(7, &Value::Int(0)).is_err());
+        assert!(ack(8, &Value::Int(0)).is_err());
     }
 }
