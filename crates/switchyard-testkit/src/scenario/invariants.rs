@@ -162,10 +162,13 @@ impl<B: Backend> Runner<B> {
     }
 
     /// Rate limits: the runner logs a dispatch at this step's time for each task that became
-    /// leased (or started another attempt while leased) in the step, and no window of a
-    /// rate-limited queue ending now holds more dispatches than its limit. A task dispatched
-    /// twice in one step counts once, so the check can miss an excess but never invents one.
+    /// leased (or started another attempt while leased) in the step, and no dispatch of this
+    /// step makes the window of a rate-limited queue ending now hold more dispatches than its
+    /// limit (the window may hold more without one: a limit lowered below what it holds closes
+    /// the queue until enough have left). A task dispatched twice in one step counts once, so
+    /// the check can miss an excess but never invents one.
     fn within_rate(&mut self, infos: &BTreeMap<TaskId, &TaskInfo>, now: u64) -> Result<(), String> {
+        let mut dispatched_now = std::collections::BTreeSet::new();
         for (id, info) in infos {
             let before = self.states.get(id).copied();
             // Out of a worker's hands before; or running before and, after a failed attempt,
@@ -182,6 +185,7 @@ impl<B: Backend> Runner<B> {
                     .entry(info.queue.clone())
                     .or_default()
                     .push(now);
+                dispatched_now.insert(info.queue.clone());
             }
         }
         for (i, config) in self.configs.iter().enumerate() {
@@ -189,6 +193,9 @@ impl<B: Backend> Runner<B> {
                 continue;
             };
             let name = queue_name(i);
+            if !dispatched_now.contains(&name) {
+                continue;
+            }
             let times = self
                 .dispatch_times
                 .get(&name)
@@ -196,7 +203,7 @@ impl<B: Backend> Runner<B> {
             let in_window = times.iter().filter(|&&t| limit.counts(t, now)).count();
             if in_window > limit.max as usize {
                 return Err(format!(
-                    "{name} dispatched {in_window} tasks in the {} ms up to {now}, over its rate limit of {limit}",
+                    "{name} dispatched in this step, making {in_window} dispatches in the {} ms up to {now}, over its rate limit of {limit}",
                     limit.per_ms
                 ));
             }
