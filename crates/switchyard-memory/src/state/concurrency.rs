@@ -6,17 +6,12 @@
 
 use switchyard_core::{Assignment, Millis, QueueName, Result, TaskId};
 
-use super::{State, internal};
+use super::State;
 
 impl State {
     /// Counts task `id` in (`up`) or out of its queue's active tasks.
     pub(super) fn count_active(&mut self, id: TaskId, up: bool) -> Result<()> {
-        let queue = self
-            .tasks
-            .get(&id)
-            .ok_or_else(|| internal("task record missing"))?
-            .queue
-            .clone();
+        let queue = self.queue_of_task(id)?;
         let q = self.queue_mut(&queue)?;
         q.active = if up {
             q.active.saturating_add(1)

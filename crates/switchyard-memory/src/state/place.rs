@@ -110,12 +110,7 @@ impl State {
     ) -> Result<Option<Assignment>> {
         match at {
             Some(at) if at > now => {
-                let queue_name = self
-                    .tasks
-                    .get(&id)
-                    .ok_or_else(|| internal("task record missing"))?
-                    .queue
-                    .clone();
+                let queue_name = self.queue_of_task(id)?;
                 let seq = self.next_seq();
                 let q = self.queue_mut(&queue_name)?;
                 let position = (to_i64(at), seq);

@@ -12,7 +12,7 @@ use switchyard_core::{
     TaskState,
 };
 
-use super::{State, internal};
+use super::State;
 
 /// A queue's rate state.
 #[derive(Debug, Default)]
@@ -69,12 +69,7 @@ impl State {
     /// A dispatch of task `id` at `now` takes a token of its queue, if the queue is limited;
     /// the last token marks the queue with the time it opens again.
     pub(super) fn spend_token(&mut self, id: TaskId, now: Millis) -> Result<()> {
-        let queue = self
-            .tasks
-            .get(&id)
-            .ok_or_else(|| internal("task record missing"))?
-            .queue
-            .clone();
+        let queue = self.queue_of_task(id)?;
         let q = self.queue_mut(&queue)?;
         let Some(limit) = q.config.rate else {
             return Ok(());

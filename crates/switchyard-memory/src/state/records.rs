@@ -144,4 +144,12 @@ impl State {
             .map(|t| &mut **t)
             .ok_or_else(|| internal("task record missing"))
     }
+
+    /// The queue of task `id`.
+    pub(super) fn queue_of_task(&self, id: TaskId) -> Result<QueueName> {
+        self.tasks
+            .get(&id)
+            .map(|t| t.queue.clone())
+            .ok_or_else(|| internal("task record missing"))
+    }
 }
