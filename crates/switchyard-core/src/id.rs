@@ -27,7 +27,7 @@ use crate::rng::SplitMix64;
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TaskId(u128);
 
-const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+pub(crate) const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 /// Length of the text form.
 pub const TASK_ID_TEXT_LEN: usize = 26;
 const RANDOM_BITS: u32 = 80;

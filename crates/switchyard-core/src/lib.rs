@@ -42,9 +42,10 @@ mod trace;
 mod worker;
 
 pub use backend::{
-    Ack, AckOutcome, Assignment, Backend, CancelOutcome, Delivery, HandBack, HeartbeatReply,
-    Inspect, Lease, LeaseToken, Leases, Maintain, MaintenanceReport, Membership, Produce,
-    QueueStats, Queues, RegisterOutcome, Rejection, Stats, SubmitOutcome, Tasks, WorkerStats,
+    Ack, AckOutcome, Assignment, BROWSE_PAGE_MAX, BROWSE_SCAN, Backend, Browse, BrowseOrder,
+    CancelOutcome, Delivery, HandBack, HeartbeatReply, Inspect, Lease, LeaseToken, Leases,
+    Maintain, MaintenanceReport, Membership, Produce, QueueStats, Queues, RegisterOutcome,
+    Rejection, Stats, SubmitOutcome, TaskPage, Tasks, WorkerStats,
 };
 pub use clock::{Clock, ManualClock, Millis, SystemClock};
 pub use error::{BackendErrorKind, Error, Result};

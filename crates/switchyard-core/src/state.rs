@@ -127,6 +127,10 @@ pub struct TaskInfo {
     pub deadline: Option<Millis>,
     /// When it ended, once it is succeeded, dead or cancelled.
     pub finished_at: Option<Millis>,
+    /// When it last became ready, while it is ready or dispatched (the time the browser shows
+    /// for those states; a retry or a return to the queue sets it again).
+    #[serde(default)]
+    pub ready_since: Option<Millis>,
     /// The submitter's trace context, if it had one.
     pub trace_parent: Option<crate::TraceParent>,
     /// The vendor state of that trace context, if it had one.
@@ -160,6 +164,7 @@ impl TaskInfo {
             dedup_key: None,
             deadline: None,
             finished_at: None,
+            ready_since: None,
             trace_parent: None,
             trace_state: None,
             payload: Vec::new(),
@@ -169,7 +174,7 @@ impl TaskInfo {
     /// The same task as every backend shows it: the fields that belong to one state only are
     /// dropped in the others — `run_at` unless scheduled or waiting for a retry, `worker` and
     /// `token` unless dispatched or running, `deadline` unless running, `finished_at` unless
-    /// succeeded, dead or cancelled. A backend fills them from what it keeps, then calls this:
+    /// succeeded, dead or cancelled, `ready_since` unless ready or dispatched. A backend fills them from what it keeps, then calls this:
     /// the rules live here once.
     ///
     /// ```
@@ -182,7 +187,7 @@ impl TaskInfo {
     /// ```
     pub fn shown(mut self) -> Self {
         use TaskState::{
-            Cancelled, Dead, Dispatched, RetryScheduled, Running, Scheduled, Succeeded,
+            Cancelled, Dead, Dispatched, Ready, RetryScheduled, Running, Scheduled, Succeeded,
         };
         let state = self.state;
         if !matches!(state, Scheduled | RetryScheduled) {
@@ -197,6 +202,9 @@ impl TaskInfo {
         }
         if !matches!(state, Succeeded | Dead | Cancelled) {
             self.finished_at = None;
+        }
+        if !matches!(state, Ready | Dispatched) {
+            self.ready_since = None;
         }
         self
     }

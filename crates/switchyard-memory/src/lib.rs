@@ -74,10 +74,10 @@ use async_trait::async_trait;
 use switchyard_core::admin::{Purge, PurgeReport};
 use switchyard_core::backend::due_pause;
 use switchyard_core::{
-    Ack, AckOutcome, Assignment, CancelOutcome, Clock, Delivery, Error, Event, HandBack,
+    Ack, AckOutcome, Assignment, Browse, CancelOutcome, Clock, Delivery, Error, Event, HandBack,
     HeartbeatReply, Inspect, Lease, Leases, Maintain, MaintenanceReport, Membership, Produce,
     QueueConfig, QueueName, Queues, RegisterOutcome, Result, Stats, SubmitOutcome, SystemClock,
-    TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec, Tasks, WorkerRef, WorkerSpec,
+    TaskId, TaskInfo, TaskKind, TaskOutcome, TaskPage, TaskSpec, Tasks, WorkerRef, WorkerSpec,
 };
 use tokio::time::Instant;
 
@@ -479,6 +479,10 @@ impl Inspect for MemoryBackend {
 
     async fn peek_ready(&self, queue: &QueueName, limit: usize) -> Result<Vec<TaskId>> {
         self.lock().peek_ready(queue, limit)
+    }
+
+    async fn browse(&self, query: &Browse) -> Result<TaskPage> {
+        self.lock().browse(query)
     }
 
     async fn events(&self, after: Option<&str>, limit: usize) -> Result<Vec<Event>> {

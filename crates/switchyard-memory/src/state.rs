@@ -20,12 +20,14 @@
 //! | `tasks` | submitting, cancelling, re-driving a task | `lua/submit.lua`, `cancel.lua`, `redrive.lua` |
 //! | `maintain` | reaping, promoting, purging | `lua/reap_worker.lua`, `promote.lua`, `purge.lua` |
 //! | `inspect` | the reads: a task, the dead letters, the ready order, events, stats | `lua/stats.lua`, `peek.lua` |
+//! | `browse` | the task browser: a page of a queue's tasks in one state | `lua/browse.lua` |
 //! | `admin` | deleting tasks, purging, reconfiguring and deleting queues | `lua/lib/admin.lua` and its transitions |
 //!
 //! The comments name each rule where the order of effects matters for identical decisions.
 
 mod admin;
 mod bounded;
+mod browse;
 mod concurrency;
 mod costs;
 mod dispatch;

@@ -303,6 +303,7 @@ impl Record {
         info.dedup_key = self.dedup.clone();
         info.deadline = Some(self.time);
         info.finished_at = Some(self.time);
+        info.ready_since = Some(self.time);
         info.trace_parent = self.trace.clone();
         info.trace_state = self.trace_state.clone();
         info.payload = self.payload.clone();

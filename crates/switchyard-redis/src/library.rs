@@ -60,7 +60,7 @@ const LIB: &[(&str, &str)] = &[
 ];
 
 /// The transitions that only read.
-const READ_ONLY: [&str; 3] = ["stats.lua", "peek.lua", "running.lua"];
+const READ_ONLY: [&str; 4] = ["stats.lua", "peek.lua", "browse.lua", "running.lua"];
 
 /// The transitions a server at `maxmemory` refuses: the ones that bring new work. Every other
 /// write is flagged `allow-oom`, so that a full server can still be drained and emptied —
@@ -327,6 +327,7 @@ transitions! {
     reconfigure => "reconfigure.lua",
     delete_queue => "delete_queue.lua",
     peek => "peek.lua",
+    browse => "browse.lua",
     await_outcome => "await.lua",
     stats => "stats.lua",
 }

@@ -51,6 +51,7 @@
 //! # }).unwrap();
 //! ```
 
+mod browse;
 mod client;
 mod handle;
 mod json;
@@ -60,6 +61,7 @@ mod queue;
 mod trace;
 mod worker;
 
+pub use browse::{BulkAction, BulkStep};
 pub use client::{Client, Task};
 pub use handle::TaskHandle;
 pub use partition::Partitioned;
@@ -67,10 +69,10 @@ pub use queue::Queue;
 pub use switchyard_core::admin;
 pub use switchyard_core::flow;
 pub use switchyard_core::{
-    BackendErrorKind, Backoff, CancelOutcome, Error, Event, EventCounts, EventKind, EventLevel,
-    Policy, QueueConfig, QueueName, QueueStats, Result, Stats, Strategy, TaskId, TaskInfo,
-    TaskKind, TaskOutcome, TaskSpec, TaskSpecBuilder, TaskState, TraceParent, TraceState, WorkerId,
-    WorkerStats,
+    BROWSE_PAGE_MAX, BROWSE_SCAN, BackendErrorKind, Backoff, Browse, BrowseOrder, CancelOutcome,
+    Error, Event, EventCounts, EventKind, EventLevel, Policy, QueueConfig, QueueName, QueueStats,
+    Result, Stats, Strategy, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskPage, TaskSpec,
+    TaskSpecBuilder, TaskState, TraceParent, TraceState, WorkerId, WorkerStats,
 };
 pub use switchyard_memory::MemoryBackend;
 pub use switchyard_redis::{Durable, RedisBackend, RedisConfig, Tls};

@@ -346,6 +346,10 @@ impl Inspect for Tap {
     async fn memory(&self) -> switchyard::Result<Vec<(QueueName, u64)>> {
         self.inner.memory().await
     }
+
+    async fn browse(&self, query: &switchyard::Browse) -> switchyard::Result<switchyard::TaskPage> {
+        self.inner.browse(query).await
+    }
 }
 
 #[async_trait]

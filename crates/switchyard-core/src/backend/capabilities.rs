@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    AckOutcome, Assignment, CancelOutcome, Delivery, HandBack, HeartbeatReply, Lease,
-    MaintenanceReport, RegisterOutcome, Stats, SubmitOutcome,
+    AckOutcome, Assignment, Browse, CancelOutcome, Delivery, HandBack, HeartbeatReply, Lease,
+    MaintenanceReport, RegisterOutcome, Stats, SubmitOutcome, TaskPage,
 };
 use crate::{
     Event, QueueConfig, QueueName, Result, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec,
@@ -225,6 +225,13 @@ pub trait Inspect: Send + Sync {
 
     /// The next ready tasks of a queue in the order they will leave it, up to `limit`.
     async fn peek_ready(&self, queue: &QueueName, limit: usize) -> Result<Vec<TaskId>>;
+
+    /// One page of the task browser: the tasks of a queue in one state, in the state's order
+    /// (see [`Browse`]), filtered by kind and id prefix, from where the previous page stopped.
+    /// Each call examines at most [`BROWSE_SCAN`](super::BROWSE_SCAN) entries of the state's
+    /// index, so a page costs the same however many tasks the queue holds. Pages are not a
+    /// snapshot: a task that changes state between two calls may be missed or shown twice.
+    async fn browse(&self, query: &Browse) -> Result<TaskPage>;
 
     /// Events recorded after position `after` (from the start when `None`), oldest first, at
     /// most `limit`.

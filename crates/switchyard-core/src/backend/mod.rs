@@ -14,8 +14,11 @@ use std::time::Duration;
 
 use crate::WorkerId;
 
+mod browse;
 mod capabilities;
 mod values;
+
+pub use browse::{BROWSE_PAGE_MAX, BROWSE_SCAN, Browse, BrowseOrder, TaskPage};
 
 pub use capabilities::{Inspect, Leases, Maintain, Membership, Produce, Queues, Tasks};
 pub use values::{

@@ -96,6 +96,7 @@ impl Task {
         info.dedup_key = self.dedup_key.clone();
         info.deadline = Some(self.deadline);
         info.finished_at = Some(self.finished_at);
+        info.ready_since = Some(self.ready_since);
         info.trace_parent = self.trace_parent.clone();
         info.trace_state = self.trace_state.clone();
         info.payload = self.payload.clone();

@@ -1,9 +1,13 @@
-//! [`Inspect`] on Redis: stats, peek, the event log, learned costs, memory per queue.
+//! [`Inspect`] on Redis: stats, peek, the task browser, the event log, learned costs, memory
+//! per queue.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use switchyard_core::{Error, Event, Inspect, QueueName, Result, Stats, TaskId, TaskKind};
+use switchyard_core::{
+    BROWSE_SCAN, Browse, BrowseOrder, Error, Event, Inspect, QueueName, Result, Stats, TaskId,
+    TaskKind, TaskPage,
+};
 
 use super::RedisBackend;
 use crate::error::Failure;
@@ -34,6 +38,22 @@ impl Inspect for RedisBackend {
         inv.arg(queue.as_str()).arg(limit.min(PEEK_MAX));
         let v = self.exec(&inv).await.map_err(Failure::into_error)?;
         codec::task_ids(v)
+    }
+
+    async fn browse(&self, query: &Browse) -> Result<TaskPage> {
+        query.validate()?;
+        let now = self.now_arg();
+        let mut inv = self.invocation(&self.functions().browse, &[&query.queue], &now);
+        inv.arg(query.queue.as_str())
+            .arg(crate::protocol::state_code(query.state))
+            .arg(u8::from(query.order == BrowseOrder::Newest))
+            .arg(query.limit)
+            .arg(query.kind.as_ref().map_or("", |k| k.as_str()))
+            .arg(query.id_prefix.as_deref().unwrap_or(""))
+            .arg(query.cursor.as_deref().unwrap_or(""))
+            .arg(BROWSE_SCAN);
+        let v = self.exec(&inv).await.map_err(Failure::into_error)?;
+        Ok(codec::task_page(v)?)
     }
 
     async fn events(&self, after: Option<&str>, limit: usize) -> Result<Vec<Event>> {

@@ -4,7 +4,7 @@
 use switchyard_core::admin::PurgeReport;
 use switchyard_core::{
     Ack, AckOutcome, CancelOutcome, EventCounts, HandBack, HeartbeatReply, QueueStats,
-    RegisterOutcome, Rejection, SubmitOutcome, WorkerStats,
+    RegisterOutcome, Rejection, SubmitOutcome, TaskPage, WorkerStats,
 };
 
 use super::*;
@@ -376,6 +376,25 @@ pub(crate) fn purged(v: Value) -> Result<(usize, bool), Error> {
 /// `peek`: task ids.
 pub(crate) fn task_ids(v: Value) -> Result<Vec<TaskId>, Error> {
     array(v)?.into_iter().map(task_id).collect()
+}
+
+/// `browse`: the next cursor (`''` at the end), the entries examined, then id and record of
+/// each task on the page.
+pub(crate) fn task_page(v: Value) -> Result<TaskPage, Error> {
+    let mut items = array(v)?.into_iter();
+    let next = text(next_of(&mut items, "cursor")?)?;
+    let examined = count_of(&mut items, "examined")?;
+    let mut tasks = Vec::new();
+    while let Some(id) = items.next() {
+        let id = task_id(id)?;
+        let raw = bytes(next_of(&mut items, "record")?)?;
+        tasks.push(decode_record(&raw)?.info(id));
+    }
+    Ok(TaskPage {
+        tasks,
+        next: (!next.is_empty()).then_some(next),
+        examined,
+    })
 }
 
 /// `stats`: `{queues, workers}`, each row as the header of `lua/stats.lua` lists it.

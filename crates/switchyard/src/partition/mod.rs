@@ -43,10 +43,10 @@ use futures_util::future::{join_all, select_all};
 use switchyard_core::admin::{Purge, PurgeReport};
 use switchyard_core::prelude::*;
 use switchyard_core::{
-    AckOutcome, Assignment, CancelOutcome, Clock, Delivery, Error, Event, HandBack, HeartbeatReply,
-    Lease, MaintenanceReport, QueueConfig, QueueName, RegisterOutcome, Result, Stats,
-    SubmitOutcome, SystemClock, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec, WorkerId,
-    WorkerRef, WorkerSpec,
+    AckOutcome, Assignment, Browse, CancelOutcome, Clock, Delivery, Error, Event, HandBack,
+    HeartbeatReply, Lease, MaintenanceReport, QueueConfig, QueueName, RegisterOutcome, Result,
+    Stats, SubmitOutcome, SystemClock, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskPage, TaskSpec,
+    WorkerId, WorkerRef, WorkerSpec,
 };
 
 use health::Health;
@@ -417,6 +417,36 @@ impl Inspect for Partitioned {
             }
         }
         self.some_or(all, failure, usable.len())
+    }
+
+    /// Partition by partition (each in its state's order), one partition per call: the
+    /// cursor is `<partition>/<that partition's cursor>`.
+    async fn browse(&self, query: &Browse) -> Result<TaskPage> {
+        let bad = || {
+            Error::invalid(
+                "cursor",
+                "not a cursor of this partitioned namespace (`<partition>/<cursor>`)",
+            )
+        };
+        let (p, inner) = match &query.cursor {
+            None => (0, None),
+            Some(c) => {
+                let (p, rest) = c.split_once('/').ok_or_else(bad)?;
+                let p: u16 = p.parse().map_err(|_| bad())?;
+                (p, (!rest.is_empty()).then(|| rest.to_owned()))
+            }
+        };
+        if p >= self.count() {
+            return Err(bad());
+        }
+        let asked = query.clone().after(inner);
+        let mut page = self.answer(p, self.part(p).browse(&asked).await)?;
+        page.next = match page.next.take() {
+            Some(next) => Some(format!("{p}/{next}")),
+            None if p + 1 < self.count() => Some(format!("{}/", p + 1)),
+            None => None,
+        };
+        Ok(page)
     }
 
     async fn events(&self, after: Option<&str>, limit: usize) -> Result<Vec<Event>> {

@@ -1,0 +1,171 @@
+-- browse: one page of the task browser: the tasks of a queue in one state, in the order of the
+-- index that holds them, after a cursor (read-only; State::browse).
+-- KEYS: the fixed keys, then the queue's group. ARGV: now, queue, state code, order (0 oldest
+-- first, 1 newest first), limit, kind ('' any), id prefix ('' any), cursor ('' from the start),
+-- scan (most index entries examined).
+-- Reply: the next cursor ('' when the order ended), the entries examined, then the id and the
+-- record of each task on the page.
+-- The indexes (docs/redis-layout.md): ready FCFS, a list in sequence order (binary search by
+-- LINDEX finds a cursor); ready by policy, delayed and done, sorted sets by score (cursor
+-- `<score>|<member>`, found by rank, or by score when its entry left); dead and wtasks, sets
+-- ordered by member (cursor: the member). Each is read in chunks, at most `scan` entries.
+local q = queues_open(2, 1)[1]
+local st = int_arg(3, 'state', 0, 7)
+local newest = int_arg(4, 'order', 0, 1) == 1
+local limit = int_arg(5, 'limit', 1, 1000)
+local kind, prefix, cursor = ARGV[6] or '', ARGV[7] or '', ARGV[8] or ''
+local scan = int_arg(9, 'scan', 1, 100000)
+if #prefix > 26 or find(prefix, '[^0-9A-HJKMNP-TV-Z]') then
+  fail('SY_INVALID', 'id prefix: `' .. prefix .. '` cannot start a task id')
+end
+
+-- A source answers `chunk(n)`: the next up to n entries as {id, cursor text, sequence (FCFS
+-- ready only)}, and `more()`: whether an entry follows the last one answered.
+local source
+
+if st == S_DEAD or st == S_DISPATCHED or st == S_RUNNING then
+  -- Ordered by member: dead `<queue>|<died at>|<id>`, wtasks `<worker>|<token>|<id>`.
+  local key, lo, hi = K_WTASKS, '-', '+'
+  if st == S_DEAD then key, lo, hi = K_DEAD, '[' .. q.name .. '|', '(' .. q.name .. '}' end
+  local after = cursor
+  local function range(n)
+    if newest then
+      local top = hi
+      if after ~= '' then top = '(' .. after end
+      return call('ZREVRANGEBYLEX', key, top, lo, 'LIMIT', 0, n)
+    end
+    local bottom = lo
+    if after ~= '' then bottom = '(' .. after end
+    return call('ZRANGEBYLEX', key, bottom, hi, 'LIMIT', 0, n)
+  end
+  source = {
+    chunk = function(n)
+      local out = {}
+      for i, m in ipairs(range(n)) do out[i] = {sub(m, -26), m}; after = m end
+      return out
+    end,
+    more = function() return #range(1) > 0 end,
+  }
+elseif st == S_READY and q.pol == P_FCFS then
+  -- A list kept in sequence order (tombstones of cancelled tasks included, filtered below).
+  local key = q.k_ready
+  local len = call('LLEN', key)
+  local function seq_at(i) return tonumber(sub(call('LINDEX', key, i), 1, 12), 16) end
+  -- Oldest first: the first index past the cursor's sequence; newest first: the last before it.
+  local at
+  if cursor == '' then
+    if newest then at = len - 1 else at = 0 end
+  else
+    local c = tonumber(sub(cursor, 1, 12), 16)
+    if not c then fail('SY_INVALID', 'cursor: `' .. cursor .. '` is not a cursor of this state') end
+    local a, b = 0, len -- the first index whose sequence is past c (oldest) or not below it
+    while a < b do
+      local mid = floor((a + b) / 2)
+      local s = seq_at(mid)
+      if s > c or (newest and s == c) then b = mid else a = mid + 1 end
+    end
+    if newest then at = a - 1 else at = a end
+  end
+  local function range(n)
+    if newest then
+      if at < 0 then return {} end
+      local from = at - n + 1
+      if from < 0 then from = 0 end
+      local part = call('LRANGE', key, from, at)
+      local out = {}
+      for i = #part, 1, -1 do out[#out + 1] = part[i] end
+      return out
+    end
+    if at >= len then return {} end
+    return call('LRANGE', key, at, at + n - 1)
+  end
+  source = {
+    chunk = function(n)
+      local out = {}
+      for i, m in ipairs(range(n)) do out[i] = {sub(m, 13), m, tonumber(sub(m, 1, 12), 16)} end
+      if newest then at = at - #out else at = at + #out end
+      return out
+    end,
+    more = function() if newest then return at >= 0 end return at < len end,
+  }
+else
+  -- Sorted by score, ties by member: ready (policy), delayed (run-at), done (retention end).
+  local key, id_from = q.k_done, 1
+  if st == S_READY then key, id_from = q.k_ready, 13
+  elseif st == S_SCHEDULED or st == S_RETRY then key, id_from = q.k_delayed, 13 end
+  local rank, skip_score, skip_member = 0, nil, nil
+  if cursor ~= '' then
+    local s, m = match(cursor, '^([^|]+)|(.+)$')
+    if not s or not tonumber(s) then
+      fail('SY_INVALID', 'cursor: `' .. cursor .. '` is not a cursor of this state')
+    end
+    local r
+    if newest then r = call('ZREVRANK', key, m) else r = call('ZRANK', key, m) end
+    if r then
+      rank = r + 1
+    else
+      -- Its entry left: start at its score, past the entries of that score up to its member.
+      if newest then rank = call('ZCOUNT', key, '(' .. s, '+inf')
+      else rank = call('ZCOUNT', key, '-inf', '(' .. s) end
+      skip_score, skip_member = tonumber(s), m
+    end
+  end
+  local function range(n)
+    if newest then return call('ZREVRANGE', key, rank, rank + n - 1, 'WITHSCORES') end
+    return call('ZRANGE', key, rank, rank + n - 1, 'WITHSCORES')
+  end
+  source = {
+    chunk = function(n)
+      local out = {}
+      local part = range(n)
+      rank = rank + #part / 2
+      for i = 1, #part, 2 do
+        local m, s = part[i], part[i + 1]
+        local passed = skip_score and tonumber(s) == skip_score
+          and ((not newest and m <= skip_member) or (newest and m >= skip_member))
+        if not passed then
+          skip_score = nil
+          out[#out + 1] = {sub(m, id_from), s .. '|' .. m, tonumber(sub(m, 1, 12), 16)}
+        else
+          out[#out + 1] = {false, s .. '|' .. m}
+        end
+      end
+      return out
+    end,
+    more = function() return #range(1) > 0 end,
+  }
+end
+
+local out = {'', 0}
+local examined, found = 0, 0
+local fcfs = st == S_READY and q.pol == P_FCFS
+while examined < scan do
+  local want = scan - examined
+  if want > 128 then want = 128 end
+  local part = source.chunk(want)
+  if #part == 0 then return out end
+  local ids = {}
+  for i, e in ipairs(part) do ids[i] = e[1] or '-' end
+  local raws = call('HMGET', K_TASKS, unpack(ids))
+  for i, e in ipairs(part) do
+    examined = examined + 1
+    out[2] = examined
+    local r = e[1] and raws[i] and rec_get(e[1], raws[i])
+    if r and r.st == st and r.q == q.name and (not fcfs or r.pos == e[3])
+      and (prefix == '' or sub(r.id, 1, #prefix) == prefix) then
+      local b = r.body
+      local qlen, klen = byte(b, 1), byte(b, 2)
+      if kind == '' or sub(b, 7 + qlen, 6 + qlen + klen) == kind then
+        out[#out + 1] = r.id
+        out[#out + 1] = raws[i]
+        found = found + 1
+      end
+    end
+    if found == limit or examined == scan then
+      if i < #part or source.more() then out[1] = e[2] end
+      return out
+    end
+  end
+  if #part < want then return out end
+end
+return out

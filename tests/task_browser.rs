@@ -1,0 +1,266 @@
+//! The task browser (`Inspect::browse`) on the memory reference and on a real Redis, the same
+//! scenario on both (same task ids, same manual clock): every state of an FCFS queue (with
+//! tombstones of cancelled tasks in its list) and of a priority queue, oldest and newest
+//! first, unfiltered, by kind and by id prefix, paged 7 at a time. Each listing must hold
+//! exactly the tasks `get_task` says are in that state, once each, in the same order on both
+//! backends, newest first the reverse of oldest first; ready oldest first is the dispatch
+//! order (`peek_ready`). A filter that matches 3 tasks among 2,000 comes back in pages that
+//! each examine at most `BROWSE_SCAN` entries.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchyard_core::prelude::*;
+use switchyard_core::{
+    BROWSE_SCAN, Browse, BrowseOrder, Clock, ManualClock, Policy, QueueConfig, QueueName, TaskId,
+    TaskKind, TaskSpec, TaskState,
+};
+use switchyard_memory::MemoryBackend;
+use switchyard_redis::{RedisBackend, RedisConfig};
+use switchyard_testkit::redis_server::RedisServer;
+use switchyard_testkit::{me, test_worker};
+
+const START: u64 = 1_700_000_000_000;
+
+/// The tasks of the scenario, built once so that both backends get the same ids.
+struct Scenario {
+    fifo: Vec<TaskSpec>,
+    prio: Vec<TaskSpec>,
+}
+
+fn scenario() -> Scenario {
+    let kind = |i: usize| match i {
+        _ if i % 700 == 3 => "rare",
+        _ if i % 3 == 0 => "a",
+        _ => "b",
+    };
+    let fifo = (0..2_000)
+        .map(|i| {
+            let b = TaskSpec::builder("fifo", kind(i)).payload(format!("{i}"));
+            // Every tenth runs later: scheduled.
+            if i % 10 == 9 {
+                b.delay(Duration::from_secs(60 + i as u64)).build().unwrap()
+            } else {
+                b.build().unwrap()
+            }
+        })
+        .collect();
+    let prio = (0..300)
+        .map(|i| {
+            TaskSpec::builder("prio", kind(i))
+                .priority((i % 7) as u16)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    Scenario { fifo, prio }
+}
+
+/// Runs the scenario on `b`: tasks in every state of both queues.
+async fn play(b: &dyn Backend, clock: &ManualClock, s: &Scenario) {
+    let mut config = QueueConfig::default();
+    config.max_attempts = 2;
+    let fifo = QueueName::new("fifo").unwrap();
+    let prio = QueueName::new("prio").unwrap();
+    b.declare_queue(&fifo, config.clone()).await.unwrap();
+    let mut prio_config = config;
+    prio_config.policy = Policy::Priority {
+        aging_step_ms: None,
+    };
+    b.declare_queue(&prio, prio_config).await.unwrap();
+    b.submit_batch(s.fifo[..1_000].to_vec()).await.unwrap();
+    b.submit_batch(s.fifo[1_000..].to_vec()).await.unwrap();
+    b.submit_batch(s.prio.clone()).await.unwrap();
+    // Cancel some ready FCFS tasks (their list entries stay as tombstones).
+    for spec in s.fifo.iter().skip(40).step_by(50) {
+        b.cancel(spec.id()).await.unwrap();
+    }
+    // Two workers take 12 tasks each; each receives 8 of them, then completes 3, fails 2
+    // for good, fails 2 with a retry, keeps 1 running.
+    for w in ["w1", "w2"] {
+        b.register_worker(test_worker(w, ["fifo", "prio"]).capacity(12))
+            .await
+            .unwrap();
+    }
+    for w in ["w1", "w2"] {
+        clock.advance(Duration::from_millis(5));
+        let got = b.receive(&me(w), 8).await.unwrap();
+        assert_eq!(got.len(), 8, "{w} received {}", got.len());
+        for (i, d) in got.iter().enumerate() {
+            clock.advance(Duration::from_millis(1));
+            match i {
+                0..=2 => drop(b.complete(&d.lease, b"ok".to_vec()).await.unwrap()),
+                3 | 4 => drop(b.fail(&d.lease, "broken", false).await.unwrap()),
+                5 | 6 => drop(b.fail(&d.lease, "flaky", true).await.unwrap()),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Every page of `query` from the start: the ids in order, and the most entries a page
+/// examined.
+async fn list(b: &dyn Backend, query: &Browse) -> (Vec<TaskId>, usize, usize) {
+    let mut ids = Vec::new();
+    let mut q = query.clone();
+    let (mut pages, mut most) = (0, 0);
+    loop {
+        let page = b.browse(&q).await.unwrap();
+        pages += 1;
+        assert!(pages < 10_000, "{query:?} does not end");
+        assert!(page.tasks.len() <= q.limit);
+        assert!(page.examined <= BROWSE_SCAN, "{} examined", page.examined);
+        most = most.max(page.examined);
+        for t in &page.tasks {
+            assert_eq!(t.state, query.state, "{query:?} listed {t:?}");
+            assert_eq!(t.queue, query.queue);
+        }
+        ids.extend(page.tasks.iter().map(|t| t.id));
+        match page.next {
+            Some(next) => q.cursor = Some(next),
+            None => return (ids, pages, most),
+        }
+    }
+}
+
+/// Every listing of the scenario on `b`, checked against `get_task`, as
+/// `(what, ids)` in a fixed order.
+async fn listings(b: &dyn Backend, s: &Scenario) -> Vec<(String, Vec<TaskId>)> {
+    let all: Vec<&TaskSpec> = s.fifo.iter().chain(&s.prio).collect();
+    let mut infos = Vec::new();
+    for spec in &all {
+        infos.push(b.get_task(spec.id()).await.unwrap().unwrap());
+    }
+    let mut out = Vec::new();
+    for queue in ["fifo", "prio"] {
+        let name = QueueName::new(queue).unwrap();
+        for state in TaskState::ALL {
+            let want: BTreeSet<TaskId> = infos
+                .iter()
+                .filter(|t| t.queue == name && t.state == state)
+                .map(|t| t.id)
+                .collect();
+            let base = Browse::new(name.clone(), state).limit(7);
+            let (oldest, ..) = list(b, &base).await;
+            let (mut newest, ..) = list(b, &base.clone().order(BrowseOrder::Newest)).await;
+            let seen: BTreeSet<TaskId> = oldest.iter().copied().collect();
+            assert_eq!(seen.len(), oldest.len(), "{queue} {state}: a task twice");
+            assert_eq!(seen, want, "{queue} {state}: not the tasks in that state");
+            newest.reverse();
+            assert_eq!(
+                newest, oldest,
+                "{queue} {state}: newest first is not the reverse"
+            );
+            if state == TaskState::Ready {
+                let peeked = b.peek_ready(&name, 10_000).await.unwrap();
+                assert_eq!(
+                    oldest, peeked,
+                    "{queue}: ready, oldest first, is the dispatch order"
+                );
+            }
+            // By kind, and by the prefix of one task's id.
+            for kind in ["a", "rare"] {
+                let by_kind = base.clone().kind(Some(TaskKind::new(kind).unwrap()));
+                let (ids, ..) = list(b, &by_kind).await;
+                let want: Vec<TaskId> = oldest
+                    .iter()
+                    .copied()
+                    .filter(|id| infos.iter().any(|t| t.id == *id && t.kind.as_str() == kind))
+                    .collect();
+                assert_eq!(ids, want, "{queue} {state} of kind {kind}");
+                out.push((format!("{queue} {state} kind {kind}"), ids));
+            }
+            if let Some(one) = oldest.get(oldest.len() / 2) {
+                let text = one.to_string();
+                let (ids, ..) = list(b, &base.clone().id_prefix(Some(&text))).await;
+                assert_eq!(ids, vec![*one], "{queue} {state}: by the whole id");
+                let lower = text[..22].to_ascii_lowercase();
+                let (ids, ..) = list(b, &base.clone().id_prefix(Some(&lower))).await;
+                let want: Vec<TaskId> = oldest
+                    .iter()
+                    .copied()
+                    .filter(|id| id.to_string().starts_with(&text[..22]))
+                    .collect();
+                assert!(want.contains(one));
+                assert_eq!(ids, want, "{queue} {state}: by a lower-case prefix");
+                out.push((format!("{queue} {state} prefix"), ids));
+            }
+            eprintln!("{queue} {state}: {} tasks", oldest.len());
+            out.push((format!("{queue} {state}"), oldest));
+        }
+    }
+    // A rare kind among 1,800 ready tasks: bounded pages, found all the same.
+    let name = QueueName::new("fifo").unwrap();
+    let rare = Browse::new(name, TaskState::Ready)
+        .kind(Some(TaskKind::new("rare").unwrap()))
+        .limit(50);
+    let (ids, pages, most) = list(b, &rare).await;
+    assert!(pages >= 2, "{pages} pages");
+    assert_eq!(most, BROWSE_SCAN);
+    out.push(("fifo ready rare, 50 a page".into(), ids));
+    out
+}
+
+async fn bad_queries_are_refused(b: &dyn Backend) {
+    let q = QueueName::new("fifo").unwrap();
+    for (query, words) in [
+        (
+            Browse::new(q.clone(), TaskState::Ready).limit(0),
+            "1 to 1000",
+        ),
+        (
+            Browse::new(q.clone(), TaskState::Ready).limit(1001),
+            "1 to 1000",
+        ),
+        (
+            Browse::new(q.clone(), TaskState::Ready).id_prefix(Some("01I")),
+            "cannot start a task id",
+        ),
+    ] {
+        let e = b.browse(&query).await.unwrap_err().to_string();
+        assert!(e.contains(words), "{query:?}: {e}");
+    }
+    let unknown = Browse::new(QueueName::new("nope").unwrap(), TaskState::Dead);
+    let e = b.browse(&unknown).await.unwrap_err().to_string();
+    assert!(e.contains("nope"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_backends_list_every_state_alike() {
+    let s = scenario();
+    let clock = ManualClock::new(START);
+    let memory = MemoryBackend::with_clock(Arc::new(clock.clone()));
+    play(&memory, &clock, &s).await;
+    let reference = listings(&memory, &s).await;
+    bad_queries_are_refused(&memory).await;
+
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new(START);
+    let config = RedisConfig::new(server.url(), "browse")
+        .with_clock(Arc::new(clock.clone()) as Arc<dyn Clock>);
+    let redis = RedisBackend::with_config(config).await.unwrap();
+    play(&redis, &clock, &s).await;
+    let got = listings(&redis, &s).await;
+    bad_queries_are_refused(&redis).await;
+    assert_eq!(got.len(), reference.len());
+    for ((what, ids), (_, want)) in got.iter().zip(&reference) {
+        assert_eq!(
+            ids, want,
+            "{what}: Redis lists differently from the reference"
+        );
+    }
+    let states: BTreeSet<&str> = reference
+        .iter()
+        .filter(|(_, ids)| !ids.is_empty())
+        .map(|(what, _)| what.as_str())
+        .collect();
+    for state in TaskState::ALL {
+        assert!(
+            states.contains(format!("fifo {state}").as_str()),
+            "the scenario has no {state} task in fifo"
+        );
+    }
+    assert_eq!(redis.audit().await.unwrap(), Vec::<String>::new());
+}
