@@ -12,11 +12,33 @@
 local q = queues_open(2, 1)[1]
 local st = int_arg(3, 'state', 0, 7)
 local newest = int_arg(4, 'order', 0, 1) == 1
-local limit = int_arg(5, 'limit', 1, 1000)
+local limit = int_arg(5, 'limit', 1, 100000)
 local kind, prefix, cursor = ARGV[6] or '', ARGV[7] or '', ARGV[8] or ''
 local scan = int_arg(9, 'scan', 1, 100000)
 if #prefix > 26 or find(prefix, '[^0-9A-HJKMNP-TV-Z]') then
   fail('SY_INVALID', 'id prefix: `' .. prefix .. '` cannot start a task id')
+end
+
+-- Whether the record `v` of task `id` (from index entry `e`, if read from one) is on the
+-- page: in the state, in the queue (wtasks holds every queue's tasks; an FCFS list keeps
+-- tombstones, whose record has moved on: its position differs), and passing the filters. Reads the header and the body's
+-- names only, not the whole record (this runs for up to `scan` entries a call).
+local fcfs = st == S_READY and q.pol == P_FCFS
+local function shown(id, v, e)
+  local rst, _, _, _, _, _, _, pos, _, _, _, wl, el, rl = sunpack(HDR, v)
+  if rst ~= st or (fcfs and e and pos ~= e[3]) then return false end
+  if prefix ~= '' and sub(id, 1, #prefix) ~= prefix then return false end
+  local b = HDR_LEN + 1 + wl + el + rl -- the body
+  local qlen, klen = byte(v, b), byte(v, b + 1)
+  if sub(v, b + 6, b + 5 + qlen) ~= q.name then return false end
+  return kind == '' or sub(v, b + 6 + qlen, b + 5 + qlen + klen) == kind
+end
+
+-- A whole id: the task itself, read by its id, not found by walking the index.
+if #prefix == 26 then
+  local v = call('HGET', K_TASKS, prefix)
+  if v and shown(prefix, v, nil) then return {'', 1, prefix, v} end
+  return {'', 1}
 end
 
 -- A source answers `chunk(n)`: the next up to n entries as {id, cursor text, sequence (FCFS
@@ -27,6 +49,10 @@ if st == S_DEAD or st == S_DISPATCHED or st == S_RUNNING then
   -- Ordered by member: dead `<queue>|<died at>|<id>`, wtasks `<worker>|<token>|<id>`.
   local key, lo, hi = K_WTASKS, '-', '+'
   if st == S_DEAD then key, lo, hi = K_DEAD, '[' .. q.name .. '|', '(' .. q.name .. '}' end
+  local own = q.name .. '|'
+  if cursor ~= '' and ((st == S_DEAD and sub(cursor, 1, #own) ~= own) or not find(cursor, '|', 1, true)) then
+    fail('SY_INVALID', 'cursor: `' .. cursor .. '` is not a cursor of this state')
+  end
   local after = cursor
   local function range(n)
     if newest then
@@ -138,10 +164,12 @@ end
 
 local out = {'', 0}
 local examined, found = 0, 0
-local fcfs = st == S_READY and q.pol == P_FCFS
+-- Without a filter every live entry is shown: read no more than the page needs.
+local filtered = kind ~= '' or prefix ~= ''
 while examined < scan do
   local want = scan - examined
   if want > 128 then want = 128 end
+  if not filtered and want > limit - found then want = limit - found end
   local part = source.chunk(want)
   if #part == 0 then return out end
   local ids = {}
@@ -150,22 +178,17 @@ while examined < scan do
   for i, e in ipairs(part) do
     examined = examined + 1
     out[2] = examined
-    local r = e[1] and raws[i] and rec_get(e[1], raws[i])
-    if r and r.st == st and r.q == q.name and (not fcfs or r.pos == e[3])
-      and (prefix == '' or sub(r.id, 1, #prefix) == prefix) then
-      local b = r.body
-      local qlen, klen = byte(b, 1), byte(b, 2)
-      if kind == '' or sub(b, 7 + qlen, 6 + qlen + klen) == kind then
-        out[#out + 1] = r.id
-        out[#out + 1] = raws[i]
-        found = found + 1
-      end
+    local v = raws[i]
+    if e[1] and v and shown(e[1], v, e) then
+      out[#out + 1] = e[1]
+      out[#out + 1] = v
+      found = found + 1
     end
     if found == limit or examined == scan then
       if i < #part or source.more() then out[1] = e[2] end
       return out
     end
   end
-  if #part < want then return out end
+  if #part < want then return out end -- the index ended
 end
 return out

@@ -208,11 +208,11 @@ async fn bad_queries_are_refused(b: &dyn Backend) {
     for (query, words) in [
         (
             Browse::new(q.clone(), TaskState::Ready).limit(0),
-            "1 to 1000",
+            "1 to 256",
         ),
         (
-            Browse::new(q.clone(), TaskState::Ready).limit(1001),
-            "1 to 1000",
+            Browse::new(q.clone(), TaskState::Ready).limit(257),
+            "1 to 256",
         ),
         (
             Browse::new(q.clone(), TaskState::Ready).id_prefix(Some("01I")),

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 mod bare;
+mod browse;
 mod compare;
 mod e2e;
 mod floor;
@@ -86,7 +87,8 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', value_name = "BULK,SINGLE", default_values_t = [50_000usize, 10_000])]
     pub compare_tasks: Vec<usize>,
 
-    /// Sections to run, comma-separated: floor, lifecycle, flow, depth, workers, e2e, memory.
+    /// Sections to run, comma-separated: floor, lifecycle, flow, depth, workers, e2e, memory,
+    /// browse (the task browser on a `--max-depth` queue; not in the default list).
     #[arg(
         long,
         value_delimiter = ',',
@@ -166,6 +168,9 @@ async fn run_async(args: &BenchArgs) -> Res<()> {
     }
     if want("memory") {
         memory::memory(&mut probe, args).await?;
+    }
+    if want("browse") {
+        browse::browse(&mut probe, args).await?;
     }
     Ok(())
 }

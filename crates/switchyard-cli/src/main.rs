@@ -50,6 +50,9 @@ enum Command {
     /// Show one task (state, times, payload, result, its events); cancel, re-drive or delete
     /// it, or wait for its outcome.
     Task(inspect::TaskArgs),
+    /// List a queue's tasks in one state, a page at a time (by kind, by id prefix, oldest or
+    /// newest first); re-drive, cancel or delete all of them.
+    Tasks(inspect::TasksArgs),
     /// List a queue's dead-letter set (oldest first); re-drive it.
     Dead(inspect::DeadArgs),
     /// Read the event log (which events are kept is set per queue: `declare --events`).
@@ -110,6 +113,7 @@ fn main() -> ExitCode {
         }
         Command::Status(args) => inspect::status(&args),
         Command::Task(args) => inspect::task(&args),
+        Command::Tasks(args) => inspect::tasks(&args),
         Command::Dead(args) => inspect::dead(&args),
         Command::Events(args) => inspect::events(&args),
         Command::Pause(args) => admin::pause(&args, true),

@@ -165,6 +165,11 @@ fn every_json_field_is_in_its_table_or_the_guide() {
             vec!["task", id.as_str()],
         ),
         ("dead", vec!["dead", "jobs", "--json"], vec!["dead", "jobs"]),
+        (
+            "tasks",
+            vec!["tasks", "jobs", "--state", "succeeded", "--json"],
+            vec!["tasks", "jobs", "--state", "succeeded"],
+        ),
         ("events", vec!["events", "--json"], vec!["events"]),
     ] {
         let text = ok(&server, ns, &json_args);

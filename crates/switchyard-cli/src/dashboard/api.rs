@@ -29,7 +29,7 @@ pub(super) struct Refusal {
 }
 
 impl Refusal {
-    fn new(status: StatusCode, message: impl Into<String>) -> Refusal {
+    pub(super) fn new(status: StatusCode, message: impl Into<String>) -> Refusal {
         Refusal {
             status,
             message: message.into(),
@@ -63,7 +63,7 @@ impl From<Error> for Refusal {
 }
 
 /// What a handler answers.
-type Answer = Result<Response, Refusal>;
+pub(super) type Answer = Result<Response, Refusal>;
 
 fn done(message: impl Into<String>) -> Response {
     Json(Said {
@@ -160,7 +160,7 @@ pub(super) async fn dead(
 }
 
 /// Refuses unless the dashboard was started with `--allow-actions`.
-fn allowed(shared: &Shared, action: &str) -> Result<(), Refusal> {
+pub(super) fn allowed(shared: &Shared, action: &str) -> Result<(), Refusal> {
     if shared.allow_actions {
         Ok(())
     } else {

@@ -13,6 +13,7 @@
 //! (the page passes it on from its own address: `http://host:port/?token=<token>`).
 
 mod api;
+mod browse;
 mod sampler;
 
 use std::net::SocketAddr;
@@ -130,6 +131,8 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/api/stream", get(api::stream))
         .route("/api/tasks/{id}", get(api::task))
         .route("/api/queues/{queue}/dead", get(api::dead))
+        .route("/api/queues/{queue}/tasks", get(browse::tasks))
+        .route("/api/queues/{queue}/bulk/{action}", post(browse::bulk))
         .route("/api/tasks/{id}/redrive", post(api::redrive))
         .route("/api/tasks/{id}/cancel", post(api::cancel))
         .route("/api/tasks/{id}/delete", post(api::delete))
@@ -143,6 +146,10 @@ fn router(shared: Arc<Shared>) -> Router {
             get(|| asset("text/javascript; charset=utf-8", APP)),
         )
         .route(
+            "/tasks.js",
+            get(|| asset("text/javascript; charset=utf-8", TASKS)),
+        )
+        .route(
             "/style.css",
             get(|| asset("text/css; charset=utf-8", STYLE)),
         )
@@ -152,6 +159,7 @@ fn router(shared: Arc<Shared>) -> Router {
 const INDEX: &str = include_str!("assets/index.html");
 const APP: &str = include_str!("assets/app.js");
 const STYLE: &str = include_str!("assets/style.css");
+const TASKS: &str = include_str!("assets/tasks.js");
 
 async fn asset(content_type: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type)], body).into_response()

@@ -1,7 +1,7 @@
-//! Looking at and acting on a running deployment: `status`, `task`, `dead`, `events`.
+//! Looking at and acting on a running deployment: `status`, `task`, `tasks`, `dead`, `events`.
 
 use clap::Args;
-use switchyard::TaskId;
+use switchyard::{TaskId, TaskState};
 
 use crate::remote::{Remote, millis, runtime};
 use crate::views::Reader;
@@ -9,9 +9,11 @@ use crate::views::Reader;
 mod events;
 mod table;
 mod task;
+mod tasks;
 
 pub use events::events;
 pub use task::{dead, task};
+pub use tasks::{state_arg, tasks};
 
 /// Flags of `switchyard status`.
 #[derive(Debug, Args)]
@@ -89,6 +91,59 @@ pub struct DeadArgs {
     pub redrive: bool,
 
     /// Print the list as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `switchyard tasks`.
+#[derive(Debug, Args)]
+pub struct TasksArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+
+    /// The queue whose tasks to list.
+    pub queue: String,
+
+    /// The state listed: scheduled, ready, inbox, running, retrying, succeeded, dead or
+    /// cancelled.
+    #[arg(long, default_value = "ready", value_parser = tasks::state_arg)]
+    pub state: TaskState,
+
+    /// The newest first (ready: the last in line first; scheduled: the latest run-at first;
+    /// finished: the latest first). Oldest first otherwise.
+    #[arg(long)]
+    pub newest: bool,
+
+    /// Only tasks of this kind.
+    #[arg(long)]
+    pub kind: Option<String>,
+
+    /// Only tasks whose id starts with this.
+    #[arg(long)]
+    pub id: Option<String>,
+
+    /// At most this many tasks (1 to 256); a page examines at most 256 tasks, so with a
+    /// filter it may hold fewer and still be followed by another.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+
+    /// Go on from where an earlier page stopped (the cursor it printed).
+    #[arg(long)]
+    pub cursor: Option<String>,
+
+    /// Re-drive every dead task the filters select (with `--state dead`), in bounded steps.
+    #[arg(long, conflicts_with_all = ["cancel", "delete", "cursor"])]
+    pub redrive: bool,
+
+    /// Cancel every task the filters select (a state that has not finished), in bounded steps.
+    #[arg(long, conflicts_with_all = ["delete", "cursor"])]
+    pub cancel: bool,
+
+    /// Delete every task the filters select (a finished state), in bounded steps.
+    #[arg(long, conflicts_with = "cursor")]
+    pub delete: bool,
+
+    /// Print the page (or what an action did) as JSON.
     #[arg(long)]
     pub json: bool,
 }

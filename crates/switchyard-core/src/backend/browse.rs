@@ -20,10 +20,10 @@ use crate::{Error, QueueName, Result, TaskId, TaskInfo, TaskKind, TaskState};
 
 /// Most index entries one browse call examines: a page with a filter that matches rarely
 /// comes back short (or empty) with a cursor to go on from, instead of reading the whole state.
-pub const BROWSE_SCAN: usize = 1000;
+pub const BROWSE_SCAN: usize = 256;
 
 /// Most tasks one page may hold.
-pub const BROWSE_PAGE_MAX: usize = 1000;
+pub const BROWSE_PAGE_MAX: usize = 256;
 
 /// Which way a browse walks its state's order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

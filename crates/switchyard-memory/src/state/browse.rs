@@ -5,7 +5,7 @@
 //! is also the page's cursor: the next page starts after it.
 
 use switchyard_core::{BROWSE_SCAN, Browse, BrowseOrder, TaskPage};
-use switchyard_core::{Result, TaskId, TaskState};
+use switchyard_core::{Error, Result, TASK_ID_TEXT_LEN, TaskId, TaskState};
 
 use super::State;
 
@@ -20,11 +20,46 @@ fn timed(at: u64, id: TaskId) -> String {
     format!("{at:016x}{id}")
 }
 
+/// Whether `cursor` is a key of the index `query` walks (what `ordered`, `timed` or the
+/// active tasks' key make; Redis checks its own the same way).
+fn well_formed(query: &Browse, cursor: &str) -> bool {
+    let hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
+    match query.state {
+        TaskState::Ready | TaskState::Scheduled | TaskState::RetryScheduled => {
+            cursor.len() == 28 && hex(cursor)
+        }
+        TaskState::Dead | TaskState::Succeeded | TaskState::Cancelled => {
+            cursor.len() == 16 + TASK_ID_TEXT_LEN
+                && cursor.is_char_boundary(16)
+                && hex(&cursor[..16])
+        }
+        _ => cursor.contains('|'),
+    }
+}
+
 impl State {
     /// One page of `query` (see `Inspect::browse`).
     pub(crate) fn browse(&self, query: &Browse) -> Result<TaskPage> {
         query.validate()?;
         let q = self.queue(&query.queue)?;
+        let shown = |t: &super::Task| {
+            t.queue == query.queue && t.state == query.state && query.matches(t.id, &t.kind)
+        };
+        // A whole id: the task itself, read by its id, not found by walking the index.
+        if let Some(id) = query.id_prefix.as_deref()
+            && id.len() == TASK_ID_TEXT_LEN
+        {
+            let task = id.parse::<TaskId>().ok().and_then(|id| self.tasks.get(&id));
+            return Ok(TaskPage {
+                tasks: task
+                    .filter(|t| shown(t))
+                    .map(|t| t.info())
+                    .into_iter()
+                    .collect(),
+                next: None,
+                examined: 1,
+            });
+        }
         let mut index: Vec<(String, TaskId)> = match query.state {
             TaskState::Ready => q
                 .ready
@@ -56,6 +91,14 @@ impl State {
                 .collect(),
         };
         index.sort_unstable();
+        if let Some(c) = &query.cursor
+            && !well_formed(query, c)
+        {
+            return Err(Error::invalid(
+                "cursor",
+                format!("`{c}` is not a cursor of this state"),
+            ));
+        }
         let start = match (&query.cursor, query.order) {
             (None, _) => 0,
             (Some(c), BrowseOrder::Oldest) => index.partition_point(|(k, _)| k <= c),
@@ -74,9 +117,7 @@ impl State {
         for (key, id) in walk {
             page.examined += 1;
             if let Some(t) = self.tasks.get(id)
-                && t.queue == query.queue
-                && t.state == query.state
-                && query.matches(t.id, &t.kind)
+                && shown(t)
             {
                 page.tasks.push(t.info());
             }

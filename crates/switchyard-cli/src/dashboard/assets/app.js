@@ -72,6 +72,7 @@ function render(s) {
   renderCharts('charts', 'data-chart', s.queues || [], s.history || [], 'reads');
   renderCharts('hour', 'data-chart-hour', s.queues || [], s.minutes || [], 'minutes');
   renderWorkers(s.workers || []);
+  if (typeof browserSnapshot === "function") browserSnapshot(s); // tasks.js
   const dead = JSON.stringify((s.queues || []).map(q => [q.queue, q.dead]));
   if (dead !== deadSeen) {
     deadSeen = dead;
