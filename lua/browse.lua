@@ -26,7 +26,7 @@ end
 local fcfs = st == S_READY and q.pol == P_FCFS
 local function shown(id, v, e)
   local rst, _, _, _, _, _, _, pos, _, _, _, wl, el, rl = sunpack(HDR, v)
-  if rst ~= st or (fcfs and e and pos ~= e[3]) then return false end
+  if rst ~= st or (fcfs and e and pos ~= tonumber(sub(e[2], 1, 12), 16)) then return false end
   if prefix ~= '' and sub(id, 1, #prefix) ~= prefix then return false end
   local b = HDR_LEN + 1 + wl + el + rl -- the body
   local qlen, klen = byte(v, b), byte(v, b + 1)
@@ -41,8 +41,10 @@ if #prefix == 26 then
   return {'', 1}
 end
 
--- A source answers `chunk(n)`: the next up to n entries as {id, cursor text, sequence (FCFS
--- ready only)}, and `more()`: whether an entry follows the last one answered.
+-- A source answers `chunk(n)`: the next up to n entries as {id (false: an entry to pass
+-- over), member, score (sorted by score only)}, and `more()`: whether an entry follows the last
+-- one answered. The cursor of an entry is its member, or `<score>|<member>` where a score
+-- orders the set; it is written only for the entry a page stops at.
 local source
 
 if st == S_DEAD or st == S_DISPATCHED or st == S_RUNNING then
@@ -108,7 +110,7 @@ elseif st == S_READY and q.pol == P_FCFS then
   source = {
     chunk = function(n)
       local out = {}
-      for i, m in ipairs(range(n)) do out[i] = {sub(m, 13), m, tonumber(sub(m, 1, 12), 16)} end
+      for i, m in ipairs(range(n)) do out[i] = {sub(m, 13), m} end
       if newest then at = at - #out else at = at + #out end
       return out
     end,
@@ -151,9 +153,9 @@ else
           and ((not newest and m <= skip_member) or (newest and m >= skip_member))
         if not passed then
           skip_score = nil
-          out[#out + 1] = {sub(m, id_from), s .. '|' .. m, tonumber(sub(m, 1, 12), 16)}
+          out[#out + 1] = {sub(m, id_from), m, s}
         else
-          out[#out + 1] = {false, s .. '|' .. m}
+          out[#out + 1] = {false, m, s}
         end
       end
       return out
@@ -185,7 +187,9 @@ while examined < scan do
       found = found + 1
     end
     if found == limit or examined == scan then
-      if i < #part or source.more() then out[1] = e[2] end
+      if i < #part or source.more() then
+        if e[3] then out[1] = e[3] .. '|' .. e[2] else out[1] = e[2] end
+      end
       return out
     end
   end

@@ -264,6 +264,34 @@ async fn the_task_browser_lists_pages_finds_and_acts_in_a_real_browser() {
     let after = list(&page, "bad", "dead", "");
     assert!(after.is_empty(), "{after:?}");
 
+    // A selection: two ready tasks of `big` ticked and cancelled, the rest left alone.
+    let rows = list(&page, "big", "ready", "");
+    page.run(
+        "const boxes = document.querySelectorAll('#b-tasks input.pick');
+         boxes[0].click(); boxes[1].click();
+         document.getElementById('message').hidden = true;",
+        json!([]),
+    );
+    page.click("#b-bulk button.b-selected[data-action=cancel]");
+    let said = page.wait_for(
+        WAIT,
+        "the selection's answer",
+        "const m = document.getElementById('message');
+         return !m.hidden && m.textContent === 'cancelled 2 of 2 selected tasks' ? m.className : null;",
+        json!([]),
+    );
+    assert_eq!(said, "ok");
+    for (i, row) in rows.iter().enumerate().take(3) {
+        let id: switchyard::TaskId = row["id"].as_str().unwrap().parse().unwrap();
+        let state = client.task_handle(id).state().await.unwrap();
+        let want = if i < 2 {
+            TaskState::Cancelled
+        } else {
+            TaskState::Ready
+        };
+        assert_eq!(state, Some(want), "row {i}");
+    }
+
     // Read-only: the same lists, no box to tick, no action button.
     let readonly = driver.session(1280, 900);
     readonly.goto(&looking.url());
