@@ -5,8 +5,8 @@
 -- scan (most index entries examined).
 -- Reply: the next cursor ('' when the order ended), the entries examined, then the id and the
 -- record of each task on the page.
--- The indexes (docs/redis-layout.md): ready FCFS, a list in sequence order (binary search by
--- LINDEX finds a cursor); ready by policy, delayed and done, sorted sets by score (cursor
+-- The indexes (docs/redis-layout.md): ready FCFS, a list in sequence order (a cursor is found
+-- at the index it was read at, or by binary search by LINDEX); ready by policy, delayed and done, sorted sets by score (cursor
 -- `<score>|<member>`, found by rank, or by score when its entry left); dead and wtasks, sets
 -- ordered by member (cursor: the member). Each is read in chunks, at most `scan` entries.
 local q = queues_open(2, 1)[1]
@@ -42,9 +42,10 @@ if #prefix == 26 then
 end
 
 -- A source answers `chunk(n)`: the next up to n entries as {id (false: an entry to pass
--- over), member, score (sorted by score only)}, and `more()`: whether an entry follows the last
--- one answered. The cursor of an entry is its member, or `<score>|<member>` where a score
--- orders the set; it is written only for the entry a page stops at.
+-- over), member, score (sorted sets by score), index (the FCFS list)}, and `more()`: whether an
+-- entry follows the last one answered. The cursor of an entry is its member, `<score>|<member>`
+-- where a score orders the set, or `<member>@<index>` in the list; it is written only for the
+-- entry a page stops at.
 local source
 
 if st == S_DEAD or st == S_DISPATCHED or st == S_RUNNING then
@@ -84,15 +85,23 @@ elseif st == S_READY and q.pol == P_FCFS then
   if cursor == '' then
     if newest then at = len - 1 else at = 0 end
   else
-    local c = tonumber(sub(cursor, 1, 12), 16)
+    -- The cursor is `<member>@<its index then>`: still there, the page goes on from it (one
+    -- LINDEX); moved (tasks left the head meanwhile), a binary search by sequence finds it.
+    local m, hint = match(cursor, '^(.+)@(%d+)$')
+    local c = m and tonumber(sub(m, 1, 12), 16)
     if not c then fail('SY_INVALID', 'cursor: `' .. cursor .. '` is not a cursor of this state') end
-    local a, b = 0, len -- the first index whose sequence is past c (oldest) or not below it
-    while a < b do
-      local mid = floor((a + b) / 2)
-      local s = seq_at(mid)
-      if s > c or (newest and s == c) then b = mid else a = mid + 1 end
+    hint = tonumber(hint)
+    if hint < len and call('LINDEX', key, hint) == m then
+      if newest then at = hint - 1 else at = hint + 1 end
+    else
+      local a, b = 0, len -- the first index whose sequence is past c (oldest) or not below it
+      while a < b do
+        local mid = floor((a + b) / 2)
+        local s = seq_at(mid)
+        if s > c or (newest and s == c) then b = mid else a = mid + 1 end
+      end
+      if newest then at = a - 1 else at = a end
     end
-    if newest then at = a - 1 else at = a end
   end
   local function range(n)
     if newest then
@@ -110,8 +119,10 @@ elseif st == S_READY and q.pol == P_FCFS then
   source = {
     chunk = function(n)
       local out = {}
-      for i, m in ipairs(range(n)) do out[i] = {sub(m, 13), m} end
-      if newest then at = at - #out else at = at + #out end
+      local step = 1
+      if newest then step = -1 end
+      for i, m in ipairs(range(n)) do out[i] = {sub(m, 13), m, false, at + (i - 1) * step} end
+      at = at + #out * step
       return out
     end,
     more = function() if newest then return at >= 0 end return at < len end,
@@ -188,7 +199,9 @@ while examined < scan do
     end
     if found == limit or examined == scan then
       if i < #part or source.more() then
-        if e[3] then out[1] = e[3] .. '|' .. e[2] else out[1] = e[2] end
+        if e[3] then out[1] = e[3] .. '|' .. e[2]
+        elseif e[4] then out[1] = e[2] .. '@' .. e[4]
+        else out[1] = e[2] end
       end
       return out
     end

@@ -264,3 +264,45 @@ async fn both_backends_list_every_state_alike() {
     }
     assert_eq!(redis.audit().await.unwrap(), Vec::<String>::new());
 }
+
+/// A cursor still leads to the right place after tasks left the head of the queue between
+/// two pages (on Redis the FCFS list's indexes shift: the page is found again by sequence).
+async fn a_cursor_survives_the_head_moving(b: &dyn Backend) {
+    let q = QueueName::new("moving").unwrap();
+    b.declare_queue(&q, QueueConfig::default()).await.unwrap();
+    let specs: Vec<TaskSpec> = (0..50)
+        .map(|_| TaskSpec::builder("moving", "k").build().unwrap())
+        .collect();
+    let ids: Vec<TaskId> = specs.iter().map(TaskSpec::id).collect();
+    b.submit_batch(specs).await.unwrap();
+    for order in [BrowseOrder::Oldest, BrowseOrder::Newest] {
+        let query = Browse::new(q.clone(), TaskState::Ready)
+            .order(order)
+            .limit(10);
+        let first = b.browse(&query).await.unwrap();
+        // Five tasks leave the head (dispatched to a new worker) before the next page.
+        let w = format!("mover-{order:?}");
+        b.register_worker(test_worker(&w, ["moving"]).capacity(5))
+            .await
+            .unwrap();
+        let next = b.browse(&query.clone().after(first.next)).await.unwrap();
+        let got: Vec<TaskId> = next.tasks.iter().map(|t| t.id).collect();
+        let want: Vec<TaskId> = match order {
+            BrowseOrder::Oldest => ids[10..20].to_vec(),
+            _ => ids[30..40].iter().rev().copied().collect(),
+        };
+        assert_eq!(got, want, "{order:?}");
+        b.deregister_worker(&me(&w)).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_survives_the_head_moving_on_both_backends() {
+    a_cursor_survives_the_head_moving(&MemoryBackend::new()).await;
+    let server = RedisServer::start().unwrap();
+    let redis = RedisBackend::connect(&server.url(), "moving")
+        .await
+        .unwrap();
+    a_cursor_survives_the_head_moving(&redis).await;
+    assert_eq!(redis.audit().await.unwrap(), Vec::<String>::new());
+}
