@@ -6,9 +6,10 @@
 -- Reply: the next cursor ('' when the order ended), the entries examined, then the id and the
 -- record of each task on the page.
 -- The indexes (docs/redis-layout.md): ready FCFS, a list in sequence order (a cursor is found
--- at the index it was read at, or by binary search by LINDEX); ready by policy, delayed and done, sorted sets by score (cursor
--- `<score>|<member>`, found by rank, or by score when its entry left); dead and wtasks, sets
--- ordered by member (cursor: the member). Each is read in chunks, at most `scan` entries.
+-- at the index it was read at, or by binary search by LINDEX); ready by policy, delayed and
+-- done, sorted sets by score (cursor `<score>|<member>`, found by rank, or by binary search
+-- among the entries of its score when its entry left); dead and wtasks, sets ordered by member
+-- (cursor: the member). Each is read in chunks, at most `scan` entries.
 local q = queues_open(2, 1)[1]
 local st = int_arg(3, 'state', 0, 7)
 local newest = int_arg(4, 'order', 0, 1) == 1
@@ -41,8 +42,8 @@ if #prefix == 26 then
   return {'', 1}
 end
 
--- A source answers `chunk(n)`: the next up to n entries as {id (false: an entry to pass
--- over), member, score (sorted sets by score), index (the FCFS list)}, and `more()`: whether an
+-- A source answers `chunk(n)`: the next up to n entries as {id, member, score (sorted sets by
+-- score), index (the FCFS list)}, and `more()`: whether an
 -- entry follows the last one answered. The cursor of an entry is its member, `<score>|<member>`
 -- where a score orders the set, or `<member>@<index>` in the list; it is written only for the
 -- entry a page stops at.
@@ -132,10 +133,11 @@ else
   local key, id_from = q.k_done, 1
   if st == S_READY then key, id_from = q.k_ready, 13
   elseif st == S_SCHEDULED or st == S_RETRY then key, id_from = q.k_delayed, 13 end
-  local rank, skip_score, skip_member = 0, nil, nil
+  local rank = 0
   if cursor ~= '' then
     local s, m = match(cursor, '^([^|]+)|(.+)$')
-    if not s or not tonumber(s) then
+    local n = s and tonumber(s)
+    if not n or n - n ~= 0 then -- not a number, or not a finite one
       fail('SY_INVALID', 'cursor: `' .. cursor .. '` is not a cursor of this state')
     end
     local r
@@ -143,10 +145,22 @@ else
     if r then
       rank = r + 1
     else
-      -- Its entry left: start at its score, past the entries of that score up to its member.
-      if newest then rank = call('ZCOUNT', key, '(' .. s, '+inf')
-      else rank = call('ZCOUNT', key, '-inf', '(' .. s) end
-      skip_score, skip_member = tonumber(s), m
+      -- Its entry left: the entries of its score lie between two counts, ordered by member;
+      -- a binary search among them finds the first past the member (O(log n) calls however
+      -- many share the score).
+      local a, b
+      if newest then
+        a, b = call('ZCOUNT', key, '(' .. s, '+inf'), call('ZCOUNT', key, s, '+inf')
+      else
+        a, b = call('ZCOUNT', key, '-inf', '(' .. s), call('ZCOUNT', key, '-inf', s)
+      end
+      while a < b do
+        local mid = floor((a + b) / 2)
+        local at
+        if newest then at = call('ZREVRANGE', key, mid, mid)[1] else at = call('ZRANGE', key, mid, mid)[1] end
+        if (newest and at < m) or (not newest and at > m) then b = mid else a = mid + 1 end
+      end
+      rank = a
     end
   end
   local function range(n)
@@ -158,17 +172,7 @@ else
       local out = {}
       local part = range(n)
       rank = rank + #part / 2
-      for i = 1, #part, 2 do
-        local m, s = part[i], part[i + 1]
-        local passed = skip_score and tonumber(s) == skip_score
-          and ((not newest and m <= skip_member) or (newest and m >= skip_member))
-        if not passed then
-          skip_score = nil
-          out[#out + 1] = {sub(m, id_from), m, s}
-        else
-          out[#out + 1] = {false, m, s}
-        end
-      end
+      for i = 1, #part, 2 do out[#out + 1] = {sub(part[i], id_from), part[i], part[i + 1]} end
       return out
     end,
     more = function() return #range(1) > 0 end,
@@ -177,8 +181,10 @@ end
 
 local out = {'', 0}
 local examined, found = 0, 0
--- Without a filter every live entry is shown: read no more than the page needs.
-local filtered = kind ~= '' or prefix ~= ''
+-- Without a filter, an index that holds only this queue's tasks in this state shows each of
+-- its entries (but FCFS tombstones): read no more than the page needs. (`done`, `delayed` and
+-- `wtasks` hold other states or queues too: read them in full chunks.)
+local filtered = kind ~= '' or prefix ~= '' or not (st == S_READY or st == S_DEAD)
 while examined < scan do
   local want = scan - examined
   if want > 128 then want = 128 end
@@ -186,13 +192,13 @@ while examined < scan do
   local part = source.chunk(want)
   if #part == 0 then return out end
   local ids = {}
-  for i, e in ipairs(part) do ids[i] = e[1] or '-' end
+  for i, e in ipairs(part) do ids[i] = e[1] end
   local raws = call('HMGET', K_TASKS, unpack(ids))
   for i, e in ipairs(part) do
     examined = examined + 1
     out[2] = examined
     local v = raws[i]
-    if e[1] and v and shown(e[1], v, e) then
+    if v and shown(e[1], v, e) then
       out[#out + 1] = e[1]
       out[#out + 1] = v
       found = found + 1

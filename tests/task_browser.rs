@@ -306,3 +306,53 @@ async fn a_cursor_survives_the_head_moving_on_both_backends() {
     a_cursor_survives_the_head_moving(&redis).await;
     assert_eq!(redis.audit().await.unwrap(), Vec::<String>::new());
 }
+
+/// Ties: 1,000 scheduled tasks with one run-at, paged 50 at a time; the task a cursor names is
+/// cancelled before the next page, which must still start right after it (no repeat, no skip,
+/// the same on both backends), oldest and newest first.
+async fn a_removed_cursor_among_ties(b: &dyn Backend) {
+    let q = QueueName::new("tied").unwrap();
+    b.declare_queue(&q, QueueConfig::default()).await.unwrap();
+    let at = switchyard_core::SystemClock.now_ms() + 3_600_000;
+    let specs: Vec<TaskSpec> = (0..1_000)
+        .map(|_| TaskSpec::builder("tied", "k").run_at(at).build().unwrap())
+        .collect();
+    let ids: Vec<TaskId> = specs.iter().map(TaskSpec::id).collect();
+    b.submit_batch(specs).await.unwrap();
+    let mut gone = Vec::new();
+    for order in [BrowseOrder::Oldest, BrowseOrder::Newest] {
+        let mut want: Vec<TaskId> = ids
+            .iter()
+            .copied()
+            .filter(|id| !gone.contains(id))
+            .collect();
+        if order == BrowseOrder::Newest {
+            want.reverse();
+        }
+        let mut query = Browse::new(q.clone(), TaskState::Scheduled)
+            .order(order)
+            .limit(50);
+        let mut listed = Vec::new();
+        for _ in 0..11 {
+            let page = b.browse(&query).await.unwrap();
+            listed.extend(page.tasks.iter().map(|t| t.id));
+            query.cursor = page.next;
+        }
+        assert_eq!(listed[..], want[..550], "{order:?}");
+        // The task the cursor names leaves the set before the next page.
+        b.cancel(want[549]).await.unwrap();
+        gone.push(want[549]);
+        let page = b.browse(&query).await.unwrap();
+        let got: Vec<TaskId> = page.tasks.iter().map(|t| t.id).collect();
+        assert_eq!(got, want[550..600], "{order:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_cursor_among_ties_on_both_backends() {
+    a_removed_cursor_among_ties(&MemoryBackend::new()).await;
+    let server = RedisServer::start().unwrap();
+    let redis = RedisBackend::connect(&server.url(), "tied").await.unwrap();
+    a_removed_cursor_among_ties(&redis).await;
+    assert_eq!(redis.audit().await.unwrap(), Vec::<String>::new());
+}

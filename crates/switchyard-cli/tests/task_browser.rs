@@ -303,4 +303,16 @@ async fn the_task_browser_lists_pages_finds_and_acts_in_a_real_browser() {
         json!([]),
     );
     assert_eq!(buttons, 0);
+
+    // A page of another site cannot act through the operator's browser.
+    let (status, body) = browser::http(
+        acting.port,
+        "POST",
+        "/api/queues/big/bulk/cancel?state=ready",
+        None,
+        &[("Origin", "http://evil.example")],
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("cross-site"), "{body}");
+    assert_eq!(count(&client, "big", TaskState::Cancelled).await, 2);
 }

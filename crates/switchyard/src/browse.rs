@@ -4,7 +4,9 @@
 
 use serde::Serialize;
 
-use crate::{Browse, CancelOutcome, Client, Error, Result, TaskId, TaskPage, TaskState};
+use crate::{
+    Browse, BrowseOrder, CancelOutcome, Client, Error, Result, TaskId, TaskPage, TaskState,
+};
 
 /// An action on many tasks (see [`Client::bulk_step`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -109,6 +111,10 @@ impl Client {
     /// [`BulkStep::next`] as the query's cursor until it is `None`; a task that moved on
     /// between the page and its action is counted in [`BulkStep::refused`], not acted on.
     ///
+    /// Steps walk the state newest first whatever `query.order` says: a task that enters the
+    /// state while they run (submitted meanwhile, or re-driven and dead again at once) lands
+    /// behind the cursor and is not taken, so the action ends.
+    ///
     /// ```
     /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
     /// use switchyard::{Browse, BulkAction, Client, QueueConfig, QueueName, TaskSpec, TaskState};
@@ -133,7 +139,9 @@ impl Client {
     /// ```
     pub async fn bulk_step(&self, query: &Browse, action: BulkAction) -> Result<BulkStep> {
         action.check(query.state)?;
-        let page = self.browse(query).await?;
+        let page = self
+            .browse(&query.clone().order(BrowseOrder::Newest))
+            .await?;
         let mut step = BulkStep {
             next: page.next,
             ..BulkStep::default()

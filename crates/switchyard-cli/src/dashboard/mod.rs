@@ -168,6 +168,12 @@ async fn asset(content_type: &'static str, body: &'static str) -> Response {
 /// With a token set, every API request must carry it (header, or `token` in the query string
 /// for the event stream, which cannot set headers).
 async fn authorize(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    if cross_site(&request) {
+        return api::refusal(
+            StatusCode::FORBIDDEN,
+            "cross-site request refused: actions are taken only from the dashboard's own page",
+        );
+    }
     let Some(expected) = &shared.token else {
         return next.run(request).await;
     };
@@ -190,6 +196,26 @@ async fn authorize(State(shared): State<Arc<Shared>>, request: Request, next: Ne
             "this dashboard needs its token: open it as /?token=<token>, or send \
              Authorization: Bearer <token>",
         )
+    }
+}
+
+/// A request that changes something, sent by a page of another site: a browser names the page's
+/// origin, and it is not this server's. (Without it, any web page open in the operator's
+/// browser could post to a dashboard on loopback that has actions on and no token.)
+fn cross_site(request: &Request) -> bool {
+    if request.method() == axum::http::Method::GET {
+        return false;
+    }
+    let header = |name| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v: &axum::http::HeaderValue| v.to_str().ok())
+    };
+    match (header(header::ORIGIN), header(header::HOST)) {
+        (Some(origin), Some(host)) => origin.split_once("://").is_none_or(|(_, o)| o != host),
+        (Some(_), None) => true,
+        (None, _) => false,
     }
 }
 

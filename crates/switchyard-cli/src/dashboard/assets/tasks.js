@@ -26,6 +26,8 @@ function actionsFor(state) {
 }
 
 const browser = {
+  asked: 0,         // the number of the latest page asked for (older answers are dropped)
+  busy: false,      // an action on many tasks is running
   queues: [],       // the snapshot's queue rows
   shown: null,      // the query of the page shown: {queue, state, order, kind, id}
   cursors: [],      // the cursor of each page shown so far (null: the first)
@@ -53,7 +55,10 @@ function params(query, cursor, limit) {
 async function loadPage(cursor) {
   const query = browser.shown;
   if (!query || !query.queue) return;
+  const asked = ++browser.asked;
+  $('b-next').disabled = true;
   const r = await api('api/queues/' + encodeURIComponent(query.queue) + '/tasks?' + params(query, cursor, 50));
+  if (asked !== browser.asked) return; // a later page was asked for meanwhile
   const body = document.querySelector('#b-tasks tbody');
   if (r.status !== 200) {
     body.replaceChildren();
@@ -108,7 +113,7 @@ function renderBulk() {
       label + ' selected'), ' ',
     confirming(el('button', { class: 'b-all', 'data-action': action, 'data-label': label }, allLabel(label)),
       'Click again to ' + label.toLowerCase() + ' ' + (filtered ? 'every matching' : int(count)) + ' ' + query.state + ' tasks',
-      () => actAll(action, past, filtered ? null : count)), ' ']));
+      () => actAll(query, action, past)), ' ']));
 }
 
 async function actSelected(action, past) {
@@ -126,18 +131,26 @@ async function actSelected(action, past) {
   loadPage(browser.cursors[browser.cursors.length - 1]);
 }
 
-/** Every task of the state (that the filters select), a bounded step at a time. */
-async function actAll(action, past, total) {
-  const query = browser.shown;
+/** Every task of the state that `query` (the one its button was made for) selects, a bounded
+ * step at a time; one such action at a time. */
+async function actAll(query, action, past) {
+  if (browser.busy) { say('an action on many tasks is still running', false); return; }
+  browser.busy = true;
+  const row = browser.queues.find(q => q.queue === query.queue);
+  const total = query.kind || query.id || !row ? null : row[query.state];
   let cursor = null, done = 0, refused = 0;
-  do {
-    const r = await api('api/queues/' + encodeURIComponent(query.queue) + '/bulk/' + action + '?' + params(query, cursor), 'POST');
-    if (r.body.ok !== true) { say(r.body.message, false); return; }
-    done += r.body.done;
-    refused += r.body.refused;
-    cursor = r.body.next;
-    say(`${past} ${int(done)}${total === null ? '' : ' of ' + int(total)} ${query.state} tasks…`, true);
-  } while (cursor);
+  try {
+    do {
+      const r = await api('api/queues/' + encodeURIComponent(query.queue) + '/bulk/' + action + '?' + params(query, cursor), 'POST');
+      if (r.body.ok !== true) { say(r.body.message, false); return; }
+      done += r.body.done;
+      refused += r.body.refused;
+      cursor = r.body.next;
+      say(`${past} ${int(done)}${total === null ? '' : ' of ' + int(total)} ${query.state} tasks…`, true);
+    } while (cursor);
+  } finally {
+    browser.busy = false;
+  }
   say(`${past} ${int(done)} ${query.state} tasks of ${query.queue}` + (refused ? ` (${refused} had moved on)` : ''), true);
   deadSeen = null;
   browser.cursors = [null];
