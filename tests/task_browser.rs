@@ -33,7 +33,7 @@ struct Scenario {
 fn scenario() -> Scenario {
     let kind = |i: usize| match i {
         _ if i % 700 == 3 => "rare",
-        _ if i % 3 == 0 => "a",
+        _ if i.is_multiple_of(3) => "a",
         _ => "b",
     };
     let fifo = (0..2_000)
@@ -64,7 +64,7 @@ async fn play(b: &dyn Backend, clock: &ManualClock, s: &Scenario) {
     config.max_attempts = 2;
     let fifo = QueueName::new("fifo").unwrap();
     let prio = QueueName::new("prio").unwrap();
-    b.declare_queue(&fifo, config.clone()).await.unwrap();
+    b.declare_queue(&fifo, config).await.unwrap();
     let mut prio_config = config;
     prio_config.policy = Policy::Priority {
         aging_step_ms: None,
