@@ -12,13 +12,14 @@ use std::time::{Duration, Instant};
 use support::{DashboardProcess, WorkerProcess, ok, run, switchyard};
 use switchyard_testkit::redis_server::RedisServer;
 
-const SUBCOMMANDS: [&str; 15] = [
+const SUBCOMMANDS: [&str; 16] = [
     "demo",
     "declare",
     "submit",
     "worker",
     "status",
     "task",
+    "tasks",
     "dead",
     "events",
     "pause",
@@ -184,6 +185,13 @@ fn every_subcommand_does_its_job_on_a_real_redis() {
         .to_owned();
     let dead = ok(&server, ns, &["dead", "mail"]);
     assert!(dead.lines().any(|l| l.starts_with(&dead_id)), "{dead}");
+
+    // tasks: the succeeded ones, a page of them.
+    let listed = ok(&server, ns, &["tasks", "mail", "--state", "succeeded"]);
+    for id in &ids {
+        assert!(listed.lines().any(|l| l.starts_with(id)), "{listed}");
+    }
+    assert!(listed.contains("(end of the succeeded tasks)"), "{listed}");
 
     // events: readable, filtered by queue.
     let events = ok(

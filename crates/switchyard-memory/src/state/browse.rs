@@ -1,39 +1,60 @@
 //! The task browser (`Inspect::browse`): the tasks of a queue in one state, a page at a time.
 //!
 //! Lua twin: lua/browse.lua. Each state is walked in the order of the index Redis keeps it in
-//! (`switchyard_core::backend::Browse`), written here as one sortable text key per task, which
-//! is also the page's cursor: the next page starts after it.
+//! (`switchyard_core::backend::Browse`): the queue's ready and delayed maps by `(key, seq)`,
+//! its dead and finished sets by `(time, id)`, and the workers' tasks by
+//! `<worker>|<lease token>|<id>` as Redis's `wtasks`. A page starts right after its cursor (a
+//! range of the map, not a walk from the start) and examines at most `BROWSE_SCAN` entries.
+
+use std::collections::BTreeMap;
+use std::ops::Bound::{Excluded, Unbounded};
 
 use switchyard_core::{BROWSE_SCAN, Browse, BrowseOrder, TaskPage};
 use switchyard_core::{Error, Result, TASK_ID_TEXT_LEN, TaskId, TaskState};
 
 use super::State;
 
-/// A key of the ready or delayed order `(key, seq)` as text that sorts the same way (the
-/// signed key offset into unsigned, both fixed-width hex).
-fn ordered(key: i64, seq: u64) -> String {
-    format!("{:016x}{seq:012x}", (key as u64) ^ (1 << 63))
+/// Where an index entry stands in its order; written out, it is the cursor of a page.
+#[derive(Debug, Clone)]
+enum Key {
+    /// The ready or delayed order `(key, seq)`.
+    Ordered(i64, u64),
+    /// The dead or finished order `(time, id)`.
+    Timed(u64, TaskId),
+    /// A worker's task, as `wtasks` holds it.
+    Text(String),
 }
 
-/// A key of the dead or finished order `(time, id)`.
-fn timed(at: u64, id: TaskId) -> String {
-    format!("{at:016x}{id}")
-}
+impl Key {
+    /// As text: fixed-width hex (the signed key offset into unsigned), so that the text of
+    /// each kind sorts as the key does.
+    fn text(&self) -> String {
+        match self {
+            Key::Ordered(key, seq) => format!("{:016x}{seq:012x}", (*key as u64) ^ (1 << 63)),
+            Key::Timed(at, id) => format!("{at:016x}{id}"),
+            Key::Text(t) => t.clone(),
+        }
+    }
 
-/// Whether `cursor` is a key of the index `query` walks (what `ordered`, `timed` or the
-/// active tasks' key make; Redis checks its own the same way).
-fn well_formed(query: &Browse, cursor: &str) -> bool {
-    let hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
-    match query.state {
-        TaskState::Ready | TaskState::Scheduled | TaskState::RetryScheduled => {
-            cursor.len() == 28 && hex(cursor)
+    /// The key of `cursor` in the index of `state`, if it is one.
+    fn parse(state: TaskState, cursor: &str) -> Option<Key> {
+        let hex = |s: &str| u64::from_str_radix(s, 16).ok();
+        match state {
+            TaskState::Ready | TaskState::Scheduled | TaskState::RetryScheduled => {
+                if cursor.len() != 28 || !cursor.is_char_boundary(16) {
+                    return None;
+                }
+                let key = (hex(&cursor[..16])? ^ (1 << 63)) as i64;
+                Some(Key::Ordered(key, hex(&cursor[16..])?))
+            }
+            TaskState::Dead | TaskState::Succeeded | TaskState::Cancelled => {
+                if cursor.len() != 16 + TASK_ID_TEXT_LEN || !cursor.is_char_boundary(16) {
+                    return None;
+                }
+                Some(Key::Timed(hex(&cursor[..16])?, cursor[16..].parse().ok()?))
+            }
+            _ => cursor.contains('|').then(|| Key::Text(cursor.to_owned())),
         }
-        TaskState::Dead | TaskState::Succeeded | TaskState::Cancelled => {
-            cursor.len() == 16 + TASK_ID_TEXT_LEN
-                && cursor.is_char_boundary(16)
-                && hex(&cursor[..16])
-        }
-        _ => cursor.contains('|'),
     }
 }
 
@@ -60,70 +81,104 @@ impl State {
                 examined: 1,
             });
         }
-        let mut index: Vec<(String, TaskId)> = match query.state {
-            TaskState::Ready => q
-                .ready
-                .iter()
-                .map(|(&(k, s), &id)| (ordered(k, s), id))
-                .collect(),
-            TaskState::Scheduled | TaskState::RetryScheduled => q
-                .delayed
-                .iter()
-                .map(|(&(k, s), &id)| (ordered(k, s), id))
-                .collect(),
-            TaskState::Dead => q.dead.iter().map(|&(at, id)| (timed(at, id), id)).collect(),
-            TaskState::Succeeded | TaskState::Cancelled => {
-                q.done.iter().map(|&(at, id)| (timed(at, id), id)).collect()
+        let from = match &query.cursor {
+            None => None,
+            Some(c) => Some(Key::parse(query.state, c).ok_or_else(|| {
+                Error::invalid("cursor", format!("`{c}` is not a cursor of this state"))
+            })?),
+        };
+        let mut walk: Box<dyn Iterator<Item = (Key, TaskId)> + '_> = match query.state {
+            TaskState::Ready | TaskState::Scheduled | TaskState::RetryScheduled => {
+                let map = if query.state == TaskState::Ready {
+                    &q.ready
+                } else {
+                    &q.delayed
+                };
+                let at = match &from {
+                    Some(Key::Ordered(k, s)) => Some((*k, *s)),
+                    _ => None,
+                };
+                let entries: Box<dyn Iterator<Item = (&(i64, u64), &TaskId)>> =
+                    match (at, query.order) {
+                        (None, BrowseOrder::Oldest) => Box::new(map.iter()),
+                        (None, BrowseOrder::Newest) => Box::new(map.iter().rev()),
+                        (Some(at), BrowseOrder::Oldest) => {
+                            Box::new(map.range((Excluded(at), Unbounded)))
+                        }
+                        (Some(at), BrowseOrder::Newest) => Box::new(map.range(..at).rev()),
+                    };
+                Box::new(entries.map(|(&(k, s), &id)| (Key::Ordered(k, s), id)))
             }
-            // Dispatched and running, as Redis's `wtasks`: `<worker>|<lease token>|<id>`,
-            // every queue's tasks.
-            _ => self
-                .workers
-                .iter()
-                .flat_map(|(w, worker)| {
-                    worker
-                        .inbox
-                        .values()
-                        .chain(worker.running.iter())
-                        .filter_map(|id| self.tasks.get(id))
-                        .map(move |t| (format!("{w}|{:012x}|{}", t.token, t.id), t.id))
-                })
-                .collect(),
+            TaskState::Dead | TaskState::Succeeded | TaskState::Cancelled => {
+                let set = if query.state == TaskState::Dead {
+                    &q.dead
+                } else {
+                    &q.done
+                };
+                let at = match &from {
+                    Some(Key::Timed(t, id)) => Some((*t, *id)),
+                    _ => None,
+                };
+                let entries: Box<dyn Iterator<Item = &(u64, TaskId)>> = match (at, query.order) {
+                    (None, BrowseOrder::Oldest) => Box::new(set.iter()),
+                    (None, BrowseOrder::Newest) => Box::new(set.iter().rev()),
+                    (Some(at), BrowseOrder::Oldest) => {
+                        Box::new(set.range((Excluded(at), Unbounded)))
+                    }
+                    (Some(at), BrowseOrder::Newest) => Box::new(set.range(..at).rev()),
+                };
+                Box::new(entries.map(|&(t, id)| (Key::Timed(t, id), id)))
+            }
+            // Dispatched and running: every worker's tasks, keyed as `wtasks` keys them (as
+            // many as the workers' capacities allow: built whole, then ranged).
+            _ => {
+                let active: BTreeMap<String, TaskId> = self
+                    .workers
+                    .iter()
+                    .flat_map(|(w, worker)| {
+                        worker
+                            .inbox
+                            .values()
+                            .chain(worker.running.iter())
+                            .filter_map(|id| self.tasks.get(id))
+                            .map(move |t| (format!("{w}|{:012x}|{}", t.token, t.id), t.id))
+                    })
+                    .collect();
+                let at = match &from {
+                    Some(Key::Text(t)) => Some(t.clone()),
+                    _ => None,
+                };
+                let entries: Box<dyn Iterator<Item = (&String, &TaskId)>> = match (&at, query.order)
+                {
+                    (None, BrowseOrder::Oldest) => Box::new(active.iter()),
+                    (None, BrowseOrder::Newest) => Box::new(active.iter().rev()),
+                    (Some(at), BrowseOrder::Oldest) => {
+                        Box::new(active.range::<String, _>((Excluded(at), Unbounded)))
+                    }
+                    (Some(at), BrowseOrder::Newest) => {
+                        Box::new(active.range::<String, _>(..at).rev())
+                    }
+                };
+                let picked: Vec<(Key, TaskId)> =
+                    entries.map(|(k, &id)| (Key::Text(k.clone()), id)).collect();
+                Box::new(picked.into_iter())
+            }
         };
-        index.sort_unstable();
-        if let Some(c) = &query.cursor
-            && !well_formed(query, c)
-        {
-            return Err(Error::invalid(
-                "cursor",
-                format!("`{c}` is not a cursor of this state"),
-            ));
-        }
-        let start = match (&query.cursor, query.order) {
-            (None, _) => 0,
-            (Some(c), BrowseOrder::Oldest) => index.partition_point(|(k, _)| k <= c),
-            (Some(c), BrowseOrder::Newest) => index.len() - index.partition_point(|(k, _)| k < c),
-        };
-        let walk: Box<dyn Iterator<Item = &(String, TaskId)>> = match query.order {
-            BrowseOrder::Oldest => Box::new(index.iter().skip(start)),
-            BrowseOrder::Newest => Box::new(index.iter().rev().skip(start)),
-        };
-        let left = index.len() - start;
         let mut page = TaskPage {
             tasks: Vec::new(),
             next: None,
             examined: 0,
         };
-        for (key, id) in walk {
+        while let Some((key, id)) = walk.next() {
             page.examined += 1;
-            if let Some(t) = self.tasks.get(id)
+            if let Some(t) = self.tasks.get(&id)
                 && shown(t)
             {
                 page.tasks.push(t.info());
             }
             if page.tasks.len() == query.limit || page.examined == BROWSE_SCAN {
-                if page.examined < left {
-                    page.next = Some(key.clone());
+                if walk.next().is_some() {
+                    page.next = Some(key.text());
                 }
                 break;
             }
