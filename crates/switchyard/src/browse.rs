@@ -8,6 +8,10 @@ use crate::{
     Browse, BrowseOrder, CancelOutcome, Client, Error, Result, TaskId, TaskPage, TaskState,
 };
 
+/// Tasks one step of an action on many tasks acts on, in the CLI and the dashboard (each step
+/// one page, then one atomic call per task).
+pub const BULK_STEP: usize = 100;
+
 /// An action on many tasks (see [`Client::bulk_step`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -61,7 +61,7 @@ mod queue;
 mod trace;
 mod worker;
 
-pub use browse::{BulkAction, BulkStep};
+pub use browse::{BULK_STEP, BulkAction, BulkStep};
 pub use client::{Client, Task};
 pub use handle::TaskHandle;
 pub use partition::Partitioned;

@@ -8,14 +8,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
-use switchyard::{Browse, BrowseOrder, BulkAction, QueueName, TaskKind};
+use switchyard::{BULK_STEP, Browse, BrowseOrder, BulkAction, QueueName, TaskKind};
 
 use super::Shared;
 use super::api::{Answer, Refusal, allowed};
 use crate::inspect::state_arg;
-
-/// Tasks one step of a bulk action acts on.
-const BULK_STEP: usize = 100;
 
 /// What a page asks for (every field optional: the ready tasks, oldest first, 50).
 #[derive(Deserialize)]

@@ -2,15 +2,12 @@
 //! and actions on all of them (`--redrive`, `--cancel`, `--delete`) in bounded steps.
 
 use switchyard::{
-    Browse, BrowseOrder, BulkAction, Client, QueueName, TaskInfo, TaskKind, TaskState,
+    BULK_STEP, Browse, BrowseOrder, BulkAction, Client, QueueName, TaskInfo, TaskKind, TaskState,
 };
 
 use super::TasksArgs;
 use crate::remote::runtime;
 use crate::views::utc;
-
-/// Tasks one step of a bulk action acts on.
-const BULK_STEP: usize = 100;
 
 /// A state as the CLI takes it: the words of `status`'s headings (`inbox`, `retrying`) or
 /// the state names (`dispatched`, `retry-scheduled`).
