@@ -335,10 +335,14 @@ impl SentinelSet {
         })
     }
 
-    /// Starts the server that was on `port` again, empty, as a replica of the current primary,
-    /// and waits until the set is settled again.
+    /// Starts the server that was on `port` again, empty, as a replica of the current primary
+    /// (once the Sentinels agree on it), and waits until the set is settled again.
     pub fn rejoin(&mut self, port: u16, within: Duration) -> Result<(), String> {
-        let primary = self.agreed_primary()?;
+        // Right after a failover a Sentinel can still be catching up (or briefly unable to
+        // answer on a loaded machine): wait for them to agree rather than read them once.
+        let primary = wait_for(within, "the Sentinels to agree on a primary", || {
+            self.primary_port()
+        })?;
         self.server_on(port)?.restart_as_replica_of(primary)?;
         self.wait_settled(within).map(|_| ())
     }
