@@ -4,8 +4,8 @@
 -- Reply: state if finished, -1 if the caller should wait. Errors: SY_NOT_FOUND.
 local r = rec_get(ARGV[2])
 if not r then fail('SY_NOT_FOUND', ARGV[2]) end
-if r.st == S_SUCCEEDED or r.st == S_DEAD or r.st == S_CANCELLED then return r.st end
-if r.fl < F_AWAITED then
+if finished(r.st) then return r.st end
+if r.fl % F_DEADLINE < F_AWAITED then
   r.fl = r.fl + F_AWAITED
   rec_put(r)
   flush()

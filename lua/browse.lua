@@ -11,7 +11,7 @@
 -- among the entries of its score when its entry left); dead and wtasks, sets ordered by member
 -- (cursor: the member). Each is read in chunks, at most `scan` entries.
 local q = queues_open(2, 1)[1]
-local st = int_arg(3, 'state', 0, 7)
+local st = int_arg(3, 'state', 0, S_EXPIRED)
 local newest = int_arg(4, 'order', 0, 1) == 1
 local limit = int_arg(5, 'limit', 1, 100000)
 local kind, prefix, cursor = ARGV[6] or '', ARGV[7] or '', ARGV[8] or ''
@@ -26,10 +26,11 @@ end
 -- names only, not the whole record (this runs for up to `scan` entries a call).
 local fcfs = st == S_READY and q.pol == P_FCFS
 local function shown(id, v, e)
-  local rst, _, _, _, _, _, _, pos, _, _, _, wl, el, rl = sunpack(HDR, v)
+  local rst, fl, _, _, _, _, _, pos, _, _, _, wl, el, rl = sunpack(HDR, v)
   if rst ~= st or (fcfs and e and pos ~= tonumber(sub(e[2], 1, 12), 16)) then return false end
   if prefix ~= '' and sub(id, 1, #prefix) ~= prefix then return false end
   local b = HDR_LEN + 1 + wl + el + rl -- the body
+  if fl >= F_DEADLINE then b = b + 6 end
   local qlen, klen = byte(v, b), byte(v, b + 1)
   if sub(v, b + 6, b + 5 + qlen) ~= q.name then return false end
   return kind == '' or sub(v, b + 6 + qlen, b + 5 + qlen + klen) == kind

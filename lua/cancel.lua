@@ -7,13 +7,13 @@
 -- Reply: {0 cancelled, assignments...} | {1} requested | {2, state} already finished.
 -- Errors: SY_NOT_FOUND, SY_STALE.
 local id = ARGV[2]
-local expected = int_arg(3, 'expected state', 0, 7)
+local expected = int_arg(3, 'expected state', 0, S_EXPIRED)
 local expected_worker = ARGV[4] or ''
 local nq = int_arg(5, 'queue count', 1, 65)
 local r = rec_get(id)
 if not r then fail('SY_NOT_FOUND', id) end
 if r.st ~= expected or r.w ~= expected_worker then fail('SY_STALE', 'task ' .. id .. ' moved') end
-if r.st == S_SUCCEEDED or r.st == S_DEAD or r.st == S_CANCELLED then return {2, r.st} end
+if finished(r.st) then return {2, r.st} end
 if r.st == S_RUNNING then
   if r.fl % 2 ~= F_CANCEL then r.fl = r.fl + F_CANCEL end
   rec_put(r)

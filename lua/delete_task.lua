@@ -8,6 +8,6 @@ local q = queues_open(3, 1)[1]
 local r = rec_get(id)
 if not r then fail('SY_NOT_FOUND', id) end
 if r.q ~= q.name then fail('SY_STALE', 'task ' .. id .. ' is in queue ' .. r.q) end
-if r.st ~= S_SUCCEEDED and r.st ~= S_DEAD and r.st ~= S_CANCELLED then fail('SY_WRONG_STATE', r.st) end
+if not finished(r.st) then fail('SY_WRONG_STATE', r.st) end
 drop_finished(q, r)
 return 1

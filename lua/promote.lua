@@ -1,11 +1,15 @@
 -- promote: takes one queue up if the time its rate limit or hold marked has come (State::wake_due,
--- lib/rate.lua), then makes its due delayed tasks ready (run-at <= now), in (run-at, seq) order,
--- at most `limit` (State::maintain, step 2). Their run-at is their enqueue time for aging.
+-- lib/rate.lua), expires its ready heads whose deadline has come (lib/deadline.lua, rule 3),
+-- then makes its due delayed tasks ready (run-at <= now), in (run-at, seq) order; at most
+-- `limit` expired and promoted together (State::maintain, step 2). Their run-at is their
+-- enqueue time for aging.
 -- KEYS: the fixed keys, then the queue's group. ARGV: now, queue, limit.
--- Reply: {promoted, more 0|1, assignments...}.
+-- Reply: {promoted, more 0|1, expired, assignments...}.
 local q = queues_open(2, 1)[1]
 local limit = int_arg(3, 'limit', 0, 1000000)
 if wake_has_come(q) then take_up(q) end
+local expired = expire_heads(q, limit)
+limit = limit - expired
 local due = {}
 if limit > 0 then
   due = call('ZRANGEBYSCORE', q.k_delayed, '-inf', NOW, 'WITHSCORES', 'LIMIT', 0, limit)
@@ -18,9 +22,10 @@ for i = 1, #due, 2 do
   place(r, q, nil, false, tonumber(due[i + 1]))
   n = n + 1
 end
+local late = late_head(q)
 flush()
 local more = 0
-if #call('ZRANGEBYSCORE', q.k_delayed, '-inf', NOW, 'LIMIT', 0, 1) > 0 then more = 1 end
-local reply = {n, more}
+if late or #call('ZRANGEBYSCORE', q.k_delayed, '-inf', NOW, 'LIMIT', 0, 1) > 0 then more = 1 end
+local reply = {n, more, expired}
 for _, v in ipairs(ASSIGN) do reply[#reply + 1] = v end
 return reply

@@ -44,5 +44,6 @@ QUEUES[q.name] = nil
 q = queue_of(q.name)
 mark_wake(q)
 take_up(q)
+reconfigure_expiry(q)
 flush()
 return 1

@@ -2,8 +2,8 @@
 -- Work is O(queues + workers + tasks in flight); the last is bounded by the total capacity.
 -- KEYS: the fixed keys, then one group per queue. ARGV: now, N, N queue names.
 -- Reply: {{per queue: name, scheduled, ready, dispatched, running, retry, succeeded, dead,
---         cancelled, then the lifetime event counts (EventCounts) submitted, dispatched,
---         succeeded, failed, retried, dead, cancelled, then paused 0|1, rate tokens left (-1:
+--         cancelled, expired, then the lifetime event counts (EventCounts) submitted,
+--         dispatched, succeeded, failed, retried, dead, cancelled, expired, then paused 0|1, rate tokens left (-1:
 --         no limit), the time it opens again (0: open; lib/rate.lua)},
 --         {per worker: id, capacity, weight, inflight, expires, queues, draining, dispatched,
 --         completed, heartbeat ttl}}.
@@ -20,17 +20,18 @@ for _, m in ipairs(call('ZRANGEBYLEX', K_WTASKS, '-', '+')) do
 end
 local qs = {}
 for _, q in ipairs(groups) do
-  local c = call('HMGET', K_META, '~n:' .. q.name .. ':' .. S_RETRY, '~n:' .. q.name .. ':' .. S_CANCELLED)
-  local retry, cancelled = tonumber(c[1]) or 0, tonumber(c[2]) or 0
+  local c = call('HMGET', K_META, '~n:' .. q.name .. ':' .. S_RETRY, '~n:' .. q.name .. ':' .. S_CANCELLED,
+    '~n:' .. q.name .. ':' .. S_EXPIRED)
+  local retry, cancelled, expired = tonumber(c[1]) or 0, tonumber(c[2]) or 0, tonumber(c[3]) or 0
   local dead = call('ZLEXCOUNT', K_DEAD, '[' .. q.name .. '|', '(' .. q.name .. '}')
   local ready
   if q.pol == P_FCFS then ready = call('LLEN', q.k_ready) - q.tomb else ready = call('ZCARD', q.k_ready) end
   local f = inflight[q.name] or {0, 0}
   local row = {q.name, call('ZCARD', q.k_delayed) - retry, ready, f[1], f[2], retry,
-    call('ZCARD', q.k_done) - dead - cancelled, dead, cancelled}
+    call('ZCARD', q.k_done) - dead - cancelled - expired, dead, cancelled, expired}
   local n = call('HMGET', q.k_state, 'n:submitted', 'n:dispatched', 'n:succeeded', 'n:failed',
-    'n:retried', 'n:dead', 'n:cancelled')
-  for i = 1, 7 do row[#row + 1] = tonumber(n[i]) or 0 end
+    'n:retried', 'n:dead', 'n:cancelled', 'n:expired')
+  for i = 1, 8 do row[#row + 1] = tonumber(n[i]) or 0 end
   if q.paused then row[#row + 1] = 1 else row[#row + 1] = 0 end
   -- The rate window read without trimming it (a read-only call).
   if q.rmax > 0 then

@@ -4,7 +4,8 @@
 -- ARGV: now, G, G queue names, G counts (per queue: the batch's tasks to it from this call on
 --       when the batch takes several calls, else 0; lib/bounded.lua), N, then N task arguments, each `TASK_ARG` (lib/protocol.lua: group,
 --       cost given 0|1, priority, cost, run-at (0: none), delay ms (0: none), max attempts (0:
---       queue default), timeout ms (0: queue default)), the 26-character id, then the body.
+--       queue default), timeout ms (0: queue default), deadline (0: none)), the 26-character
+--       id, then the body.
 -- Reply: per task 4 fields: duplicate 0|1, id, state (-1: unknown), worker or ''.
 -- Errors: SY_UNKNOWN_QUEUE <name>, SY_FULL <waiting> <bound> <adding> <name>, SY_INVALID.
 local ng = int_arg(2, 'group count', 1, 1024)
@@ -17,7 +18,7 @@ local tasks = {}
 for i = 1, n do
   local a = ARGV[base + i]
   if not a or #a < TASK_ARG_LEN + 6 then fail('SY_INVALID', 'task ' .. i .. ': argument too short') end
-  local g, has_cost, pr, co, at, delay, ma, to = sunpack(TASK_ARG, a)
+  local g, has_cost, pr, co, at, delay, ma, to, deadline = sunpack(TASK_ARG, a)
   if g < 1 or g > ng then fail('SY_INVALID', 'group: expected 1..' .. ng .. ', got ' .. g) end
   if ma > 1000 then fail('SY_INVALID', 'max attempts: expected at most 1000, got ' .. ma) end
   local id = sub(a, TASK_ARG_LEN - 25, TASK_ARG_LEN)
@@ -35,7 +36,7 @@ for i = 1, n do
   if dl > 0 then dedup = sub(body, 7 + ql + kl + al, 6 + ql + kl + al + dl) end
   if has_cost == 0 then co = -1 end
   tasks[i] = {q = q, id = id, pr = pr, co = co, at = at, delay = delay, ma = ma, to = to,
-              body = body, dedup = dedup}
+              dl = deadline, body = body, dedup = dedup}
 end
 
 local known = {}
@@ -79,9 +80,11 @@ for i, t in ipairs(tasks) do
     if ma == 0 then ma = q.matt end
     if co < 0 then co = q.dcost end
     if to == 0 then to = q.tmo end
-    local r = {id = t.id, st = S_READY, fl = 0, at = 0, ma = ma, pr = t.pr, co = co, to = to,
-               pos = 0, tok = 0, tm = 0, cr = NOW, w = '', e = '', res = '', body = t.body,
-               q = q.name}
+    local fl = 0
+    if t.dl > 0 then fl = F_DEADLINE end
+    local r = {id = t.id, st = S_READY, fl = fl, at = 0, ma = ma, pr = t.pr, co = co, to = to,
+               pos = 0, tok = 0, tm = 0, cr = NOW, dl = t.dl, w = '', e = '', res = '',
+               body = t.body, q = q.name}
     if t.co < 0 and (q.pol == P_SJF or q.pol == P_SJF_AGING) then
       local learned = tonumber(call('HGET', q.k_state, 'k:' .. kind_of(r)))
       if learned then r.co = min(learned, 2^32 - 1) end

@@ -6,8 +6,9 @@
 -- {mw: the bound on waiting tasks (0: unbounded; lib/bounded.lua), cl: the concurrency limit
 -- (0: none; lib/concurrency.lua), rmax and rwin: the rate limit (0: none; lib/rate.lua)}.
 local function config_arg(i)
-  local pol = int_arg(i, 'policy', 0, 4)
+  local pol = int_arg(i, 'policy', 0, 5)
   local age = int_arg(i + 1, 'aging', 0, 2^24)
+  if pol == P_EDF and age > 1 then fail('SY_INVALID', 'expire late: expected 0 or 1, got ' .. age) end
   local str = int_arg(i + 2, 'strategy', 0, 5)
   local vn = int_arg(i + 3, 'vnodes', 0, 256)
   if (pol == P_PRIO_AGING or pol == P_SJF_AGING) and age < 1 then fail('SY_INVALID', 'aging: must be at least 1') end
@@ -59,7 +60,7 @@ end
 -- its retention entry are the caller's: maintenance deletes those in batches).
 local function unindex_finished(q, r)
   if r.st == S_DEAD then call('ZREM', K_DEAD, format('%s|%012x|%s', q.name, r.tm, r.id)) end
-  if r.st == S_CANCELLED then call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_CANCELLED, -1) end
+  if r.st == S_CANCELLED or r.st == S_EXPIRED then call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. r.st, -1) end
 end
 
 -- Deletes a finished task's record and its index entries (State::drop_finished).

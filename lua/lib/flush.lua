@@ -55,6 +55,7 @@ local function flush()
       q.dirty = nil
     end
     flush_rate(q)
+    flush_expiry(q)
     if q.act_dirty then
       call('HSET', q.k_state, 'a', q.act)
       q.act_dirty = nil

@@ -24,31 +24,6 @@ local function learn_cost(q, r)
   call('HSET', q.k_state, field, avg)
 end
 
--- Ends a task in a terminal state (State::finish).
-local function finish(r, st, q)
-  local ttl = q.rttl
-  if st == S_DEAD then
-    ttl = q.dttl
-    zadd(K_DEAD, '0', format('%s|%012x|%s', q.name, NOW, r.id))
-  elseif st == S_CANCELLED then
-    call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_CANCELLED, '1')
-  end
-  r.st = st; r.w = ''; r.tm = NOW
-  -- The retention score as text, formatted once per queue and call (not once per task).
-  local scores = q.done_at
-  if not scores then scores = {}; q.done_at = scores end
-  local score = scores[ttl]
-  if not score then
-    score = format('%.0f', NOW + ttl)
-    scores[ttl] = score
-  end
-  zadd(q.k_done, score, r.id)
-  rec_put(r)
-  if r.fl >= F_AWAITED then
-    call('PUBLISH', channel(CH_DONE, r.id), int_text(st))
-  end
-end
-
 -- Frees the slot a leased task held on its worker (State::release_slot).
 local function release(wr, r)
   count_active(queue_of(r.q), -1)
@@ -101,6 +76,8 @@ local function receive_tasks(wr, max, out)
     if wr.strs[qname] == T_PULL then
       local q = queue_of(qname)
       if dispatches(q) then
+        -- flow::deadline, rule 2.
+        expire_heads(q, 2^53)
         for _, r in ipairs(pop_ready(q, room(q, min(max - got, wr.cap - wr.inf)))) do
           start_pulled(wr, r, next_seq(), out)
           got = got + 1

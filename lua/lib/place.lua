@@ -33,6 +33,8 @@ end
 -- Returns whether it handed off any.
 local function hand_off_ready(q)
   local any = false
+  -- flow::deadline, rule 2.
+  if q.xp and dispatches(q) then expire_heads(q, 2^53) end
   while ready_len(q) > 0 and dispatches(q) do
     local wr = taker(q)
     if not wr then return any end
@@ -52,6 +54,8 @@ end
 -- creation), instead of a place behind every task there. Returns true when it left `r` ready
 -- and then handed off ready tasks (which may include `r`: its record, not `r`, then says so).
 local function place(r, q, at, retry, t, keep)
+  -- flow::deadline, rule 1: entering the ready set late.
+  if not (at and at > NOW) and expires_on_entry(r, q) then return end
   local seq = next_seq()
   r.w = ''
   if at and at > NOW then
@@ -78,6 +82,8 @@ local function place(r, q, at, retry, t, keep)
   r.pos = order
   -- Ready (and then dispatched) since `t`: a delivery tells the worker how long it waited.
   r.tm = t
+  -- flow::deadline, rule 2: an arrival may be dispatched from the head.
+  if q.xp and dispatches(q) then expire_heads(q, 2^53) end
   if q.str ~= T_PULL and dispatches(q) then
     if ready_len(q) == 0 then
       local w = pick(q, r)
@@ -112,6 +118,10 @@ local function place(r, q, at, retry, t, keep)
     if q.pol == P_PRIO then key = -r.pr
     elseif q.pol == P_PRIO_AGING then key = t - r.pr * q.age
     elseif q.pol == P_SJF then key = r.co
+    elseif q.pol == P_EDF then
+      key = MAX_MS
+      if r.dl > 0 and r.dl < MAX_MS then key = r.dl end
+      mark_expiry(q, r.dl)
     else key = t + r.co * q.age end
   end
   local m = format('%012x%s', order, r.id)
@@ -126,6 +136,8 @@ local function fill_worker(wr)
     if wr.strs[qname] ~= T_PULL then
       local q = queue_of(qname)
       if dispatches(q) then
+        -- flow::deadline, rule 2.
+        expire_heads(q, 2^53)
         for _, r in ipairs(pop_ready(q, room(q, wr.cap - wr.inf))) do dispatch_to(wr, r, q, nil) end
       end
     end
@@ -138,6 +150,8 @@ end
 local function dispatch_ready(q, limit)
   local n = 0
   unpop(q)
+  -- flow::deadline, rule 2.
+  if q.xp and q.str ~= T_PULL and dispatches(q) then expire_heads(q, 2^53) end
   while n < limit and q.str ~= T_PULL and dispatches(q) do
     -- The head of the ready set, dropping cancelled entries of an FCFS list.
     local r = nil

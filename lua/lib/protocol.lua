@@ -9,10 +9,12 @@ local NFIXED, GROUP_KEYS = 9, 6
 local CH_WAKE, CH_DONE, CH_DUE = 'wake:', 'done:', 'due'
 
 local S_SCHEDULED, S_READY, S_DISPATCHED, S_RUNNING = 0, 1, 2, 3
-local S_RETRY, S_SUCCEEDED, S_DEAD, S_CANCELLED = 4, 5, 6, 7
-local P_FCFS, P_PRIO, P_PRIO_AGING, P_SJF, P_SJF_AGING = 0, 1, 2, 3, 4
+local S_RETRY, S_SUCCEEDED, S_DEAD, S_CANCELLED, S_EXPIRED = 4, 5, 6, 7, 8
+local P_FCFS, P_PRIO, P_PRIO_AGING, P_SJF, P_SJF_AGING, P_EDF = 0, 1, 2, 3, 4, 5
 local T_RR, T_RANDOM, T_WEIGHTED, T_LL, T_AFFINITY, T_PULL = 0, 1, 2, 3, 4, 5
-local F_CANCEL, F_AWAITED = 1, 2
+-- Task flags: a cancel requested, a caller awaits it, and a deadline follows the header
+-- (records written before deadlines existed have no such bit and decode as before).
+local F_CANCEL, F_AWAITED, F_DEADLINE = 1, 2, 4
 local W_WAITING, W_DRAINING = 1, 2
 -- What complete and fail answer for a lease, one table for both (src/protocol.rs: AckCode).
 local A_SUCCEEDED, A_NOT_FOUND, A_NOT_RUNNING, A_STALE = 0, 1, 2, 3
@@ -31,9 +33,9 @@ local WREC_LEN = 43
 local BAL = '>HI6I6'
 local BAL_LEN = 14
 -- A task argument of submit: group, cost given, priority, cost, run-at, delay, max attempts,
--- timeout; then the id (26 characters) and the body.
-local TASK_ARG = '>HBHI4I6I6HI4'
-local TASK_ARG_LEN = 53
+-- timeout, deadline (0: none); then the id (26 characters) and the body.
+local TASK_ARG = '>HBHI4I6I6HI4I6'
+local TASK_ARG_LEN = 59
 local QDYN = '>I6I6I6I6I6'
 -- A hand-off published on the worker's wake channel: HAND_TAG, then still parked 0|1, the
 -- registration's instance token, token, attempt, max attempts, deadline, timeout, ready since,

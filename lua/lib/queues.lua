@@ -30,7 +30,7 @@ local function queue_of(name)
   if not g then fail('SY_STALE', 'queue ' .. name .. ' was not passed') end
   local b = NFIXED + (g - 1) * GROUP_KEYS
   local k_state = KEYS[b + 1]
-  local v = call('HMGET', k_state, 'c', 'd', 'p', 'm', 'l', 'a', 'r', 'rw', 'u', 't')
+  local v = call('HMGET', k_state, 'c', 'd', 'p', 'm', 'l', 'a', 'r', 'rw', 'u', 't', 'xm')
   if not v[1] then fail('SY_UNKNOWN_QUEUE', name) end
   -- policy aging strategy vnodes default_cost max_attempts timeout backoff_base backoff_max
   -- jitter_pct result_ttl dead_ttl dedup_window event_level
@@ -51,7 +51,8 @@ local function queue_of(name)
        vt = vt, ep = ep, cur = cur, rlen = false, dirty = false, paused = v[3] == '1',
        none_parked = false, mw = tonumber(v[4]) or 0, cl = tonumber(v[5]) or 0,
        act = tonumber(v[6]) or 0, rmax = tonumber(v[7]) or 0, rwin = tonumber(v[8]) or 0,
-       hold = tonumber(v[9]) or 0, wake = tonumber(v[10]) or 0}
+       hold = tonumber(v[9]) or 0, wake = tonumber(v[10]) or 0,
+       xp = c[1] == P_EDF and c[2] == 1, xm = tonumber(v[11]) or 0}
   QUEUES[name] = q
   return q
 end
@@ -144,6 +145,29 @@ local function flush_ready(q)
     for i = 1, #p, 4000 do
       call(cmd, q.k_ready, unpack(p, i, min(i + 3999, #p)))
     end
+  end
+end
+
+-- The expiry mark of a queue that expires late tasks (lib/deadline.lua) -------------------
+-- A task with deadline `dl` joined the ready set of `q`: if it is earlier than the last
+-- deadline announced, or that one has come, it is announced (written by `flush`, which wakes
+-- the maintenance loops: they read the head of the ready set again).
+local function mark_expiry(q, dl)
+  if q.xp and dl > 0 and dl < MAX_MS and (q.xm <= NOW or dl < q.xm) then
+    q.xm = dl
+    q.xm_dirty = true
+  end
+end
+
+-- Writes the expiry mark (from `flush`).
+local function flush_expiry(q)
+  if not q.xm_dirty then return end
+  q.xm_dirty = nil
+  if q.xm > 0 then
+    call('HSET', q.k_state, 'xm', q.xm)
+    call('PUBLISH', channel(CH_DUE), q.xm)
+  else
+    call('HDEL', q.k_state, 'xm')
   end
 end
 

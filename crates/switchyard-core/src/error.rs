@@ -151,6 +151,11 @@ pub enum Error {
     #[error("task {0} was cancelled")]
     TaskCancelled(TaskId),
 
+    /// The awaited task was still waiting at its deadline and expired without running
+    /// ([`crate::flow::deadline`]).
+    #[error("task {0} expired: it was still waiting at its deadline")]
+    TaskExpired(TaskId),
+
     /// A payload or result could not be encoded or decoded.
     #[error("cannot encode or decode {what}: {reason}")]
     Codec {
@@ -288,7 +293,8 @@ impl Error {
     }
 
     /// Whether this is the task's own failure (it ran and was dead-lettered:
-    /// [`Error::TaskFailed`], or was cancelled: [`Error::TaskCancelled`]), as opposed to a
+    /// [`Error::TaskFailed`], was cancelled: [`Error::TaskCancelled`], or expired:
+    /// [`Error::TaskExpired`]), as opposed to a
     /// call that failed (a timeout, a backend error, bad input): the call itself worked.
     ///
     /// ```
@@ -306,7 +312,9 @@ impl Error {
     /// The task whose own failure this is (see [`is_task_failure`](Error::is_task_failure)).
     pub fn failed_task(&self) -> Option<TaskId> {
         match self {
-            Error::TaskFailed { id, .. } | Error::TaskCancelled(id) => Some(*id),
+            Error::TaskFailed { id, .. } | Error::TaskCancelled(id) | Error::TaskExpired(id) => {
+                Some(*id)
+            }
             _ => None,
         }
     }

@@ -28,11 +28,13 @@ pub enum EventKind {
     Dead,
     /// A task was cancelled.
     Cancelled,
+    /// A task was still waiting at its deadline and expired.
+    Expired,
 }
 
 impl EventKind {
     /// Every kind, in lifecycle order.
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::Submitted,
         EventKind::Dispatched,
         EventKind::Succeeded,
@@ -40,6 +42,7 @@ impl EventKind {
         EventKind::Retried,
         EventKind::Dead,
         EventKind::Cancelled,
+        EventKind::Expired,
     ];
 
     /// The kind's name, as stored.
@@ -52,6 +55,7 @@ impl EventKind {
             EventKind::Retried => "retried",
             EventKind::Dead => "dead",
             EventKind::Cancelled => "cancelled",
+            EventKind::Expired => "expired",
         }
     }
 
@@ -66,7 +70,11 @@ impl EventKind {
             EventLevel::Off => false,
             EventLevel::Failures => matches!(
                 self,
-                EventKind::Failed | EventKind::Retried | EventKind::Dead | EventKind::Cancelled
+                EventKind::Failed
+                    | EventKind::Retried
+                    | EventKind::Dead
+                    | EventKind::Cancelled
+                    | EventKind::Expired
             ),
             EventLevel::All => true,
         }
@@ -103,6 +111,9 @@ pub struct EventCounts {
     pub dead: u64,
     /// Tasks that were cancelled.
     pub cancelled: u64,
+    /// Tasks that expired (still waiting at their deadline).
+    #[serde(default)]
+    pub expired: u64,
 }
 
 impl EventCounts {
@@ -116,6 +127,7 @@ impl EventCounts {
             EventKind::Retried => self.retried,
             EventKind::Dead => self.dead,
             EventKind::Cancelled => self.cancelled,
+            EventKind::Expired => self.expired,
         }
     }
 
@@ -129,6 +141,7 @@ impl EventCounts {
             EventKind::Retried => &mut self.retried,
             EventKind::Dead => &mut self.dead,
             EventKind::Cancelled => &mut self.cancelled,
+            EventKind::Expired => &mut self.expired,
         };
         *slot = slot.saturating_add(n);
     }

@@ -12,15 +12,22 @@
 //! | priority with aging step `s` | `enqueued_at − priority · s` |
 //! | shortest-job-first | `cost` |
 //! | shortest-job-first with aging factor `f` | `enqueued_at + cost · f` |
+//! | earliest-deadline-first | `deadline` (`2⁴⁸ − 1` for a task without one) |
 //!
 //! **Ranges.** `enqueued_at < 2⁴⁸` ms, `priority ≤ 65 535`, `s ≤ 2²⁴` ms, `cost < 2³²` ms and
-//! `f ≤ 1024`, so `|key| < 2⁴⁹`: every key is an exact integer in an IEEE double, which is what a
+//! `f ≤ 1024`, deadlines `< 2⁴⁸` ms, so `|key| < 2⁴⁹`: every key is an exact integer in an IEEE double, which is what a
 //! Redis sorted-set score is. Out-of-range settings are refused by [`Policy::validate`].
 //!
 //! **Starvation bounds with aging.** Under priority aging, a task with priority `p` is never
 //! overtaken by a task that enters the queue more than `(65 535 − p) · s` ms after it; under SJF
 //! aging, a task of cost `c` is never overtaken by one entering more than `c · f` ms after it.
 //! Its wait is therefore bounded by that window plus the time to drain what was ahead of it.
+//!
+//! **Deadlines.** Under earliest-deadline-first a task without a deadline sorts after every
+//! task with one (FIFO among themselves). A queue may also *expire* late tasks
+//! ([`QueueConfig::expire_late`](crate::QueueConfig::expire_late)): a task whose deadline has
+//! come while it still waits ends in [`TaskState::Expired`](crate::TaskState::Expired) instead
+//! of starting; the exact rule is [`crate::flow::deadline`].
 
 use serde::{Deserialize, Serialize};
 
@@ -38,8 +45,8 @@ pub const MAX_AGING_FACTOR: u32 = 1024;
 /// ```
 /// use switchyard_core::{Policy, policy::KeyInput};
 /// let sjf = Policy::ShortestJobFirst { aging_factor: None };
-/// let short = KeyInput { priority: 0, cost_ms: 10, enqueued_at: 5_000 };
-/// let long = KeyInput { priority: 0, cost_ms: 900, enqueued_at: 1_000 };
+/// let short = KeyInput { priority: 0, cost_ms: 10, enqueued_at: 5_000, deadline: None };
+/// let long = KeyInput { priority: 0, cost_ms: 900, enqueued_at: 1_000, deadline: None };
 /// assert!(sjf.sort_key(&short) < sjf.sort_key(&long));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -61,6 +68,9 @@ pub enum Policy {
         /// Milliseconds of arrival delay per millisecond of cost (`1..=1024`), or no aging.
         aging_factor: Option<u32>,
     },
+    /// Earliest deadline first ([`TaskSpecBuilder::deadline`](crate::TaskSpecBuilder::deadline)),
+    /// FIFO among equal deadlines; tasks without a deadline last.
+    EarliestDeadlineFirst,
 }
 
 /// What a policy looks at.
@@ -72,6 +82,8 @@ pub struct KeyInput {
     pub cost_ms: u32,
     /// When the task entered the ready set, ms since the epoch (`< 2⁴⁸`).
     pub enqueued_at: Millis,
+    /// The task's deadline, ms since the epoch, if it has one.
+    pub deadline: Option<Millis>,
 }
 
 impl Policy {
@@ -120,6 +132,12 @@ impl Policy {
             Policy::ShortestJobFirst {
                 aging_factor: Some(f),
             } => t + c * i64::from(f),
+            Policy::EarliestDeadlineFirst => {
+                let d = input.deadline.map_or(crate::task::MAX_RUN_AT_MS, |d| {
+                    d.min(crate::task::MAX_RUN_AT_MS)
+                });
+                i64::try_from(d).unwrap_or(i64::MAX)
+            }
         }
     }
 
@@ -137,6 +155,7 @@ impl Policy {
             Policy::ShortestJobFirst {
                 aging_factor: Some(f),
             } => format!("sjf+aging(x{f})"),
+            Policy::EarliestDeadlineFirst => "edf".into(),
         }
     }
 }
@@ -144,7 +163,7 @@ impl Policy {
 impl std::str::FromStr for Policy {
     type Err = Error;
 
-    /// Parses `fcfs`, `priority`, `priority:<step_ms>`, `sjf`, `sjf:<factor>`.
+    /// Parses `fcfs`, `priority`, `priority:<step_ms>`, `sjf`, `sjf:<factor>`, `edf`.
     fn from_str(s: &str) -> Result<Self, Error> {
         let (name, arg) = match s.split_once(':') {
             Some((n, a)) => (n, Some(a)),
@@ -168,11 +187,12 @@ impl std::str::FromStr for Policy {
             ("sjf", Some(a)) => Policy::ShortestJobFirst {
                 aging_factor: Some(number(a)?),
             },
+            ("edf", None) => Policy::EarliestDeadlineFirst,
             _ => {
                 return Err(Error::invalid(
                     "policy",
                     format!(
-                        "{}: expected fcfs, priority, priority:<aging step ms>, sjf or sjf:<aging factor>",
+                        "{}: expected fcfs, priority, priority:<aging step ms>, sjf, sjf:<aging factor> or edf",
                         quoted(s)
                     ),
                 ));
@@ -192,6 +212,7 @@ mod tests {
             priority,
             cost_ms,
             enqueued_at,
+            deadline: Some(enqueued_at),
         }
     }
 
@@ -235,6 +256,7 @@ mod tests {
             Policy::ShortestJobFirst {
                 aging_factor: Some(MAX_AGING_FACTOR),
             },
+            Policy::EarliestDeadlineFirst,
         ];
         for policy in policies {
             for i in &extremes {
@@ -243,6 +265,19 @@ mod tests {
                 assert_eq!(key as f64 as i64, key);
             }
         }
+    }
+
+    #[test]
+    fn earliest_deadline_first_and_no_deadline_last() {
+        let edf = Policy::EarliestDeadlineFirst;
+        let soon = edf.sort_key(&input(0, 0, 1_000));
+        let later = edf.sort_key(&input(9, 0, 2_000));
+        let none = edf.sort_key(&KeyInput {
+            deadline: None,
+            ..input(0, 0, 0)
+        });
+        assert!(soon < later && later < none);
+        assert_eq!(none, crate::task::MAX_RUN_AT_MS as i64);
     }
 
     #[test]
@@ -267,5 +302,10 @@ mod tests {
         assert!("sjf:0".parse::<Policy>().is_err());
         assert!("sjf:2000".parse::<Policy>().is_err());
         assert!("lifo".parse::<Policy>().is_err());
+        assert_eq!(
+            "edf".parse::<Policy>().unwrap(),
+            Policy::EarliestDeadlineFirst
+        );
+        assert!("edf:3".parse::<Policy>().is_err());
     }
 }

@@ -133,6 +133,12 @@ pub struct QueueConfig {
     /// exactly: [`crate::flow::rate`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<RateLimit>,
+    /// Ends a task still waiting at its [deadline](crate::TaskSpecBuilder::deadline) in
+    /// [`Expired`](crate::TaskState::Expired) instead of running it late (no attempt used).
+    /// Only under [`Policy::EarliestDeadlineFirst`], where the head of the ready set is the
+    /// earliest deadline (the rule, exactly: [`crate::flow::deadline`]). Default off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expire_late: bool,
     /// A duration a `with_*` method could not store (out of range); `validate` reports it, so
     /// that nothing is silently clamped.
     #[serde(skip)]
@@ -164,6 +170,7 @@ impl Default for QueueConfig {
             max_waiting: None,
             concurrency: None,
             rate: None,
+            expire_late: false,
             unfit: None,
         }
     }
@@ -279,6 +286,20 @@ impl QueueConfig {
         self
     }
 
+    /// Expires late tasks (see [`expire_late`](QueueConfig::expire_late)); needs the
+    /// earliest-deadline-first policy.
+    ///
+    /// ```
+    /// use switchyard_core::{Policy, QueueConfig, Strategy};
+    /// let quotes = QueueConfig::new(Policy::EarliestDeadlineFirst, Strategy::Pull).with_expire_late();
+    /// assert!(quotes.validate().is_ok());
+    /// assert!(QueueConfig::default().with_expire_late().validate().is_err());
+    /// ```
+    pub fn with_expire_late(mut self) -> Self {
+        self.expire_late = true;
+        self
+    }
+
     /// Sets the default cost for shortest-job-first (at most [`MAX_DURATION_MS`] ms; more is
     /// reported by [`validate`](QueueConfig::validate)).
     pub fn with_default_cost(mut self, cost: Duration) -> Self {
@@ -311,6 +332,15 @@ impl QueueConfig {
         }
         if let Some(rate) = self.rate {
             rate.validate()?;
+        }
+        if self.expire_late && self.policy != Policy::EarliestDeadlineFirst {
+            return Err(Error::invalid(
+                "expire late",
+                format!(
+                    "needs the edf policy (this queue's is {}): only there is the head of the queue the earliest deadline",
+                    self.policy.name()
+                ),
+            ));
         }
         if self.max_waiting == Some(0) {
             return Err(Error::invalid(
@@ -361,7 +391,7 @@ impl QueueConfig {
         fn rate(r: Option<RateLimit>) -> String {
             r.map_or_else(|| "unlimited".to_owned(), |r| r.to_string())
         }
-        let fields: [(&str, String, String); 16] = [
+        let fields: [(&str, String, String); 17] = [
             ("policy", a.policy.name(), b.policy.name()),
             ("strategy", strategy(a.strategy), strategy(b.strategy)),
             ("seed", a.seed.to_string(), b.seed.to_string()),
@@ -418,6 +448,11 @@ impl QueueConfig {
             ("max_waiting", bound(a.max_waiting), bound(b.max_waiting)),
             ("concurrency", bound(a.concurrency), bound(b.concurrency)),
             ("rate", rate(a.rate), rate(b.rate)),
+            (
+                "expire_late",
+                a.expire_late.to_string(),
+                b.expire_late.to_string(),
+            ),
         ];
         fields
             .into_iter()

@@ -30,11 +30,14 @@ pub enum TaskState {
     Dead,
     /// Cancelled before it finished.
     Cancelled,
+    /// Still waiting at its deadline in a queue that expires late tasks: it never started
+    /// (or never started again), and no attempt was used.
+    Expired,
 }
 
 impl TaskState {
     /// All states, in life order.
-    pub const ALL: [TaskState; 8] = [
+    pub const ALL: [TaskState; 9] = [
         TaskState::Scheduled,
         TaskState::Ready,
         TaskState::Dispatched,
@@ -43,6 +46,7 @@ impl TaskState {
         TaskState::Succeeded,
         TaskState::Dead,
         TaskState::Cancelled,
+        TaskState::Expired,
     ];
 
     /// The state's name, as used in docs, Redis records and the CLI.
@@ -56,6 +60,7 @@ impl TaskState {
             TaskState::Succeeded => "succeeded",
             TaskState::Dead => "dead",
             TaskState::Cancelled => "cancelled",
+            TaskState::Expired => "expired",
         }
     }
 
@@ -64,12 +69,12 @@ impl TaskState {
         TaskState::ALL.into_iter().find(|state| state.as_str() == s)
     }
 
-    /// Succeeded, dead or cancelled: nothing will happen to the task any more (unless a dead
-    /// task is re-driven).
+    /// Succeeded, dead, cancelled or expired: nothing will happen to the task any more
+    /// (unless a dead task is re-driven).
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            TaskState::Succeeded | TaskState::Dead | TaskState::Cancelled
+            TaskState::Succeeded | TaskState::Dead | TaskState::Cancelled | TaskState::Expired
         )
     }
 
@@ -125,8 +130,12 @@ pub struct TaskInfo {
     pub dedup_key: Option<String>,
     /// When its lease runs out, while it is running (backend clock).
     pub deadline: Option<Millis>,
-    /// When it ended, once it is succeeded, dead or cancelled.
+    /// When it ended, once it is succeeded, dead, cancelled or expired.
     pub finished_at: Option<Millis>,
+    /// The time it should start by ([`TaskSpecBuilder::deadline`](crate::TaskSpecBuilder::deadline)),
+    /// if it was given one (shown in every state).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_by: Option<Millis>,
     /// When it last became ready, while it is ready or dispatched (the time the browser shows
     /// for those states; a retry or a return to the queue sets it again).
     #[serde(default)]
@@ -164,6 +173,7 @@ impl TaskInfo {
             dedup_key: None,
             deadline: None,
             finished_at: None,
+            start_by: None,
             ready_since: None,
             trace_parent: None,
             trace_state: None,
@@ -187,7 +197,8 @@ impl TaskInfo {
     /// ```
     pub fn shown(mut self) -> Self {
         use TaskState::{
-            Cancelled, Dead, Dispatched, Ready, RetryScheduled, Running, Scheduled, Succeeded,
+            Cancelled, Dead, Dispatched, Expired, Ready, RetryScheduled, Running, Scheduled,
+            Succeeded,
         };
         let state = self.state;
         if !matches!(state, Scheduled | RetryScheduled) {
@@ -200,7 +211,7 @@ impl TaskInfo {
         if state != Running {
             self.deadline = None;
         }
-        if !matches!(state, Succeeded | Dead | Cancelled) {
+        if !matches!(state, Succeeded | Dead | Cancelled | Expired) {
             self.finished_at = None;
         }
         if !matches!(state, Ready | Dispatched) {
@@ -242,6 +253,8 @@ pub enum TaskOutcome {
     Dead(String),
     /// The task was cancelled.
     Cancelled,
+    /// The task was still waiting at its deadline and never ran to an end.
+    Expired,
 }
 
 #[cfg(test)]

@@ -79,6 +79,8 @@ pub struct TaskSpec {
     timeout_ms: Option<u32>,
     affinity_key: Option<String>,
     dedup_key: Option<String>,
+    #[serde(default)]
+    deadline: Option<Millis>,
     trace_parent: Option<crate::TraceParent>,
     trace_state: Option<crate::TraceState>,
 }
@@ -99,6 +101,7 @@ impl TaskSpec {
             timeout: None,
             affinity_key: None,
             dedup_key: None,
+            deadline: None,
             trace_parent: None,
             trace_state: None,
         }
@@ -156,6 +159,12 @@ impl TaskSpec {
     pub fn dedup_key(&self) -> Option<&str> {
         self.dedup_key.as_deref()
     }
+    /// The time it should have started by, in ms since the epoch (backend clock): orders it
+    /// under earliest-deadline-first and, on a queue that expires late tasks, ends it
+    /// [`Expired`](crate::TaskState::Expired) if it still waits then.
+    pub fn deadline(&self) -> Option<Millis> {
+        self.deadline
+    }
     /// The trace context of the code that submitted it (see [`TraceParent`](crate::TraceParent)).
     pub fn trace_parent(&self) -> Option<&crate::TraceParent> {
         self.trace_parent.as_ref()
@@ -193,6 +202,7 @@ pub struct TaskSpecBuilder {
     timeout: Option<Duration>,
     affinity_key: Option<String>,
     dedup_key: Option<String>,
+    deadline: Option<Millis>,
     trace_parent: Option<crate::TraceParent>,
     trace_state: Option<crate::TraceState>,
 }
@@ -246,6 +256,23 @@ impl TaskSpecBuilder {
     /// Dedup key (at most [`MAX_KEY_BYTES`] bytes).
     pub fn dedup_key(mut self, key: impl Into<String>) -> Self {
         self.dedup_key = Some(key.into());
+        self
+    }
+
+    /// Should start by `at` milliseconds since the epoch (backend clock; at most
+    /// [`MAX_RUN_AT_MS`]). A queue under [`Policy::EarliestDeadlineFirst`](crate::Policy)
+    /// runs the earliest deadline first; one that expires late tasks
+    /// ([`QueueConfig::expire_late`](crate::QueueConfig::expire_late)) ends a task still
+    /// waiting at its deadline in [`Expired`](crate::TaskState::Expired) instead of running it.
+    ///
+    /// ```
+    /// use switchyard_core::TaskSpec;
+    /// let spec = TaskSpec::builder("reports", "render").deadline(1_700_000_060_000).build()?;
+    /// assert_eq!(spec.deadline(), Some(1_700_000_060_000));
+    /// # Ok::<(), switchyard_core::Error>(())
+    /// ```
+    pub fn deadline(mut self, at: Millis) -> Self {
+        self.deadline = Some(at);
         self
     }
 
@@ -316,6 +343,14 @@ impl TaskSpecBuilder {
             }
             _ => {}
         }
+        if let Some(at) = self.deadline
+            && at > MAX_RUN_AT_MS
+        {
+            return Err(Error::invalid(
+                "deadline",
+                format!("{at} ms is after the latest supported time {MAX_RUN_AT_MS} ms"),
+            ));
+        }
         for (field, key) in [
             ("affinity key", &self.affinity_key),
             ("dedup key", &self.dedup_key),
@@ -347,6 +382,7 @@ impl TaskSpecBuilder {
             timeout_ms,
             affinity_key: self.affinity_key,
             dedup_key: self.dedup_key,
+            deadline: self.deadline,
             trace_parent: self.trace_parent,
             trace_state: self.trace_state,
         })
@@ -401,6 +437,10 @@ mod tests {
                 "run-at",
             ),
             (TaskSpec::builder("q", "k").affinity_key(""), "affinity key"),
+            (
+                TaskSpec::builder("q", "k").deadline(MAX_RUN_AT_MS + 1),
+                "deadline",
+            ),
             (
                 TaskSpec::builder("q", "k").dedup_key("x".repeat(257)),
                 "dedup key",

@@ -30,6 +30,7 @@ mod bounded;
 mod browse;
 mod concurrency;
 mod costs;
+mod deadline;
 mod dispatch;
 mod inspect;
 mod leases;

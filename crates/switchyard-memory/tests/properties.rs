@@ -125,7 +125,7 @@ proptest! {
                     .cost_hint(Duration::from_millis(u64::from(*cost)))
                     .build().map_err(|e| e.to_string())?;
                 let key = policy.sort_key(&switchyard_core::policy::KeyInput {
-                    priority: *priority, cost_ms: *cost, enqueued_at: clock.now_ms(),
+                    priority: *priority, cost_ms: *cost, enqueued_at: clock.now_ms(), deadline: None,
                 });
                 expected.push((key, seq, spec.id()));
                 b.submit(spec).await.map_err(|e| e.to_string())?;

@@ -24,6 +24,9 @@ struct QueueView {
     /// Marked to open again later (field `t`: closed by its rate limit or a hold, or not yet
     /// taken up by maintenance): work conservation does not apply.
     marked: bool,
+    /// Expires late tasks: its expiry mark (field `xm`) and the deadline at the head of its
+    /// ready set (lib/deadline.lua: the mark is at or before it).
+    expiry: Option<(Option<i64>, Option<f64>)>,
     /// Ready entries (an FCFS list may hold entries of cancelled tasks, counted in `tomb`).
     ready: Vec<String>,
     tomb: i64,
@@ -85,6 +88,14 @@ impl RedisBackend {
                 .as_deref()
                 .and_then(|d| d.get(..6))
                 .map(|b| b.iter().fold(0i64, |acc, x| (acc << 8) | i64::from(*x)));
+            let expiry = if config.expire_late {
+                let mark: Option<i64> = conn.hget(&state, "xm").await.map_err(e)?;
+                let head: Vec<(String, f64)> =
+                    conn.zrange_withscores(&ready, 0, 0).await.map_err(e)?;
+                Some((mark, head.first().map(|(_, s)| *s)))
+            } else {
+                None
+            };
             let ready: Vec<String> = if fcfs {
                 conn.lrange(&ready, 0, -1).await.map_err(e)?
             } else {
@@ -99,6 +110,7 @@ impl RedisBackend {
                 limit: config.concurrency,
                 active_field,
                 marked: wake.is_some(),
+                expiry,
                 ready,
                 tomb: if fcfs { tomb.unwrap_or(0) } else { 0 },
                 delayed: pairs(conn.zrange_withscores(&delayed, 0, -1).await.map_err(e)?),
@@ -201,7 +213,10 @@ impl RedisBackend {
                     }
                     *held.entry(w).or_default() += 1;
                 }
-                TaskState::Succeeded | TaskState::Dead | TaskState::Cancelled => {
+                TaskState::Succeeded
+                | TaskState::Dead
+                | TaskState::Cancelled
+                | TaskState::Expired => {
                     if !view.done.contains(id) {
                         problems.push(format!("{id} is {} without a retention entry", r.state));
                     }
@@ -258,15 +273,29 @@ impl RedisBackend {
                     view.delayed.len()
                 ));
             }
-            let finished =
-                count(TaskState::Succeeded) + count(TaskState::Dead) + count(TaskState::Cancelled);
+            let finished = count(TaskState::Succeeded)
+                + count(TaskState::Dead)
+                + count(TaskState::Cancelled)
+                + count(TaskState::Expired);
             if view.done.len() as i64 != finished {
                 problems.push(format!(
                     "{queue}: {} retention entries, {finished} finished tasks",
                     view.done.len()
                 ));
             }
-            for state in [TaskState::RetryScheduled, TaskState::Cancelled] {
+            if let Some((mark, Some(head))) = view.expiry
+                && head < switchyard_core::MAX_RUN_AT_MS as f64
+                && mark.is_none_or(|m| m as f64 > head)
+            {
+                problems.push(format!(
+                    "{queue}: the earliest deadline waiting is {head}, after its expiry mark {mark:?}"
+                ));
+            }
+            for state in [
+                TaskState::RetryScheduled,
+                TaskState::Cancelled,
+                TaskState::Expired,
+            ] {
                 let stored: i64 = meta
                     .get(&format!(
                         "~n:{queue}:{}",

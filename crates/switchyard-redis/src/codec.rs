@@ -13,7 +13,7 @@ use switchyard_core::{
     TraceParent, TraceState, WorkerId,
 };
 
-use crate::protocol::{TASK_CANCEL_REQUESTED, WORKER_DRAINING, record, state_from};
+use crate::protocol::{TASK_CANCEL_REQUESTED, TASK_DEADLINE, WORKER_DRAINING, record, state_from};
 
 pub(crate) use crate::protocol::protocol;
 
@@ -66,9 +66,10 @@ pub(crate) fn encode_body(spec: &TaskSpec) -> Vec<u8> {
     body
 }
 
-/// One task argument of `submit.lua` (`TASK_ARG` in `lua/lib/protocol.lua`): a fixed header (`>HBHI4I6I6HI4`:
+/// One task argument of `submit.lua` (`TASK_ARG` in `lua/lib/protocol.lua`): a fixed header (`>HBHI4I6I6HI4I6`:
 /// queue group, cost given 0|1, priority, cost, run-at (0: none), delay (0: none), max
-/// attempts (0: queue default), timeout (0: queue default)), the id's 26 characters, the body.
+/// attempts (0: queue default), timeout (0: queue default), deadline (0: none)), the id's 26
+/// characters, the body.
 /// One packed argument per task keeps the script's per-task parsing to one `struct.unpack`.
 pub(crate) fn encode_task_arg(spec: &TaskSpec, group: u16) -> Vec<u8> {
     let (at, delay) = match spec.schedule() {
@@ -88,6 +89,14 @@ pub(crate) fn encode_task_arg(spec: &TaskSpec, group: u16) -> Vec<u8> {
     let attempts = u16::try_from(spec.max_attempts().unwrap_or(0)).unwrap_or(u16::MAX);
     out.extend_from_slice(&attempts.to_be_bytes());
     out.extend_from_slice(&spec.timeout_ms().unwrap_or(0).to_be_bytes());
+    // A deadline is validated to stay below 2^48; 0 (the epoch itself) is no deadline.
+    out.extend_from_slice(
+        &spec
+            .deadline()
+            .unwrap_or(0)
+            .min(MAX_RUN_AT_MS)
+            .to_be_bytes()[2..],
+    );
     out.extend_from_slice(spec.id().to_string().as_bytes());
     out.extend_from_slice(&encode_body(spec));
     out
@@ -131,6 +140,8 @@ pub(crate) struct Record {
     pub(crate) token: u64,
     pub(crate) time: u64,
     pub(crate) created: u64,
+    /// The deadline (`F_DEADLINE`), if it has one.
+    pub(crate) start_by: Option<u64>,
     pub(crate) worker: Option<WorkerId>,
     pub(crate) error: Option<String>,
     pub(crate) result: Vec<u8>,
@@ -244,6 +255,11 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<Record, Error> {
     let wl = num::<usize>(r.uint(1)?)?;
     let el = num::<usize>(r.uint(2)?)?;
     let rl = num::<usize>(r.uint(4)?)?;
+    let start_by = if flags & TASK_DEADLINE != 0 {
+        Some(r.uint(6)?)
+    } else {
+        None
+    };
     let worker = r.text(wl)?;
     let error = r.text(el)?;
     let result = r.take(rl)?.to_vec();
@@ -268,6 +284,7 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<Record, Error> {
         token,
         time,
         created,
+        start_by,
         worker: if worker.is_empty() {
             None
         } else {
@@ -303,6 +320,7 @@ impl Record {
         info.dedup_key = self.dedup.clone();
         info.deadline = Some(self.time);
         info.finished_at = Some(self.time);
+        info.start_by = self.start_by;
         info.ready_since = Some(self.time);
         info.trace_parent = self.trace.clone();
         info.trace_state = self.trace_state.clone();
@@ -315,6 +333,7 @@ impl Record {
             TaskState::Succeeded => Some(TaskOutcome::Succeeded(self.result.clone())),
             TaskState::Dead => Some(TaskOutcome::Dead(self.error.clone().unwrap_or_default())),
             TaskState::Cancelled => Some(TaskOutcome::Cancelled),
+            TaskState::Expired => Some(TaskOutcome::Expired),
             _ => None,
         }
     }

@@ -50,6 +50,7 @@ const LIB: &[(&str, &str)] = &[
     lib_file!("flush.lua"),
     lib_file!("dispatch.lua"),
     lib_file!("pick.lua"),
+    lib_file!("deadline.lua"),
     lib_file!("place.lua"),
     lib_file!("concurrency.lua"),
     lib_file!("leases.lua"),

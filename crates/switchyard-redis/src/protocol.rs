@@ -27,6 +27,7 @@ pub(crate) fn state_code(state: TaskState) -> u8 {
         TaskState::Succeeded => 5,
         TaskState::Dead => 6,
         TaskState::Cancelled => 7,
+        TaskState::Expired => 8,
         // A state this build does not know: no script accepts the code, and the protocol test
         // (which encodes every state) fails first.
         _ => u8::MAX,
@@ -55,6 +56,8 @@ pub(crate) fn policy_args(policy: Policy) -> (u8, u32) {
         Policy::ShortestJobFirst {
             aging_factor: Some(f),
         } => (4, f),
+        // Its parameter is the queue's `expire_late` (`push_config` sets it).
+        Policy::EarliestDeadlineFirst => (5, 0),
         // A policy this build does not know: the scripts refuse the code as invalid.
         _ => (u8::MAX, 0),
     }
@@ -80,6 +83,9 @@ pub(crate) const TASK_CANCEL_REQUESTED: u64 = 1;
 /// test below keeps the bit from being reused).
 #[cfg(test)]
 pub(crate) const TASK_AWAITED: u64 = 2;
+/// The record holds a deadline (6 bytes after the header); records written before deadlines
+/// existed never have this bit, so they decode as before.
+pub(crate) const TASK_DEADLINE: u64 = 4;
 /// Flag values of a worker record (`W_*`): it waits on its channel for work (read only by the
 /// scripts); it is draining.
 #[cfg(test)]
@@ -178,7 +184,7 @@ pub(crate) mod record {
     /// Its length in bytes.
     pub(crate) const WORKER_LEN: usize = packed_len(WORKER);
     /// The fixed part of a submitted task's arguments.
-    pub(crate) const TASK_ARG: &str = ">HBHI4I6I6HI4";
+    pub(crate) const TASK_ARG: &str = ">HBHI4I6I6HI4I6";
     /// Its length in bytes, with the 26-byte task id text before it.
     pub(crate) const TASK_ARG_LEN: usize = 26 + packed_len(TASK_ARG);
 
@@ -314,6 +320,7 @@ mod tests {
             ("S_SUCCEEDED", TaskState::Succeeded),
             ("S_DEAD", TaskState::Dead),
             ("S_CANCELLED", TaskState::Cancelled),
+            ("S_EXPIRED", TaskState::Expired),
         ];
         assert_eq!(states.len(), TaskState::ALL.len());
         for (name, state) in states {
@@ -341,6 +348,7 @@ mod tests {
                     aging_factor: Some(1),
                 },
             ),
+            ("P_EDF", Policy::EarliestDeadlineFirst),
         ];
         for (name, policy) in policies {
             expect(&lua, name, policy_args(policy).0);
@@ -359,6 +367,7 @@ mod tests {
         expect(&lua, "SAMPLE_CAP", switchyard_core::backend::SAMPLE_CAP);
         expect(&lua, "F_CANCEL", TASK_CANCEL_REQUESTED);
         expect(&lua, "F_AWAITED", TASK_AWAITED);
+        expect(&lua, "F_DEADLINE", TASK_DEADLINE);
         expect(&lua, "W_WAITING", WORKER_WAITING);
         expect(&lua, "W_DRAINING", WORKER_DRAINING);
         let acks = [

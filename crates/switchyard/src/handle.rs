@@ -201,6 +201,7 @@ impl TaskHandle {
             TaskOutcome::Succeeded(bytes) => Ok(bytes),
             TaskOutcome::Dead(error) => Err(Error::TaskFailed { id: self.id, error }),
             TaskOutcome::Cancelled => Err(Error::TaskCancelled(self.id)),
+            TaskOutcome::Expired => Err(Error::TaskExpired(self.id)),
             other => Err(Error::backend(
                 switchyard_core::BackendErrorKind::Other,
                 format!(
@@ -212,7 +213,8 @@ impl TaskHandle {
     }
 
     /// Waits for the task and decodes its JSON result; a dead task is
-    /// [`Error::TaskFailed`], a cancelled one [`Error::TaskCancelled`].
+    /// [`Error::TaskFailed`], a cancelled one [`Error::TaskCancelled`], an expired one
+    /// [`Error::TaskExpired`].
     ///
     /// ```
     /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {

@@ -227,6 +227,9 @@ pub struct HandBack {
 pub struct MaintenanceReport {
     /// Delayed or backed-off tasks that became ready.
     pub promoted: usize,
+    /// Waiting tasks that expired at their deadline ([`crate::flow::deadline`], rule 3).
+    #[serde(default)]
+    pub tasks_expired: usize,
     /// Workers found dead (heartbeat expired) and removed.
     pub workers_reaped: Vec<WorkerId>,
     /// Tasks handed back from dead workers.
@@ -261,6 +264,9 @@ pub struct QueueStats {
     pub dead: u64,
     /// Kept after cancellation (until their retention ends).
     pub cancelled: u64,
+    /// Kept after expiring at their deadline (until their retention ends).
+    #[serde(default)]
+    pub expired: u64,
     /// Lifetime counts of what happened to the queue's tasks (see [`EventCounts`]).
     pub totals: EventCounts,
     /// Paused: nothing is dispatched from it (see [`Queues::set_paused`](crate::Queues::set_paused)).
@@ -291,6 +297,7 @@ impl QueueStats {
             TaskState::Succeeded => self.succeeded,
             TaskState::Dead => self.dead,
             TaskState::Cancelled => self.cancelled,
+            TaskState::Expired => self.expired,
         }
     }
 
@@ -304,6 +311,7 @@ impl QueueStats {
             TaskState::Succeeded => &mut self.succeeded,
             TaskState::Dead => &mut self.dead,
             TaskState::Cancelled => &mut self.cancelled,
+            TaskState::Expired => &mut self.expired,
         }
     }
 

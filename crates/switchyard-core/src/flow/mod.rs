@@ -7,7 +7,11 @@
 //!   take it past the bound ([`Error::QueueFull`](crate::Error::QueueFull)).
 //! * [`concurrency`] — a queue with a concurrency limit dispatches nothing while that many of
 //!   its tasks are active, and takes up again as soon as one ends.
+//! * [`rate`] — a queue with a rate limit dispatches at most `max` tasks in any window.
+//! * [`deadline`] — a queue that expires late tasks ends a task still waiting at its deadline
+//!   in `expired` instead of starting it.
 
 pub mod bounded;
 pub mod concurrency;
+pub mod deadline;
 pub mod rate;

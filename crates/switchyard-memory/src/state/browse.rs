@@ -47,7 +47,7 @@ impl Key {
                 let key = (hex(&cursor[..16])? ^ (1 << 63)) as i64;
                 Some(Key::Ordered(key, hex(&cursor[16..])?))
             }
-            TaskState::Dead | TaskState::Succeeded | TaskState::Cancelled => {
+            TaskState::Dead | TaskState::Succeeded | TaskState::Cancelled | TaskState::Expired => {
                 if cursor.len() != 16 + TASK_ID_TEXT_LEN || !cursor.is_char_boundary(16) {
                     return None;
                 }
@@ -109,7 +109,7 @@ impl State {
                     };
                 Box::new(entries.map(|(&(k, s), &id)| (Key::Ordered(k, s), id)))
             }
-            TaskState::Dead | TaskState::Succeeded | TaskState::Cancelled => {
+            TaskState::Dead | TaskState::Succeeded | TaskState::Cancelled | TaskState::Expired => {
                 let set = if query.state == TaskState::Dead {
                     &q.dead
                 } else {

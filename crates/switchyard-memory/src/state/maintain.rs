@@ -18,7 +18,11 @@ impl State {
         });
         let wakes = self.queues.values().filter_map(|q| q.rate.wake);
         let reap = self.heartbeats.first().map(|(t, _)| t + 1);
-        delayed.chain(wakes).chain(reap).min()
+        delayed
+            .chain(wakes)
+            .chain(reap)
+            .chain(self.next_expiry())
+            .min()
     }
 
     pub(crate) fn maintain(&mut self, limit: usize, now: Millis) -> Result<MaintenanceReport> {
@@ -38,12 +42,16 @@ impl State {
             report.workers_reaped.push(worker);
         }
         report.more |= self.heartbeats.first().is_some_and(|(t, _)| *t < now);
-        // 2. Queue by queue in name order: taken up if its rate mark has come, then its due
+        // 2. Queue by queue in name order: taken up if its rate mark has come, then its ready
+        //    heads whose deadline has come expired (flow::deadline, rule 3), then its due
         //    delayed tasks, by (run_at, seq).
         let mut budget = limit;
         let names: Vec<QueueName> = self.queues.keys().cloned().collect();
         for qn in names {
             report.assignments.extend(self.wake_due(&qn, now)?);
+            let expired = self.expire_heads(&qn, now, budget)?;
+            budget -= expired;
+            report.tasks_expired += expired;
             loop {
                 let q = self.queue_mut(&qn)?;
                 let Some((&(at, seq), &id)) = q.delayed.first_key_value() else {
@@ -62,6 +70,7 @@ impl State {
                 report.assignments.extend(self.make_ready(id, at, now)?);
                 report.promoted += 1;
             }
+            report.more |= self.late_head(&qn, now);
         }
         // 3. Finished records past their retention, queue by queue in name order, by
         //    (retain_until, id); then expired dedup keys.

@@ -55,7 +55,11 @@ impl State {
         keep: bool,
     ) -> Result<Option<Assignment>> {
         self.task_mut(id)?.ready_since = enqueued_at;
-        let (queue_name, priority, cost_ms, affinity, created_at, kept) = {
+        // flow::deadline, rule 1.
+        if self.expires_on_entry(id, now)? {
+            return Ok(None);
+        }
+        let (queue_name, priority, cost_ms, affinity, created_at, kept, start_by) = {
             let t = self
                 .tasks
                 .get(&id)
@@ -67,6 +71,7 @@ impl State {
                 t.affinity_bytes(),
                 t.created_at,
                 t.order,
+                t.start_by,
             )
         };
         let seq = self.next_seq();
@@ -77,7 +82,13 @@ impl State {
             priority,
             cost_ms,
             enqueued_at: if keep { created_at } else { enqueued_at },
+            deadline: start_by,
         });
+        // flow::deadline, rule 2: an arrival may be dispatched from the head.
+        if q.dispatches(now) {
+            self.expire_heads(&queue_name, now, usize::MAX)?;
+        }
+        let q = self.queue_mut(&queue_name)?;
         // A non-empty ready set means no worker of this queue has a free slot (invariant 3),
         // so only an empty set can dispatch an arriving task.
         if q.config.strategy.is_push()
@@ -159,6 +170,9 @@ impl State {
     /// Pull queues: hands the ready tasks of `queue`, minimum first, to the parked workers that
     /// take them (see `sleeper`), each under a fresh token, until none is ready or none takes.
     pub(super) fn hand_off_ready(&mut self, queue: &QueueName, now: Millis) -> Result<()> {
+        if self.queue(queue)?.dispatches(now) {
+            self.expire_heads(queue, now, usize::MAX)?;
+        }
         while let Some((&pos, &id)) = self
             .queue(queue)?
             .ready
@@ -224,15 +238,21 @@ impl State {
             return Ok(None);
         }
         let now = self.now;
-        let next = w.spec.queues().iter().find_map(|qn| {
-            let q = self.queues.get(qn)?;
+        let mut next = None;
+        for qn in w.spec.queues().to_vec() {
+            let Some(q) = self.queues.get(&qn) else {
+                continue;
+            };
             if q.config.strategy.is_push() != push || !q.dispatches(now) {
-                return None;
+                continue;
             }
-            q.ready
-                .first_key_value()
-                .map(|(pos, id)| (qn.clone(), *pos, *id))
-        });
+            // flow::deadline, rule 2.
+            self.expire_heads(&qn, now, usize::MAX)?;
+            if let Some((pos, id)) = self.queue(&qn)?.ready.first_key_value() {
+                next = Some((qn.clone(), *pos, *id));
+                break;
+            }
+        }
         let Some((qn, pos, id)) = next else {
             return Ok(None);
         };
@@ -252,6 +272,11 @@ impl State {
             if !q.dispatches(now) {
                 break;
             }
+            // flow::deadline, rule 2 (push queues: a pull queue's tasks leave by receive).
+            if q.config.strategy.is_push() {
+                self.expire_heads(queue, now, usize::MAX)?;
+            }
+            let q = self.queue_mut(queue)?;
             let Some((&pos, &id)) = q.ready.first_key_value() else {
                 break;
             };

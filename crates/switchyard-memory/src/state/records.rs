@@ -24,6 +24,8 @@ pub(crate) struct Task {
     pub(crate) timeout_ms: u32,
     pub(crate) affinity_key: Option<String>,
     pub(crate) dedup_key: Option<String>,
+    /// The time it should start by (`TaskSpec::deadline`; `flow::deadline`).
+    pub(crate) start_by: Option<Millis>,
     /// The submitter's trace context, handed over with every delivery.
     pub(crate) trace_parent: Option<TraceParent>,
     pub(crate) trace_state: Option<TraceState>,
@@ -96,6 +98,7 @@ impl Task {
         info.dedup_key = self.dedup_key.clone();
         info.deadline = Some(self.deadline);
         info.finished_at = Some(self.finished_at);
+        info.start_by = self.start_by;
         info.ready_since = Some(self.ready_since);
         info.trace_parent = self.trace_parent.clone();
         info.trace_state = self.trace_state.clone();

@@ -64,6 +64,7 @@ impl State {
                 trace_parent: spec.trace_parent().cloned(),
                 trace_state: spec.trace_state().cloned(),
                 dedup_key: spec.dedup_key().map(str::to_owned),
+                start_by: spec.deadline(),
                 created_at: now,
                 state: TaskState::Ready,
                 attempts: 0,
@@ -123,7 +124,7 @@ impl State {
                 self.task_mut(id)?.cancel_requested = true;
                 Ok(CancelOutcome::Requested)
             }
-            TaskState::Succeeded | TaskState::Dead | TaskState::Cancelled => {
+            TaskState::Succeeded | TaskState::Dead | TaskState::Cancelled | TaskState::Expired => {
                 Ok(CancelOutcome::AlreadyFinished(state))
             }
             other => Err(internal(&format!("cancel of a task in state {other:?}"))),

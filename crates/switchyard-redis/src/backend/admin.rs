@@ -15,7 +15,11 @@ use crate::error::wrong_state;
 /// Appends a queue configuration as declare and reconfigure take it (ARGV 4..23, after the
 /// queue name and its JSON; the Lua side is `config_arg` in `lua/lib/admin.lua`).
 pub(super) fn push_config(inv: &mut Call, config: &QueueConfig) {
-    let (pol, age) = crate::protocol::policy_args(config.policy);
+    let (pol, mut age) = crate::protocol::policy_args(config.policy);
+    if config.policy == switchyard_core::Policy::EarliestDeadlineFirst {
+        // EDF's parameter: whether the queue expires late tasks (lib/deadline.lua).
+        age = u32::from(config.expire_late);
+    }
     let (strategy, vnodes) = crate::protocol::strategy_args(config.strategy);
     inv.arg(pol).arg(age).arg(strategy).arg(vnodes);
     inv.arg(config.default_cost_ms)

@@ -22,27 +22,54 @@ impl Maintain for RedisBackend {
                 .arg(0)
                 .arg(0)
                 .arg("WITHSCORES");
-            // The time a queue closed by its rate limit or hold opens again (lib/rate.lua).
-            pipe.cmd("HGET").arg(state).arg("t");
+            // The time a queue closed by its rate limit or hold opens again (lib/rate.lua),
+            // and the expiry mark of one that expires late tasks (lib/deadline.lua).
+            pipe.cmd("HMGET").arg(state).arg("t").arg("xm");
         }
         pipe.cmd("ZRANGE")
             .arg(self.inner.keys.fixed(keys::HB))
             .arg(0)
             .arg(0)
             .arg("WITHSCORES");
-        let (firsts, wakes): (Vec<Vec<(String, f64)>>, Vec<Option<u64>>) = {
-            let replies: Vec<redis::Value> = self.query_pipe(&pipe).await?;
-            let mut firsts = Vec::new();
-            let mut wakes = Vec::new();
-            for (i, v) in replies.into_iter().enumerate() {
-                if i % 2 == 1 && i < 2 * names.len() {
-                    wakes.push(redis::from_redis_value(v).map_err(|e| map_redis(&e.into()))?);
-                } else {
-                    firsts.push(redis::from_redis_value(v).map_err(|e| map_redis(&e.into()))?);
+        fn decode<T: redis::FromRedisValue>(v: redis::Value) -> Result<T> {
+            redis::from_redis_value(v).map_err(|e| map_redis(&e.into()))
+        }
+        let mut firsts: Vec<Vec<(String, f64)>> = Vec::new();
+        let mut wakes: Vec<u64> = Vec::new();
+        let mut expiring = Vec::new();
+        let replies: Vec<redis::Value> = self.query_pipe(&pipe).await?;
+        for (i, v) in replies.into_iter().enumerate() {
+            if i % 2 == 1 && i < 2 * names.len() {
+                let (wake, mark): (Option<u64>, Option<u64>) = decode(v)?;
+                wakes.extend(wake);
+                if mark.is_some() {
+                    expiring.push(&names[i / 2]);
                 }
+            } else {
+                firsts.push(decode(v)?);
             }
-            (firsts, wakes)
-        };
+        }
+        // The earliest deadline at the head of each queue that expires late tasks: the ready
+        // set of such a queue is scored by deadline (no deadline: MAX_RUN_AT_MS).
+        if !expiring.is_empty() {
+            let mut pipe = redis::pipe();
+            for q in &expiring {
+                let [_, ready, ..] = self.inner.keys.queue_group(q);
+                pipe.cmd("ZRANGE")
+                    .arg(ready)
+                    .arg(0)
+                    .arg(0)
+                    .arg("WITHSCORES");
+            }
+            let heads: Vec<Vec<(String, f64)>> = self.query_pipe(&pipe).await?;
+            wakes.extend(
+                heads
+                    .iter()
+                    .filter_map(|h| h.first())
+                    .map(|(_, at)| *at as u64)
+                    .filter(|at| *at < switchyard_core::MAX_RUN_AT_MS),
+            );
+        }
         let n = firsts.len();
         let due = firsts
             .into_iter()
@@ -53,7 +80,7 @@ impl Maintain for RedisBackend {
                     .first()
                     .map(|(_, at)| *at as u64 + u64::from(i + 1 == n))
             })
-            .chain(wakes.into_iter().flatten())
+            .chain(wakes)
             .min();
         let Some(due) = due else {
             return Ok(None);
@@ -155,10 +182,11 @@ impl Maintain for RedisBackend {
             let mut inv = self.invocation(&self.functions().promote, &[queue], &now_arg);
             inv.arg(queue.as_str()).arg(budget);
             let v = self.exec(&inv).await.map_err(Failure::into_error)?;
-            let (n, more, assignments) = codec::promoted(v)?;
+            let (n, more, expired, assignments) = codec::promoted(v)?;
             report.more |= more;
             report.promoted += n;
-            budget -= n.min(budget);
+            report.tasks_expired += expired;
+            budget -= (n + expired).min(budget);
             report.assignments.extend(assignments);
         }
         // 3. Finished records past their retention, queue by queue in name order (and expired

@@ -358,11 +358,12 @@ pub(crate) fn purge_report(v: Value) -> Result<PurgeReport, Error> {
 }
 
 /// `promote`: `{promoted, more 0|1, assignments...}`.
-pub(crate) fn promoted(v: Value) -> Result<(usize, bool, Vec<Assignment>), Error> {
+pub(crate) fn promoted(v: Value) -> Result<(usize, bool, usize, Vec<Assignment>), Error> {
     let mut items = array(v)?.into_iter();
     let n = count_of(&mut items, "promote")?;
     let more = uint(&next_of(&mut items, "promote")?)? == 1;
-    Ok((n, more, assignments(&mut items, None)?))
+    let expired = count_of(&mut items, "promote")?;
+    Ok((n, more, expired, assignments(&mut items, None)?))
 }
 
 /// `purge`: `{purged, more 0|1}`.
@@ -413,13 +414,14 @@ pub(crate) fn stats(v: Value) -> Result<(Vec<QueueStats>, Vec<WorkerStats>), Err
 
 fn queue_stats(row: Value) -> Result<QueueStats, Error> {
     let f = array(row)?;
-    if f.len() < 19 {
+    let kinds = EventKind::ALL.len();
+    if f.len() < 13 + kinds {
         return Err(protocol("short queue stats"));
     }
     let n = |i: usize| uint(&f[i]);
     let mut totals = EventCounts::default();
     for (i, kind) in EventKind::ALL.into_iter().enumerate() {
-        totals.add(kind, n(9 + i)?);
+        totals.add(kind, n(10 + i)?);
     }
     let mut stats = QueueStats::default();
     stats.queue = Some(QueueName::new(text(f[0].clone())?)?);
@@ -431,10 +433,12 @@ fn queue_stats(row: Value) -> Result<QueueStats, Error> {
     stats.succeeded = n(6)?;
     stats.dead = n(7)?;
     stats.cancelled = n(8)?;
+    stats.expired = n(9)?;
     stats.totals = totals;
-    stats.paused = n(16)? == 1;
-    stats.rate_tokens = u32::try_from(int(&f[17])?).ok();
-    stats.opens_at = Some(n(18)?).filter(|&at| at > 0);
+    let at = 10 + kinds;
+    stats.paused = n(at)? == 1;
+    stats.rate_tokens = u32::try_from(int(&f[at + 1])?).ok();
+    stats.opens_at = Some(n(at + 2)?).filter(|&t| t > 0);
     Ok(stats)
 }
 

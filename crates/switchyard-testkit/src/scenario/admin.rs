@@ -6,10 +6,18 @@ use std::collections::BTreeSet;
 
 use switchyard_core::admin::Purge;
 use switchyard_core::prelude::*;
-use switchyard_core::{TaskId, TaskState};
+use switchyard_core::{Policy, TaskId, TaskState};
 
 use super::runner::fatal;
 use super::{Op, Runner, queue_name};
+
+/// The states a finished task is in (what deleting or purging finished tasks removes).
+const FINISHED: [TaskState; 4] = [
+    TaskState::Succeeded,
+    TaskState::Dead,
+    TaskState::Cancelled,
+    TaskState::Expired,
+];
 
 impl<B: Backend> Runner<B> {
     pub(super) async fn apply_admin(&mut self, op: &Op) -> Result<String, String> {
@@ -22,12 +30,9 @@ impl<B: Backend> Runner<B> {
                 let label = format!("delete {id}");
                 match self.backend.delete_task(id).await {
                     Ok(()) => {
-                        self.forget_removed(
-                            1,
-                            &[TaskState::Succeeded, TaskState::Dead, TaskState::Cancelled],
-                        )
-                        .await
-                        .map_err(|e| format!("{label}: {e}"))?;
+                        self.forget_removed(1, &FINISHED)
+                            .await
+                            .map_err(|e| format!("{label}: {e}"))?;
                         Ok(format!("{label} -> deleted"))
                     }
                     Err(e) if fatal(&e) => Err(format!("{label}: backend failed: {e}")),
@@ -52,13 +57,7 @@ impl<B: Backend> Runner<B> {
                                 self.forget_removed(report.removed, &[TaskState::Dead])
                                     .await
                             }
-                            Purge::Finished => {
-                                self.forget_removed(
-                                    report.removed,
-                                    &[TaskState::Succeeded, TaskState::Dead, TaskState::Cancelled],
-                                )
-                                .await
-                            }
+                            Purge::Finished => self.forget_removed(report.removed, &FINISHED).await,
                         }
                         .map_err(|e| format!("{label}: {e}"))?;
                         Ok(format!("{label} -> {report:?}"))
@@ -75,6 +74,9 @@ impl<B: Backend> Runner<B> {
                 let mut config = *config;
                 if *keep_shape {
                     let current = self.configs.get(*queue).ok_or("queue index")?;
+                    // Expiry turned on or off (or left) at random on an EDF queue.
+                    config.expire_late =
+                        current.policy == Policy::EarliestDeadlineFirst && config.seed % 2 == 0;
                     config.policy = current.policy;
                     config.strategy = current.strategy;
                     config.seed = current.seed;

@@ -11,15 +11,16 @@ use super::{Op, QUEUES, Scenario, SubmitOp, WORKERS};
 /// Every policy variant.
 pub fn any_policy() -> impl proptest::strategy::Strategy<Value = Policy> {
     prop_oneof![
-        Just(Policy::Fcfs),
-        Just(Policy::PRIORITY),
-        (1u32..500).prop_map(|s| Policy::Priority {
+        1 => Just(Policy::Fcfs),
+        1 => Just(Policy::PRIORITY),
+        1 => (1u32..500).prop_map(|s| Policy::Priority {
             aging_step_ms: Some(s)
         }),
-        Just(Policy::SJF),
-        (1u32..8).prop_map(|f| Policy::ShortestJobFirst {
+        1 => Just(Policy::SJF),
+        1 => (1u32..8).prop_map(|f| Policy::ShortestJobFirst {
             aging_factor: Some(f)
         }),
+        2 => Just(Policy::EarliestDeadlineFirst),
     ]
 }
 
@@ -38,7 +39,8 @@ pub fn any_strategy() -> impl proptest::strategy::Strategy<Value = Strategy> {
 /// A queue configuration with short timeouts and backoffs so that retries and lease expiry
 /// happen inside a scenario; retention is long so that no record is purged. A third of the
 /// queues are bounded, a third have a concurrency limit, and a third a rate limit, small
-/// enough to be reached (windows of 100 ms to 5 s against the steps' clock advances).
+/// enough to be reached (windows of 100 ms to 5 s against the steps' clock advances). Two
+/// thirds of the earliest-deadline-first queues expire late tasks.
 pub fn any_config() -> impl proptest::strategy::Strategy<Value = QueueConfig> {
     (
         any_policy(),
@@ -68,6 +70,7 @@ pub fn any_config() -> impl proptest::strategy::Strategy<Value = QueueConfig> {
         .prop_map(
             |(policy, strategy, seed, attempts, timeout, (base, jitter), dedup, events, limits)| {
                 let mut config = QueueConfig::new(policy, strategy);
+                config.expire_late = policy == Policy::EarliestDeadlineFirst && seed % 3 != 0;
                 let (max_waiting, concurrency, rate) = limits;
                 (config.max_waiting, config.concurrency) = (max_waiting, concurrency);
                 config.rate = rate.map(|(max, per_ms)| RateLimit { max, per_ms });
@@ -96,16 +99,20 @@ pub(super) fn submit_op() -> impl proptest::strategy::Strategy<Value = SubmitOp>
         proptest::option::of(0u8..6),
         proptest::option::weighted(0.2, 0u8..3),
         proptest::option::weighted(0.3, 1u32..4),
+        proptest::option::weighted(0.6, prop_oneof![Just(0u32), 1u32..20_000]),
     )
         .prop_map(
-            |(queue, priority, cost_ms, delay_ms, affinity, dedup, max_attempts)| SubmitOp {
-                queue,
-                priority,
-                cost_ms,
-                delay_ms,
-                affinity,
-                dedup,
-                max_attempts,
+            |(queue, priority, cost_ms, delay_ms, affinity, dedup, max_attempts, deadline_ms)| {
+                SubmitOp {
+                    queue,
+                    priority,
+                    cost_ms,
+                    delay_ms,
+                    affinity,
+                    dedup,
+                    max_attempts,
+                    deadline_ms,
+                }
             },
         )
 }

@@ -299,6 +299,7 @@ impl<B: Backend> Runner<B> {
                     priority: info.priority,
                     cost_ms: info.cost_ms,
                     enqueued_at: entry.enqueued_at,
+                    deadline: info.start_by,
                 });
                 if let Some((pk, ps, pid)) = previous
                     && (key, entry.step) < (pk, ps)

@@ -20,6 +20,8 @@ pub struct SubmitOp {
     pub dedup: Option<u8>,
     /// Attempts.
     pub max_attempts: Option<u32>,
+    /// Deadline, in ms after the submit (0: due at once).
+    pub deadline_ms: Option<u32>,
 }
 
 /// One step.

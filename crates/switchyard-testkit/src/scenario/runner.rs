@@ -122,6 +122,9 @@ impl<B: Backend> Runner<B> {
         if let Some(a) = op.max_attempts {
             b = b.max_attempts(a);
         }
+        if let Some(d) = op.deadline_ms {
+            b = b.deadline(self.clock.now_ms() + u64::from(d));
+        }
         if op.priority % 2 == 1 {
             // Half the tasks carry a trace context, which every delivery must hand back.
             let n = id.as_u128() | 1;
