@@ -31,7 +31,7 @@ fn fresh(text: &str, default: impl std::fmt::Display) -> String {
 #[derive(Debug, Clone, Default, Args)]
 pub struct QueueFlags {
     #[arg(long, short = 'p', help = fresh(
-        "Order inside the queue: fcfs, priority, priority:STEP_MS (with aging), sjf, sjf:FACTOR (with aging)",
+        "Order inside the queue: fcfs, priority, priority:STEP_MS (with aging), sjf, sjf:FACTOR (with aging), edf (earliest deadline first)",
         QueueConfig::default().policy.name(),
     ))]
     pub policy: Option<Policy>,
@@ -106,11 +106,34 @@ pub struct QueueFlags {
     ))]
     pub rate: Option<Rate>,
 
+    #[arg(long, value_name = "on|off", help = fresh(
+        "With --policy edf: a task still waiting at its deadline ends expired instead of \
+         running late (no attempt used)",
+        "off",
+    ))]
+    pub expire_late: Option<Switch>,
+
     #[arg(long, help = fresh(
         "Seed of the queue's random choices (random strategy, retry jitter)",
         QueueConfig::default().seed,
     ))]
     pub seed: Option<u64>,
+}
+
+/// `--expire-late`: `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Switch(pub bool);
+
+impl std::str::FromStr for Switch {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "on" => Ok(Switch(true)),
+            "off" => Ok(Switch(false)),
+            _ => Err(format!("`{s}`: expected on or off")),
+        }
+    }
 }
 
 /// `--max-waiting`, `--concurrency`: a bound of at least 1, or `none`.
@@ -211,6 +234,9 @@ impl QueueFlags {
         if let Some(Rate(rate)) = self.rate {
             c.rate = rate;
         }
+        if let Some(Switch(on)) = self.expire_late {
+            c.expire_late = on;
+        }
         c.validate().map_err(|e| e.to_string())?;
         Ok(c)
     }
@@ -231,11 +257,12 @@ impl QueueFlags {
             && self.max_waiting.is_none()
             && self.concurrency.is_none()
             && self.rate.is_none()
+            && self.expire_late.is_none()
     }
 }
 
 /// What the flags can set, by flag name, as shown (the lines of a configuration's diff).
-pub fn settings(c: &QueueConfig) -> [(&'static str, String); 14] {
+pub fn settings(c: &QueueConfig) -> [(&'static str, String); 15] {
     let bound = |b: Option<u32>| b.map_or_else(|| "none".to_owned(), |n| n.to_string());
     [
         ("policy", c.policy.name()),
@@ -254,6 +281,10 @@ pub fn settings(c: &QueueConfig) -> [(&'static str, String); 14] {
         (
             "rate",
             c.rate.map_or_else(|| "none".to_owned(), |r| r.to_string()),
+        ),
+        (
+            "expire-late",
+            if c.expire_late { "on" } else { "off" }.to_owned(),
         ),
     ]
 }
@@ -275,6 +306,9 @@ pub fn run(args: &DeclareArgs) -> Result<(), String> {
         }
         if let Some(r) = config.rate {
             bound.push_str(&format!(", at most {r}"));
+        }
+        if config.expire_late {
+            bound.push_str(", late tasks expire");
         }
         println!(
             "queue {}: policy {}, strategy {}, {} attempts{bound}",

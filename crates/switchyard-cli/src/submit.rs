@@ -55,6 +55,12 @@ pub struct SubmitArgs {
     #[arg(long)]
     pub delay_ms: Option<u64>,
 
+    /// Should start within this many ms from now: earliest-deadline-first queues (`--policy
+    /// edf`) run the earliest deadline first, and one declared with `--expire-late on` ends a
+    /// task still waiting then `expired` instead of running it late.
+    #[arg(long)]
+    pub deadline_ms: Option<u64>,
+
     /// Attempts before the task goes to the dead-letter set (default: the queue's).
     #[arg(long)]
     pub max_attempts: Option<u32>,
@@ -168,6 +174,10 @@ impl SubmitArgs {
         }
         if let Some(a) = self.max_attempts {
             b = b.max_attempts(a);
+        }
+        if let Some(d) = self.deadline_ms {
+            use switchyard_core::Clock as _;
+            b = b.deadline(switchyard_core::SystemClock.now_ms().saturating_add(d));
         }
         if let Some(t) = self.timeout_ms {
             b = b.timeout(millis(t));
@@ -342,6 +352,14 @@ async fn await_all(
                 (
                     "cancelled".to_owned(),
                     "cancelled",
+                    ("error", String::new()),
+                )
+            }
+            Ok(TaskOutcome::Expired) => {
+                bad += 1;
+                (
+                    "expired: still waiting at its deadline".to_owned(),
+                    "expired",
                     ("error", String::new()),
                 )
             }

@@ -38,6 +38,10 @@ pub struct QueueRow {
     pub succeeded: u64,
     pub dead: u64,
     pub cancelled: u64,
+    /// Still waiting at their deadline, ended without running (kept like cancelled ones).
+    pub expired: u64,
+    /// Late tasks expire (`--expire-late on`, earliest-deadline-first queues).
+    pub expire_late: bool,
     /// Lifetime event counts (see `EventCounts`).
     pub totals: EventCounts,
     /// How long ago the task next in line was submitted (none while nothing is ready).
@@ -200,6 +204,8 @@ impl Reader {
                     succeeded: q.succeeded,
                     dead: q.dead,
                     cancelled: q.cancelled,
+                    expired: q.expired,
+                    expire_late: config.is_some_and(|c| c.expire_late),
                     totals: q.totals,
                     head_age_ms: heads.get(name).copied(),
                     succeeded_per_s: rate(name, |c| c.succeeded),
@@ -295,6 +301,8 @@ impl QueueRow {
             succeeded: 0,
             dead: 0,
             cancelled: 0,
+            expired: 0,
+            expire_late: false,
             totals: EventCounts::default(),
             head_age_ms: None,
             succeeded_per_s: None,
@@ -409,6 +417,12 @@ pub async fn task_view(client: &Client, id: switchyard::TaskId) -> Result<Option
         },
         switchyard::TaskOutcome::Cancelled => OutcomeView {
             state: "cancelled",
+            result_bytes: None,
+            result_preview: None,
+            error: None,
+        },
+        switchyard::TaskOutcome::Expired => OutcomeView {
+            state: "expired",
             result_bytes: None,
             result_preview: None,
             error: None,

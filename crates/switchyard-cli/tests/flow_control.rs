@@ -2,7 +2,9 @@
 //! filled, refused, shown full by `status` (table and JSON), and its bound raised and removed
 //! with `reconfigure`; a queue limited to one active task shown at its limit, and its slot
 //! back from a worker process killed with SIGKILL; a rate-limited queue's tokens and the time
-//! it opens again, shown by `status`, and its limit removed.
+//! it opens again, shown by `status`, and its limit removed; an earliest-deadline-first queue
+//! that expires late tasks: declared (and refused under another policy), a late task expired
+//! on arrival, shown by `task`, `status`, `tasks --state expired`, and expiry turned off.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod support;
@@ -210,4 +212,82 @@ fn a_rate_limited_queue_shows_its_tokens_and_when_it_opens() {
         v["queues"][0]["succeeded"] == 5 && v["queues"][0]["opens_in_ms"].is_null()
     });
     worker.terminate(Duration::from_secs(5));
+}
+
+#[test]
+fn an_edf_queue_expires_late_tasks_and_says_so() {
+    let server = RedisServer::start().unwrap();
+    let ns = "edf";
+    let said = ok(
+        &server,
+        ns,
+        &[
+            "declare",
+            "quotes",
+            "--policy",
+            "edf",
+            "--expire-late",
+            "on",
+        ],
+    );
+    assert!(said.contains("policy edf"), "{said}");
+    assert!(said.contains("late tasks expire"), "{said}");
+    let refused = run(&server, ns, &["declare", "other", "--expire-late", "on"]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("needs the edf policy"), "{err}");
+    let refused = run(&server, ns, &["declare", "other", "--expire-late", "yes"]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("expected on or off"),
+        "{refused:?}"
+    );
+
+    // No worker: one task already late expires as it arrives, one due in ten minutes waits.
+    let late = ok(
+        &server,
+        ns,
+        &["submit", "quotes", "q", "--deadline-ms", "0"],
+    );
+    let late = ids(&late)[0].to_owned();
+    ok(
+        &server,
+        ns,
+        &["submit", "quotes", "q", "--deadline-ms", "600000"],
+    );
+    let shown = ok(&server, ns, &["task", &late]);
+    assert!(shown.contains("expired"), "{shown}");
+    assert!(shown.contains("start_by"), "{shown}");
+    let waited = run(&server, ns, &["task", &late, "--wait-ms", "100"]);
+    assert!(!waited.status.success());
+    let err = String::from_utf8_lossy(&waited.stderr);
+    assert!(err.contains("still waiting at its deadline"), "{err}");
+
+    let table = ok(&server, ns, &["status"]);
+    assert!(table.contains("1 expired"), "{table}");
+    let view = json(&ok(&server, ns, &["status", "--json"]));
+    let q = &view["queues"][0];
+    assert_eq!(
+        (
+            &q["expired"],
+            &q["ready"],
+            &q["expire_late"],
+            &q["totals"]["expired"]
+        ),
+        (&1.into(), &1.into(), &true.into(), &1.into()),
+        "{view}"
+    );
+    let listed = json(&ok(
+        &server,
+        ns,
+        &["tasks", "quotes", "--state", "expired", "--json"],
+    ));
+    assert_eq!(listed["tasks"][0]["id"], late.as_str(), "{listed}");
+    assert!(listed["tasks"][0]["start_by"].is_u64(), "{listed}");
+
+    let off = ok(
+        &server,
+        ns,
+        &["reconfigure", "quotes", "--expire-late", "off"],
+    );
+    assert!(off.contains("on -> off"), "{off}");
 }

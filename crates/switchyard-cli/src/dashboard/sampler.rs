@@ -20,7 +20,7 @@ pub const FAMILIES: &[MetricFamily] = &[
         name: "switchyard_queue_tasks",
         kind: Kind::Gauge,
         labels: &["queue", "state"],
-        help: "Tasks of a queue by state (succeeded and cancelled: those still kept).",
+        help: "Tasks of a queue by state (succeeded, cancelled and expired: those still kept).",
     },
     MetricFamily {
         name: "switchyard_queue_events_total",

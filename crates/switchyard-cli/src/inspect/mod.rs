@@ -57,7 +57,8 @@ pub struct TaskArgs {
     #[arg(long, conflicts_with = "cancel")]
     pub redrive: bool,
 
-    /// Delete it with its result (it must have finished: succeeded, dead or cancelled).
+    /// Delete it with its result (it must have finished: succeeded, dead, cancelled or
+    /// expired).
     #[arg(long, conflicts_with_all = ["cancel", "redrive", "wait_ms"])]
     pub delete: bool,
 
@@ -104,8 +105,8 @@ pub struct TasksArgs {
     /// The queue whose tasks to list.
     pub queue: String,
 
-    /// The state listed: scheduled, ready, inbox, running, retrying, succeeded, dead or
-    /// cancelled.
+    /// The state listed: scheduled, ready, inbox, running, retrying, succeeded, dead,
+    /// cancelled or expired.
     #[arg(long, default_value = "ready", value_parser = tasks::state_arg)]
     pub state: TaskState,
 

@@ -70,6 +70,9 @@ pub fn render(view: &View, namespace: &str, every: Option<Duration>) -> String {
         if q.cancelled > 0 {
             let _ = write!(detail, ", {} cancelled", count(q.cancelled));
         }
+        if q.expired > 0 || q.expire_late {
+            let _ = write!(detail, ", {} expired", count(q.expired));
+        }
         if let Some(limit) = q.concurrency {
             let at = if q.active() >= u64::from(limit) {
                 " (at limit)"
@@ -228,6 +231,8 @@ mod tests {
             succeeded: 1_000_000,
             dead: 3,
             cancelled: 0,
+            expired: 0,
+            expire_late: false,
             totals: Default::default(),
             head_age_ms: Some(7_300_000),
             succeeded_per_s: Some(12_345.67),

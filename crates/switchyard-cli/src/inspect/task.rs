@@ -80,6 +80,13 @@ pub fn task(args: &TaskArgs) -> Result<(), String> {
                     failed = Some(format!("task {} was cancelled", args.id));
                     "cancelled".to_owned()
                 }
+                TaskOutcome::Expired => {
+                    failed = Some(format!(
+                        "task {} expired: it was still waiting at its deadline",
+                        args.id
+                    ));
+                    "expired".to_owned()
+                }
                 other => {
                     failed = Some(format!("task {} ended: {other:?}", args.id));
                     format!("{other:?}")
@@ -128,6 +135,9 @@ fn print_task(view: &TaskView) {
     row("created_at", &format!("{} UTC", utc(info.created_at)));
     if let Some(at) = info.run_at {
         row("run_at", &format!("{} UTC", utc(at)));
+    }
+    if let Some(at) = info.start_by {
+        row("start_by", &format!("{} UTC (its deadline)", utc(at)));
     }
     if let Some(at) = info.deadline {
         row("deadline", &format!("{} UTC (the lease ends)", utc(at)));

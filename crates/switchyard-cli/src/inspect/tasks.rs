@@ -18,7 +18,7 @@ pub fn state_arg(text: &str) -> Result<TaskState, String> {
         other => TaskState::parse(other).ok_or_else(|| {
             format!(
                 "`{other}` is not a state: scheduled, ready, inbox (dispatched), running, \
-                 retrying (retry-scheduled), succeeded, dead or cancelled"
+                 retrying (retry-scheduled), succeeded, dead, cancelled or expired"
             )
         }),
     }

@@ -519,6 +519,7 @@ impl Maintain for Partitioned {
         let mut report = MaintenanceReport::default();
         for (_, r) in Self::answered(all)? {
             report.promoted += r.promoted;
+            report.tasks_expired += r.tasks_expired;
             report.workers_reaped.extend(r.workers_reaped);
             report.tasks_returned += r.tasks_returned;
             report.records_purged += r.records_purged;

@@ -140,7 +140,7 @@ function renderQueues(queues) {
       ...(q.paused ? [' ', el('span', { class: 'paused', 'data-field': 'paused' }, 'paused')] : [])),
     el('td', { class: 'text', 'data-field': 'policy' }, q.policy),
     el('td', { class: 'text', 'data-field': 'strategy' }, q.strategy),
-    ...['scheduled', 'ready', 'inbox', 'running', 'retrying', 'succeeded', 'dead', 'cancelled']
+    ...['scheduled', 'ready', 'inbox', 'running', 'retrying', 'succeeded', 'dead', 'cancelled', 'expired']
       .map(f => el('td', { 'data-field': f }, int(q[f]))),
     bound(q),
     limit(q),
@@ -342,13 +342,13 @@ async function showTask(id) {
   if (t.trace_state) rows.push(['tracestate', t.trace_state]);
   // A read-only dashboard offers no action.
   const buttons = [];
-  if (actionsOn && !['succeeded', 'dead', 'cancelled'].includes(t.state)) {
+  if (actionsOn && !['succeeded', 'dead', 'cancelled', 'expired'].includes(t.state)) {
     buttons.push(el('button', { class: 'cancel', onclick: () => act(t.id, 'cancel') }, 'Cancel'));
   }
   if (actionsOn && t.state === 'dead') {
     buttons.push(el('button', { class: 'redrive', onclick: () => act(t.id, 'redrive') }, 'Re-drive'));
   }
-  if (actionsOn && ['succeeded', 'dead', 'cancelled'].includes(t.state)) {
+  if (actionsOn && ['succeeded', 'dead', 'cancelled', 'expired'].includes(t.state)) {
     buttons.push(' ', el('button', { class: 'delete', onclick: () => act(t.id, 'delete') }, 'Delete'));
   }
   const events = r.body.events.map(e => el('tr', {},

@@ -7,8 +7,8 @@
 /** The states a page lists: [value for the API, label]; the values are the snapshot's fields. */
 const STATES = [['scheduled', 'scheduled'], ['ready', 'ready'], ['inbox', 'inbox (dispatched)'],
   ['running', 'running'], ['retrying', 'retrying'], ['succeeded', 'succeeded'], ['dead', 'dead'],
-  ['cancelled', 'cancelled']];
-const FINISHED = ['succeeded', 'dead', 'cancelled'];
+  ['cancelled', 'cancelled'], ['expired', 'expired']];
+const FINISHED = ['succeeded', 'dead', 'cancelled', 'expired'];
 
 /** The time shown for a state: its heading and the task field. */
 function shownTime(state) {
