@@ -67,7 +67,8 @@ pub(super) async fn lifecycle(probe: &mut Probe, args: &BenchArgs, floors: &Floo
         // The CPU total above includes the INFO calls around each phase; measure again without
         // them for the headline figure.
         let _ = total_cpu;
-        let per_task = cpu_per_task(probe, &s, &q, &w, batch, rounds, args.payload).await?;
+        let tasks = Tasks::new(2, args.payload);
+        let per_task = cpu_per_task(probe, &s, &q, &w, batch, rounds, tasks).await?;
         let upc = |i: usize| per_phase[i].1 as f64 / per_phase[i].0.max(1) as f64;
         let times = |floor: Option<&f64>| match floor {
             Some(f) if *f > 0.0 => format!("{:.1}×", per_task / f),
@@ -100,12 +101,11 @@ pub(super) async fn cpu_per_task(
     w: &WorkerRef,
     batch: usize,
     rounds: usize,
-    payload: usize,
+    mut t: Tasks,
 ) -> Res<f64> {
     let b = s.backend.clone();
     let wc = w.clone();
     let qn = q.clone();
-    let mut t = Tasks::new(2, payload);
     let cpu = measure(probe, || async move {
         for _ in 0..rounds {
             b.submit_batch(t.batch(qn.as_str(), batch)?)

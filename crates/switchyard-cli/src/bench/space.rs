@@ -107,6 +107,8 @@ pub(super) struct Tasks {
     pub(super) ids: TaskIdGenerator,
     payload: Vec<u8>,
     n: u64,
+    /// Each task's deadline this far ahead (plus a few ms that vary), if set.
+    deadline_in_ms: Option<u64>,
 }
 
 impl Tasks {
@@ -115,17 +117,27 @@ impl Tasks {
             ids: TaskIdGenerator::new(seed),
             payload: vec![b'x'; payload],
             n: 0,
+            deadline_in_ms: None,
         }
+    }
+
+    /// Tasks whose deadlines are `ms` ahead, in a varying order (for earliest-deadline-first).
+    pub(super) fn with_deadlines(mut self, ms: u64) -> Self {
+        self.deadline_in_ms = Some(ms);
+        self
     }
 
     pub(super) fn next(&mut self, queue: &str) -> Res<TaskSpec> {
         self.n += 1;
-        TaskSpec::builder(queue, "job")
-            .id(self.ids.next_at(SystemClock.now_ms()))
+        let now = SystemClock.now_ms();
+        let mut b = TaskSpec::builder(queue, "job")
+            .id(self.ids.next_at(now))
             .payload(self.payload.clone())
-            .priority((self.n % 10) as u16)
-            .build()
-            .map_err(err)
+            .priority((self.n % 10) as u16);
+        if let Some(ms) = self.deadline_in_ms {
+            b = b.deadline(now + ms + self.n % 97);
+        }
+        b.build().map_err(err)
     }
 
     pub(super) fn batch(&mut self, queue: &str, n: usize) -> Res<Vec<TaskSpec>> {
