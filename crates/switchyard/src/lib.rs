@@ -56,6 +56,7 @@ mod client;
 mod handle;
 mod json;
 pub mod metrics;
+mod operate;
 pub mod partition;
 mod queue;
 mod trace;
