@@ -1,6 +1,7 @@
 //! The task browser (`Inspect::browse`) on the memory reference and on a real Redis, the same
 //! scenario on both (same task ids, same manual clock): every state of an FCFS queue (with
-//! tombstones of cancelled tasks in its list) and of a priority queue, oldest and newest
+//! tombstones of cancelled tasks in its list), of a priority queue and of an
+//! earliest-deadline-first queue that expires late tasks (the one with `expired` tasks), oldest and newest
 //! first, unfiltered, by kind and by id prefix, paged 7 at a time. Each listing must hold
 //! exactly the tasks `get_task` says are in that state, once each, in the same order on both
 //! backends, newest first the reverse of oldest first; ready oldest first is the dispatch
@@ -14,8 +15,8 @@ use std::time::Duration;
 
 use switchyard_core::prelude::*;
 use switchyard_core::{
-    BROWSE_SCAN, Browse, BrowseOrder, Clock, ManualClock, Policy, QueueConfig, QueueName, TaskId,
-    TaskKind, TaskSpec, TaskState,
+    BROWSE_SCAN, Browse, BrowseOrder, Clock, ManualClock, Policy, QueueConfig, QueueName, Strategy,
+    TaskId, TaskKind, TaskSpec, TaskState,
 };
 use switchyard_memory::MemoryBackend;
 use switchyard_redis::{RedisBackend, RedisConfig};
@@ -28,6 +29,7 @@ const START: u64 = 1_700_000_000_000;
 struct Scenario {
     fifo: Vec<TaskSpec>,
     prio: Vec<TaskSpec>,
+    quotes: Vec<TaskSpec>,
 }
 
 fn scenario() -> Scenario {
@@ -55,7 +57,20 @@ fn scenario() -> Scenario {
                 .unwrap()
         })
         .collect();
-    Scenario { fifo, prio }
+    // A third late (expired by maintenance), a third due in ten minutes, a third without.
+    let quotes = (0..120)
+        .map(|i| {
+            let b = TaskSpec::builder("quotes", kind(i));
+            match i % 3 {
+                0 => b.deadline(START + 1),
+                1 => b.deadline(START + 600_000 - i as u64),
+                _ => b,
+            }
+            .build()
+            .unwrap()
+        })
+        .collect();
+    Scenario { fifo, prio, quotes }
 }
 
 /// Runs the scenario on `b`: tasks in every state of both queues.
@@ -70,6 +85,12 @@ async fn play(b: &dyn Backend, clock: &ManualClock, s: &Scenario) {
         aging_step_ms: None,
     };
     b.declare_queue(&prio, prio_config).await.unwrap();
+    let quotes =
+        QueueConfig::new(Policy::EarliestDeadlineFirst, Strategy::RoundRobin).with_expire_late();
+    b.declare_queue(&QueueName::new("quotes").unwrap(), quotes)
+        .await
+        .unwrap();
+    b.submit_batch(s.quotes.clone()).await.unwrap();
     b.submit_batch(s.fifo[..1_000].to_vec()).await.unwrap();
     b.submit_batch(s.fifo[1_000..].to_vec()).await.unwrap();
     b.submit_batch(s.prio.clone()).await.unwrap();
@@ -98,6 +119,9 @@ async fn play(b: &dyn Backend, clock: &ManualClock, s: &Scenario) {
             }
         }
     }
+    // The late quotes expire (no worker serves that queue).
+    let report = b.maintain(1_000).await.unwrap();
+    assert_eq!(report.tasks_expired, 40);
 }
 
 /// Every page of `query` from the start: the ids in order, and the most entries a page
@@ -128,13 +152,13 @@ async fn list(b: &dyn Backend, query: &Browse) -> (Vec<TaskId>, usize, usize) {
 /// Every listing of the scenario on `b`, checked against `get_task`, as
 /// `(what, ids)` in a fixed order.
 async fn listings(b: &dyn Backend, s: &Scenario) -> Vec<(String, Vec<TaskId>)> {
-    let all: Vec<&TaskSpec> = s.fifo.iter().chain(&s.prio).collect();
+    let all: Vec<&TaskSpec> = s.fifo.iter().chain(&s.prio).chain(&s.quotes).collect();
     let mut infos = Vec::new();
     for spec in &all {
         infos.push(b.get_task(spec.id()).await.unwrap().unwrap());
     }
     let mut out = Vec::new();
-    for queue in ["fifo", "prio"] {
+    for queue in ["fifo", "prio", "quotes"] {
         let name = QueueName::new(queue).unwrap();
         for state in TaskState::ALL {
             let want: BTreeSet<TaskId> = infos
@@ -256,10 +280,17 @@ async fn both_backends_list_every_state_alike() {
         .filter(|(_, ids)| !ids.is_empty())
         .map(|(what, _)| what.as_str())
         .collect();
+    // Every state in the FCFS queue (its tombstones among them), but expired: only an
+    // earliest-deadline-first queue expires tasks.
     for state in TaskState::ALL {
+        let queue = if state == TaskState::Expired {
+            "quotes"
+        } else {
+            "fifo"
+        };
         assert!(
-            states.contains(format!("fifo {state}").as_str()),
-            "the scenario has no {state} task in fifo"
+            states.contains(format!("{queue} {state}").as_str()),
+            "the scenario has no {state} task in {queue}"
         );
     }
     assert_eq!(redis.audit().await.unwrap(), Vec::<String>::new());
