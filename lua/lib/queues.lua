@@ -163,12 +163,7 @@ end
 local function flush_expiry(q)
   if not q.xm_dirty then return end
   q.xm_dirty = nil
-  if q.xm > 0 then
-    call('HSET', q.k_state, 'xm', q.xm)
-    call('PUBLISH', channel(CH_DUE), q.xm)
-  else
-    call('HDEL', q.k_state, 'xm')
-  end
+  write_due(q, 'xm', q.xm)
 end
 
 -- FCFS: puts entry `m` (sequence number `order`) into the ready list at its place in sequence

@@ -83,6 +83,18 @@ local function wake_has_come(q)
   return true
 end
 
+-- Writes a due time of `q` kept in its state field `field` (the rate wake mark 't', the
+-- expiry mark 'xm' of lib/deadline.lua) and wakes the maintenance loops sleeping until a later
+-- time (Backend::sleep_until_due); 0 removes the field.
+local function write_due(q, field, at)
+  if at > 0 then
+    call('HSET', q.k_state, field, at)
+    call('PUBLISH', channel(CH_DUE), at)
+  else
+    call('HDEL', q.k_state, field)
+  end
+end
+
 -- Writes what this call changed of `q`'s rate state (from `flush`).
 local function flush_rate(q)
   local p = q.rpush
@@ -92,11 +104,6 @@ local function flush_rate(q)
   end
   if q.wake_dirty then
     q.wake_dirty = nil
-    if q.wake > 0 then
-      call('HSET', q.k_state, 't', q.wake)
-      call('PUBLISH', channel(CH_DUE), q.wake)
-    else
-      call('HDEL', q.k_state, 't')
-    end
+    write_due(q, 't', q.wake)
   end
 end
