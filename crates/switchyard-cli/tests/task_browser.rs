@@ -234,6 +234,15 @@ async fn the_task_browser_lists_pages_finds_and_acts_in_a_real_browser() {
         json!([]),
     );
     assert!(warning.as_str().unwrap().contains("`big`"), "{warning}");
+    // The warning comes while the worker drains; once it has gone its row goes too, moving the
+    // form below (a click must not race that move).
+    page.wait_for(
+        WAIT,
+        "the worker's row gone",
+        "return document.querySelectorAll('#workers tbody tr').length === 0
+           && !document.getElementById('no-workers').hidden ? true : null;",
+        json!([]),
+    );
 
     // All 120 dead tasks of `bad`, re-driven from the page (two clicks), in steps.
     let dead = list(&page, "bad", "dead", "");

@@ -249,10 +249,18 @@ impl Session {
             if !(v.is_null() || v == Value::Bool(false)) {
                 return v;
             }
-            assert!(
-                started.elapsed() < within,
-                "timed out waiting for the page to show {what}"
-            );
+            if started.elapsed() >= within {
+                // What the page says instead (its banners, form and pager) tells why.
+                let shown = self.run(
+                    "const t = id => { const e = document.getElementById(id);
+                       return e ? (e.hidden ? '(hidden) ' : '') + e.textContent.slice(0, 300) : '(none)'; };
+                     const v = id => { const e = document.getElementById(id); return e ? e.value : '(none)'; };
+                     return {message: t('message'), error: t('error'), warnings: t('warnings'),
+                       queue: v('b-queue'), state: v('b-state'), info: t('b-info')};",
+                    json!([]),
+                );
+                panic!("timed out waiting for the page to show {what}; the page shows {shown}");
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
