@@ -15,7 +15,9 @@ if limit > 0 then
     n = n + 1
   end
   if n > 0 then
-    call('HDEL', K_TASKS, unpack(ids))
+    local fields = {}
+    for i, id in ipairs(ids) do fields[2 * i - 1] = id; fields[2 * i] = progress_field(id) end
+    call('HDEL', K_TASKS, unpack(fields))
     call('ZREM', q.k_done, unpack(ids))
   end
   if dedup == 1 then

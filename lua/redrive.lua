@@ -10,6 +10,7 @@ if r.st ~= S_DEAD then fail('SY_WRONG_STATE', r.st) end
 call('ZREM', K_DEAD, format('%s|%012x|%s', q.name, r.tm, id))
 call('ZREM', q.k_done, id)
 r.at = 0
+call('HDEL', K_TASKS, progress_field(id)) -- attempts count from 1 again
 r.res = ''
 emit(q, 'retried', r.id, nil, format('%.0f', NOW))
 place(r, q, nil, false, NOW)

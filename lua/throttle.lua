@@ -23,6 +23,7 @@ if r.fl % 2 == F_CANCEL then
   reply = {A_CANCELLED, S_CANCELLED}
 else
   r.at = r.at - 1
+  call('HDEL', K_TASKS, progress_field(r.id)) -- the run did not count, nor does its progress
   if NOW + hold > q.hold then
     q.hold = NOW + hold
     call('HSET', q.k_state, 'u', q.hold)

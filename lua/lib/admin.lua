@@ -67,7 +67,7 @@ end
 local function drop_finished(q, r)
   unindex_finished(q, r)
   call('ZREM', q.k_done, r.id)
-  call('HDEL', K_TASKS, r.id)
+  call('HDEL', K_TASKS, r.id, progress_field(r.id))
 end
 
 -- Cancels a scheduled or retry-scheduled task (State::cancel_waiting).

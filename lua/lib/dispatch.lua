@@ -27,14 +27,18 @@ end
 -- Dispatch decisions made by this call, reported as {id, queue, worker, ...}.
 local ASSIGN
 
--- Counts an event of queue `q` (EventCounts: every kind, recorded or not; written by `flush`
--- as the queue state's fields 'n:<kind>') and appends it to the log if the queue records its
--- kind (EventLevel: 0 off, 1 failures, 2 all; failures are failed, retried, dead and cancelled).
+-- Counts an event of queue `q` (EventCounts: every kind, recorded or not, but progress; written
+-- by `flush` as the queue state's fields 'n:<kind>') and appends it to the log if the queue
+-- records its kind (EventKind::recorded_at; EventLevel: 0 off, 1 failures — failed, retried,
+-- dead, cancelled, expired —, 2 all).
 local function emit(q, kind, id, w, detail)
-  local counts = q.counts
-  if not counts then counts = {}; q.counts = counts end
-  counts[kind] = (counts[kind] or 0) + 1
-  if q.ev == 0 or (q.ev == 1 and (kind == 'submitted' or kind == 'dispatched' or kind == 'succeeded')) then
+  if kind ~= 'progress' then
+    local counts = q.counts
+    if not counts then counts = {}; q.counts = counts end
+    counts[kind] = (counts[kind] or 0) + 1
+  end
+  if q.ev == 0 or (q.ev == 1 and (kind == 'submitted' or kind == 'dispatched'
+      or kind == 'succeeded' or kind == 'progress')) then
     return
   end
   call('XADD', K_EVENTS, 'MAXLEN', '~', EVENT_CAP, '*', 'k', kind, 't', id, 'q', q.name,

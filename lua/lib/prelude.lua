@@ -31,7 +31,7 @@ local call, sub, format, find, byte, match, gsub, gmatch, spack, sunpack, floor,
   concat, sort, tonumber, tostring, ipairs, pairs, unpack, next
 
 -- Keys (one hash-tag slot; all passed in KEYS; nothing here builds a key name).
-local K_TASKS               -- HASH  id -> task record; 'd:<queue>|<key>' -> '<id>|<expires>'
+local K_TASKS               -- HASH  id -> task record; 'd:<queue>|<key>' -> '<id>|<expires>'; 'p:<id>' -> progress
 local K_META                -- HASH  '~seq' counter, '~n:<queue>:<state>' counts, queue -> config
 local K_WORKERS             -- HASH  worker -> worker record; '<worker>|<queue>' -> balancer state
 local K_HB                  -- ZSET  heartbeat expiry -> worker

@@ -37,6 +37,12 @@ local function rec_put(r)
     r.tm, r.cr, #r.w, #r.e, #r.res) .. dl .. r.w .. r.e .. r.res .. r.body
 end
 
+-- The 'tasks' field holding task `id`'s progress (progress.lua); deleted with the record, and
+-- when a run that does not count (throttle) or a re-drive reuses attempt numbers.
+local function progress_field(id)
+  return 'p:' .. id
+end
+
 -- Whether a task in state `st` has finished (succeeded, dead, cancelled or expired).
 local function finished(st)
   return st >= S_SUCCEEDED

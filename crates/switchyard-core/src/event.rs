@@ -30,10 +30,15 @@ pub enum EventKind {
     Cancelled,
     /// A task was still waiting at its deadline and expired.
     Expired,
+    /// A running task's handler reported progress; `detail` is the percentage and message
+    /// (announced reports only, at most one a second per attempt: [`crate::progress`]).
+    /// Recorded at [`EventLevel::All`] only, and not counted in [`EventCounts`].
+    Progress,
 }
 
 impl EventKind {
-    /// Every kind, in lifecycle order.
+    /// Every counted kind (the lifecycle steps), in lifecycle order; [`EventKind::Progress`]
+    /// is the one kind not among them.
     pub const ALL: [EventKind; 8] = [
         EventKind::Submitted,
         EventKind::Dispatched,
@@ -56,12 +61,16 @@ impl EventKind {
             EventKind::Dead => "dead",
             EventKind::Cancelled => "cancelled",
             EventKind::Expired => "expired",
+            EventKind::Progress => "progress",
         }
     }
 
     /// Parses [`EventKind::as_str`] output.
     pub fn parse(s: &str) -> Option<EventKind> {
-        EventKind::ALL.into_iter().find(|k| k.as_str() == s)
+        EventKind::ALL
+            .into_iter()
+            .chain([EventKind::Progress])
+            .find(|k| k.as_str() == s)
     }
 
     /// Whether a queue at `level` records this kind.
@@ -117,7 +126,7 @@ pub struct EventCounts {
 }
 
 impl EventCounts {
-    /// The count of `kind`.
+    /// The count of `kind` (0 for [`EventKind::Progress`], which is not counted).
     pub fn get(&self, kind: EventKind) -> u64 {
         match kind {
             EventKind::Submitted => self.submitted,
@@ -128,10 +137,11 @@ impl EventCounts {
             EventKind::Dead => self.dead,
             EventKind::Cancelled => self.cancelled,
             EventKind::Expired => self.expired,
+            EventKind::Progress => 0,
         }
     }
 
-    /// Adds `n` events of `kind`.
+    /// Adds `n` events of `kind` (progress events are not counted: nothing changes).
     pub fn add(&mut self, kind: EventKind, n: u64) {
         let slot = match kind {
             EventKind::Submitted => &mut self.submitted,
@@ -142,6 +152,7 @@ impl EventCounts {
             EventKind::Dead => &mut self.dead,
             EventKind::Cancelled => &mut self.cancelled,
             EventKind::Expired => &mut self.expired,
+            EventKind::Progress => return,
         };
         *slot = slot.saturating_add(n);
     }

@@ -140,6 +140,11 @@ pub struct TaskInfo {
     /// for those states; a retry or a return to the queue sets it again).
     #[serde(default)]
     pub ready_since: Option<Millis>,
+    /// The progress its latest attempt reported ([`crate::progress`]), if any. Filled by
+    /// [`Tasks::get_task`](crate::Tasks::get_task); pages of tasks (browse, dead sets) leave
+    /// it out.
+    #[serde(default)]
+    pub progress: Option<crate::Progress>,
     /// The submitter's trace context, if it had one.
     pub trace_parent: Option<crate::TraceParent>,
     /// The vendor state of that trace context, if it had one.
@@ -175,6 +180,7 @@ impl TaskInfo {
             finished_at: None,
             start_by: None,
             ready_since: None,
+            progress: None,
             trace_parent: None,
             trace_state: None,
             payload: Vec::new(),

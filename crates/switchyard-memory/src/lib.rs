@@ -76,8 +76,9 @@ use switchyard_core::backend::due_pause;
 use switchyard_core::{
     Ack, AckOutcome, Assignment, Browse, CancelOutcome, Clock, Delivery, Error, Event, HandBack,
     HeartbeatReply, Inspect, Lease, Leases, Maintain, MaintenanceReport, Membership, Produce,
-    QueueConfig, QueueName, Queues, RegisterOutcome, Result, Stats, SubmitOutcome, SystemClock,
-    TaskId, TaskInfo, TaskKind, TaskOutcome, TaskPage, TaskSpec, Tasks, WorkerRef, WorkerSpec,
+    Progress, ProgressAck, QueueConfig, QueueName, Queues, RegisterOutcome, Result, Stats,
+    SubmitOutcome, SystemClock, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskPage, TaskSpec, Tasks,
+    WorkerRef, WorkerSpec,
 };
 use tokio::time::Instant;
 
@@ -420,6 +421,10 @@ impl Leases for MemoryBackend {
         let hold = switchyard_core::flow::rate::hold_ms(hold)?;
         self.with(|s, now| s.throttle(lease, hold, now))
     }
+
+    async fn progress(&self, lease: &Lease, progress: &Progress) -> Result<ProgressAck> {
+        self.with(|s, now| s.progress(lease, progress, now))
+    }
 }
 
 #[async_trait]
@@ -450,6 +455,39 @@ impl Tasks for MemoryBackend {
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return Ok(None);
+            }
+        }
+    }
+
+    async fn wait_progress(
+        &self,
+        id: TaskId,
+        seen: Option<&Progress>,
+        timeout: Duration,
+    ) -> Result<Option<Progress>> {
+        let deadline = Instant::now() + timeout;
+        let (progressed, finished) = {
+            let state = self.lock();
+            (state.progressed.clone(), state.finished.clone())
+        };
+        loop {
+            let announced = progressed.notified();
+            let ended = finished.notified();
+            tokio::pin!(announced, ended);
+            announced.as_mut().enable();
+            ended.as_mut().enable();
+            let now = {
+                let state = self.lock();
+                let info = state.get_task(id).ok_or(Error::TaskNotFound(id))?;
+                if info.progress.as_ref() != seen || info.state.is_terminal() {
+                    return Ok(info.progress);
+                }
+                info.progress
+            };
+            tokio::select! {
+                () = &mut announced => {}
+                () = &mut ended => {}
+                () = tokio::time::sleep_until(deadline) => return Ok(now),
             }
         }
     }

@@ -36,6 +36,7 @@ mod inspect;
 mod leases;
 mod maintain;
 mod place;
+mod progress;
 mod queues;
 mod rate;
 mod records;
@@ -79,6 +80,8 @@ pub(crate) struct State {
     pub(crate) listeners: HashSet<WorkerId>,
     /// Wakes everyone waiting for an outcome.
     pub(crate) finished: Arc<Notify>,
+    /// Wakes everyone waiting for progress (an announced report: `state/progress.rs`).
+    pub(crate) progressed: Arc<Notify>,
     /// Wakes every maintenance loop sleeping in `sleep_until_due` when a delayed task becomes
     /// the first of its queue (the earliest due time may have moved earlier).
     pub(crate) due_moved: Arc<Notify>,

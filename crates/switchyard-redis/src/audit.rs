@@ -140,12 +140,27 @@ impl RedisBackend {
         }
 
         let mut records: HashMap<String, Record> = HashMap::new();
-        for (id, raw) in tasks.iter().filter(|(id, _)| !id.starts_with("d:")) {
+        for (id, raw) in tasks
+            .iter()
+            .filter(|(id, _)| !id.starts_with("d:") && !id.starts_with("p:"))
+        {
             match codec::decode_record(raw) {
                 Ok(r) => {
                     records.insert(id.clone(), r);
                 }
                 Err(err) => problems.push(format!("record {id} does not decode: {err}")),
+            }
+        }
+        // Progress lives and goes with its task's record (`lua/progress.lua`).
+        for (field, id, raw) in tasks
+            .iter()
+            .filter_map(|(f, raw)| Some((f, f.strip_prefix("p:")?, raw)))
+        {
+            if !records.contains_key(id) {
+                problems.push(format!("progress {field} of a task without a record"));
+            }
+            if let Err(err) = codec::decode_progress(raw) {
+                problems.push(format!("progress {field} does not decode: {err}"));
             }
         }
         let mut counts: BTreeMap<(String, u8), i64> = BTreeMap::new();

@@ -34,7 +34,7 @@ use std::sync::{Arc, RwLock};
 
 use redis::Value;
 use switchyard_core::{
-    Clock, Delivery, Error, QueueName, Result, SubmitOutcome, TaskId, TaskSpec, WorkerId,
+    Clock, Delivery, Error, Progress, QueueName, Result, SubmitOutcome, TaskId, TaskSpec, WorkerId,
 };
 use tokio::sync::Mutex;
 
@@ -335,6 +335,26 @@ impl RedisBackend {
             )
             .await?;
         raw.map(|b| codec::decode_record(&b)).transpose()
+    }
+
+    /// A task's record and the progress of its latest attempt (`lua/progress.lua`), in one
+    /// read.
+    async fn record_with_progress(&self, id: TaskId) -> Result<Option<(Record, Option<Progress>)>> {
+        let (raw, progress): (Option<Vec<u8>>, Option<Vec<u8>>) = self
+            .query(
+                redis::cmd("HMGET")
+                    .arg(self.inner.keys.fixed(keys::TASKS))
+                    .arg(id.to_string())
+                    .arg(crate::protocol::progress_field(id)),
+            )
+            .await?;
+        let Some(raw) = raw else { return Ok(None) };
+        let record = codec::decode_record(&raw)?;
+        let progress = progress
+            .map(|p| codec::decode_progress(&p))
+            .transpose()?
+            .filter(|p| p.attempt() == record.attempts);
+        Ok(Some((record, progress)))
     }
 
     /// A worker's queues: cached, or read from its record (`None` if not registered).

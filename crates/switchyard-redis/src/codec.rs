@@ -8,9 +8,9 @@ pub(crate) use reply::*;
 
 use redis::Value;
 use switchyard_core::{
-    Assignment, Delivery, Error, Event, EventKind, Lease, LeaseToken, MAX_RUN_AT_MS, QueueConfig,
-    QueueName, TRACE_PARENT_LEN, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec, TaskState,
-    TraceParent, TraceState, WorkerId,
+    Assignment, Delivery, Error, Event, EventKind, Lease, LeaseToken, MAX_RUN_AT_MS, Progress,
+    QueueConfig, QueueName, TRACE_PARENT_LEN, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec,
+    TaskState, TraceParent, TraceState, WorkerId,
 };
 
 use crate::protocol::{TASK_CANCEL_REQUESTED, TASK_DEADLINE, WORKER_DRAINING, record, state_from};
@@ -234,6 +234,22 @@ fn trace_part(r: &mut Reader<'_>) -> (Option<TraceParent>, Option<TraceState>) {
         }
         _ => (None, None),
     }
+}
+
+/// A stored progress value (`lua/progress.lua`; [`crate::protocol::PROGRESS_LEN`] bytes, then
+/// the message).
+pub(crate) fn decode_progress(bytes: &[u8]) -> Result<Progress, Error> {
+    if bytes.len() < crate::protocol::PROGRESS_LEN {
+        return Err(protocol("progress value shorter than its header"));
+    }
+    let mut r = Reader { bytes, at: 0 };
+    let attempt = num(r.uint(2)?)?;
+    let ppm = num(r.uint(4)?)?;
+    let at = r.uint(6)?;
+    let _announced = r.uint(6)?;
+    let reports = r.uint(6)?;
+    let message = r.text(bytes.len() - crate::protocol::PROGRESS_LEN)?;
+    Ok(Progress::from_ppm(ppm, message)?.stored(attempt, at, reports))
 }
 
 pub(crate) fn decode_record(bytes: &[u8]) -> Result<Record, Error> {

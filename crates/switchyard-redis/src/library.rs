@@ -318,6 +318,7 @@ transitions! {
     complete => "complete.lua",
     fail => "fail.lua",
     throttle => "throttle.lua",
+    progress => "progress.lua",
     cancel => "cancel.lua",
     promote => "promote.lua",
     purge => "purge.lua",

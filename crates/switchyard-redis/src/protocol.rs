@@ -93,6 +93,16 @@ pub(crate) const WORKER_WAITING: u64 = 1;
 /// See [`WORKER_WAITING`]; a draining worker's flags are at least this value.
 pub(crate) const WORKER_DRAINING: u64 = 2;
 
+/// The `tasks` field holding a task's progress (`p:<id>`; `progress_field` in
+/// `lua/lib/records.lua`).
+pub(crate) fn progress_field(id: switchyard_core::TaskId) -> String {
+    format!("p:{id}")
+}
+
+/// The fixed part of a stored progress value (`PROGRESS` in `lua/lib/protocol.lua`, `>HI4I6I6I6`:
+/// attempt, parts per million, reported at, last announced at, reports); the message follows.
+pub(crate) const PROGRESS_LEN: usize = 24;
+
 /// What `complete` and `fail` answer for each lease, one table for both (`A_*`).
 #[repr(u8)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -273,12 +283,14 @@ mod tests {
     use crate::codec::ack;
 
     const LIB: &str = include_str!("../../../lua/lib/protocol.lua");
+    const PROGRESS_LUA: &str = include_str!("../../../lua/progress.lua");
     const BEGIN: &str = include_str!("../../../lua/lib/begin.lua");
 
     /// `local A, B = 1, 2` and `local F = '>B'` lines of lib/protocol.lua, by name.
     fn lua_constants() -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
-        for line in LIB.lines() {
+        // The progress rule's numbers live in the one script that uses them.
+        for line in LIB.lines().chain(PROGRESS_LUA.lines()) {
             let Some(rest) = line.strip_prefix("local ") else {
                 continue;
             };
@@ -368,6 +380,19 @@ mod tests {
         expect(&lua, "F_CANCEL", TASK_CANCEL_REQUESTED);
         expect(&lua, "F_AWAITED", TASK_AWAITED);
         expect(&lua, "F_DEADLINE", TASK_DEADLINE);
+        expect(
+            &lua,
+            "PROGRESS_GAP",
+            switchyard_core::progress::PROGRESS_ANNOUNCE_GAP_MS,
+        );
+        expect(&lua, "PPM_WHOLE", switchyard_core::progress::PPM_WHOLE);
+        expect(
+            &lua,
+            "PROGRESS_MESSAGE_MAX",
+            switchyard_core::progress::PROGRESS_MESSAGE_MAX,
+        );
+        expect(&lua, "PROGRESS", ">HI4I6I6I6");
+        assert_eq!(PROGRESS_LEN, 2 + 4 + 6 + 6 + 6, "the size of PROGRESS");
         expect(&lua, "W_WAITING", WORKER_WAITING);
         expect(&lua, "W_DRAINING", WORKER_DRAINING);
         let acks = [

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use switchyard_core::prelude::*;
 use switchyard_core::{
-    CancelOutcome, Error, Result, SubmitOutcome, TaskId, TaskInfo, TaskOutcome, TaskState,
+    CancelOutcome, Error, Progress, Result, SubmitOutcome, TaskId, TaskInfo, TaskOutcome, TaskState,
 };
 
 use crate::json::from_json;
@@ -115,6 +115,40 @@ impl TaskHandle {
     /// ```
     pub async fn attempts(&self) -> Result<Option<u32>> {
         Ok(self.info().await?.map(|i| i.attempts))
+    }
+
+    /// The progress its latest attempt reported ([`TaskContext::progress`](crate::TaskContext::progress)),
+    /// if any.
+    pub async fn progress(&self) -> Result<Option<Progress>> {
+        Ok(self.info().await?.and_then(|i| i.progress))
+    }
+
+    /// Waits up to `timeout`, without polling, for the task's progress to be announced as
+    /// something other than `seen` (what an earlier call returned; `None` at first) or for the
+    /// task to finish; returns the progress then. Announcements come at most once a second
+    /// per attempt ([`crate::progress`]), so a progress bar built on this loop redraws at most
+    /// that often:
+    ///
+    /// ```no_run
+    /// # async fn bar(task: switchyard::TaskHandle) -> switchyard::Result<()> {
+    /// use std::time::Duration;
+    /// let mut seen = None;
+    /// while !task.state().await?.is_some_and(|s| s.is_terminal()) {
+    ///     let now = task.wait_progress(seen.as_ref(), Duration::from_secs(30)).await?;
+    ///     if let Some(p) = &now {
+    ///         println!("{} {}", p.percent_text(), p.message());
+    ///     }
+    ///     seen = now;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn wait_progress(
+        &self,
+        seen: Option<&Progress>,
+        timeout: Duration,
+    ) -> Result<Option<Progress>> {
+        self.backend.wait_progress(self.id, seen, timeout).await
     }
 
     /// Cancels the task: at once if it has not started, by asking its worker if it runs

@@ -69,11 +69,12 @@ pub use partition::Partitioned;
 pub use queue::Queue;
 pub use switchyard_core::admin;
 pub use switchyard_core::flow;
+pub use switchyard_core::progress;
 pub use switchyard_core::{
     BROWSE_PAGE_MAX, BROWSE_SCAN, BackendErrorKind, Backoff, Browse, BrowseOrder, CancelOutcome,
-    Error, Event, EventCounts, EventKind, EventLevel, Policy, QueueConfig, QueueName, QueueStats,
-    Result, Stats, Strategy, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskPage, TaskSpec,
-    TaskSpecBuilder, TaskState, TraceParent, TraceState, WorkerId, WorkerStats,
+    Error, Event, EventCounts, EventKind, EventLevel, Policy, Progress, QueueConfig, QueueName,
+    QueueStats, Result, Stats, Strategy, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskPage,
+    TaskSpec, TaskSpecBuilder, TaskState, TraceParent, TraceState, WorkerId, WorkerStats,
 };
 pub use switchyard_memory::MemoryBackend;
 pub use switchyard_redis::{Durable, RedisBackend, RedisConfig, Tls};
@@ -98,6 +99,7 @@ pub use worker::{ShutdownHandle, TaskContext, TaskError, Worker, WorkerBuilder, 
 /// # }).unwrap();
 /// ```
 pub mod backend {
+    pub use switchyard_core::ProgressAck;
     pub use switchyard_core::backend::{
         Ack, AckOutcome, Assignment, Backend, Delivery, HandBack, HeartbeatReply, Inspect, Lease,
         LeaseToken, Leases, MAX_ERROR_BYTES, MIN_DUE_PAUSE, Maintain, MaintenanceReport,

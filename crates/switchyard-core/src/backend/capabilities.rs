@@ -11,8 +11,8 @@ use super::{
     MaintenanceReport, RegisterOutcome, Stats, SubmitOutcome, TaskPage,
 };
 use crate::{
-    Event, QueueConfig, QueueName, Result, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskSpec,
-    WorkerRef, WorkerSpec,
+    Event, Progress, ProgressAck, QueueConfig, QueueName, Result, TaskId, TaskInfo, TaskKind,
+    TaskOutcome, TaskSpec, WorkerRef, WorkerSpec,
 };
 
 /// Declaring queues and changing them: their configuration, pause flag, contents and existence.
@@ -187,6 +187,11 @@ pub trait Leases: Send + Sync {
     /// pending ends the task cancelled instead. Refused (changing nothing) if the lease is
     /// stale.
     async fn throttle(&self, lease: &Lease, hold: Duration) -> Result<AckOutcome>;
+
+    /// Stores how far the lease's task has come ([`crate::progress`]: accepted only under the
+    /// current lease, announced at most once a second per attempt). Changes nothing else: not
+    /// the lease, not the task's state.
+    async fn progress(&self, lease: &Lease, progress: &Progress) -> Result<ProgressAck>;
 }
 
 /// One task by id: reading it, waiting for its end, cancelling, re-driving or deleting it, and
@@ -201,6 +206,17 @@ pub trait Tasks: Send + Sync {
 
     /// Waits up to `timeout` for the task to end, without polling the backend.
     async fn wait_outcome(&self, id: TaskId, timeout: Duration) -> Result<Option<TaskOutcome>>;
+
+    /// Waits up to `timeout`, without polling, until the task's progress is announced as
+    /// something other than `seen` ([`crate::progress`]) or the task finishes; returns the
+    /// progress then (that of its latest attempt, `None` if it has none). Returns at once if it
+    /// already differs. [`Error::TaskNotFound`](crate::Error::TaskNotFound) for an unknown id.
+    async fn wait_progress(
+        &self,
+        id: TaskId,
+        seen: Option<&Progress>,
+        timeout: Duration,
+    ) -> Result<Option<Progress>>;
 
     /// Cancels a task: at once if it has not started, by request if it is running.
     async fn cancel(&self, id: TaskId) -> Result<CancelOutcome>;

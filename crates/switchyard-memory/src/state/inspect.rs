@@ -33,7 +33,11 @@ impl State {
     }
 
     pub(crate) fn get_task(&self, id: TaskId) -> Option<TaskInfo> {
-        self.tasks.get(&id).map(|t| t.info())
+        self.tasks.get(&id).map(|t| {
+            let mut info = t.info();
+            info.progress = t.current_progress().cloned();
+            info
+        })
     }
 
     pub(crate) fn get_outcome(&self, id: TaskId) -> Option<TaskOutcome> {

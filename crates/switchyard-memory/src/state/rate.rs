@@ -149,6 +149,8 @@ impl State {
         } else {
             let t = self.task_mut(id)?;
             t.attempts = t.attempts.saturating_sub(1);
+            // The run did not count: neither does its progress (the next run reuses its number).
+            t.progress = None;
             let q = self.queue_mut(&lease.queue)?;
             q.rate.hold_until = q.rate.hold_until.max(now.saturating_add(hold_ms));
             let until = q.rate.hold_until;

@@ -7,7 +7,7 @@ use switchyard_core::{
     Delivery, Lease, LeaseToken, Millis, QueueName, Result, TaskId, TaskInfo, TaskKind,
     TaskOutcome, TaskState, WorkerId,
 };
-use switchyard_core::{TraceParent, TraceState};
+use switchyard_core::{Progress, TraceParent, TraceState};
 
 use super::{State, internal};
 
@@ -49,6 +49,8 @@ pub(crate) struct Task {
     pub(crate) outcome: Option<TaskOutcome>,
     pub(crate) finished_at: Millis,
     pub(crate) retain_until: Millis,
+    /// The last progress report and when its attempt last announced one (`state/progress.rs`).
+    pub(crate) progress: Option<(Progress, Millis)>,
 }
 
 impl Task {

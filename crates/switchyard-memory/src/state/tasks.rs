@@ -81,6 +81,7 @@ impl State {
                 outcome: None,
                 finished_at: 0,
                 retain_until: 0,
+                progress: None,
                 payload: spec.payload().to_vec(),
             }),
         );
@@ -149,6 +150,8 @@ impl State {
         {
             let t = self.task_mut(id)?;
             t.attempts = 0;
+            // Its attempts count again from 1: the old runs' progress goes (flow: progress).
+            t.progress = None;
             t.outcome = None;
             t.run_at = None;
         }

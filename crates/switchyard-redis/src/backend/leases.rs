@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use futures_util::{FutureExt, StreamExt};
 use switchyard_core::backend::normalize_error;
 use switchyard_core::{
-    AckOutcome, Assignment, Delivery, Error, Lease, Leases, QueueName, Result, WorkerId, WorkerRef,
+    AckOutcome, Assignment, Delivery, Error, Lease, Leases, Progress, ProgressAck, QueueName,
+    Result, WorkerId, WorkerRef,
 };
 
 use super::combining::Completion;
@@ -220,6 +221,24 @@ impl Leases for RedisBackend {
                 .arg(lease.token.0)
                 .arg(hold);
             Ok(codec::failed(self.exec_durable(&inv).await?)?)
+        })
+        .await
+    }
+
+    /// Not durable: a report changes no task state, and a lost one is replaced by the next.
+    async fn progress(&self, lease: &Lease, progress: &Progress) -> Result<ProgressAck> {
+        verified("progress", |_| async move {
+            let now = self.now_arg();
+            let f = &self.functions().progress;
+            let mut inv = self.invocation(f, &[&lease.queue], &now);
+            inv.arg(lease.queue.as_str())
+                .arg(lease.task.to_string())
+                .arg(lease.worker.as_str())
+                .arg(lease.token.0)
+                .arg(progress.ppm())
+                .arg(progress.message());
+            let v = self.exec(&inv).await.map_err(|f| f.into_error())?;
+            Ok(codec::progressed(v)?)
         })
         .await
     }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::Value;
 use switchyard_core::{
-    CancelOutcome, Error, QueueName, Result, SubmitOutcome, TaskId, TaskInfo, TaskOutcome,
-    TaskState, Tasks, WorkerId,
+    CancelOutcome, Error, Progress, QueueName, Result, SubmitOutcome, TaskId, TaskInfo,
+    TaskOutcome, TaskState, Tasks, WorkerId,
 };
 
 use super::{RedisBackend, verified};
@@ -16,10 +16,54 @@ use crate::error::wrong_state;
 use crate::protocol::state_from;
 use crate::{codec, keys};
 
+impl RedisBackend {
+    /// Listens on task `id`'s done channel (before its state is checked, so that an
+    /// announcement right after the check is not missed); `None` at `deadline`. A connection
+    /// that fails while subscribing is tried again within the deadline.
+    async fn listening_for(
+        &self,
+        id: TaskId,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<crate::outcomes::Registration>> {
+        let channel = self.inner.keys.done_channel(id);
+        loop {
+            match tokio::time::timeout_at(deadline, self.registration(&channel)).await {
+                Ok(Ok(r)) => return Ok(Some(r)),
+                Ok(Err(e)) if e.is_transient() => {
+                    tokio::time::sleep_until(
+                        deadline.min(tokio::time::Instant::now() + Duration::from_millis(50)),
+                    )
+                    .await;
+                    if tokio::time::Instant::now() >= deadline {
+                        return Ok(None);
+                    }
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(None),
+            }
+        }
+    }
+
+    /// Flags task `id` as awaited (`lua/await.lua`): its state if it has finished, else -1.
+    async fn flag_awaited(&self, id: TaskId) -> Result<i64> {
+        let now = self.now_arg();
+        let mut inv = self.invocation(&self.functions().await_outcome, &[], &now);
+        inv.arg(id.to_string());
+        match self.exec(&inv).await {
+            Ok(v) => int(&v),
+            Err(f) => Err(f.into_error()),
+        }
+    }
+}
+
 #[async_trait]
 impl Tasks for RedisBackend {
     async fn get_task(&self, id: TaskId) -> Result<Option<TaskInfo>> {
-        Ok(self.record(id).await?.map(|r| r.info(id)))
+        Ok(self.record_with_progress(id).await?.map(|(r, progress)| {
+            let mut info = r.info(id);
+            info.progress = progress;
+            info
+        }))
     }
 
     async fn get_outcome(&self, id: TaskId) -> Result<Option<TaskOutcome>> {
@@ -29,37 +73,12 @@ impl Tasks for RedisBackend {
     /// Waits on the backend's one shared subscription (see the `outcomes` module): no polling,
     /// and no connection per waiting caller.
     async fn wait_outcome(&self, id: TaskId, timeout: Duration) -> Result<Option<TaskOutcome>> {
-        let channel = self.inner.keys.done_channel(id);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            // Listen first, then flag the task as awaited and check its state, so that an
-            // announcement right after the check is not missed.
-            let registered = tokio::time::timeout_at(deadline, self.registration(&channel)).await;
-            let mut registration = match registered {
-                Ok(Ok(r)) => r,
-                // The connection failed while subscribing: try again within the deadline.
-                Ok(Err(e)) if e.is_transient() => {
-                    tokio::time::sleep_until(
-                        deadline.min(tokio::time::Instant::now() + Duration::from_millis(50)),
-                    )
-                    .await;
-                    if tokio::time::Instant::now() >= deadline {
-                        break;
-                    }
-                    continue;
-                }
-                Ok(Err(e)) => return Err(e),
-                Err(_) => break,
+            let Some(mut registration) = self.listening_for(id, deadline).await? else {
+                break;
             };
-            let now = self.now_arg();
-            let mut inv = self.invocation(&self.functions().await_outcome, &[], &now);
-            inv.arg(id.to_string());
-            let state = match self.exec(&inv).await {
-                Ok(v) => int(&v),
-                Err(f) => Err(f.into_error()),
-            };
-            if !matches!(state, Ok(s) if s < 0) {
-                state?;
+            if self.flag_awaited(id).await? >= 0 {
                 break;
             }
             match tokio::time::timeout_at(deadline, registration.announced()).await {
@@ -70,6 +89,35 @@ impl Tasks for RedisBackend {
             }
         }
         self.get_outcome(id).await
+    }
+
+    /// Like `wait_outcome`: announced reports publish on the task's done channel while someone
+    /// awaits it (`lua/progress.lua`).
+    async fn wait_progress(
+        &self,
+        id: TaskId,
+        seen: Option<&Progress>,
+        timeout: Duration,
+    ) -> Result<Option<Progress>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let registration = self.listening_for(id, deadline).await?;
+            let finished = self.flag_awaited(id).await? >= 0;
+            let (_, now) = self
+                .record_with_progress(id)
+                .await?
+                .ok_or(Error::TaskNotFound(id))?;
+            let Some(mut registration) = registration else {
+                return Ok(now);
+            };
+            if finished || now.as_ref() != seen {
+                return Ok(now);
+            }
+            match tokio::time::timeout_at(deadline, registration.announced()).await {
+                Ok(_) => {}
+                Err(_) => return Ok(now),
+            }
+        }
     }
 
     async fn cancel(&self, id: TaskId) -> Result<CancelOutcome> {

@@ -3,7 +3,7 @@
 
 use switchyard_core::admin::PurgeReport;
 use switchyard_core::{
-    Ack, AckOutcome, CancelOutcome, EventCounts, HandBack, HeartbeatReply, QueueStats,
+    Ack, AckOutcome, CancelOutcome, EventCounts, HandBack, HeartbeatReply, ProgressAck, QueueStats,
     RegisterOutcome, Rejection, SubmitOutcome, TaskPage, WorkerStats,
 };
 
@@ -304,6 +304,20 @@ pub(crate) fn heartbeat(v: Value) -> Result<HeartbeatReply, Error> {
     reply.expired = expired;
     reply.assignments = assignments(&mut items, None)?;
     Ok(reply)
+}
+
+/// `progress`: `{A_SUCCEEDED, announced 0|1}` or a refusal `{code, state}`.
+pub(crate) fn progressed(v: Value) -> Result<ProgressAck, Error> {
+    let mut items = array(v)?.into_iter();
+    let code = int(&next_of(&mut items, "progress")?)?;
+    let value = next_of(&mut items, "progress")?;
+    match ack(code, &value)? {
+        Ack::Completed => Ok(ProgressAck::Stored {
+            announced: int(&value)? == 1,
+        }),
+        Ack::Rejected(rejection) => Ok(ProgressAck::Rejected(rejection)),
+        other => Err(protocol(format!("progress answered {other:?}"))),
+    }
 }
 
 /// `fail` and `throttle`: `{code, value, assignments...}`.

@@ -155,6 +155,8 @@ pub fn any_op() -> impl proptest::strategy::Strategy<Value = Op> {
         3 => (any::<usize>(), any::<bool>()).prop_map(|(pick, retry)| Op::Fail { pick, retry }),
         2 => (any::<usize>(), prop_oneof![Just(0u64), Just(100), Just(1_000)])
             .prop_map(|(pick, hold_ms)| Op::Throttle { pick, hold_ms }),
+        3 => (any::<usize>(), prop_oneof![Just(0u32), Just(1), Just(333_333), Just(1_000_000)], any::<bool>())
+            .prop_map(|(pick, ppm, message)| Op::Progress { pick, ppm, message }),
         1 => any::<usize>().prop_map(|pick| Op::Cancel { pick }),
         1 => any::<usize>().prop_map(|pick| Op::Redrive { pick }),
         1 => (0..QUEUES).prop_map(|queue| Op::Dispatch { queue }),

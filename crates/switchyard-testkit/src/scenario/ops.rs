@@ -138,6 +138,15 @@ pub enum Op {
         /// How long the queue is held, in ms.
         hold_ms: u64,
     },
+    /// Report progress of a delivered task (its lease may be stale by now).
+    Progress {
+        /// Which delivery.
+        pick: usize,
+        /// Parts per million done.
+        ppm: u32,
+        /// With a message, or without.
+        message: bool,
+    },
     /// Cancel a task.
     Cancel {
         /// Which task.

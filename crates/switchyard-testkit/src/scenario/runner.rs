@@ -479,6 +479,20 @@ impl<B: Backend> Runner<B> {
                     )
                 }
             }
+            Op::Progress { pick, ppm, message } => {
+                if self.deliveries.is_empty() {
+                    "progress: nothing delivered".to_string()
+                } else {
+                    let lease = self.pick_delivery(*pick).await?;
+                    let text = if *message { "step ✓ done" } else { "" };
+                    let report = switchyard_core::Progress::from_ppm(*ppm, text)
+                        .map_err(|e| format!("progress report: {e}"))?;
+                    answer!(
+                        format!("progress {lease:?} {ppm} {text:?}"),
+                        self.backend.progress(&lease, &report)
+                    )
+                }
+            }
             Op::Cancel { pick } => {
                 if self.accepted.is_empty() {
                     "cancel: nothing yet".to_string()

@@ -156,4 +156,12 @@ impl Leases for Partitioned {
     async fn throttle(&self, lease: &Lease, hold: Duration) -> Result<AckOutcome> {
         self.of(lease.task).throttle(lease, hold).await
     }
+
+    async fn progress(
+        &self,
+        lease: &Lease,
+        progress: &switchyard_core::Progress,
+    ) -> Result<switchyard_core::ProgressAck> {
+        self.of(lease.task).progress(lease, progress).await
+    }
 }

@@ -342,6 +342,15 @@ impl Tasks for Partitioned {
         self.of(id).wait_outcome(id, timeout).await
     }
 
+    async fn wait_progress(
+        &self,
+        id: TaskId,
+        seen: Option<&switchyard_core::Progress>,
+        timeout: Duration,
+    ) -> Result<Option<switchyard_core::Progress>> {
+        self.of(id).wait_progress(id, seen, timeout).await
+    }
+
     async fn cancel(&self, id: TaskId) -> Result<CancelOutcome> {
         self.of(id).cancel(id).await
     }

@@ -1,9 +1,12 @@
 //! What a handler sees: the [`TaskContext`] of the task it runs, and the [`TaskError`] it
 //! answers a failure with.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use switchyard_core::{Millis, QueueName, TaskId, TaskKind, WorkerId};
+use switchyard_core::{
+    Backend, Lease, Millis, Progress, ProgressAck, QueueName, Result, TaskId, TaskKind, WorkerId,
+};
 use tokio_util::sync::CancellationToken;
 
 /// Why a handler failed, and whether the task may be retried.
@@ -141,6 +144,22 @@ pub struct TaskContext {
     /// The worker running it.
     pub worker: WorkerId,
     pub(super) cancel: CancellationToken,
+    pub(super) reporter: Reporter,
+}
+
+/// What [`TaskContext::progress`] reports through: the backend and the attempt's lease.
+#[derive(Clone)]
+pub(super) struct Reporter {
+    pub(super) backend: Arc<dyn Backend>,
+    pub(super) lease: Lease,
+}
+
+impl std::fmt::Debug for Reporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reporter")
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TaskContext {
@@ -157,5 +176,50 @@ impl TaskContext {
     /// The cancellation token itself, to hand to code that takes one.
     pub fn cancellation_token(&self) -> CancellationToken {
         self.cancel.clone()
+    }
+
+    /// Reports how far the task has come: `fraction` of it done (`0.0..=1.0`) and a message
+    /// (at most 1,024 bytes; may be empty). Stored under this attempt's lease and readable from
+    /// [`TaskHandle::progress`](crate::TaskHandle::progress), `switchyard task` and the
+    /// dashboard; announced (an event, waiting handles woken) at most once a second, so it may
+    /// be called as often as is convenient ([`crate::progress`]).
+    ///
+    /// `Ok(false)`: refused, because the lease is no longer this attempt's (it was taken back;
+    /// the task is, or will be, cancelled for this worker). An invalid fraction or message, or
+    /// a backend that cannot be reached, is an error.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use switchyard::{Client, QueueConfig, TaskSpec, Worker};
+    /// let client = Client::memory();
+    /// client.declare("images", QueueConfig::default()).await?;
+    /// let task = client.submit(TaskSpec::builder("images", "resize").build()?).await?;
+    /// let worker = Worker::builder(&client, "w", ["images"])?
+    ///     .handle("resize", |ctx, _payload| async move {
+    ///         for done in 1..=4 {
+    ///             ctx.progress(f64::from(done) / 4.0, format!("{done} of 4 sizes")).await?;
+    ///         }
+    ///         Ok(Vec::new())
+    ///     })
+    ///     .build()?;
+    /// let (stop, running) = (worker.shutdown_handle(), tokio::spawn(worker.run()));
+    /// task.wait(Duration::from_secs(5)).await?;
+    /// let progress = task.progress().await?.expect("reported");
+    /// assert_eq!((progress.fraction(), progress.message()), (1.0, "4 of 4 sizes"));
+    /// assert_eq!(progress.reports(), 4);
+    /// # stop.shutdown();
+    /// # running.await.unwrap()?;
+    /// # Ok::<(), switchyard::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn progress(&self, fraction: f64, message: impl Into<String>) -> Result<bool> {
+        let report = Progress::new(fraction, message)?;
+        let ack = self
+            .reporter
+            .backend
+            .progress(&self.reporter.lease, &report)
+            .await?;
+        Ok(matches!(ack, ProgressAck::Stored { .. }))
     }
 }

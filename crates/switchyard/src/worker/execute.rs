@@ -173,6 +173,10 @@ impl Inner {
             deadline: delivery.deadline,
             worker: self.spec.id().clone(),
             cancel: token.clone(),
+            reporter: super::context::Reporter {
+                backend: self.backend.clone(),
+                lease: delivery.lease.clone(),
+            },
         };
         // The timeout runs on this worker's clock from when it received the task; the
         // backend's `deadline` is on the backend's clock and only its heartbeat compares it.

@@ -187,6 +187,14 @@ impl Leases for Tap {
     async fn throttle(&self, lease: &Lease, hold: Duration) -> switchyard::Result<AckOutcome> {
         self.inner.throttle(lease, hold).await
     }
+
+    async fn progress(
+        &self,
+        lease: &Lease,
+        progress: &switchyard::Progress,
+    ) -> switchyard::Result<switchyard::backend::ProgressAck> {
+        self.inner.progress(lease, progress).await
+    }
 }
 
 #[async_trait]
@@ -197,6 +205,15 @@ impl Tasks for Tap {
 
     async fn get_outcome(&self, id: TaskId) -> switchyard::Result<Option<TaskOutcome>> {
         self.inner.get_outcome(id).await
+    }
+
+    async fn wait_progress(
+        &self,
+        id: TaskId,
+        seen: Option<&switchyard::Progress>,
+        timeout: std::time::Duration,
+    ) -> switchyard::Result<Option<switchyard::Progress>> {
+        self.inner.wait_progress(id, seen, timeout).await
     }
 
     async fn wait_outcome(
