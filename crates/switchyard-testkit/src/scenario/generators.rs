@@ -145,7 +145,7 @@ pub fn any_op() -> impl proptest::strategy::Strategy<Value = Op> {
         1 => (0..WORKERS).prop_map(|worker| Op::Deregister { worker }),
         1 => (0..WORKERS).prop_map(|worker| Op::Drain { worker }),
         2 => (0..WORKERS).prop_map(|worker| Op::Heartbeat { worker }),
-        2 => prop_oneof![Just(0u64), Just(1), Just(500), Just(2_500), Just(16_000)].prop_map(|ms| Op::Advance { ms }),
+        2 => prop_oneof![Just(0u64), Just(1), Just(500), Just(1_000), Just(2_500), Just(16_000)].prop_map(|ms| Op::Advance { ms }),
         7 => (0..WORKERS, 1usize..4).prop_map(|(worker, max)| Op::Receive { worker, max }),
         4 => (0..WORKERS, 0usize..4).prop_map(|(worker, max)| Op::Park { worker, max }),
         2 => (0..WORKERS).prop_map(|worker| Op::Running { worker }),
@@ -155,7 +155,7 @@ pub fn any_op() -> impl proptest::strategy::Strategy<Value = Op> {
         3 => (any::<usize>(), any::<bool>()).prop_map(|(pick, retry)| Op::Fail { pick, retry }),
         2 => (any::<usize>(), prop_oneof![Just(0u64), Just(100), Just(1_000)])
             .prop_map(|(pick, hold_ms)| Op::Throttle { pick, hold_ms }),
-        3 => (any::<usize>(), prop_oneof![Just(0u32), Just(1), Just(333_333), Just(1_000_000)], any::<bool>())
+        4 => (any::<usize>(), prop_oneof![Just(0u32), Just(1), Just(333_333), Just(1_000_000)], any::<bool>())
             .prop_map(|(pick, ppm, message)| Op::Progress { pick, ppm, message }),
         1 => any::<usize>().prop_map(|pick| Op::Cancel { pick }),
         1 => any::<usize>().prop_map(|pick| Op::Redrive { pick }),
