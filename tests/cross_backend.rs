@@ -128,6 +128,13 @@ fn redis_hands_off_as_the_reference_does() {
     lockstep_cases(128, scenario::pull_scenario(60));
 }
 
+/// Running tasks' lives (progress reports a set time apart, next attempts, leases taken back),
+/// which the mixed scenarios reach only now and then.
+#[test]
+fn redis_keeps_running_tasks_as_the_reference_does() {
+    lockstep_cases(96, scenario::running_scenario(60));
+}
+
 #[test]
 fn fairness_holds_on_redis() {
     let server = RedisServer::start().expect("a redis-server for the test");

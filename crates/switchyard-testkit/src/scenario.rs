@@ -29,7 +29,9 @@ mod runner;
 mod snapshot;
 mod together;
 
-pub use generators::{any_config, any_op, any_policy, any_scenario, any_strategy, pull_scenario};
+pub use generators::{
+    any_config, any_op, any_policy, any_scenario, any_strategy, pull_scenario, running_scenario,
+};
 pub use ops::{Op, Scenario, SubmitOp, instance_token, queue_name, worker_id};
 pub use runner::{AuditFn, Runner, runtime};
 pub use snapshot::{EventView, Snapshot};

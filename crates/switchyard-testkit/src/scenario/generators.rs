@@ -155,8 +155,7 @@ pub fn any_op() -> impl proptest::strategy::Strategy<Value = Op> {
         3 => (any::<usize>(), any::<bool>()).prop_map(|(pick, retry)| Op::Fail { pick, retry }),
         2 => (any::<usize>(), prop_oneof![Just(0u64), Just(100), Just(1_000)])
             .prop_map(|(pick, hold_ms)| Op::Throttle { pick, hold_ms }),
-        4 => (any::<usize>(), prop_oneof![Just(0u32), Just(1), Just(333_333), Just(1_000_000)], any::<bool>())
-            .prop_map(|(pick, ppm, message)| Op::Progress { pick, ppm, message }),
+        4 => progress_op(),
         1 => any::<usize>().prop_map(|pick| Op::Cancel { pick }),
         1 => any::<usize>().prop_map(|pick| Op::Redrive { pick }),
         1 => (0..QUEUES).prop_map(|queue| Op::Dispatch { queue }),
@@ -181,6 +180,48 @@ pub fn any_scenario(max_ops: usize) -> impl proptest::strategy::Strategy<Value =
         proptest::collection::vec(any_config(), QUEUES),
         proptest::collection::vec(register_op(), 1..4),
         proptest::collection::vec(any_op(), 1..max_ops),
+    )
+        .prop_map(|(configs, mut ops, rest)| {
+            ops.extend(rest);
+            Scenario { configs, ops }
+        })
+}
+
+/// A progress report of a delivered task (the runner prefers current leases).
+fn progress_op() -> impl proptest::strategy::Strategy<Value = Op> {
+    (
+        any::<usize>(),
+        prop_oneof![Just(0u32), Just(1), Just(333_333), Just(1_000_000)],
+        any::<bool>(),
+    )
+        .prop_map(|(pick, ppm, message)| Op::Progress { pick, ppm, message })
+}
+
+/// One step of a running task's life: submits, receives, progress reports, the clock moving in
+/// steps around the progress announcement gap (one second), failures with retries, throttles,
+/// completions and heartbeats.
+fn running_op() -> impl proptest::strategy::Strategy<Value = Op> {
+    prop_oneof![
+        3 => submit_op().prop_map(Op::Submit),
+        4 => (0..WORKERS, 1usize..4).prop_map(|(worker, max)| Op::Receive { worker, max }),
+        8 => progress_op(),
+        4 => prop_oneof![Just(0u64), Just(1), Just(499), Just(500), Just(999), Just(1_000)]
+            .prop_map(|ms| Op::Advance { ms }),
+        2 => (any::<usize>(), any::<bool>()).prop_map(|(pick, retry)| Op::Fail { pick, retry }),
+        1 => any::<usize>().prop_map(|pick| Op::Throttle { pick, hold_ms: 0 }),
+        2 => any::<usize>().prop_map(|pick| Op::Complete { pick }),
+        1 => (0..WORKERS).prop_map(|worker| Op::Heartbeat { worker }),
+    ]
+}
+
+/// A random scenario of running tasks' lives ([`running_op`]): what the mixed scenarios reach
+/// only now and then — several reports of one attempt a set time apart, reports of a task's
+/// next attempt, reports under leases taken back.
+pub fn running_scenario(max_ops: usize) -> impl proptest::strategy::Strategy<Value = Scenario> {
+    (
+        proptest::collection::vec(any_config(), QUEUES),
+        proptest::collection::vec(register_op(), 1..4),
+        proptest::collection::vec(running_op(), 1..max_ops),
     )
         .prop_map(|(configs, mut ops, rest)| {
             ops.extend(rest);
