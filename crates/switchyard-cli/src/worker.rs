@@ -210,9 +210,26 @@ async fn sleep(ctx: TaskContext, payload: Vec<u8>) -> Result<Vec<u8>, TaskError>
     // One line when it starts and one when it ends (at debug level, target
     // `switchyard_cli::sleep`), so that tests and operators can see when a task ran where.
     tracing::debug!(target: "switchyard_cli::sleep", task = %ctx.id, attempt = ctx.attempt, "started, {ms} ms");
-    let outcome = tokio::select! {
-        _ = tokio::time::sleep(Duration::from_millis(ms)) => Ok(payload),
-        _ = ctx.cancelled() => Err(TaskError::fatal("cancelled while sleeping")),
+    let total = Duration::from_millis(ms);
+    let started = tokio::time::Instant::now();
+    let outcome = loop {
+        let left = total.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            break Ok(payload);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(left.min(Duration::from_secs(1))) => {}
+            () = ctx.cancelled() => break Err(TaskError::fatal("cancelled while sleeping")),
+        }
+        // Its progress after each full second (`switchyard task <id>` shows it); best effort.
+        let slept = started.elapsed();
+        if slept < total {
+            let report = format!("slept {} of {ms} ms", slept.as_millis());
+            let fraction = slept.as_secs_f64() / total.as_secs_f64();
+            if let Err(e) = ctx.progress(fraction, report).await {
+                tracing::debug!(target: "switchyard_cli::sleep", task = %ctx.id, "progress not reported: {e}");
+            }
+        }
     };
     tracing::debug!(target: "switchyard_cli::sleep", task = %ctx.id, attempt = ctx.attempt, ok = outcome.is_ok(), "ended");
     outcome

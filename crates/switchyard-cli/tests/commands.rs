@@ -377,3 +377,56 @@ fn events_follow_starts_at_the_end() {
         );
     }
 }
+
+/// A handler's progress, end to end: the built-in `sleep` reports after each full second;
+/// `task --wait-ms --progress` prints each announced report while it waits, `task` shows the
+/// last one (its JSON too), and a queue recording every event logs them.
+#[test]
+fn task_follows_a_sleeping_tasks_progress() {
+    let server = RedisServer::start().unwrap();
+    let ns = "progress";
+    ok(&server, ns, &["declare", "jobs", "--events", "all"]);
+    let worker = WorkerProcess::start(&server, ns, "w1", &WORKER);
+    let id = ok(&server, ns, &["submit", "jobs", "sleep", "3500"]);
+    let id = id.trim();
+    let out = ok(
+        &server,
+        ns,
+        &["task", id, "--wait-ms", "30000", "--progress"],
+    );
+    // Reports after 1, 2 and 3 s (33.3%, 66.6%, 95.2% or so, each a second or more apart).
+    let percents: Vec<f64> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("progress "))
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+        .map(|l| {
+            l.split('%')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap_or_else(|_| panic!("{l}: {out}"))
+        })
+        .collect();
+    assert!(percents.len() >= 2, "{out}");
+    assert!(percents.windows(2).all(|w| w[0] < w[1]), "{out}");
+    assert!(percents.iter().all(|p| *p > 20.0 && *p < 100.0), "{out}");
+    assert!(out.contains("of 3500 ms (attempt 1, report "), "{out}");
+    assert!(out.contains("succeeded"), "{out}");
+
+    let shown = ok(&server, ns, &["task", id]);
+    let row = shown
+        .lines()
+        .find(|l| l.starts_with("progress"))
+        .unwrap_or_else(|| panic!("no progress row: {shown}"));
+    assert!(row.contains("slept 3") && row.contains("report 3"), "{row}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&server, ns, &["task", id, "--json"])).unwrap();
+    let progress = &json["info"]["progress"];
+    assert_eq!(progress["attempt"], 1, "{json}");
+    assert_eq!(progress["reports"], 3, "{json}");
+    assert!(progress["ppm"].as_u64().unwrap() > 800_000, "{json}");
+    let events = ok(&server, ns, &["events", "--limit", "100"]);
+    let logged = events.lines().filter(|l| l.contains("progress=")).count();
+    assert_eq!(logged, 3, "{events}");
+    drop(worker);
+}

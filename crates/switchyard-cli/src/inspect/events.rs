@@ -34,6 +34,7 @@ pub fn labelled(e: &Event) -> String {
     if let Some(d) = e.detail.as_deref().filter(|d| !d.is_empty()) {
         match e.kind {
             EventKind::Failed | EventKind::Dead => out.push_str(&format!(" error={d}")),
+            EventKind::Progress => out.push_str(&format!(" progress={d}")),
             EventKind::Retried => match d.parse::<u64>() {
                 Ok(at) => out.push_str(&format!(" runs_at={}", utc(at).replace(' ', "T"))),
                 Err(_) => out.push_str(&format!(" detail={d}")),

@@ -53,6 +53,11 @@ pub struct TaskArgs {
     #[arg(long)]
     pub wait_ms: Option<u64>,
 
+    /// With `--wait-ms`: print its progress while waiting, a line each time its handler's
+    /// report is announced (at most one a second; `ctx.progress` in a handler).
+    #[arg(long, requires = "wait_ms", conflicts_with_all = ["json", "result"])]
+    pub progress: bool,
+
     /// Put it back in its queue with fresh attempts (it must be dead).
     #[arg(long, conflicts_with = "cancel")]
     pub redrive: bool,

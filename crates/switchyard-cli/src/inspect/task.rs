@@ -1,6 +1,8 @@
 //! `switchyard task` and `switchyard dead`.
 
-use switchyard::{CancelOutcome, Client, TaskOutcome};
+use std::time::Duration;
+
+use switchyard::{CancelOutcome, Client, Progress, TaskHandle, TaskOutcome};
 use switchyard_core::display;
 
 use super::{DeadArgs, TaskArgs};
@@ -65,7 +67,13 @@ pub fn task(args: &TaskArgs) -> Result<(), String> {
         }
         let mut failed = None;
         if let Some(ms) = args.wait_ms {
-            let said = match handle.wait(millis(ms)).await.map_err(|e| e.to_string())? {
+            let mut wait = millis(ms);
+            if args.progress {
+                let started = std::time::Instant::now();
+                follow_progress(&handle, wait).await?;
+                wait = wait.saturating_sub(started.elapsed());
+            }
+            let said = match handle.wait(wait).await.map_err(|e| e.to_string())? {
                 // A preview: a result may be megabytes (`--result` prints it whole).
                 TaskOutcome::Succeeded(v) => format!(
                     "succeeded: {} ({} bytes; --result prints it whole)",
@@ -117,6 +125,48 @@ pub fn task(args: &TaskArgs) -> Result<(), String> {
     })
 }
 
+/// Prints the task's progress each time it is announced, until it finishes or `within` ends.
+async fn follow_progress(handle: &TaskHandle, within: Duration) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + within;
+    let mut seen = None;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let now = handle
+            .wait_progress(seen.as_ref(), left)
+            .await
+            .map_err(|e| e.to_string())?;
+        if now != seen
+            && let Some(p) = &now
+        {
+            println!("progress {}", progress_text(p));
+        }
+        seen = now;
+        let done = handle
+            .state()
+            .await
+            .map_err(|e| e.to_string())?
+            .is_none_or(|s| s.is_terminal());
+        if done || left.is_zero() {
+            return Ok(());
+        }
+    }
+}
+
+/// A progress report as `task` shows it: `42.5% resized 17 of 40 (attempt 1, report 12, at …)`.
+fn progress_text(p: &Progress) -> String {
+    let mut out = p.percent_text();
+    if !p.message().is_empty() {
+        out.push(' ');
+        out.push_str(p.message());
+    }
+    format!(
+        "{out} (attempt {}, report {}, at {} UTC)",
+        p.attempt(),
+        p.reports(),
+        utc(p.at())
+    )
+}
+
 fn print_task(view: &TaskView) {
     let info = &view.info;
     // The labels are the JSON field names (`--json`).
@@ -147,6 +197,9 @@ fn print_task(view: &TaskView) {
     }
     if let Some(w) = &info.worker {
         row("worker", w.as_str());
+    }
+    if let Some(p) = &info.progress {
+        row("progress", &progress_text(p));
     }
     if let Some(e) = &info.last_error {
         row("last_error", e);
