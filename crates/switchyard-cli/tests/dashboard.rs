@@ -424,6 +424,34 @@ async fn the_dashboard_shows_follows_and_acts_in_a_real_browser() {
     // submitted, dispatched, failed, dead, retried (the re-drive): events all on this queue.
     assert!(task["events"].as_u64().unwrap() >= 5, "{task}");
 
+    // A running task's page follows its progress (the built-in sleep reports each second).
+    let runner = WorkerProcess::start(&server, NS, "w-progress", &["-q", "reports"]);
+    registered(&client, "w-progress").await;
+    let sleeper = ok(
+        &server,
+        NS,
+        &["submit", "reports", "sleep", "{\"ms\":4000}"],
+    );
+    page.goto(&format!("{}#task={}", acting.url(), sleeper.trim()));
+    let shown = page.wait_for(
+        WAIT,
+        "the task's progress on its page",
+        "const d = document.querySelector('#task dd[data-field=progress]');
+         return d && d.textContent.includes('slept') ? d.textContent : null;",
+        json!([]),
+    );
+    let shown = shown.as_str().unwrap();
+    assert!(shown.contains("of 4000 ms (attempt 1, report "), "{shown}");
+    let later = page.wait_for(
+        WAIT,
+        "a later report, shown without a reload",
+        "const d = document.querySelector('#task dd[data-field=progress]');
+         return d && d.textContent.includes('report 2') ? d.textContent : null;",
+        json!([]),
+    );
+    assert!(later.as_str().unwrap().contains('%'), "{later}");
+    runner.terminate(WAIT);
+
     // A token protects the API (the page's code stays public); a wrong one is refused.
     let guarded = Dashboard::start(&server, &["--token", "s3cret"]);
     let (status, body) = guarded.get("/api/snapshot", &[]);

@@ -313,6 +313,15 @@ function confirming(button, question, action) {
 
 // ----- one task -------------------------------------------------------------------------------
 
+/** A progress report (ctx.progress): a bar, the percentage (truncated to a tenth, as the
+ * CLI and the events show it), the message, and which report of which attempt it is. */
+function progressShown(p) {
+  const permille = Math.floor(p.ppm / 1000);
+  return el('span', {}, bar(p.ppm / 1e6), ' ',
+    `${Math.floor(permille / 10)}.${permille % 10}%` + (p.message ? ' ' + p.message : '') +
+    ` (attempt ${p.attempt}, report ${p.reports}, ${time(p.at)})`);
+}
+
 async function showTask(id) {
   const box = document.getElementById('task');
   box.dataset.task = id;
@@ -332,6 +341,7 @@ async function showTask(id) {
   if (t.finished_at) rows.push(['finished', time(t.finished_at)]);
   if (t.worker) rows.push(['worker', t.worker]);
   if (t.token) rows.push(['lease token', t.token]);
+  if (t.progress) rows.push(['progress', progressShown(t.progress)]);
   if (t.last_error) rows.push(['last error', t.last_error]);
   if (t.cancel_requested) rows.push(['cancel', 'requested']);
   if (t.affinity_key) rows.push(['affinity', t.affinity_key]);
@@ -354,6 +364,10 @@ async function showTask(id) {
   const events = r.body.events.map(e => el('tr', {},
     el('td', {}, time(e.at)), el('td', { class: 'text' }, e.kind),
     el('td', { class: 'text' }, e.worker || '-'), el('td', { class: 'text' }, e.detail || '')));
+  // A running task's view follows it (its progress, its end) once a second while shown.
+  if (t.state === 'running') {
+    setTimeout(() => { if (box.dataset.task === id && location.hash === '#task=' + id) showTask(id); }, 1000);
+  }
   box.replaceChildren(
     el('dl', { 'data-task': t.id }, ...rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', { 'data-field': k }, v)])),
     el('p', {}, ...buttons),
