@@ -57,6 +57,8 @@ pub struct Progress {
     at: Millis,
     #[serde(default)]
     reports: u64,
+    #[serde(default)]
+    announced_at: Millis,
 }
 
 impl Progress {
@@ -96,15 +98,23 @@ impl Progress {
             attempt: 0,
             at: 0,
             reports: 0,
+            announced_at: 0,
         })
     }
 
     /// As a backend stores it: reported by `attempt` at `at`, the attempt's `reports`-th
-    /// report.
-    pub fn stored(mut self, attempt: u32, at: Millis, reports: u64) -> Progress {
+    /// report, its last announced report made at `announced_at`.
+    pub fn stored(
+        mut self,
+        attempt: u32,
+        at: Millis,
+        reports: u64,
+        announced_at: Millis,
+    ) -> Progress {
         self.attempt = attempt;
         self.at = at;
         self.reports = reports;
+        self.announced_at = announced_at;
         self
     }
 
@@ -138,6 +148,12 @@ impl Progress {
         self.reports
     }
 
+    /// When its attempt's last announced report was made, in ms (this one's `at` if it was
+    /// announced).
+    pub fn announced_at(&self) -> Millis {
+        self.announced_at
+    }
+
     /// The fraction as a percentage with one decimal, truncated (`"42.5%"`): what events and
     /// tools show. Integer arithmetic, so that both backends write the same text.
     pub fn percent_text(&self) -> String {
@@ -159,6 +175,21 @@ impl Progress {
 /// (`None`: this is its first report). See the module's rule.
 pub fn announced(last_announced: Option<Millis>, now: Millis) -> bool {
     last_announced.is_none_or(|last| now.saturating_sub(last) >= PROGRESS_ANNOUNCE_GAP_MS)
+}
+
+/// Whether a task's progress `now` holds an announcement that one who has `seen` a value has
+/// not seen: a report appeared or went (a new attempt), another attempt's, or a later
+/// announcement of the same attempt. What [`Tasks::wait_progress`](crate::Tasks::wait_progress)
+/// waits for: a caller that follows a handler reporting in a tight loop wakes once a second,
+/// not once per report.
+pub fn news(now: Option<&Progress>, seen: Option<&Progress>) -> bool {
+    match (now, seen) {
+        (None, None) => false,
+        (Some(now), Some(seen)) => {
+            now.attempt != seen.attempt || now.announced_at != seen.announced_at
+        }
+        _ => true,
+    }
 }
 
 /// The answer to [`Leases::progress`](crate::Leases::progress).
@@ -202,6 +233,22 @@ mod tests {
         assert_eq!(text(PPM_WHOLE), "100.0%");
         let p = Progress::from_ppm(500_000, "half").unwrap();
         assert_eq!(p.event_detail(), "50.0% half");
+    }
+
+    #[test]
+    fn news_is_a_new_announcement_or_attempt() {
+        let p = |attempt, at, announced| {
+            Progress::from_ppm(1, "")
+                .unwrap()
+                .stored(attempt, at, 1, announced)
+        };
+        assert!(!news(None, None));
+        assert!(news(Some(&p(1, 5, 5)), None));
+        assert!(news(None, Some(&p(1, 5, 5))));
+        // A later report of the same announcement is no news; a later announcement is.
+        assert!(!news(Some(&p(1, 700, 5)), Some(&p(1, 5, 5))));
+        assert!(news(Some(&p(1, 1_005, 1_005)), Some(&p(1, 700, 5))));
+        assert!(news(Some(&p(2, 5, 5)), Some(&p(1, 5, 5))));
     }
 
     #[test]

@@ -73,6 +73,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use switchyard_core::admin::{Purge, PurgeReport};
 use switchyard_core::backend::due_pause;
+use switchyard_core::progress::news;
 use switchyard_core::{
     Ack, AckOutcome, Assignment, Browse, CancelOutcome, Clock, Delivery, Error, Event, HandBack,
     HeartbeatReply, Inspect, Lease, Leases, Maintain, MaintenanceReport, Membership, Produce,
@@ -479,7 +480,7 @@ impl Tasks for MemoryBackend {
             let now = {
                 let state = self.lock();
                 let info = state.get_task(id).ok_or(Error::TaskNotFound(id))?;
-                if info.progress.as_ref() != seen || info.state.is_terminal() {
+                if news(info.progress.as_ref(), seen) || info.state.is_terminal() {
                     return Ok(info.progress);
                 }
                 info.progress

@@ -246,10 +246,10 @@ pub(crate) fn decode_progress(bytes: &[u8]) -> Result<Progress, Error> {
     let attempt = num(r.uint(2)?)?;
     let ppm = num(r.uint(4)?)?;
     let at = r.uint(6)?;
-    let _announced = r.uint(6)?;
+    let announced_at = r.uint(6)?;
     let reports = r.uint(6)?;
     let message = r.text(bytes.len() - crate::protocol::PROGRESS_LEN)?;
-    Ok(Progress::from_ppm(ppm, message)?.stored(attempt, at, reports))
+    Ok(Progress::from_ppm(ppm, message)?.stored(attempt, at, reports, announced_at))
 }
 
 pub(crate) fn decode_record(bytes: &[u8]) -> Result<Record, Error> {

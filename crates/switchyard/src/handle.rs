@@ -123,9 +123,9 @@ impl TaskHandle {
         Ok(self.info().await?.and_then(|i| i.progress))
     }
 
-    /// Waits up to `timeout`, without polling, for the task's progress to be announced as
-    /// something other than `seen` (what an earlier call returned; `None` at first) or for the
-    /// task to finish; returns the progress then. Announcements come at most once a second
+    /// Waits up to `timeout`, without polling, for an announcement of the task's progress
+    /// newer than `seen` (what an earlier call returned; `None` at first) or for the task to
+    /// finish; returns the progress then (its newest report). Announcements come at most once a second
     /// per attempt ([`crate::progress`]), so a progress bar built on this loop redraws at most
     /// that often:
     ///

@@ -207,10 +207,11 @@ pub trait Tasks: Send + Sync {
     /// Waits up to `timeout` for the task to end, without polling the backend.
     async fn wait_outcome(&self, id: TaskId, timeout: Duration) -> Result<Option<TaskOutcome>>;
 
-    /// Waits up to `timeout`, without polling, until the task's progress is announced as
-    /// something other than `seen` ([`crate::progress`]) or the task finishes; returns the
-    /// progress then (that of its latest attempt, `None` if it has none). Returns at once if it
-    /// already differs. [`Error::TaskNotFound`](crate::Error::TaskNotFound) for an unknown id.
+    /// Waits up to `timeout`, without polling, until the task's progress holds an announcement
+    /// that `seen` (what an earlier call returned) does not ([`crate::progress::news`]) or the
+    /// task finishes; returns the progress then (the newest report of its latest attempt,
+    /// `None` if it has none). Returns at once if there is such news already.
+    /// [`Error::TaskNotFound`](crate::Error::TaskNotFound) for an unknown id.
     async fn wait_progress(
         &self,
         id: TaskId,

@@ -13,7 +13,6 @@ impl Task {
     pub(crate) fn current_progress(&self) -> Option<&Progress> {
         self.progress
             .as_ref()
-            .map(|(p, _)| p)
             .filter(|p| p.attempt() == self.attempts)
     }
 }
@@ -32,14 +31,17 @@ impl State {
             return Ok(ProgressAck::Rejected(rejection));
         }
         let t = self.task_mut(lease.task)?;
-        let (reports, last) = match (t.current_progress(), &t.progress) {
-            (Some(p), Some((_, last))) => (p.reports() + 1, Some(*last)),
-            _ => (1, None),
+        let (reports, last) = match t.current_progress() {
+            Some(p) => (p.reports() + 1, Some(p.announced_at())),
+            None => (1, None),
         };
         let announce = announced(last, now);
-        let stored = report.clone().stored(t.attempts, now, reports);
+        let announced_at = if announce { now } else { last.unwrap_or(now) };
+        let stored = report
+            .clone()
+            .stored(t.attempts, now, reports, announced_at);
         let detail = stored.event_detail();
-        t.progress = Some((stored, if announce { now } else { last.unwrap_or(now) }));
+        t.progress = Some(stored);
         if announce {
             self.emit(
                 EventKind::Progress,

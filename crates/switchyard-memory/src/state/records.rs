@@ -49,8 +49,8 @@ pub(crate) struct Task {
     pub(crate) outcome: Option<TaskOutcome>,
     pub(crate) finished_at: Millis,
     pub(crate) retain_until: Millis,
-    /// The last progress report and when its attempt last announced one (`state/progress.rs`).
-    pub(crate) progress: Option<(Progress, Millis)>,
+    /// The last progress report (`state/progress.rs`).
+    pub(crate) progress: Option<Progress>,
 }
 
 impl Task {

@@ -110,7 +110,7 @@ impl Tasks for RedisBackend {
             let Some(mut registration) = registration else {
                 return Ok(now);
             };
-            if finished || now.as_ref() != seen {
+            if finished || switchyard_core::progress::news(now.as_ref(), seen) {
                 return Ok(now);
             }
             match tokio::time::timeout_at(deadline, registration.announced()).await {
