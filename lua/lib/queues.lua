@@ -151,12 +151,20 @@ end
 -- The expiry mark of a queue that expires late tasks (lib/deadline.lua) -------------------
 -- A task with deadline `dl` joined the ready set of `q`: if it is earlier than the last
 -- deadline announced, or that one has come, it is announced (written by `flush`, which wakes
--- the maintenance loops: they read the head of the ready set again).
+-- the maintenance loops: they read the head of the ready set again). When the last one has
+-- come, the earliest deadline waiting is announced if it is earlier than `dl` (the mark never
+-- passes a waiting deadline: the audit checks it).
 local function mark_expiry(q, dl)
-  if q.xp and dl > 0 and dl < MAX_MS and (q.xm <= NOW or dl < q.xm) then
-    q.xm = dl
-    q.xm_dirty = true
+  if not q.xp or dl <= 0 or dl >= MAX_MS then return end
+  if q.xm <= NOW then
+    flush_ready(q)
+    local head = call('ZRANGE', q.k_ready, '0', '0', 'WITHSCORES')
+    if head[2] and tonumber(head[2]) < dl then dl = tonumber(head[2]) end
+  elseif dl >= q.xm then
+    return
   end
+  q.xm = dl
+  q.xm_dirty = true
 end
 
 -- Writes the expiry mark (from `flush`).

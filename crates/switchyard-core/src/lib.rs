@@ -23,6 +23,7 @@
 
 pub mod admin;
 pub mod backend;
+mod change;
 pub mod clock;
 pub mod display;
 mod error;
@@ -48,6 +49,7 @@ pub use backend::{
     Maintain, MaintenanceReport, Membership, Produce, QueueStats, Queues, RegisterOutcome,
     Rejection, Stats, SubmitOutcome, TaskPage, Tasks, WorkerStats,
 };
+pub use change::{CHANGE_OPERATION, TaskChange};
 pub use clock::{Clock, ManualClock, Millis, SystemClock};
 pub use error::{BackendErrorKind, Error, Result};
 pub use event::{EVENT_LOG_CAP, Event, EventCounts, EventKind, EventLevel};

@@ -141,6 +141,30 @@ impl Policy {
         }
     }
 
+    /// The sort key of a ready task whose priority changes `from` → `to`, given its `key`
+    /// ([`crate::TaskChange`]): under a priority policy the key moves by the difference (times
+    /// the aging step: the age the task has is kept), other policies ignore priority. Exact
+    /// wherever [`sort_key`](Self::sort_key) is.
+    ///
+    /// ```
+    /// use switchyard_core::Policy;
+    /// use switchyard_core::policy::KeyInput;
+    /// let aging = Policy::Priority { aging_step_ms: Some(100) };
+    /// let input = KeyInput { priority: 2, cost_ms: 0, enqueued_at: 5_000, deadline: None };
+    /// let moved = KeyInput { priority: 7, ..input };
+    /// assert_eq!(aging.rekeyed(aging.sort_key(&input), 2, 7), aging.sort_key(&moved));
+    /// assert_eq!(Policy::Fcfs.rekeyed(0, 2, 7), 0);
+    /// ```
+    pub fn rekeyed(&self, key: i64, from: u16, to: u16) -> i64 {
+        let delta = i64::from(to) - i64::from(from);
+        match *self {
+            Policy::Priority { aging_step_ms } => {
+                key - delta * i64::from(aging_step_ms.unwrap_or(1))
+            }
+            _ => key,
+        }
+    }
+
     /// Short name for display: `fcfs`, `priority`, `sjf` (with `+aging` when aging is on).
     pub fn name(&self) -> String {
         match self {

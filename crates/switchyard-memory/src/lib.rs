@@ -78,8 +78,8 @@ use switchyard_core::{
     Ack, AckOutcome, Assignment, Browse, CancelOutcome, Clock, Delivery, Error, Event, HandBack,
     HeartbeatReply, Inspect, Lease, Leases, Maintain, MaintenanceReport, Membership, Produce,
     Progress, ProgressAck, QueueConfig, QueueName, Queues, RegisterOutcome, Result, Stats,
-    SubmitOutcome, SystemClock, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskPage, TaskSpec, Tasks,
-    WorkerRef, WorkerSpec,
+    SubmitOutcome, SystemClock, TaskChange, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskPage,
+    TaskSpec, Tasks, WorkerRef, WorkerSpec,
 };
 use tokio::time::Instant;
 
@@ -499,6 +499,10 @@ impl Tasks for MemoryBackend {
 
     async fn list_dead(&self, queue: &QueueName, limit: usize) -> Result<Vec<TaskInfo>> {
         self.lock().list_dead(queue, limit)
+    }
+
+    async fn change_task(&self, id: TaskId, change: &TaskChange) -> Result<SubmitOutcome> {
+        self.with(|s, now| s.change_task(id, change, now))
     }
 
     async fn redrive(&self, id: TaskId) -> Result<SubmitOutcome> {

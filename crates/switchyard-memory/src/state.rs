@@ -28,6 +28,7 @@
 mod admin;
 mod bounded;
 mod browse;
+mod change;
 mod concurrency;
 mod costs;
 mod deadline;

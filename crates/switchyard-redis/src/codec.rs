@@ -23,15 +23,49 @@ pub(crate) use crate::protocol::protocol;
 /// [`TRACE_WITH_STATE`], the `traceparent`, the `tracestate`'s length (`>H`) and its text. The
 /// scripts read the first four parts only.
 pub(crate) fn encode_body(spec: &TaskSpec) -> Vec<u8> {
-    let queue = spec.queue().as_str().as_bytes();
-    let kind = spec.kind().as_str().as_bytes();
-    let affinity = spec.affinity_key().unwrap_or("").as_bytes();
-    let dedup = spec.dedup_key().unwrap_or("").as_bytes();
-    let trace = spec
-        .trace_parent()
-        .map_or(&[][..], |t| t.as_str().as_bytes());
-    let state = spec
-        .trace_state()
+    body_of(&BodyParts {
+        queue: spec.queue(),
+        kind: spec.kind(),
+        affinity: spec.affinity_key(),
+        dedup: spec.dedup_key(),
+        trace: spec.trace_parent(),
+        state: spec.trace_state(),
+        payload: spec.payload(),
+    })
+}
+
+/// The body of `record` with another payload (`change.lua`).
+pub(crate) fn body_with_payload(record: &Record, payload: &[u8]) -> Vec<u8> {
+    body_of(&BodyParts {
+        queue: &record.queue,
+        kind: &record.kind,
+        affinity: record.affinity.as_deref(),
+        dedup: record.dedup.as_deref(),
+        trace: record.trace.as_ref(),
+        state: record.trace_state.as_ref(),
+        payload,
+    })
+}
+
+/// What a body holds (see [`encode_body`]).
+struct BodyParts<'a> {
+    queue: &'a QueueName,
+    kind: &'a TaskKind,
+    affinity: Option<&'a str>,
+    dedup: Option<&'a str>,
+    trace: Option<&'a TraceParent>,
+    state: Option<&'a TraceState>,
+    payload: &'a [u8],
+}
+
+fn body_of(parts: &BodyParts<'_>) -> Vec<u8> {
+    let queue = parts.queue.as_str().as_bytes();
+    let kind = parts.kind.as_str().as_bytes();
+    let affinity = parts.affinity.unwrap_or("").as_bytes();
+    let dedup = parts.dedup.unwrap_or("").as_bytes();
+    let trace = parts.trace.map_or(&[][..], |t| t.as_str().as_bytes());
+    let state = parts
+        .state
         .filter(|_| !trace.is_empty())
         .map_or(&[][..], |s| s.as_str().as_bytes());
     let mut body = Vec::with_capacity(
@@ -42,7 +76,7 @@ pub(crate) fn encode_body(spec: &TaskSpec) -> Vec<u8> {
             + trace.len()
             + 2
             + state.len()
-            + spec.payload().len(),
+            + parts.payload.len(),
     );
     // Lengths are bounded by validation (names <= 128 bytes, keys <= 256 bytes).
     body.push(queue.len() as u8);
@@ -62,7 +96,7 @@ pub(crate) fn encode_body(spec: &TaskSpec) -> Vec<u8> {
         body.extend_from_slice(&(state.len() as u16).to_be_bytes());
         body.extend_from_slice(state);
     }
-    body.extend_from_slice(spec.payload());
+    body.extend_from_slice(parts.payload);
     body
 }
 

@@ -323,6 +323,7 @@ transitions! {
     promote => "promote.lua",
     purge => "purge.lua",
     redrive => "redrive.lua",
+    change => "change.lua",
     pause => "pause.lua",
     delete_task => "delete_task.lua",
     purge_queue => "purge_queue.lua",

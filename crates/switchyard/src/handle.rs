@@ -151,6 +151,31 @@ impl TaskHandle {
         self.backend.wait_progress(self.id, seen, timeout).await
     }
 
+    /// Changes the task while it has not started: its priority, payload or run time
+    /// ([`TaskChange`](crate::TaskChange), whose module states the rule); refused with
+    /// [`Error::WrongState`] once it has been dispatched. Answers where it is now.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use switchyard::{Client, Policy, QueueConfig, Strategy, TaskChange, TaskSpec, TaskState};
+    /// let client = Client::memory();
+    /// let config = QueueConfig::new(Policy::Priority { aging_step_ms: None }, Strategy::Pull);
+    /// client.declare("q", config).await?;
+    /// let first = client.submit(TaskSpec::builder("q", "k").build()?).await?;
+    /// let second = client.submit(TaskSpec::builder("q", "k").build()?).await?;
+    /// // The second overtakes the first, with another payload; the first waits an hour.
+    /// second.change(&TaskChange::new().priority(5).payload(b"urgent".to_vec())).await?;
+    /// let in_an_hour = second.info().await?.unwrap().created_at + 3_600_000;
+    /// let moved = first.change(&TaskChange::new().run_at(in_an_hour)).await?;
+    /// assert_eq!(moved.state, Some(TaskState::Scheduled));
+    /// assert_eq!(second.info().await?.unwrap().payload, b"urgent");
+    /// # Ok::<(), switchyard::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn change(&self, change: &crate::TaskChange) -> Result<SubmitOutcome> {
+        self.backend.change_task(self.id, change).await
+    }
+
     /// Cancels the task: at once if it has not started, by asking its worker if it runs
     /// (the worker learns of it at its next heartbeat; the answer is then
     /// [`CancelOutcome::Requested`]).

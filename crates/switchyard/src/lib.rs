@@ -73,8 +73,8 @@ pub use switchyard_core::progress;
 pub use switchyard_core::{
     BROWSE_PAGE_MAX, BROWSE_SCAN, BackendErrorKind, Backoff, Browse, BrowseOrder, CancelOutcome,
     Error, Event, EventCounts, EventKind, EventLevel, Policy, Progress, QueueConfig, QueueName,
-    QueueStats, Result, Stats, Strategy, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskPage,
-    TaskSpec, TaskSpecBuilder, TaskState, TraceParent, TraceState, WorkerId, WorkerStats,
+    QueueStats, Result, Stats, Strategy, TaskChange, TaskId, TaskInfo, TaskKind, TaskOutcome,
+    TaskPage, TaskSpec, TaskSpecBuilder, TaskState, TraceParent, TraceState, WorkerId, WorkerStats,
 };
 pub use switchyard_memory::MemoryBackend;
 pub use switchyard_redis::{Durable, RedisBackend, RedisConfig, Tls};

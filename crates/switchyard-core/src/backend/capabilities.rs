@@ -11,8 +11,8 @@ use super::{
     MaintenanceReport, RegisterOutcome, Stats, SubmitOutcome, TaskPage,
 };
 use crate::{
-    Event, Progress, ProgressAck, QueueConfig, QueueName, Result, TaskId, TaskInfo, TaskKind,
-    TaskOutcome, TaskSpec, WorkerRef, WorkerSpec,
+    Event, Progress, ProgressAck, QueueConfig, QueueName, Result, TaskChange, TaskId, TaskInfo,
+    TaskKind, TaskOutcome, TaskSpec, WorkerRef, WorkerSpec,
 };
 
 /// Declaring queues and changing them: their configuration, pause flag, contents and existence.
@@ -224,6 +224,13 @@ pub trait Tasks: Send + Sync {
 
     /// Dead tasks of a queue, oldest first, up to `limit`.
     async fn list_dead(&self, queue: &QueueName, limit: usize) -> Result<Vec<TaskInfo>>;
+
+    /// Changes a task that has not started — its priority, payload or run time
+    /// ([`crate::TaskChange`], whose module states the rule). Refused with
+    /// [`Error::WrongState`](crate::Error::WrongState) once it has been dispatched, and
+    /// [`Error::TaskNotFound`](crate::Error::TaskNotFound) for an unknown id. Answers where the
+    /// task is now (a run time that has come may dispatch it at once).
+    async fn change_task(&self, id: TaskId, change: &TaskChange) -> Result<SubmitOutcome>;
 
     /// Moves a dead task back to its queue with its attempts reset.
     async fn redrive(&self, id: TaskId) -> Result<SubmitOutcome>;

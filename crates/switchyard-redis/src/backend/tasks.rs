@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::Value;
 use switchyard_core::{
-    CancelOutcome, Error, Progress, QueueName, Result, SubmitOutcome, TaskId, TaskInfo,
-    TaskOutcome, TaskState, Tasks, WorkerId,
+    CHANGE_OPERATION, CancelOutcome, Error, Progress, QueueName, Result, SubmitOutcome, TaskChange,
+    TaskId, TaskInfo, TaskOutcome, TaskState, Tasks, WorkerId,
 };
 
 use super::{RedisBackend, verified};
@@ -15,6 +15,24 @@ use crate::codec::{array, int, protocol, text};
 use crate::error::wrong_state;
 use crate::protocol::state_from;
 use crate::{codec, keys};
+
+/// Where a task that re-entered its queue is (`redrive`, `change`: `{state, worker or ''}`).
+fn placed(id: TaskId, v: Value) -> Result<SubmitOutcome> {
+    let mut it = array(v)?.into_iter();
+    let st = int(&it.next().ok_or_else(|| protocol("empty reply"))?)?;
+    let worker = text(it.next().unwrap_or(Value::Nil))?;
+    let assigned = if worker.is_empty() {
+        None
+    } else {
+        Some(WorkerId::new(worker)?)
+    };
+    Ok(SubmitOutcome::new(
+        id,
+        Some(state_from(st)?),
+        false,
+        assigned,
+    ))
+}
 
 impl RedisBackend {
     /// Listens on task `id`'s done channel (before its state is checked, so that an
@@ -177,6 +195,35 @@ impl Tasks for RedisBackend {
         Ok(out)
     }
 
+    async fn change_task(&self, id: TaskId, change: &TaskChange) -> Result<SubmitOutcome> {
+        change.validate()?;
+        verified("change", |_| async move {
+            let rec = self.record(id).await?.ok_or(Error::TaskNotFound(id))?;
+            let body = change
+                .payload
+                .as_ref()
+                .map(|p| codec::body_with_payload(&rec, p))
+                .unwrap_or_default();
+            let now = self.now_arg();
+            let mut inv = self.invocation(&self.functions().change, &[&rec.queue], &now);
+            inv.arg(rec.queue.as_str())
+                .arg(id.to_string())
+                .arg(change.priority.map_or(-1, i64::from))
+                .arg(
+                    change
+                        .run_at
+                        .map_or(-1, |at| i64::try_from(at).unwrap_or(i64::MAX)),
+                )
+                .arg(body);
+            let v = self
+                .exec_durable(&inv)
+                .await
+                .map_err(|f| wrong_state(f, id, CHANGE_OPERATION))?;
+            Ok(placed(id, v)?)
+        })
+        .await
+    }
+
     async fn redrive(&self, id: TaskId) -> Result<SubmitOutcome> {
         verified("redrive", |_| async move {
             let rec = self.record(id).await?.ok_or(Error::TaskNotFound(id))?;
@@ -187,20 +234,7 @@ impl Tasks for RedisBackend {
                 .exec_durable(&inv)
                 .await
                 .map_err(|f| wrong_state(f, id, "redrive (only dead tasks can be re-driven)"))?;
-            let mut it = array(v)?.into_iter();
-            let st = int(&it.next().ok_or_else(|| protocol("empty redrive reply"))?)?;
-            let worker = text(it.next().unwrap_or(Value::Nil))?;
-            let assigned = if worker.is_empty() {
-                None
-            } else {
-                Some(WorkerId::new(worker)?)
-            };
-            Ok(SubmitOutcome::new(
-                id,
-                Some(state_from(st)?),
-                false,
-                assigned,
-            ))
+            Ok(placed(id, v)?)
         })
         .await
     }

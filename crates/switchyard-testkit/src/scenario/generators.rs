@@ -156,6 +156,7 @@ pub fn any_op() -> impl proptest::strategy::Strategy<Value = Op> {
         2 => (any::<usize>(), prop_oneof![Just(0u64), Just(100), Just(1_000)])
             .prop_map(|(pick, hold_ms)| Op::Throttle { pick, hold_ms }),
         4 => progress_op(),
+        2 => change_op(),
         1 => any::<usize>().prop_map(|pick| Op::Cancel { pick }),
         1 => any::<usize>().prop_map(|pick| Op::Redrive { pick }),
         1 => (0..QUEUES).prop_map(|queue| Op::Dispatch { queue }),
@@ -184,6 +185,23 @@ pub fn any_scenario(max_ops: usize) -> impl proptest::strategy::Strategy<Value =
         .prop_map(|(configs, mut ops, rest)| {
             ops.extend(rest);
             Scenario { configs, ops }
+        })
+}
+
+/// A change of a task: a priority, a run time around now, a payload, or several (or none:
+/// refused alike).
+fn change_op() -> impl proptest::strategy::Strategy<Value = Op> {
+    (
+        any::<usize>(),
+        proptest::option::of(0u16..8),
+        proptest::option::of(prop_oneof![Just(-1_000i64), Just(0), Just(1), Just(2_500)]),
+        any::<bool>(),
+    )
+        .prop_map(|(pick, priority, run_in, payload)| Op::Change {
+            pick,
+            priority,
+            run_in,
+            payload,
         })
 }
 

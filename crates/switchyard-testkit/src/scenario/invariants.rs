@@ -353,7 +353,7 @@ fn capacity(snap: &Snapshot, mut held: BTreeMap<WorkerId, u32>) -> Result<(), St
 }
 
 /// 4. Order, as seen in one step: the tasks that left each ready set (`before` → `after`) were
-///    a prefix of it (`cancelled`, taken out by a cancel, aside). The order of the sets
+///    a prefix of it (`cancelled`, taken out by a cancel or a change, aside). The order of the sets
 ///    themselves is checked by `check_policy_order`; 5, idempotence, inside the steps that
 ///    repeat a call.
 fn order_kept(

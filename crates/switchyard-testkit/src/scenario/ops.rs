@@ -147,6 +147,17 @@ pub enum Op {
         /// With a message, or without.
         message: bool,
     },
+    /// Change a task (refused unless it has not started).
+    Change {
+        /// Which task.
+        pick: usize,
+        /// A new priority.
+        priority: Option<u16>,
+        /// A new run time, this many ms from now (negative: past).
+        run_in: Option<i64>,
+        /// A new payload.
+        payload: bool,
+    },
     /// Cancel a task.
     Cancel {
         /// Which task.

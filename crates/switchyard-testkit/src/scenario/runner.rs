@@ -493,6 +493,31 @@ impl<B: Backend> Runner<B> {
                     )
                 }
             }
+            Op::Change {
+                pick,
+                priority,
+                run_in,
+                payload,
+            } => {
+                if self.accepted.is_empty() {
+                    "change: nothing yet".to_string()
+                } else {
+                    let id = self.accepted[pick % self.accepted.len()];
+                    // A ready task postponed leaves its ready set from anywhere, as a cancel.
+                    cancelled = Some(id);
+                    let mut change = switchyard_core::TaskChange::new();
+                    change.priority = *priority;
+                    change.run_at = run_in.map(|d| self.clock.now_ms().saturating_add_signed(d));
+                    if *payload {
+                        change.payload =
+                            Some(format!("changed at {}", self.clock.now_ms()).into_bytes());
+                    }
+                    answer!(
+                        format!("change {id} {change:?}"),
+                        self.backend.change_task(id, &change)
+                    )
+                }
+            }
             Op::Cancel { pick } => {
                 if self.accepted.is_empty() {
                     "cancel: nothing yet".to_string()

@@ -351,6 +351,14 @@ impl Tasks for Partitioned {
         self.of(id).wait_progress(id, seen, timeout).await
     }
 
+    async fn change_task(
+        &self,
+        id: TaskId,
+        change: &switchyard_core::TaskChange,
+    ) -> Result<SubmitOutcome> {
+        self.of(id).change_task(id, change).await
+    }
+
     async fn cancel(&self, id: TaskId) -> Result<CancelOutcome> {
         self.of(id).cancel(id).await
     }

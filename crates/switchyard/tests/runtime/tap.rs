@@ -207,6 +207,14 @@ impl Tasks for Tap {
         self.inner.get_outcome(id).await
     }
 
+    async fn change_task(
+        &self,
+        id: TaskId,
+        change: &switchyard::TaskChange,
+    ) -> switchyard::Result<switchyard::backend::SubmitOutcome> {
+        self.inner.change_task(id, change).await
+    }
+
     async fn wait_progress(
         &self,
         id: TaskId,
