@@ -430,3 +430,61 @@ fn task_follows_a_sleeping_tasks_progress() {
     assert_eq!(logged, 3, "{events}");
     drop(worker);
 }
+
+/// `task --set-priority / --set-payload / --run-in-ms`: a waiting task changed from the command
+/// line (it overtakes, it waits, it carries the new payload); a finished one is refused with
+/// the reason.
+#[test]
+fn task_changes_a_waiting_task() {
+    let server = RedisServer::start().unwrap();
+    let ns = "change";
+    ok(
+        &server,
+        ns,
+        &[
+            "declare",
+            "jobs",
+            "--policy",
+            "priority",
+            "--strategy",
+            "pull",
+        ],
+    );
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            ok(&server, ns, &["submit", "jobs", "echo", &i.to_string()])
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    let out = ok(&server, ns, &["task", &ids[2], "--set-priority", "7"]);
+    assert!(out.contains("changed: ready now"), "{out}");
+    let out = ok(&server, ns, &["task", &ids[0], "--run-in-ms", "600000"]);
+    assert!(out.contains("changed: scheduled now"), "{out}");
+    let out = ok(&server, ns, &["task", &ids[1], "--set-payload", "\"new\""]);
+    assert!(out.contains("changed: ready now"), "{out}");
+    let listed = ok(
+        &server,
+        ns,
+        &["tasks", "jobs", "--state", "ready", "--json"],
+    );
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let order: Vec<String> = listed["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(order, [ids[2].clone(), ids[1].clone()], "{listed}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&server, ns, &["task", &ids[1], "--json"])).unwrap();
+    assert_eq!(json["payload_preview"], "\"new\"", "{json}");
+    // Once it ran, it cannot change.
+    let worker = WorkerProcess::start(&server, ns, "w1", &WORKER);
+    ok(&server, ns, &["task", &ids[2], "--wait-ms", "20000"]);
+    let refused = run(&server, ns, &["task", &ids[2], "--set-priority", "1"]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("has not started"), "{said}");
+    drop(worker);
+}

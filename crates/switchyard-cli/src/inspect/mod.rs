@@ -58,6 +58,20 @@ pub struct TaskArgs {
     #[arg(long, requires = "wait_ms", conflicts_with_all = ["json", "result"])]
     pub progress: bool,
 
+    /// Change its priority (it must not have started: scheduled, ready or waiting for a
+    /// retry; a ready task moves in its queue's order).
+    #[arg(long, value_name = "PRIORITY", conflicts_with_all = ["cancel", "redrive", "delete"])]
+    pub set_priority: Option<u16>,
+
+    /// Change its payload (it must not have started), e.g. `'{"size": 2}'`.
+    #[arg(long, value_name = "PAYLOAD", conflicts_with_all = ["cancel", "redrive", "delete"])]
+    pub set_payload: Option<String>,
+
+    /// Change its run time to this many ms from now; 0 makes it ready now (it must not have
+    /// started; a ready task given a later time waits until then).
+    #[arg(long, value_name = "MS", conflicts_with_all = ["cancel", "redrive", "delete"])]
+    pub run_in_ms: Option<u64>,
+
     /// Put it back in its queue with fresh attempts (it must be dead).
     #[arg(long, conflicts_with = "cancel")]
     pub redrive: bool,

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use switchyard::{CancelOutcome, Client, Progress, TaskHandle, TaskOutcome};
+use switchyard::{CancelOutcome, Client, Progress, TaskChange, TaskHandle, TaskOutcome};
+use switchyard_core::Clock;
 use switchyard_core::display;
 
 use super::{DeadArgs, TaskArgs};
@@ -36,6 +37,22 @@ pub fn task(args: &TaskArgs) -> Result<(), String> {
             };
             if !args.json {
                 println!("{said}");
+            }
+        }
+        if args.set_priority.is_some() || args.set_payload.is_some() || args.run_in_ms.is_some() {
+            let mut change = TaskChange::new();
+            change.priority = args.set_priority;
+            change.payload = args.set_payload.clone().map(String::into_bytes);
+            if let Some(ms) = args.run_in_ms {
+                let now = switchyard_core::SystemClock.now_ms();
+                change.run_at = Some(now.saturating_add(ms));
+            }
+            let moved = handle.change(&change).await.map_err(|e| e.to_string())?;
+            if !args.json {
+                let now = moved
+                    .state
+                    .map_or("gone".to_owned(), |s| s.as_str().to_owned());
+                println!("changed: {now} now");
             }
         }
         if args.redrive {
