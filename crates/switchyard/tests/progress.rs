@@ -43,6 +43,12 @@ async fn flood(client: Client) {
         .await
         .unwrap();
 
+    // A caller awaiting the outcome meanwhile is not fooled by the announcements (on Redis
+    // they wake it through the same channel).
+    let outcome = {
+        let task = client.task_handle(task.id());
+        tokio::spawn(async move { task.wait(Duration::from_secs(20)).await })
+    };
     // A handle following the progress sees it move, each change at least ~a second apart.
     let mut seen = None;
     let mut changes = Vec::new();
@@ -62,6 +68,11 @@ async fn flood(client: Client) {
         }
     }
     task.wait(Duration::from_secs(10)).await.unwrap();
+    let awaited = outcome.await.unwrap().unwrap();
+    assert!(
+        matches!(awaited, switchyard::TaskOutcome::Succeeded(_)),
+        "{awaited:?}"
+    );
     stop.shutdown();
     running.await.unwrap().unwrap();
 

@@ -100,9 +100,9 @@ impl Tasks for RedisBackend {
                 break;
             }
             match tokio::time::timeout_at(deadline, registration.announced()).await {
-                Ok(Ok(())) => break,
-                // The connection was lost: listen again, and check again.
-                Ok(Err(_)) => continue,
+                // The task finished, or announced progress (`lua/progress.lua`), or the
+                // connection was lost: listen again, and check again.
+                Ok(_) => continue,
                 Err(_) => break,
             }
         }
