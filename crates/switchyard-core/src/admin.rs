@@ -16,6 +16,9 @@
 //! * [`Queues::delete_queue`](crate::Queues::delete_queue) removes a queue that holds no
 //!   task and that no registered worker serves.
 //!
+//! * [`retention`]: finished tasks are removed by maintenance when their retention time ends,
+//!   and beyond a count when the queue keeps only so many.
+//!
 //! Refusals are [`Error::QueueInUse`](crate::Error::QueueInUse) with an [`InUse`] reason,
 //! formatted here once for both backends.
 //!
@@ -29,6 +32,7 @@
 //! assert!(Reshape::between(&old, &by_priority).order);
 //! ```
 
+pub mod retention;
 use serde::{Deserialize, Serialize};
 
 use crate::{QueueConfig, WorkerId};

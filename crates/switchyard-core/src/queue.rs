@@ -139,6 +139,18 @@ pub struct QueueConfig {
     /// earliest deadline (the rule, exactly: [`crate::flow::deadline`]). Default off.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub expire_late: bool,
+    /// Retention by count: keeps at most this many of the queue's tasks that ended succeeded,
+    /// cancelled or expired, removing the rest first to last by the end of their retention
+    /// (so oldest first), beside the retention by age ([`result_ttl_ms`](Self::result_ttl_ms));
+    /// `None` (the default) keeps them until then. 0 keeps none. Enforced by maintenance, on a
+    /// quiet queue too, in bounded steps (the rule: [`crate::admin::retention`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_finished: Option<u32>,
+    /// Retention by count of the dead-letter set: keeps at most this many dead tasks, the
+    /// earliest deaths removed first, beside [`dead_ttl_ms`](Self::dead_ttl_ms); `None` (the
+    /// default) keeps them until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_dead: Option<u32>,
     /// A duration a `with_*` method could not store (out of range); `validate` reports it, so
     /// that nothing is silently clamped.
     #[serde(skip)]
@@ -171,6 +183,8 @@ impl Default for QueueConfig {
             concurrency: None,
             rate: None,
             expire_late: false,
+            keep_finished: None,
+            keep_dead: None,
             unfit: None,
         }
     }
@@ -254,6 +268,21 @@ impl QueueConfig {
     /// ```
     pub fn with_max_waiting(mut self, max: u32) -> Self {
         self.max_waiting = Some(max);
+        self
+    }
+
+    /// Keeps at most `n` tasks that ended succeeded, cancelled or expired, and at most `dead`
+    /// dead ones (see [`keep_finished`](QueueConfig::keep_finished) and
+    /// [`keep_dead`](QueueConfig::keep_dead)).
+    ///
+    /// ```
+    /// use switchyard_core::QueueConfig;
+    /// let config = QueueConfig::default().with_retention_counts(Some(1_000), Some(10_000));
+    /// assert_eq!((config.keep_finished, config.keep_dead), (Some(1_000), Some(10_000)));
+    /// ```
+    pub fn with_retention_counts(mut self, n: Option<u32>, dead: Option<u32>) -> Self {
+        self.keep_finished = n;
+        self.keep_dead = dead;
         self
     }
 
@@ -387,11 +416,14 @@ impl QueueConfig {
         fn bound(b: Option<u32>) -> String {
             b.map_or_else(|| "unbounded".to_owned(), |n| n.to_string())
         }
+        fn kept(k: Option<u32>) -> String {
+            k.map_or_else(|| "all".to_owned(), |n| n.to_string())
+        }
         let (a, b) = (self, requested);
         fn rate(r: Option<RateLimit>) -> String {
             r.map_or_else(|| "unlimited".to_owned(), |r| r.to_string())
         }
-        let fields: [(&str, String, String); 17] = [
+        let fields: [(&str, String, String); 19] = [
             ("policy", a.policy.name(), b.policy.name()),
             ("strategy", strategy(a.strategy), strategy(b.strategy)),
             ("seed", a.seed.to_string(), b.seed.to_string()),
@@ -453,6 +485,12 @@ impl QueueConfig {
                 a.expire_late.to_string(),
                 b.expire_late.to_string(),
             ),
+            (
+                "keep_finished",
+                kept(a.keep_finished),
+                kept(b.keep_finished),
+            ),
+            ("keep_dead", kept(a.keep_dead), kept(b.keep_dead)),
         ];
         fields
             .into_iter()

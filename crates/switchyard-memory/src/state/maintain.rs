@@ -2,7 +2,8 @@
 //!
 //! Lua twin: lua/reap_worker.lua, lua/promote.lua, lua/purge.lua.
 
-use switchyard_core::{MaintenanceReport, Millis, QueueName, Result, WorkerId};
+use switchyard_core::admin::retention::excess;
+use switchyard_core::{MaintenanceReport, Millis, QueueName, Result, TaskId, TaskState, WorkerId};
 
 use super::{State, to_i64};
 
@@ -73,7 +74,8 @@ impl State {
             report.more |= self.late_head(&qn, now);
         }
         // 3. Finished records past their retention, queue by queue in name order, by
-        //    (retain_until, id); then expired dedup keys.
+        //    (retain_until, id), then beyond the queue's counts (admin::retention); then
+        //    expired dedup keys.
         let mut budget = limit;
         let names: Vec<QueueName> = self.queues.keys().cloned().collect();
         for qn in names {
@@ -94,6 +96,10 @@ impl State {
                 self.drop_finished(id);
                 report.records_purged += 1;
             }
+            let trimmed = self.trim_by_count(&qn, budget)?;
+            budget -= trimmed.0;
+            report.records_purged += trimmed.0;
+            report.more |= trimmed.1;
         }
         let stale: Vec<(Millis, QueueName, String)> = self
             .dedup_expiry
@@ -108,5 +114,48 @@ impl State {
             self.dedup.remove(&(q, k));
         }
         Ok(report)
+    }
+
+    /// Retention by count (`switchyard_core::admin::retention`, rules 2 and 3): removes, within
+    /// `budget`, the dead tasks of `queue` beyond its `keep_dead` (earliest death first), then
+    /// its other finished tasks beyond `keep_finished` (by retention end); how many it removed,
+    /// and whether any beyond remain.
+    fn trim_by_count(&mut self, queue: &QueueName, mut budget: usize) -> Result<(usize, bool)> {
+        let q = self.queue(queue)?;
+        let (keep_dead, keep_finished) = (q.config.keep_dead, q.config.keep_finished);
+        let mut removed = 0;
+        let dead = {
+            let excess = excess(q.dead.len(), keep_dead);
+            q.dead
+                .iter()
+                .take(excess.min(budget))
+                .map(|(_, id)| *id)
+                .collect::<Vec<_>>()
+        };
+        for id in dead {
+            self.drop_finished(id);
+            removed += 1;
+            budget -= 1;
+        }
+        let q = self.queue(queue)?;
+        let left_dead = excess(q.dead.len(), keep_dead) > 0;
+        let finished = q.done.len() - q.dead.len();
+        let excess_finished = excess(finished, keep_finished);
+        let others: Vec<TaskId> = q
+            .done
+            .iter()
+            .map(|(_, id)| *id)
+            .filter(|id| {
+                self.tasks
+                    .get(id)
+                    .is_some_and(|t| t.state != TaskState::Dead)
+            })
+            .take(excess_finished.min(budget))
+            .collect();
+        for id in &others {
+            self.drop_finished(*id);
+        }
+        removed += others.len();
+        Ok((removed, left_dead || others.len() < excess_finished))
     }
 }

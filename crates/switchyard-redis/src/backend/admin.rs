@@ -44,6 +44,8 @@ pub(super) fn push_config(inv: &mut Call, config: &QueueConfig) {
         .arg(config.concurrency.unwrap_or(0));
     inv.arg(config.rate.map_or(0, |r| r.max))
         .arg(config.rate.map_or(0, |r| r.per_ms));
+    inv.arg(config.keep_finished.map_or(-1, i64::from))
+        .arg(config.keep_dead.map_or(-1, i64::from));
 }
 
 fn in_use(queue: &QueueName, operation: &'static str, reason: InUse) -> Error {

@@ -184,9 +184,13 @@ impl<B: Backend> Runner<B> {
         Ok(())
     }
 
-    /// After a deletion: the accepted tasks without a record are exactly `removed`, each was
+    /// After a deletion (or maintenance's purge: retention by count): the accepted tasks without a record are exactly `removed`, each was
     /// in one of `allowed` after the last step; they leave the runner's books.
-    async fn forget_removed(&mut self, removed: u64, allowed: &[TaskState]) -> Result<(), String> {
+    pub(super) async fn forget_removed(
+        &mut self,
+        removed: u64,
+        allowed: &[TaskState],
+    ) -> Result<(), String> {
         let mut gone = BTreeSet::new();
         for id in &self.accepted {
             if self

@@ -74,6 +74,11 @@ pub fn any_config() -> impl proptest::strategy::Strategy<Value = QueueConfig> {
                 let (max_waiting, concurrency, rate) = limits;
                 (config.max_waiting, config.concurrency) = (max_waiting, concurrency);
                 config.rate = rate.map(|(max, per_ms)| RateLimit { max, per_ms });
+                // Retention by count on some queues (0 to 2 kept), drawn from the seed.
+                let kept = |every: u64, n: u64| {
+                    (seed % every == 1).then(|| u32::try_from(seed / every % n).unwrap_or(0))
+                };
+                (config.keep_finished, config.keep_dead) = (kept(4, 3), kept(5, 2));
                 config
                     .with_events(events)
                     .with_seed(seed)

@@ -346,6 +346,12 @@ impl<B: Backend> Runner<B> {
                         for w in &report.workers_reaped {
                             self.live.retain(|i| &worker_id(*i) != w);
                         }
+                        // Retention (by count, on the queues that keep only so many) removed
+                        // finished tasks — finished in this pass too, perhaps (a reaped task
+                        // dead, a late one expired), so any earlier state will do; the count
+                        // must match.
+                        self.forget_removed(report.records_purged as u64, &TaskState::ALL)
+                            .await?;
                         format!("advance {ms} -> {report:?}")
                     }
                     Err(e) => return Err(format!("maintain: {e}")),
