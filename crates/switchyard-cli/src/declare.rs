@@ -98,6 +98,20 @@ pub struct QueueFlags {
     ))]
     pub concurrency: Option<Bound>,
 
+    #[arg(long, value_name = "N|all", help = fresh(
+        "Most tasks that ended succeeded, cancelled or expired kept (records and results), the \
+         oldest removed first by maintenance, beside --result-ttl-ms. `all`: kept until then",
+        "all",
+    ))]
+    pub keep_finished: Option<Kept>,
+
+    #[arg(long, value_name = "N|all", help = fresh(
+        "Most dead tasks kept, the earliest deaths removed first by maintenance, beside the \
+         dead-letter TTL. `all`: kept until then",
+        "all",
+    ))]
+    pub keep_dead: Option<Kept>,
+
     #[arg(long, value_name = "N/PER|none", help = fresh(
         "At most N dispatches of the queue in any window of PER (ms, s, m or h: 100/1s, \
          5/200ms), across all workers; without a token the queue waits, its tasks keep their \
@@ -155,6 +169,23 @@ impl std::str::FromStr for Bound {
                 u32::MAX
             )),
         }
+    }
+}
+
+/// `--keep-finished` / `--keep-dead`: a count (0 keeps none), or `all`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kept(pub Option<u32>);
+
+impl std::str::FromStr for Kept {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "all" {
+            return Ok(Kept(None));
+        }
+        s.parse::<u32>()
+            .map(|n| Kept(Some(n)))
+            .map_err(|_| format!("`{s}` is neither a count (0 to {}) nor all", u32::MAX))
     }
 }
 
@@ -237,6 +268,12 @@ impl QueueFlags {
         if let Some(Switch(on)) = self.expire_late {
             c.expire_late = on;
         }
+        if let Some(Kept(n)) = self.keep_finished {
+            c.keep_finished = n;
+        }
+        if let Some(Kept(n)) = self.keep_dead {
+            c.keep_dead = n;
+        }
         c.validate().map_err(|e| e.to_string())?;
         Ok(c)
     }
@@ -258,12 +295,15 @@ impl QueueFlags {
             && self.concurrency.is_none()
             && self.rate.is_none()
             && self.expire_late.is_none()
+            && self.keep_finished.is_none()
+            && self.keep_dead.is_none()
     }
 }
 
 /// What the flags can set, by flag name, as shown (the lines of a configuration's diff).
-pub fn settings(c: &QueueConfig) -> [(&'static str, String); 15] {
+pub fn settings(c: &QueueConfig) -> [(&'static str, String); 17] {
     let bound = |b: Option<u32>| b.map_or_else(|| "none".to_owned(), |n| n.to_string());
+    let kept = |k: Option<u32>| k.map_or_else(|| "all".to_owned(), |n| n.to_string());
     [
         ("policy", c.policy.name()),
         ("strategy", c.strategy.name().to_owned()),
@@ -286,6 +326,8 @@ pub fn settings(c: &QueueConfig) -> [(&'static str, String); 15] {
             "expire-late",
             if c.expire_late { "on" } else { "off" }.to_owned(),
         ),
+        ("keep-finished", kept(c.keep_finished)),
+        ("keep-dead", kept(c.keep_dead)),
     ]
 }
 

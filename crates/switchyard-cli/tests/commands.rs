@@ -488,3 +488,81 @@ fn task_changes_a_waiting_task() {
     assert!(said.contains("has not started"), "{said}");
     drop(worker);
 }
+
+/// `declare --keep-finished / --keep-dead`: a worker's maintenance trims the queue to the
+/// newest that many, with no task moving; `reconfigure` changes the counts, `all` lifts them.
+#[test]
+fn retention_counts_trim_a_quiet_queue() {
+    let server = RedisServer::start().unwrap();
+    let ns = "kept";
+    ok(
+        &server,
+        ns,
+        &[
+            "declare",
+            "jobs",
+            "--keep-finished",
+            "2",
+            "--keep-dead",
+            "1",
+            "--max-attempts",
+            "1",
+        ],
+    );
+    ok(
+        &server,
+        ns,
+        &["submit", "jobs", "echo", "1", "-n", "6", "--quiet"],
+    );
+    ok(
+        &server,
+        ns,
+        &["submit", "jobs", "fail", "\"x\"", "-n", "3", "--quiet"],
+    );
+    let worker = WorkerProcess::start(&server, ns, "w1", &WORKER);
+    let counts = || {
+        let view: serde_json::Value =
+            serde_json::from_str(&ok(&server, ns, &["status", "--json"])).unwrap();
+        let q = &view["queues"][0];
+        (
+            q["succeeded"].as_u64().unwrap(),
+            q["dead"].as_u64().unwrap(),
+        )
+    };
+    let started = Instant::now();
+    while counts() != (2, 1) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never trimmed: {:?}",
+            counts()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let said = ok(
+        &server,
+        ns,
+        &[
+            "reconfigure",
+            "jobs",
+            "--keep-finished",
+            "all",
+            "--keep-dead",
+            "0",
+        ],
+    );
+    let shown = |flag: &str, change: &str| {
+        said.lines()
+            .any(|l| l.trim_start().starts_with(flag) && l.trim_end().ends_with(change))
+    };
+    assert!(shown("--keep-finished", "2 -> all"), "{said}");
+    assert!(shown("--keep-dead", "1 -> 0"), "{said}");
+    while counts() != (2, 0) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "dead never trimmed: {:?}",
+            counts()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(worker);
+}
