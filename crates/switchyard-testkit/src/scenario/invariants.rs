@@ -221,7 +221,8 @@ impl<B: Backend> Runner<B> {
     /// while it is ready, dispatched or running, and takes it again when it comes back from a
     /// worker that did not finish it (hand-back, drain, reap: then, under aging, its key counts
     /// from its creation). It enters anew when it is submitted, promoted from scheduled or
-    /// retry-scheduled (aging from its run-at), re-driven, or back after a failed attempt
+    /// retry-scheduled (aging from its run-at; `changed` to a run time that has come: from
+    /// now), re-driven, or back after a failed attempt
     /// (`fails`: the step reported one, or a heartbeat timed one out), each at this step's
     /// time. So a wrong key on re-entry (retry promotion, hand-back, redrive, aging) or a
     /// re-entry in the wrong place shows up as a task out of place.
@@ -230,6 +231,7 @@ impl<B: Backend> Runner<B> {
         snap: &Snapshot,
         ready: &[Vec<TaskId>],
         fails: bool,
+        changed: Option<TaskId>,
     ) -> Result<(), String> {
         let step = self.steps;
         self.steps += 1;
@@ -253,6 +255,12 @@ impl<B: Backend> Runner<B> {
             let kept = self.entries.get(id).copied();
             let fresh = |enqueued_at| ReadyEntry { enqueued_at, step };
             let entry = match (before, kept) {
+                // Changed to a run time that has come: ready now (switchyard_core::TaskChange).
+                (Some((TaskState::Scheduled | TaskState::RetryScheduled, _, _)), _)
+                    if changed == Some(*id) =>
+                {
+                    fresh(now)
+                }
                 // Promoted: ages from its run-at.
                 (Some((TaskState::Scheduled | TaskState::RetryScheduled, Some(run_at), _)), _) => {
                     fresh(run_at)

@@ -564,7 +564,10 @@ impl<B: Backend> Runner<B> {
         // Only a failed attempt (reported, or timed out by a heartbeat) puts a running task
         // back in its queue as a new entry; every other way back keeps its place.
         let fails = matches!(op, Op::Fail { .. } | Op::Heartbeat { .. });
-        self.check_policy_order(&snap, &after, fails)
+        let changed = matches!(op, Op::Change { .. })
+            .then_some(cancelled)
+            .flatten();
+        self.check_policy_order(&snap, &after, fails, changed)
     }
 
     /// Applies every step, stopping at the first violation (reported with the step number).
