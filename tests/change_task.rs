@@ -38,6 +38,12 @@ async fn submit(b: &dyn Backend, queue: &str, priority: u16, payload: &[u8]) -> 
     .id
 }
 
+/// A task of `queue` scheduled a minute after the start.
+async fn submit_in_a_minute(b: &dyn Backend, queue: &str) -> TaskId {
+    let spec = TaskSpec::builder(queue, "job").run_at(START + 60_000);
+    b.submit(spec.build().unwrap()).await.unwrap().id
+}
+
 async fn ready_order(b: &dyn Backend, queue: &str) -> Vec<TaskId> {
     b.peek_ready(&QueueName::new(queue).unwrap(), 100)
         .await
@@ -91,16 +97,7 @@ async fn changes(b: &dyn Backend, clock: &ManualClock) {
     b.declare_queue(&fifo, QueueConfig::new(Policy::Fcfs, Strategy::Pull))
         .await
         .unwrap();
-    let later = b
-        .submit(
-            TaskSpec::builder("fifo", "job")
-                .run_at(START + 60_000)
-                .build()
-                .unwrap(),
-        )
-        .await
-        .unwrap()
-        .id;
+    let later = submit_in_a_minute(b, "fifo").await;
     let one = submit(b, "fifo", 0, b"1").await;
     let two = submit(b, "fifo", 0, b"2").await;
     // Pushed back, then brought forward to now: ready behind those there.
@@ -193,16 +190,7 @@ async fn changes(b: &dyn Backend, clock: &ManualClock) {
     b.register_worker(test_worker("w2", ["push"]).capacity(1))
         .await
         .unwrap();
-    let waiting = b
-        .submit(
-            TaskSpec::builder("push", "job")
-                .run_at(START + 60_000)
-                .build()
-                .unwrap(),
-        )
-        .await
-        .unwrap()
-        .id;
+    let waiting = submit_in_a_minute(b, "push").await;
     let out = b
         .change_task(waiting, &TaskChange::new().run_at(0))
         .await
