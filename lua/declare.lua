@@ -4,7 +4,8 @@
 --       timeout, backoff base, backoff max, jitter pct, result ttl, dead ttl, dedup window,
 --       random generator state, jitter generator state, event level (0 off, 1 failures, 2 all),
 --       max waiting (0: unbounded), concurrency (0: no limit), rate limit and its window in ms
---       (both 0: no limit), finished and dead tasks kept (-1: all; purge.lua).
+--       (both 0: no limit), finished and dead tasks kept (-1: all; purge.lua), dedup mode (0
+--       throttle, 1 debounce).
 -- Reply: 1 created, 0 already there with the same configuration.
 -- Errors: SY_CONFLICT <existing JSON>, SY_INVALID.
 local name = name_arg(2, 'queue name')

@@ -2,8 +2,8 @@
 -- are replaced (switchyard_core::admin::Reshape) is computed by the caller from the
 -- configuration it read, passed as flags, and that configuration is checked here.
 -- KEYS: the fixed keys, then the queue's group.
--- ARGV: now, name, new config JSON, then as declare from the policy on (4..25), then the
---       configuration JSON the caller read (26), order changes 0|1 (27), balancer changes 0|1 (28).
+-- ARGV: now, name, new config JSON, then as declare from the policy on (4..26), then the
+--       configuration JSON the caller read (27), order changes 0|1 (28), balancer changes 0|1 (29).
 -- A concurrency or rate limit raised or removed lets the queue take up what waits
 -- (lib/concurrency.lua); a rate limit with a new window starts its log afresh, and one lowered
 -- below the dispatches of its window marks the queue (lib/rate.lua).
@@ -13,12 +13,13 @@
 local q = queues_open(2, 1)[1]
 local json = ARGV[3]
 if not json or json == '' then fail('SY_INVALID', 'config: empty') end
-local cfg, rng, jit, limits = config_arg(4)
-local order = int_arg(27, 'order flag', 0, 1)
-local balancer = int_arg(28, 'balancer flag', 0, 1)
+local cfg, rng, jit, limits, after = config_arg(4)
+local read = ARGV[after]
+local order = int_arg(after + 1, 'order flag', 0, 1)
+local balancer = int_arg(after + 2, 'balancer flag', 0, 1)
 local existing = call('HGET', K_META, q.name)
 if existing == json then return 0 end
-if existing ~= ARGV[26] then fail('SY_STALE', 'queue ' .. q.name .. ' was reconfigured meanwhile') end
+if existing ~= read then fail('SY_STALE', 'queue ' .. q.name .. ' was reconfigured meanwhile') end
 if order == 1 and ready_len(q) > 0 then fail('SY_BUSY', 'ready ' .. ready_len(q)) end
 if balancer == 1 then
   local served = queue_members(q.name)

@@ -6,8 +6,34 @@
 --       cost given 0|1, priority, cost, run-at (0: none), delay ms (0: none), max attempts (0:
 --       queue default), timeout ms (0: queue default), deadline (0: none)), the 26-character
 --       id, then the body.
--- Reply: per task 4 fields: duplicate 0|1, id, state (-1: unknown), worker or ''.
+-- A dedup key that is held throttles or debounces (the rule: switchyard_core::flow::dedup; the
+-- queue's state field 'dm' = 1: debounce).
+-- Reply: per task 4 fields: 0 (created) or the sum of SUBMIT_DUPLICATE, SUBMIT_DIFFERS (its
+--        payload is another than the task's) and SUBMIT_REPLACED (debounce: the waiting task
+--        took it), id, state (-1: unknown), worker or ''.
 -- Errors: SY_UNKNOWN_QUEUE <name>, SY_FULL <waiting> <bound> <adding> <name>, SY_INVALID.
+local SUBMIT_DUPLICATE, SUBMIT_DIFFERS, SUBMIT_REPLACED = 1, 2, 4
+
+-- Where a body's payload starts (codec::encode_body): after the lengths, the queue, kind,
+-- affinity and dedup key, and the trace context (a marker byte: 0 none, 55 a traceparent, 56
+-- a traceparent and a tracestate with its '>H' length).
+local function payload_at(body)
+  local ql, kl, al, dl = sunpack('>BBHH', body)
+  local o = 7 + ql + kl + al + dl
+  local m = byte(body, o)
+  if m == 0 then return o + 1 end
+  if m == 55 then return o + 56 end
+  return o + 58 + sunpack('>H', body, o + 56)
+end
+
+-- The answer to a submit with `body` that found task `id` there, its record `r` (nil: gone).
+local function duplicate(id, r, body, replaced)
+  if not r then return {SUBMIT_DUPLICATE, id, -1, ''} end
+  local code = SUBMIT_DUPLICATE
+  if sub(r.body, payload_at(r.body)) ~= sub(body, payload_at(body)) then code = code + SUBMIT_DIFFERS end
+  if replaced then code = code + SUBMIT_REPLACED end
+  return {code, id, r.st, ''}
+end
 local ng = int_arg(2, 'group count', 1, 1024)
 local groups = queues_open(3, ng)
 local rest = {}
@@ -50,24 +76,37 @@ local reply = {}
 for i, t in ipairs(tasks) do
   local q = t.q
   local existing = PENDING.recs[t.id] or known[i]
+  local run_at = nil
+  if t.at > 0 then run_at = t.at end
+  if t.delay > 0 then run_at = min(NOW + t.delay, MAX_MS) end
   local dup = nil
   if existing then
-    dup = {1, t.id, (sunpack('>B', existing)), ''}
+    dup = duplicate(t.id, rec_get(t.id, existing), t.body)
   elseif t.dedup then
     local dk = q.name .. '|' .. t.dedup
+    -- Who holds the key for a window from now: this task, the debounced holder, or (throttle)
+    -- nobody new.
+    local claimer = t.id
     local entry = call('HGET', K_TASKS, 'd:' .. dk)
     if entry then
       local holder, expires = match(entry, '^(.*)|(%d+)$')
       if tonumber(expires) > NOW then
-        local v = PENDING.recs[holder] or call('HGET', K_TASKS, holder)
-        local st = -1
-        if v then st = sunpack('>B', v) end
-        dup = {1, holder, st, ''}
+        local h = rec_get(holder)
+        if call('HGET', q.k_state, 'dm') ~= '1' then
+          dup = duplicate(holder, h, t.body)
+          claimer = nil
+        elseif h and (h.st == S_SCHEDULED or h.st == S_READY) then
+          dup = duplicate(holder, h, t.body, true)
+          local body = sub(h.body, 1, payload_at(h.body) - 1) .. sub(t.body, payload_at(t.body))
+          h = change_waiting(h, q, body, -1, run_at or NOW)
+          dup[3], dup[4] = h.st, h.w
+          claimer = holder
+        end
       end
     end
-    if not dup then
+    if claimer then
       local expires = NOW + q.dwin
-      call('HSET', K_TASKS, 'd:' .. dk, t.id .. '|' .. format('%.0f', expires))
+      call('HSET', K_TASKS, 'd:' .. dk, claimer .. '|' .. format('%.0f', expires))
       call('ZADD', K_DEDUPX, expires, dk)
     end
   end
@@ -89,9 +128,6 @@ for i, t in ipairs(tasks) do
       local learned = tonumber(call('HGET', q.k_state, 'k:' .. kind_of(r)))
       if learned then r.co = min(learned, 2^32 - 1) end
     end
-    local run_at = nil
-    if t.at > 0 then run_at = t.at end
-    if t.delay > 0 then run_at = min(NOW + t.delay, MAX_MS) end
     emit(q, 'submitted', r.id)
     -- Left ready, it may still have been handed off from its record (place's hand_off_ready).
     if place(r, q, run_at, false, NOW) then r = rec_get(r.id) end

@@ -8,6 +8,9 @@
 --       token, hold (ms, 0..86400000).
 -- Reply: {code (A_THROTTLED, A_CANCELLED; refused: A_NOT_FOUND, A_NOT_RUNNING, A_STALE),
 --         held until or state (-1 without a record), assignments...}.
+-- The code of a throttled run (AckCode::Throttled, beside lib/protocol.lua's A_ codes).
+local A_THROTTLED = 7
+
 local wr, w, a = worker_of_call(true)
 local id, qname, tok = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
 local hold = int_arg(a + 3, 'hold', 0, 86400000)

@@ -1,11 +1,12 @@
 -- lib/admin.lua: helpers of the administration calls (switchyard_core::admin).
 -- Rust twin: crates/switchyard-memory/src/state/admin.rs.
 
--- A queue configuration in ARGV[i..i+21] (as declare and reconfigure pass it), checked:
--- the packed CFG, the random generator state, the jitter generator state, and its limits
+-- A queue configuration in ARGV[i..i+22] (as declare and reconfigure pass it), checked:
+-- the packed CFG, the random generator state, the jitter generator state, its limits
 -- {mw: the bound on waiting tasks (0: unbounded; lib/bounded.lua), cl: the concurrency limit
 -- (0: none; lib/concurrency.lua), rmax and rwin: the rate limit (0: none; lib/rate.lua),
--- kf and kd: how many finished and dead tasks it keeps (-1: all; purge.lua)}.
+-- kf and kd: how many finished and dead tasks it keeps (-1: all; purge.lua), dm: the dedup
+-- mode (0 throttle, 1 debounce; submit.lua)}, and the index of the argument after them.
 local function config_arg(i)
   local pol = int_arg(i, 'policy', 0, 5)
   local age = int_arg(i + 1, 'aging', 0, 2^24)
@@ -23,17 +24,18 @@ local function config_arg(i)
   local limits = {mw = int_arg(i + 16, 'max waiting', 0, 2^32 - 1),
     cl = int_arg(i + 17, 'concurrency', 0, 2^32 - 1), rmax = int_arg(i + 18, 'rate limit', 0, 100000),
     rwin = int_arg(i + 19, 'rate limit window', 0, 86400000),
-    kf = int_arg(i + 20, 'keep finished', -1, 2^32 - 1), kd = int_arg(i + 21, 'keep dead', -1, 2^32 - 1)}
+    kf = int_arg(i + 20, 'keep finished', -1, 2^32 - 1), kd = int_arg(i + 21, 'keep dead', -1, 2^32 - 1),
+    dm = int_arg(i + 22, 'dedup mode', 0, 1)}
   if (limits.rmax == 0) ~= (limits.rwin == 0) then
     fail('SY_INVALID', 'rate limit: give both the count and the window, or neither')
   end
   return cfg, int_arg(i + 13, 'random state', 1, MINSTD_M - 1), int_arg(i + 14, 'jitter state', 1, MINSTD_M - 1),
-    limits
+    limits, i + 23
 end
 
 -- Stores a queue's limits (from `config_arg`) in its state hash: fields 'm' (bound), 'l'
--- (concurrency), 'r' and 'rw' (rate limit and window), 'kf' and 'kd' (retention counts);
--- absent: none.
+-- (concurrency), 'r' and 'rw' (rate limit and window), 'kf' and 'kd' (retention counts), 'dm'
+-- (1: debounce); absent: none (throttle).
 local function store_limits(k_state, limits)
   if limits.mw > 0 then call('HSET', k_state, 'm', limits.mw) else call('HDEL', k_state, 'm') end
   if limits.cl > 0 then call('HSET', k_state, 'l', limits.cl) else call('HDEL', k_state, 'l') end
@@ -44,6 +46,7 @@ local function store_limits(k_state, limits)
   end
   if limits.kf >= 0 then call('HSET', k_state, 'kf', limits.kf) else call('HDEL', k_state, 'kf') end
   if limits.kd >= 0 then call('HSET', k_state, 'kd', limits.kd) else call('HDEL', k_state, 'kd') end
+  if limits.dm > 0 then call('HSET', k_state, 'dm', limits.dm) else call('HDEL', k_state, 'dm') end
 end
 
 -- The registered workers that serve queue `name`, sorted, joined by ','  ('' for none).

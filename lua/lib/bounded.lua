@@ -26,10 +26,20 @@ local function check_room(groups, rest, tasks, known)
         local dk = t.q.name .. '|' .. t.dedup
         if keys[dk] then
           -- Claimed earlier in the step: held unless the window is 0 (it expires at once).
+          -- Under debounce a later submit may still create a task, but only once the one
+          -- before has left the waiting tasks: one more at most.
           held = t.q.dwin > 0
         else
+          -- Held by a task that answers the submit (throttle) or takes it (debounce).
           local entry = call('HGET', K_TASKS, 'd:' .. dk)
-          if entry then held = tonumber(match(entry, '|(%d+)$')) > NOW end
+          if entry then
+            local holder, expires = match(entry, '^(.*)|(%d+)$')
+            held = tonumber(expires) > NOW
+            if held and call('HGET', t.q.k_state, 'dm') == '1' then
+              local h = rec_get(holder)
+              held = h ~= nil and (h.st == S_SCHEDULED or h.st == S_READY)
+            end
+          end
         end
         if not held then keys[dk] = true end
       end

@@ -16,9 +16,11 @@ local T_RR, T_RANDOM, T_WEIGHTED, T_LL, T_AFFINITY, T_PULL = 0, 1, 2, 3, 4, 5
 -- (records written before deadlines existed have no such bit and decode as before).
 local F_CANCEL, F_AWAITED, F_DEADLINE = 1, 2, 4
 local W_WAITING, W_DRAINING = 1, 2
--- What complete and fail answer for a lease, one table for both (src/protocol.rs: AckCode).
+-- What complete and fail answer for a lease, one table for both (src/protocol.rs: AckCode;
+-- its last code, A_THROTTLED = 7, is named in throttle.lua, its one user: the library's main
+-- chunk is at Lua's limit of 200 locals).
 local A_SUCCEEDED, A_NOT_FOUND, A_NOT_RUNNING, A_STALE = 0, 1, 2, 3
-local A_RETRYING, A_DEAD, A_CANCELLED, A_THROTTLED = 4, 5, 6, 7
+local A_RETRYING, A_DEAD, A_CANCELLED = 4, 5, 6
 local WEIGHT_SCALE, HALF_SCALE, RENORM_AT = 65536, 32768, 2^40
 local MINSTD_M, MINSTD_A = 2147483647, 48271
 local MAX_MS = 2^48 - 1

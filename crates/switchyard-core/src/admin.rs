@@ -119,7 +119,7 @@ pub struct Reshape {
 
 impl Reshape {
     /// What changing `old` into `new` replaces. Every other field (attempts, timeout, default
-    /// cost, backoff, retention, dedup window, events) changes freely.
+    /// cost, backoff, retention, dedup window and mode, events) changes freely.
     pub fn between(old: &QueueConfig, new: &QueueConfig) -> Reshape {
         Reshape {
             order: old.policy != new.policy,

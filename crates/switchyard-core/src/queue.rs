@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::duration_ms;
+use crate::flow::dedup::DedupMode;
 use crate::flow::rate::RateLimit;
 use crate::rng::Minstd;
 use crate::task::{MAX_ATTEMPTS, MAX_DURATION_MS, bounded_ms};
@@ -109,8 +110,13 @@ pub struct QueueConfig {
     pub backoff: Backoff,
     /// How long results and finished task records are kept, in ms. Default 1 hour.
     pub result_ttl_ms: u64,
-    /// How long a dedup key blocks duplicates after its task was submitted, in ms. Default 1 hour.
+    /// How long a dedup key is held after its task was submitted, in ms. Default 1 hour.
     pub dedup_window_ms: u64,
+    /// What a submit whose dedup key is held does: throttle (the default: answered by the
+    /// task holding it) or debounce (the waiting task takes the new payload and run time).
+    /// The rule, exactly: [`crate::flow::dedup`].
+    #[serde(default, skip_serializing_if = "DedupMode::is_throttle")]
+    pub dedup_mode: DedupMode,
     /// How long dead tasks stay in the dead-letter set, in ms. Default 7 days.
     pub dead_ttl_ms: u64,
     /// Which events are recorded. Default: failures only.
@@ -177,6 +183,7 @@ impl Default for QueueConfig {
             backoff: Backoff::default(),
             result_ttl_ms: 3_600_000,
             dedup_window_ms: 3_600_000,
+            dedup_mode: DedupMode::Throttle,
             dead_ttl_ms: 7 * 24 * 3_600_000,
             events: EventLevel::Failures,
             max_waiting: None,
@@ -242,6 +249,12 @@ impl QueueConfig {
     /// Sets the dedup window.
     pub fn with_dedup_window(mut self, window: Duration) -> Self {
         self.dedup_window_ms = duration_ms(window);
+        self
+    }
+
+    /// Sets what a submit whose dedup key is held does ([`crate::flow::dedup`]).
+    pub fn with_dedup_mode(mut self, mode: DedupMode) -> Self {
+        self.dedup_mode = mode;
         self
     }
 
@@ -423,7 +436,7 @@ impl QueueConfig {
         fn rate(r: Option<RateLimit>) -> String {
             r.map_or_else(|| "unlimited".to_owned(), |r| r.to_string())
         }
-        let fields: [(&str, String, String); 19] = [
+        let fields: [(&str, String, String); 20] = [
             ("policy", a.policy.name(), b.policy.name()),
             ("strategy", strategy(a.strategy), strategy(b.strategy)),
             ("seed", a.seed.to_string(), b.seed.to_string()),
@@ -466,6 +479,11 @@ impl QueueConfig {
                 "dedup_window_ms",
                 a.dedup_window_ms.to_string(),
                 b.dedup_window_ms.to_string(),
+            ),
+            (
+                "dedup_mode",
+                a.dedup_mode.name().to_owned(),
+                b.dedup_mode.name().to_owned(),
             ),
             (
                 "dead_ttl_ms",

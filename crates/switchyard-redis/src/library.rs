@@ -52,6 +52,7 @@ const LIB: &[(&str, &str)] = &[
     lib_file!("pick.lua"),
     lib_file!("deadline.lua"),
     lib_file!("place.lua"),
+    lib_file!("change.lua"),
     lib_file!("concurrency.lua"),
     lib_file!("leases.lua"),
     lib_file!("steps.lua"),

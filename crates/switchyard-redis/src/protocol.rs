@@ -93,6 +93,15 @@ pub(crate) const WORKER_WAITING: u64 = 1;
 /// See [`WORKER_WAITING`]; a draining worker's flags are at least this value.
 pub(crate) const WORKER_DRAINING: u64 = 2;
 
+/// The first field of each task's answer of `submit.lua` (`SUBMIT_*` there): 0 created, else
+/// the sum of these bits: a duplicate (always), its payload differs, it was replaced
+/// (debounce; `switchyard_core::flow::dedup`).
+pub(crate) const SUBMIT_DUPLICATE: i64 = 1;
+/// See [`SUBMIT_DUPLICATE`].
+pub(crate) const SUBMIT_DIFFERS: i64 = 2;
+/// See [`SUBMIT_DUPLICATE`].
+pub(crate) const SUBMIT_REPLACED: i64 = 4;
+
 /// The `tasks` field holding a task's progress (`p:<id>`; `progress_field` in
 /// `lua/lib/records.lua`).
 pub(crate) fn progress_field(id: switchyard_core::TaskId) -> String {
@@ -284,13 +293,21 @@ mod tests {
 
     const LIB: &str = include_str!("../../../lua/lib/protocol.lua");
     const PROGRESS_LUA: &str = include_str!("../../../lua/progress.lua");
+    const THROTTLE_LUA: &str = include_str!("../../../lua/throttle.lua");
+    const SUBMIT_LUA: &str = include_str!("../../../lua/submit.lua");
     const BEGIN: &str = include_str!("../../../lua/lib/begin.lua");
 
     /// `local A, B = 1, 2` and `local F = '>B'` lines of lib/protocol.lua, by name.
     fn lua_constants() -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
-        // The progress rule's numbers live in the one script that uses them.
-        for line in LIB.lines().chain(PROGRESS_LUA.lines()) {
+        // The progress rule's numbers, the throttled run's code and submit's answer bits live
+        // in the one script that uses them.
+        for line in LIB
+            .lines()
+            .chain(PROGRESS_LUA.lines())
+            .chain(THROTTLE_LUA.lines())
+            .chain(SUBMIT_LUA.lines())
+        {
             let Some(rest) = line.strip_prefix("local ") else {
                 continue;
             };
@@ -380,6 +397,9 @@ mod tests {
         expect(&lua, "F_CANCEL", TASK_CANCEL_REQUESTED);
         expect(&lua, "F_AWAITED", TASK_AWAITED);
         expect(&lua, "F_DEADLINE", TASK_DEADLINE);
+        expect(&lua, "SUBMIT_DUPLICATE", SUBMIT_DUPLICATE);
+        expect(&lua, "SUBMIT_DIFFERS", SUBMIT_DIFFERS);
+        expect(&lua, "SUBMIT_REPLACED", SUBMIT_REPLACED);
         expect(
             &lua,
             "PROGRESS_GAP",

@@ -25,8 +25,15 @@ pub struct SubmitOutcome {
     /// Its state after the submit (`None` only for a duplicate whose original record was
     /// already purged).
     pub state: Option<TaskState>,
-    /// True if nothing was created: the id existed, or the dedup key was taken.
+    /// True if nothing was created: the id existed, or the dedup key was held (the rule:
+    /// [`crate::flow::dedup`]).
     pub duplicate: bool,
+    /// For a duplicate: this submit's payload is not the one the task already there has (had,
+    /// if [`replaced`](Self::replaced)). False if that task's record is gone.
+    pub payload_differs: bool,
+    /// For a duplicate in a debouncing queue: the task holding the dedup key had not started
+    /// and took this submit's payload and run time.
+    pub replaced: bool,
     /// The worker it was dispatched to at once (or, in a pull queue, handed off to and started
     /// on: see [`Leases::receive_wait`](crate::Leases::receive_wait)), if any.
     pub assigned: Option<WorkerId>,
@@ -45,7 +52,25 @@ impl SubmitOutcome {
             id,
             state,
             duplicate,
+            payload_differs: false,
+            replaced: false,
             assigned,
+        }
+    }
+
+    /// The answer for a submit that found task `id` there: `differs`, whether the submit's
+    /// payload is another than the task's, and `replaced`, whether the task took it (debounce).
+    pub fn duplicate_of(
+        id: TaskId,
+        state: Option<TaskState>,
+        differs: bool,
+        replaced: bool,
+        assigned: Option<WorkerId>,
+    ) -> Self {
+        SubmitOutcome {
+            payload_differs: differs,
+            replaced,
+            ..SubmitOutcome::new(id, state, true, assigned)
         }
     }
 }

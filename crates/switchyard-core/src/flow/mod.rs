@@ -3,6 +3,8 @@
 //! both backends (the memory reference and its Lua twin implement it, and the lockstep tests
 //! hold them equal):
 //!
+//! * [`dedup`] — a submit whose dedup key is held throttles (answered by the task holding it)
+//!   or debounces (that task, if it has not started, takes the new payload and run time).
 //! * [`bounded`] — a queue with a maximum number of waiting tasks refuses submits that would
 //!   take it past the bound ([`Error::QueueFull`](crate::Error::QueueFull)).
 //! * [`concurrency`] — a queue with a concurrency limit dispatches nothing while that many of
@@ -14,4 +16,5 @@
 pub mod bounded;
 pub mod concurrency;
 pub mod deadline;
+pub mod dedup;
 pub mod rate;

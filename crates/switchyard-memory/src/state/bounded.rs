@@ -43,12 +43,19 @@ impl State {
                 continue;
             }
             if let Some(key) = spec.dedup_key() {
+                let config = &self.queue(spec.queue())?.config;
                 let held = if keys.contains(&(spec.queue(), key)) {
                     // Claimed earlier in the step: held unless the window is 0 (it expires at
-                    // once).
-                    self.queue(spec.queue())?.config.dedup_window_ms > 0
+                    // once). Under debounce a later submit may still create a task, but only
+                    // once the one before has left the waiting tasks: one more at most.
+                    config.dedup_window_ms > 0
                 } else {
-                    self.dedup_holder(spec.queue(), key, now).is_some()
+                    // Held by a task that answers the submit (throttle) or takes it (debounce).
+                    self.dedup_holder(spec.queue(), key, now)
+                        .is_some_and(|holder| {
+                            let state = self.tasks.get(&holder).map(|t| t.state);
+                            !config.dedup_mode.creates(state)
+                        })
                 };
                 if held {
                     continue;

@@ -4,8 +4,8 @@
 
 use switchyard_core::EventKind;
 use switchyard_core::{
-    CancelOutcome, Error, Millis, QueueName, Result, SubmitOutcome, TaskId, TaskOutcome, TaskSpec,
-    TaskState,
+    CancelOutcome, Error, Millis, QueueConfig, QueueName, Result, SubmitOutcome, TaskChange,
+    TaskId, TaskOutcome, TaskSpec, TaskState,
 };
 
 use super::{State, Task, internal};
@@ -20,30 +20,42 @@ impl State {
     pub(crate) fn submit(&mut self, spec: TaskSpec, now: Millis) -> Result<SubmitOutcome> {
         let config = self.queue(spec.queue())?.config;
         if let Some(t) = self.tasks.get(&spec.id()) {
-            return Ok(SubmitOutcome::new(t.id, Some(t.state), true, None));
+            let differs = t.payload != spec.payload();
+            return Ok(SubmitOutcome::duplicate_of(
+                t.id,
+                Some(t.state),
+                differs,
+                false,
+                None,
+            ));
         }
         if let Some(key) = spec.dedup_key() {
+            // The rule: switchyard_core::flow::dedup.
             if let Some(holder) = self.dedup_holder(spec.queue(), key, now) {
-                let state = self.tasks.get(&holder).map(|t| t.state);
-                return Ok(SubmitOutcome::new(holder, state, true, None));
+                let found = self.tasks.get(&holder);
+                let state = found.map(|t| t.state);
+                let differs = found.is_some_and(|t| t.payload != spec.payload());
+                if state.is_some_and(|s| config.dedup_mode.replaces(s)) {
+                    let change = TaskChange::new()
+                        .payload(spec.payload().to_vec())
+                        .run_at(spec.schedule().run_at(now).unwrap_or(now));
+                    let changed = self.change_task(holder, &change, now)?;
+                    self.hold_dedup_key(spec.queue(), key, holder, now, &config);
+                    return Ok(SubmitOutcome::duplicate_of(
+                        holder,
+                        changed.state,
+                        differs,
+                        true,
+                        changed.assigned,
+                    ));
+                }
+                if !config.dedup_mode.creates(state) {
+                    return Ok(SubmitOutcome::duplicate_of(
+                        holder, state, differs, false, None,
+                    ));
+                }
             }
-            let expires_at = now.saturating_add(config.dedup_window_ms);
-            let dedup_key = (spec.queue().clone(), key.to_owned());
-            if let Some(old) = self.dedup.insert(
-                dedup_key.clone(),
-                DedupEntry {
-                    task: spec.id(),
-                    expires_at,
-                },
-            ) {
-                self.dedup_expiry.remove(&(
-                    old.expires_at,
-                    dedup_key.0.clone(),
-                    dedup_key.1.clone(),
-                ));
-            }
-            self.dedup_expiry
-                .insert((expires_at, dedup_key.0, dedup_key.1));
+            self.hold_dedup_key(spec.queue(), key, spec.id(), now, &config);
         }
         let id = spec.id();
         let run_at = spec.schedule().run_at(now);
@@ -90,6 +102,28 @@ impl State {
         let assigned = self.assigned_at_once(id, dispatched);
         let state = self.tasks.get(&id).map(|t| t.state);
         Ok(SubmitOutcome::new(id, state, false, assigned))
+    }
+
+    /// Task `task` holds dedup key `key` of `queue` for the queue's dedup window from `now`.
+    fn hold_dedup_key(
+        &mut self,
+        queue: &QueueName,
+        key: &str,
+        task: TaskId,
+        now: Millis,
+        config: &QueueConfig,
+    ) {
+        let expires_at = now.saturating_add(config.dedup_window_ms);
+        let dedup_key = (queue.clone(), key.to_owned());
+        if let Some(old) = self
+            .dedup
+            .insert(dedup_key.clone(), DedupEntry { task, expires_at })
+        {
+            self.dedup_expiry
+                .remove(&(old.expires_at, dedup_key.0.clone(), dedup_key.1.clone()));
+        }
+        self.dedup_expiry
+            .insert((expires_at, dedup_key.0, dedup_key.1));
     }
 
     /// The task that holds dedup key `key` of `queue` at `now`, if its window is open.

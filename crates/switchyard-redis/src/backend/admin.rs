@@ -4,6 +4,7 @@
 
 use crate::library::Call;
 use switchyard_core::admin::{InUse, Purge, PurgeReport, Reshape};
+use switchyard_core::flow::dedup::DedupMode;
 use switchyard_core::rng::Minstd;
 use switchyard_core::{Error, EventLevel, QueueConfig, QueueName, Result, TaskId};
 
@@ -12,7 +13,7 @@ use crate::codec::{self, int};
 use crate::error::Failure;
 use crate::error::wrong_state;
 
-/// Appends a queue configuration as declare and reconfigure take it (ARGV 4..23, after the
+/// Appends a queue configuration as declare and reconfigure take it (ARGV 4..26, after the
 /// queue name and its JSON; the Lua side is `config_arg` in `lua/lib/admin.lua`).
 pub(super) fn push_config(inv: &mut Call, config: &QueueConfig) {
     let (pol, mut age) = crate::protocol::policy_args(config.policy);
@@ -46,6 +47,12 @@ pub(super) fn push_config(inv: &mut Call, config: &QueueConfig) {
         .arg(config.rate.map_or(0, |r| r.per_ms));
     inv.arg(config.keep_finished.map_or(-1, i64::from))
         .arg(config.keep_dead.map_or(-1, i64::from));
+    inv.arg(match config.dedup_mode {
+        DedupMode::Throttle => 0,
+        DedupMode::Debounce => 1,
+        // A mode this build does not know: the script refuses it as invalid.
+        _ => u8::MAX,
+    });
 }
 
 fn in_use(queue: &QueueName, operation: &'static str, reason: InUse) -> Error {

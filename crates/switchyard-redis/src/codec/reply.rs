@@ -8,7 +8,7 @@ use switchyard_core::{
 };
 
 use super::*;
-use crate::protocol::AckCode;
+use crate::protocol::{AckCode, SUBMIT_DIFFERS, SUBMIT_DUPLICATE, SUBMIT_REPLACED};
 
 pub(crate) fn array(v: Value) -> Result<Vec<Value>, Error> {
     match v {
@@ -238,11 +238,12 @@ fn count_of<I: Iterator<Item = Value> + ?Sized>(items: &mut I, what: &str) -> Re
         .map_err(|_| protocol(format!("count out of range in the {what} reply")))
 }
 
-/// One task's answer of `submit`: duplicate 0|1, id, state (-1: none), assigned worker ('').
+/// One task's answer of `submit`: 0 created, else the bits `SUBMIT_*` (a duplicate, its payload
+/// differs, replaced), id, state (-1: none), assigned worker ('').
 pub(crate) fn submit_outcome(
     items: &mut impl Iterator<Item = Value>,
 ) -> Result<SubmitOutcome, Error> {
-    let duplicate = int(&next_of(items, "submit")?)? == 1;
+    let answer = int(&next_of(items, "submit")?)?;
     let id = task_id(next_of(items, "submit")?)?;
     let st = int(&next_of(items, "submit")?)?;
     let worker = text(next_of(items, "submit")?)?;
@@ -252,7 +253,16 @@ pub(crate) fn submit_outcome(
     } else {
         Some(WorkerId::new(worker)?)
     };
-    Ok(SubmitOutcome::new(id, state, duplicate, assigned))
+    if answer & SUBMIT_DUPLICATE == 0 {
+        return Ok(SubmitOutcome::new(id, state, false, assigned));
+    }
+    Ok(SubmitOutcome::duplicate_of(
+        id,
+        state,
+        answer & SUBMIT_DIFFERS != 0,
+        answer & SUBMIT_REPLACED != 0,
+        assigned,
+    ))
 }
 
 /// `{count, returned ids..., assignments...}` of `drain`, `deregister` and `reap_worker`.

@@ -3,6 +3,7 @@
 use proptest::prelude::*;
 use proptest::strategy::Strategy as _;
 use switchyard_core::admin::Purge;
+use switchyard_core::flow::dedup::DedupMode;
 use switchyard_core::flow::rate::RateLimit;
 use switchyard_core::{Backoff, EventLevel, Policy, QueueConfig, Strategy};
 
@@ -79,6 +80,10 @@ pub fn any_config() -> impl proptest::strategy::Strategy<Value = QueueConfig> {
                     (seed % every == 1).then(|| u32::try_from(seed / every % n).unwrap_or(0))
                 };
                 (config.keep_finished, config.keep_dead) = (kept(4, 3), kept(5, 2));
+                // Half the queues debounce their dedup keys, drawn from the seed.
+                if seed / 7 % 2 == 1 {
+                    config.dedup_mode = DedupMode::Debounce;
+                }
                 config
                     .with_events(events)
                     .with_seed(seed)

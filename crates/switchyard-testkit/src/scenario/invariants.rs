@@ -28,14 +28,16 @@ impl<B: Backend> Runner<B> {
         before: &[Vec<TaskId>],
         cancelled: Option<TaskId>,
     ) -> Result<(), String> {
-        self.check_all(before, cancelled).await.map(|_| ())
+        let moved: Vec<TaskId> = cancelled.into_iter().collect();
+        self.check_all(before, &moved).await.map(|_| ())
     }
 
-    /// [`Runner::check`], returning the snapshot and the ready lists it looked at.
+    /// [`Runner::check`], returning the snapshot and the ready lists it looked at; `moved` may
+    /// have left the ready order from anywhere (cancelled or changed).
     pub(super) async fn check_all(
         &self,
         before: &[Vec<TaskId>],
-        cancelled: Option<TaskId>,
+        moved: &[TaskId],
     ) -> Result<(Snapshot, Vec<Vec<TaskId>>), String> {
         if let Some(audit) = &self.audit {
             audit(&self.backend)
@@ -48,7 +50,7 @@ impl<B: Backend> Runner<B> {
         self.work_conservation(&snap)?;
         self.within_limits(&snap)?;
         let after = self.ready_lists().await?;
-        order_kept(before, &after, cancelled)?;
+        order_kept(before, &after, moved)?;
         Ok((snap, after))
     }
 
@@ -231,7 +233,7 @@ impl<B: Backend> Runner<B> {
         snap: &Snapshot,
         ready: &[Vec<TaskId>],
         fails: bool,
-        changed: Option<TaskId>,
+        changed: &[TaskId],
     ) -> Result<(), String> {
         let step = self.steps;
         self.steps += 1;
@@ -257,7 +259,7 @@ impl<B: Backend> Runner<B> {
             let entry = match (before, kept) {
                 // Changed to a run time that has come: ready now (switchyard_core::TaskChange).
                 (Some((TaskState::Scheduled | TaskState::RetryScheduled, _, _)), _)
-                    if changed == Some(*id) =>
+                    if changed.contains(id) =>
                 {
                     fresh(now)
                 }
@@ -367,10 +369,10 @@ fn capacity(snap: &Snapshot, mut held: BTreeMap<WorkerId, u32>) -> Result<(), St
 fn order_kept(
     before: &[Vec<TaskId>],
     after: &[Vec<TaskId>],
-    cancelled: Option<TaskId>,
+    moved: &[TaskId],
 ) -> Result<(), String> {
     for (i, (b, a)) in before.iter().zip(after).enumerate() {
-        let b: Vec<&TaskId> = b.iter().filter(|id| Some(**id) != cancelled).collect();
+        let b: Vec<&TaskId> = b.iter().filter(|id| !moved.contains(id)).collect();
         let left: Vec<&TaskId> = b.iter().copied().filter(|id| !a.contains(id)).collect();
         if b[..left.len()] != left[..] {
             return Err(format!(

@@ -7,8 +7,8 @@ use std::pin::Pin;
 
 use switchyard_core::prelude::*;
 use switchyard_core::{
-    Ack, Clock, Error, Lease, ManualClock, QueueConfig, TaskId, TaskIdGenerator, TaskSpec,
-    TaskState, TraceParent, TraceState, WorkerRef, WorkerSpec,
+    Ack, Clock, Error, Lease, ManualClock, QueueConfig, SubmitOutcome, TaskId, TaskIdGenerator,
+    TaskSpec, TaskState, TraceParent, TraceState, WorkerRef, WorkerSpec,
 };
 
 use super::invariants::ReadyEntry;
@@ -50,6 +50,9 @@ pub struct Runner<B> {
     pub(super) dispatch_times: BTreeMap<switchyard_core::QueueName, Vec<u64>>,
     /// Queues a step throttled (held for a while: work conservation does not hold for them).
     pub(super) throttled: std::collections::BTreeSet<switchyard_core::QueueName>,
+    /// Waiting tasks this step's submits debounced (switchyard_core::flow::dedup): changed
+    /// like [`Op::Change`] changes one.
+    pub(super) replaced: Vec<TaskId>,
 }
 
 pub(super) fn fatal(e: &Error) -> bool {
@@ -87,6 +90,7 @@ impl<B: Backend> Runner<B> {
             states: BTreeMap::new(),
             dispatch_times: BTreeMap::new(),
             throttled: std::collections::BTreeSet::new(),
+            replaced: Vec::new(),
         })
     }
 
@@ -101,11 +105,27 @@ impl<B: Backend> Runner<B> {
         &self.accepted
     }
 
+    /// Records the answer to submitting task `id`: accepted if it was created; a waiting task
+    /// it debounced is changed.
+    pub(super) fn answered(&mut self, id: TaskId, out: &SubmitOutcome) {
+        if !out.duplicate {
+            self.accepted.push(id);
+        }
+        if out.replaced {
+            self.replaced.push(out.id);
+        }
+    }
+
     pub(super) fn spec(&mut self, op: &SubmitOp) -> Result<TaskSpec, String> {
         let id = self.ids.next_at(self.clock.now_ms());
         let mut b = TaskSpec::builder(queue_name(op.queue).as_str(), "job")
             .id(id)
-            .payload(format!("payload-{id}").into_bytes())
+            // Tasks sharing a dedup key sometimes share a payload too, so that a duplicate's
+            // answer says both ways whether its payload differs.
+            .payload(match op.dedup {
+                Some(k) if op.priority % 3 == 0 => format!("d{k}").into_bytes(),
+                _ => format!("payload-{id}").into_bytes(),
+            })
             .priority(op.priority);
         if let Some(c) = op.cost_ms {
             b = b.cost_hint(std::time::Duration::from_millis(u64::from(c)));
@@ -211,9 +231,7 @@ impl<B: Backend> Runner<B> {
                 self.specs.insert(id, spec.clone());
                 match self.backend.submit(spec).await {
                     Ok(out) => {
-                        if !out.duplicate {
-                            self.accepted.push(id);
-                        }
+                        self.answered(id, &out);
                         format!("submit {id} -> {out:?}")
                     }
                     Err(e) if fatal(&e) => return Err(format!("submit: backend failed: {e}")),
@@ -231,9 +249,7 @@ impl<B: Backend> Runner<B> {
                 match self.backend.submit_batch(specs).await {
                     Ok(outs) => {
                         for (id, out) in ids.iter().zip(&outs) {
-                            if !out.duplicate {
-                                self.accepted.push(*id);
-                            }
+                            self.answered(*id, out);
                         }
                         format!("batch {ids:?} -> {outs:?}")
                     }
@@ -248,13 +264,26 @@ impl<B: Backend> Runner<B> {
                     let id = self.accepted[pick % self.accepted.len()];
                     let spec = self.specs.get(&id).cloned().ok_or("spec missing")?;
                     let snap = self.snapshot().await?;
+                    // It differs if the task's payload was changed since (unknown, false, once its
+                    // record is gone).
+                    let differs = snap
+                        .tasks
+                        .iter()
+                        .flatten()
+                        .find(|t| t.id == id)
+                        .is_some_and(|t| t.payload != spec.payload());
                     let out = self
                         .backend
                         .submit(spec)
                         .await
                         .map_err(|e| format!("resubmit: {e}"))?;
-                    if !out.duplicate || out.id != id {
+                    if !out.duplicate || out.id != id || out.replaced {
                         return Err(format!("resubmit of {id} was not a duplicate: {out:?}"));
+                    }
+                    if out.payload_differs != differs {
+                        return Err(format!(
+                            "resubmit of {id}: payload differs should be {differs}: {out:?}"
+                        ));
                     }
                     if self.snapshot().await? != snap {
                         return Err(format!("resubmit of {id} changed state"));
@@ -560,14 +589,19 @@ impl<B: Backend> Runner<B> {
             }
         };
         self.record(line);
-        let (snap, after) = self.check_all(&before, cancelled).await?;
+        // A task changed (by a change, or a debounced submit) or cancelled may leave the ready
+        // order from anywhere.
+        let mut changed = std::mem::take(&mut self.replaced);
+        if matches!(op, Op::Change { .. }) {
+            changed.extend(cancelled);
+        }
+        let mut moved = changed.clone();
+        moved.extend(cancelled);
+        let (snap, after) = self.check_all(&before, &moved).await?;
         // Only a failed attempt (reported, or timed out by a heartbeat) puts a running task
         // back in its queue as a new entry; every other way back keeps its place.
         let fails = matches!(op, Op::Fail { .. } | Op::Heartbeat { .. });
-        let changed = matches!(op, Op::Change { .. })
-            .then_some(cancelled)
-            .flatten();
-        self.check_policy_order(&snap, &after, fails, changed)
+        self.check_policy_order(&snap, &after, fails, &changed)
     }
 
     /// Applies every step, stopping at the first violation (reported with the step number).

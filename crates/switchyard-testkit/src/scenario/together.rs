@@ -35,9 +35,7 @@ impl<B: Backend> Runner<B> {
         for (id, answer) in ids.into_iter().zip(answers) {
             match answer {
                 Ok(out) => {
-                    if !out.duplicate {
-                        self.accepted.push(id);
-                    }
+                    self.answered(id, &out);
                     lines.push(format!("{id} -> {out:?}"));
                 }
                 Err(e) if fatal(&e) => return Err(format!("submit {id}: backend failed: {e}")),
