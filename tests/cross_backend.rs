@@ -135,6 +135,13 @@ fn redis_keeps_running_tasks_as_the_reference_does() {
     lockstep_cases(96, scenario::running_scenario(60));
 }
 
+/// Dedup keys' lives (throttled and debounced submits, windows restarted and lapsing, holders
+/// starting between submits), which the mixed scenarios reach only now and then.
+#[test]
+fn redis_dedups_as_the_reference_does() {
+    lockstep_cases(64, scenario::dedup_scenario(50));
+}
+
 #[test]
 fn fairness_holds_on_redis() {
     let server = RedisServer::start().expect("a redis-server for the test");

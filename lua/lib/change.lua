@@ -12,6 +12,9 @@
 -- future time is scheduled (an FCFS list keeps its entry as a tombstone). Returns the record
 -- as it is left (a task left ready may have been handed off: its record says so).
 local function change_waiting(r, q, body, prio, at)
+  -- The ready and delayed sets are read and written directly: apply what this call deferred
+  -- first (submit.lua may have just placed `r`).
+  flush()
   local st, id = r.st, r.id
   if body then r.body = body end
   if prio >= 0 and prio ~= r.pr then

@@ -30,7 +30,8 @@ mod snapshot;
 mod together;
 
 pub use generators::{
-    any_config, any_op, any_policy, any_scenario, any_strategy, pull_scenario, running_scenario,
+    any_config, any_op, any_policy, any_scenario, any_strategy, dedup_scenario, pull_scenario,
+    running_scenario,
 };
 pub use ops::{Op, Scenario, SubmitOp, instance_token, queue_name, worker_id};
 pub use runner::{AuditFn, Runner, runtime};

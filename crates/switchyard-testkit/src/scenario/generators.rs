@@ -257,6 +257,79 @@ pub fn running_scenario(max_ops: usize) -> impl proptest::strategy::Strategy<Val
         })
 }
 
+/// A submit with one of two dedup keys, often delayed: the steps that throttle and debounce.
+fn dedup_submit_op() -> impl proptest::strategy::Strategy<Value = SubmitOp> {
+    (
+        submit_op(),
+        0u8..2,
+        prop_oneof![
+            Just(None),
+            Just(Some(0u32)),
+            Just(Some(700)),
+            Just(Some(2_000))
+        ],
+    )
+        .prop_map(|(mut op, key, delay)| {
+            op.dedup = Some(key);
+            op.delay_ms = delay;
+            op
+        })
+}
+
+/// One step of dedup keys' lives: submits and batches of submits sharing keys, the clock
+/// moving around the windows (1 s and 2.5 s), receives and completions that start and end the
+/// tasks holding keys, and changes.
+fn dedup_op() -> impl proptest::strategy::Strategy<Value = Op> {
+    prop_oneof![
+        6 => dedup_submit_op().prop_map(Op::Submit),
+        2 => proptest::collection::vec(dedup_submit_op(), 2..4).prop_map(Op::Batch),
+        1 => proptest::collection::vec(dedup_submit_op(), 2..4).prop_map(Op::SubmitTogether),
+        1 => any::<usize>().prop_map(|pick| Op::Resubmit { pick }),
+        4 => prop_oneof![Just(0u64), Just(500), Just(999), Just(1_000), Just(1_500), Just(2_500)]
+            .prop_map(|ms| Op::Advance { ms }),
+        3 => (0..WORKERS, 1usize..3).prop_map(|(worker, max)| Op::Receive { worker, max }),
+        2 => any::<usize>().prop_map(|pick| Op::Complete { pick }),
+        1 => change_op(),
+        1 => (0..WORKERS).prop_map(|worker| Op::Heartbeat { worker }),
+    ]
+}
+
+/// A random scenario of dedup keys ([`dedup_op`]) on queues whose windows are 0, 1 s or 2.5 s,
+/// half of them debouncing: what the mixed scenarios, with their longer windows and few
+/// keyed submits, reach only now and then — a window restarted by a debounce and then
+/// lapsing, a holder that started before the next submit.
+pub fn dedup_scenario(max_ops: usize) -> impl proptest::strategy::Strategy<Value = Scenario> {
+    (
+        proptest::collection::vec(
+            (
+                any_config(),
+                prop_oneof![Just(0u64), Just(1_000), Just(2_500)],
+                any::<bool>(),
+            ),
+            QUEUES,
+        ),
+        proptest::collection::vec(register_op(), 1..4),
+        proptest::collection::vec(dedup_op(), 1..max_ops),
+    )
+        .prop_map(|(configs, mut ops, rest)| {
+            let configs = configs
+                .into_iter()
+                .map(|(config, window, debounce)| {
+                    let mode = if debounce {
+                        DedupMode::Debounce
+                    } else {
+                        DedupMode::Throttle
+                    };
+                    config
+                        .with_dedup_window(std::time::Duration::from_millis(window))
+                        .with_dedup_mode(mode)
+                })
+                .collect();
+            ops.extend(rest);
+            Scenario { configs, ops }
+        })
+}
+
 /// A random scenario like [`any_scenario`] whose queues all pull: workers park and take
 /// hand-offs (`Leases::receive_wait`) in most steps.
 pub fn pull_scenario(max_ops: usize) -> impl proptest::strategy::Strategy<Value = Scenario> {
