@@ -2,6 +2,7 @@
 //! flags it shares with `worker --declare` and `reconfigure`.
 
 use clap::Args;
+use switchyard::flow::dedup::DedupMode;
 use switchyard::flow::rate::RateLimit;
 use switchyard::{EventLevel, Policy, QueueConfig, Strategy};
 
@@ -76,10 +77,18 @@ pub struct QueueFlags {
     pub result_ttl_ms: Option<u64>,
 
     #[arg(long, help = fresh(
-        "How long a dedup key blocks duplicates after its task was submitted, in ms",
+        "How long a dedup key is held after its task was submitted, in ms",
         QueueConfig::default().dedup_window_ms,
     ))]
     pub dedup_window_ms: Option<u64>,
+
+    #[arg(long, value_name = "throttle|debounce", help = fresh(
+        "What a submit whose dedup key is held does: throttle (answered by the task holding it, \
+         which is not changed) or debounce (that task, if it has not started, takes the new \
+         payload and run time, and the window starts again)",
+        QueueConfig::default().dedup_mode.name(),
+    ))]
+    pub dedup_mode: Option<DedupMode>,
 
     #[arg(long, help = fresh("Events recorded: off, failures or all", QueueConfig::default().events.name()))]
     pub events: Option<EventLevel>,
@@ -254,6 +263,7 @@ impl QueueFlags {
         given(&mut c.backoff.jitter_pct, self.jitter_pct);
         given(&mut c.result_ttl_ms, self.result_ttl_ms);
         given(&mut c.dedup_window_ms, self.dedup_window_ms);
+        given(&mut c.dedup_mode, self.dedup_mode);
         given(&mut c.events, self.events);
         given(&mut c.seed, self.seed);
         if let Some(Bound(bound)) = self.max_waiting {
@@ -289,6 +299,7 @@ impl QueueFlags {
             && self.jitter_pct.is_none()
             && self.result_ttl_ms.is_none()
             && self.dedup_window_ms.is_none()
+            && self.dedup_mode.is_none()
             && self.events.is_none()
             && self.seed.is_none()
             && self.max_waiting.is_none()
@@ -301,7 +312,7 @@ impl QueueFlags {
 }
 
 /// What the flags can set, by flag name, as shown (the lines of a configuration's diff).
-pub fn settings(c: &QueueConfig) -> [(&'static str, String); 17] {
+pub fn settings(c: &QueueConfig) -> [(&'static str, String); 18] {
     let bound = |b: Option<u32>| b.map_or_else(|| "none".to_owned(), |n| n.to_string());
     let kept = |k: Option<u32>| k.map_or_else(|| "all".to_owned(), |n| n.to_string());
     [
@@ -314,6 +325,7 @@ pub fn settings(c: &QueueConfig) -> [(&'static str, String); 17] {
         ("jitter-pct", c.backoff.jitter_pct.to_string()),
         ("result-ttl-ms", c.result_ttl_ms.to_string()),
         ("dedup-window-ms", c.dedup_window_ms.to_string()),
+        ("dedup-mode", c.dedup_mode.name().to_owned()),
         ("events", c.events.name().to_owned()),
         ("seed", c.seed.to_string()),
         ("max-waiting", bound(c.max_waiting)),

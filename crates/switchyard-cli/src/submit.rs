@@ -73,7 +73,9 @@ pub struct SubmitArgs {
     #[arg(long)]
     pub affinity: Option<String>,
 
-    /// Dedup key: a second task with the same key within the queue's window is not created.
+    /// Dedup key: held for the queue's dedup window; a later submit with it is throttled (the
+    /// task there answers) or debounced (the waiting task takes its payload and run time), by
+    /// the queue's --dedup-mode.
     #[arg(long)]
     pub dedup: Option<String>,
 
@@ -226,41 +228,29 @@ pub fn run(args: &SubmitArgs) -> Result<(), String> {
                 .map(|i| args.spec(&payload, TaskId::from_u128(first.as_u128() + u128::from(i))))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| e.to_string())?;
-            // Each stored task's handle, and whether it was stored before (a duplicate).
-            let (batch, failure): (Vec<(TaskHandle, bool)>, _) =
-                match client.submit_batch(specs).await {
-                    Ok(batch) => (
-                        batch
-                            .into_iter()
-                            .map(|h| {
-                                let dup = h.was_duplicate();
-                                (h, dup)
-                            })
-                            .collect(),
-                        None,
-                    ),
-                    Err(Error::BatchIncomplete {
-                        accepted, source, ..
-                    }) => {
-                        let part = accepted
-                            .into_iter()
-                            .map(|(_, o)| (client.task_handle(o.id), o.duplicate))
-                            .collect();
-                        (part, Some(*source))
-                    }
-                    Err(e) => (Vec::new(), Some(e)),
-                };
-            for (h, duplicate) in batch {
+            // Each stored task's handle (it says whether it was stored before: a duplicate).
+            let (batch, failure): (Vec<TaskHandle>, _) = match client.submit_batch(specs).await {
+                Ok(batch) => (batch, None),
+                Err(Error::BatchIncomplete {
+                    accepted, source, ..
+                }) => {
+                    let part = accepted
+                        .into_iter()
+                        .map(|(_, o)| client.submitted(&o))
+                        .collect();
+                    (part, Some(*source))
+                }
+                Err(e) => (Vec::new(), Some(e)),
+            };
+            for h in batch {
                 stored += 1;
-                duplicates += u64::from(duplicate);
+                duplicates += u64::from(h.was_duplicate());
                 if !args.quiet && args.wait_ms.is_none() {
                     bar.suspend(|| {
                         if args.json {
-                            out.line(submitted_json(&h, &args.queue, duplicate));
-                        } else if duplicate {
-                            out.line(format_args!("{} duplicate", h.id()));
+                            out.line(submitted_json(&h, &args.queue));
                         } else {
-                            out.line(h.id());
+                            out.line(submitted_line(&h));
                         }
                     });
                 } else if !args.quiet && !args.json {
@@ -319,8 +309,31 @@ fn incomplete(args: &SubmitArgs, stored: u64, first: TaskId, e: &Error) -> Strin
 }
 
 /// One submitted task as `--json` prints it.
-fn submitted_json(h: &TaskHandle, queue: &str, duplicate: bool) -> serde_json::Value {
-    serde_json::json!({"task": h.id().to_string(), "queue": queue, "duplicate": duplicate})
+/// A submitted task as a line: its id, and what its dedup key or id made of the submit
+/// (`switchyard::flow::dedup`).
+fn submitted_line(h: &TaskHandle) -> String {
+    let differs = if h.payload_differed() {
+        " (payload differs)"
+    } else {
+        ""
+    };
+    if h.was_replaced() {
+        format!(
+            "{} debounced: it takes this payload and run time{differs}",
+            h.id()
+        )
+    } else if h.was_duplicate() {
+        format!("{} duplicate{differs}", h.id())
+    } else {
+        h.id().to_string()
+    }
+}
+
+fn submitted_json(h: &TaskHandle, queue: &str) -> serde_json::Value {
+    serde_json::json!({
+        "task": h.id().to_string(), "queue": queue, "duplicate": h.was_duplicate(),
+        "payload_differs": h.payload_differed(), "replaced": h.was_replaced(),
+    })
 }
 
 /// Awaits every handle within one overall deadline, printing each outcome (or, with
@@ -336,7 +349,7 @@ async fn await_all(
     let (mut ok, mut bad) = (0usize, 0usize);
     for h in handles {
         let left = deadline.saturating_duration_since(Instant::now());
-        let mut json = submitted_json(h, &args.queue, h.was_duplicate());
+        let mut json = submitted_json(h, &args.queue);
         let (line, outcome, detail) = match h.wait(left).await {
             Ok(TaskOutcome::Succeeded(value)) => {
                 ok += 1;

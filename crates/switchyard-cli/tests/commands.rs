@@ -566,3 +566,54 @@ fn retention_counts_trim_a_quiet_queue() {
     }
     drop(worker);
 }
+
+/// `declare --dedup-mode`: a throttling queue answers a held key with the task there and says
+/// when the payload differs; a debouncing one moves the waiting task to the last submit's
+/// payload; `reconfigure` switches the mode.
+#[test]
+fn dedup_keys_throttle_or_debounce() {
+    let server = RedisServer::start().unwrap();
+    let ns = "dedup";
+    ok(&server, ns, &["declare", "thr"]);
+    let submit = |queue: &str, payload: &str| {
+        let args = [
+            "submit",
+            queue,
+            "echo",
+            payload,
+            "--dedup",
+            "k",
+            "--delay-ms",
+            "60000",
+        ];
+        ok(&server, ns, &args).trim().to_owned()
+    };
+    let first = submit("thr", "1");
+    assert_eq!(submit("thr", "1"), format!("{first} duplicate"));
+    assert_eq!(
+        submit("thr", "2"),
+        format!("{first} duplicate (payload differs)")
+    );
+    let said = ok(
+        &server,
+        ns,
+        &["reconfigure", "thr", "--dedup-mode", "debounce"],
+    );
+    assert!(
+        said.lines()
+            .any(|l| l.trim_start().starts_with("--dedup-mode")
+                && l.trim_end().ends_with("throttle -> debounce")),
+        "{said}"
+    );
+    assert_eq!(
+        submit("thr", "3"),
+        format!("{first} debounced: it takes this payload and run time (payload differs)")
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&server, ns, &["task", &first, "--json"])).unwrap();
+    assert_eq!(json["payload_preview"], "3", "{json}");
+    let bad = run(&server, ns, &["declare", "other", "--dedup-mode", "bounce"]);
+    assert!(!bad.status.success());
+    let said = String::from_utf8_lossy(&bad.stderr);
+    assert!(said.contains("expected throttle or debounce"), "{said}");
+}

@@ -377,6 +377,12 @@ impl Client {
         TaskHandle::new(id, self.backend.clone())
     }
 
+    /// A handle on the task a submit answered `answer` for (as [`submit`](Client::submit)
+    /// returns; for the answers an [`Error::BatchIncomplete`] carries).
+    pub fn submitted(&self, answer: &SubmitOutcome) -> TaskHandle {
+        TaskHandle::submitted(answer, self.backend.clone())
+    }
+
     /// Renamed [`task_handle`](Client::task_handle): it returns a handle, not the task.
     #[deprecated(since = "0.2.0", note = "renamed to `Client::task_handle`")]
     pub fn task(&self, id: TaskId) -> TaskHandle {

@@ -35,7 +35,8 @@ use crate::json::from_json;
 #[derive(Clone)]
 pub struct TaskHandle {
     id: TaskId,
-    duplicate: bool,
+    /// What the submit that made this handle answered (none for a handle made from an id).
+    answer: Option<SubmitOutcome>,
     backend: Arc<dyn Backend>,
 }
 
@@ -43,7 +44,7 @@ impl std::fmt::Debug for TaskHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TaskHandle")
             .field("id", &self.id)
-            .field("duplicate", &self.duplicate)
+            .field("duplicate", &self.was_duplicate())
             .finish_non_exhaustive()
     }
 }
@@ -53,7 +54,7 @@ impl TaskHandle {
     pub(crate) fn new(id: TaskId, backend: Arc<dyn Backend>) -> Self {
         TaskHandle {
             id,
-            duplicate: false,
+            answer: None,
             backend,
         }
     }
@@ -62,7 +63,7 @@ impl TaskHandle {
     pub(crate) fn submitted(out: &SubmitOutcome, backend: Arc<dyn Backend>) -> Self {
         TaskHandle {
             id: out.id,
-            duplicate: out.duplicate,
+            answer: Some(out.clone()),
             backend,
         }
     }
@@ -75,7 +76,27 @@ impl TaskHandle {
     /// Whether the submit found the task already there (same id, or same dedup key: then this
     /// handle follows the existing task).
     pub fn was_duplicate(&self) -> bool {
-        self.duplicate
+        self.answer.as_ref().is_some_and(|a| a.duplicate)
+    }
+
+    /// Whether the submit found the task already there with another payload than the one it
+    /// brought: under a throttling dedup key, the work asked for may not be the work that will
+    /// run ([`crate::flow::dedup`]).
+    pub fn payload_differed(&self) -> bool {
+        self.answer.as_ref().is_some_and(|a| a.payload_differs)
+    }
+
+    /// Whether the submit was debounced into the task holding its dedup key: that task, which
+    /// had not started, took the submit's payload and run time
+    /// ([`crate::flow::dedup`]).
+    pub fn was_replaced(&self) -> bool {
+        self.answer.as_ref().is_some_and(|a| a.replaced)
+    }
+
+    /// What the submit that made this handle answered (`None` for a handle made from an id,
+    /// [`Client::task_handle`](crate::Client::task_handle)).
+    pub fn submit_answer(&self) -> Option<&SubmitOutcome> {
+        self.answer.as_ref()
     }
 
     /// Everything the backend knows about the task (`None` once its record expired).

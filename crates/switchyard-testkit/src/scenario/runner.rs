@@ -123,7 +123,7 @@ impl<B: Backend> Runner<B> {
             // Tasks sharing a dedup key sometimes share a payload too, so that a duplicate's
             // answer says both ways whether its payload differs.
             .payload(match op.dedup {
-                Some(k) if op.priority % 3 == 0 => format!("d{k}").into_bytes(),
+                Some(k) if op.priority.is_multiple_of(3) => format!("d{k}").into_bytes(),
                 _ => format!("payload-{id}").into_bytes(),
             })
             .priority(op.priority);
