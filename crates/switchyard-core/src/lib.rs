@@ -37,6 +37,7 @@ pub mod progress;
 mod queue;
 pub mod retry;
 pub mod rng;
+pub mod schedule;
 mod state;
 pub mod strategy;
 mod task;
