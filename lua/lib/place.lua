@@ -1,49 +1,54 @@
 -- lib/place.lua: putting a task into its queue, filling workers, dispatching ready tasks.
 -- Rust twin: crates/switchyard-memory/src/state/place.rs.
 
--- Pull queues: the first worker parked on `q` if it takes a task at once — a free slot, an
--- empty inbox, and someone listening on its wake channel — or false after waking (and
--- unparking) one that cannot; nil if none is parked (State::sleeper).
-local function sleeper(q)
-  -- Only `park` adds parked workers: once none was found, none is until this call parks one.
-  if q.none_parked then return nil end
-  local m = call('ZRANGEBYLEX', K_FREE, '[' .. q.name .. '|', '(' .. q.name .. '}', 'LIMIT', '0', '1')[1]
-  if not m then
-    q.none_parked = true
-    return nil
+-- `sleeper` is taker's alone: held in a block, so that it takes none of the main chunk's 200
+-- local slots (lib/prelude.lua).
+local taker, hand_off_ready
+do
+  -- Pull queues: the first worker parked on `q` if it takes a task at once — a free slot, an
+  -- empty inbox, and someone listening on its wake channel — or false after waking (and
+  -- unparking) one that cannot; nil if none is parked (State::sleeper).
+  local function sleeper(q)
+    -- Only `park` adds parked workers: once none was found, none is until this call parks one.
+    if q.none_parked then return nil end
+    local m = call('ZRANGEBYLEX', K_FREE, '[' .. q.name .. '|', '(' .. q.name .. '}', 'LIMIT', '0', '1')[1]
+    if not m then
+      q.none_parked = true
+      return nil
+    end
+    local wr = worker_get(sub(m, #q.name + 2))
+    if has_free_slot(wr) and wr.ib == 0 and listening(wr) then return wr end
+    unpark(wr)
+    call('PUBLISH', wake_channel(wr), '1')
+    return false
   end
-  local wr = worker_get(sub(m, #q.name + 2))
-  if has_free_slot(wr) and wr.ib == 0 and listening(wr) then return wr end
-  unpark(wr)
-  call('PUBLISH', wake_channel(wr), '1')
-  return false
-end
 
--- The first parked worker of `q` that takes a task, waking those before it that cannot; nil
--- if there is none.
-local function taker(q)
-  while true do
-    local wr = sleeper(q)
-    if wr ~= false then return wr end
+  -- The first parked worker of `q` that takes a task, waking those before it that cannot; nil
+  -- if there is none.
+  function taker(q)
+    while true do
+      local wr = sleeper(q)
+      if wr ~= false then return wr end
+    end
   end
-end
 
--- Pull queues: hands the ready tasks of `q`, minimum first, to the parked workers that take
--- them, each under a fresh token, until none is ready or none takes (State::hand_off_ready).
--- Returns whether it handed off any.
-local function hand_off_ready(q)
-  local any = false
-  -- flow::deadline, rule 2.
-  if q.xp and dispatches(q) then expire_heads(q, 2^53) end
-  while ready_len(q) > 0 and dispatches(q) do
-    local wr = taker(q)
-    if not wr then return any end
-    local r = pop_ready(q, 1)[1]
-    if not r then return any end
-    hand_to(wr, r, next_seq())
-    any = true
+  -- Pull queues: hands the ready tasks of `q`, minimum first, to the parked workers that take
+  -- them, each under a fresh token, until none is ready or none takes (State::hand_off_ready).
+  -- Returns whether it handed off any.
+  function hand_off_ready(q)
+    local any = false
+    -- flow::deadline, rule 2.
+    if q.xp and dispatches(q) then expire_heads(q, 2^53) end
+    while ready_len(q) > 0 and dispatches(q) do
+      local wr = taker(q)
+      if not wr then return any end
+      local r = pop_ready(q, 1)[1]
+      if not r then return any end
+      hand_to(wr, r, next_seq())
+      any = true
+    end
+    return any
   end
-  return any
 end
 
 -- Puts a task into its queue: scheduled for `at` if that is in the future, otherwise ready —

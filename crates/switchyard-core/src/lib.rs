@@ -46,16 +46,16 @@ mod worker;
 
 pub use backend::{
     Ack, AckOutcome, Assignment, BROWSE_PAGE_MAX, BROWSE_SCAN, Backend, Browse, BrowseOrder,
-    CancelOutcome, Delivery, HandBack, HeartbeatReply, Inspect, Lease, LeaseToken, Leases,
+    CancelOutcome, Claimed, Delivery, HandBack, HeartbeatReply, Inspect, Lease, LeaseToken, Leases,
     Maintain, MaintenanceReport, Membership, Produce, QueueStats, Queues, RegisterOutcome,
-    Rejection, Stats, SubmitOutcome, TaskPage, Tasks, WorkerStats,
+    Rejection, Schedules, Stats, SubmitOutcome, TaskPage, Tasks, WorkerStats,
 };
 pub use change::{CHANGE_OPERATION, TaskChange};
 pub use clock::{Clock, ManualClock, Millis, SystemClock};
 pub use error::{BackendErrorKind, Error, Result};
 pub use event::{EVENT_LOG_CAP, Event, EventCounts, EventKind, EventLevel};
 pub use id::{TASK_ID_TEXT_LEN, TaskId, TaskIdGenerator};
-pub use names::{QueueName, TaskKind, WorkerId, is_name_byte};
+pub use names::{QueueName, ScheduleName, TaskKind, WorkerId, is_name_byte};
 pub use policy::Policy;
 pub use progress::{Progress, ProgressAck};
 pub use queue::{Backoff, QueueConfig};

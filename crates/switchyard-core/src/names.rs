@@ -156,6 +156,14 @@ name_type!(
     128
 );
 
+name_type!(
+    /// The name of a schedule, e.g. `nightly-sitemap` (1–64 bytes, the characters of a queue
+    /// name; see [`crate::schedule`]).
+    ScheduleName,
+    "schedule name",
+    64
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

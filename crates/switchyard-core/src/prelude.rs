@@ -9,4 +9,6 @@
 //! fn takes_any_backend(_: &dyn Backend) {}
 //! ```
 
-pub use crate::backend::{Backend, Inspect, Leases, Maintain, Membership, Produce, Queues, Tasks};
+pub use crate::backend::{
+    Backend, Inspect, Leases, Maintain, Membership, Produce, Queues, Schedules, Tasks,
+};

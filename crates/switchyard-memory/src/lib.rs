@@ -74,12 +74,13 @@ use async_trait::async_trait;
 use switchyard_core::admin::{Purge, PurgeReport};
 use switchyard_core::backend::due_pause;
 use switchyard_core::progress::news;
+use switchyard_core::schedule::{Claim, ScheduleInfo, ScheduleSpec, Upserted};
 use switchyard_core::{
-    Ack, AckOutcome, Assignment, Browse, CancelOutcome, Clock, Delivery, Error, Event, HandBack,
-    HeartbeatReply, Inspect, Lease, Leases, Maintain, MaintenanceReport, Membership, Produce,
-    Progress, ProgressAck, QueueConfig, QueueName, Queues, RegisterOutcome, Result, Stats,
-    SubmitOutcome, SystemClock, TaskChange, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskPage,
-    TaskSpec, Tasks, WorkerRef, WorkerSpec,
+    Ack, AckOutcome, Assignment, Browse, CancelOutcome, Claimed, Clock, Delivery, Error, Event,
+    HandBack, HeartbeatReply, Inspect, Lease, Leases, Maintain, MaintenanceReport, Membership,
+    Produce, Progress, ProgressAck, QueueConfig, QueueName, Queues, RegisterOutcome, Result,
+    ScheduleName, Schedules, Stats, SubmitOutcome, SystemClock, TaskChange, TaskId, TaskInfo,
+    TaskKind, TaskOutcome, TaskPage, TaskSpec, Tasks, WorkerRef, WorkerSpec,
 };
 use tokio::time::Instant;
 
@@ -538,6 +539,33 @@ impl Inspect for MemoryBackend {
 
     async fn memory(&self) -> Result<Vec<(QueueName, u64)>> {
         Ok(self.lock().memory())
+    }
+}
+
+#[async_trait]
+impl Schedules for MemoryBackend {
+    async fn upsert_schedule(&self, spec: &ScheduleSpec) -> Result<Upserted> {
+        self.with(|s, now| s.upsert_schedule(spec, now))
+    }
+
+    async fn get_schedule(&self, name: &ScheduleName) -> Result<Option<ScheduleInfo>> {
+        Ok(self.lock().get_schedule(name))
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleInfo>> {
+        Ok(self.lock().all_schedules())
+    }
+
+    async fn set_schedule_paused(&self, name: &ScheduleName, paused: bool) -> Result<bool> {
+        self.with(|s, now| s.set_schedule_paused(name, paused, now))
+    }
+
+    async fn remove_schedule(&self, name: &ScheduleName) -> Result<bool> {
+        self.with(|s, _| Ok(s.remove_schedule(name)))
+    }
+
+    async fn claim_ticks(&self, name: &ScheduleName, claim: &Claim) -> Result<Option<Claimed>> {
+        self.with(|s, now| s.claim_ticks(name, claim, now))
     }
 }
 

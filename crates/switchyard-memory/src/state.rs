@@ -41,6 +41,7 @@ mod progress;
 mod queues;
 mod rate;
 mod records;
+mod schedules;
 mod tasks;
 mod workers;
 
@@ -48,7 +49,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use switchyard_core::{
-    BackendErrorKind, Error, Event, Millis, QueueName, TaskId, TaskKind, WorkerId,
+    BackendErrorKind, Error, Event, Millis, QueueName, ScheduleName, TaskId, TaskKind, WorkerId,
 };
 use tokio::sync::Notify;
 
@@ -93,6 +94,9 @@ pub(crate) struct State {
     pub(super) event_count: u64,
     /// Moving averages of run times per (queue, kind), for shortest-job-first queues.
     pub(super) costs: HashMap<(QueueName, TaskKind), u64>,
+    /// Schedules by name, and the unpaused ones by (next tick, name).
+    pub(super) schedules: BTreeMap<ScheduleName, schedules::Schedule>,
+    pub(super) schedule_due: BTreeSet<(Millis, ScheduleName)>,
 }
 
 pub(super) fn internal(what: &str) -> Error {

@@ -21,6 +21,7 @@ mod membership;
 mod partitions;
 mod produce;
 mod queues;
+mod schedules;
 mod server;
 mod tasks;
 mod verified;

@@ -6,7 +6,7 @@
 use switchyard_core::{Error, QueueName, TaskId, WorkerId};
 
 pub(crate) use crate::protocol::key::{DEAD, EVENTS, FIXED, GROUP, HB, META, TASKS, WORKERS};
-use crate::protocol::key::{DONE, DUE, WAKE};
+use crate::protocol::key::{DONE, DUE, SCHEDULES, WAKE};
 
 /// The names of one namespace's keys.
 #[derive(Debug, Clone)]
@@ -55,6 +55,12 @@ impl Keyspace {
     /// The keys of a queue's group, in [`GROUP`] order.
     pub(crate) fn queue_group(&self, queue: &QueueName) -> [String; GROUP.len()] {
         GROUP.map(|role| format!("{}q:{queue}:{role}", self.prefix))
+    }
+
+    /// The schedule keys, which only the schedule scripts take (after their other keys): the
+    /// schedules hash and the due set (`lua/lib/schedules.lua`).
+    pub(crate) fn schedules(&self) -> [String; 2] {
+        SCHEDULES.map(|role| format!("{}{role}", self.prefix))
     }
 
     /// The channel a waiting worker is woken on.

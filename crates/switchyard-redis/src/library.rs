@@ -58,6 +58,8 @@ const LIB: &[(&str, &str)] = &[
     lib_file!("steps.lua"),
     lib_file!("admin.lua"),
     lib_file!("bounded.lua"),
+    lib_file!("submit.lua"),
+    lib_file!("schedules.lua"),
     lib_file!("begin.lua"),
 ];
 
@@ -68,7 +70,7 @@ const READ_ONLY: [&str; 4] = ["stats.lua", "peek.lua", "browse.lua", "running.lu
 /// write is flagged `allow-oom`, so that a full server can still be drained and emptied —
 /// workers register, receive, complete and fail; queues are paused, purged or deleted; dead
 /// tasks are deleted or re-driven — each of which frees memory or takes a bounded amount.
-const REFUSED_WHEN_FULL: [&str; 1] = ["submit.lua"];
+const REFUSED_WHEN_FULL: [&str; 2] = ["submit.lua", "schedule_claim.lua"];
 
 /// One transition: the name of its function in the library (`sy_<version>_<file stem>`).
 #[derive(Debug)]
@@ -334,6 +336,10 @@ transitions! {
     browse => "browse.lua",
     await_outcome => "await.lua",
     stats => "stats.lua",
+    schedule_upsert => "schedule_upsert.lua",
+    schedule_pause => "schedule_pause.lua",
+    schedule_remove => "schedule_remove.lua",
+    schedule_claim => "schedule_claim.lua",
 }
 
 #[cfg(test)]

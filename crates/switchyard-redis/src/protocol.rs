@@ -266,6 +266,9 @@ pub(crate) mod key {
     pub(crate) const DEAD: usize = 6;
     /// Of the event stream.
     pub(crate) const EVENTS: usize = 8;
+    /// The schedule keys, which only the schedule scripts take, after their others: the
+    /// schedules hash and the due set (`lua/lib/schedules.lua`).
+    pub(crate) const SCHEDULES: [&str; 2] = ["sched", "schedx"];
     /// The keys of one queue's group, in `KEYS` order (`q:<queue>:<role>`).
     pub(crate) const GROUP: [&str; 6] = ["state", "ready", "delayed", "ring", "done", "rate"];
     /// The channel a waiting worker is woken on: this, then the worker id (`CH_WAKE`).
@@ -294,7 +297,7 @@ mod tests {
     const LIB: &str = include_str!("../../../lua/lib/protocol.lua");
     const PROGRESS_LUA: &str = include_str!("../../../lua/progress.lua");
     const THROTTLE_LUA: &str = include_str!("../../../lua/throttle.lua");
-    const SUBMIT_LUA: &str = include_str!("../../../lua/submit.lua");
+    const SUBMIT_LUA: &str = include_str!("../../../lua/lib/submit.lua");
     const BEGIN: &str = include_str!("../../../lua/lib/begin.lua");
 
     /// `local A, B = 1, 2` and `local F = '>B'` lines of lib/protocol.lua, by name.
@@ -308,7 +311,7 @@ mod tests {
             .chain(THROTTLE_LUA.lines())
             .chain(SUBMIT_LUA.lines())
         {
-            let Some(rest) = line.strip_prefix("local ") else {
+            let Some(rest) = line.trim_start().strip_prefix("local ") else {
                 continue;
             };
             let Some((names, values)) = rest.split_once(" = ") else {

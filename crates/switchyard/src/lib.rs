@@ -70,11 +70,13 @@ pub use queue::Queue;
 pub use switchyard_core::admin;
 pub use switchyard_core::flow;
 pub use switchyard_core::progress;
+pub use switchyard_core::schedule;
 pub use switchyard_core::{
     BROWSE_PAGE_MAX, BROWSE_SCAN, BackendErrorKind, Backoff, Browse, BrowseOrder, CancelOutcome,
     Error, Event, EventCounts, EventKind, EventLevel, Policy, Progress, QueueConfig, QueueName,
-    QueueStats, Result, Stats, Strategy, TaskChange, TaskId, TaskInfo, TaskKind, TaskOutcome,
-    TaskPage, TaskSpec, TaskSpecBuilder, TaskState, TraceParent, TraceState, WorkerId, WorkerStats,
+    QueueStats, Result, ScheduleName, Stats, Strategy, TaskChange, TaskId, TaskInfo, TaskKind,
+    TaskOutcome, TaskPage, TaskSpec, TaskSpecBuilder, TaskState, TraceParent, TraceState, WorkerId,
+    WorkerStats,
 };
 pub use switchyard_memory::MemoryBackend;
 pub use switchyard_redis::{Durable, RedisBackend, RedisConfig, Tls};
@@ -101,10 +103,11 @@ pub use worker::{ShutdownHandle, TaskContext, TaskError, Worker, WorkerBuilder, 
 pub mod backend {
     pub use switchyard_core::ProgressAck;
     pub use switchyard_core::backend::{
-        Ack, AckOutcome, Assignment, Backend, Delivery, HandBack, HeartbeatReply, Inspect, Lease,
-        LeaseToken, Leases, MAX_ERROR_BYTES, MIN_DUE_PAUSE, Maintain, MaintenanceReport,
-        Membership, Produce, Queues, RegisterOutcome, Rejection, SAMPLE_CAP, SubmitOutcome, Tasks,
-        due_pause, lost_worker_error, next_average, normalize_error, timeout_error,
+        Ack, AckOutcome, Assignment, Backend, Claimed, Delivery, HandBack, HeartbeatReply, Inspect,
+        Lease, LeaseToken, Leases, MAX_ERROR_BYTES, MIN_DUE_PAUSE, Maintain, MaintenanceReport,
+        Membership, Produce, Queues, RegisterOutcome, Rejection, SAMPLE_CAP, Schedules,
+        SubmitOutcome, Tasks, due_pause, lost_worker_error, next_average, normalize_error,
+        timeout_error,
     };
     pub use switchyard_core::prelude;
     pub use switchyard_core::{

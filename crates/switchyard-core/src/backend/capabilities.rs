@@ -10,9 +10,10 @@ use super::{
     AckOutcome, Assignment, Browse, CancelOutcome, Delivery, HandBack, HeartbeatReply, Lease,
     MaintenanceReport, RegisterOutcome, Stats, SubmitOutcome, TaskPage,
 };
+use crate::schedule::{Claim, ScheduleInfo, ScheduleSpec, Upserted};
 use crate::{
-    Event, Progress, ProgressAck, QueueConfig, QueueName, Result, TaskChange, TaskId, TaskInfo,
-    TaskKind, TaskOutcome, TaskSpec, WorkerRef, WorkerSpec,
+    Event, Progress, ProgressAck, QueueConfig, QueueName, Result, ScheduleName, TaskChange, TaskId,
+    TaskInfo, TaskKind, TaskOutcome, TaskSpec, WorkerRef, WorkerSpec,
 };
 
 /// Declaring queues and changing them: their configuration, pause flag, contents and existence.
@@ -274,6 +275,48 @@ pub trait Inspect: Send + Sync {
     async fn memory(&self) -> Result<Vec<(QueueName, u64)>>;
 }
 
+/// Schedules ([`crate::schedule`], whose rules these follow): a named definition creating one
+/// task per tick. Their due ticks are claimed by [`Maintain::maintain`], which every worker
+/// runs; [`claim_ticks`](Schedules::claim_ticks) is that claim, for any other ticker.
+#[async_trait]
+pub trait Schedules: Send + Sync {
+    /// Creates a schedule, or replaces its definition; the same definition changes nothing.
+    async fn upsert_schedule(&self, spec: &ScheduleSpec) -> Result<Upserted>;
+
+    /// A schedule and its state (`None`: no schedule of that name).
+    async fn get_schedule(&self, name: &ScheduleName) -> Result<Option<ScheduleInfo>>;
+
+    /// Every schedule, by name.
+    async fn schedules(&self) -> Result<Vec<ScheduleInfo>>;
+
+    /// Pauses (no tick is claimed) or resumes (from the first tick after now) a schedule;
+    /// false if there is none of that name.
+    async fn set_schedule_paused(&self, name: &ScheduleName, paused: bool) -> Result<bool>;
+
+    /// Removes a schedule (the tasks it created stay); false if there was none.
+    async fn remove_schedule(&self, name: &ScheduleName) -> Result<bool>;
+
+    /// Applies `claim` (computed by [`Claim::at`] from the state read) to schedule `name` in
+    /// one atomic step if the schedule still has the next tick and version it was computed
+    /// from: creates the ticks' tasks (unless the overlap policy skips them), counts them, sets
+    /// the next tick. `None`: it no longer holds (another ticker applied it, or the schedule
+    /// changed or went), and nothing changed. The schedule's queue must exist and have room
+    /// (else the error, and nothing changed).
+    async fn claim_ticks(&self, name: &ScheduleName, claim: &Claim) -> Result<Option<Claimed>>;
+}
+
+/// What an applied [`Claim`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct Claimed {
+    /// The tasks created, oldest tick first (a tick whose task existed creates none).
+    pub created: Vec<TaskId>,
+    /// True if the overlap policy skipped the ticks.
+    pub skipped: bool,
+    /// Tasks dispatched at once.
+    pub assignments: Vec<Assignment>,
+}
+
 /// Housekeeping that any process may run (workers do): reaping dead workers, promoting due
 /// tasks, purging old records, and sleeping until the next of these is due.
 #[async_trait]
@@ -292,8 +335,8 @@ pub trait Maintain: Send + Sync {
     async fn sleep_until_due(&self, at_most: Duration) -> Result<()>;
 
     /// Housekeeping, at most `limit` items of each kind: reaps workers whose heartbeat expired
-    /// (handing their tasks back), promotes due delayed tasks, purges finished records past
-    /// their retention. Safe to run from many places at once: every step is atomic and
+    /// (handing their tasks back), promotes due delayed tasks, claims the due ticks of
+    /// schedules ([`crate::schedule`], rule 2), purges finished records past their retention. Safe to run from many places at once: every step is atomic and
     /// re-checks its condition, so two callers reaping the same worker or promoting the same
     /// task do it once between them.
     ///

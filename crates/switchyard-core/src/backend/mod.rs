@@ -20,7 +20,9 @@ mod values;
 
 pub use browse::{BROWSE_PAGE_MAX, BROWSE_SCAN, Browse, BrowseOrder, TaskPage};
 
-pub use capabilities::{Inspect, Leases, Maintain, Membership, Produce, Queues, Tasks};
+pub use capabilities::{
+    Claimed, Inspect, Leases, Maintain, Membership, Produce, Queues, Schedules, Tasks,
+};
 pub use values::{
     Ack, AckOutcome, Assignment, CancelOutcome, Delivery, HandBack, HeartbeatReply, Lease,
     LeaseToken, MaintenanceReport, QueueStats, RegisterOutcome, Rejection, Stats, SubmitOutcome,
@@ -122,12 +124,22 @@ pub fn next_average(average: Option<u64>, sample: u64, default: u64) -> u64 {
 /// }
 /// ```
 pub trait Backend:
-    Queues + Produce + Membership + Leases + Tasks + Inspect + Maintain + Send + Sync
+    Queues + Produce + Membership + Leases + Tasks + Inspect + Maintain + Schedules + Send + Sync
 {
 }
 
 impl<B> Backend for B where
-    B: Queues + Produce + Membership + Leases + Tasks + Inspect + Maintain + Send + Sync + ?Sized
+    B: Queues
+        + Produce
+        + Membership
+        + Leases
+        + Tasks
+        + Inspect
+        + Maintain
+        + Schedules
+        + Send
+        + Sync
+        + ?Sized
 {
 }
 

@@ -259,6 +259,9 @@ pub struct MaintenanceReport {
     pub workers_reaped: Vec<WorkerId>,
     /// Tasks handed back from dead workers.
     pub tasks_returned: usize,
+    /// Tasks created by schedule ticks ([`crate::schedule`]).
+    #[serde(default)]
+    pub ticked: usize,
     /// Finished task records and dedup keys removed after their retention time.
     pub records_purged: usize,
     /// Dispatch decisions made along the way.

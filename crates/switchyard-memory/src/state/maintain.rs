@@ -1,6 +1,7 @@
-//! Maintenance: reaping dead workers, promoting due tasks, purging what expired.
+//! Maintenance: reaping dead workers, promoting due tasks, claiming schedules' due ticks
+//! (`state/schedules.rs`), purging what expired.
 //!
-//! Lua twin: lua/reap_worker.lua, lua/promote.lua, lua/purge.lua.
+//! Lua twin: lua/reap_worker.lua, lua/promote.lua, lua/schedule_claim.lua, lua/purge.lua.
 
 use switchyard_core::admin::retention::excess;
 use switchyard_core::{MaintenanceReport, Millis, QueueName, Result, TaskId, TaskState, WorkerId};
@@ -9,7 +10,8 @@ use super::{State, to_i64};
 
 impl State {
     /// The first run-at among delayed tasks, the first time a queue closed by its rate limit
-    /// opens again, or the first heartbeat expiry (+1 ms: reaping needs `expiry < now`).
+    /// opens again, the first heartbeat expiry (+1 ms: reaping needs `expiry < now`), or the
+    /// first next tick of a schedule.
     pub(crate) fn next_due(&self) -> Option<Millis> {
         let delayed = self.queues.values().filter_map(|q| {
             q.delayed
@@ -23,6 +25,7 @@ impl State {
             .chain(wakes)
             .chain(reap)
             .chain(self.next_expiry())
+            .chain(self.next_tick())
             .min()
     }
 
@@ -73,7 +76,9 @@ impl State {
             }
             report.more |= self.late_head(&qn, now);
         }
-        // 3. Finished records past their retention, queue by queue in name order, by
+        // 3. Due schedule ticks (state/schedules.rs).
+        self.tick_schedules(limit, now, &mut report)?;
+        // 4. Finished records past their retention, queue by queue in name order, by
         //    (retain_until, id), then beyond the queue's counts (admin::retention); then
         //    expired dedup keys.
         let mut budget = limit;

@@ -81,6 +81,7 @@ impl Maintain for RedisBackend {
                     .map(|(_, at)| *at as u64 + u64::from(i + 1 == n))
             })
             .chain(wakes)
+            .chain(self.next_tick().await?)
             .min();
         let Some(due) = due else {
             return Ok(None);
@@ -189,7 +190,9 @@ impl Maintain for RedisBackend {
             budget -= (n + expired).min(budget);
             report.assignments.extend(assignments);
         }
-        // 3. Finished records past their retention, queue by queue in name order (and expired
+        // 3. Due schedule ticks (backend/schedules.rs).
+        self.tick_schedules(limit, now, &mut report).await?;
+        // 4. Finished records past their retention, queue by queue in name order (and expired
         //    dedup keys along with the first queue).
         let mut budget = limit;
         for (i, queue) in names.iter().enumerate() {

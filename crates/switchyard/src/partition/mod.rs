@@ -42,11 +42,12 @@ use async_trait::async_trait;
 use futures_util::future::{join_all, select_all};
 use switchyard_core::admin::{Purge, PurgeReport};
 use switchyard_core::prelude::*;
+use switchyard_core::schedule::{Claim, ScheduleInfo, ScheduleSpec, Upserted};
 use switchyard_core::{
-    AckOutcome, Assignment, Browse, CancelOutcome, Clock, Delivery, Error, Event, HandBack,
-    HeartbeatReply, Lease, MaintenanceReport, QueueConfig, QueueName, RegisterOutcome, Result,
-    Stats, SubmitOutcome, SystemClock, TaskId, TaskInfo, TaskKind, TaskOutcome, TaskPage, TaskSpec,
-    WorkerId, WorkerRef, WorkerSpec,
+    AckOutcome, Assignment, Browse, CancelOutcome, Claimed, Clock, Delivery, Error, Event,
+    HandBack, HeartbeatReply, Lease, MaintenanceReport, QueueConfig, QueueName, RegisterOutcome,
+    Result, ScheduleName, Stats, SubmitOutcome, SystemClock, TaskId, TaskInfo, TaskKind,
+    TaskOutcome, TaskPage, TaskSpec, WorkerId, WorkerRef, WorkerSpec,
 };
 
 use health::Health;
@@ -540,9 +541,44 @@ impl Maintain for Partitioned {
             report.workers_reaped.extend(r.workers_reaped);
             report.tasks_returned += r.tasks_returned;
             report.records_purged += r.records_purged;
+            report.ticked += r.ticked;
             report.assignments.extend(r.assignments);
             report.more |= r.more;
         }
         Ok(report)
+    }
+}
+
+/// Schedules are not available on a partitioned namespace yet: a tick's task would be created
+/// in the schedule's partition under an id that routes to another (`docs/scaling.md`). Creating
+/// one is refused with the reason; there are none to read, pause, remove or claim.
+#[async_trait]
+impl Schedules for Partitioned {
+    async fn upsert_schedule(&self, _spec: &ScheduleSpec) -> Result<Upserted> {
+        Err(Error::invalid(
+            "schedule",
+            "schedules are not available on a partitioned namespace yet; declare the schedule \
+             on an unpartitioned namespace (see docs/scaling.md)",
+        ))
+    }
+
+    async fn get_schedule(&self, _name: &ScheduleName) -> Result<Option<ScheduleInfo>> {
+        Ok(None)
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleInfo>> {
+        Ok(Vec::new())
+    }
+
+    async fn set_schedule_paused(&self, _name: &ScheduleName, _paused: bool) -> Result<bool> {
+        Ok(false)
+    }
+
+    async fn remove_schedule(&self, _name: &ScheduleName) -> Result<bool> {
+        Ok(false)
+    }
+
+    async fn claim_ticks(&self, _name: &ScheduleName, _claim: &Claim) -> Result<Option<Claimed>> {
+        Ok(None)
     }
 }

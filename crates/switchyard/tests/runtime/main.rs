@@ -18,14 +18,15 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use switchyard::backend::prelude::*;
 use switchyard::backend::{
-    Ack, AckOutcome, Assignment, Clock, Delivery, HandBack, HeartbeatReply, Lease,
+    Ack, AckOutcome, Assignment, Claimed, Clock, Delivery, HandBack, HeartbeatReply, Lease,
     MaintenanceReport, RegisterOutcome, Rejection, SubmitOutcome, SystemClock, WorkerRef,
     WorkerSpec, lost_worker_error, next_average, timeout_error,
 };
+use switchyard::schedule::{Claim, ScheduleInfo, ScheduleSpec, Upserted};
 use switchyard::{
     Backoff, CancelOutcome, Client, Error, Event, EventKind, EventLevel, Policy, QueueConfig,
-    QueueName, RedisBackend, RedisConfig, Stats, Strategy, TaskError, TaskId, TaskInfo, TaskKind,
-    TaskOutcome, TaskSpec, TaskState, Worker, WorkerId,
+    QueueName, RedisBackend, RedisConfig, ScheduleName, Stats, Strategy, TaskError, TaskId,
+    TaskInfo, TaskKind, TaskOutcome, TaskSpec, TaskState, Worker, WorkerId,
 };
 use switchyard_testkit::redis_server::RedisServer;
 

@@ -295,3 +295,38 @@ impl Maintain for Tap {
         self.inner.maintain(limit).await
     }
 }
+
+#[async_trait]
+impl Schedules for Tap {
+    async fn upsert_schedule(&self, spec: &ScheduleSpec) -> switchyard::Result<Upserted> {
+        self.inner.upsert_schedule(spec).await
+    }
+
+    async fn get_schedule(&self, name: &ScheduleName) -> switchyard::Result<Option<ScheduleInfo>> {
+        self.inner.get_schedule(name).await
+    }
+
+    async fn schedules(&self) -> switchyard::Result<Vec<ScheduleInfo>> {
+        self.inner.schedules().await
+    }
+
+    async fn set_schedule_paused(
+        &self,
+        name: &ScheduleName,
+        paused: bool,
+    ) -> switchyard::Result<bool> {
+        self.inner.set_schedule_paused(name, paused).await
+    }
+
+    async fn remove_schedule(&self, name: &ScheduleName) -> switchyard::Result<bool> {
+        self.inner.remove_schedule(name).await
+    }
+
+    async fn claim_ticks(
+        &self,
+        name: &ScheduleName,
+        claim: &Claim,
+    ) -> switchyard::Result<Option<Claimed>> {
+        self.inner.claim_ticks(name, claim).await
+    }
+}

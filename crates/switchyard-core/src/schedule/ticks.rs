@@ -1,6 +1,5 @@
-//! Schedules, part one: **the tick arithmetic** — when a recurring definition ticks, and which
-//! ticks a ticker that comes late runs. (The stored schedules, the atomic claim of a tick and
-//! the ticker are issue 29's next steps; this module is the rule they will share.)
+//! The tick arithmetic: when a recurring definition ticks, and which ticks a ticker that comes
+//! late runs.
 //!
 //! A [`Recurrence`] is a cron expression evaluated in an IANA time zone, or a fixed interval,
 //! optionally bounded by a start, an end and a count. Cron expressions are parsed and evaluated
