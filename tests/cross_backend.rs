@@ -142,6 +142,13 @@ fn redis_dedups_as_the_reference_does() {
     lockstep_cases(64, scenario::dedup_scenario(50));
 }
 
+/// Schedules' lives (ticks claimed by maintenance and by second tickers replaying a claim,
+/// misfires, overlaps, pauses, limits, changed definitions).
+#[test]
+fn redis_ticks_schedules_as_the_reference_does() {
+    lockstep_cases(64, scenario::schedule_scenario(50));
+}
+
 #[test]
 fn fairness_holds_on_redis() {
     let server = RedisServer::start().expect("a redis-server for the test");

@@ -51,7 +51,7 @@ async fn declare(b: &dyn Backend, queue: &str) {
 /// Maintenance at `at`: how many tasks schedule ticks created.
 async fn ticked_at(b: &dyn Backend, clock: &ManualClock, at: Millis) -> usize {
     clock.set(at);
-    b.maintain(100).await.unwrap().ticked
+    b.maintain(100).await.unwrap().ticked.len()
 }
 
 async fn state_of(b: &dyn Backend, n: &str) -> switchyard_core::schedule::ScheduleState {
@@ -106,7 +106,7 @@ async fn ticks_once(b: &dyn Backend, clock: &ManualClock) {
     let first = b.claim_ticks(&name("sec"), &claim).await.unwrap().unwrap();
     assert_eq!(first.created, [tick_task_id("sec", START + 2_000)]);
     assert_eq!(b.claim_ticks(&name("sec"), &claim).await.unwrap(), None);
-    assert_eq!(b.maintain(100).await.unwrap().ticked, 0);
+    assert_eq!(b.maintain(100).await.unwrap().ticked, []);
     assert_eq!(state_of(b, "sec").await.runs, 2);
     // Down from 2 s to 10.5 s: eight ticks missed; the default runs the latest once.
     assert_eq!(ticked_at(b, clock, START + 10_500).await, 1);

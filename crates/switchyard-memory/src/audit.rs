@@ -10,6 +10,10 @@ impl State {
     /// Checks the invariants of `docs/architecture.md` ("The state machine") that can be seen in one state, plus the consistency
     /// of every index. Returns the first violation found.
     pub(crate) fn audit(&self) -> Result<(), String> {
+        // Schedules: the due set is exactly the unpaused schedules with a next tick.
+        if let Some(wrong) = self.schedule_due_mismatch() {
+            return Err(wrong);
+        }
         // Conservation: each record sits in exactly the structure its state names.
         let mut seen = HashSet::new();
         for (qn, q) in &self.queues {

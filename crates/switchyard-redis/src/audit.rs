@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use redis::AsyncCommands;
 use switchyard_core::flow::concurrency;
-use switchyard_core::{InstanceToken, QueueName, Result, TaskState};
+use switchyard_core::{InstanceToken, QueueName, Result, Schedules, TaskState};
 
 use crate::backend::RedisBackend;
 use crate::codec::{self, Record};
@@ -422,6 +422,25 @@ impl RedisBackend {
             if !worker_records.contains_key(w) {
                 problems.push(format!("heartbeat entry of unregistered worker {w}"));
             }
+        }
+        problems.extend(self.schedule_problems().await?);
+        Ok(problems)
+    }
+
+    /// Every schedule decodes, and the due set holds exactly the unpaused ones that have a next
+    /// tick, under that tick (`lua/lib/schedules.lua`).
+    async fn schedule_problems(&self) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        let want: BTreeMap<String, u64> = self
+            .schedules()
+            .await?
+            .into_iter()
+            .filter(|s| !s.state.paused)
+            .filter_map(|s| Some((s.spec.name.to_string(), s.state.next?)))
+            .collect();
+        let due: BTreeMap<String, u64> = self.schedule_due_entries().await?.into_iter().collect();
+        if due != want {
+            problems.push(format!("schedule due set {due:?}, expected {want:?}"));
         }
         Ok(problems)
     }

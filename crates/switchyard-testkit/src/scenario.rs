@@ -26,12 +26,13 @@ mod generators;
 mod invariants;
 mod ops;
 mod runner;
+mod schedules;
 mod snapshot;
 mod together;
 
 pub use generators::{
     any_config, any_op, any_policy, any_scenario, any_strategy, dedup_scenario, pull_scenario,
-    running_scenario,
+    running_scenario, schedule_scenario,
 };
 pub use ops::{Op, Scenario, SubmitOp, instance_token, queue_name, worker_id};
 pub use runner::{AuditFn, Runner, runtime};

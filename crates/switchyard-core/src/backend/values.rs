@@ -259,9 +259,9 @@ pub struct MaintenanceReport {
     pub workers_reaped: Vec<WorkerId>,
     /// Tasks handed back from dead workers.
     pub tasks_returned: usize,
-    /// Tasks created by schedule ticks ([`crate::schedule`]).
+    /// Tasks created by schedule ticks ([`crate::schedule`]), in the order created.
     #[serde(default)]
-    pub ticked: usize,
+    pub ticked: Vec<TaskId>,
     /// Finished task records and dedup keys removed after their retention time.
     pub records_purged: usize,
     /// Dispatch decisions made along the way.

@@ -59,18 +59,23 @@ impl State {
         paused: bool,
         now: Millis,
     ) -> Result<bool> {
+        if self
+            .schedules
+            .get(name)
+            .is_none_or(|s| s.info.state.paused == paused)
+        {
+            return Ok(self.schedules.contains_key(name));
+        }
+        // Out of the due set under its old state, back in under its new one.
+        self.unindex_schedule(name);
         let Some(s) = self.schedules.get_mut(name) else {
             return Ok(false);
         };
-        if s.info.state.paused == paused {
-            return Ok(true);
-        }
         s.info.state.paused = paused;
         if !paused && s.info.state.next.is_some() {
             // The ticks of the pause are not misfires: the next is the first after now.
             s.info.state.next = s.ticks.next_after(now);
         }
-        self.unindex_schedule(name);
         self.index_schedule(name);
         Ok(true)
     }
@@ -129,6 +134,7 @@ impl State {
         }
         claimed.skipped = !run && !claim.run.is_empty();
         let ran = claim.run.len() as u64;
+        self.unindex_schedule(name);
         let s = self
             .schedules
             .get_mut(name)
@@ -143,7 +149,6 @@ impl State {
         }
         state.last_task = last_task;
         state.next = claim.next;
-        self.unindex_schedule(name);
         self.index_schedule(name);
         Ok(Some(claimed))
     }
@@ -174,7 +179,7 @@ impl State {
             };
             match self.claim_ticks(&name, &claim, now) {
                 Ok(Some(claimed)) => {
-                    report.ticked += claimed.created.len();
+                    report.ticked.extend(claimed.created);
                     report.assignments.extend(claimed.assignments);
                 }
                 Ok(None) => {}
@@ -190,6 +195,19 @@ impl State {
     /// The earliest next tick of an unpaused schedule.
     pub(crate) fn next_tick(&self) -> Option<Millis> {
         self.schedule_due.first().map(|(at, _)| *at)
+    }
+
+    /// What is wrong with the due set (the audit): it must hold exactly the unpaused
+    /// schedules that have a next tick, under that tick.
+    pub(crate) fn schedule_due_mismatch(&self) -> Option<String> {
+        let want: std::collections::BTreeSet<(Millis, ScheduleName)> = self
+            .schedules
+            .iter()
+            .filter(|(_, s)| !s.info.state.paused)
+            .filter_map(|(name, s)| s.info.state.next.map(|n| (n, name.clone())))
+            .collect();
+        (want != self.schedule_due)
+            .then(|| format!("schedule due set {:?}, expected {want:?}", self.schedule_due))
     }
 
     fn index_schedule(&mut self, name: &ScheduleName) {

@@ -91,7 +91,7 @@ impl RedisBackend {
             };
             match self.apply_claim(&info, &claim).await {
                 Ok(Some(claimed)) => {
-                    report.ticked += claimed.created.len();
+                    report.ticked.extend(claimed.created);
                     report.assignments.extend(claimed.assignments);
                 }
                 Ok(None) => {}
@@ -117,6 +117,15 @@ impl RedisBackend {
             )
             .await?;
         Ok(first.first().map(|(_, at)| *at as Millis))
+    }
+
+    /// The due set's entries (the audit).
+    pub(crate) async fn schedule_due_entries(&self) -> Result<Vec<(String, Millis)>> {
+        let [_, due] = self.inner.keys.schedules();
+        let all: Vec<(String, f64)> = self
+            .query(redis::cmd("ZRANGE").arg(due).arg(0).arg(-1).arg("WITHSCORES"))
+            .await?;
+        Ok(all.into_iter().map(|(n, at)| (n, at as Millis)).collect())
     }
 
     async fn apply_claim(&self, info: &ScheduleInfo, claim: &Claim) -> Result<Option<Claimed>> {

@@ -330,6 +330,56 @@ pub fn dedup_scenario(max_ops: usize) -> impl proptest::strategy::Strategy<Value
         })
 }
 
+/// One step of schedules' lives: upserts (two schedules, intervals of 0.5 to 2.5 s, each
+/// misfire and overlap policy, sometimes a limit), second tickers replaying a claim, pauses,
+/// removals, the clock moving (maintenance claims the due ticks), and the receives,
+/// completions and submits that make the last tick's task run or end.
+fn schedule_op() -> impl proptest::strategy::Strategy<Value = Op> {
+    let upsert = (
+        0u8..2,
+        0..QUEUES,
+        prop_oneof![Just(500u64), Just(1_000), Just(2_500)],
+        0u8..3,
+        any::<bool>(),
+        proptest::option::weighted(0.3, 1u64..4),
+    )
+        .prop_map(|(index, queue, every_ms, misfire, overlap_skip, limit)| {
+            Op::UpsertSchedule {
+                index,
+                queue,
+                every_ms,
+                misfire,
+                overlap_skip,
+                limit,
+            }
+        });
+    prop_oneof![
+        2 => upsert,
+        3 => (0u8..2).prop_map(|index| Op::ClaimTicks { index }),
+        1 => (0u8..2, any::<bool>()).prop_map(|(index, paused)| Op::PauseSchedule { index, paused }),
+        1 => (0u8..2).prop_map(|index| Op::RemoveSchedule { index }),
+        5 => prop_oneof![Just(0u64), Just(300), Just(500), Just(1_000), Just(2_500), Just(7_000)]
+            .prop_map(|ms| Op::Advance { ms }),
+        3 => (0..WORKERS, 1usize..4).prop_map(|(worker, max)| Op::Receive { worker, max }),
+        3 => any::<usize>().prop_map(|pick| Op::Complete { pick }),
+        1 => submit_op().prop_map(Op::Submit),
+        1 => (0..WORKERS).prop_map(|worker| Op::Heartbeat { worker }),
+    ]
+}
+
+/// A random scenario of schedules ([`schedule_op`]).
+pub fn schedule_scenario(max_ops: usize) -> impl proptest::strategy::Strategy<Value = Scenario> {
+    (
+        proptest::collection::vec(any_config(), QUEUES),
+        proptest::collection::vec(register_op(), 1..4),
+        proptest::collection::vec(schedule_op(), 1..max_ops),
+    )
+        .prop_map(|(configs, mut ops, rest)| {
+            ops.extend(rest);
+            Scenario { configs, ops }
+        })
+}
+
 /// A random scenario like [`any_scenario`] whose queues all pull: workers park and take
 /// hand-offs (`Leases::receive_wait`) in most steps.
 pub fn pull_scenario(max_ops: usize) -> impl proptest::strategy::Strategy<Value = Scenario> {

@@ -180,6 +180,41 @@ pub enum Op {
         /// Pause (true) or resume.
         paused: bool,
     },
+    /// Create or replace schedule `s<index>`: every `every_ms` from now, of queue `queue`,
+    /// misfires run once (0), skipped beyond 200 ms (1) or caught up 2 at most (2), overlaps
+    /// skipped or allowed, at most `limit` ticks.
+    UpsertSchedule {
+        /// Which schedule (0 or 1).
+        index: u8,
+        /// Queue index.
+        queue: usize,
+        /// The interval.
+        every_ms: u64,
+        /// The misfire policy, as above.
+        misfire: u8,
+        /// Skip ticks while the last tick's task has not finished.
+        overlap_skip: bool,
+        /// At most this many ticks.
+        limit: Option<u64>,
+    },
+    /// A second ticker: claims schedule `s<index>`'s due ticks from the state it reads, then
+    /// applies the same claim again, which must change nothing.
+    ClaimTicks {
+        /// Which schedule.
+        index: u8,
+    },
+    /// Pause or resume schedule `s<index>`.
+    PauseSchedule {
+        /// Which schedule.
+        index: u8,
+        /// Pause (true) or resume.
+        paused: bool,
+    },
+    /// Remove schedule `s<index>`.
+    RemoveSchedule {
+        /// Which schedule.
+        index: u8,
+    },
     /// Delete a task (refused unless finished).
     DeleteTask {
         /// Which task.

@@ -53,6 +53,8 @@ pub struct Runner<B> {
     /// Waiting tasks this step's submits debounced (switchyard_core::flow::dedup): changed
     /// like [`Op::Change`] changes one.
     pub(super) replaced: Vec<TaskId>,
+    /// The schedules upserted, by index (their tasks are accepted as their ticks create them).
+    pub(super) schedules: BTreeMap<u8, switchyard_core::schedule::ScheduleSpec>,
 }
 
 pub(super) fn fatal(e: &Error) -> bool {
@@ -91,6 +93,7 @@ impl<B: Backend> Runner<B> {
             dispatch_times: BTreeMap::new(),
             throttled: std::collections::BTreeSet::new(),
             replaced: Vec::new(),
+            schedules: BTreeMap::new(),
         })
     }
 
@@ -381,7 +384,8 @@ impl<B: Backend> Runner<B> {
                         // must match.
                         self.forget_removed(report.records_purged as u64, &TaskState::ALL)
                             .await?;
-                        format!("advance {ms} -> {report:?}")
+                        self.ticked(&report.ticked)?;
+                        format!("advance {ms} -> {report:?}{}", self.schedule_view().await?)
                     }
                     Err(e) => return Err(format!("maintain: {e}")),
                 }
@@ -577,6 +581,10 @@ impl<B: Backend> Runner<B> {
                 )
             }
             Op::SubmitTogether(_) | Op::CompleteTogether { .. } => self.apply_together(op).await?,
+            Op::UpsertSchedule { .. }
+            | Op::ClaimTicks { .. }
+            | Op::PauseSchedule { .. }
+            | Op::RemoveSchedule { .. } => self.apply_schedule(op).await?,
             Op::DeleteTask { .. }
             | Op::PurgeQueue { .. }
             | Op::Reconfigure { .. }

@@ -541,7 +541,7 @@ impl Maintain for Partitioned {
             report.workers_reaped.extend(r.workers_reaped);
             report.tasks_returned += r.tasks_returned;
             report.records_purged += r.records_purged;
-            report.ticked += r.ticked;
+            report.ticked.extend(r.ticked);
             report.assignments.extend(r.assignments);
             report.more |= r.more;
         }
