@@ -206,8 +206,12 @@ impl State {
             .filter(|(_, s)| !s.info.state.paused)
             .filter_map(|(name, s)| s.info.state.next.map(|n| (n, name.clone())))
             .collect();
-        (want != self.schedule_due)
-            .then(|| format!("schedule due set {:?}, expected {want:?}", self.schedule_due))
+        (want != self.schedule_due).then(|| {
+            format!(
+                "schedule due set {:?}, expected {want:?}",
+                self.schedule_due
+            )
+        })
     }
 
     fn index_schedule(&mut self, name: &ScheduleName) {

@@ -355,7 +355,16 @@ fn schedule_op() -> impl proptest::strategy::Strategy<Value = Op> {
         });
     prop_oneof![
         2 => upsert,
-        3 => (0u8..2).prop_map(|index| Op::ClaimTicks { index }),
+        3 => (
+            0u8..2,
+            prop_oneof![Just(0u64), Just(500), Just(1_000), Just(3_000)],
+            proptest::bool::weighted(0.2),
+        )
+            .prop_map(|(index, advance_ms, paused_between)| Op::ClaimTicks {
+                index,
+                advance_ms,
+                paused_between,
+            }),
         1 => (0u8..2, any::<bool>()).prop_map(|(index, paused)| Op::PauseSchedule { index, paused }),
         1 => (0u8..2).prop_map(|index| Op::RemoveSchedule { index }),
         5 => prop_oneof![Just(0u64), Just(300), Just(500), Just(1_000), Just(2_500), Just(7_000)]

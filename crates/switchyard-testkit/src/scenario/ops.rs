@@ -197,11 +197,17 @@ pub enum Op {
         /// At most this many ticks.
         limit: Option<u64>,
     },
-    /// A second ticker: claims schedule `s<index>`'s due ticks from the state it reads, then
-    /// applies the same claim again, which must change nothing.
+    /// The clock moves by `advance_ms` (no maintenance), then a ticker claims schedule
+    /// `s<index>`'s due ticks from the state it reads, then applies the same claim again, which
+    /// must change nothing. With `paused_between`, the schedule is paused after the claim is
+    /// computed (the claim must then change nothing) and resumed after.
     ClaimTicks {
         /// Which schedule.
         index: u8,
+        /// How far the clock moves first.
+        advance_ms: u64,
+        /// Pause the schedule between computing the claim and applying it.
+        paused_between: bool,
     },
     /// Pause or resume schedule `s<index>`.
     PauseSchedule {

@@ -54,9 +54,15 @@ impl<B: Backend> Runner<B> {
                     Err(e) => format!("{label} -> error: {e}"),
                 }
             }
-            Op::ClaimTicks { index } => {
+            Op::ClaimTicks {
+                index,
+                advance_ms,
+                paused_between,
+            } => {
+                self.clock
+                    .advance(std::time::Duration::from_millis(*advance_ms));
                 let name = schedule_name(*index);
-                let label = format!("claim s{index}");
+                let label = format!("claim s{index} after {advance_ms} ms");
                 let info = self
                     .backend
                     .get_schedule(&name)
@@ -66,6 +72,29 @@ impl<B: Backend> Runner<B> {
                     let ticks = info.spec.validate(info.state.defined_at).ok()?;
                     Claim::at(info, &ticks, self.clock.now_ms())
                 });
+                if let (Some(claim), true) = (&claim, *paused_between) {
+                    // A ticker that read before a pause must change nothing after it.
+                    let pause = |paused| self.backend.set_schedule_paused(&name, paused);
+                    pause(true)
+                        .await
+                        .map_err(|e| format!("{label}: pause: {e}"))?;
+                    let snap = self.snapshot().await?;
+                    let late = self
+                        .backend
+                        .claim_ticks(&name, claim)
+                        .await
+                        .map_err(|e| format!("{label} paused: {e}"))?;
+                    if late.is_some() || self.snapshot().await? != snap {
+                        return Err(format!("{label}: applied while paused: {late:?}"));
+                    }
+                    pause(false)
+                        .await
+                        .map_err(|e| format!("{label}: resume: {e}"))?;
+                    return Ok(format!(
+                        "{label} -> paused between{}",
+                        self.schedule_view().await?
+                    ));
+                }
                 match claim {
                     None => format!("{label} -> nothing due"),
                     Some(claim) => match self.backend.claim_ticks(&name, &claim).await {
