@@ -18,6 +18,7 @@ mod demo;
 mod health;
 mod inspect;
 mod remote;
+mod schedule;
 mod submit;
 mod views;
 mod worker;
@@ -68,6 +69,9 @@ enum Command {
     Reconfigure(admin::ReconfigureArgs),
     /// Delete a queue that holds no task and that no worker serves.
     DeleteQueue(admin::QueueArgs),
+    /// Named schedules that create one task per tick (cron with seconds in a time zone, or an
+    /// interval): add, list, show, pause, resume, remove, or run a ticker.
+    Schedule(schedule::ScheduleArgs),
     /// Serve a live web view of a namespace: queues, workers and their share of the work,
     /// tasks, dead letters (acting on them with `--allow-actions`).
     Dashboard(dashboard::DashboardArgs),
@@ -106,6 +110,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Declare(args) => declare::run(&args),
+        Command::Schedule(args) => {
+            init_logging();
+            schedule::run(&args)
+        }
         Command::Submit(args) => submit::run(&args),
         Command::Worker(args) => {
             init_logging();

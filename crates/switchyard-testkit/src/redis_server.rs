@@ -195,8 +195,28 @@ impl RedisServer {
     /// restart of a server run with `--save ''`. Killing a running server first.
     pub fn restart_empty(&mut self) -> Result<(), String> {
         self.kill();
-        let _ = std::fs::remove_file(self.dir.join("redis.log"));
         let _ = std::fs::remove_file(self.dir.join("dump.rdb"));
+        self.restart_from_snapshot()
+    }
+
+    /// Writes a snapshot now (`SAVE`), as a server configured to save would have at some point.
+    pub fn save_snapshot(&self) -> Result<(), String> {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "SAVE"])
+            .output()
+            .map_err(|e| format!("redis-cli: {e}"))?;
+        if String::from_utf8_lossy(&out.stdout).trim() == "OK" {
+            Ok(())
+        } else {
+            Err(format!("SAVE: {}", String::from_utf8_lossy(&out.stdout)))
+        }
+    }
+
+    /// Kills the server (a crash) and starts it again on the same port from its last snapshot
+    /// ([`save_snapshot`](RedisServer::save_snapshot)): what was written after it is lost.
+    pub fn restart_from_snapshot(&mut self) -> Result<(), String> {
+        self.kill();
+        let _ = std::fs::remove_file(self.dir.join("redis.log"));
         let program = self
             .options
             .program
