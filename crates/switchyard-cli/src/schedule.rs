@@ -9,7 +9,7 @@ use switchyard::schedule::{
 use switchyard::{Client, QueueName, ScheduleName, TaskKind};
 
 use crate::remote::{Remote, millis, runtime, stop_signal};
-use crate::views::utc;
+use crate::views::{every_text, utc};
 
 /// Flags of `switchyard schedule`.
 #[derive(Debug, Args)]
@@ -315,20 +315,12 @@ fn next(info: &ScheduleInfo) -> String {
     }
 }
 
-fn every(info: &ScheduleInfo) -> String {
-    match &info.spec.recurrence.every {
-        Every::Cron { expr, tz } => format!("cron `{expr}` {tz}"),
-        Every::Interval { ms } => format!("every {ms} ms"),
-        other => format!("{other:?}"),
-    }
-}
-
 fn line(info: &ScheduleInfo) -> String {
     let s = &info.state;
     format!(
         "{}  {}  -> {} {}  next {}  runs {} (skipped {})",
         info.spec.name,
-        every(info),
+        every_text(info),
         info.spec.task.queue,
         info.spec.task.kind,
         next(info),

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::health;
+use switchyard::schedule::{Every, ScheduleInfo};
 use switchyard::{Client, Error, EventCounts, QueueConfig, QueueName, Stats};
 
 /// One queue.
@@ -81,6 +82,57 @@ pub struct View {
     /// What an operator should know first (`health::warnings`), one sentence each.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The namespace's schedules, by name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<ScheduleRow>,
+}
+
+/// One schedule as pages show it (`switchyard::schedule`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ScheduleRow {
+    pub name: String,
+    /// `cron `<expr>` <zone>` or `every <n> ms`.
+    pub every: String,
+    pub queue: String,
+    pub kind: String,
+    /// Its next tick, ms since the epoch (`None`: ended).
+    pub next: Option<u64>,
+    /// Until its next tick, on this machine's clock (negative: overdue).
+    pub next_in_ms: Option<i64>,
+    pub paused: bool,
+    /// Ticks claimed (run or skipped by the overlap policy), and of them skipped.
+    pub runs: u64,
+    pub skipped: u64,
+    pub last_tick: Option<u64>,
+}
+
+impl ScheduleRow {
+    fn of(info: &ScheduleInfo, at: u64) -> ScheduleRow {
+        let s = &info.state;
+        ScheduleRow {
+            name: info.spec.name.to_string(),
+            every: every_text(info),
+            queue: info.spec.task.queue.to_string(),
+            kind: info.spec.task.kind.to_string(),
+            next: s.next,
+            next_in_ms: s
+                .next
+                .map(|n| i64::try_from(n).unwrap_or(i64::MAX) - i64::try_from(at).unwrap_or(0)),
+            paused: s.paused,
+            runs: s.runs,
+            skipped: s.skipped,
+            last_tick: s.last_tick,
+        }
+    }
+}
+
+/// How often a schedule ticks, in words: `cron `0 2 * * *` Europe/Berlin`, `every 500 ms`.
+pub fn every_text(info: &ScheduleInfo) -> String {
+    match &info.spec.recurrence.every {
+        Every::Cron { expr, tz } => format!("cron `{expr}` {tz}"),
+        Every::Interval { ms } => format!("every {ms} ms"),
+        other => format!("{other:?}"),
+    }
 }
 
 /// Reads views of one namespace; keeps what rates and configurations need between reads.
@@ -131,7 +183,15 @@ impl Reader {
             }
         }
         self.read_memory(at).await;
-        let view = self.rows(at, &stats, &heads);
+        let mut view = self.rows(at, &stats, &heads);
+        view.schedules = self
+            .client
+            .backend()
+            .schedules()
+            .await?
+            .iter()
+            .map(|s| ScheduleRow::of(s, at))
+            .collect();
         Ok((view, stats))
     }
 
@@ -259,6 +319,7 @@ impl Reader {
             queues,
             workers,
             warnings,
+            schedules: Vec::new(),
         }
     }
 

@@ -184,6 +184,55 @@ async fn worker_and_dashboard_metrics_agree_with_stats() {
         ) == me.dispatched as f64
     );
 
+    // A schedule ticking every 200 ms, paused after some ticks; and one that never ran.
+    ok(
+        &server,
+        NS,
+        &[
+            "schedule",
+            "add",
+            "often",
+            "--queue",
+            "jobs",
+            "--kind",
+            "echo",
+            "--every-ms",
+            "200",
+        ],
+    );
+    ok(
+        &server,
+        NS,
+        &[
+            "schedule",
+            "add",
+            "nightly",
+            "--queue",
+            "jobs",
+            "--kind",
+            "echo",
+            "--cron",
+            "0 30 2 * * *",
+            "--tz",
+            "Europe/Berlin",
+        ],
+    );
+    let often = switchyard::ScheduleName::new("often").unwrap();
+    eventually(WAIT, "the schedule to tick", || async {
+        let s = client.backend().get_schedule(&often).await.ok()??;
+        (s.state.runs >= 3).then_some(())
+    })
+    .await;
+    ok(&server, NS, &["schedule", "pause", "often"]);
+    let often_runs = client
+        .backend()
+        .get_schedule(&often)
+        .await
+        .unwrap()
+        .unwrap()
+        .state
+        .runs;
+
     // The dashboard's view of the whole namespace.
     let dashboard = DashboardProcess::start(&server, NS, &[]);
     let samples = scrape(dashboard.port);
@@ -236,6 +285,16 @@ async fn worker_and_dashboard_metrics_agree_with_stats() {
         ),
         1.0
     );
+    // Schedules: runs, paused, and the time to the next tick (a nightly one: within a day).
+    let one = |name: &str, schedule: &str| sum(&samples, name, &[("schedule", schedule)]);
+    assert_eq!(
+        one("switchyard_schedule_runs_total", "often"),
+        often_runs as f64
+    );
+    assert_eq!(one("switchyard_schedule_paused", "often"), 1.0);
+    assert_eq!(one("switchyard_schedule_paused", "nightly"), 0.0);
+    let next = one("switchyard_schedule_next_tick_seconds", "nightly");
+    assert!(next > 0.0 && next <= 86_400.0, "{next}");
     let me = stats
         .workers
         .iter()

@@ -11,7 +11,7 @@ use switchyard::{Client, EventCounts, EventKind, QueueConfig, Stats, TaskState};
 use tokio::sync::watch;
 
 use crate::health;
-use crate::views::{QueueRow, Reader, View, WorkerRow};
+use crate::views::{QueueRow, Reader, ScheduleRow, View, WorkerRow};
 
 /// The families the dashboard records at `/metrics`, beside the library's
 /// (`switchyard::metrics::FAMILIES`); `docs/operations.md` lists them.
@@ -113,6 +113,33 @@ pub const FAMILIES: &[MetricFamily] = &[
                intervals old (it is reaped when its TTL runs out).",
     },
     MetricFamily {
+        name: "switchyard_schedule_runs_total",
+        kind: Kind::Counter,
+        labels: &["schedule"],
+        help: "Ticks a schedule claimed (each created its task, or was skipped by the overlap \
+               policy).",
+    },
+    MetricFamily {
+        name: "switchyard_schedule_skipped_total",
+        kind: Kind::Counter,
+        labels: &["schedule"],
+        help: "Ticks a schedule's overlap policy skipped (the last tick's task had not finished).",
+    },
+    MetricFamily {
+        name: "switchyard_schedule_next_tick_seconds",
+        kind: Kind::Gauge,
+        labels: &["schedule"],
+        help: "Until a schedule's next tick; negative while it is overdue (no ticker claims it: \
+               no worker or `schedule run` is up, or its queue is missing or full). Absent once \
+               it has ended.",
+    },
+    MetricFamily {
+        name: "switchyard_schedule_paused",
+        kind: Kind::Gauge,
+        labels: &["schedule"],
+        help: "1 while a schedule is paused.",
+    },
+    MetricFamily {
         name: "switchyard_dashboard_read_errors_total",
         kind: Kind::Counter,
         labels: &[],
@@ -141,6 +168,7 @@ struct Snapshot<'a> {
     workers: &'a [WorkerRow],
     /// What an operator should know first (see `View::warnings`).
     warnings: &'a [String],
+    schedules: &'a [ScheduleRow],
     /// Oldest first: per refresh, per queue (in `queues` order) succeeded/s and failed/s.
     history: &'a VecDeque<Point>,
     /// Oldest first: per whole minute of the last hour (its start), per queue succeeded/s and
@@ -232,6 +260,7 @@ pub(super) async fn start(
             queues: Vec::new(),
             workers: Vec::new(),
             warnings: Vec::new(),
+            schedules: Vec::new(),
         },
         failures: Failures::default(),
     };
@@ -348,6 +377,7 @@ impl Sampler {
             queues: &self.last.queues,
             workers: &self.last.workers,
             warnings: &self.last.warnings,
+            schedules: &self.last.schedules,
             history: &self.history,
             minutes: &self.minutes.points,
         })
@@ -420,6 +450,19 @@ fn export(stats: &Stats, view: &View, configs: &BTreeMap<String, QueueConfig>) {
                 metrics::gauge!("switchyard_queue_concurrency_limit", "queue" => name.clone())
                     .set(f64::from(limit));
             }
+        }
+    }
+    for s in &view.schedules {
+        let name = s.name.clone();
+        metrics::counter!("switchyard_schedule_runs_total", "schedule" => name.clone())
+            .absolute(s.runs);
+        metrics::counter!("switchyard_schedule_skipped_total", "schedule" => name.clone())
+            .absolute(s.skipped);
+        metrics::gauge!("switchyard_schedule_paused", "schedule" => name.clone())
+            .set(if s.paused { 1.0 } else { 0.0 });
+        if let Some(ms) = s.next_in_ms {
+            metrics::gauge!("switchyard_schedule_next_tick_seconds", "schedule" => name)
+                .set(ms as f64 / 1_000.0);
         }
     }
     for w in &view.workers {

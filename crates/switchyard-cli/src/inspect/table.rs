@@ -253,6 +253,7 @@ mod tests {
             dispatch_share: 1.0,
         };
         let view = View {
+            schedules: Vec::new(),
             at: 1_796_305_582_150,
             queues: vec![queue],
             workers: vec![worker],

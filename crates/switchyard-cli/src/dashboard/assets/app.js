@@ -72,6 +72,7 @@ function render(s) {
   renderCharts('charts', 'data-chart', s.queues || [], s.history || [], 'reads');
   renderCharts('hour', 'data-chart-hour', s.queues || [], s.minutes || [], 'minutes');
   renderWorkers(s.workers || []);
+  renderSchedules(s.schedules || []);
   if (typeof browserSnapshot === "function") browserSnapshot(s); // tasks.js
   const dead = JSON.stringify((s.queues || []).map(q => [q.queue, q.dead]));
   if (dead !== deadSeen) {
@@ -87,7 +88,7 @@ function render(s) {
  * or go, so a click on it is never lost.
  */
 function patchRows(body, rows) {
-  const key = tr => tr.getAttribute('data-queue') || tr.getAttribute('data-worker') || tr.getAttribute('data-task');
+  const key = tr => tr.getAttribute('data-queue') || tr.getAttribute('data-worker') || tr.getAttribute('data-task') || tr.getAttribute('data-schedule');
   const shown = new Map(Array.from(body.children).map(tr => [key(tr), tr]));
   const next = rows.map(row => {
     const was = shown.get(key(row));
@@ -231,6 +232,22 @@ function renderWorkers(workers) {
     el('td', { class: 'text', 'data-field': 'state' }, w.state),
     el('td', { 'data-field': 'expires_in' }, seconds(w.expires_in_ms)))));
   document.getElementById('no-workers').hidden = workers.length > 0;
+}
+
+function renderSchedules(schedules) {
+  document.getElementById('schedules-section').hidden = schedules.length === 0;
+  const body = document.querySelector('#schedules tbody');
+  const next = s => s.next === null || s.next === undefined ? '-'
+    : time(s.next) + (s.next_in_ms < 0 ? ' (overdue ' + seconds(-s.next_in_ms) + ')' : ' (in ' + seconds(s.next_in_ms) + ')');
+  const state = s => s.paused ? 'paused' : (s.next === null || s.next === undefined ? 'ended' : 'active');
+  patchRows(body, schedules.map(s => el('tr', { 'data-schedule': s.name },
+    el('td', { 'data-field': 'name' }, s.name),
+    el('td', { class: 'text', 'data-field': 'every' }, s.every),
+    el('td', { class: 'text', 'data-field': 'creates' }, s.queue + ' / ' + s.kind),
+    el('td', { class: 'text', 'data-field': 'next' }, next(s)),
+    el('td', { 'data-field': 'runs' }, int(s.runs)),
+    el('td', { 'data-field': 'skipped' }, int(s.skipped)),
+    el('td', { class: 'text', 'data-field': 'state' }, state(s)))));
 }
 
 // ----- dead letters and actions ---------------------------------------------------------------
