@@ -32,7 +32,7 @@ pub mod spec;
 pub mod ticks;
 
 pub use spec::{
-    Claim, Overlap, ScheduleInfo, ScheduleSpec, ScheduleState, TaskTemplate, Upserted,
+    Claim, Overlap, ScheduleInfo, ScheduleSpec, ScheduleState, TaskTemplate, Upserted, fold_claim,
     overlap_allows,
 };
 pub use ticks::{Every, Misfire, Plan, Recurrence, Ticks, plan, tick_task_id};

@@ -4,7 +4,10 @@ use serde::{Deserialize, Serialize};
 
 use super::ticks::{Misfire, Plan, Recurrence, Ticks, plan, tick_task_id};
 use crate::clock::Millis;
-use crate::{Error, QueueName, ScheduleName, TaskId, TaskKind, TaskSpec, TaskState};
+use crate::{
+    Claimed, Error, MaintenanceReport, QueueName, ScheduleName, TaskId, TaskKind, TaskSpec,
+    TaskState,
+};
 
 /// What a tick does while the task of the schedule's previous tick has not finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -211,6 +214,26 @@ impl Claim {
     /// Whether `state` still says what the claim was computed from.
     pub fn holds(&self, state: &ScheduleState) -> bool {
         !state.paused && state.next == Some(self.expected_next) && state.version == self.version
+    }
+}
+
+/// Folds what applying a claim during maintenance gave into the pass's `report`: an applied
+/// claim's tasks and assignments. A claim refused because the schedule's queue is missing or
+/// full leaves the tick waiting for a later pass: that error is returned in `Ok(Some(_))`, for
+/// the caller to log, and the pass goes on; any other error ends the pass.
+pub fn fold_claim(
+    report: &mut MaintenanceReport,
+    applied: Result<Option<Claimed>, Error>,
+) -> Result<Option<Error>, Error> {
+    match applied {
+        Ok(Some(claimed)) => {
+            report.ticked.extend(claimed.created);
+            report.assignments.extend(claimed.assignments);
+            Ok(None)
+        }
+        Ok(None) => Ok(None),
+        Err(e @ (Error::UnknownQueue(_) | Error::QueueFull { .. })) => Ok(Some(e)),
+        Err(e) => Err(e),
     }
 }
 

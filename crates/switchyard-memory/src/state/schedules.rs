@@ -5,7 +5,7 @@
 //! lua/schedule_claim.lua.
 
 use switchyard_core::schedule::{
-    Claim, ScheduleInfo, ScheduleSpec, ScheduleState, Ticks, Upserted, overlap_allows,
+    Claim, ScheduleInfo, ScheduleSpec, ScheduleState, Ticks, Upserted, fold_claim, overlap_allows,
 };
 use switchyard_core::{
     Assignment, Claimed, Error, MaintenanceReport, Millis, Result, ScheduleName,
@@ -177,16 +177,8 @@ impl State {
             else {
                 continue;
             };
-            match self.claim_ticks(&name, &claim, now) {
-                Ok(Some(claimed)) => {
-                    report.ticked.extend(claimed.created);
-                    report.assignments.extend(claimed.assignments);
-                }
-                Ok(None) => {}
-                Err(e @ (Error::UnknownQueue(_) | Error::QueueFull { .. })) => {
-                    tracing::warn!(schedule = %name, "schedule tick not claimed: {e}");
-                }
-                Err(e) => return Err(e),
+            if let Some(e) = fold_claim(report, self.claim_ticks(&name, &claim, now))? {
+                tracing::warn!(schedule = %name, "schedule tick left waiting: {e}");
             }
         }
         Ok(())

@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use switchyard_core::schedule::{
-    Claim, Overlap, ScheduleInfo, ScheduleSpec, ScheduleState, Upserted,
+    Claim, Overlap, ScheduleInfo, ScheduleSpec, ScheduleState, Upserted, fold_claim,
 };
 use switchyard_core::{
     Assignment, Claimed, Error, MaintenanceReport, Millis, Result, ScheduleName, Schedules,
@@ -89,16 +89,8 @@ impl RedisBackend {
             let Some(claim) = Claim::at(&info, &ticks, now) else {
                 continue;
             };
-            match self.apply_claim(&info, &claim).await {
-                Ok(Some(claimed)) => {
-                    report.ticked.extend(claimed.created);
-                    report.assignments.extend(claimed.assignments);
-                }
-                Ok(None) => {}
-                Err(e @ (Error::UnknownQueue(_) | Error::QueueFull { .. })) => {
-                    tracing::warn!(schedule = %name, "schedule tick not claimed: {e}");
-                }
-                Err(e) => return Err(e),
+            if let Some(e) = fold_claim(report, self.apply_claim(&info, &claim).await)? {
+                tracing::warn!(schedule = %name, "schedule tick left waiting: {e}");
             }
         }
         Ok(())

@@ -185,17 +185,26 @@ pub fn any_op() -> impl proptest::strategy::Strategy<Value = Op> {
     ]
 }
 
-/// A random scenario of up to `max_ops` steps, starting with one to three registrations.
-pub fn any_scenario(max_ops: usize) -> impl proptest::strategy::Strategy<Value = Scenario> {
+/// A scenario of up to `max_ops` steps drawn from `op`, after one to three registrations, on
+/// queues of any configuration.
+fn scenario_of(
+    op: impl proptest::strategy::Strategy<Value = Op>,
+    max_ops: usize,
+) -> impl proptest::strategy::Strategy<Value = Scenario> {
     (
         proptest::collection::vec(any_config(), QUEUES),
         proptest::collection::vec(register_op(), 1..4),
-        proptest::collection::vec(any_op(), 1..max_ops),
+        proptest::collection::vec(op, 1..max_ops),
     )
         .prop_map(|(configs, mut ops, rest)| {
             ops.extend(rest);
             Scenario { configs, ops }
         })
+}
+
+/// A random scenario of up to `max_ops` steps, starting with one to three registrations.
+pub fn any_scenario(max_ops: usize) -> impl proptest::strategy::Strategy<Value = Scenario> {
+    scenario_of(any_op(), max_ops)
 }
 
 /// A change of a task: a priority, a run time around now, a payload, or several (or none:
@@ -246,15 +255,7 @@ fn running_op() -> impl proptest::strategy::Strategy<Value = Op> {
 /// only now and then — several reports of one attempt a set time apart, reports of a task's
 /// next attempt, reports under leases taken back.
 pub fn running_scenario(max_ops: usize) -> impl proptest::strategy::Strategy<Value = Scenario> {
-    (
-        proptest::collection::vec(any_config(), QUEUES),
-        proptest::collection::vec(register_op(), 1..4),
-        proptest::collection::vec(running_op(), 1..max_ops),
-    )
-        .prop_map(|(configs, mut ops, rest)| {
-            ops.extend(rest);
-            Scenario { configs, ops }
-        })
+    scenario_of(running_op(), max_ops)
 }
 
 /// A submit with one of two dedup keys, often delayed: the steps that throttle and debounce.
@@ -378,15 +379,7 @@ fn schedule_op() -> impl proptest::strategy::Strategy<Value = Op> {
 
 /// A random scenario of schedules ([`schedule_op`]).
 pub fn schedule_scenario(max_ops: usize) -> impl proptest::strategy::Strategy<Value = Scenario> {
-    (
-        proptest::collection::vec(any_config(), QUEUES),
-        proptest::collection::vec(register_op(), 1..4),
-        proptest::collection::vec(schedule_op(), 1..max_ops),
-    )
-        .prop_map(|(configs, mut ops, rest)| {
-            ops.extend(rest);
-            Scenario { configs, ops }
-        })
+    scenario_of(schedule_op(), max_ops)
 }
 
 /// A random scenario like [`any_scenario`] whose queues all pull: workers park and take
