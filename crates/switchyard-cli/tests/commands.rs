@@ -617,3 +617,104 @@ fn dedup_keys_throttle_or_debounce() {
     let said = String::from_utf8_lossy(&bad.stderr);
     assert!(said.contains("expected throttle or debounce"), "{said}");
 }
+
+/// `schedule add|list|show|pause|resume|remove`: what each says, refusals with the reason.
+#[test]
+fn schedule_commands() {
+    let server = RedisServer::start().unwrap();
+    let ns = "sched";
+    ok(&server, ns, &["declare", "jobs"]);
+    let add = [
+        "schedule",
+        "add",
+        "nightly",
+        "--queue",
+        "jobs",
+        "--kind",
+        "echo",
+        "--cron",
+        "0 30 2 * * *",
+        "--tz",
+        "Europe/Berlin",
+        "--overlap",
+        "skip",
+    ];
+    let said = ok(&server, ns, &add);
+    assert!(
+        said.starts_with("schedule nightly created; next tick 20"),
+        "{said}"
+    );
+    assert!(ok(&server, ns, &add).contains("unchanged"));
+    let listed = ok(&server, ns, &["schedule", "list"]);
+    assert!(
+        listed.contains("nightly  cron `0 30 2 * * *` Europe/Berlin  -> jobs echo"),
+        "{listed}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&server, ns, &["schedule", "show", "nightly", "--json"])).unwrap();
+    assert_eq!(json["definition"]["overlap"], "skip", "{json}");
+    assert_eq!(
+        (json["runs"].as_u64(), json["paused"].as_bool()),
+        (Some(0), Some(false))
+    );
+    assert!(ok(&server, ns, &["schedule", "pause", "nightly"]).contains("paused; next tick none"));
+    assert!(ok(&server, ns, &["schedule", "resume", "nightly"]).contains("resumed; next tick 20"));
+    let refused = |args: &[&str], words: &str| {
+        let out = run(&server, ns, args);
+        assert!(!out.status.success(), "{args:?}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains(words), "{args:?}: {said}");
+    };
+    refused(
+        &[
+            "schedule",
+            "add",
+            "bad",
+            "--queue",
+            "jobs",
+            "--kind",
+            "echo",
+            "--cron",
+            "61 * * * * *",
+        ],
+        "cron expression",
+    );
+    refused(
+        &[
+            "schedule",
+            "add",
+            "bad",
+            "--queue",
+            "jobs",
+            "--kind",
+            "echo",
+            "--cron",
+            "* * * * *",
+            "--tz",
+            "Mars/Olympus",
+        ],
+        "Mars/Olympus",
+    );
+    refused(
+        &[
+            "schedule",
+            "add",
+            "bad",
+            "--queue",
+            "jobs",
+            "--kind",
+            "echo",
+            "--every-ms",
+            "10",
+            "--misfire",
+            "later",
+        ],
+        "expected run-once, skip:<grace ms> or catch-up:<n>",
+    );
+    refused(&["schedule", "pause", "missing"], "no schedule missing");
+    assert!(ok(&server, ns, &["schedule", "remove", "nightly"]).contains("removed"));
+    assert_eq!(
+        ok(&server, ns, &["schedule", "list"]).trim(),
+        "no schedules"
+    );
+}
