@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use support::{DashboardProcess, WorkerProcess, ok, run, switchyard};
 use switchyard_testkit::redis_server::RedisServer;
 
-const SUBCOMMANDS: [&str; 16] = [
+const SUBCOMMANDS: [&str; 17] = [
     "demo",
     "declare",
     "submit",
@@ -27,6 +27,7 @@ const SUBCOMMANDS: [&str; 16] = [
     "purge",
     "reconfigure",
     "delete-queue",
+    "schedule",
     "dashboard",
     "bench",
 ];
@@ -231,6 +232,31 @@ fn every_subcommand_does_its_job_on_a_real_redis() {
     let gone = ok(&server, ns, &["delete-queue", "spare"]);
     assert!(gone.contains("`spare` deleted"), "{gone}");
 
+    // schedule: a tick every 200 ms; the worker's maintenance claims the ticks and runs their
+    // tasks.
+    let added = ok(
+        &server,
+        ns,
+        &[
+            "schedule",
+            "add",
+            "often",
+            "--queue",
+            "mail",
+            "--kind",
+            "echo",
+            "--every-ms",
+            "200",
+        ],
+    );
+    assert!(added.contains("schedule often created"), "{added}");
+    wait_for("two ticks to be claimed", || {
+        let shown = ok(&server, ns, &["schedule", "show", "often", "--json"]);
+        serde_json::from_str::<serde_json::Value>(&shown).unwrap()["runs"]
+            .as_u64()
+            .is_some_and(|n| n >= 2)
+    });
+
     // dashboard: it serves its page and answers its API.
     let dashboard = DashboardProcess::start(&server, ns, &[]);
     let port = dashboard.port;
@@ -241,6 +267,8 @@ fn every_subcommand_does_its_job_on_a_real_redis() {
     assert_eq!(status, 200);
     let snapshot: serde_json::Value = serde_json::from_str(&snapshot).unwrap();
     assert_eq!(snapshot["namespace"], ns);
+    assert_eq!(snapshot["schedules"][0]["name"], "often", "{snapshot}");
+    assert!(ok(&server, ns, &["schedule", "remove", "often"]).contains("removed"));
     // SIGTERM: it stops by itself (its page streams end with it).
     assert!(dashboard.terminate(Duration::from_secs(10)).success());
     drop(worker);
