@@ -26,6 +26,13 @@ impl Maintain for RedisBackend {
             // and the expiry mark of one that expires late tasks (lib/deadline.lua).
             pipe.cmd("HMGET").arg(state).arg("t").arg("xm");
         }
+        // The first schedule tick, then the first heartbeat expiry (last: see `due` below).
+        let [_, schedules_due] = self.inner.keys.schedules();
+        pipe.cmd("ZRANGE")
+            .arg(schedules_due)
+            .arg(0)
+            .arg(0)
+            .arg("WITHSCORES");
         pipe.cmd("ZRANGE")
             .arg(self.inner.keys.fixed(keys::HB))
             .arg(0)
@@ -81,7 +88,6 @@ impl Maintain for RedisBackend {
                     .map(|(_, at)| *at as u64 + u64::from(i + 1 == n))
             })
             .chain(wakes)
-            .chain(self.next_tick().await?)
             .min();
         let Some(due) = due else {
             return Ok(None);

@@ -96,21 +96,6 @@ impl RedisBackend {
         Ok(())
     }
 
-    /// The first next tick among unpaused schedules (`until_due`).
-    pub(super) async fn next_tick(&self) -> Result<Option<Millis>> {
-        let [_, due] = self.inner.keys.schedules();
-        let first: Vec<(String, f64)> = self
-            .query(
-                redis::cmd("ZRANGE")
-                    .arg(due)
-                    .arg(0)
-                    .arg(0)
-                    .arg("WITHSCORES"),
-            )
-            .await?;
-        Ok(first.first().map(|(_, at)| *at as Millis))
-    }
-
     /// The due set's entries (the audit).
     pub(crate) async fn schedule_due_entries(&self) -> Result<Vec<(String, Millis)>> {
         let [_, due] = self.inner.keys.schedules();
