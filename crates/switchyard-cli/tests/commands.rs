@@ -665,52 +665,22 @@ fn schedule_commands() {
         let said = String::from_utf8_lossy(&out.stderr);
         assert!(said.contains(words), "{args:?}: {said}");
     };
-    refused(
-        &[
-            "schedule",
-            "add",
-            "bad",
-            "--queue",
-            "jobs",
-            "--kind",
-            "echo",
-            "--cron",
-            "61 * * * * *",
-        ],
-        "cron expression",
-    );
-    refused(
-        &[
-            "schedule",
-            "add",
-            "bad",
-            "--queue",
-            "jobs",
-            "--kind",
-            "echo",
-            "--cron",
-            "* * * * *",
-            "--tz",
+    let bad = [
+        "schedule", "add", "bad", "--queue", "jobs", "--kind", "echo",
+    ];
+    for (flags, words) in [
+        (&["--cron", "61 * * * * *"][..], "cron expression"),
+        (
+            &["--cron", "* * * * *", "--tz", "Mars/Olympus"],
             "Mars/Olympus",
-        ],
-        "Mars/Olympus",
-    );
-    refused(
-        &[
-            "schedule",
-            "add",
-            "bad",
-            "--queue",
-            "jobs",
-            "--kind",
-            "echo",
-            "--every-ms",
-            "10",
-            "--misfire",
-            "later",
-        ],
-        "expected run-once, skip:<grace ms> or catch-up:<n>",
-    );
+        ),
+        (
+            &["--every-ms", "10", "--misfire", "later"],
+            "expected run-once, skip:<grace ms> or catch-up:<n>",
+        ),
+    ] {
+        refused(&[&bad[..], flags].concat(), words);
+    }
     refused(&["schedule", "pause", "missing"], "no schedule missing");
     assert!(ok(&server, ns, &["schedule", "remove", "nightly"]).contains("removed"));
     assert_eq!(
