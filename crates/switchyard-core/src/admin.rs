@@ -115,6 +115,9 @@ pub struct Reshape {
     /// to its members, so no registered worker may serve the queue; the balancer and the
     /// jitter generator start afresh, as on a new queue.
     pub balancer: bool,
+    /// Fair share between groups is turned on or off ([`QueueConfig::groups`]). A shared
+    /// queue keeps its ready and active tasks by group, so none may be ready or active.
+    pub groups: bool,
 }
 
 impl Reshape {
@@ -124,6 +127,7 @@ impl Reshape {
         Reshape {
             order: old.policy != new.policy,
             balancer: old.strategy != new.strategy || old.seed != new.seed,
+            groups: old.groups.is_some() != new.groups.is_some(),
         }
     }
 }
@@ -138,6 +142,9 @@ pub enum InUse {
     Served(Vec<WorkerId>),
     /// The queue still holds this many tasks, in any state (deleting needs none).
     Tasks(u64),
+    /// This many tasks are ready or active (turning fair share between groups on or off
+    /// needs none).
+    Shared(u64),
 }
 
 impl std::fmt::Display for InUse {
@@ -155,6 +162,10 @@ impl std::fmt::Display for InUse {
                     names.join(", ")
                 )
             }
+            InUse::Shared(n) => write!(
+                f,
+                "{n} tasks are ready or active: turning fair share between groups on or off needs none (let them run, or purge the waiting ones with `switchyard purge <queue> --waiting`)"
+            ),
             InUse::Tasks(n) => write!(
                 f,
                 "it holds {n} tasks: purge waiting and finished tasks and let running ones end first"

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::duration_ms;
 use crate::flow::dedup::DedupMode;
+use crate::flow::groups::GroupShare;
 use crate::flow::rate::RateLimit;
 use crate::rng::Minstd;
 use crate::task::{MAX_ATTEMPTS, MAX_DURATION_MS, bounded_ms};
@@ -157,6 +158,12 @@ pub struct QueueConfig {
     /// default) keeps them until then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_dead: Option<u32>,
+    /// Shares the queue's dispatches fairly between the group keys of its tasks (deficit
+    /// round-robin by weight, optionally with a per-group concurrency limit); `None` (the
+    /// default) is one plain queue, and a task with a group key is refused. The rule, exactly:
+    /// [`crate::flow::groups`]. Memory backend only for now: the Redis backend refuses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<GroupShare>,
     /// A duration a `with_*` method could not store (out of range); `validate` reports it, so
     /// that nothing is silently clamped.
     #[serde(skip)]
@@ -192,6 +199,7 @@ impl Default for QueueConfig {
             expire_late: false,
             keep_finished: None,
             keep_dead: None,
+            groups: None,
             unfit: None,
         }
     }
@@ -313,6 +321,20 @@ impl QueueConfig {
         self
     }
 
+    /// Shares the queue fairly between the group keys of its tasks (see
+    /// [`groups`](QueueConfig::groups)).
+    ///
+    /// ```
+    /// use switchyard_core::QueueConfig;
+    /// use switchyard_core::flow::groups::GroupShare;
+    /// let imports = QueueConfig::default().with_groups(GroupShare::default());
+    /// assert!(imports.groups.is_some());
+    /// ```
+    pub fn with_groups(mut self, share: GroupShare) -> Self {
+        self.groups = Some(share);
+        self
+    }
+
     /// Dispatches at most `max` of the queue's tasks in any window of `per` (see
     /// [`rate`](QueueConfig::rate)).
     ///
@@ -375,6 +397,9 @@ impl QueueConfig {
         if let Some(rate) = self.rate {
             rate.validate()?;
         }
+        if let Some(groups) = self.groups {
+            groups.validate()?;
+        }
         if self.expire_late && self.policy != Policy::EarliestDeadlineFirst {
             return Err(Error::invalid(
                 "expire late",
@@ -436,7 +461,19 @@ impl QueueConfig {
         fn rate(r: Option<RateLimit>) -> String {
             r.map_or_else(|| "unlimited".to_owned(), |r| r.to_string())
         }
-        let fields: [(&str, String, String); 20] = [
+        fn groups(g: Option<GroupShare>) -> String {
+            match g {
+                None => "off".to_owned(),
+                Some(GroupShare {
+                    concurrency: None, ..
+                }) => "fair share".to_owned(),
+                Some(GroupShare {
+                    concurrency: Some(k),
+                    ..
+                }) => format!("fair share, {k} per group"),
+            }
+        }
+        let fields: [(&str, String, String); 21] = [
             ("policy", a.policy.name(), b.policy.name()),
             ("strategy", strategy(a.strategy), strategy(b.strategy)),
             ("seed", a.seed.to_string(), b.seed.to_string()),
@@ -509,6 +546,7 @@ impl QueueConfig {
                 kept(b.keep_finished),
             ),
             ("keep_dead", kept(a.keep_dead), kept(b.keep_dead)),
+            ("groups", groups(a.groups), groups(b.groups)),
         ];
         fields
             .into_iter()

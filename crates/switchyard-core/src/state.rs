@@ -128,6 +128,9 @@ pub struct TaskInfo {
     pub affinity_key: Option<String>,
     /// Dedup key.
     pub dedup_key: Option<String>,
+    /// Group key, in a queue shared between groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_key: Option<String>,
     /// When its lease runs out, while it is running (backend clock).
     pub deadline: Option<Millis>,
     /// When it ended, once it is succeeded, dead, cancelled or expired.
@@ -176,6 +179,7 @@ impl TaskInfo {
             cancel_requested: false,
             affinity_key: None,
             dedup_key: None,
+            group_key: None,
             deadline: None,
             finished_at: None,
             start_by: None,

@@ -79,6 +79,8 @@ pub struct TaskSpec {
     timeout_ms: Option<u32>,
     affinity_key: Option<String>,
     dedup_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    group_key: Option<String>,
     #[serde(default)]
     deadline: Option<Millis>,
     trace_parent: Option<crate::TraceParent>,
@@ -101,6 +103,7 @@ impl TaskSpec {
             timeout: None,
             affinity_key: None,
             dedup_key: None,
+            group_key: None,
             deadline: None,
             trace_parent: None,
             trace_state: None,
@@ -159,6 +162,11 @@ impl TaskSpec {
     pub fn dedup_key(&self) -> Option<&str> {
         self.dedup_key.as_deref()
     }
+    /// The group (tenant) it belongs to in a queue that shares between groups
+    /// ([`QueueConfig::groups`](crate::QueueConfig::groups)).
+    pub fn group_key(&self) -> Option<&str> {
+        self.group_key.as_deref()
+    }
     /// The time it should have started by, in ms since the epoch (backend clock): orders it
     /// under earliest-deadline-first and, on a queue that expires late tasks, ends it
     /// [`Expired`](crate::TaskState::Expired) if it still waits then.
@@ -202,6 +210,7 @@ pub struct TaskSpecBuilder {
     timeout: Option<Duration>,
     affinity_key: Option<String>,
     dedup_key: Option<String>,
+    group_key: Option<String>,
     deadline: Option<Millis>,
     trace_parent: Option<crate::TraceParent>,
     trace_state: Option<crate::TraceState>,
@@ -256,6 +265,21 @@ impl TaskSpecBuilder {
     /// Dedup key (at most [`MAX_KEY_BYTES`] bytes).
     pub fn dedup_key(mut self, key: impl Into<String>) -> Self {
         self.dedup_key = Some(key.into());
+        self
+    }
+
+    /// Group key (at most [`MAX_KEY_BYTES`] bytes): the tenant the task belongs to, in a queue
+    /// that shares its dispatches fairly between groups
+    /// ([`QueueConfig::groups`](crate::QueueConfig::groups); a plain queue refuses it).
+    ///
+    /// ```
+    /// use switchyard_core::TaskSpec;
+    /// let spec = TaskSpec::builder("imports", "row").group_key("customer-42").build()?;
+    /// assert_eq!(spec.group_key(), Some("customer-42"));
+    /// # Ok::<(), switchyard_core::Error>(())
+    /// ```
+    pub fn group_key(mut self, key: impl Into<String>) -> Self {
+        self.group_key = Some(key.into());
         self
     }
 
@@ -354,6 +378,7 @@ impl TaskSpecBuilder {
         for (field, key) in [
             ("affinity key", &self.affinity_key),
             ("dedup key", &self.dedup_key),
+            ("group key", &self.group_key),
         ] {
             if let Some(key) = key
                 && (key.is_empty() || key.len() > MAX_KEY_BYTES)
@@ -382,6 +407,7 @@ impl TaskSpecBuilder {
             timeout_ms,
             affinity_key: self.affinity_key,
             dedup_key: self.dedup_key,
+            group_key: self.group_key,
             deadline: self.deadline,
             trace_parent: self.trace_parent,
             trace_state: self.trace_state,

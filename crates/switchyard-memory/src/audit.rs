@@ -14,6 +14,9 @@ impl State {
         if let Some(wrong) = self.schedule_due_mismatch() {
             return Err(wrong);
         }
+        // Fair share: the groups mirror the ready set, the ring is the open groups with ready
+        // tasks, the active counts match.
+        self.audit_groups()?;
         // Conservation: each record sits in exactly the structure its state names.
         let mut seen = HashSet::new();
         for (qn, q) in &self.queues {
@@ -148,11 +151,12 @@ impl State {
                 if q.config.strategy.is_push() {
                     // Invariant 3, work conservation, holds for queues that are not paused,
                     // held at their concurrency limit, or marked to open later (rate; the
-                    // mark stays until maintenance takes the queue up).
+                    // mark stays until maintenance takes the queue up). In a queue shared
+                    // between groups, only the ready tasks of open groups count.
                     if free
                         && q.dispatches(self.now)
                         && q.rate.wake.is_none()
-                        && !q.ready.is_empty()
+                        && self.ready_head(qn).ok().flatten().is_some()
                     {
                         return Err(format!(
                             "{qn} has {} ready tasks while {wid} has a free slot",

@@ -73,6 +73,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use switchyard_core::admin::{Purge, PurgeReport};
 use switchyard_core::backend::due_pause;
+use switchyard_core::flow::groups::GroupInfo;
 use switchyard_core::progress::news;
 use switchyard_core::schedule::{Claim, ScheduleInfo, ScheduleSpec, Upserted};
 use switchyard_core::{
@@ -239,6 +240,14 @@ impl Queues for MemoryBackend {
     async fn delete_queue(&self, queue: &QueueName) -> Result<()> {
         self.with(|s, _| s.delete_queue(queue))
     }
+
+    async fn set_group_weight(&self, queue: &QueueName, key: &str, weight: u32) -> Result<()> {
+        self.with(|s, _| s.set_group_weight(queue, key, weight))
+    }
+
+    async fn groups(&self, queue: &QueueName) -> Result<Vec<GroupInfo>> {
+        self.with(|s, _| s.groups(queue))
+    }
 }
 
 #[async_trait]
@@ -250,12 +259,18 @@ impl Produce for MemoryBackend {
     /// Applies the batch [`SUBMIT_CHUNK`] tasks at a time, each chunk under one hold of the
     /// lock, yielding between chunks: a batch of a million tasks does not stall other callers.
     async fn submit_batch(&self, specs: Vec<TaskSpec>) -> Result<Vec<SubmitOutcome>> {
-        self.with(
-            |s, _| match specs.iter().find(|t| !s.queues.contains_key(t.queue())) {
-                Some(unknown) => Err(Error::UnknownQueue(unknown.queue().clone())),
-                None => Ok(()),
-            },
-        )?;
+        self.with(|s, _| {
+            for t in &specs {
+                match s.queues.get(t.queue()) {
+                    None => return Err(Error::UnknownQueue(t.queue().clone())),
+                    Some(q) if t.group_key().is_some() && q.config.groups.is_none() => {
+                        return Err(switchyard_core::flow::groups::not_shared(t.queue()));
+                    }
+                    Some(_) => {}
+                }
+            }
+            Ok(())
+        })?;
         let total = specs.len();
         // A batch of several steps: each step's room check also covers the batch's tasks to
         // each of its queues from that step on.

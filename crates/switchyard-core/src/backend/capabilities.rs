@@ -54,6 +54,17 @@ pub trait Queues: Send + Sync {
     /// [`Error::QueueInUse`](crate::Error::QueueInUse)), with its counters, pause flag and
     /// learned costs. Its dedup keys expire on their own.
     async fn delete_queue(&self, queue: &QueueName) -> Result<()>;
+
+    /// Sets the weight (`1..=`[`MAX_WEIGHT`](crate::flow::groups::MAX_WEIGHT): dispatches per
+    /// turn) of group `key` in a queue shared between groups
+    /// ([`QueueConfig::groups`](crate::QueueConfig::groups)); it takes effect from the group's
+    /// next turn. Weight 1, the default, needs no call. A plain queue answers
+    /// [`Error::Invalid`](crate::Error::Invalid).
+    async fn set_group_weight(&self, queue: &QueueName, key: &str, weight: u32) -> Result<()>;
+
+    /// The groups of a queue shared between groups: those with ready or active tasks or a set
+    /// weight, by key (see [`flow::groups`](crate::flow::groups)).
+    async fn groups(&self, queue: &QueueName) -> Result<Vec<crate::flow::groups::GroupInfo>>;
 }
 
 /// What a producer does: submit tasks, one or many.

@@ -9,6 +9,8 @@
 //!   take it past the bound ([`Error::QueueFull`](crate::Error::QueueFull)).
 //! * [`concurrency`] — a queue with a concurrency limit dispatches nothing while that many of
 //!   its tasks are active, and takes up again as soon as one ends.
+//! * [`groups`] — a queue shared between group keys (tenants) dispatches by deficit
+//!   round-robin between its groups, by weight, with an optional per-group concurrency limit.
 //! * [`rate`] — a queue with a rate limit dispatches at most `max` tasks in any window.
 //! * [`deadline`] — a queue that expires late tasks ends a task still waiting at its deadline
 //!   in `expired` instead of starting it.
@@ -17,4 +19,5 @@ pub mod bounded;
 pub mod concurrency;
 pub mod deadline;
 pub mod dedup;
+pub mod groups;
 pub mod rate;

@@ -85,7 +85,7 @@ impl State {
         let q = self.queue_mut(queue)?;
         if let Some(pos) = position {
             if state == TaskState::Ready {
-                q.ready.remove(&pos);
+                self.ready_remove(queue, pos, id)?;
             } else {
                 q.delayed.remove(&pos);
             }
@@ -116,13 +116,19 @@ impl State {
         if reshape.balancer && !q.members.is_empty() {
             return Err(in_use(InUse::Served(q.members.iter().cloned().collect())));
         }
+        let busy = q.ready.len() as u64 + u64::from(q.active);
+        if reshape.groups && busy > 0 {
+            return Err(in_use(InUse::Shared(busy)));
+        }
         let q = self.queue_mut(queue)?;
         let old_rate = q.config.rate;
+        let old_groups = q.config.groups;
         q.config = config;
         if reshape.balancer {
             q.balancer = Balancer::new(config.strategy, config.seed);
             q.jitter = config.jitter_rng();
         }
+        self.groups_reconfigured(queue, old_groups)?;
         self.rate_reconfigured(queue, old_rate, self.now)?;
         // A limit raised or removed lets the queue take up what waits.
         self.take_up(queue, self.now)?;

@@ -42,8 +42,7 @@ impl State {
             {
                 let q = self.queue_mut(&queue)?;
                 let moved = (q.config.policy.rekeyed(key, from, to), order);
-                q.ready.remove(&(key, order));
-                q.ready.insert(moved, id);
+                self.ready_rekey(&queue, (key, order), moved, id)?;
                 self.task_mut(id)?.position = Some(moved);
             }
         }
@@ -63,7 +62,7 @@ impl State {
                 }
                 TaskState::Ready if at > now => {
                     if let Some(pos) = pos {
-                        self.queue_mut(&queue)?.ready.remove(&pos);
+                        self.ready_remove(&queue, pos, id)?;
                     }
                     dispatched = self.enter_queue(id, Some(at), now, false)?;
                 }

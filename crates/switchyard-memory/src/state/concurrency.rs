@@ -18,14 +18,17 @@ impl State {
         } else {
             q.active.saturating_sub(1)
         };
-        Ok(())
+        self.count_group(&queue, id, up)
     }
 
     /// After one of a limited queue's tasks stopped being active: dispatches its next ready
     /// tasks (push, by the strategy) or hands them off (pull) while it is not held and a worker
-    /// takes them. Nothing for a queue without a limit (it was never held).
+    /// takes them. Nothing for a queue without a limit, on itself or on its groups (it was
+    /// never held).
     pub(super) fn resume(&mut self, queue: &QueueName, now: Millis) -> Result<Vec<Assignment>> {
-        if self.queue(queue)?.config.concurrency.is_none() {
+        let config = self.queue(queue)?.config;
+        let group_limit = config.groups.and_then(|g| g.concurrency);
+        if config.concurrency.is_none() && group_limit.is_none() {
             return Ok(Vec::new());
         }
         self.take_up(queue, now)

@@ -44,7 +44,7 @@ impl State {
             if pos.0 > to_i64(now) || !has_come(self.task_mut(id)?.start_by, now) {
                 break;
             }
-            self.queue_mut(queue)?.ready.remove(&pos);
+            self.ready_remove(queue, pos, id)?;
             self.expire(id, now)?;
             n += 1;
         }

@@ -181,7 +181,7 @@ impl State {
             t.position = None;
             t.queue.clone()
         };
-        self.queue_mut(&queue)?.active += 1;
+        self.count_active(id, true)?;
         self.spend_token(id, now)?;
         let w = self
             .workers

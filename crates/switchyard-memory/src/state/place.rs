@@ -90,8 +90,12 @@ impl State {
         }
         let q = self.queue_mut(&queue_name)?;
         // A non-empty ready set means no worker of this queue has a free slot (invariant 3),
-        // so only an empty set can dispatch an arriving task.
-        if q.config.strategy.is_push()
+        // so only an empty set can dispatch an arriving task. In a queue shared between
+        // groups, ready tasks of groups at their limit may wait beside free slots: the task
+        // joins its group and the queue dispatches by its ring instead.
+        let shared = q.groups.is_some();
+        if !shared
+            && q.config.strategy.is_push()
             && q.dispatches(now)
             && q.ready.is_empty()
             && let Some(worker) = q.balancer.pick(&affinity)
@@ -99,14 +103,18 @@ impl State {
             // The task's sequence number doubles as its lease token.
             return self.dispatch_to(&worker, id, Some(seq), now).map(Some);
         }
+        let push = q.config.strategy.is_push() && q.dispatches(now);
         let pull = !q.config.strategy.is_push() && q.dispatches(now);
-        q.ready.insert((key, order), id);
+        self.ready_insert(&queue_name, (key, order), id)?;
         let t = self.task_mut(id)?;
         t.state = TaskState::Ready;
         t.position = Some((key, order));
         t.worker = None;
         if pull {
             self.hand_off_ready(&queue_name, now)?;
+        }
+        if shared && push {
+            return Ok(self.dispatch(&queue_name, 1, now)?.into_iter().next());
         }
         Ok(None)
     }
@@ -173,17 +181,14 @@ impl State {
         if self.queue(queue)?.dispatches(now) {
             self.expire_heads(queue, now, usize::MAX)?;
         }
-        while let Some((&pos, &id)) = self
-            .queue(queue)?
-            .ready
-            .first_key_value()
-            .filter(|_| self.queues.get(queue).is_some_and(|q| q.dispatches(now)))
-        {
+        while self.queue(queue)?.dispatches(now) && self.ready_head(queue)?.is_some() {
             match self.sleeper(queue)? {
                 Sleeper::None => break,
                 Sleeper::Woken => {}
                 Sleeper::Takes(w) => {
-                    self.queue_mut(queue)?.ready.remove(&pos);
+                    let id = self
+                        .ready_take(queue)?
+                        .ok_or_else(|| internal("ready head vanished"))?;
                     let token = self.next_seq();
                     self.hand_to(&w, id, token, now)?;
                 }
@@ -248,16 +253,15 @@ impl State {
             }
             // flow::deadline, rule 2.
             self.expire_heads(&qn, now, usize::MAX)?;
-            if let Some((pos, id)) = self.queue(&qn)?.ready.first_key_value() {
-                next = Some((qn.clone(), *pos, *id));
+            if self.ready_head(&qn)?.is_some() {
+                next = Some(qn);
                 break;
             }
         }
-        let Some((qn, pos, id)) = next else {
+        let Some(qn) = next else {
             return Ok(None);
         };
-        self.queue_mut(&qn)?.ready.remove(&pos);
-        Ok(Some(id))
+        self.ready_take(&qn)
     }
 
     pub(crate) fn dispatch(
@@ -276,8 +280,7 @@ impl State {
             if q.config.strategy.is_push() {
                 self.expire_heads(queue, now, usize::MAX)?;
             }
-            let q = self.queue_mut(queue)?;
-            let Some((&pos, &id)) = q.ready.first_key_value() else {
+            let Some((_, id)) = self.ready_head(queue)? else {
                 break;
             };
             let affinity = self
@@ -289,7 +292,7 @@ impl State {
             let Some(worker) = q.balancer.pick(&affinity) else {
                 break;
             };
-            q.ready.remove(&pos);
+            self.ready_take(queue)?;
             out.push(self.dispatch_to(&worker, id, None, now)?);
         }
         Ok(out)

@@ -13,6 +13,7 @@ use switchyard_core::{
 };
 
 use super::State;
+use super::groups::Groups;
 use super::rate::Rate;
 
 /// One queue.
@@ -42,6 +43,9 @@ pub(crate) struct Queue {
     pub(crate) active: u32,
     /// Its rate window, hold and wake mark (see `rate`).
     pub(crate) rate: Rate,
+    /// A queue shared between groups: its ready tasks by group, the ring, the turn
+    /// (`switchyard_core::flow::groups`; see `groups`).
+    pub(crate) groups: Option<Groups>,
 }
 
 impl Queue {
@@ -83,6 +87,7 @@ impl State {
                 paused: false,
                 active: 0,
                 rate: Rate::default(),
+                groups: config.groups.map(|_| Groups::default()),
             },
         );
         Ok(())

@@ -24,6 +24,8 @@ pub(crate) struct Task {
     pub(crate) timeout_ms: u32,
     pub(crate) affinity_key: Option<String>,
     pub(crate) dedup_key: Option<String>,
+    /// Its group key (a queue shared between groups: `groups`).
+    pub(crate) group: Option<String>,
     /// The time it should start by (`TaskSpec::deadline`; `flow::deadline`).
     pub(crate) start_by: Option<Millis>,
     /// The submitter's trace context, handed over with every delivery.
@@ -98,6 +100,7 @@ impl Task {
         info.cancel_requested = self.cancel_requested;
         info.affinity_key = self.affinity_key.clone();
         info.dedup_key = self.dedup_key.clone();
+        info.group_key = self.group.clone();
         info.deadline = Some(self.deadline);
         info.finished_at = Some(self.finished_at);
         info.start_by = self.start_by;

@@ -19,6 +19,9 @@ pub(crate) struct DedupEntry {
 impl State {
     pub(crate) fn submit(&mut self, spec: TaskSpec, now: Millis) -> Result<SubmitOutcome> {
         let config = self.queue(spec.queue())?.config;
+        if spec.group_key().is_some() && config.groups.is_none() {
+            return Err(switchyard_core::flow::groups::not_shared(spec.queue()));
+        }
         if let Some(t) = self.tasks.get(&spec.id()) {
             let differs = t.payload != spec.payload();
             return Ok(SubmitOutcome::duplicate_of(
@@ -76,6 +79,7 @@ impl State {
                 trace_parent: spec.trace_parent().cloned(),
                 trace_state: spec.trace_state().cloned(),
                 dedup_key: spec.dedup_key().map(str::to_owned),
+                group: spec.group_key().map(str::to_owned),
                 start_by: spec.deadline(),
                 created_at: now,
                 state: TaskState::Ready,

@@ -103,6 +103,9 @@ impl RedisBackend {
         config: QueueConfig,
     ) -> Result<bool> {
         config.validate()?;
+        if config.groups.is_some() {
+            return Err(switchyard_core::flow::groups::unsupported("Redis"));
+        }
         let json = codec::config_json(&config)?;
         let (json, config) = (&json, &config);
         verified("reconfigure", |_| async move {

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use switchyard_core::admin::{Purge, PurgeReport};
+use switchyard_core::flow::groups;
 use switchyard_core::{Assignment, Error, QueueConfig, QueueName, Queues, Result};
 
 use super::{RedisBackend, admin};
@@ -14,6 +15,9 @@ use crate::{codec, keys};
 impl Queues for RedisBackend {
     async fn declare_queue(&self, queue: &QueueName, config: QueueConfig) -> Result<()> {
         config.validate()?;
+        if config.groups.is_some() {
+            return Err(groups::unsupported("Redis"));
+        }
         let json = codec::config_json(&config)?;
         let now = self.now_arg();
         let mut inv = self.invocation(&self.functions().declare, &[queue], &now);
@@ -73,5 +77,13 @@ impl Queues for RedisBackend {
 
     async fn delete_queue(&self, queue: &QueueName) -> Result<()> {
         self.delete_queue_now(queue).await
+    }
+
+    async fn set_group_weight(&self, _queue: &QueueName, _key: &str, _weight: u32) -> Result<()> {
+        Err(groups::unsupported("Redis"))
+    }
+
+    async fn groups(&self, _queue: &QueueName) -> Result<Vec<groups::GroupInfo>> {
+        Err(groups::unsupported("Redis"))
     }
 }

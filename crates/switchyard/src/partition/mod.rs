@@ -312,6 +312,26 @@ impl Queues for Partitioned {
     async fn delete_queue(&self, queue: &QueueName) -> Result<()> {
         self.delete_parts(queue).await
     }
+
+    /// Every partition of the queue (each shares its own tasks between their groups).
+    async fn set_group_weight(&self, queue: &QueueName, key: &str, weight: u32) -> Result<()> {
+        for b in &self.parts {
+            b.set_group_weight(queue, key, weight).await?;
+        }
+        Ok(())
+    }
+
+    /// The groups of every partition, one after the other.
+    async fn groups(
+        &self,
+        queue: &QueueName,
+    ) -> Result<Vec<switchyard_core::flow::groups::GroupInfo>> {
+        let mut all = Vec::new();
+        for b in &self.parts {
+            all.extend(b.groups(queue).await?);
+        }
+        Ok(all)
+    }
 }
 
 #[async_trait]

@@ -94,6 +94,22 @@ impl Queues for Tap {
     async fn delete_queue(&self, queue: &QueueName) -> switchyard::Result<()> {
         self.inner.delete_queue(queue).await
     }
+
+    async fn set_group_weight(
+        &self,
+        queue: &QueueName,
+        key: &str,
+        weight: u32,
+    ) -> switchyard::Result<()> {
+        self.inner.set_group_weight(queue, key, weight).await
+    }
+
+    async fn groups(
+        &self,
+        queue: &QueueName,
+    ) -> switchyard::Result<Vec<switchyard::flow::groups::GroupInfo>> {
+        self.inner.groups(queue).await
+    }
 }
 
 #[async_trait]

@@ -1,0 +1,148 @@
+//! Fair share between group keys (tenants) inside one queue:
+//! [`QueueConfig::groups`](crate::QueueConfig::groups), a task's
+//! [group key](crate::TaskSpecBuilder::group_key), and the weights set with
+//! [`Queues::set_group_weight`](crate::Queues::set_group_weight).
+//!
+//! A queue declared with a [`GroupShare`] keeps its ready tasks by group (a task without a key
+//! is in the group `""`), each group in the queue's policy order. The rule, exactly (both
+//! backends; `docs/architecture.md`, "Fair share between groups"):
+//!
+//! 1. A group is **open** while fewer than the [per-group concurrency
+//!    limit](GroupShare::concurrency) of its tasks are active (dispatched or running); a
+//!    group's active count falls when one of its tasks ends, however it ends.
+//! 2. The **ring** holds the open groups that have ready tasks, each once, in the order they
+//!    joined it; a group joins at the tail when it gets a ready task while open and out of the
+//!    ring, or opens with ready tasks. It leaves when it has no ready task or is no longer
+//!    open.
+//! 3. The queue's next task is the minimum (by its policy) of the ring's **head** group. The
+//!    head keeps its **turn** for [`weight`](turn_length) dispatches; then it goes to the tail
+//!    (if it is still in the ring) and the next group's turn begins. A group that leaves the
+//!    ring loses the rest of its turn.
+//! 4. Everything else is as in any queue: the queue's own gates (pause, concurrency and rate
+//!    limits) come first, and its strategy picks the worker.
+//!
+//! The bound: with the groups `G₁ … Gₙ` in the ring, a group that joins it is served after at
+//! most `Σ weight(Gᵢ)` dispatches (one round), however long the others' backlogs are; under
+//! contention each group gets dispatches in the ratio of the weights (exactly, in every full
+//! round); a group alone gets every dispatch (work-conserving). Each dispatch is O(1) in the
+//! number of groups (the head of a list).
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, QueueName, Result};
+
+/// The largest weight of a group.
+pub const MAX_WEIGHT: u32 = 1_000;
+
+/// The group of a task submitted without a key.
+pub const DEFAULT_GROUP: &str = "";
+
+/// A queue that shares its dispatches fairly between the group keys of its tasks.
+///
+/// ```
+/// use switchyard_core::QueueConfig;
+/// use switchyard_core::flow::groups::GroupShare;
+/// let tenants = QueueConfig::default().with_groups(GroupShare::default().with_concurrency(1));
+/// assert_eq!(tenants.groups.and_then(|g| g.concurrency), Some(1));
+/// assert!(QueueConfig::default().with_groups(GroupShare::default().with_concurrency(0))
+///     .validate().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct GroupShare {
+    /// At most this many tasks of one group active (dispatched or running) at once; `None`
+    /// (the default) is unlimited. At least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+}
+
+impl GroupShare {
+    /// At most `max` tasks of each group active at once.
+    pub fn with_concurrency(mut self, max: u32) -> Self {
+        self.concurrency = Some(max);
+        self
+    }
+
+    /// Checks the per-group limit.
+    pub fn validate(&self) -> Result<()> {
+        if self.concurrency == Some(0) {
+            return Err(Error::invalid(
+                "group concurrency",
+                "must be at least 1 (a group limited to 0 would never run)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks a weight given to [`Queues::set_group_weight`](crate::Queues::set_group_weight).
+///
+/// ```
+/// use switchyard_core::flow::groups::validate_weight;
+/// assert!(validate_weight(3).is_ok());
+/// assert!(validate_weight(0).is_err());
+/// assert!(validate_weight(1_001).is_err());
+/// ```
+pub fn validate_weight(weight: u32) -> Result<()> {
+    if !(1..=MAX_WEIGHT).contains(&weight) {
+        return Err(Error::invalid(
+            "group weight",
+            format!("{weight} is outside 1..={MAX_WEIGHT}"),
+        ));
+    }
+    Ok(())
+}
+
+/// How many dispatches a group's turn lasts: its weight (1 unless one was set).
+///
+/// ```
+/// use switchyard_core::flow::groups::turn_length;
+/// assert_eq!(turn_length(None), 1);
+/// assert_eq!(turn_length(Some(3)), 3);
+/// ```
+pub fn turn_length(weight: Option<u32>) -> u32 {
+    weight.unwrap_or(1).max(1)
+}
+
+/// What one group of a queue looks like now ([`Queues::groups`](crate::Queues::groups)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    /// The group key (`""`: tasks submitted without one).
+    pub key: String,
+    /// Its weight: dispatches per turn.
+    pub weight: u32,
+    /// Its ready tasks.
+    pub ready: u64,
+    /// Its dispatched and running tasks.
+    pub active: u32,
+    /// Whether it is in the ring (open, with ready tasks).
+    pub in_ring: bool,
+}
+
+/// The refusal of a task with a group key, or of a group operation, on a plain queue.
+///
+/// ```
+/// use switchyard_core::QueueName;
+/// use switchyard_core::flow::groups::not_shared;
+/// let e = not_shared(&QueueName::new("mail").unwrap());
+/// assert!(e.to_string().contains("does not share between groups"));
+/// ```
+pub fn not_shared(queue: &QueueName) -> Error {
+    Error::invalid(
+        "group key",
+        format!(
+            "queue {queue} does not share between groups (declare it with fair share: `QueueConfig::with_groups`, `switchyard declare --fair-share`)"
+        ),
+    )
+}
+
+/// The refusal of a backend that does not share queues between groups yet (the Redis backend:
+/// only the memory reference has the rule so far).
+pub fn unsupported(backend: &str) -> Error {
+    Error::invalid(
+        "groups",
+        format!(
+            "fair share between group keys is not available on the {backend} backend yet (the in-memory backend has it)"
+        ),
+    )
+}

@@ -1,0 +1,236 @@
+//! Fair share between group keys (`switchyard_core::flow::groups`) on the memory reference,
+//! driven step by step: workers receive and complete by hand, so the dispatch order is exact.
+//! (The Redis backend refuses queues shared between groups for now.)
+//!
+//! * Group A has 100,000 tasks waiting; group B submits 10: B's first dispatch comes within one
+//!   round (after at most one of A's), and B's ten go out interleaved with A's.
+//! * Weights 3:1 under contention give 3:1 (exactly, in every full round); a group alone gets
+//!   every free slot (work-conserving); the queue's policy orders each group.
+//! * A per-group limit holds a group's further tasks while the others run; a change of the
+//!   limit by reconfigure opens and closes groups in the same step.
+//! * After every phase the memory backend's audit holds (the groups mirror the ready set, the
+//!   ring is exactly the open groups with ready tasks, the active counts match the records).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+use std::collections::BTreeMap;
+
+use switchyard_core::flow::groups::GroupShare;
+use switchyard_core::prelude::*;
+use switchyard_core::{Policy, QueueConfig, QueueName, Strategy, TaskId, TaskSpec};
+use switchyard_memory::MemoryBackend;
+use switchyard_testkit::{me, test_worker};
+
+fn q() -> QueueName {
+    QueueName::new("q").unwrap()
+}
+
+async fn shared(b: &MemoryBackend, policy: Policy, share: GroupShare) {
+    b.declare_queue(
+        &q(),
+        QueueConfig::new(policy, Strategy::RoundRobin).with_groups(share),
+    )
+    .await
+    .unwrap();
+}
+
+async fn submit(b: &MemoryBackend, group: &str, n: usize) -> Vec<TaskId> {
+    let mut ids = Vec::new();
+    let mut left = n;
+    while left > 0 {
+        let step = left.min(10_000);
+        let specs = (0..step)
+            .map(|_| {
+                TaskSpec::builder("q", "job")
+                    .group_key(group)
+                    .payload(group.as_bytes().to_vec())
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        ids.extend(
+            b.submit_batch(specs)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|o| o.id),
+        );
+        left -= step;
+    }
+    ids
+}
+
+/// Worker `w` takes what it was given and completes it, returning the groups (payloads) in
+/// the order received; completing refills its slots from the ring.
+async fn serve(b: &MemoryBackend, w: &str, rounds: usize) -> Vec<String> {
+    let mut order = Vec::new();
+    for _ in 0..rounds {
+        let got = b.receive(&me(w), 64).await.unwrap();
+        if got.is_empty() {
+            break;
+        }
+        for d in got {
+            order.push(String::from_utf8(d.payload.clone()).unwrap());
+            b.complete(&d.lease, Vec::new()).await.unwrap();
+        }
+    }
+    order
+}
+
+fn audit(b: &MemoryBackend) {
+    b.audit().unwrap();
+}
+
+#[tokio::test]
+async fn a_newcomer_is_served_within_one_round() {
+    let b = MemoryBackend::new();
+    shared(&b, Policy::Fcfs, GroupShare::default()).await;
+    b.register_worker(test_worker("w", ["q"]).capacity(1))
+        .await
+        .unwrap();
+    submit(&b, "A", 100_000).await;
+    submit(&b, "B", 10).await;
+    audit(&b);
+    // The worker holds A's first task (dispatched on arrival); 40 more dispatches follow.
+    let order = serve(&b, "w", 41).await;
+    assert_eq!(order[0], "A", "A's first task, dispatched before B arrived");
+    let first_b = order.iter().position(|g| g == "B").unwrap();
+    assert!(
+        first_b <= 2,
+        "B's first dispatch came after {} of A's: {order:?}",
+        first_b - 1
+    );
+    // Then turns alternate until B's ten are out.
+    let b_at: Vec<usize> = order
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| *g == "B")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(b_at.len(), 10, "{order:?}");
+    assert!(b_at.windows(2).all(|w| w[1] - w[0] == 2), "{b_at:?}");
+    audit(&b);
+    let groups = b.groups(&q()).await.unwrap();
+    let a = groups.iter().find(|g| g.key == "A").unwrap();
+    assert_eq!(a.ready as usize, 100_000 - (order.len() - 10) - 1);
+    assert!(!groups.iter().any(|g| g.key == "B" && g.ready > 0));
+}
+
+#[tokio::test]
+async fn weights_three_to_one() {
+    let b = MemoryBackend::new();
+    shared(&b, Policy::Fcfs, GroupShare::default()).await;
+    b.set_group_weight(&q(), "A", 3).await.unwrap();
+    // Both backlogs are whole before a worker comes: every dispatch is under contention.
+    submit(&b, "A", 6_000).await;
+    submit(&b, "B", 6_000).await;
+    for i in 0..8 {
+        b.register_worker(test_worker(&format!("w{i}"), ["q"]).capacity(4))
+            .await
+            .unwrap();
+    }
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut served = 0;
+    while served < 4_000 {
+        for i in 0..8 {
+            for g in serve(&b, &format!("w{i}"), 1).await {
+                *counts.entry(g).or_default() += 1;
+                served += 1;
+            }
+        }
+        audit(&b);
+    }
+    let (a, bb) = (counts["A"] as f64, counts["B"] as f64);
+    eprintln!(
+        "weights 3:1 over {served} dispatches: A {a}, B {bb}, ratio {:.3}",
+        a / bb
+    );
+    assert!((a / bb - 3.0).abs() <= 0.15, "A:B = {a}:{bb}");
+    let groups = b.groups(&q()).await.unwrap();
+    assert_eq!(groups.iter().find(|g| g.key == "A").unwrap().weight, 3);
+    assert_eq!(groups.iter().find(|g| g.key == "B").unwrap().weight, 1);
+}
+
+#[tokio::test]
+async fn a_group_alone_fills_every_slot_and_keeps_its_policy() {
+    let b = MemoryBackend::new();
+    shared(&b, Policy::PRIORITY, GroupShare::default()).await;
+    for i in 0..8 {
+        b.register_worker(test_worker(&format!("w{i}"), ["q"]).capacity(4))
+            .await
+            .unwrap();
+    }
+    submit(&b, "A", 1_000).await;
+    let stats = b.stats().await.unwrap();
+    assert_eq!(
+        (stats.queues[0].dispatched, stats.queues[0].ready),
+        (32, 968),
+        "a group alone takes all 32 slots"
+    );
+    audit(&b);
+
+    // Priority within a group: one worker of one slot, group C's tasks by priority.
+    let b = MemoryBackend::new();
+    shared(&b, Policy::PRIORITY, GroupShare::default()).await;
+    for (g, prio) in [("C", 1), ("C", 5), ("C", 3), ("D", 9)] {
+        b.submit(
+            TaskSpec::builder("q", "job")
+                .group_key(g)
+                .priority(prio)
+                .payload(format!("{g}{prio}").into_bytes())
+                .build()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    b.register_worker(test_worker("w", ["q"]).capacity(1))
+        .await
+        .unwrap();
+    let order = serve(&b, "w", 10).await;
+    assert_eq!(
+        order,
+        ["C5", "D9", "C3", "C1"],
+        "C by priority, turns between C and D"
+    );
+    audit(&b);
+}
+
+#[tokio::test]
+async fn a_group_limit_holds_its_group_only() {
+    let b = MemoryBackend::new();
+    let one = GroupShare::default().with_concurrency(1);
+    shared(&b, Policy::Fcfs, one).await;
+    b.register_worker(test_worker("w", ["q"]).capacity(4))
+        .await
+        .unwrap();
+    submit(&b, "A", 5).await;
+    submit(&b, "B", 5).await;
+    let stats = b.stats().await.unwrap();
+    assert_eq!(
+        (stats.queues[0].dispatched, stats.queues[0].ready),
+        (2, 8),
+        "one of each group, two slots left free"
+    );
+    audit(&b);
+    let groups = b.groups(&q()).await.unwrap();
+    assert!(
+        groups.iter().all(|g| g.active == 1 && !g.in_ring),
+        "{groups:?}"
+    );
+    // Raised to 3: each group takes up to its new limit at once (the worker's 4 slots).
+    let config = QueueConfig::new(Policy::Fcfs, Strategy::RoundRobin)
+        .with_groups(GroupShare::default().with_concurrency(3));
+    assert!(b.reconfigure_queue(&q(), config).await.unwrap());
+    let stats = b.stats().await.unwrap();
+    assert_eq!(stats.queues[0].dispatched, 4, "the worker's four slots");
+    audit(&b);
+    // Every task ends.
+    let order = serve(&b, "w", 20).await;
+    assert_eq!(order.len(), 10);
+    audit(&b);
+    let groups = b.groups(&q()).await.unwrap();
+    assert!(
+        groups.iter().all(|g| g.ready == 0 && g.active == 0),
+        "{groups:?}"
+    );
+}
