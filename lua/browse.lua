@@ -24,14 +24,15 @@ end
 -- page: in the state, in the queue (wtasks holds every queue's tasks; an FCFS list keeps
 -- tombstones, whose record has moved on: its position differs), and passing the filters. Reads the header and the body's
 -- names only, not the whole record (this runs for up to `scan` entries a call).
-local fcfs = st == S_READY and q.pol == P_FCFS
+local fcfs = st == S_READY and q.list
 local function shown(id, v, e)
   local rst, fl, _, _, _, _, _, pos, _, _, _, wl, el, rl = sunpack(HDR, v)
   if rst ~= st or (fcfs and e and pos ~= tonumber(sub(e[2], 1, 12), 16)) then return false end
   if prefix ~= '' and sub(id, 1, #prefix) ~= prefix then return false end
   local b = HDR_LEN + 1 + wl + el + rl -- the body
   if fl >= F_DEADLINE then b = b + 6 end
-  local qlen, klen = byte(v, b), byte(v, b + 1)
+  -- Bit 128 of the kind's length says a group key follows (lib/groups.lua).
+  local qlen, klen = byte(v, b), byte(v, b + 1) % 128
   if sub(v, b + 6, b + 5 + qlen) ~= q.name then return false end
   return kind == '' or sub(v, b + 6 + qlen, b + 5 + qlen + klen) == kind
 end
@@ -77,7 +78,7 @@ if st == S_DEAD or st == S_DISPATCHED or st == S_RUNNING then
     end,
     more = function() return #range(1) > 0 end,
   }
-elseif st == S_READY and q.pol == P_FCFS then
+elseif st == S_READY and q.list then
   -- A list kept in sequence order (tombstones of cancelled tasks included, filtered below).
   local key = q.k_ready
   local len = call('LLEN', key)

@@ -25,7 +25,9 @@ local q = queue_of(r.q)
 if r.st == S_SCHEDULED or r.st == S_RETRY then
   cancel_delayed(q, r)
 elseif r.st == S_READY then
-  if q.pol == P_FCFS then
+  if q.grp then
+    GROUP.remove(q, r, format('%012x%s', r.pos, r.id))
+  elseif q.list then
     set_state(q, 'tomb', q.tomb + 1)
   else
     call('ZREM', q.k_ready, format('%012x%s', r.pos, r.id))

@@ -5,7 +5,8 @@
 --       random generator state, jitter generator state, event level (0 off, 1 failures, 2 all),
 --       max waiting (0: unbounded), concurrency (0: no limit), rate limit and its window in ms
 --       (both 0: no limit), finished and dead tasks kept (-1: all; purge.lua), dedup mode (0
---       throttle, 1 debounce).
+--       throttle, 1 debounce), groups (-1: not shared; else the per-group concurrency limit,
+--       0 none: lib/groups.lua).
 -- Reply: 1 created, 0 already there with the same configuration.
 -- Errors: SY_CONFLICT <existing JSON>, SY_INVALID.
 local name = name_arg(2, 'queue name')
@@ -16,8 +17,8 @@ if existing then
   if existing == json then return 0 end
   fail('SY_CONFLICT', existing)
 end
-local cfg, rng, jit, limits = config_arg(4)
+local cfg, rng, jit, limits = ADMIN.config_arg(4)
 call('HSET', K_META, name, json)
 call('HSET', KEYS[NFIXED + 1], 'c', cfg, 'd', spack(QDYN, 0, rng, jit, 0, 0))
-store_limits(KEYS[NFIXED + 1], limits)
+ADMIN.store_limits(KEYS[NFIXED + 1], limits)
 return 1

@@ -20,7 +20,7 @@ for _, m in ipairs(inbox) do
   local r = rec_get(sub(m, #w + 15))
   returned[#returned + 1] = r.id
   records[#records + 1] = r
-  count_active(queue_of(r.q), -1)
+  count_active(queue_of(r.q), -1, r)
   place(r, queue_of(r.q), nil, false, NOW, true)
 end
 resume_each(records, {})

@@ -4,7 +4,7 @@
 local q = queues_open(2, 1)[1]
 local limit = int_arg(3, 'limit', 0, 1000000)
 local out = {}
-if q.pol ~= P_FCFS then
+if not q.list then
   if limit > 0 then
     for _, m in ipairs(call('ZRANGE', q.k_ready, 0, limit - 1)) do out[#out + 1] = sub(m, 13) end
   end

@@ -11,8 +11,19 @@ local limit = int_arg(4, 'limit', 0, 1000000)
 local n = 0
 local more
 if class == 0 then
-  if limit > 0 then
-    for _, r in ipairs(pop_ready(q, limit)) do
+  local ready = {}
+  if limit > 0 and q.grp then
+    -- A shared queue: in the ready set's order (not the ring's: nothing is dispatched).
+    for _, m in ipairs(call('ZRANGE', q.k_ready, 0, limit - 1)) do
+      local r = rec_get(sub(m, 13))
+      GROUP.remove(q, r, m)
+      ready[#ready + 1] = r
+    end
+  elseif limit > 0 then
+    ready = pop_ready(q, limit)
+  end
+  do
+    for _, r in ipairs(ready) do
       emit(q, 'cancelled', r.id)
       finish(r, S_CANCELLED, q)
       n = n + 1

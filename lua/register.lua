@@ -33,7 +33,7 @@ local wr = {id = w, cap = cap, weight = weight, inf = 0, exp = NOW + ttl, ttl = 
 for i = 1, nnew do
   local q = groups[i]
   local fcfs = 0
-  if q.pol == P_FCFS then fcfs = 1 end
+  if q.list then fcfs = 1 end
   names[i] = q.name
   codes[i] = q.str .. fcfs
   wr.queues[i] = q.name

@@ -25,7 +25,7 @@ for _, q in ipairs(groups) do
   local retry, cancelled, expired = tonumber(c[1]) or 0, tonumber(c[2]) or 0, tonumber(c[3]) or 0
   local dead = call('ZLEXCOUNT', K_DEAD, '[' .. q.name .. '|', '(' .. q.name .. '}')
   local ready
-  if q.pol == P_FCFS then ready = call('LLEN', q.k_ready) - q.tomb else ready = call('ZCARD', q.k_ready) end
+  if q.list then ready = call('LLEN', q.k_ready) - q.tomb else ready = call('ZCARD', q.k_ready) end
   local f = inflight[q.name] or {0, 0}
   local row = {q.name, call('ZCARD', q.k_delayed) - retry, ready, f[1], f[2], retry,
     call('ZCARD', q.k_done) - dead - cancelled - expired, dead, cancelled, expired}

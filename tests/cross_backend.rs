@@ -149,6 +149,14 @@ fn redis_ticks_schedules_as_the_reference_does() {
     lockstep_cases(64, scenario::schedule_scenario(50));
 }
 
+/// Queues shared between groups (tasks with group keys, per-group limits, weights; the ring
+/// and each group's turn; sharing reconfigured), which the mixed scenarios reach only now and
+/// then.
+#[test]
+fn redis_shares_between_groups_as_the_reference_does() {
+    lockstep_cases(64, scenario::group_scenario(50));
+}
+
 #[test]
 fn fairness_holds_on_redis() {
     let server = RedisServer::start().expect("a redis-server for the test");

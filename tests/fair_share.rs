@@ -1,6 +1,6 @@
-//! Fair share between group keys (`switchyard_core::flow::groups`) on the memory reference,
-//! driven step by step: workers receive and complete by hand, so the dispatch order is exact.
-//! (The Redis backend refuses queues shared between groups for now.)
+//! Fair share between group keys (`switchyard_core::flow::groups`) on the memory reference and
+//! on a real Redis, driven step by step: workers receive and complete by hand, so the dispatch
+//! order is exact.
 //!
 //! * Group A has 100,000 tasks waiting; group B submits 10: B's first dispatch comes within one
 //!   round (after at most one of A's), and B's ten go out interleaved with A's.
@@ -8,8 +8,8 @@
 //!   every free slot (work-conserving); the queue's policy orders each group.
 //! * A per-group limit holds a group's further tasks while the others run; a change of the
 //!   limit by reconfigure opens and closes groups in the same step.
-//! * After every phase the memory backend's audit holds (the groups mirror the ready set, the
-//!   ring is exactly the open groups with ready tasks, the active counts match the records).
+//! * After every phase the backend's audit holds (the groups mirror the ready set, the ring is
+//!   exactly the open groups with ready tasks, the active counts match the records).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::collections::BTreeMap;
@@ -18,13 +18,46 @@ use switchyard_core::flow::groups::GroupShare;
 use switchyard_core::prelude::*;
 use switchyard_core::{Policy, QueueConfig, QueueName, Strategy, TaskId, TaskSpec};
 use switchyard_memory::MemoryBackend;
+use switchyard_redis::RedisBackend;
+use switchyard_testkit::redis_server::RedisServer;
 use switchyard_testkit::{me, test_worker};
+
+/// A fresh backend of either kind, and its audit.
+enum Under {
+    Memory(MemoryBackend),
+    Redis(RedisBackend, #[allow(dead_code)] RedisServer),
+}
+
+impl Under {
+    async fn new(redis: bool) -> Under {
+        if !redis {
+            return Under::Memory(MemoryBackend::new());
+        }
+        let server = RedisServer::start().unwrap();
+        let b = RedisBackend::connect(&server.url(), "fair").await.unwrap();
+        Under::Redis(b, server)
+    }
+
+    fn b(&self) -> &dyn Backend {
+        match self {
+            Under::Memory(b) => b,
+            Under::Redis(b, _) => b,
+        }
+    }
+
+    async fn audit(&self) {
+        match self {
+            Under::Memory(b) => b.audit().unwrap(),
+            Under::Redis(b, _) => assert_eq!(b.audit().await.unwrap(), Vec::<String>::new()),
+        }
+    }
+}
 
 fn q() -> QueueName {
     QueueName::new("q").unwrap()
 }
 
-async fn shared(b: &MemoryBackend, policy: Policy, share: GroupShare) {
+async fn shared(b: &dyn Backend, policy: Policy, share: GroupShare) {
     b.declare_queue(
         &q(),
         QueueConfig::new(policy, Strategy::RoundRobin).with_groups(share),
@@ -33,7 +66,7 @@ async fn shared(b: &MemoryBackend, policy: Policy, share: GroupShare) {
     .unwrap();
 }
 
-async fn submit(b: &MemoryBackend, group: &str, n: usize) -> Vec<TaskId> {
+async fn submit(b: &dyn Backend, group: &str, n: usize) -> Vec<TaskId> {
     let mut ids = Vec::new();
     let mut left = n;
     while left > 0 {
@@ -61,7 +94,7 @@ async fn submit(b: &MemoryBackend, group: &str, n: usize) -> Vec<TaskId> {
 
 /// Worker `w` takes what it was given and completes it, returning the groups (payloads) in
 /// the order received; completing refills its slots from the ring.
-async fn serve(b: &MemoryBackend, w: &str, rounds: usize) -> Vec<String> {
+async fn serve(b: &dyn Backend, w: &str, rounds: usize) -> Vec<String> {
     let mut order = Vec::new();
     for _ in 0..rounds {
         let got = b.receive(&me(w), 64).await.unwrap();
@@ -76,22 +109,17 @@ async fn serve(b: &MemoryBackend, w: &str, rounds: usize) -> Vec<String> {
     order
 }
 
-fn audit(b: &MemoryBackend) {
-    b.audit().unwrap();
-}
-
-#[tokio::test]
-async fn a_newcomer_is_served_within_one_round() {
-    let b = MemoryBackend::new();
-    shared(&b, Policy::Fcfs, GroupShare::default()).await;
+async fn a_newcomer_is_served_within_one_round(u: Under) {
+    let b = u.b();
+    shared(b, Policy::Fcfs, GroupShare::default()).await;
     b.register_worker(test_worker("w", ["q"]).capacity(1))
         .await
         .unwrap();
-    submit(&b, "A", 100_000).await;
-    submit(&b, "B", 10).await;
-    audit(&b);
+    submit(b, "A", 100_000).await;
+    submit(b, "B", 10).await;
+    u.audit().await;
     // The worker holds A's first task (dispatched on arrival); 40 more dispatches follow.
-    let order = serve(&b, "w", 41).await;
+    let order = serve(b, "w", 41).await;
     assert_eq!(order[0], "A", "A's first task, dispatched before B arrived");
     let first_b = order.iter().position(|g| g == "B").unwrap();
     assert!(
@@ -108,21 +136,20 @@ async fn a_newcomer_is_served_within_one_round() {
         .collect();
     assert_eq!(b_at.len(), 10, "{order:?}");
     assert!(b_at.windows(2).all(|w| w[1] - w[0] == 2), "{b_at:?}");
-    audit(&b);
+    u.audit().await;
     let groups = b.groups(&q()).await.unwrap();
     let a = groups.iter().find(|g| g.key == "A").unwrap();
     assert_eq!(a.ready as usize, 100_000 - (order.len() - 10) - 1);
     assert!(!groups.iter().any(|g| g.key == "B" && g.ready > 0));
 }
 
-#[tokio::test]
-async fn weights_three_to_one() {
-    let b = MemoryBackend::new();
-    shared(&b, Policy::Fcfs, GroupShare::default()).await;
+async fn weights_three_to_one(u: Under) {
+    let b = u.b();
+    shared(b, Policy::Fcfs, GroupShare::default()).await;
     b.set_group_weight(&q(), "A", 3).await.unwrap();
     // Both backlogs are whole before a worker comes: every dispatch is under contention.
-    submit(&b, "A", 6_000).await;
-    submit(&b, "B", 6_000).await;
+    submit(b, "A", 6_000).await;
+    submit(b, "B", 6_000).await;
     for i in 0..8 {
         b.register_worker(test_worker(&format!("w{i}"), ["q"]).capacity(4))
             .await
@@ -130,15 +157,20 @@ async fn weights_three_to_one() {
     }
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     let mut served = 0;
+    let mut rounds = 0;
     while served < 4_000 {
         for i in 0..8 {
-            for g in serve(&b, &format!("w{i}"), 1).await {
+            for g in serve(b, &format!("w{i}"), 1).await {
                 *counts.entry(g).or_default() += 1;
                 served += 1;
             }
         }
-        audit(&b);
+        rounds += 1;
+        if rounds % 25 == 0 {
+            u.audit().await;
+        }
     }
+    u.audit().await;
     let (a, bb) = (counts["A"] as f64, counts["B"] as f64);
     eprintln!(
         "weights 3:1 over {served} dispatches: A {a}, B {bb}, ratio {:.3}",
@@ -150,27 +182,27 @@ async fn weights_three_to_one() {
     assert_eq!(groups.iter().find(|g| g.key == "B").unwrap().weight, 1);
 }
 
-#[tokio::test]
-async fn a_group_alone_fills_every_slot_and_keeps_its_policy() {
-    let b = MemoryBackend::new();
-    shared(&b, Policy::PRIORITY, GroupShare::default()).await;
+async fn a_group_alone_fills_every_slot_and_keeps_its_policy(u: Under, second: Under) {
+    let b = u.b();
+    shared(b, Policy::PRIORITY, GroupShare::default()).await;
     for i in 0..8 {
         b.register_worker(test_worker(&format!("w{i}"), ["q"]).capacity(4))
             .await
             .unwrap();
     }
-    submit(&b, "A", 1_000).await;
+    submit(b, "A", 1_000).await;
     let stats = b.stats().await.unwrap();
     assert_eq!(
         (stats.queues[0].dispatched, stats.queues[0].ready),
         (32, 968),
         "a group alone takes all 32 slots"
     );
-    audit(&b);
+    u.audit().await;
 
     // Priority within a group: one worker of one slot, group C's tasks by priority.
-    let b = MemoryBackend::new();
-    shared(&b, Policy::PRIORITY, GroupShare::default()).await;
+    let u = second;
+    let b = u.b();
+    shared(b, Policy::PRIORITY, GroupShare::default()).await;
     for (g, prio) in [("C", 1), ("C", 5), ("C", 3), ("D", 9)] {
         b.submit(
             TaskSpec::builder("q", "job")
@@ -186,32 +218,31 @@ async fn a_group_alone_fills_every_slot_and_keeps_its_policy() {
     b.register_worker(test_worker("w", ["q"]).capacity(1))
         .await
         .unwrap();
-    let order = serve(&b, "w", 10).await;
+    let order = serve(b, "w", 10).await;
     assert_eq!(
         order,
         ["C5", "D9", "C3", "C1"],
         "C by priority, turns between C and D"
     );
-    audit(&b);
+    u.audit().await;
 }
 
-#[tokio::test]
-async fn a_group_limit_holds_its_group_only() {
-    let b = MemoryBackend::new();
+async fn a_group_limit_holds_its_group_only(u: Under) {
+    let b = u.b();
     let one = GroupShare::default().with_concurrency(1);
-    shared(&b, Policy::Fcfs, one).await;
+    shared(b, Policy::Fcfs, one).await;
     b.register_worker(test_worker("w", ["q"]).capacity(4))
         .await
         .unwrap();
-    submit(&b, "A", 5).await;
-    submit(&b, "B", 5).await;
+    submit(b, "A", 5).await;
+    submit(b, "B", 5).await;
     let stats = b.stats().await.unwrap();
     assert_eq!(
         (stats.queues[0].dispatched, stats.queues[0].ready),
         (2, 8),
         "one of each group, two slots left free"
     );
-    audit(&b);
+    u.audit().await;
     let groups = b.groups(&q()).await.unwrap();
     assert!(
         groups.iter().all(|g| g.active == 1 && !g.in_ring),
@@ -223,14 +254,62 @@ async fn a_group_limit_holds_its_group_only() {
     assert!(b.reconfigure_queue(&q(), config).await.unwrap());
     let stats = b.stats().await.unwrap();
     assert_eq!(stats.queues[0].dispatched, 4, "the worker's four slots");
-    audit(&b);
+    u.audit().await;
     // Every task ends.
-    let order = serve(&b, "w", 20).await;
+    let order = serve(b, "w", 20).await;
     assert_eq!(order.len(), 10);
-    audit(&b);
+    u.audit().await;
     let groups = b.groups(&q()).await.unwrap();
     assert!(
         groups.iter().all(|g| g.ready == 0 && g.active == 0),
         "{groups:?}"
     );
+}
+
+#[tokio::test]
+async fn memory_serves_a_newcomer_within_one_round() {
+    a_newcomer_is_served_within_one_round(Under::new(false).await).await;
+}
+
+#[tokio::test]
+async fn redis_serves_a_newcomer_within_one_round() {
+    a_newcomer_is_served_within_one_round(Under::new(true).await).await;
+}
+
+#[tokio::test]
+async fn memory_weights_three_to_one() {
+    weights_three_to_one(Under::new(false).await).await;
+}
+
+#[tokio::test]
+async fn redis_weights_three_to_one() {
+    weights_three_to_one(Under::new(true).await).await;
+}
+
+#[tokio::test]
+async fn memory_lets_a_group_alone_fill_every_slot() {
+    a_group_alone_fills_every_slot_and_keeps_its_policy(
+        Under::new(false).await,
+        Under::new(false).await,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn redis_lets_a_group_alone_fill_every_slot() {
+    a_group_alone_fills_every_slot_and_keeps_its_policy(
+        Under::new(true).await,
+        Under::new(true).await,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn memory_holds_a_group_at_its_limit_only() {
+    a_group_limit_holds_its_group_only(Under::new(false).await).await;
+}
+
+#[tokio::test]
+async fn redis_holds_a_group_at_its_limit_only() {
+    a_group_limit_holds_its_group_only(Under::new(true).await).await;
 }

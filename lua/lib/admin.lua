@@ -1,13 +1,17 @@
 -- lib/admin.lua: helpers of the administration calls (switchyard_core::admin).
 -- Rust twin: crates/switchyard-memory/src/state/admin.rs.
 
+-- The helpers that only declare, reconfigure and delete_queue use are fields of one table: the
+-- library's main chunk is at Lua's limit of 200 locals.
+local ADMIN = {}
+
 -- A queue configuration in ARGV[i..i+22] (as declare and reconfigure pass it), checked:
 -- the packed CFG, the random generator state, the jitter generator state, its limits
 -- {mw: the bound on waiting tasks (0: unbounded; lib/bounded.lua), cl: the concurrency limit
 -- (0: none; lib/concurrency.lua), rmax and rwin: the rate limit (0: none; lib/rate.lua),
 -- kf and kd: how many finished and dead tasks it keeps (-1: all; purge.lua), dm: the dedup
 -- mode (0 throttle, 1 debounce; submit.lua)}, and the index of the argument after them.
-local function config_arg(i)
+function ADMIN.config_arg(i)
   local pol = int_arg(i, 'policy', 0, 5)
   local age = int_arg(i + 1, 'aging', 0, 2^24)
   if pol == P_EDF and age > 1 then fail('SY_INVALID', 'expire late: expected 0 or 1, got ' .. age) end
@@ -25,18 +29,19 @@ local function config_arg(i)
     cl = int_arg(i + 17, 'concurrency', 0, 2^32 - 1), rmax = int_arg(i + 18, 'rate limit', 0, 100000),
     rwin = int_arg(i + 19, 'rate limit window', 0, 86400000),
     kf = int_arg(i + 20, 'keep finished', -1, 2^32 - 1), kd = int_arg(i + 21, 'keep dead', -1, 2^32 - 1),
-    dm = int_arg(i + 22, 'dedup mode', 0, 1)}
+    dm = int_arg(i + 22, 'dedup mode', 0, 1), g = int_arg(i + 23, 'group concurrency', -1, 2^32 - 1)}
   if (limits.rmax == 0) ~= (limits.rwin == 0) then
     fail('SY_INVALID', 'rate limit: give both the count and the window, or neither')
   end
   return cfg, int_arg(i + 13, 'random state', 1, MINSTD_M - 1), int_arg(i + 14, 'jitter state', 1, MINSTD_M - 1),
-    limits, i + 23
+    limits, i + 24
 end
 
 -- Stores a queue's limits (from `config_arg`) in its state hash: fields 'm' (bound), 'l'
 -- (concurrency), 'r' and 'rw' (rate limit and window), 'kf' and 'kd' (retention counts), 'dm'
--- (1: debounce); absent: none (throttle).
-local function store_limits(k_state, limits)
+-- (1: debounce), 'g' (shared between groups: the per-group limit, 0 none; lib/groups.lua);
+-- absent: none (throttle, not shared).
+function ADMIN.store_limits(k_state, limits)
   if limits.mw > 0 then call('HSET', k_state, 'm', limits.mw) else call('HDEL', k_state, 'm') end
   if limits.cl > 0 then call('HSET', k_state, 'l', limits.cl) else call('HDEL', k_state, 'l') end
   if limits.rmax > 0 then
@@ -47,10 +52,11 @@ local function store_limits(k_state, limits)
   if limits.kf >= 0 then call('HSET', k_state, 'kf', limits.kf) else call('HDEL', k_state, 'kf') end
   if limits.kd >= 0 then call('HSET', k_state, 'kd', limits.kd) else call('HDEL', k_state, 'kd') end
   if limits.dm > 0 then call('HSET', k_state, 'dm', limits.dm) else call('HDEL', k_state, 'dm') end
+  if limits.g >= 0 then call('HSET', k_state, 'g', limits.g) else call('HDEL', k_state, 'g') end
 end
 
 -- The registered workers that serve queue `name`, sorted, joined by ','  ('' for none).
-local function queue_members(name)
+function ADMIN.queue_members(name)
   local out = {}
   local all = call('HGETALL', K_WORKERS)
   for i = 1, #all, 2 do
@@ -84,4 +90,35 @@ local function cancel_delayed(q, r)
   if r.st == S_RETRY then call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_RETRY, -1) end
   emit(q, 'cancelled', r.id)
   finish(r, S_CANCELLED, q)
+end
+
+-- Reconfigure sets the limit `cl` (0: none) on `q`: a new limit starts from the queue's active
+-- tasks counted now (every leased task's record is read: at most the workers' total capacity);
+-- without one the count is dropped.
+function ADMIN.count_for_limit(q, cl)
+  if cl > 0 and q.cl == 0 then
+    local n = 0
+    for _, m in ipairs(call('ZRANGEBYLEX', K_WTASKS, '-', '+')) do
+      local r = rec_get(match(m, '|%x+|(.*)$'))
+      if r and r.q == q.name then n = n + 1 end
+    end
+    call('HSET', q.k_state, 'a', n)
+  elseif cl == 0 then
+    call('HDEL', q.k_state, 'a')
+  end
+end
+
+-- Reconfigure: a queue that expires late tasks now announces the deadline at the head of its
+-- ready set; one that no longer does drops its mark.
+function ADMIN.reconfigure_expiry(q)
+  if not q.xp then
+    if q.xm > 0 then
+      q.xm = 0
+      q.xm_dirty = true
+    end
+    return
+  end
+  flush_ready(q)
+  local head = call('ZRANGE', q.k_ready, '0', '0', 'WITHSCORES')
+  if head[2] then mark_expiry(q, tonumber(head[2])) end
 end

@@ -22,14 +22,17 @@ local function change_waiting(r, q, body, prio, at)
       local m = format('%012x%s', r.pos, id)
       local step = 1
       if q.pol == P_PRIO_AGING then step = q.age end
-      call('ZADD', q.k_ready, tonumber(call('ZSCORE', q.k_ready, m)) - (prio - r.pr) * step, m)
+      local to = tonumber(call('ZSCORE', q.k_ready, m)) - (prio - r.pr) * step
+      if q.grp then GROUP.rekey(q, r, m, to) else call('ZADD', q.k_ready, to, m) end
     end
     r.pr = prio
   end
   rec_put(r)
   if at >= 0 and (st ~= S_READY or at > NOW) then
     if st == S_READY then
-      if q.pol == P_FCFS then
+      if q.grp then
+        GROUP.remove(q, r, format('%012x%s', r.pos, id))
+      elseif q.list then
         set_state(q, 'tomb', q.tomb + 1)
       else
         call('ZREM', q.k_ready, format('%012x%s', r.pos, id))

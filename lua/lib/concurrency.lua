@@ -17,9 +17,9 @@ local function take_up(q)
 end
 
 -- After one of a limited queue's tasks stopped being active: `take_up` (State::resume).
--- Nothing for a queue without a limit (it was never held).
+-- Nothing for a queue without a limit, on itself or on its groups (it was never held).
 local function resume(q)
-  if q.cl > 0 then take_up(q) end
+  if q.cl > 0 or (q.grp or 0) > 0 then take_up(q) end
 end
 
 -- `resume` for the queues of the records in `first`, then `second`, each once, in the order
@@ -35,20 +35,4 @@ local function resume_each(first, second)
     end
   end
   for _, name in ipairs(order) do resume(queue_of(name)) end
-end
-
--- Reconfigure sets the limit `cl` (0: none) on `q`: a new limit starts from the queue's active
--- tasks counted now (every leased task's record is read: at most the workers' total capacity);
--- without one the count is dropped.
-local function count_for_limit(q, cl)
-  if cl > 0 and q.cl == 0 then
-    local n = 0
-    for _, m in ipairs(call('ZRANGEBYLEX', K_WTASKS, '-', '+')) do
-      local r = rec_get(match(m, '|%x+|(.*)$'))
-      if r and r.q == q.name then n = n + 1 end
-    end
-    call('HSET', q.k_state, 'a', n)
-  elseif cl == 0 then
-    call('HDEL', q.k_state, 'a')
-  end
 end

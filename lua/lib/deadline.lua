@@ -33,8 +33,9 @@ local function expire_heads(q, limit)
     local step = min(limit - n, 256)
     local late = call('ZRANGEBYSCORE', q.k_ready, '-inf', NOW, 'LIMIT', '0', int_text(step))
     for _, m in ipairs(late) do
-      call('ZREM', q.k_ready, m)
-      expire(rec_get(sub(m, 13)), q)
+      local r = rec_get(sub(m, 13))
+      if q.grp then GROUP.remove(q, r, m) else call('ZREM', q.k_ready, m) end
+      expire(r, q)
     end
     n = n + #late
     if #late < step then
@@ -51,19 +52,4 @@ local function late_head(q)
   if not q.xp then return false end
   flush_ready(q)
   return #call('ZRANGEBYSCORE', q.k_ready, '-inf', NOW, 'LIMIT', '0', '1') > 0
-end
-
--- Reconfigure: a queue that expires late tasks now announces the deadline at the head of its
--- ready set; one that no longer does drops its mark.
-local function reconfigure_expiry(q)
-  if not q.xp then
-    if q.xm > 0 then
-      q.xm = 0
-      q.xm_dirty = true
-    end
-    return
-  end
-  flush_ready(q)
-  local head = call('ZRANGE', q.k_ready, '0', '0', 'WITHSCORES')
-  if head[2] then mark_expiry(q, tonumber(head[2])) end
 end

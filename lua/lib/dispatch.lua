@@ -67,7 +67,7 @@ end
 local function start_pulled(wr, r, tok, out)
   r.tok = tok
   local q = queue_of(r.q)
-  count_active(q, 1)
+  count_active(q, 1, r)
   spend_token(q)
   zadd(K_WTASKS, '0', format('%s|%012x|%s', wr.id, tok, r.id))
   unsettle(wr)
@@ -107,7 +107,7 @@ local function dispatch_to(wr, r, q, tok)
   else
     r.st = S_DISPATCHED; r.w = wr.id; r.tok = tok
     rec_put(r)
-    count_active(q, 1)
+    count_active(q, 1, r)
     spend_token(q)
     zadd(K_WTASKS, '0', format('%s|%012x|%s', wr.id, tok, r.id))
     unsettle(wr)

@@ -4,7 +4,8 @@
 -- The kind of task `r` (from its body).
 local function kind_of(r)
   local ql, kl = byte(r.body, 1, 2)
-  return sub(r.body, 7 + ql, 6 + ql + kl)
+  -- Bit 128 of the kind's length says a group key follows (lib/groups.lua).
+  return sub(r.body, 7 + ql, 6 + ql + kl % 128)
 end
 
 -- Shortest-job-first queues learn the run time of each kind: the moving average
@@ -26,7 +27,7 @@ end
 
 -- Frees the slot a leased task held on its worker (State::release_slot).
 local function release(wr, r)
-  count_active(queue_of(r.q), -1)
+  count_active(queue_of(r.q), -1, r)
   zrem(K_WTASKS, format('%s|%012x|%s', wr.id, r.tok, r.id))
   unsettle(wr)
   wr.inf = wr.inf - 1
@@ -170,13 +171,13 @@ local function hand_back(wr)
   local returned = {}
   for _, r in ipairs(inbox) do
     returned[#returned + 1] = r.id
-    count_active(queue_of(r.q), -1)
+    count_active(queue_of(r.q), -1, r)
     place(r, queue_of(r.q), nil, false, NOW, true)
   end
   for _, r in ipairs(running) do
     returned[#returned + 1] = r.id
     local q = queue_of(r.q)
-    count_active(q, -1)
+    count_active(q, -1, r)
     r.e = 'worker ' .. wr.id .. ' was lost during attempt ' .. r.at
     emit(q, 'failed', r.id, wr.id, r.e)
     if r.fl % 2 == F_CANCEL then

@@ -72,6 +72,8 @@ local function pick(q, r)
     if #call('ZRANGEBYLEX', K_FREE, lo, hi, 'LIMIT', '0', '1') == 0 then return nil end
     local key = r.id
     local ql, kl, al = sunpack('>BBH', r.body)
+    -- Bit 128 of the kind's length says a group key follows (lib/groups.lua).
+    kl = kl % 128
     if al > 0 then key = sub(r.body, 7 + ql + kl, 6 + ql + kl + al) end
     local h = tonumber(sub(redis.sha1hex(key), 1, 13), 16)
     for _, range in ipairs({{h, '+inf'}, {'-inf', '(' .. format('%.0f', h)}}) do

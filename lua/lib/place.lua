@@ -3,7 +3,8 @@
 
 -- `sleeper` is taker's alone: held in a block, so that it takes none of the main chunk's 200
 -- local slots (lib/prelude.lua).
-local taker, hand_off_ready
+-- `dispatch_ready` (below) is declared here for `place`, which calls it for a shared queue.
+local taker, hand_off_ready, dispatch_ready
 do
   -- Pull queues: the first worker parked on `q` if it takes a task at once — a free slot, an
   -- empty inbox, and someone listening on its wake channel — or false after waking (and
@@ -39,7 +40,8 @@ do
     local any = false
     -- flow::deadline, rule 2.
     if q.xp and dispatches(q) then expire_heads(q, 2^53) end
-    while ready_len(q) > 0 and dispatches(q) do
+    -- A shared queue has a task to hand off while its ring holds a group.
+    while dispatches(q) and (q.grp and GROUP.any(q) or not q.grp and ready_len(q) > 0) do
       local wr = taker(q)
       if not wr then return any end
       local r = pop_ready(q, 1)[1]
@@ -57,7 +59,8 @@ end
 -- task comes back from a worker that did not finish it (reaped, deregistered, drained): it
 -- takes its old place in the ready order, `r.pos` (under aging, its key counts from its
 -- creation), instead of a place behind every task there. Returns true when it left `r` ready
--- and then handed off ready tasks (which may include `r`: its record, not `r`, then says so).
+-- and then handed off or dispatched ready tasks (which may include `r`: its record, not `r`,
+-- then says so).
 local function place(r, q, at, retry, t, keep)
   -- flow::deadline, rule 1: entering the ready set late.
   if not (at and at > NOW) and expires_on_entry(r, q) then return end
@@ -89,7 +92,9 @@ local function place(r, q, at, retry, t, keep)
   r.tm = t
   -- flow::deadline, rule 2: an arrival may be dispatched from the head.
   if q.xp and dispatches(q) then expire_heads(q, 2^53) end
-  if q.str ~= T_PULL and dispatches(q) then
+  -- A shared queue's ready tasks of groups at their limit may wait beside free slots: the task
+  -- joins its group and the queue dispatches by its ring instead (below).
+  if q.str ~= T_PULL and dispatches(q) and not q.grp then
     if ready_len(q) == 0 then
       local w = pick(q, r)
       if w then
@@ -103,7 +108,7 @@ local function place(r, q, at, retry, t, keep)
   -- takes it (hand_off_ready). With the set empty, that minimum is this task: hand it over
   -- without writing it to the set first.
   local waiting = nil
-  if q.str == T_PULL and dispatches(q) then
+  if q.str == T_PULL and dispatches(q) and not q.grp then
     waiting = ready_len(q)
     if waiting == 0 then
       local wr = taker(q)
@@ -130,7 +135,15 @@ local function place(r, q, at, retry, t, keep)
     else key = t + r.co * q.age end
   end
   local m = format('%012x%s', order, r.id)
-  if keep and q.pol == P_FCFS then insert_ready(q, order, m) else push_ready(q, key, m) end
+  if q.grp then
+    GROUP.insert(q, r, key, m)
+    if not dispatches(q) then return end
+    if q.str == T_PULL then return hand_off_ready(q) end
+    dispatch_ready(q, 1)
+    -- It may have gone to a worker: its record says.
+    return true
+  end
+  if keep and q.list then insert_ready(q, order, m) else push_ready(q, key, m) end
   if waiting and waiting > 0 then return hand_off_ready(q) end
 end
 
@@ -152,7 +165,7 @@ end
 -- Hands ready tasks of `q` to eligible workers, up to `limit` (State::dispatch): nothing for
 -- a pull queue, a paused one or one held at its concurrency limit. Reads the ready set directly: call it before this call pushed
 -- anything to it.
-local function dispatch_ready(q, limit)
+function dispatch_ready(q, limit)
   local n = 0
   unpop(q)
   -- flow::deadline, rule 2.
@@ -160,7 +173,9 @@ local function dispatch_ready(q, limit)
   while n < limit and q.str ~= T_PULL and dispatches(q) do
     -- The head of the ready set, dropping cancelled entries of an FCFS list.
     local r = nil
-    if q.pol == P_FCFS then
+    if q.grp then
+      r = GROUP.head(q)
+    elseif q.list then
       while true do
         local m = call('LINDEX', q.k_ready, 0)
         if not m then break end

@@ -5,6 +5,9 @@
 -- config: policy aging strategy vnodes default_cost max_attempts timeout backoff_base
 --         backoff_max jitter_pct result_ttl dead_ttl dedup_window
 local GROUPS   -- queue name -> its key group's number in KEYS
+-- Fair share between group keys: its helpers, one table (lib/groups.lua), declared here for
+-- the ready set's helpers below.
+local GROUP = {}
 
 -- Names groups offset+1 .. offset+n after the queues ARGV[first ..]; each is opened (its state
 -- read) on first use.
@@ -30,7 +33,7 @@ local function queue_of(name)
   if not g then fail('SY_STALE', 'queue ' .. name .. ' was not passed') end
   local b = NFIXED + (g - 1) * GROUP_KEYS
   local k_state = KEYS[b + 1]
-  local v = call('HMGET', k_state, 'c', 'd', 'p', 'm', 'l', 'a', 'r', 'rw', 'u', 't', 'xm')
+  local v = call('HMGET', k_state, 'c', 'd', 'p', 'm', 'l', 'a', 'r', 'rw', 'u', 't', 'xm', 'g')
   if not v[1] then fail('SY_UNKNOWN_QUEUE', name) end
   -- policy aging strategy vnodes default_cost max_attempts timeout backoff_base backoff_max
   -- jitter_pct result_ttl dead_ttl dedup_window event_level
@@ -45,14 +48,16 @@ local function queue_of(name)
   if #v[2] > QDYN_LEN then cur = sub(v[2], QDYN_LEN + 1) end
   -- One constructor with every field: growing a table field by field rehashes it repeatedly.
   q = {name = name, k_state = k_state, k_ready = KEYS[b + 2], k_delayed = KEYS[b + 3],
-       k_ring = KEYS[b + 4], k_done = KEYS[b + 5], k_rate = KEYS[b + 6], pol = c[1], age = c[2], str = c[3],
+       k_ring = KEYS[b + 4], k_done = KEYS[b + 5], k_rate = KEYS[b + 6], k_groups = KEYS[b + 7],
+       k_gready = KEYS[b + 8], k_gring = KEYS[b + 9], pol = c[1], age = c[2], str = c[3],
        vn = c[4], dcost = c[5], matt = c[6], tmo = c[7], bb = c[8], bm = c[9], bj = c[10],
        rttl = c[11], dttl = c[12], dwin = c[13], ev = c[14], tomb = tomb, rng = rng, jit = jit,
        vt = vt, ep = ep, cur = cur, rlen = false, dirty = false, paused = v[3] == '1',
        none_parked = false, mw = tonumber(v[4]) or 0, cl = tonumber(v[5]) or 0,
        act = tonumber(v[6]) or 0, rmax = tonumber(v[7]) or 0, rwin = tonumber(v[8]) or 0,
        hold = tonumber(v[9]) or 0, wake = tonumber(v[10]) or 0,
-       xp = c[1] == P_EDF and c[2] == 1, xm = tonumber(v[11]) or 0}
+       xp = c[1] == P_EDF and c[2] == 1, xm = tonumber(v[11]) or 0, grp = tonumber(v[12]),
+       list = c[1] == P_FCFS and not v[12]}
   QUEUES[name] = q
   return q
 end
@@ -71,14 +76,16 @@ local function room(q, n)
   return n
 end
 
--- Counts one task of `q` in (d = 1) or out (d = -1) of its active tasks: kept (field 'a',
+-- Counts task `r` of `q` in (d = 1) or out (d = -1) of its active tasks: kept (field 'a',
 -- written by `flush`) for queues with a concurrency limit only (lib/concurrency.lua counts
--- them when a limit is set).
-local function count_active(q, d)
+-- them when a limit is set). A shared queue's group counts its task out here, in when
+-- `GROUP.take` takes it.
+local function count_active(q, d, r)
   if q.cl > 0 then
     q.act = q.act + d
     q.act_dirty = true
   end
+  if d < 0 and q.grp then GROUP.count(q, GROUP.of(r), -1) end
 end
 
 -- Names groups from ARGV[first ..] and opens them all (failing on an undeclared queue).
@@ -91,7 +98,7 @@ end
 
 -- Ready entries pushed by this call, written by `flush` (or before the set is next read).
 local function push_ready(q, key, m)
-  if q.pol == P_FCFS then
+  if q.list then
     local p = q.push
     if not p then p = {}; q.push = p end
     p[#p + 1] = m
@@ -116,7 +123,7 @@ local function unpop(q)
   if not a then return end
   q.ahead = nil
   local back = {}
-  if q.pol == P_FCFS then
+  if q.list then
     -- LPUSH puts each argument at the head in turn: the last entry first.
     for j = #a.ms, a.i, -1 do back[#back + 1] = a.ms[j] end
     for i = 1, #back, 4000 do
@@ -141,7 +148,7 @@ local function flush_ready(q)
   if p then
     q.push = nil
     local cmd = 'ZADD'
-    if q.pol == P_FCFS then cmd = 'RPUSH' end
+    if q.list then cmd = 'RPUSH' end
     for i = 1, #p, 4000 do
       call(cmd, q.k_ready, unpack(p, i, min(i + 3999, #p)))
     end
@@ -198,7 +205,7 @@ end
 local function ready_len(q)
   if not q.rlen then
     flush_ready(q)
-    if q.pol == P_FCFS then q.rlen = call('LLEN', q.k_ready) - q.tomb else q.rlen = call('ZCARD', q.k_ready) end
+    if q.list then q.rlen = call('LLEN', q.k_ready) - q.tomb else q.rlen = call('ZCARD', q.k_ready) end
   end
   return q.rlen
 end
@@ -210,6 +217,15 @@ end
 local function pop_ready(q, k)
   local out = {}
   if q.rlen == 0 then return out end
+  if q.grp then
+    -- A shared queue: by the ring, one at a time (each taken task counts against its group).
+    while #out < k do
+      local r = GROUP.take(q)
+      if not r then break end
+      out[#out + 1] = r
+    end
+    return out
+  end
   local a = q.ahead
   if a and (q.push or #a.ms - a.i + 1 < k) then
     unpop(q)
@@ -217,7 +233,7 @@ local function pop_ready(q, k)
   end
   if not a then
     flush_ready(q)
-    if q.pol == P_FCFS and q.tomb > 0 then
+    if q.list and q.tomb > 0 then
       while #out < k do
         local m = call('LPOP', q.k_ready)
         if not m then break end
@@ -233,7 +249,7 @@ local function pop_ready(q, k)
     end
     local want = k + POP_AHEAD
     local ms, scores = {}, {}
-    if q.pol ~= P_FCFS then
+    if not q.list then
       local top = call('ZPOPMIN', q.k_ready, int_text(want))
       for i = 1, #top, 2 do
         ms[#ms + 1] = top[i]

@@ -9,11 +9,13 @@
 local task_args, accept_tasks
 do
   -- Where a body's payload starts (codec::encode_body): after the lengths, the queue, kind,
-  -- affinity and dedup key, and the trace context (a marker byte: 0 none, 55 a traceparent, 56
-  -- a traceparent and a tracestate with its '>H' length).
+  -- affinity and dedup key, the group key (bit 128 of the kind's length: its '>H' length and
+  -- it; lib/groups.lua), and the trace context (a marker byte: 0 none, 55 a traceparent, 56 a
+  -- traceparent and a tracestate with its '>H' length).
   local function payload_at(body)
     local ql, kl, al, dl = sunpack('>BBHH', body)
     local o = 7 + ql + kl + al + dl
+    if kl >= 128 then o = o - 128 + 2 + sunpack('>H', body, o - 128) end
     local m = byte(body, o)
     if m == 0 then return o + 1 end
     if m == 55 then return o + 56 end
@@ -50,8 +52,13 @@ do
       end
       local body = sub(a, TASK_ARG_LEN + 1)
       local ql, kl, al, dl = sunpack('>BBHH', body)
-      if 6 + ql + kl + al + dl > #body then fail('SY_INVALID', 'body: lengths exceed the body') end
       local q = groups[g]
+      if kl >= 128 then
+        -- A group key (lib/groups.lua): only a queue shared between groups takes it.
+        kl = kl - 128
+        if not q.grp then fail('SY_NOT_SHARED', q.name) end
+      end
+      if 6 + ql + kl + al + dl > #body then fail('SY_INVALID', 'body: lengths exceed the body') end
       if sub(body, 7, 6 + ql) ~= q.name then
         fail('SY_INVALID', 'body: queue does not match group ' .. g)
       end

@@ -136,6 +136,21 @@ pub struct QueueFlags {
     ))]
     pub expire_late: Option<Switch>,
 
+    #[arg(long, value_name = "on|off", help = fresh(
+        "Share the queue's dispatches fairly between the group keys of its tasks (`submit \
+         --group`): groups take turns, each for its weight in dispatches (`switchyard groups \
+         --weight`), each in the queue's order; a plain queue refuses group keys",
+        "off",
+    ))]
+    pub fair_share: Option<Switch>,
+
+    #[arg(long, value_name = "N|none", help = fresh(
+        "Most tasks of one group active (dispatched or running) at once, across all workers \
+         (turns --fair-share on). `none`: no limit per group",
+        "none",
+    ))]
+    pub group_concurrency: Option<Bound>,
+
     #[arg(long, help = fresh(
         "Seed of the queue's random choices (random strategy, retry jitter)",
         QueueConfig::default().seed,
@@ -284,6 +299,25 @@ impl QueueFlags {
         if let Some(Kept(n)) = self.keep_dead {
             c.keep_dead = n;
         }
+        match (self.fair_share, self.group_concurrency) {
+            (Some(Switch(false)), Some(_)) => {
+                return Err(
+                    "--group-concurrency limits the groups of a shared queue: it cannot go with \
+                     --fair-share off"
+                        .into(),
+                );
+            }
+            (Some(Switch(false)), None) => c.groups = None,
+            (on, limit) => {
+                if on.is_some() || limit.is_some() {
+                    let mut share = c.groups.unwrap_or_default();
+                    if let Some(Bound(k)) = limit {
+                        share.concurrency = k;
+                    }
+                    c.groups = Some(share);
+                }
+            }
+        }
         c.validate().map_err(|e| e.to_string())?;
         Ok(c)
     }
@@ -308,11 +342,13 @@ impl QueueFlags {
             && self.expire_late.is_none()
             && self.keep_finished.is_none()
             && self.keep_dead.is_none()
+            && self.fair_share.is_none()
+            && self.group_concurrency.is_none()
     }
 }
 
 /// What the flags can set, by flag name, as shown (the lines of a configuration's diff).
-pub fn settings(c: &QueueConfig) -> [(&'static str, String); 18] {
+pub fn settings(c: &QueueConfig) -> [(&'static str, String); 20] {
     let bound = |b: Option<u32>| b.map_or_else(|| "none".to_owned(), |n| n.to_string());
     let kept = |k: Option<u32>| k.map_or_else(|| "all".to_owned(), |n| n.to_string());
     [
@@ -340,6 +376,14 @@ pub fn settings(c: &QueueConfig) -> [(&'static str, String); 18] {
         ),
         ("keep-finished", kept(c.keep_finished)),
         ("keep-dead", kept(c.keep_dead)),
+        (
+            "fair-share",
+            if c.groups.is_some() { "on" } else { "off" }.to_owned(),
+        ),
+        (
+            "group-concurrency",
+            bound(c.groups.and_then(|g| g.concurrency)),
+        ),
     ]
 }
 
@@ -363,6 +407,11 @@ pub fn run(args: &DeclareArgs) -> Result<(), String> {
         }
         if config.expire_late {
             bound.push_str(", late tasks expire");
+        }
+        match config.groups.map(|g| g.concurrency) {
+            Some(Some(k)) => bound.push_str(&format!(", fair share, at most {k} per group")),
+            Some(None) => bound.push_str(", fair share between groups"),
+            None => {}
         }
         println!(
             "queue {}: policy {}, strategy {}, {} attempts{bound}",

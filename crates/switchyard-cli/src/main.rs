@@ -15,6 +15,7 @@ mod bench;
 mod dashboard;
 mod declare;
 mod demo;
+mod groups;
 mod health;
 mod inspect;
 mod remote;
@@ -69,6 +70,9 @@ enum Command {
     Reconfigure(admin::ReconfigureArgs),
     /// Delete a queue that holds no task and that no worker serves.
     DeleteQueue(admin::QueueArgs),
+    /// The groups (tenants) of a queue declared with --fair-share: weights, ready and active
+    /// tasks, turns; set a group's weight.
+    Groups(groups::GroupsArgs),
     /// Named schedules that create one task per tick (cron with seconds in a time zone, or an
     /// interval): add, list, show, pause, resume, remove, or run a ticker.
     Schedule(schedule::ScheduleArgs),
@@ -124,6 +128,7 @@ fn main() -> ExitCode {
         Command::Tasks(args) => inspect::tasks(&args),
         Command::Dead(args) => inspect::dead(&args),
         Command::Events(args) => inspect::events(&args),
+        Command::Groups(args) => groups::run(&args),
         Command::Pause(args) => admin::pause(&args, true),
         Command::Resume(args) => admin::pause(&args, false),
         Command::Purge(args) => admin::purge(&args),

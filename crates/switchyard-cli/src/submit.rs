@@ -79,6 +79,10 @@ pub struct SubmitArgs {
     #[arg(long)]
     pub dedup: Option<String>,
 
+    /// Group key (tenant) on a queue declared with --fair-share: groups take turns.
+    #[arg(long, value_name = "KEY")]
+    pub group: Option<String>,
+
     /// Wait up to this many ms (in all) for the outcomes, print them, and fail unless every
     /// task succeeded.
     #[arg(long)]
@@ -189,6 +193,9 @@ impl SubmitArgs {
         }
         if let Some(k) = &self.dedup {
             b = b.dedup_key(k.clone());
+        }
+        if let Some(k) = &self.group {
+            b = b.group_key(k.clone());
         }
         b.build()
     }

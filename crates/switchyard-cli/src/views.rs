@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::health;
+use switchyard::flow::groups::GroupInfo;
 use switchyard::schedule::{Every, ScheduleInfo};
 use switchyard::{Client, Error, EventCounts, QueueConfig, QueueName, Stats};
 
@@ -50,6 +51,19 @@ pub struct QueueRow {
     /// Rates since the previous read (none on the first).
     pub succeeded_per_s: Option<f64>,
     pub failed_per_s: Option<f64>,
+    /// Shared between groups (`declare --fair-share`): the most tasks of one group active at
+    /// once (none: no limit per group), and its groups (`switchyard groups`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<GroupsRow>,
+}
+
+/// The groups of a queue shared between groups.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupsRow {
+    /// The per-group concurrency limit; none: no limit.
+    pub concurrency: Option<u32>,
+    /// Each group with ready or active tasks or a set weight, by key.
+    pub groups: Vec<GroupInfo>,
 }
 
 /// One live worker.
@@ -146,6 +160,8 @@ pub struct Reader {
     /// most every `MEMORY_EVERY_MS` (it asks Redis for `MEMORY USAGE` of every key).
     memory: BTreeMap<String, u64>,
     memory_at: Option<u64>,
+    /// The groups of each queue shared between groups, read with the stats.
+    groups: BTreeMap<String, Vec<GroupInfo>>,
 }
 
 const CONFIG_EVERY: u64 = 30;
@@ -162,6 +178,7 @@ impl Reader {
             reads: 0,
             memory: BTreeMap::new(),
             memory_at: None,
+            groups: BTreeMap::new(),
         }
     }
 
@@ -180,6 +197,16 @@ impl Reader {
             }
             if let Some(head) = self.client.backend().peek_ready(q, 1).await?.first() {
                 heads.insert(q.as_str().to_owned(), at.saturating_sub(head.millis()));
+            }
+            if self
+                .configs
+                .get(q.as_str())
+                .is_some_and(|c| c.groups.is_some())
+            {
+                let groups = self.client.backend().groups(q).await?;
+                self.groups.insert(q.as_str().to_owned(), groups);
+            } else {
+                self.groups.remove(q.as_str());
             }
         }
         self.read_memory(at).await;
@@ -270,6 +297,10 @@ impl Reader {
                     head_age_ms: heads.get(name).copied(),
                     succeeded_per_s: rate(name, |c| c.succeeded),
                     failed_per_s: rate(name, |c| c.failed),
+                    groups: config.and_then(|c| c.groups).map(|g| GroupsRow {
+                        concurrency: g.concurrency,
+                        groups: self.groups.get(name).cloned().unwrap_or_default(),
+                    }),
                 })
             })
             .collect();
@@ -368,6 +399,7 @@ impl QueueRow {
             head_age_ms: None,
             succeeded_per_s: None,
             failed_per_s: None,
+            groups: None,
         }
     }
 }

@@ -4,7 +4,10 @@
 //! back from a worker process killed with SIGKILL; a rate-limited queue's tokens and the time
 //! it opens again, shown by `status`, and its limit removed; an earliest-deadline-first queue
 //! that expires late tasks: declared (and refused under another policy), a late task expired
-//! on arrival, shown by `task`, `status`, `tasks --state expired`, and expiry turned off.
+//! on arrival, shown by `task`, `status`, `tasks --state expired`, and expiry turned off; a
+//! queue shared between tenants with one active task per group: shown by `groups` and
+//! `status`, a weight set, and a group's slot back from a worker process killed with SIGKILL
+//! while the other group ran on.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod support;
@@ -290,4 +293,127 @@ fn an_edf_queue_expires_late_tasks_and_says_so() {
         &["reconfigure", "quotes", "--expire-late", "off"],
     );
     assert!(off.contains("on -> off"), "{off}");
+}
+
+/// A queue shared between tenants, one active task per group: `groups` and `status` show the
+/// groups (one held at its limit), a weight is set; a worker killed with SIGKILL while it holds
+/// acme's only slot: globex runs on meanwhile, and acme's slot comes back once the next
+/// worker's maintenance reclaims the lease. Group keys on a plain queue, and a per-group limit
+/// without fair share, are refused with the reason.
+#[test]
+fn a_shared_queue_runs_one_per_group_and_gets_a_killed_workers_group_slot_back() {
+    let server = RedisServer::start().unwrap();
+    let ns = "shared";
+    let said = ok(
+        &server,
+        ns,
+        &[
+            "declare",
+            "tenants",
+            "--fair-share",
+            "on",
+            "--group-concurrency",
+            "1",
+        ],
+    );
+    assert!(said.contains("fair share, at most 1 per group"), "{said}");
+    ok(
+        &server,
+        ns,
+        &["submit", "tenants", "sleep", "3000", "--group", "acme"],
+    );
+    ok(
+        &server,
+        ns,
+        &[
+            "submit", "tenants", "sleep", "10", "-n", "3", "--group", "acme",
+        ],
+    );
+    ok(
+        &server,
+        ns,
+        &[
+            "submit", "tenants", "sleep", "10", "-n", "3", "--group", "globex",
+        ],
+    );
+    let set = ok(&server, ns, &["groups", "tenants", "--weight", "globex=2"]);
+    assert!(set.contains("weight 2"), "{set}");
+    let acme = set
+        .lines()
+        .find(|l| l.starts_with("acme"))
+        .unwrap_or_default();
+    assert!(acme.contains(" 4 ") && acme.contains("waiting"), "{set}");
+    let groups = json(&ok(&server, ns, &["groups", "tenants", "--json"]));
+    assert_eq!(groups[1]["key"], "globex");
+    assert_eq!(
+        (groups[1]["weight"].as_u64(), groups[1]["ready"].as_u64()),
+        (Some(2), Some(3))
+    );
+
+    let ttl = [
+        "--queue",
+        "tenants",
+        "--capacity",
+        "4",
+        "--heartbeat-ttl-ms",
+        "1500",
+    ];
+    let mut first = WorkerProcess::start(&server, ns, "first", &ttl);
+    // acme's long task holds its group's only slot; globex's three run one at a time.
+    let view = status_until(
+        &server,
+        ns,
+        Duration::from_secs(15),
+        "globex's tasks",
+        |v| v["queues"][0]["succeeded"] == 3 && v["queues"][0]["running"] == 1,
+    );
+    assert_eq!(view["queues"][0]["ready"], 3, "acme's rest wait: {view}");
+    assert_eq!(view["queues"][0]["groups"]["concurrency"], 1);
+    let table = ok(&server, ns, &["status"]);
+    assert!(
+        table.contains("groups: 1 waiting, 1 held (1 per group)"),
+        "{table}"
+    );
+
+    first.kill();
+    let second = WorkerProcess::start(&server, ns, "second", &ttl);
+    // The killed worker's lease is reclaimed: acme's long task runs again, then acme's rest.
+    let view = status_until(
+        &server,
+        ns,
+        Duration::from_secs(15),
+        "acme's slot back",
+        |v| v["queues"][0]["totals"]["failed"] == 1 && v["queues"][0]["running"] == 1,
+    );
+    assert_eq!(view["queues"][0]["ready"], 3, "the long task first: {view}");
+    status_until(&server, ns, Duration::from_secs(20), "every task", |v| {
+        v["queues"][0]["succeeded"] == 7
+    });
+    second.terminate(Duration::from_secs(5));
+
+    let ns = "plain";
+    ok(&server, ns, &["declare", "mail"]);
+    let refused = run(
+        &server,
+        ns,
+        &["submit", "mail", "sleep", "1", "--group", "acme"],
+    );
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("does not share between groups"), "{err}");
+    let both = run(
+        &server,
+        ns,
+        &[
+            "declare",
+            "x",
+            "--fair-share",
+            "off",
+            "--group-concurrency",
+            "2",
+        ],
+    );
+    assert!(!both.status.success());
+    let err = String::from_utf8_lossy(&both.stderr);
+    assert!(err.contains("cannot go with --fair-share off"), "{err}");
 }

@@ -161,7 +161,7 @@ pub struct QueueConfig {
     /// Shares the queue's dispatches fairly between the group keys of its tasks (deficit
     /// round-robin by weight, optionally with a per-group concurrency limit); `None` (the
     /// default) is one plain queue, and a task with a group key is refused. The rule, exactly:
-    /// [`crate::flow::groups`]. Memory backend only for now: the Redis backend refuses it.
+    /// [`crate::flow::groups`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub groups: Option<GroupShare>,
     /// A duration a `with_*` method could not store (out of range); `validate` reports it, so

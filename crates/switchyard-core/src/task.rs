@@ -389,6 +389,9 @@ impl TaskSpecBuilder {
                 ));
             }
         }
+        if let Some(key) = &self.group_key {
+            crate::flow::groups::validate_key(key)?;
+        }
         if self.trace_state.is_some() && self.trace_parent.is_none() {
             return Err(Error::invalid(
                 "trace state",

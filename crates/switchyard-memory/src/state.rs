@@ -16,7 +16,7 @@
 //! | `bounded` | the room check of a submit to a bounded queue | `lua/lib/bounded.lua` |
 //! | `concurrency` | concurrency limits: the active count, resuming a queue | `lua/lib/concurrency.lua` |
 //! | `rate` | rate limits and holds: the window, tokens, the wake mark | `lua/lib/rate.lua` |
-//! | `groups` | the ready set's entry and exit, fair share between group keys | none yet (Redis refuses shared queues) |
+//! | `groups` | the ready set's entry and exit, fair share between group keys | `lua/lib/groups.lua`, `group_weight.lua`, `group_info.lua` |
 //! | `costs` | learned costs of shortest-job-first queues | `learn_cost` in `lua/lib/leases.lua` |
 //! | `tasks` | submitting, cancelling, re-driving a task | `lua/submit.lua`, `cancel.lua`, `redrive.lua` |
 //! | `maintain` | reaping, promoting, purging | `lua/reap_worker.lua`, `promote.lua`, `purge.lua` |

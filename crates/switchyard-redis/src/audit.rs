@@ -2,11 +2,13 @@
 //! sits in exactly the structures its state names, and nothing else is there. `O(n)` reads and
 //! no writes; for tests and offline checks, not for a hot path.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use redis::AsyncCommands;
 use switchyard_core::flow::concurrency;
 use switchyard_core::{InstanceToken, QueueName, Result, Schedules, TaskState};
+
+mod groups;
 
 use crate::backend::RedisBackend;
 use crate::codec::{self, Record};
@@ -29,14 +31,27 @@ struct QueueView {
     expiry: Option<(Option<i64>, Option<f64>)>,
     /// Ready entries (an FCFS list may hold entries of cancelled tasks, counted in `tomb`).
     ready: Vec<String>,
+    /// The same entries, to look one up.
+    ready_index: HashSet<String>,
     tomb: i64,
     delayed: BTreeMap<String, f64>,
     done: BTreeSet<String>,
+    /// A queue shared between groups: what its groups hold.
+    shared: Option<groups::Shared>,
 }
 
 impl QueueView {
     fn ready_len(&self) -> i64 {
         self.ready.len() as i64 - self.tomb
+    }
+
+    /// Whether it has a task to dispatch: a ready task (in a shared queue, one of an open
+    /// group).
+    fn has_next(&self) -> bool {
+        match &self.shared {
+            Some(shared) => shared.has_next(),
+            None => self.ready_len() > 0,
+        }
     }
 }
 
@@ -80,8 +95,14 @@ impl RedisBackend {
         for (name, json) in meta.iter().filter(|(k, _)| !k.starts_with('~')) {
             let queue = QueueName::new(name)?;
             let config = codec::config_from_json(json.as_bytes())?;
-            let [state, ready, delayed, _ring, done, _rate] = self.queue_keys(&queue);
-            let fcfs = config.policy == switchyard_core::Policy::Fcfs;
+            let keys = self.queue_keys(&queue);
+            let [state, ready, delayed, _, done, ..] = keys.clone();
+            let shared = match config.groups {
+                Some(g) => Some(groups::Shared::read(&mut conn, &keys, g.concurrency).await?),
+                None => None,
+            };
+            // A shared queue's ready set is a sorted set under every policy.
+            let fcfs = config.policy == switchyard_core::Policy::Fcfs && shared.is_none();
             let dynamic: Option<Vec<u8>> = conn.hget(&state, "d").await.map_err(e)?;
             // The dynamic state starts with the tombstone count (`>I6`, see `QDYN` in lua/lib/protocol.lua).
             let tomb = dynamic
@@ -104,6 +125,7 @@ impl RedisBackend {
             let paused: Option<String> = conn.hget(&state, "p").await.map_err(e)?;
             let active_field: Option<i64> = conn.hget(&state, "a").await.map_err(e)?;
             let wake: Option<i64> = conn.hget(&state, "t").await.map_err(e)?;
+            let ready_index = ready.iter().cloned().collect();
             let view = QueueView {
                 pull: !config.strategy.is_push(),
                 paused: paused.as_deref() == Some("1"),
@@ -112,6 +134,7 @@ impl RedisBackend {
                 marked: wake.is_some(),
                 expiry,
                 ready,
+                ready_index,
                 tomb: if fcfs { tomb.unwrap_or(0) } else { 0 },
                 delayed: pairs(conn.zrange_withscores(&delayed, 0, -1).await.map_err(e)?),
                 done: conn
@@ -120,6 +143,7 @@ impl RedisBackend {
                     .map_err(e)?
                     .into_iter()
                     .collect(),
+                shared,
             };
             queues.insert(queue, view);
         }
@@ -191,7 +215,7 @@ impl RedisBackend {
                     }
                 }
                 TaskState::Ready => {
-                    if !view.ready.contains(&member) {
+                    if !view.ready_index.contains(&member) {
                         problems.push(format!("{id} is ready but not in its ready set"));
                     }
                     *live_ready.entry(r.queue.clone()).or_default() += 1;
@@ -280,6 +304,9 @@ impl RedisBackend {
                     "{queue}: {} ready entries, {live} ready tasks",
                     view.ready_len()
                 ));
+            }
+            if let Some(shared) = &view.shared {
+                shared.problems(queue, &records, &mut problems);
             }
             let scheduled = count(TaskState::Scheduled) + count(TaskState::RetryScheduled);
             if view.delayed.len() as i64 != scheduled {
@@ -399,7 +426,7 @@ impl RedisBackend {
                     && !view.paused
                     && !view.marked
                     && !concurrency::held(count, view.limit)
-                    && view.ready_len() > 0
+                    && view.has_next()
                 {
                     problems.push(format!(
                         "{q} has {} ready tasks while {w} has a free slot",

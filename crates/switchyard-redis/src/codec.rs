@@ -18,21 +18,28 @@ use crate::protocol::{TASK_CANCEL_REQUESTED, TASK_DEADLINE, WORKER_DRAINING, rec
 pub(crate) use crate::protocol::protocol;
 
 /// The immutable part of a record, built by the client: lengths of queue, kind, affinity key
-/// and dedup key (`>BBHH`), those bytes, then the trace context, then the payload. The trace
-/// context is a marker byte: 0 (none); [`TRACE_PARENT_LEN`] and the `traceparent` text; or
-/// [`TRACE_WITH_STATE`], the `traceparent`, the `tracestate`'s length (`>H`) and its text. The
-/// scripts read the first four parts only.
+/// and dedup key (`>BBHH`), those bytes, then the group key if the task has one (bit
+/// [`GROUP_BIT`] of the kind's length says so: its length `>H` and its bytes), then the trace
+/// context, then the payload. The trace context is a marker byte: 0 (none);
+/// [`TRACE_PARENT_LEN`] and the `traceparent` text; or [`TRACE_WITH_STATE`], the
+/// `traceparent`, the `tracestate`'s length (`>H`) and its text. The scripts read the parts
+/// before the trace context only.
 pub(crate) fn encode_body(spec: &TaskSpec) -> Vec<u8> {
     body_of(&BodyParts {
         queue: spec.queue(),
         kind: spec.kind(),
         affinity: spec.affinity_key(),
         dedup: spec.dedup_key(),
+        group: spec.group_key(),
         trace: spec.trace_parent(),
         state: spec.trace_state(),
         payload: spec.payload(),
     })
 }
+
+/// The bit of a body's kind length that says a group key follows the dedup key (names are at
+/// most 128 bytes, so the length itself never sets it; `lua/lib/groups.lua`).
+pub(crate) const GROUP_BIT: u8 = 0x80;
 
 /// The body of `record` with another payload (`change.lua`).
 pub(crate) fn body_with_payload(record: &Record, payload: &[u8]) -> Vec<u8> {
@@ -41,6 +48,7 @@ pub(crate) fn body_with_payload(record: &Record, payload: &[u8]) -> Vec<u8> {
         kind: &record.kind,
         affinity: record.affinity.as_deref(),
         dedup: record.dedup.as_deref(),
+        group: record.group.as_deref(),
         trace: record.trace.as_ref(),
         state: record.trace_state.as_ref(),
         payload,
@@ -53,6 +61,7 @@ struct BodyParts<'a> {
     kind: &'a TaskKind,
     affinity: Option<&'a str>,
     dedup: Option<&'a str>,
+    group: Option<&'a str>,
     trace: Option<&'a TraceParent>,
     state: Option<&'a TraceState>,
     payload: &'a [u8],
@@ -63,6 +72,7 @@ fn body_of(parts: &BodyParts<'_>) -> Vec<u8> {
     let kind = parts.kind.as_str().as_bytes();
     let affinity = parts.affinity.unwrap_or("").as_bytes();
     let dedup = parts.dedup.unwrap_or("").as_bytes();
+    let group = parts.group.map(str::as_bytes);
     let trace = parts.trace.map_or(&[][..], |t| t.as_str().as_bytes());
     let state = parts
         .state
@@ -73,6 +83,7 @@ fn body_of(parts: &BodyParts<'_>) -> Vec<u8> {
             + kind.len()
             + affinity.len()
             + dedup.len()
+            + group.map_or(0, |g| 2 + g.len())
             + trace.len()
             + 2
             + state.len()
@@ -80,11 +91,15 @@ fn body_of(parts: &BodyParts<'_>) -> Vec<u8> {
     );
     // Lengths are bounded by validation (names <= 128 bytes, keys <= 256 bytes).
     body.push(queue.len() as u8);
-    body.push(kind.len() as u8);
+    body.push(kind.len() as u8 | if group.is_some() { GROUP_BIT } else { 0 });
     body.extend_from_slice(&(affinity.len() as u16).to_be_bytes());
     body.extend_from_slice(&(dedup.len() as u16).to_be_bytes());
     for part in [queue, kind, affinity, dedup] {
         body.extend_from_slice(part);
+    }
+    if let Some(group) = group {
+        body.extend_from_slice(&(group.len() as u16).to_be_bytes());
+        body.extend_from_slice(group);
     }
     // A validated traceparent is 55 bytes, a validated tracestate at most 512.
     if state.is_empty() {
@@ -186,6 +201,7 @@ pub(crate) struct Record {
     pub(crate) payload: Vec<u8>,
     pub(crate) affinity: Option<String>,
     pub(crate) dedup: Option<String>,
+    pub(crate) group: Option<String>,
 }
 
 fn num<T: TryFrom<u64>>(v: u64) -> Result<T, Error> {
@@ -198,6 +214,7 @@ struct Body {
     kind: TaskKind,
     affinity: Option<String>,
     dedup: Option<String>,
+    group: Option<String>,
     trace: Option<TraceParent>,
     trace_state: Option<TraceState>,
     payload: Vec<u8>,
@@ -205,19 +222,28 @@ struct Body {
 
 fn decode_body(r: &mut Reader<'_>) -> Result<Body, Error> {
     let ql = num::<usize>(r.uint(1)?)?;
-    let kl = num::<usize>(r.uint(1)?)?;
+    let kl_raw = r.uint(1)?;
+    let grouped = kl_raw & u64::from(GROUP_BIT) != 0;
+    let kl = num::<usize>(kl_raw & !u64::from(GROUP_BIT))?;
     let al = num::<usize>(r.uint(2)?)?;
     let dl = num::<usize>(r.uint(2)?)?;
     let queue = QueueName::new(r.text(ql)?)?;
     let kind = TaskKind::new(r.text(kl)?)?;
     let affinity = Some(r.text(al)?).filter(|s| !s.is_empty());
     let dedup = Some(r.text(dl)?).filter(|s| !s.is_empty());
+    let group = if grouped {
+        let gl = num::<usize>(r.uint(2)?)?;
+        Some(r.text(gl)?)
+    } else {
+        None
+    };
     let (trace, trace_state) = trace_part(r);
     Ok(Body {
         queue,
         kind,
         affinity,
         dedup,
+        group,
         trace,
         trace_state,
         payload: r.bytes[r.at..].to_vec(),
@@ -318,6 +344,7 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<Record, Error> {
         kind,
         affinity,
         dedup,
+        group,
         trace,
         trace_state,
         payload,
@@ -346,6 +373,7 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<Record, Error> {
         kind,
         affinity,
         dedup,
+        group,
         trace,
         trace_state,
         payload,
@@ -368,6 +396,7 @@ impl Record {
         info.cancel_requested = self.cancel;
         info.affinity_key = self.affinity.clone();
         info.dedup_key = self.dedup.clone();
+        info.group_key = self.group.clone();
         info.deadline = Some(self.time);
         info.finished_at = Some(self.time);
         info.start_by = self.start_by;

@@ -17,7 +17,7 @@ pub(crate) enum Failure {
     Conflict(String),
     /// `SY_WRONG_STATE <state code>` from redrive.
     WrongState(i64),
-    /// `SY_BUSY ready <n> | served <worker,...> | tasks <n>` from reconfigure and
+    /// `SY_BUSY ready <n> | served <worker,...> | tasks <n> | shared <n>` from reconfigure and
     /// delete_queue: the caller names the queue and the operation.
     Busy(InUse),
     /// Everything else.
@@ -46,6 +46,7 @@ fn busy(detail: &str) -> Option<InUse> {
     match what {
         "ready" => rest.parse().ok().map(InUse::Ready),
         "tasks" => rest.parse().ok().map(InUse::Tasks),
+        "shared" => rest.parse().ok().map(InUse::Shared),
         "served" => rest
             .split(',')
             .map(|w| WorkerId::new(w).ok())
@@ -119,6 +120,12 @@ pub(crate) fn classify(e: &RedisError) -> Failure {
             }
             reply::FULL => {
                 return Failure::Error(full(&d).unwrap_or_else(|| invalid_name("queue")));
+            }
+            reply::NOT_SHARED => {
+                return Failure::Error(QueueName::new(&d).map_or_else(
+                    |_| invalid_name("queue name"),
+                    |q| switchyard_core::flow::groups::not_shared(&q),
+                ));
             }
             reply::INVALID => return Failure::Error(Error::invalid("script argument", d)),
             _ => {}

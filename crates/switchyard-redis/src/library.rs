@@ -46,6 +46,7 @@ const LIB: &[(&str, &str)] = &[
     lib_file!("records.lua"),
     lib_file!("rate.lua"),
     lib_file!("queues.lua"),
+    lib_file!("groups.lua"),
     lib_file!("workers.lua"),
     lib_file!("flush.lua"),
     lib_file!("dispatch.lua"),
@@ -64,7 +65,13 @@ const LIB: &[(&str, &str)] = &[
 ];
 
 /// The transitions that only read.
-const READ_ONLY: [&str; 4] = ["stats.lua", "peek.lua", "browse.lua", "running.lua"];
+const READ_ONLY: [&str; 5] = [
+    "stats.lua",
+    "peek.lua",
+    "browse.lua",
+    "running.lua",
+    "group_info.lua",
+];
 
 /// The transitions a server at `maxmemory` refuses: the ones that bring new work. Every other
 /// write is flagged `allow-oom`, so that a full server can still be drained and emptied —
@@ -332,6 +339,8 @@ transitions! {
     purge_queue => "purge_queue.lua",
     reconfigure => "reconfigure.lua",
     delete_queue => "delete_queue.lua",
+    group_weight => "group_weight.lua",
+    group_info => "group_info.lua",
     peek => "peek.lua",
     browse => "browse.lua",
     await_outcome => "await.lua",

@@ -173,10 +173,12 @@ pub(crate) mod reply {
     pub(crate) const ID_IN_USE: &str = "SY_ID_IN_USE";
     /// A bounded queue lacks room (`<waiting> <bound> <adding> <queue>`).
     pub(crate) const FULL: &str = "SY_FULL";
+    /// A group key, or a group operation, for a queue not shared between groups (`<queue>`).
+    pub(crate) const NOT_SHARED: &str = "SY_NOT_SHARED";
 
     /// Every error reply (checked against the scripts by the test below).
     #[cfg(test)]
-    pub(crate) const ALL: [&str; 11] = [
+    pub(crate) const ALL: [&str; 12] = [
         INVALID,
         STALE,
         CONFLICT,
@@ -188,6 +190,7 @@ pub(crate) mod reply {
         REPLACED,
         ID_IN_USE,
         FULL,
+        NOT_SHARED,
     ];
 }
 
@@ -269,8 +272,11 @@ pub(crate) mod key {
     /// The schedule keys, which only the schedule scripts take, after their others: the
     /// schedules hash and the due set (`lua/lib/schedules.lua`).
     pub(crate) const SCHEDULES: [&str; 2] = ["sched", "schedx"];
-    /// The keys of one queue's group, in `KEYS` order (`q:<queue>:<role>`).
-    pub(crate) const GROUP: [&str; 6] = ["state", "ready", "delayed", "ring", "done", "rate"];
+    /// The keys of one queue's group, in `KEYS` order (`q:<queue>:<role>`); the last three
+    /// serve a queue shared between groups (`lua/lib/groups.lua`).
+    pub(crate) const GROUP: [&str; 9] = [
+        "state", "ready", "delayed", "ring", "done", "rate", "groups", "gready", "gring",
+    ];
     /// The channel a waiting worker is woken on: this, then the worker id (`CH_WAKE`).
     pub(crate) const WAKE: &str = "wake:";
     /// The channel an awaited task's end is announced on: this, then the id (`CH_DONE`).

@@ -23,7 +23,9 @@
 
 mod admin;
 mod generators;
+mod groups;
 mod invariants;
+mod leases;
 mod ops;
 mod runner;
 mod schedules;
@@ -31,10 +33,10 @@ mod snapshot;
 mod together;
 
 pub use generators::{
-    any_config, any_op, any_policy, any_scenario, any_strategy, dedup_scenario, pull_scenario,
-    running_scenario, schedule_scenario,
+    any_config, any_op, any_policy, any_scenario, any_strategy, dedup_scenario, group_scenario,
+    pull_scenario, running_scenario, schedule_scenario,
 };
-pub use ops::{Op, Scenario, SubmitOp, instance_token, queue_name, worker_id};
+pub use ops::{Op, Scenario, SubmitOp, instance_token, queue_index, queue_name, worker_id};
 pub use runner::{AuditFn, Runner, runtime};
 pub use snapshot::{EventView, Snapshot};
 

@@ -1,6 +1,6 @@
 //! Per-group concurrency limits through the worker runtime (`switchyard_core::flow::groups`),
-//! on the memory backend (the Redis backend refuses queues shared between groups for now:
-//! checked here too). Eight workers of four slots serve a queue shared between 50 groups,
+//! on the memory backend and on a real Redis. Eight workers of four slots serve a queue shared
+//! between 50 groups,
 //! each limited to one active task; the handlers themselves count how many tasks of their
 //! group run at once. Over 2,000 tasks: never two of one group at once, many groups at once,
 //! each task succeeded once. And a group's slot held by a worker that died comes back when
@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use switchyard::backend::WorkerSpec;
@@ -21,6 +21,19 @@ use switchyard_testkit::redis_server::RedisServer;
 use tokio::task::JoinHandle;
 
 const GROUPS: usize = 50;
+
+async fn client(redis: Option<&RedisServer>) -> Client {
+    static NS: AtomicU64 = AtomicU64::new(0);
+    match redis {
+        None => Client::memory(),
+        Some(server) => Client::connect(
+            &server.url(),
+            &format!("groups{}", NS.fetch_add(1, Ordering::SeqCst)),
+        )
+        .await
+        .unwrap(),
+    }
+}
 
 /// Per group: how many of its handlers run now and the most seen at once; all groups: the
 /// same, and how many ran in all.
@@ -109,10 +122,8 @@ fn task(group: usize) -> TaskSpec {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_never_runs_two_of_one_group() {
+async fn never_two_of_one_group(c: Client) {
     const TASKS: usize = 2_000;
-    let c = Client::memory();
     c.declare("q", one_per_group()).await.unwrap();
     let gauges = Gauges::new();
     let running = workers(&c, &gauges);
@@ -146,9 +157,7 @@ async fn memory_never_runs_two_of_one_group() {
 /// A worker takes group 0's first task and dies: group 0 waits (its limit is 1) while group 1
 /// runs; when maintenance reclaims the dead worker's lease the group's slot comes back and
 /// every task of it succeeds, never two at once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_gets_a_dead_workers_group_slot_back() {
-    let c = Client::memory();
+async fn a_dead_workers_group_slot_comes_back(c: Client) {
     c.declare("q", one_per_group()).await.unwrap();
     let dead = WorkerSpec::new("dead", ["q"])
         .unwrap()
@@ -181,11 +190,9 @@ async fn memory_gets_a_dead_workers_group_slot_back() {
     assert_eq!(gauges.most_of_one_group(), 1);
 }
 
-/// What is refused, and how it reads: a group key on a plain queue (both backends), a shared
-/// queue on Redis, fair share turned on while tasks wait.
-#[tokio::test]
-async fn refusals_say_why() {
-    let c = Client::memory();
+/// What is refused, and how it reads: a group key on a plain queue, fair share turned on while
+/// tasks wait, a weight out of range.
+async fn refusals_say_why(c: Client) {
     c.declare("plain", QueueConfig::default()).await.unwrap();
     let spec = TaskSpec::builder("plain", "work")
         .group_key("acme")
@@ -239,18 +246,37 @@ async fn refusals_say_why() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("group weight"), "{e}");
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_never_runs_two_of_one_group() {
+    never_two_of_one_group(client(None).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_never_runs_two_of_one_group() {
     let server = RedisServer::start().unwrap();
-    let r = Client::connect(&server.url(), "groups").await.unwrap();
-    let e = r.declare("shared", one_per_group()).await.unwrap_err();
-    assert!(
-        e.to_string().contains("not available on the Redis backend"),
-        "{e}"
-    );
-    r.declare("plain", QueueConfig::default()).await.unwrap();
-    let e = r.submit(spec).await.unwrap_err();
-    assert!(
-        e.to_string().contains("does not share between groups"),
-        "{e}"
-    );
+    never_two_of_one_group(client(Some(&server)).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_gets_a_dead_workers_group_slot_back() {
+    a_dead_workers_group_slot_comes_back(client(None).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_gets_a_dead_workers_group_slot_back() {
+    let server = RedisServer::start().unwrap();
+    a_dead_workers_group_slot_comes_back(client(Some(&server)).await).await;
+}
+
+#[tokio::test]
+async fn memory_refusals_say_why() {
+    refusals_say_why(client(None).await).await;
+}
+
+#[tokio::test]
+async fn redis_refusals_say_why() {
+    let server = RedisServer::start().unwrap();
+    refusals_say_why(client(Some(&server)).await).await;
 }

@@ -1,10 +1,12 @@
 //! What flow control costs: Redis CPU per task lifecycle of a bounded queue, of a queue with a
-//! concurrency limit, of a rate-limited one and of an earliest-deadline-first queue that
-//! expires late tasks (its tasks carrying deadlines), next to a plain queue, measured the same
-//! way in the same run.
+//! concurrency limit, of a rate-limited one, of an earliest-deadline-first queue that expires
+//! late tasks (its tasks carrying deadlines) and of a queue shared between 10 groups (with a
+//! per-group limit its workers never reach), next to a plain queue, measured the same way in the
+//! same run.
 
 use std::time::Duration;
 
+use switchyard::flow::groups::GroupShare;
 use switchyard::flow::rate::MAX_RATE;
 
 use super::lifecycle::cpu_per_task;
@@ -16,9 +18,9 @@ const FLOW_BATCHES: [usize; 2] = [1, 64];
 pub(super) async fn flow_control(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
     println!("## Flow control: Redis CPU per task lifecycle\n");
     println!(
-        "| batch | plain | bounded | × plain | concurrency limit | × plain | rate limit | × plain | edf, expiring | × plain |"
+        "| batch | plain | bounded | × plain | concurrency limit | × plain | rate limit | × plain | edf, expiring | × plain | 10 groups | × plain |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for batch in FLOW_BATCHES {
         let rounds = (args.tasks / batch).max(1);
         let cap = u32::try_from(batch).map_err(err)?;
@@ -33,6 +35,7 @@ pub(super) async fn flow_control(probe: &mut Probe, args: &BenchArgs) -> Res<()>
             plain.with_rate(MAX_RATE, Duration::from_secs(1)),
             QueueConfig::new(Policy::EarliestDeadlineFirst, Strategy::RoundRobin)
                 .with_expire_late(),
+            plain.with_groups(GroupShare::default().with_concurrency(cap)),
         ];
         let mut costs = Vec::with_capacity(configs.len());
         for (i, config) in configs.into_iter().enumerate() {
@@ -43,6 +46,9 @@ pub(super) async fn flow_control(probe: &mut Probe, args: &BenchArgs) -> Res<()>
             if config.expire_late {
                 // Deadlines a minute ahead: ordered by them, none reached.
                 tasks = tasks.with_deadlines(60_000);
+            }
+            if config.groups.is_some() {
+                tasks = tasks.with_groups(10);
             }
             costs.push(cpu_per_task(probe, &s, &q, &w, batch, rounds, tasks).await?);
             s.cleanup(probe).await?;
@@ -62,7 +68,8 @@ pub(super) async fn flow_control(probe: &mut Probe, args: &BenchArgs) -> Res<()>
         "\n(Each queue alone in a fresh namespace; one worker with as many slots as the batch. \
          The bound is never reached and no limit holds the queue back, so the figures are the \
          cost of the checks themselves; the EDF queue's tasks carry deadlines a minute ahead, \
-         none reached.)\n"
+         none reached; the shared queue's tasks take 10 group keys in turn, each group limited to the \
+         batch size, which it never reaches.)\n"
     );
     Ok(())
 }

@@ -109,6 +109,8 @@ pub(super) struct Tasks {
     n: u64,
     /// Each task's deadline this far ahead (plus a few ms that vary), if set.
     deadline_in_ms: Option<u64>,
+    /// Group keys `g0` … `g<n-1>` in turn, if set (a queue shared between groups).
+    groups: Option<u64>,
 }
 
 impl Tasks {
@@ -118,12 +120,19 @@ impl Tasks {
             payload: vec![b'x'; payload],
             n: 0,
             deadline_in_ms: None,
+            groups: None,
         }
     }
 
     /// Tasks whose deadlines are `ms` ahead, in a varying order (for earliest-deadline-first).
     pub(super) fn with_deadlines(mut self, ms: u64) -> Self {
         self.deadline_in_ms = Some(ms);
+        self
+    }
+
+    /// Tasks with group keys `g0` … `g<n-1>` in turn (for a queue shared between groups).
+    pub(super) fn with_groups(mut self, n: u64) -> Self {
+        self.groups = Some(n.max(1));
         self
     }
 
@@ -136,6 +145,9 @@ impl Tasks {
             .priority((self.n % 10) as u16);
         if let Some(ms) = self.deadline_in_ms {
             b = b.deadline(now + ms + self.n % 97);
+        }
+        if let Some(n) = self.groups {
+            b = b.group_key(format!("g{}", self.n % n));
         }
         b.build().map_err(err)
     }

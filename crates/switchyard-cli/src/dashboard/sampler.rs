@@ -63,6 +63,20 @@ pub const FAMILIES: &[MetricFamily] = &[
                limit.",
     },
     MetricFamily {
+        name: "switchyard_queue_groups_waiting",
+        kind: Kind::Gauge,
+        labels: &["queue"],
+        help: "A queue shared between groups: its groups with ready tasks (one series per \
+               queue, not per group: tenants are unbounded; `switchyard groups` lists them).",
+    },
+    MetricFamily {
+        name: "switchyard_queue_groups_held",
+        kind: Kind::Gauge,
+        labels: &["queue"],
+        help: "A queue shared between groups: its groups with ready tasks held at the per-group \
+               concurrency limit.",
+    },
+    MetricFamily {
         name: "switchyard_queue_closed_seconds",
         kind: Kind::Gauge,
         labels: &["queue"],
@@ -429,6 +443,19 @@ fn export(stats: &Stats, view: &View, configs: &BTreeMap<String, QueueConfig>) {
         if let Some(tokens) = q.rate_tokens {
             metrics::gauge!("switchyard_queue_rate_tokens", "queue" => name.clone())
                 .set(f64::from(tokens));
+        }
+        if let Some(g) = view
+            .queues
+            .iter()
+            .find(|r| r.queue == name)
+            .and_then(|r| r.groups.as_ref())
+        {
+            let waiting = g.groups.iter().filter(|g| g.ready > 0);
+            let held = waiting.clone().filter(|g| !g.in_ring).count();
+            metrics::gauge!("switchyard_queue_groups_waiting", "queue" => name.clone())
+                .set(waiting.count() as f64);
+            metrics::gauge!("switchyard_queue_groups_held", "queue" => name.clone())
+                .set(held as f64);
         }
         let closed = q
             .opens_at

@@ -96,6 +96,34 @@ pub fn render(view: &View, namespace: &str, every: Option<Duration>) -> String {
         if let Some(ms) = q.opens_in_ms {
             let _ = write!(detail, ", opens in {}", age(ms));
         }
+        if let Some(g) = &q.groups {
+            let held = g
+                .groups
+                .iter()
+                .filter(|g| g.ready > 0 && !g.in_ring)
+                .count();
+            let per = g
+                .concurrency
+                .map_or_else(String::new, |k| format!(" ({k} per group)"));
+            let _ = write!(
+                detail,
+                ", groups: {} waiting, {held} held{per}",
+                g.groups.iter().filter(|g| g.ready > 0).count()
+            );
+            if let Some(top) = g
+                .groups
+                .iter()
+                .max_by_key(|g| g.ready)
+                .filter(|g| g.ready > 0)
+            {
+                let _ = write!(
+                    detail,
+                    " (largest backlog {:?}: {})",
+                    top.key,
+                    count(top.ready)
+                );
+            }
+        }
         if let Some(bound) = q.max_waiting {
             let full = if q.waiting() >= u64::from(bound) {
                 " (FULL)"
@@ -208,7 +236,7 @@ fn clock(at: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::views::{QueueRow, View, WorkerRow};
+    use crate::views::{GroupsRow, QueueRow, View, WorkerRow};
 
     #[test]
     fn the_table_fits_in_80_columns_whatever_the_names_and_numbers() {
@@ -237,6 +265,16 @@ mod tests {
             head_age_ms: Some(7_300_000),
             succeeded_per_s: Some(12_345.67),
             failed_per_s: Some(0.5),
+            groups: Some(GroupsRow {
+                concurrency: Some(u32::MAX),
+                groups: vec![switchyard::flow::groups::GroupInfo {
+                    key: "a-very-long-tenant-key-".repeat(8),
+                    weight: 1000,
+                    ready: u64::MAX,
+                    active: u32::MAX,
+                    in_ring: false,
+                }],
+            }),
         };
         let worker = WorkerRow {
             worker: "host.example.com-123456-abcdef-and-more".into(),

@@ -93,6 +93,28 @@ pub fn validate_weight(weight: u32) -> Result<()> {
     Ok(())
 }
 
+/// Checks a group key given to [`Queues::set_group_weight`](crate::Queues::set_group_weight)
+/// (a task's key is checked by [`TaskSpecBuilder::build`](crate::TaskSpecBuilder::build) the
+/// same way): at most [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES) bytes, no control character.
+///
+/// ```
+/// use switchyard_core::flow::groups::validate_key;
+/// assert!(validate_key("customer-42").is_ok());
+/// assert!(validate_key("a\u{0}b").is_err());
+/// ```
+pub fn validate_key(key: &str) -> Result<()> {
+    if key.len() > crate::MAX_KEY_BYTES || key.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "group key",
+            format!(
+                "must be at most {} bytes without control characters",
+                crate::MAX_KEY_BYTES
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// How many dispatches a group's turn lasts: its weight (1 unless one was set).
 ///
 /// ```
@@ -132,17 +154,6 @@ pub fn not_shared(queue: &QueueName) -> Error {
         "group key",
         format!(
             "queue {queue} does not share between groups (declare it with fair share: `QueueConfig::with_groups`, `switchyard declare --fair-share`)"
-        ),
-    )
-}
-
-/// The refusal of a backend that does not share queues between groups yet (the Redis backend:
-/// only the memory reference has the rule so far).
-pub fn unsupported(backend: &str) -> Error {
-    Error::invalid(
-        "groups",
-        format!(
-            "fair share between group keys is not available on the {backend} backend yet (the in-memory backend has it)"
         ),
     )
 }

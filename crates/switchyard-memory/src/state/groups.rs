@@ -3,13 +3,13 @@
 //! `ready_rekey`, `ready_head`, `ready_take`), which keep a shared queue's groups (the rule:
 //! `switchyard_core::flow::groups`) beside its ready set.
 //!
-//! Lua twin: none yet — the Redis backend refuses queues shared between groups.
+//! Lua twin: lua/lib/groups.lua (the `GROUP` table), group_weight.lua, group_info.lua.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use switchyard_core::flow::concurrency::held;
 use switchyard_core::flow::groups::{
-    DEFAULT_GROUP, GroupInfo, not_shared, turn_length, validate_weight,
+    DEFAULT_GROUP, GroupInfo, not_shared, turn_length, validate_key, validate_weight,
 };
 use switchyard_core::{QueueName, Result, TaskId};
 
@@ -45,13 +45,16 @@ impl Groups {
     }
 
     /// Takes `group` out of the ring (it has no ready task or was closed); the head loses the
-    /// rest of its turn.
+    /// rest of its turn. A dispatch only ever takes out the head, or the tail it just sent
+    /// there (O(1)); a cancel or a new limit may take one from the middle.
     fn leave_ring(&mut self, group: &str) {
-        if let Some(i) = self.ring.iter().position(|g| g == group) {
+        if self.ring.front().is_some_and(|g| g == group) {
+            self.ring.pop_front();
+            self.left = 0;
+        } else if self.ring.back().is_some_and(|g| g == group) {
+            self.ring.pop_back();
+        } else if let Some(i) = self.ring.iter().position(|g| g == group) {
             self.ring.remove(i);
-            if i == 0 {
-                self.left = 0;
-            }
         }
     }
 
@@ -267,6 +270,17 @@ impl State {
         Ok(())
     }
 
+    /// Refuses a step with a task that has a group key for a plain queue, before anything else
+    /// is checked or stored (the Redis twin refuses it while it parses the step's tasks).
+    pub(crate) fn check_groups(&self, step: &[switchyard_core::TaskSpec]) -> Result<()> {
+        for spec in step.iter().filter(|s| s.group_key().is_some()) {
+            if self.queue(spec.queue())?.config.groups.is_none() {
+                return Err(not_shared(spec.queue()));
+            }
+        }
+        Ok(())
+    }
+
     /// Queues::set_group_weight.
     pub(crate) fn set_group_weight(
         &mut self,
@@ -275,6 +289,7 @@ impl State {
         weight: u32,
     ) -> Result<()> {
         validate_weight(weight)?;
+        validate_key(key)?;
         let groups = self.shared(queue)?;
         if weight == 1 {
             groups.weights.remove(key);

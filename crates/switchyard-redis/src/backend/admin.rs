@@ -5,6 +5,7 @@
 use crate::library::Call;
 use switchyard_core::admin::{InUse, Purge, PurgeReport, Reshape};
 use switchyard_core::flow::dedup::DedupMode;
+use switchyard_core::flow::groups::GroupInfo;
 use switchyard_core::rng::Minstd;
 use switchyard_core::{Error, EventLevel, QueueConfig, QueueName, Result, TaskId};
 
@@ -53,6 +54,12 @@ pub(super) fn push_config(inv: &mut Call, config: &QueueConfig) {
         // A mode this build does not know: the script refuses it as invalid.
         _ => u8::MAX,
     });
+    // Not shared: -1; shared: the per-group limit (0: none).
+    inv.arg(
+        config
+            .groups
+            .map_or(-1, |g| i64::from(g.concurrency.unwrap_or(0))),
+    );
 }
 
 fn in_use(queue: &QueueName, operation: &'static str, reason: InUse) -> Error {
@@ -103,9 +110,6 @@ impl RedisBackend {
         config: QueueConfig,
     ) -> Result<bool> {
         config.validate()?;
-        if config.groups.is_some() {
-            return Err(switchyard_core::flow::groups::unsupported("Redis"));
-        }
         let json = codec::config_json(&config)?;
         let (json, config) = (&json, &config);
         verified("reconfigure", |_| async move {
@@ -125,7 +129,8 @@ impl RedisBackend {
             push_config(&mut inv, config);
             inv.arg(raw)
                 .arg(u8::from(reshape.order))
-                .arg(u8::from(reshape.balancer));
+                .arg(u8::from(reshape.balancer))
+                .arg(u8::from(reshape.groups));
             match self.exec_durable(&inv).await {
                 Ok(v) => Ok(int(&v)? == 1),
                 Err(Failure::Busy(reason)) => Err(in_use(queue, "reconfigured", reason).into()),
@@ -133,6 +138,29 @@ impl RedisBackend {
             }
         })
         .await
+    }
+
+    pub(super) async fn set_group_weight_now(
+        &self,
+        queue: &QueueName,
+        key: &str,
+        weight: u32,
+    ) -> Result<()> {
+        switchyard_core::flow::groups::validate_weight(weight)?;
+        switchyard_core::flow::groups::validate_key(key)?;
+        let now = self.now_arg();
+        let mut inv = self.invocation(&self.functions().group_weight, &[queue], &now);
+        inv.arg(queue.as_str()).arg(key).arg(weight);
+        self.exec_durable(&inv).await.map_err(Failure::into_error)?;
+        Ok(())
+    }
+
+    pub(super) async fn groups_now(&self, queue: &QueueName) -> Result<Vec<GroupInfo>> {
+        let now = self.now_arg();
+        let mut inv = self.invocation(&self.functions().group_info, &[queue], &now);
+        inv.arg(queue.as_str());
+        let v = self.exec(&inv).await.map_err(Failure::into_error)?;
+        codec::group_infos(v)
     }
 
     pub(super) async fn delete_queue_now(&self, queue: &QueueName) -> Result<()> {

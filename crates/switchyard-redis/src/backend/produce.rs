@@ -4,7 +4,6 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use switchyard_core::flow::bounded::BATCH_STEP;
-use switchyard_core::flow::groups::not_shared;
 use switchyard_core::{Error, Produce, QueueName, Result, SubmitOutcome, TaskSpec};
 
 use super::RedisBackend;
@@ -20,9 +19,6 @@ impl Produce for RedisBackend {
     /// Concurrent single submits are sent together in one script call (see the `combine`
     /// module); a submit made alone is sent at once.
     async fn submit(&self, spec: TaskSpec) -> Result<SubmitOutcome> {
-        if spec.group_key().is_some() {
-            return Err(not_shared(spec.queue()));
-        }
         match self.combined(spec, "submit").await {
             Err(e) => Err(self.explained(e).await),
             ok => ok,
@@ -42,11 +38,6 @@ impl RedisBackend {
     /// after earlier ones stored their tasks, the error is `BatchIncomplete` with their
     /// outcomes.
     pub(super) async fn submit_specs(&self, specs: &[TaskSpec]) -> Result<Vec<SubmitOutcome>> {
-        // No queue here shares between groups (the Redis backend refuses them): a task with a
-        // group key is refused before anything is stored.
-        if let Some(s) = specs.iter().find(|s| s.group_key().is_some()) {
-            return Err(not_shared(s.queue()));
-        }
         // Check every queue first, so that a batch with an unknown queue submits nothing.
         let mut seen: Vec<&QueueName> = Vec::new();
         for s in specs {

@@ -15,9 +15,6 @@ use crate::{codec, keys};
 impl Queues for RedisBackend {
     async fn declare_queue(&self, queue: &QueueName, config: QueueConfig) -> Result<()> {
         config.validate()?;
-        if config.groups.is_some() {
-            return Err(groups::unsupported("Redis"));
-        }
         let json = codec::config_json(&config)?;
         let now = self.now_arg();
         let mut inv = self.invocation(&self.functions().declare, &[queue], &now);
@@ -79,11 +76,11 @@ impl Queues for RedisBackend {
         self.delete_queue_now(queue).await
     }
 
-    async fn set_group_weight(&self, _queue: &QueueName, _key: &str, _weight: u32) -> Result<()> {
-        Err(groups::unsupported("Redis"))
+    async fn set_group_weight(&self, queue: &QueueName, key: &str, weight: u32) -> Result<()> {
+        self.set_group_weight_now(queue, key, weight).await
     }
 
-    async fn groups(&self, _queue: &QueueName) -> Result<Vec<groups::GroupInfo>> {
-        Err(groups::unsupported("Redis"))
+    async fn groups(&self, queue: &QueueName) -> Result<Vec<groups::GroupInfo>> {
+        self.groups_now(queue).await
     }
 }

@@ -398,6 +398,32 @@ pub(crate) fn purged(v: Value) -> Result<(usize, bool), Error> {
     Ok((n, more))
 }
 
+/// `group_info`: `{key, weight, ready, active, in ring 0|1}` per group.
+pub(crate) fn group_infos(
+    v: Value,
+) -> Result<Vec<switchyard_core::flow::groups::GroupInfo>, Error> {
+    array(v)?
+        .into_iter()
+        .map(|row| {
+            let mut f = array(row)?.into_iter();
+            let key = text(next_of(&mut f, "group_info")?)?;
+            let weight = u32::try_from(uint(&next_of(&mut f, "group_info")?)?)
+                .map_err(|_| protocol("group weight out of range"))?;
+            let ready = uint(&next_of(&mut f, "group_info")?)?;
+            let active = u32::try_from(uint(&next_of(&mut f, "group_info")?)?)
+                .map_err(|_| protocol("group active count out of range"))?;
+            let in_ring = int(&next_of(&mut f, "group_info")?)? == 1;
+            Ok(switchyard_core::flow::groups::GroupInfo {
+                key,
+                weight,
+                ready,
+                active,
+                in_ring,
+            })
+        })
+        .collect()
+}
+
 /// `peek`: task ids.
 pub(crate) fn task_ids(v: Value) -> Result<Vec<TaskId>, Error> {
     array(v)?.into_iter().map(task_id).collect()

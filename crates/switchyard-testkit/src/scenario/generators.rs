@@ -4,6 +4,7 @@ use proptest::prelude::*;
 use proptest::strategy::Strategy as _;
 use switchyard_core::admin::Purge;
 use switchyard_core::flow::dedup::DedupMode;
+use switchyard_core::flow::groups::GroupShare;
 use switchyard_core::flow::rate::RateLimit;
 use switchyard_core::{Backoff, EventLevel, Policy, QueueConfig, Strategy};
 
@@ -84,6 +85,16 @@ pub fn any_config() -> impl proptest::strategy::Strategy<Value = QueueConfig> {
                 if seed / 7 % 2 == 1 {
                     config.dedup_mode = DedupMode::Debounce;
                 }
+                // Two in five queues are shared between groups, half of those with a limit of
+                // one or two per group, drawn from the seed.
+                if seed / 11 % 5 < 2 {
+                    let mut share = GroupShare::default();
+                    if seed / 13 % 2 == 1 {
+                        share =
+                            share.with_concurrency(1 + u32::try_from(seed / 17 % 2).unwrap_or(0));
+                    }
+                    config.groups = Some(share);
+                }
                 config
                     .with_events(events)
                     .with_seed(seed)
@@ -110,9 +121,20 @@ pub(super) fn submit_op() -> impl proptest::strategy::Strategy<Value = SubmitOp>
         proptest::option::weighted(0.2, 0u8..3),
         proptest::option::weighted(0.3, 1u32..4),
         proptest::option::weighted(0.6, prop_oneof![Just(0u32), 1u32..20_000]),
+        proptest::option::weighted(0.4, 0u8..3),
     )
         .prop_map(
-            |(queue, priority, cost_ms, delay_ms, affinity, dedup, max_attempts, deadline_ms)| {
+            |(
+                queue,
+                priority,
+                cost_ms,
+                delay_ms,
+                affinity,
+                dedup,
+                max_attempts,
+                deadline_ms,
+                group,
+            )| {
                 SubmitOp {
                     queue,
                     priority,
@@ -122,6 +144,7 @@ pub(super) fn submit_op() -> impl proptest::strategy::Strategy<Value = SubmitOp>
                     dedup,
                     max_attempts,
                     deadline_ms,
+                    group,
                 }
             },
         )
@@ -182,6 +205,8 @@ pub fn any_op() -> impl proptest::strategy::Strategy<Value = Op> {
         1 => (0..QUEUES, any_config(), any::<bool>())
             .prop_map(|(queue, config, keep_shape)| Op::Reconfigure { queue, config, keep_shape }),
         1 => (0..QUEUES).prop_map(|queue| Op::DeleteQueue { queue }),
+        1 => (0..QUEUES, 0u8..3, prop_oneof![3 => 1u32..4, 1 => Just(0u32)])
+            .prop_map(|(queue, group, weight)| Op::SetGroupWeight { queue, group, weight }),
     ]
 }
 
@@ -391,4 +416,72 @@ pub fn pull_scenario(max_ops: usize) -> impl proptest::strategy::Strategy<Value 
         }
         s
     })
+}
+
+/// A submit to a shared queue: mostly with one of three group keys, sometimes without one
+/// (the group `""`).
+fn group_submit_op() -> impl proptest::strategy::Strategy<Value = SubmitOp> {
+    (submit_op(), proptest::option::weighted(0.85, 0u8..3)).prop_map(|(mut op, group)| {
+        op.group = group;
+        op
+    })
+}
+
+/// One step of shared queues' lives: submits to groups (alone, in batches, together), the
+/// receives, completions, failures, throttles and hand-backs that move groups in and out of
+/// their limits and the ring, weights, cancels and changes of waiting tasks, purges and
+/// reconfigures (limits changed, sharing turned off and on).
+fn group_op() -> impl proptest::strategy::Strategy<Value = Op> {
+    prop_oneof![
+        6 => group_submit_op().prop_map(Op::Submit),
+        2 => proptest::collection::vec(group_submit_op(), 1..6).prop_map(Op::Batch),
+        1 => proptest::collection::vec(group_submit_op(), 2..4).prop_map(Op::SubmitTogether),
+        5 => (0..WORKERS, 1usize..4).prop_map(|(worker, max)| Op::Receive { worker, max }),
+        2 => (0..WORKERS, 0usize..4).prop_map(|(worker, max)| Op::Park { worker, max }),
+        5 => any::<usize>().prop_map(|pick| Op::Complete { pick }),
+        2 => (any::<usize>(), 1usize..4).prop_map(|(pick, max)| Op::CompleteAndReceive { pick, max }),
+        2 => (any::<usize>(), any::<bool>()).prop_map(|(pick, retry)| Op::Fail { pick, retry }),
+        1 => any::<usize>().prop_map(|pick| Op::Throttle { pick, hold_ms: 0 }),
+        2 => (0..QUEUES, 0u8..3, prop_oneof![3 => 1u32..4, 1 => Just(0u32)])
+            .prop_map(|(queue, group, weight)| Op::SetGroupWeight { queue, group, weight }),
+        1 => any::<usize>().prop_map(|pick| Op::Cancel { pick }),
+        1 => change_op(),
+        1 => (0..QUEUES).prop_map(|queue| Op::Dispatch { queue }),
+        1 => (0..QUEUES, any::<bool>()).prop_map(|(queue, paused)| Op::Pause { queue, paused }),
+        1 => register_op(),
+        1 => (0..WORKERS).prop_map(|worker| Op::Drain { worker }),
+        1 => (0..WORKERS).prop_map(|worker| Op::Deregister { worker }),
+        1 => (0..WORKERS).prop_map(|worker| Op::Heartbeat { worker }),
+        1 => prop_oneof![Just(0u64), Just(500), Just(2_500), Just(16_000)].prop_map(|ms| Op::Advance { ms }),
+        1 => (0..QUEUES, prop_oneof![Just(1usize), Just(1_000)])
+            .prop_map(|(queue, limit)| Op::PurgeQueue { queue, what: Purge::Waiting, limit }),
+        1 => (0..QUEUES, shared_config(), any::<bool>())
+            .prop_map(|(queue, config, keep_shape)| Op::Reconfigure { queue, config, keep_shape }),
+    ]
+}
+
+/// [`any_config`], shared between groups: no limit, or one or two per group; one in eight
+/// not shared (what a reconfigure turning sharing off looks like).
+fn shared_config() -> impl proptest::strategy::Strategy<Value = QueueConfig> {
+    (any_config(), 0u8..8).prop_map(|(mut config, n)| {
+        config.groups = match n {
+            0 => None,
+            1..=3 => Some(GroupShare::default()),
+            _ => Some(GroupShare::default().with_concurrency(u32::from(n % 2) + 1)),
+        };
+        config
+    })
+}
+
+/// A random scenario of queues shared between groups ([`group_op`]).
+pub fn group_scenario(max_ops: usize) -> impl proptest::strategy::Strategy<Value = Scenario> {
+    (
+        proptest::collection::vec(shared_config(), QUEUES),
+        proptest::collection::vec(register_op(), 1..4),
+        proptest::collection::vec(group_op(), 1..max_ops),
+    )
+        .prop_map(|(configs, mut ops, rest)| {
+            ops.extend(rest);
+            Scenario { configs, ops }
+        })
 }

@@ -49,8 +49,15 @@ impl<B: Backend> Runner<B> {
         capacity(&snap, held)?;
         self.work_conservation(&snap)?;
         self.within_limits(&snap)?;
+        self.within_group_limits(&snap)?;
         let after = self.ready_lists().await?;
-        order_kept(before, &after, moved)?;
+        let groups = snap
+            .tasks
+            .iter()
+            .flatten()
+            .map(|t| (t.id, t.group_key.clone().unwrap_or_default()))
+            .collect();
+        order_kept(before, &after, moved, &groups)?;
         Ok((snap, after))
     }
 
@@ -102,8 +109,13 @@ impl<B: Backend> Runner<B> {
         for (i, q) in snap.stats.queues.iter().enumerate() {
             let config = self.configs.get(i).ok_or("queue index")?;
             let active = u32::try_from(q.dispatched + q.running).unwrap_or(u32::MAX);
+            // A shared queue has a task to dispatch while a group is in its ring.
+            let waiting = match snap.groups.get(i).and_then(Option::as_ref) {
+                Some(groups) => groups.iter().any(|g| g.in_ring),
+                None => q.ready > 0,
+            };
             if !config.strategy.is_push()
-                || q.ready == 0
+                || !waiting
                 || q.paused
                 || held(active, config.concurrency)
                 || config.rate.is_some()
@@ -363,21 +375,29 @@ fn capacity(snap: &Snapshot, mut held: BTreeMap<WorkerId, u32>) -> Result<(), St
 }
 
 /// 4. Order, as seen in one step: the tasks that left each ready set (`before` → `after`) were
-///    a prefix of it (`cancelled`, taken out by a cancel or a change, aside). The order of the sets
-///    themselves is checked by `check_policy_order`; 5, idempotence, inside the steps that
-///    repeat a call.
+///    a prefix of it (`cancelled`, taken out by a cancel or a change, aside) — in a queue shared
+///    between groups, a prefix of each group's part of it (`groups`: each task's group key; the
+///    ring decides which group's turn it is). The order of the sets themselves is checked by
+///    `check_policy_order`; 5, idempotence, inside the steps that repeat a call.
 fn order_kept(
     before: &[Vec<TaskId>],
     after: &[Vec<TaskId>],
     moved: &[TaskId],
+    groups: &BTreeMap<TaskId, String>,
 ) -> Result<(), String> {
     for (i, (b, a)) in before.iter().zip(after).enumerate() {
-        let b: Vec<&TaskId> = b.iter().filter(|id| !moved.contains(id)).collect();
-        let left: Vec<&TaskId> = b.iter().copied().filter(|id| !a.contains(id)).collect();
-        if b[..left.len()] != left[..] {
-            return Err(format!(
-                "q{i}: tasks {left:?} left out of order; the queue was {b:?}"
-            ));
+        let mut parts: BTreeMap<&str, Vec<&TaskId>> = BTreeMap::new();
+        for id in b.iter().filter(|id| !moved.contains(id)) {
+            let group = groups.get(id).map_or("", String::as_str);
+            parts.entry(group).or_default().push(id);
+        }
+        for (group, b) in parts {
+            let left: Vec<&TaskId> = b.iter().copied().filter(|id| !a.contains(id)).collect();
+            if b[..left.len()] != left[..] {
+                return Err(format!(
+                    "q{i} (group {group:?}): tasks {left:?} left out of order; the queue was {b:?}"
+                ));
+            }
         }
     }
     Ok(())

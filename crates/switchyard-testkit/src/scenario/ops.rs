@@ -22,6 +22,8 @@ pub struct SubmitOp {
     pub max_attempts: Option<u32>,
     /// Deadline, in ms after the submit (0: due at once).
     pub deadline_ms: Option<u32>,
+    /// Group key index (`g0` …; a plain queue refuses it).
+    pub group: Option<u8>,
 }
 
 /// One step.
@@ -221,6 +223,15 @@ pub enum Op {
         /// Which schedule.
         index: u8,
     },
+    /// Set the weight of group `g<group>` of a queue (refused unless it is shared).
+    SetGroupWeight {
+        /// Queue index.
+        queue: usize,
+        /// Group key index.
+        group: u8,
+        /// The weight (0 and above 1,000 are refused).
+        weight: u32,
+    },
     /// Delete a task (refused unless finished).
     DeleteTask {
         /// Which task.
@@ -276,6 +287,11 @@ pub struct Scenario {
 /// The name of queue `i`.
 pub fn queue_name(i: usize) -> QueueName {
     QueueName::new(format!("q{i}")).unwrap_or_else(|_| unreachable_name())
+}
+
+/// The index of a scenario's queue (`q<i>`: the inverse of [`queue_name`]).
+pub fn queue_index(name: &QueueName) -> Option<usize> {
+    name.as_str().strip_prefix('q')?.parse().ok()
 }
 
 /// The id of worker `i`.

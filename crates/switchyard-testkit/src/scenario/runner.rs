@@ -7,12 +7,12 @@ use std::pin::Pin;
 
 use switchyard_core::prelude::*;
 use switchyard_core::{
-    Ack, Clock, Error, Lease, ManualClock, QueueConfig, SubmitOutcome, TaskId, TaskIdGenerator,
+    Clock, Error, Lease, ManualClock, QueueConfig, SubmitOutcome, TaskId, TaskIdGenerator,
     TaskSpec, TaskState, TraceParent, TraceState, WorkerRef, WorkerSpec,
 };
 
 use super::invariants::ReadyEntry;
-use super::{MAINTAIN_LIMIT, Op, SubmitOp, instance_token, queue_name, worker_id};
+use super::{MAINTAIN_LIMIT, Op, SubmitOp, instance_token, queue_index, queue_name, worker_id};
 
 /// A backend-specific structural check run after every step.
 pub type AuditFn<B> = Box<
@@ -142,6 +142,9 @@ impl<B: Backend> Runner<B> {
         if let Some(k) = op.dedup {
             b = b.dedup_key(format!("d{k}"));
         }
+        if let Some(g) = op.group {
+            b = b.group_key(format!("g{g}"));
+        }
         if let Some(a) = op.max_attempts {
             b = b.max_attempts(a);
         }
@@ -164,7 +167,7 @@ impl<B: Backend> Runner<B> {
 
     /// Worker `i` mapped onto the live workers (so most steps address a registered worker);
     /// `i` itself when none is live.
-    fn live_worker(&self, i: usize) -> usize {
+    pub(super) fn live_worker(&self, i: usize) -> usize {
         if self.live.is_empty() {
             return i;
         }
@@ -176,7 +179,7 @@ impl<B: Backend> Runner<B> {
     }
 
     /// Worker `i` as its last accepted registration names itself.
-    fn me(&self, i: usize) -> WorkerRef {
+    pub(super) fn me(&self, i: usize) -> WorkerRef {
         WorkerRef {
             id: worker_id(i),
             instance: instance_token(self.instances.get(&i).copied().unwrap_or(0)),
@@ -275,11 +278,23 @@ impl<B: Backend> Runner<B> {
                         .flatten()
                         .find(|t| t.id == id)
                         .is_some_and(|t| t.payload != spec.payload());
-                    let out = self
-                        .backend
-                        .submit(spec)
-                        .await
-                        .map_err(|e| format!("resubmit: {e}"))?;
+                    // A task with a group key, resubmitted after its queue stopped sharing
+                    // between groups, is refused like any such spec — and changes nothing.
+                    let unshared = spec.group_key().is_some()
+                        && self
+                            .configs
+                            .get(queue_index(spec.queue()).unwrap_or(usize::MAX))
+                            .is_some_and(|c| c.groups.is_none());
+                    let out = match self.backend.submit(spec).await {
+                        Err(e @ Error::Invalid { .. }) if unshared => {
+                            if self.snapshot().await? != snap {
+                                return Err(format!("refused resubmit of {id} changed state"));
+                            }
+                            self.record(format!("resubmit {id} -> refused: {e}"));
+                            return self.check_after(op, &before, None).await;
+                        }
+                        r => r.map_err(|e| format!("resubmit: {e}"))?,
+                    };
                     if !out.duplicate || out.id != id || out.replaced {
                         return Err(format!("resubmit of {id} was not a duplicate: {out:?}"));
                     }
@@ -390,148 +405,15 @@ impl<B: Backend> Runner<B> {
                     Err(e) => return Err(format!("maintain: {e}")),
                 }
             }
-            Op::Receive { worker, max } => {
-                let worker = self.live_worker(*worker);
-                let label = format!("receive w{worker} {max}");
-                match self.backend.receive(&self.me(worker), *max).await {
-                    Ok(ds) => {
-                        self.deliveries.extend(ds.iter().map(|d| d.lease.clone()));
-                        format!("{label} -> {ds:?}")
-                    }
-                    Err(e) if fatal(&e) => return Err(format!("{label}: backend failed: {e}")),
-                    Err(e) => format!("{label} -> error: {e}"),
-                }
-            }
-            Op::Park { worker, max } => {
-                let worker = self.live_worker(*worker);
-                let label = format!("park w{worker} {max}");
-                let asked = self
-                    .backend
-                    .receive_wait(&self.me(worker), *max, std::time::Duration::ZERO)
-                    .await;
-                match asked {
-                    Ok(ds) => {
-                        self.deliveries.extend(ds.iter().map(|d| d.lease.clone()));
-                        format!("{label} -> {ds:?}")
-                    }
-                    Err(e) if fatal(&e) => return Err(format!("{label}: backend failed: {e}")),
-                    Err(e) => format!("{label} -> error: {e}"),
-                }
-            }
-            Op::Running { worker } => {
-                let worker = self.live_worker(*worker);
-                let label = format!("running w{worker}");
-                match self.backend.running(&self.me(worker)).await {
-                    Ok(ds) => {
-                        for d in &ds {
-                            if !self.deliveries.contains(&d.lease) {
-                                self.deliveries.push(d.lease.clone());
-                            }
-                        }
-                        format!("{label} -> {ds:?}")
-                    }
-                    Err(e) if fatal(&e) => return Err(format!("{label}: backend failed: {e}")),
-                    Err(e) => format!("{label} -> error: {e}"),
-                }
-            }
-            Op::Complete { pick } => {
-                if self.deliveries.is_empty() {
-                    "complete: nothing delivered".to_string()
-                } else {
-                    let lease = self.pick_delivery(*pick).await?;
-                    let out = self
-                        .backend
-                        .complete(&lease, format!("done-{}", lease.task).into_bytes())
-                        .await
-                        .map_err(|e| format!("complete: {e}"))?;
-                    if out.ack == Ack::Completed {
-                        self.completed.push(lease.clone());
-                    }
-                    format!("complete {lease:?} -> {out:?}")
-                }
-            }
-            Op::CompleteAndReceive { pick, max } => {
-                if self.deliveries.is_empty() {
-                    "complete-and-receive: nothing delivered".to_string()
-                } else {
-                    let lease = self.pick_delivery(*pick).await?;
-                    let (out, ds) = self
-                        .backend
-                        .complete_and_receive(
-                            &lease,
-                            format!("done-{}", lease.task).into_bytes(),
-                            *max,
-                        )
-                        .await
-                        .map_err(|e| format!("complete-and-receive: {e}"))?;
-                    if out.ack == Ack::Completed {
-                        self.completed.push(lease.clone());
-                    }
-                    self.deliveries.extend(ds.iter().map(|d| d.lease.clone()));
-                    format!("complete-and-receive {lease:?} {max} -> {out:?} {ds:?}")
-                }
-            }
-            Op::CompleteAgain { pick } => {
-                if self.completed.is_empty() {
-                    "complete-again: nothing completed".to_string()
-                } else {
-                    let lease = self.completed[pick % self.completed.len()].clone();
-                    let snap = self.snapshot().await?;
-                    let out = self
-                        .backend
-                        .complete(&lease, b"again".to_vec())
-                        .await
-                        .map_err(|e| format!("complete again: {e}"))?;
-                    if !matches!(out.ack, Ack::Rejected(_)) {
-                        return Err(format!(
-                            "second completion of {} accepted: {out:?}",
-                            lease.task
-                        ));
-                    }
-                    if self.snapshot().await? != snap {
-                        return Err(format!("second completion of {} changed state", lease.task));
-                    }
-                    format!("complete again {lease:?} -> {out:?}")
-                }
-            }
-            Op::Fail { pick, retry } => {
-                if self.deliveries.is_empty() {
-                    "fail: nothing delivered".to_string()
-                } else {
-                    let lease = self.pick_delivery(*pick).await?;
-                    answer!(
-                        format!("fail {lease:?} retry {retry}"),
-                        self.backend.fail(&lease, "boom", *retry)
-                    )
-                }
-            }
-            Op::Throttle { pick, hold_ms } => {
-                if self.deliveries.is_empty() {
-                    "throttle: nothing delivered".to_string()
-                } else {
-                    let lease = self.pick_delivery(*pick).await?;
-                    self.throttled.insert(lease.queue.clone());
-                    answer!(
-                        format!("throttle {lease:?} hold {hold_ms}"),
-                        self.backend
-                            .throttle(&lease, std::time::Duration::from_millis(*hold_ms))
-                    )
-                }
-            }
-            Op::Progress { pick, ppm, message } => {
-                if self.deliveries.is_empty() {
-                    "progress: nothing delivered".to_string()
-                } else {
-                    let lease = self.pick_delivery(*pick).await?;
-                    let text = if *message { "step ✓ done" } else { "" };
-                    let report = switchyard_core::Progress::from_ppm(*ppm, text)
-                        .map_err(|e| format!("progress report: {e}"))?;
-                    answer!(
-                        format!("progress {lease:?} {ppm} {text:?}"),
-                        self.backend.progress(&lease, &report)
-                    )
-                }
-            }
+            Op::Receive { .. }
+            | Op::Park { .. }
+            | Op::Running { .. }
+            | Op::Complete { .. }
+            | Op::CompleteAndReceive { .. }
+            | Op::CompleteAgain { .. }
+            | Op::Fail { .. }
+            | Op::Throttle { .. }
+            | Op::Progress { .. } => self.apply_lease(op).await?,
             Op::Change {
                 pick,
                 priority,
@@ -585,6 +467,7 @@ impl<B: Backend> Runner<B> {
             | Op::ClaimTicks { .. }
             | Op::PauseSchedule { .. }
             | Op::RemoveSchedule { .. } => self.apply_schedule(op).await?,
+            Op::SetGroupWeight { .. } => self.apply_groups(op).await?,
             Op::DeleteTask { .. }
             | Op::PurgeQueue { .. }
             | Op::Reconfigure { .. }
@@ -597,6 +480,17 @@ impl<B: Backend> Runner<B> {
             }
         };
         self.record(line);
+        self.check_after(op, &before, cancelled).await
+    }
+
+    /// The invariants after step `op`, given the ready lists `before` it and the task it
+    /// cancelled, if any.
+    async fn check_after(
+        &mut self,
+        op: &Op,
+        before: &[Vec<TaskId>],
+        cancelled: Option<TaskId>,
+    ) -> Result<(), String> {
         // A task changed (by a change, or a debounced submit) or cancelled may leave the ready
         // order from anywhere.
         let mut changed = std::mem::take(&mut self.replaced);
@@ -605,7 +499,7 @@ impl<B: Backend> Runner<B> {
         }
         let mut moved = changed.clone();
         moved.extend(cancelled);
-        let (snap, after) = self.check_all(&before, &moved).await?;
+        let (snap, after) = self.check_all(before, &moved).await?;
         // Only a failed attempt (reported, or timed out by a heartbeat) puts a running task
         // back in its queue as a new entry; every other way back keeps its place.
         let fails = matches!(op, Op::Fail { .. } | Op::Heartbeat { .. });

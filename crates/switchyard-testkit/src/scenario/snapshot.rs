@@ -1,5 +1,6 @@
 //! What the runner sees of a backend at one moment, through its public API.
 
+use switchyard_core::flow::groups::GroupInfo;
 use switchyard_core::prelude::*;
 use switchyard_core::{
     EVENT_LOG_CAP, EventKind, QueueName, Stats, TaskId, TaskInfo, TaskKind, WorkerId,
@@ -30,6 +31,8 @@ pub struct Snapshot {
     pub costs: Vec<Option<u32>>,
     /// How long until maintenance next has something to do.
     pub until_due: Option<std::time::Duration>,
+    /// The groups of each queue shared between groups (`None`: a plain queue).
+    pub groups: Vec<Option<Vec<GroupInfo>>>,
 }
 
 impl<B: Backend> Runner<B> {
@@ -72,12 +75,25 @@ impl<B: Backend> Runner<B> {
             .until_due()
             .await
             .map_err(|e| format!("until due: {e}"))?;
+        let mut groups = Vec::new();
+        for (i, config) in self.configs.iter().enumerate() {
+            groups.push(match config.groups {
+                Some(_) => Some(
+                    self.backend
+                        .groups(&queue_name(i))
+                        .await
+                        .map_err(|e| format!("groups: {e}"))?,
+                ),
+                None => None,
+            });
+        }
         Ok(Snapshot {
             stats,
             tasks,
             events,
             costs,
             until_due,
+            groups,
         })
     }
 

@@ -26,12 +26,17 @@ fn fnv1a(text: &str) -> u64 {
     })
 }
 
-/// The partition a task belongs in: the hash of its affinity key, else of its dedup key
-/// (so that tasks with the same key meet in one partition, where affinity and deduplication
-/// work), else the one its id names (ids are random: tasks spread evenly).
+/// The partition a task belongs in: the hash of its affinity key, else of its dedup key, else
+/// of its group key (so that tasks with the same key meet in one partition, where affinity,
+/// deduplication and a group's share and limit work), else the one its id names (ids are
+/// random: tasks spread evenly).
 pub fn partition_for(spec: &TaskSpec, count: u16) -> u16 {
     let count = count.max(1);
-    match spec.affinity_key().or(spec.dedup_key()) {
+    match spec
+        .affinity_key()
+        .or(spec.dedup_key())
+        .or(spec.group_key())
+    {
         Some(key) => u16::try_from(fnv1a(key) % u64::from(count)).unwrap_or(0),
         None => partition_of(spec.id(), count),
     }
@@ -137,8 +142,15 @@ mod tests {
         let a = route(spec(Some("customer-7"), None, 1), 8).0;
         let b = route(spec(Some("customer-7"), None, 999_999), 8).0;
         let c = route(spec(None, Some("customer-7"), 5), 8).0;
+        let grouped = TaskSpec::builder("q", "k")
+            .id(TaskId::from_u128(77))
+            .group_key("customer-7")
+            .build()
+            .unwrap();
+        let d = route(grouped, 8).0;
         assert_eq!(a, b);
         assert_eq!(a, c);
+        assert_eq!(a, d, "a group lives in one partition");
         // Ids without a key spread over every partition.
         let seen: BTreeSet<u16> = (0..200u128)
             .map(|i| route(spec(None, None, i * 7919), 8).0)

@@ -134,6 +134,18 @@ function tokens(q) {
     `${int(q.rate_tokens)}/${q.rate.split(' ')[0]}${opens}`);
 }
 
+/** A queue shared between groups: its groups with ready tasks, and how many of those are at
+ * their limit ('full' while any is); each group's backlog in the title. '-' if not shared. */
+function groups(q) {
+  if (!q.groups) return el('td', { 'data-field': 'groups' }, '-');
+  const waiting = q.groups.groups.filter(g => g.ready > 0);
+  const held = waiting.filter(g => !g.in_ring).length;
+  const title = q.groups.groups.map(g =>
+    `${g.key || '(none)'}: ${int(g.ready)} ready, ${int(g.active)} active, weight ${g.weight}`).join('\n');
+  return el('td', { 'data-field': 'groups', class: held > 0 ? 'full' : '', title },
+    held > 0 ? `${int(waiting.length)} (${int(held)} held)` : int(waiting.length));
+}
+
 function renderQueues(queues) {
   const body = document.querySelector('#queues tbody');
   patchRows(body, queues.map(q => el('tr', { 'data-queue': q.queue },
@@ -146,6 +158,7 @@ function renderQueues(queues) {
     bound(q),
     limit(q),
     tokens(q),
+    groups(q),
     el('td', { 'data-field': 'memory_bytes' }, bytes(q.memory_bytes)),
     el('td', { 'data-field': 'succeeded_per_s' }, rate(q.succeeded_per_s)),
     el('td', { 'data-field': 'failed_per_s' }, rate(q.failed_per_s)),

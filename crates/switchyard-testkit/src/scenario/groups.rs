@@ -1,0 +1,74 @@
+//! Queues shared between groups in a scenario (`switchyard_core::flow::groups`): the weight
+//! step ([`Op::SetGroupWeight`]) and the per-group limit invariant. The ring's order itself is
+//! what the two backends must agree on step by step (their traces and snapshots, which carry
+//! each shared queue's groups); work conservation and the order invariant see a shared queue
+//! through its groups (`invariants.rs`).
+
+use std::collections::BTreeMap;
+
+use switchyard_core::TaskId;
+use switchyard_core::prelude::*;
+
+use super::runner::fatal;
+use super::snapshot::Snapshot;
+use super::{Op, Runner, queue_name};
+
+impl<B: Backend> Runner<B> {
+    pub(super) async fn apply_groups(&mut self, op: &Op) -> Result<String, String> {
+        match op {
+            Op::SetGroupWeight {
+                queue,
+                group,
+                weight,
+            } => {
+                let label = format!("weight q{queue} g{group} {weight}");
+                match self
+                    .backend
+                    .set_group_weight(&queue_name(*queue), &format!("g{group}"), *weight)
+                    .await
+                {
+                    Ok(()) => Ok(format!("{label} -> set")),
+                    Err(e) if fatal(&e) => Err(format!("{label}: backend failed: {e}")),
+                    Err(e) => Ok(format!("{label} -> error: {e}")),
+                }
+            }
+            other => Err(format!("not a group step: {other:?}")),
+        }
+    }
+
+    /// Per-group concurrency limits: no task of a group became active in this step while more
+    /// than the limit of its group are active (more can be active only after the limit was
+    /// lowered).
+    pub(super) fn within_group_limits(&self, snap: &Snapshot) -> Result<(), String> {
+        for (i, config) in self.configs.iter().enumerate() {
+            let Some(limit) = config.groups.and_then(|g| g.concurrency) else {
+                continue;
+            };
+            let name = queue_name(i);
+            let mut active: BTreeMap<String, Vec<TaskId>> = BTreeMap::new();
+            for t in snap.tasks.iter().flatten() {
+                if t.queue == name && t.state.is_leased() {
+                    let group = t.group_key.clone().unwrap_or_default();
+                    active.entry(group).or_default().push(t.id);
+                }
+            }
+            for (group, ids) in active {
+                if ids.len() <= limit as usize {
+                    continue;
+                }
+                if let Some(id) = ids.iter().find(|id| {
+                    !self
+                        .states
+                        .get(*id)
+                        .is_some_and(|(st, _, _)| st.is_leased())
+                }) {
+                    return Err(format!(
+                        "{name} group {group:?} has {} active tasks, over its limit of {limit}, and {id} became active in this step",
+                        ids.len()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}

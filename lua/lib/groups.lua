@@ -1,0 +1,215 @@
+-- lib/groups.lua: fair share between group keys (the rule: switchyard_core::flow::groups).
+-- Rust twin: crates/switchyard-memory/src/state/groups.rs.
+--
+-- A queue shared between groups has the state field 'g' (its per-group concurrency limit, 0:
+-- none; `q.grp`, nil for a plain queue). Its ready set is a ZSET under every policy (FCFS
+-- scores are all 0: members sort by sequence number), and beside it:
+--   gready ZSET, every score 0: '<group>\0<policy key + 2^52 in 14 hex digits><ready member>',
+--          so that one group's ready tasks are a lex range, in the queue's policy order;
+--   gring  LIST: the open groups with ready tasks, in the order they joined; the head has the
+--          turn (rules 2 and 3);
+--   groups HASH: 'w:<group>' its weight (absent: 1), 'a:<group>' its active tasks (absent: 0),
+--          't' the dispatches left in the head's turn (absent: its turn has not begun).
+-- A task's group key travels in its body: bit 128 of the kind's length says that a u16 length
+-- and the key follow the dedup key ('' without one). Group keys hold no control character
+-- (TaskSpecBuilder::build), so '\0' and '\1' bound a group's range.
+--
+-- Every helper is a field of GROUP (declared in lib/queues.lua): the library's main chunk is at
+-- Lua's limit of 200 locals, and the block's own locals are freed at its end.
+do
+  local OFFSET = 2^52
+
+  -- The group key of task `r` ('' without one).
+  function GROUP.of(r)
+    local ql, kl, al, dl = sunpack('>BBHH', r.body)
+    if kl < 128 then return '' end
+    local o = 7 + ql + kl - 128 + al + dl
+    return sub(r.body, o + 2, o + 1 + sunpack('>H', r.body, o))
+  end
+
+  -- The gready member of ready member `m` (policy key `key`) in group `g`.
+  local function member(g, key, m)
+    return g .. '\0' .. format('%014x', key + OFFSET) .. m
+  end
+
+  -- The first gready member of group `g`, or nil.
+  local function first(q, g)
+    return call('ZRANGEBYLEX', q.k_gready, '[' .. g .. '\0', '(' .. g .. '\1', 'LIMIT', '0', '1')[1]
+  end
+
+  local function active(q, g)
+    return tonumber(call('HGET', q.k_groups, 'a:' .. g)) or 0
+  end
+
+  -- Rule 1: below its limit.
+  local function open(q, g)
+    return q.grp == 0 or active(q, g) < q.grp
+  end
+
+  -- Takes `g` out of the ring; the head loses the rest of its turn. A dispatch only ever takes
+  -- out the head, or the tail it just sent there: O(1); a cancel or a new limit may take one
+  -- from the middle (LREM).
+  local function leave(q, g)
+    if call('LINDEX', q.k_gring, '0') == g then
+      call('HDEL', q.k_groups, 't')
+      call('LPOP', q.k_gring)
+    elseif call('LINDEX', q.k_gring, '-1') == g then
+      call('RPOP', q.k_gring)
+    else
+      call('LREM', q.k_gring, '1', g)
+    end
+  end
+
+  -- Puts ready member `m` of task `r` into the ready set with policy key `key`, and into its
+  -- group, which joins the ring if this is its first ready task and it is open (rule 2).
+  function GROUP.insert(q, r, key, m)
+    local g = GROUP.of(r)
+    local joins = not first(q, g) and open(q, g)
+    call('ZADD', q.k_ready, key, m)
+    call('ZADD', q.k_gready, '0', member(g, key, m))
+    if joins then call('RPUSH', q.k_gring, g) end
+  end
+
+  -- Takes ready member `m` of task `r` out of the ready set and its group (which leaves the
+  -- ring with its last ready task).
+  function GROUP.remove(q, r, m)
+    local key = call('ZSCORE', q.k_ready, m)
+    if not key then return end
+    call('ZREM', q.k_ready, m)
+    local g = GROUP.of(r)
+    call('ZREM', q.k_gready, member(g, tonumber(key), m))
+    if not first(q, g) then leave(q, g) end
+  end
+
+  -- Gives ready member `m` of task `r` the policy key `to` (a changed priority); its group
+  -- keeps its place in the ring.
+  function GROUP.rekey(q, r, m, to)
+    local from = tonumber(call('ZSCORE', q.k_ready, m))
+    local g = GROUP.of(r)
+    call('ZADD', q.k_ready, to, m)
+    call('ZREM', q.k_gready, member(g, from, m))
+    call('ZADD', q.k_gready, '0', member(g, to, m))
+  end
+
+  -- The record of the task the queue dispatches next (rule 3), or nil if no group is in the
+  -- ring.
+  function GROUP.head(q)
+    local g = call('LINDEX', q.k_gring, '0')
+    if not g then return nil end
+    return rec_get(sub(first(q, g), #g + 28))
+  end
+
+  -- Counts a task of group `g` in (d = 1) or out (d = -1) of its active tasks: a group closed
+  -- by its limit leaves the ring, one opened with ready tasks joins it (rules 1 and 2).
+  function GROUP.count(q, g, d)
+    local before = active(q, g)
+    local after = before + d
+    if after < 0 then after = 0 end
+    if after == 0 then
+      call('HDEL', q.k_groups, 'a:' .. g)
+    else
+      call('HSET', q.k_groups, 'a:' .. g, after)
+    end
+    if q.grp == 0 then return end
+    local was, is = before >= q.grp, after >= q.grp
+    if is and not was then
+      leave(q, g)
+    elseif was and not is and first(q, g) then
+      call('RPUSH', q.k_gring, g)
+    end
+  end
+
+  -- Takes the task `GROUP.head` names out of the ready set and returns its record, counting
+  -- it against the head's turn (a used-up turn sends the head to the tail) and into its
+  -- group's active tasks: every caller dispatches or starts it in the same call.
+  function GROUP.take(q)
+    local g = call('LINDEX', q.k_gring, '0')
+    if not g then return nil end
+    local gm = first(q, g)
+    local m = sub(gm, #g + 16)
+    call('ZREM', q.k_gready, gm)
+    call('ZREM', q.k_ready, m)
+    local left = tonumber(call('HGET', q.k_groups, 't')) or 0
+    if left == 0 then left = tonumber(call('HGET', q.k_groups, 'w:' .. g)) or 1 end
+    left = left - 1
+    if not first(q, g) then
+      call('LPOP', q.k_gring)
+      left = 0
+    elseif left == 0 then
+      call('LPOP', q.k_gring)
+      call('RPUSH', q.k_gring, g)
+    end
+    if left > 0 then call('HSET', q.k_groups, 't', left) else call('HDEL', q.k_groups, 't') end
+    GROUP.count(q, g, 1)
+    if q.rlen then q.rlen = q.rlen - 1 end
+    return rec_get(sub(m, 13))
+  end
+
+  -- Whether the ring holds a group: the queue has a task to dispatch (rule 3).
+  function GROUP.any(q)
+    return call('LLEN', q.k_gring) > 0
+  end
+
+  -- Each group with ready tasks, by key, with its count: calls `f(g, n)`.
+  function GROUP.each_ready(q, f)
+    local from = '-'
+    while true do
+      local m = call('ZRANGEBYLEX', q.k_gready, from, '+', 'LIMIT', '0', '1')[1]
+      if not m then return end
+      local g = sub(m, 1, find(m, '\0', 1, true) - 1)
+      f(g, call('ZLEXCOUNT', q.k_gready, '[' .. g .. '\0', '(' .. g .. '\1'))
+      from = '(' .. g .. '\1'
+    end
+  end
+
+  -- Reconfigure gave the queue the per-group limit `q.grp`: the groups now at it leave the
+  -- ring, those below it with ready tasks and out of it join, by key.
+  function GROUP.relimit(q)
+    local ring = {}
+    for _, g in ipairs(call('LRANGE', q.k_gring, '0', '-1')) do
+      if open(q, g) then ring[g] = true else leave(q, g) end
+    end
+    GROUP.each_ready(q, function(g)
+      if not ring[g] and open(q, g) then call('RPUSH', q.k_gring, g) end
+    end)
+  end
+
+  -- Queues::groups: {key, weight, ready, active, in ring 0|1} for each group with ready or
+  -- active tasks or a set weight, by key.
+  function GROUP.info(q)
+    local seen, keys, ready = {}, {}, {}
+    local function add(g)
+      if not seen[g] then
+        seen[g] = true
+        keys[#keys + 1] = g
+      end
+    end
+    GROUP.each_ready(q, function(g, n)
+      add(g)
+      ready[g] = n
+    end)
+    local fields = call('HGETALL', q.k_groups)
+    local weight, act = {}, {}
+    for i = 1, #fields, 2 do
+      local f, v = fields[i], fields[i + 1]
+      local kind, g = sub(f, 1, 2), sub(f, 3)
+      if kind == 'w:' then
+        weight[g] = v
+        add(g)
+      elseif kind == 'a:' then
+        act[g] = v
+        add(g)
+      end
+    end
+    sort(keys)
+    local ring = {}
+    for _, g in ipairs(call('LRANGE', q.k_gring, '0', '-1')) do ring[g] = true end
+    local out = {}
+    for _, g in ipairs(keys) do
+      local r = 0
+      if ring[g] then r = 1 end
+      out[#out + 1] = {g, tonumber(weight[g]) or 1, ready[g] or 0, tonumber(act[g]) or 0, r}
+    end
+    return out
+  end
+end
