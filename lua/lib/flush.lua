@@ -64,6 +64,7 @@ do
         call('HSET', q.k_state, 'a', q.act)
         q.act_dirty = nil
       end
+      if q.gdirty then GROUP.flush(q) end
       if q.counts then
         for kind, n in pairs(q.counts) do call('HINCRBY', q.k_state, 'n:' .. kind, int_text(n)) end
         q.counts = nil

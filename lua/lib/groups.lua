@@ -14,6 +14,10 @@
 -- and the key follow the dedup key ('' without one). Group keys hold no control character
 -- (TaskSpecBuilder::build), so '\0' and '\1' bound a group's range.
 --
+-- A call reads each group's active count and weight, and the turn, at most once, keeps them in
+-- the queue's handle (`q.gc`) and writes what changed with `flush` (GROUP.flush): a batch of
+-- dispatches and completions costs one write of the hash, not two commands per task.
+--
 -- Every helper is a field of GROUP (declared in lib/queues.lua): the library's main chunk is at
 -- Lua's limit of 200 locals, and the block's own locals are freed at its end.
 do
@@ -37,8 +41,77 @@ do
     return call('ZRANGEBYLEX', q.k_gready, '[' .. g .. '\0', '(' .. g .. '\1', 'LIMIT', '0', '1')[1]
   end
 
+  -- This call's view of the groups hash: active counts and weights by group, the turn, and
+  -- the fields changed since it was last written.
+  local function cached(q)
+    local c = q.gc
+    if not c then
+      c = {act = {}, w = {}, dirty = {}}
+      q.gc = c
+    end
+    return c
+  end
+
   local function active(q, g)
-    return tonumber(call('HGET', q.k_groups, 'a:' .. g)) or 0
+    local c = cached(q)
+    local n = c.act[g]
+    if not n then
+      n = tonumber(call('HGET', q.k_groups, 'a:' .. g)) or 0
+      c.act[g] = n
+    end
+    return n
+  end
+
+  local function set_active(q, g, n)
+    local c = cached(q)
+    c.act[g] = n
+    c.dirty['a:' .. g] = true
+    q.gdirty = true
+  end
+
+  -- Dispatches left in the head's turn (0: its turn has not begun).
+  local function turn(q)
+    local c = cached(q)
+    if not c.t then c.t = tonumber(call('HGET', q.k_groups, 't')) or 0 end
+    return c.t
+  end
+
+  local function set_turn(q, n)
+    local c = cached(q)
+    c.t = n
+    c.dirty.t = true
+    q.gdirty = true
+  end
+
+  local function weight(q, g)
+    local c = cached(q)
+    local w = c.w[g]
+    if not w then
+      w = tonumber(call('HGET', q.k_groups, 'w:' .. g)) or 1
+      c.w[g] = w
+    end
+    return w
+  end
+
+  -- Writes the active counts and the turn this call changed (from `flush`).
+  function GROUP.flush(q)
+    local c = q.gc
+    if not (c and q.gdirty) then return end
+    local set, del = {}, {}
+    for f in pairs(c.dirty) do
+      local v = c.t
+      if f ~= 't' then v = c.act[sub(f, 3)] end
+      if v > 0 then
+        set[#set + 1] = f
+        set[#set + 1] = v
+      else
+        del[#del + 1] = f
+      end
+    end
+    if #set > 0 then call('HSET', q.k_groups, unpack(set)) end
+    if #del > 0 then call('HDEL', q.k_groups, unpack(del)) end
+    c.dirty = {}
+    q.gdirty = nil
   end
 
   -- Rule 1: below its limit.
@@ -51,7 +124,7 @@ do
   -- from the middle (LREM).
   local function leave(q, g)
     if call('LINDEX', q.k_gring, '0') == g then
-      call('HDEL', q.k_groups, 't')
+      set_turn(q, 0)
       call('LPOP', q.k_gring)
     elseif call('LINDEX', q.k_gring, '-1') == g then
       call('RPOP', q.k_gring)
@@ -63,6 +136,7 @@ do
   -- Puts ready member `m` of task `r` into the ready set with policy key `key`, and into its
   -- group, which joins the ring if this is its first ready task and it is open (rule 2).
   function GROUP.insert(q, r, key, m)
+    q.gnext = nil
     local g = GROUP.of(r)
     local joins = not first(q, g) and open(q, g)
     call('ZADD', q.k_ready, key, m)
@@ -73,6 +147,7 @@ do
   -- Takes ready member `m` of task `r` out of the ready set and its group (which leaves the
   -- ring with its last ready task).
   function GROUP.remove(q, r, m)
+    q.gnext = nil
     local key = call('ZSCORE', q.k_ready, m)
     if not key then return end
     call('ZREM', q.k_ready, m)
@@ -84,6 +159,7 @@ do
   -- Gives ready member `m` of task `r` the policy key `to` (a changed priority); its group
   -- keeps its place in the ring.
   function GROUP.rekey(q, r, m, to)
+    q.gnext = nil
     local from = tonumber(call('ZSCORE', q.k_ready, m))
     local g = GROUP.of(r)
     call('ZADD', q.k_ready, to, m)
@@ -91,25 +167,41 @@ do
     call('ZADD', q.k_gready, '0', member(g, to, m))
   end
 
+  -- Whether task `r` would be next in line the moment it joined its group: no group is in the
+  -- ring and its own is open (State::first_in_line). Then `place` dispatches it on arrival,
+  -- without the ready set; the dispatch counts it into its group.
+  function GROUP.first_in_line(q, r)
+    return call('LLEN', q.k_gring) == 0 and open(q, GROUP.of(r))
+  end
+
+  -- The head group and its first two gready members (`q.gnext`, kept for the `take` that
+  -- follows a `head`; any other change of the groups drops it), or nil.
+  local function next_up(q)
+    local n = q.gnext
+    if n then return n end
+    local g = call('LINDEX', q.k_gring, '0')
+    if not g then return nil end
+    n = {g = g, two = call('ZRANGEBYLEX', q.k_gready, '[' .. g .. '\0', '(' .. g .. '\1', 'LIMIT', '0', '2')}
+    q.gnext = n
+    return n
+  end
+
   -- The record of the task the queue dispatches next (rule 3), or nil if no group is in the
   -- ring.
   function GROUP.head(q)
-    local g = call('LINDEX', q.k_gring, '0')
-    if not g then return nil end
-    return rec_get(sub(first(q, g), #g + 28))
+    local n = next_up(q)
+    if not n then return nil end
+    return rec_get(sub(n.two[1], #n.g + 28))
   end
 
   -- Counts a task of group `g` in (d = 1) or out (d = -1) of its active tasks: a group closed
   -- by its limit leaves the ring, one opened with ready tasks joins it (rules 1 and 2).
   function GROUP.count(q, g, d)
+    q.gnext = nil
     local before = active(q, g)
     local after = before + d
     if after < 0 then after = 0 end
-    if after == 0 then
-      call('HDEL', q.k_groups, 'a:' .. g)
-    else
-      call('HSET', q.k_groups, 'a:' .. g, after)
-    end
+    set_active(q, g, after)
     if q.grp == 0 then return end
     local was, is = before >= q.grp, after >= q.grp
     if is and not was then
@@ -123,23 +215,24 @@ do
   -- it against the head's turn (a used-up turn sends the head to the tail) and into its
   -- group's active tasks: every caller dispatches or starts it in the same call.
   function GROUP.take(q)
-    local g = call('LINDEX', q.k_gring, '0')
-    if not g then return nil end
-    local gm = first(q, g)
+    local n = next_up(q)
+    if not n then return nil end
+    q.gnext = nil
+    local g, gm = n.g, n.two[1]
     local m = sub(gm, #g + 16)
     call('ZREM', q.k_gready, gm)
     call('ZREM', q.k_ready, m)
-    local left = tonumber(call('HGET', q.k_groups, 't')) or 0
-    if left == 0 then left = tonumber(call('HGET', q.k_groups, 'w:' .. g)) or 1 end
+    local left = turn(q)
+    if left == 0 then left = weight(q, g) end
     left = left - 1
-    if not first(q, g) then
+    if not n.two[2] then
       call('LPOP', q.k_gring)
       left = 0
     elseif left == 0 then
       call('LPOP', q.k_gring)
       call('RPUSH', q.k_gring, g)
     end
-    if left > 0 then call('HSET', q.k_groups, 't', left) else call('HDEL', q.k_groups, 't') end
+    set_turn(q, left)
     GROUP.count(q, g, 1)
     if q.rlen then q.rlen = q.rlen - 1 end
     return rec_get(sub(m, 13))

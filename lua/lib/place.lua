@@ -92,12 +92,17 @@ local function place(r, q, at, retry, t, keep)
   r.tm = t
   -- flow::deadline, rule 2: an arrival may be dispatched from the head.
   if q.xp and dispatches(q) then expire_heads(q, 2^53) end
-  -- A shared queue's ready tasks of groups at their limit may wait beside free slots: the task
-  -- joins its group and the queue dispatches by its ring instead (below).
-  if q.str ~= T_PULL and dispatches(q) and not q.grp then
-    if ready_len(q) == 0 then
+  -- A shared queue's ready tasks of groups at their limit may wait beside free slots: there the
+  -- task goes at once only if no group is in the ring and its own is open (it would be next in
+  -- line: GROUP.first_in_line); otherwise it joins its group and the queue dispatches by its
+  -- ring (below).
+  if q.str ~= T_PULL and dispatches(q) then
+    if (q.grp and GROUP.first_in_line(q, r)) or (not q.grp and ready_len(q) == 0) then
       local w = pick(q, r)
       if w then
+        -- Into its group's active tasks (a task taken from the ready set is counted by
+        -- GROUP.take).
+        if q.grp then GROUP.count(q, GROUP.of(r), 1) end
         -- The sequence number doubles as the lease token.
         dispatch_to(worker_get(w), r, q, seq)
         return

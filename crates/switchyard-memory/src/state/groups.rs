@@ -219,6 +219,18 @@ impl State {
         Ok(taken.map(|(_, id)| id))
     }
 
+    /// A shared queue whose ring is empty, and task `id`'s group open: the task would be the
+    /// next to go the moment it joined its group (rule 3), so it may be dispatched on arrival
+    /// without entering the ready set (the result is the same).
+    pub(super) fn first_in_line(&self, queue: &QueueName, id: TaskId) -> Result<bool> {
+        let q = self.queue(queue)?;
+        let Some(groups) = &q.groups else {
+            return Ok(false);
+        };
+        let limit = q.config.groups.and_then(|g| g.concurrency);
+        Ok(groups.ring.is_empty() && !held(groups.active(&self.group_of(id)?), limit))
+    }
+
     /// Counts task `id` in (`up`) or out of its group's active tasks (a shared queue).
     pub(super) fn count_group(&mut self, queue: &QueueName, id: TaskId, up: bool) -> Result<()> {
         if self.queue(queue)?.groups.is_none() {

@@ -88,16 +88,18 @@ impl State {
         if q.dispatches(now) {
             self.expire_heads(&queue_name, now, usize::MAX)?;
         }
-        let q = self.queue_mut(&queue_name)?;
         // A non-empty ready set means no worker of this queue has a free slot (invariant 3),
         // so only an empty set can dispatch an arriving task. In a queue shared between
-        // groups, ready tasks of groups at their limit may wait beside free slots: the task
-        // joins its group and the queue dispatches by its ring instead.
+        // groups, ready tasks of groups at their limit may wait beside free slots: there the
+        // arriving task goes at once only if no group is in the ring and its own is open (it
+        // would be next in line); otherwise it joins its group and the queue dispatches by its
+        // ring (below).
+        let first = self.first_in_line(&queue_name, id)?;
+        let q = self.queue_mut(&queue_name)?;
         let shared = q.groups.is_some();
-        if !shared
+        if (if shared { first } else { q.ready.is_empty() })
             && q.config.strategy.is_push()
             && q.dispatches(now)
-            && q.ready.is_empty()
             && let Some(worker) = q.balancer.pick(&affinity)
         {
             // The task's sequence number doubles as its lease token.
