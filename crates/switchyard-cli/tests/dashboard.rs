@@ -170,6 +170,43 @@ async fn the_dashboard_shows_follows_and_acts_in_a_real_browser() {
         assert_eq!(workers[id]["state"], "active", "{workers}");
     }
 
+    // A queue shared between tenants shows its groups (one waiting, none held: no worker
+    // serves it yet), a plain one a dash; a schedule shows in its own section.
+    ok(
+        &server,
+        NS,
+        &["declare", "tenants", "--fair-share", "on", "--group-concurrency", "1"],
+    );
+    ok(
+        &server,
+        NS,
+        &["submit", "tenants", "sleep", "1", "-n", "3", "--group", "acme", "--quiet"],
+    );
+    let row = wait_field(&page, "tenants", "ready", 3);
+    assert_eq!(row["groups"], "1", "{row}");
+    assert_eq!(page.run(QUEUE_ROW, json!(["emails"]))["groups"], "-");
+    ok(
+        &server,
+        NS,
+        &[
+            "schedule", "add", "nightly", "--queue", "reports", "--kind", "echo", "--cron",
+            "0 30 2 * * *",
+        ],
+    );
+    let schedule = page.wait_for(
+        WAIT,
+        "the schedule's row",
+        "const tr = document.querySelector('#schedules tr[data-schedule=\"nightly\"]');
+         if (!tr || document.getElementById('schedules-section').hidden) return null;
+         const o = {};
+         tr.querySelectorAll('[data-field]').forEach(td => { o[td.dataset.field] = td.textContent; });
+         return o;",
+        json!([]),
+    );
+    assert_eq!(schedule["creates"], "reports / echo", "{schedule}");
+    assert_eq!(schedule["state"], "active", "{schedule}");
+    assert!(schedule["every"].as_str().unwrap_or_default().contains("0 30 2 * * *"), "{schedule}");
+
     // The numbers follow the tasks as they run: 40 tasks of 50 ms on 4 slots, 4 that fail.
     ok(
         &server,

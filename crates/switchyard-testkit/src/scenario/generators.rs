@@ -473,14 +473,30 @@ fn shared_config() -> impl proptest::strategy::Strategy<Value = QueueConfig> {
     })
 }
 
-/// A random scenario of queues shared between groups ([`group_op`]).
+/// A random scenario of queues shared between groups ([`group_op`]). It starts with group `g0`
+/// of each queue weighing 1 to 3 and two batches of submits waiting before any worker
+/// registers, so that the first registrations take backlogs of several groups by the ring's
+/// turns (what a weight decides); then the workers register and the steps follow.
 pub fn group_scenario(max_ops: usize) -> impl proptest::strategy::Strategy<Value = Scenario> {
     (
         proptest::collection::vec(shared_config(), QUEUES),
+        proptest::collection::vec(1u32..4, QUEUES),
+        proptest::collection::vec(proptest::collection::vec(group_submit_op(), 3..7), 2),
         proptest::collection::vec(register_op(), 1..4),
         proptest::collection::vec(group_op(), 1..max_ops),
     )
-        .prop_map(|(configs, mut ops, rest)| {
+        .prop_map(|(configs, weights, backlog, registers, rest)| {
+            let mut ops: Vec<Op> = weights
+                .into_iter()
+                .enumerate()
+                .map(|(queue, weight)| Op::SetGroupWeight {
+                    queue,
+                    group: 0,
+                    weight,
+                })
+                .collect();
+            ops.extend(backlog.into_iter().map(Op::Batch));
+            ops.extend(registers);
             ops.extend(rest);
             Scenario { configs, ops }
         })
