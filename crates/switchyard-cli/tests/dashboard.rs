@@ -175,12 +175,21 @@ async fn the_dashboard_shows_follows_and_acts_in_a_real_browser() {
     ok(
         &server,
         NS,
-        &["declare", "tenants", "--fair-share", "on", "--group-concurrency", "1"],
+        &[
+            "declare",
+            "tenants",
+            "--fair-share",
+            "on",
+            "--group-concurrency",
+            "1",
+        ],
     );
     ok(
         &server,
         NS,
-        &["submit", "tenants", "sleep", "1", "-n", "3", "--group", "acme", "--quiet"],
+        &[
+            "submit", "tenants", "sleep", "1", "-n", "3", "--group", "acme", "--quiet",
+        ],
     );
     let row = wait_field(&page, "tenants", "ready", 3);
     assert_eq!(row["groups"], "1", "{row}");
@@ -189,7 +198,14 @@ async fn the_dashboard_shows_follows_and_acts_in_a_real_browser() {
         &server,
         NS,
         &[
-            "schedule", "add", "nightly", "--queue", "reports", "--kind", "echo", "--cron",
+            "schedule",
+            "add",
+            "nightly",
+            "--queue",
+            "reports",
+            "--kind",
+            "echo",
+            "--cron",
             "0 30 2 * * *",
         ],
     );
@@ -205,7 +221,13 @@ async fn the_dashboard_shows_follows_and_acts_in_a_real_browser() {
     );
     assert_eq!(schedule["creates"], "reports / echo", "{schedule}");
     assert_eq!(schedule["state"], "active", "{schedule}");
-    assert!(schedule["every"].as_str().unwrap_or_default().contains("0 30 2 * * *"), "{schedule}");
+    assert!(
+        schedule["every"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("0 30 2 * * *"),
+        "{schedule}"
+    );
 
     // The numbers follow the tasks as they run: 40 tasks of 50 ms on 4 slots, 4 that fail.
     ok(
