@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use support::{DashboardProcess, WorkerProcess, ok, run, switchyard};
 use switchyard_testkit::redis_server::RedisServer;
 
-const SUBCOMMANDS: [&str; 17] = [
+const SUBCOMMANDS: [&str; 18] = [
     "demo",
     "declare",
     "submit",
@@ -27,6 +27,7 @@ const SUBCOMMANDS: [&str; 17] = [
     "purge",
     "reconfigure",
     "delete-queue",
+    "groups",
     "schedule",
     "dashboard",
     "bench",
@@ -231,6 +232,26 @@ fn every_subcommand_does_its_job_on_a_real_redis() {
     ok(&server, ns, &["declare", "spare"]);
     let gone = ok(&server, ns, &["delete-queue", "spare"]);
     assert!(gone.contains("`spare` deleted"), "{gone}");
+
+    // groups: a queue shared between tenants (no worker serves it: its tasks wait in their
+    // groups), a weight set, the groups listed.
+    ok(&server, ns, &["declare", "tenants", "--fair-share", "on"]);
+    ok(
+        &server,
+        ns,
+        &[
+            "submit", "tenants", "echo", "1", "-n", "2", "--group", "acme",
+        ],
+    );
+    let groups = ok(&server, ns, &["groups", "tenants", "--weight", "acme=2"]);
+    let acme = groups
+        .lines()
+        .find(|l| l.starts_with("acme"))
+        .unwrap_or_default();
+    assert!(
+        groups.contains("weight 2") && acme.contains(" 2 ") && acme.contains("waiting"),
+        "{groups}"
+    );
 
     // schedule: a tick every 200 ms; the worker's maintenance claims the ticks and runs their
     // tasks.
