@@ -13,7 +13,7 @@ for _, m in ipairs(call('ZRANGEBYLEX', K_WTASKS, '-', '+')) do
 end
 if held > 0 then fail('SY_BUSY', 'tasks ' .. held) end
 call('DEL', q.k_state, q.k_ready, q.k_delayed, q.k_ring, q.k_done, q.k_rate, q.k_groups, q.k_gready,
-  q.k_gring)
+  q.k_gring, q.k_glog, q.k_gwake)
 call('HDEL', K_META, q.name, '~n:' .. q.name .. ':' .. S_RETRY, '~n:' .. q.name .. ':' .. S_CANCELLED,
   '~n:' .. q.name .. ':' .. S_EXPIRED)
 return 1

@@ -1,5 +1,5 @@
--- promote: takes one queue up if the time its rate limit or hold marked has come (State::wake_due,
--- lib/rate.lua), expires its ready heads whose deadline has come (lib/deadline.lua, rule 3),
+-- promote: takes one queue up if the time its rate limit or hold marked, or a mark of one of its
+-- groups, has come (State::wake_due, lib/rate.lua, lib/groups.lua), expires its ready heads whose deadline has come (lib/deadline.lua, rule 3),
 -- then makes its due delayed tasks ready (run-at <= now), in (run-at, seq) order; at most
 -- `limit` expired and promoted together (State::maintain, step 2). Their run-at is their
 -- enqueue time for aging.
@@ -7,7 +7,8 @@
 -- Reply: {promoted, more 0|1, expired, assignments...}.
 local q = queues_open(2, 1)[1]
 local limit = int_arg(3, 'limit', 0, 1000000)
-if wake_has_come(q) then take_up(q) end
+local groups_woke = q.grp and GROUP.wake_due(q)
+if wake_has_come(q) or groups_woke then take_up(q) end
 local expired = expire_heads(q, limit)
 limit = limit - expired
 local due = {}

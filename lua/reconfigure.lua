@@ -2,11 +2,11 @@
 -- are replaced (switchyard_core::admin::Reshape) is computed by the caller from the
 -- configuration it read, passed as flags, and that configuration is checked here.
 -- KEYS: the fixed keys, then the queue's group.
--- ARGV: now, name, new config JSON, then as declare from the policy on (4..27), then the
---       configuration JSON the caller read (28), order changes 0|1 (29), balancer changes 0|1
---       (30), sharing between groups turned on or off 0|1 (31).
--- Sharing turned on or off needs no ready and no active task, and starts the groups afresh; a
--- new per-group limit closes and opens groups (lib/groups.lua: GROUP.relimit).
+-- ARGV: now, name, new config JSON, then as declare from the policy on (4..29), then the
+--       configuration JSON the caller read (30), order changes 0|1 (31), balancer changes 0|1
+--       (32), sharing between groups turned on or off 0|1 (33).
+-- Sharing turned on or off needs no ready and no active task, and starts the groups afresh;
+-- new per-group limits mark, close and open groups (lib/groups.lua: GROUP.relimit).
 -- A concurrency or rate limit raised or removed lets the queue take up what waits
 -- (lib/concurrency.lua); a rate limit with a new window starts its log afresh, and one lowered
 -- below the dispatches of its window marks the queue (lib/rate.lua).
@@ -38,7 +38,7 @@ if sharing == 1 then
   end
   if busy > 0 then fail('SY_BUSY', 'shared ' .. busy) end
   -- Only entries of cancelled tasks can be left in the ready set (a list or a set).
-  call('DEL', q.k_ready, q.k_groups, q.k_gready, q.k_gring)
+  call('DEL', q.k_ready, q.k_groups, q.k_gready, q.k_gring, q.k_glog, q.k_gwake)
   q.tomb = 0
 end
 if balancer == 1 then
@@ -59,10 +59,11 @@ if limits.rwin ~= q.rwin then call('DEL', q.k_rate) end
 -- The queue as now configured (the handle holds the old configuration), marked if its rate
 -- closes it, taking up what a raised or removed limit lets it.
 flush()
+local old_grwin = q.grwin
 QUEUES[q.name] = nil
 q = queue_of(q.name)
 mark_wake(q)
-if q.grp and sharing == 0 then GROUP.relimit(q) end
+if q.grp and sharing == 0 then GROUP.relimit(q, old_grwin) end
 take_up(q)
 ADMIN.reconfigure_expiry(q)
 flush()

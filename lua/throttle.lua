@@ -1,7 +1,8 @@
 -- throttle: a handler asked to hold its queue (State::throttle, lib/rate.lua): the running task
 -- goes back to its place in the ready order with its attempt not counted (a pending cancel ends
--- it cancelled instead), its queue is held until now + hold (or later, if it was held longer)
--- and marked, and the worker's freed slot is refilled. A stale lease is refused and changes
+-- it cancelled instead), its queue — in a queue shared between groups, its group
+-- (lib/groups.lua) — is held until now + hold (or later, if it was held longer) and marked, and
+-- the worker's freed slot is refilled. A stale lease is refused and changes
 -- nothing.
 -- KEYS: the fixed keys, then one group per queue of the worker, in its order.
 -- ARGV: now, worker, 0 (any instance: the lease token decides), N, N queue names, id, queue,
@@ -27,13 +28,19 @@ if r.fl % 2 == F_CANCEL then
 else
   r.at = r.at - 1
   call('HDEL', K_TASKS, progress_field(r.id)) -- the run did not count, nor does its progress
-  if NOW + hold > q.hold then
-    q.hold = NOW + hold
-    call('HSET', q.k_state, 'u', q.hold)
+  local until_
+  if q.grp then
+    until_ = GROUP.hold(q, GROUP.of(r), hold)
+  else
+    if NOW + hold > q.hold then
+      q.hold = NOW + hold
+      call('HSET', q.k_state, 'u', q.hold)
+    end
+    mark_wake(q)
+    until_ = q.hold
   end
-  mark_wake(q)
   place(r, q, nil, false, NOW, true)
-  reply = {A_THROTTLED, q.hold}
+  reply = {A_THROTTLED, until_}
 end
 fill_worker(wr)
 resume(q)

@@ -149,9 +149,9 @@ fn redis_ticks_schedules_as_the_reference_does() {
     lockstep_cases(64, scenario::schedule_scenario(50));
 }
 
-/// Queues shared between groups (tasks with group keys, per-group limits, weights; the ring
-/// and each group's turn; sharing reconfigured), which the mixed scenarios reach only now and
-/// then.
+/// Queues shared between groups (tasks with group keys, per-group concurrency and rate limits,
+/// holds of groups, weights; the ring and each group's turn, marks and their wake-ups; sharing
+/// reconfigured), which the mixed scenarios reach only now and then.
 #[test]
 fn redis_shares_between_groups_as_the_reference_does() {
     lockstep_cases(64, scenario::group_scenario(50));

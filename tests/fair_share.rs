@@ -8,17 +8,24 @@
 //!   every free slot (work-conserving); the queue's policy orders each group.
 //! * A per-group limit holds a group's further tasks while the others run; a change of the
 //!   limit by reconfigure opens and closes groups in the same step.
+//! * A handler's throttle (`TaskError::rate_limited`) in a shared queue holds its group only:
+//!   the others go on; when the hold ends (on the manual clock, taken up by maintenance) the
+//!   throttled task is its group's first dispatch, its attempt not counted.
 //! * After every phase the backend's audit holds (the groups mirror the ready set, the ring is
 //!   exactly the open groups with ready tasks, the active counts match the records).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use switchyard_core::flow::groups::GroupShare;
 use switchyard_core::prelude::*;
-use switchyard_core::{Policy, QueueConfig, QueueName, Strategy, TaskId, TaskSpec};
+use switchyard_core::{
+    Ack, Clock, ManualClock, Policy, QueueConfig, QueueName, Strategy, TaskId, TaskSpec,
+};
 use switchyard_memory::MemoryBackend;
-use switchyard_redis::RedisBackend;
+use switchyard_redis::{RedisBackend, RedisConfig};
 use switchyard_testkit::redis_server::RedisServer;
 use switchyard_testkit::{me, test_worker};
 
@@ -30,11 +37,24 @@ enum Under {
 
 impl Under {
     async fn new(redis: bool) -> Under {
+        Under::with_clock(redis, None).await
+    }
+
+    /// On `clock` (the system clock without one).
+    async fn with_clock(redis: bool, clock: Option<&ManualClock>) -> Under {
+        let clock = clock.map(|c| Arc::new(c.clone()) as Arc<dyn Clock>);
         if !redis {
-            return Under::Memory(MemoryBackend::new());
+            return Under::Memory(match clock {
+                Some(c) => MemoryBackend::with_clock(c),
+                None => MemoryBackend::new(),
+            });
         }
         let server = RedisServer::start().unwrap();
-        let b = RedisBackend::connect(&server.url(), "fair").await.unwrap();
+        let mut config = RedisConfig::new(server.url(), "fair");
+        if let Some(c) = clock {
+            config = config.with_clock(c);
+        }
+        let b = RedisBackend::with_config(config).await.unwrap();
         Under::Redis(b, server)
     }
 
@@ -264,6 +284,69 @@ async fn a_group_limit_holds_its_group_only(u: Under) {
         groups.iter().all(|g| g.ready == 0 && g.active == 0),
         "{groups:?}"
     );
+}
+
+async fn a_throttle_holds_its_group_only(redis: bool) {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let u = Under::with_clock(redis, Some(&clock)).await;
+    let b = u.b();
+    shared(b, Policy::Fcfs, GroupShare::default()).await;
+    b.register_worker(test_worker("w", ["q"]).capacity(1))
+        .await
+        .unwrap();
+    let a = submit(b, "A", 3).await;
+    submit(b, "B", 3).await;
+    // A's first task went out on arrival; its handler meets a downstream limit.
+    let got = b.receive(&me("w"), 1).await.unwrap();
+    assert_eq!((got.len(), got[0].lease.task), (1, a[0]));
+    let attempt = got[0].attempt;
+    let out = b
+        .throttle(&got[0].lease, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let until = clock.now_ms() + 2_000;
+    assert_eq!(out.ack, Ack::Throttled { until });
+    u.audit().await;
+    // Group A is closed until then; B's three run meanwhile, and then nothing.
+    let groups = b.groups(&q()).await.unwrap();
+    let ga = groups.iter().find(|g| g.key == "A").unwrap();
+    assert_eq!(
+        (ga.ready, ga.in_ring, ga.closed_until),
+        (3, false, Some(until))
+    );
+    assert_eq!(serve(b, "w", 10).await, ["B", "B", "B"]);
+    b.maintain(100).await.unwrap();
+    assert!(b.receive(&me("w"), 1).await.unwrap().is_empty(), "A held");
+    // The hold ends at the due time the backend names: maintenance takes A up.
+    let wait = b
+        .until_due()
+        .await
+        .unwrap()
+        .expect("the group's mark is due");
+    assert!(wait <= Duration::from_secs(2), "{wait:?}");
+    clock.advance(wait);
+    b.maintain(100).await.unwrap();
+    let got = b.receive(&me("w"), 1).await.unwrap();
+    assert_eq!(got[0].lease.task, a[0], "the throttled task first");
+    assert_eq!(got[0].attempt, attempt, "its attempt not counted");
+    b.complete(&got[0].lease, Vec::new()).await.unwrap();
+    assert_eq!(serve(b, "w", 10).await, ["A", "A"]);
+    u.audit().await;
+    let groups = b.groups(&q()).await.unwrap();
+    assert!(
+        groups.iter().all(|g| g.closed_until.is_none()),
+        "{groups:?}"
+    );
+}
+
+#[tokio::test]
+async fn memory_throttles_a_group_only() {
+    a_throttle_holds_its_group_only(false).await;
+}
+
+#[tokio::test]
+async fn redis_throttles_a_group_only() {
+    a_throttle_holds_its_group_only(true).await;
 }
 
 #[tokio::test]

@@ -5,12 +5,14 @@
 -- library's main chunk is at Lua's limit of 200 locals.
 local ADMIN = {}
 
--- A queue configuration in ARGV[i..i+22] (as declare and reconfigure pass it), checked:
+-- A queue configuration in ARGV[i..i+25] (as declare and reconfigure pass it), checked:
 -- the packed CFG, the random generator state, the jitter generator state, its limits
 -- {mw: the bound on waiting tasks (0: unbounded; lib/bounded.lua), cl: the concurrency limit
 -- (0: none; lib/concurrency.lua), rmax and rwin: the rate limit (0: none; lib/rate.lua),
 -- kf and kd: how many finished and dead tasks it keeps (-1: all; purge.lua), dm: the dedup
--- mode (0 throttle, 1 debounce; submit.lua)}, and the index of the argument after them.
+-- mode (0 throttle, 1 debounce; submit.lua), g: shared between groups (-1: not; else the
+-- per-group concurrency limit, 0 none), gr and grw: the per-group rate limit (0: none;
+-- lib/groups.lua)}, and the index of the argument after them.
 function ADMIN.config_arg(i)
   local pol = int_arg(i, 'policy', 0, 5)
   local age = int_arg(i + 1, 'aging', 0, 2^24)
@@ -29,18 +31,25 @@ function ADMIN.config_arg(i)
     cl = int_arg(i + 17, 'concurrency', 0, 2^32 - 1), rmax = int_arg(i + 18, 'rate limit', 0, 100000),
     rwin = int_arg(i + 19, 'rate limit window', 0, 86400000),
     kf = int_arg(i + 20, 'keep finished', -1, 2^32 - 1), kd = int_arg(i + 21, 'keep dead', -1, 2^32 - 1),
-    dm = int_arg(i + 22, 'dedup mode', 0, 1), g = int_arg(i + 23, 'group concurrency', -1, 2^32 - 1)}
+    dm = int_arg(i + 22, 'dedup mode', 0, 1), g = int_arg(i + 23, 'group concurrency', -1, 2^32 - 1),
+    gr = int_arg(i + 24, 'group rate limit', 0, 100000), grw = int_arg(i + 25, 'group rate limit window', 0, 86400000)}
   if (limits.rmax == 0) ~= (limits.rwin == 0) then
     fail('SY_INVALID', 'rate limit: give both the count and the window, or neither')
   end
+  if (limits.gr == 0) ~= (limits.grw == 0) then
+    fail('SY_INVALID', 'group rate limit: give both the count and the window, or neither')
+  end
+  if limits.gr > 0 and limits.g < 0 then
+    fail('SY_INVALID', 'group rate limit: the queue does not share between groups')
+  end
   return cfg, int_arg(i + 13, 'random state', 1, MINSTD_M - 1), int_arg(i + 14, 'jitter state', 1, MINSTD_M - 1),
-    limits, i + 24
+    limits, i + 26
 end
 
 -- Stores a queue's limits (from `config_arg`) in its state hash: fields 'm' (bound), 'l'
 -- (concurrency), 'r' and 'rw' (rate limit and window), 'kf' and 'kd' (retention counts), 'dm'
--- (1: debounce), 'g' (shared between groups: the per-group limit, 0 none; lib/groups.lua);
--- absent: none (throttle, not shared).
+-- (1: debounce), 'g' (shared between groups: the per-group limit, 0 none; lib/groups.lua),
+-- 'gr' and 'grw' (the per-group rate limit and window); absent: none (throttle, not shared).
 function ADMIN.store_limits(k_state, limits)
   if limits.mw > 0 then call('HSET', k_state, 'm', limits.mw) else call('HDEL', k_state, 'm') end
   if limits.cl > 0 then call('HSET', k_state, 'l', limits.cl) else call('HDEL', k_state, 'l') end
@@ -53,6 +62,11 @@ function ADMIN.store_limits(k_state, limits)
   if limits.kd >= 0 then call('HSET', k_state, 'kd', limits.kd) else call('HDEL', k_state, 'kd') end
   if limits.dm > 0 then call('HSET', k_state, 'dm', limits.dm) else call('HDEL', k_state, 'dm') end
   if limits.g >= 0 then call('HSET', k_state, 'g', limits.g) else call('HDEL', k_state, 'g') end
+  if limits.gr > 0 then
+    call('HSET', k_state, 'gr', limits.gr, 'grw', limits.grw)
+  else
+    call('HDEL', k_state, 'gr', 'grw')
+  end
 end
 
 -- The registered workers that serve queue `name`, sorted, joined by ','  ('' for none).

@@ -9,7 +9,14 @@
 --   gring  LIST: the open groups with ready tasks, in the order they joined; the head has the
 --          turn (rules 2 and 3);
 --   groups HASH: 'w:<group>' its weight (absent: 1), 'a:<group>' its active tasks (absent: 0),
---          't' the dispatches left in the head's turn (absent: its turn has not begun).
+--          't' the dispatches left in the head's turn (absent: its turn has not begun),
+--          'u:<group>' the time it is held until (absent: 0), 'n' the last log entry's number;
+--   glog   ZSET, every score 0: '<group>\0<time: 12 hex digits><number: hex>', each group's
+--          dispatches still in its rate window (older ones are trimmed when it is next read), a
+--          lex range in time order; only with a per-group rate limit (state fields 'gr', 'grw':
+--          `q.grmax`, `q.grwin`);
+--   gwake  ZSET: a marked group -> the time it opens again (rule 1); maintenance (promote.lua)
+--          takes the marks that have come (GROUP.wake_due).
 -- A task's group key travels in its body: bit 128 of the kind's length says that a u16 length
 -- and the key follow the dedup key ('' without one). Group keys hold no control character
 -- (TaskSpecBuilder::build), so '\0' and '\1' bound a group's range.
@@ -41,66 +48,51 @@ do
     return call('ZRANGEBYLEX', q.k_gready, '[' .. g .. '\0', '(' .. g .. '\1', 'LIMIT', '0', '1')[1]
   end
 
-  -- This call's view of the groups hash: active counts and weights by group, the turn, and
-  -- the fields changed since it was last written.
+  -- This call's view of the groups hash (fields read once, by `field`; those changed since it
+  -- was last written in `dirty`), of its group marks (`mk`, `nmarks`) and rate windows (`rs`).
   local function cached(q)
     local c = q.gc
     if not c then
-      c = {act = {}, w = {}, dirty = {}}
+      c = {f = {}, dirty = {}, mk = {}, rs = {}}
       q.gc = c
     end
     return c
   end
 
-  local function active(q, g)
+  -- A numeric field of the groups hash (`default` when absent).
+  local function field(q, f, default)
     local c = cached(q)
-    local n = c.act[g]
-    if not n then
-      n = tonumber(call('HGET', q.k_groups, 'a:' .. g)) or 0
-      c.act[g] = n
+    local v = c.f[f]
+    if v == nil then
+      v = tonumber(call('HGET', q.k_groups, f)) or default
+      c.f[f] = v
     end
-    return n
+    return v
   end
 
-  local function set_active(q, g, n)
+  local function set_field(q, f, v)
     local c = cached(q)
-    c.act[g] = n
-    c.dirty['a:' .. g] = true
+    c.f[f] = v
+    c.dirty[f] = true
     q.gdirty = true
   end
+
+  local function active(q, g) return field(q, 'a:' .. g, 0) end
 
   -- Dispatches left in the head's turn (0: its turn has not begun).
-  local function turn(q)
-    local c = cached(q)
-    if not c.t then c.t = tonumber(call('HGET', q.k_groups, 't')) or 0 end
-    return c.t
-  end
+  local function turn(q) return field(q, 't', 0) end
 
-  local function set_turn(q, n)
-    local c = cached(q)
-    c.t = n
-    c.dirty.t = true
-    q.gdirty = true
-  end
+  local function set_turn(q, n) set_field(q, 't', n) end
 
-  local function weight(q, g)
-    local c = cached(q)
-    local w = c.w[g]
-    if not w then
-      w = tonumber(call('HGET', q.k_groups, 'w:' .. g)) or 1
-      c.w[g] = w
-    end
-    return w
-  end
+  local function weight(q, g) return field(q, 'w:' .. g, 1) end
 
-  -- Writes the active counts and the turn this call changed (from `flush`).
+  -- Writes the fields of the groups hash this call changed (from `flush`); 0 removes one.
   function GROUP.flush(q)
     local c = q.gc
     if not (c and q.gdirty) then return end
     local set, del = {}, {}
     for f in pairs(c.dirty) do
-      local v = c.t
-      if f ~= 't' then v = c.act[sub(f, 3)] end
+      local v = c.f[f]
       if v > 0 then
         set[#set + 1] = f
         set[#set + 1] = v
@@ -114,15 +106,80 @@ do
     q.gdirty = nil
   end
 
-  -- Rule 1: below its limit.
+  -- Whether `g` is marked closed by its rate limit or a hold (rule 1).
+  local function marked(q, g)
+    local c = cached(q)
+    if c.nmarks == nil then c.nmarks = call('ZCARD', q.k_gwake) end
+    if c.nmarks == 0 then return false end
+    local m = c.mk[g]
+    if m == nil then
+      m = call('ZSCORE', q.k_gwake, g) ~= false
+      c.mk[g] = m
+    end
+    return m
+  end
+
+  -- Marks `g` until `at`, or (at 0) takes its mark off; a new mark wakes the maintenance loops
+  -- sleeping until a later time.
+  local function set_mark(q, g, at)
+    local c = cached(q)
+    c.nmarks = nil
+    c.mk[g] = at > 0
+    if at > 0 then
+      call('ZADD', q.k_gwake, at, g)
+      call('PUBLISH', channel(CH_DUE), at)
+    else
+      call('ZREM', q.k_gwake, g)
+    end
+  end
+
+  -- Rule 1: below its limit, and not marked.
   local function open(q, g)
-    return q.grp == 0 or active(q, g) < q.grp
+    return (q.grp == 0 or active(q, g) < q.grp) and not marked(q, g)
+  end
+
+  local function hex_ms(t) return format('%012x', t) end
+
+  -- Group `g`'s rate window in this call (Rate::window): read once, trimming the entries that
+  -- left it; {now: the time it counts at (NOW, never before its newest entry), tok: tokens
+  -- left, oldest: its oldest entry still counting, or nil}, then counted locally.
+  local function window(q, g)
+    local c = cached(q)
+    local s = c.rs[g]
+    if s then return s end
+    local lo, hi = '[' .. g .. '\0', '(' .. g .. '\1'
+    local now = NOW
+    local newest = call('ZREVRANGEBYLEX', q.k_glog, hi, lo, 'LIMIT', '0', '1')[1]
+    if newest then
+      local t = tonumber(sub(newest, #g + 2, #g + 13), 16)
+      if t > now then now = t end
+    end
+    local horizon = now - q.grwin + 1
+    if horizon > 0 then call('ZREMRANGEBYLEX', q.k_glog, lo, '(' .. g .. '\0' .. hex_ms(horizon)) end
+    s = {now = now, tok = q.grmax - call('ZLEXCOUNT', q.k_glog, lo, hi)}
+    local first = call('ZRANGEBYLEX', q.k_glog, lo, hi, 'LIMIT', '0', '1')[1]
+    if first then s.oldest = tonumber(sub(first, #g + 2, #g + 13), 16) end
+    c.rs[g] = s
+    return s
+  end
+
+  -- When `g` opens again, seen at NOW (flow::rate::opens_at with its window and hold).
+  local function opens_at(q, g)
+    local at = NOW
+    if q.grmax > 0 then
+      local s = window(q, g)
+      if s.tok <= 0 and s.oldest then at = s.oldest + q.grwin end
+    end
+    local hold = field(q, 'u:' .. g, 0)
+    if hold > at then at = hold end
+    return at
   end
 
   -- Takes `g` out of the ring; the head loses the rest of its turn. A dispatch only ever takes
-  -- out the head, or the tail it just sent there: O(1); a cancel or a new limit may take one
-  -- from the middle (LREM).
+  -- out the head, or the tail it just sent there: O(1); a cancel, a mark or a new limit may take
+  -- one from the middle (LREM).
   local function leave(q, g)
+    q.gnext = nil
     if call('LINDEX', q.k_gring, '0') == g then
       set_turn(q, 0)
       call('LPOP', q.k_gring)
@@ -133,6 +190,35 @@ do
     end
   end
 
+  -- `g` joins the ring at the tail.
+  local function join(q, g)
+    q.gnext = nil
+    call('RPUSH', q.k_gring, g)
+  end
+
+  -- Marks `g` with the time it opens again, if that is after NOW: it leaves the ring
+  -- (Groups::mark). Whether it was marked.
+  local function mark(q, g)
+    local at = opens_at(q, g)
+    if at <= NOW then return false end
+    set_mark(q, g, at)
+    leave(q, g)
+    return true
+  end
+
+  -- A dispatch of `g`'s task takes a token of its rate limit (Groups::spend): its time joins
+  -- the log, and the last token marks it.
+  local function spend(q, g)
+    if q.grmax == 0 then return end
+    local s = window(q, g)
+    s.tok = s.tok - 1
+    if not s.oldest then s.oldest = s.now end
+    local n = field(q, 'n', 0) + 1
+    set_field(q, 'n', n)
+    call('ZADD', q.k_glog, '0', g .. '\0' .. hex_ms(s.now) .. format('%x', n))
+    if s.tok <= 0 then mark(q, g) end
+  end
+
   -- Puts ready member `m` of task `r` into the ready set with policy key `key`, and into its
   -- group, which joins the ring if this is its first ready task and it is open (rule 2).
   function GROUP.insert(q, r, key, m)
@@ -141,7 +227,7 @@ do
     local joins = not first(q, g) and open(q, g)
     call('ZADD', q.k_ready, key, m)
     call('ZADD', q.k_gready, '0', member(g, key, m))
-    if joins then call('RPUSH', q.k_gring, g) end
+    if joins then join(q, g) end
   end
 
   -- Takes ready member `m` of task `r` out of the ready set and its group (which leaves the
@@ -194,21 +280,52 @@ do
     return rec_get(sub(n.two[1], #n.g + 28))
   end
 
-  -- Counts a task of group `g` in (d = 1) or out (d = -1) of its active tasks: a group closed
-  -- by its limit leaves the ring, one opened with ready tasks joins it (rules 1 and 2).
+  -- Counts a task of group `g` in (d = 1: it is dispatched) or out (d = -1) of its active
+  -- tasks: a group closed by its limit leaves the ring, one opened (and not marked) with ready
+  -- tasks joins it (rules 1 and 2); a dispatch takes a token of its rate limit (`spend`).
   function GROUP.count(q, g, d)
     q.gnext = nil
     local before = active(q, g)
     local after = before + d
     if after < 0 then after = 0 end
-    set_active(q, g, after)
-    if q.grp == 0 then return end
-    local was, is = before >= q.grp, after >= q.grp
-    if is and not was then
-      leave(q, g)
-    elseif was and not is and first(q, g) then
-      call('RPUSH', q.k_gring, g)
+    set_field(q, 'a:' .. g, after)
+    if q.grp > 0 then
+      local was, is = before >= q.grp, after >= q.grp
+      if is and not was then
+        leave(q, g)
+      elseif was and not is and first(q, g) and not marked(q, g) then
+        join(q, g)
+      end
     end
+    if d > 0 then spend(q, g) end
+  end
+
+  -- A handler of a task of group `g` asked to hold it for `ms` (throttle.lua in a shared
+  -- queue): held until NOW + ms (or later, if it was held longer) and marked. The time it is
+  -- held until.
+  function GROUP.hold(q, g, ms)
+    local f = 'u:' .. g
+    local h = field(q, f, 0)
+    if NOW + ms > h then
+      h = NOW + ms
+      set_field(q, f, h)
+    end
+    mark(q, g)
+    return h
+  end
+
+  -- Maintenance: the marks that have come, by (time, group), go; a group still closed is marked
+  -- again, an open one with ready tasks joins the ring (Groups::wake_due). Whether any went.
+  function GROUP.wake_due(q)
+    local due = call('ZRANGEBYSCORE', q.k_gwake, '-inf', NOW)
+    for _, g in ipairs(due) do
+      set_mark(q, g, 0)
+      if not mark(q, g) then
+        if field(q, 'u:' .. g, 0) > 0 then set_field(q, 'u:' .. g, 0) end
+        if first(q, g) and (q.grp == 0 or active(q, g) < q.grp) then join(q, g) end
+      end
+    end
+    return #due > 0
   end
 
   -- Takes the task `GROUP.head` names out of the ready set and returns its record, counting
@@ -243,32 +360,55 @@ do
     return call('LLEN', q.k_gring) > 0
   end
 
-  -- Each group with ready tasks, by key, with its count: calls `f(g, n)`.
-  function GROUP.each_ready(q, f)
+  -- Each group with members in the lex set `key` (gready, glog: '<group>\0...'), by key, with
+  -- its count: calls `f(g, n)`.
+  local function each_in(key, f)
     local from = '-'
     while true do
-      local m = call('ZRANGEBYLEX', q.k_gready, from, '+', 'LIMIT', '0', '1')[1]
+      local m = call('ZRANGEBYLEX', key, from, '+', 'LIMIT', '0', '1')[1]
       if not m then return end
       local g = sub(m, 1, find(m, '\0', 1, true) - 1)
-      f(g, call('ZLEXCOUNT', q.k_gready, '[' .. g .. '\0', '(' .. g .. '\1'))
+      f(g, call('ZLEXCOUNT', key, '[' .. g .. '\0', '(' .. g .. '\1'))
       from = '(' .. g .. '\1'
     end
   end
 
-  -- Reconfigure gave the queue the per-group limit `q.grp`: the groups now at it leave the
-  -- ring, those below it with ready tasks and out of it join, by key.
-  function GROUP.relimit(q)
+  -- Each group with ready tasks, by key, with its count: calls `f(g, n)`.
+  function GROUP.each_ready(q, f)
+    each_in(q.k_gready, f)
+  end
+
+  -- Reconfigure gave the queue new per-group limits (`q.grp`, `q.grmax`, `q.grwin`; the window
+  -- was `old_win`): a new window starts every group's log afresh; each group with a log or a
+  -- mark is marked again, by key, as now configured; then the groups no longer open leave the
+  -- ring, and those open with ready tasks and out of it join, by key (State::groups_reconfigured).
+  function GROUP.relimit(q, old_win)
+    local c = cached(q)
+    if old_win ~= q.grwin then
+      call('DEL', q.k_glog)
+      c.rs = {}
+    end
+    local rated, list = {}, {}
+    for _, g in ipairs(call('ZRANGE', q.k_gwake, '0', '-1')) do rated[g] = true end
+    each_in(q.k_glog, function(g) rated[g] = true end)
+    for g in pairs(rated) do list[#list + 1] = g end
+    sort(list)
+    for _, g in ipairs(list) do
+      set_mark(q, g, 0)
+      mark(q, g)
+    end
     local ring = {}
     for _, g in ipairs(call('LRANGE', q.k_gring, '0', '-1')) do
       if open(q, g) then ring[g] = true else leave(q, g) end
     end
     GROUP.each_ready(q, function(g)
-      if not ring[g] and open(q, g) then call('RPUSH', q.k_gring, g) end
+      if not ring[g] and open(q, g) then join(q, g) end
     end)
   end
 
-  -- Queues::groups: {key, weight, ready, active, in ring 0|1} for each group with ready or
-  -- active tasks or a set weight, by key.
+  -- Queues::groups: {key, weight, ready, active, in ring 0|1, tokens (-1 without a per-group
+  -- rate limit), marked until (0: not marked)} for each group with ready or active tasks, a set
+  -- weight or a mark, by key. Read-only: a window is counted, not trimmed.
   function GROUP.info(q)
     local seen, keys, ready = {}, {}, {}
     local function add(g)
@@ -294,14 +434,29 @@ do
         add(g)
       end
     end
+    local marks = call('ZRANGE', q.k_gwake, '0', '-1', 'WITHSCORES')
+    local until_ = {}
+    for i = 1, #marks, 2 do
+      until_[marks[i]] = tonumber(marks[i + 1])
+      add(marks[i])
+    end
     sort(keys)
     local ring = {}
     for _, g in ipairs(call('LRANGE', q.k_gring, '0', '-1')) do ring[g] = true end
     local out = {}
     for _, g in ipairs(keys) do
-      local r = 0
+      local r, tok = 0, -1
       if ring[g] then r = 1 end
-      out[#out + 1] = {g, tonumber(weight[g]) or 1, ready[g] or 0, tonumber(act[g]) or 0, r}
+      if q.grmax > 0 then
+        local lo, hi = '[' .. g .. '\0', '(' .. g .. '\1'
+        local now = NOW
+        local newest = call('ZREVRANGEBYLEX', q.k_glog, hi, lo, 'LIMIT', '0', '1')[1]
+        if newest then now = math.max(now, tonumber(sub(newest, #g + 2, #g + 13), 16)) end
+        local from = '[' .. g .. '\0' .. hex_ms(math.max(0, now - q.grwin + 1))
+        tok = math.max(0, q.grmax - call('ZLEXCOUNT', q.k_glog, from, hi))
+      end
+      out[#out + 1] = {g, tonumber(weight[g]) or 1, ready[g] or 0, tonumber(act[g]) or 0, r, tok,
+        until_[g] or 0}
     end
     return out
   end

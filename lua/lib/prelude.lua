@@ -42,7 +42,8 @@ local K_DEDUPX              -- ZSET  dedup expiry -> '<queue>|<key>'
 local K_EVENTS              -- STREAM the event log, capped at about EVENT_CAP entries
 -- Then one group of GROUP_KEYS keys per queue a script may touch, named in ARGV by the script:
 -- state HASH, ready LIST (fcfs) or ZSET, delayed ZSET, ring ZSET, done ZSET, rate LIST, and
--- for a queue shared between groups (lib/groups.lua) groups HASH, gready ZSET, gring LIST.
+-- for a queue shared between groups (lib/groups.lua) groups HASH, gready ZSET, gring LIST,
+-- glog ZSET, gwake ZSET.
 
 -- The name of a channel: the namespace's key prefix (K_TASKS without 'tasks'), then `kind`
 -- (CH_WAKE, CH_DONE, CH_DUE of lib/protocol.lua) and `name` if any. Channels are not keys: the

@@ -5,7 +5,7 @@
 -- KEYS: the NFIXED fixed keys (in the order lib/begin.lua binds them), then GROUP_KEYS keys per
 -- queue a call names (lib/queues.lua: queue_of). Channels: the namespace's prefix, then CH_WAKE
 -- and a worker id, CH_DONE and a task id, or CH_DUE (built by `channel`, lib/prelude.lua).
-local NFIXED, GROUP_KEYS = 9, 9
+local NFIXED, GROUP_KEYS = 9, 11
 local CH_WAKE, CH_DONE, CH_DUE = 'wake:', 'done:', 'due'
 
 local S_SCHEDULED, S_READY, S_DISPATCHED, S_RUNNING = 0, 1, 2, 3

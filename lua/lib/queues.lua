@@ -33,7 +33,7 @@ local function queue_of(name)
   if not g then fail('SY_STALE', 'queue ' .. name .. ' was not passed') end
   local b = NFIXED + (g - 1) * GROUP_KEYS
   local k_state = KEYS[b + 1]
-  local v = call('HMGET', k_state, 'c', 'd', 'p', 'm', 'l', 'a', 'r', 'rw', 'u', 't', 'xm', 'g')
+  local v = call('HMGET', k_state, 'c', 'd', 'p', 'm', 'l', 'a', 'r', 'rw', 'u', 't', 'xm', 'g', 'gr', 'grw')
   if not v[1] then fail('SY_UNKNOWN_QUEUE', name) end
   -- policy aging strategy vnodes default_cost max_attempts timeout backoff_base backoff_max
   -- jitter_pct result_ttl dead_ttl dedup_window event_level
@@ -49,7 +49,8 @@ local function queue_of(name)
   -- One constructor with every field: growing a table field by field rehashes it repeatedly.
   q = {name = name, k_state = k_state, k_ready = KEYS[b + 2], k_delayed = KEYS[b + 3],
        k_ring = KEYS[b + 4], k_done = KEYS[b + 5], k_rate = KEYS[b + 6], k_groups = KEYS[b + 7],
-       k_gready = KEYS[b + 8], k_gring = KEYS[b + 9], pol = c[1], age = c[2], str = c[3],
+       k_gready = KEYS[b + 8], k_gring = KEYS[b + 9], k_glog = KEYS[b + 10], k_gwake = KEYS[b + 11],
+       grmax = tonumber(v[13]) or 0, grwin = tonumber(v[14]) or 0, pol = c[1], age = c[2], str = c[3],
        vn = c[4], dcost = c[5], matt = c[6], tmo = c[7], bb = c[8], bm = c[9], bj = c[10],
        rttl = c[11], dttl = c[12], dwin = c[13], ev = c[14], tomb = tomb, rng = rng, jit = jit,
        vt = vt, ep = ep, cur = cur, rlen = false, dirty = false, paused = v[3] == '1',

@@ -151,6 +151,14 @@ pub struct QueueFlags {
     ))]
     pub group_concurrency: Option<Bound>,
 
+    #[arg(long, value_name = "N/PER|none", help = fresh(
+        "At most N dispatches of one group in any window of PER (each group its own window; \
+         turns --fair-share on); a group without a token waits, the others go on. `none`: no \
+         limit per group",
+        "none",
+    ))]
+    pub group_rate: Option<Rate>,
+
     #[arg(long, help = fresh(
         "Seed of the queue's random choices (random strategy, retry jitter)",
         QueueConfig::default().seed,
@@ -299,24 +307,27 @@ impl QueueFlags {
         if let Some(Kept(n)) = self.keep_dead {
             c.keep_dead = n;
         }
-        match (self.fair_share, self.group_concurrency) {
-            (Some(Switch(false)), Some(_)) => {
+        let per_group = self.group_concurrency.is_some() || self.group_rate.is_some();
+        match self.fair_share {
+            Some(Switch(false)) if per_group => {
                 return Err(
-                    "--group-concurrency limits the groups of a shared queue: it cannot go with \
-                     --fair-share off"
+                    "--group-concurrency and --group-rate limit the groups of a shared queue: \
+                     they cannot go with --fair-share off"
                         .into(),
                 );
             }
-            (Some(Switch(false)), None) => c.groups = None,
-            (on, limit) => {
-                if on.is_some() || limit.is_some() {
-                    let mut share = c.groups.unwrap_or_default();
-                    if let Some(Bound(k)) = limit {
-                        share.concurrency = k;
-                    }
-                    c.groups = Some(share);
+            Some(Switch(false)) => c.groups = None,
+            on if on.is_some() || per_group => {
+                let mut share = c.groups.unwrap_or_default();
+                if let Some(Bound(k)) = self.group_concurrency {
+                    share.concurrency = k;
                 }
+                if let Some(Rate(rate)) = self.group_rate {
+                    share.rate = rate;
+                }
+                c.groups = Some(share);
             }
+            _ => {}
         }
         c.validate().map_err(|e| e.to_string())?;
         Ok(c)
@@ -344,11 +355,12 @@ impl QueueFlags {
             && self.keep_dead.is_none()
             && self.fair_share.is_none()
             && self.group_concurrency.is_none()
+            && self.group_rate.is_none()
     }
 }
 
 /// What the flags can set, by flag name, as shown (the lines of a configuration's diff).
-pub fn settings(c: &QueueConfig) -> [(&'static str, String); 20] {
+pub fn settings(c: &QueueConfig) -> [(&'static str, String); 21] {
     let bound = |b: Option<u32>| b.map_or_else(|| "none".to_owned(), |n| n.to_string());
     let kept = |k: Option<u32>| k.map_or_else(|| "all".to_owned(), |n| n.to_string());
     [
@@ -384,6 +396,12 @@ pub fn settings(c: &QueueConfig) -> [(&'static str, String); 20] {
             "group-concurrency",
             bound(c.groups.and_then(|g| g.concurrency)),
         ),
+        (
+            "group-rate",
+            c.groups
+                .and_then(|g| g.rate)
+                .map_or_else(|| "none".to_owned(), |r| r.to_string()),
+        ),
     ]
 }
 
@@ -408,10 +426,14 @@ pub fn run(args: &DeclareArgs) -> Result<(), String> {
         if config.expire_late {
             bound.push_str(", late tasks expire");
         }
-        match config.groups.map(|g| g.concurrency) {
-            Some(Some(k)) => bound.push_str(&format!(", fair share, at most {k} per group")),
-            Some(None) => bound.push_str(", fair share between groups"),
-            None => {}
+        if let Some(g) = config.groups {
+            bound.push_str(", fair share between groups");
+            if let Some(k) = g.concurrency {
+                bound.push_str(&format!(", at most {k} active per group"));
+            }
+            if let Some(r) = g.rate {
+                bound.push_str(&format!(", at most {r} per group"));
+            }
         }
         println!(
             "queue {}: policy {}, strategy {}, {} attempts{bound}",

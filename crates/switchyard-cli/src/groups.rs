@@ -73,8 +73,12 @@ pub fn run(args: &GroupsArgs) -> Result<(), String> {
     })
 }
 
-/// The groups as a table: key, weight, ready, active, whether it waits for its turn.
+/// The groups as a table: key, weight, ready, active, tokens of its rate limit, whether it
+/// waits for its turn (or why not).
 fn table(groups: &[GroupInfo]) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     if groups.is_empty() {
         return "no groups yet (none has ready or active tasks or a weight)\n".to_owned();
     }
@@ -85,19 +89,22 @@ fn table(groups: &[GroupInfo]) -> String {
         .unwrap_or(0)
         .max(5);
     let mut out = format!(
-        "{:<width$}  {:>6}  {:>8}  {:>6}  TURN\n",
-        "GROUP", "WEIGHT", "READY", "ACTIVE"
+        "{:<width$}  {:>6}  {:>8}  {:>6}  {:>6}  TURN\n",
+        "GROUP", "WEIGHT", "READY", "ACTIVE", "TOKENS"
     );
     for g in groups {
-        let turn = if g.in_ring {
-            "waiting"
-        } else if g.ready > 0 {
-            "held (at its limit)"
-        } else {
-            "-"
+        let turn = match g.closed_until {
+            Some(at) => format!(
+                "closed for {} ms (rate limit or hold)",
+                at.saturating_sub(now)
+            ),
+            None if g.in_ring => "waiting".to_owned(),
+            None if g.ready > 0 => "held (at its limit)".to_owned(),
+            None => "-".to_owned(),
         };
+        let tokens = g.tokens.map_or_else(|| "-".to_owned(), |t| t.to_string());
         out.push_str(&format!(
-            "{:<width$}  {:>6}  {:>8}  {:>6}  {turn}\n",
+            "{:<width$}  {:>6}  {:>8}  {:>6}  {tokens:>6}  {turn}\n",
             shown(&g.key),
             g.weight,
             g.ready,

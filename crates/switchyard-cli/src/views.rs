@@ -62,6 +62,8 @@ pub struct QueueRow {
 pub struct GroupsRow {
     /// The per-group concurrency limit; none: no limit.
     pub concurrency: Option<u32>,
+    /// The per-group rate limit; none: no limit.
+    pub rate: Option<switchyard::flow::rate::RateLimit>,
     /// Each group with ready or active tasks or a set weight, by key.
     pub groups: Vec<GroupInfo>,
 }
@@ -299,6 +301,7 @@ impl Reader {
                     failed_per_s: rate(name, |c| c.failed),
                     groups: config.and_then(|c| c.groups).map(|g| GroupsRow {
                         concurrency: g.concurrency,
+                        rate: g.rate,
                         groups: self.groups.get(name).cloned().unwrap_or_default(),
                     }),
                 })

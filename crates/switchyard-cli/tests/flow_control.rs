@@ -316,7 +316,10 @@ fn a_shared_queue_runs_one_per_group_and_gets_a_killed_workers_group_slot_back()
             "1",
         ],
     );
-    assert!(said.contains("fair share, at most 1 per group"), "{said}");
+    assert!(
+        said.contains("fair share between groups, at most 1 active per group"),
+        "{said}"
+    );
     ok(
         &server,
         ns,

@@ -443,9 +443,9 @@ impl RedisBackend {
             .map(|i| self.inner.keys.fixed(i))
     }
 
-    /// The keys of one queue: state, ready, delayed, ring, done, rate, groups, gready, gring
-    /// (for tools and tests).
-    pub fn queue_keys(&self, queue: &QueueName) -> [String; 9] {
+    /// The keys of one queue: state, ready, delayed, ring, done, rate, groups, gready, gring,
+    /// glog, gwake (for tools and tests).
+    pub fn queue_keys(&self, queue: &QueueName) -> [String; 11] {
         self.inner.keys.queue_group(queue)
     }
 

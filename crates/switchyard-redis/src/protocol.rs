@@ -272,10 +272,11 @@ pub(crate) mod key {
     /// The schedule keys, which only the schedule scripts take, after their others: the
     /// schedules hash and the due set (`lua/lib/schedules.lua`).
     pub(crate) const SCHEDULES: [&str; 2] = ["sched", "schedx"];
-    /// The keys of one queue's group, in `KEYS` order (`q:<queue>:<role>`); the last three
+    /// The keys of one queue's group, in `KEYS` order (`q:<queue>:<role>`); the last five
     /// serve a queue shared between groups (`lua/lib/groups.lua`).
-    pub(crate) const GROUP: [&str; 9] = [
-        "state", "ready", "delayed", "ring", "done", "rate", "groups", "gready", "gring",
+    pub(crate) const GROUP: [&str; 11] = [
+        "state", "ready", "delayed", "ring", "done", "rate", "groups", "gready", "gring", "glog",
+        "gwake",
     ];
     /// The channel a waiting worker is woken on: this, then the worker id (`CH_WAKE`).
     pub(crate) const WAKE: &str = "wake:";

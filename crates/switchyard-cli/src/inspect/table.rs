@@ -102,9 +102,23 @@ pub fn render(view: &View, namespace: &str, every: Option<Duration>) -> String {
                 .iter()
                 .filter(|g| g.ready > 0 && !g.in_ring)
                 .count();
-            let per = g
+            let limits: Vec<String> = g
                 .concurrency
-                .map_or_else(String::new, |k| format!(" ({k} per group)"));
+                .map(|k| format!("{k} per group"))
+                .into_iter()
+                .chain(g.rate.map(|r| format!("{r} per group")))
+                .collect();
+            let per = if limits.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", limits.join(", "))
+            };
+            let closed = g.groups.iter().filter(|g| g.closed_until.is_some()).count();
+            let per = if closed > 0 {
+                format!("{per}, {closed} closed by rate or hold")
+            } else {
+                per
+            };
             let _ = write!(
                 detail,
                 ", groups: {} waiting, {held} held{per}",
@@ -267,12 +281,18 @@ mod tests {
             failed_per_s: Some(0.5),
             groups: Some(GroupsRow {
                 concurrency: Some(u32::MAX),
+                rate: Some(switchyard::flow::rate::RateLimit::new(
+                    100_000,
+                    std::time::Duration::from_millis(86_399_999),
+                )),
                 groups: vec![switchyard::flow::groups::GroupInfo {
                     key: "a-very-long-tenant-key-".repeat(8),
                     weight: 1000,
                     ready: u64::MAX,
                     active: u32::MAX,
                     in_ring: false,
+                    tokens: Some(100_000),
+                    closed_until: Some(u64::MAX),
                 }],
             }),
         };

@@ -8,8 +8,15 @@
 //! backends; `docs/architecture.md`, "Fair share between groups"):
 //!
 //! 1. A group is **open** while fewer than the [per-group concurrency
-//!    limit](GroupShare::concurrency) of its tasks are active (dispatched or running); a
-//!    group's active count falls when one of its tasks ends, however it ends.
+//!    limit](GroupShare::concurrency) of its tasks are active (dispatched or running) and it
+//!    is not **marked** closed by its [rate limit](GroupShare::rate) or a hold. A group's
+//!    active count falls when one of its tasks ends, however it ends. The dispatch that takes
+//!    a group's last token (its window, as a queue's: [`crate::flow::rate`]), or a handler of
+//!    one of its tasks that asks for a hold ([`TaskError::rate_limited`](crate::TaskError::rate_limited):
+//!    in a shared queue it holds the group, not the queue), marks the group with the time it
+//!    opens again ([`opens_at`](crate::flow::rate::opens_at)); maintenance, which sleeps until
+//!    the earliest mark, takes the mark off then (or moves it, if the group is still closed)
+//!    and the group joins the ring if it has ready tasks.
 //! 2. The **ring** holds the open groups that have ready tasks, each once, in the order they
 //!    joined it; a group joins at the tail when it gets a ready task while open and out of the
 //!    ring, or opens with ready tasks. It leaves when it has no ready task or is no longer
@@ -29,6 +36,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::flow::rate::RateLimit;
 use crate::{Error, QueueName, Result};
 
 /// The largest weight of a group.
@@ -54,6 +62,10 @@ pub struct GroupShare {
     /// (the default) is unlimited. At least 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u32>,
+    /// At most `max` dispatches of one group in any window of `per_ms` (each group its own
+    /// window); `None` (the default) is unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<RateLimit>,
 }
 
 impl GroupShare {
@@ -63,8 +75,24 @@ impl GroupShare {
         self
     }
 
-    /// Checks the per-group limit.
+    /// At most `limit.max` dispatches of each group in any window of `limit.per_ms`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchyard_core::flow::{groups::GroupShare, rate::RateLimit};
+    /// let per_customer = GroupShare::default().with_rate(RateLimit::new(5, Duration::from_secs(1)));
+    /// assert_eq!(per_customer.rate.map(|r| r.max), Some(5));
+    /// ```
+    pub fn with_rate(mut self, limit: RateLimit) -> Self {
+        self.rate = Some(limit);
+        self
+    }
+
+    /// Checks the per-group limits.
     pub fn validate(&self) -> Result<()> {
+        if let Some(rate) = self.rate {
+            rate.validate()?;
+        }
         if self.concurrency == Some(0) {
             return Err(Error::invalid(
                 "group concurrency",
@@ -139,6 +167,12 @@ pub struct GroupInfo {
     pub active: u32,
     /// Whether it is in the ring (open, with ready tasks).
     pub in_ring: bool,
+    /// Tokens left of its [rate limit](GroupShare::rate) (`None` without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u32>,
+    /// The time it is marked closed until, by its rate limit or a hold (`None`: not marked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_until: Option<crate::Millis>,
 }
 
 /// The refusal of a task with a group key, or of a group operation, on a plain queue.

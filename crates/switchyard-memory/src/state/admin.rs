@@ -128,7 +128,7 @@ impl State {
             q.balancer = Balancer::new(config.strategy, config.seed);
             q.jitter = config.jitter_rng();
         }
-        self.groups_reconfigured(queue, old_groups)?;
+        self.groups_reconfigured(queue, old_groups, self.now)?;
         self.rate_reconfigured(queue, old_rate, self.now)?;
         // A limit raised or removed lets the queue take up what waits.
         self.take_up(queue, self.now)?;

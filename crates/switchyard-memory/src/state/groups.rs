@@ -9,10 +9,11 @@ use std::collections::{BTreeMap, VecDeque};
 
 use switchyard_core::flow::concurrency::held;
 use switchyard_core::flow::groups::{
-    DEFAULT_GROUP, GroupInfo, not_shared, turn_length, validate_key, validate_weight,
+    DEFAULT_GROUP, GroupInfo, GroupShare, not_shared, turn_length, validate_key, validate_weight,
 };
-use switchyard_core::{QueueName, Result, TaskId};
+use switchyard_core::{Millis, QueueName, Result, TaskId};
 
+use super::rate::Rate;
 use super::{State, internal};
 
 /// A position in a ready set: `(sort key, sequence number)`.
@@ -33,6 +34,9 @@ pub(crate) struct Groups {
     active: BTreeMap<String, u32>,
     /// Weights set by `set_group_weight` (1 for the others).
     weights: BTreeMap<String, u32>,
+    /// Each group's rate window and hold, and its mark (`Rate::wake`: closed until then,
+    /// rule 1), for the groups with any.
+    rates: BTreeMap<String, Rate>,
 }
 
 impl Groups {
@@ -42,6 +46,62 @@ impl Groups {
 
     fn has_ready(&self, group: &str) -> bool {
         self.ready.get(group).is_some_and(|r| !r.is_empty())
+    }
+
+    /// Whether `group` is marked closed by its rate limit or a hold.
+    fn marked(&self, group: &str) -> bool {
+        self.rates.get(group).is_some_and(|r| r.wake.is_some())
+    }
+
+    /// Rule 1: below its concurrency limit, and not marked.
+    fn open(&self, group: &str, share: GroupShare) -> bool {
+        !held(self.active(group), share.concurrency) && !self.marked(group)
+    }
+
+    /// Marks `group` with the time it opens again, if that is after `now`: it leaves the ring.
+    /// Whether it was marked.
+    fn mark(&mut self, group: &str, share: GroupShare, now: Millis) -> bool {
+        let r = self.rates.entry(group.to_owned()).or_default();
+        let at = r.opens_at(share.rate, now);
+        if at <= now {
+            return false;
+        }
+        r.wake = Some(at);
+        self.leave_ring(group);
+        true
+    }
+
+    /// A dispatch of `group`'s task at `now` takes a token of its rate limit; the last one
+    /// marks it. Whether it was marked.
+    fn spend(&mut self, group: &str, share: GroupShare, now: Millis) -> bool {
+        let Some(limit) = share.rate else {
+            return false;
+        };
+        let r = self.rates.entry(group.to_owned()).or_default();
+        r.spend(limit, now) == 0 && self.mark(group, share, now)
+    }
+
+    /// Maintenance: the marks that have come, by (time, group), go; a group still closed is
+    /// marked again, an open one with ready tasks joins the ring. Whether any mark went.
+    fn wake_due(&mut self, share: GroupShare, now: Millis) -> bool {
+        let mut due: Vec<(Millis, String)> = self
+            .rates
+            .iter()
+            .filter_map(|(g, r)| r.wake.filter(|&at| at <= now).map(|at| (at, g.clone())))
+            .collect();
+        due.sort();
+        for (_, group) in &due {
+            if let Some(r) = self.rates.get_mut(group) {
+                r.wake = None;
+            }
+            if !self.mark(group, share, now)
+                && self.has_ready(group)
+                && !held(self.active(group), share.concurrency)
+            {
+                self.ring.push_back(group.clone());
+            }
+        }
+        !due.is_empty()
     }
 
     /// Takes `group` out of the ring (it has no ready task or was closed); the head loses the
@@ -58,8 +118,8 @@ impl Groups {
         }
     }
 
-    fn insert(&mut self, group: &str, pos: Pos, id: TaskId, limit: Option<u32>) {
-        let joins = !self.has_ready(group) && !held(self.active(group), limit);
+    fn insert(&mut self, group: &str, pos: Pos, id: TaskId, share: GroupShare) {
+        let joins = !self.has_ready(group) && self.open(group, share);
         self.ready
             .entry(group.to_owned())
             .or_default()
@@ -108,8 +168,10 @@ impl Groups {
     }
 
     /// Counts a task of `group` in (`up`) or out of its active tasks; a group closed by its
-    /// limit leaves the ring, one opened with ready tasks joins it (rule 1, 2).
-    fn count(&mut self, group: &str, up: bool, limit: Option<u32>) {
+    /// limit leaves the ring, one opened (and not marked) with ready tasks joins it (rule 1,
+    /// 2).
+    fn count(&mut self, group: &str, up: bool, share: GroupShare) {
+        let limit = share.concurrency;
         let before = self.active(group);
         let after = if up {
             before.saturating_add(1)
@@ -124,7 +186,7 @@ impl Groups {
         let (was, is) = (held(before, limit), held(after, limit));
         if is && !was {
             self.leave_ring(group);
-        } else if was && !is && self.has_ready(group) {
+        } else if was && !is && self.has_ready(group) && !self.marked(group) {
             self.ring.push_back(group.to_owned());
         }
     }
@@ -148,9 +210,9 @@ impl State {
         };
         let q = self.queue_mut(queue)?;
         q.ready.insert(pos, id);
-        let limit = q.config.groups.and_then(|g| g.concurrency);
+        let share = q.config.groups.unwrap_or_default();
         if let (Some(groups), Some(group)) = (q.groups.as_mut(), group) {
-            groups.insert(&group, pos, id, limit);
+            groups.insert(&group, pos, id, share);
         }
         Ok(())
     }
@@ -227,8 +289,8 @@ impl State {
         let Some(groups) = &q.groups else {
             return Ok(false);
         };
-        let limit = q.config.groups.and_then(|g| g.concurrency);
-        Ok(groups.ring.is_empty() && !held(groups.active(&self.group_of(id)?), limit))
+        let share = q.config.groups.unwrap_or_default();
+        Ok(groups.ring.is_empty() && groups.open(&self.group_of(id)?, share))
     }
 
     /// Counts task `id` in (`up`) or out of its group's active tasks (a shared queue).
@@ -238,21 +300,88 @@ impl State {
         }
         let group = self.group_of(id)?;
         let q = self.queue_mut(queue)?;
-        let limit = q.config.groups.and_then(|g| g.concurrency);
+        let share = q.config.groups.unwrap_or_default();
         if let Some(groups) = q.groups.as_mut() {
-            groups.count(&group, up, limit);
+            groups.count(&group, up, share);
         }
         Ok(())
     }
 
+    /// A dispatch of task `id` at `now` takes a token of its group (a queue that limits each
+    /// group's rate); the last one marks the group.
+    pub(super) fn spend_group_token(
+        &mut self,
+        queue: &QueueName,
+        id: TaskId,
+        now: Millis,
+    ) -> Result<()> {
+        let q = self.queue(queue)?;
+        if q.groups.is_none() || q.config.groups.and_then(|g| g.rate).is_none() {
+            return Ok(());
+        }
+        let group = self.group_of(id)?;
+        let q = self.queue_mut(queue)?;
+        let share = q.config.groups.unwrap_or_default();
+        if let Some(groups) = q.groups.as_mut()
+            && groups.spend(&group, share, now)
+        {
+            self.due_moved.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// A handler of task `id` asked to hold its group for `hold_ms` (a shared queue's
+    /// `throttle`): held until `now + hold_ms` (or later, if it was held longer) and marked.
+    /// The time it is held until.
+    pub(super) fn hold_group(
+        &mut self,
+        queue: &QueueName,
+        id: TaskId,
+        hold_ms: u64,
+        now: Millis,
+    ) -> Result<Millis> {
+        let group = self.group_of(id)?;
+        let q = self.queue_mut(queue)?;
+        let share = q.config.groups.unwrap_or_default();
+        let groups = q
+            .groups
+            .as_mut()
+            .ok_or_else(|| internal("hold of a plain queue's group"))?;
+        let r = groups.rates.entry(group.clone()).or_default();
+        r.hold_until = r.hold_until.max(now.saturating_add(hold_ms));
+        let until = r.hold_until;
+        if groups.mark(&group, share, now) {
+            self.due_moved.notify_waiters();
+        }
+        Ok(until)
+    }
+
+    /// Maintenance: takes `queue`'s group marks that have come off (rule 1). Whether any did.
+    pub(super) fn groups_wake_due(&mut self, queue: &QueueName, now: Millis) -> Result<bool> {
+        let q = self.queue_mut(queue)?;
+        let share = q.config.groups.unwrap_or_default();
+        Ok(q.groups.as_mut().is_some_and(|g| g.wake_due(share, now)))
+    }
+
+    /// The earliest group mark of any queue (maintenance sleeps until then).
+    pub(super) fn next_group_wake(&self) -> Option<Millis> {
+        self.queues
+            .values()
+            .filter_map(|q| q.groups.as_ref())
+            .flat_map(|g| g.rates.values().filter_map(|r| r.wake))
+            .min()
+    }
+
     /// Reconfigure changed `queue`'s sharing from `old`: turned on or off (with nothing ready
-    /// or active, which reconfigure checked) the groups start afresh or go; a new per-group
-    /// limit closes the groups now at it (they leave the ring) and opens those below it (they
-    /// join at the tail, by key).
+    /// or active, which reconfigure checked) the groups start afresh or go. Otherwise a new
+    /// rate window (or none) starts each group's log afresh; each group with a window or a mark
+    /// is marked again, by key, as now configured; then the groups no longer open leave the
+    /// ring and the open ones with ready tasks out of it join at the tail, by key.
     pub(super) fn groups_reconfigured(
         &mut self,
         queue: &QueueName,
-        old: Option<switchyard_core::flow::groups::GroupShare>,
+        old: Option<GroupShare>,
+        now: Millis,
     ) -> Result<()> {
         let q = self.queue_mut(queue)?;
         let new = q.config.groups;
@@ -260,25 +389,40 @@ impl State {
             q.groups = new.map(|_| Groups::default());
             return Ok(());
         }
-        let limit = new.and_then(|g| g.concurrency);
-        if let Some(groups) = q.groups.as_mut() {
-            let closed: Vec<String> = groups
-                .ring
-                .iter()
-                .filter(|g| held(groups.active(g), limit))
-                .cloned()
-                .collect();
-            for g in &closed {
-                groups.leave_ring(g);
+        let share = new.unwrap_or_default();
+        let Some(groups) = q.groups.as_mut() else {
+            return Ok(());
+        };
+        let window = |s: Option<GroupShare>| s.and_then(|g| g.rate).map(|l| l.per_ms);
+        if window(old) != window(new) {
+            for r in groups.rates.values_mut() {
+                r.log.clear();
             }
-            let opened: Vec<String> = groups
-                .ready
-                .keys()
-                .filter(|g| !held(groups.active(g), limit) && !groups.ring.contains(g))
-                .cloned()
-                .collect();
-            groups.ring.extend(opened);
         }
+        let rated: Vec<String> = groups.rates.keys().cloned().collect();
+        for g in &rated {
+            if let Some(r) = groups.rates.get_mut(g) {
+                r.wake = None;
+            }
+            groups.mark(g, share, now);
+        }
+        let closed: Vec<String> = groups
+            .ring
+            .iter()
+            .filter(|g| !groups.open(g, share))
+            .cloned()
+            .collect();
+        for g in &closed {
+            groups.leave_ring(g);
+        }
+        let opened: Vec<String> = groups
+            .ready
+            .keys()
+            .filter(|g| groups.open(g, share) && !groups.ring.contains(g))
+            .cloned()
+            .collect();
+        groups.ring.extend(opened);
+        self.due_moved.notify_waiters();
         Ok(())
     }
 
@@ -313,23 +457,38 @@ impl State {
 
     /// Queues::groups.
     pub(crate) fn groups(&mut self, queue: &QueueName) -> Result<Vec<GroupInfo>> {
+        let now = self.now;
+        let share = self.queue(queue)?.config.groups.unwrap_or_default();
         let groups = self.shared(queue)?;
+        let marked = groups
+            .rates
+            .iter()
+            .filter(|(_, r)| r.wake.is_some())
+            .map(|(g, _)| g);
         let mut keys: Vec<&String> = groups
             .ready
             .keys()
             .chain(groups.active.keys())
             .chain(groups.weights.keys())
+            .chain(marked)
             .collect();
         keys.sort();
         keys.dedup();
         Ok(keys
             .into_iter()
-            .map(|key| GroupInfo {
-                key: key.clone(),
-                weight: turn_length(groups.weights.get(key).copied()),
-                ready: groups.ready.get(key).map_or(0, |r| r.len() as u64),
-                active: groups.active(key),
-                in_ring: groups.ring.contains(key),
+            .map(|key| {
+                let rate = groups.rates.get(key);
+                GroupInfo {
+                    key: key.clone(),
+                    weight: turn_length(groups.weights.get(key).copied()),
+                    ready: groups.ready.get(key).map_or(0, |r| r.len() as u64),
+                    active: groups.active(key),
+                    in_ring: groups.ring.contains(key),
+                    tokens: share
+                        .rate
+                        .map(|l| rate.map_or(l.max, |r| r.tokens(Some(l), now))),
+                    closed_until: rate.and_then(|r| r.wake),
+                }
             })
             .collect())
     }
@@ -348,7 +507,7 @@ impl State {
     pub(crate) fn audit_groups(&self) -> std::result::Result<(), String> {
         for (qn, q) in &self.queues {
             let Some(groups) = &q.groups else { continue };
-            let limit = q.config.groups.and_then(|g| g.concurrency);
+            let share = q.config.groups.unwrap_or_default();
             let in_groups: usize = groups.ready.values().map(BTreeMap::len).sum();
             if in_groups != q.ready.len() {
                 return Err(format!(
@@ -366,7 +525,7 @@ impl State {
             let mut expected: Vec<&String> = groups
                 .ready
                 .iter()
-                .filter(|(g, r)| !r.is_empty() && !held(groups.active(g), limit))
+                .filter(|(g, r)| !r.is_empty() && groups.open(g, share))
                 .map(|(g, _)| g)
                 .collect();
             let mut ring: Vec<&String> = groups.ring.iter().collect();

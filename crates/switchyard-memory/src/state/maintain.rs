@@ -9,8 +9,8 @@ use switchyard_core::{MaintenanceReport, Millis, QueueName, Result, TaskId, Task
 use super::{State, to_i64};
 
 impl State {
-    /// The first run-at among delayed tasks, the first time a queue closed by its rate limit
-    /// opens again, the first heartbeat expiry (+1 ms: reaping needs `expiry < now`), or the
+    /// The first run-at among delayed tasks, the first time a queue (or a group) closed by its rate
+    /// limit or a hold opens again, the first heartbeat expiry (+1 ms: reaping needs `expiry < now`), or the
     /// first next tick of a schedule.
     pub(crate) fn next_due(&self) -> Option<Millis> {
         let delayed = self.queues.values().filter_map(|q| {
@@ -19,7 +19,11 @@ impl State {
                 .next()
                 .map(|(at, _)| u64::try_from(*at).unwrap_or(0))
         });
-        let wakes = self.queues.values().filter_map(|q| q.rate.wake);
+        let wakes = self
+            .queues
+            .values()
+            .filter_map(|q| q.rate.wake)
+            .chain(self.next_group_wake());
         let reap = self.heartbeats.first().map(|(t, _)| t + 1);
         delayed
             .chain(wakes)

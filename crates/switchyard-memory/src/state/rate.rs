@@ -52,6 +52,17 @@ impl Rate {
         now >= self.hold_until && self.tokens(limit, now) > 0
     }
 
+    /// Logs a dispatch at `now` under `limit`, dropping the times that left the window; the
+    /// tokens left after it.
+    pub(crate) fn spend(&mut self, limit: RateLimit, now: Millis) -> u32 {
+        let at = self.at(now);
+        while self.log.front().is_some_and(|&t| !limit.counts(t, at)) {
+            self.log.pop_front();
+        }
+        self.log.push_back(at);
+        self.tokens(Some(limit), now)
+    }
+
     /// When it opens again, seen at `now` (`now` if it is open).
     pub(crate) fn opens_at(&self, limit: Option<RateLimit>, now: Millis) -> Millis {
         let (tokens, oldest) = match limit {
@@ -66,23 +77,18 @@ impl Rate {
 }
 
 impl State {
-    /// A dispatch of task `id` at `now` takes a token of its queue, if the queue is limited;
-    /// the last token marks the queue with the time it opens again.
+    /// A dispatch of task `id` at `now` takes a token of its queue, if the queue is limited
+    /// (the last token marks the queue with the time it opens again), and one of its group's,
+    /// if the queue limits each group (`state/groups.rs`).
     pub(super) fn spend_token(&mut self, id: TaskId, now: Millis) -> Result<()> {
         let queue = self.queue_of_task(id)?;
         let q = self.queue_mut(&queue)?;
-        let Some(limit) = q.config.rate else {
-            return Ok(());
-        };
-        let at = q.rate.at(now);
-        while q.rate.log.front().is_some_and(|&t| !limit.counts(t, at)) {
-            q.rate.log.pop_front();
-        }
-        q.rate.log.push_back(at);
-        if q.rate.tokens(Some(limit), now) == 0 {
+        if let Some(limit) = q.config.rate
+            && q.rate.spend(limit, now) == 0
+        {
             self.mark_wake(&queue, now)?;
         }
-        Ok(())
+        self.spend_group_token(&queue, id, now)
     }
 
     /// Marks `queue` with the time it opens again, if that is after `now`, and wakes the
@@ -97,16 +103,19 @@ impl State {
         Ok(())
     }
 
-    /// Maintenance: takes `queue` up if its mark has come (the mark goes).
+    /// Maintenance: takes `queue` up if its mark, or a mark of one of its groups, has come
+    /// (the marks go: `state/groups.rs` for the groups').
     pub(super) fn wake_due(&mut self, queue: &QueueName, now: Millis) -> Result<Vec<Assignment>> {
+        let groups = self.groups_wake_due(queue, now)?;
         let q = self.queue_mut(queue)?;
-        match q.rate.wake {
-            Some(at) if at <= now => {
-                q.rate.wake = None;
-                self.take_up(queue, now)
-            }
-            _ => Ok(Vec::new()),
+        let own = q.rate.wake.is_some_and(|at| at <= now);
+        if own {
+            q.rate.wake = None;
         }
+        if own || groups {
+            return self.take_up(queue, now);
+        }
+        Ok(Vec::new())
     }
 
     /// Reconfigure changed `queue`'s rate limit from `old`: a new window length (or no limit)
@@ -127,8 +136,9 @@ impl State {
 
     /// A handler asked to hold its queue for `hold_ms` (Leases::throttle): the task goes back
     /// to its place in the ready order with its attempt not counted (a pending cancel ends it
-    /// cancelled instead), the queue is held until `now + hold_ms` (or later, if it was held
-    /// longer) and marked, and the worker's freed slot is refilled.
+    /// cancelled instead), the queue — in a queue shared between groups, the task's group — is
+    /// held until `now + hold_ms` (or later, if it was held longer) and marked, and the
+    /// worker's freed slot is refilled.
     pub(crate) fn throttle(
         &mut self,
         lease: &Lease,
@@ -151,10 +161,14 @@ impl State {
             t.attempts = t.attempts.saturating_sub(1);
             // The run did not count: neither does its progress (the next run reuses its number).
             t.progress = None;
-            let q = self.queue_mut(&lease.queue)?;
-            q.rate.hold_until = q.rate.hold_until.max(now.saturating_add(hold_ms));
-            let until = q.rate.hold_until;
-            self.mark_wake(&lease.queue, now)?;
+            let until = if self.queue(&lease.queue)?.groups.is_some() {
+                self.hold_group(&lease.queue, id, hold_ms, now)?
+            } else {
+                let q = self.queue_mut(&lease.queue)?;
+                q.rate.hold_until = q.rate.hold_until.max(now.saturating_add(hold_ms));
+                self.mark_wake(&lease.queue, now)?;
+                self.queue(&lease.queue)?.rate.hold_until
+            };
             assignments.extend(self.return_ready(id, now)?);
             Ack::Throttled { until }
         };

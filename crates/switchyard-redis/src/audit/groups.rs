@@ -1,6 +1,6 @@
 //! The audit of a queue shared between groups (`lua/lib/groups.lua`): its groups mirror its
-//! ready set, its ring holds exactly the open groups with ready tasks (each once), and its
-//! active counts match the records.
+//! ready set, its ring holds exactly the open groups (below their limit, not marked) with
+//! ready tasks (each once), and its active counts match the records.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -23,6 +23,8 @@ pub(super) struct Shared {
     gready: Vec<String>,
     ring: Vec<String>,
     fields: HashMap<String, String>,
+    /// The marked groups (gwake).
+    marked: BTreeSet<String>,
 }
 
 impl Shared {
@@ -30,7 +32,7 @@ impl Shared {
     /// `gring` among them), `limit` its per-group concurrency limit.
     pub(super) async fn read(
         conn: &mut Connection,
-        keys: &[String; 9],
+        keys: &[String; 11],
         limit: Option<u32>,
     ) -> Result<Shared> {
         let e = |e: redis::RedisError| map_redis(&e);
@@ -45,6 +47,12 @@ impl Shared {
             gready: conn.zrange(&keys[7], 0, -1).await.map_err(e)?,
             ring: conn.lrange(&keys[8], 0, -1).await.map_err(e)?,
             fields: conn.hgetall(&keys[6]).await.map_err(e)?,
+            marked: conn
+                .zrange::<_, Vec<String>>(&keys[10], 0, -1)
+                .await
+                .map_err(e)?
+                .into_iter()
+                .collect(),
         })
     }
 
@@ -93,7 +101,7 @@ impl Shared {
         let count = |g: &str| active.get(g).copied().unwrap_or(0);
         let open: BTreeSet<&String> = ready
             .keys()
-            .filter(|g| !held(count(g), self.limit))
+            .filter(|g| !held(count(g), self.limit) && !self.marked.contains(*g))
             .collect();
         let ring: BTreeSet<&String> = self.ring.iter().collect();
         if ring != open || ring.len() != self.ring.len() {

@@ -60,6 +60,10 @@ pub(super) fn push_config(inv: &mut Call, config: &QueueConfig) {
             .groups
             .map_or(-1, |g| i64::from(g.concurrency.unwrap_or(0))),
     );
+    // The per-group rate limit and its window (both 0: none).
+    let group_rate = config.groups.and_then(|g| g.rate);
+    inv.arg(group_rate.map_or(0, |r| r.max))
+        .arg(group_rate.map_or(0, |r| r.per_ms));
 }
 
 fn in_use(queue: &QueueName, operation: &'static str, reason: InUse) -> Error {

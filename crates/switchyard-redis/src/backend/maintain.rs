@@ -16,12 +16,15 @@ impl Maintain for RedisBackend {
         let names = self.queue_names().await?;
         let mut pipe = redis::pipe();
         for q in &names {
-            let [state, _, delayed, ..] = self.inner.keys.queue_group(q);
-            pipe.cmd("ZRANGE")
-                .arg(delayed)
-                .arg(0)
-                .arg(0)
-                .arg("WITHSCORES");
+            let [state, _, delayed, .., gwake] = self.inner.keys.queue_group(q);
+            // The first due delayed task, and the first group mark (lib/groups.lua).
+            for first in [delayed, gwake] {
+                pipe.cmd("ZRANGE")
+                    .arg(first)
+                    .arg(0)
+                    .arg(0)
+                    .arg("WITHSCORES");
+            }
             // The time a queue closed by its rate limit or hold opens again (lib/rate.lua),
             // and the expiry mark of one that expires late tasks (lib/deadline.lua).
             pipe.cmd("HMGET").arg(state).arg("t").arg("xm");
@@ -46,11 +49,11 @@ impl Maintain for RedisBackend {
         let mut expiring = Vec::new();
         let replies: Vec<redis::Value> = self.query_pipe(&pipe).await?;
         for (i, v) in replies.into_iter().enumerate() {
-            if i % 2 == 1 && i < 2 * names.len() {
+            if i % 3 == 2 && i < 3 * names.len() {
                 let (wake, mark): (Option<u64>, Option<u64>) = decode(v)?;
                 wakes.extend(wake);
                 if mark.is_some() {
-                    expiring.push(&names[i / 2]);
+                    expiring.push(&names[i / 3]);
                 }
             } else {
                 firsts.push(decode(v)?);

@@ -398,7 +398,8 @@ pub(crate) fn purged(v: Value) -> Result<(usize, bool), Error> {
     Ok((n, more))
 }
 
-/// `group_info`: `{key, weight, ready, active, in ring 0|1}` per group.
+/// `group_info`: `{key, weight, ready, active, in ring 0|1, tokens (-1: no rate limit),
+/// marked until (0: not marked)}` per group.
 pub(crate) fn group_infos(
     v: Value,
 ) -> Result<Vec<switchyard_core::flow::groups::GroupInfo>, Error> {
@@ -413,12 +414,16 @@ pub(crate) fn group_infos(
             let active = u32::try_from(uint(&next_of(&mut f, "group_info")?)?)
                 .map_err(|_| protocol("group active count out of range"))?;
             let in_ring = int(&next_of(&mut f, "group_info")?)? == 1;
+            let tokens = u32::try_from(int(&next_of(&mut f, "group_info")?)?).ok();
+            let until = uint(&next_of(&mut f, "group_info")?)?;
             Ok(switchyard_core::flow::groups::GroupInfo {
                 key,
                 weight,
                 ready,
                 active,
                 in_ring,
+                tokens,
+                closed_until: (until > 0).then_some(until),
             })
         })
         .collect()

@@ -86,12 +86,19 @@ pub fn any_config() -> impl proptest::strategy::Strategy<Value = QueueConfig> {
                     config.dedup_mode = DedupMode::Debounce;
                 }
                 // Two in five queues are shared between groups, half of those with a limit of
-                // one or two per group, drawn from the seed.
+                // one or two per group, a third with a rate limit of one or two per second per
+                // group, drawn from the seed.
                 if seed / 11 % 5 < 2 {
                     let mut share = GroupShare::default();
                     if seed / 13 % 2 == 1 {
                         share =
                             share.with_concurrency(1 + u32::try_from(seed / 17 % 2).unwrap_or(0));
+                    }
+                    if seed / 19 % 3 == 1 {
+                        share = share.with_rate(RateLimit {
+                            max: 1 + u32::try_from(seed / 23 % 2).unwrap_or(0),
+                            per_ms: 1_000,
+                        });
                     }
                     config.groups = Some(share);
                 }
@@ -441,7 +448,8 @@ fn group_op() -> impl proptest::strategy::Strategy<Value = Op> {
         5 => any::<usize>().prop_map(|pick| Op::Complete { pick }),
         2 => (any::<usize>(), 1usize..4).prop_map(|(pick, max)| Op::CompleteAndReceive { pick, max }),
         2 => (any::<usize>(), any::<bool>()).prop_map(|(pick, retry)| Op::Fail { pick, retry }),
-        1 => any::<usize>().prop_map(|pick| Op::Throttle { pick, hold_ms: 0 }),
+        1 => (any::<usize>(), prop_oneof![Just(0u64), Just(500), Just(2_500)])
+            .prop_map(|(pick, hold_ms)| Op::Throttle { pick, hold_ms }),
         2 => (0..QUEUES, 0u8..3, prop_oneof![3 => 1u32..4, 1 => Just(0u32)])
             .prop_map(|(queue, group, weight)| Op::SetGroupWeight { queue, group, weight }),
         1 => any::<usize>().prop_map(|pick| Op::Cancel { pick }),
@@ -452,7 +460,8 @@ fn group_op() -> impl proptest::strategy::Strategy<Value = Op> {
         1 => (0..WORKERS).prop_map(|worker| Op::Drain { worker }),
         1 => (0..WORKERS).prop_map(|worker| Op::Deregister { worker }),
         1 => (0..WORKERS).prop_map(|worker| Op::Heartbeat { worker }),
-        1 => prop_oneof![Just(0u64), Just(500), Just(2_500), Just(16_000)].prop_map(|ms| Op::Advance { ms }),
+        // 999 and 1 ms: just before and at the end of a one-second window of a group's rate.
+        2 => prop_oneof![Just(0u64), Just(1), Just(500), Just(999), Just(2_500), Just(16_000)].prop_map(|ms| Op::Advance { ms }),
         1 => (0..QUEUES, prop_oneof![Just(1usize), Just(1_000)])
             .prop_map(|(queue, limit)| Op::PurgeQueue { queue, what: Purge::Waiting, limit }),
         1 => (0..QUEUES, shared_config(), any::<bool>())
@@ -460,14 +469,28 @@ fn group_op() -> impl proptest::strategy::Strategy<Value = Op> {
     ]
 }
 
-/// [`any_config`], shared between groups: no limit, or one or two per group; one in eight
-/// not shared (what a reconfigure turning sharing off looks like).
+/// [`any_config`], shared between groups: no limit, or one or two per group, and no rate
+/// limit, or one or two per second or 2.5 s per group; one in eight not shared (what a
+/// reconfigure turning sharing off looks like).
 fn shared_config() -> impl proptest::strategy::Strategy<Value = QueueConfig> {
-    (any_config(), 0u8..8).prop_map(|(mut config, n)| {
+    (any_config(), 0u8..8, 0u8..3).prop_map(|(mut config, n, r)| {
+        let rate = match r {
+            0 => None,
+            1 => Some(RateLimit {
+                max: 1,
+                per_ms: 1_000,
+            }),
+            _ => Some(RateLimit {
+                max: 2,
+                per_ms: 2_500,
+            }),
+        };
+        let mut share = GroupShare::default();
+        share.rate = rate;
         config.groups = match n {
             0 => None,
-            1..=3 => Some(GroupShare::default()),
-            _ => Some(GroupShare::default().with_concurrency(u32::from(n % 2) + 1)),
+            1..=3 => Some(share),
+            _ => Some(share.with_concurrency(u32::from(n % 2) + 1)),
         };
         config
     })
