@@ -8,6 +8,8 @@
 //!   every free slot (work-conserving); the queue's policy orders each group.
 //! * A per-group limit holds a group's further tasks while the others run; a change of the
 //!   limit by reconfigure opens and closes groups in the same step.
+//! * A group's own limits (`set_group_limits`) replace the queue's per-group ones for that
+//!   group alone, at once, and give them back when taken off.
 //! * A handler's throttle (`TaskError::rate_limited`) in a shared queue holds its group only:
 //!   the others go on; when the hold ends (on the manual clock, taken up by maintenance) the
 //!   throttled task is its group's first dispatch, its attempt not counted.
@@ -19,7 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchyard_core::flow::groups::GroupShare;
+use switchyard_core::flow::groups::{GroupLimits, GroupShare};
 use switchyard_core::prelude::*;
 use switchyard_core::{
     Ack, Clock, ManualClock, Policy, QueueConfig, QueueName, Strategy, TaskId, TaskSpec,
@@ -284,6 +286,71 @@ async fn a_group_limit_holds_its_group_only(u: Under) {
         groups.iter().all(|g| g.ready == 0 && g.active == 0),
         "{groups:?}"
     );
+}
+
+async fn own_limits_replace_the_queues(u: Under) {
+    let b = u.b();
+    shared(b, Policy::Fcfs, GroupShare::default().with_concurrency(1)).await;
+    b.register_worker(test_worker("w", ["q"]).capacity(8))
+        .await
+        .unwrap();
+    // A big customer may run three at once; the others one, as the queue says.
+    let big = GroupLimits::default().with_concurrency(3);
+    b.set_group_limits(&q(), "big", big).await.unwrap();
+    submit(b, "big", 5).await;
+    submit(b, "small", 5).await;
+    let active = |groups: &[switchyard_core::flow::groups::GroupInfo], key: &str| {
+        groups.iter().find(|g| g.key == key).map(|g| g.active)
+    };
+    let groups = b.groups(&q()).await.unwrap();
+    assert_eq!(
+        (active(&groups, "big"), active(&groups, "small")),
+        (Some(3), Some(1)),
+        "{groups:?}"
+    );
+    assert_eq!(groups.iter().find(|g| g.key == "big").unwrap().limits, big);
+    u.audit().await;
+    // Raised to 4 while it runs: taken up at once.
+    b.set_group_limits(&q(), "big", GroupLimits::default().with_concurrency(4))
+        .await
+        .unwrap();
+    assert_eq!(active(&b.groups(&q()).await.unwrap(), "big"), Some(4));
+    // Taken off: the queue's limit again; running tasks finish, no new one starts over it.
+    b.set_group_limits(&q(), "big", GroupLimits::default())
+        .await
+        .unwrap();
+    let groups = b.groups(&q()).await.unwrap();
+    let g = groups.iter().find(|g| g.key == "big").unwrap();
+    assert_eq!(
+        (g.active, g.limits, g.in_ring),
+        (4, GroupLimits::default(), false)
+    );
+    u.audit().await;
+    let order = serve(b, "w", 20).await;
+    assert_eq!(order.len(), 10, "{order:?}");
+    u.audit().await;
+    // A plain queue refuses own limits.
+    let plain = QueueName::new("plain").unwrap();
+    b.declare_queue(&plain, QueueConfig::default())
+        .await
+        .unwrap();
+    let e = b.set_group_limits(&plain, "big", big).await.unwrap_err();
+    assert!(e.to_string().contains("does not share"), "{e}");
+    let e = b
+        .set_group_limits(&q(), "big", GroupLimits::default().with_concurrency(0))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("at least 1"), "{e}");
+}
+
+#[tokio::test]
+async fn memory_gives_a_group_its_own_limits() {
+    own_limits_replace_the_queues(Under::new(false).await).await;
+}
+
+#[tokio::test]
+async fn redis_gives_a_group_its_own_limits() {
+    own_limits_replace_the_queues(Under::new(true).await).await;
 }
 
 async fn a_throttle_holds_its_group_only(redis: bool) {

@@ -10,7 +10,10 @@
 --          turn (rules 2 and 3);
 --   groups HASH: 'w:<group>' its weight (absent: 1), 'a:<group>' its active tasks (absent: 0),
 --          't' the dispatches left in the head's turn (absent: its turn has not begun),
---          'u:<group>' the time it is held until (absent: 0), 'n' the last log entry's number;
+--          'u:<group>' the time it is held until (absent: 0), 'n' the last log entry's number,
+--          'k:<group>', 'r:<group>' and 'p:<group>' its own concurrency limit, rate limit and
+--          window (absent: the queue's; set by group_limits.lua), 'o' how many groups have own
+--          limits (absent: none, and no group's are looked up);
 --   glog   ZSET, every score 0: '<group>\0<time: 12 hex digits><number: hex>', each group's
 --          dispatches still in its rate window (older ones are trimmed when it is next read), a
 --          lex range in time order; only with a per-group rate limit (state fields 'gr', 'grw':
@@ -49,11 +52,12 @@ do
   end
 
   -- This call's view of the groups hash (fields read once, by `field`; those changed since it
-  -- was last written in `dirty`), of its group marks (`mk`, `nmarks`) and rate windows (`rs`).
+  -- was last written in `dirty`), of its group marks (`mk`, `nmarks`), rate windows (`rs`) and
+  -- limits (`lim`).
   local function cached(q)
     local c = q.gc
     if not c then
-      c = {f = {}, dirty = {}, mk = {}, rs = {}}
+      c = {f = {}, dirty = {}, mk = {}, rs = {}, lim = {}}
       q.gc = c
     end
     return c
@@ -133,9 +137,31 @@ do
     end
   end
 
+  -- Group `g`'s limits (Groups::limits): {k: concurrency (0: none), r: rate (0: none), w: its
+  -- window}, its own where set, the queue's otherwise; read once per call.
+  local function limits(q, g)
+    local c = cached(q)
+    local l = c.lim[g]
+    if l then return l end
+    l = {k = q.grp, r = q.grmax, w = q.grwin}
+    if field(q, 'o', 0) > 0 then
+      local k, r = field(q, 'k:' .. g, 0), field(q, 'r:' .. g, 0)
+      if k > 0 then l.k = k end
+      if r > 0 then l.r, l.w = r, field(q, 'p:' .. g, 0) end
+    end
+    c.lim[g] = l
+    return l
+  end
+
+  -- Below its concurrency limit.
+  local function below_limit(q, g)
+    local k = limits(q, g).k
+    return k == 0 or active(q, g) < k
+  end
+
   -- Rule 1: below its limit, and not marked.
   local function open(q, g)
-    return (q.grp == 0 or active(q, g) < q.grp) and not marked(q, g)
+    return below_limit(q, g) and not marked(q, g)
   end
 
   local function hex_ms(t) return format('%012x', t) end
@@ -154,9 +180,10 @@ do
       local t = tonumber(sub(newest, #g + 2, #g + 13), 16)
       if t > now then now = t end
     end
-    local horizon = now - q.grwin + 1
+    local l = limits(q, g)
+    local horizon = now - l.w + 1
     if horizon > 0 then call('ZREMRANGEBYLEX', q.k_glog, lo, '(' .. g .. '\0' .. hex_ms(horizon)) end
-    s = {now = now, tok = q.grmax - call('ZLEXCOUNT', q.k_glog, lo, hi)}
+    s = {now = now, tok = l.r - call('ZLEXCOUNT', q.k_glog, lo, hi)}
     local first = call('ZRANGEBYLEX', q.k_glog, lo, hi, 'LIMIT', '0', '1')[1]
     if first then s.oldest = tonumber(sub(first, #g + 2, #g + 13), 16) end
     c.rs[g] = s
@@ -166,9 +193,10 @@ do
   -- When `g` opens again, seen at NOW (flow::rate::opens_at with its window and hold).
   local function opens_at(q, g)
     local at = NOW
-    if q.grmax > 0 then
+    local l = limits(q, g)
+    if l.r > 0 then
       local s = window(q, g)
-      if s.tok <= 0 and s.oldest then at = s.oldest + q.grwin end
+      if s.tok <= 0 and s.oldest then at = s.oldest + l.w end
     end
     local hold = field(q, 'u:' .. g, 0)
     if hold > at then at = hold end
@@ -209,7 +237,7 @@ do
   -- A dispatch of `g`'s task takes a token of its rate limit (Groups::spend): its time joins
   -- the log, and the last token marks it.
   local function spend(q, g)
-    if q.grmax == 0 then return end
+    if limits(q, g).r == 0 then return end
     local s = window(q, g)
     s.tok = s.tok - 1
     if not s.oldest then s.oldest = s.now end
@@ -289,8 +317,9 @@ do
     local after = before + d
     if after < 0 then after = 0 end
     set_field(q, 'a:' .. g, after)
-    if q.grp > 0 then
-      local was, is = before >= q.grp, after >= q.grp
+    local k = limits(q, g).k
+    if k > 0 then
+      local was, is = before >= k, after >= k
       if is and not was then
         leave(q, g)
       elseif was and not is and first(q, g) and not marked(q, g) then
@@ -322,7 +351,7 @@ do
       set_mark(q, g, 0)
       if not mark(q, g) then
         if field(q, 'u:' .. g, 0) > 0 then set_field(q, 'u:' .. g, 0) end
-        if first(q, g) and (q.grp == 0 or active(q, g) < q.grp) then join(q, g) end
+        if first(q, g) and below_limit(q, g) then join(q, g) end
       end
     end
     return #due > 0
@@ -378,19 +407,26 @@ do
     each_in(q.k_gready, f)
   end
 
+  -- Clears group `g`'s rate log (a new window).
+  local function clear_log(q, g)
+    call('ZREMRANGEBYLEX', q.k_glog, '[' .. g .. '\0', '(' .. g .. '\1')
+    cached(q).rs[g] = nil
+  end
+
   -- Reconfigure gave the queue new per-group limits (`q.grp`, `q.grmax`, `q.grwin`; the window
-  -- was `old_win`): a new window starts every group's log afresh; each group with a log or a
-  -- mark is marked again, by key, as now configured; then the groups no longer open leave the
-  -- ring, and those open with ready tasks and out of it join, by key (State::groups_reconfigured).
+  -- was `old_win`): a new window starts afresh the log of each group without its own rate
+  -- limit; each group with a log or a mark is marked again, by key, as now configured; then
+  -- the groups no longer open leave the ring, and those open with ready tasks and out of it
+  -- join, by key (State::groups_reconfigured).
   function GROUP.relimit(q, old_win)
-    local c = cached(q)
-    if old_win ~= q.grwin then
-      call('DEL', q.k_glog)
-      c.rs = {}
-    end
     local rated, list = {}, {}
     for _, g in ipairs(call('ZRANGE', q.k_gwake, '0', '-1')) do rated[g] = true end
     each_in(q.k_glog, function(g) rated[g] = true end)
+    if old_win ~= q.grwin then
+      for g in pairs(rated) do
+        if field(q, 'r:' .. g, 0) == 0 then clear_log(q, g) end
+      end
+    end
     for g in pairs(rated) do list[#list + 1] = g end
     sort(list)
     for _, g in ipairs(list) do
@@ -406,9 +442,40 @@ do
     end)
   end
 
-  -- Queues::groups: {key, weight, ready, active, in ring 0|1, tokens (-1 without a per-group
-  -- rate limit), marked until (0: not marked)} for each group with ready or active tasks, a set
-  -- weight or a mark, by key. Read-only: a window is counted, not trimmed.
+  -- Queues::set_group_limits: group `g`'s own limits `k` (concurrency), `r` and `w` (rate and
+  -- window), each 0 for the queue's, replace its old ones; a new rate window starts its log
+  -- afresh; it is marked again as now limited, then leaves the ring if it is no longer open,
+  -- or joins it if it is open with ready tasks (the caller takes the queue up).
+  function GROUP.set_limits(q, g, k, r, w)
+    local old = limits(q, g)
+    local had = field(q, 'k:' .. g, 0) > 0 or field(q, 'r:' .. g, 0) > 0
+    local has = k > 0 or r > 0
+    set_field(q, 'k:' .. g, k)
+    set_field(q, 'r:' .. g, r)
+    set_field(q, 'p:' .. g, w)
+    if had ~= has then
+      local n = field(q, 'o', 0)
+      if has then n = n + 1 else n = n - 1 end
+      set_field(q, 'o', n)
+    end
+    local c = cached(q)
+    c.lim[g] = nil
+    local new = limits(q, g)
+    if (old.r > 0 and old.w or 0) ~= (new.r > 0 and new.w or 0) then clear_log(q, g) end
+    set_mark(q, g, 0)
+    mark(q, g)
+    local in_ring = call('LPOS', q.k_gring, g) ~= false
+    if in_ring and not open(q, g) then
+      leave(q, g)
+    elseif not in_ring and open(q, g) and first(q, g) then
+      join(q, g)
+    end
+  end
+
+  -- Queues::groups: {key, weight, ready, active, in ring 0|1, tokens (-1 without a rate limit),
+  -- marked until (0: not marked), its own concurrency limit, rate limit and window (0: the
+  -- queue's)} for each group with ready or active tasks, a set weight or own limits, or a mark,
+  -- by key. Read-only: a window is counted, not trimmed.
   function GROUP.info(q)
     local seen, keys, ready = {}, {}, {}
     local function add(g)
@@ -432,6 +499,8 @@ do
       elseif kind == 'a:' then
         act[g] = v
         add(g)
+      elseif kind == 'k:' or kind == 'r:' then
+        add(g)
       end
     end
     local marks = call('ZRANGE', q.k_gwake, '0', '-1', 'WITHSCORES')
@@ -447,16 +516,17 @@ do
     for _, g in ipairs(keys) do
       local r, tok = 0, -1
       if ring[g] then r = 1 end
-      if q.grmax > 0 then
+      local l = limits(q, g)
+      if l.r > 0 then
         local lo, hi = '[' .. g .. '\0', '(' .. g .. '\1'
         local now = NOW
         local newest = call('ZREVRANGEBYLEX', q.k_glog, hi, lo, 'LIMIT', '0', '1')[1]
         if newest then now = math.max(now, tonumber(sub(newest, #g + 2, #g + 13), 16)) end
-        local from = '[' .. g .. '\0' .. hex_ms(math.max(0, now - q.grwin + 1))
-        tok = math.max(0, q.grmax - call('ZLEXCOUNT', q.k_glog, from, hi))
+        local from = '[' .. g .. '\0' .. hex_ms(math.max(0, now - l.w + 1))
+        tok = math.max(0, l.r - call('ZLEXCOUNT', q.k_glog, from, hi))
       end
       out[#out + 1] = {g, tonumber(weight[g]) or 1, ready[g] or 0, tonumber(act[g]) or 0, r, tok,
-        until_[g] or 0}
+        until_[g] or 0, field(q, 'k:' .. g, 0), field(q, 'r:' .. g, 0), field(q, 'p:' .. g, 0)}
     end
     return out
   end

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use switchyard_core::admin::{Purge, PurgeReport};
 use switchyard_core::backend::due_pause;
-use switchyard_core::flow::groups::GroupInfo;
+use switchyard_core::flow::groups::{GroupInfo, GroupLimits};
 use switchyard_core::progress::news;
 use switchyard_core::schedule::{Claim, ScheduleInfo, ScheduleSpec, Upserted};
 use switchyard_core::{
@@ -56,6 +56,15 @@ impl Queues for MemoryBackend {
 
     async fn set_group_weight(&self, queue: &QueueName, key: &str, weight: u32) -> Result<()> {
         self.with(|s, _| s.set_group_weight(queue, key, weight))
+    }
+
+    async fn set_group_limits(
+        &self,
+        queue: &QueueName,
+        key: &str,
+        limits: GroupLimits,
+    ) -> Result<()> {
+        self.with(|s, now| s.set_group_limits(queue, key, limits, now))
     }
 
     async fn groups(&self, queue: &QueueName) -> Result<Vec<GroupInfo>> {

@@ -340,6 +340,7 @@ transitions! {
     reconfigure => "reconfigure.lua",
     delete_queue => "delete_queue.lua",
     group_weight => "group_weight.lua",
+    group_limits => "group_limits.lua",
     group_info => "group_info.lua",
     peek => "peek.lua",
     browse => "browse.lua",

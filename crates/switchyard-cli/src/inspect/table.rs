@@ -293,6 +293,8 @@ mod tests {
                     in_ring: false,
                     tokens: Some(100_000),
                     closed_until: Some(u64::MAX),
+                    limits: switchyard::flow::groups::GroupLimits::default()
+                        .with_concurrency(u32::MAX),
                 }],
             }),
         };

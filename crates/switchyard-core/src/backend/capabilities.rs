@@ -62,6 +62,18 @@ pub trait Queues: Send + Sync {
     /// [`Error::Invalid`](crate::Error::Invalid).
     async fn set_group_weight(&self, queue: &QueueName, key: &str, weight: u32) -> Result<()>;
 
+    /// Gives group `key` of a queue shared between groups its own concurrency and rate limits
+    /// in place of the queue's per-group ones ([`GroupLimits`](crate::flow::groups::GroupLimits);
+    /// the default takes them off). It takes effect at once: a group now over a lowered limit
+    /// waits, one under a raised limit is taken up. A plain queue answers
+    /// [`Error::Invalid`](crate::Error::Invalid).
+    async fn set_group_limits(
+        &self,
+        queue: &QueueName,
+        key: &str,
+        limits: crate::flow::groups::GroupLimits,
+    ) -> Result<()>;
+
     /// The groups of a queue shared between groups: those with ready or active tasks or a set
     /// weight, by key (see [`flow::groups`](crate::flow::groups)).
     async fn groups(&self, queue: &QueueName) -> Result<Vec<crate::flow::groups::GroupInfo>>;

@@ -103,6 +103,70 @@ impl GroupShare {
     }
 }
 
+/// One group's own limits, set with [`Queues::set_group_limits`](crate::Queues::set_group_limits)
+/// in place of the queue's [per-group limits](GroupShare): a field left `None` keeps the
+/// queue's. The group's limits are its own from the call on (a new rate window starts its log
+/// afresh); the default (both `None`) takes them off.
+///
+/// ```
+/// use std::time::Duration;
+/// use switchyard_core::flow::{groups::{GroupLimits, GroupShare}, rate::RateLimit};
+/// let share = GroupShare::default().with_concurrency(1).with_rate(RateLimit::new(5, Duration::from_secs(1)));
+/// let big = GroupLimits::default().with_concurrency(4);
+/// let mine = big.over(share);
+/// assert_eq!((mine.concurrency, mine.rate.map(|r| r.max)), (Some(4), Some(5)));
+/// assert!(GroupLimits::default().with_concurrency(0).validate().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct GroupLimits {
+    /// At most this many of the group's tasks active at once (at least 1); `None`: the
+    /// queue's per-group limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// At most `max` of the group's dispatches in any window of `per_ms`; `None`: the queue's
+    /// per-group rate limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<RateLimit>,
+}
+
+impl GroupLimits {
+    /// The group's own concurrency limit.
+    pub fn with_concurrency(mut self, max: u32) -> Self {
+        self.concurrency = Some(max);
+        self
+    }
+
+    /// The group's own rate limit.
+    pub fn with_rate(mut self, limit: RateLimit) -> Self {
+        self.rate = Some(limit);
+        self
+    }
+
+    /// Whether it sets nothing (the group has the queue's limits).
+    pub fn is_empty(&self) -> bool {
+        *self == GroupLimits::default()
+    }
+
+    /// Checks both limits.
+    pub fn validate(&self) -> Result<()> {
+        GroupShare {
+            concurrency: self.concurrency,
+            rate: self.rate,
+        }
+        .validate()
+    }
+
+    /// The limits a group has under the queue's `share`: its own where set, the queue's
+    /// otherwise.
+    pub fn over(&self, share: GroupShare) -> GroupShare {
+        GroupShare {
+            concurrency: self.concurrency.or(share.concurrency),
+            rate: self.rate.or(share.rate),
+        }
+    }
+}
+
 /// Checks a weight given to [`Queues::set_group_weight`](crate::Queues::set_group_weight).
 ///
 /// ```
@@ -173,6 +237,9 @@ pub struct GroupInfo {
     /// The time it is marked closed until, by its rate limit or a hold (`None`: not marked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_until: Option<crate::Millis>,
+    /// Its own limits, in place of the queue's (empty: the queue's).
+    #[serde(default, skip_serializing_if = "GroupLimits::is_empty")]
+    pub limits: GroupLimits,
 }
 
 /// The refusal of a task with a group key, or of a group operation, on a plain queue.

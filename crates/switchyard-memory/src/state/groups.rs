@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 use switchyard_core::flow::concurrency::held;
 use switchyard_core::flow::groups::{
-    DEFAULT_GROUP, GroupInfo, GroupShare, not_shared, turn_length, validate_key, validate_weight,
+    DEFAULT_GROUP, GroupInfo, GroupLimits, GroupShare, not_shared, turn_length, validate_key,
+    validate_weight,
 };
 use switchyard_core::{Millis, QueueName, Result, TaskId};
 
@@ -37,6 +38,8 @@ pub(crate) struct Groups {
     /// Each group's rate window and hold, and its mark (`Rate::wake`: closed until then,
     /// rule 1), for the groups with any.
     rates: BTreeMap<String, Rate>,
+    /// Limits set by `set_group_limits` in place of the queue's.
+    overrides: BTreeMap<String, GroupLimits>,
 }
 
 impl Groups {
@@ -53,16 +56,29 @@ impl Groups {
         self.rates.get(group).is_some_and(|r| r.wake.is_some())
     }
 
+    /// The limits of `group` under the queue's `share`: its own where set.
+    fn limits(&self, group: &str, share: GroupShare) -> GroupShare {
+        self.overrides
+            .get(group)
+            .map_or(share, |own| own.over(share))
+    }
+
+    /// Below its concurrency limit.
+    fn below_limit(&self, group: &str, share: GroupShare) -> bool {
+        !held(self.active(group), self.limits(group, share).concurrency)
+    }
+
     /// Rule 1: below its concurrency limit, and not marked.
     fn open(&self, group: &str, share: GroupShare) -> bool {
-        !held(self.active(group), share.concurrency) && !self.marked(group)
+        self.below_limit(group, share) && !self.marked(group)
     }
 
     /// Marks `group` with the time it opens again, if that is after `now`: it leaves the ring.
     /// Whether it was marked.
     fn mark(&mut self, group: &str, share: GroupShare, now: Millis) -> bool {
+        let rate = self.limits(group, share).rate;
         let r = self.rates.entry(group.to_owned()).or_default();
-        let at = r.opens_at(share.rate, now);
+        let at = r.opens_at(rate, now);
         if at <= now {
             return false;
         }
@@ -74,7 +90,7 @@ impl Groups {
     /// A dispatch of `group`'s task at `now` takes a token of its rate limit; the last one
     /// marks it. Whether it was marked.
     fn spend(&mut self, group: &str, share: GroupShare, now: Millis) -> bool {
-        let Some(limit) = share.rate else {
+        let Some(limit) = self.limits(group, share).rate else {
             return false;
         };
         let r = self.rates.entry(group.to_owned()).or_default();
@@ -96,7 +112,7 @@ impl Groups {
             }
             if !self.mark(group, share, now)
                 && self.has_ready(group)
-                && !held(self.active(group), share.concurrency)
+                && self.below_limit(group, share)
             {
                 self.ring.push_back(group.clone());
             }
@@ -171,7 +187,7 @@ impl Groups {
     /// limit leaves the ring, one opened (and not marked) with ready tasks joins it (rule 1,
     /// 2).
     fn count(&mut self, group: &str, up: bool, share: GroupShare) {
-        let limit = share.concurrency;
+        let limit = self.limits(group, share).concurrency;
         let before = self.active(group);
         let after = if up {
             before.saturating_add(1)
@@ -315,8 +331,7 @@ impl State {
         id: TaskId,
         now: Millis,
     ) -> Result<()> {
-        let q = self.queue(queue)?;
-        if q.groups.is_none() || q.config.groups.and_then(|g| g.rate).is_none() {
+        if self.queue(queue)?.groups.is_none() {
             return Ok(());
         }
         let group = self.group_of(id)?;
@@ -374,7 +389,7 @@ impl State {
 
     /// Reconfigure changed `queue`'s sharing from `old`: turned on or off (with nothing ready
     /// or active, which reconfigure checked) the groups start afresh or go. Otherwise a new
-    /// rate window (or none) starts each group's log afresh; each group with a window or a mark
+    /// rate window (or none) starts afresh the log of each group without its own rate limit; each group with a window or a mark
     /// is marked again, by key, as now configured; then the groups no longer open leave the
     /// ring and the open ones with ready tasks out of it join at the tail, by key.
     pub(super) fn groups_reconfigured(
@@ -395,8 +410,10 @@ impl State {
         };
         let window = |s: Option<GroupShare>| s.and_then(|g| g.rate).map(|l| l.per_ms);
         if window(old) != window(new) {
-            for r in groups.rates.values_mut() {
-                r.log.clear();
+            for (g, r) in groups.rates.iter_mut() {
+                if groups.overrides.get(g).and_then(|o| o.rate).is_none() {
+                    r.log.clear();
+                }
             }
         }
         let rated: Vec<String> = groups.rates.keys().cloned().collect();
@@ -455,6 +472,46 @@ impl State {
         Ok(())
     }
 
+    /// Queues::set_group_limits: the group's own limits replace (or, empty, give back) the
+    /// queue's; a new rate window starts its log afresh; it is marked again as now limited,
+    /// then leaves the ring if it is no longer open, or joins it if it is open with ready
+    /// tasks; the queue takes up what that lets it.
+    pub(crate) fn set_group_limits(
+        &mut self,
+        queue: &QueueName,
+        key: &str,
+        limits: GroupLimits,
+        now: Millis,
+    ) -> Result<()> {
+        validate_key(key)?;
+        limits.validate()?;
+        let share = self.queue(queue)?.config.groups.unwrap_or_default();
+        let groups = self.shared(queue)?;
+        let old = groups.limits(key, share).rate.map(|l| l.per_ms);
+        if limits.is_empty() {
+            groups.overrides.remove(key);
+        } else {
+            groups.overrides.insert(key.to_owned(), limits);
+        }
+        let new_window = old != groups.limits(key, share).rate.map(|l| l.per_ms);
+        if let Some(r) = groups.rates.get_mut(key) {
+            if new_window {
+                r.log.clear();
+            }
+            r.wake = None;
+        }
+        groups.mark(key, share, now);
+        let in_ring = groups.ring.iter().any(|g| g == key);
+        if in_ring && !groups.open(key, share) {
+            groups.leave_ring(key);
+        } else if !in_ring && groups.open(key, share) && groups.has_ready(key) {
+            groups.ring.push_back(key.to_owned());
+        }
+        self.due_moved.notify_waiters();
+        self.take_up(queue, now)?;
+        Ok(())
+    }
+
     /// Queues::groups.
     pub(crate) fn groups(&mut self, queue: &QueueName) -> Result<Vec<GroupInfo>> {
         let now = self.now;
@@ -470,6 +527,7 @@ impl State {
             .keys()
             .chain(groups.active.keys())
             .chain(groups.weights.keys())
+            .chain(groups.overrides.keys())
             .chain(marked)
             .collect();
         keys.sort();
@@ -484,10 +542,12 @@ impl State {
                     ready: groups.ready.get(key).map_or(0, |r| r.len() as u64),
                     active: groups.active(key),
                     in_ring: groups.ring.contains(key),
-                    tokens: share
+                    tokens: groups
+                        .limits(key, share)
                         .rate
                         .map(|l| rate.map_or(l.max, |r| r.tokens(Some(l), now))),
                     closed_until: rate.and_then(|r| r.wake),
+                    limits: groups.overrides.get(key).copied().unwrap_or_default(),
                 }
             })
             .collect())

@@ -159,6 +159,25 @@ impl RedisBackend {
         Ok(())
     }
 
+    pub(super) async fn set_group_limits_now(
+        &self,
+        queue: &QueueName,
+        key: &str,
+        limits: switchyard_core::flow::groups::GroupLimits,
+    ) -> Result<()> {
+        limits.validate()?;
+        switchyard_core::flow::groups::validate_key(key)?;
+        let now = self.now_arg();
+        let mut inv = self.invocation(&self.functions().group_limits, &[queue], &now);
+        inv.arg(queue.as_str())
+            .arg(key)
+            .arg(limits.concurrency.unwrap_or(0))
+            .arg(limits.rate.map_or(0, |r| r.max))
+            .arg(limits.rate.map_or(0, |r| r.per_ms));
+        self.exec_durable(&inv).await.map_err(Failure::into_error)?;
+        Ok(())
+    }
+
     pub(super) async fn groups_now(&self, queue: &QueueName) -> Result<Vec<GroupInfo>> {
         let now = self.now_arg();
         let mut inv = self.invocation(&self.functions().group_info, &[queue], &now);

@@ -80,6 +80,15 @@ impl Queues for RedisBackend {
         self.set_group_weight_now(queue, key, weight).await
     }
 
+    async fn set_group_limits(
+        &self,
+        queue: &QueueName,
+        key: &str,
+        limits: groups::GroupLimits,
+    ) -> Result<()> {
+        self.set_group_limits_now(queue, key, limits).await
+    }
+
     async fn groups(&self, queue: &QueueName) -> Result<Vec<groups::GroupInfo>> {
         self.groups_now(queue).await
     }

@@ -399,7 +399,8 @@ pub(crate) fn purged(v: Value) -> Result<(usize, bool), Error> {
 }
 
 /// `group_info`: `{key, weight, ready, active, in ring 0|1, tokens (-1: no rate limit),
-/// marked until (0: not marked)}` per group.
+/// marked until (0: not marked), own concurrency, own rate and window (0: the queue's)}` per
+/// group.
 pub(crate) fn group_infos(
     v: Value,
 ) -> Result<Vec<switchyard_core::flow::groups::GroupInfo>, Error> {
@@ -416,6 +417,22 @@ pub(crate) fn group_infos(
             let in_ring = int(&next_of(&mut f, "group_info")?)? == 1;
             let tokens = u32::try_from(int(&next_of(&mut f, "group_info")?)?).ok();
             let until = uint(&next_of(&mut f, "group_info")?)?;
+            let mut limits = switchyard_core::flow::groups::GroupLimits::default();
+            let own = uint(&next_of(&mut f, "group_info")?)?;
+            if own > 0 {
+                limits.concurrency =
+                    Some(u32::try_from(own).map_err(|_| protocol("group limit out of range"))?);
+            }
+            let (max, per_ms) = (
+                uint(&next_of(&mut f, "group_info")?)?,
+                uint(&next_of(&mut f, "group_info")?)?,
+            );
+            if max > 0 {
+                limits.rate = Some(switchyard_core::flow::rate::RateLimit {
+                    max: u32::try_from(max).map_err(|_| protocol("group rate out of range"))?,
+                    per_ms,
+                });
+            }
             Ok(switchyard_core::flow::groups::GroupInfo {
                 key,
                 weight,
@@ -424,6 +441,7 @@ pub(crate) fn group_infos(
                 in_ring,
                 tokens,
                 closed_until: (until > 0).then_some(until),
+                limits,
             })
         })
         .collect()

@@ -4,7 +4,7 @@ use proptest::prelude::*;
 use proptest::strategy::Strategy as _;
 use switchyard_core::admin::Purge;
 use switchyard_core::flow::dedup::DedupMode;
-use switchyard_core::flow::groups::GroupShare;
+use switchyard_core::flow::groups::{GroupLimits, GroupShare};
 use switchyard_core::flow::rate::RateLimit;
 use switchyard_core::{Backoff, EventLevel, Policy, QueueConfig, Strategy};
 
@@ -452,6 +452,17 @@ fn group_op() -> impl proptest::strategy::Strategy<Value = Op> {
             .prop_map(|(pick, hold_ms)| Op::Throttle { pick, hold_ms }),
         2 => (0..QUEUES, 0u8..3, prop_oneof![3 => 1u32..4, 1 => Just(0u32)])
             .prop_map(|(queue, group, weight)| Op::SetGroupWeight { queue, group, weight }),
+        1 => (0..QUEUES, 0u8..3, proptest::option::of(0u32..4), 0u8..3)
+            .prop_map(|(queue, group, concurrency, r)| {
+                let mut limits = GroupLimits::default();
+                limits.concurrency = concurrency;
+                limits.rate = match r {
+                    0 => None,
+                    1 => Some(RateLimit { max: 1, per_ms: 1_000 }),
+                    _ => Some(RateLimit { max: 3, per_ms: 500 }),
+                };
+                Op::SetGroupLimits { queue, group, limits }
+            }),
         1 => any::<usize>().prop_map(|pick| Op::Cancel { pick }),
         1 => change_op(),
         1 => (0..QUEUES).prop_map(|queue| Op::Dispatch { queue }),

@@ -1,5 +1,6 @@
 //! Queues shared between groups in a scenario (`switchyard_core::flow::groups`): the weight
-//! step ([`Op::SetGroupWeight`]) and the per-group limit invariant. The ring's order itself is
+//! and own-limits steps ([`Op::SetGroupWeight`], [`Op::SetGroupLimits`]) and the per-group
+//! limit invariant. The ring's order itself is
 //! what the two backends must agree on step by step (their traces and snapshots, which carry
 //! each shared queue's groups); work conservation and the order invariant see a shared queue
 //! through its groups (`invariants.rs`).
@@ -32,18 +33,42 @@ impl<B: Backend> Runner<B> {
                     Err(e) => Ok(format!("{label} -> error: {e}")),
                 }
             }
+            Op::SetGroupLimits {
+                queue,
+                group,
+                limits,
+            } => {
+                let label = format!("limits q{queue} g{group} {limits:?}");
+                match self
+                    .backend
+                    .set_group_limits(&queue_name(*queue), &format!("g{group}"), *limits)
+                    .await
+                {
+                    Ok(()) => Ok(format!("{label} -> set")),
+                    Err(e) if fatal(&e) => Err(format!("{label}: backend failed: {e}")),
+                    Err(e) => Ok(format!("{label} -> error: {e}")),
+                }
+            }
             other => Err(format!("not a group step: {other:?}")),
         }
     }
 
-    /// Per-group concurrency limits: no task of a group became active in this step while more
-    /// than the limit of its group are active (more can be active only after the limit was
-    /// lowered).
+    /// Per-group concurrency limits (the group's own, or the queue's): no task of a group
+    /// became active in this step while more than the limit of its group are active (more can
+    /// be active only after the limit was lowered).
     pub(super) fn within_group_limits(&self, snap: &Snapshot) -> Result<(), String> {
         for (i, config) in self.configs.iter().enumerate() {
-            let Some(limit) = config.groups.and_then(|g| g.concurrency) else {
+            let Some(share) = config.groups else {
                 continue;
             };
+            let own: BTreeMap<&str, Option<u32>> = snap
+                .groups
+                .get(i)
+                .and_then(Option::as_ref)
+                .into_iter()
+                .flatten()
+                .map(|g| (g.key.as_str(), g.limits.over(share).concurrency))
+                .collect();
             let name = queue_name(i);
             let mut active: BTreeMap<String, Vec<TaskId>> = BTreeMap::new();
             for t in snap.tasks.iter().flatten() {
@@ -53,6 +78,13 @@ impl<B: Backend> Runner<B> {
                 }
             }
             for (group, ids) in active {
+                let limit = own
+                    .get(group.as_str())
+                    .copied()
+                    .unwrap_or(share.concurrency);
+                let Some(limit) = limit else {
+                    continue;
+                };
                 if ids.len() <= limit as usize {
                     continue;
                 }

@@ -232,6 +232,16 @@ pub enum Op {
         /// The weight (0 and above 1,000 are refused).
         weight: u32,
     },
+    /// Give group `g<group>` of a queue its own limits (refused unless it is shared; an own
+    /// concurrency of 0 is refused).
+    SetGroupLimits {
+        /// Queue index.
+        queue: usize,
+        /// Group key index.
+        group: u8,
+        /// The limits (both `None`: the queue's again).
+        limits: switchyard_core::flow::groups::GroupLimits,
+    },
     /// Delete a task (refused unless finished).
     DeleteTask {
         /// Which task.

@@ -467,7 +467,7 @@ impl<B: Backend> Runner<B> {
             | Op::ClaimTicks { .. }
             | Op::PauseSchedule { .. }
             | Op::RemoveSchedule { .. } => self.apply_schedule(op).await?,
-            Op::SetGroupWeight { .. } => self.apply_groups(op).await?,
+            Op::SetGroupWeight { .. } | Op::SetGroupLimits { .. } => self.apply_groups(op).await?,
             Op::DeleteTask { .. }
             | Op::PurgeQueue { .. }
             | Op::Reconfigure { .. }

@@ -321,6 +321,20 @@ impl Queues for Partitioned {
         Ok(())
     }
 
+    /// Every partition of the queue (a group lives in one partition, but which one is the
+    /// router's to say: the limits go to all, and only the group's own partition uses them).
+    async fn set_group_limits(
+        &self,
+        queue: &QueueName,
+        key: &str,
+        limits: switchyard_core::flow::groups::GroupLimits,
+    ) -> Result<()> {
+        for b in &self.parts {
+            b.set_group_limits(queue, key, limits).await?;
+        }
+        Ok(())
+    }
+
     /// The groups of every partition, one after the other.
     async fn groups(
         &self,

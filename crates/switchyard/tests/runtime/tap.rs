@@ -104,6 +104,15 @@ impl Queues for Tap {
         self.inner.set_group_weight(queue, key, weight).await
     }
 
+    async fn set_group_limits(
+        &self,
+        queue: &QueueName,
+        key: &str,
+        limits: switchyard::flow::groups::GroupLimits,
+    ) -> switchyard::Result<()> {
+        self.inner.set_group_limits(queue, key, limits).await
+    }
+
     async fn groups(
         &self,
         queue: &QueueName,
