@@ -314,10 +314,14 @@ fn a_shared_queue_runs_one_per_group_and_gets_a_killed_workers_group_slot_back()
             "on",
             "--group-concurrency",
             "1",
+            "--group-rate",
+            "1000/1s",
         ],
     );
     assert!(
-        said.contains("fair share between groups, at most 1 active per group"),
+        said.contains(
+            "fair share between groups, at most 1 active per group, at most 1000 per 1s per group"
+        ),
         "{said}"
     );
     ok(
@@ -346,12 +350,42 @@ fn a_shared_queue_runs_one_per_group_and_gets_a_killed_workers_group_slot_back()
         .find(|l| l.starts_with("acme"))
         .unwrap_or_default();
     assert!(acme.contains(" 4 ") && acme.contains("waiting"), "{set}");
+    // globex's own limits: two at once, at most 20 a second (none is dispatched yet: no worker).
+    let own = ok(
+        &server,
+        ns,
+        &[
+            "groups",
+            "tenants",
+            "--concurrency",
+            "globex=2",
+            "--rate",
+            "globex=20/1s",
+        ],
+    );
+    assert!(own.contains("2 active, 20 per 1s"), "{own}");
     let groups = json(&ok(&server, ns, &["groups", "tenants", "--json"]));
     assert_eq!(groups[1]["key"], "globex");
     assert_eq!(
         (groups[1]["weight"].as_u64(), groups[1]["ready"].as_u64()),
         (Some(2), Some(3))
     );
+    assert_eq!(groups[1]["limits"]["concurrency"], 2);
+    assert_eq!(groups[1]["tokens"], 20);
+    // Back to the queue's limits.
+    let back = ok(
+        &server,
+        ns,
+        &[
+            "groups",
+            "tenants",
+            "--concurrency",
+            "globex=none",
+            "--rate",
+            "globex=none",
+        ],
+    );
+    assert!(back.contains("the queue's"), "{back}");
 
     let ttl = [
         "--queue",
@@ -374,7 +408,7 @@ fn a_shared_queue_runs_one_per_group_and_gets_a_killed_workers_group_slot_back()
     assert_eq!(view["queues"][0]["groups"]["concurrency"], 1);
     let table = ok(&server, ns, &["status"]);
     assert!(
-        table.contains("groups: 1 waiting, 1 held (1 per group)"),
+        table.contains("groups: 1 waiting, 1 held (1 per group, 1000 per 1s"),
         "{table}"
     );
 

@@ -74,7 +74,14 @@ pub const FAMILIES: &[MetricFamily] = &[
         kind: Kind::Gauge,
         labels: &["queue"],
         help: "A queue shared between groups: its groups with ready tasks held at the per-group \
-               concurrency limit.",
+               concurrency limit or closed by their rate limit or a hold.",
+    },
+    MetricFamily {
+        name: "switchyard_queue_groups_closed",
+        kind: Kind::Gauge,
+        labels: &["queue"],
+        help: "A queue shared between groups: its groups closed by their rate limit or a \
+               handler's hold (taken up by maintenance when it ends).",
     },
     MetricFamily {
         name: "switchyard_queue_closed_seconds",
@@ -456,6 +463,9 @@ fn export(stats: &Stats, view: &View, configs: &BTreeMap<String, QueueConfig>) {
                 .set(waiting.count() as f64);
             metrics::gauge!("switchyard_queue_groups_held", "queue" => name.clone())
                 .set(held as f64);
+            let closed = g.groups.iter().filter(|g| g.closed_until.is_some()).count();
+            metrics::gauge!("switchyard_queue_groups_closed", "queue" => name.clone())
+                .set(closed as f64);
         }
         let closed = q
             .opens_at
