@@ -11,6 +11,7 @@
 --   groups HASH: 'w:<group>' its weight (absent: 1), 'a:<group>' its active tasks (absent: 0),
 --          't' the dispatches left in the head's turn (absent: its turn has not begun),
 --          'u:<group>' the time it is held until (absent: 0), 'n' the last log entry's number,
+--          'z' the latest time logged in glog,
 --          'k:<group>', 'r:<group>' and 'p:<group>' its own concurrency limit, rate limit and
 --          window (absent: the queue's; set by group_limits.lua), 'o' how many groups have own
 --          limits (absent: none, and no group's are looked up);
@@ -90,8 +91,18 @@ do
 
   local function weight(q, g) return field(q, 'w:' .. g, 1) end
 
+  -- Writes the glog entries this call's dispatches logged (one ZADD for a batch of them; from
+  -- `GROUP.flush`, and before a read of glog that may need them).
+  local function flush_log(q)
+    local p = cached(q).logp
+    if not p then return end
+    cached(q).logp = nil
+    for i = 1, #p, 4000 do call('ZADD', q.k_glog, unpack(p, i, min(i + 3999, #p))) end
+  end
+
   -- Writes the fields of the groups hash this call changed (from `flush`); 0 removes one.
   function GROUP.flush(q)
+    flush_log(q)
     local c = q.gc
     if not (c and q.gdirty) then return end
     local set, del = {}, {}
@@ -166,28 +177,39 @@ do
 
   local function hex_ms(t) return format('%012x', t) end
 
+  -- The time in a glog entry of group `g`.
+  local function logged_at(g, entry)
+    return tonumber(sub(entry, #g + 2, #g + 13), 16)
+  end
+
   -- Group `g`'s rate window in this call (Rate::window): read once, trimming the entries that
   -- left it; {now: the time it counts at (NOW, never before its newest entry), tok: tokens
-  -- left, oldest: its oldest entry still counting, or nil}, then counted locally.
+  -- left}, then counted locally. Its newest entry is read only when some entry of the queue is
+  -- later than NOW (the groups hash's 'z': the latest logged time; another process's clock, a
+  -- primary whose clock is behind after a failover).
   local function window(q, g)
     local c = cached(q)
     local s = c.rs[g]
     if s then return s end
     local lo, hi = '[' .. g .. '\0', '(' .. g .. '\1'
     local now = NOW
-    local newest = call('ZREVRANGEBYLEX', q.k_glog, hi, lo, 'LIMIT', '0', '1')[1]
-    if newest then
-      local t = tonumber(sub(newest, #g + 2, #g + 13), 16)
-      if t > now then now = t end
+    if field(q, 'z', 0) > NOW then
+      local newest = call('ZREVRANGEBYLEX', q.k_glog, hi, lo, 'LIMIT', '0', '1')[1]
+      if newest and logged_at(g, newest) > now then now = logged_at(g, newest) end
     end
     local l = limits(q, g)
     local horizon = now - l.w + 1
     if horizon > 0 then call('ZREMRANGEBYLEX', q.k_glog, lo, '(' .. g .. '\0' .. hex_ms(horizon)) end
     s = {now = now, tok = l.r - call('ZLEXCOUNT', q.k_glog, lo, hi)}
-    local first = call('ZRANGEBYLEX', q.k_glog, lo, hi, 'LIMIT', '0', '1')[1]
-    if first then s.oldest = tonumber(sub(first, #g + 2, #g + 13), 16) end
     c.rs[g] = s
     return s
+  end
+
+  -- The oldest entry of `g`'s window still counting (read after `window` trimmed it), or nil.
+  local function oldest(q, g)
+    flush_log(q)
+    local first = call('ZRANGEBYLEX', q.k_glog, '[' .. g .. '\0', '(' .. g .. '\1', 'LIMIT', '0', '1')[1]
+    return first and logged_at(g, first)
   end
 
   -- When `g` opens again, seen at NOW (flow::rate::opens_at with its window and hold).
@@ -195,8 +217,10 @@ do
     local at = NOW
     local l = limits(q, g)
     if l.r > 0 then
-      local s = window(q, g)
-      if s.tok <= 0 and s.oldest then at = s.oldest + l.w end
+      if window(q, g).tok <= 0 then
+        local first = oldest(q, g)
+        if first then at = first + l.w end
+      end
     end
     local hold = field(q, 'u:' .. g, 0)
     if hold > at then at = hold end
@@ -240,10 +264,17 @@ do
     if limits(q, g).r == 0 then return end
     local s = window(q, g)
     s.tok = s.tok - 1
-    if not s.oldest then s.oldest = s.now end
     local n = field(q, 'n', 0) + 1
     set_field(q, 'n', n)
-    call('ZADD', q.k_glog, '0', g .. '\0' .. hex_ms(s.now) .. format('%x', n))
+    if s.now > field(q, 'z', 0) then set_field(q, 'z', s.now) end
+    local c = cached(q)
+    local p = c.logp
+    if not p then
+      p = {}
+      c.logp = p
+    end
+    p[#p + 1] = '0'
+    p[#p + 1] = g .. '\0' .. hex_ms(s.now) .. format('%x', n)
     if s.tok <= 0 then mark(q, g) end
   end
 
@@ -409,6 +440,7 @@ do
 
   -- Clears group `g`'s rate log (a new window).
   local function clear_log(q, g)
+    flush_log(q)
     call('ZREMRANGEBYLEX', q.k_glog, '[' .. g .. '\0', '(' .. g .. '\1')
     cached(q).rs[g] = nil
   end
@@ -419,6 +451,7 @@ do
   -- the groups no longer open leave the ring, and those open with ready tasks and out of it
   -- join, by key (State::groups_reconfigured).
   function GROUP.relimit(q, old_win)
+    flush_log(q)
     local rated, list = {}, {}
     for _, g in ipairs(call('ZRANGE', q.k_gwake, '0', '-1')) do rated[g] = true end
     each_in(q.k_glog, function(g) rated[g] = true end)
@@ -521,7 +554,7 @@ do
         local lo, hi = '[' .. g .. '\0', '(' .. g .. '\1'
         local now = NOW
         local newest = call('ZREVRANGEBYLEX', q.k_glog, hi, lo, 'LIMIT', '0', '1')[1]
-        if newest then now = math.max(now, tonumber(sub(newest, #g + 2, #g + 13), 16)) end
+        if newest then now = math.max(now, logged_at(g, newest)) end
         local from = '[' .. g .. '\0' .. hex_ms(math.max(0, now - l.w + 1))
         tok = math.max(0, l.r - call('ZLEXCOUNT', q.k_glog, from, hi))
       end
