@@ -94,9 +94,10 @@ do
   -- Writes the glog entries this call's dispatches logged (one ZADD for a batch of them; from
   -- `GROUP.flush`, and before a read of glog that may need them).
   local function flush_log(q)
-    local p = cached(q).logp
+    local c = q.gc
+    local p = c and c.logp
     if not p then return end
-    cached(q).logp = nil
+    c.logp = nil
     for i = 1, #p, 4000 do call('ZADD', q.k_glog, unpack(p, i, min(i + 3999, #p))) end
   end
 

@@ -96,6 +96,19 @@ pub struct BenchArgs {
     )]
     pub only: Vec<String>,
 
+    /// The queues of the flow section, comma-separated (plain, bounded, concurrency, rate,
+    /// edf, groups, groups-rate); fewer for a run under callgrind (`benches/callgrind_flow.sh`).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "plain,bounded,concurrency,rate,edf,groups,groups-rate"
+    )]
+    pub flow_queues: Vec<String>,
+
+    /// Batch sizes of the flow section, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,64")]
+    pub flow_batches: Vec<usize>,
+
     /// Batch sizes of the end-to-end runs, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,128")]
     pub e2e_batches: Vec<usize>,

@@ -12,38 +12,76 @@ use switchyard::flow::rate::{MAX_RATE, RateLimit};
 use super::lifecycle::cpu_per_task;
 use super::*;
 
-/// The batch sizes measured: one task per call, and a batch.
-const FLOW_BATCHES: [usize; 2] = [1, 64];
-
-pub(super) async fn flow_control(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
-    println!("## Flow control: Redis CPU per task lifecycle\n");
-    println!(
-        "| batch | plain | bounded | × plain | concurrency limit | × plain | rate limit | × plain | edf, expiring | × plain | 10 groups | × plain | 10 groups, rate each | × plain |"
-    );
-    println!(
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
-    );
-    for batch in FLOW_BATCHES {
-        let rounds = (args.tasks / batch).max(1);
-        let cap = u32::try_from(batch).map_err(err)?;
-        let plain = QueueConfig::new(Policy::Fcfs, Strategy::RoundRobin);
-        // A bound never reached, a limit the worker's capacity never exceeds, and a rate no
-        // run here reaches (every dispatch still logged and counted): what the checks cost when
-        // they let everything through.
-        let configs = [
-            plain,
-            plain.with_max_waiting(u32::MAX),
+/// The queues measured, by name (`--flow-queues`); the first is the plain queue the others are
+/// compared with.
+fn queues(cap: u32) -> [(&'static str, &'static str, QueueConfig); 7] {
+    let plain = QueueConfig::new(Policy::Fcfs, Strategy::RoundRobin);
+    // A bound never reached, a limit the worker's capacity never exceeds, and a rate no run
+    // here reaches (every dispatch still logged and counted): what the checks cost when they
+    // let everything through.
+    let groups = GroupShare::default().with_concurrency(cap);
+    [
+        ("plain", "plain", plain),
+        ("bounded", "bounded", plain.with_max_waiting(u32::MAX)),
+        (
+            "concurrency",
+            "concurrency limit",
             plain.with_concurrency(cap),
+        ),
+        (
+            "rate",
+            "rate limit",
             plain.with_rate(MAX_RATE, Duration::from_secs(1)),
+        ),
+        (
+            "edf",
+            "edf, expiring",
             QueueConfig::new(Policy::EarliestDeadlineFirst, Strategy::RoundRobin)
                 .with_expire_late(),
-            plain.with_groups(GroupShare::default().with_concurrency(cap)),
-            plain.with_groups(
-                GroupShare::default()
-                    .with_concurrency(cap)
-                    .with_rate(RateLimit::new(MAX_RATE, Duration::from_secs(1))),
-            ),
-        ];
+        ),
+        ("groups", "10 groups", plain.with_groups(groups)),
+        (
+            "groups-rate",
+            "10 groups, rate each",
+            plain.with_groups(groups.with_rate(RateLimit::new(MAX_RATE, Duration::from_secs(1)))),
+        ),
+    ]
+}
+
+pub(super) async fn flow_control(probe: &mut Probe, args: &BenchArgs) -> Res<()> {
+    let chosen = |name: &str| args.flow_queues.iter().any(|q| q == name);
+    if let Some(unknown) = args
+        .flow_queues
+        .iter()
+        .find(|q| !queues(1).iter().any(|(name, ..)| name == q))
+    {
+        return Err(format!(
+            "--flow-queues: no queue `{unknown}` (plain, bounded, concurrency, rate, edf, groups, groups-rate)"
+        ));
+    }
+    println!("## Flow control: Redis CPU per task lifecycle\n");
+    let mut head = "| batch |".to_owned();
+    let mut rule = "| --- |".to_owned();
+    for (i, (name, title, _)) in queues(1).iter().enumerate() {
+        if chosen(name) {
+            head.push_str(&format!(" {title} |"));
+            rule.push_str(" --- |");
+            if i > 0 && chosen("plain") {
+                head.push_str(" × plain |");
+                rule.push_str(" --- |");
+            }
+        }
+    }
+    println!("{head}\n{rule}");
+    for &batch in &args.flow_batches {
+        let batch = batch.max(1);
+        let rounds = (args.tasks / batch).max(1);
+        let cap = u32::try_from(batch).map_err(err)?;
+        let configs: Vec<QueueConfig> = queues(cap)
+            .into_iter()
+            .filter(|(name, ..)| chosen(name))
+            .map(|(.., config)| config)
+            .collect();
         let mut costs = Vec::with_capacity(configs.len());
         for (i, config) in configs.into_iter().enumerate() {
             let s = space(args, 4).await?;
@@ -60,14 +98,15 @@ pub(super) async fn flow_control(probe: &mut Probe, args: &BenchArgs) -> Res<()>
             costs.push(cpu_per_task(probe, &s, &q, &w, batch, rounds, tasks).await?);
             s.cleanup(probe).await?;
         }
-        let mut row = format!("| {batch} | {:.2} µs |", costs[0]);
-        for c in &costs[1..] {
-            let times = if costs[0] > 0.0 {
-                format!("{:.2}×", c / costs[0])
-            } else {
-                "–".to_owned()
-            };
-            row.push_str(&format!(" {c:.2} µs | {times} |"));
+        let plain = chosen("plain").then(|| costs[0]);
+        let mut row = format!("| {batch} |");
+        for (i, c) in costs.iter().enumerate() {
+            row.push_str(&format!(" {c:.2} µs |"));
+            match plain {
+                Some(p) if i > 0 && p > 0.0 => row.push_str(&format!(" {:.2}× |", c / p)),
+                Some(_) if i > 0 => row.push_str(" – |"),
+                _ => {}
+            }
         }
         println!("{row}");
     }
