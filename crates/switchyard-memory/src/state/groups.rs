@@ -17,6 +17,8 @@ use switchyard_core::{Millis, QueueName, Result, TaskId};
 use super::rate::Rate;
 use super::{State, internal};
 
+mod limits;
+
 /// A position in a ready set: `(sort key, sequence number)`.
 type Pos = (i64, u64);
 
@@ -51,73 +53,9 @@ impl Groups {
         self.ready.get(group).is_some_and(|r| !r.is_empty())
     }
 
-    /// Whether `group` is marked closed by its rate limit or a hold.
-    fn marked(&self, group: &str) -> bool {
-        self.rates.get(group).is_some_and(|r| r.wake.is_some())
-    }
-
-    /// The limits of `group` under the queue's `share`: its own where set.
-    fn limits(&self, group: &str, share: GroupShare) -> GroupShare {
-        self.overrides
-            .get(group)
-            .map_or(share, |own| own.over(share))
-    }
-
-    /// Below its concurrency limit.
-    fn below_limit(&self, group: &str, share: GroupShare) -> bool {
-        !held(self.active(group), self.limits(group, share).concurrency)
-    }
-
     /// Rule 1: below its concurrency limit, and not marked.
     fn open(&self, group: &str, share: GroupShare) -> bool {
         self.below_limit(group, share) && !self.marked(group)
-    }
-
-    /// Marks `group` with the time it opens again, if that is after `now`: it leaves the ring.
-    /// Whether it was marked.
-    fn mark(&mut self, group: &str, share: GroupShare, now: Millis) -> bool {
-        let rate = self.limits(group, share).rate;
-        let r = self.rates.entry(group.to_owned()).or_default();
-        let at = r.opens_at(rate, now);
-        if at <= now {
-            return false;
-        }
-        r.wake = Some(at);
-        self.leave_ring(group);
-        true
-    }
-
-    /// A dispatch of `group`'s task at `now` takes a token of its rate limit; the last one
-    /// marks it. Whether it was marked.
-    fn spend(&mut self, group: &str, share: GroupShare, now: Millis) -> bool {
-        let Some(limit) = self.limits(group, share).rate else {
-            return false;
-        };
-        let r = self.rates.entry(group.to_owned()).or_default();
-        r.spend(limit, now) == 0 && self.mark(group, share, now)
-    }
-
-    /// Maintenance: the marks that have come, by (time, group), go; a group still closed is
-    /// marked again, an open one with ready tasks joins the ring. Whether any mark went.
-    fn wake_due(&mut self, share: GroupShare, now: Millis) -> bool {
-        let mut due: Vec<(Millis, String)> = self
-            .rates
-            .iter()
-            .filter_map(|(g, r)| r.wake.filter(|&at| at <= now).map(|at| (at, g.clone())))
-            .collect();
-        due.sort();
-        for (_, group) in &due {
-            if let Some(r) = self.rates.get_mut(group) {
-                r.wake = None;
-            }
-            if !self.mark(group, share, now)
-                && self.has_ready(group)
-                && self.below_limit(group, share)
-            {
-                self.ring.push_back(group.clone());
-            }
-        }
-        !due.is_empty()
     }
 
     /// Takes `group` out of the ring (it has no ready task or was closed); the head loses the
@@ -323,70 +261,6 @@ impl State {
         Ok(())
     }
 
-    /// A dispatch of task `id` at `now` takes a token of its group (a queue that limits each
-    /// group's rate); the last one marks the group.
-    pub(super) fn spend_group_token(
-        &mut self,
-        queue: &QueueName,
-        id: TaskId,
-        now: Millis,
-    ) -> Result<()> {
-        if self.queue(queue)?.groups.is_none() {
-            return Ok(());
-        }
-        let group = self.group_of(id)?;
-        let q = self.queue_mut(queue)?;
-        let share = q.config.groups.unwrap_or_default();
-        if let Some(groups) = q.groups.as_mut()
-            && groups.spend(&group, share, now)
-        {
-            self.due_moved.notify_waiters();
-        }
-        Ok(())
-    }
-
-    /// A handler of task `id` asked to hold its group for `hold_ms` (a shared queue's
-    /// `throttle`): held until `now + hold_ms` (or later, if it was held longer) and marked.
-    /// The time it is held until.
-    pub(super) fn hold_group(
-        &mut self,
-        queue: &QueueName,
-        id: TaskId,
-        hold_ms: u64,
-        now: Millis,
-    ) -> Result<Millis> {
-        let group = self.group_of(id)?;
-        let q = self.queue_mut(queue)?;
-        let share = q.config.groups.unwrap_or_default();
-        let groups = q
-            .groups
-            .as_mut()
-            .ok_or_else(|| internal("hold of a plain queue's group"))?;
-        let r = groups.rates.entry(group.clone()).or_default();
-        r.hold_until = r.hold_until.max(now.saturating_add(hold_ms));
-        let until = r.hold_until;
-        if groups.mark(&group, share, now) {
-            self.due_moved.notify_waiters();
-        }
-        Ok(until)
-    }
-
-    /// Maintenance: takes `queue`'s group marks that have come off (rule 1). Whether any did.
-    pub(super) fn groups_wake_due(&mut self, queue: &QueueName, now: Millis) -> Result<bool> {
-        let q = self.queue_mut(queue)?;
-        let share = q.config.groups.unwrap_or_default();
-        Ok(q.groups.as_mut().is_some_and(|g| g.wake_due(share, now)))
-    }
-
-    /// The earliest group mark of any queue (maintenance sleeps until then).
-    pub(super) fn next_group_wake(&self) -> Option<Millis> {
-        self.queues
-            .values()
-            .filter_map(|q| q.groups.as_ref())
-            .flat_map(|g| g.rates.values().filter_map(|r| r.wake))
-            .min()
-    }
-
     /// Reconfigure changed `queue`'s sharing from `old`: turned on or off (with nothing ready
     /// or active, which reconfigure checked) the groups start afresh or go. Otherwise a new
     /// rate window (or none) starts afresh the log of each group without its own rate limit; each group with a window or a mark
@@ -469,46 +343,6 @@ impl State {
         } else {
             groups.weights.insert(key.to_owned(), weight);
         }
-        Ok(())
-    }
-
-    /// Queues::set_group_limits: the group's own limits replace (or, empty, give back) the
-    /// queue's; a new rate window starts its log afresh; it is marked again as now limited,
-    /// then leaves the ring if it is no longer open, or joins it if it is open with ready
-    /// tasks; the queue takes up what that lets it.
-    pub(crate) fn set_group_limits(
-        &mut self,
-        queue: &QueueName,
-        key: &str,
-        limits: GroupLimits,
-        now: Millis,
-    ) -> Result<()> {
-        validate_key(key)?;
-        limits.validate()?;
-        let share = self.queue(queue)?.config.groups.unwrap_or_default();
-        let groups = self.shared(queue)?;
-        let old = groups.limits(key, share).rate.map(|l| l.per_ms);
-        if limits.is_empty() {
-            groups.overrides.remove(key);
-        } else {
-            groups.overrides.insert(key.to_owned(), limits);
-        }
-        let new_window = old != groups.limits(key, share).rate.map(|l| l.per_ms);
-        if let Some(r) = groups.rates.get_mut(key) {
-            if new_window {
-                r.log.clear();
-            }
-            r.wake = None;
-        }
-        groups.mark(key, share, now);
-        let in_ring = groups.ring.iter().any(|g| g == key);
-        if in_ring && !groups.open(key, share) {
-            groups.leave_ring(key);
-        } else if !in_ring && groups.open(key, share) && groups.has_ready(key) {
-            groups.ring.push_back(key.to_owned());
-        }
-        self.due_moved.notify_waiters();
-        self.take_up(queue, now)?;
         Ok(())
     }
 
