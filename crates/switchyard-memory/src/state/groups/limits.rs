@@ -128,7 +128,11 @@ impl State {
     }
 
     /// Maintenance: takes `queue`'s group marks that have come off (rule 1). Whether any did.
-    pub(in crate::state) fn groups_wake_due(&mut self, queue: &QueueName, now: Millis) -> Result<bool> {
+    pub(in crate::state) fn groups_wake_due(
+        &mut self,
+        queue: &QueueName,
+        now: Millis,
+    ) -> Result<bool> {
         let q = self.queue_mut(queue)?;
         let share = q.config.groups.unwrap_or_default();
         Ok(q.groups.as_mut().is_some_and(|g| g.wake_due(share, now)))
