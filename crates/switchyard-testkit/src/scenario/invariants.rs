@@ -246,6 +246,7 @@ impl<B: Backend> Runner<B> {
         ready: &[Vec<TaskId>],
         fails: bool,
         changed: &[TaskId],
+        rescheduled: &[TaskId],
     ) -> Result<(), String> {
         let step = self.steps;
         self.steps += 1;
@@ -293,6 +294,13 @@ impl<B: Backend> Runner<B> {
                         enqueued_at: info.created_at,
                         step: entry.step,
                     }
+                }
+                // Debounced from ready to a later run time and then, by a later submit of the
+                // same step, to now: ready now, a new entry.
+                (Some((TaskState::Ready, _, _)), _)
+                    if rescheduled.contains(id) && info.state == TaskState::Ready =>
+                {
+                    fresh(now)
                 }
                 (_, Some(entry)) => entry,
                 // Submitted, re-driven.

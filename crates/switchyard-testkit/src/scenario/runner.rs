@@ -53,6 +53,10 @@ pub struct Runner<B> {
     /// Waiting tasks this step's submits debounced (switchyard_core::flow::dedup): changed
     /// like [`Op::Change`] changes one.
     pub(super) replaced: Vec<TaskId>,
+    /// Of those, the ones a submit of this step moved to a later run time (scheduled): if the
+    /// step ends with one ready again, a later submit made it ready now — a new entry, not its
+    /// old place.
+    pub(super) rescheduled: Vec<TaskId>,
     /// The schedules upserted, by index (their tasks are accepted as their ticks create them).
     pub(super) schedules: BTreeMap<u8, switchyard_core::schedule::ScheduleSpec>,
 }
@@ -93,6 +97,7 @@ impl<B: Backend> Runner<B> {
             dispatch_times: BTreeMap::new(),
             throttled: std::collections::BTreeSet::new(),
             replaced: Vec::new(),
+            rescheduled: Vec::new(),
             schedules: BTreeMap::new(),
         })
     }
@@ -116,6 +121,9 @@ impl<B: Backend> Runner<B> {
         }
         if out.replaced {
             self.replaced.push(out.id);
+            if out.state == Some(TaskState::Scheduled) {
+                self.rescheduled.push(out.id);
+            }
         }
     }
 
@@ -503,7 +511,8 @@ impl<B: Backend> Runner<B> {
         // Only a failed attempt (reported, or timed out by a heartbeat) puts a running task
         // back in its queue as a new entry; every other way back keeps its place.
         let fails = matches!(op, Op::Fail { .. } | Op::Heartbeat { .. });
-        self.check_policy_order(&snap, &after, fails, &changed)
+        let rescheduled = std::mem::take(&mut self.rescheduled);
+        self.check_policy_order(&snap, &after, fails, &changed, &rescheduled)
     }
 
     /// Applies every step, stopping at the first violation (reported with the step number).
