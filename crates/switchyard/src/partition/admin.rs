@@ -1,8 +1,12 @@
-//! Queue administration across partitions (rules in `switchyard_core::admin`): each partition
-//! holds its share of every queue, so each operation runs on all of them.
+//! Queue administration across partitions (rules in `switchyard_core::admin`) and [`Queues`]
+//! on a partitioned namespace: each partition holds its share of every queue, so each operation
+//! runs on all of them (a group's weight and own limits too: the group lives in one partition,
+//! which uses them; the groups of each partition are listed one after the other).
 
+use async_trait::async_trait;
 use switchyard_core::admin::{Purge, PurgeReport};
-use switchyard_core::{Error, QueueConfig, QueueName, Result};
+use switchyard_core::prelude::*;
+use switchyard_core::{Assignment, Error, QueueConfig, QueueName, Result};
 
 use super::Partitioned;
 
@@ -74,5 +78,93 @@ impl Partitioned {
             b.delete_queue(queue).await?;
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Queues for Partitioned {
+    async fn declare_queue(&self, queue: &QueueName, config: QueueConfig) -> Result<()> {
+        for b in &self.parts {
+            b.declare_queue(queue, config).await?;
+        }
+        Ok(())
+    }
+
+    /// Every partition holds the same declarations: the first that answers says.
+    async fn queue_config(&self, queue: &QueueName) -> Result<Option<QueueConfig>> {
+        let mut order = self.all();
+        order.sort_by_key(|p| !self.health.usable(*p));
+        let mut failure = None;
+        for p in order {
+            let r = self.part(p).queue_config(queue).await;
+            self.health.record(p, self.part(p), &r);
+            match r {
+                Err(e) if e.is_transient() => {
+                    failure.get_or_insert(e);
+                }
+                other => return other,
+            }
+        }
+        Err(failure.unwrap_or_else(|| self.unreachable_error(&[])))
+    }
+
+    /// Every partition of the queue, one after the other (a resume dispatches in each).
+    async fn set_paused(&self, queue: &QueueName, paused: bool) -> Result<Vec<Assignment>> {
+        let mut all = Vec::new();
+        for b in &self.parts {
+            all.extend(b.set_paused(queue, paused).await?);
+        }
+        Ok(all)
+    }
+
+    async fn purge_queue(
+        &self,
+        queue: &QueueName,
+        what: Purge,
+        limit: usize,
+    ) -> Result<PurgeReport> {
+        self.purge_parts(queue, what, limit).await
+    }
+
+    async fn reconfigure_queue(&self, queue: &QueueName, config: QueueConfig) -> Result<bool> {
+        self.reconfigure_parts(queue, config).await
+    }
+
+    async fn delete_queue(&self, queue: &QueueName) -> Result<()> {
+        self.delete_parts(queue).await
+    }
+
+    /// Every partition of the queue (each shares its own tasks between their groups).
+    async fn set_group_weight(&self, queue: &QueueName, key: &str, weight: u32) -> Result<()> {
+        for b in &self.parts {
+            b.set_group_weight(queue, key, weight).await?;
+        }
+        Ok(())
+    }
+
+    /// Every partition of the queue (a group lives in one partition, but which one is the
+    /// router's to say: the limits go to all, and only the group's own partition uses them).
+    async fn set_group_limits(
+        &self,
+        queue: &QueueName,
+        key: &str,
+        limits: switchyard_core::flow::groups::GroupLimits,
+    ) -> Result<()> {
+        for b in &self.parts {
+            b.set_group_limits(queue, key, limits).await?;
+        }
+        Ok(())
+    }
+
+    /// The groups of every partition, one after the other.
+    async fn groups(
+        &self,
+        queue: &QueueName,
+    ) -> Result<Vec<switchyard_core::flow::groups::GroupInfo>> {
+        let mut all = Vec::new();
+        for b in &self.parts {
+            all.extend(b.groups(queue).await?);
+        }
+        Ok(all)
     }
 }
