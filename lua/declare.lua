@@ -6,7 +6,8 @@
 --       max waiting (0: unbounded), concurrency (0: no limit), rate limit and its window in ms
 --       (both 0: no limit), finished and dead tasks kept (-1: all; purge.lua), dedup mode (0
 --       throttle, 1 debounce), groups (-1: not shared; else the per-group concurrency limit,
---       0 none: lib/groups.lua), the per-group rate limit and its window (both 0: none).
+--       0 none: lib/groups.lua), the per-group rate limit and its window (both 0: none), the
+--       bound per group (0: none; lib/bounded.lua).
 -- Reply: 1 created, 0 already there with the same configuration.
 -- Errors: SY_CONFLICT <existing JSON>, SY_INVALID.
 local name = name_arg(2, 'queue name')

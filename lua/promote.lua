@@ -17,9 +17,8 @@ if limit > 0 then
 end
 local n = 0
 for i = 1, #due, 2 do
-  call('ZREM', q.k_delayed, due[i])
   local r = rec_get(sub(due[i], 13))
-  if r.st == S_RETRY then call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_RETRY, -1) end
+  DELAYED.remove(q, r)
   place(r, q, nil, false, tonumber(due[i + 1]))
   n = n + 1
 end

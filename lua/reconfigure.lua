@@ -2,10 +2,11 @@
 -- are replaced (switchyard_core::admin::Reshape) is computed by the caller from the
 -- configuration it read, passed as flags, and that configuration is checked here.
 -- KEYS: the fixed keys, then the queue's group.
--- ARGV: now, name, new config JSON, then as declare from the policy on (4..29), then the
---       configuration JSON the caller read (30), order changes 0|1 (31), balancer changes 0|1
---       (32), sharing between groups turned on or off 0|1 (33).
--- Sharing turned on or off needs no ready and no active task, and starts the groups afresh;
+-- ARGV: now, name, new config JSON, then as declare from the policy on (4..30), then the
+--       configuration JSON the caller read (31), order changes 0|1 (32), balancer changes 0|1
+--       (33), sharing between groups turned on or off 0|1 (34).
+-- Sharing turned on or off needs no waiting (ready, scheduled, retry-scheduled) and no active
+-- task (each group counts its scheduled ones: lib/delayed.lua), and starts the groups afresh;
 -- new per-group limits mark, close and open groups (lib/groups.lua: GROUP.relimit).
 -- A concurrency or rate limit raised or removed lets the queue take up what waits
 -- (lib/concurrency.lua); a rate limit with a new window starts its log afresh, and one lowered
@@ -31,7 +32,7 @@ if balancer == 1 then
   if served ~= '' then fail('SY_BUSY', 'served ' .. served) end
 end
 if sharing == 1 then
-  local busy = ready_len(q)
+  local busy = ready_len(q) + call('ZCARD', q.k_delayed)
   for _, m in ipairs(call('ZRANGEBYLEX', K_WTASKS, '-', '+')) do
     local r = rec_get(match(m, '|%x+|(.*)$'))
     if r and r.q == q.name then busy = busy + 1 end

@@ -11,7 +11,7 @@
 --       (`TASK_ARG`, group 1; lib/submit.lua).
 -- Reply: {0}: the claim no longer holds, nothing changed; or {1, skipped 0|1, then per task
 --        created or found the 4 fields of accept_tasks}.
--- Errors: SY_UNKNOWN_QUEUE, SY_FULL (nothing changed), SY_INVALID.
+-- Errors: SY_UNKNOWN_QUEUE, SY_FULL or SY_GROUP_FULL (nothing changed), SY_INVALID.
 local q = queues_open(2, 1)[1]
 local name = name_arg(3, 'schedule name')
 local version = int_arg(4, 'version', 0, 2^53)
@@ -33,7 +33,7 @@ local reply = {1, 0}
 if n > 0 then
   if run then
     local tasks = task_args(8 + n, n, {q})
-    for _, v in ipairs(accept_tasks({q}, {0}, tasks)) do reply[#reply + 1] = v end
+    for _, v in ipairs(accept_tasks({q}, {0}, {{}}, tasks)) do reply[#reply + 1] = v end
     s.task = tasks[n].id
   else
     reply[2] = 1

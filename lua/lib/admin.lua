@@ -32,7 +32,8 @@ function ADMIN.config_arg(i)
     rwin = int_arg(i + 19, 'rate limit window', 0, 86400000),
     kf = int_arg(i + 20, 'keep finished', -1, 2^32 - 1), kd = int_arg(i + 21, 'keep dead', -1, 2^32 - 1),
     dm = int_arg(i + 22, 'dedup mode', 0, 1), g = int_arg(i + 23, 'group concurrency', -1, 2^32 - 1),
-    gr = int_arg(i + 24, 'group rate limit', 0, 100000), grw = int_arg(i + 25, 'group rate limit window', 0, 86400000)}
+    gr = int_arg(i + 24, 'group rate limit', 0, 100000), grw = int_arg(i + 25, 'group rate limit window', 0, 86400000),
+    gm = int_arg(i + 26, 'group max waiting', 0, 2^32 - 1)}
   if (limits.rmax == 0) ~= (limits.rwin == 0) then
     fail('SY_INVALID', 'rate limit: give both the count and the window, or neither')
   end
@@ -42,14 +43,18 @@ function ADMIN.config_arg(i)
   if limits.gr > 0 and limits.g < 0 then
     fail('SY_INVALID', 'group rate limit: the queue does not share between groups')
   end
+  if limits.gm > 0 and limits.g < 0 then
+    fail('SY_INVALID', 'group max waiting: the queue does not share between groups')
+  end
   return cfg, int_arg(i + 13, 'random state', 1, MINSTD_M - 1), int_arg(i + 14, 'jitter state', 1, MINSTD_M - 1),
-    limits, i + 26
+    limits, i + 27
 end
 
 -- Stores a queue's limits (from `config_arg`) in its state hash: fields 'm' (bound), 'l'
 -- (concurrency), 'r' and 'rw' (rate limit and window), 'kf' and 'kd' (retention counts), 'dm'
 -- (1: debounce), 'g' (shared between groups: the per-group limit, 0 none; lib/groups.lua),
--- 'gr' and 'grw' (the per-group rate limit and window); absent: none (throttle, not shared).
+-- 'gr' and 'grw' (the per-group rate limit and window), 'gm' (the bound per group;
+-- lib/bounded.lua); absent: none (throttle, not shared).
 function ADMIN.store_limits(k_state, limits)
   if limits.mw > 0 then call('HSET', k_state, 'm', limits.mw) else call('HDEL', k_state, 'm') end
   if limits.cl > 0 then call('HSET', k_state, 'l', limits.cl) else call('HDEL', k_state, 'l') end
@@ -67,6 +72,7 @@ function ADMIN.store_limits(k_state, limits)
   else
     call('HDEL', k_state, 'gr', 'grw')
   end
+  if limits.gm > 0 then call('HSET', k_state, 'gm', limits.gm) else call('HDEL', k_state, 'gm') end
 end
 
 -- The registered workers that serve queue `name`, sorted, joined by ','  ('' for none).
@@ -100,8 +106,7 @@ end
 
 -- Cancels a scheduled or retry-scheduled task (State::cancel_waiting).
 local function cancel_delayed(q, r)
-  call('ZREM', q.k_delayed, format('%012x%s', r.pos, r.id))
-  if r.st == S_RETRY then call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_RETRY, -1) end
+  DELAYED.remove(q, r)
   emit(q, 'cancelled', r.id)
   finish(r, S_CANCELLED, q)
 end

@@ -1,5 +1,6 @@
--- lib/bounded.lua: bounded queues, the room check of a submit step (the rule:
--- switchyard_core::flow::bounded).
+-- lib/bounded.lua: bounded queues and bounded groups, the room check of a submit step (the
+-- rule: switchyard_core::flow::bounded). A shared queue's bound per group is its state field
+-- 'gm' (absent: none), read only here.
 -- Rust twin: crates/switchyard-memory/src/state/bounded.rs.
 
 -- `waiting_len` is check_room's alone: held in a block, so that it takes none of the main
@@ -11,18 +12,37 @@ do
     return ready_len(q) + call('ZCARD', q.k_delayed)
   end
 
+  -- The bound per group of shared queue `q` (0: none), read once per call.
+  local function group_bound(q)
+    if q.gmw == nil then
+      q.gmw = 0
+      if q.grp then q.gmw = tonumber(call('HGET', q.k_state, 'gm')) or 0 end
+    end
+    return q.gmw
+  end
+
+  -- Refuses with SY_GROUP_FULL if `adding` tasks do not fit in group `g` of `q`.
+  local function check_group(q, g, waiting, adding)
+    if adding > 0 and waiting + adding > q.gmw then
+      local hex = gsub(g, '.', function(c) return format('%02x', byte(c)) end)
+      fail('SY_GROUP_FULL', waiting .. ' ' .. q.gmw .. ' ' .. adding .. ' ' .. q.name .. ' ' .. hex)
+    end
+  end
+
   -- Refuses the step if a bounded queue among `groups` lacks room, before anything is stored:
   -- for the batch's tasks to it from this step on (`rest[g]`, 0 when the batch is one step),
-  -- then for the step's new tasks. `tasks` are the step's parsed tasks ({q, id, dedup}) and
-  -- `known[i]` whether task i's id is stored.
-  function check_room(groups, rest, tasks, known)
+  -- then for the step's new tasks; then, in a queue with a bound per group, each group the
+  -- step or the batch's later steps carry tasks to (`grest[g]`: group key -> count), by key,
+  -- the same way. `tasks` are the step's parsed tasks ({q, id, dedup, body}) and `known[i]`
+  -- whether task i's id is stored.
+  function check_room(groups, rest, grest, tasks, known)
     local bounded = false
     for _, q in ipairs(groups) do
-      if q.mw > 0 then bounded = true end
+      if group_bound(q) > 0 or q.mw > 0 then bounded = true end
     end
     if not bounded then return end
     -- The tasks the step would store: as submit.lua decides, id first, then dedup key.
-    local new, ids, keys = {}, {}, {}
+    local new, ids, keys, new_in = {}, {}, {}, {}
     for i, t in ipairs(tasks) do
       if not known[i] and not ids[t.id] then
         local held = false
@@ -50,6 +70,15 @@ do
         if not held then
           ids[t.id] = true
           new[t.q.name] = (new[t.q.name] or 0) + 1
+          if t.q.gmw > 0 then
+            local by = new_in[t.q.name]
+            if not by then
+              by = {}
+              new_in[t.q.name] = by
+            end
+            local g = GROUP.of(t)
+            by[g] = (by[g] or 0) + 1
+          end
         end
       end
     end
@@ -60,6 +89,27 @@ do
           if adding > 0 and waiting + adding > q.mw then
             fail('SY_FULL', waiting .. ' ' .. q.mw .. ' ' .. adding .. ' ' .. q.name)
           end
+        end
+      end
+      if q.gmw > 0 then
+        -- The groups the step names (each task's, new or not) and the batch's later ones.
+        local named, order = {}, {}
+        local function name(k)
+          if not named[k] then
+            named[k] = true
+            order[#order + 1] = k
+          end
+        end
+        for _, t in ipairs(tasks) do
+          if t.q == q then name(GROUP.of(t)) end
+        end
+        for k in pairs(grest[g]) do name(k) end
+        sort(order)
+        local by = new_in[q.name] or {}
+        for _, k in ipairs(order) do
+          local waiting = GROUP.waiting(q, k)
+          check_group(q, k, waiting, grest[g][k] or 0)
+          check_group(q, k, waiting, by[k] or 0)
         end
       end
     end

@@ -38,8 +38,7 @@ local function change_waiting(r, q, body, prio, at)
         call('ZREM', q.k_ready, format('%012x%s', r.pos, id))
       end
     else
-      call('ZREM', q.k_delayed, format('%012x%s', r.pos, id))
-      if st == S_RETRY then call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_RETRY, -1) end
+      DELAYED.remove(q, r)
     end
     if at > NOW then place(r, q, at, st == S_RETRY, NOW) else place(r, q, nil, false, NOW) end
   end

@@ -14,7 +14,8 @@
 --          'z' the latest time logged in glog,
 --          'k:<group>', 'r:<group>' and 'p:<group>' its own concurrency limit, rate limit and
 --          window (absent: the queue's; set by group_limits.lua), 'o' how many groups have own
---          limits (absent: none, and no group's are looked up);
+--          limits (absent: none, and no group's are looked up), 'd:<group>' its scheduled and
+--          retry-scheduled tasks (absent: 0; lib/delayed.lua);
 --   glog   ZSET, every score 0: '<group>\0<time: 12 hex digits><number: hex>', each group's
 --          dispatches still in its rate window (older ones are trimmed when it is next read), a
 --          lex range in time order; only with a per-group rate limit (state fields 'gr', 'grw':
@@ -416,6 +417,19 @@ do
     return rec_get(sub(m, 13))
   end
 
+  -- Counts a scheduled or retry-scheduled task of group `g` in (d = 1) or out (d = -1)
+  -- (lib/delayed.lua).
+  function GROUP.count_delayed(q, g, d)
+    local f = 'd:' .. g
+    set_field(q, f, field(q, f, 0) + d)
+  end
+
+  -- The waiting tasks of group `g`: ready, scheduled and retry-scheduled (what a bound per
+  -- group counts: lib/bounded.lua).
+  function GROUP.waiting(q, g)
+    return call('ZLEXCOUNT', q.k_gready, '[' .. g .. '\0', '(' .. g .. '\1') + field(q, 'd:' .. g, 0)
+  end
+
   -- Whether the ring holds a group: the queue has a task to dispatch (rule 3).
   function GROUP.any(q)
     return call('LLEN', q.k_gring) > 0
@@ -506,10 +520,10 @@ do
     end
   end
 
-  -- Queues::groups: {key, weight, ready, active, in ring 0|1, tokens (-1 without a rate limit),
-  -- marked until (0: not marked), its own concurrency limit, rate limit and window (0: the
-  -- queue's)} for each group with ready or active tasks, a set weight or own limits, or a mark,
-  -- by key. Read-only: a window is counted, not trimmed.
+  -- Queues::groups: {key, weight, ready, scheduled, active, in ring 0|1, tokens (-1 without a
+  -- rate limit), marked until (0: not marked), its own concurrency limit, rate limit and window
+  -- (0: the queue's)} for each group with waiting or active tasks, a set weight or own limits,
+  -- or a mark, by key. Read-only: a window is counted, not trimmed.
   function GROUP.info(q)
     local seen, keys, ready = {}, {}, {}
     local function add(g)
@@ -523,7 +537,7 @@ do
       ready[g] = n
     end)
     local fields = call('HGETALL', q.k_groups)
-    local weight, act = {}, {}
+    local weight, act, delayed = {}, {}, {}
     for i = 1, #fields, 2 do
       local f, v = fields[i], fields[i + 1]
       local kind, g = sub(f, 1, 2), sub(f, 3)
@@ -532,6 +546,9 @@ do
         add(g)
       elseif kind == 'a:' then
         act[g] = v
+        add(g)
+      elseif kind == 'd:' then
+        delayed[g] = v
         add(g)
       elseif kind == 'k:' or kind == 'r:' then
         add(g)
@@ -559,7 +576,7 @@ do
         local from = '[' .. g .. '\0' .. hex_ms(math.max(0, now - l.w + 1))
         tok = math.max(0, l.r - call('ZLEXCOUNT', q.k_glog, from, hi))
       end
-      out[#out + 1] = {g, tonumber(weight[g]) or 1, ready[g] or 0, tonumber(act[g]) or 0, r, tok,
+      out[#out + 1] = {g, tonumber(weight[g]) or 1, ready[g] or 0, tonumber(delayed[g]) or 0, tonumber(act[g]) or 0, r, tok,
         until_[g] or 0, field(q, 'k:' .. g, 0), field(q, 'r:' .. g, 0), field(q, 'p:' .. g, 0)}
     end
     return out

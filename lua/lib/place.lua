@@ -67,19 +67,12 @@ local function place(r, q, at, retry, t, keep)
   local seq = next_seq()
   r.w = ''
   if at and at > NOW then
-    local member = format('%012x%s', seq, r.id)
-    call('ZADD', q.k_delayed, at, member)
     -- The first of its queue now: the earliest due time may have moved earlier, so wake the
     -- maintenance loops sleeping until then (Backend::sleep_until_due).
-    if call('ZRANK', q.k_delayed, member) == 0 then
+    if DELAYED.add(q, r, at, seq, retry) then
       call('PUBLISH', channel(CH_DUE), at)
     end
-    if retry then
-      r.st = S_RETRY
-      call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. S_RETRY, '1')
-    else
-      r.st = S_SCHEDULED
-    end
+    if retry then r.st = S_RETRY else r.st = S_SCHEDULED end
     r.pos = seq; r.tm = at
     rec_put(r)
     return

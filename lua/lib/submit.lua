@@ -72,18 +72,18 @@ do
   end
 
   -- Stores `tasks` (from task_args) in order, after refusing the whole step if a bounded queue
-  -- among `groups` lacks room (`rest`: lib/bounded.lua). Returns the reply, 4 fields per task:
+  -- or group among `groups` lacks room (`rest`, `grest`: lib/bounded.lua). Returns the reply, 4 fields per task:
   -- 0 (created) or the sum of SUBMIT_DUPLICATE, SUBMIT_DIFFERS (its payload is another than
   -- the task's) and SUBMIT_REPLACED (debounce: the waiting task took it), id, state (-1:
   -- unknown), worker or ''.
-  function accept_tasks(groups, rest, tasks)
+  function accept_tasks(groups, rest, grest, tasks)
     local known = {}
     if #tasks > 0 then
       local ids = {}
       for i, t in ipairs(tasks) do ids[i] = t.id end
       known = call('HMGET', K_TASKS, unpack(ids))
     end
-    check_room(groups, rest, tasks, known)
+    check_room(groups, rest, grest, tasks, known)
     local reply = {}
     for i, t in ipairs(tasks) do
       local q = t.q

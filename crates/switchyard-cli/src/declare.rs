@@ -159,6 +159,14 @@ pub struct QueueFlags {
     ))]
     pub group_rate: Option<Rate>,
 
+    #[arg(long, value_name = "N|none", help = fresh(
+        "Most waiting tasks (ready, scheduled, retry-scheduled) of one group: a submit that \
+         would take a group past it is refused whole with \"group ... is full\" (turns \
+         --fair-share on). `none`: no bound per group",
+        "none",
+    ))]
+    pub group_max_waiting: Option<Bound>,
+
     #[arg(long, help = fresh(
         "Seed of the queue's random choices (random strategy, retry jitter)",
         QueueConfig::default().seed,
@@ -307,12 +315,14 @@ impl QueueFlags {
         if let Some(Kept(n)) = self.keep_dead {
             c.keep_dead = n;
         }
-        let per_group = self.group_concurrency.is_some() || self.group_rate.is_some();
+        let per_group = self.group_concurrency.is_some()
+            || self.group_rate.is_some()
+            || self.group_max_waiting.is_some();
         match self.fair_share {
             Some(Switch(false)) if per_group => {
                 return Err(
-                    "--group-concurrency and --group-rate limit the groups of a shared queue: \
-                     they cannot go with --fair-share off"
+                    "--group-concurrency, --group-rate and --group-max-waiting limit the groups \
+                     of a shared queue: they cannot go with --fair-share off"
                         .into(),
                 );
             }
@@ -324,6 +334,9 @@ impl QueueFlags {
                 }
                 if let Some(Rate(rate)) = self.group_rate {
                     share.rate = rate;
+                }
+                if let Some(Bound(m)) = self.group_max_waiting {
+                    share.max_waiting = m;
                 }
                 c.groups = Some(share);
             }
@@ -356,11 +369,12 @@ impl QueueFlags {
             && self.fair_share.is_none()
             && self.group_concurrency.is_none()
             && self.group_rate.is_none()
+            && self.group_max_waiting.is_none()
     }
 }
 
 /// What the flags can set, by flag name, as shown (the lines of a configuration's diff).
-pub fn settings(c: &QueueConfig) -> [(&'static str, String); 21] {
+pub fn settings(c: &QueueConfig) -> [(&'static str, String); 22] {
     let bound = |b: Option<u32>| b.map_or_else(|| "none".to_owned(), |n| n.to_string());
     let kept = |k: Option<u32>| k.map_or_else(|| "all".to_owned(), |n| n.to_string());
     [
@@ -402,6 +416,10 @@ pub fn settings(c: &QueueConfig) -> [(&'static str, String); 21] {
                 .and_then(|g| g.rate)
                 .map_or_else(|| "none".to_owned(), |r| r.to_string()),
         ),
+        (
+            "group-max-waiting",
+            bound(c.groups.and_then(|g| g.max_waiting)),
+        ),
     ]
 }
 
@@ -433,6 +451,9 @@ pub fn run(args: &DeclareArgs) -> Result<(), String> {
             }
             if let Some(r) = g.rate {
                 bound.push_str(&format!(", at most {r} per group"));
+            }
+            if let Some(m) = g.max_waiting {
+                bound.push_str(&format!(", at most {m} waiting per group"));
             }
         }
         println!(

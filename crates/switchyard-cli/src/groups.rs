@@ -127,14 +127,14 @@ pub fn run(args: &GroupsArgs) -> Result<(), String> {
     })
 }
 
-/// The groups as a table: key, weight, ready, active, tokens of its rate limit, whether it
-/// waits for its turn (or why not).
+/// The groups as a table: key, weight, ready, scheduled, active, tokens of its rate limit,
+/// whether it waits for its turn (or why not).
 fn table(groups: &[GroupInfo]) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     if groups.is_empty() {
-        return "no groups yet (none has ready or active tasks or a weight)\n".to_owned();
+        return "no groups yet (none has waiting or active tasks or a weight)\n".to_owned();
     }
     let width = groups
         .iter()
@@ -143,8 +143,8 @@ fn table(groups: &[GroupInfo]) -> String {
         .unwrap_or(0)
         .max(5);
     let mut out = format!(
-        "{:<width$}  {:>6}  {:>8}  {:>6}  {:>6}  {:<24}  TURN\n",
-        "GROUP", "WEIGHT", "READY", "ACTIVE", "TOKENS", "OWN LIMITS"
+        "{:<width$}  {:>6}  {:>8}  {:>9}  {:>6}  {:>6}  {:<24}  TURN\n",
+        "GROUP", "WEIGHT", "READY", "SCHEDULED", "ACTIVE", "TOKENS", "OWN LIMITS"
     );
     for g in groups {
         let turn = match g.closed_until {
@@ -158,10 +158,11 @@ fn table(groups: &[GroupInfo]) -> String {
         };
         let tokens = g.tokens.map_or_else(|| "-".to_owned(), |t| t.to_string());
         out.push_str(&format!(
-            "{:<width$}  {:>6}  {:>8}  {:>6}  {tokens:>6}  {:<24}  {turn}\n",
+            "{:<width$}  {:>6}  {:>8}  {:>9}  {:>6}  {tokens:>6}  {:<24}  {turn}\n",
             shown(&g.key),
             g.weight,
             g.ready,
+            g.scheduled,
             g.active,
             shown_limits(&g.limits)
         ));

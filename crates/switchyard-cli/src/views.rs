@@ -64,7 +64,10 @@ pub struct GroupsRow {
     pub concurrency: Option<u32>,
     /// The per-group rate limit; none: no limit.
     pub rate: Option<switchyard::flow::rate::RateLimit>,
-    /// Each group with ready or active tasks or a set weight, by key.
+    /// The bound per group; none: unbounded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_waiting: Option<u32>,
+    /// Each group with waiting or active tasks or a set weight, by key.
     pub groups: Vec<GroupInfo>,
 }
 
@@ -302,6 +305,7 @@ impl Reader {
                     groups: config.and_then(|c| c.groups).map(|g| GroupsRow {
                         concurrency: g.concurrency,
                         rate: g.rate,
+                        max_waiting: g.max_waiting,
                         groups: self.groups.get(name).cloned().unwrap_or_default(),
                     }),
                 })

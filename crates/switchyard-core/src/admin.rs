@@ -142,8 +142,8 @@ pub enum InUse {
     Served(Vec<WorkerId>),
     /// The queue still holds this many tasks, in any state (deleting needs none).
     Tasks(u64),
-    /// This many tasks are ready or active (turning fair share between groups on or off
-    /// needs none).
+    /// This many tasks are ready, scheduled, retry-scheduled or active (turning fair share
+    /// between groups on or off needs none: each group counts its waiting tasks).
     Shared(u64),
 }
 
@@ -164,7 +164,7 @@ impl std::fmt::Display for InUse {
             }
             InUse::Shared(n) => write!(
                 f,
-                "{n} tasks are ready or active: turning fair share between groups on or off needs none (let them run, or purge the waiting ones with `switchyard purge <queue> --waiting`)"
+                "{n} tasks are waiting or active: turning fair share between groups on or off needs none (let them run, or purge the waiting ones with `switchyard purge <queue> --waiting`)"
             ),
             InUse::Tasks(n) => write!(
                 f,

@@ -88,6 +88,27 @@ pub enum Error {
         adding: u64,
     },
 
+    /// The queue bounds each group's waiting tasks
+    /// ([`GroupShare::max_waiting`](crate::flow::groups::GroupShare::max_waiting)) and the
+    /// submit would take `group` past that bound: nothing of the call was stored (the rule:
+    /// [`crate::flow::bounded`]).
+    #[error(
+        "group `{group}` of queue `{queue}` is full: {waiting} of its tasks wait and the bound per group is {bound}, so {adding} more do not fit; nothing of this submit was stored (submit again when workers have taken some, or raise the bound: `switchyard reconfigure {queue} --group-max-waiting N`)"
+    )]
+    GroupFull {
+        /// The queue.
+        queue: QueueName,
+        /// The group key (`""`: tasks submitted without one).
+        group: String,
+        /// The group's waiting tasks (ready, scheduled, retry-scheduled) when the submit was
+        /// refused.
+        waiting: u64,
+        /// The bound per group.
+        bound: u32,
+        /// The new tasks the submit carried to the group.
+        adding: u64,
+    },
+
     /// The worker is not (or no longer) registered.
     #[error(
         "worker `{0}` is not registered (it was reaped after its heartbeat expired, and its tasks were handed back, or the backend lost its data): register it again"

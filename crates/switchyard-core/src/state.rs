@@ -82,6 +82,15 @@ impl TaskState {
     pub fn is_leased(self) -> bool {
         matches!(self, TaskState::Dispatched | TaskState::Running)
     }
+
+    /// Ready, scheduled or retry-scheduled: in its queue, not yet started (what a bound
+    /// counts: [`crate::flow::bounded`]).
+    pub fn is_waiting(self) -> bool {
+        matches!(
+            self,
+            TaskState::Ready | TaskState::Scheduled | TaskState::RetryScheduled
+        )
+    }
 }
 
 impl fmt::Display for TaskState {

@@ -3,12 +3,12 @@
 //! a large batch; the waits (`receive_wait`, `wait_outcome`, `wait_progress`,
 //! `sleep_until_due`) sleep outside it.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use switchyard_core::admin::{Purge, PurgeReport};
 use switchyard_core::backend::due_pause;
+use switchyard_core::flow::bounded::Remaining;
 use switchyard_core::flow::groups::{GroupInfo, GroupLimits};
 use switchyard_core::progress::news;
 use switchyard_core::schedule::{Claim, ScheduleInfo, ScheduleSpec, Upserted};
@@ -89,30 +89,17 @@ impl Produce for MemoryBackend {
         )?;
         let total = specs.len();
         // A batch of several steps: each step's room check also covers the batch's tasks to
-        // each of its queues from that step on.
-        let mut rest: Option<HashMap<QueueName, u64>> = None;
-        if total > SUBMIT_CHUNK {
-            let mut counts = HashMap::new();
-            for spec in &specs {
-                *counts.entry(spec.queue().clone()).or_default() += 1;
-            }
-            rest = Some(counts);
-        }
+        // each of its queues and groups from that step on.
+        let mut rest = Remaining::of(&specs);
         let mut out = Vec::with_capacity(total);
         let mut specs = specs.into_iter();
         while specs.len() > 0 {
             let chunk: Vec<TaskSpec> = specs.by_ref().take(SUBMIT_CHUNK).collect();
             let failed = self.with_then_yield(|s, now| {
-                if let Err(e) = s.check_room(&chunk, rest.as_ref(), now) {
+                if let Err(e) = s.check_room(&chunk, &rest, now) {
                     return Ok(Some(e));
                 }
-                if let Some(counts) = rest.as_mut() {
-                    for spec in &chunk {
-                        if let Some(n) = counts.get_mut(spec.queue()) {
-                            *n -= 1;
-                        }
-                    }
-                }
+                rest.stored(&chunk);
                 for spec in chunk {
                     match s.submit(spec, now) {
                         Ok(outcome) => out.push(outcome),

@@ -159,7 +159,11 @@ impl MemoryBackend {
     pub fn submit_now(&self, spec: TaskSpec) -> Result<SubmitOutcome> {
         self.with(|s, now| {
             s.check_groups(std::slice::from_ref(&spec))?;
-            s.check_room(std::slice::from_ref(&spec), None, now)?;
+            s.check_room(
+                std::slice::from_ref(&spec),
+                &switchyard_core::flow::bounded::Remaining::default(),
+                now,
+            )?;
             s.submit(spec, now)
         })
     }

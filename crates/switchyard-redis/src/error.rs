@@ -69,6 +69,27 @@ fn full(detail: &str) -> Option<Error> {
     })
 }
 
+/// The refusal in an `SY_GROUP_FULL <waiting> <bound> <adding> <queue> <group key in hex>`
+/// reply (the key of the group `""` is empty, and the reply's end trimmed).
+fn group_full(detail: &str) -> Option<Error> {
+    let mut parts = detail.splitn(5, ' ');
+    let mut number = || parts.next().and_then(|n| n.parse::<u64>().ok());
+    let (waiting, bound, adding) = (number()?, number()?, number()?);
+    let queue = QueueName::new(parts.next()?).ok()?;
+    let hex = parts.next().unwrap_or("");
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    Some(Error::GroupFull {
+        queue,
+        group: String::from_utf8(bytes).ok()?,
+        waiting,
+        bound: u32::try_from(bound).ok()?,
+        adding,
+    })
+}
+
 pub(crate) fn classify(e: &RedisError) -> Failure {
     if let Some(code) = e.code() {
         let d = detail(e);
@@ -120,6 +141,9 @@ pub(crate) fn classify(e: &RedisError) -> Failure {
             }
             reply::FULL => {
                 return Failure::Error(full(&d).unwrap_or_else(|| invalid_name("queue")));
+            }
+            reply::GROUP_FULL => {
+                return Failure::Error(group_full(&d).unwrap_or_else(|| invalid_name("group")));
             }
             reply::NOT_SHARED => {
                 return Failure::Error(QueueName::new(&d).map_or_else(

@@ -175,10 +175,13 @@ pub(crate) mod reply {
     pub(crate) const FULL: &str = "SY_FULL";
     /// A group key, or a group operation, for a queue not shared between groups (`<queue>`).
     pub(crate) const NOT_SHARED: &str = "SY_NOT_SHARED";
+    /// A group of a queue bounded per group lacks room (`<waiting> <bound> <adding> <queue>
+    /// <group key in hex>`).
+    pub(crate) const GROUP_FULL: &str = "SY_GROUP_FULL";
 
     /// Every error reply (checked against the scripts by the test below).
     #[cfg(test)]
-    pub(crate) const ALL: [&str; 12] = [
+    pub(crate) const ALL: [&str; 13] = [
         INVALID,
         STALE,
         CONFLICT,
@@ -191,6 +194,7 @@ pub(crate) mod reply {
         ID_IN_USE,
         FULL,
         NOT_SHARED,
+        GROUP_FULL,
     ];
 }
 

@@ -107,6 +107,7 @@ pub fn render(view: &View, namespace: &str, every: Option<Duration>) -> String {
                 .map(|k| format!("{k} per group"))
                 .into_iter()
                 .chain(g.rate.map(|r| format!("{r} per group")))
+                .chain(g.max_waiting.map(|m| format!("at most {m} waiting per group")))
                 .collect();
             let per = if limits.is_empty() {
                 String::new()
@@ -285,10 +286,12 @@ mod tests {
                     100_000,
                     std::time::Duration::from_millis(86_399_999),
                 )),
+                max_waiting: Some(u32::MAX),
                 groups: vec![switchyard::flow::groups::GroupInfo {
                     key: "a-very-long-tenant-key-".repeat(8),
                     weight: 1000,
                     ready: u64::MAX,
+                    scheduled: u64::MAX,
                     active: u32::MAX,
                     in_ring: false,
                     tokens: Some(100_000),

@@ -66,6 +66,12 @@ pub struct GroupShare {
     /// window); `None` (the default) is unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<RateLimit>,
+    /// At most this many waiting tasks (ready, scheduled, retry-scheduled) of one group: a
+    /// submit that would take a group past it is refused whole with
+    /// [`Error::GroupFull`] (the rule: [`crate::flow::bounded`]); `None` (the default) is
+    /// unbounded. At least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_waiting: Option<u32>,
 }
 
 impl GroupShare {
@@ -88,6 +94,21 @@ impl GroupShare {
         self
     }
 
+    /// At most `max` waiting tasks of each group.
+    ///
+    /// ```
+    /// use switchyard_core::QueueConfig;
+    /// use switchyard_core::flow::groups::GroupShare;
+    /// let share = GroupShare::default().with_max_waiting(500);
+    /// assert_eq!(share.max_waiting, Some(500));
+    /// assert!(QueueConfig::default().with_groups(GroupShare::default().with_max_waiting(0))
+    ///     .validate().is_err());
+    /// ```
+    pub fn with_max_waiting(mut self, max: u32) -> Self {
+        self.max_waiting = Some(max);
+        self
+    }
+
     /// Checks the per-group limits.
     pub fn validate(&self) -> Result<()> {
         if let Some(rate) = self.rate {
@@ -97,6 +118,12 @@ impl GroupShare {
             return Err(Error::invalid(
                 "group concurrency",
                 "must be at least 1 (a group limited to 0 would never run)",
+            ));
+        }
+        if self.max_waiting == Some(0) {
+            return Err(Error::invalid(
+                "group max waiting",
+                "must be at least 1 (a group bounded at 0 would refuse every task)",
             ));
         }
         Ok(())
@@ -153,6 +180,7 @@ impl GroupLimits {
         GroupShare {
             concurrency: self.concurrency,
             rate: self.rate,
+            max_waiting: None,
         }
         .validate()
     }
@@ -163,6 +191,7 @@ impl GroupLimits {
         GroupShare {
             concurrency: self.concurrency.or(share.concurrency),
             rate: self.rate.or(share.rate),
+            ..share
         }
     }
 }
@@ -227,6 +256,10 @@ pub struct GroupInfo {
     pub weight: u32,
     /// Its ready tasks.
     pub ready: u64,
+    /// Its scheduled and retry-scheduled tasks (with `ready`, what its
+    /// [bound](GroupShare::max_waiting) counts).
+    #[serde(default)]
+    pub scheduled: u64,
     /// Its dispatched and running tasks.
     pub active: u32,
     /// Whether it is in the ring (open, with ready tasks).

@@ -47,6 +47,9 @@ impl QueueConfig {
             if let Some(r) = g.rate {
                 out.push_str(&format!(", {r} per group"));
             }
+            if let Some(m) = g.max_waiting {
+                out.push_str(&format!(", at most {m} waiting per group"));
+            }
             out
         }
         let fields: [(&str, String, String); 21] = [

@@ -232,7 +232,9 @@ pub fn fold_claim(
             Ok(None)
         }
         Ok(None) => Ok(None),
-        Err(e @ (Error::UnknownQueue(_) | Error::QueueFull { .. })) => Ok(Some(e)),
+        Err(e @ (Error::UnknownQueue(_) | Error::QueueFull { .. } | Error::GroupFull { .. })) => {
+            Ok(Some(e))
+        }
         Err(e) => Err(e),
     }
 }

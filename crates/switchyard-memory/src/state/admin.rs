@@ -82,12 +82,11 @@ impl State {
             let t = self.tasks.get(&id).ok_or(Error::TaskNotFound(id))?;
             (t.state, t.position)
         };
-        let q = self.queue_mut(queue)?;
         if let Some(pos) = position {
             if state == TaskState::Ready {
                 self.ready_remove(queue, pos, id)?;
             } else {
-                q.delayed.remove(&pos);
+                self.delayed_remove(queue, pos, id)?;
             }
         }
         self.emit(EventKind::Cancelled, id, None, None);
@@ -116,7 +115,7 @@ impl State {
         if reshape.balancer && !q.members.is_empty() {
             return Err(in_use(InUse::Served(q.members.iter().cloned().collect())));
         }
-        let busy = q.ready.len() as u64 + u64::from(q.active);
+        let busy = (q.ready.len() + q.delayed.len()) as u64 + u64::from(q.active);
         if reshape.groups && busy > 0 {
             return Err(in_use(InUse::Shared(busy)));
         }

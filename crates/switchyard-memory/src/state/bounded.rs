@@ -1,23 +1,25 @@
-//! Bounded queues: the room check of a submit step (the rule:
+//! Bounded queues and bounded groups: the room check of a submit step (the rule:
 //! `switchyard_core::flow::bounded`).
 //!
 //! Lua twin: lua/lib/bounded.lua.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use switchyard_core::flow::bounded::check;
+use switchyard_core::flow::bounded::{Remaining, check, check_group, group_of};
 use switchyard_core::{Millis, QueueName, Result, TaskSpec};
 
 use super::State;
 
 impl State {
     /// Refuses the submit step `step` if a bounded queue it carries tasks to lacks room,
-    /// before anything is stored: for the batch's tasks to it from this step on (`rest`, given
-    /// when the batch takes several steps), then for the step's new tasks.
+    /// before anything is stored: for the batch's tasks to it from this step on (`rest`, empty
+    /// when the batch takes one step), then for the step's new tasks; then, in a queue with a
+    /// bound per group, each group the step or the rest of the batch carries tasks to, by key,
+    /// the same way.
     pub(crate) fn check_room(
         &self,
         step: &[TaskSpec],
-        rest: Option<&HashMap<QueueName, u64>>,
+        rest: &Remaining,
         now: Millis,
     ) -> Result<()> {
         let mut queues: Vec<&QueueName> = Vec::new();
@@ -27,16 +29,17 @@ impl State {
             }
         }
         let bounded = |name: &QueueName| {
-            self.queues
-                .get(name)
-                .and_then(|q| q.config.max_waiting)
-                .is_some()
+            self.queues.get(name).is_some_and(|q| {
+                q.config.max_waiting.is_some()
+                    || q.config.groups.and_then(|g| g.max_waiting).is_some()
+            })
         };
         if !queues.iter().any(|q| bounded(q)) {
             return Ok(());
         }
         // The tasks the step would store: as `submit` decides, id first, then dedup key.
         let mut new: HashMap<&QueueName, u64> = HashMap::new();
+        let mut new_in: HashMap<&QueueName, BTreeMap<&str, u64>> = HashMap::new();
         let (mut ids, mut keys) = (HashSet::new(), HashSet::new());
         for spec in step {
             if self.tasks.contains_key(&spec.id()) || ids.contains(&spec.id()) {
@@ -64,14 +67,41 @@ impl State {
             }
             ids.insert(spec.id());
             *new.entry(spec.queue()).or_default() += 1;
+            *new_in
+                .entry(spec.queue())
+                .or_default()
+                .entry(group_of(spec))
+                .or_default() += 1;
         }
         for name in queues {
             let q = self.queue(name)?;
             let bound = q.config.max_waiting;
             let waiting = (q.ready.len() + q.delayed.len()) as u64;
-            let whole = rest.and_then(|r| r.get(name)).copied().unwrap_or(0);
-            check(name, bound, waiting, whole)?;
+            check(name, bound, waiting, rest.queue(name))?;
             check(name, bound, waiting, new.get(name).copied().unwrap_or(0))?;
+            let (Some(groups), Some(bound)) = (
+                &q.groups,
+                q.config.groups.and_then(|g| g.max_waiting),
+            ) else {
+                continue;
+            };
+            // The groups the step names (each task's, new or not) and those the batch's
+            // later steps carry tasks to, by key.
+            let mut named: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+            for spec in step.iter().filter(|s| s.queue() == name) {
+                named.entry(group_of(spec)).or_default();
+            }
+            for (group, n) in rest.groups(name) {
+                named.entry(group).or_default().0 = n;
+            }
+            for (group, n) in new_in.get(name).into_iter().flatten() {
+                named.entry(group).or_default().1 = *n;
+            }
+            for (group, (whole, adding)) in named {
+                let waiting = groups.waiting(group);
+                check_group(name, group, Some(bound), waiting, whole)?;
+                check_group(name, group, Some(bound), waiting, adding)?;
+            }
         }
         Ok(())
     }

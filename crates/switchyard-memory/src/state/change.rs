@@ -52,7 +52,7 @@ impl State {
             match state {
                 TaskState::Scheduled | TaskState::RetryScheduled => {
                     if let Some(pos) = pos {
-                        self.queue_mut(&queue)?.delayed.remove(&pos);
+                        self.delayed_remove(&queue, pos, id)?;
                     }
                     dispatched = if at > now {
                         self.enter_queue(id, Some(at), now, state == TaskState::RetryScheduled)?

@@ -18,6 +18,7 @@ use super::rate::Rate;
 use super::{State, internal};
 
 mod limits;
+mod waiting;
 
 /// A position in a ready set: `(sort key, sequence number)`.
 type Pos = (i64, u64);
@@ -42,6 +43,8 @@ pub(crate) struct Groups {
     rates: BTreeMap<String, Rate>,
     /// Limits set by `set_group_limits` in place of the queue's.
     overrides: BTreeMap<String, GroupLimits>,
+    /// Scheduled and retry-scheduled tasks of each group with any (groups/waiting.rs).
+    delayed: BTreeMap<String, u64>,
 }
 
 impl Groups {
@@ -261,8 +264,8 @@ impl State {
         Ok(())
     }
 
-    /// Reconfigure changed `queue`'s sharing from `old`: turned on or off (with nothing ready
-    /// or active, which reconfigure checked) the groups start afresh or go. Otherwise a new
+    /// Reconfigure changed `queue`'s sharing from `old`: turned on or off (with nothing
+    /// waiting or active, which reconfigure checked) the groups start afresh or go. Otherwise a new
     /// rate window (or none) starts afresh the log of each group without its own rate limit; each group with a window or a mark
     /// is marked again, by key, as now configured; then the groups no longer open leave the
     /// ring and the open ones with ready tasks out of it join at the tail, by key.
@@ -362,6 +365,7 @@ impl State {
             .chain(groups.active.keys())
             .chain(groups.weights.keys())
             .chain(groups.overrides.keys())
+            .chain(groups.delayed.keys())
             .chain(marked)
             .collect();
         keys.sort();
@@ -374,6 +378,7 @@ impl State {
                     key: key.clone(),
                     weight: turn_length(groups.weights.get(key).copied()),
                     ready: groups.ready.get(key).map_or(0, |r| r.len() as u64),
+                    scheduled: groups.scheduled(key),
                     active: groups.active(key),
                     in_ring: groups.ring.contains(key),
                     tokens: groups
@@ -397,7 +402,7 @@ impl State {
 
     /// The audit of the shared queues' groups: each group's entries are its tasks in the ready
     /// set, the ring holds exactly the open groups with ready tasks (each once), the active
-    /// counts match the records.
+    /// counts match the records, the scheduled counts the delayed set.
     pub(crate) fn audit_groups(&self) -> std::result::Result<(), String> {
         for (qn, q) in &self.queues {
             let Some(groups) = &q.groups else { continue };
@@ -444,6 +449,7 @@ impl State {
                     groups.active
                 ));
             }
+            self.audit_delayed(qn, groups)?;
         }
         Ok(())
     }

@@ -61,7 +61,7 @@ impl State {
             budget -= expired;
             report.tasks_expired += expired;
             loop {
-                let q = self.queue_mut(&qn)?;
+                let q = self.queue(&qn)?;
                 let Some((&(at, seq), &id)) = q.delayed.first_key_value() else {
                     break;
                 };
@@ -73,7 +73,7 @@ impl State {
                     break;
                 }
                 budget -= 1;
-                q.delayed.remove(&(at, seq));
+                self.delayed_remove(&qn, (at, seq), id)?;
                 let at = u64::try_from(at).unwrap_or(now);
                 report.assignments.extend(self.make_ready(id, at, now)?);
                 report.promoted += 1;

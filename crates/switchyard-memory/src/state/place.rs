@@ -133,10 +133,11 @@ impl State {
             Some(at) if at > now => {
                 let queue_name = self.queue_of_task(id)?;
                 let seq = self.next_seq();
-                let q = self.queue_mut(&queue_name)?;
                 let position = (to_i64(at), seq);
-                q.delayed.insert(position, id);
-                if q.delayed
+                self.delayed_insert(&queue_name, position, id)?;
+                if self
+                    .queue(&queue_name)?
+                    .delayed
                     .first_key_value()
                     .is_some_and(|(first, _)| *first == position)
                 {

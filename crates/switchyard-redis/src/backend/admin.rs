@@ -14,7 +14,7 @@ use crate::codec::{self, int};
 use crate::error::Failure;
 use crate::error::wrong_state;
 
-/// Appends a queue configuration as declare and reconfigure take it (ARGV 4..26, after the
+/// Appends a queue configuration as declare and reconfigure take it (ARGV 4..30, after the
 /// queue name and its JSON; the Lua side is `config_arg` in `lua/lib/admin.lua`).
 pub(super) fn push_config(inv: &mut Call, config: &QueueConfig) {
     let (pol, mut age) = crate::protocol::policy_args(config.policy);
@@ -64,6 +64,8 @@ pub(super) fn push_config(inv: &mut Call, config: &QueueConfig) {
     let group_rate = config.groups.and_then(|g| g.rate);
     inv.arg(group_rate.map_or(0, |r| r.max))
         .arg(group_rate.map_or(0, |r| r.per_ms));
+    // The bound per group (0: none).
+    inv.arg(config.groups.and_then(|g| g.max_waiting).unwrap_or(0));
 }
 
 fn in_use(queue: &QueueName, operation: &'static str, reason: InUse) -> Error {

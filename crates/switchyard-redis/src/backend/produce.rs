@@ -1,9 +1,7 @@
 //! [`Produce`] on Redis: submits, one by one (combined) and in chunked batches.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
-use switchyard_core::flow::bounded::BATCH_STEP;
+use switchyard_core::flow::bounded::{BATCH_STEP, Remaining};
 use switchyard_core::{Error, Produce, QueueName, Result, SubmitOutcome, TaskSpec};
 
 use super::RedisBackend;
@@ -52,13 +50,8 @@ impl RedisBackend {
             }
         }
         // A batch of several calls: each call's room check also covers the batch's tasks to
-        // each of its queues from that call on.
-        let mut rest: HashMap<&QueueName, u64> = HashMap::new();
-        if specs.len() > SUBMIT_CHUNK {
-            for s in specs {
-                *rest.entry(s.queue()).or_default() += 1;
-            }
-        }
+        // each of its queues, and each of their groups, from that call on.
+        let mut rest = Remaining::of(specs);
         let mut out = Vec::with_capacity(specs.len());
         for chunk in specs.chunks(SUBMIT_CHUNK) {
             let mut groups: Vec<&QueueName> = Vec::new();
@@ -71,7 +64,16 @@ impl RedisBackend {
             let mut inv = self.invocation(&self.functions().submit, &groups, &now);
             inv.names(&groups);
             for q in &groups {
-                inv.arg(rest.get(q).copied().unwrap_or(0));
+                inv.arg(rest.queue(q));
+            }
+            let in_groups: Vec<(usize, &str, u64)> = groups
+                .iter()
+                .enumerate()
+                .flat_map(|(g, q)| rest.groups(q).map(move |(key, n)| (g + 1, key, n)))
+                .collect();
+            inv.arg(in_groups.len());
+            for (g, key, n) in in_groups {
+                inv.arg(g).arg(key).arg(n);
             }
             inv.arg(chunk.len());
             for s in chunk {
@@ -94,12 +96,10 @@ impl RedisBackend {
                 }
             };
             let mut it = array(reply)?.into_iter();
-            for s in chunk {
+            for _ in chunk {
                 out.push(codec::submit_outcome(&mut it)?);
-                if let Some(n) = rest.get_mut(s.queue()) {
-                    *n -= 1;
-                }
             }
+            rest.stored(chunk);
         }
         Ok(out)
     }

@@ -398,7 +398,7 @@ pub(crate) fn purged(v: Value) -> Result<(usize, bool), Error> {
     Ok((n, more))
 }
 
-/// `group_info`: `{key, weight, ready, active, in ring 0|1, tokens (-1: no rate limit),
+/// `group_info`: `{key, weight, ready, scheduled, active, in ring 0|1, tokens (-1: no rate limit),
 /// marked until (0: not marked), own concurrency, own rate and window (0: the queue's)}` per
 /// group.
 pub(crate) fn group_infos(
@@ -412,6 +412,7 @@ pub(crate) fn group_infos(
             let weight = u32::try_from(uint(&next_of(&mut f, "group_info")?)?)
                 .map_err(|_| protocol("group weight out of range"))?;
             let ready = uint(&next_of(&mut f, "group_info")?)?;
+            let scheduled = uint(&next_of(&mut f, "group_info")?)?;
             let active = u32::try_from(uint(&next_of(&mut f, "group_info")?)?)
                 .map_err(|_| protocol("group active count out of range"))?;
             let in_ring = int(&next_of(&mut f, "group_info")?)? == 1;
@@ -437,6 +438,7 @@ pub(crate) fn group_infos(
                 key,
                 weight,
                 ready,
+                scheduled,
                 active,
                 in_ring,
                 tokens,

@@ -87,7 +87,8 @@ pub fn any_config() -> impl proptest::strategy::Strategy<Value = QueueConfig> {
                 }
                 // Two in five queues are shared between groups, half of those with a limit of
                 // one or two per group, a third with a rate limit of one or two per second per
-                // group, drawn from the seed.
+                // group, a third with a bound of two to four waiting per group, drawn from the
+                // seed.
                 if seed / 11 % 5 < 2 {
                     let mut share = GroupShare::default();
                     if seed / 13 % 2 == 1 {
@@ -99,6 +100,10 @@ pub fn any_config() -> impl proptest::strategy::Strategy<Value = QueueConfig> {
                             max: 1 + u32::try_from(seed / 23 % 2).unwrap_or(0),
                             per_ms: 1_000,
                         });
+                    }
+                    if seed / 29 % 3 == 1 {
+                        share = share
+                            .with_max_waiting(2 + u32::try_from(seed / 31 % 3).unwrap_or(0));
                     }
                     config.groups = Some(share);
                 }
@@ -480,11 +485,11 @@ fn group_op() -> impl proptest::strategy::Strategy<Value = Op> {
     ]
 }
 
-/// [`any_config`], shared between groups: no limit, or one or two per group, and no rate
-/// limit, or one or two per second or 2.5 s per group; one in eight not shared (what a
-/// reconfigure turning sharing off looks like).
+/// [`any_config`], shared between groups: no limit, or one or two per group, no rate limit,
+/// or one or two per second or 2.5 s per group, and no bound, or two or three waiting per
+/// group; one in eight not shared (what a reconfigure turning sharing off looks like).
 fn shared_config() -> impl proptest::strategy::Strategy<Value = QueueConfig> {
-    (any_config(), 0u8..8, 0u8..3).prop_map(|(mut config, n, r)| {
+    (any_config(), 0u8..8, 0u8..3, 0u32..4).prop_map(|(mut config, n, r, bound)| {
         let rate = match r {
             0 => None,
             1 => Some(RateLimit {
@@ -498,6 +503,7 @@ fn shared_config() -> impl proptest::strategy::Strategy<Value = QueueConfig> {
         };
         let mut share = GroupShare::default();
         share.rate = rate;
+        share.max_waiting = (bound >= 2).then_some(bound);
         config.groups = match n {
             0 => None,
             1..=3 => Some(share),

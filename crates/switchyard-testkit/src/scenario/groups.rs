@@ -103,4 +103,48 @@ impl<B: Backend> Runner<B> {
         }
         Ok(())
     }
+
+    /// Bounds per group: each group's waiting tasks (ready, scheduled, retry-scheduled) are
+    /// what the backend's `groups` says, and no task of a group entered in this step (was
+    /// submitted or ticked) while the group holds more than its bound (more can wait only
+    /// after the bound was lowered, or by tasks that came back).
+    pub(super) fn within_group_bounds(&self, snap: &Snapshot) -> Result<(), String> {
+        for (i, config) in self.configs.iter().enumerate() {
+            let Some(infos) = snap.groups.get(i).and_then(Option::as_ref) else {
+                continue;
+            };
+            let name = queue_name(i);
+            let mut waiting: BTreeMap<String, Vec<TaskId>> = BTreeMap::new();
+            for t in snap.tasks.iter().flatten() {
+                if t.queue == name && t.state.is_waiting() {
+                    let group = t.group_key.clone().unwrap_or_default();
+                    waiting.entry(group).or_default().push(t.id);
+                }
+            }
+            for g in infos {
+                let n = waiting.get(&g.key).map_or(0, Vec::len) as u64;
+                if g.ready + g.scheduled != n {
+                    return Err(format!(
+                        "{name} group {:?}: the backend counts {} ready and {} scheduled, the records {n} waiting",
+                        g.key, g.ready, g.scheduled
+                    ));
+                }
+            }
+            let Some(bound) = config.groups.and_then(|g| g.max_waiting) else {
+                continue;
+            };
+            for (group, ids) in waiting {
+                if ids.len() <= bound as usize {
+                    continue;
+                }
+                if let Some(id) = ids.iter().find(|id| !self.states.contains_key(*id)) {
+                    return Err(format!(
+                        "{name} group {group:?} has {} waiting tasks, over its bound of {bound}, and {id} entered in this step",
+                        ids.len()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }

@@ -50,6 +50,7 @@ impl<B: Backend> Runner<B> {
         self.work_conservation(&snap)?;
         self.within_limits(&snap)?;
         self.within_group_limits(&snap)?;
+        self.within_group_bounds(&snap)?;
         let after = self.ready_lists().await?;
         let groups = snap
             .tasks

@@ -140,8 +140,10 @@ function groups(q) {
   if (!q.groups) return el('td', { 'data-field': 'groups' }, '-');
   const waiting = q.groups.groups.filter(g => g.ready > 0);
   const held = waiting.filter(g => !g.in_ring).length;
+  const bound = q.groups.max_waiting ? ` of ${int(q.groups.max_waiting)}` : '';
   const title = q.groups.groups.map(g =>
-    `${g.key || '(none)'}: ${int(g.ready)} ready, ${int(g.active)} active, weight ${g.weight}`).join('\n');
+    `${g.key || '(none)'}: ${int(g.ready)} ready, ${int(g.scheduled || 0)} scheduled${bound}, ` +
+    `${int(g.active)} active, weight ${g.weight}`).join('\n');
   return el('td', { 'data-field': 'groups', class: held > 0 ? 'full' : '', title },
     held > 0 ? `${int(waiting.length)} (${int(held)} held)` : int(waiting.length));
 }
