@@ -21,9 +21,9 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::strategy::Strategy as _;
 use proptest::test_runner::{Config, TestRunner};
+use switchyard_core::flow::groups::GroupShare;
 use switchyard_core::prelude::*;
 use switchyard_core::rng::Minstd;
-use switchyard_core::flow::groups::GroupShare;
 use switchyard_core::{
     Error, Policy, QueueConfig, QueueName, Strategy, TaskId, TaskSpec, TaskState,
 };
@@ -54,8 +54,8 @@ struct Plan {
 
 fn plans() -> impl proptest::strategy::Strategy<Value = Vec<Plan>> {
     let size = prop_oneof![6 => 1usize..20, 3 => 20usize..120, 1 => 257usize..400];
-    let plan = (proptest::collection::vec(size, 8..20), any::<u64>())
-        .prop_map(|(sizes, seed)| Plan {
+    let plan =
+        (proptest::collection::vec(size, 8..20), any::<u64>()).prop_map(|(sizes, seed)| Plan {
             sizes,
             seed,
             shared: false,
@@ -83,7 +83,10 @@ fn refusal(e: &Error) -> Option<bool> {
         }
         Error::GroupFull { bound, group, .. } => {
             assert_eq!(*bound, GROUP_BOUND);
-            assert!(group.is_empty() || KEYS.contains(&group.as_str()), "{group}");
+            assert!(
+                group.is_empty() || KEYS.contains(&group.as_str()),
+                "{group}"
+            );
             Some(true)
         }
         _ => None,
@@ -517,7 +520,7 @@ async fn each_group_has_its_own_bound(b: Arc<dyn Backend>) {
             max_ms: 3_600_000,
             jitter_pct: 0,
         });
-    b.declare_queue(&q, config.clone()).await.unwrap();
+    b.declare_queue(&q, config).await.unwrap();
     let specs = |key: Option<&str>, n: usize, later: bool| -> Vec<TaskSpec> {
         (0..n)
             .map(|_| {
@@ -542,9 +545,15 @@ async fn each_group_has_its_own_bound(b: Arc<dyn Backend>) {
         }) => (group, waiting, bound, adding),
         other => panic!("expected a full group, got {other:?}"),
     };
-    b.submit_batch(specs(Some("acme"), 150, false)).await.unwrap();
-    b.submit_batch(specs(Some("globex"), 100, true)).await.unwrap();
-    b.submit_batch(specs(Some("globex"), 50, false)).await.unwrap();
+    b.submit_batch(specs(Some("acme"), 150, false))
+        .await
+        .unwrap();
+    b.submit_batch(specs(Some("globex"), 100, true))
+        .await
+        .unwrap();
+    b.submit_batch(specs(Some("globex"), 50, false))
+        .await
+        .unwrap();
     let groups = b.groups(&q).await.unwrap();
     let shown: Vec<(&str, u64, u64)> = groups
         .iter()
@@ -579,13 +588,21 @@ async fn each_group_has_its_own_bound(b: Arc<dyn Backend>) {
         "{e}"
     );
     // The other groups go on; a group up to its bound exactly is fine.
-    b.submit_batch(specs(Some("acme"), 50, false)).await.unwrap();
+    b.submit_batch(specs(Some("acme"), 50, false))
+        .await
+        .unwrap();
     let refused = full(b.submit_batch(specs(Some("acme"), 1, true)).await);
     assert_eq!(refused, ("acme".to_owned(), 200, GROUP_BOUND, 1));
     // 550 wait: a group with room still meets the queue's bound, which is checked first.
     for (key, n) in [("initech", 151), ("acme", 160)] {
         let refused = b.submit_batch(specs(Some(key), n, false)).await;
-        let Err(Error::QueueFull { waiting, bound, adding, .. }) = refused else {
+        let Err(Error::QueueFull {
+            waiting,
+            bound,
+            adding,
+            ..
+        }) = refused
+        else {
             panic!("{refused:?}")
         };
         assert_eq!((waiting, bound, adding), (550, 700, n as u64));
@@ -613,7 +630,10 @@ async fn each_group_has_its_own_bound(b: Arc<dyn Backend>) {
     let info = b.groups(&q).await.unwrap();
     let g = info.iter().find(|g| g.key == group).unwrap();
     assert_eq!(g.ready + g.scheduled, 200, "{g:?}");
-    assert_eq!(b.get_task(retried).await.unwrap().unwrap().state, TaskState::RetryScheduled);
+    assert_eq!(
+        b.get_task(retried).await.unwrap().unwrap().state,
+        TaskState::RetryScheduled
+    );
     let key = (!group.is_empty()).then_some(group.as_str());
     let refused = full(b.submit_batch(specs(key, 1, false)).await);
     assert_eq!(refused.1, 200);
@@ -636,9 +656,9 @@ async fn each_group_has_its_own_bound(b: Arc<dyn Backend>) {
         .unwrap();
     let later = specs(None, 1, true);
     b.submit_batch(later.clone()).await.unwrap();
-    let mut plain = config.clone();
+    let mut plain = config;
     plain.groups = None;
-    let refused = b.reconfigure_queue(&q, plain.clone()).await;
+    let refused = b.reconfigure_queue(&q, plain).await;
     assert!(
         matches!(
             refused,

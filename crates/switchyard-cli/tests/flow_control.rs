@@ -7,7 +7,8 @@
 //! on arrival, shown by `task`, `status`, `tasks --state expired`, and expiry turned off; a
 //! queue shared between tenants with one active task per group: shown by `groups` and
 //! `status`, a weight set, and a group's slot back from a worker process killed with SIGKILL
-//! while the other group ran on.
+//! while the other group ran on; a queue bounded per group refusing a full group only, with
+//! its scheduled tasks counted and shown, and its bound raised.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod support;
@@ -95,6 +96,82 @@ fn a_bounded_queue_refuses_what_does_not_fit_and_says_so() {
     let view = json(&ok(&server, ns, &["status", "--json"]));
     assert_eq!(view["queues"][0]["ready"], 16);
     assert!(view["queues"][0]["max_waiting"].is_null(), "{view}");
+}
+
+#[test]
+fn a_group_bounded_queue_refuses_a_full_group_only_and_says_so() {
+    let server = RedisServer::start().unwrap();
+    let ns = "group-bounded";
+    let said = ok(
+        &server,
+        ns,
+        &["declare", "tenants", "--group-max-waiting", "2"],
+    );
+    assert!(said.contains("fair share between groups"), "{said}");
+    assert!(said.contains("at most 2 waiting per group"), "{said}");
+    let off = run(
+        &server,
+        ns,
+        &[
+            "declare",
+            "x",
+            "--fair-share",
+            "off",
+            "--group-max-waiting",
+            "2",
+        ],
+    );
+    assert!(!off.status.success());
+
+    ok(&server, ns, &["submit", "tenants", "k", "--group", "acme"]);
+    ok(
+        &server,
+        ns,
+        &[
+            "submit",
+            "tenants",
+            "k",
+            "--group",
+            "acme",
+            "--delay-ms",
+            "600000",
+        ],
+    );
+    let full = run(&server, ns, &["submit", "tenants", "k", "--group", "acme"]);
+    assert!(!full.status.success());
+    let err = String::from_utf8_lossy(&full.stderr);
+    assert!(
+        err.contains("group `acme` of queue `tenants` is full: 2 of its tasks wait and the bound per group is 2, so 1 more do not fit"),
+        "{err}"
+    );
+    assert!(err.contains("--group-max-waiting N"), "{err}");
+    // Another group has its own room.
+    let other = ok(
+        &server,
+        ns,
+        &["submit", "tenants", "k", "--group", "globex", "-n", "2"],
+    );
+    assert_eq!(ids(&other).len(), 2);
+    let table = ok(&server, ns, &["groups", "tenants"]);
+    assert!(table.contains("SCHEDULED"), "{table}");
+    let acme = table.lines().find(|l| l.starts_with("acme")).unwrap();
+    let cols: Vec<&str> = acme.split_whitespace().collect();
+    assert_eq!(cols[2..4], ["1", "1"], "ready 1, scheduled 1: {table}");
+    let view = json(&ok(&server, ns, &["status", "--json"]));
+    assert_eq!(view["queues"][0]["groups"]["max_waiting"], 2, "{view}");
+    let status = ok(&server, ns, &["status"]);
+    assert!(
+        status.contains("groups: 2 waiting, 0 held (at most 2"),
+        "{status}"
+    );
+
+    let raised = ok(
+        &server,
+        ns,
+        &["reconfigure", "tenants", "--group-max-waiting", "3"],
+    );
+    assert!(raised.contains("--group-max-waiting 2 -> 3"), "{raised}");
+    ok(&server, ns, &["submit", "tenants", "k", "--group", "acme"]);
 }
 
 /// Polls `status --json` every 50 ms until `check` accepts it, for at most `within`.

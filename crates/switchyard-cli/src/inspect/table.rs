@@ -107,7 +107,10 @@ pub fn render(view: &View, namespace: &str, every: Option<Duration>) -> String {
                 .map(|k| format!("{k} per group"))
                 .into_iter()
                 .chain(g.rate.map(|r| format!("{r} per group")))
-                .chain(g.max_waiting.map(|m| format!("at most {m} waiting per group")))
+                .chain(
+                    g.max_waiting
+                        .map(|m| format!("at most {m} waiting per group")),
+                )
                 .collect();
             let per = if limits.is_empty() {
                 String::new()

@@ -79,10 +79,9 @@ impl State {
             let waiting = (q.ready.len() + q.delayed.len()) as u64;
             check(name, bound, waiting, rest.queue(name))?;
             check(name, bound, waiting, new.get(name).copied().unwrap_or(0))?;
-            let (Some(groups), Some(bound)) = (
-                &q.groups,
-                q.config.groups.and_then(|g| g.max_waiting),
-            ) else {
+            let (Some(groups), Some(bound)) =
+                (&q.groups, q.config.groups.and_then(|g| g.max_waiting))
+            else {
                 continue;
             };
             // The groups the step names (each task's, new or not) and those the batch's

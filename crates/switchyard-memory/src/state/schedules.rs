@@ -116,7 +116,11 @@ impl State {
                 .collect::<Result<Vec<_>>>()?;
             // The queue must exist and have room, before anything changes.
             self.queue(&spec.task.queue)?;
-            self.check_room(&tasks, &switchyard_core::flow::bounded::Remaining::default(), now)?;
+            self.check_room(
+                &tasks,
+                &switchyard_core::flow::bounded::Remaining::default(),
+                now,
+            )?;
             for task in tasks {
                 let out = self.submit(task, now)?;
                 last_task = Some(out.id);

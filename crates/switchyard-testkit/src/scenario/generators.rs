@@ -102,8 +102,8 @@ pub fn any_config() -> impl proptest::strategy::Strategy<Value = QueueConfig> {
                         });
                     }
                     if seed / 29 % 3 == 1 {
-                        share = share
-                            .with_max_waiting(2 + u32::try_from(seed / 31 % 3).unwrap_or(0));
+                        share =
+                            share.with_max_waiting(2 + u32::try_from(seed / 31 % 3).unwrap_or(0));
                     }
                     config.groups = Some(share);
                 }
