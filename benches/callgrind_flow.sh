@@ -4,7 +4,7 @@
 # feature costs next to a plain queue, in figures that do not move with the machine's load.
 #
 #   benches/callgrind_flow.sh [batch] [tasks] [queues]
-#       (defaults: 64, 3000, plain,bounded,concurrency,rate,edf,groups,groups-rate)
+#       (defaults: 64, 3000, plain,bounded,concurrency,rate,edf,groups,groups-rate,groups-bounded)
 #
 # Needs valgrind and a release build of the CLI (`cargo build --release -p switchyard-cli`).
 # SWITCHYARD_BIN picks the CLI binary, REDIS_SERVER the server binary. Starts its own server
@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 batch=${1:-64}
 tasks=${2:-3000}
-queues=${3:-plain,bounded,concurrency,rate,edf,groups,groups-rate}
+queues=${3:-plain,bounded,concurrency,rate,edf,groups,groups-rate,groups-bounded}
 server=${REDIS_SERVER:-redis-server}
 bin=${SWITCHYARD_BIN:-target/release/switchyard}
 command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }

@@ -97,11 +97,11 @@ pub struct BenchArgs {
     pub only: Vec<String>,
 
     /// The queues of the flow section, comma-separated (plain, bounded, concurrency, rate,
-    /// edf, groups, groups-rate); fewer for a run under callgrind (`benches/callgrind_flow.sh`).
+    /// edf, groups, groups-rate, groups-bounded); fewer for a run under callgrind (`benches/callgrind_flow.sh`).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "plain,bounded,concurrency,rate,edf,groups,groups-rate"
+        default_value = "plain,bounded,concurrency,rate,edf,groups,groups-rate,groups-bounded"
     )]
     pub flow_queues: Vec<String>,
 

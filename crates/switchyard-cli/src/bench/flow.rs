@@ -1,8 +1,9 @@
 //! What flow control costs: Redis CPU per task lifecycle of a bounded queue, of a queue with a
 //! concurrency limit, of a rate-limited one, of an earliest-deadline-first queue that expires
 //! late tasks (its tasks carrying deadlines) and of a queue shared between 10 groups (with a
-//! per-group limit its workers never reach, and then with a per-group rate limit never reached
-//! too), next to a plain queue, measured the same way in the same run.
+//! per-group limit its workers never reach, then with a per-group rate limit never reached too,
+//! and with a bound per group never reached), next to a plain queue, measured the same way in
+//! the same run.
 
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use super::*;
 
 /// The queues measured, by name (`--flow-queues`); the first is the plain queue the others are
 /// compared with.
-fn queues(cap: u32) -> [(&'static str, &'static str, QueueConfig); 7] {
+fn queues(cap: u32) -> [(&'static str, &'static str, QueueConfig); 8] {
     let plain = QueueConfig::new(Policy::Fcfs, Strategy::RoundRobin);
     // A bound never reached, a limit the worker's capacity never exceeds, and a rate no run
     // here reaches (every dispatch still logged and counted): what the checks cost when they
@@ -45,6 +46,11 @@ fn queues(cap: u32) -> [(&'static str, &'static str, QueueConfig); 7] {
             "10 groups, rate each",
             plain.with_groups(groups.with_rate(RateLimit::new(MAX_RATE, Duration::from_secs(1)))),
         ),
+        (
+            "groups-bounded",
+            "10 groups, bound each",
+            plain.with_groups(groups.with_max_waiting(u32::MAX)),
+        ),
     ]
 }
 
@@ -56,7 +62,7 @@ pub(super) async fn flow_control(probe: &mut Probe, args: &BenchArgs) -> Res<()>
         .find(|q| !queues(1).iter().any(|(name, ..)| name == q))
     {
         return Err(format!(
-            "--flow-queues: no queue `{unknown}` (plain, bounded, concurrency, rate, edf, groups, groups-rate)"
+            "--flow-queues: no queue `{unknown}` (plain, bounded, concurrency, rate, edf, groups, groups-rate, groups-bounded)"
         ));
     }
     println!("## Flow control: Redis CPU per task lifecycle\n");
@@ -115,8 +121,8 @@ pub(super) async fn flow_control(probe: &mut Probe, args: &BenchArgs) -> Res<()>
          The bound is never reached and no limit holds the queue back, so the figures are the \
          cost of the checks themselves; the EDF queue's tasks carry deadlines a minute ahead, \
          none reached; the shared queue's tasks take 10 group keys in turn, each group limited to the \
-         batch size, which it never reaches; the last also each limited to 100,000 dispatches a second, \
-         every dispatch logged in its group's window.)\n"
+         batch size, which it never reaches; \"rate each\" also each limited to 100,000 dispatches a second, \
+         every dispatch logged in its group's window; \"bound each\" also each bounded, never reached.)\n"
     );
     Ok(())
 }
