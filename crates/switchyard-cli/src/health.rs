@@ -10,7 +10,8 @@ use switchyard::Stats;
 use crate::views::{QueueRow, WorkerRow};
 
 /// Every warning, in this order: the backend's own (an unreachable partition, say), queues
-/// that nobody serves, full queues, tasks that died since the last read, late heartbeats.
+/// that nobody serves, full queues, full groups, tasks that died since the last read, late
+/// heartbeats.
 /// `died`: per queue, tasks dead-lettered since the previous read (empty on the first).
 pub fn warnings(
     stats: &Stats,
@@ -27,6 +28,7 @@ pub fn warnings(
         )
     }));
     out.extend(queues.iter().filter_map(full));
+    out.extend(queues.iter().filter_map(full_groups));
     out.extend(queues.iter().filter_map(|q| {
         let n = died.get(&q.queue).copied().filter(|n| *n > 0)?;
         Some(format!(
@@ -76,6 +78,39 @@ fn full(q: &QueueRow) -> Option<String> {
             q.queue
         )
     })
+}
+
+/// A queue bounded per group with groups at their bound: those groups' submits are refused.
+fn full_groups(q: &QueueRow) -> Option<String> {
+    let g = q.groups.as_ref()?;
+    let bound = u64::from(g.max_waiting?);
+    let full: Vec<&str> = g
+        .groups
+        .iter()
+        .filter(|g| g.ready + g.scheduled >= bound)
+        .map(|g| g.key.as_str())
+        .collect();
+    if full.is_empty() {
+        return None;
+    }
+    let mut named: Vec<String> = full.iter().take(3).map(|k| format!("{k:?}")).collect();
+    if full.len() > 3 {
+        named.push(format!("{} more", full.len() - 3));
+    }
+    Some(format!(
+        "queue `{}`: {} {} at the bound of {bound} waiting per group ({}): their submits are \
+         refused until workers take some (or raise the bound: switchyard reconfigure {} \
+         --group-max-waiting N)",
+        q.queue,
+        full.len(),
+        if full.len() == 1 {
+            "group is"
+        } else {
+            "groups are"
+        },
+        named.join(", "),
+        q.queue
+    ))
 }
 
 /// A worker whose last heartbeat is more than two of its intervals old (a worker heartbeats

@@ -164,6 +164,11 @@ fn a_group_bounded_queue_refuses_a_full_group_only_and_says_so() {
         status.contains("groups: 2 waiting, 0 held (at most 2"),
         "{status}"
     );
+    // acme (one ready, one scheduled) and globex (two ready) are at their bound.
+    assert!(
+        status.contains("queue `tenants`: 2 groups are at the bound of 2 waiting per group"),
+        "{status}"
+    );
 
     let raised = ok(
         &server,

@@ -84,6 +84,20 @@ pub const FAMILIES: &[MetricFamily] = &[
                handler's hold (taken up by maintenance when it ends).",
     },
     MetricFamily {
+        name: "switchyard_queue_group_max_waiting",
+        kind: Kind::Gauge,
+        labels: &["queue"],
+        help: "A queue bounded per group: the bound on each group's waiting tasks; absent \
+               without one.",
+    },
+    MetricFamily {
+        name: "switchyard_queue_groups_full",
+        kind: Kind::Gauge,
+        labels: &["queue"],
+        help: "A queue bounded per group: its groups at their bound, whose submits are \
+               refused.",
+    },
+    MetricFamily {
         name: "switchyard_queue_closed_seconds",
         kind: Kind::Gauge,
         labels: &["queue"],
@@ -466,6 +480,17 @@ fn export(stats: &Stats, view: &View, configs: &BTreeMap<String, QueueConfig>) {
             let closed = g.groups.iter().filter(|g| g.closed_until.is_some()).count();
             metrics::gauge!("switchyard_queue_groups_closed", "queue" => name.clone())
                 .set(closed as f64);
+            if let Some(bound) = g.max_waiting {
+                let full = g
+                    .groups
+                    .iter()
+                    .filter(|g| g.ready + g.scheduled >= u64::from(bound))
+                    .count();
+                metrics::gauge!("switchyard_queue_group_max_waiting", "queue" => name.clone())
+                    .set(f64::from(bound));
+                metrics::gauge!("switchyard_queue_groups_full", "queue" => name.clone())
+                    .set(full as f64);
+            }
         }
         let closed = q
             .opens_at
