@@ -1,6 +1,6 @@
 -- group_limits: gives a group of a queue shared between groups its own concurrency and rate
 -- limits in place of the queue's per-group ones, or (all 0) takes them off
--- (State::set_group_limits; lib/groups.lua: GROUP.set_limits); the queue then takes up what a
+-- (State::set_group_limits; lib/group_limits.lua: GROUP.set_limits); the queue then takes up what a
 -- raised limit lets it.
 -- KEYS: the fixed keys, then the queue's group.
 -- ARGV: now, queue, group key, concurrency (0: the queue's), rate limit and its window in ms

@@ -1,5 +1,5 @@
 -- promote: takes one queue up if the time its rate limit or hold marked, or a mark of one of its
--- groups, has come (State::wake_due, lib/rate.lua, lib/groups.lua), expires its ready heads whose deadline has come (lib/deadline.lua, rule 3),
+-- groups, has come (State::wake_due, lib/rate.lua, lib/group_limits.lua), expires its ready heads whose deadline has come (lib/deadline.lua, rule 3),
 -- then makes its due delayed tasks ready (run-at <= now), in (run-at, seq) order; at most
 -- `limit` expired and promoted together (State::maintain, step 2). Their run-at is their
 -- enqueue time for aging.

@@ -7,7 +7,7 @@
 --       (33), sharing between groups turned on or off 0|1 (34).
 -- Sharing turned on or off needs no waiting (ready, scheduled, retry-scheduled) and no active
 -- task (each group counts its scheduled ones: lib/delayed.lua), and starts the groups afresh;
--- new per-group limits mark, close and open groups (lib/groups.lua: GROUP.relimit).
+-- new per-group limits mark, close and open groups (lib/group_limits.lua: GROUP.relimit).
 -- A concurrency or rate limit raised or removed lets the queue take up what waits
 -- (lib/concurrency.lua); a rate limit with a new window starts its log afresh, and one lowered
 -- below the dispatches of its window marks the queue (lib/rate.lua).

@@ -1,7 +1,7 @@
 -- throttle: a handler asked to hold its queue (State::throttle, lib/rate.lua): the running task
 -- goes back to its place in the ready order with its attempt not counted (a pending cancel ends
 -- it cancelled instead), its queue — in a queue shared between groups, its group
--- (lib/groups.lua) — is held until now + hold (or later, if it was held longer) and marked, and
+-- (lib/group_limits.lua) — is held until now + hold (or later, if it was held longer) and marked, and
 -- the worker's freed slot is refilled. A stale lease is refused and changes
 -- nothing.
 -- KEYS: the fixed keys, then one group per queue of the worker, in its order.

@@ -47,6 +47,7 @@ const LIB: &[(&str, &str)] = &[
     lib_file!("rate.lua"),
     lib_file!("queues.lua"),
     lib_file!("groups.lua"),
+    lib_file!("group_limits.lua"),
     lib_file!("delayed.lua"),
     lib_file!("workers.lua"),
     lib_file!("flush.lua"),

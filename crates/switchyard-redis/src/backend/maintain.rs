@@ -17,7 +17,7 @@ impl Maintain for RedisBackend {
         let mut pipe = redis::pipe();
         for q in &names {
             let [state, _, delayed, .., gwake] = self.inner.keys.queue_group(q);
-            // The first due delayed task, and the first group mark (lib/groups.lua).
+            // The first due delayed task, and the first group mark (lib/group_limits.lua).
             for first in [delayed, gwake] {
                 pipe.cmd("ZRANGE")
                     .arg(first)

@@ -2,8 +2,8 @@
 //! marked closed until its next token or the end of a hold, taken up by maintenance), and its
 //! own limits in place of the queue's (`set_group_limits`).
 //!
-//! Lua twin: lua/lib/groups.lua (`window`, `mark`, `spend`, `GROUP.hold`, `GROUP.wake_due`,
-//! `GROUP.set_limits`), group_limits.lua.
+//! Lua twin: lua/lib/group_limits.lua (`window`, `mark`, `GROUP.spend`, `GROUP.hold`,
+//! `GROUP.wake_due`, `GROUP.set_limits`), lua/group_limits.lua.
 
 use switchyard_core::flow::concurrency::held;
 use switchyard_core::flow::groups::{GroupLimits, GroupShare, validate_key};
