@@ -116,7 +116,8 @@ pub struct Reshape {
     /// jitter generator start afresh, as on a new queue.
     pub balancer: bool,
     /// Fair share between groups is turned on or off ([`QueueConfig::groups`]). A shared
-    /// queue keeps its ready and active tasks by group, so none may be ready or active.
+    /// queue keeps its waiting and active tasks by group, so none may be waiting (ready,
+    /// scheduled, retry-scheduled) or active.
     pub groups: bool,
 }
 

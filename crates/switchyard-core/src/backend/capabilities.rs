@@ -74,8 +74,8 @@ pub trait Queues: Send + Sync {
         limits: crate::flow::groups::GroupLimits,
     ) -> Result<()>;
 
-    /// The groups of a queue shared between groups: those with ready or active tasks or a set
-    /// weight, by key (see [`flow::groups`](crate::flow::groups)).
+    /// The groups of a queue shared between groups: those with waiting or active tasks, a set
+    /// weight or own limits, or a mark, by key (see [`flow::groups`](crate::flow::groups)).
     async fn groups(&self, queue: &QueueName) -> Result<Vec<crate::flow::groups::GroupInfo>>;
 }
 
