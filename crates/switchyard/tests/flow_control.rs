@@ -488,7 +488,10 @@ async fn refusals_say_why(c: Client) {
         )
         .await
         .unwrap_err();
-    assert!(e.to_string().contains("1 tasks are waiting or active"), "{e}");
+    assert!(
+        e.to_string().contains("1 tasks are waiting or active"),
+        "{e}"
+    );
     // A weight out of range.
     c.declare("shared", one_per_group()).await.unwrap();
     let shared = QueueName::new("shared").unwrap();

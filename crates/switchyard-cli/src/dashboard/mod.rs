@@ -14,6 +14,7 @@
 
 mod api;
 mod browse;
+mod export;
 mod sampler;
 
 use std::net::SocketAddr;
@@ -76,7 +77,7 @@ pub fn run(args: &DashboardArgs) -> Result<(), String> {
         // Series of workers and queues that went away are dropped after a few reads.
         let metrics = switchyard::metrics::recorder(Some(refresh * 5 + Duration::from_secs(5)))
             .map_err(|e| e.to_string())?;
-        switchyard::metrics::describe(sampler::FAMILIES);
+        switchyard::metrics::describe(export::FAMILIES);
         let (snapshots, reader) = sampler::start(
             client.clone(),
             args.remote.namespace.clone(),
