@@ -4,7 +4,7 @@
 -- ARGV: now, G, G queue names, G counts (per queue: the batch's tasks to it from this call on
 --       when the batch takes several calls, else 0; lib/bounded.lua), M, then M triples (a
 --       queue's place among the G, a group key, the batch's tasks to that group from this call
---       on: every group of the call's queues the batch still carries tasks to, when it takes
+--       on, for the groups flow::bounded::Remaining::groups_to_check names when the batch takes
 --       several calls), N, then N task arguments, each `TASK_ARG` (lib/protocol.lua: group,
 --       cost given 0|1, priority, cost, run-at (0: none), delay ms (0: none), max attempts (0:
 --       queue default), timeout ms (0: queue default), deadline (0: none)), the 26-character

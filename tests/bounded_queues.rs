@@ -689,3 +689,67 @@ async fn each_group_has_its_own_bound_on_redis() {
     each_group_has_its_own_bound(Arc::new(redis.clone())).await;
     assert_eq!(redis.audit().await.unwrap(), Vec::<String>::new());
 }
+
+/// A batch of many group keys (a new tenant per task) to a queue bounded at one task per group:
+/// stored whole; the same batch with one key repeated in its last step is refused whole at its
+/// first step (that step's check covers every group of the batch), nothing stored.
+async fn a_batch_of_many_keys_is_checked_whole(b: Arc<dyn Backend>) {
+    let q = QueueName::new(QUEUE).unwrap();
+    let config = QueueConfig::new(Policy::Fcfs, Strategy::RoundRobin)
+        .with_groups(GroupShare::default().with_max_waiting(1));
+    b.declare_queue(&q, config).await.unwrap();
+    let batch = |tag: &str, n: usize| -> Vec<TaskSpec> {
+        (0..n)
+            .map(|i| {
+                TaskSpec::builder(QUEUE, "k")
+                    .group_key(format!("{tag}-{i}"))
+                    .build()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let first = batch("tenant", 2_000);
+    let out = b.submit_batch(first).await.unwrap();
+    assert_eq!(out.len(), 2_000);
+    let mut second = batch("other", 1_999);
+    second.push(
+        TaskSpec::builder(QUEUE, "k")
+            .group_key("other-1998")
+            .build()
+            .unwrap(),
+    );
+    let ids: Vec<TaskId> = second.iter().map(TaskSpec::id).collect();
+    let refused = b.submit_batch(second).await;
+    let Err(Error::GroupFull {
+        group,
+        waiting,
+        adding,
+        ..
+    }) = refused
+    else {
+        panic!("{refused:?}")
+    };
+    assert_eq!((group.as_str(), waiting, adding), ("other-1998", 0, 2));
+    for id in ids {
+        assert!(b.get_task(id).await.unwrap().is_none(), "{id} was stored");
+    }
+    let waiting: u64 = b.groups(&q).await.unwrap().iter().map(|g| g.ready).sum();
+    assert_eq!(waiting, 2_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_many_keys_is_checked_whole_on_memory() {
+    let memory = MemoryBackend::new();
+    a_batch_of_many_keys_is_checked_whole(Arc::new(memory.clone())).await;
+    memory.audit().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_many_keys_is_checked_whole_on_redis() {
+    let server = RedisServer::start().unwrap();
+    let redis = RedisBackend::with_config(RedisConfig::new(server.url(), "many-keys"))
+        .await
+        .unwrap();
+    a_batch_of_many_keys_is_checked_whole(Arc::new(redis.clone())).await;
+    assert_eq!(redis.audit().await.unwrap(), Vec::<String>::new());
+}

@@ -32,8 +32,8 @@ do
   -- Refuses the step if a bounded queue among `groups` lacks room, before anything is stored:
   -- for the batch's tasks to it from this step on (`rest[g]`, 0 when the batch is one step),
   -- then for the step's new tasks; then, in a queue with a bound per group, each group the
-  -- step or the batch's later steps carry tasks to (`grest[g]`: group key -> count), by key,
-  -- the same way. `tasks` are the step's parsed tasks ({q, id, dedup, body}) and `known[i]`
+  -- step names or the caller sent a count for (`grest[g]`: group key -> the batch's tasks to it
+  -- from this call on), by key, the same way. `tasks` are the step's parsed tasks ({q, id, dedup, body}) and `known[i]`
   -- whether task i's id is stored.
   function check_room(groups, rest, grest, tasks, known)
     local bounded = false
@@ -92,7 +92,9 @@ do
         end
       end
       if q.gmw > 0 then
-        -- The groups the step names (each task's, new or not) and the batch's later ones.
+        -- The groups the step names (each task's, new or not) and those the caller sent counts
+        -- for (at a batch's first call: every group its later calls carry tasks to;
+        -- flow::bounded::Remaining::groups_to_check).
         local named, order = {}, {}
         local function name(k)
           if not named[k] then

@@ -73,9 +73,9 @@ pub fn check_group(
 
 /// What a batch of several steps still carries, from the current step on, to each queue and to
 /// each group of a queue (a task without a group key counts in the group `""`): each step's
-/// room check covers these counts too (for the queues the step carries tasks to, and all their
-/// groups), so that a batch that does not fit is refused before its first step stores
-/// anything. Empty for a batch of one step.
+/// room check covers these counts too, so that a batch that does not fit is refused before its
+/// first step stores anything — for the queues the step carries tasks to, and their groups as
+/// [`groups_to_check`](Remaining::groups_to_check) names them. Empty for a batch of one step.
 ///
 /// ```
 /// use switchyard_core::flow::bounded::{Remaining, BATCH_STEP};
@@ -86,20 +86,28 @@ pub fn check_group(
 ///     .collect();
 /// let mut rest = Remaining::of(&specs);
 /// assert_eq!(rest.queue(&q), 260);
+/// let first: Vec<(&str, u64)> = rest.groups_to_check(&q, &specs[..BATCH_STEP]).into_iter().collect();
+/// assert_eq!(first, [("a", 130), ("b", 130)]);
 /// rest.stored(&specs[..BATCH_STEP]);
 /// assert_eq!(rest.queue(&q), 4);
-/// assert_eq!(rest.groups(&q).collect::<Vec<_>>(), [("a", 2), ("b", 2)]);
+/// let second: Vec<(&str, u64)> = rest.groups_to_check(&q, &specs[BATCH_STEP..BATCH_STEP + 1]).into_iter().collect();
+/// assert_eq!(second, [("a", 2)]);
 /// assert_eq!(Remaining::of(&specs[..3]).queue(&q), 0);
 /// ```
 #[derive(Debug, Default, Clone)]
 pub struct Remaining {
     queues: HashMap<QueueName, (u64, BTreeMap<String, u64>)>,
+    /// No step is stored yet.
+    first: bool,
 }
 
 impl Remaining {
     /// The counts of the whole batch `specs` (none if it takes one step).
     pub fn of(specs: &[TaskSpec]) -> Self {
-        let mut rest = Remaining::default();
+        let mut rest = Remaining {
+            first: true,
+            ..Remaining::default()
+        };
         if specs.len() > BATCH_STEP {
             for spec in specs {
                 let (n, groups) = rest.queues.entry(spec.queue().clone()).or_default();
@@ -112,6 +120,7 @@ impl Remaining {
 
     /// The step `step` is stored: its tasks no longer count.
     pub fn stored(&mut self, step: &[TaskSpec]) {
+        self.first = false;
         for spec in step {
             if let Some((n, groups)) = self.queues.get_mut(spec.queue()) {
                 *n = n.saturating_sub(1);
@@ -130,13 +139,28 @@ impl Remaining {
         self.queues.get(queue).map_or(0, |(n, _)| *n)
     }
 
-    /// The groups of `queue` the batch still carries tasks to from the current step on, by key,
-    /// with their counts.
-    pub fn groups(&self, queue: &QueueName) -> impl Iterator<Item = (&str, u64)> {
-        self.queues
-            .get(queue)
-            .into_iter()
-            .flat_map(|(_, groups)| groups.iter().map(|(g, n)| (g.as_str(), *n)))
+    /// The groups of `queue` the room check of the step `step` covers, by key, each with the
+    /// batch's tasks to it from this step on: at the batch's first step every group the batch
+    /// carries tasks to (so that a batch that does not fit is refused whole), at a later step
+    /// only the groups the step names (a batch of many group keys is not checked again group by
+    /// group at each of its steps; a later step can be refused only if other producers filled a
+    /// group meanwhile).
+    pub fn groups_to_check<'a>(
+        &'a self,
+        queue: &QueueName,
+        step: &'a [TaskSpec],
+    ) -> BTreeMap<&'a str, u64> {
+        let groups = self.queues.get(queue).map(|(_, g)| g);
+        let count = |g: &str| groups.and_then(|m| m.get(g)).copied().unwrap_or(0);
+        let mut out: BTreeMap<&str, u64> = step
+            .iter()
+            .filter(|s| s.queue() == queue)
+            .map(|s| (group_of(s), count(group_of(s))))
+            .collect();
+        if self.first {
+            out.extend(groups.into_iter().flatten().map(|(g, n)| (g.as_str(), *n)));
+        }
+        out
     }
 }
 

@@ -14,8 +14,7 @@ impl State {
     /// Refuses the submit step `step` if a bounded queue it carries tasks to lacks room,
     /// before anything is stored: for the batch's tasks to it from this step on (`rest`, empty
     /// when the batch takes one step), then for the step's new tasks; then, in a queue with a
-    /// bound per group, each group the step or the rest of the batch carries tasks to, by key,
-    /// the same way.
+    /// bound per group, each group `Remaining::groups_to_check` names, by key, the same way.
     pub(crate) fn check_room(
         &self,
         step: &[TaskSpec],
@@ -84,20 +83,12 @@ impl State {
             else {
                 continue;
             };
-            // The groups the step names (each task's, new or not) and those the batch's
-            // later steps carry tasks to, by key.
-            let mut named: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-            for spec in step.iter().filter(|s| s.queue() == name) {
-                named.entry(group_of(spec)).or_default();
-            }
-            for (group, n) in rest.groups(name) {
-                named.entry(group).or_default().0 = n;
-            }
-            for (group, n) in new_in.get(name).into_iter().flatten() {
-                named.entry(group).or_default().1 = *n;
-            }
-            for (group, (whole, adding)) in named {
+            // The groups the step names (each task's, new or not), and at a batch's first step
+            // those its later steps carry tasks to, by key.
+            let new_here = new_in.get(name);
+            for (group, whole) in rest.groups_to_check(name, step) {
                 let waiting = groups.waiting(group);
+                let adding = new_here.and_then(|n| n.get(group)).copied().unwrap_or(0);
                 check_group(name, group, Some(bound), waiting, whole)?;
                 check_group(name, group, Some(bound), waiting, adding)?;
             }

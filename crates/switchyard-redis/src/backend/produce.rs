@@ -66,10 +66,17 @@ impl RedisBackend {
             for q in &groups {
                 inv.arg(rest.queue(q));
             }
+            // The groups the call's check covers beyond those its tasks name (lib/bounded.lua
+            // names those itself): their counts.
             let in_groups: Vec<(usize, &str, u64)> = groups
                 .iter()
                 .enumerate()
-                .flat_map(|(g, q)| rest.groups(q).map(move |(key, n)| (g + 1, key, n)))
+                .flat_map(|(g, q)| {
+                    rest.groups_to_check(q, chunk)
+                        .into_iter()
+                        .filter(|(_, n)| *n > 0)
+                        .map(move |(key, n)| (g + 1, key, n))
+                })
                 .collect();
             inv.arg(in_groups.len());
             for (g, key, n) in in_groups {
