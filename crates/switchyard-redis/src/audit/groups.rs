@@ -1,6 +1,7 @@
 //! The audit of a queue shared between groups (`lua/lib/groups.lua`): its groups mirror its
-//! ready set, its ring holds exactly the open groups (below their limit, not marked) with
-//! ready tasks (each once), and its active counts match the records.
+//! ready set, its ring holds exactly the open groups (below their limit — their own where set —
+//! and not marked) with ready tasks (each once), and its active and scheduled counts match the
+//! records.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -71,11 +72,17 @@ impl Shared {
     ) {
         let mut ready: BTreeMap<String, u64> = BTreeMap::new();
         let mut active: BTreeMap<String, u32> = BTreeMap::new();
+        let mut scheduled: BTreeMap<String, u64> = BTreeMap::new();
         let mut expected = BTreeSet::new();
         for (id, r) in records.iter().filter(|(_, r)| &r.queue == queue) {
             let group = r.group.clone().unwrap_or_default();
             if r.state.is_leased() {
                 *active.entry(group).or_default() += 1;
+            } else if matches!(
+                r.state,
+                switchyard_core::TaskState::Scheduled | switchyard_core::TaskState::RetryScheduled
+            ) {
+                *scheduled.entry(group).or_default() += 1;
             } else if r.state == switchyard_core::TaskState::Ready {
                 let member = format!("{:012x}{id}", r.pos);
                 match self.scores.get(&member) {
@@ -99,9 +106,17 @@ impl Shared {
             ));
         }
         let count = |g: &str| active.get(g).copied().unwrap_or(0);
+        // A group's own concurrency limit (`k:<group>`, set_group_limits) in place of the queue's.
+        let limit = |g: &str| {
+            self.fields
+                .get(&format!("k:{g}"))
+                .and_then(|k| k.parse::<u32>().ok())
+                .filter(|k| *k > 0)
+                .or(self.limit)
+        };
         let open: BTreeSet<&String> = ready
             .keys()
-            .filter(|g| !held(count(g), self.limit) && !self.marked.contains(*g))
+            .filter(|g| !held(count(g), limit(g)) && !self.marked.contains(*g))
             .collect();
         let ring: BTreeSet<&String> = self.ring.iter().collect();
         if ring != open || ring.len() != self.ring.len() {
@@ -118,6 +133,16 @@ impl Shared {
         if stored != active {
             out.push(format!(
                 "{queue}: groups count {stored:?} active, the records say {active:?}"
+            ));
+        }
+        let delayed: BTreeMap<String, u64> = self
+            .fields
+            .iter()
+            .filter_map(|(f, v)| Some((f.strip_prefix("d:")?.to_owned(), v.parse().ok()?)))
+            .collect();
+        if delayed != scheduled {
+            out.push(format!(
+                "{queue}: groups count {delayed:?} scheduled, the records say {scheduled:?}"
             ));
         }
     }
