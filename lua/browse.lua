@@ -8,10 +8,10 @@
 -- The indexes (docs/redis-layout.md): ready FCFS, a list in sequence order (a cursor is found
 -- at the index it was read at, or by binary search by LINDEX); ready by policy, delayed and
 -- done, sorted sets by score (cursor `<score>|<member>`, found by rank, or by binary search
--- among the entries of its score when its entry left); dead and wtasks, sets ordered by member
+-- among the entries of its score when its entry left); dead, parents and wtasks, sets ordered by member
 -- (cursor: the member). Each is read in chunks, at most `scan` entries.
 local q = queues_open(2, 1)[1]
-local st = int_arg(3, 'state', 0, S_EXPIRED)
+local st = int_arg(3, 'state', 0, S_WAITING)
 local newest = int_arg(4, 'order', 0, 1) == 1
 local limit = int_arg(5, 'limit', 1, 100000)
 local kind, prefix, cursor = ARGV[6] or '', ARGV[7] or '', ARGV[8] or ''
@@ -30,7 +30,7 @@ local function shown(id, v, e)
   if rst ~= st or (fcfs and e and pos ~= tonumber(sub(e[2], 1, 12), 16)) then return false end
   if prefix ~= '' and sub(id, 1, #prefix) ~= prefix then return false end
   local b = HDR_LEN + 1 + wl + el + rl -- the body
-  if fl >= F_DEADLINE then b = b + 6 end
+  if fl % FLOWS.CHILD >= F_DEADLINE then b = b + 6 end
   -- Bit 128 of the kind's length says a group key follows (lib/groups.lua).
   local qlen, klen = byte(v, b), byte(v, b + 1) % 128
   if sub(v, b + 6, b + 5 + qlen) ~= q.name then return false end
@@ -51,12 +51,17 @@ end
 -- entry a page stops at.
 local source
 
-if st == S_DEAD or st == S_DISPATCHED or st == S_RUNNING then
-  -- Ordered by member: dead `<queue>|<died at>|<id>`, wtasks `<worker>|<token>|<id>`.
+if st == S_DEAD or st == S_WAITING or st == S_DISPATCHED or st == S_RUNNING then
+  -- Ordered by member: dead `<queue>|<died at>|<id>`, waiting for children `<queue>|<created
+  -- at>|<id>` (lib/flows.lua), wtasks `<worker>|<token>|<id>`.
   local key, lo, hi = K_WTASKS, '-', '+'
-  if st == S_DEAD then key, lo, hi = K_DEAD, '[' .. q.name .. '|', '(' .. q.name .. '}' end
+  local per_queue = st == S_DEAD or st == S_WAITING
+  if per_queue then
+    key, lo, hi = K_DEAD, '[' .. q.name .. '|', '(' .. q.name .. '}'
+    if st == S_WAITING then key = FLOWS.k_parents end
+  end
   local own = q.name .. '|'
-  if cursor ~= '' and ((st == S_DEAD and sub(cursor, 1, #own) ~= own) or not find(cursor, '|', 1, true)) then
+  if cursor ~= '' and ((per_queue and sub(cursor, 1, #own) ~= own) or not find(cursor, '|', 1, true)) then
     fail('SY_INVALID', 'cursor: `' .. cursor .. '` is not a cursor of this state')
   end
   local after = cursor
@@ -186,7 +191,7 @@ local examined, found = 0, 0
 -- Without a filter, an index that holds only this queue's tasks in this state shows each of
 -- its entries (but FCFS tombstones): read no more than the page needs. (`done`, `delayed` and
 -- `wtasks` hold other states or queues too: read them in full chunks.)
-local filtered = kind ~= '' or prefix ~= '' or not (st == S_READY or st == S_DEAD)
+local filtered = kind ~= '' or prefix ~= '' or not (st == S_READY or st == S_DEAD or st == S_WAITING)
 while examined < scan do
   local want = scan - examined
   if want > 128 then want = 128 end

@@ -1,4 +1,5 @@
--- cancel: cancels a task that has not started; asks for a running task to be stopped
+-- cancel: cancels a task that has not started (one waiting for its children, with them:
+-- lib/flows.lua); asks for a running task to be stopped
 -- (State::cancel). The client reads the task first and passes what it saw: the call is
 -- refused with SY_STALE if the task moved in between (read again and retry).
 -- KEYS: the fixed keys, then the task's queue group, then (for a dispatched task) one group per
@@ -7,7 +8,7 @@
 -- Reply: {0 cancelled, assignments...} | {1} requested | {2, state} already finished.
 -- Errors: SY_NOT_FOUND, SY_STALE.
 local id = ARGV[2]
-local expected = int_arg(3, 'expected state', 0, S_EXPIRED)
+local expected = int_arg(3, 'expected state', 0, S_WAITING)
 local expected_worker = ARGV[4] or ''
 local nq = int_arg(5, 'queue count', 1, 65)
 local r = rec_get(id)
@@ -22,18 +23,10 @@ if r.st == S_RUNNING then
 end
 queues_named(6, 1)
 local q = queue_of(r.q)
-if r.st == S_SCHEDULED or r.st == S_RETRY then
-  cancel_delayed(q, r)
-elseif r.st == S_READY then
-  if q.grp then
-    GROUP.remove(q, r, format('%012x%s', r.pos, r.id))
-  elseif q.list then
-    set_state(q, 'tomb', q.tomb + 1)
-  else
-    call('ZREM', q.k_ready, format('%012x%s', r.pos, r.id))
-  end
-  emit(q, 'cancelled', r.id)
-  finish(r, S_CANCELLED, q)
+if r.st == S_SCHEDULED or r.st == S_RETRY or r.st == S_READY then
+  ADMIN.cancel_waiting(q, r)
+elseif r.st == S_WAITING then
+  FLOWS.cancel_parent(q, r)
 else
   local wr = worker_get(r.w)
   if not wr then fail('SY_STALE', 'worker ' .. r.w .. ' is gone') end

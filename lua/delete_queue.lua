@@ -7,6 +7,7 @@ local q = queues_open(2, 1)[1]
 local served = ADMIN.queue_members(q.name)
 if served ~= '' then fail('SY_BUSY', 'served ' .. served) end
 local held = ready_len(q) + call('ZCARD', q.k_delayed) + call('ZCARD', q.k_done)
+  + call('ZLEXCOUNT', FLOWS.k_parents, '[' .. q.name .. '|', '(' .. q.name .. '}')
 for _, m in ipairs(call('ZRANGEBYLEX', K_WTASKS, '-', '+')) do
   local r = rec_get(match(m, '|%x+|(.*)$'))
   if r and r.q == q.name then held = held + 1 end

@@ -4,7 +4,8 @@
 -- Reply: {{per queue: name, scheduled, ready, dispatched, running, retry, succeeded, dead,
 --         cancelled, expired, then the lifetime event counts (EventCounts) submitted,
 --         dispatched, succeeded, failed, retried, dead, cancelled, expired, then paused 0|1, rate tokens left (-1:
---         no limit), the time it opens again (0: open; lib/rate.lua)},
+--         no limit), the time it opens again (0: open; lib/rate.lua), waiting for children
+--         (lib/flows.lua)},
 --         {per worker: id, capacity, weight, inflight, expires, queues, draining, dispatched,
 --         completed, heartbeat ttl}}.
 local nq = int_arg(2, 'queue count', 0, 100000)
@@ -43,6 +44,7 @@ for _, q in ipairs(groups) do
   end
   local at = opens_at(q)
   if at > NOW then row[#row + 1] = at else row[#row + 1] = 0 end
+  row[#row + 1] = call('ZLEXCOUNT', FLOWS.k_parents, '[' .. q.name .. '|', '(' .. q.name .. '}')
   qs[#qs + 1] = row
 end
 local ws = {}

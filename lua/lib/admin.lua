@@ -102,11 +102,27 @@ local function drop_finished(q, r)
   unindex_finished(q, r)
   call('ZREM', q.k_done, r.id)
   call('HDEL', K_TASKS, r.id, progress_field(r.id))
+  if r.fl >= FLOWS.CHILD then FLOWS.forget(r) end
 end
 
 -- Cancels a scheduled or retry-scheduled task (State::cancel_waiting).
 local function cancel_delayed(q, r)
   DELAYED.remove(q, r)
+  emit(q, 'cancelled', r.id)
+  finish(r, S_CANCELLED, q)
+end
+
+-- Cancels a task that has not started: scheduled, retry-scheduled or ready
+-- (State::cancel_waiting).
+function ADMIN.cancel_waiting(q, r)
+  if r.st ~= S_READY then return cancel_delayed(q, r) end
+  if q.grp then
+    GROUP.remove(q, r, format('%012x%s', r.pos, r.id))
+  elseif q.list then
+    set_state(q, 'tomb', q.tomb + 1)
+  else
+    call('ZREM', q.k_ready, format('%012x%s', r.pos, r.id))
+  end
   emit(q, 'cancelled', r.id)
   finish(r, S_CANCELLED, q)
 end

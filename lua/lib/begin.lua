@@ -10,6 +10,7 @@ local function begin(keys, args)
   KEYS, ARGV = keys, args
   K_TASKS, K_META, K_WORKERS, K_HB, K_FREE = keys[1], keys[2], keys[3], keys[4], keys[5]
   K_WTASKS, K_DEAD, K_DEDUPX, K_EVENTS = keys[6], keys[7], keys[8], keys[9]
+  FLOWS.k_settle, FLOWS.k_parents = keys[10], keys[11]
   PENDING = {recs = {}, order = {}, adds = {}, rems = {}, seq = nil, seq_extra = 0, pubs = {}}
   QUEUES, GROUPS, WORKERS, UNSETTLED, ASSIGN = {}, {}, {}, {}, {}
   POP_AHEAD = 0

@@ -5,15 +5,18 @@
 -- KEYS: the NFIXED fixed keys (in the order lib/begin.lua binds them), then GROUP_KEYS keys per
 -- queue a call names (lib/queues.lua: queue_of). Channels: the namespace's prefix, then CH_WAKE
 -- and a worker id, CH_DONE and a task id, or CH_DUE (built by `channel`, lib/prelude.lua).
-local NFIXED, GROUP_KEYS = 9, 11
+local NFIXED, GROUP_KEYS = 11, 11
 local CH_WAKE, CH_DONE, CH_DUE = 'wake:', 'done:', 'due'
 
 local S_SCHEDULED, S_READY, S_DISPATCHED, S_RUNNING = 0, 1, 2, 3
 local S_RETRY, S_SUCCEEDED, S_DEAD, S_CANCELLED, S_EXPIRED = 4, 5, 6, 7, 8
+-- A flow's task waiting for its children (lib/flows.lua): after the terminal states, not one.
+local S_WAITING = 9
 local P_FCFS, P_PRIO, P_PRIO_AGING, P_SJF, P_SJF_AGING, P_EDF = 0, 1, 2, 3, 4, 5
 local T_RR, T_RANDOM, T_WEIGHTED, T_LL, T_AFFINITY, T_PULL = 0, 1, 2, 3, 4, 5
 -- Task flags: a cancel requested, a caller awaits it, and a deadline follows the header
--- (records written before deadlines existed have no such bit and decode as before).
+-- (records written before deadlines existed have no such bit and decode as before). Two more
+-- above these, FLOWS.CHILD = 8 and FLOWS.PARENT = 16 (lib/flows.lua), mark a flow's tasks.
 local F_CANCEL, F_AWAITED, F_DEADLINE = 1, 2, 4
 local W_WAITING, W_DRAINING = 1, 2
 -- What complete and fail answer for a lease, one table for both (src/protocol.rs: AckCode;

@@ -15,7 +15,7 @@ local function rec_get(id, raw)
   local st, fl, at, ma, pr, co, to, pos, tok, tm, cr, wl, el, rl = sunpack(HDR, v)
   local o = HDR_LEN + 1
   local dl = 0
-  if fl >= F_DEADLINE then
+  if fl % FLOWS.CHILD >= F_DEADLINE then
     dl = sunpack('>I6', v, o)
     o = o + 6
   end
@@ -45,11 +45,13 @@ end
 
 -- Whether a task in state `st` has finished (succeeded, dead, cancelled or expired).
 local function finished(st)
-  return st >= S_SUCCEEDED
+  return st >= S_SUCCEEDED and st <= S_EXPIRED
 end
 
--- Ends a task in a terminal state (State::finish).
+-- Ends a task in a terminal state (State::finish), and counts the end in its parent if it is a
+-- flow's child (lib/flows.lua).
 local function finish(r, st, q)
+  if r.st == S_WAITING then FLOWS.unindex(r) end
   local ttl = q.rttl
   if st == S_DEAD then
     ttl = q.dttl
@@ -71,4 +73,5 @@ local function finish(r, st, q)
   if r.fl % F_DEADLINE >= F_AWAITED then
     call('PUBLISH', channel(CH_DONE, r.id), int_text(st))
   end
+  if r.fl >= FLOWS.CHILD then FLOWS.child_ended(r, st) end
 end

@@ -71,6 +71,29 @@ do
     return tasks
   end
 
+  -- The record of a new task from its argument `t` (task_args), ready, not yet in its queue:
+  -- for accept_tasks and the flow submit (lib/flows.lua; a FLOWS field for the main chunk's
+  -- 200 local slots).
+  function FLOWS.new_record(t)
+    local q = t.q
+    -- Every field of a record (as rec_get makes it) in the constructor: a table grown field by
+    -- field is rehashed as it grows.
+    local ma, co, to = t.ma, t.co, t.to
+    if ma == 0 then ma = q.matt end
+    if co < 0 then co = q.dcost end
+    if to == 0 then to = q.tmo end
+    local fl = 0
+    if t.dl > 0 then fl = F_DEADLINE end
+    local r = {id = t.id, st = S_READY, fl = fl, at = 0, ma = ma, pr = t.pr, co = co, to = to,
+               pos = 0, tok = 0, tm = 0, cr = NOW, dl = t.dl, w = '', e = '', res = '',
+               body = t.body, q = q.name}
+    if t.co < 0 and (q.pol == P_SJF or q.pol == P_SJF_AGING) then
+      local learned = tonumber(call('HGET', q.k_state, 'k:' .. kind_of(r)))
+      if learned then r.co = min(learned, 2^32 - 1) end
+    end
+    return r
+  end
+
   -- Stores `tasks` (from task_args) in order, after refusing the whole step if a bounded queue
   -- or group among `groups` lacks room (`rest`, `grest`: lib/bounded.lua). Returns the reply, 4 fields per task:
   -- 0 (created) or the sum of SUBMIT_DUPLICATE, SUBMIT_DIFFERS (its payload is another than
@@ -125,21 +148,7 @@ do
       if dup then
         for _, v in ipairs(dup) do reply[#reply + 1] = v end
       else
-        -- Every field of a record (as rec_get makes it) in the constructor: a table grown field by
-        -- field is rehashed as it grows.
-        local ma, co, to = t.ma, t.co, t.to
-        if ma == 0 then ma = q.matt end
-        if co < 0 then co = q.dcost end
-        if to == 0 then to = q.tmo end
-        local fl = 0
-        if t.dl > 0 then fl = F_DEADLINE end
-        local r = {id = t.id, st = S_READY, fl = fl, at = 0, ma = ma, pr = t.pr, co = co, to = to,
-                   pos = 0, tok = 0, tm = 0, cr = NOW, dl = t.dl, w = '', e = '', res = '',
-                   body = t.body, q = q.name}
-        if t.co < 0 and (q.pol == P_SJF or q.pol == P_SJF_AGING) then
-          local learned = tonumber(call('HGET', q.k_state, 'k:' .. kind_of(r)))
-          if learned then r.co = min(learned, 2^32 - 1) end
-        end
+        local r = FLOWS.new_record(t)
         emit(q, 'submitted', r.id)
         -- Left ready, it may still have been handed off from its record (place's hand_off_ready).
         if place(r, q, run_at, false, NOW) then r = rec_get(r.id) end

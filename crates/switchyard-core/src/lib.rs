@@ -42,6 +42,7 @@ mod state;
 pub mod strategy;
 mod task;
 mod trace;
+pub mod tree;
 mod worker;
 
 pub use backend::{

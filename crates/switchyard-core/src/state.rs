@@ -14,6 +14,9 @@ use crate::{QueueName, TaskId, TaskKind, WorkerId};
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum TaskState {
+    /// A flow's task waiting for its children to end ([`crate::tree`]): in no ready or
+    /// delayed set.
+    WaitingChildren,
     /// Waiting for its run-at time.
     Scheduled,
     /// In its queue, waiting for a worker.
@@ -37,7 +40,8 @@ pub enum TaskState {
 
 impl TaskState {
     /// All states, in life order.
-    pub const ALL: [TaskState; 9] = [
+    pub const ALL: [TaskState; 10] = [
+        TaskState::WaitingChildren,
         TaskState::Scheduled,
         TaskState::Ready,
         TaskState::Dispatched,
@@ -52,6 +56,7 @@ impl TaskState {
     /// The state's name, as used in docs, Redis records and the CLI.
     pub fn as_str(self) -> &'static str {
         match self {
+            TaskState::WaitingChildren => "waiting-children",
             TaskState::Scheduled => "scheduled",
             TaskState::Ready => "ready",
             TaskState::Dispatched => "dispatched",

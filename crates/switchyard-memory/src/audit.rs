@@ -61,6 +61,20 @@ impl State {
                     return Err(format!("dead entry {id} disagrees with its record"));
                 }
             }
+            for (at, id) in &q.parents {
+                let t = self
+                    .tasks
+                    .get(id)
+                    .ok_or(format!("waiting-for-children {id} has no record"))?;
+                if t.state != TaskState::WaitingChildren || t.created_at != *at || &t.queue != qn {
+                    return Err(format!(
+                        "waiting-for-children entry {id} disagrees with its record"
+                    ));
+                }
+                if !seen.insert(*id) {
+                    return Err(format!("{id} is in two places"));
+                }
+            }
             for (until, id) in &q.done {
                 let t = self
                     .tasks
@@ -139,6 +153,31 @@ impl State {
                 .take(3)
                 .collect();
             return Err(format!("tasks in no structure: {lost:?}"));
+        }
+        // Flows: each parent counts its children without an end; the settle index by text
+        // holds the settle entries.
+        for t in self.tasks.values() {
+            if let Some(f) = &t.family {
+                let open = f
+                    .children
+                    .iter()
+                    .filter(|(c, _)| !f.ends.contains_key(c))
+                    .count();
+                if open != f.open {
+                    return Err(format!(
+                        "{} counts {} children without an end, its ends say {open}",
+                        t.id, f.open
+                    ));
+                }
+            }
+        }
+        if self.settle.len() != self.settle_entries.len()
+            || self
+                .settle
+                .iter()
+                .any(|(_, e)| !self.settle_entries.contains(e))
+        {
+            return Err("the settle entries and their index by text disagree".into());
         }
         // Work conservation, and the balancers' view of eligibility.
         for (qn, q) in &self.queues {

@@ -78,6 +78,11 @@ impl Produce for MemoryBackend {
         self.submit_now(spec)
     }
 
+    async fn submit_flow(&self, flow: switchyard_core::tree::Flow) -> Result<Vec<SubmitOutcome>> {
+        let nodes = flow.flatten()?;
+        self.with(|s, now| s.submit_flow(&nodes, now))
+    }
+
     /// Applies the batch [`SUBMIT_CHUNK`] tasks at a time, each chunk under one hold of the
     /// lock, yielding between chunks: a batch of a million tasks does not stall other callers.
     async fn submit_batch(&self, specs: Vec<TaskSpec>) -> Result<Vec<SubmitOutcome>> {
@@ -251,6 +256,13 @@ impl Leases for MemoryBackend {
 impl Tasks for MemoryBackend {
     async fn get_task(&self, id: TaskId) -> Result<Option<TaskInfo>> {
         Ok(self.lock().get_task(id))
+    }
+
+    async fn children(
+        &self,
+        id: TaskId,
+    ) -> Result<Option<Vec<switchyard_core::tree::ChildResult>>> {
+        Ok(self.lock().children(id))
     }
 
     async fn get_outcome(&self, id: TaskId) -> Result<Option<TaskOutcome>> {

@@ -19,6 +19,7 @@
 //! | `groups` | the ready set's entry and exit, fair share between group keys | `lua/lib/groups.lua`, `group_weight.lua`, `group_info.lua` |
 //! | `costs` | learned costs of shortest-job-first queues | `learn_cost` in `lua/lib/leases.lua` |
 //! | `tasks` | submitting, cancelling, re-driving a task | `lua/submit.lua`, `cancel.lua`, `redrive.lua` |
+//! | `flows` | a flow's tree: storing it, counting a child's end in its parent, settling | `lua/lib/flows.lua`, `submit_flow.lua`, `settle.lua`, `children.lua` |
 //! | `maintain` | reaping, promoting, purging | `lua/reap_worker.lua`, `promote.lua`, `purge.lua` |
 //! | `inspect` | the reads: a task, the dead letters, the ready order, events, stats | `lua/stats.lua`, `peek.lua` |
 //! | `browse` | the task browser: a page of a queue's tasks in one state | `lua/browse.lua` |
@@ -34,6 +35,7 @@ mod concurrency;
 mod costs;
 mod deadline;
 mod dispatch;
+mod flows;
 mod groups;
 mod inspect;
 mod leases;
@@ -99,6 +101,10 @@ pub(crate) struct State {
     /// Schedules by name, and the unpaused ones by (next tick, name).
     pub(super) schedules: BTreeMap<ScheduleName, schedules::Schedule>,
     pub(super) schedule_due: BTreeSet<(Millis, ScheduleName)>,
+    /// Flow settle entries by (due time, entry text) (`state/flows.rs`).
+    pub(super) settle: BTreeSet<(Millis, String)>,
+    /// The entries of `settle`, by text.
+    pub(super) settle_entries: HashSet<String>,
 }
 
 pub(super) fn internal(what: &str) -> Error {

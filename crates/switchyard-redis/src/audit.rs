@@ -8,6 +8,7 @@ use redis::AsyncCommands;
 use switchyard_core::flow::concurrency;
 use switchyard_core::{InstanceToken, QueueName, Result, Schedules, TaskState};
 
+mod flows;
 mod groups;
 
 use crate::backend::RedisBackend;
@@ -89,6 +90,13 @@ impl RedisBackend {
             .map_err(e)?
             .into_iter()
             .collect();
+        let parents: BTreeSet<String> = conn
+            .zrange::<_, Vec<String>>(key("parents"), 0, -1)
+            .await
+            .map_err(e)?
+            .into_iter()
+            .collect();
+        let settle: Vec<String> = conn.zrange(key("settle"), 0, -1).await.map_err(e)?;
 
         let mut problems = Vec::new();
         let mut queues: BTreeMap<QueueName, QueueView> = BTreeMap::new();
@@ -164,10 +172,12 @@ impl RedisBackend {
         }
 
         let mut records: HashMap<String, Record> = HashMap::new();
-        for (id, raw) in tasks
-            .iter()
-            .filter(|(id, _)| !id.starts_with("d:") && !id.starts_with("p:"))
-        {
+        for (id, raw) in tasks.iter().filter(|(id, _)| {
+            // Dedup keys, progress and flow fields (`lua/lib/flows.lua`) beside the records.
+            !["d:", "p:", "fp:", "fc:", "fn:", "fe:"]
+                .iter()
+                .any(|p| id.starts_with(p))
+        }) {
             match codec::decode_record(raw) {
                 Ok(r) => {
                     records.insert(id.clone(), r);
@@ -265,6 +275,8 @@ impl RedisBackend {
                         problems.push(format!("{id} is dead but not in the dead set"));
                     }
                 }
+                // Checked against the parents index below (audit/flows.rs).
+                TaskState::WaitingChildren => {}
                 other => problems.push(format!(
                     "{id} is in a state this audit does not know: {other}"
                 )),
@@ -273,6 +285,7 @@ impl RedisBackend {
                 .entry((r.queue.to_string(), crate::protocol::state_code(r.state)))
                 .or_default() += 1;
         }
+        problems.extend(flows::problems(&tasks, &records, &parents, &settle));
         if let Some(extra) = wtasks.difference(&expected_wtasks).next() {
             problems.push(format!("worker task entry {extra} has no matching task"));
         }

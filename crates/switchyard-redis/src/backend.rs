@@ -14,6 +14,7 @@
 mod admin;
 mod combining;
 mod config;
+mod flows;
 mod inspect;
 mod leases;
 mod maintain;

@@ -2,8 +2,10 @@
 //! task bodies and arguments, task and worker records, queue configurations, events. The
 //! parsing of script replies is in [`reply`].
 
+mod flows;
 mod reply;
 
+pub(crate) use flows::{children, settled};
 pub(crate) use reply::*;
 
 use redis::Value;

@@ -151,6 +151,12 @@ pub(crate) fn classify(e: &RedisError) -> Failure {
                     |q| switchyard_core::flow::groups::not_shared(&q),
                 ));
             }
+            reply::FLOW_TAKEN => {
+                return Failure::Error(d.trim().parse().map_or_else(
+                    |_| invalid_name("task id"),
+                    switchyard_core::tree::flow_taken,
+                ));
+            }
             reply::INVALID => return Failure::Error(Error::invalid("script argument", d)),
             _ => {}
         }

@@ -5,7 +5,9 @@
 
 use switchyard_core::{Error, QueueName, TaskId, WorkerId};
 
-pub(crate) use crate::protocol::key::{DEAD, EVENTS, FIXED, GROUP, HB, META, TASKS, WORKERS};
+pub(crate) use crate::protocol::key::{
+    DEAD, EVENTS, FIXED, GROUP, HB, META, SETTLE, TASKS, WORKERS,
+};
 use crate::protocol::key::{DONE, DUE, SCHEDULES, WAKE};
 
 /// The names of one namespace's keys.

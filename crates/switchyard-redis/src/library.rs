@@ -60,6 +60,7 @@ const LIB: &[(&str, &str)] = &[
     lib_file!("leases.lua"),
     lib_file!("steps.lua"),
     lib_file!("admin.lua"),
+    lib_file!("flows.lua"),
     lib_file!("bounded.lua"),
     lib_file!("submit.lua"),
     lib_file!("schedules.lua"),
@@ -67,7 +68,8 @@ const LIB: &[(&str, &str)] = &[
 ];
 
 /// The transitions that only read.
-const READ_ONLY: [&str; 5] = [
+const READ_ONLY: [&str; 6] = [
+    "children.lua",
     "stats.lua",
     "peek.lua",
     "browse.lua",
@@ -79,7 +81,7 @@ const READ_ONLY: [&str; 5] = [
 /// write is flagged `allow-oom`, so that a full server can still be drained and emptied —
 /// workers register, receive, complete and fail; queues are paused, purged or deleted; dead
 /// tasks are deleted or re-driven — each of which frees memory or takes a bounded amount.
-const REFUSED_WHEN_FULL: [&str; 2] = ["submit.lua", "schedule_claim.lua"];
+const REFUSED_WHEN_FULL: [&str; 3] = ["submit.lua", "submit_flow.lua", "schedule_claim.lua"];
 
 /// One transition: the name of its function in the library (`sy_<version>_<file stem>`).
 #[derive(Debug)]
@@ -352,6 +354,9 @@ transitions! {
     schedule_pause => "schedule_pause.lua",
     schedule_remove => "schedule_remove.lua",
     schedule_claim => "schedule_claim.lua",
+    submit_flow => "submit_flow.lua",
+    settle => "settle.lua",
+    children => "children.lua",
 }
 
 #[cfg(test)]

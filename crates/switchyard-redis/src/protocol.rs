@@ -28,6 +28,7 @@ pub(crate) fn state_code(state: TaskState) -> u8 {
         TaskState::Dead => 6,
         TaskState::Cancelled => 7,
         TaskState::Expired => 8,
+        TaskState::WaitingChildren => 9,
         // A state this build does not know: no script accepts the code, and the protocol test
         // (which encodes every state) fails first.
         _ => u8::MAX,
@@ -178,10 +179,12 @@ pub(crate) mod reply {
     /// A group of a queue bounded per group lacks room (`<waiting> <bound> <adding> <queue>
     /// <group key in hex>`).
     pub(crate) const GROUP_FULL: &str = "SY_GROUP_FULL";
+    /// A flow's task other than its root exists already (`<id>`).
+    pub(crate) const FLOW_TAKEN: &str = "SY_FLOW_TAKEN";
 
     /// Every error reply (checked against the scripts by the test below).
     #[cfg(test)]
-    pub(crate) const ALL: [&str; 13] = [
+    pub(crate) const ALL: [&str; 14] = [
         INVALID,
         STALE,
         CONFLICT,
@@ -195,6 +198,7 @@ pub(crate) mod reply {
         FULL,
         NOT_SHARED,
         GROUP_FULL,
+        FLOW_TAKEN,
     ];
 }
 
@@ -258,8 +262,9 @@ pub(crate) mod record {
 /// `lua/lib/prelude.lua`).
 pub(crate) mod key {
     /// The fixed keys' roles, in `KEYS` order (`K_*` in `lua/lib/begin.lua`).
-    pub(crate) const FIXED: [&str; 9] = [
-        "tasks", "meta", "workers", "hb", "free", "wtasks", "dead", "dedupx", "events",
+    pub(crate) const FIXED: [&str; 11] = [
+        "tasks", "meta", "workers", "hb", "free", "wtasks", "dead", "dedupx", "events", "settle",
+        "parents",
     ];
     /// Index in [`FIXED`] of the task hash.
     pub(crate) const TASKS: usize = 0;
@@ -273,6 +278,8 @@ pub(crate) mod key {
     pub(crate) const DEAD: usize = 6;
     /// Of the event stream.
     pub(crate) const EVENTS: usize = 8;
+    /// Of the flows' settle entries (`lua/lib/flows.lua`).
+    pub(crate) const SETTLE: usize = 9;
     /// The schedule keys, which only the schedule scripts take, after their others: the
     /// schedules hash and the due set (`lua/lib/schedules.lua`).
     pub(crate) const SCHEDULES: [&str; 2] = ["sched", "schedx"];
@@ -364,6 +371,7 @@ mod tests {
             ("S_DEAD", TaskState::Dead),
             ("S_CANCELLED", TaskState::Cancelled),
             ("S_EXPIRED", TaskState::Expired),
+            ("S_WAITING", TaskState::WaitingChildren),
         ];
         assert_eq!(states.len(), TaskState::ALL.len());
         for (name, state) in states {
@@ -467,8 +475,16 @@ mod tests {
             let Some((names, values)) = line.trim().split_once(" = ") else {
                 continue;
             };
-            let names: Vec<&str> = names.split(',').map(str::trim).collect();
-            if !names.iter().all(|n| n.starts_with("K_")) {
+            // `K_*` locals, and the flows' keys held in their table (`FLOWS.k_*`).
+            let names: Vec<&str> = names
+                .split(',')
+                .map(|n| {
+                    n.trim()
+                        .trim_start_matches("FLOWS.k_")
+                        .trim_start_matches("K_")
+                })
+                .collect();
+            if !line.trim_start().starts_with("K_") && !line.trim_start().starts_with("FLOWS.k_") {
                 continue;
             }
             for (name, value) in names.into_iter().zip(values.split(',')) {
@@ -478,7 +494,7 @@ mod tests {
                     .and_then(|v| v.strip_suffix(']'))
                     .and_then(|v| v.parse().ok())
                     .unwrap_or_else(|| panic!("begin.lua: {name} = {value}"));
-                taken.insert(index, name[2..].to_ascii_lowercase());
+                taken.insert(index, name.to_ascii_lowercase());
             }
         }
         let want: BTreeMap<usize, String> = key::FIXED

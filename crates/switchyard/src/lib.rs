@@ -71,6 +71,7 @@ pub use switchyard_core::admin;
 pub use switchyard_core::flow;
 pub use switchyard_core::progress;
 pub use switchyard_core::schedule;
+pub use switchyard_core::tree;
 pub use switchyard_core::{
     BROWSE_PAGE_MAX, BROWSE_SCAN, BackendErrorKind, Backoff, Browse, BrowseOrder, CancelOutcome,
     Error, Event, EventCounts, EventKind, EventLevel, Policy, Progress, QueueConfig, QueueName,

@@ -95,6 +95,12 @@ pub trait Produce: Send + Sync {
     /// the tasks stored (by position in the batch, with their outcomes) and wraps the cause. Submitting the same specs again is the recovery: ids already stored come back
     /// as duplicates.
     async fn submit_batch(&self, specs: Vec<TaskSpec>) -> Result<Vec<SubmitOutcome>>;
+
+    /// Submits a [`Flow`](crate::tree::Flow): a tree of tasks, stored whole in one atomic
+    /// step, in which a task with children runs only when they have ended (the rules:
+    /// [`crate::tree`]). Answers each task in pre-order ([`Flow::flatten`](crate::tree::Flow::flatten)).
+    /// A flow whose root exists already is answered by the root alone, as a duplicate.
+    async fn submit_flow(&self, flow: crate::tree::Flow) -> Result<Vec<SubmitOutcome>>;
 }
 
 /// A worker's life in the backend: registering, heartbeating, draining and leaving. Every
@@ -263,6 +269,11 @@ pub trait Tasks: Send + Sync {
     /// can still run is refused with [`Error::WrongState`](crate::Error::WrongState): cancel
     /// it first. See [`admin`](crate::admin).
     async fn delete_task(&self, id: TaskId) -> Result<()>;
+
+    /// The children of a flow's task, in the order submitted, each with its end as counted for
+    /// the parent ([`crate::tree`], rule 2) and its state now. `None` for an unknown task; an
+    /// empty list for a task without children.
+    async fn children(&self, id: TaskId) -> Result<Option<Vec<crate::tree::ChildResult>>>;
 }
 
 /// Read-only views for operators and tests: counts, the order of a queue, the event log, learned costs.

@@ -264,6 +264,9 @@ pub struct MaintenanceReport {
     pub ticked: Vec<TaskId>,
     /// Finished task records and dedup keys removed after their retention time.
     pub records_purged: usize,
+    /// Flow settle entries carried out ([`crate::tree`], rule 4).
+    #[serde(default)]
+    pub flows_settled: usize,
     /// Dispatch decisions made along the way.
     pub assignments: Vec<Assignment>,
     /// True if a limit was hit and more work is waiting (call again).
@@ -276,6 +279,9 @@ pub struct MaintenanceReport {
 pub struct QueueStats {
     /// The queue.
     pub queue: Option<QueueName>,
+    /// Flow tasks waiting for their children ([`crate::tree`]).
+    #[serde(default)]
+    pub waiting_children: u64,
     /// Waiting for their run-at time.
     pub scheduled: u64,
     /// Waiting for a worker.
@@ -317,6 +323,7 @@ impl QueueStats {
     /// The count for `state`.
     pub fn get(&self, state: TaskState) -> u64 {
         match state {
+            TaskState::WaitingChildren => self.waiting_children,
             TaskState::Scheduled => self.scheduled,
             TaskState::Ready => self.ready,
             TaskState::Dispatched => self.dispatched,
@@ -331,6 +338,7 @@ impl QueueStats {
 
     fn slot(&mut self, state: TaskState) -> &mut u64 {
         match state {
+            TaskState::WaitingChildren => &mut self.waiting_children,
             TaskState::Scheduled => &mut self.scheduled,
             TaskState::Ready => &mut self.ready,
             TaskState::Dispatched => &mut self.dispatched,

@@ -2,7 +2,7 @@
 //!
 //! Lua twin: lua/browse.lua. Each state is walked in the order of the index Redis keeps it in
 //! (`switchyard_core::backend::Browse`): the queue's ready and delayed maps by `(key, seq)`,
-//! its dead and finished sets by `(time, id)`, and the workers' tasks by
+//! its dead, finished and waiting-for-children sets by `(time, id)`, and the workers' tasks by
 //! `<worker>|<lease token>|<id>` as Redis's `wtasks`. A page starts right after its cursor (a
 //! range of the map, not a walk from the start) and examines at most `BROWSE_SCAN` entries.
 
@@ -47,7 +47,11 @@ impl Key {
                 let key = (hex(&cursor[..16])? ^ (1 << 63)) as i64;
                 Some(Key::Ordered(key, hex(&cursor[16..])?))
             }
-            TaskState::Dead | TaskState::Succeeded | TaskState::Cancelled | TaskState::Expired => {
+            TaskState::Dead
+            | TaskState::Succeeded
+            | TaskState::Cancelled
+            | TaskState::Expired
+            | TaskState::WaitingChildren => {
                 if cursor.len() != 16 + TASK_ID_TEXT_LEN || !cursor.is_char_boundary(16) {
                     return None;
                 }
@@ -109,11 +113,15 @@ impl State {
                     };
                 Box::new(entries.map(|(&(k, s), &id)| (Key::Ordered(k, s), id)))
             }
-            TaskState::Dead | TaskState::Succeeded | TaskState::Cancelled | TaskState::Expired => {
-                let set = if query.state == TaskState::Dead {
-                    &q.dead
-                } else {
-                    &q.done
+            TaskState::Dead
+            | TaskState::Succeeded
+            | TaskState::Cancelled
+            | TaskState::Expired
+            | TaskState::WaitingChildren => {
+                let set = match query.state {
+                    TaskState::Dead => &q.dead,
+                    TaskState::WaitingChildren => &q.parents,
+                    _ => &q.done,
                 };
                 let at = match &from {
                     Some(Key::Timed(t, id)) => Some((*t, *id)),

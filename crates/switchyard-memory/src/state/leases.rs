@@ -33,7 +33,8 @@ impl State {
         Ok(())
     }
 
-    /// Ends a task in a terminal state.
+    /// Ends a task in a terminal state (and counts the end in its parent, if it is a flow's
+    /// child: `state/flows.rs`).
     pub(super) fn finish(
         &mut self,
         id: TaskId,
@@ -41,7 +42,7 @@ impl State {
         outcome: TaskOutcome,
         now: Millis,
     ) -> Result<()> {
-        let (queue_name, ttl) = {
+        let (queue_name, ttl, created_at, was) = {
             let t = self
                 .tasks
                 .get(&id)
@@ -52,14 +53,18 @@ impl State {
             } else {
                 q.config.result_ttl_ms
             };
-            (t.queue.clone(), ttl)
+            (t.queue.clone(), ttl, t.created_at, t.state)
         };
         let until = now.saturating_add(ttl);
         let q = self.queue_mut(&queue_name)?;
+        if was == TaskState::WaitingChildren {
+            q.parents.remove(&(created_at, id));
+        }
         if state == TaskState::Dead {
             q.dead.insert((now, id));
         }
         q.done.insert((until, id));
+        self.child_ended(id, &outcome, now);
         let t = self.task_mut(id)?;
         t.state = state;
         t.outcome = Some(outcome);

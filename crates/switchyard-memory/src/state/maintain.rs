@@ -1,7 +1,8 @@
 //! Maintenance: reaping dead workers, promoting due tasks, claiming schedules' due ticks
-//! (`state/schedules.rs`), purging what expired.
+//! (`state/schedules.rs`), settling flows (`state/flows.rs`), purging what expired.
 //!
-//! Lua twin: lua/reap_worker.lua, lua/promote.lua, lua/schedule_claim.lua, lua/purge.lua.
+//! Lua twin: lua/reap_worker.lua, lua/promote.lua, lua/schedule_claim.lua, lua/settle.lua,
+//! lua/purge.lua.
 
 use switchyard_core::admin::retention::excess;
 use switchyard_core::{MaintenanceReport, Millis, QueueName, Result, TaskId, TaskState, WorkerId};
@@ -30,6 +31,7 @@ impl State {
             .chain(reap)
             .chain(self.next_expiry())
             .chain(self.next_tick())
+            .chain(self.next_settle())
             .min()
     }
 
@@ -80,8 +82,12 @@ impl State {
             }
             report.more |= self.late_head(&qn, now);
         }
-        // 3. Due schedule ticks (state/schedules.rs).
+        // 3. Due schedule ticks (state/schedules.rs), then due flow settle entries
+        //    (state/flows.rs).
         self.tick_schedules(limit, now, &mut report)?;
+        let (settled, more) = self.settle_due(limit, now, &mut report.assignments)?;
+        report.flows_settled = settled;
+        report.more |= more;
         // 4. Finished records past their retention, queue by queue in name order, by
         //    (retain_until, id), then beyond the queue's counts (admin::retention); then
         //    expired dedup keys.

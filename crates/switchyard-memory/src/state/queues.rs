@@ -28,6 +28,8 @@ pub(crate) struct Queue {
     pub(crate) jitter: Minstd,
     /// Dead tasks by `(died_at, id)`.
     pub(crate) dead: BTreeSet<(Millis, TaskId)>,
+    /// Flow tasks waiting for their children by `(created_at, id)` (`state/flows.rs`).
+    pub(crate) parents: BTreeSet<(Millis, TaskId)>,
     /// Finished tasks by `(retain_until, id)`.
     pub(crate) done: BTreeSet<(Millis, TaskId)>,
     /// Live workers serving the queue.
@@ -80,6 +82,7 @@ impl State {
                 balancer: Balancer::new(config.strategy, config.seed),
                 jitter: config.jitter_rng(),
                 dead: BTreeSet::new(),
+                parents: BTreeSet::new(),
                 done: BTreeSet::new(),
                 members: BTreeSet::new(),
                 parked: BTreeSet::new(),

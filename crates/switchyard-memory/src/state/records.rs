@@ -9,6 +9,9 @@ use switchyard_core::{
 };
 use switchyard_core::{Progress, TraceParent, TraceState};
 
+use switchyard_core::tree::OnFailure;
+
+use super::flows::Family;
 use super::{State, internal};
 
 /// One task record.
@@ -53,6 +56,10 @@ pub(crate) struct Task {
     pub(crate) retain_until: Millis,
     /// The last progress report (`state/progress.rs`).
     pub(crate) progress: Option<Progress>,
+    /// A flow's child: its parent, and what its failure does to it (`state/flows.rs`).
+    pub(crate) parent: Option<(TaskId, OnFailure)>,
+    /// A flow's task with children: them and their ends (`state/flows.rs`).
+    pub(crate) family: Option<Box<Family>>,
 }
 
 impl Task {

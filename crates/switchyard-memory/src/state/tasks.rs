@@ -62,50 +62,56 @@ impl State {
         }
         let id = spec.id();
         let run_at = spec.schedule().run_at(now);
-        self.tasks.insert(
-            id,
-            Box::new(Task {
-                id,
-                queue: spec.queue().clone(),
-                kind: spec.kind().clone(),
-                priority: spec.priority(),
-                cost_ms: match spec.cost_hint_ms() {
-                    Some(c) => c,
-                    None => self.default_cost(spec.queue(), spec.kind(), &config),
-                },
-                max_attempts: spec.max_attempts().unwrap_or(config.max_attempts),
-                timeout_ms: spec.timeout_ms().unwrap_or(config.timeout_ms),
-                affinity_key: spec.affinity_key().map(str::to_owned),
-                trace_parent: spec.trace_parent().cloned(),
-                trace_state: spec.trace_state().cloned(),
-                dedup_key: spec.dedup_key().map(str::to_owned),
-                group: spec.group_key().map(str::to_owned),
-                start_by: spec.deadline(),
-                created_at: now,
-                state: TaskState::Ready,
-                attempts: 0,
-                run_at,
-                position: None,
-                order: 0,
-                worker: None,
-                token: 0,
-                inbox_seq: 0,
-                deadline: 0,
-                ready_since: 0,
-                last_error: None,
-                cancel_requested: false,
-                outcome: None,
-                finished_at: 0,
-                retain_until: 0,
-                progress: None,
-                payload: spec.payload().to_vec(),
-            }),
-        );
+        let task = self.new_task(&spec, &config, now);
+        self.tasks.insert(id, Box::new(task));
         self.emit(EventKind::Submitted, id, None, None);
         let dispatched = self.enter_queue(id, run_at, now, false)?;
         let assigned = self.assigned_at_once(id, dispatched);
         let state = self.tasks.get(&id).map(|t| t.state);
         Ok(SubmitOutcome::new(id, state, false, assigned))
+    }
+
+    /// The record of a new task from `spec` in a queue configured by `config`: ready, not yet
+    /// in its queue (the caller places it).
+    pub(super) fn new_task(&self, spec: &TaskSpec, config: &QueueConfig, now: Millis) -> Task {
+        Task {
+            id: spec.id(),
+            queue: spec.queue().clone(),
+            kind: spec.kind().clone(),
+            priority: spec.priority(),
+            cost_ms: match spec.cost_hint_ms() {
+                Some(c) => c,
+                None => self.default_cost(spec.queue(), spec.kind(), config),
+            },
+            max_attempts: spec.max_attempts().unwrap_or(config.max_attempts),
+            timeout_ms: spec.timeout_ms().unwrap_or(config.timeout_ms),
+            affinity_key: spec.affinity_key().map(str::to_owned),
+            trace_parent: spec.trace_parent().cloned(),
+            trace_state: spec.trace_state().cloned(),
+            dedup_key: spec.dedup_key().map(str::to_owned),
+            group: spec.group_key().map(str::to_owned),
+            start_by: spec.deadline(),
+            created_at: now,
+            state: TaskState::Ready,
+            attempts: 0,
+            run_at: spec.schedule().run_at(now),
+            position: None,
+            order: 0,
+            worker: None,
+            token: 0,
+            inbox_seq: 0,
+            deadline: 0,
+            ready_since: 0,
+            last_error: None,
+            cancel_requested: false,
+            outcome: None,
+            finished_at: 0,
+            retain_until: 0,
+            progress: None,
+            payload: spec.payload().to_vec(),
+            parent: None,
+            family: None,
+        }
     }
 
     /// Task `task` holds dedup key `key` of `queue` for the queue's dedup window from `now`.
@@ -162,6 +168,12 @@ impl State {
             TaskState::Running => {
                 self.task_mut(id)?.cancel_requested = true;
                 Ok(CancelOutcome::Requested)
+            }
+            TaskState::WaitingChildren => {
+                self.cancel_parent(id, now)?;
+                Ok(CancelOutcome::Cancelled {
+                    assignments: Vec::new(),
+                })
             }
             TaskState::Succeeded | TaskState::Dead | TaskState::Cancelled | TaskState::Expired => {
                 Ok(CancelOutcome::AlreadyFinished(state))

@@ -29,13 +29,16 @@ impl Maintain for RedisBackend {
             // and the expiry mark of one that expires late tasks (lib/deadline.lua).
             pipe.cmd("HMGET").arg(state).arg("t").arg("xm");
         }
-        // The first schedule tick, then the first heartbeat expiry (last: see `due` below).
+        // The first schedule tick, the first flow settle entry, then the first heartbeat expiry
+        // (last: see `due` below).
         let [_, schedules_due] = self.inner.keys.schedules();
-        pipe.cmd("ZRANGE")
-            .arg(schedules_due)
-            .arg(0)
-            .arg(0)
-            .arg("WITHSCORES");
+        for first in [schedules_due.as_str(), self.inner.keys.fixed(keys::SETTLE)] {
+            pipe.cmd("ZRANGE")
+                .arg(first)
+                .arg(0)
+                .arg(0)
+                .arg("WITHSCORES");
+        }
         pipe.cmd("ZRANGE")
             .arg(self.inner.keys.fixed(keys::HB))
             .arg(0)
@@ -199,8 +202,10 @@ impl Maintain for RedisBackend {
             budget -= (n + expired).min(budget);
             report.assignments.extend(assignments);
         }
-        // 3. Due schedule ticks (backend/schedules.rs).
+        // 3. Due schedule ticks (backend/schedules.rs), then due flow settle entries
+        //    (backend/flows.rs).
         self.tick_schedules(limit, now, &mut report).await?;
+        self.settle_due(limit, now, &now_arg, &mut report).await?;
         // 4. Finished records past their retention, queue by queue in name order (and expired
         //    dedup keys along with the first queue).
         let mut budget = limit;

@@ -29,6 +29,13 @@ impl Produce for RedisBackend {
             ok => ok,
         }
     }
+
+    async fn submit_flow(&self, flow: switchyard_core::tree::Flow) -> Result<Vec<SubmitOutcome>> {
+        match self.store_flow(&flow).await {
+            Err(e) => Err(self.explained(e).await),
+            ok => ok,
+        }
+    }
 }
 
 impl RedisBackend {

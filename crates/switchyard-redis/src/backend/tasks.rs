@@ -84,6 +84,13 @@ impl Tasks for RedisBackend {
         }))
     }
 
+    async fn children(
+        &self,
+        id: TaskId,
+    ) -> Result<Option<Vec<switchyard_core::tree::ChildResult>>> {
+        self.read_children(id).await
+    }
+
     async fn get_outcome(&self, id: TaskId) -> Result<Option<TaskOutcome>> {
         Ok(self.record(id).await?.and_then(|r| r.outcome()))
     }

@@ -490,7 +490,7 @@ pub(crate) fn stats(v: Value) -> Result<(Vec<QueueStats>, Vec<WorkerStats>), Err
 fn queue_stats(row: Value) -> Result<QueueStats, Error> {
     let f = array(row)?;
     let kinds = EventKind::ALL.len();
-    if f.len() < 13 + kinds {
+    if f.len() < 14 + kinds {
         return Err(protocol("short queue stats"));
     }
     let n = |i: usize| uint(&f[i]);
@@ -514,6 +514,7 @@ fn queue_stats(row: Value) -> Result<QueueStats, Error> {
     stats.paused = n(at)? == 1;
     stats.rate_tokens = u32::try_from(int(&f[at + 1])?).ok();
     stats.opens_at = Some(n(at + 2)?).filter(|&t| t > 0);
+    stats.waiting_children = n(at + 3)?;
     Ok(stats)
 }
 

@@ -269,6 +269,11 @@ impl Produce for Partitioned {
     async fn submit_batch(&self, specs: Vec<TaskSpec>) -> Result<Vec<SubmitOutcome>> {
         merge::submit_batch(self, specs).await
     }
+
+    async fn submit_flow(&self, flow: switchyard_core::tree::Flow) -> Result<Vec<SubmitOutcome>> {
+        let (p, flow) = route::route_flow(flow, self.count())?;
+        self.part(p).submit_flow(flow).await
+    }
 }
 
 /// How long a worker's wait looks at each partition but the one it sleeps on.
@@ -282,6 +287,13 @@ impl Tasks for Partitioned {
 
     async fn get_outcome(&self, id: TaskId) -> Result<Option<TaskOutcome>> {
         self.of(id).get_outcome(id).await
+    }
+
+    async fn children(
+        &self,
+        id: TaskId,
+    ) -> Result<Option<Vec<switchyard_core::tree::ChildResult>>> {
+        self.of(id).children(id).await
     }
 
     async fn wait_outcome(&self, id: TaskId, timeout: Duration) -> Result<Option<TaskOutcome>> {

@@ -4,7 +4,8 @@
 use std::collections::BTreeSet;
 
 use switchyard_core::rng::SplitMix64;
-use switchyard_core::{TaskId, TaskSpec, WorkerId};
+use switchyard_core::tree::Flow;
+use switchyard_core::{Error, TaskId, TaskSpec, WorkerId};
 
 /// Most partitions a namespace may have.
 pub const MAX_PARTITIONS: u16 = 256;
@@ -51,8 +52,37 @@ pub fn partition_for(spec: &TaskSpec, count: u16) -> u16 {
 pub fn route(spec: TaskSpec, count: u16) -> (u16, TaskSpec) {
     let count = count.max(1);
     let p = partition_for(&spec, count);
+    (p, into_partition(spec, p, count))
+}
+
+/// A flow's tasks in one partition (`switchyard_core::tree`): the root's, by
+/// [`partition_for`]; every task gets an id there as [`route`] gives one. A task whose key
+/// names another partition is refused: its key's tasks meet in that one.
+pub fn route_flow(flow: Flow, count: u16) -> Result<(u16, Flow), Error> {
+    let count = count.max(1);
+    let p = partition_for(flow.root(), count);
+    let flow = flow.map_specs(|spec| {
+        let keyed = spec.affinity_key().or(spec.group_key()).is_some();
+        if keyed && partition_for(&spec, count) != p {
+            return Err(Error::invalid(
+                "flow",
+                format!(
+                    "task {} has a key of partition {}, and the flow lives in its root's partition {p}",
+                    spec.id(),
+                    partition_for(&spec, count)
+                ),
+            ));
+        }
+        Ok(into_partition(spec, p, count))
+    })?;
+    Ok((p, flow))
+}
+
+/// `spec` with an id in partition `p`: kept if it names `p` already, else a new one (see
+/// [`route`]).
+fn into_partition(spec: TaskSpec, p: u16, count: u16) -> TaskSpec {
     if partition_of(spec.id(), count) == p {
-        return (p, spec);
+        return spec;
     }
     let raw = spec.id().as_u128();
     let mut mix = SplitMix64::new((raw as u64) ^ ((raw >> 64) as u64).rotate_left(29));
@@ -64,7 +94,7 @@ pub fn route(spec: TaskSpec, count: u16) -> (u16, TaskSpec) {
         v -= u128::from(count);
     }
     let id = TaskId::from_parts(spec.id().millis(), (random & !PARTITION_BITS) | v);
-    (p, spec.with_id(id))
+    spec.with_id(id)
 }
 
 /// The partitions `me` serves when `roster` (every live worker, `me` included) shares

@@ -130,6 +130,13 @@ impl Produce for Tap {
     async fn submit_batch(&self, specs: Vec<TaskSpec>) -> switchyard::Result<Vec<SubmitOutcome>> {
         self.inner.submit_batch(specs).await
     }
+
+    async fn submit_flow(
+        &self,
+        flow: switchyard::tree::Flow,
+    ) -> switchyard::Result<Vec<SubmitOutcome>> {
+        self.inner.submit_flow(flow).await
+    }
 }
 
 #[async_trait]
@@ -230,6 +237,13 @@ impl Tasks for Tap {
 
     async fn get_outcome(&self, id: TaskId) -> switchyard::Result<Option<TaskOutcome>> {
         self.inner.get_outcome(id).await
+    }
+
+    async fn children(
+        &self,
+        id: TaskId,
+    ) -> switchyard::Result<Option<Vec<switchyard::tree::ChildResult>>> {
+        self.inner.children(id).await
     }
 
     async fn change_task(
