@@ -24,12 +24,13 @@ for i = 1, n do
   policies[i] = tostring(int_arg(links + 2 * i, 'policy', 0, 2))
   if tasks[i].dedup then fail('SY_INVALID', 'task ' .. tasks[i].id .. ': a flow task has no dedup key') end
 end
-local none = {}
-for g = 1, ng do none[g] = 0 end
+-- No later steps: the room check counts this call's leaves only (lib/bounded.lua).
+local none, gnone = {}, {}
+for g = 1, ng do none[g] = 0; gnone[g] = {} end
 local ids = {}
 for i, t in ipairs(tasks) do ids[i] = t.id end
 local known = FLOWS.hmget(ids)
-if known[1] then return accept_tasks(groups, none, {}, {tasks[1]}) end
+if known[1] then return accept_tasks(groups, none, gnone, {tasks[1]}) end
 for i = 2, n do
   if known[i] then fail('SY_FLOW_TAKEN', tasks[i].id) end
 end
@@ -40,11 +41,18 @@ for i = 2, n do
   kids[p] = kids[p] or {}
   kids[p][#kids[p] + 1] = tasks[i].id .. policies[i]
 end
-local leaves = {}
+-- The leaves' queues in the order the leaves first name them (as the reference checks them).
+local leaves, leaf_queues, seen = {}, {}, {}
 for i, t in ipairs(tasks) do
-  if not kids[i] then leaves[#leaves + 1] = t end
+  if not kids[i] then
+    leaves[#leaves + 1] = t
+    if not seen[t.q.name] then
+      seen[t.q.name] = true
+      leaf_queues[#leaf_queues + 1] = t.q
+    end
+  end
 end
-check_room(groups, none, {}, leaves, {})
+check_room(leaf_queues, none, gnone, leaves, {})
 local reply = {}
 for i, t in ipairs(tasks) do
   local q = t.q

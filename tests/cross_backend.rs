@@ -157,6 +157,14 @@ fn redis_shares_between_groups_as_the_reference_does() {
     lockstep_cases(64, scenario::group_scenario(50));
 }
 
+/// Flows (`switchyard_core::tree`): trees submitted whole, children ending under each failure
+/// policy (and ending again after a re-drive: counted once), parents cancelled, maintenance
+/// settling — every answer, state and counted end the same.
+#[test]
+fn redis_runs_flows_as_the_reference_does() {
+    lockstep_cases(64, scenario::flow_scenario(50));
+}
+
 #[test]
 fn fairness_holds_on_redis() {
     let server = RedisServer::start().expect("a redis-server for the test");

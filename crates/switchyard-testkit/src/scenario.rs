@@ -22,6 +22,7 @@
 //! the cross-backend tests compare Redis with the memory reference.
 
 mod admin;
+mod flows;
 mod generators;
 mod groups;
 mod invariants;
@@ -33,10 +34,12 @@ mod snapshot;
 mod together;
 
 pub use generators::{
-    any_config, any_op, any_policy, any_scenario, any_strategy, dedup_scenario, group_scenario,
-    pull_scenario, running_scenario, schedule_scenario,
+    any_config, any_op, any_policy, any_scenario, any_strategy, dedup_scenario, flow_scenario,
+    group_scenario, pull_scenario, running_scenario, schedule_scenario,
 };
-pub use ops::{Op, Scenario, SubmitOp, instance_token, queue_index, queue_name, worker_id};
+pub use ops::{
+    FlowChildOp, Op, Scenario, SubmitOp, instance_token, queue_index, queue_name, worker_id,
+};
 pub use runner::{AuditFn, Runner, runtime};
 pub use snapshot::{EventView, Snapshot};
 

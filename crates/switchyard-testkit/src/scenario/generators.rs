@@ -8,7 +8,7 @@ use switchyard_core::flow::groups::{GroupLimits, GroupShare};
 use switchyard_core::flow::rate::RateLimit;
 use switchyard_core::{Backoff, EventLevel, Policy, QueueConfig, Strategy};
 
-use super::{Op, QUEUES, Scenario, SubmitOp, WORKERS};
+use super::{FlowChildOp, Op, QUEUES, Scenario, SubmitOp, WORKERS};
 
 /// Every policy variant.
 pub fn any_policy() -> impl proptest::strategy::Strategy<Value = Policy> {
@@ -162,6 +162,23 @@ pub(super) fn submit_op() -> impl proptest::strategy::Strategy<Value = SubmitOp>
         )
 }
 
+/// A flow: a root and one to four children, some with one or two children of their own, each
+/// child with any failure policy.
+pub(super) fn flow_op() -> impl proptest::strategy::Strategy<Value = Op> {
+    let child = (
+        submit_op(),
+        0u8..3,
+        prop_oneof![3 => Just(Vec::new()), 1 => proptest::collection::vec(submit_op(), 1..3)],
+    )
+        .prop_map(|(task, policy, children)| FlowChildOp {
+            task,
+            policy,
+            children,
+        });
+    (submit_op(), proptest::collection::vec(child, 1..5))
+        .prop_map(|(root, children)| Op::SubmitFlow { root, children })
+}
+
 pub(super) fn register_op() -> impl proptest::strategy::Strategy<Value = Op> {
     let queues =
         proptest::sample::subsequence((0..QUEUES).collect::<Vec<_>>(), 1..=QUEUES).prop_shuffle();
@@ -181,6 +198,7 @@ pub(super) fn register_op() -> impl proptest::strategy::Strategy<Value = Op> {
 pub fn any_op() -> impl proptest::strategy::Strategy<Value = Op> {
     prop_oneof![
         8 => submit_op().prop_map(Op::Submit),
+        2 => flow_op(),
         2 => proptest::collection::vec(submit_op(), 1..6).prop_map(Op::Batch),
         2 => proptest::collection::vec(submit_op(), 2..5).prop_map(Op::SubmitTogether),
         2 => proptest::collection::vec((any::<usize>(), 0usize..3), 2..5)
@@ -237,6 +255,29 @@ fn scenario_of(
             ops.extend(rest);
             Scenario { configs, ops }
         })
+}
+
+/// A random scenario of flows ([`flow_op`]): children received, completed, failed (often for
+/// good), re-driven and cancelled, parents cancelled, maintenance settling what their ends
+/// decided, workers lost.
+pub fn flow_scenario(max_ops: usize) -> impl proptest::strategy::Strategy<Value = Scenario> {
+    let op = prop_oneof![
+        4 => flow_op(),
+        2 => submit_op().prop_map(Op::Submit),
+        2 => register_op(),
+        1 => (0..WORKERS).prop_map(|worker| Op::Deregister { worker }),
+        6 => (0..WORKERS, 1usize..4).prop_map(|(worker, max)| Op::Receive { worker, max }),
+        6 => any::<usize>().prop_map(|pick| Op::Complete { pick }),
+        4 => (any::<usize>(), prop_oneof![3 => Just(false), 1 => Just(true)])
+            .prop_map(|(pick, retry)| Op::Fail { pick, retry }),
+        2 => any::<usize>().prop_map(|pick| Op::Redrive { pick }),
+        2 => any::<usize>().prop_map(|pick| Op::Cancel { pick }),
+        4 => prop_oneof![3 => Just(0u64), 1 => Just(1_000), 1 => Just(16_000)]
+            .prop_map(|ms| Op::Advance { ms }),
+        1 => any::<usize>().prop_map(|pick| Op::DeleteTask { pick }),
+        1 => (0..QUEUES).prop_map(|queue| Op::DeleteQueue { queue }),
+    ];
+    scenario_of(op, max_ops)
 }
 
 /// A random scenario of up to `max_ops` steps, starting with one to three registrations.

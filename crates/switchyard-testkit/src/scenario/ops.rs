@@ -26,9 +26,28 @@ pub struct SubmitOp {
     pub group: Option<u8>,
 }
 
+/// A child of a flow (`switchyard_core::tree`): its task, its failure policy (a code of
+/// `OnFailure`) and its own children.
+#[derive(Debug, Clone)]
+pub struct FlowChildOp {
+    /// The task (a dedup key is dropped: a flow's tasks have none).
+    pub task: SubmitOp,
+    /// `OnFailure::from_code` of it, modulo 3.
+    pub policy: u8,
+    /// Its children (leaves).
+    pub children: Vec<SubmitOp>,
+}
+
 /// One step.
 #[derive(Debug, Clone)]
 pub enum Op {
+    /// Submit a flow: a root with children, some with children of their own.
+    SubmitFlow {
+        /// The root task (no delay: it starts when its children end).
+        root: SubmitOp,
+        /// Its children.
+        children: Vec<FlowChildOp>,
+    },
     /// Submit a new task.
     Submit(SubmitOp),
     /// Submit several in one call.

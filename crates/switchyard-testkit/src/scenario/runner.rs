@@ -33,6 +33,8 @@ pub struct Runner<B> {
     pub(super) configs: Vec<QueueConfig>,
     pub(super) accepted: Vec<TaskId>,
     pub(super) specs: BTreeMap<TaskId, TaskSpec>,
+    /// The flow tasks submitted with children, in order (`scenario/flows.rs`).
+    pub(super) parents: Vec<TaskId>,
     pub(super) deliveries: Vec<Lease>,
     pub(super) completed: Vec<Lease>,
     pub(super) live: std::collections::BTreeSet<usize>,
@@ -86,6 +88,7 @@ impl<B: Backend> Runner<B> {
             configs: configs.to_vec(),
             accepted: Vec::new(),
             specs: BTreeMap::new(),
+            parents: Vec::new(),
             deliveries: Vec::new(),
             completed: Vec::new(),
             live: std::collections::BTreeSet::new(),
@@ -252,6 +255,7 @@ impl<B: Backend> Runner<B> {
                     Err(e) => format!("submit {id} -> error: {e}"),
                 }
             }
+            Op::SubmitFlow { root, children } => self.apply_flow(root, children).await?,
             Op::Batch(ops) => {
                 let mut specs = Vec::new();
                 for s in ops {
@@ -507,6 +511,20 @@ impl<B: Backend> Runner<B> {
         }
         let mut moved = changed.clone();
         moved.extend(cancelled);
+        if matches!(op, Op::Advance { .. }) {
+            // Maintenance settling a flow cancels the waiting children of a failed or
+            // cancelled parent, from anywhere in their queues (switchyard_core::tree, rule 4).
+            for id in before.iter().flatten() {
+                let info = self
+                    .backend
+                    .get_task(*id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if info.is_some_and(|t| t.state == TaskState::Cancelled) {
+                    moved.push(*id);
+                }
+            }
+        }
         let (snap, after) = self.check_all(before, &moved).await?;
         // Only a failed attempt (reported, or timed out by a heartbeat) puts a running task
         // back in its queue as a new entry; every other way back keeps its place.

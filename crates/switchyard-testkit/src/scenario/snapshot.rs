@@ -33,6 +33,8 @@ pub struct Snapshot {
     pub until_due: Option<std::time::Duration>,
     /// The groups of each queue shared between groups (`None`: a plain queue).
     pub groups: Vec<Option<Vec<GroupInfo>>>,
+    /// The children of each flow task, with their ends as counted (`scenario/flows.rs`).
+    pub children: Vec<Option<Vec<switchyard_core::tree::ChildResult>>>,
 }
 
 impl<B: Backend> Runner<B> {
@@ -94,6 +96,7 @@ impl<B: Backend> Runner<B> {
             costs,
             until_due,
             groups,
+            children: self.flow_children().await?,
         })
     }
 
