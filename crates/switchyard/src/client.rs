@@ -312,6 +312,35 @@ impl Client {
         Ok(outs.iter().map(|o| self.handle(o)).collect())
     }
 
+    /// Submits a [`Flow`](crate::tree::Flow): a tree of tasks stored whole, in which a task with
+    /// children runs only when they have ended, and reads their results with
+    /// [`TaskContext::children`](crate::TaskContext::children). Answers a handle per task in
+    /// pre-order, the root first (a flow whose root exists: the root's alone). The rules:
+    /// [`crate::tree`].
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use switchyard::tree::{Flow, FlowNode, OnFailure};
+    /// use switchyard::{Client, QueueConfig, TaskSpec, TaskState};
+    /// let client = Client::memory();
+    /// client.declare("images", QueueConfig::default()).await?;
+    /// client.declare("archives", QueueConfig::default()).await?;
+    /// let resize = |name: &str| TaskSpec::builder("images", "resize").payload(name.as_bytes().to_vec()).build();
+    /// let flow = Flow::new(TaskSpec::builder("archives", "zip").build()?)
+    ///     .child(FlowNode::new(resize("a.png")?))
+    ///     .child(FlowNode::new(resize("b.png")?).on_failure(OnFailure::Ignore));
+    /// let tasks = client.submit_flow(flow).await?;
+    /// assert_eq!(tasks.len(), 3);
+    /// assert_eq!(tasks[0].state().await?, Some(TaskState::WaitingChildren));
+    /// # Ok::<(), switchyard::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn submit_flow(&self, flow: crate::tree::Flow) -> Result<Vec<TaskHandle>> {
+        let flow = flow.map_specs(|spec| Ok(crate::trace::with_callers_context(spec)))?;
+        let outs = self.backend.submit_flow(flow).await?;
+        Ok(outs.iter().map(|o| self.handle(o)).collect())
+    }
+
     /// Submits `payload` encoded as JSON as a task of `kind` on `queue`.
     pub async fn submit_json<T: Serialize + ?Sized>(
         &self,

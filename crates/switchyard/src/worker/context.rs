@@ -163,6 +163,18 @@ impl std::fmt::Debug for Reporter {
 }
 
 impl TaskContext {
+    /// The children of this task, if it is a flow's task with children (`crate::tree`): each
+    /// with its end as counted for this task — its result, or how it failed — in the order
+    /// they were submitted. Empty for a task without children.
+    pub async fn children(&self) -> Result<Vec<crate::tree::ChildResult>> {
+        Ok(self
+            .reporter
+            .backend
+            .children(self.id)
+            .await?
+            .unwrap_or_default())
+    }
+
     /// Whether the task was cancelled (or its lease lost): stop working on it.
     pub fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
