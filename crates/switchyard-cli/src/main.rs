@@ -21,6 +21,7 @@ mod inspect;
 mod remote;
 mod schedule;
 mod submit;
+mod tree;
 mod views;
 mod worker;
 

@@ -42,6 +42,8 @@ pub struct QueueRow {
     pub cancelled: u64,
     /// Still waiting at their deadline, ended without running (kept like cancelled ones).
     pub expired: u64,
+    /// Flow tasks waiting for their children (`switchyard::tree`).
+    pub waiting_children: u64,
     /// Late tasks expire (`--expire-late on`, earliest-deadline-first queues).
     pub expire_late: bool,
     /// Lifetime event counts (see `EventCounts`).
@@ -297,6 +299,7 @@ impl Reader {
                     dead: q.dead,
                     cancelled: q.cancelled,
                     expired: q.expired,
+                    waiting_children: q.waiting_children,
                     expire_late: config.is_some_and(|c| c.expire_late),
                     totals: q.totals,
                     head_age_ms: heads.get(name).copied(),
@@ -400,6 +403,7 @@ impl QueueRow {
             succeeded: 0,
             dead: 0,
             cancelled: 0,
+            waiting_children: 0,
             expired: 0,
             expire_late: false,
             totals: EventCounts::default(),
@@ -485,6 +489,8 @@ pub struct TaskView {
     pub events: Vec<switchyard::Event>,
     /// Whether the whole log was searched (false: it was longer than could be read).
     pub events_complete: bool,
+    /// A flow task's children (`crate::tree`).
+    pub children: Vec<crate::tree::ChildView>,
 }
 
 /// How a task ended.
@@ -535,7 +541,9 @@ pub async fn task_view(client: &Client, id: switchyard::TaskId) -> Result<Option
         },
     });
     let (events, events_complete) = events_of(client, id).await?;
+    let children = crate::tree::children_of(client, id).await?;
     Ok(Some(TaskView {
+        children,
         payload_bytes: info.payload.len(),
         payload_preview: preview(&info.payload),
         info,

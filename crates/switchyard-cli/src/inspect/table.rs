@@ -70,6 +70,13 @@ pub fn render(view: &View, namespace: &str, every: Option<Duration>) -> String {
         if q.cancelled > 0 {
             let _ = write!(detail, ", {} cancelled", count(q.cancelled));
         }
+        if q.waiting_children > 0 {
+            let _ = write!(
+                detail,
+                ", {} waiting for their children",
+                count(q.waiting_children)
+            );
+        }
         if q.expired > 0 || q.expire_late {
             let _ = write!(detail, ", {} expired", count(q.expired));
         }

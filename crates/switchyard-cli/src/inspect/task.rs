@@ -242,6 +242,9 @@ fn print_task(view: &TaskView) {
     if let Some(t) = &info.trace_parent {
         row("trace_parent", t.as_str());
     }
+    for line in crate::tree::lines(&view.children, 20) {
+        println!("{line}");
+    }
     if let Some(s) = &info.trace_state {
         row("trace_state", s.as_str());
     }

@@ -17,8 +17,9 @@ pub fn state_arg(text: &str) -> Result<TaskState, String> {
         "retrying" => Ok(TaskState::RetryScheduled),
         other => TaskState::parse(other).ok_or_else(|| {
             format!(
-                "`{other}` is not a state: scheduled, ready, inbox (dispatched), running, \
-                 retrying (retry-scheduled), succeeded, dead, cancelled or expired"
+                "`{other}` is not a state: waiting-children, scheduled, ready, inbox \
+                 (dispatched), running, retrying (retry-scheduled), succeeded, dead, cancelled or \
+                 expired"
             )
         }),
     }
@@ -31,6 +32,7 @@ pub fn time_of(state: TaskState) -> (&'static str, fn(&TaskInfo) -> Option<u64>)
         TaskState::Scheduled | TaskState::RetryScheduled => ("run_at (UTC)", |t| t.run_at),
         TaskState::Ready | TaskState::Dispatched => ("ready_since (UTC)", |t| t.ready_since),
         TaskState::Running => ("deadline (UTC)", |t| t.deadline),
+        TaskState::WaitingChildren => ("created_at (UTC)", |t| Some(t.created_at)),
         _ => ("finished_at (UTC)", |t| t.finished_at),
     }
 }

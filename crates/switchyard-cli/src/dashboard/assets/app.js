@@ -400,9 +400,20 @@ async function showTask(id) {
   if (t.state === 'running') {
     setTimeout(() => { if (box.dataset.task === id && location.hash === '#task=' + id) showTask(id); }, 1000);
   }
+  // A flow task's children: what it still waits on, each a link to its own page.
+  const kids = r.body.children || [];
+  const waits = kids.filter(c => !c.ended).length;
+  const tree = kids.length ? [
+    el('h3', {}, 'Children: waits on ' + waits + ' of ' + kids.length),
+    el('table', { class: 'children' }, el('tbody', {}, ...kids.map(c => el('tr', { 'data-child': c.id },
+      el('td', {}, el('a', { href: '#task=' + c.id }, c.id)), el('td', { class: 'text' }, c.state || '(purged)'),
+      el('td', { class: 'text' }, c.ended ? 'ended ' + c.ended : 'waited on'),
+      el('td', { class: 'text' }, 'on failure: ' + c.on_failure))))),
+  ] : [];
   box.replaceChildren(
     el('dl', { 'data-task': t.id }, ...rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', { 'data-field': k }, v)])),
     el('p', {}, ...buttons),
+    ...tree,
     el('h3', {}, 'Events' + (r.body.events_complete ? '' : ' (the newest could not be searched)')),
     events.length ? el('table', {}, el('tbody', {}, ...events))
       : el('p', { class: 'muted' }, '(none in the log: the queue records failures only, unless declared with --events all)'));
