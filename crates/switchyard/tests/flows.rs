@@ -212,3 +212,63 @@ async fn redis_follows_each_failure_policy() {
     let server = RedisServer::start().unwrap();
     failure_policies(client(Some(&server)).await).await;
 }
+
+/// The widest flow one step takes: 10,000 tasks stored whole in one call (its server time is
+/// printed: `docs/performance.md`); one more is refused before anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stores_the_widest_flow_in_one_step() {
+    use switchyard::tree::MAX_FLOW_TASKS;
+    let server = RedisServer::start().unwrap();
+    let c = client(Some(&server)).await;
+    declare(&c).await;
+    let usec = || async {
+        let client = redis::Client::open(server.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_fcall:"))
+            .and_then(|l| l.split(',').find_map(|f| f.strip_prefix("usec=")))
+            .map_or(0u64, |u| u.parse().unwrap())
+    };
+    let wide = |n: usize| {
+        Flow::new(zip()).children((0..n).map(|i| FlowNode::new(resize(&format!("img-{i}")))))
+    };
+    let before = usec().await;
+    let started = Instant::now();
+    let handles = c.submit_flow(wide(MAX_FLOW_TASKS - 1)).await.unwrap();
+    let took = started.elapsed();
+    let server_us = usec().await - before;
+    assert_eq!(handles.len(), MAX_FLOW_TASKS);
+    let stats = c.stats().await.unwrap();
+    let images = stats
+        .queues
+        .iter()
+        .find(|q| q.queue.as_ref().is_some_and(|q| q.as_str() == "images"))
+        .unwrap();
+    assert_eq!(images.ready, MAX_FLOW_TASKS as u64 - 1);
+    let archives = stats
+        .queues
+        .iter()
+        .find(|q| q.queue.as_ref().is_some_and(|q| q.as_str() == "archives"))
+        .unwrap();
+    assert_eq!(archives.waiting_children, 1);
+    eprintln!(
+        "a flow of {MAX_FLOW_TASKS} tasks: stored in {took:?}, {server_us} µs of server time"
+    );
+    // The same number of plain tasks as a batch (in steps of 256), for comparison.
+    let before = usec().await;
+    let batch = (0..MAX_FLOW_TASKS)
+        .map(|i| resize(&format!("plain-{i}")))
+        .collect();
+    c.submit_batch(batch).await.unwrap();
+    eprintln!(
+        "{MAX_FLOW_TASKS} plain tasks as a batch: {} µs of server time",
+        usec().await - before
+    );
+    let err = c.submit_flow(wide(MAX_FLOW_TASKS)).await.unwrap_err();
+    assert!(err.to_string().contains("more than 10000 tasks"), "{err}");
+}

@@ -285,6 +285,7 @@ mod tests {
             dead: 3,
             cancelled: 0,
             expired: 0,
+            waiting_children: 0,
             expire_late: false,
             totals: Default::default(),
             head_age_ms: Some(7_300_000),
