@@ -5,7 +5,8 @@
 --        code '>B' then the result or error), state now (-1: its record is gone)}.
 local id = ARGV[2] or ''
 local r = rec_get(id)
-if not r then return {0} end
+-- A staged task is seen by nothing (lib/flows.lua).
+if not r or r.fl >= FLOWS.STAGED then return {0} end
 local reply = {1}
 if r.fl < FLOWS.PARENT then return reply end
 local ids, policies = FLOWS.children(id)
@@ -17,6 +18,10 @@ for i, c in ipairs(ids) do
   reply[#reply + 1] = c
   reply[#reply + 1] = policies[i]
   reply[#reply + 1] = ends[i] or ''
-  if recs[i] then reply[#reply + 1] = sunpack('>B', recs[i]) else reply[#reply + 1] = -1 end
+  if recs[i] and sunpack('>B', recs[i], 2) < FLOWS.STAGED then
+    reply[#reply + 1] = sunpack('>B', recs[i])
+  else
+    reply[#reply + 1] = -1
+  end
 end
 return reply

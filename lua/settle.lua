@@ -3,8 +3,10 @@
 -- released parent enters its queue (ready, or dispatched at once); a failed one ends dead and
 -- writes a cancel entry for each child without an end; a cancel entry cancels a task that has
 -- not started (one waiting for its own children, with them). Entries written here are due at
--- once and taken by the caller's next round.
--- KEYS: the fixed keys, then one group per queue named below.
+-- once and taken by the caller's next round. A materialize entry makes a committed wide flow's
+-- next step seen; an expire entry deletes an uncommitted one's staged steps (lib/flows.lua).
+-- KEYS: the fixed keys, then one group per queue named below (for a materialize entry, every
+--       queue of its flow: the 'fq:<root>' field).
 -- ARGV: now, G, G queue names, M, M settle entries (tree::settle_entry text).
 -- Reply: {entries carried out, then the assignments made (worker, id, queue each)}.
 local ng = int_arg(2, 'queue count', 0, 1024)
@@ -15,9 +17,18 @@ for i = 1, m do
   local entry = ARGV[3 + ng + i]
   if call('ZREM', FLOWS.k_settle, entry) == 1 then
     done = done + 1
-    local kind, id, child = match(entry, '^(%a)|[^|]+|([0-9A-Z]+)|?([0-9A-Z]*)$')
+    local kind, qname, id, child = match(entry, '^(%a)|([^|]+)|([0-9A-Z]+)|?([0-9A-Z]*)$')
     if not kind then fail('SY_INVALID', 'settle entry: `' .. entry .. '`') end
-    local r = rec_get(id)
+    local r = nil
+    if kind == 's' then
+      FLOWS.materialize(id, qname)
+    elseif kind == 'x' then
+      FLOWS.expire(id)
+    else
+      r = rec_get(id)
+      -- A staged task is seen by nothing (rule 6).
+      if r and r.fl >= FLOWS.STAGED then r = nil end
+    end
     if r then
       local q = queue_of(r.q)
       if r.st == S_WAITING and kind == 'r' then

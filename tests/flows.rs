@@ -276,3 +276,133 @@ async fn redis_flows_wait_for_their_children() {
     flows(&b, &clock).await;
     assert_eq!(b.audit().await.unwrap(), Vec::<String>::new());
 }
+
+/// A wide flow (more than `FLOW_STEP` tasks) is staged in steps, committed by its first, and
+/// made seen by maintenance a step a round; before that nothing of it is seen. One whose
+/// commit is refused leaves nothing seen, and its staged steps go when their time is up.
+async fn wide_flows(b: &dyn Backend, clock: &ManualClock) {
+    use switchyard_core::tree::{FLOW_STEP, STAGE_TTL_MS};
+    declare(b, "images").await;
+    declare(b, "zips").await;
+    b.register_worker(test_worker("w", ["images", "zips"]).capacity(1_000))
+        .await
+        .unwrap();
+    let root = spec("zips", "wide");
+    let kids: Vec<TaskSpec> = (0..2 * FLOW_STEP + 88)
+        .map(|i| spec("images", &format!("w{i}")))
+        .collect();
+    let flow = Flow::new(root.clone()).children(kids.iter().cloned().map(FlowNode::new));
+    let out = b.submit_flow(flow.clone()).await.unwrap();
+    assert_eq!(out.len(), kids.len() + 1);
+    assert!(out.iter().all(|o| o.state.is_none() && !o.duplicate));
+    // Committed, not yet seen: no count, no task by id.
+    let counts =
+        |stats: switchyard_core::Stats| stats.queues.iter().map(|q| q.total()).sum::<u64>();
+    assert_eq!(counts(b.stats().await.unwrap()), 0);
+    assert!(b.get_task(root.id()).await.unwrap().is_none());
+    assert!(b.get_task(kids[599].id()).await.unwrap().is_none());
+    assert!(b.children(root.id()).await.unwrap().is_none());
+    // Submitted again: the root's duplicate, nothing stored.
+    let again = b.submit_flow(flow).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert!(again[0].duplicate);
+    assert_eq!(again[0].state, None);
+    // Maintenance makes it seen, a step a round: three steps.
+    assert_eq!(settle(b).await, 3);
+    assert_eq!(state(b, root.id()).await, TaskState::WaitingChildren);
+    let stats = b.stats().await.unwrap();
+    assert_eq!(counts(stats), kids.len() as u64 + 1);
+    let mut done = 0;
+    while done < kids.len() {
+        let got = take(b, "w", 1_000).await;
+        assert!(!got.is_empty(), "{done} children done, none to take");
+        for d in &got {
+            finish(b, d, true).await;
+        }
+        done += got.len();
+    }
+    assert_eq!(settle(b).await, 1);
+    let p = take(b, "w", 1).await;
+    assert_eq!(p[0].lease.task, root.id());
+    finish(b, &p[0], true).await;
+    let ends = b.children(root.id()).await.unwrap().unwrap();
+    assert_eq!(ends.len(), kids.len());
+    assert!(ends.iter().all(|c| c.succeeded()));
+
+    // A commit refused (the leaves do not fit a bounded queue): nothing seen, and the staged
+    // steps deleted when their time is up.
+    let small = QueueName::new("small").unwrap();
+    b.declare_queue(
+        &small,
+        QueueConfig::new(Policy::Fcfs, Strategy::Pull).with_max_waiting(100),
+    )
+    .await
+    .unwrap();
+    let refused: Vec<TaskSpec> = (0..FLOW_STEP + 10)
+        .map(|i| spec("small", &format!("s{i}")))
+        .collect();
+    let flow =
+        Flow::new(spec("zips", "too-wide")).children(refused.iter().cloned().map(FlowNode::new));
+    let err = b.submit_flow(flow).await.unwrap_err();
+    assert!(err.to_string().contains("is full"), "{err}");
+    for s in [&refused[0], &refused[FLOW_STEP + 5]] {
+        assert!(b.get_task(s.id()).await.unwrap().is_none());
+    }
+    let small_stats = b.stats().await.unwrap();
+    let small_total = small_stats
+        .queues
+        .iter()
+        .find(|q| q.queue.as_ref() == Some(&small))
+        .map(|q| q.total());
+    assert_eq!(small_total, Some(0), "nothing of the refused flow is seen");
+    clock.advance(std::time::Duration::from_millis(STAGE_TTL_MS));
+    // Both flows' expiry entries come due: the committed one's finds its root and does
+    // nothing, the refused one's deletes its staged step.
+    assert_eq!(settle(b).await, 2, "the staged steps' expiry");
+    for s in [&refused[0], &refused[FLOW_STEP + 5]] {
+        assert!(b.get_task(s.id()).await.unwrap().is_none());
+    }
+}
+
+#[tokio::test]
+async fn memory_stages_wide_flows() {
+    let clock = ManualClock::new(START);
+    let b = MemoryBackend::with_clock(Arc::new(clock.clone()));
+    wide_flows(&b, &clock).await;
+    b.audit().unwrap();
+}
+
+#[tokio::test]
+async fn redis_stages_wide_flows() {
+    let server = RedisServer::start().unwrap();
+    let clock = ManualClock::new(START);
+    let config = RedisConfig::new(server.url(), "wide")
+        .with_clock(Arc::new(clock.clone()) as Arc<dyn Clock>);
+    let b = RedisBackend::with_config(config).await.unwrap();
+    wide_flows(&b, &clock).await;
+    assert_eq!(b.audit().await.unwrap(), Vec::<String>::new());
+    // Nothing of the refused flow is left in the task hash but the tasks seen.
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let fields: Vec<String> = redis::cmd("HKEYS")
+        .arg(b.key("tasks").unwrap())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let staged = fields
+        .iter()
+        .filter(|f| f.starts_with("fs:") || f.starts_with("fk:"))
+        .count();
+    assert_eq!(staged, 0, "staging fields left");
+    let records = fields.iter().filter(|f| f.len() == 26).count();
+    assert_eq!(
+        records as u64,
+        b.stats()
+            .await
+            .unwrap()
+            .queues
+            .iter()
+            .map(|q| q.total())
+            .sum::<u64>()
+    );
+}

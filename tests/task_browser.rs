@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard_core::prelude::*;
+use switchyard_core::tree::{Flow, FlowNode};
 use switchyard_core::{
     BROWSE_SCAN, Browse, BrowseOrder, Clock, ManualClock, Policy, QueueConfig, QueueName, Strategy,
     TaskId, TaskKind, TaskSpec, TaskState,
@@ -30,6 +31,8 @@ struct Scenario {
     fifo: Vec<TaskSpec>,
     prio: Vec<TaskSpec>,
     quotes: Vec<TaskSpec>,
+    /// Flows whose roots (in `fifo`) wait for their children (in `prio`).
+    flows: Vec<(TaskSpec, TaskSpec)>,
 }
 
 fn scenario() -> Scenario {
@@ -70,7 +73,18 @@ fn scenario() -> Scenario {
             .unwrap()
         })
         .collect();
-    Scenario { fifo, prio, quotes }
+    let flows = (0..9)
+        .map(|i| {
+            let task = |queue| TaskSpec::builder(queue, kind(i)).build().unwrap();
+            (task("fifo"), task("prio"))
+        })
+        .collect();
+    Scenario {
+        fifo,
+        prio,
+        quotes,
+        flows,
+    }
 }
 
 /// Runs the scenario on `b`: tasks in every state of both queues.
@@ -122,6 +136,11 @@ async fn play(b: &dyn Backend, clock: &ManualClock, s: &Scenario) {
     // The late quotes expire (no worker serves that queue).
     let report = b.maintain(1_000).await.unwrap();
     assert_eq!(report.tasks_expired, 40);
+    // Flow roots wait for their children (switchyard_core::tree).
+    for (root, child) in &s.flows {
+        let flow = Flow::new(root.clone()).child(FlowNode::new(child.clone()));
+        b.submit_flow(flow).await.unwrap();
+    }
 }
 
 /// Every page of `query` from the start: the ids in order, and the most entries a page
@@ -152,7 +171,14 @@ async fn list(b: &dyn Backend, query: &Browse) -> (Vec<TaskId>, usize, usize) {
 /// Every listing of the scenario on `b`, checked against `get_task`, as
 /// `(what, ids)` in a fixed order.
 async fn listings(b: &dyn Backend, s: &Scenario) -> Vec<(String, Vec<TaskId>)> {
-    let all: Vec<&TaskSpec> = s.fifo.iter().chain(&s.prio).chain(&s.quotes).collect();
+    let flows = s.flows.iter().flat_map(|(root, child)| [root, child]);
+    let all: Vec<&TaskSpec> = s
+        .fifo
+        .iter()
+        .chain(&s.prio)
+        .chain(&s.quotes)
+        .chain(flows)
+        .collect();
     let mut infos = Vec::new();
     for spec in &all {
         infos.push(b.get_task(spec.id()).await.unwrap().unwrap());

@@ -90,11 +90,13 @@ function ADMIN.queue_members(name)
   return concat(out, ',')
 end
 
--- Takes a finished task out of the dead-letter set and the cancelled count (the record and
--- its retention entry are the caller's: maintenance deletes those in batches).
+-- Takes a finished task out of the dead-letter set and the cancelled count, and deletes its
+-- flow fields (lib/flows.lua) (the record and its retention entry are the caller's:
+-- maintenance deletes those in batches).
 local function unindex_finished(q, r)
   if r.st == S_DEAD then call('ZREM', K_DEAD, format('%s|%012x|%s', q.name, r.tm, r.id)) end
   if r.st == S_CANCELLED or r.st == S_EXPIRED then call('HINCRBY', K_META, '~n:' .. q.name .. ':' .. r.st, -1) end
+  if r.fl >= FLOWS.CHILD then FLOWS.forget(r) end
 end
 
 -- Deletes a finished task's record and its index entries (State::drop_finished).
@@ -102,7 +104,6 @@ local function drop_finished(q, r)
   unindex_finished(q, r)
   call('ZREM', q.k_done, r.id)
   call('HDEL', K_TASKS, r.id, progress_field(r.id))
-  if r.fl >= FLOWS.CHILD then FLOWS.forget(r) end
 end
 
 -- Cancels a scheduled or retry-scheduled task (State::cancel_waiting).

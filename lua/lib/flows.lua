@@ -24,26 +24,35 @@ do
   end
 
   -- Stores task `r` of a flow (its record is the caller's): `parent` (nil: the root) and its
-  -- policy, and `children` ('fc:' text, '' for a leaf). A task with children waits for them.
-  function FLOWS.link(r, parent, policy, children)
+  -- policy, and `children` ('fc:' text, '' for a leaf). A task with children waits for them; a
+  -- `staged` one (a wide flow's, rule 6) waits in no index until settle makes it seen.
+  function FLOWS.link(r, parent, policy, children, staged)
     if parent then
       r.fl = r.fl + FLOWS.CHILD
       call('HSET', K_TASKS, 'fp:' .. r.id, parent .. policy)
     end
     if children ~= '' then
       r.fl = r.fl + FLOWS.PARENT
-      r.st = S_WAITING
       call('HSET', K_TASKS, 'fc:' .. r.id, children, 'fn:' .. r.id, #children / 27)
+    end
+    if staged then
+      r.fl = r.fl + FLOWS.STAGED
+      r.st = S_WAITING
+    elseif children ~= '' then
+      r.st = S_WAITING
       call('ZADD', FLOWS.k_parents, 0, parent_member(r))
     end
   end
 
-  -- A settle entry due now (tree::settle_entry); an entry already waiting keeps its time. Wakes
-  -- the maintenance loops (Backend::sleep_until_due).
-  local function settle_add(entry)
-    if call('ZADD', FLOWS.k_settle, 'NX', NOW, entry) == 1 then
-      call('PUBLISH', channel(CH_DUE), NOW)
+  -- A settle entry due at `at` (settle_add: now; tree::settle_entry); an entry already waiting
+  -- keeps its time. Wakes the maintenance loops (Backend::sleep_until_due).
+  function FLOWS.settle_at(entry, at)
+    if call('ZADD', FLOWS.k_settle, 'NX', at, entry) == 1 then
+      call('PUBLISH', channel(CH_DUE), at)
     end
+  end
+  local function settle_add(entry)
+    FLOWS.settle_at(entry, NOW)
   end
 
   -- Rules 2 and 3: child `r` reached terminal state `st` (called by finish).
@@ -108,8 +117,9 @@ do
     ends = FLOWS.hmget(ends)
     for i, c in ipairs(ids) do
       if not ends[i] then
+        -- A staged child is cancelled when it is made seen (rule 6).
         local child = rec_get(c)
-        if child then settle_add('c|' .. child.q .. '|' .. c) end
+        if child and child.fl < FLOWS.STAGED then settle_add('c|' .. child.q .. '|' .. c) end
       end
     end
   end
@@ -124,11 +134,73 @@ do
   -- Deletes the flow fields of task `r`, whose record goes (drop_finished).
   function FLOWS.forget(r)
     if r.fl % FLOWS.PARENT >= FLOWS.CHILD then call('HDEL', K_TASKS, 'fp:' .. r.id) end
-    if r.fl >= FLOWS.PARENT then
+    if r.fl % FLOWS.STAGED >= FLOWS.PARENT then
       local ids = FLOWS.children(r.id)
       local fields = {'fc:' .. r.id, 'fn:' .. r.id}
       for _, c in ipairs(ids) do fields[#fields + 1] = 'fe:' .. r.id .. '|' .. c end
       in_chunks(fields, function(chunk) call('HDEL', K_TASKS, unpack(chunk)) end)
     end
+  end
+
+  -- Settle entry `s` (rule 6): makes the next step of `root`'s wide flow (of queue `qname`)
+  -- seen, in pre-order: a task with children waits for them, a leaf enters its queue; either
+  -- ends cancelled if its parent ended meanwhile. Writes the entry again while steps remain.
+  function FLOWS.materialize(root, qname)
+    local step = tonumber(call('HGET', K_TASKS, 'fz:' .. root) or '')
+    local steps = tonumber(call('HGET', K_TASKS, 'fk:' .. root) or '')
+    if not step or not steps then return end
+    local ids = call('HGET', K_TASKS, 'fs:' .. root .. '|' .. step) or ''
+    for i = 1, #ids, 26 do
+      local r = rec_get(sub(ids, i, i + 25))
+      if r and r.fl >= FLOWS.STAGED then
+        r.fl = r.fl - FLOWS.STAGED
+        local q = queue_of(r.q)
+        emit(q, 'submitted', r.id)
+        local waits = true
+        if r.fl % FLOWS.PARENT >= FLOWS.CHILD then
+          local up = call('HGET', K_TASKS, 'fp:' .. r.id)
+          local p = up and rec_get(sub(up, 1, 26))
+          waits = p ~= nil and p.st == S_WAITING and p.fl < FLOWS.STAGED
+        end
+        if not waits then
+          emit(q, 'cancelled', r.id)
+          finish(r, S_CANCELLED, q)
+        elseif r.fl >= FLOWS.PARENT then
+          call('ZADD', FLOWS.k_parents, 0, parent_member(r))
+          rec_put(r)
+        else
+          local at = nil
+          if r.tm > 0 then at = r.tm end
+          r.tm = 0
+          place(r, q, at, false, NOW)
+        end
+      end
+    end
+    call('HDEL', K_TASKS, 'fs:' .. root .. '|' .. step)
+    if step < steps then
+      call('HSET', K_TASKS, 'fz:' .. root, step + 1)
+      settle_add('s|' .. qname .. '|' .. root)
+    else
+      call('HDEL', K_TASKS, 'fz:' .. root, 'fk:' .. root, 'fq:' .. root)
+    end
+  end
+
+  -- Settle entry `x` (rule 6): deletes the staged tasks of `root`'s wide flow unless it was
+  -- committed (its root exists).
+  function FLOWS.expire(root)
+    if rec_get(root) then return end
+    local steps = tonumber(call('HGET', K_TASKS, 'fk:' .. root) or '') or 0
+    for step = 1, steps do
+      local ids = call('HGET', K_TASKS, 'fs:' .. root .. '|' .. step) or ''
+      for i = 1, #ids, 26 do
+        local r = rec_get(sub(ids, i, i + 25))
+        if r and r.fl >= FLOWS.STAGED then
+          call('HDEL', K_TASKS, r.id)
+          FLOWS.forget(r)
+        end
+      end
+      call('HDEL', K_TASKS, 'fs:' .. root .. '|' .. step)
+    end
+    call('HDEL', K_TASKS, 'fk:' .. root)
   end
 end

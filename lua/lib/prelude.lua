@@ -40,11 +40,12 @@ local K_WTASKS              -- ZSET  lex: '<worker>|<token>|<id>' tasks dispatch
 local K_DEAD                -- ZSET  lex: '<queue>|<died at>|<id>'
 local K_DEDUPX              -- ZSET  dedup expiry -> '<queue>|<key>'
 local K_EVENTS              -- STREAM the event log, capped at about EVENT_CAP entries
--- The flows' two fixed keys are FLOWS.k_settle (ZSET due time -> settle entry) and
+-- Flags 8, 16 and 32 mark a flow's child, a task with children, and a staged task (a wide flow's,
+-- not yet seen; tree::STAGE_TTL_MS). The flows' two fixed keys are FLOWS.k_settle (ZSET due time -> settle entry) and
 -- FLOWS.k_parents (ZSET lex: '<queue>|<created at>|<id>' tasks waiting for their children),
 -- with the flows' helpers (lib/flows.lua): a table, since the main chunk is at Lua's limit of
 -- 200 locals.
-local FLOWS = {CHILD = 8, PARENT = 16}
+local FLOWS = {CHILD = 8, PARENT = 16, STAGED = 32, STAGE_TTL = 3600000}
 -- Then one group of GROUP_KEYS keys per queue a script may touch, named in ARGV by the script:
 -- state HASH, ready LIST (fcfs) or ZSET, delayed ZSET, ring ZSET, done ZSET, rate LIST, and
 -- for a queue shared between groups (lib/groups.lua) groups HASH, gready ZSET, gring LIST,

@@ -32,6 +32,18 @@
 //!    that wrote it.
 //! 5. **Cancel.** Cancelling a task that waits for its children ends it `cancelled` at once
 //!    and writes a cancel entry for each of its children without an end.
+//! 6. **Wide flows.** A flow of more than [`FLOW_STEP`] tasks is submitted in steps of at most
+//!    [`FLOW_STEP`] ([`steps`]): its later steps first, each *staged* — its tasks stored
+//!    but seen by nothing (no index, no count, not by id; a stage entry due [`STAGE_TTL_MS`]
+//!    later deletes them unless the flow is committed by then) — then the first step, with the
+//!    root, which *commits* it: its room check counts every leaf of the flow, and it writes a
+//!    materialize entry. Maintenance then makes the flow's tasks seen, one step a round, in
+//!    pre-order: a task with children waits for them, a leaf enters its queue (or ends
+//!    cancelled if its parent ended meanwhile). So no call stores more than [`FLOW_STEP`]
+//!    tasks, and a producer that dies part-way leaves no task anyone sees: before the commit
+//!    nothing is seen, after it maintenance finishes the work. A step that finds a task id
+//!    staged by an earlier attempt stores it again; a root that exists answers the flow as a
+//!    duplicate.
 //!
 //! A flow on a partitioned namespace lives in one partition: its root's (by the root's key,
 //! else its id); every other node gets an id in that partition, and a node whose affinity or
@@ -67,6 +79,13 @@ pub const MAX_FLOW_DEPTH: usize = 32;
 
 /// How many settle entries one round of maintenance takes (rule 4).
 pub const SETTLE_BATCH: usize = 64;
+
+/// Most tasks one step of a flow's submit stores (rule 6): a wider flow is staged in steps.
+pub const FLOW_STEP: usize = 256;
+
+/// How long the staged steps of a wide flow wait for their commit before maintenance deletes
+/// them (rule 6), in ms.
+pub const STAGE_TTL_MS: u64 = 3_600_000;
 
 /// What a child's failure (dead, cancelled or expired) does to its parent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -293,6 +312,46 @@ impl Flow {
     }
 }
 
+/// The steps a flattened flow is submitted in (rule 6): ranges of at most [`FLOW_STEP`]
+/// tasks, in order; the first holds the root and is the commit.
+///
+/// ```
+/// use switchyard_core::tree::{FLOW_STEP, steps};
+/// assert_eq!(steps(10), vec![0..10]);
+/// assert_eq!(steps(FLOW_STEP + 1), vec![0..FLOW_STEP, FLOW_STEP..FLOW_STEP + 1]);
+/// ```
+pub fn steps(tasks: usize) -> Vec<std::ops::Range<usize>> {
+    (0..tasks)
+        .step_by(FLOW_STEP)
+        .map(|from| from..(from + FLOW_STEP).min(tasks))
+        .collect()
+}
+
+/// Each task's children, by its place in the flattened list: their places, in order.
+pub fn children_of(nodes: &[FlatNode]) -> Vec<Vec<usize>> {
+    let mut out = vec![Vec::new(); nodes.len()];
+    for (i, n) in nodes.iter().enumerate() {
+        if let Some(kids) = n.parent.and_then(|p| out.get_mut(p)) {
+            kids.push(i);
+        }
+    }
+    out
+}
+
+/// The queues `named`, each once, in the order they are first named: the order a flow's
+/// submit checks them in, on both backends.
+pub fn first_named<'a>(
+    named: impl IntoIterator<Item = &'a crate::QueueName>,
+) -> Vec<&'a crate::QueueName> {
+    let mut out: Vec<&crate::QueueName> = Vec::new();
+    for q in named {
+        if !out.contains(&q) {
+            out.push(q);
+        }
+    }
+    out
+}
+
 /// A child of a flow's task, as its parent sees it ([`crate::Tasks::children`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -360,6 +419,10 @@ pub enum Settle {
     Fail(TaskId),
     /// The task's parent failed or was cancelled: cancel it if it has not started.
     Cancel,
+    /// A committed wide flow (the task is its root): make its next staged step seen (rule 6).
+    Materialize,
+    /// A wide flow's staged steps (the task is its root): delete them unless it was committed.
+    Expire,
 }
 
 /// The text of a settle entry for task `id` of `queue`: both backends order entries of one
@@ -377,6 +440,8 @@ pub fn settle_entry(queue: &str, id: TaskId, what: Settle) -> String {
         Settle::Release => format!("r|{queue}|{id}"),
         Settle::Cancel => format!("c|{queue}|{id}"),
         Settle::Fail(child) => format!("f|{queue}|{id}|{child}"),
+        Settle::Materialize => format!("s|{queue}|{id}"),
+        Settle::Expire => format!("x|{queue}|{id}"),
     }
 }
 
@@ -389,6 +454,8 @@ pub fn parse_settle_entry(entry: &str) -> Option<(&str, TaskId, Settle)> {
     let what = match kind {
         "r" => Settle::Release,
         "c" => Settle::Cancel,
+        "s" => Settle::Materialize,
+        "x" => Settle::Expire,
         "f" => Settle::Fail(parts.next()?.parse().ok()?),
         _ => return None,
     };
@@ -453,7 +520,13 @@ mod tests {
     fn settle_entries_round_trip() {
         let a = TaskId::new();
         let b = TaskId::new();
-        for what in [Settle::Release, Settle::Cancel, Settle::Fail(b)] {
+        for what in [
+            Settle::Release,
+            Settle::Cancel,
+            Settle::Fail(b),
+            Settle::Materialize,
+            Settle::Expire,
+        ] {
             let text = settle_entry("q", a, what);
             assert_eq!(parse_settle_entry(&text), Some(("q", a, what)));
         }

@@ -145,6 +145,8 @@ impl State {
         if let Some(w) = self.wakers.keys().find(|w| !self.workers.contains_key(*w)) {
             return Err(format!("a wake-up notifier is kept for {w}, which is gone"));
         }
+        // Staged tasks of wide flows are in their flow's steps (rule 6).
+        seen.extend(self.staged_ids());
         if seen.len() != self.tasks.len() {
             let lost: Vec<_> = self
                 .tasks

@@ -78,9 +78,23 @@ impl Produce for MemoryBackend {
         self.submit_now(spec)
     }
 
+    /// A wide flow is staged step by step, yielding the lock between steps, then committed
+    /// (`switchyard_core::tree`, rule 6).
     async fn submit_flow(&self, flow: switchyard_core::tree::Flow) -> Result<Vec<SubmitOutcome>> {
         let nodes = flow.flatten()?;
-        self.with(|s, now| s.submit_flow(&nodes, now))
+        let steps = switchyard_core::tree::steps(nodes.len());
+        let Some((first, later)) = steps.split_first().filter(|(_, later)| !later.is_empty())
+        else {
+            return self.with(|s, now| s.submit_flow(&nodes, now));
+        };
+        for (i, step) in later.iter().enumerate() {
+            let staged =
+                self.with_then_yield(|s, now| s.stage_flow(&nodes, step.clone(), i + 1, now))?;
+            if let Some(duplicate) = staged {
+                return Ok(vec![duplicate]);
+            }
+        }
+        self.with(|s, now| s.commit_flow(&nodes, first.clone(), now))
     }
 
     /// Applies the batch [`SUBMIT_CHUNK`] tasks at a time, each chunk under one hold of the
@@ -281,7 +295,8 @@ impl Tasks for MemoryBackend {
                 if let Some(outcome) = state.get_outcome(id) {
                     return Ok(Some(outcome));
                 }
-                if state.get_task(id).is_none() {
+                // A committed wide flow's task not yet seen can be awaited (as on Redis).
+                if !state.tasks.contains_key(&id) {
                     return Err(Error::TaskNotFound(id));
                 }
             }

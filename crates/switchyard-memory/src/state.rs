@@ -105,6 +105,8 @@ pub(crate) struct State {
     pub(super) settle: BTreeSet<(Millis, String)>,
     /// The entries of `settle`, by text.
     pub(super) settle_entries: HashSet<String>,
+    /// Wide flows being staged or made seen, by root (`state/flows.rs`, rule 6).
+    pub(super) staging: HashMap<TaskId, flows::Staging>,
 }
 
 pub(super) fn internal(what: &str) -> Error {

@@ -336,7 +336,11 @@ impl RedisBackend {
                     .arg(id.to_string()),
             )
             .await?;
-        raw.map(|b| codec::decode_record(&b)).transpose()
+        // A wide flow's staged task is seen by no read (`switchyard_core::tree`, rule 6).
+        Ok(raw
+            .map(|b| codec::decode_record(&b))
+            .transpose()?
+            .filter(|r| !r.staged))
     }
 
     /// A task's record and the progress of its latest attempt (`lua/progress.lua`), in one
@@ -352,6 +356,9 @@ impl RedisBackend {
             .await?;
         let Some(raw) = raw else { return Ok(None) };
         let record = codec::decode_record(&raw)?;
+        if record.staged {
+            return Ok(None);
+        }
         let progress = progress
             .map(|p| codec::decode_progress(&p))
             .transpose()?

@@ -15,7 +15,9 @@ use switchyard_core::{
     TaskState, TraceParent, TraceState, WorkerId,
 };
 
-use crate::protocol::{TASK_CANCEL_REQUESTED, TASK_DEADLINE, WORKER_DRAINING, record, state_from};
+use crate::protocol::{
+    TASK_CANCEL_REQUESTED, TASK_DEADLINE, TASK_STAGED, WORKER_DRAINING, record, state_from,
+};
 
 pub(crate) use crate::protocol::protocol;
 
@@ -182,6 +184,8 @@ impl<'a> Reader<'a> {
 pub(crate) struct Record {
     pub(crate) state: TaskState,
     pub(crate) cancel: bool,
+    /// A wide flow's task not yet seen (`TASK_STAGED`).
+    pub(crate) staged: bool,
     pub(crate) attempts: u32,
     pub(crate) max_attempts: u32,
     pub(crate) priority: u16,
@@ -354,6 +358,7 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<Record, Error> {
     Ok(Record {
         state,
         cancel: flags & TASK_CANCEL_REQUESTED != 0,
+        staged: flags & TASK_STAGED != 0,
         attempts,
         max_attempts,
         priority,

@@ -87,6 +87,10 @@ pub(crate) const TASK_AWAITED: u64 = 2;
 /// The record holds a deadline (6 bytes after the header); records written before deadlines
 /// existed never have this bit, so they decode as before.
 pub(crate) const TASK_DEADLINE: u64 = 4;
+/// A wide flow's task stored but not yet seen (`FLOWS.STAGED` in `lua/lib/prelude.lua`; the
+/// flags 8 and 16 above it mark a flow's child and a task with children, read by the scripts
+/// only): such a record is seen by no read.
+pub(crate) const TASK_STAGED: u64 = 32;
 /// Flag values of a worker record (`W_*`): it waits on its channel for work (read only by the
 /// scripts); it is draining.
 #[cfg(test)]
@@ -419,6 +423,13 @@ mod tests {
         expect(&lua, "F_CANCEL", TASK_CANCEL_REQUESTED);
         expect(&lua, "F_AWAITED", TASK_AWAITED);
         expect(&lua, "F_DEADLINE", TASK_DEADLINE);
+        // The flows' flags and staging time live in their table (lib/prelude.lua).
+        let prelude = include_str!("../../../lua/lib/prelude.lua");
+        let flows = format!(
+            "local FLOWS = {{CHILD = 8, PARENT = 16, STAGED = {TASK_STAGED}, STAGE_TTL = {}}}",
+            switchyard_core::tree::STAGE_TTL_MS
+        );
+        assert!(prelude.contains(&flows), "lib/prelude.lua holds `{flows}`");
         expect(&lua, "SUBMIT_DUPLICATE", SUBMIT_DUPLICATE);
         expect(&lua, "SUBMIT_DIFFERS", SUBMIT_DIFFERS);
         expect(&lua, "SUBMIT_REPLACED", SUBMIT_REPLACED);

@@ -11,7 +11,7 @@ use super::State;
 
 impl State {
     pub(crate) fn delete_task(&mut self, id: TaskId) -> Result<()> {
-        let t = self.tasks.get(&id).ok_or(Error::TaskNotFound(id))?;
+        let t = self.seen(id).ok_or(Error::TaskNotFound(id))?;
         if !t.state.is_terminal() {
             return Err(Error::WrongState {
                 id,

@@ -17,7 +17,7 @@ impl State {
         now: Millis,
     ) -> Result<SubmitOutcome> {
         change.validate()?;
-        let t = self.tasks.get(&id).ok_or(Error::TaskNotFound(id))?;
+        let t = self.seen(id).ok_or(Error::TaskNotFound(id))?;
         let state = t.state;
         if !matches!(
             state,

@@ -16,6 +16,10 @@ use switchyard_core::{
 
 use super::{State, internal};
 
+mod staging;
+
+pub(crate) use staging::Staging;
+
 /// What a task with children keeps of them.
 #[derive(Debug, Default)]
 pub(crate) struct Family {
@@ -140,8 +144,13 @@ impl State {
     /// Writes a settle entry due now, unless the same entry is waiting already (it keeps its
     /// time: Redis' `ZADD NX`).
     fn settle_add(&mut self, entry: String, now: Millis) {
+        self.settle_add_at(entry, now);
+    }
+
+    /// [`settle_add`](Self::settle_add), due at `at`.
+    fn settle_add_at(&mut self, entry: String, at: Millis) {
         if self.settle_entries.insert(entry.clone()) {
-            self.settle.insert((now, entry));
+            self.settle.insert((at, entry));
             self.due_moved.notify_waiters();
         }
     }
@@ -154,7 +163,8 @@ impl State {
                 .children
                 .iter()
                 .filter(|(c, _)| !f.ends.contains_key(c))
-                .filter_map(|(c, _)| self.tasks.get(c).map(|t| (t.queue.to_string(), *c)))
+                // A staged child is cancelled when it is made seen (rule 6).
+                .filter_map(|(c, _)| self.seen(*c).map(|t| (t.queue.to_string(), *c)))
                 .collect(),
             None => return,
         };
@@ -211,9 +221,20 @@ impl State {
         now: Millis,
         assignments: &mut Vec<Assignment>,
     ) -> Result<()> {
-        let (_, id, what) =
+        let (queue_name, id, what) =
             parse_settle_entry(entry).ok_or_else(|| internal("unreadable settle entry"))?;
-        let Some((state, queue)) = self.tasks.get(&id).map(|t| (t.state, t.queue.clone())) else {
+        match what {
+            Settle::Materialize => {
+                let queue = switchyard_core::QueueName::new(queue_name)?;
+                return self.materialize(id, &queue, now, assignments);
+            }
+            Settle::Expire => {
+                self.expire_staging(id);
+                return Ok(());
+            }
+            _ => {}
+        }
+        let Some((state, queue)) = self.seen(id).map(|t| (t.state, t.queue.clone())) else {
             return Ok(());
         };
         match (what, state) {
@@ -243,7 +264,7 @@ impl State {
 
     /// The children of `id` with their ends as counted (`None`: no such task).
     pub(crate) fn children(&self, id: TaskId) -> Option<Vec<ChildResult>> {
-        let t = self.tasks.get(&id)?;
+        let t = self.seen(id)?;
         let Some(family) = &t.family else {
             return Some(Vec::new());
         };
@@ -256,7 +277,7 @@ impl State {
                         *c,
                         *policy,
                         family.ends.get(c).cloned(),
-                        self.tasks.get(c).map(|t| t.state),
+                        self.seen(*c).map(|t| t.state),
                     )
                 })
                 .collect(),

@@ -33,7 +33,7 @@ impl State {
     }
 
     pub(crate) fn get_task(&self, id: TaskId) -> Option<TaskInfo> {
-        self.tasks.get(&id).map(|t| {
+        self.seen(id).map(|t| {
             let mut info = t.info();
             info.progress = t.current_progress().cloned();
             info
@@ -105,7 +105,7 @@ impl State {
                 (name, stats)
             })
             .collect();
-        for t in self.tasks.values() {
+        for t in self.tasks.values().filter(|t| !t.staged) {
             if let Some(s) = per_queue.get_mut(&t.queue) {
                 s.count(t.state);
             }

@@ -60,6 +60,8 @@ pub(crate) struct Task {
     pub(crate) parent: Option<(TaskId, OnFailure)>,
     /// A flow's task with children: them and their ends (`state/flows.rs`).
     pub(crate) family: Option<Box<Family>>,
+    /// A wide flow's task stored but not yet seen (`state/flows.rs`, rule 6).
+    pub(crate) staged: bool,
 }
 
 impl Task {

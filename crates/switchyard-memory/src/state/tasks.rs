@@ -111,6 +111,7 @@ impl State {
             payload: spec.payload().to_vec(),
             parent: None,
             family: None,
+            staged: false,
         }
     }
 
@@ -146,7 +147,7 @@ impl State {
 
     pub(crate) fn cancel(&mut self, id: TaskId, now: Millis) -> Result<CancelOutcome> {
         let (state, queue_name, worker, inbox_seq) = {
-            let t = self.tasks.get(&id).ok_or(Error::TaskNotFound(id))?;
+            let t = self.seen(id).ok_or(Error::TaskNotFound(id))?;
             (t.state, t.queue.clone(), t.worker.clone(), t.inbox_seq)
         };
         match state {
@@ -184,7 +185,7 @@ impl State {
 
     pub(crate) fn redrive(&mut self, id: TaskId, now: Millis) -> Result<SubmitOutcome> {
         let (state, finished_at, retain_until, queue_name) = {
-            let t = self.tasks.get(&id).ok_or(Error::TaskNotFound(id))?;
+            let t = self.seen(id).ok_or(Error::TaskNotFound(id))?;
             (t.state, t.finished_at, t.retain_until, t.queue.clone())
         };
         if state != TaskState::Dead {

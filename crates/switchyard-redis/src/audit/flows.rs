@@ -25,7 +25,7 @@ pub(super) fn problems(
     };
     let mut waiting = BTreeSet::new();
     for (id, r) in records {
-        if r.state == TaskState::WaitingChildren {
+        if r.state == TaskState::WaitingChildren && !r.staged {
             waiting.insert(format!("{}|{:012x}|{id}", r.queue, r.created));
         }
     }

@@ -520,7 +520,8 @@ impl<B: Backend> Runner<B> {
                     .get_task(*id)
                     .await
                     .map_err(|e| e.to_string())?;
-                if info.is_some_and(|t| t.state == TaskState::Cancelled) {
+                // (Purged in the same pass, if its queue keeps nothing.)
+                if info.is_none_or(|t| t.state == TaskState::Cancelled) {
                     moved.push(*id);
                 }
             }
