@@ -15,21 +15,7 @@
 --         SY_GROUP_FULL <waiting> <bound> <adding> <name> <group key in hex>, SY_INVALID.
 local ng = int_arg(2, 'group count', 1, 1024)
 local groups = queues_open(3, ng)
-local rest, grest = {}, {}
-for g = 1, ng do
-  rest[g] = int_arg(2 + ng + g, 'batch count', 0, 2^53)
-  grest[g] = {}
-end
-local base = 3 + 2 * ng
-local m = int_arg(base, 'group batch count', 0, 2^20)
-for i = 1, m do
-  local at = base + 3 * (i - 1)
-  local g = int_arg(at + 1, 'group batch queue', 1, ng)
-  local key = ARGV[at + 2]
-  if not key then fail('SY_INVALID', 'group batch key: missing') end
-  grest[g][key] = int_arg(at + 3, 'group batch count', 0, 2^53)
-end
-base = base + 1 + 3 * m
+local rest, grest, base = ROOM.counts(3 + ng, ng, 0)
 local n = int_arg(base, 'task count', 0, 100000)
 local reply = accept_tasks(groups, rest, grest, task_args(base, n, groups))
 flush()

@@ -24,22 +24,8 @@ local step = int_arg(4, 'step', 1, 10000)
 local steps = int_arg(5, 'steps', 1, 10000)
 local ng = int_arg(6, 'queue count', 1, 10000)
 local groups = queues_open(7, ng)
-local rest, grest = {}, {}
-for g = 1, ng do
-  rest[g] = int_arg(6 + ng + g, 'leaf count', 0, 2^53)
-  grest[g] = {}
-end
-local base = 7 + 2 * ng
-local nl = int_arg(base, 'leaf queue count', 0, ng)
-local m = int_arg(base + 1, 'group count', 0, 2^20)
-for i = 1, m do
-  local at = base + 1 + 3 * (i - 1)
-  local g = int_arg(at + 1, 'group queue', 1, ng)
-  local key = ARGV[at + 2]
-  if not key then fail('SY_INVALID', 'group key: missing') end
-  grest[g][key] = int_arg(at + 3, 'group count', 0, 2^53)
-end
-base = base + 2 + 3 * m
+local nl = int_arg(7 + 2 * ng, 'leaf queue count', 0, ng)
+local rest, grest, base = ROOM.counts(7 + ng, ng, 1)
 local n = int_arg(base, 'task count', 1, 10000)
 local tasks = task_args(base, n, groups)
 local links = base + n
@@ -84,11 +70,11 @@ if mode == 0 then
       leaf_queues[#leaf_queues + 1] = t.q
     end
   end
-  check_room(leaf_queues, none, gnone, leaves, {})
+  ROOM.check(leaf_queues, none, gnone, leaves, {})
 elseif mode == 2 then
   local leaf_queues = {}
   for g = 1, nl do leaf_queues[g] = groups[g] end
-  check_room(leaf_queues, rest, grest, leaves, {})
+  ROOM.check(leaf_queues, rest, grest, leaves, {})
 end
 local reply = {}
 for i, t in ipairs(tasks) do

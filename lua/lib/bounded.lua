@@ -3,9 +3,11 @@
 -- 'gm' (absent: none), read only here.
 -- Rust twin: crates/switchyard-memory/src/state/bounded.rs.
 
--- `waiting_len` is check_room's alone: held in a block, so that it takes none of the main
--- chunk's 200 local slots (lib/prelude.lua).
-local check_room
+-- ROOM.check, the room check, and ROOM.counts, which reads what a multi-call submit still
+-- carries per queue and group from its arguments (submit.lua, submit_flow.lua); `waiting_len`
+-- is the check's alone: held in a block, so that it takes none of the main chunk's 200 local
+-- slots (lib/prelude.lua).
+local ROOM = {}
 do
   -- Tasks waiting in q: ready, scheduled and retry-scheduled.
   local function waiting_len(q)
@@ -35,7 +37,7 @@ do
   -- step names or the caller sent a count for (`grest[g]`: group key -> the batch's tasks to it
   -- from this call on), by key, the same way. `tasks` are the step's parsed tasks ({q, id, dedup, body}) and `known[i]`
   -- whether task i's id is stored.
-  function check_room(groups, rest, grest, tasks, known)
+  function ROOM.check(groups, rest, grest, tasks, known)
     local bounded = false
     for _, q in ipairs(groups) do
       if group_bound(q) > 0 or q.mw > 0 then bounded = true end
@@ -115,5 +117,27 @@ do
         end
       end
     end
+  end
+
+  -- The counts at ARGV[first ..]: per queue of the `ng`, the tasks still to come to it
+  -- (`rest`), then `M` and M triples (a queue's place among the ng, a group key, its count:
+  -- `grest`); after `extra` more arguments between the queue counts and `M`. Returns rest,
+  -- grest and the place of the argument after the triples.
+  function ROOM.counts(first, ng, extra)
+    local rest, grest = {}, {}
+    for g = 1, ng do
+      rest[g] = int_arg(first + g - 1, 'batch count', 0, 2^53)
+      grest[g] = {}
+    end
+    local base = first + ng + extra
+    local m = int_arg(base, 'group batch count', 0, 2^20)
+    for i = 1, m do
+      local at = base + 3 * (i - 1)
+      local g = int_arg(at + 1, 'group batch queue', 1, ng)
+      local key = ARGV[at + 2]
+      if not key then fail('SY_INVALID', 'group batch key: missing') end
+      grest[g][key] = int_arg(at + 3, 'group batch count', 0, 2^53)
+    end
+    return rest, grest, base + 1 + 3 * m
   end
 end

@@ -106,7 +106,7 @@ do
       for i, t in ipairs(tasks) do ids[i] = t.id end
       known = call('HMGET', K_TASKS, unpack(ids))
     end
-    check_room(groups, rest, grest, tasks, known)
+    ROOM.check(groups, rest, grest, tasks, known)
     local reply = {}
     for i, t in ipairs(tasks) do
       local q = t.q
